@@ -1,0 +1,1 @@
+"""The ``codec`` command line (installed as ``codec.cli``)."""

@@ -1,0 +1,153 @@
+"""``codec``: encode, decode, inspect and train neural speech codecs.
+
+Each command is a thin typed function over one library call. Problems the user can fix
+(``CodecError``) become one line on stderr and exit code 1, never a traceback.
+"""
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from codec import __version__
+from codec.errors import CodecError
+
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Neural speech codec: encode audio to compact codes and decode it back.")
+stderr = Console(stderr=True, highlight=False)
+
+BITRATES = (1.5, 3.0, 6.0, 12.0)
+
+
+def _fail(message: str) -> None:
+    stderr.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def user_errors(command):
+    """Turn a CodecError (or a failed write) into a one-line message and exit code 1."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except CodecError as error:
+            _fail(str(error))
+        except OSError as error:
+            _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
+        except KeyboardInterrupt:
+            _fail("interrupted")
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"codec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
+    """Neural speech codec: encode audio to compact codes and decode it back."""
+
+
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Shipped model name or model directory [default: conv-16k; on decode, "
+                          "the model named in the file].")]
+ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output file.")]
+
+
+@app.command()
+@user_errors
+def encode(
+    input: Annotated[Path, typer.Argument(help="Audio file (WAV, FLAC, OGG, MP3; any rate and channels).")],
+    output: Annotated[Path, typer.Argument(help="The .codes file to write.")],
+    bitrate: Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps: 1.5, 3, 6 or 12.")] = 6.0,
+    model: ModelOption = None,
+    force: ForceOption = False,
+) -> None:
+    """Encode an audio file into a .codes file."""
+    from codec.coding import check_paths, encode_file
+    from codec.models import load_model
+
+    if not any(abs(bitrate - b) < 1e-9 for b in BITRATES):
+        raise CodecError(f"--bitrate {bitrate:g} is not supported; choose 1.5, 3, 6 or 12")
+    check_paths(input, output, force)
+    codes_file = encode_file(load_model(model), input, output, bitrate, force)
+    meta = codes_file.metadata
+    seconds = meta.samples / meta.sample_rate
+    size = output.stat().st_size
+    kbps = f", {size * 8 / seconds / 1000:.2f} kbps" if seconds else ""
+    stderr.print(f"{output}: {seconds:.2f} s, {meta.channels} ch, {meta.codebooks} codebooks "
+                 f"({bitrate:g} kbps nominal), {size} bytes{kbps}")
+
+
+@app.command()
+@user_errors
+def decode(
+    input: Annotated[Path, typer.Argument(help="The .codes file to read.")],
+    output: Annotated[Path, typer.Argument(help="Audio file to write (format from the suffix: .wav, .flac, .ogg).")],
+    model: ModelOption = None,
+    force: ForceOption = False,
+) -> None:
+    """Decode a .codes file back to audio at its original sample rate, channels and length."""
+    from codec.coding import check_paths, decode_file, read_codes
+    from codec.models import load_model
+
+    check_paths(input, output, force)
+    codec_model = load_model(model or read_codes(input).metadata.model)
+    clipped = decode_file(codec_model, input, output, force)
+    if clipped:
+        stderr.print(f"warning: {clipped} samples exceeded ±1.0 and were clipped in {output}")
+
+
+@app.command()
+@user_errors
+def info(
+    path: Annotated[Path, typer.Argument(help="A .codes file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
+) -> None:
+    """Print the metadata of a .codes file."""
+    from dataclasses import asdict
+
+    from codec.coding import read_codes
+
+    codes_file = read_codes(path)
+    values = asdict(codes_file.metadata)
+    seconds = values["samples"] / values["sample_rate"]
+    values["duration_s"] = round(seconds, 3)
+    values["file_bytes"] = path.stat().st_size
+    values["nominal_kbps"] = round(codes_file.metadata.codebooks * codes_file.metadata.bits_per_code
+                                   * values["frame_rate"] / 1000, 3)
+    values["file_kbps"] = round(values["file_bytes"] * 8 / seconds / 1000, 3) if seconds else None
+    values["entropy_coded"] = False
+    if as_json:
+        print(json.dumps(values, indent=2))
+    else:
+        width = max(map(len, values))
+        for key, value in values.items():
+            print(f"{key:<{width}}  {value}")
+
+
+@app.command()
+@user_errors
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/conv_16k.yaml.")],
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's checkpoint.")] = False,
+    override: Annotated[list[str] | None, typer.Option(
+        "--override", "-o", help="Change a recipe value: section.key=value (repeatable).")] = None,
+) -> None:
+    """Train a codec from a recipe; checkpoints and the exported model go to run.out_dir."""
+    from codec.train import load_recipe
+    from codec.train import train as run_training
+
+    run_training(load_recipe(recipe, override or []), resume=resume, console=stderr)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

@@ -1,0 +1,166 @@
+"""The ``.codes`` container, format version 1. This file is its specification.
+
+All integers are little-endian.
+
+    offset  size  field
+    0       4     magic b"CODC"
+    4       1     format version (1)
+    5       1     flags: bit 0 set = entropy-coded payload (not written by version 1 coders;
+                  a reader of version 1 rejects it), other bits zero
+    6       2     uint16: length M of the metadata in bytes
+    8       M     metadata: UTF-8 JSON object (keys below), no whitespace
+    8+M     ...   chunks, one after another up to the end of the file; each chunk is
+                    P       payload: bit-packed codes, P given by the metadata (below)
+                    uint32  CRC-32 (zlib) of the payload
+
+Metadata keys: ``model`` (name), ``weights`` (first 8 hex digits of the SHA-256 of the model's
+weights file), ``sample_rate`` (Hz, of the original audio), ``channels``, ``samples`` (per
+channel, at ``sample_rate``), ``frame_rate`` (code frames per second), ``codebooks`` (codebooks
+used, K), ``codebook_size``, ``frames`` (F, code frames per channel).
+
+Payload: chunk ``j`` holds frames ``[j * 1500, (j + 1) * 1500)`` (the last chunk fewer); inside
+a chunk, codes are ordered frame by frame, then channel, then codebook, each written as an
+unsigned ``ceil(log2(codebook_size))``-bit number, most significant bit first, and the chunk is
+padded with zero bits to a whole byte, so ``P = ceil(frames_in_chunk * C * K * bits / 8)``.
+The header and metadata are kept small on purpose: a file is at most ``nominal bitrate x
+duration + 200`` bytes for the shipped models.
+"""
+
+import json
+import math
+import struct
+import zlib
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from codec.errors import CodecError
+
+MAGIC = b"CODC"
+VERSION = 1
+FRAMES_PER_CHUNK = 1500
+FLAG_ENTROPY = 1
+_HEADER = struct.Struct("<4sBBH")
+_UINT32 = struct.Struct("<I")
+
+
+class BitstreamError(CodecError):
+    """A ``.codes`` file that is not valid: wrong magic or version, truncated, corrupted."""
+
+
+@dataclass
+class CodesMetadata:
+    model: str
+    weights: str
+    sample_rate: int
+    channels: int
+    samples: int
+    frame_rate: float
+    codebooks: int
+    codebook_size: int
+    frames: int
+
+    @property
+    def bits_per_code(self) -> int:
+        return max(1, math.ceil(math.log2(self.codebook_size)))
+
+
+@dataclass
+class CodesFile:
+    metadata: CodesMetadata
+    codes: np.ndarray      # [C, K, F] integer codes
+
+
+def _pack(values: np.ndarray, bits: int) -> bytes:
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
+    bit_matrix = (values.astype(np.int64)[:, None] >> shifts) & 1
+    return np.packbits(bit_matrix.astype(np.uint8).reshape(-1)).tobytes()
+
+
+def _unpack(data: bytes, count: int, bits: int) -> np.ndarray:
+    bit_matrix = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[:count * bits].reshape(count, bits)
+    return (bit_matrix.astype(np.int64) << np.arange(bits - 1, -1, -1, dtype=np.int64)).sum(axis=1)
+
+
+def to_bytes(codes_file: CodesFile) -> bytes:
+    """Serialize; ``codes`` must be ``[channels, codebooks, num_frames]`` as the metadata says.
+
+    Raises:
+        ValueError: if the codes' shape or values disagree with the metadata.
+    """
+    meta, codes = codes_file.metadata, np.asarray(codes_file.codes)
+    expected = (meta.channels, meta.codebooks, meta.frames)
+    if codes.shape != expected:
+        raise ValueError(f"codes shape {codes.shape} does not match metadata {expected}")
+    if codes.size and (codes.min() < 0 or codes.max() >= meta.codebook_size):
+        raise ValueError(f"codes outside [0, {meta.codebook_size})")
+    metadata = json.dumps(asdict(meta), separators=(",", ":")).encode()
+    parts = [_HEADER.pack(MAGIC, VERSION, 0, len(metadata)), metadata]
+    frame_major = codes.transpose(2, 0, 1)  # [F, C, K]
+    for start in range(0, meta.frames, FRAMES_PER_CHUNK):
+        payload = _pack(frame_major[start:start + FRAMES_PER_CHUNK].reshape(-1), meta.bits_per_code)
+        parts += [payload, _UINT32.pack(zlib.crc32(payload))]
+    return b"".join(parts)
+
+
+def _parse_metadata(raw: bytes) -> CodesMetadata:
+    try:
+        values = json.loads(raw.decode())
+        names = {f.name: f.type for f in fields(CodesMetadata)}
+        if not isinstance(values, dict) or set(values) != set(names):
+            raise ValueError("unexpected keys")
+        meta = CodesMetadata(**values)
+    except (UnicodeDecodeError, ValueError, TypeError):
+        raise BitstreamError("corrupt metadata (not the JSON object format version 1 requires)") from None
+    integers = [meta.sample_rate, meta.channels, meta.samples, meta.codebooks,
+                meta.codebook_size, meta.frames]
+    if (not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in integers)
+            or meta.sample_rate == 0 or meta.channels == 0 or meta.codebook_size < 2
+            or not isinstance(meta.model, str) or not isinstance(meta.weights, str)
+            or not isinstance(meta.frame_rate, (int, float)) or meta.frame_rate <= 0):
+        raise BitstreamError("corrupt metadata (invalid values)")
+    return meta
+
+
+def from_bytes(data: bytes) -> CodesFile:
+    """Parse and verify a ``.codes`` file.
+
+    Raises:
+        BitstreamError: wrong magic, unknown version, truncation, trailing bytes, CRC mismatch
+            or invalid metadata, each with a one-line message.
+    """
+    if len(data) < _HEADER.size:
+        raise BitstreamError(f"truncated: {len(data)} bytes is shorter than the {_HEADER.size}-byte header")
+    magic, version, flags, metadata_length = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise BitstreamError("not a .codes file (wrong magic bytes)")
+    if version != VERSION:
+        raise BitstreamError(f"unsupported .codes format version {version} (this codec reads version {VERSION})")
+    if flags:
+        raise BitstreamError(f"unsupported flags {flags:#04x} (entropy-coded payloads need a newer codec)")
+    offset = _HEADER.size + metadata_length
+    if len(data) < offset:
+        raise BitstreamError("truncated inside the metadata")
+    meta = _parse_metadata(data[_HEADER.size:offset])
+    frames = []
+    for start in range(0, meta.frames, FRAMES_PER_CHUNK):
+        count = min(FRAMES_PER_CHUNK, meta.frames - start) * meta.channels * meta.codebooks
+        length = math.ceil(count * meta.bits_per_code / 8)
+        end = offset + length + _UINT32.size
+        if len(data) < end:
+            raise BitstreamError(f"truncated in the chunk that starts at frame {start}")
+        payload = data[offset:offset + length]
+        (crc,) = _UINT32.unpack_from(data, offset + length)
+        if zlib.crc32(payload) != crc:
+            raise BitstreamError(f"CRC mismatch in the chunk at frame {start}: the file is corrupted")
+        frames.append(_unpack(payload, count, meta.bits_per_code).reshape(-1, meta.channels, meta.codebooks))
+        offset = end
+    if offset != len(data):
+        raise BitstreamError(f"{len(data) - offset} unexpected bytes after the last chunk")
+    if frames:
+        codes = np.concatenate(frames).transpose(1, 2, 0)
+    else:
+        codes = np.zeros((meta.channels, meta.codebooks, 0), dtype=np.int64)
+    if codes.size and codes.max() >= meta.codebook_size:
+        raise BitstreamError(f"code value {codes.max()} is outside the codebook of {meta.codebook_size}")
+    return CodesFile(meta, codes)

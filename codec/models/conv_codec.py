@@ -1,0 +1,174 @@
+"""The conv codec: a causal frame-domain encoder/decoder around a residual VQ.
+
+    wav [B, 1, T] -> causal STFT [B, bins, N] -> ConvNeXt blocks at the analysis rate
+      -> strided causal conv to the code rate -> ConvNeXt blocks -> latent [B, D, F]
+      -> residual VQ -> codes [B, K, F]
+      -> ConvNeXt blocks at the code rate -> upsample to the analysis rate -> ConvNeXt blocks
+      -> inverse-STFT head (Vocos) -> wav [B, 1, T]
+
+Frame-domain processing with an inverse-STFT head learns far faster per CPU-minute than a
+waveform-domain SEANet stack (DESIGN.md, "What we know about training on this hardware").
+Every layer is causal; the only look-ahead is the inverse STFT's overlap-add (``n_fft - hop``
+samples), which with one code frame gives the algorithmic ``latency``.
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from codec.modules import CausalConv1d, CausalSTFT, ChannelLayerNorm, ConvNeXtBlock, FrameUpsample, ISTFTHead
+from codec.quantization import QuantizedResult, ResidualVectorQuantizer
+
+
+@dataclass
+class ConvCodecConfig:
+    """Hyper-parameters of a conv codec; stored as ``config.json`` beside the weights."""
+
+    name: str = "conv-16k"
+    sample_rate: int = 16000
+    n_fft: int = 640                 # analysis/synthesis window, samples
+    hop_length: int = 160            # analysis hop, samples (100 frames/s at 16 kHz)
+    downsample: int = 2              # analysis frames per code frame
+    analysis_dim: int = 192          # channels at the analysis rate
+    code_rate_dim: int = 384         # channels at the code rate
+    latent_dim: int = 256
+    encoder_analysis_blocks: int = 2
+    encoder_code_rate_blocks: int = 3
+    decoder_code_rate_blocks: int = 6
+    decoder_analysis_blocks: int = 3
+    kernel_size: int = 7
+    num_codebooks: int = 24
+    codebook_size: int = 1024
+    codebook_dim: int = 8
+    bitrates_kbps: list[float] = field(default_factory=lambda: [1.5, 3.0, 6.0, 12.0])
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ConvCodecConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown conv codec config keys: {', '.join(unknown)}")
+        return cls(**values)
+
+
+@dataclass
+class CodecOutput:
+    audio: torch.Tensor              # [B, 1, T] reconstruction
+    quantized: QuantizedResult
+
+
+class ConvCodec(nn.Module):
+    """Streaming-capable (causal) conv codec with one interface: ``encode``/``decode``.
+
+    ``encode(wav [B, 1, T], num_codebooks) -> codes [B, K, F]`` and
+    ``decode(codes [B, K, F]) -> wav [B, 1, F * frame_size]``, where ``T`` must be a multiple of
+    ``frame_size`` (the file-level coder pads and trims).
+    """
+
+    def __init__(self, config: ConvCodecConfig):
+        super().__init__()
+        self.config = c = config
+        bins = c.n_fft // 2 + 1
+        k = c.kernel_size
+        self.stft = CausalSTFT(c.n_fft, c.hop_length)
+        self.encoder = nn.Sequential(
+            nn.Conv1d(3 * bins, c.analysis_dim, 1),
+            ChannelLayerNorm(c.analysis_dim, eps=1e-6),
+            *[ConvNeXtBlock(c.analysis_dim, k) for _ in range(c.encoder_analysis_blocks)],
+            CausalConv1d(c.analysis_dim, c.code_rate_dim, c.downsample, stride=c.downsample),
+            ChannelLayerNorm(c.code_rate_dim, eps=1e-6),
+            *[ConvNeXtBlock(c.code_rate_dim, k) for _ in range(c.encoder_code_rate_blocks)],
+            ChannelLayerNorm(c.code_rate_dim, eps=1e-6),
+            nn.Conv1d(c.code_rate_dim, c.latent_dim, 1),
+        )
+        self.quantizer = ResidualVectorQuantizer(c.latent_dim, c.num_codebooks, c.codebook_size,
+                                                 c.codebook_dim)
+        self.decoder = nn.Sequential(
+            nn.Conv1d(c.latent_dim, c.code_rate_dim, 1),
+            ChannelLayerNorm(c.code_rate_dim, eps=1e-6),
+            *[ConvNeXtBlock(c.code_rate_dim, k) for _ in range(c.decoder_code_rate_blocks)],
+            FrameUpsample(c.code_rate_dim, c.analysis_dim, c.downsample),
+            ChannelLayerNorm(c.analysis_dim, eps=1e-6),
+            *[ConvNeXtBlock(c.analysis_dim, k) for _ in range(c.decoder_analysis_blocks)],
+            ChannelLayerNorm(c.analysis_dim, eps=1e-6),
+        )
+        self.head = ISTFTHead(c.analysis_dim, c.n_fft, c.hop_length)
+
+    # --- the codec interface -------------------------------------------------------------
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def frame_size(self) -> int:
+        """Samples per code frame."""
+        return self.config.hop_length * self.config.downsample
+
+    @property
+    def frame_rate(self) -> float:
+        """Code frames per second."""
+        return self.sample_rate / self.frame_size
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def num_codebooks(self) -> int:
+        """Largest number of codebooks the model has."""
+        return self.config.num_codebooks
+
+    @property
+    def latency(self) -> int:
+        """Algorithmic latency in samples: one code frame plus the inverse STFT's overlap."""
+        return self.frame_size + self.config.n_fft - self.config.hop_length
+
+    def bitrate_kbps(self, num_codebooks: int) -> float:
+        """Nominal bitrate of ``num_codebooks`` codebooks, in kbps."""
+        return num_codebooks * math.log2(self.codebook_size) * self.frame_rate / 1000
+
+    def codebooks_for_bitrate(self, kbps: float) -> int:
+        """Number of codebooks giving ``kbps``.
+
+        Raises:
+            ValueError: if the bitrate is not one of ``config.bitrates_kbps``.
+        """
+        supported = self.config.bitrates_kbps
+        if not any(math.isclose(kbps, b) for b in supported):
+            listed = ", ".join(f"{b:g}" for b in supported)
+            raise ValueError(f"bitrate {kbps:g} kbps is not supported by {self.config.name}; "
+                             f"choose one of {listed}")
+        return round(kbps * 1000 / (math.log2(self.codebook_size) * self.frame_rate))
+
+    def encode_latent(self, wav: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, T] -> [B, D, F]`` continuous latent before quantization."""
+        spec = self.stft(wav)
+        magnitude = spec.abs()
+        compressed = spec / (magnitude + 1e-5) * magnitude.pow(0.3)
+        features = torch.cat([torch.log(magnitude + 1e-5), compressed.real, compressed.imag], dim=1)
+        return self.encoder(features)
+
+    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """``[B, D, F] -> [B, 1, F * frame_size]`` waveform."""
+        return self.head(self.decoder(latent))
+
+    @torch.no_grad()
+    def encode(self, wav: torch.Tensor, num_codebooks: int) -> torch.Tensor:
+        """``wav [B, 1, T]`` (T a multiple of ``frame_size``) -> ``codes [B, K, F]`` int64."""
+        return self.quantizer.encode(self.encode_latent(wav), num_codebooks)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """``codes [B, K, F]`` -> ``wav [B, 1, F * frame_size]``."""
+        return self.decode_latent(self.quantizer.decode(codes))
+
+    def forward(self, wav: torch.Tensor, num_codebooks: torch.Tensor) -> CodecOutput:
+        """Training pass: ``wav [B, 1, T]``, ``num_codebooks [B]`` int (quantizer dropout)."""
+        quantized = self.quantizer(self.encode_latent(wav), num_codebooks)
+        return CodecOutput(self.decode_latent(quantized.quantized), quantized)

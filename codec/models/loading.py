@@ -1,0 +1,74 @@
+"""Saving and loading codecs: ``model.safetensors`` + ``config.json`` in one directory.
+
+Shipped models live in the repository's ``models/<name>/``; ``load_model("conv-16k")`` finds
+them by name, ``load_model("path/to/dir")`` loads any saved model. No pickle anywhere.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from codec.errors import CodecError
+from codec.models.conv_codec import ConvCodec, ConvCodecConfig
+
+DEFAULT_MODEL = "conv-16k"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def models_dir() -> Path:
+    """Where shipped models are looked up: ``$CODEC_MODELS_DIR`` or the repository's ``models/``."""
+    return Path(os.environ.get("CODEC_MODELS_DIR", Path(__file__).resolve().parents[2] / "models"))
+
+
+def resolve_model_dir(name_or_path: str | Path | None) -> Path:
+    """A model directory from a shipped model's name or a path.
+
+    Raises:
+        CodecError: if neither a directory with a config nor a shipped model of that name exists.
+    """
+    name_or_path = name_or_path or DEFAULT_MODEL
+    candidate = Path(name_or_path)
+    if (candidate / CONFIG_FILE).is_file():
+        return candidate
+    shipped = models_dir() / str(name_or_path)
+    if (shipped / CONFIG_FILE).is_file():
+        return shipped
+    available = sorted(p.name for p in models_dir().glob("*") if (p / CONFIG_FILE).is_file())
+    raise CodecError(f"model '{name_or_path}' not found: not a model directory, and no shipped "
+                     f"model has that name (shipped: {', '.join(available) or 'none'})")
+
+
+def weights_hash(model_dir: Path) -> str:
+    """SHA-256 of the weights file, hex (identifies the exact weights in ``.codes`` files)."""
+    return hashlib.sha256((Path(model_dir) / WEIGHTS_FILE).read_bytes()).hexdigest()
+
+
+def load_model(name_or_path: str | Path | None = None) -> ConvCodec:
+    """Load a codec in eval mode, with ``weights_sha256`` set to its weights' hash.
+
+    Raises:
+        CodecError: if the model is not found or its files are unreadable or inconsistent.
+    """
+    model_dir = resolve_model_dir(name_or_path)
+    try:
+        config = ConvCodecConfig.from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
+        model = ConvCodec(config)
+        model.load_state_dict(load_file(str(model_dir / WEIGHTS_FILE)))
+    except (OSError, ValueError, RuntimeError) as error:
+        raise CodecError(f"{model_dir}: cannot load model ({error})".splitlines()[0]) from None
+    model.weights_sha256 = weights_hash(model_dir)
+    return model.eval()
+
+
+def save_model(model: ConvCodec, model_dir: Path | str) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``model_dir`` (created if needed)."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(model_dir / WEIGHTS_FILE))
+    (model_dir / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    return model_dir

@@ -1,0 +1,64 @@
+"""Residual vector quantization with quantizer dropout (SoundStream, Zeghidour et al. 2021;
+EnCodec, Défossez et al. 2022): quantizer ``k`` codes what quantizers ``0..k-1`` left over, so the
+first ``K`` codebooks alone give a coarser reconstruction at a lower bitrate."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from codec.quantization.vq import FactorizedVectorQuantizer
+
+
+@dataclass
+class QuantizedResult:
+    quantized: torch.Tensor        # [B, D, F] sum of the active quantizers' outputs
+    codes: torch.Tensor            # [B, K, F] int64, K = largest number of codebooks in the batch
+    commitment_loss: torch.Tensor  # scalar, summed over quantizers
+    codebook_loss: torch.Tensor    # scalar, summed over quantizers
+
+
+class ResidualVectorQuantizer(nn.Module):
+    """A stack of ``num_codebooks`` factorized quantizers applied to successive residuals."""
+
+    def __init__(self, dim: int, num_codebooks: int, codebook_size: int, codebook_dim: int):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            FactorizedVectorQuantizer(dim, codebook_size, codebook_dim) for _ in range(num_codebooks)
+        )
+
+    def forward(self, z: torch.Tensor, num_codebooks: torch.Tensor) -> QuantizedResult:
+        """Quantize ``z [B, D, F]`` with ``num_codebooks[b]`` codebooks for item ``b`` (``[B]`` int).
+
+        Per-item counts implement quantizer dropout: one batch trains every bitrate.
+        """
+        residual = z
+        quantized = torch.zeros_like(z)
+        codes, commitment, codebook = [], z.new_zeros(()), z.new_zeros(())
+        for k in range(int(num_codebooks.max())):
+            active = (num_codebooks > k).to(z.dtype)
+            q, c, commitment_k, codebook_k = self.layers[k](residual, active)
+            q = q * active[:, None, None]
+            quantized = quantized + q
+            residual = residual - q
+            codes.append(c)
+            commitment = commitment + commitment_k
+            codebook = codebook + codebook_k
+        return QuantizedResult(quantized, torch.stack(codes, dim=1), commitment, codebook)
+
+    def encode(self, z: torch.Tensor, num_codebooks: int) -> torch.Tensor:
+        """``[B, D, F]`` latent -> ``[B, K, F]`` int64 codes with ``K = num_codebooks``."""
+        codes, residual = [], z
+        for layer in self.layers[:num_codebooks]:
+            c = layer.encode(residual)
+            residual = residual - layer.decode(c)
+            codes.append(c)
+        return torch.stack(codes, dim=1)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """``[B, K, F]`` codes -> ``[B, D, F]`` quantized latent (sum over the K codebooks)."""
+        return sum(layer.decode(codes[:, k]) for k, layer in enumerate(self.layers[:codes.shape[1]]))
+
+    def perplexities(self) -> list[float]:
+        """Running codebook perplexity of each quantizer (training diagnostics)."""
+        return [layer.perplexity() for layer in self.layers]

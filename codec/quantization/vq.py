@@ -1,0 +1,101 @@
+"""Factorized, L2-normalised vector quantizer (Improved RVQGAN / DAC, Kumar et al. 2023, sec. 3.2).
+
+Each latent vector is projected to a low-dimensional space (``codebook_dim``, e.g. 8), normalised
+to unit length and matched to the nearest unit-length codebook entry by cosine similarity; the
+chosen entry is projected back. Low-dimensional normalised lookups keep most entries in use.
+
+Codebook health during training ("Online Clustered Codebook", Zheng & Vedaldi 2023):
+  * data-driven initialisation: the first training batch seeds the codebook with its own vectors;
+  * dead-code re-seeding: an entry whose running usage falls below ``dead_usage`` is replaced by a
+    random vector of the current batch.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FactorizedVectorQuantizer(nn.Module):
+    """One codebook of ``codebook_size`` unit vectors of dimension ``codebook_dim``.
+
+    Args:
+        dim: channels ``D`` of the latent it quantizes.
+        codebook_size: number of entries (1024 gives 10-bit codes).
+        codebook_dim: dimension of the normalised lookup space.
+        usage_decay: decay of the running per-entry usage count (per training step).
+        dead_usage: running usage below which an entry is re-seeded.
+    """
+
+    def __init__(self, dim: int, codebook_size: int, codebook_dim: int,
+                 usage_decay: float = 0.99, dead_usage: float = 0.01):
+        super().__init__()
+        self.codebook_size = codebook_size
+        self.in_proj = nn.Linear(dim, codebook_dim)
+        self.out_proj = nn.Linear(codebook_dim, dim)
+        self.codebook = nn.Parameter(torch.randn(codebook_size, codebook_dim))
+        self.usage_decay = usage_decay
+        self.dead_usage = dead_usage
+        self.register_buffer("initialized", torch.tensor(False))
+        self.register_buffer("usage", torch.ones(codebook_size))
+
+    def _lookup_space(self, z: torch.Tensor) -> torch.Tensor:
+        """``[B, D, F] -> [B, F, codebook_dim]`` unit vectors."""
+        return F.normalize(self.in_proj(z.transpose(1, 2)), dim=-1)
+
+    def _nearest(self, e: torch.Tensor) -> torch.Tensor:
+        """``[B, F, d]`` unit vectors -> ``[B, F]`` indices of the most similar entries."""
+        return (e @ F.normalize(self.codebook, dim=-1).t()).argmax(dim=-1)
+
+    def encode(self, z: torch.Tensor) -> torch.Tensor:
+        """``[B, D, F]`` latent -> ``[B, F]`` int64 codes."""
+        return self._nearest(self._lookup_space(z))
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """``[B, F]`` codes -> ``[B, D, F]`` quantized latent."""
+        entries = F.embedding(codes, F.normalize(self.codebook, dim=-1))
+        return self.out_proj(entries).transpose(1, 2)
+
+    def forward(self, z: torch.Tensor, active: torch.Tensor):
+        """Quantize with a straight-through gradient.
+
+        Args:
+            z: ``[B, D, F]`` latent (the residual left by earlier quantizers).
+            active: ``[B]`` float, 1 where this quantizer is in use for that item (quantizer
+                dropout), 0 where it is dropped; dropped items add nothing to the losses.
+
+        Returns:
+            ``(quantized [B, D, F], codes [B, F], commitment_loss, codebook_loss)``.
+        """
+        e = self._lookup_space(z)
+        if self.training:
+            self._train_codebook_health(e, active)
+        codes = self._nearest(e)
+        q = F.embedding(codes, F.normalize(self.codebook, dim=-1))
+        weight = active[:, None, None].expand_as(e)
+        denominator = weight.sum().clamp(min=1.0)
+        commitment_loss = ((e - q.detach()).pow(2) * weight).sum() / denominator
+        codebook_loss = ((q - e.detach()).pow(2) * weight).sum() / denominator
+        q = e + (q - e).detach()
+        return self.out_proj(q).transpose(1, 2), codes, commitment_loss, codebook_loss
+
+    @torch.no_grad()
+    def _train_codebook_health(self, e: torch.Tensor, active: torch.Tensor) -> None:
+        vectors = e[active > 0].reshape(-1, e.shape[-1])
+        if len(vectors) == 0:
+            return
+        if not bool(self.initialized):
+            pick = torch.randint(len(vectors), (self.codebook_size,), device=e.device)
+            self.codebook.data.copy_(vectors[pick] + 1e-3 * torch.randn_like(vectors[pick]))
+            self.initialized.fill_(True)
+        counts = torch.bincount(self._nearest(vectors), minlength=self.codebook_size).float()
+        self.usage.mul_(self.usage_decay).add_(counts, alpha=1 - self.usage_decay)
+        dead = torch.nonzero(self.usage < self.dead_usage).flatten()
+        if len(dead):
+            pick = torch.randint(len(vectors), (len(dead),), device=e.device)
+            self.codebook.data[dead] = vectors[pick]
+            self.usage[dead] = 1.0
+
+    def perplexity(self) -> float:
+        """Perplexity of the running usage distribution: ``codebook_size`` when all are used evenly."""
+        p = self.usage / self.usage.sum().clamp(min=1e-12)
+        return float(torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum()))

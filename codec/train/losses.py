@@ -1,0 +1,56 @@
+"""Reconstruction losses: multi-resolution log-mel L1 (DAC) and multi-resolution STFT magnitude
+(spectral convergence + log-magnitude L1, Parallel WaveGAN, Yamamoto et al. 2020)."""
+
+import librosa
+import torch
+from torch import nn
+
+_EPS = 1e-5
+
+
+def _magnitude(x: torch.Tensor, n_fft: int, window: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, T] -> [B, n_fft // 2 + 1, frames]`` magnitude with a finite gradient at zero."""
+    spec = torch.stft(x.squeeze(1), n_fft, n_fft // 4, window=window, return_complex=True)
+    return torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9)
+
+
+class MultiResolutionMelLoss(nn.Module):
+    """Mean over resolutions of ``|log10 mel(y_hat) - log10 mel(y)|`` (librosa filter banks)."""
+
+    def __init__(self, sample_rate: int, window_lengths: list[int], n_mels: list[int]):
+        super().__init__()
+        self.window_lengths = list(window_lengths)
+        for n_fft, mels in zip(window_lengths, n_mels, strict=True):
+            bank = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=mels, fmin=0.0,
+                                       fmax=sample_rate / 2)
+            self.register_buffer(f"mel_{n_fft}", torch.from_numpy(bank).float(), persistent=False)
+            self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        total = y.new_zeros(())
+        for n_fft in self.window_lengths:
+            bank, window = getattr(self, f"mel_{n_fft}"), getattr(self, f"window_{n_fft}")
+            mel_hat = bank @ _magnitude(y_hat, n_fft, window)
+            mel = bank @ _magnitude(y, n_fft, window)
+            total = total + (torch.log10(mel_hat.clamp(min=_EPS)) - torch.log10(mel.clamp(min=_EPS))).abs().mean()
+        return total / len(self.window_lengths)
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Mean over resolutions of spectral convergence plus log-magnitude L1."""
+
+    def __init__(self, window_lengths: list[int]):
+        super().__init__()
+        self.window_lengths = list(window_lengths)
+        for n_fft in window_lengths:
+            self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        total = y.new_zeros(())
+        for n_fft in self.window_lengths:
+            window = getattr(self, f"window_{n_fft}")
+            mag_hat, mag = _magnitude(y_hat, n_fft, window), _magnitude(y, n_fft, window)
+            convergence = torch.linalg.norm(mag - mag_hat) / torch.linalg.norm(mag).clamp(min=_EPS)
+            log_l1 = (torch.log(mag_hat.clamp(min=_EPS)) - torch.log(mag.clamp(min=_EPS))).abs().mean()
+            total = total + convergence + log_l1
+        return total / len(self.window_lengths)

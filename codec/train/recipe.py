@@ -1,0 +1,141 @@
+"""Training recipes: YAML files read top to bottom, a base plus small overlays.
+
+A recipe may name another with ``inherit: other.yaml`` (relative to itself); its own keys are
+merged over the inherited ones, section by section. The resolved recipe is a typed ``Recipe``
+that round-trips to a plain dict, stored in every checkpoint.
+"""
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from codec.errors import CodecError
+from codec.models.conv_codec import ConvCodecConfig
+
+
+@dataclass
+class DataConfig:
+    train_dir: str = "../shared/data/speech/train"   # relative to the working directory
+    segment_seconds: float = 0.8
+    level_db: list[float] = field(default_factory=lambda: [-35.0, -15.0])
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 8e-4
+    betas: list[float] = field(default_factory=lambda: [0.8, 0.99])
+    weight_decay: float = 0.01
+    warmup_steps: int = 500
+    lr_decay: float = 1.0            # multiplied into the learning rate every step after warmup
+    grad_clip: float = 5.0
+
+
+@dataclass
+class LossConfig:
+    mel_weight: float = 15.0
+    stft_weight: float = 1.0
+    commitment_weight: float = 0.25
+    codebook_weight: float = 1.0
+    mel_windows: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 1024, 2048])
+    mel_bins: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128, 128])
+    stft_windows: list[int] = field(default_factory=lambda: [256, 512, 1024])
+    # quantizer dropout: each item trains with one of these codebook counts
+    codebook_choices: list[int] = field(default_factory=lambda: [3, 6, 12, 24])
+    codebook_probs: list[float] = field(default_factory=lambda: [0.2, 0.25, 0.3, 0.25])
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs/conv-16k"
+    batch_size: int = 16
+    max_steps: int = 1_000_000
+    max_minutes: float | None = None
+    log_every: int = 50
+    checkpoint_minutes: float = 5.0
+    seed: int = 0
+    threads: int | None = None
+
+
+@dataclass
+class Recipe:
+    model: ConvCodecConfig = field(default_factory=ConvCodecConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Recipe":
+        sections = {f.name: f.default_factory for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(sections))
+        if unknown:
+            raise CodecError(f"unknown recipe sections: {', '.join(unknown)}; "
+                             f"known: {', '.join(sections)}")
+        built = {}
+        for name, section_cls in sections.items():
+            section_values = values.get(name) or {}
+            known = {f.name for f in dataclasses.fields(section_cls)}
+            bad = sorted(set(section_values) - known)
+            if bad:
+                raise CodecError(f"unknown keys in recipe section '{name}': {', '.join(bad)}")
+            built[name] = section_cls(**_coerce(section_cls, section_values))
+        return cls(**built)
+
+
+def _coerce(section_cls, values: dict) -> dict:
+    """Make YAML's ``1e-3`` (a string in YAML 1.1) and ``1`` floats where the field is a float."""
+    hints = typing.get_type_hints(section_cls)
+    coerced = dict(values)
+    for key, value in values.items():
+        if float in typing.get_args(hints[key]) + (hints[key],) and isinstance(value, (int, str)):
+            try:
+                coerced[key] = float(value)
+            except ValueError:
+                raise CodecError(f"recipe value {key}={value!r} is not a number") from None
+    return coerced
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise CodecError(f"{path}: recipe not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise CodecError(f"{path}: invalid YAML ({error})".replace("\n", " ")) from None
+    if not isinstance(values, dict):
+        raise CodecError(f"{path}: a recipe must be a mapping of sections")
+    parent = values.pop("inherit", None)
+    if parent is None:
+        return values
+    merged = _read_yaml(path.parent / parent)
+    for section, section_values in values.items():
+        merged.setdefault(section, {})
+        merged[section] = {**merged[section], **(section_values or {})}
+    return merged
+
+
+def _apply_override(values: dict, override: str) -> None:
+    """Apply ``section.key=value`` (value parsed as YAML)."""
+    key, sep, raw = override.partition("=")
+    section, dot, name = key.partition(".")
+    if not sep or not dot:
+        raise CodecError(f"override '{override}' must look like section.key=value")
+    values.setdefault(section, {})[name] = yaml.safe_load(raw)
+
+
+def load_recipe(path: Path | str, overrides: list[str] = ()) -> Recipe:
+    """Read a recipe (following ``inherit``) and apply ``section.key=value`` overrides.
+
+    Raises:
+        CodecError: for a missing file, invalid YAML, or unknown sections/keys.
+    """
+    values = _read_yaml(Path(path))
+    for override in overrides:
+        _apply_override(values, override)
+    return Recipe.from_dict(values)

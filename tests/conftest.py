@@ -1,0 +1,46 @@
+"""Shared fixtures: generated audio, a tiny randomly initialised model, the shared data folder."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from codec.models import ConvCodec, load_model, save_model
+from codec.train import load_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+DEV_DIR = SHARED_DATA / "speech" / "dev"
+
+
+def tone(seconds: float, sample_rate: int, freq: float = 440.0, channels: int = 1) -> np.ndarray:
+    """``[T, C]`` float64 sine (a different frequency per channel) at -6 dBFS."""
+    t = np.arange(round(seconds * sample_rate)) / sample_rate
+    return np.stack([0.5 * np.sin(2 * np.pi * freq * (1 + 0.5 * c) * t) for c in range(channels)], axis=1)
+
+
+def write_audio(path: Path, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> Path:
+    sf.write(str(path), audio, sample_rate, subtype=subtype)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny conv codec with random weights, saved like a shipped model."""
+    torch.manual_seed(0)
+    config = load_recipe(REPO / "recipes" / "tiny.yaml").model
+    return save_model(ConvCodec(config).eval(), tmp_path_factory.mktemp("models") / "tiny-16k")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir) -> ConvCodec:
+    return load_model(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def dev_files() -> list[Path]:
+    if not DEV_DIR.is_dir():
+        pytest.skip(f"real speech not available: {DEV_DIR} is missing (see ../shared/data/README.md)")
+    return sorted(DEV_DIR.rglob("*.flac"))

@@ -1,0 +1,99 @@
+"""The .codes container: round trips over random sizes, and every corruption is refused."""
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from codec.bitstream import FRAMES_PER_CHUNK, BitstreamError, CodesFile, CodesMetadata, from_bytes, to_bytes
+
+
+def make(channels=1, codebooks=12, frames=50, codebook_size=1024, seed=0) -> CodesFile:
+    rng = np.random.default_rng(seed)
+    meta = CodesMetadata(model="conv-16k", weights="0123abcd", sample_rate=16000, channels=channels,
+                         samples=frames * 320, frame_rate=50, codebooks=codebooks,
+                         codebook_size=codebook_size, frames=frames)
+    return CodesFile(meta, rng.integers(0, codebook_size, (channels, codebooks, frames)))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_round_trip_random_sizes(seed):
+    rng = np.random.default_rng(seed)
+    original = make(channels=int(rng.integers(1, 4)), codebooks=int(rng.integers(1, 25)),
+                    frames=int(rng.integers(0, 2 * FRAMES_PER_CHUNK + 7)),
+                    codebook_size=int(rng.choice([2, 3, 256, 1000, 1024, 4096])), seed=seed)
+    restored = from_bytes(to_bytes(original))
+    assert restored.metadata == original.metadata
+    np.testing.assert_array_equal(restored.codes, original.codes)
+
+
+def test_payload_is_bit_packed_at_10_bits():
+    codes_file = make(codebooks=12, frames=250)  # 5 s at 6 kbps = 3750 bytes of payload
+    data = to_bytes(codes_file)
+    metadata_length = struct.unpack_from("<H", data, 6)[0]
+    assert len(data) == 8 + metadata_length + 3750 + 4
+    assert len(data) <= 6000 * 5 / 8 + 200
+
+
+def test_wrong_magic():
+    data = bytearray(to_bytes(make()))
+    data[:4] = b"RIFF"
+    with pytest.raises(BitstreamError, match="wrong magic"):
+        from_bytes(bytes(data))
+
+
+def test_unknown_version():
+    data = bytearray(to_bytes(make()))
+    data[4] = 9
+    with pytest.raises(BitstreamError, match="version 9"):
+        from_bytes(bytes(data))
+
+
+def test_every_truncation_is_refused():
+    data = to_bytes(make(frames=20))
+    for length in range(len(data)):
+        with pytest.raises(BitstreamError):
+            from_bytes(data[:length])
+
+
+def test_crc_mismatch():
+    data = bytearray(to_bytes(make()))
+    data[-10] ^= 0x01
+    with pytest.raises(BitstreamError, match="CRC mismatch"):
+        from_bytes(bytes(data))
+
+
+def test_trailing_bytes():
+    with pytest.raises(BitstreamError, match="unexpected bytes"):
+        from_bytes(to_bytes(make()) + b"\0")
+
+
+def test_corrupt_metadata():
+    data = to_bytes(make())
+    metadata_length = struct.unpack_from("<H", data, 6)[0]
+    bad = json.dumps({"model": 1}).encode()
+    forged = data[:6] + struct.pack("<H", len(bad)) + bad + data[8 + metadata_length:]
+    with pytest.raises(BitstreamError, match="metadata"):
+        from_bytes(forged)
+
+
+def test_code_outside_codebook_is_refused():
+    codes_file = make(codebook_size=1000, frames=1)
+    codes_file.codes[0, 0, 0] = 999
+    data = bytearray(to_bytes(codes_file))
+    # set the first code to 1023 (all ones), then fix the CRC so only the range check can catch it
+    metadata_length = struct.unpack_from("<H", data, 6)[0]
+    start = 8 + metadata_length
+    payload_length = len(data) - start - 4
+    data[start] = 0xFF
+    data[start + 1] |= 0xC0
+    data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[start:start + payload_length])))
+    with pytest.raises(BitstreamError, match="outside the codebook"):
+        from_bytes(bytes(data))
+
+
+def test_not_a_codes_file():
+    with pytest.raises(BitstreamError):
+        from_bytes(b"hello")

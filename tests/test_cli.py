@@ -1,0 +1,82 @@
+"""The CLI, run in-process on generated audio as a user would run it."""
+
+import json
+
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from cli.main import app
+from tests.conftest import tone, write_audio
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture
+def speech_wav(tmp_path):
+    return write_audio(tmp_path / "speech.wav", tone(1.3, 44100, channels=2), 44100, "PCM_24")
+
+
+def test_encode_decode_info(tiny_model_dir, speech_wav, tmp_path):
+    codes, out = tmp_path / "speech.codes", tmp_path / "speech_out.wav"
+    assert invoke("encode", speech_wav, codes, "--bitrate", "6", "--model", tiny_model_dir).exit_code == 0
+    assert invoke("decode", codes, out, "--model", tiny_model_dir).exit_code == 0
+    info = sf.info(str(out))
+    assert (info.samplerate, info.channels, info.frames) == (44100, 2, sf.info(str(speech_wav)).frames)
+    result = invoke("info", codes, "--json")
+    assert result.exit_code == 0
+    meta = json.loads(result.stdout)
+    assert meta["codebooks"] == 12 and meta["channels"] == 2 and meta["model"] == "tiny-16k"
+
+
+def test_refuses_overwrite_without_force(tiny_model_dir, speech_wav, tmp_path):
+    codes = tmp_path / "speech.codes"
+    codes.write_bytes(b"keep me")
+    result = invoke("encode", speech_wav, codes, "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "--force" in result.output
+    assert codes.read_bytes() == b"keep me"
+    assert invoke("encode", speech_wav, codes, "--model", tiny_model_dir, "--force").exit_code == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["encode", "missing.wav", "x.codes"], "no such file"),
+    (["encode", "{wav}", "x.codes", "--bitrate", "5"], "not supported"),
+    (["decode", "missing.codes", "x.wav"], "no such file"),
+    (["decode", "{wav}", "x.wav"], "not a .codes file"),
+    (["info", "{wav}"], "not a .codes file"),
+    (["encode", "{wav}", "x.codes", "--model", "no-such-model"], "not found"),
+    (["train", "no-such-recipe.yaml"], "recipe not found"),
+])
+def test_errors_are_one_line(speech_wav, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*[a.replace("{wav}", str(speech_wav)) for a in args])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_decode_with_wrong_model_is_refused(tiny_model_dir, speech_wav, tmp_path):
+    codes = tmp_path / "speech.codes"
+    invoke("encode", speech_wav, codes, "--model", tiny_model_dir)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text((tiny_model_dir / "config.json").read_text())
+    (other / "model.safetensors").write_bytes((tiny_model_dir / "model.safetensors").read_bytes() + b"")
+    # same weights: accepted; a model with another name is refused
+    assert invoke("decode", codes, tmp_path / "a.wav", "--model", other).exit_code == 0
+    config = json.loads((other / "config.json").read_text())
+    config["name"] = "renamed"
+    (other / "config.json").write_text(json.dumps(config))
+    result = invoke("decode", codes, tmp_path / "b.wav", "--model", other)
+    assert result.exit_code == 1 and "made by model 'tiny-16k'" in result.output
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("codec ")

@@ -1,0 +1,89 @@
+"""Round-trip properties of whole-signal coding: exact length, rate and channels at any input."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from codec.audio import load_audio
+from codec.bitstream import from_bytes, to_bytes
+from codec.coding import decode_audio, decode_file, encode_audio, encode_file
+from codec.errors import CodecError
+from tests.conftest import tone, write_audio
+
+
+@pytest.mark.parametrize("num_samples", [0, 1, 319, 320, 321, 160_000])
+def test_awkward_lengths(tiny_model, num_samples):
+    audio = tone(num_samples / 16000, 16000)
+    codes_file = from_bytes(to_bytes(encode_audio(tiny_model, audio, 16000, 6.0)))
+    assert codes_file.codes.shape == (1, 12, -(-num_samples // 320))
+    decoded, rate = decode_audio(tiny_model, codes_file)
+    assert rate == 16000 and decoded.shape == (num_samples, 1)
+    assert np.isfinite(decoded).all()
+
+
+@pytest.mark.parametrize("sample_rate", [8000, 16000, 44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_rates_and_channels(tiny_model, sample_rate, channels):
+    audio = tone(0.37, sample_rate, channels=channels)
+    decoded, rate = decode_audio(tiny_model, encode_audio(tiny_model, audio, sample_rate, 3.0))
+    assert rate == sample_rate and decoded.shape == audio.shape
+
+
+def test_channels_are_coded_independently(tiny_model):
+    left = tone(0.5, 16000, 440)
+    stereo = np.concatenate([left, np.zeros_like(left)], axis=1)
+    codes = encode_audio(tiny_model, stereo, 16000, 6.0).codes
+    alone = encode_audio(tiny_model, left, 16000, 6.0).codes
+    np.testing.assert_array_equal(codes[0], alone[0])
+    silent = encode_audio(tiny_model, stereo[:, 1:], 16000, 6.0).codes
+    np.testing.assert_array_equal(codes[1], silent[0])
+
+
+@pytest.mark.parametrize("kbps,codebooks", [(1.5, 3), (3.0, 6), (6.0, 12), (12.0, 24)])
+def test_bitrates(tiny_model, kbps, codebooks):
+    codes_file = encode_audio(tiny_model, tone(1.0, 16000), 16000, kbps)
+    assert codes_file.metadata.codebooks == codebooks
+    assert len(to_bytes(codes_file)) <= kbps * 1000 / 8 * 1.0 + 200
+
+
+def test_unsupported_bitrate(tiny_model):
+    with pytest.raises(CodecError, match="not supported"):
+        encode_audio(tiny_model, tone(0.1, 16000), 16000, 5.0)
+
+
+@pytest.mark.parametrize("suffix,subtype", [(".wav", "PCM_16"), (".wav", "PCM_24"), (".wav", "PCM_32"),
+                                            (".wav", "FLOAT"), (".wav", "DOUBLE"), (".flac", "PCM_16"),
+                                            (".ogg", "VORBIS")])
+def test_file_formats(tiny_model, tmp_path, suffix, subtype):
+    source = write_audio(tmp_path / f"in{suffix}", tone(0.5, 22050, channels=2), 22050, subtype)
+    encode_file(tiny_model, source, tmp_path / "x.codes")
+    decode_file(tiny_model, tmp_path / "x.codes", tmp_path / f"out{suffix}")
+    info_in, info_out = sf.info(str(source)), sf.info(str(tmp_path / f"out{suffix}"))
+    assert (info_out.samplerate, info_out.channels, info_out.frames) == (22050, 2, info_in.frames)
+
+
+def test_integer_formats_read_alike(tmp_path):
+    audio = tone(0.1, 16000)
+    reads = [load_audio(write_audio(tmp_path / f"{s}.wav", audio, 16000, s))[0]
+             for s in ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")]
+    for other in reads[1:]:
+        np.testing.assert_allclose(other, reads[0], atol=1 / 32768)
+
+
+def test_refuses_to_overwrite(tiny_model, tmp_path):
+    source = write_audio(tmp_path / "in.wav", tone(0.1, 16000), 16000)
+    target = tmp_path / "x.codes"
+    target.write_bytes(b"precious")
+    with pytest.raises(CodecError, match="--force"):
+        encode_file(tiny_model, source, target)
+    assert target.read_bytes() == b"precious"
+    encode_file(tiny_model, source, target, force=True)
+    assert target.read_bytes() != b"precious"
+
+
+def test_unreadable_input(tiny_model, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    with pytest.raises(CodecError, match="bad.wav: cannot read audio"):
+        encode_file(tiny_model, bad, tmp_path / "x.codes")
+    assert not (tmp_path / "x.codes").exists()
