@@ -38,11 +38,13 @@ def _learning_rate(recipe: Recipe, step: int) -> float:
     return optim.lr * optim.lr_decay ** (step - optim.warmup_steps)
 
 
-def _save_checkpoint(path: Path, model, optimizer, step: int, recipe: Recipe, dataset) -> None:
+def _save_checkpoint(path: Path, model, optimizer, step: int, train_seconds: float, recipe: Recipe,
+                     dataset) -> None:
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "step": step,
+        "train_seconds": train_seconds,
         "recipe": recipe.to_dict(),
         "torch_rng": torch.get_rng_state(),
         "data_rng": json.dumps(dataset.rng.bit_generator.state),
@@ -80,12 +82,13 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     segment = int(recipe.data.segment_seconds * sample_rate) // model.frame_size * model.frame_size
     dataset = RandomCropDataset(Path(recipe.data.train_dir), sample_rate, segment,
                                 tuple(recipe.data.level_db), seed=run.seed)
-    step = 0
+    step, previous_seconds = 0, 0.0
     if resume:
         state = torch.load(checkpoint_path, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
+        previous_seconds = state.get("train_seconds", 0.0)
         torch.set_rng_state(state["torch_rng"])
         dataset.rng.bit_generator.state = json.loads(state["data_rng"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -149,17 +152,20 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                           "lr": optimizer.param_groups[0]["lr"], "skipped": skipped,
                           "perplexity_min": round(min(perplexity), 1),
                           "perplexity_mean": round(float(np.mean(perplexity)), 1),
-                          "elapsed_min": round((now - start_time) / 60, 2)}
+                          "elapsed_min": round((now - start_time) / 60, 2),
+                          "total_min": round((previous_seconds + now - start_time) / 60, 2)}
                 with open(out_dir / "train.log", "a") as log:
                     log.write(json.dumps(record) + "\n")
                 console.print(" ".join(f"{k}={v}" for k, v in record.items()), highlight=False)
                 sums, last_log = {}, now
             if now - last_checkpoint > 60 * run.checkpoint_minutes:
-                _save_checkpoint(checkpoint_path, model, optimizer, step, recipe, dataset)
+                _save_checkpoint(checkpoint_path, model, optimizer, step,
+                                 previous_seconds + now - start_time, recipe, dataset)
                 save_model(model, out_dir / "model")
                 last_checkpoint = now
     signal.signal(signal.SIGTERM, previous_handler)
-    _save_checkpoint(checkpoint_path, model, optimizer, step, recipe, dataset)
+    _save_checkpoint(checkpoint_path, model, optimizer, step,
+                     previous_seconds + time.monotonic() - start_time, recipe, dataset)
     save_model(model, out_dir / "model")
     console.print(f"stopped at step {step} ({skipped} non-finite steps skipped); "
                   f"checkpoint {checkpoint_path}, model {out_dir / 'model'}")
