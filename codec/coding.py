@@ -28,6 +28,11 @@ def _fit_length(audio: np.ndarray, length: int) -> np.ndarray:
     return np.concatenate([audio, np.zeros((length - len(audio), audio.shape[1]), audio.dtype)])
 
 
+def _compact_number(value: float) -> float | int:
+    """``50.0 -> 50``: an integral frame rate is written without a fraction (fewer header bytes)."""
+    return int(value) if float(value).is_integer() else round(value, 6)
+
+
 def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_kbps: float) -> CodesFile:
     """Encode ``[T, C]`` float audio at ``sample_rate`` Hz into codes ``[C, K, F]``.
 
@@ -52,7 +57,7 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
     metadata = CodesMetadata(
         model=model.config.name, weights=getattr(model, "weights_sha256", "")[:8],
         sample_rate=sample_rate, channels=channels, samples=num_samples,
-        frame_rate=round(model.frame_rate, 6), codebooks=num_codebooks,
+        frame_rate=_compact_number(model.frame_rate), codebooks=num_codebooks,
         codebook_size=model.codebook_size, frames=frames)
     return CodesFile(metadata, codes)
 

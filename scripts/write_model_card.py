@@ -2,16 +2,17 @@
 
     .venv/bin/python scripts/write_model_card.py runs/conv-16k --ship models/conv-16k
 
-Copies the exported weights and config into the ship directory, evaluates PESQ-WB, STOI, file
-bitrate and real-time factor (one thread) on every file of ../shared/data/speech/dev at 1.5, 3,
-6 and 12 kbps, and writes ``metrics.json`` (read by the regression test) and ``README.md``.
+Stores the run's weights in the ship directory (16-bit floats), runs the same evaluation as
+`codec eval` on every file of ../shared/data/speech/dev at 1.5, 3, 6 and 12 kbps with the Opus
+and Codec2 baselines, measures the real-time factor on one thread, and writes ``metrics.json``
+(read by the regression test), ``rate_distortion.png`` and ``README.md``.
 """
 
 import argparse
 import json
 import platform
-import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,9 @@ import torch
 
 from codec.audio import load_audio
 from codec.coding import decode_audio, encode_audio
-from codec.evaluation import evaluate, pesq_wb
-from codec.models import load_model
+from codec.evaluation import EvalSettings, pesq_wb, run_evaluation, summarize
+from codec.evaluation.report import plot_rate_distortion
+from codec.models import load_model, save_model
 
 DEV = Path("../shared/data/speech/dev")
 REGRESSION_FILES = 6  # every 7th dev file: a spread of speakers, quick enough for the test suite
@@ -48,12 +50,19 @@ def main() -> None:
 
     state = torch.load(args.run_dir / "checkpoint.pt", weights_only=True)
     args.ship.mkdir(parents=True, exist_ok=True)
-    for name in ("model.safetensors", "config.json"):
-        shutil.copy(args.run_dir / "model" / name, args.ship / name)
+    save_model(load_model(args.run_dir / "model"), args.ship, dtype=torch.float16)  # 16-bit: half the size
     model = load_model(args.ship)
 
     files = sorted(DEV.rglob("*.flac"))
-    results = evaluate(model, files, [1.5, 3.0, 6.0, 12.0])
+    results, notes, _ = run_evaluation(files, EvalSettings(str(args.ship), [1.5, 3.0, 6.0, 12.0],
+                                                           ["opus", "codec2"]))
+    summaries = summarize(results)
+    plot_rate_distortion(args.ship / "rate_distortion.png", summaries)
+    over_nominal = {}  # largest .codes file size minus nominal bitrate x duration, per bitrate
+    for r in results:
+        if r.system == model.config.name:
+            excess = (r.measured_kbps - r.nominal_kbps) * r.duration_s * 1000 / 8
+            over_nominal[r.nominal_kbps] = max(over_nominal.get(r.nominal_kbps, -np.inf), excess)
     regression = files[::7][:REGRESSION_FILES]
     regression_pesq = []
     for path in regression:
@@ -69,14 +78,20 @@ def main() -> None:
         "steps": state["step"],
         "train_wall_minutes": round(state.get("train_seconds", 0.0) / 60, 1),
         "real_time_factor_1_thread": round(rtf, 4),
-        "dev": [{k: round(v, 4) if isinstance(v, float) else v for k, v in vars(r).items()} for r in results],
+        "dev": [asdict(summary) for summary in summaries],
+        "max_bytes_over_nominal": {f"{k:g}": round(v, 1) for k, v in over_nominal.items()},
         "regression": {"files": [str(p.relative_to(DEV.parent.parent)) for p in regression],
                        "pesq_wb_6kbps": round(float(np.mean(regression_pesq)), 4)},
     }
     (args.ship / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
-    rows = "\n".join(f"| {r.nominal_kbps:g} | {r.pesq_wb:.2f} | {r.stoi:.3f} | {r.file_kbps:.2f} | "
-                     f"{r.max_overhead_bytes:.0f} |" for r in results)
+    def cell(summary, metric, digits):
+        mean, ci = summary.mean[metric], summary.ci95[metric]
+        return "undefined" if mean is None else f"{mean:.{digits}f} ± {(ci or 0):.{digits}f}"
+
+    rows = "\n".join(f"| {s.system} | {s.setting} | {s.nominal_kbps:g} | {s.measured_kbps:.2f} | "
+                     f"{cell(s, 'pesq_wb', 2)} | {cell(s, 'stoi', 3)} | {s.encode_rtf + s.decode_rtf:.4f} |"
+                     for s in summaries)
     recipe, c = state["recipe"], model.config
     card = f"""# {model.config.name}
 
@@ -109,18 +124,22 @@ L2-normalised {c.codebook_dim}-d codes, quantizer dropout) -> causal ConvNeXt de
 
 ## Measured quality (all {len(files)} files of `../shared/data/speech/dev`)
 
-| kbps | PESQ-WB | STOI | file kbps | max bytes over nominal |
-| ---: | ---: | ---: | ---: | ---: |
+| codec | setting | nominal kbps | measured kbps | PESQ-WB | STOI | RTF (1 thread) |
+| --- | --- | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
-For scale, on the same files: Codec2 3.2 kbps 1.72 / 0.82, Opus 6 kbps 1.94 / 0.84 (CBR) and
-2.08 / 0.88 (VBR), Opus 9 kbps 2.77 / 0.94 (DESIGN.md).
+Mean ± 95% confidence interval over the files. Measured kbps counts every byte of the `.codes`
+file (header included) for this model, and the codec's packets for the baselines. Largest
+`.codes` file minus nominal bitrate x duration, in bytes, per nominal kbps:
+{", ".join(f"{k} kbps: {v:.0f}" for k, v in metrics["max_bytes_over_nominal"].items())}.
+
+![rate-distortion](rate_distortion.png)
 
 Speed: encode + decode of 10 s of speech at 6 kbps takes {rtf * 10:.2f} s on one CPU thread
 (real-time factor {rtf:.3f}, {1 / rtf:.0f}x faster than real time).
 
-Measured with `scripts/write_model_card.py` (PESQ-WB from `pesq`, STOI from `pystoi`, both at
-16 kHz; file kbps = bytes of the `.codes` file x 8 / duration). `metrics.json` holds the same
+Measured with `scripts/write_model_card.py`, which runs the evaluation of `codec eval` (PESQ-WB from
+`pesq`, STOI from `pystoi`, both at 16 kHz after time alignment). `metrics.json` holds the same
 numbers; `tests/test_shipped_model.py` fails if PESQ-WB at 6 kbps on its
 {len(regression)} regression files drops more than 0.1 below {metrics['regression']['pesq_wb_6kbps']:.2f}.
 
@@ -128,6 +147,8 @@ Weights SHA-256: `{model.weights_sha256}`.
 """
     (args.ship / "README.md").write_text(card)
     print(card)
+    for note in notes:
+        print(f"note: {note}")
 
 
 if __name__ == "__main__":

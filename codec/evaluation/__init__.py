@@ -1,6 +1,7 @@
-"""Metrics and evaluation of codecs on folders of speech."""
+"""Evaluation: metrics, alignment, baseline codecs, and reports over folders of speech."""
 
-from codec.evaluation.evaluate import BitrateResult, evaluate
-from codec.evaluation.metrics import pesq_wb, stoi_score
+from codec.evaluation.evaluate import EvalSettings, FileResult, Summary, find_inputs, run_evaluation, summarize
+from codec.evaluation.metrics import Score, pesq_wb, score_pair
 
-__all__ = ["BitrateResult", "evaluate", "pesq_wb", "stoi_score"]
+__all__ = ["EvalSettings", "FileResult", "Score", "Summary", "find_inputs", "pesq_wb", "run_evaluation",
+           "score_pair", "summarize"]

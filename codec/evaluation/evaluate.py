@@ -1,55 +1,241 @@
-"""Evaluate a codec on a folder of speech: PESQ-WB, STOI, measured bitrate, real-time factor."""
+"""Run an evaluation: code every file with every system, align, score, and aggregate.
 
-import time
-from dataclasses import dataclass
+Each file is scored on its first channel, at 16 kHz (other rates are resampled for scoring).
+Files are spread over ``jobs`` worker processes; each worker loads the model once and runs torch
+on ``threads`` threads, the count the real-time factors are measured with.
+"""
+
+import csv
+import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from codec.audio import load_audio
-from codec.bitstream import from_bytes, to_bytes
-from codec.coding import decode_audio, encode_audio
-from codec.evaluation.metrics import pesq_wb, stoi_score
-from codec.models import ConvCodec
+from codec.audio import AUDIO_SUFFIXES, load_audio
+from codec.errors import CodecError
+from codec.evaluation.alignment import align
+from codec.evaluation.metrics import METRIC_RATE, score_pair, to_metric_rate
+from codec.evaluation.systems import OurCodec, System, baseline_systems
+
+METRICS = ("pesq_wb", "pesq_nb", "stoi", "si_sdr", "mel_distance")
+MAX_LAG_SECONDS = 0.1
 
 
 @dataclass
-class BitrateResult:
+class EvalSettings:
+    model: str | None
+    bitrates_kbps: list[float]
+    baselines: list[str] = field(default_factory=list)
+    pesq_nb: bool = False
+    threads: int = 1
+
+
+@dataclass
+class FileResult:
+    path: str
+    system: str                 # "ours" is the model's name; baselines by codec name
+    setting: str
     nominal_kbps: float
-    pesq_wb: float          # mean over files
-    stoi: float             # mean over files
-    file_kbps: float        # mean over files of .codes bytes * 8 / duration
-    max_overhead_bytes: float  # largest file size minus nominal bitrate x duration
-    real_time_factor: float    # (encode + decode seconds) / audio seconds
+    measured_kbps: float        # all bits written / duration (ours: header included)
+    overhead_kbps: float        # header or container bits / duration
+    duration_s: float
+    sample_rate: int
+    lag_samples: int            # at 16 kHz, removed before scoring
+    encode_rtf: float
+    decode_rtf: float
+    scores: dict[str, float | None]
+    undefined: dict[str, str]   # metric -> why it is undefined
+
+
+@dataclass
+class Summary:
+    system: str
+    setting: str
+    nominal_kbps: float
     files: int
+    measured_kbps: float
+    overhead_kbps: float
+    encode_rtf: float
+    decode_rtf: float
+    mean: dict[str, float | None]
+    ci95: dict[str, float | None]  # half-width of the 95% confidence interval of the mean
+    undefined: dict[str, int]      # metric -> files where it was undefined
 
 
-def evaluate(model: ConvCodec, files: list[Path], bitrates_kbps: list[float],
-             threads: int | None = 1) -> list[BitrateResult]:
-    """Code every file at every bitrate and score it against the original (first channel).
+def find_inputs(source: Path) -> list[Path]:
+    """Audio files of a folder (recursively) or of a manifest (TSV or JSONL with ``path``).
 
-    ``threads`` sets torch's thread count for the timing (one thread by default, as the speed
-    goals are stated).
+    Manifest paths are resolved against the manifest's folder, then each folder above it.
+
+    Raises:
+        CodecError: if the source is missing, holds no audio, or the manifest has no ``path``.
     """
-    if threads:
-        torch.set_num_threads(threads)
-    clips = [load_audio(path) for path in files]
-    results = []
-    for kbps in bitrates_kbps:
-        pesqs, stois, rates, overheads, compute, seconds = [], [], [], [], 0.0, 0.0
-        for audio, sample_rate in clips:
-            start = time.perf_counter()
-            data = to_bytes(encode_audio(model, audio, sample_rate, kbps))
-            decoded, _ = decode_audio(model, from_bytes(data))
-            compute += time.perf_counter() - start
-            duration = len(audio) / sample_rate
-            seconds += duration
-            pesqs.append(pesq_wb(audio[:, 0], decoded[:, 0], sample_rate))
-            stois.append(stoi_score(audio[:, 0], decoded[:, 0], sample_rate))
-            rates.append(len(data) * 8 / duration / 1000)
-            overheads.append(len(data) - kbps * 1000 * duration / 8)
-        results.append(BitrateResult(kbps, float(np.mean(pesqs)), float(np.mean(stois)),
-                                     float(np.mean(rates)), float(np.max(overheads)),
-                                     compute / seconds, len(clips)))
-    return results
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    elif source.is_file() and source.suffix.lower() in (".tsv", ".jsonl"):
+        files = [_resolve(source, entry) for entry in _manifest_paths(source)]
+    elif source.is_file() and source.suffix.lower() in AUDIO_SUFFIXES:
+        files = [source]
+    else:
+        raise CodecError(f"{source}: not a folder, an audio file, or a .tsv/.jsonl manifest")
+    if not files:
+        raise CodecError(f"{source}: no audio files found")
+    return files
+
+
+def _manifest_paths(manifest: Path) -> list[str]:
+    import json
+
+    text = manifest.read_text()
+    if manifest.suffix.lower() == ".tsv":
+        rows = list(csv.DictReader(text.splitlines(), delimiter="\t"))
+        if rows and "path" not in rows[0]:
+            raise CodecError(f"{manifest}: the TSV header has no 'path' column")
+        return [row["path"] for row in rows]
+    paths = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                paths.append(json.loads(line)["path"])
+            except (ValueError, KeyError, TypeError):
+                raise CodecError(f"{manifest}:{number}: not a JSON object with a 'path' key") from None
+    return paths
+
+
+def _resolve(manifest: Path, entry: str) -> Path:
+    candidate = Path(entry)
+    if candidate.is_absolute():
+        return candidate
+    for folder in [manifest.parent, *manifest.resolve().parent.parents]:
+        if (folder / candidate).is_file():
+            return folder / candidate
+    raise CodecError(f"{manifest}: listed file {entry} not found next to the manifest or above it")
+
+
+# --- worker side ---------------------------------------------------------------------------
+_systems: list[System] = []
+
+
+def _init_worker(settings: EvalSettings) -> None:
+    global _systems
+    torch.set_num_threads(settings.threads)
+    _systems = build_systems(settings)[0]
+
+
+def build_systems(settings: EvalSettings) -> tuple[list[System], list[str]]:
+    """Our model at each bitrate, then the baselines; and notes on skipped baselines."""
+    from codec.models import load_model
+
+    model = load_model(settings.model)
+    for kbps in settings.bitrates_kbps:
+        try:
+            model.codebooks_for_bitrate(kbps)
+        except ValueError as error:
+            raise CodecError(str(error)) from None
+    ours = [OurCodec(model.config.name, kbps, f"{model.codebooks_for_bitrate(kbps)} codebooks", model)
+            for kbps in settings.bitrates_kbps]
+    try:
+        baselines, notes = baseline_systems(settings.baselines, settings.bitrates_kbps)
+    except ValueError as error:
+        raise CodecError(str(error)) from None
+    return ours + baselines, notes
+
+
+def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
+    """All systems on one file: ``(list[FileResult], {system label: decoded [T] at 16 kHz})``."""
+    audio, sample_rate = load_audio(path)
+    signal = audio[:, 0]
+    reference = to_metric_rate(signal, sample_rate)
+    duration = len(signal) / sample_rate
+    results, decoded_signals = [], {}
+    for system in _systems:
+        coded = system.code(signal, sample_rate)
+        degraded = to_metric_rate(coded.audio, coded.sample_rate)
+        alignment = align(reference, degraded, int(MAX_LAG_SECONDS * METRIC_RATE))
+        if alignment.problem:
+            scores = {m: None for m in METRICS if m != "pesq_nb" or settings.pesq_nb}
+            undefined = {m: alignment.problem for m in scores}
+        else:
+            pair = score_pair(reference, alignment.degraded, settings.pesq_nb)
+            scores = {m: s.value for m, s in pair.items()}
+            undefined = {m: s.reason for m, s in pair.items() if s.value is None}
+        per_second = 1000 * duration if duration else math.inf
+        results.append(FileResult(
+            str(path), system.name, system.setting, system.nominal_kbps,
+            coded.payload_bits / per_second, coded.overhead_bits / per_second, duration, sample_rate,
+            alignment.lag, coded.encode_seconds / duration if duration else 0.0,
+            coded.decode_seconds / duration if duration else 0.0, scores, undefined))
+        if keep_audio:
+            decoded_signals[f"{system.name} {system.nominal_kbps:g} kbps"] = alignment.degraded
+    return results, (reference, decoded_signals)
+
+
+def _worker(job: tuple[Path, EvalSettings, bool]):
+    return evaluate_file(*job)
+
+
+def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_file=None):
+    """Evaluate all files; returns ``(results, notes, example)`` where ``example`` holds the
+    reference and decoded signals of the first file (for the spectrogram plot).
+
+    ``on_file`` is called after each file (progress reporting).
+    """
+    _, notes = build_systems(settings)  # fail early on a bad model, bitrate or baseline name
+    jobs_list = [(path, settings, index == 0) for index, path in enumerate(files)]
+    results, example = [], None
+    if jobs <= 1:
+        _init_worker(settings)
+        outputs = map(_worker, jobs_list)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(settings,))
+        outputs = pool.map(_worker, jobs_list)
+    try:
+        for index, (file_results, audio) in enumerate(outputs):
+            results += file_results
+            if index == 0:
+                example = audio
+            if on_file:
+                on_file()
+    finally:
+        if pool:
+            pool.shutdown()
+    return results, notes, example
+
+
+def summarize(results: list[FileResult]) -> list[Summary]:
+    """Mean and 95% confidence interval per system and bitrate; undefined values are counted."""
+    groups: dict[tuple, list[FileResult]] = {}
+    for result in results:
+        groups.setdefault((result.system, result.setting, result.nominal_kbps), []).append(result)
+    summaries = []
+    for (system, setting, kbps), rows in groups.items():
+        seconds = sum(r.duration_s for r in rows) or math.inf
+        mean, ci95, undefined = {}, {}, {}
+        for metric in rows[0].scores:
+            values = np.array([r.scores[metric] for r in rows if r.scores[metric] is not None], dtype=float)
+            values = values[np.isfinite(values)]
+            undefined[metric] = len(rows) - len(values)
+            mean[metric] = float(values.mean()) if len(values) else None
+            ci95[metric] = float(1.96 * values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+        summaries.append(Summary(
+            system, setting, kbps, len(rows),
+            sum(r.measured_kbps * r.duration_s for r in rows) / seconds,
+            sum(r.overhead_kbps * r.duration_s for r in rows) / seconds,
+            sum(r.encode_rtf * r.duration_s for r in rows) / seconds,
+            sum(r.decode_rtf * r.duration_s for r in rows) / seconds,
+            mean, ci95, undefined))
+    return sorted(summaries, key=lambda s: (s.system not in _our_names(results), s.system, s.nominal_kbps))
+
+
+def _our_names(results: list[FileResult]) -> set[str]:
+    return {r.system for r in results if "codebooks" in r.setting}
+
+
+def as_dict(results: list[FileResult], summaries: list[Summary]) -> dict:
+    return {"summary": [asdict(s) for s in summaries], "files": [asdict(r) for r in results]}

@@ -1,29 +1,101 @@
-"""Speech quality metrics: PESQ wideband (ITU-T P.862.2, via ``pesq``) and STOI (``pystoi``).
+"""Speech quality metrics, each defined or undefined-with-a-reason, never NaN.
 
-Both compare a reference and a degraded signal, 1-D float arrays at the same sample rate; they
-are computed at 16 kHz (resampled with soxr when needed), as the reference figures in DESIGN.md.
+    PESQ (ITU-T P.862.2 wideband / P.862 narrowband, via ``pesq``), STOI (``pystoi``), SI-SDR
+    ("SDR - half-baked or well done?", Le Roux et al. 2019), and a multi-resolution log-mel
+    distance (mean L1 of log10 mel magnitudes, librosa filter banks).
+
+Signals are 1-D float arrays at 16 kHz (``METRIC_RATE``) of equal length; ``score_pair`` checks
+and scores a pair, ``Score.value`` is ``None`` when a metric is undefined, with ``reason`` saying
+why (silence, too short, NaN in the decoded signal, ...).
 """
 
+from dataclasses import dataclass
+
+import librosa
 import numpy as np
-from pesq import pesq
+from pesq import NoUtterancesError, PesqError, pesq
 from pystoi import stoi
 
 from codec.audio import resample
 
 METRIC_RATE = 16000
+MIN_SECONDS = 0.25          # PESQ needs at least 1/4 s
+_MEL_WINDOWS = (256, 512, 1024, 2048)
 
 
-def _at_metric_rate(signal: np.ndarray, sample_rate: int) -> np.ndarray:
+@dataclass
+class Score:
+    value: float | None
+    reason: str | None = None     # why the value is undefined
+
+
+def pesq_score(reference: np.ndarray, degraded: np.ndarray, mode: str = "wb") -> Score:
+    """PESQ MOS-LQO (``mode`` "wb": P.862.2, about 1.04-4.64; "nb": P.862.1) at 16 kHz."""
+    try:
+        return Score(float(pesq(METRIC_RATE, reference, degraded, mode)))
+    except NoUtterancesError:
+        return Score(None, "PESQ found no utterances (silence)")
+    except PesqError as error:
+        return Score(None, f"PESQ failed: {type(error).__name__}")
+
+
+def stoi_score(reference: np.ndarray, degraded: np.ndarray) -> Score:
+    """STOI, 0-1, at 16 kHz (pystoi resamples to its 10 kHz internally)."""
+    if not np.any(reference):
+        return Score(None, "STOI undefined for an all-zero reference")
+    value = float(stoi(reference, degraded, METRIC_RATE, extended=False))
+    return Score(value) if np.isfinite(value) else Score(None, "STOI undefined (no speech frames)")
+
+
+def si_sdr(reference: np.ndarray, degraded: np.ndarray) -> Score:
+    """Scale-invariant SDR in dB."""
+    energy = float(np.dot(reference, reference))
+    if energy == 0.0:
+        return Score(None, "SI-SDR undefined for an all-zero reference")
+    target = np.dot(degraded, reference) / energy * reference
+    noise = degraded - target
+    noise_energy = float(np.dot(noise, noise))
+    if noise_energy == 0.0:
+        return Score(None, "SI-SDR is infinite: the decoded signal is a scaled copy of the reference")
+    return Score(10 * np.log10(max(float(np.dot(target, target)), 1e-20) / noise_energy))
+
+
+def mel_distance(reference: np.ndarray, degraded: np.ndarray) -> Score:
+    """Mean over resolutions of the L1 distance of log10 mel magnitudes (lower is better)."""
+    distances = []
+    for n_fft in _MEL_WINDOWS:
+        kwargs = dict(sr=METRIC_RATE, n_fft=n_fft, hop_length=n_fft // 4, n_mels=64, power=1.0)
+        ref = librosa.feature.melspectrogram(y=reference.astype(np.float32), **kwargs)
+        deg = librosa.feature.melspectrogram(y=degraded.astype(np.float32), **kwargs)
+        distances.append(np.mean(np.abs(np.log10(np.maximum(ref, 1e-5)) - np.log10(np.maximum(deg, 1e-5)))))
+    return Score(float(np.mean(distances)))
+
+
+def to_metric_rate(signal: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Resample a 1-D signal to the metrics' 16 kHz."""
     return resample(np.asarray(signal, dtype=np.float64), sample_rate, METRIC_RATE)
 
 
+def score_pair(reference: np.ndarray, degraded: np.ndarray, pesq_nb: bool = False) -> dict[str, Score]:
+    """All metrics of an aligned, equal-length pair at 16 kHz; undefined ones carry a reason."""
+    names = ["pesq_wb", "stoi", "si_sdr", "mel_distance"] + (["pesq_nb"] if pesq_nb else [])
+    problem = None
+    if len(reference) != len(degraded):
+        problem = f"unequal lengths ({len(reference)} and {len(degraded)} samples)"
+    elif not np.all(np.isfinite(degraded)):
+        problem = "the decoded signal contains NaN or Inf"
+    elif len(reference) < MIN_SECONDS * METRIC_RATE:
+        problem = f"shorter than {MIN_SECONDS} s"
+    if problem:
+        return {name: Score(None, problem) for name in names}
+    scores = {"pesq_wb": pesq_score(reference, degraded, "wb"), "stoi": stoi_score(reference, degraded),
+              "si_sdr": si_sdr(reference, degraded), "mel_distance": mel_distance(reference, degraded)}
+    if pesq_nb:
+        scores["pesq_nb"] = pesq_score(reference, degraded, "nb")
+    return scores
+
+
 def pesq_wb(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> float:
-    """PESQ-WB (MOS-LQO, about 1.0-4.64) of ``degraded [T]`` against ``reference [T]``."""
-    return float(pesq(METRIC_RATE, _at_metric_rate(reference, sample_rate),
-                      _at_metric_rate(degraded, sample_rate), "wb"))
-
-
-def stoi_score(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> float:
-    """STOI (0-1) of ``degraded [T]`` against ``reference [T]``."""
-    return float(stoi(_at_metric_rate(reference, sample_rate), _at_metric_rate(degraded, sample_rate),
-                      METRIC_RATE, extended=False))
+    """PESQ-WB of two equal-length 1-D signals at any rate (resampled to 16 kHz); NaN if undefined."""
+    score = pesq_score(to_metric_rate(reference, sample_rate), to_metric_rate(degraded, sample_rate))
+    return np.nan if score.value is None else score.value

@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from codec.errors import CodecError
@@ -64,11 +65,16 @@ def load_model(name_or_path: str | Path | None = None) -> ConvCodec:
     return model.eval()
 
 
-def save_model(model: ConvCodec, model_dir: Path | str) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` into ``model_dir`` (created if needed)."""
+def save_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = torch.float32) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``model_dir`` (created if needed).
+
+    ``dtype=torch.float16`` halves the file for shipping; floating-point weights are stored in
+    that dtype and loaded back into the model's float32 parameters.
+    """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().clone()
+             for k, v in model.state_dict().items()}
     save_file(state, str(model_dir / WEIGHTS_FILE))
     (model_dir / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     return model_dir

@@ -29,7 +29,8 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.8, 0.99])
     weight_decay: float = 0.01
     warmup_steps: int = 500
-    lr_decay: float = 1.0            # multiplied into the learning rate every step after warmup
+    lr_decay: float = 1.0            # multiplied into the learning rate every step after decay_start
+    decay_start: int = 0             # step at which the exponential decay begins (after warmup)
     grad_clip: float = 5.0
 
 

@@ -35,7 +35,7 @@ def _learning_rate(recipe: Recipe, step: int) -> float:
     optim = recipe.optim
     if step < optim.warmup_steps:
         return optim.lr * (step + 1) / optim.warmup_steps
-    return optim.lr * optim.lr_decay ** (step - optim.warmup_steps)
+    return optim.lr * optim.lr_decay ** max(0, step - max(optim.warmup_steps, optim.decay_start))
 
 
 def _save_checkpoint(path: Path, model, optimizer, step: int, train_seconds: float, recipe: Recipe,

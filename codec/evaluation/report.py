@@ -1,0 +1,113 @@
+"""Evaluation output: a rich table, ``results.json``, ``results.csv`` and PNG plots."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+
+from codec.evaluation.evaluate import FileResult, Summary, as_dict
+
+_LABELS = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "si_sdr": "SI-SDR dB",
+           "mel_distance": "mel dist"}
+
+
+def _cell(summary: Summary, metric: str) -> str:
+    mean, ci = summary.mean.get(metric), summary.ci95.get(metric)
+    if mean is None:
+        return "undefined"
+    text = f"{mean:.3f}" if metric == "stoi" else f"{mean:.2f}"
+    if ci is not None:
+        text += f" ± {ci:.3f}" if metric == "stoi" else f" ± {ci:.2f}"
+    if summary.undefined.get(metric):
+        text += f" ({summary.undefined[metric]} undef.)"
+    return text
+
+
+def summary_table(summaries: list[Summary], threads: int) -> Table:
+    metrics = list(summaries[0].mean) if summaries else []
+    table = Table(title=f"mean ± 95% CI over files; real-time factors on {threads} thread(s)")
+    for column in ["codec", "setting", "nominal kbps", "measured kbps", *[_LABELS[m] for m in metrics],
+                   "enc RTF", "dec RTF", "files"]:
+        table.add_column(column, justify="left" if column in ("codec", "setting") else "right")
+    for s in summaries:
+        table.add_row(s.system, s.setting, f"{s.nominal_kbps:g}", f"{s.measured_kbps:.2f}",
+                      *[_cell(s, m) for m in metrics], f"{s.encode_rtf:.4f}", f"{s.decode_rtf:.4f}", str(s.files))
+    return table
+
+
+def write_results(out_dir: Path, results: list[FileResult], summaries: list[Summary], notes: list[str],
+                  settings: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"settings": settings, "notes": notes, **as_dict(results, summaries)}
+    (out_dir / "results.json").write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    metrics = list(results[0].scores) if results else []
+    with open(out_dir / "results.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "codec", "setting", "nominal_kbps", "measured_kbps", "overhead_kbps",
+                         "duration_s", "sample_rate", "lag_samples_16k", "encode_rtf", "decode_rtf",
+                         *metrics, "undefined"])
+        for r in results:
+            writer.writerow([r.path, r.system, r.setting, r.nominal_kbps, f"{r.measured_kbps:.4f}",
+                             f"{r.overhead_kbps:.4f}", f"{r.duration_s:.3f}", r.sample_rate, r.lag_samples,
+                             f"{r.encode_rtf:.5f}", f"{r.decode_rtf:.5f}",
+                             *["" if r.scores[m] is None else f"{r.scores[m]:.4f}" for m in metrics],
+                             "; ".join(f"{m}: {why}" for m, why in r.undefined.items())])
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(type(value))
+
+
+def plot_rate_distortion(path: Path, summaries: list[Summary]) -> None:
+    """PESQ-WB and STOI against measured kbps, one line per codec."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for axis, metric, label in ((axes[0], "pesq_wb", "PESQ-WB (MOS-LQO)"), (axes[1], "stoi", "STOI")):
+        for system in dict.fromkeys(s.system for s in summaries):
+            points = sorted((s.measured_kbps, s.mean[metric], s.ci95[metric] or 0.0) for s in summaries
+                            if s.system == system and s.mean.get(metric) is not None)
+            if points:
+                x, y, err = zip(*points, strict=True)
+                axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=system)
+        axis.set_xlabel("measured bitrate (kbps)")
+        axis.set_ylabel(label)
+        axis.set_xscale("log")
+        axis.set_xticks([1, 1.5, 3, 6, 12, 24])
+        axis.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle("Rate-distortion")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_spectrograms(path: Path, title: str, reference: np.ndarray, decoded: dict[str, np.ndarray],
+                      sample_rate: int = 16000) -> None:
+    """Log-magnitude spectrograms of the reference and each decoded version, stacked."""
+    import librosa
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    signals = {"reference": reference, **decoded}
+    figure, axes = plt.subplots(len(signals), 1, figsize=(10, 1.9 * len(signals)), sharex=True, squeeze=False)
+    for axis, (name, signal) in zip(axes[:, 0], signals.items(), strict=True):
+        spec = np.abs(librosa.stft(np.asarray(signal, dtype=np.float32), n_fft=512, hop_length=128))
+        db = 20 * np.log10(np.maximum(spec, 1e-5))
+        image = axis.imshow(db, origin="lower", aspect="auto", vmin=-100, vmax=max(db.max(), -60), cmap="magma",
+                            extent=[0, len(signal) / sample_rate, 0, sample_rate / 2000])
+        axis.set_ylabel("kHz")
+        axis.set_title(name, fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("time (s)")
+    figure.colorbar(image, ax=axes[:, 0].tolist(), label="dB")
+    figure.suptitle(title, fontsize=10)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

@@ -1,0 +1,151 @@
+"""The codecs an evaluation compares: ours (any loaded model) and classical baselines.
+
+Baselines run through external programs when they are installed: Opus (libopus, VoIP mode,
+CBR) and Speex (libspeex, wideband, CBR) through ``ffmpeg``; Codec2 through ``c2enc``/``c2dec``
+(modes 3200 and 1300). Their bitrates are measured like ours: payload bits (the codec's packets,
+from ``ffprobe``) over duration, with the container's overhead reported separately.
+"""
+
+import math
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from codec.audio import resample
+from codec.bitstream import from_bytes, to_bytes
+from codec.coding import decode_audio, encode_audio
+
+BASELINES = ("opus", "speex", "codec2")
+# Speex wideband CBR quality -> nominal kbps (Speex manual, table 9.2)
+SPEEX_WB_KBPS = {0: 3.95, 1: 5.75, 2: 7.75, 3: 9.8, 4: 12.8, 5: 16.8, 6: 20.6, 7: 23.8, 8: 27.8}
+CODEC2_MODES = (3200, 1300)
+OPUS_MIN_KBPS = 6.0
+
+
+@dataclass
+class Coded:
+    audio: np.ndarray        # [T'] decoded mono signal
+    sample_rate: int
+    payload_bits: int        # bits of coded audio (ours: the whole .codes file, header included)
+    overhead_bits: int       # container or header bits (included in payload_bits for ours)
+    encode_seconds: float
+    decode_seconds: float
+
+
+@dataclass
+class System:
+    """A codec at one setting: ``code(audio [T], sample_rate) -> Coded``."""
+
+    name: str
+    nominal_kbps: float
+    setting: str
+
+    def code(self, audio: np.ndarray, sample_rate: int) -> Coded:
+        raise NotImplementedError
+
+
+@dataclass
+class OurCodec(System):
+    model: object = None
+
+    def code(self, audio: np.ndarray, sample_rate: int) -> Coded:
+        start = time.perf_counter()
+        codes_file = encode_audio(self.model, audio[:, None], sample_rate, self.nominal_kbps)
+        data = to_bytes(codes_file)
+        encoded = time.perf_counter()
+        decoded, rate = decode_audio(self.model, from_bytes(data))
+        done = time.perf_counter()
+        payload_only = math.ceil(codes_file.codes.size * codes_file.metadata.bits_per_code / 8)
+        return Coded(decoded[:, 0], rate, 8 * len(data), 8 * (len(data) - payload_only),
+                     encoded - start, done - encoded)
+
+
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed: {result.stderr.strip().splitlines()[-1:]}")
+
+
+def _packet_bits(path: Path) -> int:
+    output = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+                             "packet=size", "-of", "csv=p=0", str(path)], capture_output=True, text=True)
+    return 8 * sum(int(line) for line in output.stdout.split() if line.strip().isdigit())
+
+
+@dataclass
+class FfmpegCodec(System):
+    encoder_args: tuple[str, ...] = ()
+
+    def code(self, audio: np.ndarray, sample_rate: int) -> Coded:
+        with tempfile.TemporaryDirectory() as tmp:
+            source, coded, decoded = Path(tmp) / "in.wav", Path(tmp) / "coded.ogg", Path(tmp) / "out.wav"
+            signal = resample(audio, sample_rate, 16000)
+            sf.write(str(source), np.clip(signal, -1, 1), 16000, subtype="PCM_16")
+            start = time.perf_counter()
+            _run(["ffmpeg", "-v", "error", "-y", "-i", str(source), *self.encoder_args, str(coded)])
+            encoded = time.perf_counter()
+            _run(["ffmpeg", "-v", "error", "-y", "-i", str(coded), "-ar", "16000", "-ac", "1",
+                  "-c:a", "pcm_f32le", str(decoded)])
+            done = time.perf_counter()
+            payload = _packet_bits(coded)
+            out, rate = sf.read(str(decoded), dtype="float64")
+            return Coded(out, rate, payload, 8 * coded.stat().st_size - payload, encoded - start, done - encoded)
+
+
+@dataclass
+class Codec2(System):
+    mode: int = 3200
+
+    def code(self, audio: np.ndarray, sample_rate: int) -> Coded:
+        with tempfile.TemporaryDirectory() as tmp:
+            raw, bits, out = Path(tmp) / "in.raw", Path(tmp) / "coded.bit", Path(tmp) / "out.raw"
+            signal = np.clip(resample(audio, sample_rate, 8000), -1, 1)
+            (signal * 32767).astype("<i2").tofile(raw)
+            start = time.perf_counter()
+            _run(["c2enc", str(self.mode), str(raw), str(bits)])
+            encoded = time.perf_counter()
+            _run(["c2dec", str(self.mode), str(bits), str(out)])
+            done = time.perf_counter()
+            decoded = np.fromfile(out, dtype="<i2").astype(np.float64) / 32768
+            return Coded(decoded, 8000, 8 * bits.stat().st_size, 0, encoded - start, done - encoded)
+
+
+def baseline_systems(names: list[str], bitrates_kbps: list[float]) -> tuple[list[System], list[str]]:
+    """Baseline systems for the requested names and bitrates, and notes on what was skipped.
+
+    Raises:
+        ValueError: for a name that is not one of ``BASELINES``.
+    """
+    systems, notes = [], []
+    for name in names:
+        if name not in BASELINES:
+            raise ValueError(f"unknown baseline '{name}'; choose from {', '.join(BASELINES)}")
+        program = "c2enc" if name == "codec2" else "ffmpeg"
+        if shutil.which(program) is None or (program == "ffmpeg" and shutil.which("ffprobe") is None):
+            notes.append(f"{name} skipped: '{program}' is not installed "
+                         f"(Debian package {'codec2' if name == 'codec2' else 'ffmpeg'})")
+            continue
+        if name == "opus":
+            for kbps in bitrates_kbps:
+                if kbps < OPUS_MIN_KBPS:
+                    notes.append(f"opus skipped at {kbps:g} kbps: libopus codes speech from {OPUS_MIN_KBPS:g} kbps")
+                    continue
+                systems.append(FfmpegCodec("opus", kbps, "libopus voip CBR", (
+                    "-c:a", "libopus", "-application", "voip", "-vbr", "off", "-b:a", f"{kbps:g}k")))
+        elif name == "speex":
+            for kbps in bitrates_kbps:
+                quality, nominal = min(SPEEX_WB_KBPS.items(), key=lambda item: abs(item[1] - kbps))
+                if abs(nominal - kbps) > 0.35 * kbps:
+                    notes.append(f"speex skipped at {kbps:g} kbps: no wideband mode near it")
+                    continue
+                systems.append(FfmpegCodec("speex", nominal, f"libspeex wideband CBR q{quality}", (
+                    "-c:a", "libspeex", "-ar", "16000", "-cbr_quality", str(quality))))
+        else:
+            systems += [Codec2("codec2", mode / 1000, f"mode {mode}", mode) for mode in CODEC2_MODES]
+    return systems, notes

@@ -1,0 +1,130 @@
+"""`codec eval`: metric edge cases never crash or give NaN; alignment; end-to-end reports."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from codec.evaluation.alignment import align
+from codec.evaluation.evaluate import EvalSettings, find_inputs, run_evaluation, summarize
+from codec.evaluation.metrics import METRIC_RATE, score_pair, si_sdr
+from tests.conftest import tone, write_audio
+
+rng = np.random.default_rng(0)
+
+
+def speechlike(seconds: float) -> np.ndarray:
+    """Amplitude-modulated harmonics: enough for PESQ to find utterances."""
+    t = np.arange(int(seconds * METRIC_RATE)) / METRIC_RATE
+    pitch = 2 * np.pi * np.cumsum(140 + 30 * np.sin(2 * np.pi * 0.7 * t)) / METRIC_RATE
+    voiced = sum(np.sin(k * pitch) / k for k in range(1, 20))
+    syllables = np.maximum(np.sin(2 * np.pi * 2.5 * t), 0) ** 2  # bursts separated by pauses
+    return 0.2 * voiced * syllables + 1e-4 * rng.standard_normal(len(t))
+
+
+def assert_defined_or_explained(scores):
+    for name, score in scores.items():
+        if score.value is None:
+            assert score.reason, name
+        else:
+            assert not math.isnan(score.value), name
+
+
+def test_all_zero_reference():
+    scores = score_pair(np.zeros(3 * METRIC_RATE), 0.01 * rng.standard_normal(3 * METRIC_RATE))
+    assert scores["pesq_wb"].value is None and "no utterances" in scores["pesq_wb"].reason
+    assert scores["si_sdr"].value is None and scores["stoi"].value is None
+    assert_defined_or_explained(scores)
+
+
+def test_zeros_with_one_burst():
+    reference = np.zeros(2 * METRIC_RATE)
+    reference[METRIC_RATE:METRIC_RATE + METRIC_RATE // 10] = speechlike(0.1)
+    assert_defined_or_explained(score_pair(reference, reference + 1e-4 * rng.standard_normal(len(reference))))
+
+
+def test_clip_shorter_than_a_quarter_second():
+    short = speechlike(3)[:200]  # 100 samples at 32 kHz are 50 at 16 kHz; any clip under 0.25 s
+    scores = score_pair(short, short)
+    assert all(s.value is None and "shorter than" in s.reason for s in scores.values())
+
+
+def test_degraded_37_samples_shorter_is_aligned():
+    reference = speechlike(3)
+    degraded = reference[:-37] + 0.003 * rng.standard_normal(len(reference) - 37)
+    alignment = align(reference, degraded, 1600)
+    assert alignment.lag == 0 and len(alignment.degraded) == len(reference)
+    scores = score_pair(reference, alignment.degraded)
+    assert scores["pesq_wb"].value is not None and scores["stoi"].value > 0.9
+
+
+def test_delay_is_measured_and_removed():
+    reference = speechlike(2)
+    delayed = np.concatenate([np.zeros(123), reference])
+    alignment = align(reference, delayed, 1600)
+    assert alignment.lag == 123
+    np.testing.assert_allclose(alignment.degraded, reference)
+
+
+def test_si_sdr_with_all_zero_target():
+    assert si_sdr(np.zeros(1000), rng.standard_normal(1000)).value is None
+
+
+def test_nan_in_decoded_signal():
+    reference = speechlike(1)
+    degraded = reference.copy()
+    degraded[100] = np.nan
+    assert align(reference, degraded, 100).problem
+    assert all(s.value is None and "NaN" in s.reason for s in score_pair(reference, degraded).values())
+
+
+def test_summary_has_no_nan_for_edge_case_files(tiny_model_dir, tmp_path):
+    folder = tmp_path / "edge"
+    folder.mkdir()
+    write_audio(folder / "zeros.wav", np.zeros(3 * 16000), 16000)
+    burst = np.zeros(2 * 16000)
+    burst[16000:17600] = speechlike(0.1)
+    write_audio(folder / "burst.wav", burst, 16000)
+    write_audio(folder / "tiny_32k.wav", 0.1 * rng.standard_normal(100), 32000)
+    write_audio(folder / "tone.flac", tone(1.0, 22050), 22050)
+    results, notes, _ = run_evaluation(find_inputs(folder), EvalSettings(str(tiny_model_dir), [1.5, 6.0]))
+    summaries = summarize(results)
+    assert len(results) == 8
+    for summary in summaries:
+        for value in [*summary.mean.values(), *summary.ci95.values()]:
+            assert value is None or not math.isnan(value)
+        assert summary.undefined["pesq_wb"] >= 2   # the zeros and the 100-sample clip
+
+
+def test_manifest_inputs(tmp_path):
+    audio = write_audio(tmp_path / "a.wav", tone(0.3, 16000), 16000)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "list.tsv").write_text("path\tspeaker\na.wav\tx\n")
+    (tmp_path / "list.jsonl").write_text(json.dumps({"path": "a.wav"}) + "\n")
+    assert find_inputs(tmp_path / "sub" / "list.tsv") == [tmp_path / "a.wav"]
+    assert find_inputs(tmp_path / "list.jsonl") == [audio]
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("c2enc") is None,
+                    reason="ffmpeg and codec2 are not installed (.ci/run installs them)")
+def test_end_to_end_on_dev_files_with_baselines(tiny_model_dir, dev_files, tmp_path):
+    folder = tmp_path / "dev3"
+    folder.mkdir()
+    for path in dev_files[:3]:
+        shutil.copy(path, folder / path.name)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["eval", str(folder), "--model", str(tiny_model_dir), "--bitrates", "3,6",
+                                      "--baselines", "opus,codec2", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    systems = {(s["system"], s["nominal_kbps"]) for s in summary}
+    assert {("tiny-16k", 3.0), ("tiny-16k", 6.0), ("opus", 6.0), ("codec2", 3.2), ("codec2", 1.3)} <= systems
+    opus = next(s for s in summary if s["system"] == "opus")
+    assert 5.5 < opus["measured_kbps"] < 6.5 and 1.0 < opus["mean"]["pesq_wb"] < 4.6
+    for name in ("results.json", "results.csv", "rate_distortion.png", "spectrograms.png"):
+        assert (out / name).stat().st_size > 0
+    assert "opus skipped at 3 kbps" in result.output
