@@ -102,11 +102,12 @@ encoder and decoder (streaming-capable), algorithmic latency {model.latency} sam
 
 ## Architecture
 
-Causal STFT (n_fft {c.n_fft}, hop {c.hop_length}) -> causal ConvNeXt encoder
+Causal STFT (window {c.analysis_n_fft}, hop {c.hop_length}) -> causal ConvNeXt encoder
 ({c.encoder_analysis_blocks} blocks x {c.analysis_dim} ch at 100 frames/s, {c.encoder_code_rate_blocks} blocks x
 {c.code_rate_dim} ch at 50 frames/s) -> residual VQ ({c.num_codebooks} x {c.codebook_size}, factorized
 L2-normalised {c.codebook_dim}-d codes, quantizer dropout) -> causal ConvNeXt decoder
-({c.decoder_code_rate_blocks} + {c.decoder_analysis_blocks} blocks) -> Vocos inverse-STFT head.
+({c.decoder_code_rate_blocks} + {c.decoder_analysis_blocks} blocks) -> Vocos inverse-STFT head
+(window {c.synthesis_n_fft}).
 {params / 1e6:.2f} M parameters.
 
 ## Training

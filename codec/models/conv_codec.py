@@ -8,8 +8,10 @@
 
 Frame-domain processing with an inverse-STFT head learns far faster per CPU-minute than a
 waveform-domain SEANet stack (DESIGN.md, "What we know about training on this hardware").
-Every layer is causal; the only look-ahead is the inverse STFT's overlap-add (``n_fft - hop``
-samples), which with one code frame gives the algorithmic ``latency``.
+Every layer is causal; the only look-ahead is the inverse STFT's overlap-add
+(``synthesis_n_fft - hop`` samples), which with one code frame gives the algorithmic ``latency``:
+320 + 160 samples = 30 ms for the default model. The encoder's longer analysis window looks only
+into the past, so it costs no latency.
 """
 
 import dataclasses
@@ -19,7 +21,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from codec.modules import CausalConv1d, CausalSTFT, ChannelLayerNorm, ConvNeXtBlock, FrameUpsample, ISTFTHead
+from codec.modules import (
+    CausalConv1d,
+    CausalSTFT,
+    ChannelLayerNorm,
+    ConvNeXtBlock,
+    FrameUpsample,
+    ISTFTHead,
+    StreamingModule,
+)
 from codec.quantization import QuantizedResult, ResidualVectorQuantizer
 
 
@@ -29,8 +39,9 @@ class ConvCodecConfig:
 
     name: str = "conv-16k"
     sample_rate: int = 16000
-    n_fft: int = 640                 # analysis/synthesis window, samples
-    hop_length: int = 160            # analysis hop, samples (100 frames/s at 16 kHz)
+    analysis_n_fft: int = 640        # encoder STFT window, samples (causal: past context only)
+    synthesis_n_fft: int = 320       # decoder inverse-STFT window; n_fft - hop is look-ahead
+    hop_length: int = 160            # STFT hop of both, samples (100 frames/s at 16 kHz)
     downsample: int = 2              # analysis frames per code frame
     analysis_dim: int = 192          # channels at the analysis rate
     code_rate_dim: int = 384         # channels at the code rate
@@ -63,20 +74,22 @@ class CodecOutput:
     quantized: QuantizedResult
 
 
-class ConvCodec(nn.Module):
+class ConvCodec(StreamingModule):
     """Streaming-capable (causal) conv codec with one interface: ``encode``/``decode``.
 
     ``encode(wav [B, 1, T], num_codebooks) -> codes [B, K, F]`` and
     ``decode(codes [B, K, F]) -> wav [B, 1, F * frame_size]``, where ``T`` must be a multiple of
-    ``frame_size`` (the file-level coder pads and trims).
+    ``frame_size`` (the file-level coder pads and trims). Inside ``streaming(batch_size)`` the
+    same calls take consecutive chunks; see ``codec.streaming`` for sessions that also buffer
+    partial frames and flush the decoder's last samples.
     """
 
     def __init__(self, config: ConvCodecConfig):
         super().__init__()
         self.config = c = config
-        bins = c.n_fft // 2 + 1
+        bins = c.analysis_n_fft // 2 + 1
         k = c.kernel_size
-        self.stft = CausalSTFT(c.n_fft, c.hop_length)
+        self.stft = CausalSTFT(c.analysis_n_fft, c.hop_length)
         self.encoder = nn.Sequential(
             nn.Conv1d(3 * bins, c.analysis_dim, 1),
             ChannelLayerNorm(c.analysis_dim, eps=1e-6),
@@ -98,7 +111,7 @@ class ConvCodec(nn.Module):
             *[ConvNeXtBlock(c.analysis_dim, k) for _ in range(c.decoder_analysis_blocks)],
             ChannelLayerNorm(c.analysis_dim, eps=1e-6),
         )
-        self.head = ISTFTHead(c.analysis_dim, c.n_fft, c.hop_length)
+        self.head = ISTFTHead(c.analysis_dim, c.synthesis_n_fft, c.hop_length)
 
     # --- the codec interface -------------------------------------------------------------
     @property
@@ -127,7 +140,7 @@ class ConvCodec(nn.Module):
     @property
     def latency(self) -> int:
         """Algorithmic latency in samples: one code frame plus the inverse STFT's overlap."""
-        return self.frame_size + self.config.n_fft - self.config.hop_length
+        return self.frame_size + self.config.synthesis_n_fft - self.config.hop_length
 
     def bitrate_kbps(self, num_codebooks: int) -> float:
         """Nominal bitrate of ``num_codebooks`` codebooks, in kbps."""

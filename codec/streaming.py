@@ -1,0 +1,105 @@
+"""Streaming sessions: encode audio and decode codes as they arrive, chunk by chunk.
+
+Each session owns the streaming state of the model parts it drives (swapped into the modules
+for the duration of a call), so an encoder and a decoder session, or several sessions, can
+share one model. Chunked encoding gives exactly the codes of offline encoding, and chunked
+decoding plus ``flush()`` gives the offline waveform (to float rounding).
+
+    encoder = StreamingEncoder(model, num_codebooks=12)
+    decoder = StreamingDecoder(model)
+    for block in blocks:                       # [B, 1, any length]
+        audio_out = decoder.decode(encoder.encode(block))
+    audio_out = decoder.decode(encoder.flush())   # pad the last partial frame with zeros
+    tail = decoder.flush()                        # the decoder's look-ahead samples
+
+The decoded stream lags the input by ``model.latency`` samples: one code frame (a frame must be
+complete before it is coded) plus the inverse STFT's overlap.
+"""
+
+import torch
+from torch import nn
+
+from codec.models import ConvCodec
+from codec.modules import get_streaming_state, set_streaming_state, start_streaming, stop_streaming
+
+
+class _Session:
+    def __init__(self, model: ConvCodec, parts: list[nn.Module], batch_size: int):
+        self.model = model
+        self.batch_size = batch_size
+        self._parts = nn.ModuleList(parts)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new stream (for the next file): zero state, empty buffers."""
+        start_streaming(self._parts, self.batch_size)
+        self._state = get_streaming_state(self._parts, copy=False)
+        stop_streaming(self._parts)
+
+    def _run(self, function, *args):
+        set_streaming_state(self._parts, self._state, copy=False)
+        try:
+            with torch.inference_mode():
+                return function(*args)
+        finally:
+            self._state = get_streaming_state(self._parts, copy=False)
+            stop_streaming(self._parts)
+
+
+class StreamingEncoder(_Session):
+    """``encode(audio [B, 1, n]) -> codes [B, K, f]`` for chunks of any length ``n``.
+
+    Samples short of a whole frame are kept for the next call; ``flush()`` codes them padded
+    with zeros, as offline encoding pads the end of a signal.
+    """
+
+    def __init__(self, model: ConvCodec, num_codebooks: int, batch_size: int = 1):
+        self.num_codebooks = num_codebooks
+        super().__init__(model, [model.stft, model.encoder], batch_size)
+
+    def reset(self) -> None:
+        super().reset()
+        self._buffer = torch.zeros(self.batch_size, 1, 0)
+
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        """Codes of every frame completed by this chunk: ``[B, K, f]`` (``f`` may be 0)."""
+        audio = torch.cat([self._buffer, audio.to(self._buffer.dtype)], dim=-1)
+        whole = audio.shape[-1] // self.model.frame_size * self.model.frame_size
+        self._buffer = audio[..., whole:]
+        if whole == 0:
+            return torch.zeros(self.batch_size, self.num_codebooks, 0, dtype=torch.long)
+        return self._run(self.model.encode, audio[..., :whole], self.num_codebooks)
+
+    def flush(self) -> torch.Tensor:
+        """Codes of the buffered partial frame, zero-padded (``[B, K, 0]`` if none is buffered)."""
+        if self._buffer.shape[-1] == 0:
+            return torch.zeros(self.batch_size, self.num_codebooks, 0, dtype=torch.long)
+        pad = self.model.frame_size - self._buffer.shape[-1]
+        self._buffer = torch.nn.functional.pad(self._buffer, (0, pad))
+        return self.encode(torch.zeros(self.batch_size, 1, 0))
+
+    @property
+    def buffered_samples(self) -> int:
+        return self._buffer.shape[-1]
+
+
+class StreamingDecoder(_Session):
+    """``decode(codes [B, K, f]) -> audio [B, 1, n]``: every sample that is final after them.
+
+    The first ``synthesis_n_fft - hop`` samples of a stream come out one call late; ``flush()``
+    returns the last ones at the end of the stream.
+    """
+
+    def __init__(self, model: ConvCodec, batch_size: int = 1):
+        super().__init__(model, [model.decoder, model.head], batch_size)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        if codes.shape[-1] == 0:
+            return torch.zeros(self.batch_size, 1, 0)
+        return self._run(self.model.decode, codes)
+
+    def flush(self) -> torch.Tensor:
+        """The last samples of the stream; the session is then ready for a new stream."""
+        out = self._run(self.model.head.istft.flush)
+        self.reset()
+        return out

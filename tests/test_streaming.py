@@ -1,0 +1,98 @@
+"""Streaming equals offline, module by module and for whole models, at any chunking."""
+
+import numpy as np
+import pytest
+import torch
+
+from codec.modules import CausalConv1d, CausalISTFT, CausalSTFT, ConvNeXtBlock, streaming
+from codec.streaming import StreamingDecoder, StreamingEncoder
+
+
+def chunks(total: int, size: int):
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+@pytest.mark.parametrize("module,step", [
+    (CausalConv1d(3, 5, 7), 1), (CausalConv1d(3, 5, 4, stride=2), 2), (CausalConv1d(3, 5, 3, dilation=3), 1),
+    (ConvNeXtBlock(8, 7), 1),
+])
+@pytest.mark.parametrize("frames_per_chunk", [1, 2, 7, 50])
+def test_layers_stream_like_offline(module, step, frames_per_chunk):
+    torch.manual_seed(0)
+    x = torch.randn(2, module.in_channels if hasattr(module, "in_channels") else 8, 60 * step)
+    with torch.no_grad():
+        offline = module(x)
+        with streaming(module, 2):
+            online = torch.cat([module(x[..., a:b]) for a, b in chunks(x.shape[-1], frames_per_chunk * step)], -1)
+    torch.testing.assert_close(online, offline, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("frames_per_chunk", [1, 2, 7, 50])
+def test_stft_pair_streams_like_offline(frames_per_chunk):
+    torch.manual_seed(0)
+    stft, istft = CausalSTFT(640, 160), CausalISTFT(320, 160)
+    x = torch.randn(3, 1, 160 * 53)
+    spec = stft(x)[:, :161]
+    offline = istft(spec)
+    with streaming(stft, 3), streaming(istft, 3):
+        online_spec = torch.cat([stft(x[..., a:b]) for a, b in chunks(x.shape[-1], 160 * frames_per_chunk)], -1)
+        online = torch.cat([istft(spec[..., a:b]) for a, b in chunks(spec.shape[-1], frames_per_chunk)]
+                           + [istft.flush()], -1)
+    torch.testing.assert_close(online_spec, stft(x), rtol=0, atol=0)
+    assert online.shape == offline.shape
+    torch.testing.assert_close(online, offline, rtol=0, atol=1e-6)
+
+
+def run_sessions(model, audio: torch.Tensor, block: int, num_codebooks: int = 12):
+    encoder = StreamingEncoder(model, num_codebooks, audio.shape[0])
+    decoder = StreamingDecoder(model, audio.shape[0])
+    codes, out = [], []
+    for a, b in chunks(audio.shape[-1], block):
+        codes.append(encoder.encode(audio[..., a:b]))
+        out.append(decoder.decode(codes[-1]))
+    codes.append(encoder.flush())
+    out += [decoder.decode(codes[-1]), decoder.flush()]
+    return torch.cat(codes, -1), torch.cat(out, -1)
+
+
+@pytest.mark.parametrize("frames_per_chunk", [1, 2, 7, 50])
+def test_sessions_equal_offline(tiny_model, frames_per_chunk):
+    torch.manual_seed(1)
+    audio = 0.1 * torch.randn(2, 1, 80 * 320 + 77)
+    frames = -(-audio.shape[-1] // 320)
+    padded = torch.nn.functional.pad(audio, (0, frames * 320 - audio.shape[-1]))
+    codes = tiny_model.encode(padded, 12)
+    decoded = tiny_model.decode(codes)
+    stream_codes, stream_audio = run_sessions(tiny_model, audio, frames_per_chunk * 320)
+    assert torch.equal(stream_codes, codes)
+    assert stream_audio.shape == decoded.shape
+    torch.testing.assert_close(stream_audio, decoded, rtol=0, atol=1e-4)
+
+
+def test_sessions_accept_partial_frames_and_reset(tiny_model):
+    audio = 0.1 * torch.randn(1, 1, 5000)
+    first = run_sessions(tiny_model, audio, 123)
+    second = run_sessions(tiny_model, audio, 999)
+    assert torch.equal(first[0], second[0])
+    encoder = StreamingEncoder(tiny_model, 12)
+    encoder.encode(audio[..., :100])
+    assert encoder.buffered_samples == 100
+    encoder.reset()
+    assert encoder.buffered_samples == 0
+
+
+def test_output_keeps_up_with_the_declared_latency(tiny_model):
+    """Fed 20 ms blocks, the decoder has released every sample older than the latency."""
+    encoder, decoder = StreamingEncoder(tiny_model, 6), StreamingDecoder(tiny_model)
+    released = 0
+    block = tiny_model.frame_size
+    for index in range(1, 30):
+        released += decoder.decode(encoder.encode(0.1 * torch.randn(1, 1, block))).shape[-1]
+        now = index * block
+        assert released == max(0, now + block - tiny_model.latency)  # nothing older than the latency waits
+        assert released >= now - tiny_model.latency
+
+
+def test_model_latency_is_30_ms(tiny_model):
+    assert tiny_model.latency / tiny_model.sample_rate * 1000 == pytest.approx(30.0)
+    assert np.isclose(tiny_model.frame_rate, 50.0)
