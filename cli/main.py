@@ -82,7 +82,9 @@ def encode(
     if not any(abs(bitrate - b) < 1e-9 for b in BITRATES):
         raise CodecError(f"--bitrate {bitrate:g} is not supported; choose 1.5, 3, 6 or 12")
     check_paths(input, output, force)
-    codes_file = encode_file(load_model(model), input, output, bitrate, force)
+    codes_file, report = encode_file(load_model(model), input, output, bitrate, force)
+    for warning in report.warnings:
+        stderr.print(f"warning: {warning}", soft_wrap=True)
     meta = codes_file.metadata
     seconds = meta.samples / meta.sample_rate
     size = output.stat().st_size
@@ -105,9 +107,9 @@ def decode(
 
     check_paths(input, output, force)
     codec_model = load_model(model or read_codes(input).metadata.model)
-    clipped = decode_file(codec_model, input, output, force)
-    if clipped:
-        stderr.print(f"warning: {clipped} samples exceeded ±1.0 and were clipped in {output}")
+    report = decode_file(codec_model, input, output, force)
+    for warning in report.warnings:
+        stderr.print(f"warning: {warning}", soft_wrap=True)
 
 
 @app.command()

@@ -4,6 +4,7 @@ Arrays are ``[T, C]`` float (samples by channels), as soundfile returns them. No
 x86-64 wheels are CUDA builds tied to one torch release and fail beside the CPU torch wheel.
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,43 +14,60 @@ import soxr
 from codec.errors import CodecError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+SUPPORTED = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF"
+_READ_ERRORS = (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError)
 
 
-def load_audio(path: Path | str) -> tuple[np.ndarray, int]:
-    """Read an audio file as float64 ``[T, C]`` in [-1, 1] (integer formats) and its sample rate.
+def open_audio(path: Path | str) -> sf.SoundFile:
+    """Open an audio file for block reading (use as a context manager).
 
     Raises:
-        CodecError: if the file is missing, unreadable, or not a format libsndfile decodes.
+        CodecError: if the file is missing, a directory, empty or not a format libsndfile decodes.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CodecError(f"{path}: is a directory, not an audio file")
     if not path.is_file():
         raise CodecError(f"{path}: no such file")
     try:
-        audio, sample_rate = sf.read(str(path), dtype="float64", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as error:
-        raise CodecError(f"{path}: cannot read audio ({error}); supported: "
-                         f"WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF") from None
-    if not np.all(np.isfinite(audio)):
-        raise CodecError(f"{path}: audio contains NaN or infinite samples")
-    return audio, int(sample_rate)
+        source = sf.SoundFile(str(path))
+    except _READ_ERRORS as error:
+        reason = str(error).split(": ", 1)[-1].strip() or type(error).__name__
+        raise CodecError(f"{path}: cannot read audio ({reason}); supported: {SUPPORTED}") from None
+    if source.samplerate <= 0 or source.channels <= 0:
+        source.close()
+        raise CodecError(f"{path}: invalid header ({source.samplerate} Hz, {source.channels} channels)")
+    return source
 
 
-def save_audio(path: Path | str, audio: np.ndarray, sample_rate: int) -> int:
-    """Write ``[T, C]`` audio; the format follows the suffix (WAV and FLAC as 16-bit PCM).
-
-    Returns:
-        the number of samples clipped to [-1, 1] (integer formats cannot hold more).
+def read_blocks(source: sf.SoundFile, path: Path, block_samples: int) -> Iterator[np.ndarray]:
+    """``[n, C]`` float64 blocks of an open file until its end.
 
     Raises:
-        CodecError: if the suffix names no format soundfile writes.
+        CodecError: if decoding fails midway or the file holds NaN or infinite samples.
     """
-    path = Path(path)
-    try:
-        clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
-        sf.write(str(path), np.clip(audio, -1.0, 1.0), sample_rate)
-    except (sf.LibsndfileError, TypeError, ValueError, RuntimeError) as error:
-        raise CodecError(f"{path}: cannot write audio ({error})") from None
-    return clipped
+    while True:
+        try:
+            block = source.read(block_samples, dtype="float64", always_2d=True)
+        except _READ_ERRORS as error:
+            raise CodecError(f"{path}: cannot decode audio after {source.tell()} samples ({error})") from None
+        if len(block) == 0:
+            return
+        if not np.all(np.isfinite(block)):
+            raise CodecError(f"{path}: audio contains NaN or infinite samples")
+        yield block
+
+
+def load_audio(path: Path | str) -> tuple[np.ndarray, int]:
+    """Read a whole audio file as float64 ``[T, C]`` (integer formats in [-1, 1]) and its rate.
+
+    Raises:
+        CodecError: as ``open_audio`` and ``read_blocks``.
+    """
+    with open_audio(path) as source:
+        blocks = list(read_blocks(source, Path(path), 1 << 20))
+        channels, rate = source.channels, source.samplerate
+    return (np.concatenate(blocks) if blocks else np.zeros((0, channels))), rate
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

@@ -1,19 +1,37 @@
-"""Audio <-> codes for whole signals and files, at any sample rate and channel count.
+"""Audio <-> codes for whole signals and files, at any sample rate, channel count and length.
 
-Each channel is resampled to the model's rate (soxr), padded with zeros to whole code frames,
-coded as one batch item, and on decode resampled back and cut to the input's exact length.
+One path serves arrays and files of any length: audio flows in blocks through a streaming
+resampler (soxr) to the model's rate, through a ``StreamingEncoder`` (each channel one batch
+item), and back through a ``StreamingDecoder`` and resampler to the input's rate. Peak memory
+does not grow with duration, and chunk seams are exact: streaming equals offline coding.
+The decoded signal has exactly the input's sample rate, channel count and number of samples.
 """
 
 import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import soxr
 import torch
 
-from codec.audio import load_audio, resample, save_audio
+from codec.audio import open_audio, read_blocks
 from codec.bitstream import CodesFile, CodesMetadata, from_bytes, to_bytes
 from codec.errors import CodecError
 from codec.models import ConvCodec
+from codec.streaming import StreamingDecoder, StreamingEncoder
+
+BLOCK_SECONDS = 10.0        # audio handled per step: bounds memory for any file length
+_HOLDBACK = 8               # resampled samples kept back until the true length is known
+
+
+@dataclass
+class CodingReport:
+    """What happened besides the output itself: warnings for the user."""
+
+    warnings: list[str] = field(default_factory=list)
 
 
 def model_length(num_samples: int, sample_rate: int, model_rate: int) -> int:
@@ -21,45 +39,107 @@ def model_length(num_samples: int, sample_rate: int, model_rate: int) -> int:
     return math.ceil(num_samples * model_rate / sample_rate)
 
 
-def _fit_length(audio: np.ndarray, length: int) -> np.ndarray:
-    """Cut or zero-pad ``[T, C]`` audio to exactly ``length`` samples."""
-    if len(audio) >= length:
-        return audio[:length]
-    return np.concatenate([audio, np.zeros((length - len(audio), audio.shape[1]), audio.dtype)])
+def _resampler(from_rate: int, to_rate: int, channels: int) -> Callable[..., np.ndarray]:
+    """``resample(block [n, C], last=False) -> [m, C]`` in a stream (identity when rates match)."""
+    if from_rate == to_rate:
+        return lambda block, last=False: block
+    stream = soxr.ResampleStream(from_rate, to_rate, channels, dtype="float64", quality="HQ")
+    return lambda block, last=False: stream.resample_chunk(np.ascontiguousarray(block), last=last)
 
 
-def _compact_number(value: float) -> float | int:
-    """``50.0 -> 50``: an integral frame rate is written without a fraction (fewer header bytes)."""
-    return int(value) if float(value).is_integer() else round(value, 6)
+def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: int, channels: int,
+                  num_codebooks: int) -> tuple[np.ndarray, int]:
+    """Encode ``[n, C]`` float blocks; returns ``(codes [C, K, F], number of input samples)``."""
+    encoder = StreamingEncoder(model, num_codebooks, batch_size=channels)
+    resample = _resampler(sample_rate, model.sample_rate, channels)
+    codes, pending, seen = [], np.zeros((0, channels)), 0
+
+    def feed(samples: np.ndarray) -> None:
+        if len(samples):
+            audio = torch.from_numpy(np.ascontiguousarray(samples.T[:, None, :], dtype=np.float32))
+            codes.append(encoder.encode(audio).numpy())
+
+    for block in blocks:
+        seen += len(block)
+        pending = np.concatenate([pending, resample(block)])
+        feed(pending[:max(0, len(pending) - _HOLDBACK)])
+        pending = pending[max(0, len(pending) - _HOLDBACK):]
+    pending = np.concatenate([pending, resample(np.zeros((0, channels)), last=True)])
+    fed = sum(c.shape[-1] for c in codes) * model.frame_size + encoder.buffered_samples
+    target = model_length(seen, sample_rate, model.sample_rate) - fed  # exactly what the input covers
+    feed(np.concatenate([pending, np.zeros((max(0, target - len(pending)), channels))])[:max(0, target)])
+    codes.append(encoder.flush().numpy())
+    return np.concatenate(codes, axis=-1), seen
+
+
+def decode_blocks(model: ConvCodec, codes_file: CodesFile) -> Iterator[np.ndarray]:
+    """Decoded ``[n, C]`` float32 blocks at the original rate, ``samples`` in all, exactly."""
+    meta = codes_file.metadata
+    check_compatible(model, meta)
+    decoder = StreamingDecoder(model, batch_size=meta.channels)
+    resample = _resampler(model.sample_rate, meta.sample_rate, meta.channels)
+    model_samples_left = model_length(meta.samples, meta.sample_rate, model.sample_rate)
+    samples_left = meta.samples
+
+    def emit(wav: torch.Tensor, last: bool = False) -> np.ndarray:
+        nonlocal model_samples_left, samples_left
+        audio = wav[:, 0].numpy().T.astype(np.float64)[:model_samples_left]   # [n, C]
+        model_samples_left -= len(audio)
+        out = resample(audio, last=last)[:samples_left]
+        samples_left -= len(out)
+        return out.astype(np.float32)
+
+    step = max(1, int(BLOCK_SECONDS * model.frame_rate))
+    codes = torch.from_numpy(np.asarray(codes_file.codes, dtype=np.int64))
+    for start in range(0, meta.frames, step):
+        yield emit(decoder.decode(codes[..., start:start + step]))
+    yield emit(decoder.flush() if meta.frames else torch.zeros(meta.channels, 1, 0), last=True)
+    if samples_left:
+        yield np.zeros((samples_left, meta.channels), dtype=np.float32)
+
+
+def _codebooks(model: ConvCodec, bitrate_kbps: float) -> int:
+    try:
+        return model.codebooks_for_bitrate(bitrate_kbps)
+    except ValueError as error:
+        raise CodecError(str(error)) from None
+
+
+def _metadata(model: ConvCodec, sample_rate: int, codes: np.ndarray, num_samples: int) -> CodesMetadata:
+    frame_rate = model.frame_rate
+    return CodesMetadata(
+        model=model.config.name, weights=getattr(model, "weights_sha256", "")[:8], sample_rate=sample_rate,
+        channels=codes.shape[0], samples=num_samples,
+        frame_rate=int(frame_rate) if float(frame_rate).is_integer() else round(frame_rate, 6),
+        codebooks=codes.shape[1], codebook_size=model.codebook_size, frames=codes.shape[2])
+
+
+def _limit(block: np.ndarray, report_counts: list[int]) -> np.ndarray:
+    """Clip samples beyond ±1 (float files can hold them); count them for a warning."""
+    outside = int(np.count_nonzero(np.abs(block) > 1.0))
+    if outside:
+        report_counts[0] += outside
+        return np.clip(block, -1.0, 1.0)
+    return block
 
 
 def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_kbps: float) -> CodesFile:
     """Encode ``[T, C]`` float audio at ``sample_rate`` Hz into codes ``[C, K, F]``.
 
     Raises:
-        CodecError: for an unsupported bitrate or an invalid sample rate.
+        CodecError: for an unsupported bitrate, an invalid sample rate, or non-finite samples.
     """
     if sample_rate <= 0:
         raise CodecError(f"invalid sample rate {sample_rate} Hz")
-    try:
-        num_codebooks = model.codebooks_for_bitrate(bitrate_kbps)
-    except ValueError as error:
-        raise CodecError(str(error)) from None
-    num_samples, channels = audio.shape
-    length = model_length(num_samples, sample_rate, model.sample_rate)
-    frames = math.ceil(length / model.frame_size)
-    codes = np.zeros((channels, num_codebooks, frames), dtype=np.int64)
-    if frames:
-        signal = _fit_length(resample(audio, sample_rate, model.sample_rate), frames * model.frame_size)
-        wav = torch.from_numpy(np.ascontiguousarray(signal.T, dtype=np.float32)).unsqueeze(1)  # [C, 1, T]
-        with torch.inference_mode():
-            codes = model.encode(wav, num_codebooks).numpy()
-    metadata = CodesMetadata(
-        model=model.config.name, weights=getattr(model, "weights_sha256", "")[:8],
-        sample_rate=sample_rate, channels=channels, samples=num_samples,
-        frame_rate=_compact_number(model.frame_rate), codebooks=num_codebooks,
-        codebook_size=model.codebook_size, frames=frames)
-    return CodesFile(metadata, codes)
+    audio = np.asarray(audio, dtype=np.float64)
+    if audio.ndim != 2 or audio.shape[1] == 0:
+        raise CodecError(f"audio must be [samples, channels] with at least one channel, got shape {audio.shape}")
+    if not np.all(np.isfinite(audio)):
+        raise CodecError("audio contains NaN or infinite samples")
+    step = int(BLOCK_SECONDS * sample_rate)
+    blocks = (audio[start:start + step] for start in range(0, len(audio), step))
+    codes, seen = encode_blocks(model, blocks, sample_rate, audio.shape[1], _codebooks(model, bitrate_kbps))
+    return CodesFile(_metadata(model, sample_rate, codes, seen), codes)
 
 
 def check_compatible(model: ConvCodec, meta: CodesMetadata) -> None:
@@ -72,6 +152,9 @@ def check_compatible(model: ConvCodec, meta: CodesMetadata) -> None:
     if meta.codebook_size != model.codebook_size or meta.codebooks > model.num_codebooks:
         raise CodecError(f"the codes use {meta.codebooks} codebooks of {meta.codebook_size}; "
                          f"model '{model.config.name}' has {model.num_codebooks} of {model.codebook_size}")
+    if not math.isclose(meta.frame_rate, model.frame_rate):
+        raise CodecError(f"the codes have {meta.frame_rate} frames/s; model '{model.config.name}' "
+                         f"has {model.frame_rate}")
 
 
 def decode_audio(model: ConvCodec, codes_file: CodesFile) -> tuple[np.ndarray, int]:
@@ -80,16 +163,8 @@ def decode_audio(model: ConvCodec, codes_file: CodesFile) -> tuple[np.ndarray, i
     Raises:
         CodecError: if the codes were made by another model.
     """
-    meta = codes_file.metadata
-    check_compatible(model, meta)
-    if meta.frames == 0:
-        return np.zeros((meta.samples, meta.channels), dtype=np.float32), meta.sample_rate
-    codes = torch.from_numpy(np.asarray(codes_file.codes, dtype=np.int64))
-    with torch.inference_mode():
-        wav = model.decode(codes).squeeze(1).numpy().T  # [T, C]
-    length = model_length(meta.samples, meta.sample_rate, model.sample_rate)
-    audio = resample(wav[:length].astype(np.float64), model.sample_rate, meta.sample_rate)
-    return _fit_length(audio, meta.samples).astype(np.float32), meta.sample_rate
+    blocks = list(decode_blocks(model, codes_file))
+    return np.concatenate(blocks), codes_file.metadata.sample_rate
 
 
 def check_paths(input_path: Path, output_path: Path, force: bool) -> None:
@@ -98,16 +173,23 @@ def check_paths(input_path: Path, output_path: Path, force: bool) -> None:
     Raises:
         CodecError: naming the missing input or the existing output.
     """
+    if input_path.is_dir():
+        raise CodecError(f"{input_path}: is a directory, not a file")
     if not input_path.is_file():
         raise CodecError(f"{input_path}: no such file")
+    if output_path.is_dir():
+        raise CodecError(f"{output_path}: is a directory; give a file name")
     if output_path.exists() and not force:
         raise CodecError(f"{output_path} exists; pass --force to overwrite it")
     if output_path.resolve() == input_path.resolve():
         raise CodecError(f"{output_path}: the output would overwrite the input")
+    if not output_path.parent.is_dir():
+        raise CodecError(f"{output_path.parent}: no such directory for the output")
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Write through a temporary file beside ``path`` so a failure never leaves half a file."""
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file beside ``path``: an error or Ctrl-C never leaves half a file
+    and never destroys the old one."""
     tmp = path.with_name(f".{path.name}.partial{path.suffix}")
     try:
         write(tmp)
@@ -119,6 +201,8 @@ def _write_atomically(path: Path, write) -> None:
 def read_codes(path: Path | str) -> CodesFile:
     """Read and verify a ``.codes`` file. Raises CodecError naming the file on any problem."""
     path = Path(path)
+    if path.is_dir():
+        raise CodecError(f"{path}: is a directory, not a .codes file")
     if not path.is_file():
         raise CodecError(f"{path}: no such file")
     try:
@@ -128,24 +212,58 @@ def read_codes(path: Path | str) -> CodesFile:
 
 
 def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
-                bitrate_kbps: float = 6.0, force: bool = False) -> CodesFile:
-    """Encode an audio file into a ``.codes`` file; returns what was written."""
+                bitrate_kbps: float = 6.0, force: bool = False) -> tuple[CodesFile, CodingReport]:
+    """Encode an audio file into a ``.codes`` file, block by block; returns what was written."""
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
-    audio, sample_rate = load_audio(input_path)
-    codes_file = encode_audio(model, audio, sample_rate, bitrate_kbps)
+    num_codebooks = _codebooks(model, bitrate_kbps)
+    report, clipped = CodingReport(), [0]
+    with open_audio(input_path) as source:
+        blocks = (_limit(b, clipped) for b in read_blocks(source, input_path, int(BLOCK_SECONDS * source.samplerate)))
+        codes, seen = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks)
+        if source.frames > 0 and seen < source.frames:
+            report.warnings.append(f"{input_path}: file is truncated: its header announces {source.frames} "
+                                   f"samples, {seen} could be read; coded those")
+        codes_file = CodesFile(_metadata(model, source.samplerate, codes, seen), codes)
+    if clipped[0]:
+        report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale and were "
+                               f"limited to ±1.0")
     data = to_bytes(codes_file)
     _write_atomically(output_path, lambda tmp: tmp.write_bytes(data))
-    return codes_file
+    return codes_file, report
 
 
 def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
-                force: bool = False) -> int:
-    """Decode a ``.codes`` file to audio; returns the number of samples clipped to [-1, 1]."""
+                force: bool = False) -> CodingReport:
+    """Decode a ``.codes`` file to audio block by block; the format follows the output's suffix
+    (WAV and FLAC as 16-bit PCM). Samples beyond ±1.0 are clipped, and counted in the report."""
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
     codes_file = read_codes(input_path)
-    audio, sample_rate = decode_audio(model, codes_file)
-    clipped = []
-    _write_atomically(output_path, lambda tmp: clipped.append(save_audio(tmp, audio, sample_rate)))
-    return clipped[0]
+    meta, clipped = codes_file.metadata, 0
+
+    def write(tmp: Path) -> None:
+        nonlocal clipped
+        try:
+            sink = sf.SoundFile(str(tmp), "w", samplerate=meta.sample_rate, channels=meta.channels,
+                                format=_format_for(output_path))
+        except (sf.LibsndfileError, ValueError, TypeError, RuntimeError) as error:
+            raise CodecError(f"{output_path}: cannot write audio ({error})") from None
+        with sink:
+            for block in decode_blocks(model, codes_file):
+                clipped += int(np.count_nonzero(np.abs(block) > 1.0))
+                sink.write(np.clip(block, -1.0, 1.0))
+
+    _write_atomically(output_path, write)
+    report = CodingReport()
+    if clipped:
+        report.warnings.append(f"{output_path}: {clipped} decoded samples exceeded ±1.0 and were clipped")
+    return report
+
+
+def _format_for(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    formats = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "oga": "OGG", "aiff": "AIFF", "aif": "AIFF"}
+    if suffix not in formats:
+        raise CodecError(f"{path}: cannot write '.{suffix}' files; use .wav, .flac, .ogg or .aiff")
+    return formats[suffix]

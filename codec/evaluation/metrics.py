@@ -9,6 +9,7 @@ and scores a pair, ``Score.value`` is ``None`` when a metric is undefined, with 
 why (silence, too short, NaN in the decoded signal, ...).
 """
 
+import warnings
 from dataclasses import dataclass
 
 import librosa
@@ -43,8 +44,12 @@ def stoi_score(reference: np.ndarray, degraded: np.ndarray) -> Score:
     """STOI, 0-1, at 16 kHz (pystoi resamples to its 10 kHz internally)."""
     if not np.any(reference):
         return Score(None, "STOI undefined for an all-zero reference")
-    value = float(stoi(reference, degraded, METRIC_RATE, extended=False))
-    return Score(value) if np.isfinite(value) else Score(None, "STOI undefined (no speech frames)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(stoi(reference, degraded, METRIC_RATE, extended=False))
+    if caught or not np.isfinite(value):  # pystoi warns and returns 1e-5 when too little is not silence
+        return Score(None, "STOI undefined: too few non-silent frames")
+    return Score(value)
 
 
 def si_sdr(reference: np.ndarray, degraded: np.ndarray) -> Score:
