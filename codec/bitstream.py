@@ -11,14 +11,16 @@ All integers are little-endian.
     8       M     metadata: UTF-8 JSON object (keys below), no whitespace
     8+M     ...   chunks, one after another up to the end of the file; each chunk is
                     P       payload: bit-packed codes, P given by the metadata (below)
-                    uint32  CRC-32 (zlib) of the payload
+                    uint32  CRC-32 (zlib) of the payload; the first chunk's CRC also covers
+                            the header and metadata before it, so every byte is checked
 
 Metadata keys: ``model`` (name), ``weights`` (first 8 hex digits of the SHA-256 of the model's
 weights file), ``sample_rate`` (Hz, of the original audio), ``channels``, ``samples`` (per
 channel, at ``sample_rate``), ``frame_rate`` (code frames per second), ``codebooks`` (codebooks
 used, K), ``codebook_size``, ``frames`` (F, code frames per channel).
 
-Payload: chunk ``j`` holds frames ``[j * 1500, (j + 1) * 1500)`` (the last chunk fewer); inside
+Payload: chunk ``j`` holds frames ``[j * 1500, (j + 1) * 1500)`` (the last chunk fewer; a file
+of 0 frames has one empty chunk, for its CRC); inside
 a chunk, codes are ordered frame by frame, then channel, then codebook, each written as an
 unsigned ``ceil(log2(codebook_size))``-bit number, most significant bit first, and the chunk is
 padded with zero bits to a whole byte, so ``P = ceil(frames_in_chunk * C * K * bits / 8)``.
@@ -40,6 +42,10 @@ MAGIC = b"CODC"
 VERSION = 1
 FRAMES_PER_CHUNK = 1500
 FLAG_ENTROPY = 1
+MAX_CODEBOOK_SIZE = 1 << 16
+MAX_CHANNELS = 1024
+MAX_CODEBOOKS = 1024
+MAX_FRAMES = 1 << 40
 _HEADER = struct.Struct("<4sBBH")
 _UINT32 = struct.Struct("<I")
 
@@ -97,10 +103,15 @@ def to_bytes(codes_file: CodesFile) -> bytes:
     metadata = json.dumps(asdict(meta), separators=(",", ":")).encode()
     parts = [_HEADER.pack(MAGIC, VERSION, 0, len(metadata)), metadata]
     frame_major = codes.transpose(2, 0, 1)  # [F, C, K]
-    for start in range(0, meta.frames, FRAMES_PER_CHUNK):
+    for start in _chunk_starts(meta.frames):
         payload = _pack(frame_major[start:start + FRAMES_PER_CHUNK].reshape(-1), meta.bits_per_code)
-        parts += [payload, _UINT32.pack(zlib.crc32(payload))]
+        covered = b"".join(parts) + payload if start == 0 else payload
+        parts += [payload, _UINT32.pack(zlib.crc32(covered))]
     return b"".join(parts)
+
+
+def _chunk_starts(frames: int) -> range:
+    return range(0, max(frames, 1), FRAMES_PER_CHUNK)
 
 
 def _parse_metadata(raw: bytes) -> CodesMetadata:
@@ -110,15 +121,20 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
         if not isinstance(values, dict) or set(values) != set(names):
             raise ValueError("unexpected keys")
         meta = CodesMetadata(**values)
-    except (UnicodeDecodeError, ValueError, TypeError):
-        raise BitstreamError("corrupt metadata (not the JSON object format version 1 requires)") from None
+    except (UnicodeDecodeError, ValueError, TypeError, RecursionError):
+        raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
+                             f"(not the JSON object that format version 1 requires)") from None
     integers = [meta.sample_rate, meta.channels, meta.samples, meta.codebooks,
                 meta.codebook_size, meta.frames]
     if (not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in integers)
-            or meta.sample_rate == 0 or meta.channels == 0 or meta.codebook_size < 2
+            or meta.sample_rate == 0 or not 1 <= meta.channels <= MAX_CHANNELS
+            or not 1 <= meta.codebooks <= MAX_CODEBOOKS or meta.frames > MAX_FRAMES
+            or not 2 <= meta.codebook_size <= MAX_CODEBOOK_SIZE
             or not isinstance(meta.model, str) or not isinstance(meta.weights, str)
-            or not isinstance(meta.frame_rate, (int, float)) or meta.frame_rate <= 0):
-        raise BitstreamError("corrupt metadata (invalid values)")
+            or not isinstance(meta.frame_rate, (int, float)) or isinstance(meta.frame_rate, bool)
+            or not math.isfinite(meta.frame_rate) or meta.frame_rate <= 0):
+        raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
+                             f"(invalid values)")
     return meta
 
 
@@ -133,34 +149,37 @@ def from_bytes(data: bytes) -> CodesFile:
         raise BitstreamError(f"truncated: {len(data)} bytes is shorter than the {_HEADER.size}-byte header")
     magic, version, flags, metadata_length = _HEADER.unpack_from(data)
     if magic != MAGIC:
-        raise BitstreamError("not a .codes file (wrong magic bytes)")
+        raise BitstreamError("not a .codes file (wrong magic bytes at offset 0)")
     if version != VERSION:
-        raise BitstreamError(f"unsupported .codes format version {version} (this codec reads version {VERSION})")
+        newer = " (written by a newer codec; upgrade to read it)" if version > VERSION else ""
+        raise BitstreamError(f"unsupported .codes format version {version} at offset 4; this codec reads "
+                             f"version {VERSION}{newer}")
     if flags:
-        raise BitstreamError(f"unsupported flags {flags:#04x} (entropy-coded payloads need a newer codec)")
+        raise BitstreamError(f"unsupported flags {flags:#04x} at offset 5 (entropy-coded payloads need a newer codec)")
     offset = _HEADER.size + metadata_length
     if len(data) < offset:
-        raise BitstreamError("truncated inside the metadata")
+        raise BitstreamError(f"truncated in the metadata: it should end at byte {offset}, the file has {len(data)}")
     meta = _parse_metadata(data[_HEADER.size:offset])
     frames = []
-    for start in range(0, meta.frames, FRAMES_PER_CHUNK):
-        count = min(FRAMES_PER_CHUNK, meta.frames - start) * meta.channels * meta.codebooks
+    for index, start in enumerate(_chunk_starts(meta.frames)):
+        count = max(0, min(FRAMES_PER_CHUNK, meta.frames - start)) * meta.channels * meta.codebooks
         length = math.ceil(count * meta.bits_per_code / 8)
         end = offset + length + _UINT32.size
         if len(data) < end:
-            raise BitstreamError(f"truncated in the chunk that starts at frame {start}")
+            raise BitstreamError(f"truncated in chunk {index} (bytes {offset}-{end - 1}); the file has "
+                                 f"{len(data)} bytes")
         payload = data[offset:offset + length]
         (crc,) = _UINT32.unpack_from(data, offset + length)
-        if zlib.crc32(payload) != crc:
-            raise BitstreamError(f"CRC mismatch in the chunk at frame {start}: the file is corrupted")
+        covered = data[:offset + length] if index == 0 else payload
+        if zlib.crc32(covered) != crc:
+            span = f"bytes 0-{offset + length - 1}, header, metadata and chunk 0" if index == 0 else \
+                f"bytes {offset}-{offset + length - 1}, chunk {index}"
+            raise BitstreamError(f"CRC mismatch ({span}): the file is corrupted")
         frames.append(_unpack(payload, count, meta.bits_per_code).reshape(-1, meta.channels, meta.codebooks))
         offset = end
     if offset != len(data):
-        raise BitstreamError(f"{len(data) - offset} unexpected bytes after the last chunk")
-    if frames:
-        codes = np.concatenate(frames).transpose(1, 2, 0)
-    else:
-        codes = np.zeros((meta.channels, meta.codebooks, 0), dtype=np.int64)
+        raise BitstreamError(f"{len(data) - offset} unexpected bytes after the last chunk (from byte {offset})")
+    codes = np.concatenate(frames).transpose(1, 2, 0)
     if codes.size and codes.max() >= meta.codebook_size:
         raise BitstreamError(f"code value {codes.max()} is outside the codebook of {meta.codebook_size}")
     return CodesFile(meta, codes)

@@ -3,6 +3,7 @@
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,11 +90,40 @@ def test_code_outside_codebook_is_refused():
     payload_length = len(data) - start - 4
     data[start] = 0xFF
     data[start + 1] |= 0xC0
-    data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[start:start + payload_length])))
+    data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:start + payload_length])))
     with pytest.raises(BitstreamError, match="outside the codebook"):
         from_bytes(bytes(data))
+
+
+def test_header_and_metadata_are_covered_by_the_crc():
+    data = to_bytes(make())
+    metadata_length = struct.unpack_from("<H", data, 6)[0]
+    for offset in (6, 9, 8 + metadata_length // 2, 8 + metadata_length - 2):
+        corrupted = bytearray(data)
+        corrupted[offset] ^= 0x04
+        with pytest.raises(BitstreamError):
+            from_bytes(bytes(corrupted))
+
+
+def test_empty_file_has_one_checked_chunk():
+    empty = make(frames=0)
+    data = to_bytes(empty)
+    assert from_bytes(data).codes.shape == (1, 12, 0)
+    with pytest.raises(BitstreamError, match="truncated in chunk 0"):
+        from_bytes(data[:-1])
 
 
 def test_not_a_codes_file():
     with pytest.raises(BitstreamError):
         from_bytes(b"hello")
+
+
+def test_golden_version_1_file_still_reads_bit_exactly():
+    """Format compatibility: the committed v1 file must parse to the same codes and re-serialize
+    to the same bytes in every later version of the reader."""
+    golden = (Path(__file__).parent / "data" / "golden_v1.codes").read_bytes()
+    expected = json.loads((Path(__file__).parent / "data" / "golden_v1.json").read_text())
+    parsed = from_bytes(golden)
+    assert vars(parsed.metadata) == expected["metadata"]
+    np.testing.assert_array_equal(parsed.codes, np.array(expected["codes"]))
+    assert to_bytes(parsed) == golden

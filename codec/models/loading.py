@@ -58,11 +58,30 @@ def load_model(name_or_path: str | Path | None = None) -> ConvCodec:
     try:
         config = ConvCodecConfig.from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
         model = ConvCodec(config)
-        model.load_state_dict(load_file(str(model_dir / WEIGHTS_FILE)))
-    except (OSError, ValueError, RuntimeError) as error:
+        state = load_file(str(model_dir / WEIGHTS_FILE))
+    except (OSError, ValueError, TypeError, RuntimeError) as error:
         raise CodecError(f"{model_dir}: cannot load model ({error})".splitlines()[0]) from None
+    problem = _state_mismatch(model.state_dict(), state)
+    if problem:
+        raise CodecError(f"{model_dir}: {CONFIG_FILE} does not match {WEIGHTS_FILE} ({problem}); "
+                         f"use the {CONFIG_FILE} that was saved with these weights")
+    model.load_state_dict(state)
     model.weights_sha256 = weights_hash(model_dir)
     return model.eval()
+
+
+def _state_mismatch(expected: dict, found: dict) -> str | None:
+    """The first difference between a model's parameters and a weights file, in words."""
+    missing = sorted(expected.keys() - found.keys())
+    unexpected = sorted(found.keys() - expected.keys())
+    if missing:
+        return f"{len(missing)} tensors missing from the weights, e.g. {missing[0]}"
+    if unexpected:
+        return f"{len(unexpected)} unexpected tensors in the weights, e.g. {unexpected[0]}"
+    for key in expected:
+        if expected[key].shape != found[key].shape:
+            return f"{key} has shape {list(found[key].shape)} in the weights, {list(expected[key].shape)} in the config"
+    return None
 
 
 def save_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = torch.float32) -> Path:
