@@ -93,13 +93,22 @@ class StreamingDecoder(_Session):
     def __init__(self, model: ConvCodec, batch_size: int = 1):
         super().__init__(model, [model.decoder, model.head], batch_size)
 
+    def reset(self) -> None:
+        super().reset()
+        self._to_drop = self.model.head.istft.overlap  # the first synthesis frames start before time 0
+
+    def _released(self, audio: torch.Tensor) -> torch.Tensor:
+        drop = min(self._to_drop, audio.shape[-1])
+        self._to_drop -= drop
+        return audio[..., drop:]
+
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         if codes.shape[-1] == 0:
             return torch.zeros(self.batch_size, 1, 0)
-        return self._run(self.model.decode, codes)
+        return self._released(self._run(self.model.decode, codes))
 
     def flush(self) -> torch.Tensor:
         """The last samples of the stream; the session is then ready for a new stream."""
-        out = self._run(self.model.head.istft.flush)
+        out = self._released(self._run(self.model.head.istft.flush))
         self.reset()
         return out

@@ -30,15 +30,16 @@ def test_layers_stream_like_offline(module, step, frames_per_chunk):
 @pytest.mark.parametrize("frames_per_chunk", [1, 2, 7, 50])
 def test_stft_pair_streams_like_offline(frames_per_chunk):
     torch.manual_seed(0)
-    stft, istft = CausalSTFT(640, 160), CausalISTFT(320, 160)
+    stft, istft = CausalSTFT(320, 160), CausalISTFT(320, 160)
     x = torch.randn(3, 1, 160 * 53)
-    spec = stft(x)[:, :161]
+    spec = stft(x)
     offline = istft(spec)
+    torch.testing.assert_close(offline[..., :-160], x[..., :-160], rtol=0, atol=1e-5)  # perfect reconstruction
     with streaming(stft, 3), streaming(istft, 3):
         online_spec = torch.cat([stft(x[..., a:b]) for a, b in chunks(x.shape[-1], 160 * frames_per_chunk)], -1)
         online = torch.cat([istft(spec[..., a:b]) for a, b in chunks(spec.shape[-1], frames_per_chunk)]
-                           + [istft.flush()], -1)
-    torch.testing.assert_close(online_spec, stft(x), rtol=0, atol=0)
+                           + [istft.flush()], -1)[..., istft.overlap:]
+    torch.testing.assert_close(online_spec, spec, rtol=0, atol=1e-6)
     assert online.shape == offline.shape
     torch.testing.assert_close(online, offline, rtol=0, atol=1e-6)
 

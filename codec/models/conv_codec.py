@@ -161,10 +161,10 @@ class ConvCodec(StreamingModule):
 
     def encode_latent(self, wav: torch.Tensor) -> torch.Tensor:
         """``[B, 1, T] -> [B, D, F]`` continuous latent before quantization."""
-        spec = self.stft(wav)
-        magnitude = spec.abs()
-        compressed = spec / (magnitude + 1e-5) * magnitude.pow(0.3)
-        features = torch.cat([torch.log(magnitude + 1e-5), compressed.real, compressed.imag], dim=1)
+        real, imag = self.stft(wav).chunk(2, dim=1)
+        magnitude = torch.sqrt(real.pow(2) + imag.pow(2))
+        scale = magnitude.pow(0.3) / (magnitude + 1e-5)   # compressed spectrum: |X|^0.3 with X's phase
+        features = torch.cat([torch.log(magnitude + 1e-5), real * scale, imag * scale], dim=1)
         return self.encoder(features)
 
     def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,12 @@ Causal framing: analysis frame ``i`` covers samples ``[(i + 1) * hop - n_fft, (i
 so it ends where its hop ends and never looks ahead. Synthesis places frame ``i`` back on the
 same span and overlap-adds; sample ``t`` is final once every frame covering it has been
 synthesized, ``n_fft - hop`` samples later: that look-ahead is the inverse transform's latency.
+
+Both transforms are convolutions with fixed windowed Fourier bases (a strided ``conv1d`` for the
+analysis, a strided ``conv_transpose1d`` for synthesis and overlap-add). That is the textbook
+DFT, written with the two most portable operators there are, so the same graph runs in PyTorch
+and, exported, in ONNX Runtime. Spectra are real tensors ``[B, 2 * bins, N]``: the real parts
+of the ``bins = n_fft // 2 + 1`` bins, then their imaginary parts.
 """
 
 import math
@@ -17,11 +23,19 @@ from codec.modules.conv import _HistoryState, check_whole_strides, with_history
 from codec.modules.streaming import StreamingModule, StreamingState, _zeros_like_param
 
 
-class CausalSTFT(StreamingModule):
-    """``[B, 1, N * hop] -> [B, n_fft // 2 + 1, N]`` complex spectrum, periodic Hann window.
+def fourier_basis(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos, sin [bins, n_fft]`` with ``[k, t] = cos(2 pi k t / n_fft)`` (and ``sin``), float64."""
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)[:, None]
+    t = torch.arange(n_fft, dtype=torch.float64)[None, :]
+    angle = 2 * math.pi * k * t / n_fft
+    return torch.cos(angle), torch.sin(angle)
 
-    Streaming keeps the last ``n_fft - hop`` input samples, so chunks give the frames that the
-    whole signal gives.
+
+class CausalSTFT(StreamingModule):
+    """``[B, 1, N * hop] -> [B, 2 * bins, N]`` (real parts, then imaginary), periodic Hann window.
+
+    Equal to ``torch.stft(..., center=False)`` of the signal left-padded with ``n_fft - hop``
+    zeros. Streaming keeps the last ``n_fft - hop`` input samples instead of the zeros.
 
     Raises:
         ValueError: if the input length is not a whole number of hops.
@@ -31,32 +45,35 @@ class CausalSTFT(StreamingModule):
         super().__init__()
         self.n_fft = n_fft
         self.hop_length = hop_length
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        cos, sin = fourier_basis(n_fft)
+        window = torch.hann_window(n_fft, dtype=torch.float64)
+        basis = torch.cat([cos * window, -sin * window])[:, None, :]  # [2 * bins, 1, n_fft]
+        self.register_buffer("basis", basis.float(), persistent=False)
 
     def init_streaming_state(self, batch_size: int) -> _HistoryState:
         return _HistoryState(_zeros_like_param(self, batch_size, 1, self.n_fft - self.hop_length))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_whole_strides(x.shape[-1], self.hop_length, type(self).__name__)
-        x = with_history(self, x, self.n_fft - self.hop_length).squeeze(1)
-        return torch.stft(x, self.n_fft, self.hop_length, window=self.window, center=False, return_complex=True)
+        return F.conv1d(with_history(self, x, self.n_fft - self.hop_length), self.basis, stride=self.hop_length)
 
 
 @dataclass
 class _OverlapAddState(StreamingState):
-    tail: torch.Tensor          # [B, n_fft - hop] overlap-added samples still awaiting later frames
-    envelope_tail: torch.Tensor  # [n_fft - hop] summed squared window over the same samples
-    to_drop: torch.Tensor       # [] samples before time 0 still to discard (at the stream's start)
+    tail: torch.Tensor           # [B, 1, n_fft - hop] overlap-added samples still awaiting later frames
+    envelope_tail: torch.Tensor  # [1, 1, n_fft - hop] summed squared window over the same samples
 
 
 class CausalISTFT(StreamingModule):
-    """``[B, n_fft // 2 + 1, N]`` complex spectrum -> waveform, by weighted overlap-add.
+    """``[B, 2 * bins, N]`` spectrum -> waveform, by weighted overlap-add.
 
-    Output is normalised by the summed squared window. Offline, ``[B, 1, N * hop]``: the last
-    ``n_fft - hop`` samples lack the frames that would follow them and are normalised by the
-    partial window sum (floored at ``envelope_floor`` of the full sum), which tapers the very end.
-    Streaming, each call returns only the samples that are final, ``n_fft - hop`` behind the
-    input, and ``flush()`` returns the rest, so the stream's total equals the offline output.
+    Output is normalised by the summed squared window (floored at ``envelope_floor`` of its full
+    value). Offline: ``[B, 1, N * hop]`` aligned with the analysis; the last ``n_fft - hop``
+    samples lack the frames that would follow them and get the partial window sum, which tapers
+    the very end. Streaming: each call returns the ``N * hop`` samples that no later frame will
+    touch; they start ``n_fft - hop`` samples before the chunk (the stream's first ``n_fft - hop``
+    samples lie before time 0 and are the caller's to drop), and ``flush()`` returns the last
+    ``n_fft - hop``. See ``codec.streaming.StreamingDecoder``.
     """
 
     def __init__(self, n_fft: int, hop_length: int, envelope_floor: float = 0.1):
@@ -66,49 +83,47 @@ class CausalISTFT(StreamingModule):
         self.n_fft = n_fft
         self.hop_length = hop_length
         self.overlap = n_fft - hop_length
-        window = torch.hann_window(n_fft)
-        self.register_buffer("window", window, persistent=False)
-        self.envelope_floor = envelope_floor * float(window.pow(2).sum()) / (n_fft // hop_length)
+        cos, sin = fourier_basis(n_fft)
+        window = torch.hann_window(n_fft, dtype=torch.float64)
+        # inverse real DFT: bins 0 and n_fft/2 count once, the others twice (their mirror images)
+        weight = torch.full((n_fft // 2 + 1, 1), 2.0, dtype=torch.float64)
+        weight[0] = weight[-1] = 1.0
+        basis = torch.cat([cos * weight, -sin * weight]) / n_fft * window   # [2 * bins, n_fft]
+        self.register_buffer("basis", basis[:, None, :].float(), persistent=False)
+        self.register_buffer("window_square", window.pow(2)[None, None, :].float(), persistent=False)
+        # the summed squared window averages sum(w^2) / hop per sample in steady state
+        self.envelope_floor = envelope_floor * float(window.pow(2).sum()) / hop_length
 
     def init_streaming_state(self, batch_size: int) -> _OverlapAddState:
-        return _OverlapAddState(_zeros_like_param(self, batch_size, self.overlap),
-                                _zeros_like_param(self, self.overlap),
-                                torch.tensor(self.overlap))
+        return _OverlapAddState(_zeros_like_param(self, batch_size, 1, self.overlap),
+                                _zeros_like_param(self, 1, 1, self.overlap))
 
-    def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
-        """``[B, n_fft, N] -> [B, (N - 1) * hop + n_fft]``."""
-        length = (frames.shape[-1] - 1) * self.hop_length + self.n_fft
-        return F.fold(frames, output_size=(1, length), kernel_size=(1, self.n_fft),
-                      stride=(1, self.hop_length)).flatten(1)
-
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        num_frames = spec.shape[-1]
-        frames = torch.fft.irfft(spec, n=self.n_fft, dim=1) * self.window[:, None]   # [B, n_fft, N]
-        y = self._overlap_add(frames)
-        envelope = self._overlap_add(self.window.pow(2)[None, :, None].expand(1, -1, num_frames))[0]
-        state = self._streaming_state or self.init_streaming_state(spec.shape[0])
-        y = torch.cat([y[:, :self.overlap] + state.tail, y[:, self.overlap:]], dim=1)
-        envelope = torch.cat([envelope[:self.overlap] + state.envelope_tail, envelope[self.overlap:]])
-        done = num_frames * self.hop_length  # samples no later frame will touch
-        out = y[:, :done] / envelope[:done].clamp(min=self.envelope_floor)
-        drop = int(state.to_drop)
-        out = out[:, min(drop, done):]
-        state.to_drop = torch.tensor(max(0, drop - done))
-        state.tail, state.envelope_tail = y[:, done:], envelope[done:]
-        if self._streaming_state is None:  # offline: the end of the signal is here too
-            out = torch.cat([out, self._flush(state)], dim=1)
-        return out.unsqueeze(1)
+    def _step(self, spec: torch.Tensor, state: _OverlapAddState) -> torch.Tensor:
+        """Overlap-add ``spec`` onto the state's tail; returns the samples now final."""
+        y = F.conv_transpose1d(spec, self.basis, stride=self.hop_length)    # [B, 1, (N - 1) * hop + n_fft]
+        ones = spec.new_ones(1, 1, spec.shape[-1])
+        envelope = F.conv_transpose1d(ones, self.window_square, stride=self.hop_length)
+        y = torch.cat([y[..., :self.overlap] + state.tail, y[..., self.overlap:]], dim=-1)
+        envelope = torch.cat([envelope[..., :self.overlap] + state.envelope_tail, envelope[..., self.overlap:]], -1)
+        done = spec.shape[-1] * self.hop_length
+        state.tail, state.envelope_tail = y[..., done:], envelope[..., done:]
+        return y[..., :done] / envelope[..., :done].clamp(min=self.envelope_floor)
 
     def _flush(self, state: _OverlapAddState) -> torch.Tensor:
-        out = state.tail / state.envelope_tail.clamp(min=self.envelope_floor)
-        return out[:, int(state.to_drop):]
+        return state.tail / state.envelope_tail.clamp(min=self.envelope_floor)
+
+    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+        if self._streaming_state is not None:
+            return self._step(spec, self._streaming_state)
+        state = self.init_streaming_state(spec.shape[0])  # offline: one chunk, then the end
+        out = torch.cat([self._step(spec, state), self._flush(state)], dim=-1)
+        return out[..., self.overlap:]
 
     def flush(self) -> torch.Tensor:
-        """End of stream: ``[B, 1, n_fft - hop]`` last samples (fewer if the stream was shorter)."""
-        state = self._streaming_state
-        out = self._flush(state)
+        """End of stream: the last ``[B, 1, n_fft - hop]`` samples; the state starts afresh."""
+        out = self._flush(self._streaming_state)
         self._streaming_state = self.init_streaming_state(out.shape[0])
-        return out.unsqueeze(1)
+        return out
 
 
 class ISTFTHead(nn.Module):
@@ -126,6 +141,5 @@ class ISTFTHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         log_magnitude, phase = self.proj(x.transpose(1, 2)).transpose(1, 2).chunk(2, dim=1)
-        magnitude = torch.exp(log_magnitude.clamp(max=math.log(1e2)))
-        spec = torch.complex(magnitude * torch.cos(phase), magnitude * torch.sin(phase))
-        return self.istft(spec)
+        magnitude = torch.exp(log_magnitude.clamp(max=math.log(1e3)))  # a guard against overflow only
+        return self.istft(torch.cat([magnitude * torch.cos(phase), magnitude * torch.sin(phase)], dim=1))
