@@ -196,6 +196,26 @@ def evaluate(
 
 @app.command()
 @user_errors
+def export(
+    model: Annotated[str, typer.Argument(help="Shipped model name or model directory.")] = "conv-16k",
+    format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("exported"),
+    force: ForceOption = False,
+) -> None:
+    """Export a model for CPU streaming: encoder and decoder step graphs with explicit state."""
+    from codec.models import load_model
+    from codec.onnx.export import export_onnx
+
+    if format != "onnx":
+        raise CodecError(f"--format {format!r} is not supported; choose onnx")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise CodecError(f"{out} exists and is not empty; pass --force to overwrite its files")
+    export_onnx(load_model(model), out)
+    stderr.print(f"wrote {out}/encoder.onnx, decoder.onnx and codec.json")
+
+
+@app.command()
+@user_errors
 def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/conv_16k.yaml.")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's checkpoint.")] = False,

@@ -61,7 +61,7 @@ class CausalSTFT(StreamingModule):
 @dataclass
 class _OverlapAddState(StreamingState):
     tail: torch.Tensor           # [B, 1, n_fft - hop] overlap-added samples still awaiting later frames
-    envelope_tail: torch.Tensor  # [1, 1, n_fft - hop] summed squared window over the same samples
+    envelope_tail: torch.Tensor  # [B, 1, n_fft - hop] summed squared window over the same samples
 
 
 class CausalISTFT(StreamingModule):
@@ -96,13 +96,13 @@ class CausalISTFT(StreamingModule):
 
     def init_streaming_state(self, batch_size: int) -> _OverlapAddState:
         return _OverlapAddState(_zeros_like_param(self, batch_size, 1, self.overlap),
-                                _zeros_like_param(self, 1, 1, self.overlap))
+                                _zeros_like_param(self, batch_size, 1, self.overlap))
 
     def _step(self, spec: torch.Tensor, state: _OverlapAddState) -> torch.Tensor:
         """Overlap-add ``spec`` onto the state's tail; returns the samples now final."""
         y = F.conv_transpose1d(spec, self.basis, stride=self.hop_length)    # [B, 1, (N - 1) * hop + n_fft]
         ones = spec.new_ones(1, 1, spec.shape[-1])
-        envelope = F.conv_transpose1d(ones, self.window_square, stride=self.hop_length)
+        envelope = F.conv_transpose1d(ones, self.window_square, stride=self.hop_length).expand(y.shape[0], -1, -1)
         y = torch.cat([y[..., :self.overlap] + state.tail, y[..., self.overlap:]], dim=-1)
         envelope = torch.cat([envelope[..., :self.overlap] + state.envelope_tail, envelope[..., self.overlap:]], -1)
         done = spec.shape[-1] * self.hop_length

@@ -1,0 +1,135 @@
+"""ONNX export of a codec as two step graphs with explicit streaming state.
+
+    codec export conv-16k --format onnx --out exported/
+
+writes ``encoder.onnx``, ``decoder.onnx`` and ``codec.json``:
+
+* encoder step: ``audio [B, 1, F * frame_size]`` float32 and one input per state tensor ->
+  ``codes [B, num_codebooks, F]`` int64 and the next state tensors;
+* decoder step: ``codes [B, num_codebooks, F]`` int64, ``codebook_mask [num_codebooks]`` float32
+  (1 for the codebooks in use, 0 for the rest: the bitrate is an input, not a constant) and the
+  state tensors -> ``audio [B, 1, F * frame_size]`` (the samples made final by these frames,
+  starting ``overlap`` samples before them) and the next state tensors.
+
+Batch ``B`` and frames ``F`` are symbolic axes. Weights are embedded; the model has no weight norm
+to fold. ``codec.json`` lists every input and output with its shape and dtype, each state's
+shape, the frame size, sample rate, latency and the constants the runtime needs
+(``codec.onnx.runtime`` drives the graphs frame by frame).
+"""
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from codec.models import ConvCodec
+from codec.modules.streaming import start_streaming, stop_streaming, streaming_modules
+
+OPSET = 17
+
+
+def _state_fields(parts: nn.Module, batch_size: int) -> list[tuple[str, str, torch.Tensor]]:
+    """(module name, field name, initial value) of every state tensor below ``parts``."""
+    start_streaming(parts, batch_size)
+    fields = [(name, f.name, getattr(module._streaming_state, f.name))
+              for name, module in streaming_modules(parts)
+              for f in dataclasses.fields(module._streaming_state)]
+    stop_streaming(parts)
+    return fields
+
+
+class _Step(nn.Module):
+    """Runs ``compute`` with the modules' streaming state taken from, and returned as, tensors."""
+
+    def __init__(self, model: ConvCodec, parts: list[nn.Module]):
+        super().__init__()
+        self.model = model
+        self.parts = nn.ModuleList(parts)
+        self.fields = [(name, field) for name, field, _ in _state_fields(self.parts, 1)]
+
+    def _with_state(self, compute, states):
+        start_streaming(self.parts, 1)
+        modules = dict(streaming_modules(self.parts))
+        for (name, field), value in zip(self.fields, states, strict=True):
+            setattr(modules[name]._streaming_state, field, value)
+        try:
+            output = compute()
+            return (output, *[getattr(modules[name]._streaming_state, field) for name, field in self.fields])
+        finally:
+            stop_streaming(self.parts)
+
+
+class EncoderStep(_Step):
+    def __init__(self, model: ConvCodec):
+        super().__init__(model, [model.stft, model.encoder])
+
+    def forward(self, audio: torch.Tensor, *states: torch.Tensor):
+        model = self.model
+        return self._with_state(lambda: model.quantizer.encode(model.encode_latent(audio), model.num_codebooks),
+                                states)
+
+
+class DecoderStep(_Step):
+    def __init__(self, model: ConvCodec):
+        super().__init__(model, [model.decoder, model.head])
+
+    def forward(self, codes: torch.Tensor, codebook_mask: torch.Tensor, *states: torch.Tensor):
+        layers = self.model.quantizer.layers
+
+        def compute():
+            latent = sum(codebook_mask[k] * layer.decode(codes[:, k]) for k, layer in enumerate(layers))
+            return self.model.decode_latent(latent)
+
+        return self._with_state(compute, states)
+
+
+def _describe(name: str, tensor: torch.Tensor, axes: dict[int, str]) -> dict:
+    shape = [axes.get(i, size) for i, size in enumerate(tensor.shape)]
+    return {"name": name, "shape": shape, "dtype": str(tensor.dtype).removeprefix("torch.")}
+
+
+def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 1.0) -> Path:
+    """Export the encoder and decoder step graphs and their sidecar into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    frames = max(1, int(example_seconds * model.frame_rate))
+    sidecar = {"model": model.config.name, "weights_sha256": getattr(model, "weights_sha256", ""),
+               "sample_rate": model.sample_rate, "frame_size": model.frame_size, "frame_rate": model.frame_rate,
+               "latency_samples": model.latency, "num_codebooks": model.num_codebooks,
+               "codebook_size": model.codebook_size, "bitrates_kbps": model.config.bitrates_kbps,
+               "overlap": model.head.istft.overlap, "envelope_floor": model.head.istft.envelope_floor,
+               "opset": OPSET, "graphs": {}}
+    audio = torch.zeros(1, 1, frames * model.frame_size)
+    codes = torch.zeros(1, model.num_codebooks, frames, dtype=torch.long)
+    mask = torch.ones(model.num_codebooks)
+    for graph, step, inputs in (("encoder", EncoderStep(model), [("audio", audio)]),
+                                ("decoder", DecoderStep(model), [("codes", codes), ("codebook_mask", mask)])):
+        states = _state_fields(step.parts, 1)
+        state_names = [f"state.{module}.{field}" for module, field, _ in states]
+        state_values = [value for _, _, value in states]
+        with torch.no_grad():
+            outputs = step(*[v for _, v in inputs], *state_values)
+        main_output = "codes" if graph == "encoder" else "audio"
+        output_names = [main_output] + [f"next_{n}" for n in state_names]
+        dynamic = {name: {0: "batch"} for name in state_names + output_names[1:]}
+        for name in (inputs[0][0], main_output):
+            dynamic[name] = {0: "batch", 2: "frames" if name == "codes" else "samples"}
+        path = out_dir / f"{graph}.onnx"
+        with warnings.catch_warnings():  # the tracer notes the input-length checks, which hold by construction
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(step, tuple(v for _, v in inputs) + tuple(state_values), str(path),
+                              input_names=[n for n, _ in inputs] + state_names, output_names=output_names,
+                              dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+        sidecar["graphs"][graph] = {
+            "file": path.name,
+            "inputs": [_describe(n, v, dynamic.get(n, {})) for n, v in inputs]
+            + [_describe(n, v, dynamic[n]) for n, v in zip(state_names, state_values, strict=True)],
+            "outputs": [_describe(n, v, dynamic[n]) for n, v in zip(output_names, outputs, strict=True)],
+            "states": [{"input": n, "output": f"next_{n}"} for n in state_names],
+        }
+    (out_dir / "codec.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    return out_dir

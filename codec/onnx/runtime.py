@@ -1,0 +1,112 @@
+"""Streaming with the exported ONNX graphs in onnxruntime (CPU), frame by frame.
+
+``OnnxStreamingEncoder`` and ``OnnxStreamingDecoder`` behave like ``codec.streaming``'s sessions:
+the encoder buffers partial frames and ``flush()`` codes the rest zero-padded; the decoder drops
+the stream's first ``overlap`` samples and ``flush()`` returns the last ones. State lives in
+numpy arrays owned by the session and goes in and out of the graphs on every call.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from codec.errors import CodecError
+
+
+class OnnxCodec:
+    """The two step graphs of an exported codec (``codec export --format onnx``)."""
+
+    def __init__(self, directory: Path | str, threads: int = 1):
+        import onnxruntime
+
+        directory = Path(directory)
+        try:
+            self.config = json.loads((directory / "codec.json").read_text())
+        except (OSError, ValueError) as error:
+            raise CodecError(f"{directory}: not an exported codec ({error})") from None
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.sessions = {
+            graph: onnxruntime.InferenceSession(str(directory / spec["file"]), options,
+                                                providers=["CPUExecutionProvider"])
+            for graph, spec in self.config["graphs"].items()}
+
+    def initial_state(self, graph: str, batch_size: int) -> dict[str, np.ndarray]:
+        spec = self.config["graphs"][graph]
+        states = {s["input"] for s in spec["states"]}
+        return {i["name"]: np.zeros([batch_size if d == "batch" else d for d in i["shape"]], dtype=i["dtype"])
+                for i in spec["inputs"] if i["name"] in states}
+
+    def run(self, graph: str, inputs: dict[str, np.ndarray], state: dict[str, np.ndarray]):
+        """One step: returns ``(main output, next state)``."""
+        spec = self.config["graphs"][graph]
+        names = [spec["outputs"][0]["name"]] + [s["output"] for s in spec["states"]]
+        results = self.sessions[graph].run(names, {**inputs, **state})
+        return results[0], {s["input"]: value for s, value in zip(spec["states"], results[1:], strict=True)}
+
+
+class OnnxStreamingEncoder:
+    """``encode(audio [B, 1, n] float32) -> codes [B, K, f]`` for chunks of any length."""
+
+    def __init__(self, codec: OnnxCodec, num_codebooks: int, batch_size: int = 1):
+        self.codec, self.num_codebooks, self.batch_size = codec, num_codebooks, batch_size
+        self.frame_size = codec.config["frame_size"]
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = self.codec.initial_state("encoder", self.batch_size)
+        self.buffer = np.zeros((self.batch_size, 1, 0), dtype=np.float32)
+
+    def encode(self, audio: np.ndarray) -> np.ndarray:
+        audio = np.concatenate([self.buffer, np.asarray(audio, dtype=np.float32)], axis=-1)
+        whole = audio.shape[-1] // self.frame_size * self.frame_size
+        self.buffer = audio[..., whole:]
+        if whole == 0:
+            return np.zeros((self.batch_size, self.num_codebooks, 0), dtype=np.int64)
+        codes, self.state = self.codec.run("encoder", {"audio": audio[..., :whole]}, self.state)
+        return codes[:, :self.num_codebooks]
+
+    def flush(self) -> np.ndarray:
+        if self.buffer.shape[-1] == 0:
+            return np.zeros((self.batch_size, self.num_codebooks, 0), dtype=np.int64)
+        pad = self.frame_size - self.buffer.shape[-1]
+        self.buffer = np.pad(self.buffer, ((0, 0), (0, 0), (0, pad)))
+        return self.encode(np.zeros((self.batch_size, 1, 0), dtype=np.float32))
+
+
+class OnnxStreamingDecoder:
+    """``decode(codes [B, K, f]) -> audio [B, 1, n]``: every sample that is final after them."""
+
+    def __init__(self, codec: OnnxCodec, batch_size: int = 1):
+        self.codec, self.batch_size = codec, batch_size
+        self.num_codebooks = codec.config["num_codebooks"]
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = self.codec.initial_state("decoder", self.batch_size)
+        self.to_drop = self.codec.config["overlap"]
+
+    def _released(self, audio: np.ndarray) -> np.ndarray:
+        drop = min(self.to_drop, audio.shape[-1])
+        self.to_drop -= drop
+        return audio[..., drop:]
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        batch, used, frames = codes.shape
+        if frames == 0:
+            return np.zeros((batch, 1, 0), dtype=np.float32)
+        padded = np.zeros((batch, self.num_codebooks, frames), dtype=np.int64)
+        padded[:, :used] = codes
+        mask = (np.arange(self.num_codebooks) < used).astype(np.float32)
+        audio, self.state = self.codec.run("decoder", {"codes": padded, "codebook_mask": mask}, self.state)
+        return self._released(audio)
+
+    def flush(self) -> np.ndarray:
+        """The stream's last samples: the overlap-add tail over its partial window sum."""
+        tail = next(v for k, v in self.state.items() if k.endswith(".tail"))
+        envelope = next(v for k, v in self.state.items() if k.endswith(".envelope_tail"))
+        out = self._released(tail / np.maximum(envelope, self.codec.config["envelope_floor"]))
+        self.reset()
+        return out

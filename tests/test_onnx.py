@@ -1,0 +1,71 @@
+"""ONNX export: step graphs with explicit state, driven frame by frame, match PyTorch streaming."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from codec.onnx.export import export_onnx
+from codec.onnx.runtime import OnnxCodec, OnnxStreamingDecoder, OnnxStreamingEncoder
+from codec.streaming import StreamingDecoder, StreamingEncoder
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    return export_onnx(tiny_model, tmp_path_factory.mktemp("onnx"), example_seconds=1.0)
+
+
+def stream(encoder, decoder, audio, block, to_array):
+    codes, out = [], []
+    for start in range(0, audio.shape[-1], block):
+        codes.append(encoder.encode(audio[..., start:start + block]))
+        out.append(decoder.decode(codes[-1]))
+    codes.append(encoder.flush())
+    out += [decoder.decode(codes[-1]), decoder.flush()]
+    return np.concatenate([to_array(c) for c in codes], -1), np.concatenate([to_array(o) for o in out], -1)
+
+
+def test_sidecar_describes_the_graphs(exported, tiny_model):
+    sidecar = json.loads((exported / "codec.json").read_text())
+    assert sidecar["latency_samples"] == tiny_model.latency and sidecar["frame_size"] == 320
+    encoder = sidecar["graphs"]["encoder"]
+    assert encoder["inputs"][0] == {"name": "audio", "shape": ["batch", 1, "samples"], "dtype": "float32"}
+    assert len(encoder["states"]) == len(encoder["inputs"]) - 1
+    decoder = sidecar["graphs"]["decoder"]
+    assert [i["name"] for i in decoder["inputs"][:2]] == ["codes", "codebook_mask"]
+    assert decoder["outputs"][0]["shape"] == ["batch", 1, "samples"]
+
+
+@pytest.mark.parametrize("seconds", [0.37, 7.3, 60.0])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnx_streaming_matches_pytorch_streaming(exported, tiny_model, seconds, batch):
+    torch.manual_seed(0)
+    audio = 0.1 * torch.randn(batch, 1, int(seconds * 16000))
+    block = 16000 if seconds > 10 else 320 * 3 + 17
+    torch_codes, torch_audio = stream(StreamingEncoder(tiny_model, 12, batch), StreamingDecoder(tiny_model, batch),
+                                      audio, block, lambda t: t.numpy())
+    runtime = OnnxCodec(exported)
+    onnx_codes, onnx_audio = stream(OnnxStreamingEncoder(runtime, 12, batch), OnnxStreamingDecoder(runtime, batch),
+                                    audio.numpy(), block, np.asarray)
+    assert onnx_codes.shape == torch_codes.shape
+    mismatch = np.mean(onnx_codes != torch_codes)
+    assert mismatch <= 1e-3, f"{mismatch:.2%} of codes differ between runtimes"
+    if mismatch == 0:
+        np.testing.assert_allclose(onnx_audio, torch_audio, atol=1e-4)
+    assert onnx_audio.shape == torch_audio.shape == (batch, 1, -(-audio.shape[-1] // 320) * 320)
+
+
+def test_export_command(tiny_model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    out = tmp_path / "exported"
+    result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--format", "onnx", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == {"encoder.onnx", "decoder.onnx", "codec.json"}
+    again = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(out)])
+    assert again.exit_code == 1 and "--force" in again.output
