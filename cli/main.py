@@ -101,13 +101,21 @@ def decode(
     model: ModelOption = None,
     force: ForceOption = False,
 ) -> None:
-    """Decode a .codes file back to audio at its original sample rate, channels and length."""
-    from codec.coding import check_paths, decode_file, read_codes
+    """Decode a .codes file (or a saved packet stream) back to audio at its original sample rate,
+    channels and length."""
+    from codec.coding import check_paths, decode_file, decode_stream_file, read_codes, read_stream_info
     from codec.models import load_model
+    from codec.packets import STREAM_MAGIC
 
     check_paths(input, output, force)
-    codec_model = load_model(model or read_codes(input).metadata.model)
-    report = decode_file(codec_model, input, output, force)
+    with open(input, "rb") as handle:
+        is_stream = handle.read(4) == STREAM_MAGIC
+    if is_stream:  # a saved packet stream from `codec stream --save`
+        name = model or read_stream_info(input)[0].model
+        report = decode_stream_file(load_model(name), input, output, force)
+    else:
+        codec_model = load_model(model or read_codes(input).metadata.model)
+        report = decode_file(codec_model, input, output, force)
     for warning in report.warnings:
         stderr.print(f"warning: {warning}", soft_wrap=True)
 
@@ -212,6 +220,34 @@ def export(
         raise CodecError(f"{out} exists and is not empty; pass --force to overwrite its files")
     export_onnx(load_model(model), out)
     stderr.print(f"wrote {out}/encoder.onnx, decoder.onnx and codec.json")
+
+
+@app.command()
+@user_errors
+def stream(
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="Stream this file in real time instead of "
+                                                                     "the microphone.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Record the decoded audio to a file.")] = None,
+    play: Annotated[bool, typer.Option("--play/--no-play", help="Play the decoded audio on the speaker "
+                                                                "[default: play unless --output is given].")] = None,
+    bitrate: Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps: 1.5, 3, 6 or 12.")] = 6.0,
+    model: ModelOption = None,
+    runtime: Annotated[str, typer.Option(help="Inference runtime: torch or onnx.")] = "torch",
+    device: Annotated[str | None, typer.Option(help="Audio device (index or name substring) for input and "
+                                                    "output; see --list-devices.")] = None,
+    list_devices: Annotated[bool, typer.Option("--list-devices", help="List audio devices and exit.")] = False,
+    save: Annotated[Path | None, typer.Option(help="Save the packet stream (decodable with codec decode).")] = None,
+    packet_loss: Annotated[float, typer.Option(help="Simulate losing this fraction of packets (0-1).")] = 0.0,
+    realtime: Annotated[bool, typer.Option("--realtime/--fast", help="Pace --input at real time.")] = True,
+    threads: Annotated[int, typer.Option(help="Inference threads.")] = 1,
+    force: ForceOption = False,
+) -> None:
+    """Real time: microphone (or --input) -> encode -> packets -> decode -> speaker (or --output)."""
+    from codec.live import run_stream_command
+
+    run_stream_command(input=input, output=output, play=play, bitrate=bitrate, model=model, runtime=runtime,
+                       device=device, list_devices=list_devices, save=save, packet_loss=packet_loss,
+                       realtime=realtime, force=force, console=stderr, threads=threads)
 
 
 @app.command()

@@ -77,13 +77,15 @@ class CodesFile:
     codes: np.ndarray      # [C, K, F] integer codes
 
 
-def _pack(values: np.ndarray, bits: int) -> bytes:
+def pack_codes(values: np.ndarray, bits: int) -> bytes:
+    """``[N]`` non-negative integers -> ``bits`` bits each, MSB first, zero-padded to a byte."""
     shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
     bit_matrix = (values.astype(np.int64)[:, None] >> shifts) & 1
     return np.packbits(bit_matrix.astype(np.uint8).reshape(-1)).tobytes()
 
 
-def _unpack(data: bytes, count: int, bits: int) -> np.ndarray:
+def unpack_codes(data: bytes, count: int, bits: int) -> np.ndarray:
+    """The inverse of ``pack_codes``: ``count`` integers of ``bits`` bits -> ``[count]`` int64."""
     bit_matrix = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[:count * bits].reshape(count, bits)
     return (bit_matrix.astype(np.int64) << np.arange(bits - 1, -1, -1, dtype=np.int64)).sum(axis=1)
 
@@ -104,7 +106,7 @@ def to_bytes(codes_file: CodesFile) -> bytes:
     parts = [_HEADER.pack(MAGIC, VERSION, 0, len(metadata)), metadata]
     frame_major = codes.transpose(2, 0, 1)  # [F, C, K]
     for start in _chunk_starts(meta.frames):
-        payload = _pack(frame_major[start:start + FRAMES_PER_CHUNK].reshape(-1), meta.bits_per_code)
+        payload = pack_codes(frame_major[start:start + FRAMES_PER_CHUNK].reshape(-1), meta.bits_per_code)
         covered = b"".join(parts) + payload if start == 0 else payload
         parts += [payload, _UINT32.pack(zlib.crc32(covered))]
     return b"".join(parts)
@@ -175,7 +177,7 @@ def from_bytes(data: bytes) -> CodesFile:
             span = f"bytes 0-{offset + length - 1}, header, metadata and chunk 0" if index == 0 else \
                 f"bytes {offset}-{offset + length - 1}, chunk {index}"
             raise BitstreamError(f"CRC mismatch ({span}): the file is corrupted")
-        frames.append(_unpack(payload, count, meta.bits_per_code).reshape(-1, meta.channels, meta.codebooks))
+        frames.append(unpack_codes(payload, count, meta.bits_per_code).reshape(-1, meta.channels, meta.codebooks))
         offset = end
     if offset != len(data):
         raise BitstreamError(f"{len(data) - offset} unexpected bytes after the last chunk (from byte {offset})")

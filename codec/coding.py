@@ -267,3 +267,64 @@ def _format_for(path: Path) -> str:
     if suffix not in formats:
         raise CodecError(f"{path}: cannot write '.{suffix}' files; use .wav, .flac, .ogg or .aiff")
     return formats[suffix]
+
+
+def read_stream_info(path: Path, data: bytes | None = None):
+    """The header of a saved packet stream: ``(StreamInfo, offset of the first packet)``.
+
+    Raises:
+        CodecError: naming the file, if the header is missing or damaged.
+    """
+    from codec.packets import read_stream_header
+
+    try:
+        return read_stream_header(path.read_bytes() if data is None else data)
+    except CodecError as error:
+        raise CodecError(f"{path}: {error}") from None
+
+
+def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
+                       force: bool = False) -> CodingReport:
+    """Decode a saved packet stream (``codec stream --save``): lost or damaged packets are
+    concealed; the end packet, when present, gives the exact length."""
+    from codec.packets import read_packets
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_paths(input_path, output_path, force)
+    data = input_path.read_bytes()
+    info, offset = read_stream_info(input_path, data)
+    meta = CodesMetadata(info.model, info.weights, info.sample_rate, info.channels, 0, info.frame_rate, 1,
+                         info.codebook_size, 0)
+    check_compatible(model, meta)
+    decoder = StreamingDecoder(model, batch_size=info.channels)
+    pieces, expected_sequence, frames_per_packet, total, lost = [], 0, 1, None, 0
+    for packet in read_packets(data, offset, info):
+        if packet.codes is None:
+            total = packet.total_samples
+            break
+        gap = packet.sequence - expected_sequence
+        if gap > 0:
+            lost += gap
+            pieces.append(decoder.conceal(gap * frames_per_packet))
+        frames_per_packet = packet.codes.shape[-1]
+        pieces.append(decoder.decode(torch.from_numpy(packet.codes)))
+        expected_sequence = packet.sequence + 1
+    pieces.append(decoder.flush())
+    audio = torch.cat(pieces, dim=-1)[:, 0].numpy().T.astype(np.float64)
+    resample = _resampler(model.sample_rate, info.sample_rate, info.channels)
+    audio = resample(audio, last=True)
+    if total is not None:
+        audio = np.concatenate([audio, np.zeros((max(0, total - len(audio)), info.channels))])[:total]
+    report = CodingReport()
+    if lost:
+        report.warnings.append(f"{input_path}: {lost} lost or damaged packets were concealed")
+    if total is None:
+        report.warnings.append(f"{input_path}: the stream has no end packet (cut short?); decoded what arrived")
+
+    def write(tmp: Path) -> None:
+        with sf.SoundFile(str(tmp), "w", samplerate=info.sample_rate, channels=info.channels,
+                          format=_format_for(output_path)) as sink:
+            sink.write(np.clip(audio, -1.0, 1.0))
+
+    _write_atomically(output_path, write)
+    return report

@@ -96,6 +96,7 @@ class StreamingDecoder(_Session):
     def reset(self) -> None:
         super().reset()
         self._to_drop = self.model.head.istft.overlap  # the first synthesis frames start before time 0
+        self._last_latent = None
 
     def _released(self, audio: torch.Tensor) -> torch.Tensor:
         drop = min(self._to_drop, audio.shape[-1])
@@ -105,7 +106,24 @@ class StreamingDecoder(_Session):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         if codes.shape[-1] == 0:
             return torch.zeros(self.batch_size, 1, 0)
-        return self._released(self._run(self.model.decode, codes))
+        with torch.inference_mode():
+            latent = self.model.quantizer.decode(codes)
+        self._last_latent = latent[..., -1:]
+        return self._released(self._run(self.model.decode_latent, latent))
+
+    def conceal(self, frames: int, fade: float = 0.7) -> torch.Tensor:
+        """Stand-in audio for ``frames`` lost frames (packet loss): the last received frame's
+        latent repeated, scaled by ``fade`` per frame so a long gap fades out; silence-level
+        latents if nothing was received yet. Keeps the stream's timing and length."""
+        if frames <= 0:
+            return torch.zeros(self.batch_size, 1, 0)
+        last = self._last_latent
+        if last is None:
+            last = torch.zeros(self.batch_size, self.model.config.latent_dim, 1)
+        gains = fade ** torch.arange(1, frames + 1, dtype=last.dtype)
+        latent = last * gains
+        self._last_latent = latent[..., -1:]
+        return self._released(self._run(self.model.decode_latent, latent))
 
     def flush(self) -> torch.Tensor:
         """The last samples of the stream; the session is then ready for a new stream."""

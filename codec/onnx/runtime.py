@@ -87,6 +87,8 @@ class OnnxStreamingDecoder:
     def reset(self) -> None:
         self.state = self.codec.initial_state("decoder", self.batch_size)
         self.to_drop = self.codec.config["overlap"]
+        self.last_codes = None
+        self.gain = 1.0
 
     def _released(self, audio: np.ndarray) -> np.ndarray:
         drop = min(self.to_drop, audio.shape[-1])
@@ -101,7 +103,21 @@ class OnnxStreamingDecoder:
         padded[:, :used] = codes
         mask = (np.arange(self.num_codebooks) < used).astype(np.float32)
         audio, self.state = self.codec.run("decoder", {"codes": padded, "codebook_mask": mask}, self.state)
+        self.last_codes, self.gain = codes[..., -1:], 1.0
         return self._released(audio)
+
+    def conceal(self, frames: int, fade: float = 0.7) -> np.ndarray:
+        """Stand-in audio for lost frames: the last received frame repeated, fading by ``fade``
+        per frame (the graphs take codes, not latents, so the fade is applied to the audio)."""
+        if frames <= 0:
+            return np.zeros((self.batch_size, 1, 0), dtype=np.float32)
+        if self.last_codes is None:
+            self.last_codes = np.zeros((self.batch_size, 1, 1), dtype=np.int64)
+        last, gain = self.last_codes, self.gain
+        audio = self.decode(np.repeat(last, frames, axis=-1))
+        steps = np.repeat(fade ** np.arange(1, frames + 1), self.codec.config["frame_size"])[-audio.shape[-1]:]
+        self.last_codes, self.gain = last, gain * fade ** frames
+        return (audio * gain * steps).astype(np.float32)
 
     def flush(self) -> np.ndarray:
         """The stream's last samples: the overlap-add tail over its partial window sum."""

@@ -1,0 +1,395 @@
+"""Real-time streaming: audio source -> encoder -> packets -> decoder -> audio sinks.
+
+``codec stream`` runs this loop on 20 ms blocks, from the microphone (sounddevice/PortAudio)
+or from a file paced in real time, to the speaker and/or a recording. Everything crosses a
+packet boundary (``codec.packets``), optionally through a lossy link, so what is heard is what a
+receiver would hear. Devices that cannot open at the model's rate are opened at their own rate
+and resampled (soxr). Overruns (input the device had to drop) and underruns (output the device
+ran out of) are counted and shown, and the stream keeps running; lost packets are concealed.
+"""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+from codec.errors import CodecError
+from codec.packets import StreamInfo, end_packet, packet_bytes, read_packets, stream_header
+
+
+@dataclass
+class StreamStats:
+    blocks: int = 0
+    audio_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    overruns: int = 0
+    underruns: int = 0
+    packets: int = 0
+    packets_lost: int = 0
+    payload_bytes: int = 0
+    output_samples: int = 0
+    latency_ms: dict = field(default_factory=dict)
+
+    @property
+    def real_time_factor(self) -> float:
+        """Processing time over audio time (below 1: faster than real time)."""
+        return self.compute_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+
+def import_sounddevice():
+    """sounddevice, or a CodecError that names the fix when PortAudio is missing."""
+    try:
+        import sounddevice
+    except (OSError, ImportError) as error:
+        raise CodecError(f"no audio devices ({error}): install the system package libportaudio2 "
+                         f"(apt-get install libportaudio2), or stream a file with --input FILE") from None
+    return sounddevice
+
+
+def supported_rate(sd, device, preferred: int, kind: str) -> int:
+    """``preferred`` if the device opens at it, else the device's default rate."""
+    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+    try:
+        check(device=device, samplerate=preferred, channels=1)
+        return preferred
+    except Exception:  # noqa: BLE001 - PortAudio reports unsupported settings with varied types
+        return int(sd.query_devices(device, kind)["default_samplerate"])
+
+
+class FileSource:
+    """Blocks of an audio file, paced in real time (or as fast as possible with ``realtime=False``)."""
+
+    def __init__(self, path: Path, block_seconds: float, realtime: bool = True):
+        from codec.audio import open_audio
+
+        self.file = open_audio(path)
+        self.path = path
+        self.sample_rate, self.channels = self.file.samplerate, self.file.channels
+        self.block = max(1, round(block_seconds * self.sample_rate))
+        self.realtime = realtime
+        self.start = None
+        self.samples = 0
+
+    def read(self) -> tuple[np.ndarray | None, bool]:
+        if self.realtime:
+            self.start = self.start or time.monotonic()
+            due = self.start + (self.samples + self.block) / self.sample_rate
+            time.sleep(max(0.0, due - time.monotonic()))
+        block = self.file.read(self.block, dtype="float32", always_2d=True)
+        self.samples += len(block)
+        return (block if len(block) else None), False
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class DeviceSource:
+    """Microphone blocks from a sounddevice InputStream; reports PortAudio's overflow flag."""
+
+    def __init__(self, sd, device, sample_rate: int, channels: int, block_seconds: float):
+        self.sample_rate, self.channels = sample_rate, channels
+        self.block = max(1, round(block_seconds * sample_rate))
+        self.stream = sd.InputStream(device=device, samplerate=sample_rate, channels=channels,
+                                     blocksize=self.block, dtype="float32")
+        self.stream.start()
+        self.latency = float(self.stream.latency)
+
+    def read(self) -> tuple[np.ndarray | None, bool]:
+        data, overflowed = self.stream.read(self.block)
+        return np.asarray(data), bool(overflowed)
+
+    def close(self) -> None:
+        self.stream.stop()
+        self.stream.close()
+
+
+class DeviceSink:
+    """Speaker output through a sounddevice OutputStream; reports PortAudio's underflow flag."""
+
+    def __init__(self, sd, device, sample_rate: int, channels: int, block_seconds: float):
+        self.sample_rate, self.channels = sample_rate, channels
+        self.stream = sd.OutputStream(device=device, samplerate=sample_rate, channels=channels,
+                                      blocksize=max(1, round(block_seconds * sample_rate)), dtype="float32")
+        self.stream.start()
+        self.latency = float(self.stream.latency)
+
+    def write(self, block: np.ndarray) -> bool:
+        return bool(self.stream.write(np.ascontiguousarray(block, dtype=np.float32)))
+
+    def close(self) -> None:
+        self.stream.stop()
+        self.stream.close()
+
+
+class FileSink:
+    """Records the decoded stream; written through a temporary file and renamed on close, so an
+    interrupted stream keeps what was recorded and never leaves half a file."""
+
+    def __init__(self, path: Path, sample_rate: int, channels: int):
+        from codec.coding import _format_for
+
+        self.path, self.sample_rate, self.channels = path, sample_rate, channels
+        self.tmp = path.with_name(f".{path.name}.partial{path.suffix}")
+        self.file = sf.SoundFile(str(self.tmp), "w", samplerate=sample_rate, channels=channels,
+                                 format=_format_for(path))
+
+    def write(self, block: np.ndarray) -> bool:
+        self.file.write(np.clip(block, -1.0, 1.0))
+        return False
+
+    def close(self) -> None:
+        self.file.close()
+        self.tmp.replace(self.path)
+
+
+class _Resampler:
+    def __init__(self, from_rate: int, to_rate: int, channels: int):
+        self.identity = from_rate == to_rate
+        if not self.identity:
+            self.stream = soxr.ResampleStream(from_rate, to_rate, channels, dtype="float32", quality="HQ")
+
+    def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.identity:
+            return block
+        return self.stream.resample_chunk(np.ascontiguousarray(block, dtype=np.float32), last=last)
+
+
+class TorchLink:
+    """Encoder and decoder sessions of a PyTorch model."""
+
+    def __init__(self, model, num_codebooks: int, channels: int):
+        from codec.streaming import StreamingDecoder, StreamingEncoder
+
+        self.encoder = StreamingEncoder(model, num_codebooks, channels)
+        self.decoder = StreamingDecoder(model, channels)
+
+    def encode(self, audio: np.ndarray) -> np.ndarray:
+        return self.encoder.encode(torch.from_numpy(audio)).numpy()
+
+    def flush_encoder(self) -> np.ndarray:
+        return self.encoder.flush().numpy()
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        return self.decoder.decode(torch.from_numpy(np.asarray(codes, dtype=np.int64))).numpy()
+
+    def conceal(self, frames: int) -> np.ndarray:
+        return self.decoder.conceal(frames).numpy()
+
+    def flush_decoder(self) -> np.ndarray:
+        return self.decoder.flush().numpy()
+
+
+class OnnxLink(TorchLink):
+    """The same, through the exported ONNX graphs in onnxruntime."""
+
+    def __init__(self, runtime, num_codebooks: int, channels: int):
+        from codec.onnx.runtime import OnnxStreamingDecoder, OnnxStreamingEncoder
+
+        self.encoder = OnnxStreamingEncoder(runtime, num_codebooks, channels)
+        self.decoder = OnnxStreamingDecoder(runtime, channels)
+
+    def encode(self, audio: np.ndarray) -> np.ndarray:
+        return self.encoder.encode(audio)
+
+    def flush_encoder(self) -> np.ndarray:
+        return self.encoder.flush()
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        return self.decoder.decode(np.asarray(codes, dtype=np.int64))
+
+    def conceal(self, frames: int) -> np.ndarray:
+        return self.decoder.conceal(frames)
+
+    def flush_decoder(self) -> np.ndarray:
+        return self.decoder.flush()
+
+
+def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, packet_loss: float = 0.0,
+               save: Path | None = None, on_status: Callable[[StreamStats], None] | None = None,
+               seed: int = 0) -> StreamStats:
+    """Run the loop until the source ends or Ctrl-C; every sink then holds exactly the input's length.
+
+    Raises:
+        KeyboardInterrupt: after finishing the stream cleanly, when interrupted.
+    """
+    stats = StreamStats()
+    rng = np.random.default_rng(seed)
+    to_model = _Resampler(source.sample_rate, model_rate, source.channels)
+    to_sinks = [_Resampler(model_rate, sink.sample_rate, source.channels) for sink in sinks]
+    written = [0] * len(sinks)
+    saved = open(save, "wb") if save else None
+    if saved:
+        saved.write(stream_header(info))
+    sequence, total_in, interrupted = 0, 0, False
+
+    def transmit(codes: np.ndarray) -> np.ndarray:
+        """Packetize, pass through the (lossy) link, depacketize, decode or conceal."""
+        nonlocal sequence
+        packet = packet_bytes(sequence, codes, info)
+        sequence += 1
+        stats.packets += 1
+        stats.payload_bytes += len(packet)
+        if saved:
+            saved.write(packet)
+        if packet_loss and rng.random() < packet_loss:
+            stats.packets_lost += 1
+            return link.conceal(codes.shape[-1])
+        (received,) = list(read_packets(packet, 0, info))
+        return link.decode(received.codes)
+
+    def emit(audio_model_rate: np.ndarray, last: bool = False, limit: bool = False) -> None:
+        block = audio_model_rate[:, 0].T if audio_model_rate.size else np.zeros((0, source.channels), np.float32)
+        for index, (sink, resample) in enumerate(zip(sinks, to_sinks, strict=True)):
+            out = resample(np.ascontiguousarray(block), last=last)
+            if limit:  # the stream ends: exactly the input's duration at the sink's rate
+                expected = round(total_in * sink.sample_rate / source.sample_rate)
+                out = out[:max(0, expected - written[index])]
+                out = np.concatenate([out, np.zeros((max(0, expected - written[index] - len(out)),
+                                                     source.channels), np.float32)])
+            if len(out):
+                stats.underruns += int(sink.write(out))
+                written[index] += len(out)
+
+    try:
+        while True:
+            try:
+                block, overflowed = source.read()
+            except KeyboardInterrupt:
+                interrupted = True
+                break
+            if block is None:
+                break
+            start = time.perf_counter()
+            stats.overruns += int(overflowed)
+            total_in += len(block)
+            codes = link.encode(to_model(block).T[:, None, :].astype(np.float32))
+            emit(transmit(codes) if codes.shape[-1] else np.zeros((source.channels, 1, 0), np.float32))
+            stats.compute_seconds += time.perf_counter() - start
+            stats.audio_seconds += len(block) / source.sample_rate
+            stats.blocks += 1
+            if on_status and stats.blocks % 10 == 0:
+                on_status(stats)
+        tail = link.encode(to_model(np.zeros((0, source.channels), np.float32), last=True).T[:, None, :]
+                           .astype(np.float32))
+        final = link.flush_encoder()
+        pieces = [transmit(c) for c in (tail, final) if c.shape[-1]]
+        pieces.append(link.flush_decoder())
+        emit(np.concatenate(pieces, axis=-1), last=True, limit=True)
+        if saved:
+            saved.write(end_packet(sequence, total_in))
+        stats.output_samples = written[0] if written else 0
+    finally:
+        if saved:
+            saved.close()
+        source.close()
+        for sink in sinks:
+            sink.close()
+    if on_status:
+        on_status(stats)
+    if interrupted:
+        raise KeyboardInterrupt
+    return stats
+
+
+BLOCK_SECONDS = 0.02
+
+
+def _device(value: str | None):
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
+
+
+def run_stream_command(*, input: Path | None, output: Path | None, play: bool | None, bitrate: float,
+                       model: str | None, runtime: str, device: str | None, list_devices: bool,
+                       save: Path | None, packet_loss: float, realtime: bool, force: bool, console,
+                       threads: int = 1) -> StreamStats:
+    """``codec stream``: open the source, sinks and model, run the loop, report.
+
+    Raises:
+        CodecError: for bad options, a missing file or device, or PortAudio missing when needed.
+    """
+    if list_devices:
+        console.print(str(import_sounddevice().query_devices()))
+        return StreamStats()
+    if runtime not in ("torch", "onnx"):
+        raise CodecError(f"--runtime {runtime!r} is not supported; choose torch or onnx")
+    if not 0.0 <= packet_loss < 1.0:
+        raise CodecError(f"--packet-loss {packet_loss} must be in [0, 1)")
+    for path in (output, save):
+        if path is not None and path.exists() and not force:
+            raise CodecError(f"{path} exists; pass --force to overwrite it")
+    play = (output is None) if play is None else play
+    if not play and output is None and save is None:
+        raise CodecError("nothing to do with the decoded audio: give --output FILE, --save FILE or --play")
+
+    from codec.models import load_model
+
+    torch.set_num_threads(threads)  # streaming is latency-bound: one thread, the other cores stay free
+    codec_model = load_model(model)
+    try:
+        num_codebooks = codec_model.codebooks_for_bitrate(bitrate)
+    except ValueError as error:
+        raise CodecError(str(error)) from None
+    sd = import_sounddevice() if (input is None or play) else None
+    dev = _device(device)
+    if input is not None:
+        source = FileSource(input, BLOCK_SECONDS, realtime)
+    else:
+        rate = supported_rate(sd, dev, codec_model.sample_rate, "input")
+        source = DeviceSource(sd, dev, rate, 1, BLOCK_SECONDS)
+    sinks = []
+    try:
+        if output is not None:
+            sinks.append(FileSink(output, source.sample_rate, source.channels))
+        if play:
+            rate = supported_rate(sd, dev, source.sample_rate, "output")
+            sinks.append(DeviceSink(sd, dev, rate, source.channels, BLOCK_SECONDS))
+    except Exception:
+        source.close()
+        for sink in sinks:
+            sink.close()
+        raise
+    if runtime == "onnx":
+        import tempfile
+
+        from codec.onnx.export import export_onnx
+        from codec.onnx.runtime import OnnxCodec
+
+        link = OnnxLink(OnnxCodec(export_onnx(codec_model, tempfile.mkdtemp(prefix="codec-onnx-")), threads),
+                        num_codebooks, source.channels)
+    else:
+        link = TorchLink(codec_model, num_codebooks, source.channels)
+    info = StreamInfo(codec_model.config.name, getattr(codec_model, "weights_sha256", "")[:8], source.sample_rate,
+                      source.channels, codec_model.frame_rate, codec_model.codebook_size)
+    device_ms = 1000 * (getattr(source, "latency", 0.0) + sum(getattr(s, "latency", 0.0) for s in sinks))
+    latency = {"algorithmic": 1000 * codec_model.latency / codec_model.sample_rate,
+               "block": 1000 * BLOCK_SECONDS, "devices": device_ms}
+
+    def status(stats: StreamStats) -> None:
+        stats.latency_ms = latency
+        console.print(f"RTF {stats.real_time_factor:.3f}  {stats.audio_seconds:7.1f} s  overruns {stats.overruns}  "
+                      f"underruns {stats.underruns}  packets lost {stats.packets_lost}/{stats.packets}  "
+                      f"latency {sum(latency.values()):.0f} ms", end="\r", highlight=False)
+
+    interrupted = False
+    try:
+        stats = run_stream(link, info, source, sinks, codec_model.sample_rate, packet_loss, save, status)
+    except KeyboardInterrupt:
+        interrupted, stats = True, None
+    console.print()
+    if interrupted:
+        console.print("stopped (Ctrl-C); what was recorded is kept")
+        return StreamStats()
+    kbps = stats.payload_bytes * 8 / stats.audio_seconds / 1000 if stats.audio_seconds else 0.0
+    console.print(f"streamed {stats.audio_seconds:.1f} s: RTF {stats.real_time_factor:.3f}, {stats.packets} packets "
+                  f"({kbps:.2f} kbps with packet headers), {stats.packets_lost} lost, overruns {stats.overruns}, "
+                  f"underruns {stats.underruns}, latency {sum(latency.values()):.0f} ms "
+                  f"({latency['algorithmic']:.0f} algorithmic + {latency['block']:.0f} block + "
+                  f"{latency['devices']:.0f} devices)", highlight=False)
+    return stats

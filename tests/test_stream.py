@@ -1,0 +1,165 @@
+"""`codec stream` through fake sound devices (no audio hardware in CI), packets and packet loss."""
+
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+import codec.live
+from cli.main import app
+from codec.packets import StreamInfo, end_packet, packet_bytes, read_packets, read_stream_header, stream_header
+from tests.conftest import tone, write_audio
+
+runner = CliRunner()
+
+
+class FakeSoundDevice:
+    """Stands in for the sounddevice module: a microphone playing ``signal`` and a speaker
+    that records what it is given. ``rates`` are the only rates the device accepts."""
+
+    def __init__(self, signal: np.ndarray, rate: int, rates=(16000, 48000), slow_output: bool = False,
+                 interrupt_after: int | None = None):
+        self.signal, self.rate, self.rates = signal, rate, rates
+        self.slow_output, self.interrupt_after = slow_output, interrupt_after
+        self.played = []
+        self.reads = 0
+        fake = self
+
+        class InputStream:
+            latency = 0.01
+
+            def __init__(self, samplerate, channels, blocksize, **kwargs):
+                assert samplerate in fake.rates
+                self.position = 0
+
+            def start(self):
+                pass
+
+            def read(self, frames):
+                fake.reads += 1
+                if fake.interrupt_after is not None and fake.reads > fake.interrupt_after:
+                    raise KeyboardInterrupt
+                block = fake.signal[self.position:self.position + frames]
+                self.position += frames
+                block = np.pad(block, ((0, frames - len(block)), (0, 0)))
+                return block.astype(np.float32), fake.reads % 7 == 0  # an overflow now and then
+
+            def stop(self):
+                pass
+
+            def close(self):
+                pass
+
+        class OutputStream(InputStream):
+            def write(self, data):
+                fake.played.append(np.array(data))
+                if fake.slow_output:
+                    time.sleep(0.03)   # slower than the 20 ms blocks
+                    return True        # PortAudio reports the speaker ran dry
+                return False
+
+        self.InputStream, self.OutputStream = InputStream, OutputStream
+
+    def check_input_settings(self, device=None, samplerate=None, channels=None):
+        if samplerate not in self.rates:
+            raise ValueError("Invalid sample rate")
+
+    check_output_settings = check_input_settings
+
+    def query_devices(self, device=None, kind=None):
+        return {"default_samplerate": float(self.rates[-1]), "name": "fake"} if kind else "0 fake device"
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+@pytest.fixture
+def speech(tmp_path):
+    return write_audio(tmp_path / "in.wav", tone(1.23, 44100), 44100)
+
+
+def test_file_to_file_keeps_the_exact_length(tiny_model_dir, speech, tmp_path):
+    out = tmp_path / "out.wav"
+    result = invoke("stream", "--input", speech, "--output", out, "--model", tiny_model_dir, "--fast")
+    assert result.exit_code == 0, result.output
+    assert (sf.info(str(out)).frames, sf.info(str(out)).samplerate) == (sf.info(str(speech)).frames, 44100)
+
+
+def test_packet_loss_is_concealed_and_the_saved_stream_decodes(tiny_model_dir, speech, tmp_path):
+    out, saved = tmp_path / "out.wav", tmp_path / "stream.cods"
+    result = invoke("stream", "--input", speech, "--output", out, "--save", saved, "--packet-loss", "0.05",
+                    "--model", tiny_model_dir, "--fast")
+    assert result.exit_code == 0, result.output
+    assert sf.info(str(out)).frames == sf.info(str(speech)).frames
+    decoded = tmp_path / "decoded.wav"
+    assert invoke("decode", saved, decoded, "--model", tiny_model_dir).exit_code == 0
+    assert sf.info(str(decoded)).frames == sf.info(str(speech)).frames
+    # damage the saved stream: a dropped packet and a corrupted one are concealed, never a crash
+    data = bytearray(saved.read_bytes())
+    data[300] ^= 0xFF
+    del data[500:560]
+    saved.write_bytes(bytes(data))
+    result = invoke("decode", saved, tmp_path / "damaged.wav", "--model", tiny_model_dir)
+    assert result.exit_code == 0 and "concealed" in result.output
+    assert sf.info(str(tmp_path / "damaged.wav")).frames == sf.info(str(speech)).frames
+
+
+def test_microphone_to_speaker_with_resampling_and_ctrl_c(tiny_model_dir, tmp_path, monkeypatch):
+    fake = FakeSoundDevice(tone(2.0, 48000), 48000, rates=(48000,), interrupt_after=40)
+    monkeypatch.setattr(codec.live, "import_sounddevice", lambda: fake)
+    out = tmp_path / "recorded.wav"
+    result = invoke("stream", "--output", out, "--play", "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert "stopped (Ctrl-C)" in result.output
+    assert sf.info(str(out)).samplerate == 48000 and sf.info(str(out)).frames == 40 * 960
+    assert sum(len(p) for p in fake.played) == 40 * 960
+
+
+def test_slow_device_counts_underruns_and_keeps_going(tiny_model_dir, tmp_path, monkeypatch, speech):
+    fake = FakeSoundDevice(tone(1.0, 16000), 16000, slow_output=True)
+    monkeypatch.setattr(codec.live, "import_sounddevice", lambda: fake)
+    out = tmp_path / "out.wav"
+    result = invoke("stream", "--input", speech, "--output", out, "--play", "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert "underruns 0" not in result.output.splitlines()[-1]
+    assert sf.info(str(out)).frames == sf.info(str(speech)).frames
+
+
+def test_overruns_are_counted(tiny_model_dir, tmp_path, monkeypatch):
+    fake = FakeSoundDevice(tone(1.0, 16000), 16000, interrupt_after=30)
+    monkeypatch.setattr(codec.live, "import_sounddevice", lambda: fake)
+    result = invoke("stream", "--output", tmp_path / "o.wav", "--no-play", "--model", tiny_model_dir)
+    assert result.exit_code == 0
+    assert "overruns 4" in result.output
+
+
+def test_missing_portaudio_names_the_fix(tiny_model_dir, monkeypatch):
+    def missing():
+        raise codec.live.CodecError("no audio devices (PortAudio library not found): install the system "
+                                    "package libportaudio2 (apt-get install libportaudio2), or stream a file "
+                                    "with --input FILE")
+    monkeypatch.setattr(codec.live, "import_sounddevice", missing)
+    result = invoke("stream", "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "libportaudio2" in result.output and "--input" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_packets_round_trip_and_resynchronise():
+    info = StreamInfo("m", "w", 16000, 2, 50, 1024)
+    rng = np.random.default_rng(0)
+    packets = [rng.integers(0, 1024, (2, 6, 3)) for _ in range(5)]
+    data = stream_header(info) + b"".join(packet_bytes(i, p, info) for i, p in enumerate(packets)) + end_packet(5, 777)
+    parsed, offset = read_stream_header(data)
+    assert parsed == info
+    received = list(read_packets(data, offset, info))
+    assert [p.sequence for p in received] == [0, 1, 2, 3, 4, 5] and received[-1].total_samples == 777
+    for sent, got in zip(packets, received, strict=False):
+        np.testing.assert_array_equal(sent, got.codes)
+    damaged = bytearray(data)
+    damaged[offset + 30] ^= 0x10          # corrupt packet 0
+    assert [p.sequence for p in read_packets(bytes(damaged), offset, info)] == [1, 2, 3, 4, 5]
