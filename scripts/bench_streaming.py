@@ -1,0 +1,98 @@
+"""Streaming benchmark: latency, per-frame compute time (PyTorch and ONNX Runtime, one thread),
+and memory over a long streamed file.
+
+    .venv/bin/python scripts/bench_streaming.py [--model conv-16k] [--stream-minutes 10]
+
+Prints one JSON object. Frame times are for encode + decode of one 20 ms frame of real speech
+(a dev file, repeated), measured per call after a warm-up; memory is the RSS of a
+`codec stream --input FILE --output FILE --fast` process sampled every 0.5 s.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_long_files import write_speechlike  # noqa: E402
+
+from codec.audio import load_audio  # noqa: E402
+from codec.models import load_model  # noqa: E402
+from codec.onnx.export import export_onnx  # noqa: E402
+from codec.onnx.runtime import OnnxCodec, OnnxStreamingDecoder, OnnxStreamingEncoder  # noqa: E402
+from codec.streaming import StreamingDecoder, StreamingEncoder  # noqa: E402
+
+DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "dev"
+
+
+def frame_times(encoder, decoder, audio: np.ndarray, frame: int, to_input) -> np.ndarray:
+    times = []
+    for start in range(0, len(audio) - frame, frame):
+        block = to_input(audio[start:start + frame][None, None, :].astype(np.float32))
+        begin = time.perf_counter()
+        decoder.decode(encoder.encode(block))
+        times.append(time.perf_counter() - begin)
+    return np.array(times[20:]) * 1000
+
+
+def rss_over_stream(minutes: float, model: str) -> dict:
+    codec = str(Path(sys.executable).parent / "codec")
+    with tempfile.TemporaryDirectory() as tmp:
+        source, out = Path(tmp) / "long.wav", Path(tmp) / "out.wav"
+        write_speechlike(source, minutes, 16000, 1)
+        process = subprocess.Popen([codec, "stream", "--input", str(source), "--output", str(out), "--fast",
+                                    "--model", model], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        samples = []
+        while process.poll() is None:
+            try:
+                status = Path(f"/proc/{process.pid}/status").read_text()
+                samples.append(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))))
+            except (FileNotFoundError, StopIteration):
+                pass
+            time.sleep(0.5)
+        exact = sf.info(str(out)).frames == sf.info(str(source)).frames if out.exists() else False
+    samples_mb = np.array(samples) / 1024
+    steady = samples_mb[len(samples_mb) // 10:] if len(samples_mb) > 10 else samples_mb
+    return {"minutes": minutes, "rss_mb_first_10pct_end": round(float(steady[0]), 1) if len(steady) else None,
+            "rss_mb_end": round(float(samples_mb[-1]), 1) if len(samples_mb) else None,
+            "rss_mb_max": round(float(samples_mb.max()), 1) if len(samples_mb) else None,
+            "rss_growth_mb_after_warmup": round(float(steady.max() - steady[0]), 1) if len(steady) else None,
+            "exact_length": exact, "returncode": process.returncode}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="conv-16k")
+    parser.add_argument("--stream-minutes", type=float, default=10.0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    model = load_model(args.model)
+    audio, rate = load_audio(sorted(DEV.rglob("*.flac"))[0])
+    audio = np.tile(audio[:, 0], 4)
+    result = {"model": model.config.name, "latency_ms": 1000 * model.latency / model.sample_rate,
+              "frame_ms": 1000 * model.frame_size / model.sample_rate}
+    with torch.inference_mode():
+        times = frame_times(StreamingEncoder(model, 12), StreamingDecoder(model), audio, model.frame_size,
+                            torch.from_numpy)
+    result["torch_1_thread_frame_ms"] = {"median": round(float(np.median(times)), 3),
+                                         "p90": round(float(np.percentile(times, 90)), 3)}
+    with tempfile.TemporaryDirectory() as tmp:
+        runtime = OnnxCodec(export_onnx(model, tmp), threads=1)
+        times = frame_times(OnnxStreamingEncoder(runtime, 12), OnnxStreamingDecoder(runtime), audio,
+                            model.frame_size, lambda x: x)
+    result["onnx_1_thread_frame_ms"] = {"median": round(float(np.median(times)), 3),
+                                        "p90": round(float(np.percentile(times, 90)), 3)}
+    if args.stream_minutes:
+        result["stream"] = rss_over_stream(args.stream_minutes, args.model)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
