@@ -73,6 +73,8 @@ def encode(
     output: Annotated[Path, typer.Argument(help="The .codes file to write.")],
     bitrate: Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps: 1.5, 3, 6 or 12.")] = 6.0,
     model: ModelOption = None,
+    entropy: Annotated[bool | None, typer.Option("--entropy/--no-entropy", help="Range-code the codes with the "
+                                                 "model's entropy model [default: when the model has one].")] = None,
     force: ForceOption = False,
 ) -> None:
     """Encode an audio file into a .codes file."""
@@ -82,7 +84,7 @@ def encode(
     if not any(abs(bitrate - b) < 1e-9 for b in BITRATES):
         raise CodecError(f"--bitrate {bitrate:g} is not supported; choose 1.5, 3, 6 or 12")
     check_paths(input, output, force)
-    codes_file, report = encode_file(load_model(model), input, output, bitrate, force)
+    codes_file, report = encode_file(load_model(model), input, output, bitrate, force, entropy)
     for warning in report.warnings:
         stderr.print(f"warning: {warning}", soft_wrap=True)
     meta = codes_file.metadata
@@ -103,7 +105,7 @@ def decode(
 ) -> None:
     """Decode a .codes file (or a saved packet stream) back to audio at its original sample rate,
     channels and length."""
-    from codec.coding import check_paths, decode_file, decode_stream_file, read_codes, read_stream_info
+    from codec.coding import check_paths, decode_file, decode_stream_file, read_codes_metadata, read_stream_info
     from codec.models import load_model
     from codec.packets import STREAM_MAGIC
 
@@ -114,7 +116,7 @@ def decode(
         name = model or read_stream_info(input)[0].model
         report = decode_stream_file(load_model(name), input, output, force)
     else:
-        codec_model = load_model(model or read_codes(input).metadata.model)
+        codec_model = load_model(model or read_codes_metadata(input).model)
         report = decode_file(codec_model, input, output, force)
     for warning in report.warnings:
         stderr.print(f"warning: {warning}", soft_wrap=True)
@@ -126,20 +128,19 @@ def info(
     path: Annotated[Path, typer.Argument(help="A .codes file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
 ) -> None:
-    """Print the metadata of a .codes file."""
+    """Print the metadata of a .codes file (its CRCs are checked by decode)."""
     from dataclasses import asdict
 
-    from codec.coding import read_codes
+    from codec.coding import read_codes_metadata
 
-    codes_file = read_codes(path)
-    values = asdict(codes_file.metadata)
+    meta = read_codes_metadata(path)
+    values = {k: v for k, v in asdict(meta).items() if v is not None}
     seconds = values["samples"] / values["sample_rate"]
     values["duration_s"] = round(seconds, 3)
     values["file_bytes"] = path.stat().st_size
-    values["nominal_kbps"] = round(codes_file.metadata.codebooks * codes_file.metadata.bits_per_code
-                                   * values["frame_rate"] / 1000, 3)
+    values["nominal_kbps"] = round(meta.codebooks * meta.bits_per_code * values["frame_rate"] / 1000, 3)
     values["file_kbps"] = round(values["file_bytes"] * 8 / seconds / 1000, 3) if seconds else None
-    values["entropy_coded"] = False
+    values["entropy_coded"] = meta.entropy_coded
     if as_json:
         print(json.dumps(values, indent=2))
     else:

@@ -5,8 +5,7 @@ All integers are little-endian.
     offset  size  field
     0       4     magic b"CODC"
     4       1     format version (1)
-    5       1     flags: bit 0 set = entropy-coded payload (not written by version 1 coders;
-                  a reader of version 1 rejects it), other bits zero
+    5       1     flags: bit 0 set = entropy-coded payload (see below), other bits zero
     6       2     uint16: length M of the metadata in bytes
     8       M     metadata: UTF-8 JSON object (keys below), no whitespace
     8+M     ...   chunks, one after another up to the end of the file; each chunk is
@@ -18,6 +17,17 @@ Metadata keys: ``model`` (name), ``weights`` (first 8 hex digits of the SHA-256 
 weights file), ``sample_rate`` (Hz, of the original audio), ``channels``, ``samples`` (per
 channel, at ``sample_rate``), ``frame_rate`` (code frames per second), ``codebooks`` (codebooks
 used, K), ``codebook_size``, ``frames`` (F, code frames per channel).
+
+With bit 0 of the flags set, the metadata also names the entropy model (``entropy_model``, and
+``entropy_weights``: the first 8 hex digits of its weights' SHA-256), and each chunk is
+
+                    uint32  payload length P in bytes
+                    P       payload: the chunk's codes range-coded with the entropy model
+                            (``codec.entropy``), a whole number of 32-bit words
+                    uint32  CRC-32 of the length and payload (the first chunk's also covers the
+                            header and metadata)
+                    uint32  CRC-32 of the chunk's codes, bit-packed as below: a decoder whose
+                            model disagrees with the encoder's is caught here
 
 Payload: chunk ``j`` holds frames ``[j * 1500, (j + 1) * 1500)`` (the last chunk fewer; a file
 of 0 frames has one empty chunk, for its CRC); inside
@@ -32,7 +42,7 @@ import json
 import math
 import struct
 import zlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 
 import numpy as np
 
@@ -65,6 +75,12 @@ class CodesMetadata:
     codebooks: int
     codebook_size: int
     frames: int
+    entropy_model: str | None = None    # only in entropy-coded files
+    entropy_weights: str | None = None
+
+    @property
+    def entropy_coded(self) -> bool:
+        return self.entropy_model is not None
 
     @property
     def bits_per_code(self) -> int:
@@ -90,8 +106,11 @@ def unpack_codes(data: bytes, count: int, bits: int) -> np.ndarray:
     return (bit_matrix.astype(np.int64) << np.arange(bits - 1, -1, -1, dtype=np.int64)).sum(axis=1)
 
 
-def to_bytes(codes_file: CodesFile) -> bytes:
+def to_bytes(codes_file: CodesFile, entropy_coder=None) -> bytes:
     """Serialize; ``codes`` must be ``[channels, codebooks, num_frames]`` as the metadata says.
+
+    With ``entropy_coder`` (a ``codec.entropy.EntropyCoder``), the payload is range-coded and the
+    metadata names the coder's model, which decoding will need.
 
     Raises:
         ValueError: if the codes' shape or values disagree with the metadata.
@@ -102,13 +121,22 @@ def to_bytes(codes_file: CodesFile) -> bytes:
         raise ValueError(f"codes shape {codes.shape} does not match metadata {expected}")
     if codes.size and (codes.min() < 0 or codes.max() >= meta.codebook_size):
         raise ValueError(f"codes outside [0, {meta.codebook_size})")
-    metadata = json.dumps(asdict(meta), separators=(",", ":")).encode()
-    parts = [_HEADER.pack(MAGIC, VERSION, 0, len(metadata)), metadata]
+    values = asdict(meta)
+    if entropy_coder is not None:
+        values["entropy_model"], values["entropy_weights"] = entropy_coder.name, entropy_coder.weights[:8]
+    metadata = json.dumps({k: v for k, v in values.items() if v is not None}, separators=(",", ":")).encode()
+    parts = [_HEADER.pack(MAGIC, VERSION, FLAG_ENTROPY if entropy_coder else 0, len(metadata)), metadata]
     frame_major = codes.transpose(2, 0, 1)  # [F, C, K]
     for start in _chunk_starts(meta.frames):
-        payload = pack_codes(frame_major[start:start + FRAMES_PER_CHUNK].reshape(-1), meta.bits_per_code)
-        covered = b"".join(parts) + payload if start == 0 else payload
-        parts += [payload, _UINT32.pack(zlib.crc32(covered))]
+        chunk = frame_major[start:start + FRAMES_PER_CHUNK]
+        packed = pack_codes(chunk.reshape(-1), meta.bits_per_code)
+        if entropy_coder is None:
+            body, codes_crc = packed, b""
+        else:
+            coded = entropy_coder.encode_chunk(np.ascontiguousarray(chunk.transpose(1, 2, 0)))
+            body, codes_crc = _UINT32.pack(len(coded)) + coded, _UINT32.pack(zlib.crc32(packed))
+        covered = b"".join(parts) + body if start == 0 else body
+        parts += [body, _UINT32.pack(zlib.crc32(covered)), codes_crc]
     return b"".join(parts)
 
 
@@ -119,8 +147,9 @@ def _chunk_starts(frames: int) -> range:
 def _parse_metadata(raw: bytes) -> CodesMetadata:
     try:
         values = json.loads(raw.decode())
-        names = {f.name: f.type for f in fields(CodesMetadata)}
-        if not isinstance(values, dict) or set(values) != set(names):
+        required = {f.name for f in fields(CodesMetadata) if f.default is MISSING}
+        optional = {f.name for f in fields(CodesMetadata)} - required
+        if not isinstance(values, dict) or not required <= set(values) <= required | optional:
             raise ValueError("unexpected keys")
         meta = CodesMetadata(**values)
     except (UnicodeDecodeError, ValueError, TypeError, RecursionError):
@@ -134,19 +163,21 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
             or not 2 <= meta.codebook_size <= MAX_CODEBOOK_SIZE
             or not isinstance(meta.model, str) or not isinstance(meta.weights, str)
             or not isinstance(meta.frame_rate, (int, float)) or isinstance(meta.frame_rate, bool)
-            or not math.isfinite(meta.frame_rate) or meta.frame_rate <= 0):
+            or not math.isfinite(meta.frame_rate) or meta.frame_rate <= 0
+            or (meta.entropy_model is None) != (meta.entropy_weights is None)
+            or not isinstance(meta.entropy_model or "", str) or not isinstance(meta.entropy_weights or "", str)):
         raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
                              f"(invalid values)")
     return meta
 
 
-def from_bytes(data: bytes) -> CodesFile:
-    """Parse and verify a ``.codes`` file.
+def read_metadata(data: bytes) -> CodesMetadata:
+    """The metadata alone (to choose the models that decoding needs). Raises BitstreamError."""
+    meta, _ = _read_head(data)
+    return meta
 
-    Raises:
-        BitstreamError: wrong magic, unknown version, truncation, trailing bytes, CRC mismatch
-            or invalid metadata, each with a one-line message.
-    """
+
+def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
     if len(data) < _HEADER.size:
         raise BitstreamError(f"truncated: {len(data)} bytes is shorter than the {_HEADER.size}-byte header")
     magic, version, flags, metadata_length = _HEADER.unpack_from(data)
@@ -156,28 +187,72 @@ def from_bytes(data: bytes) -> CodesFile:
         newer = " (written by a newer codec; upgrade to read it)" if version > VERSION else ""
         raise BitstreamError(f"unsupported .codes format version {version} at offset 4; this codec reads "
                              f"version {VERSION}{newer}")
-    if flags:
-        raise BitstreamError(f"unsupported flags {flags:#04x} at offset 5 (entropy-coded payloads need a newer codec)")
+    if flags & ~FLAG_ENTROPY:
+        raise BitstreamError(f"unsupported flags {flags:#04x} at offset 5")
     offset = _HEADER.size + metadata_length
     if len(data) < offset:
         raise BitstreamError(f"truncated in the metadata: it should end at byte {offset}, the file has {len(data)}")
     meta = _parse_metadata(data[_HEADER.size:offset])
+    if bool(flags & FLAG_ENTROPY) != meta.entropy_coded:
+        raise BitstreamError("corrupt header: the entropy-coding flag at offset 5 disagrees with the metadata")
+    return meta, offset
+
+
+def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
+    """Parse and verify a ``.codes`` file.
+
+    ``entropy_coder`` is needed for entropy-coded files (``read_metadata`` names its model).
+
+    Raises:
+        BitstreamError: wrong magic, unknown version, truncation, trailing bytes, CRC mismatch,
+            invalid metadata, or an entropy-coded file without (or with the wrong) entropy model,
+            each with a one-line message.
+    """
+    meta, offset = _read_head(data)
+    if meta.entropy_coded:
+        if entropy_coder is None:
+            raise BitstreamError(f"entropy-coded with model '{meta.entropy_model}' (weights "
+                                 f"{meta.entropy_weights}), which is not available")
+        if entropy_coder.name != meta.entropy_model or entropy_coder.weights[:8] != meta.entropy_weights:
+            raise BitstreamError(f"entropy-coded with model '{meta.entropy_model}' (weights {meta.entropy_weights}), "
+                                 f"but the available one is '{entropy_coder.name}' ({entropy_coder.weights[:8]})")
     frames = []
     for index, start in enumerate(_chunk_starts(meta.frames)):
-        count = max(0, min(FRAMES_PER_CHUNK, meta.frames - start)) * meta.channels * meta.codebooks
-        length = math.ceil(count * meta.bits_per_code / 8)
-        end = offset + length + _UINT32.size
+        chunk_frames = max(0, min(FRAMES_PER_CHUNK, meta.frames - start))
+        count = chunk_frames * meta.channels * meta.codebooks
+        if meta.entropy_coded:
+            if len(data) < offset + 4:
+                raise BitstreamError(f"truncated at chunk {index} (byte {offset})")
+            length = 4 + _UINT32.unpack_from(data, offset)[0]
+            trailer = 2 * _UINT32.size
+        else:
+            length, trailer = math.ceil(count * meta.bits_per_code / 8), _UINT32.size
+        end = offset + length + trailer
         if len(data) < end:
             raise BitstreamError(f"truncated in chunk {index} (bytes {offset}-{end - 1}); the file has "
                                  f"{len(data)} bytes")
-        payload = data[offset:offset + length]
+        body = data[offset:offset + length]
         (crc,) = _UINT32.unpack_from(data, offset + length)
-        covered = data[:offset + length] if index == 0 else payload
+        covered = data[:offset + length] if index == 0 else body
         if zlib.crc32(covered) != crc:
             span = f"bytes 0-{offset + length - 1}, header, metadata and chunk 0" if index == 0 else \
                 f"bytes {offset}-{offset + length - 1}, chunk {index}"
             raise BitstreamError(f"CRC mismatch ({span}): the file is corrupted")
-        frames.append(unpack_codes(payload, count, meta.bits_per_code).reshape(-1, meta.channels, meta.codebooks))
+        if meta.entropy_coded:
+            try:
+                chunk = entropy_coder.decode_chunk(body[4:], meta.channels, meta.codebooks, chunk_frames)
+            except (ValueError, RuntimeError, AssertionError) as error:
+                raise BitstreamError(f"chunk {index} cannot be entropy-decoded ({error})") from None
+            chunk = chunk.transpose(2, 0, 1)
+            if zlib.crc32(pack_codes(chunk.reshape(-1), meta.bits_per_code)) != \
+                    _UINT32.unpack_from(data, offset + length + 4)[0]:
+                raise BitstreamError(
+                    f"decoded codes of chunk {index} fail their CRC: the entropy model computed different "
+                    f"probabilities than when encoding (other weights or another machine's arithmetic); "
+                    f"decode where it was encoded, or re-encode with --no-entropy")
+            frames.append(chunk)
+        else:
+            frames.append(unpack_codes(body, count, meta.bits_per_code).reshape(-1, meta.channels, meta.codebooks))
         offset = end
     if offset != len(data):
         raise BitstreamError(f"{len(data) - offset} unexpected bytes after the last chunk (from byte {offset})")

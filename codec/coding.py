@@ -18,7 +18,7 @@ import soxr
 import torch
 
 from codec.audio import open_audio, read_blocks
-from codec.bitstream import CodesFile, CodesMetadata, from_bytes, to_bytes
+from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.streaming import StreamingDecoder, StreamingEncoder
@@ -198,22 +198,61 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def read_codes(path: Path | str) -> CodesFile:
-    """Read and verify a ``.codes`` file. Raises CodecError naming the file on any problem."""
+def entropy_coder_for(model: ConvCodec, required: bool = False):
+    """An ``EntropyCoder`` for the model's entropy model, or None if it has none.
+
+    Raises:
+        CodecError: if ``required`` and the model has no entropy model.
+    """
+    entropy_model = getattr(model, "entropy_model", None)
+    if entropy_model is None:
+        if required:
+            raise CodecError(f"model '{model.config.name}' has no entropy model; encode with --no-entropy")
+        return None
+    from codec.entropy import EntropyCoder
+
+    return EntropyCoder(entropy_model)
+
+
+def read_codes(path: Path | str, model: ConvCodec | None = None) -> CodesFile:
+    """Read and verify a ``.codes`` file (entropy-coded ones with ``model``'s entropy model).
+
+    Raises:
+        CodecError: naming the file, on any problem.
+    """
     path = Path(path)
     if path.is_dir():
         raise CodecError(f"{path}: is a directory, not a .codes file")
     if not path.is_file():
         raise CodecError(f"{path}: no such file")
     try:
-        return from_bytes(path.read_bytes())
+        data = path.read_bytes()
+        coder = entropy_coder_for(model) if model is not None and read_metadata(data).entropy_coded else None
+        return from_bytes(data, coder)
+    except CodecError as error:
+        raise CodecError(f"{path}: {error}") from None
+
+
+def read_codes_metadata(path: Path | str) -> CodesMetadata:
+    """The metadata of a ``.codes`` file, without decoding it. Raises CodecError naming the file."""
+    path = Path(path)
+    if path.is_dir():
+        raise CodecError(f"{path}: is a directory, not a .codes file")
+    if not path.is_file():
+        raise CodecError(f"{path}: no such file")
+    try:
+        return read_metadata(path.read_bytes())
     except CodecError as error:
         raise CodecError(f"{path}: {error}") from None
 
 
 def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
-                bitrate_kbps: float = 6.0, force: bool = False) -> tuple[CodesFile, CodingReport]:
-    """Encode an audio file into a ``.codes`` file, block by block; returns what was written."""
+                bitrate_kbps: float = 6.0, force: bool = False,
+                entropy: bool | None = None) -> tuple[CodesFile, CodingReport]:
+    """Encode an audio file into a ``.codes`` file, block by block; returns what was written.
+
+    ``entropy``: range-code the codes with the model's entropy model (None: when it has one).
+    """
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
     num_codebooks = _codebooks(model, bitrate_kbps)
@@ -228,7 +267,7 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     if clipped[0]:
         report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale and were "
                                f"limited to ±1.0")
-    data = to_bytes(codes_file)
+    data = to_bytes(codes_file, entropy_coder_for(model, required=bool(entropy)) if entropy is not False else None)
     _write_atomically(output_path, lambda tmp: tmp.write_bytes(data))
     return codes_file, report
 
@@ -239,7 +278,7 @@ def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     (WAV and FLAC as 16-bit PCM). Samples beyond ±1.0 are clipped, and counted in the report."""
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
-    codes_file = read_codes(input_path)
+    codes_file = read_codes(input_path, model)
     meta, clipped = codes_file.metadata, 0
 
     def write(tmp: Path) -> None:

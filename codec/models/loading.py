@@ -49,7 +49,8 @@ def weights_hash(model_dir: Path) -> str:
 
 
 def load_model(name_or_path: str | Path | None = None) -> ConvCodec:
-    """Load a codec in eval mode, with ``weights_sha256`` set to its weights' hash.
+    """Load a codec in eval mode, with ``weights_sha256`` set to its weights' hash and
+    ``entropy_model`` to the entropy model stored beside it (None if there is none).
 
     Raises:
         CodecError: if the model is not found or its files are unreadable or inconsistent.
@@ -66,6 +67,9 @@ def load_model(name_or_path: str | Path | None = None) -> ConvCodec:
         raise CodecError(f"{model_dir}: {CONFIG_FILE} does not match {WEIGHTS_FILE} ({problem}); "
                          f"use the {CONFIG_FILE} that was saved with these weights")
     model.load_state_dict(state)
+    from codec.entropy.model import load_entropy_model  # the optional entropy model lives beside the weights
+
+    model.entropy_model = load_entropy_model(model_dir)
     model.weights_sha256 = weights_hash(model_dir)
     return model.eval()
 

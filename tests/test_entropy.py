@@ -1,0 +1,100 @@
+"""Entropy coding: lossless, deterministic across processes and thread counts, and safe."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from codec.bitstream import BitstreamError, CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
+from codec.entropy import EntropyCoder, EntropyModel, EntropyModelConfig, load_entropy_model, save_entropy_model
+from codec.entropy.coding import quantized_probabilities
+
+CONFIG = EntropyModelConfig(name="entropy-tiny", codec="tiny-16k", dim=32, layers=1, heads=2, context_frames=16)
+
+
+@pytest.fixture(scope="module")
+def entropy_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = EntropyModel(CONFIG)
+    with torch.no_grad():
+        model.out.bias[:16] += 4.0   # a skewed, learnable-looking distribution: small codes are likely
+    directory = tmp_path_factory.mktemp("entropy")
+    save_entropy_model(model, directory)
+    return directory
+
+
+def skewed_codes(channels=1, codebooks=6, frames=180, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random((channels, codebooks, frames)) < 0.8, rng.integers(0, 16, (channels, codebooks, frames)),
+                    rng.integers(0, 1024, (channels, codebooks, frames)))
+
+
+def codes_file(codes):
+    channels, codebooks, frames = codes.shape
+    return CodesFile(CodesMetadata("tiny-16k", "0123abcd", 16000, channels, frames * 320, 50, codebooks, 1024, frames),
+                     codes)
+
+
+def test_lossless_and_smaller(entropy_dir):
+    coder = EntropyCoder(load_entropy_model(entropy_dir))
+    original = codes_file(skewed_codes(channels=2))
+    plain, coded = to_bytes(original), to_bytes(original, coder)
+    assert read_metadata(coded).entropy_model == "entropy-tiny"
+    np.testing.assert_array_equal(from_bytes(coded, coder).codes, original.codes)
+    assert len(coded) < 0.8 * len(plain)
+
+
+def test_several_chunks_and_empty(entropy_dir, monkeypatch):
+    import codec.bitstream
+
+    monkeypatch.setattr(codec.bitstream, "FRAMES_PER_CHUNK", 50)
+    coder = EntropyCoder(load_entropy_model(entropy_dir))
+    for frames in (0, 1, 123):
+        original = codes_file(skewed_codes(frames=frames))
+        np.testing.assert_array_equal(from_bytes(to_bytes(original, coder), coder).codes, original.codes)
+
+
+def test_needs_the_entropy_model(entropy_dir):
+    coded = to_bytes(codes_file(skewed_codes()), EntropyCoder(load_entropy_model(entropy_dir)))
+    with pytest.raises(BitstreamError, match="not available"):
+        from_bytes(coded)
+
+
+def test_perturbed_model_is_caught_by_the_crc(entropy_dir):
+    model = load_entropy_model(entropy_dir)
+    coded = to_bytes(codes_file(skewed_codes()), EntropyCoder(model))
+    with torch.no_grad():
+        model.out.bias += 0.3 * torch.randn_like(model.out.bias)   # same name and hash, other numbers
+    with pytest.raises(BitstreamError, match="fail their CRC|cannot be entropy-decoded"):
+        from_bytes(coded, EntropyCoder(model))
+
+
+def test_a_near_impossible_symbol_still_codes(entropy_dir):
+    model = load_entropy_model(entropy_dir)
+    with torch.no_grad():
+        model.out.bias[1023] = -60.0
+    coder = EntropyCoder(model)
+    codes = np.full((1, 3, 20), 1023)
+    assert quantized_probabilities(torch.tensor([[0.0] * 1023 + [-60.0]])).min() > 0
+    np.testing.assert_array_equal(from_bytes(to_bytes(codes_file(codes), coder), coder).codes, codes)
+
+
+def test_decodes_in_another_process_with_other_threads(entropy_dir, tmp_path):
+    coder = EntropyCoder(load_entropy_model(entropy_dir))
+    original = codes_file(skewed_codes(channels=2, frames=100))
+    (tmp_path / "x.codes").write_bytes(to_bytes(original, coder))
+    np.save(tmp_path / "expected.npy", original.codes)
+    script = (
+        "import sys, numpy as np, torch\n"
+        "torch.set_num_threads(2)\n"
+        "from pathlib import Path\n"
+        "from codec.bitstream import from_bytes\n"
+        "from codec.entropy import EntropyCoder, load_entropy_model\n"
+        f"coder = EntropyCoder(load_entropy_model(Path({str(entropy_dir)!r})))\n"
+        f"codes = from_bytes(Path({str(tmp_path / 'x.codes')!r}).read_bytes(), coder).codes\n"
+        f"assert (codes == np.load({str(tmp_path / 'expected.npy')!r})).all()\n"
+        "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
