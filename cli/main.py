@@ -259,11 +259,10 @@ def train(
     override: Annotated[list[str] | None, typer.Option(
         "--override", "-o", help="Change a recipe value: section.key=value (repeatable).")] = None,
 ) -> None:
-    """Train a codec from a recipe; checkpoints and the exported model go to run.out_dir."""
-    from codec.train import load_recipe
-    from codec.train import train as run_training
+    """Train a codec (or an entropy model) from a recipe; checkpoints and the model go to run.out_dir."""
+    from codec.train import load_recipe, train_any
 
-    run_training(load_recipe(recipe, override or []), resume=resume, console=stderr)
+    train_any(load_recipe(recipe, override or []), resume=resume, console=stderr)
 
 
 def run() -> None:

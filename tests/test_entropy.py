@@ -98,3 +98,53 @@ def test_decodes_in_another_process_with_other_threads(entropy_dir, tmp_path):
         "print('ok')\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_entropy_recipe_trains_on_a_tiny_codec(tiny_model_dir, tmp_path):
+    from codec.entropy import load_entropy_model
+    from codec.train import load_recipe, train_any
+    from tests.conftest import REPO, tone, write_audio
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(3):
+        write_audio(audio / f"{i}.wav", tone(1.0 + i, 16000, 200 + 100 * i), 16000)
+    recipe = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [
+        "entropy.codec=tiny-16k", "entropy.dim=32", "entropy.layers=1", "entropy.heads=2",
+        f"data.codec_model={tiny_model_dir}", f"data.train_dir={audio}", "data.segment_frames=32",
+        f"run.out_dir={tmp_path / 'run'}", "run.max_steps=30", "run.log_every=10", "run.batch_size=4"])
+    train_any(recipe)
+    log = (tmp_path / "run" / "train.log").read_text().splitlines()
+    assert len(log) == 3
+    model = load_entropy_model(tmp_path / "run" / "model")
+    assert model.config.codec == "tiny-16k"
+
+
+def test_cli_uses_a_shipped_entropy_model_by_default(tiny_model_dir, entropy_dir, tmp_path):
+    import json
+    import shutil
+
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from tests.conftest import tone, write_audio
+
+    model_dir = tmp_path / "tiny-16k"
+    shutil.copytree(tiny_model_dir, model_dir)
+    for name in ("entropy.safetensors", "entropy_config.json"):
+        shutil.copy(entropy_dir / name, model_dir / name)
+    source = write_audio(tmp_path / "a.wav", tone(1.0, 16000), 16000)
+    runner = CliRunner()
+    encoded = runner.invoke(app, ["encode", str(source), str(tmp_path / "e.codes"), "--model", str(model_dir)])
+    assert encoded.exit_code == 0
+    assert runner.invoke(app, ["encode", str(source), str(tmp_path / "p.codes"), "--model", str(model_dir),
+                               "--no-entropy"]).exit_code == 0
+    info = json.loads(runner.invoke(app, ["info", str(tmp_path / "e.codes"), "--json"]).stdout)
+    assert info["entropy_coded"] is True and info["entropy_model"] == "entropy-tiny"
+    assert runner.invoke(app, ["decode", str(tmp_path / "e.codes"), str(tmp_path / "e.wav"),
+                               "--model", str(model_dir)]).exit_code == 0
+    assert sf.info(str(tmp_path / "e.wav")).frames == 16000
+    result = runner.invoke(app, ["decode", str(tmp_path / "e.codes"), str(tmp_path / "x.wav"),
+                                 "--model", str(tiny_model_dir)])
+    assert result.exit_code == 1 and "not available" in result.output

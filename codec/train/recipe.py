@@ -130,8 +130,10 @@ def _apply_override(values: dict, override: str) -> None:
     values.setdefault(section, {})[name] = yaml.safe_load(raw)
 
 
-def load_recipe(path: Path | str, overrides: list[str] = ()) -> Recipe:
+def load_recipe(path: Path | str, overrides: list[str] = ()):
     """Read a recipe (following ``inherit``) and apply ``section.key=value`` overrides.
+
+    Returns a codec ``Recipe``, or an ``EntropyRecipe`` when the recipe has an ``entropy`` section.
 
     Raises:
         CodecError: for a missing file, invalid YAML, or unknown sections/keys.
@@ -139,4 +141,8 @@ def load_recipe(path: Path | str, overrides: list[str] = ()) -> Recipe:
     values = _read_yaml(Path(path))
     for override in overrides:
         _apply_override(values, override)
+    if "entropy" in values:
+        from codec.train.entropy_trainer import EntropyRecipe
+
+        return EntropyRecipe.from_dict(values)
     return Recipe.from_dict(values)

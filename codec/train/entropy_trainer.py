@@ -1,0 +1,183 @@
+"""Training the entropy model on the codes a frozen codec gives for a folder of audio.
+
+Launch:
+    codec train recipes/entropy_conv_16k.yaml            # codes the training set once, then trains
+    codec train recipes/entropy_conv_16k.yaml --resume
+
+The codes (24 codebooks) are cached in ``run.out_dir/codes.npz``; each step trains on random
+crops with a random number of codebooks from ``codebook_choices``, so one entropy model serves
+every bitrate. The trained model lands in ``run.out_dir/model/`` (``entropy.safetensors`` and
+``entropy_config.json``); copy both beside the codec's weights to ship it.
+"""
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from codec.entropy import EntropyModel, EntropyModelConfig, save_entropy_model
+from codec.errors import CodecError
+from codec.train.recipe import OptimConfig, RunConfig, _coerce
+from codec.train.trainer import CHECKPOINT_FILE, _learning_rate, _save_checkpoint
+
+
+@dataclass
+class EntropyDataConfig:
+    train_dir: str = "../shared/data/speech/train"
+    codec_model: str = "conv-16k"          # name or directory of the frozen codec
+    segment_frames: int = 128
+    codebook_choices: list[int] = field(default_factory=lambda: [3, 6, 12, 24])
+
+
+@dataclass
+class EntropyRecipe:
+    entropy: EntropyModelConfig = field(default_factory=EntropyModelConfig)
+    data: EntropyDataConfig = field(default_factory=EntropyDataConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=200, weight_decay=0.0))
+    run: RunConfig = field(default_factory=lambda: RunConfig(out_dir="runs/entropy-conv-16k"))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "EntropyRecipe":
+        defaults = cls()
+        built = {}
+        for name in ("entropy", "data", "optim", "run"):
+            section = getattr(defaults, name)
+            section_values = values.get(name) or {}
+            known = {f.name for f in dataclasses.fields(section)}
+            bad = sorted(set(section_values) - known)
+            if bad:
+                raise CodecError(f"unknown keys in recipe section '{name}': {', '.join(bad)}")
+            built[name] = dataclasses.replace(section, **_coerce(type(section), section_values))
+        unknown = sorted(set(values) - set(built))
+        if unknown:
+            raise CodecError(f"unknown entropy recipe sections: {', '.join(unknown)}")
+        return cls(**built)
+
+
+class CodeCrops:
+    """Random ``[B, K, segment_frames]`` crops of the codes of every training file."""
+
+    def __init__(self, codes: list[np.ndarray], segment_frames: int, seed: int):
+        self.codes = [c for c in codes if c.shape[-1] > 1]
+        self.lengths = np.array([c.shape[-1] for c in self.codes], dtype=np.float64)
+        self.segment = segment_frames
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, batch_size: int, num_codebooks: int) -> torch.Tensor:
+        picks = self.rng.choice(len(self.codes), size=batch_size, p=self.lengths / self.lengths.sum())
+        length = int(min(self.segment, self.lengths[picks].min()))
+        rows = []
+        for index in picks:
+            codes = self.codes[index]
+            start = self.rng.integers(0, codes.shape[-1] - length + 1)
+            rows.append(codes[:num_codebooks, start:start + length])
+        return torch.from_numpy(np.stack(rows).astype(np.int64))
+
+
+def code_training_set(recipe: EntropyRecipe, console: Console) -> list[np.ndarray]:
+    """Codes ``[24, F]`` of every training file (channel mean), cached in the run directory."""
+    from codec.audio import load_audio
+    from codec.coding import encode_audio
+    from codec.models import load_model
+    from codec.train.data import find_audio_files
+
+    cache = Path(recipe.run.out_dir) / "codes.npz"
+    if cache.is_file():
+        stored = np.load(cache)
+        return [stored[f"c{i}"] for i in range(len(stored.files))]
+    codec_model = load_model(recipe.data.codec_model)
+    if codec_model.config.name != recipe.entropy.codec:
+        raise CodecError(f"entropy.codec is '{recipe.entropy.codec}' but data.codec_model is "
+                         f"'{codec_model.config.name}'")
+    files = find_audio_files(Path(recipe.data.train_dir))
+    if not files:
+        raise CodecError(f"no audio files found under {recipe.data.train_dir}")
+    kbps = max(codec_model.config.bitrates_kbps)
+    codes = []
+    start = time.monotonic()
+    for number, path in enumerate(files, 1):
+        audio, rate = load_audio(path)
+        codes.append(encode_audio(codec_model, audio.mean(axis=1, keepdims=True), rate, kbps).codes[0].astype(np.int16))
+        if number % 200 == 0:
+            console.print(f"coded {number}/{len(files)} files ({time.monotonic() - start:.0f} s)")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **{f"c{i}": c for i, c in enumerate(codes)})
+    return codes
+
+
+def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console | None = None) -> Path:
+    """Train an entropy model; returns the run directory.
+
+    Raises:
+        CodecError: for a checkpoint conflict (as ``codec.train.train``) or unusable data.
+    """
+    console = console or Console(stderr=True)
+    run = recipe.run
+    out_dir = Path(run.out_dir)
+    checkpoint_path = out_dir / CHECKPOINT_FILE
+    if checkpoint_path.exists() and not resume:
+        raise CodecError(f"{checkpoint_path} exists: pass --resume to continue that run, or set another run.out_dir")
+    if resume and not checkpoint_path.exists():
+        raise CodecError(f"--resume: no checkpoint at {checkpoint_path}")
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    torch.manual_seed(run.seed)
+    crops = CodeCrops([c.astype(np.int64) for c in code_training_set(recipe, console)],
+                      recipe.data.segment_frames, run.seed)
+    model = EntropyModel(recipe.entropy)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
+                                  weight_decay=recipe.optim.weight_decay)
+    step, previous_seconds = 0, 0.0
+    if resume:
+        state = torch.load(checkpoint_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
+        torch.set_rng_state(state["torch_rng"])
+        crops.rng.bit_generator.state = json.loads(state["data_rng"])
+    console.print(f"training {recipe.entropy.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+                  f"parameters, {int(crops.lengths.sum())} frames of codes, step {step}")
+    start = last_log = last_checkpoint = time.monotonic()
+    deadline = start + 60 * run.max_minutes if run.max_minutes else math.inf
+    total, count = 0.0, 0
+    model.train()
+    while step < run.max_steps and time.monotonic() < deadline:
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(recipe, step)
+        num_codebooks = int(crops.rng.choice(recipe.data.codebook_choices))
+        loss = model.bits(crops.batch(run.batch_size, num_codebooks))
+        optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            continue
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
+        optimizer.step()
+        step += 1
+        total, count = total + float(loss.detach()), count + 1
+        now = time.monotonic()
+        if step % run.log_every == 0:
+            record = {"step": step, "bits_per_code": round(total / count, 4),
+                      "steps_per_s": round(run.log_every / (now - last_log), 3),
+                      "total_min": round((previous_seconds + now - start) / 60, 2)}
+            with open(out_dir / "train.log", "a") as log:
+                log.write(json.dumps(record) + "\n")
+            console.print(" ".join(f"{k}={v}" for k, v in record.items()), highlight=False)
+            total, count, last_log = 0.0, 0, now
+        if now - last_checkpoint > 60 * run.checkpoint_minutes:
+            _save_checkpoint(checkpoint_path, model, optimizer, step, previous_seconds + now - start, recipe, crops)
+            save_entropy_model(model, out_dir / "model")
+            last_checkpoint = now
+    elapsed = previous_seconds + time.monotonic() - start
+    _save_checkpoint(checkpoint_path, model, optimizer, step, elapsed, recipe, crops)
+    save_entropy_model(model, out_dir / "model")
+    console.print(f"stopped at step {step}; entropy model in {out_dir / 'model'}")
+    return out_dir
