@@ -159,6 +159,7 @@ def evaluate(
     baselines: Annotated[str, typer.Option(help="Comma-separated: opus, speex, codec2 (or 'none').")] = "none",
     out: Annotated[Path, typer.Option(help="Folder for results.json, results.csv and plots.")] = Path("eval"),
     pesq_nb: Annotated[bool, typer.Option("--pesq-nb", help="Also compute narrowband PESQ.")] = False,
+    entropy: Annotated[bool, typer.Option("--entropy", help="Also rows with the entropy coding.")] = False,
     jobs: Annotated[int, typer.Option(help="Worker processes scoring files in parallel.")] = 1,
     threads: Annotated[int, typer.Option(help="Torch threads per worker (real-time factors use it).")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -179,7 +180,7 @@ def evaluate(
     if jobs < 1 or threads < 1:
         raise CodecError("--jobs and --threads must be at least 1")
     files = find_inputs(input)
-    settings = EvalSettings(model, kbps, names, pesq_nb, threads)
+    settings = EvalSettings(model, kbps, names, pesq_nb, threads, entropy)
     with Progress(console=stderr, transient=True) as progress:
         task = progress.add_task("evaluating", total=len(files))
         results, notes, example = run_evaluation(files, settings, jobs, lambda: progress.advance(task))

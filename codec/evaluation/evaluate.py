@@ -32,6 +32,7 @@ class EvalSettings:
     baselines: list[str] = field(default_factory=list)
     pesq_nb: bool = False
     threads: int = 1
+    entropy: bool = False          # also evaluate the model with its entropy coding
 
 
 @dataclass
@@ -138,6 +139,13 @@ def build_systems(settings: EvalSettings) -> tuple[list[System], list[str]]:
             raise CodecError(str(error)) from None
     ours = [OurCodec(model.config.name, kbps, f"{model.codebooks_for_bitrate(kbps)} codebooks", model)
             for kbps in settings.bitrates_kbps]
+    if settings.entropy:
+        from codec.coding import entropy_coder_for
+
+        coder = entropy_coder_for(model, required=True)
+        ours += [OurCodec(f"{model.config.name}+entropy", kbps,
+                          f"{model.codebooks_for_bitrate(kbps)} codebooks, entropy-coded", model, coder)
+                 for kbps in settings.bitrates_kbps]
     try:
         baselines, notes = baseline_systems(settings.baselines, settings.bitrates_kbps)
     except ValueError as error:
@@ -234,7 +242,7 @@ def summarize(results: list[FileResult]) -> list[Summary]:
 
 
 def _our_names(results: list[FileResult]) -> set[str]:
-    return {r.system for r in results if "codebooks" in r.setting}
+    return {r.system for r in results if "codebooks" in r.setting}  # ours first in tables
 
 
 def as_dict(results: list[FileResult], summaries: list[Summary]) -> dict:
