@@ -1,0 +1,142 @@
+"""The Python API: load a codec by name, code arrays or files.
+
+    import codec
+
+    model = codec.load_model("conv-16k")            # a shipped name or a model directory
+    codes = model.encode(audio, sample_rate=44100)  # numpy [T] or [T, C], or torch [C, T] / [T]
+    codes.save("talk.codes")                        # or codes.to_bytes()
+    audio, sample_rate = model.decode(codec.Codes.load("talk.codes"))   # numpy [T, C]
+
+    codec.encode_file("talk.wav", "talk.codes", bitrate=6)
+    codec.decode_file("talk.codes", "talk_out.wav")
+
+Decoded audio always has the input's sample rate, channel count and number of samples.
+Problems with the input raise ``codec.CodecError`` with a message naming the cause.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codec import coding
+from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
+from codec.errors import CodecError
+from codec.models import ConvCodec
+from codec.models import load_model as _load_network
+
+
+@dataclass
+class Codes:
+    """Codes of one signal: ``codes [C, K, F]`` int64 (channels, codebooks, frames) and metadata."""
+
+    metadata: CodesMetadata
+    codes: np.ndarray
+
+    @property
+    def bitrate_kbps(self) -> float:
+        """Nominal bitrate: codebooks x bits per code x frame rate."""
+        return self.metadata.codebooks * self.metadata.bits_per_code * self.metadata.frame_rate / 1000
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio the codes stand for."""
+        return self.metadata.samples / self.metadata.sample_rate
+
+    def to_bytes(self, entropy_coder=None) -> bytes:
+        """The ``.codes`` file format (``codec/bitstream.py``)."""
+        return to_bytes(CodesFile(self.metadata, self.codes), entropy_coder)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, model: "Codec | None" = None) -> "Codes":
+        """Parse ``.codes`` bytes; entropy-coded ones need the ``model`` that wrote them.
+
+        Raises:
+            CodecError: for a corrupt or unsupported file (``BitstreamError``).
+        """
+        coder = None
+        if model is not None and read_metadata(data).entropy_coded:
+            coder = coding.entropy_coder_for(model.network)
+        parsed = from_bytes(data, coder)
+        return cls(parsed.metadata, parsed.codes)
+
+    def save(self, path: Path | str) -> None:
+        Path(path).write_bytes(self.to_bytes())
+
+    @classmethod
+    def load(cls, path: Path | str, model: "Codec | None" = None) -> "Codes":
+        return cls.from_bytes(Path(path).read_bytes(), model)
+
+
+def _as_samples_by_channels(audio) -> tuple[np.ndarray, bool]:
+    """numpy ``[T]``/``[T, C]`` or torch ``[T]``/``[C, T]`` -> float64 ``[T, C]``, and whether torch."""
+    if isinstance(audio, torch.Tensor):
+        array = audio.detach().cpu().double().numpy()
+        array = array[:, None] if array.ndim == 1 else array.T
+        return array, True
+    array = np.asarray(audio, dtype=np.float64)
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2:
+        raise CodecError(f"audio must be [samples] or [samples, channels] (numpy), got shape {array.shape}")
+    return array, False
+
+
+class Codec:
+    """A loaded codec. ``network`` is the underlying ``ConvCodec`` (tensor-level interface)."""
+
+    def __init__(self, network: ConvCodec):
+        self.network = network
+
+    @property
+    def sample_rate(self) -> int:
+        return self.network.sample_rate
+
+    @property
+    def bitrates_kbps(self) -> list[float]:
+        return list(self.network.config.bitrates_kbps)
+
+    def encode(self, audio, sample_rate: int, bitrate: float = 6.0) -> Codes:
+        """Encode audio at any rate: numpy ``[T]`` or ``[T, C]``, or torch ``[T]`` or ``[C, T]``,
+        floats in [-1, 1]. ``bitrate`` in kbps, one of ``bitrates_kbps``.
+
+        Raises:
+            CodecError: for an unsupported bitrate, a bad shape or rate, or non-finite samples.
+        """
+        array, _ = _as_samples_by_channels(audio)
+        codes_file = coding.encode_audio(self.network, array, int(sample_rate), float(bitrate))
+        return Codes(codes_file.metadata, codes_file.codes)
+
+    def decode(self, codes: Codes, tensor: bool = False):
+        """``(audio, sample_rate)``: numpy float32 ``[T, C]``, or torch ``[C, T]`` with ``tensor=True``.
+
+        Raises:
+            CodecError: if the codes were made by another model.
+        """
+        audio, rate = coding.decode_audio(self.network, CodesFile(codes.metadata, codes.codes))
+        return (torch.from_numpy(np.ascontiguousarray(audio.T)), rate) if tensor else (audio, rate)
+
+
+def load_model(name_or_path: str | Path | None = None) -> Codec:
+    """A shipped model by name (default: ``conv-16k``) or a model directory.
+
+    Raises:
+        CodecError: if it is not found or cannot be loaded.
+    """
+    return Codec(_load_network(name_or_path))
+
+
+def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float = 6.0,
+                model: str | Path | None = None, force: bool = False, entropy: bool | None = None) -> Codes:
+    """Encode an audio file to a ``.codes`` file (what ``codec encode`` does)."""
+    codes_file, _ = coding.encode_file(_load_network(model), input_path, output_path, bitrate, force, entropy)
+    return Codes(codes_file.metadata, codes_file.codes)
+
+
+def decode_file(input_path: Path | str, output_path: Path | str, model: str | Path | None = None,
+                force: bool = False) -> None:
+    """Decode a ``.codes`` file to audio (what ``codec decode`` does); the model named in the file
+    is used unless ``model`` is given."""
+    network = _load_network(model or coding.read_codes_metadata(input_path).model)
+    coding.decode_file(network, input_path, output_path, force)
