@@ -63,3 +63,15 @@ def test_recipe_errors(tmp_path):
     with pytest.raises(CodecError, match="no audio files"):
         train(load_recipe(REPO / "recipes" / "tiny.yaml",
                           [f"data.train_dir={tmp_path}", f"run.out_dir={tmp_path / 'r'}"]))
+
+
+def test_init_from_shipped_weights(audio_folder, tmp_path):
+    first = tmp_path / "first"
+    train(tiny(audio_folder, first, "run.max_steps=5"))
+    second = tmp_path / "second"
+    train(tiny(audio_folder, second, "run.max_steps=0", f"run.init_from={first / 'model'}"))
+    a, b = load_model(first / "model").state_dict(), load_model(second / "model").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(CodecError, match="differs from the recipe"):
+        train(tiny(audio_folder, tmp_path / "third", "run.max_steps=0", "model.latent_dim=8",
+                   f"run.init_from={first / 'model'}"))

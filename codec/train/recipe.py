@@ -58,6 +58,7 @@ class RunConfig:
     checkpoint_minutes: float = 5.0
     seed: int = 0
     threads: int | None = None
+    init_from: str | None = None     # start a new run from these weights (a model directory or name)
 
 
 @dataclass

@@ -83,6 +83,14 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     dataset = RandomCropDataset(Path(recipe.data.train_dir), sample_rate, segment,
                                 tuple(recipe.data.level_db), seed=run.seed)
     step, previous_seconds = 0, 0.0
+    if run.init_from and not resume:
+        # continue training across machines from shipped weights (a fresh optimizer state)
+        from codec.models import load_model
+
+        initial = load_model(run.init_from)
+        if initial.config != recipe.model:
+            raise CodecError(f"run.init_from={run.init_from}: its config differs from the recipe's model section")
+        model.load_state_dict(initial.state_dict())
     if resume:
         state = torch.load(checkpoint_path, weights_only=True)
         model.load_state_dict(state["model"])
