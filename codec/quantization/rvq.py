@@ -35,13 +35,16 @@ class ResidualVectorQuantizer(nn.Module):
         residual = z
         quantized = torch.zeros_like(z)
         codes, commitment, codebook = [], z.new_zeros(()), z.new_zeros(())
-        for k in range(int(num_codebooks.max())):
+        # Training runs every quantizer (dropped ones with weight 0): all ranks of a distributed
+        # run then take part in the same codebook updates, and no parameter goes unused.
+        used = len(self.layers) if self.training else int(num_codebooks.max())
+        for k in range(used):
             active = (num_codebooks > k).to(z.dtype)
             q, c, commitment_k, codebook_k = self.layers[k](residual, active)
             q = q * active[:, None, None]
             quantized = quantized + q
             residual = residual - q
-            codes.append(c)
+            codes.append(c * (num_codebooks > k)[:, None])  # 0 where dropped
             commitment = commitment + commitment_k
             codebook = codebook + codebook_k
         return QuantizedResult(quantized, torch.stack(codes, dim=1), commitment, codebook)

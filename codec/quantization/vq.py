@@ -8,9 +8,12 @@ Codebook health during training ("Online Clustered Codebook", Zheng & Vedaldi 20
   * data-driven initialisation: the first training batch seeds the codebook with its own vectors;
   * dead-code re-seeding: an entry whose running usage falls below ``dead_usage`` is replaced by a
     random vector of the current batch.
+Under distributed training, usage counts are summed over ranks (so every rank sees the same
+usage and re-seeds the same entries) and the codebook is broadcast from rank 0 after any change.
 """
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -81,19 +84,28 @@ class FactorizedVectorQuantizer(nn.Module):
     @torch.no_grad()
     def _train_codebook_health(self, e: torch.Tensor, active: torch.Tensor) -> None:
         vectors = e[active > 0].reshape(-1, e.shape[-1])
-        if len(vectors) == 0:
+        distributed = dist.is_available() and dist.is_initialized()
+        if len(vectors) == 0 and not distributed:
             return
-        if not bool(self.initialized):
+        changed = not bool(self.initialized)   # the same on every rank, as is everything below
+        if changed and len(vectors):
             pick = torch.randint(len(vectors), (self.codebook_size,), device=e.device)
             self.codebook.data.copy_(vectors[pick] + 1e-3 * torch.randn_like(vectors[pick]))
-            self.initialized.fill_(True)
+        self.initialized.fill_(True)
         counts = torch.bincount(self._nearest(vectors), minlength=self.codebook_size).float()
+        if distributed:
+            dist.all_reduce(counts)
+            counts /= dist.get_world_size()
         self.usage.mul_(self.usage_decay).add_(counts, alpha=1 - self.usage_decay)
         dead = torch.nonzero(self.usage < self.dead_usage).flatten()
         if len(dead):
-            pick = torch.randint(len(vectors), (len(dead),), device=e.device)
-            self.codebook.data[dead] = vectors[pick]
+            if len(vectors):
+                pick = torch.randint(len(vectors), (len(dead),), device=e.device)
+                self.codebook.data[dead] = vectors[pick]
             self.usage[dead] = 1.0
+            changed = True
+        if distributed and changed:  # every rank takes rank 0's entries
+            dist.broadcast(self.codebook.data, src=0)
 
     def perplexity(self) -> float:
         """Perplexity of the running usage distribution: ``codebook_size`` when all are used evenly."""

@@ -4,6 +4,7 @@ Launch:
     codec train recipes/conv_16k.yaml                 # new run into run.out_dir
     codec train recipes/conv_16k.yaml --resume        # continue from run.out_dir/checkpoint.pt
     codec train recipes/tiny.yaml -o run.max_steps=20 # any recipe key can be overridden
+    torchrun --nproc_per_node 2 -m codec.train recipes/conv_16k.yaml   # data parallel (DDP)
 
 Every checkpoint holds model, optimizer, step, RNG states and the resolved recipe; the run
 directory also gets ``model/`` (safetensors + config, loadable by ``codec --model``) and
@@ -24,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from codec.errors import CodecError
 from codec.models import ConvCodec, save_model
+from codec.train import distributed
 from codec.train.data import RandomCropDataset
 from codec.train.losses import MultiResolutionMelLoss, MultiResolutionSTFTLoss
 from codec.train.recipe import Recipe
@@ -54,8 +56,11 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, train_seconds: flo
     os.replace(tmp, path)  # never leave a half-written checkpoint behind
 
 
-def train(recipe: Recipe, resume: bool = False, console: Console | None = None) -> Path:
-    """Train the codec a recipe describes; returns the run directory.
+def train(recipe: Recipe, resume: bool = False, console: Console | None = None) -> ConvCodec:
+    """Train the codec a recipe describes; returns the trained model.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every process trains a DDP replica on its own crops;
+    rank 0 logs and writes checkpoints (``codec.train.distributed``).
 
     Raises:
         CodecError: if the run directory already has a checkpoint and ``resume`` is false, or
@@ -72,7 +77,9 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         raise CodecError(f"--resume: no checkpoint at {checkpoint_path}")
     if run.threads:
         torch.set_num_threads(run.threads)
-    torch.manual_seed(run.seed)
+    rank, world_size = distributed.setup()
+    main_process = rank == 0
+    torch.manual_seed(run.seed)  # the same initial weights on every rank
 
     model = ConvCodec(recipe.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.optim.lr,
@@ -81,7 +88,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     sample_rate = recipe.model.sample_rate
     segment = int(recipe.data.segment_seconds * sample_rate) // model.frame_size * model.frame_size
     dataset = RandomCropDataset(Path(recipe.data.train_dir), sample_rate, segment,
-                                tuple(recipe.data.level_db), seed=run.seed)
+                                tuple(recipe.data.level_db), seed=run.seed + rank)
     step, previous_seconds = 0, 0.0
     if run.init_from and not resume:
         # continue training across machines from shipped weights (a fresh optimizer state)
@@ -98,11 +105,14 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         step = state["step"]
         previous_seconds = state.get("train_seconds", 0.0)
         torch.set_rng_state(state["torch_rng"])
-        dataset.rng.bit_generator.state = json.loads(state["data_rng"])
+        if world_size == 1:
+            dataset.rng.bit_generator.state = json.loads(state["data_rng"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    console.print(f"training {recipe.model.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
-                  f"parameters, {dataset.hours:.2f} h of audio, step {step}, "
-                  f"{torch.get_num_threads()} threads, out {out_dir}")
+    if main_process:
+        console.print(f"training {recipe.model.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+                      f"parameters, {dataset.hours:.2f} h of audio, step {step}, {torch.get_num_threads()} "
+                      f"threads x {world_size} processes, out {out_dir}")
+    replica = torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
 
     loss_cfg = recipe.loss
     mel_loss = MultiResolutionMelLoss(sample_rate, loss_cfg.mel_windows, loss_cfg.mel_bins)
@@ -119,14 +129,14 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                TimeRemainingColumn()]
     stop_requested = []
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*columns, console=console, transient=True, disable=not main_process) as progress:
         task = progress.add_task("train", total=run.max_steps, completed=step, loss=math.nan, rate=0.0)
-        while step < run.max_steps and time.monotonic() < deadline and not stop_requested:
+        while not distributed.any_true(step >= run.max_steps or time.monotonic() >= deadline or bool(stop_requested)):
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(recipe, step)
             wav = dataset.batch(run.batch_size)
             num_codebooks = choices[torch.multinomial(probs, run.batch_size, replacement=True)]
-            output = model(wav, num_codebooks)
+            output = replica(wav, num_codebooks)
             parts = {
                 "mel": mel_loss(output.audio, wav),
                 "stft": stft_loss(output.audio, wav),
@@ -137,7 +147,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                     + loss_cfg.commitment_weight * parts["commitment"]
                     + loss_cfg.codebook_weight * parts["codebook"])
             optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
+            if distributed.any_true(not torch.isfinite(loss)):  # every rank skips together
                 skipped += 1
                 continue
             loss.backward()
@@ -153,7 +163,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             now = time.monotonic()
             rate = (step - first_step) / (now - start_time)
             progress.update(task, completed=step, loss=float(loss.detach()), rate=rate)
-            if step % run.log_every == 0:
+            if step % run.log_every == 0 and main_process:
                 perplexity = model.quantizer.perplexities()
                 record = {"step": step, **{k: round(v / run.log_every, 4) for k, v in sums.items()},
                           "steps_per_s": round(run.log_every / (now - last_log), 3),
@@ -166,15 +176,17 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                     log.write(json.dumps(record) + "\n")
                 console.print(" ".join(f"{k}={v}" for k, v in record.items()), highlight=False)
                 sums, last_log = {}, now
-            if now - last_checkpoint > 60 * run.checkpoint_minutes:
+            if now - last_checkpoint > 60 * run.checkpoint_minutes and main_process:
                 _save_checkpoint(checkpoint_path, model, optimizer, step,
                                  previous_seconds + now - start_time, recipe, dataset)
                 save_model(model, out_dir / "model")
                 last_checkpoint = now
     signal.signal(signal.SIGTERM, previous_handler)
-    _save_checkpoint(checkpoint_path, model, optimizer, step,
-                     previous_seconds + time.monotonic() - start_time, recipe, dataset)
-    save_model(model, out_dir / "model")
-    console.print(f"stopped at step {step} ({skipped} non-finite steps skipped); "
-                  f"checkpoint {checkpoint_path}, model {out_dir / 'model'}")
-    return out_dir
+    if main_process:
+        _save_checkpoint(checkpoint_path, model, optimizer, step,
+                         previous_seconds + time.monotonic() - start_time, recipe, dataset)
+        save_model(model, out_dir / "model")
+        console.print(f"stopped at step {step} ({skipped} non-finite steps skipped); "
+                      f"checkpoint {checkpoint_path}, model {out_dir / 'model'}")
+    distributed.barrier()
+    return model
