@@ -75,3 +75,55 @@ def test_init_from_shipped_weights(audio_folder, tmp_path):
     with pytest.raises(CodecError, match="differs from the recipe"):
         train(tiny(audio_folder, tmp_path / "third", "run.max_steps=0", "model.latent_dim=8",
                    f"run.init_from={first / 'model'}"))
+
+
+def test_gan_stage_trains_and_keeps_discriminator_gradients_apart(audio_folder, tmp_path):
+    from codec.train.gan import GanStage
+    from codec.train.recipe import GanConfig, LossConfig
+
+    gan = GanStage(GanConfig(enabled=True, periods=[2, 3], stft_windows=[256], channels=4), LossConfig())
+    real = 0.1 * torch.randn(2, 1, 6400)
+    fake = (0.1 * torch.randn(2, 1, 6400)).requires_grad_(True)
+    before = [p.detach().clone() for p in gan.discriminators.parameters()]
+    gan.discriminator_step(real, fake)
+    after = [p.detach().clone() for p in gan.discriminators.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))  # D changes every step
+    gan.optimizer.zero_grad(set_to_none=True)
+    losses = gan.generator_losses(real, fake)
+    gradient = gan.audio_gradient({**losses, "mel": (fake - real).abs().mean()}, fake)
+    fake.backward(gradient)
+    assert fake.grad is not None and torch.isfinite(fake.grad).all()
+    assert all(p.grad is None for p in gan.discriminators.parameters())  # the G step leaves D alone
+
+    out = tmp_path / "gan"
+    train(tiny(audio_folder, out, "run.max_steps=4", "run.log_every=2", "gan.enabled=true", "gan.channels=4",
+               "gan.periods=[2, 3]", "gan.stft_windows=[256]"))
+    state = torch.load(out / CHECKPOINT_FILE, weights_only=True)
+    assert "gan" in state and state["step"] == 4
+    assert (out / "tensorboard").is_dir()
+
+
+def test_silent_clip_and_high_learning_rate_stay_finite(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    write_audio(folder / "silence.wav", np.zeros(16000), 16000)
+    square = np.sign(np.sin(2 * np.pi * 150 * np.arange(16000) / 16000))
+    write_audio(folder / "square.wav", np.clip(1.5 * square, -1, 1), 16000)
+    out = tmp_path / "run"
+    train(tiny(folder, out, "run.max_steps=15", "run.log_every=5", "optim.lr=8e-3", "optim.warmup_steps=1"))
+    state = torch.load(out / CHECKPOINT_FILE, weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_codebooks_stay_healthy_on_tones(tmp_path):
+    folder = tmp_path / "tones"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        t = np.arange(16000) / 16000
+        write_audio(folder / f"{i}.wav", 0.3 * np.sin(2 * np.pi * rng.uniform(100, 2000) * t), 16000)
+    out = tmp_path / "run"
+    model = train(tiny(folder, out, "run.max_steps=200", "run.log_every=50", "optim.lr=3e-3"))
+    assert min(model.quantizer.perplexities()[:3]) > 10
+    encoder_grads = [p.grad for p in model.encoder.parameters() if p.grad is not None]
+    assert encoder_grads and any(g.abs().sum() > 0 for g in encoder_grads)

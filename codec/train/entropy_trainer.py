@@ -24,7 +24,7 @@ from rich.console import Console
 from codec.entropy import EntropyModel, EntropyModelConfig, save_entropy_model
 from codec.errors import CodecError
 from codec.train.recipe import OptimConfig, RunConfig, _coerce
-from codec.train.trainer import CHECKPOINT_FILE, _learning_rate, _save_checkpoint
+from codec.train.trainer import CHECKPOINT_FILE, _check_run_dir, _learning_rate, _save_checkpoint
 
 
 @dataclass
@@ -124,10 +124,7 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     run = recipe.run
     out_dir = Path(run.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_FILE
-    if checkpoint_path.exists() and not resume:
-        raise CodecError(f"{checkpoint_path} exists: pass --resume to continue that run, or set another run.out_dir")
-    if resume and not checkpoint_path.exists():
-        raise CodecError(f"--resume: no checkpoint at {checkpoint_path}")
+    _check_run_dir(checkpoint_path, resume)
     if run.threads:
         torch.set_num_threads(run.threads)
     torch.manual_seed(run.seed)

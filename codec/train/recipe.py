@@ -49,6 +49,23 @@ class LossConfig:
 
 
 @dataclass
+class GanConfig:
+    """The adversarial fine-tuning stage (off by default: start it from a reconstruction-trained model)."""
+
+    enabled: bool = False
+    periods: list[int] = field(default_factory=lambda: [2, 3, 5, 7, 11])
+    stft_windows: list[int] = field(default_factory=lambda: [1024, 512, 256])
+    channels: int = 16
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    balancer: bool = True             # weights below are shares of the gradient (EnCodec's balancer)
+    mel_weight: float = 2.0
+    stft_weight: float = 0.5
+    adversarial_weight: float = 1.0
+    feature_weight: float = 2.0
+
+
+@dataclass
 class RunConfig:
     out_dir: str = "runs/conv-16k"
     batch_size: int = 16
@@ -59,6 +76,8 @@ class RunConfig:
     seed: int = 0
     threads: int | None = None
     init_from: str | None = None     # start a new run from these weights (a model directory or name)
+    tensorboard: bool = True         # scalars, audio, spectrograms, codebook usage in out_dir/tensorboard
+    audio_every: int = 1000          # steps between audio and spectrogram summaries
 
 
 @dataclass
@@ -67,6 +86,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict:

@@ -1,0 +1,65 @@
+"""The adversarial stage: discriminators, their optimizer, and the balanced generator gradient."""
+
+import torch
+
+from codec.train.balancer import Balancer
+from codec.train.discriminators import (
+    Discriminators,
+    discriminator_hinge_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
+from codec.train.recipe import GanConfig, LossConfig
+
+
+class GanStage:
+    """``discriminator_step`` then ``generator_losses``; the discriminators' weights change only
+    in their own step, and the generator's backward pass leaves their gradients untouched."""
+
+    def __init__(self, config: GanConfig, loss: LossConfig, wrap=lambda module: module):
+        self.config = config
+        self.discriminators = Discriminators(config.periods, config.stft_windows, config.channels)
+        self.replica = wrap(self.discriminators)
+        self.optimizer = torch.optim.AdamW(self.discriminators.parameters(), lr=config.lr,
+                                           betas=tuple(config.betas))
+        weights = {"mel": config.mel_weight, "stft": config.stft_weight,
+                   "adversarial": config.adversarial_weight, "feature": config.feature_weight}
+        self.balancer = Balancer(weights) if config.balancer else None
+        self.weights = weights if config.balancer else {"mel": loss.mel_weight, "stft": loss.stft_weight,
+                                                       "adversarial": config.adversarial_weight,
+                                                       "feature": config.feature_weight}
+
+    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+        real_logits, _ = self.replica(real)
+        fake_logits, _ = self.replica(fake.detach())
+        loss = discriminator_hinge_loss(real_logits, fake_logits)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def generator_losses(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.discriminators.requires_grad_(False)
+        try:
+            fake_logits, fake_features = self.replica(fake)
+            with torch.no_grad():
+                _, real_features = self.replica(real)
+        finally:
+            self.discriminators.requires_grad_(True)
+        return {"adversarial": generator_adversarial_loss(fake_logits),
+                "feature": feature_matching_loss(real_features, fake_features)}
+
+    def audio_gradient(self, losses: dict[str, torch.Tensor], fake: torch.Tensor) -> torch.Tensor:
+        """The gradient to push into the generated audio: balanced, or the plain weighted sum's."""
+        if self.balancer is not None:
+            return self.balancer.gradient(losses, fake)
+        total = sum(self.weights[name] * loss for name, loss in losses.items())
+        (gradient,) = torch.autograd.grad(total, [fake], retain_graph=True)
+        return gradient
+
+    def state_dict(self) -> dict:
+        return {"discriminators": self.discriminators.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.discriminators.load_state_dict(state["discriminators"])
+        self.optimizer.load_state_dict(state["optimizer"])
