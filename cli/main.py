@@ -169,7 +169,8 @@ def evaluate(
 
     from rich.progress import Progress
 
-    from codec.evaluation.evaluate import EvalSettings, find_inputs, run_evaluation, summarize
+    from codec.datasets import find_inputs
+    from codec.evaluation.evaluate import EvalSettings, run_evaluation, summarize
     from codec.evaluation.report import plot_rate_distortion, plot_spectrograms, summary_table, write_results
 
     try:

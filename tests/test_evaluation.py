@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from codec.datasets import find_inputs
 from codec.evaluation.alignment import align
-from codec.evaluation.evaluate import EvalSettings, find_inputs, run_evaluation, summarize
+from codec.evaluation.evaluate import EvalSettings, run_evaluation, summarize
 from codec.evaluation.metrics import METRIC_RATE, score_pair, si_sdr
 from tests.conftest import tone, write_audio
 

@@ -5,7 +5,6 @@ Files are spread over ``jobs`` worker processes; each worker loads the model onc
 on ``threads`` threads, the count the real-time factors are measured with.
 """
 
-import csv
 import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.audio import AUDIO_SUFFIXES, load_audio
+from codec.audio import load_audio
 from codec.errors import CodecError
 from codec.evaluation.alignment import align
 from codec.evaluation.metrics import METRIC_RATE, score_pair, to_metric_rate
@@ -65,56 +64,6 @@ class Summary:
     mean: dict[str, float | None]
     ci95: dict[str, float | None]  # half-width of the 95% confidence interval of the mean
     undefined: dict[str, int]      # metric -> files where it was undefined
-
-
-def find_inputs(source: Path) -> list[Path]:
-    """Audio files of a folder (recursively) or of a manifest (TSV or JSONL with ``path``).
-
-    Manifest paths are resolved against the manifest's folder, then each folder above it.
-
-    Raises:
-        CodecError: if the source is missing, holds no audio, or the manifest has no ``path``.
-    """
-    if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    elif source.is_file() and source.suffix.lower() in (".tsv", ".jsonl"):
-        files = [_resolve(source, entry) for entry in _manifest_paths(source)]
-    elif source.is_file() and source.suffix.lower() in AUDIO_SUFFIXES:
-        files = [source]
-    else:
-        raise CodecError(f"{source}: not a folder, an audio file, or a .tsv/.jsonl manifest")
-    if not files:
-        raise CodecError(f"{source}: no audio files found")
-    return files
-
-
-def _manifest_paths(manifest: Path) -> list[str]:
-    import json
-
-    text = manifest.read_text()
-    if manifest.suffix.lower() == ".tsv":
-        rows = list(csv.DictReader(text.splitlines(), delimiter="\t"))
-        if rows and "path" not in rows[0]:
-            raise CodecError(f"{manifest}: the TSV header has no 'path' column")
-        return [row["path"] for row in rows]
-    paths = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                paths.append(json.loads(line)["path"])
-            except (ValueError, KeyError, TypeError):
-                raise CodecError(f"{manifest}:{number}: not a JSON object with a 'path' key") from None
-    return paths
-
-
-def _resolve(manifest: Path, entry: str) -> Path:
-    candidate = Path(entry)
-    if candidate.is_absolute():
-        return candidate
-    for folder in [manifest.parent, *manifest.resolve().parent.parents]:
-        if (folder / candidate).is_file():
-            return folder / candidate
-    raise CodecError(f"{manifest}: listed file {entry} not found next to the manifest or above it")
 
 
 # --- worker side ---------------------------------------------------------------------------

@@ -1,61 +1,112 @@
-"""Training data: every audio file of a folder, resampled and held in memory, served as random
-crops with random gain (loudness augmentation)."""
+"""Training data: every audio file of a folder or manifest, resampled and held in memory, served
+as random crops with level normalisation and optional augmentation (noise mixing, random EQ)."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.signal import lfilter
 
-from codec.audio import AUDIO_SUFFIXES, load_audio, resample
-from codec.errors import CodecError
+from codec.audio import load_audio, resample
+from codec.datasets import find_inputs
 
 
-def find_audio_files(folder: Path) -> list[Path]:
-    """All files under ``folder`` (recursively) with a supported audio suffix, sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+def find_audio_files(source: Path) -> list[Path]:
+    """The audio files of a folder or manifest (see ``codec.datasets.find_inputs``)."""
+    return find_inputs(source)
+
+
+def _load_all(source: Path, sample_rate: int) -> list[np.ndarray]:
+    clips = []
+    for path in find_inputs(source):
+        audio, rate = load_audio(path)
+        clips.append(resample(audio.mean(axis=1), rate, sample_rate).astype(np.float32))
+    return clips
+
+
+@dataclass
+class Augmentation:
+    """Random changes applied to each crop (all off by default)."""
+
+    noise_clips: list[np.ndarray] | None = None
+    noise_probability: float = 0.0
+    noise_snr_db: tuple[float, float] = (5.0, 30.0)
+    eq_probability: float = 0.0
+    eq_gain_db: float = 6.0
+
+
+def _peaking_eq(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, max_gain_db: float) -> np.ndarray:
+    """One random peaking filter (RBJ audio EQ cookbook biquad): centre 150 Hz-5 kHz, gain within
+    ±max_gain_db, Q 0.5-2."""
+    centre = np.exp(rng.uniform(np.log(150), np.log(min(5000, 0.45 * sample_rate))))
+    gain = 10 ** (rng.uniform(-max_gain_db, max_gain_db) / 40)
+    omega = 2 * np.pi * centre / sample_rate
+    alpha = np.sin(omega) / (2 * rng.uniform(0.5, 2.0))
+    b = [1 + alpha * gain, -2 * np.cos(omega), 1 - alpha * gain]
+    a = [1 + alpha / gain, -2 * np.cos(omega), 1 - alpha / gain]
+    return lfilter(b, a, signal).astype(np.float32)
 
 
 class RandomCropDataset:
-    """Random fixed-length mono crops from a folder of audio, all at ``sample_rate``.
+    """Random fixed-length mono crops from a folder or manifest of audio, all at ``sample_rate``.
 
     Files are picked with probability proportional to their length; multi-channel files
-    contribute their channel mean. Each crop gets a random gain so that its RMS level falls in
-    ``level_db`` (dBFS) without its peak exceeding 0.99.
+    contribute their channel mean. After augmentation each crop gets a random gain so that its
+    RMS level falls in ``level_db`` (dBFS) without its peak exceeding 0.99: level normalisation,
+    so the model sees speech at every loudness.
 
     Raises:
-        CodecError: if the folder holds no readable audio.
+        CodecError: if the source holds no readable audio.
     """
 
-    def __init__(self, folder: Path, sample_rate: int, segment_samples: int,
-                 level_db: tuple[float, float] = (-35.0, -15.0), seed: int = 0):
-        files = find_audio_files(folder)
-        if not files:
-            raise CodecError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found under {folder}")
-        self.clips = []
-        for path in files:
-            audio, rate = load_audio(path)
-            self.clips.append(resample(audio.mean(axis=1), rate, sample_rate).astype(np.float32))
+    def __init__(self, source: Path, sample_rate: int, segment_samples: int,
+                 level_db: tuple[float, float] = (-35.0, -15.0), seed: int = 0,
+                 augmentation: Augmentation | None = None):
+        self.clips = _load_all(source, sample_rate)
         self.lengths = np.array([len(c) for c in self.clips], dtype=np.float64)
         self.sample_rate = sample_rate
         self.segment_samples = segment_samples
         self.level_db = level_db
+        self.augmentation = augmentation or Augmentation()
         self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def noise_from(cls, source: Path, sample_rate: int) -> list[np.ndarray]:
+        """Noise clips for ``Augmentation.noise_clips``."""
+        return _load_all(source, sample_rate)
 
     @property
     def hours(self) -> float:
         return float(self.lengths.sum()) / self.sample_rate / 3600
+
+    def _crop(self, clip: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.segment_samples, dtype=np.float32)
+        if len(clip) > self.segment_samples:
+            start = self.rng.integers(0, len(clip) - self.segment_samples + 1)
+            clip = clip[start:start + self.segment_samples]
+        out[:len(clip)] = clip
+        return out
+
+    def _augment(self, crop: np.ndarray) -> np.ndarray:
+        aug = self.augmentation
+        if aug.noise_clips and self.rng.random() < aug.noise_probability:
+            noise = self._crop(aug.noise_clips[self.rng.integers(len(aug.noise_clips))])
+            speech_power, noise_power = np.mean(crop ** 2) + 1e-10, np.mean(noise ** 2) + 1e-10
+            snr = self.rng.uniform(*aug.noise_snr_db)
+            crop = crop + noise * np.sqrt(speech_power / noise_power / 10 ** (snr / 10))
+        if self.rng.random() < aug.eq_probability:
+            crop = _peaking_eq(crop, self.sample_rate, self.rng, aug.eq_gain_db)
+        return crop
 
     def batch(self, batch_size: int) -> torch.Tensor:
         """``[B, 1, segment_samples]`` float32 crops."""
         picks = self.rng.choice(len(self.clips), size=batch_size, p=self.lengths / self.lengths.sum())
         out = np.zeros((batch_size, 1, self.segment_samples), dtype=np.float32)
         for row, index in enumerate(picks):
-            clip = self.clips[index]
-            if len(clip) > self.segment_samples:
-                start = self.rng.integers(0, len(clip) - self.segment_samples + 1)
-                clip = clip[start:start + self.segment_samples]
-            rms = float(np.sqrt(np.mean(clip ** 2) + 1e-12))
-            peak = float(np.abs(clip).max()) + 1e-12
+            crop = self._augment(self._crop(self.clips[index]))
+            rms = float(np.sqrt(np.mean(crop ** 2) + 1e-12))
+            peak = float(np.abs(crop).max()) + 1e-12
             gain = min(10 ** (self.rng.uniform(*self.level_db) / 20) / rms, 0.99 / peak)
-            out[row, 0, :len(clip)] = clip * gain
+            out[row, 0] = crop * gain
         return torch.from_numpy(out)

@@ -99,8 +99,6 @@ def code_training_set(recipe: EntropyRecipe, console: Console) -> list[np.ndarra
         raise CodecError(f"entropy.codec is '{recipe.entropy.codec}' but data.codec_model is "
                          f"'{codec_model.config.name}'")
     files = find_audio_files(Path(recipe.data.train_dir))
-    if not files:
-        raise CodecError(f"no audio files found under {recipe.data.train_dir}")
     kbps = max(codec_model.config.bitrates_kbps)
     codes = []
     start = time.monotonic()

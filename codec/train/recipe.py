@@ -18,9 +18,14 @@ from codec.models.conv_codec import ConvCodecConfig
 
 @dataclass
 class DataConfig:
-    train_dir: str = "../shared/data/speech/train"   # relative to the working directory
+    train_dir: str = "../shared/data/speech/train"   # a folder or a manifest (.tsv, .jsonl, wav.scp)
     segment_seconds: float = 0.8
-    level_db: list[float] = field(default_factory=lambda: [-35.0, -15.0])
+    level_db: list[float] = field(default_factory=lambda: [-35.0, -15.0])   # RMS level of each crop, dBFS
+    noise_dir: str | None = None          # a folder or manifest of noise to mix in
+    noise_probability: float = 0.0
+    noise_snr_db: list[float] = field(default_factory=lambda: [5.0, 30.0])
+    eq_probability: float = 0.0           # chance of a random peaking EQ of up to ±eq_gain_db
+    eq_gain_db: float = 6.0
 
 
 @dataclass

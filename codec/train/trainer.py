@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from codec.errors import CodecError
 from codec.models import ConvCodec, save_model
 from codec.train import distributed
-from codec.train.data import RandomCropDataset
+from codec.train.data import Augmentation, RandomCropDataset
 from codec.train.losses import MultiResolutionMelLoss, MultiResolutionSTFTLoss
 from codec.train.monitor import Monitor
 from codec.train.recipe import Recipe
@@ -95,8 +95,12 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                                   weight_decay=recipe.optim.weight_decay)
     sample_rate = recipe.model.sample_rate
     segment = int(recipe.data.segment_seconds * sample_rate) // model.frame_size * model.frame_size
-    dataset = RandomCropDataset(Path(recipe.data.train_dir), sample_rate, segment, tuple(recipe.data.level_db),
-                                seed=run.seed + rank)
+    data = recipe.data
+    augmentation = Augmentation(
+        RandomCropDataset.noise_from(Path(data.noise_dir), sample_rate) if data.noise_dir else None,
+        data.noise_probability, tuple(data.noise_snr_db), data.eq_probability, data.eq_gain_db)
+    dataset = RandomCropDataset(Path(data.train_dir), sample_rate, segment, tuple(data.level_db),
+                                seed=run.seed + rank, augmentation=augmentation)
     wrap = (lambda m: torch.nn.parallel.DistributedDataParallel(m)) if world_size > 1 else (lambda m: m)
     gan = None
     if recipe.gan.enabled:

@@ -1,0 +1,73 @@
+"""Lists of audio files: a folder (searched recursively), one file, or a manifest.
+
+Manifests: TSV with a ``path`` column, JSONL with a ``path`` key per line, or Kaldi ``wav.scp``
+(``utterance-id path`` per line; piped commands are not supported). Relative paths are resolved
+against the manifest's folder, then each folder above it (the shared data's manifests list
+paths relative to the data root).
+"""
+
+import csv
+import json
+from pathlib import Path
+
+from codec.audio import AUDIO_SUFFIXES
+from codec.errors import CodecError
+
+MANIFEST_SUFFIXES = (".tsv", ".jsonl", ".scp")
+
+
+def find_inputs(source: Path | str) -> list[Path]:
+    """Audio files of a folder, a single audio file, or a manifest.
+
+    Raises:
+        CodecError: if the source is missing, holds no audio, or a manifest is malformed.
+    """
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    elif source.is_file() and source.suffix.lower() in MANIFEST_SUFFIXES:
+        files = [_resolve(source, entry) for entry in _manifest_paths(source)]
+    elif source.is_file() and source.suffix.lower() in AUDIO_SUFFIXES:
+        files = [source]
+    elif not source.exists():
+        raise CodecError(f"{source}: no such file or folder")
+    else:
+        raise CodecError(f"{source}: not a folder, an audio file, or a manifest ({', '.join(MANIFEST_SUFFIXES)})")
+    if not files:
+        raise CodecError(f"{source}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found")
+    return files
+
+
+def _manifest_paths(manifest: Path) -> list[str]:
+    text = manifest.read_text()
+    suffix = manifest.suffix.lower()
+    if suffix == ".tsv":
+        rows = list(csv.DictReader(text.splitlines(), delimiter="\t"))
+        if rows and "path" not in rows[0]:
+            raise CodecError(f"{manifest}: the TSV header has no 'path' column")
+        return [row["path"] for row in rows]
+    paths = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if suffix == ".scp":
+            fields = line.split(maxsplit=1)
+            if len(fields) != 2 or fields[1].rstrip().endswith("|"):
+                raise CodecError(f"{manifest}:{number}: expected 'utterance-id path' (no piped commands)")
+            paths.append(fields[1].strip())
+            continue
+        try:
+            paths.append(json.loads(line)["path"])
+        except (ValueError, KeyError, TypeError):
+            raise CodecError(f"{manifest}:{number}: not a JSON object with a 'path' key") from None
+    return paths
+
+
+def _resolve(manifest: Path, entry: str) -> Path:
+    candidate = Path(entry)
+    if candidate.is_absolute():
+        return candidate
+    for folder in [manifest.parent, *manifest.resolve().parent.parents]:
+        if (folder / candidate).is_file():
+            return folder / candidate
+    raise CodecError(f"{manifest}: listed file {entry} not found next to the manifest or above it")
