@@ -214,6 +214,14 @@ def entropy_coder_for(model: ConvCodec, required: bool = False):
     return EntropyCoder(entropy_model)
 
 
+def _codes_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise CodecError(f"{path}: is a directory, not a .codes file")
+    if not path.is_file():
+        raise CodecError(f"{path}: no such file")
+    return path.read_bytes()
+
+
 def read_codes(path: Path | str, model: ConvCodec | None = None) -> CodesFile:
     """Read and verify a ``.codes`` file (entropy-coded ones with ``model``'s entropy model).
 
@@ -221,12 +229,8 @@ def read_codes(path: Path | str, model: ConvCodec | None = None) -> CodesFile:
         CodecError: naming the file, on any problem.
     """
     path = Path(path)
-    if path.is_dir():
-        raise CodecError(f"{path}: is a directory, not a .codes file")
-    if not path.is_file():
-        raise CodecError(f"{path}: no such file")
+    data = _codes_bytes(path)
     try:
-        data = path.read_bytes()
         coder = entropy_coder_for(model) if model is not None and read_metadata(data).entropy_coded else None
         return from_bytes(data, coder)
     except CodecError as error:
@@ -236,12 +240,9 @@ def read_codes(path: Path | str, model: ConvCodec | None = None) -> CodesFile:
 def read_codes_metadata(path: Path | str) -> CodesMetadata:
     """The metadata of a ``.codes`` file, without decoding it. Raises CodecError naming the file."""
     path = Path(path)
-    if path.is_dir():
-        raise CodecError(f"{path}: is a directory, not a .codes file")
-    if not path.is_file():
-        raise CodecError(f"{path}: no such file")
+    data = _codes_bytes(path)
     try:
-        return read_metadata(path.read_bytes())
+        return read_metadata(data)
     except CodecError as error:
         raise CodecError(f"{path}: {error}") from None
 

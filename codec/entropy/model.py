@@ -9,7 +9,6 @@ Su et al. 2021), so any length works. Decoding runs frame by frame with a key/va
 does encoding, so that both compute the very same numbers (see ``codec.entropy.coding``).
 """
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -19,11 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codec.config import JsonConfig
 from codec.errors import CodecError
 
 
 @dataclass
-class EntropyModelConfig:
+class EntropyModelConfig(JsonConfig):
     """Hyper-parameters; stored as ``entropy_config.json`` beside the weights."""
 
     name: str = "entropy-conv-16k"
@@ -34,17 +34,6 @@ class EntropyModelConfig:
     layers: int = 3
     heads: int = 4
     context_frames: int = 128        # attention window, frames (2.56 s at 50 frames/s)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "EntropyModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown entropy model config keys: {', '.join(unknown)}")
-        return cls(**values)
 
 
 def _rotate(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -14,13 +14,13 @@ Every layer is causal; the only look-ahead is the inverse STFT's overlap-add
 into the past, so it costs no latency.
 """
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from codec.config import JsonConfig
 from codec.modules import (
     CausalConv1d,
     CausalSTFT,
@@ -34,7 +34,7 @@ from codec.quantization import QuantizedResult, ResidualVectorQuantizer
 
 
 @dataclass
-class ConvCodecConfig:
+class ConvCodecConfig(JsonConfig):
     """Hyper-parameters of a conv codec; stored as ``config.json`` beside the weights."""
 
     name: str = "conv-16k"
@@ -55,17 +55,6 @@ class ConvCodecConfig:
     codebook_size: int = 1024
     codebook_dim: int = 8
     bitrates_kbps: list[float] = field(default_factory=lambda: [1.5, 3.0, 6.0, 12.0])
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "ConvCodecConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown conv codec config keys: {', '.join(unknown)}")
-        return cls(**values)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from rich.console import Console
 from codec.entropy import EntropyModel, EntropyModelConfig, save_entropy_model
 from codec.errors import CodecError
 from codec.train.recipe import OptimConfig, RunConfig, _coerce
-from codec.train.trainer import CHECKPOINT_FILE, _check_run_dir, _learning_rate, _save_checkpoint
+from codec.train.trainer import CHECKPOINT_FILE, _check_run_dir, _learning_rate, _save_checkpoint, restore_checkpoint
 
 
 @dataclass
@@ -133,12 +133,8 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
                                   weight_decay=recipe.optim.weight_decay)
     step, previous_seconds = 0, 0.0
     if resume:
-        state = torch.load(checkpoint_path, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        state = restore_checkpoint(checkpoint_path, model, optimizer, crops)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
-        torch.set_rng_state(state["torch_rng"])
-        crops.rng.bit_generator.state = json.loads(state["data_rng"])
     console.print(f"training {recipe.entropy.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
                   f"parameters, {int(crops.lengths.sum())} frames of codes, step {step}")
     start = last_log = last_checkpoint = time.monotonic()

@@ -61,6 +61,17 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, train_seconds: flo
     os.replace(tmp, path)  # never leave a half-written checkpoint behind
 
 
+def restore_checkpoint(path: Path, model, optimizer, data=None) -> dict:
+    """Load model, optimizer and RNG states (and ``data.rng``'s, if given); returns the checkpoint."""
+    state = torch.load(path, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    if data is not None:
+        data.rng.bit_generator.state = json.loads(state["data_rng"])
+    return state
+
+
 def _check_run_dir(checkpoint_path: Path, resume: bool) -> None:
     if checkpoint_path.exists() and not resume:
         raise CodecError(f"{checkpoint_path} exists: pass --resume to continue that run, or set another run.out_dir")
@@ -118,13 +129,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             raise CodecError(f"run.init_from={run.init_from}: its config differs from the recipe's model section")
         model.load_state_dict(initial.state_dict())
     if resume:
-        state = torch.load(checkpoint_path, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        state = restore_checkpoint(checkpoint_path, model, optimizer, dataset if world_size == 1 else None)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
-        torch.set_rng_state(state["torch_rng"])
-        if world_size == 1:
-            dataset.rng.bit_generator.state = json.loads(state["data_rng"])
         if gan is not None and "gan" in state:
             gan.load_state_dict(state["gan"])
     out_dir.mkdir(parents=True, exist_ok=True)
