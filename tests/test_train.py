@@ -127,3 +127,11 @@ def test_codebooks_stay_healthy_on_tones(tmp_path):
     assert min(model.quantizer.perplexities()[:3]) > 10
     encoder_grads = [p.grad for p in model.encoder.parameters() if p.grad is not None]
     assert encoder_grads and any(g.abs().sum() > 0 for g in encoder_grads)
+
+
+def test_bf16_autocast_option_trains(audio_folder, tmp_path):
+    out = tmp_path / "bf16"
+    model = train(tiny(audio_folder, out, "run.max_steps=3", "run.precision=bf16", "run.tensorboard=false"))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(CodecError, match="run.precision"):
+        train(tiny(audio_folder, tmp_path / "bad", "run.precision=fp8"))

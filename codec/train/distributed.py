@@ -25,11 +25,23 @@ def setup() -> tuple[int, int]:
     return 0, 1
 
 
+def device_for(setting: str) -> torch.device:
+    """The training device: ``auto`` picks this rank's GPU when CUDA is available."""
+    if setting == "cpu" or (setting == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("run.device is 'cuda' but no CUDA device is available")
+    index = int(os.environ.get("LOCAL_RANK", "0"))
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
 def any_true(flag: bool) -> bool:
     """True if ``flag`` is true on any rank (collective decisions such as skipping a step)."""
     if not dist.is_initialized():
         return flag
-    value = torch.tensor([1.0 if flag else 0.0])
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 

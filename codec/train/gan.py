@@ -16,9 +16,9 @@ class GanStage:
     """``discriminator_step`` then ``generator_losses``; the discriminators' weights change only
     in their own step, and the generator's backward pass leaves their gradients untouched."""
 
-    def __init__(self, config: GanConfig, loss: LossConfig, wrap=lambda module: module):
+    def __init__(self, config: GanConfig, loss: LossConfig, wrap=lambda module: module, device="cpu"):
         self.config = config
-        self.discriminators = Discriminators(config.periods, config.stft_windows, config.channels)
+        self.discriminators = Discriminators(config.periods, config.stft_windows, config.channels).to(device)
         self.replica = wrap(self.discriminators)
         self.optimizer = torch.optim.AdamW(self.discriminators.parameters(), lr=config.lr,
                                            betas=tuple(config.betas))

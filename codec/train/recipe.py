@@ -83,6 +83,9 @@ class RunConfig:
     init_from: str | None = None     # start a new run from these weights (a model directory or name)
     tensorboard: bool = True         # scalars, audio, spectrograms, codebook usage in out_dir/tensorboard
     audio_every: int = 1000          # steps between audio and spectrogram summaries
+    device: str = "auto"             # auto (CUDA when available), cpu, cuda
+    precision: str = "fp32"          # fp32, or bf16 (autocast of the forward pass and losses)
+    compile: bool = False            # torch.compile the model (on GPU)
 
 
 @dataclass

@@ -99,9 +99,15 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         torch.set_num_threads(run.threads)
     rank, world_size = distributed.setup()
     main_process = rank == 0
+    if run.precision not in ("fp32", "bf16"):
+        raise CodecError(f"run.precision={run.precision!r}: choose fp32 or bf16")
+    try:
+        device = distributed.device_for(run.device)
+    except RuntimeError as error:
+        raise CodecError(str(error)) from None
     torch.manual_seed(run.seed)  # the same initial weights on every rank
 
-    model = ConvCodec(recipe.model)
+    model = ConvCodec(recipe.model).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
                                   weight_decay=recipe.optim.weight_decay)
     sample_rate = recipe.model.sample_rate
@@ -112,12 +118,14 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         data.noise_probability, tuple(data.noise_snr_db), data.eq_probability, data.eq_gain_db)
     dataset = RandomCropDataset(Path(data.train_dir), sample_rate, segment, tuple(data.level_db),
                                 seed=run.seed + rank, augmentation=augmentation)
-    wrap = (lambda m: torch.nn.parallel.DistributedDataParallel(m)) if world_size > 1 else (lambda m: m)
+    device_ids = [device.index] if device.type == "cuda" else None
+    wrap = (lambda m: torch.nn.parallel.DistributedDataParallel(m, device_ids=device_ids)) if world_size > 1 \
+        else (lambda m: m)
     gan = None
     if recipe.gan.enabled:
         from codec.train.gan import GanStage
 
-        gan = GanStage(recipe.gan, loss_cfg, wrap)
+        gan = GanStage(recipe.gan, loss_cfg, wrap, device)
 
     step, previous_seconds = 0, 0.0
     if run.init_from and not resume:
@@ -127,7 +135,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         initial = load_model(run.init_from)
         if initial.config != recipe.model:
             raise CodecError(f"run.init_from={run.init_from}: its config differs from the recipe's model section")
-        model.load_state_dict(initial.state_dict())
+        model.load_state_dict({k: v.to(device) for k, v in initial.state_dict().items()})
     if resume:
         state = restore_checkpoint(checkpoint_path, model, optimizer, dataset if world_size == 1 else None)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
@@ -140,8 +148,11 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                       f"parameters, {dataset.hours:.2f} h of audio, step {step}, {torch.get_num_threads()} "
                       f"threads x {world_size} processes{', GAN stage' if gan else ''}, out {out_dir}")
     replica = wrap(model)
-    mel_loss = MultiResolutionMelLoss(sample_rate, loss_cfg.mel_windows, loss_cfg.mel_bins)
-    stft_loss = MultiResolutionSTFTLoss(loss_cfg.stft_windows)
+    if run.compile:
+        replica = torch.compile(replica)
+    mel_loss = MultiResolutionMelLoss(sample_rate, loss_cfg.mel_windows, loss_cfg.mel_bins).to(device)
+    stft_loss = MultiResolutionSTFTLoss(loss_cfg.stft_windows).to(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16")
     choices = torch.tensor(loss_cfg.codebook_choices)
     probs = torch.tensor(loss_cfg.codebook_probs, dtype=torch.float)
     model.train()
@@ -164,10 +175,11 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         while not distributed.any_true(step >= run.max_steps or time.monotonic() >= deadline or bool(stop_requested)):
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(recipe, step)
-            wav = dataset.batch(run.batch_size)
-            num_codebooks = choices[torch.multinomial(probs, run.batch_size, replacement=True)]
-            output = replica(wav, num_codebooks)
-            y_hat = output.audio
+            wav = dataset.batch(run.batch_size).to(device)
+            num_codebooks = choices[torch.multinomial(probs, run.batch_size, replacement=True)].to(device)
+            with autocast:
+                output = replica(wav, num_codebooks)
+            y_hat = output.audio.float()  # losses in float32: STFTs of bf16 lose the quiet parts
             parts = {"mel": mel_loss(y_hat, wav), "stft": stft_loss(y_hat, wav)}
             if gan is not None:
                 parts["discriminator"] = torch.tensor(gan.discriminator_step(wav, y_hat))
@@ -195,6 +207,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             step += 1
             parts.update(commitment=output.quantized.commitment_loss, codebook=output.quantized.codebook_loss,
                          loss=loss)
+            parts = {k: v.float() for k, v in parts.items()}
             for name, value in parts.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
 
@@ -210,7 +223,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 monitor.scalars(step, record, model.quantizer.perplexities())
                 sums, last_log = {}, now
             if step % run.audio_every == 0:
-                monitor.audio(step, wav, y_hat, sample_rate, [layer.usage for layer in model.quantizer.layers])
+                monitor.audio(step, wav.cpu(), y_hat.cpu(), sample_rate,
+                              [layer.usage.cpu() for layer in model.quantizer.layers])
             if now - last_checkpoint > 60 * run.checkpoint_minutes and main_process:
                 checkpoint(now)
                 last_checkpoint = now
