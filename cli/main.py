@@ -115,11 +115,23 @@ def decode(
     if is_stream:  # a saved packet stream from `codec stream --save`
         name = model or read_stream_info(input)[0].model
         report = decode_stream_file(load_model(name), input, output, force)
+        for warning in report.warnings:
+            stderr.print(f"warning: {warning}", soft_wrap=True)
+        _print_written(output)
+        return
     else:
         codec_model = load_model(model or read_codes_metadata(input).model)
         report = decode_file(codec_model, input, output, force)
     for warning in report.warnings:
         stderr.print(f"warning: {warning}", soft_wrap=True)
+    _print_written(output)
+
+
+def _print_written(path: Path) -> None:
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    stderr.print(f"{path}: {info.frames / info.samplerate:.2f} s, {info.channels} ch, {info.samplerate} Hz")
 
 
 @app.command()
@@ -199,7 +211,10 @@ def evaluate(
     if as_json:
         print(json.dumps([asdict(s) for s in summaries], indent=2))
     else:
-        Console().print(summary_table(summaries, threads))
+        console = Console()
+        if not console.is_terminal:  # piped: wide enough that no column is cut
+            console = Console(width=200)
+        console.print(summary_table(summaries, threads))
     for note in notes:
         stderr.print(f"note: {note}")
     stderr.print(f"wrote {out}/results.json, results.csv, rate_distortion.png, spectrograms.png")
