@@ -327,7 +327,7 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
                        force: bool = False) -> CodingReport:
     """Decode a saved packet stream (``codec stream --save``): lost or damaged packets are
     concealed; the end packet, when present, gives the exact length."""
-    from codec.packets import read_packets
+    from codec.packets import read_packets, sequence_gap
 
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
@@ -342,13 +342,13 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
         if packet.codes is None:
             total = packet.total_samples
             break
-        gap = packet.sequence - expected_sequence
+        gap = sequence_gap(packet.sequence, expected_sequence)
         if gap > 0:
             lost += gap
             pieces.append(decoder.conceal(gap * frames_per_packet))
         frames_per_packet = packet.codes.shape[-1]
         pieces.append(decoder.decode(torch.from_numpy(packet.codes)))
-        expected_sequence = packet.sequence + 1
+        expected_sequence = (packet.sequence + 1) % 65536
     pieces.append(decoder.flush())
     audio = torch.cat(pieces, dim=-1)[:, 0].numpy().T.astype(np.float64)
     resample = _resampler(model.sample_rate, info.sample_rate, info.channels)
