@@ -13,19 +13,20 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from codec import __version__
 from codec.errors import CodecError
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural speech codec: encode audio to compact codes and decode it back.")
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, markup=False)  # messages hold paths: no markup in them
 
 BITRATES = (1.5, 3.0, 6.0, 12.0)
 
 
 def _fail(message: str) -> None:
-    stderr.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    stderr.print(Text.assemble(("error:", "bold red"), f" {message}"), soft_wrap=True)
     raise typer.Exit(1)
 
 

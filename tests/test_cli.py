@@ -80,3 +80,9 @@ def test_decode_with_wrong_model_is_refused(tiny_model_dir, speech_wav, tmp_path
 def test_version():
     result = invoke("--version")
     assert result.exit_code == 0 and result.stdout.startswith("codec ")
+
+
+def test_paths_with_brackets_are_printed_as_they_are(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("encode", "take[1]/a[b].wav", "x.codes")
+    assert result.exit_code == 1 and "take[1]/a[b].wav: no such file" in result.output

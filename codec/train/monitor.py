@@ -30,7 +30,7 @@ class Monitor:
         self.console.print(" ".join(f"{k}={v}" for k, v in record.items()), highlight=False)
         collapsed = [k for k, p in enumerate(perplexities) if p < COLLAPSE_PERPLEXITY]
         if collapsed:
-            self.console.print(f"[yellow]warning:[/] codebooks {collapsed} have collapsed "
+            self.console.print(f"warning: codebooks {collapsed} have collapsed "
                                f"(perplexity below {COLLAPSE_PERPLEXITY:g})")
         if self.writer:
             for name, value in record.items():
