@@ -135,3 +135,14 @@ def test_bf16_autocast_option_trains(audio_folder, tmp_path):
     assert all(torch.isfinite(p).all() for p in model.parameters())
     with pytest.raises(CodecError, match="run.precision"):
         train(tiny(audio_folder, tmp_path / "bad", "run.precision=fp8"))
+
+
+def test_losses_on_exact_zeros_have_finite_gradients():
+    from codec.train.losses import MultiResolutionMelLoss, MultiResolutionSTFTLoss
+
+    silent = torch.zeros(2, 1, 6400, requires_grad=True)
+    target = torch.zeros(2, 1, 6400)
+    loss = MultiResolutionMelLoss(16000, [64, 512], [8, 64])(silent, target) + \
+        MultiResolutionSTFTLoss([256, 1024])(silent, target)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(silent.grad).all()
