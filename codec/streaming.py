@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from codec.models import ConvCodec
-from codec.modules import get_streaming_state, set_streaming_state, start_streaming, stop_streaming
+from codec.modules.streaming import streaming_modules
 
 
 class _Session:
@@ -28,22 +28,23 @@ class _Session:
         self.model = model
         self.batch_size = batch_size
         self._parts = nn.ModuleList(parts)
+        self._modules = [module for _, module in streaming_modules(self._parts)]  # walked once, not per call
         self.reset()
 
     def reset(self) -> None:
         """Start a new stream (for the next file): zero state, empty buffers."""
-        start_streaming(self._parts, self.batch_size)
-        self._state = get_streaming_state(self._parts, copy=False)
-        stop_streaming(self._parts)
+        self._state = [module.init_streaming_state(self.batch_size) for module in self._modules]
 
     def _run(self, function, *args):
-        set_streaming_state(self._parts, self._state, copy=False)
+        for module, state in zip(self._modules, self._state, strict=True):
+            module._streaming_state = state
         try:
             with torch.inference_mode():
                 return function(*args)
         finally:
-            self._state = get_streaming_state(self._parts, copy=False)
-            stop_streaming(self._parts)
+            self._state = [module._streaming_state for module in self._modules]
+            for module in self._modules:
+                module._streaming_state = None
 
 
 class StreamingEncoder(_Session):

@@ -11,6 +11,17 @@ from codec.models import ConvCodec, load_model, save_model
 from codec.train import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args):
+    """Run the ``codec`` CLI in-process; no invocation may print a traceback."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEV_DIR = SHARED_DATA / "speech" / "dev"
 

@@ -4,18 +4,9 @@ import json
 
 import pytest
 import soundfile as sf
-from typer.testing import CliRunner
 
-from cli.main import app
+from tests.conftest import run_cli as invoke
 from tests.conftest import tone, write_audio
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
 
 
 @pytest.fixture

@@ -9,22 +9,13 @@ import struct
 import numpy as np
 import pytest
 import soundfile as sf
-from typer.testing import CliRunner
 
-from cli.main import app
 from codec.audio import load_audio, resample
 from codec.bitstream import from_bytes, to_bytes
 from codec.coding import decode_audio, decode_file, encode_audio, encode_file
 from codec.errors import CodecError
+from tests.conftest import run_cli as cli
 from tests.conftest import tone, write_audio
-
-runner = CliRunner()
-
-
-def cli(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
 
 
 def round_trip_file(model, path, tmp_path, suffix=".wav"):

@@ -5,14 +5,11 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from typer.testing import CliRunner
 
 import codec.live
-from cli.main import app
 from codec.packets import StreamInfo, end_packet, packet_bytes, read_packets, read_stream_header, stream_header
+from tests.conftest import run_cli as invoke
 from tests.conftest import tone, write_audio
-
-runner = CliRunner()
 
 
 class FakeSoundDevice:
@@ -71,11 +68,6 @@ class FakeSoundDevice:
     def query_devices(self, device=None, kind=None):
         return {"default_samplerate": float(self.rates[-1]), "name": "fake"} if kind else "0 fake device"
 
-
-def invoke(*args):
-    result = runner.invoke(app, [str(a) for a in args])
-    assert "Traceback" not in result.output
-    return result
 
 
 @pytest.fixture
