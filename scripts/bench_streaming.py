@@ -1,7 +1,7 @@
 """Streaming benchmark: latency, per-frame compute time (PyTorch and ONNX Runtime, one thread),
 and memory over a long streamed file.
 
-    .venv/bin/python scripts/bench_streaming.py [--model conv-16k] [--stream-minutes 10]
+    .venv/bin/python scripts/bench_streaming.py [--model conv-16k] [--stream-minutes 10] [--quality-files 10]
 
 Prints one JSON object. Frame times are for encode + decode of one 20 ms frame of real speech
 (a dev file, repeated), measured per call after a warm-up; memory is the RSS of a
@@ -42,6 +42,33 @@ def frame_times(encoder, decoder, audio: np.ndarray, frame: int, to_input) -> np
     return np.array(times[20:]) * 1000
 
 
+def onnx_quality(runtimes: dict, files: list[Path]) -> dict:
+    """PESQ-WB at 6 kbps of each ONNX runtime streaming in 1 s chunks, and the share of its codes
+    that differ from the float32 graphs'."""
+    from codec.evaluation import pesq_wb
+
+    scores, mismatch = {name: [] for name in runtimes}, {name: [] for name in runtimes}
+    for path in files:
+        audio, rate = load_audio(path)
+        audio = audio[:, 0][None, None, :].astype(np.float32)
+        reference = None
+        for name, runtime in runtimes.items():
+            encoder, decoder = OnnxStreamingEncoder(runtime, 12), OnnxStreamingDecoder(runtime)
+            codes, out = [], []
+            for start in range(0, audio.shape[-1], rate):
+                codes.append(encoder.encode(audio[..., start:start + rate]))
+                out.append(decoder.decode(codes[-1]))
+            codes.append(encoder.flush())
+            out += [decoder.decode(codes[-1]), decoder.flush()]
+            codes = np.concatenate(codes, -1)
+            reference = codes if reference is None else reference
+            decoded = np.concatenate(out, -1)[0, 0, :audio.shape[-1]]
+            scores[name].append(pesq_wb(audio[0, 0], decoded, rate))
+            mismatch[name].append(float(np.mean(codes != reference)))
+    return {name: {"files": len(files), "pesq_wb": round(float(np.mean(scores[name])), 3),
+                   "codes_differing_from_float32": round(float(np.mean(mismatch[name])), 4)} for name in runtimes}
+
+
 def rss_over_stream(minutes: float, model: str) -> dict:
     codec = str(Path(sys.executable).parent / "codec")
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,6 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="conv-16k")
     parser.add_argument("--stream-minutes", type=float, default=10.0)
+    parser.add_argument("--quality-files", type=int, default=10, help="dev files for the int8 PESQ check")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.model)
@@ -84,11 +112,15 @@ def main() -> None:
     result["torch_1_thread_frame_ms"] = {"median": round(float(np.median(times)), 3),
                                          "p90": round(float(np.percentile(times, 90)), 3)}
     with tempfile.TemporaryDirectory() as tmp:
-        runtime = OnnxCodec(export_onnx(model, tmp), threads=1)
-        times = frame_times(OnnxStreamingEncoder(runtime, 12), OnnxStreamingDecoder(runtime), audio,
-                            model.frame_size, lambda x: x)
-    result["onnx_1_thread_frame_ms"] = {"median": round(float(np.median(times)), 3),
-                                        "p90": round(float(np.percentile(times, 90)), 3)}
+        runtimes = {"float32": OnnxCodec(export_onnx(model, Path(tmp) / "float32"), threads=1),
+                    "int8": OnnxCodec(export_onnx(model, Path(tmp) / "int8", int8=True), threads=1)}
+        for name, runtime in runtimes.items():
+            times = frame_times(OnnxStreamingEncoder(runtime, 12), OnnxStreamingDecoder(runtime), audio,
+                                model.frame_size, lambda x: x)
+            result[f"onnx_{name}_1_thread_frame_ms"] = {"median": round(float(np.median(times)), 3),
+                                                        "p90": round(float(np.percentile(times, 90)), 3)}
+        if args.quality_files:
+            result["quality_6kbps"] = onnx_quality(runtimes, sorted(DEV.rglob("*.flac"))[::4][:args.quality_files])
     if args.stream_minutes:
         result["stream"] = rss_over_stream(args.stream_minutes, args.model)
     print(json.dumps(result, indent=2))

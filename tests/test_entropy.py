@@ -10,8 +10,10 @@ import torch
 from codec.bitstream import BitstreamError, CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.entropy import EntropyCoder, EntropyModel, EntropyModelConfig, load_entropy_model, save_entropy_model
 from codec.entropy.coding import quantized_probabilities
+from codec.entropy.model import IncrementalPredictor
 
-CONFIG = EntropyModelConfig(name="entropy-tiny", codec="tiny-16k", dim=32, layers=1, heads=2, context_frames=16)
+CONFIG = EntropyModelConfig(name="entropy-tiny", codec="tiny-16k", dim=32, layers=1, heads=2, context_frames=16,
+                            depth_hidden=32)
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +21,7 @@ def entropy_dir(tmp_path_factory):
     torch.manual_seed(0)
     model = EntropyModel(CONFIG)
     with torch.no_grad():
-        model.out.bias[:16] += 4.0   # a skewed, learnable-looking distribution: small codes are likely
+        model.out_bias[:, :16] += 4.0   # a skewed, learnable-looking distribution: small codes are likely
     directory = tmp_path_factory.mktemp("entropy")
     save_entropy_model(model, directory)
     return directory
@@ -35,6 +37,21 @@ def codes_file(codes):
     channels, codebooks, frames = codes.shape
     return CodesFile(CodesMetadata("tiny-16k", "0123abcd", 16000, channels, frames * 320, 50, codebooks, 1024, frames),
                      codes)
+
+
+def test_code_by_code_prediction_equals_the_training_pass():
+    """The coder's incremental predictions (frame by frame, codebook by codebook, a sliding
+    key/value window) are the same numbers as the teacher-forced logits the model trains on."""
+    torch.manual_seed(1)
+    model = EntropyModel(CONFIG).eval()
+    codes = torch.from_numpy(skewed_codes(channels=2, codebooks=4, frames=21))   # past the 16-frame window
+    with torch.no_grad():
+        expected = model(codes)                              # [B, F, K, V]
+    predictor = IncrementalPredictor(model, 2, 4)
+    for t in range(21):
+        for k in range(4):
+            torch.testing.assert_close(predictor.next_logits(), expected[:, t, k], atol=1e-4, rtol=1e-4)
+            predictor.push(codes[:, k, t])
 
 
 def test_lossless_and_smaller(entropy_dir):
@@ -66,7 +83,7 @@ def test_perturbed_model_is_caught_by_the_crc(entropy_dir):
     model = load_entropy_model(entropy_dir)
     coded = to_bytes(codes_file(skewed_codes()), EntropyCoder(model))
     with torch.no_grad():
-        model.out.bias += 0.3 * torch.randn_like(model.out.bias)   # same name and hash, other numbers
+        model.out_bias += 0.3 * torch.randn_like(model.out_bias)   # same name and hash, other numbers
     with pytest.raises(BitstreamError, match="fail their CRC|cannot be entropy-decoded"):
         from_bytes(coded, EntropyCoder(model))
 
@@ -74,7 +91,7 @@ def test_perturbed_model_is_caught_by_the_crc(entropy_dir):
 def test_a_near_impossible_symbol_still_codes(entropy_dir):
     model = load_entropy_model(entropy_dir)
     with torch.no_grad():
-        model.out.bias[1023] = -60.0
+        model.out_bias[:, 1023] = -60.0
     coder = EntropyCoder(model)
     codes = np.full((1, 3, 20), 1023)
     assert quantized_probabilities(torch.tensor([[0.0] * 1023 + [-60.0]])).min() > 0

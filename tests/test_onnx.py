@@ -34,6 +34,9 @@ def test_sidecar_describes_the_graphs(exported, tiny_model):
     encoder = sidecar["graphs"]["encoder"]
     assert encoder["inputs"][0] == {"name": "audio", "shape": ["batch", 1, "samples"], "dtype": "float32"}
     assert len(encoder["states"]) == len(encoder["inputs"]) - 1
+    assert encoder["outputs"][0]["shape"] == ["batch", tiny_model.config.latent_dim, "frames"]
+    quantizer = sidecar["graphs"]["quantizer_6"]
+    assert quantizer["states"] == [] and quantizer["outputs"][0]["shape"] == ["batch", 6, "frames"]
     decoder = sidecar["graphs"]["decoder"]
     assert [i["name"] for i in decoder["inputs"][:2]] == ["codes", "codebook_mask"]
     assert decoder["outputs"][0]["shape"] == ["batch", 1, "samples"]
@@ -66,6 +69,23 @@ def test_export_command(tiny_model_dir, tmp_path):
     out = tmp_path / "exported"
     result = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--format", "onnx", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == {"encoder.onnx", "decoder.onnx", "codec.json"}
+    quantizers = {f"quantizer_{k}.onnx" for k in (3, 6, 12, 24)}
+    assert {p.name for p in out.iterdir()} == {"encoder.onnx", "decoder.onnx", "codec.json", *quantizers}
     again = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(out)])
     assert again.exit_code == 1 and "--force" in again.output
+
+
+def test_int8_export_decodes_like_the_float_graphs(tiny_model, exported, tmp_path):
+    int8 = OnnxCodec(export_onnx(tiny_model, tmp_path / "int8", int8=True))
+    assert int8.config["weights"] == "int8" and sorted(p.suffix for p in (tmp_path / "int8").iterdir()).count(".onnx") == 6
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "int8" / "decoder.onnx")).graph.node}
+    assert "MatMulInteger" in ops and "MatMul" not in ops
+    torch.manual_seed(0)
+    audio = 0.1 * torch.randn(1, 1, 16000)
+    codes = StreamingEncoder(tiny_model, 12).encode(audio).numpy()
+    float_audio = OnnxStreamingDecoder(OnnxCodec(exported)).decode(codes)
+    int8_audio = OnnxStreamingDecoder(int8).decode(codes)
+    error = np.sqrt(np.mean((int8_audio - float_audio) ** 2) / np.mean(float_audio ** 2))
+    assert error < 0.1, f"int8 decoder is {error:.1%} (RMS) away from the float one"

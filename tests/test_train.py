@@ -77,6 +77,20 @@ def test_init_from_shipped_weights(audio_folder, tmp_path):
                    f"run.init_from={first / 'model'}"))
 
 
+def test_freeze_fine_tunes_only_the_decoder_and_keeps_the_codes(audio_folder, tmp_path):
+    first = tmp_path / "first"
+    train(tiny(audio_folder, first, "run.max_steps=5"))
+    second = tmp_path / "second"
+    train(tiny(audio_folder, second, "run.max_steps=5", f"run.init_from={first / 'model'}",
+               "optim.freeze=[stft,encoder,quantizer]"))
+    a, b = load_model(first / "model").state_dict(), load_model(second / "model").state_dict()
+    kept = [k for k in a if k.split(".")[0] in ("encoder", "quantizer")]
+    assert kept and all(torch.equal(a[k], b[k]) for k in kept)   # buffers too: no re-seeding
+    assert not all(torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    with pytest.raises(CodecError, match="its parts are"):
+        train(tiny(audio_folder, tmp_path / "third", "optim.freeze=[encoder,vocoder]"))
+
+
 def test_gan_stage_trains_and_keeps_discriminator_gradients_apart(audio_folder, tmp_path):
     from codec.train.gan import GanStage
     from codec.train.recipe import GanConfig, LossConfig

@@ -58,10 +58,11 @@ class EntropyCoder:
         with fixed_numerics():
             predictor = IncrementalPredictor(self.model, channels, codebooks)
             for t in range(frames):
-                probabilities = quantized_probabilities(predictor.next_logits().reshape(channels * codebooks, -1))
-                frame = np.ascontiguousarray(codes[:, :, t], dtype=np.int64)
-                encoder.encode(frame.reshape(-1).astype(np.int32), self.family, probabilities)
-                predictor.push(torch.from_numpy(frame))
+                for k in range(codebooks):
+                    probabilities = quantized_probabilities(predictor.next_logits())
+                    symbols = np.ascontiguousarray(codes[:, k, t], dtype=np.int64)
+                    encoder.encode(symbols.astype(np.int32), self.family, probabilities)
+                    predictor.push(torch.from_numpy(symbols))
         return encoder.get_compressed().astype("<u4").tobytes()
 
     def decode_chunk(self, data: bytes, channels: int, codebooks: int, frames: int) -> np.ndarray:
@@ -73,8 +74,8 @@ class EntropyCoder:
         with fixed_numerics():
             predictor = IncrementalPredictor(self.model, channels, codebooks)
             for t in range(frames):
-                probabilities = quantized_probabilities(predictor.next_logits().reshape(channels * codebooks, -1))
-                frame = np.asarray(decoder.decode(self.family, probabilities), dtype=np.int64)
-                codes[:, :, t] = frame.reshape(channels, codebooks)
-                predictor.push(torch.from_numpy(codes[:, :, t]))
+                for k in range(codebooks):
+                    probabilities = quantized_probabilities(predictor.next_logits())
+                    codes[:, k, t] = decoder.decode(self.family, probabilities)
+                    predictor.push(torch.from_numpy(codes[:, k, t]))
         return codes

@@ -1,12 +1,17 @@
-"""A small causal transformer over code frames that predicts each code's distribution
-(EnCodec, Défossez et al. 2022, section 3.3; LMCodec, Jenrungrot et al. 2023).
+"""A small transformer over code frames that predicts each code's distribution
+(EnCodec, Défossez et al. 2022, section 3.3; LMCodec, Jenrungrot et al. 2023; the split into a
+time and a depth part follows RQ-Transformer, Lee et al. 2022).
 
-Frame ``t``'s codes are predicted from frames ``< t`` only: the embeddings of each past frame's
-codes (summed over its codebooks) pass through causal self-attention over the last
-``context_frames`` frames, and a shared output layer, offset by a learned per-codebook vector,
-gives ``codebook_size`` logits for every codebook of frame ``t``. Positions are rotary (RoPE,
-Su et al. 2021), so any length works. Decoding runs frame by frame with a key/value cache; so
-does encoding, so that both compute the very same numbers (see ``codec.entropy.coding``).
+* Time: the embeddings of each past frame's codes (summed over its codebooks) pass through causal
+  self-attention over the last ``context_frames`` frames, giving a context for frame ``t`` from
+  frames ``< t``. Positions are rotary (RoPE, Su et al. 2021), so any length works.
+* Depth: codebook ``k`` of frame ``t`` is predicted from that context plus the embeddings of the
+  same frame's codebooks ``< k`` (a residual quantizer's later stages depend on its earlier ones),
+  through a small MLP and an output layer of its own (each codebook has its own code meanings).
+
+Coding runs code by code (``IncrementalPredictor``, with a key/value cache over frames), in the
+same order for encoding and decoding, so that both compute the very same numbers
+(see ``codec.entropy.coding``).
 """
 
 import json
@@ -34,6 +39,7 @@ class EntropyModelConfig(JsonConfig):
     layers: int = 3
     heads: int = 4
     context_frames: int = 128        # attention window, frames (2.56 s at 50 frames/s)
+    depth_hidden: int = 384          # hidden width of the per-code depth MLP
 
 
 def _rotate(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -71,7 +77,8 @@ class _Block(nn.Module):
 
 
 class EntropyModel(nn.Module):
-    """``logits(codes [B, K, F]) -> [B, F, K, codebook_size]``, frame ``t`` from frames ``< t``."""
+    """``logits(codes [B, K, F]) -> [B, F, K, codebook_size]``: code ``(k, t)`` from frames ``< t``
+    and codebooks ``< k`` of frame ``t``."""
 
     def __init__(self, config: EntropyModelConfig):
         super().__init__()
@@ -81,28 +88,48 @@ class EntropyModel(nn.Module):
         self.blocks = nn.ModuleList(_Block(c.dim, c.heads) for _ in range(c.layers))
         self.norm = nn.LayerNorm(c.dim)
         self.codebook_query = nn.Parameter(torch.zeros(c.num_codebooks, c.dim))
-        self.out = nn.Linear(c.dim, c.codebook_size)
+        self.depth_norm = nn.LayerNorm(c.dim)
+        self.depth_mlp = nn.Sequential(nn.Linear(c.dim, c.depth_hidden), nn.GELU(), nn.Linear(c.depth_hidden, c.dim))
+        self.out_norm = nn.LayerNorm(c.dim)
+        bound = 1 / math.sqrt(c.dim)
+        self.out_weight = nn.Parameter(torch.empty(c.num_codebooks, c.dim, c.codebook_size).uniform_(-bound, bound))
+        self.out_bias = nn.Parameter(torch.zeros(c.num_codebooks, c.codebook_size))
 
-    def _frame_embeddings(self, codes: torch.Tensor) -> torch.Tensor:
-        """``[B, K, F] -> [B, F, D]``: each frame's codes embedded and summed over codebooks."""
-        offsets = torch.arange(codes.shape[1], device=codes.device)[None, :, None] * self.config.codebook_size
-        return self.embed(codes + offsets).sum(dim=1)
+    def _embed(self, codes: torch.Tensor, first_codebook: int = 0) -> torch.Tensor:
+        """``[B, K, ...]`` codes of codebooks ``first_codebook..`` -> ``[B, K, ..., D]``."""
+        shape = [1, -1] + [1] * (codes.dim() - 2)
+        offsets = torch.arange(first_codebook, first_codebook + codes.shape[1], device=codes.device)
+        return self.embed(codes + offsets.view(shape) * self.config.codebook_size)
 
-    def _head(self, hidden: torch.Tensor, num_codebooks: int) -> torch.Tensor:
-        """``[B, T, D] -> [B, T, K, V]`` logits."""
-        return self.out(self.norm(hidden)[:, :, None, :] + self.codebook_query[:num_codebooks])
+    def _time(self, previous: torch.Tensor, positions: torch.Tensor, mask, caches=None) -> torch.Tensor:
+        """``[B, T, D]`` embeddings of the frames before each position -> ``[B, T, D]`` contexts."""
+        x = previous
+        for index, block in enumerate(self.blocks):
+            x = block(x, positions, mask, None if caches is None else caches[index])
+        return self.norm(x)
+
+    def _depth(self, z: torch.Tensor, codebook: int | None = None) -> torch.Tensor:
+        """``z [..., K, D]`` (or ``[..., D]`` for one ``codebook``) -> logits ``[..., K, V]``."""
+        z = z + self.depth_mlp(self.depth_norm(z))
+        z = self.out_norm(z)
+        if codebook is not None:
+            return z @ self.out_weight[codebook] + self.out_bias[codebook]
+        count = z.shape[-2]
+        return torch.einsum("...kd,kdv->...kv", z, self.out_weight[:count]) + self.out_bias[:count]
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits for training: ``[B, K, F] -> [B, F, K, V]``."""
         batch, num_codebooks, frames = codes.shape
-        previous = torch.cat([self.start.expand(batch, 1, -1), self._frame_embeddings(codes)[:, :-1]], dim=1)
+        embedded = self._embed(codes)                                   # [B, K, F, D]
+        frame_sums = embedded.sum(dim=1)                                # [B, F, D]
+        previous = torch.cat([self.start.expand(batch, 1, -1), frame_sums[:, :-1]], dim=1)
         positions = torch.arange(frames, device=codes.device)
         distance = positions[:, None] - positions[None, :]
         mask = (distance >= 0) & (distance < self.config.context_frames)
-        x = previous
-        for block in self.blocks:
-            x = block(x, positions, mask)
-        return self._head(x, num_codebooks)
+        context = self._time(previous, positions, mask)                # [B, F, D]
+        lower = (embedded.cumsum(dim=1) - embedded).transpose(1, 2)     # [B, F, K, D]: codebooks < k
+        z = context[:, :, None, :] + lower + self.codebook_query[:num_codebooks]
+        return self._depth(z)
 
     def bits(self, codes: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy in bits per code (the training loss)."""
@@ -111,32 +138,47 @@ class EntropyModel(nn.Module):
 
 
 class IncrementalPredictor:
-    """Frame-by-frame logits with a key/value cache limited to ``context_frames``.
+    """Code-by-code logits, frame after frame, with a key/value cache of ``context_frames``.
 
-    ``next_logits()`` gives frame ``t``'s ``[B, K, V]`` logits; ``push(codes [B, K])`` then
-    feeds frame ``t``'s actual codes. Encoder and decoder both drive this, step for step.
+    ``next_logits()`` gives ``[B, V]`` logits of the next code (codebook ``k`` of frame ``t``, in
+    the order k = 0..K-1 within a frame); ``push(codes [B])`` then feeds that code's actual value.
+    Encoder and decoder both drive this, step for step.
     """
 
     def __init__(self, model: EntropyModel, batch_size: int, num_codebooks: int):
         self.model, self.num_codebooks = model, num_codebooks
         self.caches = [[None, None] for _ in model.blocks]
-        self.position = 0
-        self.pending = model.start.detach().expand(batch_size, 1, -1)
+        self.position, self.codebook = 0, 0
+        self.previous = model.start.detach().expand(batch_size, 1, -1)
+        self.context = None
+        self.frame_sum = None
 
     @torch.inference_mode()
     def next_logits(self) -> torch.Tensor:
-        x = self.pending
-        positions = torch.tensor([self.position])
-        for block, cache in zip(self.model.blocks, self.caches, strict=True):
-            x = block(x, positions, None, cache)
-            if cache[0].shape[2] >= self.model.config.context_frames:  # keep the window
-                cache[0], cache[1] = cache[0][:, :, 1:], cache[1][:, :, 1:]
-        return self.model._head(x, self.num_codebooks)[:, 0]
+        model = self.model
+        k = self.codebook
+        if k == 0:
+            context = model._time(self.previous, torch.tensor([self.position]), None, self.caches)[:, 0]
+            for cache in self.caches:  # keep the window
+                if cache[0].shape[2] >= model.config.context_frames:
+                    cache[0], cache[1] = cache[0][:, :, 1:], cache[1][:, :, 1:]
+            self.context, self.frame_sum = context, torch.zeros_like(context)
+        # model._depth for one codebook, in plain functional calls: this runs once per code
+        z = self.context + self.frame_sum + model.codebook_query[k]
+        norm, first, second, out_norm = model.depth_norm, model.depth_mlp[0], model.depth_mlp[2], model.out_norm
+        hidden = F.layer_norm(z, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+        z = z + F.linear(F.gelu(F.linear(hidden, first.weight, first.bias)), second.weight, second.bias)
+        z = F.layer_norm(z, out_norm.normalized_shape, out_norm.weight, out_norm.bias, out_norm.eps)
+        return torch.addmm(model.out_bias[k], z, model.out_weight[k])
 
     @torch.inference_mode()
     def push(self, codes: torch.Tensor) -> None:
-        self.pending = self.model._frame_embeddings(codes[:, :, None])
-        self.position += 1
+        rows = codes + self.codebook * self.model.config.codebook_size
+        self.frame_sum = self.frame_sum + self.model.embed.weight[rows]
+        self.codebook += 1
+        if self.codebook == self.num_codebooks:
+            self.previous = self.frame_sum[:, None]
+            self.position, self.codebook = self.position + 1, 0
 
 
 ENTROPY_WEIGHTS = "entropy.safetensors"

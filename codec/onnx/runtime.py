@@ -15,7 +15,8 @@ from codec.errors import CodecError
 
 
 class OnnxCodec:
-    """The two step graphs of an exported codec (``codec export --format onnx``)."""
+    """The graphs of an exported codec (``codec export --format onnx``): encoder step, one
+    quantizer per bitrate, decoder step."""
 
     def __init__(self, directory: Path | str, threads: int = 1):
         import onnxruntime
@@ -53,6 +54,14 @@ class OnnxStreamingEncoder:
     def __init__(self, codec: OnnxCodec, num_codebooks: int, batch_size: int = 1):
         self.codec, self.num_codebooks, self.batch_size = codec, num_codebooks, batch_size
         self.frame_size = codec.config["frame_size"]
+        # the smallest exported quantizer that has the codebooks asked for
+        available = sorted(int(g.removeprefix("quantizer_")) for g in codec.config["graphs"]
+                           if g.startswith("quantizer_"))
+        enough = [k for k in available if k >= num_codebooks]
+        if not enough:
+            raise CodecError(f"{num_codebooks} codebooks asked for; the exported quantizers have "
+                             f"{', '.join(map(str, available))}")
+        self.quantizer = f"quantizer_{enough[0]}"
         self.reset()
 
     def reset(self) -> None:
@@ -65,7 +74,8 @@ class OnnxStreamingEncoder:
         self.buffer = audio[..., whole:]
         if whole == 0:
             return np.zeros((self.batch_size, self.num_codebooks, 0), dtype=np.int64)
-        codes, self.state = self.codec.run("encoder", {"audio": audio[..., :whole]}, self.state)
+        latent, self.state = self.codec.run("encoder", {"audio": audio[..., :whole]}, self.state)
+        codes, _ = self.codec.run(self.quantizer, {"latent": latent}, {})
         return codes[:, :self.num_codebooks]
 
     def flush(self) -> np.ndarray:

@@ -5,6 +5,7 @@ first ``K`` codebooks alone give a coarser reconstruction at a lower bitrate."""
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from codec.quantization.vq import FactorizedVectorQuantizer
@@ -58,9 +59,29 @@ class ResidualVectorQuantizer(nn.Module):
             codes.append(c)
         return torch.stack(codes, dim=1)
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """``[B, K, F]`` codes -> ``[B, D, F]`` quantized latent (sum over the K codebooks)."""
-        return sum(layer.decode(codes[:, k]) for k, layer in enumerate(self.layers[:codes.shape[1]]))
+    def decode(self, codes: torch.Tensor, codebook_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, K, F]`` codes -> ``[B, D, F]`` quantized latent (sum over the K codebooks).
+
+        ``codebook_mask [K]`` float (optional) weights each codebook's contribution: 1 in use, 0
+        ignored (the ONNX decoder takes the bitrate as this input). The K lookups and projections
+        run as one gather and one matrix product: the same sum as decoding codebook by codebook,
+        in a few graph nodes instead of a few per codebook.
+        """
+        batch, count, frames = codes.shape
+        layers = self.layers[:count]
+        size = layers[0].codebook_size
+        tables = torch.cat([F.normalize(layer.codebook, dim=-1) for layer in layers])       # [K*N, d]
+        offsets = torch.arange(count, device=codes.device)[None, :, None] * size
+        entries = F.embedding(codes + offsets, tables)                                          # [B, K, F, d]
+        biases = torch.stack([layer.out_proj.bias for layer in layers])                         # [K, D]
+        if codebook_mask is not None:
+            entries = entries * codebook_mask[None, :, None, None]
+            bias = codebook_mask @ biases
+        else:
+            bias = biases.sum(dim=0)
+        weights = torch.cat([layer.out_proj.weight.t() for layer in layers])                   # [K*d, D]
+        stacked = entries.transpose(1, 2).reshape(batch, frames, -1)                            # [B, F, K*d]
+        return (stacked @ weights + bias).transpose(1, 2)
 
     def perplexities(self) -> list[float]:
         """Running codebook perplexity of each quantizer (training diagnostics)."""

@@ -37,6 +37,9 @@ class OptimConfig:
     lr_decay: float = 1.0            # multiplied into the learning rate every step after decay_start
     decay_start: int = 0             # step at which the exponential decay begins (after warmup)
     grad_clip: float = 5.0
+    # top-level model parts kept as they are (e.g. [stft, encoder, quantizer] to fine-tune only the
+    # decoder: the codes, and so an entropy model trained on them, stay valid)
+    freeze: list[str] = field(default_factory=list)
 
 
 @dataclass

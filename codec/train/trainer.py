@@ -72,6 +72,23 @@ def restore_checkpoint(path: Path, model, optimizer, data=None) -> dict:
     return state
 
 
+def _frozen_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.Module]:
+    """Stop training the named top-level parts of ``model``; returns them.
+
+    Raises:
+        CodecError: for a name that is not a part of the model, or if nothing would be left to train.
+    """
+    parts = dict(model.named_children())
+    unknown = [name for name in names if name not in parts]
+    if unknown:
+        raise CodecError(f"optim.freeze: {', '.join(unknown)} not in the model; its parts are {', '.join(parts)}")
+    for name in names:
+        parts[name].requires_grad_(False)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise CodecError("optim.freeze leaves nothing to train")
+    return [parts[name] for name in names]
+
+
 def _check_run_dir(checkpoint_path: Path, resume: bool) -> None:
     if checkpoint_path.exists() and not resume:
         raise CodecError(f"{checkpoint_path} exists: pass --resume to continue that run, or set another run.out_dir")
@@ -108,7 +125,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     torch.manual_seed(run.seed)  # the same initial weights on every rank
 
     model = ConvCodec(recipe.model).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
+    frozen = _frozen_modules(model, recipe.optim.freeze)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
                                   weight_decay=recipe.optim.weight_decay)
     sample_rate = recipe.model.sample_rate
     segment = int(recipe.data.segment_seconds * sample_rate) // model.frame_size * model.frame_size
@@ -156,6 +174,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     choices = torch.tensor(loss_cfg.codebook_choices)
     probs = torch.tensor(loss_cfg.codebook_probs, dtype=torch.float)
     model.train()
+    for module in frozen:  # eval mode: no data init or dead-code re-seeding in a frozen quantizer
+        module.eval()
 
     def checkpoint(now: float) -> None:
         extra = {"gan": gan.state_dict()} if gan else None
@@ -199,7 +219,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 torch.autograd.backward([y_hat, quantizer_loss], [gan.audio_gradient(audio_losses, y_hat), None])
             else:
                 loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], recipe.optim.grad_clip)
             if not torch.isfinite(grad_norm):
                 skipped += 1
                 continue
