@@ -1,5 +1,6 @@
 """Entropy coding: lossless, deterministic across processes and thread counts, and safe."""
 
+import json
 import subprocess
 import sys
 
@@ -128,11 +129,13 @@ def test_entropy_recipe_trains_on_a_tiny_codec(tiny_model_dir, tmp_path):
         write_audio(audio / f"{i}.wav", tone(1.0 + i, 16000, 200 + 100 * i), 16000)
     recipe = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [
         "entropy.codec=tiny-16k", "entropy.dim=32", "entropy.layers=1", "entropy.heads=2",
-        f"data.codec_model={tiny_model_dir}", f"data.train_dir={audio}", "data.segment_frames=32",
-        f"run.out_dir={tmp_path / 'run'}", "run.max_steps=30", "run.log_every=10", "run.batch_size=4"])
+        "entropy.depth_hidden=32", f"data.codec_model={tiny_model_dir}", f"data.train_dir={audio}",
+        f"data.dev_dir={audio}", "data.segment_frames=32", f"run.out_dir={tmp_path / 'run'}", "run.max_steps=30",
+        "run.log_every=10", "run.batch_size=4"])
     train_any(recipe)
-    log = (tmp_path / "run" / "train.log").read_text().splitlines()
-    assert len(log) == 3
+    log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    assert [r["step"] for r in log] == [10, 20, 30, 30]
+    assert 0 < log[-1]["dev_bits_per_code_12"] < 11   # held-out bits, logged at the end
     model = load_entropy_model(tmp_path / "run" / "model")
     assert model.config.codec == "tiny-16k"
 

@@ -13,6 +13,7 @@ every bitrate. The trained model lands in ``run.out_dir/model/`` (``entropy.safe
 import dataclasses
 import json
 import math
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ class EntropyDataConfig:
     codec_model: str = "conv-16k"          # name or directory of the frozen codec
     segment_frames: int = 128
     codebook_choices: list[int] = field(default_factory=lambda: [3, 6, 12, 24])
+    dev_dir: str | None = None             # held-out audio: bits per code at 12 codebooks at each checkpoint
 
 
 @dataclass
@@ -83,14 +85,13 @@ class CodeCrops:
         return torch.from_numpy(np.stack(rows).astype(np.int64))
 
 
-def code_training_set(recipe: EntropyRecipe, console: Console) -> list[np.ndarray]:
-    """Codes ``[24, F]`` of every training file (channel mean), cached in the run directory."""
+def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Console) -> list[np.ndarray]:
+    """Codes ``[24, F]`` (int16) of every audio file under ``folder`` (channel mean), cached in ``cache``."""
     from codec.audio import load_audio
     from codec.coding import encode_audio
     from codec.models import load_model
     from codec.train.data import find_audio_files
 
-    cache = Path(recipe.run.out_dir) / "codes.npz"
     if cache.is_file():
         stored = np.load(cache)
         return [stored[f"c{i}"] for i in range(len(stored.files))]
@@ -98,7 +99,7 @@ def code_training_set(recipe: EntropyRecipe, console: Console) -> list[np.ndarra
     if codec_model.config.name != recipe.entropy.codec:
         raise CodecError(f"entropy.codec is '{recipe.entropy.codec}' but data.codec_model is "
                          f"'{codec_model.config.name}'")
-    files = find_audio_files(Path(recipe.data.train_dir))
+    files = find_audio_files(folder)
     kbps = max(codec_model.config.bitrates_kbps)
     codes = []
     start = time.monotonic()
@@ -110,6 +111,22 @@ def code_training_set(recipe: EntropyRecipe, console: Console) -> list[np.ndarra
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **{f"c{i}": c for i, c in enumerate(codes)})
     return codes
+
+
+@torch.no_grad()
+def held_out_bits(model: EntropyModel, codes: list[np.ndarray], num_codebooks: int = 12) -> float:
+    """Mean bits per code over whole held-out files (each in windows of the model's context)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    window = model.config.context_frames
+    for item in codes:
+        for start in range(0, item.shape[-1], window):
+            piece = torch.from_numpy(item[None, :num_codebooks, start:start + window].astype(np.int64))
+            total += float(model.bits(piece)) * piece.numel()
+            count += piece.numel()
+    model.train(was_training)
+    return total / max(count, 1)
 
 
 def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console | None = None) -> Path:
@@ -126,8 +143,11 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     if run.threads:
         torch.set_num_threads(run.threads)
     torch.manual_seed(run.seed)
-    crops = CodeCrops([c.astype(np.int64) for c in code_training_set(recipe, console)],
+    crops = CodeCrops([c.astype(np.int64) for c in code_folder(recipe, Path(recipe.data.train_dir),
+                                                               out_dir / "codes.npz", console)],
                       recipe.data.segment_frames, run.seed)
+    dev = code_folder(recipe, Path(recipe.data.dev_dir), out_dir / "dev_codes.npz", console) \
+        if recipe.data.dev_dir else None
     model = EntropyModel(recipe.entropy)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
                                   weight_decay=recipe.optim.weight_decay)
@@ -141,7 +161,9 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     deadline = start + 60 * run.max_minutes if run.max_minutes else math.inf
     total, count = 0.0, 0
     model.train()
-    while step < run.max_steps and time.monotonic() < deadline:
+    stop_requested = []  # SIGTERM: stop after this step with a checkpoint
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
+    while step < run.max_steps and time.monotonic() < deadline and not stop_requested:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(recipe, step)
         num_codebooks = int(crops.rng.choice(recipe.data.codebook_choices))
@@ -166,9 +188,21 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
         if now - last_checkpoint > 60 * run.checkpoint_minutes:
             _save_checkpoint(checkpoint_path, model, optimizer, step, previous_seconds + now - start, recipe, crops)
             save_entropy_model(model, out_dir / "model")
+            _log_held_out(out_dir, console, model, dev, step)
             last_checkpoint = now
+    signal.signal(signal.SIGTERM, previous_handler)
     elapsed = previous_seconds + time.monotonic() - start
     _save_checkpoint(checkpoint_path, model, optimizer, step, elapsed, recipe, crops)
     save_entropy_model(model, out_dir / "model")
+    _log_held_out(out_dir, console, model, dev, step)
     console.print(f"stopped at step {step}; entropy model in {out_dir / 'model'}")
     return out_dir
+
+
+def _log_held_out(out_dir: Path, console: Console, model: EntropyModel, dev: list | None, step: int) -> None:
+    if not dev:
+        return
+    record = {"step": step, "dev_bits_per_code_12": round(held_out_bits(model, dev), 4)}
+    with open(out_dir / "train.log", "a") as log:
+        log.write(json.dumps(record) + "\n")
+    console.print(" ".join(f"{k}={v}" for k, v in record.items()), highlight=False)
