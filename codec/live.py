@@ -317,8 +317,8 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     if list_devices:
         console.print(str(import_sounddevice().query_devices()))
         return StreamStats()
-    if runtime not in ("torch", "onnx"):
-        raise CodecError(f"--runtime {runtime!r} is not supported; choose torch or onnx")
+    if runtime not in ("torch", "onnx", "onnx-int8"):
+        raise CodecError(f"--runtime {runtime!r} is not supported; choose torch, onnx or onnx-int8")
     if not 0.0 <= packet_loss < 1.0:
         raise CodecError(f"--packet-loss {packet_loss} must be in [0, 1)")
     for path in (output, save):
@@ -355,14 +355,15 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         for sink in sinks:
             sink.close()
         raise
-    if runtime == "onnx":
+    if runtime.startswith("onnx"):
         import tempfile
 
         from codec.onnx.export import export_onnx
         from codec.onnx.runtime import OnnxCodec
 
-        link = OnnxLink(OnnxCodec(export_onnx(codec_model, tempfile.mkdtemp(prefix="codec-onnx-")), threads),
-                        num_codebooks, source.channels)
+        with tempfile.TemporaryDirectory(prefix="codec-onnx-") as folder:  # sessions hold the graphs in memory
+            exported = export_onnx(codec_model, folder, int8=runtime == "onnx-int8")
+            link = OnnxLink(OnnxCodec(exported, threads), num_codebooks, source.channels)
     else:
         link = TorchLink(codec_model, num_codebooks, source.channels)
     info = StreamInfo(codec_model.config.name, getattr(codec_model, "weights_sha256", "")[:8], source.sample_rate,

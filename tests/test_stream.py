@@ -75,9 +75,11 @@ def speech(tmp_path):
     return write_audio(tmp_path / "in.wav", tone(1.23, 44100), 44100)
 
 
-def test_file_to_file_keeps_the_exact_length(tiny_model_dir, speech, tmp_path):
+@pytest.mark.parametrize("runtime", ["torch", "onnx", "onnx-int8"])
+def test_file_to_file_keeps_the_exact_length(tiny_model_dir, speech, tmp_path, runtime):
     out = tmp_path / "out.wav"
-    result = invoke("stream", "--input", speech, "--output", out, "--model", tiny_model_dir, "--fast")
+    result = invoke("stream", "--input", speech, "--output", out, "--model", tiny_model_dir, "--fast",
+                    "--runtime", runtime)
     assert result.exit_code == 0, result.output
     assert (sf.info(str(out)).frames, sf.info(str(out)).samplerate) == (sf.info(str(speech)).frames, 44100)
 

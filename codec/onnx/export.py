@@ -22,6 +22,7 @@ shape, the frame size, sample rate, latency and the constants the runtime needs
 
 import dataclasses
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -96,7 +97,11 @@ def _quantize_weights(path: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantized = path.with_suffix(".int8.onnx")
-    quantize_dynamic(path, quantized, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    logging.disable(logging.WARNING)  # its advice to pre-process models for static quantization does not apply
+    try:
+        quantize_dynamic(path, quantized, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    finally:
+        logging.disable(logging.NOTSET)
     quantized.replace(path)
 
 
