@@ -1,6 +1,6 @@
 """Fuzzing of the .codes reader: mutated valid files must raise only BitstreamError, quickly.
 
-Mutations: bit flips, truncations, insertions, deletions, and overwrites of header fields and
+Seed files are plain and entropy-coded (with a small random entropy model). Mutations: bit flips, truncations, insertions, deletions, and overwrites of header fields and
 metadata values. The CI runs a short version (tests/test_bitstream_fuzz.py); the full run is
 
     .venv/bin/python -m tests.bitstream_fuzz 10000
@@ -13,15 +13,27 @@ import time
 import zlib
 
 import numpy as np
+import torch
 
 from codec.bitstream import BitstreamError, CodesFile, CodesMetadata, from_bytes, to_bytes
+from codec.entropy import EntropyCoder, EntropyModel, EntropyModelConfig
 
 
-def seed_files(rng: np.random.Generator) -> list[bytes]:
+def entropy_coder() -> EntropyCoder:
+    """A small random entropy model: entropy-coded seed files exercise the range decoder too."""
+    torch.manual_seed(0)
+    config = EntropyModelConfig(name="entropy-fuzz", dim=16, layers=1, heads=2, context_frames=8, depth_hidden=16)
+    return EntropyCoder(EntropyModel(config))
+
+
+def seed_files(rng: np.random.Generator, coder: EntropyCoder) -> list[bytes]:
     files = []
     for channels, codebooks, frames in [(1, 12, 250), (2, 3, 7), (1, 24, 1501), (3, 6, 0), (1, 1, 1)]:
         meta = CodesMetadata("conv-16k", "0123abcd", 16000, channels, frames * 320, 50, codebooks, 1024, frames)
         files.append(to_bytes(CodesFile(meta, rng.integers(0, 1024, (channels, codebooks, frames)))))
+    for channels, codebooks, frames in [(1, 6, 60), (2, 3, 20)]:
+        meta = CodesMetadata("conv-16k", "0123abcd", 16000, channels, frames * 320, 50, codebooks, 1024, frames)
+        files.append(to_bytes(CodesFile(meta, rng.integers(0, 1024, (channels, codebooks, frames))), coder))
     return files
 
 
@@ -71,13 +83,14 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
 def run(cases: int, seed: int = 0) -> dict:
     """Returns counts: cases, refused, accepted (mutation left a valid file), other exceptions."""
     rng = np.random.default_rng(seed)
-    files = seed_files(rng)
+    coder = entropy_coder()
+    files = seed_files(rng, coder)
     counts = {"cases": 0, "refused": 0, "accepted": 0, "other_exceptions": [], "slowest_s": 0.0}
     for _ in range(cases):
         data = mutate(files[rng.integers(len(files))], rng)
         start = time.perf_counter()
         try:
-            from_bytes(data)
+            from_bytes(data, coder)
             counts["accepted"] += 1
         except BitstreamError:
             counts["refused"] += 1
