@@ -77,6 +77,16 @@ def test_init_from_shipped_weights(audio_folder, tmp_path):
                    f"run.init_from={first / 'model'}"))
 
 
+def test_init_from_a_plain_rvq_into_masked_channel_rvq(audio_folder, tmp_path):
+    first = tmp_path / "first"
+    train(tiny(audio_folder, first, "run.max_steps=3"))
+    second = tmp_path / "second"
+    train(tiny(audio_folder, second, "run.max_steps=0", "model.masked_quantizers=2", f"run.init_from={first / 'model'}"))
+    layers = load_model(second / "model").quantizer.layers
+    assert [bool(layer.initialized) for layer in layers[:3]] == [False, False, True]  # re-sliced ones start afresh
+    assert load_model(second / "model").config.masked_quantizers == 2
+
+
 def test_freeze_fine_tunes_only_the_decoder_and_keeps_the_codes(audio_folder, tmp_path):
     first = tmp_path / "first"
     train(tiny(audio_folder, first, "run.max_steps=5"))

@@ -54,6 +54,7 @@ class ConvCodecConfig(JsonConfig):
     num_codebooks: int = 24
     codebook_size: int = 1024
     codebook_dim: int = 8
+    masked_quantizers: int = 0       # MCRVQ: the first N quantizers each see 1/N of the latent channels
     bitrates_kbps: list[float] = field(default_factory=lambda: [1.5, 3.0, 6.0, 12.0])
 
 
@@ -90,7 +91,7 @@ class ConvCodec(StreamingModule):
             nn.Conv1d(c.code_rate_dim, c.latent_dim, 1),
         )
         self.quantizer = ResidualVectorQuantizer(c.latent_dim, c.num_codebooks, c.codebook_size,
-                                                 c.codebook_dim)
+                                                 c.codebook_dim, c.masked_quantizers)
         self.decoder = nn.Sequential(
             nn.Conv1d(c.latent_dim, c.code_rate_dim, 1),
             ChannelLayerNorm(c.code_rate_dim, eps=1e-6),

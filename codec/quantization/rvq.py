@@ -1,6 +1,12 @@
 """Residual vector quantization with quantizer dropout (SoundStream, Zeghidour et al. 2021;
 EnCodec, Défossez et al. 2022): quantizer ``k`` codes what quantizers ``0..k-1`` left over, so the
-first ``K`` codebooks alone give a coarser reconstruction at a lower bitrate."""
+first ``K`` codebooks alone give a coarser reconstruction at a lower bitrate.
+
+Masked-channel RVQ (MCRVQ, "Language-Codec", Ji et al. 2024): with ``masked_quantizers = N``,
+quantizers ``0..N-1`` each see only their own slice of ``D / N`` latent channels (the rest is
+masked out of their input and output), so the first codes describe disjoint parts of the latent
+side by side instead of the same coarse whole; quantizers ``N..`` are plain residual VQ on what is
+left."""
 
 from dataclasses import dataclass
 
@@ -8,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codec.errors import CodecError
 from codec.quantization.vq import FactorizedVectorQuantizer
 
 
@@ -22,10 +29,17 @@ class QuantizedResult:
 class ResidualVectorQuantizer(nn.Module):
     """A stack of ``num_codebooks`` factorized quantizers applied to successive residuals."""
 
-    def __init__(self, dim: int, num_codebooks: int, codebook_size: int, codebook_dim: int):
+    def __init__(self, dim: int, num_codebooks: int, codebook_size: int, codebook_dim: int,
+                 masked_quantizers: int = 0):
         super().__init__()
+        if masked_quantizers and (dim % masked_quantizers or masked_quantizers > num_codebooks):
+            raise CodecError(f"masked_quantizers={masked_quantizers} must divide the latent's {dim} channels "
+                             f"and be at most num_codebooks={num_codebooks}")
+        width = dim // masked_quantizers if masked_quantizers else dim
         self.layers = nn.ModuleList(
-            FactorizedVectorQuantizer(dim, codebook_size, codebook_dim) for _ in range(num_codebooks)
+            FactorizedVectorQuantizer(dim, codebook_size, codebook_dim,
+                                      channels=(k * width, (k + 1) * width) if k < masked_quantizers else None)
+            for k in range(num_codebooks)
         )
 
     def forward(self, z: torch.Tensor, num_codebooks: torch.Tensor) -> QuantizedResult:
@@ -73,13 +87,13 @@ class ResidualVectorQuantizer(nn.Module):
         tables = torch.cat([F.normalize(layer.codebook, dim=-1) for layer in layers])       # [K*N, d]
         offsets = torch.arange(count, device=codes.device)[None, :, None] * size
         entries = F.embedding(codes + offsets, tables)                                          # [B, K, F, d]
-        biases = torch.stack([layer.out_proj.bias for layer in layers])                         # [K, D]
+        biases = torch.stack([layer.out_proj.bias * layer.channel_mask for layer in layers])    # [K, D]
         if codebook_mask is not None:
             entries = entries * codebook_mask[None, :, None, None]
             bias = codebook_mask @ biases
         else:
             bias = biases.sum(dim=0)
-        weights = torch.cat([layer.out_proj.weight.t() for layer in layers])                   # [K*d, D]
+        weights = torch.cat([(layer.out_proj.weight * layer.channel_mask[:, None]).t() for layer in layers])  # [K*d, D]
         stacked = entries.transpose(1, 2).reshape(batch, frames, -1)                            # [B, F, K*d]
         return (stacked @ weights + bias).transpose(1, 2)
 

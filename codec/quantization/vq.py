@@ -27,12 +27,20 @@ class FactorizedVectorQuantizer(nn.Module):
         codebook_dim: dimension of the normalised lookup space.
         usage_decay: decay of the running per-entry usage count (per training step).
         dead_usage: running usage below which an entry is re-seeded.
+        channels: ``(start, stop)`` to see and write only those latent channels (masked-channel
+            RVQ, "Language-Codec", Ji et al. 2024); ``None`` for all of them.
     """
 
     def __init__(self, dim: int, codebook_size: int, codebook_dim: int,
-                 usage_decay: float = 0.99, dead_usage: float = 0.01):
+                 usage_decay: float = 0.99, dead_usage: float = 0.01, channels: tuple[int, int] | None = None):
         super().__init__()
         self.codebook_size = codebook_size
+        # masked-channel quantizer (Language-Codec's MCRVQ): it reads and writes only the latent
+        # channels [start, stop); the mask is derived from the config, not stored with the weights
+        mask = torch.ones(dim)
+        if channels is not None:
+            mask.zero_()[channels[0]:channels[1]] = 1.0
+        self.register_buffer("channel_mask", mask, persistent=False)
         self.in_proj = nn.Linear(dim, codebook_dim)
         self.out_proj = nn.Linear(codebook_dim, dim)
         self.codebook = nn.Parameter(torch.randn(codebook_size, codebook_dim))
@@ -43,7 +51,7 @@ class FactorizedVectorQuantizer(nn.Module):
 
     def _lookup_space(self, z: torch.Tensor) -> torch.Tensor:
         """``[B, D, F] -> [B, F, codebook_dim]`` unit vectors."""
-        return F.normalize(self.in_proj(z.transpose(1, 2)), dim=-1)
+        return F.normalize(self.in_proj((z * self.channel_mask[:, None]).transpose(1, 2)), dim=-1)
 
     def _nearest(self, e: torch.Tensor) -> torch.Tensor:
         """``[B, F, d]`` unit vectors -> ``[B, F]`` indices of the most similar entries."""
@@ -56,7 +64,7 @@ class FactorizedVectorQuantizer(nn.Module):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """``[B, F]`` codes -> ``[B, D, F]`` quantized latent."""
         entries = F.embedding(codes, F.normalize(self.codebook, dim=-1))
-        return self.out_proj(entries).transpose(1, 2)
+        return (self.out_proj(entries) * self.channel_mask).transpose(1, 2)
 
     def forward(self, z: torch.Tensor, active: torch.Tensor):
         """Quantize with a straight-through gradient.
@@ -79,7 +87,7 @@ class FactorizedVectorQuantizer(nn.Module):
         commitment_loss = ((e - q.detach()).pow(2) * weight).sum() / denominator
         codebook_loss = ((q - e.detach()).pow(2) * weight).sum() / denominator
         q = e + (q - e).detach()
-        return self.out_proj(q).transpose(1, 2), codes, commitment_loss, codebook_loss
+        return (self.out_proj(q) * self.channel_mask).transpose(1, 2), codes, commitment_loss, codebook_loss
 
     @torch.no_grad()
     def _train_codebook_health(self, e: torch.Tensor, active: torch.Tensor) -> None:

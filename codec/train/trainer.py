@@ -15,6 +15,7 @@ per logging interval) and ``tensorboard/``. Steps whose loss or gradient is not 
 skipped and counted; gradients are clipped.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -70,6 +71,35 @@ def restore_checkpoint(path: Path, model, optimizer, data=None) -> dict:
     if data is not None:
         data.rng.bit_generator.state = json.loads(state["data_rng"])
     return state
+
+
+def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, console: Console) -> None:
+    """Start ``model`` from ``initial``'s weights (``run.init_from``).
+
+    The configs may differ in what keeps every tensor's shape (e.g. the name, the bitrates, or
+    ``masked_quantizers``): a quantizer whose channel slice changed starts its codebook afresh from
+    the data (data-driven initialisation), keeping the pre-trained projections.
+
+    Raises:
+        CodecError: if a tensor's shape differs (a different architecture).
+    """
+    target = model.state_dict()
+    source_state = initial.state_dict()
+    if set(target) != set(source_state) or any(target[k].shape != v.shape for k, v in source_state.items()):
+        raise CodecError(f"run.init_from={source}: its config differs from the recipe's model section "
+                         f"in the shapes of its weights")
+    device = next(model.parameters()).device
+    model.load_state_dict({k: v.to(device) for k, v in source_state.items()})
+    resliced = [k for k, (new, old) in enumerate(zip(model.quantizer.layers, initial.quantizer.layers, strict=True))
+                if not torch.equal(new.channel_mask.cpu(), old.channel_mask.cpu())]
+    for k in resliced:
+        model.quantizer.layers[k].initialized.fill_(False)
+        model.quantizer.layers[k].usage.fill_(1.0)
+    differences = [f.name for f in dataclasses.fields(initial.config)
+                   if getattr(initial.config, f.name) != getattr(model.config, f.name)]
+    if differences:
+        console.print(f"init_from {source}: config differs in {', '.join(differences)}"
+                      + (f"; quantizers {resliced} re-initialised from data" if resliced else ""))
 
 
 def _frozen_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.Module]:
@@ -150,10 +180,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         # continue training across machines from shipped weights (a fresh optimizer state)
         from codec.models import load_model
 
-        initial = load_model(run.init_from)
-        if initial.config != recipe.model:
-            raise CodecError(f"run.init_from={run.init_from}: its config differs from the recipe's model section")
-        model.load_state_dict({k: v.to(device) for k, v in initial.state_dict().items()})
+        _load_initial_weights(model, load_model(run.init_from), run.init_from, console)
     if resume:
         state = restore_checkpoint(checkpoint_path, model, optimizer, dataset if world_size == 1 else None)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
