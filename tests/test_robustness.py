@@ -147,6 +147,18 @@ def test_float_wav_beyond_full_scale_is_limited_with_a_count(tiny_model, tmp_pat
     assert f"{outside} samples were beyond ±1.0" in result.output
 
 
+def test_decoded_overshoot_is_clipped_with_a_count_never_wrapped(tiny_model, tmp_path, monkeypatch, valid_codes):
+    import codec.coding
+
+    overshoot = np.array([[1.5], [-1.5], [0.5], [-3.0]], dtype=np.float32)
+    monkeypatch.setattr(codec.coding, "decode_blocks", lambda model, codes_file: iter([overshoot]))
+    (tmp_path / "hot.codes").write_bytes(valid_codes)
+    report = decode_file(tiny_model, tmp_path / "hot.codes", tmp_path / "hot.wav")
+    assert any("3 decoded samples exceeded ±1.0 and were clipped" in w for w in report.warnings)
+    written, _ = sf.read(str(tmp_path / "hot.wav"), dtype="int16")
+    assert list(written) == [32767, -32768, 16384, -32768]      # full scale, the same sign
+
+
 def tiny_model_dir_of(model):
     return model.source_dir
 
