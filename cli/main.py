@@ -154,6 +154,10 @@ def info(
     values["nominal_kbps"] = round(meta.codebooks * meta.bits_per_code * values["frame_rate"] / 1000, 3)
     values["file_kbps"] = round(values["file_bytes"] * 8 / seconds / 1000, 3) if seconds else None
     values["entropy_coded"] = meta.entropy_coded
+    if meta.has_global:
+        from codec.bitstream import read_global_codes
+
+        values["global_codes"] = read_global_codes(path.read_bytes()).tolist()  # per channel, sent once
     if as_json:
         print(json.dumps(values, indent=2))
     else:

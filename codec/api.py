@@ -29,10 +29,15 @@ from codec.models import load_model as _load_network
 
 @dataclass
 class Codes:
-    """Codes of one signal: ``codes [C, K, F]`` int64 (channels, codebooks, frames) and metadata."""
+    """Codes of one signal: ``codes [C, K, F]`` int64 (channels, codebooks, frames), metadata, and
+    for models with a time-invariant code (TiCodec) ``global_codes [C, G]``, sent once."""
 
     metadata: CodesMetadata
     codes: np.ndarray
+    global_codes: np.ndarray | None = None
+
+    def _file(self) -> CodesFile:
+        return CodesFile(self.metadata, self.codes, self.global_codes)
 
     @property
     def bitrate_kbps(self) -> float:
@@ -46,7 +51,7 @@ class Codes:
 
     def to_bytes(self, entropy_coder=None) -> bytes:
         """The ``.codes`` file format (``codec/bitstream.py``)."""
-        return to_bytes(CodesFile(self.metadata, self.codes), entropy_coder)
+        return to_bytes(self._file(), entropy_coder)
 
     @classmethod
     def from_bytes(cls, data: bytes, model: "Codec | None" = None) -> "Codes":
@@ -59,7 +64,7 @@ class Codes:
         if model is not None and read_metadata(data).entropy_coded:
             coder = coding.entropy_coder_for(model.network)
         parsed = from_bytes(data, coder)
-        return cls(parsed.metadata, parsed.codes)
+        return cls(parsed.metadata, parsed.codes, parsed.global_codes)
 
     def save(self, path: Path | str) -> None:
         Path(path).write_bytes(self.to_bytes())
@@ -106,7 +111,7 @@ class Codec:
         """
         array, _ = _as_samples_by_channels(audio)
         codes_file = coding.encode_audio(self.network, array, int(sample_rate), float(bitrate))
-        return Codes(codes_file.metadata, codes_file.codes)
+        return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
     def decode(self, codes: Codes, tensor: bool = False):
         """``(audio, sample_rate)``: numpy float32 ``[T, C]``, or torch ``[C, T]`` with ``tensor=True``.
@@ -114,7 +119,7 @@ class Codec:
         Raises:
             CodecError: if the codes were made by another model.
         """
-        audio, rate = coding.decode_audio(self.network, CodesFile(codes.metadata, codes.codes))
+        audio, rate = coding.decode_audio(self.network, codes._file())
         return (torch.from_numpy(np.ascontiguousarray(audio.T)), rate) if tensor else (audio, rate)
 
 
@@ -131,7 +136,7 @@ def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float 
                 model: str | Path | None = None, force: bool = False, entropy: bool | None = None) -> Codes:
     """Encode an audio file to a ``.codes`` file (what ``codec encode`` does)."""
     codes_file, _ = coding.encode_file(_load_network(model), input_path, output_path, bitrate, force, entropy)
-    return Codes(codes_file.metadata, codes_file.codes)
+    return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
 
 def decode_file(input_path: Path | str, output_path: Path | str, model: str | Path | None = None,

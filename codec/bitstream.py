@@ -5,10 +5,12 @@ All integers are little-endian.
     offset  size  field
     0       4     magic b"CODC"
     4       1     format version (1)
-    5       1     flags: bit 0 set = entropy-coded payload (see below), other bits zero
+    5       1     flags: bit 0 set = entropy-coded payload, bit 1 set = global-code section
+                  (both below), other bits zero
     6       2     uint16: length M of the metadata in bytes
     8       M     metadata: UTF-8 JSON object (keys below), no whitespace
-    8+M     ...   chunks, one after another up to the end of the file; each chunk is
+    8+M     G     global-code section, only with flag bit 1 (else G = 0)
+    8+M+G   ...   chunks, one after another up to the end of the file; each chunk is
                     P       payload: bit-packed codes, P given by the metadata (below)
                     uint32  CRC-32 (zlib) of the payload; the first chunk's CRC also covers
                             the header and metadata before it, so every byte is checked
@@ -28,6 +30,12 @@ With bit 0 of the flags set, the metadata also names the entropy model (``entrop
                             header and metadata)
                     uint32  CRC-32 of the chunk's codes, bit-packed as below: a decoder whose
                             model disagrees with the encoder's is caught here
+
+With bit 1 of the flags set (models with a time-invariant code, TiCodec), the metadata also has
+``global_codebooks`` (G codes per channel) and ``global_codebook_size``, and the global-code
+section holds the C x G codes, channel by channel, each an unsigned
+``ceil(log2(global_codebook_size))``-bit number, MSB first, zero-padded to a whole byte. It is
+covered by the first chunk's CRC, and its bytes count in the file's bitrate.
 
 Payload: chunk ``j`` holds frames ``[j * 1500, (j + 1) * 1500)`` (the last chunk fewer; a file
 of 0 frames has one empty chunk, for its CRC); inside
@@ -52,6 +60,7 @@ MAGIC = b"CODC"
 VERSION = 1
 FRAMES_PER_CHUNK = 1500
 FLAG_ENTROPY = 1
+FLAG_GLOBAL = 2
 MAX_CODEBOOK_SIZE = 1 << 16
 MAX_CHANNELS = 1024
 MAX_CODEBOOKS = 1024
@@ -77,6 +86,8 @@ class CodesMetadata:
     frames: int
     entropy_model: str | None = None    # only in entropy-coded files
     entropy_weights: str | None = None
+    global_codebooks: int | None = None       # only with a global-code section
+    global_codebook_size: int | None = None
 
     @property
     def entropy_coded(self) -> bool:
@@ -86,11 +97,21 @@ class CodesMetadata:
     def bits_per_code(self) -> int:
         return max(1, math.ceil(math.log2(self.codebook_size)))
 
+    @property
+    def has_global(self) -> bool:
+        return self.global_codebooks is not None
+
+    def global_section_bytes(self) -> int:
+        if not self.has_global:
+            return 0
+        return math.ceil(self.channels * self.global_codebooks * _bits(self.global_codebook_size) / 8)
+
 
 @dataclass
 class CodesFile:
     metadata: CodesMetadata
     codes: np.ndarray      # [C, K, F] integer codes
+    global_codes: np.ndarray | None = None   # [C, G] time-invariant codes (TiCodec models)
 
 
 def pack_codes(values: np.ndarray, bits: int) -> bytes:
@@ -125,7 +146,16 @@ def to_bytes(codes_file: CodesFile, entropy_coder=None) -> bytes:
     if entropy_coder is not None:
         values["entropy_model"], values["entropy_weights"] = entropy_coder.name, entropy_coder.weights[:8]
     metadata = json.dumps({k: v for k, v in values.items() if v is not None}, separators=(",", ":")).encode()
-    parts = [_HEADER.pack(MAGIC, VERSION, FLAG_ENTROPY if entropy_coder else 0, len(metadata)), metadata]
+    flags = (FLAG_ENTROPY if entropy_coder else 0) | (FLAG_GLOBAL if meta.has_global else 0)
+    parts = [_HEADER.pack(MAGIC, VERSION, flags, len(metadata)), metadata]
+    if meta.has_global:
+        global_codes = np.asarray(codes_file.global_codes)
+        if global_codes.shape != (meta.channels, meta.global_codebooks):
+            raise ValueError(f"global codes shape {global_codes.shape} does not match metadata "
+                             f"{(meta.channels, meta.global_codebooks)}")
+        if global_codes.size and (global_codes.min() < 0 or global_codes.max() >= meta.global_codebook_size):
+            raise ValueError(f"global codes outside [0, {meta.global_codebook_size})")
+        parts.append(pack_codes(global_codes.reshape(-1), _bits(meta.global_codebook_size)))
     frame_major = codes.transpose(2, 0, 1)  # [F, C, K]
     for start in _chunk_starts(meta.frames):
         chunk = frame_major[start:start + FRAMES_PER_CHUNK]
@@ -138,6 +168,10 @@ def to_bytes(codes_file: CodesFile, entropy_coder=None) -> bytes:
         covered = b"".join(parts) + body if start == 0 else body
         parts += [body, _UINT32.pack(zlib.crc32(covered)), codes_crc]
     return b"".join(parts)
+
+
+def _bits(codebook_size: int) -> int:
+    return max(1, math.ceil(math.log2(codebook_size)))
 
 
 def _chunk_starts(frames: int) -> range:
@@ -165,6 +199,11 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
             or not isinstance(meta.frame_rate, (int, float)) or isinstance(meta.frame_rate, bool)
             or not math.isfinite(meta.frame_rate) or meta.frame_rate <= 0
             or (meta.entropy_model is None) != (meta.entropy_weights is None)
+            or (meta.global_codebooks is None) != (meta.global_codebook_size is None)
+            or (meta.has_global and not all(isinstance(v, int) and not isinstance(v, bool)
+                                            for v in (meta.global_codebooks, meta.global_codebook_size)))
+            or (meta.has_global and not (1 <= meta.global_codebooks <= MAX_CODEBOOKS
+                                         and 2 <= meta.global_codebook_size <= MAX_CODEBOOK_SIZE))
             or not isinstance(meta.entropy_model or "", str) or not isinstance(meta.entropy_weights or "", str)):
         raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
                              f"(invalid values)")
@@ -187,7 +226,7 @@ def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
         newer = " (written by a newer codec; upgrade to read it)" if version > VERSION else ""
         raise BitstreamError(f"unsupported .codes format version {version} at offset 4; this codec reads "
                              f"version {VERSION}{newer}")
-    if flags & ~FLAG_ENTROPY:
+    if flags & ~(FLAG_ENTROPY | FLAG_GLOBAL):
         raise BitstreamError(f"unsupported flags {flags:#04x} at offset 5")
     offset = _HEADER.size + metadata_length
     if len(data) < offset:
@@ -195,7 +234,29 @@ def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
     meta = _parse_metadata(data[_HEADER.size:offset])
     if bool(flags & FLAG_ENTROPY) != meta.entropy_coded:
         raise BitstreamError("corrupt header: the entropy-coding flag at offset 5 disagrees with the metadata")
+    if bool(flags & FLAG_GLOBAL) != meta.has_global:
+        raise BitstreamError("corrupt header: the global-code flag at offset 5 disagrees with the metadata")
     return meta, offset
+
+
+def read_global_codes(data: bytes) -> np.ndarray | None:
+    """The global (time-invariant) codes ``[C, G]`` of a file that has them, else None, without
+    decoding the rest (``codec info``; their CRC is checked when the file is decoded).
+    Raises BitstreamError."""
+    meta, offset = _read_head(data)
+    return _read_global(data, meta, offset)[0]
+
+
+def _read_global(data: bytes, meta: CodesMetadata, offset: int) -> tuple[np.ndarray | None, int]:
+    if not meta.has_global:
+        return None, offset
+    end = offset + meta.global_section_bytes()
+    if len(data) < end:
+        raise BitstreamError(f"truncated in the global-code section (bytes {offset}-{end - 1}); the file has "
+                             f"{len(data)} bytes")
+    count = meta.channels * meta.global_codebooks
+    codes = unpack_codes(data[offset:end], count, _bits(meta.global_codebook_size))
+    return codes.reshape(meta.channels, meta.global_codebooks), end
 
 
 def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
@@ -209,6 +270,7 @@ def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
             each with a one-line message.
     """
     meta, offset = _read_head(data)
+    global_codes, offset = _read_global(data, meta, offset)  # chunk 0's CRC covers it: checked below
     if meta.entropy_coded:
         if entropy_coder is None:
             raise BitstreamError(f"entropy-coded with model '{meta.entropy_model}' (weights "
@@ -259,4 +321,7 @@ def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
     codes = np.concatenate(frames).transpose(1, 2, 0)
     if codes.size and codes.max() >= meta.codebook_size:
         raise BitstreamError(f"code value {codes.max()} is outside the codebook of {meta.codebook_size}")
-    return CodesFile(meta, codes)
+    if global_codes is not None and global_codes.size and global_codes.max() >= meta.global_codebook_size:
+        raise BitstreamError(f"global code value {global_codes.max()} is outside its codebook of "
+                             f"{meta.global_codebook_size}")
+    return CodesFile(meta, codes, global_codes)

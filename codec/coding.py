@@ -48,8 +48,9 @@ def _resampler(from_rate: int, to_rate: int, channels: int) -> Callable[..., np.
 
 
 def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: int, channels: int,
-                  num_codebooks: int) -> tuple[np.ndarray, int]:
-    """Encode ``[n, C]`` float blocks; returns ``(codes [C, K, F], number of input samples)``."""
+                  num_codebooks: int) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """Encode ``[n, C]`` float blocks; returns ``(codes [C, K, F], number of input samples,
+    global codes [C, G] or None)``."""
     encoder = StreamingEncoder(model, num_codebooks, batch_size=channels)
     resample = _resampler(sample_rate, model.sample_rate, channels)
     codes, pending, seen = [], np.zeros((0, channels)), 0
@@ -69,14 +70,17 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
     target = model_length(seen, sample_rate, model.sample_rate) - fed  # exactly what the input covers
     feed(np.concatenate([pending, np.zeros((max(0, target - len(pending)), channels))])[:max(0, target)])
     codes.append(encoder.flush().numpy())
-    return np.concatenate(codes, axis=-1), seen
+    global_codes = None if encoder.global_codes is None else encoder.global_codes.numpy()
+    return np.concatenate(codes, axis=-1), seen, global_codes
 
 
 def decode_blocks(model: ConvCodec, codes_file: CodesFile) -> Iterator[np.ndarray]:
     """Decoded ``[n, C]`` float32 blocks at the original rate, ``samples`` in all, exactly."""
     meta = codes_file.metadata
     check_compatible(model, meta)
-    decoder = StreamingDecoder(model, batch_size=meta.channels)
+    global_codes = None if codes_file.global_codes is None else torch.from_numpy(
+        np.asarray(codes_file.global_codes, dtype=np.int64))
+    decoder = StreamingDecoder(model, batch_size=meta.channels, global_codes=global_codes)
     resample = _resampler(model.sample_rate, meta.sample_rate, meta.channels)
     model_samples_left = model_length(meta.samples, meta.sample_rate, model.sample_rate)
     samples_left = meta.samples
@@ -105,13 +109,17 @@ def _codebooks(model: ConvCodec, bitrate_kbps: float) -> int:
         raise CodecError(str(error)) from None
 
 
-def _metadata(model: ConvCodec, sample_rate: int, codes: np.ndarray, num_samples: int) -> CodesMetadata:
+def _codes_file(model: ConvCodec, sample_rate: int, codes: np.ndarray, num_samples: int,
+                global_codes: np.ndarray | None) -> CodesFile:
     frame_rate = model.frame_rate
-    return CodesMetadata(
+    meta = CodesMetadata(
         model=model.config.name, weights=getattr(model, "weights_sha256", "")[:8], sample_rate=sample_rate,
         channels=codes.shape[0], samples=num_samples,
         frame_rate=int(frame_rate) if float(frame_rate).is_integer() else round(frame_rate, 6),
         codebooks=codes.shape[1], codebook_size=model.codebook_size, frames=codes.shape[2])
+    if global_codes is not None:
+        meta.global_codebooks, meta.global_codebook_size = global_codes.shape[1], model.config.global_codebook_size
+    return CodesFile(meta, codes, global_codes)
 
 
 def _limit(block: np.ndarray, report_counts: list[int]) -> np.ndarray:
@@ -138,8 +146,8 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
         raise CodecError("audio contains NaN or infinite samples")
     step = int(BLOCK_SECONDS * sample_rate)
     blocks = (audio[start:start + step] for start in range(0, len(audio), step))
-    codes, seen = encode_blocks(model, blocks, sample_rate, audio.shape[1], _codebooks(model, bitrate_kbps))
-    return CodesFile(_metadata(model, sample_rate, codes, seen), codes)
+    return _codes_file(model, sample_rate, *encode_blocks(model, blocks, sample_rate, audio.shape[1],
+                                                          _codebooks(model, bitrate_kbps)))
 
 
 def check_compatible(model: ConvCodec, meta: CodesMetadata) -> None:
@@ -260,11 +268,12 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     report, clipped = CodingReport(), [0]
     with open_audio(input_path) as source:
         blocks = (_limit(b, clipped) for b in read_blocks(source, input_path, int(BLOCK_SECONDS * source.samplerate)))
-        codes, seen = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks)
+        encoded = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks)
+        seen = encoded[1]
         if source.frames > 0 and seen < source.frames:
             report.warnings.append(f"{input_path}: file is truncated: its header announces {source.frames} "
                                    f"samples, {seen} could be read; coded those")
-        codes_file = CodesFile(_metadata(model, source.samplerate, codes, seen), codes)
+        codes_file = _codes_file(model, source.samplerate, *encoded)
     if clipped[0]:
         report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale and were "
                                f"limited to ±1.0")

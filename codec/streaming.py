@@ -14,6 +14,11 @@ decoding plus ``flush()`` gives the offline waveform (to float rounding).
 
 The decoded stream lags the input by ``model.latency`` samples: one code frame (a frame must be
 complete before it is coded) plus the inverse STFT's overlap.
+
+A model with a time-invariant global code (TiCodec, ``config.global_groups > 0``) summarises the
+first ``config.global_seconds`` of the stream: the encoder holds its codes back until then (or
+until ``flush()``), then sets ``encoder.global_codes [B, G]``, which the decoder needs before its
+first frame (``StreamingDecoder(model, global_codes=...)`` or ``decoder.global_codes = ...``).
 """
 
 import torch
@@ -61,23 +66,47 @@ class StreamingEncoder(_Session):
     def reset(self) -> None:
         super().reset()
         self._buffer = torch.zeros(self.batch_size, 1, 0)
+        self.global_codes = None     # [B, G] once known (models with a global code)
+        self._held = torch.zeros(self.batch_size, self.model.config.latent_dim, 0)  # latents awaiting it
+        self._flushing = False
+
+    def _no_codes(self) -> torch.Tensor:
+        return torch.zeros(self.batch_size, self.num_codebooks, 0, dtype=torch.long)
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
         """Codes of every frame completed by this chunk: ``[B, K, f]`` (``f`` may be 0)."""
         audio = torch.cat([self._buffer, audio.to(self._buffer.dtype)], dim=-1)
         whole = audio.shape[-1] // self.model.frame_size * self.model.frame_size
         self._buffer = audio[..., whole:]
-        if whole == 0:
-            return torch.zeros(self.batch_size, self.num_codebooks, 0, dtype=torch.long)
-        return self._run(self.model.encode, audio[..., :whole], self.num_codebooks)
+        if whole == 0 and not self._flushing:
+            return self._no_codes()
+        latent = self._run(self.model.encode_latent, audio[..., :whole]) if whole else self._held[..., :0]
+        return self._quantize(latent)
+
+    def _quantize(self, latent: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        if model.global_code is not None and self.global_codes is None:
+            self._held = torch.cat([self._held, latent], dim=-1)
+            if self._held.shape[-1] < model.global_frames and not self._flushing:
+                return self._no_codes()
+            latent, self._held = self._held, self._held[..., :0]
+            self.global_codes = model.encode_global(latent) if latent.shape[-1] else \
+                torch.zeros(self.batch_size, model.config.global_groups, dtype=torch.long)  # an empty stream
+        if latent.shape[-1] == 0:
+            return self._no_codes()
+        return model.quantize_latent(latent, self.num_codebooks, self.global_codes)
 
     def flush(self) -> torch.Tensor:
-        """Codes of the buffered partial frame, zero-padded (``[B, K, 0]`` if none is buffered)."""
-        if self._buffer.shape[-1] == 0:
-            return torch.zeros(self.batch_size, self.num_codebooks, 0, dtype=torch.long)
-        pad = self.model.frame_size - self._buffer.shape[-1]
-        self._buffer = torch.nn.functional.pad(self._buffer, (0, pad))
-        return self.encode(torch.zeros(self.batch_size, 1, 0))
+        """Codes of the buffered partial frame, zero-padded (``[B, K, 0]`` if none is buffered),
+        and of any frames held back for the global code."""
+        if self._buffer.shape[-1]:
+            pad = self.model.frame_size - self._buffer.shape[-1]
+            self._buffer = torch.nn.functional.pad(self._buffer, (0, pad))
+        self._flushing = True
+        try:
+            return self.encode(torch.zeros(self.batch_size, 1, 0))
+        finally:
+            self._flushing = False
 
     @property
     def buffered_samples(self) -> int:
@@ -91,8 +120,9 @@ class StreamingDecoder(_Session):
     returns the last ones at the end of the stream.
     """
 
-    def __init__(self, model: ConvCodec, batch_size: int = 1):
+    def __init__(self, model: ConvCodec, batch_size: int = 1, global_codes: torch.Tensor | None = None):
         super().__init__(model, [model.decoder, model.head], batch_size)
+        self.global_codes = global_codes   # [B, G] for a model with a global code (kept across reset)
 
     def reset(self) -> None:
         super().reset()
@@ -108,7 +138,7 @@ class StreamingDecoder(_Session):
         if codes.shape[-1] == 0:
             return torch.zeros(self.batch_size, 1, 0)
         with torch.inference_mode():
-            latent = self.model.quantizer.decode(codes)
+            latent = self.model.dequantize(codes, self.global_codes)
         self._last_latent = latent[..., -1:]
         return self._released(self._run(self.model.decode_latent, latent))
 

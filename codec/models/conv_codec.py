@@ -30,7 +30,7 @@ from codec.modules import (
     ISTFTHead,
     StreamingModule,
 )
-from codec.quantization import QuantizedResult, ResidualVectorQuantizer
+from codec.quantization import GlobalCode, QuantizedResult, ResidualVectorQuantizer
 
 
 @dataclass
@@ -55,6 +55,10 @@ class ConvCodecConfig(JsonConfig):
     codebook_size: int = 1024
     codebook_dim: int = 8
     masked_quantizers: int = 0       # MCRVQ: the first N quantizers each see 1/N of the latent channels
+    global_groups: int = 0           # TiCodec time-invariant code: G group codebooks, 0 = none
+    global_dim: int = 64
+    global_codebook_size: int = 256
+    global_seconds: float = 3.0      # the global code summarises the first seconds of a stream
     bitrates_kbps: list[float] = field(default_factory=lambda: [1.5, 3.0, 6.0, 12.0])
 
 
@@ -62,6 +66,7 @@ class ConvCodecConfig(JsonConfig):
 class CodecOutput:
     audio: torch.Tensor              # [B, 1, T] reconstruction
     quantized: QuantizedResult
+    consistency: torch.Tensor | None = None   # TiCodec's global-code consistency loss (scalar)
 
 
 class ConvCodec(StreamingModule):
@@ -102,6 +107,8 @@ class ConvCodec(StreamingModule):
             ChannelLayerNorm(c.analysis_dim, eps=1e-6),
         )
         self.head = ISTFTHead(c.analysis_dim, c.synthesis_n_fft, c.hop_length)
+        self.global_code = GlobalCode(c.latent_dim, c.global_dim, c.global_groups, c.global_codebook_size,
+                                      c.codebook_dim) if c.global_groups else None
 
     # --- the codec interface -------------------------------------------------------------
     @property
@@ -161,17 +168,64 @@ class ConvCodec(StreamingModule):
         """``[B, D, F] -> [B, 1, F * frame_size]`` waveform."""
         return self.head(self.decoder(latent))
 
-    @torch.no_grad()
-    def encode(self, wav: torch.Tensor, num_codebooks: int) -> torch.Tensor:
-        """``wav [B, 1, T]`` (T a multiple of ``frame_size``) -> ``codes [B, K, F]`` int64."""
-        return self.quantizer.encode(self.encode_latent(wav), num_codebooks)
+    # --- time-invariant (global) codes: models with config.global_groups > 0 ------------------
+    @property
+    def global_frames(self) -> int:
+        """Code frames the global code summarises (the first ``global_seconds`` of a stream)."""
+        return max(1, round(self.config.global_seconds * self.frame_rate))
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+    def encode_global(self, latent: torch.Tensor) -> torch.Tensor | None:
+        """``latent [B, D, F]`` -> global codes ``[B, G]`` from its first ``global_frames``
+        frames; None for a model without a global code."""
+        return None if self.global_code is None else self.global_code.encode(latent[..., :self.global_frames])
+
+    def _global_embedding(self, global_codes: torch.Tensor | None, batch: int) -> torch.Tensor | int:
+        if self.global_code is None:
+            return 0
+        if global_codes is None or tuple(global_codes.shape) != (batch, self.config.global_groups):
+            raise ValueError(f"{self.config.name} needs global codes [{batch}, {self.config.global_groups}]")
+        return self.global_code.embedding(global_codes)
+
+    @torch.no_grad()
+    def quantize_latent(self, latent: torch.Tensor, num_codebooks: int,
+                        global_codes: torch.Tensor | None = None) -> torch.Tensor:
+        """``latent [B, D, F]`` -> ``codes [B, K, F]``: what the global code leaves, residual-quantized."""
+        return self.quantizer.encode(latent - self._global_embedding(global_codes, latent.shape[0]), num_codebooks)
+
+    @torch.no_grad()
+    def encode(self, wav: torch.Tensor, num_codebooks: int, global_codes: torch.Tensor | None = None) -> torch.Tensor:
+        """``wav [B, 1, T]`` (T a multiple of ``frame_size``) -> ``codes [B, K, F]`` int64.
+
+        A model with a global code uses ``global_codes [B, G]`` (from ``encode_global``), or
+        computes them from this signal's start.
+        """
+        latent = self.encode_latent(wav)
+        if global_codes is None:
+            global_codes = self.encode_global(latent)
+        return self.quantize_latent(latent, num_codebooks, global_codes)
+
+    def dequantize(self, codes: torch.Tensor, global_codes: torch.Tensor | None = None) -> torch.Tensor:
+        """``codes [B, K, F]`` (and ``global_codes [B, G]`` if the model has them) -> latent ``[B, D, F]``.
+
+        Raises:
+            ValueError: if a model with a global code gets none (or of the wrong shape).
+        """
+        return self.quantizer.decode(codes) + self._global_embedding(global_codes, codes.shape[0])
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, global_codes: torch.Tensor | None = None) -> torch.Tensor:
         """``codes [B, K, F]`` -> ``wav [B, 1, F * frame_size]``."""
-        return self.decode_latent(self.quantizer.decode(codes))
+        return self.decode_latent(self.dequantize(codes, global_codes))
 
     def forward(self, wav: torch.Tensor, num_codebooks: torch.Tensor) -> CodecOutput:
         """Training pass: ``wav [B, 1, T]``, ``num_codebooks [B]`` int (quantizer dropout)."""
-        quantized = self.quantizer(self.encode_latent(wav), num_codebooks)
-        return CodecOutput(self.decode_latent(quantized.quantized), quantized)
+        latent = self.encode_latent(wav)
+        if self.global_code is None:
+            quantized = self.quantizer(latent, num_codebooks)
+            return CodecOutput(self.decode_latent(quantized.quantized), quantized)
+        embedding, _, commitment, codebook, consistency = self.global_code(latent)
+        quantized = self.quantizer(latent - embedding, num_codebooks)
+        quantized.commitment_loss = quantized.commitment_loss + commitment
+        quantized.codebook_loss = quantized.codebook_loss + codebook
+        return CodecOutput(self.decode_latent(quantized.quantized + embedding), quantized, consistency)

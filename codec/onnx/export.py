@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.modules.streaming import start_streaming, stop_streaming, streaming_modules
 
@@ -119,6 +120,9 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
     float model's in deep codebooks (about 20% of codes at 6 kbps on the dev set) at unchanged
     PESQ; measured by ``scripts/bench_streaming.py``.
     """
+    if model.global_code is not None:
+        raise CodecError(f"{model.config.name} has a time-invariant global code; ONNX export supports "
+                         f"models without one (use --runtime torch to stream it)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval()

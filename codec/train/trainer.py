@@ -78,18 +78,20 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
 
     The configs may differ in what keeps every tensor's shape (e.g. the name, the bitrates, or
     ``masked_quantizers``): a quantizer whose channel slice changed starts its codebook afresh from
-    the data (data-driven initialisation), keeping the pre-trained projections.
+    the data (data-driven initialisation), keeping the pre-trained projections. Parts the source
+    lacks (a global code) start from their initialisation.
 
     Raises:
         CodecError: if a tensor's shape differs (a different architecture).
     """
     target = model.state_dict()
     source_state = initial.state_dict()
-    if set(target) != set(source_state) or any(target[k].shape != v.shape for k, v in source_state.items()):
+    if not set(source_state) <= set(target) or any(target[k].shape != v.shape for k, v in source_state.items()):
         raise CodecError(f"run.init_from={source}: its config differs from the recipe's model section "
                          f"in the shapes of its weights")
+    new_parts = sorted({k.split(".")[0] for k in set(target) - set(source_state)})  # e.g. a global code
     device = next(model.parameters()).device
-    model.load_state_dict({k: v.to(device) for k, v in source_state.items()})
+    model.load_state_dict({k: v.to(device) for k, v in source_state.items()}, strict=not new_parts)
     resliced = [k for k, (new, old) in enumerate(zip(model.quantizer.layers, initial.quantizer.layers, strict=True))
                 if not torch.equal(new.channel_mask.cpu(), old.channel_mask.cpu())]
     for k in resliced:
@@ -99,7 +101,8 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
                    if getattr(initial.config, f.name) != getattr(model.config, f.name)]
     if differences:
         console.print(f"init_from {source}: config differs in {', '.join(differences)}"
-                      + (f"; quantizers {resliced} re-initialised from data" if resliced else ""))
+                      + (f"; quantizers {resliced} re-initialised from data" if resliced else "")
+                      + (f"; new parts start from scratch: {', '.join(new_parts)}" if new_parts else ""))
 
 
 def _frozen_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.Module]:
@@ -233,6 +236,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 parts.update(gan.generator_losses(wav, y_hat))
             quantizer_loss = (loss_cfg.commitment_weight * output.quantized.commitment_loss
                               + loss_cfg.codebook_weight * output.quantized.codebook_loss)
+            if output.consistency is not None:  # TiCodec: a latent-side loss, like the commitment
+                quantizer_loss = quantizer_loss + loss_cfg.consistency_weight * output.consistency
             audio_losses = {k: v for k, v in parts.items() if k != "discriminator"}
             if gan is None:
                 loss = loss_cfg.mel_weight * parts["mel"] + loss_cfg.stft_weight * parts["stft"] + quantizer_loss
@@ -254,6 +259,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             step += 1
             parts.update(commitment=output.quantized.commitment_loss, codebook=output.quantized.codebook_loss,
                          loss=loss)
+            if output.consistency is not None:
+                parts["consistency"] = output.consistency
             parts = {k: v.float() for k, v in parts.items()}
             for name, value in parts.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())

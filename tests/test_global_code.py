@@ -1,0 +1,117 @@
+"""Time-invariant global codes (TiCodec): stationarity, streaming == offline, the bitstream's
+global-code section, file coding, and training with the consistency loss."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from codec.bitstream import BitstreamError, CodesFile, CodesMetadata, from_bytes, read_global_codes, to_bytes
+from codec.coding import decode_audio, encode_audio
+from codec.models import ConvCodec, load_model, save_model
+from codec.streaming import StreamingDecoder, StreamingEncoder
+from codec.train import load_recipe, train
+from tests.conftest import REPO, run_cli, tone, write_audio
+
+
+@pytest.fixture(scope="module")
+def global_model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    config = dataclasses.replace(load_recipe(REPO / "recipes" / "tiny.yaml").model, name="tiny-global",
+                                 global_groups=2, global_dim=8, global_codebook_size=64, global_seconds=0.5)
+    return save_model(ConvCodec(config).eval(), tmp_path_factory.mktemp("models") / "tiny-global")
+
+
+@pytest.fixture(scope="module")
+def global_model(global_model_dir):
+    return load_model(global_model_dir)
+
+
+def test_two_halves_of_a_stationary_signal_get_the_same_global_code(global_model):
+    latent = global_model.encode_latent(torch.from_numpy(tone(1.0, 16000, 300.0).reshape(-1)).float()[None, None])
+    first, second = latent[..., 5:25], latent[..., 25:45]       # past the causal start-up frames
+    assert torch.equal(global_model.global_code.encode(first), global_model.global_code.encode(second))
+
+
+@pytest.mark.parametrize("chunk", [1, 320 * 3 + 17, 16000])
+def test_streaming_with_the_global_code_equals_offline(global_model, chunk):
+    torch.manual_seed(1)
+    audio = 0.1 * torch.randn(2, 1, 320 * 60)                    # 1.2 s: the global code needs 0.5 s
+    expected_global = global_model.encode_global(global_model.encode_latent(audio))
+    expected = global_model.encode(audio, 6)
+    encoder = StreamingEncoder(global_model, 6, batch_size=2)
+    pieces = [encoder.encode(audio[..., start:start + chunk]) for start in range(0, audio.shape[-1], chunk)]
+    pieces.append(encoder.flush())
+    assert torch.equal(encoder.global_codes, expected_global)
+    assert torch.equal(torch.cat(pieces, dim=-1), expected)
+    decoder = StreamingDecoder(global_model, batch_size=2, global_codes=encoder.global_codes)
+    decoded = torch.cat([decoder.decode(expected), decoder.flush()], dim=-1)
+    offline = global_model.decode(expected, expected_global)
+    torch.testing.assert_close(decoded[..., :offline.shape[-1]], offline, atol=1e-4, rtol=0)
+
+
+def test_decoding_without_the_global_code_is_refused(global_model):
+    with pytest.raises(ValueError, match="needs global codes"):
+        global_model.decode(torch.zeros(1, 3, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.2, 1.3])   # none, shorter than global_seconds, longer
+def test_files_round_trip_with_the_global_code(global_model, seconds):
+    audio = tone(seconds, 16000, channels=2) if seconds else np.zeros((0, 2))
+    codes_file = encode_audio(global_model, audio, 16000, 3.0)
+    assert codes_file.global_codes.shape == (2, 2) and codes_file.metadata.global_codebooks == 2
+    parsed = from_bytes(to_bytes(codes_file))
+    np.testing.assert_array_equal(parsed.global_codes, codes_file.global_codes)
+    decoded, rate = decode_audio(global_model, parsed)
+    assert decoded.shape == (len(audio), 2) and rate == 16000
+
+
+def global_file(channels=2, groups=3):
+    rng = np.random.default_rng(0)
+    meta = CodesMetadata("tiny-global", "0123abcd", 16000, channels, 3200, 50, 4, 1024, 10,
+                         global_codebooks=groups, global_codebook_size=64)
+    return CodesFile(meta, rng.integers(0, 1024, (channels, 4, 10)), rng.integers(0, 64, (channels, groups)))
+
+
+def test_the_global_section_is_read_back_and_covered_by_the_crc():
+    original = global_file()
+    data = to_bytes(original)
+    assert data[5] == 2                                           # flag bit 1: a global-code section
+    np.testing.assert_array_equal(read_global_codes(data), original.global_codes)
+    length = int.from_bytes(data[6:8], "little")
+    section = 8 + length                                          # 2 x 3 codes of 6 bits: 5 bytes
+    damaged = data[:section] + bytes([data[section] ^ 0x10]) + data[section + 1:]
+    with pytest.raises(BitstreamError, match="CRC mismatch"):
+        from_bytes(damaged)
+    with pytest.raises(BitstreamError, match="truncated in the global-code section"):
+        from_bytes(data[:section + 2])
+    flagless = data[:5] + b"\x00" + data[6:]
+    with pytest.raises(BitstreamError, match="global-code flag"):
+        from_bytes(flagless)
+
+
+def test_cli_round_trip_and_info_show_the_global_code(global_model_dir, tmp_path):
+    source = write_audio(tmp_path / "in.wav", tone(1.0, 22050), 22050)
+    assert run_cli("encode", source, tmp_path / "a.codes", "--model", global_model_dir, "-b", "3").exit_code == 0
+    info = run_cli("info", tmp_path / "a.codes", "--json")
+    values = json.loads(info.stdout)
+    assert values["global_codebooks"] == 2 and len(values["global_codes"]) == 1
+    assert run_cli("decode", tmp_path / "a.codes", tmp_path / "out.wav", "--model", global_model_dir).exit_code == 0
+    export = run_cli("export", global_model_dir, "--out", tmp_path / "onnx")
+    assert export.exit_code == 1 and "global code" in export.output
+
+
+def test_training_with_a_global_code_logs_the_consistency_loss(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for i in range(3):
+        write_audio(folder / f"{i}.wav", tone(1.0, 16000, 150.0 + 50 * i), 16000)
+    recipe = load_recipe(REPO / "recipes" / "tiny.yaml", [
+        f"data.train_dir={folder}", f"run.out_dir={tmp_path / 'run'}", "run.max_steps=4", "run.log_every=2",
+        "model.global_groups=2", "model.global_dim=8", "model.global_codebook_size=64"])
+    train(recipe)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    assert all(np.isfinite(r["consistency"]) for r in log)
+    assert load_model(tmp_path / "run" / "model").global_code is not None
