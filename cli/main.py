@@ -8,6 +8,8 @@ import functools
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -36,6 +38,8 @@ def user_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except typer.Exit:  # an exit code chosen by the command
+            raise
         except CodecError as error:
             _fail(str(error))
         except OSError as error:
@@ -62,86 +66,227 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
 
 
 ModelOption = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Shipped model name or model directory [default: conv-16k; on decode, "
+    "--model", "-m", help="Shipped model name or model directory \\[default: conv-16k; on decode, "
                           "the model named in the file].")]
-ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output file.")]
+ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output file (in a batch: "
+                                                                 "redo files whose output exists).")]
+JobsOption = Annotated[int, typer.Option("--jobs", "-j", help="Worker processes for a batch (one torch "
+                                                             "thread each).")]
+
+
+def _arguments(command: str, inputs: list[Path] | None, output: Path | None) -> list[str]:
+    """The input arguments as given.
+
+    Raises:
+        CodecError: naming the missing argument (with one argument, click gives it to OUTPUT).
+    """
+    if not inputs:
+        missing = "OUTPUT" if output is not None else "INPUT and OUTPUT"
+        raise CodecError(f"missing {missing}: codec {command} INPUT... OUTPUT (see codec {command} --help)")
+    return [str(p) for p in inputs]
+
+
+@contextmanager
+def _readable(path: Path) -> Iterator[Path]:
+    """``path``, or stdin buffered into a temporary file for ``-``."""
+    from codec.pipes import is_stdio, stdin_file
+
+    if is_stdio(path):
+        with stdin_file() as buffered:
+            yield buffered
+    else:
+        yield path
+
+
+@contextmanager
+def _writable(path: Path, suffix: str) -> Iterator[Path]:
+    """``path``, or for ``-`` a temporary file that goes to stdout once written."""
+    from codec.pipes import is_stdio, stdout_file
+
+    if is_stdio(path):
+        with stdout_file(suffix) as buffered:
+            yield buffered
+    else:
+        yield path
+
+
+def _label(path: Path) -> str:
+    """How messages name a path argument (``-`` is stdin or stdout)."""
+    return "stdout" if str(path) == "-" else str(path)
 
 
 @app.command()
 @user_errors
 def encode(
-    input: Annotated[Path, typer.Argument(help="Audio file (WAV, FLAC, OGG, MP3; any rate and channels).")],
-    output: Annotated[Path, typer.Argument(help="The .codes file to write.")],
+    inputs: Annotated[list[Path] | None, typer.Argument(
+        metavar="INPUT", show_default=False,
+        help="Audio file (WAV, FLAC, OGG, MP3; any rate and channels), or - for stdin. Several files, a "
+             "folder or a quoted glob ('in/**/*.flac') encode them all into the folder OUTPUT.")] = None,
+    output: Annotated[Path | None, typer.Argument(
+        metavar="OUTPUT", show_default=False,
+        help="The .codes file to write (- for stdout), or a batch's output folder (the input tree is "
+             "mirrored there).")] = None,
     bitrate: Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps: 1.5, 3, 6 or 12.")] = 6.0,
     model: ModelOption = None,
     entropy: Annotated[bool | None, typer.Option("--entropy/--no-entropy", help="Range-code the codes with the "
-                                                 "model's entropy model [default: when the model has one].")] = None,
+                                                 "model's entropy model \\[default: when the model has "
+                                                 "one].")] = None,
     force: ForceOption = False,
+    jobs: JobsOption = 1,
 ) -> None:
-    """Encode an audio file into a .codes file."""
+    """Encode an audio file into a .codes file, or many files into a folder."""
+    from codec.batch import is_batch
     from codec.coding import check_paths, encode_file
     from codec.models import load_model
 
+    sources = _arguments("encode", inputs, output)
     if not any(abs(bitrate - b) < 1e-9 for b in BITRATES):
         raise CodecError(f"--bitrate {bitrate:g} is not supported; choose 1.5, 3, 6 or 12")
-    check_paths(input, output, force)
-    codes_file, report = encode_file(load_model(model), input, output, bitrate, force, entropy)
-    for warning in report.warnings:
-        stderr.print(f"warning: {warning}", soft_wrap=True)
-    meta = codes_file.metadata
-    seconds = meta.samples / meta.sample_rate
-    size = output.stat().st_size
-    kbps = f", {size * 8 / seconds / 1000:.2f} kbps" if seconds else ""
-    stderr.print(f"{output}: {seconds:.2f} s, {meta.channels} ch, {meta.codebooks} codebooks "
-                 f"({bitrate:g} kbps nominal), {size} bytes{kbps}")
+    if is_batch(sources):
+        _encode_batch(sources, output, bitrate, model, entropy, force, jobs)
+        return
+    with _readable(Path(sources[0])) as source, _writable(output, ".codes") as target:
+        check_paths(source, target, force)
+        codes_file, report = encode_file(load_model(model), source, target, bitrate, force, entropy)
+        for warning in report.warnings:
+            stderr.print(f"warning: {warning}", soft_wrap=True)
+        meta = codes_file.metadata
+        seconds = meta.samples / meta.sample_rate
+        size = target.stat().st_size
+        kbps = f", {size * 8 / seconds / 1000:.2f} kbps" if seconds else ""
+        stderr.print(f"{_label(output)}: {seconds:.2f} s, {meta.channels} ch, {meta.codebooks} codebooks "
+                     f"({bitrate:g} kbps nominal), {size} bytes{kbps}")
 
 
 @app.command()
 @user_errors
 def decode(
-    input: Annotated[Path, typer.Argument(help="The .codes file to read.")],
-    output: Annotated[Path, typer.Argument(help="Audio file to write (format from the suffix: .wav, .flac, .ogg).")],
+    inputs: Annotated[list[Path] | None, typer.Argument(
+        metavar="INPUT", show_default=False,
+        help="The .codes file (or saved packet stream) to read, or - for stdin. Several files, a folder "
+             "or a quoted glob ('codes/**/*.codes') decode them all into the folder OUTPUT.")] = None,
+    output: Annotated[Path | None, typer.Argument(
+        metavar="OUTPUT", show_default=False,
+        help="Audio file to write (format from the suffix: .wav, .flac, .ogg; - for stdout), or a batch's "
+             "output folder.")] = None,
     model: ModelOption = None,
     force: ForceOption = False,
+    sample_rate: Annotated[int | None, typer.Option(
+        "--sample-rate", "-r", help="Resample the output to this rate in Hz \\[default: the original's].",
+        show_default=False)] = None,
+    channels: Annotated[int | None, typer.Option(
+        "--channels", "-c", help="Output channels: 1 mixes down, N copies a mono original \\[default: the "
+                                 "original's].", show_default=False)] = None,
+    format: Annotated[str | None, typer.Option(
+        "--format", help="wav or flac: the format of a batch's files and of - (stdout) \\[default: wav].",
+        show_default=False)] = None,
+    jobs: JobsOption = 1,
 ) -> None:
     """Decode a .codes file (or a saved packet stream) back to audio at its original sample rate,
-    channels and length."""
-    from codec.coding import check_paths, decode_file, decode_stream_file, read_codes_metadata, read_stream_info
-    from codec.models import load_model
-    from codec.packets import STREAM_MAGIC
+    channels and length (or --sample-rate / --channels), or many files into a folder."""
+    from codec.batch import OUTPUT_FORMATS, is_batch
+    from codec.coding import check_output_format, check_paths, decode_any_file
 
-    check_paths(input, output, force)
-    with open(input, "rb") as handle:
-        is_stream = handle.read(4) == STREAM_MAGIC
-    if is_stream:  # a saved packet stream from `codec stream --save`
-        name = model or read_stream_info(input)[0].model
-        report = decode_stream_file(load_model(name), input, output, force)
+    sources = _arguments("decode", inputs, output)
+    if format is not None and format.lower() not in OUTPUT_FORMATS:
+        raise CodecError(f"--format {format} is not supported; choose {' or '.join(OUTPUT_FORMATS)}")
+    suffix = f".{(format or 'wav').lower()}"
+    check_output_format(1, sample_rate, channels)  # the rate and a positive count; the mix per file
+    if is_batch(sources):
+        _decode_batch(sources, output, suffix, model, force, sample_rate, channels, jobs)
+        return
+    if format is not None and str(output) != "-" and output.suffix.lower() != suffix:
+        raise CodecError(f"--format {format} does not match {output}: a file's suffix sets its format "
+                         f"(--format is for a batch or for - as the output)")
+    with _readable(Path(sources[0])) as source, _writable(output, suffix) as target:
+        check_paths(source, target, force)
+        report = decode_any_file(source, target, force, model, sample_rate, channels)
         for warning in report.warnings:
             stderr.print(f"warning: {warning}", soft_wrap=True)
-        _print_written(output)
-        return
-    else:
-        codec_model = load_model(model or read_codes_metadata(input).model)
-        report = decode_file(codec_model, input, output, force)
-    for warning in report.warnings:
-        stderr.print(f"warning: {warning}", soft_wrap=True)
-    _print_written(output)
+        _print_written(target, _label(output))
 
 
-def _print_written(path: Path) -> None:
+def _encode_batch(sources: list[str], output: Path, bitrate: float, model: str | None, entropy: bool | None,
+                  force: bool, jobs: int) -> None:
+    from codec.audio import AUDIO_SUFFIXES
+    from codec.batch import CODES_SUFFIX, BatchSettings, load_cached
+    from codec.coding import entropy_coder_for
+
+    network = load_cached(model)  # a bad model, bitrate or --entropy fails here, before any file
+    try:
+        network.codebooks_for_bitrate(bitrate)
+    except ValueError as error:
+        raise CodecError(str(error)) from None
+    if entropy:
+        entropy_coder_for(network, required=True)
+    settings = BatchSettings("encode", model, bitrate, entropy, force)
+    _run_batch(sources, output, settings, jobs, AUDIO_SUFFIXES, CODES_SUFFIX)
+
+
+def _decode_batch(sources: list[str], output: Path, suffix: str, model: str | None, force: bool,
+                  sample_rate: int | None, channels: int | None, jobs: int) -> None:
+    from codec.batch import CODES_SUFFIX, BatchSettings, load_cached
+
+    if model is not None:
+        load_cached(model)  # a bad --model fails here, before any file
+    settings = BatchSettings("decode", model, force=force, sample_rate=sample_rate, channels=channels)
+    _run_batch(sources, output, settings, jobs, (CODES_SUFFIX,), suffix)
+
+
+def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suffixes: tuple[str, ...],
+               output_suffix: str) -> None:
+    """Code all inputs into ``output`` with a progress bar; summary on stderr; exit 1 if any failed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from codec.audio import AUDIO_SUFFIXES
+    from codec.batch import CODES_SUFFIX, check_output_folder, find_files, plan_jobs, run_batch, summary_lines
+    from codec.pipes import is_stdio
+
+    if jobs < 1:
+        raise CodecError(f"--jobs {jobs}: must be at least 1")
+    if "-" in sources:
+        raise CodecError("- (stdin) takes one input; for several, give files, a folder or a glob")
+    if is_stdio(output):
+        raise CodecError("several inputs cannot go to - (stdout); give an output folder")
+    check_output_folder(sources, output, (CODES_SUFFIX, *AUDIO_SUFFIXES))
+    files, root = find_files(sources, input_suffixes)
+    planned, clashes = plan_jobs(files, root, output, output_suffix)
+    output.mkdir(parents=True, exist_ok=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=stderr, transient=True) as progress:
+        task = progress.add_task(f"{settings.command} ({jobs} job{'s' if jobs > 1 else ''})", total=len(planned))
+        outcomes = run_batch(planned, settings, jobs, lambda outcome: progress.advance(task))
+    outcomes += clashes
+    for line in summary_lines(outcomes, settings.command):
+        stderr.print(line, soft_wrap=True)
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _print_written(path: Path, label: str) -> None:
     import soundfile as sf
 
     info = sf.info(str(path))
-    stderr.print(f"{path}: {info.frames / info.samplerate:.2f} s, {info.channels} ch, {info.samplerate} Hz")
+    stderr.print(f"{label}: {info.frames / info.samplerate:.2f} s, {info.channels} ch, {info.samplerate} Hz")
 
 
 @app.command()
 @user_errors
 def info(
-    path: Annotated[Path, typer.Argument(help="A .codes file.")],
+    path: Annotated[Path, typer.Argument(help="A .codes file, or a model: shipped name or model directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
 ) -> None:
-    """Print the metadata of a .codes file (its CRCs are checked by decode)."""
+    """Print the metadata of a .codes file (its CRCs are checked by decode) or a model's summary."""
+    values = _codes_info(path) if path.is_file() else _model_info(path)
+    if as_json:
+        print(json.dumps(values, indent=2))
+    else:
+        width = max(map(len, values))
+        for key, value in values.items():
+            print(f"{key:<{width}}  {_plain(value)}")
+
+
+def _codes_info(path: Path) -> dict:
     from dataclasses import asdict
 
     from codec.coding import read_codes_metadata
@@ -158,12 +303,71 @@ def info(
         from codec.bitstream import read_global_codes
 
         values["global_codes"] = read_global_codes(path.read_bytes()).tolist()  # per channel, sent once
+    return values
+
+
+def _model_info(path: Path) -> dict:
+    """A model's summary; a path that is neither a file nor a model is named in the error."""
+    from dataclasses import asdict
+
+    from codec.models.catalog import summarize_model
+    from codec.models.loading import available_models
+
+    if not path.exists():
+        try:
+            return asdict(summarize_model(str(path), with_hash=True))
+        except CodecError:
+            names = ", ".join(p.name for p in available_models()) or "none"
+            raise CodecError(f"{path}: no such file, and no model has that name (models: {names})") from None
+    return asdict(summarize_model(path, with_hash=True))
+
+
+def _plain(value) -> str:
+    """A value for the text listing of ``codec info``: lists joined, ``{"6": 1.98}`` as ``6: 1.98``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
+        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
+@app.command()
+@user_errors
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
+    """List the models --model accepts by name: the shipped ones and those installed in
+    $CODEC_MODELS_DIR, with rates, size, latency and measured quality."""
+    from dataclasses import asdict
+
+    from codec.models.catalog import list_models
+
+    summaries = list_models()
     if as_json:
-        print(json.dumps(values, indent=2))
-    else:
-        width = max(map(len, values))
-        for key, value in values.items():
-            print(f"{key:<{width}}  {value}")
+        print(json.dumps([{k: v for k, v in asdict(s).items() if v is not None} for s in summaries], indent=2))
+        return
+    console = Console()
+    if not console.is_terminal:  # piped: wide enough that no column is cut
+        console = Console(width=200)
+    console.print(_models_table(summaries))
+    if not summaries:
+        stderr.print("no models found; set CODEC_MODELS_DIR to a folder of model directories")
+
+
+def _models_table(summaries):
+    from rich.table import Table
+
+    table = Table(title="models (PESQ-WB: mean on the dev set, per bitrate)", title_justify="left")
+    for column in ("name", "sample rate", "bitrates (kbps)", "parameters", "latency", "PESQ-WB", "entropy",
+                   "where"):
+        table.add_column(column, justify="right" if column in ("parameters", "latency") else "left")
+    for s in summaries:
+        pesq = ", ".join(f"{k}: {v:.2f}" for k, v in s.pesq_wb.items()) or "not measured"
+        table.add_row(s.name + (" (default)" if s.default else ""), f"{s.sample_rate / 1000:g} kHz",
+                      ", ".join(f"{b:g}" for b in s.bitrates_kbps), f"{s.parameters / 1e6:.2f} M",
+                      f"{s.latency_ms:g} ms", pesq, "yes" if s.entropy_model else "no",
+                      f"{s.source}: {s.directory}")
+    return table
 
 
 @app.command("eval")
@@ -254,7 +458,7 @@ def stream(
                                                                      "the microphone.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Record the decoded audio to a file.")] = None,
     play: Annotated[bool, typer.Option("--play/--no-play", help="Play the decoded audio on the speaker "
-                                                                "[default: play unless --output is given].")] = None,
+                                                                "\\[default: play unless --output is given].")] = None,
     bitrate: Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps: 1.5, 3, 6 or 12.")] = 6.0,
     model: ModelOption = None,
     runtime: Annotated[str, typer.Option(help="Inference runtime: torch, onnx, or onnx-int8 (8-bit weights, "
@@ -293,3 +497,7 @@ def train(
 def run() -> None:
     """Console-script entry point."""
     sys.exit(app())
+
+
+if __name__ == "__main__":  # python -m codec.cli.main (spawned batch workers import this as __mp_main__)
+    run()

@@ -47,6 +47,75 @@ def _resampler(from_rate: int, to_rate: int, channels: int) -> Callable[..., np.
     return lambda block, last=False: stream.resample_chunk(np.ascontiguousarray(block), last=last)
 
 
+MIN_OUTPUT_RATE, MAX_OUTPUT_RATE = 1000, 384000   # Hz accepted for decoding to another rate
+
+
+def _remixer(from_channels: int, to_channels: int) -> Callable[[np.ndarray], np.ndarray]:
+    """``remix(block [n, from_channels]) -> [n, to_channels]``: N -> 1 averages, 1 -> N copies.
+
+    Raises:
+        CodecError: for any other change of channel count, or fewer than one channel.
+    """
+    if to_channels == from_channels:
+        return lambda block: block
+    if to_channels == 1:
+        return lambda block: block.mean(axis=1, keepdims=True)
+    if from_channels == 1 and to_channels > 1:
+        return lambda block: np.repeat(block, to_channels, axis=1)
+    raise CodecError(f"cannot turn {from_channels} channels into {to_channels}; supported: keep "
+                     f"{from_channels}, mix down to 1, or copy 1 channel to N")
+
+
+def check_output_format(from_channels: int, sample_rate: int | None, channels: int | None) -> None:
+    """Fail before any work on an output rate or channel count that decoding cannot produce.
+
+    Raises:
+        CodecError: naming the value and what is supported.
+    """
+    if sample_rate is not None and not MIN_OUTPUT_RATE <= sample_rate <= MAX_OUTPUT_RATE:
+        raise CodecError(f"sample rate {sample_rate} Hz is not supported; choose {MIN_OUTPUT_RATE} to "
+                         f"{MAX_OUTPUT_RATE} Hz")
+    if channels is not None:
+        if channels < 1:
+            raise CodecError(f"{channels} channels is not supported; choose 1 or more")
+        _remixer(from_channels, channels)
+
+
+def convert_blocks(blocks: Iterable[np.ndarray], sample_rate: int, samples: int, to_rate: int | None,
+                   to_channels: int | None) -> Iterator[np.ndarray]:
+    """``[n, C]`` blocks at ``sample_rate`` (``samples`` in all) -> ``[m, to_channels]`` blocks at
+    ``to_rate`` (None: keep), ``round(samples * to_rate / sample_rate)`` samples in all, exactly.
+
+    Channels are remixed where there are fewer of them (before resampling when mixing down,
+    after when copying up); resampling streams through soxr, so memory stays flat.
+    """
+    blocks = iter(blocks)
+    first = next(blocks, None)
+    if first is None:
+        return
+    from_channels = first.shape[1]
+    to_rate, to_channels = to_rate or sample_rate, to_channels or from_channels
+    remix = _remixer(from_channels, to_channels)
+    early = to_channels < from_channels
+    resample = _resampler(sample_rate, to_rate, to_channels if early else from_channels)
+    left = round(samples * to_rate / sample_rate)
+
+    def convert(block: np.ndarray, last: bool = False) -> np.ndarray:
+        nonlocal left
+        block = np.asarray(block, dtype=np.float64)
+        out = resample(remix(block), last=last) if early else remix(resample(block, last=last))
+        out = out[:left]
+        left -= len(out)
+        return out.astype(np.float32)
+
+    yield convert(first)
+    for block in blocks:
+        yield convert(block)
+    yield convert(np.zeros((0, from_channels)), last=True)
+    if left > 0:
+        yield np.zeros((left, to_channels), dtype=np.float32)
+
+
 def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: int, channels: int,
                   num_codebooks: int) -> tuple[np.ndarray, int, np.ndarray | None]:
     """Encode ``[n, C]`` float blocks; returns ``(codes [C, K, F], number of input samples,
@@ -283,23 +352,34 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
 
 
 def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
-                force: bool = False) -> CodingReport:
+                force: bool = False, sample_rate: int | None = None,
+                channels: int | None = None) -> CodingReport:
     """Decode a ``.codes`` file to audio block by block; the format follows the output's suffix
-    (WAV and FLAC as 16-bit PCM). Samples beyond ±1.0 are clipped, and counted in the report."""
+    (WAV and FLAC as 16-bit PCM). Samples beyond ±1.0 are clipped, and counted in the report.
+
+    ``sample_rate`` (Hz) and ``channels`` change the output from the original's rate and channel
+    count (None: keep it); see ``convert_blocks``.
+
+    Raises:
+        CodecError: for a bad path, a corrupt file, another model's codes, or an unsupported
+            output rate, channel count or format.
+    """
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
     codes_file = read_codes(input_path, model)
     meta, clipped = codes_file.metadata, 0
+    check_output_format(meta.channels, sample_rate, channels)
 
     def write(tmp: Path) -> None:
         nonlocal clipped
         try:
-            sink = sf.SoundFile(str(tmp), "w", samplerate=meta.sample_rate, channels=meta.channels,
-                                format=_format_for(output_path))
+            sink = sf.SoundFile(str(tmp), "w", samplerate=sample_rate or meta.sample_rate,
+                                channels=channels or meta.channels, format=_format_for(output_path))
         except (sf.LibsndfileError, ValueError, TypeError, RuntimeError) as error:
             raise CodecError(f"{output_path}: cannot write audio ({error})") from None
         with sink:
-            for block in decode_blocks(model, codes_file):
+            blocks = decode_blocks(model, codes_file)
+            for block in convert_blocks(blocks, meta.sample_rate, meta.samples, sample_rate, channels):
                 clipped += int(np.count_nonzero(np.abs(block) > 1.0))
                 sink.write(np.clip(block, -1.0, 1.0))
 
@@ -308,6 +388,36 @@ def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     if clipped:
         report.warnings.append(f"{output_path}: {clipped} decoded samples exceeded ±1.0 and were clipped")
     return report
+
+
+def is_packet_stream(path: Path | str) -> bool:
+    """Whether the file starts like a saved packet stream (``codec stream --save``)."""
+    from codec.packets import STREAM_MAGIC
+
+    with open(path, "rb") as handle:
+        return handle.read(4) == STREAM_MAGIC
+
+
+def decode_any_file(input_path: Path | str, output_path: Path | str, force: bool = False,
+                    model: str | Path | None = None, sample_rate: int | None = None, channels: int | None = None,
+                    load: Callable[[str | Path], ConvCodec] | None = None) -> CodingReport:
+    """Decode a ``.codes`` file or a saved packet stream with ``model`` (a name or directory;
+    None: the model named in the file), loaded by ``load`` (default ``load_model``; a cache in
+    batch workers). Output options as in ``decode_file``.
+
+    Raises:
+        CodecError: as ``decode_file`` and ``decode_stream_file``, or if the model is not found.
+    """
+    from codec.models import load_model
+
+    load = load or load_model
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_paths(input_path, output_path, force)
+    if is_packet_stream(input_path):
+        network = load(model or read_stream_info(input_path)[0].model)
+        return decode_stream_file(network, input_path, output_path, force, sample_rate, channels)
+    network = load(model or read_codes_metadata(input_path).model)
+    return decode_file(network, input_path, output_path, force, sample_rate, channels)
 
 
 def _format_for(path: Path) -> str:
@@ -333,15 +443,18 @@ def read_stream_info(path: Path, data: bytes | None = None):
 
 
 def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
-                       force: bool = False) -> CodingReport:
+                       force: bool = False, sample_rate: int | None = None,
+                       channels: int | None = None) -> CodingReport:
     """Decode a saved packet stream (``codec stream --save``): lost or damaged packets are
-    concealed; the end packet, when present, gives the exact length."""
+    concealed; the end packet, when present, gives the exact length. ``sample_rate`` and
+    ``channels`` as in ``decode_file``."""
     from codec.packets import read_packets, sequence_gap
 
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
     data = input_path.read_bytes()
     info, offset = read_stream_info(input_path, data)
+    check_output_format(info.channels, sample_rate, channels)
     meta = CodesMetadata(info.model, info.weights, info.sample_rate, info.channels, 0, info.frame_rate, 1,
                          info.codebook_size, 0)
     check_compatible(model, meta)
@@ -370,9 +483,12 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
     if total is None:
         report.warnings.append(f"{input_path}: the stream has no end packet (cut short?); decoded what arrived")
 
+    if sample_rate or channels:
+        audio = np.concatenate(list(convert_blocks([audio], info.sample_rate, len(audio), sample_rate, channels)))
+
     def write(tmp: Path) -> None:
-        with sf.SoundFile(str(tmp), "w", samplerate=info.sample_rate, channels=info.channels,
-                          format=_format_for(output_path)) as sink:
+        with sf.SoundFile(str(tmp), "w", samplerate=sample_rate or info.sample_rate,
+                          channels=channels or info.channels, format=_format_for(output_path)) as sink:
             sink.write(np.clip(audio, -1.0, 1.0))
 
     _write_atomically(output_path, write)

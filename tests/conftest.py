@@ -13,15 +13,18 @@ from codec.train import load_recipe
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args):
-    """Run the ``codec`` CLI in-process; no invocation may print a traceback."""
+def run_cli(*args, input: bytes | None = None):
+    """Run the ``codec`` CLI in-process (``input``: the bytes on stdin); no invocation may print a
+    traceback."""
     from typer.testing import CliRunner
 
     from cli.main import app
 
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = CliRunner().invoke(app, [str(a) for a in args], input=input)
     assert "Traceback" not in result.output
     return result
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEV_DIR = SHARED_DATA / "speech" / "dev"
 

@@ -1,7 +1,8 @@
 """Saving and loading codecs: ``model.safetensors`` + ``config.json`` in one directory.
 
 Shipped models live in the repository's ``models/<name>/``; ``load_model("conv-16k")`` finds
-them by name, ``load_model("path/to/dir")`` loads any saved model. No pickle anywhere.
+them by name, and models installed in ``$CODEC_MODELS_DIR/<name>/`` too (before the shipped
+ones); ``load_model("path/to/dir")`` loads any saved model. No pickle anywhere.
 """
 
 import hashlib
@@ -20,9 +21,30 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
 
+def shipped_models_dir() -> Path:
+    """The repository's ``models/``: the models that ship with the package."""
+    return Path(__file__).resolve().parents[2] / "models"
+
+
 def models_dir() -> Path:
-    """Where shipped models are looked up: ``$CODEC_MODELS_DIR`` or the repository's ``models/``."""
-    return Path(os.environ.get("CODEC_MODELS_DIR", Path(__file__).resolve().parents[2] / "models"))
+    """Where models are installed: ``$CODEC_MODELS_DIR``, or the repository's ``models/``."""
+    return Path(os.environ.get("CODEC_MODELS_DIR", shipped_models_dir()))
+
+
+def model_search_path() -> list[Path]:
+    """Folders where model names are looked up, first match wins: ``models_dir()``, then the
+    shipped models (so installing models elsewhere never hides the default one)."""
+    return list(dict.fromkeys([models_dir(), shipped_models_dir()]))
+
+
+def available_models() -> list[Path]:
+    """Model directories found by name, one per name (the first on the search path), sorted by name."""
+    found: dict[str, Path] = {}
+    for folder in model_search_path():
+        for candidate in sorted(folder.glob("*")):
+            if (candidate / CONFIG_FILE).is_file():
+                found.setdefault(candidate.name, candidate)
+    return [found[name] for name in sorted(found)]
 
 
 def resolve_model_dir(name_or_path: str | Path | None) -> Path:
@@ -35,10 +57,10 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
     candidate = Path(name_or_path)
     if (candidate / CONFIG_FILE).is_file():
         return candidate
-    shipped = models_dir() / str(name_or_path)
-    if (shipped / CONFIG_FILE).is_file():
-        return shipped
-    available = sorted(p.name for p in models_dir().glob("*") if (p / CONFIG_FILE).is_file())
+    for folder in model_search_path():
+        if (folder / str(name_or_path) / CONFIG_FILE).is_file():
+            return folder / str(name_or_path)
+    available = [p.name for p in available_models()]
     raise CodecError(f"model '{name_or_path}' not found: not a model directory, and no shipped "
                      f"model has that name (shipped: {', '.join(available) or 'none'})")
 

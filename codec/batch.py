@@ -1,0 +1,306 @@
+"""Coding many files at once: ``codec encode in/ out/`` and ``codec decode 'out/**/*.codes' wav/``.
+
+Inputs are a folder (searched recursively), a glob pattern (``**`` matches any depth), or a list
+of files; each output goes to the same place under the output folder as its input under the
+input folder (``in/a/b/x.flac -> out/a/b/x.codes``). Outputs that already exist are skipped
+unless ``force``. Files are coded by ``codec.coding`` one by one, in worker processes that load
+each model once; one bad file is reported with its reason and never stops the others.
+"""
+
+import glob
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codec.errors import CodecError
+
+CODES_SUFFIX = ".codes"
+OUTPUT_FORMATS = ("wav", "flac")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to code: ``source`` -> ``target``."""
+
+    source: Path
+    target: Path
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """What to do with every file (picklable, sent to the workers)."""
+
+    command: str                     # "encode" or "decode"
+    model: str | None = None         # name or directory; None: the default (decode: the file's)
+    bitrate_kbps: float = 6.0
+    entropy: bool | None = None
+    force: bool = False
+    sample_rate: int | None = None   # decode: output rate in Hz (None: the original's)
+    channels: int | None = None      # decode: output channels (None: the original's)
+
+
+@dataclass
+class Outcome:
+    """What happened to one job."""
+
+    job: Job
+    status: str                      # "coded", "skipped" or "failed"
+    reason: str = ""                 # why it failed, one line
+    seconds: float = 0.0             # duration of the audio coded
+    bytes: int = 0                   # size of the file written
+    warnings: list[str] = field(default_factory=list)
+
+
+# --- which files ---------------------------------------------------------------------------
+def is_batch(inputs: list[str]) -> bool:
+    """Several inputs, a folder, or a glob pattern (not an existing file) mean a batch."""
+    if len(inputs) != 1:
+        return len(inputs) > 1
+    text = inputs[0]
+    path = Path(text)
+    if text == "-" or path.is_file():
+        return False
+    if path.is_dir():
+        return True
+    # '*' or '?' is a pattern; brackets alone only if they match something ('take[1].wav' is a name)
+    return "*" in text or "?" in text or (glob.has_magic(text) and bool(glob.glob(text, recursive=True)))
+
+
+def _visible(path: Path, root: Path) -> bool:
+    """Not hidden below ``root`` (skips dot folders and the coders' ``.name.partial`` files)."""
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _pattern_root(pattern: str) -> Path:
+    """The folder part of a glob pattern before its first wildcard: ``in/**/*.flac`` -> ``in``."""
+    parts = Path(pattern).parts
+    fixed = [p for p in parts[:next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))]]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def find_files(inputs: list[str], suffixes: tuple[str, ...]) -> tuple[list[Path], Path]:
+    """The input files, sorted, and the folder their outputs are placed relative to.
+
+    One input: a folder (files with ``suffixes`` at any depth, hidden ones left out) or a glob
+    pattern (matches with ``suffixes``). Several inputs: those files as given (a pattern the
+    shell expanded), placed relative to their common folder.
+
+    Raises:
+        CodecError: naming the input, if nothing matches.
+    """
+    if len(inputs) > 1:
+        files = list(dict.fromkeys(Path(p) for p in inputs))
+        root = Path(os.path.commonpath([os.path.abspath(p.parent) for p in files]))
+        return files, root
+    text = inputs[0]
+    kinds = ", ".join(suffixes)
+    if Path(text).is_dir():
+        root = Path(text)
+        files = [p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file() and _visible(p, root)]
+        if not files:
+            raise CodecError(f"{text}: no files ending in {kinds} in this folder or below")
+        return sorted(files), root
+    files = [Path(p) for p in glob.glob(text, recursive=True)]
+    files = [p for p in files if p.suffix.lower() in suffixes and p.is_file()]
+    if not files:
+        raise CodecError(f"{text}: the pattern matches no files ending in {kinds}")
+    return sorted(files), _pattern_root(text)
+
+
+def plan_jobs(files: list[Path], root: Path, out_dir: Path, suffix: str) -> tuple[list[Job], list[Outcome]]:
+    """Jobs mirroring ``files`` under ``root`` into ``out_dir`` with ``suffix``, and failed outcomes
+    for files whose output another file already takes (``x.wav`` and ``x.flac`` -> ``x.codes``)."""
+    jobs, clashes, taken = [], [], {}
+    for source in files:
+        relative = Path(os.path.abspath(source)).relative_to(os.path.abspath(root))
+        job = Job(source, out_dir / relative.with_suffix(suffix))
+        if job.target in taken:
+            clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} is also the output of "
+                                                  f"{taken[job.target]}; rename one of them"))
+            continue
+        taken[job.target] = source
+        jobs.append(job)
+    return jobs, clashes
+
+
+def check_output_folder(inputs: list[str], out_dir: Path, suffixes: tuple[str, ...]) -> None:
+    """The output of a batch must be a folder (created if missing), not a file.
+
+    Raises:
+        CodecError: if ``out_dir`` is a file or is named like one (``out.codes``).
+    """
+    if out_dir.is_file() or (not out_dir.exists() and out_dir.suffix.lower() in suffixes):
+        if len(inputs) == 1 and Path(inputs[0]).is_dir():
+            raise CodecError(f"{inputs[0]}: is a directory; to code the files in it, give an output "
+                             f"folder instead of {out_dir}")
+        raise CodecError(f"{out_dir}: several inputs need an output folder, not a file name")
+
+
+# --- coding one file (in a worker) ---------------------------------------------------------
+_models: dict = {}
+
+
+def load_cached(name: str | Path | None):
+    """A model by name or directory (None: the default), loaded once per process.
+
+    Raises:
+        CodecError: as ``load_model``.
+    """
+    from codec.models import load_model
+
+    key = str(name) if name is not None else None
+    if key not in _models:
+        _models[key] = load_model(name)
+    return _models[key]
+
+
+def _init_worker() -> None:
+    """Worker start: one torch thread (the workers are the parallelism)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def code_file(job: Job, settings: BatchSettings) -> Outcome:
+    """Encode or decode one file; every problem becomes a failed outcome with a one-line reason."""
+    try:
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+        if settings.command == "encode":
+            return _encode(job, settings)
+        return _decode(job, settings)
+    except CodecError as error:
+        return Outcome(job, "failed", str(error))
+    except OSError as error:
+        return Outcome(job, "failed", f"{error.filename or job.source}: {error.strerror or error}")
+    except Exception as error:  # a bug, not the file's fault: report it and go on
+        return Outcome(job, "failed", f"{job.source}: internal error: {type(error).__name__}: {error}")
+
+
+def _encode(job: Job, settings: BatchSettings) -> Outcome:
+    from codec.coding import encode_file
+
+    codes_file, report = encode_file(load_cached(settings.model), job.source, job.target, settings.bitrate_kbps,
+                                     settings.force, settings.entropy)
+    meta = codes_file.metadata
+    return Outcome(job, "coded", seconds=meta.samples / meta.sample_rate, bytes=job.target.stat().st_size,
+                   warnings=report.warnings)
+
+
+def _decode(job: Job, settings: BatchSettings) -> Outcome:
+    import soundfile as sf
+
+    from codec.coding import decode_any_file
+
+    report = decode_any_file(job.source, job.target, settings.force, settings.model, settings.sample_rate,
+                             settings.channels, load=load_cached)
+    info = sf.info(str(job.target))
+    return Outcome(job, "coded", seconds=info.frames / info.samplerate, bytes=job.target.stat().st_size,
+                   warnings=report.warnings)
+
+
+# --- running a batch -----------------------------------------------------------------------
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_batch(jobs: list[Job], settings: BatchSettings, workers: int = 1,
+              on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Code every job; outputs that exist are skipped unless ``settings.force``.
+
+    ``workers`` > 1 codes in that many processes: this one and ``workers - 1`` spawned ones (one
+    torch thread and one copy of each model per process); 1 codes in this process alone.
+    ``on_done`` is called with each outcome as it arrives (progress). Returns the outcomes in the
+    order of ``jobs``.
+    """
+    on_done = on_done or (lambda outcome: None)
+    outcomes: dict[Job, Outcome] = {}
+    todo = []
+    for job in jobs:
+        if job.target.exists() and not settings.force:
+            outcomes[job] = Outcome(job, "skipped")
+            on_done(outcomes[job])
+        else:
+            todo.append(job)
+    for outcome in _run(todo, settings, workers):
+        outcomes[outcome.job] = outcome
+        on_done(outcome)
+    return [outcomes[job] for job in jobs]
+
+
+def _run(jobs: list[Job], settings: BatchSettings, workers: int) -> Iterator[Outcome]:
+    """Outcomes as they finish. With ``workers`` > 1 this process is one of them: it codes jobs
+    from the back of the queue that no spawned worker has started (its model is already loaded,
+    and a spawned worker takes a second or two to import torch and load the model)."""
+    with _one_torch_thread():
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                yield code_file(job, settings)
+            return
+        pool = ProcessPoolExecutor(min(workers, len(jobs)) - 1, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker)
+        try:
+            submitted = [(pool.submit(code_file, job, settings), job) for job in jobs]
+            pending = dict(submitted)
+            while pending:
+                if submitted:  # steal the last job unless a worker has started it
+                    future, job = submitted.pop()
+                    if future.cancel():
+                        del pending[future]
+                        yield code_file(job, settings)
+                    done = [f for f in pending if f.done()]
+                else:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield _result(future, pending.pop(future))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future, job: Job) -> Outcome:
+    try:
+        return future.result()
+    except Exception as error:  # the worker process died (out of memory, killed)
+        return Outcome(job, "failed", f"{job.source}: worker process failed ({type(error).__name__}: {error})")
+
+
+# --- the summary ---------------------------------------------------------------------------
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d} ({seconds / 3600:.3f} h)"
+
+
+def summary_lines(outcomes: list[Outcome], command: str) -> list[str]:
+    """Warnings, one line per failure (with its reason), then the totals: files coded, skipped and
+    failed, hours of audio, bytes written and (encode) the mean bitrate of the files written."""
+    coded = [o for o in outcomes if o.status == "coded"]
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    failed = [o for o in outcomes if o.status == "failed"]
+    lines = [f"warning: {w}" for o in coded for w in o.warnings]
+    lines += [f"failed: {_with_path(o.reason, o.job.source)}" for o in failed]
+    seconds, written = sum(o.seconds for o in coded), sum(o.bytes for o in coded)
+    verb = "encoded" if command == "encode" else "decoded"
+    totals = (f"{verb} {len(coded)} files, skipped {skipped} (output exists; --force redoes them), "
+              f"failed {len(failed)}; {_duration(seconds)} of audio, {written:,} bytes written")
+    if command == "encode" and seconds > 0:
+        totals += f", {written * 8 / seconds / 1000:.2f} kbps mean"
+    if skipped == 0:
+        totals = totals.replace(" (output exists; --force redoes them)", "")
+    return lines + [totals]
+
+
+def _with_path(reason: str, source: Path) -> str:
+    return reason if str(source) in reason else f"{source}: {reason}"
+

@@ -1,0 +1,107 @@
+"""What a model is, without loading its weights: ``codec models`` and ``codec info MODEL``.
+
+A summary comes from the model directory's ``config.json`` (the network is built with random
+weights to count parameters and read its frame rate and latency), the sizes of its files, and
+``metrics.json`` when the model card has one (PESQ-WB measured on the dev set per bitrate).
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codec.errors import CodecError
+from codec.models.loading import (
+    CONFIG_FILE,
+    DEFAULT_MODEL,
+    WEIGHTS_FILE,
+    available_models,
+    resolve_model_dir,
+    shipped_models_dir,
+    weights_hash,
+)
+
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class ModelSummary:
+    """A model directory in numbers (JSON-ready)."""
+
+    name: str
+    directory: str
+    source: str                      # "shipped", "installed" (CODEC_MODELS_DIR) or "directory"
+    default: bool
+    sample_rate: int                 # Hz
+    frame_rate: float                # code frames per second
+    codebooks: int                   # the most codebooks (at the highest bitrate)
+    codebook_size: int
+    bitrates_kbps: list[float]
+    latency_ms: float                # algorithmic latency of streaming decoding
+    parameters: int                  # trainable parameters of the codec network
+    weights_bytes: int
+    entropy_model: bool              # whether entropy.safetensors ships beside the weights
+    pesq_wb: dict[str, float] = field(default_factory=dict)   # kbps ("6") -> dev-set mean, if measured
+    weights_sha256: str | None = None                         # with ``with_hash=True``
+
+
+def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) -> ModelSummary:
+    """The summary of a model given by shipped name or directory.
+
+    Raises:
+        CodecError: if the model is not found or its ``config.json`` is invalid.
+    """
+    import torch
+
+    from codec.entropy.model import ENTROPY_CONFIG
+    from codec.models.conv_codec import ConvCodec, ConvCodecConfig
+
+    directory = resolve_model_dir(name_or_path)
+    try:
+        config = ConvCodecConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            network = ConvCodec(config)  # random weights: only the shapes matter here
+        finally:
+            torch.set_num_threads(threads)
+        weights_bytes = (directory / WEIGHTS_FILE).stat().st_size
+    except (OSError, ValueError, TypeError) as error:
+        raise CodecError(f"{directory}: cannot read the model ({error})".splitlines()[0]) from None
+    return ModelSummary(
+        name=config.name, directory=str(directory), source=_source(directory), default=config.name == DEFAULT_MODEL,
+        sample_rate=config.sample_rate, frame_rate=network.frame_rate, codebooks=config.num_codebooks,
+        codebook_size=config.codebook_size, bitrates_kbps=list(config.bitrates_kbps),
+        latency_ms=round(1000 * network.latency / config.sample_rate, 3),
+        parameters=sum(p.numel() for p in network.parameters()), weights_bytes=weights_bytes,
+        entropy_model=(directory / ENTROPY_CONFIG).is_file(), pesq_wb=measured_pesq(directory, config.name),
+        weights_sha256=weights_hash(directory) if with_hash else None)
+
+
+def list_models() -> list[ModelSummary]:
+    """Every model found by name: installed (``$CODEC_MODELS_DIR``) and shipped, sorted by name."""
+    return [summarize_model(directory) for directory in available_models()]
+
+
+def measured_pesq(directory: Path, name: str) -> dict[str, float]:
+    """Mean PESQ-WB on the dev set per nominal bitrate (``"6": 1.98``) from the card's
+    ``metrics.json`` (rows of this model, not of baselines); empty if there is none."""
+    try:
+        rows = json.loads((directory / METRICS_FILE).read_text()).get("dev", [])
+    except (OSError, ValueError, AttributeError):
+        return {}
+    pesq = {}
+    for row in rows:
+        try:
+            if row["system"] == name and row["mean"].get("pesq_wb") is not None:
+                pesq[f"{float(row['nominal_kbps']):g}"] = round(float(row["mean"]["pesq_wb"]), 3)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return pesq
+
+
+def _source(directory: Path) -> str:
+    if directory.resolve().parent == shipped_models_dir().resolve():
+        return "shipped"
+    if any(directory.resolve() == found.resolve() for found in available_models()):
+        return "installed"
+    return "directory"

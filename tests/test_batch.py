@@ -1,0 +1,196 @@
+"""Batch coding (folders, globs, lists of files), stdin/stdout, and decoding to another rate or
+channel count, through the CLI as a user runs it."""
+
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from codec.batch import find_files, is_batch, plan_jobs
+from codec.coding import convert_blocks
+from codec.errors import CodecError
+from tests.conftest import REPO, tone, write_audio
+from tests.conftest import run_cli as invoke
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """in/top.wav (8 kHz), in/a/x.flac (44.1 kHz stereo), in/a/b/y.wav (16 kHz): a nested folder."""
+    root = tmp_path / "in"
+    (root / "a" / "b").mkdir(parents=True)
+    write_audio(root / "top.wav", tone(0.4, 8000), 8000)
+    write_audio(root / "a" / "x.flac", tone(0.3, 44100, channels=2), 44100)
+    write_audio(root / "a" / "b" / "y.wav", tone(0.5, 16000, freq=200), 16000)
+    (root / "a" / "notes.txt").write_text("not audio: left out")
+    return root
+
+
+def _files(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_folder_encode_decode_mirrors_the_tree(tiny_model_dir, tree, tmp_path):
+    codes, wavs = tmp_path / "codes", tmp_path / "wavs"
+    result = invoke("encode", tree, codes, "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert _files(codes) == ["a/b/y.codes", "a/x.codes", "top.codes"]
+    assert "encoded 3 files, skipped 0, failed 0" in result.output and "kbps mean" in result.output
+    result = invoke("decode", codes, wavs, "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert _files(wavs) == ["a/b/y.wav", "a/x.wav", "top.wav"]
+    for name, source in [("a/x.wav", "a/x.flac"), ("top.wav", "top.wav")]:
+        out, original = sf.info(str(wavs / name)), sf.info(str(tree / source))
+        assert (out.samplerate, out.channels, out.frames) == (original.samplerate, original.channels,
+                                                              original.frames)
+    result = invoke("decode", codes, tmp_path / "flacs", "--format", "flac")  # model named in the files
+    assert result.exit_code == 1 and "not found" in result.output  # tiny-16k is no shipped model: per file
+    assert result.output.count("failed: ") == 3
+
+
+def test_a_bad_file_is_reported_and_the_rest_are_coded(tiny_model_dir, tree, tmp_path):
+    (tree / "a" / "broken.wav").write_bytes(b"RIFF\x00\x00 not really a wav file")
+    codes = tmp_path / "codes"
+    result = invoke("encode", tree, codes, "--model", tiny_model_dir)
+    assert result.exit_code == 1
+    failures = [line for line in result.output.splitlines() if line.startswith("failed: ")]
+    assert len(failures) == 1 and "broken.wav: cannot read audio" in failures[0]
+    assert "encoded 3 files, skipped 0, failed 1" in result.output
+    assert _files(codes) == ["a/b/y.codes", "a/x.codes", "top.codes"]
+
+
+def test_rerun_skips_done_files_and_force_redoes_them(tiny_model_dir, tree, tmp_path):
+    codes = tmp_path / "codes"
+    assert invoke("encode", tree, codes, "--model", tiny_model_dir).exit_code == 0
+    (codes / "top.codes").write_bytes(b"user data")
+    result = invoke("encode", tree, codes, "--model", tiny_model_dir)
+    assert result.exit_code == 0 and "encoded 0 files, skipped 3" in result.output
+    assert (codes / "top.codes").read_bytes() == b"user data"
+    result = invoke("encode", tree, codes, "--model", tiny_model_dir, "--force")
+    assert result.exit_code == 0 and "encoded 3 files, skipped 0" in result.output
+    assert (codes / "top.codes").read_bytes().startswith(b"CODC")
+
+
+def test_quoted_glob_with_two_jobs(tiny_model_dir, tree, tmp_path):
+    codes = tmp_path / "codes"
+    result = invoke("encode", f"{tree}/**/*.wav", codes, "--model", tiny_model_dir, "--jobs", "2")
+    assert result.exit_code == 0, result.output
+    assert _files(codes) == ["a/b/y.codes", "top.codes"]
+    result = invoke("decode", f"{codes}/**/*.codes", tmp_path / "out", "--jobs", "2", "--model", tiny_model_dir,
+                    "--format", "flac", "--sample-rate", "22050")
+    assert result.exit_code == 0, result.output
+    assert _files(tmp_path / "out") == ["a/b/y.flac", "top.flac"]
+    assert sf.info(str(tmp_path / "out" / "top.flac")).samplerate == 22050
+
+
+def test_files_the_shell_expanded_keep_their_tree_below_their_common_folder(tiny_model_dir, tree, tmp_path):
+    codes = tmp_path / "codes"
+    result = invoke("encode", tree / "a" / "x.flac", tree / "a" / "b" / "y.wav", codes, "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert _files(codes) == ["b/y.codes", "x.codes"]
+
+
+def test_which_arguments_make_a_batch(tree, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert is_batch([str(tree)]) and is_batch(["in/**/*.wav"]) and is_batch(["a.wav", "b.wav"])
+    assert not is_batch([str(tree / "top.wav")]) and not is_batch(["-"]) and not is_batch(["take[1].wav"])
+    files, root = find_files(["in/**/*.wav"], (".wav",))
+    assert root.name == "in" and [f.name for f in files] == ["y.wav", "top.wav"]
+    jobs, clashes = plan_jobs([tree / "top.wav", tree / "top.flac"], tree, tmp_path / "out", ".codes")
+    assert len(jobs) == 1 and len(clashes) == 1 and "also the output of" in clashes[0].reason
+    with pytest.raises(CodecError, match="matches no files"):
+        find_files(["in/**/*.mp3"], (".mp3",))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["encode", "{tree}", "out.codes"], "is a directory; to code the files in it, give an output folder"),
+    (["encode", "{tree}/*.wav", "out.codes"], "several inputs need an output folder"),
+    (["encode", "{tree}", "-"], "cannot go to - (stdout)"),
+    (["encode", "{tree}", "out", "--jobs", "0"], "--jobs 0"),
+    (["encode", "{tree}/*.ogg", "out"], "matches no files"),
+    (["decode", "x.codes", "y.wav", "--format", "ogg"], "--format ogg is not supported"),
+    (["decode", "x.codes", "y.wav", "--sample-rate", "0"], "sample rate 0 Hz is not supported"),
+    (["encode", "only-one-argument"], "missing OUTPUT"),
+])
+def test_batch_and_option_errors_are_one_line(tree, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*[a.replace("{tree}", str(tree)) for a in args])
+    assert result.exit_code == 1 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+# --- stdin and stdout ----------------------------------------------------------------------
+def _wav_bytes(audio, sample_rate):
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def test_stdin_to_stdout_round_trip(tiny_model_dir, tmp_path):
+    wav = _wav_bytes(tone(0.5, 24000, channels=2), 24000)
+    encoded = invoke("encode", "-", "-", "--model", tiny_model_dir, input=wav)
+    assert encoded.exit_code == 0, encoded.output
+    assert encoded.stdout_bytes.startswith(b"CODC") and "stdout: 0.50 s, 2 ch" in encoded.stderr
+    decoded = invoke("decode", "-", "-", "--model", tiny_model_dir, input=encoded.stdout_bytes)
+    assert decoded.exit_code == 0, decoded.output
+    audio, rate = sf.read(io.BytesIO(decoded.stdout_bytes))
+    assert rate == 24000 and audio.shape == (12000, 2)
+    result = invoke("decode", "-", tmp_path / "out.flac", "--model", tiny_model_dir, input=encoded.stdout_bytes)
+    assert result.exit_code == 0 and sf.info(str(tmp_path / "out.flac")).frames == 12000
+
+
+def test_stdin_errors_name_stdin(tiny_model_dir):
+    result = invoke("encode", "-", "x.codes", "--model", tiny_model_dir, input=b"not audio")
+    assert result.exit_code == 1 and result.output.startswith("error: stdin: cannot read audio")
+    result = invoke("decode", "-", "-", input=b"")
+    assert result.exit_code == 1 and "stdin is empty" in result.output and not result.stdout_bytes
+
+
+def test_pipe_through_a_real_process(tiny_model_dir):
+    """stdout carries the .codes bytes and nothing else; the message goes to stderr."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    wav = _wav_bytes(tone(0.4, 16000), 16000)
+    done = subprocess.run([sys.executable, "-m", "codec.cli.main", "encode", "-", "-", "--model", str(tiny_model_dir)],
+                          input=wav, capture_output=True, cwd=REPO, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.startswith(b"CODC") and b"stdout: 0.40 s" in done.stderr
+    decoded = invoke("decode", "-", "-", "--model", tiny_model_dir, input=done.stdout)
+    assert decoded.exit_code == 0 and len(sf.read(io.BytesIO(decoded.stdout_bytes))[0]) == 6400
+
+
+# --- another rate or channel count on decode ------------------------------------------------
+def test_decode_to_48k_stereo(tiny_model_dir, tmp_path):
+    source = write_audio(tmp_path / "mono.wav", tone(0.5, 16000), 16000)
+    codes, out = tmp_path / "mono.codes", tmp_path / "out.wav"
+    assert invoke("encode", source, codes, "--model", tiny_model_dir).exit_code == 0
+    result = invoke("decode", codes, out, "--model", tiny_model_dir, "--sample-rate", "48000", "--channels", "2")
+    assert result.exit_code == 0, result.output
+    info = sf.info(str(out))
+    assert (info.samplerate, info.channels, info.frames) == (48000, 2, 24000)
+    audio = sf.read(str(out))[0]
+    assert np.array_equal(audio[:, 0], audio[:, 1])
+    result = invoke("decode", codes, tmp_path / "x.wav", "--model", tiny_model_dir, "--channels", "3")
+    assert result.exit_code == 0 and sf.info(str(tmp_path / "x.wav")).channels == 3
+
+
+def test_decode_refuses_a_channel_change_it_cannot_make(tiny_model_dir, tmp_path):
+    source = write_audio(tmp_path / "stereo.wav", tone(0.3, 16000, channels=2), 16000)
+    codes = tmp_path / "stereo.codes"
+    assert invoke("encode", source, codes, "--model", tiny_model_dir).exit_code == 0
+    result = invoke("decode", codes, tmp_path / "x.wav", "--model", tiny_model_dir, "--channels", "3")
+    assert result.exit_code == 1 and "cannot turn 2 channels into 3" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x.wav").exists()
+
+
+def test_convert_blocks_is_exact_and_streams():
+    audio = tone(1.0, 16000, channels=2)
+    blocks = [audio[i:i + 3000] for i in range(0, len(audio), 3000)]
+    out = np.concatenate(list(convert_blocks(blocks, 16000, len(audio), 44100, 1)))
+    assert out.shape == (44100, 1)
+    whole = np.concatenate(list(convert_blocks([audio], 16000, len(audio), 44100, 1)))
+    np.testing.assert_allclose(out, whole, atol=1e-6)
+    same = np.concatenate(list(convert_blocks(blocks, 16000, len(audio), None, None)))
+    np.testing.assert_allclose(same, audio, atol=1e-6)

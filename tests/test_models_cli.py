@@ -1,0 +1,59 @@
+"""``codec models`` and ``codec info MODEL``: what a model is, from its files."""
+
+import json
+import shutil
+
+import pytest
+
+from codec.models.loading import weights_hash
+from tests.conftest import REPO
+from tests.conftest import run_cli as invoke
+
+
+def test_models_lists_the_shipped_model_with_its_measured_pesq():
+    result = invoke("models", "--json")
+    assert result.exit_code == 0, result.output
+    models = {m["name"]: m for m in json.loads(result.stdout)}
+    conv = models["conv-16k"]
+    assert conv["default"] and conv["source"] == "shipped" and conv["sample_rate"] == 16000
+    assert conv["bitrates_kbps"] == [1.5, 3.0, 6.0, 12.0] and conv["latency_ms"] == 30
+    assert conv["parameters"] == json.loads((REPO / "models/conv-16k/metrics.json").read_text())["parameters"]
+    assert set(conv["pesq_wb"]) == {"1.5", "3", "6", "12"} and conv["pesq_wb"]["6"] == pytest.approx(1.98, abs=0.01)
+    table = invoke("models")
+    assert table.exit_code == 0 and "conv-16k (default)" in table.stdout and "6: 1.98" in table.stdout
+
+
+def test_installed_models_are_listed_and_loadable_by_name(tiny_model_dir, tmp_path, monkeypatch):
+    installed = tmp_path / "installed"
+    shutil.copytree(tiny_model_dir, installed / "tiny-16k")
+    monkeypatch.setenv("CODEC_MODELS_DIR", str(installed))
+    models = {m["name"]: m for m in json.loads(invoke("models", "--json").stdout)}
+    assert models["tiny-16k"]["source"] == "installed" and models["tiny-16k"]["pesq_wb"] == {}
+    assert models["conv-16k"]["source"] == "shipped"  # still found beside the installed ones
+    result = invoke("info", "tiny-16k", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["directory"] == str(installed / "tiny-16k")
+
+
+def test_info_on_a_model_directory(tiny_model, tiny_model_dir):
+    result = invoke("info", tiny_model_dir, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["name"] == "tiny-16k" and info["source"] == "directory"
+    assert info["weights_sha256"] == weights_hash(tiny_model_dir)
+    assert info["parameters"] == sum(p.numel() for p in tiny_model.parameters())
+    assert info["latency_ms"] == pytest.approx(1000 * tiny_model.latency / tiny_model.sample_rate)
+    assert info["frame_rate"] == tiny_model.frame_rate and info["codebooks"] == tiny_model.num_codebooks
+    assert info["entropy_model"] is False
+    text = invoke("info", tiny_model_dir)
+    assert text.exit_code == 0 and "weights_sha256" in text.stdout and "bitrates_kbps" in text.stdout
+
+
+def test_info_names_what_it_could_not_find(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("info", "no-such-thing")
+    assert result.exit_code == 1 and "no such file, and no model has that name (models: conv-16k" in result.output
+    (tmp_path / "empty").mkdir()
+    result = invoke("info", "empty")
+    assert result.exit_code == 1 and "not found" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
