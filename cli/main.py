@@ -24,7 +24,6 @@ app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_e
                   help="Neural speech codec: encode audio to compact codes and decode it back.")
 stderr = Console(stderr=True, highlight=False, markup=False)  # messages hold paths: no markup in them
 
-BITRATES = (1.5, 3.0, 6.0, 12.0)
 
 
 def _fail(message: str) -> None:
@@ -126,7 +125,7 @@ def encode(
         metavar="OUTPUT", show_default=False,
         help="The .codes file to write (- for stdout), or a batch's output folder (the input tree is "
              "mirrored there).")] = None,
-    bitrate: Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps: 1.5, 3, 6 or 12.")] = 6.0,
+    bitrate: Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps, one the model supports (conv-16k: 1.5, 3, 6, 12; see codec models).")] = 6.0,
     model: ModelOption = None,
     entropy: Annotated[bool | None, typer.Option("--entropy/--no-entropy", help="Range-code the codes with the "
                                                  "model's entropy model \\[default: when the model has "
@@ -140,14 +139,17 @@ def encode(
     from codec.models import load_model
 
     sources = _arguments("encode", inputs, output)
-    if not any(abs(bitrate - b) < 1e-9 for b in BITRATES):
-        raise CodecError(f"--bitrate {bitrate:g} is not supported; choose 1.5, 3, 6 or 12")
+    codec_model = load_model(model)
+    try:  # the model's own bitrates, checked before any work
+        codec_model.codebooks_for_bitrate(bitrate)
+    except ValueError as error:
+        raise CodecError(f"--bitrate: {error}") from None
     if is_batch(sources):
         _encode_batch(sources, output, bitrate, model, entropy, force, jobs)
         return
     with _readable(Path(sources[0])) as source, _writable(output, ".codes") as target:
         check_paths(source, target, force)
-        codes_file, report = encode_file(load_model(model), source, target, bitrate, force, entropy)
+        codes_file, report = encode_file(codec_model, source, target, bitrate, force, entropy)
         for warning in report.warnings:
             stderr.print(f"warning: {warning}", soft_wrap=True)
         meta = codes_file.metadata
@@ -459,7 +461,7 @@ def stream(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Record the decoded audio to a file.")] = None,
     play: Annotated[bool, typer.Option("--play/--no-play", help="Play the decoded audio on the speaker "
                                                                 "\\[default: play unless --output is given].")] = None,
-    bitrate: Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps: 1.5, 3, 6 or 12.")] = 6.0,
+    bitrate: Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps, one the model supports (conv-16k: 1.5, 3, 6, 12; see codec models).")] = 6.0,
     model: ModelOption = None,
     runtime: Annotated[str, typer.Option(help="Inference runtime: torch, onnx, or onnx-int8 (8-bit weights, "
                                          "the fastest on one CPU thread).")] = "torch",

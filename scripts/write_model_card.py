@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--ship", type=Path, required=True)
     parser.add_argument("--notes", default="", help="extra markdown for the training section")
+    parser.add_argument("--summary", default="", help="markdown after the card's first paragraph")
+    parser.add_argument("--recipe", default="recipes/conv_16k.yaml", help="the recipe named in the card")
     args = parser.parse_args()
 
     state = torch.load(args.run_dir / "checkpoint.pt", weights_only=True)
@@ -54,8 +56,8 @@ def main() -> None:
     model = load_model(args.ship)
 
     files = sorted(DEV.rglob("*.flac"))
-    results, notes, _ = run_evaluation(files, EvalSettings(str(args.ship), [1.5, 3.0, 6.0, 12.0],
-                                                           ["opus", "codec2"]))
+    bitrates = list(model.config.bitrates_kbps)
+    results, notes, _ = run_evaluation(files, EvalSettings(str(args.ship), bitrates, ["opus", "codec2"]))
     summaries = summarize(results)
     plot_rate_distortion(args.ship / "rate_distortion.png", summaries)
     over_nominal = {}  # largest .codes file size minus nominal bitrate x duration, per bitrate
@@ -93,12 +95,28 @@ def main() -> None:
                      f"{cell(s, 'pesq_wb', 2)} | {cell(s, 'stoi', 3)} | {s.encode_rtf + s.decode_rtf:.4f} |"
                      for s in summaries)
     recipe, c = state["recipe"], model.config
+    role = "The default model of `codec`" if c.name == "conv-16k" else f"`{c.name}`"
+    listed = ", ".join(f"{b:g}" for b in bitrates)
+    counts = ", ".join(str(model.codebooks_for_bitrate(b)) for b in bitrates)
+    extras = ""
+    if c.masked_quantizers:
+        extras += (f" The first {c.masked_quantizers} quantizers are masked-channel quantizers (MCRVQ, "
+                   f"Language-Codec): each sees only its {c.latent_dim // c.masked_quantizers} of the "
+                   f"{c.latent_dim} latent channels.")
+    if c.global_groups:
+        extras += (f" A time-invariant global code (TiCodec): {c.global_groups} groups x "
+                   f"{c.global_codebook_size} entries ({c.global_groups * int(np.log2(c.global_codebook_size))} "
+                   f"bits per file and channel, counted in the measured bitrate), summarising the first "
+                   f"{c.global_seconds:g} s, is subtracted from the latent before the RVQ and added back "
+                   f"before decoding.")
     card = f"""# {model.config.name}
 
-The default model of `codec`: 16 kHz mono speech, 50 code frames/s, up to 24 codebooks of 1024
-entries (10 bits), so one model serves 1.5, 3, 6 and 12 kbps (3, 6, 12, 24 codebooks). Causal
+{role}: 16 kHz mono speech, 50 code frames/s, up to {c.num_codebooks} codebooks of {c.codebook_size}
+entries ({int(np.log2(c.codebook_size))} bits), so one model serves {listed} kbps ({counts} codebooks). Causal
 encoder and decoder (streaming-capable), algorithmic latency {model.latency} samples
-({1000 * model.latency / model.sample_rate:.0f} ms).
+({1000 * model.latency / model.sample_rate:.0f} ms).{extras}
+
+{args.summary}
 
 ## Architecture
 
@@ -115,7 +133,7 @@ L2-normalised {c.codebook_dim}-d codes, quantizer dropout) -> causal ConvNeXt de
 - Data: `../shared/data/speech/train` (2.64 h, 231 speakers: speechocean762 read English, half of
   it children, plus one adult male, dc_tts self-recordings), random {recipe['data']['segment_seconds']} s crops,
   random level {recipe['data']['level_db'][0]:g} to {recipe['data']['level_db'][1]:g} dBFS.
-- Recipe: `recipes/conv_16k.yaml` (resolved copy in the training checkpoint); losses: multi-resolution
+- Recipe: `{args.recipe}` (resolved copy in the training checkpoint); losses: multi-resolution
   log-mel L1 (windows {recipe['loss']['mel_windows']}) x {recipe['loss']['mel_weight']:g}, multi-resolution STFT
   magnitude x {recipe['loss']['stft_weight']:g}, commitment x {recipe['loss']['commitment_weight']:g},
   codebook x {recipe['loss']['codebook_weight']:g}; no adversarial loss yet.
