@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -11,3 +13,58 @@ def test_python_examples_run(tmp_path, monkeypatch):
     assert blocks
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def _tour_commands() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"## Tour\n\n```bash\n(.*?)```", readme, flags=re.S).group(1)
+    return [line.split(" # ")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def _adapted(command: str, folder, small_dev, train_audio) -> str:
+    """A tour command made small enough for the test suite: training stops after a step or two
+    in a temporary run folder, and the evaluation reads two dev-like files."""
+    command = command.replace("recipes/", f"{REPO}/recipes/").replace("../shared/data/speech/dev", str(small_dev))
+    if " train " in f" {command} " or "-m codec.train" in command:
+        resume = "--resume" in command
+        run = folder / ("run-" + re.search(r"recipes/(\w+)\.yaml", command).group(1)
+                        + ("-ddp" if command.startswith("torchrun") else ""))   # --resume shares its run
+        command += (f" -o run.out_dir={run} -o run.max_steps={2 if resume else 1} -o data.train_dir={train_audio}"
+                    f" -o run.tensorboard=false")
+        if "entropy" in command:
+            command += f" -o data.dev_dir={small_dev}"
+    return command
+
+
+def test_tour_commands_run(tmp_path):
+    """Every command of the README's tour runs as written (the microphone aside), in order."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import tone, write_audio
+
+    if not shutil.which("ffmpeg") or not shutil.which("c2enc"):
+        pytest.skip("the tour's eval line needs ffmpeg and codec2 (installed by .ci/run)")
+    write_audio(tmp_path / "talk.wav", tone(1.0, 22050, channels=2), 22050)
+    for name in ("a/one.wav", "a/b/two.flac"):
+        (tmp_path / "recordings" / name).parent.mkdir(parents=True, exist_ok=True)
+        write_audio(tmp_path / "recordings" / name, tone(0.6, 16000, 180.0), 16000)
+    small_dev, train_audio = tmp_path / "dev", tmp_path / "train"
+    for folder, count in ((small_dev, 2), (train_audio, 3)):
+        folder.mkdir()
+        for i in range(count):
+            write_audio(folder / f"{i}.wav", tone(1.2, 16000, 150.0 + 40 * i), 16000)
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1"}
+    commands = _tour_commands()
+    assert len(commands) > 15
+    for command in commands:
+        command = _adapted(command, tmp_path, small_dev, train_audio)
+        if command.startswith("torchrun"):
+            command = command.replace("--nproc_per_node 2", "--nproc_per_node 1")  # one process: same code path
+        result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"{command}\n{result.stderr[-2000:]}"
+    assert (tmp_path / "heard.wav").is_file() and (tmp_path / "decoded" / "a" / "b" / "two.flac").is_file()
