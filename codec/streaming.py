@@ -61,13 +61,13 @@ class StreamingEncoder(_Session):
 
     def __init__(self, model: ConvCodec, num_codebooks: int, batch_size: int = 1):
         self.num_codebooks = num_codebooks
-        super().__init__(model, [model.stft, model.encoder], batch_size)
+        super().__init__(model, model.encoder_parts(), batch_size)
 
     def reset(self) -> None:
         super().reset()
         self._buffer = torch.zeros(self.batch_size, 1, 0)
         self.global_codes = None     # [B, G] once known (models with a global code)
-        self._held = torch.zeros(self.batch_size, self.model.config.latent_dim, 0)  # latents awaiting it
+        self._held = None            # latent frames awaiting it, [B, D, f]
         self._flushing = False
 
     def _no_codes(self) -> torch.Tensor:
@@ -80,19 +80,21 @@ class StreamingEncoder(_Session):
         self._buffer = audio[..., whole:]
         if whole == 0 and not self._flushing:
             return self._no_codes()
-        latent = self._run(self.model.encode_latent, audio[..., :whole]) if whole else self._held[..., :0]
-        return self._quantize(latent)
+        return self._run(self._encode_whole_frames, audio[..., :whole])
 
-    def _quantize(self, latent: torch.Tensor) -> torch.Tensor:
+    def _encode_whole_frames(self, audio: torch.Tensor) -> torch.Tensor:
+        """Inside the session's state: latent, then codes (the ESC codec's quantizer has state)."""
         model = self.model
+        latent = model.encode_latent(audio) if audio.shape[-1] else None
         if model.global_code is not None and self.global_codes is None:
-            self._held = torch.cat([self._held, latent], dim=-1)
-            if self._held.shape[-1] < model.global_frames and not self._flushing:
+            held = [t for t in (self._held, latent) if t is not None]
+            self._held = torch.cat(held, dim=-1) if held else None
+            if (self._held is None or self._held.shape[-1] < model.global_frames) and not self._flushing:
                 return self._no_codes()
-            latent, self._held = self._held, self._held[..., :0]
-            self.global_codes = model.encode_global(latent) if latent.shape[-1] else \
+            latent, self._held = self._held, None
+            self.global_codes = model.encode_global(latent) if latent is not None else \
                 torch.zeros(self.batch_size, model.config.global_groups, dtype=torch.long)  # an empty stream
-        if latent.shape[-1] == 0:
+        if latent is None:
             return self._no_codes()
         return model.quantize_latent(latent, self.num_codebooks, self.global_codes)
 
@@ -121,7 +123,7 @@ class StreamingDecoder(_Session):
     """
 
     def __init__(self, model: ConvCodec, batch_size: int = 1, global_codes: torch.Tensor | None = None):
-        super().__init__(model, [model.decoder, model.head], batch_size)
+        super().__init__(model, model.decoder_parts(), batch_size)
         self.global_codes = global_codes   # [B, G] for a model with a global code (kept across reset)
 
     def reset(self) -> None:
@@ -150,7 +152,7 @@ class StreamingDecoder(_Session):
             return torch.zeros(self.batch_size, 1, 0)
         last = self._last_latent
         if last is None:
-            last = torch.zeros(self.batch_size, self.model.config.latent_dim, 1)
+            last = torch.zeros(self.batch_size, self.model.latent_channels, 1)
         gains = fade ** torch.arange(1, frames + 1, dtype=last.dtype)
         latent = last * gains
         self._last_latent = latent[..., -1:]

@@ -1,6 +1,9 @@
-"""Assembled codecs and their loaders."""
+"""Assembled codecs (the conv codec, the ESC transformer codec) and their loaders."""
 
 from codec.models.conv_codec import CodecOutput, ConvCodec, ConvCodecConfig
+from codec.models.esc_codec import EscCodec, EscCodecConfig
 from codec.models.loading import DEFAULT_MODEL, load_model, save_model
+from codec.models.registry import build_model
 
-__all__ = ["DEFAULT_MODEL", "CodecOutput", "ConvCodec", "ConvCodecConfig", "load_model", "save_model"]
+__all__ = ["DEFAULT_MODEL", "CodecOutput", "ConvCodec", "ConvCodecConfig", "EscCodec", "EscCodecConfig",
+           "build_model", "load_model", "save_model"]

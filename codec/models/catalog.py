@@ -53,15 +53,15 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
     import torch
 
     from codec.entropy.model import ENTROPY_CONFIG
-    from codec.models.conv_codec import ConvCodec, ConvCodecConfig
+    from codec.models.registry import build_model, config_from_dict
 
     directory = resolve_model_dir(name_or_path)
     try:
-        config = ConvCodecConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text()))
+        config = config_from_dict(json.loads((directory / CONFIG_FILE).read_text()))
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            network = ConvCodec(config)  # random weights: only the shapes matter here
+            network = build_model(config)  # random weights: only the shapes matter here
         finally:
             torch.set_num_threads(threads)
         weights_bytes = (directory / WEIGHTS_FILE).stat().st_size
@@ -69,7 +69,7 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
         raise CodecError(f"{directory}: cannot read the model ({error})".splitlines()[0]) from None
     return ModelSummary(
         name=config.name, directory=str(directory), source=_source(directory), default=config.name == DEFAULT_MODEL,
-        sample_rate=config.sample_rate, frame_rate=network.frame_rate, codebooks=config.num_codebooks,
+        sample_rate=config.sample_rate, frame_rate=network.frame_rate, codebooks=network.num_codebooks,
         codebook_size=config.codebook_size, bitrates_kbps=list(config.bitrates_kbps),
         latency_ms=round(1000 * network.latency / config.sample_rate, 3),
         parameters=sum(p.numel() for p in network.parameters()), weights_bytes=weights_bytes,

@@ -156,6 +156,19 @@ class ConvCodec(StreamingModule):
                              f"choose one of {listed}")
         return round(kbps * 1000 / (math.log2(self.codebook_size) * self.frame_rate))
 
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the quantized latent that ``decode_latent`` takes."""
+        return self.config.latent_dim
+
+    def encoder_parts(self) -> list[nn.Module]:
+        """The modules an encoder session streams (their state is the session's)."""
+        return [self.stft, self.encoder]
+
+    def decoder_parts(self) -> list[nn.Module]:
+        """The modules a decoder session streams."""
+        return [self.decoder, self.head]
+
     def encode_latent(self, wav: torch.Tensor) -> torch.Tensor:
         """``[B, 1, T] -> [B, D, F]`` continuous latent before quantization."""
         real, imag = self.stft(wav).chunk(2, dim=1)

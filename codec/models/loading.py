@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codec.errors import CodecError
-from codec.models.conv_codec import ConvCodec, ConvCodecConfig
+from codec.models.conv_codec import ConvCodec
+from codec.models.registry import build_model, config_from_dict
 
 DEFAULT_MODEL = "conv-16k"
 WEIGHTS_FILE = "model.safetensors"
@@ -79,8 +80,7 @@ def load_model(name_or_path: str | Path | None = None) -> ConvCodec:
     """
     model_dir = resolve_model_dir(name_or_path)
     try:
-        config = ConvCodecConfig.from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
-        model = ConvCodec(config)
+        model = build_model(config_from_dict(json.loads((model_dir / CONFIG_FILE).read_text())))
         state = load_file(str(model_dir / WEIGHTS_FILE))
     except (OSError, ValueError, TypeError, RuntimeError) as error:
         raise CodecError(f"{model_dir}: cannot load model ({error})".splitlines()[0]) from None

@@ -120,6 +120,9 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
     float model's in deep codebooks (about 20% of codes at 6 kbps on the dev set) at unchanged
     PESQ; measured by ``scripts/bench_streaming.py``.
     """
+    if not isinstance(model, ConvCodec):
+        raise CodecError(f"{model.config.name} is an ESC transformer codec; ONNX export supports the conv "
+                         f"codec so far (use --runtime torch to stream it)")
     if model.global_code is not None:
         raise CodecError(f"{model.config.name} has a time-invariant global code; ONNX export supports "
                          f"models without one (use --runtime torch to stream it)")

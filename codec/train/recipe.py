@@ -14,6 +14,8 @@ import yaml
 
 from codec.errors import CodecError
 from codec.models.conv_codec import ConvCodecConfig
+from codec.models.esc_codec import EscCodecConfig
+from codec.models.registry import config_class
 
 
 @dataclass
@@ -94,7 +96,7 @@ class RunConfig:
 
 @dataclass
 class Recipe:
-    model: ConvCodecConfig = field(default_factory=ConvCodecConfig)
+    model: ConvCodecConfig | EscCodecConfig = field(default_factory=ConvCodecConfig)  # by model.architecture
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -114,6 +116,8 @@ class Recipe:
         built = {}
         for name, section_cls in sections.items():
             section_values = values.get(name) or {}
+            if name == "model":
+                section_cls = config_class(section_values)
             known = {f.name for f in dataclasses.fields(section_cls)}
             bad = sorted(set(section_values) - known)
             if bad:

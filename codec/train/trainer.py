@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from codec.errors import CodecError
-from codec.models import ConvCodec, save_model
+from codec.models import ConvCodec, build_model, save_model
 from codec.train import distributed
 from codec.train.data import Augmentation, RandomCropDataset
 from codec.train.losses import MultiResolutionMelLoss, MultiResolutionSTFTLoss
@@ -157,7 +157,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         raise CodecError(str(error)) from None
     torch.manual_seed(run.seed)  # the same initial weights on every rank
 
-    model = ConvCodec(recipe.model).to(device)
+    model = build_model(recipe.model).to(device)
     frozen = _frozen_modules(model, recipe.optim.freeze)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
                                   weight_decay=recipe.optim.weight_decay)

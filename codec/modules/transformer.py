@@ -1,0 +1,105 @@
+"""Transformer blocks over sub-band tokens of STFT frames, causal along time (for the ESC codec).
+
+A frame of ``S`` sub-band tokens of width ``D`` goes through, in each block:
+
+* attention across the frame's own tokens (frequency; no time involved, so nothing to stream);
+* attention along time per token, causal and limited to the last ``window`` frames (a rolling
+  key/value cache carries them from chunk to chunk when streaming);
+* an MLP.
+
+Rotary positions (RoPE, Su et al. 2021) are relative to the current chunk, so any length works and
+a long stream's angles stay small. Tensors are ``[B, T, S, D]`` (batch, frames, tokens, channels).
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from codec.modules.streaming import StreamingModule, StreamingState
+
+
+def rotary(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Rotary position embedding of ``x [..., T, d]`` at ``positions [T]`` (any integers)."""
+    half = x.shape[-1] // 2
+    frequencies = 10000 ** (-torch.arange(half, dtype=torch.float32, device=x.device) / half)
+    angles = positions[:, None].to(torch.float32) * frequencies[None, :]
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+@dataclass
+class _CacheState(StreamingState):
+    keys: torch.Tensor     # [B*S, H, L, d] un-rotated keys of the last L < window frames
+    values: torch.Tensor   # [B*S, H, L, d]
+
+
+class CausalTimeAttention(StreamingModule):
+    """Multi-head self-attention along time: ``[N, T, D] -> [N, T, D]``, frame ``t`` attending to
+    frames ``t - window + 1 .. t``. ``N`` is batch x tokens; ``tokens`` sizes the streaming state.
+    """
+
+    def __init__(self, dim: int, heads: int, window: int, tokens: int):
+        super().__init__()
+        self.heads, self.window, self.tokens = heads, window, tokens
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def init_streaming_state(self, batch_size: int) -> _CacheState:
+        d = self.proj.in_features // self.heads
+        empty = self.proj.weight.new_zeros(batch_size * self.tokens, self.heads, 0, d)
+        return _CacheState(empty, empty.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, dim = x.shape
+        q, k, v = self.qkv(x).view(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        state = self._streaming_state
+        if state is not None:
+            k, v = torch.cat([state.keys, k], dim=2), torch.cat([state.values, v], dim=2)
+            keep = min(self.window - 1, k.shape[2])
+            state.keys, state.values = k[:, :, k.shape[2] - keep:], v[:, :, v.shape[2] - keep:]
+        past = k.shape[2] - length                                  # cached frames before this chunk
+        query_positions = torch.arange(length, device=x.device)
+        key_positions = torch.arange(-past, length, device=x.device)
+        distance = query_positions[:, None] - key_positions[None, :]
+        mask = (distance >= 0) & (distance < self.window)
+        attended = F.scaled_dot_product_attention(rotary(q, query_positions), rotary(k, key_positions), v,
+                                                  attn_mask=mask)
+        return self.proj(attended.transpose(1, 2).reshape(n, length, dim))
+
+
+class FrequencyAttention(nn.Module):
+    """Multi-head self-attention across the ``S`` tokens of each frame: ``[N, S, D] -> [N, S, D]``."""
+
+    def __init__(self, dim: int, heads: int, tokens: int):
+        super().__init__()
+        self.heads = heads
+        self.position = nn.Parameter(torch.zeros(tokens, dim))   # which sub-band a token is
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, tokens, dim = x.shape
+        q, k, v = self.qkv(x + self.position).view(n, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(attended.transpose(1, 2).reshape(n, tokens, dim))
+
+
+class SubbandTransformerBlock(StreamingModule):
+    """Pre-norm block: frequency attention, causal windowed time attention, MLP; ``[B, T, S, D]``."""
+
+    def __init__(self, dim: int, heads: int, window: int, tokens: int, mlp_ratio: int = 2):
+        super().__init__()
+        self.norm_frequency, self.norm_time, self.norm_mlp = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.frequency = FrequencyAttention(dim, heads, tokens)
+        self.time = CausalTimeAttention(dim, heads, window, tokens)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, frames, tokens, dim = x.shape
+        x = x + self.frequency(self.norm_frequency(x).reshape(batch * frames, tokens, dim)).view_as(x)
+        along_time = self.norm_time(x).transpose(1, 2).reshape(batch * tokens, frames, dim)
+        x = x + self.time(along_time).view(batch, tokens, frames, dim).transpose(1, 2)
+        return x + self.mlp(self.norm_mlp(x))

@@ -1,0 +1,103 @@
+"""The ESC transformer codec: shapes per scale, streaming == offline, causality, the shared code
+path (sessions, files, CLI, loading by architecture) and training."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from codec.coding import decode_audio, encode_audio
+from codec.models import EscCodec, EscCodecConfig, load_model, save_model
+from codec.streaming import StreamingDecoder, StreamingEncoder
+from codec.train import load_recipe, train
+from tests.conftest import REPO, run_cli, tone, write_audio
+
+TINY = EscCodecConfig(name="esc-tiny", subbands=8, dims=[8, 16], encoder_blocks=[1, 1], decoder_blocks=[1, 1],
+                      heads=2, window=4, codebooks_per_scale=[2, 2], codebook_size=64, codebook_dim=4,
+                      bitrates_kbps=[0.6, 1.2])
+
+
+@pytest.fixture(scope="module")
+def esc():
+    torch.manual_seed(0)
+    return EscCodec(TINY).eval()
+
+
+def test_shapes_at_every_scale(esc):
+    wav = 0.1 * torch.randn(2, 1, 320 * 7)
+    latent = esc.encode_latent(wav)
+    widths = [4 * 16, 8 * 8]                                   # coarse (4 tokens x 16), fine (8 x 8)
+    assert latent.shape == (2, sum(widths), 7)
+    assert esc._tokens(latent[:, :widths[0]], 1).shape == (2, 7, 4, 16)
+    assert esc._tokens(latent[:, widths[0]:], 0).shape == (2, 7, 8, 8)
+    codes = esc.encode(wav, 4)
+    assert codes.shape == (2, 4, 7) and codes.max() < 64
+    assert esc.encode(wav, 2).shape == (2, 2, 7)              # the coarsest scale alone
+    assert esc.decode(codes).shape == (2, 1, 320 * 7)
+    assert esc.latency == 640 and esc.codebooks_for_bitrate(0.6) == 2
+
+
+def test_coarse_codes_do_not_depend_on_the_finer_scales(esc):
+    wav = 0.1 * torch.randn(1, 1, 320 * 9)
+    assert torch.equal(esc.encode(wav, 4)[:, :2], esc.encode(wav, 2))
+
+
+@pytest.mark.parametrize("frames_per_chunk", [1, 2, 7, 50])
+def test_streaming_equals_offline(esc, frames_per_chunk):
+    torch.manual_seed(1)
+    wav = 0.1 * torch.randn(2, 1, 320 * 60)
+    codes = esc.encode(wav, 4)
+    encoder = StreamingEncoder(esc, 4, batch_size=2)
+    step = 320 * frames_per_chunk
+    chunks = [encoder.encode(wav[..., start:start + step]) for start in range(0, wav.shape[-1], step)]
+    assert torch.equal(torch.cat(chunks + [encoder.flush()], dim=-1), codes)
+    decoder = StreamingDecoder(esc, batch_size=2)
+    decoded = [decoder.decode(codes[..., start:start + frames_per_chunk])
+               for start in range(0, codes.shape[-1], frames_per_chunk)]
+    decoded = torch.cat(decoded + [decoder.flush()], dim=-1)
+    offline = esc.decode(codes)
+    torch.testing.assert_close(decoded[..., :offline.shape[-1]], offline, atol=1e-4, rtol=0)
+
+
+def test_causality(esc):
+    torch.manual_seed(2)
+    wav = 0.1 * torch.randn(1, 1, 320 * 30)
+    longer = torch.cat([wav, torch.randn(1, 1, 320 * 10)], dim=-1)
+    assert torch.equal(esc.encode(longer, 4)[..., :30], esc.encode(wav, 4))
+    codes = esc.encode(longer, 4)
+    changed = codes.clone()
+    changed[..., 30:] = (changed[..., 30:] + 1) % 64
+    # decoded samples before frame 30 (less the inverse STFT's overlap) do not see later codes
+    cut = 320 * 30 - (esc.latency - esc.frame_size)
+    torch.testing.assert_close(esc.decode(changed)[..., :cut], esc.decode(codes)[..., :cut])
+
+
+def test_files_cli_and_loading_by_architecture(esc, tmp_path):
+    directory = save_model(esc, tmp_path / "esc-tiny")
+    assert json.loads((directory / "config.json").read_text())["architecture"] == "esc"
+    loaded = load_model(directory)
+    assert isinstance(loaded, EscCodec)
+    audio = tone(0.77, 22050, channels=2)
+    decoded, rate = decode_audio(loaded, encode_audio(loaded, audio, 22050, 1.2))
+    assert decoded.shape == audio.shape and rate == 22050
+    source = write_audio(tmp_path / "in.wav", audio, 22050)
+    assert run_cli("encode", source, tmp_path / "x.codes", "--model", directory, "-b", "0.6").exit_code == 0
+    assert run_cli("decode", tmp_path / "x.codes", tmp_path / "out.wav", "--model", directory).exit_code == 0
+    export = run_cli("export", directory, "--out", tmp_path / "onnx")
+    assert export.exit_code == 1 and "ESC" in export.output
+
+
+def test_esc_recipe_trains(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for i in range(3):
+        write_audio(folder / f"{i}.wav", tone(1.0, 16000, 150.0 + 60 * i), 16000)
+    overrides = [f"model.{k}={json.dumps(v).replace(' ', '')}" for k, v in TINY.to_dict().items()]
+    recipe = load_recipe(REPO / "recipes" / "esc_16k.yaml", overrides + [
+        f"data.train_dir={folder}", f"run.out_dir={tmp_path / 'run'}", "run.max_steps=3", "run.log_every=1",
+        "run.batch_size=2", "loss.codebook_choices=[2,4]", "loss.codebook_probs=[0.5,0.5]", "run.tensorboard=false"])
+    train(recipe)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    assert len(log) == 3 and all(np.isfinite(r["loss"]) for r in log)
+    assert isinstance(load_model(tmp_path / "run" / "model"), EscCodec)
