@@ -472,6 +472,11 @@ def stream(
     packet_loss: Annotated[float, typer.Option(help="Simulate losing this fraction of packets (0-1).")] = 0.0,
     realtime: Annotated[bool, typer.Option("--realtime/--fast", help="Pace --input at real time.")] = True,
     threads: Annotated[int, typer.Option(help="Inference threads.")] = 1,
+    entropy: Annotated[bool, typer.Option("--entropy", help="Range-code each packet with the model's entropy "
+                                          "model (needs several frames per packet to pay off).")] = False,
+    packet_frames: Annotated[int | None, typer.Option(
+        "--packet-frames", help="Code frames (20 ms each) per packet; each frame beyond the first adds 20 ms "
+                                "of latency \[default: 1, or 10 with --entropy].")] = None,
     force: ForceOption = False,
 ) -> None:
     """Real time: microphone (or --input) -> encode -> packets -> decode -> speaker (or --output)."""
@@ -479,7 +484,8 @@ def stream(
 
     run_stream_command(input=input, output=output, play=play, bitrate=bitrate, model=model, runtime=runtime,
                        device=device, list_devices=list_devices, save=save, packet_loss=packet_loss,
-                       realtime=realtime, force=force, console=stderr, threads=threads)
+                       realtime=realtime, force=force, console=stderr, threads=threads, entropy=entropy,
+                       packet_frames=packet_frames)
 
 
 @app.command()

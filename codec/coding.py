@@ -458,9 +458,15 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
     meta = CodesMetadata(info.model, info.weights, info.sample_rate, info.channels, 0, info.frame_rate, 1,
                          info.codebook_size, 0)
     check_compatible(model, meta)
+    coder = None
+    if info.entropy_model is not None:
+        coder = entropy_coder_for(model)
+        if coder is None or coder.name != info.entropy_model or coder.weights[:8] != info.entropy_weights:
+            raise CodecError(f"{input_path}: its packets are entropy-coded with model '{info.entropy_model}' "
+                             f"(weights {info.entropy_weights}), which model '{model.config.name}' does not have")
     decoder = StreamingDecoder(model, batch_size=info.channels)
     pieces, expected_sequence, frames_per_packet, total, lost = [], 0, 1, None, 0
-    for packet in read_packets(data, offset, info):
+    for packet in read_packets(data, offset, info, coder):
         if packet.codes is None:
             total = packet.total_samples
             break

@@ -211,7 +211,7 @@ class OnnxLink(TorchLink):
 
 def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, packet_loss: float = 0.0,
                save: Path | None = None, on_status: Callable[[StreamStats], None] | None = None,
-               seed: int = 0) -> StreamStats:
+               seed: int = 0, packet_frames: int = 1, entropy_coder=None) -> StreamStats:
     """Run the loop until the source ends or Ctrl-C; every sink then holds exactly the input's length.
 
     Raises:
@@ -227,10 +227,20 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
         saved.write(stream_header(info))
     sequence, total_in, interrupted = 0, 0, False
 
-    def transmit(codes: np.ndarray) -> np.ndarray:
-        """Packetize, pass through the (lossy) link, depacketize, decode or conceal."""
+    waiting = []   # code frames not yet sent: a packet carries packet_frames of them
+
+    def transmit(codes: np.ndarray, last: bool = False) -> np.ndarray:
+        """Packetize (once ``packet_frames`` frames are there, or at the end), pass through the
+        (lossy) link, depacketize, decode or conceal."""
         nonlocal sequence
-        packet = packet_bytes(sequence, codes, info)
+        if codes.shape[-1]:
+            waiting.append(codes)
+        frames = sum(c.shape[-1] for c in waiting)
+        if frames == 0 or (frames < packet_frames and not last):
+            return np.zeros((source.channels, 1, 0), np.float32)
+        codes = np.concatenate(waiting, axis=-1)
+        waiting.clear()
+        packet = packet_bytes(sequence, codes, info, entropy_coder)
         sequence += 1
         stats.packets += 1
         stats.payload_bytes += len(packet)
@@ -239,8 +249,11 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
         if packet_loss and rng.random() < packet_loss:
             stats.packets_lost += 1
             return link.conceal(codes.shape[-1])
-        (received,) = list(read_packets(packet, 0, info))
-        return link.decode(received.codes)
+        received = list(read_packets(packet, 0, info, entropy_coder))
+        if not received:   # an entropy-coded packet whose codes failed their CRC
+            stats.packets_lost += 1
+            return link.conceal(codes.shape[-1])
+        return link.decode(received[0].codes)
 
     def emit(audio_model_rate: np.ndarray, last: bool = False, limit: bool = False) -> None:
         block = audio_model_rate[:, 0].T if audio_model_rate.size else np.zeros((0, source.channels), np.float32)
@@ -267,8 +280,7 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
             start = time.perf_counter()
             stats.overruns += int(overflowed)
             total_in += len(block)
-            codes = link.encode(to_model(block).T[:, None, :].astype(np.float32))
-            emit(transmit(codes) if codes.shape[-1] else np.zeros((source.channels, 1, 0), np.float32))
+            emit(transmit(link.encode(to_model(block).T[:, None, :].astype(np.float32))))
             stats.compute_seconds += time.perf_counter() - start
             stats.audio_seconds += len(block) / source.sample_rate
             stats.blocks += 1
@@ -277,8 +289,7 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
         tail = link.encode(to_model(np.zeros((0, source.channels), np.float32), last=True).T[:, None, :]
                            .astype(np.float32))
         final = link.flush_encoder()
-        pieces = [transmit(c) for c in (tail, final) if c.shape[-1]]
-        pieces.append(link.flush_decoder())
+        pieces = [transmit(tail), transmit(final, last=True), link.flush_decoder()]
         emit(np.concatenate(pieces, axis=-1), last=True, limit=True)
         if saved:
             saved.write(end_packet(sequence, total_in))
@@ -308,7 +319,7 @@ def _device(value: str | None):
 def run_stream_command(*, input: Path | None, output: Path | None, play: bool | None, bitrate: float,
                        model: str | None, runtime: str, device: str | None, list_devices: bool,
                        save: Path | None, packet_loss: float, realtime: bool, force: bool, console,
-                       threads: int = 1) -> StreamStats:
+                       threads: int = 1, entropy: bool = False, packet_frames: int | None = None) -> StreamStats:
     """``codec stream``: open the source, sinks and model, run the loop, report.
 
     Raises:
@@ -321,6 +332,11 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         raise CodecError(f"--runtime {runtime!r} is not supported; choose torch, onnx or onnx-int8")
     if not 0.0 <= packet_loss < 1.0:
         raise CodecError(f"--packet-loss {packet_loss} must be in [0, 1)")
+    # an entropy-coded packet pays a range coder's flush (up to 4 bytes) and a length: it needs
+    # several frames to come out smaller, at (packet_frames - 1) frames of added latency
+    packet_frames = packet_frames or (10 if entropy else 1)
+    if not 1 <= packet_frames <= 255:
+        raise CodecError(f"--packet-frames {packet_frames} must be 1 to 255")
     for path in (output, save):
         if path is not None and path.exists() and not force:
             raise CodecError(f"{path} exists; pass --force to overwrite it")
@@ -366,11 +382,18 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
             link = OnnxLink(OnnxCodec(exported, threads), num_codebooks, source.channels)
     else:
         link = TorchLink(codec_model, num_codebooks, source.channels)
+    coder = None
+    if entropy:
+        from codec.coding import entropy_coder_for
+
+        coder = entropy_coder_for(codec_model, required=True)
     info = StreamInfo(codec_model.config.name, getattr(codec_model, "weights_sha256", "")[:8], source.sample_rate,
-                      source.channels, codec_model.frame_rate, codec_model.codebook_size)
+                      source.channels, codec_model.frame_rate, codec_model.codebook_size,
+                      coder.name if coder else None, coder.weights[:8] if coder else None)
     device_ms = 1000 * (getattr(source, "latency", 0.0) + sum(getattr(s, "latency", 0.0) for s in sinks))
     latency = {"algorithmic": 1000 * codec_model.latency / codec_model.sample_rate,
-               "block": 1000 * BLOCK_SECONDS, "devices": device_ms}
+               "block": 1000 * BLOCK_SECONDS, "packet": 1000 * (packet_frames - 1) / codec_model.frame_rate,
+               "devices": device_ms}
 
     def status(stats: StreamStats) -> None:
         stats.latency_ms = latency
@@ -380,7 +403,8 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
 
     interrupted = False
     try:
-        stats = run_stream(link, info, source, sinks, codec_model.sample_rate, packet_loss, save, status)
+        stats = run_stream(link, info, source, sinks, codec_model.sample_rate, packet_loss, save, status,
+                           packet_frames=packet_frames, entropy_coder=coder)
     except KeyboardInterrupt:
         interrupted, stats = True, None
     console.print()
@@ -392,5 +416,5 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
                   f"({kbps:.2f} kbps with packet headers), {stats.packets_lost} lost, overruns {stats.overruns}, "
                   f"underruns {stats.underruns}, latency {sum(latency.values()):.0f} ms "
                   f"({latency['algorithmic']:.0f} algorithmic + {latency['block']:.0f} block + "
-                  f"{latency['devices']:.0f} devices)", highlight=False)
+                  f"{latency['packet']:.0f} packet + {latency['devices']:.0f} devices)", highlight=False)
     return stats

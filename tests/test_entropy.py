@@ -168,3 +168,43 @@ def test_cli_uses_a_shipped_entropy_model_by_default(tiny_model_dir, entropy_dir
     result = runner.invoke(app, ["decode", str(tmp_path / "e.codes"), str(tmp_path / "x.wav"),
                                  "--model", str(tiny_model_dir)])
     assert result.exit_code == 1 and "not available" in result.output
+
+
+def test_entropy_coded_packets(entropy_dir):
+    from codec.packets import StreamInfo, packet_bytes, read_packets
+
+    coder = EntropyCoder(load_entropy_model(entropy_dir))
+    info = StreamInfo("tiny-16k", "0123abcd", 16000, 2, 50, 1024, coder.name, coder.weights[:8])
+    codes = skewed_codes(channels=2, codebooks=6, frames=10)
+    plain, coded = packet_bytes(7, codes, info), packet_bytes(7, codes, info, coder)
+    assert len(coded) < len(plain) and coded[3] & 0x80 and coded[3] & 0x7F == 6   # the codebooks byte
+    (packet,) = read_packets(coded, 0, info, coder)
+    assert packet.sequence == 7 and np.array_equal(packet.codes, codes)
+    assert [p.sequence for p in read_packets(coded + plain, 0, info)] == [7]   # no coder: skipped, next read
+    perturbed = load_entropy_model(entropy_dir)
+    with torch.no_grad():
+        perturbed.out_bias += 0.5 * torch.randn_like(perturbed.out_bias)
+    assert list(read_packets(coded, 0, info, EntropyCoder(perturbed))) == []   # caught by the codes' CRC
+
+
+def test_cli_streams_entropy_coded_packets(tiny_model_dir, entropy_dir, tmp_path):
+    import shutil
+
+    import soundfile as sf
+
+    from tests.conftest import run_cli, tone, write_audio
+
+    model_dir = tmp_path / "tiny-16k"
+    shutil.copytree(tiny_model_dir, model_dir)
+    for name in ("entropy.safetensors", "entropy_config.json"):
+        shutil.copy(entropy_dir / name, model_dir / name)
+    source = write_audio(tmp_path / "a.wav", tone(1.07, 16000), 16000)
+    result = run_cli("stream", "--input", source, "--output", tmp_path / "out.wav", "--save", tmp_path / "s.cods",
+                     "--model", model_dir, "--fast", "--entropy", "--packet-loss", "0.1")
+    assert result.exit_code == 0, result.output
+    assert "180 packet" in result.output                     # 9 frames of added latency at 10 per packet
+    assert sf.info(str(tmp_path / "out.wav")).frames == 17120
+    decoded = run_cli("decode", tmp_path / "s.cods", tmp_path / "d.wav", "--model", model_dir)
+    assert decoded.exit_code == 0 and sf.info(str(tmp_path / "d.wav")).frames == 17120
+    refused = run_cli("decode", tmp_path / "s.cods", tmp_path / "x.wav", "--model", tiny_model_dir)
+    assert refused.exit_code == 1 and "entropy-coded" in refused.output
