@@ -25,6 +25,7 @@ from torch import nn
 
 from codec.config import JsonConfig
 from codec.errors import CodecError
+from codec.modules.transformer import rotary
 
 
 @dataclass
@@ -42,16 +43,6 @@ class EntropyModelConfig(JsonConfig):
     depth_hidden: int = 384          # hidden width of the per-code depth MLP
 
 
-def _rotate(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Rotary position embedding of ``x [B, H, T, d]`` at integer ``positions [T]``."""
-    half = x.shape[-1] // 2
-    frequencies = 10000 ** (-torch.arange(half, dtype=torch.float32, device=x.device) / half)
-    angles = positions[:, None].float() * frequencies[None, :]
-    cos, sin = torch.cos(angles), torch.sin(angles)
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-
-
 class _Block(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -66,7 +57,7 @@ class _Block(nn.Module):
         """``x [B, T, D]``; with ``cache`` ([keys, values] of earlier frames, updated in place)."""
         batch, length, dim = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        q, k = _rotate(q, positions), _rotate(k, positions)
+        q, k = rotary(q, positions), rotary(k, positions)
         if cache is not None:
             if cache[0] is not None:
                 k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)

@@ -11,6 +11,7 @@ Rotary positions (RoPE, Su et al. 2021) are relative to the current chunk, so an
 a long stream's angles stay small. Tensors are ``[B, T, S, D]`` (batch, frames, tokens, channels).
 """
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -20,11 +21,16 @@ from torch import nn
 from codec.modules.streaming import StreamingModule, StreamingState
 
 
+@functools.lru_cache(maxsize=16)
+def _frequencies(half: int, device: torch.device) -> torch.Tensor:
+    with torch.inference_mode(False):  # a normal tensor, usable in training after inference
+        return 10000 ** (-torch.arange(half, dtype=torch.float32, device=device) / half)
+
+
 def rotary(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Rotary position embedding of ``x [..., T, d]`` at ``positions [T]`` (any integers)."""
     half = x.shape[-1] // 2
-    frequencies = 10000 ** (-torch.arange(half, dtype=torch.float32, device=x.device) / half)
-    angles = positions[:, None].to(torch.float32) * frequencies[None, :]
+    angles = positions[:, None].to(torch.float32) * _frequencies(half, x.device)[None, :]
     cos, sin = torch.cos(angles), torch.sin(angles)
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
