@@ -41,6 +41,40 @@ def real_time_factor(model, seconds: float = 10.0) -> float:
     return best / seconds
 
 
+def architecture(model) -> str:
+    """The card's architecture paragraph, for either codec family."""
+    c = model.config
+    if getattr(c, "architecture", "conv") == "esc":
+        scales = ", ".join(f"{c.subbands >> s} x {d}" for s, d in enumerate(c.dims))
+        return (f"Causal STFT (window {c.n_fft}, hop {c.hop_length}) -> {c.subbands} sub-band tokens per frame -> "
+                f"transformer encoder stages (tokens x channels: {scales}; blocks {c.encoder_blocks}; attention "
+                f"across the frame's tokens and causally along time over {c.window} frames) -> cross-scale "
+                f"residual VQ, coarse to fine ({list(reversed(c.codebooks_per_scale))} codebooks of "
+                f"{c.codebook_size}, factorized {c.codebook_dim}-d), each scale quantizing the encoder's "
+                f"features minus the decoder's prediction from the coarser scales -> mirrored decoder "
+                f"(blocks {c.decoder_blocks}) -> Vocos inverse-STFT head.")
+    return (f"Causal STFT (window {c.analysis_n_fft}, hop {c.hop_length}) -> causal ConvNeXt encoder "
+            f"({c.encoder_analysis_blocks} blocks x {c.analysis_dim} ch at 100 frames/s, {c.encoder_code_rate_blocks} "
+            f"blocks x {c.code_rate_dim} ch at 50 frames/s) -> residual VQ ({c.num_codebooks} x {c.codebook_size}, "
+            f"factorized L2-normalised {c.codebook_dim}-d codes, quantizer dropout) -> causal ConvNeXt decoder "
+            f"({c.decoder_code_rate_blocks} + {c.decoder_analysis_blocks} blocks) -> Vocos inverse-STFT head "
+            f"(window {c.synthesis_n_fft}).")
+
+
+def macs_per_second(model, kbps: float) -> tuple[float, float]:
+    """Multiply-accumulates per second of audio for encoding and for decoding at ``kbps``
+    (``torch.utils.flop_counter``: matrix products, convolutions and attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    wav = 0.1 * torch.randn(1, 1, 10 * model.sample_rate)
+    with FlopCounterMode(display=False) as counter:
+        codes = model.encode(wav, model.codebooks_for_bitrate(kbps))
+    encode = counter.get_total_flops() / 2 / 10
+    with FlopCounterMode(display=False) as counter:
+        model.decode(codes)
+    return encode, counter.get_total_flops() / 2 / 10
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
@@ -73,6 +107,7 @@ def main() -> None:
         regression_pesq.append(pesq_wb(audio[:, 0], decoded[:, 0], rate))
     rtf = real_time_factor(model)
     params = sum(p.numel() for p in model.parameters())
+    encode_macs, decode_macs = macs_per_second(model, 6.0)
     metrics = {
         "model": model.config.name,
         "weights_sha256": model.weights_sha256,
@@ -80,6 +115,7 @@ def main() -> None:
         "steps": state["step"],
         "train_wall_minutes": round(state.get("train_seconds", 0.0) / 60, 1),
         "real_time_factor_1_thread": round(rtf, 4),
+        "gmacs_per_second_6kbps": {"encode": round(encode_macs / 1e9, 3), "decode": round(decode_macs / 1e9, 3)},
         "dev": [asdict(summary) for summary in summaries],
         "max_bytes_over_nominal": {f"{k:g}": round(v, 1) for k, v in over_nominal.items()},
         "regression": {"files": [str(p.relative_to(DEV.parent.parent)) for p in regression],
@@ -99,11 +135,11 @@ def main() -> None:
     listed = ", ".join(f"{b:g}" for b in bitrates)
     counts = ", ".join(str(model.codebooks_for_bitrate(b)) for b in bitrates)
     extras = ""
-    if c.masked_quantizers:
+    if getattr(c, "masked_quantizers", 0):
         extras += (f" The first {c.masked_quantizers} quantizers are masked-channel quantizers (MCRVQ, "
                    f"Language-Codec): each sees only its {c.latent_dim // c.masked_quantizers} of the "
                    f"{c.latent_dim} latent channels.")
-    if c.global_groups:
+    if getattr(c, "global_groups", 0):
         extras += (f" A time-invariant global code (TiCodec): {c.global_groups} groups x "
                    f"{c.global_codebook_size} entries ({c.global_groups * int(np.log2(c.global_codebook_size))} "
                    f"bits per file and channel, counted in the measured bitrate), summarising the first "
@@ -111,7 +147,7 @@ def main() -> None:
                    f"before decoding.")
     card = f"""# {model.config.name}
 
-{role}: 16 kHz mono speech, 50 code frames/s, up to {c.num_codebooks} codebooks of {c.codebook_size}
+{role}: 16 kHz mono speech, 50 code frames/s, up to {model.num_codebooks} codebooks of {c.codebook_size}
 entries ({int(np.log2(c.codebook_size))} bits), so one model serves {listed} kbps ({counts} codebooks). Causal
 encoder and decoder (streaming-capable), algorithmic latency {model.latency} samples
 ({1000 * model.latency / model.sample_rate:.0f} ms).{extras}
@@ -120,12 +156,7 @@ encoder and decoder (streaming-capable), algorithmic latency {model.latency} sam
 
 ## Architecture
 
-Causal STFT (window {c.analysis_n_fft}, hop {c.hop_length}) -> causal ConvNeXt encoder
-({c.encoder_analysis_blocks} blocks x {c.analysis_dim} ch at 100 frames/s, {c.encoder_code_rate_blocks} blocks x
-{c.code_rate_dim} ch at 50 frames/s) -> residual VQ ({c.num_codebooks} x {c.codebook_size}, factorized
-L2-normalised {c.codebook_dim}-d codes, quantizer dropout) -> causal ConvNeXt decoder
-({c.decoder_code_rate_blocks} + {c.decoder_analysis_blocks} blocks) -> Vocos inverse-STFT head
-(window {c.synthesis_n_fft}).
+{architecture(model)}
 {params / 1e6:.2f} M parameters.
 
 ## Training
@@ -155,7 +186,8 @@ file (header included) for this model, and the codec's packets for the baselines
 ![rate-distortion](rate_distortion.png)
 
 Speed: encode + decode of 10 s of speech at 6 kbps takes {rtf * 10:.2f} s on one CPU thread
-(real-time factor {rtf:.3f}, {1 / rtf:.0f}x faster than real time).
+(real-time factor {rtf:.3f}, {1 / rtf:.0f}x faster than real time). Compute per second of audio at
+6 kbps: {encode_macs / 1e9:.2f} GMAC to encode, {decode_macs / 1e9:.2f} GMAC to decode.
 
 Measured with `scripts/write_model_card.py`, which runs the evaluation of `codec eval` (PESQ-WB from
 `pesq`, STOI from `pystoi`, both at 16 kHz after time alignment). `metrics.json` holds the same
