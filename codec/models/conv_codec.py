@@ -218,13 +218,15 @@ class ConvCodec(StreamingModule):
             global_codes = self.encode_global(latent)
         return self.quantize_latent(latent, num_codebooks, global_codes)
 
-    def dequantize(self, codes: torch.Tensor, global_codes: torch.Tensor | None = None) -> torch.Tensor:
-        """``codes [B, K, F]`` (and ``global_codes [B, G]`` if the model has them) -> latent ``[B, D, F]``.
+    def dequantize(self, codes: torch.Tensor, global_codes: torch.Tensor | None = None,
+                   codebook_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``codes [B, K, F]`` (and ``global_codes [B, G]`` if the model has them) -> latent ``[B, D, F]``;
+        ``codebook_mask [K]`` (1 used, 0 ignored) as in ``ResidualVectorQuantizer.decode``.
 
         Raises:
             ValueError: if a model with a global code gets none (or of the wrong shape).
         """
-        return self.quantizer.decode(codes) + self._global_embedding(global_codes, codes.shape[0])
+        return self.quantizer.decode(codes, codebook_mask) + self._global_embedding(global_codes, codes.shape[0])
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, global_codes: torch.Tensor | None = None) -> torch.Tensor:

@@ -243,16 +243,19 @@ class EscCodec(StreamingModule):
         """Codebooks used at each scale (coarsest first) when the first ``num_codebooks`` are sent."""
         return [max(0, min(s.stop, num_codebooks) - s.start) for s in self._codebook_slices()]
 
-    def dequantize(self, codes: torch.Tensor, global_codes=None) -> torch.Tensor:
+    def dequantize(self, codes: torch.Tensor, global_codes=None, codebook_mask: torch.Tensor | None = None
+                   ) -> torch.Tensor:
         """``codes [B, K, F]`` -> the stacked quantized residuals ``[B, W, F]`` (zeros where a scale
-        has no codes)."""
+        has no codes); ``codebook_mask [K]`` (1 used, 0 ignored) weights each codebook."""
         batch, _, frames = codes.shape
         parts = []
         for position, codebooks in enumerate(self._codebook_slices()):
             scale = self.quantizer.scales[position]
             width = scale.layers[0].out_proj.out_features
             used = codes[:, codebooks]
-            parts.append(scale.decode(used) if used.shape[1] else codes.new_zeros(batch, width, frames, dtype=torch.float))
+            mask = None if codebook_mask is None else codebook_mask[codebooks]
+            parts.append(scale.decode(used, mask) if used.shape[1]
+                         else codes.new_zeros(batch, width, frames, dtype=torch.float))
         return torch.cat(parts, dim=1)
 
     def decode_latent(self, quantized: torch.Tensor) -> torch.Tensor:

@@ -38,13 +38,15 @@ def rotary(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class _CacheState(StreamingState):
-    keys: torch.Tensor     # [B*S, H, L, d] un-rotated keys of the last L < window frames
-    values: torch.Tensor   # [B*S, H, L, d]
+    keys: torch.Tensor     # [B, S*H, window - 1, d] un-rotated keys of the last frames (oldest first)
+    values: torch.Tensor   # [B, S*H, window - 1, d]
+    filled: torch.Tensor   # [B] int64: how many of those slots hold frames (the stream's start has fewer)
 
 
 class CausalTimeAttention(StreamingModule):
     """Multi-head self-attention along time: ``[N, T, D] -> [N, T, D]``, frame ``t`` attending to
-    frames ``t - window + 1 .. t``. ``N`` is batch x tokens; ``tokens`` sizes the streaming state.
+    frames ``t - window + 1 .. t``. ``N`` is batch x tokens; ``tokens`` sizes the streaming state,
+    whose shapes are fixed (for ONNX export) with a count of the filled cache slots.
     """
 
     def __init__(self, dim: int, heads: int, window: int, tokens: int):
@@ -55,22 +57,34 @@ class CausalTimeAttention(StreamingModule):
 
     def init_streaming_state(self, batch_size: int) -> _CacheState:
         d = self.proj.in_features // self.heads
-        empty = self.proj.weight.new_zeros(batch_size * self.tokens, self.heads, 0, d)
-        return _CacheState(empty, empty.clone())
+        empty = self.proj.weight.new_zeros(batch_size, self.tokens * self.heads, self.window - 1, d)
+        return _CacheState(empty, empty.clone(), torch.zeros(batch_size, dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, length, dim = x.shape
         q, k, v = self.qkv(x).view(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         state = self._streaming_state
-        if state is not None:
-            k, v = torch.cat([state.keys, k], dim=2), torch.cat([state.values, v], dim=2)
-            keep = min(self.window - 1, k.shape[2])
-            state.keys, state.values = k[:, :, k.shape[2] - keep:], v[:, :, v.shape[2] - keep:]
-        past = k.shape[2] - length                                  # cached frames before this chunk
         query_positions = torch.arange(length, device=x.device)
+        valid = None
+        if state is not None:
+            past = self.window - 1
+            cache_shape = (n, self.heads, past, dim // self.heads)
+            k = torch.cat([state.keys.reshape(cache_shape), k], dim=2)
+            v = torch.cat([state.values.reshape(cache_shape), v], dim=2)
+            slots = torch.arange(past + length, device=x.device)
+            # slot j is a real frame if j >= past - filled (the stream's first frames have no past)
+            filled = state.filled.repeat_interleave(self.tokens)                       # [N]
+            valid = (slots[None, :] >= (past - filled)[:, None])[:, None, None, :]       # [N, 1, 1, L]
+            state.keys = k[:, :, length:].reshape(state.keys.shape)
+            state.values = v[:, :, length:].reshape(state.values.shape)
+            state.filled = torch.clamp(state.filled + length, max=past)
+        else:
+            past = 0
         key_positions = torch.arange(-past, length, device=x.device)
         distance = query_positions[:, None] - key_positions[None, :]
         mask = (distance >= 0) & (distance < self.window)
+        if valid is not None:
+            mask = mask[None, None] & valid
         attended = F.scaled_dot_product_attention(rotary(q, query_positions), rotary(k, key_positions), v,
                                                   attn_mask=mask)
         return self.proj(attended.transpose(1, 2).reshape(n, length, dim))

@@ -68,11 +68,26 @@ class _Step(nn.Module):
 
 
 class EncoderStep(_Step):
+    """Conv codec: audio -> latent (the quantizer graphs take it from there)."""
+
     def __init__(self, model: ConvCodec):
-        super().__init__(model, [model.stft, model.encoder])
+        super().__init__(model, model.encoder_parts())
 
     def forward(self, audio: torch.Tensor, *states: torch.Tensor):
         return self._with_state(lambda: self.model.encode_latent(audio), states)
+
+
+class CodesEncoderStep(_Step):
+    """A codec whose quantization has state (ESC: the decoder's coarser stages predict each
+    scale): audio -> codes of ``num_codebooks``, one graph per bitrate."""
+
+    def __init__(self, model, num_codebooks: int):
+        super().__init__(model, model.encoder_parts())
+        self.num_codebooks = num_codebooks
+
+    def forward(self, audio: torch.Tensor, *states: torch.Tensor):
+        model = self.model
+        return self._with_state(lambda: model.quantize_latent(model.encode_latent(audio), self.num_codebooks), states)
 
 
 class QuantizerStep(_Step):
@@ -86,11 +101,11 @@ class QuantizerStep(_Step):
 
 class DecoderStep(_Step):
     def __init__(self, model: ConvCodec):
-        super().__init__(model, [model.decoder, model.head])
+        super().__init__(model, model.decoder_parts())
 
     def forward(self, codes: torch.Tensor, codebook_mask: torch.Tensor, *states: torch.Tensor):
         model = self.model
-        return self._with_state(lambda: model.decode_latent(model.quantizer.decode(codes, codebook_mask)), states)
+        return self._with_state(lambda: model.decode_latent(model.dequantize(codes, None, codebook_mask)), states)
 
 
 def _quantize_weights(path: Path) -> None:
@@ -120,9 +135,6 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
     float model's in deep codebooks (about 20% of codes at 6 kbps on the dev set) at unchanged
     PESQ; measured by ``scripts/bench_streaming.py``.
     """
-    if not isinstance(model, ConvCodec):
-        raise CodecError(f"{model.config.name} is an ESC transformer codec; ONNX export supports the conv "
-                         f"codec so far (use --runtime torch to stream it)")
     if model.global_code is not None:
         raise CodecError(f"{model.config.name} has a time-invariant global code; ONNX export supports "
                          f"models without one (use --runtime torch to stream it)")
@@ -137,12 +149,15 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
                "overlap": model.head.istft.overlap, "envelope_floor": model.head.istft.envelope_floor,
                "opset": OPSET, "weights": "int8" if int8 else "float32", "graphs": {}}
     audio = torch.zeros(1, 1, frames * model.frame_size)
-    latent = torch.zeros(1, model.config.latent_dim, frames)
+    latent = torch.zeros(1, model.latent_channels, frames)
     codes = torch.zeros(1, model.num_codebooks, frames, dtype=torch.long)
     mask = torch.ones(model.num_codebooks)
-    graphs = [("encoder", EncoderStep(model), [("audio", audio)], "latent")]
-    graphs += [(f"quantizer_{k}", QuantizerStep(model, k), [("latent", latent)], "codes")
-               for k in sorted({model.codebooks_for_bitrate(kbps) for kbps in model.config.bitrates_kbps})]
+    counts = sorted({model.codebooks_for_bitrate(kbps) for kbps in model.config.bitrates_kbps})
+    if isinstance(model, ConvCodec):   # stateless quantizer: one encoder, one small graph per bitrate
+        graphs = [("encoder", EncoderStep(model), [("audio", audio)], "latent")]
+        graphs += [(f"quantizer_{k}", QuantizerStep(model, k), [("latent", latent)], "codes") for k in counts]
+    else:
+        graphs = [(f"encoder_{k}", CodesEncoderStep(model, k), [("audio", audio)], "codes") for k in counts]
     graphs += [("decoder", DecoderStep(model), [("codes", codes), ("codebook_mask", mask)], "audio")]
     for graph, step, inputs, main_output in graphs:
         states = _state_fields(step.parts, 1)
@@ -160,7 +175,7 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
             torch.onnx.export(step, tuple(v for _, v in inputs) + tuple(state_values), str(path),
                               input_names=[n for n, _ in inputs] + state_names, output_names=output_names,
                               dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
-        if int8 and graph in ("encoder", "decoder"):
+        if int8 and not graph.startswith("quantizer_"):
             _quantize_weights(path)
         sidecar["graphs"][graph] = {
             "file": path.name,

@@ -54,18 +54,20 @@ class OnnxStreamingEncoder:
     def __init__(self, codec: OnnxCodec, num_codebooks: int, batch_size: int = 1):
         self.codec, self.num_codebooks, self.batch_size = codec, num_codebooks, batch_size
         self.frame_size = codec.config["frame_size"]
-        # the smallest exported quantizer that has the codebooks asked for
-        available = sorted(int(g.removeprefix("quantizer_")) for g in codec.config["graphs"]
-                           if g.startswith("quantizer_"))
+        # the smallest exported graph that gives the codebooks asked for: a quantizer after the
+        # shared encoder (conv codec), or a whole encoder per bitrate (ESC)
+        graphs = codec.config["graphs"]
+        self.kind = "quantizer_" if any(g.startswith("quantizer_") for g in graphs) else "encoder_"
+        available = sorted(int(g.removeprefix(self.kind)) for g in graphs if g.startswith(self.kind))
         enough = [k for k in available if k >= num_codebooks]
         if not enough:
-            raise CodecError(f"{num_codebooks} codebooks asked for; the exported quantizers have "
+            raise CodecError(f"{num_codebooks} codebooks asked for; the exported graphs give "
                              f"{', '.join(map(str, available))}")
-        self.quantizer = f"quantizer_{enough[0]}"
+        self.graph = f"{self.kind}{enough[0]}"
         self.reset()
 
     def reset(self) -> None:
-        self.state = self.codec.initial_state("encoder", self.batch_size)
+        self.state = self.codec.initial_state("encoder" if self.kind == "quantizer_" else self.graph, self.batch_size)
         self.buffer = np.zeros((self.batch_size, 1, 0), dtype=np.float32)
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
@@ -74,8 +76,11 @@ class OnnxStreamingEncoder:
         self.buffer = audio[..., whole:]
         if whole == 0:
             return np.zeros((self.batch_size, self.num_codebooks, 0), dtype=np.int64)
-        latent, self.state = self.codec.run("encoder", {"audio": audio[..., :whole]}, self.state)
-        codes, _ = self.codec.run(self.quantizer, {"latent": latent}, {})
+        if self.kind == "quantizer_":
+            latent, self.state = self.codec.run("encoder", {"audio": audio[..., :whole]}, self.state)
+            codes, _ = self.codec.run(self.graph, {"latent": latent}, {})
+        else:
+            codes, self.state = self.codec.run(self.graph, {"audio": audio[..., :whole]}, self.state)
         return codes[:, :self.num_codebooks]
 
     def flush(self) -> np.ndarray:
