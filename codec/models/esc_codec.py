@@ -105,6 +105,7 @@ class EscCodec(StreamingModule):
         self.splits = nn.ModuleList(nn.Linear(c.dims[s + 1], 2 * c.dims[s]) for s in range(scales - 1))
         self.head = ISTFTHead(c.subbands * c.dims[0], c.n_fft, c.hop_length)
         self.global_code = None
+        self.bypass_quantizer = False   # training only: set by the trainer during quantizer warm-up
 
     # --- the codec interface (as ConvCodec) ------------------------------------------------
     @property
@@ -282,6 +283,10 @@ class EscCodec(StreamingModule):
 
         def quantize(position, residual):
             nonlocal commitment, codebook
+            if self.bypass_quantizer:  # pre-training without quantization (ESC): codebooks start from trained features
+                codes.append(torch.zeros(residual.shape[0], slices[position].stop - slices[position].start,
+                                         residual.shape[-1], dtype=torch.long, device=residual.device))
+                return residual
             used = (num_codebooks - slices[position].start).clamp(0, slices[position].stop - slices[position].start)
             result = self.quantizer.scales[position](residual, used)
             commitment, codebook = commitment + result.commitment_loss, codebook + result.codebook_loss

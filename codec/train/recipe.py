@@ -51,6 +51,7 @@ class LossConfig:
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
     consistency_weight: float = 1.0   # TiCodec's global-code consistency (models with a global code)
+    quantizer_warmup_steps: int = 0   # first steps without quantization (ESC codec), then codebooks start from data
     mel_windows: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 1024, 2048])
     mel_bins: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128, 128])
     stft_windows: list[int] = field(default_factory=lambda: [256, 512, 1024])

@@ -159,6 +159,9 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
 
     model = build_model(recipe.model).to(device)
     frozen = _frozen_modules(model, recipe.optim.freeze)
+    if loss_cfg.quantizer_warmup_steps and not hasattr(model, "bypass_quantizer"):
+        raise CodecError(f"loss.quantizer_warmup_steps: {type(model).__name__} has no quantizer warm-up "
+                         f"(the ESC codec has)")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
                                   weight_decay=recipe.optim.weight_decay)
     sample_rate = recipe.model.sample_rate
@@ -225,6 +228,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         while not distributed.any_true(step >= run.max_steps or time.monotonic() >= deadline or bool(stop_requested)):
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(recipe, step)
+            if hasattr(model, "bypass_quantizer"):
+                model.bypass_quantizer = step < loss_cfg.quantizer_warmup_steps
             wav = dataset.batch(run.batch_size).to(device)
             num_codebooks = choices[torch.multinomial(probs, run.batch_size, replacement=True)].to(device)
             with autocast:
