@@ -352,6 +352,9 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         num_codebooks = codec_model.codebooks_for_bitrate(bitrate)
     except ValueError as error:
         raise CodecError(str(error)) from None
+    if codec_model.global_code is not None:
+        raise CodecError(f"{codec_model.config.name} has a time-invariant global code, which the packet format "
+                         f"does not carry yet; code files with codec encode/decode")
     sd = import_sounddevice() if (input is None or play) else None
     dev = _device(device)
     if input is not None:

@@ -101,6 +101,8 @@ def test_cli_round_trip_and_info_show_the_global_code(global_model_dir, tmp_path
     assert run_cli("decode", tmp_path / "a.codes", tmp_path / "out.wav", "--model", global_model_dir).exit_code == 0
     export = run_cli("export", global_model_dir, "--out", tmp_path / "onnx")
     assert export.exit_code == 1 and "global code" in export.output
+    stream = run_cli("stream", "--input", source, "--output", tmp_path / "s.wav", "--model", global_model_dir, "--fast")
+    assert stream.exit_code == 1 and "global code" in stream.output
 
 
 def test_training_with_a_global_code_logs_the_consistency_loss(tmp_path):
