@@ -476,7 +476,7 @@ def stream(
                                           "model (needs several frames per packet to pay off).")] = False,
     packet_frames: Annotated[int | None, typer.Option(
         "--packet-frames", help="Code frames (20 ms each) per packet; each frame beyond the first adds 20 ms "
-                                "of latency \[default: 1, or 10 with --entropy].")] = None,
+                                "of latency \\[default: 1, or 10 with --entropy].")] = None,
     force: ForceOption = False,
 ) -> None:
     """Real time: microphone (or --input) -> encode -> packets -> decode -> speaker (or --output)."""

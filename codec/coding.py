@@ -256,10 +256,10 @@ def check_paths(input_path: Path, output_path: Path, force: bool) -> None:
         raise CodecError(f"{input_path}: no such file")
     if output_path.is_dir():
         raise CodecError(f"{output_path}: is a directory; give a file name")
-    if output_path.exists() and not force:
-        raise CodecError(f"{output_path} exists; pass --force to overwrite it (force=True in Python)")
     if output_path.resolve() == input_path.resolve():
-        raise CodecError(f"{output_path}: the output would overwrite the input")
+        raise CodecError(f"{output_path}: the output would overwrite the input; give another file name")
+    if output_path.exists() and not force:
+        raise CodecError(f"{output_path} exists; pass --force to overwrite it")
     if not output_path.parent.is_dir():
         raise CodecError(f"{output_path.parent}: no such directory for the output")
 

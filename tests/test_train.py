@@ -58,6 +58,10 @@ def test_training_reduces_the_loss(audio_folder, tmp_path):
 def test_recipe_errors(tmp_path):
     with pytest.raises(CodecError, match="unknown keys in recipe section 'model'"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["model.colour=blue"])
+    with pytest.raises(CodecError, match=r"run.max_steps='abc' must be int"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=abc"])
+    with pytest.raises(CodecError, match=r"run.max_steps=-1 must be at least 0"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=-1"])
     with pytest.raises(CodecError, match="section.key=value"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["nonsense"])
     with pytest.raises(CodecError, match="no audio files"):

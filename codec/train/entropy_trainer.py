@@ -58,7 +58,7 @@ class EntropyRecipe:
             bad = sorted(set(section_values) - known)
             if bad:
                 raise CodecError(f"unknown keys in recipe section '{name}': {', '.join(bad)}")
-            built[name] = dataclasses.replace(section, **_coerce(type(section), section_values))
+            built[name] = dataclasses.replace(section, **_coerce(type(section), section_values, f"{name}."))
         unknown = sorted(set(values) - set(built))
         if unknown:
             raise CodecError(f"unknown entropy recipe sections: {', '.join(unknown)}")

@@ -6,6 +6,7 @@ that round-trips to a plain dict, stored in every checkpoint.
 """
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,13 @@ class RunConfig:
     precision: str = "fp32"          # fp32, or bf16 (autocast of the forward pass and losses)
     compile: bool = False            # torch.compile the model (on GPU)
 
+    def __post_init__(self):
+        for name, least in (("max_steps", 0), ("batch_size", 1), ("log_every", 1), ("audio_every", 1)):
+            if getattr(self, name) < least:
+                raise CodecError(f"recipe value run.{name}={getattr(self, name)} must be at least {least}")
+        if self.checkpoint_minutes <= 0 or (self.max_minutes is not None and self.max_minutes <= 0):
+            raise CodecError("recipe values run.checkpoint_minutes and run.max_minutes must be positive")
+
 
 @dataclass
 class Recipe:
@@ -123,21 +131,39 @@ class Recipe:
             bad = sorted(set(section_values) - known)
             if bad:
                 raise CodecError(f"unknown keys in recipe section '{name}': {', '.join(bad)}")
-            built[name] = section_cls(**_coerce(section_cls, section_values))
+            built[name] = section_cls(**_coerce(section_cls, section_values, f"{name}."))
         return cls(**built)
 
 
-def _coerce(section_cls, values: dict) -> dict:
-    """Make YAML's ``1e-3`` (a string in YAML 1.1) and ``1`` floats where the field is a float."""
+def _coerce(section_cls, values: dict, section: str = "") -> dict:
+    """Make YAML's ``1e-3`` (a string in YAML 1.1) and ``1`` floats where the field is a float,
+    and check every value's type against the field's.
+
+    Raises:
+        CodecError: naming the key, the value and the type it needs.
+    """
     hints = typing.get_type_hints(section_cls)
     coerced = dict(values)
     for key, value in values.items():
-        if float in typing.get_args(hints[key]) + (hints[key],) and isinstance(value, (int, str)):
+        allowed = typing.get_args(hints[key]) if typing.get_origin(hints[key]) in (typing.Union, types.UnionType) \
+            else (hints[key],)
+        if float in allowed and isinstance(value, (int, str)) and not isinstance(value, bool):
             try:
-                coerced[key] = float(value)
+                coerced[key] = value = float(value)
             except ValueError:
-                raise CodecError(f"recipe value {key}={value!r} is not a number") from None
+                raise CodecError(f"recipe value {section}{key}={value!r} is not a number") from None
+        if not any(_is_instance(value, kind) for kind in allowed):
+            names = " or ".join(getattr(typing.get_origin(k) or k, "__name__", str(k)) for k in allowed)
+            raise CodecError(f"recipe value {section}{key}={value!r} must be {names.replace('NoneType', 'null')}")
     return coerced
+
+
+def _is_instance(value, kind) -> bool:
+    if kind is type(None):
+        return value is None
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, typing.get_origin(kind) or kind)
 
 
 def _read_yaml(path: Path) -> dict:
