@@ -41,6 +41,9 @@ def user_errors(command):
             raise
         except CodecError as error:
             _fail(str(error))
+        except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except OSError as error:
             _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
         except KeyboardInterrupt:
@@ -109,6 +112,16 @@ def _writable(path: Path, suffix: str) -> Iterator[Path]:
         yield path
 
 
+def _print_warnings(report, paths: dict) -> None:
+    """The report's warnings, naming each path as the user gave it: ``{used path: given path}``,
+    where a given ``-`` (stdin or stdout) was a temporary file."""
+    for warning in report.warnings:
+        for used, given in paths.items():
+            if str(given) == "-":
+                warning = warning.replace(str(used), "stdin" if Path(used).name == "stdin" else "stdout")
+        stderr.print(f"warning: {warning}", soft_wrap=True)
+
+
 def _label(path: Path) -> str:
     """How messages name a path argument (``-`` is stdin or stdout)."""
     return "stdout" if str(path) == "-" else str(path)
@@ -150,8 +163,7 @@ def encode(
     with _readable(Path(sources[0])) as source, _writable(output, ".codes") as target:
         check_paths(source, target, force)
         codes_file, report = encode_file(codec_model, source, target, bitrate, force, entropy)
-        for warning in report.warnings:
-            stderr.print(f"warning: {warning}", soft_wrap=True)
+        _print_warnings(report, {source: sources[0], target: output})
         meta = codes_file.metadata
         seconds = meta.samples / meta.sample_rate
         size = target.stat().st_size
@@ -203,8 +215,7 @@ def decode(
     with _readable(Path(sources[0])) as source, _writable(output, suffix) as target:
         check_paths(source, target, force)
         report = decode_any_file(source, target, force, model, sample_rate, channels)
-        for warning in report.warnings:
-            stderr.print(f"warning: {warning}", soft_wrap=True)
+        _print_warnings(report, {source: sources[0], target: output})
         _print_written(target, _label(output))
 
 
@@ -344,7 +355,10 @@ def models(
 
     from codec.models.catalog import list_models
 
-    summaries = list_models()
+    problems = []
+    summaries = list_models(problems)
+    for problem in problems:
+        stderr.print(f"warning: skipped {problem}", soft_wrap=True)
     if as_json:
         print(json.dumps([{k: v for k, v in asdict(s).items() if v is not None} for s in summaries], indent=2))
         return
@@ -396,6 +410,8 @@ def evaluate(
     from codec.evaluation.evaluate import EvalSettings, run_evaluation, summarize
     from codec.evaluation.report import plot_rate_distortion, plot_spectrograms, summary_table, write_results
 
+    if out.exists() and not out.is_dir():
+        raise CodecError(f"--out {out}: is a file; give a folder for the results")
     try:
         kbps = [float(b) for b in bitrates.split(",") if b.strip()]
     except ValueError:

@@ -18,6 +18,9 @@ SUPPORTED = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF"
 _READ_ERRORS = (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError)
 
 
+UNKNOWN_LENGTH = 1 << 62   # what libsndfile reports as the length of a stream without one
+
+
 def open_audio(path: Path | str) -> sf.SoundFile:
     """Open an audio file for block reading (use as a context manager).
 
@@ -37,6 +40,10 @@ def open_audio(path: Path | str) -> sf.SoundFile:
     if source.samplerate <= 0 or source.channels <= 0:
         source.close()
         raise CodecError(f"{path}: invalid header ({source.samplerate} Hz, {source.channels} channels)")
+    if source.frames >= UNKNOWN_LENGTH:
+        source.close()   # libsndfile can read no further than its header here (it needs to seek)
+        raise CodecError(f"{path}: the header does not give the length (as in FLAC that ffmpeg writes to a pipe), "
+                         f"which libsndfile cannot read; pipe WAV instead (ffmpeg ... -f wav -)")
     return source
 
 

@@ -292,7 +292,8 @@ def summary_lines(outcomes: list[Outcome], command: str) -> list[str]:
     lines += [f"failed: {_with_path(o.reason, o.job.source)}" for o in failed]
     seconds, written = sum(o.seconds for o in coded), sum(o.bytes for o in coded)
     verb = "encoded" if command == "encode" else "decoded"
-    totals = (f"{verb} {len(coded)} files, skipped {skipped} (output exists; --force redoes them), "
+    totals = (f"{verb} {len(coded)} file{'' if len(coded) == 1 else 's'}, skipped {skipped} (output exists; "
+              f"--force redoes them), "
               f"failed {len(failed)}; {_duration(seconds)} of audio, {written:,} bytes written")
     if command == "encode" and seconds > 0:
         totals += f", {written * 8 / seconds / 1000:.2f} kbps mean"

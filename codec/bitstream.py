@@ -211,9 +211,29 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
 
 
 def read_metadata(data: bytes) -> CodesMetadata:
-    """The metadata alone (to choose the models that decoding needs). Raises BitstreamError."""
-    meta, _ = _read_head(data)
+    """The metadata alone (to choose the models that decoding needs), checked by the first
+    chunk's CRC, which covers it. Raises BitstreamError."""
+    meta, offset = _read_head(data)
+    _, offset = _read_global(data, meta, offset)
+    _check_first_chunk(data, meta, offset)
     return meta
+
+
+def _check_first_chunk(data: bytes, meta: CodesMetadata, offset: int) -> None:
+    """Verify the CRC of everything up to the end of chunk 0 (header, metadata, global section)."""
+    if meta.entropy_coded:
+        if len(data) < offset + 4:
+            raise BitstreamError(f"truncated at chunk 0 (byte {offset})")
+        length = 4 + _UINT32.unpack_from(data, offset)[0]
+    else:
+        frames = min(FRAMES_PER_CHUNK, meta.frames)
+        length = math.ceil(frames * meta.channels * meta.codebooks * meta.bits_per_code / 8)
+    end = offset + length
+    if len(data) < end + _UINT32.size:
+        raise BitstreamError(f"truncated in chunk 0 (bytes {offset}-{end + _UINT32.size - 1}); the file has "
+                             f"{len(data)} bytes")
+    if zlib.crc32(data[:end]) != _UINT32.unpack_from(data, end)[0]:
+        raise BitstreamError(f"CRC mismatch (bytes 0-{end - 1}, header, metadata and chunk 0): the file is corrupted")
 
 
 def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
@@ -244,7 +264,9 @@ def read_global_codes(data: bytes) -> np.ndarray | None:
     decoding the rest (``codec info``; their CRC is checked when the file is decoded).
     Raises BitstreamError."""
     meta, offset = _read_head(data)
-    return _read_global(data, meta, offset)[0]
+    codes, end = _read_global(data, meta, offset)
+    _check_first_chunk(data, meta, end)
+    return codes
 
 
 def _read_global(data: bytes, meta: CodesMetadata, offset: int) -> tuple[np.ndarray | None, int]:

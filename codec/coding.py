@@ -271,6 +271,8 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     try:
         write(tmp)
         tmp.replace(path)
+    except OSError as error:   # name the user's path, not the temporary one
+        raise CodecError(f"{path}: cannot write ({error.strerror or error})") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -424,7 +426,8 @@ def _format_for(path: Path) -> str:
     suffix = path.suffix.lower().lstrip(".")
     formats = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "oga": "OGG", "aiff": "AIFF", "aif": "AIFF"}
     if suffix not in formats:
-        raise CodecError(f"{path}: cannot write '.{suffix}' files; use .wav, .flac, .ogg or .aiff")
+        found = f"'.{suffix}' files" if suffix else "a file without an extension"
+        raise CodecError(f"{path}: cannot write {found}; use .wav, .flac, .ogg or .aiff")
     return formats[suffix]
 
 

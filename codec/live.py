@@ -34,6 +34,7 @@ class StreamStats:
     payload_bytes: int = 0
     output_samples: int = 0
     latency_ms: dict = field(default_factory=dict)
+    interrupted: bool = False        # stopped by Ctrl-C (what was recorded is kept)
 
     @property
     def real_time_factor(self) -> float:
@@ -233,11 +234,8 @@ class OnnxLink(TorchLink):
 def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, packet_loss: float = 0.0,
                save: Path | None = None, on_status: Callable[[StreamStats], None] | None = None,
                seed: int = 0, packet_frames: int = 1, entropy_coder=None) -> StreamStats:
-    """Run the loop until the source ends or Ctrl-C; every sink then holds exactly the input's length.
-
-    Raises:
-        KeyboardInterrupt: after finishing the stream cleanly, when interrupted.
-    """
+    """Run the loop until the source ends or Ctrl-C (``stats.interrupted``); every sink then holds
+    exactly the input's length (up to the interruption)."""
     stats = StreamStats()
     rng = np.random.default_rng(seed)
     to_model = _Resampler(source.sample_rate, model_rate, source.channels)
@@ -327,10 +325,9 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
         source.close()
         for sink in sinks:
             sink.close()
+    stats.interrupted = interrupted
     if on_status:
         on_status(stats)
-    if interrupted:
-        raise KeyboardInterrupt
     return stats
 
 
@@ -438,17 +435,12 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
                       f"underruns {stats.underruns}  packets lost {stats.packets_lost}/{stats.packets}  "
                       f"latency {sum(latency.values()):.0f} ms", end="\r", highlight=False)
 
-    interrupted = False
-    try:
-        stats = run_stream(link, info, source, sinks, codec_model.sample_rate, packet_loss, save, status,
-                           packet_frames=packet_frames, entropy_coder=coder)
-    except KeyboardInterrupt:
-        interrupted, stats = True, None
+    stats = run_stream(link, info, source, sinks, codec_model.sample_rate, packet_loss, save, status,
+                       packet_frames=packet_frames, entropy_coder=coder)
     if console.is_terminal:
         console.print()
-    if interrupted:
+    if stats.interrupted:
         console.print("stopped (Ctrl-C); what was recorded is kept")
-        return StreamStats()
     kbps = stats.payload_bytes * 8 / stats.audio_seconds / 1000 if stats.audio_seconds else 0.0
     console.print(f"streamed {stats.audio_seconds:.1f} s: RTF {stats.real_time_factor:.3f}, {stats.packets} packets "
                   f"({kbps:.2f} kbps with packet headers), {stats.packets_lost} lost, overruns {stats.overruns}, "

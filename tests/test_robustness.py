@@ -227,12 +227,20 @@ def test_corrupt_codes_files_give_one_line(tiny_model, tmp_path, valid_codes, co
     assert not (tmp_path / "out.wav").exists()
 
 
+def test_a_damaged_model_name_is_a_crc_error_not_a_missing_model(tmp_path, valid_codes):
+    damaged = valid_codes.replace(b'"tiny-16k"', b'"tioy-16k"')      # one byte of the metadata
+    (tmp_path / "damaged.codes").write_bytes(damaged)
+    for command in (["decode", tmp_path / "damaged.codes", tmp_path / "out.wav"], ["info", tmp_path / "damaged.codes"]):
+        result = cli(*command)
+        assert result.exit_code == 1 and "CRC mismatch" in result.output, result.output
+
+
 def test_codes_naming_a_model_that_is_not_installed(tmp_path, valid_codes):
-    data = valid_codes.replace(b'"tiny-16k"', b'"tiny-99k"')
-    (tmp_path / "other.codes").write_bytes(data)
+    parsed = from_bytes(valid_codes)
+    parsed.metadata.model = "tiny-99k"                          # a valid file naming another model
+    (tmp_path / "other.codes").write_bytes(to_bytes(parsed))
     result = cli("decode", tmp_path / "other.codes", tmp_path / "out.wav")
-    assert result.exit_code == 1
-    assert "not found" in result.output or "CRC" in result.output
+    assert result.exit_code == 1 and "model 'tiny-99k' not found" in result.output and "--model" in result.output
 
 
 def test_weights_hash_mismatch_is_refused(tiny_model, tmp_path, valid_codes):

@@ -77,9 +77,17 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
         weights_sha256=weights_hash(directory) if with_hash else None)
 
 
-def list_models() -> list[ModelSummary]:
-    """Every model found by name: installed (``$CODEC_MODELS_DIR``) and shipped, sorted by name."""
-    return [summarize_model(directory) for directory in available_models()]
+def list_models(problems: list[str] | None = None) -> list[ModelSummary]:
+    """Every model found by name: installed (``$CODEC_MODELS_DIR``) and shipped, sorted by name.
+    A model directory that cannot be read is left out, its error appended to ``problems``."""
+    summaries = []
+    for directory in available_models():
+        try:
+            summaries.append(summarize_model(directory))
+        except CodecError as error:
+            if problems is not None:
+                problems.append(str(error))
+    return summaries
 
 
 def measured_pesq(directory: Path, name: str) -> dict[str, float]:

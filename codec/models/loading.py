@@ -63,7 +63,8 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
             return folder / str(name_or_path)
     available = [p.name for p in available_models()]
     raise CodecError(f"model '{name_or_path}' not found: not a model directory, and no shipped "
-                     f"model has that name (shipped: {', '.join(available) or 'none'})")
+                     f"model has that name (shipped: {', '.join(available) or 'none'}); for a model you "
+                     f"trained, pass its directory with --model (e.g. runs/NAME/model)")
 
 
 def weights_hash(model_dir: Path) -> str:

@@ -123,6 +123,8 @@ def _frozen_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.M
 
 
 def _check_run_dir(checkpoint_path: Path, resume: bool) -> None:
+    if checkpoint_path.parent.exists() and not checkpoint_path.parent.is_dir():
+        raise CodecError(f"run.out_dir={checkpoint_path.parent} is a file, not a folder")
     if checkpoint_path.exists() and not resume:
         raise CodecError(f"{checkpoint_path} exists: pass --resume to continue that run, or set another run.out_dir")
     if resume and not checkpoint_path.exists():
