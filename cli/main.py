@@ -140,9 +140,9 @@ def encode(
              "mirrored there).")] = None,
     bitrate: Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps, one the model supports (conv-16k: 1.5, 3, 6, 12; see codec models).")] = 6.0,
     model: ModelOption = None,
-    entropy: Annotated[bool | None, typer.Option("--entropy/--no-entropy", help="Range-code the codes with the "
-                                                 "model's entropy model \\[default: when the model has "
-                                                 "one].")] = None,
+    entropy: Annotated[bool, typer.Option("--entropy/--no-entropy", help="Range-code the codes with the model's "
+                                          "entropy model: conv-16k files about 25% smaller at 6 kbps, but coding "
+                                          "runs at only about 2x real time on one thread.")] = False,
     force: ForceOption = False,
     jobs: JobsOption = 1,
 ) -> None:
@@ -219,7 +219,7 @@ def decode(
         _print_written(target, _label(output))
 
 
-def _encode_batch(sources: list[str], output: Path, bitrate: float, model: str | None, entropy: bool | None,
+def _encode_batch(sources: list[str], output: Path, bitrate: float, model: str | None, entropy: bool,
                   force: bool, jobs: int) -> None:
     from codec.audio import AUDIO_SUFFIXES
     from codec.batch import CODES_SUFFIX, BatchSettings, load_cached

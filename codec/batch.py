@@ -37,7 +37,7 @@ class BatchSettings:
     command: str                     # "encode" or "decode"
     model: str | None = None         # name or directory; None: the default (decode: the file's)
     bitrate_kbps: float = 6.0
-    entropy: bool | None = None
+    entropy: bool = False
     force: bool = False
     sample_rate: int | None = None   # decode: output rate in Hz (None: the original's)
     channels: int | None = None      # decode: output channels (None: the original's)

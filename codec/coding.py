@@ -328,10 +328,10 @@ def read_codes_metadata(path: Path | str) -> CodesMetadata:
 
 def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
                 bitrate_kbps: float = 6.0, force: bool = False,
-                entropy: bool | None = None) -> tuple[CodesFile, CodingReport]:
+                entropy: bool = False) -> tuple[CodesFile, CodingReport]:
     """Encode an audio file into a ``.codes`` file, block by block; returns what was written.
 
-    ``entropy``: range-code the codes with the model's entropy model (None: when it has one).
+    ``entropy``: range-code the codes with the model's entropy model (CodecError if it has none).
     """
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
@@ -348,7 +348,7 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     if clipped[0]:
         report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale and were "
                                f"limited to ±1.0")
-    data = to_bytes(codes_file, entropy_coder_for(model, required=bool(entropy)) if entropy is not False else None)
+    data = to_bytes(codes_file, entropy_coder_for(model, required=True) if entropy else None)
     _write_atomically(output_path, lambda tmp: tmp.write_bytes(data))
     return codes_file, report
 

@@ -77,7 +77,7 @@ def entropy_section(model, summaries) -> str:
 `{c.name}` (`entropy.safetensors` beside the weights; {sum(p.numel() for p in model.entropy_model.parameters())
 / 1e6:.2f} M parameters: a {c.layers}-layer causal transformer over code frames, {c.context_frames}-frame
 window, each codebook predicted from the past frames and the lower codebooks of its frame) range-codes
-the codes by default (`codec encode --no-entropy` turns it off). Trained with
+the codes with `codec encode --entropy`. Trained with
 `recipes/entropy_conv_16k.yaml` on the codes of the training set. On the same {len(DEV_FILES)} dev files
 (every byte of the files counted, headers included; real-time factors on one thread, whole
 encode and decode):

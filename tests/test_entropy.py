@@ -140,7 +140,7 @@ def test_entropy_recipe_trains_on_a_tiny_codec(tiny_model_dir, tmp_path):
     assert model.config.codec == "tiny-16k"
 
 
-def test_cli_uses_a_shipped_entropy_model_by_default(tiny_model_dir, entropy_dir, tmp_path):
+def test_cli_entropy_codes_with_a_shipped_entropy_model(tiny_model_dir, entropy_dir, tmp_path):
     import json
     import shutil
 
@@ -156,10 +156,12 @@ def test_cli_uses_a_shipped_entropy_model_by_default(tiny_model_dir, entropy_dir
         shutil.copy(entropy_dir / name, model_dir / name)
     source = write_audio(tmp_path / "a.wav", tone(1.0, 16000), 16000)
     runner = CliRunner()
-    encoded = runner.invoke(app, ["encode", str(source), str(tmp_path / "e.codes"), "--model", str(model_dir)])
+    encoded = runner.invoke(app, ["encode", str(source), str(tmp_path / "e.codes"), "--model", str(model_dir),
+                                  "--entropy"])
     assert encoded.exit_code == 0
-    assert runner.invoke(app, ["encode", str(source), str(tmp_path / "p.codes"), "--model", str(model_dir),
-                               "--no-entropy"]).exit_code == 0
+    assert runner.invoke(app, ["encode", str(source), str(tmp_path / "p.codes"), "--model", str(model_dir)]).exit_code == 0
+    plain = json.loads(runner.invoke(app, ["info", str(tmp_path / "p.codes"), "--json"]).stdout)
+    assert plain["entropy_coded"] is False                     # opt-in: entropy coding is slow for now
     info = json.loads(runner.invoke(app, ["info", str(tmp_path / "e.codes"), "--json"]).stdout)
     assert info["entropy_coded"] is True and info["entropy_model"] == "entropy-tiny"
     assert runner.invoke(app, ["decode", str(tmp_path / "e.codes"), str(tmp_path / "e.wav"),
