@@ -27,6 +27,9 @@ def shipped():
 def test_card_matches_the_weights(shipped):
     model, metrics = shipped
     assert metrics["weights_sha256"] == weights_hash(CARD)
+    # the entropy model rides along but is not part of the codec's weights or parameter count
+    assert metrics["parameters"] == sum(p.numel() for p in model.parameters())
+    assert not any(key.startswith("entropy") for key in model.state_dict())
     assert "PESQ-WB" in (CARD / "README.md").read_text()
 
 

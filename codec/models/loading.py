@@ -92,7 +92,8 @@ def load_model(name_or_path: str | Path | None = None) -> ConvCodec:
     model.load_state_dict(state)
     from codec.entropy.model import load_entropy_model  # the optional entropy model lives beside the weights
 
-    model.entropy_model = load_entropy_model(model_dir)
+    # kept out of the codec's submodules: its weights are not the codec's (state_dict, parameters)
+    model.__dict__["entropy_model"] = load_entropy_model(model_dir)
     model.weights_sha256 = weights_hash(model_dir)
     return model.eval()
 
