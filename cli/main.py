@@ -74,6 +74,8 @@ ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the 
                                                                  "redo files whose output exists).")]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", help="Worker processes for a batch (one torch "
                                                              "thread each).")]
+BitrateOption = Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps, one the model supports "
+                                                                   "(conv-16k: 1.5, 3, 6, 12; see codec models).")]
 
 
 def _arguments(command: str, inputs: list[Path] | None, output: Path | None) -> list[str]:
@@ -138,7 +140,7 @@ def encode(
         metavar="OUTPUT", show_default=False,
         help="The .codes file to write (- for stdout), or a batch's output folder (the input tree is "
              "mirrored there).")] = None,
-    bitrate: Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps, one the model supports (conv-16k: 1.5, 3, 6, 12; see codec models).")] = 6.0,
+    bitrate: BitrateOption = 6.0,
     model: ModelOption = None,
     entropy: Annotated[bool, typer.Option("--entropy/--no-entropy", help="Range-code the codes with the model's "
                                           "entropy model: conv-16k files about 25% smaller at 6 kbps, but coding "
@@ -477,7 +479,7 @@ def stream(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Record the decoded audio to a file.")] = None,
     play: Annotated[bool, typer.Option("--play/--no-play", help="Play the decoded audio on the speaker "
                                                                 "\\[default: play unless --output is given].")] = None,
-    bitrate: Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps, one the model supports (conv-16k: 1.5, 3, 6, 12; see codec models).")] = 6.0,
+    bitrate: BitrateOption = 6.0,
     model: ModelOption = None,
     runtime: Annotated[str, typer.Option(help="Inference runtime: torch, onnx, or onnx-int8 (8-bit weights, "
                                          "the fastest on one CPU thread).")] = "torch",

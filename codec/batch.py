@@ -12,11 +12,11 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from codec.errors import CodecError
+from codec.threads import one_torch_thread
 
 CODES_SUFFIX = ".codes"
 OUTPUT_FORMATS = ("wav", "flac")
@@ -203,18 +203,6 @@ def _decode(job: Job, settings: BatchSettings) -> Outcome:
 
 
 # --- running a batch -----------------------------------------------------------------------
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def run_batch(jobs: list[Job], settings: BatchSettings, workers: int = 1,
               on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Code every job; outputs that exist are skipped unless ``settings.force``.
@@ -243,7 +231,7 @@ def _run(jobs: list[Job], settings: BatchSettings, workers: int) -> Iterator[Out
     """Outcomes as they finish. With ``workers`` > 1 this process is one of them: it codes jobs
     from the back of the queue that no spawned worker has started (its model is already loaded,
     and a spawned worker takes a second or two to import torch and load the model)."""
-    with _one_torch_thread():
+    with one_torch_thread():
         if workers <= 1 or len(jobs) <= 1:
             for job in jobs:
                 yield code_file(job, settings)

@@ -130,7 +130,8 @@ def main() -> None:
             result[f"onnx_{name}_1_thread_frame_ms"] = {"median": round(float(np.median(times)), 3),
                                                         "p90": round(float(np.percentile(times, 90)), 3)}
         if args.quality_files:
-            result["quality_6kbps"] = onnx_quality(model, runtimes, sorted(DEV.rglob("*.flac"))[::4][:args.quality_files])
+            files = sorted(DEV.rglob("*.flac"))[::4][:args.quality_files]
+            result["quality_6kbps"] = onnx_quality(model, runtimes, files)
     if args.stream_minutes:
         result["stream"] = rss_over_stream(args.stream_minutes, args.model)
     print(json.dumps(result, indent=2))

@@ -215,7 +215,8 @@ file (header included) for this model, and the codec's packets for the baselines
 
 ![rate-distortion](rate_distortion.png)
 
-{entropy_section(model, summaries) if with_entropy else ""}Speed: encode + decode of 10 s of speech at 6 kbps takes {rtf * 10:.2f} s on one CPU thread
+{entropy_section(model, summaries) if with_entropy else ""}Speed: encode + decode of 10 s of speech at 6 kbps takes \
+{rtf * 10:.2f} s on one CPU thread
 (real-time factor {rtf:.3f}, {1 / rtf:.0f}x faster than real time). Compute per second of audio at
 6 kbps: {encode_macs / 1e9:.2f} GMAC to encode, {decode_macs / 1e9:.2f} GMAC to decode.
 

@@ -1,6 +1,7 @@
 """Fuzzing of the .codes reader: mutated valid files must raise only BitstreamError, quickly.
 
-Seed files are plain and entropy-coded (with a small random entropy model). Mutations: bit flips, truncations, insertions, deletions, and overwrites of header fields and
+Seed files are plain and entropy-coded (with a small random entropy model).
+Mutations: bit flips, truncations, insertions, deletions, and overwrites of header fields and
 metadata values. The CI runs a short version (tests/test_bitstream_fuzz.py); the full run is
 
     .venv/bin/python -m tests.bitstream_fuzz 10000

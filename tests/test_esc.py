@@ -100,7 +100,8 @@ def test_onnx_streaming_matches_pytorch_streaming(esc, tmp_path, batch):
     audio = 0.1 * torch.randn(batch, 1, int(2.37 * 16000))   # longer than the 1 s it was exported with
     block = 320 * 3 + 17
     sessions = [(StreamingEncoder(esc, 4, batch), StreamingDecoder(esc, batch), torch.from_numpy, lambda t: t.numpy()),
-                (OnnxStreamingEncoder(runtime, 4, batch), OnnxStreamingDecoder(runtime, batch), lambda x: x, np.asarray)]
+                (OnnxStreamingEncoder(runtime, 4, batch), OnnxStreamingDecoder(runtime, batch),
+                 lambda x: x, np.asarray)]
     results = []
     for encoder, decoder, to_input, to_array in sessions:
         codes, out = [], []

@@ -77,7 +77,8 @@ def test_export_command(tiny_model_dir, tmp_path):
 
 def test_int8_export_decodes_like_the_float_graphs(tiny_model, exported, tmp_path):
     int8 = OnnxCodec(export_onnx(tiny_model, tmp_path / "int8", int8=True))
-    assert int8.config["weights"] == "int8" and sorted(p.suffix for p in (tmp_path / "int8").iterdir()).count(".onnx") == 6
+    assert int8.config["weights"] == "int8"
+    assert sorted(p.suffix for p in (tmp_path / "int8").iterdir()).count(".onnx") == 6
     import onnx
 
     ops = {node.op_type for node in onnx.load(str(tmp_path / "int8" / "decoder.onnx")).graph.node}

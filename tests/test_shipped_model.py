@@ -3,8 +3,8 @@
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from codec.audio import load_audio
 from codec.coding import decode_audio, encode_audio

@@ -85,7 +85,8 @@ def test_init_from_a_plain_rvq_into_masked_channel_rvq(audio_folder, tmp_path):
     first = tmp_path / "first"
     train(tiny(audio_folder, first, "run.max_steps=3"))
     second = tmp_path / "second"
-    train(tiny(audio_folder, second, "run.max_steps=0", "model.masked_quantizers=2", f"run.init_from={first / 'model'}"))
+    train(tiny(audio_folder, second, "run.max_steps=0", "model.masked_quantizers=2",
+               f"run.init_from={first / 'model'}"))
     layers = load_model(second / "model").quantizer.layers
     assert [bool(layer.initialized) for layer in layers[:3]] == [False, False, True]  # re-sliced ones start afresh
     assert load_model(second / "model").config.masked_quantizers == 2

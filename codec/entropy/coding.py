@@ -8,13 +8,12 @@ least 1, so that even a symbol the model deems impossible stays codable. Each ch
 CRC of its codes (see ``codec.bitstream``), so a disagreement is detected, never decoded wrong.
 """
 
-from contextlib import contextmanager
-
 import constriction
 import numpy as np
 import torch
 
 from codec.entropy.model import EntropyModel, IncrementalPredictor
+from codec.threads import one_torch_thread
 
 TOTAL = 1 << 24
 LOG_GRID = 64.0
@@ -32,15 +31,8 @@ def quantized_probabilities(logits: torch.Tensor) -> np.ndarray:
     return freq / TOTAL
 
 
-@contextmanager
-def fixed_numerics():
-    """One thread, the setup every entropy encode and decode runs in."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+# One thread: the fixed numeric setup every entropy encode and decode runs in.
+fixed_numerics = one_torch_thread
 
 
 class EntropyCoder:

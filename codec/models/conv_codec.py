@@ -14,13 +14,13 @@ Every layer is causal; the only look-ahead is the inverse STFT's overlap-add
 into the past, so it costs no latency.
 """
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from codec.config import JsonConfig
+from codec.models.interface import CodecBase
 from codec.modules import (
     CausalConv1d,
     CausalSTFT,
@@ -28,7 +28,6 @@ from codec.modules import (
     ConvNeXtBlock,
     FrameUpsample,
     ISTFTHead,
-    StreamingModule,
 )
 from codec.quantization import GlobalCode, QuantizedResult, ResidualVectorQuantizer
 
@@ -69,7 +68,7 @@ class CodecOutput:
     consistency: torch.Tensor | None = None   # TiCodec's global-code consistency loss (scalar)
 
 
-class ConvCodec(StreamingModule):
+class ConvCodec(CodecBase):
     """Streaming-capable (causal) conv codec with one interface: ``encode``/``decode``.
 
     ``encode(wav [B, 1, T], num_codebooks) -> codes [B, K, F]`` and
@@ -110,24 +109,11 @@ class ConvCodec(StreamingModule):
         self.global_code = GlobalCode(c.latent_dim, c.global_dim, c.global_groups, c.global_codebook_size,
                                       c.codebook_dim) if c.global_groups else None
 
-    # --- the codec interface -------------------------------------------------------------
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
-
+    # --- the codec interface (rates and bitrates: CodecBase) -----------------------------
     @property
     def frame_size(self) -> int:
         """Samples per code frame."""
         return self.config.hop_length * self.config.downsample
-
-    @property
-    def frame_rate(self) -> float:
-        """Code frames per second."""
-        return self.sample_rate / self.frame_size
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size
 
     @property
     def num_codebooks(self) -> int:
@@ -138,23 +124,6 @@ class ConvCodec(StreamingModule):
     def latency(self) -> int:
         """Algorithmic latency in samples: one code frame plus the inverse STFT's overlap."""
         return self.frame_size + self.config.synthesis_n_fft - self.config.hop_length
-
-    def bitrate_kbps(self, num_codebooks: int) -> float:
-        """Nominal bitrate of ``num_codebooks`` codebooks, in kbps."""
-        return num_codebooks * math.log2(self.codebook_size) * self.frame_rate / 1000
-
-    def codebooks_for_bitrate(self, kbps: float) -> int:
-        """Number of codebooks giving ``kbps``.
-
-        Raises:
-            ValueError: if the bitrate is not one of ``config.bitrates_kbps``.
-        """
-        supported = self.config.bitrates_kbps
-        if not any(math.isclose(kbps, b) for b in supported):
-            listed = ", ".join(f"{b:g}" for b in supported)
-            raise ValueError(f"bitrate {kbps:g} kbps is not supported by {self.config.name}; "
-                             f"choose one of {listed}")
-        return round(kbps * 1000 / (math.log2(self.codebook_size) * self.frame_rate))
 
     @property
     def latent_channels(self) -> int:

@@ -20,7 +20,6 @@ Attention along time is causal with a window; the encoder runs the decoder's coa
 frame plus the inverse STFT's overlap.
 """
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -29,7 +28,8 @@ from torch import nn
 from codec.config import JsonConfig
 from codec.errors import CodecError
 from codec.models.conv_codec import CodecOutput
-from codec.modules import CausalSTFT, ISTFTHead, StreamingModule
+from codec.models.interface import CodecBase
+from codec.modules import CausalSTFT, ISTFTHead
 from codec.modules.transformer import SubbandTransformerBlock
 from codec.quantization import QuantizedResult, ResidualVectorQuantizer
 
@@ -79,7 +79,7 @@ class ScaleQuantizers(nn.Module):
         return [layer.perplexity() for layer in self.layers]
 
 
-class EscCodec(StreamingModule):
+class EscCodec(CodecBase):
     """Streaming ESC codec with the conv codec's interface (``encode``/``decode``, sessions)."""
 
     def __init__(self, config: EscCodecConfig):
@@ -107,22 +107,10 @@ class EscCodec(StreamingModule):
         self.global_code = None
         self.bypass_quantizer = False   # training only: set by the trainer during quantizer warm-up
 
-    # --- the codec interface (as ConvCodec) ------------------------------------------------
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
-
+    # --- the codec interface (rates and bitrates: CodecBase) --------------------------------
     @property
     def frame_size(self) -> int:
         return self.config.hop_length
-
-    @property
-    def frame_rate(self) -> float:
-        return self.sample_rate / self.frame_size
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size
 
     @property
     def num_codebooks(self) -> int:
@@ -132,16 +120,6 @@ class EscCodec(StreamingModule):
     def latency(self) -> int:
         """One frame plus the inverse STFT's overlap, in samples."""
         return self.frame_size + self.config.n_fft - self.config.hop_length
-
-    def bitrate_kbps(self, num_codebooks: int) -> float:
-        return num_codebooks * math.log2(self.codebook_size) * self.frame_rate / 1000
-
-    def codebooks_for_bitrate(self, kbps: float) -> int:
-        """Raises ValueError if ``kbps`` is not one of ``config.bitrates_kbps``."""
-        if not any(math.isclose(kbps, b) for b in self.config.bitrates_kbps):
-            listed = ", ".join(f"{b:g}" for b in self.config.bitrates_kbps)
-            raise ValueError(f"bitrate {kbps:g} kbps is not supported by {self.config.name}; choose one of {listed}")
-        return round(kbps * 1000 / (math.log2(self.codebook_size) * self.frame_rate))
 
     @property
     def latent_channels(self) -> int:

@@ -164,7 +164,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     if loss_cfg.quantizer_warmup_steps and not hasattr(model, "bypass_quantizer"):
         raise CodecError(f"loss.quantizer_warmup_steps: {type(model).__name__} has no quantizer warm-up "
                          f"(the ESC codec has)")
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
                                   weight_decay=recipe.optim.weight_decay)
     sample_rate = recipe.model.sample_rate
     segment = int(recipe.data.segment_seconds * sample_rate) // model.frame_size * model.frame_size
@@ -258,7 +259,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 torch.autograd.backward([y_hat, quantizer_loss], [gan.audio_gradient(audio_losses, y_hat), None])
             else:
                 loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], recipe.optim.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, recipe.optim.grad_clip)
             if not torch.isfinite(grad_norm):
                 skipped += 1
                 continue

@@ -1,0 +1,41 @@
+"""What every codec family shares: rates, codebooks and bitrates, derived from its config."""
+
+import math
+
+from codec.modules import StreamingModule
+
+
+class CodecBase(StreamingModule):
+    """Base of the codec families. A subclass sets ``self.config`` (with ``sample_rate``,
+    ``codebook_size`` and ``bitrates_kbps``) and defines ``frame_size``, ``num_codebooks``,
+    ``latency`` and the encode/decode methods."""
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def frame_rate(self) -> float:
+        """Code frames per second."""
+        return self.sample_rate / self.frame_size
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def bitrate_kbps(self, num_codebooks: int) -> float:
+        """Nominal bitrate of ``num_codebooks`` codebooks, in kbps."""
+        return num_codebooks * math.log2(self.codebook_size) * self.frame_rate / 1000
+
+    def codebooks_for_bitrate(self, kbps: float) -> int:
+        """Number of codebooks giving ``kbps``.
+
+        Raises:
+            ValueError: if the bitrate is not one of ``config.bitrates_kbps``.
+        """
+        supported = self.config.bitrates_kbps
+        if not any(math.isclose(kbps, b) for b in supported):
+            listed = ", ".join(f"{b:g}" for b in supported)
+            raise ValueError(f"bitrate {kbps:g} kbps is not supported by {self.config.name}; "
+                             f"choose one of {listed}")
+        return round(kbps * 1000 / (math.log2(self.codebook_size) * self.frame_rate))
