@@ -133,8 +133,9 @@ def load_model(name_or_path: str | Path | None = None) -> Codec:
 
 
 def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float = 6.0,
-                model: str | Path | None = None, force: bool = False, entropy: bool = False) -> Codes:
-    """Encode an audio file to a ``.codes`` file (what ``codec encode`` does)."""
+                model: str | Path | None = None, force: bool = False, entropy: bool | None = None) -> Codes:
+    """Encode an audio file to a ``.codes`` file (what ``codec encode`` does): range-coded with the
+    model's entropy model when it has one, unless ``entropy=False``."""
     codes_file, _ = coding.encode_file(_load_network(model), input_path, output_path, bitrate, force, entropy)
     return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 

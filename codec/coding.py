@@ -288,9 +288,17 @@ def entropy_coder_for(model: ConvCodec, required: bool = False):
         if required:
             raise CodecError(f"model '{model.config.name}' has no entropy model; encode with --no-entropy")
         return None
-    from codec.entropy import EntropyCoder
+    coder = model.__dict__.get("_entropy_coder")   # made once per model: it prepares 8-bit weights
+    if coder is None or coder.model is not entropy_model:
+        from codec.entropy import EntropyCoder
 
-    return EntropyCoder(entropy_model)
+        coder = model.__dict__["_entropy_coder"] = EntropyCoder(entropy_model)
+    return coder
+
+
+def wants_entropy(model: ConvCodec, entropy: bool | None) -> bool:
+    """Whether to entropy-code: as asked, or (``None``) whenever the model has an entropy model."""
+    return getattr(model, "entropy_model", None) is not None if entropy is None else entropy
 
 
 def _codes_bytes(path: Path) -> bytes:
@@ -328,10 +336,11 @@ def read_codes_metadata(path: Path | str) -> CodesMetadata:
 
 def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
                 bitrate_kbps: float = 6.0, force: bool = False,
-                entropy: bool = False) -> tuple[CodesFile, CodingReport]:
+                entropy: bool | None = None) -> tuple[CodesFile, CodingReport]:
     """Encode an audio file into a ``.codes`` file, block by block; returns what was written.
 
-    ``entropy``: range-code the codes with the model's entropy model (CodecError if it has none).
+    ``entropy``: range-code the codes with the model's entropy model (True: CodecError if it has
+    none; None: if it has one).
     """
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
@@ -348,7 +357,7 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     if clipped[0]:
         report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale and were "
                                f"limited to ±1.0")
-    data = to_bytes(codes_file, entropy_coder_for(model, required=True) if entropy else None)
+    data = to_bytes(codes_file, entropy_coder_for(model, required=True) if wants_entropy(model, entropy) else None)
     _write_atomically(output_path, lambda tmp: tmp.write_bytes(data))
     return codes_file, report
 

@@ -62,7 +62,7 @@ def architecture(model) -> str:
             f"(window {c.synthesis_n_fft}).")
 
 
-def entropy_section(model, summaries) -> str:
+def entropy_section(model, summaries, ship: Path) -> str:
     """The card's paragraph on the shipped entropy model: file bitrate with and without it."""
     plain = {s.nominal_kbps: s for s in summaries if s.system == model.config.name}
     coded = {s.nominal_kbps: s for s in summaries if s.system == f"{model.config.name}+entropy"}
@@ -72,12 +72,14 @@ def entropy_section(model, summaries) -> str:
         f"{1 / max(coded[k].encode_rtf, 1e-9):.1f}x / {1 / max(coded[k].decode_rtf, 1e-9):.1f}x |"
         for k in sorted(plain) if k in coded)
     c = model.entropy_model.config
+    size_mb = (ship / "entropy.safetensors").stat().st_size / 1e6
     return f"""## Entropy coding
 
 `{c.name}` (`entropy.safetensors` beside the weights; {sum(p.numel() for p in model.entropy_model.parameters())
 / 1e6:.2f} M parameters: a {c.layers}-layer causal transformer over code frames, {c.context_frames}-frame
-window, each codebook predicted from the past frames and the lower codebooks of its frame) range-codes
-the codes with `codec encode --entropy`. Trained with
+window, each codebook predicted from the past frames and the lower codebooks of its frame; 8-bit
+matrices, {size_mb:.1f} MB) range-codes the codes in `codec encode` unless `--no-entropy`. Its linear
+layers run as exact integer products, so encoder and decoder agree on any CPU. Trained with
 `recipes/entropy_conv_16k.yaml` on the codes of the training set. On the same {len(DEV_FILES)} dev files
 (every byte of the files counted, headers included; real-time factors on one thread, whole
 encode and decode):
@@ -123,6 +125,7 @@ def main() -> None:
     results, notes, _ = run_evaluation(files, EvalSettings(str(args.ship), bitrates, ["opus", "codec2"],
                                                            entropy=with_entropy))
     summaries = summarize(results)
+    entropy_text = entropy_section(model, summaries, args.ship) if with_entropy else ""
     plot_rate_distortion(args.ship / "rate_distortion.png", summaries)
     over_nominal = {}  # largest .codes file size minus nominal bitrate x duration, per bitrate
     for r in results:
@@ -215,7 +218,7 @@ file (header included) for this model, and the codec's packets for the baselines
 
 ![rate-distortion](rate_distortion.png)
 
-{entropy_section(model, summaries) if with_entropy else ""}Speed: encode + decode of 10 s of speech at 6 kbps takes \
+{entropy_text}Speed: encode + decode of 10 s of speech at 6 kbps takes \
 {rtf * 10:.2f} s on one CPU thread
 (real-time factor {rtf:.3f}, {1 / rtf:.0f}x faster than real time). Compute per second of audio at
 6 kbps: {encode_macs / 1e9:.2f} GMAC to encode, {decode_macs / 1e9:.2f} GMAC to decode.

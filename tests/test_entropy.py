@@ -11,7 +11,7 @@ import torch
 from codec.bitstream import BitstreamError, CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.entropy import EntropyCoder, EntropyModel, EntropyModelConfig, load_entropy_model, save_entropy_model
 from codec.entropy.coding import quantized_probabilities
-from codec.entropy.model import IncrementalPredictor
+from codec.entropy.predictor import EntropyWeights, ExactLinear, IncrementalPredictor
 
 CONFIG = EntropyModelConfig(name="entropy-tiny", codec="tiny-16k", dim=32, layers=1, heads=2, context_frames=16,
                             depth_hidden=32)
@@ -42,17 +42,34 @@ def codes_file(codes):
 
 def test_code_by_code_prediction_equals_the_training_pass():
     """The coder's incremental predictions (frame by frame, codebook by codebook, a sliding
-    key/value window) are the same numbers as the teacher-forced logits the model trains on."""
+    key/value window, 8-bit integer products) are the teacher-forced logits the model trains on,
+    up to the integer rounding."""
     torch.manual_seed(1)
     model = EntropyModel(CONFIG).eval()
     codes = torch.from_numpy(skewed_codes(channels=2, codebooks=4, frames=21))   # past the 16-frame window
     with torch.no_grad():
         expected = model(codes)                              # [B, F, K, V]
-    predictor = IncrementalPredictor(model, 2, 4)
+    predictor = IncrementalPredictor(EntropyWeights(model), 2, 4)
     for t in range(21):
         for k in range(4):
-            torch.testing.assert_close(predictor.next_logits(), expected[:, t, k], atol=1e-4, rtol=1e-4)
-            predictor.push(codes[:, k, t])
+            np.testing.assert_allclose(predictor.next_logits(), expected[:, t, k].double().numpy(), atol=0.05)
+            predictor.push(codes[:, k, t].numpy())
+
+
+@pytest.mark.parametrize("inputs", [192, 768])
+def test_integer_products_are_exact_in_any_order(inputs):
+    """ExactLinear's float32 products are exact integers, so any BLAS, CPU or summation order
+    gives the same bits: here, forward vs reversed order and int64 arithmetic agree exactly."""
+    rng = np.random.default_rng(inputs)
+    layer = ExactLinear(rng.normal(size=(inputs, 64)) * rng.random(64), np.zeros(64))
+    x = rng.normal(size=(3, inputs)) * np.where(rng.random(inputs) < 0.02, 50.0, 1.0)   # with outliers
+    integers, _ = layer.integer_input(x)
+    assert np.abs(integers).max() == layer.levels and np.abs(layer.weight).max() == 127
+    exact = integers.astype(np.int64) @ layer.weight.astype(np.int64)
+    assert np.abs(exact).max() < 2 ** 24
+    np.testing.assert_array_equal(integers @ layer.weight, exact)
+    np.testing.assert_array_equal(integers[:, ::-1] @ layer.weight[::-1], exact)
+    np.testing.assert_allclose(layer(x), x @ (layer.weight * layer.scale), rtol=0.05, atol=0.05 * np.abs(x).max())
 
 
 def test_lossless_and_smaller(entropy_dir):
@@ -95,7 +112,7 @@ def test_a_near_impossible_symbol_still_codes(entropy_dir):
         model.out_bias[:, 1023] = -60.0
     coder = EntropyCoder(model)
     codes = np.full((1, 3, 20), 1023)
-    assert quantized_probabilities(torch.tensor([[0.0] * 1023 + [-60.0]])).min() > 0
+    assert quantized_probabilities(np.array([[0.0] * 1023 + [-60.0]])).min() > 0
     np.testing.assert_array_equal(from_bytes(to_bytes(codes_file(codes), coder), coder).codes, codes)
 
 
@@ -156,13 +173,20 @@ def test_cli_entropy_codes_with_a_shipped_entropy_model(tiny_model_dir, entropy_
         shutil.copy(entropy_dir / name, model_dir / name)
     source = write_audio(tmp_path / "a.wav", tone(1.0, 16000), 16000)
     runner = CliRunner()
-    encoded = runner.invoke(app, ["encode", str(source), str(tmp_path / "e.codes"), "--model", str(model_dir),
-                                  "--entropy"])
-    assert encoded.exit_code == 0
-    plain_encode = runner.invoke(app, ["encode", str(source), str(tmp_path / "p.codes"), "--model", str(model_dir)])
+    encoded = runner.invoke(app, ["encode", str(source), str(tmp_path / "e.codes"), "--model", str(model_dir)])
+    assert encoded.exit_code == 0                              # on by default: the model has an entropy model
+    plain_encode = runner.invoke(app, ["encode", str(source), str(tmp_path / "p.codes"), "--model", str(model_dir),
+                                       "--no-entropy"])
     assert plain_encode.exit_code == 0
     plain = json.loads(runner.invoke(app, ["info", str(tmp_path / "p.codes"), "--json"]).stdout)
-    assert plain["entropy_coded"] is False                     # opt-in: entropy coding is slow for now
+    assert plain["entropy_coded"] is False
+    without = runner.invoke(app, ["encode", str(source), str(tmp_path / "n.codes"), "--model", str(tiny_model_dir)])
+    assert without.exit_code == 0                              # a model without one codes plainly
+    info = json.loads(runner.invoke(app, ["info", str(tmp_path / "n.codes"), "--json"]).stdout)
+    assert info["entropy_coded"] is False
+    refused = runner.invoke(app, ["encode", str(source), str(tmp_path / "r.codes"), "--model", str(tiny_model_dir),
+                                  "--entropy"])
+    assert refused.exit_code == 1 and "has no entropy model" in refused.output
     info = json.loads(runner.invoke(app, ["info", str(tmp_path / "e.codes"), "--json"]).stdout)
     assert info["entropy_coded"] is True and info["entropy_model"] == "entropy-tiny"
     assert runner.invoke(app, ["decode", str(tmp_path / "e.codes"), str(tmp_path / "e.wav"),

@@ -1,38 +1,58 @@
 """Range coding of codes with the entropy model's probabilities (``constriction``'s range coder).
 
-Encoder and decoder must see bit-identical probabilities, so both run the same fixed numeric
-setup: PyTorch on one thread, float32, frame by frame (``IncrementalPredictor``), one chunk at a
-time from a fresh state. Log-probabilities are then rounded to a grid of 1/64 nat, which absorbs
-tiny float differences, and turned into integer frequencies summing to 2^24 with every symbol at
-least 1, so that even a symbol the model deems impossible stays codable. Each chunk carries a
-CRC of its codes (see ``codec.bitstream``), so a disagreement is detected, never decoded wrong.
+Encoder and decoder must see bit-identical probabilities, so both run one fixed numeric setup:
+the model in NumPy float64 on one BLAS thread, code by code (``IncrementalPredictor``), each chunk
+from a fresh state. Log-probabilities are then rounded to a grid of 1/64 nat, which absorbs the
+tiny float differences of another BLAS build or CPU, and turned into integer frequencies summing
+to 2^24 in integer arithmetic, every symbol at least 1, so that even a symbol the model deems
+impossible stays codable. Each chunk carries a CRC of its codes (see ``codec.bitstream``), so a
+disagreement is detected, never decoded wrong.
 """
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import constriction
 import numpy as np
-import torch
 
-from codec.entropy.model import EntropyModel, IncrementalPredictor
-from codec.threads import one_torch_thread
+from codec.entropy.model import EntropyModel
+from codec.entropy.predictor import EntropyWeights, IncrementalPredictor
 
 TOTAL = 1 << 24
-LOG_GRID = 64.0
+_ENCODE_BLOCK = 25               # frames whose probabilities are quantized and range-coded in one call
+LOG_GRID = 64                      # steps per nat
+_FLOOR = 40 * LOG_GRID             # exp(-40) is far below one count in 2^24
+# exp(-i / LOG_GRID) as integers: the frequencies are computed from these in exact arithmetic.
+_EXP_TABLE = np.array([round(math.exp(-i / LOG_GRID) * (1 << 30)) for i in range(_FLOOR + 1)], dtype=np.int64)
 
 
-def quantized_probabilities(logits: torch.Tensor) -> np.ndarray:
-    """``[N, V]`` logits -> ``[N, V]`` float64 probabilities that are exact multiples of 2^-24,
-    each at least 2^-24, each row summing to exactly 1."""
-    log_p = torch.log_softmax(logits.double(), dim=-1).numpy()
-    p = np.exp(np.round(log_p * LOG_GRID) / LOG_GRID)
-    vocabulary = p.shape[-1]
-    freq = np.floor(p / p.sum(axis=-1, keepdims=True) * (TOTAL - vocabulary)).astype(np.int64) + 1
-    rows = np.arange(len(freq))
-    freq[rows, freq.argmax(axis=-1)] += TOTAL - freq.sum(axis=-1)
-    return freq / TOTAL
+def quantized_frequencies(logits: np.ndarray) -> np.ndarray:
+    """``[N, V]`` logits -> ``[N, V]`` int64 frequencies, each at least 1, each row summing to 2^24."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = logits - np.maximum.reduce(logits, axis=-1, keepdims=True)
+    log_total = np.log(np.add.reduce(np.exp(shifted), axis=-1, keepdims=True))
+    steps = np.minimum(np.rint((log_total - shifted) * LOG_GRID), _FLOOR).astype(np.int64)   # -log p, in grid steps
+    weights = _EXP_TABLE[steps]
+    vocabulary = logits.shape[-1]
+    freq = weights * (TOTAL - vocabulary) // np.add.reduce(weights, axis=-1, keepdims=True) + 1
+    freq[np.arange(len(freq)), freq.argmax(axis=-1)] += TOTAL - np.add.reduce(freq, axis=-1)
+    return freq
 
 
-# One thread: the fixed numeric setup every entropy encode and decode runs in.
-fixed_numerics = one_torch_thread
+def quantized_probabilities(logits: np.ndarray) -> np.ndarray:
+    """``quantized_frequencies`` as float64 probabilities (exact multiples of 2^-24), the form
+    ``constriction``'s categorical model takes."""
+    return quantized_frequencies(logits) / TOTAL
+
+
+@contextmanager
+def fixed_numerics() -> Iterator[None]:
+    """One BLAS thread: the fixed numeric setup every entropy encode and decode runs in."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 class EntropyCoder:
@@ -42,19 +62,26 @@ class EntropyCoder:
         self.model = model.eval()
         self.name = model.config.name
         self.weights = getattr(model, "weights_sha256", "unsaved-")  # files name the exact weights
+        self.arrays = EntropyWeights(model)
         self.family = constriction.stream.model.Categorical(perfect=False)
 
     def encode_chunk(self, codes: np.ndarray) -> bytes:
         channels, codebooks, frames = codes.shape
         encoder = constriction.stream.queue.RangeEncoder()
+        codes = np.ascontiguousarray(codes, dtype=np.int64)
         with fixed_numerics():
-            predictor = IncrementalPredictor(self.model, channels, codebooks)
-            for t in range(frames):
-                for k in range(codebooks):
-                    probabilities = quantized_probabilities(predictor.next_logits())
-                    symbols = np.ascontiguousarray(codes[:, k, t], dtype=np.int64)
-                    encoder.encode(symbols.astype(np.int32), self.family, probabilities)
-                    predictor.push(torch.from_numpy(symbols))
+            predictor = IncrementalPredictor(self.arrays, channels, codebooks)
+            for start in range(0, frames, _ENCODE_BLOCK):
+                block = codes[:, :, start:start + _ENCODE_BLOCK]
+                logits = []
+                for t in range(block.shape[2]):
+                    for k in range(codebooks):
+                        logits.append(predictor.next_logits())
+                        predictor.push(block[:, k, t])
+                # Rows are quantized independently, so doing a block at once gives the decoder's numbers.
+                probabilities = quantized_probabilities(np.concatenate(logits))
+                symbols = block.transpose(2, 1, 0).reshape(-1).astype(np.int32)   # frame, codebook, channel
+                encoder.encode(symbols, self.family, probabilities)
         return encoder.get_compressed().astype("<u4").tobytes()
 
     def decode_chunk(self, data: bytes, channels: int, codebooks: int, frames: int) -> np.ndarray:
@@ -64,10 +91,9 @@ class EntropyCoder:
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
         codes = np.zeros((channels, codebooks, frames), dtype=np.int64)
         with fixed_numerics():
-            predictor = IncrementalPredictor(self.model, channels, codebooks)
+            predictor = IncrementalPredictor(self.arrays, channels, codebooks)
             for t in range(frames):
                 for k in range(codebooks):
-                    probabilities = quantized_probabilities(predictor.next_logits())
-                    codes[:, k, t] = decoder.decode(self.family, probabilities)
-                    predictor.push(torch.from_numpy(codes[:, k, t]))
+                    codes[:, k, t] = decoder.decode(self.family, quantized_probabilities(predictor.next_logits()))
+                    predictor.push(codes[:, k, t])
         return codes

@@ -9,9 +9,8 @@ time and a depth part follows RQ-Transformer, Lee et al. 2022).
   same frame's codebooks ``< k`` (a residual quantizer's later stages depend on its earlier ones),
   through a small MLP and an output layer of its own (each codebook has its own code meanings).
 
-Coding runs code by code (``IncrementalPredictor``, with a key/value cache over frames), in the
-same order for encoding and decoding, so that both compute the very same numbers
-(see ``codec.entropy.coding``).
+Coding runs the same function code by code in NumPy (``codec.entropy.predictor``), in the same
+order for encoding and decoding, so that both compute the very same numbers.
 """
 
 import json
@@ -128,59 +127,40 @@ class EntropyModel(nn.Module):
         return F.cross_entropy(logits.flatten(0, 2), codes.permute(0, 2, 1).flatten(), reduction="mean") / math.log(2)
 
 
-class IncrementalPredictor:
-    """Code-by-code logits, frame after frame, with a key/value cache of ``context_frames``.
-
-    ``next_logits()`` gives ``[B, V]`` logits of the next code (codebook ``k`` of frame ``t``, in
-    the order k = 0..K-1 within a frame); ``push(codes [B])`` then feeds that code's actual value.
-    Encoder and decoder both drive this, step for step.
-    """
-
-    def __init__(self, model: EntropyModel, batch_size: int, num_codebooks: int):
-        self.model, self.num_codebooks = model, num_codebooks
-        self.caches = [[None, None] for _ in model.blocks]
-        self.position, self.codebook = 0, 0
-        self.previous = model.start.detach().expand(batch_size, 1, -1)
-        self.context = None
-        self.frame_sum = None
-
-    @torch.inference_mode()
-    def next_logits(self) -> torch.Tensor:
-        model = self.model
-        k = self.codebook
-        if k == 0:
-            context = model._time(self.previous, torch.tensor([self.position]), None, self.caches)[:, 0]
-            for cache in self.caches:  # keep the window
-                if cache[0].shape[2] >= model.config.context_frames:
-                    cache[0], cache[1] = cache[0][:, :, 1:], cache[1][:, :, 1:]
-            self.context, self.frame_sum = context, torch.zeros_like(context)
-        # model._depth for one codebook, in plain functional calls: this runs once per code
-        z = self.context + self.frame_sum + model.codebook_query[k]
-        norm, first, second, out_norm = model.depth_norm, model.depth_mlp[0], model.depth_mlp[2], model.out_norm
-        hidden = F.layer_norm(z, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-        z = z + F.linear(F.gelu(F.linear(hidden, first.weight, first.bias)), second.weight, second.bias)
-        z = F.layer_norm(z, out_norm.normalized_shape, out_norm.weight, out_norm.bias, out_norm.eps)
-        return torch.addmm(model.out_bias[k], z, model.out_weight[k])
-
-    @torch.inference_mode()
-    def push(self, codes: torch.Tensor) -> None:
-        rows = codes + self.codebook * self.model.config.codebook_size
-        self.frame_sum = self.frame_sum + self.model.embed.weight[rows]
-        self.codebook += 1
-        if self.codebook == self.num_codebooks:
-            self.previous = self.frame_sum[:, None]
-            self.position, self.codebook = self.position + 1, 0
-
-
 ENTROPY_WEIGHTS = "entropy.safetensors"
 ENTROPY_CONFIG = "entropy_config.json"
 
 
+_SCALE = ".scale"   # suffix of an 8-bit matrix's scales in the weights file
+
+
+def _to_8_bits(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Matrices as int8 with one float32 scale per row of axis 1 (a linear layer's output, a code's
+    embedding): the file is a quarter of float32's size, and coding re-quantizes to 8 bits anyway
+    (``codec.entropy.predictor.ExactLinear``). Vectors (norms, biases) stay float32."""
+    stored = {}
+    for name, tensor in weights.items():
+        tensor = tensor.detach().float().cpu()
+        if tensor.dim() < 2:
+            stored[name] = tensor.contiguous()
+            continue
+        scale = tensor.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
+        stored[name] = torch.round(tensor / scale).to(torch.int8).contiguous()
+        stored[name + _SCALE] = scale.contiguous()
+    return stored
+
+
+def _from_8_bits(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.float() * stored[name + _SCALE] if name + _SCALE in stored else tensor
+            for name, tensor in stored.items() if not name.endswith(_SCALE)}
+
+
 def save_entropy_model(model: EntropyModel, directory: Path) -> None:
+    """Write ``entropy.safetensors`` (8-bit matrices) and ``entropy_config.json`` to ``directory``."""
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / ENTROPY_WEIGHTS))
+    save_file(_to_8_bits(model.state_dict()), str(directory / ENTROPY_WEIGHTS))
     (directory / ENTROPY_CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
 
 
@@ -198,7 +178,7 @@ def load_entropy_model(directory: Path) -> EntropyModel | None:
         return None
     try:
         model = EntropyModel(EntropyModelConfig.from_dict(json.loads((directory / ENTROPY_CONFIG).read_text())))
-        model.load_state_dict(load_file(str(directory / ENTROPY_WEIGHTS)))
+        model.load_state_dict(_from_8_bits(load_file(str(directory / ENTROPY_WEIGHTS))))
     except (OSError, ValueError, RuntimeError) as error:
         raise CodecError(f"{directory}: cannot load the entropy model ({error})".splitlines()[0]) from None
     model.weights_sha256 = hashlib.sha256((directory / ENTROPY_WEIGHTS).read_bytes()).hexdigest()

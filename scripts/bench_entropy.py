@@ -1,0 +1,57 @@
+"""Entropy coding speed and file size on the dev set: real-time factors of entropy encode and
+decode on one thread, and the file bitrate with and without the entropy model (all bytes counted).
+
+    python scripts/bench_entropy.py [--model conv-16k] [--bitrate 6] [--files N] [--entropy-dir DIR]
+
+Only the range coding is timed (the codec's own encode/decode is not): codes come from the codec
+first, then each file's codes are entropy-encoded and decoded, and checked to round-trip exactly.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from codec import load_model
+from codec.bitstream import from_bytes, to_bytes
+from codec.entropy import EntropyCoder, load_entropy_model
+
+DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "dev"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="conv-16k")
+    parser.add_argument("--bitrate", type=float, nargs="+", default=[6.0])
+    parser.add_argument("--files", type=int, default=40)
+    parser.add_argument("--entropy-dir", type=Path, help="an entropy model other than the codec's own")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    codec = load_model(args.model)
+    entropy_model = load_entropy_model(args.entropy_dir) if args.entropy_dir else codec.network.entropy_model
+    coder = EntropyCoder(entropy_model)
+    files = sorted(DEV.rglob("*.flac"))[:args.files]
+    audio = [sf.read(f, dtype="float64") for f in files]
+    seconds = sum(len(a) / rate for a, rate in audio)
+    print(f"{len(files)} dev files, {seconds:.1f} s of audio, entropy model {entropy_model.config.name}")
+    for bitrate in args.bitrate:
+        codes = [codec.encode(a, rate, bitrate)._file() for a, rate in audio]
+        plain = sum(len(to_bytes(c)) for c in codes)
+        started = time.perf_counter()
+        coded = [to_bytes(c, coder) for c in codes]
+        encode_s = time.perf_counter() - started
+        started = time.perf_counter()
+        decoded = [from_bytes(data, coder) for data in coded]
+        decode_s = time.perf_counter() - started
+        assert all(np.array_equal(d.codes, c.codes) for d, c in zip(decoded, codes, strict=True)), "not lossless"
+        size = sum(len(d) for d in coded)
+        print(f"{bitrate:g} kbps: file {plain * 8 / seconds / 1000:.2f} -> {size * 8 / seconds / 1000:.2f} kbps "
+              f"({100 * (size / plain - 1):+.1f}%); entropy encode {seconds / encode_s:.1f}x real time "
+              f"({encode_s:.1f} s), decode {seconds / decode_s:.1f}x ({decode_s:.1f} s); lossless")
+
+
+if __name__ == "__main__":
+    main()
