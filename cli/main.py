@@ -497,6 +497,10 @@ def stream(
     packet_frames: Annotated[int | None, typer.Option(
         "--packet-frames", help="Code frames (20 ms each) per packet; each frame beyond the first adds 20 ms "
                                 "of latency \\[default: 1, or 10 with --entropy].")] = None,
+    global_refresh: Annotated[float | None, typer.Option(
+        "--global-refresh", help="Models with a time-invariant global code (TiCodec): recompute and resend it "
+                                 "every this many seconds \\[default: sent once, from the first seconds].",
+        show_default=False)] = None,
     force: ForceOption = False,
 ) -> None:
     """Real time: microphone (or --input) -> encode -> packets -> decode -> speaker (or --output)."""
@@ -505,7 +509,7 @@ def stream(
     run_stream_command(input=input, output=output, play=play, bitrate=bitrate, model=model, runtime=runtime,
                        device=device, list_devices=list_devices, save=save, packet_loss=packet_loss,
                        realtime=realtime, force=force, console=stderr, threads=threads, entropy=entropy,
-                       packet_frames=packet_frames)
+                       packet_frames=packet_frames, global_refresh=global_refresh)
 
 
 @app.command()

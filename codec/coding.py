@@ -477,18 +477,25 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
             raise CodecError(f"{input_path}: its packets are entropy-coded with model '{info.entropy_model}' "
                              f"(weights {info.entropy_weights}), which model '{model.config.name}' does not have")
     decoder = StreamingDecoder(model, batch_size=info.channels)
+    needs_global = getattr(model, "global_code", None) is not None
     pieces, expected_sequence, frames_per_packet, total, lost = [], 0, 1, None, 0
     for packet in read_packets(data, offset, info, coder):
-        if packet.codes is None:
+        if packet.is_end:
             total = packet.total_samples
             break
         gap = sequence_gap(packet.sequence, expected_sequence)
         if gap > 0:
             lost += gap
             pieces.append(decoder.conceal(gap * frames_per_packet))
-        frames_per_packet = packet.codes.shape[-1]
-        pieces.append(decoder.decode(torch.from_numpy(packet.codes)))
         expected_sequence = (packet.sequence + 1) % 65536
+        if packet.global_codes is not None:   # the time-invariant code for the frames from here on
+            decoder.global_codes = torch.from_numpy(packet.global_codes)
+            continue
+        frames_per_packet = packet.codes.shape[-1]
+        if needs_global and decoder.global_codes is None:   # its packet was lost
+            pieces.append(decoder.conceal(frames_per_packet))
+            continue
+        pieces.append(decoder.decode(torch.from_numpy(packet.codes)))
     pieces.append(decoder.flush())
     audio = torch.cat(pieces, dim=-1)[:, 0].numpy().T.astype(np.float64)
     resample = _resampler(model.sample_rate, info.sample_rate, info.channels)

@@ -19,7 +19,7 @@ import soxr
 import torch
 
 from codec.errors import CodecError
-from codec.packets import StreamInfo, end_packet, packet_bytes, read_packets, stream_header
+from codec.packets import StreamInfo, end_packet, global_packet, packet_bytes, read_packets, stream_header
 
 
 @dataclass
@@ -184,11 +184,12 @@ class _Resampler:
 class TorchLink:
     """Encoder and decoder sessions of a PyTorch model."""
 
-    def __init__(self, model, num_codebooks: int, channels: int):
+    def __init__(self, model, num_codebooks: int, channels: int, global_refresh: float | None = None):
         from codec.streaming import StreamingDecoder, StreamingEncoder
 
-        self.encoder = StreamingEncoder(model, num_codebooks, channels)
+        self.encoder = StreamingEncoder(model, num_codebooks, channels, refresh_seconds=global_refresh)
         self.decoder = StreamingDecoder(model, channels)
+        self.needs_global = getattr(model, "global_code", None) is not None
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
         return self.encoder.encode(torch.from_numpy(audio)).numpy()
@@ -196,7 +197,17 @@ class TorchLink:
     def flush_encoder(self) -> np.ndarray:
         return self.encoder.flush().numpy()
 
+    def take_global_codes(self) -> np.ndarray | None:
+        """A new time-invariant code ``[C, G]`` to send before the frames just encoded, or None."""
+        codes = self.encoder.take_global_codes()
+        return None if codes is None else codes.numpy()
+
+    def set_global_codes(self, codes: np.ndarray) -> None:
+        self.decoder.global_codes = torch.from_numpy(np.asarray(codes, dtype=np.int64))
+
     def decode(self, codes: np.ndarray) -> np.ndarray:
+        if self.needs_global and self.decoder.global_codes is None:   # its packet was lost
+            return self.conceal(codes.shape[-1])
         return self.decoder.decode(torch.from_numpy(np.asarray(codes, dtype=np.int64))).numpy()
 
     def conceal(self, frames: int) -> np.ndarray:
@@ -214,6 +225,10 @@ class OnnxLink(TorchLink):
 
         self.encoder = OnnxStreamingEncoder(runtime, num_codebooks, channels)
         self.decoder = OnnxStreamingDecoder(runtime, channels)
+        self.needs_global = False   # export refuses models with a global code
+
+    def take_global_codes(self) -> None:
+        return None
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
         return self.encoder.encode(audio)
@@ -263,9 +278,20 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
             waiting.append(pending)
         return np.concatenate(out, axis=-1)
 
-    def send(codes: np.ndarray) -> np.ndarray:
+    def encoded(codes: np.ndarray, last: bool = False) -> np.ndarray:
+        """Transmit newly encoded frames; a new global code goes first, in its own packet, after
+        the frames coded with the previous one."""
+        global_codes = link.take_global_codes()
+        if global_codes is None:
+            return transmit(codes, last)
+        before = transmit(np.zeros(codes.shape[:2] + (0,), dtype=codes.dtype), last=True)
+        return np.concatenate([before, send(None, global_codes), transmit(codes, last)], axis=-1)
+
+    def send(codes: np.ndarray | None, global_codes: np.ndarray | None = None) -> np.ndarray:
         nonlocal sequence
-        packet = packet_bytes(sequence, codes, info, entropy_coder)
+        frames = 0 if codes is None else codes.shape[-1]
+        packet = packet_bytes(sequence, codes, info, entropy_coder) if codes is not None else \
+            global_packet(sequence, global_codes, info)
         sequence += 1
         stats.packets += 1
         stats.payload_bytes += len(packet)
@@ -273,11 +299,14 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
             saved.write(packet)
         if packet_loss and rng.random() < packet_loss:
             stats.packets_lost += 1
-            return link.conceal(codes.shape[-1])
+            return link.conceal(frames)
         received = list(read_packets(packet, 0, info, entropy_coder))
         if not received:   # an entropy-coded packet whose codes failed their CRC
             stats.packets_lost += 1
-            return link.conceal(codes.shape[-1])
+            return link.conceal(frames)
+        if received[0].global_codes is not None:
+            link.set_global_codes(received[0].global_codes)
+            return np.zeros((source.channels, 1, 0), np.float32)
         return link.decode(received[0].codes)
 
     def emit(audio_model_rate: np.ndarray, last: bool = False, limit: bool = False) -> None:
@@ -305,16 +334,15 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
             start = time.perf_counter()
             stats.overruns += int(overflowed)
             total_in += len(block)
-            emit(transmit(link.encode(to_model(block).T[:, None, :].astype(np.float32))))
+            emit(encoded(link.encode(to_model(block).T[:, None, :].astype(np.float32))))
             stats.compute_seconds += time.perf_counter() - start
             stats.audio_seconds += len(block) / source.sample_rate
             stats.blocks += 1
             if on_status and stats.blocks % 10 == 0:
                 on_status(stats)
-        tail = link.encode(to_model(np.zeros((0, source.channels), np.float32), last=True).T[:, None, :]
-                           .astype(np.float32))
-        final = link.flush_encoder()
-        pieces = [transmit(tail), transmit(final, last=True), link.flush_decoder()]
+        pieces = [encoded(link.encode(to_model(np.zeros((0, source.channels), np.float32), last=True)
+                                      .T[:, None, :].astype(np.float32)))]   # the resampler's tail
+        pieces += [encoded(link.flush_encoder(), last=True), link.flush_decoder()]
         emit(np.concatenate(pieces, axis=-1), last=True, limit=True)
         if saved:
             saved.write(end_packet(sequence, total_in))
@@ -343,7 +371,8 @@ def _device(value: str | None):
 def run_stream_command(*, input: Path | None, output: Path | None, play: bool | None, bitrate: float,
                        model: str | None, runtime: str, device: str | None, list_devices: bool,
                        save: Path | None, packet_loss: float, realtime: bool, force: bool, console,
-                       threads: int = 1, entropy: bool = False, packet_frames: int | None = None) -> StreamStats:
+                       threads: int = 1, entropy: bool = False, packet_frames: int | None = None,
+                       global_refresh: float | None = None) -> StreamStats:
     """``codec stream``: open the source, sinks and model, run the loop, report.
 
     Raises:
@@ -376,9 +405,13 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         num_codebooks = codec_model.codebooks_for_bitrate(bitrate)
     except ValueError as error:
         raise CodecError(str(error)) from None
-    if codec_model.global_code is not None:
-        raise CodecError(f"{codec_model.config.name} has a time-invariant global code, which the packet format "
-                         f"does not carry yet; code files with codec encode/decode")
+    has_global = getattr(codec_model, "global_code", None) is not None
+    if has_global and runtime != "torch":
+        raise CodecError(f"{codec_model.config.name} has a time-invariant global code, which the ONNX export does "
+                         f"not support yet; stream it with --runtime torch")
+    if global_refresh is not None and (not has_global or global_refresh <= 0):
+        raise CodecError(f"--global-refresh {global_refresh}: needs a model with a time-invariant global code "
+                         f"and a positive number of seconds")
     sd = import_sounddevice() if (input is None or play) else None
     dev = _device(device)
     if input is not None:
@@ -408,7 +441,7 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
             exported = export_onnx(codec_model, folder, int8=runtime == "onnx-int8")
             link = OnnxLink(OnnxCodec(exported, threads), num_codebooks, source.channels)
     else:
-        link = TorchLink(codec_model, num_codebooks, source.channels)
+        link = TorchLink(codec_model, num_codebooks, source.channels, global_refresh)
     coder = None
     if entropy:
         from codec.coding import entropy_coder_for
@@ -419,13 +452,16 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
                              f"its weights); stream without --entropy")
     info = StreamInfo(codec_model.config.name, getattr(codec_model, "weights_sha256", "")[:8], source.sample_rate,
                       source.channels, codec_model.frame_rate, codec_model.codebook_size,
-                      coder.name if coder else None, coder.weights[:8] if coder else None)
+                      coder.name if coder else None, coder.weights[:8] if coder else None,
+                      codec_model.config.global_codebook_size if has_global else None)
     device_ms = 1000 * (getattr(source, "latency", 0.0) + sum(getattr(s, "latency", 0.0) for s in sinks))
     resampling = _Resampler(source.sample_rate, codec_model.sample_rate, 1).delay_seconds + max(
         (_Resampler(codec_model.sample_rate, sink.sample_rate, 1).delay_seconds for sink in sinks), default=0.0)
     latency = {"algorithmic": 1000 * codec_model.latency / codec_model.sample_rate,
                "block": 1000 * BLOCK_SECONDS, "packet": 1000 * (packet_frames - 1) / codec_model.frame_rate,
-               "resampling": 1000 * resampling, "devices": device_ms}
+               "resampling": 1000 * resampling, "devices": device_ms,
+               # a global code summarises the stream's first seconds: their frames wait for it
+               "global code": 1000 * codec_model.global_frames / codec_model.frame_rate if has_global else 0.0}
 
     def status(stats: StreamStats) -> None:
         stats.latency_ms = latency
@@ -445,7 +481,6 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     console.print(f"streamed {stats.audio_seconds:.1f} s: RTF {stats.real_time_factor:.3f}, {stats.packets} packets "
                   f"({kbps:.2f} kbps with packet headers), {stats.packets_lost} lost, overruns {stats.overruns}, "
                   f"underruns {stats.underruns}, latency {sum(latency.values()):.0f} ms "
-                  f"({latency['algorithmic']:.0f} algorithmic + {latency['block']:.0f} block + "
-                  f"{latency['packet']:.0f} packet + {latency['resampling']:.0f} resampling + "
-                  f"{latency['devices']:.0f} devices)", highlight=False)
+                  f"({' + '.join(f'{ms:.0f} {part}' for part, ms in latency.items() if ms or part != 'global code')})",
+                  highlight=False)
     return stats

@@ -15,7 +15,10 @@ A stream (``codec stream --save FILE``, or sent over a network) is
                           in the end packet instead: uint64 total samples at ``sample_rate``;
                           entropy-coded: uint16 length L, L bytes of the F frames range-coded with
                           the entropy model from a fresh context (every packet decodes on its
-                          own), then uint16 CRC-16 of the codes bit-packed as above
+                          own), then uint16 CRC-16 of the codes bit-packed as above;
+                          in a global-code packet (K = 0, F = G >= 1): the C x G time-invariant
+                          codes, channel by channel, ``ceil(log2(global_codebook_size))`` bits
+                          each, MSB first, zero-padded to a byte
                       2   CRC-16 (CCITT, ``binascii.crc_hqx``) of the packet's bytes before it
 
 All integers are little-endian. The 7 header bytes cost 2.8 kbps at one 20 ms frame per packet.
@@ -24,6 +27,11 @@ A receiver conceals a missing sequence number or a packet whose CRC fails
 stream names its entropy model in the header (``entropy_model``, ``entropy_weights``); a packet
 whose decoded codes fail their CRC (a receiver whose model computes other probabilities) is
 concealed like a lost one, never played wrong.
+
+A model with a time-invariant global code (TiCodec) names ``global_codebook_size`` in the header;
+its global code goes in a global-code packet before the first frame packet, and again whenever the
+sender refreshes it: frames after that packet are decoded with the new code. A receiver that has
+no global code yet (its packet was lost) conceals frames until the next one arrives.
 """
 
 import binascii
@@ -61,17 +69,27 @@ class StreamInfo:
     codebook_size: int
     entropy_model: str | None = None      # entropy-coded packets: the model's name
     entropy_weights: str | None = None    # and the first 8 hex digits of its weights' SHA-256
+    global_codebook_size: int | None = None   # models with a time-invariant global code
 
     @property
     def bits_per_code(self) -> int:
         return max(1, math.ceil(math.log2(self.codebook_size)))
 
+    @property
+    def bits_per_global_code(self) -> int:
+        return max(1, math.ceil(math.log2(self.global_codebook_size or 2)))
+
 
 @dataclass
 class Packet:
     sequence: int
-    codes: np.ndarray | None      # [C, K, F]; None for the end packet
-    total_samples: int | None = None
+    codes: np.ndarray | None      # [C, K, F]; None for the end packet and a global-code packet
+    total_samples: int | None = None          # the end packet
+    global_codes: np.ndarray | None = None    # [C, G], a global-code packet
+
+    @property
+    def is_end(self) -> bool:
+        return self.total_samples is not None
 
 
 def stream_header(info: StreamInfo) -> bytes:
@@ -94,6 +112,16 @@ def packet_bytes(sequence: int, codes: np.ndarray, info: StreamInfo, entropy_cod
         payload = _LENGTH.pack(len(coded)) + coded + _PACKET_CRC.pack(binascii.crc_hqx(packed, 0))
         flag = ENTROPY_FLAG
     head = _PACKET_HEAD.pack(PACKET_SYNC, sequence % SEQUENCE_MODULO, codebooks | flag, frames) + payload
+    return head + _PACKET_CRC.pack(binascii.crc_hqx(head, 0))
+
+
+def global_packet(sequence: int, global_codes: np.ndarray, info: StreamInfo) -> bytes:
+    """A global-code packet of ``global_codes [C, G]`` (1 <= G <= 255) for a TiCodec model."""
+    channels, groups = global_codes.shape
+    if info.global_codebook_size is None or not 1 <= groups <= 255:
+        raise ValueError(f"a global-code packet needs a stream with global codes and 1 to 255 of them, not {groups}")
+    payload = pack_codes(np.asarray(global_codes).reshape(-1), info.bits_per_global_code)
+    head = _PACKET_HEAD.pack(PACKET_SYNC, sequence % SEQUENCE_MODULO, 0, groups) + payload
     return head + _PACKET_CRC.pack(binascii.crc_hqx(head, 0))
 
 
@@ -128,7 +156,8 @@ def read_stream_header(data: bytes) -> tuple[StreamInfo, int]:
         info = StreamInfo(**json.loads(data[_STREAM_HEAD.size:end]))
     except (ValueError, TypeError):
         raise BitstreamError("corrupt stream header metadata") from None
-    if not (info.channels >= 1 and info.sample_rate >= 1 and 2 <= info.codebook_size <= 1 << 16):
+    if not (info.channels >= 1 and info.sample_rate >= 1 and 2 <= info.codebook_size <= 1 << 16
+            and (info.global_codebook_size is None or 2 <= info.global_codebook_size <= 1 << 16)):
         raise BitstreamError("corrupt stream header metadata (invalid values)")
     return info, end + _CRC.size
 
@@ -155,8 +184,13 @@ def _parse_packet(data: bytes, offset: int, info: StreamInfo, entropy_coder=None
     if sync != PACKET_SYNC:
         return None, 0
     coded, codebooks = bool(codebooks & ENTROPY_FLAG) and frames > 0, codebooks & ~ENTROPY_FLAG
+    is_global = codebooks == 0 and frames > 0
+    if is_global and (coded or info.global_codebook_size is None):
+        return None, 0
     start = offset + _PACKET_HEAD.size
-    if coded:
+    if is_global:
+        payload_length = math.ceil(frames * info.channels * info.bits_per_global_code / 8)
+    elif coded:
         if start + _LENGTH.size > len(data):
             return None, 0
         payload_length = _LENGTH.size + _LENGTH.unpack_from(data, start)[0] + _PACKET_CRC.size
@@ -172,8 +206,11 @@ def _parse_packet(data: bytes, offset: int, info: StreamInfo, entropy_coder=None
     size = end + _PACKET_CRC.size - offset
     if frames == 0:
         return Packet(sequence, None, _TOTAL.unpack(payload)[0]), size
-    if codebooks == 0:
-        return None, 0
+    if is_global:
+        codes = unpack_codes(payload, frames * info.channels, info.bits_per_global_code)
+        if codes.max() >= info.global_codebook_size:
+            return None, 0
+        return Packet(sequence, None, global_codes=codes.reshape(info.channels, frames)), size
     if coded:
         if entropy_coder is None:
             return None, 0

@@ -19,6 +19,9 @@ A model with a time-invariant global code (TiCodec, ``config.global_groups > 0``
 first ``config.global_seconds`` of the stream: the encoder holds its codes back until then (or
 until ``flush()``), then sets ``encoder.global_codes [B, G]``, which the decoder needs before its
 first frame (``StreamingDecoder(model, global_codes=...)`` or ``decoder.global_codes = ...``).
+With ``refresh_seconds``, the encoder recomputes it from the latest ``global_seconds`` every
+``refresh_seconds`` (a call's frames all use the code in force at the call's start);
+``take_global_codes()`` returns a new code once, for the sender to transmit before those frames.
 """
 
 import torch
@@ -59,8 +62,10 @@ class StreamingEncoder(_Session):
     with zeros, as offline encoding pads the end of a signal.
     """
 
-    def __init__(self, model: ConvCodec, num_codebooks: int, batch_size: int = 1):
+    def __init__(self, model: ConvCodec, num_codebooks: int, batch_size: int = 1,
+                 refresh_seconds: float | None = None):
         self.num_codebooks = num_codebooks
+        self.refresh_frames = None if refresh_seconds is None else max(1, round(refresh_seconds * model.frame_rate))
         super().__init__(model, model.encoder_parts(), batch_size)
 
     def reset(self) -> None:
@@ -68,7 +73,25 @@ class StreamingEncoder(_Session):
         self._buffer = torch.zeros(self.batch_size, 1, 0)
         self.global_codes = None     # [B, G] once known (models with a global code)
         self._held = None            # latent frames awaiting it, [B, D, f]
+        self._recent = None          # the latest global_frames latent frames, for a refresh
+        self._since_refresh = 0
+        self._new_global = False
         self._flushing = False
+
+    def take_global_codes(self) -> torch.Tensor | None:
+        """The global code ``[B, G]`` if it was set or refreshed since the last call, else None."""
+        new, self._new_global = self._new_global, False
+        return self.global_codes if new else None
+
+    def _refresh(self, latent: torch.Tensor) -> None:
+        """Keep the latest frames; every ``refresh_frames``, a new global code from them."""
+        frames = self.model.global_frames
+        self._recent = latent[..., -frames:] if self._recent is None else \
+            torch.cat([self._recent, latent], dim=-1)[..., -frames:]
+        self._since_refresh += latent.shape[-1]
+        if self._since_refresh >= self.refresh_frames:
+            self.global_codes, self._new_global = self.model.encode_global(self._recent), True
+            self._since_refresh = 0
 
     def _no_codes(self) -> torch.Tensor:
         return torch.zeros(self.batch_size, self.num_codebooks, 0, dtype=torch.long)
@@ -94,6 +117,9 @@ class StreamingEncoder(_Session):
             latent, self._held = self._held, None
             self.global_codes = model.encode_global(latent) if latent is not None else \
                 torch.zeros(self.batch_size, model.config.global_groups, dtype=torch.long)  # an empty stream
+            self._new_global, self._recent = True, None if latent is None else latent[..., -model.global_frames:]
+        elif latent is not None and self.refresh_frames is not None and self.global_codes is not None:
+            self._refresh(latent)
         if latent is None:
             return self._no_codes()
         return model.quantize_latent(latent, self.num_codebooks, self.global_codes)

@@ -101,8 +101,69 @@ def test_cli_round_trip_and_info_show_the_global_code(global_model_dir, tmp_path
     assert run_cli("decode", tmp_path / "a.codes", tmp_path / "out.wav", "--model", global_model_dir).exit_code == 0
     export = run_cli("export", global_model_dir, "--out", tmp_path / "onnx")
     assert export.exit_code == 1 and "global code" in export.output
-    stream = run_cli("stream", "--input", source, "--output", tmp_path / "s.wav", "--model", global_model_dir, "--fast")
-    assert stream.exit_code == 1 and "global code" in stream.output
+    stream = run_cli("stream", "--input", source, "--output", tmp_path / "s.wav", "--model", global_model_dir, "--fast",
+                     "--runtime", "onnx")
+    assert stream.exit_code == 1 and "global code" in stream.output and "--runtime torch" in stream.output
+
+
+def _saved_packets(path, model=None):
+    from codec.packets import read_packets, read_stream_header
+
+    data = path.read_bytes()
+    info, offset = read_stream_header(data)
+    return info, list(read_packets(data, offset, info))
+
+
+@pytest.mark.parametrize("refresh", [None, 0.3])
+def test_streaming_sends_the_global_code_first_and_on_refresh(global_model, global_model_dir, tmp_path, refresh):
+    """``codec stream`` with a TiCodec model: a global-code packet precedes the first frames (the
+    code of the first global_seconds, as offline coding computes it), is resent every
+    --global-refresh seconds, and the saved stream decodes to the input's exact length."""
+    import soundfile as sf
+
+    audio = tone(1.3, 16000, 220.0) * np.linspace(0.2, 1.0, 20800)[:, None]
+    source = write_audio(tmp_path / "in.wav", audio, 16000)
+    options = [] if refresh is None else ["--global-refresh", str(refresh)]
+    result = run_cli("stream", "--input", source, "--output", tmp_path / "s.wav", "--save", tmp_path / "s.cods",
+                     "--model", global_model_dir, "--fast", "-b", "3", *options)
+    assert result.exit_code == 0, result.output
+    assert "500 global code" in result.output.replace("\n", " ")   # global_seconds = 0.5 s of latency
+    assert sf.info(str(tmp_path / "s.wav")).frames == 20800
+    info, packets = _saved_packets(tmp_path / "s.cods")
+    assert info.global_codebook_size == 64
+    global_packets = [i for i, p in enumerate(packets) if p.global_codes is not None]
+    assert global_packets[0] == 0
+    from codec.audio import load_audio
+
+    offline = encode_audio(global_model, load_audio(source)[0], 16000, 3.0)   # the file's 16-bit samples
+    np.testing.assert_array_equal(packets[0].global_codes, offline.global_codes)
+    frames = np.concatenate([p.codes for p in packets if p.codes is not None], axis=-1)
+    assert frames.shape == offline.codes.shape
+    if refresh is None:   # streaming codes == offline codes
+        assert global_packets == [0]
+        np.testing.assert_array_equal(frames, offline.codes)
+    else:
+        assert len(global_packets) >= 3                         # 1.3 s, refreshed every 0.3 s
+    decoded = run_cli("decode", tmp_path / "s.cods", tmp_path / "d.wav", "--model", global_model_dir)
+    assert decoded.exit_code == 0, decoded.output
+    assert sf.info(str(tmp_path / "d.wav")).frames == 20800
+
+
+def test_global_code_packets_round_trip_and_are_checked():
+    from codec.packets import StreamInfo, global_packet, packet_bytes, read_packets
+
+    info = StreamInfo("m", "0123abcd", 16000, 2, 50, 1024, global_codebook_size=64)
+    codes = np.array([[3, 63], [0, 17]])
+    data = global_packet(5, codes, info) + packet_bytes(6, np.zeros((2, 3, 1), dtype=np.int64), info)
+    first, second = read_packets(data, 0, info)
+    assert first.sequence == 5 and first.codes is None and not first.is_end
+    np.testing.assert_array_equal(first.global_codes, codes)
+    assert second.codes.shape == (2, 3, 1)
+    damaged = bytearray(data)
+    damaged[6] ^= 0x10
+    assert [p.sequence for p in read_packets(bytes(damaged), 0, info)] == [6]   # skipped, not misread
+    plain = StreamInfo("m", "0123abcd", 16000, 2, 50, 1024)          # a stream without global codes
+    assert [p.sequence for p in read_packets(data, 0, plain)] == [6]
 
 
 def test_training_with_a_global_code_logs_the_consistency_loss(tmp_path):
