@@ -2,12 +2,19 @@
 decode on one thread, and the file bitrate with and without the entropy model (all bytes counted).
 
     python scripts/bench_entropy.py [--model conv-16k] [--bitrate 6] [--files N] [--entropy-dir DIR]
+                                    [--other-cores Sandybridge,Nehalem]
 
 Only the range coding is timed (the codec's own encode/decode is not): codes come from the codec
 first, then each file's codes are entropy-encoded and decoded, and checked to round-trip exactly.
+``--other-cores`` also decodes every file in another process whose OpenBLAS uses another CPU
+generation's kernels (``OPENBLAS_CORETYPE``), as a machine with another CPU would.
 """
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +35,7 @@ def main() -> None:
     parser.add_argument("--bitrate", type=float, nargs="+", default=[6.0])
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--entropy-dir", type=Path, help="an entropy model other than the codec's own")
+    parser.add_argument("--other-cores", default="", help="comma-separated OPENBLAS_CORETYPE values to decode with")
     args = parser.parse_args()
     torch.set_num_threads(1)
     codec = load_model(args.model)
@@ -51,6 +59,34 @@ def main() -> None:
         print(f"{bitrate:g} kbps: file {plain * 8 / seconds / 1000:.2f} -> {size * 8 / seconds / 1000:.2f} kbps "
               f"({100 * (size / plain - 1):+.1f}%); entropy encode {seconds / encode_s:.1f}x real time "
               f"({encode_s:.1f} s), decode {seconds / decode_s:.1f}x ({decode_s:.1f} s); lossless")
+        for core in filter(None, args.other_cores.split(",")):
+            print(f"  decoded with {core} kernels: {decode_elsewhere(coded, codes, core, args.model)}")
+
+
+_DECODE = """
+import sys, numpy as np
+from pathlib import Path
+from codec import load_model
+from codec.bitstream import from_bytes
+from codec.coding import entropy_coder_for
+folder = Path(sys.argv[1])
+coder = entropy_coder_for(load_model(sys.argv[2]).network, required=True)
+count = len(list(folder.glob("*.codes")))
+same = sum(np.array_equal(from_bytes((folder / f"{i}.codes").read_bytes(), coder).codes, np.load(folder / f"{i}.npy"))
+           for i in range(count))
+print(f"{same} of {count} files lossless")
+"""
+
+
+def decode_elsewhere(coded: list[bytes], codes: list, core: str, model: str) -> str:
+    """Decode the files in another process with OPENBLAS_CORETYPE=core; its summary line."""
+    with tempfile.TemporaryDirectory() as folder:
+        for index, (data, c) in enumerate(zip(coded, codes, strict=True)):
+            Path(folder, f"{index}.codes").write_bytes(data)
+            np.save(Path(folder, f"{index}.npy"), c.codes)
+        result = subprocess.run([sys.executable, "-c", _DECODE, folder, model], capture_output=True, text=True,
+                                env={**os.environ, "OPENBLAS_CORETYPE": core})
+        return result.stdout.strip() or result.stderr.strip().splitlines()[-1]
 
 
 if __name__ == "__main__":

@@ -116,6 +116,41 @@ def test_a_near_impossible_symbol_still_codes(entropy_dir):
     np.testing.assert_array_equal(from_bytes(to_bytes(codes_file(codes), coder), coder).codes, codes)
 
 
+_PRODUCT_HASH = ("import hashlib, numpy as np\n"
+                 "rng = np.random.default_rng(0)\n"
+                 "a, b = rng.standard_normal((1, 768)), rng.standard_normal((768, 1024))\n"
+                 "print(hashlib.md5((a.astype(np.float32) @ b.astype(np.float32)).tobytes()).hexdigest())\n")
+
+
+@pytest.mark.parametrize("core", ["Sandybridge", "Nehalem"])
+def test_decodes_with_another_cpus_blas_kernels(entropy_dir, tmp_path, core):
+    """Files decode on a machine whose BLAS sums in another order: here OpenBLAS is made to use
+    another CPU generation's kernels (OPENBLAS_CORETYPE), which changes plain float32 products
+    (checked, so the test means something), but not the entropy model's exact integer ones."""
+    import os
+
+    coder = EntropyCoder(load_entropy_model(entropy_dir))
+    original = codes_file(skewed_codes(channels=2, frames=100))
+    (tmp_path / "x.codes").write_bytes(to_bytes(original, coder))
+    np.save(tmp_path / "expected.npy", original.codes)
+    env = {**os.environ, "OPENBLAS_CORETYPE": core}
+    here = subprocess.run([sys.executable, "-c", _PRODUCT_HASH], capture_output=True, text=True).stdout
+    there = subprocess.run([sys.executable, "-c", _PRODUCT_HASH], capture_output=True, text=True, env=env).stdout
+    if here == there:
+        pytest.skip(f"this OpenBLAS does not switch to {core} kernels")
+    script = (
+        "import numpy as np\n"
+        "from pathlib import Path\n"
+        "from codec.bitstream import from_bytes\n"
+        "from codec.entropy import EntropyCoder, load_entropy_model\n"
+        f"coder = EntropyCoder(load_entropy_model(Path({str(entropy_dir)!r})))\n"
+        f"codes = from_bytes(Path({str(tmp_path / 'x.codes')!r}).read_bytes(), coder).codes\n"
+        f"assert (codes == np.load({str(tmp_path / 'expected.npy')!r})).all()\n"
+        "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
 def test_decodes_in_another_process_with_other_threads(entropy_dir, tmp_path):
     coder = EntropyCoder(load_entropy_model(entropy_dir))
     original = codes_file(skewed_codes(channels=2, frames=100))
