@@ -62,7 +62,19 @@ def architecture(model) -> str:
             f"(window {c.synthesis_n_fft}).")
 
 
-def entropy_section(model, summaries, ship: Path) -> str:
+def entropy_training(run_dir: Path | None) -> str:
+    """Steps, wall time and held-out bits from an entropy model's training log, as a sentence."""
+    if run_dir is None or not (run_dir / "train.log").is_file():
+        return ""
+    records = [json.loads(line) for line in (run_dir / "train.log").read_text().splitlines()]
+    minutes = max(r.get("total_min", 0.0) for r in records)
+    held_out = [r for r in records if "dev_bits_per_code_12" in r][-1]
+    return (f" {held_out['step']} steps in {minutes:.0f} min on one CPU thread (resumed from checkpoints); "
+            f"{held_out['dev_bits_per_code_12']:.2f} bits per code on dev at 12 codebooks, where the plain format "
+            f"spends 10.")
+
+
+def entropy_section(model, summaries, ship: Path, run_dir: Path | None = None) -> str:
     """The card's paragraph on the shipped entropy model: file bitrate with and without it."""
     plain = {s.nominal_kbps: s for s in summaries if s.system == model.config.name}
     coded = {s.nominal_kbps: s for s in summaries if s.system == f"{model.config.name}+entropy"}
@@ -80,9 +92,9 @@ def entropy_section(model, summaries, ship: Path) -> str:
 window, each codebook predicted from the past frames and the lower codebooks of its frame; 8-bit
 matrices, {size_mb:.1f} MB) range-codes the codes in `codec encode` unless `--no-entropy`. Its linear
 layers run as exact integer products, so encoder and decoder agree on any CPU. Trained with
-`recipes/entropy_conv_16k.yaml` on the codes of the training set. On the same {len(DEV_FILES)} dev files
-(every byte of the files counted, headers included; real-time factors on one thread, whole
-encode and decode):
+`recipes/entropy_conv_16k.yaml` on the codes of the training set:{entropy_training(run_dir)}
+On the same {len(DEV_FILES)} dev files (every byte of the files counted, headers included;
+real-time factors on one thread, whole encode and decode):
 
 | nominal kbps | kbps without | kbps with | saved | encode / decode speed (x real time) |
 | ---: | ---: | ---: | ---: | ---: |
@@ -112,6 +124,7 @@ def main() -> None:
     parser.add_argument("--notes", default="", help="extra markdown for the training section")
     parser.add_argument("--summary", default="", help="markdown after the card's first paragraph")
     parser.add_argument("--recipe", default="recipes/conv_16k.yaml", help="the recipe named in the card")
+    parser.add_argument("--entropy-run", type=Path, help="the entropy model's run folder (its train.log)")
     args = parser.parse_args()
 
     state = torch.load(args.run_dir / "checkpoint.pt", weights_only=True)
@@ -125,7 +138,7 @@ def main() -> None:
     results, notes, _ = run_evaluation(files, EvalSettings(str(args.ship), bitrates, ["opus", "codec2"],
                                                            entropy=with_entropy))
     summaries = summarize(results)
-    entropy_text = entropy_section(model, summaries, args.ship) if with_entropy else ""
+    entropy_text = entropy_section(model, summaries, args.ship, args.entropy_run) if with_entropy else ""
     plot_rate_distortion(args.ship / "rate_distortion.png", summaries)
     over_nominal = {}  # largest .codes file size minus nominal bitrate x duration, per bitrate
     for r in results:
