@@ -143,8 +143,9 @@ def to_bytes(codes_file: CodesFile, entropy_coder=None) -> bytes:
     if codes.size and (codes.min() < 0 or codes.max() >= meta.codebook_size):
         raise ValueError(f"codes outside [0, {meta.codebook_size})")
     values = asdict(meta)
-    if entropy_coder is not None:
-        values["entropy_model"], values["entropy_weights"] = entropy_coder.name, entropy_coder.weights[:8]
+    # the entropy fields describe this file's payload, not the codes: a plain write drops them
+    values["entropy_model"], values["entropy_weights"] = (
+        (entropy_coder.name, entropy_coder.weights[:8]) if entropy_coder is not None else (None, None))
     metadata = json.dumps({k: v for k, v in values.items() if v is not None}, separators=(",", ":")).encode()
     flags = (FLAG_ENTROPY if entropy_coder else 0) | (FLAG_GLOBAL if meta.has_global else 0)
     parts = [_HEADER.pack(MAGIC, VERSION, flags, len(metadata)), metadata]
@@ -296,7 +297,8 @@ def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
     if meta.entropy_coded:
         if entropy_coder is None:
             raise BitstreamError(f"entropy-coded with model '{meta.entropy_model}' (weights "
-                                 f"{meta.entropy_weights}), which is not available")
+                                 f"{meta.entropy_weights}), which is not available: decode it with model "
+                                 f"'{meta.model}', whose entropy model that is")
         if entropy_coder.name != meta.entropy_model or entropy_coder.weights[:8] != meta.entropy_weights:
             raise BitstreamError(f"entropy-coded with model '{meta.entropy_model}' (weights {meta.entropy_weights}), "
                                  f"but the available one is '{entropy_coder.name}' ({entropy_coder.weights[:8]})")

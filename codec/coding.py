@@ -22,6 +22,7 @@ from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata,
 from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.streaming import StreamingDecoder, StreamingEncoder
+from codec.threads import one_torch_thread
 
 BLOCK_SECONDS = 10.0        # audio handled per step: bounds memory for any file length
 _HOLDBACK = 8               # resampled samples kept back until the true length is known
@@ -380,6 +381,9 @@ def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     codes_file = read_codes(input_path, model)
     meta, clipped = codes_file.metadata, 0
     check_output_format(meta.channels, sample_rate, channels)
+    if meta.samples == 0 and _format_for(output_path) == "FLAC":   # libsndfile writes no header then
+        raise CodecError(f"{input_path}: holds no samples, and an empty FLAC file cannot be written; "
+                         f"decode it to .wav")
 
     def write(tmp: Path) -> None:
         nonlocal clipped
@@ -426,7 +430,8 @@ def decode_any_file(input_path: Path | str, output_path: Path | str, force: bool
     check_paths(input_path, output_path, force)
     if is_packet_stream(input_path):
         network = load(model or read_stream_info(input_path)[0].model)
-        return decode_stream_file(network, input_path, output_path, force, sample_rate, channels)
+        with one_torch_thread():   # packet by packet: small steps, where more threads only wait on each other
+            return decode_stream_file(network, input_path, output_path, force, sample_rate, channels)
     network = load(model or read_codes_metadata(input_path).model)
     return decode_file(network, input_path, output_path, force, sample_rate, channels)
 
@@ -478,7 +483,7 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
                              f"(weights {info.entropy_weights}), which model '{model.config.name}' does not have")
     decoder = StreamingDecoder(model, batch_size=info.channels)
     needs_global = getattr(model, "global_code", None) is not None
-    pieces, expected_sequence, frames_per_packet, total, lost = [], 0, 1, None, 0
+    pieces, expected_sequence, frames_per_packet, total, lost, no_global = [], 0, 1, None, 0, 0
     for packet in read_packets(data, offset, info, coder):
         if packet.is_end:
             total = packet.total_samples
@@ -493,6 +498,7 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
             continue
         frames_per_packet = packet.codes.shape[-1]
         if needs_global and decoder.global_codes is None:   # its packet was lost
+            no_global += frames_per_packet
             pieces.append(decoder.conceal(frames_per_packet))
             continue
         pieces.append(decoder.decode(torch.from_numpy(packet.codes)))
@@ -505,6 +511,9 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
     report = CodingReport()
     if lost:
         report.warnings.append(f"{input_path}: {lost} lost or damaged packets were concealed")
+    if no_global:
+        report.warnings.append(f"{input_path}: the global code's packet was lost, so {no_global} frames "
+                               f"({no_global / info.frame_rate:.2f} s) were concealed until one arrived")
     if total is None:
         report.warnings.append(f"{input_path}: the stream has no end packet (cut short?); decoded what arrived")
 

@@ -8,6 +8,7 @@ and resampled (soxr). Overruns (input the device had to drop) and underruns (out
 ran out of) are counted and shown, and the stream keeps running; lost packets are concealed.
 """
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -390,8 +391,13 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     packet_frames = (10 if entropy else 1) if packet_frames is None else packet_frames
     if not 1 <= packet_frames <= 255:
         raise CodecError(f"--packet-frames {packet_frames} must be 1 to 255")
-    for path in (output, save):
-        if path is not None and path.exists() and not force:
+    written = [path for path in (output, save) if path is not None]
+    if len({path.resolve() for path in written}) < len(written):
+        raise CodecError(f"--output and --save are the same file ({output}); give two names")
+    for path in written:
+        if input is not None and path.resolve() == input.resolve():
+            raise CodecError(f"{path}: the output would overwrite the input; give another file name")
+        if path.exists() and not force:
             raise CodecError(f"{path} exists; pass --force to overwrite it")
     play = (output is None) if play is None else play
     if not play and output is None and save is None:
@@ -409,7 +415,7 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     if has_global and runtime != "torch":
         raise CodecError(f"{codec_model.config.name} has a time-invariant global code, which the ONNX export does "
                          f"not support yet; stream it with --runtime torch")
-    if global_refresh is not None and (not has_global or global_refresh <= 0):
+    if global_refresh is not None and (not has_global or not math.isfinite(global_refresh) or global_refresh <= 0):
         raise CodecError(f"--global-refresh {global_refresh}: needs a model with a time-invariant global code "
                          f"and a positive number of seconds")
     sd = import_sounddevice() if (input is None or play) else None

@@ -91,6 +91,32 @@ def test_several_chunks_and_empty(entropy_dir, monkeypatch):
         np.testing.assert_array_equal(from_bytes(to_bytes(original, coder), coder).codes, original.codes)
 
 
+def test_a_decoded_entropy_file_saves_as_a_plain_readable_file(entropy_dir):
+    """Codes read from an entropy-coded file and written without a coder make a plain file (the
+    entropy fields describe a payload, not the codes)."""
+    coder = EntropyCoder(load_entropy_model(entropy_dir))
+    parsed = from_bytes(to_bytes(codes_file(skewed_codes()), coder), coder)
+    assert parsed.metadata.entropy_coded
+    again = from_bytes(to_bytes(parsed))
+    assert not again.metadata.entropy_coded
+    np.testing.assert_array_equal(again.codes, parsed.codes)
+
+
+def test_broken_or_missing_entropy_files(entropy_dir, tmp_path):
+    import shutil
+
+    from codec.errors import CodecError
+
+    folder = tmp_path / "m"
+    shutil.copytree(entropy_dir, folder)
+    data = (folder / "entropy.safetensors").read_bytes()
+    (folder / "entropy.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CodecError, match="cannot load the entropy model.*remove"):
+        load_entropy_model(folder)
+    (folder / "entropy.safetensors").unlink()
+    assert load_entropy_model(folder) is None          # the weights file marks a model that has one
+
+
 def test_needs_the_entropy_model(entropy_dir):
     coded = to_bytes(codes_file(skewed_codes()), EntropyCoder(load_entropy_model(entropy_dir)))
     with pytest.raises(BitstreamError, match="not available"):

@@ -178,3 +178,28 @@ def test_training_with_a_global_code_logs_the_consistency_loss(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
     assert all(np.isfinite(r["consistency"]) for r in log)
     assert load_model(tmp_path / "run" / "model").global_code is not None
+
+
+def test_a_lost_global_code_packet_is_reported(global_model_dir, tmp_path):
+    """A saved stream whose only global-code packet is damaged still decodes (concealed), and the
+    warning says how much was concealed for lack of it."""
+    source = write_audio(tmp_path / "in.wav", tone(1.0, 16000), 16000)
+    assert run_cli("stream", "--input", source, "--output", tmp_path / "s.wav", "--save", tmp_path / "s.cods",
+                   "--model", global_model_dir, "--fast").exit_code == 0
+    from codec.packets import read_stream_header
+
+    data = bytearray((tmp_path / "s.cods").read_bytes())
+    _, offset = read_stream_header(bytes(data))
+    data[offset + 6] ^= 0x01                       # inside the first packet: the global code
+    (tmp_path / "d.cods").write_bytes(bytes(data))
+    result = run_cli("decode", tmp_path / "d.cods", tmp_path / "d.wav", "--model", global_model_dir)
+    assert result.exit_code == 0 and "global code's packet was lost" in result.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0"])
+def test_bad_global_refresh_values_are_refused(global_model_dir, tmp_path, value):
+    source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
+    result = run_cli("stream", "--input", source, "--output", tmp_path / "s.wav", "--model", global_model_dir,
+                     "--fast", "--global-refresh", value)
+    assert result.exit_code == 1 and "--global-refresh" in result.output
+    assert len(result.output.strip().splitlines()) == 1

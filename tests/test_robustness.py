@@ -299,3 +299,14 @@ def test_interrupted_write_leaves_no_partial_file(tiny_model, tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         decode_file(tiny_model, tmp_path / "good.codes", tmp_path / "out.wav")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.codes", "in.wav"]
+
+
+def test_an_empty_file_decodes_to_wav_and_is_refused_as_flac(tiny_model, tmp_path):
+    """libsndfile writes no FLAC header for zero samples: say so, and leave no empty file."""
+    source = write_audio(tmp_path / "empty.wav", np.zeros((0, 1)), 16000)
+    encode_file(tiny_model, source, tmp_path / "e.codes")
+    decode_file(tiny_model, tmp_path / "e.codes", tmp_path / "e.wav")
+    assert sf.info(str(tmp_path / "e.wav")).frames == 0
+    with pytest.raises(CodecError, match="empty FLAC"):
+        decode_file(tiny_model, tmp_path / "e.codes", tmp_path / "e.flac")
+    assert not (tmp_path / "e.flac").exists()

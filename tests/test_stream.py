@@ -157,3 +157,17 @@ def test_packets_round_trip_and_resynchronise():
     damaged = bytearray(data)
     damaged[offset + 30] ^= 0x10          # corrupt packet 0
     assert [p.sequence for p in read_packets(bytes(damaged), offset, info)] == [1, 2, 3, 4, 5]
+
+
+def test_stream_never_writes_over_its_input_or_twice_to_one_file(tiny_model_dir, tmp_path):
+    source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
+    before = source.read_bytes()
+    same_input = invoke("stream", "--input", source, "--output", source, "--fast", "--force", "--model", tiny_model_dir)
+    assert same_input.exit_code == 1 and "overwrite the input" in same_input.output
+    saved_over = invoke("stream", "--input", source, "--save", source, "--no-play", "--fast", "--force",
+                        "--model", tiny_model_dir)
+    assert saved_over.exit_code == 1 and "overwrite the input" in saved_over.output
+    assert source.read_bytes() == before
+    twice = invoke("stream", "--input", source, "--output", tmp_path / "o", "--save", tmp_path / "o", "--fast",
+                   "--model", tiny_model_dir)
+    assert twice.exit_code == 1 and "same file" in twice.output

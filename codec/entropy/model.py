@@ -174,12 +174,14 @@ def load_entropy_model(directory: Path) -> EntropyModel | None:
 
     from safetensors.torch import load_file
 
-    if not (directory / ENTROPY_CONFIG).is_file():
+    if not (directory / ENTROPY_WEIGHTS).is_file():   # the weights mark a model that has one
         return None
     try:
         model = EntropyModel(EntropyModelConfig.from_dict(json.loads((directory / ENTROPY_CONFIG).read_text())))
         model.load_state_dict(_from_8_bits(load_file(str(directory / ENTROPY_WEIGHTS))))
-    except (OSError, ValueError, RuntimeError) as error:
-        raise CodecError(f"{directory}: cannot load the entropy model ({error})".splitlines()[0]) from None
+    except Exception as error:   # any failure of these files (safetensors raises its own error type)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CodecError(f"{directory}: cannot load the entropy model ({reason}); fix or remove "
+                         f"{ENTROPY_WEIGHTS} and {ENTROPY_CONFIG} there to use the codec without it") from None
     model.weights_sha256 = hashlib.sha256((directory / ENTROPY_WEIGHTS).read_bytes()).hexdigest()
     return model.eval()
