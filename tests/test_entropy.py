@@ -148,23 +148,15 @@ _PRODUCT_HASH = ("import hashlib, numpy as np\n"
                  "print(hashlib.md5((a.astype(np.float32) @ b.astype(np.float32)).tobytes()).hexdigest())\n")
 
 
-@pytest.mark.parametrize("core", ["Sandybridge", "Nehalem"])
-def test_decodes_with_another_cpus_blas_kernels(entropy_dir, tmp_path, core):
-    """Files decode on a machine whose BLAS sums in another order: here OpenBLAS is made to use
-    another CPU generation's kernels (OPENBLAS_CORETYPE), which changes plain float32 products
-    (checked, so the test means something), but not the entropy model's exact integer ones."""
-    import os
-
+def _decodes_in_another_process(entropy_dir, tmp_path, env=None, prelude: str = "") -> None:
+    """Entropy-code a file here; decode it in a fresh Python process (``env``, ``prelude`` code
+    run first) and check the codes come back exactly."""
     coder = EntropyCoder(load_entropy_model(entropy_dir))
     original = codes_file(skewed_codes(channels=2, frames=100))
     (tmp_path / "x.codes").write_bytes(to_bytes(original, coder))
     np.save(tmp_path / "expected.npy", original.codes)
-    env = {**os.environ, "OPENBLAS_CORETYPE": core}
-    here = subprocess.run([sys.executable, "-c", _PRODUCT_HASH], capture_output=True, text=True).stdout
-    there = subprocess.run([sys.executable, "-c", _PRODUCT_HASH], capture_output=True, text=True, env=env).stdout
-    if here == there:
-        pytest.skip(f"this OpenBLAS does not switch to {core} kernels")
     script = (
+        prelude +
         "import numpy as np\n"
         "from pathlib import Path\n"
         "from codec.bitstream import from_bytes\n"
@@ -177,23 +169,23 @@ def test_decodes_with_another_cpus_blas_kernels(entropy_dir, tmp_path, core):
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
 
 
+@pytest.mark.parametrize("core", ["Sandybridge", "Nehalem"])
+def test_decodes_with_another_cpus_blas_kernels(entropy_dir, tmp_path, core):
+    """Files decode on a machine whose BLAS sums in another order: here OpenBLAS is made to use
+    another CPU generation's kernels (OPENBLAS_CORETYPE), which changes plain float32 products
+    (checked, so the test means something), but not the entropy model's exact integer ones."""
+    import os
+
+    env = {**os.environ, "OPENBLAS_CORETYPE": core}
+    here = subprocess.run([sys.executable, "-c", _PRODUCT_HASH], capture_output=True, text=True).stdout
+    there = subprocess.run([sys.executable, "-c", _PRODUCT_HASH], capture_output=True, text=True, env=env).stdout
+    if here == there:
+        pytest.skip(f"this OpenBLAS does not switch to {core} kernels")
+    _decodes_in_another_process(entropy_dir, tmp_path, env=env)
+
+
 def test_decodes_in_another_process_with_other_threads(entropy_dir, tmp_path):
-    coder = EntropyCoder(load_entropy_model(entropy_dir))
-    original = codes_file(skewed_codes(channels=2, frames=100))
-    (tmp_path / "x.codes").write_bytes(to_bytes(original, coder))
-    np.save(tmp_path / "expected.npy", original.codes)
-    script = (
-        "import sys, numpy as np, torch\n"
-        "torch.set_num_threads(2)\n"
-        "from pathlib import Path\n"
-        "from codec.bitstream import from_bytes\n"
-        "from codec.entropy import EntropyCoder, load_entropy_model\n"
-        f"coder = EntropyCoder(load_entropy_model(Path({str(entropy_dir)!r})))\n"
-        f"codes = from_bytes(Path({str(tmp_path / 'x.codes')!r}).read_bytes(), coder).codes\n"
-        f"assert (codes == np.load({str(tmp_path / 'expected.npy')!r})).all()\n"
-        "print('ok')\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+    _decodes_in_another_process(entropy_dir, tmp_path, prelude="import torch\ntorch.set_num_threads(2)\n")
 
 
 def test_entropy_recipe_trains_on_a_tiny_codec(tiny_model_dir, tmp_path):

@@ -106,7 +106,7 @@ def test_cli_round_trip_and_info_show_the_global_code(global_model_dir, tmp_path
     assert stream.exit_code == 1 and "global code" in stream.output and "--runtime torch" in stream.output
 
 
-def _saved_packets(path, model=None):
+def _saved_packets(path):
     from codec.packets import read_packets, read_stream_header
 
     data = path.read_bytes()

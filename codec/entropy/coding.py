@@ -1,14 +1,16 @@
 """Range coding of codes with the entropy model's probabilities (``constriction``'s range coder).
 
 Encoder and decoder must see bit-identical probabilities, so both run one fixed numeric setup:
-the model in NumPy float64 on one BLAS thread, code by code (``IncrementalPredictor``), each chunk
-from a fresh state. Log-probabilities are then rounded to a grid of 1/64 nat, which absorbs the
-tiny float differences of another BLAS build or CPU, and turned into integer frequencies summing
-to 2^24 in integer arithmetic, every symbol at least 1, so that even a symbol the model deems
-impossible stays codable. Each chunk carries a CRC of its codes (see ``codec.bitstream``), so a
+the model in NumPy (exact integer products, the rest float64; ``codec.entropy.predictor``) on one
+BLAS thread, code by code (``IncrementalPredictor``), each chunk from a fresh state.
+Log-probabilities are then rounded to a grid of 1/64 nat, which absorbs the tiny float
+differences of another BLAS build or CPU, and turned into integer frequencies summing to 2^24 in
+integer arithmetic, every symbol at least 1, so that even a symbol the model deems impossible
+stays codable. Each chunk carries a CRC of its codes (see ``codec.bitstream``), so a
 disagreement is detected, never decoded wrong.
 """
 
+import functools
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,12 +48,17 @@ def quantized_probabilities(logits: np.ndarray) -> np.ndarray:
     return quantized_frequencies(logits) / TOTAL
 
 
+@functools.cache
+def _thread_pools():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()   # finds the BLAS libraries once (0.5 ms), not per chunk or packet
+
+
 @contextmanager
 def fixed_numerics() -> Iterator[None]:
     """One BLAS thread: the fixed numeric setup every entropy encode and decode runs in."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _thread_pools().limit(limits=1, user_api="blas"):
         yield
 
 
