@@ -131,6 +131,14 @@ def test_gan_stage_trains_and_keeps_discriminator_gradients_apart(audio_folder, 
     assert "gan" in state and state["step"] == 4
     assert (out / "tensorboard").is_dir()
 
+    # the shipped GAN recipe's way: only the decoder learns, so the codes stay valid
+    frozen = tmp_path / "gan-decoder"
+    train(tiny(audio_folder, frozen, "run.max_steps=2", "gan.enabled=true", "gan.channels=4", "gan.periods=[2]",
+               "gan.stft_windows=[256]", f"run.init_from={out / 'model'}", "optim.freeze=[stft,encoder,quantizer]"))
+    a, b = load_model(out / "model").state_dict(), load_model(frozen / "model").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if k.split(".")[0] in ("encoder", "quantizer"))
+    assert not all(torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+
 
 def test_silent_clip_and_high_learning_rate_stay_finite(tmp_path):
     folder = tmp_path / "audio"

@@ -256,7 +256,11 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 skipped += 1
                 continue
             if gan is not None:  # one backward pass: the balanced audio gradient plus the quantizer's
-                torch.autograd.backward([y_hat, quantizer_loss], [gan.audio_gradient(audio_losses, y_hat), None])
+                outputs, gradients = [y_hat], [gan.audio_gradient(audio_losses, y_hat)]
+                if quantizer_loss.requires_grad:  # not with a frozen encoder and quantizer
+                    outputs.append(quantizer_loss)
+                    gradients.append(None)
+                torch.autograd.backward(outputs, gradients)
             else:
                 loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, recipe.optim.grad_clip)
