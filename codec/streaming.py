@@ -168,7 +168,15 @@ class StreamingDecoder(_Session):
         with torch.inference_mode():
             latent = self.model.dequantize(codes, self.global_codes)
         self._last_latent = latent[..., -1:]
-        return self._released(self._run(self.model.decode_latent, latent))
+        return self._released(self._decode_latent(latent))
+
+    def _decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
+        """The decoder on ``latent``, conditioned on the global code where the model uses one."""
+        condition = None
+        if getattr(self.model, "global_code", None) is not None:
+            with torch.inference_mode():
+                condition = self.model.decoder_condition(self.global_codes)
+        return self._run(self.model.decode_latent, latent, *(() if condition is None else (condition,)))
 
     def conceal(self, frames: int, fade: float = 0.7) -> torch.Tensor:
         """Stand-in audio for ``frames`` lost frames (packet loss): the last received frame's
@@ -182,7 +190,7 @@ class StreamingDecoder(_Session):
         gains = fade ** torch.arange(1, frames + 1, dtype=last.dtype)
         latent = last * gains
         self._last_latent = latent[..., -1:]
-        return self._released(self._run(self.model.decode_latent, latent))
+        return self._released(self._decode_latent(latent))
 
     def flush(self) -> torch.Tensor:
         """The last samples of the stream; the session is then ready for a new stream."""

@@ -52,6 +52,24 @@ def test_streaming_with_the_global_code_equals_offline(global_model, chunk):
     torch.testing.assert_close(decoded[..., :offline.shape[-1]], offline, atol=1e-4, rtol=0)
 
 
+def test_the_decoder_film_starts_as_identity_and_streams_like_offline(global_model):
+    """``global_film``: zero-initialised, it leaves the decoder as it was; trained (here: random
+    weights), different global codes change the audio, and streaming still equals offline."""
+    torch.manual_seed(2)
+    film = ConvCodec(dataclasses.replace(global_model.config, global_film=True)).eval()
+    film.load_state_dict(global_model.state_dict(), strict=False)
+    codes, global_codes = torch.randint(0, 1024, (2, 6, 30)), torch.randint(0, 64, (2, 2))
+    torch.testing.assert_close(film.decode(codes, global_codes), global_model.decode(codes, global_codes))
+    with torch.no_grad():
+        film.global_film.weight.normal_(std=0.3)
+    other = global_codes.flip(0)
+    assert not torch.allclose(film.decode(codes, global_codes), film.decode(codes, other), atol=1e-3)
+    decoder = StreamingDecoder(film, batch_size=2, global_codes=global_codes)
+    pieces = [decoder.decode(codes[..., i:i + 7]) for i in range(0, 30, 7)] + [decoder.flush()]
+    offline = film.decode(codes, global_codes)
+    torch.testing.assert_close(torch.cat(pieces, dim=-1)[..., :offline.shape[-1]], offline, atol=1e-4, rtol=0)
+
+
 def test_decoding_without_the_global_code_is_refused(global_model):
     with pytest.raises(ValueError, match="needs global codes"):
         global_model.decode(torch.zeros(1, 3, 5, dtype=torch.long))
@@ -178,6 +196,13 @@ def test_training_with_a_global_code_logs_the_consistency_loss(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
     assert all(np.isfinite(r["consistency"]) for r in log)
     assert load_model(tmp_path / "run" / "model").global_code is not None
+
+    # the decoder FiLM added to a trained global-code model: a new part that learns
+    train(dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, global_film=True),
+                              run=dataclasses.replace(recipe.run, out_dir=str(tmp_path / "film"), max_steps=2,
+                                                      init_from=str(tmp_path / "run" / "model"))))
+    film = load_model(tmp_path / "film" / "model").global_film
+    assert film is not None and film.weight.abs().sum() > 0
 
 
 def test_a_lost_global_code_packet_is_reported(global_model_dir, tmp_path):

@@ -1,5 +1,7 @@
 """Training: a tiny recipe trains, checkpoints, resumes and exports a loadable model."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -50,7 +52,6 @@ def test_tiny_recipe_trains_and_resumes(audio_folder, tmp_path):
 def test_training_reduces_the_loss(audio_folder, tmp_path):
     out_dir = tmp_path / "run"
     train(tiny(audio_folder, out_dir, "run.max_steps=60", "run.log_every=20", "optim.lr=3e-3"))
-    import json
     losses = [json.loads(line)["mel"] for line in (out_dir / "train.log").read_text().splitlines()]
     assert losses[-1] < losses[0]
 
@@ -133,8 +134,12 @@ def test_gan_stage_trains_and_keeps_discriminator_gradients_apart(audio_folder, 
 
     # the shipped GAN recipe's way: only the decoder learns, so the codes stay valid
     frozen = tmp_path / "gan-decoder"
-    train(tiny(audio_folder, frozen, "run.max_steps=2", "gan.enabled=true", "gan.channels=4", "gan.periods=[2]",
-               "gan.stft_windows=[256]", f"run.init_from={out / 'model'}", "optim.freeze=[stft,encoder,quantizer]"))
+    train(tiny(audio_folder, frozen, "run.max_steps=4", "run.log_every=2", "gan.enabled=true", "gan.channels=4",
+               "gan.periods=[2]", "gan.stft_windows=[256]", "gan.discriminator_warmup_steps=2",
+               f"run.init_from={out / 'model'}", "optim.freeze=[stft,encoder,quantizer]"))
+    log = [json.loads(line) for line in (frozen / "train.log").read_text().splitlines()]
+    assert "adversarial" not in log[0] and "discriminator" in log[0]    # the warm-up trains only D
+    assert "adversarial" in log[1]
     a, b = load_model(out / "model").state_dict(), load_model(frozen / "model").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a if k.split(".")[0] in ("encoder", "quantizer"))
     assert not all(torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))

@@ -58,6 +58,7 @@ class ConvCodecConfig(JsonConfig):
     global_dim: int = 64
     global_codebook_size: int = 256
     global_seconds: float = 3.0      # the global code summarises the first seconds of a stream
+    global_film: bool = False        # the global code also scales and shifts every decoder block (FiLM)
     bitrates_kbps: list[float] = field(default_factory=lambda: [1.5, 3.0, 6.0, 12.0])
 
 
@@ -108,6 +109,14 @@ class ConvCodec(CodecBase):
         self.head = ISTFTHead(c.analysis_dim, c.synthesis_n_fft, c.hop_length)
         self.global_code = GlobalCode(c.latent_dim, c.global_dim, c.global_groups, c.global_codebook_size,
                                       c.codebook_dim) if c.global_groups else None
+        # FiLM (Perez et al. 2018) of each decoder block's output by the global code, as TiCodec
+        # feeds its time-invariant code to the decoder; zero-initialised, so it starts as identity
+        self._film_channels = [block.gamma.numel() for block in self.decoder if isinstance(block, ConvNeXtBlock)]
+        self.global_film = nn.Linear(c.global_dim, 2 * sum(self._film_channels)) \
+            if c.global_groups and c.global_film else None
+        if self.global_film is not None:
+            nn.init.zeros_(self.global_film.weight)
+            nn.init.zeros_(self.global_film.bias)
 
     # --- the codec interface (rates and bitrates: CodecBase) -----------------------------
     @property
@@ -146,9 +155,19 @@ class ConvCodec(CodecBase):
         features = torch.cat([torch.log(magnitude + 1e-5), real * scale, imag * scale], dim=1)
         return self.encoder(features)
 
-    def decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
-        """``[B, D, F] -> [B, 1, F * frame_size]`` waveform."""
-        return self.head(self.decoder(latent))
+    def decode_latent(self, latent: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, D, F] -> [B, 1, F * frame_size]`` waveform; ``condition [B, 2 * sum(C)]`` (from
+        ``decoder_condition``) scales and shifts each decoder block's ``C`` channels."""
+        if condition is None:
+            return self.head(self.decoder(latent))
+        films = iter(condition.split([2 * c for c in self._film_channels], dim=1))
+        x = latent
+        for layer in self.decoder:
+            x = layer(x)
+            if isinstance(layer, ConvNeXtBlock):
+                scale, shift = next(films)[:, :, None].chunk(2, dim=1)
+                x = x * (1 + scale) + shift
+        return self.head(x)
 
     # --- time-invariant (global) codes: models with config.global_groups > 0 ------------------
     @property
@@ -170,6 +189,13 @@ class ConvCodec(CodecBase):
         return self.global_code.embedding(global_codes)
 
     @torch.no_grad()
+    def decoder_condition(self, global_codes: torch.Tensor | None) -> torch.Tensor | None:
+        """``global_codes [B, G]`` -> the decoder's FiLM condition ``[B, 2 * sum(C)]``; None for a
+        model without one (``config.global_film``) or without codes."""
+        if self.global_film is None or global_codes is None:
+            return None
+        return self.global_film(self.global_code.entries(global_codes))
+
     def quantize_latent(self, latent: torch.Tensor, num_codebooks: int,
                         global_codes: torch.Tensor | None = None) -> torch.Tensor:
         """``latent [B, D, F]`` -> ``codes [B, K, F]``: what the global code leaves, residual-quantized."""
@@ -200,7 +226,7 @@ class ConvCodec(CodecBase):
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, global_codes: torch.Tensor | None = None) -> torch.Tensor:
         """``codes [B, K, F]`` -> ``wav [B, 1, F * frame_size]``."""
-        return self.decode_latent(self.dequantize(codes, global_codes))
+        return self.decode_latent(self.dequantize(codes, global_codes), self.decoder_condition(global_codes))
 
     def forward(self, wav: torch.Tensor, num_codebooks: torch.Tensor) -> CodecOutput:
         """Training pass: ``wav [B, 1, T]``, ``num_codebooks [B]`` int (quantizer dropout)."""
@@ -208,8 +234,9 @@ class ConvCodec(CodecBase):
         if self.global_code is None:
             quantized = self.quantizer(latent, num_codebooks)
             return CodecOutput(self.decode_latent(quantized.quantized), quantized)
-        embedding, _, commitment, codebook, consistency = self.global_code(latent)
+        embedding, entries, _, commitment, codebook, consistency = self.global_code(latent)
         quantized = self.quantizer(latent - embedding, num_codebooks)
         quantized.commitment_loss = quantized.commitment_loss + commitment
         quantized.codebook_loss = quantized.codebook_loss + codebook
-        return CodecOutput(self.decode_latent(quantized.quantized + embedding), quantized, consistency)
+        condition = None if self.global_film is None else self.global_film(entries)
+        return CodecOutput(self.decode_latent(quantized.quantized + embedding, condition), quantized, consistency)

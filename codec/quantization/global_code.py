@@ -8,7 +8,9 @@ of the same utterance must give the same summary.
 
     latent [B, D, F] -> 1x1 conv, GELU -> mean over frames -> linear -> g [B, Dg]
     g -> G groups of Dg/G channels, each a factorized VQ -> codes [B, G]
-    codes -> group entries -> linear -> embedding [B, D, 1] (added to every frame's latent)
+    codes -> group entries [B, Dg] -> linear -> embedding [B, D, 1] (added to every frame's latent)
+
+The model may also condition its decoder on the group entries (``ConvCodecConfig.global_film``).
 """
 
 import torch
@@ -58,17 +60,21 @@ class GlobalCode(nn.Module):
         parts = self._groups(self.summarize(latent))
         return torch.stack([vq.encode(part)[:, 0] for vq, part in zip(self.quantizers, parts, strict=True)], dim=1)
 
+    def entries(self, codes: torch.Tensor) -> torch.Tensor:
+        """``codes [B, G]`` -> the quantized summary ``[B, Dg]`` (the groups' codebook entries)."""
+        return torch.cat([vq.decode(codes[:, g:g + 1])[:, :, 0] for g, vq in enumerate(self.quantizers)], dim=-1)
+
     def embedding(self, codes: torch.Tensor) -> torch.Tensor:
         """``codes [B, G]`` -> ``[B, D, 1]``, to add to every frame's latent."""
-        entries = [vq.decode(codes[:, g:g + 1])[:, :, 0] for g, vq in enumerate(self.quantizers)]
-        return self.embed_proj(torch.cat(entries, dim=-1))[:, :, None]
+        return self.embed_proj(self.entries(codes))[:, :, None]
 
     def forward(self, latent: torch.Tensor):
         """Training pass on ``latent [B, D, F]``.
 
         Returns:
-            ``(embedding [B, D, 1], codes [B, G], commitment_loss, codebook_loss, consistency_loss)``,
-            where the consistency loss is the mean squared difference between the summaries of
+            ``(embedding [B, D, 1], entries [B, Dg], codes [B, G], commitment_loss, codebook_loss,
+            consistency_loss)``, where ``entries`` is the quantized summary (straight-through) and
+            the consistency loss is the mean squared difference between the summaries of
             the first and the second half of each item (TiCodec's time-invariance constraint).
         """
         summary = self.summarize(latent)
@@ -85,5 +91,6 @@ class GlobalCode(nn.Module):
             quantized.append(q[:, :, 0])
             codes.append(c[:, 0])
             commitment, codebook = commitment + commitment_g, codebook + codebook_g
-        embedding = self.embed_proj(torch.cat(quantized, dim=-1))[:, :, None]
-        return embedding, torch.stack(codes, dim=1), commitment, codebook, consistency
+        entries = torch.cat(quantized, dim=-1)
+        return self.embed_proj(entries)[:, :, None], entries, torch.stack(codes, dim=1), commitment, codebook, \
+            consistency

@@ -76,6 +76,9 @@ class GanConfig:
     stft_weight: float = 0.5
     adversarial_weight: float = 1.0
     feature_weight: float = 2.0
+    # the stage's first steps train only the discriminators (the codec keeps its reconstruction
+    # losses): a codec that follows an untrained critic loses what it had learnt
+    discriminator_warmup_steps: int = 0
 
 
 @dataclass

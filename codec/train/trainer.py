@@ -220,7 +220,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         save_model(model, out_dir / "model")
 
     start_time = last_checkpoint = last_log = time.monotonic()
-    first_step, skipped, sums = step, 0, {}
+    first_step, skipped, sums, counts = step, 0, {}, {}
     deadline = start_time + 60 * run.max_minutes if run.max_minutes else math.inf
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}  {task.fields[rate]:.2f} steps/s"), TimeRemainingColumn()]
@@ -239,15 +239,17 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 output = replica(wav, num_codebooks)
             y_hat = output.audio.float()  # losses in float32: STFTs of bf16 lose the quiet parts
             parts = {"mel": mel_loss(y_hat, wav), "stft": stft_loss(y_hat, wav)}
+            adversarial = gan is not None and step >= recipe.gan.discriminator_warmup_steps
             if gan is not None:
                 parts["discriminator"] = torch.tensor(gan.discriminator_step(wav, y_hat))
+            if adversarial:
                 parts.update(gan.generator_losses(wav, y_hat))
             quantizer_loss = (loss_cfg.commitment_weight * output.quantized.commitment_loss
                               + loss_cfg.codebook_weight * output.quantized.codebook_loss)
             if output.consistency is not None:  # TiCodec: a latent-side loss, like the commitment
                 quantizer_loss = quantizer_loss + loss_cfg.consistency_weight * output.consistency
             audio_losses = {k: v for k, v in parts.items() if k != "discriminator"}
-            if gan is None:
+            if not adversarial:
                 loss = loss_cfg.mel_weight * parts["mel"] + loss_cfg.stft_weight * parts["stft"] + quantizer_loss
             else:  # the balancer sets the weights; the plain sum is what is logged and checked
                 loss = sum(audio_losses.values()) + quantizer_loss
@@ -255,7 +257,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             if distributed.any_true(not torch.isfinite(loss)):  # every rank skips together
                 skipped += 1
                 continue
-            if gan is not None:  # one backward pass: the balanced audio gradient plus the quantizer's
+            if adversarial:  # one backward pass: the balanced audio gradient plus the quantizer's
                 outputs, gradients = [y_hat], [gan.audio_gradient(audio_losses, y_hat)]
                 if quantizer_loss.requires_grad:  # not with a frozen encoder and quantizer
                     outputs.append(quantizer_loss)
@@ -274,20 +276,21 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             if output.consistency is not None:
                 parts["consistency"] = output.consistency
             parts = {k: v.float() for k, v in parts.items()}
-            for name, value in parts.items():
+            for name, value in parts.items():   # per-name counts: GAN losses start after a warm-up
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
+                counts[name] = counts.get(name, 0) + 1
 
             now = time.monotonic()
             progress.update(task, completed=step, loss=float(loss.detach()),
                             rate=(step - first_step) / (now - start_time))
             if step % run.log_every == 0:
-                record = {"step": step, **{k: round(v / run.log_every, 4) for k, v in sums.items()},
+                record = {"step": step, **{k: round(v / counts[k], 4) for k, v in sums.items()},
                           "steps_per_s": round(run.log_every / (now - last_log), 3),
                           "lr": optimizer.param_groups[0]["lr"], "skipped": skipped,
                           "elapsed_min": round((now - start_time) / 60, 2),
                           "total_min": round((previous_seconds + now - start_time) / 60, 2)}
                 monitor.scalars(step, record, model.quantizer.perplexities())
-                sums, last_log = {}, now
+                sums, counts, last_log = {}, {}, now
             if step % run.audio_every == 0:
                 monitor.audio(step, wav.cpu(), y_hat.cpu(), sample_rate,
                               [layer.usage.cpu() for layer in model.quantizer.layers])

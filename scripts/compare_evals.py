@@ -1,0 +1,52 @@
+"""Paired comparison of two systems from `codec eval` results: per-file differences, not means.
+
+    python scripts/compare_evals.py A/results.csv B/results.csv [--metric pesq_wb]
+
+Rows are paired by file and nominal bitrate; each system is the first codec named in its file
+(one `codec eval` run can also hold both: pass the same file twice with --systems A B). For each
+bitrate: both means, the mean difference B - A with its 95% confidence interval (normal
+approximation over the files) and on how many files B is better. Two systems whose means differ
+by less than the spread of either mean can still differ clearly file by file, and the reverse.
+"""
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+
+
+def read_rows(path: Path, system: str | None) -> tuple[str, dict[tuple[str, float], dict]]:
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise SystemExit(f"{path}: no result rows")
+    system = system or rows[0]["codec"]
+    chosen = {(r["path"], float(r["nominal_kbps"])): r for r in rows if r["codec"] == system}
+    if not chosen:
+        raise SystemExit(f"{path}: no rows for system {system!r}")
+    return system, chosen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("a", type=Path)
+    parser.add_argument("b", type=Path)
+    parser.add_argument("--metric", default="pesq_wb")
+    parser.add_argument("--systems", nargs=2, metavar=("A", "B"), help="codec names to compare")
+    args = parser.parse_args()
+    name_a, a = read_rows(args.a, args.systems[0] if args.systems else None)
+    name_b, b = read_rows(args.b, args.systems[1] if args.systems else None)
+    print(f"{args.metric}: B = {name_b} minus A = {name_a}")
+    for kbps in sorted({key[1] for key in a} & {key[1] for key in b}):
+        keys = sorted(k for k in a if k[1] == kbps and k in b and a[k][args.metric] and b[k][args.metric])
+        x = np.array([float(a[k][args.metric]) for k in keys])
+        y = np.array([float(b[k][args.metric]) for k in keys])
+        diff = y - x
+        ci = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+        print(f"{kbps:g} kbps, {len(keys)} files: A {x.mean():.3f}  B {y.mean():.3f}  "
+              f"B - A {diff.mean():+.3f} ± {ci:.3f}  B better on {(diff > 0).sum()} of {len(diff)}")
+
+
+if __name__ == "__main__":
+    main()
