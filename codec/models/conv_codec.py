@@ -196,6 +196,7 @@ class ConvCodec(CodecBase):
             return None
         return self.global_film(self.global_code.entries(global_codes))
 
+    @torch.no_grad()
     def quantize_latent(self, latent: torch.Tensor, num_codebooks: int,
                         global_codes: torch.Tensor | None = None) -> torch.Tensor:
         """``latent [B, D, F]`` -> ``codes [B, K, F]``: what the global code leaves, residual-quantized."""
