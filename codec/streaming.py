@@ -152,6 +152,17 @@ class StreamingDecoder(_Session):
         super().__init__(model, model.decoder_parts(), batch_size)
         self.global_codes = global_codes   # [B, G] for a model with a global code (kept across reset)
 
+    @property
+    def global_codes(self) -> torch.Tensor | None:
+        return self._global_codes
+
+    @global_codes.setter
+    def global_codes(self, codes: torch.Tensor | None) -> None:
+        """Set (or refresh) the stream's global code; the decoder's condition follows from it once."""
+        self._global_codes = codes
+        with torch.inference_mode():
+            self._condition = self.model.decoder_condition(codes)
+
     def reset(self) -> None:
         super().reset()
         self._to_drop = self.model.head.istft.overlap  # the first synthesis frames start before time 0
@@ -172,11 +183,9 @@ class StreamingDecoder(_Session):
 
     def _decode_latent(self, latent: torch.Tensor) -> torch.Tensor:
         """The decoder on ``latent``, conditioned on the global code where the model uses one."""
-        condition = None
-        if getattr(self.model, "global_code", None) is not None:
-            with torch.inference_mode():
-                condition = self.model.decoder_condition(self.global_codes)
-        return self._run(self.model.decode_latent, latent, *(() if condition is None else (condition,)))
+        if self._condition is None:
+            return self._run(self.model.decode_latent, latent)
+        return self._run(self.model.decode_latent, latent, self._condition)
 
     def conceal(self, frames: int, fade: float = 0.7) -> torch.Tensor:
         """Stand-in audio for ``frames`` lost frames (packet loss): the last received frame's

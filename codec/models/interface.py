@@ -39,3 +39,8 @@ class CodecBase(StreamingModule):
             raise ValueError(f"bitrate {kbps:g} kbps is not supported by {self.config.name}; "
                              f"choose one of {listed}")
         return round(kbps * 1000 / (math.log2(self.codebook_size) * self.frame_rate))
+
+    def decoder_condition(self, global_codes):
+        """What ``decode_latent`` takes besides the latent, derived from a stream's global code;
+        None for families whose decoder takes nothing else (the conv codec's FiLM overrides it)."""
+        return None

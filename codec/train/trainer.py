@@ -251,7 +251,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             audio_losses = {k: v for k, v in parts.items() if k != "discriminator"}
             if not adversarial:
                 loss = loss_cfg.mel_weight * parts["mel"] + loss_cfg.stft_weight * parts["stft"] + quantizer_loss
-            else:  # the balancer sets the weights; the plain sum is what is logged and checked
+            else:  # the GAN stage weights them (or its balancer); the plain sum is logged and checked
                 loss = sum(audio_losses.values()) + quantizer_loss
             optimizer.zero_grad(set_to_none=True)
             if distributed.any_true(not torch.isfinite(loss)):  # every rank skips together
