@@ -41,7 +41,8 @@ def test_stft_pair_streams_like_offline(frames_per_chunk):
                            + [istft.flush()], -1)[..., istft.overlap:]
     torch.testing.assert_close(online_spec, spec, rtol=0, atol=1e-6)
     assert online.shape == offline.shape
-    torch.testing.assert_close(online, offline, rtol=0, atol=1e-6)
+    # float32 rounding only: the synthesis is a matrix product, summed in another order per chunk size
+    torch.testing.assert_close(online, offline, rtol=0, atol=1e-5)
 
 
 def run_sessions(model, audio: torch.Tensor, block: int, num_codebooks: int = 12):

@@ -6,7 +6,8 @@ same span and overlap-adds; sample ``t`` is final once every frame covering it h
 synthesized, ``n_fft - hop`` samples later: that look-ahead is the inverse transform's latency.
 
 Both transforms are convolutions with fixed windowed Fourier bases (a strided ``conv1d`` for the
-analysis, a strided ``conv_transpose1d`` for synthesis and overlap-add). That is the textbook
+analysis, a strided ``conv_transpose1d`` for synthesis and overlap-add, computed as a matrix
+product and shifted sums). That is the textbook
 DFT, written with the two most portable operators there are, so the same graph runs in PyTorch
 and, exported, in ONNX Runtime. Spectra are real tensors ``[B, 2 * bins, N]``: the real parts
 of the ``bins = n_fft // 2 + 1`` bins, then their imaginary parts.
@@ -98,9 +99,19 @@ class CausalISTFT(StreamingModule):
         return _OverlapAddState(_zeros_like_param(self, batch_size, 1, self.overlap),
                                 _zeros_like_param(self, batch_size, 1, self.overlap))
 
+    def _overlap_add(self, spec: torch.Tensor) -> torch.Tensor:
+        """``[B, 2 * bins, N] -> [B, 1, (N - 1) * hop + n_fft]``: ``conv_transpose1d(spec, basis,
+        stride=hop)`` written as one matrix product (every frame's samples) and ``n_fft / hop``
+        shifted sums; several times faster on CPU than PyTorch's transposed convolution."""
+        batch, _, frames = spec.shape
+        parts = self.n_fft // self.hop_length
+        samples = (spec.transpose(1, 2) @ self.basis[:, 0]).view(batch, frames, parts, self.hop_length)
+        y = sum(F.pad(samples[:, :, j], (0, 0, j, parts - 1 - j)) for j in range(parts))   # [B, N + parts - 1, hop]
+        return y.reshape(batch, 1, -1)
+
     def _step(self, spec: torch.Tensor, state: _OverlapAddState) -> torch.Tensor:
         """Overlap-add ``spec`` onto the state's tail; returns the samples now final."""
-        y = F.conv_transpose1d(spec, self.basis, stride=self.hop_length)    # [B, 1, (N - 1) * hop + n_fft]
+        y = self._overlap_add(spec)                                          # [B, 1, (N - 1) * hop + n_fft]
         ones = spec.new_ones(1, 1, spec.shape[-1])
         envelope = F.conv_transpose1d(ones, self.window_square, stride=self.hop_length).expand(y.shape[0], -1, -1)
         y = torch.cat([y[..., :self.overlap] + state.tail, y[..., self.overlap:]], dim=-1)

@@ -32,8 +32,10 @@ def rotary(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     angles = positions[:, None].to(torch.float32) * _frequencies(half, x.device)[None, :]
     cos, sin = torch.cos(angles), torch.sin(angles)
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    # (x1, x2) -> (x1 cos - x2 sin, x1 sin + x2 cos) as x * (cos, cos) + (x2, x1) * (-sin, sin):
+    # three passes over x instead of seven
+    return torch.addcmul(x * torch.cat([cos, cos], dim=-1), torch.cat([x[..., half:], x[..., :half]], dim=-1),
+                         torch.cat([-sin, sin], dim=-1))
 
 
 @dataclass
@@ -64,30 +66,79 @@ class CausalTimeAttention(StreamingModule):
         n, length, dim = x.shape
         q, k, v = self.qkv(x).view(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         state = self._streaming_state
-        query_positions = torch.arange(length, device=x.device)
+        past = 0 if state is None else self.window - 1
+        blockwise = length >= 2 * self.window and not torch.onnx.is_in_onnx_export()
+        # the block-wise path wants the keys padded: ``window - past`` zero frames before, to whole blocks after
+        front, back = (self.window - past, -length % self.window) if blockwise else (0, 0)
+        k, v = (self._with_past(t, None if state is None else cached, front, back)
+                for t, cached in ((k, None if state is None else state.keys), (v, None if state is None else state.values)))
         valid = None
         if state is not None:
-            past = self.window - 1
-            cache_shape = (n, self.heads, past, dim // self.heads)
-            k = torch.cat([state.keys.reshape(cache_shape), k], dim=2)
-            v = torch.cat([state.values.reshape(cache_shape), v], dim=2)
             slots = torch.arange(past + length, device=x.device)
             # slot j is a real frame if j >= past - filled (the stream's first frames have no past)
             filled = state.filled.repeat_interleave(self.tokens)                       # [N]
             valid = (slots[None, :] >= (past - filled)[:, None])[:, None, None, :]       # [N, 1, 1, L]
-            state.keys = k[:, :, length:].reshape(state.keys.shape)
-            state.values = v[:, :, length:].reshape(state.values.shape)
+            state.keys = k[:, :, front + length:front + length + past].reshape(state.keys.shape)
+            state.values = v[:, :, front + length:front + length + past].reshape(state.values.shape)
             state.filled = torch.clamp(state.filled + length, max=past)
+        if blockwise:
+            attended = self._blockwise(q, k, v, past, valid)
         else:
-            past = 0
-        key_positions = torch.arange(-past, length, device=x.device)
-        distance = query_positions[:, None] - key_positions[None, :]
-        mask = (distance >= 0) & (distance < self.window)
-        if valid is not None:
-            mask = mask[None, None] & valid
-        attended = F.scaled_dot_product_attention(rotary(q, query_positions), rotary(k, key_positions), v,
-                                                  attn_mask=mask)
+            query_positions = torch.arange(length, device=x.device)
+            key_positions = torch.arange(-past, length, device=x.device)
+            q, k = rotary(q, query_positions), rotary(k, key_positions)
+            distance = query_positions[:, None] - key_positions[None, :]
+            mask = (distance >= 0) & (distance < self.window)
+            if valid is not None:
+                mask = mask[None, None] & valid
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(attended.transpose(1, 2).reshape(n, length, dim))
+
+    def _with_past(self, new: torch.Tensor, cached: torch.Tensor | None, front: int, back: int) -> torch.Tensor:
+        """``[N, H, T, d]`` keys or values -> ``[N, H, front + past + T + back, d]``: ``front`` zero
+        frames, the cached past ones (if streaming), ``new``, ``back`` zero frames; one copy."""
+        n, heads, _, d = new.shape
+        parts = [new] if cached is None else [cached.reshape(n, heads, -1, d), new]
+        if front:
+            parts.insert(0, new.new_zeros(n, heads, front, d))
+        if back:
+            parts.append(new.new_zeros(n, heads, back, d))
+        return torch.cat(parts, dim=2)
+
+    def _blockwise(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: int,
+                   valid: torch.Tensor | None) -> torch.Tensor:
+        """The same attention for long inputs, computed block by block: the queries in blocks of
+        ``window`` frames, each block against the ``2 * window`` keys that can reach it (read as
+        overlapping views, not copies), instead of every query against every key (whose scores
+        the window mask would discard).
+
+        ``q [N, H, T, d]``; ``k``/``v [N, H, w + blocks * w, d]`` (not yet rotated; row ``r`` holds
+        the frame at ``r - w``, zeros where there is none: see ``_with_past``); ``valid [N, 1, 1,
+        past + T]`` or None; ``T >= 2 * window``. Returns ``[N, H, T, d]``.
+        """
+        n, heads, length, d = q.shape
+        w = self.window
+        blocks = -(-length // w)
+        device = q.device
+        q = rotary(F.pad(q, (0, 0, 0, blocks * w - length)), torch.arange(blocks * w, device=device))
+        q = q.reshape(n * heads, blocks, w, d)
+        k = rotary(k, torch.arange(-w, blocks * w, device=device))   # block b's keys: rows b * w .. b * w + 2w - 1
+        k, v = k.contiguous(), v.contiguous()                          # (as_strided below reads the memory)
+        k, v = (t.as_strided((n * heads, blocks, 2 * w, d), (t.stride(1), w * d, d, 1)) for t in (k, v))
+        offset = torch.arange(w, device=device)[:, None] + w - torch.arange(2 * w, device=device)[None, :]
+        band = (offset >= 0) & (offset < w)                                                   # [w, 2w]
+        # only the first block reaches before the chunk: the padding and the stream's unfilled past
+        key_valid = torch.arange(2 * w, device=device)[None, :] >= w - past                  # [1, 2w]
+        if valid is not None:
+            key_valid = key_valid & F.pad(valid[:, 0, 0, :past + w], (w - past, 0))          # [N, 2w]
+        first = (band[None] & key_valid[:, None, :])[:, None]                               # [N or 1, 1, w, 2w]
+        if valid is not None:
+            first = first.repeat_interleave(heads, dim=0)                                     # [N * H, 1, w, 2w]
+        additive = lambda mask: torch.zeros(mask.shape, device=device).masked_fill(~mask, float("-inf"))  # noqa: E731
+        attended = torch.cat([
+            F.scaled_dot_product_attention(q[:, :1], k[:, :1], v[:, :1], attn_mask=additive(first)),
+            F.scaled_dot_product_attention(q[:, 1:], k[:, 1:], v[:, 1:], attn_mask=additive(band))], dim=1)
+        return attended.view(n, heads, blocks * w, d)[:, :, :length]
 
 
 class FrequencyAttention(nn.Module):

@@ -65,7 +65,41 @@ class ResidualVectorQuantizer(nn.Module):
         return QuantizedResult(quantized, torch.stack(codes, dim=1), commitment, codebook)
 
     def encode(self, z: torch.Tensor, num_codebooks: int) -> torch.Tensor:
-        """``[B, D, F]`` latent -> ``[B, K, F]`` int64 codes with ``K = num_codebooks``."""
+        """``[B, D, F]`` latent -> ``[B, K, F]`` int64 codes with ``K = num_codebooks``.
+
+        The codes of coding layer by layer (look up, subtract the entry's projection, go on), worked
+        out in the codebooks' ``d``-dimensional spaces instead of the latent's ``D``: quantizer
+        ``k`` sees ``W_k r_k = W_k z - sum_(j<k) W_k U_j e_j`` (``W`` input, ``U`` output
+        projections, ``e_j`` the chosen unit entries), so one ``[D -> K*d]`` product projects the
+        latent for every quantizer and each step costs a ``d x d`` product per earlier quantizer.
+        Several times less arithmetic than forming every ``D``-wide residual; equal up to float
+        rounding (a near-tie may pick the other entry).
+        """
+        layers = self.layers[:num_codebooks]
+        d = layers[0].codebook.shape[1]
+        masks = torch.stack([layer.channel_mask for layer in layers])                               # [K, D]
+        into = torch.cat([layer.in_proj.weight * layer.channel_mask for layer in layers])           # [K*d, D]
+        out_of = torch.cat([layer.out_proj.weight for layer in layers], dim=1) \
+            * masks.repeat_interleave(d, dim=0).t()                                                 # [D, K*d]
+        out_bias = torch.stack([layer.out_proj.bias for layer in layers]) * masks                   # [K, D]
+        cross = into @ out_of                                                                       # [K*d, K*d]
+        cross_bias = into @ out_bias.t()                                                            # [K*d, K]
+        in_bias = torch.cat([layer.in_proj.bias for layer in layers])                               # [K*d]
+        projected = z.transpose(1, 2) @ into.t() + in_bias                                          # [B, F, K*d]
+        codes, chosen = [], []
+        for k, layer in enumerate(layers):
+            rows = slice(k * d, (k + 1) * d)
+            x = projected[..., rows]
+            if k:  # minus what the earlier quantizers' outputs project to here
+                x = x - torch.cat(chosen, dim=-1) @ cross[rows, :k * d].t() - cross_bias[rows, :k].sum(dim=1)
+            # cosine similarity: the argmax needs the entries normalised, not x
+            c = (x @ F.normalize(layer.codebook, dim=-1).t()).max(dim=-1).indices   # [B, F]; as argmax, 2x faster
+            chosen.append(F.embedding(c, F.normalize(layer.codebook, dim=-1)))
+            codes.append(c)
+        return torch.stack(codes, dim=1)
+
+    def encode_layer_by_layer(self, z: torch.Tensor, num_codebooks: int) -> torch.Tensor:
+        """The reference for ``encode``: each quantizer on the ``D``-wide residual of the last."""
         codes, residual = [], z
         for layer in self.layers[:num_codebooks]:
             c = layer.encode(residual)

@@ -92,7 +92,8 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
     new_parts = sorted({k.split(".")[0] for k in set(target) - set(source_state)})  # e.g. a global code
     device = next(model.parameters()).device
     model.load_state_dict({k: v.to(device) for k, v in source_state.items()}, strict=not new_parts)
-    resliced = [k for k, (new, old) in enumerate(zip(model.quantizer.layers, initial.quantizer.layers, strict=True))
+    # codebooks the source lacks (more of them at a scale) start from the data by themselves
+    resliced = [k for k, (new, old) in enumerate(zip(model.quantizer.layers, initial.quantizer.layers))
                 if not torch.equal(new.channel_mask.cpu(), old.channel_mask.cpu())]
     for k in resliced:
         model.quantizer.layers[k].initialized.fill_(False)
