@@ -93,6 +93,20 @@ def test_init_from_a_plain_rvq_into_masked_channel_rvq(audio_folder, tmp_path):
     assert load_model(second / "model").config.masked_quantizers == 2
 
 
+def test_init_from_a_model_with_fewer_codebooks(audio_folder, tmp_path):
+    first = tmp_path / "first"
+    train(tiny(audio_folder, first, "run.max_steps=3"))
+    source = load_model(first / "model")
+    second = tmp_path / "second"
+    count = source.num_codebooks + 4
+    train(tiny(audio_folder, second, "run.max_steps=0", f"model.num_codebooks={count}",
+               f"run.init_from={first / 'model'}"))
+    grown = load_model(second / "model")
+    a, b = source.state_dict(), grown.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)                    # everything it had is kept
+    assert [bool(layer.initialized) for layer in grown.quantizer.layers[-4:]] == [False] * 4  # new ones: from data
+
+
 def test_freeze_fine_tunes_only_the_decoder_and_keeps_the_codes(audio_folder, tmp_path):
     first = tmp_path / "first"
     train(tiny(audio_folder, first, "run.max_steps=5"))
