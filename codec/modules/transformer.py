@@ -70,8 +70,8 @@ class CausalTimeAttention(StreamingModule):
         blockwise = length >= 2 * self.window and not torch.onnx.is_in_onnx_export()
         # the block-wise path wants the keys padded: ``window - past`` zero frames before, to whole blocks after
         front, back = (self.window - past, -length % self.window) if blockwise else (0, 0)
-        k, v = (self._with_past(t, None if state is None else cached, front, back)
-                for t, cached in ((k, None if state is None else state.keys), (v, None if state is None else state.values)))
+        cached_keys, cached_values = (None, None) if state is None else (state.keys, state.values)
+        k, v = self._with_past(k, cached_keys, front, back), self._with_past(v, cached_values, front, back)
         valid = None
         if state is not None:
             slots = torch.arange(past + length, device=x.device)

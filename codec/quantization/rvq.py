@@ -93,8 +93,9 @@ class ResidualVectorQuantizer(nn.Module):
             if k:  # minus what the earlier quantizers' outputs project to here
                 x = x - torch.cat(chosen, dim=-1) @ cross[rows, :k * d].t() - cross_bias[rows, :k].sum(dim=1)
             # cosine similarity: the argmax needs the entries normalised, not x
-            c = (x @ F.normalize(layer.codebook, dim=-1).t()).max(dim=-1).indices   # [B, F]; as argmax, 2x faster
-            chosen.append(F.embedding(c, F.normalize(layer.codebook, dim=-1)))
+            entries = F.normalize(layer.codebook, dim=-1)
+            c = (x @ entries.t()).max(dim=-1).indices                        # [B, F]; as argmax, 2x faster
+            chosen.append(F.embedding(c, entries))
             codes.append(c)
         return torch.stack(codes, dim=1)
 
