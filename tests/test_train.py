@@ -202,3 +202,9 @@ def test_losses_on_exact_zeros_have_finite_gradients():
         MultiResolutionSTFTLoss([256, 1024])(silent, target)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(silent.grad).all()
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_loads(path):
+    recipe = load_recipe(path)
+    assert recipe.run.out_dir.startswith("runs/")
