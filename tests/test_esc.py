@@ -131,3 +131,24 @@ def test_esc_recipe_trains(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
     assert len(log) == 3 and all(np.isfinite(r["loss"]) for r in log)
     assert isinstance(load_model(tmp_path / "run" / "model"), EscCodec)
+
+
+def test_init_from_keeps_every_trained_codebook_when_a_scale_grows(tmp_path):
+    import dataclasses
+
+    from rich.console import Console
+
+    from codec.train.trainer import _load_initial_weights
+
+    # three scales of different widths (8 x 8, 4 x 24, 2 x 16 channels), codebooks fine to coarse
+    config = dataclasses.replace(TINY, dims=[8, 24, 16], encoder_blocks=[1, 1, 1], decoder_blocks=[1, 1, 1],
+                                 codebooks_per_scale=[2, 3, 1])
+    trained = EscCodec(config)
+    for layer in trained.quantizer.layers:
+        layer.initialized.fill_(True)
+    grown = EscCodec(dataclasses.replace(config, codebooks_per_scale=[2, 3, 2]))   # the coarse scale: 1 -> 2
+    _load_initial_weights(grown, trained, "esc-tiny", Console(file=open(tmp_path / "log", "w")))
+    coarse, middle, fine = grown.quantizer.scales
+    assert [bool(layer.initialized) for layer in coarse.layers] == [True, False]   # the new one starts from data
+    assert [bool(layer.initialized) for layer in middle.layers + fine.layers] == [True] * 5
+    assert torch.equal(middle.layers[2].codebook, trained.quantizer.scales[1].layers[2].codebook)

@@ -41,3 +41,10 @@ def test_blockwise_attention_is_causal():
     before, after = attend(module, [x], False, None), attend(module, [changed], False, None)
     torch.testing.assert_close(after[:, :25], before[:, :25], rtol=0, atol=0)
     assert not torch.allclose(after[:, 25:], before[:, 25:])
+
+
+def test_blockwise_attention_in_float64():
+    torch.manual_seed(0)
+    module = CausalTimeAttention(dim=16, heads=2, window=8, tokens=1).eval().double()
+    x = torch.randn(2, 37, 16, dtype=torch.float64)
+    torch.testing.assert_close(attend(module, [x], False, None), attend(module, [x], True, None))

@@ -89,21 +89,26 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
     if not set(source_state) <= set(target) or any(target[k].shape != v.shape for k, v in source_state.items()):
         raise CodecError(f"run.init_from={source}: its config differs from the recipe's model section "
                          f"in the shapes of its weights")
-    new_parts = sorted({k.split(".")[0] for k in set(target) - set(source_state)})  # e.g. a global code
+    # e.g. a global code, or more codebooks: named down to the module that owns the new weights
+    new_parts = sorted({k.rsplit(".", 1)[0] for k in set(target) - set(source_state)})
     device = next(model.parameters()).device
     model.load_state_dict({k: v.to(device) for k, v in source_state.items()}, strict=not new_parts)
-    # codebooks the source lacks (more of them at a scale) start from the data by themselves
-    resliced = [k for k, (new, old) in enumerate(zip(model.quantizer.layers, initial.quantizer.layers))
-                if not torch.equal(new.channel_mask.cpu(), old.channel_mask.cpu())]
-    for k in resliced:
-        model.quantizer.layers[k].initialized.fill_(False)
-        model.quantizer.layers[k].usage.fill_(1.0)
+    # quantizers paired by name (ESC: scale and position in it); codebooks the source lacks (more
+    # of them at a scale) start from the data by themselves
+    old_layers = {name: layer for name, layer in initial.quantizer.named_modules() if hasattr(layer, "channel_mask")}
+    resliced = [name for name, layer in model.quantizer.named_modules()
+                if name in old_layers and not torch.equal(layer.channel_mask.cpu(), old_layers[name].channel_mask.cpu())]
+    for name in resliced:
+        layer = model.quantizer.get_submodule(name)
+        layer.initialized.fill_(False)
+        layer.usage.fill_(1.0)
     differences = [f.name for f in dataclasses.fields(initial.config)
                    if getattr(initial.config, f.name) != getattr(model.config, f.name)]
     if differences:
         console.print(f"init_from {source}: config differs in {', '.join(differences)}"
                       + (f"; quantizers {resliced} re-initialised from data" if resliced else "")
-                      + (f"; new parts start from scratch: {', '.join(new_parts)}" if new_parts else ""))
+                      + (f"; new parts start from scratch: {', '.join(new_parts[:3])}"
+                         + (f" and {len(new_parts) - 3} more" if len(new_parts) > 3 else "") if new_parts else ""))
 
 
 def _frozen_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.Module]:
