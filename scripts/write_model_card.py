@@ -35,7 +35,7 @@ def real_time_factor(model, seconds: float = 10.0) -> float:
     audio, rate = load_audio(sorted(DEV.rglob("*.flac"))[0])
     audio = np.tile(audio, (int(np.ceil(seconds * rate / len(audio))), 1))[:int(seconds * rate)]
     best = np.inf
-    for _ in range(3):
+    for _ in range(9):  # the fastest run: other load on a shared machine only ever slows a run down
         start = time.perf_counter()
         decode_audio(model, encode_audio(model, audio, rate, 6.0))
         best = min(best, time.perf_counter() - start)
