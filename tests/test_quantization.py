@@ -57,3 +57,13 @@ def test_encode_in_the_codebook_spaces_equals_layer_by_layer(masked):
     # equal up to float rounding: a near-tie may go the other way, then the later codes differ
     assert (fast == reference).float().mean() > 0.99
     assert torch.equal(rvq.encode(z, 2), fast[:, :2])
+
+
+def test_encode_follows_changed_weights():
+    rvq = quantizer()
+    z = torch.randn(1, 12, 30)
+    with torch.no_grad():
+        before = rvq.encode(z, 5)
+        rvq.layers[1].in_proj.weight.mul_(-1.0)   # an in-place update, as an optimizer step does
+        assert torch.equal(rvq.encode(z, 5), rvq.encode_layer_by_layer(z, 5))
+    assert not torch.equal(before, rvq.encode(z, 5))

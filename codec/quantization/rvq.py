@@ -77,14 +77,7 @@ class ResidualVectorQuantizer(nn.Module):
         """
         layers = self.layers[:num_codebooks]
         d = layers[0].codebook.shape[1]
-        masks = torch.stack([layer.channel_mask for layer in layers])                               # [K, D]
-        into = torch.cat([layer.in_proj.weight * layer.channel_mask for layer in layers])           # [K*d, D]
-        out_of = torch.cat([layer.out_proj.weight for layer in layers], dim=1) \
-            * masks.repeat_interleave(d, dim=0).t()                                                 # [D, K*d]
-        out_bias = torch.stack([layer.out_proj.bias for layer in layers]) * masks                   # [K, D]
-        cross = into @ out_of                                                                       # [K*d, K*d]
-        cross_bias = into @ out_bias.t()                                                            # [K*d, K]
-        in_bias = torch.cat([layer.in_proj.bias for layer in layers])                               # [K*d]
+        into, in_bias, cross, cross_bias = self._encode_constants(len(layers))
         projected = z.transpose(1, 2) @ into.t() + in_bias                                          # [B, F, K*d]
         codes, chosen = [], []
         for k, layer in enumerate(layers):
@@ -98,6 +91,29 @@ class ResidualVectorQuantizer(nn.Module):
             chosen.append(F.embedding(c, entries))
             codes.append(c)
         return torch.stack(codes, dim=1)
+
+    def _encode_constants(self, count: int) -> tuple[torch.Tensor, ...]:
+        """``encode``'s projections for the first ``count`` quantizers, kept while the weights are
+        unchanged (a streaming session calls ``encode`` once per frame)."""
+        key = (count, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        cacheable = not torch.is_grad_enabled() and not torch.jit.is_tracing()
+        cached = getattr(self, "_constants", None)
+        if cacheable and cached is not None and cached[0] == key:
+            return cached[1]
+        layers = self.layers[:count]
+        d = layers[0].codebook.shape[1]
+        masks = torch.stack([layer.channel_mask for layer in layers])                               # [K, D]
+        into = torch.cat([layer.in_proj.weight * layer.channel_mask for layer in layers])           # [K*d, D]
+        out_of = torch.cat([layer.out_proj.weight for layer in layers], dim=1) \
+            * masks.repeat_interleave(d, dim=0).t()                                                 # [D, K*d]
+        out_bias = torch.stack([layer.out_proj.bias for layer in layers]) * masks                   # [K, D]
+        cross = into @ out_of                                                                       # [K*d, K*d]
+        cross_bias = into @ out_bias.t()                                                            # [K*d, K]
+        in_bias = torch.cat([layer.in_proj.bias for layer in layers])                               # [K*d]
+        constants = (into, in_bias, cross, cross_bias)
+        if cacheable:
+            self._constants = (key, constants)
+        return constants
 
     def encode_layer_by_layer(self, z: torch.Tensor, num_codebooks: int) -> torch.Tensor:
         """The reference for ``encode``: each quantizer on the ``D``-wide residual of the last."""
