@@ -120,7 +120,7 @@ def save_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = tor
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().clone()
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous().clone()
              for k, v in model.state_dict().items()}
     save_file(state, str(model_dir / WEIGHTS_FILE))
     (model_dir / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from codec.entropy import EntropyModel, EntropyModelConfig, save_entropy_model
 from codec.errors import CodecError
+from codec.train import distributed
 from codec.train.recipe import OptimConfig, RunConfig, _coerce
 from codec.train.trainer import CHECKPOINT_FILE, _check_run_dir, _learning_rate, _save_checkpoint, restore_checkpoint
 
@@ -85,9 +86,15 @@ class CodeCrops:
         return torch.from_numpy(np.stack(rows).astype(np.int64))
 
 
-def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Console) -> list[np.ndarray]:
-    """Codes ``[24, F]`` (int16) of every audio file under ``folder`` (channel mean), cached in ``cache``."""
-    from codec.audio import load_audio
+def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Console,
+                device: torch.device = torch.device("cpu")) -> list[np.ndarray]:
+    """Codes ``[24, F]`` (int16) of every audio file under ``folder`` (channel mean), cached in ``cache``.
+
+    On the CPU each file goes through ``codec.coding.encode_audio`` (what ``codec encode`` writes);
+    on a GPU through one offline ``encode`` of the whole file at the codec's sample rate (the same
+    codes up to floating-point near-ties: offline and streaming encoding agree, tests).
+    """
+    from codec.audio import load_audio, resample
     from codec.coding import encode_audio
     from codec.models import load_model
     from codec.train.data import find_audio_files
@@ -103,9 +110,17 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     kbps = max(codec_model.config.bitrates_kbps)
     codes = []
     start = time.monotonic()
+    num_codebooks = codec_model.config.num_codebooks
+    codec_model.to(device)
     for number, path in enumerate(files, 1):
         audio, rate = load_audio(path)
-        codes.append(encode_audio(codec_model, audio.mean(axis=1, keepdims=True), rate, kbps).codes[0].astype(np.int16))
+        if device.type == "cpu":
+            item = encode_audio(codec_model, audio.mean(axis=1, keepdims=True), rate, kbps).codes[0]
+        else:
+            wav = resample(audio.mean(axis=1), rate, codec_model.sample_rate).astype(np.float32)
+            with torch.no_grad():
+                item = codec_model.encode(torch.from_numpy(wav)[None, None].to(device), num_codebooks)[0].cpu().numpy()
+        codes.append(item.astype(np.int16))
         if number % 200 == 0:
             console.print(f"coded {number}/{len(files)} files ({time.monotonic() - start:.0f} s)")
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -120,9 +135,10 @@ def held_out_bits(model: EntropyModel, codes: list[np.ndarray], num_codebooks: i
     model.eval()
     total, count = 0.0, 0
     window = model.config.context_frames
+    device = next(model.parameters()).device
     for item in codes:
         for start in range(0, item.shape[-1], window):
-            piece = torch.from_numpy(item[None, :num_codebooks, start:start + window].astype(np.int64))
+            piece = torch.from_numpy(item[None, :num_codebooks, start:start + window].astype(np.int64)).to(device)
             total += float(model.bits(piece)) * piece.numel()
             count += piece.numel()
     model.train(was_training)
@@ -143,12 +159,16 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     if run.threads:
         torch.set_num_threads(run.threads)
     torch.manual_seed(run.seed)
+    try:
+        device = distributed.device_for(run.device)
+    except RuntimeError as error:
+        raise CodecError(str(error)) from None
     crops = CodeCrops([c.astype(np.int64) for c in code_folder(recipe, Path(recipe.data.train_dir),
-                                                               out_dir / "codes.npz", console)],
+                                                               out_dir / "codes.npz", console, device)],
                       recipe.data.segment_frames, run.seed)
-    dev = code_folder(recipe, Path(recipe.data.dev_dir), out_dir / "dev_codes.npz", console) \
+    dev = code_folder(recipe, Path(recipe.data.dev_dir), out_dir / "dev_codes.npz", console, device) \
         if recipe.data.dev_dir else None
-    model = EntropyModel(recipe.entropy)
+    model = EntropyModel(recipe.entropy).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
                                   weight_decay=recipe.optim.weight_decay)
     step, previous_seconds = 0, 0.0
@@ -167,7 +187,7 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(recipe, step)
         num_codebooks = int(crops.rng.choice(recipe.data.codebook_choices))
-        loss = model.bits(crops.batch(run.batch_size, num_codebooks))
+        loss = model.bits(crops.batch(run.batch_size, num_codebooks).to(device))
         optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             continue

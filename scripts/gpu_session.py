@@ -1,0 +1,203 @@
+"""One timed training session on a borrowed GPU machine: several training runs side by side, each
+with a wall-clock budget, and each run's learning-rate decay sized from the speed it measured.
+
+A lease is short (minutes) and the speed of a run on an unfamiliar GPU is unknown in advance, so a
+step-count schedule cannot be written beforehand. Each job therefore runs in two phases of its
+recipe (``codec train``): phase 1 trains at the recipe's learning rate (after its warm-up) for
+``constant_minutes``; phase 2 resumes from phase 1's checkpoint with an exponential decay to
+``lr / decay_factor`` over exactly the steps that ``decay_minutes`` allow at phase 1's measured
+steps/s (``train.log``). A job may start ``after`` another: it then trains on that job's final
+codec (the entropy model must see its codec's codes).
+
+The training audio is decoded once (e.g. ../shared/data/speech/train_opus24, which is small enough
+to carry) to 16-bit WAV at 16 kHz, which every job reads. Every minute, and at the end, each job's
+``model/`` folder and logs are packed into ``OUT/session.tar`` split into parts of at most 15 MB
+(``OUT/session.tar.part-0``, ``-1``...): what a lease brings back is limited in file size, and a
+stopped lease still returns the last pack. Unpack with ``cat session.tar.part-* | tar x``.
+
+Usage (on the GPU machine, from the repository root):
+    python3 scripts/gpu_session.py recipes/gpu_session.yaml --out "$OUT"
+"""
+
+import argparse
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import soundfile as sf
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from codec.audio import load_audio, resample  # noqa: E402
+from codec.datasets import find_inputs  # noqa: E402
+
+PART_BYTES = 15_000_000
+
+
+@dataclass
+class Job:
+    name: str
+    recipe: str
+    constant_minutes: float
+    decay_minutes: float
+    decay_factor: float = 20.0
+    after: str | None = None          # another job whose final codec this one trains on
+    overrides: list[str] = field(default_factory=list)
+    out_dir: Path = Path()
+    process: subprocess.Popen | None = None
+    phase: int = 0
+    log: list[str] = field(default_factory=list)
+
+
+def _convert(task: tuple[Path, Path, int]) -> None:
+    source, target, rate = task
+    audio, source_rate = load_audio(source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(target, resample(audio.mean(axis=1), source_rate, rate), rate, subtype="PCM_16")
+
+
+def prepare_audio(source: Path, target: Path, rate: int = 16000) -> Path:
+    """Decode every file under ``source`` once to 16-bit WAV at ``rate`` under ``target``."""
+    files = find_inputs(source)
+    root = source if source.is_dir() else source.parent
+    tasks = [(path, target / path.relative_to(root).with_suffix(".wav"), rate) for path in files]
+    with ProcessPoolExecutor(max(1, (os.cpu_count() or 2) - 2)) as pool:
+        list(pool.map(_convert, tasks, chunksize=16))
+    return target
+
+
+def _last_speed(out_dir: Path) -> float:
+    """Median steps/s of the last three logged intervals of a run."""
+    rates = [record["steps_per_s"] for record in map(json.loads, (out_dir / "train.log").read_text().splitlines())
+             if "steps_per_s" in record][-3:]
+    return sorted(rates)[len(rates) // 2]
+
+
+def _checkpoint_step(out_dir: Path) -> int:
+    import torch
+
+    return int(torch.load(out_dir / "checkpoint.pt", map_location="cpu", weights_only=True)["step"])
+
+
+def _start(job: Job, extra: list[str], threads: int) -> None:
+    command = [sys.executable, "-m", "codec.train", job.recipe, "-o", f"run.out_dir={job.out_dir}",
+               "-o", "run.tensorboard=false", "-o", "run.checkpoint_minutes=1", "-o", f"run.threads={threads}",
+               *[arg for override in job.overrides + extra for arg in ("-o", override)]]
+    if job.phase == 2:
+        command.append("--resume")
+    job.out_dir.mkdir(parents=True, exist_ok=True)
+    log = open(job.out_dir / f"phase{job.phase}.out", "w")
+    job.log.append(" ".join(command))
+    job.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    print(f"[{time.strftime('%H:%M:%S')}] {job.name} phase {job.phase}: {' '.join(command[3:])}", flush=True)
+
+
+def _next_phase(job: Job, threads: int) -> None:
+    """Start the job's next phase (or mark it finished after phase 2)."""
+    if job.phase == 1:
+        speed, step = _last_speed(job.out_dir), _checkpoint_step(job.out_dir)
+        steps = max(1, int(speed * 60 * job.decay_minutes))
+        decay = job.decay_factor ** (-1 / steps)
+        print(f"{job.name}: phase 1 ended at step {step}, {speed:.2f} steps/s -> {steps} decay steps "
+              f"(x{decay:.6f} per step)", flush=True)
+        job.phase = 2
+        _start(job, [f"optim.decay_start={step}", f"optim.lr_decay={decay}", f"run.max_steps={step + steps}",
+                     f"run.max_minutes={job.decay_minutes * 1.2 + 0.3}"], threads)
+    else:
+        job.phase = 3
+        job.process = None
+
+
+def pack(jobs: list[Job], out: Path) -> None:
+    """Each job's model folder and logs as OUT/session.tar.part-N (parts of at most 15 MB)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for job in jobs:
+            for path in sorted(job.out_dir.glob("model/*")) + sorted(job.out_dir.glob("*.log")) \
+                    + sorted(job.out_dir.glob("phase*.out")):
+                tar.add(path, arcname=str(path.relative_to(job.out_dir.parent)))
+    data = buffer.getvalue()
+    staging = out / ".staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    for old in staging.glob("*"):
+        old.unlink()
+    for number, start in enumerate(range(0, len(data), PART_BYTES)):
+        (staging / f"session.tar.part-{number}").write_bytes(data[start:start + PART_BYTES])
+    for old in out.glob("session.tar.part-*"):
+        old.unlink()
+    for part in staging.glob("*"):
+        part.rename(out / part.name)
+    staging.rmdir()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("plan", type=Path, help="YAML: audio, runs_dir, device, threads, deadline_minutes, jobs")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the packed results")
+    args = parser.parse_args()
+    plan = yaml.safe_load(args.plan.read_text())
+    runs = Path(plan.get("runs_dir", "runs/gpu"))
+    threads = int(plan.get("threads", 4))
+    deadline = time.monotonic() + 60 * float(plan["deadline_minutes"])
+    jobs = [Job(**spec) for spec in plan["jobs"]]
+    for job in jobs:
+        job.out_dir = runs / job.name
+    t0 = time.monotonic()
+    audio = prepare_audio(Path(plan["audio"]), runs / "audio16k")
+    print(f"audio decoded to {audio} in {time.monotonic() - t0:.0f} s", flush=True)
+    common = [f"data.train_dir={audio}", f"run.device={plan.get('device', 'cuda')}"]
+    by_name = {job.name: job for job in jobs}
+
+    stop = threading.Event()
+
+    def keep_packing() -> None:
+        while not stop.wait(60):
+            pack(jobs, args.out)
+
+    packer = threading.Thread(target=keep_packing, daemon=True)
+    packer.start()
+    while any(job.phase < 3 for job in jobs):
+        for job in jobs:
+            if job.phase == 0 and (job.after is None or by_name[job.after].phase == 3):
+                if job.after:
+                    job.overrides.append(f"data.codec_model={by_name[job.after].out_dir / 'model'}")
+                job.phase = 1
+                _start(job, common + [f"run.max_minutes={job.constant_minutes}"], threads)
+            elif job.process is not None and job.process.poll() is not None:
+                if job.process.returncode != 0:
+                    print(f"{job.name} phase {job.phase} failed (exit {job.process.returncode}); "
+                          f"see {job.out_dir}/phase{job.phase}.out", flush=True)
+                    print((job.out_dir / f"phase{job.phase}.out").read_text()[-3000:], flush=True)
+                    job.phase, job.process = 3, None
+                else:
+                    _next_phase(job, threads)
+        if time.monotonic() > deadline:
+            print("deadline: stopping every run (each saves a checkpoint)", flush=True)
+            for job in jobs:
+                if job.process is not None:
+                    job.process.send_signal(signal.SIGTERM)
+            for job in jobs:
+                if job.process is not None:
+                    job.process.wait()
+            break
+        time.sleep(1)
+    stop.set()
+    pack(jobs, args.out)
+    for job in jobs:
+        log = job.out_dir / "train.log"
+        last = log.read_text().splitlines()[-1] if log.exists() else "no log"
+        print(f"{job.name}: {last}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
