@@ -54,7 +54,8 @@ class Job:
     overrides: list[str] = field(default_factory=list)
     out_dir: Path = Path()
     process: subprocess.Popen | None = None
-    phase: int = 0
+    phase: int = 0                    # 1, 2: running that phase; 3: finished
+    failed: bool = False
     log: list[str] = field(default_factory=list)
 
 
@@ -101,7 +102,7 @@ def _start(job: Job, extra: list[str], threads: int) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {job.name} phase {job.phase}: {' '.join(command[3:])}", flush=True)
 
 
-def _next_phase(job: Job, threads: int) -> None:
+def _next_phase(job: Job, common: list[str], threads: int) -> None:
     """Start the job's next phase (or mark it finished after phase 2)."""
     if job.phase == 1:
         speed, step = _last_speed(job.out_dir), _checkpoint_step(job.out_dir)
@@ -110,8 +111,8 @@ def _next_phase(job: Job, threads: int) -> None:
         print(f"{job.name}: phase 1 ended at step {step}, {speed:.2f} steps/s -> {steps} decay steps "
               f"(x{decay:.6f} per step)", flush=True)
         job.phase = 2
-        _start(job, [f"optim.decay_start={step}", f"optim.lr_decay={decay}", f"run.max_steps={step + steps}",
-                     f"run.max_minutes={job.decay_minutes * 1.2 + 0.3}"], threads)
+        _start(job, common + [f"optim.decay_start={step}", f"optim.lr_decay={decay}", f"run.max_steps={step + steps}",
+                              f"run.max_minutes={job.decay_minutes * 1.2 + 0.3}"], threads)
     else:
         job.phase = 3
         job.process = None
@@ -167,7 +168,10 @@ def main() -> int:
     packer.start()
     while any(job.phase < 3 for job in jobs):
         for job in jobs:
-            if job.phase == 0 and (job.after is None or by_name[job.after].phase == 3):
+            if job.phase == 0 and job.after and by_name[job.after].failed:
+                print(f"{job.name}: not started ({job.after} failed)", flush=True)
+                job.phase, job.failed = 3, True
+            elif job.phase == 0 and (job.after is None or by_name[job.after].phase == 3):
                 if job.after:
                     job.overrides.append(f"data.codec_model={by_name[job.after].out_dir / 'model'}")
                 job.phase = 1
@@ -177,9 +181,9 @@ def main() -> int:
                     print(f"{job.name} phase {job.phase} failed (exit {job.process.returncode}); "
                           f"see {job.out_dir}/phase{job.phase}.out", flush=True)
                     print((job.out_dir / f"phase{job.phase}.out").read_text()[-3000:], flush=True)
-                    job.phase, job.process = 3, None
+                    job.phase, job.process, job.failed = 3, None, True
                 else:
-                    _next_phase(job, threads)
+                    _next_phase(job, common, threads)
         if time.monotonic() > deadline:
             print("deadline: stopping every run (each saves a checkpoint)", flush=True)
             for job in jobs:

@@ -66,8 +66,8 @@ def remeasure_speed(ship: Path) -> None:
     metrics["gmacs_per_second_6kbps"] = {"encode": round(encode_macs / 1e9, 3), "decode": round(decode_macs / 1e9, 3)}
     (ship / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     card = (ship / "README.md").read_text()
-    card, count = re.subn(r"Speed: encode \+ decode .*?GMAC to decode\.", lambda _: speed_text(rtf, encode_macs, decode_macs),
-                          card, flags=re.S)
+    card, count = re.subn(r"Speed: encode \+ decode .*?GMAC to decode\.",
+                          lambda _: speed_text(rtf, encode_macs, decode_macs), card, flags=re.S)
     if count != 1:
         raise SystemExit(f"{ship / 'README.md'}: no speed paragraph to replace")
     (ship / "README.md").write_text(card)

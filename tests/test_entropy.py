@@ -288,3 +288,63 @@ def test_cli_streams_entropy_coded_packets(tiny_model_dir, entropy_dir, tmp_path
     assert decoded.exit_code == 0 and sf.info(str(tmp_path / "d.wav")).frames == 17120
     refused = run_cli("decode", tmp_path / "s.cods", tmp_path / "x.wav", "--model", tiny_model_dir)
     assert refused.exit_code == 1 and "entropy-coded" in refused.output
+
+
+def test_offline_codes_of_a_folder_equal_what_encode_writes(tiny_model_dir, tmp_path):
+    """The GPU path of the entropy trainer (one offline encode per file, padded to whole frames)
+    gives the codes ``codec encode`` writes, also for lengths that are not whole frames."""
+    from rich.console import Console
+
+    from codec.train.entropy_trainer import EntropyRecipe, code_folder
+    from tests.conftest import tone, write_audio
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i, seconds in enumerate((0.513, 1.0, 0.77731)):
+        write_audio(audio / f"{i}.wav", tone(seconds, 16000, 200 + 150 * i), 16000)
+    write_audio(audio / "3.wav", tone(0.61, 22050, 300), 22050)   # resampled first
+    recipe = EntropyRecipe.from_dict({"entropy": {"codec": "tiny-16k"}, "data": {"codec_model": str(tiny_model_dir)}})
+    console = Console(quiet=True)
+    streamed = code_folder(recipe, audio, tmp_path / "a.npz", console)
+    offline = code_folder(recipe, audio, tmp_path / "b.npz", console, offline=True)
+    assert [c.shape for c in offline] == [c.shape for c in streamed]
+    for a, b in zip(streamed, offline, strict=True):
+        assert (a != b).mean() < 0.01   # floating-point near-ties at most
+
+
+def test_entropy_training_continues_from_an_entropy_model(tiny_model_dir, entropy_dir, tmp_path):
+    """``run.init_from``: a new run starts from an exported entropy model; a different
+    configuration is refused by name."""
+    import dataclasses
+    import shutil
+
+    from codec.errors import CodecError
+    from codec.train import load_recipe, train_any
+    from tests.conftest import REPO, tone, write_audio
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    write_audio(audio / "a.wav", tone(1.0, 16000, 300), 16000)
+    source = load_entropy_model(entropy_dir)
+    c = source.config
+    settings = [f"entropy.{key}={value}" for key, value in dataclasses.asdict(c).items()] + [
+                f"data.codec_model={tiny_model_dir}", f"data.train_dir={audio}", "data.dev_dir=null",
+                "data.codebook_choices=[3]",
+                "data.segment_frames=16", f"run.init_from={entropy_dir}", "run.batch_size=2", "optim.lr=1e-12"]
+    recipe = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml",
+                         settings + [f"run.out_dir={tmp_path / 'run'}", "run.max_steps=2"])
+    train_any(recipe)
+    trained = load_entropy_model(tmp_path / "run" / "model").state_dict()
+    for name, value in source.state_dict().items():   # a vanishing learning rate: the same weights
+        assert torch.allclose(trained[name], value, atol=1e-2 * float(value.abs().max()) + 1e-6), name
+    other = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml",
+                        settings + [f"run.out_dir={tmp_path / 'other'}", "run.max_steps=2", "entropy.dim=48"])
+    with pytest.raises(CodecError, match="differs from the recipe"):
+        train_any(other)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", empty / "config.json")
+    missing = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml",
+                          settings + [f"run.out_dir={tmp_path / 'missing'}", f"run.init_from={empty}"])
+    with pytest.raises(CodecError, match="no entropy model"):
+        train_any(missing)

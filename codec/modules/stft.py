@@ -8,8 +8,9 @@ synthesized, ``n_fft - hop`` samples later: that look-ahead is the inverse trans
 Both transforms use fixed windowed Fourier bases: a strided ``conv1d`` for the analysis; for the
 synthesis and overlap-add, a matrix product (every frame's samples) and shifted sums, which is a
 strided ``conv_transpose1d`` written out. That is the textbook DFT, written with portable
-operators, so the same graph runs in PyTorch and, exported, in ONNX Runtime. Spectra are real tensors ``[B, 2 * bins, N]``: the real parts
-of the ``bins = n_fft // 2 + 1`` bins, then their imaginary parts.
+operators, so the same graph runs in PyTorch and, exported, in ONNX Runtime. Spectra are real
+tensors ``[B, 2 * bins, N]``: the real parts of the ``bins = n_fft // 2 + 1`` bins, then their
+imaginary parts.
 """
 
 import math

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from codec.entropy import EntropyModel, EntropyModelConfig, save_entropy_model
+from codec.entropy import EntropyModel, EntropyModelConfig, load_entropy_model, save_entropy_model
+from codec.entropy.model import ENTROPY_WEIGHTS
 from codec.errors import CodecError
 from codec.train import distributed
 from codec.train.recipe import OptimConfig, RunConfig, _coerce
@@ -87,12 +88,13 @@ class CodeCrops:
 
 
 def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Console,
-                device: torch.device = torch.device("cpu")) -> list[np.ndarray]:
+                device: torch.device = torch.device("cpu"), offline: bool | None = None) -> list[np.ndarray]:
     """Codes ``[24, F]`` (int16) of every audio file under ``folder`` (channel mean), cached in ``cache``.
 
-    On the CPU each file goes through ``codec.coding.encode_audio`` (what ``codec encode`` writes);
-    on a GPU through one offline ``encode`` of the whole file at the codec's sample rate (the same
-    codes up to floating-point near-ties: offline and streaming encoding agree, tests).
+    By default, on the CPU each file goes through ``codec.coding.encode_audio`` (what ``codec
+    encode`` writes); on a GPU (or with ``offline``) through one offline ``encode`` of the whole
+    file at the codec's sample rate, padded to whole frames: the same codes up to floating-point
+    near-ties (tests).
     """
     from codec.audio import load_audio, resample
     from codec.coding import encode_audio
@@ -114,10 +116,11 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     codec_model.to(device)
     for number, path in enumerate(files, 1):
         audio, rate = load_audio(path)
-        if device.type == "cpu":
+        if not (device.type != "cpu" if offline is None else offline):
             item = encode_audio(codec_model, audio.mean(axis=1, keepdims=True), rate, kbps).codes[0]
         else:
             wav = resample(audio.mean(axis=1), rate, codec_model.sample_rate).astype(np.float32)
+            wav = np.pad(wav, (0, -len(wav) % codec_model.frame_size))  # whole frames, as encode_audio pads
             with torch.no_grad():
                 item = codec_model.encode(torch.from_numpy(wav)[None, None].to(device), num_codebooks)[0].cpu().numpy()
         codes.append(item.astype(np.int16))
@@ -172,6 +175,9 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
                                   weight_decay=recipe.optim.weight_decay)
     step, previous_seconds = 0, 0.0
+    if run.init_from and not resume:
+        model.load_state_dict(_initial_weights(Path(run.init_from), recipe.entropy).state_dict())
+        console.print(f"init_from {run.init_from}: starting from its entropy model")
     if resume:
         state = restore_checkpoint(checkpoint_path, model, optimizer, crops)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
@@ -217,6 +223,21 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     _log_held_out(out_dir, console, model, dev, step)
     console.print(f"stopped at step {step}; entropy model in {out_dir / 'model'}")
     return out_dir
+
+
+def _initial_weights(directory: Path, config: EntropyModelConfig) -> EntropyModel:
+    """The entropy model in ``directory`` (``run.init_from``: a run's ``model/`` folder or a shipped
+    model's), to continue training from. Its 8-bit matrices start the float training again.
+
+    Raises:
+        CodecError: if there is none, or its configuration differs from the recipe's.
+    """
+    initial = load_entropy_model(directory)
+    if initial is None:
+        raise CodecError(f"run.init_from={directory}: no entropy model ({ENTROPY_WEIGHTS}) there")
+    if initial.config != config:
+        raise CodecError(f"run.init_from={directory}: its configuration differs from the recipe's entropy section")
+    return initial
 
 
 def _log_held_out(out_dir: Path, console: Console, model: EntropyModel, dev: list | None, step: int) -> None:

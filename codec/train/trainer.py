@@ -96,8 +96,8 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
     # quantizers paired by name (ESC: scale and position in it); codebooks the source lacks (more
     # of them at a scale) start from the data by themselves
     old_layers = {name: layer for name, layer in initial.quantizer.named_modules() if hasattr(layer, "channel_mask")}
-    resliced = [name for name, layer in model.quantizer.named_modules()
-                if name in old_layers and not torch.equal(layer.channel_mask.cpu(), old_layers[name].channel_mask.cpu())]
+    resliced = [name for name, layer in model.quantizer.named_modules() if name in old_layers
+                and not torch.equal(layer.channel_mask.cpu(), old_layers[name].channel_mask.cpu())]
     for name in resliced:
         layer = model.quantizer.get_submodule(name)
         layer.initialized.fill_(False)
