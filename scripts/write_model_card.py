@@ -94,6 +94,20 @@ def architecture(model) -> str:
             f"(window {c.synthesis_n_fft}).")
 
 
+def run_state(run_dir: Path, recipe_path: str | None) -> dict:
+    """Step, training seconds and resolved recipe of a run: from its checkpoint, or, for a run
+    brought back without one (a GPU session returns only ``model/`` and logs), from its
+    ``train.log`` and ``recipe_path``."""
+    if (run_dir / "checkpoint.pt").is_file():
+        return torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    if recipe_path is None or not (run_dir / "train.log").is_file():
+        raise SystemExit(f"{run_dir}: no checkpoint.pt; give --recipe and keep its train.log")
+    from codec.train.recipe import load_recipe
+
+    last = [json.loads(line) for line in (run_dir / "train.log").read_text().splitlines()][-1]
+    return {"step": last["step"], "train_seconds": 60 * last["total_min"], "recipe": load_recipe(recipe_path).to_dict()}
+
+
 def entropy_training(run_dir: Path | None) -> str:
     """Steps, wall time and held-out bits from an entropy model's training log, as a sentence."""
     if run_dir is None or not (run_dir / "train.log").is_file():
@@ -157,6 +171,7 @@ def main() -> None:
     parser.add_argument("--notes", default="", help="extra markdown for the training section")
     parser.add_argument("--summary", default="", help="markdown after the card's first paragraph")
     parser.add_argument("--recipe", default="recipes/conv_16k.yaml", help="the recipe named in the card")
+    parser.add_argument("--hardware", help="the hardware sentence (default: this machine's CPU, no GPU)")
     parser.add_argument("--entropy-run", type=Path, help="the entropy model's run folder (its train.log)")
     args = parser.parse_args()
     if args.speed_only:
@@ -165,7 +180,7 @@ def main() -> None:
     if args.ship is None:
         parser.error("--ship is required")
 
-    state = torch.load(args.run_dir / "checkpoint.pt", weights_only=True)
+    state = run_state(args.run_dir, args.recipe)
     args.ship.mkdir(parents=True, exist_ok=True)
     save_model(load_model(args.run_dir / "model"), args.ship, dtype=torch.float16)  # 16-bit: half the size
     model = load_model(args.ship)
@@ -254,7 +269,7 @@ encoder and decoder (streaming-capable), algorithmic latency {model.latency} sam
   codebook x {recipe['loss']['codebook_weight']:g}; no adversarial loss yet.
 - Steps: {state['step']} at batch {recipe['run']['batch_size']}, AdamW lr {recipe['optim']['lr']:g};
   wall time {metrics['train_wall_minutes']:.0f} minutes in all (runs resumed from checkpoints).
-- Hardware: {platform.machine()} CPU, 2 cores, no GPU. {args.notes}
+- Hardware: {args.hardware or f"{platform.machine()} CPU, 2 cores, no GPU."} {args.notes}
 
 ## Measured quality (all {len(files)} files of `../shared/data/speech/dev`)
 
