@@ -3,11 +3,13 @@
 Launch:
     codec train recipes/entropy_conv_16k.yaml            # codes the training set once, then trains
     codec train recipes/entropy_conv_16k.yaml --resume
+    codec train recipes/entropy_conv_16k.yaml -o run.init_from=models/conv-16k   # continue from an entropy model
 
 The codes (24 codebooks) are cached in ``run.out_dir/codes.npz``; each step trains on random
 crops with a random number of codebooks from ``codebook_choices``, so one entropy model serves
 every bitrate. The trained model lands in ``run.out_dir/model/`` (``entropy.safetensors`` and
-``entropy_config.json``); copy both beside the codec's weights to ship it.
+``entropy_config.json``); copy both beside the codec's weights to ship it. ``run.device`` trains
+on a GPU (``auto``: when there is one), where the training set is coded on the GPU too.
 """
 
 import dataclasses
@@ -113,16 +115,17 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     codes = []
     start = time.monotonic()
     num_codebooks = codec_model.config.num_codebooks
+    offline = device.type != "cpu" if offline is None else offline
     codec_model.to(device)
     for number, path in enumerate(files, 1):
         audio, rate = load_audio(path)
-        if not (device.type != "cpu" if offline is None else offline):
-            item = encode_audio(codec_model, audio.mean(axis=1, keepdims=True), rate, kbps).codes[0]
-        else:
+        if offline:
             wav = resample(audio.mean(axis=1), rate, codec_model.sample_rate).astype(np.float32)
             wav = np.pad(wav, (0, -len(wav) % codec_model.frame_size))  # whole frames, as encode_audio pads
             with torch.no_grad():
                 item = codec_model.encode(torch.from_numpy(wav)[None, None].to(device), num_codebooks)[0].cpu().numpy()
+        else:
+            item = encode_audio(codec_model, audio.mean(axis=1, keepdims=True), rate, kbps).codes[0]
         codes.append(item.astype(np.int16))
         if number % 200 == 0:
             console.print(f"coded {number}/{len(files)} files ({time.monotonic() - start:.0f} s)")
