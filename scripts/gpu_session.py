@@ -16,7 +16,7 @@ to carry) to 16-bit WAV at 16 kHz, which every job reads. Every minute, and at t
 stopped lease still returns the last pack. Unpack with ``cat session.tar.part-* | tar x``.
 
 Usage (on the GPU machine, from the repository root):
-    python3 scripts/gpu_session.py recipes/gpu_session.yaml --out "$OUT"
+    python3 scripts/gpu_session.py scripts/gpu_session.yaml --out "$OUT"
 """
 
 import argparse
@@ -76,17 +76,20 @@ def prepare_audio(source: Path, target: Path, rate: int = 16000) -> Path:
     return target
 
 
-def _last_speed(out_dir: Path) -> float:
-    """Median steps/s of the last three logged intervals of a run."""
-    rates = [record["steps_per_s"] for record in map(json.loads, (out_dir / "train.log").read_text().splitlines())
-             if "steps_per_s" in record][-3:]
-    return sorted(rates)[len(rates) // 2]
+def _last_speed(out_dir: Path) -> float | None:
+    """Median steps/s of the last three logged intervals of a run (None if it logged none)."""
+    log = out_dir / "train.log"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    rates = [record["steps_per_s"] for record in map(json.loads, lines) if "steps_per_s" in record][-3:]
+    return sorted(rates)[len(rates) // 2] if rates else None
 
 
-def _checkpoint_step(out_dir: Path) -> int:
+def _checkpoint(out_dir: Path) -> tuple[int, int]:
+    """The step of a run's checkpoint and its recipe's warm-up steps."""
     import torch
 
-    return int(torch.load(out_dir / "checkpoint.pt", map_location="cpu", weights_only=True)["step"])
+    state = torch.load(out_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    return int(state["step"]), int(state["recipe"]["optim"]["warmup_steps"])
 
 
 def _start(job: Job, extra: list[str], threads: int) -> None:
@@ -102,42 +105,97 @@ def _start(job: Job, extra: list[str], threads: int) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {job.name} phase {job.phase}: {' '.join(command[3:])}", flush=True)
 
 
-def _next_phase(job: Job, common: list[str], threads: int) -> None:
-    """Start the job's next phase (or mark it finished after phase 2)."""
+def _next_phase(job: Job, common: list[str], threads: int, minutes_left: float) -> None:
+    """Start the job's next phase (or mark it finished after phase 2).
+
+    Phase 2's decay starts where phase 1 stopped (or where the warm-up ends, if later: the
+    trainer decays only after it) and spans the steps that fit in ``decay_minutes``, or in the
+    time left before the session's deadline if that is shorter."""
     if job.phase == 1:
-        speed, step = _last_speed(job.out_dir), _checkpoint_step(job.out_dir)
-        steps = max(1, int(speed * 60 * job.decay_minutes))
+        speed = _last_speed(job.out_dir)
+        if speed is None or not (job.out_dir / "checkpoint.pt").is_file():
+            print(f"{job.name}: phase 1 left no speed or checkpoint; no decay phase", flush=True)
+            job.phase, job.process, job.failed = 3, None, True
+            return
+        step, warmup = _checkpoint(job.out_dir)
+        start = max(step, warmup)
+        minutes = min(job.decay_minutes, minutes_left - 0.5)   # start-up and the checkpoint at the end
+        steps = max(1, int(speed * 60 * minutes) - (start - step))
         decay = job.decay_factor ** (-1 / steps)
-        print(f"{job.name}: phase 1 ended at step {step}, {speed:.2f} steps/s -> {steps} decay steps "
-              f"(x{decay:.6f} per step)", flush=True)
+        print(f"{job.name}: phase 1 ended at step {step}, {speed:.2f} steps/s -> decay over steps {start}-"
+              f"{start + steps} (x{decay:.6f} per step)", flush=True)
         job.phase = 2
-        _start(job, common + [f"optim.decay_start={step}", f"optim.lr_decay={decay}", f"run.max_steps={step + steps}",
-                              f"run.max_minutes={job.decay_minutes * 1.2 + 0.3}"], threads)
+        _start(job, common + [f"optim.decay_start={start}", f"optim.lr_decay={decay}",
+                              f"run.max_steps={start + steps}", f"run.max_minutes={minutes * 1.2 + 0.3}"], threads)
     else:
         job.phase = 3
         job.process = None
 
 
+_PACK_LOCK = threading.Lock()
+
+
 def pack(jobs: list[Job], out: Path) -> None:
-    """Each job's model folder and logs as OUT/session.tar.part-N (parts of at most 15 MB)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for job in jobs:
-            for path in sorted(job.out_dir.glob("model/*")) + sorted(job.out_dir.glob("*.log")) \
-                    + sorted(job.out_dir.glob("phase*.out")):
-                tar.add(path, arcname=str(path.relative_to(job.out_dir.parent)))
-    data = buffer.getvalue()
-    staging = out / ".staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    for old in staging.glob("*"):
-        old.unlink()
-    for number, start in enumerate(range(0, len(data), PART_BYTES)):
-        (staging / f"session.tar.part-{number}").write_bytes(data[start:start + PART_BYTES])
-    for old in out.glob("session.tar.part-*"):
-        old.unlink()
-    for part in staging.glob("*"):
-        part.rename(out / part.name)
-    staging.rmdir()
+    """Each job's model folder and logs as OUT/session.tar.part-N (parts of at most 15 MB).
+
+    Each file is read once (the trainers replace model files atomically, so a read sees a whole
+    file); a part replaces its predecessor by a rename, so a stopped session leaves whole parts."""
+    with _PACK_LOCK:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for job in jobs:
+                for path in sorted(job.out_dir.glob("model/*")) + sorted(job.out_dir.glob("*.log")) \
+                        + sorted(job.out_dir.glob("phase*.out")):
+                    try:
+                        data = path.read_bytes()
+                    except OSError:   # replaced between the listing and the read: the next pack has it
+                        continue
+                    info = tarfile.TarInfo(str(path.relative_to(job.out_dir.parent)))
+                    info.size, info.mtime = len(data), int(time.time())
+                    tar.addfile(info, io.BytesIO(data))
+        data = buffer.getvalue()
+        out.mkdir(parents=True, exist_ok=True)
+        count = 0
+        for count, start in enumerate(range(0, len(data), PART_BYTES), 1):
+            tmp = out / f".session.tar.part-{count - 1}.tmp"
+            tmp.write_bytes(data[start:start + PART_BYTES])
+            os.replace(tmp, out / f"session.tar.part-{count - 1}")
+        for old in out.glob("session.tar.part-*"):
+            if int(old.name.rsplit("-", 1)[1]) >= count:
+                old.unlink()
+
+
+def _stop(jobs: list[Job], grace_seconds: float = 90) -> None:
+    """SIGTERM every running phase (each saves a checkpoint), then kill what outlives the grace."""
+    running = [job.process for job in jobs if job.process is not None and job.process.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
+    for process in running:
+        try:
+            process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _step(jobs: list[Job], by_name: dict[str, Job], common: list[str], threads: int, deadline: float) -> None:
+    """Start, advance or retire each job once."""
+    for job in jobs:
+        if job.phase == 0 and job.after and by_name[job.after].failed:
+            print(f"{job.name}: not started ({job.after} failed)", flush=True)
+            job.phase, job.failed = 3, True
+        elif job.phase == 0 and (job.after is None or by_name[job.after].phase == 3):
+            if job.after:
+                job.overrides.append(f"data.codec_model={by_name[job.after].out_dir / 'model'}")
+            job.phase = 1
+            _start(job, common + [f"run.max_minutes={job.constant_minutes}"], threads)
+        elif job.process is not None and job.process.poll() is not None:
+            if job.process.returncode != 0:
+                print(f"{job.name} phase {job.phase} failed (exit {job.process.returncode}); "
+                      f"see {job.out_dir}/phase{job.phase}.out", flush=True)
+                print((job.out_dir / f"phase{job.phase}.out").read_text()[-3000:], flush=True)
+                job.phase, job.process, job.failed = 3, None, True
+            else:
+                _next_phase(job, common, threads, (deadline - time.monotonic()) / 60)
 
 
 def main() -> int:
@@ -146,56 +204,44 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for the packed results")
     args = parser.parse_args()
     plan = yaml.safe_load(args.plan.read_text())
+    deadline = time.monotonic() + 60 * float(plan["deadline_minutes"])
     runs = Path(plan.get("runs_dir", "runs/gpu"))
     threads = int(plan.get("threads", 4))
-    deadline = time.monotonic() + 60 * float(plan["deadline_minutes"])
     jobs = [Job(**spec) for spec in plan["jobs"]]
+    by_name = {job.name: job for job in jobs}
+    unknown = [job.after for job in jobs if job.after and job.after not in by_name]
+    if unknown:
+        raise SystemExit(f"{args.plan}: 'after' names no job: {', '.join(unknown)}")
     for job in jobs:
         job.out_dir = runs / job.name
     t0 = time.monotonic()
     audio = prepare_audio(Path(plan["audio"]), runs / "audio16k")
     print(f"audio decoded to {audio} in {time.monotonic() - t0:.0f} s", flush=True)
     common = [f"data.train_dir={audio}", f"run.device={plan.get('device', 'cuda')}"]
-    by_name = {job.name: job for job in jobs}
 
     stop = threading.Event()
 
     def keep_packing() -> None:
         while not stop.wait(60):
-            pack(jobs, args.out)
+            try:
+                pack(jobs, args.out)
+            except OSError as error:   # a full disk, say: the next pack tries again
+                print(f"pack failed: {error}", flush=True)
 
     packer = threading.Thread(target=keep_packing, daemon=True)
     packer.start()
-    while any(job.phase < 3 for job in jobs):
-        for job in jobs:
-            if job.phase == 0 and job.after and by_name[job.after].failed:
-                print(f"{job.name}: not started ({job.after} failed)", flush=True)
-                job.phase, job.failed = 3, True
-            elif job.phase == 0 and (job.after is None or by_name[job.after].phase == 3):
-                if job.after:
-                    job.overrides.append(f"data.codec_model={by_name[job.after].out_dir / 'model'}")
-                job.phase = 1
-                _start(job, common + [f"run.max_minutes={job.constant_minutes}"], threads)
-            elif job.process is not None and job.process.poll() is not None:
-                if job.process.returncode != 0:
-                    print(f"{job.name} phase {job.phase} failed (exit {job.process.returncode}); "
-                          f"see {job.out_dir}/phase{job.phase}.out", flush=True)
-                    print((job.out_dir / f"phase{job.phase}.out").read_text()[-3000:], flush=True)
-                    job.phase, job.process, job.failed = 3, None, True
-                else:
-                    _next_phase(job, common, threads)
-        if time.monotonic() > deadline:
-            print("deadline: stopping every run (each saves a checkpoint)", flush=True)
-            for job in jobs:
-                if job.process is not None:
-                    job.process.send_signal(signal.SIGTERM)
-            for job in jobs:
-                if job.process is not None:
-                    job.process.wait()
-            break
-        time.sleep(1)
-    stop.set()
-    pack(jobs, args.out)
+    try:
+        while any(job.phase < 3 for job in jobs):
+            _step(jobs, by_name, common, threads, deadline)
+            if time.monotonic() > deadline:
+                print("deadline: stopping every run (each saves a checkpoint)", flush=True)
+                break
+            time.sleep(1)
+    finally:   # also on an error of this script: no run outlives it, and what they saved is packed
+        _stop(jobs)
+        stop.set()
+        packer.join()
+        pack(jobs, args.out)
     for job in jobs:
         log = job.out_dir / "train.log"
         last = log.read_text().splitlines()[-1] if log.exists() else "no log"

@@ -99,7 +99,7 @@ def run_state(run_dir: Path, recipe_path: str | None) -> dict:
     brought back without one (a GPU session returns only ``model/`` and logs), from its
     ``train.log`` and ``recipe_path``."""
     if (run_dir / "checkpoint.pt").is_file():
-        return torch.load(run_dir / "checkpoint.pt", weights_only=True)
+        return torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
     if recipe_path is None or not (run_dir / "train.log").is_file():
         raise SystemExit(f"{run_dir}: no checkpoint.pt; give --recipe and keep its train.log")
     from codec.train.recipe import load_recipe
@@ -170,7 +170,8 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true", help="re-measure only the speed of a shipped model")
     parser.add_argument("--notes", default="", help="extra markdown for the training section")
     parser.add_argument("--summary", default="", help="markdown after the card's first paragraph")
-    parser.add_argument("--recipe", default="recipes/conv_16k.yaml", help="the recipe named in the card")
+    parser.add_argument("--recipe", help="the recipe named in the card (default recipes/conv_16k.yaml; needed "
+                                         "for a run without checkpoint)")
     parser.add_argument("--hardware", help="the hardware sentence (default: this machine's CPU, no GPU)")
     parser.add_argument("--entropy-run", type=Path, help="the entropy model's run folder (its train.log)")
     args = parser.parse_args()
@@ -263,7 +264,8 @@ encoder and decoder (streaming-capable), algorithmic latency {model.latency} sam
 - Data: `../shared/data/speech/train` (2.64 h, 231 speakers: speechocean762 read English, half of
   it children, plus one adult male, dc_tts self-recordings), random {recipe['data']['segment_seconds']} s crops,
   random level {recipe['data']['level_db'][0]:g} to {recipe['data']['level_db'][1]:g} dBFS.
-- Recipe: `{args.recipe}` (resolved copy in the training checkpoint); losses: multi-resolution
+- Recipe: `{args.recipe or "recipes/conv_16k.yaml"}`{" (resolved copy in the training checkpoint)" if
+    (args.run_dir / "checkpoint.pt").is_file() else ""}; losses: multi-resolution
   log-mel L1 (windows {recipe['loss']['mel_windows']}) x {recipe['loss']['mel_weight']:g}, multi-resolution STFT
   magnitude x {recipe['loss']['stft_weight']:g}, commitment x {recipe['loss']['commitment_weight']:g},
   codebook x {recipe['loss']['codebook_weight']:g}; no adversarial loss yet.

@@ -44,3 +44,66 @@ def test_two_phase_runs_with_a_dependent_entropy_job(tmp_path):
     packed = b"".join(p.read_bytes() for p in sorted(out.glob("session.tar.part-*")))
     names = tarfile.open(fileobj=io.BytesIO(packed)).getnames()
     assert {"codec/model/model.safetensors", "entropy/model/entropy.safetensors", "codec/train.log"} <= set(names)
+
+
+def _driver():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_session", REPO / "scripts" / "gpu_session.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_failed_job_skips_its_dependants_and_the_session_still_packs(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    write_audio(audio / "a.wav", tone(0.5, 16000), 16000)
+    plan = {"audio": str(audio), "runs_dir": str(tmp_path / "runs"), "device": "cpu", "threads": 1,
+            "deadline_minutes": 2,
+            "jobs": [{"name": "broken", "recipe": "recipes/no_such.yaml", "constant_minutes": 0.1,
+                      "decay_minutes": 0.1},
+                     {"name": "later", "recipe": "recipes/entropy_conv_16k.yaml", "after": "broken",
+                      "constant_minutes": 0.1, "decay_minutes": 0.1}]}
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    done = subprocess.run([sys.executable, "scripts/gpu_session.py", str(tmp_path / "plan.yaml"), "--out",
+                           str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "broken phase 1 failed" in done.stdout and "later: not started (broken failed)" in done.stdout
+    assert (tmp_path / "out" / "session.tar.part-0").is_file()
+
+
+def test_pack_replaces_its_parts(tmp_path, monkeypatch):
+    driver = _driver()
+    job = driver.Job(name="a", recipe="r", constant_minutes=1, decay_minutes=1, out_dir=tmp_path / "runs" / "a")
+    (job.out_dir / "model").mkdir(parents=True)
+    monkeypatch.setattr(driver, "PART_BYTES", 1000)
+    (job.out_dir / "model" / "w.bin").write_bytes(b"x" * 5000)
+    driver.pack([job], tmp_path / "out")
+    assert len(list((tmp_path / "out").glob("session.tar.part-*"))) >= 6
+    (job.out_dir / "model" / "w.bin").write_bytes(b"y" * 10)
+    driver.pack([job], tmp_path / "out")
+    parts = sorted((tmp_path / "out").glob("session.tar.part-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    data = b"".join(p.read_bytes() for p in parts)
+    tar = tarfile.open(fileobj=io.BytesIO(data))
+    assert tar.extractfile("a/model/w.bin").read() == b"y" * 10   # no stale part left behind
+    assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+def test_the_decay_starts_after_the_warm_up(tmp_path, monkeypatch):
+    """A phase 1 that ends inside the warm-up: phase 2's decay starts when the warm-up ends and
+    still ends on time."""
+    driver = _driver()
+    job = driver.Job(name="a", recipe="r", constant_minutes=1, decay_minutes=1, out_dir=tmp_path, phase=1)
+    (tmp_path / "train.log").write_text('{"step": 50, "steps_per_s": 10.0}\n')
+    (tmp_path / "checkpoint.pt").write_bytes(b"")
+    monkeypatch.setattr(driver, "_checkpoint", lambda out_dir: (100, 300))
+    started = []
+    monkeypatch.setattr(driver, "_start", lambda job, extra, threads: started.append(extra))
+    driver._next_phase(job, [], 1, minutes_left=10)
+    settings = dict(item.split("=") for item in started[0])
+    assert settings["optim.decay_start"] == "300"
+    assert settings["run.max_steps"] == str(100 + 600)   # 10 steps/s for one minute from step 100
+    driver._next_phase(job := driver.Job(name="b", recipe="r", constant_minutes=1, decay_minutes=1,
+                                         out_dir=tmp_path / "none", phase=1), [], 1, minutes_left=10)
+    assert job.failed and job.phase == 3   # no log: no decay phase, no crash

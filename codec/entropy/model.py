@@ -15,6 +15,7 @@ order for encoding and decoding, so that both compute the very same numbers.
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,8 +161,10 @@ def save_entropy_model(model: EntropyModel, directory: Path) -> None:
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(_to_8_bits(model.state_dict()), str(directory / ENTROPY_WEIGHTS))
-    (directory / ENTROPY_CONFIG).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    save_file(_to_8_bits(model.state_dict()), str(directory / (ENTROPY_WEIGHTS + ".tmp")))
+    os.replace(directory / (ENTROPY_WEIGHTS + ".tmp"), directory / ENTROPY_WEIGHTS)   # never half a file
+    (directory / (ENTROPY_CONFIG + ".tmp")).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    os.replace(directory / (ENTROPY_CONFIG + ".tmp"), directory / ENTROPY_CONFIG)
 
 
 def load_entropy_model(directory: Path) -> EntropyModel | None:

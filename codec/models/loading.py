@@ -122,6 +122,9 @@ def save_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = tor
     model_dir.mkdir(parents=True, exist_ok=True)
     state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous().clone()
              for k, v in model.state_dict().items()}
-    save_file(state, str(model_dir / WEIGHTS_FILE))
-    (model_dir / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    # written beside and renamed: a reader (a running `codec --model`, a packer) never sees half a file
+    save_file(state, str(model_dir / (WEIGHTS_FILE + ".tmp")))
+    os.replace(model_dir / (WEIGHTS_FILE + ".tmp"), model_dir / WEIGHTS_FILE)
+    (model_dir / (CONFIG_FILE + ".tmp")).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    os.replace(model_dir / (CONFIG_FILE + ".tmp"), model_dir / CONFIG_FILE)
     return model_dir

@@ -98,8 +98,6 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     file at the codec's sample rate, padded to whole frames: the same codes up to floating-point
     near-ties (tests).
     """
-    from codec.audio import load_audio, resample
-    from codec.coding import encode_audio
     from codec.models import load_model
     from codec.train.data import find_audio_files
 
@@ -112,11 +110,27 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
                          f"'{codec_model.config.name}'")
     files = find_audio_files(folder)
     kbps = max(codec_model.config.bitrates_kbps)
-    codes = []
-    start = time.monotonic()
-    num_codebooks = codec_model.config.num_codebooks
     offline = device.type != "cpu" if offline is None else offline
     codec_model.to(device)
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # float32 codes, as on a CPU
+    try:
+        codes = _code_files(codec_model, files, kbps, offline, device, console)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **{f"c{i}": c for i, c in enumerate(codes)})
+    return codes
+
+
+def _code_files(codec_model, files: list[Path], kbps: float, offline: bool, device: torch.device,
+                console: Console) -> list[np.ndarray]:
+    """Codes ``[24, F]`` (int16) of each file: offline, or through ``encode_audio``."""
+    from codec.audio import load_audio, resample
+    from codec.coding import encode_audio
+
+    codes, start = [], time.monotonic()
+    num_codebooks = codec_model.config.num_codebooks
     for number, path in enumerate(files, 1):
         audio, rate = load_audio(path)
         if offline:
@@ -129,8 +143,6 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
         codes.append(item.astype(np.int16))
         if number % 200 == 0:
             console.print(f"coded {number}/{len(files)} files ({time.monotonic() - start:.0f} s)")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **{f"c{i}": c for i, c in enumerate(codes)})
     return codes
 
 
@@ -169,6 +181,7 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
         device = distributed.device_for(run.device)
     except RuntimeError as error:
         raise CodecError(str(error)) from None
+    initial = _initial_weights(run.init_from, recipe.entropy) if run.init_from and not resume else None
     crops = CodeCrops([c.astype(np.int64) for c in code_folder(recipe, Path(recipe.data.train_dir),
                                                                out_dir / "codes.npz", console, device)],
                       recipe.data.segment_frames, run.seed)
@@ -178,8 +191,8 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
                                   weight_decay=recipe.optim.weight_decay)
     step, previous_seconds = 0, 0.0
-    if run.init_from and not resume:
-        model.load_state_dict(_initial_weights(Path(run.init_from), recipe.entropy).state_dict())
+    if initial is not None:
+        model.load_state_dict(initial.state_dict())
         console.print(f"init_from {run.init_from}: starting from its entropy model")
     if resume:
         state = restore_checkpoint(checkpoint_path, model, optimizer, crops)
@@ -228,13 +241,17 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     return out_dir
 
 
-def _initial_weights(directory: Path, config: EntropyModelConfig) -> EntropyModel:
-    """The entropy model in ``directory`` (``run.init_from``: a run's ``model/`` folder or a shipped
-    model's), to continue training from. Its 8-bit matrices start the float training again.
+def _initial_weights(source: str, config: EntropyModelConfig) -> EntropyModel:
+    """The entropy model of ``source`` (``run.init_from``: a run's ``model/`` folder, or a codec's
+    name or folder with one beside its weights), to continue training from. Its 8-bit matrices
+    start the float training again.
 
     Raises:
         CodecError: if there is none, or its configuration differs from the recipe's.
     """
+    from codec.models.loading import resolve_model_dir
+
+    directory = Path(source) if Path(source).is_dir() else resolve_model_dir(source)
     initial = load_entropy_model(directory)
     if initial is None:
         raise CodecError(f"run.init_from={directory}: no entropy model ({ENTROPY_WEIGHTS}) there")
