@@ -152,3 +152,23 @@ def test_init_from_keeps_every_trained_codebook_when_a_scale_grows(tmp_path):
     assert [bool(layer.initialized) for layer in coarse.layers] == [True, False]   # the new one starts from data
     assert [bool(layer.initialized) for layer in middle.layers + fine.layers] == [True] * 5
     assert torch.equal(middle.layers[2].codebook, trained.quantizer.scales[1].layers[2].codebook)
+
+
+def test_entropy_trainer_codes_a_folder_with_an_esc_codec(esc, tmp_path):
+    """The entropy model's training codes come from any codec family, offline (GPU path) or
+    through ``encode_audio`` (CPU path), the same codes either way."""
+    from rich.console import Console
+
+    from codec.train.entropy_trainer import EntropyRecipe, code_folder
+
+    directory = save_model(esc, tmp_path / "esc-tiny")
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i, seconds in enumerate((0.51, 0.9)):
+        write_audio(audio / f"{i}.wav", tone(seconds, 16000, 250 + 100 * i), 16000)
+    recipe = EntropyRecipe.from_dict({"entropy": {"codec": "esc-tiny"}, "data": {"codec_model": str(directory)}})
+    streamed = code_folder(recipe, audio, tmp_path / "a.npz", Console(quiet=True))
+    offline = code_folder(recipe, audio, tmp_path / "b.npz", Console(quiet=True), offline=True)
+    assert [c.shape[0] for c in streamed] == [esc.num_codebooks] * 2
+    for a, b in zip(streamed, offline, strict=True):
+        assert a.shape == b.shape and (a != b).mean() < 0.01

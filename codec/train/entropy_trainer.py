@@ -130,7 +130,7 @@ def _code_files(codec_model, files: list[Path], kbps: float, offline: bool, devi
     from codec.coding import encode_audio
 
     codes, start = [], time.monotonic()
-    num_codebooks = codec_model.config.num_codebooks
+    num_codebooks = codec_model.num_codebooks
     for number, path in enumerate(files, 1):
         audio, rate = load_audio(path)
         if offline:
