@@ -56,7 +56,6 @@ class Job:
     process: subprocess.Popen | None = None
     phase: int = 0                    # 1, 2: running that phase; 3: finished
     failed: bool = False
-    log: list[str] = field(default_factory=list)
 
 
 def _convert(task: tuple[Path, Path, int]) -> None:
@@ -99,9 +98,8 @@ def _start(job: Job, extra: list[str], threads: int) -> None:
     if job.phase == 2:
         command.append("--resume")
     job.out_dir.mkdir(parents=True, exist_ok=True)
-    log = open(job.out_dir / f"phase{job.phase}.out", "w")
-    job.log.append(" ".join(command))
-    job.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    with open(job.out_dir / f"phase{job.phase}.out", "w") as log:   # the child keeps its own handle
+        job.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     print(f"[{time.strftime('%H:%M:%S')}] {job.name} phase {job.phase}: {' '.join(command[3:])}", flush=True)
 
 

@@ -167,7 +167,9 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     """Train an entropy model; returns the run directory.
 
     Raises:
-        CodecError: for a checkpoint conflict (as ``codec.train.train``) or unusable data.
+        CodecError: for a checkpoint conflict (as ``codec.train.train``), unusable data, a
+            ``run.device`` that is not there, or a ``run.init_from`` without an entropy model of
+            the recipe's configuration.
     """
     console = console or Console(stderr=True)
     run = recipe.run
