@@ -17,6 +17,7 @@ import soundfile as sf
 import soxr
 import torch
 
+from codec.atomic import write_atomically
 from codec.audio import open_audio, read_blocks
 from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
@@ -265,19 +266,6 @@ def check_paths(input_path: Path, output_path: Path, force: bool) -> None:
         raise CodecError(f"{output_path.parent}: no such directory for the output")
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file beside ``path``: an error or Ctrl-C never leaves half a file
-    and never destroys the old one."""
-    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    except OSError as error:   # name the user's path, not the temporary one
-        raise CodecError(f"{path}: cannot write ({error.strerror or error})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def entropy_coder_for(model: ConvCodec, required: bool = False):
     """An ``EntropyCoder`` for the model's entropy model, or None if it has none.
 
@@ -359,7 +347,7 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
         report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale and were "
                                f"limited to ±1.0")
     data = to_bytes(codes_file, entropy_coder_for(model, required=True) if wants_entropy(model, entropy) else None)
-    _write_atomically(output_path, lambda tmp: tmp.write_bytes(data))
+    write_atomically(output_path, lambda tmp: tmp.write_bytes(data))
     return codes_file, report
 
 
@@ -398,7 +386,7 @@ def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
                 clipped += int(np.count_nonzero(np.abs(block) > 1.0))
                 sink.write(np.clip(block, -1.0, 1.0))
 
-    _write_atomically(output_path, write)
+    write_atomically(output_path, write)
     report = CodingReport()
     if clipped:
         report.warnings.append(f"{output_path}: {clipped} decoded samples exceeded ±1.0 and were clipped")
@@ -525,5 +513,5 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
                           channels=channels or info.channels, format=_format_for(output_path)) as sink:
             sink.write(np.clip(audio, -1.0, 1.0))
 
-    _write_atomically(output_path, write)
+    write_atomically(output_path, write)
     return report

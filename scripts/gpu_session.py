@@ -37,6 +37,7 @@ import soundfile as sf
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from codec.atomic import write_atomically  # noqa: E402
 from codec.audio import load_audio, resample  # noqa: E402
 from codec.datasets import find_inputs  # noqa: E402
 
@@ -155,9 +156,8 @@ def pack(jobs: list[Job], out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         count = 0
         for count, start in enumerate(range(0, len(data), PART_BYTES), 1):
-            tmp = out / f".session.tar.part-{count - 1}.tmp"
-            tmp.write_bytes(data[start:start + PART_BYTES])
-            os.replace(tmp, out / f"session.tar.part-{count - 1}")
+            chunk = data[start:start + PART_BYTES]
+            write_atomically(out / f"session.tar.part-{count - 1}", lambda tmp, chunk=chunk: tmp.write_bytes(chunk))
         for old in out.glob("session.tar.part-*"):
             if int(old.name.rsplit("-", 1)[1]) >= count:
                 old.unlink()

@@ -87,7 +87,7 @@ def test_pack_replaces_its_parts(tmp_path, monkeypatch):
     data = b"".join(p.read_bytes() for p in parts)
     tar = tarfile.open(fileobj=io.BytesIO(data))
     assert tar.extractfile("a/model/w.bin").read() == b"y" * 10   # no stale part left behind
-    assert not list((tmp_path / "out").glob(".*tmp"))
+    assert not list((tmp_path / "out").glob(".*"))   # no temporary file left
 
 
 def test_the_decay_starts_after_the_warm_up(tmp_path, monkeypatch):

@@ -15,7 +15,6 @@ order for encoding and decoding, so that both compute the very same numbers.
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codec.atomic import write_atomically
 from codec.config import JsonConfig
 from codec.errors import CodecError
 from codec.modules.transformer import rotary
@@ -161,10 +161,9 @@ def save_entropy_model(model: EntropyModel, directory: Path) -> None:
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(_to_8_bits(model.state_dict()), str(directory / (ENTROPY_WEIGHTS + ".tmp")))
-    os.replace(directory / (ENTROPY_WEIGHTS + ".tmp"), directory / ENTROPY_WEIGHTS)   # never half a file
-    (directory / (ENTROPY_CONFIG + ".tmp")).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-    os.replace(directory / (ENTROPY_CONFIG + ".tmp"), directory / ENTROPY_CONFIG)
+    weights, config = _to_8_bits(model.state_dict()), json.dumps(model.config.to_dict(), indent=2) + "\n"
+    write_atomically(directory / ENTROPY_WEIGHTS, lambda tmp: save_file(weights, str(tmp)))
+    write_atomically(directory / ENTROPY_CONFIG, lambda tmp: tmp.write_text(config))
 
 
 def load_entropy_model(directory: Path) -> EntropyModel | None:

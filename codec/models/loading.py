@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from codec.atomic import write_atomically
 from codec.errors import CodecError
 from codec.models.conv_codec import ConvCodec
 from codec.models.registry import build_model, config_from_dict
@@ -122,9 +123,7 @@ def save_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = tor
     model_dir.mkdir(parents=True, exist_ok=True)
     state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous().clone()
              for k, v in model.state_dict().items()}
-    # written beside and renamed: a reader (a running `codec --model`, a packer) never sees half a file
-    save_file(state, str(model_dir / (WEIGHTS_FILE + ".tmp")))
-    os.replace(model_dir / (WEIGHTS_FILE + ".tmp"), model_dir / WEIGHTS_FILE)
-    (model_dir / (CONFIG_FILE + ".tmp")).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-    os.replace(model_dir / (CONFIG_FILE + ".tmp"), model_dir / CONFIG_FILE)
+    write_atomically(model_dir / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
+    config = json.dumps(model.config.to_dict(), indent=2) + "\n"
+    write_atomically(model_dir / CONFIG_FILE, lambda tmp: tmp.write_text(config))
     return model_dir

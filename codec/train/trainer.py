@@ -18,7 +18,6 @@ skipped and counted; gradients are clipped.
 import dataclasses
 import json
 import math
-import os
 import signal
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from codec.atomic import write_atomically
 from codec.errors import CodecError
 from codec.models import ConvCodec, build_model, save_model
 from codec.train import distributed
@@ -57,9 +57,7 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, train_seconds: flo
         "data_rng": json.dumps(dataset.rng.bit_generator.state),
         **(extra or {}),
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # never leave a half-written checkpoint behind
+    write_atomically(path, lambda tmp: torch.save(state, tmp))  # never a half-written checkpoint
 
 
 def restore_checkpoint(path: Path, model, optimizer, data=None) -> dict:
