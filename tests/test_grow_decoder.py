@@ -1,0 +1,36 @@
+"""scripts/grow_decoder.py: more decoder blocks that start as the identity."""
+
+import subprocess
+import sys
+
+import torch
+
+from codec.models import load_model
+from tests.conftest import REPO
+
+
+def test_grown_decoder_decodes_as_before_and_its_new_blocks_learn(tiny_model_dir, tmp_path):
+    out = tmp_path / "grown"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "grow_decoder.py"), str(tiny_model_dir), str(out),
+                    "--code-rate", "2", "--analysis", "1"], check=True, cwd=REPO, capture_output=True)
+    before, grown = load_model(tiny_model_dir), load_model(out)
+    c, g = before.config, grown.config
+    assert (g.decoder_code_rate_blocks, g.decoder_analysis_blocks) == \
+        (c.decoder_code_rate_blocks + 2, c.decoder_analysis_blocks + 1)
+    codes = torch.randint(0, c.codebook_size, (2, c.num_codebooks, 12))
+    assert torch.equal(grown.decode(codes), before.decode(codes))
+    # the encoder is untouched: the same codes
+    wav = torch.randn(1, 1, 12 * before.frame_size)
+    assert torch.equal(grown.encode(wav, c.num_codebooks), before.encode(wav, c.num_codebooks))
+    # a new block (the first after the trained code-rate blocks) gets a gradient through its layer scale
+    new_block = grown.decoder[2 + c.decoder_code_rate_blocks]
+    assert torch.count_nonzero(new_block.gamma) == 0
+    grown.decode_latent(grown.dequantize(codes)).pow(2).mean().backward()
+    assert new_block.gamma.grad.abs().sum() > 0
+
+
+def test_grow_refuses_what_it_cannot_grow(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "grow_decoder.py"), "esc-16k",
+                             str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode != 0 and "only conv codecs" in result.stderr
+    assert not (tmp_path / "out").exists()
