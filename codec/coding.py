@@ -224,7 +224,9 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
 def check_compatible(model: ConvCodec, meta: CodesMetadata) -> None:
     """Raise CodecError unless ``model`` is the one that wrote codes with this metadata."""
     weights = getattr(model, "weights_sha256", "")[:8]
-    if meta.model != model.config.name or (meta.weights and weights and meta.weights != weights):
+    # a decoder retrained on fixed codes also reads its predecessors' files (compatible_weights.json)
+    readable = {weights, *getattr(model, "readable_weights", ())}
+    if meta.model != model.config.name or (meta.weights and weights and meta.weights not in readable):
         raise CodecError(f"the codes were made by model '{meta.model}' (weights {meta.weights}), "
                          f"but the loaded model is '{model.config.name}' (weights {weights}); "
                          f"pass --model with the model that encoded them")

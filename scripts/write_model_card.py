@@ -28,7 +28,7 @@ from codec.audio import load_audio
 from codec.coding import decode_audio, encode_audio
 from codec.evaluation import EvalSettings, pesq_wb, run_evaluation, summarize
 from codec.evaluation.report import plot_rate_distortion
-from codec.models import load_model, save_model
+from codec.models import load_model, ship_model
 
 DEV = Path("../shared/data/speech/dev")
 DEV_FILES = sorted(DEV.rglob("*.flac"))
@@ -150,6 +150,14 @@ real-time factors on one thread, whole encode and decode):
 """
 
 
+def compatible_text(readable: list[str]) -> str:
+    """The card's sentence on the earlier weights whose ``.codes`` files these weights read."""
+    if not readable:
+        return ""
+    return (f" The encoder and quantizer are those of the earlier weights {', '.join(readable)}: "
+            f"`.codes` files written by them decode with these (`compatible_weights.json`).")
+
+
 def macs_per_second(model, kbps: float) -> tuple[float, float]:
     """Multiply-accumulates per second of audio for encoding and for decoding at ``kbps``
     (``torch.utils.flop_counter``: matrix products, convolutions and attention)."""
@@ -184,7 +192,7 @@ def main() -> None:
 
     state = run_state(args.run_dir, args.recipe)
     args.ship.mkdir(parents=True, exist_ok=True)
-    save_model(load_model(args.run_dir / "model"), args.ship, dtype=torch.float16)  # 16-bit: half the size
+    readable = ship_model(load_model(args.run_dir / "model"), args.ship)  # 16-bit: half the size
     model = load_model(args.ship)
 
     files = sorted(DEV.rglob("*.flac"))
@@ -294,7 +302,7 @@ Measured with `scripts/write_model_card.py`, which runs the evaluation of `codec
 numbers; `tests/test_shipped_model.py` fails if PESQ-WB at 6 kbps on its
 {len(regression)} regression files drops more than 0.1 below {metrics['regression']['pesq_wb_6kbps']:.2f}.
 
-Weights SHA-256: `{model.weights_sha256}`.
+Weights SHA-256: `{model.weights_sha256}`.{compatible_text(readable)}
 """
     (args.ship / "README.md").write_text(card)
     print(card)

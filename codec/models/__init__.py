@@ -2,8 +2,8 @@
 
 from codec.models.conv_codec import CodecOutput, ConvCodec, ConvCodecConfig
 from codec.models.esc_codec import EscCodec, EscCodecConfig
-from codec.models.loading import DEFAULT_MODEL, load_model, save_model
+from codec.models.loading import DEFAULT_MODEL, load_model, makes_same_codes, save_model, ship_model
 from codec.models.registry import build_model
 
 __all__ = ["DEFAULT_MODEL", "CodecOutput", "ConvCodec", "ConvCodecConfig", "EscCodec", "EscCodecConfig",
-           "build_model", "load_model", "save_model"]
+           "build_model", "load_model", "makes_same_codes", "save_model", "ship_model"]

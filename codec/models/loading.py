@@ -3,6 +3,11 @@
 Shipped models live in the repository's ``models/<name>/``; ``load_model("conv-16k")`` finds
 them by name, and models installed in ``$CODEC_MODELS_DIR/<name>/`` too (before the shipped
 ones); ``load_model("path/to/dir")`` loads any saved model. No pickle anywhere.
+
+``.codes`` files name the weights that wrote them (a prefix of their SHA-256). A model whose
+decoder was retrained while its encoder and quantizer stayed fixed makes the same codes, so it
+also reads the files of its predecessors: ``ship_model`` lists their prefixes in
+``compatible_weights.json`` beside the weights.
 """
 
 import hashlib
@@ -21,6 +26,7 @@ from codec.models.registry import build_model, config_from_dict
 DEFAULT_MODEL = "conv-16k"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+COMPATIBLE_FILE = "compatible_weights.json"   # earlier weights whose .codes files this model reads
 
 
 def shipped_models_dir() -> Path:
@@ -96,7 +102,42 @@ def load_model(name_or_path: str | Path | None = None) -> ConvCodec:
     # kept out of the codec's submodules: its weights are not the codec's (state_dict, parameters)
     model.__dict__["entropy_model"] = load_entropy_model(model_dir)
     model.weights_sha256 = weights_hash(model_dir)
+    model.readable_weights = _compatible_weights(model_dir)
     return model.eval()
+
+
+def _compatible_weights(model_dir: Path) -> list[str]:
+    """The weight-hash prefixes listed in ``compatible_weights.json`` (none if there is no such file).
+
+    Raises:
+        CodecError: if the file is there but not a list of hex prefixes.
+    """
+    path = model_dir / COMPATIBLE_FILE
+    if not path.is_file():
+        return []
+    try:
+        prefixes = json.loads(path.read_text())["weights"]
+        if not all(isinstance(p, str) and len(p) == 8 and int(p, 16) >= 0 for p in prefixes):
+            raise ValueError("not 8-digit hex prefixes")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise CodecError(f"{path}: unreadable ({error}); expected {{\"weights\": [8-digit hex prefixes]}}") from None
+    return prefixes
+
+
+def makes_same_codes(a: ConvCodec, b: ConvCodec) -> bool:
+    """Whether two codecs turn audio into the same codes: the same class and configuration apart
+    from the decoder, and equal weights in everything the encoder runs (``encoder_parts``, which
+    for ESC includes the decoder's coarser stages) and in the quantizer (and global code)."""
+    if type(a) is not type(b) or a.num_codebooks != b.num_codebooks or a.codebook_size != b.codebook_size:
+        return False
+
+    def code_tensors(model) -> list[torch.Tensor]:
+        parts = [*model.encoder_parts(), model.quantizer, model.global_code]
+        return [t for part in parts if part is not None for t in part.state_dict().values()]
+
+    ours, theirs = code_tensors(a), code_tensors(b)
+    return len(ours) == len(theirs) and all(x.shape == y.shape and torch.equal(x.cpu(), y.cpu())
+                                            for x, y in zip(ours, theirs, strict=True))
 
 
 def _state_mismatch(expected: dict, found: dict) -> str | None:
@@ -127,3 +168,27 @@ def save_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = tor
     config = json.dumps(model.config.to_dict(), indent=2) + "\n"
     write_atomically(model_dir / CONFIG_FILE, lambda tmp: tmp.write_text(config))
     return model_dir
+
+
+def ship_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = torch.float16) -> list[str]:
+    """Save ``model`` over the one in ``model_dir`` (``save_model``, 16-bit by default). If the
+    model there makes the same codes (``makes_same_codes``: only the decoder changed), the new
+    weights keep reading its ``.codes`` files and those it read: their hash prefixes go into
+    ``compatible_weights.json``; otherwise that file is removed. Returns the prefixes listed.
+    """
+    model_dir = Path(model_dir)
+    listed: list[str] = []
+    if (model_dir / WEIGHTS_FILE).is_file():
+        previous = load_model(model_dir)
+        stored = build_model(model.config)       # the new weights as they will be stored
+        stored.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()})
+        if makes_same_codes(previous, stored):
+            listed = list(dict.fromkeys([previous.weights_sha256[:8], *previous.readable_weights]))
+    save_model(model, model_dir, dtype)
+    listed = [p for p in listed if p != weights_hash(model_dir)[:8]]
+    if listed:
+        text = json.dumps({"weights": listed}, indent=2) + "\n"
+        write_atomically(model_dir / COMPATIBLE_FILE, lambda tmp: tmp.write_text(text))
+    else:
+        (model_dir / COMPATIBLE_FILE).unlink(missing_ok=True)
+    return listed
