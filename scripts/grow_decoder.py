@@ -9,8 +9,9 @@ one and a decoder fine-tuning (``recipes/conv_16k_decoder.yaml`` with ``run.init
 output folder and the grown block counts) starts from its quality with more capacity. The
 encoder and quantizer are untouched: the codes, and the entropy model trained on them, stay valid.
 
-Writes ``OUT/model.safetensors`` and ``OUT/config.json`` (float32). Raises SystemExit for a
-model that is not a conv codec, has a global code, or when the grown model's output differs.
+Writes ``OUT/model.safetensors`` and ``OUT/config.json`` (float32) into a new folder. Raises
+SystemExit for a model that is not a conv codec, has a global code, an ``OUT`` that already
+holds a model, negative block counts, or when the grown model's output differs.
 """
 
 import argparse
@@ -70,6 +71,10 @@ def main() -> None:
     parser.add_argument("--code-rate", type=int, default=2, help="blocks to add at the code rate")
     parser.add_argument("--analysis", type=int, default=2, help="blocks to add at the analysis rate")
     args = parser.parse_args()
+    if args.code_rate < 0 or args.analysis < 0 or args.code_rate + args.analysis == 0:
+        parser.error("--code-rate and --analysis must be >= 0, and at least one block must be added")
+    if (args.out / "model.safetensors").exists():
+        parser.error(f"{args.out} already holds a model; choose a new folder")
     model = load_model(args.model).float().eval()
     if not isinstance(model, ConvCodec) or model.global_code is not None:
         raise SystemExit(f"{args.model}: only conv codecs without a global code can be grown")

@@ -132,6 +132,7 @@ def entropy_section(model, summaries, ship: Path, run_dir: Path | None = None) -
     c = model.entropy_model.config
     size_mb = (ship / "entropy.safetensors").stat().st_size / 1e6
     recipe = f"recipes/{c.name.replace('-', '_')}.yaml"   # entropy-esc-16k -> recipes/entropy_esc_16k.yaml
+    recipe = f"`{recipe}`" if Path(recipe).is_file() else "its recipe"
     return f"""## Entropy coding
 
 `{c.name}` (`entropy.safetensors` beside the weights; {sum(p.numel() for p in model.entropy_model.parameters())
@@ -139,7 +140,7 @@ def entropy_section(model, summaries, ship: Path, run_dir: Path | None = None) -
 window, each codebook predicted from the past frames and the lower codebooks of its frame; 8-bit
 matrices, {size_mb:.1f} MB) range-codes the codes in `codec encode` unless `--no-entropy`. Its linear
 layers run as exact integer products, so encoder and decoder agree on any CPU. Trained with
-`{recipe}` on the codes of the training set:{entropy_training(run_dir)}
+{recipe} on the codes of the training set:{entropy_training(run_dir)}
 On the same {len(DEV_FILES)} dev files (every byte of the files counted, headers included;
 real-time factors on one thread, whole encode and decode):
 

@@ -50,3 +50,38 @@ def test_a_damaged_compatibility_file_is_a_clear_error(tiny_model_dir, tmp_path)
     (ship / "compatible_weights.json").write_text(json.dumps({"weights": ["not-hex!"]}))
     with pytest.raises(CodecError, match="compatible_weights.json: unreadable"):
         load_model(ship)
+    for bad in [{"weights": {"abcdef01": 1}}, {"weights": ["ABCDEF01"]}, [], "[" * 100000]:
+        (ship / "compatible_weights.json").write_text(bad if isinstance(bad, str) else json.dumps(bad))
+        with pytest.raises(CodecError, match="compatible_weights.json: unreadable"):
+            load_model(ship)
+    # shipping over the damaged folder replaces it (nothing listed: its codes are unknown)
+    assert ship_model(load_model(tiny_model_dir), ship) == []
+    assert not (ship / "compatible_weights.json").exists()
+    load_model(ship)
+
+
+def test_esc_codes_depend_on_all_but_the_finest_decoder_stage_and_the_head():
+    import dataclasses
+
+    from codec.models import EscCodec
+    from tests.test_esc import TINY
+
+    torch.manual_seed(0)
+    base = EscCodec(TINY).eval()
+
+    def variant(part: str | None = None, **config):
+        other = EscCodec(dataclasses.replace(TINY, **config)).eval()
+        other.load_state_dict(base.state_dict(), strict=False)
+        if part:
+            with torch.no_grad():
+                next(other.get_submodule(part).parameters()).add_(0.01)
+        return other
+
+    assert makes_same_codes(base, variant("decoder.0"))
+    assert makes_same_codes(base, variant("head"))
+    # the encoder runs these: the embedding, the merges, the coarser decoder stages and their splits
+    for part in ["embed", "merges", "decoder.1", "splits", "encoder", "quantizer"]:
+        assert not makes_same_codes(base, variant(part)), part
+    # settings that change the codes with the same weights
+    assert not makes_same_codes(base, variant(window=TINY.window // 2))
+    assert not makes_same_codes(base, variant(name="esc-other"))

@@ -34,3 +34,14 @@ def test_grow_refuses_what_it_cannot_grow(tmp_path):
                              str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0 and "only conv codecs" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_grow_refuses_bad_counts_and_an_existing_model(tiny_model_dir, tmp_path):
+    script = [sys.executable, str(REPO / "scripts" / "grow_decoder.py"), str(tiny_model_dir)]
+    for counts in (["--code-rate", "-1"], ["--code-rate", "0", "--analysis", "0"]):
+        result = subprocess.run([*script, str(tmp_path / "out"), *counts], cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 2 and "must be >= 0" in result.stderr
+    before = (tiny_model_dir / "model.safetensors").read_bytes()
+    result = subprocess.run([*script, str(tiny_model_dir)], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "already holds a model" in result.stderr
+    assert (tiny_model_dir / "model.safetensors").read_bytes() == before

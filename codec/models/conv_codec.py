@@ -143,6 +143,9 @@ class ConvCodec(CodecBase):
         """The modules an encoder session streams (their state is the session's)."""
         return [self.stft, self.encoder]
 
+    decoder_only_weights = ("decoder.", "head.", "global_film.")
+    decoder_only_config = ("decoder_code_rate_blocks", "decoder_analysis_blocks", "global_film")
+
     def decoder_parts(self) -> list[nn.Module]:
         """The modules a decoder session streams."""
         return [self.decoder, self.head]

@@ -133,6 +133,14 @@ class EscCodec(CodecBase):
     def decoder_parts(self) -> list[nn.Module]:
         return [self.decoder, self.head]
 
+    # the encoder runs every decoder stage but the finest (its predictions make the residuals)
+    decoder_only_weights = ("decoder.0.", "head.")
+
+    def code_identity(self) -> tuple[dict, dict]:
+        config, state = super().code_identity()
+        config["decoder_blocks"] = config["decoder_blocks"][1:]
+        return config, state
+
     # --- shapes ---------------------------------------------------------------------------
     def _tokens(self, flat: torch.Tensor, scale: int) -> torch.Tensor:
         """``[B, S_s * D_s, F] -> [B, F, S_s, D_s]``."""

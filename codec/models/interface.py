@@ -40,6 +40,17 @@ class CodecBase(StreamingModule):
                              f"choose one of {listed}")
         return round(kbps * 1000 / (math.log2(self.codebook_size) * self.frame_rate))
 
+    # state-dict key prefixes and config fields that only decoding uses (set by each family)
+    decoder_only_weights: tuple[str, ...] = ()
+    decoder_only_config: tuple[str, ...] = ()
+
+    def code_identity(self) -> tuple[dict, dict]:
+        """What decides the codes this model writes: ``(config, state dict)`` without the
+        decoder-only fields and weights. Two models with equal identities write the same codes."""
+        config = {k: v for k, v in self.config.to_dict().items() if k not in self.decoder_only_config}
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith(self.decoder_only_weights)}
+        return config, state
+
     def decoder_condition(self, global_codes):
         """What ``decode_latent`` takes besides the latent, derived from a stream's global code;
         None for families whose decoder takes nothing else (the conv codec's FiLM overrides it)."""

@@ -13,6 +13,7 @@ also reads the files of its predecessors: ``ship_model`` lists their prefixes in
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -110,34 +111,30 @@ def _compatible_weights(model_dir: Path) -> list[str]:
     """The weight-hash prefixes listed in ``compatible_weights.json`` (none if there is no such file).
 
     Raises:
-        CodecError: if the file is there but not a list of hex prefixes.
+        CodecError: if the file is there but not ``{"weights": [8-digit lowercase hex prefixes]}``.
     """
     path = model_dir / COMPATIBLE_FILE
     if not path.is_file():
         return []
     try:
         prefixes = json.loads(path.read_text())["weights"]
-        if not all(isinstance(p, str) and len(p) == 8 and int(p, 16) >= 0 for p in prefixes):
-            raise ValueError("not 8-digit hex prefixes")
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        if not isinstance(prefixes, list) or not all(isinstance(p, str) and re.fullmatch(r"[0-9a-f]{8}", p)
+                                                     for p in prefixes):
+            raise ValueError("not a list of 8-digit lowercase hex prefixes")
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:  # RuntimeError: too deeply nested
         raise CodecError(f"{path}: unreadable ({error}); expected {{\"weights\": [8-digit hex prefixes]}}") from None
     return prefixes
 
 
 def makes_same_codes(a: ConvCodec, b: ConvCodec) -> bool:
-    """Whether two codecs turn audio into the same codes: the same class and configuration apart
-    from the decoder, and equal weights in everything the encoder runs (``encoder_parts``, which
-    for ESC includes the decoder's coarser stages) and in the quantizer (and global code)."""
-    if type(a) is not type(b) or a.num_codebooks != b.num_codebooks or a.codebook_size != b.codebook_size:
+    """Whether two codecs turn audio into the same codes: the same family, and equal
+    configuration and weights apart from what only decoding uses (``code_identity``; for ESC
+    that is the finest decoder stage and the head, as the encoder runs the coarser stages)."""
+    if type(a) is not type(b):
         return False
-
-    def code_tensors(model) -> list[torch.Tensor]:
-        parts = [*model.encoder_parts(), model.quantizer, model.global_code]
-        return [t for part in parts if part is not None for t in part.state_dict().values()]
-
-    ours, theirs = code_tensors(a), code_tensors(b)
-    return len(ours) == len(theirs) and all(x.shape == y.shape and torch.equal(x.cpu(), y.cpu())
-                                            for x, y in zip(ours, theirs, strict=True))
+    (config_a, state_a), (config_b, state_b) = a.code_identity(), b.code_identity()
+    return config_a == config_b and state_a.keys() == state_b.keys() and all(
+        state_a[k].shape == state_b[k].shape and torch.equal(state_a[k].cpu(), state_b[k].cpu()) for k in state_a)
 
 
 def _state_mismatch(expected: dict, found: dict) -> str | None:
@@ -174,21 +171,35 @@ def ship_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = tor
     """Save ``model`` over the one in ``model_dir`` (``save_model``, 16-bit by default). If the
     model there makes the same codes (``makes_same_codes``: only the decoder changed), the new
     weights keep reading its ``.codes`` files and those it read: their hash prefixes go into
-    ``compatible_weights.json``; otherwise that file is removed. Returns the prefixes listed.
+    ``compatible_weights.json``; otherwise (or when the model there cannot be loaded) that file
+    is removed. The list is written before the weights, so an interrupted save never leaves
+    new codes beside an old list. Returns the prefixes listed.
     """
     model_dir = Path(model_dir)
     listed: list[str] = []
-    if (model_dir / WEIGHTS_FILE).is_file():
-        previous = load_model(model_dir)
+    try:
+        previous = load_model(model_dir) if (model_dir / WEIGHTS_FILE).is_file() else None
+    except CodecError:
+        previous = None                          # a damaged folder is replaced, not read
+    if previous is not None:
         stored = build_model(model.config)       # the new weights as they will be stored
         stored.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()})
         if makes_same_codes(previous, stored):
             listed = list(dict.fromkeys([previous.weights_sha256[:8], *previous.readable_weights]))
+    _write_compatible(model_dir, listed)
     save_model(model, model_dir, dtype)
-    listed = [p for p in listed if p != weights_hash(model_dir)[:8]]
-    if listed:
-        text = json.dumps({"weights": listed}, indent=2) + "\n"
+    own = weights_hash(model_dir)[:8]
+    if own in listed:                            # shipped the same weights again
+        listed.remove(own)
+        _write_compatible(model_dir, listed)
+    return listed
+
+
+def _write_compatible(model_dir: Path, prefixes: list[str]) -> None:
+    """Write ``compatible_weights.json`` (or remove it, for no prefixes)."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if prefixes:
+        text = json.dumps({"weights": prefixes}, indent=2) + "\n"
         write_atomically(model_dir / COMPATIBLE_FILE, lambda tmp: tmp.write_text(text))
     else:
         (model_dir / COMPATIBLE_FILE).unlink(missing_ok=True)
-    return listed
