@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/write_model_card.py runs/conv-16k --ship models/conv-16k
 
-Stores the run's weights in the ship directory (16-bit floats), runs the same evaluation as
+Stores the run's weights in the ship directory (16-bit floats; with ``--eight-bit-decoder`` the
+decoder's matrices in 8 bits, for a smaller file with the same codes), runs the same evaluation as
 `codec eval` on every file of ../shared/data/speech/dev at 1.5, 3, 6 and 12 kbps with the Opus
 and Codec2 baselines, measures the real-time factor on one thread, and writes ``metrics.json``
 (read by the regression test), ``rate_distortion.png`` and ``README.md``.
@@ -173,6 +174,16 @@ def macs_per_second(model, kbps: float) -> tuple[float, float]:
     return encode, counter.get_total_flops() / 2 / 10
 
 
+def storage_text(ship: Path, eight_bit_decoder: bool) -> str:
+    """The card's sentence on how the weights are stored."""
+    size_mb = (ship / "model.safetensors").stat().st_size / 1e6
+    if not eight_bit_decoder:
+        return f"Weights stored as 16-bit floats ({size_mb:.1f} MB)."
+    return (f"Weights stored as 16-bit floats, the decoder's matrices as 8-bit integers with one scale per "
+            f"output channel ({size_mb:.1f} MB; the codes are those of the 16-bit weights, and every number "
+            f"above is measured with the stored weights).")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="the training run (with --speed-only: the shipped model)")
@@ -184,6 +195,8 @@ def main() -> None:
                                          "for a run without checkpoint)")
     parser.add_argument("--hardware", help="the hardware sentence (default: this machine's CPU, no GPU)")
     parser.add_argument("--entropy-run", type=Path, help="the entropy model's run folder (its train.log)")
+    parser.add_argument("--eight-bit-decoder", action="store_true",
+                        help="store the decoder's matrices in 8 bits (a smaller file; the codes do not change)")
     args = parser.parse_args()
     if args.speed_only:
         remeasure_speed(args.run_dir)
@@ -193,7 +206,8 @@ def main() -> None:
 
     state = run_state(args.run_dir, args.recipe)
     args.ship.mkdir(parents=True, exist_ok=True)
-    readable = ship_model(load_model(args.run_dir / "model"), args.ship)  # 16-bit: half the size
+    readable = ship_model(load_model(args.run_dir / "model"), args.ship,  # 16-bit: half the size
+                          eight_bit_decoder=args.eight_bit_decoder)
     model = load_model(args.ship)
 
     files = sorted(DEV.rglob("*.flac"))
@@ -303,7 +317,7 @@ Measured with `scripts/write_model_card.py`, which runs the evaluation of `codec
 numbers; `tests/test_shipped_model.py` fails if PESQ-WB at 6 kbps on its
 {len(regression)} regression files drops more than 0.1 below {metrics['regression']['pesq_wb_6kbps']:.2f}.
 
-Weights SHA-256: `{model.weights_sha256}`.{compatible_text(readable)}
+{storage_text(args.ship, args.eight_bit_decoder)} Weights SHA-256: `{model.weights_sha256}`.{compatible_text(readable)}
 """
     (args.ship / "README.md").write_text(card)
     print(card)

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -85,3 +86,28 @@ def test_esc_codes_depend_on_all_but_the_finest_decoder_stage_and_the_head():
     # settings that change the codes with the same weights
     assert not makes_same_codes(base, variant(window=TINY.window // 2))
     assert not makes_same_codes(base, variant(name="esc-other"))
+
+
+def test_an_8_bit_decoder_keeps_the_codes_and_reads_the_16_bit_files(tiny_model_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    ship = tmp_path / "tiny-16k"
+    ship_model(load_model(tiny_model_dir), ship)
+    first = load_model(ship)
+    audio = tone(0.5, 16000)
+    old_codes = encode_audio(first, audio, 16000, first.config.bitrates_kbps[-1])
+    size_16 = (ship / "model.safetensors").stat().st_size
+
+    assert ship_model(load_model(ship), ship, eight_bit_decoder=True) == [first.weights_sha256[:8]]
+    stored = load_file(str(ship / "model.safetensors"))
+    eight_bit = {k for k, v in stored.items() if v.dtype == torch.int8}
+    assert eight_bit and all(k.startswith(first.decoder_only_weights) for k in eight_bit)
+    assert all(f"{k}.scale" in stored for k in eight_bit)
+    assert (ship / "model.safetensors").stat().st_size < size_16
+
+    second = load_model(ship)
+    assert np.array_equal(encode_audio(second, audio, 16000, first.config.bitrates_kbps[-1]).codes, old_codes.codes)
+    before, _ = decode_audio(first, old_codes)
+    after, _ = decode_audio(second, old_codes)
+    # 8-bit weights move the output a little, not a lot
+    assert 0 < float(abs(after - before).max()) < 0.1 * float(abs(before).max())

@@ -24,6 +24,7 @@ from torch import nn
 
 from codec.atomic import write_atomically
 from codec.config import JsonConfig
+from codec.eight_bit import from_8_bits, to_8_bits
 from codec.errors import CodecError
 from codec.modules.transformer import rotary
 
@@ -132,28 +133,12 @@ ENTROPY_WEIGHTS = "entropy.safetensors"
 ENTROPY_CONFIG = "entropy_config.json"
 
 
-_SCALE = ".scale"   # suffix of an 8-bit matrix's scales in the weights file
-
-
 def _to_8_bits(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Matrices as int8 with one float32 scale per row of axis 1 (a linear layer's output, a code's
+    """Matrices as int8 with one float32 scale per slice of axis 1 (a linear layer's output, a code's
     embedding): the file is a quarter of float32's size, and coding re-quantizes to 8 bits anyway
     (``codec.entropy.predictor.ExactLinear``). Vectors (norms, biases) stay float32."""
-    stored = {}
-    for name, tensor in weights.items():
-        tensor = tensor.detach().float().cpu()
-        if tensor.dim() < 2:
-            stored[name] = tensor.contiguous()
-            continue
-        scale = tensor.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127
-        stored[name] = torch.round(tensor / scale).to(torch.int8).contiguous()
-        stored[name + _SCALE] = scale.contiguous()
-    return stored
-
-
-def _from_8_bits(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: tensor.float() * stored[name + _SCALE] if name + _SCALE in stored else tensor
-            for name, tensor in stored.items() if not name.endswith(_SCALE)}
+    weights = {name: tensor.detach().float().cpu().contiguous() for name, tensor in weights.items()}
+    return to_8_bits(weights, lambda name, tensor: (1,) if tensor.dim() >= 2 else None)
 
 
 def save_entropy_model(model: EntropyModel, directory: Path) -> None:
@@ -180,7 +165,7 @@ def load_entropy_model(directory: Path) -> EntropyModel | None:
         return None
     try:
         model = EntropyModel(EntropyModelConfig.from_dict(json.loads((directory / ENTROPY_CONFIG).read_text())))
-        model.load_state_dict(_from_8_bits(load_file(str(directory / ENTROPY_WEIGHTS))))
+        model.load_state_dict(from_8_bits(load_file(str(directory / ENTROPY_WEIGHTS))))
     except Exception as error:   # any failure of these files (safetensors raises its own error type)
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CodecError(f"{directory}: cannot load the entropy model ({reason}); fix or remove "

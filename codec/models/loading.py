@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codec.atomic import write_atomically
+from codec.eight_bit import from_8_bits, to_8_bits
 from codec.errors import CodecError
 from codec.models.conv_codec import ConvCodec
 from codec.models.registry import build_model, config_from_dict
@@ -90,7 +91,7 @@ def load_model(name_or_path: str | Path | None = None) -> ConvCodec:
     model_dir = resolve_model_dir(name_or_path)
     try:
         model = build_model(config_from_dict(json.loads((model_dir / CONFIG_FILE).read_text())))
-        state = load_file(str(model_dir / WEIGHTS_FILE))
+        state = from_8_bits(load_file(str(model_dir / WEIGHTS_FILE)))
     except (OSError, ValueError, TypeError, RuntimeError) as error:
         raise CodecError(f"{model_dir}: cannot load model ({error})".splitlines()[0]) from None
     problem = _state_mismatch(model.state_dict(), state)
@@ -151,23 +152,39 @@ def _state_mismatch(expected: dict, found: dict) -> str | None:
     return None
 
 
-def save_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = torch.float32) -> Path:
+def save_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = torch.float32,
+               eight_bit_decoder: bool = False) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``model_dir`` (created if needed).
 
     ``dtype=torch.float16`` halves the file for shipping; floating-point weights are stored in
-    that dtype and loaded back into the model's float32 parameters.
+    that dtype and loaded back into the model's float32 parameters. ``eight_bit_decoder=True``
+    stores the matrices that only decoding uses (``decoder_only_weights``) in 8 bits, one scale
+    per output channel (``codec.eight_bit``): the codes stay exactly those of the 16-bit model,
+    only the decoded audio moves.
     """
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous().clone()
-             for k, v in model.state_dict().items()}
+    state = _stored_state(model, dtype, eight_bit_decoder)
     write_atomically(model_dir / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
     config = json.dumps(model.config.to_dict(), indent=2) + "\n"
     write_atomically(model_dir / CONFIG_FILE, lambda tmp: tmp.write_text(config))
     return model_dir
 
 
-def ship_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = torch.float16) -> list[str]:
+def _stored_state(model: ConvCodec, dtype: torch.dtype, eight_bit_decoder: bool) -> dict[str, torch.Tensor]:
+    """The tensors ``save_model`` writes (see there)."""
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
+    def eight_bit_dims(name: str, tensor: torch.Tensor) -> tuple[int, ...] | None:
+        decoder_only = eight_bit_decoder and name.startswith(model.decoder_only_weights)
+        return tuple(range(1, tensor.dim())) if decoder_only and tensor.dim() >= 2 and tensor.is_floating_point() else None
+
+    stored = to_8_bits(state, eight_bit_dims)
+    return {k: v.to(dtype) if k in state and v.is_floating_point() else v for k, v in stored.items()}
+
+
+def ship_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = torch.float16,
+               eight_bit_decoder: bool = False) -> list[str]:
     """Save ``model`` over the one in ``model_dir`` (``save_model``, 16-bit by default). If the
     model there makes the same codes (``makes_same_codes``: only the decoder changed), the new
     weights keep reading its ``.codes`` files and those it read: their hash prefixes go into
@@ -183,11 +200,11 @@ def ship_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = tor
         previous = None                          # a damaged folder is replaced, not read
     if previous is not None:
         stored = build_model(model.config)       # the new weights as they will be stored
-        stored.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()})
+        stored.load_state_dict(from_8_bits(_stored_state(model, dtype, eight_bit_decoder)))
         if makes_same_codes(previous, stored):
             listed = list(dict.fromkeys([previous.weights_sha256[:8], *previous.readable_weights]))
     _write_compatible(model_dir, listed)
-    save_model(model, model_dir, dtype)
+    save_model(model, model_dir, dtype, eight_bit_decoder)
     own = weights_hash(model_dir)[:8]
     if own in listed:                            # shipped the same weights again
         listed.remove(own)
