@@ -68,14 +68,14 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
 
 
 ModelOption = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Shipped model name or model directory \\[default: conv-16k; on decode, "
+    "--model", "-m", help="Shipped model name or model directory \\[default: esc-16k-small; on decode, "
                           "the model named in the file].")]
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output file (in a batch: "
                                                                  "redo files whose output exists).")]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", help="Worker processes for a batch (one torch "
                                                              "thread each).")]
 BitrateOption = Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps, one the model supports "
-                                                                   "(conv-16k: 1.5, 3, 6, 12; see codec models).")]
+                                                                   "(the shipped ones: 1.5, 3, 6, 12; see codec models).")]
 
 
 def _arguments(command: str, inputs: list[Path] | None, output: Path | None) -> list[str]:
@@ -144,8 +144,8 @@ def encode(
     model: ModelOption = None,
     entropy: Annotated[bool | None, typer.Option(
         "--entropy/--no-entropy", show_default=False,
-        help="Range-code the codes with the model's entropy model (conv-16k: files about 25% smaller at 6 "
-             "kbps; coding runs at about 7x real time on one thread) \\[default: on if the model has one].")] = None,
+        help="Range-code the codes with the model's entropy model (conv-16k has one: files about 23% smaller "
+             "at 6 kbps; coding runs at about 9x real time on one thread) \\[default: on if the model has one].")] = None,
     force: ForceOption = False,
     jobs: JobsOption = 1,
 ) -> None:
@@ -454,7 +454,8 @@ def evaluate(
 @app.command()
 @user_errors
 def export(
-    model: Annotated[str, typer.Argument(help="Shipped model name or model directory.")] = "conv-16k",
+    model: Annotated[str | None, typer.Argument(help="Shipped model name or model directory \\[default: "
+                                                     "esc-16k-small].", show_default=False)] = None,
     format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("exported"),
     int8: Annotated[bool, typer.Option("--int8", help="8-bit weights for the encoder and decoder: about "

@@ -2,7 +2,7 @@
 
     import codec
 
-    model = codec.load_model("conv-16k")            # a shipped name or a model directory
+    model = codec.load_model("esc-16k-small")       # a shipped name or a model directory
     codes = model.encode(audio, sample_rate=44100)  # numpy [T] or [T, C], or torch [C, T] / [T]
     codes.save("talk.codes")                        # or codes.to_bytes()
     audio, sample_rate = model.decode(codec.Codes.load("talk.codes"))   # numpy [T, C]
@@ -124,7 +124,7 @@ class Codec:
 
 
 def load_model(name_or_path: str | Path | None = None) -> Codec:
-    """A shipped model by name (default: ``conv-16k``) or a model directory.
+    """A shipped model by name (default: ``esc-16k-small``) or a model directory.
 
     Raises:
         CodecError: if it is not found or cannot be loaded.

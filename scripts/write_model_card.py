@@ -29,7 +29,7 @@ from codec.audio import load_audio
 from codec.coding import decode_audio, encode_audio
 from codec.evaluation import EvalSettings, pesq_wb, run_evaluation, summarize
 from codec.evaluation.report import plot_rate_distortion
-from codec.models import load_model, ship_model
+from codec.models import DEFAULT_MODEL, load_model, ship_model
 
 DEV = Path("../shared/data/speech/dev")
 DEV_FILES = sorted(DEV.rglob("*.flac"))
@@ -255,7 +255,7 @@ def main() -> None:
                      f"{cell(s, 'pesq_wb', 2)} | {cell(s, 'stoi', 3)} | {s.encode_rtf + s.decode_rtf:.4f} |"
                      for s in summaries)
     recipe, c = state["recipe"], model.config
-    role = "The default model of `codec`" if c.name == "conv-16k" else f"`{c.name}`"
+    role = "The default model of `codec`" if c.name == DEFAULT_MODEL else f"`{c.name}`"
     listed = ", ".join(f"{b:g}" for b in bitrates)
     counts = ", ".join(str(model.codebooks_for_bitrate(b)) for b in bitrates)
     extras = ""

@@ -1,11 +1,12 @@
 """``codec models`` and ``codec info MODEL``: what a model is, from its files."""
 
 import json
+import re
 import shutil
 
 import pytest
 
-from codec.models.loading import weights_hash
+from codec.models.loading import DEFAULT_MODEL, weights_hash
 from tests.conftest import REPO
 from tests.conftest import run_cli as invoke
 
@@ -14,15 +15,25 @@ def test_models_lists_the_shipped_model_with_its_measured_pesq():
     result = invoke("models", "--json")
     assert result.exit_code == 0, result.output
     models = {m["name"]: m for m in json.loads(result.stdout)}
-    conv = models["conv-16k"]
-    assert conv["default"] and conv["source"] == "shipped" and conv["sample_rate"] == 16000
-    assert conv["bitrates_kbps"] == [1.5, 3.0, 6.0, 12.0] and conv["latency_ms"] == 30
-    card = json.loads((REPO / "models/conv-16k/metrics.json").read_text())
-    assert conv["parameters"] == card["parameters"]
-    at_6 = next(s["mean"]["pesq_wb"] for s in card["dev"] if s["system"] == "conv-16k" and s["nominal_kbps"] == 6)
-    assert set(conv["pesq_wb"]) == {"1.5", "3", "6", "12"} and conv["pesq_wb"]["6"] == pytest.approx(at_6, abs=0.01)
+    default = models[DEFAULT_MODEL]
+    assert default["default"] and default["source"] == "shipped" and default["sample_rate"] == 16000
+    assert [m["name"] for m in models.values() if m["default"]] == [DEFAULT_MODEL]
+    assert default["bitrates_kbps"] == [1.5, 3.0, 6.0, 12.0]
+    card = json.loads((REPO / "models" / DEFAULT_MODEL / "metrics.json").read_text())
+    assert default["parameters"] == card["parameters"]
+    at_6 = next(s["mean"]["pesq_wb"] for s in card["dev"] if s["system"] == DEFAULT_MODEL and s["nominal_kbps"] == 6)
+    assert set(default["pesq_wb"]) == {"1.5", "3", "6", "12"} and default["pesq_wb"]["6"] == pytest.approx(at_6, abs=0.01)
     table = invoke("models")
-    assert table.exit_code == 0 and "conv-16k (default)" in table.stdout and f"6: {at_6:.2f}" in table.stdout
+    assert table.exit_code == 0 and f"{DEFAULT_MODEL} (default)" in table.stdout and f"6: {at_6:.2f}" in table.stdout
+    assert models["conv-16k"]["latency_ms"] == 30 and models["conv-16k"]["entropy_model"]
+
+
+def test_help_names_the_default_model():
+    """The CLI's help states the default by name (typed out there: importing it would load torch)."""
+    for command in ("encode", "export"):
+        result = invoke(command, "--help")
+        text = re.sub(r"[│\s]+", " ", result.stdout)   # rich wraps the help in a box
+        assert result.exit_code == 0 and f"default: {DEFAULT_MODEL}" in text, command
 
 
 def test_installed_models_are_listed_and_loadable_by_name(tiny_model_dir, tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""The shipped default model: loads by name, and its quality has not regressed below its card."""
+"""The shipped models (the default among them): each loads by name, matches its card, and its
+quality has not regressed below that card."""
 
 import json
 
@@ -10,27 +11,35 @@ from codec.audio import load_audio
 from codec.coding import decode_audio, encode_audio
 from codec.evaluation import pesq_wb
 from codec.models import DEFAULT_MODEL, load_model
-from codec.models.loading import models_dir, weights_hash
+from codec.models.loading import shipped_models_dir, weights_hash
 from codec.streaming import StreamingDecoder, StreamingEncoder
 from tests.conftest import SHARED_DATA
 
-CARD = models_dir() / DEFAULT_MODEL
+SHIPPED = sorted(p.name for p in shipped_models_dir().glob("*") if (p / "config.json").is_file())
+WITH_ENTROPY = [name for name in SHIPPED if (shipped_models_dir() / name / "entropy.safetensors").is_file()]
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    if not (CARD / "model.safetensors").is_file():
-        pytest.fail(f"the default model is not shipped in {CARD}")
-    return load_model(DEFAULT_MODEL), json.loads((CARD / "metrics.json").read_text())
+def test_the_default_model_is_shipped():
+    assert DEFAULT_MODEL in SHIPPED and (shipped_models_dir() / DEFAULT_MODEL / "model.safetensors").is_file()
+
+
+def _load(name: str):
+    return load_model(shipped_models_dir() / name), json.loads((shipped_models_dir() / name / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module", params=SHIPPED)
+def shipped(request):
+    return _load(request.param)
 
 
 def test_card_matches_the_weights(shipped):
     model, metrics = shipped
-    assert metrics["weights_sha256"] == weights_hash(CARD)
+    card = shipped_models_dir() / model.config.name
+    assert metrics["model"] == model.config.name and metrics["weights_sha256"] == weights_hash(card)
     # the entropy model rides along but is not part of the codec's weights or parameter count
     assert metrics["parameters"] == sum(p.numel() for p in model.parameters())
     assert not any(key.startswith("entropy") for key in model.state_dict())
-    assert "PESQ-WB" in (CARD / "README.md").read_text()
+    assert "PESQ-WB" in (card / "README.md").read_text()
 
 
 def test_pesq_at_6_kbps_has_not_regressed(shipped):
@@ -47,13 +56,14 @@ def test_pesq_at_6_kbps_has_not_regressed(shipped):
     assert np.mean(scores) >= regression["pesq_wb_6kbps"] - 0.1
 
 
-def test_shipped_entropy_model_is_lossless_and_saves_bits(shipped):
-    """The shipped entropy model on real speech: the codes come back exactly and the file at
-    6 kbps is clearly smaller (the card measures ~25% on all dev files)."""
+@pytest.mark.parametrize("name", WITH_ENTROPY)
+def test_shipped_entropy_model_is_lossless_and_saves_bits(name):
+    """A shipped entropy model on real speech: the codes come back exactly and the file at
+    6 kbps is clearly smaller (conv-16k's card measures 23% on all dev files)."""
     from codec.bitstream import from_bytes, to_bytes
     from codec.coding import entropy_coder_for
 
-    model, metrics = shipped
+    model, metrics = _load(name)
     path = SHARED_DATA / metrics["regression"]["files"][0]
     if not path.is_file():
         pytest.skip(f"dev speech not available under {SHARED_DATA}")
@@ -69,9 +79,10 @@ def test_impulse_is_played_at_its_time_plus_the_latency(shipped):
     """An impulse at 0.5 s, streamed in 20 ms blocks, is heard at 0.5 s + the declared latency.
 
     A real-time player plays decoded sample ``n`` at input time ``n + latency``; every sample must
-    be decoded by then. The model was trained with magnitude (mel, STFT) losses, so it may move a
-    click's phase by a few milliseconds: the check is on the energy centroid of the impulse's
-    response (measured: +3.3 ms), not on a single sample.
+    be decoded by then. The models were trained with magnitude (mel, STFT) losses, so they may move
+    a click's phase by a few milliseconds: the check is on the energy centroid of the impulse's
+    response (measured: +3.3 ms for conv-16k, +6.6 ms for esc-16k-small), within half a code frame
+    (10 ms), so a latency declared a frame off fails.
     """
     model, _ = shipped
     rate, block, at = model.sample_rate, 320, model.sample_rate // 2
@@ -94,4 +105,4 @@ def test_impulse_is_played_at_its_time_plus_the_latency(shipped):
     assert np.all(decoded_by <= play_time)                    # ready before it is due
     energy = (loud - quiet) ** 2
     heard_at = (energy * play_time).sum() / energy.sum()
-    assert abs(heard_at - (at + model.latency)) < 0.005 * rate, heard_at - (at + model.latency)
+    assert abs(heard_at - (at + model.latency)) < 0.5 * rate / model.frame_rate, heard_at - (at + model.latency)

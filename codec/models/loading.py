@@ -1,6 +1,6 @@
 """Saving and loading codecs: ``model.safetensors`` + ``config.json`` in one directory.
 
-Shipped models live in the repository's ``models/<name>/``; ``load_model("conv-16k")`` finds
+Shipped models live in the repository's ``models/<name>/``; ``load_model("esc-16k-small")`` finds
 them by name, and models installed in ``$CODEC_MODELS_DIR/<name>/`` too (before the shipped
 ones); ``load_model("path/to/dir")`` loads any saved model. No pickle anywhere.
 
@@ -25,7 +25,7 @@ from codec.errors import CodecError
 from codec.models.conv_codec import ConvCodec
 from codec.models.registry import build_model, config_from_dict
 
-DEFAULT_MODEL = "conv-16k"
+DEFAULT_MODEL = "esc-16k-small"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 COMPATIBLE_FILE = "compatible_weights.json"   # earlier weights whose .codes files this model reads
