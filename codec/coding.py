@@ -277,7 +277,8 @@ def entropy_coder_for(model: ConvCodec, required: bool = False):
     entropy_model = getattr(model, "entropy_model", None)
     if entropy_model is None:
         if required:
-            raise CodecError(f"model '{model.config.name}' has no entropy model; encode with --no-entropy")
+            raise CodecError(f"model '{model.config.name}' has no entropy model; encode without --entropy"
+                             f"{entropy_models_hint()}")
         return None
     coder = model.__dict__.get("_entropy_coder")   # made once per model: it prepares 8-bit weights
     if coder is None or coder.model is not entropy_model:
@@ -285,6 +286,14 @@ def entropy_coder_for(model: ConvCodec, required: bool = False):
 
         coder = model.__dict__["_entropy_coder"] = EntropyCoder(entropy_model)
     return coder
+
+
+def entropy_models_hint() -> str:
+    """", or with a model that has one (NAMES)" for error messages; empty if none is found."""
+    from codec.models.loading import models_with_entropy
+
+    names = models_with_entropy()
+    return f", or with a model that has one (--model {' / '.join(names)})" if names else ""
 
 
 def wants_entropy(model: ConvCodec, entropy: bool | None) -> bool:

@@ -450,12 +450,12 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         link = TorchLink(codec_model, num_codebooks, source.channels, global_refresh)
     coder = None
     if entropy:
-        from codec.coding import entropy_coder_for
+        from codec.coding import entropy_models_hint, entropy_coder_for
 
         coder = entropy_coder_for(codec_model)
         if coder is None:
             raise CodecError(f"model '{codec_model.config.name}' has no entropy model (entropy.safetensors beside "
-                             f"its weights); stream without --entropy")
+                             f"its weights); stream without --entropy{entropy_models_hint()}")
     info = StreamInfo(codec_model.config.name, getattr(codec_model, "weights_sha256", "")[:8], source.sample_rate,
                       source.channels, codec_model.frame_rate, codec_model.codebook_size,
                       coder.name if coder else None, coder.weights[:8] if coder else None,

@@ -240,6 +240,7 @@ def test_cli_entropy_codes_with_a_shipped_entropy_model(tiny_model_dir, entropy_
     refused = runner.invoke(app, ["encode", str(source), str(tmp_path / "r.codes"), "--model", str(tiny_model_dir),
                                   "--entropy"])
     assert refused.exit_code == 1 and "has no entropy model" in refused.output
+    assert "with a model that has one (--model conv-16k)" in " ".join(refused.output.split())  # the shipped one
     info = json.loads(runner.invoke(app, ["info", str(tmp_path / "e.codes"), "--json"]).stdout)
     assert info["entropy_coded"] is True and info["entropy_model"] == "entropy-tiny"
     assert runner.invoke(app, ["decode", str(tmp_path / "e.codes"), str(tmp_path / "e.wav"),

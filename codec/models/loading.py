@@ -57,6 +57,13 @@ def available_models() -> list[Path]:
     return [found[name] for name in sorted(found)]
 
 
+def models_with_entropy() -> list[str]:
+    """Names of the models found by name that have an entropy model beside their weights."""
+    from codec.entropy.model import ENTROPY_WEIGHTS
+
+    return [folder.name for folder in available_models() if (folder / ENTROPY_WEIGHTS).is_file()]
+
+
 def resolve_model_dir(name_or_path: str | Path | None) -> Path:
     """A model directory from a shipped model's name or a path.
 
