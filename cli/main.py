@@ -22,7 +22,7 @@ from codec.errors import CodecError
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural speech codec: encode audio to compact codes and decode it back.")
-stderr = Console(stderr=True, highlight=False, markup=False)  # messages hold paths: no markup in them
+stderr = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)  # paths: no markup, no wrapping
 
 
 
@@ -72,6 +72,10 @@ ModelOption = Annotated[str | None, typer.Option(
                           "the model named in the file].")]
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output file (in a batch: "
                                                                  "redo files whose output exists).")]
+DecodeModelOption = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Shipped model name or model directory \\[default: the model named in the file].")]
+FolderForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the files already in the "
+                                                                       "output folder.")]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", help="Worker processes for a batch (one torch "
                                                              "thread each).")]
 BitrateOption = Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps, one the model supports "
@@ -186,7 +190,7 @@ def decode(
         metavar="OUTPUT", show_default=False,
         help="Audio file to write (format from the suffix: .wav, .flac, .ogg; - for stdout), or a batch's "
              "output folder.")] = None,
-    model: ModelOption = None,
+    model: DecodeModelOption = None,
     force: ForceOption = False,
     sample_rate: Annotated[int | None, typer.Option(
         "--sample-rate", "-r", help="Resample the output to this rate in Hz \\[default: the original's].",
@@ -390,6 +394,9 @@ def _models_table(summaries):
     return table
 
 
+EVAL_OUTPUTS = ("results.json", "results.csv", "rate_distortion.png", "spectrograms.png")
+
+
 @app.command("eval")
 @user_errors
 def evaluate(
@@ -404,6 +411,7 @@ def evaluate(
     jobs: Annotated[int, typer.Option(help="Worker processes scoring files in parallel.")] = 1,
     threads: Annotated[int, typer.Option(help="Torch threads per worker (real-time factors use it).")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    force: FolderForceOption = False,
 ) -> None:
     """Quality and speed of a model against classical codecs: PESQ, STOI, SI-SDR, bitrate, RTF."""
     from dataclasses import asdict
@@ -416,6 +424,10 @@ def evaluate(
 
     if out.exists() and not out.is_dir():
         raise CodecError(f"--out {out}: is a file; give a folder for the results")
+    written = [out / name for name in EVAL_OUTPUTS if (out / name).exists()]
+    if written and not force:
+        raise CodecError(f"--out {out}: holds results already ({', '.join(p.name for p in written)}); "
+                         f"pass --force to overwrite them, or choose another folder")
     try:
         kbps = [float(b) for b in bitrates.split(",") if b.strip()]
     except ValueError:
@@ -448,7 +460,7 @@ def evaluate(
         console.print(summary_table(summaries, threads))
     for note in notes:
         stderr.print(f"note: {note}")
-    stderr.print(f"wrote {out}/results.json, results.csv, rate_distortion.png, spectrograms.png")
+    stderr.print(f"wrote {out}/{', '.join(EVAL_OUTPUTS)}")
 
 
 @app.command()
@@ -458,9 +470,10 @@ def export(
                                                      "esc-16k-small].", show_default=False)] = None,
     format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("exported"),
-    int8: Annotated[bool, typer.Option("--int8", help="8-bit weights for the encoder and decoder: about "
-                                       "twice as fast per frame on one CPU thread, same PESQ.")] = False,
-    force: ForceOption = False,
+    int8: Annotated[bool, typer.Option("--int8", help="8-bit weights for the encoder and decoder (conv-16k: "
+                                       "about twice as fast per frame on one CPU thread, same PESQ; "
+                                       "esc-16k-small: no faster).")] = False,
+    force: FolderForceOption = False,
 ) -> None:
     """Export a model for CPU streaming: encoder and decoder step graphs with explicit state."""
     from codec.models import load_model

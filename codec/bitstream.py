@@ -332,8 +332,10 @@ def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
             chunk = chunk.transpose(2, 0, 1)
             if zlib.crc32(pack_codes(chunk.reshape(-1), meta.bits_per_code)) != \
                     _UINT32.unpack_from(data, offset + length + 4)[0]:
+                crc_at = offset + length + 4   # the one part of the chunk that the first CRC leaves out
                 raise BitstreamError(
-                    f"decoded codes of chunk {index} fail their CRC: the entropy model computed different "
+                    f"decoded codes of chunk {index} fail their CRC: the file is corrupted at bytes "
+                    f"{crc_at}-{crc_at + 3} (that CRC), or the entropy model computed different "
                     f"probabilities than when encoding (other weights or another machine's arithmetic); "
                     f"decode where it was encoded, or re-encode with --no-entropy")
             frames.append(chunk)

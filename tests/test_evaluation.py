@@ -129,3 +129,16 @@ def test_end_to_end_on_dev_files_with_baselines(tiny_model_dir, dev_files, tmp_p
     for name in ("results.json", "results.csv", "rate_distortion.png", "spectrograms.png"):
         assert (out / name).stat().st_size > 0
     assert "opus skipped at 3 kbps" in result.output
+
+
+def test_eval_keeps_earlier_results_unless_forced(tiny_model_dir, tmp_path):
+    source = tmp_path / "in.wav"
+    write_audio(source, speechlike(1.0), 16000)
+    out = tmp_path / "report"
+    command = ["eval", str(source), "--model", str(tiny_model_dir), "--bitrates", "6", "--out", str(out)]
+    assert CliRunner().invoke(app, command).exit_code == 0
+    before = (out / "results.json").read_bytes()
+    refused = CliRunner().invoke(app, command)
+    assert refused.exit_code == 1 and "holds results already (results.json" in refused.output
+    assert (out / "results.json").read_bytes() == before
+    assert CliRunner().invoke(app, [*command, "--force"]).exit_code == 0

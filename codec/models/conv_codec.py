@@ -10,7 +10,7 @@ Frame-domain processing with an inverse-STFT head learns far faster per CPU-minu
 waveform-domain SEANet stack (DESIGN.md, "What we know about training on this hardware").
 Every layer is causal; the only look-ahead is the inverse STFT's overlap-add
 (``synthesis_n_fft - hop`` samples), which with one code frame gives the algorithmic ``latency``:
-320 + 160 samples = 30 ms for the default model. The encoder's longer analysis window looks only
+320 + 160 samples = 30 ms for conv-16k. The encoder's longer analysis window looks only
 into the past, so it costs no latency.
 """
 

@@ -172,6 +172,8 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
         path = out_dir / f"{graph}.onnx"
         with warnings.catch_warnings():  # the tracer notes the input-length checks, which hold by construction
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            # strided slices of the ESC codec's sub-bands cannot be constant-folded; they run as ops
+            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
             torch.onnx.export(step, tuple(v for _, v in inputs) + tuple(state_values), str(path),
                               input_names=[n for n, _ in inputs] + state_names, output_names=output_names,
                               dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
