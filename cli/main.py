@@ -294,7 +294,8 @@ def _print_written(path: Path, label: str) -> None:
 @app.command()
 @user_errors
 def info(
-    path: Annotated[Path, typer.Argument(help="A .codes file, or a model: shipped name or model directory.")],
+    path: Annotated[Path, typer.Argument(help="A .codes file (or a packet stream saved by codec stream --save), "
+                                              "or a model: shipped name or model directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
 ) -> None:
     """Print the metadata of a .codes file (its CRCs are checked by decode) or a model's summary."""
@@ -310,8 +311,12 @@ def info(
 def _codes_info(path: Path) -> dict:
     from dataclasses import asdict
 
-    from codec.coding import read_codes_metadata
+    from codec.coding import is_packet_stream, read_codes_metadata, read_stream_info
 
+    if is_packet_stream(path):   # saved by codec stream --save
+        stream_info, _ = read_stream_info(path)
+        values = {"format": "packet stream", **{k: v for k, v in asdict(stream_info).items() if v is not None}}
+        return {**values, "file_bytes": path.stat().st_size}
     meta = read_codes_metadata(path)
     values = {k: v for k, v in asdict(meta).items() if v is not None}
     seconds = values["samples"] / values["sample_rate"]

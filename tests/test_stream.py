@@ -1,5 +1,6 @@
 """`codec stream` through fake sound devices (no audio hardware in CI), packets and packet loss."""
 
+import json
 import time
 
 import numpy as np
@@ -93,6 +94,8 @@ def test_packet_loss_is_concealed_and_the_saved_stream_decodes(tiny_model_dir, s
     decoded = tmp_path / "decoded.wav"
     assert invoke("decode", saved, decoded, "--model", tiny_model_dir).exit_code == 0
     assert sf.info(str(decoded)).frames == sf.info(str(speech)).frames
+    described = invoke("info", saved, "--json")
+    assert described.exit_code == 0 and json.loads(described.stdout)["format"] == "packet stream"
     # damage the saved stream: a dropped packet and a corrupted one are concealed, never a crash
     data = bytearray(saved.read_bytes())
     data[300] ^= 0xFF
