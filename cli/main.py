@@ -78,8 +78,9 @@ FolderForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrit
                                                                        "output folder.")]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", help="Worker processes for a batch (one torch "
                                                              "thread each).")]
-BitrateOption = Annotated[float, typer.Option("--bitrate", "-b", help="Bitrate in kbps, one the model supports "
-                                                                   "(the shipped ones: 1.5, 3, 6, 12; see codec models).")]
+BitrateOption = Annotated[float, typer.Option(
+    "--bitrate", "-b", help="Bitrate in kbps, one the model supports (the shipped ones: 1.5, 3, 6, 12; "
+                            "see codec models).")]
 
 
 def _arguments(command: str, inputs: list[Path] | None, output: Path | None) -> list[str]:
@@ -149,7 +150,8 @@ def encode(
     entropy: Annotated[bool | None, typer.Option(
         "--entropy/--no-entropy", show_default=False,
         help="Range-code the codes with the model's entropy model (conv-16k has one: files about 23% smaller "
-             "at 6 kbps; coding runs at about 9x real time on one thread) \\[default: on if the model has one].")] = None,
+             "at 6 kbps; coding runs at about 9x real time on one thread) "
+             "\\[default: on if the model has one].")] = None,
     force: ForceOption = False,
     jobs: JobsOption = 1,
 ) -> None:

@@ -35,5 +35,8 @@ def to_8_bits(weights: dict[str, torch.Tensor], reduce_dims: Callable[[str, torc
 
 def from_8_bits(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The float32 tensors of an 8-bit file (others as stored), without the scale entries."""
+    def is_scale(name: str) -> bool:
+        return name.endswith(SCALE_SUFFIX) and name[:-len(SCALE_SUFFIX)] in stored
+
     return {name: tensor.float() * stored[name + SCALE_SUFFIX] if name + SCALE_SUFFIX in stored else tensor
-            for name, tensor in stored.items() if not (name.endswith(SCALE_SUFFIX) and name[:-len(SCALE_SUFFIX)] in stored)}
+            for name, tensor in stored.items() if not is_scale(name)}

@@ -450,7 +450,7 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         link = TorchLink(codec_model, num_codebooks, source.channels, global_refresh)
     coder = None
     if entropy:
-        from codec.coding import entropy_models_hint, entropy_coder_for
+        from codec.coding import entropy_coder_for, entropy_models_hint
 
         coder = entropy_coder_for(codec_model)
         if coder is None:

@@ -39,8 +39,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="an ESC codec: model name or folder")
     parser.add_argument("out", type=Path, help="folder for the smaller model")
-    parser.add_argument("--encoder-blocks", type=counts, help="blocks per encoder stage, e.g. 1,1,1 (default: unchanged)")
-    parser.add_argument("--decoder-blocks", type=counts, help="blocks per decoder stage, e.g. 1,1,1 (default: unchanged)")
+    for part in ("encoder", "decoder"):
+        parser.add_argument(f"--{part}-blocks", type=counts,
+                            help=f"blocks per {part} stage, e.g. 1,1,1 (default: unchanged)")
     args = parser.parse_args()
     if (args.out / "model.safetensors").exists():
         parser.error(f"{args.out} already holds a model; choose a new folder")
@@ -49,7 +50,8 @@ def main() -> None:
         raise SystemExit(f"{args.model}: only ESC codecs can be shrunk by this script")
     c = model.config
     encoder_blocks, decoder_blocks = args.encoder_blocks or c.encoder_blocks, args.decoder_blocks or c.decoder_blocks
-    for name, new, old in (("encoder", encoder_blocks, c.encoder_blocks), ("decoder", decoder_blocks, c.decoder_blocks)):
+    for name, new, old in (("encoder", encoder_blocks, c.encoder_blocks),
+                           ("decoder", decoder_blocks, c.decoder_blocks)):
         if len(new) != len(old) or any(n < 0 or n > o for n, o in zip(new, old, strict=True)):
             parser.error(f"--{name}-blocks {new}: need {len(old)} counts, each from 0 to the model's {old}")
     save_model(shrink(model, encoder_blocks, decoder_blocks), args.out)

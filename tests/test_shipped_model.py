@@ -24,7 +24,8 @@ def test_the_default_model_is_shipped():
 
 
 def _load(name: str):
-    return load_model(shipped_models_dir() / name), json.loads((shipped_models_dir() / name / "metrics.json").read_text())
+    folder = shipped_models_dir() / name
+    return load_model(folder), json.loads((folder / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="module", params=SHIPPED)

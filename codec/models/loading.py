@@ -183,8 +183,9 @@ def _stored_state(model: ConvCodec, dtype: torch.dtype, eight_bit_decoder: bool)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
 
     def eight_bit_dims(name: str, tensor: torch.Tensor) -> tuple[int, ...] | None:
+        matrix = tensor.dim() >= 2 and tensor.is_floating_point()
         decoder_only = eight_bit_decoder and name.startswith(model.decoder_only_weights)
-        return tuple(range(1, tensor.dim())) if decoder_only and tensor.dim() >= 2 and tensor.is_floating_point() else None
+        return tuple(range(1, tensor.dim())) if decoder_only and matrix else None
 
     stored = to_8_bits(state, eight_bit_dims)
     return {k: v.to(dtype) if k in state and v.is_floating_point() else v for k, v in stored.items()}
