@@ -30,6 +30,7 @@ from codec.coding import decode_audio, encode_audio
 from codec.evaluation import EvalSettings, pesq_wb, run_evaluation, summarize
 from codec.evaluation.report import plot_rate_distortion
 from codec.models import DEFAULT_MODEL, load_model, ship_model
+from codec.models.loading import WEIGHTS_FILE
 
 DEV = Path("../shared/data/speech/dev")
 DEV_FILES = sorted(DEV.rglob("*.flac"))
@@ -176,7 +177,7 @@ def macs_per_second(model, kbps: float) -> tuple[float, float]:
 
 def storage_text(ship: Path, eight_bit_decoder: bool) -> str:
     """The card's sentence on how the weights are stored."""
-    size_mb = (ship / "model.safetensors").stat().st_size / 1e6
+    size_mb = (ship / WEIGHTS_FILE).stat().st_size / 1e6
     if not eight_bit_decoder:
         return f"Weights stored as 16-bit floats ({size_mb:.1f} MB)."
     return (f"Weights stored as 16-bit floats, the decoder's matrices as 8-bit integers with one scale per "

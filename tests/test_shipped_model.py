@@ -9,6 +9,7 @@ import torch
 
 from codec.audio import load_audio
 from codec.coding import decode_audio, encode_audio
+from codec.entropy.model import has_entropy_model
 from codec.evaluation import pesq_wb
 from codec.models import DEFAULT_MODEL, load_model
 from codec.models.loading import shipped_models_dir, weights_hash
@@ -16,7 +17,7 @@ from codec.streaming import StreamingDecoder, StreamingEncoder
 from tests.conftest import SHARED_DATA
 
 SHIPPED = sorted(p.name for p in shipped_models_dir().glob("*") if (p / "config.json").is_file())
-WITH_ENTROPY = [name for name in SHIPPED if (shipped_models_dir() / name / "entropy.safetensors").is_file()]
+WITH_ENTROPY = [name for name in SHIPPED if has_entropy_model(shipped_models_dir() / name)]
 
 
 def test_the_default_model_is_shipped():

@@ -141,6 +141,11 @@ def _to_8_bits(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return to_8_bits(weights, lambda name, tensor: (1,) if tensor.dim() >= 2 else None)
 
 
+def has_entropy_model(directory: Path) -> bool:
+    """Whether a model folder ships an entropy model (its weights file marks one)."""
+    return (Path(directory) / ENTROPY_WEIGHTS).is_file()
+
+
 def save_entropy_model(model: EntropyModel, directory: Path) -> None:
     """Write ``entropy.safetensors`` (8-bit matrices) and ``entropy_config.json`` to ``directory``."""
     from safetensors.torch import save_file
@@ -161,7 +166,7 @@ def load_entropy_model(directory: Path) -> EntropyModel | None:
 
     from safetensors.torch import load_file
 
-    if not (directory / ENTROPY_WEIGHTS).is_file():   # the weights mark a model that has one
+    if not has_entropy_model(directory):
         return None
     try:
         model = EntropyModel(EntropyModelConfig.from_dict(json.loads((directory / ENTROPY_CONFIG).read_text())))

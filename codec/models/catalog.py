@@ -52,7 +52,7 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
     """
     import torch
 
-    from codec.entropy.model import ENTROPY_WEIGHTS
+    from codec.entropy.model import has_entropy_model
     from codec.models.registry import build_model, config_from_dict
 
     directory = resolve_model_dir(name_or_path)
@@ -73,7 +73,7 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
         codebook_size=config.codebook_size, bitrates_kbps=list(config.bitrates_kbps),
         latency_ms=round(1000 * network.latency / config.sample_rate, 3),
         parameters=sum(p.numel() for p in network.parameters()), weights_bytes=weights_bytes,
-        entropy_model=(directory / ENTROPY_WEIGHTS).is_file(), pesq_wb=measured_pesq(directory, config.name),
+        entropy_model=has_entropy_model(directory), pesq_wb=measured_pesq(directory, config.name),
         weights_sha256=weights_hash(directory) if with_hash else None)
 
 

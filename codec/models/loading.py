@@ -59,9 +59,9 @@ def available_models() -> list[Path]:
 
 def models_with_entropy() -> list[str]:
     """Names of the models found by name that have an entropy model beside their weights."""
-    from codec.entropy.model import ENTROPY_WEIGHTS
+    from codec.entropy.model import has_entropy_model
 
-    return [folder.name for folder in available_models() if (folder / ENTROPY_WEIGHTS).is_file()]
+    return [folder.name for folder in available_models() if has_entropy_model(folder)]
 
 
 def resolve_model_dir(name_or_path: str | Path | None) -> Path:
