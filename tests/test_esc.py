@@ -1,6 +1,7 @@
 """The ESC transformer codec: shapes per scale, streaming == offline, causality, the shared code
 path (sessions, files, CLI, loading by architecture) and training."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -18,10 +19,15 @@ TINY = EscCodecConfig(name="esc-tiny", subbands=8, dims=[8, 16], encoder_blocks=
                       bitrates_kbps=[0.6, 1.2])
 
 
-@pytest.fixture(scope="module")
-def esc():
+# the output head as configured by default (one 640-sample inverse-STFT frame per code frame), and
+# a finer one: 4 frames of 320 samples, 80 apart (as recipes/esc_16k_small_head.yaml)
+FINE_HEAD = dataclasses.replace(TINY, synthesis_n_fft=320, synthesis_subframes=4)
+
+
+@pytest.fixture(scope="module", params=[TINY, FINE_HEAD], ids=["head", "fine-head"])
+def esc(request):
     torch.manual_seed(0)
-    return EscCodec(TINY).eval()
+    return EscCodec(request.param).eval()
 
 
 def test_shapes_at_every_scale(esc):
@@ -35,7 +41,9 @@ def test_shapes_at_every_scale(esc):
     assert codes.shape == (2, 4, 7) and codes.max() < 64
     assert esc.encode(wav, 2).shape == (2, 2, 7)              # the coarsest scale alone
     assert esc.decode(codes).shape == (2, 1, 320 * 7)
-    assert esc.latency == 640 and esc.codebooks_for_bitrate(0.6) == 2
+    # one code frame plus the inverse STFT's overlap: 320 + (640 - 320), or 320 + (320 - 80)
+    assert esc.latency == (640 if esc.config.synthesis_subframes == 1 else 560)
+    assert esc.codebooks_for_bitrate(0.6) == 2
 
 
 def test_coarse_codes_do_not_depend_on_the_finer_scales(esc):
@@ -133,9 +141,41 @@ def test_esc_recipe_trains(tmp_path):
     assert isinstance(load_model(tmp_path / "run" / "model"), EscCodec)
 
 
-def test_init_from_keeps_every_trained_codebook_when_a_scale_grows(tmp_path):
-    import dataclasses
+def test_a_new_head_trained_on_frozen_codes_keeps_the_codes(tmp_path):
+    """recipes/esc_16k_small_head.yaml's set-up: a head of another shape starts from scratch
+    (run.init_fresh), only the finest decoder stage and the head train (optim.freeze with a dotted
+    path), so the codes and the code identity stay those of the starting weights."""
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for i in range(2):
+        write_audio(folder / f"{i}.wav", tone(1.0, 16000, 150.0 + 60 * i), 16000)
+    torch.manual_seed(0)
+    start = save_model(EscCodec(TINY).eval(), tmp_path / "start")
+    overrides = [f"model.{k}={json.dumps(v).replace(' ', '')}" for k, v in FINE_HEAD.to_dict().items()]
+    recipe = load_recipe(REPO / "recipes" / "esc_16k_small_head.yaml", overrides + [
+        f"data.train_dir={folder}", f"run.out_dir={tmp_path / 'run'}", "run.max_steps=2", "run.batch_size=2",
+        "loss.codebook_choices=[2,4]", "loss.codebook_probs=[0.5,0.5]", "run.tensorboard=false",
+        f"run.init_from={start}", "optim.freeze=[stft,embed,encoder,merges,quantizer,splits,decoder.1]"])
+    train(recipe)
+    trained, initial = load_model(tmp_path / "run" / "model"), load_model(start)
+    wav = 0.1 * torch.randn(1, 1, 320 * 20)
+    assert torch.equal(trained.encode(wav, 4), initial.encode(wav, 4))
+    assert trained.code_identity()[0] == initial.code_identity()[0]
+    trained_state, initial_state = trained.code_identity()[1], initial.code_identity()[1]
+    assert all(torch.equal(trained_state[k], initial_state[k]) for k in initial_state)
+    assert not torch.equal(trained.decoder[0][0].mlp[0].weight, initial.decoder[0][0].mlp[0].weight)
+    assert trained.head.proj.out_features == 4 * 2 * 161 and trained.latency == 560
 
+
+def test_freezing_an_unknown_part_is_refused_by_name(tmp_path):
+    from codec.errors import CodecError
+    from codec.train.trainer import _frozen_modules
+
+    with pytest.raises(CodecError, match="decoder.7 not in the model"):
+        _frozen_modules(EscCodec(TINY), ["decoder.7"])
+
+
+def test_init_from_keeps_every_trained_codebook_when_a_scale_grows(tmp_path):
     from rich.console import Console
 
     from codec.train.trainer import _load_initial_weights

@@ -17,7 +17,7 @@ coarser reconstruction: the bitrate grows by adding scales (stream dropout in tr
 
 Attention along time is causal with a window; the encoder runs the decoder's coarser stages too
 (the residuals need their predictions), with its own streaming state. Algorithmic latency: one
-frame plus the inverse STFT's overlap.
+frame plus the output inverse STFT's overlap (``synthesis_n_fft - hop_length / synthesis_subframes``).
 """
 
 from dataclasses import dataclass, field
@@ -41,8 +41,10 @@ class EscCodecConfig(JsonConfig):
     architecture: str = "esc"
     name: str = "esc-16k"
     sample_rate: int = 16000
-    n_fft: int = 640                 # analysis and synthesis window, samples
+    n_fft: int = 640                 # analysis window, samples
     hop_length: int = 320            # one code frame per STFT frame (50 frames/s at 16 kHz)
+    synthesis_n_fft: int = 640       # the output head's inverse-STFT window, samples
+    synthesis_subframes: int = 1     # inverse-STFT frames per code frame (hop_length / this apart)
     subbands: int = 16               # tokens per frame at the finest scale
     dims: list[int] = field(default_factory=lambda: [64, 96, 128])    # channels per token, fine to coarse
     encoder_blocks: list[int] = field(default_factory=lambda: [1, 1, 1])
@@ -103,7 +105,7 @@ class EscCodec(CodecBase):
             nn.ModuleList(SubbandTransformerBlock(c.dims[s], c.heads, c.window, c.subbands >> s)
                           for _ in range(c.decoder_blocks[s])) for s in range(scales))
         self.splits = nn.ModuleList(nn.Linear(c.dims[s + 1], 2 * c.dims[s]) for s in range(scales - 1))
-        self.head = ISTFTHead(c.subbands * c.dims[0], c.n_fft, c.hop_length)
+        self.head = ISTFTHead(c.subbands * c.dims[0], c.synthesis_n_fft, c.hop_length, c.synthesis_subframes)
         self.global_code = None
         self.bypass_quantizer = False   # training only: set by the trainer during quantizer warm-up
 
@@ -119,7 +121,7 @@ class EscCodec(CodecBase):
     @property
     def latency(self) -> int:
         """One frame plus the inverse STFT's overlap, in samples."""
-        return self.frame_size + self.config.n_fft - self.config.hop_length
+        return self.frame_size + self.head.istft.overlap
 
     @property
     def latent_channels(self) -> int:
@@ -135,6 +137,7 @@ class EscCodec(CodecBase):
 
     # the encoder runs every decoder stage but the finest (its predictions make the residuals)
     decoder_only_weights = ("decoder.0.", "head.")
+    decoder_only_config = ("synthesis_n_fft", "synthesis_subframes")
 
     def code_identity(self) -> tuple[dict, dict]:
         config, state = super().code_identity()

@@ -142,16 +142,24 @@ class ISTFTHead(nn.Module):
     """Vocos output head: features -> log-magnitude and phase -> causal inverse STFT.
 
     ``[B, D, N] -> [B, 1, N * hop]``. The magnitude is ``exp`` of a clamped log-magnitude and the
-    phase enters through ``cos``/``sin``, as in Vocos (Siuzdak 2023, section 3).
+    phase enters through ``cos``/``sin``, as in Vocos (Siuzdak 2023, section 3). With
+    ``subframes > 1`` each feature frame gives that many synthesis frames, ``hop / subframes``
+    apart (finer time resolution and more overlap than the analysis; ESC, Gu et al. 2024, uses
+    20 ms windows every 5 ms); the last one ends where the feature frame's hop ends.
     """
 
-    def __init__(self, dim: int, n_fft: int, hop_length: int):
+    def __init__(self, dim: int, n_fft: int, hop_length: int, subframes: int = 1):
         super().__init__()
+        if hop_length % subframes:
+            raise ValueError(f"hop_length {hop_length} is not a multiple of subframes {subframes}")
         self.n_bins = n_fft // 2 + 1
-        self.proj = nn.Linear(dim, 2 * self.n_bins)
-        self.istft = CausalISTFT(n_fft, hop_length)
+        self.subframes = subframes
+        self.proj = nn.Linear(dim, subframes * 2 * self.n_bins)
+        self.istft = CausalISTFT(n_fft, hop_length // subframes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        log_magnitude, phase = self.proj(x.transpose(1, 2)).transpose(1, 2).chunk(2, dim=1)
+        batch, _, frames = x.shape
+        spectra = self.proj(x.transpose(1, 2)).reshape(batch, frames * self.subframes, 2 * self.n_bins)
+        log_magnitude, phase = spectra.transpose(1, 2).chunk(2, dim=1)
         magnitude = torch.exp(log_magnitude.clamp(max=math.log(1e3)))  # a guard against overflow only
         return self.istft(torch.cat([magnitude * torch.cos(phase), magnitude * torch.sin(phase)], dim=1))

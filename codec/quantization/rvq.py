@@ -62,7 +62,9 @@ class ResidualVectorQuantizer(nn.Module):
             codes.append(c * (num_codebooks > k)[:, None])  # 0 where dropped
             commitment = commitment + commitment_k
             codebook = codebook + codebook_k
-        return QuantizedResult(quantized, torch.stack(codes, dim=1), commitment, codebook)
+        # (a frozen quantizer runs in eval mode: no codebook at all when every item drops this one)
+        codes = torch.stack(codes, dim=1) if codes else z.new_zeros(z.shape[0], 0, z.shape[-1], dtype=torch.long)
+        return QuantizedResult(quantized, codes, commitment, codebook)
 
     def encode(self, z: torch.Tensor, num_codebooks: int) -> torch.Tensor:
         """``[B, D, F]`` latent -> ``[B, K, F]`` int64 codes with ``K = num_codebooks``.

@@ -40,8 +40,8 @@ class OptimConfig:
     lr_decay: float = 1.0            # multiplied into the learning rate every step after decay_start
     decay_start: int = 0             # step at which the exponential decay begins (after warmup)
     grad_clip: float = 5.0
-    # top-level model parts kept as they are (e.g. [stft, encoder, quantizer] to fine-tune only the
-    # decoder: the codes, and so an entropy model trained on them, stay valid)
+    # model parts kept as they are, top-level or dotted (e.g. [stft, encoder, quantizer] to fine-tune
+    # only the decoder: the codes, and so an entropy model trained on them, stay valid)
     freeze: list[str] = field(default_factory=list)
 
 
@@ -92,6 +92,7 @@ class RunConfig:
     seed: int = 0
     threads: int | None = None
     init_from: str | None = None     # start a new run from these weights (a model directory or name)
+    init_fresh: list[str] = field(default_factory=list)  # parts that start from scratch instead (e.g. [head])
     tensorboard: bool = True         # scalars, audio, spectrograms, codebook usage in out_dir/tensorboard
     audio_every: int = 1000          # steps between audio and spectrogram summaries
     device: str = "auto"             # auto (CUDA when available), cpu, cuda

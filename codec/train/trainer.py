@@ -71,19 +71,22 @@ def restore_checkpoint(path: Path, model, optimizer, data=None) -> dict:
     return state
 
 
-def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, console: Console) -> None:
+def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, console: Console,
+                          fresh: list[str] = ()) -> None:
     """Start ``model`` from ``initial``'s weights (``run.init_from``).
 
     The configs may differ in what keeps every tensor's shape (e.g. the name, the bitrates, or
     ``masked_quantizers``): a quantizer whose channel slice changed starts its codebook afresh from
     the data (data-driven initialisation), keeping the pre-trained projections. Parts the source
-    lacks (a global code) start from their initialisation.
+    lacks (a global code) and the parts named in ``fresh`` (``run.init_fresh``, e.g. an output
+    head of another shape) start from their initialisation.
 
     Raises:
-        CodecError: if a tensor's shape differs (a different architecture).
+        CodecError: if a tensor's shape differs outside ``fresh`` (a different architecture).
     """
     target = model.state_dict()
-    source_state = initial.state_dict()
+    prefixes = tuple(f"{name}." for name in fresh)
+    source_state = {k: v for k, v in initial.state_dict().items() if not k.startswith(prefixes)}
     if not set(source_state) <= set(target) or any(target[k].shape != v.shape for k, v in source_state.items()):
         raise CodecError(f"run.init_from={source}: its config differs from the recipe's model section "
                          f"in the shapes of its weights")
@@ -110,15 +113,17 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
 
 
 def _frozen_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.Module]:
-    """Stop training the named top-level parts of ``model``; returns them.
+    """Stop training the named parts of ``model`` (top-level, or dotted paths such as
+    ``decoder.1``); returns them.
 
     Raises:
         CodecError: for a name that is not a part of the model, or if nothing would be left to train.
     """
-    parts = dict(model.named_children())
-    unknown = [name for name in names if name not in parts]
+    parts = dict(model.named_modules())
+    unknown = [name for name in names if not name or name not in parts]
     if unknown:
-        raise CodecError(f"optim.freeze: {', '.join(unknown)} not in the model; its parts are {', '.join(parts)}")
+        top = ", ".join(name for name, _ in model.named_children())
+        raise CodecError(f"optim.freeze: {', '.join(unknown)} not in the model; its parts are {top}")
     for name in names:
         parts[name].requires_grad_(False)
     if not any(p.requires_grad for p in model.parameters()):
@@ -193,7 +198,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         # continue training across machines from shipped weights (a fresh optimizer state)
         from codec.models import load_model
 
-        _load_initial_weights(model, load_model(run.init_from), run.init_from, console)
+        _load_initial_weights(model, load_model(run.init_from), run.init_from, console, run.init_fresh)
     if resume:
         state = restore_checkpoint(checkpoint_path, model, optimizer, dataset if world_size == 1 else None)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
