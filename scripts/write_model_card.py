@@ -87,7 +87,9 @@ def architecture(model) -> str:
                 f"residual VQ, coarse to fine ({list(reversed(c.codebooks_per_scale))} codebooks of "
                 f"{c.codebook_size}, factorized {c.codebook_dim}-d), each scale quantizing the encoder's "
                 f"features minus the decoder's prediction from the coarser scales -> mirrored decoder "
-                f"(blocks {c.decoder_blocks}) -> Vocos inverse-STFT head.")
+                f"(blocks {c.decoder_blocks}) -> Vocos inverse-STFT head ({c.synthesis_subframes} "
+                f"window{'s' if c.synthesis_subframes > 1 else ''} of {c.synthesis_n_fft} per frame, hop "
+                f"{c.hop_length // c.synthesis_subframes}).")
     return (f"Causal STFT (window {c.analysis_n_fft}, hop {c.hop_length}) -> causal ConvNeXt encoder "
             f"({c.encoder_analysis_blocks} blocks x {c.analysis_dim} ch at 100 frames/s, {c.encoder_code_rate_blocks} "
             f"blocks x {c.code_rate_dim} ch at 50 frames/s) -> residual VQ ({c.num_codebooks} x {c.codebook_size}, "
