@@ -144,7 +144,7 @@ class StreamingEncoder(_Session):
 class StreamingDecoder(_Session):
     """``decode(codes [B, K, f]) -> audio [B, 1, n]``: every sample that is final after them.
 
-    The first ``synthesis_n_fft - hop`` samples of a stream come out one call late; ``flush()``
+    The first samples of a stream (the output inverse STFT's overlap) come out one call late; ``flush()``
     returns the last ones at the end of the stream.
     """
 

@@ -171,8 +171,46 @@ def test_freezing_an_unknown_part_is_refused_by_name(tmp_path):
     from codec.errors import CodecError
     from codec.train.trainer import _frozen_modules
 
-    with pytest.raises(CodecError, match="decoder.7 not in the model"):
-        _frozen_modules(EscCodec(TINY), ["decoder.7"])
+    for name in ("decoder.7", "head.proj.weight", ""):
+        with pytest.raises(CodecError, match=f"{name!r} not in the model"):
+            _frozen_modules(EscCodec(TINY), [name])
+
+
+def test_init_from_names_what_does_not_fit_and_what_init_fresh_names(tmp_path):
+    from rich.console import Console
+
+    from codec.errors import CodecError
+    from codec.train.trainer import _load_initial_weights
+
+    console = Console(file=open(tmp_path / "log", "w"))
+    with pytest.raises(CodecError, match=r"head\.proj\.weight is \[642, 64\] there, \[1288, 64\] here.*"
+                                         r"run\.init_fresh, e\.g\. \[head\]"):
+        _load_initial_weights(EscCodec(FINE_HEAD), EscCodec(TINY), "esc-tiny", console)
+    with pytest.raises(CodecError, match="'haed' not in the model"):
+        _load_initial_weights(EscCodec(FINE_HEAD), EscCodec(TINY), "esc-tiny", console, ["haed"])
+    source, target = EscCodec(TINY), EscCodec(TINY)   # same shapes: a listed part still starts afresh
+    _load_initial_weights(target, source, "esc-tiny", console, ["decoder.0"])
+    assert torch.equal(target.decoder[1][0].mlp[0].weight, source.decoder[1][0].mlp[0].weight)
+    assert not torch.equal(target.decoder[0][0].mlp[0].weight, source.decoder[0][0].mlp[0].weight)
+    assert "new parts start from scratch: decoder.0" in (tmp_path / "log").read_text()
+    recipe = load_recipe(REPO / "recipes" / "esc_16k.yaml",
+                         [f"run.out_dir={tmp_path / 'run'}", "run.init_fresh=[head]"])
+    with pytest.raises(CodecError, match="run.init_from is not set"):
+        train(recipe)
+
+
+@pytest.mark.parametrize("subframes, n_fft, problem", [
+    (0, 640, "synthesis_subframes=0 must be a positive divisor of hop_length=320"),
+    (3, 640, "synthesis_subframes=3"),
+    (4, 300, r"synthesis_n_fft=300 must be an even multiple of the synthesis hop \(.* = 80\)"),
+    (4, 40, "synthesis_n_fft=40"),
+    (64, 15, "synthesis_n_fft=15"),
+])
+def test_an_output_head_that_does_not_tile_the_frames_is_refused_by_name(subframes, n_fft, problem):
+    from codec.errors import CodecError
+
+    with pytest.raises(CodecError, match=problem):
+        EscCodec(dataclasses.replace(TINY, synthesis_subframes=subframes, synthesis_n_fft=n_fft))
 
 
 def test_init_from_keeps_every_trained_codebook_when_a_scale_grows(tmp_path):

@@ -62,6 +62,17 @@ def _width(config: EscCodecConfig, scale: int) -> int:
     return (config.subbands >> scale) * config.dims[scale]
 
 
+def _check_synthesis(c: EscCodecConfig) -> None:
+    """Raises CodecError, naming the fields, unless the output head's frames tile the code frames."""
+    if c.synthesis_subframes < 1 or c.hop_length % c.synthesis_subframes:
+        raise CodecError(f"synthesis_subframes={c.synthesis_subframes} must be a positive divisor of "
+                         f"hop_length={c.hop_length}")
+    hop = c.hop_length // c.synthesis_subframes
+    if c.synthesis_n_fft < hop or c.synthesis_n_fft % hop or c.synthesis_n_fft % 2:
+        raise CodecError(f"synthesis_n_fft={c.synthesis_n_fft} must be an even multiple of the synthesis hop "
+                         f"(hop_length / synthesis_subframes = {hop})")
+
+
 class ScaleQuantizers(nn.Module):
     """One residual VQ per scale, coarsest first in ``scales``; ``layers`` lists every codebook
     in code order (for training diagnostics and health checks)."""
@@ -93,6 +104,7 @@ class EscCodec(CodecBase):
                              f"halve {scales - 1} times")
         if not (len(c.encoder_blocks) == len(c.decoder_blocks) == len(c.codebooks_per_scale) == scales):
             raise CodecError("dims, encoder_blocks, decoder_blocks and codebooks_per_scale need one entry per scale")
+        _check_synthesis(c)
         self.bins_per_band = c.n_fft // 2 // c.subbands
         self.stft = CausalSTFT(c.n_fft, c.hop_length)
         self.embed = nn.Linear(3 * self.bins_per_band, c.dims[0])

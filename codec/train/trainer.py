@@ -85,11 +85,21 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
         CodecError: if a tensor's shape differs outside ``fresh`` (a different architecture).
     """
     target = model.state_dict()
+    parts = dict(model.named_modules())
+    unknown = [repr(name) for name in fresh if not name or name not in parts]
+    if unknown:
+        raise CodecError(f"run.init_fresh: {', '.join(unknown)} not in the model; its parts are "
+                         f"{', '.join(name for name, _ in model.named_children())}")
     prefixes = tuple(f"{name}." for name in fresh)
     source_state = {k: v for k, v in initial.state_dict().items() if not k.startswith(prefixes)}
-    if not set(source_state) <= set(target) or any(target[k].shape != v.shape for k, v in source_state.items()):
-        raise CodecError(f"run.init_from={source}: its config differs from the recipe's model section "
-                         f"in the shapes of its weights")
+    extra = sorted(set(source_state) - set(target))
+    reshaped = [k for k, v in source_state.items() if k in target and target[k].shape != v.shape]
+    if extra or reshaped:
+        example = (f"{reshaped[0]} is {list(source_state[reshaped[0]].shape)} there, "
+                   f"{list(target[reshaped[0]].shape)} here" if reshaped else f"{extra[0]} is not in this model")
+        raise CodecError(f"run.init_from={source}: its weights do not fit the recipe's model section ({example}); "
+                         f"list the parts that should start from scratch in run.init_fresh, e.g. "
+                         f"[{(reshaped or extra)[0].split('.')[0]}]")
     # e.g. a global code, or more codebooks: named down to the module that owns the new weights
     new_parts = sorted({k.rsplit(".", 1)[0] for k in set(target) - set(source_state)})
     device = next(model.parameters()).device
@@ -105,11 +115,12 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
         layer.usage.fill_(1.0)
     differences = [f.name for f in dataclasses.fields(initial.config)
                    if getattr(initial.config, f.name) != getattr(model.config, f.name)]
-    if differences:
-        console.print(f"init_from {source}: config differs in {', '.join(differences)}"
-                      + (f"; quantizers {resliced} re-initialised from data" if resliced else "")
-                      + (f"; new parts start from scratch: {', '.join(new_parts[:3])}"
-                         + (f" and {len(new_parts) - 3} more" if len(new_parts) > 3 else "") if new_parts else ""))
+    notes = ([f"config differs in {', '.join(differences)}"] if differences else []) \
+        + ([f"quantizers {resliced} re-initialised from data"] if resliced else []) \
+        + ([f"new parts start from scratch: {', '.join(new_parts[:3])}"
+            + (f" and {len(new_parts) - 3} more" if len(new_parts) > 3 else "")] if new_parts else [])
+    if notes:
+        console.print(f"init_from {source}: " + "; ".join(notes))
 
 
 def _frozen_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.Module]:
@@ -120,10 +131,11 @@ def _frozen_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.M
         CodecError: for a name that is not a part of the model, or if nothing would be left to train.
     """
     parts = dict(model.named_modules())
-    unknown = [name for name in names if not name or name not in parts]
+    unknown = [repr(name) for name in names if not name or name not in parts]
     if unknown:
         top = ", ".join(name for name, _ in model.named_children())
-        raise CodecError(f"optim.freeze: {', '.join(unknown)} not in the model; its parts are {top}")
+        raise CodecError(f"optim.freeze: {', '.join(unknown)} not in the model (name modules, such as "
+                         f"decoder.1, not parameters); its parts are {top}")
     for name in names:
         parts[name].requires_grad_(False)
     if not any(p.requires_grad for p in model.parameters()):
@@ -156,6 +168,9 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     out_dir = Path(run.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_FILE
     _check_run_dir(checkpoint_path, resume)
+    if run.init_fresh and not run.init_from:
+        raise CodecError("run.init_fresh names parts to start from scratch instead of run.init_from's weights, "
+                         "but run.init_from is not set")
     if run.threads:
         torch.set_num_threads(run.threads)
     rank, world_size = distributed.setup()
