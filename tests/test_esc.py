@@ -250,3 +250,11 @@ def test_entropy_trainer_codes_a_folder_with_an_esc_codec(esc, tmp_path):
     assert [c.shape[0] for c in streamed] == [esc.num_codebooks] * 2
     for a, b in zip(streamed, offline, strict=True):
         assert a.shape == b.shape and (a != b).mean() < 0.01
+
+
+def test_the_conv_codec_checks_its_synthesis_window_the_same_way():
+    from codec.errors import CodecError
+    from codec.models.conv_codec import ConvCodec, ConvCodecConfig
+
+    with pytest.raises(CodecError, match="synthesis_n_fft=300 must be an even multiple of hop_length=160"):
+        ConvCodec(ConvCodecConfig(synthesis_n_fft=300))

@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from codec.config import JsonConfig
-from codec.errors import CodecError
 from codec.models.interface import CodecBase
 from codec.modules import (
     CausalConv1d,
@@ -30,6 +29,7 @@ from codec.modules import (
     FrameUpsample,
     ISTFTHead,
 )
+from codec.modules.stft import check_synthesis_window
 from codec.quantization import GlobalCode, QuantizedResult, ResidualVectorQuantizer
 
 
@@ -83,9 +83,7 @@ class ConvCodec(CodecBase):
     def __init__(self, config: ConvCodecConfig):
         super().__init__()
         self.config = c = config
-        if c.synthesis_n_fft < c.hop_length or c.synthesis_n_fft % c.hop_length or c.synthesis_n_fft % 2:
-            raise CodecError(f"synthesis_n_fft={c.synthesis_n_fft} must be an even multiple of "
-                             f"hop_length={c.hop_length}")
+        check_synthesis_window(c.synthesis_n_fft, c.hop_length, f"hop_length={c.hop_length}")
         bins = c.analysis_n_fft // 2 + 1
         k = c.kernel_size
         self.stft = CausalSTFT(c.analysis_n_fft, c.hop_length)

@@ -30,6 +30,7 @@ from codec.errors import CodecError
 from codec.models.conv_codec import CodecOutput
 from codec.models.interface import CodecBase
 from codec.modules import CausalSTFT, ISTFTHead
+from codec.modules.stft import check_synthesis_window
 from codec.modules.transformer import SubbandTransformerBlock
 from codec.quantization import QuantizedResult, ResidualVectorQuantizer
 
@@ -68,9 +69,7 @@ def _check_synthesis(c: EscCodecConfig) -> None:
         raise CodecError(f"synthesis_subframes={c.synthesis_subframes} must be a positive divisor of "
                          f"hop_length={c.hop_length}")
     hop = c.hop_length // c.synthesis_subframes
-    if c.synthesis_n_fft < hop or c.synthesis_n_fft % hop or c.synthesis_n_fft % 2:
-        raise CodecError(f"synthesis_n_fft={c.synthesis_n_fft} must be an even multiple of the synthesis hop "
-                         f"(hop_length / synthesis_subframes = {hop})")
+    check_synthesis_window(c.synthesis_n_fft, hop, f"the synthesis hop (hop_length / synthesis_subframes = {hop})")
 
 
 class ScaleQuantizers(nn.Module):

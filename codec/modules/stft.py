@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codec.errors import CodecError
 from codec.modules.conv import _HistoryState, check_whole_strides, with_history
 from codec.modules.streaming import StreamingModule, StreamingState, _zeros_like_param
 
@@ -57,6 +58,13 @@ class CausalSTFT(StreamingModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_whole_strides(x.shape[-1], self.hop_length, type(self).__name__)
         return F.conv1d(with_history(self, x, self.n_fft - self.hop_length), self.basis, stride=self.hop_length)
+
+
+def check_synthesis_window(n_fft: int, hop_length: int, hop_text: str) -> None:
+    """Raises CodecError unless the inverse STFT's window ``n_fft`` (``synthesis_n_fft`` in a
+    codec's config) is an even multiple of its hop (``hop_text`` says which config fields make it)."""
+    if n_fft < hop_length or n_fft % hop_length or n_fft % 2:
+        raise CodecError(f"synthesis_n_fft={n_fft} must be an even multiple of {hop_text}")
 
 
 @dataclass

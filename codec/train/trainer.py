@@ -85,11 +85,7 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
         CodecError: if a tensor's shape differs outside ``fresh`` (a different architecture).
     """
     target = model.state_dict()
-    parts = dict(model.named_modules())
-    unknown = [repr(name) for name in fresh if not name or name not in parts]
-    if unknown:
-        raise CodecError(f"run.init_fresh: {', '.join(unknown)} not in the model; its parts are "
-                         f"{', '.join(name for name, _ in model.named_children())}")
+    _named_parts(model, fresh, "run.init_fresh")
     prefixes = tuple(f"{name}." for name in fresh)
     source_state = {k: v for k, v in initial.state_dict().items() if not k.startswith(prefixes)}
     extra = sorted(set(source_state) - set(target))
@@ -130,17 +126,27 @@ def _frozen_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.M
     Raises:
         CodecError: for a name that is not a part of the model, or if nothing would be left to train.
     """
-    parts = dict(model.named_modules())
-    unknown = [repr(name) for name in names if not name or name not in parts]
-    if unknown:
-        top = ", ".join(name for name, _ in model.named_children())
-        raise CodecError(f"optim.freeze: {', '.join(unknown)} not in the model (name modules, such as "
-                         f"decoder.1, not parameters); its parts are {top}")
-    for name in names:
-        parts[name].requires_grad_(False)
+    parts = _named_parts(model, names, "optim.freeze")
+    for part in parts:
+        part.requires_grad_(False)
     if not any(p.requires_grad for p in model.parameters()):
         raise CodecError("optim.freeze leaves nothing to train")
-    return [parts[name] for name in names]
+    return parts
+
+
+def _named_parts(model: torch.nn.Module, names: list[str], option: str) -> list[torch.nn.Module]:
+    """The modules of ``model`` at ``names`` (top-level, or dotted paths such as ``decoder.1``).
+
+    Raises:
+        CodecError: naming ``option`` and every name that is not a module of the model.
+    """
+    modules = dict(model.named_modules())
+    unknown = [repr(name) for name in names if not name or name not in modules]
+    if unknown:
+        top = ", ".join(name for name, _ in model.named_children())
+        raise CodecError(f"{option}: {', '.join(unknown)} not in the model (name modules, such as "
+                         f"decoder.1, not parameters); its parts are {top}")
+    return [modules[name] for name in names]
 
 
 def _check_run_dir(checkpoint_path: Path, resume: bool) -> None:
