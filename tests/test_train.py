@@ -194,14 +194,47 @@ def test_bf16_autocast_option_trains(audio_folder, tmp_path):
 
 
 def test_losses_on_exact_zeros_have_finite_gradients():
-    from codec.train.losses import MultiResolutionMelLoss, MultiResolutionSTFTLoss
+    from codec.train.losses import CompressedComplexSTFTLoss, MultiResolutionMelLoss, MultiResolutionSTFTLoss
 
     silent = torch.zeros(2, 1, 6400, requires_grad=True)
     target = torch.zeros(2, 1, 6400)
     loss = MultiResolutionMelLoss(16000, [64, 512], [8, 64])(silent, target) + \
-        MultiResolutionSTFTLoss([256, 1024])(silent, target)
+        MultiResolutionSTFTLoss([256, 1024])(silent, target) + CompressedComplexSTFTLoss([512])(silent, target)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(silent.grad).all()
+
+
+def test_complex_loss_sees_the_phase_that_magnitude_losses_miss():
+    from codec.train.losses import CompressedComplexSTFTLoss, MultiResolutionSTFTLoss
+
+    speechlike = 0.1 * torch.randn(2, 1, 6400)
+    inverted = -speechlike                     # the same magnitudes, every phase turned by pi
+    assert MultiResolutionSTFTLoss([512])(inverted, speechlike) < 1e-4
+    phase_loss = CompressedComplexSTFTLoss([512], power=0.3, complex_share=0.3)
+    assert phase_loss(speechlike, speechlike) < 1e-8
+    assert phase_loss(inverted, speechlike) > 0.1
+    assert phase_loss(0.5 * speechlike, speechlike) > 1e-3    # and the level, through the magnitudes
+
+
+def test_phase_loss_only_on_items_with_enough_codebooks(audio_folder, tmp_path):
+    from codec.train.losses import CompressedComplexSTFTLoss
+    from codec.train.trainer import _phase_loss
+
+    loss = CompressedComplexSTFTLoss([256])
+    y = 0.1 * torch.randn(4, 1, 3200)
+    y_hat = y.clone()
+    y_hat[:2] = -y[:2]                         # only the first two items are wrong
+    keep = torch.tensor([False, False, True, True])
+    assert _phase_loss(loss, y_hat, y, keep) < 1e-8
+    assert _phase_loss(loss, y_hat, y, torch.zeros(4, dtype=torch.bool)) == 0
+    both = _phase_loss(loss, y_hat, y, torch.ones(4, dtype=torch.bool))
+    assert torch.isclose(both, loss(y_hat, y))      # a whole-batch mean when every item is kept
+
+    out = tmp_path / "phase"
+    train(tiny(audio_folder, out, "run.max_steps=4", "run.log_every=2", "loss.complex_weight=10",
+               "loss.complex_min_codebooks=2"))
+    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    assert all(np.isfinite(entry["complex"]) and entry["complex"] > 0 for entry in log)
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)

@@ -1,5 +1,7 @@
-"""Reconstruction losses: multi-resolution log-mel L1 (DAC) and multi-resolution STFT magnitude
-(spectral convergence + log-magnitude L1, Parallel WaveGAN, Yamamoto et al. 2020)."""
+"""Reconstruction losses: multi-resolution log-mel L1 (DAC), multi-resolution STFT magnitude
+(spectral convergence + log-magnitude L1, Parallel WaveGAN, Yamamoto et al. 2020), and a
+phase-aware power-law compressed complex STFT loss (Braun & Tashev, "A consolidated view of loss
+functions for supervised deep learning-based speech enhancement", 2021)."""
 
 import librosa
 import torch
@@ -53,4 +55,38 @@ class MultiResolutionSTFTLoss(nn.Module):
             convergence = torch.linalg.norm(mag - mag_hat) / torch.linalg.norm(mag).clamp(min=_EPS)
             log_l1 = (torch.log(mag_hat.clamp(min=_EPS)) - torch.log(mag.clamp(min=_EPS))).abs().mean()
             total = total + convergence + log_l1
+        return total / len(self.window_lengths)
+
+
+class CompressedComplexSTFTLoss(nn.Module):
+    """Mean over resolutions of ``share * |c(Y_hat) - c(Y)|^2 + (1 - share) * (|Y_hat|^p - |Y|^p)^2``
+    with ``c(Y) = |Y|^p e^{j angle(Y)}`` (Braun & Tashev 2021; p = 0.3, share = 0.3 there).
+
+    The magnitude losses leave the phase free; this one also asks for the input's phase, which
+    PESQ rewards. The compression keeps quiet bins from being ignored.
+    """
+
+    def __init__(self, window_lengths: list[int], power: float = 0.3, complex_share: float = 0.3):
+        super().__init__()
+        self.window_lengths, self.power, self.complex_share = list(window_lengths), power, complex_share
+        for n_fft in window_lengths:
+            self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)
+
+    def _compressed(self, x: torch.Tensor, n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, 1, T]`` -> compressed complex spectrum and its magnitude, ``[B, n_fft // 2 + 1, frames]``."""
+        spec = torch.stft(x.squeeze(1), n_fft, n_fft // 4, window=getattr(self, f"window_{n_fft}"),
+                          return_complex=True)
+        magnitude = torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9)
+        compressed = magnitude.pow(self.power)
+        return spec * (compressed / magnitude), compressed
+
+    def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        total = y.new_zeros(())
+        for n_fft in self.window_lengths:
+            spec_hat, mag_hat = self._compressed(y_hat, n_fft)
+            spec, mag = self._compressed(y, n_fft)
+            difference = spec_hat - spec
+            complex_error = (difference.real.pow(2) + difference.imag.pow(2)).mean()
+            magnitude_error = (mag_hat - mag).pow(2).mean()
+            total = total + self.complex_share * complex_error + (1 - self.complex_share) * magnitude_error
         return total / len(self.window_lengths)

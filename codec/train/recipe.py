@@ -56,6 +56,13 @@ class LossConfig:
     mel_windows: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 1024, 2048])
     mel_bins: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128, 128])
     stft_windows: list[int] = field(default_factory=lambda: [256, 512, 1024])
+    # phase-aware compressed complex STFT loss (off at weight 0); items coded with fewer than
+    # complex_min_codebooks codebooks skip it: too few bits to carry the phase
+    complex_weight: float = 0.0
+    complex_windows: list[int] = field(default_factory=lambda: [512])
+    complex_power: float = 0.3
+    complex_share: float = 0.3
+    complex_min_codebooks: int = 0
     # quantizer dropout: each item trains with one of these codebook counts
     codebook_choices: list[int] = field(default_factory=lambda: [3, 6, 12, 24])
     codebook_probs: list[float] = field(default_factory=lambda: [0.2, 0.25, 0.3, 0.25])
@@ -76,6 +83,7 @@ class GanConfig:
     stft_weight: float = 0.5
     adversarial_weight: float = 1.0
     feature_weight: float = 2.0
+    complex_weight: float = 1.0       # used only when loss.complex_weight > 0
     # the stage's first steps train only the discriminators (the codec keeps its reconstruction
     # losses): a codec that follows an untrained critic loses what it had learnt
     discriminator_warmup_steps: int = 0
