@@ -236,6 +236,14 @@ def test_phase_loss_only_on_items_with_enough_codebooks(audio_folder, tmp_path):
     log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
     assert all(np.isfinite(entry["complex"]) and entry["complex"] > 0 for entry in log)
 
+    # in the GAN stage the balancer differentiates every loss, a skipped one too
+    none_kept = tmp_path / "phase-gan"
+    train(tiny(audio_folder, none_kept, "run.max_steps=2", "run.log_every=1", "loss.complex_weight=10",
+               "loss.complex_min_codebooks=1000", "gan.enabled=true", "gan.channels=4", "gan.periods=[2]",
+               "gan.stft_windows=[256]"))
+    log = [json.loads(line) for line in (none_kept / "train.log").read_text().splitlines()]
+    assert [entry["complex"] for entry in log] == [0.0, 0.0] and "adversarial" in log[-1]
+
 
 @pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_recipe_loads(path):

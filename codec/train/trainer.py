@@ -41,9 +41,10 @@ CHECKPOINT_FILE = "checkpoint.pt"
 def _phase_loss(loss: CompressedComplexSTFTLoss, y_hat: torch.Tensor, y: torch.Tensor,
                 keep: torch.Tensor) -> torch.Tensor:
     """``loss`` over the batch items where ``keep`` ([B] bool) holds, scaled by their share of the
-    batch, so each kept item weighs what it would in a whole-batch mean; 0 when none is kept."""
+    batch, so each kept item weighs what it would in a whole-batch mean; 0 when none is kept
+    (still a function of ``y_hat``, as the GAN stage's balancer differentiates every loss)."""
     if not bool(keep.any()):
-        return y.new_zeros(())
+        return 0.0 * y_hat.sum()
     return loss(y_hat[keep], y[keep]) * keep.float().mean()
 
 
