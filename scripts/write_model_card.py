@@ -50,6 +50,18 @@ def real_time_factor(model, seconds: float = 10.0) -> float:
     return best / seconds
 
 
+def augmentation_text(data: dict) -> str:
+    """The training data's augmentation, as the card's data line ends it ("" when none)."""
+    parts = []
+    if data.get("eq_probability"):
+        parts.append(f"a random peaking EQ (150 Hz-5 kHz, up to ±{data['eq_gain_db']:g} dB) on "
+                     f"{100 * data['eq_probability']:.0f}% of crops")
+    if data.get("noise_probability") and data.get("noise_dir"):
+        parts.append(f"noise from `{data['noise_dir']}` at {data['noise_snr_db'][0]:g} to "
+                     f"{data['noise_snr_db'][1]:g} dB SNR on {100 * data['noise_probability']:.0f}% of crops")
+    return "; " + " and ".join(parts) if parts else ""
+
+
 def speed_text(rtf: float, encode_macs: float, decode_macs: float) -> str:
     """The card's speed paragraph."""
     return f"""Speed: encode + decode of 10 s of speech at 6 kbps takes \
@@ -272,6 +284,7 @@ def main() -> None:
                    f"bits per file and channel, counted in the measured bitrate), summarising the first "
                    f"{c.global_seconds:g} s, is subtracted from the latent before the RVQ and added back "
                    f"before decoding.")
+    augmented = augmentation_text(recipe["data"])
     card = f"""# {model.config.name}
 
 {role}: 16 kHz mono speech, 50 code frames/s, up to {model.num_codebooks} codebooks of {c.codebook_size}
@@ -290,7 +303,7 @@ encoder and decoder (streaming-capable), algorithmic latency {model.latency} sam
 
 - Data: `../shared/data/speech/train` (2.64 h, 231 speakers: speechocean762 read English, half of
   it children, plus one adult male, dc_tts self-recordings), random {recipe['data']['segment_seconds']} s crops,
-  random level {recipe['data']['level_db'][0]:g} to {recipe['data']['level_db'][1]:g} dBFS.
+  random level {recipe['data']['level_db'][0]:g} to {recipe['data']['level_db'][1]:g} dBFS{augmented}.
 - Recipe: `{args.recipe or "recipes/conv_16k.yaml"}`{" (resolved copy in the training checkpoint)" if
     (args.run_dir / "checkpoint.pt").is_file() else ""}; losses: multi-resolution
   log-mel L1 (windows {recipe['loss']['mel_windows']}) x {recipe['loss']['mel_weight']:g}, multi-resolution STFT
