@@ -31,6 +31,7 @@ from codec.evaluation import EvalSettings, pesq_wb, run_evaluation, summarize
 from codec.evaluation.report import plot_rate_distortion
 from codec.models import DEFAULT_MODEL, load_model, ship_model
 from codec.models.loading import WEIGHTS_FILE
+from codec.train.data import EQ_CENTRE_HZ
 
 DEV = Path("../shared/data/speech/dev")
 DEV_FILES = sorted(DEV.rglob("*.flac"))
@@ -54,7 +55,8 @@ def augmentation_text(data: dict) -> str:
     """The training data's augmentation, as the card's data line ends it ("" when none)."""
     parts = []
     if data.get("eq_probability"):
-        parts.append(f"a random peaking EQ (150 Hz-5 kHz, up to ±{data['eq_gain_db']:g} dB) on "
+        low, high = EQ_CENTRE_HZ
+        parts.append(f"a random peaking EQ ({low:g} Hz-{high / 1000:g} kHz, up to ±{data['eq_gain_db']:g} dB) on "
                      f"{100 * data['eq_probability']:.0f}% of crops")
     if data.get("noise_probability") and data.get("noise_dir"):
         parts.append(f"noise from `{data['noise_dir']}` at {data['noise_snr_db'][0]:g} to "

@@ -36,10 +36,14 @@ class Augmentation:
     eq_gain_db: float = 6.0
 
 
+EQ_CENTRE_HZ = (150.0, 5000.0)    # range of the random peaking EQ's centre frequency
+
+
 def _peaking_eq(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, max_gain_db: float) -> np.ndarray:
-    """One random peaking filter (RBJ audio EQ cookbook biquad): centre 150 Hz-5 kHz, gain within
-    ±max_gain_db, Q 0.5-2."""
-    centre = np.exp(rng.uniform(np.log(150), np.log(min(5000, 0.45 * sample_rate))))
+    """One random peaking filter (RBJ audio EQ cookbook biquad): centre in ``EQ_CENTRE_HZ``, gain
+    within ±max_gain_db, Q 0.5-2."""
+    low, high = EQ_CENTRE_HZ
+    centre = np.exp(rng.uniform(np.log(low), np.log(min(high, 0.45 * sample_rate))))
     gain = 10 ** (rng.uniform(-max_gain_db, max_gain_db) / 40)
     omega = 2 * np.pi * centre / sample_rate
     alpha = np.sin(omega) / (2 * rng.uniform(0.5, 2.0))

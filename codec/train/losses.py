@@ -10,10 +10,19 @@ from torch import nn
 _EPS = 1e-5
 
 
+def _spectrum(x: torch.Tensor, n_fft: int, window: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, T] -> [B, n_fft // 2 + 1, frames]`` complex STFT, hop ``n_fft // 4``."""
+    return torch.stft(x.squeeze(1), n_fft, n_fft // 4, window=window, return_complex=True)
+
+
+def _magnitude_of(spec: torch.Tensor) -> torch.Tensor:
+    """``|spec|`` with a finite gradient at zero."""
+    return torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9)
+
+
 def _magnitude(x: torch.Tensor, n_fft: int, window: torch.Tensor) -> torch.Tensor:
     """``[B, 1, T] -> [B, n_fft // 2 + 1, frames]`` magnitude with a finite gradient at zero."""
-    spec = torch.stft(x.squeeze(1), n_fft, n_fft // 4, window=window, return_complex=True)
-    return torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9)
+    return _magnitude_of(_spectrum(x, n_fft, window))
 
 
 class MultiResolutionMelLoss(nn.Module):
@@ -75,9 +84,8 @@ class CompressedComplexSTFTLoss(nn.Module):
 
     def _compressed(self, x: torch.Tensor, n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, 1, T]`` -> compressed complex spectrum and its magnitude, ``[B, n_fft // 2 + 1, frames]``."""
-        spec = torch.stft(x.squeeze(1), n_fft, n_fft // 4, window=getattr(self, f"window_{n_fft}"),
-                          return_complex=True)
-        magnitude = torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9)
+        spec = _spectrum(x, n_fft, getattr(self, f"window_{n_fft}"))
+        magnitude = _magnitude_of(spec)
         compressed = magnitude.pow(self.power)
         return spec * (compressed / magnitude), compressed
 
