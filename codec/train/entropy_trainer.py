@@ -223,7 +223,7 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
         now = time.monotonic()
         if step % run.log_every == 0:
             record = {"step": step, "bits_per_code": round(total / count, 4),
-                      "steps_per_s": round(run.log_every / (now - last_log), 3),
+                      "steps_per_s": round(count / (now - last_log), 3),  # count: steps since the last log
                       "total_min": round((previous_seconds + now - start) / 60, 2)}
             with open(out_dir / "train.log", "a") as log:
                 log.write(json.dumps(record) + "\n")

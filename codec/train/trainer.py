@@ -262,7 +262,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         save_model(model, out_dir / "model")
 
     start_time = last_checkpoint = last_log = time.monotonic()
-    first_step, skipped, sums, counts = step, 0, {}, {}
+    first_step, last_log_step, skipped, sums, counts = step, step, 0, {}, {}
     deadline = start_time + 60 * run.max_minutes if run.max_minutes else math.inf
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}  {task.fields[rate]:.2f} steps/s"), TimeRemainingColumn()]
@@ -332,12 +332,12 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                             rate=(step - first_step) / (now - start_time))
             if step % run.log_every == 0:
                 record = {"step": step, **{k: round(v / counts[k], 4) for k, v in sums.items()},
-                          "steps_per_s": round(run.log_every / (now - last_log), 3),
+                          "steps_per_s": round((step - last_log_step) / (now - last_log), 3),
                           "lr": optimizer.param_groups[0]["lr"], "skipped": skipped,
                           "elapsed_min": round((now - start_time) / 60, 2),
                           "total_min": round((previous_seconds + now - start_time) / 60, 2)}
                 monitor.scalars(step, record, model.quantizer.perplexities())
-                sums, counts, last_log = {}, {}, now
+                sums, counts, last_log, last_log_step = {}, {}, now, step
             if step % run.audio_every == 0:
                 monitor.audio(step, wav.cpu(), y_hat.cpu(), sample_rate,
                               [layer.usage.cpu() for layer in model.quantizer.layers])
