@@ -310,7 +310,10 @@ def test_offline_codes_of_a_folder_equal_what_encode_writes(tiny_model_dir, tmp_
     offline = code_folder(recipe, audio, tmp_path / "b.npz", console, offline=True)
     assert [c.shape for c in offline] == [c.shape for c in streamed]
     for a, b in zip(streamed, offline, strict=True):
-        assert (a != b).mean() < 0.01   # floating-point near-ties at most
+        # floating-point near-ties at most: one flips a code and, through the residual, the later
+        # codebooks of that frame; how many depends on the CPU's float kernels (1.9% measured with
+        # AVX2 only, under 1% with AVX-512). A misaligned frame or padding changes most codes.
+        assert (a != b).mean() < 0.05
 
 
 def test_entropy_training_continues_from_an_entropy_model(tiny_model_dir, entropy_dir, tmp_path):

@@ -115,7 +115,8 @@ def _quantize_weights(path: Path) -> None:
     quantized = path.with_suffix(".int8.onnx")
     logging.disable(logging.WARNING)  # its advice to pre-process models for static quantization does not apply
     try:
-        quantize_dynamic(path, quantized, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+        quantize_dynamic(path, quantized, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                         reduce_range=True)  # 7-bit weights: no int16 saturation on CPUs without VNNI
     finally:
         logging.disable(logging.NOTSET)
     quantized.replace(path)
