@@ -1,16 +1,19 @@
-"""Grow a trained conv codec's decoder by ConvNeXt blocks that start as the identity.
+"""Grow a trained codec's decoder by blocks that start as the identity.
 
     .venv/bin/python scripts/grow_decoder.py models/conv-16k runs/conv-16k-grown --code-rate 2 --analysis 2
+    .venv/bin/python scripts/grow_decoder.py esc-16k-small runs/esc-16k-small-grown --finest 1
 
-Appends ``--code-rate`` blocks after the decoder's code-rate (50 frames/s) blocks and
-``--analysis`` blocks after its analysis-rate blocks. Every trained tensor keeps its value; each
-new block's layer scale (gamma) starts at zero, so the grown model decodes exactly as the trained
-one and a decoder fine-tuning (``recipes/conv_16k_decoder.yaml`` with ``run.init_from`` = the
-output folder and the grown block counts) starts from its quality with more capacity. The
-encoder and quantizer are untouched: the codes, and the entropy model trained on them, stay valid.
+A conv codec: appends ``--code-rate`` ConvNeXt blocks after the decoder's code-rate (50 frames/s)
+blocks and ``--analysis`` blocks after its analysis-rate blocks; each new block's layer scale
+(gamma) starts at zero. An ESC codec: appends ``--finest`` transformer blocks to the finest
+decoder stage (the only one the encoder does not run); each new block's output projections start
+at zero. Either way every trained tensor keeps its value and the grown model decodes exactly as
+the trained one, so a decoder fine-tuning (``recipes/conv_16k_decoder.yaml``,
+``recipes/esc_16k_small_grown.yaml``) starts from its quality with more capacity. The encoder and
+quantizer are untouched: the codes, and the entropy model trained on them, stay valid.
 
 Writes ``OUT/model.safetensors`` and ``OUT/config.json`` (float32) into a new folder. Raises
-SystemExit for a model that is not a conv codec, has a global code, an ``OUT`` that already
+SystemExit for a model of another kind, a conv codec with a global code, an ``OUT`` that already
 holds a model, negative block counts, or when the grown model's output differs.
 """
 
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from codec.models import load_model, save_model
+from codec.models import EscCodec, load_model, save_model
 from codec.models.conv_codec import ConvCodec
 
 
@@ -64,29 +67,53 @@ def grow(model: ConvCodec, extra_code_rate: int, extra_analysis: int) -> ConvCod
     return grown
 
 
+def grow_esc(model: EscCodec, extra_finest: int) -> EscCodec:
+    """A copy of ``model`` with ``extra_finest`` more blocks in decoder stage 0, each the identity
+    (the residual branches' output projections are zero, so their gradients are not)."""
+    c = model.config
+    config = dataclasses.replace(c, decoder_blocks=[c.decoder_blocks[0] + extra_finest, *c.decoder_blocks[1:]])
+    grown = EscCodec(config)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or any(not key.startswith("decoder.0.") for key in missing):
+        raise SystemExit(f"weights did not map onto the grown decoder: missing {missing}, unexpected {unexpected}")
+    with torch.no_grad():
+        for block in grown.decoder[0][c.decoder_blocks[0]:]:
+            for projection in (block.frequency.proj, block.time.proj, block.mlp[-1]):
+                projection.weight.zero_()
+                projection.bias.zero_()
+    return grown
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a conv codec: model name or folder")
+    parser.add_argument("model", help="a conv or ESC codec: model name or folder")
     parser.add_argument("out", type=Path, help="folder for the grown model")
-    parser.add_argument("--code-rate", type=int, default=2, help="blocks to add at the code rate")
-    parser.add_argument("--analysis", type=int, default=2, help="blocks to add at the analysis rate")
+    parser.add_argument("--code-rate", type=int, default=2, help="conv: blocks to add at the code rate")
+    parser.add_argument("--analysis", type=int, default=2, help="conv: blocks to add at the analysis rate")
+    parser.add_argument("--finest", type=int, default=1, help="ESC: blocks to add to the finest decoder stage")
     args = parser.parse_args()
-    if args.code_rate < 0 or args.analysis < 0 or args.code_rate + args.analysis == 0:
-        parser.error("--code-rate and --analysis must be >= 0, and at least one block must be added")
     if (args.out / "model.safetensors").exists():
         parser.error(f"{args.out} already holds a model; choose a new folder")
     model = load_model(args.model).float().eval()
-    if not isinstance(model, ConvCodec) or model.global_code is not None:
-        raise SystemExit(f"{args.model}: only conv codecs without a global code can be grown")
-    grown = grow(model, args.code_rate, args.analysis).eval()
+    if isinstance(model, EscCodec):
+        if args.finest < 1:
+            parser.error("--finest must be >= 1")
+        grown = grow_esc(model, args.finest).eval()
+        blocks = f"decoder blocks {grown.config.decoder_blocks}"
+    elif isinstance(model, ConvCodec) and model.global_code is None:
+        if args.code_rate < 0 or args.analysis < 0 or args.code_rate + args.analysis == 0:
+            parser.error("--code-rate and --analysis must be >= 0, and at least one block must be added")
+        grown = grow(model, args.code_rate, args.analysis).eval()
+        blocks = f"decoder blocks {grown.config.decoder_code_rate_blocks} + {grown.config.decoder_analysis_blocks}"
+    else:
+        raise SystemExit(f"{args.model}: only ESC codecs and conv codecs without a global code can be grown")
     codes = torch.randint(0, model.codebook_size, (1, model.num_codebooks, 40))
     with torch.no_grad():
         difference = (grown.decode(codes) - model.decode(codes)).abs().max().item()
     if difference > 1e-5:
         raise SystemExit(f"the grown model decodes differently (max difference {difference:.2e})")
     save_model(grown, args.out)
-    print(f"{args.out}: decoder blocks {grown.config.decoder_code_rate_blocks} + "
-          f"{grown.config.decoder_analysis_blocks}, decodes as {args.model} (max difference {difference:.1e})")
+    print(f"{args.out}: {blocks}, decodes as {args.model} (max difference {difference:.1e})")
 
 
 if __name__ == "__main__":

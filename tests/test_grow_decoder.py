@@ -1,12 +1,14 @@
 """scripts/grow_decoder.py: more decoder blocks that start as the identity."""
 
+import dataclasses
 import subprocess
 import sys
 
 import torch
 
-from codec.models import load_model
+from codec.models import ConvCodec, EscCodec, load_model, save_model
 from tests.conftest import REPO
+from tests.test_esc import TINY
 
 
 def test_grown_decoder_decodes_as_before_and_its_new_blocks_learn(tiny_model_dir, tmp_path):
@@ -29,10 +31,40 @@ def test_grown_decoder_decodes_as_before_and_its_new_blocks_learn(tiny_model_dir
     assert new_block.gamma.grad.abs().sum() > 0
 
 
-def test_grow_refuses_what_it_cannot_grow(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "grow_decoder.py"), "esc-16k",
+def test_grown_esc_decoder_keeps_the_codes_and_its_new_block_learns(tmp_path):
+    torch.manual_seed(0)
+    source = save_model(EscCodec(TINY).eval(), tmp_path / "esc-tiny")
+    out = tmp_path / "grown"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "grow_decoder.py"), str(source), str(out),
+                             "--finest", "2"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    before, grown = load_model(source), load_model(out)
+    assert grown.config.decoder_blocks == [TINY.decoder_blocks[0] + 2, *TINY.decoder_blocks[1:]]
+    wav = torch.randn(1, 1, 12 * before.frame_size)
+    codes = before.encode(wav, before.num_codebooks)
+    assert torch.equal(grown.encode(wav, before.num_codebooks), codes)
+    assert torch.allclose(grown.decode(codes), before.decode(codes), atol=1e-6)
+    # the codes' identity is unchanged, so .codes files written by either model decode with the other
+    (config, state), (grown_config, grown_state) = before.code_identity(), grown.code_identity()
+    assert config == grown_config and state.keys() == grown_state.keys()
+    assert all(torch.equal(state[k], grown_state[k]) for k in state)
+    new_block = grown.decoder[0][-1]
+    assert torch.count_nonzero(new_block.mlp[-1].weight) == 0
+    grown.decode_latent(grown.dequantize(codes)).pow(2).mean().backward()
+    assert new_block.mlp[-1].weight.grad.abs().sum() > 0 and new_block.time.proj.weight.grad.abs().sum() > 0
+
+
+def test_grow_refuses_what_it_cannot_grow(tiny_model_dir, tmp_path):
+    torch.manual_seed(0)
+    config = dataclasses.replace(load_model(tiny_model_dir).config, global_groups=2)
+    source = save_model(ConvCodec(config).eval(), tmp_path / "with-global-code")
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "grow_decoder.py"), str(source),
                              str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode != 0 and "only conv codecs" in result.stderr
+    assert result.returncode != 0 and "conv codecs without a global code" in result.stderr
+    assert not (tmp_path / "out").exists()
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "grow_decoder.py"), "esc-16k-small",
+                             str(tmp_path / "out"), "--finest", "0"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "--finest must be >= 1" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
