@@ -259,11 +259,15 @@ class EscCodec(CodecBase):
                          else codes.new_zeros(batch, width, frames, dtype=torch.float))
         return torch.cat(parts, dim=1)
 
-    def decode_latent(self, quantized: torch.Tensor) -> torch.Tensor:
-        """Stacked quantized residuals ``[B, W, F]`` -> ``wav [B, 1, F * frame_size]``."""
+    def decoder_features(self, quantized: torch.Tensor) -> torch.Tensor:
+        """Stacked quantized residuals ``[B, W, F]`` -> the output head's input ``[B, S * dims[0], F]``."""
         slices = self._scale_slices()
         finest = self._cross_scale(quantized, lambda position, residual: quantized[:, slices[position]])
-        return self.head(self._flat(self._decoder_stage(0, finest)))
+        return self._flat(self._decoder_stage(0, finest))
+
+    def decode_latent(self, quantized: torch.Tensor) -> torch.Tensor:
+        """Stacked quantized residuals ``[B, W, F]`` -> ``wav [B, 1, F * frame_size]``."""
+        return self.head(self.decoder_features(quantized))
 
     @torch.no_grad()
     def encode(self, wav: torch.Tensor, num_codebooks: int, global_codes=None) -> torch.Tensor:

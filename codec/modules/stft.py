@@ -165,9 +165,16 @@ class ISTFTHead(nn.Module):
         self.proj = nn.Linear(dim, subframes * 2 * self.n_bins)
         self.istft = CausalISTFT(n_fft, hop_length // subframes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def spectrum(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, D, N]`` features -> ``(magnitude, phase)``, each ``[B, bins, N * subframes]`` (phase in radians)."""
         batch, _, frames = x.shape
         spectra = self.proj(x.transpose(1, 2)).reshape(batch, frames * self.subframes, 2 * self.n_bins)
         log_magnitude, phase = spectra.transpose(1, 2).chunk(2, dim=1)
-        magnitude = torch.exp(log_magnitude.clamp(max=math.log(1e3)))  # a guard against overflow only
+        return torch.exp(log_magnitude.clamp(max=math.log(1e3))), phase  # the clamp guards against overflow only
+
+    def synthesize(self, magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        """``magnitude``, ``phase [B, bins, N * subframes]`` -> ``[B, 1, N * hop]`` by the inverse STFT."""
         return self.istft(torch.cat([magnitude * torch.cos(phase), magnitude * torch.sin(phase)], dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.synthesize(*self.spectrum(x))
