@@ -12,8 +12,9 @@ with PESQ-WB against the input:
 * input resynthesized: the inverse STFT alone (the ceiling of this comparison).
 
 If the input's phase lifts the score far more than the input's magnitude does, the phase limits
-the model, and losses on magnitudes (mel, multi-resolution STFT) cannot train it: the
-adversarial stage (Vocos, DAC) is the usual remedy.
+the model. Magnitude losses (mel, multi-resolution STFT) do not constrain the phase, and a complex
+STFT loss did not help (recipes/esc_16k_small_phase.yaml); the usual remedy is the adversarial
+stage (Vocos, DAC; recipes/esc_16k_small_gan.yaml).
 """
 
 import argparse
