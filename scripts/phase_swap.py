@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from codec.audio import load_audio, resample
+from codec.errors import CodecError
 from codec.evaluation.metrics import pesq_wb
 from codec.models import EscCodec
 from codec.models.loading import load_model
@@ -53,9 +54,15 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=4, help="use every Nth dev file (default 4: 10 files)")
     parser.add_argument("--kbps", type=float, default=6.0)
     args = parser.parse_args()
+    if args.every < 1:
+        parser.error("--every must be >= 1")
     torch.set_num_threads(1)
-    model = load_model(args.model).float().eval()
-    c = getattr(model, "config", None)
+    try:
+        model = load_model(args.model).float().eval()
+        model.codebooks_for_bitrate(args.kbps)
+    except (CodecError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    c = model.config
     if not isinstance(model, EscCodec) or c.synthesis_n_fft != c.n_fft or c.synthesis_subframes != 1:
         raise SystemExit(f"{args.model}: needs an ESC codec whose output head uses the analysis STFT's "
                          "frames (synthesis_n_fft = n_fft, synthesis_subframes = 1)")

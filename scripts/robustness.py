@@ -19,6 +19,7 @@ from scipy.signal import butter, lfilter, sosfilt
 
 from codec.audio import load_audio, resample
 from codec.coding import decode_audio, encode_audio
+from codec.errors import CodecError
 from codec.evaluation.metrics import pesq_wb
 from codec.models.loading import load_model
 
@@ -76,11 +77,18 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.models) > 2:
         parser.error("give one or two models")
+    if args.every < 1:
+        parser.error("--every must be >= 1")
     torch.set_num_threads(1)
     files = sorted(DEV.rglob("*.flac"))[::args.every]
     if not files:
         raise SystemExit(f"no dev audio in {DEV}: run from the repository root beside ../shared")
-    models = [load_model(name) for name in args.models]
+    try:
+        models = [load_model(name) for name in args.models]
+        for model in models:
+            model.codebooks_for_bitrate(args.kbps)
+    except (CodecError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
     inputs = []
     for path in files:
         audio, rate = load_audio(path)
