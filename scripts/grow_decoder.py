@@ -10,11 +10,16 @@ decoder stage (the only one the encoder does not run); each new block's output p
 at zero. Either way every trained tensor keeps its value and the grown model decodes exactly as
 the trained one, so a decoder fine-tuning (``recipes/conv_16k_decoder.yaml``,
 ``recipes/esc_16k_small_grown.yaml``) starts from its quality with more capacity. The encoder and
-quantizer are untouched: the codes, and the entropy model trained on them, stay valid.
+quantizer are untouched, so the codes stay the same. A ``.codes`` file names the weights that
+wrote it, so a trained grown model reads the original's files once it is shipped over the
+original's folder (``codec.models.ship_model`` lists the original's weights in
+``compatible_weights.json``, and the folder's entropy model, trained on the same codes, stays).
+The output folder itself has no entropy model and reads only its own files.
 
 Writes ``OUT/model.safetensors`` and ``OUT/config.json`` (float32) into a new folder. Raises
-SystemExit for a model of another kind, a conv codec with a global code, an ``OUT`` that already
-holds a model, negative block counts, or when the grown model's output differs.
+SystemExit for an unknown model, a model of another kind, a conv codec with a global code, an
+``OUT`` that already holds a model, block counts out of range, or when the grown model's output
+differs.
 """
 
 import argparse
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from codec.errors import CodecError
 from codec.models import EscCodec, load_model, save_model
 from codec.models.conv_codec import ConvCodec
 
@@ -94,7 +100,10 @@ def main() -> None:
     args = parser.parse_args()
     if (args.out / "model.safetensors").exists():
         parser.error(f"{args.out} already holds a model; choose a new folder")
-    model = load_model(args.model).float().eval()
+    try:
+        model = load_model(args.model).float().eval()
+    except CodecError as error:
+        raise SystemExit(f"error: {error}") from None
     if isinstance(model, EscCodec):
         if args.finest < 1:
             parser.error("--finest must be >= 1")
