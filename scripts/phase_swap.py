@@ -18,18 +18,13 @@ stage (Vocos, DAC; recipes/esc_16k_small_gan.yaml).
 """
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
+from dev_speech import add_options, dev_audio, load_models
 
-from codec.audio import load_audio, resample
-from codec.errors import CodecError
 from codec.evaluation.metrics import pesq_wb
 from codec.models import EscCodec
-from codec.models.loading import load_model
-
-DEV = Path("../shared/data/speech/dev")
 
 SIGNALS = ("decoded", "decoded magnitude, input phase", "input magnitude, decoded phase", "input resynthesized")
 
@@ -51,31 +46,20 @@ def swapped_signals(model: EscCodec, audio: np.ndarray, kbps: float) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="an ESC codec: model name or directory")
-    parser.add_argument("--every", type=int, default=4, help="use every Nth dev file (default 4: 10 files)")
-    parser.add_argument("--kbps", type=float, default=6.0)
+    add_options(parser)
     args = parser.parse_args()
-    if args.every < 1:
-        parser.error("--every must be >= 1")
     torch.set_num_threads(1)
-    try:
-        model = load_model(args.model).float().eval()
-        model.codebooks_for_bitrate(args.kbps)
-    except (CodecError, ValueError) as error:
-        raise SystemExit(f"error: {error}") from None
+    model = load_models([args.model], args.kbps)[0].float().eval()
     c = model.config
     if not isinstance(model, EscCodec) or c.synthesis_n_fft != c.n_fft or c.synthesis_subframes != 1:
         raise SystemExit(f"{args.model}: needs an ESC codec whose output head uses the analysis STFT's "
                          "frames (synthesis_n_fft = n_fft, synthesis_subframes = 1)")
-    files = sorted(DEV.rglob("*.flac"))[::args.every]
-    if not files:
-        raise SystemExit(f"no dev audio in {DEV}: run from the repository root beside ../shared")
+    inputs = dev_audio(parser, args.every, model.sample_rate)
     scores = {name: [] for name in SIGNALS}
-    for path in files:
-        audio, rate = load_audio(path)
-        audio = resample(audio.mean(axis=1), rate, model.sample_rate).astype(np.float64)
+    for audio in inputs:
         for name, signal in swapped_signals(model, audio, args.kbps).items():
             scores[name].append(pesq_wb(audio[:len(signal)], signal.astype(np.float64), model.sample_rate))
-    print(f"PESQ-WB of {args.model} at {args.kbps:g} kbps on {len(files)} dev files (every {args.every}th)")
+    print(f"PESQ-WB of {args.model} at {args.kbps:g} kbps on {len(inputs)} dev files (every {args.every}th)")
     for name, values in scores.items():
         print(f"{name:<32}{np.mean(values):6.3f}")
 

@@ -11,19 +11,15 @@ its 95% confidence interval (normal approximation) and on how many files B is be
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
+from dev_speech import add_options, dev_audio, load_models
 from scipy.signal import butter, lfilter, sosfilt
 
-from codec.audio import load_audio, resample
 from codec.coding import decode_audio, encode_audio
-from codec.errors import CodecError
 from codec.evaluation.metrics import pesq_wb
-from codec.models.loading import load_model
 
-DEV = Path("../shared/data/speech/dev")
 RATE = 16000
 
 
@@ -72,28 +68,14 @@ def score(model, audio: np.ndarray, kbps: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="one or two model names or directories (A [B])")
-    parser.add_argument("--every", type=int, default=4, help="use every Nth dev file (default 4: 10 files)")
-    parser.add_argument("--kbps", type=float, default=6.0)
+    add_options(parser)
     args = parser.parse_args()
     if len(args.models) > 2:
         parser.error("give one or two models")
-    if args.every < 1:
-        parser.error("--every must be >= 1")
     torch.set_num_threads(1)
-    files = sorted(DEV.rglob("*.flac"))[::args.every]
-    if not files:
-        raise SystemExit(f"no dev audio in {DEV}: run from the repository root beside ../shared")
-    try:
-        models = [load_model(name) for name in args.models]
-        for model in models:
-            model.codebooks_for_bitrate(args.kbps)
-    except (CodecError, ValueError) as error:
-        raise SystemExit(f"error: {error}") from None
-    inputs = []
-    for path in files:
-        audio, rate = load_audio(path)
-        inputs.append(resample(audio.mean(axis=1), rate, RATE).astype(np.float64))
-    print(f"PESQ-WB at {args.kbps:g} kbps on {len(files)} dev files (every {args.every}th); "
+    inputs = dev_audio(parser, args.every, RATE)
+    models = load_models(args.models, args.kbps)
+    print(f"PESQ-WB at {args.kbps:g} kbps on {len(inputs)} dev files (every {args.every}th); "
           f"models: {', '.join(args.models)}")
     for name, change in CONDITIONS.items():
         changed = [np.clip(change(x), -1.0, 1.0) for x in inputs]

@@ -1,0 +1,46 @@
+"""What the dev-set check scripts share (scripts/robustness.py, scripts/phase_swap.py): every Nth
+file of ../shared/data/speech/dev as mono float64 at a given rate, and models loaded with a check
+of the bitrate, each failing with a one-line error instead of a traceback."""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from codec.audio import load_audio, resample
+from codec.errors import CodecError
+from codec.models.loading import load_model
+
+DEV = Path("../shared/data/speech/dev")
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--every", type=int, default=4, help="use every Nth dev file (default 4: 10 files)")
+    parser.add_argument("--kbps", type=float, default=6.0, help="bitrate to code at (one of the model's)")
+
+
+def dev_audio(parser: argparse.ArgumentParser, every: int, rate: int) -> list[np.ndarray]:
+    """Every ``every``-th dev file (sorted paths) as ``[T]`` float64 mono at ``rate`` Hz; exits
+    through ``parser`` for ``every < 1`` and with a message when the dev set is not there."""
+    if every < 1:
+        parser.error("--every must be >= 1")
+    files = sorted(DEV.rglob("*.flac"))[::every]
+    if not files:
+        raise SystemExit(f"no dev audio in {DEV}: run from the repository root beside ../shared")
+    inputs = []
+    for path in files:
+        audio, source_rate = load_audio(path)
+        inputs.append(resample(audio.mean(axis=1), source_rate, rate).astype(np.float64))
+    return inputs
+
+
+def load_models(names: list[str], kbps: float) -> list:
+    """The named models (names or folders); SystemExit naming the problem for an unknown model or
+    a bitrate one of them does not support."""
+    try:
+        models = [load_model(name) for name in names]
+        for model in models:
+            model.codebooks_for_bitrate(kbps)
+    except (CodecError, ValueError) as error:
+        raise SystemExit(f"error: {error}") from None
+    return models
