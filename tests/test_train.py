@@ -216,18 +216,18 @@ def test_complex_loss_sees_the_phase_that_magnitude_losses_miss():
     assert phase_loss(0.5 * speechlike, speechlike) > 1e-3    # and the level, through the magnitudes
 
 
-def test_phase_loss_only_on_items_with_enough_codebooks(audio_folder, tmp_path):
+def test_complex_loss_only_on_items_with_enough_codebooks(audio_folder, tmp_path):
     from codec.train.losses import CompressedComplexSTFTLoss
-    from codec.train.trainer import _phase_loss
+    from codec.train.trainer import _loss_on_items
 
     loss = CompressedComplexSTFTLoss([256])
     y = 0.1 * torch.randn(4, 1, 3200)
     y_hat = y.clone()
     y_hat[:2] = -y[:2]                         # only the first two items are wrong
     keep = torch.tensor([False, False, True, True])
-    assert _phase_loss(loss, y_hat, y, keep) < 1e-8
-    assert _phase_loss(loss, y_hat, y, torch.zeros(4, dtype=torch.bool)) == 0
-    both = _phase_loss(loss, y_hat, y, torch.ones(4, dtype=torch.bool))
+    assert _loss_on_items(loss, y_hat, y, keep) < 1e-8
+    assert _loss_on_items(loss, y_hat, y, torch.zeros(4, dtype=torch.bool)) == 0
+    both = _loss_on_items(loss, y_hat, y, torch.ones(4, dtype=torch.bool))
     assert torch.isclose(both, loss(y_hat, y))      # a whole-batch mean when every item is kept
 
     out = tmp_path / "phase"
@@ -243,6 +243,39 @@ def test_phase_loss_only_on_items_with_enough_codebooks(audio_folder, tmp_path):
                "gan.stft_windows=[256]"))
     log = [json.loads(line) for line in (none_kept / "train.log").read_text().splitlines()]
     assert [entry["complex"] for entry in log] == [0.0, 0.0] and "adversarial" in log[-1]
+
+
+def test_phase_derivative_loss_ignores_a_constant_phase_turn_but_not_a_wrong_frequency():
+    from codec.train.losses import PhaseDerivativeLoss
+
+    t = torch.arange(6400) / 16000
+    voiced = (0.1 * torch.sin(2 * torch.pi * 200 * t) + 0.05 * torch.sin(2 * torch.pi * 400 * t)).view(1, 1, -1)
+    voiced = voiced + 0.001 * torch.randn(2, 1, 6400)
+    derivatives = PhaseDerivativeLoss([320, 640], ["group_delay", "frequency"])
+    absolute = PhaseDerivativeLoss([640], ["phase"])
+    assert derivatives(voiced, voiced) < 0.01 and absolute(voiced, voiced) < 0.01
+    inverted = -voiced                   # every phase turned by pi: its derivatives are the same
+    assert derivatives(inverted, voiced) < 0.01
+    assert absolute(inverted, voiced) > 1.9
+    detuned = (0.1 * torch.sin(2 * torch.pi * 212 * t) + 0.05 * torch.sin(2 * torch.pi * 424 * t)).view(1, 1, -1)
+    detuned = detuned + 0.001 * torch.randn(2, 1, 6400)    # the same bins, a different frequency within them
+    assert derivatives(detuned, voiced) > 0.3
+
+    silent = torch.zeros(2, 1, 6400, requires_grad=True)
+    loss = derivatives(silent, voiced) + absolute(silent, torch.zeros(2, 1, 6400))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(silent.grad).all()
+    with pytest.raises(ValueError, match="group_delay"):
+        PhaseDerivativeLoss([640], ["delay"])
+
+
+def test_phase_derivative_loss_trains_and_checks_its_terms(audio_folder, tmp_path):
+    out = tmp_path / "phase-derivative"
+    train(tiny(audio_folder, out, "run.max_steps=2", "run.log_every=1", "loss.phase_weight=10"))
+    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    assert all(np.isfinite(entry["phase"]) and 0 < entry["phase"] < 4 for entry in log)
+    with pytest.raises(CodecError, match="loss.phase_terms"):
+        tiny(audio_folder, out, "loss.phase_terms=[phase, delay]")
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)

@@ -17,6 +17,7 @@ from codec.errors import CodecError
 from codec.models.conv_codec import ConvCodecConfig
 from codec.models.esc_codec import EscCodecConfig
 from codec.models.registry import config_class
+from codec.train.losses import PHASE_TERMS
 
 
 @dataclass
@@ -63,9 +64,21 @@ class LossConfig:
     complex_power: float = 0.3
     complex_share: float = 0.3
     complex_min_codebooks: int = 0
+    # loss on the phase and its derivatives (codec/train/losses.py PhaseDerivativeLoss; off at
+    # weight 0): terms from phase, group_delay, frequency; bins weigh |Y|^phase_power
+    phase_weight: float = 0.0
+    phase_windows: list[int] = field(default_factory=lambda: [640])
+    phase_terms: list[str] = field(default_factory=lambda: ["group_delay", "frequency"])
+    phase_power: float = 1.0
     # quantizer dropout: each item trains with one of these codebook counts
     codebook_choices: list[int] = field(default_factory=lambda: [3, 6, 12, 24])
     codebook_probs: list[float] = field(default_factory=lambda: [0.2, 0.25, 0.3, 0.25])
+
+    def __post_init__(self):
+        unknown = [term for term in self.phase_terms if term not in PHASE_TERMS]
+        if unknown or not self.phase_terms:
+            raise CodecError(f"recipe value loss.phase_terms={self.phase_terms} is not supported: "
+                             f"choose one or more of {', '.join(PHASE_TERMS)}")
 
 
 @dataclass
@@ -84,6 +97,7 @@ class GanConfig:
     adversarial_weight: float = 1.0
     feature_weight: float = 2.0
     complex_weight: float = 1.0       # used only when loss.complex_weight > 0
+    phase_weight: float = 1.0         # used only when loss.phase_weight > 0
     # the stage's first steps train only the discriminators (the codec keeps its reconstruction
     # losses): a codec that follows an untrained critic loses what it had learnt
     discriminator_warmup_steps: int = 0

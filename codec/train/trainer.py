@@ -31,14 +31,19 @@ from codec.errors import CodecError
 from codec.models import ConvCodec, build_model, save_model
 from codec.train import distributed
 from codec.train.data import Augmentation, RandomCropDataset
-from codec.train.losses import CompressedComplexSTFTLoss, MultiResolutionMelLoss, MultiResolutionSTFTLoss
+from codec.train.losses import (
+    CompressedComplexSTFTLoss,
+    MultiResolutionMelLoss,
+    MultiResolutionSTFTLoss,
+    PhaseDerivativeLoss,
+)
 from codec.train.monitor import Monitor
 from codec.train.recipe import Recipe
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def _phase_loss(loss: CompressedComplexSTFTLoss, y_hat: torch.Tensor, y: torch.Tensor,
+def _loss_on_items(loss: CompressedComplexSTFTLoss, y_hat: torch.Tensor, y: torch.Tensor,
                 keep: torch.Tensor) -> torch.Tensor:
     """``loss`` over the batch items where ``keep`` ([B] bool) holds, scaled by their share of the
     batch, so each kept item weighs what it would in a whole-batch mean; 0 when none is kept
@@ -248,6 +253,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     stft_loss = MultiResolutionSTFTLoss(loss_cfg.stft_windows).to(device)
     complex_loss = CompressedComplexSTFTLoss(loss_cfg.complex_windows, loss_cfg.complex_power,
                                              loss_cfg.complex_share).to(device)
+    phase_loss = PhaseDerivativeLoss(loss_cfg.phase_windows, loss_cfg.phase_terms, loss_cfg.phase_power).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16")
     choices = torch.tensor(loss_cfg.codebook_choices)
     probs = torch.tensor(loss_cfg.codebook_probs, dtype=torch.float)
@@ -283,7 +289,9 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             parts = {"mel": mel_loss(y_hat, wav), "stft": stft_loss(y_hat, wav)}
             if loss_cfg.complex_weight > 0:
                 enough_bits = num_codebooks >= loss_cfg.complex_min_codebooks
-                parts["complex"] = _phase_loss(complex_loss, y_hat, wav, enough_bits)
+                parts["complex"] = _loss_on_items(complex_loss, y_hat, wav, enough_bits)
+            if loss_cfg.phase_weight > 0:
+                parts["phase"] = phase_loss(y_hat, wav)
             adversarial = gan is not None and step >= recipe.gan.discriminator_warmup_steps
             if gan is not None:
                 parts["discriminator"] = torch.tensor(gan.discriminator_step(wav, y_hat))
@@ -298,6 +306,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 loss = loss_cfg.mel_weight * parts["mel"] + loss_cfg.stft_weight * parts["stft"] + quantizer_loss
                 if "complex" in parts:
                     loss = loss + loss_cfg.complex_weight * parts["complex"]
+                if "phase" in parts:
+                    loss = loss + loss_cfg.phase_weight * parts["phase"]
             else:  # the GAN stage weights them (or its balancer); the plain sum is logged and checked
                 loss = sum(audio_losses.values()) + quantizer_loss
             optimizer.zero_grad(set_to_none=True)
