@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from codec import __version__
-from codec.errors import CodecError
+from codec.errors import MODEL_OPTION_HINT, CodecError, ModelNotFoundError
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural speech codec: encode audio to compact codes and decode it back.")
@@ -39,6 +39,8 @@ def user_errors(command):
             return command(*args, **kwargs)
         except typer.Exit:  # an exit code chosen by the command
             raise
+        except ModelNotFoundError as error:
+            _fail(f"{error}; {MODEL_OPTION_HINT}")
         except CodecError as error:
             _fail(str(error))
         except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly, as Unix tools do
@@ -490,7 +492,11 @@ def export(
         raise CodecError(f"--format {format!r} is not supported; choose onnx")
     if out.exists() and any(out.iterdir()) and not force:
         raise CodecError(f"{out} exists and is not empty; pass --force to overwrite its files")
-    export_onnx(load_model(model), out, int8=int8)
+    try:
+        codec_model = load_model(model)
+    except ModelNotFoundError as error:  # the model is this command's argument, not --model
+        raise CodecError(f"{error}; for a model you trained, give its directory (e.g. runs/NAME/model)") from None
+    export_onnx(codec_model, out, int8=int8)
     stderr.print(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
 
 

@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codec.errors import CodecError
+from codec.errors import MODEL_OPTION_HINT, CodecError, ModelNotFoundError
 from codec.threads import one_torch_thread
 
 CODES_SUFFIX = ".codes"
@@ -172,6 +172,8 @@ def code_file(job: Job, settings: BatchSettings) -> Outcome:
         if settings.command == "encode":
             return _encode(job, settings)
         return _decode(job, settings)
+    except ModelNotFoundError as error:
+        return Outcome(job, "failed", f"{error}; {MODEL_OPTION_HINT}")
     except CodecError as error:
         return Outcome(job, "failed", str(error))
     except OSError as error:

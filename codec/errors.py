@@ -1,4 +1,4 @@
-"""The one exception type that the CLI turns into a one-line error message."""
+"""The exception types that the CLI turns into a one-line error message."""
 
 
 class CodecError(Exception):
@@ -7,3 +7,12 @@ class CodecError(Exception):
     The message names the file or value and what is supported; the CLI prints it on one line
     and exits non-zero, without a traceback.
     """
+
+
+class ModelNotFoundError(CodecError):
+    """No model directory and no shipped model has the name given. The message leaves out how to
+    name a model, which differs between the CLI (``--model``) and a script's argument."""
+
+
+# what the CLI's coding commands add to a ModelNotFoundError: they take a model with --model
+MODEL_OPTION_HINT = "for a model you trained, pass its directory with --model (e.g. runs/NAME/model)"

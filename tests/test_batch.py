@@ -48,6 +48,7 @@ def test_folder_encode_decode_mirrors_the_tree(tiny_model_dir, tree, tmp_path):
                                                               original.frames)
     result = invoke("decode", codes, tmp_path / "flacs", "--format", "flac")  # model named in the files
     assert result.exit_code == 1 and "not found" in result.output  # tiny-16k is no shipped model: per file
+    assert "--model" in result.output
     assert result.output.count("failed: ") == 3
 
 

@@ -52,6 +52,14 @@ def test_errors_are_one_line(speech_wav, tmp_path, monkeypatch, args, message):
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_an_unknown_model_gets_the_hint_that_fits_the_command(speech_wav, tmp_path):
+    encode = invoke("encode", speech_wav, tmp_path / "x.codes", "--model", "no-such-model")
+    assert encode.exit_code == 1 and "pass its directory with --model" in encode.output
+    export = invoke("export", "no-such-model", "--out", tmp_path / "exported")  # the model is an argument
+    assert export.exit_code == 1 and "not found" in export.output and "--model" not in export.output
+    assert "give its directory" in export.output and not (tmp_path / "exported").exists()
+
+
 def test_decode_with_wrong_model_is_refused(tiny_model_dir, speech_wav, tmp_path):
     codes = tmp_path / "speech.codes"
     invoke("encode", speech_wav, codes, "--model", tiny_model_dir)

@@ -3,6 +3,7 @@
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from codec.models import EscCodec
@@ -29,3 +30,12 @@ def test_swapped_signals_decode_as_the_codec_and_resynthesize_the_input():
     middle = slice(model.head.istft.overlap, -model.head.istft.overlap)
     np.testing.assert_allclose(signals["input resynthesized"][middle], audio[:len(decoded)][middle], atol=1e-4)
     assert not np.allclose(signals["input magnitude, decoded phase"], signals["input resynthesized"], atol=1e-3)
+
+
+def test_an_unknown_model_is_one_line_without_the_cli_option_hint():
+    from dev_speech import load_models
+
+    with pytest.raises(SystemExit) as exit_info:
+        load_models(["no-such-model"], 6.0)
+    message = str(exit_info.value)
+    assert message.startswith("error: model 'no-such-model' not found") and "--model" not in message

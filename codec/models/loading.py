@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from codec.atomic import write_atomically
 from codec.eight_bit import from_8_bits, to_8_bits
-from codec.errors import CodecError
+from codec.errors import CodecError, ModelNotFoundError
 from codec.models.conv_codec import ConvCodec
 from codec.models.registry import build_model, config_from_dict
 
@@ -68,7 +68,7 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
     """A model directory from a shipped model's name or a path.
 
     Raises:
-        CodecError: if neither a directory with a config nor a shipped model of that name exists.
+        ModelNotFoundError: if neither a directory with a config nor a shipped model of that name exists.
     """
     name_or_path = name_or_path or DEFAULT_MODEL
     candidate = Path(name_or_path)
@@ -78,9 +78,8 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
         if (folder / str(name_or_path) / CONFIG_FILE).is_file():
             return folder / str(name_or_path)
     available = [p.name for p in available_models()]
-    raise CodecError(f"model '{name_or_path}' not found: not a model directory, and no shipped "
-                     f"model has that name (shipped: {', '.join(available) or 'none'}); for a model you "
-                     f"trained, pass its directory with --model (e.g. runs/NAME/model)")
+    raise ModelNotFoundError(f"model '{name_or_path}' not found: not a model directory, and no shipped "
+                             f"model has that name (shipped: {', '.join(available) or 'none'})")
 
 
 def weights_hash(model_dir: Path) -> str:
