@@ -31,6 +31,17 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def model_option_hint(command):
+    """For the commands with ``--model``: an unknown model's error says how to pass one's folder."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ModelNotFoundError as error:
+            raise CodecError(str(error) if error.is_folder else f"{error}; {MODEL_OPTION_HINT}") from None
+    return wrapper
+
+
 def user_errors(command):
     """Turn a CodecError (or a failed write) into a one-line message and exit code 1."""
     @functools.wraps(command)
@@ -39,8 +50,6 @@ def user_errors(command):
             return command(*args, **kwargs)
         except typer.Exit:  # an exit code chosen by the command
             raise
-        except ModelNotFoundError as error:
-            _fail(f"{error}; {MODEL_OPTION_HINT}")
         except CodecError as error:
             _fail(str(error))
         except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly, as Unix tools do
@@ -138,6 +147,7 @@ def _label(path: Path) -> str:
 
 @app.command()
 @user_errors
+@model_option_hint
 def encode(
     inputs: Annotated[list[Path] | None, typer.Argument(
         metavar="INPUT", show_default=False,
@@ -185,6 +195,7 @@ def encode(
 
 @app.command()
 @user_errors
+@model_option_hint
 def decode(
     inputs: Annotated[list[Path] | None, typer.Argument(
         metavar="INPUT", show_default=False,
@@ -408,6 +419,7 @@ EVAL_OUTPUTS = ("results.json", "results.csv", "rate_distortion.png", "spectrogr
 
 @app.command("eval")
 @user_errors
+@model_option_hint
 def evaluate(
     input: Annotated[Path, typer.Argument(help="Folder of audio files, one file, or a .tsv/.jsonl manifest with a "
                                                 "'path' column/key.")],
@@ -492,16 +504,13 @@ def export(
         raise CodecError(f"--format {format!r} is not supported; choose onnx")
     if out.exists() and any(out.iterdir()) and not force:
         raise CodecError(f"{out} exists and is not empty; pass --force to overwrite its files")
-    try:
-        codec_model = load_model(model)
-    except ModelNotFoundError as error:  # the model is this command's argument, not --model
-        raise CodecError(f"{error}; for a model you trained, give its directory (e.g. runs/NAME/model)") from None
-    export_onnx(codec_model, out, int8=int8)
+    export_onnx(load_model(model), out, int8=int8)
     stderr.print(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
 
 
 @app.command()
 @user_errors
+@model_option_hint
 def stream(
     input: Annotated[Path | None, typer.Option("--input", "-i", help="Stream this file in real time instead of "
                                                                      "the microphone.")] = None,

@@ -172,8 +172,8 @@ def code_file(job: Job, settings: BatchSettings) -> Outcome:
         if settings.command == "encode":
             return _encode(job, settings)
         return _decode(job, settings)
-    except ModelNotFoundError as error:
-        return Outcome(job, "failed", f"{error}; {MODEL_OPTION_HINT}")
+    except ModelNotFoundError as error:  # batches come from encode and decode, which take --model
+        return Outcome(job, "failed", str(error) if error.is_folder else f"{error}; {MODEL_OPTION_HINT}")
     except CodecError as error:
         return Outcome(job, "failed", str(error))
     except OSError as error:

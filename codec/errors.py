@@ -11,8 +11,13 @@ class CodecError(Exception):
 
 class ModelNotFoundError(CodecError):
     """No model directory and no shipped model has the name given. The message leaves out how to
-    name a model, which differs between the CLI (``--model``) and a script's argument."""
+    name a model, which differs between the CLI (``--model``) and a script's argument;
+    ``is_folder`` says the name was a folder (one without a model's config), not a missing name."""
+
+    def __init__(self, message: str, is_folder: bool = False):
+        super().__init__(message)
+        self.is_folder = is_folder
 
 
-# what the CLI's coding commands add to a ModelNotFoundError: they take a model with --model
+# what the CLI's coding commands add to a ModelNotFoundError for a name that is no folder
 MODEL_OPTION_HINT = "for a model you trained, pass its directory with --model (e.g. runs/NAME/model)"

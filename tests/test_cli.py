@@ -5,8 +5,8 @@ import json
 import pytest
 import soundfile as sf
 
+from tests.conftest import REPO, tone, write_audio
 from tests.conftest import run_cli as invoke
-from tests.conftest import tone, write_audio
 
 
 @pytest.fixture
@@ -57,7 +57,17 @@ def test_an_unknown_model_gets_the_hint_that_fits_the_command(speech_wav, tmp_pa
     assert encode.exit_code == 1 and "pass its directory with --model" in encode.output
     export = invoke("export", "no-such-model", "--out", tmp_path / "exported")  # the model is an argument
     assert export.exit_code == 1 and "not found" in export.output and "--model" not in export.output
-    assert "give its directory" in export.output and not (tmp_path / "exported").exists()
+    assert not (tmp_path / "exported").exists()
+    train = invoke("train", REPO / "recipes" / "tiny.yaml", "-o", "run.init_from=no-such-model",
+                   "-o", f"run.out_dir={tmp_path / 'run'}", "-o", f"data.train_dir={speech_wav.parent}")
+    assert train.exit_code == 1 and "recipe value run.init_from: model 'no-such-model' not found" in train.output
+    assert "--model" not in train.output
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    for args in (["encode", speech_wav, tmp_path / "y.codes", "--model", folder], ["info", folder]):
+        result = invoke(*args)  # a folder, but no model's: say so, not how to pass a folder
+        assert result.exit_code == 1 and "it has no config.json" in result.output and "--model" not in result.output
+        assert len(result.output.strip().splitlines()) == 1
 
 
 def test_decode_with_wrong_model_is_refused(tiny_model_dir, speech_wav, tmp_path):

@@ -68,6 +68,6 @@ def test_info_names_what_it_could_not_find(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "no such file, and no model has that name (models: conv-16k" in result.output
     (tmp_path / "empty").mkdir()
     result = invoke("info", "empty")
-    assert result.exit_code == 1 and "not found" in result.output
+    assert result.exit_code == 1 and "not a model directory (it has no config.json)" in result.output
     assert len(result.output.strip().splitlines()) == 1
 

@@ -261,12 +261,15 @@ def test_phase_derivative_loss_ignores_a_constant_phase_turn_but_not_a_wrong_fre
     detuned = detuned + 0.001 * torch.randn(2, 1, 6400)    # the same bins, a different frequency within them
     assert derivatives(detuned, voiced) > 0.3
 
+    for level in (1e-3, 1.0, 10.0):  # no pull towards a louder or quieter output, at any level
+        assert abs(derivatives(2 * level * voiced, level * voiced) - derivatives(level * voiced, level * voiced)) < 1e-4
     silent = torch.zeros(2, 1, 6400, requires_grad=True)
     loss = derivatives(silent, voiced) + absolute(silent, torch.zeros(2, 1, 6400))
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(silent.grad).all()
-    with pytest.raises(ValueError, match="group_delay"):
-        PhaseDerivativeLoss([640], ["delay"])
+    for terms in (["delay"], [], ["phase", "phase"]):
+        with pytest.raises(ValueError, match="group_delay"):
+            PhaseDerivativeLoss([640], terms)
 
 
 def test_phase_derivative_loss_trains_and_checks_its_terms(audio_folder, tmp_path):
@@ -274,8 +277,20 @@ def test_phase_derivative_loss_trains_and_checks_its_terms(audio_folder, tmp_pat
     train(tiny(audio_folder, out, "run.max_steps=2", "run.log_every=1", "loss.phase_weight=10"))
     log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
     assert all(np.isfinite(entry["phase"]) and 0 < entry["phase"] < 4 for entry in log)
-    with pytest.raises(CodecError, match="loss.phase_terms"):
-        tiny(audio_folder, out, "loss.phase_terms=[phase, delay]")
+    for bad, key in [("loss.phase_terms=[phase, delay]", "loss.phase_terms"),
+                     ("loss.phase_terms=[frequency, frequency]", "loss.phase_terms"),
+                     ("loss.phase_windows=[]", "loss.phase_windows"), ("loss.phase_windows=[2]", "loss.phase_windows"),
+                     ("loss.phase_windows=[640.5]", "loss.phase_windows"),
+                     ("loss.complex_windows=[]", "loss.complex_windows"),
+                     ("loss.phase_weight=-1", "loss.phase_weight"), ("loss.phase_weight=.nan", "loss.phase_weight"),
+                     ("loss.phase_power=-2", "loss.phase_power"), ("loss.mel_bins=[8]", "loss.mel_bins")]:
+        with pytest.raises(CodecError, match=key):
+            tiny(audio_folder, out, bad)
+    # a window longer than twice the crop: refused before training, only where its loss is on
+    long_window = ["loss.phase_windows=[32768]", "run.max_steps=1"]
+    with pytest.raises(CodecError, match=r"loss.phase_windows=\[32768\]: a 32768-sample window needs crops"):
+        train(tiny(audio_folder, tmp_path / "long", "loss.phase_weight=1", *long_window))
+    train(tiny(audio_folder, tmp_path / "off", "loss.phase_weight=0", *long_window))
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)

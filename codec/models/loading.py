@@ -77,6 +77,9 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
     for folder in model_search_path():
         if (folder / str(name_or_path) / CONFIG_FILE).is_file():
             return folder / str(name_or_path)
+    if candidate.is_dir():
+        raise ModelNotFoundError(f"{candidate}: not a model directory (it has no {CONFIG_FILE}), and no "
+                                 f"shipped model has that name", is_folder=True)
     available = [p.name for p in available_models()]
     raise ModelNotFoundError(f"model '{name_or_path}' not found: not a model directory, and no shipped "
                              f"model has that name (shipped: {', '.join(available) or 'none'})")

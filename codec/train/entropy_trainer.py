@@ -28,7 +28,7 @@ from codec.entropy import EntropyModel, EntropyModelConfig, load_entropy_model, 
 from codec.entropy.model import ENTROPY_WEIGHTS
 from codec.errors import CodecError
 from codec.train import distributed
-from codec.train.recipe import OptimConfig, RunConfig, _coerce
+from codec.train.recipe import OptimConfig, RunConfig, _coerce, model_named_by
 from codec.train.trainer import CHECKPOINT_FILE, _check_run_dir, _learning_rate, _save_checkpoint, restore_checkpoint
 
 
@@ -104,7 +104,8 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     if cache.is_file():
         stored = np.load(cache)
         return [stored[f"c{i}"] for i in range(len(stored.files))]
-    codec_model = load_model(recipe.data.codec_model)
+    with model_named_by("data.codec_model"):
+        codec_model = load_model(recipe.data.codec_model)
     if codec_model.config.name != recipe.entropy.codec:
         raise CodecError(f"entropy.codec is '{recipe.entropy.codec}' but data.codec_model is "
                          f"'{codec_model.config.name}'")
@@ -253,7 +254,8 @@ def _initial_weights(source: str, config: EntropyModelConfig) -> EntropyModel:
     """
     from codec.models.loading import resolve_model_dir
 
-    directory = Path(source) if Path(source).is_dir() else resolve_model_dir(source)
+    with model_named_by("run.init_from"):
+        directory = Path(source) if Path(source).is_dir() else resolve_model_dir(source)
     initial = load_entropy_model(directory)
     if initial is None:
         raise CodecError(f"run.init_from={directory}: no entropy model ({ENTROPY_WEIGHTS}) there")

@@ -103,35 +103,45 @@ class CompressedComplexSTFTLoss(nn.Module):
 
 
 def _unit(spec: torch.Tensor) -> torch.Tensor:
-    """``spec / |spec|``: the phase as a unit phasor, with a bounded gradient near zero."""
-    return spec / (_magnitude_of(spec) + _PHASOR_EPS)
+    """``spec / |spec|``, the phase as a unit phasor, ``[B, bins, frames]``. A floor 100 dB below
+    each item's loudest bin keeps the gradient bounded at zero magnitude; only bins near or below
+    it shrink, so the distance is not biased towards a louder or quieter output."""
+    power = spec.real.pow(2) + spec.imag.pow(2)
+    floor = (_PHASOR_FLOOR * power.detach().amax(dim=(1, 2), keepdim=True).sqrt()).clamp(min=1e-8)
+    return spec / torch.sqrt(power + floor.pow(2))
 
 
-_PHASOR_EPS = 1e-4
+_PHASOR_FLOOR = 1e-5
 PHASE_TERMS = ("phase", "group_delay", "frequency")
 
 
 class PhaseDerivativeLoss(nn.Module):
     """Mean over resolutions of magnitude-weighted phase distances between ``y_hat`` and ``y``.
 
-    Terms (APNet, Ai & Ling 2023, section 2.3): ``phase`` (the instantaneous phase),
-    ``group_delay`` (its difference between neighbouring bins) and ``frequency`` (the
-    instantaneous frequency: its difference between neighbouring frames). Each distance is
-    ``1 - cos(difference)``, which is APNet's anti-wrapping for the smooth case, computed on unit
-    phasors so no angle is unwrapped and the gradient stays bounded at zero magnitude. APNet
-    averages over all bins; here a bin weighs ``|Y|^power`` (for a pair of bins the geometric mean),
-    so the random phase of near-silent bins counts little, and each item weighs the same.
+    Terms, as in APNet (Ai & Ling, "APNet: An all-frame-level neural vocoder incorporating direct
+    prediction of amplitude and phase spectra", IEEE/ACM TASLP 2023): ``phase`` (the instantaneous
+    phase), ``group_delay`` (its difference between neighbouring bins) and ``frequency`` (the
+    instantaneous frequency: its difference between neighbouring frames). APNet takes the absolute
+    value of the wrapped difference ("anti-wrapping"); this loss takes ``1 - cos(difference)``
+    instead, a smooth distance on the same circle, computed on unit phasors so that no angle is
+    unwrapped. APNet averages over all bins; here a bin weighs ``|Y|^power`` (a pair of bins, the
+    geometric mean), so the random phase of near-silent bins counts little, and each item weighs
+    the same. STFTs use a Hann window of each length, hop a quarter of it.
 
     Why: the relative phase terms say what a listener hears (harmonics' exact frequencies, onsets)
     without asking the decoder for the input's absolute phase, which codes at a few kbps do not
-    carry (recipes/esc_16k_small_phase.yaml). ``y_hat``, ``y``: ``[B, 1, T]``; returns a scalar
-    in [0, 2] per term, summed over ``terms``.
+    carry (recipes/esc_16k_small_phase.yaml). ``y_hat``, ``y``: ``[B, 1, T]`` with ``T`` above
+    half the longest window; returns the sum over ``terms`` of each term's distance, 0 (the
+    target's phase) to 2 (turned by pi); a random phase scores 1.
+
+    Raises:
+        ValueError: for an unknown or repeated term, or no terms.
     """
 
     def __init__(self, window_lengths: list[int], terms: list[str], power: float = 1.0):
         super().__init__()
         unknown = sorted(set(terms) - set(PHASE_TERMS))
-        if unknown or not terms:
+        if unknown or not terms or len(set(terms)) < len(terms):
             raise ValueError(f"phase loss terms {list(terms)}: choose from {list(PHASE_TERMS)}")
         self.window_lengths, self.terms, self.power = list(window_lengths), list(terms), power
         for n_fft in window_lengths:

@@ -5,7 +5,9 @@ merged over the inherited ones, section by section. The resolved recipe is a typ
 that round-trips to a plain dict, stored in every checkpoint.
 """
 
+import contextlib
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from codec.errors import CodecError
+from codec.errors import CodecError, ModelNotFoundError
 from codec.models.conv_codec import ConvCodecConfig
 from codec.models.esc_codec import EscCodecConfig
 from codec.models.registry import config_class
@@ -75,10 +77,30 @@ class LossConfig:
     codebook_probs: list[float] = field(default_factory=lambda: [0.2, 0.25, 0.3, 0.25])
 
     def __post_init__(self):
-        unknown = [term for term in self.phase_terms if term not in PHASE_TERMS]
-        if unknown or not self.phase_terms:
+        for name in ("mel_weight", "stft_weight", "commitment_weight", "codebook_weight", "consistency_weight",
+                     "complex_weight", "phase_weight", "complex_power", "phase_power"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                raise CodecError(f"recipe value loss.{name}={getattr(self, name)} must be a number >= 0")
+        for name in self.WINDOW_LISTS:
+            windows = getattr(self, name)
+            if not windows or min(windows) < 4:
+                raise CodecError(f"recipe value loss.{name}={windows} must list one or more STFT window "
+                                 f"lengths of at least 4 samples")
+        if len(self.mel_bins) != len(self.mel_windows):
+            raise CodecError(f"recipe values loss.mel_bins={self.mel_bins} and loss.mel_windows="
+                             f"{self.mel_windows} must be lists of the same length")
+        if not self.phase_terms or len(set(self.phase_terms)) < len(self.phase_terms) or \
+                any(term not in PHASE_TERMS for term in self.phase_terms):
             raise CodecError(f"recipe value loss.phase_terms={self.phase_terms} is not supported: "
-                             f"choose one or more of {', '.join(PHASE_TERMS)}")
+                             f"choose one or more of {', '.join(PHASE_TERMS)}, each once")
+
+    WINDOW_LISTS = ("mel_windows", "stft_windows", "complex_windows", "phase_windows")
+
+    def windows_in_use(self) -> dict[str, list[int]]:
+        """The STFT window lists of the losses that train (weight above 0), by recipe key."""
+        off = {"complex_windows": self.complex_weight == 0, "phase_windows": self.phase_weight == 0,
+               "mel_windows": self.mel_weight == 0, "stft_windows": self.stft_weight == 0}
+        return {name: getattr(self, name) for name in self.WINDOW_LISTS if not off[name]}
 
 
 @dataclass
@@ -189,6 +211,10 @@ def _is_instance(value, kind) -> bool:
         return value is None
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:  # where a float is asked for, an int will do (YAML writes 1.0 as 1 too)
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if typing.get_origin(kind) is list and typing.get_args(kind):  # list[int]: every element an int
+        return isinstance(value, list) and all(_is_instance(item, typing.get_args(kind)[0]) for item in value)
     return isinstance(value, typing.get_origin(kind) or kind)
 
 
@@ -236,3 +262,13 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
 
         return EntropyRecipe.from_dict(values)
     return Recipe.from_dict(values)
+
+
+@contextlib.contextmanager
+def model_named_by(key: str):
+    """Turn a ModelNotFoundError raised inside into a CodecError that names the recipe ``key``
+    (``run.init_from``), since that is what the user fixes, not a CLI option."""
+    try:
+        yield
+    except ModelNotFoundError as error:
+        raise CodecError(f"recipe value {key}: {error}") from None

@@ -38,13 +38,13 @@ from codec.train.losses import (
     PhaseDerivativeLoss,
 )
 from codec.train.monitor import Monitor
-from codec.train.recipe import Recipe
+from codec.train.recipe import Recipe, model_named_by
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def _loss_on_items(loss: CompressedComplexSTFTLoss, y_hat: torch.Tensor, y: torch.Tensor,
-                keep: torch.Tensor) -> torch.Tensor:
+def _loss_on_items(loss: torch.nn.Module, y_hat: torch.Tensor, y: torch.Tensor,
+                   keep: torch.Tensor) -> torch.Tensor:
     """``loss`` over the batch items where ``keep`` ([B] bool) holds, scaled by their share of the
     batch, so each kept item weighs what it would in a whole-batch mean; 0 when none is kept
     (still a function of ``y_hat``, as the GAN stage's balancer differentiates every loss)."""
@@ -214,6 +214,11 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                                   weight_decay=recipe.optim.weight_decay)
     sample_rate = recipe.model.sample_rate
     segment = int(recipe.data.segment_seconds * sample_rate) // model.frame_size * model.frame_size
+    for name, windows in loss_cfg.windows_in_use().items():
+        if max(windows) // 2 >= segment:  # the STFTs pad each end by half a window, by reflection
+            raise CodecError(f"recipe value loss.{name}={windows}: a {max(windows)}-sample window needs crops "
+                             f"longer than {max(windows) // 2} samples, and data.segment_seconds="
+                             f"{recipe.data.segment_seconds} gives {segment}")
     data = recipe.data
     augmentation = Augmentation(
         RandomCropDataset.noise_from(Path(data.noise_dir), sample_rate) if data.noise_dir else None,
@@ -234,7 +239,9 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         # continue training across machines from shipped weights (a fresh optimizer state)
         from codec.models import load_model
 
-        _load_initial_weights(model, load_model(run.init_from), run.init_from, console, run.init_fresh)
+        with model_named_by("run.init_from"):
+            source = load_model(run.init_from)
+        _load_initial_weights(model, source, run.init_from, console, run.init_fresh)
     if resume:
         state = restore_checkpoint(checkpoint_path, model, optimizer, dataset if world_size == 1 else None)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
@@ -251,9 +258,12 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         replica = torch.compile(replica)
     mel_loss = MultiResolutionMelLoss(sample_rate, loss_cfg.mel_windows, loss_cfg.mel_bins).to(device)
     stft_loss = MultiResolutionSTFTLoss(loss_cfg.stft_windows).to(device)
-    complex_loss = CompressedComplexSTFTLoss(loss_cfg.complex_windows, loss_cfg.complex_power,
-                                             loss_cfg.complex_share).to(device)
-    phase_loss = PhaseDerivativeLoss(loss_cfg.phase_windows, loss_cfg.phase_terms, loss_cfg.phase_power).to(device)
+    if loss_cfg.complex_weight > 0:
+        complex_loss = CompressedComplexSTFTLoss(loss_cfg.complex_windows, loss_cfg.complex_power,
+                                                 loss_cfg.complex_share).to(device)
+    if loss_cfg.phase_weight > 0:
+        phase_loss = PhaseDerivativeLoss(loss_cfg.phase_windows, loss_cfg.phase_terms,
+                                         loss_cfg.phase_power).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16")
     choices = torch.tensor(loss_cfg.codebook_choices)
     probs = torch.tensor(loss_cfg.codebook_probs, dtype=torch.float)
