@@ -442,6 +442,7 @@ def evaluate(
     from codec.datasets import find_inputs
     from codec.evaluation.evaluate import EvalSettings, run_evaluation, summarize
     from codec.evaluation.report import plot_rate_distortion, plot_spectrograms, summary_table, write_results
+    from codec.models.loading import resolve_model_dir
 
     if out.exists() and not out.is_dir():
         raise CodecError(f"--out {out}: is a file; give a folder for the results")
@@ -457,6 +458,7 @@ def evaluate(
     if jobs < 1 or threads < 1:
         raise CodecError("--jobs and --threads must be at least 1")
     files = find_inputs(input)
+    resolve_model_dir(model)  # an unknown model fails here, before the progress bar starts
     settings = EvalSettings(model, kbps, names, pesq_nb, threads, entropy)
     with Progress(console=stderr, transient=True) as progress:
         task = progress.add_task("evaluating", total=len(files))

@@ -42,6 +42,7 @@ def test_refuses_overwrite_without_force(tiny_model_dir, speech_wav, tmp_path):
     (["decode", "{wav}", "x.wav"], "not a .codes file"),
     (["info", "{wav}"], "not a .codes file"),
     (["encode", "{wav}", "x.codes", "--model", "no-such-model"], "not found"),
+    (["eval", "{wav}", "--model", "no-such-model", "--out", "ev"], "not found"),
     (["train", "no-such-recipe.yaml"], "recipe not found"),
 ])
 def test_errors_are_one_line(speech_wav, tmp_path, monkeypatch, args, message):
