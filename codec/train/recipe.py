@@ -76,6 +76,8 @@ class LossConfig:
     codebook_choices: list[int] = field(default_factory=lambda: [3, 6, 12, 24])
     codebook_probs: list[float] = field(default_factory=lambda: [0.2, 0.25, 0.3, 0.25])
 
+    WINDOW_LISTS = ("mel_windows", "stft_windows", "complex_windows", "phase_windows")
+
     def __post_init__(self):
         for name in ("mel_weight", "stft_weight", "commitment_weight", "codebook_weight", "consistency_weight",
                      "complex_weight", "phase_weight", "complex_power", "phase_power"):
@@ -94,13 +96,11 @@ class LossConfig:
             raise CodecError(f"recipe value loss.phase_terms={self.phase_terms} is not supported: "
                              f"choose one or more of {', '.join(PHASE_TERMS)}, each once")
 
-    WINDOW_LISTS = ("mel_windows", "stft_windows", "complex_windows", "phase_windows")
-
     def windows_in_use(self) -> dict[str, list[int]]:
-        """The STFT window lists of the losses that train (weight above 0), by recipe key."""
-        off = {"complex_windows": self.complex_weight == 0, "phase_windows": self.phase_weight == 0,
-               "mel_windows": self.mel_weight == 0, "stft_windows": self.stft_weight == 0}
-        return {name: getattr(self, name) for name in self.WINDOW_LISTS if not off[name]}
+        """The STFT window lists of the losses that training computes, by recipe key: the mel and
+        STFT losses always (they are logged at weight 0 too), the complex and phase losses above 0."""
+        off = {"complex_windows": self.complex_weight == 0, "phase_windows": self.phase_weight == 0}
+        return {name: getattr(self, name) for name in self.WINDOW_LISTS if not off.get(name)}
 
 
 @dataclass
@@ -267,7 +267,7 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
 @contextlib.contextmanager
 def model_named_by(key: str):
     """Turn a ModelNotFoundError raised inside into a CodecError that names the recipe ``key``
-    (``run.init_from``), since that is what the user fixes, not a CLI option."""
+    (such as ``run.init_from``), since that is what the user fixes, not a CLI option."""
     try:
         yield
     except ModelNotFoundError as error:
