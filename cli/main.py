@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from codec import __version__
-from codec.errors import MODEL_OPTION_HINT, CodecError, ModelNotFoundError
+from codec.errors import CodecError, ModelNotFoundError
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural speech codec: encode audio to compact codes and decode it back.")
@@ -38,7 +38,7 @@ def model_option_hint(command):
         try:
             return command(*args, **kwargs)
         except ModelNotFoundError as error:
-            raise CodecError(str(error) if error.is_folder else f"{error}; {MODEL_OPTION_HINT}") from None
+            raise CodecError(error.for_model_option()) from None
     return wrapper
 
 

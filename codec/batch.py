@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codec.errors import MODEL_OPTION_HINT, CodecError, ModelNotFoundError
+from codec.errors import CodecError, ModelNotFoundError
 from codec.threads import one_torch_thread
 
 CODES_SUFFIX = ".codes"
@@ -173,7 +173,7 @@ def code_file(job: Job, settings: BatchSettings) -> Outcome:
             return _encode(job, settings)
         return _decode(job, settings)
     except ModelNotFoundError as error:  # batches come from encode and decode, which take --model
-        return Outcome(job, "failed", str(error) if error.is_folder else f"{error}; {MODEL_OPTION_HINT}")
+        return Outcome(job, "failed", error.for_model_option())
     except CodecError as error:
         return Outcome(job, "failed", str(error))
     except OSError as error:

@@ -18,6 +18,9 @@ class ModelNotFoundError(CodecError):
         super().__init__(message)
         self.is_folder = is_folder
 
-
-# what the CLI's coding commands add to a ModelNotFoundError for a name that is no folder
-MODEL_OPTION_HINT = "for a model you trained, pass its directory with --model (e.g. runs/NAME/model)"
+    def for_model_option(self) -> str:
+        """The message for a command that takes the model with ``--model``: for a name that is no
+        folder, how to pass a trained model's folder."""
+        if self.is_folder:
+            return str(self)
+        return f"{self}; for a model you trained, pass its directory with --model (e.g. runs/NAME/model)"

@@ -115,6 +115,12 @@ _PHASOR_FLOOR = 1e-5
 PHASE_TERMS = ("phase", "group_delay", "frequency")
 
 
+def check_phase_terms(terms: list[str]) -> None:
+    """Raises ValueError unless ``terms`` names one or more of PHASE_TERMS, each once."""
+    if not terms or len(set(terms)) < len(terms) or any(term not in PHASE_TERMS for term in terms):
+        raise ValueError(f"phase loss terms {list(terms)}: choose one or more of {', '.join(PHASE_TERMS)}, each once")
+
+
 class PhaseDerivativeLoss(nn.Module):
     """Mean over resolutions of magnitude-weighted phase distances between ``y_hat`` and ``y``.
 
@@ -140,9 +146,7 @@ class PhaseDerivativeLoss(nn.Module):
 
     def __init__(self, window_lengths: list[int], terms: list[str], power: float = 1.0):
         super().__init__()
-        unknown = sorted(set(terms) - set(PHASE_TERMS))
-        if unknown or not terms or len(set(terms)) < len(terms):
-            raise ValueError(f"phase loss terms {list(terms)}: choose from {list(PHASE_TERMS)}")
+        check_phase_terms(terms)
         self.window_lengths, self.terms, self.power = list(window_lengths), list(terms), power
         for n_fft in window_lengths:
             self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)

@@ -19,7 +19,7 @@ from codec.errors import CodecError, ModelNotFoundError
 from codec.models.conv_codec import ConvCodecConfig
 from codec.models.esc_codec import EscCodecConfig
 from codec.models.registry import config_class
-from codec.train.losses import PHASE_TERMS
+from codec.train.losses import check_phase_terms
 
 
 @dataclass
@@ -91,10 +91,10 @@ class LossConfig:
         if len(self.mel_bins) != len(self.mel_windows):
             raise CodecError(f"recipe values loss.mel_bins={self.mel_bins} and loss.mel_windows="
                              f"{self.mel_windows} must be lists of the same length")
-        if not self.phase_terms or len(set(self.phase_terms)) < len(self.phase_terms) or \
-                any(term not in PHASE_TERMS for term in self.phase_terms):
-            raise CodecError(f"recipe value loss.phase_terms={self.phase_terms} is not supported: "
-                             f"choose one or more of {', '.join(PHASE_TERMS)}, each once")
+        try:
+            check_phase_terms(self.phase_terms)
+        except ValueError as error:
+            raise CodecError(f"recipe value loss.phase_terms={self.phase_terms}: {error}") from None
 
     def windows_in_use(self) -> dict[str, list[int]]:
         """The STFT window lists of the losses that training computes, by recipe key: the mel and
