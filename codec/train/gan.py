@@ -23,12 +23,13 @@ class GanStage:
         self.optimizer = torch.optim.AdamW(self.discriminators.parameters(), lr=config.lr,
                                            betas=tuple(config.betas))
         weights = {"mel": config.mel_weight, "stft": config.stft_weight, "complex": config.complex_weight,
-                   "phase": config.phase_weight,
+                   "phase": config.phase_weight, "pesq": config.pesq_weight,
                    "adversarial": config.adversarial_weight, "feature": config.feature_weight}
         self.balancer = Balancer(weights) if config.balancer else None
         self.weights = weights if config.balancer else {"mel": loss.mel_weight, "stft": loss.stft_weight,
                                                        "complex": loss.complex_weight,
                                                        "phase": loss.phase_weight,
+                                                       "pesq": loss.pesq_weight,
                                                        "adversarial": config.adversarial_weight,
                                                        "feature": config.feature_weight}
 

@@ -72,6 +72,8 @@ class LossConfig:
     phase_windows: list[int] = field(default_factory=lambda: [640])
     phase_terms: list[str] = field(default_factory=lambda: ["group_delay", "frequency"])
     phase_power: float = 1.0
+    # PESQ's perceptual disturbance (codec/train/pesq_loss.py PesqDisturbanceLoss; off at weight 0)
+    pesq_weight: float = 0.0
     # quantizer dropout: each item trains with one of these codebook counts
     codebook_choices: list[int] = field(default_factory=lambda: [3, 6, 12, 24])
     codebook_probs: list[float] = field(default_factory=lambda: [0.2, 0.25, 0.3, 0.25])
@@ -80,7 +82,7 @@ class LossConfig:
 
     def __post_init__(self):
         for name in ("mel_weight", "stft_weight", "commitment_weight", "codebook_weight", "consistency_weight",
-                     "complex_weight", "phase_weight", "complex_power", "phase_power"):
+                     "complex_weight", "phase_weight", "pesq_weight", "complex_power", "phase_power"):
             if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
                 raise CodecError(f"recipe value loss.{name}={getattr(self, name)} must be a number >= 0")
         for name in self.WINDOW_LISTS:
@@ -120,6 +122,7 @@ class GanConfig:
     feature_weight: float = 2.0
     complex_weight: float = 1.0       # used only when loss.complex_weight > 0
     phase_weight: float = 1.0         # used only when loss.phase_weight > 0
+    pesq_weight: float = 1.0          # used only when loss.pesq_weight > 0
     # the stage's first steps train only the discriminators (the codec keeps its reconstruction
     # losses): a codec that follows an untrained critic loses what it had learnt
     discriminator_warmup_steps: int = 0

@@ -38,6 +38,7 @@ from codec.train.losses import (
     PhaseDerivativeLoss,
 )
 from codec.train.monitor import Monitor
+from codec.train.pesq_loss import PesqDisturbanceLoss
 from codec.train.recipe import Recipe, model_named_by
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -264,6 +265,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     if loss_cfg.phase_weight > 0:
         phase_loss = PhaseDerivativeLoss(loss_cfg.phase_windows, loss_cfg.phase_terms,
                                          loss_cfg.phase_power).to(device)
+    if loss_cfg.pesq_weight > 0:
+        pesq_loss = PesqDisturbanceLoss(sample_rate).to(device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16")
     choices = torch.tensor(loss_cfg.codebook_choices)
     probs = torch.tensor(loss_cfg.codebook_probs, dtype=torch.float)
@@ -302,6 +305,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 parts["complex"] = _loss_on_items(complex_loss, y_hat, wav, enough_bits)
             if loss_cfg.phase_weight > 0:
                 parts["phase"] = phase_loss(y_hat, wav)
+            if loss_cfg.pesq_weight > 0:
+                parts["pesq"] = pesq_loss(y_hat, wav)
             adversarial = gan is not None and step >= recipe.gan.discriminator_warmup_steps
             if gan is not None:
                 parts["discriminator"] = torch.tensor(gan.discriminator_step(wav, y_hat))
@@ -318,6 +323,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                     loss = loss + loss_cfg.complex_weight * parts["complex"]
                 if "phase" in parts:
                     loss = loss + loss_cfg.phase_weight * parts["phase"]
+                if "pesq" in parts:
+                    loss = loss + loss_cfg.pesq_weight * parts["pesq"]
             else:  # the GAN stage weights them (or its balancer); the plain sum is logged and checked
                 loss = sum(audio_losses.values()) + quantizer_loss
             optimizer.zero_grad(set_to_none=True)
