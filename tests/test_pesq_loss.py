@@ -12,7 +12,14 @@ from pesq import pesq
 from codec.errors import CodecError
 from codec.train import train
 from codec.train.losses import MultiResolutionMelLoss
-from codec.train.pesq_loss import PesqDisturbanceLoss, frame_length
+from codec.train.pesq_loss import (
+    DEAD_ZONE,
+    GAMMA,
+    PesqDisturbanceLoss,
+    disturbance_density,
+    frame_length,
+    over_time,
+)
 from tests.test_train import audio_folder, tiny  # noqa: F401 (a fixture)
 
 
@@ -30,15 +37,55 @@ def test_identical_and_rescaled_outputs_score_zero_and_gradients_stay_finite():
     y = voiced()
     assert loss(y, y) < 1e-6
     assert loss(0.2 * y, y) < 1e-6          # each item is levelled first, as PESQ does
-    assert loss(y + 0.01 * torch.randn_like(y), y) > 1e-3
-    for output, reference in ((torch.zeros_like(y), y), (y, torch.zeros_like(y))):
+    noisy = (y + 0.01 * torch.randn_like(y)).requires_grad_(True)
+    value = loss(noisy, y)
+    value.backward()
+    assert value > 1e-3 and noisy.grad.abs().max() > 0
+    for output, reference in ((torch.zeros_like(y), y), (y, torch.zeros_like(y)), (1e-7 * y, y)):
         output = output.clone().requires_grad_(True)
         value = loss(output, reference)
         value.backward()
         assert torch.isfinite(value) and torch.isfinite(output.grad).all()
+        assert output.grad.abs().max() < 1e3    # a near-silent item is not raised past -80 dBFS
+    assert torch.isclose(loss(noisy.bfloat16(), y), loss(noisy, y), rtol=0.05)
     assert frame_length(16000) == 512 and frame_length(8000) == 256
     with pytest.raises(ValueError, match="8000 Hz"):
         PesqDisturbanceLoss(4000)
+    with pytest.raises(ValueError, match="longer than 256 samples"):
+        loss(y[..., :256], y[..., :256])
+
+
+def test_the_perceptual_model_step_by_step():
+    loss = PesqDisturbanceLoss(16000)
+    # the dead zone: a quarter of the smaller loudness is not a difference
+    loud = torch.tensor([4.0, 4.0, 4.0])
+    assert torch.allclose(disturbance_density(torch.tensor([4.9, 3.1, 6.0]), loud),
+                          torch.tensor([0.0, 0.125, 1.0]))
+    assert DEAD_ZONE == 0.25
+    # loudness: 0 at and below each band's hearing threshold, then growing as power^0.23
+    threshold = loss.threshold.view(1, -1, 1)
+    assert (loss.loudness(threshold) == 0).all() and (loss.loudness(0.5 * threshold) == 0).all()
+    far_above = 1e10 * threshold
+    growth = loss.loudness(10 * far_above) / loss.loudness(far_above)
+    assert torch.allclose(growth, torch.full_like(growth, 10 ** GAMMA), rtol=1e-2)
+    # the worst moments weigh most: one bad frame in 20 counts more than its mean share...
+    burst, spread = torch.zeros(1, 20), torch.full((1, 20), 0.05)
+    burst[0, 7] = 1.0
+    assert over_time(burst) > 5 * over_time(spread)
+    # ...and the last frames count, in a span filled out with zeros
+    late = torch.zeros(1, 59)
+    late[0, -3:] = 1.0
+    assert over_time(late) > 0.1
+
+
+def test_a_distortion_at_the_end_counts_as_at_the_start():
+    loss = PesqDisturbanceLoss(16000)
+    y = voiced(0.95)
+    hiss = 0.05 * torch.randn(2, 1, 1600, generator=torch.Generator().manual_seed(3))
+    at_start, at_end = y.clone(), y.clone()
+    at_start[..., :1600] += hiss
+    at_end[..., -1600:] += hiss
+    assert loss(at_end, y) > 0.5 * loss(at_start, y)
 
 
 def test_added_energy_weighs_more_than_missing_energy():
@@ -46,6 +93,7 @@ def test_added_energy_weighs_more_than_missing_energy():
     y = voiced()
     hiss = 0.02 * torch.randn(2, 1, y.shape[-1], generator=torch.Generator().manual_seed(1))
     assert loss(y + hiss, y) > 1.5 * loss(y, y + hiss)
+    assert loss(y, y + hiss) > 0.02         # missing energy counts too, in the symmetric term
 
 
 def test_it_forgives_what_is_inaudible_where_log_mel_does_not():
@@ -79,13 +127,18 @@ def test_it_ranks_noisy_speech_as_pesq_does(dev_files):
 def test_pesq_loss_trains_and_is_checked(audio_folder, tmp_path):  # noqa: F811
     out = tmp_path / "pesq"
     train(tiny(audio_folder, out, "run.max_steps=2", "run.log_every=1", "loss.pesq_weight=100"))
+    recipe = tiny(audio_folder, out, "loss.pesq_weight=100").loss
     log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
-    assert all(np.isfinite(entry["pesq"]) and entry["pesq"] > 0 for entry in log)
+    for entry in log:   # the weighted term is in the loss that trains
+        assert np.isfinite(entry["pesq"]) and entry["pesq"] > 0
+        total = (recipe.mel_weight * entry["mel"] + recipe.stft_weight * entry["stft"] + 100 * entry["pesq"]
+                 + recipe.commitment_weight * entry["commitment"] + recipe.codebook_weight * entry["codebook"])
+        assert entry["loss"] == pytest.approx(total, rel=1e-3)
     gan = tmp_path / "pesq-gan"
     train(tiny(audio_folder, gan, "run.max_steps=2", "run.log_every=1", "loss.pesq_weight=100",
                "gan.enabled=true", "gan.channels=4", "gan.periods=[2]", "gan.stft_windows=[256]",
                "gan.discriminator_warmup_steps=1"))
     assert "pesq" in json.loads((gan / "train.log").read_text().splitlines()[-1])
-    for bad in ("loss.pesq_weight=-1", "loss.pesq_weight=.inf"):
-        with pytest.raises(CodecError, match="loss.pesq_weight"):
+    for bad in ("loss.pesq_weight=-1", "loss.pesq_weight=.inf", "gan.pesq_weight=-1", "gan.feature_weight=.nan"):
+        with pytest.raises(CodecError, match=bad.split("=")[0].replace(".", r"\.")):
             tiny(audio_folder, out, bad)

@@ -48,6 +48,12 @@ class OptimConfig:
     freeze: list[str] = field(default_factory=list)
 
 
+def _check_not_negative(config, section: str, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not math.isfinite(getattr(config, name)) or getattr(config, name) < 0:
+            raise CodecError(f"recipe value {section}.{name}={getattr(config, name)} must be a number >= 0")
+
+
 @dataclass
 class LossConfig:
     mel_weight: float = 15.0
@@ -81,10 +87,9 @@ class LossConfig:
     WINDOW_LISTS = ("mel_windows", "stft_windows", "complex_windows", "phase_windows")
 
     def __post_init__(self):
-        for name in ("mel_weight", "stft_weight", "commitment_weight", "codebook_weight", "consistency_weight",
-                     "complex_weight", "phase_weight", "pesq_weight", "complex_power", "phase_power"):
-            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
-                raise CodecError(f"recipe value loss.{name}={getattr(self, name)} must be a number >= 0")
+        _check_not_negative(self, "loss", ("mel_weight", "stft_weight", "commitment_weight", "codebook_weight",
+                                           "consistency_weight", "complex_weight", "phase_weight", "pesq_weight",
+                                           "complex_power", "phase_power"))
         for name in self.WINDOW_LISTS:
             windows = getattr(self, name)
             if not windows or min(windows) < 4:
@@ -126,6 +131,11 @@ class GanConfig:
     # the stage's first steps train only the discriminators (the codec keeps its reconstruction
     # losses): a codec that follows an untrained critic loses what it had learnt
     discriminator_warmup_steps: int = 0
+
+    def __post_init__(self):
+        # a negative share would push the balancer against its loss
+        _check_not_negative(self, "gan", ("lr", "mel_weight", "stft_weight", "adversarial_weight", "feature_weight",
+                                          "complex_weight", "phase_weight", "pesq_weight"))
 
 
 @dataclass
