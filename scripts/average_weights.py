@@ -16,6 +16,7 @@ tensor names, or an ``OUT`` that already holds a model.
 """
 
 import argparse
+import copy
 from pathlib import Path
 
 import torch
@@ -50,7 +51,7 @@ def main() -> None:
         raise SystemExit(f"error: {error}") from None
     if any(model.config != models[0].config for model in models[1:]):
         raise SystemExit("the models' configurations differ: only fine-tunes of one model average")
-    soup = load_model(args.models[0]).float().eval()
+    soup = copy.deepcopy(models[0])
     soup.load_state_dict(average(models))
     same = all(makes_same_codes(soup, model) for model in models)
     save_model(soup, args.out)

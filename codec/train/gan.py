@@ -9,7 +9,7 @@ from codec.train.discriminators import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
-from codec.train.recipe import GanConfig, LossConfig
+from codec.train.recipe import GanConfig, LossConfig, reconstruction_weights
 
 
 class GanStage:
@@ -22,16 +22,10 @@ class GanStage:
         self.replica = wrap(self.discriminators)
         self.optimizer = torch.optim.AdamW(self.discriminators.parameters(), lr=config.lr,
                                            betas=tuple(config.betas))
-        weights = {"mel": config.mel_weight, "stft": config.stft_weight, "complex": config.complex_weight,
-                   "phase": config.phase_weight, "pesq": config.pesq_weight,
-                   "adversarial": config.adversarial_weight, "feature": config.feature_weight}
-        self.balancer = Balancer(weights) if config.balancer else None
-        self.weights = weights if config.balancer else {"mel": loss.mel_weight, "stft": loss.stft_weight,
-                                                       "complex": loss.complex_weight,
-                                                       "phase": loss.phase_weight,
-                                                       "pesq": loss.pesq_weight,
-                                                       "adversarial": config.adversarial_weight,
-                                                       "feature": config.feature_weight}
+        gan_weights = {"adversarial": config.adversarial_weight, "feature": config.feature_weight}
+        # with the balancer, shares of the gradient; without, the reconstruction losses keep their weights
+        self.weights = {**reconstruction_weights(config if config.balancer else loss), **gan_weights}
+        self.balancer = Balancer(self.weights) if config.balancer else None
 
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor) -> float:
         real_logits, _ = self.replica(real)

@@ -60,10 +60,9 @@ def disturbance_density(loud_hat: torch.Tensor, loud: torch.Tensor) -> torch.Ten
 def over_time(frames: torch.Tensor) -> torch.Tensor:
     """``[B, frames] -> [B]``: L6 over spans of 20 frames (half overlapping), then L2 over spans.
     The last span is filled with zeros, as P.862 divides a partial span by 20 too."""
-    span = SPAN_FRAMES
-    count = max(1, -(-(frames.shape[-1] - span) // (span // 2)) + 1)
-    frames = nn.functional.pad(frames, (0, (count - 1) * (span // 2) + span - frames.shape[-1]))
-    spans = frames.unfold(-1, span, span // 2)
+    span, hop, count = SPAN_FRAMES, SPAN_FRAMES // 2, frames.shape[-1]
+    missing = span - count if count < span else -(count - span) % hop
+    spans = nn.functional.pad(frames, (0, missing)).unfold(-1, span, hop)
     peak = spans.detach().amax(dim=-1, keepdim=True).clamp(min=1e-8)  # no eps can bias a 6th root
     worst = peak.squeeze(-1) * (spans / peak).pow(6).mean(dim=-1).add(1e-12).pow(1.0 / 6.0)
     return worst.pow(2).mean(dim=-1).add(1e-12).sqrt()

@@ -48,6 +48,14 @@ class OptimConfig:
     freeze: list[str] = field(default_factory=list)
 
 
+RECONSTRUCTION_LOSSES = ("mel", "stft", "complex", "phase", "pesq")  # each weighed by a `<name>_weight` key
+
+
+def reconstruction_weights(config) -> dict[str, float]:
+    """``{loss name: weight}`` for the reconstruction losses, from a LossConfig or GanConfig."""
+    return {name: getattr(config, f"{name}_weight") for name in RECONSTRUCTION_LOSSES}
+
+
 def _check_not_negative(config, section: str, names: tuple[str, ...]) -> None:
     for name in names:
         if not math.isfinite(getattr(config, name)) or getattr(config, name) < 0:

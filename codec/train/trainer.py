@@ -39,7 +39,7 @@ from codec.train.losses import (
 )
 from codec.train.monitor import Monitor
 from codec.train.pesq_loss import PesqDisturbanceLoss
-from codec.train.recipe import Recipe, model_named_by
+from codec.train.recipe import Recipe, model_named_by, reconstruction_weights
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -267,6 +267,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                                          loss_cfg.phase_power).to(device)
     if loss_cfg.pesq_weight > 0:
         pesq_loss = PesqDisturbanceLoss(sample_rate).to(device)
+    weights = reconstruction_weights(loss_cfg)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16")
     choices = torch.tensor(loss_cfg.codebook_choices)
     probs = torch.tensor(loss_cfg.codebook_probs, dtype=torch.float)
@@ -318,13 +319,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 quantizer_loss = quantizer_loss + loss_cfg.consistency_weight * output.consistency
             audio_losses = {k: v for k, v in parts.items() if k != "discriminator"}
             if not adversarial:
-                loss = loss_cfg.mel_weight * parts["mel"] + loss_cfg.stft_weight * parts["stft"] + quantizer_loss
-                if "complex" in parts:
-                    loss = loss + loss_cfg.complex_weight * parts["complex"]
-                if "phase" in parts:
-                    loss = loss + loss_cfg.phase_weight * parts["phase"]
-                if "pesq" in parts:
-                    loss = loss + loss_cfg.pesq_weight * parts["pesq"]
+                loss = sum(weights[name] * value for name, value in audio_losses.items()) + quantizer_loss
             else:  # the GAN stage weights them (or its balancer); the plain sum is logged and checked
                 loss = sum(audio_losses.values()) + quantizer_loss
             optimizer.zero_grad(set_to_none=True)
