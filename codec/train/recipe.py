@@ -48,7 +48,7 @@ class OptimConfig:
     freeze: list[str] = field(default_factory=list)
 
 
-RECONSTRUCTION_LOSSES = ("mel", "stft", "complex", "phase", "pesq")  # each weighed by a `<name>_weight` key
+RECONSTRUCTION_LOSSES = ("mel", "stft", "complex", "phase", "pesq", "stoi")  # each weighed by a `<name>_weight` key
 
 
 def reconstruction_weights(config) -> dict[str, float]:
@@ -88,6 +88,8 @@ class LossConfig:
     phase_power: float = 1.0
     # PESQ's perceptual disturbance (codec/train/pesq_loss.py PesqDisturbanceLoss; off at weight 0)
     pesq_weight: float = 0.0
+    # STOI's envelope correlation, as 1 - d (codec/train/stoi_loss.py StoiLoss; off at weight 0)
+    stoi_weight: float = 0.0
     # quantizer dropout: each item trains with one of these codebook counts
     codebook_choices: list[int] = field(default_factory=lambda: [3, 6, 12, 24])
     codebook_probs: list[float] = field(default_factory=lambda: [0.2, 0.25, 0.3, 0.25])
@@ -97,6 +99,7 @@ class LossConfig:
     def __post_init__(self):
         _check_not_negative(self, "loss", ("mel_weight", "stft_weight", "commitment_weight", "codebook_weight",
                                            "consistency_weight", "complex_weight", "phase_weight", "pesq_weight",
+                                           "stoi_weight",
                                            "complex_power", "phase_power"))
         for name in self.WINDOW_LISTS:
             windows = getattr(self, name)
@@ -136,6 +139,7 @@ class GanConfig:
     complex_weight: float = 1.0       # used only when loss.complex_weight > 0
     phase_weight: float = 1.0         # used only when loss.phase_weight > 0
     pesq_weight: float = 1.0          # used only when loss.pesq_weight > 0
+    stoi_weight: float = 1.0          # used only when loss.stoi_weight > 0
     # the stage's first steps train only the discriminators (the codec keeps its reconstruction
     # losses): a codec that follows an untrained critic loses what it had learnt
     discriminator_warmup_steps: int = 0
@@ -143,7 +147,7 @@ class GanConfig:
     def __post_init__(self):
         # a negative share would push the balancer against its loss
         _check_not_negative(self, "gan", ("lr", "mel_weight", "stft_weight", "adversarial_weight", "feature_weight",
-                                          "complex_weight", "phase_weight", "pesq_weight"))
+                                          "complex_weight", "phase_weight", "pesq_weight", "stoi_weight"))
 
 
 @dataclass

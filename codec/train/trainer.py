@@ -40,6 +40,7 @@ from codec.train.losses import (
 from codec.train.monitor import Monitor
 from codec.train.pesq_loss import PesqDisturbanceLoss
 from codec.train.recipe import Recipe, model_named_by, reconstruction_weights
+from codec.train.stoi_loss import StoiLoss
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -220,6 +221,10 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             raise CodecError(f"recipe value loss.{name}={windows}: a {max(windows)}-sample window needs crops "
                              f"longer than {max(windows) // 2} samples, and data.segment_seconds="
                              f"{recipe.data.segment_seconds} gives {segment}")
+    if loss_cfg.stoi_weight > 0 and segment < StoiLoss.min_samples(sample_rate):
+        raise CodecError(f"recipe value loss.stoi_weight={loss_cfg.stoi_weight}: the STOI loss needs crops of at "
+                         f"least {StoiLoss.min_samples(sample_rate)} samples (30 of its frames), and "
+                         f"data.segment_seconds={recipe.data.segment_seconds} gives {segment}")
     data = recipe.data
     augmentation = Augmentation(
         RandomCropDataset.noise_from(Path(data.noise_dir), sample_rate) if data.noise_dir else None,
@@ -267,6 +272,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                                          loss_cfg.phase_power).to(device)
     if loss_cfg.pesq_weight > 0:
         pesq_loss = PesqDisturbanceLoss(sample_rate).to(device)
+    if loss_cfg.stoi_weight > 0:
+        stoi_loss = StoiLoss(sample_rate).to(device)
     weights = reconstruction_weights(loss_cfg)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16")
     choices = torch.tensor(loss_cfg.codebook_choices)
@@ -308,6 +315,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 parts["phase"] = phase_loss(y_hat, wav)
             if loss_cfg.pesq_weight > 0:
                 parts["pesq"] = pesq_loss(y_hat, wav)
+            if loss_cfg.stoi_weight > 0:
+                parts["stoi"] = stoi_loss(y_hat, wav)
             adversarial = gan is not None and step >= recipe.gan.discriminator_warmup_steps
             if gan is not None:
                 parts["discriminator"] = torch.tensor(gan.discriminator_step(wav, y_hat))

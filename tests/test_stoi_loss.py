@@ -1,0 +1,115 @@
+"""The STOI loss (codec/train/stoi_loss.py): each step of STOI, agreement with pystoi, and its
+place in training."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from pystoi import stoi
+
+from codec.errors import CodecError
+from codec.train import train
+from codec.train.stoi_loss import SEGMENT_FRAMES, StoiLoss
+from tests.test_pesq_loss import voiced
+from tests.test_train import audio_folder, tiny  # noqa: F401 (a fixture)
+
+
+def test_identical_and_rescaled_outputs_score_zero_and_gradients_stay_finite():
+    loss = StoiLoss(16000)
+    y = voiced(1.0)
+    assert loss(y, y) < 1e-5
+    assert loss(0.1 * y, y) < 1e-5          # each band and segment is scaled to the input's energy
+    noisy = (y + 0.03 * torch.randn_like(y)).requires_grad_(True)
+    value = loss(noisy, y)
+    value.backward()
+    assert value > 1e-2 and noisy.grad.abs().max() > 0
+    for output, reference in ((torch.zeros_like(y), y), (y, torch.zeros_like(y)), (1e-7 * y, y)):
+        output = output.clone().requires_grad_(True)
+        value = loss(output, reference)
+        value.backward()
+        assert torch.isfinite(value) and torch.isfinite(output.grad).all()
+    assert torch.isclose(loss(noisy.bfloat16(), y), loss(noisy, y), atol=0.01)
+    with pytest.raises(ValueError, match="9000 Hz"):
+        StoiLoss(8000)
+    shortest = StoiLoss.min_samples(16000)
+    assert loss.band_envelopes(y[..., :shortest]).shape[-1] == SEGMENT_FRAMES
+    with pytest.raises(ValueError, match=f"at least {shortest} samples"):
+        loss(y[..., :shortest - 1], y[..., :shortest - 1])
+
+
+def test_stoi_step_by_step():
+    loss = StoiLoss(16000)
+    # 15 one-third-octave bands from 150 Hz: a 1 kHz tone lands in the band centred on 945 Hz only
+    tone = torch.sin(2 * torch.pi * 1000 * torch.arange(8000) / 16000)[None, None]
+    energy = loss.band_envelopes(tone).mean(dim=-1)[0]
+    assert energy.argmax() == 8 and energy[8] > 100 * torch.cat([energy[:7], energy[10:]]).max()
+    envelope = torch.rand(15, 60, generator=torch.Generator().manual_seed(0)) + 0.1
+    assert loss.correlation(envelope, envelope) == pytest.approx(1.0, abs=1e-5)
+    assert loss.correlation(3.0 * envelope, envelope) == pytest.approx(1.0, abs=1e-5)  # level-blind
+    assert loss.correlation(envelope.max() + 0.1 - envelope, envelope) < -0.9         # inverted envelope
+    # clipping at 15 dB above the input: noise that fills a near-silent frame counts as at most
+    # 15 dB above it, so it harms the score far less than unclipped
+    dip = envelope.clone()
+    dip[:, 40] = 1e-3
+    filled = envelope.clone()
+    filled[:, 40] = 1.0
+    clipped = loss.correlation(filled, dip)
+    loss.clip = float("inf")
+    assert clipped > 0.95 and clipped > loss.correlation(filled, dip) + 0.05
+
+
+def test_silent_frames_are_left_out():
+    loss = StoiLoss(16000)
+    y = voiced(1.0)
+    noisy = y + 0.02 * torch.randn_like(y)
+    pause = torch.zeros(2, 1, 16000)
+    hiss = 1e-4 * torch.randn(2, 1, 16000)   # 60 dB below the speech: silent frames, dropped
+    with_pause = loss(torch.cat([noisy, hiss], dim=-1), torch.cat([y, pause], dim=-1))
+    assert with_pause == pytest.approx(float(loss(noisy, y)), abs=0.01)
+
+
+def test_it_agrees_with_pystoi():
+    loss = StoiLoss(16000)
+    y = voiced(2.0)[:1]
+    rng = np.random.default_rng(0)
+    for snr in (0, 10, 20):
+        noise = torch.from_numpy(rng.standard_normal(y.shape).astype(np.float32)) * y.pow(2).mean().sqrt()
+        noisy = y + noise * 10 ** (-snr / 20)
+        theirs = stoi(y.squeeze().numpy(), noisy.squeeze().numpy(), 16000)
+        assert 1.0 - float(loss(noisy, y)) == pytest.approx(theirs, abs=0.03), snr
+
+
+def test_it_matches_pystoi_on_noisy_speech(dev_files):
+    loss = StoiLoss(16000)
+    rng = np.random.default_rng(0)
+    for path in dev_files[:3]:
+        speech, rate = sf.read(path, dtype="float32")
+        noise = rng.standard_normal(len(speech)).astype(np.float32) * np.sqrt(np.mean(speech ** 2))
+        for snr in (0, 10, 20):
+            noisy = speech + noise * 10 ** (-snr / 20)
+            ours = 1.0 - float(loss(torch.from_numpy(noisy)[None, None], torch.from_numpy(speech)[None, None]))
+            assert ours == pytest.approx(stoi(speech, noisy, rate), abs=0.02), (path, snr)
+
+
+def test_stoi_loss_trains_and_is_checked(audio_folder, tmp_path):  # noqa: F811
+    out = tmp_path / "stoi"
+    train(tiny(audio_folder, out, "run.max_steps=2", "run.log_every=1", "loss.stoi_weight=10"))
+    recipe = tiny(audio_folder, out, "loss.stoi_weight=10").loss
+    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
+    for entry in log:   # the weighted term is in the loss that trains
+        assert 0 < entry["stoi"] < 2
+        total = (recipe.mel_weight * entry["mel"] + recipe.stft_weight * entry["stft"] + 10 * entry["stoi"]
+                 + recipe.commitment_weight * entry["commitment"] + recipe.codebook_weight * entry["codebook"])
+        assert entry["loss"] == pytest.approx(total, rel=1e-3)
+    gan = tmp_path / "stoi-gan"
+    train(tiny(audio_folder, gan, "run.max_steps=2", "run.log_every=1", "loss.stoi_weight=10",
+               "gan.enabled=true", "gan.channels=4", "gan.periods=[2]", "gan.stft_windows=[256]",
+               "gan.discriminator_warmup_steps=1"))
+    assert "stoi" in json.loads((gan / "train.log").read_text().splitlines()[-1])
+    with pytest.raises(CodecError, match=r"loss\.stoi_weight=10.*data\.segment_seconds=0\.3"):
+        train(tiny(audio_folder, tmp_path / "short", "loss.stoi_weight=10", "data.segment_seconds=0.3"))
+    for bad in ("loss.stoi_weight=-1", "gan.stoi_weight=.nan"):
+        with pytest.raises(CodecError, match=bad.split("=")[0].replace(".", r"\.")):
+            tiny(audio_folder, out, bad)
