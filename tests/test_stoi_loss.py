@@ -8,6 +8,8 @@ import pytest
 import soundfile as sf
 import torch
 from pystoi import stoi
+from pystoi.utils import thirdoct
+from scipy.signal import butter, sosfilt
 
 from codec.errors import CodecError
 from codec.train import train
@@ -34,16 +36,17 @@ def test_identical_and_rescaled_outputs_score_zero_and_gradients_stay_finite():
     with pytest.raises(ValueError, match="9000 Hz"):
         StoiLoss(8000)
     shortest = StoiLoss.min_samples(16000)
-    assert loss.band_envelopes(y[..., :shortest]).shape[-1] == SEGMENT_FRAMES
+    assert loss.band_envelopes(loss.power_spectrum(y[..., :shortest])).shape[-1] == SEGMENT_FRAMES
     with pytest.raises(ValueError, match=f"at least {shortest} samples"):
         loss(y[..., :shortest - 1], y[..., :shortest - 1])
 
 
 def test_stoi_step_by_step():
     loss = StoiLoss(16000)
-    # 15 one-third-octave bands from 150 Hz: a 1 kHz tone lands in the band centred on 945 Hz only
+    # 15 one-third-octave bands from 150 Hz, as pystoi's (at 10 kHz, STOI's own rate, the same bins)
+    assert np.array_equal(StoiLoss(10000).bins_to_band.numpy(), thirdoct(10000, 512, 15, 150)[0])
     tone = torch.sin(2 * torch.pi * 1000 * torch.arange(8000) / 16000)[None, None]
-    energy = loss.band_envelopes(tone).mean(dim=-1)[0]
+    energy = loss.band_envelopes(loss.power_spectrum(tone)).mean(dim=-1)[0]
     assert energy.argmax() == 8 and energy[8] > 100 * torch.cat([energy[:7], energy[10:]]).max()
     envelope = torch.rand(15, 60, generator=torch.Generator().manual_seed(0)) + 0.1
     assert loss.correlation(envelope, envelope) == pytest.approx(1.0, abs=1e-5)
@@ -60,14 +63,36 @@ def test_stoi_step_by_step():
     assert clipped > 0.95 and clipped > loss.correlation(filled, dip) + 0.05
 
 
-def test_silent_frames_are_left_out():
+def test_frames_40_db_below_the_loudest_below_5_khz_are_left_out_as_pystoi_does():
     loss = StoiLoss(16000)
-    y = voiced(1.0)
-    noisy = y + 0.02 * torch.randn_like(y)
-    pause = torch.zeros(2, 1, 16000)
-    hiss = 1e-4 * torch.randn(2, 1, 16000)   # 60 dB below the speech: silent frames, dropped
-    with_pause = loss(torch.cat([noisy, hiss], dim=-1), torch.cat([y, pause], dim=-1))
-    assert with_pause == pytest.approx(float(loss(noisy, y)), abs=0.01)
+    y = voiced(1.5)[:1]
+    generator = torch.Generator().manual_seed(1)
+    noisy = y + 0.01 * torch.randn(y.shape, generator=generator)
+    hiss = 0.1 * torch.randn(1, 1, 16000, generator=generator)  # in the output's pause: counts where the pause does
+    floor = torch.randn(1, 1, 16000, generator=generator)
+    loudest = y.unfold(-1, 410, 205).pow(2).mean(dim=-1).amax().sqrt()   # RMS of the loudest frame
+    above_5k = torch.from_numpy(sosfilt(butter(8, 5500, "high", fs=16000, output="sos"), floor.numpy())).float()
+    pauses = {"45 dB down": floor * loudest * 10 ** (-45 / 20),
+              "35 dB down": floor * loudest * 10 ** (-35 / 20),
+              "above 5 kHz only, 20 dB down": above_5k * loudest * 0.1 / above_5k.std()}
+    scores = {}
+    for name, pause in pauses.items():
+        reference, output = torch.cat([y, pause], dim=-1), torch.cat([noisy, hiss], dim=-1)
+        scores[name] = 1.0 - float(loss(output, reference))
+        assert scores[name] == pytest.approx(stoi(reference.squeeze().numpy(), output.squeeze().numpy(), 16000),
+                                             abs=0.02), name
+    assert scores["35 dB down"] < scores["45 dB down"] - 0.1   # a pause that counts lowers the score
+
+
+def test_at_10_khz_it_is_pystoi():
+    loss = StoiLoss(10000)
+    y = voiced(2.0)[:1]
+    rng = np.random.default_rng(0)
+    for snr in (-5, 5, 15):   # at -5 dB the clipping decides much of the score
+        noise = torch.from_numpy(rng.standard_normal(y.shape).astype(np.float32)) * y.pow(2).mean().sqrt()
+        noisy = y + noise * 10 ** (-snr / 20)
+        theirs = stoi(y.squeeze().numpy(), noisy.squeeze().numpy(), 10000)
+        assert 1.0 - float(loss(noisy, y)) == pytest.approx(theirs, abs=0.002), snr
 
 
 def test_it_agrees_with_pystoi():

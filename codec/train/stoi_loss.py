@@ -5,13 +5,18 @@ intelligibility measure", ICASSP 2018.
 
 What STOI scores and a log-mel L1 loss does not: within each 384 ms segment and one-third-octave
 band, how well the output's envelope follows the input's (a correlation, so blind to a band's
-level), with the output first scaled to the input's energy and clipped at 15 dB above it.
+level). The output is first scaled to the input's energy, and its distortion (output minus input)
+clipped at 15 dB above the input, so that one loud error does not decide a segment.
 
-Simplified from STOI, and so a proxy in its own units (measure with the `pystoi` package):
+Simplified from STOI (as pystoi computes it), and so a proxy in its own units (measure with the
+`pystoi` package):
 - no resampling to 10 kHz: frames, hops and bins keep STOI's durations and frequencies at the
-  input's own sample rate (a 25.6 ms frame, half overlapping; 15 bands from 150 Hz);
+  input's own sample rate (a 25.6 ms frame, half overlapping, zero-padded to twice its length;
+  15 bands from 150 Hz); silence is judged on the band below 5 kHz, which is what STOI hears;
 - silent frames (40 dB below the input's loudest) are dropped from the STFT frames, where STOI
-  drops them from the waveform and overlap-adds the rest before its STFT.
+  drops them from the waveform and overlap-adds the rest before its STFT;
+- an item with fewer than 30 frames above the silence threshold is scored on all its frames
+  (STOI gives up on it), and a frame that ends on the input's last sample counts (STOI's does not).
 """
 
 import numpy as np
@@ -21,20 +26,21 @@ from torch import nn
 FRAME_SECONDS = 0.0256  # STOI's 256 samples at 10 kHz, half overlapping
 BANDS, LOWEST_CENTRE_HZ = 15, 150.0  # one-third-octave bands
 SEGMENT_FRAMES = 30     # 384 ms: the envelope segment that is correlated
-CLIP_DB = 15.0          # the output may exceed the input by this much in a band before clipping (-beta)
+CLIP_DB = 15.0          # the distortion may reach this much above the input in a band before clipping (-beta)
 SILENCE_DB = 40.0       # frames this far below the input's loudest frame are dropped
+AUDIBLE_HZ = 5000.0     # STOI's Nyquist frequency: sound above it does not count against silence
 
 
 class StoiLoss(nn.Module):
     """``1 - d``, with ``d`` STOI's mean envelope correlation, averaged over items: 0 for identical
-    inputs, ~0.05-0.1 for a codec at 6 kbps, up to 2 in principle.
+    inputs, ~0.05-0.1 for a codec at 6 kbps, up to 2 in principle. Level-blind, so its gradient
+    grows as 1 / the output's level (training crops are levelled to -35..-15 dBFS).
 
     Args:
         sample_rate: in Hz, at least 9000 (the top band reaches 4.3 kHz).
 
-    Inputs ``y_hat, y: [B, 1, T]`` (output, reference); T must give the reference at least
-    ``SEGMENT_FRAMES`` (30) frames, 0.4 s; an item with fewer frames above the silence threshold is
-    scored on all its frames. Returns a scalar.
+    Inputs ``y_hat, y: [B, 1, T]`` (output, reference); T at least ``min_samples(sample_rate)``
+    (30 frames, 0.4 s). Returns a scalar.
 
     Raises:
         ValueError: a sample rate under 9000 Hz, or inputs shorter than one segment.
@@ -46,11 +52,12 @@ class StoiLoss(nn.Module):
             raise ValueError(f"the STOI loss needs a sample rate of at least 9000 Hz, not {sample_rate}")
         self.sample_rate = sample_rate
         self.frame = frame = round(FRAME_SECONDS * sample_rate)
-        self.n_fft = n_fft = 2 ** int(np.ceil(np.log2(2 * frame)))  # STOI zero-pads frames to twice their length
+        self.n_fft = n_fft = 2 * frame
         hz = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
         centres = LOWEST_CENTRE_HZ * 2.0 ** (np.arange(BANDS) / 3.0)
         low, high = centres * 2.0 ** (-1.0 / 6.0), centres * 2.0 ** (1.0 / 6.0)
-        # each bin in the band whose edges are nearest, as pystoi's thirdoct
+        # bins from the one nearest a band's lower edge up to (without) the one nearest its upper
+        # edge, as pystoi's thirdoct
         low_bins = np.abs(hz[None, :] - low[:, None]).argmin(axis=1)
         high_bins = np.abs(hz[None, :] - high[:, None]).argmin(axis=1)
         membership = np.zeros((BANDS, len(hz)))
@@ -58,6 +65,7 @@ class StoiLoss(nn.Module):
             membership[band, first:last] = 1.0
         self.register_buffer("bins_to_band", torch.from_numpy(membership).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(frame + 2, periodic=False)[1:-1], persistent=False)
+        self.audible_bins = int(np.sum(hz <= AUDIBLE_HZ))
         self.clip = 1.0 + 10.0 ** (CLIP_DB / 20.0)
 
     @staticmethod
@@ -66,31 +74,30 @@ class StoiLoss(nn.Module):
         frame = round(FRAME_SECONDS * sample_rate)
         return frame + (SEGMENT_FRAMES - 1) * (frame // 2)
 
-    def band_envelopes(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 1, T] -> [B, bands, frames]``: magnitude per one-third-octave band and frame."""
+    def power_spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, T] -> [B, frames, bins]``: the power of each windowed frame."""
         if x.shape[-1] < self.min_samples(self.sample_rate):
             raise ValueError(f"the STOI loss needs inputs of at least {self.min_samples(self.sample_rate)} "
                              f"samples ({SEGMENT_FRAMES} frames), not {x.shape[-1]}")
-        frames = x.squeeze(1).float().unfold(-1, self.frame, self.frame // 2) * self.window  # [B, frames, frame]
+        frames = x.squeeze(1).float().unfold(-1, self.frame, self.frame // 2) * self.window
         spec = torch.fft.rfft(frames, n=self.n_fft)
-        power = spec.real.pow(2) + spec.imag.pow(2)
+        return spec.real.pow(2) + spec.imag.pow(2)
+
+    def band_envelopes(self, power: torch.Tensor) -> torch.Tensor:
+        """``[B, frames, bins]`` power -> ``[B, bands, frames]`` magnitude per one-third-octave band."""
         return (power @ self.bins_to_band.T).add(1e-12).sqrt().transpose(1, 2)
 
-    def _audible(self, y: torch.Tensor) -> torch.Tensor:
-        """``[B, 1, T] -> [B, frames]`` bool: the reference's frames within 40 dB of its loudest."""
-        frames = y.squeeze(1).float().unfold(-1, self.frame, self.frame // 2) * self.window
-        energy_db = 20.0 * torch.log10(frames.norm(dim=-1) + 1e-10)
+    def audible(self, power: torch.Tensor) -> torch.Tensor:
+        """``[B, frames, bins]`` power of the reference -> ``[B, frames]`` bool: the frames within
+        40 dB of its loudest, below 5 kHz."""
+        energy_db = 10.0 * torch.log10(power[..., :self.audible_bins].sum(dim=-1) + 1e-20)
         return energy_db > energy_db.amax(dim=-1, keepdim=True) - SILENCE_DB
 
     def correlation(self, env_hat: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
-        """``[bands, frames]`` envelopes of one item -> its STOI ``d``, a scalar."""
+        """``[bands, frames]`` envelopes of one item (output, reference) -> its STOI ``d``, a scalar."""
         seg_hat = env_hat.unfold(-1, SEGMENT_FRAMES, 1)  # [bands, segments, 30]
         seg = env.unfold(-1, SEGMENT_FRAMES, 1)
-        # the output scaled to the input's energy, by at most 60 dB: a silent output's gradient stays
-        # finite (as a level-blind score, the gradient grows as 1 / the output's level; training
-        # crops are levelled to -35..-15 dBFS)
-        norm = seg.norm(dim=-1, keepdim=True)
-        scale = norm / torch.maximum(seg_hat.norm(dim=-1, keepdim=True), 1e-3 * norm).clamp(min=1e-8)
+        scale = seg.norm(dim=-1, keepdim=True) / (seg_hat.norm(dim=-1, keepdim=True) + 1e-8)
         seg_hat = torch.minimum(seg_hat * scale, seg * self.clip)
         seg_hat = seg_hat - seg_hat.mean(dim=-1, keepdim=True)
         seg = seg - seg.mean(dim=-1, keepdim=True)
@@ -98,9 +105,10 @@ class StoiLoss(nn.Module):
         return cosine.mean()
 
     def forward(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        env_hat, env = self.band_envelopes(y_hat), self.band_envelopes(y)
+        power = self.power_spectrum(y)
+        env_hat, env = self.band_envelopes(self.power_spectrum(y_hat)), self.band_envelopes(power)
         with torch.no_grad():
-            audible = self._audible(y)
+            audible = self.audible(power)
         scores = []
         for item in range(y.shape[0]):
             keep = audible[item] if int(audible[item].sum()) >= SEGMENT_FRAMES else torch.ones_like(audible[item])
