@@ -11,6 +11,7 @@ by less than the spread of either mean can still differ clearly file by file, an
 
 import argparse
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ def read_rows(path: Path, system: str | None) -> tuple[str, dict[tuple[str, floa
     if not rows:
         raise SystemExit(f"{path}: no result rows")
     system = system or rows[0]["codec"]
-    chosen = {(r["path"], float(r["nominal_kbps"])): r for r in rows if r["codec"] == system}
+    # the same file given as a relative or an absolute path (from the same folder) pairs up
+    chosen = {(os.path.abspath(r["path"]), float(r["nominal_kbps"])): r for r in rows if r["codec"] == system}
     if not chosen:
         raise SystemExit(f"{path}: no rows for system {system!r}")
     return system, chosen
@@ -42,6 +44,9 @@ def main() -> None:
         keys = sorted(k for k in a if k[1] == kbps and k in b and a[k][args.metric] and b[k][args.metric])
         x = np.array([float(a[k][args.metric]) for k in keys])
         y = np.array([float(b[k][args.metric]) for k in keys])
+        if not keys:
+            print(f"{kbps:g} kbps: no file with a {args.metric} value in both")
+            continue
         diff = y - x
         ci = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
         print(f"{kbps:g} kbps, {len(keys)} files: A {x.mean():.3f}  B {y.mean():.3f}  "

@@ -1,0 +1,35 @@
+"""scripts/compare_evals.py: paired differences between two `codec eval` results."""
+
+import csv
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+SCRIPT = str(REPO / "scripts" / "compare_evals.py")
+FIELDS = ["path", "codec", "nominal_kbps", "pesq_wb"]
+
+
+def results(path, codec, rows):
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, FIELDS)
+        writer.writeheader()
+        writer.writerows({"path": p, "codec": codec, "nominal_kbps": "6.0", "pesq_wb": v} for p, v in rows)
+    return str(path)
+
+
+def compare(a, b, cwd):
+    result = subprocess.run([sys.executable, SCRIPT, a, b], cwd=cwd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_files_pair_up_whether_named_relative_or_absolute(tmp_path):
+    a = results(tmp_path / "a.csv", "old", [("data/x.flac", "2.0"), ("data/y.flac", "3.0"), ("data/z.flac", "2.5")])
+    b = results(tmp_path / "b.csv", "new", [(str(tmp_path / "data/x.flac"), "2.5"),
+                                            (str(tmp_path / "data/y.flac"), "3.1"), ("data/other.flac", "4.0")])
+    out = compare(a, b, tmp_path)
+    assert "B = new minus A = old" in out
+    assert "6 kbps, 2 files: A 2.500  B 2.800  B - A +0.300" in out and "B better on 2 of 2" in out
+    lone = results(tmp_path / "c.csv", "new", [("data/w.flac", "1.0")])
+    assert "6 kbps: no file with a pesq_wb value in both" in compare(a, lone, tmp_path)
