@@ -221,10 +221,15 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             raise CodecError(f"recipe value loss.{name}={windows}: a {max(windows)}-sample window needs crops "
                              f"longer than {max(windows) // 2} samples, and data.segment_seconds="
                              f"{recipe.data.segment_seconds} gives {segment}")
-    if loss_cfg.stoi_weight > 0 and segment < StoiLoss.min_samples(sample_rate):
-        raise CodecError(f"recipe value loss.stoi_weight={loss_cfg.stoi_weight}: the STOI loss needs crops of at "
-                         f"least {StoiLoss.min_samples(sample_rate)} samples (30 of its frames), and "
-                         f"data.segment_seconds={recipe.data.segment_seconds} gives {segment}")
+    if loss_cfg.stoi_weight > 0:
+        try:
+            stoi_loss = StoiLoss(sample_rate).to(device)
+        except ValueError as error:
+            raise CodecError(f"recipe value loss.stoi_weight={loss_cfg.stoi_weight}: {error}") from None
+        if segment < stoi_loss.min_samples(sample_rate):
+            raise CodecError(f"recipe value loss.stoi_weight={loss_cfg.stoi_weight}: the STOI loss needs crops of "
+                             f"at least {stoi_loss.min_samples(sample_rate)} samples (30 of its frames), and "
+                             f"data.segment_seconds={recipe.data.segment_seconds} gives {segment}")
     data = recipe.data
     augmentation = Augmentation(
         RandomCropDataset.noise_from(Path(data.noise_dir), sample_rate) if data.noise_dir else None,
@@ -272,8 +277,6 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                                          loss_cfg.phase_power).to(device)
     if loss_cfg.pesq_weight > 0:
         pesq_loss = PesqDisturbanceLoss(sample_rate).to(device)
-    if loss_cfg.stoi_weight > 0:
-        stoi_loss = StoiLoss(sample_rate).to(device)
     weights = reconstruction_weights(loss_cfg)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.precision == "bf16")
     choices = torch.tensor(loss_cfg.codebook_choices)
