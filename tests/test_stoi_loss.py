@@ -1,7 +1,6 @@
 """The STOI loss (codec/train/stoi_loss.py): each step of STOI, agreement with pystoi, and its
 place in training."""
 
-import json
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from scipy.signal import butter, sosfilt
 from codec.errors import CodecError
 from codec.train import train
 from codec.train.stoi_loss import SEGMENT_FRAMES, StoiLoss
-from tests.test_pesq_loss import voiced
+from tests.test_pesq_loss import edge_case_gradients, train_with_loss, voiced
 from tests.test_train import audio_folder, tiny  # noqa: F401 (a fixture)
 
 
@@ -27,11 +26,7 @@ def test_identical_and_rescaled_outputs_score_zero_and_gradients_stay_finite():
     value = loss(noisy, y)
     value.backward()
     assert value > 1e-2 and noisy.grad.abs().max() > 0
-    for output, reference in ((torch.zeros_like(y), y), (y, torch.zeros_like(y)), (1e-7 * y, y)):
-        output = output.clone().requires_grad_(True)
-        value = loss(output, reference)
-        value.backward()
-        assert torch.isfinite(value) and torch.isfinite(output.grad).all()
+    edge_case_gradients(loss, y)
     assert torch.isclose(loss(noisy.bfloat16(), y), loss(noisy, y), atol=0.01)
     with pytest.raises(ValueError, match="9000 Hz"):
         StoiLoss(8000)
@@ -119,20 +114,9 @@ def test_it_matches_pystoi_on_noisy_speech(dev_files):
 
 
 def test_stoi_loss_trains_and_is_checked(audio_folder, tmp_path):  # noqa: F811
-    out = tmp_path / "stoi"
-    train(tiny(audio_folder, out, "run.max_steps=2", "run.log_every=1", "loss.stoi_weight=10"))
-    recipe = tiny(audio_folder, out, "loss.stoi_weight=10").loss
-    log = [json.loads(line) for line in (out / "train.log").read_text().splitlines()]
-    for entry in log:   # the weighted term is in the loss that trains
+    for entry in train_with_loss(audio_folder, tmp_path, "stoi", 10):
         assert 0 < entry["stoi"] < 2
-        total = (recipe.mel_weight * entry["mel"] + recipe.stft_weight * entry["stft"] + 10 * entry["stoi"]
-                 + recipe.commitment_weight * entry["commitment"] + recipe.codebook_weight * entry["codebook"])
-        assert entry["loss"] == pytest.approx(total, rel=1e-3)
-    gan = tmp_path / "stoi-gan"
-    train(tiny(audio_folder, gan, "run.max_steps=2", "run.log_every=1", "loss.stoi_weight=10",
-               "gan.enabled=true", "gan.channels=4", "gan.periods=[2]", "gan.stft_windows=[256]",
-               "gan.discriminator_warmup_steps=1"))
-    assert "stoi" in json.loads((gan / "train.log").read_text().splitlines()[-1])
+    out = tmp_path / "stoi"
     with pytest.raises(CodecError, match=r"loss\.stoi_weight=10.*data\.segment_seconds=0\.3"):
         train(tiny(audio_folder, tmp_path / "short", "loss.stoi_weight=10", "data.segment_seconds=0.3"))
     with pytest.raises(CodecError, match=r"loss\.stoi_weight=10\.0: .*at least 9000 Hz, not 8000"):
