@@ -425,7 +425,8 @@ def evaluate(
                                                 "'path' column/key.")],
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or directory.")] = None,
     bitrates: Annotated[str, typer.Option(help="Comma-separated kbps.")] = "1.5,3,6,12",
-    baselines: Annotated[str, typer.Option(help="Comma-separated: opus, speex, codec2 (or 'none').")] = "none",
+    baselines: Annotated[str, typer.Option(
+        help="Comma-separated: opus (CBR), opus-vbr, speex, codec2 (or 'none').")] = "none",
     out: Annotated[Path, typer.Option(help="Folder for results.json, results.csv and plots.")] = Path("eval"),
     pesq_nb: Annotated[bool, typer.Option("--pesq-nb", help="Also compute narrowband PESQ.")] = False,
     entropy: Annotated[bool, typer.Option("--entropy", help="Also rows with the entropy coding.")] = False,

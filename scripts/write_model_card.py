@@ -230,7 +230,7 @@ def main() -> None:
     files = sorted(DEV.rglob("*.flac"))
     bitrates = list(model.config.bitrates_kbps)
     with_entropy = getattr(model, "entropy_model", None) is not None
-    results, notes, _ = run_evaluation(files, EvalSettings(str(args.ship), bitrates, ["opus", "codec2"],
+    results, notes, _ = run_evaluation(files, EvalSettings(str(args.ship), bitrates, ["opus", "opus-vbr", "codec2"],
                                                            entropy=with_entropy))
     summaries = summarize(results)
     entropy_text = entropy_section(model, summaries, args.ship, args.entropy_run) if with_entropy else ""

@@ -119,16 +119,19 @@ def test_end_to_end_on_dev_files_with_baselines(tiny_model_dir, dev_files, tmp_p
         shutil.copy(path, folder / path.name)
     out = tmp_path / "report"
     result = CliRunner().invoke(app, ["eval", str(folder), "--model", str(tiny_model_dir), "--bitrates", "3,6",
-                                      "--baselines", "opus,codec2", "--out", str(out), "--json"])
+                                      "--baselines", "opus,opus-vbr,codec2", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     systems = {(s["system"], s["nominal_kbps"]) for s in summary}
     assert {("tiny-16k", 3.0), ("tiny-16k", 6.0), ("opus", 6.0), ("codec2", 3.2), ("codec2", 1.3)} <= systems
     opus = next(s for s in summary if s["system"] == "opus")
     assert 5.5 < opus["measured_kbps"] < 6.5 and 1.0 < opus["mean"]["pesq_wb"] < 4.6
+    vbr = next(s for s in summary if s["system"] == "opus-vbr")
+    assert vbr["setting"] == "libopus voip VBR" and vbr["nominal_kbps"] == 6.0
+    assert 3.0 < vbr["measured_kbps"] < 7.0 and 1.0 < vbr["mean"]["pesq_wb"] < 4.6
     for name in ("results.json", "results.csv", "rate_distortion.png", "spectrograms.png"):
         assert (out / name).stat().st_size > 0
-    assert "opus skipped at 3 kbps" in result.output
+    assert "opus skipped at 3 kbps" in result.output and "opus-vbr skipped at 3 kbps" in result.output
 
 
 def test_eval_keeps_earlier_results_unless_forced(tiny_model_dir, tmp_path):

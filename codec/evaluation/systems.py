@@ -1,7 +1,8 @@
 """The codecs an evaluation compares: ours (any loaded model) and classical baselines.
 
-Baselines run through external programs when they are installed: Opus (libopus, VoIP mode,
-CBR) and Speex (libspeex, wideband, CBR) through ``ffmpeg``; Codec2 through ``c2enc``/``c2dec``
+Baselines run through external programs when they are installed: Opus (libopus, VoIP mode;
+``opus`` at a constant bitrate, ``opus-vbr`` at a variable one, libopus' default and its best
+setting for speech) and Speex (libspeex, wideband, CBR) through ``ffmpeg``; Codec2 through ``c2enc``/``c2dec``
 (modes 3200 and 1300). Their bitrates are measured like ours: payload bits (the codec's packets,
 from ``ffprobe``) over duration, with the container's overhead reported separately.
 """
@@ -21,7 +22,8 @@ from codec.audio import resample
 from codec.bitstream import from_bytes, to_bytes
 from codec.coding import decode_audio, encode_audio
 
-BASELINES = ("opus", "speex", "codec2")
+BASELINES = ("opus", "opus-vbr", "speex", "codec2")
+OPUS_MODES = {"opus": "off", "opus-vbr": "on"}  # baseline name -> ffmpeg -vbr
 # Speex wideband CBR quality -> nominal kbps (Speex manual, table 9.2)
 SPEEX_WB_KBPS = {0: 3.95, 1: 5.75, 2: 7.75, 3: 9.8, 4: 12.8, 5: 16.8, 6: 20.6, 7: 23.8, 8: 27.8}
 CODEC2_MODES = (3200, 1300)
@@ -134,13 +136,14 @@ def baseline_systems(names: list[str], bitrates_kbps: list[float]) -> tuple[list
             notes.append(f"{name} skipped: '{program}' is not installed "
                          f"(Debian package {'codec2' if name == 'codec2' else 'ffmpeg'})")
             continue
-        if name == "opus":
+        if name in OPUS_MODES:
             for kbps in bitrates_kbps:
                 if kbps < OPUS_MIN_KBPS:
-                    notes.append(f"opus skipped at {kbps:g} kbps: libopus codes speech from {OPUS_MIN_KBPS:g} kbps")
+                    notes.append(f"{name} skipped at {kbps:g} kbps: libopus codes speech from {OPUS_MIN_KBPS:g} kbps")
                     continue
-                systems.append(FfmpegCodec("opus", kbps, "libopus voip CBR", (
-                    "-c:a", "libopus", "-application", "voip", "-vbr", "off", "-b:a", f"{kbps:g}k")))
+                vbr = OPUS_MODES[name]
+                systems.append(FfmpegCodec(name, kbps, f"libopus voip {'VBR' if vbr == 'on' else 'CBR'}", (
+                    "-c:a", "libopus", "-application", "voip", "-vbr", vbr, "-b:a", f"{kbps:g}k")))
         elif name == "speex":
             for kbps in bitrates_kbps:
                 quality, nominal = min(SPEEX_WB_KBPS.items(), key=lambda item: abs(item[1] - kbps))
