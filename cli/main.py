@@ -78,6 +78,8 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
     """Neural speech codec: encode audio to compact codes and decode it back."""
 
 
+# Path arguments take readable=False: an unreadable file then gets this tool's one-line error and
+# exit code 1 (check_paths, open_audio), not click's usage box and exit code 2.
 ModelOption = Annotated[str | None, typer.Option(
     "--model", "-m", help="Shipped model name or model directory \\[default: esc-16k-small; on decode, "
                           "the model named in the file].")]
@@ -94,12 +96,15 @@ BitrateOption = Annotated[float, typer.Option(
                             "see codec models).")]
 
 
-def _arguments(command: str, inputs: list[Path] | None, output: Path | None) -> list[str]:
+def _arguments(command: str, inputs: list[Path] | None, output: Path | None, jobs: int) -> list[str]:
     """The input arguments as given.
 
     Raises:
-        CodecError: naming the missing argument (with one argument, click gives it to OUTPUT).
+        CodecError: naming the missing argument (with one argument, click gives it to OUTPUT), or
+            for ``--jobs`` under 1.
     """
+    if jobs < 1:
+        raise CodecError(f"--jobs {jobs}: must be at least 1")
     if not inputs:
         missing = "OUTPUT" if output is not None else "INPUT and OUTPUT"
         raise CodecError(f"missing {missing}: codec {command} INPUT... OUTPUT (see codec {command} --help)")
@@ -107,12 +112,13 @@ def _arguments(command: str, inputs: list[Path] | None, output: Path | None) -> 
 
 
 @contextmanager
-def _readable(path: Path) -> Iterator[Path]:
-    """``path``, or stdin buffered into a temporary file for ``-``."""
+def _readable(path: Path, example: str) -> Iterator[Path]:
+    """``path``, or stdin buffered into a temporary file for ``-`` (``example``: a command that
+    pipes the input in, for the error if stdin is a terminal or empty)."""
     from codec.pipes import is_stdio, stdin_file
 
     if is_stdio(path):
-        with stdin_file() as buffered:
+        with stdin_file(example=example) as buffered:
             yield buffered
     else:
         yield path
@@ -150,7 +156,7 @@ def _label(path: Path) -> str:
 @model_option_hint
 def encode(
     inputs: Annotated[list[Path] | None, typer.Argument(
-        metavar="INPUT", show_default=False,
+        metavar="INPUT", show_default=False, readable=False,
         help="Audio file (WAV, FLAC, OGG, MP3; any rate and channels), or - for stdin. Several files, a "
              "folder or a quoted glob ('in/**/*.flac') encode them all into the folder OUTPUT.")] = None,
     output: Annotated[Path | None, typer.Argument(
@@ -172,7 +178,7 @@ def encode(
     from codec.coding import check_paths, encode_file
     from codec.models import load_model
 
-    sources = _arguments("encode", inputs, output)
+    sources = _arguments("encode", inputs, output, jobs)
     codec_model = load_model(model)
     try:  # the model's own bitrates, checked before any work
         codec_model.codebooks_for_bitrate(bitrate)
@@ -181,7 +187,8 @@ def encode(
     if is_batch(sources):
         _encode_batch(sources, output, bitrate, model, entropy, force, jobs)
         return
-    with _readable(Path(sources[0])) as source, _writable(output, ".codes") as target:
+    with _readable(Path(sources[0]), "codec encode - out.codes < in.wav") as source, \
+            _writable(output, ".codes") as target:
         check_paths(source, target, force)
         codes_file, report = encode_file(codec_model, source, target, bitrate, force, entropy)
         _print_warnings(report, {source: sources[0], target: output})
@@ -198,7 +205,7 @@ def encode(
 @model_option_hint
 def decode(
     inputs: Annotated[list[Path] | None, typer.Argument(
-        metavar="INPUT", show_default=False,
+        metavar="INPUT", show_default=False, readable=False,
         help="The .codes file (or saved packet stream) to read, or - for stdin. Several files, a folder "
              "or a quoted glob ('codes/**/*.codes') decode them all into the folder OUTPUT.")] = None,
     output: Annotated[Path | None, typer.Argument(
@@ -223,7 +230,7 @@ def decode(
     from codec.batch import OUTPUT_FORMATS, is_batch
     from codec.coding import check_output_format, check_paths, decode_any_file
 
-    sources = _arguments("decode", inputs, output)
+    sources = _arguments("decode", inputs, output, jobs)
     if format is not None and format.lower() not in OUTPUT_FORMATS:
         raise CodecError(f"--format {format} is not supported; choose {' or '.join(OUTPUT_FORMATS)}")
     suffix = f".{(format or 'wav').lower()}"
@@ -234,7 +241,8 @@ def decode(
     if format is not None and str(output) != "-" and output.suffix.lower() != suffix:
         raise CodecError(f"--format {format} does not match {output}: a file's suffix sets its format "
                          f"(--format is for a batch or for - as the output)")
-    with _readable(Path(sources[0])) as source, _writable(output, suffix) as target:
+    with _readable(Path(sources[0]), "codec decode - out.wav < in.codes") as source, \
+            _writable(output, suffix) as target:
         check_paths(source, target, force)
         report = decode_any_file(source, target, force, model, sample_rate, channels)
         _print_warnings(report, {source: sources[0], target: output})
@@ -278,8 +286,6 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
     from codec.batch import CODES_SUFFIX, check_output_folder, find_files, plan_jobs, run_batch, summary_lines
     from codec.pipes import is_stdio
 
-    if jobs < 1:
-        raise CodecError(f"--jobs {jobs}: must be at least 1")
     if "-" in sources:
         raise CodecError("- (stdin) takes one input; for several, give files, a folder or a glob")
     if is_stdio(output):
@@ -309,8 +315,9 @@ def _print_written(path: Path, label: str) -> None:
 @app.command()
 @user_errors
 def info(
-    path: Annotated[Path, typer.Argument(help="A .codes file (or a packet stream saved by codec stream --save), "
-                                              "or a model: shipped name or model directory.")],
+    path: Annotated[Path, typer.Argument(readable=False, help="A .codes file (or a packet stream saved by codec "
+                                                              "stream --save), or a model: shipped name or model "
+                                                              "directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
 ) -> None:
     """Print the metadata of a .codes file (its CRCs are checked by decode) or a model's summary."""
@@ -421,8 +428,8 @@ EVAL_OUTPUTS = ("results.json", "results.csv", "rate_distortion.png", "spectrogr
 @user_errors
 @model_option_hint
 def evaluate(
-    input: Annotated[Path, typer.Argument(help="Folder of audio files, one file, or a .tsv/.jsonl manifest with a "
-                                                "'path' column/key.")],
+    input: Annotated[Path, typer.Argument(readable=False, help="Folder of audio files, one file, or a .tsv/.jsonl "
+                                                               "manifest with a 'path' column/key.")],
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or directory.")] = None,
     bitrates: Annotated[str, typer.Option(help="Comma-separated kbps.")] = "1.5,3,6,12",
     baselines: Annotated[str, typer.Option(
@@ -452,9 +459,11 @@ def evaluate(
         raise CodecError(f"--out {out}: holds results already ({', '.join(p.name for p in written)}); "
                          f"pass --force to overwrite them, or choose another folder")
     try:
-        kbps = [float(b) for b in bitrates.split(",") if b.strip()]
+        kbps = list(dict.fromkeys(float(b) for b in bitrates.split(",") if b.strip()))  # each rate once
     except ValueError:
-        raise CodecError(f"--bitrates {bitrates!r}: expected comma-separated numbers such as 1.5,3,6,12") from None
+        kbps = []
+    if not kbps:
+        raise CodecError(f"--bitrates {bitrates!r}: expected comma-separated numbers such as 1.5,3,6,12")
     names = [] if baselines.strip() in ("", "none") else [b.strip() for b in baselines.split(",")]
     if jobs < 1 or threads < 1:
         raise CodecError("--jobs and --threads must be at least 1")
@@ -471,10 +480,13 @@ def evaluate(
     notes.append("scored on the first channel of each file, after aligning the decoded signal (lags in results)")
     write_results(out, results, summaries, notes, {**asdict(settings), "input": str(input), "files": len(files)})
     plot_rate_distortion(out / "rate_distortion.png", summaries)
-    reference, decoded = example
-    ours = {k: v for k, v in decoded.items() if k.startswith(summaries[0].system)}
-    plot_spectrograms(out / "spectrograms.png", f"{files[0].name}: reference and {summaries[0].system}",
-                      reference, ours)
+    if example is not None:   # the first file's spectrograms (unless it could not be read)
+        reference, decoded = example
+        ours = {k: v for k, v in decoded.items() if k.startswith(summaries[0].system)}
+        plot_spectrograms(out / "spectrograms.png", f"{files[0].name}: reference and {summaries[0].system}",
+                          reference, ours)
+    else:
+        (out / "spectrograms.png").unlink(missing_ok=True)  # not an earlier run's, beside these results
     if as_json:
         print(json.dumps([asdict(s) for s in summaries], indent=2))
     else:
@@ -484,7 +496,7 @@ def evaluate(
         console.print(summary_table(summaries, threads))
     for note in notes:
         stderr.print(f"note: {note}")
-    stderr.print(f"wrote {out}/{', '.join(EVAL_OUTPUTS)}")
+    stderr.print(f"wrote {out}/{', '.join(name for name in EVAL_OUTPUTS if (out / name).exists())}")
 
 
 @app.command()
@@ -515,13 +527,14 @@ def export(
 @user_errors
 @model_option_hint
 def stream(
-    input: Annotated[Path | None, typer.Option("--input", "-i", help="Stream this file in real time instead of "
-                                                                     "the microphone.")] = None,
+    input: Annotated[Path | None, typer.Option("--input", "-i", readable=False,
+                                               help="Stream this file in real time instead of the microphone.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Record the decoded audio to a file.")] = None,
     play: Annotated[bool, typer.Option("--play/--no-play", help="Play the decoded audio on the speaker "
                                                                 "\\[default: play unless --output is given].")] = None,
     bitrate: BitrateOption = 6.0,
-    model: ModelOption = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Shipped model name or model directory \\[default: esc-16k-small].")] = None,
     runtime: Annotated[str, typer.Option(help="Inference runtime: torch, onnx, or onnx-int8 (8-bit weights, "
                                          "the fastest on one CPU thread).")] = "torch",
     device: Annotated[str | None, typer.Option(help="Audio device (index or name substring) for input and "
@@ -540,7 +553,7 @@ def stream(
         "--global-refresh", help="Models with a time-invariant global code (TiCodec): recompute and resend it "
                                  "every this many seconds \\[default: sent once, from the first seconds].",
         show_default=False)] = None,
-    force: ForceOption = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite the --output and --save files.")] = False,
 ) -> None:
     """Real time: microphone (or --input) -> encode -> packets -> decode -> speaker (or --output)."""
     from codec.live import run_stream_command
@@ -554,7 +567,7 @@ def stream(
 @app.command()
 @user_errors
 def train(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/conv_16k.yaml.")],
+    recipe: Annotated[Path, typer.Argument(readable=False, help="Recipe YAML, e.g. recipes/conv_16k.yaml.")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's checkpoint.")] = False,
     override: Annotated[list[str] | None, typer.Option(
         "--override", "-o", help="Change a recipe value: section.key=value (repeatable).")] = None,

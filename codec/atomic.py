@@ -6,6 +6,26 @@ from pathlib import Path
 from codec.errors import CodecError
 
 
+def partial_path(path: Path) -> Path:
+    """The temporary file beside ``path`` that its content goes to until it is complete."""
+    return path.with_name(f".{path.name}.partial{path.suffix}")
+
+
+def create_partial(path: Path) -> Path:
+    """Create ``path``'s temporary file, empty, and return it: a missing folder or a permission
+    fails here with the system's reason (libsndfile would say only "System error").
+
+    Raises:
+        CodecError: naming ``path`` (not the temporary file) and the reason.
+    """
+    tmp = partial_path(path)
+    try:
+        tmp.open("wb").close()
+    except OSError as error:
+        raise CodecError(f"{path}: cannot write ({error.strerror or error})") from None
+    return tmp
+
+
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file beside ``path``, then rename it over ``path``: an error or
     Ctrl-C never leaves half a file and never destroys the old one, and a reader (a running
@@ -14,7 +34,7 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     Raises:
         CodecError: naming ``path`` (not the temporary file) if writing fails.
     """
-    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
+    tmp = create_partial(path)
     try:
         write(tmp)
         tmp.replace(path)

@@ -8,6 +8,7 @@ The decoded signal has exactly the input's sample rate, channel count and number
 """
 
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,8 +222,16 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
                                                           _codebooks(model, bitrate_kbps)))
 
 
-def check_compatible(model: ConvCodec, meta: CodesMetadata) -> None:
-    """Raise CodecError unless ``model`` is the one that wrote codes with this metadata."""
+def check_compatible(model: ConvCodec, meta: CodesMetadata, path: Path | None = None) -> None:
+    """Raise CodecError (naming ``path``, if given) unless ``model`` is the one that wrote codes
+    with this metadata."""
+    try:
+        _check_compatible(model, meta)
+    except CodecError as error:
+        raise CodecError(f"{path}: {error}" if path else str(error)) from None
+
+
+def _check_compatible(model: ConvCodec, meta: CodesMetadata) -> None:
     weights = getattr(model, "weights_sha256", "")[:8]
     # a decoder retrained on fixed codes also reads its predecessors' files (compatible_weights.json)
     readable = {weights, *getattr(model, "readable_weights", ())}
@@ -258,6 +267,8 @@ def check_paths(input_path: Path, output_path: Path, force: bool) -> None:
         raise CodecError(f"{input_path}: is a directory, not a file")
     if not input_path.is_file():
         raise CodecError(f"{input_path}: no such file")
+    if not os.access(input_path, os.R_OK):
+        raise CodecError(f"{input_path}: permission denied (the file cannot be read)")
     if output_path.is_dir():
         raise CodecError(f"{output_path}: is a directory; give a file name")
     if output_path.resolve() == input_path.resolve():
@@ -379,6 +390,7 @@ def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     check_paths(input_path, output_path, force)
     codes_file = read_codes(input_path, model)
     meta, clipped = codes_file.metadata, 0
+    check_compatible(model, meta, input_path)
     check_output_format(meta.channels, sample_rate, channels)
     if meta.samples == 0 and _format_for(output_path) == "FLAC":   # libsndfile writes no header then
         raise CodecError(f"{input_path}: holds no samples, and an empty FLAC file cannot be written; "
@@ -473,7 +485,7 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
     check_output_format(info.channels, sample_rate, channels)
     meta = CodesMetadata(info.model, info.weights, info.sample_rate, info.channels, 0, info.frame_rate, 1,
                          info.codebook_size, 0)
-    check_compatible(model, meta)
+    check_compatible(model, meta, input_path)
     coder = None
     if info.entropy_model is not None:
         coder = entropy_coder_for(model)

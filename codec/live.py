@@ -19,6 +19,7 @@ import soundfile as sf
 import soxr
 import torch
 
+from codec.atomic import create_partial, partial_path
 from codec.errors import CodecError
 from codec.packets import StreamInfo, end_packet, global_packet, packet_bytes, read_packets, stream_header
 
@@ -125,30 +126,39 @@ class DeviceSink:
     def write(self, block: np.ndarray) -> bool:
         return bool(self.stream.write(np.ascontiguousarray(block, dtype=np.float32)))
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:  # (a speaker has nothing to keep)
         self.stream.stop()
         self.stream.close()
 
 
 class FileSink:
     """Records the decoded stream; written through a temporary file and renamed on close, so an
-    interrupted stream keeps what was recorded and never leaves half a file."""
+    interrupted stream keeps what was recorded, a failed one leaves nothing, and neither leaves
+    half a file."""
 
     def __init__(self, path: Path, sample_rate: int, channels: int):
         from codec.coding import _format_for
 
         self.path, self.sample_rate, self.channels = path, sample_rate, channels
-        self.tmp = path.with_name(f".{path.name}.partial{path.suffix}")
-        self.file = sf.SoundFile(str(self.tmp), "w", samplerate=sample_rate, channels=channels,
-                                 format=_format_for(path))
+        self.tmp = create_partial(path)
+        try:
+            self.file = sf.SoundFile(str(self.tmp), "w", samplerate=sample_rate, channels=channels,
+                                     format=_format_for(path))
+        except (sf.LibsndfileError, ValueError, TypeError, RuntimeError) as error:
+            self.tmp.unlink(missing_ok=True)
+            raise CodecError(f"{path}: cannot write audio ({error})") from None
 
     def write(self, block: np.ndarray) -> bool:
         self.file.write(np.clip(block, -1.0, 1.0))
         return False
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
+        """Finish the file (``keep``), or drop what was written (the stream failed)."""
         self.file.close()
-        self.tmp.replace(self.path)
+        if keep:
+            self.tmp.replace(self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
 
 
 # soxr "LQ" holds back about 20 ms less than "HQ" per direction at 20 ms blocks (measured: 20 vs 37 ms
@@ -257,10 +267,8 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
     to_model = _Resampler(source.sample_rate, model_rate, source.channels)
     to_sinks = [_Resampler(model_rate, sink.sample_rate, source.channels) for sink in sinks]
     written = [0] * len(sinks)
-    saved = open(save, "wb") if save else None
-    if saved:
-        saved.write(stream_header(info))
-    sequence, total_in, interrupted = 0, 0, False
+    saved = None
+    sequence, total_in, interrupted, keep = 0, 0, False, False
 
     waiting = []   # code frames not yet sent: a packet carries packet_frames of them
 
@@ -324,6 +332,9 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
                 written[index] += len(out)
 
     try:
+        if save:   # like the sinks: through a temporary file, renamed once the stream ends
+            saved = create_partial(save).open("wb")
+            saved.write(stream_header(info))
         while True:
             try:
                 block, overflowed = source.read()
@@ -348,12 +359,20 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
         if saved:
             saved.write(end_packet(sequence, total_in))
         stats.output_samples = written[0] if written else 0
+        keep = True
+    except KeyboardInterrupt:  # Ctrl-C while coding a block: keep what was recorded, as between blocks
+        interrupted = keep = True
     finally:
+        # an error drops the recordings (a rerun needs no --force); the end of the input or Ctrl-C keeps them
         if saved:
             saved.close()
+            if keep:
+                partial_path(save).replace(save)
+            else:
+                partial_path(save).unlink(missing_ok=True)
         source.close()
         for sink in sinks:
-            sink.close()
+            sink.close(keep)
     stats.interrupted = interrupted
     if on_status:
         on_status(stats)
@@ -361,6 +380,21 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
 
 
 BLOCK_SECONDS = 0.02
+
+
+def _link(codec_model, runtime: str, num_codebooks: int, channels: int, threads: int,
+          global_refresh: float | None):
+    """The encoder and decoder sessions of the stream, in PyTorch or (exported) in onnxruntime."""
+    if not runtime.startswith("onnx"):
+        return TorchLink(codec_model, num_codebooks, channels, global_refresh)
+    import tempfile
+
+    from codec.onnx.export import export_onnx
+    from codec.onnx.runtime import OnnxCodec
+
+    with tempfile.TemporaryDirectory(prefix="codec-onnx-") as folder:  # sessions hold the graphs in memory
+        exported = export_onnx(codec_model, folder, int8=runtime == "onnx-int8")
+        return OnnxLink(OnnxCodec(exported, threads), num_codebooks, channels)
 
 
 def _device(value: str | None):
@@ -391,14 +425,20 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     packet_frames = (10 if entropy else 1) if packet_frames is None else packet_frames
     if not 1 <= packet_frames <= 255:
         raise CodecError(f"--packet-frames {packet_frames} must be 1 to 255")
+    if threads < 1:
+        raise CodecError(f"--threads {threads} must be at least 1")
     written = [path for path in (output, save) if path is not None]
     if len({path.resolve() for path in written}) < len(written):
         raise CodecError(f"--output and --save are the same file ({output}); give two names")
     for path in written:
         if input is not None and path.resolve() == input.resolve():
             raise CodecError(f"{path}: the output would overwrite the input; give another file name")
+        if path.is_dir():
+            raise CodecError(f"{path}: is a directory; give a file name")
         if path.exists() and not force:
             raise CodecError(f"{path} exists; pass --force to overwrite it")
+        if not path.parent.is_dir():
+            raise CodecError(f"{path.parent}: no such directory for the output")
     play = (output is None) if play is None else play
     if not play and output is None and save is None:
         raise CodecError("nothing to do with the decoded audio: give --output FILE, --save FILE or --play")
@@ -418,6 +458,14 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     if global_refresh is not None and (not has_global or not math.isfinite(global_refresh) or global_refresh <= 0):
         raise CodecError(f"--global-refresh {global_refresh}: needs a model with a time-invariant global code "
                          f"and a positive number of seconds")
+    coder = None
+    if entropy:
+        from codec.coding import entropy_coder_for, entropy_models_hint
+
+        coder = entropy_coder_for(codec_model)
+        if coder is None:
+            raise CodecError(f"model '{codec_model.config.name}' has no entropy model (entropy.safetensors beside "
+                             f"its weights); stream without --entropy{entropy_models_hint()}")
     sd = import_sounddevice() if (input is None or play) else None
     dev = _device(device)
     if input is not None:
@@ -432,30 +480,12 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         if play:
             rate = supported_rate(sd, dev, source.sample_rate, "output")
             sinks.append(DeviceSink(sd, dev, rate, source.channels, BLOCK_SECONDS))
-    except Exception:
+        link = _link(codec_model, runtime, num_codebooks, source.channels, threads, global_refresh)
+    except BaseException:  # nothing was streamed: no recording is left behind
         source.close()
         for sink in sinks:
-            sink.close()
+            sink.close(keep=False)
         raise
-    if runtime.startswith("onnx"):
-        import tempfile
-
-        from codec.onnx.export import export_onnx
-        from codec.onnx.runtime import OnnxCodec
-
-        with tempfile.TemporaryDirectory(prefix="codec-onnx-") as folder:  # sessions hold the graphs in memory
-            exported = export_onnx(codec_model, folder, int8=runtime == "onnx-int8")
-            link = OnnxLink(OnnxCodec(exported, threads), num_codebooks, source.channels)
-    else:
-        link = TorchLink(codec_model, num_codebooks, source.channels, global_refresh)
-    coder = None
-    if entropy:
-        from codec.coding import entropy_coder_for, entropy_models_hint
-
-        coder = entropy_coder_for(codec_model)
-        if coder is None:
-            raise CodecError(f"model '{codec_model.config.name}' has no entropy model (entropy.safetensors beside "
-                             f"its weights); stream without --entropy{entropy_models_hint()}")
     info = StreamInfo(codec_model.config.name, getattr(codec_model, "weights_sha256", "")[:8], source.sample_rate,
                       source.channels, codec_model.frame_rate, codec_model.codebook_size,
                       coder.name if coder else None, coder.weights[:8] if coder else None,

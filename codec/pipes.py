@@ -33,21 +33,22 @@ def _renamed_errors(path: Path, label: str) -> Iterator[None]:
 
 
 @contextmanager
-def stdin_file(name: str = "stdin") -> Iterator[Path]:
-    """All of stdin in a temporary file (deleted afterwards); yields its path.
+def stdin_file(name: str = "stdin", example: str = "codec encode - out.codes < in.wav") -> Iterator[Path]:
+    """All of stdin in a temporary file (deleted afterwards); yields its path. ``example`` is the
+    command the errors suggest.
 
     Raises:
         CodecError: if stdin is a terminal or empty.
     """
     source = sys.stdin
     if source is None or source.isatty():
-        raise CodecError("stdin is a terminal; pipe the input in (e.g. codec encode - out.codes < in.wav)")
+        raise CodecError(f"stdin is a terminal; pipe the input in (e.g. {example})")
     with tempfile.TemporaryDirectory(prefix="codec-") as folder:
         path = Path(folder) / name
         with open(path, "wb") as sink:
             shutil.copyfileobj(source.buffer, sink)
         if path.stat().st_size == 0:
-            raise CodecError("stdin is empty; pipe the input in (e.g. codec encode - out.codes < in.wav)")
+            raise CodecError(f"stdin is empty; pipe the input in (e.g. {example})")
         with _renamed_errors(path, "stdin"):
             yield path
 

@@ -1,10 +1,13 @@
 """The CLI, run in-process on generated audio as a user would run it."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 import soundfile as sf
 
+from codec.errors import CodecError
 from tests.conftest import REPO, tone, write_audio
 from tests.conftest import run_cli as invoke
 
@@ -44,6 +47,11 @@ def test_refuses_overwrite_without_force(tiny_model_dir, speech_wav, tmp_path):
     (["encode", "{wav}", "x.codes", "--model", "no-such-model"], "not found"),
     (["eval", "{wav}", "--model", "no-such-model", "--out", "ev"], "not found"),
     (["train", "no-such-recipe.yaml"], "recipe not found"),
+    (["train", "{wav}"], "not a text file; a recipe is YAML"),
+    (["eval", "{wav}", "--bitrates", "", "--out", "ev"], "expected comma-separated numbers"),
+    (["encode", "{wav}", "x.codes", "--jobs", "0"], "--jobs 0: must be at least 1"),
+    (["decode", "missing.codes", "x.wav", "--jobs", "-1"], "--jobs -1: must be at least 1"),
+    (["encode", "{wav}", "x.codes", "--bitrate", "6.0000001"], "bitrate 6.0000001 kbps is not supported"),
 ])
 def test_errors_are_one_line(speech_wav, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
@@ -84,7 +92,7 @@ def test_decode_with_wrong_model_is_refused(tiny_model_dir, speech_wav, tmp_path
     config["name"] = "renamed"
     (other / "config.json").write_text(json.dumps(config))
     result = invoke("decode", codes, tmp_path / "b.wav", "--model", other)
-    assert result.exit_code == 1 and "made by model 'tiny-16k'" in result.output
+    assert result.exit_code == 1 and f"{codes}: the codes were made by model 'tiny-16k'" in result.output
 
 
 def test_version():
@@ -96,3 +104,28 @@ def test_paths_with_brackets_are_printed_as_they_are(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke("encode", "take[1]/a[b].wav", "x.codes")
     assert result.exit_code == 1 and "take[1]/a[b].wav: no such file" in result.output
+
+
+def test_an_unreadable_input_gets_a_one_line_error(speech_wav, tmp_path, monkeypatch):
+    """As for a missing file: this tool's error and exit code 1, not click's usage box (exit code 2).
+    (Tests run as root, who reads any file, so the permission is denied through os.access.)"""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != speech_wav and real_access(path, mode))
+    result = invoke("encode", speech_wav, tmp_path / "x.codes")
+    assert result.exit_code == 1 and f"{speech_wav}: permission denied" in result.output
+    assert not (tmp_path / "x.codes").exists()
+
+
+def test_stdin_errors_suggest_the_command_that_was_run(tmp_path):
+    for command, example in (("encode", "codec encode - out.codes < in.wav"),
+                             ("decode", "codec decode - out.wav < in.codes")):
+        result = invoke(command, "-", tmp_path / "out", input=b"")
+        assert result.exit_code == 1 and f"stdin is empty; pipe the input in (e.g. {example})" in result.output
+
+
+def test_a_temporary_file_that_cannot_be_made_names_the_output_and_the_reason(tmp_path):
+    from codec.atomic import write_atomically
+
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(CodecError, match=r"file/out.wav: cannot write \(Not a directory\)"):
+        write_atomically(tmp_path / "file" / "out.wav", lambda tmp: tmp.write_bytes(b"x"))

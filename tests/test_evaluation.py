@@ -145,3 +145,24 @@ def test_eval_keeps_earlier_results_unless_forced(tiny_model_dir, tmp_path):
     assert refused.exit_code == 1 and "holds results already (results.json" in refused.output
     assert (out / "results.json").read_bytes() == before
     assert CliRunner().invoke(app, [*command, "--force"]).exit_code == 0
+
+
+def test_eval_leaves_out_unreadable_files_and_checks_its_bitrates(tiny_model_dir, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a_empty.wav").write_bytes(b"")                 # first: no spectrogram example from it
+    write_audio(folder / "b.wav", speechlike(1.0), 16000)
+    out = tmp_path / "report"
+    command = ["eval", str(folder), "--model", str(tiny_model_dir), "--out", str(out), "--json"]
+    result = CliRunner().invoke(app, [*command, "--bitrates", "6,6"])
+    assert result.exit_code == 0, result.output
+    assert [(s["nominal_kbps"], s["files"]) for s in json.loads(result.stdout)] == [(6.0, 1)]
+    assert "left out" in result.output and "a_empty.wav" in result.output
+    assert not (out / "spectrograms.png").exists() and (out / "results.csv").exists()
+    for bitrates in ("", " , ", "six"):
+        bad = CliRunner().invoke(app, [*command, "--bitrates", bitrates, "--out", str(tmp_path / "none")])
+        assert bad.exit_code == 1 and "expected comma-separated numbers" in bad.output
+        assert "internal error" not in bad.output and not (tmp_path / "none").exists()
+    (folder / "b.wav").unlink()
+    nothing = CliRunner().invoke(app, [*command, "--bitrates", "6", "--force"])
+    assert nothing.exit_code == 1 and "no file could be evaluated" in nothing.output

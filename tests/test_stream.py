@@ -174,3 +174,30 @@ def test_stream_never_writes_over_its_input_or_twice_to_one_file(tiny_model_dir,
     twice = invoke("stream", "--input", source, "--output", tmp_path / "o", "--save", tmp_path / "o", "--fast",
                    "--model", tiny_model_dir)
     assert twice.exit_code == 1 and "same file" in twice.output
+
+
+def test_a_failed_stream_leaves_no_file(tiny_model_dir, tmp_path):
+    """An error after the recordings were opened drops them (no partial file, no need for --force
+    on the rerun); bad paths and options fail before any work, each in one line."""
+    nan = np.full((16000, 1), 0.1, np.float32)
+    nan[8000] = np.nan
+    sf.write(tmp_path / "nan.wav", nan, 16000, subtype="FLOAT")
+    source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
+    out, saved = tmp_path / "out.wav", tmp_path / "out.cods"
+    failed = invoke("stream", "--input", tmp_path / "nan.wav", "--output", out, "--save", saved, "--fast",
+                    "--model", tiny_model_dir)
+    assert failed.exit_code == 1 and "NaN" in failed.output
+    no_entropy = invoke("stream", "--input", source, "--output", out, "--fast", "--entropy", "--model", tiny_model_dir)
+    assert no_entropy.exit_code == 1 and "no entropy model" in no_entropy.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "nan.wav"]
+    for args, message in ((("--output", tmp_path / "nodir" / "o.wav"), "no such directory"),
+                          (("--save", tmp_path / "nodir" / "o.cods", "--no-play"), "no such directory"),
+                          (("--output", tmp_path), "is a directory"),
+                          (("--output", out, "--threads", "0"), "--threads 0")):
+        result = invoke("stream", "--input", source, *args, "--fast", "--model", tiny_model_dir)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert "internal error" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "nan.wav"]
+    done = invoke("stream", "--input", source, "--output", out, "--save", saved, "--fast", "--model", tiny_model_dir)
+    assert done.exit_code == 0 and sf.info(out).frames == 4800 and saved.stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "nan.wav", "out.cods", "out.wav"]

@@ -132,18 +132,26 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
 
 
 def _worker(job: tuple[Path, EvalSettings, bool]):
-    return evaluate_file(*job)
+    """``evaluate_file``'s output, or ``(None, reason)`` for a file that cannot be read."""
+    try:
+        return evaluate_file(*job)
+    except CodecError as error:
+        return None, str(error)
 
 
 def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_file=None):
     """Evaluate all files; returns ``(results, notes, example)`` where ``example`` holds the
     reference and decoded signals of the first file (for the spectrogram plot).
 
-    ``on_file`` is called after each file (progress reporting).
+    ``on_file`` is called after each file (progress reporting). A file that cannot be read is
+    left out with a note naming it (``example`` is None if that was the first file).
+
+    Raises:
+        CodecError: for a bad model, bitrate or baseline name, or if no file could be read.
     """
     _, notes = build_systems(settings)  # fail early on a bad model, bitrate or baseline name
     jobs_list = [(path, settings, index == 0) for index, path in enumerate(files)]
-    results, example = [], None
+    results, example, failures = [], None, []
     if jobs <= 1:
         _init_worker(settings)
         outputs = map(_worker, jobs_list)
@@ -153,16 +161,21 @@ def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_
                                    initializer=_init_worker, initargs=(settings,))
         outputs = pool.map(_worker, jobs_list)
     try:
-        for index, (file_results, audio) in enumerate(outputs):
-            results += file_results
-            if index == 0:
-                example = audio
+        for (path, *_), (file_results, audio) in zip(jobs_list, outputs, strict=True):
+            if file_results is None:
+                failures.append(audio)
+            else:
+                results += file_results
+                if path == files[0]:
+                    example = audio
             if on_file:
                 on_file()
     finally:
         if pool:
             pool.shutdown()
-    return results, notes, example
+    if not results:
+        raise CodecError(f"no file could be evaluated: {'; '.join(failures[:3])}")
+    return results, notes + [f"left out {reason}" for reason in failures], example
 
 
 def summarize(results: list[FileResult]) -> list[Summary]:

@@ -36,7 +36,7 @@ class CodecBase(StreamingModule):
         supported = self.config.bitrates_kbps
         if not any(math.isclose(kbps, b) for b in supported):
             listed = ", ".join(f"{b:g}" for b in supported)
-            raise ValueError(f"bitrate {kbps:g} kbps is not supported by {self.config.name}; "
+            raise ValueError(f"bitrate {kbps:.15g} kbps is not supported by {self.config.name}; "
                              f"choose one of {listed}")
         return round(kbps * 1000 / (math.log2(self.codebook_size) * self.frame_rate))
 

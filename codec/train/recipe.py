@@ -250,6 +250,10 @@ def _read_yaml(path: Path) -> dict:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise CodecError(f"{path}: invalid YAML ({error})".replace("\n", " ")) from None
+    except UnicodeDecodeError:
+        raise CodecError(f"{path}: not a text file; a recipe is YAML (e.g. recipes/conv_16k.yaml)") from None
+    except OSError as error:
+        raise CodecError(f"{path}: cannot read the recipe ({error.strerror or error})") from None
     if not isinstance(values, dict):
         raise CodecError(f"{path}: a recipe must be a mapping of sections")
     parent = values.pop("inherit", None)
