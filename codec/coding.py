@@ -20,6 +20,7 @@ import torch
 
 from codec.atomic import write_atomically
 from codec.audio import open_audio, read_blocks
+from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
 from codec.models import ConvCodec
@@ -124,7 +125,11 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
     """Encode ``[n, C]`` float blocks; returns ``(codes [C, K, F], number of input samples,
     global codes [C, G] or None)``."""
     encoder = StreamingEncoder(model, num_codebooks, batch_size=channels)
-    resample = _resampler(sample_rate, model.sample_rate, channels)
+    resampler = _resampler(sample_rate, model.sample_rate, channels)
+    fill = BandFill(sample_rate, model.sample_rate, channels)   # a low-rate input's empty band
+
+    def resample(block: np.ndarray, last: bool = False) -> np.ndarray:
+        return fill(resampler(block, last=last))
     codes, pending, seen = [], np.zeros((0, channels)), 0
 
     def feed(samples: np.ndarray) -> None:

@@ -20,6 +20,7 @@ import soxr
 import torch
 
 from codec.atomic import create_partial, partial_path
+from codec.band_fill import BandFill
 from codec.errors import CodecError
 from codec.packets import StreamInfo, end_packet, global_packet, packet_bytes, read_packets, stream_header
 
@@ -264,7 +265,11 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
     exactly the input's length (up to the interruption)."""
     stats = StreamStats()
     rng = np.random.default_rng(seed)
-    to_model = _Resampler(source.sample_rate, model_rate, source.channels)
+    resample_to_model = _Resampler(source.sample_rate, model_rate, source.channels)
+    fill = BandFill(source.sample_rate, model_rate, source.channels)   # a low-rate input's empty band
+
+    def to_model(block: np.ndarray, last: bool = False) -> np.ndarray:
+        return fill(resample_to_model(block, last=last)).astype(np.float32)
     to_sinks = [_Resampler(model_rate, sink.sample_rate, source.channels) for sink in sinks]
     written = [0] * len(sinks)
     saved = None
