@@ -66,7 +66,9 @@ def supported_rate(sd, device, preferred: int, kind: str) -> int:
 
 
 class FileSource:
-    """Blocks of an audio file, paced in real time (or as fast as possible with ``realtime=False``)."""
+    """Blocks of an audio file, paced in real time (or as fast as possible with ``realtime=False``).
+    Paced, a block read over a block's duration after it was due is an overrun: the coding fell
+    behind real time, as a microphone's buffer would have overflowed."""
 
     def __init__(self, path: Path, block_seconds: float, realtime: bool = True):
         from codec.audio import open_audio
@@ -80,15 +82,17 @@ class FileSource:
         self.samples = 0
 
     def read(self) -> tuple[np.ndarray | None, bool]:
+        late = False
         if self.realtime:
             self.start = self.start or time.monotonic()
             due = self.start + (self.samples + self.block) / self.sample_rate
+            late = time.monotonic() - due > self.block / self.sample_rate
             time.sleep(max(0.0, due - time.monotonic()))
         block = self.file.read(self.block, dtype="float32", always_2d=True)
         if not np.all(np.isfinite(block)):
             raise CodecError(f"{self.path}: contains NaN or infinite samples (from sample {self.samples})")
         self.samples += len(block)
-        return (block if len(block) else None), False
+        return (block if len(block) else None), late
 
     def close(self) -> None:
         self.file.close()
