@@ -443,6 +443,7 @@ def evaluate(
     force: FolderForceOption = False,
 ) -> None:
     """Quality and speed of a model against classical codecs: PESQ, STOI, SI-SDR, bitrate, RTF."""
+    from collections import Counter
     from dataclasses import asdict
 
     from rich.progress import Progress
@@ -478,6 +479,10 @@ def evaluate(
     if rates != [16000]:
         notes.append(f"inputs at {', '.join(map(str, rates))} Hz were resampled to 16 kHz for scoring")
     notes.append("scored on the first channel of each file, after aligning the decoded signal (lags in results)")
+    reasons = Counter(r.undefined["pesq_wb"] for r in results if r.undefined.get("pesq_wb"))
+    if reasons:   # why cells read "undefined" (each file's reason is in results.json)
+        notes.append(f"PESQ-WB undefined for {sum(reasons.values())} of {len(results)} coded files: "
+                     + "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common(3)))
     write_results(out, results, summaries, notes, {**asdict(settings), "input": str(input), "files": len(files)})
     plot_rate_distortion(out / "rate_distortion.png", summaries)
     if example is not None:   # the first file's spectrograms (unless it could not be read)

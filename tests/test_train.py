@@ -9,6 +9,7 @@ import torch
 from codec.errors import CodecError
 from codec.models import load_model
 from codec.train import load_recipe, train
+from codec.train.data import RandomCropDataset
 from codec.train.trainer import CHECKPOINT_FILE
 from tests.conftest import REPO, write_audio
 
@@ -68,6 +69,98 @@ def test_recipe_errors(tmp_path):
     with pytest.raises(CodecError, match="no audio files"):
         train(load_recipe(REPO / "recipes" / "tiny.yaml",
                           [f"data.train_dir={tmp_path}", f"run.out_dir={tmp_path / 'r'}"]))
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.lr=-1", r"optim.lr=-1.0 must be a number > 0"),
+    ("optim.lr=.nan", r"optim.lr=nan must be a number > 0"),
+    ("optim.grad_clip=0", r"optim.grad_clip=0.0 must be a number > 0"),
+    ("optim.lr_decay=-1", r"optim.lr_decay=-1.0 must be in \(0, 1\]"),
+    ("optim.weight_decay=-1", r"optim.weight_decay=-1.0 must be a number >= 0"),
+    ("optim.warmup_steps=-3", r"optim.warmup_steps=-3 must be a number >= 0"),
+    ("optim.betas=[0.9]", r"optim.betas=\[0.9\] must be two numbers in \[0, 1\)"),
+    ("data.eq_probability=-1", r"data.eq_probability=-1.0 must be in \[0, 1\]"),
+    ("data.noise_probability=2", r"data.noise_probability=2.0 must be in \[0, 1\]"),
+    ("data.level_db=[-20]", r"data.level_db=\[-20\] must be \[low, high\]"),
+    ("loss.codebook_choices=[48]", r"codebook_choices=\[48\] and loss.codebook_probs"),
+    ("loss.codebook_choices=[3,6,12,48]", r"asks for more codebooks than the model has \(24\)"),
+    ("loss.codebook_probs=[0,0,0,0]", r"loss.codebook_probs=\[0, 0, 0, 0\] must be weights"),
+    ("model.hop_length=0", r"model.hop_length=0 must be at least 1"),
+    ("model.codebook_size=0", r"model.codebook_size=0 must be at least 2"),
+    ("run.threads=-1", r"run.threads=-1 must be at least 1"),
+    ("run.seed=-1", r"run.seed=-1 must be at least 0"),
+    ("run.device=banana", r"run.device='banana' is not supported; choose auto, cpu or cuda"),
+    ("run=5", r"recipe section 'run' must be a mapping"),
+])
+def test_recipe_values_are_checked(override, message):
+    with pytest.raises(CodecError, match=message):
+        if override == "run=5":
+            from codec.train.recipe import Recipe
+            Recipe.from_dict({"run": 5})
+        else:
+            load_recipe(REPO / "recipes" / "tiny.yaml", [override])
+
+
+def test_recipe_files_that_inherit_wrongly(tmp_path):
+    (tmp_path / "self.yaml").write_text("inherit: self.yaml\n")
+    with pytest.raises(CodecError, match="inherits itself"):
+        load_recipe(tmp_path / "self.yaml")
+    (tmp_path / "number.yaml").write_text("inherit: 5\n")
+    with pytest.raises(CodecError, match="must name a recipe file"):
+        load_recipe(tmp_path / "number.yaml")
+    (tmp_path / "lost.yaml").write_text("inherit: tiny.yaml\n")
+    with pytest.raises(CodecError, match=r"tiny.yaml: recipe not found \(inherited by .*lost.yaml"):
+        load_recipe(tmp_path / "lost.yaml")
+
+
+def test_silent_training_audio_is_refused(tmp_path):
+    folder = tmp_path / "silence"
+    folder.mkdir()
+    write_audio(folder / "zeros.wav", np.zeros(16000), 16000)
+    with pytest.raises(CodecError, match="all of its audio is silent"):
+        train(tiny(folder, tmp_path / "run", "run.max_steps=2"))
+
+
+def test_a_diverged_run_stops_and_keeps_its_last_checkpoint(audio_folder, tmp_path, monkeypatch):
+    out_dir = tmp_path / "run"
+    train(tiny(audio_folder, out_dir, "run.max_steps=3"))
+    before = (out_dir / CHECKPOINT_FILE).read_bytes()
+    monkeypatch.setattr("codec.train.trainer.MAX_NON_FINITE_IN_A_ROW", 5)
+    with pytest.raises(CodecError, match=r"training diverged at step \d+: 5 steps in a row"):
+        train(tiny(audio_folder, out_dir, "run.max_steps=10", "optim.lr=1e30", "optim.warmup_steps=0"),
+              resume=True)
+    assert (out_dir / CHECKPOINT_FILE).read_bytes() == before
+
+
+def test_resuming_needs_the_checkpoints_model_and_a_readable_file(audio_folder, tmp_path):
+    out_dir = tmp_path / "run"
+    train(tiny(audio_folder, out_dir, "run.max_steps=2"))
+    with pytest.raises(CodecError, match=r"does not fit this recipe \(changed: model.latent_dim=.* -> 32\)"):
+        train(tiny(audio_folder, out_dir, "run.max_steps=4", "model.latent_dim=32"), resume=True)
+    with pytest.raises(CodecError, match=r"does not fit this recipe \(changed: optim.freeze=\[\] -> \['encoder'\]"):
+        train(tiny(audio_folder, out_dir, "run.max_steps=4", "optim.freeze=[encoder]"), resume=True)
+    (out_dir / CHECKPOINT_FILE).write_bytes(b"garbage")
+    with pytest.raises(CodecError, match="checkpoint.pt: not a readable checkpoint"):
+        train(tiny(audio_folder, out_dir, "run.max_steps=4"), resume=True)
+
+
+def test_ctrl_c_stops_after_the_step_and_saves(audio_folder, tmp_path, monkeypatch):
+    import signal
+
+    out_dir = tmp_path / "run"
+    calls = []
+    real_batch = RandomCropDataset.batch
+
+    def batch_then_ctrl_c(self, size):   # Ctrl-C arrives during the third step
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)
+        return real_batch(self, size)
+
+    monkeypatch.setattr(RandomCropDataset, "batch", batch_then_ctrl_c)
+    train(tiny(audio_folder, out_dir, "run.max_steps=50"))
+    assert torch.load(out_dir / CHECKPOINT_FILE, weights_only=True)["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_init_from_shipped_weights(audio_folder, tmp_path):

@@ -2,6 +2,7 @@
 torchrun (``torchrun --nproc_per_node N -m codec.train RECIPE``); same as ``codec train``."""
 
 import argparse
+import os
 
 from codec.errors import CodecError
 from codec.train import load_recipe, train_any
@@ -16,5 +17,10 @@ try:
     train_any(load_recipe(arguments.recipe, arguments.override), resume=arguments.resume)
 except CodecError as error:
     raise SystemExit(f"error: {error}") from None
+except Exception as error:  # a bug, not the user's fault: one line unless debugging (as the CLI)
+    if os.environ.get("CODEC_DEBUG"):
+        raise
+    raise SystemExit(f"error: internal error: {type(error).__name__}: {error} "
+                     f"(set CODEC_DEBUG=1 for the traceback)") from None
 finally:
     cleanup()

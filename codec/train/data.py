@@ -10,6 +10,7 @@ from scipy.signal import lfilter
 
 from codec.audio import load_audio, resample
 from codec.datasets import find_inputs
+from codec.errors import CodecError
 
 
 def find_audio_files(source: Path) -> list[Path]:
@@ -36,6 +37,7 @@ class Augmentation:
     eq_gain_db: float = 6.0
 
 
+SILENT_PEAK = 1e-4                 # -80 dBFS: training audio whose every sample is below this is silence
 EQ_CENTRE_HZ = (150.0, 5000.0)    # range of the random peaking EQ's centre frequency
 
 
@@ -61,13 +63,16 @@ class RandomCropDataset:
     so the model sees speech at every loudness.
 
     Raises:
-        CodecError: if the source holds no readable audio.
+        CodecError: if the source holds no readable audio, or only silence.
     """
 
     def __init__(self, source: Path, sample_rate: int, segment_samples: int,
                  level_db: tuple[float, float] = (-35.0, -15.0), seed: int = 0,
                  augmentation: Augmentation | None = None):
         self.clips = _load_all(source, sample_rate)
+        if max(float(np.abs(c).max(initial=0.0)) for c in self.clips) < SILENT_PEAK:
+            raise CodecError(f"{source}: all of its audio is silent (peak below -80 dBFS); a codec cannot "
+                             f"learn from it")
         self.lengths = np.array([len(c) for c in self.clips], dtype=np.float64)
         self.sample_rate = sample_rate
         self.segment_samples = segment_samples

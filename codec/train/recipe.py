@@ -33,6 +33,15 @@ class DataConfig:
     eq_probability: float = 0.0           # chance of a random peaking EQ of up to ±eq_gain_db
     eq_gain_db: float = 6.0
 
+    def __post_init__(self):
+        _check_range(self, "data", ("noise_probability", "eq_probability"), 0.0, 1.0)
+        _check_not_negative(self, "data", ("eq_gain_db",))
+        _check_positive(self, "data", ("segment_seconds",))
+        for name in ("level_db", "noise_snr_db"):
+            low_high = getattr(self, name)
+            if len(low_high) != 2 or not all(map(math.isfinite, low_high)) or low_high[0] > low_high[1]:
+                raise CodecError(f"recipe value data.{name}={low_high} must be [low, high] in dB, low <= high")
+
 
 @dataclass
 class OptimConfig:
@@ -47,6 +56,13 @@ class OptimConfig:
     # only the decoder: the codes, and so an entropy model trained on them, stay valid)
     freeze: list[str] = field(default_factory=list)
 
+    def __post_init__(self):
+        _check_positive(self, "optim", ("lr", "grad_clip"))
+        _check_not_negative(self, "optim", ("weight_decay", "warmup_steps", "decay_start"))
+        _check_range(self, "optim", ("lr_decay",), 0.0, 1.0, low_open=True)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise CodecError(f"recipe value optim.betas={self.betas} must be two numbers in [0, 1) (AdamW's)")
+
 
 RECONSTRUCTION_LOSSES = ("mel", "stft", "complex", "phase", "pesq", "stoi")  # each weighed by a `<name>_weight` key
 
@@ -60,6 +76,21 @@ def _check_not_negative(config, section: str, names: tuple[str, ...]) -> None:
     for name in names:
         if not math.isfinite(getattr(config, name)) or getattr(config, name) < 0:
             raise CodecError(f"recipe value {section}.{name}={getattr(config, name)} must be a number >= 0")
+
+
+def _check_positive(config, section: str, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not math.isfinite(getattr(config, name)) or getattr(config, name) <= 0:
+            raise CodecError(f"recipe value {section}.{name}={getattr(config, name)} must be a number > 0")
+
+
+def _check_range(config, section: str, names: tuple[str, ...], low: float, high: float,
+                 low_open: bool = False) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not (low < value <= high if low_open else low <= value <= high):
+            raise CodecError(f"recipe value {section}.{name}={value} must be in {'(' if low_open else '['}"
+                             f"{low:g}, {high:g}]")
 
 
 @dataclass
@@ -113,6 +144,14 @@ class LossConfig:
             check_phase_terms(self.phase_terms)
         except ValueError as error:
             raise CodecError(f"recipe value loss.phase_terms={self.phase_terms}: {error}") from None
+        _check_not_negative(self, "loss", ("quantizer_warmup_steps", "complex_min_codebooks"))
+        if not self.codebook_choices or min(self.codebook_choices) < 1 \
+                or len(self.codebook_probs) != len(self.codebook_choices):
+            raise CodecError(f"recipe values loss.codebook_choices={self.codebook_choices} and loss.codebook_probs="
+                             f"{self.codebook_probs} must be lists of the same length, of codebook counts >= 1")
+        if min(self.codebook_probs) < 0 or not math.isfinite(sum(self.codebook_probs)) or sum(self.codebook_probs) <= 0:
+            raise CodecError(f"recipe value loss.codebook_probs={self.codebook_probs} must be weights >= 0, "
+                             f"not all 0")
 
     def windows_in_use(self) -> dict[str, list[int]]:
         """The STFT window lists of the losses that training computes, by recipe key: the mel and
@@ -174,6 +213,12 @@ class RunConfig:
                 raise CodecError(f"recipe value run.{name}={getattr(self, name)} must be at least {least}")
         if self.checkpoint_minutes <= 0 or (self.max_minutes is not None and self.max_minutes <= 0):
             raise CodecError("recipe values run.checkpoint_minutes and run.max_minutes must be positive")
+        if self.threads is not None and self.threads < 1:
+            raise CodecError(f"recipe value run.threads={self.threads} must be at least 1 (or null: PyTorch's default)")
+        if self.seed < 0:
+            raise CodecError(f"recipe value run.seed={self.seed} must be at least 0")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise CodecError(f"recipe value run.device={self.device!r} is not supported; choose auto, cpu or cuda")
 
 
 @dataclass
@@ -198,6 +243,8 @@ class Recipe:
         built = {}
         for name, section_cls in sections.items():
             section_values = values.get(name) or {}
+            if not isinstance(section_values, dict):
+                raise CodecError(f"recipe section '{name}' must be a mapping of keys to values, got {section_values!r}")
             if name == "model":
                 section_cls = config_class(section_values)
             known = {f.name for f in dataclasses.fields(section_cls)}
@@ -205,7 +252,25 @@ class Recipe:
             if bad:
                 raise CodecError(f"unknown keys in recipe section '{name}': {', '.join(bad)}")
             built[name] = section_cls(**_coerce(section_cls, section_values, f"{name}."))
+        _check_model(built["model"], built["loss"])
         return cls(**built)
+
+
+def _check_model(model, loss: LossConfig) -> None:
+    """The model section's sizes, and the codebook counts that training draws against them.
+
+    Raises:
+        CodecError: naming the recipe value.
+    """
+    for name, least in (("sample_rate", 1), ("hop_length", 1), ("n_fft", 1), ("codebook_size", 2),
+                        ("codebook_dim", 1), ("num_codebooks", 1), ("latent_dim", 1)):
+        value = getattr(model, name, None)
+        if value is not None and value < least:
+            raise CodecError(f"recipe value model.{name}={value} must be at least {least}")
+    total = getattr(model, "num_codebooks", None) or sum(getattr(model, "codebooks_per_scale", [0]))
+    if total and max(loss.codebook_choices) > total:
+        raise CodecError(f"recipe value loss.codebook_choices={loss.codebook_choices} asks for more codebooks "
+                         f"than the model has ({total})")
 
 
 def _coerce(section_cls, values: dict, section: str = "") -> dict:
@@ -243,9 +308,13 @@ def _is_instance(value, kind) -> bool:
     return isinstance(value, typing.get_origin(kind) or kind)
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """The recipe at ``path`` merged over what it inherits; ``chain``: the recipes that inherit it."""
     if not path.is_file():
-        raise CodecError(f"{path}: recipe not found")
+        asked = f" (inherited by {chain[-1]}: 'inherit' is relative to the recipe's folder)" if chain else ""
+        raise CodecError(f"{path}: recipe not found{asked}")
+    if path.resolve() in {p.resolve() for p in chain}:
+        raise CodecError(f"{path}: inherits itself ({' -> '.join(map(str, (*chain, path)))})")
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
@@ -259,10 +328,13 @@ def _read_yaml(path: Path) -> dict:
     parent = values.pop("inherit", None)
     if parent is None:
         return values
-    merged = _read_yaml(path.parent / parent)
+    if not isinstance(parent, str):
+        raise CodecError(f"{path}: inherit: {parent!r} must name a recipe file (e.g. inherit: conv_16k.yaml)")
+    merged = _read_yaml(path.parent / parent, (*chain, path))
     for section, section_values in values.items():
-        merged.setdefault(section, {})
-        merged[section] = {**merged[section], **(section_values or {})}
+        if not isinstance(section_values or {}, dict) or not isinstance(merged.get(section) or {}, dict):
+            raise CodecError(f"{path}: recipe section '{section}' must be a mapping of keys to values")
+        merged[section] = {**(merged.get(section) or {}), **(section_values or {})}
     return merged
 
 

@@ -77,15 +77,46 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, train_seconds: flo
     write_atomically(path, lambda tmp: torch.save(state, tmp))  # never a half-written checkpoint
 
 
-def restore_checkpoint(path: Path, model, optimizer, data=None) -> dict:
-    """Load model, optimizer and RNG states (and ``data.rng``'s, if given); returns the checkpoint."""
-    state = torch.load(path, weights_only=True)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+def restore_checkpoint(path: Path, model, optimizer, data=None, recipe=None) -> dict:
+    """Load model, optimizer and RNG states (and ``data.rng``'s, if given); returns the checkpoint.
+
+    Raises:
+        CodecError: for a file that is not a checkpoint, or one whose model or optimizer does not
+            fit (naming the recipe values that differ from ``recipe``'s, when given).
+    """
+    try:
+        state = torch.load(path, weights_only=True)
+        state["model"], state["optimizer"], state["torch_rng"]
+    except Exception as error:  # a damaged or foreign file: pickle, zip and key errors alike
+        raise CodecError(f"{path}: not a readable checkpoint ({type(error).__name__}); start a new run, "
+                         f"or restore the file") from None
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError):
+        changed = _changed_values(state.get("recipe", {}), recipe.to_dict() if recipe else {})
+        raise CodecError(f"{path}: its model or optimizer does not fit this recipe"
+                         f"{' (changed: ' + ', '.join(changed) + ')' if changed else ''}; --resume needs the "
+                         f"checkpoint's model section and optim.freeze (to train from its weights instead, "
+                         f"start a new run with run.init_from={path.parent / 'model'})") from None
     torch.set_rng_state(state["torch_rng"])
     if data is not None:
         data.rng.bit_generator.state = json.loads(state["data_rng"])
     return state
+
+
+MAX_NON_FINITE_IN_A_ROW = 100   # skipped steps in a row that mean the run has diverged, not hit a bad batch
+
+
+def _changed_values(before: dict, after: dict) -> list[str]:
+    """``section.key=old -> new`` for the model values and frozen parts that differ between two recipes."""
+    changed = []
+    for section, keys in (("model", None), ("optim", ("freeze",))):
+        old, new = before.get(section, {}), after.get(section, {})
+        for key in keys or sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                changed.append(f"{section}.{key}={old.get(key)!r} -> {new.get(key)!r}")
+    return changed
 
 
 def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, console: Console,
@@ -254,7 +285,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             source = load_model(run.init_from)
         _load_initial_weights(model, source, run.init_from, console, run.init_fresh)
     if resume:
-        state = restore_checkpoint(checkpoint_path, model, optimizer, dataset if world_size == 1 else None)
+        state = restore_checkpoint(checkpoint_path, model, optimizer, dataset if world_size == 1 else None, recipe)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
         if gan is not None and "gan" in state:
             gan.load_state_dict(state["gan"])
@@ -296,8 +327,14 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     deadline = start_time + 60 * run.max_minutes if run.max_minutes else math.inf
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}  {task.fields[rate]:.2f} steps/s"), TimeRemainingColumn()]
-    stop_requested = []
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
+    stop_requested, streak = [], 0   # streak: non-finite steps in a row
+
+    def stop_at_step_end(signum, frame) -> None:
+        stop_requested.append(signum)
+        if signum == signal.SIGINT:   # a second Ctrl-C stops at once (without saving)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous_handlers = {signum: signal.signal(signum, stop_at_step_end) for signum in (signal.SIGTERM, signal.SIGINT)}
     with Progress(*columns, console=console, transient=True, disable=not main_process) as progress:
         task = progress.add_task("train", total=run.max_steps, completed=step, loss=math.nan, rate=0.0)
         while not distributed.any_true(step >= run.max_steps or time.monotonic() >= deadline or bool(stop_requested)):
@@ -336,7 +373,9 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 loss = sum(audio_losses.values()) + quantizer_loss
             optimizer.zero_grad(set_to_none=True)
             if distributed.any_true(not torch.isfinite(loss)):  # every rank skips together
-                skipped += 1
+                skipped, streak = skipped + 1, streak + 1
+                if streak >= MAX_NON_FINITE_IN_A_ROW:
+                    break
                 continue
             if adversarial:  # one backward pass: the balanced audio gradient plus the quantizer's
                 outputs, gradients = [y_hat], [gan.audio_gradient(audio_losses, y_hat)]
@@ -348,10 +387,12 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, recipe.optim.grad_clip)
             if not torch.isfinite(grad_norm):
-                skipped += 1
+                skipped, streak = skipped + 1, streak + 1
+                if streak >= MAX_NON_FINITE_IN_A_ROW:
+                    break
                 continue
             optimizer.step()
-            step += 1
+            step, streak = step + 1, 0
             parts.update(commitment=output.quantized.commitment_loss, codebook=output.quantized.codebook_loss,
                          loss=loss)
             if output.consistency is not None:
@@ -378,9 +419,17 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             if now - last_checkpoint > 60 * run.checkpoint_minutes and main_process:
                 checkpoint(now)
                 last_checkpoint = now
-    signal.signal(signal.SIGTERM, previous_handler)
+    for signum, handler in previous_handlers.items():
+        signal.signal(signum, handler)
+    if streak >= MAX_NON_FINITE_IN_A_ROW:  # diverged: the last checkpoint (from before) is kept as it is
+        monitor.close()
+        raise CodecError(f"training diverged at step {step}: {streak} steps in a row gave a non-finite loss or "
+                         f"gradient (learning rate {optimizer.param_groups[0]['lr']:g}); nothing was saved over "
+                         f"{checkpoint_path}: lower optim.lr or raise optim.warmup_steps, then resume")
     if main_process:
         checkpoint(time.monotonic())
+        if signal.SIGINT in stop_requested:
+            console.print("stopped by Ctrl-C after the step in progress; continue with --resume")
         console.print(f"stopped at step {step} ({skipped} non-finite steps skipped); "
                       f"checkpoint {checkpoint_path}, model {out_dir / 'model'}")
     monitor.close()
