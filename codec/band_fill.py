@@ -50,4 +50,3 @@ class BandFill:
         noise, self.highpass_state = sosfilt(self.highpass, self.rng.standard_normal(block.shape), axis=0,
                                              zi=self.highpass_state)
         return block + noise * np.sqrt(np.maximum(power, 0.0)) * self.gain
-
