@@ -483,7 +483,9 @@ def evaluate(
     if reasons:   # why cells read "undefined" (each file's reason is in results.json)
         notes.append(f"PESQ-WB undefined for {sum(reasons.values())} of {len(results)} coded files: "
                      + "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common(3)))
-    write_results(out, results, summaries, notes, {**asdict(settings), "input": str(input), "files": len(files)})
+    evaluated = len({r.path for r in results})
+    write_results(out, results, summaries, notes, {**asdict(settings), "input": str(input), "files": evaluated,
+                                                   "files_left_out": len(files) - evaluated})
     plot_rate_distortion(out / "rate_distortion.png", summaries)
     if example is not None:   # the first file's spectrograms (unless it could not be read)
         reference, decoded = example

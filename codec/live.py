@@ -86,8 +86,12 @@ class FileSource:
         if self.realtime:
             self.start = self.start or time.monotonic()
             due = self.start + (self.samples + self.block) / self.sample_rate
-            late = time.monotonic() - due > self.block / self.sample_rate
-            time.sleep(max(0.0, due - time.monotonic()))
+            now = time.monotonic()
+            late = now - due > self.block / self.sample_rate
+            if late:   # one overrun per stall: the schedule goes on from now, as a microphone's would
+                self.start += now - due
+                due = now
+            time.sleep(max(0.0, due - now))
         block = self.file.read(self.block, dtype="float32", always_2d=True)
         if not np.all(np.isfinite(block)):
             raise CodecError(f"{self.path}: contains NaN or infinite samples (from sample {self.samples})")
@@ -145,10 +149,11 @@ class FileSink:
         from codec.coding import _format_for
 
         self.path, self.sample_rate, self.channels = path, sample_rate, channels
+        audio_format = _format_for(path)   # an unsupported suffix fails before any file is made
         self.tmp = create_partial(path)
         try:
             self.file = sf.SoundFile(str(self.tmp), "w", samplerate=sample_rate, channels=channels,
-                                     format=_format_for(path))
+                                     format=audio_format)
         except (sf.LibsndfileError, ValueError, TypeError, RuntimeError) as error:
             self.tmp.unlink(missing_ok=True)
             raise CodecError(f"{path}: cannot write audio ({error})") from None
@@ -159,11 +164,12 @@ class FileSink:
 
     def close(self, keep: bool = True) -> None:
         """Finish the file (``keep``), or drop what was written (the stream failed)."""
-        self.file.close()
-        if keep:
-            self.tmp.replace(self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+        try:
+            self.file.close()
+            if keep:
+                self.tmp.replace(self.path)
+        finally:
+            self.tmp.unlink(missing_ok=True)   # (gone already once renamed)
 
 
 # soxr "LQ" holds back about 20 ms less than "HQ" per direction at 20 ms blocks (measured: 20 vs 37 ms
@@ -373,15 +379,17 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
         interrupted = keep = True
     finally:
         # an error drops the recordings (a rerun needs no --force); the end of the input or Ctrl-C keeps them
-        if saved:
-            saved.close()
-            if keep:
-                partial_path(save).replace(save)
-            else:
+        try:
+            if saved:
+                saved.close()
+                if keep:
+                    partial_path(save).replace(save)
+        finally:
+            if save:
                 partial_path(save).unlink(missing_ok=True)
-        source.close()
-        for sink in sinks:
-            sink.close(keep)
+            source.close()
+            for sink in sinks:
+                sink.close(keep)
     stats.interrupted = interrupted
     if on_status:
         on_status(stats)
@@ -448,6 +456,10 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
             raise CodecError(f"{path} exists; pass --force to overwrite it")
         if not path.parent.is_dir():
             raise CodecError(f"{path.parent}: no such directory for the output")
+    if output is not None:
+        from codec.coding import _format_for
+
+        _format_for(output)   # an unsupported suffix fails before the model loads
     play = (output is None) if play is None else play
     if not play and output is None and save is None:
         raise CodecError("nothing to do with the decoded audio: give --output FILE, --save FILE or --play")

@@ -101,6 +101,18 @@ def test_recipe_values_are_checked(override, message):
             load_recipe(REPO / "recipes" / "tiny.yaml", [override])
 
 
+def test_sections_that_are_not_mappings(tmp_path):
+    from codec.train.entropy_trainer import EntropyRecipe
+
+    with pytest.raises(CodecError, match="recipe section 'run' must be a mapping"):
+        EntropyRecipe.from_dict({"entropy": {}, "run": 5})
+    (tmp_path / "empty_loss.yaml").write_text("inherit: " + str(REPO / "recipes" / "tiny.yaml") + "\nloss:\n")
+    assert load_recipe(tmp_path / "empty_loss.yaml", ["loss.mel_weight=2"]).loss.mel_weight == 2.0
+    (tmp_path / "number_run.yaml").write_text("run: 5\n")
+    with pytest.raises(CodecError, match="'run' is not a mapping"):
+        load_recipe(tmp_path / "number_run.yaml", ["run.seed=1"])
+
+
 def test_recipe_files_that_inherit_wrongly(tmp_path):
     (tmp_path / "self.yaml").write_text("inherit: self.yaml\n")
     with pytest.raises(CodecError, match="inherits itself"):
@@ -158,9 +170,19 @@ def test_ctrl_c_stops_after_the_step_and_saves(audio_folder, tmp_path, monkeypat
         return real_batch(self, size)
 
     monkeypatch.setattr(RandomCropDataset, "batch", batch_then_ctrl_c)
-    train(tiny(audio_folder, out_dir, "run.max_steps=50"))
-    assert torch.load(out_dir / CHECKPOINT_FILE, weights_only=True)["step"] == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    caught = []
+
+    def placeholder(signum, frame):   # stands in for the process's own handler (and keeps pytest alive)
+        caught.append(signum)
+
+    before = signal.signal(signal.SIGINT, placeholder), signal.getsignal(signal.SIGTERM)
+    try:
+        train(tiny(audio_folder, out_dir, "run.max_steps=50"))
+        assert torch.load(out_dir / CHECKPOINT_FILE, weights_only=True)["step"] == 3
+        assert signal.getsignal(signal.SIGINT) is placeholder and not caught      # the run's handler took it
+        assert signal.getsignal(signal.SIGTERM) is before[1]                      # and both are given back
+    finally:
+        signal.signal(signal.SIGINT, before[0])
 
 
 def test_init_from_shipped_weights(audio_folder, tmp_path):

@@ -161,12 +161,12 @@ def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_
                                    initializer=_init_worker, initargs=(settings,))
         outputs = pool.map(_worker, jobs_list)
     try:
-        for (path, *_), (file_results, audio) in zip(jobs_list, outputs, strict=True):
+        for (_, _, keep_audio), (file_results, audio) in zip(jobs_list, outputs, strict=True):
             if file_results is None:
                 failures.append(audio)
             else:
                 results += file_results
-                if path == files[0]:
+                if keep_audio:
                     example = audio
             if on_file:
                 on_file()

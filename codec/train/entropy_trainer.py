@@ -58,6 +58,8 @@ class EntropyRecipe:
         for name in ("entropy", "data", "optim", "run"):
             section = getattr(defaults, name)
             section_values = values.get(name) or {}
+            if not isinstance(section_values, dict):
+                raise CodecError(f"recipe section '{name}' must be a mapping of keys to values, got {section_values!r}")
             known = {f.name for f in dataclasses.fields(section)}
             bad = sorted(set(section_values) - known)
             if bad:

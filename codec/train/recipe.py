@@ -344,7 +344,9 @@ def _apply_override(values: dict, override: str) -> None:
     section, dot, name = key.partition(".")
     if not sep or not dot:
         raise CodecError(f"override '{override}' must look like section.key=value")
-    values.setdefault(section, {})[name] = yaml.safe_load(raw)
+    if not isinstance(values.get(section) or {}, dict):
+        raise CodecError(f"override '{override}': recipe section '{section}' is not a mapping of keys to values")
+    values[section] = {**(values.get(section) or {}), name: yaml.safe_load(raw)}
 
 
 def load_recipe(path: Path | str, overrides: list[str] = ()):

@@ -84,12 +84,12 @@ def restore_checkpoint(path: Path, model, optimizer, data=None, recipe=None) -> 
         CodecError: for a file that is not a checkpoint, or one whose model or optimizer does not
             fit (naming the recipe values that differ from ``recipe``'s, when given).
     """
-    try:
-        state = torch.load(path, weights_only=True)
+    try:  # (on the CPU first: a GPU run's checkpoint resumes on any machine; the model moves it)
+        state = torch.load(path, weights_only=True, map_location="cpu")
         state["model"], state["optimizer"], state["torch_rng"]
     except Exception as error:  # a damaged or foreign file: pickle, zip and key errors alike
-        raise CodecError(f"{path}: not a readable checkpoint ({type(error).__name__}); start a new run, "
-                         f"or restore the file") from None
+        raise CodecError(f"{path}: not a readable checkpoint ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -215,7 +215,10 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     Raises:
         CodecError: if the run directory already has a checkpoint and ``resume`` is false, or
             ``resume`` is true and there is none, or the data folder has no audio, or
-            ``run.init_from`` names weights of another configuration.
+            ``run.init_from`` names weights of another configuration, or the checkpoint does not
+            fit the recipe, or the run diverges (MAX_NON_FINITE_IN_A_ROW non-finite steps in a row).
+
+    Ctrl-C (SIGINT) and SIGTERM stop the run after the step in progress, with a checkpoint.
     """
     console = console or Console(stderr=True)
     run, loss_cfg = recipe.run, recipe.loss
@@ -334,98 +337,104 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         if signum == signal.SIGINT:   # a second Ctrl-C stops at once (without saving)
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    previous_handlers = {signum: signal.signal(signum, stop_at_step_end) for signum in (signal.SIGTERM, signal.SIGINT)}
-    with Progress(*columns, console=console, transient=True, disable=not main_process) as progress:
-        task = progress.add_task("train", total=run.max_steps, completed=step, loss=math.nan, rate=0.0)
-        while not distributed.any_true(step >= run.max_steps or time.monotonic() >= deadline or bool(stop_requested)):
-            for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(recipe, step)
-            if hasattr(model, "bypass_quantizer"):
-                model.bypass_quantizer = step < loss_cfg.quantizer_warmup_steps
-            wav = dataset.batch(run.batch_size).to(device)
-            num_codebooks = choices[torch.multinomial(probs, run.batch_size, replacement=True)].to(device)
-            with autocast:
-                output = replica(wav, num_codebooks)
-            y_hat = output.audio.float()  # losses in float32: STFTs of bf16 lose the quiet parts
-            parts = {"mel": mel_loss(y_hat, wav), "stft": stft_loss(y_hat, wav)}
-            if loss_cfg.complex_weight > 0:
-                enough_bits = num_codebooks >= loss_cfg.complex_min_codebooks
-                parts["complex"] = _loss_on_items(complex_loss, y_hat, wav, enough_bits)
-            if loss_cfg.phase_weight > 0:
-                parts["phase"] = phase_loss(y_hat, wav)
-            if loss_cfg.pesq_weight > 0:
-                parts["pesq"] = pesq_loss(y_hat, wav)
-            if loss_cfg.stoi_weight > 0:
-                parts["stoi"] = stoi_loss(y_hat, wav)
-            adversarial = gan is not None and step >= recipe.gan.discriminator_warmup_steps
-            if gan is not None:
-                parts["discriminator"] = torch.tensor(gan.discriminator_step(wav, y_hat))
-            if adversarial:
-                parts.update(gan.generator_losses(wav, y_hat))
-            quantizer_loss = (loss_cfg.commitment_weight * output.quantized.commitment_loss
-                              + loss_cfg.codebook_weight * output.quantized.codebook_loss)
-            if output.consistency is not None:  # TiCodec: a latent-side loss, like the commitment
-                quantizer_loss = quantizer_loss + loss_cfg.consistency_weight * output.consistency
-            audio_losses = {k: v for k, v in parts.items() if k != "discriminator"}
-            if not adversarial:
-                loss = sum(weights[name] * value for name, value in audio_losses.items()) + quantizer_loss
-            else:  # the GAN stage weights them (or its balancer); the plain sum is logged and checked
-                loss = sum(audio_losses.values()) + quantizer_loss
-            optimizer.zero_grad(set_to_none=True)
-            if distributed.any_true(not torch.isfinite(loss)):  # every rank skips together
-                skipped, streak = skipped + 1, streak + 1
-                if streak >= MAX_NON_FINITE_IN_A_ROW:
-                    break
-                continue
-            if adversarial:  # one backward pass: the balanced audio gradient plus the quantizer's
-                outputs, gradients = [y_hat], [gan.audio_gradient(audio_losses, y_hat)]
-                if quantizer_loss.requires_grad:  # not with a frozen encoder and quantizer
-                    outputs.append(quantizer_loss)
-                    gradients.append(None)
-                torch.autograd.backward(outputs, gradients)
-            else:
-                loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, recipe.optim.grad_clip)
-            if not torch.isfinite(grad_norm):
-                skipped, streak = skipped + 1, streak + 1
-                if streak >= MAX_NON_FINITE_IN_A_ROW:
-                    break
-                continue
-            optimizer.step()
-            step, streak = step + 1, 0
-            parts.update(commitment=output.quantized.commitment_loss, codebook=output.quantized.codebook_loss,
-                         loss=loss)
-            if output.consistency is not None:
-                parts["consistency"] = output.consistency
-            parts = {k: v.float() for k, v in parts.items()}
-            for name, value in parts.items():   # per-name counts: GAN losses start after a warm-up
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
-                counts[name] = counts.get(name, 0) + 1
+    # (a SIGINT that the launching shell ignores, as for a background job, stays ignored)
+    signals = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
+    previous_handlers = {signum: signal.signal(signum, stop_at_step_end) for signum in signals}
+    try:
+        with Progress(*columns, console=console, transient=True, disable=not main_process) as progress:
+            task = progress.add_task("train", total=run.max_steps, completed=step, loss=math.nan, rate=0.0)
+            while not distributed.any_true(step >= run.max_steps or time.monotonic() >= deadline
+                                           or bool(stop_requested)):
+                for group in optimizer.param_groups:
+                    group["lr"] = _learning_rate(recipe, step)
+                if hasattr(model, "bypass_quantizer"):
+                    model.bypass_quantizer = step < loss_cfg.quantizer_warmup_steps
+                wav = dataset.batch(run.batch_size).to(device)
+                num_codebooks = choices[torch.multinomial(probs, run.batch_size, replacement=True)].to(device)
+                with autocast:
+                    output = replica(wav, num_codebooks)
+                y_hat = output.audio.float()  # losses in float32: STFTs of bf16 lose the quiet parts
+                parts = {"mel": mel_loss(y_hat, wav), "stft": stft_loss(y_hat, wav)}
+                if loss_cfg.complex_weight > 0:
+                    enough_bits = num_codebooks >= loss_cfg.complex_min_codebooks
+                    parts["complex"] = _loss_on_items(complex_loss, y_hat, wav, enough_bits)
+                if loss_cfg.phase_weight > 0:
+                    parts["phase"] = phase_loss(y_hat, wav)
+                if loss_cfg.pesq_weight > 0:
+                    parts["pesq"] = pesq_loss(y_hat, wav)
+                if loss_cfg.stoi_weight > 0:
+                    parts["stoi"] = stoi_loss(y_hat, wav)
+                adversarial = gan is not None and step >= recipe.gan.discriminator_warmup_steps
+                if gan is not None:
+                    parts["discriminator"] = torch.tensor(gan.discriminator_step(wav, y_hat))
+                if adversarial:
+                    parts.update(gan.generator_losses(wav, y_hat))
+                quantizer_loss = (loss_cfg.commitment_weight * output.quantized.commitment_loss
+                                  + loss_cfg.codebook_weight * output.quantized.codebook_loss)
+                if output.consistency is not None:  # TiCodec: a latent-side loss, like the commitment
+                    quantizer_loss = quantizer_loss + loss_cfg.consistency_weight * output.consistency
+                audio_losses = {k: v for k, v in parts.items() if k != "discriminator"}
+                if not adversarial:
+                    loss = sum(weights[name] * value for name, value in audio_losses.items()) + quantizer_loss
+                else:  # the GAN stage weights them (or its balancer); the plain sum is logged and checked
+                    loss = sum(audio_losses.values()) + quantizer_loss
+                optimizer.zero_grad(set_to_none=True)
+                if distributed.any_true(not torch.isfinite(loss)):  # every rank skips together
+                    skipped, streak = skipped + 1, streak + 1
+                    if streak >= MAX_NON_FINITE_IN_A_ROW:
+                        break
+                    continue
+                if adversarial:  # one backward pass: the balanced audio gradient plus the quantizer's
+                    outputs, gradients = [y_hat], [gan.audio_gradient(audio_losses, y_hat)]
+                    if quantizer_loss.requires_grad:  # not with a frozen encoder and quantizer
+                        outputs.append(quantizer_loss)
+                        gradients.append(None)
+                    torch.autograd.backward(outputs, gradients)
+                else:
+                    loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, recipe.optim.grad_clip)
+                if not torch.isfinite(grad_norm):
+                    skipped, streak = skipped + 1, streak + 1
+                    if streak >= MAX_NON_FINITE_IN_A_ROW:
+                        break
+                    continue
+                optimizer.step()
+                step, streak = step + 1, 0
+                parts.update(commitment=output.quantized.commitment_loss, codebook=output.quantized.codebook_loss,
+                             loss=loss)
+                if output.consistency is not None:
+                    parts["consistency"] = output.consistency
+                parts = {k: v.float() for k, v in parts.items()}
+                for name, value in parts.items():   # per-name counts: GAN losses start after a warm-up
+                    sums[name] = sums.get(name, 0.0) + float(value.detach())
+                    counts[name] = counts.get(name, 0) + 1
 
-            now = time.monotonic()
-            progress.update(task, completed=step, loss=float(loss.detach()),
-                            rate=(step - first_step) / (now - start_time))
-            if step % run.log_every == 0:
-                record = {"step": step, **{k: round(v / counts[k], 4) for k, v in sums.items()},
-                          "steps_per_s": round((step - last_log_step) / (now - last_log), 3),
-                          "lr": optimizer.param_groups[0]["lr"], "skipped": skipped,
-                          "elapsed_min": round((now - start_time) / 60, 2),
-                          "total_min": round((previous_seconds + now - start_time) / 60, 2)}
-                monitor.scalars(step, record, model.quantizer.perplexities())
-                sums, counts, last_log, last_log_step = {}, {}, now, step
-            if step % run.audio_every == 0:
-                monitor.audio(step, wav.cpu(), y_hat.cpu(), sample_rate,
-                              [layer.usage.cpu() for layer in model.quantizer.layers])
-            if now - last_checkpoint > 60 * run.checkpoint_minutes and main_process:
-                checkpoint(now)
-                last_checkpoint = now
-    for signum, handler in previous_handlers.items():
-        signal.signal(signum, handler)
+                now = time.monotonic()
+                progress.update(task, completed=step, loss=float(loss.detach()),
+                                rate=(step - first_step) / (now - start_time))
+                if step % run.log_every == 0:
+                    record = {"step": step, **{k: round(v / counts[k], 4) for k, v in sums.items()},
+                              "steps_per_s": round((step - last_log_step) / (now - last_log), 3),
+                              "lr": optimizer.param_groups[0]["lr"], "skipped": skipped,
+                              "elapsed_min": round((now - start_time) / 60, 2),
+                              "total_min": round((previous_seconds + now - start_time) / 60, 2)}
+                    monitor.scalars(step, record, model.quantizer.perplexities())
+                    sums, counts, last_log, last_log_step = {}, {}, now, step
+                if step % run.audio_every == 0:
+                    monitor.audio(step, wav.cpu(), y_hat.cpu(), sample_rate,
+                                  [layer.usage.cpu() for layer in model.quantizer.layers])
+                if now - last_checkpoint > 60 * run.checkpoint_minutes and main_process:
+                    checkpoint(now)
+                    last_checkpoint = now
+    finally:   # whatever ends the loop, the process gets its own handlers back
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
     if streak >= MAX_NON_FINITE_IN_A_ROW:  # diverged: the last checkpoint (from before) is kept as it is
         monitor.close()
+        then = "then resume from it" if checkpoint_path.exists() else "then start the run again (nothing was saved)"
         raise CodecError(f"training diverged at step {step}: {streak} steps in a row gave a non-finite loss or "
-                         f"gradient (learning rate {optimizer.param_groups[0]['lr']:g}); nothing was saved over "
-                         f"{checkpoint_path}: lower optim.lr or raise optim.warmup_steps, then resume")
+                         f"gradient (learning rate {optimizer.param_groups[0]['lr']:g}); {checkpoint_path} is kept "
+                         f"as it was: lower optim.lr or raise optim.warmup_steps, {then}")
     if main_process:
         checkpoint(time.monotonic())
         if signal.SIGINT in stop_requested:
