@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from codec import __version__
-from codec.errors import CodecError, ModelNotFoundError
+from codec.errors import CodecError, ModelNotFoundError, internal_error_message
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural speech codec: encode audio to compact codes and decode it back.")
@@ -62,7 +62,7 @@ def user_errors(command):
         except Exception as error:  # a bug, not the user's fault: one line unless debugging
             if os.environ.get("CODEC_DEBUG"):
                 raise
-            _fail(f"internal error: {type(error).__name__}: {error} (set CODEC_DEBUG=1 for the traceback)")
+            _fail(internal_error_message(error))
     return wrapper
 
 

@@ -230,25 +230,19 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
 def check_compatible(model: ConvCodec, meta: CodesMetadata, path: Path | None = None) -> None:
     """Raise CodecError (naming ``path``, if given) unless ``model`` is the one that wrote codes
     with this metadata."""
-    try:
-        _check_compatible(model, meta)
-    except CodecError as error:
-        raise CodecError(f"{path}: {error}" if path else str(error)) from None
-
-
-def _check_compatible(model: ConvCodec, meta: CodesMetadata) -> None:
+    where = f"{path}: " if path else ""
     weights = getattr(model, "weights_sha256", "")[:8]
     # a decoder retrained on fixed codes also reads its predecessors' files (compatible_weights.json)
     readable = {weights, *getattr(model, "readable_weights", ())}
     if meta.model != model.config.name or (meta.weights and weights and meta.weights not in readable):
-        raise CodecError(f"the codes were made by model '{meta.model}' (weights {meta.weights}), "
+        raise CodecError(f"{where}the codes were made by model '{meta.model}' (weights {meta.weights}), "
                          f"but the loaded model is '{model.config.name}' (weights {weights}); "
                          f"pass --model with the model that encoded them")
     if meta.codebook_size != model.codebook_size or meta.codebooks > model.num_codebooks:
-        raise CodecError(f"the codes use {meta.codebooks} codebooks of {meta.codebook_size}; "
+        raise CodecError(f"{where}the codes use {meta.codebooks} codebooks of {meta.codebook_size}; "
                          f"model '{model.config.name}' has {model.num_codebooks} of {model.codebook_size}")
     if not math.isclose(meta.frame_rate, model.frame_rate):
-        raise CodecError(f"the codes have {meta.frame_rate} frames/s; model '{model.config.name}' "
+        raise CodecError(f"{where}the codes have {meta.frame_rate} frames/s; model '{model.config.name}' "
                          f"has {model.frame_rate}")
 
 
@@ -274,9 +268,19 @@ def check_paths(input_path: Path, output_path: Path, force: bool) -> None:
         raise CodecError(f"{input_path}: no such file")
     if not os.access(input_path, os.R_OK):
         raise CodecError(f"{input_path}: permission denied (the file cannot be read)")
+    check_output_path(output_path, force, input_path)
+
+
+def check_output_path(output_path: Path, force: bool, input_path: Path | None = None) -> None:
+    """Fail early, before any work, unless ``output_path`` may be written: not a folder, not the
+    input, not an existing file (unless forced), in a folder that exists.
+
+    Raises:
+        CodecError: naming the path and the problem.
+    """
     if output_path.is_dir():
         raise CodecError(f"{output_path}: is a directory; give a file name")
-    if output_path.resolve() == input_path.resolve():
+    if input_path is not None and output_path.resolve() == input_path.resolve():
         raise CodecError(f"{output_path}: the output would overwrite the input; give another file name")
     if output_path.exists() and not force:
         raise CodecError(f"{output_path} exists; pass --force to overwrite it")

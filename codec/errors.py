@@ -24,3 +24,8 @@ class ModelNotFoundError(CodecError):
         if self.is_folder:
             return str(self)
         return f"{self}; for a model you trained, pass its directory with --model (e.g. runs/NAME/model)"
+
+
+def internal_error_message(error: Exception) -> str:
+    """The one line shown for a bug (not the user's fault), in the CLI and ``python -m codec.train``."""
+    return f"internal error: {type(error).__name__}: {error} (set CODEC_DEBUG=1 for the traceback)"

@@ -279,7 +279,7 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
     fill = BandFill(source.sample_rate, model_rate, source.channels)   # a low-rate input's empty band
 
     def to_model(block: np.ndarray, last: bool = False) -> np.ndarray:
-        return fill(resample_to_model(block, last=last)).astype(np.float32)
+        return fill(resample_to_model(block, last=last)).astype(np.float32, copy=False)
     to_sinks = [_Resampler(model_rate, sink.sample_rate, source.channels) for sink in sinks]
     written = [0] * len(sinks)
     saved = None
@@ -447,18 +447,11 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     written = [path for path in (output, save) if path is not None]
     if len({path.resolve() for path in written}) < len(written):
         raise CodecError(f"--output and --save are the same file ({output}); give two names")
-    for path in written:
-        if input is not None and path.resolve() == input.resolve():
-            raise CodecError(f"{path}: the output would overwrite the input; give another file name")
-        if path.is_dir():
-            raise CodecError(f"{path}: is a directory; give a file name")
-        if path.exists() and not force:
-            raise CodecError(f"{path} exists; pass --force to overwrite it")
-        if not path.parent.is_dir():
-            raise CodecError(f"{path.parent}: no such directory for the output")
-    if output is not None:
-        from codec.coding import _format_for
+    from codec.coding import _format_for, check_output_path
 
+    for path in written:
+        check_output_path(path, force, input)
+    if output is not None:
         _format_for(output)   # an unsupported suffix fails before the model loads
     play = (output is None) if play is None else play
     if not play and output is None and save is None:

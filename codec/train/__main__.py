@@ -4,7 +4,7 @@ torchrun (``torchrun --nproc_per_node N -m codec.train RECIPE``); same as ``code
 import argparse
 import os
 
-from codec.errors import CodecError
+from codec.errors import CodecError, internal_error_message
 from codec.train import load_recipe, train_any
 from codec.train.distributed import cleanup
 
@@ -20,7 +20,6 @@ except CodecError as error:
 except Exception as error:  # a bug, not the user's fault: one line unless debugging (as the CLI)
     if os.environ.get("CODEC_DEBUG"):
         raise
-    raise SystemExit(f"error: internal error: {type(error).__name__}: {error} "
-                     f"(set CODEC_DEBUG=1 for the traceback)") from None
+    raise SystemExit(f"error: {internal_error_message(error)}") from None
 finally:
     cleanup()

@@ -379,21 +379,19 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 else:  # the GAN stage weights them (or its balancer); the plain sum is logged and checked
                     loss = sum(audio_losses.values()) + quantizer_loss
                 optimizer.zero_grad(set_to_none=True)
-                if distributed.any_true(not torch.isfinite(loss)):  # every rank skips together
-                    skipped, streak = skipped + 1, streak + 1
-                    if streak >= MAX_NON_FINITE_IN_A_ROW:
-                        break
-                    continue
-                if adversarial:  # one backward pass: the balanced audio gradient plus the quantizer's
-                    outputs, gradients = [y_hat], [gan.audio_gradient(audio_losses, y_hat)]
-                    if quantizer_loss.requires_grad:  # not with a frozen encoder and quantizer
-                        outputs.append(quantizer_loss)
-                        gradients.append(None)
-                    torch.autograd.backward(outputs, gradients)
-                else:
-                    loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, recipe.optim.grad_clip)
-                if not torch.isfinite(grad_norm):
+                finite = not distributed.any_true(not torch.isfinite(loss))  # every rank skips together
+                if finite:
+                    if adversarial:  # one backward pass: the balanced audio gradient plus the quantizer's
+                        outputs, gradients = [y_hat], [gan.audio_gradient(audio_losses, y_hat)]
+                        if quantizer_loss.requires_grad:  # not with a frozen encoder and quantizer
+                            outputs.append(quantizer_loss)
+                            gradients.append(None)
+                        torch.autograd.backward(outputs, gradients)
+                    else:
+                        loss.backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, recipe.optim.grad_clip)
+                    finite = bool(torch.isfinite(grad_norm))
+                if not finite:
                     skipped, streak = skipped + 1, streak + 1
                     if streak >= MAX_NON_FINITE_IN_A_ROW:
                         break
