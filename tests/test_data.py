@@ -1,4 +1,5 @@
-"""Training data: manifests of every kind, level normalisation, noise mixing, random EQ."""
+"""Training data: manifests of every kind, level normalisation, noise mixing, random EQ and shelves,
+speed perturbation."""
 
 import json
 
@@ -7,7 +8,7 @@ import pytest
 
 from codec.datasets import find_inputs
 from codec.errors import CodecError
-from codec.train.data import Augmentation, RandomCropDataset
+from codec.train.data import Augmentation, RandomCropDataset, _shelf
 from tests.conftest import tone, write_audio
 
 
@@ -47,3 +48,32 @@ def test_noise_mixing_and_eq(folder, tmp_path_factory):
         eq_probability=1.0)).batch(4).numpy()
     assert np.all(np.isfinite(augmented))
     assert not np.allclose(clean, augmented)
+
+
+@pytest.mark.parametrize("high, corner, flat_hz, shelf_hz", [(False, 300.0, 4000.0, 30.0), (True, 3000.0, 300.0, 7800.0)])
+def test_shelf_response(high, corner, flat_hz, shelf_hz):
+    impulse = np.zeros(8192, dtype=np.float32)
+    impulse[0] = 1.0
+    response = np.abs(np.fft.rfft(_shelf(impulse, 16000, corner, 8.0, high)))
+    frequencies = np.fft.rfftfreq(8192, 1 / 16000)
+    gain_db = lambda hz: 20 * np.log10(response[np.argmin(np.abs(frequencies - hz))])  # noqa: E731
+    assert abs(gain_db(shelf_hz) - 8.0) < 0.2 and abs(gain_db(flat_hz)) < 0.2
+    assert abs(gain_db(corner) - 4.0) < 0.2          # half the shelf's gain (in dB) at its corner
+
+
+def _main_frequency(crop: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(crop * np.hanning(len(crop))))
+    return float(np.fft.rfftfreq(len(crop), 1 / 16000)[np.argmax(spectrum)])
+
+
+@pytest.mark.parametrize("speed", [0.8, 1.25])
+def test_speed_perturbation_shifts_pitch_and_keeps_length(tmp_path, speed):
+    write_audio(tmp_path / "tone.wav", tone(2.0, 16000, 400), 16000)
+    data = RandomCropDataset(tmp_path, 16000, 8000, augmentation=Augmentation(
+        speed_probability=1.0, speed_range=(speed, speed)))
+    crops = data.batch(3).numpy()[:, 0]
+    assert crops.shape == (3, 8000)
+    for crop in crops:
+        assert abs(_main_frequency(crop) - 400 * speed) < 4     # 2 Hz FFT bins
+        assert np.sqrt(np.mean(crop[-400:] ** 2)) > 0.5 * np.sqrt(np.mean(crop ** 2))   # no silent tail
+

@@ -1,10 +1,12 @@
 """Training data: every audio file of a folder or manifest, resampled and held in memory, served
-as random crops with level normalisation and optional augmentation (noise mixing, random EQ)."""
+as random crops with level normalisation and optional augmentation (noise mixing, random EQ,
+random shelving filters, speed perturbation)."""
 
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soxr
 import torch
 from scipy.signal import lfilter
 
@@ -35,10 +37,16 @@ class Augmentation:
     noise_snr_db: tuple[float, float] = (5.0, 30.0)
     eq_probability: float = 0.0
     eq_gain_db: float = 6.0
+    shelf_probability: float = 0.0
+    shelf_gain_db: float = 8.0
+    speed_probability: float = 0.0
+    speed_range: tuple[float, float] = (0.9, 1.1)
 
 
 SILENT_PEAK = 1e-4                 # -80 dBFS: training audio whose every sample is below this is silence
 EQ_CENTRE_HZ = (150.0, 5000.0)    # range of the random peaking EQ's centre frequency
+LOW_SHELF_HZ = (80.0, 400.0)      # corner range of the random low shelf (microphone bass, proximity effect)
+HIGH_SHELF_HZ = (2000.0, 6000.0)  # corner range of the random high shelf (microphone presence, room damping)
 
 
 def _peaking_eq(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, max_gain_db: float) -> np.ndarray:
@@ -52,6 +60,29 @@ def _peaking_eq(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, 
     b = [1 + alpha * gain, -2 * np.cos(omega), 1 - alpha * gain]
     a = [1 + alpha / gain, -2 * np.cos(omega), 1 - alpha / gain]
     return lfilter(b, a, signal).astype(np.float32)
+
+
+def _shelf(signal: np.ndarray, sample_rate: int, corner_hz: float, gain_db: float, high: bool) -> np.ndarray:
+    """A low or high shelving filter (RBJ audio EQ cookbook biquad, shelf slope 1)."""
+    gain = 10 ** (gain_db / 40)
+    omega = 2 * np.pi * corner_hz / sample_rate
+    cos, alpha = np.cos(omega), np.sin(omega) / np.sqrt(2)
+    root = 2 * np.sqrt(gain) * alpha
+    sign = -1 if high else 1        # the cookbook's high-shelf formulas are its low-shelf ones with these signs flipped
+    b = [gain * ((gain + 1) - sign * (gain - 1) * cos + root), sign * 2 * gain * ((gain - 1) - sign * (gain + 1) * cos),
+         gain * ((gain + 1) - sign * (gain - 1) * cos - root)]
+    a = [(gain + 1) + sign * (gain - 1) * cos + root, -sign * 2 * ((gain - 1) + sign * (gain + 1) * cos),
+         (gain + 1) + sign * (gain - 1) * cos - root]
+    return lfilter(b, a, signal).astype(np.float32)
+
+
+def _random_shelves(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, max_gain_db: float) -> np.ndarray:
+    """A random low shelf (corner in ``LOW_SHELF_HZ``) and a random high shelf (corner in
+    ``HIGH_SHELF_HZ``), each of gain within ±max_gain_db: another microphone's tilt."""
+    for (low, high), is_high in ((LOW_SHELF_HZ, False), (HIGH_SHELF_HZ, True)):
+        corner = np.exp(rng.uniform(np.log(low), np.log(min(high, 0.45 * sample_rate))))
+        signal = _shelf(signal, sample_rate, corner, rng.uniform(-max_gain_db, max_gain_db), is_high)
+    return signal
 
 
 class RandomCropDataset:
@@ -89,12 +120,26 @@ class RandomCropDataset:
     def hours(self) -> float:
         return float(self.lengths.sum()) / self.sample_rate / 3600
 
-    def _crop(self, clip: np.ndarray) -> np.ndarray:
-        out = np.zeros(self.segment_samples, dtype=np.float32)
-        if len(clip) > self.segment_samples:
-            start = self.rng.integers(0, len(clip) - self.segment_samples + 1)
-            clip = clip[start:start + self.segment_samples]
+    def _crop(self, clip: np.ndarray, samples: int | None = None) -> np.ndarray:
+        samples = samples or self.segment_samples
+        out = np.zeros(samples, dtype=np.float32)
+        if len(clip) > samples:
+            start = self.rng.integers(0, len(clip) - samples + 1)
+            clip = clip[start:start + samples]
         out[:len(clip)] = clip
+        return out
+
+    def _speech_crop(self, clip: np.ndarray) -> np.ndarray:
+        """A crop, sped up or slowed down (pitch and tempo together, as Kaldi's speed perturbation:
+        Ko et al., "Audio augmentation for speech recognition", Interspeech 2015) when drawn."""
+        aug = self.augmentation
+        if aug.speed_probability == 0 or self.rng.random() >= aug.speed_probability:
+            return self._crop(clip)
+        speed = self.rng.uniform(*aug.speed_range)
+        longer = self._crop(clip, int(round(self.segment_samples * speed)))
+        faster = soxr.resample(longer, speed, 1.0, quality="HQ")     # 1/speed as many samples: played faster
+        out = np.zeros(self.segment_samples, dtype=np.float32)
+        out[:min(len(faster), self.segment_samples)] = faster[:self.segment_samples]
         return out
 
     def _augment(self, crop: np.ndarray) -> np.ndarray:
@@ -106,6 +151,8 @@ class RandomCropDataset:
             crop = crop + noise * np.sqrt(speech_power / noise_power / 10 ** (snr / 10))
         if self.rng.random() < aug.eq_probability:
             crop = _peaking_eq(crop, self.sample_rate, self.rng, aug.eq_gain_db)
+        if aug.shelf_probability and self.rng.random() < aug.shelf_probability:
+            crop = _random_shelves(crop, self.sample_rate, self.rng, aug.shelf_gain_db)
         return crop
 
     def batch(self, batch_size: int) -> torch.Tensor:
@@ -113,7 +160,7 @@ class RandomCropDataset:
         picks = self.rng.choice(len(self.clips), size=batch_size, p=self.lengths / self.lengths.sum())
         out = np.zeros((batch_size, 1, self.segment_samples), dtype=np.float32)
         for row, index in enumerate(picks):
-            crop = self._augment(self._crop(self.clips[index]))
+            crop = self._augment(self._speech_crop(self.clips[index]))
             rms = float(np.sqrt(np.mean(crop ** 2) + 1e-12))
             peak = float(np.abs(crop).max()) + 1e-12
             gain = min(10 ** (self.rng.uniform(*self.level_db) / 20) / rms, 0.99 / peak)

@@ -22,6 +22,9 @@ from codec.models.registry import config_class
 from codec.train.losses import check_phase_terms
 
 
+SPEED_LIMITS = (0.5, 2.0)   # speed perturbation factors beyond these make speech no voice has
+
+
 @dataclass
 class DataConfig:
     train_dir: str = "../shared/data/speech/train"   # a folder or a manifest (.tsv, .jsonl, wav.scp)
@@ -32,10 +35,19 @@ class DataConfig:
     noise_snr_db: list[float] = field(default_factory=lambda: [5.0, 30.0])
     eq_probability: float = 0.0           # chance of a random peaking EQ of up to ±eq_gain_db
     eq_gain_db: float = 6.0
+    shelf_probability: float = 0.0        # chance of random low and high shelves of up to ±shelf_gain_db
+    shelf_gain_db: float = 8.0
+    speed_probability: float = 0.0        # chance of playing a crop faster or slower (pitch and tempo)
+    speed_range: list[float] = field(default_factory=lambda: [0.9, 1.1])   # speed factors drawn from
 
     def __post_init__(self):
-        _check_range(self, "data", ("noise_probability", "eq_probability"), 0.0, 1.0)
-        _check_not_negative(self, "data", ("eq_gain_db",))
+        _check_range(self, "data", ("noise_probability", "eq_probability", "shelf_probability",
+                                    "speed_probability"), 0.0, 1.0)
+        _check_not_negative(self, "data", ("eq_gain_db", "shelf_gain_db"))
+        low, high = (self.speed_range + [0.0, 0.0])[:2]
+        if len(self.speed_range) != 2 or not (SPEED_LIMITS[0] <= low <= high <= SPEED_LIMITS[1]):
+            raise CodecError(f"recipe value data.speed_range={self.speed_range} must be [low, high] with "
+                             f"{SPEED_LIMITS[0]} <= low <= high <= {SPEED_LIMITS[1]}")
         _check_positive(self, "data", ("segment_seconds",))
         for name in ("level_db", "noise_snr_db"):
             low_high = getattr(self, name)

