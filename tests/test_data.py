@@ -50,7 +50,8 @@ def test_noise_mixing_and_eq(folder, tmp_path_factory):
     assert not np.allclose(clean, augmented)
 
 
-@pytest.mark.parametrize("high, corner, flat_hz, shelf_hz", [(False, 300.0, 4000.0, 30.0), (True, 3000.0, 300.0, 7800.0)])
+@pytest.mark.parametrize("high, corner, flat_hz, shelf_hz",
+                         [(False, 300.0, 4000.0, 30.0), (True, 3000.0, 300.0, 7800.0)])
 def test_shelf_response(high, corner, flat_hz, shelf_hz):
     impulse = np.zeros(8192, dtype=np.float32)
     impulse[0] = 1.0

@@ -1,6 +1,7 @@
 """Entropy coding: lossless, deterministic across processes and thread counts, and safe."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -208,6 +209,11 @@ def test_entropy_recipe_trains_on_a_tiny_codec(tiny_model_dir, tmp_path):
     assert 0 < log[-1]["dev_bits_per_code_12"] < 11   # held-out bits, logged at the end
     model = load_entropy_model(tmp_path / "run" / "model")
     assert model.config.codec == "tiny-16k"
+    from codec.errors import CodecError
+    expected = f"entropy.codec is 'conv-16k' but data.codec_model={tiny_model_dir} is a 'tiny-16k' model"
+    with pytest.raises(CodecError, match=re.escape(expected)):
+        train_any(load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [f"data.codec_model={tiny_model_dir}",
+                                                                            f"run.out_dir={tmp_path / 'other'}"]))
 
 
 def test_cli_entropy_codes_with_a_shipped_entropy_model(tiny_model_dir, entropy_dir, tmp_path):

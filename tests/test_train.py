@@ -50,6 +50,15 @@ def test_tiny_recipe_trains_and_resumes(audio_folder, tmp_path):
     assert model.config.name == "tiny-16k"
 
 
+def test_a_fresh_run_keeps_an_earlier_runs_log_apart(audio_folder, tmp_path):
+    out_dir = tmp_path / "run"
+    out_dir.mkdir()
+    (out_dir / "train.log").write_text('{"step": 50, "earlier": true}\n')     # a run stopped before saving
+    train(tiny(audio_folder, out_dir, "run.max_steps=12"))
+    assert "earlier" not in (out_dir / "train.log").read_text()
+    assert (out_dir / "train.log.1").read_text() == '{"step": 50, "earlier": true}\n'
+
+
 def test_training_reduces_the_loss(audio_folder, tmp_path):
     out_dir = tmp_path / "run"
     train(tiny(audio_folder, out_dir, "run.max_steps=60", "run.log_every=20", "optim.lr=3e-3"))

@@ -109,8 +109,8 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     with model_named_by("data.codec_model"):
         codec_model = load_model(recipe.data.codec_model)
     if codec_model.config.name != recipe.entropy.codec:
-        raise CodecError(f"entropy.codec is '{recipe.entropy.codec}' but data.codec_model is "
-                         f"'{codec_model.config.name}'")
+        raise CodecError(f"entropy.codec is '{recipe.entropy.codec}' but data.codec_model="
+                         f"{recipe.data.codec_model} is a '{codec_model.config.name}' model")
     files = find_audio_files(folder)
     kbps = max(codec_model.config.bitrates_kbps)
     offline = device.type != "cpu" if offline is None else offline

@@ -21,7 +21,6 @@ from codec.models.esc_codec import EscCodecConfig
 from codec.models.registry import config_class
 from codec.train.losses import check_phase_terms
 
-
 SPEED_LIMITS = (0.5, 2.0)   # speed perturbation factors beyond these make speech no voice has
 
 

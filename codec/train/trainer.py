@@ -206,6 +206,19 @@ def _check_run_dir(checkpoint_path: Path, resume: bool) -> None:
         raise CodecError(f"--resume: no checkpoint at {checkpoint_path}")
 
 
+def _set_aside_earlier_log(out_dir: Path, console: Console) -> None:
+    """A fresh run in the folder of one that stopped before its first checkpoint starts its own
+    ``train.log``; the earlier one is kept as ``train.log.1`` (or the next free number)."""
+    log = out_dir / "train.log"
+    if not log.exists():
+        return
+    number = 1
+    while (kept := out_dir / f"train.log.{number}").exists():
+        number += 1
+    log.rename(kept)
+    console.print(f"note: {log} was an earlier run's log (no checkpoint); kept as {kept.name}")
+
+
 def train(recipe: Recipe, resume: bool = False, console: Console | None = None) -> ConvCodec:
     """Train the codec a recipe describes; returns the trained model.
 
@@ -294,6 +307,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         if gan is not None and "gan" in state:
             gan.load_state_dict(state["gan"])
     out_dir.mkdir(parents=True, exist_ok=True)
+    if main_process and not resume:
+        _set_aside_earlier_log(out_dir, console)
     monitor = Monitor(out_dir, console, run.tensorboard, enabled=main_process)
     if main_process:
         console.print(f"training {recipe.model.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
