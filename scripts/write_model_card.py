@@ -27,6 +27,8 @@ import torch
 
 from codec.audio import load_audio
 from codec.coding import decode_audio, encode_audio
+from codec.datasets import find_inputs
+from codec.errors import CodecError
 from codec.evaluation import EvalSettings, pesq_wb, run_evaluation, summarize
 from codec.evaluation.report import plot_rate_distortion
 from codec.models import DEFAULT_MODEL, load_model, ship_model
@@ -222,6 +224,12 @@ def main() -> None:
         return
     if args.ship is None:
         parser.error("--ship is required")
+    other_files = []
+    if args.other_corpora:
+        try:
+            other_files = find_inputs(args.other_corpora)
+        except CodecError as error:
+            parser.error(f"--other-corpora: {error}")
 
     state = run_state(args.run_dir, args.recipe)
     args.ship.mkdir(parents=True, exist_ok=True)
@@ -276,8 +284,7 @@ def main() -> None:
 
     rows = table_rows(summaries)
     other_text = ""
-    if args.other_corpora:
-        other_files = sorted(args.other_corpora.glob("*.wav"))
+    if other_files:
         other_results, _, _ = run_evaluation(other_files, EvalSettings(str(args.ship), bitrates, ["opus-vbr"]))
         other = summarize(other_results)
         metrics["other_corpora"] = [asdict(summary) for summary in other]
@@ -285,9 +292,9 @@ def main() -> None:
         other_text = f"""
 ## Speech from other corpora ({len(other_files)} files, {seconds:.0f} s)
 
-Speakers and microphones none of the training or dev files share: CMU ARCTIC, Codec2's and
-openSMILE's samples, amfm_decompy's sample and ALSA's test voice, gathered from public packages by
-`scripts/ood_speech.py` (wideband files, resampled to 16 kHz for scoring). A small set, so a rough
+Speakers and microphones that none of the training or dev files share (`{args.other_corpora}`; for
+example the wideband files `scripts/ood_speech.py` gathers from public packages: CMU ARCTIC,
+Codec2's, openSMILE's and amfm_decompy's samples, ALSA's test voice), scored at 16 kHz. A rough
 stand-in for the hidden test set's other corpora.
 
 | codec | setting | nominal kbps | measured kbps | PESQ-WB | STOI | RTF (1 thread) |

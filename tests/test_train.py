@@ -57,6 +57,17 @@ def test_a_fresh_run_keeps_an_earlier_runs_log_apart(audio_folder, tmp_path):
     train(tiny(audio_folder, out_dir, "run.max_steps=12"))
     assert "earlier" not in (out_dir / "train.log").read_text()
     assert (out_dir / "train.log.1").read_text() == '{"step": 50, "earlier": true}\n'
+    (out_dir / CHECKPOINT_FILE).unlink()                 # and again: train.log.1 is taken, so .2
+    (out_dir / "train.log.2").symlink_to(tmp_path / "nowhere")   # a dangling link is taken too
+    train(tiny(audio_folder, out_dir, "run.max_steps=12"))
+    assert (out_dir / "train.log.3").is_file() and (out_dir / "train.log.2").is_symlink()
+
+
+def test_a_train_log_that_is_not_a_file_is_refused(audio_folder, tmp_path):
+    out_dir = tmp_path / "run"
+    (out_dir / "train.log").mkdir(parents=True)
+    with pytest.raises(CodecError, match=r"train.log is not a file: move it away or set another run.out_dir"):
+        train(tiny(audio_folder, out_dir, "run.max_steps=2"))
 
 
 def test_training_reduces_the_loss(audio_folder, tmp_path):
@@ -94,6 +105,8 @@ def test_recipe_errors(tmp_path):
     ("data.speed_probability=1.5", r"data.speed_probability=1.5 must be in \[0, 1\]"),
     ("data.speed_range=[0.3,1.0]", r"data.speed_range=\[0.3, 1.0\] must be \[low, high\] with 0.5 <= low"),
     ("data.speed_range=[1.1]", r"data.speed_range=\[1.1\] must be \[low, high\]"),
+    ("data.speed_range=[a,b]", r"data.speed_range=\['a', 'b'\] must be a list of numbers"),
+    ("data.shelf_gain_db=30", r"data.shelf_gain_db=30.0 must be at most 24 dB"),
     ("loss.codebook_choices=[48]", r"codebook_choices=\[48\] and loss.codebook_probs"),
     ("loss.codebook_choices=[3,6,12,48]", r"asks for more codebooks than the model has \(24\)"),
     ("loss.codebook_probs=[0,0,0,0]", r"loss.codebook_probs=\[0, 0, 0, 0\] must be weights"),
@@ -424,3 +437,9 @@ def test_phase_derivative_loss_trains_and_checks_its_terms(audio_folder, tmp_pat
 def test_every_shipped_recipe_loads(path):
     recipe = load_recipe(path)
     assert recipe.run.out_dir.startswith("runs/")
+
+
+def test_list_values_read_exponents_as_numbers():
+    """YAML 1.1 reads 1e-1 as a string; in a list of numbers it is still the number."""
+    recipe = load_recipe(REPO / "recipes" / "tiny.yaml", ["data.speed_range=[9e-1,1.1]", "data.level_db=[-3e1,-20]"])
+    assert recipe.data.speed_range == [0.9, 1.1] and recipe.data.level_db == [-30.0, -20.0]

@@ -121,7 +121,7 @@ class RandomCropDataset:
         return float(self.lengths.sum()) / self.sample_rate / 3600
 
     def _crop(self, clip: np.ndarray, samples: int | None = None) -> np.ndarray:
-        samples = samples or self.segment_samples
+        samples = self.segment_samples if samples is None else samples
         out = np.zeros(samples, dtype=np.float32)
         if len(clip) > samples:
             start = self.rng.integers(0, len(clip) - samples + 1)
@@ -136,7 +136,8 @@ class RandomCropDataset:
         if aug.speed_probability == 0 or self.rng.random() >= aug.speed_probability:
             return self._crop(clip)
         speed = self.rng.uniform(*aug.speed_range)
-        longer = self._crop(clip, int(round(self.segment_samples * speed)))
+        # one sample more than needed: soxr may return one fewer than the exact ratio gives
+        longer = self._crop(clip, int(round(self.segment_samples * speed)) + 1)
         faster = soxr.resample(longer, speed, 1.0, quality="HQ")     # 1/speed as many samples: played faster
         out = np.zeros(self.segment_samples, dtype=np.float32)
         out[:min(len(faster), self.segment_samples)] = faster[:self.segment_samples]

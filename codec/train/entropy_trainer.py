@@ -29,7 +29,14 @@ from codec.entropy.model import ENTROPY_WEIGHTS
 from codec.errors import CodecError
 from codec.train import distributed
 from codec.train.recipe import OptimConfig, RunConfig, _coerce, model_named_by
-from codec.train.trainer import CHECKPOINT_FILE, _check_run_dir, _learning_rate, _save_checkpoint, restore_checkpoint
+from codec.train.trainer import (
+    CHECKPOINT_FILE,
+    _check_run_dir,
+    _learning_rate,
+    _save_checkpoint,
+    _set_aside_earlier_log,
+    restore_checkpoint,
+)
 
 
 @dataclass
@@ -202,6 +209,8 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     if resume:
         state = restore_checkpoint(checkpoint_path, model, optimizer, crops)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
+    else:
+        _set_aside_earlier_log(out_dir, console)
     console.print(f"training {recipe.entropy.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
                   f"parameters, {int(crops.lengths.sum())} frames of codes, step {step}")
     start = last_log = last_checkpoint = time.monotonic()

@@ -22,6 +22,7 @@ from codec.models.registry import config_class
 from codec.train.losses import check_phase_terms
 
 SPEED_LIMITS = (0.5, 2.0)   # speed perturbation factors beyond these make speech no voice has
+MAX_FILTER_GAIN_DB = 24.0   # the random EQ's and shelves' largest boost or cut
 
 
 @dataclass
@@ -43,6 +44,10 @@ class DataConfig:
         _check_range(self, "data", ("noise_probability", "eq_probability", "shelf_probability",
                                     "speed_probability"), 0.0, 1.0)
         _check_not_negative(self, "data", ("eq_gain_db", "shelf_gain_db"))
+        for name in ("eq_gain_db", "shelf_gain_db"):
+            if getattr(self, name) > MAX_FILTER_GAIN_DB:
+                raise CodecError(f"recipe value data.{name}={getattr(self, name)} must be at most "
+                                 f"{MAX_FILTER_GAIN_DB:g} dB (more is no microphone's colouring)")
         low, high = (self.speed_range + [0.0, 0.0])[:2]
         if len(self.speed_range) != 2 or not (SPEED_LIMITS[0] <= low <= high <= SPEED_LIMITS[1]):
             raise CodecError(f"recipe value data.speed_range={self.speed_range} must be [low, high] with "
@@ -301,10 +306,31 @@ def _coerce(section_cls, values: dict, section: str = "") -> dict:
                 coerced[key] = value = float(value)
             except ValueError:
                 raise CodecError(f"recipe value {section}{key}={value!r} is not a number") from None
+        if list[float] in allowed and isinstance(value, list):
+            coerced[key] = value = [_float_item(item) for item in value]
         if not any(_is_instance(value, kind) for kind in allowed):
-            names = " or ".join(getattr(typing.get_origin(k) or k, "__name__", str(k)) for k in allowed)
-            raise CodecError(f"recipe value {section}{key}={value!r} must be {names.replace('NoneType', 'null')}")
+            names = " or ".join(_type_name(k) for k in allowed)
+            raise CodecError(f"recipe value {section}{key}={value!r} must be {names}")
     return coerced
+
+
+def _float_item(item):
+    """A list item as a float where it reads as one (YAML 1.1 reads ``1e-1`` as a string)."""
+    if isinstance(item, str):
+        try:
+            return float(item)
+        except ValueError:
+            return item
+    return item
+
+
+def _type_name(kind) -> str:
+    if kind is type(None):
+        return "null"
+    if typing.get_origin(kind) is list and typing.get_args(kind):
+        item = typing.get_args(kind)[0]
+        return "a list of numbers" if item is float else f"a list of {item.__name__}"
+    return getattr(typing.get_origin(kind) or kind, "__name__", str(kind))
 
 
 def _is_instance(value, kind) -> bool:

@@ -18,6 +18,7 @@ skipped and counted; gradients are clipped.
 import dataclasses
 import json
 import math
+import os
 import signal
 import time
 from pathlib import Path
@@ -210,12 +211,18 @@ def _set_aside_earlier_log(out_dir: Path, console: Console) -> None:
     """A fresh run in the folder of one that stopped before its first checkpoint starts its own
     ``train.log``; the earlier one is kept as ``train.log.1`` (or the next free number)."""
     log = out_dir / "train.log"
-    if not log.exists():
+    if not os.path.lexists(log):
         return
+    if not log.is_file():
+        raise CodecError(f"{log} is not a file: move it away or set another run.out_dir")
     number = 1
-    while (kept := out_dir / f"train.log.{number}").exists():
+    while os.path.lexists(kept := out_dir / f"train.log.{number}"):
         number += 1
-    log.rename(kept)
+    try:
+        log.rename(kept)
+    except OSError as error:
+        raise CodecError(f"cannot keep the earlier run's {log} as {kept.name} ({error.strerror}): move it away "
+                         f"or set another run.out_dir") from None
     console.print(f"note: {log} was an earlier run's log (no checkpoint); kept as {kept.name}")
 
 
