@@ -33,7 +33,7 @@ from codec.evaluation import EvalSettings, pesq_wb, run_evaluation, summarize
 from codec.evaluation.report import plot_rate_distortion
 from codec.models import DEFAULT_MODEL, load_model, ship_model
 from codec.models.loading import WEIGHTS_FILE
-from codec.train.data import EQ_CENTRE_HZ
+from codec.train.data import EQ_CENTRE_HZ, HIGH_SHELF_HZ, LOW_SHELF_HZ
 
 DEV = Path("../shared/data/speech/dev")
 DEV_FILES = sorted(DEV.rglob("*.flac"))
@@ -60,6 +60,13 @@ def augmentation_text(data: dict) -> str:
         low, high = EQ_CENTRE_HZ
         parts.append(f"a random peaking EQ ({low:g} Hz-{high / 1000:g} kHz, up to ±{data['eq_gain_db']:g} dB) on "
                      f"{100 * data['eq_probability']:.0f}% of crops")
+    if data.get("shelf_probability"):
+        parts.append(f"random low ({LOW_SHELF_HZ[0]:g}-{LOW_SHELF_HZ[1]:g} Hz) and high ({HIGH_SHELF_HZ[0] / 1000:g}-"
+                     f"{HIGH_SHELF_HZ[1] / 1000:g} kHz) shelves of up to ±{data['shelf_gain_db']:g} dB on "
+                     f"{100 * data['shelf_probability']:.0f}% of crops")
+    if data.get("speed_probability"):
+        parts.append(f"speed perturbation ({data['speed_range'][0]:g}-{data['speed_range'][1]:g}x, pitch and tempo) "
+                     f"on {100 * data['speed_probability']:.0f}% of crops")
     if data.get("noise_probability") and data.get("noise_dir"):
         parts.append(f"noise from `{data['noise_dir']}` at {data['noise_snr_db'][0]:g} to "
                      f"{data['noise_snr_db'][1]:g} dB SNR on {100 * data['noise_probability']:.0f}% of crops")
