@@ -57,8 +57,8 @@ def test_a_fresh_run_keeps_an_earlier_runs_log_apart(audio_folder, tmp_path):
     train(tiny(audio_folder, out_dir, "run.max_steps=12"))
     assert "earlier" not in (out_dir / "train.log").read_text()
     assert (out_dir / "train.log.1").read_text() == '{"step": 50, "earlier": true}\n'
-    (out_dir / CHECKPOINT_FILE).unlink()                 # and again: train.log.1 is taken, so .2
-    (out_dir / "train.log.2").symlink_to(tmp_path / "nowhere")   # a dangling link is taken too
+    (out_dir / CHECKPOINT_FILE).unlink()      # and again: .1 is taken, and .2 is a dangling link, so .3
+    (out_dir / "train.log.2").symlink_to(tmp_path / "nowhere")
     train(tiny(audio_folder, out_dir, "run.max_steps=12"))
     assert (out_dir / "train.log.3").is_file() and (out_dir / "train.log.2").is_symlink()
 
