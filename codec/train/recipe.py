@@ -48,15 +48,11 @@ class DataConfig:
             if getattr(self, name) > MAX_FILTER_GAIN_DB:
                 raise CodecError(f"recipe value data.{name}={getattr(self, name)} must be at most "
                                  f"{MAX_FILTER_GAIN_DB:g} dB (more is no microphone's colouring)")
-        low, high = (self.speed_range + [0.0, 0.0])[:2]
-        if len(self.speed_range) != 2 or not (SPEED_LIMITS[0] <= low <= high <= SPEED_LIMITS[1]):
-            raise CodecError(f"recipe value data.speed_range={self.speed_range} must be [low, high] with "
-                             f"{SPEED_LIMITS[0]} <= low <= high <= {SPEED_LIMITS[1]}")
+        _check_low_high(self, "data", "speed_range", f"with {SPEED_LIMITS[0]} <= low <= high <= {SPEED_LIMITS[1]}",
+                        SPEED_LIMITS)
         _check_positive(self, "data", ("segment_seconds",))
         for name in ("level_db", "noise_snr_db"):
-            low_high = getattr(self, name)
-            if len(low_high) != 2 or not all(map(math.isfinite, low_high)) or low_high[0] > low_high[1]:
-                raise CodecError(f"recipe value data.{name}={low_high} must be [low, high] in dB, low <= high")
+            _check_low_high(self, "data", name, "in dB, low <= high")
 
 
 @dataclass
@@ -92,6 +88,14 @@ def _check_not_negative(config, section: str, names: tuple[str, ...]) -> None:
     for name in names:
         if not math.isfinite(getattr(config, name)) or getattr(config, name) < 0:
             raise CodecError(f"recipe value {section}.{name}={getattr(config, name)} must be a number >= 0")
+
+
+def _check_low_high(config, section: str, name: str, rule: str,
+                    limits: tuple[float, float] = (-math.inf, math.inf)) -> None:
+    """A ``[low, high]`` pair of finite numbers, low <= high, both within ``limits``."""
+    pair = getattr(config, name)
+    if len(pair) != 2 or not all(map(math.isfinite, pair)) or not limits[0] <= pair[0] <= pair[1] <= limits[1]:
+        raise CodecError(f"recipe value {section}.{name}={pair} must be [low, high] {rule}")
 
 
 def _check_positive(config, section: str, names: tuple[str, ...]) -> None:
