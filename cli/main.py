@@ -91,6 +91,11 @@ FolderForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrit
                                                                        "output folder.")]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", help="Worker processes for a batch (one torch "
                                                              "thread each).")]
+RefineOption = Annotated[int, typer.Option(
+    "--refine-steps", metavar="STEPS",
+    help="Refine each block's latent with STEPS steps of analysis by synthesis (0: off): the decoded audio is "
+         "closer to the input at the same bitrate and any decoder reads the codes, but encoding is far slower "
+         "(see the model card).")]
 BitrateOption = Annotated[float, typer.Option(
     "--bitrate", "-b", help="Bitrate in kbps, one the model supports (the shipped ones: 1.5, 3, 6, 12; "
                             "see codec models).")]
@@ -170,6 +175,7 @@ def encode(
         help="Range-code the codes with the model's entropy model (conv-16k has one: files about 23% smaller "
              "at 6 kbps; coding runs at about 9x real time on one thread) "
              "\\[default: on if the model has one].")] = None,
+    refine_steps: RefineOption = 0,
     force: ForceOption = False,
     jobs: JobsOption = 1,
 ) -> None:
@@ -177,6 +183,7 @@ def encode(
     from codec.batch import is_batch
     from codec.coding import check_paths, encode_file
     from codec.models import load_model
+    from codec.refine import check_refine_steps
 
     sources = _arguments("encode", inputs, output, jobs)
     codec_model = load_model(model)
@@ -184,13 +191,17 @@ def encode(
         codec_model.codebooks_for_bitrate(bitrate)
     except ValueError as error:
         raise CodecError(f"--bitrate: {error}") from None
+    try:
+        check_refine_steps(refine_steps, codec_model)
+    except CodecError as error:
+        raise CodecError(f"--refine-steps: {error}") from None
     if is_batch(sources):
-        _encode_batch(sources, output, bitrate, model, entropy, force, jobs)
+        _encode_batch(sources, output, bitrate, model, entropy, force, jobs, refine_steps)
         return
     with _readable(Path(sources[0]), "codec encode - out.codes < in.wav") as source, \
             _writable(output, ".codes") as target:
         check_paths(source, target, force)
-        codes_file, report = encode_file(codec_model, source, target, bitrate, force, entropy)
+        codes_file, report = encode_file(codec_model, source, target, bitrate, force, entropy, refine_steps)
         _print_warnings(report, {source: sources[0], target: output})
         meta = codes_file.metadata
         seconds = meta.samples / meta.sample_rate
@@ -250,7 +261,7 @@ def decode(
 
 
 def _encode_batch(sources: list[str], output: Path, bitrate: float, model: str | None, entropy: bool | None,
-                  force: bool, jobs: int) -> None:
+                  force: bool, jobs: int, refine_steps: int = 0) -> None:
     from codec.audio import AUDIO_SUFFIXES
     from codec.batch import CODES_SUFFIX, BatchSettings, load_cached
     from codec.coding import entropy_coder_for, wants_entropy
@@ -263,7 +274,7 @@ def _encode_batch(sources: list[str], output: Path, bitrate: float, model: str |
     entropy = wants_entropy(network, entropy)
     if entropy:
         entropy_coder_for(network, required=True)
-    settings = BatchSettings("encode", model, bitrate, entropy, force)
+    settings = BatchSettings("encode", model, bitrate, entropy, force, refine_steps=refine_steps)
     _run_batch(sources, output, settings, jobs, AUDIO_SUFFIXES, CODES_SUFFIX)
 
 
@@ -437,6 +448,9 @@ def evaluate(
     out: Annotated[Path, typer.Option(help="Folder for results.json, results.csv and plots.")] = Path("eval"),
     pesq_nb: Annotated[bool, typer.Option("--pesq-nb", help="Also compute narrowband PESQ.")] = False,
     entropy: Annotated[bool, typer.Option("--entropy", help="Also rows with the entropy coding.")] = False,
+    refine_steps: Annotated[int, typer.Option(
+        "--refine-steps", metavar="STEPS",
+        help="Also rows with latent refinement of STEPS steps (see codec encode --refine-steps).")] = 0,
     jobs: Annotated[int, typer.Option(help="Worker processes scoring files in parallel.")] = 1,
     threads: Annotated[int, typer.Option(help="Torch threads per worker (real-time factors use it).")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -452,6 +466,7 @@ def evaluate(
     from codec.evaluation.evaluate import EvalSettings, run_evaluation, summarize
     from codec.evaluation.report import plot_rate_distortion, plot_spectrograms, summary_table, write_results
     from codec.models.loading import resolve_model_dir
+    from codec.refine import check_refine_steps
 
     if out.exists() and not out.is_dir():
         raise CodecError(f"--out {out}: is a file; give a folder for the results")
@@ -468,9 +483,13 @@ def evaluate(
     names = [] if baselines.strip() in ("", "none") else [b.strip() for b in baselines.split(",")]
     if jobs < 1 or threads < 1:
         raise CodecError("--jobs and --threads must be at least 1")
+    try:
+        check_refine_steps(refine_steps)
+    except CodecError as error:
+        raise CodecError(f"--refine-steps: {error}") from None
     files = find_inputs(input)
     resolve_model_dir(model)  # an unknown model fails here, before the progress bar starts
-    settings = EvalSettings(model, kbps, names, pesq_nb, threads, entropy)
+    settings = EvalSettings(model, kbps, names, pesq_nb, threads, entropy, refine_steps)
     with Progress(console=stderr, transient=True) as progress:
         task = progress.add_task("evaluating", total=len(files))
         results, notes, example = run_evaluation(files, settings, jobs, lambda: progress.advance(task))

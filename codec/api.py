@@ -102,15 +102,18 @@ class Codec:
     def bitrates_kbps(self) -> list[float]:
         return list(self.network.config.bitrates_kbps)
 
-    def encode(self, audio, sample_rate: int, bitrate: float = 6.0) -> Codes:
+    def encode(self, audio, sample_rate: int, bitrate: float = 6.0, refine_steps: int = 0) -> Codes:
         """Encode audio at any rate: numpy ``[T]`` or ``[T, C]``, or torch ``[T]`` or ``[C, T]``,
-        floats in [-1, 1]. ``bitrate`` in kbps, one of ``bitrates_kbps``.
+        floats in [-1, 1]. ``bitrate`` in kbps, one of ``bitrates_kbps``. ``refine_steps`` > 0
+        refines the latent by analysis by synthesis (``codec/refine.py``): closer to the input,
+        far slower to encode.
 
         Raises:
-            CodecError: for an unsupported bitrate, a bad shape or rate, or non-finite samples.
+            CodecError: for an unsupported bitrate or refinement, a bad shape or rate, or
+                non-finite samples.
         """
         array, _ = _as_samples_by_channels(audio)
-        codes_file = coding.encode_audio(self.network, array, int(sample_rate), float(bitrate))
+        codes_file = coding.encode_audio(self.network, array, int(sample_rate), float(bitrate), int(refine_steps))
         return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
     def decode(self, codes: Codes, tensor: bool = False):
@@ -133,10 +136,13 @@ def load_model(name_or_path: str | Path | None = None) -> Codec:
 
 
 def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float = 6.0,
-                model: str | Path | None = None, force: bool = False, entropy: bool | None = None) -> Codes:
+                model: str | Path | None = None, force: bool = False, entropy: bool | None = None,
+                refine_steps: int = 0) -> Codes:
     """Encode an audio file to a ``.codes`` file (what ``codec encode`` does): range-coded with the
-    model's entropy model when it has one, unless ``entropy=False``."""
-    codes_file, _ = coding.encode_file(_load_network(model), input_path, output_path, bitrate, force, entropy)
+    model's entropy model when it has one, unless ``entropy=False``; ``refine_steps`` as
+    ``Codec.encode``."""
+    codes_file, _ = coding.encode_file(_load_network(model), input_path, output_path, bitrate, force, entropy,
+                                       refine_steps)
     return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
 

@@ -41,6 +41,7 @@ class BatchSettings:
     force: bool = False
     sample_rate: int | None = None   # decode: output rate in Hz (None: the original's)
     channels: int | None = None      # decode: output channels (None: the original's)
+    refine_steps: int = 0            # encode: latent refinement steps (codec/refine.py; 0 = off)
 
 
 @dataclass
@@ -186,7 +187,7 @@ def _encode(job: Job, settings: BatchSettings) -> Outcome:
     from codec.coding import encode_file
 
     codes_file, report = encode_file(load_cached(settings.model), job.source, job.target, settings.bitrate_kbps,
-                                     settings.force, settings.entropy)
+                                     settings.force, settings.entropy, settings.refine_steps)
     meta = codes_file.metadata
     return Outcome(job, "coded", seconds=meta.samples / meta.sample_rate, bytes=job.target.stat().st_size,
                    warnings=report.warnings)

@@ -24,6 +24,7 @@ from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
 from codec.models import ConvCodec
+from codec.refine import LatentRefiner, check_refine_steps
 from codec.streaming import StreamingDecoder, StreamingEncoder
 from codec.threads import one_torch_thread
 
@@ -121,10 +122,16 @@ def convert_blocks(blocks: Iterable[np.ndarray], sample_rate: int, samples: int,
 
 
 def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: int, channels: int,
-                  num_codebooks: int) -> tuple[np.ndarray, int, np.ndarray | None]:
+                  num_codebooks: int, refine_steps: int = 0) -> tuple[np.ndarray, int, np.ndarray | None]:
     """Encode ``[n, C]`` float blocks; returns ``(codes [C, K, F], number of input samples,
-    global codes [C, G] or None)``."""
-    encoder = StreamingEncoder(model, num_codebooks, batch_size=channels)
+    global codes [C, G] or None)``. ``refine_steps`` > 0: refine each block's latent by that many
+    steps of analysis by synthesis (``codec/refine.py``; slower, closer to the input).
+
+    Raises:
+        CodecError: for refinement steps out of range or with a model that cannot use them.
+    """
+    refiner = LatentRefiner(model, num_codebooks, refine_steps) if refine_steps else None
+    encoder = StreamingEncoder(model, num_codebooks, batch_size=channels, refiner=refiner)
     resampler = _resampler(sample_rate, model.sample_rate, channels)
     fill = BandFill(sample_rate, model.sample_rate, channels)   # a low-rate input's empty band
 
@@ -208,11 +215,14 @@ def _limit(block: np.ndarray, report_counts: list[int]) -> np.ndarray:
     return block
 
 
-def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_kbps: float) -> CodesFile:
-    """Encode ``[T, C]`` float audio at ``sample_rate`` Hz into codes ``[C, K, F]``.
+def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_kbps: float,
+                 refine_steps: int = 0) -> CodesFile:
+    """Encode ``[T, C]`` float audio at ``sample_rate`` Hz into codes ``[C, K, F]`` (``refine_steps``:
+    see ``encode_blocks``).
 
     Raises:
-        CodecError: for an unsupported bitrate, an invalid sample rate, or non-finite samples.
+        CodecError: for an unsupported bitrate or refinement, an invalid sample rate, or non-finite
+            samples.
     """
     if sample_rate <= 0:
         raise CodecError(f"invalid sample rate {sample_rate} Hz")
@@ -224,7 +234,7 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
     step = int(BLOCK_SECONDS * sample_rate)
     blocks = (audio[start:start + step] for start in range(0, len(audio), step))
     return _codes_file(model, sample_rate, *encode_blocks(model, blocks, sample_rate, audio.shape[1],
-                                                          _codebooks(model, bitrate_kbps)))
+                                                          _codebooks(model, bitrate_kbps), refine_steps))
 
 
 def check_compatible(model: ConvCodec, meta: CodesMetadata, path: Path | None = None) -> None:
@@ -355,20 +365,21 @@ def read_codes_metadata(path: Path | str) -> CodesMetadata:
 
 
 def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
-                bitrate_kbps: float = 6.0, force: bool = False,
-                entropy: bool | None = None) -> tuple[CodesFile, CodingReport]:
+                bitrate_kbps: float = 6.0, force: bool = False, entropy: bool | None = None,
+                refine_steps: int = 0) -> tuple[CodesFile, CodingReport]:
     """Encode an audio file into a ``.codes`` file, block by block; returns what was written.
 
     ``entropy``: range-code the codes with the model's entropy model (True: CodecError if it has
-    none; None: if it has one).
+    none; None: if it has one). ``refine_steps``: see ``encode_blocks``.
     """
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
     num_codebooks = _codebooks(model, bitrate_kbps)
+    check_refine_steps(refine_steps, model)
     report, clipped = CodingReport(), [0]
     with open_audio(input_path) as source:
         blocks = (_limit(b, clipped) for b in read_blocks(source, input_path, int(BLOCK_SECONDS * source.samplerate)))
-        encoded = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks)
+        encoded = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks, refine_steps)
         seen = encoded[1]
         if source.frames > 0 and seen < source.frames:
             report.warnings.append(f"{input_path}: file is truncated: its header announces {source.frames} "

@@ -63,13 +63,16 @@ class StreamingEncoder(_Session):
     """
 
     def __init__(self, model: ConvCodec, num_codebooks: int, batch_size: int = 1,
-                 refresh_seconds: float | None = None):
+                 refresh_seconds: float | None = None, refiner=None):
         self.num_codebooks = num_codebooks
+        self.refiner = refiner   # a LatentRefiner (codec/refine.py) between the encoder and quantizer
         self.refresh_frames = None if refresh_seconds is None else max(1, round(refresh_seconds * model.frame_rate))
         super().__init__(model, model.encoder_parts(), batch_size)
 
     def reset(self) -> None:
         super().reset()
+        if self.refiner is not None:
+            self.refiner.reset()
         self._buffer = torch.zeros(self.batch_size, 1, 0)
         self.global_codes = None     # [B, G] once known (models with a global code)
         self._held = None            # latent frames awaiting it, [B, D, f]
@@ -103,7 +106,16 @@ class StreamingEncoder(_Session):
         self._buffer = audio[..., whole:]
         if whole == 0 and not self._flushing:
             return self._no_codes()
+        if self.refiner is not None:
+            return self._encode_refined(audio[..., :whole])
         return self._run(self._encode_whole_frames, audio[..., :whole])
+
+    def _encode_refined(self, audio: torch.Tensor) -> torch.Tensor:
+        """Latent, refined outside the session (it needs gradients), then codes in the session."""
+        if audio.shape[-1] == 0:
+            return self._no_codes()
+        latent = self.refiner(self._run(self.model.encode_latent, audio), audio)
+        return self._run(self.model.quantize_latent, latent, self.num_codebooks)
 
     def _encode_whole_frames(self, audio: torch.Tensor) -> torch.Tensor:
         """Inside the session's state: latent, then codes (the ESC codec's quantizer has state)."""

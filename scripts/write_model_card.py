@@ -12,6 +12,13 @@ and Codec2 baselines, measures the real-time factor on one thread, and writes ``
 
 re-measures only the speed of a shipped model (real-time factor, MACs) and rewrites those figures
 in its card and metrics: for a quiet machine, when the full run shared the CPU with other jobs.
+
+    .venv/bin/python scripts/write_model_card.py --refinement eval-dev [--refinement-other eval-other] \
+        models/esc-16k-small
+
+adds (or replaces) the card's latent-refinement section and ``metrics.json``'s ``refined`` entry
+from ``codec eval --refine-steps N`` results (``results.json``) on the dev set and, optionally, on
+speech from other corpora: the plain and refined rows side by side, with paired differences.
 """
 
 import argparse
@@ -97,6 +104,85 @@ def remeasure_speed(ship: Path) -> None:
         raise SystemExit(f"{ship / 'README.md'}: no speed paragraph to replace")
     (ship / "README.md").write_text(card)
     print(speed_text(rtf, encode_macs, decode_macs))
+
+
+def paired_rows(results: dict, plain: str, refined: str) -> list[dict]:
+    """Per nominal kbps, from one ``codec eval`` results.json: both systems' summaries and the
+    paired (file by file) PESQ-WB and STOI differences, refined minus plain, with 95% intervals."""
+    summaries = {(s["system"], s["nominal_kbps"]): s for s in results["summary"]}
+    scores = {(f["system"], f["nominal_kbps"], f["path"]): f["scores"] for f in results["files"]}
+    rows = []
+    for kbps in sorted({k for system, k in summaries if system == refined}):
+        row = {"nominal_kbps": kbps, "plain": summaries[(plain, kbps)], "refined": summaries[(refined, kbps)]}
+        paths = [p for system, k, p in scores if system == refined and k == kbps]
+        for metric in ("pesq_wb", "stoi"):
+            diff = np.array([scores[(refined, kbps, p)][metric] - scores[(plain, kbps, p)][metric] for p in paths
+                             if scores[(refined, kbps, p)].get(metric) is not None
+                             and scores.get((plain, kbps, p), {}).get(metric) is not None])
+            row[f"{metric}_difference"] = float(diff.mean())
+            spread = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+            row[f"{metric}_difference_ci95"] = float(1.96 * spread)
+            row[f"{metric}_better_files"] = f"{int((diff > 0).sum())} of {len(diff)}"
+        rows.append(row)
+    if not rows:
+        raise SystemExit(f"no '{refined}' rows: run codec eval with --refine-steps")
+    return rows
+
+
+def refinement_table(rows: list[dict]) -> str:
+    def pair(row, metric, digits):
+        plain, refined = row["plain"]["mean"][metric], row["refined"]["mean"][metric]
+        return (f"{plain:.{digits}f} | {refined:.{digits}f} | {row[f'{metric}_difference']:+.{digits}f} ± "
+                f"{row[f'{metric}_difference_ci95']:.{digits}f} ({row[f'{metric}_better_files']})")
+    lines = ["| nominal kbps | measured kbps | PESQ-WB plain | refined | refined - plain (better on) | "
+             "STOI plain | refined | refined - plain (better on) | encode RTF refined (1 thread) |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {row['nominal_kbps']:g} | {row['refined']['measured_kbps']:.2f} | {pair(row, 'pesq_wb', 2)} | "
+              f"{pair(row, 'stoi', 3)} | {row['refined']['encode_rtf']:.2f} |" for row in rows]
+    return "\n".join(lines)
+
+
+def add_refinement(ship: Path, dev_eval: Path, other_eval: Path | None) -> None:
+    """``--refinement``: the card's latent-refinement section and metrics from eval results."""
+    model = load_model(ship)
+    plain, refined = model.config.name, f"{model.config.name}+refined"
+    evals = {"dev": dev_eval, **({"other_corpora": other_eval} if other_eval else {})}
+    loaded = {name: json.loads((folder / "results.json").read_text()) for name, folder in evals.items()}
+    steps = {r["settings"].get("refine_steps") for r in loaded.values()}
+    if len(steps) != 1 or not next(iter(steps)):
+        raise SystemExit(f"the results need one and the same --refine-steps (found {sorted(map(str, steps))})")
+    steps = steps.pop()
+    tables = {name: paired_rows(results, plain, refined) for name, results in loaded.items()}
+    metrics = json.loads((ship / "metrics.json").read_text())
+    metrics["refined"] = {"steps": steps, **tables}
+    (ship / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    other = ""
+    if other_eval:
+        settings = loaded["other_corpora"]["settings"]
+        other = (f"\n\nOn speech from other corpora (`{settings['input']}`, {settings['files']} files):\n\n"
+                 f"{refinement_table(tables['other_corpora'])}")
+    section = f"""## Latent refinement (slower encoding, the same codes)
+
+`codec encode --refine-steps {steps}` (Python: `refine_steps={steps}`) refines each block's latent
+by {steps} steps of analysis by synthesis before quantizing it (`codec/refine.py`): Adam on the
+log-mel distance between the decoded block and the input, through the quantizer, from the
+encoder's latent. The codes are ordinary codes at the same bitrate, read by every decoder of this
+model; only encoding is slower. Measured with `codec eval --refine-steps {steps}` (both rows from
+the one run, paired file by file; 95% intervals) on all {loaded['dev']['settings']['files']} dev files:
+
+{refinement_table(tables['dev'])}{other}
+
+"""
+    card = (ship / "README.md").read_text()
+    card, count = re.subn(r"## Latent refinement .*?(?=^## |^Speed: encode)", lambda _: section, card,
+                          flags=re.S | re.M)
+    if count == 0:
+        card, count = re.subn(r"^(?=## Speech from other corpora|Speed: encode)", lambda _: section, card, count=1,
+                              flags=re.M)
+    if count != 1:
+        raise SystemExit(f"{ship / 'README.md'}: no place for the refinement section")
+    (ship / "README.md").write_text(card)
+    print(section)
 
 
 def architecture(model) -> str:
@@ -225,9 +311,17 @@ def main() -> None:
                         help="a folder of speech from other corpora (scripts/ood_speech.py's wb/) for a second table")
     parser.add_argument("--eight-bit-decoder", action="store_true",
                         help="store the decoder's matrices in 8 bits (a smaller file; the codes do not change)")
+    parser.add_argument("--refinement", type=Path, metavar="EVAL",
+                        help="codec eval --refine-steps results on dev: only add the card's refinement section "
+                             "(run_dir: the shipped model)")
+    parser.add_argument("--refinement-other", type=Path, metavar="EVAL",
+                        help="with --refinement: the same on speech from other corpora")
     args = parser.parse_args()
     if args.speed_only:
         remeasure_speed(args.run_dir)
+        return
+    if args.refinement:
+        add_refinement(args.run_dir, args.refinement, args.refinement_other)
         return
     if args.ship is None:
         parser.error("--ship is required")

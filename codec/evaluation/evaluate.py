@@ -19,6 +19,7 @@ from codec.errors import CodecError
 from codec.evaluation.alignment import align
 from codec.evaluation.metrics import METRIC_RATE, score_pair, to_metric_rate
 from codec.evaluation.systems import OurCodec, System, baseline_systems
+from codec.refine import check_refine_steps
 
 METRICS = ("pesq_wb", "pesq_nb", "stoi", "si_sdr", "mel_distance")
 MAX_LAG_SECONDS = 0.1
@@ -32,6 +33,7 @@ class EvalSettings:
     pesq_nb: bool = False
     threads: int = 1
     entropy: bool = False          # also evaluate the model with its entropy coding
+    refine_steps: int = 0          # > 0: also the model with latent refinement (codec/refine.py)
 
 
 @dataclass
@@ -94,6 +96,12 @@ def build_systems(settings: EvalSettings) -> tuple[list[System], list[str]]:
         coder = entropy_coder_for(model, required=True)
         ours += [OurCodec(f"{model.config.name}+entropy", kbps,
                           f"{model.codebooks_for_bitrate(kbps)} codebooks, entropy-coded", model, coder)
+                 for kbps in settings.bitrates_kbps]
+    check_refine_steps(settings.refine_steps, model)
+    if settings.refine_steps:
+        ours += [OurCodec(f"{model.config.name}+refined", kbps,
+                          f"{model.codebooks_for_bitrate(kbps)} codebooks, {settings.refine_steps} refinement steps",
+                          model, refine_steps=settings.refine_steps)
                  for kbps in settings.bitrates_kbps]
     try:
         baselines, notes = baseline_systems(settings.baselines, settings.bitrates_kbps)

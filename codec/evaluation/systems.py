@@ -54,14 +54,16 @@ class System:
 
 @dataclass
 class OurCodec(System):
-    """A model of this suite; ``entropy_coder`` range-codes its codes (the file is what is measured)."""
+    """A model of this suite; ``entropy_coder`` range-codes its codes (the file is what is measured);
+    ``refine_steps`` > 0 refines the latent while encoding (``codec/refine.py``)."""
 
     model: object = None
     entropy_coder: object = None
+    refine_steps: int = 0
 
     def code(self, audio: np.ndarray, sample_rate: int) -> Coded:
         start = time.perf_counter()
-        codes_file = encode_audio(self.model, audio[:, None], sample_rate, self.nominal_kbps)
+        codes_file = encode_audio(self.model, audio[:, None], sample_rate, self.nominal_kbps, self.refine_steps)
         data = to_bytes(codes_file, self.entropy_coder)
         encoded = time.perf_counter()
         decoded, rate = decode_audio(self.model, from_bytes(data, self.entropy_coder))

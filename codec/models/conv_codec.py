@@ -236,7 +236,11 @@ class ConvCodec(CodecBase):
 
     def forward(self, wav: torch.Tensor, num_codebooks: torch.Tensor) -> CodecOutput:
         """Training pass: ``wav [B, 1, T]``, ``num_codebooks [B]`` int (quantizer dropout)."""
-        latent = self.encode_latent(wav)
+        return self.forward_latent(self.encode_latent(wav), num_codebooks)
+
+    def forward_latent(self, latent: torch.Tensor, num_codebooks: torch.Tensor) -> CodecOutput:
+        """``forward`` from the encoder's latent ``[B, D, F]`` (as ``encode_latent`` gives): the
+        quantizer with a straight-through gradient, then the decoder."""
         if self.global_code is None:
             quantized = self.quantizer(latent, num_codebooks)
             return CodecOutput(self.decode_latent(quantized.quantized), quantized)

@@ -281,7 +281,11 @@ class EscCodec(CodecBase):
 
     def forward(self, wav: torch.Tensor, num_codebooks: torch.Tensor) -> CodecOutput:
         """Training pass with stream dropout: item ``b`` uses the first ``num_codebooks[b]`` codebooks."""
-        latent = self.encode_latent(wav)
+        return self.forward_latent(self.encode_latent(wav), num_codebooks)
+
+    def forward_latent(self, latent: torch.Tensor, num_codebooks: torch.Tensor) -> CodecOutput:
+        """``forward`` from the encoder's features ``[B, W, F]`` (as ``encode_latent`` gives): the
+        quantizers with a straight-through gradient, then the decoder."""
         commitment, codebook, codes = latent.new_zeros(()), latent.new_zeros(()), []
         slices = self._codebook_slices()
 

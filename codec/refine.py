@@ -1,0 +1,100 @@
+"""Latent refinement: the encoder searches, by gradient descent, for the latent that the quantizer
+and decoder turn into the closest copy of the input (analysis by synthesis, as CELP speech coders
+search their codebooks through the synthesis filter).
+
+A neural encoder maps audio to its latent in one pass, trained to do well on average; for one
+given signal a latent that the fixed quantizer and decoder turn into a closer copy usually exists
+(the "amortization gap": Cremer, Li and Duvenaud 2018, "Inference suboptimality in variational
+autoencoders"). Refinement starts from the encoder's latent and takes Adam steps (step size
+decaying to 0 on a cosine) on the multi-resolution log-mel distance between the decoded block and
+the input, through the quantizer with a straight-through gradient, as Campos et al. 2019
+("Content adaptive optimization for neural image compression") do for images. Only the encoder's
+work changes: the codes are the model's usual codes at the usual bitrate, and every decoder of
+the model (ONNX included) reads them as before.
+
+The price is encoding time: each step is one pass of the quantizer and decoder, forward and
+backward, over the block.
+"""
+
+import torch
+
+from codec.errors import CodecError
+from codec.models import ConvCodec
+
+MEL_WINDOWS = (64, 128, 256, 512, 1024, 2048)   # the training recipes' log-mel loss
+MEL_BINS = (8, 16, 32, 64, 128, 128)
+STEP_SIZE = 0.06          # Adam's first step, as a share of the block's latent RMS
+CONTEXT_FRAMES = 50       # refined frames kept before each block, so the decoder is warmed up
+MAX_STEPS = 1000
+
+
+def check_refine_steps(steps: int, model: ConvCodec | None = None) -> None:
+    """Raise CodecError unless ``steps`` (0 = off) is usable, with ``model`` if given.
+
+    Raises:
+        CodecError: for steps outside 0..MAX_STEPS, or a model with a global code (TiCodec),
+            whose encoder holds frames back until its global code is known.
+    """
+    if not 0 <= steps <= MAX_STEPS:
+        raise CodecError(f"refinement steps must be 0 (off) to {MAX_STEPS}, got {steps}")
+    if steps and model is not None and model.global_code is not None:
+        raise CodecError(f"model '{model.config.name}' has a global code (TiCodec); latent refinement "
+                         f"supports models without one: encode it without refinement")
+
+
+class LatentRefiner:
+    """``refiner(latent [B, D, f], audio [B, 1, f * frame_size]) -> refined latent [B, D, f]``,
+    block after block of one stream (``StreamingEncoder`` calls it between its encoder and its
+    quantizer; ``reset()`` starts a new stream).
+
+    Each block is decoded after the last ``CONTEXT_FRAMES`` refined frames before it, held fixed,
+    so the decoder reaches about the state it will be in there; the loss counts the block's own
+    output only. A stream's first block starts from the zero state, as decoding does.
+
+    Raises:
+        CodecError: see ``check_refine_steps``.
+    """
+
+    def __init__(self, model: ConvCodec, num_codebooks: int, steps: int):
+        check_refine_steps(steps, model)
+        from codec.train.losses import MultiResolutionMelLoss  # needs librosa: loaded only when used
+
+        self.model, self.num_codebooks, self.steps = model, num_codebooks, steps
+        with torch.inference_mode(False):   # its windows and filter banks take part in autograd
+            self.loss = MultiResolutionMelLoss(model.sample_rate, list(MEL_WINDOWS), list(MEL_BINS))
+        self.reset()
+
+    def reset(self) -> None:
+        self._context = None         # [B, D, <= CONTEXT_FRAMES] refined frames before the next block
+        self._context_audio = None   # [B, 1, their samples] the input they stand for
+
+    def __call__(self, latent: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        if self.steps == 0 or latent.shape[-1] == 0:
+            return latent
+        with torch.inference_mode(False):   # the session's tensors, copied for autograd
+            return self._refine(latent.clone(), audio.clone())
+
+    def _refine(self, latent: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        if self._context is None:
+            self._context, self._context_audio = latent[..., :0], audio[..., :0]
+        # the loss spans context and block: the spectral frames across the seam see both sides
+        target = torch.cat([self._context_audio, audio], dim=-1)
+        short = max(0, max(MEL_WINDOWS) - target.shape[-1])   # a stream shorter than the longest window
+        target = torch.nn.functional.pad(target, (0, short))
+        counts = torch.full((latent.shape[0],), self.num_codebooks, dtype=torch.long)
+        step_size = STEP_SIZE * float(latent.pow(2).mean().sqrt())
+        refined = latent.requires_grad_(True)
+        optimizer = torch.optim.Adam([refined], lr=step_size)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.steps)
+        with torch.enable_grad():
+            for _ in range(self.steps):
+                decoded = self.model.forward_latent(torch.cat([self._context, refined], dim=-1), counts).audio
+                loss = self.loss(torch.nn.functional.pad(decoded, (0, short)), target)
+                refined.grad, = torch.autograd.grad(loss, refined)   # the latent's only: no weight gradients
+                optimizer.step()
+                schedule.step()
+        refined = refined.detach()
+        self._context = torch.cat([self._context, refined], dim=-1)[..., -CONTEXT_FRAMES:]
+        self._context_audio = torch.cat([self._context_audio, audio], dim=-1)[
+            ..., -CONTEXT_FRAMES * self.model.frame_size:]
+        return refined

@@ -1,0 +1,172 @@
+"""Latent refinement (analysis by synthesis, codec/refine.py): decoded audio closer to the input
+at the same bitrate, ordinary codes, no change to the model, block seams, and its errors."""
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from codec.coding import decode_audio, encode_audio
+from codec.errors import CodecError
+from codec.evaluation.evaluate import EvalSettings, build_systems
+from codec.models import ConvCodec, EscCodec, save_model
+from codec.refine import MEL_BINS, MEL_WINDOWS, check_refine_steps
+from codec.train import load_recipe
+from codec.train.losses import MultiResolutionMelLoss
+from tests.conftest import REPO, run_cli, write_audio
+from tests.test_esc import TINY
+
+
+def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    """``[T, 1]`` at 16 kHz: a gliding harmonic tone with a syllable-rate envelope, and a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * 16000)) / 16000
+    pitch = 2 * np.pi * np.cumsum(140 + 30 * np.sin(2 * np.pi * 0.7 * t)) / 16000
+    voiced = sum(np.sin(k * pitch) / k for k in range(1, 12))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
+    return (0.1 * envelope * voiced + 0.003 * rng.standard_normal(len(t)))[:, None]
+
+
+def _mel_distance(decoded: np.ndarray, audio: np.ndarray) -> float:
+    loss = MultiResolutionMelLoss(16000, list(MEL_WINDOWS), list(MEL_BINS))
+    signals = [torch.from_numpy(np.ascontiguousarray(a[:, 0], dtype=np.float32))[None, None] for a in (decoded, audio)]
+    return float(loss(*signals))
+
+
+@pytest.fixture(scope="module", params=["esc", "conv"])
+def model(request):
+    torch.manual_seed(0)
+    if request.param == "esc":
+        return EscCodec(TINY).eval()
+    return ConvCodec(load_recipe(REPO / "recipes" / "tiny.yaml").model).eval()
+
+
+def test_refined_codes_decode_closer_to_the_input_at_the_same_bitrate(model):
+    audio = _speechlike(1.5)
+    kbps = model.config.bitrates_kbps[-1]
+    plain = encode_audio(model, audio, 16000, kbps)
+    refined = encode_audio(model, audio, 16000, kbps, refine_steps=30)
+    assert refined.codes.shape == plain.codes.shape and refined.metadata == plain.metadata
+    assert not np.array_equal(refined.codes, plain.codes)
+    before = _mel_distance(decode_audio(model, plain)[0], audio)
+    after = _mel_distance(decode_audio(model, refined)[0], audio)
+    assert after < 0.97 * before, (before, after)
+
+
+def test_refinement_leaves_the_model_as_it_was(model):
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    grad_mode = torch.is_grad_enabled()
+    encode_audio(model, _speechlike(0.5), 16000, model.config.bitrates_kbps[0], refine_steps=3)
+    assert not model.training
+    for name, p in model.named_parameters():
+        assert p.grad is None and torch.equal(p, weights[name]), name
+    assert torch.is_grad_enabled() == grad_mode
+
+
+def test_zero_steps_give_the_plain_codes(model):
+    audio = _speechlike(0.7)
+    kbps = model.config.bitrates_kbps[0]
+    assert np.array_equal(encode_audio(model, audio, 16000, kbps, refine_steps=0).codes,
+                          encode_audio(model, audio, 16000, kbps).codes)
+
+
+def test_a_long_signal_is_refined_block_by_block_across_the_seams(model, monkeypatch):
+    # 4 blocks of 0.5 s (the CLI's are 10 s): every block, the seams included, comes out closer
+    monkeypatch.setattr("codec.coding.BLOCK_SECONDS", 0.5)
+    audio = _speechlike(2.0, seed=1)
+    kbps = model.config.bitrates_kbps[-1]
+    plain, _ = decode_audio(model, encode_audio(model, audio, 16000, kbps))
+    refined, _ = decode_audio(model, encode_audio(model, audio, 16000, kbps, refine_steps=20))
+    assert refined.shape == audio.shape
+    for start in range(0, 32000, 8000):
+        span = slice(max(0, start - 2048), start + 8000)
+        assert _mel_distance(refined[span], audio[span]) < _mel_distance(plain[span], audio[span]), start
+
+
+def test_a_stream_shorter_than_the_longest_loss_window_is_refined():
+    torch.manual_seed(0)
+    esc = EscCodec(TINY).eval()
+    audio = _speechlike(0.05)            # 800 samples: less than the 2048-sample window
+    codes = encode_audio(esc, audio, 16000, 1.2, refine_steps=5)
+    assert decode_audio(esc, codes)[0].shape == audio.shape
+
+
+def test_refinement_runs_under_the_callers_inference_mode():
+    torch.manual_seed(0)
+    esc = EscCodec(TINY).eval()
+    with torch.inference_mode():
+        codes = encode_audio(esc, _speechlike(0.5), 16000, 1.2, refine_steps=3)
+    assert codes.codes.shape[1] == 4
+
+
+@pytest.mark.parametrize("steps", [-1, 1001])
+def test_steps_out_of_range_are_refused(steps):
+    with pytest.raises(CodecError, match="refinement steps must be 0 \\(off\\) to 1000"):
+        check_refine_steps(steps)
+
+
+def test_a_model_with_a_global_code_is_refused_before_any_work():
+    config = dataclasses.replace(load_recipe(REPO / "recipes" / "tiny.yaml").model, name="tiny-global",
+                                 global_groups=2, global_dim=8, global_codebook_size=64, global_seconds=0.5)
+    model = ConvCodec(config).eval()
+    with pytest.raises(CodecError, match="global code .* encode it without refinement"):
+        encode_audio(model, _speechlike(0.5), 16000, model.config.bitrates_kbps[0], refine_steps=3)
+    check_refine_steps(0, model)        # off: fine
+
+
+def test_cli_encodes_with_refinement_and_refuses_bad_steps(tmp_path):
+    torch.manual_seed(0)
+    model_dir = save_model(EscCodec(TINY).eval(), tmp_path / "esc-tiny")
+    source = write_audio(tmp_path / "in.wav", _speechlike(0.6)[:, 0], 16000)
+    result = run_cli("encode", source, tmp_path / "out.codes", "--model", model_dir, "--bitrate", "1.2",
+                     "--refine-steps", "4")
+    assert result.exit_code == 0, result.output
+    assert run_cli("decode", tmp_path / "out.codes", tmp_path / "out.wav", "--model", model_dir).exit_code == 0
+    bad = run_cli("encode", source, tmp_path / "bad.codes", "--model", model_dir, "--bitrate", "1.2",
+                  "--refine-steps", "-3")
+    assert bad.exit_code != 0 and "--refine-steps: refinement steps must be 0 (off) to 1000, got -3" in bad.output
+    assert not (tmp_path / "bad.codes").exists()
+
+
+def test_eval_adds_refined_rows(tmp_path):
+    torch.manual_seed(0)
+    model_dir = save_model(EscCodec(TINY).eval(), tmp_path / "esc-tiny")
+    systems, _ = build_systems(EvalSettings(str(model_dir), [1.2], refine_steps=7))
+    assert [(s.name, s.setting) for s in systems] == [
+        ("esc-tiny", "4 codebooks"), ("esc-tiny+refined", "4 codebooks, 7 refinement steps")]
+    bad = run_cli("eval", tmp_path, "--model", model_dir, "--refine-steps", "5000", "--out", tmp_path / "ev")
+    assert bad.exit_code != 0 and "--refine-steps" in bad.output
+
+
+def _summary(system: str, pesq: float, stoi: float) -> dict:
+    return {"system": system, "setting": "x", "nominal_kbps": 6.0, "files": 2, "measured_kbps": 6.3,
+            "overhead_kbps": 0.3, "encode_rtf": 2.5, "decode_rtf": 0.01, "mean": {"pesq_wb": pesq, "stoi": stoi},
+            "ci95": {"pesq_wb": 0.1, "stoi": 0.01}, "undefined": {}}
+
+
+def test_the_model_card_gets_one_refinement_section_with_paired_differences(tmp_path, tiny_model_dir):
+    ship = shutil.copytree(tiny_model_dir, tmp_path / "ship")
+    (ship / "README.md").write_text("# tiny-16k\n\n## Measured quality\n\n| table |\n\nSpeed: encode + decode: fast.\n")
+    (ship / "metrics.json").write_text("{}")
+    files = [{"path": path, "system": system, "nominal_kbps": 6.0, "scores": {"pesq_wb": pesq, "stoi": 0.9}}
+             for path, system, pesq in [("a", "tiny-16k", 2.0), ("b", "tiny-16k", 3.0),
+                                        ("a", "tiny-16k+refined", 2.5), ("b", "tiny-16k+refined", 3.1)]]
+    results = {"settings": {"refine_steps": 60, "input": "dev", "files": 2}, "notes": [], "files": files,
+               "summary": [_summary("tiny-16k", 2.5, 0.9), _summary("tiny-16k+refined", 2.8, 0.9)]}
+    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev" / "results.json").write_text(json.dumps(results))
+    script = [sys.executable, str(REPO / "scripts" / "write_model_card.py"), "--refinement", str(tmp_path / "ev"),
+              str(ship)]
+    for _ in range(2):   # a second run replaces the section
+        done = subprocess.run(script, capture_output=True, text=True, cwd=REPO)
+        assert done.returncode == 0, done.stderr
+    card = (ship / "README.md").read_text()
+    assert card.count("## Latent refinement") == 1 and card.index("## Latent refinement") < card.index("Speed:")
+    assert "| 6 | 6.30 | 2.50 | 2.80 | +0.30 ± 0.39 (2 of 2) |" in card        # (0.5 + 0.1) / 2; 1.96 x 0.2
+    refined = json.loads((ship / "metrics.json").read_text())["refined"]
+    assert refined["steps"] == 60 and refined["dev"][0]["pesq_wb_difference"] == pytest.approx(0.3)
