@@ -48,8 +48,10 @@ class LatentRefiner:
     quantizer; ``reset()`` starts a new stream).
 
     Each block is decoded after the last ``CONTEXT_FRAMES`` refined frames before it, held fixed,
-    so the decoder reaches about the state it will be in there; the loss counts the block's own
-    output only. A stream's first block starts from the zero state, as decoding does.
+    so the decoder reaches about the state it will be in there; the loss covers those frames and
+    the block, against the input they stand for, so the spectral frames across the seam count (the
+    fixed frames' own output does not change). A stream's first block starts from the zero state,
+    as decoding does.
 
     Raises:
         CodecError: see ``check_refine_steps``.

@@ -142,8 +142,9 @@ def refinement_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def add_refinement(ship: Path, dev_eval: Path, other_eval: Path | None) -> None:
-    """``--refinement``: the card's latent-refinement section and metrics from eval results."""
+def add_refinement(ship: Path, dev_eval: Path, other_eval: Path | None, notes: str = "") -> None:
+    """``--refinement``: the card's latent-refinement section and metrics from eval results
+    (``notes``: markdown after the tables)."""
     model = load_model(ship)
     plain, refined = model.config.name, f"{model.config.name}+refined"
     evals = {"dev": dev_eval, **({"other_corpora": other_eval} if other_eval else {})}
@@ -154,7 +155,17 @@ def add_refinement(ship: Path, dev_eval: Path, other_eval: Path | None) -> None:
     steps = steps.pop()
     tables = {name: paired_rows(results, plain, refined) for name, results in loaded.items()}
     metrics = json.loads((ship / "metrics.json").read_text())
-    metrics["refined"] = {"steps": steps, **tables}
+    def compact(row: dict) -> dict:
+        kept = {"nominal_kbps": row["nominal_kbps"], "measured_kbps": round(row["refined"]["measured_kbps"], 4),
+                "encode_rtf_refined": round(row["refined"]["encode_rtf"], 3)}
+        for metric in ("pesq_wb", "stoi"):
+            kept[metric] = {"plain": round(row["plain"]["mean"][metric], 4),
+                            "refined": round(row["refined"]["mean"][metric], 4),
+                            "difference": round(row[f"{metric}_difference"], 4),
+                            "difference_ci95": round(row[f"{metric}_difference_ci95"], 4),
+                            "better_files": row[f"{metric}_better_files"]}
+        return kept
+    metrics["refined"] = {"steps": steps, **{name: [compact(row) for row in rows] for name, rows in tables.items()}}
     (ship / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     other = ""
     if other_eval:
@@ -171,7 +182,7 @@ model; only encoding is slower. Measured with `codec eval --refine-steps {steps}
 the one run, paired file by file; 95% intervals) on all {loaded['dev']['settings']['files']} dev files:
 
 {refinement_table(tables['dev'])}{other}
-
+{notes and chr(10) + notes + chr(10)}
 """
     card = (ship / "README.md").read_text()
     card, count = re.subn(r"## Latent refinement .*?(?=^## |^Speed: encode)", lambda _: section, card,
@@ -301,7 +312,8 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path, help="the training run (with --speed-only: the shipped model)")
     parser.add_argument("--ship", type=Path)
     parser.add_argument("--speed-only", action="store_true", help="re-measure only the speed of a shipped model")
-    parser.add_argument("--notes", default="", help="extra markdown for the training section")
+    parser.add_argument("--notes", default="", help="extra markdown for the training section (with "
+                                                    "--refinement: for the refinement section)")
     parser.add_argument("--summary", default="", help="markdown after the card's first paragraph")
     parser.add_argument("--recipe", help="the recipe named in the card (default recipes/conv_16k.yaml; needed "
                                          "for a run without checkpoint)")
@@ -321,7 +333,7 @@ def main() -> None:
         remeasure_speed(args.run_dir)
         return
     if args.refinement:
-        add_refinement(args.run_dir, args.refinement, args.refinement_other)
+        add_refinement(args.run_dir, args.refinement, args.refinement_other, args.notes)
         return
     if args.ship is None:
         parser.error("--ship is required")

@@ -169,4 +169,4 @@ def test_the_model_card_gets_one_refinement_section_with_paired_differences(tmp_
     assert card.count("## Latent refinement") == 1 and card.index("## Latent refinement") < card.index("Speed:")
     assert "| 6 | 6.30 | 2.50 | 2.80 | +0.30 ± 0.39 (2 of 2) |" in card        # (0.5 + 0.1) / 2; 1.96 x 0.2
     refined = json.loads((ship / "metrics.json").read_text())["refined"]
-    assert refined["steps"] == 60 and refined["dev"][0]["pesq_wb_difference"] == pytest.approx(0.3)
+    assert refined["steps"] == 60 and refined["dev"][0]["pesq_wb"]["difference"] == pytest.approx(0.3)
