@@ -113,7 +113,7 @@ class Codec:
                 non-finite samples.
         """
         array, _ = _as_samples_by_channels(audio)
-        codes_file = coding.encode_audio(self.network, array, int(sample_rate), float(bitrate), int(refine_steps))
+        codes_file = coding.encode_audio(self.network, array, int(sample_rate), float(bitrate), refine_steps)
         return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
     def decode(self, codes: Codes, tensor: bool = False):

@@ -9,12 +9,15 @@ autoencoders"). Refinement starts from the encoder's latent and takes Adam steps
 decaying to 0 on a cosine) on the multi-resolution log-mel distance between the decoded block and
 the input, through the quantizer with a straight-through gradient, as Campos et al. 2019
 ("Content adaptive optimization for neural image compression") do for images. Only the encoder's
-work changes: the codes are the model's usual codes at the usual bitrate, and every decoder of
-the model (ONNX included) reads them as before.
+work changes: the codes are the model's usual codes at the usual nominal bitrate (range-coded, a
+refined stream can take a few % more bits), and every decoder of the model (ONNX included) reads
+them as before.
 
 The price is encoding time: each step is one pass of the quantizer and decoder, forward and
 backward, over the block.
 """
+
+import operator
 
 import torch
 
@@ -23,7 +26,7 @@ from codec.models import ConvCodec
 
 MEL_WINDOWS = (64, 128, 256, 512, 1024, 2048)   # the training recipes' log-mel loss
 MEL_BINS = (8, 16, 32, 64, 128, 128)
-STEP_SIZE = 0.06          # Adam's first step, as a share of the block's latent RMS
+STEP_SIZE = 0.06          # Adam's first step, as a share of each item's latent RMS in the block
 CONTEXT_FRAMES = 50       # refined frames kept before each block, so the decoder is warmed up
 MAX_STEPS = 1000
 
@@ -32,14 +35,27 @@ def check_refine_steps(steps: int, model: ConvCodec | None = None) -> None:
     """Raise CodecError unless ``steps`` (0 = off) is usable, with ``model`` if given.
 
     Raises:
-        CodecError: for steps outside 0..MAX_STEPS, or a model with a global code (TiCodec),
-            whose encoder holds frames back until its global code is known.
+        CodecError: for steps that are not a whole number from 0 to MAX_STEPS; a model with a
+            global code (TiCodec), whose encoder holds frames back until its global code is
+            known; a model in training mode (its quantizers would update their statistics) or
+            loaded under ``torch.inference_mode`` (its weights cannot take part in autograd).
     """
-    if not 0 <= steps <= MAX_STEPS:
-        raise CodecError(f"refinement steps must be 0 (off) to {MAX_STEPS}, got {steps}")
-    if steps and model is not None and model.global_code is not None:
-        raise CodecError(f"model '{model.config.name}' has a global code (TiCodec); latent refinement "
-                         f"supports models without one: encode it without refinement")
+    try:
+        whole = None if isinstance(steps, bool) else operator.index(steps)   # int, numpy ints; not 2.5
+    except TypeError:
+        whole = None
+    if whole is None or not 0 <= whole <= MAX_STEPS:
+        raise CodecError(f"refinement steps must be a whole number from 0 (off) to {MAX_STEPS}, got {steps!r}")
+    if not steps or model is None:
+        return
+    if model.global_code is not None:
+        raise CodecError(f"model '{model.config.name}' has a global code (TiCodec), and latent refinement "
+                         f"works only for models without one; leave refinement off for it")
+    if model.training:
+        raise CodecError(f"model '{model.config.name}' is in training mode; call .eval() before refining")
+    if any(p.is_inference() for p in model.parameters()):
+        raise CodecError(f"model '{model.config.name}' was loaded under torch.inference_mode, so its weights "
+                         f"cannot take part in refinement; load it outside inference mode")
 
 
 class LatentRefiner:
@@ -49,9 +65,12 @@ class LatentRefiner:
 
     Each block is decoded after the last ``CONTEXT_FRAMES`` refined frames before it, held fixed,
     so the decoder reaches about the state it will be in there; the loss covers those frames and
-    the block, against the input they stand for, so the spectral frames across the seam count (the
-    fixed frames' own output does not change). A stream's first block starts from the zero state,
-    as decoding does.
+    the block, against the input they stand for, so the spectral frames across the seam count (and
+    the last overlap of the context's output, which the block's first frame adds to). A stream's
+    first block starts from the zero state, as decoding does. Each item (channel) is refined on
+    its own: its step size follows its own latent's RMS and its own loss, and it keeps the latent
+    with the lowest loss seen (the encoder's own included), so refinement never ends farther from
+    the input, by this loss, than where it started.
 
     Raises:
         CodecError: see ``check_refine_steps``.
@@ -76,6 +95,13 @@ class LatentRefiner:
         with torch.inference_mode(False):   # the session's tensors, copied for autograd
             return self._refine(latent.clone(), audio.clone())
 
+    def _item_losses(self, latent: torch.Tensor, target: torch.Tensor, short: int) -> torch.Tensor:
+        """``[B]`` log-mel distance of each item's decoded context + block to its input."""
+        counts = torch.full((latent.shape[0],), self.num_codebooks, dtype=torch.long)
+        decoded = self.model.forward_latent(torch.cat([self._context, latent], dim=-1), counts).audio
+        decoded = torch.nn.functional.pad(decoded, (0, short))
+        return torch.stack([self.loss(decoded[b:b + 1], target[b:b + 1]) for b in range(len(decoded))])
+
     def _refine(self, latent: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         if self._context is None:
             self._context, self._context_audio = latent[..., :0], audio[..., :0]
@@ -83,20 +109,24 @@ class LatentRefiner:
         target = torch.cat([self._context_audio, audio], dim=-1)
         short = max(0, max(MEL_WINDOWS) - target.shape[-1])   # a stream shorter than the longest window
         target = torch.nn.functional.pad(target, (0, short))
-        counts = torch.full((latent.shape[0],), self.num_codebooks, dtype=torch.long)
-        step_size = STEP_SIZE * float(latent.pow(2).mean().sqrt())
-        refined = latent.requires_grad_(True)
-        optimizer = torch.optim.Adam([refined], lr=step_size)
+        # each item (channel) on its own scale and with its own loss: its codes do not depend on the others
+        scale = latent.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp(min=1e-8)
+        unit = (latent / scale).requires_grad_(True)
+        optimizer = torch.optim.Adam([unit], lr=STEP_SIZE)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.steps)
+        best, best_loss = latent.clone(), torch.full((len(latent),), float("inf"))
         with torch.enable_grad():
-            for _ in range(self.steps):
-                decoded = self.model.forward_latent(torch.cat([self._context, refined], dim=-1), counts).audio
-                loss = self.loss(torch.nn.functional.pad(decoded, (0, short)), target)
-                refined.grad, = torch.autograd.grad(loss, refined)   # the latent's only: no weight gradients
+            for step in range(self.steps + 1):
+                current = unit * scale
+                losses = self._item_losses(current, target, short)
+                improved = losses.detach() < best_loss        # the best latent seen, the encoder's own included
+                best[improved], best_loss[improved] = current.detach()[improved], losses.detach()[improved]
+                if step == self.steps:
+                    break
+                unit.grad, = torch.autograd.grad(losses.sum(), unit)   # the latent's only: no weight gradients
                 optimizer.step()
                 schedule.step()
-        refined = refined.detach()
-        self._context = torch.cat([self._context, refined], dim=-1)[..., -CONTEXT_FRAMES:]
+        self._context = torch.cat([self._context, best], dim=-1)[..., -CONTEXT_FRAMES:]
         self._context_audio = torch.cat([self._context_audio, audio], dim=-1)[
             ..., -CONTEXT_FRAMES * self.model.frame_size:]
-        return refined
+        return best

@@ -166,7 +166,6 @@ def add_refinement(ship: Path, dev_eval: Path, other_eval: Path | None, notes: s
                             "better_files": row[f"{metric}_better_files"]}
         return kept
     metrics["refined"] = {"steps": steps, **{name: [compact(row) for row in rows] for name, rows in tables.items()}}
-    (ship / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     other = ""
     if other_eval:
         settings = loaded["other_corpora"]["settings"]
@@ -177,8 +176,9 @@ def add_refinement(ship: Path, dev_eval: Path, other_eval: Path | None, notes: s
 `codec encode --refine-steps {steps}` (Python: `refine_steps={steps}`) refines each block's latent
 by {steps} steps of analysis by synthesis before quantizing it (`codec/refine.py`): Adam on the
 log-mel distance between the decoded block and the input, through the quantizer, from the
-encoder's latent. The codes are ordinary codes at the same bitrate, read by every decoder of this
-model; only encoding is slower. Measured with `codec eval --refine-steps {steps}` (both rows from
+encoder's latent, keeping the best latent seen. The codes are ordinary codes at the same nominal
+bitrate, read by every decoder of this model; only encoding is slower. Measured with
+`codec eval --refine-steps {steps}` (both rows from
 the one run, paired file by file; 95% intervals) on all {loaded['dev']['settings']['files']} dev files:
 
 {refinement_table(tables['dev'])}{other}
@@ -192,6 +192,7 @@ the one run, paired file by file; 95% intervals) on all {loaded['dev']['settings
                               flags=re.M)
     if count != 1:
         raise SystemExit(f"{ship / 'README.md'}: no place for the refinement section")
+    (ship / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")   # both files, or neither
     (ship / "README.md").write_text(card)
     print(section)
 

@@ -15,7 +15,7 @@ from codec.coding import decode_audio, encode_audio
 from codec.errors import CodecError
 from codec.evaluation.evaluate import EvalSettings, build_systems
 from codec.models import ConvCodec, EscCodec, save_model
-from codec.refine import MEL_BINS, MEL_WINDOWS, check_refine_steps
+from codec.refine import MEL_BINS, MEL_WINDOWS, LatentRefiner, check_refine_steps
 from codec.train import load_recipe
 from codec.train.losses import MultiResolutionMelLoss
 from tests.conftest import REPO, run_cli, write_audio
@@ -104,17 +104,57 @@ def test_refinement_runs_under_the_callers_inference_mode():
     assert codes.codes.shape[1] == 4
 
 
-@pytest.mark.parametrize("steps", [-1, 1001])
-def test_steps_out_of_range_are_refused(steps):
-    with pytest.raises(CodecError, match="refinement steps must be 0 \\(off\\) to 1000"):
+@pytest.mark.parametrize("steps", [-1, 1001, 2.5, "3", True])
+def test_steps_that_are_not_a_whole_number_in_range_are_refused(steps):
+    with pytest.raises(CodecError, match="refinement steps must be a whole number from 0 \\(off\\) to 1000"):
         check_refine_steps(steps)
+    check_refine_steps(np.int64(3))   # numpy's integers are whole numbers too
+
+
+def test_a_model_in_training_mode_or_loaded_in_inference_mode_is_refused():
+    torch.manual_seed(0)
+    with pytest.raises(CodecError, match="training mode; call .eval\\(\\)"):
+        check_refine_steps(3, EscCodec(TINY).train())
+    with torch.inference_mode():
+        loaded = EscCodec(TINY).eval()
+    with pytest.raises(CodecError, match="loaded under torch.inference_mode"):
+        encode_audio(loaded, _speechlike(0.3), 16000, 1.2, refine_steps=3)
+
+
+def test_refinement_never_ends_farther_from_the_input_than_it_started(model):
+    # one large first step overshoots at a low bitrate; the refiner then keeps the encoder's latent
+    refiner = LatentRefiner(model, model.codebooks_for_bitrate(model.config.bitrates_kbps[0]), steps=1)
+    audio = torch.from_numpy(_speechlike(0.64, seed=2)[:, 0]).float()[None, None].repeat(2, 1, 1)
+    audio[1] *= 0.1                                     # a second channel at another level
+    with torch.no_grad():
+        latent = model.encode_latent(audio)
+    frames = latent.shape[-1]
+    audio = audio[..., :frames * model.frame_size]
+    for size in (0.06, 3.0):                            # the default step, and one far too large
+        refiner.reset()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("codec.refine.STEP_SIZE", size)
+            refined = refiner(latent, audio)
+        refiner._context = latent[..., :0]              # score both from the start of the stream
+        with torch.no_grad():
+            before, after = (refiner._item_losses(x, audio, 0) for x in (latent, refined))
+        assert torch.all(after <= before + 1e-6), (size, before, after)
+
+
+def test_each_channel_is_refined_on_its_own():
+    torch.manual_seed(0)
+    esc = EscCodec(TINY).eval()
+    left, right = _speechlike(0.6, seed=3), 0.05 * _speechlike(0.6, seed=4)
+    alone = encode_audio(esc, left, 16000, 1.2, refine_steps=8).codes[0]
+    together = encode_audio(esc, np.concatenate([left, right], axis=1), 16000, 1.2, refine_steps=8).codes[0]
+    assert (alone == together).mean() > 0.95      # the same up to float rounding in batched products
 
 
 def test_a_model_with_a_global_code_is_refused_before_any_work():
     config = dataclasses.replace(load_recipe(REPO / "recipes" / "tiny.yaml").model, name="tiny-global",
                                  global_groups=2, global_dim=8, global_codebook_size=64, global_seconds=0.5)
     model = ConvCodec(config).eval()
-    with pytest.raises(CodecError, match="global code .* encode it without refinement"):
+    with pytest.raises(CodecError, match="global code \\(TiCodec\\), and latent refinement works only"):
         encode_audio(model, _speechlike(0.5), 16000, model.config.bitrates_kbps[0], refine_steps=3)
     check_refine_steps(0, model)        # off: fine
 
@@ -129,7 +169,8 @@ def test_cli_encodes_with_refinement_and_refuses_bad_steps(tmp_path):
     assert run_cli("decode", tmp_path / "out.codes", tmp_path / "out.wav", "--model", model_dir).exit_code == 0
     bad = run_cli("encode", source, tmp_path / "bad.codes", "--model", model_dir, "--bitrate", "1.2",
                   "--refine-steps", "-3")
-    assert bad.exit_code != 0 and "--refine-steps: refinement steps must be 0 (off) to 1000, got -3" in bad.output
+    assert bad.exit_code != 0 and "--refine-steps: refinement steps must be a whole number from 0 (off) to 1000, " \
+        "got -3" in bad.output
     assert not (tmp_path / "bad.codes").exists()
 
 

@@ -99,10 +99,16 @@ def build_systems(settings: EvalSettings) -> tuple[list[System], list[str]]:
                  for kbps in settings.bitrates_kbps]
     check_refine_steps(settings.refine_steps, model)
     if settings.refine_steps:
-        ours += [OurCodec(f"{model.config.name}+refined", kbps,
+        refined = f"{model.config.name}+refined"
+        ours += [OurCodec(refined, kbps,
                           f"{model.codebooks_for_bitrate(kbps)} codebooks, {settings.refine_steps} refinement steps",
                           model, refine_steps=settings.refine_steps)
                  for kbps in settings.bitrates_kbps]
+        if settings.entropy:   # refined codes may cost more bits once range-coded: measured, not assumed
+            ours += [OurCodec(f"{refined}+entropy", kbps, f"{model.codebooks_for_bitrate(kbps)} codebooks, "
+                              f"{settings.refine_steps} refinement steps, entropy-coded", model, coder,
+                              refine_steps=settings.refine_steps)
+                     for kbps in settings.bitrates_kbps]
     try:
         baselines, notes = baseline_systems(settings.baselines, settings.bitrates_kbps)
     except ValueError as error:
