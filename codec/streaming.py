@@ -59,7 +59,9 @@ class StreamingEncoder(_Session):
     """``encode(audio [B, 1, n]) -> codes [B, K, f]`` for chunks of any length ``n``.
 
     Samples short of a whole frame are kept for the next call; ``flush()`` codes them padded
-    with zeros, as offline encoding pads the end of a signal.
+    with zeros, as offline encoding pads the end of a signal. With a ``refiner``
+    (``codec.refine.LatentRefiner``), each call's latent is refined before it is quantized:
+    far slower, meant for file encoding in long blocks rather than live streams.
     """
 
     def __init__(self, model: ConvCodec, num_codebooks: int, batch_size: int = 1,
