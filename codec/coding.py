@@ -24,7 +24,7 @@ from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
 from codec.models import ConvCodec
-from codec.refine import LatentRefiner, check_refine_steps
+from codec.refine import LatentRefiner
 from codec.streaming import StreamingDecoder, StreamingEncoder
 from codec.threads import one_torch_thread
 
@@ -375,7 +375,6 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
     num_codebooks = _codebooks(model, bitrate_kbps)
-    check_refine_steps(refine_steps, model)
     report, clipped = CodingReport(), [0]
     with open_audio(input_path) as source:
         blocks = (_limit(b, clipped) for b in read_blocks(source, input_path, int(BLOCK_SECONDS * source.samplerate)))

@@ -30,6 +30,14 @@ def read_rows(path: Path, system: str | None) -> tuple[str, dict[tuple[str, floa
     return system, chosen
 
 
+def paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, int]:
+    """For paired values ``a``, ``b`` (one per file): the mean of ``b - a``, its 95% confidence
+    half-width (normal approximation; nan for one pair) and on how many files ``b`` is larger."""
+    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    ci = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+    return float(diff.mean()), float(ci), int((diff > 0).sum())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", type=Path)
@@ -47,10 +55,9 @@ def main() -> None:
         if not keys:
             print(f"{kbps:g} kbps: no file with a {args.metric} value in both")
             continue
-        diff = y - x
-        ci = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+        mean, ci, better = paired_difference(x, y)
         print(f"{kbps:g} kbps, {len(keys)} files: A {x.mean():.3f}  B {y.mean():.3f}  "
-              f"B - A {diff.mean():+.3f} ± {ci:.3f}  B better on {(diff > 0).sum()} of {len(diff)}")
+              f"B - A {mean:+.3f} ± {ci:.3f}  B better on {better} of {len(keys)}")
 
 
 if __name__ == "__main__":

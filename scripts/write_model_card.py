@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from compare_evals import paired_difference  # scripts/ is on the path when this script runs
 
 from codec.audio import load_audio
 from codec.coding import decode_audio, encode_audio
@@ -116,13 +117,12 @@ def paired_rows(results: dict, plain: str, refined: str) -> list[dict]:
         row = {"nominal_kbps": kbps, "plain": summaries[(plain, kbps)], "refined": summaries[(refined, kbps)]}
         paths = [p for system, k, p in scores if system == refined and k == kbps]
         for metric in ("pesq_wb", "stoi"):
-            diff = np.array([scores[(refined, kbps, p)][metric] - scores[(plain, kbps, p)][metric] for p in paths
-                             if scores[(refined, kbps, p)].get(metric) is not None
-                             and scores.get((plain, kbps, p), {}).get(metric) is not None])
-            row[f"{metric}_difference"] = float(diff.mean())
-            spread = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
-            row[f"{metric}_difference_ci95"] = float(1.96 * spread)
-            row[f"{metric}_better_files"] = f"{int((diff > 0).sum())} of {len(diff)}"
+            pairs = [(scores[(plain, kbps, p)][metric], scores[(refined, kbps, p)][metric]) for p in paths
+                     if scores[(refined, kbps, p)].get(metric) is not None
+                     and scores.get((plain, kbps, p), {}).get(metric) is not None]
+            mean, ci, better = paired_difference(*np.array(pairs).T)
+            row[metric] = {"plain": row["plain"]["mean"][metric], "refined": row["refined"]["mean"][metric],
+                           "difference": mean, "difference_ci95": ci, "better_files": f"{better} of {len(pairs)}"}
         rows.append(row)
     if not rows:
         raise SystemExit(f"no '{refined}' rows: run codec eval with --refine-steps")
@@ -131,9 +131,9 @@ def paired_rows(results: dict, plain: str, refined: str) -> list[dict]:
 
 def refinement_table(rows: list[dict]) -> str:
     def pair(row, metric, digits):
-        plain, refined = row["plain"]["mean"][metric], row["refined"]["mean"][metric]
-        return (f"{plain:.{digits}f} | {refined:.{digits}f} | {row[f'{metric}_difference']:+.{digits}f} ± "
-                f"{row[f'{metric}_difference_ci95']:.{digits}f} ({row[f'{metric}_better_files']})")
+        m = row[metric]
+        return (f"{m['plain']:.{digits}f} | {m['refined']:.{digits}f} | {m['difference']:+.{digits}f} ± "
+                f"{m['difference_ci95']:.{digits}f} ({m['better_files']})")
     lines = ["| nominal kbps | measured kbps | PESQ-WB plain | refined | refined - plain (better on) | "
              "STOI plain | refined | refined - plain (better on) | encode RTF refined (1 thread) |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -155,16 +155,12 @@ def add_refinement(ship: Path, dev_eval: Path, other_eval: Path | None, notes: s
     steps = steps.pop()
     tables = {name: paired_rows(results, plain, refined) for name, results in loaded.items()}
     metrics = json.loads((ship / "metrics.json").read_text())
+
     def compact(row: dict) -> dict:
-        kept = {"nominal_kbps": row["nominal_kbps"], "measured_kbps": round(row["refined"]["measured_kbps"], 4),
-                "encode_rtf_refined": round(row["refined"]["encode_rtf"], 3)}
-        for metric in ("pesq_wb", "stoi"):
-            kept[metric] = {"plain": round(row["plain"]["mean"][metric], 4),
-                            "refined": round(row["refined"]["mean"][metric], 4),
-                            "difference": round(row[f"{metric}_difference"], 4),
-                            "difference_ci95": round(row[f"{metric}_difference_ci95"], 4),
-                            "better_files": row[f"{metric}_better_files"]}
-        return kept
+        return {"nominal_kbps": row["nominal_kbps"], "measured_kbps": round(row["refined"]["measured_kbps"], 4),
+                "encode_rtf_refined": round(row["refined"]["encode_rtf"], 3),
+                **{metric: {k: round(v, 4) if isinstance(v, float) else v for k, v in row[metric].items()}
+                   for metric in ("pesq_wb", "stoi")}}
     metrics["refined"] = {"steps": steps, **{name: [compact(row) for row in rows] for name, rows in tables.items()}}
     other = ""
     if other_eval:
@@ -178,8 +174,8 @@ by {steps} steps of analysis by synthesis before quantizing it (`codec/refine.py
 log-mel distance between the decoded block and the input, through the quantizer, from the
 encoder's latent, keeping the best latent seen. The codes are ordinary codes at the same nominal
 bitrate, read by every decoder of this model; only encoding is slower. Measured with
-`codec eval --refine-steps {steps}` (both rows from
-the one run, paired file by file; 95% intervals) on all {loaded['dev']['settings']['files']} dev files:
+`codec eval --refine-steps {steps}` (both rows from the one run, paired file by file; 95%
+intervals) on all {loaded['dev']['settings']['files']} dev files:
 
 {refinement_table(tables['dev'])}{other}
 {notes and chr(10) + notes + chr(10)}
