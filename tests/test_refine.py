@@ -15,9 +15,8 @@ from codec.coding import decode_audio, encode_audio
 from codec.errors import CodecError
 from codec.evaluation.evaluate import EvalSettings, build_systems
 from codec.models import ConvCodec, EscCodec, save_model
-from codec.refine import MEL_BINS, MEL_WINDOWS, LatentRefiner, check_refine_steps
+from codec.refine import LatentRefiner, Objective, check_refine_steps
 from codec.train import load_recipe
-from codec.train.losses import MultiResolutionMelLoss
 from tests.conftest import REPO, run_cli, write_audio
 from tests.test_esc import TINY
 
@@ -32,8 +31,9 @@ def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:
     return (0.1 * envelope * voiced + 0.003 * rng.standard_normal(len(t)))[:, None]
 
 
-def _mel_distance(decoded: np.ndarray, audio: np.ndarray) -> float:
-    loss = MultiResolutionMelLoss(16000, list(MEL_WINDOWS), list(MEL_BINS))
+def _distance(decoded: np.ndarray, audio: np.ndarray) -> float:
+    """The refiner's own distance (log-mel + PESQ and STOI terms) over the whole signal."""
+    loss = Objective(16000)
     signals = [torch.from_numpy(np.ascontiguousarray(a[:, 0], dtype=np.float32))[None, None] for a in (decoded, audio)]
     return float(loss(*signals))
 
@@ -53,9 +53,21 @@ def test_refined_codes_decode_closer_to_the_input_at_the_same_bitrate(model):
     refined = encode_audio(model, audio, 16000, kbps, refine_steps=30)
     assert refined.codes.shape == plain.codes.shape and refined.metadata == plain.metadata
     assert not np.array_equal(refined.codes, plain.codes)
-    before = _mel_distance(decode_audio(model, plain)[0], audio)
-    after = _mel_distance(decode_audio(model, refined)[0], audio)
+    before = _distance(decode_audio(model, plain)[0], audio)
+    after = _distance(decode_audio(model, refined)[0], audio)
     assert after < 0.97 * before, (before, after)
+
+
+def test_the_objective_adds_pesq_and_stoi_terms_to_the_log_mel_distance():
+    audio = torch.from_numpy(_speechlike(1.0)[:, 0]).float()[None, None]
+    noisy = audio + 0.01 * torch.randn_like(audio)
+    objective = Objective(16000)
+    assert objective.min_samples == 6355                 # STOI's 30 frames of 25.6 ms, half overlapping
+    assert float(objective(noisy, audio)) > float(objective.mel(noisy, audio)) + 1e-3
+    assert float(objective(audio, audio)) < 1e-3
+    narrowband = Objective(8000)                         # STOI's bands need 9 kHz: log-mel alone
+    assert narrowband.terms == [] and narrowband.min_samples == 2048
+    assert float(narrowband(noisy, audio)) == float(narrowband.mel(noisy, audio))
 
 
 def test_refinement_leaves_the_model_as_it_was(model):
@@ -85,13 +97,13 @@ def test_a_long_signal_is_refined_block_by_block_across_the_seams(model, monkeyp
     assert refined.shape == audio.shape
     for start in range(0, 32000, 8000):
         span = slice(max(0, start - 2048), start + 8000)
-        assert _mel_distance(refined[span], audio[span]) < _mel_distance(plain[span], audio[span]), start
+        assert _distance(refined[span], audio[span]) < _distance(plain[span], audio[span]), start
 
 
 def test_a_stream_shorter_than_the_longest_loss_window_is_refined():
     torch.manual_seed(0)
     esc = EscCodec(TINY).eval()
-    audio = _speechlike(0.05)            # 800 samples: less than the 2048-sample window
+    audio = _speechlike(0.05)            # 800 samples: less than the loss's 2048-sample window and 0.4 s STOI
     codes = encode_audio(esc, audio, 16000, 1.2, refine_steps=5)
     assert decode_audio(esc, codes)[0].shape == audio.shape
 
