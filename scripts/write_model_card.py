@@ -175,8 +175,9 @@ by {steps} steps of analysis by synthesis before quantizing it (`codec/refine.py
 perceptual distance between the decoded block and the input (log-mel L1 + {PESQ_WEIGHT:g} x a PESQ
 disturbance model + {STOI_WEIGHT:g} x a STOI envelope-correlation model), through the quantizer,
 from the encoder's latent, keeping the best latent seen. The two perceptual terms model the
-measures in this table, so part of their gain here is a gain on the measures' own models. The codes are ordinary codes at the same nominal
-bitrate, read by every decoder of this model; only encoding is slower. Measured with
+measures in this table, so part of their gain here is a gain on the measures' own models.
+The codes are ordinary codes at the same nominal bitrate, read by every decoder of this model;
+only encoding is slower. Measured with
 `codec eval --refine-steps {steps}` (both rows from the one run, paired file by file; 95%
 intervals) on all {loaded['dev']['settings']['files']} dev files:
 
