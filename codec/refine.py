@@ -18,9 +18,9 @@ correlation (codec/train/stoi_loss.py, after Kolbæk et al. 2018). Both are mode
 measures that `codec eval` reports (PESQ-WB and STOI), so their gains there are partly gains on
 the measures' own models; the log-mel term keeps the output near the input where they are blind.
 
-Only the encoder's work changes: the codes are the model's usual codes at the usual nominal bitrate (range-coded, a
-refined stream can take a few % more bits), and every decoder of the model (ONNX included) reads
-them as before.
+Only the encoder's work changes: the codes are the model's usual codes at the usual nominal
+bitrate (range-coded, a refined stream can take a few % more bits), and every decoder of the
+model (ONNX included) reads them as before.
 
 The price is encoding time: each step is one pass of the quantizer and decoder, forward and
 backward, over the block.
