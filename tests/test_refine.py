@@ -15,7 +15,7 @@ from codec.coding import decode_audio, encode_audio
 from codec.errors import CodecError
 from codec.evaluation.evaluate import EvalSettings, build_systems
 from codec.models import ConvCodec, EscCodec, save_model
-from codec.refine import LatentRefiner, Objective, check_refine_steps
+from codec.refine import STEP_SIZE, LatentRefiner, Objective, check_refine_steps
 from codec.train import load_recipe
 from tests.conftest import REPO, run_cli, write_audio
 from tests.test_esc import TINY
@@ -142,7 +142,7 @@ def test_refinement_never_ends_farther_from_the_input_than_it_started(model):
         latent = model.encode_latent(audio)
     frames = latent.shape[-1]
     audio = audio[..., :frames * model.frame_size]
-    for size in (0.06, 3.0):                            # the default step, and one far too large
+    for size in (STEP_SIZE, 3.0):                       # the default step, and one far too large
         refiner.reset()
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr("codec.refine.STEP_SIZE", size)
