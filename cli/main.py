@@ -95,8 +95,8 @@ RefineOption = Annotated[int, typer.Option(
     "--refine-steps", metavar="STEPS",
     help="Refine each block's latent with STEPS steps of analysis by synthesis (0: off, up to 1000; 20-60 is a "
          "good range): the decoded audio is perceptually closer to the input at the same nominal bitrate and "
-         "any decoder reads the codes, but encoding is far slower (esc-16k-small, 60 steps: +0.37 PESQ-WB at "
-         "6 kbps, encoding 6x slower than real time; see its model card). Range-coded, refined codes can take "
+         "any decoder reads the codes, but encoding is far slower (esc-16k-small, 60 steps: +0.51 PESQ-WB at "
+         "6 kbps, encoding 4.6x slower than real time; see its model card). Range-coded, refined codes can take "
          "a few % more bits.")]
 BitrateOption = Annotated[float, typer.Option(
     "--bitrate", "-b", help="Bitrate in kbps, one the model supports (the shipped ones: 1.5, 3, 6, 12; "

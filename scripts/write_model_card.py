@@ -41,7 +41,7 @@ from codec.evaluation import EvalSettings, pesq_wb, run_evaluation, summarize
 from codec.evaluation.report import plot_rate_distortion
 from codec.models import DEFAULT_MODEL, load_model, ship_model
 from codec.models.loading import WEIGHTS_FILE
-from codec.refine import PESQ_WEIGHT, STOI_WEIGHT
+from codec.refine import PESQ_WEIGHT, STEP_SIZE, STOI_WEIGHT
 from codec.train.data import EQ_CENTRE_HZ, HIGH_SHELF_HZ, LOW_SHELF_HZ
 
 DEV = Path("../shared/data/speech/dev")
@@ -171,14 +171,14 @@ def add_refinement(ship: Path, dev_eval: Path, other_eval: Path | None, notes: s
     section = f"""## Latent refinement (slower encoding, the same codes)
 
 `codec encode --refine-steps {steps}` (Python: `refine_steps={steps}`) refines each block's latent
-by {steps} steps of analysis by synthesis before quantizing it (`codec/refine.py`): Adam on a
-perceptual distance between the decoded block and the input (log-mel L1 + {PESQ_WEIGHT:g} x a PESQ
-disturbance model + {STOI_WEIGHT:g} x a STOI envelope-correlation model), through the quantizer,
-from the encoder's latent, keeping the best latent seen. The two perceptual terms model the
-measures in this table, so part of their gain here is a gain on the measures' own models.
-The codes are ordinary codes at the same nominal bitrate, read by every decoder of this model;
-only encoding is slower. Measured with
-`codec eval --refine-steps {steps}` (both rows from the one run, paired file by file; 95%
+by {steps} steps of analysis by synthesis before quantizing it (`codec/refine.py`): Adam (first
+step {STEP_SIZE:g} of the latent's RMS, decaying to 0 on a cosine) on a perceptual distance
+between the decoded block and the input (log-mel L1 + {PESQ_WEIGHT:g} x a PESQ disturbance model
++ {STOI_WEIGHT:g} x a STOI envelope-correlation model), through the quantizer, from the encoder's
+latent, keeping the best latent seen. The two perceptual terms model the measures in this table,
+so part of their gain here is a gain on the measures' own models. The codes are ordinary codes at
+the same nominal bitrate, read by every decoder of this model; only encoding is slower. Measured
+with `codec eval --refine-steps {steps}` (both rows from the one run, paired file by file; 95%
 intervals) on all {loaded['dev']['settings']['files']} dev files:
 
 {refinement_table(tables['dev'])}{other}
