@@ -42,9 +42,11 @@ STEP_SIZE = 0.03          # Adam's first step, as a share of each item's latent 
 CONTEXT_FRAMES = 50       # refined frames kept before each block, so the decoder is warmed up
 MAX_STEPS = 1000
 # The perceptual terms' weights beside the log-mel L1 (weight 1). Chosen on 5 dev files at 6 kbps,
-# 60 steps (PESQ-WB / STOI): log-mel alone 3.16 / 0.937; + PESQ x 20: 3.43 / 0.919 (STOI falls);
-# + STOI x 5: 2.71 / 0.967; + PESQ x 20 and STOI x 5: 3.27 / 0.961; x 40 and x 4: 3.39 / 0.954;
-# these, x 20 and x 2: 3.42 / 0.952.
+# 60 steps, first step 0.06 (PESQ-WB / STOI): log-mel alone 3.16 / 0.937; + PESQ x 20: 3.43 / 0.919
+# (STOI falls); + STOI x 5: 2.71 / 0.967; + PESQ x 20 and STOI x 5: 3.27 / 0.961; x 40 and x 4:
+# 3.39 / 0.954; these, x 20 and x 2: 3.42 / 0.952. Re-checked at first step 0.03 on 10 dev files,
+# 6 kbps: these 3.57 / 0.958; STOI x 3: 3.54 / 0.961 (and -0.06 PESQ-WB at 3 kbps); STOI x 4:
+# 3.52 / 0.962; PESQ x 30 and STOI x 3: 3.55 / 0.957.
 PESQ_WEIGHT = 20.0
 STOI_WEIGHT = 2.0
 
