@@ -465,9 +465,8 @@ def evaluate(
     from rich.progress import Progress
 
     from codec.datasets import find_inputs
-    from codec.evaluation.evaluate import EvalSettings, run_evaluation, summarize
+    from codec.evaluation.evaluate import EvalSettings, build_systems, run_evaluation, summarize
     from codec.evaluation.report import plot_rate_distortion, plot_spectrograms, summary_table, write_results
-    from codec.models.loading import resolve_model_dir
     from codec.refine import check_refine_steps
 
     if out.exists() and not out.is_dir():
@@ -490,8 +489,8 @@ def evaluate(
     except CodecError as error:
         raise CodecError(f"--refine-steps: {error}") from None
     files = find_inputs(input)
-    resolve_model_dir(model)  # an unknown model fails here, before the progress bar starts
     settings = EvalSettings(model, kbps, names, pesq_nb, threads, entropy, refine_steps)
+    build_systems(settings)  # a bad model, bitrate or baseline fails here, before the progress bar starts
     with Progress(console=stderr, transient=True) as progress:
         task = progress.add_task("evaluating", total=len(files))
         results, notes, example = run_evaluation(files, settings, jobs, lambda: progress.advance(task))

@@ -167,3 +167,27 @@ def test_eval_leaves_out_unreadable_files_and_checks_its_bitrates(tiny_model_dir
     (folder / "b.wav").unlink()
     nothing = CliRunner().invoke(app, [*command, "--bitrates", "6", "--force"])
     assert nothing.exit_code == 1 and "no file could be evaluated" in nothing.output
+
+
+def test_a_one_sample_file_is_too_short_not_misaligned(tiny_model_dir, tmp_path):
+    folder = tmp_path / "short"
+    folder.mkdir()
+    write_audio(folder / "one.wav", np.array([0.1]), 16000)
+    results, _, _ = run_evaluation(find_inputs(folder), EvalSettings(str(tiny_model_dir), [6.0]))
+    assert results and all(reason.startswith("shorter than") for r in results for reason in r.undefined.values())
+
+
+def test_eval_checks_bitrates_and_baselines_before_its_progress_bar(tiny_model_dir, tmp_path, monkeypatch):
+    import rich.progress
+
+    def no_progress(*args, **kwargs):
+        raise AssertionError("the progress bar started before the settings were checked")
+
+    monkeypatch.setattr(rich.progress, "Progress", no_progress)
+    source = tmp_path / "in.wav"
+    write_audio(source, speechlike(1.0), 16000)
+    command = ["eval", str(source), "--model", str(tiny_model_dir), "--out", str(tmp_path / "report")]
+    for option, value, message in (("--bitrates", "7", "is not supported by"),
+                                   ("--baselines", "foo", "unknown baseline")):
+        result = CliRunner().invoke(app, [*command, option, value])
+        assert result.exit_code == 1 and message in result.output, result.output
