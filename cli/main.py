@@ -465,7 +465,7 @@ def evaluate(
     from rich.progress import Progress
 
     from codec.datasets import find_inputs
-    from codec.evaluation.evaluate import EvalSettings, build_systems, run_evaluation, summarize
+    from codec.evaluation.evaluate import EvalSettings, run_evaluation, summarize
     from codec.evaluation.report import plot_rate_distortion, plot_spectrograms, summary_table, write_results
     from codec.refine import check_refine_steps
 
@@ -490,10 +490,14 @@ def evaluate(
         raise CodecError(f"--refine-steps: {error}") from None
     files = find_inputs(input)
     settings = EvalSettings(model, kbps, names, pesq_nb, threads, entropy, refine_steps)
-    build_systems(settings)  # a bad model, bitrate or baseline fails here, before the progress bar starts
-    with Progress(console=stderr, transient=True) as progress:
-        task = progress.add_task("evaluating", total=len(files))
-        results, notes, example = run_evaluation(files, settings, jobs, lambda: progress.advance(task))
+    progress = Progress(console=stderr, transient=True)
+    task = progress.add_task("evaluating", total=len(files))
+    try:   # the bar starts once the model, bitrates and baselines passed their checks
+        results, notes, example = run_evaluation(files, settings, jobs, lambda: progress.advance(task),
+                                                 on_start=progress.start)
+    finally:
+        if progress.live.is_started:   # stopping one that never started would print an empty line
+            progress.stop()
     summaries = summarize(results)
     rates = sorted({r.sample_rate for r in results})
     if rates != [16000]:

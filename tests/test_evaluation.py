@@ -180,10 +180,10 @@ def test_a_one_sample_file_is_too_short_not_misaligned(tiny_model_dir, tmp_path)
 def test_eval_checks_bitrates_and_baselines_before_its_progress_bar(tiny_model_dir, tmp_path, monkeypatch):
     import rich.progress
 
-    def no_progress(*args, **kwargs):
+    def no_progress(self):
         raise AssertionError("the progress bar started before the settings were checked")
 
-    monkeypatch.setattr(rich.progress, "Progress", no_progress)
+    monkeypatch.setattr(rich.progress.Progress, "start", no_progress)
     source = tmp_path / "in.wav"
     write_audio(source, speechlike(1.0), 16000)
     command = ["eval", str(source), "--model", str(tiny_model_dir), "--out", str(tmp_path / "report")]
@@ -191,3 +191,4 @@ def test_eval_checks_bitrates_and_baselines_before_its_progress_bar(tiny_model_d
                                    ("--baselines", "foo", "unknown baseline")):
         result = CliRunner().invoke(app, [*command, option, value])
         assert result.exit_code == 1 and message in result.output, result.output
+        assert result.output.startswith("error:"), result.output   # one line, no empty one before it

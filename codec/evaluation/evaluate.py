@@ -72,10 +72,10 @@ class Summary:
 _systems: list[System] = []
 
 
-def _init_worker(settings: EvalSettings) -> None:
+def _init_worker(settings: EvalSettings, systems: list[System] | None = None) -> None:
     global _systems
     torch.set_num_threads(settings.threads)
-    _systems = build_systems(settings)[0]
+    _systems = build_systems(settings)[0] if systems is None else systems
     # a throwaway second of noise through every system, so that first-call costs (lazy imports, kernel
     # set-up: about 2 s with refinement) count in no file's real-time factor
     noise = 0.01 * np.random.default_rng(0).standard_normal(METRIC_RATE).astype(np.float32)
@@ -159,21 +159,24 @@ def _worker(job: tuple[Path, EvalSettings, bool]):
         return None, str(error)
 
 
-def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_file=None):
+def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_file=None, on_start=None):
     """Evaluate all files; returns ``(results, notes, example)`` where ``example`` holds the
     reference and decoded signals of the first file (for the spectrogram plot).
 
-    ``on_file`` is called after each file (progress reporting). A file that cannot be read is
-    left out with a note naming it (``example`` is None if that was the first file).
+    ``on_start`` is called once the settings are checked and ``on_file`` after each file (progress
+    reporting). A file that cannot be read is left out with a note naming it (``example`` is None
+    if that was the first file).
 
     Raises:
         CodecError: for a bad model, bitrate or baseline name, or if no file could be read.
     """
-    _, notes = build_systems(settings)  # fail early on a bad model, bitrate or baseline name
+    systems, notes = build_systems(settings)  # fail early on a bad model, bitrate or baseline name
+    if on_start:
+        on_start()
     jobs_list = [(path, settings, index == 0) for index, path in enumerate(files)]
     results, example, failures = [], None, []
     if jobs <= 1:
-        _init_worker(settings)
+        _init_worker(settings, systems)
         outputs = map(_worker, jobs_list)
         pool = None
     else:
