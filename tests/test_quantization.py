@@ -67,3 +67,29 @@ def test_encode_follows_changed_weights():
         rvq.layers[1].in_proj.weight.mul_(-1.0)   # an in-place update, as an optimizer step does
         assert torch.equal(rvq.encode(z, 5), rvq.encode_layer_by_layer(z, 5))
     assert not torch.equal(before, rvq.encode(z, 5))
+
+
+def test_latent_loss_is_the_uncoded_share_of_the_latent_energy():
+    rvq = quantizer().train()
+    z = torch.randn(3, 12, 7)
+    counts = torch.tensor([0, 2, 5])
+    result = rvq(z, counts)
+    uncoded = z - result.quantized
+    expected = torch.stack([uncoded[b].pow(2).sum() / z[b].pow(2).sum() for b in (1, 2)]).mean()
+    torch.testing.assert_close(result.latent_loss, expected)   # the item with no codebook is left out
+    assert rvq(z, torch.zeros(3, dtype=torch.long)).latent_loss.item() == 0.0
+
+
+def test_training_on_the_latent_loss_makes_the_residual_shrink():
+    # the factorized lookups' own losses live in the d-dimensional spaces; only this one asks the
+    # sum of the codebooks' outputs to approach the latent
+    rvq = quantizer().train()
+    z = torch.randn(16, 12, 20)
+    counts = torch.full((16,), 5)
+    optimizer = torch.optim.Adam(rvq.parameters(), lr=1e-2)
+    first = rvq(z, counts).latent_loss.item()
+    for _ in range(150):
+        optimizer.zero_grad()
+        rvq(z, counts).latent_loss.backward()
+        optimizer.step()
+    assert rvq(z, counts).latent_loss.item() < 0.7 * first

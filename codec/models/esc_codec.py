@@ -286,11 +286,11 @@ class EscCodec(CodecBase):
     def forward_latent(self, latent: torch.Tensor, num_codebooks: torch.Tensor) -> CodecOutput:
         """``forward`` from the encoder's features ``[B, W, F]`` (as ``encode_latent`` gives): the
         quantizers with a straight-through gradient, then the decoder."""
-        commitment, codebook, codes = latent.new_zeros(()), latent.new_zeros(()), []
+        commitment, codebook, uncoded, codes = latent.new_zeros(()), latent.new_zeros(()), latent.new_zeros(()), []
         slices = self._codebook_slices()
 
         def quantize(position, residual):
-            nonlocal commitment, codebook
+            nonlocal commitment, codebook, uncoded
             if self.bypass_quantizer:  # pre-training without quantization (ESC): codebooks start from trained features
                 codes.append(torch.zeros(residual.shape[0], slices[position].stop - slices[position].start,
                                          residual.shape[-1], dtype=torch.long, device=residual.device))
@@ -298,9 +298,10 @@ class EscCodec(CodecBase):
             used = (num_codebooks - slices[position].start).clamp(0, slices[position].stop - slices[position].start)
             result = self.quantizer.scales[position](residual, used)
             commitment, codebook = commitment + result.commitment_loss, codebook + result.codebook_loss
+            uncoded = uncoded + result.latent_loss
             codes.append(result.codes)
             return result.quantized
 
         finest = self._cross_scale(latent, quantize)
-        result = QuantizedResult(None, torch.cat(codes, dim=1), commitment, codebook)
+        result = QuantizedResult(None, torch.cat(codes, dim=1), commitment, codebook, uncoded)
         return CodecOutput(self.head(self._flat(self._decoder_stage(0, finest))), result)

@@ -24,6 +24,19 @@ class QuantizedResult:
     codes: torch.Tensor            # [B, K, F] int64, K = largest number of codebooks in the batch
     commitment_loss: torch.Tensor  # scalar, summed over quantizers
     codebook_loss: torch.Tensor    # scalar, summed over quantizers
+    # scalar: the share of the latent's energy the active quantizers leave uncoded, measured in the
+    # latent's own D-dimensional space (the commitment and codebook losses live in the d-dimensional
+    # lookup spaces); None where not computed
+    latent_loss: torch.Tensor | None = None
+
+
+def relative_residual(z: torch.Tensor, residual: torch.Tensor, num_codebooks: torch.Tensor) -> torch.Tensor:
+    """``|residual|^2 / |z|^2`` per item (``[B, D, F]`` each), averaged over the items that use at
+    least one codebook (``num_codebooks [B]``); 0 when none does. The denominator carries no
+    gradient, so the loss cannot fall by inflating the latent."""
+    coded = (num_codebooks > 0).to(z.dtype)
+    ratio = residual.pow(2).sum(dim=(1, 2)) / z.detach().pow(2).sum(dim=(1, 2)).clamp(min=1e-8)
+    return (ratio * coded).sum() / coded.sum().clamp(min=1.0)
 
 
 class ResidualVectorQuantizer(nn.Module):
@@ -64,7 +77,7 @@ class ResidualVectorQuantizer(nn.Module):
             codebook = codebook + codebook_k
         # (a frozen quantizer runs in eval mode: no codebook at all when every item drops this one)
         codes = torch.stack(codes, dim=1) if codes else z.new_zeros(z.shape[0], 0, z.shape[-1], dtype=torch.long)
-        return QuantizedResult(quantized, codes, commitment, codebook)
+        return QuantizedResult(quantized, codes, commitment, codebook, relative_residual(z, residual, num_codebooks))
 
     def encode(self, z: torch.Tensor, num_codebooks: int) -> torch.Tensor:
         """``[B, D, F]`` latent -> ``[B, K, F]`` int64 codes with ``K = num_codebooks``.

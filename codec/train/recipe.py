@@ -119,6 +119,10 @@ class LossConfig:
     stft_weight: float = 1.0
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
+    # share of each quantizer's input energy its active codebooks leave uncoded, in the latent's own
+    # space (QuantizedResult.latent_loss; off at weight 0): factorized lookups otherwise never ask
+    # the sum of the codebooks' outputs to approach the latent, so residuals need not shrink
+    latent_weight: float = 0.0
     consistency_weight: float = 1.0   # TiCodec's global-code consistency (models with a global code)
     quantizer_warmup_steps: int = 0   # first steps without quantization (ESC codec), then codebooks start from data
     mel_windows: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 1024, 2048])
@@ -150,7 +154,7 @@ class LossConfig:
     def __post_init__(self):
         _check_not_negative(self, "loss", ("mel_weight", "stft_weight", "commitment_weight", "codebook_weight",
                                            "consistency_weight", "complex_weight", "phase_weight", "pesq_weight",
-                                           "stoi_weight",
+                                           "stoi_weight", "latent_weight",
                                            "complex_power", "phase_power"))
         for name in self.WINDOW_LISTS:
             windows = getattr(self, name)

@@ -394,6 +394,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                     parts.update(gan.generator_losses(wav, y_hat))
                 quantizer_loss = (loss_cfg.commitment_weight * output.quantized.commitment_loss
                                   + loss_cfg.codebook_weight * output.quantized.codebook_loss)
+                if loss_cfg.latent_weight > 0 and output.quantized.latent_loss is not None:
+                    quantizer_loss = quantizer_loss + loss_cfg.latent_weight * output.quantized.latent_loss
                 if output.consistency is not None:  # TiCodec: a latent-side loss, like the commitment
                     quantizer_loss = quantizer_loss + loss_cfg.consistency_weight * output.consistency
                 audio_losses = {k: v for k, v in parts.items() if k != "discriminator"}
@@ -423,6 +425,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                 step, streak = step + 1, 0
                 parts.update(commitment=output.quantized.commitment_loss, codebook=output.quantized.codebook_loss,
                              loss=loss)
+                if output.quantized.latent_loss is not None:
+                    parts["latent"] = output.quantized.latent_loss
                 if output.consistency is not None:
                     parts["consistency"] = output.consistency
                 parts = {k: v.float() for k, v in parts.items()}
