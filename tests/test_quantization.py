@@ -93,3 +93,8 @@ def test_training_on_the_latent_loss_makes_the_residual_shrink():
         rvq(z, counts).latent_loss.backward()
         optimizer.step()
     assert rvq(z, counts).latent_loss.item() < 0.7 * first
+
+
+def test_latent_loss_is_left_out_of_evaluation():
+    rvq = quantizer()   # eval mode, as refinement and coding run it
+    assert rvq(torch.randn(2, 12, 7), torch.tensor([2, 5])).latent_loss is None

@@ -298,10 +298,12 @@ class EscCodec(CodecBase):
             used = (num_codebooks - slices[position].start).clamp(0, slices[position].stop - slices[position].start)
             result = self.quantizer.scales[position](residual, used)
             commitment, codebook = commitment + result.commitment_loss, codebook + result.codebook_loss
-            uncoded = uncoded + result.latent_loss
+            if result.latent_loss is not None:
+                uncoded = uncoded + result.latent_loss
             codes.append(result.codes)
             return result.quantized
 
         finest = self._cross_scale(latent, quantize)
+        uncoded = uncoded if self.training else None   # as the residual VQ: a training loss only
         result = QuantizedResult(None, torch.cat(codes, dim=1), commitment, codebook, uncoded)
         return CodecOutput(self.head(self._flat(self._decoder_stage(0, finest))), result)

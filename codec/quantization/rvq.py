@@ -77,7 +77,9 @@ class ResidualVectorQuantizer(nn.Module):
             codebook = codebook + codebook_k
         # (a frozen quantizer runs in eval mode: no codebook at all when every item drops this one)
         codes = torch.stack(codes, dim=1) if codes else z.new_zeros(z.shape[0], 0, z.shape[-1], dtype=torch.long)
-        return QuantizedResult(quantized, codes, commitment, codebook, relative_residual(z, residual, num_codebooks))
+        # a training loss only: refinement runs this in eval mode on every step and has no use for it
+        uncoded = relative_residual(z, residual, num_codebooks) if self.training else None
+        return QuantizedResult(quantized, codes, commitment, codebook, uncoded)
 
     def encode(self, z: torch.Tensor, num_codebooks: int) -> torch.Tensor:
         """``[B, D, F]`` latent -> ``[B, K, F]`` int64 codes with ``K = num_codebooks``.
