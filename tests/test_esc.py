@@ -232,6 +232,23 @@ def test_init_from_keeps_every_trained_codebook_when_a_scale_grows(tmp_path):
     assert torch.equal(middle.layers[2].codebook, trained.quantizer.scales[1].layers[2].codebook)
 
 
+def test_init_from_widens_the_lookups_and_keeps_the_codes(tmp_path):
+    from rich.console import Console
+
+    from codec.train.trainer import _load_initial_weights
+
+    torch.manual_seed(0)
+    trained = EscCodec(TINY).eval()
+    wide = EscCodec(dataclasses.replace(TINY, codebook_dim=TINY.codebook_dim * 4)).eval()
+    _load_initial_weights(wide, trained, "esc-tiny", Console(file=open(tmp_path / "log", "w")))
+    wav = 0.1 * torch.randn(1, 1, 4 * TINY.hop_length)
+    with torch.no_grad():
+        codes = trained.encode(wav, 4)
+        assert torch.equal(wide.encode(wav, 4), codes)
+        torch.testing.assert_close(wide.decode(codes), trained.decode(codes))
+    assert "widened to 16 dimensions" in (tmp_path / "log").read_text()
+
+
 def test_entropy_trainer_codes_a_folder_with_an_esc_codec(esc, tmp_path):
     """The entropy model's training codes come from any codec family, offline (GPU path) or
     through ``encode_audio`` (CPU path), the same codes either way."""

@@ -98,3 +98,20 @@ def test_training_on_the_latent_loss_makes_the_residual_shrink():
 def test_latent_loss_is_left_out_of_evaluation():
     rvq = quantizer()   # eval mode, as refinement and coding run it
     assert rvq(torch.randn(2, 12, 7), torch.tensor([2, 5])).latent_loss is None
+
+
+def test_a_widened_quantizer_chooses_the_same_codes_and_decodes_them_alike():
+    from codec.quantization.vq import FactorizedVectorQuantizer, widen_lookup
+
+    torch.manual_seed(0)
+    narrow, wide = FactorizedVectorQuantizer(12, 32, 4).eval(), FactorizedVectorQuantizer(12, 32, 16).eval()
+    widen_lookup(narrow, wide)
+    z = torch.randn(3, 12, 50)
+    codes = narrow.encode(z)
+    assert torch.equal(wide.encode(z), codes)
+    torch.testing.assert_close(wide.decode(codes), narrow.decode(codes))
+    out, _, _, _ = wide(z, torch.ones(3))
+    assert wide.in_proj.weight[4:].abs().sum() > 0 and wide.out_proj.weight[:, 4:].abs().sum() > 0  # room to learn
+    torch.testing.assert_close(out, narrow.decode(codes))
+    with pytest.raises(ValueError, match="cannot widen a 32 x 16 quantizer"):
+        widen_lookup(wide, narrow)

@@ -119,3 +119,33 @@ class FactorizedVectorQuantizer(nn.Module):
         """Perplexity of the running usage distribution: ``codebook_size`` when all are used evenly."""
         p = self.usage / self.usage.sum().clamp(min=1e-12)
         return float(torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum()))
+
+
+@torch.no_grad()
+def widen_lookup(narrow: FactorizedVectorQuantizer, wide: FactorizedVectorQuantizer,
+                 new_input_scale: float = 0.1) -> None:
+    """Copy a trained quantizer into ``wide``, whose lookup space has more dimensions, so that it
+    chooses the same codes and gives the same output ("Net2Net" widening, Chen et al. 2016).
+
+    The narrow entries are padded with zeros, so the cosine ranking is unchanged (the new input
+    dimensions only rescale every similarity alike) and the chosen entries project back through
+    the old output columns alone. The new input rows start at ``new_input_scale`` times ``wide``'s
+    own initialisation (a small share of the lookup vector), the new output columns as initialised,
+    so the decoder's gradient reaches the new dimensions once the codebook grows into them.
+
+    Raises:
+        ValueError: if ``wide`` is not wider than ``narrow`` or differs in anything else.
+    """
+    d, wide_d = narrow.codebook.shape[1], wide.codebook.shape[1]
+    if wide_d <= d or narrow.codebook_size != wide.codebook_size \
+            or narrow.in_proj.in_features != wide.in_proj.in_features:
+        raise ValueError(f"cannot widen a {narrow.codebook_size} x {d} quantizer of a {narrow.in_proj.in_features}-"
+                         f"channel latent into a {wide.codebook_size} x {wide_d} one of {wide.in_proj.in_features}")
+    wide.in_proj.weight[d:] *= new_input_scale
+    wide.in_proj.weight[:d] = narrow.in_proj.weight
+    wide.in_proj.bias.zero_()[:d] = narrow.in_proj.bias
+    wide.out_proj.weight[:, :d] = narrow.out_proj.weight
+    wide.out_proj.bias.copy_(narrow.out_proj.bias)
+    wide.codebook.zero_()[:, :d] = narrow.codebook
+    wide.usage.copy_(narrow.usage)
+    wide.initialized.copy_(narrow.initialized)

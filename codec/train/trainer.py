@@ -30,6 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from codec.atomic import write_atomically
 from codec.errors import CodecError
 from codec.models import ConvCodec, build_model, save_model
+from codec.quantization.vq import FactorizedVectorQuantizer, widen_lookup
 from codec.train import distributed
 from codec.train.data import Augmentation, RandomCropDataset
 from codec.train.losses import (
@@ -128,14 +129,19 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
     ``masked_quantizers``): a quantizer whose channel slice changed starts its codebook afresh from
     the data (data-driven initialisation), keeping the pre-trained projections. Parts the source
     lacks (a global code) and the parts named in ``fresh`` (``run.init_fresh``, e.g. an output
-    head of another shape) start from their initialisation.
+    head of another shape) start from their initialisation. Quantizers whose lookup space is wider
+    here (a larger ``codebook_dim``) are widened so that they still choose the same codes
+    (``widen_lookup``): the model starts out coding and decoding as ``initial`` does.
 
     Raises:
         CodecError: if a tensor's shape differs outside ``fresh`` (a different architecture).
     """
     target = model.state_dict()
     _named_parts(model, fresh, "run.init_fresh")
-    prefixes = tuple(f"{name}." for name in fresh)
+    # quantizers whose lookup space grew (model.codebook_dim) are widened after loading, keeping their codes
+    widened = {name: layer for name, layer in _widened_quantizers(model, initial).items()
+               if not f"{name}.".startswith(tuple(f"{part}." for part in fresh))}
+    prefixes = tuple(f"{name}." for name in [*fresh, *widened])
     source_state = {k: v for k, v in initial.state_dict().items() if not k.startswith(prefixes)}
     extra = sorted(set(source_state) - set(target))
     reshaped = [k for k, v in source_state.items() if k in target and target[k].shape != v.shape]
@@ -146,9 +152,12 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
                          f"list the parts that should start from scratch in run.init_fresh, e.g. "
                          f"[{(reshaped or extra)[0].split('.')[0]}]")
     # e.g. a global code, or more codebooks: named down to the module that owns the new weights
-    new_parts = sorted({k.rsplit(".", 1)[0] for k in set(target) - set(source_state)})
+    new_parts = sorted({k.rsplit(".", 1)[0] for k in set(target) - set(source_state)
+                        if not k.startswith(tuple(f"{name}." for name in widened))})
     device = next(model.parameters()).device
-    model.load_state_dict({k: v.to(device) for k, v in source_state.items()}, strict=not new_parts)
+    model.load_state_dict({k: v.to(device) for k, v in source_state.items()}, strict=not (new_parts or widened))
+    for name, narrow in widened.items():
+        widen_lookup(narrow.to(device), model.get_submodule(name))
     # quantizers paired by name (ESC: scale and position in it); codebooks the source lacks (more
     # of them at a scale) start from the data by themselves
     old_layers = {name: layer for name, layer in initial.quantizer.named_modules() if hasattr(layer, "channel_mask")}
@@ -161,11 +170,21 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
     differences = [f.name for f in dataclasses.fields(initial.config)
                    if getattr(initial.config, f.name) != getattr(model.config, f.name)]
     notes = ([f"config differs in {', '.join(differences)}"] if differences else []) \
+        + ([f"{len(widened)} quantizers' lookups widened to {model.config.codebook_dim} dimensions, "
+            f"choosing the same codes"] if widened else []) \
         + ([f"quantizers {resliced} re-initialised from data"] if resliced else []) \
         + ([f"new parts start from scratch: {', '.join(new_parts[:3])}"
             + (f" and {len(new_parts) - 3} more" if len(new_parts) > 3 else "")] if new_parts else [])
     if notes:
         console.print(f"init_from {source}: " + "; ".join(notes))
+
+
+def _widened_quantizers(model: torch.nn.Module, initial: torch.nn.Module) -> dict[str, FactorizedVectorQuantizer]:
+    """``initial``'s quantizers (by name) whose counterparts in ``model`` have a wider lookup space."""
+    wide = {name: layer for name, layer in model.named_modules() if isinstance(layer, FactorizedVectorQuantizer)}
+    return {name: layer for name, layer in initial.named_modules()
+            if isinstance(layer, FactorizedVectorQuantizer) and name in wide
+            and wide[name].codebook.shape[1] > layer.codebook.shape[1]}
 
 
 def _frozen_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.Module]:
