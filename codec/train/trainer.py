@@ -180,11 +180,14 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
 
 
 def _widened_quantizers(model: torch.nn.Module, initial: torch.nn.Module) -> dict[str, FactorizedVectorQuantizer]:
-    """``initial``'s quantizers (by name) whose counterparts in ``model`` have a wider lookup space."""
+    """``initial``'s quantizers (by name) whose counterparts in ``model`` differ only in a wider
+    lookup space (the same number of entries, the same latent)."""
     wide = {name: layer for name, layer in model.named_modules() if isinstance(layer, FactorizedVectorQuantizer)}
     return {name: layer for name, layer in initial.named_modules()
             if isinstance(layer, FactorizedVectorQuantizer) and name in wide
-            and wide[name].codebook.shape[1] > layer.codebook.shape[1]}
+            and wide[name].codebook.shape[1] > layer.codebook.shape[1]
+            and wide[name].codebook_size == layer.codebook_size
+            and wide[name].in_proj.in_features == layer.in_proj.in_features}
 
 
 def _frozen_modules(model: torch.nn.Module, names: list[str]) -> list[torch.nn.Module]:
