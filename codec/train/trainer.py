@@ -141,7 +141,8 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
     # quantizers whose lookup space grew (model.codebook_dim) are widened after loading, keeping their codes
     widened = {name: layer for name, layer in _widened_quantizers(model, initial).items()
                if not f"{name}.".startswith(tuple(f"{part}." for part in fresh))}
-    prefixes = tuple(f"{name}." for name in [*fresh, *widened])
+    widened_prefixes = tuple(f"{name}." for name in widened)
+    prefixes = tuple(f"{name}." for name in fresh) + widened_prefixes
     source_state = {k: v for k, v in initial.state_dict().items() if not k.startswith(prefixes)}
     extra = sorted(set(source_state) - set(target))
     reshaped = [k for k, v in source_state.items() if k in target and target[k].shape != v.shape]
@@ -153,7 +154,7 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
                          f"[{(reshaped or extra)[0].split('.')[0]}]")
     # e.g. a global code, or more codebooks: named down to the module that owns the new weights
     new_parts = sorted({k.rsplit(".", 1)[0] for k in set(target) - set(source_state)
-                        if not k.startswith(tuple(f"{name}." for name in widened))})
+                        if not k.startswith(widened_prefixes)})
     device = next(model.parameters()).device
     model.load_state_dict({k: v.to(device) for k, v in source_state.items()}, strict=not (new_parts or widened))
     for name, narrow in widened.items():
