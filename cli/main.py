@@ -57,8 +57,9 @@ def user_errors(command):
             raise typer.Exit(141) from None
         except OSError as error:
             _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
-        except KeyboardInterrupt:
-            _fail("interrupted")
+        except KeyboardInterrupt:   # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
+            stderr.print(Text.assemble(("error:", "bold red"), " interrupted"))
+            raise typer.Exit(130) from None
         except Exception as error:  # a bug, not the user's fault: one line unless debugging
             if os.environ.get("CODEC_DEBUG"):
                 raise
@@ -107,14 +108,17 @@ def _arguments(command: str, inputs: list[Path] | None, output: Path | None, job
     """The input arguments as given.
 
     Raises:
-        CodecError: naming the missing argument (with one argument, click gives it to OUTPUT), or
-            for ``--jobs`` under 1.
+        typer.Exit: code 2 after the usage, as for any malformed command line, naming the missing
+            argument (with one argument, click gives it to OUTPUT).
+        CodecError: for ``--jobs`` under 1.
     """
     if jobs < 1:
         raise CodecError(f"--jobs {jobs}: must be at least 1")
     if not inputs:
         missing = "OUTPUT" if output is not None else "INPUT and OUTPUT"
-        raise CodecError(f"missing {missing}: codec {command} INPUT... OUTPUT (see codec {command} --help)")
+        stderr.print(f"Usage: codec {command} [OPTIONS] INPUT... OUTPUT", soft_wrap=True)
+        stderr.print(Text.assemble(("error:", "bold red"), f" missing {missing} (see codec {command} --help)"))
+        raise typer.Exit(2)
     return [str(p) for p in inputs]
 
 
@@ -164,7 +168,7 @@ def _label(path: Path) -> str:
 def encode(
     inputs: Annotated[list[Path] | None, typer.Argument(
         metavar="INPUT", show_default=False, readable=False,
-        help="Audio file (WAV, FLAC, OGG, MP3; any rate and channels), or - for stdin. Several files, a "
+        help="Audio file (WAV, FLAC, OGG, MP3, AIFF; any channels, 1 to 384 kHz), or - for stdin. Several files, a "
              "folder or a quoted glob ('in/**/*.flac') encode them all into the folder OUTPUT.")] = None,
     output: Annotated[Path | None, typer.Argument(
         metavar="OUTPUT", show_default=False,
@@ -209,8 +213,9 @@ def encode(
         seconds = meta.samples / meta.sample_rate
         size = target.stat().st_size
         kbps = f", {size * 8 / seconds / 1000:.2f} kbps" if seconds else ""
-        stderr.print(f"{_label(output)}: {seconds:.2f} s, {meta.channels} ch, {meta.codebooks} codebooks "
-                     f"({bitrate:g} kbps nominal), {size} bytes{kbps}")
+    # once written: for - (stdout), after the copy out, which can fail
+    stderr.print(f"{_label(output)}: {seconds:.2f} s, {meta.channels} ch, {meta.codebooks} codebooks "
+                 f"({bitrate:g} kbps nominal), {size} bytes{kbps}")
 
 
 @app.command()
@@ -223,7 +228,7 @@ def decode(
              "or a quoted glob ('codes/**/*.codes') decode them all into the folder OUTPUT.")] = None,
     output: Annotated[Path | None, typer.Argument(
         metavar="OUTPUT", show_default=False,
-        help="Audio file to write (format from the suffix: .wav, .flac, .ogg; - for stdout), or a batch's "
+        help="Audio file to write (format from the suffix: .wav, .flac, .ogg, .aiff; - for stdout), or a batch's "
              "output folder.")] = None,
     model: DecodeModelOption = None,
     force: ForceOption = False,
@@ -259,7 +264,8 @@ def decode(
         check_paths(source, target, force)
         report = decode_any_file(source, target, force, model, sample_rate, channels)
         _print_warnings(report, {source: sources[0], target: output})
-        _print_written(target, _label(output))
+        written = _written(target, _label(output))
+    stderr.print(written)   # once written: for - (stdout), after the copy out, which can fail
 
 
 def _encode_batch(sources: list[str], output: Path, bitrate: float, model: str | None, entropy: bool | None,
@@ -318,11 +324,12 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
         raise typer.Exit(1)
 
 
-def _print_written(path: Path, label: str) -> None:
+def _written(path: Path, label: str) -> str:
+    """What was written to the audio file ``path``, for the line that reports it."""
     import soundfile as sf
 
-    info = sf.info(str(path))
-    stderr.print(f"{label}: {info.frames / info.samplerate:.2f} s, {info.channels} ch, {info.samplerate} Hz")
+    info = sf.info(os.fsencode(path))
+    return f"{label}: {info.frames / info.samplerate:.2f} s, {info.channels} ch, {info.samplerate} Hz"
 
 
 @app.command()
@@ -333,7 +340,8 @@ def info(
                                                               "directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
 ) -> None:
-    """Print the metadata of a .codes file (its CRCs are checked by decode) or a model's summary."""
+    """Print the metadata of a .codes file or a model's summary. Only a file's header and first chunk
+    are read and checked; decode checks every chunk's CRC and the file's end."""
     values = _codes_info(path) if path.is_file() else _model_info(path)
     if as_json:
         print(json.dumps(values, indent=2))

@@ -6,8 +6,14 @@ from pathlib import Path
 from codec.errors import CodecError
 
 
+def final_path(path: Path) -> Path:
+    """The file that writing ``path`` replaces: a symbolic link's target, so that the link stays."""
+    return path.resolve() if path.is_symlink() else path
+
+
 def partial_path(path: Path) -> Path:
-    """The temporary file beside ``path`` that its content goes to until it is complete."""
+    """The temporary file beside ``path`` (a link's target) that its content goes to until it is complete."""
+    path = final_path(path)
     return path.with_name(f".{path.name}.partial{path.suffix}")
 
 
@@ -37,7 +43,7 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     tmp = create_partial(path)
     try:
         write(tmp)
-        tmp.replace(path)
+        tmp.replace(final_path(path))
     except OSError as error:
         raise CodecError(f"{path}: cannot write ({error.strerror or error})") from None
     finally:

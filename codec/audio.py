@@ -4,6 +4,7 @@ Arrays are ``[T, C]`` float (samples by channels), as soundfile returns them. No
 x86-64 wheels are CUDA builds tied to one torch release and fail beside the CPU torch wheel.
 """
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ SUPPORTED = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF"
 _READ_ERRORS = (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError)
 
 
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000   # Hz read, written and stored in a .codes file
 UNKNOWN_LENGTH = 1 << 62   # what libsndfile reports as the length of a stream without one
 
 
@@ -33,13 +35,17 @@ def open_audio(path: Path | str) -> sf.SoundFile:
     if not path.is_file():
         raise CodecError(f"{path}: no such file")
     try:
-        source = sf.SoundFile(str(path))
+        source = sf.SoundFile(os.fsencode(path))   # bytes: any file name the system allows
     except _READ_ERRORS as error:
         reason = str(error).split(": ", 1)[-1].strip() or type(error).__name__
         raise CodecError(f"{path}: cannot read audio ({reason}); supported: {SUPPORTED}") from None
     if source.samplerate <= 0 or source.channels <= 0:
         source.close()
         raise CodecError(f"{path}: invalid header ({source.samplerate} Hz, {source.channels} channels)")
+    if not MIN_SAMPLE_RATE <= source.samplerate <= MAX_SAMPLE_RATE:
+        source.close()
+        raise CodecError(f"{path}: sample rate {source.samplerate} Hz is not supported; supported: "
+                         f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
     if source.frames >= UNKNOWN_LENGTH:
         source.close()   # libsndfile can read no further than its header here (it needs to seek)
         raise CodecError(f"{path}: the header does not give the length (as in FLAC that ffmpeg writes to a pipe), "

@@ -200,7 +200,7 @@ def _decode(job: Job, settings: BatchSettings) -> Outcome:
 
     report = decode_any_file(job.source, job.target, settings.force, settings.model, settings.sample_rate,
                              settings.channels, load=load_cached)
-    info = sf.info(str(job.target))
+    info = sf.info(os.fsencode(job.target))
     return Outcome(job, "coded", seconds=info.frames / info.samplerate, bytes=job.target.stat().st_size,
                    warnings=report.warnings)
 

@@ -16,9 +16,10 @@ All integers are little-endian.
                             the header and metadata before it, so every byte is checked
 
 Metadata keys: ``model`` (name), ``weights`` (first 8 hex digits of the SHA-256 of the model's
-weights file), ``sample_rate`` (Hz, of the original audio), ``channels``, ``samples`` (per
+weights file), ``sample_rate`` (Hz, of the original audio; 1000 to 384000), ``channels``, ``samples`` (per
 channel, at ``sample_rate``), ``frame_rate`` (code frames per second), ``codebooks`` (codebooks
-used, K), ``codebook_size``, ``frames`` (F, code frames per channel).
+used, K), ``codebook_size``, ``frames`` (F, code frames per channel: the frames that cover the
+samples, ``ceil(samples * frame_rate / sample_rate)``; readers allow a frame either way).
 
 With bit 0 of the flags set, the metadata also names the entropy model (``entropy_model``, and
 ``entropy_weights``: the first 8 hex digits of its weights' SHA-256), and each chunk is
@@ -54,6 +55,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 
 import numpy as np
 
+from codec.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from codec.errors import CodecError
 
 MAGIC = b"CODC"
@@ -193,7 +195,8 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
     integers = [meta.sample_rate, meta.channels, meta.samples, meta.codebooks,
                 meta.codebook_size, meta.frames]
     if (not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in integers)
-            or meta.sample_rate == 0 or not 1 <= meta.channels <= MAX_CHANNELS
+            or not MIN_SAMPLE_RATE <= meta.sample_rate <= MAX_SAMPLE_RATE
+            or not 1 <= meta.channels <= MAX_CHANNELS
             or not 1 <= meta.codebooks <= MAX_CODEBOOKS or meta.frames > MAX_FRAMES
             or not 2 <= meta.codebook_size <= MAX_CODEBOOK_SIZE
             or not isinstance(meta.model, str) or not isinstance(meta.weights, str)
@@ -208,6 +211,11 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
             or not isinstance(meta.entropy_model or "", str) or not isinstance(meta.entropy_weights or "", str)):
         raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
                              f"(invalid values)")
+    covered = meta.samples * meta.frame_rate / meta.sample_rate   # frames the samples need (ceil)
+    if not -1 < meta.frames - covered < 2:   # (a frame of slack for rounding)
+        raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
+                             f"({meta.samples} samples at {meta.sample_rate} Hz need about {math.ceil(covered)} "
+                             f"frames at {meta.frame_rate:g} Hz, not {meta.frames})")
     return meta
 
 

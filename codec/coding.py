@@ -19,7 +19,7 @@ import soxr
 import torch
 
 from codec.atomic import write_atomically
-from codec.audio import open_audio, read_blocks
+from codec.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, open_audio, read_blocks
 from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
@@ -52,9 +52,6 @@ def _resampler(from_rate: int, to_rate: int, channels: int) -> Callable[..., np.
     return lambda block, last=False: stream.resample_chunk(np.ascontiguousarray(block), last=last)
 
 
-MIN_OUTPUT_RATE, MAX_OUTPUT_RATE = 1000, 384000   # Hz accepted for decoding to another rate
-
-
 def _remixer(from_channels: int, to_channels: int) -> Callable[[np.ndarray], np.ndarray]:
     """``remix(block [n, from_channels]) -> [n, to_channels]``: N -> 1 averages, 1 -> N copies.
 
@@ -77,9 +74,9 @@ def check_output_format(from_channels: int, sample_rate: int | None, channels: i
     Raises:
         CodecError: naming the value and what is supported.
     """
-    if sample_rate is not None and not MIN_OUTPUT_RATE <= sample_rate <= MAX_OUTPUT_RATE:
-        raise CodecError(f"sample rate {sample_rate} Hz is not supported; choose {MIN_OUTPUT_RATE} to "
-                         f"{MAX_OUTPUT_RATE} Hz")
+    if sample_rate is not None and not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise CodecError(f"sample rate {sample_rate} Hz is not supported; choose {MIN_SAMPLE_RATE} to "
+                         f"{MAX_SAMPLE_RATE} Hz")
     if channels is not None:
         if channels < 1:
             raise CodecError(f"{channels} channels is not supported; choose 1 or more")
@@ -224,8 +221,9 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
         CodecError: for an unsupported bitrate or refinement, an invalid sample rate, or non-finite
             samples.
     """
-    if sample_rate <= 0:
-        raise CodecError(f"invalid sample rate {sample_rate} Hz")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise CodecError(f"sample rate {sample_rate} Hz is not supported; supported: {MIN_SAMPLE_RATE} to "
+                         f"{MAX_SAMPLE_RATE} Hz")
     audio = np.asarray(audio, dtype=np.float64)
     if audio.ndim != 2 or audio.shape[1] == 0:
         raise CodecError(f"audio must be [samples, channels] with at least one channel, got shape {audio.shape}")
@@ -292,6 +290,9 @@ def check_output_path(output_path: Path, force: bool, input_path: Path | None = 
         raise CodecError(f"{output_path}: is a directory; give a file name")
     if input_path is not None and output_path.resolve() == input_path.resolve():
         raise CodecError(f"{output_path}: the output would overwrite the input; give another file name")
+    if output_path.exists() and not output_path.is_file():   # renaming over it would replace it
+        raise CodecError(f"{output_path}: is not a regular file (a device, pipe or socket); give a file "
+                         f"name, or - for stdout")
     if output_path.exists() and not force:
         raise CodecError(f"{output_path} exists; pass --force to overwrite it")
     if not output_path.parent.is_dir():
@@ -417,12 +418,7 @@ def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
 
     def write(tmp: Path) -> None:
         nonlocal clipped
-        try:
-            sink = sf.SoundFile(str(tmp), "w", samplerate=sample_rate or meta.sample_rate,
-                                channels=channels or meta.channels, format=_format_for(output_path))
-        except (sf.LibsndfileError, ValueError, TypeError, RuntimeError) as error:
-            raise CodecError(f"{output_path}: cannot write audio ({error})") from None
-        with sink:
+        with open_sink(tmp, output_path, sample_rate or meta.sample_rate, channels or meta.channels) as sink:
             blocks = decode_blocks(model, codes_file)
             for block in convert_blocks(blocks, meta.sample_rate, meta.samples, sample_rate, channels):
                 clipped += int(np.count_nonzero(np.abs(block) > 1.0))
@@ -473,6 +469,22 @@ def _format_for(path: Path) -> str:
         found = f"'.{suffix}' files" if suffix else "a file without an extension"
         raise CodecError(f"{path}: cannot write {found}; use .wav, .flac, .ogg or .aiff")
     return formats[suffix]
+
+
+def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int) -> sf.SoundFile:
+    """``tmp`` opened for writing audio in the format of ``path``'s suffix (``_format_for``).
+
+    Raises:
+        CodecError: naming ``path`` (not ``tmp``), the format asked for and libsndfile's reason, if
+            it refuses (more channels than the format holds: FLAC 8, WAV 1024).
+    """
+    audio_format = _format_for(path)
+    try:
+        return sf.SoundFile(os.fsencode(tmp), "w", samplerate=sample_rate, channels=channels, format=audio_format)
+    except (sf.LibsndfileError, ValueError, TypeError, RuntimeError) as error:
+        reason = getattr(error, "error_string", None) or str(error).replace(str(tmp), str(path))
+        raise CodecError(f"{path}: cannot write {channels} channels at {sample_rate} Hz as {audio_format} "
+                         f"({reason})") from None
 
 
 def read_stream_info(path: Path, data: bytes | None = None):
@@ -551,8 +563,7 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
         audio = np.concatenate(list(convert_blocks([audio], info.sample_rate, len(audio), sample_rate, channels)))
 
     def write(tmp: Path) -> None:
-        with sf.SoundFile(str(tmp), "w", samplerate=sample_rate or info.sample_rate,
-                          channels=channels or info.channels, format=_format_for(output_path)) as sink:
+        with open_sink(tmp, output_path, sample_rate or info.sample_rate, channels or info.channels) as sink:
             sink.write(np.clip(audio, -1.0, 1.0))
 
     write_atomically(output_path, write)

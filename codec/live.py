@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import soxr
 import torch
 
-from codec.atomic import create_partial, partial_path
+from codec.atomic import create_partial, final_path, partial_path
 from codec.band_fill import BandFill
 from codec.errors import CodecError
 from codec.packets import StreamInfo, end_packet, global_packet, packet_bytes, read_packets, stream_header
@@ -146,17 +145,16 @@ class FileSink:
     half a file."""
 
     def __init__(self, path: Path, sample_rate: int, channels: int):
-        from codec.coding import _format_for
+        from codec.coding import _format_for, open_sink
 
         self.path, self.sample_rate, self.channels = path, sample_rate, channels
-        audio_format = _format_for(path)   # an unsupported suffix fails before any file is made
+        _format_for(path)   # an unsupported suffix fails before any file is made
         self.tmp = create_partial(path)
         try:
-            self.file = sf.SoundFile(str(self.tmp), "w", samplerate=sample_rate, channels=channels,
-                                     format=audio_format)
-        except (sf.LibsndfileError, ValueError, TypeError, RuntimeError) as error:
+            self.file = open_sink(self.tmp, path, sample_rate, channels)
+        except CodecError:
             self.tmp.unlink(missing_ok=True)
-            raise CodecError(f"{path}: cannot write audio ({error})") from None
+            raise
 
     def write(self, block: np.ndarray) -> bool:
         self.file.write(np.clip(block, -1.0, 1.0))
@@ -167,7 +165,7 @@ class FileSink:
         try:
             self.file.close()
             if keep:
-                self.tmp.replace(self.path)
+                self.tmp.replace(final_path(self.path))
         finally:
             self.tmp.unlink(missing_ok=True)   # (gone already once renamed)
 
@@ -383,7 +381,7 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
             if saved:
                 saved.close()
                 if keep:
-                    partial_path(save).replace(save)
+                    partial_path(save).replace(final_path(save))
         finally:
             if save:
                 partial_path(save).unlink(missing_ok=True)

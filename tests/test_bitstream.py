@@ -80,6 +80,21 @@ def test_corrupt_metadata():
         from_bytes(forged)
 
 
+@pytest.mark.parametrize("changes", [
+    {"samples": 10 ** 11},                  # would allocate hundreds of GiB
+    {"frames": 0, "samples": 54096},        # audio out of no codes
+    {"samples": 50 * 320 * 20},             # twenty times the frames' length
+    {"samples": 48 * 320 - 1},              # two frames short of the codes
+    {"sample_rate": 1, "samples": 1},       # not audio
+])
+def test_metadata_whose_samples_disagree_with_its_frames_is_refused(changes):
+    original = make()
+    meta = CodesMetadata(**{**original.metadata.__dict__, **changes})
+    forged = CodesFile(meta, original.codes[..., :meta.frames])
+    with pytest.raises(BitstreamError, match="corrupt metadata"):
+        from_bytes(to_bytes(forged))
+
+
 def test_code_outside_codebook_is_refused():
     codes_file = make(codebook_size=1000, frames=1)
     codes_file.codes[0, 0, 0] = 999

@@ -38,6 +38,37 @@ def test_refuses_overwrite_without_force(tiny_model_dir, speech_wav, tmp_path):
     assert invoke("encode", speech_wav, codes, "--model", tiny_model_dir, "--force").exit_code == 0
 
 
+def test_force_refuses_a_pipe_and_writes_through_a_link(tiny_model_dir, speech_wav, tmp_path):
+    fifo, target, link = tmp_path / "fifo.codes", tmp_path / "target.codes", tmp_path / "link.codes"
+    os.mkfifo(fifo)
+    result = invoke("encode", speech_wav, fifo, "--model", tiny_model_dir, "--force")
+    assert result.exit_code == 1 and "is not a regular file" in result.output
+    assert fifo.is_fifo()
+    target.write_bytes(b"old")
+    link.symlink_to(target)
+    assert invoke("encode", speech_wav, link, "--model", tiny_model_dir, "--force").exit_code == 0
+    assert link.is_symlink() and target.read_bytes().startswith(b"CODC")
+
+
+def test_ctrl_c_exits_with_130_and_leaves_no_file(tiny_model_dir, speech_wav, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("codec.coding.encode_file", interrupted)
+    result = invoke("encode", speech_wav, tmp_path / "x.codes", "--model", tiny_model_dir)
+    assert result.exit_code == 130 and "interrupted" in result.output
+    assert not (tmp_path / "x.codes").exists()
+
+
+def test_more_channels_than_the_format_holds_names_the_output(tiny_model_dir, speech_wav, tmp_path):
+    mono, codes = tmp_path / "mono.wav", tmp_path / "mono.codes"
+    sf.write(mono, sf.read(speech_wav)[0][:, 0], 44100)
+    assert invoke("encode", mono, codes, "--model", tiny_model_dir).exit_code == 0
+    result = invoke("decode", codes, tmp_path / "ten.flac", "--model", tiny_model_dir, "--channels", "10")
+    assert result.exit_code == 1 and "ten.flac: cannot write 10 channels at 44100 Hz as FLAC" in result.output
+    assert "partial" not in result.output and not list(tmp_path.glob(".*partial*"))
+
+
 @pytest.mark.parametrize("args,message", [
     (["encode", "missing.wav", "x.codes"], "no such file"),
     (["encode", "{wav}", "x.codes", "--bitrate", "5"], "not supported"),

@@ -1,5 +1,7 @@
 """Round-trip properties of whole-signal coding: exact length, rate and channels at any input."""
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -44,6 +46,26 @@ def test_bitrates(tiny_model, kbps, codebooks):
     codes_file = encode_audio(tiny_model, tone(1.0, 16000), 16000, kbps)
     assert codes_file.metadata.codebooks == codebooks
     assert len(to_bytes(codes_file)) <= kbps * 1000 / 8 * 1.0 + 200
+
+
+@pytest.mark.parametrize("sample_rate", [0, 1, 999, 384001])
+def test_sample_rates_outside_1_to_384_khz_are_refused(tiny_model, sample_rate):
+    with pytest.raises(CodecError, match=f"sample rate {sample_rate} Hz is not supported"):
+        encode_audio(tiny_model, np.zeros((100, 1)), sample_rate, 6.0)
+
+
+def test_file_names_that_are_not_utf8_are_read_and_written(tiny_model, tmp_path):
+    name = os.fsdecode(b"speech\xff")   # a Latin-1 name, as old archives hold
+    source = write_audio(tmp_path / "plain.wav", tone(0.2, 16000), 16000, "PCM_16").rename(tmp_path / f"{name}.wav")
+    encode_file(tiny_model, source, tmp_path / f"{name}.codes")
+    decode_file(tiny_model, tmp_path / f"{name}.codes", tmp_path / f"{name}.flac")
+    assert sf.info(os.fsencode(tmp_path / f"{name}.flac")).frames == 3200
+
+
+def test_an_audio_file_at_500_hz_is_refused_by_name(tiny_model, tmp_path):
+    path = write_audio(tmp_path / "slow.wav", np.zeros((500, 1)), 500, "PCM_16")
+    with pytest.raises(CodecError, match="slow.wav: sample rate 500 Hz is not supported"):
+        encode_file(tiny_model, path, tmp_path / "slow.codes")
 
 
 def test_unsupported_bitrate(tiny_model):
