@@ -243,8 +243,9 @@ def decode(
         show_default=False)] = None,
     jobs: JobsOption = 1,
 ) -> None:
-    """Decode a .codes file (or a saved packet stream) back to audio at its original sample rate,
-    channels and length (or --sample-rate / --channels), or many files into a folder."""
+    """Decode a .codes file (or a saved packet stream) back to audio, or many files into a folder.
+
+    The audio has the original's sample rate, channels and length (or --sample-rate / --channels)."""
     from codec.batch import OUTPUT_FORMATS, is_batch
     from codec.coding import check_output_format, check_paths, decode_any_file
 
@@ -335,13 +336,16 @@ def _written(path: Path, label: str) -> str:
 @app.command()
 @user_errors
 def info(
-    path: Annotated[Path, typer.Argument(readable=False, help="A .codes file (or a packet stream saved by codec "
-                                                              "stream --save), or a model: shipped name or model "
-                                                              "directory.")],
+    path: Annotated[Path, typer.Argument(
+        metavar="PATH", readable=False,
+        help="A .codes file (or a packet stream saved by codec stream --save), or a model: shipped name or "
+             "model directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
 ) -> None:
-    """Print the metadata of a .codes file or a model's summary. Only a file's header and first chunk
-    are read and checked; decode checks every chunk's CRC and the file's end."""
+    """Print the metadata of a .codes file or a model's summary.
+
+    Only a file's header and first chunk are read and checked; decode checks every chunk's CRC and
+    the file's end."""
     values = _codes_info(path) if path.is_file() else _model_info(path)
     if as_json:
         print(json.dumps(values, indent=2))
@@ -405,8 +409,9 @@ def _plain(value) -> str:
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
 ) -> None:
-    """List the models --model accepts by name: the shipped ones and those installed in
-    $CODEC_MODELS_DIR, with rates, size, latency and measured quality."""
+    """List the models --model accepts by name, with rates, size, latency and measured quality.
+
+    The shipped ones, and those installed in $CODEC_MODELS_DIR."""
     from dataclasses import asdict
 
     from codec.models.catalog import list_models
@@ -449,9 +454,11 @@ EVAL_OUTPUTS = ("results.json", "results.csv", "rate_distortion.png", "spectrogr
 @user_errors
 @model_option_hint
 def evaluate(
-    input: Annotated[Path, typer.Argument(readable=False, help="Folder of audio files, one file, or a .tsv/.jsonl "
-                                                               "manifest with a 'path' column/key.")],
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or directory.")] = None,
+    input: Annotated[Path, typer.Argument(
+        metavar="INPUT", readable=False,
+        help="Folder of audio files, one file, or a .tsv/.jsonl manifest with a 'path' column/key.")],
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Shipped model name or model directory \\[default: esc-16k-small].")] = None,
     bitrates: Annotated[str, typer.Option(help="Comma-separated kbps.")] = "1.5,3,6,12",
     baselines: Annotated[str, typer.Option(
         help="Comma-separated: opus (CBR), opus-vbr, speex, codec2 (or 'none').")] = "none",
@@ -541,8 +548,9 @@ def evaluate(
 @app.command()
 @user_errors
 def export(
-    model: Annotated[str | None, typer.Argument(help="Shipped model name or model directory \\[default: "
-                                                     "esc-16k-small].", show_default=False)] = None,
+    model: Annotated[str | None, typer.Argument(
+        metavar="MODEL", help="Shipped model name or model directory \\[default: esc-16k-small].",
+        show_default=False)] = None,
     format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("exported"),
     int8: Annotated[bool, typer.Option("--int8", help="8-bit weights for the encoder and decoder (conv-16k: "
@@ -606,7 +614,8 @@ def stream(
 @app.command()
 @user_errors
 def train(
-    recipe: Annotated[Path, typer.Argument(readable=False, help="Recipe YAML, e.g. recipes/conv_16k.yaml.")],
+    recipe: Annotated[Path, typer.Argument(
+        metavar="RECIPE", readable=False, help="Recipe YAML, e.g. recipes/conv_16k.yaml.")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's checkpoint.")] = False,
     override: Annotated[list[str] | None, typer.Option(
         "--override", "-o", help="Change a recipe value: section.key=value (repeatable).")] = None,

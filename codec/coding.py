@@ -19,7 +19,7 @@ import soxr
 import torch
 
 from codec.atomic import write_atomically
-from codec.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, open_audio, read_blocks
+from codec.audio import AUDIO_SUFFIXES, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, open_audio, read_blocks
 from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
@@ -388,6 +388,9 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     if clipped[0]:
         report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale and were "
                                f"limited to ±1.0")
+    if output_path.suffix.lower() in AUDIO_SUFFIXES:   # `codec encode in.wav out.wav`: a likely slip
+        report.warnings.append(f"{output_path}: holds codes, not audio, whatever its suffix says; "
+                               f"codec decode turns it back into audio")
     data = to_bytes(codes_file, entropy_coder_for(model, required=True) if wants_entropy(model, entropy) else None)
     write_atomically(output_path, lambda tmp: tmp.write_bytes(data))
     return codes_file, report

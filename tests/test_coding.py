@@ -62,6 +62,14 @@ def test_file_names_that_are_not_utf8_are_read_and_written(tiny_model, tmp_path)
     assert sf.info(os.fsencode(tmp_path / f"{name}.flac")).frames == 3200
 
 
+def test_codes_written_under_an_audio_suffix_get_a_warning(tiny_model, tmp_path):
+    source = write_audio(tmp_path / "in.wav", tone(0.2, 16000), 16000, "PCM_16")
+    _, report = encode_file(tiny_model, source, tmp_path / "out.wav")
+    assert any("out.wav: holds codes, not audio" in warning for warning in report.warnings)
+    _, report = encode_file(tiny_model, source, tmp_path / "out.codes")
+    assert not report.warnings
+
+
 def test_an_audio_file_at_500_hz_is_refused_by_name(tiny_model, tmp_path):
     path = write_audio(tmp_path / "slow.wav", np.zeros((500, 1)), 500, "PCM_16")
     with pytest.raises(CodecError, match="slow.wav: sample rate 500 Hz is not supported"):
