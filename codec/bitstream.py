@@ -19,7 +19,8 @@ Metadata keys: ``model`` (name), ``weights`` (first 8 hex digits of the SHA-256 
 weights file), ``sample_rate`` (Hz, of the original audio; 1000 to 384000), ``channels``, ``samples`` (per
 channel, at ``sample_rate``), ``frame_rate`` (code frames per second), ``codebooks`` (codebooks
 used, K), ``codebook_size``, ``frames`` (F, code frames per channel: the frames that cover the
-samples, ``ceil(samples * frame_rate / sample_rate)``; readers allow a frame either way).
+samples, ``ceil(samples * frame_rate / sample_rate)``, or more where a global code pads short
+input; readers allow a frame either way).
 
 With bit 0 of the flags set, the metadata also names the entropy model (``entropy_model``, and
 ``entropy_weights``: the first 8 hex digits of its weights' SHA-256), and each chunk is
@@ -212,7 +213,8 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
         raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
                              f"(invalid values)")
     covered = meta.samples * meta.frame_rate / meta.sample_rate   # frames the samples need (ceil)
-    if not -1 < meta.frames - covered < 2:   # (a frame of slack for rounding)
+    # (a frame of slack for rounding; a global code's model pads short input to its global window)
+    if not -1 < meta.frames - covered < (math.inf if meta.has_global else 2):
         raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
                              f"({meta.samples} samples at {meta.sample_rate} Hz need about {math.ceil(covered)} "
                              f"frames at {meta.frame_rate:g} Hz, not {meta.frames})")
