@@ -116,7 +116,7 @@ def _arguments(command: str, inputs: list[Path] | None, output: Path | None, job
         raise CodecError(f"--jobs {jobs}: must be at least 1")
     if not inputs:
         missing = "OUTPUT" if output is not None else "INPUT and OUTPUT"
-        stderr.print(f"Usage: codec {command} [OPTIONS] INPUT... OUTPUT", soft_wrap=True)
+        stderr.print(f"Usage: codec {command} [OPTIONS] [INPUT]... [OUTPUT]", soft_wrap=True)
         stderr.print(Text.assemble(("error:", "bold red"), f" missing {missing} (see codec {command} --help)"))
         raise typer.Exit(2)
     return [str(p) for p in inputs]
@@ -344,8 +344,8 @@ def info(
 ) -> None:
     """Print the metadata of a .codes file or a model's summary.
 
-    Only a file's header and first chunk are read and checked; decode checks every chunk's CRC and
-    the file's end."""
+    Only a file's header and first chunk are read and checked; decode checks every chunk's CRC and the file's end.
+    """
     values = _codes_info(path) if path.is_file() else _model_info(path)
     if as_json:
         print(json.dumps(values, indent=2))

@@ -195,7 +195,7 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
                              f"(not the JSON object that format version 1 requires)") from None
     integers = [meta.sample_rate, meta.channels, meta.samples, meta.codebooks,
                 meta.codebook_size, meta.frames]
-    if (not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in integers)
+    if (not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 63 for v in integers)
             or not MIN_SAMPLE_RATE <= meta.sample_rate <= MAX_SAMPLE_RATE
             or not 1 <= meta.channels <= MAX_CHANNELS
             or not 1 <= meta.codebooks <= MAX_CODEBOOKS or meta.frames > MAX_FRAMES

@@ -18,7 +18,7 @@ import soundfile as sf
 import soxr
 import torch
 
-from codec.atomic import write_atomically
+from codec.atomic import final_path, partial_path, write_atomically
 from codec.audio import AUDIO_SUFFIXES, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, open_audio, read_blocks
 from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
@@ -288,8 +288,14 @@ def check_output_path(output_path: Path, force: bool, input_path: Path | None = 
     """
     if output_path.is_dir():
         raise CodecError(f"{output_path}: is a directory; give a file name")
-    if input_path is not None and output_path.resolve() == input_path.resolve():
+    try:
+        final = final_path(output_path)
+    except (RuntimeError, OSError):   # Python 3.11 raises RuntimeError for a loop of links
+        raise CodecError(f"{output_path}: is a loop of symbolic links; give a file name") from None
+    if input_path is not None and final.resolve() == input_path.resolve():
         raise CodecError(f"{output_path}: the output would overwrite the input; give another file name")
+    if input_path is not None and partial_path(output_path).resolve() == input_path.resolve():
+        raise CodecError(f"{input_path}: has the name of the output's temporary file; rename the input")
     if output_path.exists() and not output_path.is_file():   # renaming over it would replace it
         raise CodecError(f"{output_path}: is not a regular file (a device, pipe or socket); give a file "
                          f"name, or - for stdout")
@@ -479,9 +485,13 @@ def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int) -> sf.Soun
 
     Raises:
         CodecError: naming ``path`` (not ``tmp``), the format asked for and libsndfile's reason, if
-            it refuses (more channels than the format holds: FLAC 8, WAV 1024).
+            it refuses (more channels than the format holds: FLAC 8, WAV 1024), or above 192 kHz in OGG.
     """
     audio_format = _format_for(path)
+    if audio_format == "FLAC" and channels > 8:
+        raise CodecError(f"{path}: FLAC holds at most 8 channels, not {channels}; write .wav")
+    if audio_format == "OGG" and sample_rate > 192000:   # libvorbis crashes above about 200 kHz
+        raise CodecError(f"{path}: OGG Vorbis holds at most 192000 Hz, not {sample_rate}; write .wav or .flac")
     try:
         return sf.SoundFile(os.fsencode(tmp), "w", samplerate=sample_rate, channels=channels, format=audio_format)
     except (sf.LibsndfileError, ValueError, TypeError, RuntimeError) as error:

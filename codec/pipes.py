@@ -62,6 +62,8 @@ def stdout_file(suffix: str) -> Iterator[Path]:
         CodecError: if stdout is a terminal (binary data would garble it).
     """
     sink = sys.stdout
+    if sink is None:   # started with stdout closed (>&-)
+        raise CodecError("stdout is closed; redirect it to a file (> out) or pipe it to a program")
     if sink.isatty():
         raise CodecError("stdout is a terminal; redirect it to a file (> out) or pipe it to a program")
     with tempfile.TemporaryDirectory(prefix="codec-") as folder:

@@ -82,6 +82,7 @@ def test_corrupt_metadata():
 
 @pytest.mark.parametrize("changes", [
     {"samples": 10 ** 11},                  # would allocate hundreds of GiB
+    {"samples": 10 ** 400},                 # beyond a float
     {"frames": 0, "samples": 54096},        # audio out of no codes
     {"samples": 50 * 320 * 20},             # twenty times the frames' length
     {"samples": 48 * 320 - 1},              # two frames short of the codes

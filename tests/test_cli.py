@@ -48,6 +48,18 @@ def test_force_refuses_a_pipe_and_writes_through_a_link(tiny_model_dir, speech_w
     link.symlink_to(target)
     assert invoke("encode", speech_wav, link, "--model", tiny_model_dir, "--force").exit_code == 0
     assert link.is_symlink() and target.read_bytes().startswith(b"CODC")
+    loop = tmp_path / "loop.codes"
+    loop.symlink_to(loop)
+    result = invoke("encode", speech_wav, loop, "--model", tiny_model_dir, "--force")
+    assert result.exit_code == 1 and "loop of symbolic links" in result.output
+
+
+def test_an_input_named_as_the_outputs_temporary_file_is_kept(tiny_model_dir, speech_wav, tmp_path):
+    source = tmp_path / ".x.codes.partial.codes"
+    source.write_bytes(speech_wav.read_bytes())
+    result = invoke("encode", source, tmp_path / "x.codes", "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "has the name of the output's temporary file" in result.output
+    assert source.read_bytes() == speech_wav.read_bytes()
 
 
 def test_ctrl_c_exits_with_130_and_leaves_no_file(tiny_model_dir, speech_wav, tmp_path, monkeypatch):
@@ -65,7 +77,11 @@ def test_more_channels_than_the_format_holds_names_the_output(tiny_model_dir, sp
     sf.write(mono, sf.read(speech_wav)[0][:, 0], 44100)
     assert invoke("encode", mono, codes, "--model", tiny_model_dir).exit_code == 0
     result = invoke("decode", codes, tmp_path / "ten.flac", "--model", tiny_model_dir, "--channels", "10")
-    assert result.exit_code == 1 and "ten.flac: cannot write 10 channels at 44100 Hz as FLAC" in result.output
+    assert result.exit_code == 1 and "ten.flac: FLAC holds at most 8 channels, not 10" in result.output
+    result = invoke("decode", codes, tmp_path / "many.wav", "--model", tiny_model_dir, "--channels", "2000")
+    assert result.exit_code == 1 and "many.wav: cannot write 2000 channels at 44100 Hz as WAV" in result.output
+    result = invoke("decode", codes, tmp_path / "fast.ogg", "--model", tiny_model_dir, "-r", "384000")
+    assert result.exit_code == 1 and "fast.ogg: OGG Vorbis holds at most 192000 Hz" in result.output
     assert "partial" not in result.output and not list(tmp_path.glob(".*partial*"))
 
 
