@@ -26,9 +26,9 @@ stderr = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)  # 
 
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = 1) -> None:
     stderr.print(Text.assemble(("error:", "bold red"), f" {message}"), soft_wrap=True)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 def model_option_hint(command):
@@ -57,9 +57,8 @@ def user_errors(command):
             raise typer.Exit(141) from None
         except OSError as error:
             _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
-        except KeyboardInterrupt:   # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
-            stderr.print(Text.assemble(("error:", "bold red"), " interrupted"))
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)   # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
         except Exception as error:  # a bug, not the user's fault: one line unless debugging
             if os.environ.get("CODEC_DEBUG"):
                 raise
@@ -117,8 +116,7 @@ def _arguments(command: str, inputs: list[Path] | None, output: Path | None, job
     if not inputs:
         missing = "OUTPUT" if output is not None else "INPUT and OUTPUT"
         stderr.print(f"Usage: codec {command} [OPTIONS] [INPUT]... [OUTPUT]", soft_wrap=True)
-        stderr.print(Text.assemble(("error:", "bold red"), f" missing {missing} (see codec {command} --help)"))
-        raise typer.Exit(2)
+        _fail(f"missing {missing} (see codec {command} --help)", 2)
     return [str(p) for p in inputs]
 
 

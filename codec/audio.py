@@ -23,6 +23,13 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000   # Hz read, written and stored 
 UNKNOWN_LENGTH = 1 << 62   # what libsndfile reports as the length of a stream without one
 
 
+def check_sample_rate(sample_rate: int) -> None:
+    """Raises CodecError unless ``sample_rate`` (Hz) is one the codec reads, writes and stores."""
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise CodecError(f"sample rate {sample_rate} Hz is not supported; supported: {MIN_SAMPLE_RATE} to "
+                         f"{MAX_SAMPLE_RATE} Hz")
+
+
 def open_audio(path: Path | str) -> sf.SoundFile:
     """Open an audio file for block reading (use as a context manager).
 
@@ -42,10 +49,11 @@ def open_audio(path: Path | str) -> sf.SoundFile:
     if source.samplerate <= 0 or source.channels <= 0:
         source.close()
         raise CodecError(f"{path}: invalid header ({source.samplerate} Hz, {source.channels} channels)")
-    if not MIN_SAMPLE_RATE <= source.samplerate <= MAX_SAMPLE_RATE:
+    try:
+        check_sample_rate(source.samplerate)
+    except CodecError as error:
         source.close()
-        raise CodecError(f"{path}: sample rate {source.samplerate} Hz is not supported; supported: "
-                         f"{MIN_SAMPLE_RATE} to {MAX_SAMPLE_RATE} Hz")
+        raise CodecError(f"{path}: {error}") from None
     if source.frames >= UNKNOWN_LENGTH:
         source.close()   # libsndfile can read no further than its header here (it needs to seek)
         raise CodecError(f"{path}: the header does not give the length (as in FLAC that ffmpeg writes to a pipe), "

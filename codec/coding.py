@@ -19,7 +19,7 @@ import soxr
 import torch
 
 from codec.atomic import final_path, partial_path, write_atomically
-from codec.audio import AUDIO_SUFFIXES, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, open_audio, read_blocks
+from codec.audio import AUDIO_SUFFIXES, check_sample_rate, open_audio, read_blocks
 from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
@@ -74,9 +74,8 @@ def check_output_format(from_channels: int, sample_rate: int | None, channels: i
     Raises:
         CodecError: naming the value and what is supported.
     """
-    if sample_rate is not None and not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise CodecError(f"sample rate {sample_rate} Hz is not supported; choose {MIN_SAMPLE_RATE} to "
-                         f"{MAX_SAMPLE_RATE} Hz")
+    if sample_rate is not None:
+        check_sample_rate(sample_rate)
     if channels is not None:
         if channels < 1:
             raise CodecError(f"{channels} channels is not supported; choose 1 or more")
@@ -221,9 +220,7 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
         CodecError: for an unsupported bitrate or refinement, an invalid sample rate, or non-finite
             samples.
     """
-    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
-        raise CodecError(f"sample rate {sample_rate} Hz is not supported; supported: {MIN_SAMPLE_RATE} to "
-                         f"{MAX_SAMPLE_RATE} Hz")
+    check_sample_rate(sample_rate)
     audio = np.asarray(audio, dtype=np.float64)
     if audio.ndim != 2 or audio.shape[1] == 0:
         raise CodecError(f"audio must be [samples, channels] with at least one channel, got shape {audio.shape}")
