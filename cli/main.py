@@ -394,12 +394,13 @@ def _model_info(path: Path) -> dict:
 
 
 def _plain(value) -> str:
-    """A value for the text listing of ``codec info``: lists joined, ``{"6": 1.98}`` as ``6: 1.98``."""
+    """A value for the text listing of ``codec info``: lists joined, ``{"6": 1.98}`` as ``6: 1.98``,
+    None as ``-``."""
     if isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
     if isinstance(value, list):
         return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-    return str(value)
+    return "-" if value is None else str(value)
 
 
 @app.command()

@@ -5,8 +5,8 @@ All integers are little-endian.
     offset  size  field
     0       4     magic b"CODC"
     4       1     format version (1)
-    5       1     flags: bit 0 set = entropy-coded payload, bit 1 set = global-code section
-                  (both below), other bits zero
+    5       1     flags: bit 0 set = entropy-coded payload, bit 1 set = global-code section,
+                  bit 2 set = level gain (all three below), other bits zero
     6       2     uint16: length M of the metadata in bytes
     8       M     metadata: UTF-8 JSON object (keys below), no whitespace
     8+M     G     global-code section, only with flag bit 1 (else G = 0)
@@ -21,6 +21,11 @@ channel, at ``sample_rate``), ``frame_rate`` (code frames per second), ``codeboo
 used, K), ``codebook_size``, ``frames`` (F, code frames per channel: the frames that cover the
 samples, ``ceil(samples * frame_rate / sample_rate)``, or more where a global code pads short
 input; readers allow a frame either way).
+
+With bit 2 of the flags set, the metadata also has ``gain_db``: the gain (a number from -60 to
+60 dB) by which the encoder scaled the audio before coding it, to bring it to the level its model
+was trained at (``codec.level``); a decoder scales its output by ``10 ** (-gain_db / 20)``.
+A reader that predates the flag refuses such a file by its flags rather than play it at the wrong level.
 
 With bit 0 of the flags set, the metadata also names the entropy model (``entropy_model``, and
 ``entropy_weights``: the first 8 hex digits of its weights' SHA-256), and each chunk is
@@ -45,7 +50,8 @@ a chunk, codes are ordered frame by frame, then channel, then codebook, each wri
 unsigned ``ceil(log2(codebook_size))``-bit number, most significant bit first, and the chunk is
 padded with zero bits to a whole byte, so ``P = ceil(frames_in_chunk * C * K * bits / 8)``.
 The header and metadata are kept small on purpose: a file is at most ``nominal bitrate x
-duration + 200`` bytes for the shipped models.
+duration + 220`` bytes for the shipped models (header, metadata and CRCs, and the part of the
+last frame that the audio does not fill; 217 at most on the dev files, at 12 kbps).
 """
 
 import json
@@ -64,6 +70,8 @@ VERSION = 1
 FRAMES_PER_CHUNK = 1500
 FLAG_ENTROPY = 1
 FLAG_GLOBAL = 2
+FLAG_GAIN = 4
+MAX_GAIN_DB = 60.0
 MAX_CODEBOOK_SIZE = 1 << 16
 MAX_CHANNELS = 1024
 MAX_CODEBOOKS = 1024
@@ -91,6 +99,7 @@ class CodesMetadata:
     entropy_weights: str | None = None
     global_codebooks: int | None = None       # only with a global-code section
     global_codebook_size: int | None = None
+    gain_db: float | None = None     # only in files whose input was scaled before coding (codec.level)
 
     @property
     def entropy_coded(self) -> bool:
@@ -150,7 +159,8 @@ def to_bytes(codes_file: CodesFile, entropy_coder=None) -> bytes:
     values["entropy_model"], values["entropy_weights"] = (
         (entropy_coder.name, entropy_coder.weights[:8]) if entropy_coder is not None else (None, None))
     metadata = json.dumps({k: v for k, v in values.items() if v is not None}, separators=(",", ":")).encode()
-    flags = (FLAG_ENTROPY if entropy_coder else 0) | (FLAG_GLOBAL if meta.has_global else 0)
+    flags = ((FLAG_ENTROPY if entropy_coder else 0) | (FLAG_GLOBAL if meta.has_global else 0)
+             | (FLAG_GAIN if meta.gain_db is not None else 0))
     parts = [_HEADER.pack(MAGIC, VERSION, flags, len(metadata)), metadata]
     if meta.has_global:
         global_codes = np.asarray(codes_file.global_codes)
@@ -182,6 +192,11 @@ def _chunk_starts(frames: int) -> range:
     return range(0, max(frames, 1), FRAMES_PER_CHUNK)
 
 
+def _is_gain(value) -> bool:
+    """Whether a metadata ``gain_db`` is a number of dB a file can carry (NaN is not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= MAX_GAIN_DB
+
+
 def _parse_metadata(raw: bytes) -> CodesMetadata:
     try:
         values = json.loads(raw.decode())
@@ -209,7 +224,8 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
                                             for v in (meta.global_codebooks, meta.global_codebook_size)))
             or (meta.has_global and not (1 <= meta.global_codebooks <= MAX_CODEBOOKS
                                          and 2 <= meta.global_codebook_size <= MAX_CODEBOOK_SIZE))
-            or not isinstance(meta.entropy_model or "", str) or not isinstance(meta.entropy_weights or "", str)):
+            or not isinstance(meta.entropy_model or "", str) or not isinstance(meta.entropy_weights or "", str)
+            or (meta.gain_db is not None and not _is_gain(meta.gain_db))):
         raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
                              f"(invalid values)")
     covered = meta.samples * meta.frame_rate / meta.sample_rate   # frames the samples need (ceil)
@@ -257,7 +273,7 @@ def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
         newer = " (written by a newer codec; upgrade to read it)" if version > VERSION else ""
         raise BitstreamError(f"unsupported .codes format version {version} at offset 4; this codec reads "
                              f"version {VERSION}{newer}")
-    if flags & ~(FLAG_ENTROPY | FLAG_GLOBAL):
+    if flags & ~(FLAG_ENTROPY | FLAG_GLOBAL | FLAG_GAIN):
         raise BitstreamError(f"unsupported flags {flags:#04x} at offset 5")
     offset = _HEADER.size + metadata_length
     if len(data) < offset:
@@ -267,6 +283,8 @@ def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
         raise BitstreamError("corrupt header: the entropy-coding flag at offset 5 disagrees with the metadata")
     if bool(flags & FLAG_GLOBAL) != meta.has_global:
         raise BitstreamError("corrupt header: the global-code flag at offset 5 disagrees with the metadata")
+    if bool(flags & FLAG_GAIN) != (meta.gain_db is not None):
+        raise BitstreamError("corrupt header: the gain flag at offset 5 disagrees with the metadata")
     return meta, offset
 
 

@@ -23,6 +23,7 @@ from codec.audio import AUDIO_SUFFIXES, check_sample_rate, open_audio, read_bloc
 from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
+from codec.level import amplitude, gain_for
 from codec.models import ConvCodec
 from codec.refine import LatentRefiner
 from codec.streaming import StreamingDecoder, StreamingEncoder
@@ -118,10 +119,12 @@ def convert_blocks(blocks: Iterable[np.ndarray], sample_rate: int, samples: int,
 
 
 def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: int, channels: int,
-                  num_codebooks: int, refine_steps: int = 0) -> tuple[np.ndarray, int, np.ndarray | None]:
+                  num_codebooks: int, refine_steps: int = 0,
+                  gain_db: float = 0.0) -> tuple[np.ndarray, int, np.ndarray | None]:
     """Encode ``[n, C]`` float blocks; returns ``(codes [C, K, F], number of input samples,
     global codes [C, G] or None)``. ``refine_steps`` > 0: refine each block's latent by that many
     steps of analysis by synthesis (``codec/refine.py``; slower, closer to the input).
+    ``gain_db``: scale the input by this gain first (``codec.level``; decoding undoes it).
 
     Raises:
         CodecError: for refinement steps out of range or with a model that cannot use them.
@@ -131,8 +134,10 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
     resampler = _resampler(sample_rate, model.sample_rate, channels)
     fill = BandFill(sample_rate, model.sample_rate, channels)   # a low-rate input's empty band
 
+    scale = amplitude(gain_db)
+
     def resample(block: np.ndarray, last: bool = False) -> np.ndarray:
-        return fill(resampler(block, last=last))
+        return fill(resampler(block * scale, last=last))
     codes, pending, seen = [], np.zeros((0, channels)), 0
 
     def feed(samples: np.ndarray) -> None:
@@ -162,12 +167,13 @@ def decode_blocks(model: ConvCodec, codes_file: CodesFile) -> Iterator[np.ndarra
         np.asarray(codes_file.global_codes, dtype=np.int64))
     decoder = StreamingDecoder(model, batch_size=meta.channels, global_codes=global_codes)
     resample = _resampler(model.sample_rate, meta.sample_rate, meta.channels)
+    unscale = amplitude(-(meta.gain_db or 0.0))   # undo the encoder's level normalisation
     model_samples_left = model_length(meta.samples, meta.sample_rate, model.sample_rate)
     samples_left = meta.samples
 
     def emit(wav: torch.Tensor, last: bool = False) -> np.ndarray:
         nonlocal model_samples_left, samples_left
-        audio = wav[:, 0].numpy().T.astype(np.float64)[:model_samples_left]   # [n, C]
+        audio = wav[:, 0].numpy().T.astype(np.float64)[:model_samples_left] * unscale   # [n, C]
         model_samples_left -= len(audio)
         out = resample(audio, last=last)[:samples_left]
         samples_left -= len(out)
@@ -190,13 +196,14 @@ def _codebooks(model: ConvCodec, bitrate_kbps: float) -> int:
 
 
 def _codes_file(model: ConvCodec, sample_rate: int, codes: np.ndarray, num_samples: int,
-                global_codes: np.ndarray | None) -> CodesFile:
+                global_codes: np.ndarray | None, gain_db: float = 0.0) -> CodesFile:
     frame_rate = model.frame_rate
     meta = CodesMetadata(
         model=model.config.name, weights=getattr(model, "weights_sha256", "")[:8], sample_rate=sample_rate,
         channels=codes.shape[0], samples=num_samples,
         frame_rate=int(frame_rate) if float(frame_rate).is_integer() else round(frame_rate, 6),
-        codebooks=codes.shape[1], codebook_size=model.codebook_size, frames=codes.shape[2])
+        codebooks=codes.shape[1], codebook_size=model.codebook_size, frames=codes.shape[2],
+        gain_db=gain_db or None)
     if global_codes is not None:
         meta.global_codebooks, meta.global_codebook_size = global_codes.shape[1], model.config.global_codebook_size
     return CodesFile(meta, codes, global_codes)
@@ -227,9 +234,11 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
     if not np.all(np.isfinite(audio)):
         raise CodecError("audio contains NaN or infinite samples")
     step = int(BLOCK_SECONDS * sample_rate)
+    gain_db = gain_for([audio], sample_rate, model.config.input_level_dbfs)
     blocks = (audio[start:start + step] for start in range(0, len(audio), step))
     return _codes_file(model, sample_rate, *encode_blocks(model, blocks, sample_rate, audio.shape[1],
-                                                          _codebooks(model, bitrate_kbps), refine_steps))
+                                                          _codebooks(model, bitrate_kbps), refine_steps, gain_db),
+                       gain_db)
 
 
 def check_compatible(model: ConvCodec, meta: CodesMetadata, path: Path | None = None) -> None:
@@ -380,14 +389,22 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     check_paths(input_path, output_path, force)
     num_codebooks = _codebooks(model, bitrate_kbps)
     report, clipped = CodingReport(), [0]
+    gain_db = 0.0
+    if model.config.input_level_dbfs is not None:   # a first pass measures the input's level
+        with open_audio(input_path) as source:
+            blocks = read_blocks(source, input_path, int(BLOCK_SECONDS * source.samplerate))
+            gain_db = gain_for((np.clip(b, -1.0, 1.0) for b in blocks), source.samplerate,
+                               model.config.input_level_dbfs)
     with open_audio(input_path) as source:
-        blocks = (_limit(b, clipped) for b in read_blocks(source, input_path, int(BLOCK_SECONDS * source.samplerate)))
-        encoded = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks, refine_steps)
+        block_size = int(BLOCK_SECONDS * source.samplerate)
+        blocks = (_limit(b, clipped) for b in read_blocks(source, input_path, block_size))
+        encoded = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks, refine_steps,
+                                gain_db)
         seen = encoded[1]
         if source.frames > 0 and seen < source.frames:
             report.warnings.append(f"{input_path}: file is truncated: its header announces {source.frames} "
                                    f"samples, {seen} could be read; coded those")
-        codes_file = _codes_file(model, source.samplerate, *encoded)
+        codes_file = _codes_file(model, source.samplerate, *encoded, gain_db)
     if clipped[0]:
         report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale and were "
                                f"limited to ±1.0")

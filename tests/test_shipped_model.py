@@ -108,3 +108,24 @@ def test_impulse_is_played_at_its_time_plus_the_latency(shipped):
     energy = (loud - quiet) ** 2
     heard_at = (energy * play_time).sum() / energy.sum()
     assert abs(heard_at - (at + model.latency)) < 0.5 * rate / model.frame_rate, heard_at - (at + model.latency)
+
+
+def test_the_default_model_codes_quiet_speech_as_well_as_speech_at_its_level():
+    """The default model normalises its input's level (``input_level_dbfs``): a dev file 30 dB
+    quieter than recorded (about -55 dBFS) decodes to the same quality, and at the quiet level.
+    Without normalisation it scored 0.15 PESQ-WB lower at -50 dBFS (20 dev files, 6 kbps)."""
+    model, metrics = _load(DEFAULT_MODEL)
+    path = SHARED_DATA / metrics["regression"]["files"][0]
+    if not path.is_file():
+        pytest.skip(f"dev speech not available under {SHARED_DATA}")
+    assert model.config.input_level_dbfs is not None
+    audio, rate = load_audio(path)
+    scores = {}
+    for scale in (1.0, 10 ** (-30 / 20)):
+        codes = encode_audio(model, audio * scale, rate, 6.0)
+        decoded, _ = decode_audio(model, codes)
+        scores[scale] = pesq_wb(audio[:, 0] * scale, decoded[:, 0], rate)
+        ratio = np.sqrt(np.mean(decoded ** 2) / np.mean((audio * scale) ** 2))
+        assert 0.7 < ratio < 1.4    # back at the input's level, within 3 dB
+    assert codes.metadata.gain_db > 30
+    assert abs(scores[1.0] - scores[10 ** (-30 / 20)]) < 0.05, scores

@@ -40,6 +40,7 @@ class ModelSummary:
     parameters: int                  # trainable parameters of the codec network
     weights_bytes: int
     entropy_model: bool              # whether entropy.safetensors ships beside the weights
+    input_level_dbfs: float | None   # the level encoding scales input to (codec/level.py); None: as it is
     pesq_wb: dict[str, float] = field(default_factory=dict)   # kbps ("6") -> dev-set mean, if measured
     weights_sha256: str | None = None                         # with ``with_hash=True``
 
@@ -73,7 +74,8 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
         codebook_size=config.codebook_size, bitrates_kbps=list(config.bitrates_kbps),
         latency_ms=round(1000 * network.latency / config.sample_rate, 3),
         parameters=sum(p.numel() for p in network.parameters()), weights_bytes=weights_bytes,
-        entropy_model=has_entropy_model(directory), pesq_wb=measured_pesq(directory, config.name),
+        entropy_model=has_entropy_model(directory), input_level_dbfs=config.input_level_dbfs,
+        pesq_wb=measured_pesq(directory, config.name),
         weights_sha256=weights_hash(directory) if with_hash else None)
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from codec.config import JsonConfig
 from codec.errors import CodecError
+from codec.level import check_target_level
 from codec.models.conv_codec import CodecOutput
 from codec.models.interface import CodecBase
 from codec.modules import CausalSTFT, ISTFTHead
@@ -57,6 +58,7 @@ class EscCodecConfig(JsonConfig):
     codebook_dim: int = 8
     bitrates_kbps: list[float] = field(default_factory=lambda: [1.5, 3.0, 6.0])
     global_groups: int = 0           # the sessions' interface: ESC has no global code
+    input_level_dbfs: float | None = None   # encoding scales input to this active level (codec/level.py)
 
 
 def _width(config: EscCodecConfig, scale: int) -> int:
@@ -104,6 +106,7 @@ class EscCodec(CodecBase):
         if not (len(c.encoder_blocks) == len(c.decoder_blocks) == len(c.codebooks_per_scale) == scales):
             raise CodecError("dims, encoder_blocks, decoder_blocks and codebooks_per_scale need one entry per scale")
         _check_synthesis(c)
+        check_target_level(c.input_level_dbfs)
         self.bins_per_band = c.n_fft // 2 // c.subbands
         self.stft = CausalSTFT(c.n_fft, c.hop_length)
         self.embed = nn.Linear(3 * self.bins_per_band, c.dims[0])

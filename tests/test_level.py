@@ -1,0 +1,138 @@
+"""Input level normalisation: the meter, the gain, its place in the .codes file and in coding."""
+
+import dataclasses
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from codec.bitstream import BitstreamError, CodesFile, CodesMetadata, from_bytes, to_bytes
+from codec.coding import decode_audio, encode_audio, encode_file
+from codec.errors import CodecError
+from codec.level import LevelMeter, amplitude, check_target_level, gain_for, normalizing_gain_db
+from codec.models import ConvCodec
+from tests.conftest import tone, write_audio
+
+
+def speech_like(seconds=2.0, rate=16000, amplitude_=0.1, seed=0) -> np.ndarray:
+    """``[T, 1]``: noise bursts in the first half of each 0.4 s, silence in the second."""
+    rng = np.random.default_rng(seed)
+    audio = rng.standard_normal((round(seconds * rate), 1)) * amplitude_
+    period = round(0.4 * rate)
+    for start in range(period // 2, len(audio), period):
+        audio[start:start + period // 2] = 0
+    return audio
+
+
+def test_active_level_ignores_pauses():
+    audio = tone(2.0, 16000) * np.tile(np.repeat([1.0, 0.0], 3200), 5)[:, None]   # half tone, half silence
+    meter = LevelMeter(16000)
+    meter.add(audio)
+    assert meter.level_dbfs() == pytest.approx(10 * np.log10(0.5 ** 2 / 2), abs=0.05)   # the tone's power
+
+
+def test_level_does_not_depend_on_block_sizes():
+    audio = speech_like(seconds=3.3, rate=44100)
+    whole = LevelMeter(44100)
+    whole.add(audio)
+    pieces, start = LevelMeter(44100), 0
+    for size in np.random.default_rng(1).integers(1, 5000, 200):
+        pieces.add(audio[start:start + size])
+        start += size
+    pieces.add(audio[start:])
+    assert pieces.level_dbfs() == pytest.approx(whole.level_dbfs(), abs=1e-9)
+
+
+def test_silence_and_no_samples_get_no_gain():
+    meter = LevelMeter(16000)
+    assert meter.level_dbfs() is None
+    meter.add(np.zeros((16000, 2)))
+    assert meter.level_dbfs() is None
+    assert normalizing_gain_db(None, -18.0) == 0.0
+    assert gain_for([np.zeros((100, 1))], 16000, -18.0) == 0.0
+
+
+def test_gain_is_rounded_and_limited():
+    assert normalizing_gain_db(-31.234, -18.0) == 13.23
+    assert normalizing_gain_db(-95.0, -18.0) == 60.0
+    assert normalizing_gain_db(3.0, -60.0) == -60.0
+    assert gain_for([speech_like()], 16000, None) == 0.0     # a model that does not normalise
+    assert amplitude(-20.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("bad", [5.0, -61.0, True, "loud", float("nan")])
+def test_an_unsupported_target_level_is_refused_by_name(bad):
+    with pytest.raises(CodecError, match="input_level_dbfs"):
+        check_target_level(bad)
+
+
+def test_a_model_config_with_an_unsupported_level_is_refused(tiny_model):
+    config = dataclasses.replace(tiny_model.config, input_level_dbfs=12.0)
+    with pytest.raises(CodecError, match="input_level_dbfs=12.0"):
+        ConvCodec(config)
+
+
+@pytest.fixture
+def leveled_model(tiny_model):
+    """The tiny model, normalising its input to -18 dBFS (restored afterwards)."""
+    tiny_model.config.input_level_dbfs = -18.0
+    yield tiny_model
+    tiny_model.config.input_level_dbfs = None
+
+
+def test_encoding_scales_the_input_and_decoding_undoes_it(leveled_model):
+    audio = speech_like(amplitude_=0.003)                       # about -50 dBFS
+    leveled = encode_audio(leveled_model, audio, 16000, 6.0)
+    gain = leveled.metadata.gain_db
+    meter = LevelMeter(16000)
+    meter.add(audio)
+    assert gain == pytest.approx(-18.0 - meter.level_dbfs(), abs=0.006)
+    leveled_model.config.input_level_dbfs = None
+    plain = encode_audio(leveled_model, audio * amplitude(gain), 16000, 6.0)   # what the network saw
+    assert plain.metadata.gain_db is None
+    np.testing.assert_array_equal(leveled.codes, plain.codes)
+    decoded, _ = decode_audio(leveled_model, leveled)
+    unscaled, _ = decode_audio(leveled_model, plain)
+    np.testing.assert_allclose(decoded, unscaled * amplitude(-gain), rtol=1e-5, atol=1e-9)
+
+
+def test_files_and_arrays_get_the_same_gain_and_codes(leveled_model, tmp_path):
+    audio = speech_like(seconds=25.0, amplitude_=0.01)          # longer than one 10 s block
+    source = write_audio(tmp_path / "quiet.wav", audio, 16000, subtype="FLOAT")
+    from_file, _ = encode_file(leveled_model, source, tmp_path / "quiet.codes")
+    from_array = encode_audio(leveled_model, audio, 16000, 6.0)
+    assert from_file.metadata.gain_db == from_array.metadata.gain_db > 20
+    np.testing.assert_array_equal(from_file.codes, from_array.codes)
+    assert from_bytes((tmp_path / "quiet.codes").read_bytes()).metadata.gain_db == from_file.metadata.gain_db
+
+
+def _with_gain(gain_db) -> CodesFile:
+    meta = CodesMetadata(model="conv-16k", weights="0123abcd", sample_rate=16000, channels=1, samples=3200,
+                         frame_rate=50, codebooks=2, codebook_size=1024, frames=10, gain_db=gain_db)
+    return CodesFile(meta, np.zeros((1, 2, 10), dtype=np.int64))
+
+
+def test_the_gain_travels_in_the_file_under_its_flag():
+    data = to_bytes(_with_gain(-7.5))
+    assert data[5] == 4
+    assert from_bytes(data).metadata.gain_db == -7.5
+    assert to_bytes(_with_gain(None))[5] == 0
+    assert b"gain" not in to_bytes(_with_gain(None))     # files without a gain are as before
+
+
+def test_a_gain_flag_without_a_gain_is_refused():
+    data = bytearray(to_bytes(_with_gain(None)))
+    data[5] = 4
+    with pytest.raises(BitstreamError, match="gain flag"):
+        from_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("bad", [61.0, -1e9, "3", True, float("nan")])
+def test_a_gain_out_of_range_is_corrupt_metadata(bad):
+    data = to_bytes(_with_gain(1.0))
+    length = struct.unpack_from("<H", data, 6)[0]
+    values = json.loads(data[8:8 + length])
+    forged = json.dumps({**values, "gain_db": bad}, separators=(",", ":")).encode()
+    with pytest.raises(BitstreamError, match="corrupt metadata"):
+        from_bytes(data[:6] + struct.pack("<H", len(forged)) + forged + data[8 + length:])
