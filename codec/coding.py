@@ -23,7 +23,7 @@ from codec.audio import AUDIO_SUFFIXES, check_sample_rate, open_audio, read_bloc
 from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
-from codec.level import amplitude, gain_for
+from codec.level import Leveling, amplitude, measure_leveling
 from codec.models import ConvCodec
 from codec.refine import LatentRefiner
 from codec.streaming import StreamingDecoder, StreamingEncoder
@@ -120,11 +120,11 @@ def convert_blocks(blocks: Iterable[np.ndarray], sample_rate: int, samples: int,
 
 def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: int, channels: int,
                   num_codebooks: int, refine_steps: int = 0,
-                  gain_db: float = 0.0) -> tuple[np.ndarray, int, np.ndarray | None]:
+                  leveling: Leveling = Leveling()) -> tuple[np.ndarray, int, np.ndarray | None]:
     """Encode ``[n, C]`` float blocks; returns ``(codes [C, K, F], number of input samples,
     global codes [C, G] or None)``. ``refine_steps`` > 0: refine each block's latent by that many
     steps of analysis by synthesis (``codec/refine.py``; slower, closer to the input).
-    ``gain_db``: scale the input by this gain first (``codec.level``; decoding undoes it).
+    ``leveling``: what to do to the input first (``codec.level``: DC removal and a gain that decoding undoes).
 
     Raises:
         CodecError: for refinement steps out of range or with a model that cannot use them.
@@ -134,10 +134,8 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
     resampler = _resampler(sample_rate, model.sample_rate, channels)
     fill = BandFill(sample_rate, model.sample_rate, channels)   # a low-rate input's empty band
 
-    scale = amplitude(gain_db)
-
     def resample(block: np.ndarray, last: bool = False) -> np.ndarray:
-        return fill(resampler(block * scale, last=last))
+        return fill(resampler(leveling(block), last=last))
     codes, pending, seen = [], np.zeros((0, channels)), 0
 
     def feed(samples: np.ndarray) -> None:
@@ -234,11 +232,11 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
     if not np.all(np.isfinite(audio)):
         raise CodecError("audio contains NaN or infinite samples")
     step = int(BLOCK_SECONDS * sample_rate)
-    gain_db = gain_for([audio], sample_rate, model.config.input_level_dbfs)
+    leveling = measure_leveling([audio], sample_rate, model.config.input_level_dbfs)
     blocks = (audio[start:start + step] for start in range(0, len(audio), step))
     return _codes_file(model, sample_rate, *encode_blocks(model, blocks, sample_rate, audio.shape[1],
-                                                          _codebooks(model, bitrate_kbps), refine_steps, gain_db),
-                       gain_db)
+                                                          _codebooks(model, bitrate_kbps), refine_steps, leveling),
+                       leveling.gain_db)
 
 
 def check_compatible(model: ConvCodec, meta: CodesMetadata, path: Path | None = None) -> None:
@@ -389,22 +387,22 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     check_paths(input_path, output_path, force)
     num_codebooks = _codebooks(model, bitrate_kbps)
     report, clipped = CodingReport(), [0]
-    gain_db = 0.0
+    leveling = Leveling()
     if model.config.input_level_dbfs is not None:   # a first pass measures the input's level
         with open_audio(input_path) as source:
             blocks = read_blocks(source, input_path, int(BLOCK_SECONDS * source.samplerate))
-            gain_db = gain_for((np.clip(b, -1.0, 1.0) for b in blocks), source.samplerate,
-                               model.config.input_level_dbfs)
+            leveling = measure_leveling((np.clip(b, -1.0, 1.0) for b in blocks), source.samplerate,
+                                        model.config.input_level_dbfs)
     with open_audio(input_path) as source:
         block_size = int(BLOCK_SECONDS * source.samplerate)
         blocks = (_limit(b, clipped) for b in read_blocks(source, input_path, block_size))
         encoded = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks, refine_steps,
-                                gain_db)
+                                leveling)
         seen = encoded[1]
         if source.frames > 0 and seen < source.frames:
             report.warnings.append(f"{input_path}: file is truncated: its header announces {source.frames} "
                                    f"samples, {seen} could be read; coded those")
-        codes_file = _codes_file(model, source.samplerate, *encoded, gain_db)
+        codes_file = _codes_file(model, source.samplerate, *encoded, leveling.gain_db)
     if clipped[0]:
         report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale and were "
                                f"limited to ±1.0")

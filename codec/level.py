@@ -7,12 +7,15 @@ esc-16k-small lost 0.15 PESQ-WB at 6 kbps on the 40 dev files scaled to -50 dBFS
 (Défossez et al. 2022, "High Fidelity Neural Audio Compression": a scale per 1 s segment, sent as
 side information); here one gain covers a whole file, so the decoder's state sees no seams.
 
-The level is the active speech level in a simple form (after ITU-T P.56's idea, not its
-algorithm): the mean power of the loudest half of the signal's 20 ms frames, channels averaged,
-so pauses do not pull it down.
+The level is the active speech level after ITU-T P.56 (method B), on 20 ms frames instead of
+its envelope: frame powers are ranked, and the active frames are the loudest ones down to a
+threshold 15.9 dB below their mean power, which is the level; they cover at least the loudest
+second, so that a click is not taken for speech. Pauses and long silences do not pull the level
+down. A frame's power is its variance, so a DC offset does not count as speech, and that of its
+loudest channel, so a silent channel does not count either: one gain covers every channel.
 """
 
-import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,8 +23,9 @@ from codec.bitstream import MAX_GAIN_DB  # the range a .codes file can carry
 from codec.errors import CodecError
 
 FRAME_SECONDS = 0.02      # frame over which power is measured
-ACTIVE_SHARE = 0.5        # the loudest share of frames that counts as speech
-SILENCE_DBFS = -100.0     # below this the input is treated as silence: no gain
+MARGIN_DB = 15.9          # P.56: the activity threshold lies this far below the active level
+MIN_ACTIVE_SECONDS = 1.0  # the active frames cover at least this much (all of a shorter signal)
+SILENCE_DBFS = -100.0     # frames below this are silence; a signal with no others gets no gain
 
 
 def check_target_level(target_dbfs: float | None) -> None:
@@ -33,35 +37,47 @@ def check_target_level(target_dbfs: float | None) -> None:
 
 
 class LevelMeter:
-    """Active level of a signal fed as ``[n, C]`` blocks at ``sample_rate`` Hz, in dBFS.
+    """Active level of a signal fed as ``[n, C]`` blocks at ``sample_rate`` Hz, in dBFS; the same
+    whatever the block sizes.
 
     Memory: one float per 20 ms frame (1.8 million, 14 MB, for ten hours).
     """
 
     def __init__(self, sample_rate: int):
         self.frame = max(1, round(sample_rate * FRAME_SECONDS))
-        self.pending = np.zeros(0)
+        self.pending: np.ndarray | None = None     # [< frame, C] samples of an unfinished frame
         self.powers: list[np.ndarray] = []
+        self.total, self.count = 0.0, 0             # for the DC offset
 
     def add(self, block: np.ndarray) -> None:
         """Take ``[n, C]`` samples (full scale ±1)."""
-        power = np.mean(np.square(np.asarray(block, dtype=np.float64)), axis=1)
-        joined = np.concatenate([self.pending, power])
+        block = np.asarray(block, dtype=np.float64)
+        self.total, self.count = self.total + block.sum(axis=0), self.count + len(block)
+        joined = block if self.pending is None else np.concatenate([self.pending, block])
         whole = len(joined) // self.frame * self.frame
         if whole:
-            self.powers.append(joined[:whole].reshape(-1, self.frame).mean(axis=1))
+            frames = joined[:whole].reshape(-1, self.frame, joined.shape[1])
+            self.powers.append(frames.var(axis=1).max(axis=1))
         self.pending = joined[whole:]
 
+    def offset(self) -> np.ndarray | float:
+        """The signal's DC offset per channel, ``[C]`` (0 before any sample)."""
+        return self.total / self.count if self.count else 0.0
+
     def level_dbfs(self) -> float | None:
-        """The active level in dBFS (0 dBFS: a full-scale square wave), or None for silence or
-        no samples."""
-        powers = list(self.powers) + ([self.pending.mean(keepdims=True)] if len(self.pending) else [])
-        if not powers:
+        """The active level in dBFS (0 dBFS: a full-scale square wave), or None when no frame is
+        above -100 dBFS (silence, or no samples)."""
+        powers = list(self.powers)
+        if self.pending is not None and len(self.pending):
+            powers.append(self.pending.var(axis=0).max(keepdims=True))
+        frames = np.concatenate(powers) if powers else np.zeros(0)
+        frames = np.sort(frames[frames > 10 ** (SILENCE_DBFS / 10)])[::-1]
+        if not len(frames):
             return None
-        frames = np.sort(np.concatenate(powers))[::-1]
-        mean = float(np.mean(frames[:max(1, math.ceil(len(frames) * ACTIVE_SHARE))]))
-        level = 10 * math.log10(mean) if mean > 0 else -math.inf
-        return level if level > SILENCE_DBFS else None
+        active_db = 10 * np.log10(np.cumsum(frames) / np.arange(1, len(frames) + 1))   # the loudest k frames
+        at_least = min(len(frames), round(MIN_ACTIVE_SECONDS / FRAME_SECONDS)) - 1   # so a click is not speech
+        reached = np.nonzero(active_db[at_least:] - 10 * np.log10(frames[at_least:]) >= MARGIN_DB)[0]
+        return float(active_db[at_least + reached[0]] if len(reached) else active_db[-1])
 
 
 def normalizing_gain_db(level_dbfs: float | None, target_dbfs: float) -> float:
@@ -72,15 +88,30 @@ def normalizing_gain_db(level_dbfs: float | None, target_dbfs: float) -> float:
     return round(min(MAX_GAIN_DB, max(-MAX_GAIN_DB, target_dbfs - level_dbfs)), 2)
 
 
-def gain_for(blocks, sample_rate: int, target_dbfs: float | None) -> float:
-    """The normalising gain in dB for a signal given as ``[n, C]`` ``blocks`` at ``sample_rate``
-    Hz; 0 when ``target_dbfs`` is None (a model that does not normalise)."""
+@dataclass(frozen=True)
+class Leveling:
+    """What encoding does to a signal before its model sees it: remove its DC ``offset`` (``[C]``;
+    a model never saw one, and the scaling would magnify it), then scale by ``gain_db``. Decoding
+    undoes the gain (``.codes`` ``gain_db``); the offset is not audio and stays out."""
+
+    gain_db: float = 0.0
+    offset: np.ndarray | float = 0.0
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """``[n, C]`` samples as the model should see them."""
+        return (block - self.offset) * amplitude(self.gain_db) if self.gain_db or np.any(self.offset) else block
+
+
+def measure_leveling(blocks, sample_rate: int, target_dbfs: float | None) -> Leveling:
+    """The ``Leveling`` that brings a signal given as ``[n, C]`` ``blocks`` at ``sample_rate`` Hz
+    to ``target_dbfs``; none (the identity) when ``target_dbfs`` is None, a model that does not
+    normalise."""
     if target_dbfs is None:
-        return 0.0
+        return Leveling()
     meter = LevelMeter(sample_rate)
     for block in blocks:
         meter.add(block)
-    return normalizing_gain_db(meter.level_dbfs(), target_dbfs)
+    return Leveling(normalizing_gain_db(meter.level_dbfs(), target_dbfs), meter.offset())
 
 
 def amplitude(gain_db: float) -> float:

@@ -10,7 +10,7 @@ import pytest
 from codec.bitstream import BitstreamError, CodesFile, CodesMetadata, from_bytes, to_bytes
 from codec.coding import decode_audio, encode_audio, encode_file
 from codec.errors import CodecError
-from codec.level import LevelMeter, amplitude, check_target_level, gain_for, normalizing_gain_db
+from codec.level import LevelMeter, amplitude, check_target_level, measure_leveling, normalizing_gain_db
 from codec.models import ConvCodec
 from tests.conftest import tone, write_audio
 
@@ -44,20 +44,47 @@ def test_level_does_not_depend_on_block_sizes():
     assert pieces.level_dbfs() == pytest.approx(whole.level_dbfs(), abs=1e-9)
 
 
+def _level(audio, rate=16000):
+    meter = LevelMeter(rate)
+    meter.add(audio)
+    return meter.level_dbfs()
+
+
+def test_long_silence_low_noise_dc_and_a_silent_channel_leave_the_level_as_it_is():
+    speech = speech_like(seconds=4.0)
+    alone = _level(speech)
+    rng = np.random.default_rng(2)
+    assert _level(np.concatenate([speech, np.zeros((120 * 16000, 1))])) == pytest.approx(alone, abs=0.1)
+    hum = 1e-4 * rng.standard_normal((120 * 16000, 1))            # a noise floor 60 dB down
+    assert _level(np.concatenate([speech, hum])) == pytest.approx(alone, abs=0.5)
+    assert _level(speech + 0.3) == pytest.approx(alone, abs=0.1)   # a DC offset
+    assert _level(np.concatenate([speech, np.zeros_like(speech)], axis=1)) == pytest.approx(alone, abs=0.01)
+
+
+def test_a_click_is_not_taken_for_speech():
+    """A 0.9 full-scale click in speech 50 dB down: the speech still lands within 5 dB of the
+    target (a mean over the click's frame alone would put it 24 dB below)."""
+    quiet = speech_like(seconds=6.0, amplitude_=0.003)
+    clicked = quiet.copy()
+    clicked[16000] = 0.9
+    assert _level(quiet) <= _level(clicked) < _level(quiet) + 5
+
+
 def test_silence_and_no_samples_get_no_gain():
     meter = LevelMeter(16000)
     assert meter.level_dbfs() is None
     meter.add(np.zeros((16000, 2)))
     assert meter.level_dbfs() is None
     assert normalizing_gain_db(None, -18.0) == 0.0
-    assert gain_for([np.zeros((100, 1))], 16000, -18.0) == 0.0
+    assert measure_leveling([np.zeros((100, 1))], 16000, -18.0).gain_db == 0.0
 
 
 def test_gain_is_rounded_and_limited():
     assert normalizing_gain_db(-31.234, -18.0) == 13.23
     assert normalizing_gain_db(-95.0, -18.0) == 60.0
     assert normalizing_gain_db(3.0, -60.0) == -60.0
-    assert gain_for([speech_like()], 16000, None) == 0.0     # a model that does not normalise
+    assert measure_leveling([speech_like() + 0.1], 16000, None).gain_db == 0.0    # a model that does not
+    assert measure_leveling([speech_like() + 0.1], 16000, None)(np.ones((2, 1))).tolist() == [[1], [1]]  # normalise
     assert amplitude(-20.0) == pytest.approx(0.1)
 
 
@@ -89,12 +116,20 @@ def test_encoding_scales_the_input_and_decoding_undoes_it(leveled_model):
     meter.add(audio)
     assert gain == pytest.approx(-18.0 - meter.level_dbfs(), abs=0.006)
     leveled_model.config.input_level_dbfs = None
-    plain = encode_audio(leveled_model, audio * amplitude(gain), 16000, 6.0)   # what the network saw
+    plain = encode_audio(leveled_model, (audio - audio.mean()) * amplitude(gain), 16000, 6.0)   # what it saw
     assert plain.metadata.gain_db is None
     np.testing.assert_array_equal(leveled.codes, plain.codes)
     decoded, _ = decode_audio(leveled_model, leveled)
     unscaled, _ = decode_audio(leveled_model, plain)
     np.testing.assert_allclose(decoded, unscaled * amplitude(-gain), rtol=1e-5, atol=1e-9)
+
+
+def test_a_dc_offset_is_removed_before_coding(leveled_model):
+    audio = speech_like(amplitude_=0.003)
+    offset = encode_audio(leveled_model, audio + 0.03, 16000, 6.0)
+    np.testing.assert_array_equal(offset.codes, encode_audio(leveled_model, audio, 16000, 6.0).codes)
+    decoded, _ = decode_audio(leveled_model, offset)
+    assert abs(decoded.mean()) < 0.003                          # the offset is not audio: it stays out
 
 
 def test_files_and_arrays_get_the_same_gain_and_codes(leveled_model, tmp_path):
