@@ -50,8 +50,9 @@ a chunk, codes are ordered frame by frame, then channel, then codebook, each wri
 unsigned ``ceil(log2(codebook_size))``-bit number, most significant bit first, and the chunk is
 padded with zero bits to a whole byte, so ``P = ceil(frames_in_chunk * C * K * bits / 8)``.
 The header and metadata are kept small on purpose: a file is at most ``nominal bitrate x
-duration + 220`` bytes for the shipped models (header, metadata and CRCs, and the part of the
-last frame that the audio does not fill; 217 at most on the dev files, at 12 kbps).
+duration + 240`` bytes for the shipped models, plus 4 bytes per chunk after the first (header,
+metadata and CRCs, and the part of the last frame that the audio does not fill; 216 at most on the
+dev files, at 12 kbps; 221 for a short file at 384 kHz).
 """
 
 import json
