@@ -391,7 +391,7 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     if model.config.input_level_dbfs is not None:   # a first pass measures the input's level
         with open_audio(input_path) as source:
             blocks = read_blocks(source, input_path, int(BLOCK_SECONDS * source.samplerate))
-            leveling = measure_leveling((np.clip(b, -1.0, 1.0) for b in blocks), source.samplerate,
+            leveling = measure_leveling((_limit(b, [0]) for b in blocks), source.samplerate,   # as coded
                                         model.config.input_level_dbfs)
     with open_audio(input_path) as source:
         block_size = int(BLOCK_SECONDS * source.samplerate)

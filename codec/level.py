@@ -99,7 +99,7 @@ class Leveling:
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
         """``[n, C]`` samples as the model should see them."""
-        return (block - self.offset) * amplitude(self.gain_db) if self.gain_db or np.any(self.offset) else block
+        return (block - self.offset) * amplitude(self.gain_db)
 
 
 def measure_leveling(blocks, sample_rate: int, target_dbfs: float | None) -> Leveling:
