@@ -13,13 +13,8 @@ threshold 15.9 dB below their mean power, which is the level; they cover at leas
 second, so that a click is not taken for speech. Pauses and long silences do not pull the level
 down. A frame's power is its variance, so a DC offset does not count as speech, and that of its
 loudest channel, so a silent channel does not count either: one gain covers every channel.
-
-The gain never lifts the signal's peak above ``PEAK_LIMIT``, the rule that scaled every training
-crop (``codec/train/data.py``): a model never saw a sample beyond it, and speech with loud plosives
-would otherwise reach the model beyond full scale.
 """
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +26,6 @@ FRAME_SECONDS = 0.02      # frame over which power is measured
 MARGIN_DB = 15.9          # P.56: the activity threshold lies this far below the active level
 MIN_ACTIVE_SECONDS = 1.0  # the active frames cover at least this much (all of a shorter signal)
 SILENCE_DBFS = -100.0     # frames below this are silence; a signal with no others gets no gain
-PEAK_LIMIT = 0.99         # the largest sample a gain may make (training scaled its crops so too)
 
 
 def check_target_level(target_dbfs: float | None) -> None:
@@ -54,14 +48,11 @@ class LevelMeter:
         self.pending: np.ndarray | None = None     # [< frame, C] samples of an unfinished frame
         self.powers: list[np.ndarray] = []
         self.total, self.count = 0.0, 0             # for the DC offset
-        self.high, self.low = -np.inf, np.inf       # per channel, for the peak once the offset is known
 
     def add(self, block: np.ndarray) -> None:
         """Take ``[n, C]`` samples (full scale ±1)."""
         block = np.asarray(block, dtype=np.float64)
         self.total, self.count = self.total + block.sum(axis=0), self.count + len(block)
-        if len(block):
-            self.high, self.low = np.maximum(self.high, block.max(axis=0)), np.minimum(self.low, block.min(axis=0))
         joined = block if self.pending is None else np.concatenate([self.pending, block])
         whole = len(joined) // self.frame * self.frame
         if whole:
@@ -72,13 +63,6 @@ class LevelMeter:
     def offset(self) -> np.ndarray | float:
         """The signal's DC offset per channel, ``[C]`` (0 before any sample)."""
         return self.total / self.count if self.count else 0.0
-
-    def peak(self) -> float:
-        """The largest sample magnitude once the DC offset is removed (0 before any sample)."""
-        if not self.count:
-            return 0.0
-        offset = self.offset()
-        return float(np.max(np.maximum(self.high - offset, offset - self.low)))
 
     def level_dbfs(self) -> float | None:
         """The active level in dBFS (0 dBFS: a full-scale square wave), or None when no frame is
@@ -96,16 +80,12 @@ class LevelMeter:
         return float(active_db[at_least + reached[0]] if len(reached) else active_db[-1])
 
 
-def normalizing_gain_db(level_dbfs: float | None, target_dbfs: float, peak: float = 0.0) -> float:
-    """The gain in dB that brings ``level_dbfs`` to ``target_dbfs``, but no more than takes a
-    signal peaking at ``peak`` (0: unknown) to ``PEAK_LIMIT``: to 0.01 dB, within ±60 dB (so
+def normalizing_gain_db(level_dbfs: float | None, target_dbfs: float) -> float:
+    """The gain in dB that brings ``level_dbfs`` to ``target_dbfs``: to 0.01 dB, within ±60 dB (so
     near-silence is not raised to full scale); 0 for silence (``level_dbfs`` None)."""
     if level_dbfs is None:
         return 0.0
-    gain = target_dbfs - level_dbfs
-    if peak > 0:   # rounded down, so that the rounding cannot take the peak past the limit
-        gain = min(gain, math.floor(100 * 20 * math.log10(PEAK_LIMIT / peak)) / 100)
-    return round(min(MAX_GAIN_DB, max(-MAX_GAIN_DB, gain)), 2)
+    return round(min(MAX_GAIN_DB, max(-MAX_GAIN_DB, target_dbfs - level_dbfs)), 2)
 
 
 @dataclass(frozen=True)
@@ -131,7 +111,7 @@ def measure_leveling(blocks, sample_rate: int, target_dbfs: float | None) -> Lev
     meter = LevelMeter(sample_rate)
     for block in blocks:
         meter.add(block)
-    return Leveling(normalizing_gain_db(meter.level_dbfs(), target_dbfs, meter.peak()), meter.offset())
+    return Leveling(normalizing_gain_db(meter.level_dbfs(), target_dbfs), meter.offset())
 
 
 def amplitude(gain_db: float) -> float:

@@ -10,7 +10,7 @@ import pytest
 from codec.bitstream import BitstreamError, CodesFile, CodesMetadata, from_bytes, to_bytes
 from codec.coding import decode_audio, encode_audio, encode_file
 from codec.errors import CodecError
-from codec.level import PEAK_LIMIT, LevelMeter, amplitude, check_target_level, measure_leveling, normalizing_gain_db
+from codec.level import LevelMeter, amplitude, check_target_level, measure_leveling, normalizing_gain_db
 from codec.models import ConvCodec
 from tests.conftest import tone, write_audio
 
@@ -86,22 +86,6 @@ def test_gain_is_rounded_and_limited():
     assert measure_leveling([speech_like() + 0.1], 16000, None).gain_db == 0.0    # a model that does not
     assert measure_leveling([speech_like() + 0.1], 16000, None)(np.ones((2, 1))).tolist() == [[1], [1]]  # normalise
     assert amplitude(-20.0) == pytest.approx(0.1)
-
-
-def test_the_gain_stops_where_the_peak_reaches_the_training_limit():
-    """Speech whose peaks stand far above its level (a loud plosive) is raised only until its
-    peak reaches ``PEAK_LIMIT``, as every training crop was; the limit is that of the signal
-    without its DC offset, and does not depend on the block sizes."""
-    audio = speech_like(amplitude_=0.01)                   # about -40 dBFS
-    audio[8000] = 0.5                                      # 34 dB above it: +22 dB would take it past 1
-    audio += 0.2                                           # an offset, which coding removes
-    leveling = measure_leveling(np.array_split(audio, 7), 16000, -18.0)
-    peak = np.abs(leveling(audio)).max()
-    assert PEAK_LIMIT - 0.001 < peak <= PEAK_LIMIT
-    assert leveling.gain_db == pytest.approx(20 * np.log10(PEAK_LIMIT / 0.5), abs=0.01)
-    assert normalizing_gain_db(-40.0, -18.0, peak=0.05) == 22.0          # the limit not reached: the target
-    assert normalizing_gain_db(-40.0, -18.0, peak=0.5) == 5.93           # rounded down, never past the limit
-    assert normalizing_gain_db(-10.0, -18.0, peak=1.0) == -8.0           # a cut is never limited
 
 
 @pytest.mark.parametrize("bad", [5.0, -61.0, True, "loud", float("nan")])

@@ -13,7 +13,6 @@ from scipy.signal import lfilter
 from codec.audio import load_audio, resample
 from codec.datasets import find_inputs
 from codec.errors import CodecError
-from codec.level import PEAK_LIMIT
 
 
 def find_audio_files(source: Path) -> list[Path]:
@@ -96,8 +95,8 @@ class RandomCropDataset:
 
     Files are picked with probability proportional to their length; multi-channel files
     contribute their channel mean. After augmentation each crop gets a random gain so that its
-    RMS level falls in ``level_db`` (dBFS) without its peak exceeding ``PEAK_LIMIT`` (0.99):
-    level normalisation, so the model sees speech at every loudness.
+    RMS level falls in ``level_db`` (dBFS) without its peak exceeding 0.99: level normalisation,
+    so the model sees speech at every loudness.
 
     Raises:
         CodecError: if the source holds no readable audio, or only silence.
@@ -170,6 +169,6 @@ class RandomCropDataset:
             crop = self._augment(self._speech_crop(self.clips[index]))
             rms = float(np.sqrt(np.mean(crop ** 2) + 1e-12))
             peak = float(np.abs(crop).max()) + 1e-12
-            gain = min(10 ** (self.rng.uniform(*self.level_db) / 20) / rms, PEAK_LIMIT / peak)
+            gain = min(10 ** (self.rng.uniform(*self.level_db) / 20) / rms, 0.99 / peak)
             out[row, 0] = crop * gain
         return torch.from_numpy(out)
