@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from codec.bitstream import BitstreamError, CodesFile, CodesMetadata, from_bytes, to_bytes
-from codec.coding import decode_audio, encode_audio, encode_file
+from codec.coding import decode_audio, decode_file, encode_audio, encode_file
 from codec.errors import CodecError
 from codec.level import LevelMeter, amplitude, check_target_level, measure_leveling, normalizing_gain_db
 from codec.models import ConvCodec
@@ -171,3 +171,22 @@ def test_a_gain_out_of_range_is_corrupt_metadata(bad):
     forged = json.dumps({**values, "gain_db": bad}, separators=(",", ":")).encode()
     with pytest.raises(BitstreamError, match="corrupt metadata"):
         from_bytes(data[:6] + struct.pack("<H", len(forged)) + forged + data[8 + length:])
+
+
+def test_quiet_input_decodes_to_24_bit_pcm(leveled_model, tmp_path):
+    """A file raised by 24 dB or more comes back as 24-bit PCM (16-bit rounding would be noise
+    close under its restored level); others as 16-bit, and OGG as Vorbis."""
+    import soundfile as sf
+
+    for name, amplitude_, subtype in (("quiet", 0.001, "PCM_24"), ("normal", 0.1, "PCM_16")):
+        write_audio(tmp_path / f"{name}.wav", speech_like(amplitude_=amplitude_), 16000)
+        encode_file(leveled_model, tmp_path / f"{name}.wav", tmp_path / f"{name}.codes", 6.0)
+        for suffix in ("wav", "flac"):
+            decode_file(leveled_model, tmp_path / f"{name}.codes", tmp_path / f"{name}_out.{suffix}")
+            assert sf.info(str(tmp_path / f"{name}_out.{suffix}")).subtype == subtype
+    decode_file(leveled_model, tmp_path / "quiet.codes", tmp_path / "quiet_out.ogg")
+    assert sf.info(str(tmp_path / "quiet_out.ogg")).subtype == "VORBIS"
+    original, _ = sf.read(str(tmp_path / "quiet.wav"), always_2d=True)     # as the file path read it
+    decoded, _ = decode_audio(leveled_model, encode_audio(leveled_model, original, 16000, 6.0))
+    written, _ = sf.read(str(tmp_path / "quiet_out.wav"), always_2d=True)
+    np.testing.assert_allclose(written, decoded, atol=2 ** -23)
