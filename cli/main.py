@@ -516,7 +516,8 @@ def evaluate(
     rates = sorted({r.sample_rate for r in results})
     if rates != [16000]:
         notes.append(f"inputs at {', '.join(map(str, rates))} Hz were resampled to 16 kHz for scoring")
-    notes.append("scored on the first channel of each file, after aligning the decoded signal (lags in results)")
+    notes.append("scored on the first channel of each file, baselines after aligning their decoded signal "
+                 "(lags in results)")
     reasons = Counter(r.undefined["pesq_wb"] for r in results if r.undefined.get("pesq_wb"))
     if reasons:   # why cells read "undefined" (each file's reason is in results.json)
         notes.append(f"PESQ-WB undefined for {sum(reasons.values())} of {len(results)} coded files: "

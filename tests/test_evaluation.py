@@ -71,6 +71,24 @@ def test_delay_is_measured_and_removed():
     np.testing.assert_allclose(alignment.degraded, reference)
 
 
+def test_no_shift_beyond_max_lag():
+    """The waveform search stays inside ``max_lag`` too: 0 scores the signal as decoded."""
+    reference = speechlike(2)
+    delayed = np.concatenate([np.zeros(20), reference])
+    assert align(reference, delayed, 10).lag == 10
+    alignment = align(reference, delayed, 0)
+    assert alignment.lag == 0 and alignment.problem is None
+    np.testing.assert_array_equal(alignment.degraded, delayed[:len(reference)])
+
+
+def test_our_codecs_are_scored_as_decoded(tiny_model_dir, tmp_path):
+    """A model of this suite decodes aligned by construction: no lag search (which on a codec that
+    does not keep the phase only finds noise); a baseline is still aligned."""
+    write_audio(tmp_path / "speech.wav", speechlike(2), 16000)
+    results, _, _ = run_evaluation(find_inputs(tmp_path), EvalSettings(str(tiny_model_dir), [1.5, 6.0]))
+    assert len(results) == 2 and all(result.lag_samples == 0 for result in results)
+
+
 def test_si_sdr_with_all_zero_target():
     assert si_sdr(np.zeros(1000), rng.standard_normal(1000)).value is None
 

@@ -25,20 +25,23 @@ class Alignment:
 
 
 def align(reference: np.ndarray, degraded: np.ndarray, max_lag: int) -> Alignment:
-    """Shift ``degraded [T']`` to best match ``reference [T]``; returns a ``[T]`` signal."""
+    """Shift ``degraded [T']`` by at most ``max_lag`` samples either way to best match ``reference
+    [T]``; returns a ``[T]`` signal (``max_lag`` 0: no shift, only the correlation check)."""
     length = len(reference)
     if not np.all(np.isfinite(degraded)):
         return Alignment(_fit(degraded, length), 0, 0.0, "the decoded signal contains NaN or Inf")
     if not np.any(reference) or not np.any(degraded):
         return Alignment(_fit(degraded, length), 0, 0.0)  # silence: nothing to align, nothing to flag
     lag, correlation = _best_lag(_envelope(reference), _envelope(degraded), -max_lag, max_lag)
-    fine_lag, fine_correlation = _best_lag(reference, degraded, lag - ENVELOPE_SAMPLES, lag + ENVELOPE_SAMPLES)
+    fine_lag, fine_correlation = _best_lag(reference, degraded, max(-max_lag, lag - ENVELOPE_SAMPLES),
+                                           min(max_lag, lag + ENVELOPE_SAMPLES))
     if fine_correlation > 0.5:
         lag = fine_lag
     shifted = degraded[lag:] if lag >= 0 else np.concatenate([np.zeros(-lag), degraded])
     problem = None
     if correlation < MIN_CORRELATION:
-        problem = f"could not align: correlation {correlation:.2f} at best lag {lag}"
+        problem = (f"could not align: correlation {correlation:.2f} at best lag {lag}" if max_lag else
+                   f"the decoded signal does not follow the input: envelope correlation {correlation:.2f}")
     return Alignment(_fit(shifted, length), lag, correlation, problem)
 
 

@@ -131,7 +131,7 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
     for system in _systems:
         coded = system.code(signal, sample_rate)
         degraded = to_metric_rate(coded.audio, coded.sample_rate)
-        alignment = align(reference, degraded, int(MAX_LAG_SECONDS * METRIC_RATE))
+        alignment = align(reference, degraded, 0 if system.time_aligned else int(MAX_LAG_SECONDS * METRIC_RATE))
         # a file too short to score gets that reason (score_pair's), not a failed alignment's
         if alignment.problem and len(reference) >= MIN_SECONDS * METRIC_RATE:
             scores = {m: None for m in METRICS if m != "pesq_nb" or settings.pesq_nb}
