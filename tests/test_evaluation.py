@@ -82,8 +82,8 @@ def test_no_shift_beyond_max_lag():
 
 
 def test_our_codecs_are_scored_as_decoded(tiny_model_dir, tmp_path):
-    """A model of this suite decodes aligned by construction: no lag search (which on a codec that
-    does not keep the phase only finds noise); a baseline is still aligned."""
+    """A model of this suite removes its own latency when decoding: no lag search (which, on a
+    codec that does not keep the phase, only finds noise)."""
     write_audio(tmp_path / "speech.wav", speechlike(2), 16000)
     results, _, _ = run_evaluation(find_inputs(tmp_path), EvalSettings(str(tiny_model_dir), [1.5, 6.0]))
     assert len(results) == 2 and all(result.lag_samples == 0 for result in results)

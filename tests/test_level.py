@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from codec.bitstream import BitstreamError, CodesFile, CodesMetadata, from_bytes, to_bytes
 from codec.coding import decode_audio, decode_file, encode_audio, encode_file
@@ -176,8 +177,6 @@ def test_a_gain_out_of_range_is_corrupt_metadata(bad):
 def test_quiet_input_decodes_to_24_bit_pcm(leveled_model, tmp_path):
     """A file raised by 24 dB or more comes back as 24-bit PCM (16-bit rounding would be noise
     close under its restored level); others as 16-bit, and OGG as Vorbis."""
-    import soundfile as sf
-
     for name, amplitude_, subtype in (("quiet", 0.001, "PCM_24"), ("normal", 0.1, "PCM_16")):
         write_audio(tmp_path / f"{name}.wav", speech_like(amplitude_=amplitude_), 16000)
         encode_file(leveled_model, tmp_path / f"{name}.wav", tmp_path / f"{name}.codes", 6.0)

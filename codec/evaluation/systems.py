@@ -44,7 +44,7 @@ class Coded:
 @dataclass
 class System:
     """A codec at one setting: ``code(audio [T], sample_rate) -> Coded``. ``time_aligned``: its
-    decoded signal starts with the input by construction, so scoring does not search for a lag."""
+    decoder removes its own latency exactly, so scoring does not search for a lag."""
 
     name: str
     nominal_kbps: float
