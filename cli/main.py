@@ -336,15 +336,16 @@ def _written(path: Path, label: str) -> str:
 def info(
     path: Annotated[Path, typer.Argument(
         metavar="PATH", readable=False,
-        help="A .codes file (or a packet stream saved by codec stream --save), or a model: shipped name or "
-             "model directory.")],
+        help="A .codes file (or a packet stream saved by codec stream --save; - for stdin), or a model: "
+             "shipped name or model directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
 ) -> None:
     """Print the metadata of a .codes file or a model's summary.
 
     Only a file's header and first chunk are read and checked; decode checks every chunk's CRC and the file's end.
     """
-    values = _codes_info(path) if path.is_file() else _model_info(path)
+    with _readable(path, "codec info - < in.codes") as source:
+        values = _codes_info(source) if source.is_file() else _model_info(path)
     if as_json:
         print(json.dumps(values, indent=2))
     else:

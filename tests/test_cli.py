@@ -27,6 +27,8 @@ def test_encode_decode_info(tiny_model_dir, speech_wav, tmp_path):
     assert result.exit_code == 0
     meta = json.loads(result.stdout)
     assert meta["codebooks"] == 12 and meta["channels"] == 2 and meta["model"] == "tiny-16k"
+    piped = invoke("info", "-", "--json", input=codes.read_bytes())   # - is stdin, as everywhere else
+    assert piped.exit_code == 0 and json.loads(piped.stdout) == meta
 
 
 def test_refuses_overwrite_without_force(tiny_model_dir, speech_wav, tmp_path):
