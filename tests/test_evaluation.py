@@ -81,6 +81,26 @@ def test_no_shift_beyond_max_lag():
     np.testing.assert_array_equal(alignment.degraded, delayed[:len(reference)])
 
 
+def test_a_few_lags_by_dot_products_match_the_whole_correlation():
+    """The fine step's dot products give the lag and correlation that the FFT correlation gives."""
+    from scipy.signal import correlate
+
+    from codec.evaluation.alignment import _best_lag
+
+    for _ in range(200):
+        reference, degraded = rng.standard_normal(rng.integers(1, 300)), rng.standard_normal(rng.integers(1, 300))
+        low = int(rng.integers(-400, 400))
+        high = low + int(rng.integers(0, 60))
+        full = correlate(degraded, reference, mode="full")
+        lags = np.arange(-len(reference) + 1, len(degraded))
+        window = (lags >= low) & (lags <= high)
+        energy = np.sqrt(np.dot(reference, reference) * np.dot(degraded, degraded))
+        expected = (int(lags[window][np.argmax(full[window])]), float(full[window].max() / energy)) \
+            if window.any() else (0, 0.0)
+        lag, correlation = _best_lag(reference, degraded, low, high)
+        assert lag == expected[0] and correlation == pytest.approx(expected[1], abs=1e-12)
+
+
 def test_our_codecs_are_scored_as_decoded(tiny_model_dir, tmp_path):
     """A model of this suite removes its own latency when decoding: no lag search (which, on a
     codec that does not keep the phase, only finds noise)."""

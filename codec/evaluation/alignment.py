@@ -14,6 +14,7 @@ from scipy.signal import correlate
 
 MIN_CORRELATION = 0.2
 ENVELOPE_SAMPLES = 32            # 2 ms at 16 kHz
+DIRECT_LAGS = 2 * ENVELOPE_SAMPLES + 1   # up to this many lags, correlate by dot products (no FFT)
 
 
 @dataclass
@@ -55,13 +56,18 @@ def _best_lag(reference: np.ndarray, degraded: np.ndarray, low: int, high: int) 
     energy = np.sqrt(np.dot(reference, reference) * np.dot(degraded, degraded))
     if energy == 0.0:
         return 0, 0.0
-    full = correlate(degraded, reference, mode="full", method="fft")  # index of lag 0: len(reference) - 1
-    lags = np.arange(-len(reference) + 1, len(degraded))
-    window = (lags >= low) & (lags <= high)
-    if not window.any():
+    low, high = max(low, -len(reference) + 1), min(high, len(degraded) - 1)
+    if low > high:
         return 0, 0.0
-    best = int(np.argmax(full[window]))
-    return int(lags[window][best]), float(full[window][best] / energy)
+    lags = np.arange(low, high + 1)
+    if len(lags) <= DIRECT_LAGS:   # a few lags (the fine step, or none): dot products, not a whole correlation
+        values = np.array([np.dot(degraded[max(0, lag):len(reference) + lag],
+                                  reference[max(0, -lag):len(degraded) - lag]) for lag in lags])
+    else:
+        full = correlate(degraded, reference, mode="full", method="fft")  # index of lag 0: len(reference) - 1
+        values = full[lags + len(reference) - 1]
+    best = int(np.argmax(values))
+    return int(lags[best]), float(values[best] / energy)
 
 
 def _fit(signal: np.ndarray, length: int) -> np.ndarray:
