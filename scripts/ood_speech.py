@@ -65,24 +65,31 @@ def fetch_pypi(out: Path, work: Path) -> None:
         print(f"{requirement}: {found} file(s)")
 
 
-def fetch_debian(out: Path, work: Path) -> None:
+def unpack_debian(package: str, work: Path) -> Path | None:
+    """Download a Debian package into ``work`` and unpack it there; its folder, or None (with a
+    note on stderr) when it cannot be fetched or unpacked."""
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        print("note: skipped the Debian sources: no apt-get/dpkg-deb here", file=sys.stderr)
-        return
+        print(f"note: skipped {package}: no apt-get/dpkg-deb here", file=sys.stderr)
+        return None
+    result = subprocess.run(["apt-get", "download", package], cwd=work, capture_output=True, text=True)
+    debs = list(work.glob(f"{package}_*.deb"))
+    if result.returncode != 0 or not debs:
+        print(f"note: skipped {package}: apt-get download failed ({result.stderr.strip()[:120]})", file=sys.stderr)
+        return None
+    unpacked = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(work / package)], capture_output=True, text=True)
+    if unpacked.returncode != 0:
+        print(f"note: skipped {package}: dpkg-deb failed ({unpacked.stderr.strip()[:120]})", file=sys.stderr)
+        return None
+    return work / package
+
+
+def fetch_debian(out: Path, work: Path) -> None:
     for package, wanted in DEBIAN_SOURCES.items():
-        result = subprocess.run(["apt-get", "download", package], cwd=work, capture_output=True, text=True)
-        debs = list(work.glob(f"{package}_*.deb"))
-        if result.returncode != 0 or not debs:
-            print(f"note: skipped {package}: apt-get download failed ({result.stderr.strip()[:120]})",
-                  file=sys.stderr)
-            continue
-        unpacked = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(work / package)], capture_output=True,
-                                  text=True)
-        if unpacked.returncode != 0:
-            print(f"note: skipped {package}: dpkg-deb failed ({unpacked.stderr.strip()[:120]})", file=sys.stderr)
+        folder = unpack_debian(package, work)
+        if folder is None:
             continue
         found = 0
-        for path in (work / package).rglob("*.wav"):
+        for path in folder.rglob("*.wav"):
             target = _target(path.as_posix(), wanted)
             if target is not None:
                 shutil.copyfile(path, out / target)
