@@ -1,7 +1,8 @@
-"""Grow a trained codec's decoder by blocks that start as the identity.
+"""Grow a trained codec's decoder (or an ESC codec's encoder) by blocks that start as the identity.
 
     .venv/bin/python scripts/grow_decoder.py models/conv-16k runs/conv-16k-grown --code-rate 2 --analysis 2
     .venv/bin/python scripts/grow_decoder.py esc-16k-small runs/esc-16k-small-grown --finest 1
+    .venv/bin/python scripts/grow_decoder.py esc-16k-small runs/esc-16k-small-grown-encoder --finest 0 --encoder 1
 
 A conv codec: appends ``--code-rate`` ConvNeXt blocks after the decoder's code-rate (50 frames/s)
 blocks and ``--analysis`` blocks after its analysis-rate blocks; each new block's layer scale
@@ -15,6 +16,10 @@ wrote it, so a trained grown model reads the original's files once it is shipped
 original's folder (``codec.models.ship_model`` lists the original's weights in
 ``compatible_weights.json``, and the folder's entropy model, trained on the same codes, stays).
 The output folder itself has no entropy model and reads only its own files.
+
+An ESC codec's finest encoder stage (the one whose features the finest scale's 18 codebooks code)
+grows the same way with ``--encoder``: the grown model still makes the same codes, but training it
+changes them, so it is a new model, not a decoder update.
 
 Writes ``OUT/model.safetensors`` and ``OUT/config.json`` (float32) into a new folder. Raises
 SystemExit for an unknown model, a model of another kind, a conv codec with a global code, an
@@ -73,17 +78,20 @@ def grow(model: ConvCodec, extra_code_rate: int, extra_analysis: int) -> ConvCod
     return grown
 
 
-def grow_esc(model: EscCodec, extra_finest: int) -> EscCodec:
-    """A copy of ``model`` with ``extra_finest`` more blocks in decoder stage 0, each the identity
-    (the residual branches' output projections are zero, so their gradients are not)."""
+def grow_esc(model: EscCodec, extra_finest: int, extra_encoder: int = 0) -> EscCodec:
+    """A copy of ``model`` with ``extra_finest`` more blocks in decoder stage 0 and ``extra_encoder``
+    more in encoder stage 0, each the identity (the residual branches' output projections are
+    zero, so their gradients are not)."""
     c = model.config
-    config = dataclasses.replace(c, decoder_blocks=[c.decoder_blocks[0] + extra_finest, *c.decoder_blocks[1:]])
+    config = dataclasses.replace(c, decoder_blocks=[c.decoder_blocks[0] + extra_finest, *c.decoder_blocks[1:]],
+                                 encoder_blocks=[c.encoder_blocks[0] + extra_encoder, *c.encoder_blocks[1:]])
     grown = EscCodec(config)
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or any(not key.startswith("decoder.0.") for key in missing):
-        raise SystemExit(f"weights did not map onto the grown decoder: missing {missing}, unexpected {unexpected}")
+    if unexpected or any(not key.startswith(("decoder.0.", "encoder.0.")) for key in missing):
+        raise SystemExit(f"weights did not map onto the grown model: missing {missing}, unexpected {unexpected}")
+    new_blocks = [*grown.decoder[0][c.decoder_blocks[0]:], *grown.encoder[0][c.encoder_blocks[0]:]]
     with torch.no_grad():
-        for block in grown.decoder[0][c.decoder_blocks[0]:]:
+        for block in new_blocks:
             for projection in (block.frequency.proj, block.time.proj, block.mlp[-1]):
                 projection.weight.zero_()
                 projection.bias.zero_()
@@ -97,6 +105,7 @@ def main() -> None:
     parser.add_argument("--code-rate", type=int, default=2, help="conv: blocks to add at the code rate")
     parser.add_argument("--analysis", type=int, default=2, help="conv: blocks to add at the analysis rate")
     parser.add_argument("--finest", type=int, default=1, help="ESC: blocks to add to the finest decoder stage")
+    parser.add_argument("--encoder", type=int, default=0, help="ESC: blocks to add to the finest encoder stage")
     args = parser.parse_args()
     if (args.out / "model.safetensors").exists():
         parser.error(f"{args.out} already holds a model; choose a new folder")
@@ -105,10 +114,10 @@ def main() -> None:
     except CodecError as error:
         raise SystemExit(f"error: {error}") from None
     if isinstance(model, EscCodec):
-        if args.finest < 1:
-            parser.error("--finest must be >= 1")
-        grown = grow_esc(model, args.finest).eval()
-        blocks = f"decoder blocks {grown.config.decoder_blocks}"
+        if args.finest < 0 or args.encoder < 0 or args.finest + args.encoder == 0:
+            parser.error("--finest and --encoder must be >= 0, and at least one block must be added")
+        grown = grow_esc(model, args.finest, args.encoder).eval()
+        blocks = f"encoder blocks {grown.config.encoder_blocks}, decoder blocks {grown.config.decoder_blocks}"
     elif isinstance(model, ConvCodec) and model.global_code is None:
         if args.code_rate < 0 or args.analysis < 0 or args.code_rate + args.analysis == 0:
             parser.error("--code-rate and --analysis must be >= 0, and at least one block must be added")
@@ -121,8 +130,12 @@ def main() -> None:
         difference = (grown.decode(codes) - model.decode(codes)).abs().max().item()
     if difference > 1e-5:
         raise SystemExit(f"the grown model decodes differently (max difference {difference:.2e})")
+    wav = torch.randn(1, 1, 40 * model.frame_size) * 0.1
+    with torch.no_grad():
+        if not torch.equal(grown.encode(wav, model.num_codebooks), model.encode(wav, model.num_codebooks)):
+            raise SystemExit("the grown model encodes differently")
     save_model(grown, args.out)
-    print(f"{args.out}: {blocks}, decodes as {args.model} (max difference {difference:.1e})")
+    print(f"{args.out}: {blocks}, encodes and decodes as {args.model} (max difference {difference:.1e})")
 
 
 if __name__ == "__main__":

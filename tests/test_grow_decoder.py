@@ -54,6 +54,24 @@ def test_grown_esc_decoder_keeps_the_codes_and_its_new_block_learns(tmp_path):
     assert new_block.mlp[-1].weight.grad.abs().sum() > 0 and new_block.time.proj.weight.grad.abs().sum() > 0
 
 
+def test_grown_esc_encoder_makes_the_same_codes_until_trained(tmp_path):
+    torch.manual_seed(0)
+    source = save_model(EscCodec(TINY).eval(), tmp_path / "esc-tiny")
+    out = tmp_path / "grown"
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "grow_decoder.py"), str(source), str(out),
+                             "--finest", "0", "--encoder", "1"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    before, grown = load_model(source), load_model(out)
+    assert grown.config.encoder_blocks == [TINY.encoder_blocks[0] + 1, *TINY.encoder_blocks[1:]]
+    assert grown.config.decoder_blocks == TINY.decoder_blocks
+    wav = torch.randn(1, 1, 12 * before.frame_size)
+    assert torch.equal(grown.encode(wav, before.num_codebooks), before.encode(wav, before.num_codebooks))
+    new_block = grown.encoder[0][-1]
+    assert torch.count_nonzero(new_block.mlp[-1].weight) == 0
+    grown.encode_latent(wav).pow(2).mean().backward()
+    assert new_block.mlp[-1].weight.grad.abs().sum() > 0 and new_block.time.proj.weight.grad.abs().sum() > 0
+
+
 def test_grow_refuses_what_it_cannot_grow(tiny_model_dir, tmp_path):
     torch.manual_seed(0)
     config = dataclasses.replace(load_model(tiny_model_dir).config, global_groups=2)
@@ -64,7 +82,7 @@ def test_grow_refuses_what_it_cannot_grow(tiny_model_dir, tmp_path):
     assert not (tmp_path / "out").exists()
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "grow_decoder.py"), "esc-16k-small",
                              str(tmp_path / "out"), "--finest", "0"], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 2 and "--finest must be >= 1" in result.stderr
+    assert result.returncode == 2 and "at least one block must be added" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
