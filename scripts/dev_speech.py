@@ -1,4 +1,4 @@
-"""What the dev-set check scripts share (scripts/robustness.py, scripts/phase_swap.py): every Nth
+"""What the dev-set check scripts share (scripts/robustness.py, phase_swap.py, head_postprocess.py): every Nth
 file of ../shared/data/speech/dev as mono float64 at a given rate, and models loaded with a check
 of the bitrate, each failing with a one-line error instead of a traceback."""
 
@@ -6,9 +6,11 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from codec.audio import load_audio, resample
 from codec.errors import CodecError
+from codec.models import EscCodec
 from codec.models.loading import load_model
 
 DEV = Path("../shared/data/speech/dev")
@@ -44,3 +46,21 @@ def load_models(names: list[str], kbps: float) -> list:
     except (CodecError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     return models
+
+
+def head_script(description: str):
+    """The command line that scripts/phase_swap.py and scripts/head_postprocess.py share: parses
+    ``model``, ``--every`` and ``--kbps`` and loads the model (float32, one thread). Returns
+    ``(args, model, inputs)`` with the dev audio at the model's rate; SystemExit unless the model
+    is an ESC codec whose output head uses the analysis STFT's frames."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("model", help="an ESC codec: model name or directory")
+    add_options(parser)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    model = load_models([args.model], args.kbps)[0].float().eval()
+    c = model.config
+    if not isinstance(model, EscCodec) or c.synthesis_n_fft != c.n_fft or c.synthesis_subframes != 1:
+        raise SystemExit(f"{args.model}: needs an ESC codec whose output head uses the analysis STFT's "
+                         "frames (synthesis_n_fft = n_fft, synthesis_subframes = 1)")
+    return args, model, dev_audio(parser, args.every, model.sample_rate)

@@ -17,11 +17,9 @@ STFT loss did not help (recipes/esc_16k_small_phase.yaml); the usual remedy is t
 stage (Vocos, DAC; recipes/esc_16k_small_gan.yaml).
 """
 
-import argparse
-
 import numpy as np
 import torch
-from dev_speech import add_options, dev_audio, load_models
+from dev_speech import head_script
 
 from codec.evaluation.metrics import pesq_wb
 from codec.models import EscCodec
@@ -44,17 +42,7 @@ def swapped_signals(model: EscCodec, audio: np.ndarray, kbps: float) -> dict[str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="an ESC codec: model name or directory")
-    add_options(parser)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    model = load_models([args.model], args.kbps)[0].float().eval()
-    c = model.config
-    if not isinstance(model, EscCodec) or c.synthesis_n_fft != c.n_fft or c.synthesis_subframes != 1:
-        raise SystemExit(f"{args.model}: needs an ESC codec whose output head uses the analysis STFT's "
-                         "frames (synthesis_n_fft = n_fft, synthesis_subframes = 1)")
-    inputs = dev_audio(parser, args.every, model.sample_rate)
+    args, model, inputs = head_script(__doc__.splitlines()[0])
     scores = {name: [] for name in SIGNALS}
     for audio in inputs:
         for name, signal in swapped_signals(model, audio, args.kbps).items():
