@@ -261,6 +261,22 @@ def test_freeze_fine_tunes_only_the_decoder_and_keeps_the_codes(audio_folder, tm
         train(tiny(audio_folder, tmp_path / "third", "optim.freeze=[encoder,vocoder]"))
 
 
+def test_weight_average_is_what_the_run_exports_and_resumes(audio_folder, tmp_path):
+    out_dir = tmp_path / "run"
+    train(tiny(audio_folder, out_dir, "run.max_steps=6", "optim.ema_decay=0.9"))
+    state = torch.load(out_dir / CHECKPOINT_FILE, weights_only=True)
+    live, exported = state["model"], load_model(out_dir / "model").state_dict()
+    averaged = {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}
+    assert int(state["ema"]["n_averaged"]) == 6
+    learnt = [k for k, v in live.items() if v.is_floating_point() and not torch.equal(v, averaged[k])]
+    assert learnt                                    # the average lags the live weights ...
+    assert all(torch.allclose(exported[k], averaged[k]) for k in learnt)   # ... and is what is exported
+    train(tiny(audio_folder, out_dir, "run.max_steps=8", "optim.ema_decay=0.9"), resume=True)
+    assert int(torch.load(out_dir / CHECKPOINT_FILE, weights_only=True)["ema"]["n_averaged"]) == 8
+    with pytest.raises(CodecError, match="ema_decay"):
+        tiny(audio_folder, tmp_path / "bad", "optim.ema_decay=1")
+
+
 def test_gan_stage_trains_and_keeps_discriminator_gradients_apart(audio_folder, tmp_path):
     from codec.train.gan import GanStage
     from codec.train.recipe import GanConfig, LossConfig

@@ -67,11 +67,16 @@ class OptimConfig:
     # model parts kept as they are, top-level or dotted (e.g. [stft, encoder, quantizer] to fine-tune
     # only the decoder: the codes, and so an entropy model trained on them, stay valid)
     freeze: list[str] = field(default_factory=list)
+    # exponential moving average of the weights (Polyak & Juditsky 1992), updated every step with
+    # this decay; 0 = off. When on, the exported model (run.out_dir/model) is the average.
+    ema_decay: float = 0.0
 
     def __post_init__(self):
         _check_positive(self, "optim", ("lr", "grad_clip"))
         _check_not_negative(self, "optim", ("weight_decay", "warmup_steps", "decay_start"))
         _check_range(self, "optim", ("lr_decay",), 0.0, 1.0, low_open=True)
+        if not 0 <= self.ema_decay < 1:
+            raise CodecError(f"recipe value optim.ema_decay={self.ema_decay} must be in [0, 1) (0 = no average)")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise CodecError(f"recipe value optim.betas={self.betas} must be two numbers in [0, 1) (AdamW's)")
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from codec.atomic import write_atomically
 from codec.errors import CodecError
@@ -289,6 +290,9 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         raise CodecError(f"loss.quantizer_warmup_steps: {type(model).__name__} has no quantizer warm-up "
                          f"(the ESC codec has)")
     trainable = [p for p in model.parameters() if p.requires_grad]
+    # (buffers, such as codebook usage, are not averaged: the average keeps the live model's)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.optim.ema_decay)) \
+        if recipe.optim.ema_decay else None
     optimizer = torch.optim.AdamW(trainable, lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
                                   weight_decay=recipe.optim.weight_decay)
     sample_rate = recipe.model.sample_rate
@@ -336,6 +340,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
         if gan is not None and "gan" in state:
             gan.load_state_dict(state["gan"])
+        if ema is not None and "ema" in state:   # (a checkpoint without one: it starts from these weights)
+            ema.load_state_dict(state["ema"])
     out_dir.mkdir(parents=True, exist_ok=True)
     if main_process and not resume:
         _set_aside_earlier_log(out_dir, console)
@@ -366,10 +372,18 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         module.eval()
 
     def checkpoint(now: float) -> None:
-        extra = {"gan": gan.state_dict()} if gan else None
+        extra = {**({"gan": gan.state_dict()} if gan else {}), **({"ema": ema.state_dict()} if ema else {})}
         _save_checkpoint(checkpoint_path, model, optimizer, step, previous_seconds + now - start_time, recipe,
                          dataset, extra)
-        save_model(model, out_dir / "model")
+        save_model(exported(), out_dir / "model")
+
+    def exported() -> torch.nn.Module:
+        """The weights a run's user gets: the moving average where there is one."""
+        if ema is None:
+            return model
+        if ema.n_averaged == 0:   # no step yet: the live weights
+            ema.update_parameters(model)
+        return ema.module
 
     start_time = last_checkpoint = last_log = time.monotonic()
     first_step, last_log_step, skipped, sums, counts = step, step, 0, {}, {}
@@ -445,6 +459,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                         break
                     continue
                 optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 step, streak = step + 1, 0
                 parts.update(commitment=output.quantized.commitment_loss, codebook=output.quantized.codebook_loss,
                              loss=loss)
@@ -491,4 +507,4 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                       f"checkpoint {checkpoint_path}, model {out_dir / 'model'}")
     monitor.close()
     distributed.barrier()
-    return model
+    return exported()
