@@ -59,7 +59,6 @@ class EscCodecConfig(JsonConfig):
     bitrates_kbps: list[float] = field(default_factory=lambda: [1.5, 3.0, 6.0])
     global_groups: int = 0           # the sessions' interface: ESC has no global code
     input_level_dbfs: float | None = None   # encoding scales input to this active level (codec/level.py)
-    lookahead_frames: int = 0        # encoder look-ahead (0 or 1): latency grows by as many frames
 
 
 def _width(config: EscCodecConfig, scale: int) -> int:
@@ -73,23 +72,6 @@ def _check_synthesis(c: EscCodecConfig) -> None:
                          f"hop_length={c.hop_length}")
     hop = c.hop_length // c.synthesis_subframes
     check_synthesis_window(c.synthesis_n_fft, hop, f"the synthesis hop (hop_length / synthesis_subframes = {hop})")
-
-
-class LookaheadMix(nn.Module):
-    """``[B, F, S, D] -> [B, F, S, D]``: each token plus a learnt function of itself and the same
-    sub-band's token one frame later (zero after the last frame), so the features a frame is coded
-    from have seen the whole of its output window. The last layer starts at zero: the identity."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.mix = nn.Linear(2 * dim, dim)
-        self.out = nn.Linear(dim, dim)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        following = torch.cat([x[:, 1:], torch.zeros_like(x[:, :1])], dim=1)
-        return x + self.out(nn.functional.gelu(self.mix(torch.cat([x, following], dim=-1))))
 
 
 class ScaleQuantizers(nn.Module):
@@ -132,9 +114,6 @@ class EscCodec(CodecBase):
             nn.ModuleList(SubbandTransformerBlock(c.dims[s], c.heads, c.window, c.subbands >> s)
                           for _ in range(c.encoder_blocks[s])) for s in range(scales))
         self.merges = nn.ModuleList(nn.Linear(2 * c.dims[s], c.dims[s + 1]) for s in range(scales - 1))
-        if c.lookahead_frames not in (0, 1):
-            raise CodecError(f"lookahead_frames={c.lookahead_frames} is not supported; choose 0 or 1")
-        self.lookahead = nn.ModuleList(LookaheadMix(c.dims[s]) for s in range(scales)) if c.lookahead_frames else None
         self.quantizer = ScaleQuantizers(c)
         self.decoder = nn.ModuleList(
             nn.ModuleList(SubbandTransformerBlock(c.dims[s], c.heads, c.window, c.subbands >> s)
@@ -216,7 +195,7 @@ class EscCodec(CodecBase):
         for s, blocks in enumerate(self.encoder):
             for block in blocks:
                 x = block(x)
-            stages.append(self._flat(x if self.lookahead is None else self.lookahead[s](x)))
+            stages.append(self._flat(x))
             if s < len(self.merges):
                 x = self.merges[s](x.reshape(batch, frames, x.shape[2] // 2, -1))
         return torch.cat(stages[::-1], dim=1)
