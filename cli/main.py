@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from codec import __version__
-from codec.errors import CodecError, ModelNotFoundError, internal_error_message
+from codec.errors import CodecError, ModelNotFoundError, TrainingStopped, internal_error_message
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural speech codec: encode audio to compact codes and decode it back.")
@@ -624,7 +624,10 @@ def train(
     """Train a codec (or an entropy model) from a recipe; checkpoints and the model go to run.out_dir."""
     from codec.train import load_recipe, train_any
 
-    train_any(load_recipe(recipe, override or []), resume=resume, console=stderr)
+    try:
+        train_any(load_recipe(recipe, override or []), resume=resume, console=stderr)
+    except TrainingStopped as stopped:   # saved, but not finished: a script can tell the two apart
+        raise typer.Exit(128 + stopped.signum) from None
 
 
 def run() -> None:

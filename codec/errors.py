@@ -26,6 +26,16 @@ class ModelNotFoundError(CodecError):
         return f"{self}; for a model you trained, pass its directory with --model (e.g. runs/NAME/model)"
 
 
+class TrainingStopped(Exception):
+    """A training run stopped early by a signal (Ctrl-C: SIGINT, or SIGTERM), after saving its
+    checkpoint and model: not an error, but not a finished run either. The CLI exits with
+    128 + ``signum``, as a shell reports a program stopped by that signal."""
+
+    def __init__(self, signum: int, checkpoint: str):
+        super().__init__(f"stopped by signal {signum}; checkpoint {checkpoint}")
+        self.signum = signum
+
+
 def internal_error_message(error: Exception) -> str:
     """The one line shown for a bug (not the user's fault), in the CLI and ``python -m codec.train``."""
     return f"internal error: {type(error).__name__}: {error} (set CODEC_DEBUG=1 for the traceback)"

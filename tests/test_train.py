@@ -1,12 +1,14 @@
 """Training: a tiny recipe trains, checkpoints, resumes and exports a loadable model."""
 
+import io
 import json
 
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
-from codec.errors import CodecError
+from codec.errors import CodecError, TrainingStopped
 from codec.models import load_model
 from codec.train import load_recipe, train
 from codec.train.data import RandomCropDataset
@@ -202,7 +204,9 @@ def test_ctrl_c_stops_after_the_step_and_saves(audio_folder, tmp_path, monkeypat
 
     before = signal.signal(signal.SIGINT, placeholder), signal.getsignal(signal.SIGTERM)
     try:
-        train(tiny(audio_folder, out_dir, "run.max_steps=50"))
+        with pytest.raises(TrainingStopped) as stopped:   # saved, but not finished: the CLI exits 130
+            train(tiny(audio_folder, out_dir, "run.max_steps=50"))
+        assert stopped.value.signum == signal.SIGINT
         assert torch.load(out_dir / CHECKPOINT_FILE, weights_only=True)["step"] == 3
         assert signal.getsignal(signal.SIGINT) is placeholder and not caught      # the run's handler took it
         assert signal.getsignal(signal.SIGTERM) is before[1]                      # and both are given back
@@ -273,6 +277,14 @@ def test_weight_average_is_what_the_run_exports_and_resumes(audio_folder, tmp_pa
     assert all(torch.allclose(exported[k], averaged[k]) for k in learnt)   # ... and is what is exported
     train(tiny(audio_folder, out_dir, "run.max_steps=8", "optim.ema_decay=0.9"), resume=True)
     assert int(torch.load(out_dir / CHECKPOINT_FILE, weights_only=True)["ema"]["n_averaged"]) == 8
+    saved = (out_dir / CHECKPOINT_FILE).read_bytes()
+    with pytest.raises(CodecError, match="ema_decay=0.9"):   # resuming without it would drop the average
+        train(tiny(audio_folder, out_dir, "run.max_steps=10"), resume=True)
+    assert (out_dir / CHECKPOINT_FILE).read_bytes() == saved
+    report = io.StringIO()   # a value the run did not start with is named
+    train(tiny(audio_folder, out_dir, "run.max_steps=9", "optim.ema_decay=0.9", "loss.stft_weight=2"), resume=True,
+          console=Console(file=report, width=400))
+    assert "loss.stft_weight=1.0 -> 2.0" in report.getvalue() and "max_steps" not in report.getvalue()
     with pytest.raises(CodecError, match="ema_decay"):
         tiny(audio_folder, tmp_path / "bad", "optim.ema_decay=1")
 

@@ -4,7 +4,7 @@ torchrun (``torchrun --nproc_per_node N -m codec.train RECIPE``); same as ``code
 import argparse
 import os
 
-from codec.errors import CodecError, internal_error_message
+from codec.errors import CodecError, TrainingStopped, internal_error_message
 from codec.train import load_recipe, train_any
 from codec.train.distributed import cleanup
 
@@ -15,6 +15,8 @@ parser.add_argument("-o", "--override", action="append", default=[])
 arguments = parser.parse_args()
 try:
     train_any(load_recipe(arguments.recipe, arguments.override), resume=arguments.resume)
+except TrainingStopped as stopped:   # saved, but not finished
+    raise SystemExit(128 + stopped.signum) from None
 except CodecError as error:
     raise SystemExit(f"error: {error}") from None
 except Exception as error:  # a bug, not the user's fault: one line unless debugging (as the CLI)

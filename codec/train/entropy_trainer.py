@@ -26,7 +26,7 @@ from rich.console import Console
 
 from codec.entropy import EntropyModel, EntropyModelConfig, load_entropy_model, save_entropy_model
 from codec.entropy.model import ENTROPY_WEIGHTS
-from codec.errors import CodecError
+from codec.errors import CodecError, TrainingStopped
 from codec.train import distributed
 from codec.train.recipe import OptimConfig, RunConfig, _coerce, model_named_by
 from codec.train.trainer import (
@@ -252,6 +252,8 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     save_entropy_model(model, out_dir / "model")
     _log_held_out(out_dir, console, model, dev, step)
     console.print(f"stopped at step {step}; entropy model in {out_dir / 'model'}")
+    if stop_requested:
+        raise TrainingStopped(signal.SIGTERM, str(checkpoint_path))
     return out_dir
 
 

@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from codec.atomic import write_atomically
-from codec.errors import CodecError
+from codec.errors import CodecError, TrainingStopped
 from codec.models import ConvCodec, build_model, save_model
 from codec.quantization.vq import FactorizedVectorQuantizer, widen_lookup
 from codec.train import distributed
@@ -106,6 +106,36 @@ def restore_checkpoint(path: Path, model, optimizer, data=None, recipe=None) -> 
     if data is not None:
         data.rng.bit_generator.state = json.loads(state["data_rng"])
     return state
+
+
+# what a resumed run may change without notice: how long and where it runs, how it reports
+RESUMABLE_RUN_KEYS = ("max_steps", "max_minutes", "threads", "log_every", "checkpoint_minutes", "audio_every",
+                      "tensorboard", "device", "init_from", "init_fresh")
+
+
+def _check_resumed_recipe(state: dict, recipe, checkpoint_path: Path, console: Console) -> None:
+    """On ``--resume``, name the recipe values that differ from the ones the run was started with
+    (the checkpoint's resolved recipe): the recipe and ``-o`` given now are what the run goes on
+    with, so a forgotten ``-o data.train_dir=...`` would silently change the data.
+
+    Raises:
+        CodecError: if the run keeps a weight average (``optim.ema_decay``) and the recipe now
+            turns it off, which would drop the average from the checkpoint and the exported model.
+    """
+    saved, now = state.get("recipe", {}), recipe.to_dict()
+    if "ema" in state and not recipe.optim.ema_decay:
+        decay = saved.get("optim", {}).get("ema_decay")
+        raise CodecError(f"{checkpoint_path}: the run keeps a moving average of its weights (optim.ema_decay="
+                         f"{decay}), and this recipe turns it off, which would drop it; resume with "
+                         f"-o optim.ema_decay={decay}")
+    changed = [f"{section}.{key}={before.get(key)!r} -> {after.get(key)!r}"
+               for section in sorted(set(saved) | set(now))
+               for before, after in [(saved.get(section, {}), now.get(section, {}))]
+               for key in sorted(set(before) | set(after))
+               if before.get(key) != after.get(key) and not (section == "run" and key in RESUMABLE_RUN_KEYS)]
+    if saved and changed:
+        console.print(f"note: resuming with recipe values that differ from the run's start ({', '.join(changed)}); "
+                      f"pass -o section.key=value to keep the earlier ones", highlight=False)
 
 
 MAX_NON_FINITE_IN_A_ROW = 100   # skipped steps in a row that mean the run has diverged, not hit a bad batch
@@ -260,9 +290,10 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         CodecError: if the run directory already has a checkpoint and ``resume`` is false, or
             ``resume`` is true and there is none, or the data folder has no audio, or
             ``run.init_from`` names weights of another configuration, or the checkpoint does not
-            fit the recipe, or the run diverges (MAX_NON_FINITE_IN_A_ROW non-finite steps in a row).
-
-    Ctrl-C (SIGINT) and SIGTERM stop the run after the step in progress, with a checkpoint.
+            fit the recipe, or the run diverges (MAX_NON_FINITE_IN_A_ROW non-finite steps in a row),
+            or the recipe turns off the resumed run's weight average (``optim.ema_decay``).
+        TrainingStopped: after Ctrl-C (SIGINT) or SIGTERM, which stop the run after the step in
+            progress, with a checkpoint and model saved.
     """
     console = console or Console(stderr=True)
     run, loss_cfg = recipe.run, recipe.loss
@@ -340,8 +371,12 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
         if gan is not None and "gan" in state:
             gan.load_state_dict(state["gan"])
+        _check_resumed_recipe(state, recipe, checkpoint_path, console)
         if ema is not None and "ema" in state:   # (a checkpoint without one: it starts from these weights)
             ema.load_state_dict(state["ema"])
+        if step >= run.max_steps:
+            console.print(f"the run is at step {step}, and run.max_steps={run.max_steps}: nothing to train; "
+                          f"raise run.max_steps to go on")
     out_dir.mkdir(parents=True, exist_ok=True)
     if main_process and not resume:
         _set_aside_earlier_log(out_dir, console)
@@ -501,10 +536,13 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
                          f"as it was: lower optim.lr or raise optim.warmup_steps, {then}")
     if main_process:
         checkpoint(time.monotonic())
-        if signal.SIGINT in stop_requested:
-            console.print("stopped by Ctrl-C after the step in progress; continue with --resume")
+        if stop_requested:
+            name = "Ctrl-C" if signal.SIGINT in stop_requested else "SIGTERM"
+            console.print(f"stopped by {name} after the step in progress; continue with --resume")
         console.print(f"stopped at step {step} ({skipped} non-finite steps skipped); "
                       f"checkpoint {checkpoint_path}, model {out_dir / 'model'}")
     monitor.close()
     distributed.barrier()
+    if stop_requested:
+        raise TrainingStopped(stop_requested[0], str(checkpoint_path))
     return exported()
