@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from codec import coding
-from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
+from codec.bitstream import MAX_CHANNELS, CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.models import load_model as _load_network
@@ -79,12 +79,18 @@ def _as_samples_by_channels(audio) -> tuple[np.ndarray, bool]:
     if isinstance(audio, torch.Tensor):
         array = audio.detach().cpu().double().numpy()
         array = array[:, None] if array.ndim == 1 else array.T
+        if array.ndim == 2 and array.shape[1] > MAX_CHANNELS:
+            raise CodecError(f"torch audio is [channels, samples], and shape {tuple(audio.shape)} would be "
+                             f"{array.shape[1]} channels (at most {MAX_CHANNELS}); pass audio.T")
         return array, True
     array = np.asarray(audio, dtype=np.float64)
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2:
         raise CodecError(f"audio must be [samples] or [samples, channels] (numpy), got shape {array.shape}")
+    if array.shape[1] > MAX_CHANNELS:   # most likely [channels, samples]: caught before it fills the memory
+        raise CodecError(f"numpy audio is [samples, channels], and shape {array.shape} would be {array.shape[1]} "
+                         f"channels (at most {MAX_CHANNELS}); pass audio.T for [channels, samples] input")
     return array, False
 
 
@@ -113,6 +119,10 @@ class Codec:
                 non-finite samples.
         """
         array, _ = _as_samples_by_channels(audio)
+        peak = float(np.max(np.abs(array), initial=0.0))
+        if peak > 1.0:   # (NaN compares false here and is named by encode_audio)
+            raise CodecError(f"audio samples reach {peak:g}, outside [-1, 1]: pass floats (16-bit integer PCM: "
+                             f"divide by 32768)")
         codes_file = coding.encode_audio(self.network, array, int(sample_rate), float(bitrate), refine_steps)
         return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 

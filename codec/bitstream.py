@@ -218,7 +218,7 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
             or not 2 <= meta.codebook_size <= MAX_CODEBOOK_SIZE
             or not isinstance(meta.model, str) or not isinstance(meta.weights, str)
             or not isinstance(meta.frame_rate, (int, float)) or isinstance(meta.frame_rate, bool)
-            or not math.isfinite(meta.frame_rate) or meta.frame_rate <= 0
+            or not math.isfinite(meta.frame_rate) or not 0 < meta.frame_rate <= meta.sample_rate
             or (meta.entropy_model is None) != (meta.entropy_weights is None)
             or (meta.global_codebooks is None) != (meta.global_codebook_size is None)
             or (meta.has_global and not all(isinstance(v, int) and not isinstance(v, bool)

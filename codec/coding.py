@@ -515,11 +515,13 @@ def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: s
 
     Raises:
         CodecError: naming ``path`` (not ``tmp``), the format asked for and libsndfile's reason, if
-            it refuses (more channels than the format holds: FLAC 8, WAV 1024), or above 192 kHz in OGG.
+            it refuses (more channels than the format holds: FLAC 8, OGG 255, WAV 1024), or above 192 kHz in OGG.
     """
     audio_format = _format_for(path)
     if audio_format == "FLAC" and channels > 8:
         raise CodecError(f"{path}: FLAC holds at most 8 channels, not {channels}; write .wav")
+    if audio_format == "OGG" and channels > 255:   # Ogg's channel mapping holds 255 (libsndfile crashes beyond)
+        raise CodecError(f"{path}: OGG holds at most 255 channels, not {channels}; write .wav")
     if audio_format == "OGG" and sample_rate > 192000:   # libvorbis crashes above about 200 kHz
         raise CodecError(f"{path}: OGG Vorbis holds at most 192000 Hz, not {sample_rate}; write .wav or .flac")
     try:

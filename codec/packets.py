@@ -44,7 +44,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from codec.bitstream import BitstreamError, pack_codes, unpack_codes
+from codec.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from codec.bitstream import MAX_CHANNELS, BitstreamError, pack_codes, unpack_codes
 
 STREAM_MAGIC = b"CODS"
 PACKET_SYNC = b"\xc5"
@@ -156,8 +157,19 @@ def read_stream_header(data: bytes) -> tuple[StreamInfo, int]:
         info = StreamInfo(**json.loads(data[_STREAM_HEAD.size:end]))
     except (ValueError, TypeError):
         raise BitstreamError("corrupt stream header metadata") from None
-    if not (info.channels >= 1 and info.sample_rate >= 1 and 2 <= info.codebook_size <= 1 << 16
-            and (info.global_codebook_size is None or 2 <= info.global_codebook_size <= 1 << 16)):
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    # the .codes format's limits (a crafted header must not ask for a terabyte of output)
+    if not (whole(info.channels) and 1 <= info.channels <= MAX_CHANNELS
+            and whole(info.sample_rate) and MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE
+            and isinstance(info.frame_rate, (int, float)) and not isinstance(info.frame_rate, bool)
+            and math.isfinite(info.frame_rate) and 0 < info.frame_rate <= info.sample_rate
+            and whole(info.codebook_size) and 2 <= info.codebook_size <= 1 << 16
+            and all(isinstance(v, str) for v in (info.model, info.weights))
+            and all(v is None or isinstance(v, str) for v in (info.entropy_model, info.entropy_weights))
+            and (info.global_codebook_size is None
+                 or (whole(info.global_codebook_size) and 2 <= info.global_codebook_size <= 1 << 16))):
         raise BitstreamError("corrupt stream header metadata (invalid values)")
     return info, end + _CRC.size
 

@@ -87,6 +87,7 @@ def test_corrupt_metadata():
     {"samples": 50 * 320 * 20},             # twenty times the frames' length
     {"samples": 48 * 320 - 1},              # two frames short of the codes
     {"sample_rate": 1, "samples": 1},       # not audio
+    {"frame_rate": 1e308},                  # more frames than samples per second (overflowed the check)
 ])
 def test_metadata_whose_samples_disagree_with_its_frames_is_refused(changes):
     original = make()

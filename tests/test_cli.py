@@ -84,6 +84,8 @@ def test_more_channels_than_the_format_holds_names_the_output(tiny_model_dir, sp
     assert result.exit_code == 1 and "many.wav: cannot write 2000 channels at 44100 Hz as WAV" in result.output
     result = invoke("decode", codes, tmp_path / "fast.ogg", "--model", tiny_model_dir, "-r", "384000")
     assert result.exit_code == 1 and "fast.ogg: OGG Vorbis holds at most 192000 Hz" in result.output
+    result = invoke("decode", codes, tmp_path / "wide.ogg", "--model", tiny_model_dir, "--channels", "256")
+    assert result.exit_code == 1 and "wide.ogg: OGG holds at most 255 channels, not 256" in result.output
     assert "partial" not in result.output and not list(tmp_path.glob(".*partial*"))
 
 

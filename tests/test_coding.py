@@ -135,3 +135,17 @@ def test_block_seams_are_exact(tiny_model, monkeypatch):
     np.testing.assert_array_equal(codes_file.codes, offline_codes.numpy())
     decoded, _ = decode_audio(tiny_model, codes_file)
     np.testing.assert_allclose(decoded[:, 0], offline_audio, atol=1e-4)
+
+
+def test_python_api_refuses_channels_first_numpy_and_integer_scaled_audio(tiny_model_dir):
+    import codec as api
+
+    model = api.load_model(tiny_model_dir)
+    noise = 0.1 * np.random.default_rng(0).standard_normal((2, 16000))
+    with pytest.raises(CodecError, match=r"\[samples, channels\].*pass audio.T"):
+        model.encode(noise, sample_rate=16000)            # [C, T]: 16000 channels, not 2
+    with pytest.raises(CodecError, match="outside \\[-1, 1\\].*32768"):
+        model.encode(3000 * noise.T, sample_rate=16000)   # int16-scaled
+    codes = model.encode(noise.T, sample_rate=16000)
+    audio, rate = model.decode(codes)
+    assert audio.shape == (16000, 2) and rate == 16000

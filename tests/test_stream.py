@@ -162,6 +162,17 @@ def test_packets_round_trip_and_resynchronise():
     assert [p.sequence for p in read_packets(bytes(damaged), offset, info)] == [1, 2, 3, 4, 5]
 
 
+@pytest.mark.parametrize("changes", [{"channels": "abc"}, {"frame_rate": "x"}, {"sample_rate": 10 ** 12},
+                                     {"sample_rate": 1}, {"frame_rate": 1e308}, {"channels": 5000},
+                                     {"model": 3}, {"codebook_size": True}])
+def test_forged_stream_headers_are_refused_with_a_bitstream_error(changes):
+    from codec.bitstream import BitstreamError
+
+    data = stream_header(StreamInfo(**{**StreamInfo("m", "w", 16000, 1, 50, 1024).__dict__, **changes}))
+    with pytest.raises(BitstreamError, match="corrupt stream header metadata"):
+        read_stream_header(data)
+
+
 def test_stream_never_writes_over_its_input_or_twice_to_one_file(tiny_model_dir, tmp_path):
     source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
     before = source.read_bytes()

@@ -109,6 +109,7 @@ def test_recipe_errors(tmp_path):
     ("data.speed_range=[1.1]", r"data.speed_range=\[1.1\] must be \[low, high\]"),
     ("data.speed_range=[a,b]", r"data.speed_range=\['a', 'b'\] must be a list of numbers"),
     ("data.shelf_gain_db=30", r"data.shelf_gain_db=30.0 must be at most 24 dB"),
+    ("data.segment_seconds=1000", r"data.segment_seconds=1000.0 must be at most 30 s"),
     ("loss.codebook_choices=[48]", r"codebook_choices=\[48\] and loss.codebook_probs"),
     ("loss.codebook_choices=[3,6,12,48]", r"asks for more codebooks than the model has \(24\)"),
     ("loss.codebook_probs=[0,0,0,0]", r"loss.codebook_probs=\[0, 0, 0, 0\] must be weights"),

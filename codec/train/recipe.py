@@ -25,6 +25,9 @@ SPEED_LIMITS = (0.5, 2.0)   # speed perturbation factors beyond these make speec
 MAX_FILTER_GAIN_DB = 24.0   # the random EQ's and shelves' largest boost or cut
 
 
+MAX_SEGMENT_SECONDS = 30.0
+
+
 @dataclass
 class DataConfig:
     train_dir: str = "../shared/data/speech/train"   # a folder or a manifest (.tsv, .jsonl, wav.scp)
@@ -51,6 +54,9 @@ class DataConfig:
         _check_low_high(self, "data", "speed_range", f"with {SPEED_LIMITS[0]} <= low <= high <= {SPEED_LIMITS[1]}",
                         SPEED_LIMITS)
         _check_positive(self, "data", ("segment_seconds",))
+        if self.segment_seconds > MAX_SEGMENT_SECONDS:   # (a batch of 1000 s crops filled 22 GB and was killed)
+            raise CodecError(f"recipe value data.segment_seconds={self.segment_seconds} must be at most "
+                             f"{MAX_SEGMENT_SECONDS:g} s (training crops are a few seconds)")
         for name in ("level_db", "noise_snr_db"):
             _check_low_high(self, "data", name, "in dB, low <= high")
 

@@ -91,8 +91,9 @@ def restore_checkpoint(path: Path, model, optimizer, data=None, recipe=None) -> 
         state = torch.load(path, weights_only=True, map_location="cpu")
         state["model"], state["optimizer"], state["torch_rng"]
     except Exception as error:  # a damaged or foreign file: pickle, zip and key errors alike
-        raise CodecError(f"{path}: not a readable checkpoint ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
+        # (the type only: torch's own message suggests weights_only=False, unsafe for a file of unknown origin)
+        raise CodecError(f"{path}: not a readable checkpoint ({type(error).__name__}); it may be damaged or "
+                         f"not a codec training checkpoint") from None
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
