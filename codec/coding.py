@@ -553,7 +553,7 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
     """Decode a saved packet stream (``codec stream --save``): lost or damaged packets are
     concealed; the end packet, when present, gives the exact length. ``sample_rate`` and
     ``channels`` as in ``decode_file``."""
-    from codec.packets import read_packets, sequence_gap
+    from codec.packets import SEQUENCE_MODULO, read_packets, sequence_gap
 
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
@@ -571,16 +571,19 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
                              f"(weights {info.entropy_weights}), which model '{model.config.name}' does not have")
     decoder = StreamingDecoder(model, batch_size=info.channels)
     needs_global = getattr(model, "global_code", None) is not None
-    pieces, expected_sequence, frames_per_packet, total, lost, no_global = [], 0, 1, None, 0, 0
+    pieces, expected_sequence, frames_per_packet, total, lost, no_global, stale = [], 0, 1, None, 0, 0, 0
     for packet in read_packets(data, offset, info, coder):
+        gap = sequence_gap(packet.sequence, expected_sequence)
+        if gap >= SEQUENCE_MODULO // 2:   # behind the expected number: a duplicate or a late arrival
+            stale += 1
+            continue
+        if gap > 0:   # (before the end packet too: the damaged packets just before it)
+            lost += gap
+            pieces.append(decoder.conceal(gap * frames_per_packet))
         if packet.is_end:
             total = packet.total_samples
             break
-        gap = sequence_gap(packet.sequence, expected_sequence)
-        if gap > 0:
-            lost += gap
-            pieces.append(decoder.conceal(gap * frames_per_packet))
-        expected_sequence = (packet.sequence + 1) % 65536
+        expected_sequence = (packet.sequence + 1) % SEQUENCE_MODULO
         if packet.global_codes is not None:   # the time-invariant code for the frames from here on
             decoder.global_codes = torch.from_numpy(packet.global_codes)
             continue
@@ -599,6 +602,8 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
     report = CodingReport()
     if lost:
         report.warnings.append(f"{input_path}: {lost} lost or damaged packets were concealed")
+    if stale:
+        report.warnings.append(f"{input_path}: {stale} duplicated or out-of-order packets were dropped")
     if no_global:
         report.warnings.append(f"{input_path}: the global code's packet was lost, so {no_global} frames "
                                f"({no_global / info.frame_rate:.2f} s) were concealed until one arrived")

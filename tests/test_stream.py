@@ -106,6 +106,27 @@ def test_packet_loss_is_concealed_and_the_saved_stream_decodes(tiny_model_dir, s
     assert sf.info(str(tmp_path / "damaged.wav")).frames == sf.info(str(speech)).frames
 
 
+def test_saved_stream_with_a_duplicate_a_swap_and_damage_before_the_end(tiny_model_dir, speech, tmp_path):
+    saved = tmp_path / "stream.cods"
+    assert invoke("stream", "--input", speech, "--save", saved, "--no-play", "--model", tiny_model_dir,
+                  "--fast").exit_code == 0
+    data = saved.read_bytes()
+    info, offset = read_stream_header(data)
+    packets = list(read_packets(data, offset, info))
+    body, end = packets[:-1], packets[-1]
+    assert end.is_end and len(body) > 12
+    order = body[:4] + [body[3]] + [body[5], body[4]] + body[6:-3]   # a duplicate, a swap, the last 3 damaged
+    forged = stream_header(info) + b"".join(packet_bytes(p.sequence, p.codes, info) for p in order) \
+        + end_packet(end.sequence, end.total_samples)
+    saved.write_bytes(forged)
+    result = invoke("decode", saved, tmp_path / "out.wav", "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    # the swap loses one packet (the late one is dropped with the duplicate), the damage three
+    assert "4 lost or damaged packets were concealed" in result.output
+    assert "2 duplicated or out-of-order packets were dropped" in result.output
+    assert sf.info(str(tmp_path / "out.wav")).frames == sf.info(str(speech)).frames
+
+
 def test_microphone_to_speaker_with_resampling_and_ctrl_c(tiny_model_dir, tmp_path, monkeypatch):
     fake = FakeSoundDevice(tone(2.0, 48000), 48000, rates=(48000,), interrupt_after=40)
     monkeypatch.setattr(codec.live, "import_sounddevice", lambda: fake)
