@@ -50,6 +50,8 @@ def test_tiny_recipe_trains_and_resumes(audio_folder, tmp_path):
     assert torch.load(out_dir / CHECKPOINT_FILE, weights_only=True)["step"] == 20
     model = load_model(out_dir / "model")
     assert model.config.name == "tiny-16k"
+    config_mode = (out_dir / "model" / "config.json").stat().st_mode & 0o777
+    assert (out_dir / "model" / "model.safetensors").stat().st_mode & 0o777 == config_mode   # others may read both
 
 
 def test_a_fresh_run_keeps_an_earlier_runs_log_apart(audio_folder, tmp_path):

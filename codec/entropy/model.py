@@ -148,11 +148,11 @@ def has_entropy_model(directory: Path) -> bool:
 
 def save_entropy_model(model: EntropyModel, directory: Path) -> None:
     """Write ``entropy.safetensors`` (8-bit matrices) and ``entropy_config.json`` to ``directory``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     directory.mkdir(parents=True, exist_ok=True)
     weights, config = _to_8_bits(model.state_dict()), json.dumps(model.config.to_dict(), indent=2) + "\n"
-    write_atomically(directory / ENTROPY_WEIGHTS, lambda tmp: save_file(weights, str(tmp)))
+    write_atomically(directory / ENTROPY_WEIGHTS, lambda tmp: tmp.write_bytes(save(weights)))   # (as save_model)
     write_atomically(directory / ENTROPY_CONFIG, lambda tmp: tmp.write_text(config))
 
 

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from codec.atomic import write_atomically
 from codec.eight_bit import from_8_bits, to_8_bits
@@ -174,7 +174,8 @@ def save_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = tor
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     state = _stored_state(model, dtype, eight_bit_decoder)
-    write_atomically(model_dir / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
+    # (bytes written by Python: safetensors' save_file makes the file readable by its owner alone)
+    write_atomically(model_dir / WEIGHTS_FILE, lambda tmp: tmp.write_bytes(save(state)))
     config = json.dumps(model.config.to_dict(), indent=2) + "\n"
     write_atomically(model_dir / CONFIG_FILE, lambda tmp: tmp.write_text(config))
     return model_dir
