@@ -180,6 +180,8 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
         CodecError: for a checkpoint conflict (as ``codec.train.train``), unusable data, a
             ``run.device`` that is not there, or a ``run.init_from`` without an entropy model of
             the recipe's configuration.
+        TrainingStopped: after SIGTERM, which stops the run after the step in progress, with a
+            checkpoint and model saved.
     """
     console = console or Console(stderr=True)
     run = recipe.run
