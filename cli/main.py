@@ -565,6 +565,8 @@ def export(
 
     if format != "onnx":
         raise CodecError(f"--format {format!r} is not supported; choose onnx")
+    if out.exists() and not out.is_dir():
+        raise CodecError(f"--out {out}: is a file, and the export writes a folder of graphs; name a folder")
     if out.exists() and any(out.iterdir()) and not force:
         raise CodecError(f"{out} exists and is not empty; pass --force to overwrite its files")
     export_onnx(load_model(model), out, int8=int8)

@@ -366,6 +366,9 @@ def _is_instance(value, kind) -> bool:
 
 def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     """The recipe at ``path`` merged over what it inherits; ``chain``: the recipes that inherit it."""
+    if path.is_dir():
+        recipes = sorted(path.glob("*.yaml"))
+        raise CodecError(f"{path}: is a folder, not a recipe file" + (f" (e.g. {recipes[0]})" if recipes else ""))
     if not path.is_file():
         asked = f" (inherited by {chain[-1]}: 'inherit' is relative to the recipe's folder)" if chain else ""
         raise CodecError(f"{path}: recipe not found{asked}")
