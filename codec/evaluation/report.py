@@ -2,6 +2,7 @@
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,9 @@ def plot_spectrograms(path: Path, title: str, reference: np.ndarray, decoded: di
     signals = {"reference": reference, **decoded}
     figure, axes = plt.subplots(len(signals), 1, figsize=(10, 1.9 * len(signals)), sharex=True, squeeze=False)
     for axis, (name, signal) in zip(axes[:, 0], signals.items(), strict=True):
-        spec = np.abs(librosa.stft(np.asarray(signal, dtype=np.float32), n_fft=512, hop_length=128))
+        with warnings.catch_warnings():   # (a file shorter than the window: padded, as in mel_distance)
+            warnings.filterwarnings("ignore", message="n_fft=.* is too large", category=UserWarning)
+            spec = np.abs(librosa.stft(np.asarray(signal, dtype=np.float32), n_fft=512, hop_length=128))
         db = 20 * np.log10(np.maximum(spec, 1e-5))
         image = axis.imshow(db, origin="lower", aspect="auto", vmin=-100, vmax=max(db.max(), -60), cmap="magma",
                             extent=[0, len(signal) / sample_rate, 0, sample_rate / 2000])
