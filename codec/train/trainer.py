@@ -58,6 +58,11 @@ def _loss_on_items(loss: torch.nn.Module, y_hat: torch.Tensor, y: torch.Tensor,
     return loss(y_hat[keep], y[keep]) * keep.float().mean()
 
 
+def _duration(hours: float) -> str:
+    """``2.64 h``, or seconds for a folder of a few clips (``0.00 h`` said nothing)."""
+    return f"{hours:.2f} h" if hours >= 0.1 else f"{hours * 3600:.1f} s"
+
+
 def _learning_rate(recipe: Recipe, step: int) -> float:
     optim = recipe.optim
     if step < optim.warmup_steps:
@@ -384,7 +389,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     monitor = Monitor(out_dir, console, run.tensorboard, enabled=main_process)
     if main_process:
         console.print(f"training {recipe.model.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
-                      f"parameters, {dataset.hours:.2f} h of audio, step {step}, {torch.get_num_threads()} "
+                      f"parameters, {_duration(dataset.hours)} of audio, step {step}, {torch.get_num_threads()} "
                       f"threads x {world_size} processes{', GAN stage' if gan else ''}, out {out_dir}")
     replica = wrap(model)
     if run.compile:
