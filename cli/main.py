@@ -569,8 +569,11 @@ def export(
         raise CodecError(f"--out {out}: is a file, and the export writes a folder of graphs; name a folder")
     if out.exists() and any(out.iterdir()) and not force:
         raise CodecError(f"{out} exists and is not empty; pass --force to overwrite its files")
+    if not out.parent.is_dir():   # as encode and decode: a typo in the path does not grow a tree of folders
+        raise CodecError(f"--out {out}: no such folder for it ({out.parent})")
     export_onnx(load_model(model), out, int8=int8)
-    stderr.print(f"wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}")
+    graphs = json.loads((out / "codec.json").read_text())["graphs"].values()
+    stderr.print(f"wrote {', '.join(sorted(['codec.json', *(g['file'] for g in graphs)]))} to {out}")
 
 
 @app.command()

@@ -71,18 +71,34 @@ class Codes:
 
     @classmethod
     def load(cls, path: Path | str, model: "Codec | None" = None) -> "Codes":
-        return cls.from_bytes(Path(path).read_bytes(), model)
+        """Read a ``.codes`` file (see ``from_bytes``).
+
+        Raises:
+            CodecError: if it cannot be read, or for a corrupt or unsupported file.
+        """
+        try:
+            data = Path(path).read_bytes()
+        except OSError as error:
+            raise CodecError(f"{path}: cannot read ({error.strerror or error})") from None
+        return cls.from_bytes(data, model)
 
 
 def _as_samples_by_channels(audio) -> tuple[np.ndarray, bool]:
     """numpy ``[T]``/``[T, C]`` or torch ``[T]``/``[C, T]`` -> float64 ``[T, C]``, and whether torch."""
     if isinstance(audio, torch.Tensor):
+        if audio.dim() not in (1, 2) or not audio.is_floating_point():
+            raise CodecError(f"torch audio must be floats, [samples] or [channels, samples], got "
+                             f"{audio.dtype} of shape {tuple(audio.shape)}")
         array = audio.detach().cpu().double().numpy()
         array = array[:, None] if array.ndim == 1 else array.T
         if array.ndim == 2 and array.shape[1] > MAX_CHANNELS:
             raise CodecError(f"torch audio is [channels, samples], and shape {tuple(audio.shape)} would be "
                              f"{array.shape[1]} channels (at most {MAX_CHANNELS}); pass audio.T")
         return array, True
+    kind = np.asarray(audio).dtype
+    if kind.kind not in "f":   # integer PCM would be read as its raw values; strings and complex make no audio
+        scale = f" (integer PCM: divide by {2 ** (8 * kind.itemsize - 1)})" if kind.kind in "iu" else ""
+        raise CodecError(f"audio must be floats in [-1, 1], got numpy {kind}{scale}")
     array = np.asarray(audio, dtype=np.float64)
     if array.ndim == 1:
         array = array[:, None]
@@ -121,8 +137,7 @@ class Codec:
         array, _ = _as_samples_by_channels(audio)
         peak = float(np.max(np.abs(array), initial=0.0))
         if peak > 1.0:   # (NaN compares false here and is named by encode_audio)
-            raise CodecError(f"audio samples reach {peak:g}, outside [-1, 1]: pass floats (16-bit integer PCM: "
-                             f"divide by 32768)")
+            raise CodecError(f"audio samples reach {peak:g}, outside [-1, 1]: scale them to [-1, 1]")
         codes_file = coding.encode_audio(self.network, array, int(sample_rate), float(bitrate), refine_steps)
         return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
@@ -132,6 +147,9 @@ class Codec:
         Raises:
             CodecError: if the codes were made by another model.
         """
+        if not isinstance(codes, Codes):
+            raise CodecError(f"decode takes a codec.Codes (from encode, Codes.load or Codes.from_bytes), "
+                             f"not {type(codes).__name__}")
         audio, rate = coding.decode_audio(self.network, codes._file())
         return (torch.from_numpy(np.ascontiguousarray(audio.T)), rate) if tensor else (audio, rate)
 

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from codec.audio import load_audio
 from codec.bitstream import from_bytes, to_bytes
@@ -144,8 +145,17 @@ def test_python_api_refuses_channels_first_numpy_and_integer_scaled_audio(tiny_m
     noise = 0.1 * np.random.default_rng(0).standard_normal((2, 16000))
     with pytest.raises(CodecError, match=r"\[samples, channels\].*pass audio.T"):
         model.encode(noise, sample_rate=16000)            # [C, T]: 16000 channels, not 2
-    with pytest.raises(CodecError, match="outside \\[-1, 1\\].*32768"):
-        model.encode(3000 * noise.T, sample_rate=16000)   # int16-scaled
+    with pytest.raises(CodecError, match="outside \\[-1, 1\\]"):
+        model.encode(3000 * noise.T, sample_rate=16000)   # int16-scaled floats
+    with pytest.raises(CodecError, match="got numpy int16 \\(integer PCM: divide by 32768\\)"):
+        model.encode(np.ones(16000, dtype=np.int16), sample_rate=16000)   # read by type, not by value
+    for wrong in ("hello", torch.zeros(1, 1, 1600)):
+        with pytest.raises(CodecError, match="must be floats"):
+            model.encode(wrong, sample_rate=16000)
+    with pytest.raises(CodecError, match="decode takes a codec.Codes"):
+        model.decode(b"CODS")
+    with pytest.raises(CodecError, match="missing.codes: cannot read"):
+        api.Codes.load("missing.codes")
     codes = model.encode(noise.T, sample_rate=16000)
     audio, rate = model.decode(codes)
     assert audio.shape == (16000, 2) and rate == 16000
