@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.evaluation.stats import ci95_half_width
+
 
 def read_rows(path: Path, system: str | None) -> tuple[str, dict[tuple[str, float], dict]]:
     with path.open(newline="") as handle:
@@ -32,10 +34,9 @@ def read_rows(path: Path, system: str | None) -> tuple[str, dict[tuple[str, floa
 
 def paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, int]:
     """For paired values ``a``, ``b`` (one per file): the mean of ``b - a``, its 95% confidence
-    half-width (normal approximation; nan for one pair) and on how many files ``b`` is larger."""
+    half-width (Student's t; nan for one pair) and on how many files ``b`` is larger."""
     diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    ci = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
-    return float(diff.mean()), float(ci), int((diff > 0).sum())
+    return float(diff.mean()), ci95_half_width(diff), int((diff > 0).sum())
 
 
 def main() -> None:

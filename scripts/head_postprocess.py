@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from dev_speech import head_script
 
 from codec.evaluation.metrics import pesq_wb
+from codec.evaluation.stats import ci95_half_width
 from codec.models import EscCodec
 
 GRIFFIN_LIM_ROUNDS = (1, 3, 10, 30)
@@ -78,7 +79,7 @@ def main() -> None:
     print(f"PESQ-WB of {args.model} at {args.kbps:g} kbps on {len(inputs)} dev files (every {args.every}th)")
     for name, values in scores.items():
         difference = np.array(values) - plain
-        interval = 1.96 * difference.std(ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else 0.0
+        interval = ci95_half_width(difference) if len(difference) > 1 else 0.0
         print(f"{name:<34}{np.mean(values):6.3f}  {difference.mean():+.3f} ± {interval:.3f}  "
               f"better on {int((difference > 0).sum())} of {len(difference)}")
 

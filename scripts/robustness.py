@@ -19,6 +19,7 @@ from scipy.signal import butter, lfilter, sosfilt
 
 from codec.coding import decode_audio, encode_audio
 from codec.evaluation.metrics import pesq_wb
+from codec.evaluation.stats import ci95_half_width
 
 RATE = 16000
 
@@ -83,7 +84,7 @@ def main() -> None:
         line = f"{name:<26}" + "".join(f"{s.mean():8.3f}" for s in scores)
         if len(models) == 2:
             diff = scores[1] - scores[0]
-            ci = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
+            ci = ci95_half_width(diff)
             line += f"   B - A {diff.mean():+.3f} ± {ci:.3f}, B better on {(diff > 0).sum()} of {len(diff)}"
         print(line, flush=True)
 

@@ -230,3 +230,11 @@ def test_eval_checks_bitrates_and_baselines_before_its_progress_bar(tiny_model_d
         result = CliRunner().invoke(app, [*command, option, value])
         assert result.exit_code == 1 and message in result.output, result.output
         assert result.output.startswith("error:"), result.output   # one line, no empty one before it
+
+
+def test_confidence_interval_uses_students_t():
+    from codec.evaluation.stats import ci95_half_width
+
+    assert abs(ci95_half_width([1.0, 2.0, 3.0]) - 4.3027 / np.sqrt(3)) < 1e-3   # t(0.975, 2 d.o.f.) = 4.303
+    assert abs(ci95_half_width(np.arange(40.0)) / (1.96 * np.arange(40.0).std(ddof=1) / np.sqrt(40)) - 1.032) < 1e-3
+    assert np.isnan(ci95_half_width([2.0]))

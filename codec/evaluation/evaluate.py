@@ -18,6 +18,7 @@ from codec.audio import load_audio
 from codec.errors import CodecError
 from codec.evaluation.alignment import align
 from codec.evaluation.metrics import METRIC_RATE, MIN_SECONDS, score_pair, to_metric_rate
+from codec.evaluation.stats import ci95_half_width
 from codec.evaluation.systems import OurCodec, System, baseline_systems
 from codec.refine import check_refine_steps
 
@@ -215,7 +216,7 @@ def summarize(results: list[FileResult]) -> list[Summary]:
             values = values[np.isfinite(values)]
             undefined[metric] = len(rows) - len(values)
             mean[metric] = float(values.mean()) if len(values) else None
-            ci95[metric] = float(1.96 * values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+            ci95[metric] = ci95_half_width(values) if len(values) > 1 else None
         summaries.append(Summary(
             system, setting, kbps, len(rows),
             sum(r.measured_kbps * r.duration_s for r in rows) / seconds,
