@@ -571,9 +571,21 @@ def export(
         raise CodecError(f"{out} exists and is not empty; pass --force to overwrite its files")
     if not out.parent.is_dir():   # as encode and decode: a typo in the path does not grow a tree of folders
         raise CodecError(f"--out {out}: no such folder for it ({out.parent})")
+    earlier = _exported_graphs(out)
     export_onnx(load_model(model), out, int8=int8)
-    graphs = json.loads((out / "codec.json").read_text())["graphs"].values()
-    stderr.print(f"wrote {', '.join(sorted(['codec.json', *(g['file'] for g in graphs)]))} to {out}")
+    written = _exported_graphs(out)
+    for stale in earlier - written:   # an earlier export's graphs that this model has not: not a mixed folder
+        (out / stale).unlink(missing_ok=True)
+    stderr.print(f"wrote {', '.join(sorted(['codec.json', *written]))} to {out}")
+
+
+def _exported_graphs(folder: Path) -> set[str]:
+    """The graph files that ``folder``'s ``codec.json`` lists (none if it has no readable one)."""
+    try:
+        graphs = json.loads((folder / "codec.json").read_text())["graphs"].values()
+        return {Path(g["file"]).name for g in graphs}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
 
 
 @app.command()

@@ -183,3 +183,15 @@ def test_a_temporary_file_that_cannot_be_made_names_the_output_and_the_reason(tm
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(CodecError, match=r"file/out.wav: cannot write \(Not a directory\)"):
         write_atomically(tmp_path / "file" / "out.wav", lambda tmp: tmp.write_bytes(b"x"))
+
+
+def test_export_over_an_earlier_one_removes_its_stale_graphs_and_keeps_other_files(tiny_model_dir, tmp_path):
+    out = tmp_path / "exported"
+    out.mkdir()
+    (out / "codec.json").write_text(json.dumps({"graphs": {"encoder_99": {"file": "encoder_99.onnx"}}}))
+    (out / "encoder_99.onnx").write_bytes(b"an earlier model's graph")
+    (out / "notes.txt").write_text("mine")
+    result = invoke("export", tiny_model_dir, "--out", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert not (out / "encoder_99.onnx").exists() and (out / "notes.txt").read_text() == "mine"
+    assert "encoder_99" not in result.output and "notes.txt" not in result.output and "decoder.onnx" in result.output

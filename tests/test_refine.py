@@ -220,6 +220,6 @@ def test_the_model_card_gets_one_refinement_section_with_paired_differences(tmp_
         assert done.returncode == 0, done.stderr
     card = (ship / "README.md").read_text()
     assert card.count("## Latent refinement") == 1 and card.index("## Latent refinement") < card.index("Speed:")
-    assert "| 6 | 6.30 | 2.50 | 2.80 | +0.30 ± 0.39 (2 of 2) |" in card        # (0.5 + 0.1) / 2; 1.96 x 0.2
+    assert "| 6 | 6.30 | 2.50 | 2.80 | +0.30 ± 2.54 (2 of 2) |" in card  # mean (0.5+0.1)/2; t(.975, 1)=12.71 x 0.2
     refined = json.loads((ship / "metrics.json").read_text())["refined"]
     assert refined["steps"] == 60 and refined["dev"][0]["pesq_wb"]["difference"] == pytest.approx(0.3)
