@@ -103,7 +103,7 @@ BitrateOption = Annotated[float, typer.Option(
                             "see codec models).")]
 
 
-def _arguments(command: str, inputs: list[Path] | None, output: Path | None, jobs: int) -> list[str]:
+def _arguments(command: str, inputs: list[Path] | None, output: str | None, jobs: int) -> list[str]:
     """The input arguments as given.
 
     Raises:
@@ -118,6 +118,20 @@ def _arguments(command: str, inputs: list[Path] | None, output: Path | None, job
         stderr.print(f"Usage: codec {command} [OPTIONS] [INPUT]... [OUTPUT]", soft_wrap=True)
         _fail(f"missing {missing} (see codec {command} --help)", 2)
     return [str(p) for p in inputs]
+
+
+def _file_output(output: str, source: str, suffix: str) -> Path:
+    """OUTPUT for one input file. It arrives as text: a trailing / names a folder, and a Path would
+    drop it and write a file of the folder's name.
+
+    Raises:
+        CodecError: for a name that ends with /.
+    """
+    if output != "-" and output.endswith(("/", os.sep)):
+        stem = "out" if source == "-" else Path(source).stem
+        raise CodecError(f"{output}: names a folder (it ends with /); give a file name such as "
+                         f"{output}{stem}{suffix}")
+    return Path(output)
 
 
 @contextmanager
@@ -168,7 +182,7 @@ def encode(
         metavar="INPUT", show_default=False, readable=False,
         help="Audio file (WAV, FLAC, OGG, MP3, AIFF; any channels, 1 to 384 kHz), or - for stdin. Several files, a "
              "folder or a quoted glob ('in/**/*.flac') encode them all into the folder OUTPUT.")] = None,
-    output: Annotated[Path | None, typer.Argument(
+    output: Annotated[str | None, typer.Argument(
         metavar="OUTPUT", show_default=False,
         help="The .codes file to write (- for stdout), or a batch's output folder (the input tree is "
              "mirrored there).")] = None,
@@ -200,8 +214,9 @@ def encode(
     except CodecError as error:
         raise CodecError(f"--refine-steps: {error}") from None
     if is_batch(sources):
-        _encode_batch(sources, output, bitrate, model, entropy, force, jobs, refine_steps)
+        _encode_batch(sources, Path(output), bitrate, model, entropy, force, jobs, refine_steps)
         return
+    output = _file_output(output, sources[0], ".codes")
     with _readable(Path(sources[0]), "codec encode - out.codes < in.wav") as source, \
             _writable(output, ".codes") as target:
         check_paths(source, target, force)
@@ -224,7 +239,7 @@ def decode(
         metavar="INPUT", show_default=False, readable=False,
         help="The .codes file (or saved packet stream) to read, or - for stdin. Several files, a folder "
              "or a quoted glob ('codes/**/*.codes') decode them all into the folder OUTPUT.")] = None,
-    output: Annotated[Path | None, typer.Argument(
+    output: Annotated[str | None, typer.Argument(
         metavar="OUTPUT", show_default=False,
         help="Audio file to write (format from the suffix: .wav, .flac, .ogg, .aiff; - for stdout), or a batch's "
              "output folder.")] = None,
@@ -253,8 +268,9 @@ def decode(
     suffix = f".{(format or 'wav').lower()}"
     check_output_format(1, sample_rate, channels)  # the rate and a positive count; the mix per file
     if is_batch(sources):
-        _decode_batch(sources, output, suffix, model, force, sample_rate, channels, jobs)
+        _decode_batch(sources, Path(output), suffix, model, force, sample_rate, channels, jobs)
         return
+    output = _file_output(output, sources[0], suffix)
     if format is not None and str(output) != "-" and output.suffix.lower() != suffix:
         raise CodecError(f"--format {format} does not match {output}: a file's suffix sets its format "
                          f"(--format is for a batch or for - as the output)")

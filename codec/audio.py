@@ -5,6 +5,7 @@ x86-64 wheels are CUDA builds tied to one torch release and fail beside the CPU 
 """
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +60,24 @@ def open_audio(path: Path | str) -> sf.SoundFile:
         raise CodecError(f"{path}: the header does not give the length (as in FLAC that ffmpeg writes to a pipe), "
                          f"which libsndfile cannot read; pipe WAV instead (ffmpeg ... -f wav -)")
     return source
+
+
+def announced_frames(source: sf.SoundFile) -> int:
+    """The length in samples that a WAV or AIFF file's header announces, or ``source.frames``.
+
+    libsndfile sets ``frames`` from what the file holds, so a file cut short (a copy or a recording
+    that stopped) reads as a shorter, complete one; its log (``extra_info``) keeps the header's data
+    size beside the size it found. A data size of 0xFFFFFFFF is a stream's "unknown" (ffmpeg to a pipe).
+    """
+    log = source.extra_info
+    found = re.search(r"^\s*(?:data|SSND) : (\d+) \(should be (\d+)\)", log, re.MULTILINE)
+    if not found or not int(found[2]) < int(found[1]) < 0xFFFFFFFF:
+        return source.frames
+    if frames := re.search(r"^\s*Frames\s*: (\d+)", log, re.MULTILINE):   # AIFF's COMM chunk says it
+        return max(source.frames, int(frames[1]))
+    block_align = re.search(r"^\s*Block Align\s*: (\d+)", log, re.MULTILINE)
+    return max(source.frames, int(found[1]) // int(block_align[1])) if block_align and int(block_align[1]) else \
+        source.frames
 
 
 def read_blocks(source: sf.SoundFile, path: Path, block_samples: int) -> Iterator[np.ndarray]:

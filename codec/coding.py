@@ -19,7 +19,7 @@ import soxr
 import torch
 
 from codec.atomic import final_path, partial_path, write_atomically
-from codec.audio import AUDIO_SUFFIXES, check_sample_rate, open_audio, read_blocks
+from codec.audio import AUDIO_SUFFIXES, announced_frames, check_sample_rate, open_audio, read_blocks
 from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
@@ -399,9 +399,9 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
         blocks = (_limit(b, clipped) for b in read_blocks(source, input_path, block_size))
         encoded = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks, refine_steps,
                                 leveling)
-        seen = encoded[1]
-        if source.frames > 0 and seen < source.frames:
-            report.warnings.append(f"{input_path}: file is truncated: its header announces {source.frames} "
+        seen, announced = encoded[1], announced_frames(source)
+        if announced > 0 and seen < announced:
+            report.warnings.append(f"{input_path}: file is truncated: its header announces {announced} "
                                    f"samples, {seen} could be read; coded those")
         codes_file = _codes_file(model, source.samplerate, *encoded, leveling.gain_db)
     if clipped[0]:

@@ -106,6 +106,9 @@ def test_more_channels_than_the_format_holds_names_the_output(tiny_model_dir, sp
     (["encode", "{wav}", "x.codes", "--jobs", "0"], "--jobs 0: must be at least 1"),
     (["decode", "missing.codes", "x.wav", "--jobs", "-1"], "--jobs -1: must be at least 1"),
     (["encode", "{wav}", "x.codes", "--bitrate", "6.0000001"], "bitrate 6.0000001 kbps is not supported"),
+    (["encode", "{wav}", "new/"], "new/: names a folder (it ends with /); give a file name such as new/"),
+    (["decode", "missing.codes", "out/"], "out/: names a folder (it ends with /); give a file name such as "
+                                          "out/missing.wav"),
 ])
 def test_errors_are_one_line(speech_wav, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
@@ -113,6 +116,7 @@ def test_errors_are_one_line(speech_wav, tmp_path, monkeypatch, args, message):
     assert result.exit_code == 1
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
+    assert not {"new", "out", "x.codes", "x.wav", "ev"} & {p.name for p in tmp_path.iterdir()}   # nothing written
 
 
 def test_an_unknown_model_gets_the_hint_that_fits_the_command(speech_wav, tmp_path):
