@@ -618,10 +618,11 @@ def stream(
         "--model", "-m", help="Shipped model name or model directory \\[default: esc-16k-small].")] = None,
     runtime: Annotated[str, typer.Option(help="Inference runtime: torch, onnx, or onnx-int8 (8-bit weights, "
                                          "the fastest on one CPU thread).")] = "torch",
-    device: Annotated[str | None, typer.Option(help="Audio device (index or name substring) for input and "
-                                                    "output; see --list-devices.")] = None,
+    device: Annotated[str | None, typer.Option(help="Audio device (index or name substring) for the "
+                                                    "microphone and the speaker; see --list-devices.")] = None,
     list_devices: Annotated[bool, typer.Option("--list-devices", help="List audio devices and exit.")] = False,
-    save: Annotated[Path | None, typer.Option(help="Save the packet stream (decodable with codec decode).")] = None,
+    save: Annotated[Path | None, typer.Option(help="Save the packet stream as sent, before any --packet-loss "
+                                                               "(decodable with codec decode).")] = None,
     packet_loss: Annotated[float, typer.Option(help="Simulate losing this fraction of packets (0-1).")] = 0.0,
     realtime: Annotated[bool, typer.Option("--realtime/--fast", help="Pace --input at real time.")] = True,
     threads: Annotated[int, typer.Option(help="Inference threads.")] = 1,

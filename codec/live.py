@@ -454,6 +454,9 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     play = (output is None) if play is None else play
     if not play and output is None and save is None:
         raise CodecError("nothing to do with the decoded audio: give --output FILE, --save FILE or --play")
+    if device is not None and input is not None and not play:
+        raise CodecError(f"--device {device}: with --input and without --play no audio device is opened; "
+                         f"drop --device, or add --play to hear the stream on it")
 
     from codec.models import load_model
 

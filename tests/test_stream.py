@@ -226,7 +226,8 @@ def test_a_failed_stream_leaves_no_file(tiny_model_dir, tmp_path):
                           (("--save", tmp_path / "nodir" / "o.cods", "--no-play"), "no such directory"),
                           (("--output", tmp_path), "is a directory"),
                           (("--output", tmp_path / "o.mp3"), "cannot write '.mp3' files"),
-                          (("--output", out, "--threads", "0"), "--threads 0")):
+                          (("--output", out, "--threads", "0"), "--threads 0"),
+                          (("--output", out, "--device", "99"), "--device 99: with --input and without --play")):
         result = invoke("stream", "--input", source, *args, "--fast", "--model", tiny_model_dir)
         assert result.exit_code == 1 and message in result.output, result.output
         assert "internal error" not in result.output
