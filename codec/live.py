@@ -442,6 +442,10 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         raise CodecError(f"--packet-frames {packet_frames} must be 1 to 255")
     if threads < 1:
         raise CodecError(f"--threads {threads} must be at least 1")
+    for option, path in (("--input", input), ("--output", output), ("--save", save)):
+        if path is not None and str(path) == "-":   # a live stream is paced by files and devices, not pipes
+            raise CodecError(f"{option} -: codec stream reads and writes files, not stdin or stdout; give a file "
+                             f"name (codec encode and decode take -)")
     written = [path for path in (output, save) if path is not None]
     if len({path.resolve() for path in written}) < len(written):
         raise CodecError(f"--output and --save are the same file ({output}); give two names")

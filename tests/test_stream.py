@@ -227,7 +227,8 @@ def test_a_failed_stream_leaves_no_file(tiny_model_dir, tmp_path):
                           (("--output", tmp_path), "is a directory"),
                           (("--output", tmp_path / "o.mp3"), "cannot write '.mp3' files"),
                           (("--output", out, "--threads", "0"), "--threads 0"),
-                          (("--output", out, "--device", "99"), "--device 99: with --input and without --play")):
+                          (("--output", out, "--device", "99"), "--device 99: with --input and without --play"),
+                          (("--output", "-"), "--output -: codec stream reads and writes files, not stdin")):
         result = invoke("stream", "--input", source, *args, "--fast", "--model", tiny_model_dir)
         assert result.exit_code == 1 and message in result.output, result.output
         assert "internal error" not in result.output
