@@ -41,6 +41,13 @@ def test_sidecar_describes_the_graphs(exported, tiny_model):
     assert [i["name"] for i in decoder["inputs"][:2]] == ["codes", "codebook_mask"]
     assert decoder["outputs"][0]["shape"] == ["batch", 1, "samples"]
 
+    onnx = pytest.importorskip("onnx")
+    for graph in sidecar["graphs"].values():   # the graphs declare the same shapes
+        model = onnx.load(str(exported / graph["file"]))
+        declared = {value.name: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+                    for value in [*model.graph.input, *model.graph.output]}
+        assert {e["name"]: e["shape"] for e in graph["inputs"] + graph["outputs"]} == declared
+
 
 @pytest.mark.parametrize("seconds", [0.37, 7.3, 60.0])
 @pytest.mark.parametrize("batch", [1, 3])

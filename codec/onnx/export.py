@@ -122,6 +122,23 @@ def _quantize_weights(path: Path) -> None:
     quantized.replace(path)
 
 
+def _declare_shapes(path: Path, described: list[dict]) -> None:
+    """Write the sidecar's shapes into the graph's inputs and outputs: the tracer names the sizes it
+    computes (``Concatcodes_dim_1``) where they are fixed, and a reader of the graph should see 24."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    shapes = {entry["name"]: entry["shape"] for entry in described}
+    for value in [*graph.graph.input, *graph.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        for dim, size in zip(dims, shapes.get(value.name, []), strict=False):
+            if isinstance(size, int):
+                dim.dim_value = size
+            else:
+                dim.dim_param = size
+    onnx.save(graph, str(path))
+
+
 def _describe(name: str, tensor: torch.Tensor, axes: dict[int, str]) -> dict:
     shape = [axes.get(i, size) for i, size in enumerate(tensor.shape)]
     return {"name": name, "shape": shape, "dtype": str(tensor.dtype).removeprefix("torch.")}
@@ -187,5 +204,6 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
             "outputs": [_describe(n, v, dynamic[n]) for n, v in zip(output_names, outputs, strict=True)],
             "states": [{"input": n, "output": f"next_{n}"} for n in state_names],
         }
+        _declare_shapes(path, sidecar["graphs"][graph]["inputs"] + sidecar["graphs"][graph]["outputs"])
     (out_dir / "codec.json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return out_dir
