@@ -76,8 +76,9 @@ def announced_frames(source: sf.SoundFile) -> int:
     if frames := re.search(r"^\s*Frames\s*: (\d+)", log, re.MULTILINE):   # AIFF's COMM chunk says it
         return max(source.frames, int(frames[1]))
     block_align = re.search(r"^\s*Block Align\s*: (\d+)", log, re.MULTILINE)
-    return max(source.frames, int(found[1]) // int(block_align[1])) if block_align and int(block_align[1]) else \
-        source.frames
+    if not block_align or not int(block_align[1]):
+        return source.frames
+    return max(source.frames, int(found[1]) // int(block_align[1]))
 
 
 def read_blocks(source: sf.SoundFile, path: Path, block_samples: int) -> Iterator[np.ndarray]:
