@@ -19,6 +19,7 @@ from rich.text import Text
 
 from codec import __version__
 from codec.errors import CodecError, ModelNotFoundError, TrainingStopped, internal_error_message
+from codec.signals import Terminated, stop_on_termination
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural speech codec: encode audio to compact codes and decode it back.")
@@ -57,6 +58,8 @@ def user_errors(command):
             raise typer.Exit(141) from None
         except OSError as error:
             _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
+        except Terminated as stopped:   # SIGTERM or SIGHUP, after the temporary files were removed
+            _fail(str(stopped), 128 + stopped.signum)
         except KeyboardInterrupt:
             _fail("interrupted", 130)   # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
         except Exception as error:  # a bug, not the user's fault: one line unless debugging
@@ -666,6 +669,7 @@ def train(
 
 def run() -> None:
     """Console-script entry point."""
+    stop_on_termination()
     sys.exit(app())
 
 

@@ -160,10 +160,14 @@ def load_cached(name: str | Path | None):
 
 
 def _init_worker() -> None:
-    """Worker start: one torch thread (the workers are the parallelism)."""
+    """Worker start: one torch thread (the workers are the parallelism); SIGTERM removes the
+    worker's temporary file as it does the main process's."""
     import torch
 
+    from codec.signals import stop_on_termination
+
     torch.set_num_threads(1)
+    stop_on_termination(worker=True)
 
 
 def code_file(job: Job, settings: BatchSettings) -> Outcome:
@@ -255,6 +259,10 @@ def _run(jobs: list[Job], settings: BatchSettings, workers: int) -> Iterator[Out
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     yield _result(future, pending.pop(future))
+        except BaseException:   # an error, Ctrl-C or SIGTERM here: the workers stop too, not after their files
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()   # SIGTERM: each removes its temporary file (_init_worker)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

@@ -199,3 +199,31 @@ def test_export_over_an_earlier_one_removes_its_stale_graphs_and_keeps_other_fil
     assert result.exit_code == 0, result.output
     assert not (out / "encoder_99.onnx").exists() and (out / "notes.txt").read_text() == "mine"
     assert "encoder_99" not in result.output and "notes.txt" not in result.output and "decoder.onnx" in result.output
+
+
+def test_sigterm_removes_the_temporary_file_and_exits_143(tmp_path):
+    import signal
+
+    import typer
+
+    from cli.main import user_errors
+    from codec.atomic import write_atomically
+    from codec.signals import STOPPING_SIGNALS, stop_on_termination
+
+    def write(tmp):
+        tmp.write_bytes(b"half a file")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    @user_errors
+    def command():
+        write_atomically(tmp_path / "out.wav", write)
+
+    previous = {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS}
+    try:
+        stop_on_termination()
+        with pytest.raises(typer.Exit) as stopped:
+            command()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert stopped.value.exit_code == 143 and list(tmp_path.iterdir()) == []
