@@ -238,3 +238,12 @@ def test_confidence_interval_uses_students_t():
     assert abs(ci95_half_width([1.0, 2.0, 3.0]) - 4.3027 / np.sqrt(3)) < 1e-3   # t(0.975, 2 d.o.f.) = 4.303
     assert abs(ci95_half_width(np.arange(40.0)) / (1.96 * np.arange(40.0).std(ddof=1) / np.sqrt(40)) - 1.032) < 1e-3
     assert np.isnan(ci95_half_width([2.0]))
+
+
+def test_an_empty_file_gets_an_empty_opus_baseline_without_running_ffmpeg(monkeypatch):
+    from codec.evaluation import systems
+
+    monkeypatch.setattr(systems, "_run", lambda *_: pytest.fail("ffmpeg ran on an empty file"))
+    opus = next(s for s in systems.baseline_systems(["opus"], [6.0])[0] if isinstance(s, systems.FfmpegCodec))
+    coded = opus.code(np.zeros((0, 1)), 16000)
+    assert len(coded.audio) == 0 and coded.payload_bits == 0

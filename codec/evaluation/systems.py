@@ -105,9 +105,11 @@ class FfmpegCodec(System):
     encoder_args: tuple[str, ...] = ()
 
     def code(self, audio: np.ndarray, sample_rate: int) -> Coded:
+        signal = resample(audio, sample_rate, 16000)
+        if len(signal) == 0:   # ffmpeg writes no Ogg page for no samples and fails to read the file back
+            return Coded(np.zeros(0), 16000, 0, 0, 0.0, 0.0)
         with tempfile.TemporaryDirectory() as tmp:
             source, coded, decoded = Path(tmp) / "in.wav", Path(tmp) / "coded.ogg", Path(tmp) / "out.wav"
-            signal = resample(audio, sample_rate, 16000)
             sf.write(str(source), np.clip(signal, -1, 1), 16000, subtype="PCM_16")
             start = time.perf_counter()
             _run(["ffmpeg", "-v", "error", "-y", "-i", str(source), *self.encoder_args, str(coded)])
