@@ -84,8 +84,8 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
 # Path arguments take readable=False: an unreadable file then gets this tool's one-line error and
 # exit code 1 (check_paths, open_audio), not click's usage box and exit code 2.
 ModelOption = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Shipped model name or model directory \\[default: esc-16k-small; on decode, "
-                          "the model named in the file].")]
+    "--model", "-m", help="Shipped or installed model name (see codec models) or model directory "
+                          "\\[default: esc-16k-small].")]
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output file (in a batch: "
                                                                  "redo files whose output exists).")]
 DecodeModelOption = Annotated[str | None, typer.Option(
@@ -533,8 +533,8 @@ def evaluate(
         if progress.live.is_started:   # stopping one that never started would print an empty line
             progress.stop()
     summaries = summarize(results)
-    rates = sorted({r.sample_rate for r in results})
-    if rates != [16000]:
+    rates = sorted({r.sample_rate for r in results} - {16000})
+    if rates:
         notes.append(f"inputs at {', '.join(map(str, rates))} Hz were resampled to 16 kHz for scoring")
     notes.append("scored on the first channel of each file, baselines after aligning their decoded signal "
                  "(lags in results)")

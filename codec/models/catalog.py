@@ -12,7 +12,6 @@ from pathlib import Path
 from codec.errors import CodecError
 from codec.models.loading import (
     CONFIG_FILE,
-    DEFAULT_MODEL,
     WEIGHTS_FILE,
     available_models,
     resolve_model_dir,
@@ -66,10 +65,12 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
         finally:
             torch.set_num_threads(threads)
         weights_bytes = (directory / WEIGHTS_FILE).stat().st_size
-    except (OSError, ValueError, TypeError) as error:
+    except (OSError, ValueError, TypeError, AttributeError) as error:   # AttributeError: config.json not an object
         raise CodecError(f"{directory}: cannot read the model ({error})".splitlines()[0]) from None
     return ModelSummary(
-        name=config.name, directory=str(directory), source=_source(directory), default=config.name == DEFAULT_MODEL,
+        # the name --model accepts is the folder's; the default is the folder that no --model loads
+        name=directory.name if _source(directory) != "directory" else config.name, directory=str(directory),
+        source=_source(directory), default=directory.resolve() == resolve_model_dir(None).resolve(),
         sample_rate=config.sample_rate, frame_rate=network.frame_rate, codebooks=network.num_codebooks,
         codebook_size=config.codebook_size, bitrates_kbps=list(config.bitrates_kbps),
         latency_ms=round(1000 * network.latency / config.sample_rate, 3),

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from codec.atomic import write_atomically
@@ -82,7 +83,7 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
                                  f"shipped model has that name", is_folder=True)
     available = [p.name for p in available_models()]
     raise ModelNotFoundError(f"model '{name_or_path}' not found: not a model directory, and no shipped "
-                             f"model has that name (shipped: {', '.join(available) or 'none'})")
+                             f"or installed model has that name (by name: {', '.join(available) or 'none'})")
 
 
 def weights_hash(model_dir: Path) -> str:
@@ -101,7 +102,8 @@ def load_model(name_or_path: str | Path | None = None) -> ConvCodec:
     try:
         model = build_model(config_from_dict(json.loads((model_dir / CONFIG_FILE).read_text())))
         state = from_8_bits(load_file(str(model_dir / WEIGHTS_FILE)))
-    except (OSError, ValueError, TypeError, RuntimeError) as error:
+    except (OSError, ValueError, TypeError, AttributeError, RuntimeError, SafetensorError) as error:
+        # AttributeError: a config.json that is not an object; SafetensorError: cut or foreign weights
         raise CodecError(f"{model_dir}: cannot load model ({error})".splitlines()[0]) from None
     problem = _state_mismatch(model.state_dict(), state)
     if problem:
