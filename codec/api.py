@@ -134,6 +134,12 @@ class Codec:
             CodecError: for an unsupported bitrate or refinement, a bad shape or rate, or
                 non-finite samples.
         """
+        try:   # a rate of 16000.5 is not 16000, nor True 1 Hz
+            whole = not isinstance(sample_rate, bool) and float(sample_rate).is_integer()
+        except (TypeError, ValueError, OverflowError):
+            whole = False
+        if not whole:
+            raise CodecError(f"sample_rate {sample_rate!r}: must be a whole number of Hz")
         array, _ = _as_samples_by_channels(audio)
         peak = float(np.max(np.abs(array), initial=0.0))
         if peak > 1.0:   # (NaN compares false here and is named by encode_audio)

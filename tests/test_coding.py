@@ -152,6 +152,9 @@ def test_python_api_refuses_channels_first_numpy_and_integer_scaled_audio(tiny_m
     for wrong in ("hello", torch.zeros(1, 1, 1600)):
         with pytest.raises(CodecError, match="must be floats"):
             model.encode(wrong, sample_rate=16000)
+    for rate in (16000.5, True, "fast", None):
+        with pytest.raises(CodecError, match="must be a whole number of Hz"):
+            model.encode(noise.T, sample_rate=rate)
     with pytest.raises(CodecError, match="decode takes a codec.Codes"):
         model.decode(b"CODS")
     with pytest.raises(CodecError, match="missing.codes: cannot read"):
