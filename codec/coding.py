@@ -277,6 +277,9 @@ def check_paths(input_path: Path, output_path: Path, force: bool) -> None:
     """
     if input_path.is_dir():
         raise CodecError(f"{input_path}: is a directory, not a file")
+    if input_path.exists() and not input_path.is_file():   # coding reads a file twice (level, then codes)
+        raise CodecError(f"{input_path}: is a pipe or device, not a file; give - as the input and "
+                         f"redirect it to stdin instead")
     if not input_path.is_file():
         raise CodecError(f"{input_path}: no such file")
     if not os.access(input_path, os.R_OK):

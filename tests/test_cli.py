@@ -227,3 +227,11 @@ def test_sigterm_removes_the_temporary_file_and_exits_143(tmp_path):
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     assert stopped.value.exit_code == 143 and list(tmp_path.iterdir()) == []
+
+
+def test_a_named_pipe_as_the_input_points_to_stdin(tmp_path):
+    fifo = tmp_path / "in.wav"
+    os.mkfifo(fifo)
+    for command, output in (("encode", "x.codes"), ("decode", "x.wav")):
+        result = invoke(command, fifo, tmp_path / output)
+        assert result.exit_code == 1 and "in.wav: is a pipe or device, not a file; give - as the input" in result.output
