@@ -67,10 +67,11 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
         weights_bytes = (directory / WEIGHTS_FILE).stat().st_size
     except (OSError, ValueError, TypeError, AttributeError) as error:   # AttributeError: config.json not an object
         raise CodecError(f"{directory}: cannot read the model ({error})".splitlines()[0]) from None
+    source = _source(directory)
     return ModelSummary(
         # the name --model accepts is the folder's; the default is the folder that no --model loads
-        name=directory.name if _source(directory) != "directory" else config.name, directory=str(directory),
-        source=_source(directory), default=directory.resolve() == resolve_model_dir(None).resolve(),
+        name=directory.name if source != "directory" else config.name, directory=str(directory),
+        source=source, default=directory.resolve() == resolve_model_dir(None).resolve(),
         sample_rate=config.sample_rate, frame_rate=network.frame_rate, codebooks=network.num_codebooks,
         codebook_size=config.codebook_size, bitrates_kbps=list(config.bitrates_kbps),
         latency_ms=round(1000 * network.latency / config.sample_rate, 3),
