@@ -160,29 +160,30 @@ class Codec:
         return (torch.from_numpy(np.ascontiguousarray(audio.T)), rate) if tensor else (audio, rate)
 
 
-def load_model(name_or_path: str | Path | None = None) -> Codec:
-    """A shipped model by name (default: ``esc-16k-small``) or a model directory.
+def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Codec:
+    """A shipped model by name (default: ``esc-16k-small``) or a model directory; ``int8``: its
+    linear layers compute in int8 (faster on a CPU, slightly different output; ``codec/int8.py``).
 
     Raises:
-        CodecError: if it is not found or cannot be loaded.
+        CodecError: if it is not found or cannot be loaded, or int8 is not available.
     """
-    return Codec(_load_network(name_or_path))
+    return Codec(_load_network(name_or_path, int8))
 
 
 def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float = 6.0,
                 model: str | Path | None = None, force: bool = False, entropy: bool | None = None,
-                refine_steps: int = 0) -> Codes:
+                refine_steps: int = 0, int8: bool = False) -> Codes:
     """Encode an audio file to a ``.codes`` file (what ``codec encode`` does): range-coded with the
     model's entropy model when it has one, unless ``entropy=False``; ``refine_steps`` as
-    ``Codec.encode``."""
-    codes_file, _ = coding.encode_file(_load_network(model), input_path, output_path, bitrate, force, entropy,
+    ``Codec.encode``; ``int8`` as ``load_model``."""
+    codes_file, _ = coding.encode_file(_load_network(model, int8), input_path, output_path, bitrate, force, entropy,
                                        refine_steps)
     return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
 
 def decode_file(input_path: Path | str, output_path: Path | str, model: str | Path | None = None,
-                force: bool = False) -> None:
+                force: bool = False, int8: bool = False) -> None:
     """Decode a ``.codes`` file to audio (what ``codec decode`` does); the model named in the file
-    is used unless ``model`` is given."""
-    network = _load_network(model or coding.read_codes_metadata(input_path).model)
+    is used unless ``model`` is given; ``int8`` as ``load_model``."""
+    network = _load_network(model or coding.read_codes_metadata(input_path).model, int8)
     coding.decode_file(network, input_path, output_path, force)

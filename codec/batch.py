@@ -42,6 +42,7 @@ class BatchSettings:
     sample_rate: int | None = None   # decode: output rate in Hz (None: the original's)
     channels: int | None = None      # decode: output channels (None: the original's)
     refine_steps: int = 0            # encode: latent refinement steps (codec/refine.py; 0 = off)
+    int8: bool = False               # the model's linear layers in int8 (codec/int8.py)
 
 
 @dataclass
@@ -145,17 +146,18 @@ def check_output_folder(inputs: list[str], out_dir: Path, suffixes: tuple[str, .
 _models: dict = {}
 
 
-def load_cached(name: str | Path | None):
-    """A model by name or directory (None: the default), loaded once per process.
+def load_cached(name: str | Path | None, int8: bool = False):
+    """A model by name or directory (None: the default), loaded once per process (``int8`` as in
+    ``load_model``).
 
     Raises:
         CodecError: as ``load_model``.
     """
     from codec.models import load_model
 
-    key = str(name) if name is not None else None
+    key = (str(name) if name is not None else None, int8)
     if key not in _models:
-        _models[key] = load_model(name)
+        _models[key] = load_model(name, int8)
     return _models[key]
 
 
@@ -190,8 +192,9 @@ def code_file(job: Job, settings: BatchSettings) -> Outcome:
 def _encode(job: Job, settings: BatchSettings) -> Outcome:
     from codec.coding import encode_file
 
-    codes_file, report = encode_file(load_cached(settings.model), job.source, job.target, settings.bitrate_kbps,
-                                     settings.force, settings.entropy, settings.refine_steps)
+    model = load_cached(settings.model, settings.int8)
+    codes_file, report = encode_file(model, job.source, job.target, settings.bitrate_kbps, settings.force,
+                                     settings.entropy, settings.refine_steps)
     meta = codes_file.metadata
     return Outcome(job, "coded", seconds=meta.samples / meta.sample_rate, bytes=job.target.stat().st_size,
                    warnings=report.warnings)
@@ -203,7 +206,7 @@ def _decode(job: Job, settings: BatchSettings) -> Outcome:
     from codec.coding import decode_any_file
 
     report = decode_any_file(job.source, job.target, settings.force, settings.model, settings.sample_rate,
-                             settings.channels, load=load_cached)
+                             settings.channels, load=lambda name: load_cached(name, settings.int8))
     info = sf.info(os.fsencode(job.target))
     return Outcome(job, "coded", seconds=info.frames / info.samplerate, bytes=job.target.stat().st_size,
                    warnings=report.warnings)

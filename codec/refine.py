@@ -61,7 +61,7 @@ def check_refine_steps(steps: int, model: ConvCodec | None = None) -> None:
         CodecError: for steps that are not a whole number from 0 to MAX_STEPS; a model with a
             global code (TiCodec), whose encoder holds frames back until its global code is
             known; a model in training mode (its quantizers would update their statistics) or
-            loaded under ``torch.inference_mode`` (its weights cannot take part in autograd).
+            loaded under ``torch.inference_mode`` or in int8 (its weights cannot take part in autograd).
     """
     try:
         whole = None if isinstance(steps, bool) else operator.index(steps)   # int, numpy ints; not 2.5
@@ -76,6 +76,9 @@ def check_refine_steps(steps: int, model: ConvCodec | None = None) -> None:
                          f"works only for models without one; leave refinement off for it")
     if model.training:
         raise CodecError(f"model '{model.config.name}' is in training mode; call .eval() before refining")
+    if getattr(model, "int8", False):
+        raise CodecError(f"model '{model.config.name}' computes in int8, which has no gradients for latent "
+                         f"refinement; use --int8 or refinement, not both")
     if any(p.is_inference() for p in model.parameters()):
         raise CodecError(f"model '{model.config.name}' was loaded under torch.inference_mode, so its weights "
                          f"cannot take part in refinement; load it outside inference mode")

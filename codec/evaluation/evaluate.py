@@ -35,6 +35,7 @@ class EvalSettings:
     threads: int = 1
     entropy: bool = False          # also evaluate the model with its entropy coding
     refine_steps: int = 0          # > 0: also the model with latent refinement (codec/refine.py)
+    int8: bool = False             # also the model computing in int8 (codec/int8.py)
 
 
 @dataclass
@@ -114,6 +115,15 @@ def build_systems(settings: EvalSettings) -> tuple[list[System], list[str]]:
             ours += [OurCodec(f"{refined}+entropy", kbps, f"{model.codebooks_for_bitrate(kbps)} codebooks, "
                               f"{settings.refine_steps} refinement steps, entropy-coded", model, coder,
                               refine_steps=settings.refine_steps)
+                     for kbps in settings.bitrates_kbps]
+    if settings.int8:
+        int8_model = load_model(settings.model, int8=True)
+        ours += [OurCodec(f"{model.config.name}+int8", kbps, f"{model.codebooks_for_bitrate(kbps)} codebooks, int8",
+                          int8_model)
+                 for kbps in settings.bitrates_kbps]
+        if settings.entropy:
+            ours += [OurCodec(f"{model.config.name}+int8+entropy", kbps,
+                              f"{model.codebooks_for_bitrate(kbps)} codebooks, int8, entropy-coded", int8_model, coder)
                      for kbps in settings.bitrates_kbps]
     try:
         baselines, notes = baseline_systems(settings.baselines, settings.bitrates_kbps)

@@ -91,12 +91,14 @@ def weights_hash(model_dir: Path) -> str:
     return hashlib.sha256((Path(model_dir) / WEIGHTS_FILE).read_bytes()).hexdigest()
 
 
-def load_model(name_or_path: str | Path | None = None) -> ConvCodec:
+def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> ConvCodec:
     """Load a codec in eval mode, with ``weights_sha256`` set to its weights' hash and
-    ``entropy_model`` to the entropy model stored beside it (None if there is none).
+    ``entropy_model`` to the entropy model stored beside it (None if there is none). ``int8``:
+    its linear layers compute in int8, for faster CPU inference (``codec/int8.py``).
 
     Raises:
-        CodecError: if the model is not found or its files are unreadable or inconsistent.
+        CodecError: if the model is not found or its files are unreadable or inconsistent, or
+            if ``int8`` and this PyTorch cannot compute in int8.
     """
     model_dir = resolve_model_dir(name_or_path)
     try:
@@ -116,7 +118,12 @@ def load_model(name_or_path: str | Path | None = None) -> ConvCodec:
     model.__dict__["entropy_model"] = load_entropy_model(model_dir)
     model.weights_sha256 = weights_hash(model_dir)
     model.readable_weights = _compatible_weights(model_dir)
-    return model.eval()
+    model.eval()
+    if int8:
+        from codec.int8 import quantize_linear_layers
+
+        quantize_linear_layers(model)
+    return model
 
 
 def _compatible_weights(model_dir: Path) -> list[str]:

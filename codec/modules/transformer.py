@@ -59,7 +59,10 @@ class CausalTimeAttention(StreamingModule):
 
     def init_streaming_state(self, batch_size: int) -> _CacheState:
         d = self.proj.in_features // self.heads
-        empty = self.proj.weight.new_zeros(batch_size, self.tokens * self.heads, self.window - 1, d)
+        weight = self.proj.weight
+        weight = weight() if callable(weight) else weight   # a method once int8 (codec/int8.py)
+        dtype = weight.dtype if weight.is_floating_point() else torch.float32
+        empty = torch.zeros(batch_size, self.tokens * self.heads, self.window - 1, d, dtype=dtype, device=weight.device)
         return _CacheState(empty, empty.clone(), torch.zeros(batch_size, dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
