@@ -25,6 +25,7 @@ from codec.bitstream import MAX_CHANNELS, CodesFile, CodesMetadata, from_bytes, 
 from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.models import load_model as _load_network
+from codec.models.loading import model_dir_for_codes
 
 
 @dataclass
@@ -185,5 +186,6 @@ def decode_file(input_path: Path | str, output_path: Path | str, model: str | Pa
                 force: bool = False, int8: bool = False) -> None:
     """Decode a ``.codes`` file to audio (what ``codec decode`` does); the model named in the file
     is used unless ``model`` is given; ``int8`` as ``load_model``."""
-    network = _load_network(model or coding.read_codes_metadata(input_path).model, int8)
+    meta = coding.read_codes_metadata(input_path)
+    network = _load_network(model or model_dir_for_codes(meta.model, meta.weights), int8)
     coding.decode_file(network, input_path, output_path, force)

@@ -477,15 +477,18 @@ def decode_any_file(input_path: Path | str, output_path: Path | str, force: bool
         CodecError: as ``decode_file`` and ``decode_stream_file``, or if the model is not found.
     """
     from codec.models import load_model
+    from codec.models.loading import model_dir_for_codes
 
     load = load or load_model
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
     if is_packet_stream(input_path):
-        network = load(model or read_stream_info(input_path)[0].model)
+        info = read_stream_info(input_path)[0]
+        network = load(model or model_dir_for_codes(info.model, info.weights))
         with one_torch_thread():   # packet by packet: small steps, where more threads only wait on each other
             return decode_stream_file(network, input_path, output_path, force, sample_rate, channels)
-    network = load(model or read_codes_metadata(input_path).model)
+    meta = read_codes_metadata(input_path)
+    network = load(model or model_dir_for_codes(meta.model, meta.weights))
     return decode_file(network, input_path, output_path, force, sample_rate, channels)
 
 

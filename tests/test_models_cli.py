@@ -37,6 +37,13 @@ def test_help_names_the_default_model():
         assert result.exit_code == 0 and f"default: {DEFAULT_MODEL}" in text, command
 
 
+def test_help_shows_no_value_placeholder_for_flags():
+    """A flag takes no value, so the help names no type after it (typer 0.29 printed <bool>)."""
+    for command in ("encode", "decode", "eval", "stream", "export"):
+        result = invoke(command, "--help")
+        assert result.exit_code == 0 and "<bool>" not in result.stdout and "--force" in result.stdout, command
+
+
 def test_installed_models_are_listed_and_loadable_by_name(tiny_model_dir, tmp_path, monkeypatch):
     installed = tmp_path / "installed"
     shutil.copytree(tiny_model_dir, installed / "tiny-16k")
@@ -71,3 +78,21 @@ def test_info_names_what_it_could_not_find(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "not a model directory (it has no config.json)" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
+
+
+def test_a_file_from_a_model_installed_under_another_folder_name_decodes_by_itself(tiny_model_dir, tmp_path,
+                                                                                    monkeypatch):
+    """The file names the model's config name (tiny-16k); its folder here is 'mine', so decoding
+    finds the folder whose config has that name and whose weights match."""
+    from tests.conftest import tone, write_audio
+
+    installed = tmp_path / "installed"
+    shutil.copytree(tiny_model_dir, installed / "mine")
+    monkeypatch.setenv("CODEC_MODELS_DIR", str(installed))
+    source = write_audio(tmp_path / "in.wav", tone(0.5, 16000), 16000)
+    assert invoke("encode", source, tmp_path / "a.codes", "--model", "mine").exit_code == 0
+    result = invoke("decode", tmp_path / "a.codes", tmp_path / "a.wav")
+    assert result.exit_code == 0, result.output
+    (installed / "mine" / "config.json").write_text("{}")   # no folder has the file's model now
+    result = invoke("decode", tmp_path / "a.codes", tmp_path / "b.wav")
+    assert result.exit_code == 1 and "model 'tiny-16k' not found" in result.output

@@ -86,6 +86,40 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
                              f"or installed model has that name (by name: {', '.join(available) or 'none'})")
 
 
+def model_dir_for_codes(name: str, weights: str) -> Path:
+    """The model directory that decodes a file made by model ``name`` (its config's name) with
+    weights whose SHA-256 starts with ``weights``: the model of that name, or else an installed
+    model saved under another folder name whose config has that name (the one whose weights
+    match, if several do).
+
+    Raises:
+        ModelNotFoundError: as ``resolve_model_dir`` for ``name``, if no folder has such a config.
+    """
+    try:
+        return resolve_model_dir(name)
+    except ModelNotFoundError:
+        renamed = [folder for folder in available_models() if _config_name(folder) == name]
+        if not renamed:
+            raise
+    matching = [folder for folder in renamed
+                if weights and (weights_hash(folder).startswith(weights) or weights in _readable_prefixes(folder))]
+    return (matching or renamed)[0]
+
+
+def _config_name(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / CONFIG_FILE).read_text()).get("name")
+    except (OSError, ValueError, AttributeError):   # unreadable: load_model says why, if it is chosen
+        return None
+
+
+def _readable_prefixes(folder: Path) -> list[str]:
+    try:
+        return _compatible_weights(folder)
+    except CodecError:
+        return []
+
+
 def weights_hash(model_dir: Path) -> str:
     """SHA-256 of the weights file, hex (identifies the exact weights in ``.codes`` files)."""
     return hashlib.sha256((Path(model_dir) / WEIGHTS_FILE).read_bytes()).hexdigest()
