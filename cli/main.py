@@ -110,7 +110,7 @@ BitrateOption = Annotated[float, typer.Option(
                             "see codec models).")]
 
 
-def _arguments(command: str, inputs: list[Path] | None, output: str | None, jobs: int) -> list[str]:
+def _arguments(command: str, inputs: list[str] | None, output: str | None, jobs: int) -> list[str]:
     """The input arguments as given.
 
     Raises:
@@ -124,7 +124,15 @@ def _arguments(command: str, inputs: list[Path] | None, output: str | None, jobs
         missing = "OUTPUT" if output is not None else "INPUT and OUTPUT"
         stderr.print(f"Usage: codec {command} [OPTIONS] [INPUT]... [OUTPUT]", soft_wrap=True)
         _fail(f"missing {missing} (see codec {command} --help)", 2)
-    return [str(p) for p in inputs]
+    return list(inputs)
+
+
+def _as_path(argument: str) -> Path:
+    """A path argument as a Path. ``./-`` names a file called ``-``, which ``Path`` would shorten
+    to ``-`` (stdin or stdout); it is kept apart as an absolute path."""
+    if argument != "-" and str(Path(argument)) == "-":
+        return Path.cwd() / "-"
+    return Path(argument)
 
 
 def _file_output(output: str, source: str, suffix: str) -> Path:
@@ -138,7 +146,7 @@ def _file_output(output: str, source: str, suffix: str) -> Path:
         stem = "out" if source == "-" else Path(source).stem
         raise CodecError(f"{output}: names a folder (it ends with /); give a file name such as "
                          f"{output}{stem}{suffix}")
-    return Path(output)
+    return _as_path(output)
 
 
 @contextmanager
@@ -185,8 +193,8 @@ def _label(path: Path) -> str:
 @user_errors
 @model_option_hint
 def encode(
-    inputs: Annotated[list[Path] | None, typer.Argument(
-        metavar="INPUT", show_default=False, readable=False,
+    inputs: Annotated[list[str] | None, typer.Argument(
+        metavar="INPUT", show_default=False,
         help="Audio file (WAV, FLAC, OGG, MP3, AIFF; any channels, 1 to 384 kHz), or - for stdin. Several files, a "
              "folder or a quoted glob ('in/**/*.flac') encode them all into the folder OUTPUT.")] = None,
     output: Annotated[str | None, typer.Argument(
@@ -225,7 +233,7 @@ def encode(
         _encode_batch(sources, Path(output), bitrate, model, entropy, force, jobs, refine_steps, int8)
         return
     output = _file_output(output, sources[0], ".codes")
-    with _readable(Path(sources[0]), "codec encode - out.codes < in.wav") as source, \
+    with _readable(_as_path(sources[0]), "codec encode - out.codes < in.wav") as source, \
             _writable(output, ".codes") as target:
         check_paths(source, target, force)
         codes_file, report = encode_file(codec_model, source, target, bitrate, force, entropy, refine_steps)
@@ -243,8 +251,8 @@ def encode(
 @user_errors
 @model_option_hint
 def decode(
-    inputs: Annotated[list[Path] | None, typer.Argument(
-        metavar="INPUT", show_default=False, readable=False,
+    inputs: Annotated[list[str] | None, typer.Argument(
+        metavar="INPUT", show_default=False,
         help="The .codes file (or saved packet stream) to read, or - for stdin. Several files, a folder "
              "or a quoted glob ('codes/**/*.codes') decode them all into the folder OUTPUT.")] = None,
     output: Annotated[str | None, typer.Argument(
@@ -284,7 +292,7 @@ def decode(
     if format is not None and str(output) != "-" and output.suffix.lower() != suffix:
         raise CodecError(f"--format {format} does not match {output}: a file's suffix sets its format "
                          f"(--format is for a batch or for - as the output)")
-    with _readable(Path(sources[0]), "codec decode - out.wav < in.codes") as source, \
+    with _readable(_as_path(sources[0]), "codec decode - out.wav < in.codes") as source, \
             _writable(output, suffix) as target:
         check_paths(source, target, force)
         report = decode_any_file(source, target, force, model, sample_rate, channels,

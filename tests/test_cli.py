@@ -235,3 +235,15 @@ def test_a_named_pipe_as_the_input_points_to_stdin(tmp_path):
     for command, output in (("encode", "x.codes"), ("decode", "x.wav")):
         result = invoke(command, fifo, tmp_path / output)
         assert result.exit_code == 1 and "in.wav: is a pipe or device, not a file; give - as the input" in result.output
+
+
+def test_a_file_named_dash_is_given_as_dot_slash_dash(tmp_path, monkeypatch):
+    """``-`` is stdin or stdout; ``./-`` is a file called ``-``, as in other command-line tools."""
+    monkeypatch.chdir(tmp_path)
+    sf.write(str(tmp_path / "-"), tone(0.5, 16000), 16000, format="WAV")
+    result = invoke("encode", "./-", "a.codes", "--model", "conv-16k")
+    assert result.exit_code == 0, result.output
+    # as an output, a file (refused for want of a suffix), not stdout
+    result = invoke("decode", "a.codes", "./-", "--force")
+    assert result.exit_code == 1 and "cannot write a file without an extension" in result.output
+    assert sf.info(str(tmp_path / "-")).frames == 8000   # the input, untouched
