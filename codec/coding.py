@@ -2,8 +2,9 @@
 
 One path serves arrays and files of any length: audio flows in blocks through a streaming
 resampler (soxr) to the model's rate, through a ``StreamingEncoder`` (each channel one batch
-item), and back through a ``StreamingDecoder`` and resampler to the input's rate. Peak memory
-does not grow with duration, and chunk seams are exact: streaming equals offline coding.
+item; one session per channel for a model in int8), and back through a ``StreamingDecoder`` and
+resampler to the input's rate. Peak memory does not grow with duration, and chunk seams are
+exact: streaming equals offline coding (in float; int8 rounds each call on its own scale).
 The decoded signal has exactly the input's sample rate, channel count and number of samples.
 """
 
@@ -26,7 +27,7 @@ from codec.errors import CodecError
 from codec.level import Leveling, amplitude, measure_leveling
 from codec.models import ConvCodec
 from codec.refine import LatentRefiner
-from codec.streaming import StreamingDecoder, StreamingEncoder
+from codec.streaming import file_decoder, file_encoder
 from codec.threads import one_torch_thread
 
 BLOCK_SECONDS = 10.0        # audio handled per step: bounds memory for any file length
@@ -131,7 +132,7 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
         CodecError: for refinement steps out of range or with a model that cannot use them.
     """
     refiner = LatentRefiner(model, num_codebooks, refine_steps) if refine_steps else None
-    encoder = StreamingEncoder(model, num_codebooks, batch_size=channels, refiner=refiner)
+    encoder = file_encoder(model, num_codebooks, channels, refiner)
     resampler = _resampler(sample_rate, model.sample_rate, channels)
     fill = BandFill(sample_rate, model.sample_rate, channels)   # a low-rate input's empty band
 
@@ -164,7 +165,7 @@ def decode_blocks(model: ConvCodec, codes_file: CodesFile) -> Iterator[np.ndarra
     check_compatible(model, meta)
     global_codes = None if codes_file.global_codes is None else torch.from_numpy(
         np.asarray(codes_file.global_codes, dtype=np.int64))
-    decoder = StreamingDecoder(model, batch_size=meta.channels, global_codes=global_codes)
+    decoder = file_decoder(model, meta.channels, global_codes)
     resample = _resampler(model.sample_rate, meta.sample_rate, meta.channels)
     unscale = amplitude(-(meta.gain_db or 0.0))   # undo the encoder's level normalisation
     model_samples_left = model_length(meta.samples, meta.sample_rate, model.sample_rate)
@@ -575,7 +576,7 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
         if coder is None or coder.name != info.entropy_model or coder.weights[:8] != info.entropy_weights:
             raise CodecError(f"{input_path}: its packets are entropy-coded with model '{info.entropy_model}' "
                              f"(weights {info.entropy_weights}), which model '{model.config.name}' does not have")
-    decoder = StreamingDecoder(model, batch_size=info.channels)
+    decoder = file_decoder(model, info.channels)
     needs_global = getattr(model, "global_code", None) is not None
     pieces, expected_sequence, frames_per_packet, total, lost, no_global, stale = [], 0, 1, None, 0, 0, 0
     for packet in read_packets(data, offset, info, coder):

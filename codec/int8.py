@@ -1,12 +1,14 @@
 """Faster CPU inference: a codec's linear layers run as int8 matrix products (PyTorch dynamic
-quantization: int8 weights, one scale per output channel; each call's activations quantized to
-8 bits with one scale for the whole input tensor, Jacob et al. 2018).
+quantization, Jacob et al. 2018: int8 weights with one scale per weight matrix; each call's
+activations quantized to 8 bits with one scale for the whole input tensor).
 
 The weights on disk are unchanged, so a file encoded this way is an ordinary ``.codes`` file that
 any runtime decodes. What changes is the arithmetic: codes and audio differ slightly from the
 float model's, and because the activation scale is set per call, chunked (streaming) and offline
-coding no longer agree exactly. The quantizer's own projections stay float32 (their weights are
-read directly, not through a linear layer's forward).
+coding no longer agree exactly, and the items of one batch change each other's rounding (so
+``codec.coding`` codes a file's channels in separate sessions: ``codec.streaming.file_encoder``).
+The quantizer's own projections stay float32 (their weights are read directly, not through a
+linear layer's forward). Scales per output channel measured no better on the default model.
 """
 
 import warnings

@@ -78,7 +78,7 @@ def check_refine_steps(steps: int, model: ConvCodec | None = None) -> None:
         raise CodecError(f"model '{model.config.name}' is in training mode; call .eval() before refining")
     if getattr(model, "int8", False):
         raise CodecError(f"model '{model.config.name}' computes in int8, which has no gradients for latent "
-                         f"refinement; use --int8 or refinement, not both")
+                         f"refinement; use int8 or latent refinement, not both")
     if any(p.is_inference() for p in model.parameters()):
         raise CodecError(f"model '{model.config.name}' was loaded under torch.inference_mode, so its weights "
                          f"cannot take part in refinement; load it outside inference mode")

@@ -220,3 +220,62 @@ class StreamingDecoder(_Session):
         out = self._released(self._run(self.model.head.istft.flush))
         self.reset()
         return out
+
+
+class ChannelSessions:
+    """One streaming session per batch item behind the batched interface of ``StreamingEncoder``
+    (``encode``, ``flush``, ``buffered_samples``, ``global_codes``) or ``StreamingDecoder``
+    (``decode``, ``conceal``, ``flush``, ``global_codes``). For a model computing in int8
+    (``codec/int8.py``): its activation scale spans each call's whole input, so channels coded
+    as one batch would change each other's rounding, and a file's channels are to be coded
+    each on its own."""
+
+    def __init__(self, sessions: list[_Session]):
+        self.sessions = sessions
+
+    def _each(self, method: str, *batched: torch.Tensor, **shared) -> torch.Tensor:
+        return torch.cat([getattr(session, method)(*(t[i:i + 1] for t in batched), **shared)
+                          for i, session in enumerate(self.sessions)])
+
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        return self._each("encode", audio)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return self._each("decode", codes)
+
+    def conceal(self, frames: int, fade: float = 0.7) -> torch.Tensor:
+        return self._each("conceal", frames=frames, fade=fade)
+
+    def flush(self) -> torch.Tensor:
+        return self._each("flush")
+
+    @property
+    def buffered_samples(self) -> int:
+        return self.sessions[0].buffered_samples
+
+    @property
+    def global_codes(self) -> torch.Tensor | None:
+        codes = [session.global_codes for session in self.sessions]
+        return None if codes[0] is None else torch.cat(codes)
+
+    @global_codes.setter
+    def global_codes(self, codes: torch.Tensor | None) -> None:   # a decoder's, refreshed mid-stream
+        for i, session in enumerate(self.sessions):
+            session.global_codes = None if codes is None else codes[i:i + 1]
+
+
+def file_encoder(model: ConvCodec, num_codebooks: int, channels: int, refiner=None):
+    """The encoder session for a file's ``channels``: one batched session, or one per channel
+    for a model computing in int8 (see ``ChannelSessions``)."""
+    if getattr(model, "int8", False) and channels > 1:
+        return ChannelSessions([StreamingEncoder(model, num_codebooks, 1, refiner) for _ in range(channels)])
+    return StreamingEncoder(model, num_codebooks, batch_size=channels, refiner=refiner)
+
+
+def file_decoder(model: ConvCodec, channels: int, global_codes: torch.Tensor | None = None):
+    """The decoder session for a file's ``channels`` (``global_codes [C, G]`` or None), as
+    ``file_encoder``."""
+    if getattr(model, "int8", False) and channels > 1:
+        return ChannelSessions([StreamingDecoder(model, 1, None if global_codes is None else global_codes[i:i + 1])
+                                for i in range(channels)])
+    return StreamingDecoder(model, batch_size=channels, global_codes=global_codes)

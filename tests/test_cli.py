@@ -247,3 +247,13 @@ def test_a_file_named_dash_is_given_as_dot_slash_dash(tmp_path, monkeypatch):
     result = invoke("decode", "a.codes", "./-", "--force")
     assert result.exit_code == 1 and "cannot write a file without an extension" in result.output
     assert sf.info(str(tmp_path / "-")).frames == 8000   # the input, untouched
+
+
+def test_errors_and_summaries_start_on_the_first_line_when_stderr_is_not_a_terminal(tmp_path):
+    """No progress bar off a terminal: a stopped one left an empty line before the message."""
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.wav").write_text("not audio")
+    result = invoke("eval", tmp_path / "junk", "--out", tmp_path / "eval")
+    assert result.exit_code == 1 and result.output.startswith("error: no file could be evaluated"), result.output
+    result = invoke("encode", tmp_path / "junk", tmp_path / "codes", "--model", "conv-16k")
+    assert result.exit_code == 1 and result.output.startswith("failed: "), result.output

@@ -138,3 +138,18 @@ def test_python_api_int8(esc_dir, tmp_path):
     codec.encode_file(source, tmp_path / "a.codes", bitrate=1.2, model=esc_dir, int8=True)
     codec.decode_file(tmp_path / "a.codes", tmp_path / "a.wav", model=esc_dir, int8=True)
     assert len(load_audio(tmp_path / "a.wav")[0]) == len(audio)
+
+
+@pytest.mark.parametrize("which", ["esc", "conv"])
+def test_int8_channels_are_coded_each_on_its_own(which, esc_dir, tiny_model_dir):
+    """int8's activation scale spans a call's input, so a loud second channel must not change the
+    first channel's codes or audio: each channel gets its own session."""
+    model = load_model(esc_dir if which == "esc" else tiny_model_dir, int8=True)
+    assert model.config.input_level_dbfs is None   # no file-wide gain, which the louder channel would set
+    kbps = model.config.bitrates_kbps[-1]
+    speech = tone(1.0, 16000)
+    noise = np.random.default_rng(0).normal(0, 0.7, speech.shape).clip(-1, 1)
+    mono = encode_audio(model, speech, 16000, kbps)
+    stereo = encode_audio(model, np.concatenate([speech, noise], axis=1), 16000, kbps)
+    np.testing.assert_array_equal(stereo.codes[0], mono.codes[0])
+    np.testing.assert_array_equal(decode_audio(model, stereo)[0][:, 0], decode_audio(model, mono)[0][:, 0])
