@@ -14,6 +14,8 @@ Decoded audio always has the input's sample rate, channel count and number of sa
 Problems with the input raise ``codec.CodecError`` with a message naming the cause.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,14 +173,27 @@ def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Co
     return Codec(_load_network(name_or_path, int8))
 
 
+@contextmanager
+def _python_argument_names() -> Iterator[None]:
+    """Errors shared with the CLI name its options; here they name this API's arguments."""
+    try:
+        yield
+    except CodecError as error:
+        message = str(error).replace("pass --force", "pass force=True").replace("pass --model", "pass model=")
+        if message == str(error):
+            raise
+        raise CodecError(message) from None
+
+
 def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float = 6.0,
                 model: str | Path | None = None, force: bool = False, entropy: bool | None = None,
                 refine_steps: int = 0, int8: bool = False) -> Codes:
     """Encode an audio file to a ``.codes`` file (what ``codec encode`` does): range-coded with the
     model's entropy model when it has one, unless ``entropy=False``; ``refine_steps`` as
     ``Codec.encode``; ``int8`` as ``load_model``."""
-    codes_file, _ = coding.encode_file(_load_network(model, int8), input_path, output_path, bitrate, force, entropy,
-                                       refine_steps)
+    with _python_argument_names():
+        codes_file, _ = coding.encode_file(_load_network(model, int8), input_path, output_path, bitrate, force,
+                                           entropy, refine_steps)
     return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
 
@@ -186,6 +201,7 @@ def decode_file(input_path: Path | str, output_path: Path | str, model: str | Pa
                 force: bool = False, int8: bool = False) -> None:
     """Decode a ``.codes`` file to audio (what ``codec decode`` does); the model named in the file
     is used unless ``model`` is given; ``int8`` as ``load_model``."""
-    meta = coding.read_codes_metadata(input_path)
-    network = _load_network(model or model_dir_for_codes(meta.model, meta.weights), int8)
-    coding.decode_file(network, input_path, output_path, force)
+    with _python_argument_names():
+        meta = coding.read_codes_metadata(input_path)
+        network = _load_network(model or model_dir_for_codes(meta.model, meta.weights), int8)
+        coding.decode_file(network, input_path, output_path, force)

@@ -162,3 +162,17 @@ def test_python_api_refuses_channels_first_numpy_and_integer_scaled_audio(tiny_m
     codes = model.encode(noise.T, sample_rate=16000)
     audio, rate = model.decode(codes)
     assert audio.shape == (16000, 2) and rate == 16000
+
+
+def test_python_api_errors_name_its_arguments_not_the_cli_options(tiny_model_dir, tmp_path):
+    import codec as api
+
+    source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
+    api.encode_file(source, tmp_path / "a.codes", model=tiny_model_dir)
+    with pytest.raises(CodecError, match="exists; pass force=True to overwrite it"):
+        api.encode_file(source, tmp_path / "a.codes", model=tiny_model_dir)
+    api.decode_file(tmp_path / "a.codes", tmp_path / "a.wav", model=tiny_model_dir)
+    with pytest.raises(CodecError, match="exists; pass force=True to overwrite it"):
+        api.decode_file(tmp_path / "a.codes", tmp_path / "a.wav", model=tiny_model_dir)
+    with pytest.raises(CodecError, match="pass model= with the model that encoded them"):
+        api.decode_file(tmp_path / "a.codes", tmp_path / "b.wav", model="conv-16k", force=True)
