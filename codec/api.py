@@ -202,6 +202,8 @@ def decode_file(input_path: Path | str, output_path: Path | str, model: str | Pa
     """Decode a ``.codes`` file to audio (what ``codec decode`` does); the model named in the file
     is used unless ``model`` is given; ``int8`` as ``load_model``."""
     with _python_argument_names():
-        meta = coding.read_codes_metadata(input_path)
-        network = _load_network(model or model_dir_for_codes(meta.model, meta.weights), int8)
+        if not model:   # the model named in the file
+            meta = coding.read_codes_metadata(input_path)
+            model = model_dir_for_codes(meta.model, meta.weights)
+        network = _load_network(model, int8)
         coding.decode_file(network, input_path, output_path, force)
