@@ -64,11 +64,6 @@ def real_time_factors(models: list, seconds: float = 10.0) -> list[float]:
     return [time_taken / seconds for time_taken in best]
 
 
-def float_and_int8_speed(ship: Path) -> tuple[float, float]:
-    """Real-time factors of the model in ``ship`` as loaded and with ``--int8`` (codec/int8.py)."""
-    return tuple(real_time_factors([load_model(ship), load_model(ship, int8=True)]))
-
-
 def augmentation_text(data: dict) -> str:
     """The training data's augmentation, as the card's data line ends it ("" when none)."""
     parts = []
@@ -102,7 +97,7 @@ of 9 runs each, interleaved. Compute per second of audio at
 def remeasure_speed(ship: Path) -> None:
     """``--speed-only``: the shipped model's speed figures, measured again, into its card and metrics."""
     model = load_model(ship)
-    rtf, int8_rtf = float_and_int8_speed(ship)
+    rtf, int8_rtf = real_time_factors([model, load_model(ship, int8=True)])   # float, --int8
     encode_macs, decode_macs = macs_per_second(model, 6.0)
     metrics = json.loads((ship / "metrics.json").read_text())
     metrics["real_time_factor_1_thread"] = round(rtf, 4)
@@ -380,7 +375,7 @@ def main() -> None:
         audio, rate = load_audio(path)
         decoded, _ = decode_audio(model, encode_audio(model, audio, rate, 6.0))
         regression_pesq.append(pesq_wb(audio[:, 0], decoded[:, 0], rate))
-    rtf, int8_rtf = float_and_int8_speed(args.ship)
+    rtf, int8_rtf = real_time_factors([model, load_model(args.ship, int8=True)])   # float, --int8
     params = sum(p.numel() for p in model.parameters())
     encode_macs, decode_macs = macs_per_second(model, 6.0)
     metrics = {
