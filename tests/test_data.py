@@ -1,5 +1,5 @@
 """Training data: manifests of every kind, level normalisation, noise mixing, random EQ and shelves,
-speed perturbation."""
+speed perturbation, synthetic tones."""
 
 import json
 
@@ -8,7 +8,7 @@ import pytest
 
 from codec.datasets import find_inputs
 from codec.errors import CodecError
-from codec.train.data import Augmentation, RandomCropDataset, _shelf
+from codec.train.data import Augmentation, RandomCropDataset, _shelf, synthetic_tones
 from tests.conftest import tone, write_audio
 
 
@@ -78,3 +78,26 @@ def test_speed_perturbation_shifts_pitch_and_keeps_length(tmp_path, speed):
         assert abs(_main_frequency(crop) - 400 * speed) < 4     # 2 Hz FFT bins
         assert np.sqrt(np.mean(crop[-400:] ** 2)) > 0.5 * np.sqrt(np.mean(crop ** 2))   # no silent tail
 
+
+
+def test_synthetic_tones_are_a_few_lines_in_silence():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        tones = synthetic_tones(16000, 16000, rng)
+        assert tones.dtype == np.float32 and np.abs(tones).max() == pytest.approx(1.0)
+        sounding = np.flatnonzero(tones)
+        assert 0.25 * 16000 - 2 <= sounding[-1] - sounding[0] + 1 <= 16000
+        assert not tones[:sounding[0]].any() and not tones[sounding[-1] + 1:].any()   # digital silence around
+    steady = next(t for t in (synthetic_tones(16000, 16000, rng) for _ in range(50))
+                  if np.count_nonzero(t) > 15000)
+    spectrum = np.abs(np.fft.rfft(steady * np.hanning(16000)))
+    assert np.sort(spectrum)[-200:].sum() > 0.9 * spectrum.sum()   # a few lines (or sweeps), not noise
+
+
+def test_tones_go_over_the_crop_or_replace_it(folder):
+    crops = RandomCropDataset(folder, 16000, 8000, seed=5, augmentation=Augmentation(tone_probability=1.0)
+                              ).batch(32).numpy()[:, 0]
+    clean = RandomCropDataset(folder, 16000, 8000, seed=5).batch(32).numpy()[:, 0]
+    assert np.all(np.isfinite(crops)) and not np.allclose(crops, clean)
+    silent_edges = [(c[:40] == 0).all() or (c[-40:] == 0).all() for c in crops]   # tones alone: silence around
+    assert 4 <= sum(silent_edges) <= 28

@@ -117,6 +117,9 @@ def test_recipe_errors(tmp_path):
     ("loss.codebook_probs=[0,0,0,0]", r"loss.codebook_probs=\[0, 0, 0, 0\] must be weights"),
     ("model.hop_length=0", r"model.hop_length=0 must be at least 1"),
     ("model.codebook_size=0", r"model.codebook_size=0 must be at least 2"),
+    ("model.codebook_size=100000", r"model.codebook_size=100000 must be at most 65536 \(the .codes format"),
+    ("data.tone_probability=2", r"data.tone_probability=2.0 must be in \[0, 1\]"),
+    ("data.tone_level_db=[10,-10]", r"data.tone_level_db=\[10, -10\] must be \[low, high\]"),
     ("run.threads=-1", r"run.threads=-1 must be at least 1"),
     ("run.seed=-1", r"run.seed=-1 must be at least 0"),
     ("run.device=banana", r"run.device='banana' is not supported; choose auto, cpu or cuda"),
@@ -129,6 +132,18 @@ def test_recipe_values_are_checked(override, message):
             Recipe.from_dict({"run": 5})
         else:
             load_recipe(REPO / "recipes" / "tiny.yaml", [override])
+
+
+@pytest.mark.parametrize("bitrates,message", [
+    ("[13]", "13 kbps is not a whole number of codebooks from 1 to 24 \\(each codebook adds 0.5 kbps\\)"),
+    ("[0.1]", "0.1 kbps is not a whole number of codebooks"),
+    ("[]", "lists no bitrate"),
+])
+def test_bitrates_the_model_cannot_serve_are_refused_before_training(bitrates, message, tmp_path):
+    with pytest.raises(CodecError, match=rf"model.bitrates_kbps=.*: {message}"):
+        train(load_recipe(REPO / "recipes" / "tiny.yaml", [f"model.bitrates_kbps={bitrates}",
+                                                              f"run.out_dir={tmp_path / 'r'}"]))
+    assert not (tmp_path / "r" / "model").exists()
 
 
 def test_sections_that_are_not_mappings(tmp_path):

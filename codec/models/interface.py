@@ -40,6 +40,19 @@ class CodecBase(StreamingModule):
                              f"choose one of {listed}")
         return round(kbps * 1000 / (math.log2(self.codebook_size) * self.frame_rate))
 
+    def bitrate_problem(self) -> str | None:
+        """Why ``config.bitrates_kbps`` cannot all be served (None if they can): each bitrate must
+        be a whole number of codebooks, from 1 to ``num_codebooks``."""
+        if not self.config.bitrates_kbps:
+            return "lists no bitrate"
+        per_codebook = self.bitrate_kbps(1)
+        for kbps in self.config.bitrates_kbps:
+            count = kbps / per_codebook
+            if not (math.isclose(count, round(count), abs_tol=1e-6) and 1 <= round(count) <= self.num_codebooks):
+                return (f"{kbps:g} kbps is not a whole number of codebooks from 1 to {self.num_codebooks} "
+                        f"(each codebook adds {per_codebook:g} kbps)")
+        return None
+
     # state-dict key prefixes and config fields that only decoding uses (set by each family)
     decoder_only_weights: tuple[str, ...] = ()
     decoder_only_config: tuple[str, ...] = ()

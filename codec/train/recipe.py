@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from codec.bitstream import MAX_CODEBOOK_SIZE
 from codec.errors import CodecError, ModelNotFoundError
 from codec.models.conv_codec import ConvCodecConfig
 from codec.models.esc_codec import EscCodecConfig
@@ -42,10 +43,12 @@ class DataConfig:
     shelf_gain_db: float = 8.0
     speed_probability: float = 0.0        # chance of playing a crop faster or slower (pitch and tempo)
     speed_range: list[float] = field(default_factory=lambda: [0.9, 1.1])   # speed factors drawn from
+    tone_probability: float = 0.0         # chance of synthetic tones over a crop (or, half of those, instead of it)
+    tone_level_db: list[float] = field(default_factory=lambda: [-20.0, 10.0])   # the tones' RMS against the crop's
 
     def __post_init__(self):
         _check_range(self, "data", ("noise_probability", "eq_probability", "shelf_probability",
-                                    "speed_probability"), 0.0, 1.0)
+                                    "speed_probability", "tone_probability"), 0.0, 1.0)
         _check_not_negative(self, "data", ("eq_gain_db", "shelf_gain_db"))
         for name in ("eq_gain_db", "shelf_gain_db"):
             if getattr(self, name) > MAX_FILTER_GAIN_DB:
@@ -57,7 +60,7 @@ class DataConfig:
         if self.segment_seconds > MAX_SEGMENT_SECONDS:   # (a batch of 1000 s crops filled 22 GB and was killed)
             raise CodecError(f"recipe value data.segment_seconds={self.segment_seconds} must be at most "
                              f"{MAX_SEGMENT_SECONDS:g} s (training crops are a few seconds)")
-        for name in ("level_db", "noise_snr_db"):
+        for name in ("level_db", "noise_snr_db", "tone_level_db"):
             _check_low_high(self, "data", name, "in dB, low <= high")
 
 
@@ -302,6 +305,11 @@ def _check_model(model, loss: LossConfig) -> None:
         value = getattr(model, name, None)
         if value is not None and value < least:
             raise CodecError(f"recipe value model.{name}={value} must be at least {least}")
+    for name in ("codebook_size", "global_codebook_size"):
+        value = getattr(model, name, None)
+        if value is not None and value > MAX_CODEBOOK_SIZE:
+            raise CodecError(f"recipe value model.{name}={value} must be at most {MAX_CODEBOOK_SIZE} "
+                             f"(the .codes format's largest codebook)")
     total = getattr(model, "num_codebooks", None) or sum(getattr(model, "codebooks_per_scale", [0]))
     if total and max(loss.codebook_choices) > total:
         raise CodecError(f"recipe value loss.codebook_choices={loss.codebook_choices} asks for more codebooks "

@@ -322,6 +322,9 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     torch.manual_seed(run.seed)  # the same initial weights on every rank
 
     model = build_model(recipe.model).to(device)
+    problem = model.bitrate_problem()
+    if problem:
+        raise CodecError(f"recipe value model.bitrates_kbps={recipe.model.bitrates_kbps}: {problem}")
     frozen = _frozen_modules(model, recipe.optim.freeze)
     if loss_cfg.quantizer_warmup_steps and not hasattr(model, "bypass_quantizer"):
         raise CodecError(f"loss.quantizer_warmup_steps: {type(model).__name__} has no quantizer warm-up "
@@ -352,7 +355,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     augmentation = Augmentation(
         RandomCropDataset.noise_from(Path(data.noise_dir), sample_rate) if data.noise_dir else None,
         data.noise_probability, tuple(data.noise_snr_db), data.eq_probability, data.eq_gain_db,
-        data.shelf_probability, data.shelf_gain_db, data.speed_probability, tuple(data.speed_range))
+        data.shelf_probability, data.shelf_gain_db, data.speed_probability, tuple(data.speed_range),
+        data.tone_probability, tuple(data.tone_level_db))
     dataset = RandomCropDataset(Path(data.train_dir), sample_rate, segment, tuple(data.level_db),
                                 seed=run.seed + rank, augmentation=augmentation)
     device_ids = [device.index] if device.type == "cuda" else None
