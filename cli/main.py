@@ -200,8 +200,8 @@ def _label(path: Path) -> str:
 def encode(
     inputs: Annotated[list[str] | None, typer.Argument(
         metavar="INPUT", show_default=False,
-        help="Audio file (WAV, FLAC, OGG, MP3, AIFF; any channels, 1 to 384 kHz), or - for stdin. Several files, a "
-             "folder or a quoted glob ('in/**/*.flac') encode them all into the folder OUTPUT.")] = None,
+        help="Audio file (WAV, FLAC, OGG, MP3, AIFF; any channels, 1 to 384 kHz), or - for stdin. A folder, a quoted "
+             "glob ('in/**/*.flac') or several of these and files encode them all into the folder OUTPUT.")] = None,
     output: Annotated[str | None, typer.Argument(
         metavar="OUTPUT", show_default=False,
         help="The .codes file to write (- for stdout), or a batch's output folder (the input tree is "
@@ -258,8 +258,8 @@ def encode(
 def decode(
     inputs: Annotated[list[str] | None, typer.Argument(
         metavar="INPUT", show_default=False,
-        help="The .codes file (or saved packet stream) to read, or - for stdin. Several files, a folder "
-             "or a quoted glob ('codes/**/*.codes') decode them all into the folder OUTPUT.")] = None,
+        help="The .codes file (or saved packet stream) to read, or - for stdin. A folder, a quoted glob "
+             "('codes/**/*.codes') or several of these and files decode them all into the folder OUTPUT.")] = None,
     output: Annotated[str | None, typer.Argument(
         metavar="OUTPUT", show_default=False,
         help="Audio file to write (format from the suffix: .wav, .flac, .ogg, .aiff; - for stdout), or a batch's "
@@ -349,8 +349,7 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
     if is_stdio(output):
         raise CodecError("several inputs cannot go to - (stdout); give an output folder")
     check_output_folder(sources, output, (CODES_SUFFIX, *AUDIO_SUFFIXES))
-    files, root = find_files(sources, input_suffixes)
-    planned, clashes = plan_jobs(files, root, output, output_suffix)
+    planned, clashes = plan_jobs(find_files(sources, input_suffixes), output, output_suffix)
     output.mkdir(parents=True, exist_ok=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as progress:

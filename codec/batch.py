@@ -84,21 +84,41 @@ def _pattern_root(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-def find_files(inputs: list[str], suffixes: tuple[str, ...]) -> tuple[list[Path], Path]:
-    """The input files, sorted, and the folder their outputs are placed relative to.
+def find_files(inputs: list[str], suffixes: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    """The input files, each with the path its output takes below the output folder (suffix not
+    yet changed), in order.
 
-    One input: a folder (files with ``suffixes`` at any depth, hidden ones left out) or a glob
-    pattern (matches with ``suffixes``). Several inputs: those files as given (a pattern the
-    shell expanded), placed relative to their common folder.
+    A folder gives its files with ``suffixes`` at any depth (hidden ones left out), a glob pattern
+    its matches with ``suffixes``; anything else is a file, as given (missing ones fail later, each
+    on its own). One folder or pattern: its files keep their tree below it. Several inputs (as
+    ``cp -r`` does): a folder's files go below the folder's name, a pattern's keep their tree below
+    the pattern's fixed part, and plain files (a pattern the shell expanded) keep their tree below
+    their common folder.
 
     Raises:
-        CodecError: naming the input, if nothing matches.
+        CodecError: naming the folder or pattern, if it holds no such file.
     """
-    if len(inputs) > 1:
-        files = list(dict.fromkeys(Path(p) for p in inputs))
-        root = Path(os.path.commonpath([os.path.abspath(p.parent) for p in files]))
-        return files, root
-    text = inputs[0]
+    plain = [text for text in inputs if not _is_expanded(text)]
+    common = Path(os.path.commonpath([os.path.abspath(Path(t).parent) for t in plain])) if plain else None
+    placed: dict[Path, Path] = {}
+    for text in inputs:
+        if not _is_expanded(text):
+            placed.setdefault(Path(text), Path(os.path.abspath(text)).relative_to(common))
+            continue
+        files, root = _expand(text, suffixes)
+        below = Path(Path(os.path.abspath(text)).name) if len(inputs) > 1 and Path(text).is_dir() else Path()
+        for file in files:
+            placed.setdefault(file, below / file.relative_to(root))
+    return list(placed.items())
+
+
+def _is_expanded(text: str) -> bool:
+    """A folder, or a glob pattern that is not an existing file."""
+    return Path(text).is_dir() or (not Path(text).is_file() and is_batch([text]))
+
+
+def _expand(text: str, suffixes: tuple[str, ...]) -> tuple[list[Path], Path]:
+    """A folder's or a pattern's files with ``suffixes``, sorted, and the folder they lie below."""
     kinds = ", ".join(suffixes)
     if Path(text).is_dir():
         root = Path(text)
@@ -113,13 +133,13 @@ def find_files(inputs: list[str], suffixes: tuple[str, ...]) -> tuple[list[Path]
     return sorted(files), _pattern_root(text)
 
 
-def plan_jobs(files: list[Path], root: Path, out_dir: Path, suffix: str) -> tuple[list[Job], list[Outcome]]:
-    """Jobs mirroring ``files`` under ``root`` into ``out_dir`` with ``suffix``, and failed outcomes
-    for files whose output another file already takes (``x.wav`` and ``x.flac`` -> ``x.codes``)."""
+def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tuple[list[Job], list[Outcome]]:
+    """Jobs coding each ``(file, place)`` of ``find_files`` into ``out_dir / place`` with ``suffix``,
+    and failed outcomes for files whose output another file already takes (``x.wav`` and ``x.flac``
+    -> ``x.codes``)."""
     jobs, clashes, taken = [], [], {}
-    for source in files:
-        relative = Path(os.path.abspath(source)).relative_to(os.path.abspath(root))
-        job = Job(source, out_dir / relative.with_suffix(suffix))
+    for source, place in placed:
+        job = Job(source, out_dir / place.with_suffix(suffix))
         if job.target in taken:
             clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} is also the output of "
                                                   f"{taken[job.target]}; rename one of them"))

@@ -5,6 +5,7 @@ import io
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,13 +95,34 @@ def test_files_the_shell_expanded_keep_their_tree_below_their_common_folder(tiny
     assert _files(codes) == ["b/y.codes", "x.codes"]
 
 
+def test_several_folders_and_files_each_go_below_their_own_name(tiny_model_dir, tree, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    write_audio(other / "z.wav", tone(0.3, 16000), 16000)
+    loose = tmp_path / "loose.wav"
+    write_audio(loose, tone(0.3, 16000), 16000)
+    codes = tmp_path / "codes"
+    result = invoke("encode", tree / "a", other, loose, codes, "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert _files(codes) == ["a/b/y.codes", "a/x.codes", "loose.codes", "other/z.codes"]
+    result = invoke("encode", str(tree / "a" / "*.flac"), str(other / "*.wav"), tmp_path / "globs",
+                    "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert _files(tmp_path / "globs") == ["x.codes", "z.codes"]
+    (tmp_path / "empty").mkdir()
+    result = invoke("encode", other, tmp_path / "empty", tmp_path / "none", "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "empty: no files ending in" in result.output
+    assert not (tmp_path / "none").exists()
+
+
 def test_which_arguments_make_a_batch(tree, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert is_batch([str(tree)]) and is_batch(["in/**/*.wav"]) and is_batch(["a.wav", "b.wav"])
     assert not is_batch([str(tree / "top.wav")]) and not is_batch(["-"]) and not is_batch(["take[1].wav"])
-    files, root = find_files(["in/**/*.wav"], (".wav",))
-    assert root.name == "in" and [f.name for f in files] == ["y.wav", "top.wav"]
-    jobs, clashes = plan_jobs([tree / "top.wav", tree / "top.flac"], tree, tmp_path / "out", ".codes")
+    placed = find_files(["in/**/*.wav"], (".wav",))
+    assert [(f.name, str(place)) for f, place in placed] == [("y.wav", "a/b/y.wav"), ("top.wav", "top.wav")]
+    jobs, clashes = plan_jobs([(tree / "top.wav", Path("top.wav")), (tree / "top.flac", Path("top.flac"))],
+                              tmp_path / "out", ".codes")
     assert len(jobs) == 1 and len(clashes) == 1 and "also the output of" in clashes[0].reason
     with pytest.raises(CodecError, match="matches no files"):
         find_files(["in/**/*.mp3"], (".mp3",))
