@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# torch first and pinned: a loose requirement in a fresh environment pulls a multi-GB CUDA build.
-.venv/bin/python -m pip install --quiet torch==2.13.0
+# torch first, pinned, from PyTorch's CPU index: on Linux, PyPI's torch is the multi-GB CUDA build.
+# pip's own sources (a local wheel folder) still count; where that index is out of reach and they
+# have no torch, PyPI's build is the fallback (whose messages, unlike the first try's, are shown).
+.venv/bin/python -m pip install --quiet --index-url https://download.pytorch.org/whl/cpu --timeout 20 --retries 0 \
+    torch==2.13.0 2>/dev/null || .venv/bin/python -m pip install --quiet torch==2.13.0
 .venv/bin/python -m pip install --quiet -e '.[dev]'
 echo "codec is installed in .venv: run .venv/bin/codec --help" >&2
