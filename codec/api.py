@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from codec import coding
-from codec.bitstream import MAX_CHANNELS, CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
+from codec.bitstream import MAX_CHANNELS, CodesFile, CodesMetadata, codes_problem, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.models import load_model as _load_network
@@ -40,7 +40,16 @@ class Codes:
     global_codes: np.ndarray | None = None
 
     def _file(self) -> CodesFile:
-        return CodesFile(self.metadata, self.codes, self.global_codes)
+        """The codes as the file format holds them.
+
+        Raises:
+            CodecError: if the codes' shape or values disagree with the metadata.
+        """
+        codes_file = CodesFile(self.metadata, self.codes, self.global_codes)
+        problem = codes_problem(codes_file)
+        if problem:
+            raise CodecError(problem)
+        return codes_file
 
     @property
     def bitrate_kbps(self) -> float:
@@ -53,7 +62,11 @@ class Codes:
         return self.metadata.samples / self.metadata.sample_rate
 
     def to_bytes(self, entropy_coder=None) -> bytes:
-        """The ``.codes`` file format (``codec/bitstream.py``)."""
+        """The ``.codes`` file format (``codec/bitstream.py``).
+
+        Raises:
+            CodecError: if the codes' shape or values disagree with the metadata.
+        """
         return to_bytes(self._file(), entropy_coder)
 
     @classmethod
@@ -64,7 +77,11 @@ class Codes:
             CodecError: for a corrupt or unsupported file (``BitstreamError``).
         """
         coder = None
-        if model is not None and read_metadata(data).entropy_coded:
+        metadata = read_metadata(data)
+        if metadata.entropy_coded:
+            if model is None:
+                raise CodecError(f"the codes are entropy-coded with model '{metadata.entropy_model}': pass "
+                                 f"model=codec.load_model('{metadata.model}')")
             coder = coding.entropy_coder_for(model.network)
         parsed = from_bytes(data, coder)
         return cls(parsed.metadata, parsed.codes, parsed.global_codes)
@@ -154,12 +171,14 @@ class Codec:
         """``(audio, sample_rate)``: numpy float32 ``[T, C]``, or torch ``[C, T]`` with ``tensor=True``.
 
         Raises:
-            CodecError: if the codes were made by another model.
+            CodecError: if the codes were made by another model, or disagree with their metadata.
         """
         if not isinstance(codes, Codes):
             raise CodecError(f"decode takes a codec.Codes (from encode, Codes.load or Codes.from_bytes), "
                              f"not {type(codes).__name__}")
-        audio, rate = coding.decode_audio(self.network, codes._file())
+        with _python_argument_names({"pass --model with the model that encoded them":
+                                     "decode them with codec.load_model of the model that encoded them"}):
+            audio, rate = coding.decode_audio(self.network, codes._file())
         return (torch.from_numpy(np.ascontiguousarray(audio.T)), rate) if tensor else (audio, rate)
 
 
@@ -174,12 +193,16 @@ def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Co
 
 
 @contextmanager
-def _python_argument_names() -> Iterator[None]:
+def _python_argument_names(replacements: dict[str, str] | None = None) -> Iterator[None]:
     """Errors shared with the CLI name its options; here they name this API's arguments."""
     try:
         yield
     except CodecError as error:
-        message = str(error).replace("pass --force", "pass force=True").replace("pass --model", "pass model=")
+        message = str(error)
+        for cli, python in (replacements or {"pass --force": "pass force=True", "pass --model": "pass model=",
+                                             "without --entropy": "with entropy=False",
+                                             "(--model ": "(model="}).items():
+            message = message.replace(cli, python)
         if message == str(error):
             raise
         raise CodecError(message) from None

@@ -142,6 +142,27 @@ def unpack_codes(data: bytes, count: int, bits: int) -> np.ndarray:
     return (bit_matrix.astype(np.int64) << np.arange(bits - 1, -1, -1, dtype=np.int64)).sum(axis=1)
 
 
+def codes_problem(codes_file: CodesFile) -> str | None:
+    """Why the codes (and global codes) disagree with their metadata's shape or codebook size;
+    None if they agree."""
+    meta, codes = codes_file.metadata, np.asarray(codes_file.codes)
+    expected = (meta.channels, meta.codebooks, meta.frames)
+    if codes.shape != expected:
+        return f"codes of shape {codes.shape} do not match their metadata's (channels, codebooks, frames) {expected}"
+    if codes.size and (not np.issubdtype(codes.dtype, np.integer) or codes.min() < 0
+                       or codes.max() >= meta.codebook_size):
+        return f"codes must be integers in [0, {meta.codebook_size})"
+    if meta.has_global:
+        global_codes = np.asarray(codes_file.global_codes)
+        if global_codes.shape != (meta.channels, meta.global_codebooks):
+            return (f"global codes of shape {global_codes.shape} do not match their metadata's "
+                    f"{(meta.channels, meta.global_codebooks)}")
+        if global_codes.size and (not np.issubdtype(global_codes.dtype, np.integer) or global_codes.min() < 0
+                                  or global_codes.max() >= meta.global_codebook_size):
+            return f"global codes must be integers in [0, {meta.global_codebook_size})"
+    return None
+
+
 def to_bytes(codes_file: CodesFile, entropy_coder=None) -> bytes:
     """Serialize; ``codes`` must be ``[channels, codebooks, num_frames]`` as the metadata says.
 
@@ -151,12 +172,10 @@ def to_bytes(codes_file: CodesFile, entropy_coder=None) -> bytes:
     Raises:
         ValueError: if the codes' shape or values disagree with the metadata.
     """
+    problem = codes_problem(codes_file)
+    if problem:
+        raise ValueError(problem)
     meta, codes = codes_file.metadata, np.asarray(codes_file.codes)
-    expected = (meta.channels, meta.codebooks, meta.frames)
-    if codes.shape != expected:
-        raise ValueError(f"codes shape {codes.shape} does not match metadata {expected}")
-    if codes.size and (codes.min() < 0 or codes.max() >= meta.codebook_size):
-        raise ValueError(f"codes outside [0, {meta.codebook_size})")
     values = asdict(meta)
     # the entropy fields describe this file's payload, not the codes: a plain write drops them
     values["entropy_model"], values["entropy_weights"] = (
@@ -167,11 +186,6 @@ def to_bytes(codes_file: CodesFile, entropy_coder=None) -> bytes:
     parts = [_HEADER.pack(MAGIC, VERSION, flags, len(metadata)), metadata]
     if meta.has_global:
         global_codes = np.asarray(codes_file.global_codes)
-        if global_codes.shape != (meta.channels, meta.global_codebooks):
-            raise ValueError(f"global codes shape {global_codes.shape} does not match metadata "
-                             f"{(meta.channels, meta.global_codebooks)}")
-        if global_codes.size and (global_codes.min() < 0 or global_codes.max() >= meta.global_codebook_size):
-            raise ValueError(f"global codes outside [0, {meta.global_codebook_size})")
         parts.append(pack_codes(global_codes.reshape(-1), _bits(meta.global_codebook_size)))
     frame_major = codes.transpose(2, 0, 1)  # [F, C, K]
     for start in _chunk_starts(meta.frames):

@@ -176,3 +176,29 @@ def test_python_api_errors_name_its_arguments_not_the_cli_options(tiny_model_dir
         api.decode_file(tmp_path / "a.codes", tmp_path / "a.wav", model=tiny_model_dir)
     with pytest.raises(CodecError, match="pass model= with the model that encoded them"):
         api.decode_file(tmp_path / "a.codes", tmp_path / "b.wav", model="conv-16k", force=True)
+    with pytest.raises(CodecError, match="decode them with codec.load_model of the model that encoded them"):
+        api.load_model("conv-16k").decode(api.Codes.load(tmp_path / "a.codes"))
+    with pytest.raises(CodecError, match="encode with entropy=False, or with a model that has one \\(model="):
+        api.encode_file(source, tmp_path / "e.codes", model=tiny_model_dir, entropy=True)
+    api.encode_file(source, tmp_path / "conv.codes", model="conv-16k")   # entropy-coded: reading needs the model
+    with pytest.raises(CodecError, match=r"entropy-coded with model 'entropy-conv-16k': pass "
+                                         r"model=codec.load_model\('conv-16k'\)"):
+        api.Codes.load(tmp_path / "conv.codes")
+    assert api.Codes.load(tmp_path / "conv.codes", model=api.load_model("conv-16k")).codes.shape[1] == 12
+
+
+def test_codes_that_disagree_with_their_metadata_are_refused(tiny_model_dir, tmp_path):
+    import codec as api
+
+    model = api.load_model(tiny_model_dir)
+    codes = model.encode(tone(0.3, 16000), 16000)
+    size = codes.metadata.codebook_size
+    for bad, message in [(codes.codes + size, rf"codes must be integers in \[0, {size}\)"),
+                         (-codes.codes, r"must be integers"), (codes.codes.astype(float), r"must be integers"),
+                         (codes.codes[:, :, :3], r"codes of shape \(1, 12, 3\) do not match their metadata's"),
+                         (codes.codes[:, :5], r"codes of shape \(1, 5, \d+\) do not match")]:
+        wrong = api.Codes(codes.metadata, bad)
+        with pytest.raises(CodecError, match=message):
+            model.decode(wrong)
+        with pytest.raises(CodecError, match=message):
+            wrong.to_bytes()
