@@ -113,6 +113,14 @@ def test_si_sdr_with_all_zero_target():
     assert si_sdr(np.zeros(1000), rng.standard_normal(1000)).value is None
 
 
+def test_a_time_aligned_pair_is_scored_however_unlike_the_input():
+    reference = speechlike(1)
+    noise = 0.1 * np.random.default_rng(4).standard_normal(len(reference))
+    assert align(reference, noise, 1600).problem.startswith("could not align")
+    assert align(reference, noise, 0).problem is None          # a broken decoder: scored, and badly
+    assert score_pair(reference, align(reference, noise, 0).degraded)["pesq_wb"].value < 1.5
+
+
 def test_nan_in_decoded_signal():
     reference = speechlike(1)
     degraded = reference.copy()
@@ -194,9 +202,10 @@ def test_eval_leaves_out_unreadable_files_and_checks_its_bitrates(tiny_model_dir
     command = ["eval", str(folder), "--model", str(tiny_model_dir), "--out", str(out), "--json"]
     result = CliRunner().invoke(app, [*command, "--bitrates", "6,6"])
     assert result.exit_code == 0, result.output
-    assert [(s["nominal_kbps"], s["files"]) for s in json.loads(result.stdout)] == [(6.0, 1)]
+    summaries = json.loads(result.stdout)
+    assert [(s["nominal_kbps"], s["files"]) for s in summaries] == [(6.0, 1)]
     assert "left out" in result.output and "a_empty.wav" in result.output
-    assert "PESQ-WB undefined for 1 of 1 coded files: 1 x" in result.output   # an untrained model: why, on screen
+    assert summaries[0]["undefined"]["pesq_wb"] == 0   # an untrained model is scored (badly), not left out
     assert not (out / "spectrograms.png").exists() and (out / "results.csv").exists()
     for bitrates in ("", " , ", "six"):
         bad = CliRunner().invoke(app, [*command, "--bitrates", bitrates, "--out", str(tmp_path / "none")])

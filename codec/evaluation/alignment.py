@@ -4,7 +4,9 @@ A codec may delay its output (look-ahead, resampler or container pre-skip). The 
 two steps and removed, and reported: the peak of the cross-correlation of the two amplitude
 envelopes (robust for codecs that do not keep the waveform's phase, such as Codec2), then, within
 one envelope-smoothing length of it, the peak of the waveform cross-correlation where that is
-clear. A pair whose envelopes do not correlate is flagged instead of scored silently.
+clear. A pair searched for a lag whose envelopes do not correlate is flagged instead of scored
+silently (its lag is unknown). A pair with no lag to find (this suite's decoders remove their
+latency exactly) is scored whatever it sounds like: a broken decoder scores badly, not "undefined".
 """
 
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ class Alignment:
 
 def align(reference: np.ndarray, degraded: np.ndarray, max_lag: int) -> Alignment:
     """Shift ``degraded [T']`` by at most ``max_lag`` samples either way to best match ``reference
-    [T]``; returns a ``[T]`` signal (``max_lag`` 0: no shift, only the correlation check)."""
+    [T]``; returns a ``[T]`` signal (``max_lag`` 0: no shift, and no problem but NaN or Inf)."""
     length = len(reference)
     if not np.all(np.isfinite(degraded)):
         return Alignment(_fit(degraded, length), 0, 0.0, "the decoded signal contains NaN or Inf")
@@ -40,9 +42,8 @@ def align(reference: np.ndarray, degraded: np.ndarray, max_lag: int) -> Alignmen
         lag = fine_lag
     shifted = degraded[lag:] if lag >= 0 else np.concatenate([np.zeros(-lag), degraded])
     problem = None
-    if correlation < MIN_CORRELATION:
-        problem = (f"could not align: correlation {correlation:.2f} at best lag {lag}" if max_lag else
-                   f"the decoded signal does not follow the input: envelope correlation {correlation:.2f}")
+    if max_lag and correlation < MIN_CORRELATION:
+        problem = f"could not align: correlation {correlation:.2f} at best lag {lag}"
     return Alignment(_fit(shifted, length), lag, correlation, problem)
 
 
