@@ -1,5 +1,7 @@
 """Writing a file so that a reader or a crash never sees half of it."""
 
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +34,19 @@ def create_partial(path: Path) -> Path:
     return tmp
 
 
+def replace_with_partial(tmp: Path, path: Path) -> None:
+    """Rename the complete temporary file ``tmp`` over ``path`` (a link's target), with the
+    permissions of the file it replaces: overwriting a private file keeps it private.
+
+    Raises:
+        OSError: if the rename fails.
+    """
+    final = final_path(path)
+    if final.exists():
+        os.chmod(tmp, stat.S_IMODE(final.stat().st_mode))
+    tmp.replace(final)
+
+
 def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Write through a temporary file beside ``path``, then rename it over ``path``: an error or
     Ctrl-C never leaves half a file and never destroys the old one, and a reader (a running
@@ -43,7 +58,7 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     tmp = create_partial(path)
     try:
         write(tmp)
-        tmp.replace(final_path(path))
+        replace_with_partial(tmp, path)
     except OSError as error:
         raise CodecError(f"{path}: cannot write ({error.strerror or error})") from None
     finally:

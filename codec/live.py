@@ -18,7 +18,7 @@ import numpy as np
 import soxr
 import torch
 
-from codec.atomic import create_partial, final_path, partial_path
+from codec.atomic import create_partial, partial_path, replace_with_partial
 from codec.band_fill import BandFill
 from codec.errors import CodecError
 from codec.packets import StreamInfo, end_packet, global_packet, packet_bytes, read_packets, stream_header
@@ -165,7 +165,7 @@ class FileSink:
         try:
             self.file.close()
             if keep:
-                self.tmp.replace(final_path(self.path))
+                replace_with_partial(self.tmp, self.path)
         finally:
             self.tmp.unlink(missing_ok=True)   # (gone already once renamed)
 
@@ -381,7 +381,7 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
             if saved:
                 saved.close()
                 if keep:
-                    partial_path(save).replace(final_path(save))
+                    replace_with_partial(partial_path(save), save)
         finally:
             if save:
                 partial_path(save).unlink(missing_ok=True)

@@ -37,7 +37,9 @@ def test_refuses_overwrite_without_force(tiny_model_dir, speech_wav, tmp_path):
     result = invoke("encode", speech_wav, codes, "--model", tiny_model_dir)
     assert result.exit_code == 1 and "--force" in result.output
     assert codes.read_bytes() == b"keep me"
+    codes.chmod(0o600)   # a private file stays private when --force replaces it
     assert invoke("encode", speech_wav, codes, "--model", tiny_model_dir, "--force").exit_code == 0
+    assert codes.read_bytes().startswith(b"CODC") and codes.stat().st_mode & 0o777 == 0o600
 
 
 def test_force_refuses_a_pipe_and_writes_through_a_link(tiny_model_dir, speech_wav, tmp_path):
