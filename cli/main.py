@@ -523,6 +523,7 @@ def evaluate(
     from codec.datasets import find_inputs
     from codec.evaluation.evaluate import EvalSettings, run_evaluation, summarize
     from codec.evaluation.report import plot_rate_distortion, plot_spectrograms, summary_table, write_results
+    from codec.models.loading import DEFAULT_MODEL
     from codec.refine import check_refine_steps
 
     if out.exists() and not out.is_dir():
@@ -558,14 +559,18 @@ def evaluate(
     rates = sorted({r.sample_rate for r in results} - {16000})
     if rates:
         notes.append(f"inputs at {', '.join(map(str, rates))} Hz were resampled to 16 kHz for scoring")
-    notes.append("scored on the first channel of each file, baselines after aligning their decoded signal "
-                 "(lags in results)")
+    several = {r.path for r in results if r.channels > 1}
+    if several:
+        notes.append(f"{len(several)} of {len({r.path for r in results})} files have several channels: "
+                     f"each was coded and scored on its first")
+    notes.append("baselines were scored after aligning their decoded signal (lags in results)")
     reasons = Counter(r.undefined["pesq_wb"] for r in results if r.undefined.get("pesq_wb"))
     if reasons:   # why cells read "undefined" (each file's reason is in results.json)
         notes.append(f"PESQ-WB undefined for {sum(reasons.values())} of {len(results)} coded files: "
                      + "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common(3)))
     evaluated = len({r.path for r in results})
-    write_results(out, results, summaries, notes, {**asdict(settings), "input": str(input), "files": evaluated,
+    write_results(out, results, summaries, notes, {**asdict(settings), "model": settings.model or DEFAULT_MODEL,
+                                                   "input": str(input), "files": evaluated,
                                                    "files_left_out": len(files) - evaluated})
     plot_rate_distortion(out / "rate_distortion.png", summaries)
     if example is not None:   # the first file's spectrograms (unless it could not be read)

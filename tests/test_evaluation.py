@@ -185,12 +185,26 @@ def test_eval_keeps_earlier_results_unless_forced(tiny_model_dir, tmp_path):
     write_audio(source, speechlike(1.0), 16000)
     out = tmp_path / "report"
     command = ["eval", str(source), "--model", str(tiny_model_dir), "--bitrates", "6", "--out", str(out)]
-    assert CliRunner().invoke(app, command).exit_code == 0
+    first = CliRunner().invoke(app, command)
+    assert first.exit_code == 0 and "channels" not in first.output   # mono: no note about channels
     before = (out / "results.json").read_bytes()
     refused = CliRunner().invoke(app, command)
     assert refused.exit_code == 1 and "holds results already (results.json" in refused.output
     assert (out / "results.json").read_bytes() == before
     assert CliRunner().invoke(app, [*command, "--force"]).exit_code == 0
+
+
+def test_eval_notes_files_scored_on_their_first_channel_and_names_the_default_model(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_audio(folder / "mono.wav", speechlike(1.0), 16000)
+    write_audio(folder / "stereo.wav", np.stack([speechlike(1.0)] * 2, axis=1), 16000)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["eval", str(folder), "--bitrates", "6", "--baselines", "none",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1 of 2 files have several channels: each was coded and scored on its first" in result.output
+    assert json.loads((out / "results.json").read_text())["settings"]["model"] == "esc-16k-small"
 
 
 def test_eval_leaves_out_unreadable_files_and_checks_its_bitrates(tiny_model_dir, tmp_path):

@@ -53,6 +53,7 @@ class FileResult:
     decode_rtf: float
     scores: dict[str, float | None]
     undefined: dict[str, str]   # metric -> why it is undefined
+    channels: int = 1           # the file's; only the first is coded and scored
 
 
 @dataclass
@@ -156,7 +157,7 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
             str(path), system.name, system.setting, system.nominal_kbps,
             coded.payload_bits / per_second, coded.overhead_bits / per_second, duration, sample_rate,
             alignment.lag, coded.encode_seconds / duration if duration else 0.0,
-            coded.decode_seconds / duration if duration else 0.0, scores, undefined))
+            coded.decode_seconds / duration if duration else 0.0, scores, undefined, audio.shape[1]))
         if keep_audio:
             decoded_signals[f"{system.name} {system.nominal_kbps:g} kbps"] = alignment.degraded
     return results, (reference, decoded_signals)
