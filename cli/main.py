@@ -407,7 +407,10 @@ def _codes_info(path: Path) -> dict:
     seconds = values["samples"] / values["sample_rate"]
     values["duration_s"] = round(seconds, 3)
     values["file_bytes"] = path.stat().st_size
-    values["nominal_kbps"] = round(meta.codebooks * meta.bits_per_code * values["frame_rate"] / 1000, 3)
+    per_channel = meta.codebooks * meta.bits_per_code * values["frame_rate"] / 1000
+    values["nominal_kbps"] = round(per_channel * meta.channels, 3)   # all channels, as file_kbps
+    if meta.channels > 1:
+        values["nominal_kbps_per_channel"] = round(per_channel, 3)
     values["file_kbps"] = round(values["file_bytes"] * 8 / seconds / 1000, 3) if seconds else None
     values["entropy_coded"] = meta.entropy_coded
     if meta.has_global:

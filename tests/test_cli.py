@@ -27,6 +27,8 @@ def test_encode_decode_info(tiny_model_dir, speech_wav, tmp_path):
     assert result.exit_code == 0
     meta = json.loads(result.stdout)
     assert meta["codebooks"] == 12 and meta["channels"] == 2 and meta["model"] == "tiny-16k"
+    assert meta["nominal_kbps"] == 12.0 and meta["nominal_kbps_per_channel"] == 6.0   # beside file_kbps: both channels
+    assert 12.0 < meta["file_kbps"] < 14.0
     piped = invoke("info", "-", "--json", input=codes.read_bytes())   # - is stdin, as everywhere else
     assert piped.exit_code == 0 and json.loads(piped.stdout) == meta
 
