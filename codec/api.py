@@ -87,6 +87,12 @@ class Codes:
         return cls(parsed.metadata, parsed.codes, parsed.global_codes)
 
     def save(self, path: Path | str) -> None:
+        """Write a ``.codes`` file (replacing any file there), without entropy coding:
+        ``encode_file`` writes entropy-coded files.
+
+        Raises:
+            CodecError: if the codes' shape or values disagree with the metadata.
+        """
         Path(path).write_bytes(self.to_bytes())
 
     @classmethod

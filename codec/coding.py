@@ -11,7 +11,7 @@ The decoded signal has exactly the input's sample rate, channel count and number
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -414,8 +414,12 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     if output_path.suffix.lower() in AUDIO_SUFFIXES:   # `codec encode in.wav out.wav`: a likely slip
         report.warnings.append(f"{output_path}: holds codes, not audio, whatever its suffix says; "
                                f"codec decode turns it back into audio")
-    data = to_bytes(codes_file, entropy_coder_for(model, required=True) if wants_entropy(model, entropy) else None)
+    coder = entropy_coder_for(model, required=True) if wants_entropy(model, entropy) else None
+    data = to_bytes(codes_file, coder)
     write_atomically(output_path, lambda tmp: tmp.write_bytes(data))
+    if coder is not None:   # the metadata as written (and as reading the file gives it)
+        codes_file = replace(codes_file, metadata=replace(codes_file.metadata, entropy_model=coder.name,
+                                                          entropy_weights=coder.weights[:8]))
     return codes_file, report
 
 

@@ -180,11 +180,14 @@ def test_python_api_errors_name_its_arguments_not_the_cli_options(tiny_model_dir
         api.load_model("conv-16k").decode(api.Codes.load(tmp_path / "a.codes"))
     with pytest.raises(CodecError, match="encode with entropy=False, or with a model that has one \\(model="):
         api.encode_file(source, tmp_path / "e.codes", model=tiny_model_dir, entropy=True)
-    api.encode_file(source, tmp_path / "conv.codes", model="conv-16k")   # entropy-coded: reading needs the model
+    written = api.encode_file(source, tmp_path / "conv.codes", model="conv-16k")   # entropy-coded
+    conv = api.load_model("conv-16k")
+    assert written.metadata == api.Codes.load(tmp_path / "conv.codes", model=conv).metadata
+    assert written.metadata.entropy_model == "entropy-conv-16k"
     with pytest.raises(CodecError, match=r"entropy-coded with model 'entropy-conv-16k': pass "
                                          r"model=codec.load_model\('conv-16k'\)"):
         api.Codes.load(tmp_path / "conv.codes")
-    assert api.Codes.load(tmp_path / "conv.codes", model=api.load_model("conv-16k")).codes.shape[1] == 12
+    assert api.Codes.load(tmp_path / "conv.codes", model=conv).codes.shape[1] == 12
 
 
 def test_codes_that_disagree_with_their_metadata_are_refused(tiny_model_dir, tmp_path):
