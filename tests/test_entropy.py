@@ -358,3 +358,21 @@ def test_entropy_training_continues_from_an_entropy_model(tiny_model_dir, entrop
                           settings + [f"run.out_dir={tmp_path / 'missing'}", f"run.init_from={empty}"])
     with pytest.raises(CodecError, match="no entropy model"):
         train_any(missing)
+
+
+def test_an_entropy_model_of_another_codec_is_refused(tiny_model_dir, entropy_dir, tmp_path):
+    import json
+    import shutil
+
+    from codec.errors import CodecError
+    from codec.models import load_model
+
+    model_dir = tmp_path / "tiny-16k"
+    shutil.copytree(tiny_model_dir, model_dir)
+    shutil.copy(entropy_dir / "entropy.safetensors", model_dir / "entropy.safetensors")
+    config = json.loads((entropy_dir / "entropy_config.json").read_text())
+    (model_dir / "entropy_config.json").write_text(json.dumps({**config, "codec": "conv-16k"}))
+    with pytest.raises(CodecError, match="was trained on the codes of 'conv-16k' .*not on this model's; remove"):
+        load_model(model_dir)
+    (model_dir / "entropy_config.json").write_text(json.dumps(config))
+    assert load_model(model_dir).entropy_model is not None

@@ -149,7 +149,15 @@ def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Co
     from codec.entropy.model import load_entropy_model  # the optional entropy model lives beside the weights
 
     # kept out of the codec's submodules: its weights are not the codec's (state_dict, parameters)
-    model.__dict__["entropy_model"] = load_entropy_model(model_dir)
+    entropy_model = load_entropy_model(model_dir)
+    if entropy_model is not None and (entropy_model.config.codec != model.config.name
+                                      or entropy_model.config.codebook_size != model.codebook_size
+                                      or entropy_model.config.num_codebooks < model.num_codebooks):
+        raise CodecError(f"{model_dir}: its entropy model '{entropy_model.config.name}' was trained on the codes "
+                         f"of '{entropy_model.config.codec}' ({entropy_model.config.num_codebooks} codebooks of "
+                         f"{entropy_model.config.codebook_size}), not on this model's; remove entropy.safetensors "
+                         f"and entropy_config.json there to use the codec without it")
+    model.__dict__["entropy_model"] = entropy_model
     model.weights_sha256 = weights_hash(model_dir)
     model.readable_weights = _compatible_weights(model_dir)
     model.eval()
