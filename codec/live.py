@@ -92,8 +92,10 @@ class FileSource:
                 due = now
             time.sleep(max(0.0, due - now))
         block = self.file.read(self.block, dtype="float32", always_2d=True)
-        if not np.all(np.isfinite(block)):
-            raise CodecError(f"{self.path}: contains NaN or infinite samples (from sample {self.samples})")
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            first = self.samples + int(np.argmin(finite))
+            raise CodecError(f"{self.path}: contains NaN or infinite samples (the first at sample {first})")
         self.samples += len(block)
         return (block if len(block) else None), late
 
@@ -155,8 +157,10 @@ class FileSink:
         except CodecError:
             self.tmp.unlink(missing_ok=True)
             raise
+        self.clipped = 0   # decoded samples beyond full scale, limited to ±1.0 (reported, as decode does)
 
     def write(self, block: np.ndarray) -> bool:
+        self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
         self.file.write(np.clip(block, -1.0, 1.0))
         return False
 
@@ -538,4 +542,8 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
                   f"underruns {stats.underruns}, latency {sum(latency.values()):.0f} ms "
                   f"({' + '.join(f'{ms:.0f} {part}' for part, ms in latency.items() if ms or part != 'global code')})",
                   highlight=False)
+    for sink in sinks:
+        if getattr(sink, "clipped", 0):
+            console.print(f"warning: {sink.path}: {sink.clipped} decoded samples exceeded ±1.0 and were clipped",
+                          highlight=False)
     return stats

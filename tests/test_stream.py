@@ -218,7 +218,7 @@ def test_a_failed_stream_leaves_no_file(tiny_model_dir, tmp_path):
     out, saved = tmp_path / "out.wav", tmp_path / "out.cods"
     failed = invoke("stream", "--input", tmp_path / "nan.wav", "--output", out, "--save", saved, "--fast",
                     "--model", tiny_model_dir)
-    assert failed.exit_code == 1 and "NaN" in failed.output
+    assert failed.exit_code == 1 and "NaN or infinite samples (the first at sample 8000)" in failed.output
     no_entropy = invoke("stream", "--input", source, "--output", out, "--fast", "--entropy", "--model", tiny_model_dir)
     assert no_entropy.exit_code == 1 and "no entropy model" in no_entropy.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "nan.wav"]
@@ -250,3 +250,11 @@ def test_a_paced_file_counts_a_stall_as_one_overrun(tmp_path):
     unpaced = codec.live.FileSource(tmp_path / "in.wav", 0.02, realtime=False)
     assert unpaced.read()[1] is False
     unpaced.close()
+
+
+def test_the_recording_counts_what_it_clips(tmp_path):
+    sink = codec.live.FileSink(tmp_path / "out.wav", 16000, 1)
+    sink.write(np.array([[0.5], [1.5], [-2.0], [1.0]], dtype=np.float32))
+    sink.close()
+    assert sink.clipped == 2
+    np.testing.assert_allclose(sf.read(tmp_path / "out.wav")[0], [0.5, 1.0, -1.0, 1.0], atol=1e-4)
