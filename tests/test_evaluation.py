@@ -270,3 +270,14 @@ def test_an_empty_file_gets_an_empty_opus_baseline_without_running_ffmpeg(monkey
     opus = next(s for s in systems.baseline_systems(["opus"], [6.0])[0] if isinstance(s, systems.FfmpegCodec))
     coded = opus.code(np.zeros((0, 1)), 16000)
     assert len(coded.audio) == 0 and coded.payload_bits == 0
+
+
+def test_tone_signals_and_their_returned_levels(tiny_model):
+    from codec.evaluation.tones import LEVEL_DBFS, TEST_SIGNALS, level_db, make_signal, returned_levels
+
+    for name in TEST_SIGNALS:
+        assert level_db(make_signal(name)) == pytest.approx(LEVEL_DBFS, abs=0.2)
+    spectrum = np.abs(np.fft.rfft(make_signal("1 kHz")))
+    assert np.argmax(spectrum) * 16000 / (2 * (len(spectrum) - 1)) == pytest.approx(1000, abs=1)
+    levels = returned_levels(tiny_model, 6.0)
+    assert list(levels) == list(TEST_SIGNALS) and all(np.isfinite(v) for v in levels.values())
