@@ -566,7 +566,8 @@ def evaluate(
     if several:
         notes.append(f"{len(several)} of {len({r.path for r in results})} files have several channels: "
                      f"each was coded and scored on its first")
-    notes.append("baselines were scored after aligning their decoded signal (lags in results)")
+    if names:
+        notes.append("baselines were scored after aligning their decoded signal (lags in results)")
     reasons = Counter(r.undefined["pesq_wb"] for r in results if r.undefined.get("pesq_wb"))
     if reasons:   # why cells read "undefined" (each file's reason is in results.json)
         notes.append(f"PESQ-WB undefined for {sum(reasons.values())} of {len(results)} coded files: "

@@ -204,6 +204,7 @@ def test_eval_notes_files_scored_on_their_first_channel_and_names_the_default_mo
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "1 of 2 files have several channels: each was coded and scored on its first" in result.output
+    assert "baselines were scored" not in result.output   # (none ran)
     assert json.loads((out / "results.json").read_text())["settings"]["model"] == "esc-16k-small"
 
 
