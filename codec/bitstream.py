@@ -145,21 +145,18 @@ def unpack_codes(data: bytes, count: int, bits: int) -> np.ndarray:
 def codes_problem(codes_file: CodesFile) -> str | None:
     """Why the codes (and global codes) disagree with their metadata's shape or codebook size;
     None if they agree."""
-    meta, codes = codes_file.metadata, np.asarray(codes_file.codes)
-    expected = (meta.channels, meta.codebooks, meta.frames)
-    if codes.shape != expected:
-        return f"codes of shape {codes.shape} do not match their metadata's (channels, codebooks, frames) {expected}"
-    if codes.size and (not np.issubdtype(codes.dtype, np.integer) or codes.min() < 0
-                       or codes.max() >= meta.codebook_size):
-        return f"codes must be integers in [0, {meta.codebook_size})"
+    meta = codes_file.metadata
+    checks = [("codes", codes_file.codes, (meta.channels, meta.codebooks, meta.frames), meta.codebook_size,
+               " (channels, codebooks, frames)")]
     if meta.has_global:
-        global_codes = np.asarray(codes_file.global_codes)
-        if global_codes.shape != (meta.channels, meta.global_codebooks):
-            return (f"global codes of shape {global_codes.shape} do not match their metadata's "
-                    f"{(meta.channels, meta.global_codebooks)}")
-        if global_codes.size and (not np.issubdtype(global_codes.dtype, np.integer) or global_codes.min() < 0
-                                  or global_codes.max() >= meta.global_codebook_size):
-            return f"global codes must be integers in [0, {meta.global_codebook_size})"
+        checks.append(("global codes", codes_file.global_codes, (meta.channels, meta.global_codebooks),
+                       meta.global_codebook_size, ""))
+    for what, values, shape, size, axes in checks:
+        values = np.asarray(values)
+        if values.shape != shape:
+            return f"{what} of shape {values.shape} do not match their metadata's{axes} {shape}"
+        if values.size and (not np.issubdtype(values.dtype, np.integer) or values.min() < 0 or values.max() >= size):
+            return f"{what} must be integers in [0, {size})"
     return None
 
 

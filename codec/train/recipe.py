@@ -43,7 +43,7 @@ class DataConfig:
     shelf_gain_db: float = 8.0
     speed_probability: float = 0.0        # chance of playing a crop faster or slower (pitch and tempo)
     speed_range: list[float] = field(default_factory=lambda: [0.9, 1.1])   # speed factors drawn from
-    tone_probability: float = 0.0         # chance of synthetic tones over a crop (or, half of those, instead of it)
+    tone_probability: float = 0.0         # chance of synthetic tones over a crop (or, 70% of those, instead of it)
     tone_level_db: list[float] = field(default_factory=lambda: [-20.0, 10.0])   # the tones' RMS against the crop's
 
     def __post_init__(self):
