@@ -284,6 +284,9 @@ def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
     if magic != MAGIC:
         raise BitstreamError("not a .codes file (wrong magic bytes at offset 0)")
     if version != VERSION:
+        if _is_current_with_damaged_version(data):
+            raise BitstreamError(f"corrupt header: the version byte at offset 4 reads {version}, but the file's "
+                                 f"CRC shows a version {VERSION} file: the file is corrupted")
         newer = " (written by a newer codec; upgrade to read it)" if version > VERSION else ""
         raise BitstreamError(f"unsupported .codes format version {version} at offset 4; this codec reads "
                              f"version {VERSION}{newer}")
@@ -300,6 +303,17 @@ def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
     if bool(flags & FLAG_GAIN) != (meta.gain_db is not None):
         raise BitstreamError("corrupt header: the gain flag at offset 5 disagrees with the metadata")
     return meta, offset
+
+
+def _is_current_with_damaged_version(data: bytes) -> bool:
+    """Whether ``data`` passes as a current-version file once its version byte is restored: then
+    that byte was damaged, and "written by a newer codec" would send the user the wrong way."""
+    restored = data[:4] + bytes([VERSION]) + data[5:]
+    try:
+        read_metadata(restored)
+    except BitstreamError:
+        return False
+    return True
 
 
 def read_global_codes(data: bytes) -> np.ndarray | None:

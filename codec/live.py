@@ -44,13 +44,14 @@ class StreamStats:
         return self.compute_seconds / self.audio_seconds if self.audio_seconds else 0.0
 
 
-def import_sounddevice():
-    """sounddevice, or a CodecError that names the fix when PortAudio is missing."""
+def import_sounddevice(instead: str = "stream a file with --input FILE"):
+    """sounddevice, or a CodecError that names the fix when PortAudio is missing: install it, or
+    ``instead`` (what the user can do without an audio device)."""
     try:
         import sounddevice
     except (OSError, ImportError) as error:
         raise CodecError(f"no audio devices ({error}): install the system package libportaudio2 "
-                         f"(apt-get install libportaudio2), or stream a file with --input FILE") from None
+                         f"(apt-get install libportaudio2), or {instead}") from None
     return sounddevice
 
 
@@ -473,7 +474,7 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     try:
         num_codebooks = codec_model.codebooks_for_bitrate(bitrate)
     except ValueError as error:
-        raise CodecError(str(error)) from None
+        raise CodecError(f"--bitrate: {error}") from None
     has_global = getattr(codec_model, "global_code", None) is not None
     if has_global and runtime != "torch":
         raise CodecError(f"{codec_model.config.name} has a time-invariant global code, which the ONNX export does "
@@ -489,7 +490,10 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         if coder is None:
             raise CodecError(f"model '{codec_model.config.name}' has no entropy model (entropy.safetensors beside "
                              f"its weights); stream without --entropy{entropy_models_hint()}")
-    sd = import_sounddevice() if (input is None or play) else None
+    if input is None:
+        sd = import_sounddevice()
+    else:   # only playing needs a device: the hint must not suggest the --input already given
+        sd = import_sounddevice("write the decoded audio with --output FILE instead of --play") if play else None
     dev = _device(device)
     if input is not None:
         source = FileSource(input, BLOCK_SECONDS, realtime)

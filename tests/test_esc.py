@@ -46,6 +46,17 @@ def test_shapes_at_every_scale(esc):
     assert esc.codebooks_for_bitrate(0.6) == 2
 
 
+@pytest.mark.parametrize("count", [0, 5])
+def test_a_codebook_count_the_model_lacks_is_refused(esc, tiny_model, count):
+    # slicing the codebooks would quietly code with fewer than asked for
+    wav = 0.1 * torch.randn(1, 1, 320 * 2)
+    with pytest.raises(ValueError, match=f"num_codebooks {count}: this model has 1 to 4 codebooks"):
+        esc.encode(wav, count)
+    too_many = tiny_model.num_codebooks + 1
+    with pytest.raises(ValueError, match=f"num_codebooks {too_many}: this model has 1 to"):
+        tiny_model.encode(torch.zeros(1, 1, tiny_model.frame_size), too_many)
+
+
 def test_coarse_codes_do_not_depend_on_the_finer_scales(esc):
     wav = 0.1 * torch.randn(1, 1, 320 * 9)
     assert torch.equal(esc.encode(wav, 4)[:, :2], esc.encode(wav, 2))

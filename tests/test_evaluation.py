@@ -249,8 +249,8 @@ def test_eval_checks_bitrates_and_baselines_before_its_progress_bar(tiny_model_d
     source = tmp_path / "in.wav"
     write_audio(source, speechlike(1.0), 16000)
     command = ["eval", str(source), "--model", str(tiny_model_dir), "--out", str(tmp_path / "report")]
-    for option, value, message in (("--bitrates", "7", "is not supported by"),
-                                   ("--baselines", "foo", "unknown baseline")):
+    for option, value, message in (("--bitrates", "7", "--bitrates: bitrate 7 kbps is not supported by"),
+                                   ("--baselines", "foo", "--baselines: unknown baseline")):
         result = CliRunner().invoke(app, [*command, option, value])
         assert result.exit_code == 1 and message in result.output, result.output
         assert result.output.startswith("error:"), result.output   # one line, no empty one before it

@@ -227,7 +227,8 @@ def valid_codes(tiny_model, tmp_path):
     (lambda d: d[:8 + struct.unpack_from("<H", d, 6)[0]], "truncated in chunk 0"),  # header only
     (lambda d: b"", "truncated"),
     (lambda d: d[:4] + b"\x13\x37" * 50, "unsupported .codes format version"),     # junk after magic
-    (lambda d: d[:4] + b"\x02" + d[5:], "written by a newer codec"),
+    (lambda d: d[:4] + b"\x02" + d[5:], "version byte at offset 4 reads 2"),   # one damaged byte
+    (lambda d: d[:4] + b"\x02" + d[5:8] + b"{}" + bytes(40), "written by a newer codec"),  # another layout
 ])
 def test_corrupt_codes_files_give_one_line(tiny_model, tmp_path, valid_codes, corrupt, message):
     bad = tmp_path / "bad.codes"

@@ -1,6 +1,7 @@
 """`codec stream` through fake sound devices (no audio hardware in CI), packets and packet loss."""
 
 import json
+import sys
 import time
 
 import numpy as np
@@ -129,7 +130,7 @@ def test_saved_stream_with_a_duplicate_a_swap_and_damage_before_the_end(tiny_mod
 
 def test_microphone_to_speaker_with_resampling_and_ctrl_c(tiny_model_dir, tmp_path, monkeypatch):
     fake = FakeSoundDevice(tone(2.0, 48000), 48000, rates=(48000,), interrupt_after=40)
-    monkeypatch.setattr(codec.live, "import_sounddevice", lambda: fake)
+    monkeypatch.setattr(codec.live, "import_sounddevice", lambda *hint: fake)
     out = tmp_path / "recorded.wav"
     result = invoke("stream", "--output", out, "--play", "--model", tiny_model_dir)
     assert result.exit_code == 0, result.output
@@ -140,7 +141,7 @@ def test_microphone_to_speaker_with_resampling_and_ctrl_c(tiny_model_dir, tmp_pa
 
 def test_slow_device_counts_underruns_and_keeps_going(tiny_model_dir, tmp_path, monkeypatch, speech):
     fake = FakeSoundDevice(tone(1.0, 16000), 16000, slow_output=True)
-    monkeypatch.setattr(codec.live, "import_sounddevice", lambda: fake)
+    monkeypatch.setattr(codec.live, "import_sounddevice", lambda *hint: fake)
     out = tmp_path / "out.wav"
     result = invoke("stream", "--input", speech, "--output", out, "--play", "--model", tiny_model_dir)
     assert result.exit_code == 0, result.output
@@ -150,21 +151,20 @@ def test_slow_device_counts_underruns_and_keeps_going(tiny_model_dir, tmp_path, 
 
 def test_overruns_are_counted(tiny_model_dir, tmp_path, monkeypatch):
     fake = FakeSoundDevice(tone(1.0, 16000), 16000, interrupt_after=30)
-    monkeypatch.setattr(codec.live, "import_sounddevice", lambda: fake)
+    monkeypatch.setattr(codec.live, "import_sounddevice", lambda *hint: fake)
     result = invoke("stream", "--output", tmp_path / "o.wav", "--no-play", "--model", tiny_model_dir)
     assert result.exit_code == 0
     assert "overruns 4" in result.output
 
 
-def test_missing_portaudio_names_the_fix(tiny_model_dir, monkeypatch):
-    def missing():
-        raise codec.live.CodecError("no audio devices (PortAudio library not found): install the system "
-                                    "package libportaudio2 (apt-get install libportaudio2), or stream a file "
-                                    "with --input FILE")
-    monkeypatch.setattr(codec.live, "import_sounddevice", missing)
-    result = invoke("stream", "--model", tiny_model_dir)
-    assert result.exit_code == 1 and "libportaudio2" in result.output and "--input" in result.output
-    assert len(result.output.strip().splitlines()) == 1
+def test_missing_portaudio_names_the_fix(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sounddevice", None)    # the import fails as without PortAudio
+    source = write_audio(tmp_path / "in.wav", tone(0.2, 16000), 16000)
+    for options, instead in (((), "or stream a file with --input FILE"),
+                             (("--input", source, "--play"), "with --output FILE instead of --play")):
+        result = invoke("stream", "--model", tiny_model_dir, *options)
+        assert result.exit_code == 1 and "apt-get install libportaudio2" in result.output, result.output
+        assert instead in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_packets_round_trip_and_resynchronise():

@@ -95,7 +95,7 @@ def build_systems(settings: EvalSettings) -> tuple[list[System], list[str]]:
         try:
             model.codebooks_for_bitrate(kbps)
         except ValueError as error:
-            raise CodecError(str(error)) from None
+            raise CodecError(f"--bitrates: {error}") from None
     ours = [OurCodec(model.config.name, kbps, f"{model.codebooks_for_bitrate(kbps)} codebooks", model)
             for kbps in settings.bitrates_kbps]
     if settings.entropy:
@@ -129,7 +129,7 @@ def build_systems(settings: EvalSettings) -> tuple[list[System], list[str]]:
     try:
         baselines, notes = baseline_systems(settings.baselines, settings.bitrates_kbps)
     except ValueError as error:
-        raise CodecError(str(error)) from None
+        raise CodecError(f"--baselines: {error}") from None
     return ours + baselines, notes
 
 

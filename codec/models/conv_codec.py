@@ -207,7 +207,9 @@ class ConvCodec(CodecBase):
     @torch.no_grad()
     def quantize_latent(self, latent: torch.Tensor, num_codebooks: int,
                         global_codes: torch.Tensor | None = None) -> torch.Tensor:
-        """``latent [B, D, F]`` -> ``codes [B, K, F]``: what the global code leaves, residual-quantized."""
+        """``latent [B, D, F]`` -> ``codes [B, K, F]``: what the global code leaves, residual-quantized.
+        Raises ValueError for a ``num_codebooks`` the model does not have."""
+        self.check_codebook_count(num_codebooks)
         return self.quantizer.encode(latent - self._global_embedding(global_codes, latent.shape[0]), num_codebooks)
 
     @torch.no_grad()

@@ -228,7 +228,9 @@ class EscCodec(CodecBase):
     @torch.no_grad()
     def quantize_latent(self, latent: torch.Tensor, num_codebooks: int, global_codes=None) -> torch.Tensor:
         """``[B, W, F]`` encoder features -> ``codes [B, K, F]``: each scale's residual after the
-        decoder's prediction from the coarser scales' codes (stateful: run inside a session)."""
+        decoder's prediction from the coarser scales' codes (stateful: run inside a session).
+        Raises ValueError for a ``num_codebooks`` the model does not have."""
+        self.check_codebook_count(num_codebooks)
         counts = self._counts(num_codebooks)
         codes = []
 

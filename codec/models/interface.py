@@ -53,6 +53,15 @@ class CodecBase(StreamingModule):
                         f"(each codebook adds {per_codebook:g} kbps)")
         return None
 
+    def check_codebook_count(self, num_codebooks: int) -> None:
+        """Refuse a codebook count the model does not have (slicing would quietly use fewer).
+
+        Raises:
+            ValueError: unless ``1 <= num_codebooks <= self.num_codebooks``.
+        """
+        if not 1 <= num_codebooks <= self.num_codebooks:
+            raise ValueError(f"num_codebooks {num_codebooks}: this model has 1 to {self.num_codebooks} codebooks")
+
     # state-dict key prefixes and config fields that only decoding uses (set by each family)
     decoder_only_weights: tuple[str, ...] = ()
     decoder_only_config: tuple[str, ...] = ()
