@@ -396,12 +396,10 @@ def info(
 def _codes_info(path: Path) -> dict:
     from dataclasses import asdict
 
-    from codec.coding import is_packet_stream, read_codes_metadata, read_stream_info
+    from codec.coding import is_packet_stream, read_codes_metadata
 
     if is_packet_stream(path):   # saved by codec stream --save
-        stream_info, _ = read_stream_info(path)
-        values = {"format": "packet stream", **{k: v for k, v in asdict(stream_info).items() if v is not None}}
-        return {**values, "file_bytes": path.stat().st_size}
+        return _packet_stream_info(path)
     meta = read_codes_metadata(path)
     values = {k: v for k, v in asdict(meta).items() if v is not None}
     seconds = values["samples"] / values["sample_rate"]
@@ -417,6 +415,40 @@ def _codes_info(path: Path) -> dict:
         from codec.bitstream import read_global_codes
 
         values["global_codes"] = read_global_codes(path.read_bytes()).tolist()  # per channel, sent once
+    return values
+
+
+def _packet_stream_info(path: Path) -> dict:
+    """A saved packet stream's header, and what its packets hold (counted, not decoded)."""
+    from dataclasses import asdict
+
+    from codec.coding import read_stream_info
+    from codec.packets import summarize_stream
+
+    data = path.read_bytes()
+    info, offset = read_stream_info(path, data)
+    values = {"format": "packet stream", **{k: v for k, v in asdict(info).items() if v is not None}}
+    summary = summarize_stream(data, offset, info)
+    frames_s = summary.frames / info.frame_rate
+    if summary.total_samples is not None:   # the end packet's exact length
+        values["duration_s"] = round(summary.total_samples / info.sample_rate, 3)
+    else:
+        values["duration_s"] = round(frames_s, 3)
+        values["ended"] = False    # no end packet: the stream was cut off, its length is the frames received
+    values["packets"] = summary.packets
+    values["frames"] = summary.frames
+    values["codebooks"] = summary.codebooks[0] if len(summary.codebooks) == 1 else list(summary.codebooks)
+    if summary.global_packets:
+        values["global_code_packets"] = summary.global_packets
+    values["lost_packets"] = summary.lost_packets
+    if summary.damaged_bytes:
+        values["damaged_bytes"] = summary.damaged_bytes
+    values["file_bytes"] = len(data)
+    if len(summary.codebooks) == 1:
+        values["nominal_kbps"] = round(summary.codebooks[0] * info.bits_per_code * info.frame_rate
+                                       * info.channels / 1000, 3)
+    values["file_kbps"] = round(len(data) * 8 / frames_s / 1000, 3) if frames_s else None
+    values["entropy_coded"] = summary.entropy_coded
     return values
 
 

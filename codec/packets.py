@@ -191,39 +191,59 @@ def read_packets(data: bytes, offset: int, info: StreamInfo, entropy_coder=None)
         offset += size
 
 
-def _parse_packet(data: bytes, offset: int, info: StreamInfo, entropy_coder=None) -> tuple[Packet | None, int]:
+@dataclass
+class _Framed:
+    """A packet whose CRC passed, before its payload is read."""
+    sequence: int
+    codebooks: int      # K (0 for the end packet and a global-code packet)
+    frames: int         # F (G for a global-code packet, 0 for the end packet)
+    coded: bool         # an entropy-coded payload
+    is_global: bool
+    payload: bytes
+    size: int           # bytes, header to CRC
+
+
+def _framed(data: bytes, offset: int, info: StreamInfo) -> _Framed | None:
+    """The packet at ``offset`` if its sync byte, length and CRC-16 are intact, else None."""
     sync, sequence, codebooks, frames = _PACKET_HEAD.unpack_from(data, offset)
     if sync != PACKET_SYNC:
-        return None, 0
+        return None
     coded, codebooks = bool(codebooks & ENTROPY_FLAG) and frames > 0, codebooks & ~ENTROPY_FLAG
     is_global = codebooks == 0 and frames > 0
     if is_global and (coded or info.global_codebook_size is None):
-        return None, 0
+        return None
     start = offset + _PACKET_HEAD.size
     if is_global:
         payload_length = math.ceil(frames * info.channels * info.bits_per_global_code / 8)
     elif coded:
         if start + _LENGTH.size > len(data):
-            return None, 0
+            return None
         payload_length = _LENGTH.size + _LENGTH.unpack_from(data, start)[0] + _PACKET_CRC.size
     else:
         payload_length = _TOTAL.size if frames == 0 else math.ceil(frames * info.channels * codebooks
                                                                    * info.bits_per_code / 8)
     end = start + payload_length
     if end + _PACKET_CRC.size > len(data):
-        return None, 0
+        return None
     if binascii.crc_hqx(data[offset:end], 0) != _PACKET_CRC.unpack_from(data, end)[0]:
+        return None
+    return _Framed(sequence, codebooks, frames, coded, is_global, data[start:end], end + _PACKET_CRC.size - offset)
+
+
+def _parse_packet(data: bytes, offset: int, info: StreamInfo, entropy_coder=None) -> tuple[Packet | None, int]:
+    framed = _framed(data, offset, info)
+    if framed is None:
         return None, 0
-    payload = data[start:end]
-    size = end + _PACKET_CRC.size - offset
+    sequence, codebooks, frames, payload, size = (framed.sequence, framed.codebooks, framed.frames,
+                                                  framed.payload, framed.size)
     if frames == 0:
         return Packet(sequence, None, _TOTAL.unpack(payload)[0]), size
-    if is_global:
+    if framed.is_global:
         codes = unpack_codes(payload, frames * info.channels, info.bits_per_global_code)
         if codes.max() >= info.global_codebook_size:
             return None, 0
         return Packet(sequence, None, global_codes=codes.reshape(info.channels, frames)), size
-    if coded:
+    if framed.coded:
         if entropy_coder is None:
             return None, 0
         try:
@@ -240,3 +260,46 @@ def _parse_packet(data: bytes, offset: int, info: StreamInfo, entropy_coder=None
         return None, 0
     codes = codes.reshape(frames, info.channels, codebooks).transpose(1, 2, 0)
     return Packet(sequence, codes), size
+
+
+@dataclass
+class StreamSummary:
+    """What ``codec info`` reports of a saved packet stream, read from the packets' headers and
+    CRCs without decoding their codes (so without the entropy model)."""
+    packets: int = 0               # intact frame packets
+    frames: int = 0                # code frames in them
+    codebooks: tuple[int, ...] = ()     # the codebook counts used (one, unless the bitrate changed)
+    lost_packets: int = 0          # sequence numbers missing between intact packets
+    damaged_bytes: int = 0         # bytes skipped to resynchronise
+    global_packets: int = 0
+    entropy_coded: bool = False
+    total_samples: int | None = None   # from the end packet; None if the stream has none
+
+
+def summarize_stream(data: bytes, offset: int, info: StreamInfo) -> StreamSummary:
+    """Walk the packets from ``offset`` as ``read_packets`` does, counting instead of decoding."""
+    summary, used, expected = StreamSummary(), set(), None
+    while offset + _PACKET_HEAD.size + _PACKET_CRC.size <= len(data):
+        framed = _framed(data, offset, info)
+        if framed is None:
+            found = data.find(PACKET_SYNC, offset + 1)
+            found = len(data) if found < 0 else found
+            summary.damaged_bytes += found - offset
+            offset = found
+            continue
+        if expected is not None:
+            summary.lost_packets += sequence_gap(framed.sequence, expected)
+        expected = (framed.sequence + 1) % SEQUENCE_MODULO
+        if framed.frames == 0:
+            summary.total_samples = _TOTAL.unpack(framed.payload)[0]
+        elif framed.is_global:
+            summary.global_packets += 1
+        else:
+            summary.packets += 1
+            summary.frames += framed.frames
+            summary.entropy_coded |= framed.coded
+            used.add(framed.codebooks)
+        offset += framed.size
+    summary.damaged_bytes += max(0, len(data) - offset)
+    summary.codebooks = tuple(sorted(used))
+    return summary

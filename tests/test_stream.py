@@ -128,6 +128,27 @@ def test_saved_stream_with_a_duplicate_a_swap_and_damage_before_the_end(tiny_mod
     assert sf.info(str(tmp_path / "out.wav")).frames == sf.info(str(speech)).frames
 
 
+def test_info_counts_a_saved_streams_packets_without_decoding_them(tiny_model_dir, speech, tmp_path):
+    saved = tmp_path / "stream.cods"
+    assert invoke("stream", "--input", speech, "--save", saved, "--no-play", "--model", tiny_model_dir,
+                  "--fast", "--bitrate", "3").exit_code == 0
+    data = saved.read_bytes()
+    info, offset = read_stream_header(data)
+    packets = list(read_packets(data, offset, info))
+    values = json.loads(invoke("info", saved, "--json").stdout)
+    assert values["duration_s"] == round(sf.info(str(speech)).frames / sf.info(str(speech)).samplerate, 3)
+    assert (values["packets"], values["lost_packets"], values["codebooks"]) == (len(packets) - 1, 0, 6)
+    assert values["frames"] == sum(p.codes.shape[-1] for p in packets[:-1]) and "ended" not in values
+    assert values["nominal_kbps"] == 3.0 and values["file_kbps"] > 3.0    # the packet headers cost bits
+    # one packet dropped, the end cut off mid-packet: counted, and the length is the frames received
+    second = offset + len(packet_bytes(0, packets[0].codes, info))
+    dropped = data[:second] + data[second + len(packet_bytes(1, packets[1].codes, info)):-20]
+    saved.write_bytes(dropped)
+    values = json.loads(invoke("info", saved, "--json").stdout)
+    assert values["lost_packets"] == 1 and values["ended"] is False and values["damaged_bytes"] > 0
+    assert values["duration_s"] == round(values["frames"] / info.frame_rate, 3)
+
+
 def test_microphone_to_speaker_with_resampling_and_ctrl_c(tiny_model_dir, tmp_path, monkeypatch):
     fake = FakeSoundDevice(tone(2.0, 48000), 48000, rates=(48000,), interrupt_after=40)
     monkeypatch.setattr(codec.live, "import_sounddevice", lambda *hint: fake)
