@@ -47,8 +47,12 @@ def test_wrong_magic():
 
 def test_unknown_version():
     data = bytearray(to_bytes(make()))
-    data[4] = 9
-    with pytest.raises(BitstreamError, match="version 9"):
+    data[4] = 9    # otherwise a valid version 1 file: its CRC shows the byte was damaged
+    with pytest.raises(BitstreamError, match="version byte at offset 4 reads 9, but the file's CRC shows a version 1"):
+        from_bytes(bytes(data))
+    data[-1] ^= 1  # a file that does not pass as version 1: perhaps a newer format
+    with pytest.raises(BitstreamError, match="unsupported .codes format version 9 at offset 4; this codec reads "
+                                             "version 1 \\(written by a newer codec"):
         from_bytes(bytes(data))
 
 
