@@ -598,6 +598,11 @@ def evaluate(
     if several:
         notes.append(f"{len(several)} of {len({r.path for r in results})} files have several channels: "
                      f"each was coded and scored on its first")
+    limited = {r.path: r.limited_samples for r in results if r.limited_samples}
+    if limited:
+        notes.append(f"{len(limited)} of {len({r.path for r in results})} files hold samples beyond ±1.0 full "
+                     f"scale ({sum(limited.values())} in all): "
+                     f"limited to ±1.0 before coding and scoring, as codec encode does")
     if names:
         notes.append("baselines were scored after aligning their decoded signal (lags in results)")
     reasons = Counter(r.undefined["pesq_wb"] for r in results if r.undefined.get("pesq_wb"))

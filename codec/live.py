@@ -80,6 +80,7 @@ class FileSource:
         self.realtime = realtime
         self.start = None
         self.samples = 0
+        self.limited = 0   # float samples beyond full scale, limited to ±1.0 (reported, as encode does)
 
     def read(self) -> tuple[np.ndarray | None, bool]:
         late = False
@@ -97,6 +98,10 @@ class FileSource:
         if not finite.all():
             first = self.samples + int(np.argmin(finite))
             raise CodecError(f"{self.path}: contains NaN or infinite samples (the first at sample {first})")
+        outside = int(np.count_nonzero(np.abs(block) > 1.0))
+        if outside:
+            self.limited += outside
+            block = np.clip(block, -1.0, 1.0)
         self.samples += len(block)
         return (block if len(block) else None), late
 
@@ -546,6 +551,9 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
                   f"underruns {stats.underruns}, latency {sum(latency.values()):.0f} ms "
                   f"({' + '.join(f'{ms:.0f} {part}' for part, ms in latency.items() if ms or part != 'global code')})",
                   highlight=False)
+    if getattr(source, "limited", 0):
+        console.print(f"warning: {input}: {source.limited} samples were beyond ±1.0 full scale and were limited "
+                      f"to ±1.0", highlight=False)
     for sink in sinks:
         if getattr(sink, "clipped", 0):
             console.print(f"warning: {sink.path}: {sink.clipped} decoded samples exceeded ±1.0 and were clipped",

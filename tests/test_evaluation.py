@@ -3,6 +3,7 @@
 import json
 import math
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -36,7 +37,9 @@ def assert_defined_or_explained(scores):
 
 
 def test_all_zero_reference():
-    scores = score_pair(np.zeros(3 * METRIC_RATE), 0.01 * rng.standard_normal(3 * METRIC_RATE))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)   # a library's warning must not reach the user
+        scores = score_pair(np.zeros(3 * METRIC_RATE), 0.01 * rng.standard_normal(3 * METRIC_RATE))
     assert scores["pesq_wb"].value is None and "no utterances" in scores["pesq_wb"].reason
     assert scores["si_sdr"].value is None and scores["stoi"].value is None
     assert_defined_or_explained(scores)
@@ -206,6 +209,21 @@ def test_eval_notes_files_scored_on_their_first_channel_and_names_the_default_mo
     assert "1 of 2 files have several channels: each was coded and scored on its first" in result.output
     assert "baselines were scored" not in result.output   # (none ran)
     assert json.loads((out / "results.json").read_text())["settings"]["model"] == "esc-16k-small"
+
+
+def test_float_samples_beyond_full_scale_are_limited_as_encode_limits_them(tiny_model_dir, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_audio(folder / "huge.wav", 1e30 * speechlike(1.0), 16000, subtype="FLOAT")
+    write_audio(folder / "fine.wav", speechlike(1.0), 16000)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["eval", str(folder), "--model", str(tiny_model_dir), "--bitrates", "6",
+                                      "--baselines", "none", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1 of 2 files hold samples beyond ±1.0 full scale" in result.output
+    files = json.loads((out / "results.json").read_text())["files"]
+    assert sorted(f["limited_samples"] > 0 for f in files) == [False, True]
+    assert all(f["scores"]["pesq_wb"] is not None for f in files)
 
 
 def test_eval_leaves_out_unreadable_files_and_checks_its_bitrates(tiny_model_dir, tmp_path):

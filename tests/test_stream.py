@@ -279,3 +279,12 @@ def test_the_recording_counts_what_it_clips(tmp_path):
     sink.close()
     assert sink.clipped == 2
     np.testing.assert_allclose(sf.read(tmp_path / "out.wav")[0], [0.5, 1.0, -1.0, 1.0], atol=1e-4)
+
+
+def test_float_input_beyond_full_scale_is_limited_with_a_warning(tiny_model_dir, tmp_path):
+    source = write_audio(tmp_path / "huge.wav", 1e30 * tone(0.5, 16000), 16000, subtype="FLOAT")
+    result = invoke("stream", "--input", source, "--output", tmp_path / "out.wav", "--no-play",
+                    "--model", tiny_model_dir, "--fast")
+    assert result.exit_code == 0, result.output
+    assert "samples were beyond ±1.0 full scale and were limited to ±1.0" in result.output
+    assert np.isfinite(sf.read(tmp_path / "out.wav")[0]).all()

@@ -54,6 +54,7 @@ class FileResult:
     scores: dict[str, float | None]
     undefined: dict[str, str]   # metric -> why it is undefined
     channels: int = 1           # the file's; only the first is coded and scored
+    limited_samples: int = 0    # of that channel, beyond ±1.0 (float files): limited, as encode does
 
 
 @dataclass
@@ -137,6 +138,9 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
     """All systems on one file: ``(list[FileResult], {system label: decoded [T] at 16 kHz})``."""
     audio, sample_rate = load_audio(path)
     signal = audio[:, 0]
+    limited = int(np.count_nonzero(np.abs(signal) > 1.0))
+    if limited:   # every system codes, and is scored against, what a file of audio can hold
+        signal = np.clip(signal, -1.0, 1.0)
     reference = to_metric_rate(signal, sample_rate)
     duration = len(signal) / sample_rate
     results, decoded_signals = [], {}
@@ -157,7 +161,7 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
             str(path), system.name, system.setting, system.nominal_kbps,
             coded.payload_bits / per_second, coded.overhead_bits / per_second, duration, sample_rate,
             alignment.lag, coded.encode_seconds / duration if duration else 0.0,
-            coded.decode_seconds / duration if duration else 0.0, scores, undefined, audio.shape[1]))
+            coded.decode_seconds / duration if duration else 0.0, scores, undefined, audio.shape[1], limited))
         if keep_audio:
             decoded_signals[f"{system.name} {system.nominal_kbps:g} kbps"] = alignment.degraded
     return results, (reference, decoded_signals)

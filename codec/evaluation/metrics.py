@@ -33,7 +33,9 @@ class Score:
 def pesq_score(reference: np.ndarray, degraded: np.ndarray, mode: str = "wb") -> Score:
     """PESQ MOS-LQO (``mode`` "wb": P.862.2, about 1.04-4.64; "nb": P.862.1) at 16 kHz."""
     try:
-        return Score(float(pesq(METRIC_RATE, reference, degraded, mode)))
+        with warnings.catch_warnings():   # it divides by a silent signal's peak of 0 before finding no utterances
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return Score(float(pesq(METRIC_RATE, reference, degraded, mode)))
     except NoUtterancesError:
         return Score(None, "PESQ found no utterances (silence)")
     except PesqError as error:
