@@ -27,7 +27,7 @@ from codec.bitstream import MAX_CHANNELS, CodesFile, CodesMetadata, codes_proble
 from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.models import load_model as _load_network
-from codec.models.loading import model_dir_for_codes
+from codec.packets import STREAM_MAGIC
 
 
 @dataclass
@@ -106,7 +106,13 @@ class Codes:
             data = Path(path).read_bytes()
         except OSError as error:
             raise CodecError(f"{path}: cannot read ({error.strerror or error})") from None
-        return cls.from_bytes(data, model)
+        if data.startswith(STREAM_MAGIC):
+            raise CodecError(f"{path}: is a packet stream (codec stream --save), not a .codes file; "
+                             f"decode it with codec.decode_file")
+        try:
+            return cls.from_bytes(data, model)
+        except CodecError as error:
+            raise CodecError(f"{path}: {error}") from None
 
 
 def _as_samples_by_channels(audio) -> tuple[np.ndarray, bool]:
@@ -228,11 +234,9 @@ def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float 
 
 def decode_file(input_path: Path | str, output_path: Path | str, model: str | Path | None = None,
                 force: bool = False, int8: bool = False) -> None:
-    """Decode a ``.codes`` file to audio (what ``codec decode`` does); the model named in the file
-    is used unless ``model`` is given; ``int8`` as ``load_model``."""
+    """Decode a ``.codes`` file, or a packet stream saved by ``codec stream --save``, to audio
+    (what ``codec decode`` does); the model named in the file is used unless ``model`` is given;
+    ``int8`` as ``load_model``."""
     with _python_argument_names():
-        if not model:   # the model named in the file
-            meta = coding.read_codes_metadata(input_path)
-            model = model_dir_for_codes(meta.model, meta.weights)
-        network = _load_network(model, int8)
-        coding.decode_file(network, input_path, output_path, force)
+        coding.decode_any_file(input_path, output_path, force, model or None,
+                               load=lambda name_or_path: _load_network(name_or_path, int8))

@@ -5,6 +5,7 @@ for the duration of a call), so an encoder and a decoder session, or several ses
 share one model. Chunked encoding gives exactly the codes of offline encoding, and chunked
 decoding plus ``flush()`` gives the offline waveform (to float rounding).
 
+    model = codec.load_model()                 # or its tensor-level model.network
     encoder = StreamingEncoder(model, num_codebooks=12)
     decoder = StreamingDecoder(model)
     for block in blocks:                       # [B, 1, any length]
@@ -29,6 +30,17 @@ from torch import nn
 
 from codec.models import ConvCodec
 from codec.modules.streaming import streaming_modules
+
+
+def _network(model) -> ConvCodec:
+    """The tensor-level network of ``model``: a network itself, or ``codec.Codec`` (what
+    ``codec.load_model`` returns), whose ``.network`` it is."""
+    if isinstance(model, nn.Module):
+        return model
+    network = getattr(model, "network", None)
+    if not isinstance(network, nn.Module):
+        raise TypeError(f"a streaming session takes a model from codec.load_model, not {type(model).__name__}")
+    return network
 
 
 class _Session:
@@ -66,6 +78,8 @@ class StreamingEncoder(_Session):
 
     def __init__(self, model: ConvCodec, num_codebooks: int, batch_size: int = 1,
                  refresh_seconds: float | None = None, refiner=None):
+        model = _network(model)
+        model.check_codebook_count(num_codebooks)   # (ValueError) before any audio arrives
         self.num_codebooks = num_codebooks
         self.refiner = refiner   # a LatentRefiner (codec/refine.py) between the encoder and quantizer
         self.refresh_frames = None if refresh_seconds is None else max(1, round(refresh_seconds * model.frame_rate))
@@ -163,6 +177,7 @@ class StreamingDecoder(_Session):
     """
 
     def __init__(self, model: ConvCodec, batch_size: int = 1, global_codes: torch.Tensor | None = None):
+        model = _network(model)
         super().__init__(model, model.decoder_parts(), batch_size)
         self.global_codes = global_codes   # [B, G] for a model with a global code (kept across reset)
 
@@ -268,7 +283,7 @@ def file_encoder(model: ConvCodec, num_codebooks: int, channels: int, refiner=No
     """The encoder session for a file's ``channels``: one batched session, or one per channel
     for a model computing in int8 (see ``ChannelSessions``)."""
     if getattr(model, "int8", False) and channels > 1:
-        return ChannelSessions([StreamingEncoder(model, num_codebooks, 1, refiner) for _ in range(channels)])
+        return ChannelSessions([StreamingEncoder(model, num_codebooks, 1, refiner=refiner) for _ in range(channels)])
     return StreamingEncoder(model, num_codebooks, batch_size=channels, refiner=refiner)
 
 

@@ -128,6 +128,21 @@ def test_saved_stream_with_a_duplicate_a_swap_and_damage_before_the_end(tiny_mod
     assert sf.info(str(tmp_path / "out.wav")).frames == sf.info(str(speech)).frames
 
 
+def test_the_python_api_decodes_a_saved_stream_as_the_cli_does(tiny_model_dir, speech, tmp_path):
+    import codec as api
+
+    saved = tmp_path / "stream.cods"
+    assert invoke("stream", "--input", speech, "--save", saved, "--no-play", "--model", tiny_model_dir,
+                  "--fast").exit_code == 0
+    api.decode_file(saved, tmp_path / "out.wav", model=tiny_model_dir)
+    assert sf.info(str(tmp_path / "out.wav")).frames == sf.info(str(speech)).frames
+    with pytest.raises(codec.live.CodecError, match=r"stream.cods: is a packet stream .* codec.decode_file"):
+        api.Codes.load(saved)
+    (tmp_path / "junk.codes").write_bytes(b"RIFF" + bytes(60))
+    with pytest.raises(codec.live.CodecError, match=r"junk.codes: not a .codes file"):
+        api.Codes.load(tmp_path / "junk.codes")
+
+
 def test_info_counts_a_saved_streams_packets_without_decoding_them(tiny_model_dir, speech, tmp_path):
     saved = tmp_path / "stream.cods"
     assert invoke("stream", "--input", speech, "--save", saved, "--no-play", "--model", tiny_model_dir,

@@ -83,6 +83,19 @@ def test_sessions_accept_partial_frames_and_reset(tiny_model):
     assert encoder.buffered_samples == 0
 
 
+def test_sessions_take_the_loaded_codec_as_the_readme_shows(tiny_model_dir):
+    import codec
+
+    model = codec.load_model(tiny_model_dir)
+    audio = 0.1 * torch.randn(1, 1, 3000)
+    codes, decoded = run_sessions(model, audio, 640)
+    assert torch.equal(codes, run_sessions(model.network, audio, 640)[0]) and decoded.shape[-1] >= 3000
+    with pytest.raises(ValueError, match="num_codebooks 99: this model has 1 to"):
+        StreamingEncoder(model, 99)
+    with pytest.raises(TypeError, match="takes a model from codec.load_model, not str"):
+        StreamingDecoder("conv-16k")
+
+
 def test_output_keeps_up_with_the_declared_latency(tiny_model):
     """Fed 20 ms blocks, the decoder has released every sample older than the latency."""
     encoder, decoder = StreamingEncoder(tiny_model, 6), StreamingDecoder(tiny_model)
