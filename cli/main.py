@@ -567,6 +567,11 @@ def evaluate(
     if written and not force:
         raise CodecError(f"--out {out}: holds results already ({', '.join(p.name for p in written)}); "
                          f"pass --force to overwrite them, or choose another folder")
+    existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise CodecError(f"--out {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):   # found before minutes of coding, not after
+        raise CodecError(f"--out {out}: cannot write in {existing} (permission denied or a read-only disk)")
     try:
         kbps = list(dict.fromkeys(float(b) for b in bitrates.split(",") if b.strip()))  # each rate once
     except ValueError:

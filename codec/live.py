@@ -18,7 +18,7 @@ import numpy as np
 import soxr
 import torch
 
-from codec.atomic import create_partial, partial_path, replace_with_partial
+from codec.atomic import create_partial, replace_with_partial
 from codec.band_fill import BandFill
 from codec.errors import CodecError
 from codec.packets import StreamInfo, end_packet, global_packet, packet_bytes, read_packets, stream_header
@@ -290,7 +290,7 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
         return fill(resample_to_model(block, last=last)).astype(np.float32, copy=False)
     to_sinks = [_Resampler(model_rate, sink.sample_rate, source.channels) for sink in sinks]
     written = [0] * len(sinks)
-    saved = None
+    saved = partial = None
     sequence, total_in, interrupted, keep = 0, 0, False, False
 
     waiting = []   # code frames not yet sent: a packet carries packet_frames of them
@@ -356,7 +356,8 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
 
     try:
         if save:   # like the sinks: through a temporary file, renamed once the stream ends
-            saved = create_partial(save).open("wb")
+            partial = create_partial(save)
+            saved = partial.open("wb")
             saved.write(stream_header(info))
         while True:
             try:
@@ -391,10 +392,10 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
             if saved:
                 saved.close()
                 if keep:
-                    replace_with_partial(partial_path(save), save)
+                    replace_with_partial(partial, save)
         finally:
-            if save:
-                partial_path(save).unlink(missing_ok=True)
+            if partial:   # (only one this call made: on a read-only disk even a missing file's unlink fails)
+                partial.unlink(missing_ok=True)
             source.close()
             for sink in sinks:
                 sink.close(keep)

@@ -226,6 +226,20 @@ def test_float_samples_beyond_full_scale_are_limited_as_encode_limits_them(tiny_
     assert all(f["scores"]["pesq_wb"] is not None for f in files)
 
 
+def test_an_output_folder_that_cannot_be_written_is_refused_before_coding(tmp_path, monkeypatch):
+    source = write_audio(tmp_path / "in.wav", speechlike(1.0), 16000)
+    (tmp_path / "file").write_text("")
+    command = ["eval", str(source), "--bitrates", "6", "--baselines", "none", "--out"]
+    result = CliRunner().invoke(app, [*command, str(tmp_path / "file" / "report")])
+    assert result.exit_code == 1 and f"{tmp_path / 'file'} is a file, not a folder" in result.output
+    monkeypatch.setattr("os.access", lambda path, mode: False)   # as on a read-only disk (root may write anywhere)
+    monkeypatch.setattr("codec.evaluation.evaluate.run_evaluation",
+                        lambda *a, **k: pytest.fail("coded before the output folder was checked"))
+    result = CliRunner().invoke(app, [*command, str(tmp_path / "new" / "report")])
+    assert result.exit_code == 1 and f"cannot write in {tmp_path}" in result.output, result.output
+    assert not (tmp_path / "new").exists()
+
+
 def test_eval_leaves_out_unreadable_files_and_checks_its_bitrates(tiny_model_dir, tmp_path):
     folder = tmp_path / "mixed"
     folder.mkdir()

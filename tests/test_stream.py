@@ -303,3 +303,19 @@ def test_float_input_beyond_full_scale_is_limited_with_a_warning(tiny_model_dir,
     assert result.exit_code == 0, result.output
     assert "samples were beyond ±1.0 full scale and were limited to ±1.0" in result.output
     assert np.isfinite(sf.read(tmp_path / "out.wav")[0]).all()
+
+
+def test_a_save_file_that_cannot_be_made_is_named_not_its_temporary_file(tiny_model_dir, speech, tmp_path,
+                                                                          monkeypatch):
+    def read_only(path):
+        raise codec.live.CodecError(f"{path}: cannot write (Read-only file system)")
+
+    def unlink(self, missing_ok=False):   # on a read-only disk even a missing file's unlink fails
+        raise OSError(30, "Read-only file system", str(self))
+
+    monkeypatch.setattr(codec.live, "create_partial", read_only)
+    monkeypatch.setattr("pathlib.Path.unlink", unlink)
+    result = invoke("stream", "--input", speech, "--save", tmp_path / "x.pkt", "--no-play", "--fast",
+                    "--model", tiny_model_dir)
+    assert result.exit_code == 1 and result.output.strip() == f"error: {tmp_path / 'x.pkt'}: cannot write " \
+                                                              f"(Read-only file system)", result.output
