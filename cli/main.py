@@ -328,16 +328,19 @@ def _encode_batch(sources: list[str], output: Path, bitrate: float, model: str |
 def _decode_batch(sources: list[str], output: Path, suffix: str, model: str | None, force: bool,
                   sample_rate: int | None, channels: int | None, jobs: int, int8: bool = False) -> None:
     from codec.batch import CODES_SUFFIX, BatchSettings, load_cached
+    from codec.coding import is_packet_stream
 
     if model is not None:
         load_cached(model, int8)  # a bad --model fails here, before any file
     settings = BatchSettings("decode", model, force=force, sample_rate=sample_rate, channels=channels, int8=int8)
-    _run_batch(sources, output, settings, jobs, (CODES_SUFFIX,), suffix)
+    _run_batch(sources, output, settings, jobs, (CODES_SUFFIX,), suffix,
+               ("packet streams saved by codec stream --save", is_packet_stream))
 
 
 def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suffixes: tuple[str, ...],
-               output_suffix: str) -> None:
-    """Code all inputs into ``output`` with a progress bar; summary on stderr; exit 1 if any failed."""
+               output_suffix: str, recognise=None) -> None:
+    """Code all inputs into ``output`` with a progress bar; summary on stderr; exit 1 if any failed.
+    ``recognise`` as in ``find_files``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from codec.audio import AUDIO_SUFFIXES
@@ -349,7 +352,7 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
     if is_stdio(output):
         raise CodecError("several inputs cannot go to - (stdout); give an output folder")
     check_output_folder(sources, output, (CODES_SUFFIX, *AUDIO_SUFFIXES))
-    planned, clashes = plan_jobs(find_files(sources, input_suffixes), output, output_suffix)
+    planned, clashes = plan_jobs(find_files(sources, input_suffixes, recognise), output, output_suffix)
     output.mkdir(parents=True, exist_ok=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as progress:

@@ -84,16 +84,18 @@ def _pattern_root(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-def find_files(inputs: list[str], suffixes: tuple[str, ...]) -> list[tuple[Path, Path]]:
+def find_files(inputs: list[str], suffixes: tuple[str, ...],
+               recognise: tuple[str, Callable[[Path], bool]] | None = None) -> list[tuple[Path, Path]]:
     """The input files, each with the path its output takes below the output folder (suffix not
     yet changed), in order.
 
     A folder gives its files with ``suffixes`` at any depth (hidden ones left out), a glob pattern
-    its matches with ``suffixes``; anything else is a file, as given (missing ones fail later, each
-    on its own). One folder or pattern: its files keep their tree below it. Several inputs (as
-    ``cp -r`` does): a folder's files go below the folder's name, a pattern's keep their tree below
-    the pattern's fixed part, and plain files (a pattern the shell expanded) keep their tree below
-    their common folder.
+    its matches with ``suffixes``; with ``recognise`` (a kind's name and a test of a file's
+    content), the files it accepts whatever their name as well; anything else is a file, as given
+    (missing ones fail later, each on its own). One folder or pattern: its files keep their tree
+    below it. Several inputs (as ``cp -r`` does): a folder's files go below the folder's name, a
+    pattern's keep their tree below the pattern's fixed part, and plain files (a pattern the shell
+    expanded) keep their tree below their common folder.
 
     Raises:
         CodecError: naming the folder or pattern, if it holds no such file.
@@ -105,7 +107,7 @@ def find_files(inputs: list[str], suffixes: tuple[str, ...]) -> list[tuple[Path,
         if not _is_expanded(text):
             placed.setdefault(Path(text), Path(os.path.abspath(text)).relative_to(common))
             continue
-        files, root = _expand(text, suffixes)
+        files, root = _expand(text, suffixes, recognise)
         below = Path(Path(os.path.abspath(text)).name) if len(inputs) > 1 and Path(text).is_dir() else Path()
         for file in files:
             placed.setdefault(file, below / file.relative_to(root))
@@ -117,17 +119,29 @@ def _is_expanded(text: str) -> bool:
     return Path(text).is_dir() or (not Path(text).is_file() and is_batch([text]))
 
 
-def _expand(text: str, suffixes: tuple[str, ...]) -> tuple[list[Path], Path]:
-    """A folder's or a pattern's files with ``suffixes``, sorted, and the folder they lie below."""
-    kinds = ", ".join(suffixes)
+def _expand(text: str, suffixes: tuple[str, ...],
+            recognise: tuple[str, Callable[[Path], bool]] | None) -> tuple[list[Path], Path]:
+    """A folder's or a pattern's files with ``suffixes`` (or that ``recognise`` accepts), sorted,
+    and the folder they lie below."""
+    kinds = ", ".join(suffixes) + (f" (or {recognise[0]})" if recognise else "")
+
+    def wanted(path: Path) -> bool:
+        if not path.is_file():
+            return False
+        if path.suffix.lower() in suffixes:
+            return True
+        try:
+            return recognise is not None and recognise[1](path)
+        except OSError:   # unreadable: not recognised (a file named for the batch still fails on its own)
+            return False
+
     if Path(text).is_dir():
         root = Path(text)
-        files = [p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file() and _visible(p, root)]
+        files = [p for p in root.rglob("*") if _visible(p, root) and wanted(p)]
         if not files:
             raise CodecError(f"{text}: no files ending in {kinds} in this folder or below")
         return sorted(files), root
-    files = [Path(p) for p in glob.glob(text, recursive=True)]
-    files = [p for p in files if p.suffix.lower() in suffixes and p.is_file()]
+    files = [p for p in map(Path, glob.glob(text, recursive=True)) if wanted(p)]
     if not files:
         raise CodecError(f"{text}: the pattern matches no files ending in {kinds}")
     return sorted(files), _pattern_root(text)

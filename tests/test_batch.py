@@ -53,6 +53,22 @@ def test_folder_encode_decode_mirrors_the_tree(tiny_model_dir, tree, tmp_path):
     assert result.output.count("failed: ") == 3
 
 
+def test_batch_decode_recognises_saved_packet_streams_by_their_content(tiny_model_dir, tree, tmp_path):
+    codes, wavs = tmp_path / "codes", tmp_path / "wavs"
+    assert invoke("encode", tree / "a" / "b", codes, "--model", tiny_model_dir).exit_code == 0
+    assert invoke("stream", "--input", tree / "top.wav", "--save", codes / "live.pkt", "--no-play", "--fast",
+                  "--model", tiny_model_dir).exit_code == 0
+    (codes / "notes.txt").write_text("neither: left out")
+    result = invoke("decode", codes, wavs, "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert _files(wavs) == ["live.wav", "y.wav"]
+    assert sf.info(str(wavs / "live.wav")).frames == sf.info(str(tree / "top.wav")).frames
+    result = invoke("decode", str(codes / "*.pkt"), tmp_path / "streams", "--model", tiny_model_dir)
+    assert result.exit_code == 0 and _files(tmp_path / "streams") == ["live.wav"], result.output
+    result = invoke("decode", str(tree / "*.txt"), tmp_path / "none", "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "(or packet streams saved by codec stream --save)" in result.output
+
+
 def test_a_bad_file_is_reported_and_the_rest_are_coded(tiny_model_dir, tree, tmp_path):
     (tree / "a" / "broken.wav").write_bytes(b"RIFF\x00\x00 not really a wav file")
     codes = tmp_path / "codes"
