@@ -4,7 +4,9 @@ Every input listed in the robustness issue is here; the tiny random model stands
 shipped one (what is tested is the plumbing, not the sound).
 """
 
+import shutil
 import struct
+import subprocess
 
 import numpy as np
 import pytest
@@ -188,6 +190,22 @@ def test_a_streamed_wav_of_unknown_data_size_reads_whole_without_a_warning(tiny_
     result = cli("encode", tmp_path / "streamed.wav", tmp_path / "s.codes", "--model", tiny_model.source_dir)
     assert result.exit_code == 0 and "truncated" not in result.output
     assert from_bytes((tmp_path / "s.codes").read_bytes()).metadata.samples == 8000
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (Debian package ffmpeg) to write MP3 to a pipe")
+def test_an_mp3_piped_from_ffmpeg_is_not_called_truncated(tiny_model, tmp_path):
+    # without a seekable output, ffmpeg leaves the frame count out: libsndfile estimates the length
+    source = write_audio(tmp_path / "in.wav", tone(1.0, 16000), 16000)
+    piped = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(source), "-f", "mp3", "-"],
+                           capture_output=True, check=True).stdout
+    (tmp_path / "piped.mp3").write_bytes(piped)
+    result = cli("encode", tmp_path / "piped.mp3", tmp_path / "p.codes", "--model", tiny_model.source_dir)
+    assert result.exit_code == 0 and "truncated" not in result.output, result.output
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(source), str(tmp_path / "whole.mp3")], check=True)
+    whole = (tmp_path / "whole.mp3").read_bytes()   # written to a file: its header counts the frames
+    (tmp_path / "cut.mp3").write_bytes(whole[:len(whole) // 2])   # so a cut is still reported
+    result = cli("encode", tmp_path / "cut.mp3", tmp_path / "c.codes", "--model", tiny_model.source_dir)
+    assert result.exit_code == 0 and "file is truncated" in result.output, result.output
 
 
 def test_riff_size_ffffffff_reads(tiny_model, tmp_path):
