@@ -129,7 +129,22 @@ def _arguments(command: str, inputs: list[str] | None, output: str | None, jobs:
         missing = "OUTPUT" if output is not None else "INPUT and OUTPUT"
         stderr.print(f"Usage: codec {command} [OPTIONS] [INPUT]... [OUTPUT]", soft_wrap=True)
         _fail(f"missing {missing} (see codec {command} --help)", 2)
+    for argument in inputs:
+        _named_path(argument, "INPUT")
+    if output is not None:
+        _named_path(output, "OUTPUT")
     return list(inputs)
+
+
+def _named_path(argument: str, name: str) -> Path:
+    """A path argument that must name something: ``Path("")`` would be the current folder.
+
+    Raises:
+        CodecError: for an empty argument.
+    """
+    if not argument:
+        raise CodecError(f"an empty file name was given ({name}); name a file")
+    return _as_path(argument)
 
 
 def _as_path(argument: str) -> Path:
@@ -376,8 +391,8 @@ def _written(path: Path, label: str) -> str:
 @app.command()
 @user_errors
 def info(
-    path: Annotated[Path, typer.Argument(
-        metavar="PATH", readable=False,
+    path: Annotated[str, typer.Argument(
+        metavar="PATH", show_default=False,
         help="A .codes file (or a packet stream saved by codec stream --save; - for stdin), or a model: "
              "shipped name or model directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
@@ -386,6 +401,7 @@ def info(
 
     Only a file's header and first chunk are read and checked; decode checks every chunk's CRC and the file's end.
     """
+    path = _named_path(path, "PATH")
     with _readable(path, "codec info - < in.codes") as source:
         values = _codes_info(source) if source.is_file() else _model_info(path)
     if as_json:
@@ -531,8 +547,8 @@ EVAL_OUTPUTS = ("results.json", "results.csv", "rate_distortion.png", "spectrogr
 @user_errors
 @model_option_hint
 def evaluate(
-    input: Annotated[Path, typer.Argument(
-        metavar="INPUT", readable=False,
+    input: Annotated[str, typer.Argument(
+        metavar="INPUT", show_default=False,
         help="Folder of audio files, one file, or a .tsv/.jsonl manifest with a 'path' column/key.")],
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Shipped model name or model directory \\[default: esc-16k-small].")] = None,
@@ -564,6 +580,7 @@ def evaluate(
     from codec.models.loading import DEFAULT_MODEL
     from codec.refine import check_refine_steps
 
+    input = _named_path(input, "INPUT")
     if out.exists() and not out.is_dir():
         raise CodecError(f"--out {out}: is a file; give a folder for the results")
     written = [out / name for name in EVAL_OUTPUTS if (out / name).exists()]

@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codec.datasets import is_visible
 from codec.errors import CodecError, ModelNotFoundError
 from codec.threads import one_torch_thread
 
@@ -70,11 +71,6 @@ def is_batch(inputs: list[str]) -> bool:
         return True
     # '*' or '?' is a pattern; brackets alone only if they match something ('take[1].wav' is a name)
     return "*" in text or "?" in text or (glob.has_magic(text) and bool(glob.glob(text, recursive=True)))
-
-
-def _visible(path: Path, root: Path) -> bool:
-    """Not hidden below ``root`` (skips dot folders and the coders' ``.name.partial`` files)."""
-    return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def _pattern_root(pattern: str) -> Path:
@@ -137,7 +133,7 @@ def _expand(text: str, suffixes: tuple[str, ...],
 
     if Path(text).is_dir():
         root = Path(text)
-        files = [p for p in root.rglob("*") if _visible(p, root) and wanted(p)]
+        files = [p for p in root.rglob("*") if is_visible(p, root) and wanted(p)]
         if not files:
             raise CodecError(f"{text}: no files ending in {kinds} in this folder or below")
         return sorted(files), root

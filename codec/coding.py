@@ -313,20 +313,23 @@ def check_output_path(output_path: Path, force: bool, input_path: Path | None = 
                          f"name, or - for stdout")
     if output_path.exists() and not force:
         raise CodecError(f"{output_path} exists; pass --force to overwrite it")
+    if output_path.parent.exists() and not output_path.parent.is_dir():
+        raise CodecError(f"{output_path.parent}: is a file, not a directory for the output")
     if not output_path.parent.is_dir():
         raise CodecError(f"{output_path.parent}: no such directory for the output")
 
 
-def entropy_coder_for(model: ConvCodec, required: bool = False):
+def entropy_coder_for(model: ConvCodec, required: bool = False, command: str = "encode"):
     """An ``EntropyCoder`` for the model's entropy model, or None if it has none.
 
     Raises:
-        CodecError: if ``required`` and the model has no entropy model.
+        CodecError: if ``required`` and the model has no entropy model (the message tells to run
+            ``command`` without --entropy).
     """
     entropy_model = getattr(model, "entropy_model", None)
     if entropy_model is None:
         if required:
-            raise CodecError(f"model '{model.config.name}' has no entropy model; encode without --entropy"
+            raise CodecError(f"model '{model.config.name}' has no entropy model; {command} without --entropy"
                              f"{entropy_models_hint()}")
         return None
     coder = model.__dict__.get("_entropy_coder")   # made once per model: it prepares 8-bit weights

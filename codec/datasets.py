@@ -16,15 +16,21 @@ from codec.errors import CodecError
 MANIFEST_SUFFIXES = (".tsv", ".jsonl", ".scp")
 
 
+def is_visible(path: Path, root: Path) -> bool:
+    """Not hidden below ``root`` (skips dot folders, such as a virtual environment's ``.venv``,
+    and the coders' ``.name.partial`` files)."""
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def find_inputs(source: Path | str) -> list[Path]:
-    """Audio files of a folder, a single audio file, or a manifest.
+    """Audio files of a folder (hidden ones left out), a single audio file, or a manifest.
 
     Raises:
         CodecError: if the source is missing, holds no audio, or a manifest is malformed.
     """
     source = Path(source)
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and is_visible(p, source))
     elif source.is_file() and source.suffix.lower() in MANIFEST_SUFFIXES:
         files = [_resolve(source, entry) for entry in _manifest_paths(source)]
     elif source.is_file() and source.suffix.lower() in AUDIO_SUFFIXES:

@@ -70,7 +70,12 @@ def stdout_file(suffix: str) -> Iterator[Path]:
         path = Path(folder) / f"stdout{suffix}"
         with _renamed_errors(path, "stdout"):
             yield path
-        sink.flush()
-        with open(path, "rb") as source:
-            shutil.copyfileobj(source, sink.buffer)
-        sink.buffer.flush()
+        try:
+            sink.flush()
+            with open(path, "rb") as source:
+                shutil.copyfileobj(source, sink.buffer)
+            sink.buffer.flush()
+        except BrokenPipeError:   # the reader left: handled as a closed pipe, as for any program
+            raise
+        except OSError as error:  # a full disk behind > out, say
+            raise CodecError(f"stdout: cannot write ({error.strerror or error})") from None

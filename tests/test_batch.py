@@ -206,6 +206,17 @@ def test_pipe_through_a_real_process(tiny_model_dir):
     assert decoded.exit_code == 0 and len(sf.read(io.BytesIO(decoded.stdout_bytes))[0]) == 6400
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux) to stand in for a full disk")
+def test_a_full_disk_behind_stdout_is_named(tiny_model_dir):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run([sys.executable, "-m", "codec.cli.main", "encode", "-", "-", "--model",
+                               str(tiny_model_dir)], input=_wav_bytes(tone(0.2, 16000), 16000), stdout=full,
+                              stderr=subprocess.PIPE, cwd=REPO, env=env, timeout=120)
+    assert done.returncode == 1 and done.stderr.decode().strip() == "error: stdout: cannot write (No space left " \
+                                                                      "on device)", done.stderr.decode()
+
+
 # --- another rate or channel count on decode ------------------------------------------------
 def test_decode_to_48k_stereo(tiny_model_dir, tmp_path):
     source = write_audio(tmp_path / "mono.wav", tone(0.5, 16000), 16000)

@@ -113,6 +113,11 @@ def test_more_channels_than_the_format_holds_names_the_output(tiny_model_dir, sp
     (["encode", "{wav}", "new/"], "new/: names a folder (it ends with /); give a file name such as new/"),
     (["decode", "missing.codes", "out/"], "out/: names a folder (it ends with /); give a file name such as "
                                           "out/missing.wav"),
+    (["encode", "{wav}", "{wav}/x.codes"], "speech.wav: is a file, not a directory for the output"),
+    (["encode", "", "x.codes"], "an empty file name was given (INPUT)"),
+    (["encode", "{wav}", ""], "an empty file name was given (OUTPUT)"),
+    (["info", ""], "an empty file name was given (PATH)"),
+    (["eval", "", "--out", "ev"], "an empty file name was given (INPUT)"),
 ])
 def test_errors_are_one_line(speech_wav, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)

@@ -150,6 +150,14 @@ def test_summary_has_no_nan_for_edge_case_files(tiny_model_dir, tmp_path):
         assert summary.undefined["pesq_wb"] >= 2   # the zeros and the 100-sample clip
 
 
+def test_a_folders_hidden_files_are_left_out(tmp_path):
+    write_audio(tmp_path / "a.wav", speechlike(0.3), 16000)
+    (tmp_path / ".venv" / "data").mkdir(parents=True)      # a library's test audio, say
+    write_audio(tmp_path / ".venv" / "data" / "b.wav", speechlike(0.3), 16000)
+    write_audio(tmp_path / ".a.wav.partial.wav", speechlike(0.3), 16000)
+    assert find_inputs(tmp_path) == [tmp_path / "a.wav"]
+
+
 def test_manifest_inputs(tmp_path):
     audio = write_audio(tmp_path / "a.wav", tone(0.3, 16000), 16000)
     (tmp_path / "sub").mkdir()
@@ -286,6 +294,13 @@ def test_eval_checks_bitrates_and_baselines_before_its_progress_bar(tiny_model_d
         result = CliRunner().invoke(app, [*command, option, value])
         assert result.exit_code == 1 and message in result.output, result.output
         assert result.output.startswith("error:"), result.output   # one line, no empty one before it
+
+
+def test_eval_with_entropy_and_a_model_without_one_names_eval(tiny_model_dir, tmp_path):
+    source = write_audio(tmp_path / "in.wav", speechlike(1.0), 16000)
+    result = CliRunner().invoke(app, ["eval", str(source), "--model", str(tiny_model_dir), "--entropy",
+                                      "--out", str(tmp_path / "report")])
+    assert result.exit_code == 1 and "has no entropy model; evaluate without --entropy" in result.output
 
 
 def test_confidence_interval_uses_students_t():

@@ -192,7 +192,7 @@ def test_a_streamed_wav_of_unknown_data_size_reads_whole_without_a_warning(tiny_
     assert from_bytes((tmp_path / "s.codes").read_bytes()).metadata.samples == 8000
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (Debian package ffmpeg) to write MP3 to a pipe")
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (Debian package ffmpeg) for MP3")
 def test_an_mp3_piped_from_ffmpeg_is_not_called_truncated(tiny_model, tmp_path):
     # without a seekable output, ffmpeg leaves the frame count out: libsndfile estimates the length
     source = write_audio(tmp_path / "in.wav", tone(1.0, 16000), 16000)

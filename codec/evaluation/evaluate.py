@@ -102,7 +102,7 @@ def build_systems(settings: EvalSettings) -> tuple[list[System], list[str]]:
     if settings.entropy:
         from codec.coding import entropy_coder_for
 
-        coder = entropy_coder_for(model, required=True)
+        coder = entropy_coder_for(model, required=True, command="evaluate")
         ours += [OurCodec(f"{model.config.name}+entropy", kbps,
                           f"{model.codebooks_for_bitrate(kbps)} codebooks, entropy-coded", model, coder)
                  for kbps in settings.bitrates_kbps]
