@@ -189,21 +189,33 @@ def test_decodes_in_another_process_with_other_threads(entropy_dir, tmp_path):
     _decodes_in_another_process(entropy_dir, tmp_path, prelude="import torch\ntorch.set_num_threads(2)\n")
 
 
+def _tiny_entropy_recipe(tiny_model_dir, audio, out_dir, *extra):
+    from codec.train import load_recipe
+    from tests.conftest import REPO
+
+    return load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [
+        "entropy.codec=tiny-16k", "entropy.dim=32", "entropy.layers=1", "entropy.heads=2",
+        "entropy.depth_hidden=32", f"data.codec_model={tiny_model_dir}", f"data.train_dir={audio}",
+        f"data.dev_dir={audio}", "data.segment_frames=32", f"run.out_dir={out_dir}", "run.log_every=10",
+        "run.batch_size=4", *extra])
+
+
+def _tone_folder(folder, count=3):
+    from tests.conftest import tone, write_audio
+
+    folder.mkdir()
+    for i in range(count):
+        write_audio(folder / f"{i}.wav", tone(1.0 + i, 16000, 200 + 100 * i), 16000)
+    return folder
+
+
 def test_entropy_recipe_trains_on_a_tiny_codec(tiny_model_dir, tmp_path):
     from codec.entropy import load_entropy_model
     from codec.train import load_recipe, train_any
-    from tests.conftest import REPO, tone, write_audio
+    from tests.conftest import REPO
 
-    audio = tmp_path / "audio"
-    audio.mkdir()
-    for i in range(3):
-        write_audio(audio / f"{i}.wav", tone(1.0 + i, 16000, 200 + 100 * i), 16000)
-    recipe = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [
-        "entropy.codec=tiny-16k", "entropy.dim=32", "entropy.layers=1", "entropy.heads=2",
-        "entropy.depth_hidden=32", f"data.codec_model={tiny_model_dir}", f"data.train_dir={audio}",
-        f"data.dev_dir={audio}", "data.segment_frames=32", f"run.out_dir={tmp_path / 'run'}", "run.max_steps=30",
-        "run.log_every=10", "run.batch_size=4"])
-    train_any(recipe)
+    audio = _tone_folder(tmp_path / "audio")
+    train_any(_tiny_entropy_recipe(tiny_model_dir, audio, tmp_path / "run", "run.max_steps=30"))
     log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
     assert [r["step"] for r in log] == [10, 20, 30, 30]
     assert 0 < log[-1]["dev_bits_per_code_12"] < 11   # held-out bits, logged at the end
@@ -320,6 +332,48 @@ def test_offline_codes_of_a_folder_equal_what_encode_writes(tiny_model_dir, tmp_
         # codebooks of that frame; how many depends on the CPU's float kernels (1.9% measured with
         # AVX2 only, under 1% with AVX-512). A misaligned frame or padding changes most codes.
         assert (a != b).mean() < 0.05
+
+
+def test_entropy_training_resumes_names_changes_and_stops_on_ctrl_c(tiny_model_dir, tmp_path, monkeypatch):
+    import io
+    import signal
+
+    from rich.console import Console
+
+    from codec.errors import CodecError, TrainingStopped
+    from codec.train import train_any
+    from codec.train.entropy_trainer import CodeCrops
+    from codec.train.trainer import CHECKPOINT_FILE
+
+    audio, out = _tone_folder(tmp_path / "audio"), tmp_path / "run"
+    train_any(_tiny_entropy_recipe(tiny_model_dir, audio, out, "run.max_steps=4"))
+    with pytest.raises(CodecError, match=r"changed: entropy.dim=32 -> 48\).*needs the checkpoint's entropy section"):
+        train_any(_tiny_entropy_recipe(tiny_model_dir, audio, out, "run.max_steps=8", "entropy.dim=48"), resume=True)
+
+    other = _tone_folder(tmp_path / "other", count=2)   # other audio: named, and coded again (not the cache)
+    report = io.StringIO()
+    train_any(_tiny_entropy_recipe(tiny_model_dir, other, out, "run.max_steps=6", f"data.dev_dir={audio}"),
+              resume=True, console=Console(file=report, width=400))
+    assert f"data.train_dir='{audio}' -> '{other}'" in report.getvalue()
+    assert "coding" in report.getvalue() and len(np.load(out / "codes.npz").files) == 1 + 2
+
+    real_batch, calls = CodeCrops.batch, []
+
+    def batch_then_ctrl_c(self, *args):   # Ctrl-C arrives during the third step: saved after it
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)
+        return real_batch(self, *args)
+
+    monkeypatch.setattr(CodeCrops, "batch", batch_then_ctrl_c)
+    before = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        with pytest.raises(TrainingStopped) as stopped:
+            train_any(_tiny_entropy_recipe(tiny_model_dir, other, out, "run.max_steps=50"), resume=True)
+        assert stopped.value.signum == signal.SIGINT
+        assert torch.load(out / CHECKPOINT_FILE, weights_only=True)["step"] == 6 + 3
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_entropy_training_continues_from_an_entropy_model(tiny_model_dir, entropy_dir, tmp_path):

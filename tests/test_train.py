@@ -13,7 +13,7 @@ from codec.models import load_model
 from codec.train import load_recipe, train
 from codec.train.data import RandomCropDataset
 from codec.train.trainer import CHECKPOINT_FILE
-from tests.conftest import REPO, write_audio
+from tests.conftest import REPO, tone, write_audio
 
 
 @pytest.fixture
@@ -48,6 +48,11 @@ def test_tiny_recipe_trains_and_resumes(audio_folder, tmp_path):
         train(tiny(audio_folder, out_dir, "run.max_steps=12"))
     train(tiny(audio_folder, out_dir, "run.max_steps=20"), resume=True)
     assert torch.load(out_dir / CHECKPOINT_FILE, weights_only=True)["step"] == 20
+    finished = (out_dir / CHECKPOINT_FILE).read_bytes()
+    report = io.StringIO()   # a finished run: nothing trains, and its checkpoint (and recipe) stay as they are
+    train(tiny(audio_folder, out_dir, "run.max_steps=20", "loss.stft_weight=3"), resume=True,
+          console=Console(file=report, width=400))
+    assert "nothing to train" in report.getvalue() and (out_dir / CHECKPOINT_FILE).read_bytes() == finished
     model = load_model(out_dir / "model")
     assert model.config.name == "tiny-16k"
     config_mode = (out_dir / "model" / "config.json").stat().st_mode & 0o777
@@ -90,6 +95,9 @@ def test_recipe_errors(tmp_path):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=-1"])
     with pytest.raises(CodecError, match="section.key=value"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["nonsense"])
+    with pytest.raises(CodecError, match=r"an 'entropy' section .* and codec sections \(loss, model\); a recipe "
+                                         r"trains a codec or an entropy model, not both"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["entropy.dim=64"])
     with pytest.raises(CodecError, match="no audio files"):
         train(load_recipe(REPO / "recipes" / "tiny.yaml",
                           [f"data.train_dir={tmp_path}", f"run.out_dir={tmp_path / 'r'}"]))
@@ -281,6 +289,34 @@ def test_freeze_fine_tunes_only_the_decoder_and_keeps_the_codes(audio_folder, tm
     assert not all(torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
     with pytest.raises(CodecError, match="its parts are"):
         train(tiny(audio_folder, tmp_path / "third", "optim.freeze=[encoder,vocoder]"))
+
+
+def test_a_decoder_fine_tune_reads_its_sources_codes_and_keeps_its_entropy_model(audio_folder, tmp_path):
+    from codec.coding import decode_audio, encode_audio
+    from codec.entropy import EntropyModel, EntropyModelConfig, save_entropy_model
+
+    first = tmp_path / "first"
+    train(tiny(audio_folder, first, "run.max_steps=3"))
+    save_entropy_model(EntropyModel(EntropyModelConfig(name="e", codec="tiny-16k", dim=16, layers=1, heads=2,
+                                                       context_frames=8, depth_hidden=16)), first / "model")
+    source = load_model(first / "model")
+    codes = encode_audio(source, tone(0.5, 16000), 16000, source.config.bitrates_kbps[-1])
+    decoder = tmp_path / "decoder"
+    train(tiny(audio_folder, decoder, "run.max_steps=2", f"run.init_from={first / 'model'}",
+               "optim.freeze=[stft,encoder,quantizer]"))
+    fine_tuned = load_model(decoder / "model")
+    assert fine_tuned.readable_weights == [source.weights_sha256[:8]] and fine_tuned.entropy_model is not None
+    assert decode_audio(fine_tuned, codes)[0].shape == (8000, 1)
+    train(tiny(audio_folder, decoder, "run.max_steps=3", f"run.init_from={first / 'model'}",
+               "optim.freeze=[stft,encoder,quantizer]"), resume=True)   # resumed: still so
+    assert load_model(decoder / "model").readable_weights == [source.weights_sha256[:8]]
+
+    whole = tmp_path / "whole"   # the encoder learns too: other codes, neither is carried
+    train(tiny(audio_folder, whole, "run.max_steps=2", f"run.init_from={first / 'model'}"))
+    assert not (whole / "model" / "compatible_weights.json").exists()
+    assert load_model(whole / "model").entropy_model is None
+    with pytest.raises(CodecError, match="made by model 'tiny-16k'"):
+        decode_audio(load_model(whole / "model"), codes)
 
 
 def test_weight_average_is_what_the_run_exports_and_resumes(audio_folder, tmp_path):

@@ -13,9 +13,9 @@ on a GPU (``auto``: when there is one), where the training set is coded on the G
 """
 
 import dataclasses
+import hashlib
 import json
 import math
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +24,16 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from codec.atomic import write_atomically
 from codec.entropy import EntropyModel, EntropyModelConfig, load_entropy_model, save_entropy_model
 from codec.entropy.model import ENTROPY_WEIGHTS
 from codec.errors import CodecError, TrainingStopped
 from codec.train import distributed
 from codec.train.recipe import OptimConfig, RunConfig, _coerce, model_named_by
+from codec.train.stopping import signal_name, stop_after_step
 from codec.train.trainer import (
     CHECKPOINT_FILE,
+    _check_resumed_recipe,
     _check_run_dir,
     _learning_rate,
     _save_checkpoint,
@@ -105,20 +108,25 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     By default, on the CPU each file goes through ``codec.coding.encode_audio`` (what ``codec
     encode`` writes); on a GPU (or with ``offline``) through one offline ``encode`` of the whole
     file at the codec's sample rate, padded to whole frames: the same codes up to floating-point
-    near-ties (tests).
+    near-ties (tests). The cache is used only for the same codec weights and the same files (a
+    changed ``data.codec_model`` or folder, on ``--resume`` too, codes the folder again).
     """
     from codec.models import load_model
     from codec.train.data import find_audio_files
 
-    if cache.is_file():
-        stored = np.load(cache)
-        return [stored[f"c{i}"] for i in range(len(stored.files))]
     with model_named_by("data.codec_model"):
         codec_model = load_model(recipe.data.codec_model)
     if codec_model.config.name != recipe.entropy.codec:
         raise CodecError(f"entropy.codec is '{recipe.entropy.codec}' but data.codec_model="
                          f"{recipe.data.codec_model} is a '{codec_model.config.name}' model")
     files = find_audio_files(folder)
+    source = _codes_source(codec_model.weights_sha256, files)
+    if cache.is_file():
+        stored = np.load(cache)
+        if "source" in stored.files and str(stored["source"]) == source:
+            return [stored[f"c{i}"] for i in range(len(stored.files) - 1)]
+        console.print(f"note: {cache} holds the codes of another codec or other files; coding {folder} again",
+                      highlight=False)
     kbps = max(codec_model.config.bitrates_kbps)
     offline = device.type != "cpu" if offline is None else offline
     codec_model.to(device)
@@ -129,8 +137,16 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **{f"c{i}": c for i, c in enumerate(codes)})
+    write_atomically(cache, lambda tmp: np.savez(tmp, source=np.array(source),
+                                                 **{f"c{i}": c for i, c in enumerate(codes)}))
     return codes
+
+
+def _codes_source(weights_sha256: str, files: list[Path]) -> str:
+    """What the cached codes of a folder (or manifest) depend on: the codec's weights, and each
+    file's path and size."""
+    listing = "\n".join(f"{path.resolve()}\t{path.stat().st_size}" for path in files)
+    return f"{weights_sha256} {hashlib.sha256(listing.encode()).hexdigest()}"
 
 
 def _code_files(codec_model, files: list[Path], kbps: float, offline: bool, device: torch.device,
@@ -180,8 +196,8 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
         CodecError: for a checkpoint conflict (as ``codec.train.train``), unusable data, a
             ``run.device`` that is not there, or a ``run.init_from`` without an entropy model of
             the recipe's configuration.
-        TrainingStopped: after SIGTERM, which stops the run after the step in progress, with a
-            checkpoint and model saved.
+        TrainingStopped: after Ctrl-C (SIGINT) or SIGTERM, which stop the run after the step in
+            progress, with a checkpoint and model saved.
     """
     console = console or Console(stderr=True)
     run = recipe.run
@@ -209,8 +225,9 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
         model.load_state_dict(initial.state_dict())
         console.print(f"init_from {run.init_from}: starting from its entropy model")
     if resume:
-        state = restore_checkpoint(checkpoint_path, model, optimizer, crops)
+        state = restore_checkpoint(checkpoint_path, model, optimizer, crops, recipe)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
+        _check_resumed_recipe(state, recipe, checkpoint_path, console)
     else:
         _set_aside_earlier_log(out_dir, console)
     console.print(f"training {recipe.entropy.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
@@ -219,43 +236,45 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     deadline = start + 60 * run.max_minutes if run.max_minutes else math.inf
     total, count = 0.0, 0
     model.train()
-    stop_requested = []  # SIGTERM: stop after this step with a checkpoint
-    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop_requested.append(True))
-    while step < run.max_steps and time.monotonic() < deadline and not stop_requested:
-        for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(recipe, step)
-        num_codebooks = int(crops.rng.choice(recipe.data.codebook_choices))
-        loss = model.bits(crops.batch(run.batch_size, num_codebooks).to(device))
-        optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            continue
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
-        optimizer.step()
-        step += 1
-        total, count = total + float(loss.detach()), count + 1
-        now = time.monotonic()
-        if step % run.log_every == 0:
-            record = {"step": step, "bits_per_code": round(total / count, 4),
-                      "steps_per_s": round(count / (now - last_log), 3),  # count: steps since the last log
-                      "total_min": round((previous_seconds + now - start) / 60, 2)}
-            with open(out_dir / "train.log", "a") as log:
-                log.write(json.dumps(record) + "\n")
-            console.print(" ".join(f"{k}={v}" for k, v in record.items()), highlight=False)
-            total, count, last_log = 0.0, 0, now
-        if now - last_checkpoint > 60 * run.checkpoint_minutes:
-            _save_checkpoint(checkpoint_path, model, optimizer, step, previous_seconds + now - start, recipe, crops)
-            save_entropy_model(model, out_dir / "model")
-            _log_held_out(out_dir, console, model, dev, step)
-            last_checkpoint = now
-    signal.signal(signal.SIGTERM, previous_handler)
+    with stop_after_step() as stop_requested:
+        while step < run.max_steps and time.monotonic() < deadline and not stop_requested:
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(recipe, step)
+            num_codebooks = int(crops.rng.choice(recipe.data.codebook_choices))
+            loss = model.bits(crops.batch(run.batch_size, num_codebooks).to(device))
+            optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                continue
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
+            optimizer.step()
+            step += 1
+            total, count = total + float(loss.detach()), count + 1
+            now = time.monotonic()
+            if step % run.log_every == 0:
+                record = {"step": step, "bits_per_code": round(total / count, 4),
+                          "steps_per_s": round(count / (now - last_log), 3),  # count: steps since the last log
+                          "total_min": round((previous_seconds + now - start) / 60, 2)}
+                with open(out_dir / "train.log", "a") as log:
+                    log.write(json.dumps(record) + "\n")
+                console.print(" ".join(f"{k}={v}" for k, v in record.items()), highlight=False)
+                total, count, last_log = 0.0, 0, now
+            if now - last_checkpoint > 60 * run.checkpoint_minutes:
+                _save_checkpoint(checkpoint_path, model, optimizer, step, previous_seconds + now - start, recipe,
+                                 crops)
+                save_entropy_model(model, out_dir / "model")
+                _log_held_out(out_dir, console, model, dev, step)
+                last_checkpoint = now
     elapsed = previous_seconds + time.monotonic() - start
     _save_checkpoint(checkpoint_path, model, optimizer, step, elapsed, recipe, crops)
     save_entropy_model(model, out_dir / "model")
     _log_held_out(out_dir, console, model, dev, step)
+    if stop_requested:
+        console.print(f"stopped by {signal_name(stop_requested[0])} after the step in progress; "
+                      "continue with --resume")
     console.print(f"stopped at step {step}; entropy model in {out_dir / 'model'}")
     if stop_requested:
-        raise TrainingStopped(signal.SIGTERM, str(checkpoint_path))
+        raise TrainingStopped(stop_requested[0], str(checkpoint_path))
     return out_dir
 
 

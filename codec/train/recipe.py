@@ -430,6 +430,11 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
     if "entropy" in values:
         from codec.train.entropy_trainer import EntropyRecipe
 
+        codec_only = sorted(set(values) & {"model", "loss", "gan"})
+        if codec_only:
+            raise CodecError(f"{path}: the recipe has an 'entropy' section (an entropy-model recipe) and codec "
+                             f"sections ({', '.join(codec_only)}); a recipe trains a codec or an entropy model, "
+                             f"not both (entropy recipes: entropy, data, optim, run)")
         return EntropyRecipe.from_dict(values)
     return Recipe.from_dict(values)
 

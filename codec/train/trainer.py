@@ -19,7 +19,6 @@ import dataclasses
 import json
 import math
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from codec.atomic import write_atomically
 from codec.errors import CodecError, TrainingStopped
 from codec.models import ConvCodec, build_model, save_model
+from codec.models.loading import inherit_code_readers
 from codec.quantization.vq import FactorizedVectorQuantizer, widen_lookup
 from codec.train import distributed
 from codec.train.data import Augmentation, RandomCropDataset
@@ -44,6 +44,7 @@ from codec.train.monitor import Monitor
 from codec.train.pesq_loss import PesqDisturbanceLoss
 from codec.train.recipe import Recipe, model_named_by, reconstruction_weights
 from codec.train.stoi_loss import StoiLoss
+from codec.train.stopping import signal_name, stop_after_step
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -103,11 +104,14 @@ def restore_checkpoint(path: Path, model, optimizer, data=None, recipe=None) -> 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError):
-        changed = _changed_values(state.get("recipe", {}), recipe.to_dict() if recipe else {})
+        saved = state.get("recipe", {})
+        changed = _changed_values(saved, recipe.to_dict() if recipe else {})
+        needs = ("entropy section (another entropy model trains from the start, in another run.out_dir)"
+                 if "entropy" in saved else f"model section and optim.freeze (to train from its weights "
+                 f"instead, start a new run with run.init_from={path.parent / 'model'})")
         raise CodecError(f"{path}: its model or optimizer does not fit this recipe"
                          f"{' (changed: ' + ', '.join(changed) + ')' if changed else ''}; --resume needs the "
-                         f"checkpoint's model section and optim.freeze (to train from its weights instead, "
-                         f"start a new run with run.init_from={path.parent / 'model'})") from None
+                         f"checkpoint's {needs}") from None
     torch.set_rng_state(state["torch_rng"])
     if data is not None:
         data.rng.bit_generator.state = json.loads(state["data_rng"])
@@ -120,7 +124,7 @@ RESUMABLE_RUN_KEYS = ("max_steps", "max_minutes", "threads", "log_every", "check
 
 
 def _check_resumed_recipe(state: dict, recipe, checkpoint_path: Path, console: Console) -> None:
-    """On ``--resume``, name the recipe values that differ from the ones the run was started with
+    """On ``--resume``, name the recipe values that differ from the ones the run last trained with
     (the checkpoint's resolved recipe): the recipe and ``-o`` given now are what the run goes on
     with, so a forgotten ``-o data.train_dir=...`` would silently change the data.
 
@@ -140,17 +144,18 @@ def _check_resumed_recipe(state: dict, recipe, checkpoint_path: Path, console: C
                for key in sorted(set(before) | set(after))
                if before.get(key) != after.get(key) and not (section == "run" and key in RESUMABLE_RUN_KEYS)]
     if saved and changed:
-        console.print(f"note: resuming with recipe values that differ from the run's start ({', '.join(changed)}); "
-                      f"pass -o section.key=value to keep the earlier ones", highlight=False)
+        console.print(f"note: resuming with recipe values that differ from those the run last trained with "
+                      f"({', '.join(changed)}); pass -o section.key=value to keep the earlier ones", highlight=False)
 
 
 MAX_NON_FINITE_IN_A_ROW = 100   # skipped steps in a row that mean the run has diverged, not hit a bad batch
 
 
 def _changed_values(before: dict, after: dict) -> list[str]:
-    """``section.key=old -> new`` for the model values and frozen parts that differ between two recipes."""
+    """``section.key=old -> new`` for the model values (a codec's or an entropy model's) and frozen
+    parts that differ between two recipes."""
     changed = []
-    for section, keys in (("model", None), ("optim", ("freeze",))):
+    for section, keys in (("model", None), ("entropy", None), ("optim", ("freeze",))):
         old, new = before.get(section, {}), after.get(section, {})
         for key in keys or sorted(set(old) | set(new)):
             if old.get(key) != new.get(key):
@@ -256,6 +261,29 @@ def _named_parts(model: torch.nn.Module, names: list[str], option: str) -> list[
         raise CodecError(f"{option}: {', '.join(unknown)} not in the model (name modules, such as "
                          f"decoder.1, not parameters); its parts are {top}")
     return [modules[name] for name in names]
+
+
+def _code_source(init_from: str, resume: bool, console: Console) -> ConvCodec | None:
+    """The model ``run.init_from`` names (with ``model_dir``, the folder it was loaded from): the
+    weights a new run starts from, and on resume the model whose codes a run with a frozen
+    encoder and quantizer keeps making. On resume it may be gone (None, with a note).
+
+    Raises:
+        CodecError: for a new run, if it cannot be loaded (naming ``run.init_from``).
+    """
+    from codec.models import load_model
+    from codec.models.loading import resolve_model_dir
+
+    try:
+        with model_named_by("run.init_from"):
+            source = load_model(init_from)
+            source.model_dir = resolve_model_dir(init_from)
+    except CodecError as error:
+        if not resume:
+            raise
+        console.print(f"note: {error}; the run's model will not read its .codes files", highlight=False)
+        return None
+    return source
 
 
 def _check_run_dir(checkpoint_path: Path, resume: bool) -> None:
@@ -369,12 +397,9 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         gan = GanStage(recipe.gan, loss_cfg, wrap, device)
 
     step, previous_seconds = 0, 0.0
-    if run.init_from and not resume:
+    source = _code_source(run.init_from, resume, console) if run.init_from else None
+    if source is not None and not resume:
         # continue training across machines from shipped weights (a fresh optimizer state)
-        from codec.models import load_model
-
-        with model_named_by("run.init_from"):
-            source = load_model(run.init_from)
         _load_initial_weights(model, source, run.init_from, console, run.init_fresh)
     if resume:
         state = restore_checkpoint(checkpoint_path, model, optimizer, dataset if world_size == 1 else None, recipe)
@@ -384,9 +409,10 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         _check_resumed_recipe(state, recipe, checkpoint_path, console)
         if ema is not None and "ema" in state:   # (a checkpoint without one: it starts from these weights)
             ema.load_state_dict(state["ema"])
-        if step >= run.max_steps:
+        if step >= run.max_steps:   # the checkpoint and model stay as they are (with the recipe they record)
             console.print(f"the run is at step {step}, and run.max_steps={run.max_steps}: nothing to train; "
                           f"raise run.max_steps to go on")
+            return ema.module if ema is not None and ema.n_averaged > 0 else model
     out_dir.mkdir(parents=True, exist_ok=True)
     if main_process and not resume:
         _set_aside_earlier_log(out_dir, console)
@@ -420,7 +446,10 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         extra = {**({"gan": gan.state_dict()} if gan else {}), **({"ema": ema.state_dict()} if ema else {})}
         _save_checkpoint(checkpoint_path, model, optimizer, step, previous_seconds + now - start_time, recipe,
                          dataset, extra)
-        save_model(exported(), out_dir / "model")
+        exported_model = exported()
+        save_model(exported_model, out_dir / "model")
+        if source is not None:   # a decoder fine-tuned on frozen codes reads its source's files
+            inherit_code_readers(out_dir / "model", exported_model, source, source.model_dir)
 
     def exported() -> torch.nn.Module:
         """The weights a run's user gets: the moving average where there is one."""
@@ -435,109 +464,97 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     deadline = start_time + 60 * run.max_minutes if run.max_minutes else math.inf
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}  {task.fields[rate]:.2f} steps/s"), TimeRemainingColumn()]
-    stop_requested, streak = [], 0   # streak: non-finite steps in a row
+    streak = 0   # non-finite steps in a row
+    with stop_after_step() as stop_requested, \
+            Progress(*columns, console=console, transient=True, disable=not main_process) as progress:
+        task = progress.add_task("train", total=run.max_steps, completed=step, loss=math.nan, rate=0.0)
+        while not distributed.any_true(step >= run.max_steps or time.monotonic() >= deadline
+                                       or bool(stop_requested)):
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(recipe, step)
+            if hasattr(model, "bypass_quantizer"):
+                model.bypass_quantizer = step < loss_cfg.quantizer_warmup_steps
+            wav = dataset.batch(run.batch_size).to(device)
+            num_codebooks = choices[torch.multinomial(probs, run.batch_size, replacement=True)].to(device)
+            with autocast:
+                output = replica(wav, num_codebooks)
+            y_hat = output.audio.float()  # losses in float32: STFTs of bf16 lose the quiet parts
+            parts = {"mel": mel_loss(y_hat, wav), "stft": stft_loss(y_hat, wav)}
+            if loss_cfg.complex_weight > 0:
+                enough_bits = num_codebooks >= loss_cfg.complex_min_codebooks
+                parts["complex"] = _loss_on_items(complex_loss, y_hat, wav, enough_bits)
+            if loss_cfg.phase_weight > 0:
+                parts["phase"] = phase_loss(y_hat, wav)
+            if loss_cfg.pesq_weight > 0:
+                parts["pesq"] = pesq_loss(y_hat, wav)
+            if loss_cfg.stoi_weight > 0:
+                parts["stoi"] = stoi_loss(y_hat, wav)
+            adversarial = gan is not None and step >= recipe.gan.discriminator_warmup_steps
+            if gan is not None:
+                parts["discriminator"] = torch.tensor(gan.discriminator_step(wav, y_hat))
+            if adversarial:
+                parts.update(gan.generator_losses(wav, y_hat))
+            quantizer_loss = (loss_cfg.commitment_weight * output.quantized.commitment_loss
+                              + loss_cfg.codebook_weight * output.quantized.codebook_loss)
+            if loss_cfg.latent_weight > 0 and output.quantized.latent_loss is not None:
+                quantizer_loss = quantizer_loss + loss_cfg.latent_weight * output.quantized.latent_loss
+            if output.consistency is not None:  # TiCodec: a latent-side loss, like the commitment
+                quantizer_loss = quantizer_loss + loss_cfg.consistency_weight * output.consistency
+            audio_losses = {k: v for k, v in parts.items() if k != "discriminator"}
+            if not adversarial:
+                loss = sum(weights[name] * value for name, value in audio_losses.items()) + quantizer_loss
+            else:  # the GAN stage weights them (or its balancer); the plain sum is logged and checked
+                loss = sum(audio_losses.values()) + quantizer_loss
+            optimizer.zero_grad(set_to_none=True)
+            finite = not distributed.any_true(not torch.isfinite(loss))  # every rank skips together
+            if finite:
+                if adversarial:  # one backward pass: the balanced audio gradient plus the quantizer's
+                    outputs, gradients = [y_hat], [gan.audio_gradient(audio_losses, y_hat)]
+                    if quantizer_loss.requires_grad:  # not with a frozen encoder and quantizer
+                        outputs.append(quantizer_loss)
+                        gradients.append(None)
+                    torch.autograd.backward(outputs, gradients)
+                else:
+                    loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, recipe.optim.grad_clip)
+                finite = bool(torch.isfinite(grad_norm))
+            if not finite:
+                skipped, streak = skipped + 1, streak + 1
+                if streak >= MAX_NON_FINITE_IN_A_ROW:
+                    break
+                continue
+            optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            step, streak = step + 1, 0
+            parts.update(commitment=output.quantized.commitment_loss, codebook=output.quantized.codebook_loss,
+                         loss=loss)
+            if output.quantized.latent_loss is not None:
+                parts["latent"] = output.quantized.latent_loss
+            if output.consistency is not None:
+                parts["consistency"] = output.consistency
+            parts = {k: v.float() for k, v in parts.items()}
+            for name, value in parts.items():   # per-name counts: GAN losses start after a warm-up
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+                counts[name] = counts.get(name, 0) + 1
 
-    def stop_at_step_end(signum, frame) -> None:
-        stop_requested.append(signum)
-        if signum == signal.SIGINT:   # a second Ctrl-C stops at once (without saving)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    # (a SIGINT that the launching shell ignores, as for a background job, stays ignored)
-    signals = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
-    previous_handlers = {signum: signal.signal(signum, stop_at_step_end) for signum in signals}
-    try:
-        with Progress(*columns, console=console, transient=True, disable=not main_process) as progress:
-            task = progress.add_task("train", total=run.max_steps, completed=step, loss=math.nan, rate=0.0)
-            while not distributed.any_true(step >= run.max_steps or time.monotonic() >= deadline
-                                           or bool(stop_requested)):
-                for group in optimizer.param_groups:
-                    group["lr"] = _learning_rate(recipe, step)
-                if hasattr(model, "bypass_quantizer"):
-                    model.bypass_quantizer = step < loss_cfg.quantizer_warmup_steps
-                wav = dataset.batch(run.batch_size).to(device)
-                num_codebooks = choices[torch.multinomial(probs, run.batch_size, replacement=True)].to(device)
-                with autocast:
-                    output = replica(wav, num_codebooks)
-                y_hat = output.audio.float()  # losses in float32: STFTs of bf16 lose the quiet parts
-                parts = {"mel": mel_loss(y_hat, wav), "stft": stft_loss(y_hat, wav)}
-                if loss_cfg.complex_weight > 0:
-                    enough_bits = num_codebooks >= loss_cfg.complex_min_codebooks
-                    parts["complex"] = _loss_on_items(complex_loss, y_hat, wav, enough_bits)
-                if loss_cfg.phase_weight > 0:
-                    parts["phase"] = phase_loss(y_hat, wav)
-                if loss_cfg.pesq_weight > 0:
-                    parts["pesq"] = pesq_loss(y_hat, wav)
-                if loss_cfg.stoi_weight > 0:
-                    parts["stoi"] = stoi_loss(y_hat, wav)
-                adversarial = gan is not None and step >= recipe.gan.discriminator_warmup_steps
-                if gan is not None:
-                    parts["discriminator"] = torch.tensor(gan.discriminator_step(wav, y_hat))
-                if adversarial:
-                    parts.update(gan.generator_losses(wav, y_hat))
-                quantizer_loss = (loss_cfg.commitment_weight * output.quantized.commitment_loss
-                                  + loss_cfg.codebook_weight * output.quantized.codebook_loss)
-                if loss_cfg.latent_weight > 0 and output.quantized.latent_loss is not None:
-                    quantizer_loss = quantizer_loss + loss_cfg.latent_weight * output.quantized.latent_loss
-                if output.consistency is not None:  # TiCodec: a latent-side loss, like the commitment
-                    quantizer_loss = quantizer_loss + loss_cfg.consistency_weight * output.consistency
-                audio_losses = {k: v for k, v in parts.items() if k != "discriminator"}
-                if not adversarial:
-                    loss = sum(weights[name] * value for name, value in audio_losses.items()) + quantizer_loss
-                else:  # the GAN stage weights them (or its balancer); the plain sum is logged and checked
-                    loss = sum(audio_losses.values()) + quantizer_loss
-                optimizer.zero_grad(set_to_none=True)
-                finite = not distributed.any_true(not torch.isfinite(loss))  # every rank skips together
-                if finite:
-                    if adversarial:  # one backward pass: the balanced audio gradient plus the quantizer's
-                        outputs, gradients = [y_hat], [gan.audio_gradient(audio_losses, y_hat)]
-                        if quantizer_loss.requires_grad:  # not with a frozen encoder and quantizer
-                            outputs.append(quantizer_loss)
-                            gradients.append(None)
-                        torch.autograd.backward(outputs, gradients)
-                    else:
-                        loss.backward()
-                    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, recipe.optim.grad_clip)
-                    finite = bool(torch.isfinite(grad_norm))
-                if not finite:
-                    skipped, streak = skipped + 1, streak + 1
-                    if streak >= MAX_NON_FINITE_IN_A_ROW:
-                        break
-                    continue
-                optimizer.step()
-                if ema is not None:
-                    ema.update_parameters(model)
-                step, streak = step + 1, 0
-                parts.update(commitment=output.quantized.commitment_loss, codebook=output.quantized.codebook_loss,
-                             loss=loss)
-                if output.quantized.latent_loss is not None:
-                    parts["latent"] = output.quantized.latent_loss
-                if output.consistency is not None:
-                    parts["consistency"] = output.consistency
-                parts = {k: v.float() for k, v in parts.items()}
-                for name, value in parts.items():   # per-name counts: GAN losses start after a warm-up
-                    sums[name] = sums.get(name, 0.0) + float(value.detach())
-                    counts[name] = counts.get(name, 0) + 1
-
-                now = time.monotonic()
-                progress.update(task, completed=step, loss=float(loss.detach()),
-                                rate=(step - first_step) / (now - start_time))
-                if step % run.log_every == 0:
-                    record = {"step": step, **{k: round(v / counts[k], 4) for k, v in sums.items()},
-                              "steps_per_s": round((step - last_log_step) / (now - last_log), 3),
-                              "lr": optimizer.param_groups[0]["lr"], "skipped": skipped,
-                              "elapsed_min": round((now - start_time) / 60, 2),
-                              "total_min": round((previous_seconds + now - start_time) / 60, 2)}
-                    monitor.scalars(step, record, model.quantizer.perplexities())
-                    sums, counts, last_log, last_log_step = {}, {}, now, step
-                if step % run.audio_every == 0:
-                    monitor.audio(step, wav.cpu(), y_hat.cpu(), sample_rate,
-                                  [layer.usage.cpu() for layer in model.quantizer.layers])
-                if now - last_checkpoint > 60 * run.checkpoint_minutes and main_process:
-                    checkpoint(now)
-                    last_checkpoint = now
-    finally:   # whatever ends the loop, the process gets its own handlers back
-        for signum, handler in previous_handlers.items():
-            signal.signal(signum, handler)
+            now = time.monotonic()
+            progress.update(task, completed=step, loss=float(loss.detach()),
+                            rate=(step - first_step) / (now - start_time))
+            if step % run.log_every == 0:
+                record = {"step": step, **{k: round(v / counts[k], 4) for k, v in sums.items()},
+                          "steps_per_s": round((step - last_log_step) / (now - last_log), 3),
+                          "lr": optimizer.param_groups[0]["lr"], "skipped": skipped,
+                          "elapsed_min": round((now - start_time) / 60, 2),
+                          "total_min": round((previous_seconds + now - start_time) / 60, 2)}
+                monitor.scalars(step, record, model.quantizer.perplexities())
+                sums, counts, last_log, last_log_step = {}, {}, now, step
+            if step % run.audio_every == 0:
+                monitor.audio(step, wav.cpu(), y_hat.cpu(), sample_rate,
+                              [layer.usage.cpu() for layer in model.quantizer.layers])
+            if now - last_checkpoint > 60 * run.checkpoint_minutes and main_process:
+                checkpoint(now)
+                last_checkpoint = now
     if streak >= MAX_NON_FINITE_IN_A_ROW:  # diverged: the last checkpoint (from before) is kept as it is
         monitor.close()
         then = "then resume from it" if checkpoint_path.exists() else "then start the run again (nothing was saved)"
@@ -547,8 +564,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     if main_process:
         checkpoint(time.monotonic())
         if stop_requested:
-            name = "Ctrl-C" if signal.SIGINT in stop_requested else "SIGTERM"
-            console.print(f"stopped by {name} after the step in progress; continue with --resume")
+            console.print(f"stopped by {signal_name(stop_requested[0])} after the step in progress; "
+                          "continue with --resume")
         console.print(f"stopped at step {step} ({skipped} non-finite steps skipped); "
                       f"checkpoint {checkpoint_path}, model {out_dir / 'model'}")
     monitor.close()
