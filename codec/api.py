@@ -156,6 +156,12 @@ class Codec:
     def bitrates_kbps(self) -> list[float]:
         return list(self.network.config.bitrates_kbps)
 
+    @property
+    def latency(self) -> int:
+        """Samples (at ``sample_rate``) by which streaming decoding lags the input: one code frame
+        plus the decoder's look-ahead (``codec.streaming``)."""
+        return self.network.latency
+
     def encode(self, audio, sample_rate: int, bitrate: float = 6.0, refine_steps: int = 0) -> Codes:
         """Encode audio at any rate: numpy ``[T]`` or ``[T, C]``, or torch ``[T]`` or ``[C, T]``,
         floats in [-1, 1]. ``bitrate`` in kbps, one of ``bitrates_kbps``. ``refine_steps`` > 0

@@ -45,15 +45,25 @@ def find_inputs(source: Path | str) -> list[Path]:
 
 
 def _manifest_paths(manifest: Path) -> list[str]:
-    text = manifest.read_text()
+    """The paths a manifest lists, in order.
+
+    Raises:
+        CodecError: naming the manifest (and the line) that cannot be read or holds no path.
+    """
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8 text"
+        raise CodecError(f"{manifest}: cannot read the manifest ({reason})") from None
     suffix = manifest.suffix.lower()
     if suffix == ".tsv":
-        rows = list(csv.DictReader(text.splitlines(), delimiter="\t"))
-        if rows and "path" not in rows[0]:
+        reader = csv.DictReader(lines, delimiter="\t")
+        if reader.fieldnames is not None and "path" not in reader.fieldnames:
             raise CodecError(f"{manifest}: the TSV header has no 'path' column")
-        return [row["path"] for row in rows]
+        return [_listed_path(manifest, reader.line_num, row.get("path"), "a 'path' column value")
+                for row in reader]
     paths = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         if suffix == ".scp":
@@ -63,10 +73,22 @@ def _manifest_paths(manifest: Path) -> list[str]:
             paths.append(fields[1].strip())
             continue
         try:
-            paths.append(json.loads(line)["path"])
-        except (ValueError, KeyError, TypeError):
+            entry = json.loads(line)["path"]
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise CodecError(f"{manifest}:{number}: not a JSON object with a 'path' key") from None
+        paths.append(_listed_path(manifest, number, entry, "a 'path' that is a string"))
     return paths
+
+
+def _listed_path(manifest: Path, number: int, entry, expected: str) -> str:
+    """``entry``, a manifest's path on line ``number``, if it is a non-empty string.
+
+    Raises:
+        CodecError: naming the manifest's line and what it should hold.
+    """
+    if not isinstance(entry, str) or not entry.strip():
+        raise CodecError(f"{manifest}:{number}: expected {expected} (a file path), got {entry!r}")
+    return entry
 
 
 def _resolve(manifest: Path, entry: str) -> Path:

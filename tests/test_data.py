@@ -31,6 +31,21 @@ def test_manifests(folder):
         find_inputs(folder / "bad.scp")
 
 
+@pytest.mark.parametrize("name, text, expected", [
+    ("short.tsv", "speaker\tpath\nx\tclip0.wav\ny\n", r"short.tsv:3: expected a 'path' column value .*got None"),
+    ("empty.tsv", "path\n\"\"\n", r"empty.tsv:2: expected a 'path' column value .*got ''"),
+    ("null.jsonl", '{"path": "clip0.wav"}\n{"path": null}\n', r"null.jsonl:2: expected a 'path' that is a string"),
+    ("number.jsonl", '{"path": 3}\n', r"number.jsonl:1: expected a 'path' that is a string .*got 3"),
+    ("deep.jsonl", "[" * 100000 + "\n", r"deep.jsonl:1: not a JSON object with a 'path' key"),
+    ("latin.tsv", b"path\ncaf\xe9.wav\n", r"latin.tsv: cannot read the manifest \(not UTF-8 text\)"),
+])
+def test_a_malformed_manifest_names_its_line(folder, name, text, expected):
+    path = folder / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(CodecError, match=expected):
+        find_inputs(path)
+
+
 def test_level_normalisation(folder):
     data = RandomCropDataset(folder, 16000, 8000, level_db=(-30.0, -20.0))
     batch = data.batch(16).numpy()

@@ -93,6 +93,9 @@ def test_a_file_from_a_model_installed_under_another_folder_name_decodes_by_itse
     assert invoke("encode", source, tmp_path / "a.codes", "--model", "mine").exit_code == 0
     result = invoke("decode", tmp_path / "a.codes", tmp_path / "a.wav")
     assert result.exit_code == 0, result.output
+    for name in ("tiny-16k", "mine"):   # the name the file (and codec info) shows works as --model too
+        result = invoke("decode", tmp_path / "a.codes", tmp_path / f"by-{name}.wav", "--model", name)
+        assert result.exit_code == 0, result.output
     (installed / "mine" / "config.json").write_text("{}")   # no folder has the file's model now
     result = invoke("decode", tmp_path / "a.codes", tmp_path / "b.wav")
     assert result.exit_code == 1 and "model 'tiny-16k' not found" in result.output

@@ -90,6 +90,7 @@ def test_sessions_take_the_loaded_codec_as_the_readme_shows(tiny_model_dir):
     audio = 0.1 * torch.randn(1, 1, 3000)
     codes, decoded = run_sessions(model, audio, 640)
     assert torch.equal(codes, run_sessions(model.network, audio, 640)[0]) and decoded.shape[-1] >= 3000
+    assert model.latency == model.network.latency > 0   # what the streamed output lags by, in samples
     with pytest.raises(ValueError, match="num_codebooks 99: this model has 1 to"):
         StreamingEncoder(model, 99)
     with pytest.raises(TypeError, match="takes a model from codec.load_model, not str"):

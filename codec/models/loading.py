@@ -33,8 +33,17 @@ COMPATIBLE_FILE = "compatible_weights.json"   # earlier weights whose .codes fil
 
 
 def shipped_models_dir() -> Path:
-    """The repository's ``models/``: the models that ship with the package."""
-    return Path(__file__).resolve().parents[2] / "models"
+    """The models that ship with the package: the repository's ``models/`` in a source checkout
+    (and an editable install), else where a wheel installed them (``<prefix>/share/codec/models``,
+    from ``data-files`` in pyproject.toml; the prefix is a few folders above the package, as for
+    a virtual environment, ``pip install --prefix`` or ``--user``)."""
+    package = Path(__file__).resolve().parents[1]
+    if (package.parent / "pyproject.toml").is_file() and (package.parent / "models").is_dir():
+        return package.parent / "models"
+    for prefix in list(package.parents)[:5]:
+        if (prefix / "share" / "codec" / "models").is_dir():
+            return prefix / "share" / "codec" / "models"
+    return package.parent / "models"   # (none: lookups by name find no shipped model)
 
 
 def models_dir() -> Path:
@@ -66,24 +75,39 @@ def models_with_entropy() -> list[str]:
 
 
 def resolve_model_dir(name_or_path: str | Path | None) -> Path:
-    """A model directory from a shipped model's name or a path.
+    """A model directory from a path, or a model's name: the folder of that name on the search
+    path, or else an installed model saved under another folder name whose config has that name
+    (the name ``.codes`` files and ``codec info`` show).
 
     Raises:
-        ModelNotFoundError: if neither a directory with a config nor a shipped model of that name exists.
+        ModelNotFoundError: if neither a directory with a config nor a model of that name exists.
     """
     name_or_path = name_or_path or DEFAULT_MODEL
+    found = _model_dir_named(name_or_path) or next(iter(_folders_whose_config_is_named(str(name_or_path))), None)
+    if found is not None:
+        return found
     candidate = Path(name_or_path)
-    if (candidate / CONFIG_FILE).is_file():
-        return candidate
-    for folder in model_search_path():
-        if (folder / str(name_or_path) / CONFIG_FILE).is_file():
-            return folder / str(name_or_path)
     if candidate.is_dir():
         raise ModelNotFoundError(f"{candidate}: not a model directory (it has no {CONFIG_FILE}), and no "
                                  f"shipped model has that name", is_folder=True)
     available = [p.name for p in available_models()]
     raise ModelNotFoundError(f"model '{name_or_path}' not found: not a model directory, and no shipped "
                              f"or installed model has that name (by name: {', '.join(available) or 'none'})")
+
+
+def _model_dir_named(name_or_path: str | Path) -> Path | None:
+    """The directory at that path, or the folder of that name on the search path (None if neither)."""
+    candidate = Path(name_or_path)
+    if (candidate / CONFIG_FILE).is_file():
+        return candidate
+    for folder in model_search_path():
+        if (folder / str(name_or_path) / CONFIG_FILE).is_file():
+            return folder / str(name_or_path)
+    return None
+
+
+def _folders_whose_config_is_named(name: str) -> list[Path]:
+    return [folder for folder in available_models() if _config_name(folder) == name]
 
 
 def model_dir_for_codes(name: str, weights: str) -> Path:
@@ -95,12 +119,12 @@ def model_dir_for_codes(name: str, weights: str) -> Path:
     Raises:
         ModelNotFoundError: as ``resolve_model_dir`` for ``name``, if no folder has such a config.
     """
-    try:
-        return resolve_model_dir(name)
-    except ModelNotFoundError:
-        renamed = [folder for folder in available_models() if _config_name(folder) == name]
-        if not renamed:
-            raise
+    direct = _model_dir_named(name)
+    if direct is not None:
+        return direct
+    renamed = _folders_whose_config_is_named(name)
+    if not renamed:
+        return resolve_model_dir(name)   # raises: no model of that name
     matching = [folder for folder in renamed
                 if weights and (weights_hash(folder).startswith(weights) or weights in _readable_prefixes(folder))]
     return (matching or renamed)[0]
@@ -271,6 +295,30 @@ def ship_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = tor
     if own in listed:                            # shipped the same weights again
         listed.remove(own)
         _write_compatible(model_dir, listed)
+    return listed
+
+
+def inherit_code_readers(model_dir: Path | str, model: ConvCodec, source: ConvCodec, source_dir: Path) -> list[str]:
+    """After ``save_model(model, model_dir)`` of a run that started from ``source`` (loaded from
+    ``source_dir``): if ``model`` makes the same codes (``makes_same_codes``: a decoder fine-tuned
+    with the encoder and quantizer frozen), it reads the ``.codes`` files of ``source`` and those
+    ``source`` reads (``compatible_weights.json``), and ``source``'s entropy model codes its codes
+    as well (copied beside). Otherwise neither is there. Returns the prefixes listed.
+    """
+    from codec.entropy.model import ENTROPY_CONFIG, ENTROPY_WEIGHTS
+
+    model_dir, source_dir = Path(model_dir), Path(source_dir)
+    same = makes_same_codes(source, model)
+    listed = list(dict.fromkeys([source.weights_sha256[:8], *source.readable_weights])) if same else []
+    own = weights_hash(model_dir)[:8]
+    listed = [prefix for prefix in listed if prefix != own]
+    _write_compatible(model_dir, listed)
+    for name in (ENTROPY_WEIGHTS, ENTROPY_CONFIG):   # the weights first: never a config without them
+        if same and (source_dir / ENTROPY_WEIGHTS).is_file() and (source_dir / ENTROPY_CONFIG).is_file():
+            data = (source_dir / name).read_bytes()
+            write_atomically(model_dir / name, lambda tmp, data=data: tmp.write_bytes(data))
+        else:
+            (model_dir / name).unlink(missing_ok=True)
     return listed
 
 
