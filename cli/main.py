@@ -147,6 +147,16 @@ def _named_path(argument: str, name: str) -> Path:
     return _as_path(argument)
 
 
+def _check_out_folder(out: Path) -> None:
+    """``--out`` names a folder of several files: ``-`` (stdout elsewhere) is refused.
+
+    Raises:
+        CodecError: for ``-``.
+    """
+    if str(out) == "-":
+        raise CodecError("--out -: the results are several files, not a stream for stdout; name a folder")
+
+
 def _as_path(argument: str) -> Path:
     """A path argument as a Path. ``./-`` names a file called ``-``, which ``Path`` would shorten
     to ``-`` (stdin or stdout); it is kept apart as an absolute path."""
@@ -581,6 +591,7 @@ def evaluate(
     from codec.refine import check_refine_steps
 
     input = _named_path(input, "INPUT")
+    _check_out_folder(out)
     if out.exists() and not out.is_dir():
         raise CodecError(f"--out {out}: is a file; give a folder for the results")
     written = [out / name for name in EVAL_OUTPUTS if (out / name).exists()]
@@ -677,6 +688,7 @@ def export(
 
     if format != "onnx":
         raise CodecError(f"--format {format!r} is not supported; choose onnx")
+    _check_out_folder(out)
     if out.exists() and not out.is_dir():
         raise CodecError(f"--out {out}: is a file, and the export writes a folder of graphs; name a folder")
     if out.exists() and any(out.iterdir()) and not force:

@@ -357,6 +357,12 @@ def test_entropy_training_resumes_names_changes_and_stops_on_ctrl_c(tiny_model_d
     assert f"data.train_dir='{audio}' -> '{other}'" in report.getvalue()
     assert "coding" in report.getvalue() and len(np.load(out / "codes.npz").files) == 1 + 2
 
+    with monkeypatch.context() as patch:   # a loss that is never finite stops the run, named (it looped forever)
+        patch.setattr("codec.train.entropy_trainer.MAX_NON_FINITE_IN_A_ROW", 3)
+        patch.setattr(EntropyModel, "bits", lambda self, codes: torch.tensor(float("nan")))
+        with pytest.raises(CodecError, match="training diverged at step 6: 3 steps in a row"):
+            train_any(_tiny_entropy_recipe(tiny_model_dir, other, out, "run.max_steps=50"), resume=True)
+
     real_batch, calls = CodeCrops.batch, []
 
     def batch_then_ctrl_c(self, *args):   # Ctrl-C arrives during the third step: saved after it

@@ -240,6 +240,10 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_coding(tmp_pa
     command = ["eval", str(source), "--bitrates", "6", "--baselines", "none", "--out"]
     result = CliRunner().invoke(app, [*command, str(tmp_path / "file" / "report")])
     assert result.exit_code == 1 and f"{tmp_path / 'file'} is a file, not a folder" in result.output
+    for name in ("eval", "export"):   # '-' is stdout elsewhere: not a folder named '-'
+        arguments = [*command, "-"] if name == "eval" else ["export", "--out", "-"]
+        result = CliRunner().invoke(app, arguments)
+        assert result.exit_code == 1 and "--out -: the results are several files" in result.output, name
     monkeypatch.setattr("os.access", lambda path, mode: False)   # as on a read-only disk (root may write anywhere)
     monkeypatch.setattr("codec.evaluation.evaluate.run_evaluation",
                         lambda *a, **k: pytest.fail("coded before the output folder was checked"))

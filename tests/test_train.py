@@ -46,6 +46,11 @@ def test_tiny_recipe_trains_and_resumes(audio_folder, tmp_path):
 
     with pytest.raises(CodecError, match="--resume"):
         train(tiny(audio_folder, out_dir, "run.max_steps=12"))
+    cleaned = tmp_path / "cleaned"   # a finished run whose checkpoint was deleted: its model is not overwritten
+    (cleaned / "model").mkdir(parents=True)
+    (cleaned / "model" / "model.safetensors").write_bytes((out_dir / "model" / "model.safetensors").read_bytes())
+    with pytest.raises(CodecError, match="holds a trained model .* and no checkpoint"):
+        train(tiny(audio_folder, cleaned, "run.max_steps=1"))
     train(tiny(audio_folder, out_dir, "run.max_steps=20"), resume=True)
     assert torch.load(out_dir / CHECKPOINT_FILE, weights_only=True)["step"] == 20
     finished = (out_dir / CHECKPOINT_FILE).read_bytes()
@@ -67,6 +72,8 @@ def test_a_fresh_run_keeps_an_earlier_runs_log_apart(audio_folder, tmp_path):
     assert "earlier" not in (out_dir / "train.log").read_text()
     assert (out_dir / "train.log.1").read_text() == '{"step": 50, "earlier": true}\n'
     (out_dir / CHECKPOINT_FILE).unlink()      # and again: .1 is taken, and .2 is a dangling link, so .3
+    for path in (out_dir / "model").iterdir():   # (a run never overwrites a trained model)
+        path.unlink()
     (out_dir / "train.log.2").symlink_to(tmp_path / "nowhere")
     train(tiny(audio_folder, out_dir, "run.max_steps=12"))
     assert (out_dir / "train.log.3").is_file() and (out_dir / "train.log.2").is_symlink()
@@ -95,6 +102,8 @@ def test_recipe_errors(tmp_path):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=-1"])
     with pytest.raises(CodecError, match="section.key=value"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["nonsense"])
+    with pytest.raises(CodecError, match=r"override 'optim.freeze=\[encoder': the value is not valid YAML"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["optim.freeze=[encoder"])
     with pytest.raises(CodecError, match=r"an 'entropy' section .* and codec sections \(loss, model\); a recipe "
                                          r"trains a codec or an entropy model, not both"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["entropy.dim=64"])

@@ -33,6 +33,7 @@ from codec.train.recipe import OptimConfig, RunConfig, _coerce, model_named_by
 from codec.train.stopping import signal_name, stop_after_step
 from codec.train.trainer import (
     CHECKPOINT_FILE,
+    MAX_NON_FINITE_IN_A_ROW,
     _check_resumed_recipe,
     _check_run_dir,
     _learning_rate,
@@ -236,6 +237,7 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     deadline = start + 60 * run.max_minutes if run.max_minutes else math.inf
     total, count = 0.0, 0
     model.train()
+    streak = 0   # non-finite steps in a row
     with stop_after_step() as stop_requested:
         while step < run.max_steps and time.monotonic() < deadline and not stop_requested:
             for group in optimizer.param_groups:
@@ -244,7 +246,12 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
             loss = model.bits(crops.batch(run.batch_size, num_codebooks).to(device))
             optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
+                streak += 1
+                if streak >= MAX_NON_FINITE_IN_A_ROW:   # diverged: the last checkpoint is kept as it is
+                    raise CodecError(f"training diverged at step {step}: {streak} steps in a row gave a non-finite "
+                                     f"loss; lower optim.lr or raise optim.warmup_steps, then resume or start again")
                 continue
+            streak = 0
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
             optimizer.step()

@@ -413,7 +413,13 @@ def _apply_override(values: dict, override: str) -> None:
         raise CodecError(f"override '{override}' must look like section.key=value")
     if not isinstance(values.get(section) or {}, dict):
         raise CodecError(f"override '{override}': recipe section '{section}' is not a mapping of keys to values")
-    values[section] = {**(values.get(section) or {}), name: yaml.safe_load(raw)}
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        reason = str(getattr(error, "problem", None) or "invalid YAML")
+        raise CodecError(f"override '{override}': the value is not valid YAML ({reason}); quote it, "
+                         f"e.g. {key}='\"{raw}\"'") from None
+    values[section] = {**(values.get(section) or {}), name: value}
 
 
 def load_recipe(path: Path | str, overrides: list[str] = ()):
