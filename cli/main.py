@@ -650,10 +650,10 @@ def evaluate(
                                                    "input": str(input), "files": evaluated,
                                                    "files_left_out": len(files) - evaluated})
     plot_rate_distortion(out / "rate_distortion.png", summaries)
-    if example is not None:   # the first file's spectrograms (unless it could not be read)
-        reference, decoded = example
+    if example is not None:   # the first readable file's spectrograms
+        example_path, reference, decoded = example
         ours = {k: v for k, v in decoded.items() if k.startswith(summaries[0].system)}
-        plot_spectrograms(out / "spectrograms.png", f"{files[0].name}: reference and {summaries[0].system}",
+        plot_spectrograms(out / "spectrograms.png", f"{example_path.name}: reference and {summaries[0].system}",
                           reference, ours)
     else:
         (out / "spectrograms.png").unlink(missing_ok=True)  # not an earlier run's, beside these results

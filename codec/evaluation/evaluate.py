@@ -175,13 +175,16 @@ def _worker(job: tuple[Path, EvalSettings, bool]):
         return None, str(error)
 
 
+EXAMPLE_CANDIDATES = 8   # files whose decoded audio comes back for the spectrogram plot (the first readable)
+
+
 def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_file=None, on_start=None):
-    """Evaluate all files; returns ``(results, notes, example)`` where ``example`` holds the
-    reference and decoded signals of the first file (for the spectrogram plot).
+    """Evaluate all files; returns ``(results, notes, example)`` where ``example`` is ``(path,
+    reference, decoded)`` for the first file that could be read (for the spectrogram plot).
 
     ``on_start`` is called once the settings are checked and ``on_file`` after each file (progress
     reporting). A file that cannot be read is left out with a note naming it (``example`` is None
-    if that was the first file).
+    if none of the first ``EXAMPLE_CANDIDATES`` files could be).
 
     Raises:
         CodecError: for a bad model, bitrate or baseline name, or if no file could be read.
@@ -189,7 +192,7 @@ def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_
     systems, notes = build_systems(settings)  # fail early on a bad model, bitrate or baseline name
     if on_start:
         on_start()
-    jobs_list = [(path, settings, index == 0) for index, path in enumerate(files)]
+    jobs_list = [(path, settings, index < EXAMPLE_CANDIDATES) for index, path in enumerate(files)]
     results, example, failures = [], None, []
     if jobs <= 1:
         _init_worker(settings, systems)
@@ -200,13 +203,13 @@ def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_
                                    initializer=_init_worker, initargs=(settings,))
         outputs = pool.map(_worker, jobs_list)
     try:
-        for (_, _, keep_audio), (file_results, audio) in zip(jobs_list, outputs, strict=True):
+        for (path, _, keep_audio), (file_results, audio) in zip(jobs_list, outputs, strict=True):
             if file_results is None:
                 failures.append(audio)
             else:
                 results += file_results
-                if keep_audio:
-                    example = audio
+                if keep_audio and example is None:
+                    example = (path, *audio)
             if on_file:
                 on_file()
     finally:
