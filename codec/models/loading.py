@@ -288,7 +288,7 @@ def ship_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = tor
         stored = build_model(model.config)       # the new weights as they will be stored
         stored.load_state_dict(from_8_bits(_stored_state(model, dtype, eight_bit_decoder)))
         if makes_same_codes(previous, stored):
-            listed = list(dict.fromkeys([previous.weights_sha256[:8], *previous.readable_weights]))
+            listed = _weights_read_by(previous)
     _write_compatible(model_dir, listed)
     save_model(model, model_dir, dtype, eight_bit_decoder)
     own = weights_hash(model_dir)[:8]
@@ -309,7 +309,7 @@ def inherit_code_readers(model_dir: Path | str, model: ConvCodec, source: ConvCo
 
     model_dir, source_dir = Path(model_dir), Path(source_dir)
     same = makes_same_codes(source, model)
-    listed = list(dict.fromkeys([source.weights_sha256[:8], *source.readable_weights])) if same else []
+    listed = _weights_read_by(source) if same else []
     own = weights_hash(model_dir)[:8]
     listed = [prefix for prefix in listed if prefix != own]
     _write_compatible(model_dir, listed)
@@ -320,6 +320,11 @@ def inherit_code_readers(model_dir: Path | str, model: ConvCodec, source: ConvCo
         else:
             (model_dir / name).unlink(missing_ok=True)
     return listed
+
+
+def _weights_read_by(model: ConvCodec) -> list[str]:
+    """The weight-hash prefixes whose ``.codes`` files ``model`` reads: its own, and those it lists."""
+    return list(dict.fromkeys([model.weights_sha256[:8], *model.readable_weights]))
 
 
 def _write_compatible(model_dir: Path, prefixes: list[str]) -> None:

@@ -291,7 +291,7 @@ def _check_run_dir(checkpoint_path: Path, resume: bool) -> None:
         raise CodecError(f"run.out_dir={checkpoint_path.parent} is a file, not a folder")
     if checkpoint_path.exists() and not resume:
         raise CodecError(f"{checkpoint_path} exists: pass --resume to continue that run, or set another run.out_dir")
-    trained = [path for path in (checkpoint_path.parent / "model").glob("*.safetensors")]
+    trained = sorted((checkpoint_path.parent / "model").glob("*.safetensors"))
     if trained and not resume:   # a finished run whose checkpoint was cleaned away: its model is kept
         raise CodecError(f"run.out_dir={checkpoint_path.parent} holds a trained model ({trained[0]}) and no "
                          f"checkpoint: set another run.out_dir, or move that model away first")
