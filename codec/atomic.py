@@ -1,6 +1,7 @@
 """Writing a file so that a reader or a crash never sees half of it."""
 
 import os
+import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -13,25 +14,33 @@ def final_path(path: Path) -> Path:
     return path.resolve() if path.is_symlink() else path
 
 
-def partial_path(path: Path) -> Path:
-    """The temporary file beside ``path`` (a link's target) that its content goes to until it is complete."""
-    path = final_path(path)
-    return path.with_name(f".{path.name}.partial{path.suffix}")
+# Room in a 255-byte file name for the dot, the random part and ".partial" around the kept parts.
+_KEPT_NAME_BYTES = 200
+_KEPT_SUFFIX_BYTES = 16
 
 
 def create_partial(path: Path) -> Path:
-    """Create ``path``'s temporary file, empty, and return it: a missing folder or a permission
-    fails here with the system's reason (libsndfile would say only "System error").
+    """Create an empty temporary file beside ``path`` (a link's target) for its content until it
+    is complete, and return it. Its name is unique (``.NAME.RANDOM.partial.SUFFIX``), so two
+    writers of one output never share it and no user file is replaced; the suffix is kept for
+    writers that choose a format by it. A missing folder or a permission fails here with the
+    system's reason (libsndfile would say only "System error").
 
     Raises:
         CodecError: naming ``path`` (not the temporary file) and the reason.
     """
-    tmp = partial_path(path)
-    try:
-        tmp.open("wb").close()
-    except OSError as error:
-        raise CodecError(f"{path}: cannot write ({error.strerror or error})") from None
-    return tmp
+    final = final_path(path)
+    name = os.fsencode(final.name)[:_KEPT_NAME_BYTES].decode(errors="ignore")
+    suffix = final.suffix if len(os.fsencode(final.suffix)) <= _KEPT_SUFFIX_BYTES else ""
+    while True:
+        tmp = final.with_name(f".{name}.{secrets.token_hex(4)}.partial{suffix}")
+        try:
+            tmp.open("xb").close()   # exclusive: never another's file; the umask sets its mode
+            return tmp
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise CodecError(f"{path}: cannot write ({error.strerror or error})") from None
 
 
 def replace_with_partial(tmp: Path, path: Path) -> None:

@@ -19,7 +19,7 @@ import soundfile as sf
 import soxr
 import torch
 
-from codec.atomic import final_path, partial_path, write_atomically
+from codec.atomic import final_path, write_atomically
 from codec.audio import AUDIO_SUFFIXES, announced_frames, check_sample_rate, open_audio, read_blocks
 from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
@@ -306,8 +306,6 @@ def check_output_path(output_path: Path, force: bool, input_path: Path | None = 
         raise CodecError(f"{output_path}: is a loop of symbolic links; give a file name") from None
     if input_path is not None and final.resolve() == input_path.resolve():
         raise CodecError(f"{output_path}: the output would overwrite the input; give another file name")
-    if input_path is not None and partial_path(output_path).resolve() == input_path.resolve():
-        raise CodecError(f"{input_path}: has the name of the output's temporary file; rename the input")
     if output_path.exists() and not output_path.is_file():   # renaming over it would replace it
         raise CodecError(f"{output_path}: is not a regular file (a device, pipe or socket); give a file "
                          f"name, or - for stdout")

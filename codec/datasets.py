@@ -18,7 +18,7 @@ MANIFEST_SUFFIXES = (".tsv", ".jsonl", ".scp")
 
 def is_visible(path: Path, root: Path) -> bool:
     """Not hidden below ``root`` (skips dot folders, such as a virtual environment's ``.venv``,
-    and the coders' ``.name.partial`` files)."""
+    and the coders' temporary ``.NAME.RANDOM.partial`` files)."""
     return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 

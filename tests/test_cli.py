@@ -60,12 +60,20 @@ def test_force_refuses_a_pipe_and_writes_through_a_link(tiny_model_dir, speech_w
     assert result.exit_code == 1 and "loop of symbolic links" in result.output
 
 
-def test_an_input_named_as_the_outputs_temporary_file_is_kept(tiny_model_dir, speech_wav, tmp_path):
-    source = tmp_path / ".x.codes.partial.codes"
-    source.write_bytes(speech_wav.read_bytes())
-    result = invoke("encode", source, tmp_path / "x.codes", "--model", tiny_model_dir)
-    assert result.exit_code == 1 and "has the name of the output's temporary file" in result.output
-    assert source.read_bytes() == speech_wav.read_bytes()
+def test_temporary_outputs_have_unique_names(tiny_model_dir, speech_wav, tmp_path, monkeypatch):
+    """A file named as a temporary output once was is neither read nor replaced; two writers of
+    one output get two temporary files; a name near the 255-byte limit still has room for one."""
+    from codec.atomic import create_partial
+
+    kept = tmp_path / ".x.codes.partial.codes"
+    kept.write_bytes(speech_wav.read_bytes())
+    assert invoke("encode", kept, tmp_path / "x.codes", "--model", tiny_model_dir).exit_code == 0
+    assert kept.read_bytes() == speech_wav.read_bytes() and (tmp_path / "x.codes").exists()
+    first, second = create_partial(tmp_path / "y.wav"), create_partial(tmp_path / "y.wav")
+    assert first != second and first.suffix == ".wav" and first.name.startswith(".y.wav.")
+    long_name = tmp_path / ("é" * 120 + ".flac")    # 245 bytes
+    assert len(create_partial(long_name).name.encode()) <= 255
+    assert invoke("encode", speech_wav, tmp_path / ("n" * 249 + ".codes"), "--model", tiny_model_dir).exit_code == 0
 
 
 def test_ctrl_c_exits_with_130_and_leaves_no_file(tiny_model_dir, speech_wav, tmp_path, monkeypatch):
