@@ -88,14 +88,17 @@ def read_blocks(source: sf.SoundFile, path: Path, block_samples: int) -> Iterato
         CodecError: if decoding fails midway or the file holds NaN or infinite samples.
     """
     while True:
+        start = source.tell()
         try:
             block = source.read(block_samples, dtype="float64", always_2d=True)
         except _READ_ERRORS as error:
-            raise CodecError(f"{path}: cannot decode audio after {source.tell()} samples ({error})") from None
+            raise CodecError(f"{path}: cannot decode audio after {start} samples ({error})") from None
         if len(block) == 0:
             return
-        if not np.all(np.isfinite(block)):
-            raise CodecError(f"{path}: audio contains NaN or infinite samples")
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            raise CodecError(f"{path}: contains NaN or infinite samples (the first at sample "
+                             f"{start + int(np.argmin(finite))})")
         yield block
 
 

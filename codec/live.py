@@ -68,19 +68,35 @@ def supported_rate(sd, device, preferred: int, kind: str) -> int:
 class FileSource:
     """Blocks of an audio file, paced in real time (or as fast as possible with ``realtime=False``).
     Paced, a block read over a block's duration after it was due is an overrun: the coding fell
-    behind real time, as a microphone's buffer would have overflowed."""
+    behind real time, as a microphone's buffer would have overflowed.
+
+    The file is read ahead in ``READ_AHEAD_SECONDS`` pieces, as ``codec encode`` reads it:
+    libsndfile's MP3 decoder alters the audio (and libmpg123 prints errors) when it is read in
+    pieces as small as a block."""
+
+    READ_AHEAD_SECONDS = 10.0
 
     def __init__(self, path: Path, block_seconds: float, realtime: bool = True):
-        from codec.audio import open_audio
+        from codec.audio import open_audio, read_blocks
 
         self.file = open_audio(path)
         self.path = path
         self.sample_rate, self.channels = self.file.samplerate, self.file.channels
         self.block = max(1, round(block_seconds * self.sample_rate))
+        self.pieces = read_blocks(self.file, path, max(self.block, round(self.READ_AHEAD_SECONDS * self.sample_rate)))
+        self.buffered = np.zeros((0, self.channels), np.float32)
         self.realtime = realtime
         self.start = None
         self.samples = 0
         self.limited = 0   # float samples beyond full scale, limited to ±1.0 (reported, as encode does)
+
+    def _next_block(self) -> np.ndarray:
+        if len(self.buffered) < self.block:
+            piece = next(self.pieces, None)
+            if piece is not None:
+                self.buffered = np.concatenate([self.buffered, piece.astype(np.float32)])
+        block, self.buffered = self.buffered[:self.block], self.buffered[self.block:]
+        return block
 
     def read(self) -> tuple[np.ndarray | None, bool]:
         late = False
@@ -93,11 +109,7 @@ class FileSource:
                 self.start += now - due
                 due = now
             time.sleep(max(0.0, due - now))
-        block = self.file.read(self.block, dtype="float32", always_2d=True)
-        finite = np.isfinite(block).all(axis=1)
-        if not finite.all():
-            first = self.samples + int(np.argmin(finite))
-            raise CodecError(f"{self.path}: contains NaN or infinite samples (the first at sample {first})")
+        block = self._next_block()
         outside = int(np.count_nonzero(np.abs(block) > 1.0))
         if outside:
             self.limited += outside
