@@ -272,7 +272,8 @@ def test_entropy_trainer_codes_a_folder_with_an_esc_codec(esc, tmp_path):
     audio.mkdir()
     for i, seconds in enumerate((0.51, 0.9)):
         write_audio(audio / f"{i}.wav", tone(seconds, 16000, 250 + 100 * i), 16000)
-    recipe = EntropyRecipe.from_dict({"entropy": {"codec": "esc-tiny"}, "data": {"codec_model": str(directory)}})
+    recipe = EntropyRecipe.from_dict({"entropy": {"codec": "esc-tiny", "num_codebooks": 4, "codebook_size": 64},
+                                      "data": {"codec_model": str(directory), "codebook_choices": [2, 4]}})
     streamed = code_folder(recipe, audio, tmp_path / "a.npz", Console(quiet=True))
     offline = code_folder(recipe, audio, tmp_path / "b.npz", Console(quiet=True), offline=True)
     assert [c.shape[0] for c in streamed] == [esc.num_codebooks] * 2

@@ -93,6 +93,18 @@ def test_training_reduces_the_loss(audio_folder, tmp_path):
     assert losses[-1] < losses[0]
 
 
+def test_overrides_of_names_and_paths_are_text():
+    """YAML would read model.name=on as true and run.out_dir=~ as null; a text value is the text."""
+    recipe = load_recipe(REPO / "recipes" / "tiny.yaml", ["model.name=on", "run.out_dir=~", "run.init_from=2024",
+                                                          "data.train_dir=a: b", "run.seed=7"])
+    assert (recipe.model.name, recipe.run.out_dir, recipe.run.init_from) == ("on", "~", "2024")
+    assert recipe.data.train_dir == "a: b" and recipe.run.seed == 7
+    assert load_recipe(REPO / "recipes" / "tiny.yaml", ["run.init_from=null"]).run.init_from is None
+    assert load_recipe(REPO / "recipes" / "tiny.yaml", ['model.name="x"']).model.name == "x"
+    entropy = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", ["data.codec_model=2024", "entropy.name=no"])
+    assert (entropy.data.codec_model, entropy.entropy.name) == ("2024", "no")
+
+
 def test_recipe_errors(tmp_path):
     with pytest.raises(CodecError, match="unknown keys in recipe section 'model'"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["model.colour=blue"])
@@ -135,6 +147,12 @@ def test_recipe_errors(tmp_path):
     ("model.hop_length=0", r"model.hop_length=0 must be at least 1"),
     ("model.codebook_size=0", r"model.codebook_size=0 must be at least 2"),
     ("model.codebook_size=100000", r"model.codebook_size=100000 must be at most 65536 \(the .codes format"),
+    ("model.kernel_size=0", r"model.kernel_size=0 must be at least 1"),
+    ("model.downsample=0", r"model.downsample=0 must be at least 1"),
+    ("model.decoder_analysis_blocks=-1", r"model.decoder_analysis_blocks=-1 must be at least 0"),
+    ("model.masked_quantizers=-1", r"model.masked_quantizers=-1 must be at least 0"),
+    ("model.analysis_n_fft=100", r"model.analysis_n_fft=100 must be at least model.hop_length=160"),
+    ("model.analysis_n_fft=100000", r"model.analysis_n_fft=100000 must be at most 16000 samples \(1 s"),
     ("data.tone_probability=2", r"data.tone_probability=2.0 must be in \[0, 1\]"),
     ("data.tone_level_db=[10,-10]", r"data.tone_level_db=\[10, -10\] must be \[low, high\]"),
     ("run.threads=-1", r"run.threads=-1 must be at least 1"),
@@ -149,6 +167,43 @@ def test_recipe_values_are_checked(override, message):
             Recipe.from_dict({"run": 5})
         else:
             load_recipe(REPO / "recipes" / "tiny.yaml", [override])
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["model.heads=0"], r"model.heads=0 must be at least 1"),
+    (["model.heads=3"], r"model.dims=\[64, 96, 128\] and model.heads=3: each width must be a multiple of 2 x heads"),
+    (["model.dims=[64,0,128]"], r"model.dims=\[64, 0, 128\]: every item must be at least 1"),
+    (["model.window=0"], r"model.window=0 must be at least 1"),
+    (["model.codebooks_per_scale=[0,3,3]"], r"model.codebooks_per_scale=\[0, 3, 3\]: every item must be at least 1"),
+])
+def test_esc_recipe_values_are_checked(overrides, message):
+    with pytest.raises(CodecError, match=message):
+        load_recipe(REPO / "recipes" / "esc_16k.yaml", overrides)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["entropy.heads=0"], r"entropy.heads=0 must be at least 1"),
+    (["entropy.heads=5"], r"entropy.dim=192 and entropy.heads=5: each width must be a multiple of 2 x heads"),
+    (["entropy.context_frames=0"], r"entropy.context_frames=0 must be at least 1"),
+    (["entropy.codebook_size=1"], r"entropy.codebook_size=1 must be from 2 to 65536"),
+    (["data.segment_frames=0"], r"data.segment_frames=0 must be at least 1"),
+    (["data.codebook_choices=[]"], r"data.codebook_choices=\[\] must list codebook counts from 1 to entropy.num"),
+    (["data.codebook_choices=[48]"], r"data.codebook_choices=\[48\] must list codebook counts from 1 to entropy"),
+])
+def test_entropy_recipe_values_are_checked(overrides, message):
+    with pytest.raises(CodecError, match=message):
+        load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", overrides)
+
+
+def test_an_entropy_model_that_cannot_code_the_codecs_codes_is_refused(tiny_model_dir, tmp_path):
+    from codec.train.entropy_trainer import train_entropy
+
+    recipe = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [
+        f"data.codec_model={tiny_model_dir}", "entropy.codec=tiny-16k", "entropy.codebook_size=512",
+        f"data.train_dir={tmp_path}", f"run.out_dir={tmp_path / 'run'}", "data.dev_dir=null"])
+    with pytest.raises(CodecError, match=r"entropy.num_codebooks=24 and entropy.codebook_size=512 do not fit "
+                                         r"data.codec_model=.*: it has 24 codebooks of 1024 codes"):
+        train_entropy(recipe)
 
 
 @pytest.mark.parametrize("bitrates,message", [

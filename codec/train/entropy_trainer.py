@@ -25,11 +25,12 @@ import torch
 from rich.console import Console
 
 from codec.atomic import write_atomically
+from codec.bitstream import MAX_CODEBOOK_SIZE
 from codec.entropy import EntropyModel, EntropyModelConfig, load_entropy_model, save_entropy_model
 from codec.entropy.model import ENTROPY_WEIGHTS
 from codec.errors import CodecError, TrainingStopped
 from codec.train import distributed
-from codec.train.recipe import OptimConfig, RunConfig, _coerce, model_named_by
+from codec.train.recipe import OptimConfig, RunConfig, _coerce, check_counts, check_heads, model_named_by
 from codec.train.stopping import signal_name, stop_after_step
 from codec.train.trainer import (
     CHECKPOINT_FILE,
@@ -79,7 +80,30 @@ class EntropyRecipe:
         unknown = sorted(set(values) - set(built))
         if unknown:
             raise CodecError(f"unknown entropy recipe sections: {', '.join(unknown)}")
+        _check_sizes(built["entropy"], built["data"])
         return cls(**built)
+
+
+def _check_sizes(entropy: EntropyModelConfig, data: EntropyDataConfig) -> None:
+    """Raises CodecError, naming the recipe value, for a size the entropy model cannot have."""
+    check_counts(entropy, "entropy")
+    check_counts(data, "data")
+    check_heads([entropy.dim], entropy.heads, "entropy", "dim")
+    if not 2 <= entropy.codebook_size <= MAX_CODEBOOK_SIZE:
+        raise CodecError(f"recipe value entropy.codebook_size={entropy.codebook_size} must be from 2 to "
+                         f"{MAX_CODEBOOK_SIZE}")
+    if not data.codebook_choices or max(data.codebook_choices) > entropy.num_codebooks:
+        raise CodecError(f"recipe value data.codebook_choices={data.codebook_choices} must list codebook counts "
+                         f"from 1 to entropy.num_codebooks={entropy.num_codebooks}")
+
+
+def _check_codec_fits(entropy: EntropyModelConfig, codec_model, codec_name: str) -> None:
+    """Raises CodecError unless the entropy model can code every code of ``codec_model`` (the
+    rule ``codec.models.load_model`` applies to a model folder's entropy model)."""
+    if entropy.codebook_size != codec_model.codebook_size or entropy.num_codebooks < codec_model.num_codebooks:
+        raise CodecError(f"recipe values entropy.num_codebooks={entropy.num_codebooks} and entropy.codebook_size="
+                         f"{entropy.codebook_size} do not fit data.codec_model={codec_name}: it has "
+                         f"{codec_model.num_codebooks} codebooks of {codec_model.codebook_size} codes")
 
 
 class CodeCrops:
@@ -120,6 +144,7 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     if codec_model.config.name != recipe.entropy.codec:
         raise CodecError(f"entropy.codec is '{recipe.entropy.codec}' but data.codec_model="
                          f"{recipe.data.codec_model} is a '{codec_model.config.name}' model")
+    _check_codec_fits(recipe.entropy, codec_model, recipe.data.codec_model)
     files = find_audio_files(folder)
     source = _codes_source(codec_model.weights_sha256, files)
     if cache.is_file():

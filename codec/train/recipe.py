@@ -294,22 +294,68 @@ class Recipe:
         return cls(**built)
 
 
+# Whole-number sizes that may be 0 (a feature left out, a stage without blocks); every other one in
+# a model or entropy-model section is at least 1.
+COUNTS_THAT_MAY_BE_ZERO = frozenset({
+    "masked_quantizers", "global_groups", "encoder_analysis_blocks", "encoder_code_rate_blocks",
+    "decoder_code_rate_blocks", "decoder_analysis_blocks", "encoder_blocks", "decoder_blocks"})
+MAX_WINDOW_SECONDS = 1.0   # no speech codec's STFT window or hop is longer (and it would fill memory)
+
+
+def check_counts(config, section: str) -> None:
+    """Every ``int`` (or ``list[int]``) field of ``config`` at least 1, or 0 for the names in
+    ``COUNTS_THAT_MAY_BE_ZERO``.
+
+    Raises:
+        CodecError: naming the recipe value ``section.name``.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        if hints[f.name] not in (int, list[int]):
+            continue
+        value = getattr(config, f.name)
+        least = 0 if f.name in COUNTS_THAT_MAY_BE_ZERO else 1
+        if any(item < least for item in (value if isinstance(value, list) else [value])):
+            every = ": every item" if isinstance(value, list) else ""
+            raise CodecError(f"recipe value {section}.{f.name}={value}{every} must be at least {least}")
+
+
+def check_heads(dims: list[int], heads: int, section: str, dim_name: str) -> None:
+    """Raises CodecError unless every width in ``dims`` splits into ``heads`` even head widths
+    (rotary position embeddings rotate pairs of channels)."""
+    odd = [dim for dim in dims if dim % (2 * heads)]
+    if odd:
+        raise CodecError(f"recipe values {section}.{dim_name}={dims if len(dims) > 1 else dims[0]} and "
+                         f"{section}.heads={heads}: each width must be a multiple of 2 x heads (an even "
+                         f"width per attention head)")
+
+
 def _check_model(model, loss: LossConfig) -> None:
     """The model section's sizes, and the codebook counts that training draws against them.
 
     Raises:
         CodecError: naming the recipe value.
     """
-    for name, least in (("sample_rate", 1), ("hop_length", 1), ("n_fft", 1), ("codebook_size", 2),
-                        ("codebook_dim", 1), ("num_codebooks", 1), ("latent_dim", 1)):
-        value = getattr(model, name, None)
-        if value is not None and value < least:
-            raise CodecError(f"recipe value model.{name}={value} must be at least {least}")
+    if model.codebook_size < 2:
+        raise CodecError(f"recipe value model.codebook_size={model.codebook_size} must be at least 2")
+    check_counts(model, "model")
     for name in ("codebook_size", "global_codebook_size"):
         value = getattr(model, name, None)
         if value is not None and value > MAX_CODEBOOK_SIZE:
             raise CodecError(f"recipe value model.{name}={value} must be at most {MAX_CODEBOOK_SIZE} "
                              f"(the .codes format's largest codebook)")
+    longest = int(MAX_WINDOW_SECONDS * model.sample_rate)
+    for name in ("analysis_n_fft", "n_fft", "synthesis_n_fft", "hop_length"):
+        value = getattr(model, name, None)
+        if value is not None and value > longest:
+            raise CodecError(f"recipe value model.{name}={value} must be at most {longest} samples "
+                             f"({MAX_WINDOW_SECONDS:g} s at model.sample_rate={model.sample_rate})")
+    analysis = "analysis_n_fft" if hasattr(model, "analysis_n_fft") else "n_fft"
+    if getattr(model, analysis) < model.hop_length:
+        raise CodecError(f"recipe value model.{analysis}={getattr(model, analysis)} must be at least "
+                         f"model.hop_length={model.hop_length} (the analysis window covers every sample)")
+    if hasattr(model, "heads"):
+        check_heads(model.dims, model.heads, "model", "dims")
     total = getattr(model, "num_codebooks", None) or sum(getattr(model, "codebooks_per_scale", [0]))
     if total and max(loss.codebook_choices) > total:
         raise CodecError(f"recipe value loss.codebook_choices={loss.codebook_choices} asks for more codebooks "
@@ -413,13 +459,38 @@ def _apply_override(values: dict, override: str) -> None:
         raise CodecError(f"override '{override}' must look like section.key=value")
     if not isinstance(values.get(section) or {}, dict):
         raise CodecError(f"override '{override}': recipe section '{section}' is not a mapping of keys to values")
+    text = _text_fields(values, section)
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as error:
-        reason = str(getattr(error, "problem", None) or "invalid YAML")
-        raise CodecError(f"override '{override}': the value is not valid YAML ({reason}); quote it, "
-                         f"e.g. {key}='\"{raw}\"'") from None
+        if name not in text:
+            reason = str(getattr(error, "problem", None) or "invalid YAML")
+            raise CodecError(f"override '{override}': the value is not valid YAML ({reason}); quote it, "
+                             f"e.g. {key}='\"{raw}\"'") from None
+        value = raw
+    if name in text and not isinstance(value, str) and not (value is None and text[name]):
+        value = raw   # a name or path such as model.name=2024 or run.out_dir=~, not a number or bool
     values[section] = {**(values.get(section) or {}), name: value}
+
+
+def _text_fields(values: dict, section: str) -> dict[str, bool]:
+    """The keys of ``section`` that hold text only (names, paths, choices) in any recipe kind, each
+    with whether it may be null."""
+    from codec.entropy.model import EntropyModelConfig
+    from codec.train.entropy_trainer import EntropyDataConfig
+
+    model = values.get("model") or {}
+    classes = {"model": [config_class(model)] if isinstance(model, dict) else [],
+               "data": [DataConfig, EntropyDataConfig], "optim": [OptimConfig], "loss": [LossConfig],
+               "gan": [GanConfig], "run": [RunConfig], "entropy": [EntropyModelConfig]}.get(section, [])
+    text = {}
+    for section_cls in classes:
+        for key, hint in typing.get_type_hints(section_cls).items():
+            allowed = set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) \
+                else {hint}
+            if str in allowed and not allowed & {bool, int, float}:
+                text[key] = text.get(key, False) or type(None) in allowed
+    return text
 
 
 def load_recipe(path: Path | str, overrides: list[str] = ()):
