@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from codec import coding
+from codec.atomic import write_atomically
 from codec.bitstream import MAX_CHANNELS, CodesFile, CodesMetadata, codes_problem, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
 from codec.models import ConvCodec
@@ -61,42 +62,56 @@ class Codes:
         """Seconds of audio the codes stand for."""
         return self.metadata.samples / self.metadata.sample_rate
 
-    def to_bytes(self, entropy_coder=None) -> bytes:
-        """The ``.codes`` file format (``codec/bitstream.py``).
+    def to_bytes(self, model: "Codec | str | Path | None" = None) -> bytes:
+        """The ``.codes`` file format (``codec/bitstream.py``); with ``model`` (the one that made
+        the codes, or its name or folder), range-coded by its entropy model, as ``encode_file``
+        writes them.
 
         Raises:
-            CodecError: if the codes' shape or values disagree with the metadata.
+            CodecError: if the codes' shape or values disagree with the metadata, or ``model`` is
+                not a model with an entropy model.
         """
-        return to_bytes(self._file(), entropy_coder)
+        coder = None
+        if model is not None:
+            with _python_argument_names({"without --entropy": "without model=", "(--model ": "(model="}):
+                coder = coding.entropy_coder_for(_network_of(model), required=True, command="call to_bytes")
+        return to_bytes(self._file(), coder)
 
     @classmethod
-    def from_bytes(cls, data: bytes, model: "Codec | None" = None) -> "Codes":
-        """Parse ``.codes`` bytes; entropy-coded ones need the ``model`` that wrote them.
+    def from_bytes(cls, data: bytes, model: "Codec | str | Path | None" = None) -> "Codes":
+        """Parse ``.codes`` bytes (or a bytearray or memoryview of them); entropy-coded ones need
+        the ``model`` that wrote them (a ``Codec``, or its name or folder).
 
         Raises:
-            CodecError: for a corrupt or unsupported file (``BitstreamError``).
+            CodecError: for a corrupt or unsupported file (``BitstreamError``), data that is not
+                bytes, or a ``model`` that cannot be loaded.
         """
+        if isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
+        if not isinstance(data, bytes):
+            raise CodecError(f"from_bytes takes the bytes of a .codes file, not {type(data).__name__}")
         coder = None
         metadata = read_metadata(data)
         if metadata.entropy_coded:
             if model is None:
                 raise CodecError(f"the codes are entropy-coded with model '{metadata.entropy_model}': pass "
                                  f"model=codec.load_model('{metadata.model}')")
-            coder = coding.entropy_coder_for(model.network)
+            coder = coding.entropy_coder_for(_network_of(model))
         parsed = from_bytes(data, coder)
         return cls(parsed.metadata, parsed.codes, parsed.global_codes)
 
-    def save(self, path: Path | str) -> None:
-        """Write a ``.codes`` file (replacing any file there), without entropy coding:
-        ``encode_file`` writes entropy-coded files.
+    def save(self, path: Path | str, model: "Codec | str | Path | None" = None) -> None:
+        """Write a ``.codes`` file (replacing any file there, only once the new one is complete);
+        with ``model``, range-coded as ``to_bytes``.
 
         Raises:
-            CodecError: if the codes' shape or values disagree with the metadata.
+            CodecError: as ``to_bytes``, or naming ``path`` if it cannot be written.
         """
-        Path(path).write_bytes(self.to_bytes())
+        data = self.to_bytes(model)
+        write_atomically(Path(path), lambda tmp: tmp.write_bytes(data))
 
     @classmethod
-    def load(cls, path: Path | str, model: "Codec | None" = None) -> "Codes":
+    def load(cls, path: Path | str, model: "Codec | str | Path | None" = None) -> "Codes":
         """Read a ``.codes`` file (see ``from_bytes``).
 
         Raises:
@@ -113,6 +128,20 @@ class Codes:
             return cls.from_bytes(data, model)
         except CodecError as error:
             raise CodecError(f"{path}: {error}") from None
+
+
+def _network_of(model: "Codec | str | Path") -> ConvCodec:
+    """The network of a ``Codec``, or of the model a name or folder names.
+
+    Raises:
+        CodecError: for anything else, or a model that cannot be loaded.
+    """
+    if isinstance(model, Codec):
+        return model.network
+    if isinstance(model, (str, Path)):
+        return _load_network(model)
+    raise CodecError(f"model must be a codec.Codec (from codec.load_model), or a model's name or folder, "
+                     f"not {type(model).__name__}")
 
 
 def _as_samples_by_channels(audio) -> tuple[np.ndarray, bool]:
@@ -178,11 +207,18 @@ class Codec:
             whole = False
         if not whole:
             raise CodecError(f"sample_rate {sample_rate!r}: must be a whole number of Hz")
+        try:
+            kbps = None if isinstance(bitrate, bool) else float(bitrate)
+        except (TypeError, ValueError):
+            kbps = None
+        if kbps is None:
+            raise CodecError(f"bitrate {bitrate!r}: must be a number of kbps, one of "
+                             f"{', '.join(f'{b:g}' for b in self.bitrates_kbps)}")
         array, _ = _as_samples_by_channels(audio)
         peak = float(np.max(np.abs(array), initial=0.0))
         if peak > 1.0:   # (NaN compares false here and is named by encode_audio)
             raise CodecError(f"audio samples reach {peak:g}, outside [-1, 1]: scale them to [-1, 1]")
-        codes_file = coding.encode_audio(self.network, array, int(sample_rate), float(bitrate), refine_steps)
+        codes_file = coding.encode_audio(self.network, array, int(sample_rate), kbps, refine_steps)
         return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
     def decode(self, codes: Codes, tensor: bool = False):

@@ -25,9 +25,11 @@ With ``refresh_seconds``, the encoder recomputes it from the latest ``global_sec
 ``take_global_codes()`` returns a new code once, for the sender to transmit before those frames.
 """
 
+import numpy as np
 import torch
 from torch import nn
 
+from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.modules.streaming import streaming_modules
 
@@ -41,6 +43,59 @@ def _network(model) -> ConvCodec:
     if not isinstance(network, nn.Module):
         raise TypeError(f"a streaming session takes a model from codec.load_model, not {type(model).__name__}")
     return network
+
+
+def _as_tensor(value, what: str) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        raise CodecError(f"{what} must be a torch tensor (or numpy array), not {type(value).__name__}")
+    return value
+
+
+def _check_batch(value: torch.Tensor, batch_size: int, what: str, layout: str) -> None:
+    if value.dim() != 3 or value.shape[0] != batch_size:
+        raise CodecError(f"{what} has shape {tuple(value.shape)}; this session takes {layout} with B = "
+                         f"batch_size = {batch_size}")
+
+
+def checked_audio(audio, batch_size: int) -> torch.Tensor:
+    """``audio [B, 1, n]`` as a float tensor (numpy arrays too).
+
+    Raises:
+        CodecError: for another shape or batch size, integer samples, or NaN/infinite samples.
+    """
+    audio = _as_tensor(audio, "audio")
+    _check_batch(audio, batch_size, "audio", "[B, 1, n] (mono; one session per channel, or B = channels)")
+    if audio.shape[1] != 1:
+        raise CodecError(f"audio has shape {tuple(audio.shape)}: {audio.shape[1]} channels in dimension 1; "
+                         f"a session codes [B, 1, n] (give channels as the batch, B = batch_size)")
+    if not audio.is_floating_point():
+        raise CodecError(f"audio is {str(audio.dtype).removeprefix('torch.')}: give float samples in [-1, 1] "
+                         f"(e.g. int16 / 32768)")
+    if not torch.isfinite(audio).all():
+        raise CodecError("audio contains NaN or infinite samples")
+    return audio
+
+
+def checked_codes(codes, batch_size: int, model) -> torch.Tensor:
+    """``codes [B, K, f]`` as an int64 tensor (numpy arrays too), with ``1 <= K <=
+    model.num_codebooks`` and every code below ``model.codebook_size``.
+
+    Raises:
+        CodecError: naming what is wrong.
+    """
+    codes = _as_tensor(codes, "codes")
+    _check_batch(codes, batch_size, "codes", "[B, K, f]")
+    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        raise CodecError(f"codes are {str(codes.dtype).removeprefix('torch.')}: give integer code indices "
+                         f"(from StreamingEncoder.encode)")
+    if not 1 <= codes.shape[1] <= model.num_codebooks:
+        raise CodecError(f"codes have {codes.shape[1]} codebooks; this model has 1 to {model.num_codebooks}")
+    if codes.numel() and (codes.min() < 0 or codes.max() >= model.codebook_size):
+        raise CodecError(f"codes range from {int(codes.min())} to {int(codes.max())}; this model's codebooks "
+                         f"hold codes 0 to {model.codebook_size - 1}")
+    return codes.long()
 
 
 class _Session:
@@ -116,8 +171,12 @@ class StreamingEncoder(_Session):
         return torch.zeros(self.batch_size, self.num_codebooks, 0, dtype=torch.long)
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
-        """Codes of every frame completed by this chunk: ``[B, K, f]`` (``f`` may be 0)."""
-        audio = torch.cat([self._buffer, audio.to(self._buffer.dtype)], dim=-1)
+        """Codes of every frame completed by this chunk: ``[B, K, f]`` (``f`` may be 0).
+
+        Raises:
+            CodecError: for audio that is not ``[B, 1, n]`` float samples (see ``checked_audio``).
+        """
+        audio = torch.cat([self._buffer, checked_audio(audio, self.batch_size).to(self._buffer.dtype)], dim=-1)
         whole = audio.shape[-1] // self.model.frame_size * self.model.frame_size
         self._buffer = audio[..., whole:]
         if whole == 0 and not self._flushing:
@@ -203,6 +262,13 @@ class StreamingDecoder(_Session):
         return audio[..., drop:]
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Audio ``[B, 1, n]`` made final by these codes.
+
+        Raises:
+            CodecError: for codes that are not ``[B, K, f]`` integer codes of this model (see
+                ``checked_codes``).
+        """
+        codes = checked_codes(codes, self.batch_size, self.model)
         if codes.shape[-1] == 0:
             return torch.zeros(self.batch_size, 1, 0)
         with torch.inference_mode():

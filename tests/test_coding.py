@@ -190,6 +190,30 @@ def test_python_api_errors_name_its_arguments_not_the_cli_options(tiny_model_dir
     assert api.Codes.load(tmp_path / "conv.codes", model=conv).codes.shape[1] == 12
 
 
+def test_codes_objects_take_models_by_name_and_any_bytes(tiny_model_dir, tmp_path):
+    import codec as api
+
+    conv = api.load_model("conv-16k")
+    codes = conv.encode(tone(0.5, 16000), 16000, bitrate="6")          # a number as text will do
+    coded = codes.to_bytes(conv)                                         # range-coded, as encode_file
+    assert api.Codes.from_bytes(coded, conv).metadata.entropy_coded
+    assert np.array_equal(api.Codes.from_bytes(memoryview(coded), model="conv-16k").codes, codes.codes)
+    assert np.array_equal(api.Codes.from_bytes(bytearray(codes.to_bytes())).codes, codes.codes)
+    codes.save(tmp_path / "c.codes", model="conv-16k")
+    assert api.Codes.load(tmp_path / "c.codes", model="conv-16k").metadata.entropy_coded
+    for call, message in [
+        (lambda: conv.encode(tone(0.5, 16000), 16000, bitrate="6k"), r"bitrate '6k': must be a number of kbps"),
+        (lambda: codes.to_bytes(3), r"model must be a codec.Codec \(from codec.load_model\), or a model's name"),
+        (lambda: codes.to_bytes(api.load_model(tiny_model_dir)), r"has no entropy model; call to_bytes without model="),
+        (lambda: api.Codes.from_bytes("CODC"), r"from_bytes takes the bytes of a .codes file, not str"),
+        (lambda: codes.save(tmp_path / "missing" / "c.codes"), r"missing/c.codes: cannot write \(No such file"),
+        (lambda: codes.save(tmp_path), r"cannot write \(Is a directory\)"),
+    ]:
+        with pytest.raises(CodecError, match=message):
+            call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.codes"]
+
+
 def test_codes_that_disagree_with_their_metadata_are_refused(tiny_model_dir, tmp_path):
     import codec as api
 

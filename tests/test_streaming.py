@@ -112,3 +112,33 @@ def test_output_keeps_up_with_the_declared_latency(tiny_model):
 def test_model_latency_is_30_ms(tiny_model):
     assert tiny_model.latency / tiny_model.sample_rate * 1000 == pytest.approx(30.0)
     assert np.isclose(tiny_model.frame_rate, 50.0)
+
+
+def test_sessions_name_what_is_wrong_with_a_chunk(tiny_model):
+    from codec.errors import CodecError
+
+    encoder, decoder = StreamingEncoder(tiny_model, 2), StreamingDecoder(tiny_model)
+    bad_audio = [
+        (torch.zeros(320), r"audio has shape \(320,\); this session takes \[B, 1, n\]"),
+        (torch.zeros(2, 1, 320), r"shape \(2, 1, 320\); .* B = batch_size = 1"),
+        (torch.zeros(1, 2, 320), r"2 channels in dimension 1"),
+        (torch.zeros(1, 1, 320, dtype=torch.int16), r"audio is int16: give float samples in \[-1, 1\]"),
+        (torch.full((1, 1, 320), float("nan")), r"NaN or infinite"),
+        ([0.0] * 320, r"audio must be a torch tensor \(or numpy array\), not list"),
+    ]
+    for audio, message in bad_audio:
+        with pytest.raises(CodecError, match=message):
+            encoder.encode(audio)
+    codes = encoder.encode(np.zeros((1, 1, 3200), np.float32))   # numpy is taken too
+    assert codes.shape == (1, 2, 3200 // tiny_model.frame_size)
+    bad_codes = [
+        (codes.float(), r"codes are float32: give integer code indices"),
+        (codes[0], r"codes has shape \(2, 10\)"),
+        (torch.full((1, 30, 2), 0), r"codes have 30 codebooks; this model has 1 to 24"),
+        (torch.full((1, 2, 2), 1024), r"codes range from 1024 to 1024; this model's codebooks hold codes 0 to 1023"),
+        (torch.full((1, 2, 2), -1), r"codes range from -1 to -1"),
+    ]
+    for bad, message in bad_codes:
+        with pytest.raises(CodecError, match=message):
+            decoder.decode(bad)
+    assert decoder.decode(codes.numpy().astype(np.int16)).shape[-1] > 0
