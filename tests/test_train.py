@@ -431,6 +431,10 @@ def test_gan_stage_trains_and_keeps_discriminator_gradients_apart(audio_folder, 
     state = torch.load(out / CHECKPOINT_FILE, weights_only=True)
     assert "gan" in state and state["step"] == 4
     assert (out / "tensorboard").is_dir()
+    with pytest.raises(CodecError, match="trains with discriminators .* resume with -o gan.enabled=true"):
+        train(tiny(audio_folder, out, "run.max_steps=6", "gan.channels=4", "gan.periods=[2, 3]",
+                   "gan.stft_windows=[256]"), resume=True)
+    assert torch.load(out / CHECKPOINT_FILE, weights_only=True)["step"] == 4
 
     # the shipped GAN recipe's way: only the decoder learns, so the codes stay valid
     frozen = tmp_path / "gan-decoder"

@@ -129,8 +129,9 @@ def _check_resumed_recipe(state: dict, recipe, checkpoint_path: Path, console: C
     with, so a forgotten ``-o data.train_dir=...`` would silently change the data.
 
     Raises:
-        CodecError: if the run keeps a weight average (``optim.ema_decay``) and the recipe now
-            turns it off, which would drop the average from the checkpoint and the exported model.
+        CodecError: if the run keeps a weight average (``optim.ema_decay``) or discriminators
+            (``gan.enabled``) and the recipe now turns them off, which would drop them from the
+            checkpoint (and the average from the exported model).
     """
     saved, now = state.get("recipe", {}), recipe.to_dict()
     if "ema" in state and not recipe.optim.ema_decay:
@@ -138,6 +139,10 @@ def _check_resumed_recipe(state: dict, recipe, checkpoint_path: Path, console: C
         raise CodecError(f"{checkpoint_path}: the run keeps a moving average of its weights (optim.ema_decay="
                          f"{decay}), and this recipe turns it off, which would drop it; resume with "
                          f"-o optim.ema_decay={decay}")
+    if "gan" in state and not recipe.gan.enabled:
+        raise CodecError(f"{checkpoint_path}: the run trains with discriminators (gan.enabled=true), and this "
+                         f"recipe turns the adversarial stage off, which would drop them and their optimizer; "
+                         f"resume with -o gan.enabled=true, or start a new run from its model with run.init_from")
     changed = [f"{section}.{key}={before.get(key)!r} -> {after.get(key)!r}"
                for section in sorted(set(saved) | set(now))
                for before, after in [(saved.get(section, {}), now.get(section, {}))]
@@ -408,9 +413,9 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     if resume:
         state = restore_checkpoint(checkpoint_path, model, optimizer, dataset if world_size == 1 else None, recipe)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
+        _check_resumed_recipe(state, recipe, checkpoint_path, console)
         if gan is not None and "gan" in state:
             gan.load_state_dict(state["gan"])
-        _check_resumed_recipe(state, recipe, checkpoint_path, console)
         if ema is not None and "ema" in state:   # (a checkpoint without one: it starts from these weights)
             ema.load_state_dict(state["ema"])
         if step >= run.max_steps:   # the checkpoint and model stay as they are (with the recipe they record)
