@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -51,8 +52,12 @@ def test_tiny_recipe_trains_and_resumes(audio_folder, tmp_path):
     (cleaned / "model" / "model.safetensors").write_bytes((out_dir / "model" / "model.safetensors").read_bytes())
     with pytest.raises(CodecError, match="holds a trained model .* and no checkpoint"):
         train(tiny(audio_folder, cleaned, "run.max_steps=1"))
+    with open(out_dir / "train.log", "a") as log:   # a run killed at step 15, after its checkpoint at 12
+        log.write('{"step": 15, "unsaved": true}\n')
     train(tiny(audio_folder, out_dir, "run.max_steps=20"), resume=True)
     assert torch.load(out_dir / CHECKPOINT_FILE, weights_only=True)["step"] == 20
+    log = [json.loads(line) for line in (out_dir / "train.log").read_text().splitlines()]
+    assert [record["step"] for record in log] == [5, 10, 15, 20] and "unsaved" not in log[2]
     finished = (out_dir / CHECKPOINT_FILE).read_bytes()
     report = io.StringIO()   # a finished run: nothing trains, and its checkpoint (and recipe) stay as they are
     train(tiny(audio_folder, out_dir, "run.max_steps=20", "loss.stft_weight=3"), resume=True,
@@ -304,6 +309,23 @@ def test_ctrl_c_stops_after_the_step_and_saves(audio_folder, tmp_path, monkeypat
         signal.signal(signal.SIGINT, before[0])
 
 
+def test_resuming_with_a_recipe_of_another_kind_is_refused_before_any_work(audio_folder, tmp_path):
+    from codec.train.entropy_trainer import train_entropy
+
+    out = tmp_path / "run"
+    train(tiny(audio_folder, out, "run.max_steps=1"))
+    esc = load_recipe(REPO / "recipes" / "esc_16k.yaml", [f"data.train_dir={audio_folder}", f"run.out_dir={out}"])
+    with pytest.raises(CodecError, match=r"the run trains a codec of architecture 'conv', and this recipe a codec "
+                                         r"of architecture 'esc'; resume with the run's recipe"):
+        train(esc, resume=True)
+    entropy = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [f"data.train_dir={audio_folder}",
+                                                                      f"run.out_dir={out}", "data.dev_dir=null"])
+    with pytest.raises(CodecError, match=r"the run trains a codec of architecture 'conv', and this recipe an "
+                                         r"entropy model"):
+        train_entropy(entropy, resume=True)
+    assert not (out / "codes.npz").exists()
+
+
 def test_init_from_shipped_weights(audio_folder, tmp_path):
     first = tmp_path / "first"
     train(tiny(audio_folder, first, "run.max_steps=5"))
@@ -311,9 +333,18 @@ def test_init_from_shipped_weights(audio_folder, tmp_path):
     train(tiny(audio_folder, second, "run.max_steps=0", f"run.init_from={first / 'model'}"))
     a, b = load_model(first / "model").state_dict(), load_model(second / "model").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(CodecError, match=r"do not fit the recipe's model section \(\S+ is \[\d+"):
+    with pytest.raises(CodecError, match=r"do not fit the recipe's model section \(\S+ is \[\d+.*"
+                                         r"run.init_fresh: \[decoder, encoder, quantizer\]"):
         train(tiny(audio_folder, tmp_path / "third", "run.max_steps=0", "model.latent_dim=8",
                    f"run.init_from={first / 'model'}"))
+    with pytest.raises(CodecError, match=r"none of its parts fits the recipe's model section \(analysis_dim=16 "
+                                         r"there, 8 here; code_rate_dim=32 there, 8 here"):
+        train(tiny(audio_folder, tmp_path / "fourth", "run.max_steps=0", "model.analysis_dim=8",
+                   "model.code_rate_dim=8", "model.latent_dim=8", f"run.init_from={first / 'model'}"))
+    with pytest.raises(CodecError, match=r"is a model of architecture 'esc', and the recipe's model section is "
+                                         r"'conv'; start from a model of the same architecture"):
+        train(tiny(audio_folder, tmp_path / "fifth", "run.max_steps=0", "run.init_from=esc-16k-small"))
+    assert not any((tmp_path / name).exists() for name in ("third", "fourth", "fifth"))
 
 
 def test_init_from_a_plain_rvq_into_masked_channel_rvq(audio_folder, tmp_path):
@@ -403,6 +434,13 @@ def test_weight_average_is_what_the_run_exports_and_resumes(audio_folder, tmp_pa
     train(tiny(audio_folder, out_dir, "run.max_steps=9", "optim.ema_decay=0.9", "loss.stft_weight=2"), resume=True,
           console=Console(file=report, width=400))
     assert "loss.stft_weight=1.0 -> 2.0" in report.getvalue() and "max_steps" not in report.getvalue()
+    moved = tmp_path / "moved"   # a moved run, its data named by a relative path: nothing changed
+    out_dir.rename(moved)
+    report = io.StringIO()
+    train(load_recipe(REPO / "recipes" / "tiny.yaml", [
+        f"data.train_dir={os.path.relpath(audio_folder)}", f"run.out_dir={moved}", "run.max_steps=10",
+        "optim.ema_decay=0.9", "loss.stft_weight=2"]), resume=True, console=Console(file=report, width=400))
+    assert "note" not in report.getvalue()
     with pytest.raises(CodecError, match="ema_decay"):
         tiny(audio_folder, tmp_path / "bad", "optim.ema_decay=1")
 

@@ -37,6 +37,7 @@ from codec.train.trainer import (
     MAX_NON_FINITE_IN_A_ROW,
     _check_resumed_recipe,
     _check_run_dir,
+    _drop_unsaved_log_lines,
     _learning_rate,
     _save_checkpoint,
     _set_aside_earlier_log,
@@ -229,7 +230,7 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     run = recipe.run
     out_dir = Path(run.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_FILE
-    _check_run_dir(checkpoint_path, resume)
+    _check_run_dir(checkpoint_path, resume, recipe)
     if run.threads:
         torch.set_num_threads(run.threads)
     torch.manual_seed(run.seed)
@@ -254,6 +255,7 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
         state = restore_checkpoint(checkpoint_path, model, optimizer, crops, recipe)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
         _check_resumed_recipe(state, recipe, checkpoint_path, console)
+        _drop_unsaved_log_lines(out_dir, step)
     else:
         _set_aside_earlier_log(out_dir, console)
     console.print(f"training {recipe.entropy.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "

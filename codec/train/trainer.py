@@ -86,6 +86,42 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, train_seconds: flo
     write_atomically(path, lambda tmp: torch.save(state, tmp))  # never a half-written checkpoint
 
 
+def _kind(recipe: dict) -> str:
+    if "entropy" in recipe:
+        return "an entropy model"
+    return f"a codec of architecture '{(recipe.get('model') or {}).get('architecture', 'conv')}'"
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """The checkpoint's state dict, on the CPU (a GPU run's checkpoint resumes on any machine).
+
+    Raises:
+        CodecError: for a file that is not a checkpoint.
+    """
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        state["model"], state["optimizer"], state["torch_rng"]
+    except Exception as error:  # a damaged or foreign file: pickle, zip and key errors alike
+        # (the type only: torch's own message suggests weights_only=False, unsafe for a file of unknown origin)
+        raise CodecError(f"{path}: not a readable checkpoint ({type(error).__name__}); it may be damaged or "
+                         f"not a codec training checkpoint") from None
+    return state
+
+
+def check_resumable(path: Path, recipe) -> None:
+    """Before any data is prepared: the checkpoint at ``path`` trains the kind of model ``recipe``
+    does (an entropy model or a codec, and the codec's architecture); the usual cause of a
+    mismatch is the wrong recipe.
+
+    Raises:
+        CodecError: for a file that is not a checkpoint, or another kind of model.
+    """
+    saved, now = _read_checkpoint(path).get("recipe", {}), recipe.to_dict()
+    if saved and _kind(saved) != _kind(now):
+        raise CodecError(f"{path}: the run trains {_kind(saved)}, and this recipe {_kind(now)}; resume with the "
+                         f"run's recipe, or give this one another run.out_dir")
+
+
 def restore_checkpoint(path: Path, model, optimizer, data=None, recipe=None) -> dict:
     """Load model, optimizer and RNG states (and ``data.rng``'s, if given); returns the checkpoint.
 
@@ -93,13 +129,7 @@ def restore_checkpoint(path: Path, model, optimizer, data=None, recipe=None) -> 
         CodecError: for a file that is not a checkpoint, or one whose model or optimizer does not
             fit (naming the recipe values that differ from ``recipe``'s, when given).
     """
-    try:  # (on the CPU first: a GPU run's checkpoint resumes on any machine; the model moves it)
-        state = torch.load(path, weights_only=True, map_location="cpu")
-        state["model"], state["optimizer"], state["torch_rng"]
-    except Exception as error:  # a damaged or foreign file: pickle, zip and key errors alike
-        # (the type only: torch's own message suggests weights_only=False, unsafe for a file of unknown origin)
-        raise CodecError(f"{path}: not a readable checkpoint ({type(error).__name__}); it may be damaged or "
-                         f"not a codec training checkpoint") from None
+    state = _read_checkpoint(path)
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -120,7 +150,16 @@ def restore_checkpoint(path: Path, model, optimizer, data=None, recipe=None) -> 
 
 # what a resumed run may change without notice: how long and where it runs, how it reports
 RESUMABLE_RUN_KEYS = ("max_steps", "max_minutes", "threads", "log_every", "checkpoint_minutes", "audio_every",
-                      "tensorboard", "device", "init_from", "init_fresh")
+                      "tensorboard", "device", "init_from", "init_fresh", "out_dir")
+
+
+def _same_value(before, after) -> bool:
+    """Equal, or two spellings of one file or folder (relative and absolute, or a moved run's)."""
+    if before == after:
+        return True
+    if isinstance(before, str) and isinstance(after, str) and os.path.exists(before) and os.path.exists(after):
+        return os.path.samefile(before, after)
+    return False
 
 
 def _check_resumed_recipe(state: dict, recipe, checkpoint_path: Path, console: Console) -> None:
@@ -147,7 +186,8 @@ def _check_resumed_recipe(state: dict, recipe, checkpoint_path: Path, console: C
                for section in sorted(set(saved) | set(now))
                for before, after in [(saved.get(section, {}), now.get(section, {}))]
                for key in sorted(set(before) | set(after))
-               if before.get(key) != after.get(key) and not (section == "run" and key in RESUMABLE_RUN_KEYS)]
+               if not _same_value(before.get(key), after.get(key))
+               and not (section == "run" and key in RESUMABLE_RUN_KEYS)]
     if saved and changed:
         console.print(f"note: resuming with recipe values that differ from those the run last trained with "
                       f"({', '.join(changed)}); pass -o section.key=value to keep the earlier ones", highlight=False)
@@ -183,6 +223,11 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
     Raises:
         CodecError: if a tensor's shape differs outside ``fresh`` (a different architecture).
     """
+    architectures = [getattr(m.config, "architecture", "conv") for m in (initial, model)]
+    if architectures[0] != architectures[1]:
+        raise CodecError(f"run.init_from={source}: is a model of architecture '{architectures[0]}', and the "
+                         f"recipe's model section is '{architectures[1]}'; start from a model of the same "
+                         f"architecture (run.init_from continues training), or from scratch (run.init_from=null)")
     target = model.state_dict()
     _named_parts(model, fresh, "run.init_fresh")
     # quantizers whose lookup space grew (model.codebook_dim) are widened after loading, keeping their codes
@@ -196,9 +241,17 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
     if extra or reshaped:
         example = (f"{reshaped[0]} is {list(source_state[reshaped[0]].shape)} there, "
                    f"{list(target[reshaped[0]].shape)} here" if reshaped else f"{extra[0]} is not in this model")
+        misfits = sorted({k.split(".")[0] for k in (*reshaped, *extra)})
+        if set(misfits) >= {k.split(".")[0] for k in source_state}:   # init_fresh would keep nothing
+            differences = [f"{f.name}={getattr(initial.config, f.name)!r} there, {getattr(model.config, f.name)!r} "
+                           f"here" for f in dataclasses.fields(initial.config)
+                           if f.name != "name" and getattr(initial.config, f.name) != getattr(model.config, f.name)]
+            raise CodecError(f"run.init_from={source}: none of its parts fits the recipe's model section "
+                             f"({'; '.join(differences[:4]) or example}); give the model section its sizes, or "
+                             f"start from scratch (run.init_from=null)")
         raise CodecError(f"run.init_from={source}: its weights do not fit the recipe's model section ({example}); "
-                         f"list the parts that should start from scratch in run.init_fresh, e.g. "
-                         f"[{(reshaped or extra)[0].split('.')[0]}]")
+                         f"list the parts that should start from scratch in run.init_fresh: "
+                         f"[{', '.join(misfits)}]")
     # e.g. a global code, or more codebooks: named down to the module that owns the new weights
     new_parts = sorted({k.rsplit(".", 1)[0] for k in set(target) - set(source_state)
                         if not k.startswith(widened_prefixes)})
@@ -291,7 +344,7 @@ def _code_source(init_from: str, resume: bool, console: Console) -> ConvCodec | 
     return source
 
 
-def _check_run_dir(checkpoint_path: Path, resume: bool) -> None:
+def _check_run_dir(checkpoint_path: Path, resume: bool, recipe) -> None:
     if checkpoint_path.parent.exists() and not checkpoint_path.parent.is_dir():
         raise CodecError(f"run.out_dir={checkpoint_path.parent} is a file, not a folder")
     if checkpoint_path.exists() and not resume:
@@ -302,6 +355,27 @@ def _check_run_dir(checkpoint_path: Path, resume: bool) -> None:
                          f"checkpoint: set another run.out_dir, or move that model away first")
     if resume and not checkpoint_path.exists():
         raise CodecError(f"--resume: no checkpoint at {checkpoint_path}")
+    if resume:
+        check_resumable(checkpoint_path, recipe)
+
+
+def _drop_unsaved_log_lines(out_dir: Path, step: int) -> None:
+    """On resume, leave out of ``train.log`` the records of steps after the checkpoint's ``step``
+    (a run killed between checkpoints logged steps it then trains again)."""
+    log = out_dir / "train.log"
+    if not log.is_file():
+        return
+    lines = log.read_text(errors="replace").splitlines(keepends=True)
+
+    def saved(line: str) -> bool:
+        try:
+            return json.loads(line).get("step", 0) <= step
+        except (ValueError, AttributeError):   # not a record of ours: kept
+            return True
+
+    kept = [line for line in lines if saved(line)]
+    if len(kept) < len(lines):
+        write_atomically(log, lambda tmp: tmp.write_text("".join(kept)))
 
 
 def _set_aside_earlier_log(out_dir: Path, console: Console) -> None:
@@ -342,7 +416,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     run, loss_cfg = recipe.run, recipe.loss
     out_dir = Path(run.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_FILE
-    _check_run_dir(checkpoint_path, resume)
+    _check_run_dir(checkpoint_path, resume, recipe)
     if run.init_fresh and not run.init_from:
         raise CodecError("run.init_fresh names parts to start from scratch instead of run.init_from's weights, "
                          "but run.init_from is not set")
@@ -425,6 +499,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
     out_dir.mkdir(parents=True, exist_ok=True)
     if main_process and not resume:
         _set_aside_earlier_log(out_dir, console)
+    elif main_process:
+        _drop_unsaved_log_lines(out_dir, step)
     monitor = Monitor(out_dir, console, run.tensorboard, enabled=main_process)
     if main_process:
         console.print(f"training {recipe.model.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
