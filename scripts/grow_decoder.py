@@ -11,15 +11,13 @@ decoder stage (the only one the encoder does not run); each new block's output p
 at zero. Either way every trained tensor keeps its value and the grown model decodes exactly as
 the trained one, so a decoder fine-tuning (``recipes/conv_16k_decoder.yaml``,
 ``recipes/esc_16k_small_grown.yaml``) starts from its quality with more capacity. The encoder and
-quantizer are untouched, so the codes stay the same. A ``.codes`` file names the weights that
-wrote it, so a trained grown model reads the original's files once it is shipped over the
-original's folder (``codec.models.ship_model`` lists the original's weights in
-``compatible_weights.json``, and the folder's entropy model, trained on the same codes, stays).
-The output folder itself has no entropy model and reads only its own files.
+quantizer are untouched, so the codes stay the same: the output folder reads the original's
+``.codes`` files (its weights are listed in ``compatible_weights.json``) and gets a copy of its
+entropy model, as a decoder fine-tune's model does (``codec.models.loading.inherit_code_readers``).
 
 An ESC codec's finest encoder stage (the one whose features the finest scale's 18 codebooks code)
 grows the same way with ``--encoder``: the grown model still makes the same codes, but training it
-changes them, so it is a new model, not a decoder update.
+changes them, so it is a new model, not a decoder update (it reads only its own files).
 
 Writes ``OUT/model.safetensors`` and ``OUT/config.json`` (float32) into a new folder. Raises
 SystemExit for an unknown model, a model of another kind, a conv codec with a global code, an
@@ -36,6 +34,7 @@ import torch
 from codec.errors import CodecError
 from codec.models import EscCodec, load_model, save_model
 from codec.models.conv_codec import ConvCodec
+from codec.models.loading import inherit_code_readers, resolve_model_dir
 
 
 def decoder_index_map(code_rate: int, analysis: int, grown_code_rate: int) -> dict[int, int]:
@@ -102,26 +101,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a conv or ESC codec: model name or folder")
     parser.add_argument("out", type=Path, help="folder for the grown model")
-    parser.add_argument("--code-rate", type=int, default=2, help="conv: blocks to add at the code rate")
-    parser.add_argument("--analysis", type=int, default=2, help="conv: blocks to add at the analysis rate")
-    parser.add_argument("--finest", type=int, default=1, help="ESC: blocks to add to the finest decoder stage")
-    parser.add_argument("--encoder", type=int, default=0, help="ESC: blocks to add to the finest encoder stage")
+    parser.add_argument("--code-rate", type=int, help="conv: blocks to add at the code rate (default 2)")
+    parser.add_argument("--analysis", type=int, help="conv: blocks to add at the analysis rate (default 2)")
+    parser.add_argument("--finest", type=int, help="ESC: blocks to add to the finest decoder stage (default 1)")
+    parser.add_argument("--encoder", type=int, help="ESC: blocks to add to the finest encoder stage (default 0)")
     args = parser.parse_args()
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"{args.out} is a file; give a folder for the grown model")
     if (args.out / "model.safetensors").exists():
         parser.error(f"{args.out} already holds a model; choose a new folder")
     try:
         model = load_model(args.model).float().eval()
+        source_dir = resolve_model_dir(args.model)
     except CodecError as error:
         raise SystemExit(f"error: {error}") from None
     if isinstance(model, EscCodec):
-        if args.finest < 0 or args.encoder < 0 or args.finest + args.encoder == 0:
+        if args.code_rate is not None or args.analysis is not None:
+            parser.error(f"{args.model} is an ESC codec: grow it with --finest and --encoder")
+        finest, encoder = (1 if args.finest is None else args.finest), (args.encoder or 0)
+        if finest < 0 or encoder < 0 or finest + encoder == 0:
             parser.error("--finest and --encoder must be >= 0, and at least one block must be added")
-        grown = grow_esc(model, args.finest, args.encoder).eval()
+        grown = grow_esc(model, finest, encoder).eval()
         blocks = f"encoder blocks {grown.config.encoder_blocks}, decoder blocks {grown.config.decoder_blocks}"
     elif isinstance(model, ConvCodec) and model.global_code is None:
-        if args.code_rate < 0 or args.analysis < 0 or args.code_rate + args.analysis == 0:
+        if args.finest is not None or args.encoder is not None:
+            parser.error(f"{args.model} is a conv codec: grow it with --code-rate and --analysis")
+        code_rate, analysis = (2 if args.code_rate is None else args.code_rate), \
+            (2 if args.analysis is None else args.analysis)
+        if code_rate < 0 or analysis < 0 or code_rate + analysis == 0:
             parser.error("--code-rate and --analysis must be >= 0, and at least one block must be added")
-        grown = grow(model, args.code_rate, args.analysis).eval()
+        grown = grow(model, code_rate, analysis).eval()
         blocks = f"decoder blocks {grown.config.decoder_code_rate_blocks} + {grown.config.decoder_analysis_blocks}"
     else:
         raise SystemExit(f"{args.model}: only ESC codecs and conv codecs without a global code can be grown")
@@ -134,8 +143,13 @@ def main() -> None:
     with torch.no_grad():
         if not torch.equal(grown.encode(wav, model.num_codebooks), model.encode(wav, model.num_codebooks)):
             raise SystemExit("the grown model encodes differently")
-    save_model(grown, args.out)
-    print(f"{args.out}: {blocks}, encodes and decodes as {args.model} (max difference {difference:.1e})")
+    try:
+        save_model(grown, args.out)
+        readers = inherit_code_readers(args.out, grown, model, source_dir)
+    except CodecError as error:
+        raise SystemExit(f"error: {error}") from None
+    reads = f"; reads the .codes files of weights {', '.join(readers)}" if readers else ""
+    print(f"{args.out}: {blocks}, encodes and decodes as {args.model} (max difference {difference:.1e}){reads}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ def test_grown_decoder_decodes_as_before_and_its_new_blocks_learn(tiny_model_dir
     assert torch.count_nonzero(new_block.gamma) == 0
     grown.decode_latent(grown.dequantize(codes)).pow(2).mean().backward()
     assert new_block.gamma.grad.abs().sum() > 0
+    # it reads the .codes files of the model it grew from
+    assert grown.readable_weights == [before.weights_sha256[:8]]
 
 
 def test_grown_esc_decoder_keeps_the_codes_and_its_new_block_learns(tmp_path):
@@ -48,6 +50,7 @@ def test_grown_esc_decoder_keeps_the_codes_and_its_new_block_learns(tmp_path):
     (config, state), (grown_config, grown_state) = before.code_identity(), grown.code_identity()
     assert config == grown_config and state.keys() == grown_state.keys()
     assert all(torch.equal(state[k], grown_state[k]) for k in state)
+    assert grown.readable_weights == [before.weights_sha256[:8]]
     new_block = grown.decoder[0][-1]
     assert torch.count_nonzero(new_block.mlp[-1].weight) == 0
     grown.decode_latent(grown.dequantize(codes)).pow(2).mean().backward()
@@ -64,6 +67,7 @@ def test_grown_esc_encoder_makes_the_same_codes_until_trained(tmp_path):
     before, grown = load_model(source), load_model(out)
     assert grown.config.encoder_blocks == [TINY.encoder_blocks[0] + 1, *TINY.encoder_blocks[1:]]
     assert grown.config.decoder_blocks == TINY.decoder_blocks
+    assert grown.readable_weights == []   # training it changes the codes: a new model
     wav = torch.randn(1, 1, 12 * before.frame_size)
     assert torch.equal(grown.encode(wav, before.num_codebooks), before.encode(wav, before.num_codebooks))
     new_block = grown.encoder[0][-1]
@@ -95,3 +99,8 @@ def test_grow_refuses_bad_counts_and_an_existing_model(tiny_model_dir, tmp_path)
     result = subprocess.run([*script, str(tiny_model_dir)], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2 and "already holds a model" in result.stderr
     assert (tiny_model_dir / "model.safetensors").read_bytes() == before
+    result = subprocess.run([*script, str(tmp_path / "out"), "--finest", "1"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "is a conv codec: grow it with --code-rate and --analysis" in result.stderr
+    (tmp_path / "file").write_text("x")
+    result = subprocess.run([*script, str(tmp_path / "file")], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "is a file; give a folder" in result.stderr
