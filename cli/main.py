@@ -409,7 +409,8 @@ def info(
 ) -> None:
     """Print the metadata of a .codes file or a model's summary.
 
-    Only a file's header and first chunk are read and checked; decode checks every chunk's CRC and the file's end.
+    A .codes file's every chunk is checked (length and CRC) and its end; the codes themselves are
+    unpacked (and range-decoded) only by decode.
     """
     path = _named_path(path, "PATH")
     with _readable(path, "codec info - < in.codes") as source:
@@ -429,7 +430,7 @@ def _codes_info(path: Path) -> dict:
 
     if is_packet_stream(path):   # saved by codec stream --save
         return _packet_stream_info(path)
-    meta = read_codes_metadata(path)
+    meta = read_codes_metadata(path, whole_file=True)
     values = {k: v for k, v in asdict(meta).items() if v is not None}
     seconds = values["samples"] / values["sample_rate"]
     values["duration_s"] = round(seconds, 3)
@@ -485,13 +486,14 @@ def _model_info(path: Path) -> dict:
     """A model's summary; a path that is neither a file nor a model is named in the error."""
     from dataclasses import asdict
 
+    from codec.errors import ModelNotFoundError
     from codec.models.catalog import summarize_model
     from codec.models.loading import available_models
 
     if not path.exists():
         try:
             return asdict(summarize_model(str(path), with_hash=True))
-        except CodecError:
+        except ModelNotFoundError:   # (a model of that name that cannot be read says why)
             names = ", ".join(p.name for p in available_models()) or "none"
             raise CodecError(f"{path}: no such file, and no model has that name (models: {names})") from None
     return asdict(summarize_model(path, with_hash=True))

@@ -338,6 +338,54 @@ def _read_global(data: bytes, meta: CodesMetadata, offset: int) -> tuple[np.ndar
     return codes.reshape(meta.channels, meta.global_codebooks), end
 
 
+def _verified_chunks(data: bytes, meta: CodesMetadata, offset: int):
+    """``(index, frames, payload, offset of the codes' CRC or None)`` of every chunk from
+    ``offset`` on, each checked for its length and CRC; then that no bytes follow the last.
+
+    Raises:
+        BitstreamError: truncation, a CRC mismatch or trailing bytes, naming the bytes.
+    """
+    for index, start in enumerate(_chunk_starts(meta.frames)):
+        chunk_frames = max(0, min(FRAMES_PER_CHUNK, meta.frames - start))
+        if meta.entropy_coded:
+            if len(data) < offset + 4:
+                raise BitstreamError(f"truncated at chunk {index} (byte {offset})")
+            length = 4 + _UINT32.unpack_from(data, offset)[0]
+            trailer = 2 * _UINT32.size
+        else:
+            length = math.ceil(chunk_frames * meta.channels * meta.codebooks * meta.bits_per_code / 8)
+            trailer = _UINT32.size
+        end = offset + length + trailer
+        if len(data) < end:
+            raise BitstreamError(f"truncated in chunk {index} (bytes {offset}-{end - 1}); the file has "
+                                 f"{len(data)} bytes")
+        (crc,) = _UINT32.unpack_from(data, offset + length)
+        covered = data[:offset + length] if index == 0 else data[offset:offset + length]
+        if zlib.crc32(covered) != crc:
+            span = f"bytes 0-{offset + length - 1}, header, metadata and chunk 0" if index == 0 else \
+                f"bytes {offset}-{offset + length - 1}, chunk {index}"
+            raise BitstreamError(f"CRC mismatch ({span}): the file is corrupted")
+        yield index, chunk_frames, data[offset:offset + length], (offset + length + 4 if meta.entropy_coded else None)
+        offset = end
+    if offset != len(data):
+        raise BitstreamError(f"{len(data) - offset} unexpected bytes after the last chunk (from byte {offset})")
+
+
+def check_layout(data: bytes) -> CodesMetadata:
+    """The metadata of a ``.codes`` file whose every chunk was checked for its length and CRC,
+    with no bytes after the last: all that can be checked without unpacking the codes (or, for
+    an entropy-coded file, without its entropy model).
+
+    Raises:
+        BitstreamError: as ``from_bytes``.
+    """
+    meta, offset = _read_head(data)
+    _, offset = _read_global(data, meta, offset)
+    for _ in _verified_chunks(data, meta, offset):
+        pass
+    return meta
+
+
 def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
     """Parse and verify a ``.codes`` file.
 
@@ -359,47 +407,23 @@ def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
             raise BitstreamError(f"entropy-coded with model '{meta.entropy_model}' (weights {meta.entropy_weights}), "
                                  f"but the available one is '{entropy_coder.name}' ({entropy_coder.weights[:8]})")
     frames = []
-    for index, start in enumerate(_chunk_starts(meta.frames)):
-        chunk_frames = max(0, min(FRAMES_PER_CHUNK, meta.frames - start))
+    for index, chunk_frames, body, codes_crc in _verified_chunks(data, meta, offset):
         count = chunk_frames * meta.channels * meta.codebooks
-        if meta.entropy_coded:
-            if len(data) < offset + 4:
-                raise BitstreamError(f"truncated at chunk {index} (byte {offset})")
-            length = 4 + _UINT32.unpack_from(data, offset)[0]
-            trailer = 2 * _UINT32.size
-        else:
-            length, trailer = math.ceil(count * meta.bits_per_code / 8), _UINT32.size
-        end = offset + length + trailer
-        if len(data) < end:
-            raise BitstreamError(f"truncated in chunk {index} (bytes {offset}-{end - 1}); the file has "
-                                 f"{len(data)} bytes")
-        body = data[offset:offset + length]
-        (crc,) = _UINT32.unpack_from(data, offset + length)
-        covered = data[:offset + length] if index == 0 else body
-        if zlib.crc32(covered) != crc:
-            span = f"bytes 0-{offset + length - 1}, header, metadata and chunk 0" if index == 0 else \
-                f"bytes {offset}-{offset + length - 1}, chunk {index}"
-            raise BitstreamError(f"CRC mismatch ({span}): the file is corrupted")
         if meta.entropy_coded:
             try:
                 chunk = entropy_coder.decode_chunk(body[4:], meta.channels, meta.codebooks, chunk_frames)
             except (ValueError, RuntimeError, AssertionError) as error:
                 raise BitstreamError(f"chunk {index} cannot be entropy-decoded ({error})") from None
             chunk = chunk.transpose(2, 0, 1)
-            if zlib.crc32(pack_codes(chunk.reshape(-1), meta.bits_per_code)) != \
-                    _UINT32.unpack_from(data, offset + length + 4)[0]:
-                crc_at = offset + length + 4   # the one part of the chunk that the first CRC leaves out
+            if zlib.crc32(pack_codes(chunk.reshape(-1), meta.bits_per_code)) != _UINT32.unpack_from(data, codes_crc)[0]:
                 raise BitstreamError(
                     f"decoded codes of chunk {index} fail their CRC: the file is corrupted at bytes "
-                    f"{crc_at}-{crc_at + 3} (that CRC), or the entropy model computed different "
+                    f"{codes_crc}-{codes_crc + 3} (that CRC), or the entropy model computed different "
                     f"probabilities than when encoding (other weights or another machine's arithmetic); "
                     f"decode where it was encoded, or re-encode with --no-entropy")
             frames.append(chunk)
         else:
             frames.append(unpack_codes(body, count, meta.bits_per_code).reshape(-1, meta.channels, meta.codebooks))
-        offset = end
-    if offset != len(data):
-        raise BitstreamError(f"{len(data) - offset} unexpected bytes after the last chunk (from byte {offset})")
     codes = np.concatenate(frames).transpose(1, 2, 0)
     if codes.size and codes.max() >= meta.codebook_size:
         raise BitstreamError(f"code value {codes.max()} is outside the codebook of {meta.codebook_size}")

@@ -22,7 +22,7 @@ import torch
 from codec.atomic import final_path, write_atomically
 from codec.audio import AUDIO_SUFFIXES, announced_frames, check_sample_rate, open_audio, read_blocks
 from codec.band_fill import BandFill
-from codec.bitstream import CodesFile, CodesMetadata, from_bytes, read_metadata, to_bytes
+from codec.bitstream import CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
 from codec.level import Leveling, amplitude, measure_leveling
 from codec.models import ConvCodec
@@ -374,12 +374,14 @@ def read_codes(path: Path | str, model: ConvCodec | None = None) -> CodesFile:
         raise CodecError(f"{path}: {error}") from None
 
 
-def read_codes_metadata(path: Path | str) -> CodesMetadata:
-    """The metadata of a ``.codes`` file, without decoding it. Raises CodecError naming the file."""
+def read_codes_metadata(path: Path | str, whole_file: bool = False) -> CodesMetadata:
+    """The metadata of a ``.codes`` file, without decoding it; with ``whole_file``, after checking
+    every chunk's length and CRC and the file's end (``bitstream.check_layout``), else the first
+    chunk's. Raises CodecError naming the file."""
     path = Path(path)
     data = _codes_bytes(path)
     try:
-        return read_metadata(data)
+        return check_layout(data) if whole_file else read_metadata(data)
     except CodecError as error:
         raise CodecError(f"{path}: {error}") from None
 

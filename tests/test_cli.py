@@ -31,6 +31,12 @@ def test_encode_decode_info(tiny_model_dir, speech_wav, tmp_path):
     assert 12.0 < meta["file_kbps"] < 14.0
     piped = invoke("info", "-", "--json", input=codes.read_bytes())   # - is stdin, as everywhere else
     assert piped.exit_code == 0 and json.loads(piped.stdout) == meta
+    data = codes.read_bytes()   # info checks the whole file's layout, not only its first chunk
+    for name, damaged, message in [("cut", data[:-3], "truncated in chunk 0"),
+                                   ("long", data + b"\0\0", "2 unexpected bytes after the last chunk")]:
+        (tmp_path / f"{name}.codes").write_bytes(damaged)
+        result = invoke("info", tmp_path / f"{name}.codes")
+        assert result.exit_code == 1 and f"{name}.codes: {message}" in result.output
 
 
 def test_refuses_overwrite_without_force(tiny_model_dir, speech_wav, tmp_path):

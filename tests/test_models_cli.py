@@ -80,6 +80,20 @@ def test_info_names_what_it_could_not_find(tmp_path, monkeypatch):
 
 
 
+def test_info_on_a_damaged_installed_model_says_what_is_wrong(tiny_model_dir, tmp_path, monkeypatch):
+    installed = tmp_path / "installed"
+    shutil.copytree(tiny_model_dir, installed / "mine")
+    monkeypatch.setenv("CODEC_MODELS_DIR", str(installed))
+    monkeypatch.chdir(tmp_path)
+    (installed / "mine" / "model.safetensors").write_bytes(b"garbage!")
+    result = invoke("info", "mine")
+    assert result.exit_code == 1 and "cannot read the model (model.safetensors is not a safetensors" in result.output
+    (installed / "mine" / "config.json").write_text("{")
+    result = invoke("info", "mine")
+    assert result.exit_code == 1 and "mine/config.json: is not valid JSON" in result.output
+    assert "no model has that name" not in result.output
+
+
 def test_a_file_from_a_model_installed_under_another_folder_name_decodes_by_itself(tiny_model_dir, tmp_path,
                                                                                     monkeypatch):
     """The file names the model's config name (tiny-16k); its folder here is 'mine', so decoding

@@ -65,6 +65,16 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
         finally:
             torch.set_num_threads(threads)
         weights_bytes = (directory / WEIGHTS_FILE).stat().st_size
+        if with_hash:   # reading the file anyway: its header must be a safetensors one
+            from safetensors import safe_open
+
+            try:
+                with safe_open(str(directory / WEIGHTS_FILE), "pt"):
+                    pass
+            except Exception as error:   # safetensors raises its own SafetensorError (and OSError)
+                raise ValueError(f"{WEIGHTS_FILE} is not a safetensors file: {error}") from None
+    except json.JSONDecodeError as error:
+        raise CodecError(f"{directory / CONFIG_FILE}: is not valid JSON ({error})") from None
     except (OSError, ValueError, TypeError, AttributeError) as error:   # AttributeError: config.json not an object
         raise CodecError(f"{directory}: cannot read the model ({error})".splitlines()[0]) from None
     source = _source(directory)
