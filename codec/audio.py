@@ -46,6 +46,8 @@ def open_audio(path: Path | str) -> sf.SoundFile:
         source = sf.SoundFile(os.fsencode(path))   # bytes: any file name the system allows
     except _READ_ERRORS as error:
         reason = str(error).split(": ", 1)[-1].strip() or type(error).__name__
+        if "too many channels" in reason.lower():   # a format we read, beyond libsndfile's channel limit
+            raise CodecError(f"{path}: has more channels than can be read (libsndfile reads at most 1024)") from None
         raise CodecError(f"{path}: cannot read audio ({reason}); supported: {SUPPORTED}") from None
     if source.samplerate <= 0 or source.channels <= 0:
         source.close()

@@ -80,6 +80,24 @@ def test_info_names_what_it_could_not_find(tmp_path, monkeypatch):
 
 
 
+def test_the_model_a_file_names_is_looked_up_by_name_only(tiny_model_dir, tmp_path, monkeypatch):
+    """A .codes file's model name never selects a folder by path, nor one in the working directory."""
+    import dataclasses
+
+    import codec as api
+    from tests.conftest import tone
+
+    codes = api.load_model(tiny_model_dir).encode(tone(0.3, 16000), 16000)
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_model_dir, tmp_path / "tiny-16k")      # a folder here with the file's model name
+    for name, message in [("tiny-16k", "model 'tiny-16k' not found: no shipped or installed model has that name"),
+                          ("../tiny-16k", "the file names its model '../tiny-16k', which is not a model's name")]:
+        api.Codes(dataclasses.replace(codes.metadata, model=name), codes.codes).save(tmp_path / "a.codes")
+        result = invoke("decode", tmp_path / "a.codes", tmp_path / "a.wav")
+        assert result.exit_code == 1 and message in result.output and "--model" in result.output
+    assert not (tmp_path / "a.wav").exists()
+
+
 def test_info_on_a_damaged_installed_model_says_what_is_wrong(tiny_model_dir, tmp_path, monkeypatch):
     installed = tmp_path / "installed"
     shutil.copytree(tiny_model_dir, installed / "mine")

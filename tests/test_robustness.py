@@ -217,10 +217,22 @@ def test_riff_size_ffffffff_reads(tiny_model, tmp_path):
     assert info.frames == 8000
 
 
+def _wav_with_channels(path, channels: int) -> None:
+    """A valid 16-bit WAV of 10 frames (soundfile itself refuses to write over 1024 channels)."""
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(bytes(2 * channels * 10))
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda p: p.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt \x10\x00\x00\x00"), "cannot read audio"),
     (lambda p: p.write_text("this is not audio\n" * 20), "cannot read audio"),
     (lambda p: p.mkdir(), "is a directory"),
+    (lambda p: _wav_with_channels(p, 1025), "bad.wav: has more channels than can be read (libsndfile reads at most"),
 ])
 def test_unreadable_inputs_give_one_line(tiny_model, tmp_path, make, message):
     path = tmp_path / "bad.wav"

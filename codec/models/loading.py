@@ -100,9 +100,14 @@ def _model_dir_named(name_or_path: str | Path) -> Path | None:
     candidate = Path(name_or_path)
     if (candidate / CONFIG_FILE).is_file():
         return candidate
+    return _search_path_dir(str(name_or_path))
+
+
+def _search_path_dir(name: str) -> Path | None:
+    """The folder of that name on the search path (shipped and installed models), or None."""
     for folder in model_search_path():
-        if (folder / str(name_or_path) / CONFIG_FILE).is_file():
-            return folder / str(name_or_path)
+        if (folder / name / CONFIG_FILE).is_file():
+            return folder / name
     return None
 
 
@@ -116,15 +121,23 @@ def model_dir_for_codes(name: str, weights: str) -> Path:
     model saved under another folder name whose config has that name (the one whose weights
     match, if several do).
 
+    The name is looked up among the shipped and installed models only, never as a path: a file
+    does not choose a folder (``../x``) or a folder in the working directory to load code from.
+
     Raises:
-        ModelNotFoundError: as ``resolve_model_dir`` for ``name``, if no folder has such a config.
+        ModelNotFoundError: as ``resolve_model_dir`` for ``name``, if no folder has such a config,
+            or if ``name`` is not a plain name.
     """
-    direct = _model_dir_named(name)
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ModelNotFoundError(f"the file names its model {name!r}, which is not a model's name")
+    direct = _search_path_dir(name)
     if direct is not None:
         return direct
     renamed = _folders_whose_config_is_named(name)
     if not renamed:
-        return resolve_model_dir(name)   # raises: no model of that name
+        available = [p.name for p in available_models()]
+        raise ModelNotFoundError(f"model '{name}' not found: no shipped or installed model has that name "
+                                 f"(by name: {', '.join(available) or 'none'})")
     matching = [folder for folder in renamed
                 if weights and (weights_hash(folder).startswith(weights) or weights in _readable_prefixes(folder))]
     return (matching or renamed)[0]
