@@ -18,17 +18,31 @@ import numpy as np
 
 from codec.evaluation.stats import ci95_half_width
 
+COLUMNS = ("codec", "path", "nominal_kbps")   # what pairs the rows (besides the metric)
 
-def read_rows(path: Path, system: str | None) -> tuple[str, dict[tuple[str, float], dict]]:
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+
+def read_rows(path: Path, system: str | None, metric: str) -> tuple[str, dict[tuple[str, float], dict]]:
+    """The rows of ``system`` (default: the first codec named) in a ``codec eval`` results.csv,
+    by (absolute file path, nominal kbps). Raises SystemExit naming the file and the problem."""
+    try:
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise SystemExit(f"error: {path}: cannot read a results.csv ({reason})") from None
     if not rows:
-        raise SystemExit(f"{path}: no result rows")
+        raise SystemExit(f"error: {path}: no result rows")
+    missing = [column for column in (*COLUMNS, metric) if column not in rows[0]]
+    if missing:
+        raise SystemExit(f"error: {path}: no column {', '.join(missing)}; is it the results.csv of codec eval?")
     system = system or rows[0]["codec"]
-    # the same file given as a relative or an absolute path (from the same folder) pairs up
-    chosen = {(os.path.abspath(r["path"]), float(r["nominal_kbps"])): r for r in rows if r["codec"] == system}
+    try:   # the same file given as a relative or an absolute path (from the same folder) pairs up
+        chosen = {(os.path.abspath(r["path"]), float(r["nominal_kbps"])): r for r in rows if r["codec"] == system}
+    except (TypeError, ValueError):
+        raise SystemExit(f"error: {path}: a row's nominal_kbps is not a number") from None
     if not chosen:
-        raise SystemExit(f"{path}: no rows for system {system!r}")
+        systems = sorted({r["codec"] for r in rows})
+        raise SystemExit(f"error: {path}: no rows for system {system!r} (it has {', '.join(systems)})")
     return system, chosen
 
 
@@ -46,8 +60,8 @@ def main() -> None:
     parser.add_argument("--metric", default="pesq_wb")
     parser.add_argument("--systems", nargs=2, metavar=("A", "B"), help="codec names to compare")
     args = parser.parse_args()
-    name_a, a = read_rows(args.a, args.systems[0] if args.systems else None)
-    name_b, b = read_rows(args.b, args.systems[1] if args.systems else None)
+    name_a, a = read_rows(args.a, args.systems[0] if args.systems else None, args.metric)
+    name_b, b = read_rows(args.b, args.systems[1] if args.systems else None, args.metric)
     print(f"{args.metric}: B = {name_b} minus A = {name_a}")
     for kbps in sorted({key[1] for key in a} & {key[1] for key in b}):
         keys = sorted(k for k in a if k[1] == kbps and k in b and a[k][args.metric] and b[k][args.metric])

@@ -13,7 +13,8 @@ The training audio is decoded once (e.g. ../shared/data/speech/train_opus24, whi
 to carry) to 16-bit WAV at 16 kHz, which every job reads. Every minute, and at the end, each job's
 ``model/`` folder and logs are packed into ``OUT/session.tar`` split into parts of at most 15 MB
 (``OUT/session.tar.part-0``, ``-1``...): what a lease brings back is limited in file size, and a
-stopped lease still returns the last pack. Unpack with ``cat session.tar.part-* | tar x``.
+stopped lease still returns the last pack. Unpack with ``cat session.tar.part-* | tar x``. The
+exit status is 1 if a job failed (or was not started because the one it comes after failed).
 
 Usage (on the GPU machine, from the repository root):
     python3 scripts/gpu_session.py scripts/gpu_session.yaml --out "$OUT"
@@ -244,7 +245,10 @@ def main() -> int:
         log = job.out_dir / "train.log"
         last = log.read_text().splitlines()[-1] if log.exists() else "no log"
         print(f"{job.name}: {last}", flush=True)
-    return 0
+    failed = [job.name for job in jobs if job.failed]
+    if failed:   # (what the others trained is packed all the same)
+        print(f"failed or not started: {', '.join(failed)}", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

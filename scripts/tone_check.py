@@ -9,6 +9,7 @@ import argparse
 
 import torch
 
+from codec.errors import CodecError
 from codec.evaluation.tones import LEVEL_DBFS, TEST_SIGNALS, returned_levels
 from codec.models import load_model
 
@@ -19,9 +20,16 @@ def main() -> None:
     parser.add_argument("--kbps", default="1.5,6,12", help="comma-separated bitrates")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rates = [float(k) for k in args.kbps.split(",")]
+    try:
+        rates = [float(k) for k in args.kbps.split(",")]
+    except ValueError:
+        parser.error(f"--kbps {args.kbps!r}: give comma-separated numbers, e.g. 1.5,6,12")
     columns = [(name, kbps) for name in args.models for kbps in rates]
-    results = {column: returned_levels(load_model(column[0]), column[1]) for column in columns}
+    try:
+        models = {name: load_model(name) for name in args.models}
+        results = {column: returned_levels(models[column[0]], column[1]) for column in columns}
+    except (CodecError, ValueError) as error:   # a model not found, or a bitrate it does not have
+        raise SystemExit(f"error: {error}") from None
     print(f"decoded level minus input level (dB); inputs at {LEVEL_DBFS:g} dBFS RMS")
     print("| signal | " + " | ".join(f"{name} {kbps:g} kbps" for name, kbps in columns) + " |")
     print("| --- |" + " ---: |" * len(columns))

@@ -33,3 +33,13 @@ def test_files_pair_up_whether_named_relative_or_absolute(tmp_path):
     assert "6 kbps, 2 files: A 2.500  B 2.800  B - A +0.300" in out and "B better on 2 of 2" in out
     lone = results(tmp_path / "c.csv", "new", [("data/w.flac", "1.0")])
     assert "6 kbps: no file with a pesq_wb value in both" in compare(a, lone, tmp_path)
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    a = results(tmp_path / "a.csv", "old", [("x.flac", "2.0")])
+    (tmp_path / "notes.txt").write_text("not,a,results file\n1,2,3\n")
+    for args, message in [([str(tmp_path / "missing.csv"), a], "missing.csv: cannot read a results.csv (No such file"),
+                          ([str(tmp_path / "notes.txt"), a], "notes.txt: no column codec, path, nominal_kbps, pesq_wb"),
+                          ([a, a, "--systems", "old", "new"], "a.csv: no rows for system 'new' (it has old)")]:
+        result = subprocess.run([sys.executable, SCRIPT, *args], cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr

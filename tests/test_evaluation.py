@@ -333,3 +333,17 @@ def test_tone_signals_and_their_returned_levels(tiny_model):
     assert np.argmax(spectrum) * 16000 / (2 * (len(spectrum) - 1)) == pytest.approx(1000, abs=1)
     levels = returned_levels(tiny_model, 6.0)
     assert list(levels) == list(TEST_SIGNALS) and all(np.isfinite(v) for v in levels.values())
+
+
+def test_tone_check_script_names_bad_arguments(tiny_model_dir):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = [sys.executable, str(REPO / "scripts" / "tone_check.py")]
+    for args, code, message in [(["no-such-model"], 1, "error: model 'no-such-model' not found"),
+                                ([str(tiny_model_dir), "--kbps", "7"], 1, "bitrate 7 kbps is not supported"),
+                                ([str(tiny_model_dir), "--kbps", "6k"], 2, "--kbps '6k': give comma-separated")]:
+        result = subprocess.run([*script, *args], cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == code and message in result.stderr and "Traceback" not in result.stderr
