@@ -195,7 +195,7 @@ def test_init_from_names_what_does_not_fit_and_what_init_fresh_names(tmp_path):
 
     console = Console(file=open(tmp_path / "log", "w"))
     with pytest.raises(CodecError, match=r"head\.proj\.weight is \[642, 64\] there, \[1288, 64\] here.*"
-                                         r"run\.init_fresh, e\.g\. \[head\]"):
+                                         r"run\.init_fresh: \[head\]"):
         _load_initial_weights(EscCodec(FINE_HEAD), EscCodec(TINY), "esc-tiny", console)
     with pytest.raises(CodecError, match="'haed' not in the model"):
         _load_initial_weights(EscCodec(FINE_HEAD), EscCodec(TINY), "esc-tiny", console, ["haed"])

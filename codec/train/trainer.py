@@ -370,7 +370,7 @@ def _drop_unsaved_log_lines(out_dir: Path, step: int) -> None:
     def saved(line: str) -> bool:
         try:
             return json.loads(line).get("step", 0) <= step
-        except (ValueError, AttributeError):   # not a record of ours: kept
+        except (ValueError, AttributeError, TypeError):   # not a record of ours: kept
             return True
 
     kept = [line for line in lines if saved(line)]
