@@ -19,8 +19,8 @@ Metadata keys: ``model`` (name), ``weights`` (first 8 hex digits of the SHA-256 
 weights file), ``sample_rate`` (Hz, of the original audio; 1000 to 384000), ``channels``, ``samples`` (per
 channel, at ``sample_rate``), ``frame_rate`` (code frames per second), ``codebooks`` (codebooks
 used, K), ``codebook_size``, ``frames`` (F, code frames per channel: the frames that cover the
-samples, ``ceil(samples * frame_rate / sample_rate)``, or more where a global code pads short
-input; readers allow a frame either way).
+samples, ``ceil(samples * frame_rate / sample_rate)``; readers allow a frame either way, and
+more for a model with a global code, whose encoder wrote extra frames before 2026-12-04).
 
 With bit 2 of the flags set, the metadata also has ``gain_db``: the gain (a number from -60 to
 60 dB) by which the encoder scaled the audio before coding it, to bring it to the level its model
@@ -243,7 +243,7 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
         raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
                              f"(invalid values)")
     covered = meta.samples * meta.frame_rate / meta.sample_rate   # frames the samples need (ceil)
-    # (a frame of slack for rounding; a global code's model pads short input to its global window)
+    # (a frame of slack for rounding; more for a global code's model, as its encoder once padded)
     if not -1 < meta.frames - covered < (math.inf if meta.has_global else 2):
         raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
                              f"({meta.samples} samples at {meta.sample_rate} Hz need about {math.ceil(covered)} "

@@ -138,12 +138,14 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
 
     def resample(block: np.ndarray, last: bool = False) -> np.ndarray:
         return fill(resampler(leveling(block), last=last))
-    codes, pending, seen = [], np.zeros((0, channels)), 0
+    codes, pending, seen, fed = [], np.zeros((0, channels)), 0, 0
 
     def feed(samples: np.ndarray) -> None:
+        nonlocal fed
         if len(samples):
             audio = torch.from_numpy(np.ascontiguousarray(samples.T[:, None, :], dtype=np.float32))
             codes.append(encoder.encode(audio).numpy())
+            fed += len(samples)
 
     for block in blocks:
         seen += len(block)
@@ -151,8 +153,8 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
         feed(pending[:max(0, len(pending) - _HOLDBACK)])
         pending = pending[max(0, len(pending) - _HOLDBACK):]
     pending = np.concatenate([pending, resample(np.zeros((0, channels)), last=True)])
-    fed = sum(c.shape[-1] for c in codes) * model.frame_size + encoder.buffered_samples
-    target = model_length(seen, sample_rate, model.sample_rate) - fed  # exactly what the input covers
+    # exactly what the input covers (counted as fed: frames held back for a global code return no codes yet)
+    target = model_length(seen, sample_rate, model.sample_rate) - fed
     feed(np.concatenate([pending, np.zeros((max(0, target - len(pending)), channels))])[:max(0, target)])
     codes.append(encoder.flush().numpy())
     global_codes = None if encoder.global_codes is None else encoder.global_codes.numpy()

@@ -86,6 +86,13 @@ def test_files_round_trip_with_the_global_code(global_model, seconds):
     assert decoded.shape == (len(audio), 2) and rate == 16000
 
 
+@pytest.mark.parametrize("samples", [4000, 7999, 8000, 8010, 22050])   # about the 0.5 s global window
+def test_a_file_has_the_frames_its_samples_need_and_no_more(global_model, samples):
+    """The frames held back for the global code once made the encoder pad up to twice as many."""
+    codes_file = encode_audio(global_model, 0.1 * tone(samples / 16000, 16000), 16000, 3.0)
+    assert codes_file.codes.shape[-1] == -(-samples // global_model.frame_size)
+
+
 def global_file(channels=2, groups=3):
     rng = np.random.default_rng(0)
     meta = CodesMetadata("tiny-global", "0123abcd", 16000, channels, 3200, 50, 4, 1024, 10,
