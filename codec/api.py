@@ -75,7 +75,10 @@ class Codes:
         if model is not None:
             with _python_argument_names({"without --entropy": "without model=", "(--model ": "(model="}):
                 coder = coding.entropy_coder_for(_network_of(model), required=True, command="call to_bytes")
-        return to_bytes(self._file(), coder)
+        try:
+            return to_bytes(self._file(), coder)
+        except ValueError as error:   # metadata too long for the format
+            raise CodecError(str(error)) from None
 
     @classmethod
     def from_bytes(cls, data: bytes, model: "Codec | str | Path | None" = None) -> "Codes":

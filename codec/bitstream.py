@@ -146,6 +146,9 @@ def codes_problem(codes_file: CodesFile) -> str | None:
     """Why the codes (and global codes) disagree with their metadata's shape or codebook size;
     None if they agree."""
     meta = codes_file.metadata
+    problem = metadata_problem(meta)
+    if problem:
+        return f"metadata that a .codes file cannot hold ({problem})"
     checks = [("codes", codes_file.codes, (meta.channels, meta.codebooks, meta.frames), meta.codebook_size,
                " (channels, codebooks, frames)")]
     if meta.has_global:
@@ -178,6 +181,9 @@ def to_bytes(codes_file: CodesFile, entropy_coder=None) -> bytes:
     values["entropy_model"], values["entropy_weights"] = (
         (entropy_coder.name, entropy_coder.weights[:8]) if entropy_coder is not None else (None, None))
     metadata = json.dumps({k: v for k, v in values.items() if v is not None}, separators=(",", ":")).encode()
+    if len(metadata) > 0xFFFF:
+        raise ValueError(f"metadata of {len(metadata)} bytes (a model name that long?); a .codes file holds "
+                         f"at most 65535")
     flags = ((FLAG_ENTROPY if entropy_coder else 0) | (FLAG_GLOBAL if meta.has_global else 0)
              | (FLAG_GAIN if meta.gain_db is not None else 0))
     parts = [_HEADER.pack(MAGIC, VERSION, flags, len(metadata)), metadata]
@@ -211,17 +217,9 @@ def _is_gain(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= MAX_GAIN_DB
 
 
-def _parse_metadata(raw: bytes) -> CodesMetadata:
-    try:
-        values = json.loads(raw.decode())
-        required = {f.name for f in fields(CodesMetadata) if f.default is MISSING}
-        optional = {f.name for f in fields(CodesMetadata)} - required
-        if not isinstance(values, dict) or not required <= set(values) <= required | optional:
-            raise ValueError("unexpected keys")
-        meta = CodesMetadata(**values)
-    except (UnicodeDecodeError, ValueError, TypeError, RecursionError):
-        raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
-                             f"(not the JSON object that format version 1 requires)") from None
+def metadata_problem(meta: CodesMetadata) -> str | None:
+    """Why ``meta`` is not metadata that format version 1 can hold ("invalid values", or the
+    frames its samples need); None if it is. Readers and writers check the same."""
     integers = [meta.sample_rate, meta.channels, meta.samples, meta.codebooks,
                 meta.codebook_size, meta.frames]
     if (not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 63 for v in integers)
@@ -240,14 +238,29 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
                                          and 2 <= meta.global_codebook_size <= MAX_CODEBOOK_SIZE))
             or not isinstance(meta.entropy_model or "", str) or not isinstance(meta.entropy_weights or "", str)
             or (meta.gain_db is not None and not _is_gain(meta.gain_db))):
-        raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
-                             f"(invalid values)")
+        return "invalid values"
     covered = meta.samples * meta.frame_rate / meta.sample_rate   # frames the samples need (ceil)
     # (a frame of slack for rounding; more for a global code's model, as its encoder once padded)
     if not -1 < meta.frames - covered < (math.inf if meta.has_global else 2):
+        return (f"{meta.samples} samples at {meta.sample_rate} Hz need about {math.ceil(covered)} "
+                f"frames at {meta.frame_rate:g} Hz, not {meta.frames}")
+    return None
+
+
+def _parse_metadata(raw: bytes) -> CodesMetadata:
+    try:
+        values = json.loads(raw.decode())
+        required = {f.name for f in fields(CodesMetadata) if f.default is MISSING}
+        optional = {f.name for f in fields(CodesMetadata)} - required
+        if not isinstance(values, dict) or not required <= set(values) <= required | optional:
+            raise ValueError("unexpected keys")
+        meta = CodesMetadata(**values)
+    except (UnicodeDecodeError, ValueError, TypeError, RecursionError):
         raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
-                             f"({meta.samples} samples at {meta.sample_rate} Hz need about {math.ceil(covered)} "
-                             f"frames at {meta.frame_rate:g} Hz, not {meta.frames})")
+                             f"(not the JSON object that format version 1 requires)") from None
+    problem = metadata_problem(meta)
+    if problem:
+        raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} ({problem})")
     return meta
 
 

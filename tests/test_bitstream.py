@@ -93,12 +93,19 @@ def test_corrupt_metadata():
     {"sample_rate": 1, "samples": 1},       # not audio
     {"frame_rate": 1e308},                  # more frames than samples per second (overflowed the check)
 ])
-def test_metadata_whose_samples_disagree_with_its_frames_is_refused(changes):
+def test_metadata_whose_samples_disagree_with_its_frames_is_refused(changes, monkeypatch):
+    import codec.bitstream
+
     original = make()
     meta = CodesMetadata(**{**original.metadata.__dict__, **changes})
     forged = CodesFile(meta, original.codes[..., :meta.frames])
+    with pytest.raises(ValueError, match="metadata that a .codes file cannot hold"):   # never written ...
+        to_bytes(forged)
+    monkeypatch.setattr(codec.bitstream, "codes_problem", lambda codes_file: None)
+    data = to_bytes(forged)                             # ... and refused when read from a writer that did
+    monkeypatch.undo()
     with pytest.raises(BitstreamError, match="corrupt metadata"):
-        from_bytes(to_bytes(forged))
+        from_bytes(data)
 
 
 def test_code_outside_codebook_is_refused():

@@ -214,6 +214,28 @@ def test_codes_objects_take_models_by_name_and_any_bytes(tiny_model_dir, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.codes"]
 
 
+
+def test_codes_objects_with_metadata_no_file_can_hold_are_refused(tiny_model_dir, tmp_path):
+    """What save would write and load refuse (or decode would turn into NaN) is refused at once."""
+    import dataclasses
+
+    import codec as api
+
+    model = api.load_model(tiny_model_dir)
+    codes = model.encode(tone(0.3, 16000), 16000)
+    for changes, message in [({"gain_db": float("nan")}, r"invalid values"), ({"gain_db": 100.0}, r"invalid values"),
+                             ({"samples": 16000}, r"16000 samples at 16000 Hz need about 50 frames"),
+                             ({"model": "x" * 70000}, r"metadata of \d+ bytes .* holds at most 65535")]:
+        wrong = api.Codes(dataclasses.replace(codes.metadata, **changes), codes.codes)
+        calls = [wrong.to_bytes, lambda wrong=wrong: wrong.save(tmp_path / "w.codes")]
+        if "model" not in changes:   # (decode names the other model first)
+            calls.append(lambda wrong=wrong: model.decode(wrong))
+        for call in calls:
+            with pytest.raises(CodecError, match=message):
+                call()
+    assert not (tmp_path / "w.codes").exists()
+
+
 def test_codes_that_disagree_with_their_metadata_are_refused(tiny_model_dir, tmp_path):
     import codec as api
 
