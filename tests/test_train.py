@@ -445,6 +445,19 @@ def test_weight_average_is_what_the_run_exports_and_resumes(audio_folder, tmp_pa
         tiny(audio_folder, tmp_path / "bad", "optim.ema_decay=1")
 
 
+def test_a_resumed_gan_run_continues_as_if_it_had_not_stopped(audio_folder, tmp_path):
+    """The balancer's running gradient norms are in the checkpoint (they restarted on resume)."""
+    gan = ["run.log_every=1", "run.tensorboard=false", "gan.enabled=true", "gan.channels=4", "gan.periods=[2]",
+           "gan.stft_windows=[256]"]
+    train(tiny(audio_folder, tmp_path / "straight", "run.max_steps=4", *gan))
+    train(tiny(audio_folder, tmp_path / "stopped", "run.max_steps=2", *gan))
+    train(tiny(audio_folder, tmp_path / "stopped", "run.max_steps=4", *gan), resume=True)
+    timing = ("steps_per_s", "total_min", "elapsed_min")
+    logs = [[{k: v for k, v in json.loads(line).items() if k not in timing}
+             for line in (tmp_path / name / "train.log").read_text().splitlines()] for name in ("straight", "stopped")]
+    assert len(logs[0]) == 4 and logs[0] == logs[1]
+
+
 def test_gan_stage_trains_and_keeps_discriminator_gradients_apart(audio_folder, tmp_path):
     from codec.train.gan import GanStage
     from codec.train.recipe import GanConfig, LossConfig

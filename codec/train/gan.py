@@ -56,8 +56,15 @@ class GanStage:
         return gradient
 
     def state_dict(self) -> dict:
-        return {"discriminators": self.discriminators.state_dict(), "optimizer": self.optimizer.state_dict()}
+        """The discriminators, their optimizer and the balancer's running gradient norms: a resumed
+        run continues as if it had not stopped."""
+        state = {"discriminators": self.discriminators.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.balancer is not None:
+            state["balancer_norms"] = dict(self.balancer.norms)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.discriminators.load_state_dict(state["discriminators"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.balancer is not None:   # (a checkpoint from before they were kept: they start again)
+            self.balancer.norms = dict(state.get("balancer_norms", {}))
