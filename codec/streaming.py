@@ -25,6 +25,8 @@ With ``refresh_seconds``, the encoder recomputes it from the latest ``global_sec
 ``take_global_codes()`` returns a new code once, for the sender to transmit before those frames.
 """
 
+import operator
+
 import numpy as np
 import torch
 from torch import nn
@@ -41,8 +43,23 @@ def _network(model) -> ConvCodec:
         return model
     network = getattr(model, "network", None)
     if not isinstance(network, nn.Module):
-        raise TypeError(f"a streaming session takes a model from codec.load_model, not {type(model).__name__}")
+        raise CodecError(f"a streaming session takes a model from codec.load_model, not {type(model).__name__}")
     return network
+
+
+def _whole_number(value, name: str, least: int) -> int:
+    """``value`` as an int (numpy integers too), at least ``least``.
+
+    Raises:
+        CodecError: naming ``name`` for anything else (a float, a bool, a string).
+    """
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < least:
+        raise CodecError(f"{name} {value!r}: must be a whole number >= {least}")
+    return number
 
 
 def _as_tensor(value, what: str) -> torch.Tensor:
@@ -101,7 +118,7 @@ def checked_codes(codes, batch_size: int, model) -> torch.Tensor:
 class _Session:
     def __init__(self, model: ConvCodec, parts: list[nn.Module], batch_size: int):
         self.model = model
-        self.batch_size = batch_size
+        self.batch_size = _whole_number(batch_size, "batch_size", 1)
         self._parts = nn.ModuleList(parts)
         self._modules = [module for _, module in streaming_modules(self._parts)]  # walked once, not per call
         self.reset()
@@ -134,7 +151,11 @@ class StreamingEncoder(_Session):
     def __init__(self, model: ConvCodec, num_codebooks: int, batch_size: int = 1,
                  refresh_seconds: float | None = None, refiner=None):
         model = _network(model)
-        model.check_codebook_count(num_codebooks)   # (ValueError) before any audio arrives
+        num_codebooks = _whole_number(num_codebooks, "num_codebooks", 1)
+        try:
+            model.check_codebook_count(num_codebooks)   # before any audio arrives
+        except ValueError as error:
+            raise CodecError(str(error)) from None
         self.num_codebooks = num_codebooks
         self.refiner = refiner   # a LatentRefiner (codec/refine.py) between the encoder and quantizer
         self.refresh_frames = None if refresh_seconds is None else max(1, round(refresh_seconds * model.frame_rate))
@@ -151,6 +172,7 @@ class StreamingEncoder(_Session):
         self._since_refresh = 0
         self._new_global = False
         self._flushing = False
+        self._ended = False          # flushed: the next encode() starts a new stream
 
     def take_global_codes(self) -> torch.Tensor | None:
         """The global code ``[B, G]`` if it was set or refreshed since the last call, else None."""
@@ -176,7 +198,10 @@ class StreamingEncoder(_Session):
         Raises:
             CodecError: for audio that is not ``[B, 1, n]`` float samples (see ``checked_audio``).
         """
-        audio = torch.cat([self._buffer, checked_audio(audio, self.batch_size).to(self._buffer.dtype)], dim=-1)
+        audio = checked_audio(audio, self.batch_size)
+        if self._ended and not self._flushing:
+            self.reset()
+        audio = torch.cat([self._buffer, audio.to(self._buffer.dtype)], dim=-1)
         whole = audio.shape[-1] // self.model.frame_size * self.model.frame_size
         self._buffer = audio[..., whole:]
         if whole == 0 and not self._flushing:
@@ -213,7 +238,9 @@ class StreamingEncoder(_Session):
 
     def flush(self) -> torch.Tensor:
         """Codes of the buffered partial frame, zero-padded (``[B, K, 0]`` if none is buffered),
-        and of any frames held back for the global code."""
+        and of any frames held back for the global code. The stream ends here: the next
+        ``encode()`` starts a new one, as after ``reset()`` (``global_codes`` stays readable
+        until then)."""
         if self._buffer.shape[-1]:
             pad = self.model.frame_size - self._buffer.shape[-1]
             self._buffer = torch.nn.functional.pad(self._buffer, (0, pad))
@@ -221,7 +248,7 @@ class StreamingEncoder(_Session):
         try:
             return self.encode(torch.zeros(self.batch_size, 1, 0))
         finally:
-            self._flushing = False
+            self._flushing, self._ended = False, True
 
     @property
     def buffered_samples(self) -> int:
@@ -285,7 +312,12 @@ class StreamingDecoder(_Session):
     def conceal(self, frames: int, fade: float = 0.7) -> torch.Tensor:
         """Stand-in audio for ``frames`` lost frames (packet loss): the last received frame's
         latent repeated, scaled by ``fade`` per frame so a long gap fades out; silence-level
-        latents if nothing was received yet. Keeps the stream's timing and length."""
+        latents if nothing was received yet. Keeps the stream's timing and length.
+
+        Raises:
+            CodecError: if ``frames`` is not a whole number.
+        """
+        frames = _whole_number(frames, "frames", -(1 << 62))
         if frames <= 0:
             return torch.zeros(self.batch_size, 1, 0)
         last = self._last_latent

@@ -68,6 +68,15 @@ def test_onnx_streaming_matches_pytorch_streaming(exported, tiny_model, seconds,
     assert onnx_audio.shape == torch_audio.shape == (batch, 1, -(-audio.shape[-1] // 320) * 320)
 
 
+
+def test_flushed_onnx_sessions_start_the_next_stream_afresh(exported):
+    runtime = OnnxCodec(exported)
+    encoder, decoder = OnnxStreamingEncoder(runtime, 12), OnnxStreamingDecoder(runtime)
+    audio = (0.1 * np.random.default_rng(0).standard_normal((1, 1, 5000))).astype(np.float32)
+    first, second = (stream(encoder, decoder, audio, 777, np.asarray) for _ in range(2))
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
 def test_export_command(tiny_model_dir, tmp_path):
     from typer.testing import CliRunner
 

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from codec.models import EscCodec
 from codec.modules import CausalConv1d, CausalISTFT, CausalSTFT, ConvNeXtBlock, streaming
 from codec.streaming import StreamingDecoder, StreamingEncoder
+from tests.test_esc import TINY as TINY_ESC
 
 
 def chunks(total: int, size: int):
@@ -81,6 +83,11 @@ def test_sessions_accept_partial_frames_and_reset(tiny_model):
     assert encoder.buffered_samples == 100
     encoder.reset()
     assert encoder.buffered_samples == 0
+    # a flushed encoder, like a flushed decoder, starts the next stream afresh
+    for model in (tiny_model, EscCodec(TINY_ESC).eval()):
+        encoder = StreamingEncoder(model, 2)
+        streams = [torch.cat([encoder.encode(audio), encoder.flush()], -1) for _ in range(2)]
+        assert torch.equal(streams[0], streams[1])
 
 
 def test_sessions_take_the_loaded_codec_as_the_readme_shows(tiny_model_dir):
@@ -91,10 +98,21 @@ def test_sessions_take_the_loaded_codec_as_the_readme_shows(tiny_model_dir):
     codes, decoded = run_sessions(model, audio, 640)
     assert torch.equal(codes, run_sessions(model.network, audio, 640)[0]) and decoded.shape[-1] >= 3000
     assert model.latency == model.network.latency > 0   # what the streamed output lags by, in samples
-    with pytest.raises(ValueError, match="num_codebooks 99: this model has 1 to"):
+    from codec.errors import CodecError
+
+    with pytest.raises(CodecError, match="num_codebooks 99: this model has 1 to"):
         StreamingEncoder(model, 99)
-    with pytest.raises(TypeError, match="takes a model from codec.load_model, not str"):
+    with pytest.raises(CodecError, match="takes a model from codec.load_model, not str"):
         StreamingDecoder("conv-16k")
+    for value in (12.0, "12", True, 0):
+        with pytest.raises(CodecError, match=f"num_codebooks {value!r}: must be a whole number >= 1"):
+            StreamingEncoder(model, value)
+    for value in (0, -1, 1.5):
+        with pytest.raises(CodecError, match="batch_size .*: must be a whole number >= 1"):
+            StreamingDecoder(model, batch_size=value)
+    with pytest.raises(CodecError, match="frames 2.5: must be a whole number"):
+        StreamingDecoder(model).conceal(2.5)
+    assert StreamingEncoder(model, np.int64(12)).num_codebooks == 12
 
 
 def test_output_keeps_up_with_the_declared_latency(tiny_model):

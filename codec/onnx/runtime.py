@@ -84,11 +84,16 @@ class OnnxStreamingEncoder:
         return codes[:, :self.num_codebooks]
 
     def flush(self) -> np.ndarray:
+        """Codes of the buffered partial frame, zero-padded; the session is then ready for a new
+        stream (as ``StreamingDecoder.flush``)."""
         if self.buffer.shape[-1] == 0:
-            return np.zeros((self.batch_size, self.num_codebooks, 0), dtype=np.int64)
-        pad = self.frame_size - self.buffer.shape[-1]
-        self.buffer = np.pad(self.buffer, ((0, 0), (0, 0), (0, pad)))
-        return self.encode(np.zeros((self.batch_size, 1, 0), dtype=np.float32))
+            codes = np.zeros((self.batch_size, self.num_codebooks, 0), dtype=np.int64)
+        else:
+            pad = self.frame_size - self.buffer.shape[-1]
+            self.buffer = np.pad(self.buffer, ((0, 0), (0, 0), (0, pad)))
+            codes = self.encode(np.zeros((self.batch_size, 1, 0), dtype=np.float32))
+        self.reset()
+        return codes
 
 
 class OnnxStreamingDecoder:
