@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codec.datasets import is_visible
+from codec.datasets import visible_files
 from codec.errors import CodecError, ModelNotFoundError
 from codec.threads import one_torch_thread
 
@@ -133,7 +133,7 @@ def _expand(text: str, suffixes: tuple[str, ...],
 
     if Path(text).is_dir():
         root = Path(text)
-        files = [p for p in root.rglob("*") if is_visible(p, root) and wanted(p)]
+        files = [p for p in visible_files(root) if wanted(p)]
         if not files:
             raise CodecError(f"{text}: no files ending in {kinds} in this folder or below")
         return sorted(files), root

@@ -8,6 +8,7 @@ paths relative to the data root).
 
 import csv
 import json
+import os
 from pathlib import Path
 
 from codec.audio import AUDIO_SUFFIXES
@@ -16,10 +17,21 @@ from codec.errors import CodecError
 MANIFEST_SUFFIXES = (".tsv", ".jsonl", ".scp")
 
 
-def is_visible(path: Path, root: Path) -> bool:
-    """Not hidden below ``root`` (skips dot folders, such as a virtual environment's ``.venv``,
-    and the coders' temporary ``.NAME.RANDOM.partial`` files)."""
-    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+def visible_files(root: Path) -> list[Path]:
+    """Every file below ``root`` that is not hidden (no dot folder, such as a virtual environment's
+    ``.venv``, and no dot file, such as the coders' temporary ``.NAME.RANDOM.partial`` files), as
+    paths under ``root``. Linked folders are followed, as ``rglob`` does not (Python 3.11); a
+    folder reached twice (a link loop, or two links to one folder) is walked once."""
+    files, walked = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:
+            subfolders[:] = []
+            continue
+        walked.add(real)
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        files += [Path(folder) / name for name in names if not name.startswith(".")]
+    return files
 
 
 def find_inputs(source: Path | str) -> list[Path]:
@@ -30,7 +42,7 @@ def find_inputs(source: Path | str) -> list[Path]:
     """
     source = Path(source)
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and is_visible(p, source))
+        files = sorted(p for p in visible_files(source) if p.suffix.lower() in AUDIO_SUFFIXES)
     elif source.is_file() and source.suffix.lower() in MANIFEST_SUFFIXES:
         files = [_resolve(source, entry) for entry in _manifest_paths(source)]
     elif source.is_file() and source.suffix.lower() in AUDIO_SUFFIXES:

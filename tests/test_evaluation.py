@@ -158,6 +158,20 @@ def test_a_folders_hidden_files_are_left_out(tmp_path):
     assert find_inputs(tmp_path) == [tmp_path / "a.wav"]
 
 
+def test_linked_folders_are_searched_once(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_audio(elsewhere / "b.wav", speechlike(0.3), 16000)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_audio(data / "a.wav", speechlike(0.3), 16000)
+    (data / "more").symlink_to(elsewhere)
+    (data / "again").symlink_to(elsewhere)           # the same folder twice ...
+    (elsewhere / "loop").symlink_to(data)            # ... and a loop back up
+    found = find_inputs(data)
+    assert data / "a.wav" in found and len(found) == 2 and {p.name for p in found} == {"a.wav", "b.wav"}
+
+
 def test_manifest_inputs(tmp_path):
     audio = write_audio(tmp_path / "a.wav", tone(0.3, 16000), 16000)
     (tmp_path / "sub").mkdir()
