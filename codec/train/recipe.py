@@ -62,6 +62,9 @@ class DataConfig:
                              f"{MAX_SEGMENT_SECONDS:g} s (training crops are a few seconds)")
         for name in ("level_db", "noise_snr_db", "tone_level_db"):
             _check_low_high(self, "data", name, "in dB, low <= high")
+        if self.noise_probability > 0 and not self.noise_dir:
+            raise CodecError(f"recipe value data.noise_probability={self.noise_probability} mixes in noise, but "
+                             f"data.noise_dir is not set: give a folder or manifest of noise")
 
 
 @dataclass
@@ -86,11 +89,15 @@ class OptimConfig:
         _check_range(self, "optim", ("lr_decay",), 0.0, 1.0, low_open=True)
         if not 0 <= self.ema_decay < 1:
             raise CodecError(f"recipe value optim.ema_decay={self.ema_decay} must be in [0, 1) (0 = no average)")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise CodecError(f"recipe value optim.betas={self.betas} must be two numbers in [0, 1) (AdamW's)")
+        _check_betas(self.betas, "optim")
 
 
 RECONSTRUCTION_LOSSES = ("mel", "stft", "complex", "phase", "pesq", "stoi")  # each weighed by a `<name>_weight` key
+
+
+def _check_betas(betas: list[float], section: str) -> None:
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise CodecError(f"recipe value {section}.betas={betas} must be two numbers in [0, 1) (Adam's)")
 
 
 def reconstruction_weights(config) -> dict[str, float]:
@@ -175,9 +182,9 @@ class LossConfig:
             if not windows or min(windows) < 4:
                 raise CodecError(f"recipe value loss.{name}={windows} must list one or more STFT window "
                                  f"lengths of at least 4 samples")
-        if len(self.mel_bins) != len(self.mel_windows):
+        if len(self.mel_bins) != len(self.mel_windows) or min(self.mel_bins) < 1:
             raise CodecError(f"recipe values loss.mel_bins={self.mel_bins} and loss.mel_windows="
-                             f"{self.mel_windows} must be lists of the same length")
+                             f"{self.mel_windows} must be lists of the same length, of mel bands >= 1")
         try:
             check_phase_terms(self.phase_terms)
         except ValueError as error:
@@ -223,8 +230,16 @@ class GanConfig:
 
     def __post_init__(self):
         # a negative share would push the balancer against its loss
-        _check_not_negative(self, "gan", ("lr", "mel_weight", "stft_weight", "adversarial_weight", "feature_weight",
-                                          "complex_weight", "phase_weight", "pesq_weight", "stoi_weight"))
+        _check_not_negative(self, "gan", ("mel_weight", "stft_weight", "adversarial_weight", "feature_weight",
+                                          "complex_weight", "phase_weight", "pesq_weight", "stoi_weight",
+                                          "discriminator_warmup_steps"))
+        _check_positive(self, "gan", ("lr", "channels"))
+        _check_betas(self.betas, "gan")
+        if not self.periods or min(self.periods) < 1:
+            raise CodecError(f"recipe value gan.periods={self.periods} must list one or more periods >= 1 (samples)")
+        if not self.stft_windows or min(self.stft_windows) < 4:
+            raise CodecError(f"recipe value gan.stft_windows={self.stft_windows} must list one or more STFT window "
+                             f"lengths of at least 4 samples")
 
 
 @dataclass
@@ -356,10 +371,29 @@ def _check_model(model, loss: LossConfig) -> None:
                          f"model.hop_length={model.hop_length} (the analysis window covers every sample)")
     if hasattr(model, "heads"):
         check_heads(model.dims, model.heads, "model", "dims")
+    _check_model_builds(model)
     total = getattr(model, "num_codebooks", None) or sum(getattr(model, "codebooks_per_scale", [0]))
     if total and max(loss.codebook_choices) > total:
         raise CodecError(f"recipe value loss.codebook_choices={loss.codebook_choices} asks for more codebooks "
                          f"than the model has ({total})")
+
+
+def _check_model_builds(model) -> None:
+    """The model's own rules on how its sizes fit together (e.g. the synthesis window and the
+    hop), checked by building it (a fraction of a second, before any data is read).
+
+    Raises:
+        CodecError: the model's reason, as a recipe error.
+    """
+    import torch
+
+    from codec.models.registry import build_model
+
+    try:
+        with torch.random.fork_rng():   # the caller's random numbers stay as they were
+            build_model(model)
+    except CodecError as error:
+        raise CodecError(f"recipe model section: {error}") from None
 
 
 def _coerce(section_cls, values: dict, section: str = "") -> dict:
