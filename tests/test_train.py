@@ -207,6 +207,18 @@ def test_entropy_recipe_values_are_checked(overrides, message):
         load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", overrides)
 
 
+def test_entropy_training_on_files_of_one_frame_says_so(tiny_model_dir, tmp_path):
+    from codec.train.entropy_trainer import train_entropy
+
+    for i in range(2):
+        write_audio(tmp_path / f"{i}.wav", tone(0.01, 16000), 16000)   # 160 samples: one code frame
+    recipe = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [
+        f"data.codec_model={tiny_model_dir}", "entropy.codec=tiny-16k", f"data.train_dir={tmp_path}",
+        f"run.out_dir={tmp_path / 'run'}", "data.dev_dir=null"])
+    with pytest.raises(CodecError, match=r"no file is longer than one code frame"):
+        train_entropy(recipe)
+
+
 def test_an_entropy_model_that_cannot_code_the_codecs_codes_is_refused(tiny_model_dir, tmp_path):
     from codec.train.entropy_trainer import train_entropy
 

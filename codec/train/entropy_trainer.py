@@ -242,6 +242,9 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     crops = CodeCrops([c.astype(np.int64) for c in code_folder(recipe, Path(recipe.data.train_dir),
                                                                out_dir / "codes.npz", console, device)],
                       recipe.data.segment_frames, run.seed)
+    if not crops.codes:   # each file needs two frames: one to predict from, one to predict
+        raise CodecError(f"data.train_dir={recipe.data.train_dir}: no file is longer than one code frame "
+                         f"(the entropy model learns from files of two frames or more)")
     dev = code_folder(recipe, Path(recipe.data.dev_dir), out_dir / "dev_codes.npz", console, device) \
         if recipe.data.dev_dir else None
     model = EntropyModel(recipe.entropy).to(device)
