@@ -14,6 +14,8 @@ Decoded audio always has the input's sample rate, channel count and number of sa
 Problems with the input raise ``codec.CodecError`` with a message naming the cause.
 """
 
+import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -246,7 +248,25 @@ def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Co
     Raises:
         CodecError: if it is not found or cannot be loaded, or int8 is not available.
     """
+    if name_or_path is not None:
+        _check_path(name_or_path, "name_or_path", "a model's name or folder (None: the default model)")
     return Codec(_load_network(name_or_path, int8))
+
+
+def _check_path(value, name: str, what: str = "a path") -> None:
+    """Raises CodecError unless ``value`` is a non-empty ``str`` or ``os.PathLike`` (a file or
+    folder, or a model's name: ``what`` it should be, for the message)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise CodecError(f"{name} must be {what} (str or pathlib.Path), not {type(value).__name__}")
+    if not os.fspath(value):
+        raise CodecError(f"{name} is empty; give {what}")
+
+
+def _warn(report: coding.CodingReport) -> None:
+    """The CLI's warnings about a file (clipped samples, a truncated input, codes under an audio
+    file's suffix) as Python warnings."""
+    for message in report.warnings:
+        warnings.warn(message, UserWarning, stacklevel=3)
 
 
 @contextmanager
@@ -271,9 +291,14 @@ def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float 
     """Encode an audio file to a ``.codes`` file (what ``codec encode`` does): range-coded with the
     model's entropy model when it has one, unless ``entropy=False``; ``refine_steps`` as
     ``Codec.encode``; ``int8`` as ``load_model``."""
+    _check_path(input_path, "input_path")
+    _check_path(output_path, "output_path")
+    if model is not None:
+        _check_path(model, "model", "a model's name or folder")
     with _python_argument_names():
-        codes_file, _ = coding.encode_file(_load_network(model, int8), input_path, output_path, bitrate, force,
-                                           entropy, refine_steps)
+        codes_file, report = coding.encode_file(_load_network(model, int8), input_path, output_path, bitrate, force,
+                                                entropy, refine_steps)
+    _warn(report)
     return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
 
@@ -282,6 +307,11 @@ def decode_file(input_path: Path | str, output_path: Path | str, model: str | Pa
     """Decode a ``.codes`` file, or a packet stream saved by ``codec stream --save``, to audio
     (what ``codec decode`` does); the model named in the file is used unless ``model`` is given;
     ``int8`` as ``load_model``."""
+    _check_path(input_path, "input_path")
+    _check_path(output_path, "output_path")
+    if model is not None:
+        _check_path(model, "model", "a model's name or folder")
     with _python_argument_names():
-        coding.decode_any_file(input_path, output_path, force, model or None,
-                               load=lambda name_or_path: _load_network(name_or_path, int8))
+        report = coding.decode_any_file(input_path, output_path, force, model,
+                                        load=lambda name_or_path: _load_network(name_or_path, int8))
+    _warn(report)

@@ -251,3 +251,22 @@ def test_codes_that_disagree_with_their_metadata_are_refused(tiny_model_dir, tmp
             model.decode(wrong)
         with pytest.raises(CodecError, match=message):
             wrong.to_bytes()
+
+
+def test_file_functions_name_bad_paths_and_pass_on_the_clis_warnings(tiny_model_dir, tmp_path):
+    import warnings
+
+    import codec as api
+
+    source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
+    for call, message in [(lambda: api.load_model(123), r"name_or_path must be a model's name or folder .* not int"),
+                          (lambda: api.load_model(""), r"name_or_path is empty; give a model's name or folder"),
+                          (lambda: api.encode_file(source, None), r"output_path must be a path .* not NoneType"),
+                          (lambda: api.decode_file(b"a.codes", "a.wav"), r"input_path must be a path .* not bytes"),
+                          (lambda: api.encode_file(source, tmp_path / "a.codes", model=""), r"model is empty")]:
+        with pytest.raises(CodecError, match=message):
+            call()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        api.encode_file(source, tmp_path / "codes.wav", model=tiny_model_dir)
+    assert any("holds codes, not audio, whatever its suffix says" in str(w.message) for w in caught)
