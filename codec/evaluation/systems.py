@@ -3,8 +3,10 @@
 Baselines run through external programs when they are installed: Opus (libopus, VoIP mode;
 ``opus`` at a constant bitrate, ``opus-vbr`` at a variable one, libopus' default and its best
 setting for speech) and Speex (libspeex, wideband, CBR) through ``ffmpeg``; Codec2 through ``c2enc``/``c2dec``
-(modes 3200 and 1300). Their bitrates are measured like ours: payload bits (the codec's packets,
-from ``ffprobe``) over duration, with the container's overhead reported separately.
+(modes 3200 and 1300). Their measured bitrate is their payload (the codec's packets, from
+``ffprobe``) over the duration, the container's bits reported apart as overhead; ours is every
+bit of the ``.codes`` file (header, metadata and CRCs included, so ours is never favoured), its
+overhead being the part of that which is not codes.
 """
 
 import math
@@ -35,8 +37,8 @@ OPUS_MIN_KBPS = 6.0
 class Coded:
     audio: np.ndarray        # [T'] decoded mono signal
     sample_rate: int
-    payload_bits: int        # bits of coded audio (ours: the whole .codes file, header included)
-    overhead_bits: int       # container or header bits (included in payload_bits for ours)
+    payload_bits: int        # bits measured (baselines: their packets; ours: the whole .codes file)
+    overhead_bits: int       # baselines: the container's bits besides; ours: the file's bits that are not codes
     encode_seconds: float
     decode_seconds: float
 
