@@ -629,7 +629,7 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             if step % run.log_every == 0:
                 record = {"step": step, **{k: round(v / counts[k], 4) for k, v in sums.items()},
                           "steps_per_s": round((step - last_log_step) / (now - last_log), 3),
-                          "lr": optimizer.param_groups[0]["lr"], "skipped": skipped,
+                          "lr": float(f"{optimizer.param_groups[0]['lr']:.4g}"), "skipped": skipped,
                           "elapsed_min": round((now - start_time) / 60, 2),
                           "total_min": round((previous_seconds + now - start_time) / 60, 2)}
                 monitor.scalars(step, record, model.quantizer.perplexities())
