@@ -181,30 +181,23 @@ def test_recipe_values_are_checked(override, message):
             load_recipe(REPO / "recipes" / "tiny.yaml", [override])
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["model.heads=0"], r"model.heads=0 must be at least 1"),
-    (["model.heads=3"], r"model.dims=\[64, 96, 128\] and model.heads=3: each width must be a multiple of 2 x heads"),
-    (["model.dims=[64,0,128]"], r"model.dims=\[64, 0, 128\]: every item must be at least 1"),
-    (["model.window=0"], r"model.window=0 must be at least 1"),
-    (["model.codebooks_per_scale=[0,3,3]"], r"model.codebooks_per_scale=\[0, 3, 3\]: every item must be at least 1"),
+@pytest.mark.parametrize("recipe,override,message", [
+    ("esc_16k", "model.heads=0", r"model.heads=0 must be at least 1"),
+    ("esc_16k", "model.heads=3", r"model.dims=\[64, 96, 128\] and model.heads=3: each width must be a multiple of 2 x"),
+    ("esc_16k", "model.dims=[64,0,128]", r"model.dims=\[64, 0, 128\]: every item must be at least 1"),
+    ("esc_16k", "model.window=0", r"model.window=0 must be at least 1"),
+    ("esc_16k", "model.codebooks_per_scale=[0,3,3]", r"model.codebooks_per_scale=\[0, 3, 3\]: every item must be at"),
+    ("entropy_conv_16k", "entropy.heads=0", r"entropy.heads=0 must be at least 1"),
+    ("entropy_conv_16k", "entropy.heads=5", r"entropy.dim=192 and entropy.heads=5: each width must be a multiple"),
+    ("entropy_conv_16k", "entropy.context_frames=0", r"entropy.context_frames=0 must be at least 1"),
+    ("entropy_conv_16k", "entropy.codebook_size=1", r"entropy.codebook_size=1 must be from 2 to 65536"),
+    ("entropy_conv_16k", "data.segment_frames=0", r"data.segment_frames=0 must be at least 1"),
+    ("entropy_conv_16k", "data.codebook_choices=[]", r"data.codebook_choices=\[\] must list codebook counts from 1"),
+    ("entropy_conv_16k", "data.codebook_choices=[48]", r"data.codebook_choices=\[48\] must list codebook counts"),
 ])
-def test_esc_recipe_values_are_checked(overrides, message):
+def test_esc_and_entropy_recipe_values_are_checked(recipe, override, message):
     with pytest.raises(CodecError, match=message):
-        load_recipe(REPO / "recipes" / "esc_16k.yaml", overrides)
-
-
-@pytest.mark.parametrize("overrides,message", [
-    (["entropy.heads=0"], r"entropy.heads=0 must be at least 1"),
-    (["entropy.heads=5"], r"entropy.dim=192 and entropy.heads=5: each width must be a multiple of 2 x heads"),
-    (["entropy.context_frames=0"], r"entropy.context_frames=0 must be at least 1"),
-    (["entropy.codebook_size=1"], r"entropy.codebook_size=1 must be from 2 to 65536"),
-    (["data.segment_frames=0"], r"data.segment_frames=0 must be at least 1"),
-    (["data.codebook_choices=[]"], r"data.codebook_choices=\[\] must list codebook counts from 1 to entropy.num"),
-    (["data.codebook_choices=[48]"], r"data.codebook_choices=\[48\] must list codebook counts from 1 to entropy"),
-])
-def test_entropy_recipe_values_are_checked(overrides, message):
-    with pytest.raises(CodecError, match=message):
-        load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", overrides)
+        load_recipe(REPO / "recipes" / f"{recipe}.yaml", [override])
 
 
 def test_entropy_training_on_files_of_one_frame_says_so(tiny_model_dir, tmp_path):
