@@ -315,9 +315,9 @@ class StreamingDecoder(_Session):
         latents if nothing was received yet. Keeps the stream's timing and length.
 
         Raises:
-            CodecError: if ``frames`` is not a whole number.
+            CodecError: if ``frames`` is not a whole number >= 0.
         """
-        frames = _whole_number(frames, "frames", -(1 << 62))
+        frames = _whole_number(frames, "frames", 0)
         if frames <= 0:
             return torch.zeros(self.batch_size, 1, 0)
         last = self._last_latent
