@@ -1,5 +1,6 @@
 """Writing a file so that a reader or a crash never sees half of it."""
 
+import errno
 import os
 import secrets
 import stat
@@ -43,31 +44,47 @@ def create_partial(path: Path) -> Path:
             raise CodecError(f"{path}: cannot write ({error.strerror or error})") from None
 
 
-def replace_with_partial(tmp: Path, path: Path) -> None:
+def replace_with_partial(tmp: Path, path: Path, overwrite: bool = True) -> None:
     """Rename the complete temporary file ``tmp`` over ``path`` (a link's target), with the
-    permissions of the file it replaces: overwriting a private file keeps it private.
+    permissions of the file it replaces: overwriting a private file keeps it private. Without
+    ``overwrite``, a file that appeared at ``path`` since the caller checked (another run, the
+    user) is kept: ``tmp`` is hard-linked there only if nothing is.
 
     Raises:
+        CodecError: without ``overwrite``, if ``path`` exists now.
         OSError: if the rename fails.
     """
     final = final_path(path)
+    if not overwrite:
+        try:
+            os.link(tmp, final)   # atomic, and never over an existing file
+        except FileExistsError:
+            raise CodecError(f"{path} exists (it appeared while this ran); pass --force to overwrite it") from None
+        except OSError as error:   # a file system without hard links: the check at the start must do
+            if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                raise
+        else:
+            tmp.unlink()
+            return
     if final.exists():
         os.chmod(tmp, stat.S_IMODE(final.stat().st_mode))
     tmp.replace(final)
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomically(path: Path, write: Callable[[Path], None], overwrite: bool = True) -> None:
     """Write through a temporary file beside ``path``, then rename it over ``path``: an error or
     Ctrl-C never leaves half a file and never destroys the old one, and a reader (a running
-    ``codec --model``, a packer) sees the old file or the new one.
+    ``codec --model``, a packer) sees the old file or the new one. ``overwrite=False``: see
+    ``replace_with_partial``.
 
     Raises:
-        CodecError: naming ``path`` (not the temporary file) if writing fails.
+        CodecError: naming ``path`` (not the temporary file) if writing fails, or without
+            ``overwrite`` if ``path`` exists by then.
     """
     tmp = create_partial(path)
     try:
         write(tmp)
-        replace_with_partial(tmp, path)
+        replace_with_partial(tmp, path, overwrite)
     except OSError as error:
         raise CodecError(f"{path}: cannot write ({error.strerror or error})") from None
     finally:

@@ -427,7 +427,7 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
                                f"codec decode turns it back into audio")
     coder = entropy_coder_for(model, required=True) if wants_entropy(model, entropy) else None
     data = to_bytes(codes_file, coder)
-    write_atomically(output_path, lambda tmp: tmp.write_bytes(data))
+    write_atomically(output_path, lambda tmp: tmp.write_bytes(data), overwrite=force)
     if coder is not None:   # the metadata as written (and as reading the file gives it)
         codes_file = replace(codes_file, metadata=replace(codes_file.metadata, entropy_model=coder.name,
                                                           entropy_weights=coder.weights[:8]))
@@ -467,7 +467,7 @@ def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
                 clipped += int(np.count_nonzero(np.abs(block) > 1.0))
                 sink.write(np.clip(block, -1.0, 1.0))
 
-    write_atomically(output_path, write)
+    write_atomically(output_path, write, overwrite=force)
     report = CodingReport()
     if clipped:
         report.warnings.append(f"{output_path}: {clipped} decoded samples exceeded ±1.0 and were clipped")
@@ -639,5 +639,5 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
         with open_sink(tmp, output_path, sample_rate or info.sample_rate, channels or info.channels) as sink:
             sink.write(np.clip(audio, -1.0, 1.0))
 
-    write_atomically(output_path, write)
+    write_atomically(output_path, write, overwrite=force)
     return report

@@ -164,10 +164,10 @@ class FileSink:
     interrupted stream keeps what was recorded, a failed one leaves nothing, and neither leaves
     half a file."""
 
-    def __init__(self, path: Path, sample_rate: int, channels: int):
+    def __init__(self, path: Path, sample_rate: int, channels: int, overwrite: bool = True):
         from codec.coding import _format_for, open_sink
 
-        self.path, self.sample_rate, self.channels = path, sample_rate, channels
+        self.path, self.sample_rate, self.channels, self.overwrite = path, sample_rate, channels, overwrite
         _format_for(path)   # an unsupported suffix fails before any file is made
         self.tmp = create_partial(path)
         try:
@@ -187,7 +187,7 @@ class FileSink:
         try:
             self.file.close()
             if keep:
-                replace_with_partial(self.tmp, self.path)
+                replace_with_partial(self.tmp, self.path, self.overwrite)
         finally:
             self.tmp.unlink(missing_ok=True)   # (gone already once renamed)
 
@@ -290,7 +290,7 @@ class OnnxLink(TorchLink):
 
 def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, packet_loss: float = 0.0,
                save: Path | None = None, on_status: Callable[[StreamStats], None] | None = None,
-               seed: int = 0, packet_frames: int = 1, entropy_coder=None) -> StreamStats:
+               seed: int = 0, packet_frames: int = 1, entropy_coder=None, overwrite: bool = True) -> StreamStats:
     """Run the loop until the source ends or Ctrl-C (``stats.interrupted``); every sink then holds
     exactly the input's length (up to the interruption)."""
     stats = StreamStats()
@@ -404,7 +404,7 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
             if saved:
                 saved.close()
                 if keep:
-                    replace_with_partial(partial, save)
+                    replace_with_partial(partial, save, overwrite)
         finally:
             if partial:   # (only one this call made: on a read-only disk even a missing file's unlink fails)
                 partial.unlink(missing_ok=True)
@@ -521,7 +521,7 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     sinks = []
     try:
         if output is not None:
-            sinks.append(FileSink(output, source.sample_rate, source.channels))
+            sinks.append(FileSink(output, source.sample_rate, source.channels, overwrite=force))
         if play:
             rate = supported_rate(sd, dev, source.sample_rate, "output")
             sinks.append(DeviceSink(sd, dev, rate, source.channels, BLOCK_SECONDS))
@@ -553,7 +553,7 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
                       f"latency {sum(latency.values()):.0f} ms", end="\r", highlight=False)
 
     stats = run_stream(link, info, source, sinks, codec_model.sample_rate, packet_loss, save, status,
-                       packet_frames=packet_frames, entropy_coder=coder)
+                       packet_frames=packet_frames, entropy_coder=coder, overwrite=force)
     if console.is_terminal:
         console.print()
     if stats.interrupted:

@@ -352,3 +352,24 @@ def test_an_empty_file_decodes_to_wav_and_is_refused_as_flac(tiny_model, tmp_pat
     with pytest.raises(CodecError, match="empty FLAC"):
         decode_file(tiny_model, tmp_path / "e.codes", tmp_path / "e.flac")
     assert not (tmp_path / "e.flac").exists()
+
+
+def test_an_output_that_appears_while_coding_is_kept(tiny_model, tmp_path, monkeypatch):
+    """The 'exists' check runs at the start; a file written there meanwhile (another run, the user)
+    is not replaced without --force."""
+    import codec.coding
+
+    source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
+    out = tmp_path / "out.codes"
+    original = codec.coding.encode_blocks
+
+    def and_meanwhile(*args, **kwargs):
+        out.write_bytes(b"precious")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(codec.coding, "encode_blocks", and_meanwhile)
+    with pytest.raises(CodecError, match=r"out.codes exists \(it appeared while this ran\); pass --force"):
+        encode_file(tiny_model, source, out)
+    assert out.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.codes"]
+    encode_file(tiny_model, source, out, force=True)
+    assert out.read_bytes().startswith(b"CODC")
