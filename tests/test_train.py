@@ -321,6 +321,22 @@ def test_ctrl_c_stops_after_the_step_and_saves(audio_folder, tmp_path, monkeypat
         signal.signal(signal.SIGINT, before[0])
 
 
+def test_two_runs_never_share_a_run_folder(audio_folder, tmp_path):
+    from codec.train.entropy_trainer import train_entropy
+    from codec.train.run_lock import run_folder_lock
+
+    out = tmp_path / "run"
+    with run_folder_lock(out):   # as a run in another process holds it
+        with pytest.raises(CodecError, match=r"run.out_dir=.*run is in use by another training run"):
+            train(tiny(audio_folder, out, "run.max_steps=1"))
+        entropy = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [f"run.out_dir={out}"])
+        with pytest.raises(CodecError, match=r"is in use by another training run"):
+            train_entropy(entropy)
+    assert not out.exists()   # made for the lock, and left empty: removed again
+    train(tiny(audio_folder, out, "run.max_steps=1"))
+    assert (out / CHECKPOINT_FILE).is_file()
+
+
 def test_resuming_with_a_recipe_of_another_kind_is_refused_before_any_work(audio_folder, tmp_path):
     from codec.train.entropy_trainer import train_entropy
 

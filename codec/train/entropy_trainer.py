@@ -31,6 +31,7 @@ from codec.entropy.model import ENTROPY_WEIGHTS
 from codec.errors import CodecError, TrainingStopped
 from codec.train import distributed
 from codec.train.recipe import OptimConfig, RunConfig, _coerce, check_counts, check_heads, model_named_by
+from codec.train.run_lock import run_folder_lock
 from codec.train.stopping import signal_name, stop_after_step
 from codec.train.trainer import (
     CHECKPOINT_FILE,
@@ -226,6 +227,11 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
         TrainingStopped: after Ctrl-C (SIGINT) or SIGTERM, which stop the run after the step in
             progress, with a checkpoint and model saved.
     """
+    with run_folder_lock(Path(recipe.run.out_dir)):
+        return _train_entropy(recipe, resume, console)
+
+
+def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None) -> Path:
     console = console or Console(stderr=True)
     run = recipe.run
     out_dir = Path(run.out_dir)

@@ -43,6 +43,7 @@ from codec.train.losses import (
 from codec.train.monitor import Monitor
 from codec.train.pesq_loss import PesqDisturbanceLoss
 from codec.train.recipe import Recipe, model_named_by, reconstruction_weights
+from codec.train.run_lock import run_folder_lock
 from codec.train.stoi_loss import StoiLoss
 from codec.train.stopping import signal_name, stop_after_step
 
@@ -412,6 +413,11 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
         TrainingStopped: after Ctrl-C (SIGINT) or SIGTERM, which stop the run after the step in
             progress, with a checkpoint and model saved.
     """
+    with run_folder_lock(Path(recipe.run.out_dir)):
+        return _train(recipe, resume, console)
+
+
+def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
     console = console or Console(stderr=True)
     run, loss_cfg = recipe.run, recipe.loss
     out_dir = Path(run.out_dir)
