@@ -83,18 +83,40 @@ def announced_frames(source: sf.SoundFile) -> int:
     return max(source.frames, int(found[1]) // int(block_align[1]))
 
 
+def _readable_part(source: sf.SoundFile, start: int, block_samples: int) -> np.ndarray:
+    """The samples from ``start`` that decode, read again in small pieces after a block failed
+    (libsndfile's FLAC decoder loses the whole block at a cut): ``[n, C]``, n maybe 0."""
+    pieces = []
+    try:
+        source.seek(start)
+        while sum(map(len, pieces)) < block_samples:
+            piece = source.read(min(1024, block_samples - sum(map(len, pieces))), dtype="float64", always_2d=True)
+            if not len(piece):
+                break
+            pieces.append(piece)
+    except _READ_ERRORS:
+        pass
+    return np.concatenate(pieces) if pieces else np.zeros((0, source.channels))
+
+
 def read_blocks(source: sf.SoundFile, path: Path, block_samples: int) -> Iterator[np.ndarray]:
-    """``[n, C]`` float64 blocks of an open file until its end.
+    """``[n, C]`` float64 blocks of an open file until its end. A block that fails to decode is
+    read again in small pieces, and the file ends after what of it decodes (libsndfile loses a
+    cut FLAC's whole last block otherwise); the caller compares the count with the header's.
 
     Raises:
-        CodecError: if decoding fails midway or the file holds NaN or infinite samples.
+        CodecError: if nothing of a failing block decodes, or the file holds NaN or infinite samples.
     """
-    while True:
+    ended = False
+    while not ended:
         start = source.tell()
         try:
             block = source.read(block_samples, dtype="float64", always_2d=True)
         except _READ_ERRORS as error:
-            raise CodecError(f"{path}: cannot decode audio after {start} samples ({error})") from None
+            block = _readable_part(source, start, block_samples)
+            if not len(block):
+                raise CodecError(f"{path}: cannot decode audio after {start} samples ({error})") from None
+            ended = True   # a damaged or cut file ends here (the caller compares what it got with the header)
         if len(block) == 0:
             return
         finite = np.isfinite(block).all(axis=1)

@@ -183,6 +183,17 @@ def test_a_truncated_file_is_coded_as_far_as_it_reads_with_a_warning(tiny_model,
     assert "file is truncated: its header announces 16000 samples, 15500 could be read" in result.output
 
 
+def test_a_cut_flac_is_coded_as_far_as_it_decodes_with_a_warning(tiny_model, tmp_path):
+    """libsndfile's FLAC decoder fails the whole block at a cut; what decodes of it is kept."""
+    rng = np.random.default_rng(0)
+    data = write_audio(tmp_path / "full.flac", 0.3 * rng.standard_normal((48000, 1)), 16000).read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[:len(data) // 2])
+    result = cli("encode", tmp_path / "cut.flac", tmp_path / "cut.codes", "--model", tiny_model.source_dir)
+    assert result.exit_code == 0, result.output
+    samples = from_bytes((tmp_path / "cut.codes").read_bytes()).metadata.samples
+    assert 16000 < samples < 48000 and f"announces 48000 samples, {samples} could be read" in result.output
+
+
 def test_a_streamed_wav_of_unknown_data_size_reads_whole_without_a_warning(tiny_model, tmp_path):
     data = bytearray(write_audio(tmp_path / "full.wav", tone(0.5, 16000), 16000, "PCM_16").read_bytes())
     data[40:44] = b"\xff\xff\xff\xff"   # the data chunk's size, as ffmpeg writes it to a pipe
