@@ -612,8 +612,9 @@ def evaluate(
     if not kbps:
         raise CodecError(f"--bitrates {bitrates!r}: expected comma-separated numbers such as 1.5,3,6,12")
     names = [] if baselines.strip() in ("", "none") else [b.strip() for b in baselines.split(",")]
-    if jobs < 1 or threads < 1:
-        raise CodecError("--jobs and --threads must be at least 1")
+    for option, value in (("--jobs", jobs), ("--threads", threads)):
+        if value < 1:
+            raise CodecError(f"{option} {value}: must be at least 1")
     try:
         check_refine_steps(refine_steps)
     except CodecError as error:

@@ -31,6 +31,11 @@ def check_sample_rate(sample_rate: int) -> None:
                          f"{MAX_SAMPLE_RATE} Hz")
 
 
+def missing(path: Path) -> str:
+    """Why ``path`` names no file, in words: a dangling link (or a loop of links) or nothing."""
+    return "is a symbolic link to a missing file (or a loop of links)" if path.is_symlink() else "no such file"
+
+
 def open_audio(path: Path | str) -> sf.SoundFile:
     """Open an audio file for block reading (use as a context manager).
 
@@ -41,7 +46,9 @@ def open_audio(path: Path | str) -> sf.SoundFile:
     if path.is_dir():
         raise CodecError(f"{path}: is a directory, not an audio file")
     if not path.is_file():
-        raise CodecError(f"{path}: no such file")
+        raise CodecError(f"{path}: {missing(path)}")
+    if path.stat().st_size == 0:
+        raise CodecError(f"{path}: is empty (0 bytes), not an audio file")
     try:
         source = sf.SoundFile(os.fsencode(path))   # bytes: any file name the system allows
     except _READ_ERRORS as error:

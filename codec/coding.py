@@ -20,7 +20,7 @@ import soxr
 import torch
 
 from codec.atomic import final_path, write_atomically
-from codec.audio import AUDIO_SUFFIXES, announced_frames, check_sample_rate, open_audio, read_blocks
+from codec.audio import AUDIO_SUFFIXES, announced_frames, check_sample_rate, missing, open_audio, read_blocks
 from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
@@ -287,7 +287,7 @@ def check_paths(input_path: Path, output_path: Path, force: bool) -> None:
         raise CodecError(f"{input_path}: is a pipe or device, not a file; give - as the input and "
                          f"redirect it to stdin instead")
     if not input_path.is_file():
-        raise CodecError(f"{input_path}: no such file")
+        raise CodecError(f"{input_path}: {missing(input_path)}")
     if not os.access(input_path, os.R_OK):
         raise CodecError(f"{input_path}: permission denied (the file cannot be read)")
     check_output_path(output_path, force, input_path)
@@ -357,7 +357,7 @@ def _codes_bytes(path: Path) -> bytes:
     if path.is_dir():
         raise CodecError(f"{path}: is a directory, not a .codes file")
     if not path.is_file():
-        raise CodecError(f"{path}: no such file")
+        raise CodecError(f"{path}: {missing(path)}")
     return path.read_bytes()
 
 

@@ -478,6 +478,7 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         check_output_path(path, force, input)
     if output is not None:
         _format_for(output)   # an unsupported suffix fails before the model loads
+    asked_to_play = bool(play)
     play = (output is None) if play is None else play
     if not play and output is None and save is None:
         raise CodecError("nothing to do with the decoded audio: give --output FILE, --save FILE or --play")
@@ -511,7 +512,8 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     if input is None:
         sd = import_sounddevice()
     else:   # only playing needs a device: the hint must not suggest the --input already given
-        sd = import_sounddevice("write the decoded audio with --output FILE instead of --play") if play else None
+        instead = "instead of --play" if asked_to_play else "(playing it is the default without --output)"
+        sd = import_sounddevice(f"write the decoded audio with --output FILE {instead}") if play else None
     dev = _device(device)
     if input is not None:
         source = FileSource(input, BLOCK_SECONDS, realtime)

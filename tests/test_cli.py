@@ -132,9 +132,14 @@ def test_more_channels_than_the_format_holds_names_the_output(tiny_model_dir, sp
     (["encode", "{wav}", ""], "an empty file name was given (OUTPUT)"),
     (["info", ""], "an empty file name was given (PATH)"),
     (["eval", "", "--out", "ev"], "an empty file name was given (INPUT)"),
+    (["eval", "{wav}", "--threads", "0", "--out", "ev"], "--threads 0: must be at least 1"),
+    (["encode", "empty.wav", "x.codes"], "empty.wav: is empty (0 bytes), not an audio file"),
+    (["encode", "loop.wav", "x.codes"], "loop.wav: is a symbolic link to a missing file (or a loop of links)"),
 ])
 def test_errors_are_one_line(speech_wav, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.wav").touch()
+    (tmp_path / "loop.wav").symlink_to("loop.wav")
     result = invoke(*[a.replace("{wav}", str(speech_wav)) for a in args])
     assert result.exit_code == 1
     assert message in result.output

@@ -109,6 +109,10 @@ def test_info_on_a_damaged_installed_model_says_what_is_wrong(tiny_model_dir, tm
     (installed / "mine" / "config.json").write_text("{")
     result = invoke("info", "mine")
     assert result.exit_code == 1 and "mine/config.json: is not valid JSON" in result.output
+    (installed / "mine" / "config.json").write_text("[1, 2]")
+    for command in (["info", "mine"], ["encode", "x.wav", "x.codes", "--model", "mine"]):
+        result = invoke(*command)
+        assert result.exit_code == 1 and "the config is not a JSON object but a list" in result.output
     assert "no model has that name" not in result.output
 
 

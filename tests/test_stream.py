@@ -197,7 +197,8 @@ def test_missing_portaudio_names_the_fix(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sounddevice", None)    # the import fails as without PortAudio
     source = write_audio(tmp_path / "in.wav", tone(0.2, 16000), 16000)
     for options, instead in (((), "or stream a file with --input FILE"),
-                             (("--input", source, "--play"), "with --output FILE instead of --play")):
+                             (("--input", source, "--play"), "with --output FILE instead of --play"),
+                             (("--input", source), "with --output FILE (playing it is the default without")):
         result = invoke("stream", "--model", tiny_model_dir, *options)
         assert result.exit_code == 1 and "apt-get install libportaudio2" in result.output, result.output
         assert instead in result.output and len(result.output.strip().splitlines()) == 1

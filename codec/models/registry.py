@@ -13,7 +13,10 @@ def config_class(values: dict):
 
     Raises:
         CodecError: for an unknown architecture.
+        ValueError: if ``values`` is not a dict.
     """
+    if not isinstance(values, dict):
+        raise ValueError(f"the config is not a JSON object but a {type(values).__name__}")
     name = values.get("architecture", "conv")
     if name not in ARCHITECTURES:
         raise CodecError(f"unknown model architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
