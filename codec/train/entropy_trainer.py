@@ -223,7 +223,7 @@ def train_entropy(recipe: EntropyRecipe, resume: bool = False, console: Console 
     Raises:
         CodecError: for a checkpoint conflict (as ``codec.train.train``), unusable data, a
             ``run.device`` that is not there, or a ``run.init_from`` without an entropy model of
-            the recipe's configuration.
+            the recipe's configuration, or another run using ``run.out_dir``.
         TrainingStopped: after Ctrl-C (SIGINT) or SIGTERM, which stop the run after the step in
             progress, with a checkpoint and model saved.
     """

@@ -409,7 +409,8 @@ def train(recipe: Recipe, resume: bool = False, console: Console | None = None) 
             ``resume`` is true and there is none, or the data folder has no audio, or
             ``run.init_from`` names weights of another configuration, or the checkpoint does not
             fit the recipe, or the run diverges (MAX_NON_FINITE_IN_A_ROW non-finite steps in a row),
-            or the recipe turns off the resumed run's weight average (``optim.ema_decay``).
+            or the recipe turns off the resumed run's weight average (``optim.ema_decay``), or
+            another run is using ``run.out_dir`` (``codec.train.run_lock``).
         TrainingStopped: after Ctrl-C (SIGINT) or SIGTERM, which stop the run after the step in
             progress, with a checkpoint and model saved.
     """
