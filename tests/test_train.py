@@ -200,6 +200,15 @@ def test_esc_and_entropy_recipe_values_are_checked(recipe, override, message):
         load_recipe(REPO / "recipes" / f"{recipe}.yaml", [override])
 
 
+def test_the_models_own_size_rules_are_recipe_errors_before_any_data_is_read(tmp_path):
+    recipe = load_recipe(REPO / "recipes" / "tiny.yaml", ["model.hop_length=100", f"run.out_dir={tmp_path / 'r'}",
+                                                          f"data.train_dir={tmp_path / 'no-such-data'}"])
+    with pytest.raises(CodecError, match=r"recipe model section: synthesis_n_fft=320 must be an even multiple of "
+                                         r"hop_length=100"):
+        train(recipe)
+    assert not (tmp_path / "r").exists()
+
+
 def test_entropy_training_on_files_of_one_frame_says_so(tiny_model_dir, tmp_path):
     from codec.train.entropy_trainer import train_entropy
 

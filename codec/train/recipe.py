@@ -371,29 +371,10 @@ def _check_model(model, loss: LossConfig) -> None:
                          f"model.hop_length={model.hop_length} (the analysis window covers every sample)")
     if hasattr(model, "heads"):
         check_heads(model.dims, model.heads, "model", "dims")
-    _check_model_builds(model)
     total = getattr(model, "num_codebooks", None) or sum(getattr(model, "codebooks_per_scale", [0]))
     if total and max(loss.codebook_choices) > total:
         raise CodecError(f"recipe value loss.codebook_choices={loss.codebook_choices} asks for more codebooks "
                          f"than the model has ({total})")
-
-
-def _check_model_builds(model) -> None:
-    """The model's own rules on how its sizes fit together (e.g. the synthesis window and the
-    hop), checked by building it (a fraction of a second, before any data is read).
-
-    Raises:
-        CodecError: the model's reason, as a recipe error.
-    """
-    import torch
-
-    from codec.models.registry import build_model
-
-    try:
-        with torch.random.fork_rng():   # the caller's random numbers stay as they were
-            build_model(model)
-    except CodecError as error:
-        raise CodecError(f"recipe model section: {error}") from None
 
 
 def _coerce(section_cls, values: dict, section: str = "") -> dict:

@@ -439,7 +439,10 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         raise CodecError(str(error)) from None
     torch.manual_seed(run.seed)  # the same initial weights on every rank
 
-    model = build_model(recipe.model).to(device)
+    try:   # (before any data is read: the model's own rules on how its sizes fit together)
+        model = build_model(recipe.model).to(device)
+    except CodecError as error:
+        raise CodecError(f"recipe model section: {error}") from None
     problem = model.bitrate_problem()
     if problem:
         raise CodecError(f"recipe value model.bitrates_kbps={recipe.model.bitrates_kbps}: {problem}")
