@@ -236,7 +236,7 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
     run = recipe.run
     out_dir = Path(run.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_FILE
-    _check_run_dir(checkpoint_path, resume, recipe)
+    saved_state = _check_run_dir(checkpoint_path, resume, recipe)
     if run.threads:
         torch.set_num_threads(run.threads)
     torch.manual_seed(run.seed)
@@ -261,7 +261,7 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
         model.load_state_dict(initial.state_dict())
         console.print(f"init_from {run.init_from}: starting from its entropy model")
     if resume:
-        state = restore_checkpoint(checkpoint_path, model, optimizer, crops, recipe)
+        state = restore_checkpoint(checkpoint_path, model, optimizer, crops, recipe, saved_state)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
         _check_resumed_recipe(state, recipe, checkpoint_path, console)
         _drop_unsaved_log_lines(out_dir, step)

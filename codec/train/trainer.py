@@ -109,28 +109,31 @@ def _read_checkpoint(path: Path) -> dict:
     return state
 
 
-def check_resumable(path: Path, recipe) -> None:
+def check_resumable(path: Path, recipe) -> dict:
     """Before any data is prepared: the checkpoint at ``path`` trains the kind of model ``recipe``
     does (an entropy model or a codec, and the codec's architecture); the usual cause of a
-    mismatch is the wrong recipe.
+    mismatch is the wrong recipe. Returns the checkpoint, for ``restore_checkpoint``.
 
     Raises:
         CodecError: for a file that is not a checkpoint, or another kind of model.
     """
-    saved, now = _read_checkpoint(path).get("recipe", {}), recipe.to_dict()
+    state = _read_checkpoint(path)
+    saved, now = state.get("recipe", {}), recipe.to_dict()
     if saved and _kind(saved) != _kind(now):
         raise CodecError(f"{path}: the run trains {_kind(saved)}, and this recipe {_kind(now)}; resume with the "
                          f"run's recipe, or give this one another run.out_dir")
+    return state
 
 
-def restore_checkpoint(path: Path, model, optimizer, data=None, recipe=None) -> dict:
-    """Load model, optimizer and RNG states (and ``data.rng``'s, if given); returns the checkpoint.
+def restore_checkpoint(path: Path, model, optimizer, data=None, recipe=None, state: dict | None = None) -> dict:
+    """Load model, optimizer and RNG states (and ``data.rng``'s, if given) from the checkpoint at
+    ``path`` (or from ``state``, the checkpoint read from it already); returns the checkpoint.
 
     Raises:
         CodecError: for a file that is not a checkpoint, or one whose model or optimizer does not
             fit (naming the recipe values that differ from ``recipe``'s, when given).
     """
-    state = _read_checkpoint(path)
+    state = state if state is not None else _read_checkpoint(path)
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -345,7 +348,9 @@ def _code_source(init_from: str, resume: bool, console: Console) -> ConvCodec | 
     return source
 
 
-def _check_run_dir(checkpoint_path: Path, resume: bool, recipe) -> None:
+def _check_run_dir(checkpoint_path: Path, resume: bool, recipe) -> dict | None:
+    """Raises CodecError unless the run folder suits a new run (or, with ``resume``, holds a
+    checkpoint of the recipe's kind, which is returned)."""
     if checkpoint_path.parent.exists() and not checkpoint_path.parent.is_dir():
         raise CodecError(f"run.out_dir={checkpoint_path.parent} is a file, not a folder")
     if checkpoint_path.exists() and not resume:
@@ -356,8 +361,7 @@ def _check_run_dir(checkpoint_path: Path, resume: bool, recipe) -> None:
                          f"checkpoint: set another run.out_dir, or move that model away first")
     if resume and not checkpoint_path.exists():
         raise CodecError(f"--resume: no checkpoint at {checkpoint_path}")
-    if resume:
-        check_resumable(checkpoint_path, recipe)
+    return check_resumable(checkpoint_path, recipe) if resume else None
 
 
 def _drop_unsaved_log_lines(out_dir: Path, step: int) -> None:
@@ -423,7 +427,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
     run, loss_cfg = recipe.run, recipe.loss
     out_dir = Path(run.out_dir)
     checkpoint_path = out_dir / CHECKPOINT_FILE
-    _check_run_dir(checkpoint_path, resume, recipe)
+    saved_state = _check_run_dir(checkpoint_path, resume, recipe)
     if run.init_fresh and not run.init_from:
         raise CodecError("run.init_fresh names parts to start from scratch instead of run.init_from's weights, "
                          "but run.init_from is not set")
@@ -495,7 +499,8 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         # continue training across machines from shipped weights (a fresh optimizer state)
         _load_initial_weights(model, source, run.init_from, console, run.init_fresh)
     if resume:
-        state = restore_checkpoint(checkpoint_path, model, optimizer, dataset if world_size == 1 else None, recipe)
+        state = restore_checkpoint(checkpoint_path, model, optimizer, dataset if world_size == 1 else None, recipe,
+                                   saved_state)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
         _check_resumed_recipe(state, recipe, checkpoint_path, console)
         if gan is not None and "gan" in state:
