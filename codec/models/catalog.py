@@ -75,7 +75,7 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
                 raise ValueError(f"{WEIGHTS_FILE} is not a safetensors file: {error}") from None
     except json.JSONDecodeError as error:
         raise CodecError(f"{directory / CONFIG_FILE}: is not valid JSON ({error})") from None
-    except (OSError, ValueError, TypeError, AttributeError) as error:   # AttributeError: config.json not an object
+    except (OSError, ValueError, TypeError, AttributeError) as error:
         raise CodecError(f"{directory}: cannot read the model ({error})".splitlines()[0]) from None
     source = _source(directory)
     return ModelSummary(

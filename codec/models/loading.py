@@ -90,9 +90,13 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
     if candidate.is_dir():
         raise ModelNotFoundError(f"{candidate}: not a model directory (it has no {CONFIG_FILE}), and no "
                                  f"shipped model has that name", is_folder=True)
-    available = [p.name for p in available_models()]
     raise ModelNotFoundError(f"model '{name_or_path}' not found: not a model directory, and no shipped "
-                             f"or installed model has that name (by name: {', '.join(available) or 'none'})")
+                             f"or installed model has that name {_names_hint()}")
+
+
+def _names_hint() -> str:
+    """"(by name: NAMES)": the models a name can choose, for messages."""
+    return f"(by name: {', '.join(p.name for p in available_models()) or 'none'})"
 
 
 def _model_dir_named(name_or_path: str | Path) -> Path | None:
@@ -135,9 +139,8 @@ def model_dir_for_codes(name: str, weights: str) -> Path:
         return direct
     renamed = _folders_whose_config_is_named(name)
     if not renamed:
-        available = [p.name for p in available_models()]
         raise ModelNotFoundError(f"model '{name}' not found: no shipped or installed model has that name "
-                                 f"(by name: {', '.join(available) or 'none'})")
+                                 f"{_names_hint()}")
     matching = [folder for folder in renamed
                 if weights and (weights_hash(folder).startswith(weights) or weights in _readable_prefixes(folder))]
     return (matching or renamed)[0]
@@ -176,7 +179,7 @@ def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Co
         model = build_model(config_from_dict(json.loads((model_dir / CONFIG_FILE).read_text())))
         state = from_8_bits(load_file(str(model_dir / WEIGHTS_FILE)))
     except (OSError, ValueError, TypeError, AttributeError, RuntimeError, SafetensorError) as error:
-        # AttributeError: a config.json that is not an object; SafetensorError: cut or foreign weights
+        # SafetensorError: cut or foreign weights
         raise CodecError(f"{model_dir}: cannot load model ({error})".splitlines()[0]) from None
     problem = _state_mismatch(model.state_dict(), state)
     if problem:
