@@ -44,6 +44,12 @@ class EntropyModelConfig(JsonConfig):
     depth_hidden: int = 384          # hidden width of the per-code depth MLP
 
 
+def codes_fit(config: EntropyModelConfig, codec) -> bool:
+    """Whether an entropy model of ``config`` can code every code of ``codec``: the same codebook
+    size, and at least its number of codebooks."""
+    return config.codebook_size == codec.codebook_size and config.num_codebooks >= codec.num_codebooks
+
+
 class _Block(nn.Module):
     def __init__(self, dim: int, heads: int):
         super().__init__()

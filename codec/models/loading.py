@@ -186,13 +186,12 @@ def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Co
         raise CodecError(f"{model_dir}: {CONFIG_FILE} does not match {WEIGHTS_FILE} ({problem}); "
                          f"use the {CONFIG_FILE} that was saved with these weights")
     model.load_state_dict(state)
-    from codec.entropy.model import load_entropy_model  # the optional entropy model lives beside the weights
+    from codec.entropy.model import codes_fit, load_entropy_model  # the optional entropy model lives beside the weights
 
     # kept out of the codec's submodules: its weights are not the codec's (state_dict, parameters)
     entropy_model = load_entropy_model(model_dir)
     if entropy_model is not None and (entropy_model.config.codec != model.config.name
-                                      or entropy_model.config.codebook_size != model.codebook_size
-                                      or entropy_model.config.num_codebooks < model.num_codebooks):
+                                      or not codes_fit(entropy_model.config, model)):
         raise CodecError(f"{model_dir}: its entropy model '{entropy_model.config.name}' was trained on the codes "
                          f"of '{entropy_model.config.codec}' ({entropy_model.config.num_codebooks} codebooks of "
                          f"{entropy_model.config.codebook_size}), not on this model's; remove entropy.safetensors "

@@ -27,7 +27,7 @@ from rich.console import Console
 from codec.atomic import write_atomically
 from codec.bitstream import MAX_CODEBOOK_SIZE
 from codec.entropy import EntropyModel, EntropyModelConfig, load_entropy_model, save_entropy_model
-from codec.entropy.model import ENTROPY_WEIGHTS
+from codec.entropy.model import ENTROPY_WEIGHTS, codes_fit
 from codec.errors import CodecError, TrainingStopped
 from codec.train import distributed
 from codec.train.recipe import OptimConfig, RunConfig, _coerce, check_counts, check_heads, model_named_by
@@ -100,9 +100,9 @@ def _check_sizes(entropy: EntropyModelConfig, data: EntropyDataConfig) -> None:
 
 
 def _check_codec_fits(entropy: EntropyModelConfig, codec_model, codec_name: str) -> None:
-    """Raises CodecError unless the entropy model can code every code of ``codec_model`` (the
-    rule ``codec.models.load_model`` applies to a model folder's entropy model)."""
-    if entropy.codebook_size != codec_model.codebook_size or entropy.num_codebooks < codec_model.num_codebooks:
+    """Raises CodecError unless the entropy model can code every code of ``codec_model``
+    (``codes_fit``, as ``codec.models.load_model`` checks a model folder's entropy model)."""
+    if not codes_fit(entropy, codec_model):
         raise CodecError(f"recipe values entropy.num_codebooks={entropy.num_codebooks} and entropy.codebook_size="
                          f"{entropy.codebook_size} do not fit data.codec_model={codec_name}: it has "
                          f"{codec_model.num_codebooks} codebooks of {codec_model.codebook_size} codes")
