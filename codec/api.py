@@ -143,7 +143,8 @@ def _network_of(model: "Codec | str | Path") -> ConvCodec:
     """
     if isinstance(model, Codec):
         return model.network
-    if isinstance(model, (str, Path)):
+    if isinstance(model, (str, os.PathLike)):
+        _check_path(model, "model", "a model's name or folder")
         return _load_network(model)
     raise CodecError(f"model must be a codec.Codec (from codec.load_model), or a model's name or folder, "
                      f"not {type(model).__name__}")
