@@ -4,6 +4,7 @@ Each command is a thin typed function over one library call. Problems the user c
 (``CodecError``) become one line on stderr and exit code 1, never a traceback.
 """
 
+import codecs
 import functools
 import json
 import os
@@ -775,9 +776,28 @@ def train(
         raise typer.Exit(128 + stopped.signum) from None
 
 
+def _escape_undecodable(error: UnicodeEncodeError) -> tuple[str, int]:
+    """Show a file name's bytes that are not valid in the locale's encoding as ``\\xff``, not ``\\udcff``.
+
+    Python reads such bytes into lone surrogates (PEP 383); ``backslashreplace`` would print those
+    as ``\\udcff``, which names no byte of the user's file name.
+    """
+    text = error.object[error.start:error.end]
+    return "".join(f"\\x{ord(char) - 0xDC00:02x}" if 0xDC80 <= ord(char) <= 0xDCFF
+                   else char.encode("ascii", "backslashreplace").decode() for char in text), error.end
+
+
+def _show_names_readably() -> None:
+    """Messages on stderr escape such bytes; stdout keeps writing them raw, for the programs reading it."""
+    codecs.register_error("codec-escape-names", _escape_undecodable)
+    if hasattr(sys.stderr, "reconfigure"):  # not when replaced by a test runner's capture
+        sys.stderr.reconfigure(errors="codec-escape-names")
+
+
 def run() -> None:
     """Console-script entry point."""
     stop_on_termination()
+    _show_names_readably()
     sys.exit(app())
 
 

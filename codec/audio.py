@@ -6,7 +6,10 @@ x86-64 wheels are CUDA builds tied to one torch release and fail beside the CPU 
 
 import os
 import re
+import sys
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,41 @@ _READ_ERRORS = (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 384000   # Hz read, written and stored in a .codes file
 UNKNOWN_LENGTH = 1 << 62   # what libsndfile reports as the length of a stream without one
+
+
+# what libmpg123 (libsndfile's MP3 decoder) prints on stderr for damaged data, by itself
+_MPG123_LINE = re.compile(r"^(?:Note|Warning|Error): |^\[src/libmpg123/")
+
+
+@contextmanager
+def _mpg123_messages(notes: list[str]) -> Iterator[None]:
+    """Collect into ``notes`` the lines libmpg123 writes to file descriptor 2 meanwhile; any other
+    output meanwhile (a progress bar's refresh) goes on to stderr. libsndfile offers no way to quiet it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            lines = caught.read().decode(errors="replace").splitlines(keepends=True)
+    notes.extend(line.strip() for line in lines if _MPG123_LINE.match(line))
+    if other := "".join(line for line in lines if not _MPG123_LINE.match(line)):
+        sys.stderr.write(other)
+
+
+def decoder_notes(source: sf.SoundFile) -> str | None:
+    """What the MP3 decoder said of damaged data while ``source`` was opened and read (by
+    ``open_audio`` and ``read_blocks``), summed up in one phrase, or None if it said nothing."""
+    said = list(dict.fromkeys(note.split(": ", 1)[-1] for note in getattr(source, "mpg123_notes", [])))
+    places = [note for note in said if "offset" in note] or said   # opening and reading both say each
+    if not places:
+        return None
+    return (f"damaged MP3 data: the decoder skipped what it could not read, at {len(places)} place(s) "
+            f"(libmpg123: {places[0]})")
 
 
 def check_sample_rate(sample_rate: int) -> None:
@@ -49,13 +87,16 @@ def open_audio(path: Path | str) -> sf.SoundFile:
         raise CodecError(f"{path}: {missing(path)}")
     if path.stat().st_size == 0:
         raise CodecError(f"{path}: is empty (0 bytes), not an audio file")
+    notes: list[str] = []
     try:
-        source = sf.SoundFile(os.fsencode(path))   # bytes: any file name the system allows
+        with _mpg123_messages(notes):   # an MP3's frames are scanned here
+            source = sf.SoundFile(os.fsencode(path))   # bytes: any file name the system allows
     except _READ_ERRORS as error:
         reason = str(error).split(": ", 1)[-1].strip() or type(error).__name__
         if "too many channels" in reason.lower():   # a format we read, beyond libsndfile's channel limit
             raise CodecError(f"{path}: has more channels than can be read (libsndfile reads at most 1024)") from None
         raise CodecError(f"{path}: cannot read audio ({reason}); supported: {SUPPORTED}") from None
+    source.mpg123_notes = notes   # read by decoder_notes; read_blocks adds to them
     if source.samplerate <= 0 or source.channels <= 0:
         source.close()
         raise CodecError(f"{path}: invalid header ({source.samplerate} Hz, {source.channels} channels)")
@@ -114,11 +155,15 @@ def read_blocks(source: sf.SoundFile, path: Path, block_samples: int) -> Iterato
     Raises:
         CodecError: if nothing of a failing block decodes, or the file holds NaN or infinite samples.
     """
-    ended = False
+    ended, notes = False, getattr(source, "mpg123_notes", [])
     while not ended:
         start = source.tell()
         try:
-            block = source.read(block_samples, dtype="float64", always_2d=True)
+            if source.format == "MP3":
+                with _mpg123_messages(notes):
+                    block = source.read(block_samples, dtype="float64", always_2d=True)
+            else:
+                block = source.read(block_samples, dtype="float64", always_2d=True)
         except _READ_ERRORS as error:
             block = _readable_part(source, start, block_samples)
             if not len(block):

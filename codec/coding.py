@@ -20,7 +20,15 @@ import soxr
 import torch
 
 from codec.atomic import final_path, write_atomically
-from codec.audio import AUDIO_SUFFIXES, announced_frames, check_sample_rate, missing, open_audio, read_blocks
+from codec.audio import (
+    AUDIO_SUFFIXES,
+    announced_frames,
+    check_sample_rate,
+    decoder_notes,
+    missing,
+    open_audio,
+    read_blocks,
+)
 from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
@@ -418,6 +426,8 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
         if announced > 0 and seen < announced - slack:
             report.warnings.append(f"{input_path}: file is truncated: its header announces {announced} "
                                    f"samples, {seen} could be read; coded those")
+        if damage := decoder_notes(source):
+            report.warnings.append(f"{input_path}: {damage}")
         codes_file = _codes_file(model, source.samplerate, *encoded, leveling.gain_db)
     if clipped[0]:
         report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale and were "

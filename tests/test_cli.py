@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -285,3 +287,11 @@ def test_errors_and_summaries_start_on_the_first_line_when_stderr_is_not_a_termi
     assert result.exit_code == 1 and result.output.startswith("error: no file could be evaluated"), result.output
     result = invoke("encode", tmp_path / "junk", tmp_path / "codes", "--model", "conv-16k")
     assert result.exit_code == 1 and result.output.startswith("failed: "), result.output
+
+
+def test_a_file_name_in_no_valid_encoding_is_shown_by_its_bytes(tmp_path):
+    # the console script reconfigures stderr; a lone surrogate (PEP 383) printed as \udcff names no byte
+    missing = os.path.join(os.fsencode(tmp_path), b"speech\xff.codes")
+    result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", "info", missing],
+                            capture_output=True, env={**os.environ, "LC_ALL": "C.UTF-8"})
+    assert result.returncode == 1 and b"speech\\xff.codes: no such file" in result.stderr, result.stderr

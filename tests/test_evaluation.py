@@ -338,6 +338,18 @@ def test_an_empty_file_gets_an_empty_opus_baseline_without_running_ffmpeg(monkey
     assert len(coded.audio) == 0 and coded.payload_bits == 0
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg, ffprobe")
+def test_opus_payload_counts_the_packets_that_carry_side_data():
+    # Opus' first and last packets carry samples to skip: ffprobe's CSV printed them as "13,"
+    from codec.evaluation import systems
+
+    opus = next(s for s in systems.baseline_systems(["opus"], [6.0])[0] if isinstance(s, systems.FfmpegCodec))
+    one_packet = opus.code(tone(10 / 16000, 16000), 16000)   # 10 samples: one packet, with side data
+    assert one_packet.payload_bits > 0
+    second = opus.code(tone(1.0, 16000), 16000)   # 50-51 packets of 20 ms at 6 kbps: 6000 bits and more
+    assert 6000 <= second.payload_bits < 6600 and second.overhead_bits > 0
+
+
 def test_tone_signals_and_their_returned_levels(tiny_model):
     from codec.evaluation.tones import LEVEL_DBFS, TEST_SIGNALS, level_db, make_signal, returned_levels
 

@@ -219,6 +219,20 @@ def test_an_mp3_piped_from_ffmpeg_is_not_called_truncated(tiny_model, tmp_path):
     assert result.exit_code == 0 and "file is truncated" in result.output, result.output
 
 
+def test_damaged_mp3_gives_one_warning_not_the_decoders_notes(tiny_model, tmp_path, capfd):
+    source = write_audio(tmp_path / "in.wav", tone(1.0, 16000), 16000)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(source), str(tmp_path / "whole.mp3")], check=True)
+    data = bytearray((tmp_path / "whole.mp3").read_bytes())
+    frame = data.index(b"\xff\xf3", len(data) // 2)   # an MPEG-2 Layer III frame's sync word
+    data[frame:frame + 4] = b"\xff\x01\x38\xc4"   # a frame header libmpg123 rejects
+    (tmp_path / "bad.mp3").write_bytes(data)
+    capfd.readouterr()
+    result = cli("encode", tmp_path / "bad.mp3", tmp_path / "bad.codes", "--model", tiny_model.source_dir)
+    printed = capfd.readouterr()   # libmpg123 writes to file descriptor 2 itself, past click's capture
+    assert result.exit_code == 0 and "Note:" not in printed.err + result.output, printed.err + result.output
+    assert "bad.mp3: damaged MP3 data: the decoder skipped what it could not read, at 1 place(s)" in result.output
+
+
 def test_riff_size_ffffffff_reads(tiny_model, tmp_path):
     data = bytearray(write_audio(tmp_path / "full.wav", tone(0.5, 16000), 16000, "PCM_16").read_bytes())
     data[4:8] = b"\xff\xff\xff\xff"

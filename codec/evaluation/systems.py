@@ -9,6 +9,7 @@ bit of the ``.codes`` file (header, metadata and CRCs included, so ours is never
 overhead being the part of that which is not codes.
 """
 
+import json
 import math
 import shutil
 import subprocess
@@ -97,9 +98,13 @@ def _run(command: list[str]) -> None:
 
 
 def _packet_bits(path: Path) -> int:
+    # JSON, not CSV: ffprobe's CSV gives a packet with side data (Opus' first and last: samples to
+    # skip) as "13," and a blank line, which a line parser drops
     output = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-                             "packet=size", "-of", "csv=p=0", str(path)], capture_output=True, text=True)
-    return 8 * sum(int(line) for line in output.stdout.split() if line.strip().isdigit())
+                             "packet=size", "-of", "json", str(path)], capture_output=True, text=True)
+    if output.returncode != 0:
+        raise RuntimeError(f"ffprobe failed: {output.stderr.strip().splitlines()[-1:]}")
+    return 8 * sum(int(packet["size"]) for packet in json.loads(output.stdout).get("packets", []))
 
 
 @dataclass
