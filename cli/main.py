@@ -8,6 +8,7 @@ import codecs
 import functools
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,9 +112,10 @@ DecodeInt8Option = Annotated[bool, typer.Option(
     "--int8", help="Decode with the model's linear layers in int8 (PyTorch dynamic quantization): faster on a "
                    "CPU, with slightly different audio (esc-16k-small: mean PESQ-WB within 0.03 of float over "
                    "the dev files; see its model card). Any file decodes this way, however it was encoded.")]
-BitrateOption = Annotated[float, typer.Option(
-    "--bitrate", "-b", help="Bitrate in kbps, one the model supports (the shipped ones: 1.5, 3, 6, 12; "
-                            "see codec models).")]
+BitrateOption = Annotated[float | None, typer.Option(
+    "--bitrate", "-b", show_default=False,
+    help="Bitrate in kbps, one the model supports (the shipped ones: 1.5, 3, 6, 12; see codec models) "
+         "\\[default: 6, or the model's bitrate nearest to 6].")]
 
 
 def _arguments(command: str, inputs: list[str] | None, output: str | None, jobs: int) -> list[str]:
@@ -128,7 +130,7 @@ def _arguments(command: str, inputs: list[str] | None, output: str | None, jobs:
         raise CodecError(f"--jobs {jobs}: must be at least 1")
     if not inputs:
         missing = "OUTPUT" if output is not None else "INPUT and OUTPUT"
-        stderr.print(f"Usage: codec {command} [OPTIONS] [INPUT]... [OUTPUT]", soft_wrap=True)
+        stderr.print(f"Usage: codec {command} [OPTIONS] [INPUT...] [OUTPUT]", soft_wrap=True)
         _fail(f"missing {missing} (see codec {command} --help)", 2)
     for argument in inputs:
         _named_path(argument, "INPUT")
@@ -225,14 +227,14 @@ def _label(path: Path) -> str:
 @model_option_hint
 def encode(
     inputs: Annotated[list[str] | None, typer.Argument(
-        metavar="INPUT", show_default=False,
+        metavar="INPUT...", show_default=False,
         help="Audio file (WAV, FLAC, OGG, MP3, AIFF; any channels, 1 to 384 kHz), or - for stdin. A folder, a quoted "
              "glob ('in/**/*.flac') or several of these and files encode them all into the folder OUTPUT.")] = None,
     output: Annotated[str | None, typer.Argument(
         metavar="OUTPUT", show_default=False,
         help="The .codes file to write (- for stdout), or a batch's output folder (the input tree is "
              "mirrored there).")] = None,
-    bitrate: BitrateOption = 6.0,
+    bitrate: BitrateOption = None,
     model: ModelOption = None,
     entropy: Annotated[bool | None, typer.Option(
         "--entropy/--no-entropy", show_default=False,
@@ -252,6 +254,7 @@ def encode(
 
     sources = _arguments("encode", inputs, output, jobs)
     codec_model = load_model(model, int8)
+    bitrate = codec_model.default_bitrate() if bitrate is None else bitrate
     try:  # the model's own bitrates, checked before any work
         codec_model.codebooks_for_bitrate(bitrate)
     except ValueError as error:
@@ -283,7 +286,7 @@ def encode(
 @model_option_hint
 def decode(
     inputs: Annotated[list[str] | None, typer.Argument(
-        metavar="INPUT", show_default=False,
+        metavar="INPUT...", show_default=False,
         help="The .codes file (or saved packet stream) to read, or - for stdin. A folder, a quoted glob "
              "('codes/**/*.codes') or several of these and files decode them all into the folder OUTPUT.")] = None,
     output: Annotated[str | None, typer.Argument(
@@ -410,10 +413,11 @@ def info(
 ) -> None:
     """Print the metadata of a .codes file or a model's summary.
 
-    A .codes file's every chunk is checked (length and CRC) and its end; the codes themselves are
-    unpacked (and range-decoded) only by decode.
+    Every chunk of a .codes file is checked (length, CRC), and its end; only decode unpacks the codes.
     """
     path = _named_path(path, "PATH")
+    if path.exists() and not path.is_file() and not path.is_dir():   # not a model's name either
+        raise CodecError(f"{path}: is a pipe or device, not a file; give - as PATH and redirect it to stdin instead")
     with _readable(path, "codec info - < in.codes") as source:
         values = _codes_info(source) if source.is_file() else _model_info(path)
     if as_json:
@@ -565,7 +569,9 @@ def evaluate(
         help="Folder of audio files, one file, or a .tsv/.jsonl manifest with a 'path' column/key.")],
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Shipped model name or model directory \\[default: esc-16k-small].")] = None,
-    bitrates: Annotated[str, typer.Option(help="Comma-separated kbps.")] = "1.5,3,6,12",
+    bitrates: Annotated[str | None, typer.Option(
+        help="Comma-separated kbps \\[default: the model's bitrates; the shipped ones: 1.5,3,6,12].",
+        show_default=False)] = None,
     baselines: Annotated[str, typer.Option(
         help="Comma-separated: opus (CBR), opus-vbr, speex, codec2 (or 'none').")] = "none",
     out: Annotated[Path, typer.Option(help="Folder for results.json, results.csv and plots.")] = Path("eval"),
@@ -606,6 +612,10 @@ def evaluate(
         raise CodecError(f"--out {out}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):   # found before minutes of coding, not after
         raise CodecError(f"--out {out}: cannot write in {existing} (permission denied or a read-only disk)")
+    if bitrates is None:
+        from codec.models.catalog import summarize_model
+
+        bitrates = ",".join(f"{b:g}" for b in summarize_model(model).bitrates_kbps)
     try:
         kbps = list(dict.fromkeys(float(b) for b in bitrates.split(",") if b.strip()))  # each rate once
     except ValueError:
@@ -725,7 +735,7 @@ def stream(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Record the decoded audio to a file.")] = None,
     play: Annotated[bool, typer.Option("--play/--no-play", help="Play the decoded audio on the speaker "
                                                                 "\\[default: play unless --output is given].")] = None,
-    bitrate: BitrateOption = 6.0,
+    bitrate: BitrateOption = None,
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Shipped model name or model directory \\[default: esc-16k-small].")] = None,
     runtime: Annotated[str, typer.Option(help="Inference runtime: torch, onnx, or onnx-int8 (8-bit weights, "
@@ -752,10 +762,13 @@ def stream(
     """Real time: microphone (or --input) -> encode -> packets -> decode -> speaker (or --output)."""
     from codec.live import run_stream_command
 
-    run_stream_command(input=input, output=output, play=play, bitrate=bitrate, model=model, runtime=runtime,
-                       device=device, list_devices=list_devices, save=save, packet_loss=packet_loss,
-                       realtime=realtime, force=force, console=stderr, threads=threads, entropy=entropy,
-                       packet_frames=packet_frames, global_refresh=global_refresh)
+    stats = run_stream_command(input=input, output=output, play=play, bitrate=bitrate, model=model, runtime=runtime,
+                               device=device, list_devices=list_devices, save=save, packet_loss=packet_loss,
+                               realtime=realtime, force=force, console=stderr, threads=threads, entropy=entropy,
+                               packet_frames=packet_frames, global_refresh=global_refresh)
+    # Ctrl-C is how a live stream ends (exit 0); SIGTERM or SIGHUP stopped it from outside: 128 + the signal
+    if stats is not None and stats.interrupted and stats.stop_signal != signal.SIGINT:
+        raise typer.Exit(128 + stats.stop_signal)
 
 
 @app.command()

@@ -197,9 +197,10 @@ class Codec:
         plus the decoder's look-ahead (``codec.streaming``)."""
         return self.network.latency
 
-    def encode(self, audio, sample_rate: int, bitrate: float = 6.0, refine_steps: int = 0) -> Codes:
+    def encode(self, audio, sample_rate: int, bitrate: float | None = None, refine_steps: int = 0) -> Codes:
         """Encode audio at any rate: numpy ``[T]`` or ``[T, C]``, or torch ``[T]`` or ``[C, T]``,
-        floats in [-1, 1]. ``bitrate`` in kbps, one of ``bitrates_kbps``. ``refine_steps`` > 0
+        floats in [-1, 1]. ``bitrate`` in kbps, one of ``bitrates_kbps`` (None: 6, or the model's
+        bitrate nearest to 6). ``refine_steps`` > 0
         refines the latent by analysis by synthesis (``codec/refine.py``): closer to the input,
         far slower to encode.
 
@@ -213,6 +214,7 @@ class Codec:
             whole = False
         if not whole:
             raise CodecError(f"sample_rate {sample_rate!r}: must be a whole number of Hz")
+        bitrate = self.network.default_bitrate() if bitrate is None else bitrate
         try:
             kbps = None if isinstance(bitrate, bool) else float(bitrate)
         except (TypeError, ValueError):
@@ -286,18 +288,20 @@ def _python_argument_names(replacements: dict[str, str] | None = None) -> Iterat
         raise CodecError(message) from None
 
 
-def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float = 6.0,
+def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float | None = None,
                 model: str | Path | None = None, force: bool = False, entropy: bool | None = None,
                 refine_steps: int = 0, int8: bool = False) -> Codes:
     """Encode an audio file to a ``.codes`` file (what ``codec encode`` does): range-coded with the
-    model's entropy model when it has one, unless ``entropy=False``; ``refine_steps`` as
-    ``Codec.encode``; ``int8`` as ``load_model``."""
+    model's entropy model when it has one, unless ``entropy=False``; ``bitrate`` and
+    ``refine_steps`` as ``Codec.encode``; ``int8`` as ``load_model``."""
     _check_path(input_path, "input_path")
     _check_path(output_path, "output_path")
     if model is not None:
         _check_path(model, "model", "a model's name or folder")
     with _python_argument_names():
-        codes_file, report = coding.encode_file(_load_network(model, int8), input_path, output_path, bitrate, force,
+        network = _load_network(model, int8)
+        codes_file, report = coding.encode_file(network, input_path, output_path,
+                                                network.default_bitrate() if bitrate is None else bitrate, force,
                                                 entropy, refine_steps)
     _warn(report)
     return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)

@@ -122,8 +122,8 @@ def _expand(text: str, suffixes: tuple[str, ...],
     kinds = ", ".join(suffixes) + (f" (or {recognise[0]})" if recognise else "")
 
     def wanted(path: Path) -> bool:
-        if not path.is_file():
-            return False
+        if not path.is_file():   # a link to a missing file is listed, to fail with that reason, not vanish
+            return path.is_symlink() and not path.exists() and path.suffix.lower() in suffixes
         if path.suffix.lower() in suffixes:
             return True
         try:
@@ -205,7 +205,7 @@ def _init_worker() -> None:
 def code_file(job: Job, settings: BatchSettings) -> Outcome:
     """Encode or decode one file; every problem becomes a failed outcome with a one-line reason."""
     try:
-        job.target.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(job.target.parent)
         if settings.command == "encode":
             return _encode(job, settings)
         return _decode(job, settings)
@@ -217,6 +217,15 @@ def code_file(job: Job, settings: BatchSettings) -> Outcome:
         return Outcome(job, "failed", f"{error.filename or job.source}: {error.strerror or error}")
     except Exception as error:  # a bug, not the file's fault: report it and go on
         return Outcome(job, "failed", f"{job.source}: internal error: {type(error).__name__}: {error}")
+
+
+def _make_folder(folder: Path) -> None:
+    """Create ``folder`` and its parents. Raises CodecError naming a file that stands where one of them goes."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        raise CodecError(f"{blocking}: is a file, where the output needs a folder of that name") from None
 
 
 def _encode(job: Job, settings: BatchSettings) -> Outcome:

@@ -24,7 +24,8 @@ more for a model with a global code, whose encoder wrote extra frames before 202
 
 With bit 2 of the flags set, the metadata also has ``gain_db``: the gain (a number from -60 to
 60 dB) by which the encoder scaled the audio before coding it, to bring it to the level its model
-was trained at (``codec.level``); a decoder scales its output by ``10 ** (-gain_db / 20)``.
+was trained at (``codec.level``); a decoder scales its output by ``10 ** (-gain_db / 20)``. Where
+the channels got different gains, ``gain_db`` is a list of C such numbers, one per channel.
 A reader that predates the flag refuses such a file by its flags rather than play it at the wrong level.
 
 With bit 0 of the flags set, the metadata also names the entropy model (``entropy_model``, and
@@ -54,7 +55,7 @@ duration + 240`` bytes for the shipped models, plus 4 bytes per chunk after the 
 metadata and CRCs, and the part of the last frame that the audio does not fill; 216 at most on the
 dev files, at 12 kbps; 221 for a short file at 384 kHz). Entropy-coded files (flag bit 0) carry
 the entropy model's name and the range coder's flush besides: a 1-sample file from conv-16k at
-6 kbps is 249 bytes.
+6 kbps is about 245 bytes.
 """
 
 import json
@@ -102,7 +103,7 @@ class CodesMetadata:
     entropy_weights: str | None = None
     global_codebooks: int | None = None       # only with a global-code section
     global_codebook_size: int | None = None
-    gain_db: float | None = None     # only in files whose input was scaled before coding (codec.level)
+    gain_db: float | list[float] | None = None   # in files whose input was scaled (codec.level); [C] if per channel
 
     @property
     def entropy_coded(self) -> bool:
@@ -237,7 +238,9 @@ def metadata_problem(meta: CodesMetadata) -> str | None:
             or (meta.has_global and not (1 <= meta.global_codebooks <= MAX_CODEBOOKS
                                          and 2 <= meta.global_codebook_size <= MAX_CODEBOOK_SIZE))
             or not isinstance(meta.entropy_model or "", str) or not isinstance(meta.entropy_weights or "", str)
-            or (meta.gain_db is not None and not _is_gain(meta.gain_db))):
+            or (meta.gain_db is not None and not _is_gain(meta.gain_db)
+                and not (isinstance(meta.gain_db, list) and len(meta.gain_db) == meta.channels
+                         and all(map(_is_gain, meta.gain_db))))):
         return "invalid values"
     covered = meta.samples * meta.frame_rate / meta.sample_rate   # frames the samples need (ceil)
     # (a frame of slack for rounding; more for a global code's model, as its encoder once padded)
@@ -399,6 +402,19 @@ def check_layout(data: bytes) -> CodesMetadata:
     return meta
 
 
+def codes_bytes(data: bytes) -> int:
+    """How many bytes of a ``.codes`` file hold codes: the global codes and every chunk's packed
+    or range-coded codes. The rest (header, metadata, chunk lengths, CRCs) is its overhead.
+
+    Raises:
+        BitstreamError: as ``check_layout``.
+    """
+    meta, offset = _read_head(data)
+    _, end = _read_global(data, meta, offset)
+    length_field = _UINT32.size if meta.entropy_coded else 0   # an entropy-coded chunk starts with its length
+    return end - offset + sum(len(payload) - length_field for _, _, payload, _ in _verified_chunks(data, meta, end))
+
+
 def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
     """Parse and verify a ``.codes`` file.
 
@@ -414,8 +430,9 @@ def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
     if meta.entropy_coded:
         if entropy_coder is None:
             raise BitstreamError(f"entropy-coded with model '{meta.entropy_model}' (weights "
-                                 f"{meta.entropy_weights}), which is not available: decode it with model "
-                                 f"'{meta.model}', whose entropy model that is")
+                                 f"{meta.entropy_weights}), which the decoding model does not have: decode it "
+                                 f"with a folder of model '{meta.model}' that holds that entropy model "
+                                 f"(entropy_config.json and entropy.safetensors beside config.json)")
         if entropy_coder.name != meta.entropy_model or entropy_coder.weights[:8] != meta.entropy_weights:
             raise BitstreamError(f"entropy-coded with model '{meta.entropy_model}' (weights {meta.entropy_weights}), "
                                  f"but the available one is '{entropy_coder.name}' ({entropy_coder.weights[:8]})")

@@ -31,7 +31,7 @@ from codec.audio import (
 )
 from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
-from codec.errors import CodecError
+from codec.errors import CodecError, ModelNotFoundError
 from codec.level import Leveling, amplitude, measure_leveling
 from codec.models import ConvCodec
 from codec.refine import LatentRefiner
@@ -177,7 +177,7 @@ def decode_blocks(model: ConvCodec, codes_file: CodesFile) -> Iterator[np.ndarra
         np.asarray(codes_file.global_codes, dtype=np.int64))
     decoder = file_decoder(model, meta.channels, global_codes)
     resample = _resampler(model.sample_rate, meta.sample_rate, meta.channels)
-    unscale = amplitude(-(meta.gain_db or 0.0))   # undo the encoder's level normalisation
+    unscale = amplitude(-np.asarray(meta.gain_db or 0.0, dtype=np.float64))   # undo the level normalisation
     model_samples_left = model_length(meta.samples, meta.sample_rate, model.sample_rate)
     samples_left = meta.samples
 
@@ -206,14 +206,14 @@ def _codebooks(model: ConvCodec, bitrate_kbps: float) -> int:
 
 
 def _codes_file(model: ConvCodec, sample_rate: int, codes: np.ndarray, num_samples: int,
-                global_codes: np.ndarray | None, gain_db: float = 0.0) -> CodesFile:
+                global_codes: np.ndarray | None, gain_db: float | list[float] = 0.0) -> CodesFile:
     frame_rate = model.frame_rate
     meta = CodesMetadata(
         model=model.config.name, weights=getattr(model, "weights_sha256", "")[:8], sample_rate=sample_rate,
         channels=codes.shape[0], samples=num_samples,
         frame_rate=int(frame_rate) if float(frame_rate).is_integer() else round(frame_rate, 6),
         codebooks=codes.shape[1], codebook_size=model.codebook_size, frames=codes.shape[2],
-        gain_db=gain_db or None)
+        gain_db=[float(g) for g in gain_db] if isinstance(gain_db, list) else (gain_db or None))
     if global_codes is not None:
         meta.global_codebooks, meta.global_codebook_size = global_codes.shape[1], model.config.global_codebook_size
     return CodesFile(meta, codes, global_codes)
@@ -301,9 +301,10 @@ def check_paths(input_path: Path, output_path: Path, force: bool) -> None:
     check_output_path(output_path, force, input_path)
 
 
-def check_output_path(output_path: Path, force: bool, input_path: Path | None = None) -> None:
+def check_output_path(output_path: Path, force: bool, input_path: Path | None = None, stdout: bool = True) -> None:
     """Fail early, before any work, unless ``output_path`` may be written: not a folder, not the
-    input, not an existing file (unless forced), in a folder that exists.
+    input, not an existing file (unless forced), in a folder that exists. ``stdout``: the command
+    can write to ``-`` instead (the error for a device says so).
 
     Raises:
         CodecError: naming the path and the problem.
@@ -318,7 +319,7 @@ def check_output_path(output_path: Path, force: bool, input_path: Path | None = 
         raise CodecError(f"{output_path}: the output would overwrite the input; give another file name")
     if output_path.exists() and not output_path.is_file():   # renaming over it would replace it
         raise CodecError(f"{output_path}: is not a regular file (a device, pipe or socket); give a file "
-                         f"name, or - for stdout")
+                         f"name{', or - for stdout' if stdout else ''}")
     if output_path.exists() and not force:
         raise CodecError(f"{output_path} exists; pass --force to overwrite it")
     if output_path.parent.exists() and not output_path.parent.is_dir():
@@ -503,19 +504,28 @@ def decode_any_file(input_path: Path | str, output_path: Path | str, force: bool
         CodecError: as ``decode_file`` and ``decode_stream_file``, or if the model is not found.
     """
     from codec.models import load_model
-    from codec.models.loading import model_dir_for_codes
 
     load = load or load_model
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
     if is_packet_stream(input_path):
         info = read_stream_info(input_path)[0]
-        network = load(model or model_dir_for_codes(info.model, info.weights))
+        network = load(model or _model_named_in(input_path, info.model, info.weights))
         with one_torch_thread():   # packet by packet: small steps, where more threads only wait on each other
             return decode_stream_file(network, input_path, output_path, force, sample_rate, channels)
     meta = read_codes_metadata(input_path)
-    network = load(model or model_dir_for_codes(meta.model, meta.weights))
+    network = load(model or _model_named_in(input_path, meta.model, meta.weights))
     return decode_file(network, input_path, output_path, force, sample_rate, channels)
+
+
+def _model_named_in(path: Path, name: str, weights: str) -> Path:
+    """``model_dir_for_codes`` for the model a file names; its ModelNotFoundError names the file."""
+    from codec.models.loading import model_dir_for_codes
+
+    try:
+        return model_dir_for_codes(name, weights)
+    except ModelNotFoundError as error:
+        raise ModelNotFoundError(f"{path}: {error}", error.is_folder) from None
 
 
 def _format_for(path: Path) -> str:
@@ -527,17 +537,17 @@ def _format_for(path: Path) -> str:
     return formats[suffix]
 
 
-def output_subtype(path: Path, gain_db: float | None) -> str | None:
+def output_subtype(path: Path, gain_db: float | list[float] | None) -> str | None:
     """The sample format to decode to ``path``: 24-bit PCM for a PCM format (WAV, FLAC, AIFF) when
-    the encoder raised the input by ``QUIET_GAIN_DB`` or more, else None (soundfile's default:
-    16-bit PCM, or Vorbis for OGG).
+    the encoder raised the input (any channel of it) by ``QUIET_GAIN_DB`` or more, else None
+    (soundfile's default: 16-bit PCM, or Vorbis for OGG).
 
     Why: decoding restores a quiet file's level, and 16-bit rounding is then noise not far below
     the speech. Every 8th dev file at 6 kbps, by active input level: at -48 dBFS and above, 16-bit
     output scores as float does (3.015); at -54 dBFS 2.968, at -60 dBFS 2.800; 24-bit stays within
     0.02 of float at every level.
     """
-    quiet = gain_db is not None and gain_db >= QUIET_GAIN_DB
+    quiet = gain_db is not None and max(np.atleast_1d(gain_db)) >= QUIET_GAIN_DB
     return "PCM_24" if quiet and _format_for(path) in ("WAV", "FLAC", "AIFF") else None
 
 

@@ -11,8 +11,10 @@ The level is the active speech level after ITU-T P.56 (method B), on 20 ms frame
 its envelope: frame powers are ranked, and the active frames are the loudest ones down to a
 threshold 15.9 dB below their mean power, which is the level; they cover at least the loudest
 second, so that a click is not taken for speech. Pauses and long silences do not pull the level
-down. A frame's power is its variance, so a DC offset does not count as speech, and that of its
-loudest channel, so a silent channel does not count either: one gain covers every channel.
+down. A frame's power is its variance, so a DC offset does not count as speech. Each channel gets
+the gain that brings its own level to the target (channels are coded each on its own): one gain
+for all of them, the loudest one's, left a quiet channel 40 dB down as quiet as it came (PESQ-WB
+2.19 against 2.84 for the same channel alone, at 6 kbps).
 """
 
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ class LevelMeter:
     """Active level of a signal fed as ``[n, C]`` blocks at ``sample_rate`` Hz, in dBFS; the same
     whatever the block sizes.
 
-    Memory: one float per 20 ms frame (1.8 million, 14 MB, for ten hours).
+    Memory: one float per channel and 20 ms frame (1.8 million, 14 MB, for ten hours of one channel).
     """
 
     def __init__(self, sample_rate: int):
@@ -57,27 +59,39 @@ class LevelMeter:
         whole = len(joined) // self.frame * self.frame
         if whole:
             frames = joined[:whole].reshape(-1, self.frame, joined.shape[1])
-            self.powers.append(frames.var(axis=1).max(axis=1))
+            self.powers.append(frames.var(axis=1))   # [frames, C]
         self.pending = joined[whole:]
 
     def offset(self) -> np.ndarray | float:
         """The signal's DC offset per channel, ``[C]`` (0 before any sample)."""
         return self.total / self.count if self.count else 0.0
 
-    def level_dbfs(self) -> float | None:
-        """The active level in dBFS (0 dBFS: a full-scale square wave), or None when no frame is
-        above -100 dBFS (silence, or no samples)."""
+    def _frame_powers(self) -> np.ndarray:
+        """``[frames, C]``: each channel's power in every frame, the unfinished one included."""
         powers = list(self.powers)
         if self.pending is not None and len(self.pending):
-            powers.append(self.pending.var(axis=0).max(keepdims=True))
-        frames = np.concatenate(powers) if powers else np.zeros(0)
-        frames = np.sort(frames[frames > 10 ** (SILENCE_DBFS / 10)])[::-1]
-        if not len(frames):
-            return None
-        active_db = 10 * np.log10(np.cumsum(frames) / np.arange(1, len(frames) + 1))   # the loudest k frames
-        at_least = min(len(frames), round(MIN_ACTIVE_SECONDS / FRAME_SECONDS)) - 1   # so a click is not speech
-        reached = np.nonzero(active_db[at_least:] - 10 * np.log10(frames[at_least:]) >= MARGIN_DB)[0]
-        return float(active_db[at_least + reached[0]] if len(reached) else active_db[-1])
+            powers.append(self.pending.var(axis=0, keepdims=True))
+        return np.concatenate(powers) if powers else np.zeros((0, 1))
+
+    def level_dbfs(self) -> float | None:
+        """The active level in dBFS (0 dBFS: a full-scale square wave) of the signal's loudest
+        channel in each frame, or None when no frame is above -100 dBFS (silence, or no samples)."""
+        return _active_level(self._frame_powers().max(axis=1, initial=0.0))
+
+    def channel_levels_dbfs(self) -> list[float | None]:
+        """``level_dbfs`` of each channel alone (``[C]``; ``[None]`` before any sample)."""
+        return [_active_level(column) for column in self._frame_powers().T]
+
+
+def _active_level(frames: np.ndarray) -> float | None:
+    """P.56's active level of ``[frames]`` powers, in dBFS; None if none is above -100 dBFS."""
+    frames = np.sort(frames[frames > 10 ** (SILENCE_DBFS / 10)])[::-1]
+    if not len(frames):
+        return None
+    active_db = 10 * np.log10(np.cumsum(frames) / np.arange(1, len(frames) + 1))   # the loudest k frames
+    at_least = min(len(frames), round(MIN_ACTIVE_SECONDS / FRAME_SECONDS)) - 1   # so a click is not speech
+    reached = np.nonzero(active_db[at_least:] - 10 * np.log10(frames[at_least:]) >= MARGIN_DB)[0]
+    return float(active_db[at_least + reached[0]] if len(reached) else active_db[-1])
 
 
 def normalizing_gain_db(level_dbfs: float | None, target_dbfs: float) -> float:
@@ -91,15 +105,16 @@ def normalizing_gain_db(level_dbfs: float | None, target_dbfs: float) -> float:
 @dataclass(frozen=True)
 class Leveling:
     """What encoding does to a signal before its model sees it: remove its DC ``offset`` (``[C]``;
-    a model never saw one, and the scaling would magnify it), then scale by ``gain_db``. Decoding
-    undoes the gain (``.codes`` ``gain_db``); the offset is not audio and stays out."""
+    a model never saw one, and the scaling would magnify it), then scale by ``gain_db`` (one for
+    every channel, or a list of one per channel). Decoding undoes the gain (``.codes``
+    ``gain_db``); the offset is not audio and stays out."""
 
-    gain_db: float = 0.0
+    gain_db: float | list[float] = 0.0
     offset: np.ndarray | float = 0.0
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
         """``[n, C]`` samples as the model should see them."""
-        return (block - self.offset) * amplitude(self.gain_db)
+        return (block - self.offset) * amplitude(np.asarray(self.gain_db, dtype=np.float64))
 
 
 def measure_leveling(blocks, sample_rate: int, target_dbfs: float | None) -> Leveling:
@@ -111,9 +126,10 @@ def measure_leveling(blocks, sample_rate: int, target_dbfs: float | None) -> Lev
     meter = LevelMeter(sample_rate)
     for block in blocks:
         meter.add(block)
-    return Leveling(normalizing_gain_db(meter.level_dbfs(), target_dbfs), meter.offset())
+    gains = [normalizing_gain_db(level, target_dbfs) for level in meter.channel_levels_dbfs()]
+    return Leveling(gains[0] if len(set(gains)) == 1 else gains, meter.offset())
 
 
-def amplitude(gain_db: float) -> float:
-    """The linear factor of a gain in dB."""
+def amplitude(gain_db):
+    """The linear factor of a gain in dB (a number, or an array of them)."""
     return 10.0 ** (gain_db / 20.0)

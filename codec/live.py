@@ -9,6 +9,7 @@ ran out of) are counted and shown, and the stream keeps running; lost packets ar
 """
 
 import math
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ class StreamStats:
     payload_bytes: int = 0
     output_samples: int = 0
     latency_ms: dict = field(default_factory=dict)
-    interrupted: bool = False        # stopped by Ctrl-C (what was recorded is kept)
+    interrupted: bool = False        # stopped by Ctrl-C, SIGTERM or SIGHUP (what was recorded is kept)
+    stop_signal: int = 0             # which of them (its number), if interrupted
 
     @property
     def real_time_factor(self) -> float:
@@ -374,8 +376,8 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
         while True:
             try:
                 block, overflowed = source.read()
-            except KeyboardInterrupt:
-                interrupted = True
+            except KeyboardInterrupt as stop:   # Ctrl-C, or Terminated (SIGTERM, SIGHUP)
+                interrupted, stats.stop_signal = True, getattr(stop, "signum", signal.SIGINT)
                 break
             if block is None:
                 break
@@ -396,8 +398,9 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
             saved.write(end_packet(sequence, total_in))
         stats.output_samples = written[0] if written else 0
         keep = True
-    except KeyboardInterrupt:  # Ctrl-C while coding a block: keep what was recorded, as between blocks
+    except KeyboardInterrupt as stop:  # Ctrl-C while coding a block: keep what was recorded, as between blocks
         interrupted = keep = True
+        stats.stop_signal = getattr(stop, "signum", signal.SIGINT)
     finally:
         # an error drops the recordings (a rerun needs no --force); the end of the input or Ctrl-C keeps them
         try:
@@ -441,7 +444,7 @@ def _device(value: str | None):
     return int(value) if value.isdigit() else value
 
 
-def run_stream_command(*, input: Path | None, output: Path | None, play: bool | None, bitrate: float,
+def run_stream_command(*, input: Path | None, output: Path | None, play: bool | None, bitrate: float | None,
                        model: str | None, runtime: str, device: str | None, list_devices: bool,
                        save: Path | None, packet_loss: float, realtime: bool, force: bool, console,
                        threads: int = 1, entropy: bool = False, packet_frames: int | None = None,
@@ -475,7 +478,7 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     from codec.coding import _format_for, check_output_path
 
     for path in written:
-        check_output_path(path, force, input)
+        check_output_path(path, force, input, stdout=False)
     if output is not None:
         _format_for(output)   # an unsupported suffix fails before the model loads
     asked_to_play = bool(play)
@@ -490,6 +493,7 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
 
     torch.set_num_threads(threads)  # streaming is latency-bound: one thread, the other cores stay free
     codec_model = load_model(model)
+    bitrate = codec_model.default_bitrate() if bitrate is None else bitrate
     try:
         num_codebooks = codec_model.codebooks_for_bitrate(bitrate)
     except ValueError as error:
@@ -559,7 +563,8 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     if console.is_terminal:
         console.print()
     if stats.interrupted:
-        console.print("stopped (Ctrl-C); what was recorded is kept")
+        name = "Ctrl-C" if stats.stop_signal == signal.SIGINT else signal.Signals(stats.stop_signal).name
+        console.print(f"stopped ({name}); what was recorded is kept")
     kbps = stats.payload_bytes * 8 / stats.audio_seconds / 1000 if stats.audio_seconds else 0.0
     console.print(f"streamed {stats.audio_seconds:.1f} s: RTF {stats.real_time_factor:.3f}, {stats.packets} packets "
                   f"({kbps:.2f} kbps with packet headers), {stats.packets_lost} lost, overruns {stats.overruns}, "

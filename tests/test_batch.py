@@ -80,6 +80,20 @@ def test_a_bad_file_is_reported_and_the_rest_are_coded(tiny_model_dir, tree, tmp
     assert _files(codes) == ["a/b/y.codes", "a/x.codes", "top.codes"]
 
 
+def test_a_dangling_link_fails_and_a_file_where_a_folder_goes_is_named(tiny_model_dir, tree, tmp_path):
+    (tree / "gone.wav").symlink_to(tmp_path / "no-such.wav")   # listed, to fail with its reason, not skipped
+    codes = tmp_path / "codes"
+    codes.mkdir()
+    (codes / "a").write_text("a file where the output tree needs the folder a/")
+    result = invoke("encode", tree, codes, "--model", tiny_model_dir)
+    failures = sorted(line for line in result.output.splitlines() if line.startswith("failed: "))
+    assert result.exit_code == 1 and len(failures) == 3, result.output
+    assert "gone.wav: is a symbolic link to a missing file" in failures[2]
+    assert all(f"{codes / 'a'}: is a file, where the output needs a folder of that name" in line
+               for line in failures[:2])
+    assert "encoded 1 file, skipped 0, failed 3" in result.output and (codes / "a").read_text().startswith("a file")
+
+
 def test_rerun_skips_done_files_and_force_redoes_them(tiny_model_dir, tree, tmp_path):
     codes = tmp_path / "codes"
     assert invoke("encode", tree, codes, "--model", tiny_model_dir).exit_code == 0

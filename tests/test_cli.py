@@ -295,3 +295,44 @@ def test_a_file_name_in_no_valid_encoding_is_shown_by_its_bytes(tmp_path):
     result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", "info", missing],
                             capture_output=True, env={**os.environ, "LC_ALL": "C.UTF-8"})
     assert result.returncode == 1 and b"speech\\xff.codes: no such file" in result.stderr, result.stderr
+
+
+def test_without_bitrate_a_model_without_6_kbps_codes_at_its_nearest(tiny_model_dir, speech_wav, tmp_path):
+    import shutil
+
+    single = shutil.copytree(tiny_model_dir, tmp_path / "single-rate")
+    config = json.loads((single / "config.json").read_text())
+    (single / "config.json").write_text(json.dumps({**config, "bitrates_kbps": [1.5, 3.0]}))
+    codes = tmp_path / "s.codes"
+    result = invoke("encode", speech_wav, codes, "--model", single)
+    assert result.exit_code == 0, result.output
+    assert json.loads(invoke("info", codes, "--json").stdout)["nominal_kbps_per_channel"] == 3.0
+    from codec.models import load_model
+
+    network = load_model(single)
+    for offered, default in [([1.5, 3.0], 3.0), ([1.5, 3.0, 6.0, 12.0], 6.0), ([3.0, 9.0], 9.0), ([12.0], 12.0)]:
+        network.config.bitrates_kbps = offered
+        assert network.default_bitrate() == default
+
+
+def test_info_on_a_pipe_says_so_and_decode_names_the_file_whose_model_is_unknown(tiny_model_dir, speech_wav,
+                                                                               tmp_path):
+    import dataclasses
+
+    from codec.bitstream import to_bytes
+    from codec.coding import read_codes
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    result = invoke("info", fifo)   # not opened: reading a pipe nobody writes to would wait forever
+    assert result.exit_code == 1 and "fifo: is a pipe or device, not a file; give - as PATH" in result.output
+    codes = tmp_path / "s.codes"
+    assert invoke("encode", speech_wav, codes, "--model", tiny_model_dir).exit_code == 0
+    parsed = read_codes(codes)
+    for name, message in [("/some/path", "the file names its model '/some/path', which is not a model's name"),
+                          ("no-such-model", "model 'no-such-model' not found")]:
+        renamed = tmp_path / "renamed.codes"
+        renamed.write_bytes(to_bytes(dataclasses.replace(parsed, metadata=dataclasses.replace(parsed.metadata,
+                                                                                              model=name))))
+        result = invoke("decode", renamed, tmp_path / "out.wav")
+        assert result.exit_code == 1 and f"{renamed}: {message}" in result.output, result.output

@@ -1,6 +1,7 @@
 """Entropy coding: lossless, deterministic across processes and thread counts, and safe."""
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -92,6 +93,22 @@ def test_several_chunks_and_empty(entropy_dir, monkeypatch):
         np.testing.assert_array_equal(from_bytes(to_bytes(original, coder), coder).codes, original.codes)
 
 
+def test_codes_bytes_leave_the_same_overhead_with_or_without_entropy_coding(entropy_dir, monkeypatch):
+    # codec eval's overhead_kbps: the file minus its codes (was 0 when range coding saved more than the header)
+    import codec.bitstream
+    from codec.bitstream import codes_bytes
+
+    monkeypatch.setattr(codec.bitstream, "FRAMES_PER_CHUNK", 50)
+    coder = EntropyCoder(load_entropy_model(entropy_dir))
+    original = codes_file(skewed_codes(frames=123))   # 3 chunks
+    plain, coded = to_bytes(original), to_bytes(original, coder)
+    assert codes_bytes(plain) == sum(math.ceil(frames * 6 * 10 / 8) for frames in (50, 50, 23))
+    assert 0 < codes_bytes(coded) < codes_bytes(plain)
+    longer_metadata = int.from_bytes(coded[6:8], "little") - int.from_bytes(plain[6:8], "little")   # entropy_*
+    assert longer_metadata > 0   # besides it, each chunk has a length and a second CRC
+    assert (len(coded) - codes_bytes(coded)) - (len(plain) - codes_bytes(plain)) == longer_metadata + 3 * 2 * 4
+
+
 def test_a_decoded_entropy_file_saves_as_a_plain_readable_file(entropy_dir):
     """Codes read from an entropy-coded file and written without a coder make a plain file (the
     entropy fields describe a payload, not the codes)."""
@@ -120,7 +137,8 @@ def test_broken_or_missing_entropy_files(entropy_dir, tmp_path):
 
 def test_needs_the_entropy_model(entropy_dir):
     coded = to_bytes(codes_file(skewed_codes()), EntropyCoder(load_entropy_model(entropy_dir)))
-    with pytest.raises(BitstreamError, match="not available"):
+    with pytest.raises(BitstreamError, match="the decoding model does not have: decode it with a folder of model "
+                                             "'tiny-16k' that holds"):
         from_bytes(coded)
 
 
@@ -266,7 +284,7 @@ def test_cli_entropy_codes_with_a_shipped_entropy_model(tiny_model_dir, entropy_
     assert sf.info(str(tmp_path / "e.wav")).frames == 16000
     result = runner.invoke(app, ["decode", str(tmp_path / "e.codes"), str(tmp_path / "x.wav"),
                                  "--model", str(tiny_model_dir)])
-    assert result.exit_code == 1 and "not available" in result.output
+    assert result.exit_code == 1 and "which the decoding model does not have" in result.output
 
 
 def test_entropy_coded_packets(entropy_dir):

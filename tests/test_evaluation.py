@@ -373,3 +373,37 @@ def test_tone_check_script_names_bad_arguments(tiny_model_dir):
                                 ([str(tiny_model_dir), "--kbps", "6k"], 2, "--kbps '6k': give comma-separated")]:
         result = subprocess.run([*script, *args], cwd=REPO, capture_output=True, text=True)
         assert result.returncode == code and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_without_bitrates_scores_the_models_own(tiny_model_dir, tmp_path):
+    single = shutil.copytree(tiny_model_dir, tmp_path / "two-rates")
+    config = json.loads((single / "config.json").read_text())
+    (single / "config.json").write_text(json.dumps({**config, "bitrates_kbps": [3.0, 12.0]}))
+    source = write_audio(tmp_path / "in.wav", speechlike(1.0), 16000)
+    result = CliRunner().invoke(app, ["eval", str(source), "--model", str(single), "--out", str(tmp_path / "r"),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    assert sorted(s["nominal_kbps"] for s in json.loads(result.stdout)) == [3.0, 12.0]
+
+
+def test_rate_distortion_error_bars_stop_at_the_metrics_range(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from codec.evaluation.evaluate import Summary
+    from codec.evaluation.report import plot_rate_distortion
+
+    drawn = {}
+    real = matplotlib.axes.Axes.errorbar
+
+    def spy(self, x, y, yerr=None, **kwargs):
+        drawn[self.get_ylabel() or len(drawn)] = (np.asarray(y), np.asarray(yerr))
+        return real(self, x, y, yerr=yerr, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", spy)
+    summaries = [Summary("m", "s", kbps, 2, kbps, 0.1, 0.01, 0.01, {"pesq_wb": pesq, "stoi": stoi},
+                         {"pesq_wb": 3.0, "stoi": 0.6}, {}) for kbps, pesq, stoi in [(3, 2.0, 0.8), (6, 4.0, 0.95)]]
+    plot_rate_distortion(tmp_path / "rd.png", summaries)   # 2 files: intervals wider than the metrics' ranges
+    (pesq_y, pesq_err), (stoi_y, stoi_err) = drawn.values()
+    assert (pesq_y - pesq_err[0]).min() >= 1.04 - 1e-9 and (pesq_y + pesq_err[1]).max() <= 4.64 + 1e-9
+    assert (stoi_y - stoi_err[0]).min() >= -1e-9 and (stoi_y + stoi_err[1]).max() <= 1 + 1e-9
+    assert (tmp_path / "rd.png").stat().st_size > 0

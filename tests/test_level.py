@@ -143,6 +143,23 @@ def test_files_and_arrays_get_the_same_gain_and_codes(leveled_model, tmp_path):
     assert from_bytes((tmp_path / "quiet.codes").read_bytes()).metadata.gain_db == from_file.metadata.gain_db
 
 
+def test_each_channel_gets_its_own_gain_and_codes_as_it_would_alone(leveled_model):
+    left, right = speech_like(amplitude_=0.1), speech_like(amplitude_=0.001, seed=1)   # 40 dB apart
+    stereo = encode_audio(leveled_model, np.concatenate([left, right], axis=1), 16000, 6.0)
+    alone = [encode_audio(leveled_model, channel, 16000, 6.0) for channel in (left, right)]
+    assert stereo.metadata.gain_db == [alone[0].metadata.gain_db, alone[1].metadata.gain_db]
+    assert stereo.metadata.gain_db[1] - stereo.metadata.gain_db[0] == pytest.approx(40.0, abs=0.1)
+    for channel in range(2):   # coded as each channel alone, then scaled back each by its own gain
+        np.testing.assert_array_equal(stereo.codes[channel], alone[channel].codes[0])
+        expected = decode_audio(leveled_model, alone[channel])[0][:, 0]   # (batched float sums differ a little)
+        np.testing.assert_allclose(decode_audio(leveled_model, stereo)[0][:, channel], expected,
+                                   atol=1e-3 * np.abs(expected).max())
+    data = to_bytes(stereo)   # the list travels in the file
+    assert from_bytes(data).metadata.gain_db == stereo.metadata.gain_db
+    same = encode_audio(leveled_model, np.concatenate([left, left], axis=1), 16000, 6.0)
+    assert same.metadata.gain_db == alone[0].metadata.gain_db   # one number when the channels share it
+
+
 def _with_gain(gain_db) -> CodesFile:
     meta = CodesMetadata(model="conv-16k", weights="0123abcd", sample_rate=16000, channels=1, samples=3200,
                          frame_rate=50, codebooks=2, codebook_size=1024, frames=10, gain_db=gain_db)
@@ -164,7 +181,7 @@ def test_a_gain_flag_without_a_gain_is_refused():
         from_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("bad", [61.0, -1e9, "3", True, float("nan")])
+@pytest.mark.parametrize("bad", [61.0, -1e9, "3", True, float("nan"), [1.0, 2.0], [], [float("nan")]])
 def test_a_gain_out_of_range_is_corrupt_metadata(bad):
     data = to_bytes(_with_gain(1.0))
     length = struct.unpack_from("<H", data, 6)[0]

@@ -1,6 +1,7 @@
 """`codec stream` through fake sound devices (no audio hardware in CI), packets and packet loss."""
 
 import json
+import signal
 import sys
 import time
 
@@ -19,9 +20,10 @@ class FakeSoundDevice:
     that records what it is given. ``rates`` are the only rates the device accepts."""
 
     def __init__(self, signal: np.ndarray, rate: int, rates=(16000, 48000), slow_output: bool = False,
-                 interrupt_after: int | None = None):
+                 interrupt_after: int | None = None, interruption: BaseException | None = None):
         self.signal, self.rate, self.rates = signal, rate, rates
         self.slow_output, self.interrupt_after = slow_output, interrupt_after
+        self.interruption = interruption or KeyboardInterrupt()   # Ctrl-C, unless another stop is given
         self.played = []
         self.reads = 0
         fake = self
@@ -39,7 +41,7 @@ class FakeSoundDevice:
             def read(self, frames):
                 fake.reads += 1
                 if fake.interrupt_after is not None and fake.reads > fake.interrupt_after:
-                    raise KeyboardInterrupt
+                    raise fake.interruption
                 block = fake.signal[self.position:self.position + frames]
                 self.position += frames
                 block = np.pad(block, ((0, frames - len(block)), (0, 0)))
@@ -173,6 +175,17 @@ def test_microphone_to_speaker_with_resampling_and_ctrl_c(tiny_model_dir, tmp_pa
     assert "stopped (Ctrl-C)" in result.output
     assert sf.info(str(out)).samplerate == 48000 and sf.info(str(out)).frames == 40 * 960
     assert sum(len(p) for p in fake.played) == 40 * 960
+
+
+def test_sigterm_keeps_the_recording_and_exits_143(tiny_model_dir, tmp_path, monkeypatch):
+    from codec.signals import Terminated
+
+    fake = FakeSoundDevice(tone(2.0, 16000), 16000, interrupt_after=20, interruption=Terminated(signal.SIGTERM))
+    monkeypatch.setattr(codec.live, "import_sounddevice", lambda *hint: fake)
+    out = tmp_path / "recorded.wav"
+    result = invoke("stream", "--output", out, "--model", tiny_model_dir)
+    assert result.exit_code == 143 and "stopped (SIGTERM); what was recorded is kept" in result.output, result.output
+    assert sf.info(str(out)).frames == 20 * 320
 
 
 def test_slow_device_counts_underruns_and_keeps_going(tiny_model_dir, tmp_path, monkeypatch, speech):

@@ -187,6 +187,9 @@ def test_recipe_values_are_checked(override, message):
     ("esc_16k", "model.dims=[64,0,128]", r"model.dims=\[64, 0, 128\]: every item must be at least 1"),
     ("esc_16k", "model.window=0", r"model.window=0 must be at least 1"),
     ("esc_16k", "model.codebooks_per_scale=[0,3,3]", r"model.codebooks_per_scale=\[0, 3, 3\]: every item must be at"),
+    ("esc_16k", "model.name=", r"model.name='' is not a model's name: give a plain name \(not empty, no / or"),
+    ("esc_16k", "model.name=runs/x", r"model.name='runs/x' is not a model's name"),
+    ("entropy_conv_16k", "entropy.name=..", r"entropy.name='..' is not a model's name"),
     ("entropy_conv_16k", "entropy.heads=0", r"entropy.heads=0 must be at least 1"),
     ("entropy_conv_16k", "entropy.heads=5", r"entropy.dim=192 and entropy.heads=5: each width must be a multiple"),
     ("entropy_conv_16k", "entropy.context_frames=0", r"entropy.context_frames=0 must be at least 1"),
@@ -328,6 +331,50 @@ def test_ctrl_c_stops_after_the_step_and_saves(audio_folder, tmp_path, monkeypat
         assert signal.getsignal(signal.SIGTERM) is before[1]                      # and both are given back
     finally:
         signal.signal(signal.SIGINT, before[0])
+
+
+def test_sighup_stops_after_the_step_and_saves(audio_folder, tmp_path, monkeypatch):
+    import signal
+
+    calls, real_batch = [], RandomCropDataset.batch
+
+    def batch_then_hangup(self, size):   # the terminal closes during the second step
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGHUP)
+        return real_batch(self, size)
+
+    monkeypatch.setattr(RandomCropDataset, "batch", batch_then_hangup)
+    before = signal.getsignal(signal.SIGHUP)
+    with pytest.raises(TrainingStopped) as stopped:   # the CLI exits 129
+        train(tiny(audio_folder, tmp_path / "run", "run.max_steps=50"))
+    assert stopped.value.signum == signal.SIGHUP and signal.getsignal(signal.SIGHUP) is before
+    assert torch.load(tmp_path / "run" / CHECKPOINT_FILE, weights_only=True)["step"] == 2
+
+
+def test_a_console_without_reader_stops_the_run_after_saving(audio_folder, tmp_path):
+    import signal
+
+    from rich.console import Console
+
+    class ReaderGone:   # as stderr once `| head` has taken the lines before the first step's log
+        def write(self, text):
+            if "step=" in text:
+                raise BrokenPipeError(32, "Broken pipe")
+            return len(text)
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return False
+
+    console = Console(file=ReaderGone())
+    with pytest.raises(TrainingStopped) as stopped:   # the CLI exits 141, as for SIGPIPE
+        train(tiny(audio_folder, tmp_path / "run", "run.max_steps=50", "run.log_every=1"), console=console)
+    assert stopped.value.signum == signal.SIGPIPE
+    assert torch.load(tmp_path / "run" / CHECKPOINT_FILE, weights_only=True)["step"] < 50
+    assert (tmp_path / "run" / "model").is_dir()
 
 
 def test_two_runs_never_share_a_run_folder(audio_folder, tmp_path):

@@ -63,6 +63,9 @@ def _json_default(value):
     raise TypeError(type(value))
 
 
+METRIC_RANGES = {"pesq_wb": (1.04, 4.64), "stoi": (0.0, 1.0)}   # MOS-LQO of P.862.2's mapping; a correlation
+
+
 def plot_rate_distortion(path: Path, summaries: list[Summary]) -> None:
     """PESQ-WB and STOI against measured kbps, one line per codec."""
     import matplotlib
@@ -75,8 +78,10 @@ def plot_rate_distortion(path: Path, summaries: list[Summary]) -> None:
             points = sorted((s.measured_kbps, s.mean[metric], s.ci95[metric] or 0.0) for s in summaries
                             if s.system == system and s.mean.get(metric) is not None)
             if points:
-                x, y, err = zip(*points, strict=True)
-                axis.errorbar(x, y, yerr=err, marker="o", capsize=3, label=system)
+                x, y, err = (np.array(column) for column in zip(*points, strict=True))
+                low, high = METRIC_RANGES[metric]   # a wide interval (few files) stops at what the metric can be
+                bars = [np.minimum(err, y - low), np.minimum(err, high - y)]
+                axis.errorbar(x, y, yerr=np.clip(bars, 0, None), marker="o", capsize=3, label=system)
         axis.set_xlabel("measured bitrate (kbps)")
         axis.set_ylabel(label)
         axis.set_xscale("log")

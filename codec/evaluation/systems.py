@@ -10,7 +10,6 @@ overhead being the part of that which is not codes.
 """
 
 import json
-import math
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from codec.audio import resample
-from codec.bitstream import from_bytes, to_bytes
+from codec.bitstream import codes_bytes, from_bytes, to_bytes
 from codec.coding import decode_audio, encode_audio
 
 BASELINES = ("opus", "opus-vbr", "speex", "codec2")
@@ -86,8 +85,7 @@ class OurCodec(System):
         encoded = time.perf_counter()
         decoded, rate = decode_audio(self.model, from_bytes(data, self.entropy_coder))
         done = time.perf_counter()
-        payload_only = math.ceil(codes_file.codes.size * codes_file.metadata.bits_per_code / 8)
-        return Coded(decoded[:, 0], rate, 8 * len(data), 8 * max(0, len(data) - payload_only),
+        return Coded(decoded[:, 0], rate, 8 * len(data), 8 * (len(data) - codes_bytes(data)),
                      encoded - start, done - encoded)
 
 

@@ -27,6 +27,11 @@ class CodecBase(StreamingModule):
         """Nominal bitrate of ``num_codebooks`` codebooks, in kbps."""
         return num_codebooks * math.log2(self.codebook_size) * self.frame_rate / 1000
 
+    def default_bitrate(self) -> float:
+        """The bitrate used when none is asked for, in kbps: 6 if the model offers it, else the one
+        of ``config.bitrates_kbps`` nearest to 6 (the higher of two as near)."""
+        return min(self.config.bitrates_kbps, key=lambda kbps: (abs(kbps - 6.0), -kbps))
+
     def codebooks_for_bitrate(self, kbps: float) -> int:
         """Number of codebooks giving ``kbps``.
 

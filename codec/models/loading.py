@@ -119,6 +119,12 @@ def _folders_whose_config_is_named(name: str) -> list[Path]:
     return [folder for folder in available_models() if _config_name(folder) == name]
 
 
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` can name a model (or an entropy model) in ``.codes`` files and by ``--model``:
+    not empty, not ``.`` or ``..``, no path separator or NUL."""
+    return bool(name) and name not in (".", "..") and not any(char in name for char in "/\\\0")
+
+
 def model_dir_for_codes(name: str, weights: str) -> Path:
     """The model directory that decodes a file made by model ``name`` (its config's name) with
     weights whose SHA-256 starts with ``weights``: the model of that name, or else an installed
@@ -132,7 +138,7 @@ def model_dir_for_codes(name: str, weights: str) -> Path:
         ModelNotFoundError: as ``resolve_model_dir`` for ``name``, if no folder has such a config,
             or if ``name`` is not a plain name.
     """
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+    if not is_plain_name(name):
         raise ModelNotFoundError(f"the file names its model {name!r}, which is not a model's name")
     direct = _search_path_dir(name)
     if direct is not None:

@@ -30,7 +30,7 @@ from codec.entropy import EntropyModel, EntropyModelConfig, load_entropy_model, 
 from codec.entropy.model import ENTROPY_WEIGHTS, codes_fit
 from codec.errors import CodecError, TrainingStopped
 from codec.train import distributed
-from codec.train.recipe import OptimConfig, RunConfig, _coerce, check_counts, check_heads, model_named_by
+from codec.train.recipe import OptimConfig, RunConfig, _coerce, check_counts, check_heads, check_name, model_named_by
 from codec.train.run_lock import run_folder_lock
 from codec.train.stopping import signal_name, stop_after_step
 from codec.train.trainer import (
@@ -88,6 +88,7 @@ class EntropyRecipe:
 
 def _check_sizes(entropy: EntropyModelConfig, data: EntropyDataConfig) -> None:
     """Raises CodecError, naming the recipe value, for a size the entropy model cannot have."""
+    check_name(entropy.name, "entropy.name")
     check_counts(entropy, "entropy")
     check_counts(data, "data")
     check_heads([entropy.dim], entropy.heads, "entropy", "dim")
@@ -274,7 +275,7 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
     total, count = 0.0, 0
     model.train()
     streak = 0   # non-finite steps in a row
-    with stop_after_step() as stop_requested:
+    with stop_after_step(console) as stop_requested:
         while step < run.max_steps and time.monotonic() < deadline and not stop_requested:
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(recipe, step)

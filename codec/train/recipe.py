@@ -19,6 +19,7 @@ from codec.bitstream import MAX_CODEBOOK_SIZE
 from codec.errors import CodecError, ModelNotFoundError
 from codec.models.conv_codec import ConvCodecConfig
 from codec.models.esc_codec import EscCodecConfig
+from codec.models.loading import is_plain_name
 from codec.models.registry import config_class
 from codec.train.losses import check_phase_terms
 
@@ -335,6 +336,13 @@ def check_counts(config, section: str) -> None:
             raise CodecError(f"recipe value {section}.{f.name}={value}{every} must be at least {least}")
 
 
+def check_name(name: str, key: str) -> None:
+    """Raises CodecError unless ``name`` (recipe value ``key``) can name a model in .codes files and --model."""
+    if not is_plain_name(name):
+        raise CodecError(f"recipe value {key}={name!r} is not a model's name: give a plain name (not empty, "
+                         f"no / or \\), as .codes files and --model name a model")
+
+
 def check_heads(dims: list[int], heads: int, section: str, dim_name: str) -> None:
     """Raises CodecError unless every width in ``dims`` splits into ``heads`` even head widths
     (rotary position embeddings rotate pairs of channels)."""
@@ -351,6 +359,7 @@ def _check_model(model, loss: LossConfig) -> None:
     Raises:
         CodecError: naming the recipe value.
     """
+    check_name(model.name, "model.name")
     if model.codebook_size < 2:
         raise CodecError(f"recipe value model.codebook_size={model.codebook_size} must be at least 2")
     check_counts(model, "model")

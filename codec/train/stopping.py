@@ -1,21 +1,70 @@
-"""Stopping a training run cleanly: Ctrl-C (SIGINT) or SIGTERM ends it after the step in progress,
-so that its checkpoint and model are saved; a second Ctrl-C stops at once, without saving."""
+"""Stopping a training run cleanly: Ctrl-C (SIGINT), SIGTERM or SIGHUP (a closed terminal) ends it
+after the step in progress, so that its checkpoint and model are saved; so does losing the
+console's reader (``| head``, or a ``| tee`` that Ctrl-C stopped first). A second Ctrl-C stops at
+once, without saving."""
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from codec.signals import STOPPING_SIGNALS
+
 
 def signal_name(signum: int) -> str:
-    return "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    if signum == signal.SIGPIPE:
+        return "the end of its output (the reader of the console went away)"
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+class _OutputLossGuard:
+    """A console's file that, once a write finds no reader (EPIPE), sends the rest to /dev/null and
+    calls ``on_lost`` instead of raising in the middle of a training step."""
+
+    def __init__(self, file, on_lost):
+        self.file, self.on_lost, self.lost = file, on_lost, False
+
+    def _guarded(self, action, *args):
+        if self.lost:
+            return None
+        try:
+            return action(*args)
+        except OSError as error:
+            if not isinstance(error, BrokenPipeError) and error.errno != errno.EPIPE:
+                raise
+            self.lost = True
+            try:   # the stream's buffer is flushed again at exit: let that go to /dev/null too
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+            self.on_lost()
+            return None
+
+    def write(self, text: str) -> int:
+        self._guarded(self.file.write, text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._guarded(self.file.flush)
+
+    def isatty(self) -> bool:
+        return self.file.isatty()
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    def __getattr__(self, name):   # encoding, errors, ...: the stream's own
+        return getattr(self.file, name)
 
 
 @contextmanager
-def stop_after_step() -> Iterator[list[int]]:
+def stop_after_step(console=None) -> Iterator[list[int]]:
     """Yields a list that the signals received while inside are appended to (their numbers); the
     training loop ends when it is not empty. The process gets its own handlers back on leaving.
+    With a rich ``console``, a write that finds its reader gone appends SIGPIPE instead of raising.
 
     A SIGINT that the launching shell ignores (as for a background job) stays ignored.
     """
@@ -26,10 +75,16 @@ def stop_after_step() -> Iterator[list[int]]:
         if signum == signal.SIGINT:   # a second Ctrl-C stops at once (without saving)
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    signals = [signal.SIGTERM] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
+    signals = [*STOPPING_SIGNALS] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     previous_handlers = {signum: signal.signal(signum, stop_at_step_end) for signum in signals}
+    # rich's Console keeps None for "sys.stderr (or stdout) as it is at each write": restored as such
+    own_file = getattr(console, "_file", None)
+    if console is not None:
+        console.file = _OutputLossGuard(console.file, lambda: stop_requested.append(signal.SIGPIPE))
     try:
         yield stop_requested
     finally:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
+        if console is not None:
+            console.file = own_file

@@ -565,7 +565,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}  {task.fields[rate]:.2f} steps/s"), TimeRemainingColumn()]
     streak = 0   # non-finite steps in a row
-    with stop_after_step() as stop_requested, \
+    with stop_after_step(console) as stop_requested, \
             Progress(*columns, console=console, transient=True, disable=not main_process) as progress:
         task = progress.add_task("train", total=run.max_steps, completed=step, loss=math.nan, rate=0.0)
         while not distributed.any_true(step >= run.max_steps or time.monotonic() >= deadline
