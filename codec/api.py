@@ -208,20 +208,13 @@ class Codec:
             CodecError: for an unsupported bitrate or refinement, a bad shape or rate, or
                 non-finite samples.
         """
-        try:   # a rate of 16000.5 is not 16000, nor True 1 Hz
-            whole = not isinstance(sample_rate, bool) and float(sample_rate).is_integer()
+        try:   # a rate of 16000.5 is not 16000, nor True 1 Hz, nor "16000" a number
+            whole = not isinstance(sample_rate, (bool, str, bytes)) and float(sample_rate).is_integer()
         except (TypeError, ValueError, OverflowError):
             whole = False
         if not whole:
             raise CodecError(f"sample_rate {sample_rate!r}: must be a whole number of Hz")
-        bitrate = self.network.default_bitrate() if bitrate is None else bitrate
-        try:
-            kbps = None if isinstance(bitrate, bool) else float(bitrate)
-        except (TypeError, ValueError):
-            kbps = None
-        if kbps is None:
-            raise CodecError(f"bitrate {bitrate!r}: must be a number of kbps, one of "
-                             f"{', '.join(f'{b:g}' for b in self.bitrates_kbps)}")
+        kbps = _checked_kbps(bitrate, self.network)
         array, _ = _as_samples_by_channels(audio)
         peak = float(np.max(np.abs(array), initial=0.0))
         if peak > 1.0:   # (NaN compares false here and is named by encode_audio)
@@ -253,6 +246,8 @@ def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Co
     """
     if name_or_path is not None:
         _check_path(name_or_path, "name_or_path", "a model's name or folder (None: the default model)")
+    if not isinstance(int8, bool):   # "no" would be true
+        raise CodecError(f"int8 must be True or False, not {int8!r}")
     return Codec(_load_network(name_or_path, int8))
 
 
@@ -263,6 +258,12 @@ def _check_path(value, name: str, what: str = "a path") -> None:
         raise CodecError(f"{name} must be {what} (str or pathlib.Path), not {type(value).__name__}")
     if not os.fspath(value):
         raise CodecError(f"{name} is empty; give {what}")
+
+
+def _check_model_argument(model) -> None:
+    """Raises CodecError unless ``model`` is None, a ``Codec`` or a model's name or folder."""
+    if model is not None and not isinstance(model, Codec):
+        _check_path(model, "model", "a codec.Codec (from codec.load_model), or a model's name or folder")
 
 
 def _warn(report: coding.CodingReport) -> None:
@@ -288,35 +289,47 @@ def _python_argument_names(replacements: dict[str, str] | None = None) -> Iterat
         raise CodecError(message) from None
 
 
+def _checked_kbps(bitrate, network) -> float:
+    """``bitrate`` as a float of kbps (None: the model's default). Raises CodecError for a value
+    that is not a number (a bool, text such as "6k"); an unsupported number fails where it is used."""
+    bitrate = network.default_bitrate() if bitrate is None else bitrate
+    try:
+        kbps = None if isinstance(bitrate, bool) else float(bitrate)
+    except (TypeError, ValueError):
+        kbps = None
+    if kbps is None:
+        raise CodecError(f"bitrate {bitrate!r}: must be a number of kbps, one of "
+                         f"{', '.join(f'{b:g}' for b in network.config.bitrates_kbps)}")
+    return kbps
+
+
 def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float | None = None,
-                model: str | Path | None = None, force: bool = False, entropy: bool | None = None,
+                model: "Codec | str | Path | None" = None, force: bool = False, entropy: bool | None = None,
                 refine_steps: int = 0, int8: bool = False) -> Codes:
     """Encode an audio file to a ``.codes`` file (what ``codec encode`` does): range-coded with the
-    model's entropy model when it has one, unless ``entropy=False``; ``bitrate`` and
-    ``refine_steps`` as ``Codec.encode``; ``int8`` as ``load_model``."""
+    model's entropy model when it has one, unless ``entropy=False``; ``model`` a ``Codec`` (as
+    loaded, ``int8`` then unused) or a name or folder; ``bitrate`` and ``refine_steps`` as
+    ``Codec.encode``; ``int8`` as ``load_model``."""
     _check_path(input_path, "input_path")
     _check_path(output_path, "output_path")
-    if model is not None:
-        _check_path(model, "model", "a model's name or folder")
+    _check_model_argument(model)
     with _python_argument_names():
-        network = _load_network(model, int8)
-        codes_file, report = coding.encode_file(network, input_path, output_path,
-                                                network.default_bitrate() if bitrate is None else bitrate, force,
-                                                entropy, refine_steps)
+        network = model.network if isinstance(model, Codec) else _load_network(model, int8)
+        codes_file, report = coding.encode_file(network, input_path, output_path, _checked_kbps(bitrate, network),
+                                                force, entropy, refine_steps)
     _warn(report)
     return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
 
-def decode_file(input_path: Path | str, output_path: Path | str, model: str | Path | None = None,
+def decode_file(input_path: Path | str, output_path: Path | str, model: "Codec | str | Path | None" = None,
                 force: bool = False, int8: bool = False) -> None:
     """Decode a ``.codes`` file, or a packet stream saved by ``codec stream --save``, to audio
-    (what ``codec decode`` does); the model named in the file is used unless ``model`` is given;
-    ``int8`` as ``load_model``."""
+    (what ``codec decode`` does); the model named in the file is used unless ``model`` is given
+    (a ``Codec``, ``int8`` then unused, or a name or folder); ``int8`` as ``load_model``."""
     _check_path(input_path, "input_path")
     _check_path(output_path, "output_path")
-    if model is not None:
-        _check_path(model, "model", "a model's name or folder")
+    _check_model_argument(model)
     with _python_argument_names():
-        report = coding.decode_any_file(input_path, output_path, force, model,
-                                        load=lambda name_or_path: _load_network(name_or_path, int8))
+        report = coding.decode_any_file(input_path, output_path, force, model, load=lambda name_or_path: (
+            name_or_path.network if isinstance(name_or_path, Codec) else _load_network(name_or_path, int8)))
     _warn(report)

@@ -50,12 +50,12 @@ of 0 frames has one empty chunk, for its CRC); inside
 a chunk, codes are ordered frame by frame, then channel, then codebook, each written as an
 unsigned ``ceil(log2(codebook_size))``-bit number, most significant bit first, and the chunk is
 padded with zero bits to a whole byte, so ``P = ceil(frames_in_chunk * C * K * bits / 8)``.
-The header and metadata are kept small on purpose: a file is at most ``nominal bitrate x
-duration + 240`` bytes for the shipped models, plus 4 bytes per chunk after the first and up to 7
-per channel where the channels have gains of their own (header, metadata and CRCs, and the part of the last frame that the audio does not fill; 216 at most on the
-dev files, at 12 kbps; 221 for a short file at 384 kHz). Entropy-coded files (flag bit 0) carry
-the entropy model's name and the range coder's flush besides: a 1-sample file from conv-16k at
-6 kbps is about 245 bytes.
+The header and metadata are kept small on purpose: a file is at most ``nominal bitrate x duration
++ 240`` bytes for the shipped models, plus 4 bytes per chunk after the first and up to 7 per
+channel where the channels have gains of their own (header, metadata and CRCs, and the part of the
+last frame that the audio does not fill; 216 at most on the dev files, at 12 kbps; 221 for a short
+file at 384 kHz). Entropy-coded files (flag bit 0) carry the entropy model's name and the range
+coder's flush besides: a 1-sample file from conv-16k at 6 kbps is about 245 bytes.
 """
 
 import json

@@ -117,7 +117,8 @@ class LatentRefiner:
     first block starts from the zero state, as decoding does. Each item (channel) is refined on
     its own: its step size follows its own latent's RMS and its own loss, and it keeps the latent
     with the lowest loss seen (the encoder's own included), so refinement never ends farther from
-    the input, by this loss, than where it started.
+    the input, by this loss, than where it started. (Its refined codes can still differ from the
+    same channel refined alone: a batch's float sums round differently, and many steps amplify it.)
 
     Raises:
         CodecError: see ``check_refine_steps``.
@@ -153,7 +154,8 @@ class LatentRefiner:
         target = torch.cat([self._context_audio, audio], dim=-1)
         short = max(0, self.loss.min_samples - target.shape[-1])   # a stream shorter than the loss's shortest input
         target = torch.nn.functional.pad(target, (0, short))
-        # each item (channel) on its own scale and with its own loss: its codes do not depend on the others
+        # each item (channel) on its own scale and with its own loss; only float rounding, which a batch
+        # sums in another order than one item alone and Adam's steps amplify, ties it to the others
         scale = latent.pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp(min=1e-8)
         unit = (latent / scale).requires_grad_(True)
         optimizer = torch.optim.Adam([unit], lr=STEP_SIZE)

@@ -1,9 +1,10 @@
 """Streaming sessions: encode audio and decode codes as they arrive, chunk by chunk.
 
-Each session owns the streaming state of the model parts it drives (swapped into the modules
-for the duration of a call), so an encoder and a decoder session, or several sessions, can
-share one model. Chunked encoding gives exactly the codes of offline encoding, and chunked
-decoding plus ``flush()`` gives the offline waveform (to float rounding).
+Each session owns the streaming state of the model parts it drives (swapped into the modules for
+the duration of a call), so an encoder and a decoder session, or several sessions, can share one
+model, in one thread or several (calls on one model take turns). Chunked encoding gives exactly
+the codes of offline encoding, and chunked decoding plus ``flush()`` gives the offline waveform
+(to float rounding).
 
     model = codec.load_model()                 # or its tensor-level model.network
     encoder = StreamingEncoder(model, num_codebooks=12)
@@ -26,6 +27,8 @@ With ``refresh_seconds``, the encoder recomputes it from the latest ``global_sec
 """
 
 import operator
+import threading
+import weakref
 
 import numpy as np
 import torch
@@ -128,15 +131,28 @@ class _Session:
         self._state = [module.init_streaming_state(self.batch_size) for module in self._modules]
 
     def _run(self, function, *args):
-        for module, state in zip(self._modules, self._state, strict=True):
-            module._streaming_state = state
-        try:
-            with torch.inference_mode():
-                return function(*args)
-        finally:
-            self._state = [module._streaming_state for module in self._modules]
-            for module in self._modules:
-                module._streaming_state = None
+        # the session's state lives in the shared modules for the length of a call: one call at a
+        # time per model, so that sessions in several threads do not run on each other's state
+        with _model_lock(self.model):
+            for module, state in zip(self._modules, self._state, strict=True):
+                module._streaming_state = state
+            try:
+                with torch.inference_mode():
+                    return function(*args)
+            finally:
+                self._state = [module._streaming_state for module in self._modules]
+                for module in self._modules:
+                    module._streaming_state = None
+
+
+_model_locks: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_model_locks_guard = threading.Lock()
+
+
+def _model_lock(model: nn.Module) -> threading.RLock:
+    """The lock of ``model``'s streaming state (kept beside the model, which may be deep-copied)."""
+    with _model_locks_guard:
+        return _model_locks.setdefault(model, threading.RLock())
 
 
 class StreamingEncoder(_Session):

@@ -203,6 +203,8 @@ def test_codes_objects_take_models_by_name_and_any_bytes(tiny_model_dir, tmp_pat
     assert api.Codes.load(tmp_path / "c.codes", model="conv-16k").metadata.entropy_coded
     for call, message in [
         (lambda: conv.encode(tone(0.5, 16000), 16000, bitrate="6k"), r"bitrate '6k': must be a number of kbps"),
+        (lambda: conv.encode(tone(0.5, 16000), "16000"), r"sample_rate '16000': must be a whole number of Hz"),
+        (lambda: api.load_model(tiny_model_dir, int8="no"), r"int8 must be True or False, not 'no'"),
         (lambda: codes.to_bytes(3), r"model must be a codec.Codec \(from codec.load_model\), or a model's name"),
         (lambda: codes.to_bytes(api.load_model(tiny_model_dir)), r"has no entropy model; call to_bytes without model="),
         (lambda: api.Codes.from_bytes("CODC"), r"from_bytes takes the bytes of a .codes file, not str"),
@@ -263,10 +265,18 @@ def test_file_functions_name_bad_paths_and_pass_on_the_clis_warnings(tiny_model_
                           (lambda: api.load_model(""), r"name_or_path is empty; give a model's name or folder"),
                           (lambda: api.encode_file(source, None), r"output_path must be a path .* not NoneType"),
                           (lambda: api.decode_file(b"a.codes", "a.wav"), r"input_path must be a path .* not bytes"),
-                          (lambda: api.encode_file(source, tmp_path / "a.codes", model=""), r"model is empty")]:
+                          (lambda: api.encode_file(source, tmp_path / "a.codes", model=""), r"model is empty"),
+                          (lambda: api.encode_file(source, tmp_path / "a.codes", model=tiny_model_dir, bitrate="6k"),
+                           r"bitrate '6k': must be a number of kbps"),   # as Codec.encode says, not a TypeError
+                          (lambda: api.decode_file(tmp_path / "a.codes", "a.wav", model=7),
+                           r"model must be a codec.Codec \(from codec.load_model\), or a model's name or folder")]:
         with pytest.raises(CodecError, match=message):
             call()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         api.encode_file(source, tmp_path / "codes.wav", model=tiny_model_dir)
     assert any("holds codes, not audio, whatever its suffix says" in str(w.message) for w in caught)
+    loaded = api.load_model(tiny_model_dir)   # a loaded Codec serves as well as its folder
+    api.encode_file(source, tmp_path / "loaded.codes", model=loaded)
+    api.decode_file(tmp_path / "loaded.codes", tmp_path / "loaded.wav", model=loaded)
+    assert (tmp_path / "loaded.codes").read_bytes() == (tmp_path / "codes.wav").read_bytes()

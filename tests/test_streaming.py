@@ -160,3 +160,30 @@ def test_sessions_name_what_is_wrong_with_a_chunk(tiny_model):
         with pytest.raises(CodecError, match=message):
             decoder.decode(bad)
     assert decoder.decode(codes.numpy().astype(np.int16)).shape[-1] > 0
+
+
+def test_one_model_coded_from_two_threads_gives_each_its_own_codes(tiny_model):
+    import threading
+
+    from codec.coding import decode_audio, encode_audio
+
+    rng = np.random.default_rng(3)
+    signals = [0.1 * rng.standard_normal((16000, 1)) for _ in range(2)]
+    expected = [encode_audio(tiny_model, x, 16000, 6.0).codes for x in signals]
+    decoded = [decode_audio(tiny_model, encode_audio(tiny_model, x, 16000, 6.0))[0] for x in signals]
+    wrong = []
+
+    def work(index):
+        for _ in range(4):   # the sessions swap their state into the shared modules: calls take turns
+            codes_file = encode_audio(tiny_model, signals[index], 16000, 6.0)
+            if not np.array_equal(codes_file.codes, expected[index]):
+                wrong.append((index, "codes"))
+            elif not np.allclose(decode_audio(tiny_model, codes_file)[0], decoded[index], atol=1e-5):
+                wrong.append((index, "audio"))
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong
