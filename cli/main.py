@@ -8,8 +8,10 @@ import codecs
 import functools
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -660,17 +662,27 @@ def evaluate(
         notes.append(f"PESQ-WB undefined for {sum(reasons.values())} of {len(results)} coded files: "
                      + "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common(3)))
     evaluated = len({r.path for r in results})
-    write_results(out, results, summaries, notes, {**asdict(settings), "model": settings.model or DEFAULT_MODEL,
-                                                   "input": str(input), "files": evaluated,
-                                                   "files_left_out": len(files) - evaluated})
-    plot_rate_distortion(out / "rate_distortion.png", summaries)
-    if example is not None:   # the first readable file's spectrograms
-        example_path, reference, decoded = example
-        ours = {k: v for k, v in decoded.items() if k.startswith(summaries[0].system)}
-        plot_spectrograms(out / "spectrograms.png", f"{example_path.name}: reference and {summaries[0].system}",
-                          reference, ours)
-    else:
-        (out / "spectrograms.png").unlink(missing_ok=True)  # not an earlier run's, beside these results
+    # written to a folder of their own first and moved in together: Ctrl-C while plotting leaves no
+    # half set (results without plots, which a rerun would refuse to overwrite without --force)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".eval.", suffix=".partial", dir=out))
+    try:
+        write_results(staging, results, summaries, notes, {
+            **asdict(settings), "model": settings.model or DEFAULT_MODEL, "input": str(input), "files": evaluated,
+            "files_left_out": len(files) - evaluated})
+        plot_rate_distortion(staging / "rate_distortion.png", summaries)
+        if example is not None:   # the first readable file's spectrograms
+            example_path, reference, decoded = example
+            ours = {k: v for k, v in decoded.items() if k.startswith(summaries[0].system)}
+            plot_spectrograms(staging / "spectrograms.png",
+                              f"{example_path.name}: reference and {summaries[0].system}", reference, ours)
+        for name in EVAL_OUTPUTS:   # an earlier run's spectrograms do not stay beside these results
+            if (staging / name).exists():
+                os.replace(staging / name, out / name)
+            else:
+                (out / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if as_json:
         print(json.dumps([asdict(s) for s in summaries], indent=2))
     else:
@@ -766,8 +778,9 @@ def stream(
                                device=device, list_devices=list_devices, save=save, packet_loss=packet_loss,
                                realtime=realtime, force=force, console=stderr, threads=threads, entropy=entropy,
                                packet_frames=packet_frames, global_refresh=global_refresh)
-    # Ctrl-C is how a live stream ends (exit 0); SIGTERM or SIGHUP stopped it from outside: 128 + the signal
-    if stats is not None and stats.interrupted and stats.stop_signal != signal.SIGINT:
+    # Ctrl-C is how a live stream ends (exit 0); a file's stream cut short by it, or any stream by
+    # SIGTERM or SIGHUP, exits 128 + the signal, so that a script can tell it from a whole one
+    if stats is not None and stats.interrupted and (stats.stop_signal != signal.SIGINT or input is not None):
         raise typer.Exit(128 + stats.stop_signal)
 
 
@@ -811,7 +824,31 @@ def run() -> None:
     """Console-script entry point."""
     stop_on_termination()
     _show_names_readably()
-    sys.exit(app())
+    try:
+        app()
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    except OSError as error:   # outside the commands' own handling: --help, --version, completion
+        code = _output_failed(error)
+    try:   # what is still buffered for stdout (--version, a table) goes now, not at exit with a traceback
+        sys.stdout.flush()
+    except OSError as error:
+        code = _output_failed(error)
+    sys.exit(code)
+
+
+def _output_failed(error: OSError) -> int:
+    """The exit code for stdout that cannot be written: 141 (SIGPIPE's) when its reader went away,
+    quietly, as Unix tools do; else 1, with the reason (a full disk). Later writes go to /dev/null."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if isinstance(error, BrokenPipeError):
+        return 141
+    try:
+        stderr.print(f"error: cannot write the output ({error.strerror or error})", soft_wrap=True)
+    except OSError:
+        pass
+    return 1
 
 
 if __name__ == "__main__":  # python -m codec.cli.main (spawned batch workers import this as __mp_main__)

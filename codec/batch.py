@@ -17,6 +17,7 @@ from pathlib import Path
 
 from codec.datasets import visible_files
 from codec.errors import CodecError, ModelNotFoundError
+from codec.signals import children_ignore_group_signals, terminate_workers
 from codec.threads import one_torch_thread
 
 CODES_SUFFIX = ".codes"
@@ -285,10 +286,12 @@ def _run(jobs: list[Job], settings: BatchSettings, workers: int) -> Iterator[Out
             for job in jobs:
                 yield code_file(job, settings)
             return
-        pool = ProcessPoolExecutor(min(workers, len(jobs)) - 1, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker)
+        with children_ignore_group_signals():   # the pool starts the resource tracker, the first submit the workers
+            pool = ProcessPoolExecutor(min(workers, len(jobs)) - 1, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker)
         try:
-            submitted = [(pool.submit(code_file, job, settings), job) for job in jobs]
+            with children_ignore_group_signals():
+                submitted = [(pool.submit(code_file, job, settings), job) for job in jobs]
             pending = dict(submitted)
             while pending:
                 if submitted:  # steal the last job unless a worker has started it
@@ -302,8 +305,7 @@ def _run(jobs: list[Job], settings: BatchSettings, workers: int) -> Iterator[Out
                 for future in done:
                     yield _result(future, pending.pop(future))
         except BaseException:   # an error, Ctrl-C or SIGTERM here: the workers stop too, not after their files
-            for process in list((getattr(pool, "_processes", None) or {}).values()):
-                process.terminate()   # SIGTERM: each removes its temporary file (_init_worker)
+            terminate_workers(pool)   # SIGTERM: each removes its temporary file (_init_worker)
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -478,7 +478,10 @@ def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
                 clipped += int(np.count_nonzero(np.abs(block) > 1.0))
                 sink.write(np.clip(block, -1.0, 1.0))
 
-    write_atomically(output_path, write, overwrite=force)
+    try:
+        write_atomically(output_path, write, overwrite=force)
+    except sf.LibsndfileError as error:   # a write or the closing flush failed
+        raise CodecError(f"{output_path}: cannot write ({disk_full(output_path) or error.error_string})") from None
     report = CodingReport()
     if clipped:
         report.warnings.append(f"{output_path}: {clipped} decoded samples exceeded ±1.0 and were clipped")
@@ -571,8 +574,20 @@ def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: s
                             subtype=subtype)
     except (sf.LibsndfileError, ValueError, TypeError, RuntimeError) as error:
         reason = getattr(error, "error_string", None) or str(error).replace(str(tmp), str(path))
+        if full := disk_full(tmp):
+            raise CodecError(f"{path}: cannot write ({full})") from None
         raise CodecError(f"{path}: cannot write {channels} channels at {sample_rate} Hz as {audio_format} "
                          f"({reason})") from None
+
+
+def disk_full(path: Path) -> str | None:
+    """"No space left on device" if the disk of ``path``'s folder is (nearly) full, else None:
+    libsndfile reports a failed write as "System error", without the reason."""
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return None
+    return "No space left on device" if stats.f_bavail * stats.f_frsize < 1 << 20 else None
 
 
 def read_stream_info(path: Path, data: bytes | None = None):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import soxr
 import torch
 
@@ -181,13 +182,25 @@ class FileSink:
 
     def write(self, block: np.ndarray) -> bool:
         self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
-        self.file.write(np.clip(block, -1.0, 1.0))
+        try:
+            self.file.write(np.clip(block, -1.0, 1.0))
+        except sf.LibsndfileError as error:
+            raise self._failed(error) from None
         return False
+
+    def _failed(self, error: sf.LibsndfileError) -> CodecError:
+        from codec.coding import disk_full
+
+        return CodecError(f"{self.path}: cannot write ({disk_full(self.tmp) or error.error_string})")
 
     def close(self, keep: bool = True) -> None:
         """Finish the file (``keep``), or drop what was written (the stream failed)."""
         try:
-            self.file.close()
+            try:
+                self.file.close()
+            except sf.LibsndfileError as error:
+                if keep:
+                    raise self._failed(error) from None
             if keep:
                 replace_with_partial(self.tmp, self.path, self.overwrite)
         finally:

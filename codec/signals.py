@@ -3,6 +3,8 @@ removes its temporary files (``timeout``, a CI cancel, systemd and ``kill`` send
 a terminal sends SIGHUP). Python's default for them ends the process at once, leaving those files."""
 
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -26,6 +28,31 @@ def _exit(signum, _frame) -> None:
 
 def stop_on_termination(worker: bool = False) -> None:
     """Make SIGTERM and SIGHUP raise ``Terminated`` in this process (call from the main thread);
-    in a ``worker`` process, SystemExit (which its pool ends quietly, without a traceback)."""
-    for signum in STOPPING_SIGNALS:
+    in a ``worker`` process, SIGTERM raises SystemExit (which its pool ends quietly, without a
+    traceback), and SIGHUP stays as ``children_ignore_group_signals`` left it."""
+    for signum in (signal.SIGTERM,) if worker else STOPPING_SIGNALS:
         signal.signal(signum, _exit if worker else _raise_terminated)
+
+
+@contextmanager
+def children_ignore_group_signals() -> Iterator[None]:
+    """While inside, processes started here (spawned workers, multiprocessing's resource tracker,
+    started now if it is not running) inherit SIGINT and SIGHUP ignored. Ctrl-C and a closed
+    terminal signal a whole process group: only this process should react, and stop its workers
+    with SIGTERM, instead of each printing a traceback (and the tracker dying, unnoticed)."""
+    from multiprocessing import resource_tracker
+
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGHUP)}
+    try:
+        resource_tracker.ensure_running()
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def terminate_workers(pool) -> None:
+    """SIGTERM to a ``ProcessPoolExecutor``'s processes (after an error, Ctrl-C or SIGTERM here):
+    they stop now, not after their current file."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()

@@ -17,9 +17,11 @@ tensor names, or an ``OUT`` that already holds a model.
 
 import argparse
 import copy
+import shutil
 from pathlib import Path
 
 import torch
+from script_errors import run_main  # scripts/ is on the path when a script runs
 
 from codec.errors import CodecError
 from codec.models import load_model, save_model
@@ -45,6 +47,8 @@ def main() -> None:
         parser.error("give two or more models to average")
     if (args.out / "model.safetensors").exists():
         parser.error(f"{args.out} already holds a model; choose a new folder")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"{args.out} is a file; give a folder for the averaged model")
     try:
         models = [load_model(name).float().eval() for name in args.models]
     except CodecError as error:
@@ -54,10 +58,16 @@ def main() -> None:
     soup = copy.deepcopy(models[0])
     soup.load_state_dict(average(models))
     same = all(makes_same_codes(soup, model) for model in models)
-    save_model(soup, args.out)
+    made = not args.out.exists()
+    try:
+        save_model(soup, args.out)
+    except BaseException:
+        if made:   # no empty or half-written folder left behind
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise
     print(f"{args.out}: the average of {len(models)} models; "
           f"{'the same codes as each' if same else 'codes differ from the models (their encoders differ)'}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from script_errors import run_main  # scripts/ is on the path when a script runs
 
 from codec import load_model
 from codec.bitstream import from_bytes, to_bytes
@@ -40,6 +41,9 @@ def main() -> None:
     torch.set_num_threads(1)
     codec = load_model(args.model)
     entropy_model = load_entropy_model(args.entropy_dir) if args.entropy_dir else codec.network.entropy_model
+    if entropy_model is None:
+        raise SystemExit(f"error: {args.model} has no entropy model; give one with --entropy-dir, or a model "
+                         f"that has one (conv-16k)")
     coder = EntropyCoder(entropy_model)
     files = sorted(DEV.rglob("*.flac"))[:args.files]
     audio = [sf.read(f, dtype="float64") for f in files]
@@ -90,4 +94,4 @@ def decode_elsewhere(coded: list[bytes], codes: list, core: str, model: str) -> 
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

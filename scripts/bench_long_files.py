@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from script_errors import run_main  # scripts/ is on the path when a script runs
 
 
 def write_speechlike(path: Path, minutes: float, rate: int, channels: int) -> None:
@@ -50,6 +51,8 @@ def main() -> None:
     parser.add_argument("--stereo48k-minutes", type=float, default=30)
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
+    if any(minutes <= 0 for minutes in args.minutes) or args.stereo48k_minutes < 0:
+        parser.error("--minutes takes durations above 0, --stereo48k-minutes one of 0 (left out) or more")
     codec = str(Path(sys.executable).parent / "codec")
     model = ["--model", args.model] if args.model else []
     cases = [(m, 16000, 1) for m in args.minutes]
@@ -74,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

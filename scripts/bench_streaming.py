@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_long_files import write_speechlike  # noqa: E402
+from script_errors import run_main  # scripts/ is on the path when a script runs
 
 from codec.audio import load_audio  # noqa: E402
 from codec.models import load_model  # noqa: E402
@@ -138,4 +139,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -19,6 +19,8 @@ import numpy as np
 from codec.evaluation.stats import ci95_half_width
 
 COLUMNS = ("codec", "path", "nominal_kbps")   # what pairs the rows (besides the metric)
+HIGHER_IS_BETTER = ("pesq_wb", "pesq_nb", "stoi", "si_sdr")
+LOWER_IS_BETTER = ("mel_distance", "encode_rtf", "decode_rtf", "measured_kbps", "overhead_kbps")
 
 
 def read_rows(path: Path, system: str | None, metric: str) -> tuple[str, dict[tuple[str, float], dict]]:
@@ -34,7 +36,8 @@ def read_rows(path: Path, system: str | None, metric: str) -> tuple[str, dict[tu
         raise SystemExit(f"error: {path}: no result rows")
     missing = [column for column in (*COLUMNS, metric) if column not in rows[0]]
     if missing:
-        raise SystemExit(f"error: {path}: no column {', '.join(missing)}; is it the results.csv of codec eval?")
+        raise SystemExit(f"error: {path}: no column {', '.join(missing)}; is it the results.csv of codec eval "
+                         f"(not results.json)?")
     system = system or rows[0]["codec"]
     try:   # the same file given as a relative or an absolute path (from the same folder) pairs up
         chosen = {(os.path.abspath(r["path"]), float(r["nominal_kbps"])): r for r in rows if r["codec"] == system}
@@ -46,18 +49,19 @@ def read_rows(path: Path, system: str | None, metric: str) -> tuple[str, dict[tu
     return system, chosen
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, int]:
+def paired_difference(a: np.ndarray, b: np.ndarray, higher_is_better: bool = True) -> tuple[float, float, int]:
     """For paired values ``a``, ``b`` (one per file): the mean of ``b - a``, its 95% confidence
-    half-width (Student's t; nan for one pair) and on how many files ``b`` is larger."""
+    half-width (Student's t; nan for one pair) and on how many files ``b`` is better (larger, or
+    smaller for a metric where lower is better)."""
     diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
-    return float(diff.mean()), ci95_half_width(diff), int((diff > 0).sum())
+    return float(diff.mean()), ci95_half_width(diff), int((diff > 0 if higher_is_better else diff < 0).sum())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", type=Path)
     parser.add_argument("b", type=Path)
-    parser.add_argument("--metric", default="pesq_wb")
+    parser.add_argument("--metric", default="pesq_wb", choices=HIGHER_IS_BETTER + LOWER_IS_BETTER)
     parser.add_argument("--systems", nargs=2, metavar=("A", "B"), help="codec names to compare")
     args = parser.parse_args()
     name_a, a = read_rows(args.a, args.systems[0] if args.systems else None, args.metric)
@@ -70,7 +74,7 @@ def main() -> None:
         if not keys:
             print(f"{kbps:g} kbps: no file with a {args.metric} value in both")
             continue
-        mean, ci, better = paired_difference(x, y)
+        mean, ci, better = paired_difference(x, y, args.metric in HIGHER_IS_BETTER)
         print(f"{kbps:g} kbps, {len(keys)} files: A {x.mean():.3f}  B {y.mean():.3f}  "
               f"B - A {mean:+.3f} ± {ci:.3f}  B better on {better} of {len(keys)}")
 

@@ -38,6 +38,8 @@ import soundfile as sf
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from script_errors import run_main  # scripts/ is on the path when a script runs
+
 from codec.atomic import write_atomically  # noqa: E402
 from codec.audio import load_audio, resample  # noqa: E402
 from codec.datasets import find_inputs  # noqa: E402
@@ -202,7 +204,13 @@ def main() -> int:
     parser.add_argument("plan", type=Path, help="YAML: audio, runs_dir, device, threads, deadline_minutes, jobs")
     parser.add_argument("--out", type=Path, required=True, help="folder for the packed results")
     args = parser.parse_args()
-    plan = yaml.safe_load(args.plan.read_text())
+    try:
+        plan = yaml.safe_load(args.plan.read_text())
+    except yaml.YAMLError as error:
+        raise SystemExit(f"error: {args.plan}: not valid YAML ({str(error).splitlines()[0]})") from None
+    missing = [key for key in ("deadline_minutes", "jobs") if key not in (plan if isinstance(plan, dict) else {})]
+    if missing:
+        raise SystemExit(f"error: {args.plan}: the plan needs {' and '.join(missing)} (see scripts/gpu_session.yaml)")
     deadline = time.monotonic() + 60 * float(plan["deadline_minutes"])
     runs = Path(plan.get("runs_dir", "runs/gpu"))
     threads = int(plan.get("threads", 4))
@@ -252,4 +260,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

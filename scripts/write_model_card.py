@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from compare_evals import paired_difference  # scripts/ is on the path when this script runs
+from script_errors import run_main  # scripts/ is on the path when a script runs
 
 from codec.audio import load_audio
 from codec.coding import decode_audio, encode_audio
@@ -495,4 +496,4 @@ numbers; `tests/test_shipped_model.py` fails if PESQ-WB at 6 kbps on its
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

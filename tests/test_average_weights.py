@@ -41,5 +41,8 @@ def test_average_refuses_what_it_cannot_average(tiny_model_dir, tmp_path):
     assert "already holds a model" in run(tiny_model_dir, tiny_model_dir, tiny_model_dir).stderr
     other = tmp_path / "other"
     assert "configurations differ" in run(other, tiny_model_dir, "esc-16k-small").stderr
-    for result in (run(tmp_path / "a", tiny_model_dir), run(other, tiny_model_dir, "esc-16k-small")):
+    (tmp_path / "file").write_text("a file, not a folder for a model")
+    as_file = run(tmp_path / "file", tiny_model_dir, tiny_model_dir)
+    assert as_file.returncode == 2 and "file is a file; give a folder for the averaged model" in as_file.stderr
+    for result in (run(tmp_path / "a", tiny_model_dir), run(other, tiny_model_dir, "esc-16k-small"), as_file):
         assert result.returncode != 0 and "Traceback" not in result.stderr

@@ -264,3 +264,26 @@ def test_convert_blocks_is_exact_and_streams():
     np.testing.assert_allclose(out, whole, atol=1e-6)
     same = np.concatenate(list(convert_blocks(blocks, 16000, len(audio), None, None)))
     np.testing.assert_allclose(same, audio, atol=1e-6)
+
+
+def _group_signal_dispositions() -> tuple[bool, bool]:
+    import signal
+
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN, signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+
+
+def test_workers_leave_group_signals_to_the_main_process():
+    # Ctrl-C and a closed terminal signal the whole group: spawned workers printed tracebacks
+    import multiprocessing
+    import signal
+    from concurrent.futures import ProcessPoolExecutor
+
+    from codec.signals import children_ignore_group_signals
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGHUP)
+    with children_ignore_group_signals():
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        future = pool.submit(_group_signal_dispositions)
+    with pool:
+        assert future.result(timeout=120) == (True, True)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGHUP)) == before   # this process: as it was

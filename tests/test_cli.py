@@ -336,3 +336,12 @@ def test_info_on_a_pipe_says_so_and_decode_names_the_file_whose_model_is_unknown
                                                                                               model=name))))
         result = invoke("decode", renamed, tmp_path / "out.wav")
         assert result.exit_code == 1 and f"{renamed}: {message}" in result.output, result.output
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("arguments", [["--version"], ["encode", "--help"]])
+def test_help_and_version_on_a_full_disk_are_one_line(arguments):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", *arguments],
+                                stdout=full, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 1 and result.stderr == "error: cannot write the output (No space left on device)\n"

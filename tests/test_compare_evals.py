@@ -7,19 +7,18 @@ import sys
 from tests.conftest import REPO
 
 SCRIPT = str(REPO / "scripts" / "compare_evals.py")
-FIELDS = ["path", "codec", "nominal_kbps", "pesq_wb"]
 
 
-def results(path, codec, rows):
+def results(path, codec, rows, metric="pesq_wb"):
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, FIELDS)
+        writer = csv.DictWriter(handle, ["path", "codec", "nominal_kbps", metric])
         writer.writeheader()
-        writer.writerows({"path": p, "codec": codec, "nominal_kbps": "6.0", "pesq_wb": v} for p, v in rows)
+        writer.writerows({"path": p, "codec": codec, "nominal_kbps": "6.0", metric: v} for p, v in rows)
     return str(path)
 
 
-def compare(a, b, cwd):
-    result = subprocess.run([sys.executable, SCRIPT, a, b], cwd=cwd, capture_output=True, text=True)
+def compare(a, b, cwd, *options):
+    result = subprocess.run([sys.executable, SCRIPT, a, b, *options], cwd=cwd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -43,3 +42,11 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
                           ([a, a, "--systems", "old", "new"], "a.csv: no rows for system 'new' (it has old)")]:
         result = subprocess.run([sys.executable, SCRIPT, *args], cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_where_lower_is_better_a_smaller_b_is_better(tmp_path):
+    a = results(tmp_path / "a.csv", "old", [("x.flac", "0.50"), ("y.flac", "0.40")], metric="mel_distance")
+    b = results(tmp_path / "b.csv", "new", [("x.flac", "0.45"), ("y.flac", "0.42")], metric="mel_distance")
+    assert "B better on 1 of 2" in compare(a, b, tmp_path, "--metric", "mel_distance")   # x got smaller, y larger
+    result = subprocess.run([sys.executable, SCRIPT, a, b, "--metric", "setting"], capture_output=True, text=True)
+    assert result.returncode == 2 and "invalid choice: 'setting'" in result.stderr   # a text column: no difference

@@ -407,3 +407,21 @@ def test_rate_distortion_error_bars_stop_at_the_metrics_range(tmp_path, monkeypa
     assert (pesq_y - pesq_err[0]).min() >= 1.04 - 1e-9 and (pesq_y + pesq_err[1]).max() <= 4.64 + 1e-9
     assert (stoi_y - stoi_err[0]).min() >= -1e-9 and (stoi_y + stoi_err[1]).max() <= 1 + 1e-9
     assert (tmp_path / "rd.png").stat().st_size > 0
+
+
+def test_eval_stopped_while_writing_leaves_no_half_set_of_results(tiny_model_dir, tmp_path, monkeypatch):
+    import codec.evaluation.report
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    source = write_audio(tmp_path / "in.wav", speechlike(1.0), 16000)
+    out = tmp_path / "report"
+    monkeypatch.setattr(codec.evaluation.report, "plot_rate_distortion", interrupted)
+    result = CliRunner().invoke(app, ["eval", str(source), "--model", str(tiny_model_dir), "--bitrates", "6",
+                                      "--out", str(out)])
+    assert result.exit_code == 130 and list(out.iterdir()) == []   # results.json was written before the plots
+    monkeypatch.undo()
+    result = CliRunner().invoke(app, ["eval", str(source), "--model", str(tiny_model_dir), "--bitrates", "6",
+                                      "--out", str(out)])
+    assert result.exit_code == 0 and "holds results already" not in result.output   # a rerun needs no --force

@@ -109,3 +109,15 @@ def test_the_decay_starts_after_the_warm_up(tmp_path, monkeypatch):
     driver._next_phase(job := driver.Job(name="b", recipe="r", constant_minutes=1, decay_minutes=1,
                                          out_dir=tmp_path / "none", phase=1), [], 1, minutes_left=10)
     assert job.failed and job.phase == 3   # no log: no decay phase, no crash
+
+
+def test_a_plan_that_is_not_one_is_a_one_line_error(tmp_path):
+    for text, message in [("{}", "the plan needs deadline_minutes and jobs"), ("a: [", "not valid YAML"),
+                          (None, "No such file or directory")]:
+        plan = tmp_path / "plan.yaml"
+        plan.unlink(missing_ok=True)
+        if text is not None:
+            plan.write_text(text)
+        done = subprocess.run([sys.executable, "scripts/gpu_session.py", str(plan), "--out", str(tmp_path / "o")],
+                              cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -108,3 +108,26 @@ def test_int8_export_decodes_like_the_float_graphs(tiny_model, exported, tmp_pat
     int8_audio = OnnxStreamingDecoder(int8).decode(codes)
     error = np.sqrt(np.mean((int8_audio - float_audio) ** 2) / np.mean(float_audio ** 2))
     assert error < 0.1, f"int8 decoder is {error:.1%} (RMS) away from the float one"
+
+
+def test_a_failed_export_leaves_the_earlier_one_whole(tiny_model, exported, tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    import codec.onnx.export as export
+
+    out = shutil.copytree(exported, tmp_path / "export")
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    real, calls = export._declare_shapes, []
+
+    def disk_full_at_the_second_graph(path, described):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, described)
+
+    monkeypatch.setattr(export, "_declare_shapes", disk_full_at_the_second_graph)
+    with pytest.raises(export.CodecError, match=r"export: cannot write the export \(No space left on device\)"):
+        export_onnx(tiny_model, out, int8=True)
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before   # nothing mixed in
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]   # and no temporary folder left

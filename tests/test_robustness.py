@@ -398,3 +398,21 @@ def test_an_output_that_appears_while_coding_is_kept(tiny_model, tmp_path, monke
     assert out.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.codes"]
     encode_file(tiny_model, source, out, force=True)
     assert out.read_bytes().startswith(b"CODC")
+
+
+def test_a_full_disk_is_named_where_libsndfile_says_system_error(tiny_model, tmp_path, monkeypatch, valid_codes):
+    import os
+    from types import SimpleNamespace
+
+    (tmp_path / "in.codes").write_bytes(valid_codes)
+
+    def system_error(self, data):   # as libsndfile reports a write that found the disk full
+        raise sf.LibsndfileError(2, "")
+
+    monkeypatch.setattr(sf.SoundFile, "write", system_error)
+    with pytest.raises(CodecError, match=r"out.wav: cannot write \(System error"):   # the disk has room: as said
+        decode_file(tiny_model, tmp_path / "in.codes", tmp_path / "out.wav")
+    monkeypatch.setattr(os, "statvfs", lambda path: SimpleNamespace(f_bavail=3, f_frsize=4096))
+    with pytest.raises(CodecError, match=r"out.wav: cannot write \(No space left on device\)"):
+        decode_file(tiny_model, tmp_path / "in.codes", tmp_path / "out.wav")
+    assert not list(tmp_path.glob("*out*")) and not list(tmp_path.glob(".*"))   # no partial file left

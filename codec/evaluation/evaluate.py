@@ -21,6 +21,7 @@ from codec.evaluation.metrics import METRIC_RATE, MIN_SECONDS, score_pair, to_me
 from codec.evaluation.stats import ci95_half_width
 from codec.evaluation.systems import OurCodec, System, baseline_systems
 from codec.refine import check_refine_steps
+from codec.signals import children_ignore_group_signals, terminate_workers
 
 METRICS = ("pesq_wb", "pesq_nb", "stoi", "si_sdr", "mel_distance")
 MAX_LAG_SECONDS = 0.1
@@ -199,9 +200,10 @@ def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_
         outputs = map(_worker, jobs_list)
         pool = None
     else:
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(settings,))
-        outputs = pool.map(_worker, jobs_list)
+        with children_ignore_group_signals():   # the pool starts the resource tracker, map's submits the workers
+            pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker, initargs=(settings,))
+            outputs = pool.map(_worker, jobs_list)
     try:
         for (path, _, keep_audio), (file_results, audio) in zip(jobs_list, outputs, strict=True):
             if file_results is None:
@@ -212,9 +214,13 @@ def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_
                     example = (path, *audio)
             if on_file:
                 on_file()
+    except BaseException:   # Ctrl-C, SIGTERM or an error here: the workers stop now, not after the files
+        if pool:
+            terminate_workers(pool)
+        raise
     finally:
         if pool:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
     if not results:
         raise CodecError(f"no file could be evaluated: {'; '.join(failures[:3])}")
     return results, notes + [f"left out {reason}" for reason in failures], example

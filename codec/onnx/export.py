@@ -23,6 +23,9 @@ shape, the frame size, sample rate, latency and the constants the runtime needs
 import dataclasses
 import json
 import logging
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -145,7 +148,12 @@ def _describe(name: str, tensor: torch.Tensor, axes: dict[int, str]) -> dict:
 
 
 def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 1.0, int8: bool = False) -> Path:
-    """Export the encoder, quantizer and decoder graphs and their sidecar into ``out_dir``.
+    """Export the encoder, quantizer and decoder graphs and their sidecar into ``out_dir``: all
+    written to a temporary folder beside it first, then moved in, so that an error, a full disk or
+    Ctrl-C leaves ``out_dir`` as it was (an earlier export stays whole).
+
+    Raises:
+        CodecError: for a model with a global code, or naming ``out_dir`` if the files cannot be written.
 
     ``int8=True`` stores the encoder's and decoder's matrix-multiply weights as 8-bit integers
     (onnxruntime dynamic quantization): a frame's weights stream from memory 4x faster on one
@@ -158,6 +166,21 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
                          f"models without one (use --runtime torch to stream it)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.resolve().name}.", suffix=".partial",
+                                    dir=out_dir.resolve().parent))
+    try:
+        _export_into(model, staging, example_seconds, int8)
+        for path in sorted(staging.iterdir(), key=lambda p: p.name == "codec.json"):   # the sidecar, naming them, last
+            os.replace(path, out_dir / path.name)
+    except OSError as error:
+        raise CodecError(f"{out_dir}: cannot write the export ({error.strerror or error})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out_dir
+
+
+def _export_into(model: ConvCodec, out_dir: Path, example_seconds: float, int8: bool) -> None:
+    """``export_onnx``'s files, written into the empty folder ``out_dir``."""
     model = model.eval()
     frames = max(1, int(example_seconds * model.frame_rate))
     sidecar = {"model": model.config.name, "weights_sha256": getattr(model, "weights_sha256", ""),
@@ -206,4 +229,3 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
         }
         _declare_shapes(path, sidecar["graphs"][graph]["inputs"] + sidecar["graphs"][graph]["outputs"])
     (out_dir / "codec.json").write_text(json.dumps(sidecar, indent=2) + "\n")
-    return out_dir
