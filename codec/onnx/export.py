@@ -149,25 +149,24 @@ def _describe(name: str, tensor: torch.Tensor, axes: dict[int, str]) -> dict:
 
 def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 1.0, int8: bool = False) -> Path:
     """Export the encoder, quantizer and decoder graphs and their sidecar into ``out_dir``: all
-    written to a temporary folder beside it first, then moved in, so that an error, a full disk or
-    Ctrl-C leaves ``out_dir`` as it was (an earlier export stays whole).
-
-    Raises:
-        CodecError: for a model with a global code, or naming ``out_dir`` if the files cannot be written.
+    written to a hidden temporary folder inside it first, then moved in, so that an error, a full
+    disk or Ctrl-C leaves ``out_dir`` as it was (an earlier export stays whole).
 
     ``int8=True`` stores the encoder's and decoder's matrix-multiply weights as 8-bit integers
     (onnxruntime dynamic quantization): a frame's weights stream from memory 4x faster on one
     CPU thread. The quantizer graphs stay float32. Codes from an int8 encoder differ from the
     float model's in deep codebooks (about 20% of codes at 6 kbps on the dev set) at unchanged
     PESQ; measured by ``scripts/bench_streaming.py``.
+
+    Raises:
+        CodecError: for a model with a global code, or naming ``out_dir`` if the files cannot be written.
     """
     if model.global_code is not None:
         raise CodecError(f"{model.config.name} has a time-invariant global code; ONNX export supports "
                          f"models without one (use --runtime torch to stream it)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.resolve().name}.", suffix=".partial",
-                                    dir=out_dir.resolve().parent))
+    staging = Path(tempfile.mkdtemp(prefix=".export.", suffix=".partial", dir=out_dir))
     try:
         _export_into(model, staging, example_seconds, int8)
         for path in sorted(staging.iterdir(), key=lambda p: p.name == "codec.json"):   # the sidecar, naming them, last
