@@ -30,6 +30,24 @@ app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_e
 stderr = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)  # paths: no markup, no wrapping
 
 
+class _StdoutConsole(Console):
+    """A console for tables on stdout: one whose reader went away (``| head``) ends the command
+    quietly with 141 (128 + SIGPIPE), as the other commands do; rich's own choice is 1."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        try:   # what is still buffered goes to /dev/null at exit, not to the broken pipe
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:   # (no file descriptor: stdout replaced in-process)
+            pass
+        raise typer.Exit(141)
+
+
+def _stdout_console() -> Console:
+    console = _StdoutConsole()
+    return console if console.is_terminal else _StdoutConsole(width=200)   # piped: wide enough that no column is cut
+
+
 
 def _fail(message: str, code: int = 1) -> None:
     stderr.print(Text.assemble(("error:", "bold red"), f" {message}"), soft_wrap=True)
@@ -532,12 +550,14 @@ def models(
     summaries = list_models(problems)
     for problem in problems:
         stderr.print(f"warning: skipped {problem}", soft_wrap=True)
+    installed = os.environ.get("CODEC_MODELS_DIR")
+    if installed and not Path(installed).is_dir():   # a typo would otherwise only hide the models it names
+        stderr.print(f"warning: CODEC_MODELS_DIR={installed}: no such folder; no installed models listed",
+                     soft_wrap=True)
     if as_json:
         print(json.dumps([{k: v for k, v in asdict(s).items() if v is not None} for s in summaries], indent=2))
         return
-    console = Console()
-    if not console.is_terminal:  # piped: wide enough that no column is cut
-        console = Console(width=200)
+    console = _stdout_console()
     console.print(_models_table(summaries))
     if not summaries:
         stderr.print("no models found; set CODEC_MODELS_DIR to a folder of model directories")
@@ -686,9 +706,7 @@ def evaluate(
     if as_json:
         print(json.dumps([asdict(s) for s in summaries], indent=2))
     else:
-        console = Console()
-        if not console.is_terminal:  # piped: wide enough that no column is cut
-            console = Console(width=200)
+        console = _stdout_console()
         console.print(summary_table(summaries, threads))
     for note in notes:
         stderr.print(f"note: {note}")

@@ -135,3 +135,20 @@ def test_a_file_from_a_model_installed_under_another_folder_name_decodes_by_itse
     (installed / "mine" / "config.json").write_text("{}")   # no folder has the file's model now
     result = invoke("decode", tmp_path / "a.codes", tmp_path / "b.wav")
     assert result.exit_code == 1 and "model 'tiny-16k' not found" in result.output
+
+
+def test_a_models_folder_that_is_not_there_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEC_MODELS_DIR", str(tmp_path / "typo"))
+    result = invoke("models", "--json")
+    assert result.exit_code == 0 and DEFAULT_MODEL in {m["name"] for m in json.loads(result.stdout)}
+    assert f"warning: CODEC_MODELS_DIR={tmp_path / 'typo'}: no such folder; no installed models listed" in result.output
+
+
+def test_models_piped_to_a_reader_that_leaves_exits_141(monkeypatch):
+    from rich.console import Console
+
+    def reader_gone(self, *args, **kwargs):   # as a write to `| true`'s closed pipe goes
+        self.on_broken_pipe()
+
+    monkeypatch.setattr(Console, "print", reader_gone)
+    assert invoke("models").exit_code == 141
