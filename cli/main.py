@@ -23,6 +23,7 @@ from rich.text import Text
 
 from codec import __version__
 from codec.errors import CodecError, ModelNotFoundError, TrainingStopped, internal_error_message
+from codec.pipes import discard_output
 from codec.signals import Terminated, stop_on_termination
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -36,10 +37,7 @@ class _StdoutConsole(Console):
 
     def on_broken_pipe(self) -> None:
         self.quiet = True
-        try:   # what is still buffered goes to /dev/null at exit, not to the broken pipe
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except OSError:   # (no file descriptor: stdout replaced in-process)
-            pass
+        discard_output()
         raise typer.Exit(141)
 
 
@@ -76,7 +74,7 @@ def user_errors(command):
         except CodecError as error:
             _fail(str(error))
         except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly, as Unix tools do
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            discard_output()
             raise typer.Exit(141) from None
         except OSError as error:
             _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
@@ -842,11 +840,14 @@ def run() -> None:
     """Console-script entry point."""
     stop_on_termination()
     _show_names_readably()
+    stdout_was_null = _stdout_is_null()
     try:
         app()
         code = 0
     except SystemExit as exit:
         code = exit.code
+        if code == 1 and _help_saw_a_broken_pipe(stdout_was_null):
+            code = 141
     except OSError as error:   # outside the commands' own handling: --help, --version, completion
         code = _output_failed(error)
     try:   # what is still buffered for stdout (--version, a table) goes now, not at exit with a traceback
@@ -856,10 +857,26 @@ def run() -> None:
     sys.exit(code)
 
 
+def _stdout_is_null() -> bool:
+    try:
+        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(os.devnull))
+    except (OSError, ValueError):
+        return False
+
+
+def _help_saw_a_broken_pipe(stdout_was_null: bool) -> bool:
+    """Whether --help or --version exited 1 because stdout's reader went away, where Unix tools exit 141.
+
+    Their output is not the commands' own: click's handler then wraps stdout to keep later flushes
+    quiet, and rich's (help pages) points stdout at /dev/null; both exit 1.
+    """
+    return type(sys.stdout).__name__ == "PacifyFlushWrapper" or (not stdout_was_null and _stdout_is_null())
+
+
 def _output_failed(error: OSError) -> int:
     """The exit code for stdout that cannot be written: 141 (SIGPIPE's) when its reader went away,
     quietly, as Unix tools do; else 1, with the reason (a full disk). Later writes go to /dev/null."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    discard_output()
     if isinstance(error, BrokenPipeError):
         return 141
     try:

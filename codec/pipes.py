@@ -6,6 +6,7 @@ and then copied out. stdout carries only data; every message goes to stderr. Err
 name ``stdin`` or ``stdout``, not the temporary files.
 """
 
+import os
 import shutil
 import sys
 import tempfile
@@ -16,6 +17,17 @@ from pathlib import Path
 from codec.errors import CodecError
 
 STDIO = "-"
+
+
+def discard_output(stream=None) -> None:
+    """Point ``stream``'s file descriptor (default stdout) at /dev/null, so that what is still
+    buffered for a reader that went away, or a full disk, goes nowhere at exit instead of raising
+    again. Does nothing for a stream without a descriptor (one replaced in-process, as in tests)."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def is_stdio(path: Path | str | None) -> bool:

@@ -345,3 +345,20 @@ def test_help_and_version_on_a_full_disk_are_one_line(arguments):
         result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", *arguments],
                                 stdout=full, stderr=subprocess.PIPE, text=True)
     assert result.returncode == 1 and result.stderr == "error: cannot write the output (No space left on device)\n"
+
+
+@pytest.mark.parametrize("arguments", [["--version"], ["--help"], ["encode", "--help"]])
+def test_help_and_version_to_a_reader_that_left_exit_141(arguments):
+    read, write = os.pipe()
+    os.close(read)   # the reader went away before anything was written (`codec --help | true`)
+    with os.fdopen(write, "w") as pipe:
+        result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", *arguments],
+                                stdout=pipe, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 141 and result.stderr == ""
+
+
+def test_an_error_with_stdout_on_dev_null_still_exits_1(tmp_path):
+    result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", "info",
+                             str(tmp_path / "missing.codes")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    assert result.returncode == 1 and "missing.codes" in result.stderr

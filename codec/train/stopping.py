@@ -6,11 +6,11 @@ once, without saving."""
 from __future__ import annotations
 
 import errno
-import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from codec.pipes import discard_output
 from codec.signals import STOPPING_SIGNALS
 
 
@@ -36,10 +36,7 @@ class _OutputLossGuard:
             if not isinstance(error, BrokenPipeError) and error.errno != errno.EPIPE:
                 raise
             self.lost = True
-            try:   # the stream's buffer is flushed again at exit: let that go to /dev/null too
-                os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
-            except (OSError, ValueError, AttributeError):
-                pass
+            discard_output(self.file)   # its buffer is flushed again at exit
             self.on_lost()
             return None
 
