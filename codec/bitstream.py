@@ -218,30 +218,49 @@ def _is_gain(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= MAX_GAIN_DB
 
 
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
+
+
+def _invalid_field(meta: CodesMetadata) -> str | None:
+    """The first metadata field whose value format version 1 cannot hold; None if there is none.
+    Each check may assume the ones before it passed (types before ranges)."""
+    checks = [(name, lambda name=name: _is_count(getattr(meta, name)))
+              for name in ("sample_rate", "channels", "samples", "codebooks", "codebook_size", "frames")]
+    checks += [
+        ("sample_rate", lambda: MIN_SAMPLE_RATE <= meta.sample_rate <= MAX_SAMPLE_RATE),
+        ("channels", lambda: 1 <= meta.channels <= MAX_CHANNELS),
+        ("codebooks", lambda: 1 <= meta.codebooks <= MAX_CODEBOOKS),
+        ("frames", lambda: meta.frames <= MAX_FRAMES),
+        ("codebook_size", lambda: 2 <= meta.codebook_size <= MAX_CODEBOOK_SIZE),
+        ("model", lambda: isinstance(meta.model, str)),
+        ("weights", lambda: isinstance(meta.weights, str)),
+        ("frame_rate", lambda: isinstance(meta.frame_rate, (int, float)) and not isinstance(meta.frame_rate, bool)
+         and math.isfinite(meta.frame_rate) and 0 < meta.frame_rate <= meta.sample_rate),
+        ("entropy_model", lambda: isinstance(meta.entropy_model or "", str)),
+        ("entropy_weights", lambda: isinstance(meta.entropy_weights or "", str)
+         and (meta.entropy_model is None) == (meta.entropy_weights is None)),
+        ("global_codebooks", lambda: meta.global_codebooks is None
+         or (isinstance(meta.global_codebooks, int) and not isinstance(meta.global_codebooks, bool)
+             and 1 <= meta.global_codebooks <= MAX_CODEBOOKS)),
+        ("global_codebook_size", lambda: (meta.global_codebooks is None) == (meta.global_codebook_size is None)
+         and (meta.global_codebook_size is None
+              or (isinstance(meta.global_codebook_size, int) and not isinstance(meta.global_codebook_size, bool)
+                  and 2 <= meta.global_codebook_size <= MAX_CODEBOOK_SIZE))),
+        ("gain_db", lambda: meta.gain_db is None or _is_gain(meta.gain_db)
+         or (isinstance(meta.gain_db, list) and len(meta.gain_db) == meta.channels
+             and all(map(_is_gain, meta.gain_db)))),
+    ]
+    return next((name for name, valid in checks if not valid()), None)
+
+
 def metadata_problem(meta: CodesMetadata) -> str | None:
-    """Why ``meta`` is not metadata that format version 1 can hold ("invalid values", or the
-    frames its samples need); None if it is. Readers and writers check the same."""
-    integers = [meta.sample_rate, meta.channels, meta.samples, meta.codebooks,
-                meta.codebook_size, meta.frames]
-    if (not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 63 for v in integers)
-            or not MIN_SAMPLE_RATE <= meta.sample_rate <= MAX_SAMPLE_RATE
-            or not 1 <= meta.channels <= MAX_CHANNELS
-            or not 1 <= meta.codebooks <= MAX_CODEBOOKS or meta.frames > MAX_FRAMES
-            or not 2 <= meta.codebook_size <= MAX_CODEBOOK_SIZE
-            or not isinstance(meta.model, str) or not isinstance(meta.weights, str)
-            or not isinstance(meta.frame_rate, (int, float)) or isinstance(meta.frame_rate, bool)
-            or not math.isfinite(meta.frame_rate) or not 0 < meta.frame_rate <= meta.sample_rate
-            or (meta.entropy_model is None) != (meta.entropy_weights is None)
-            or (meta.global_codebooks is None) != (meta.global_codebook_size is None)
-            or (meta.has_global and not all(isinstance(v, int) and not isinstance(v, bool)
-                                            for v in (meta.global_codebooks, meta.global_codebook_size)))
-            or (meta.has_global and not (1 <= meta.global_codebooks <= MAX_CODEBOOKS
-                                         and 2 <= meta.global_codebook_size <= MAX_CODEBOOK_SIZE))
-            or not isinstance(meta.entropy_model or "", str) or not isinstance(meta.entropy_weights or "", str)
-            or (meta.gain_db is not None and not _is_gain(meta.gain_db)
-                and not (isinstance(meta.gain_db, list) and len(meta.gain_db) == meta.channels
-                         and all(map(_is_gain, meta.gain_db))))):
-        return "invalid values"
+    """Why ``meta`` is not metadata that format version 1 can hold (the field with an invalid
+    value, or the frames its samples need); None if it is. Readers and writers check the same."""
+    field = _invalid_field(meta)
+    if field is not None:
+        value = repr(getattr(meta, field))
+        return f"invalid value of {field}: {value if len(value) <= 40 else value[:37] + '...'}"
     covered = meta.samples * meta.frame_rate / meta.sample_rate   # frames the samples need (ceil)
     # (a frame of slack for rounding; more for a global code's model, as its encoder once padded)
     if not -1 < meta.frames - covered < (math.inf if meta.has_global else 2):

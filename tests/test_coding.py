@@ -225,7 +225,12 @@ def test_codes_objects_with_metadata_no_file_can_hold_are_refused(tiny_model_dir
 
     model = api.load_model(tiny_model_dir)
     codes = model.encode(tone(0.3, 16000), 16000)
-    for changes, message in [({"gain_db": float("nan")}, r"invalid values"), ({"gain_db": 100.0}, r"invalid values"),
+    for changes, message in [({"gain_db": float("nan")}, r"invalid value of gain_db: nan"),
+                             ({"gain_db": 100.0}, r"invalid value of gain_db: 100.0"),
+                             ({"gain_db": [1.0, 2.0]}, r"invalid value of gain_db: \[1.0, 2.0\]"),   # 1 channel
+                             ({"sample_rate": 0}, r"invalid value of sample_rate: 0"),
+                             ({"frame_rate": True}, r"invalid value of frame_rate: True"),
+                             ({"entropy_model": "e"}, r"invalid value of entropy_weights: None"),
                              ({"samples": 16000}, r"16000 samples at 16000 Hz need about 50 frames"),
                              ({"model": "x" * 70000}, r"metadata of \d+ bytes .* holds at most 65535")]:
         wrong = api.Codes(dataclasses.replace(codes.metadata, **changes), codes.codes)
