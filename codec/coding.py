@@ -379,7 +379,11 @@ def read_codes(path: Path | str, model: ConvCodec | None = None) -> CodesFile:
     path = Path(path)
     data = _codes_bytes(path)
     try:
-        coder = entropy_coder_for(model) if model is not None and read_metadata(data).entropy_coded else None
+        coder = None
+        if model is not None:
+            meta = read_metadata(data)
+            check_compatible(model, meta)   # before any entropy decoding, which would trust the metadata
+            coder = entropy_coder_for(model) if meta.entropy_coded else None
         return from_bytes(data, coder)
     except CodecError as error:
         raise CodecError(f"{path}: {error}") from None

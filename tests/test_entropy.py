@@ -5,6 +5,7 @@ import math
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -158,6 +159,25 @@ def test_a_near_impossible_symbol_still_codes(entropy_dir):
     coder = EntropyCoder(model)
     codes = np.full((1, 3, 20), 1023)
     assert quantized_probabilities(np.array([[0.0] * 1023 + [-60.0]])).min() > 0
+    np.testing.assert_array_equal(from_bytes(to_bytes(codes_file(codes), coder), coder).codes, codes)
+
+
+def test_a_payload_far_shorter_than_its_codes_fails_at_once(entropy_dir):
+    """A crafted header asking 64 channels x 1500 frames of an 8-byte payload must not decode for minutes."""
+    coder = EntropyCoder(load_entropy_model(entropy_dir))
+    payload = coder.encode_chunk(skewed_codes(frames=4))
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="ends before its codes"):
+        coder.decode_chunk(payload, 64, 6, 1500)
+    assert time.monotonic() - started < 10
+
+
+def test_highly_predictable_codes_still_decode_past_the_last_word(entropy_dir):
+    model = load_entropy_model(entropy_dir)
+    with torch.no_grad():
+        model.out_bias[:, 0] += 30.0   # code 0 all but certain: hundreds of codes in the coder's last state bits
+    coder = EntropyCoder(model)
+    codes = np.zeros((2, 6, 400), dtype=np.int64)
     np.testing.assert_array_equal(from_bytes(to_bytes(codes_file(codes), coder), coder).codes, codes)
 
 

@@ -62,6 +62,11 @@ def fixed_numerics() -> Iterator[None]:
         yield
 
 
+# what a range decoder can still yield once it has read the last word: its 64-bit state, with
+# generous slack; a payload far shorter than its codes is found at once, not after hours
+_STATE_BITS = 256
+
+
 class EntropyCoder:
     """Range-codes ``[C, K, F]`` chunks of codes with an ``EntropyModel``."""
 
@@ -97,10 +102,17 @@ class EntropyCoder:
             raise ValueError("range-coded payload is not a whole number of 32-bit words")
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
         codes = np.zeros((channels, codebooks, frames), dtype=np.int64)
+        rows = np.arange(channels)
+        bits_past_end = 0.0   # information decoded once every word was read: at most the coder's state
         with fixed_numerics():
             predictor = IncrementalPredictor(self.arrays, channels, codebooks)
             for t in range(frames):
                 for k in range(codebooks):
-                    codes[:, k, t] = decoder.decode(self.family, quantized_probabilities(predictor.next_logits()))
+                    probabilities = quantized_probabilities(predictor.next_logits())
+                    codes[:, k, t] = decoder.decode(self.family, probabilities)
                     predictor.push(codes[:, k, t])
+                    if decoder.maybe_exhausted():
+                        bits_past_end -= np.log2(probabilities[rows, codes[:, k, t]]).sum()
+                        if bits_past_end > _STATE_BITS:   # a crafted header's codes, far beyond the payload
+                            raise ValueError("the range-coded payload ends before its codes")
         return codes
