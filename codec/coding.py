@@ -608,6 +608,10 @@ def read_stream_info(path: Path, data: bytes | None = None):
         raise CodecError(f"{path}: {error}") from None
 
 
+# the longest run of lost packets a saved stream may conceal: longer gaps are damage, not loss
+MAX_CONCEALED_SECONDS = 60
+
+
 def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
                        force: bool = False, sample_rate: int | None = None,
                        channels: int | None = None) -> CodingReport:
@@ -639,6 +643,10 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
             stale += 1
             continue
         if gap > 0:   # (before the end packet too: the damaged packets just before it)
+            if gap * frames_per_packet > MAX_CONCEALED_SECONDS * info.frame_rate:
+                raise CodecError(f"{input_path}: damaged: packet {packet.sequence} follows packet "
+                                 f"{(expected_sequence - 1) % SEQUENCE_MODULO}, a gap of {gap} packets "
+                                 f"(over {MAX_CONCEALED_SECONDS} s) that no stream's loss explains")
             lost += gap
             pieces.append(decoder.conceal(gap * frames_per_packet))
         if packet.is_end:
@@ -659,7 +667,13 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
     resample = _resampler(model.sample_rate, info.sample_rate, info.channels)
     audio = resample(audio, last=True)
     if total is not None:
+        if total > len(audio) + info.sample_rate:   # its packets' audio, give or take the latency
+            raise CodecError(f"{input_path}: damaged: the end packet gives {total} samples, but the packets "
+                             f"hold about {len(audio)}")
         audio = np.concatenate([audio, np.zeros((max(0, total - len(audio)), info.channels))])[:total]
+    if len(audio) == 0 and _format_for(output_path) == "FLAC":   # libsndfile writes no header then
+        raise CodecError(f"{input_path}: holds no samples, and an empty FLAC file cannot be written; "
+                         f"decode it to .wav")
     report = CodingReport()
     if lost:
         report.warnings.append(f"{input_path}: {lost} lost or damaged packets were concealed")

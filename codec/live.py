@@ -179,9 +179,11 @@ class FileSink:
             self.tmp.unlink(missing_ok=True)
             raise
         self.clipped = 0   # decoded samples beyond full scale, limited to ±1.0 (reported, as decode does)
+        self.frames = 0
 
     def write(self, block: np.ndarray) -> bool:
         self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
+        self.frames += len(block)
         try:
             self.file.write(np.clip(block, -1.0, 1.0))
         except sf.LibsndfileError as error:
@@ -201,6 +203,9 @@ class FileSink:
             except sf.LibsndfileError as error:
                 if keep:
                     raise self._failed(error) from None
+            if keep and self.frames == 0 and self.file.format == "FLAC":   # libsndfile wrote no header
+                raise CodecError(f"{self.path}: the stream gave no samples, and an empty FLAC file cannot be "
+                                 f"written; nothing was written")
             if keep:
                 replace_with_partial(self.tmp, self.path, self.overwrite)
         finally:

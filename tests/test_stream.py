@@ -130,6 +130,37 @@ def test_saved_stream_with_a_duplicate_a_swap_and_damage_before_the_end(tiny_mod
     assert sf.info(str(tmp_path / "out.wav")).frames == sf.info(str(speech)).frames
 
 
+def test_a_saved_stream_whose_gap_or_length_no_loss_explains_is_refused(tiny_model_dir, speech, tmp_path):
+    """A small crafted file must not ask for gigabytes of concealed audio."""
+    saved = tmp_path / "stream.cods"
+    assert invoke("stream", "--input", speech, "--save", saved, "--no-play", "--model", tiny_model_dir,
+                  "--fast").exit_code == 0
+    data = saved.read_bytes()
+    info, offset = read_stream_header(data)
+    packets = list(read_packets(data, offset, info))
+    first, end = packets[0], packets[-1]
+    for forged, message in [
+            (packet_bytes(0, first.codes, info) + packet_bytes(32767, first.codes, info), "a gap of 32766 packets"),
+            (packet_bytes(0, first.codes, info) + end_packet(1, 10**11), "the end packet gives 100000000000 samples")]:
+        saved.write_bytes(stream_header(info) + forged)
+        result = invoke("decode", saved, tmp_path / "out.wav", "--model", tiny_model_dir)
+        assert result.exit_code == 1 and "stream.cods: damaged: " in result.output and message in result.output
+    assert not (tmp_path / "out.wav").exists() and end.is_end
+
+
+def test_a_stream_with_no_samples_is_not_written_as_an_empty_flac(tiny_model_dir, tmp_path):
+    empty = write_audio(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
+    saved, flac = tmp_path / "stream.cods", tmp_path / "out.flac"
+    result = invoke("stream", "--input", empty, "--output", flac, "--save", saved, "--no-play",
+                    "--model", tiny_model_dir, "--fast")
+    assert result.exit_code == 1
+    assert "the stream gave no samples, and an empty FLAC file cannot be written" in result.output
+    assert not flac.exists()
+    result = invoke("decode", saved, flac, "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "holds no samples, and an empty FLAC file cannot be written" in result.output
+    assert not flac.exists()
+
+
 def test_the_python_api_decodes_a_saved_stream_as_the_cli_does(tiny_model_dir, speech, tmp_path):
     import codec as api
 
