@@ -52,6 +52,12 @@ def test_tiny_recipe_trains_and_resumes(audio_folder, tmp_path):
     (cleaned / "model" / "model.safetensors").write_bytes((out_dir / "model" / "model.safetensors").read_bytes())
     with pytest.raises(CodecError, match="holds a trained model .* and no checkpoint"):
         train(tiny(audio_folder, cleaned, "run.max_steps=1"))
+    users = tmp_path / "users"   # a folder of the user's own that happens to have a model/ with files in it
+    (users / "model").mkdir(parents=True)
+    (users / "model" / "config.json").write_text('{"mine": 1}')
+    with pytest.raises(CodecError, match="model exists and is not empty"):
+        train(tiny(audio_folder, users, "run.max_steps=1"))
+    assert (users / "model" / "config.json").read_text() == '{"mine": 1}'
     with open(out_dir / "train.log", "a") as log:   # a run killed at step 15, after its checkpoint at 12
         log.write('{"step": 15, "unsaved": true}\n')
     train(tiny(audio_folder, out_dir, "run.max_steps=20"), resume=True)

@@ -355,10 +355,14 @@ def _check_run_dir(checkpoint_path: Path, resume: bool, recipe) -> dict | None:
         raise CodecError(f"run.out_dir={checkpoint_path.parent} is a file, not a folder")
     if checkpoint_path.exists() and not resume:
         raise CodecError(f"{checkpoint_path} exists: pass --resume to continue that run, or set another run.out_dir")
-    trained = sorted((checkpoint_path.parent / "model").glob("*.safetensors"))
+    model_dir = checkpoint_path.parent / "model"
+    trained = sorted(model_dir.glob("*.safetensors"))
     if trained and not resume:   # a finished run whose checkpoint was cleaned away: its model is kept
         raise CodecError(f"run.out_dir={checkpoint_path.parent} holds a trained model ({trained[0]}) and no "
                          f"checkpoint: set another run.out_dir, or move that model away first")
+    if not resume and (model_dir.is_file() or (model_dir.is_dir() and any(model_dir.iterdir()))):
+        raise CodecError(f"run.out_dir={checkpoint_path.parent}: {model_dir} exists and is not empty, and a "
+                         f"run writes its model there: set another run.out_dir, or move it away first")
     if resume and not checkpoint_path.exists():
         raise CodecError(f"--resume: no checkpoint at {checkpoint_path}")
     return check_resumable(checkpoint_path, recipe) if resume else None
