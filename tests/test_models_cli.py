@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from codec.models.loading import DEFAULT_MODEL, weights_hash
-from tests.conftest import REPO
+from tests.conftest import REPO, tone, write_audio
 from tests.conftest import run_cli as invoke
 
 
@@ -67,6 +67,20 @@ def test_info_on_a_model_directory(tiny_model, tiny_model_dir):
     assert info["entropy_model"] is False
     text = invoke("info", tiny_model_dir)
     assert text.exit_code == 0 and "weights_sha256" in text.stdout and "bitrates_kbps" in text.stdout
+
+
+def test_a_training_runs_folder_points_at_its_model(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    speech_wav = write_audio(tmp_path / "s.wav", tone(0.5, 16000), 16000)
+    (tmp_path / "runs" / "done").mkdir(parents=True)
+    shutil.copytree(tiny_model_dir, tmp_path / "runs" / "done" / "model")
+    result = invoke("encode", speech_wav, "x.codes", "--model", "runs/done")
+    assert result.exit_code == 1 and "its trained model is runs/done/model" in result.output
+    (tmp_path / "runs" / "new").mkdir()
+    (tmp_path / "runs" / "new" / "train.log").touch()   # started, no checkpoint yet
+    result = invoke("encode", speech_wav, "x.codes", "--model", "runs/new/model")
+    assert result.exit_code == 1 and "runs/new/model: no such model directory yet (a training run writes it" \
+        in result.output and "e.g. runs/NAME/model" not in result.output
 
 
 def test_info_names_what_it_could_not_find(tmp_path, monkeypatch):

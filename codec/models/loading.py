@@ -88,8 +88,14 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
         return found
     candidate = Path(name_or_path)
     if candidate.is_dir():
+        inside = candidate / "model"   # a training run's folder: its model is one level down
+        hint = f"; its trained model is {inside}" if (inside / CONFIG_FILE).is_file() else ""
         raise ModelNotFoundError(f"{candidate}: not a model directory (it has no {CONFIG_FILE}), and no "
-                                 f"shipped model has that name", is_folder=True)
+                                 f"shipped model has that name{hint}", is_folder=True)
+    if len(candidate.parts) > 1:   # a path, not a name: say what is missing
+        run_started = candidate.name == "model" and (candidate.parent / "train.log").is_file()
+        later = " yet (a training run writes it at its first checkpoint, or when it stops)" if run_started else ""
+        raise ModelNotFoundError(f"{candidate}: no such model directory{later}", is_folder=True)
     raise ModelNotFoundError(f"model '{name_or_path}' not found: not a model directory, and no shipped "
                              f"or installed model has that name {_names_hint()}")
 
