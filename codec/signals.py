@@ -18,8 +18,28 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+# signals raised as exceptions in this process, in order. Python drops an exception raised inside a
+# weakref callback or __del__ (printing "Exception ignored in"), so a Ctrl-C there would be lost;
+# a long task that installs its own handlers (training) first takes these as stop requests.
+_raised: list[int] = []
+
+
 def _raise_terminated(signum, _frame) -> None:
+    _raised.append(signum)
     raise Terminated(signum)
+
+
+def _raise_interrupt(signum, _frame) -> None:
+    _raised.append(signum)
+    raise KeyboardInterrupt
+
+
+def take_raised() -> list[int]:
+    """The signals raised as exceptions since the last call (by ``stop_on_termination``'s handlers).
+    In a command, one whose exception did not end it was lost in a place that drops exceptions."""
+    raised = list(_raised)
+    _raised.clear()
+    return raised
 
 
 def _exit(signum, _frame) -> None:
@@ -27,11 +47,14 @@ def _exit(signum, _frame) -> None:
 
 
 def stop_on_termination(worker: bool = False) -> None:
-    """Make SIGTERM and SIGHUP raise ``Terminated`` in this process (call from the main thread);
+    """Make SIGTERM and SIGHUP raise ``Terminated`` in this process, and SIGINT KeyboardInterrupt as
+    before, each noted for ``take_raised`` (call from the main thread);
     in a ``worker`` process, SIGTERM raises SystemExit (which its pool ends quietly, without a
     traceback), and SIGHUP stays as ``children_ignore_group_signals`` left it."""
     for signum in (signal.SIGTERM,) if worker else STOPPING_SIGNALS:
         signal.signal(signum, _exit if worker else _raise_terminated)
+    if not worker and signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # (not when ignored)
+        signal.signal(signal.SIGINT, _raise_interrupt)
 
 
 @contextmanager

@@ -238,7 +238,7 @@ def test_sigterm_removes_the_temporary_file_and_exits_143(tmp_path):
 
     from cli.main import user_errors
     from codec.atomic import write_atomically
-    from codec.signals import STOPPING_SIGNALS, stop_on_termination
+    from codec.signals import STOPPING_SIGNALS, stop_on_termination, take_raised
 
     def write(tmp):
         tmp.write_bytes(b"half a file")
@@ -248,7 +248,7 @@ def test_sigterm_removes_the_temporary_file_and_exits_143(tmp_path):
     def command():
         write_atomically(tmp_path / "out.wav", write)
 
-    previous = {signum: signal.getsignal(signum) for signum in STOPPING_SIGNALS}
+    previous = {signum: signal.getsignal(signum) for signum in (*STOPPING_SIGNALS, signal.SIGINT)}
     try:
         stop_on_termination()
         with pytest.raises(typer.Exit) as stopped:
@@ -257,6 +257,7 @@ def test_sigterm_removes_the_temporary_file_and_exits_143(tmp_path):
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     assert stopped.value.exit_code == 143 and list(tmp_path.iterdir()) == []
+    assert take_raised() == [signal.SIGTERM] and take_raised() == []
 
 
 def test_a_named_pipe_as_the_input_points_to_stdin(tmp_path):

@@ -339,6 +339,21 @@ def test_ctrl_c_stops_after_the_step_and_saves(audio_folder, tmp_path, monkeypat
         signal.signal(signal.SIGINT, before[0])
 
 
+def test_a_ctrl_c_that_python_dropped_during_setup_still_stops_the_run(audio_folder, tmp_path):
+    import signal
+
+    from codec import signals
+
+    try:   # the CLI's handler raises, in a weakref callback during an import, where Python drops it
+        signals._raise_interrupt(signal.SIGINT, None)
+    except KeyboardInterrupt:
+        pass
+    with pytest.raises(TrainingStopped) as stopped:   # the run stops before its first step, and saves
+        train(tiny(audio_folder, tmp_path / "run", "run.max_steps=50"))
+    assert stopped.value.signum == signal.SIGINT and signals.take_raised() == []
+    assert torch.load(tmp_path / "run" / CHECKPOINT_FILE, weights_only=True)["step"] == 0
+
+
 def test_sighup_stops_after_the_step_and_saves(audio_folder, tmp_path, monkeypatch):
     import signal
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from codec.pipes import discard_output
-from codec.signals import STOPPING_SIGNALS
+from codec.signals import STOPPING_SIGNALS, take_raised
 
 
 def signal_name(signum: int) -> str:
@@ -65,7 +65,7 @@ def stop_after_step(console=None) -> Iterator[list[int]]:
 
     A SIGINT that the launching shell ignores (as for a background job) stays ignored.
     """
-    stop_requested: list[int] = []
+    stop_requested: list[int] = take_raised()   # a Ctrl-C during setup that Python dropped is still one
 
     def stop_at_step_end(signum, frame) -> None:
         stop_requested.append(signum)
