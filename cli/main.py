@@ -8,6 +8,7 @@ import codecs
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -46,9 +47,14 @@ def _stdout_console() -> Console:
     return console if console.is_terminal else _StdoutConsole(width=200)   # piped: wide enough that no column is cut
 
 
+def _visible(text: str) -> str:
+    """``text`` with control characters (a newline or a terminal escape in a file name or in a
+    ``.codes`` file's metadata) shown as ``\\x1b``, so that a message stays one plain line."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda match: f"\\x{ord(match[0]):02x}", text)
+
 
 def _fail(message: str, code: int = 1) -> None:
-    stderr.print(Text.assemble(("error:", "bold red"), f" {message}"), soft_wrap=True)
+    stderr.print(Text.assemble(("error:", "bold red"), f" {_visible(message)}"), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -529,7 +535,7 @@ def _plain(value) -> str:
         return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
     if isinstance(value, list):
         return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-    return "-" if value is None else str(value)
+    return "-" if value is None else _visible(str(value))
 
 
 @app.command()

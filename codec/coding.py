@@ -661,7 +661,10 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
             no_global += frames_per_packet
             pieces.append(decoder.conceal(frames_per_packet))
             continue
-        pieces.append(decoder.decode(torch.from_numpy(packet.codes)))
+        try:
+            pieces.append(decoder.decode(torch.from_numpy(packet.codes)))
+        except CodecError as error:   # (a crafted packet's codebook count)
+            raise CodecError(f"{input_path}: packet {packet.sequence}: {error}") from None
     pieces.append(decoder.flush())
     audio = torch.cat(pieces, dim=-1)[:, 0].numpy().T.astype(np.float64)
     resample = _resampler(model.sample_rate, info.sample_rate, info.channels)

@@ -331,12 +331,18 @@ def test_info_on_a_pipe_says_so_and_decode_names_the_file_whose_model_is_unknown
     assert invoke("encode", speech_wav, codes, "--model", tiny_model_dir).exit_code == 0
     parsed = read_codes(codes)
     for name, message in [("/some/path", "the file names its model '/some/path', which is not a model's name"),
-                          ("no-such-model", "model 'no-such-model' not found")]:
+                          ("no-such-model", "model 'no-such-model' not found"),
+                          ("a\n\x1b[31mred", "the file names its model 'a\\n\\x1b[31mred', which is not"),
+                          ("x" * 60000, "the file names its model 'xxxxxxxx")]:
         renamed = tmp_path / "renamed.codes"
         renamed.write_bytes(to_bytes(dataclasses.replace(parsed, metadata=dataclasses.replace(parsed.metadata,
                                                                                               model=name))))
         result = invoke("decode", renamed, tmp_path / "out.wav")
         assert result.exit_code == 1 and f"{renamed}: {message}" in result.output, result.output
+        assert len(result.output) < 400 and result.output.count("\n") == 1 and "\x1b" not in result.output
+    escaped = dataclasses.replace(parsed, metadata=dataclasses.replace(parsed.metadata, model="a\nb"))
+    renamed.write_bytes(to_bytes(escaped))   # info shows a control character escaped
+    assert "a\\x0ab" in invoke("info", renamed).output
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")

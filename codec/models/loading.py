@@ -127,8 +127,10 @@ def _folders_whose_config_is_named(name: str) -> list[Path]:
 
 def is_plain_name(name: str) -> bool:
     """Whether ``name`` can name a model (or an entropy model) in ``.codes`` files and by ``--model``:
-    not empty, not ``.`` or ``..``, no path separator or NUL."""
-    return bool(name) and name not in (".", "..") and not any(char in name for char in "/\\\0")
+    not empty, not ``.`` or ``..``, no path separator or control character, and short enough to be
+    a folder's name (at most 255 characters)."""
+    return (bool(name) and len(name) <= 255 and name not in (".", "..")
+            and not any(char in "/\\" or char < " " or char == "\x7f" for char in name))
 
 
 def model_dir_for_codes(name: str, weights: str) -> Path:
@@ -145,7 +147,8 @@ def model_dir_for_codes(name: str, weights: str) -> Path:
             or if ``name`` is not a plain name.
     """
     if not is_plain_name(name):
-        raise ModelNotFoundError(f"the file names its model {name!r}, which is not a model's name")
+        shown = repr(name) if len(name) <= 80 else repr(name[:60]) + f"... ({len(name)} characters)"
+        raise ModelNotFoundError(f"the file names its model {shown}, which is not a model's name")
     direct = _search_path_dir(name)
     if direct is not None:
         return direct
