@@ -116,3 +116,17 @@ def test_tones_go_over_the_crop_or_replace_it(folder):
     assert np.all(np.isfinite(crops)) and not np.allclose(crops, clean)
     silent_edges = [(c[:40] == 0).all() or (c[-40:] == 0).all() for c in crops]   # tones alone: silence around
     assert 4 <= sum(silent_edges) <= 28
+
+
+def test_training_audio_cut_short_or_shorter_than_a_crop_is_warned_of(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    whole = write_audio(tmp_path / "whole.wav", tone(1.0, 16000), 16000, subtype="PCM_16")
+    (folder / "cut.wav").write_bytes(whole.read_bytes()[:1044])   # header + 500 of 16000 samples
+    warnings = RandomCropDataset(folder, 16000, 8000).warnings()
+    assert len(warnings) == 2
+    assert "1 training file(s) hold less audio than their header announces" in warnings[0]
+    assert "cut.wav (500 of 16000 samples)" in warnings[0]
+    assert "lasts 0.03 s, less than one crop (0.5 s, data.segment_seconds)" in warnings[1]
+    write_audio(folder / "long.wav", tone(1.0, 16000), 16000)
+    assert len(RandomCropDataset(folder, 16000, 8000).warnings()) == 1

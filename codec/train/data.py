@@ -10,7 +10,7 @@ import soxr
 import torch
 from scipy.signal import lfilter
 
-from codec.audio import load_audio, resample
+from codec.audio import announced_frames, load_audio, open_audio, resample
 from codec.datasets import find_inputs
 from codec.errors import CodecError
 
@@ -20,10 +20,17 @@ def find_audio_files(source: Path) -> list[Path]:
     return find_inputs(source)
 
 
-def _load_all(source: Path, sample_rate: int) -> list[np.ndarray]:
+def _load_all(source: Path, sample_rate: int, truncated: list[str] | None = None) -> list[np.ndarray]:
+    """Every file's channel mean at ``sample_rate``; files shorter than their header announces
+    (a copy cut short) are named in ``truncated``, as ``codec encode`` warns of them."""
     clips = []
     for path in find_inputs(source):
         audio, rate = load_audio(path)
+        if truncated is not None:
+            with open_audio(path) as header:
+                announced = announced_frames(header)
+            if len(audio) < announced:
+                truncated.append(f"{path} ({len(audio)} of {announced} samples)")
         clips.append(resample(audio.mean(axis=1), rate, sample_rate).astype(np.float32))
     return clips
 
@@ -135,7 +142,8 @@ class RandomCropDataset:
     def __init__(self, source: Path, sample_rate: int, segment_samples: int,
                  level_db: tuple[float, float] = (-35.0, -15.0), seed: int = 0,
                  augmentation: Augmentation | None = None):
-        self.clips = _load_all(source, sample_rate)
+        self.truncated: list[str] = []   # files cut short, for a warning
+        self.clips = _load_all(source, sample_rate, self.truncated)
         if max(float(np.abs(c).max(initial=0.0)) for c in self.clips) < SILENT_PEAK:
             raise CodecError(f"{source}: all of its audio is silent (peak below -80 dBFS); a codec cannot "
                              f"learn from it")
@@ -154,6 +162,19 @@ class RandomCropDataset:
     @property
     def hours(self) -> float:
         return float(self.lengths.sum()) / self.sample_rate / 3600
+
+    def warnings(self) -> list[str]:
+        """What a user should know about this training audio before a run (files cut short, too
+        little audio for one crop)."""
+        found = []
+        if self.truncated:
+            found.append(f"{len(self.truncated)} training file(s) hold less audio than their header announces "
+                         f"(cut short?), first: {self.truncated[0]}")
+        if self.lengths.sum() < self.segment_samples:
+            found.append(f"the training audio lasts {self.lengths.sum() / self.sample_rate:.2f} s, less than one "
+                         f"crop ({self.segment_samples / self.sample_rate:g} s, data.segment_seconds): every crop "
+                         f"is padded with silence")
+        return found
 
     def _crop(self, clip: np.ndarray, samples: int | None = None) -> np.ndarray:
         samples = self.segment_samples if samples is None else samples

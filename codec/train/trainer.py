@@ -525,6 +525,8 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         console.print(f"training {recipe.model.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
                       f"parameters, {_duration(dataset.hours)} of audio, step {step}, {torch.get_num_threads()} "
                       f"threads x {world_size} processes{', GAN stage' if gan else ''}, out {out_dir}")
+        for warning in dataset.warnings():
+            console.print(f"warning: {warning}")
     replica = wrap(model)
     if run.compile:
         replica = torch.compile(replica)
