@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -614,7 +615,6 @@ def evaluate(
     force: FolderForceOption = False,
 ) -> None:
     """Quality and speed of a model against classical codecs: PESQ, STOI, SI-SDR, bitrate, RTF."""
-    from collections import Counter
     from dataclasses import asdict
 
     from rich.progress import Progress
@@ -683,8 +683,7 @@ def evaluate(
         notes.append("baselines were scored after aligning their decoded signal (lags in results)")
     reasons = Counter(r.undefined["pesq_wb"] for r in results if r.undefined.get("pesq_wb"))
     if reasons:   # why cells read "undefined" (each file's reason is in results.json)
-        notes.append(f"PESQ-WB undefined for {sum(reasons.values())} of {len(results)} coded files: "
-                     + "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common(3)))
+        notes.append(_undefined_note("PESQ-WB", reasons, len(results)))
     evaluated = len({r.path for r in results})
     # written to a folder of their own first and moved in together: Ctrl-C while plotting leaves no
     # half set (results without plots, which a rerun would refuse to overwrite without --force)
@@ -715,6 +714,15 @@ def evaluate(
     for note in notes:
         stderr.print(f"note: {note}")
     stderr.print(f"wrote {out}/{', '.join(name for name in EVAL_OUTPUTS if (out / name).exists())}")
+
+
+def _undefined_note(metric: str, reasons: Counter, coded: int) -> str:
+    """Why a metric is undefined for some coded files: the three commonest reasons, and a count of the rest."""
+    shown = reasons.most_common(3)
+    rest = sum(reasons.values()) - sum(count for _, count in shown)
+    return (f"{metric} undefined for {sum(reasons.values())} of {coded} coded files: "
+            + "; ".join(f"{count} x {reason}" for reason, count in shown)
+            + (f"; {rest} x other reasons (in results.json)" if rest else ""))
 
 
 @app.command()

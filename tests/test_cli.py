@@ -369,3 +369,16 @@ def test_an_error_with_stdout_on_dev_null_still_exits_1(tmp_path):
                              str(tmp_path / "missing.codes")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     assert result.returncode == 1 and "missing.codes" in result.stderr
+
+
+def test_the_undefined_note_counts_every_file():
+    from collections import Counter
+
+    from cli.main import _undefined_note
+
+    reasons = Counter({"silent": 8, "too short": 4, "could not align: correlation 0.01": 1,
+                       "could not align: correlation 0.02": 1, "could not align: correlation 0.03": 1})
+    note = _undefined_note("PESQ-WB", reasons, 24)
+    assert note.startswith("PESQ-WB undefined for 15 of 24 coded files: 8 x silent; 4 x too short; 1 x could not")
+    assert note.endswith("; 2 x other reasons (in results.json)")
+    assert "other" not in _undefined_note("PESQ-WB", Counter({"silent": 2}), 3)
