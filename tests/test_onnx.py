@@ -131,3 +131,21 @@ def test_a_failed_export_leaves_the_earlier_one_whole(tiny_model, exported, tmp_
         export_onnx(tiny_model, out, int8=True)
     assert {path.name: path.read_bytes() for path in out.iterdir()} == before   # nothing mixed in
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export"] and not list(out.glob(".*"))   # no temporary folder
+
+
+def test_an_interrupted_export_leaves_no_folder_it_made(tiny_model, tmp_path, monkeypatch):
+    import codec.onnx.export as export
+
+    def interrupted(model, out_dir, *args):
+        (out_dir / "encoder.onnx").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "_export_into", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(tiny_model, tmp_path / "new" / "exported")
+    assert list(tmp_path.iterdir()) == [tmp_path / "new"] and list((tmp_path / "new").iterdir()) == []
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    with pytest.raises(KeyboardInterrupt):
+        export_onnx(tiny_model, tmp_path / "mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]

@@ -165,16 +165,21 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
         raise CodecError(f"{model.config.name} has a time-invariant global code; ONNX export supports "
                          f"models without one (use --runtime torch to stream it)")
     out_dir = Path(out_dir)
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export.", suffix=".partial", dir=out_dir))
+    finished = False
     try:
         _export_into(model, staging, example_seconds, int8)
         for path in sorted(staging.iterdir(), key=lambda p: p.name == "codec.json"):   # the sidecar, naming them, last
             os.replace(path, out_dir / path.name)
+        finished = True
     except OSError as error:
         raise CodecError(f"{out_dir}: cannot write the export ({error.strerror or error})") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if made and not finished:   # a failed or interrupted export leaves no folder it made behind
+            shutil.rmtree(out_dir, ignore_errors=True)
     return out_dir
 
 
