@@ -109,13 +109,18 @@ def test_packet_loss_is_concealed_and_the_saved_stream_decodes(tiny_model_dir, s
     assert sf.info(str(tmp_path / "damaged.wav")).frames == sf.info(str(speech)).frames
 
 
-def test_saved_stream_with_a_duplicate_a_swap_and_damage_before_the_end(tiny_model_dir, speech, tmp_path):
+def _saved_stream(model_dir, speech, tmp_path):
+    """``codec stream --save`` of ``speech``: the file, its header's info and its packets."""
     saved = tmp_path / "stream.cods"
-    assert invoke("stream", "--input", speech, "--save", saved, "--no-play", "--model", tiny_model_dir,
+    assert invoke("stream", "--input", speech, "--save", saved, "--no-play", "--model", model_dir,
                   "--fast").exit_code == 0
     data = saved.read_bytes()
     info, offset = read_stream_header(data)
-    packets = list(read_packets(data, offset, info))
+    return saved, info, list(read_packets(data, offset, info))
+
+
+def test_saved_stream_with_a_duplicate_a_swap_and_damage_before_the_end(tiny_model_dir, speech, tmp_path):
+    saved, info, packets = _saved_stream(tiny_model_dir, speech, tmp_path)
     body, end = packets[:-1], packets[-1]
     assert end.is_end and len(body) > 12
     order = body[:4] + [body[3]] + [body[5], body[4]] + body[6:-3]   # a duplicate, a swap, the last 3 damaged
@@ -132,12 +137,7 @@ def test_saved_stream_with_a_duplicate_a_swap_and_damage_before_the_end(tiny_mod
 
 def test_a_saved_stream_whose_gap_or_length_no_loss_explains_is_refused(tiny_model_dir, speech, tmp_path):
     """A small crafted file must not ask for gigabytes of concealed audio."""
-    saved = tmp_path / "stream.cods"
-    assert invoke("stream", "--input", speech, "--save", saved, "--no-play", "--model", tiny_model_dir,
-                  "--fast").exit_code == 0
-    data = saved.read_bytes()
-    info, offset = read_stream_header(data)
-    packets = list(read_packets(data, offset, info))
+    saved, info, packets = _saved_stream(tiny_model_dir, speech, tmp_path)
     first, end = packets[0], packets[-1]
     for forged, message in [
             (packet_bytes(0, first.codes, info) + packet_bytes(32767, first.codes, info), "a gap of 32766 packets"),
