@@ -340,8 +340,8 @@ def check_name(name: str, key: str) -> None:
     """Raises CodecError unless ``name`` (recipe value ``key``) can name a model in .codes files and --model."""
     if not is_plain_name(name):
         raise CodecError(f"recipe value {key}={name!r} is not a model's name: give a plain name (not empty, "
-                         f"at most 255 characters, no control characters, "
-                         f"no / or \\), as .codes files and --model name a model")
+                         f"no / or \\ or control characters, at most 255 characters), as .codes files and "
+                         f"--model name a model")
 
 
 def check_heads(dims: list[int], heads: int, section: str, dim_name: str) -> None:
