@@ -184,10 +184,17 @@ def load_audio(path: Path | str) -> tuple[np.ndarray, int]:
     Raises:
         CodecError: as ``open_audio`` and ``read_blocks``.
     """
+    audio, rate, _ = load_audio_and_announced(path)
+    return audio, rate
+
+
+def load_audio_and_announced(path: Path | str) -> tuple[np.ndarray, int, int]:
+    """``load_audio``'s audio and rate, and the length in samples its header announces
+    (``announced_frames``: more than the audio's for a file cut short)."""
     with open_audio(path) as source:
         blocks = list(read_blocks(source, Path(path), 1 << 20))
-        channels, rate = source.channels, source.samplerate
-    return (np.concatenate(blocks) if blocks else np.zeros((0, channels))), rate
+        channels, rate, announced = source.channels, source.samplerate, announced_frames(source)
+    return (np.concatenate(blocks) if blocks else np.zeros((0, channels))), rate, announced
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

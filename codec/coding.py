@@ -449,6 +449,13 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     return codes_file, report
 
 
+def _check_not_empty_flac(samples: int, input_path: Path, output_path: Path) -> None:
+    """Raises CodecError for no samples to a FLAC file: libsndfile writes no header then."""
+    if samples == 0 and _format_for(output_path) == "FLAC":
+        raise CodecError(f"{input_path}: holds no samples, and an empty FLAC file cannot be written; "
+                         f"decode it to .wav")
+
+
 def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
                 force: bool = False, sample_rate: int | None = None,
                 channels: int | None = None) -> CodingReport:
@@ -465,13 +472,10 @@ def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     """
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
-    codes_file = read_codes(input_path, model)
+    codes_file = read_codes(input_path, model)   # (checked against the model there)
     meta, clipped = codes_file.metadata, 0
-    check_compatible(model, meta, input_path)
     check_output_format(meta.channels, sample_rate, channels)
-    if meta.samples == 0 and _format_for(output_path) == "FLAC":   # libsndfile writes no header then
-        raise CodecError(f"{input_path}: holds no samples, and an empty FLAC file cannot be written; "
-                         f"decode it to .wav")
+    _check_not_empty_flac(meta.samples, input_path, output_path)
 
     def write(tmp: Path) -> None:
         nonlocal clipped
@@ -674,9 +678,7 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
             raise CodecError(f"{input_path}: damaged: the end packet gives {total} samples, but the packets "
                              f"hold about {len(audio)}")
         audio = np.concatenate([audio, np.zeros((max(0, total - len(audio)), info.channels))])[:total]
-    if len(audio) == 0 and _format_for(output_path) == "FLAC":   # libsndfile writes no header then
-        raise CodecError(f"{input_path}: holds no samples, and an empty FLAC file cannot be written; "
-                         f"decode it to .wav")
+    _check_not_empty_flac(len(audio), input_path, output_path)
     report = CodingReport()
     if lost:
         report.warnings.append(f"{input_path}: {lost} lost or damaged packets were concealed")

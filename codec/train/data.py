@@ -10,7 +10,7 @@ import soxr
 import torch
 from scipy.signal import lfilter
 
-from codec.audio import announced_frames, load_audio, open_audio, resample
+from codec.audio import load_audio_and_announced, resample
 from codec.datasets import find_inputs
 from codec.errors import CodecError
 
@@ -25,12 +25,9 @@ def _load_all(source: Path, sample_rate: int, truncated: list[str] | None = None
     (a copy cut short) are named in ``truncated``, as ``codec encode`` warns of them."""
     clips = []
     for path in find_inputs(source):
-        audio, rate = load_audio(path)
-        if truncated is not None:
-            with open_audio(path) as header:
-                announced = announced_frames(header)
-            if len(audio) < announced:
-                truncated.append(f"{path} ({len(audio)} of {announced} samples)")
+        audio, rate, announced = load_audio_and_announced(path)
+        if truncated is not None and len(audio) < announced:
+            truncated.append(f"{path} ({len(audio)} of {announced} samples)")
         clips.append(resample(audio.mean(axis=1), rate, sample_rate).astype(np.float32))
     return clips
 
