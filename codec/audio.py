@@ -9,7 +9,7 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +74,20 @@ def missing(path: Path) -> str:
     return "is a symbolic link to a missing file (or a loop of links)" if path.is_symlink() else "no such file"
 
 
+# How the formats libsndfile names in its first bytes begin; MP3 (an ID3 tag or a frame) does not.
+_NOT_MP3_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b"caff", b"wvpk", b".snd", b"ajkg")
+
+
+def _could_be_mp3(path: Path) -> bool:
+    """Whether opening ``path`` may run libmpg123 (whose notes on fd 2 are then collected): not
+    for a file that begins as WAV, FLAC, Ogg, AIFF or another format with a header."""
+    try:
+        with path.open("rb") as file:
+            return not file.read(4).startswith(_NOT_MP3_MAGIC)
+    except OSError:   # unreadable: libsndfile says why
+        return True
+
+
 def open_audio(path: Path | str) -> sf.SoundFile:
     """Open an audio file for block reading (use as a context manager).
 
@@ -89,7 +103,7 @@ def open_audio(path: Path | str) -> sf.SoundFile:
         raise CodecError(f"{path}: is empty (0 bytes), not an audio file")
     notes: list[str] = []
     try:
-        with _mpg123_messages(notes):   # an MP3's frames are scanned here
+        with _mpg123_messages(notes) if _could_be_mp3(path) else nullcontext():
             source = sf.SoundFile(os.fsencode(path))   # bytes: any file name the system allows
     except _READ_ERRORS as error:
         reason = str(error).split(": ", 1)[-1].strip() or type(error).__name__

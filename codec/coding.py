@@ -261,8 +261,11 @@ def check_compatible(model: ConvCodec, meta: CodesMetadata, path: Path | None = 
     weights = getattr(model, "weights_sha256", "")[:8]
     # a decoder retrained on fixed codes also reads its predecessors' files (compatible_weights.json)
     readable = {weights, *getattr(model, "readable_weights", ())}
-    if meta.model != model.config.name or (meta.weights and weights and meta.weights not in readable):
-        raise CodecError(f"{where}the codes were made by model '{meta.model}' (weights {meta.weights}), "
+    # codes without a weights hash come from a model that was never saved: a saved model cannot
+    # know they are its own
+    if meta.model != model.config.name or (weights and meta.weights not in readable):
+        raise CodecError(f"{where}the codes were made by model '{meta.model}' "
+                         f"(weights {meta.weights or 'unrecorded'}), "
                          f"but the loaded model is '{model.config.name}' (weights {weights}); "
                          f"pass --model with the model that encoded them")
     if meta.codebook_size != model.codebook_size or meta.codebooks > model.num_codebooks:
@@ -540,11 +543,15 @@ def _model_named_in(path: Path, name: str, weights: str) -> Path:
 
 
 def _format_for(path: Path) -> str:
-    suffix = path.suffix.lower().lstrip(".")
+    """The audio format that writing ``path`` makes, by the suffix of the file written: a symbolic
+    link's target (``x.wav`` linking to ``y.flac`` gets FLAC, as its name promises)."""
+    final = final_path(path)
+    suffix = final.suffix.lower().lstrip(".")
     formats = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "oga": "OGG", "aiff": "AIFF", "aif": "AIFF"}
     if suffix not in formats:
         found = f"'.{suffix}' files" if suffix else "a file without an extension"
-        raise CodecError(f"{path}: cannot write {found}; use .wav, .flac, .ogg or .aiff")
+        target = f" (a link to {final})" if final != path else ""
+        raise CodecError(f"{path}{target}: cannot write {found}; use .wav, .flac, .ogg or .aiff")
     return formats[suffix]
 
 

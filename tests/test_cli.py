@@ -68,6 +68,19 @@ def test_force_refuses_a_pipe_and_writes_through_a_link(tiny_model_dir, speech_w
     assert result.exit_code == 1 and "loop of symbolic links" in result.output
 
 
+def test_decoding_through_a_link_writes_the_format_of_its_target(tiny_model_dir, speech_wav, tmp_path):
+    codes, target, link = tmp_path / "speech.codes", tmp_path / "target.flac", tmp_path / "link.wav"
+    assert invoke("encode", speech_wav, codes, "--model", tiny_model_dir).exit_code == 0
+    target.write_bytes(b"old")
+    link.symlink_to(target)
+    assert invoke("decode", codes, link, "--model", tiny_model_dir, "--force").exit_code == 0
+    assert link.is_symlink() and sf.info(target).format == "FLAC"
+    (tmp_path / "odd.wav").symlink_to(tmp_path / "target.txt")
+    result = invoke("decode", codes, tmp_path / "odd.wav", "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "odd.wav (a link to " in result.output and "'.txt' files" in result.output
+    assert not (tmp_path / "target.txt").exists()
+
+
 def test_temporary_outputs_have_unique_names(tiny_model_dir, speech_wav, tmp_path, monkeypatch):
     """A file named as a temporary output once was is neither read nor replaced; two writers of
     one output get two temporary files; a name near the 255-byte limit still has room for one."""

@@ -111,3 +111,12 @@ def test_an_8_bit_decoder_keeps_the_codes_and_reads_the_16_bit_files(tiny_model_
     after, _ = decode_audio(second, old_codes)
     # 8-bit weights move the output a little, not a lot
     assert 0 < float(abs(after - before).max()) < 0.1 * float(abs(before).max())
+
+
+def test_codes_that_do_not_record_their_weights_are_refused_by_a_saved_model(tiny_model_dir):
+    """A crafted or in-memory model's file with an empty weights field could hold any codes."""
+    model = load_model(tiny_model_dir)
+    codes = encode_audio(model, tone(0.25, 16000), 16000, model.config.bitrates_kbps[-1])
+    codes.metadata.weights = ""
+    with pytest.raises(CodecError, match=r"weights unrecorded\), but the loaded model"):
+        decode_audio(model, codes)

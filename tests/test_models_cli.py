@@ -151,6 +151,28 @@ def test_a_file_from_a_model_installed_under_another_folder_name_decodes_by_itse
     assert result.exit_code == 1 and "model 'tiny-16k' not found" in result.output
 
 
+def test_a_fine_tune_that_kept_the_shipped_name_decodes_its_own_files(tiny_model_dir, tmp_path, monkeypatch):
+    """Two installed folders whose configs name tiny-16k: a file goes to the one whose weights
+    made it, whichever comes first in the folder listing."""
+    import torch
+
+    from codec.models import load_model, ship_model
+    from tests.conftest import tone, write_audio
+
+    installed = tmp_path / "installed"
+    shutil.copytree(tiny_model_dir, installed / "tiny-16k")
+    tuned = load_model(tiny_model_dir)
+    with torch.no_grad():
+        next(tuned.encoder.parameters()).add_(0.01)
+    ship_model(tuned, installed / "a-tuned")   # listed before tiny-16k
+    monkeypatch.setenv("CODEC_MODELS_DIR", str(installed))
+    source = write_audio(tmp_path / "in.wav", tone(0.5, 16000), 16000)
+    for folder in ("a-tuned", "tiny-16k"):
+        assert invoke("encode", source, tmp_path / f"{folder}.codes", "--model", folder).exit_code == 0
+        result = invoke("decode", tmp_path / f"{folder}.codes", tmp_path / f"{folder}.wav")
+        assert result.exit_code == 0, result.output
+
+
 def test_a_models_folder_that_is_not_there_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("CODEC_MODELS_DIR", str(tmp_path / "typo"))
     result = invoke("models", "--json")

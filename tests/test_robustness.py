@@ -233,6 +233,22 @@ def test_damaged_mp3_gives_one_warning_not_the_decoders_notes(tiny_model, tmp_pa
     assert "bad.mp3: damaged MP3 data: the decoder skipped what it could not read, at 1 place(s)" in result.output
 
 
+def test_only_a_file_that_may_be_mp3_has_its_decoder_messages_collected(tmp_path, monkeypatch):
+    """Collecting them redirects file descriptor 2, which a WAV or FLAC file never needs."""
+    from codec import audio
+
+    redirected, dup2 = [], audio.os.dup2
+    monkeypatch.setattr(audio.os, "dup2", lambda *fds: redirected.append(fds) or dup2(*fds))
+    for suffix in ("wav", "flac"):
+        with audio.open_audio(write_audio(tmp_path / f"in.{suffix}", tone(0.1, 16000), 16000)):
+            pass
+    assert redirected == []
+    (tmp_path / "headless").write_bytes(b"\xff\xf3" + bytes(100))   # what might be an MP3 frame
+    with pytest.raises(CodecError):
+        audio.open_audio(tmp_path / "headless")
+    assert len(redirected) == 2   # to a temporary file and back
+
+
 def test_riff_size_ffffffff_reads(tiny_model, tmp_path):
     data = bytearray(write_audio(tmp_path / "full.wav", tone(0.5, 16000), 16000, "PCM_16").read_bytes())
     data[4:8] = b"\xff\xff\xff\xff"

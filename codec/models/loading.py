@@ -135,9 +135,10 @@ def is_plain_name(name: str) -> bool:
 
 def model_dir_for_codes(name: str, weights: str) -> Path:
     """The model directory that decodes a file made by model ``name`` (its config's name) with
-    weights whose SHA-256 starts with ``weights``: the model of that name, or else an installed
-    model saved under another folder name whose config has that name (the one whose weights
-    match, if several do).
+    weights whose SHA-256 starts with ``weights``: of the model of that name and the installed
+    models saved under other folder names whose config has that name (fine-tunes), the first
+    whose weights match (or list ``weights`` as readable); if none does, the first of them (its
+    load then says the weights differ).
 
     The name is looked up among the shipped and installed models only, never as a path: a file
     does not choose a folder (``../x``) or a folder in the working directory to load code from.
@@ -150,15 +151,21 @@ def model_dir_for_codes(name: str, weights: str) -> Path:
         shown = repr(name) if len(name) <= 80 else repr(name[:60]) + f"... ({len(name)} characters)"
         raise ModelNotFoundError(f"the file names its model {shown}, which is not a model's name")
     direct = _search_path_dir(name)
-    if direct is not None:
+    if direct is not None and _reads_weights(direct, weights):
         return direct
-    renamed = _folders_whose_config_is_named(name)
-    if not renamed:
+    candidates = list(dict.fromkeys([*([direct] if direct else []), *_folders_whose_config_is_named(name)]))
+    if not candidates:
         raise ModelNotFoundError(f"model '{name}' not found: no shipped or installed model has that name "
                                  f"{_names_hint()}")
-    matching = [folder for folder in renamed
-                if weights and (weights_hash(folder).startswith(weights) or weights in _readable_prefixes(folder))]
-    return (matching or renamed)[0]
+    return next((folder for folder in candidates if _reads_weights(folder, weights)), candidates[0])
+
+
+def _reads_weights(folder: Path, weights: str) -> bool:
+    """Whether the model in ``folder`` decodes codes of weights starting with ``weights``."""
+    try:
+        return bool(weights) and (weights_hash(folder).startswith(weights) or weights in _readable_prefixes(folder))
+    except OSError:   # no weights file: load_model says why, if it is chosen
+        return False
 
 
 def _config_name(folder: Path) -> str | None:
