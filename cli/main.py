@@ -25,12 +25,24 @@ from rich.text import Text
 
 from codec import __version__
 from codec.errors import CodecError, ModelNotFoundError, TrainingStopped, internal_error_message
-from codec.pipes import discard_output
+from codec.pipes import check_redirections, discard_output, reserve_closed_std_streams
 from codec.signals import Terminated, stop_on_termination
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Neural speech codec: encode audio to compact codes and decode it back.")
-stderr = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)  # paths: no markup, no wrapping
+
+
+class _StderrConsole(Console):
+    """The console for messages: a control character in their text (a terminal escape in a file
+    name) is shown as ``\\x1b``, not obeyed; line breaks are kept (``_visible`` shows those too,
+    for messages that must stay one line)."""
+
+    def print(self, *objects, **kwargs) -> None:
+        super().print(*(_visible(o, keep_line_breaks=True) if isinstance(o, str) else o for o in objects),
+                      **kwargs)
+
+
+stderr = _StderrConsole(stderr=True, highlight=False, markup=False, soft_wrap=True)  # paths: no markup, no wrapping
 
 
 class _StdoutConsole(Console):
@@ -48,10 +60,12 @@ def _stdout_console() -> Console:
     return console if console.is_terminal else _StdoutConsole(width=200)   # piped: wide enough that no column is cut
 
 
-def _visible(text: str) -> str:
+def _visible(text: str, keep_line_breaks: bool = False) -> str:
     """``text`` with control characters (a newline or a terminal escape in a file name or in a
-    ``.codes`` file's metadata) shown as ``\\x1b``, so that a message stays one plain line."""
-    return re.sub(r"[\x00-\x1f\x7f]", lambda match: f"\\x{ord(match[0]):02x}", text)
+    ``.codes`` file's metadata) shown as ``\\x1b``, so that a message stays one plain line;
+    ``keep_line_breaks``: all but ``\\n``."""
+    pattern = r"[\x00-\x09\x0b-\x1f\x7f]" if keep_line_breaks else r"[\x00-\x1f\x7f]"
+    return re.sub(pattern, lambda match: f"\\x{ord(match[0]):02x}", text)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -239,7 +253,7 @@ def _print_warnings(report, paths: dict) -> None:
         for used, given in paths.items():
             if str(given) == "-":
                 warning = warning.replace(str(used), "stdin" if Path(used).name == "stdin" else "stdout")
-        stderr.print(f"warning: {warning}", soft_wrap=True)
+        stderr.print(_visible(f"warning: {warning}"), soft_wrap=True)
 
 
 def _label(path: Path) -> str:
@@ -253,8 +267,9 @@ def _label(path: Path) -> str:
 def encode(
     inputs: Annotated[list[str] | None, typer.Argument(
         metavar="INPUT...", show_default=False,
-        help="Audio file (WAV, FLAC, OGG, MP3, AIFF; any channels, 1 to 384 kHz), or - for stdin. A folder, a quoted "
-             "glob ('in/**/*.flac') or several of these and files encode them all into the folder OUTPUT.")] = None,
+        help="Audio file (WAV, FLAC, OGG, MP3, AIFF; 1 to 1024 channels, 1 to 384 kHz), or - for stdin. A folder, "
+             "a quoted glob ('in/**/*.flac') or several of these and files encode them all into the folder "
+             "OUTPUT.")] = None,
     output: Annotated[str | None, typer.Argument(
         metavar="OUTPUT", show_default=False,
         help="The .codes file to write (- for stdout), or a batch's output folder (the input tree is "
@@ -292,6 +307,7 @@ def encode(
         _encode_batch(sources, Path(output), bitrate, model, entropy, force, jobs, refine_steps, int8)
         return
     output = _file_output(output, sources[0], ".codes")
+    check_redirections(sources[0], output)
     with _readable(_as_path(sources[0]), "codec encode - out.codes < in.wav") as source, \
             _writable(output, ".codes") as target:
         check_paths(source, target, force)
@@ -302,8 +318,8 @@ def encode(
         size = target.stat().st_size
         kbps = f", {size * 8 / seconds / 1000:.2f} kbps" if seconds else ""
     # once written: for - (stdout), after the copy out, which can fail
-    stderr.print(f"{_label(output)}: {seconds:.2f} s, {meta.channels} ch, {meta.codebooks} codebooks "
-                 f"({bitrate:g} kbps nominal), {size} bytes{kbps}")
+    stderr.print(_visible(f"{_label(output)}: {seconds:.2f} s, {meta.channels} ch, {meta.codebooks} codebooks "
+                          f"({bitrate:g} kbps nominal), {size} bytes{kbps}"))
 
 
 @app.command()
@@ -348,6 +364,7 @@ def decode(
         _decode_batch(sources, Path(output), suffix, model, force, sample_rate, channels, jobs, int8)
         return
     output = _file_output(output, sources[0], suffix)
+    check_redirections(sources[0], output)
     if format is not None and str(output) != "-" and output.suffix.lower() != suffix:
         raise CodecError(f"--format {format} does not match {output}: a file's suffix sets its format "
                          f"(--format is for a batch or for - as the output)")
@@ -358,7 +375,7 @@ def decode(
                                  load=lambda name: load_model(name, int8))
         _print_warnings(report, {source: sources[0], target: output})
         written = _written(target, _label(output))
-    stderr.print(written)   # once written: for - (stdout), after the copy out, which can fail
+    stderr.print(_visible(written))   # once written: for - (stdout), after the copy out, which can fail
 
 
 def _encode_batch(sources: list[str], output: Path, bitrate: float, model: str | None, entropy: bool | None,
@@ -414,7 +431,7 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
         outcomes = run_batch(planned, settings, jobs, lambda outcome: progress.advance(task))
     outcomes += clashes
     for line in summary_lines(outcomes, settings.command):
-        stderr.print(line, soft_wrap=True)
+        stderr.print(_visible(line), soft_wrap=True)
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)
 
@@ -852,6 +869,7 @@ def _show_names_readably() -> None:
 
 def run() -> None:
     """Console-script entry point."""
+    reserve_closed_std_streams()
     stop_on_termination()
     _show_names_readably()
     stdout_was_null = _stdout_is_null()

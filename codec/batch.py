@@ -147,10 +147,16 @@ def _expand(text: str, suffixes: tuple[str, ...],
 def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tuple[list[Job], list[Outcome]]:
     """Jobs coding each ``(file, place)`` of ``find_files`` into ``out_dir / place`` with ``suffix``,
     and failed outcomes for files whose output another file already takes (``x.wav`` and ``x.flac``
-    -> ``x.codes``)."""
+    -> ``x.codes``) or would replace an input (``codec decode sd sd``: ``x.codes`` -> ``x.wav``, a
+    saved packet stream that is an input too)."""
     jobs, clashes, taken = [], [], {}
+    inputs = {_resolved(source): source for source, _ in placed}
     for source, place in placed:
         job = Job(source, out_dir / place.with_suffix(suffix))
+        if _resolved(job.target) in inputs:
+            clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} would replace the input "
+                                                  f"{inputs[_resolved(job.target)]}; give another output folder"))
+            continue
         if job.target in taken:
             clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} is also the output of "
                                                   f"{taken[job.target]}; rename one of them"))
@@ -158,6 +164,13 @@ def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tu
         taken[job.target] = source
         jobs.append(job)
     return jobs, clashes
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):   # a loop of links: it is no input's path
+        return path
 
 
 def check_output_folder(inputs: list[str], out_dir: Path, suffixes: tuple[str, ...]) -> None:

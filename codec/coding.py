@@ -30,7 +30,7 @@ from codec.audio import (
     read_blocks,
 )
 from codec.band_fill import BandFill
-from codec.bitstream import CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
+from codec.bitstream import MAGIC, CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError, ModelNotFoundError
 from codec.level import Leveling, amplitude, measure_leveling
 from codec.models import ConvCodec
@@ -79,8 +79,10 @@ def _remixer(from_channels: int, to_channels: int) -> Callable[[np.ndarray], np.
                      f"{from_channels}, mix down to 1, or copy 1 channel to N")
 
 
-def check_output_format(from_channels: int, sample_rate: int | None, channels: int | None) -> None:
-    """Fail before any work on an output rate or channel count that decoding cannot produce.
+def check_output_format(from_channels: int, sample_rate: int | None, channels: int | None,
+                        path: Path | None = None) -> None:
+    """Fail before any work on an output rate or channel count that decoding cannot produce from
+    ``from_channels`` (of the file ``path``, which the error names if given).
 
     Raises:
         CodecError: naming the value and what is supported.
@@ -90,7 +92,10 @@ def check_output_format(from_channels: int, sample_rate: int | None, channels: i
     if channels is not None:
         if channels < 1:
             raise CodecError(f"{channels} channels is not supported; choose 1 or more")
-        _remixer(from_channels, channels)
+        try:
+            _remixer(from_channels, channels)
+        except CodecError as error:
+            raise CodecError(f"{path}: {error}" if path else str(error)) from None
 
 
 def convert_blocks(blocks: Iterable[np.ndarray], sample_rate: int, samples: int, to_rate: int | None,
@@ -320,6 +325,10 @@ def check_output_path(output_path: Path, force: bool, input_path: Path | None = 
         raise CodecError(f"{output_path}: is a loop of symbolic links; give a file name") from None
     if input_path is not None and final.resolve() == input_path.resolve():
         raise CodecError(f"{output_path}: the output would overwrite the input; give another file name")
+    if input_path is not None and _same_file(final, input_path):   # the same file by another route
+        raise CodecError(f"{output_path}: is the input file under another name (a hard link, another mount "
+                         f"of its folder, or another case of its name), which the output would replace; "
+                         f"give another file name")
     if output_path.exists() and not output_path.is_file():   # renaming over it would replace it
         raise CodecError(f"{output_path}: is not a regular file (a device, pipe or socket); give a file "
                          f"name{', or - for stdout' if stdout else ''}")
@@ -329,6 +338,14 @@ def check_output_path(output_path: Path, force: bool, input_path: Path | None = 
         raise CodecError(f"{output_path.parent}: is a file, not a directory for the output")
     if not output_path.parent.is_dir():
         raise CodecError(f"{output_path.parent}: no such directory for the output")
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    """Whether both paths name one existing file (same device and inode)."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False
 
 
 def entropy_coder_for(model: ConvCodec, required: bool = False, command: str = "encode"):
@@ -404,6 +421,26 @@ def read_codes_metadata(path: Path | str, whole_file: bool = False) -> CodesMeta
         raise CodecError(f"{path}: {error}") from None
 
 
+def _check_not_replacing_audio(output_path: Path) -> None:
+    """Refuse, even with --force, to replace an audio file with codes: ``codec encode a.wav b.wav``
+    (a glob that matched two files, an output folder forgotten) would lose ``b.wav``. A file of
+    codes that was given an audio suffix before may be replaced.
+
+    Raises:
+        CodecError: naming the file.
+    """
+    if output_path.suffix.lower() not in AUDIO_SUFFIXES or not output_path.is_file():
+        return
+    try:
+        with output_path.open("rb") as existing:
+            holds_codes = existing.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return   # writing it fails with the reason
+    if not holds_codes:
+        raise CodecError(f"{output_path}: is an audio file, which encoding would replace with codes; "
+                         f"name the output .codes (to encode several files, give an output folder)")
+
+
 def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
                 bitrate_kbps: float = 6.0, force: bool = False, entropy: bool | None = None,
                 refine_steps: int = 0) -> tuple[CodesFile, CodingReport]:
@@ -414,6 +451,7 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     """
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
+    _check_not_replacing_audio(output_path)
     num_codebooks = _codebooks(model, bitrate_kbps)
     report, clipped = CodingReport(), [0]
     leveling = Leveling()
@@ -477,7 +515,7 @@ def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     check_paths(input_path, output_path, force)
     codes_file = read_codes(input_path, model)   # (checked against the model there)
     meta, clipped = codes_file.metadata, 0
-    check_output_format(meta.channels, sample_rate, channels)
+    check_output_format(meta.channels, sample_rate, channels, input_path)
     _check_not_empty_flac(meta.samples, input_path, output_path)
 
     def write(tmp: Path) -> None:
@@ -635,7 +673,7 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
     check_paths(input_path, output_path, force)
     data = input_path.read_bytes()
     info, offset = read_stream_info(input_path, data)
-    check_output_format(info.channels, sample_rate, channels)
+    check_output_format(info.channels, sample_rate, channels, input_path)
     meta = CodesMetadata(info.model, info.weights, info.sample_rate, info.channels, 0, info.frame_rate, 1,
                          info.codebook_size, 0)
     check_compatible(model, meta, input_path)

@@ -19,6 +19,31 @@ from codec.errors import CodecError
 STDIO = "-"
 
 
+# The standard file descriptors (0, 1, 2) that the process started without (``<&-``, ``>&-``).
+_closed_at_start: set[int] = set()
+
+
+def reserve_closed_std_streams() -> None:
+    """Open /dev/null on each standard file descriptor the process started without, so that no
+    file opened later takes its number (a library or a child process writing to "stderr" would
+    write into it). stdin then reads nothing, stdout refuses writes (``EBADF``: a table or ``-``
+    fails with a message, as ``cat >&-`` does) and stderr discards its messages (nowhere to go);
+    ``stdin_file`` and ``stdout_file`` say that the stream is closed."""
+    for fd, mode in ((0, os.O_RDONLY), (1, os.O_RDONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, mode)   # the lowest free number: fd itself, unless a lower one is free too
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            _closed_at_start.add(fd)
+    if 1 in _closed_at_start and sys.stdout is None:
+        sys.stdout = open(1, "w", closefd=False)
+    if 2 in _closed_at_start and sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)
+
+
 def discard_output(stream=None) -> None:
     """Point ``stream``'s file descriptor (default stdout) at /dev/null, so that what is still
     buffered for a reader that went away, or a full disk, goes nowhere at exit instead of raising
@@ -33,6 +58,30 @@ def discard_output(stream=None) -> None:
 def is_stdio(path: Path | str | None) -> bool:
     """Whether a path argument is ``-`` (stdin for an input, stdout for an output)."""
     return path is not None and str(path) == STDIO
+
+
+def check_redirections(source: Path | str, output: Path | str) -> None:
+    """Before stdin is read: refuse a redirection that makes the output overwrite the input
+    (``codec decode a.codes - >> a.codes``, ``codec encode - a.flac --force < a.flac``), as a path
+    given twice is refused.
+
+    Raises:
+        CodecError: naming the file.
+    """
+    if is_stdio(output) and not is_stdio(source) and _is_std_stream(1, Path(source)):
+        raise CodecError(f"{source}: stdout is redirected to this input file, which the output would "
+                         f"overwrite; redirect it to another file")
+    if is_stdio(source) and not is_stdio(output) and _is_std_stream(0, Path(output)):
+        raise CodecError(f"{output}: stdin is read from this file, which the output would overwrite; "
+                         f"give another file name")
+
+
+def _is_std_stream(fd: int, path: Path) -> bool:
+    """Whether the standard file descriptor ``fd`` is the file at ``path``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -53,16 +102,41 @@ def stdin_file(name: str = "stdin", example: str = "codec encode - out.codes < i
         CodecError: if stdin is a terminal or empty.
     """
     source = sys.stdin
-    if source is None or source.isatty():
+    if source is None or 0 in _closed_at_start:
+        raise CodecError(f"stdin is closed; pipe the input in (e.g. {example})")
+    if source.isatty():
         raise CodecError(f"stdin is a terminal; pipe the input in (e.g. {example})")
     with tempfile.TemporaryDirectory(prefix="codec-") as folder:
         path = Path(folder) / name
-        with open(path, "wb") as sink:
-            shutil.copyfileobj(source.buffer, sink)
+        _copy_stdin(source.buffer, path)
         if path.stat().st_size == 0:
             raise CodecError(f"stdin is empty; pipe the input in (e.g. {example})")
         with _renamed_errors(path, "stdin"):
             yield path
+
+
+def _copy_stdin(source, path: Path) -> None:
+    """Copy ``source`` (stdin's bytes) to the file ``path``; a failure names the side that failed.
+
+    Raises:
+        CodecError: if stdin cannot be read (a folder redirected in) or the copy not written (a
+            full temporary folder).
+    """
+    with open(path, "wb", buffering=0) as sink:   # unbuffered: a failed write fails here, not at close
+        while True:
+            try:
+                chunk = source.read(1 << 20)
+            except OSError as error:
+                raise CodecError(f"stdin: cannot read it ({error.strerror or error})") from None
+            if not chunk:
+                return
+            try:
+                rest = memoryview(chunk)
+                while rest:   # an unbuffered write may take part of it
+                    rest = rest[sink.write(rest):]
+            except OSError as error:
+                raise CodecError(f"stdin: cannot keep it in the temporary folder {tempfile.gettempdir()} "
+                                 f"({error.strerror or error}); set TMPDIR to a folder with room") from None
 
 
 @contextmanager
@@ -74,7 +148,7 @@ def stdout_file(suffix: str) -> Iterator[Path]:
         CodecError: if stdout is a terminal (binary data would garble it).
     """
     sink = sys.stdout
-    if sink is None:   # started with stdout closed (>&-)
+    if sink is None or 1 in _closed_at_start:   # started with stdout closed (>&-)
         raise CodecError("stdout is closed; redirect it to a file (> out) or pipe it to a program")
     if sink.isatty():
         raise CodecError("stdout is a terminal; redirect it to a file (> out) or pipe it to a program")

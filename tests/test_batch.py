@@ -154,6 +154,10 @@ def test_which_arguments_make_a_batch(tree, tmp_path, monkeypatch):
     jobs, clashes = plan_jobs([(tree / "top.wav", Path("top.wav")), (tree / "top.flac", Path("top.flac"))],
                               tmp_path / "out", ".codes")
     assert len(jobs) == 1 and len(clashes) == 1 and "also the output of" in clashes[0].reason
+    # decoding a folder into itself: x.codes -> x.wav would replace the input x.wav (a saved packet stream)
+    jobs, clashes = plan_jobs([(tree / "x.codes", Path("x.codes")), (tree / "x.wav", Path("x.wav"))], tree, ".wav")
+    assert jobs == [] and [c.job.source.name for c in clashes] == ["x.codes", "x.wav"]
+    assert all(f"would replace the input {tree / 'x.wav'}" in c.reason for c in clashes)
     with pytest.raises(CodecError, match="matches no files"):
         find_files(["in/**/*.mp3"], (".mp3",))
 
@@ -251,7 +255,7 @@ def test_decode_refuses_a_channel_change_it_cannot_make(tiny_model_dir, tmp_path
     codes = tmp_path / "stereo.codes"
     assert invoke("encode", source, codes, "--model", tiny_model_dir).exit_code == 0
     result = invoke("decode", codes, tmp_path / "x.wav", "--model", tiny_model_dir, "--channels", "3")
-    assert result.exit_code == 1 and "cannot turn 2 channels into 3" in result.output
+    assert result.exit_code == 1 and f"{codes}: cannot turn 2 channels into 3" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x.wav").exists()
 
 
@@ -287,3 +291,13 @@ def test_workers_leave_group_signals_to_the_main_process():
     with pool:
         assert future.result(timeout=120) == (True, True)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGHUP)) == before   # this process: as it was
+
+
+def test_a_terminal_escape_in_a_file_name_is_shown_not_obeyed(tiny_model_dir, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "q\x1b[32mg.wav").write_bytes(b"junk")
+    write_audio(folder / "fine\x1b[31m.wav", tone(0.2, 16000), 16000)
+    result = invoke("encode", folder, tmp_path / "out", "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "\x1b" not in result.output
+    assert "failed: " + str(folder / "q\\x1b[32mg.wav") in result.output

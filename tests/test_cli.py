@@ -2,6 +2,8 @@
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -375,6 +377,48 @@ def test_help_and_version_to_a_reader_that_left_exit_141(arguments):
         result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", *arguments],
                                 stdout=pipe, stderr=subprocess.PIPE, text=True)
     assert result.returncode == 141 and result.stderr == ""
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (Debian package ffmpeg) for MP3")
+def test_a_closed_standard_stream_fails_only_what_needs_it(tiny_model_dir, speech_wav, tmp_path):
+    """Started with ``>&-``, ``2>&-`` or ``<&-``: a command that does not use the stream works
+    (an MP3's decoder messages are collected through stderr), one that does says it is closed."""
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(speech_wav), str(tmp_path / "in.mp3")], check=True)
+    command = shlex.join([sys.executable, "-c", "from codec.cli.main import run; run()"])
+
+    def shell(arguments: list, redirection: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", f"{command} {shlex.join(map(str, arguments))} {redirection}"],
+                              capture_output=True, text=True)
+
+    for closed in (">&-", "2>&-"):
+        out = tmp_path / f"{len(closed)}.codes"
+        result = shell(["encode", tmp_path / "in.mp3", out, "--model", tiny_model_dir], closed)
+        assert result.returncode == 0 and out.stat().st_size > 0, result.stderr
+    result = shell(["--version"], ">&-")
+    assert result.returncode == 1 and result.stderr == "error: cannot write the output (Bad file descriptor)\n"
+    result = shell(["encode", "-", tmp_path / "x.codes", "--model", tiny_model_dir], "<&-")
+    assert result.returncode == 1 and result.stderr.startswith("error: stdin is closed; pipe the input in")
+    result = shell(["encode", speech_wav, "-", "--model", tiny_model_dir], ">&-")
+    assert result.returncode == 1 and result.stderr.startswith("error: stdout is closed")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_buffering_stdin_names_the_side_that_failed():
+    import io
+    import tempfile
+
+    from codec.pipes import _copy_stdin
+
+    with pytest.raises(CodecError, match=f"stdin: cannot keep it in the temporary folder {tempfile.gettempdir()} "
+                                         r"\(No space left on device\); set TMPDIR"):
+        _copy_stdin(io.BytesIO(b"RIFF" * 1000), Path("/dev/full"))
+
+    class Unreadable(io.RawIOBase):
+        def read(self, size=-1):
+            raise OSError(5, "Input/output error")
+
+    with pytest.raises(CodecError, match=r"stdin: cannot read it \(Input/output error\)"):
+        _copy_stdin(Unreadable(), Path(os.devnull))
 
 
 def test_an_error_with_stdout_on_dev_null_still_exits_1(tmp_path):

@@ -69,6 +69,12 @@ def test_codes_written_under_an_audio_suffix_get_a_warning(tiny_model, tmp_path)
     assert any("out.wav: holds codes, not audio" in warning for warning in report.warnings)
     _, report = encode_file(tiny_model, source, tmp_path / "out.codes")
     assert not report.warnings
+    encode_file(tiny_model, source, tmp_path / "out.wav", force=True)   # codes under that name before: replaced
+    other = write_audio(tmp_path / "other.wav", tone(0.2, 16000), 16000, "PCM_16")
+    before = other.read_bytes()
+    with pytest.raises(CodecError, match="other.wav: is an audio file, which encoding would replace with codes"):
+        encode_file(tiny_model, source, other, force=True)
+    assert other.read_bytes() == before
 
 
 def test_an_audio_file_at_500_hz_is_refused_by_name(tiny_model, tmp_path):

@@ -188,3 +188,13 @@ def test_models_piped_to_a_reader_that_leaves_exits_141(monkeypatch):
 
     monkeypatch.setattr(Console, "print", reader_gone)
     assert invoke("models").exit_code == 141
+
+
+def test_an_empty_model_name_is_refused_not_taken_for_the_default(tmp_path):
+    from tests.conftest import tone, write_audio
+
+    source = write_audio(tmp_path / "in.wav", tone(0.2, 16000), 16000)
+    for name in ("", " "):
+        result = invoke("encode", source, tmp_path / "x.codes", "--model", name)
+        assert result.exit_code == 1 and f"the model name {name!r} is empty" in result.output
+    assert not (tmp_path / "x.codes").exists()

@@ -4,9 +4,11 @@ Every input listed in the robustness issue is here; the tiny random model stands
 shipped one (what is tested is the plumbing, not the sound).
 """
 
+import os
 import shutil
 import struct
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -355,6 +357,28 @@ def test_same_path_for_input_and_output_is_refused(tiny_model, tmp_path):
     before = path.read_bytes()
     result = cli("encode", path, path, "--model", tiny_model.source_dir, "--force")
     assert result.exit_code == 1 and "overwrite the input" in result.output
+    assert path.read_bytes() == before
+    # the same file by another route (as a bind mount of its folder or a case-insensitive disk give)
+    os.link(path, tmp_path / "other.wav")
+    result = cli("encode", path, tmp_path / "other.wav", "--model", tiny_model.source_dir, "--force")
+    assert result.exit_code == 1 and "is the input file under another name" in result.output
+    assert path.read_bytes() == before
+
+
+def test_a_redirection_to_or_from_the_input_is_refused(tiny_model, tmp_path):
+    """``codec encode a.wav - 1<> a.wav`` and ``codec encode - a.wav --force < a.wav``."""
+    path = write_audio(tmp_path / "a.wav", tone(0.2, 16000), 16000)
+    before = path.read_bytes()
+    command = [sys.executable, "-c", "from codec.cli.main import run; run()"]
+    model = ["--model", str(tiny_model.source_dir)]
+    with open(path, "r+b") as same:
+        result = subprocess.run([*command, "encode", str(path), "-", *model], stdout=same, stderr=subprocess.PIPE,
+                                text=True)
+    assert result.returncode == 1 and "stdout is redirected to this input file" in result.stderr
+    with open(path, "rb") as same:
+        result = subprocess.run([*command, "encode", "-", str(path), "--force", *model], stdin=same,
+                                stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 1 and "stdin is read from this file" in result.stderr
     assert path.read_bytes() == before
 
 

@@ -82,6 +82,9 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
     Raises:
         ModelNotFoundError: if neither a directory with a config nor a model of that name exists.
     """
+    if isinstance(name_or_path, str) and not name_or_path.strip():   # `--model ''` (an unset variable)
+        raise ModelNotFoundError(f"the model name {name_or_path!r} is empty; give a model's name or folder "
+                                 f"{_names_hint()}")
     name_or_path = name_or_path or DEFAULT_MODEL
     found = _model_dir_named(name_or_path) or next(iter(_folders_whose_config_is_named(str(name_or_path))), None)
     if found is not None:
