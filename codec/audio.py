@@ -97,6 +97,8 @@ def open_audio(path: Path | str) -> sf.SoundFile:
     path = Path(path)
     if path.is_dir():
         raise CodecError(f"{path}: is a directory, not an audio file")
+    if path.exists() and not path.is_file():   # coding reads a file more than once
+        raise CodecError(f"{path}: is not a regular file (a pipe, device or socket)")
     if not path.is_file():
         raise CodecError(f"{path}: {missing(path)}")
     if path.stat().st_size == 0:

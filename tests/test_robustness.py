@@ -251,6 +251,14 @@ def test_only_a_file_that_may_be_mp3_has_its_decoder_messages_collected(tmp_path
     assert len(redirected) == 2   # to a temporary file and back
 
 
+def test_a_pipe_among_audio_files_is_named_as_a_pipe(tmp_path):
+    from codec.audio import open_audio
+
+    os.mkfifo(tmp_path / "p.wav")   # in a training folder, say: reading it would wait for a writer
+    with pytest.raises(CodecError, match=r"p.wav: is not a regular file \(a pipe, device or socket\)"):
+        open_audio(tmp_path / "p.wav")
+
+
 def test_riff_size_ffffffff_reads(tiny_model, tmp_path):
     data = bytearray(write_audio(tmp_path / "full.wav", tone(0.5, 16000), 16000, "PCM_16").read_bytes())
     data[4:8] = b"\xff\xff\xff\xff"

@@ -35,6 +35,16 @@ def tiny(audio_folder, out_dir, *extra):
                        [f"data.train_dir={audio_folder}", f"run.out_dir={out_dir}", *extra])
 
 
+def test_model_and_loss_problems_are_found_before_the_data_loads(tmp_path):
+    """A large training set takes minutes to load: the folder here does not even exist."""
+    missing = tmp_path / "no-data"
+    with pytest.raises(CodecError, match=r"run.init_from: .*nothere/model: no such model directory"):
+        train(tiny(missing, tmp_path / "a", f"run.init_from={tmp_path / 'nothere' / 'model'}"))
+    with pytest.raises(CodecError, match=r"loss.mel_bins=.*: 97954 of the 100000 mel bands of the 2048-sample "
+                                         r"window hold no frequency bin"):
+        train(tiny(missing, tmp_path / "b", "loss.mel_bins=[8,16,32,64,128,100000]"))
+
+
 def test_tiny_recipe_trains_and_resumes(audio_folder, tmp_path):
     out_dir = tmp_path / "run"
     train(tiny(audio_folder, out_dir, "run.max_steps=12"))
@@ -177,6 +187,11 @@ def test_recipe_errors(tmp_path):
     ("run.seed=-1", r"run.seed=-1 must be at least 0"),
     ("run.device=banana", r"run.device='banana' is not supported; choose auto, cpu or cuda"),
     ("run=5", r"recipe section 'run' must be a mapping"),
+    ("run.checkpoint_minutes=.nan", r"run.checkpoint_minutes=nan must be a number > 0"),
+    ("run.checkpoint_minutes=.inf", r"run.checkpoint_minutes=inf must be a number > 0"),
+    ("run.max_minutes=.nan", r"run.max_minutes=nan must be a number > 0"),
+    ("run.out_dir=", r"run.out_dir='' is empty"),
+    ("run.batch_size=100000", r"run.batch_size=100000 and data.segment_seconds=0.4 make 40000 s of audio a step"),
 ])
 def test_recipe_values_are_checked(override, message):
     with pytest.raises(CodecError, match=message):
@@ -507,9 +522,15 @@ def test_a_decoder_fine_tune_reads_its_sources_codes_and_keeps_its_entropy_model
     fine_tuned = load_model(decoder / "model")
     assert fine_tuned.readable_weights == [source.weights_sha256[:8]] and fine_tuned.entropy_model is not None
     assert decode_audio(fine_tuned, codes)[0].shape == (8000, 1)
+    # codes of the run's own model so far, and an entropy model of the user's own beside it
+    own_codes = encode_audio(fine_tuned, tone(0.5, 16000), 16000, source.config.bitrates_kbps[-1])
+    save_entropy_model(EntropyModel(EntropyModelConfig(name="mine", codec="tiny-16k", dim=16, layers=1, heads=2,
+                                                       context_frames=8, depth_hidden=16)), decoder / "model")
     train(tiny(audio_folder, decoder, "run.max_steps=3", f"run.init_from={first / 'model'}",
-               "optim.freeze=[stft,encoder,quantizer]"), resume=True)   # resumed: still so
-    assert load_model(decoder / "model").readable_weights == [source.weights_sha256[:8]]
+               "optim.freeze=[stft,encoder,quantizer]"), resume=True)   # resumed: still so, and more
+    resumed = load_model(decoder / "model")
+    assert resumed.readable_weights == [source.weights_sha256[:8], fine_tuned.weights_sha256[:8]]
+    assert decode_audio(resumed, own_codes)[0].shape == (8000, 1) and resumed.entropy_model.config.name == "mine"
 
     whole = tmp_path / "whole"   # the encoder learns too: other codes, neither is carried
     train(tiny(audio_folder, whole, "run.max_steps=2", f"run.init_from={first / 'model'}"))

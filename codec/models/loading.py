@@ -338,28 +338,62 @@ def ship_model(model: ConvCodec, model_dir: Path | str, dtype: torch.dtype = tor
     return listed
 
 
-def inherit_code_readers(model_dir: Path | str, model: ConvCodec, source: ConvCodec, source_dir: Path) -> list[str]:
+def inherit_code_readers(model_dir: Path | str, model: ConvCodec, source: ConvCodec, source_dir: Path,
+                         previous: ConvCodec | None = None) -> list[str]:
     """After ``save_model(model, model_dir)`` of a run that started from ``source`` (loaded from
     ``source_dir``): if ``model`` makes the same codes (``makes_same_codes``: a decoder fine-tuned
     with the encoder and quantizer frozen), it reads the ``.codes`` files of ``source`` and those
     ``source`` reads (``compatible_weights.json``), and ``source``'s entropy model codes its codes
-    as well (copied beside). Otherwise neither is there. Returns the prefixes listed.
+    as well (copied beside, unless an entropy model is there already). ``previous``: the model
+    saved in ``model_dir`` before (a run's earlier checkpoint) if it makes the same codes: its files
+    are read as well. A copy of ``source``'s entropy model is removed once the codes differ; any
+    other entropy model in ``model_dir`` is the user's, and stays. Returns the prefixes listed.
     """
     from codec.entropy.model import ENTROPY_CONFIG, ENTROPY_WEIGHTS
 
     model_dir, source_dir = Path(model_dir), Path(source_dir)
     same = makes_same_codes(source, model)
-    listed = _weights_read_by(source) if same else []
+    readers = [*(_weights_read_by(source) if same else []), *(_weights_read_by(previous) if previous else [])]
     own = weights_hash(model_dir)[:8]
-    listed = [prefix for prefix in listed if prefix != own]
+    listed = [prefix for prefix in dict.fromkeys(readers) if prefix != own]
     _write_compatible(model_dir, listed)
-    for name in (ENTROPY_WEIGHTS, ENTROPY_CONFIG):   # the weights first: never a config without them
-        if same and (source_dir / ENTROPY_WEIGHTS).is_file() and (source_dir / ENTROPY_CONFIG).is_file():
+    names = (ENTROPY_WEIGHTS, ENTROPY_CONFIG)   # the weights first: never a config without them
+    source_has_one = all((source_dir / name).is_file() for name in names)
+    here = [name for name in names if (model_dir / name).is_file()]
+    if same and source_has_one and not here:
+        for name in names:
             data = (source_dir / name).read_bytes()
             write_atomically(model_dir / name, lambda tmp, data=data: tmp.write_bytes(data))
-        else:
-            (model_dir / name).unlink(missing_ok=True)
+    elif not same and source_has_one and all(_same_bytes(model_dir / n, source_dir / n) for n in here):
+        for name in here:
+            (model_dir / name).unlink()
     return listed
+
+
+def save_run_model(model: ConvCodec, model_dir: Path | str, source: ConvCodec | None = None) -> list[str]:
+    """``save_model`` for a training run's checkpoint, over the run's previous save: a decoder
+    fine-tune keeps reading the ``.codes`` files of its earlier checkpoints (and, with ``source``,
+    its ``run.init_from`` model, which has ``model_dir`` set: ``inherit_code_readers``). Returns
+    the prefixes listed in ``compatible_weights.json``.
+    """
+    model_dir = Path(model_dir)
+    try:
+        previous = load_model(model_dir) if (model_dir / WEIGHTS_FILE).is_file() else None
+    except CodecError:
+        previous = None   # a damaged folder is replaced, not read
+    if previous is not None and not makes_same_codes(previous, model):
+        previous = None
+    save_model(model, model_dir)
+    if source is not None:
+        return inherit_code_readers(model_dir, model, source, source.model_dir, previous)
+    own = weights_hash(model_dir)[:8]
+    listed = [prefix for prefix in (_weights_read_by(previous) if previous else []) if prefix != own]
+    _write_compatible(model_dir, listed)
+    return listed
+
+
+def _same_bytes(first: Path, second: Path) -> bool:
+    return first.read_bytes() == second.read_bytes()
 
 
 def _weights_read_by(model: ConvCodec) -> list[str]:

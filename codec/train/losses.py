@@ -4,6 +4,8 @@ phase-aware power-law compressed complex STFT loss (Braun & Tashev, "A consolida
 functions for supervised deep learning-based speech enhancement", 2021), and a loss on the
 phase's derivatives, group delay and instantaneous frequency (APNet, Ai & Ling 2023)."""
 
+import warnings
+
 import librosa
 import torch
 from torch import nn
@@ -30,11 +32,17 @@ class MultiResolutionMelLoss(nn.Module):
     """Mean over resolutions of ``|log10 mel(y_hat) - log10 mel(y)|`` (librosa filter banks)."""
 
     def __init__(self, sample_rate: int, window_lengths: list[int], n_mels: list[int]):
+        """Raises ValueError if a window's frequency resolution leaves some of its mel bands empty."""
         super().__init__()
         self.window_lengths = list(window_lengths)
         for n_fft, mels in zip(window_lengths, n_mels, strict=True):
-            bank = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=mels, fmin=0.0,
-                                       fmax=sample_rate / 2)
+            with warnings.catch_warnings():   # librosa's several-line warning: the error below says it
+                warnings.simplefilter("ignore", UserWarning)
+                bank = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=mels, fmin=0.0,
+                                           fmax=sample_rate / 2)
+            if empty := int((bank.max(axis=1) == 0).sum()):
+                raise ValueError(f"{empty} of the {mels} mel bands of the {n_fft}-sample window hold no "
+                                 f"frequency bin; give that window fewer bands")
             self.register_buffer(f"mel_{n_fft}", torch.from_numpy(bank).float(), persistent=False)
             self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)
 

@@ -28,6 +28,9 @@ MAX_FILTER_GAIN_DB = 24.0   # the random EQ's and shelves' largest boost or cut
 
 
 MAX_SEGMENT_SECONDS = 30.0
+# Audio in one training batch (run.batch_size x data.segment_seconds): 1000 s filled 22 GB and was
+# killed; the GPU recipes use 64 x 1 s.
+MAX_BATCH_SECONDS = 600.0
 
 
 @dataclass
@@ -265,8 +268,10 @@ class RunConfig:
         for name, least in (("max_steps", 0), ("batch_size", 1), ("log_every", 1), ("audio_every", 1)):
             if getattr(self, name) < least:
                 raise CodecError(f"recipe value run.{name}={getattr(self, name)} must be at least {least}")
-        if self.checkpoint_minutes <= 0 or (self.max_minutes is not None and self.max_minutes <= 0):
-            raise CodecError("recipe values run.checkpoint_minutes and run.max_minutes must be positive")
+        if not str(self.out_dir).strip():   # Path("") is the working directory
+            raise CodecError(f"recipe value run.out_dir={self.out_dir!r} is empty; give the run's folder")
+        timed = ("checkpoint_minutes",) if self.max_minutes is None else ("checkpoint_minutes", "max_minutes")
+        _check_positive(self, "run", timed)
         if self.threads is not None and self.threads < 1:
             raise CodecError(f"recipe value run.threads={self.threads} must be at least 1 (or null: PyTorch's default)")
         if self.seed < 0:
@@ -307,6 +312,11 @@ class Recipe:
                 raise CodecError(f"unknown keys in recipe section '{name}': {', '.join(bad)}")
             built[name] = section_cls(**_coerce(section_cls, section_values, f"{name}."))
         _check_model(built["model"], built["loss"])
+        batch_seconds = built["run"].batch_size * built["data"].segment_seconds
+        if batch_seconds > MAX_BATCH_SECONDS:
+            raise CodecError(f"recipe values run.batch_size={built['run'].batch_size} and data.segment_seconds="
+                             f"{built['data'].segment_seconds:g} make {batch_seconds:g} s of audio a step; at most "
+                             f"{MAX_BATCH_SECONDS:g} s fits in memory (the GPU recipes use 64 x 1 s)")
         return cls(**built)
 
 

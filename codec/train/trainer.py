@@ -29,8 +29,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from codec.atomic import write_atomically
 from codec.errors import CodecError, TrainingStopped
-from codec.models import ConvCodec, build_model, save_model
-from codec.models.loading import inherit_code_readers
+from codec.models import ConvCodec, build_model
+from codec.models.loading import save_run_model
 from codec.quantization.vq import FactorizedVectorQuantizer, widen_lookup
 from codec.train import distributed
 from codec.train.data import Augmentation, RandomCropDataset
@@ -480,6 +480,15 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
             raise CodecError(f"recipe value loss.stoi_weight={loss_cfg.stoi_weight}: the STOI loss needs crops of "
                              f"at least {stoi_loss.min_samples(sample_rate)} samples (30 of its frames), and "
                              f"data.segment_seconds={recipe.data.segment_seconds} gives {segment}")
+    try:
+        mel_loss = MultiResolutionMelLoss(sample_rate, loss_cfg.mel_windows, loss_cfg.mel_bins).to(device)
+    except ValueError as error:
+        raise CodecError(f"recipe value loss.mel_bins={loss_cfg.mel_bins}: {error}") from None
+    # (before the data loads, which takes minutes for a large set: a wrong init_from fails now)
+    source = _code_source(run.init_from, resume, console) if run.init_from else None
+    if source is not None and not resume:
+        # continue training across machines from shipped weights (a fresh optimizer state)
+        _load_initial_weights(model, source, run.init_from, console, run.init_fresh)
     data = recipe.data
     augmentation = Augmentation(
         RandomCropDataset.noise_from(Path(data.noise_dir), sample_rate) if data.noise_dir else None,
@@ -498,10 +507,6 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         gan = GanStage(recipe.gan, loss_cfg, wrap, device)
 
     step, previous_seconds = 0, 0.0
-    source = _code_source(run.init_from, resume, console) if run.init_from else None
-    if source is not None and not resume:
-        # continue training across machines from shipped weights (a fresh optimizer state)
-        _load_initial_weights(model, source, run.init_from, console, run.init_fresh)
     if resume:
         state = restore_checkpoint(checkpoint_path, model, optimizer, dataset if world_size == 1 else None, recipe,
                                    saved_state)
@@ -530,7 +535,6 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
     replica = wrap(model)
     if run.compile:
         replica = torch.compile(replica)
-    mel_loss = MultiResolutionMelLoss(sample_rate, loss_cfg.mel_windows, loss_cfg.mel_bins).to(device)
     stft_loss = MultiResolutionSTFTLoss(loss_cfg.stft_windows).to(device)
     if loss_cfg.complex_weight > 0:
         complex_loss = CompressedComplexSTFTLoss(loss_cfg.complex_windows, loss_cfg.complex_power,
@@ -552,10 +556,8 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         extra = {**({"gan": gan.state_dict()} if gan else {}), **({"ema": ema.state_dict()} if ema else {})}
         _save_checkpoint(checkpoint_path, model, optimizer, step, previous_seconds + now - start_time, recipe,
                          dataset, extra)
-        exported_model = exported()
-        save_model(exported_model, out_dir / "model")
-        if source is not None:   # a decoder fine-tuned on frozen codes reads its source's files
-            inherit_code_readers(out_dir / "model", exported_model, source, source.model_dir)
+        # a decoder fine-tuned on frozen codes reads its source's files and its earlier checkpoints'
+        save_run_model(exported(), out_dir / "model", source)
 
     def exported() -> torch.nn.Module:
         """The weights a run's user gets: the moving average where there is one."""
