@@ -130,3 +130,17 @@ def test_training_audio_cut_short_or_shorter_than_a_crop_is_warned_of(tmp_path):
     assert "lasts 0.03 s, less than one crop (0.5 s, data.segment_seconds)" in warnings[1]
     write_audio(folder / "long.wav", tone(1.0, 16000), 16000)
     assert len(RandomCropDataset(folder, 16000, 8000).warnings()) == 1
+
+
+def test_an_unreadable_training_file_is_left_out_with_a_warning(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    (folder / "fake.wav").write_bytes(b"not audio at all")
+    with pytest.raises(CodecError, match=r"none of its audio files can be read; first: .*fake.wav: cannot read"):
+        RandomCropDataset(folder, 16000, 8000)
+    write_audio(folder / "good.wav", tone(1.0, 16000), 16000)
+    dataset = RandomCropDataset(folder, 16000, 8000)
+    assert len(dataset.clips) == 1
+    assert dataset.warnings() == [f"1 training file(s) cannot be read and are left out, first: {folder / 'fake.wav'}"
+                                  f": cannot read audio (Format not recognised.); supported: WAV, FLAC, OGG "
+                                  f"(Vorbis, Opus), MP3, AIFF"]

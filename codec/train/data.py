@@ -20,15 +20,30 @@ def find_audio_files(source: Path) -> list[Path]:
     return find_inputs(source)
 
 
-def _load_all(source: Path, sample_rate: int, truncated: list[str] | None = None) -> list[np.ndarray]:
+def _load_all(source: Path, sample_rate: int, truncated: list[str] | None = None,
+              unreadable: list[str] | None = None) -> list[np.ndarray]:
     """Every file's channel mean at ``sample_rate``; files shorter than their header announces
-    (a copy cut short) are named in ``truncated``, as ``codec encode`` warns of them."""
+    (a copy cut short) are named in ``truncated``, as ``codec encode`` warns of them. With
+    ``unreadable``, a file that cannot be read is left out and its error listed there (one bad
+    file among thousands does not stop a run, as it does not stop a batch).
+
+    Raises:
+        CodecError: for a file that cannot be read (without ``unreadable``), or if none can be.
+    """
     clips = []
     for path in find_inputs(source):
-        audio, rate, announced = load_audio_and_announced(path)
+        try:
+            audio, rate, announced = load_audio_and_announced(path)
+        except CodecError as error:
+            if unreadable is None:
+                raise
+            unreadable.append(str(error))
+            continue
         if truncated is not None and len(audio) < announced:
             truncated.append(f"{path} ({len(audio)} of {announced} samples)")
         clips.append(resample(audio.mean(axis=1), rate, sample_rate).astype(np.float32))
+    if not clips and unreadable:
+        raise CodecError(f"{source}: none of its audio files can be read; first: {unreadable[0]}")
     return clips
 
 
@@ -140,7 +155,8 @@ class RandomCropDataset:
                  level_db: tuple[float, float] = (-35.0, -15.0), seed: int = 0,
                  augmentation: Augmentation | None = None):
         self.truncated: list[str] = []   # files cut short, for a warning
-        self.clips = _load_all(source, sample_rate, self.truncated)
+        self.unreadable: list[str] = []  # files left out, for a warning
+        self.clips = _load_all(source, sample_rate, self.truncated, self.unreadable)
         if max(float(np.abs(c).max(initial=0.0)) for c in self.clips) < SILENT_PEAK:
             raise CodecError(f"{source}: all of its audio is silent (peak below -80 dBFS); a codec cannot "
                              f"learn from it")
@@ -164,6 +180,9 @@ class RandomCropDataset:
         """What a user should know about this training audio before a run (files cut short, too
         little audio for one crop)."""
         found = []
+        if self.unreadable:
+            found.append(f"{len(self.unreadable)} training file(s) cannot be read and are left out, first: "
+                         f"{self.unreadable[0]}")
         if self.truncated:
             found.append(f"{len(self.truncated)} training file(s) hold less audio than their header announces "
                          f"(cut short?), first: {self.truncated[0]}")
