@@ -6,6 +6,7 @@ and then copied out. stdout carries only data; every message goes to stderr. Err
 name ``stdin`` or ``stdout``, not the temporary files.
 """
 
+import errno
 import os
 import shutil
 import sys
@@ -154,8 +155,14 @@ def stdout_file(suffix: str) -> Iterator[Path]:
         raise CodecError("stdout is a terminal; redirect it to a file (> out) or pipe it to a program")
     with tempfile.TemporaryDirectory(prefix="codec-") as folder:
         path = Path(folder) / f"stdout{suffix}"
-        with _renamed_errors(path, "stdout"):
-            yield path
+        try:
+            with _renamed_errors(path, "stdout"):
+                yield path
+        except CodecError as error:
+            if os.strerror(errno.ENOSPC) not in str(error):
+                raise
+            raise CodecError(f"{error}; stdout is written to the temporary folder {tempfile.gettempdir()} first, "
+                             f"and that is full: set TMPDIR to a folder with room") from None
         try:
             sink.flush()
             with open(path, "rb") as source:

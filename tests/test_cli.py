@@ -421,6 +421,19 @@ def test_buffering_stdin_names_the_side_that_failed():
         _copy_stdin(Unreadable(), Path(os.devnull))
 
 
+def test_a_full_temporary_folder_behind_stdout_is_named(monkeypatch):
+    import io
+    import tempfile
+
+    from codec import pipes
+
+    monkeypatch.setattr(pipes.sys, "stdout", io.TextIOWrapper(io.BytesIO()))
+    with pytest.raises(CodecError, match=f"stdout: cannot write \\(No space left on device\\); stdout is written "
+                                         f"to the temporary folder {tempfile.gettempdir()} first, and that is full"):
+        with pipes.stdout_file(".wav") as path:   # as the coders report a full disk, naming their file
+            raise CodecError(f"{path}: cannot write ({os.strerror(28)})")
+
+
 def test_an_error_with_stdout_on_dev_null_still_exits_1(tmp_path):
     result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", "info",
                              str(tmp_path / "missing.codes")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
