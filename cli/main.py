@@ -25,7 +25,7 @@ from rich.text import Text
 
 from codec import __version__
 from codec.errors import CodecError, ModelNotFoundError, TrainingStopped, internal_error_message
-from codec.pipes import check_redirections, discard_output, reserve_closed_std_streams
+from codec.pipes import check_redirections, discard_output, reserve_closed_std_streams, stdout_was_closed
 from codec.signals import Terminated, stop_on_termination
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -84,6 +84,9 @@ def model_option_hint(command):
     return wrapper
 
 
+CLOSED_STDOUT = "stdout is closed; redirect the output to a file (> FILE) or discard it (> /dev/null)"
+
+
 def user_errors(command):
     """Turn a CodecError (or a failed write) into a one-line message and exit code 1."""
     @functools.wraps(command)
@@ -98,6 +101,9 @@ def user_errors(command):
             discard_output()
             raise typer.Exit(141) from None
         except OSError as error:
+            if stdout_was_closed(error):   # a table or list for a closed stdout: one message, not two
+                discard_output()
+                _fail(CLOSED_STDOUT)
             _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
         except Terminated as stopped:   # SIGTERM or SIGHUP, after the temporary files were removed
             _fail(str(stopped), 128 + stopped.signum)
@@ -351,6 +357,7 @@ def decode(
     """Decode a .codes file (or a saved packet stream) back to audio, or many files into a folder.
 
     The audio has the original's sample rate, channels and length (or --sample-rate / --channels)."""
+    from codec.atomic import final_path
     from codec.batch import OUTPUT_FORMATS, is_batch
     from codec.coding import check_output_format, check_paths, decode_any_file
     from codec.models import load_model
@@ -365,8 +372,10 @@ def decode(
         return
     output = _file_output(output, sources[0], suffix)
     check_redirections(sources[0], output)
-    if format is not None and str(output) != "-" and output.suffix.lower() != suffix:
-        raise CodecError(f"--format {format} does not match {output}: a file's suffix sets its format "
+    written = output if str(output) == "-" else final_path(output)   # a symbolic link's target is written
+    if format is not None and str(output) != "-" and written.suffix.lower() != suffix:
+        shown = output if written == output else f"{output} (a link to {written})"
+        raise CodecError(f"--format {format} does not match {shown}: a file's suffix sets its format "
                          f"(--format is for a batch or for - as the output)")
     with _readable(_as_path(sources[0]), "codec decode - out.wav < in.codes") as source, \
             _writable(output, suffix) as target:
@@ -911,8 +920,9 @@ def _output_failed(error: OSError) -> int:
     discard_output()
     if isinstance(error, BrokenPipeError):
         return 141
+    reason = CLOSED_STDOUT if stdout_was_closed(error) else f"cannot write the output ({error.strerror or error})"
     try:
-        stderr.print(f"error: cannot write the output ({error.strerror or error})", soft_wrap=True)
+        stderr.print(f"error: {reason}", soft_wrap=True)
     except OSError:
         pass
     return 1

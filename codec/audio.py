@@ -78,6 +78,13 @@ def missing(path: Path) -> str:
 _NOT_MP3_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b"caff", b"wvpk", b".snd", b"ajkg")
 
 
+def starts_as_audio(start: bytes) -> bool:
+    """Whether a file beginning with ``start`` (its first 4 bytes or more) is audio by its header:
+    WAV, FLAC, Ogg, AIFF and the others in ``_NOT_MP3_MAGIC``, or MP3 (an ID3 tag or a frame sync)."""
+    frame_sync = len(start) >= 2 and start[0] == 0xFF and start[1] & 0xE0 == 0xE0
+    return start.startswith(_NOT_MP3_MAGIC) or start.startswith(b"ID3") or frame_sync
+
+
 def _could_be_mp3(path: Path) -> bool:
     """Whether opening ``path`` may run libmpg123 (whose notes on fd 2 are then collected): not
     for a file that begins as WAV, FLAC, Ogg, AIFF or another format with a header."""

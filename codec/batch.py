@@ -123,8 +123,9 @@ def _expand(text: str, suffixes: tuple[str, ...],
     kinds = ", ".join(suffixes) + (f" (or {recognise[0]})" if recognise else "")
 
     def wanted(path: Path) -> bool:
-        if not path.is_file():   # a link to a missing file is listed, to fail with that reason, not vanish
-            return path.is_symlink() and not path.exists() and path.suffix.lower() in suffixes
+        if not path.is_file():   # a link to a missing file, or a pipe, is listed, to fail with that reason, not vanish
+            dangling_or_special = not path.is_dir() and (path.is_symlink() or path.exists())
+            return dangling_or_special and path.suffix.lower() in suffixes
         if path.suffix.lower() in suffixes:
             return True
         try:
@@ -151,11 +152,14 @@ def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tu
     saved packet stream that is an input too)."""
     jobs, clashes, taken = [], [], {}
     inputs = {_resolved(source): source for source, _ in placed}
+    # the same files by another route (a bind mount or hard link of the input folder)
+    inputs_by_inode = {key: source for source, _ in placed if (key := _inode(source)) is not None}
     for source, place in placed:
         job = Job(source, out_dir / place.with_suffix(suffix))
-        if _resolved(job.target) in inputs:
+        replaced = inputs.get(_resolved(job.target)) or inputs_by_inode.get(_inode(job.target))
+        if replaced is not None:
             clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} would replace the input "
-                                                  f"{inputs[_resolved(job.target)]}; give another output folder"))
+                                                  f"{replaced}; give another output folder"))
             continue
         if job.target in taken:
             clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} is also the output of "
@@ -164,6 +168,15 @@ def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tu
         taken[job.target] = source
         jobs.append(job)
     return jobs, clashes
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    """The device and inode of an existing file, None for one that is not there."""
+    try:
+        found = path.stat()
+    except (OSError, ValueError):
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _resolved(path: Path) -> Path:

@@ -28,6 +28,7 @@ from codec.audio import (
     missing,
     open_audio,
     read_blocks,
+    starts_as_audio,
 )
 from codec.band_fill import BandFill
 from codec.bitstream import MAGIC, CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
@@ -423,20 +424,25 @@ def read_codes_metadata(path: Path | str, whole_file: bool = False) -> CodesMeta
 
 def _check_not_replacing_audio(output_path: Path) -> None:
     """Refuse, even with --force, to replace an audio file with codes: ``codec encode a.wav b.wav``
-    (a glob that matched two files, an output folder forgotten) would lose ``b.wav``. A file of
-    codes that was given an audio suffix before may be replaced.
+    (a glob that matched two files, an output folder forgotten) would lose ``b.wav``. Audio is
+    known by its name's suffix (a symbolic link's target's) or by its header, whatever its name.
+    A file of codes that was given an audio suffix before may be replaced.
 
     Raises:
         CodecError: naming the file.
     """
-    if output_path.suffix.lower() not in AUDIO_SUFFIXES or not output_path.is_file():
+    final = final_path(output_path)
+    if not final.is_file():
         return
     try:
-        with output_path.open("rb") as existing:
-            holds_codes = existing.read(len(MAGIC)) == MAGIC
+        with final.open("rb") as existing:
+            start = existing.read(max(len(MAGIC), 4))
     except OSError:
         return   # writing it fails with the reason
-    if not holds_codes:
+    if start.startswith(MAGIC):
+        return
+    if final.suffix.lower() in AUDIO_SUFFIXES or output_path.suffix.lower() in AUDIO_SUFFIXES \
+            or starts_as_audio(start):
         raise CodecError(f"{output_path}: is an audio file, which encoding would replace with codes; "
                          f"name the output .codes (to encode several files, give an output folder)")
 
@@ -562,11 +568,11 @@ def decode_any_file(input_path: Path | str, output_path: Path | str, force: bool
     check_paths(input_path, output_path, force)
     if is_packet_stream(input_path):
         info = read_stream_info(input_path)[0]
-        network = load(model or _model_named_in(input_path, info.model, info.weights))
+        network = load(model if model is not None else _model_named_in(input_path, info.model, info.weights))
         with one_torch_thread():   # packet by packet: small steps, where more threads only wait on each other
             return decode_stream_file(network, input_path, output_path, force, sample_rate, channels)
     meta = read_codes_metadata(input_path)
-    network = load(model or _model_named_in(input_path, meta.model, meta.weights))
+    network = load(model if model is not None else _model_named_in(input_path, meta.model, meta.weights))
     return decode_file(network, input_path, output_path, force, sample_rate, channels)
 
 

@@ -9,6 +9,7 @@ name ``stdin`` or ``stdout``, not the temporary files.
 import errno
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -45,6 +46,11 @@ def reserve_closed_std_streams() -> None:
         sys.stderr = open(2, "w", closefd=False)
 
 
+def stdout_was_closed(error: OSError) -> bool:
+    """Whether ``error`` is a write to the stdout the process started without (``codec models >&-``)."""
+    return error.errno == errno.EBADF and 1 in _closed_at_start
+
+
 def discard_output(stream=None) -> None:
     """Point ``stream``'s file descriptor (default stdout) at /dev/null, so that what is still
     buffered for a reader that went away, or a full disk, goes nowhere at exit instead of raising
@@ -75,6 +81,19 @@ def check_redirections(source: Path | str, output: Path | str) -> None:
     if is_stdio(source) and not is_stdio(output) and _is_std_stream(0, Path(output)):
         raise CodecError(f"{output}: stdin is read from this file, which the output would overwrite; "
                          f"give another file name")
+    if is_stdio(source) and is_stdio(output) and _same_regular_file(0, 1):
+        raise CodecError("stdin and stdout are the same file, which the output would overwrite; "
+                         "redirect stdout to another file")
+
+
+def _same_regular_file(fd: int, other: int) -> bool:
+    """Whether file descriptors ``fd`` and ``other`` are one regular file (pipes and terminals
+    shared by both are fine)."""
+    try:
+        first, second = os.fstat(fd), os.fstat(other)
+    except OSError:
+        return False
+    return stat.S_ISREG(first.st_mode) and os.path.samestat(first, second)
 
 
 def _is_std_stream(fd: int, path: Path) -> bool:

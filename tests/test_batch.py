@@ -82,16 +82,18 @@ def test_a_bad_file_is_reported_and_the_rest_are_coded(tiny_model_dir, tree, tmp
 
 def test_a_dangling_link_fails_and_a_file_where_a_folder_goes_is_named(tiny_model_dir, tree, tmp_path):
     (tree / "gone.wav").symlink_to(tmp_path / "no-such.wav")   # listed, to fail with its reason, not skipped
+    os.mkfifo(tree / "pipe.wav")   # as is a pipe
     codes = tmp_path / "codes"
     codes.mkdir()
     (codes / "a").write_text("a file where the output tree needs the folder a/")
     result = invoke("encode", tree, codes, "--model", tiny_model_dir)
     failures = sorted(line for line in result.output.splitlines() if line.startswith("failed: "))
-    assert result.exit_code == 1 and len(failures) == 3, result.output
+    assert result.exit_code == 1 and len(failures) == 4, result.output
     assert "gone.wav: is a symbolic link to a missing file" in failures[2]
+    assert "pipe.wav: is a pipe or device, not a file" in failures[3]
     assert all(f"{codes / 'a'}: is a file, where the output needs a folder of that name" in line
                for line in failures[:2])
-    assert "encoded 1 file, skipped 0, failed 3" in result.output and (codes / "a").read_text().startswith("a file")
+    assert "encoded 1 file, skipped 0, failed 4" in result.output and (codes / "a").read_text().startswith("a file")
 
 
 def test_rerun_skips_done_files_and_force_redoes_them(tiny_model_dir, tree, tmp_path):
@@ -158,6 +160,13 @@ def test_which_arguments_make_a_batch(tree, tmp_path, monkeypatch):
     jobs, clashes = plan_jobs([(tree / "x.codes", Path("x.codes")), (tree / "x.wav", Path("x.wav"))], tree, ".wav")
     assert jobs == [] and [c.job.source.name for c in clashes] == ["x.codes", "x.wav"]
     assert all(f"would replace the input {tree / 'x.wav'}" in c.reason for c in clashes)
+    # into the same folder by another route (a bind mount of it; a hard link stands in here)
+    (tmp_path / "sd").mkdir()
+    (tmp_path / "sd" / "x.wav").write_bytes(b"RIFF a packet stream")
+    (tmp_path / "mirror").mkdir()
+    os.link(tmp_path / "sd" / "x.wav", tmp_path / "mirror" / "x.wav")
+    jobs, clashes = plan_jobs([(tmp_path / "sd" / "x.wav", Path("x.wav"))], tmp_path / "mirror", ".wav")
+    assert jobs == [] and f"would replace the input {tmp_path / 'sd' / 'x.wav'}" in clashes[0].reason
     with pytest.raises(CodecError, match="matches no files"):
         find_files(["in/**/*.mp3"], (".mp3",))
 

@@ -74,7 +74,15 @@ def test_codes_written_under_an_audio_suffix_get_a_warning(tiny_model, tmp_path)
     before = other.read_bytes()
     with pytest.raises(CodecError, match="other.wav: is an audio file, which encoding would replace with codes"):
         encode_file(tiny_model, source, other, force=True)
-    assert other.read_bytes() == before
+    # audio by its header under another name, and by its name behind a symbolic link
+    (tmp_path / "take2").write_bytes(before)
+    (tmp_path / "link.codes").symlink_to(other)
+    for disguised in (tmp_path / "take2", tmp_path / "link.codes"):
+        with pytest.raises(CodecError, match=f"{disguised.name}: is an audio file"):
+            encode_file(tiny_model, source, disguised, force=True)
+    assert other.read_bytes() == before and (tmp_path / "take2").read_bytes() == before
+    (tmp_path / "junk.codes").write_bytes(b"not codes, not audio")   # neither: --force replaces it
+    encode_file(tiny_model, source, tmp_path / "junk.codes", force=True)
 
 
 def test_an_audio_file_at_500_hz_is_refused_by_name(tiny_model, tmp_path):

@@ -173,11 +173,43 @@ def test_a_fine_tune_that_kept_the_shipped_name_decodes_its_own_files(tiny_model
         assert result.exit_code == 0, result.output
 
 
+def test_an_installed_model_of_a_shipped_folder_name_does_not_hide_the_shipped_one(tiny_model_dir, tmp_path,
+                                                                                   monkeypatch):
+    import torch
+
+    import codec.models.loading as loading
+    from codec.models import load_model, ship_model
+    from tests.conftest import tone, write_audio
+
+    shipped, installed = tmp_path / "shipped", tmp_path / "installed"
+    shutil.copytree(tiny_model_dir, shipped / "tiny-16k")
+    tuned = load_model(tiny_model_dir)
+    with torch.no_grad():
+        next(tuned.encoder.parameters()).add_(0.01)
+    ship_model(tuned, installed / "tiny-16k")   # found first by that name
+    monkeypatch.setattr(loading, "shipped_models_dir", lambda: shipped)
+    monkeypatch.setenv("CODEC_MODELS_DIR", str(installed))
+    source = write_audio(tmp_path / "in.wav", tone(0.5, 16000), 16000)
+    for folder in (shipped, installed):
+        codes = tmp_path / f"{folder.name}.codes"
+        assert invoke("encode", source, codes, "--model", folder / "tiny-16k").exit_code == 0
+        result = invoke("decode", codes, tmp_path / f"{folder.name}.wav")
+        assert result.exit_code == 0, result.output
+
+
 def test_a_models_folder_that_is_not_there_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("CODEC_MODELS_DIR", str(tmp_path / "typo"))
     result = invoke("models", "--json")
     assert result.exit_code == 0 and DEFAULT_MODEL in {m["name"] for m in json.loads(result.stdout)}
     assert f"warning: CODEC_MODELS_DIR={tmp_path / 'typo'}: no such folder; no installed models listed" in result.output
+
+
+def test_an_empty_models_folder_variable_counts_as_unset(tmp_path, monkeypatch):
+    from codec.models.loading import models_dir, shipped_models_dir
+
+    monkeypatch.chdir(tmp_path)   # not taken for the models folder
+    monkeypatch.setenv("CODEC_MODELS_DIR", "")
+    assert models_dir() == shipped_models_dir()
 
 
 def test_models_piped_to_a_reader_that_leaves_exits_141(monkeypatch):
@@ -190,7 +222,7 @@ def test_models_piped_to_a_reader_that_leaves_exits_141(monkeypatch):
     assert invoke("models").exit_code == 141
 
 
-def test_an_empty_model_name_is_refused_not_taken_for_the_default(tmp_path):
+def test_an_empty_model_name_is_refused_not_taken_for_the_default(tiny_model_dir, tmp_path):
     from tests.conftest import tone, write_audio
 
     source = write_audio(tmp_path / "in.wav", tone(0.2, 16000), 16000)
@@ -198,3 +230,12 @@ def test_an_empty_model_name_is_refused_not_taken_for_the_default(tmp_path):
         result = invoke("encode", source, tmp_path / "x.codes", "--model", name)
         assert result.exit_code == 1 and f"the model name {name!r} is empty" in result.output
     assert not (tmp_path / "x.codes").exists()
+    codes = tmp_path / "made.codes"
+    assert invoke("encode", source, codes, "--model", tiny_model_dir).exit_code == 0
+    for target in (tmp_path / "x.wav", tmp_path / "batch"):   # one file, and a batch
+        sources = [codes] if target.suffix else [codes, codes.with_name("b.codes")]
+        if not target.suffix:
+            codes.with_name("b.codes").write_bytes(codes.read_bytes())
+        result = invoke("decode", *sources, target, "--model", "")
+        assert result.exit_code == 1 and "the model name '' is empty" in result.output
+        assert not target.exists()

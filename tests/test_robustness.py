@@ -387,6 +387,10 @@ def test_a_redirection_to_or_from_the_input_is_refused(tiny_model, tmp_path):
         result = subprocess.run([*command, "encode", "-", str(path), "--force", *model], stdin=same,
                                 stderr=subprocess.PIPE, text=True)
     assert result.returncode == 1 and "stdin is read from this file" in result.stderr
+    with open(path, "r+b") as same:   # codec encode - - < a.wav 1<> a.wav
+        result = subprocess.run([*command, "encode", "-", "-", *model], stdin=same, stdout=same,
+                                stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 1 and "stdin and stdout are the same file" in result.stderr
     assert path.read_bytes() == before
 
 

@@ -146,9 +146,9 @@ def test_recipe_errors(tmp_path):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("optim.lr=-1", r"optim.lr=-1.0 must be a number > 0"),
-    ("optim.lr=.nan", r"optim.lr=nan must be a number > 0"),
-    ("optim.grad_clip=0", r"optim.grad_clip=0.0 must be a number > 0"),
+    ("optim.lr=-1", r"optim.lr=-1.0 must be a finite number > 0"),
+    ("optim.lr=.nan", r"optim.lr=nan must be a finite number > 0"),
+    ("optim.grad_clip=0", r"optim.grad_clip=0.0 must be a finite number > 0"),
     ("optim.lr_decay=-1", r"optim.lr_decay=-1.0 must be in \(0, 1\]"),
     ("optim.weight_decay=-1", r"optim.weight_decay=-1.0 must be a number >= 0"),
     ("optim.warmup_steps=-3", r"optim.warmup_steps=-3 must be a number >= 0"),
@@ -171,7 +171,7 @@ def test_recipe_errors(tmp_path):
     ("data.noise_probability=0.5", r"data.noise_probability=0.5 mixes in noise, but data.noise_dir is not set"),
     ("loss.mel_bins=[0,16,32,64,128,128]", r"loss.mel_bins=\[0, 16, 32, 64, 128, 128\] .* of mel bands >= 1"),
     ("gan.periods=[0]", r"gan.periods=\[0\] must list one or more periods >= 1"),
-    ("gan.channels=0", r"gan.channels=0 must be a number > 0"),
+    ("gan.channels=0", r"gan.channels=0 must be a finite number > 0"),
     ("gan.stft_windows=[2]", r"gan.stft_windows=\[2\] must list one or more STFT window lengths of at least 4"),
     ("gan.betas=[2,3]", r"gan.betas=\[2, 3\] must be two numbers in \[0, 1\)"),
     ("gan.discriminator_warmup_steps=-1", r"gan.discriminator_warmup_steps=-1 must be a number >= 0"),
@@ -187,9 +187,9 @@ def test_recipe_errors(tmp_path):
     ("run.seed=-1", r"run.seed=-1 must be at least 0"),
     ("run.device=banana", r"run.device='banana' is not supported; choose auto, cpu or cuda"),
     ("run=5", r"recipe section 'run' must be a mapping"),
-    ("run.checkpoint_minutes=.nan", r"run.checkpoint_minutes=nan must be a number > 0"),
-    ("run.checkpoint_minutes=.inf", r"run.checkpoint_minutes=inf must be a number > 0"),
-    ("run.max_minutes=.nan", r"run.max_minutes=nan must be a number > 0"),
+    ("run.checkpoint_minutes=.nan", r"run.checkpoint_minutes=nan must be a finite number > 0"),
+    ("run.checkpoint_minutes=.inf", r"run.checkpoint_minutes=inf must be a finite number > 0"),
+    ("run.max_minutes=.nan", r"run.max_minutes=nan must be a finite number > 0"),
     ("run.out_dir=", r"run.out_dir='' is empty"),
     ("run.batch_size=100000", r"run.batch_size=100000 and data.segment_seconds=0.4 make 40000 s of audio a step"),
 ])

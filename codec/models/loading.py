@@ -47,8 +47,8 @@ def shipped_models_dir() -> Path:
 
 
 def models_dir() -> Path:
-    """Where models are installed: ``$CODEC_MODELS_DIR``, or the repository's ``models/``."""
-    return Path(os.environ.get("CODEC_MODELS_DIR", shipped_models_dir()))
+    """Where models are installed: ``$CODEC_MODELS_DIR``, or (unset or empty) the repository's ``models/``."""
+    return Path(os.environ.get("CODEC_MODELS_DIR") or shipped_models_dir())
 
 
 def model_search_path() -> list[Path]:
@@ -118,10 +118,13 @@ def _model_dir_named(name_or_path: str | Path) -> Path | None:
 
 def _search_path_dir(name: str) -> Path | None:
     """The folder of that name on the search path (shipped and installed models), or None."""
-    for folder in model_search_path():
-        if (folder / name / CONFIG_FILE).is_file():
-            return folder / name
-    return None
+    return next(iter(_search_path_dirs(name)), None)
+
+
+def _search_path_dirs(name: str) -> list[Path]:
+    """Every folder of that name on the search path, first match first (an installed model of a
+    shipped model's folder name, then the shipped one)."""
+    return [folder / name for folder in model_search_path() if (folder / name / CONFIG_FILE).is_file()]
 
 
 def _folders_whose_config_is_named(name: str) -> list[Path]:
@@ -138,10 +141,10 @@ def is_plain_name(name: str) -> bool:
 
 def model_dir_for_codes(name: str, weights: str) -> Path:
     """The model directory that decodes a file made by model ``name`` (its config's name) with
-    weights whose SHA-256 starts with ``weights``: of the model of that name and the installed
-    models saved under other folder names whose config has that name (fine-tunes), the first
-    whose weights match (or list ``weights`` as readable); if none does, the first of them (its
-    load then says the weights differ).
+    weights whose SHA-256 starts with ``weights``: of the folders of that name (installed, then
+    shipped) and the installed models saved under other folder names whose config has that name
+    (fine-tunes), the first whose weights match (or list ``weights`` as readable); if none does,
+    the first of them (its load then says the weights differ).
 
     The name is looked up among the shipped and installed models only, never as a path: a file
     does not choose a folder (``../x``) or a folder in the working directory to load code from.
@@ -153,10 +156,7 @@ def model_dir_for_codes(name: str, weights: str) -> Path:
     if not is_plain_name(name):
         shown = repr(name) if len(name) <= 80 else repr(name[:60]) + f"... ({len(name)} characters)"
         raise ModelNotFoundError(f"the file names its model {shown}, which is not a model's name")
-    direct = _search_path_dir(name)
-    if direct is not None and _reads_weights(direct, weights):
-        return direct
-    candidates = list(dict.fromkeys([*([direct] if direct else []), *_folders_whose_config_is_named(name)]))
+    candidates = list(dict.fromkeys([*_search_path_dirs(name), *_folders_whose_config_is_named(name)]))
     if not candidates:
         raise ModelNotFoundError(f"model '{name}' not found: no shipped or installed model has that name "
                                  f"{_names_hint()}")

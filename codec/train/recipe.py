@@ -126,7 +126,7 @@ def _check_low_high(config, section: str, name: str, rule: str,
 def _check_positive(config, section: str, names: tuple[str, ...]) -> None:
     for name in names:
         if not math.isfinite(getattr(config, name)) or getattr(config, name) <= 0:
-            raise CodecError(f"recipe value {section}.{name}={getattr(config, name)} must be a number > 0")
+            raise CodecError(f"recipe value {section}.{name}={getattr(config, name)} must be a finite number > 0")
 
 
 def _check_range(config, section: str, names: tuple[str, ...], low: float, high: float,
