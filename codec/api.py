@@ -71,12 +71,16 @@ class Codes:
 
         Raises:
             CodecError: if the codes' shape or values disagree with the metadata, or ``model`` is
-                not a model with an entropy model.
+                not the model that made them or has no entropy model.
         """
         coder = None
         if model is not None:
+            network = _network_of(model)
+            with _python_argument_names({"pass --model with the model that encoded them":
+                                         "pass the model that encoded them as model="}):
+                coding.check_compatible(network, self.metadata)   # another model's entropy model mis-codes them
             with _python_argument_names({"without --entropy": "without model=", "(--model ": "(model="}):
-                coder = coding.entropy_coder_for(_network_of(model), required=True, command="call to_bytes")
+                coder = coding.entropy_coder_for(network, required=True, command="call to_bytes")
         try:
             return to_bytes(self._file(), coder)
         except ValueError as error:   # metadata too long for the format
@@ -106,12 +110,15 @@ class Codes:
         return cls(parsed.metadata, parsed.codes, parsed.global_codes)
 
     def save(self, path: Path | str, model: "Codec | str | Path | None" = None) -> None:
-        """Write a ``.codes`` file (replacing any file there, only once the new one is complete);
-        with ``model``, range-coded as ``to_bytes``.
+        """Write a ``.codes`` file (replacing any file there but audio, only once the new one is
+        complete); with ``model``, range-coded as ``to_bytes``.
 
         Raises:
-            CodecError: as ``to_bytes``, or naming ``path`` if it cannot be written.
+            CodecError: as ``to_bytes``, or naming ``path`` if it is an audio file (as
+                ``encode_file``, whatever ``force``) or cannot be written.
         """
+        _check_path(path, "path")
+        coding.check_not_replacing_audio(Path(path))
         data = self.to_bytes(model)
         write_atomically(Path(path), lambda tmp: tmp.write_bytes(data))
 
@@ -122,6 +129,7 @@ class Codes:
         Raises:
             CodecError: if it cannot be read, or for a corrupt or unsupported file.
         """
+        _check_path(path, "path")
         try:
             data = Path(path).read_bytes()
         except OSError as error:
@@ -246,8 +254,7 @@ def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Co
     """
     if name_or_path is not None:
         _check_path(name_or_path, "name_or_path", "a model's name or folder (None: the default model)")
-    if not isinstance(int8, bool):   # "no" would be true
-        raise CodecError(f"int8 must be True or False, not {int8!r}")
+    _check_flag(int8, "int8")
     return Codec(_load_network(name_or_path, int8))
 
 
@@ -258,6 +265,13 @@ def _check_path(value, name: str, what: str = "a path") -> None:
         raise CodecError(f"{name} must be {what} (str or pathlib.Path), not {type(value).__name__}")
     if not os.fspath(value):
         raise CodecError(f"{name} is empty; give {what}")
+
+
+def _check_flag(value, name: str, none_too: bool = False) -> None:
+    """Raises CodecError unless ``value`` is True or False (or None, with ``none_too``): "no" or
+    "false" would count as true, and ``force="no"`` would replace a file."""
+    if not isinstance(value, bool) and not (none_too and value is None):
+        raise CodecError(f"{name} must be True{', False or None' if none_too else ' or False'}, not {value!r}")
 
 
 def _check_model_argument(model) -> None:
@@ -313,6 +327,9 @@ def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float 
     _check_path(input_path, "input_path")
     _check_path(output_path, "output_path")
     _check_model_argument(model)
+    _check_flag(force, "force")
+    _check_flag(entropy, "entropy", none_too=True)
+    _check_flag(int8, "int8")
     with _python_argument_names():
         network = model.network if isinstance(model, Codec) else _load_network(model, int8)
         codes_file, report = coding.encode_file(network, input_path, output_path, _checked_kbps(bitrate, network),
@@ -329,6 +346,8 @@ def decode_file(input_path: Path | str, output_path: Path | str, model: "Codec |
     _check_path(input_path, "input_path")
     _check_path(output_path, "output_path")
     _check_model_argument(model)
+    _check_flag(force, "force")
+    _check_flag(int8, "int8")
     with _python_argument_names():
         report = coding.decode_any_file(input_path, output_path, force, model, load=lambda name_or_path: (
             name_or_path.network if isinstance(name_or_path, Codec) else _load_network(name_or_path, int8)))

@@ -422,7 +422,7 @@ def read_codes_metadata(path: Path | str, whole_file: bool = False) -> CodesMeta
         raise CodecError(f"{path}: {error}") from None
 
 
-def _check_not_replacing_audio(output_path: Path) -> None:
+def check_not_replacing_audio(output_path: Path) -> None:
     """Refuse, even with --force, to replace an audio file with codes: ``codec encode a.wav b.wav``
     (a glob that matched two files, an output folder forgotten) would lose ``b.wav``. Audio is
     known by its name's suffix (a symbolic link's target's) or by its header, whatever its name.
@@ -457,7 +457,7 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     """
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
-    _check_not_replacing_audio(output_path)
+    check_not_replacing_audio(output_path)
     num_codebooks = _codebooks(model, bitrate_kbps)
     report, clipped = CodingReport(), [0]
     leveling = Leveling()

@@ -215,19 +215,34 @@ def test_codes_objects_take_models_by_name_and_any_bytes(tiny_model_dir, tmp_pat
     assert np.array_equal(api.Codes.from_bytes(bytearray(codes.to_bytes())).codes, codes.codes)
     codes.save(tmp_path / "c.codes", model="conv-16k")
     assert api.Codes.load(tmp_path / "c.codes", model="conv-16k").metadata.entropy_coded
+    tiny = api.load_model(tiny_model_dir)
+    tiny_codes = tiny.encode(tone(0.5, 16000), 16000)
+    audio = write_audio(tmp_path / "in.wav", tone(0.2, 16000), 16000).read_bytes()
+    saved = (tmp_path / "c.codes").read_bytes()
     for call, message in [
         (lambda: conv.encode(tone(0.5, 16000), 16000, bitrate="6k"), r"bitrate '6k': must be a number of kbps"),
         (lambda: conv.encode(tone(0.5, 16000), "16000"), r"sample_rate '16000': must be a whole number of Hz"),
         (lambda: api.load_model(tiny_model_dir, int8="no"), r"int8 must be True or False, not 'no'"),
         (lambda: codes.to_bytes(3), r"model must be a codec.Codec \(from codec.load_model\), or a model's name"),
-        (lambda: codes.to_bytes(api.load_model(tiny_model_dir)), r"has no entropy model; call to_bytes without model="),
+        (lambda: tiny_codes.to_bytes(tiny), r"has no entropy model; call to_bytes without model="),
+        (lambda: tiny_codes.to_bytes(conv), r"made by model 'tiny-16k' .* pass the model that encoded them as model="),
+        (lambda: codes.save(tmp_path / "c.codes", model=tiny), r"made by model 'conv-16k'"),
+        (lambda: codes.save(tmp_path / "in.wav"), r"in.wav: is an audio file, which encoding would replace"),
+        (lambda: api.encode_file(tmp_path / "in.wav", tmp_path / "c.codes", model=conv, force="no"),
+         r"force must be True or False, not 'no'"),
+        (lambda: api.encode_file(tmp_path / "in.wav", tmp_path / "c.codes", model=conv, entropy="no"),
+         r"entropy must be True, False or None, not 'no'"),
+        (lambda: api.decode_file(tmp_path / "c.codes", tmp_path / "in.wav", force="false"),
+         r"force must be True or False, not 'false'"),
         (lambda: api.Codes.from_bytes("CODC"), r"from_bytes takes the bytes of a .codes file, not str"),
+        (lambda: api.Codes.load(None), r"path must be a path \(str or pathlib.Path\), not NoneType"),
         (lambda: codes.save(tmp_path / "missing" / "c.codes"), r"missing/c.codes: cannot write \(No such file"),
         (lambda: codes.save(tmp_path), r"cannot write \(Is a directory\)"),
     ]:
         with pytest.raises(CodecError, match=message):
             call()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.codes"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.codes", "in.wav"]
+    assert (tmp_path / "c.codes").read_bytes() == saved and (tmp_path / "in.wav").read_bytes() == audio
 
 
 
