@@ -87,6 +87,33 @@ def model_option_hint(command):
 CLOSED_STDOUT = "stdout is closed; redirect the output to a file (> FILE) or discard it (> /dev/null)"
 
 
+def _stdout_failure(error: OSError) -> str:
+    """The message for stdout that cannot be written (closed, or on a full disk)."""
+    return CLOSED_STDOUT if stdout_was_closed(error) else f"cannot write to stdout ({error.strerror or error})"
+
+
+@contextmanager
+def _writing_stdout() -> Iterator[None]:
+    """Around what a command prints on stdout (a table, a list, JSON): a failed write is named as
+    stdout's, once; a reader that went away is left to ``user_errors`` (exit 141).
+
+    Raises:
+        CodecError: if stdout cannot be written.
+    """
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        discard_output()   # what is still buffered goes nowhere at exit, not into a second message
+        _stdout_failed.append(error)   # (so that run() does not take the discarded stdout for a reader gone)
+        raise CodecError(_stdout_failure(error)) from None
+
+
+_stdout_failed: list[OSError] = []
+
+
 def user_errors(command):
     """Turn a CodecError (or a failed write) into a one-line message and exit code 1."""
     @functools.wraps(command)
@@ -101,9 +128,6 @@ def user_errors(command):
             discard_output()
             raise typer.Exit(141) from None
         except OSError as error:
-            if stdout_was_closed(error):   # a table or list for a closed stdout: one message, not two
-                discard_output()
-                _fail(CLOSED_STDOUT)
             _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
         except Terminated as stopped:   # SIGTERM or SIGHUP, after the temporary files were removed
             _fail(str(stopped), 128 + stopped.signum)
@@ -193,6 +217,21 @@ def _named_path(argument: str, name: str) -> Path:
     if not argument:
         raise CodecError(f"an empty file name was given ({name}); name a file")
     return _as_path(argument)
+
+
+def _non_empty_path(value) -> Path:
+    """Typer parser for path options: ``--out ''`` (an unset variable) names no file or folder,
+    where ``Path("")`` would be the current folder.
+
+    Raises:
+        typer.BadParameter: for an empty value (exit code 2, naming the option).
+    """
+    if isinstance(value, str) and not value:
+        raise typer.BadParameter("an empty path was given; name a file or folder")
+    return Path(value)
+
+
+NON_EMPTY_PATH = {"parser": _non_empty_path, "metavar": "<path>"}   # for path options
 
 
 def _check_out_folder(out: Path) -> None:
@@ -471,12 +510,13 @@ def info(
         raise CodecError(f"{path}: is a pipe or device, not a file; give - as PATH and redirect it to stdin instead")
     with _readable(path, "codec info - < in.codes") as source:
         values = _codes_info(source) if source.is_file() else _model_info(path)
-    if as_json:
-        print(json.dumps(values, indent=2))
-    else:
-        width = max(map(len, values))
-        for key, value in values.items():
-            print(f"{key:<{width}}  {_plain(value)}")
+    with _writing_stdout():
+        if as_json:
+            print(json.dumps(values, indent=2))
+        else:
+            width = max(map(len, values))
+            for key, value in values.items():
+                print(f"{key:<{width}}  {_plain(value)}")
 
 
 def _codes_info(path: Path) -> dict:
@@ -515,25 +555,28 @@ def _packet_stream_info(path: Path) -> dict:
     info, offset = read_stream_info(path, data)
     values = {"format": "packet stream", **{k: v for k, v in asdict(info).items() if v is not None}}
     summary = summarize_stream(data, offset, info)
-    frames_s = summary.frames / info.frame_rate
     if summary.total_samples is not None:   # the end packet's exact length
-        values["duration_s"] = round(summary.total_samples / info.sample_rate, 3)
+        seconds = summary.total_samples / info.sample_rate
     else:
-        values["duration_s"] = round(frames_s, 3)
+        seconds = summary.frames / info.frame_rate
         values["ended"] = False    # no end packet: the stream was cut off, its length is the frames received
+    values["duration_s"] = round(seconds, 3)
     values["packets"] = summary.packets
     values["frames"] = summary.frames
-    values["codebooks"] = summary.codebooks[0] if len(summary.codebooks) == 1 else list(summary.codebooks)
+    if summary.codebooks:   # (a stream without frames has none)
+        values["codebooks"] = summary.codebooks[0] if len(summary.codebooks) == 1 else list(summary.codebooks)
     if summary.global_packets:
         values["global_code_packets"] = summary.global_packets
     values["lost_packets"] = summary.lost_packets
     if summary.damaged_bytes:
         values["damaged_bytes"] = summary.damaged_bytes
     values["file_bytes"] = len(data)
-    if len(summary.codebooks) == 1:
-        values["nominal_kbps"] = round(summary.codebooks[0] * info.bits_per_code * info.frame_rate
-                                       * info.channels / 1000, 3)
-    values["file_kbps"] = round(len(data) * 8 / frames_s / 1000, 3) if frames_s else None
+    if len(summary.codebooks) == 1:   # all channels, as file_kbps and as for .codes files
+        per_channel = summary.codebooks[0] * info.bits_per_code * info.frame_rate / 1000
+        values["nominal_kbps"] = round(per_channel * info.channels, 3)
+        if info.channels > 1:
+            values["nominal_kbps_per_channel"] = round(per_channel, 3)
+    values["file_kbps"] = round(len(data) * 8 / seconds / 1000, 3) if seconds else None
     values["entropy_coded"] = summary.entropy_coded
     return values
 
@@ -585,11 +628,11 @@ def models(
     if installed and not Path(installed).is_dir():   # a typo would otherwise only hide the models it names
         stderr.print(f"warning: CODEC_MODELS_DIR={installed}: no such folder; no installed models listed",
                      soft_wrap=True)
-    if as_json:
-        print(json.dumps([{k: v for k, v in asdict(s).items() if v is not None} for s in summaries], indent=2))
-        return
-    console = _stdout_console()
-    console.print(_models_table(summaries))
+    with _writing_stdout():
+        if as_json:
+            print(json.dumps([{k: v for k, v in asdict(s).items() if v is not None} for s in summaries], indent=2))
+            return
+        _stdout_console().print(_models_table(summaries))
     if not summaries:
         stderr.print("no models found; set CODEC_MODELS_DIR to a folder of model directories")
 
@@ -619,7 +662,8 @@ EVAL_OUTPUTS = ("results.json", "results.csv", "rate_distortion.png", "spectrogr
 def evaluate(
     input: Annotated[str, typer.Argument(
         metavar="INPUT", show_default=False,
-        help="Folder of audio files, one file, or a .tsv/.jsonl manifest with a 'path' column/key.")],
+        help="Folder of audio files, one file, or a manifest: .tsv/.jsonl with a 'path' column/key, or a Kaldi "
+             "wav.scp.")],
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Shipped model name or model directory \\[default: esc-16k-small].")] = None,
     bitrates: Annotated[str | None, typer.Option(
@@ -627,7 +671,8 @@ def evaluate(
         show_default=False)] = None,
     baselines: Annotated[str, typer.Option(
         help="Comma-separated: opus (CBR), opus-vbr, speex, codec2 (or 'none').")] = "none",
-    out: Annotated[Path, typer.Option(help="Folder for results.json, results.csv and plots.")] = Path("eval"),
+    out: Annotated[Path, typer.Option(help="Folder for results.json, results.csv and plots.",
+                                      **NON_EMPTY_PATH)] = Path("eval"),
     pesq_nb: Annotated[bool, typer.Option("--pesq-nb", help="Also compute narrowband PESQ.")] = False,
     entropy: Annotated[bool, typer.Option("--entropy", help="Also rows with the entropy coding.")] = False,
     refine_steps: Annotated[int, typer.Option(
@@ -705,7 +750,12 @@ def evaluate(
         notes.append(f"{len(limited)} of {len({r.path for r in results})} files hold samples beyond ±1.0 full "
                      f"scale ({sum(limited.values())} in all): "
                      f"limited to ±1.0 before coding and scoring, as codec encode does")
-    if names:
+    truncated = {r.path: r.missing_samples for r in results if r.missing_samples}
+    if truncated:
+        notes.append(f"{len(truncated)} of {len({r.path for r in results})} files are truncated (shorter than their "
+                     f"headers announce, {sum(truncated.values())} samples missing in all): coded and scored as far "
+                     f"as they could be read, as codec encode does; first: {next(iter(truncated))}")
+    if any(r.system in names for r in results):
         notes.append("baselines were scored after aligning their decoded signal (lags in results)")
     reasons = Counter(r.undefined["pesq_wb"] for r in results if r.undefined.get("pesq_wb"))
     if reasons:   # why cells read "undefined" (each file's reason is in results.json)
@@ -732,11 +782,11 @@ def evaluate(
                 (out / name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if as_json:
-        print(json.dumps([asdict(s) for s in summaries], indent=2))
-    else:
-        console = _stdout_console()
-        console.print(summary_table(summaries, threads))
+    with _writing_stdout():
+        if as_json:
+            print(json.dumps([asdict(s) for s in summaries], indent=2))
+        else:
+            _stdout_console().print(summary_table(summaries, threads))
     for note in notes:
         stderr.print(f"note: {note}")
     stderr.print(f"wrote {out}/{', '.join(name for name in EVAL_OUTPUTS if (out / name).exists())}")
@@ -758,7 +808,7 @@ def export(
         metavar="MODEL", help="Shipped model name or model directory \\[default: esc-16k-small].",
         show_default=False)] = None,
     format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("exported"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.", **NON_EMPTY_PATH)] = Path("exported"),
     int8: Annotated[bool, typer.Option("--int8", help="8-bit weights for the encoder and decoder (conv-16k: "
                                        "about twice as fast per frame on one CPU thread, same PESQ; "
                                        "esc-16k-small: no faster).")] = False,
@@ -798,9 +848,10 @@ def _exported_graphs(folder: Path) -> set[str]:
 @user_errors
 @model_option_hint
 def stream(
-    input: Annotated[Path | None, typer.Option("--input", "-i", readable=False,
+    input: Annotated[Path | None, typer.Option("--input", "-i", readable=False, **NON_EMPTY_PATH,
                                                help="Stream this file in real time instead of the microphone.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Record the decoded audio to a file.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Record the decoded audio to a file.",
+                                                **NON_EMPTY_PATH)] = None,
     play: Annotated[bool, typer.Option("--play/--no-play", help="Play the decoded audio on the speaker "
                                                                 "\\[default: play unless --output is given].")] = None,
     bitrate: BitrateOption = None,
@@ -812,7 +863,7 @@ def stream(
                                                     "microphone and the speaker; see --list-devices.")] = None,
     list_devices: Annotated[bool, typer.Option("--list-devices", help="List audio devices and exit.")] = False,
     save: Annotated[Path | None, typer.Option(help="Save the packet stream as sent, before any --packet-loss "
-                                                               "(decodable with codec decode).")] = None,
+                                                   "(decodable with codec decode).", **NON_EMPTY_PATH)] = None,
     packet_loss: Annotated[float, typer.Option(help="Simulate losing this fraction of packets (0-1).")] = 0.0,
     realtime: Annotated[bool, typer.Option("--realtime/--fast", help="Pace --input at real time.")] = True,
     threads: Annotated[int, typer.Option(help="Inference threads.")] = 1,
@@ -887,7 +938,7 @@ def run() -> None:
         code = 0
     except SystemExit as exit:
         code = exit.code
-        if code == 1 and _help_saw_a_broken_pipe(stdout_was_null):
+        if code == 1 and not _stdout_failed and _help_saw_a_broken_pipe(stdout_was_null):
             code = 141
     except OSError as error:   # outside the commands' own handling: --help, --version, completion
         code = _output_failed(error)
@@ -920,9 +971,8 @@ def _output_failed(error: OSError) -> int:
     discard_output()
     if isinstance(error, BrokenPipeError):
         return 141
-    reason = CLOSED_STDOUT if stdout_was_closed(error) else f"cannot write the output ({error.strerror or error})"
     try:
-        stderr.print(f"error: {reason}", soft_wrap=True)
+        stderr.print(f"error: {_stdout_failure(error)}", soft_wrap=True)
     except OSError:
         pass
     return 1

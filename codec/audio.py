@@ -211,13 +211,22 @@ def load_audio(path: Path | str) -> tuple[np.ndarray, int]:
     return audio, rate
 
 
+# an MP3 without a frame count in its header (ffmpeg writing to a pipe) has its length estimated
+# from the file's size: off by up to the encoder's padding, not missing audio
+MP3_LENGTH_SLACK = 2 * 1152   # samples: two MPEG-1 layer III frames
+
+
 def load_audio_and_announced(path: Path | str) -> tuple[np.ndarray, int, int]:
     """``load_audio``'s audio and rate, and the length in samples its header announces
-    (``announced_frames``: more than the audio's for a file cut short)."""
+    (``announced_frames``: more than the audio's for a file cut short; an MP3's estimate within
+    ``MP3_LENGTH_SLACK`` counts as its length)."""
     with open_audio(path) as source:
         blocks = list(read_blocks(source, Path(path), 1 << 20))
         channels, rate, announced = source.channels, source.samplerate, announced_frames(source)
-    return (np.concatenate(blocks) if blocks else np.zeros((0, channels))), rate, announced
+        audio = np.concatenate(blocks) if blocks else np.zeros((0, channels))
+        if source.format == "MP3" and announced - len(audio) <= MP3_LENGTH_SLACK:
+            announced = len(audio)
+    return audio, rate, announced
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

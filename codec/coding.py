@@ -22,6 +22,7 @@ import torch
 from codec.atomic import final_path, write_atomically
 from codec.audio import (
     AUDIO_SUFFIXES,
+    MP3_LENGTH_SLACK,
     announced_frames,
     check_sample_rate,
     decoder_notes,
@@ -223,9 +224,6 @@ def _codes_file(model: ConvCodec, sample_rate: int, codes: np.ndarray, num_sampl
     if global_codes is not None:
         meta.global_codebooks, meta.global_codebook_size = global_codes.shape[1], model.config.global_codebook_size
     return CodesFile(meta, codes, global_codes)
-
-
-MP3_LENGTH_SLACK = 2 * 1152   # samples: two MPEG-1 layer III frames
 
 
 def _limit(block: np.ndarray, report_counts: list[int]) -> np.ndarray:
@@ -472,9 +470,7 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
         encoded = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks, refine_steps,
                                 leveling)
         seen, announced = encoded[1], announced_frames(source)
-        # an MP3 without a frame count in its header (ffmpeg writing to a pipe) has its length
-        # estimated from the file's size: off by up to the encoder's padding, not missing audio
-        slack = MP3_LENGTH_SLACK if source.format == "MP3" else 0
+        slack = MP3_LENGTH_SLACK if source.format == "MP3" else 0   # an estimated length, not missing audio
         if announced > 0 and seen < announced - slack:
             report.warnings.append(f"{input_path}: file is truncated: its header announces {announced} "
                                    f"samples, {seen} could be read; coded those")

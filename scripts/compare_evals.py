@@ -2,7 +2,8 @@
 
     python scripts/compare_evals.py A/results.csv B/results.csv [--metric pesq_wb]
 
-Rows are paired by file and nominal bitrate; each system is the first codec named in its file
+Rows are paired by file and nominal bitrate (by file name where no path is in both: relative
+paths from evaluations run in different folders); each system is the first codec named in its file
 (one `codec eval` run can also hold both: pass the same file twice with --systems A B). For each
 bitrate: both means, the mean difference B - A with its 95% confidence interval (normal
 approximation over the files) and on how many files B is better. Two systems whose means differ
@@ -49,6 +50,12 @@ def read_rows(path: Path, system: str | None, metric: str) -> tuple[str, dict[tu
     return system, chosen
 
 
+def by_file_name(rows: dict[tuple[str, float], dict]) -> dict[tuple[str, float], dict]:
+    """``rows`` keyed by file name instead of path; empty if two files share a name."""
+    renamed = {(os.path.basename(path), kbps): row for (path, kbps), row in rows.items()}
+    return renamed if len(renamed) == len(rows) else {}
+
+
 def paired_difference(a: np.ndarray, b: np.ndarray, higher_is_better: bool = True) -> tuple[float, float, int]:
     """For paired values ``a``, ``b`` (one per file): the mean of ``b - a``, its 95% confidence
     half-width (Student's t; nan for one pair) and on how many files ``b`` is better (larger, or
@@ -66,13 +73,20 @@ def main() -> None:
     args = parser.parse_args()
     name_a, a = read_rows(args.a, args.systems[0] if args.systems else None, args.metric)
     name_b, b = read_rows(args.b, args.systems[1] if args.systems else None, args.metric)
+    if not set(a) & set(b):   # relative paths from evaluations run in other folders: pair by file name
+        named_a, named_b = by_file_name(a), by_file_name(b)
+        if set(named_a) & set(named_b):
+            a, b = named_a, named_b
+            print("note: no file path is in both; rows are paired by file name")
     print(f"{args.metric}: B = {name_b} minus A = {name_a}")
     for kbps in sorted({key[1] for key in a} & {key[1] for key in b}):
-        keys = sorted(k for k in a if k[1] == kbps and k in b and a[k][args.metric] and b[k][args.metric])
+        common = [k for k in a if k[1] == kbps and k in b]
+        keys = sorted(k for k in common if a[k][args.metric] and b[k][args.metric])
         x = np.array([float(a[k][args.metric]) for k in keys])
         y = np.array([float(b[k][args.metric]) for k in keys])
         if not keys:
-            print(f"{kbps:g} kbps: no file with a {args.metric} value in both")
+            print(f"{kbps:g} kbps: no file in both" if not common else
+                  f"{kbps:g} kbps: no file with a {args.metric} value in both")
             continue
         mean, ci, better = paired_difference(x, y, args.metric in HIGHER_IS_BETTER)
         print(f"{kbps:g} kbps, {len(keys)} files: A {x.mean():.3f}  B {y.mean():.3f}  "

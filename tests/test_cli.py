@@ -364,12 +364,12 @@ def test_info_on_a_pipe_says_so_and_decode_names_the_file_whose_model_is_unknown
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
-@pytest.mark.parametrize("arguments", [["--version"], ["encode", "--help"]])
-def test_help_and_version_on_a_full_disk_are_one_line(arguments):
+@pytest.mark.parametrize("arguments", [["--version"], ["encode", "--help"], ["models"], ["models", "--json"]])
+def test_help_version_and_lists_on_a_full_disk_are_one_line(arguments):
     with open("/dev/full", "w") as full:
         result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", *arguments],
                                 stdout=full, stderr=subprocess.PIPE, text=True)
-    assert result.returncode == 1 and result.stderr == "error: cannot write the output (No space left on device)\n"
+    assert result.returncode == 1 and result.stderr == "error: cannot write to stdout (No space left on device)\n"
 
 
 @pytest.mark.parametrize("arguments", [["--version"], ["--help"], ["encode", "--help"]])

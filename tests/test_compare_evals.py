@@ -31,7 +31,18 @@ def test_files_pair_up_whether_named_relative_or_absolute(tmp_path):
     assert "B = new minus A = old" in out
     assert "6 kbps, 2 files: A 2.500  B 2.800  B - A +0.300" in out and "B better on 2 of 2" in out
     lone = results(tmp_path / "c.csv", "new", [("data/w.flac", "1.0")])
-    assert "6 kbps: no file with a pesq_wb value in both" in compare(a, lone, tmp_path)
+    assert "6 kbps: no file in both" in compare(a, lone, tmp_path)
+    unscored = results(tmp_path / "d.csv", "new", [("data/x.flac", "")])
+    assert "6 kbps: no file with a pesq_wb value in both" in compare(a, unscored, tmp_path)
+
+
+def test_evaluations_run_from_other_folders_pair_by_file_name(tmp_path):
+    a = results(tmp_path / "a.csv", "old", [("x.flac", "2.0"), ("y.flac", "3.0")])   # run inside data/
+    b = results(tmp_path / "b.csv", "new", [("/elsewhere/data/x.flac", "2.5"), ("/elsewhere/data/y.flac", "3.5")])
+    out = compare(a, b, tmp_path)
+    assert "paired by file name" in out and "6 kbps, 2 files:" in out
+    twice = results(tmp_path / "c.csv", "new", [("one/x.flac", "2.5"), ("two/x.flac", "3.5")])
+    assert "6 kbps: no file in both" in compare(a, twice, tmp_path)   # a name twice: no guessing
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):

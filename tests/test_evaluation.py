@@ -248,6 +248,34 @@ def test_float_samples_beyond_full_scale_are_limited_as_encode_limits_them(tiny_
     assert all(f["scores"]["pesq_wb"] is not None for f in files)
 
 
+def test_a_truncated_file_is_noted_as_encode_warns_of_it(tiny_model_dir, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    whole = write_audio(tmp_path / "whole.wav", speechlike(1.0), 16000, subtype="PCM_16").read_bytes()
+    (folder / "cut.wav").write_bytes(whole[:len(whole) // 2])   # the header still announces 1 s
+    write_audio(folder / "fine.wav", speechlike(1.0), 16000)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["eval", str(folder), "--model", str(tiny_model_dir), "--bitrates", "6",
+                                      "--baselines", "none", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1 of 2 files are truncated" in result.output and "cut.wav" in result.output
+    files = json.loads((out / "results.json").read_text())["files"]
+    assert sorted(f["missing_samples"] for f in files)[0] == 0 and max(f["missing_samples"] for f in files) > 7000
+    assert "weighted by duration" in result.output   # kbps and real-time factors are not means over files
+
+
+def test_empty_path_options_are_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for arguments, option in [(["eval", ".", "--out", ""], "--out"), (["export", "--out", ""], "--out"),
+                              (["stream", "--input", "", "--output", "x.wav"], "--input"),
+                              (["stream", "--input", "a.wav", "--output", ""], "--output"),
+                              (["stream", "--input", "a.wav", "--save", ""], "--save")]:
+        result = CliRunner().invoke(app, arguments)
+        assert result.exit_code == 2 and f"Invalid value for '{option}" in result.output, arguments
+        assert "an empty path was given" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_output_folder_that_cannot_be_written_is_refused_before_coding(tmp_path, monkeypatch):
     source = write_audio(tmp_path / "in.wav", speechlike(1.0), 16000)
     (tmp_path / "file").write_text("")

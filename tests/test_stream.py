@@ -188,6 +188,7 @@ def test_info_counts_a_saved_streams_packets_without_decoding_them(tiny_model_di
     assert (values["packets"], values["lost_packets"], values["codebooks"]) == (len(packets) - 1, 0, 6)
     assert values["frames"] == sum(p.codes.shape[-1] for p in packets[:-1]) and "ended" not in values
     assert values["nominal_kbps"] == 3.0 and values["file_kbps"] > 3.0    # the packet headers cost bits
+    assert values["file_kbps"] == pytest.approx(len(data) * 8 / values["duration_s"] / 1000, abs=0.01)   # over it
     # one packet dropped, the end cut off mid-packet: counted, and the length is the frames received
     second = offset + len(packet_bytes(0, packets[0].codes, info))
     dropped = data[:second] + data[second + len(packet_bytes(1, packets[1].codes, info)):-20]

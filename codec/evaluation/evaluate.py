@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.audio import load_audio
+from codec.audio import load_audio_and_announced
 from codec.errors import CodecError
 from codec.evaluation.alignment import align
 from codec.evaluation.metrics import METRIC_RATE, MIN_SECONDS, score_pair, to_metric_rate
@@ -56,10 +56,13 @@ class FileResult:
     undefined: dict[str, str]   # metric -> why it is undefined
     channels: int = 1           # the file's; only the first is coded and scored
     limited_samples: int = 0    # of that channel, beyond ±1.0 (float files): limited, as encode does
+    missing_samples: int = 0    # announced by the header but not in the file (one cut short)
 
 
 @dataclass
 class Summary:
+    """One system at one bitrate: scores are means over files; kbps and real-time factors are
+    over all the audio (each file weighted by its duration: total bits / total seconds)."""
     system: str
     setting: str
     nominal_kbps: float
@@ -137,7 +140,7 @@ def build_systems(settings: EvalSettings) -> tuple[list[System], list[str]]:
 
 def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
     """All systems on one file: ``(list[FileResult], {system label: decoded [T] at 16 kHz})``."""
-    audio, sample_rate = load_audio(path)
+    audio, sample_rate, announced = load_audio_and_announced(path)
     signal = audio[:, 0]
     limited = int(np.count_nonzero(np.abs(signal) > 1.0))
     if limited:   # every system codes, and is scored against, what a file of audio can hold
@@ -162,7 +165,8 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
             str(path), system.name, system.setting, system.nominal_kbps,
             coded.payload_bits / per_second, coded.overhead_bits / per_second, duration, sample_rate,
             alignment.lag, coded.encode_seconds / duration if duration else 0.0,
-            coded.decode_seconds / duration if duration else 0.0, scores, undefined, audio.shape[1], limited))
+            coded.decode_seconds / duration if duration else 0.0, scores, undefined, audio.shape[1], limited,
+            max(announced - len(signal), 0)))
         if keep_audio:
             decoded_signals[f"{system.name} {system.nominal_kbps:g} kbps"] = alignment.degraded
     return results, (reference, decoded_signals)

@@ -28,7 +28,8 @@ def _cell(summary: Summary, metric: str) -> str:
 
 def summary_table(summaries: list[Summary], threads: int) -> Table:
     metrics = list(summaries[0].mean) if summaries else []
-    table = Table(title=f"mean ± 95% CI over files; real-time factors on {threads} thread(s)")
+    table = Table(title=f"scores: mean ± 95% CI over files; kbps and real-time factors: over all the audio "
+                        f"(weighted by duration), on {threads} thread(s)")
     for column in ["codec", "setting", "nominal kbps", "measured kbps", *[_LABELS[m] for m in metrics],
                    "enc RTF", "dec RTF", "files"]:
         table.add_column(column, justify="left" if column in ("codec", "setting") else "right")
