@@ -763,7 +763,10 @@ def evaluate(
     evaluated = len({r.path for r in results})
     # written to a folder of their own first and moved in together: Ctrl-C while plotting leaves no
     # half set (results without plots, which a rerun would refuse to overwrite without --force)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:   # (where os.access could not tell: /proc, a full disk)
+        raise CodecError(f"--out {out}: cannot create the folder ({error.strerror or error})") from None
     staging = Path(tempfile.mkdtemp(prefix=".eval.", suffix=".partial", dir=out))
     try:
         write_results(staging, results, summaries, notes, {

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import shutil
 import warnings
 
@@ -292,6 +293,15 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_coding(tmp_pa
     result = CliRunner().invoke(app, [*command, str(tmp_path / "new" / "report")])
     assert result.exit_code == 1 and f"cannot write in {tmp_path}" in result.output, result.output
     assert not (tmp_path / "new").exists()
+
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc (Linux)")
+def test_an_output_folder_that_cannot_be_created_is_named_as_out(tiny_model_dir, tmp_path):
+    source = write_audio(tmp_path / "in.wav", speechlike(1.0), 16000)
+    result = CliRunner().invoke(app, ["eval", str(source), "--model", str(tiny_model_dir), "--bitrates", "6",
+                                      "--baselines", "none", "--out", "/proc/no-such-report"])
+    assert result.exit_code == 1 and "--out /proc/no-such-report: cannot create the folder" in result.output
 
 
 def test_eval_leaves_out_unreadable_files_and_checks_its_bitrates(tiny_model_dir, tmp_path):
