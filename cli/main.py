@@ -170,7 +170,7 @@ RefineOption = Annotated[int, typer.Option(
     help="Refine each block's latent with STEPS steps of analysis by synthesis (0: off, up to 1000; 20-60 is a "
          "good range): the decoded audio is perceptually closer to the input at the same nominal bitrate and "
          "any decoder reads the codes, but encoding is far slower (esc-16k-small, 60 steps: +0.51 PESQ-WB at "
-         "6 kbps, encoding 4.6x slower than real time; see its model card). Range-coded, refined codes can take "
+         "6 kbps, encoding about 5x slower than real time; see its model card). Range-coded, refined codes can take "
          "a few % more bits.")]
 Int8Option = Annotated[bool, typer.Option(
     "--int8", help="Compute the model's linear layers in int8 (PyTorch dynamic quantization): about 1.3x faster "
@@ -813,8 +813,8 @@ def export(
     format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.", **NON_EMPTY_PATH)] = Path("exported"),
     int8: Annotated[bool, typer.Option("--int8", help="8-bit weights for the encoder and decoder (conv-16k: "
-                                       "about twice as fast per frame on one CPU thread, same PESQ; "
-                                       "esc-16k-small: no faster).")] = False,
+                                       "1.6-2x as fast per frame on one CPU thread, same PESQ; "
+                                       "esc-16k-small: little or no faster; see the README).")] = False,
     force: FolderForceOption = False,
 ) -> None:
     """Export a model for CPU streaming: encoder and decoder step graphs with explicit state."""
@@ -867,7 +867,7 @@ def stream(
     list_devices: Annotated[bool, typer.Option("--list-devices", help="List audio devices and exit.")] = False,
     save: Annotated[Path | None, typer.Option(help="Save the packet stream as sent, before any --packet-loss "
                                                    "(decodable with codec decode).", **NON_EMPTY_PATH)] = None,
-    packet_loss: Annotated[float, typer.Option(help="Simulate losing this fraction of packets (0-1).")] = 0.0,
+    packet_loss: Annotated[float, typer.Option(help="Simulate losing this fraction of packets, in [0, 1).")] = 0.0,
     realtime: Annotated[bool, typer.Option("--realtime/--fast", help="Pace --input at real time.")] = True,
     threads: Annotated[int, typer.Option(help="Inference threads.")] = 1,
     entropy: Annotated[bool, typer.Option("--entropy", help="Range-code each packet with the model's entropy "

@@ -73,6 +73,10 @@ class Codes:
             CodecError: if the codes' shape or values disagree with the metadata, or ``model`` is
                 not the model that made them or has no entropy model.
         """
+        return self._bytes(model, "to_bytes")
+
+    def _bytes(self, model: "Codec | str | Path | None", caller: str) -> bytes:
+        """``to_bytes`` for the method named ``caller`` (which the errors name)."""
         coder = None
         if model is not None:
             network = _network_of(model)
@@ -80,7 +84,7 @@ class Codes:
                                          "pass the model that encoded them as model="}):
                 coding.check_compatible(network, self.metadata)   # another model's entropy model mis-codes them
             with _python_argument_names({"without --entropy": "without model=", "(--model ": "(model="}):
-                coder = coding.entropy_coder_for(network, required=True, command="call to_bytes")
+                coder = coding.entropy_coder_for(network, required=True, command=f"call {caller}")
         try:
             return to_bytes(self._file(), coder)
         except ValueError as error:   # metadata too long for the format
@@ -119,7 +123,7 @@ class Codes:
         """
         _check_path(path, "path")
         coding.check_not_replacing_audio(Path(path))
-        data = self.to_bytes(model)
+        data = self._bytes(model, "save")
         write_atomically(Path(path), lambda tmp: tmp.write_bytes(data))
 
     @classmethod

@@ -160,7 +160,7 @@ def pack(jobs: list[Job], out: Path) -> None:
         count = 0
         for count, start in enumerate(range(0, len(data), PART_BYTES), 1):
             chunk = data[start:start + PART_BYTES]
-            write_atomically(out / f"session.tar.part-{count - 1}", lambda tmp, chunk=chunk: tmp.write_bytes(chunk))
+            write_atomically(out / f"session.tar.part-{count - 1:03d}", lambda tmp, chunk=chunk: tmp.write_bytes(chunk))
         for old in out.glob("session.tar.part-*"):
             if int(old.name.rsplit("-", 1)[1]) >= count:
                 old.unlink()

@@ -174,7 +174,7 @@ def add_refinement(ship: Path, dev_eval: Path, other_eval: Path | None, notes: s
         settings = loaded["other_corpora"]["settings"]
         other = (f"\n\nOn speech from other corpora (`{settings['input']}`, {settings['files']} files):\n\n"
                  f"{refinement_table(tables['other_corpora'])}")
-    section = f"""## Latent refinement (slower encoding, the same codes)
+    section = f"""## Latent refinement (slower encoding, codes of the same kind)
 
 `codec encode --refine-steps {steps}` (Python: `refine_steps={steps}`) refines each block's latent
 by {steps} steps of analysis by synthesis before quantizing it (`codec/refine.py`): Adam (first
@@ -483,8 +483,8 @@ file (header included) for this model, and the codec's packets for the baselines
 {entropy_text}{speed_text(rtf, encode_macs, decode_macs, int8_rtf)}
 
 Measured with `scripts/write_model_card.py`, which runs the evaluation of `codec eval` (PESQ-WB from
-`pesq`, STOI from `pystoi`, both at 16 kHz after time alignment). `metrics.json` holds the same
-numbers; `tests/test_shipped_model.py` fails if PESQ-WB at 6 kbps on its
+`pesq`, STOI from `pystoi`, both at 16 kHz; this model's output as decoded, with no lag search).
+`metrics.json` holds the same numbers; `tests/test_shipped_model.py` fails if PESQ-WB at 6 kbps on its
 {len(regression)} regression files drops more than 0.1 below {metrics['regression']['pesq_wb_6kbps']:.2f}.
 
 {storage_text(args.ship, args.eight_bit_decoder)} Weights SHA-256: `{model.weights_sha256}`.{compatible_text(readable)}

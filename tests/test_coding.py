@@ -225,6 +225,7 @@ def test_codes_objects_take_models_by_name_and_any_bytes(tiny_model_dir, tmp_pat
         (lambda: api.load_model(tiny_model_dir, int8="no"), r"int8 must be True or False, not 'no'"),
         (lambda: codes.to_bytes(3), r"model must be a codec.Codec \(from codec.load_model\), or a model's name"),
         (lambda: tiny_codes.to_bytes(tiny), r"has no entropy model; call to_bytes without model="),
+        (lambda: tiny_codes.save(tmp_path / "t.codes", model=tiny), r"has no entropy model; call save without model="),
         (lambda: tiny_codes.to_bytes(conv), r"made by model 'tiny-16k' .* pass the model that encoded them as model="),
         (lambda: codes.save(tmp_path / "c.codes", model=tiny), r"made by model 'conv-16k'"),
         (lambda: codes.save(tmp_path / "in.wav"), r"in.wav: is an audio file, which encoding would replace"),

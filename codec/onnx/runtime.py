@@ -15,8 +15,9 @@ from codec.errors import CodecError
 
 
 class OnnxCodec:
-    """The graphs of an exported codec (``codec export --format onnx``): encoder step, one
-    quantizer per bitrate, decoder step."""
+    """The graphs of an exported codec (``codec export --format onnx``): for a conv codec an
+    encoder step and one quantizer per bitrate; for ESC one whole encoder step (quantizing
+    included) per bitrate; then a decoder step."""
 
     def __init__(self, directory: Path | str, threads: int = 1):
         import onnxruntime
