@@ -216,17 +216,20 @@ def load_audio(path: Path | str) -> tuple[np.ndarray, int]:
 MP3_LENGTH_SLACK = 2 * 1152   # samples: two MPEG-1 layer III frames
 
 
+def samples_missing(source: sf.SoundFile, read: int) -> int:
+    """How many samples the header announces (``announced_frames``) beyond the ``read`` ones that
+    could be read: > 0 for a file cut short; 0 within an MP3's ``MP3_LENGTH_SLACK``."""
+    missing = announced_frames(source) - read
+    return 0 if missing <= (MP3_LENGTH_SLACK if source.format == "MP3" else 0) else missing
+
+
 def load_audio_and_announced(path: Path | str) -> tuple[np.ndarray, int, int]:
-    """``load_audio``'s audio and rate, and the length in samples its header announces
-    (``announced_frames``: more than the audio's for a file cut short; an MP3's estimate within
-    ``MP3_LENGTH_SLACK`` counts as its length)."""
+    """``load_audio``'s audio and rate, and the length in samples its header announces (more
+    than the audio's for a file cut short: ``samples_missing``)."""
     with open_audio(path) as source:
         blocks = list(read_blocks(source, Path(path), 1 << 20))
-        channels, rate, announced = source.channels, source.samplerate, announced_frames(source)
-        audio = np.concatenate(blocks) if blocks else np.zeros((0, channels))
-        if source.format == "MP3" and announced - len(audio) <= MP3_LENGTH_SLACK:
-            announced = len(audio)
-    return audio, rate, announced
+        audio = np.concatenate(blocks) if blocks else np.zeros((0, source.channels))
+        return audio, source.samplerate, len(audio) + samples_missing(source, len(audio))
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

@@ -22,13 +22,12 @@ import torch
 from codec.atomic import final_path, write_atomically
 from codec.audio import (
     AUDIO_SUFFIXES,
-    MP3_LENGTH_SLACK,
-    announced_frames,
     check_sample_rate,
     decoder_notes,
     missing,
     open_audio,
     read_blocks,
+    samples_missing,
     starts_as_audio,
 )
 from codec.band_fill import BandFill
@@ -469,10 +468,9 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
         blocks = (_limit(b, clipped) for b in read_blocks(source, input_path, block_size))
         encoded = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks, refine_steps,
                                 leveling)
-        seen, announced = encoded[1], announced_frames(source)
-        slack = MP3_LENGTH_SLACK if source.format == "MP3" else 0   # an estimated length, not missing audio
-        if announced > 0 and seen < announced - slack:
-            report.warnings.append(f"{input_path}: file is truncated: its header announces {announced} "
+        seen = encoded[1]
+        if lost := samples_missing(source, seen):
+            report.warnings.append(f"{input_path}: file is truncated: its header announces {seen + lost} "
                                    f"samples, {seen} could be read; coded those")
         if damage := decoder_notes(source):
             report.warnings.append(f"{input_path}: {damage}")
