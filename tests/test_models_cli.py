@@ -29,6 +29,17 @@ def test_models_lists_the_shipped_model_with_its_measured_pesq():
     assert models["conv-16k"]["latency_ms"] == 30 and models["conv-16k"]["entropy_model"]
 
 
+def test_models_table_rounds_as_the_model_cards_do():
+    """Each figure is the card's mean rounded once to 2 decimals (rounding to 3 first turned
+    esc-16k's 2.4252 into 2.42 where its card says 2.43)."""
+    table = re.sub(r"\s+", " ", invoke("models").stdout)
+    for name in ("conv-16k", "esc-16k", DEFAULT_MODEL):
+        card = json.loads((REPO / "models" / name / "metrics.json").read_text())
+        for row in card["dev"]:
+            if row["system"] == name:
+                assert f"{row['nominal_kbps']:g}: {row['mean']['pesq_wb']:.2f}" in table, (name, row["nominal_kbps"])
+
+
 def test_help_names_the_default_model():
     """The CLI's help states the default by name (typed out there: importing it would load torch)."""
     for command in ("encode", "export"):

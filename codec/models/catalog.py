@@ -115,7 +115,7 @@ def measured_pesq(directory: Path, name: str) -> dict[str, float]:
     for row in rows:
         try:
             if row["system"] == name and row["mean"].get("pesq_wb") is not None:
-                pesq[f"{float(row['nominal_kbps']):g}"] = round(float(row["mean"]["pesq_wb"]), 3)
+                pesq[f"{float(row['nominal_kbps']):g}"] = float(row["mean"]["pesq_wb"])
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
     return pesq
