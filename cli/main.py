@@ -568,8 +568,12 @@ def _packet_stream_info(path: Path) -> dict:
     if summary.global_packets:
         values["global_code_packets"] = summary.global_packets
     values["lost_packets"] = summary.lost_packets
+    if summary.stale_packets:
+        values["stale_packets"] = summary.stale_packets
     if summary.damaged_bytes:
         values["damaged_bytes"] = summary.damaged_bytes
+    if summary.bytes_after_end:
+        values["bytes_after_end"] = summary.bytes_after_end
     values["file_bytes"] = len(data)
     if len(summary.codebooks) == 1:   # all channels, as file_kbps and as for .codes files
         per_channel = summary.codebooks[0] * info.bits_per_code * info.frame_rate / 1000

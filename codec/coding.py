@@ -99,10 +99,11 @@ def check_output_format(from_channels: int, sample_rate: int | None, channels: i
             raise CodecError(f"{path}: {error}" if path else str(error)) from None
 
 
-def convert_blocks(blocks: Iterable[np.ndarray], sample_rate: int, samples: int, to_rate: int | None,
+def convert_blocks(blocks: Iterable[np.ndarray], sample_rate: int, samples: int | None, to_rate: int | None,
                    to_channels: int | None) -> Iterator[np.ndarray]:
     """``[n, C]`` blocks at ``sample_rate`` (``samples`` in all) -> ``[m, to_channels]`` blocks at
-    ``to_rate`` (None: keep), ``round(samples * to_rate / sample_rate)`` samples in all, exactly.
+    ``to_rate`` (None: keep), ``round(samples * to_rate / sample_rate)`` samples in all, exactly
+    (``samples`` None: as many as the resampler gives).
 
     Channels are remixed where there are fewer of them (before resampling when mixing down,
     after when copying up); resampling streams through soxr, so memory stays flat.
@@ -116,21 +117,22 @@ def convert_blocks(blocks: Iterable[np.ndarray], sample_rate: int, samples: int,
     remix = _remixer(from_channels, to_channels)
     early = to_channels < from_channels
     resample = _resampler(sample_rate, to_rate, to_channels if early else from_channels)
-    left = round(samples * to_rate / sample_rate)
+    left = None if samples is None else round(samples * to_rate / sample_rate)
 
     def convert(block: np.ndarray, last: bool = False) -> np.ndarray:
         nonlocal left
         block = np.asarray(block, dtype=np.float64)
         out = resample(remix(block), last=last) if early else remix(resample(block, last=last))
-        out = out[:left]
-        left -= len(out)
+        if left is not None:
+            out = out[:left]
+            left -= len(out)
         return out.astype(np.float32)
 
     yield convert(first)
     for block in blocks:
         yield convert(block)
     yield convert(np.zeros((0, from_channels)), last=True)
-    if left > 0:
+    if left:
         yield np.zeros((left, to_channels), dtype=np.float32)
 
 
@@ -419,28 +421,34 @@ def read_codes_metadata(path: Path | str, whole_file: bool = False) -> CodesMeta
         raise CodecError(f"{path}: {error}") from None
 
 
-def check_not_replacing_audio(output_path: Path) -> None:
+def check_not_replacing_audio(output_path: Path, writer: str = "encoding") -> None:
     """Refuse, even with --force, to replace an audio file with codes: ``codec encode a.wav b.wav``
-    (a glob that matched two files, an output folder forgotten) would lose ``b.wav``. Audio is
-    known by its name's suffix (a symbolic link's target's) or by its header, whatever its name.
-    A file of codes that was given an audio suffix before may be replaced.
+    (a glob that matched two files, an output folder forgotten) would lose ``b.wav``, as would
+    ``codec stream --save b.wav`` (``writer`` "--save"). Audio is known by its name's suffix (a
+    symbolic link's target's) or by its header, whatever its name. A file of codes (a ``.codes``
+    file or a saved packet stream) that was given an audio suffix before may be replaced.
 
     Raises:
         CodecError: naming the file.
     """
+    from codec.packets import STREAM_MAGIC
+
     final = final_path(output_path)
     if not final.is_file():
         return
     try:
         with final.open("rb") as existing:
-            start = existing.read(max(len(MAGIC), 4))
+            start = existing.read(max(len(MAGIC), len(STREAM_MAGIC), 4))
     except OSError:
         return   # writing it fails with the reason
-    if start.startswith(MAGIC):
+    if start.startswith(MAGIC) or start.startswith(STREAM_MAGIC):
         return
     if final.suffix.lower() in AUDIO_SUFFIXES or output_path.suffix.lower() in AUDIO_SUFFIXES \
             or starts_as_audio(start):
-        raise CodecError(f"{output_path}: is an audio file, which encoding would replace with codes; "
+        if writer == "--save":
+            raise CodecError(f"--save {output_path}: is an audio file, which the packet stream would replace; "
+                             f"name the saved stream .cods (--output FILE writes the decoded audio)")
+        raise CodecError(f"{output_path}: is an audio file, which {writer} would replace with codes; "
                          f"name the output .codes (to encode several files, give an output folder)")
 
 
@@ -553,7 +561,7 @@ def decode_any_file(input_path: Path | str, output_path: Path | str, force: bool
     batch workers). Output options as in ``decode_file``.
 
     Raises:
-        CodecError: as ``decode_file`` and ``decode_stream_file``, or if the model is not found.
+        CodecError: as ``decode_file`` and ``codec.saved_stream.decode_stream_file``, or if the model is not found.
     """
     from codec.models import load_model
 
@@ -561,6 +569,8 @@ def decode_any_file(input_path: Path | str, output_path: Path | str, force: bool
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
     if is_packet_stream(input_path):
+        from codec.saved_stream import decode_stream_file
+
         info = read_stream_info(input_path)[0]
         network = load(model if model is not None else _model_named_in(input_path, info.model, info.weights))
         with one_torch_thread():   # packet by packet: small steps, where more threads only wait on each other
@@ -655,92 +665,3 @@ def read_stream_info(path: Path, data: bytes | None = None):
         return read_stream_header(path.read_bytes() if data is None else data)
     except CodecError as error:
         raise CodecError(f"{path}: {error}") from None
-
-
-# the longest run of lost packets a saved stream may conceal: longer gaps are damage, not loss
-MAX_CONCEALED_SECONDS = 60
-
-
-def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
-                       force: bool = False, sample_rate: int | None = None,
-                       channels: int | None = None) -> CodingReport:
-    """Decode a saved packet stream (``codec stream --save``): lost or damaged packets are
-    concealed; the end packet, when present, gives the exact length. ``sample_rate`` and
-    ``channels`` as in ``decode_file``."""
-    from codec.packets import SEQUENCE_MODULO, read_packets, sequence_gap
-
-    input_path, output_path = Path(input_path), Path(output_path)
-    check_paths(input_path, output_path, force)
-    data = input_path.read_bytes()
-    info, offset = read_stream_info(input_path, data)
-    check_output_format(info.channels, sample_rate, channels, input_path)
-    meta = CodesMetadata(info.model, info.weights, info.sample_rate, info.channels, 0, info.frame_rate, 1,
-                         info.codebook_size, 0)
-    check_compatible(model, meta, input_path)
-    coder = None
-    if info.entropy_model is not None:
-        coder = entropy_coder_for(model)
-        if coder is None or coder.name != info.entropy_model or coder.weights[:8] != info.entropy_weights:
-            raise CodecError(f"{input_path}: its packets are entropy-coded with model '{info.entropy_model}' "
-                             f"(weights {info.entropy_weights}), which model '{model.config.name}' does not have")
-    decoder = file_decoder(model, info.channels)
-    needs_global = getattr(model, "global_code", None) is not None
-    pieces, expected_sequence, frames_per_packet, total, lost, no_global, stale = [], 0, 1, None, 0, 0, 0
-    for packet in read_packets(data, offset, info, coder):
-        gap = sequence_gap(packet.sequence, expected_sequence)
-        if gap >= SEQUENCE_MODULO // 2:   # behind the expected number: a duplicate or a late arrival
-            stale += 1
-            continue
-        if gap > 0:   # (before the end packet too: the damaged packets just before it)
-            if gap * frames_per_packet > MAX_CONCEALED_SECONDS * info.frame_rate:
-                raise CodecError(f"{input_path}: damaged: packet {packet.sequence} follows packet "
-                                 f"{(expected_sequence - 1) % SEQUENCE_MODULO}, a gap of {gap} packets "
-                                 f"(over {MAX_CONCEALED_SECONDS} s) that no stream's loss explains")
-            lost += gap
-            pieces.append(decoder.conceal(gap * frames_per_packet))
-        if packet.is_end:
-            total = packet.total_samples
-            break
-        expected_sequence = (packet.sequence + 1) % SEQUENCE_MODULO
-        if packet.global_codes is not None:   # the time-invariant code for the frames from here on
-            decoder.global_codes = torch.from_numpy(packet.global_codes)
-            continue
-        frames_per_packet = packet.codes.shape[-1]
-        if needs_global and decoder.global_codes is None:   # its packet was lost
-            no_global += frames_per_packet
-            pieces.append(decoder.conceal(frames_per_packet))
-            continue
-        try:
-            pieces.append(decoder.decode(torch.from_numpy(packet.codes)))
-        except CodecError as error:   # (a crafted packet's codebook count)
-            raise CodecError(f"{input_path}: packet {packet.sequence}: {error}") from None
-    pieces.append(decoder.flush())
-    audio = torch.cat(pieces, dim=-1)[:, 0].numpy().T.astype(np.float64)
-    resample = _resampler(model.sample_rate, info.sample_rate, info.channels)
-    audio = resample(audio, last=True)
-    if total is not None:
-        if total > len(audio) + info.sample_rate:   # its packets' audio, give or take the latency
-            raise CodecError(f"{input_path}: damaged: the end packet gives {total} samples, but the packets "
-                             f"hold about {len(audio)}")
-        audio = np.concatenate([audio, np.zeros((max(0, total - len(audio)), info.channels))])[:total]
-    _check_not_empty_flac(len(audio), input_path, output_path)
-    report = CodingReport()
-    if lost:
-        report.warnings.append(f"{input_path}: {lost} lost or damaged packets were concealed")
-    if stale:
-        report.warnings.append(f"{input_path}: {stale} duplicated or out-of-order packets were dropped")
-    if no_global:
-        report.warnings.append(f"{input_path}: the global code's packet was lost, so {no_global} frames "
-                               f"({no_global / info.frame_rate:.2f} s) were concealed until one arrived")
-    if total is None:
-        report.warnings.append(f"{input_path}: the stream has no end packet (cut short?); decoded what arrived")
-
-    if sample_rate or channels:
-        audio = np.concatenate(list(convert_blocks([audio], info.sample_rate, len(audio), sample_rate, channels)))
-
-    def write(tmp: Path) -> None:
-        with open_sink(tmp, output_path, sample_rate or info.sample_rate, channels or info.channels) as sink:
-            sink.write(np.clip(audio, -1.0, 1.0))
-
-    write_atomically(output_path, write, overwrite=force)
-    return report

@@ -493,10 +493,12 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     written = [path for path in (output, save) if path is not None]
     if len({path.resolve() for path in written}) < len(written):
         raise CodecError(f"--output and --save are the same file ({output}); give two names")
-    from codec.coding import _format_for, check_output_path
+    from codec.coding import _format_for, check_not_replacing_audio, check_output_path
 
     for path in written:
         check_output_path(path, force, input, stdout=False)
+    if save is not None:   # even with --force: a packet stream never takes an audio file's place
+        check_not_replacing_audio(save, "--save")
     if output is not None:
         _format_for(output)   # an unsupported suffix fails before the model loads
     asked_to_play = bool(play)
@@ -506,6 +508,15 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     if device is not None and input is not None and not play:
         raise CodecError(f"--device {device}: with --input and without --play no audio device is opened; "
                          f"drop --device, or add --play to hear the stream on it")
+
+    # before the model loads (seconds): without PortAudio there is nothing to stream to or from
+    if input is None:
+        sd = import_sounddevice()
+    else:   # only playing needs a device: the hint must not suggest the --input already given
+        instead = "instead of --play" if asked_to_play else "(playing it is the default without --output)"
+        if save is not None and not asked_to_play:
+            instead += ", or add --no-play to only save the stream"
+        sd = import_sounddevice(f"write the decoded audio with --output FILE {instead}") if play else None
 
     from codec.models import load_model
 
@@ -531,11 +542,6 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         if coder is None:
             raise CodecError(f"model '{codec_model.config.name}' has no entropy model (entropy.safetensors beside "
                              f"its weights); stream without --entropy{entropy_models_hint()}")
-    if input is None:
-        sd = import_sounddevice()
-    else:   # only playing needs a device: the hint must not suggest the --input already given
-        instead = "instead of --play" if asked_to_play else "(playing it is the default without --output)"
-        sd = import_sounddevice(f"write the decoded audio with --output FILE {instead}") if play else None
     dev = _device(device)
     if input is not None:
         source = FileSource(input, BLOCK_SECONDS, realtime)

@@ -143,8 +143,10 @@ def read_stream_header(data: bytes) -> tuple[StreamInfo, int]:
     Raises:
         BitstreamError: wrong magic, unknown version, truncation or a CRC mismatch.
     """
-    if len(data) < _STREAM_HEAD.size or data[:4] != STREAM_MAGIC:
+    if data[:4] != STREAM_MAGIC:
         raise BitstreamError("not a packet stream (wrong magic bytes at offset 0)")
+    if len(data) < _STREAM_HEAD.size:
+        raise BitstreamError(f"truncated in the stream header ({len(data)} bytes)")
     _, version, length = _STREAM_HEAD.unpack_from(data)
     if version != VERSION:
         raise BitstreamError(f"unsupported packet stream version {version} at offset 4; this codec reads {VERSION}")
@@ -269,16 +271,18 @@ class StreamSummary:
     packets: int = 0               # intact frame packets
     frames: int = 0                # code frames in them
     codebooks: tuple[int, ...] = ()     # the codebook counts used (one, unless the bitrate changed)
-    lost_packets: int = 0          # sequence numbers missing between intact packets
+    lost_packets: int = 0          # sequence numbers missing before and between intact packets
+    stale_packets: int = 0         # duplicated or out-of-order packets (decoding drops them)
     damaged_bytes: int = 0         # bytes skipped to resynchronise
     global_packets: int = 0
     entropy_coded: bool = False
     total_samples: int | None = None   # from the end packet; None if the stream has none
+    bytes_after_end: int = 0       # bytes after the end packet (another stream appended?), not read
 
 
 def summarize_stream(data: bytes, offset: int, info: StreamInfo) -> StreamSummary:
     """Walk the packets from ``offset`` as ``read_packets`` does, counting instead of decoding."""
-    summary, used, expected = StreamSummary(), set(), None
+    summary, used, expected = StreamSummary(), set(), 0
     while offset + _PACKET_HEAD.size + _PACKET_CRC.size <= len(data):
         framed = _framed(data, offset, info)
         if framed is None:
@@ -287,12 +291,18 @@ def summarize_stream(data: bytes, offset: int, info: StreamInfo) -> StreamSummar
             summary.damaged_bytes += found - offset
             offset = found
             continue
-        if expected is not None:
-            summary.lost_packets += sequence_gap(framed.sequence, expected)
+        gap = sequence_gap(framed.sequence, expected)
+        if gap >= SEQUENCE_MODULO // 2:   # a duplicate or a late arrival, which decoding drops
+            summary.stale_packets += 1
+            offset += framed.size
+            continue
+        summary.lost_packets += gap
         expected = (framed.sequence + 1) % SEQUENCE_MODULO
-        if framed.frames == 0:
+        if framed.frames == 0:   # the end: what follows is not this stream's
             summary.total_samples = _TOTAL.unpack(framed.payload)[0]
-        elif framed.is_global:
+            summary.bytes_after_end = len(data) - offset - framed.size
+            break
+        if framed.is_global:
             summary.global_packets += 1
         else:
             summary.packets += 1
@@ -300,6 +310,7 @@ def summarize_stream(data: bytes, offset: int, info: StreamInfo) -> StreamSummar
             summary.entropy_coded |= framed.coded
             used.add(framed.codebooks)
         offset += framed.size
-    summary.damaged_bytes += max(0, len(data) - offset)
+    else:
+        summary.damaged_bytes += max(0, len(data) - offset)
     summary.codebooks = tuple(sorted(used))
     return summary

@@ -213,11 +213,15 @@ def test_training_with_a_global_code_logs_the_consistency_loss(tmp_path):
 
 
 def test_a_lost_global_code_packet_is_reported(global_model_dir, tmp_path):
-    """A saved stream whose only global-code packet is damaged still decodes (concealed), and the
-    warning says how much was concealed for lack of it."""
-    source = write_audio(tmp_path / "in.wav", tone(1.0, 16000), 16000)
+    """A saved stream whose first global-code packet is damaged still decodes (concealed until the
+    refresh), the warning says how much was concealed for lack of it, and the lost packet, which
+    held no frames, shifts nothing: after the refresh the audio is the intact stream's."""
+    import soundfile as sf
+
+    source = write_audio(tmp_path / "in.wav", tone(1.5, 16000), 16000)
     assert run_cli("stream", "--input", source, "--output", tmp_path / "s.wav", "--save", tmp_path / "s.cods",
-                   "--model", global_model_dir, "--fast").exit_code == 0
+                   "--model", global_model_dir, "--fast", "--global-refresh", "0.5").exit_code == 0
+    assert run_cli("decode", tmp_path / "s.cods", tmp_path / "intact.wav", "--model", global_model_dir).exit_code == 0
     from codec.packets import read_stream_header
 
     data = bytearray((tmp_path / "s.cods").read_bytes())
@@ -226,6 +230,9 @@ def test_a_lost_global_code_packet_is_reported(global_model_dir, tmp_path):
     (tmp_path / "d.cods").write_bytes(bytes(data))
     result = run_cli("decode", tmp_path / "d.cods", tmp_path / "d.wav", "--model", global_model_dir)
     assert result.exit_code == 0 and "global code's packet was lost" in result.output
+    intact, damaged = sf.read(str(tmp_path / "intact.wav"))[0], sf.read(str(tmp_path / "d.wav"))[0]
+    assert len(damaged) == len(intact) == 24000
+    np.testing.assert_allclose(damaged[-4000:], intact[-4000:], atol=1e-3)
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "0"])

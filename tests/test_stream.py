@@ -243,10 +243,84 @@ def test_missing_portaudio_names_the_fix(tiny_model_dir, tmp_path, monkeypatch):
     source = write_audio(tmp_path / "in.wav", tone(0.2, 16000), 16000)
     for options, instead in (((), "or stream a file with --input FILE"),
                              (("--input", source, "--play"), "with --output FILE instead of --play"),
-                             (("--input", source), "with --output FILE (playing it is the default without")):
+                             (("--input", source), "with --output FILE (playing it is the default without"),
+                             (("--input", source, "--save", tmp_path / "s.cods"), "or add --no-play to only save")):
         result = invoke("stream", "--model", tiny_model_dir, *options)
         assert result.exit_code == 1 and "apt-get install libportaudio2" in result.output, result.output
         assert instead in result.output and len(result.output.strip().splitlines()) == 1
+    # found before the model is loaded (seconds for a large one)
+    result = invoke("stream", "--model", tmp_path / "no-such-model")
+    assert result.exit_code == 1 and "apt-get install libportaudio2" in result.output
+
+
+def _forged(saved, info, packets):
+    """Rewrite ``saved`` from ``packets`` (frame packets and the end packet)."""
+    body = b"".join(end_packet(p.sequence, p.total_samples) if p.is_end else packet_bytes(p.sequence, p.codes, info)
+                    for p in packets)
+    saved.write_bytes(stream_header(info) + body)
+
+
+def test_a_lost_first_packet_of_several_frames_keeps_the_timing(tiny_model_dir, tmp_path):
+    """A lost packet is concealed with the sender's packet size (here 5 frames), not the last
+    size seen (none yet): what follows is decoded where it belongs, not 80 ms early."""
+    source = write_audio(tmp_path / "in.wav", tone(2.0, 16000, 220.0) * np.linspace(0.2, 1, 32000)[:, None], 16000)
+    saved = tmp_path / "stream.cods"
+    assert invoke("stream", "--input", source, "--save", saved, "--no-play", "--model", tiny_model_dir, "--fast",
+                  "--packet-frames", "5").exit_code == 0
+    assert invoke("decode", saved, tmp_path / "intact.wav", "--model", tiny_model_dir).exit_code == 0
+    data = saved.read_bytes()
+    info, offset = read_stream_header(data)
+    packets = list(read_packets(data, offset, info))
+    assert packets[0].codes.shape[-1] == 5
+    _forged(saved, info, packets[1:])
+    result = invoke("decode", saved, tmp_path / "lost.wav", "--model", tiny_model_dir)
+    assert result.exit_code == 0 and "1 lost or damaged packets were concealed" in result.output
+    intact, lost = sf.read(str(tmp_path / "intact.wav"))[0], sf.read(str(tmp_path / "lost.wav"))[0]
+    assert len(lost) == len(intact) == 32000
+    np.testing.assert_allclose(lost[16000:], intact[16000:], atol=1e-3)   # once the decoder's context is past the gap
+
+
+def test_bytes_after_the_end_packet_are_reported_not_read(tiny_model_dir, speech, tmp_path):
+    """Two streams joined: the first is decoded with a warning, and info counts the second's bytes
+    instead of 65000 lost packets; a duplicate is counted as one, not as a wrap of the sequence."""
+    saved, info, packets = _saved_stream(tiny_model_dir, speech, tmp_path)
+    data = saved.read_bytes()
+    saved.write_bytes(data + data)
+    result = invoke("decode", saved, tmp_path / "out.wav", "--model", tiny_model_dir)
+    assert result.exit_code == 0 and f"{len(data)} bytes after its end packet were ignored" in result.output
+    assert sf.info(str(tmp_path / "out.wav")).frames == sf.info(str(speech)).frames
+    values = json.loads(invoke("info", saved, "--json").stdout)
+    assert (values["lost_packets"], values["bytes_after_end"], values["packets"]) == (0, len(data), len(packets) - 1)
+    _forged(saved, info, packets[:3] + [packets[1]] + packets[3:])
+    values = json.loads(invoke("info", saved, "--json").stdout)
+    assert (values["lost_packets"], values["stale_packets"], "bytes_after_end" in values) == (0, 1, False)
+
+
+def test_a_stream_whose_header_does_not_fit_its_packets_is_refused(tiny_model_dir, speech, tmp_path):
+    """A header rewritten to many channels at a high rate (its packets then read as damage) is
+    refused at once instead of concealing its length in 64 channels at 384 kHz."""
+    saved, info, packets = _saved_stream(tiny_model_dir, speech, tmp_path)
+    forged = StreamInfo(**{**info.__dict__, "channels": 64, "sample_rate": 384000})
+    saved.write_bytes(stream_header(forged) + saved.read_bytes()[len(stream_header(info)):])
+    result = invoke("decode", saved, tmp_path / "out.wav", "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "none of its packets of codes can be read" in result.output
+    assert "64 channels at 384000 Hz" in result.output and not (tmp_path / "out.wav").exists()
+    saved.write_bytes(b"CODS")
+    result = invoke("decode", saved, tmp_path / "out.wav", "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "truncated in the stream header (4 bytes)" in result.output
+
+
+def test_a_long_stream_is_decoded_in_blocks(tiny_model, monkeypatch):
+    """Memory does not grow with the stream: the audio is made in blocks of BLOCK_SECONDS."""
+    import codec.saved_stream as saved_stream
+
+    monkeypatch.setattr(saved_stream, "BLOCK_SECONDS", 0.2)
+    codes = np.zeros((1, 6, 3), dtype=np.int64)
+    plan = saved_stream._Plan(steps=[("codes", codes, i) for i in range(10)] + [("conceal", 25)], frames=55)
+    blocks = list(saved_stream._model_rate_blocks(tiny_model, plan, 1, "s.cods"))
+    frames = [b.shape[-1] / tiny_model.frame_size for b in blocks]
+    assert len(blocks) >= 6 and max(frames) <= 12   # 10 frames a block, the flush (and the latency) aside
+    assert sum(b.shape[-1] for b in blocks) == 55 * tiny_model.frame_size
 
 
 def test_packets_round_trip_and_resynchronise():
@@ -288,6 +362,18 @@ def test_stream_never_writes_over_its_input_or_twice_to_one_file(tiny_model_dir,
     twice = invoke("stream", "--input", source, "--output", tmp_path / "o", "--save", tmp_path / "o", "--fast",
                    "--model", tiny_model_dir)
     assert twice.exit_code == 1 and "same file" in twice.output
+    # other audio is never replaced by a saved stream, even with --force; an earlier stream may be
+    other = write_audio(tmp_path / "take2.flac", tone(0.2, 16000), 16000)
+    kept = other.read_bytes()
+    replaced = invoke("stream", "--input", source, "--save", other, "--no-play", "--fast", "--force",
+                      "--model", tiny_model_dir)
+    assert replaced.exit_code == 1 and "take2.flac: is an audio file, which the packet stream would replace" \
+        in replaced.output and other.read_bytes() == kept
+    again = tmp_path / "earlier.wav"
+    for _ in range(2):
+        result = invoke("stream", "--input", source, "--save", again, "--no-play", "--fast", "--force",
+                        "--model", tiny_model_dir)
+        assert result.exit_code == 0, result.output
 
 
 def test_a_failed_stream_leaves_no_file(tiny_model_dir, tmp_path):

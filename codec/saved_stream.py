@@ -1,0 +1,244 @@
+"""Decoding a saved packet stream (``codec stream --save``) to an audio file.
+
+The stream's packets are read and checked first (they are small: codes, not audio), which
+gives a plan: the frames to decode, the lost frames to conceal and where, and the exact length
+from the end packet. The audio is then made block by block, as ``.codes`` files are decoded,
+so memory does not grow with the stream's duration.
+
+A lost packet's frame count is not in the stream; it is taken to be the sender's packet size,
+the most frames any received packet holds (every packet but the last is that size), so that a
+lost first packet of 10 frames keeps the timing of the rest. With a time-invariant global code
+(TiCodec), the stream's first packet is the global code's, which holds no frames; a lost refresh
+of it later in the stream cannot be told from a lost packet of frames, and shifts what follows
+by one packet (the end packet still gives the exact length).
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from codec.atomic import write_atomically
+from codec.bitstream import CodesMetadata
+from codec.coding import (
+    BLOCK_SECONDS,
+    CodingReport,
+    _check_not_empty_flac,
+    _resampler,
+    check_compatible,
+    check_output_format,
+    check_paths,
+    convert_blocks,
+    disk_full,
+    entropy_coder_for,
+    open_sink,
+    read_stream_info,
+)
+from codec.errors import CodecError
+from codec.models import ConvCodec
+from codec.packets import SEQUENCE_MODULO, Packet, StreamInfo, read_packets, sequence_gap, summarize_stream
+from codec.streaming import file_decoder
+
+# the longest run of lost packets a saved stream may conceal: longer gaps are damage, not loss
+MAX_CONCEALED_SECONDS = 60
+
+
+@dataclass
+class _Plan:
+    """What decoding a stream does, in order: ``("codes", [C, K, F] codes, sequence number)``,
+    ``("conceal", frames)`` or ``("global", [C, G] codes)``; and what it found."""
+    steps: list[tuple] = field(default_factory=list)
+    frames: int = 0                  # frames decoded or concealed
+    frame_packets: int = 0           # intact packets of codes received
+    total: int | None = None         # samples at the stream's rate, from the end packet
+    lost: int = 0                    # packets concealed
+    stale: int = 0                   # duplicated or late packets dropped
+    no_global: int = 0               # frames concealed while no global code had arrived
+
+    def conceal(self, frames: int) -> None:
+        if frames > 0:
+            self.steps.append(("conceal", frames))
+            self.frames += frames
+
+
+def _plan(packets: list[Packet], info: StreamInfo, needs_global: bool, path: Path) -> _Plan:
+    """The plan for ``packets`` (up to the end packet), as the module's docstring says.
+
+    Raises:
+        CodecError: naming ``path``, for a gap longer than MAX_CONCEALED_SECONDS.
+    """
+    plan, expected, started, has_global = _Plan(), 0, False, False
+    packet_frames = max((p.codes.shape[-1] for p in packets if p.codes is not None), default=1)
+    for packet in packets:
+        gap = sequence_gap(packet.sequence, expected)
+        if gap >= SEQUENCE_MODULO // 2:   # behind the expected number: a duplicate or a late arrival
+            plan.stale += 1
+            continue
+        if gap > 0:   # (before the end packet too: the damaged packets just before it)
+            lost_frames = gap * packet_frames
+            if needs_global and not started:   # the first lost one was the global code's, without frames
+                lost_frames -= packet_frames
+            if lost_frames > MAX_CONCEALED_SECONDS * info.frame_rate:
+                raise CodecError(f"{path}: damaged: packet {packet.sequence} follows packet "
+                                 f"{(expected - 1) % SEQUENCE_MODULO}, a gap of {gap} packets "
+                                 f"(over {MAX_CONCEALED_SECONDS} s) that no stream's loss explains")
+            plan.lost += gap
+            plan.conceal(lost_frames)
+        started = True
+        if packet.is_end:
+            plan.total = packet.total_samples
+            break
+        expected = (packet.sequence + 1) % SEQUENCE_MODULO
+        if packet.global_codes is not None:   # the time-invariant code for the frames from here on
+            plan.steps.append(("global", packet.global_codes))
+            has_global = True
+            continue
+        frames = packet.codes.shape[-1]
+        plan.frame_packets += 1
+        if needs_global and not has_global:   # its packet was lost
+            plan.no_global += frames
+            plan.conceal(frames)
+            continue
+        plan.steps.append(("codes", packet.codes, packet.sequence))
+        plan.frames += frames
+    return plan
+
+
+def _model_rate_blocks(model: ConvCodec, plan: _Plan, channels: int, path: Path) -> Iterator[torch.Tensor]:
+    """The plan's audio at the model's rate, ``[C, 1, n]`` blocks of at most BLOCK_SECONDS each
+    (the last is the decoder's flush)."""
+    decoder = file_decoder(model, channels)
+    step = max(1, int(BLOCK_SECONDS * model.frame_rate))
+    pending: list[tuple[np.ndarray, int]] = []   # consecutive packets' codes with one codebook count
+
+    def decode() -> torch.Tensor:
+        codes = torch.from_numpy(np.concatenate([codes for codes, _ in pending], axis=-1))
+        try:
+            return decoder.decode(codes)
+        except CodecError as error:   # (a crafted packet's codebook count)
+            raise CodecError(f"{path}: packet {pending[0][1]}: {error}") from None
+        finally:
+            pending.clear()
+
+    for kind, value, *sequence in plan.steps:
+        if kind == "codes":
+            if pending and (value.shape[1] != pending[0][0].shape[1]
+                            or sum(codes.shape[-1] for codes, _ in pending) >= step):
+                yield decode()
+            pending.append((value, sequence[0]))
+            continue
+        if pending:
+            yield decode()
+        if kind == "global":
+            decoder.global_codes = torch.from_numpy(value)
+        else:
+            for start in range(0, value, step):
+                yield decoder.conceal(min(step, value - start))
+    if pending:
+        yield decode()
+    yield decoder.flush()
+
+
+def _stream_rate_blocks(model: ConvCodec, plan: _Plan, info: StreamInfo, path: Path) -> Iterator[np.ndarray]:
+    """``[n, C]`` float blocks at the stream's rate: ``plan.total`` samples in all where the end
+    packet gave it, else what the packets hold."""
+    resample = _resampler(model.sample_rate, info.sample_rate, info.channels)
+    left = plan.total
+
+    def emit(wav: torch.Tensor, last: bool = False) -> np.ndarray:
+        nonlocal left
+        audio = resample(wav[:, 0].numpy().T.astype(np.float64), last=last)
+        if left is not None:
+            audio = audio[:left]
+            left -= len(audio)
+        return audio.astype(np.float32)
+
+    held = None   # each block is resampled once the next shows whether it is the last
+    for block in _model_rate_blocks(model, plan, info.channels, path):
+        if held is not None:
+            yield emit(held)
+        held = block
+    yield emit(held, last=True)
+    if left:
+        yield np.zeros((left, info.channels), dtype=np.float32)
+
+
+def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
+                       force: bool = False, sample_rate: int | None = None,
+                       channels: int | None = None) -> CodingReport:
+    """Decode a saved packet stream (``codec stream --save``) to audio, block by block: lost or
+    damaged packets are concealed; the end packet, when present, gives the exact length.
+    ``sample_rate`` and ``channels`` as in ``decode_file``.
+
+    Raises:
+        CodecError: naming the file, for a bad path, a damaged header, another model's stream, a
+            gap or length that no packet loss explains, or a stream none of whose packets of
+            codes can be read.
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_paths(input_path, output_path, force)
+    data = input_path.read_bytes()
+    info, offset = read_stream_info(input_path, data)
+    check_output_format(info.channels, sample_rate, channels, input_path)
+    meta = CodesMetadata(info.model, info.weights, info.sample_rate, info.channels, 0, info.frame_rate, 1,
+                         info.codebook_size, 0)
+    check_compatible(model, meta, input_path)
+    coder = None
+    if info.entropy_model is not None:
+        coder = entropy_coder_for(model)
+        if coder is None or coder.name != info.entropy_model or coder.weights[:8] != info.entropy_weights:
+            raise CodecError(f"{input_path}: its packets are entropy-coded with model '{info.entropy_model}' "
+                             f"(weights {info.entropy_weights}), which model '{model.config.name}' does not have")
+    packets = []
+    for packet in read_packets(data, offset, info, coder):
+        packets.append(packet)
+        if packet.is_end:
+            break
+    plan = _plan(packets, info, getattr(model, "global_code", None) is not None, input_path)
+    if not plan.frame_packets and (plan.lost or plan.total):
+        raise CodecError(f"{input_path}: damaged: none of its packets of codes can be read (does its header, "
+                         f"{info.channels} channels at {info.sample_rate} Hz, belong to its packets?)")
+    # the packets' audio at the stream's rate, give or take the latency
+    held = round(plan.frames * model.frame_size * info.sample_rate / model.sample_rate)
+    if plan.total is not None and plan.total > held + info.sample_rate:
+        raise CodecError(f"{input_path}: damaged: the end packet gives {plan.total} samples, but the packets "
+                         f"hold about {held}")
+    _check_not_empty_flac(held if plan.total is None else plan.total, input_path, output_path)
+    clipped = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal clipped
+        with open_sink(tmp, output_path, sample_rate or info.sample_rate, channels or info.channels) as sink:
+            blocks = _stream_rate_blocks(model, plan, info, input_path)
+            for block in convert_blocks(blocks, info.sample_rate, plan.total, sample_rate, channels):
+                clipped += int(np.count_nonzero(np.abs(block) > 1.0))
+                sink.write(np.clip(block, -1.0, 1.0))
+
+    try:
+        write_atomically(output_path, write, overwrite=force)
+    except sf.LibsndfileError as error:   # a write or the closing flush failed
+        raise CodecError(f"{output_path}: cannot write ({disk_full(output_path) or error.error_string})") from None
+    return _report(plan, info, summarize_stream(data, offset, info).bytes_after_end, clipped, input_path, output_path)
+
+
+def _report(plan: _Plan, info: StreamInfo, after_end: int, clipped: int, input_path: Path,
+            output_path: Path) -> CodingReport:
+    report = CodingReport()
+    if plan.lost:
+        report.warnings.append(f"{input_path}: {plan.lost} lost or damaged packets were concealed")
+    if plan.stale:
+        report.warnings.append(f"{input_path}: {plan.stale} duplicated or out-of-order packets were dropped")
+    if plan.no_global:
+        report.warnings.append(f"{input_path}: the global code's packet was lost, so {plan.no_global} frames "
+                               f"({plan.no_global / info.frame_rate:.2f} s) were concealed until one arrived")
+    if plan.total is None:
+        report.warnings.append(f"{input_path}: the stream has no end packet (cut short?); decoded what arrived")
+    if after_end:
+        report.warnings.append(f"{input_path}: {after_end} bytes after its end packet were ignored "
+                               f"(another stream appended to it?)")
+    if clipped:
+        report.warnings.append(f"{output_path}: {clipped} decoded samples exceeded ±1.0 and were clipped")
+    return report
