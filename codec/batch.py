@@ -12,6 +12,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -218,15 +219,44 @@ def load_cached(name: str | Path | None, int8: bool = False):
     return _models[key]
 
 
-def _init_worker() -> None:
+# A batch's claims: one flag per job, shared by this process and the workers; whoever sets a job's
+# flag first codes it. The main process takes jobs from the back that no worker has started (its
+# model is loaded, and a spawned worker takes a second or two to import torch and load it), and a
+# worker finds such a job taken and returns at once. (Cancelling a queued future instead made
+# Python 3.11's pool raise InvalidStateError, with a traceback, when a worker died.)
+UNCLAIMED, BY_WORKER, BY_MAIN = 0, 1, 2
+_claims = None   # in a worker: the batch's flags
+
+
+def _init_worker(claims) -> None:
     """Worker start: one torch thread (the workers are the parallelism); SIGTERM removes the
     worker's temporary file as it does the main process's."""
     import torch
 
     from codec.signals import stop_on_termination
 
+    global _claims
+    _claims = claims
     torch.set_num_threads(1)
     stop_on_termination(worker=True)
+
+
+def _claim(claims, index: int, who: int) -> bool:
+    with claims.get_lock():
+        if claims[index] != UNCLAIMED:
+            return False
+        claims[index] = who
+        return True
+
+
+def code_claimed(index: int, job: Job, settings: BatchSettings) -> Outcome | None:
+    """In a worker: code job ``index`` unless the main process claimed it first (then None)."""
+    if not _claim(_claims, index, BY_WORKER):
+        return None
+    try:
+        return code_file(job, settings)
+    except SystemExit as stop:   # SIGTERM (a stopped batch): its file is cleaned up; take no other job
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
 def code_file(job: Job, settings: BatchSettings) -> Outcome:
@@ -292,7 +322,7 @@ def run_batch(jobs: list[Job], settings: BatchSettings, workers: int = 1,
     outcomes: dict[Job, Outcome] = {}
     todo = []
     for job in jobs:
-        if job.target.exists() and not settings.force:
+        if job.target.is_file() and not settings.force:   # (a folder or pipe there fails, named)
             outcomes[job] = Outcome(job, "skipped")
             on_done(outcomes[job])
         else:
@@ -303,44 +333,75 @@ def run_batch(jobs: list[Job], settings: BatchSettings, workers: int = 1,
     return [outcomes[job] for job in jobs]
 
 
-def _run(jobs: list[Job], settings: BatchSettings, workers: int) -> Iterator[Outcome]:
-    """Outcomes as they finish. With ``workers`` > 1 this process is one of them: it codes jobs
-    from the back of the queue that no spawned worker has started (its model is already loaded,
-    and a spawned worker takes a second or two to import torch and load the model)."""
+def _run(jobs: list[Job], settings: BatchSettings, workers: int, task: Callable = code_claimed) -> Iterator[Outcome]:
+    """Outcomes as they finish, with ``workers`` > 1 in a pool of ``workers - 1`` spawned
+    processes and this one (see ``_claims``). A worker that dies (out of memory, killed) breaks
+    its pool: the jobs that no one had started go on in a new pool, and each job that was being
+    coded in a worker then is tried once more, as the pool stops all its workers when one dies;
+    a job during which workers died twice fails. ``task``: what a worker runs per job."""
     with one_torch_thread():
         if workers <= 1 or len(jobs) <= 1:
             for job in jobs:
                 yield code_file(job, settings)
             return
-        with children_ignore_group_signals():   # the pool starts the resource tracker, the first submit the workers
-            pool = ProcessPoolExecutor(min(workers, len(jobs)) - 1, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker)
-        try:
-            with children_ignore_group_signals():
-                submitted = [(pool.submit(code_file, job, settings), job) for job in jobs]
-            pending = dict(submitted)
-            while pending:
-                if submitted:  # steal the last job unless a worker has started it
-                    future, job = submitted.pop()
-                    if future.cancel():
-                        del pending[future]
-                        yield code_file(job, settings)
-                    done = [f for f in pending if f.done()]
-                else:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield _result(future, pending.pop(future))
-        except BaseException:   # an error, Ctrl-C or SIGTERM here: the workers stop too, not after their files
-            terminate_workers(pool)   # SIGTERM: each removes its temporary file (_init_worker)
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        broke: dict[Job, int] = {}
+        while jobs:
+            jobs = yield from _run_pool(jobs, settings, workers, task, broke)
 
 
-def _result(future, job: Job) -> Outcome:
+def _run_pool(jobs: list[Job], settings: BatchSettings, workers: int, task: Callable,
+              broke: dict[Job, int]):
+    """One pool's part of ``_run``; returns the jobs to go on with if the pool broke."""
+    context = multiprocessing.get_context("spawn")
+    claims = context.Array("b", len(jobs))
+    with children_ignore_group_signals():   # the pool starts the resource tracker, the first submit the workers
+        pool = ProcessPoolExecutor(max(1, min(workers, len(jobs)) - 1), mp_context=context, initializer=_init_worker,
+                                   initargs=(claims,))
+    again = []
+    try:
+        with children_ignore_group_signals():
+            pending = {pool.submit(task, index, job, settings): index for index, job in enumerate(jobs)}
+        back = len(jobs) - 1
+        while pending:
+            while back >= 0 and claims[back] != UNCLAIMED:
+                back -= 1
+            if back >= 0:   # this process codes the last job no worker has started
+                if _claim(claims, back, BY_MAIN):
+                    yield code_file(jobs[back], settings)
+                done = [future for future in pending if future.done()]
+            else:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                index = pending.pop(future)
+                outcome = _result(future, jobs[index], claims[index], broke)
+                if isinstance(outcome, Outcome):
+                    yield outcome
+                elif outcome == "again":
+                    again.append(jobs[index])
+    except BaseException:   # an error, Ctrl-C or SIGTERM here: the workers stop too, not after their files
+        terminate_workers(pool)   # SIGTERM: each removes its temporary file and exits (code_claimed)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return again
+
+
+def _result(future, job: Job, claim: int, broke: dict[Job, int]) -> Outcome | str | None:
+    """A worker's outcome; None for a job this process coded; "again" for one to go on with after
+    its worker, or another in the pool, died."""
     try:
         return future.result()
-    except Exception as error:  # the worker process died (out of memory, killed)
+    except BrokenProcessPool as error:   # a worker process died (out of memory, killed)
+        if claim == BY_MAIN:
+            return None
+        if claim == UNCLAIMED:
+            return "again"
+        broke[job] = broke.get(job, 0) + 1
+        if broke[job] < 2:
+            return "again"
+        return Outcome(job, "failed", f"{job.source}: the worker process coding it died, twice (out of memory? "
+                                      f"killed?): {error}")
+    except Exception as error:  # (pickling, or a bug)
         return Outcome(job, "failed", f"{job.source}: worker process failed ({type(error).__name__}: {error})")
 
 

@@ -21,7 +21,9 @@ def visible_files(root: Path) -> list[Path]:
     """Every file below ``root`` that is not hidden (no dot folder, such as a virtual environment's
     ``.venv``, and no dot file, such as the coders' temporary ``.NAME.RANDOM.partial`` files), as
     paths under ``root``. Linked folders are followed, as ``rglob`` does not (Python 3.11); a
-    folder reached twice (a link loop, or two links to one folder) is walked once."""
+    folder reached twice (a link loop, or two links to one folder) is walked once, and a folder
+    of the tree itself under its own path, not a link's (whichever name sorts first)."""
+    own = {os.path.realpath(folder) for folder, _, _ in os.walk(root)}   # reached without a link
     files, walked = [], set()
     for folder, subfolders, names in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
@@ -29,7 +31,8 @@ def visible_files(root: Path) -> list[Path]:
             subfolders[:] = []
             continue
         walked.add(real)
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith(".") and not (
+            os.path.islink(os.path.join(folder, name)) and os.path.realpath(os.path.join(folder, name)) in own))
         files += [Path(folder) / name for name in names if not name.startswith(".")]
     return files
 

@@ -302,6 +302,73 @@ def test_workers_leave_group_signals_to_the_main_process():
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGHUP)) == before   # this process: as it was
 
 
+def _dies_on_die(index, job, settings):
+    """A worker's task that dies, as out of memory would, once it has claimed a file named die*."""
+    import codec.batch as batch
+
+    if job.source.name.startswith("die") and batch._claim(batch._claims, index, batch.BY_WORKER):
+        os._exit(9)
+    return batch.code_claimed(index, job, settings)
+
+
+def test_a_worker_that_dies_fails_only_its_file(tiny_model_dir, tmp_path, monkeypatch, capfd):
+    """The pool breaks when a worker dies: the other files are coded in a new pool and the one
+    that killed its worker twice fails, without a traceback (Python 3.11 printed InvalidStateError)."""
+    import codec.batch as batch
+
+    sources = [write_audio(tmp_path / name, tone(0.3, 16000), 16000) for name in ("die.wav", "a.wav", "b.wav")]
+    jobs = [batch.Job(source, tmp_path / "out" / source.with_suffix(".codes").name) for source in sources]
+    claim = batch._claim   # this process codes none itself, so that the workers meet the file that kills them
+    monkeypatch.setattr(batch, "_claim", lambda claims, index, who: who != batch.BY_MAIN and claim(claims, index, who))
+    (tmp_path / "out").mkdir()
+    outcomes = {o.job.source.name: o for o in batch._run(jobs, batch.BatchSettings("encode", str(tiny_model_dir)),
+                                                         2, task=_dies_on_die)}
+    assert outcomes["a.wav"].status == outcomes["b.wav"].status == "coded"
+    assert outcomes["die.wav"].status == "failed" and "the worker process coding it died, twice" \
+        in outcomes["die.wav"].reason
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_folder_where_an_output_goes_fails_instead_of_being_skipped(tiny_model_dir, tree, tmp_path):
+    """Only an existing file is skipped; a folder or pipe in its place is no finished output."""
+    out = tmp_path / "out"
+    (out / "top.codes").mkdir(parents=True)
+    (out / "a").mkdir()
+    os.mkfifo(out / "a" / "x.codes")
+    result = invoke("encode", tree, out, "--model", tiny_model_dir)
+    assert result.exit_code == 1, result.output
+    assert f"{out / 'top.codes'}: is a directory; give a file name" in result.output
+    assert f"{out / 'a' / 'x.codes'}: is not a regular file" in result.output
+    assert "encoded 1 file, skipped 0, failed 2" in result.output
+
+
+def test_sigterm_stops_a_batch_with_workers_at_once(tiny_model_dir, tmp_path):
+    """Stopped, a worker ends with its file instead of taking the next one queued for it (it did:
+    a stop took as long as another whole file); nothing is left behind."""
+    import signal
+    import time
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in "abcd":
+        write_audio(folder / f"{name}.wav", tone(3.0, 16000), 16000)
+    command = [sys.executable, "-c", "from codec.cli.main import run; run()", "encode", str(folder),
+               str(tmp_path / "out"), "--jobs", "2", "--refine-steps", "300", "--model", str(tiny_model_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not subprocess.run(["pgrep", "-P", str(process.pid), "-f", "spawn_main"], capture_output=True).stdout:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.2)
+    time.sleep(4)   # the worker has loaded the model and is coding its first file (each takes ~20 s)
+    process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143 and "terminated by SIGTERM" in err
+    assert time.monotonic() - started < 8
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()] if (tmp_path / "out").exists() else True
+
+
 def test_a_terminal_escape_in_a_file_name_is_shown_not_obeyed(tiny_model_dir, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -171,6 +171,11 @@ def test_linked_folders_are_searched_once(tmp_path):
     (elsewhere / "loop").symlink_to(data)            # ... and a loop back up
     found = find_inputs(data)
     assert data / "a.wav" in found and len(found) == 2 and {p.name for p in found} == {"a.wav", "b.wav"}
+    # a link to a folder of the tree itself: the folder is found under its own name, whatever sorts first
+    (data / "z_real").mkdir()
+    write_audio(data / "z_real" / "c.wav", speechlike(0.3), 16000)
+    (data / "a_link").symlink_to(data / "z_real")
+    assert data / "z_real" / "c.wav" in find_inputs(data) and len(find_inputs(data)) == 3
 
 
 def test_manifest_inputs(tmp_path):

@@ -392,6 +392,10 @@ def test_a_redirection_to_or_from_the_input_is_refused(tiny_model, tmp_path):
                                 stderr=subprocess.PIPE, text=True)
     assert result.returncode == 1 and "stdin and stdout are the same file" in result.stderr
     assert path.read_bytes() == before
+    with open(path, "wb") as same:   # codec encode a.wav - > a.wav: the shell has emptied it already
+        result = subprocess.run([*command, "encode", str(path), "-", *model], stdout=same, stderr=subprocess.PIPE,
+                                text=True)
+    assert result.returncode == 1 and "which the shell's > has already emptied" in result.stderr
 
 
 def test_failed_decode_leaves_the_old_output_intact(tiny_model, tmp_path, valid_codes):
