@@ -1,6 +1,7 @@
 """ONNX export: step graphs with explicit state, driven frame by frame, match PyTorch streaming."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -75,6 +76,25 @@ def test_flushed_onnx_sessions_start_the_next_stream_afresh(exported):
     audio = (0.1 * np.random.default_rng(0).standard_normal((1, 1, 5000))).astype(np.float32)
     first, second = (stream(encoder, decoder, audio, 777, np.asarray) for _ in range(2))
     assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda rt: OnnxStreamingEncoder(rt, 0), "num_codebooks 0: must be a whole number >= 1"),
+    (lambda rt: OnnxStreamingDecoder(rt, batch_size=1.5), "batch_size 1.5: must be a whole number"),
+    (lambda rt: OnnxStreamingEncoder(rt, 12).encode(np.zeros(320, np.float32)), "audio has shape (320,)"),
+    (lambda rt: OnnxStreamingEncoder(rt, 12).encode(np.zeros((2, 1, 320), np.float32)), "batch_size = 1"),
+    (lambda rt: OnnxStreamingEncoder(rt, 12).encode(np.full((1, 1, 320), np.nan, np.float32)), "NaN or infinite"),
+    (lambda rt: OnnxStreamingEncoder(rt, 12).encode(np.zeros((1, 1, 320), np.int16)), "give float samples"),
+    (lambda rt: OnnxStreamingDecoder(rt).decode(np.zeros((1, 30, 1), np.int64)), "30 codebooks; this model has 1 to"),
+    (lambda rt: OnnxStreamingDecoder(rt).decode(np.full((1, 6, 1), 5000)), "codes range from 5000 to 5000"),
+    (lambda rt: OnnxStreamingDecoder(rt).decode([[[1]]]), "codes must be a numpy array, not list"),
+    (lambda rt: OnnxStreamingDecoder(rt).conceal(2.5), "frames 2.5: must be a whole number >= 0"),
+])
+def test_onnx_sessions_check_their_input_as_the_pytorch_ones_do(exported, call, message):
+    from codec.errors import CodecError
+
+    with pytest.raises(CodecError, match=re.escape(message)):
+        call(OnnxCodec(exported))
 
 
 def test_export_command(tiny_model_dir, tmp_path):

@@ -2,7 +2,10 @@
 
     codec export conv-16k --format onnx --out exported/
 
-writes ``encoder.onnx``, ``quantizer_K.onnx`` (one per bitrate), ``decoder.onnx`` and ``codec.json``:
+writes, for a conv codec, ``encoder.onnx``, ``quantizer_K.onnx`` (one per bitrate), ``decoder.onnx``
+and ``codec.json``; for an ESC codec, whose quantizer is interleaved with its encoder stages,
+``encoder_K.onnx`` (a whole encoder step, quantizing included, per bitrate: audio -> codes),
+``decoder.onnx`` and ``codec.json``. The conv codec's graphs:
 
 * encoder step: ``audio [B, 1, F * frame_size]`` float32 and one input per state tensor ->
   ``latent [B, D, F]`` float32 and the next state tensors;

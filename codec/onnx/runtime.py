@@ -7,11 +7,59 @@ numpy arrays owned by the session and goes in and out of the graphs on every cal
 """
 
 import json
+import operator
 from pathlib import Path
 
 import numpy as np
 
 from codec.errors import CodecError
+
+
+# The checks of codec.streaming's sessions (same messages), in numpy: this module needs no torch.
+def _whole(value, name: str, least: int) -> int:
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < least:
+        raise CodecError(f"{name} {value!r}: must be a whole number >= {least}")
+    return number
+
+
+def _array(value, what: str, batch_size: int, layout: str) -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        raise CodecError(f"{what} must be a numpy array, not {type(value).__name__}")
+    if value.ndim != 3 or value.shape[0] != batch_size:
+        raise CodecError(f"{what} has shape {value.shape}; this session takes {layout} with B = "
+                         f"batch_size = {batch_size}")
+    return value
+
+
+def _checked_audio(audio, batch_size: int) -> np.ndarray:
+    """``audio [B, 1, n]`` as float32. Raises CodecError for another shape, integers or NaN/inf."""
+    audio = _array(audio, "audio", batch_size, "[B, 1, n] (mono; B = channels)")
+    if audio.shape[1] != 1:
+        raise CodecError(f"audio has shape {audio.shape}: {audio.shape[1]} channels in dimension 1; "
+                         f"a session codes [B, 1, n] (give channels as the batch, B = batch_size)")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise CodecError(f"audio is {audio.dtype}: give float samples in [-1, 1] (e.g. int16 / 32768)")
+    if not np.isfinite(audio).all():
+        raise CodecError("audio contains NaN or infinite samples")
+    return audio.astype(np.float32, copy=False)
+
+
+def _checked_codes(codes, batch_size: int, num_codebooks: int, codebook_size: int) -> np.ndarray:
+    """``codes [B, K, f]`` as int64, ``1 <= K <= num_codebooks``, each below ``codebook_size``.
+    Raises CodecError naming what is wrong."""
+    codes = _array(codes, "codes", batch_size, "[B, K, f]")
+    if not np.issubdtype(codes.dtype, np.integer):
+        raise CodecError(f"codes are {codes.dtype}: give integer code indices (from OnnxStreamingEncoder.encode)")
+    if not 1 <= codes.shape[1] <= num_codebooks:
+        raise CodecError(f"codes have {codes.shape[1]} codebooks; this model has 1 to {num_codebooks}")
+    if codes.size and (codes.min() < 0 or codes.max() >= codebook_size):
+        raise CodecError(f"codes range from {int(codes.min())} to {int(codes.max())}; this model's codebooks "
+                         f"hold codes 0 to {codebook_size - 1}")
+    return codes.astype(np.int64, copy=False)
 
 
 class OnnxCodec:
@@ -53,7 +101,11 @@ class OnnxStreamingEncoder:
     """``encode(audio [B, 1, n] float32) -> codes [B, K, f]`` for chunks of any length."""
 
     def __init__(self, codec: OnnxCodec, num_codebooks: int, batch_size: int = 1):
-        self.codec, self.num_codebooks, self.batch_size = codec, num_codebooks, batch_size
+        """Raises CodecError for ``num_codebooks`` or ``batch_size`` below 1 or more codebooks
+        than the exported graphs give."""
+        self.codec = codec
+        self.num_codebooks = _whole(num_codebooks, "num_codebooks", 1)
+        self.batch_size = _whole(batch_size, "batch_size", 1)
         self.frame_size = codec.config["frame_size"]
         # the smallest exported graph that gives the codebooks asked for: a quantizer after the
         # shared encoder (conv codec), or a whole encoder per bitrate (ESC)
@@ -72,7 +124,9 @@ class OnnxStreamingEncoder:
         self.buffer = np.zeros((self.batch_size, 1, 0), dtype=np.float32)
 
     def encode(self, audio: np.ndarray) -> np.ndarray:
-        audio = np.concatenate([self.buffer, np.asarray(audio, dtype=np.float32)], axis=-1)
+        """Codes ``[B, K, f]`` of the whole frames so far. Raises CodecError for audio that is
+        not ``[B, 1, n]`` finite float samples of this session's batch size."""
+        audio = np.concatenate([self.buffer, _checked_audio(audio, self.batch_size)], axis=-1)
         whole = audio.shape[-1] // self.frame_size * self.frame_size
         self.buffer = audio[..., whole:]
         if whole == 0:
@@ -101,7 +155,8 @@ class OnnxStreamingDecoder:
     """``decode(codes [B, K, f]) -> audio [B, 1, n]``: every sample that is final after them."""
 
     def __init__(self, codec: OnnxCodec, batch_size: int = 1):
-        self.codec, self.batch_size = codec, batch_size
+        """Raises CodecError for ``batch_size`` below 1."""
+        self.codec, self.batch_size = codec, _whole(batch_size, "batch_size", 1)
         self.num_codebooks = codec.config["num_codebooks"]
         self.reset()
 
@@ -117,6 +172,9 @@ class OnnxStreamingDecoder:
         return audio[..., drop:]
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Audio ``[B, 1, n]`` made final by these codes. Raises CodecError for codes that are not
+        ``[B, K, f]`` integer codes of this model."""
+        codes = _checked_codes(codes, self.batch_size, self.num_codebooks, self.codec.config["codebook_size"])
         batch, used, frames = codes.shape
         if frames == 0:
             return np.zeros((batch, 1, 0), dtype=np.float32)
@@ -130,7 +188,7 @@ class OnnxStreamingDecoder:
     def conceal(self, frames: int, fade: float = 0.7) -> np.ndarray:
         """Stand-in audio for lost frames: the last received frame repeated, fading by ``fade``
         per frame (the graphs take codes, not latents, so the fade is applied to the audio)."""
-        if frames <= 0:
+        if _whole(frames, "frames", 0) == 0:
             return np.zeros((self.batch_size, 1, 0), dtype=np.float32)
         if self.last_codes is None:
             self.last_codes = np.zeros((self.batch_size, 1, 1), dtype=np.int64)
