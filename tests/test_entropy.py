@@ -247,6 +247,28 @@ def _tone_folder(folder, count=3):
     return folder
 
 
+def test_entropy_training_leaves_out_a_bad_file_and_checks_dev_dir_first(tiny_model_dir, tmp_path):
+    """As codec training does: an unreadable file is left out with a warning, not the end of the
+    run; a wrong data.dev_dir fails, named, before the training set is coded."""
+    import io
+
+    from rich.console import Console
+
+    from codec.errors import CodecError
+    from codec.train import train_any
+
+    audio = _tone_folder(tmp_path / "audio")
+    (audio / "bad.wav").write_bytes(b"junk")
+    with pytest.raises(CodecError, match=r"recipe value data.dev_dir=nosuch \(relative to the current folder"):
+        train_any(_tiny_entropy_recipe(tiny_model_dir, audio, tmp_path / "r1", "run.max_steps=2",
+                                       "data.dev_dir=nosuch"))
+    assert not (tmp_path / "r1" / "codes.npz").exists()
+    log = io.StringIO()
+    train_any(_tiny_entropy_recipe(tiny_model_dir, audio, tmp_path / "r2", "run.max_steps=2"),
+              console=Console(file=log, width=200))
+    assert "1 file(s) cannot be read and are left out, first: " in log.getvalue() and "bad.wav" in log.getvalue()
+
+
 def test_entropy_recipe_trains_on_a_tiny_codec(tiny_model_dir, tmp_path):
     from codec.entropy import load_entropy_model
     from codec.train import load_recipe, train_any

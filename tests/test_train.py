@@ -115,10 +115,11 @@ def test_training_reduces_the_loss(audio_folder, tmp_path):
 
 
 def test_overrides_of_names_and_paths_are_text():
-    """YAML would read model.name=on as true and run.out_dir=~ as null; a text value is the text."""
+    """YAML would read model.name=on as true and run.out_dir=~ as null; a text value is the text
+    (and ~ in a path the home folder, as a shell reads it)."""
     recipe = load_recipe(REPO / "recipes" / "tiny.yaml", ["model.name=on", "run.out_dir=~", "run.init_from=2024",
                                                           "data.train_dir=a: b", "run.seed=7"])
-    assert (recipe.model.name, recipe.run.out_dir, recipe.run.init_from) == ("on", "~", "2024")
+    assert (recipe.model.name, recipe.run.out_dir, recipe.run.init_from) == ("on", os.path.expanduser("~"), "2024")
     assert recipe.data.train_dir == "a: b" and recipe.run.seed == 7
     assert load_recipe(REPO / "recipes" / "tiny.yaml", ["run.init_from=null"]).run.init_from is None
     assert load_recipe(REPO / "recipes" / "tiny.yaml", ['model.name="x"']).model.name == "x"
@@ -191,6 +192,7 @@ def test_recipe_errors(tmp_path):
     ("run.checkpoint_minutes=.inf", r"run.checkpoint_minutes=inf must be a finite number > 0"),
     ("run.max_minutes=.nan", r"run.max_minutes=nan must be a finite number > 0"),
     ("run.out_dir=", r"run.out_dir='' is empty"),
+    ("data.train_dir=", r"data.train_dir='' is empty; give a folder or file"),   # (an unset shell variable)
     ("run.batch_size=100000", r"run.batch_size=100000 and data.segment_seconds=0.4 make 40000 s of audio a step"),
 ])
 def test_recipe_values_are_checked(override, message):
@@ -218,6 +220,8 @@ def test_recipe_values_are_checked(override, message):
     ("entropy_conv_16k", "data.segment_frames=0", r"data.segment_frames=0 must be at least 1"),
     ("entropy_conv_16k", "data.codebook_choices=[]", r"data.codebook_choices=\[\] must list codebook counts from 1"),
     ("entropy_conv_16k", "data.codebook_choices=[48]", r"data.codebook_choices=\[48\] must list codebook counts"),
+    ("entropy_conv_16k", "data.codec_model=", r"data.codec_model='' is empty"),
+    ("entropy_conv_16k", "data.train_dir= ", r"data.train_dir=' ' is empty"),
 ])
 def test_esc_and_entropy_recipe_values_are_checked(recipe, override, message):
     with pytest.raises(CodecError, match=message):
@@ -278,6 +282,29 @@ def test_sections_that_are_not_mappings(tmp_path):
     (tmp_path / "number_run.yaml").write_text("run: 5\n")
     with pytest.raises(CodecError, match="'run' is not a mapping"):
         load_recipe(tmp_path / "number_run.yaml", ["run.seed=1"])
+
+
+def test_paths_in_a_recipe_expand_a_home_folder_and_an_empty_optional_one_is_unset(monkeypatch, tmp_path):
+    """``-o run.out_dir=~/run`` (the shell leaves ~ after = alone) made a folder named ~."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    recipe = load_recipe(REPO / "recipes" / "tiny.yaml", ["run.out_dir=~/run", "data.train_dir=~/audio",
+                                                          "data.noise_dir=", "run.init_from=~/weights"])
+    assert (recipe.run.out_dir, recipe.data.train_dir) == (str(tmp_path / "run"), str(tmp_path / "audio"))
+    assert recipe.data.noise_dir is None and recipe.run.init_from == str(tmp_path / "weights")
+    entropy = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", ["data.dev_dir=", "data.train_dir=~/a"])
+    assert entropy.data.dev_dir is None and entropy.data.train_dir == str(tmp_path / "a")
+
+
+def test_a_missing_data_folder_names_its_recipe_key(audio_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for override, message in (("data.train_dir=nosuch", "recipe value data.train_dir=nosuch (relative to the "
+                                                         f"current folder, {tmp_path}): no such file or folder"),
+                              ("data.noise_dir=nosuch", "recipe value data.noise_dir=nosuch (relative")):
+        recipe = load_recipe(REPO / "recipes" / "tiny.yaml", [f"data.train_dir={audio_folder}", override,
+                                                              "run.out_dir=run", "run.max_steps=1"])
+        with pytest.raises(CodecError) as error:
+            train(recipe)
+        assert message in str(error.value)
 
 
 def test_recipe_files_that_inherit_wrongly(tmp_path):

@@ -30,7 +30,17 @@ from codec.entropy import EntropyModel, EntropyModelConfig, load_entropy_model, 
 from codec.entropy.model import ENTROPY_WEIGHTS, codes_fit
 from codec.errors import CodecError, TrainingStopped
 from codec.train import distributed
-from codec.train.recipe import OptimConfig, RunConfig, _coerce, check_counts, check_heads, check_name, model_named_by
+from codec.train.recipe import (
+    OptimConfig,
+    RunConfig,
+    _coerce,
+    check_counts,
+    check_heads,
+    check_name,
+    data_named_by,
+    expand_paths,
+    model_named_by,
+)
 from codec.train.run_lock import run_folder_lock
 from codec.train.stopping import signal_name, stop_after_step
 from codec.train.trainer import (
@@ -53,6 +63,9 @@ class EntropyDataConfig:
     segment_frames: int = 128
     codebook_choices: list[int] = field(default_factory=lambda: [3, 6, 12, 24])
     dev_dir: str | None = None             # held-out audio: bits per code at 12 codebooks at each checkpoint
+
+    def __post_init__(self):
+        expand_paths(self, "data", ("train_dir", "codec_model", "dev_dir"), optional=("dev_dir",))
 
 
 @dataclass
@@ -130,7 +143,8 @@ class CodeCrops:
 
 
 def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Console,
-                device: torch.device = torch.device("cpu"), offline: bool | None = None) -> list[np.ndarray]:
+                device: torch.device = torch.device("cpu"), offline: bool | None = None,
+                key: str = "data.train_dir") -> list[np.ndarray]:
     """Codes ``[24, F]`` (int16) of every audio file under ``folder`` (channel mean), cached in ``cache``.
 
     By default, on the CPU each file goes through ``codec.coding.encode_audio`` (what ``codec
@@ -148,7 +162,8 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
         raise CodecError(f"entropy.codec is '{recipe.entropy.codec}' but data.codec_model="
                          f"{recipe.data.codec_model} is a '{codec_model.config.name}' model")
     _check_codec_fits(recipe.entropy, codec_model, recipe.data.codec_model)
-    files = find_audio_files(folder)
+    with data_named_by(key, str(folder)):
+        files = find_audio_files(folder)
     source = _codes_source(codec_model.weights_sha256, files)
     if cache.is_file():
         stored = np.load(cache)
@@ -184,10 +199,14 @@ def _code_files(codec_model, files: list[Path], kbps: float, offline: bool, devi
     from codec.audio import load_audio, resample
     from codec.coding import encode_audio
 
-    codes, start = [], time.monotonic()
+    codes, start, unreadable = [], time.monotonic(), []
     num_codebooks = codec_model.num_codebooks
     for number, path in enumerate(files, 1):
-        audio, rate = load_audio(path)
+        try:
+            audio, rate = load_audio(path)
+        except CodecError as error:   # one bad file among thousands does not stop a run (as in codec training)
+            unreadable.append(str(error))
+            continue
         if offline:
             wav = resample(audio.mean(axis=1), rate, codec_model.sample_rate).astype(np.float32)
             wav = np.pad(wav, (0, -len(wav) % codec_model.frame_size))  # whole frames, as encode_audio pads
@@ -198,6 +217,11 @@ def _code_files(codec_model, files: list[Path], kbps: float, offline: bool, devi
         codes.append(item.astype(np.int16))
         if number % 200 == 0:
             console.print(f"coded {number}/{len(files)} files ({time.monotonic() - start:.0f} s)")
+    if unreadable and not codes:
+        raise CodecError(f"none of the {len(files)} audio files can be read; first: {unreadable[0]}")
+    if unreadable:
+        console.print(f"warning: {len(unreadable)} file(s) cannot be read and are left out, first: {unreadable[0]}",
+                      highlight=False)
     return codes
 
 
@@ -246,13 +270,19 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
     except RuntimeError as error:
         raise CodecError(str(error)) from None
     initial = _initial_weights(run.init_from, recipe.entropy) if run.init_from and not resume else None
+    if recipe.data.dev_dir:   # a wrong one fails now, not after the training set is coded
+        from codec.train.data import find_audio_files
+
+        with data_named_by("data.dev_dir", recipe.data.dev_dir):
+            find_audio_files(Path(recipe.data.dev_dir))
     crops = CodeCrops([c.astype(np.int64) for c in code_folder(recipe, Path(recipe.data.train_dir),
                                                                out_dir / "codes.npz", console, device)],
                       recipe.data.segment_frames, run.seed)
     if not crops.codes:   # each file needs two frames: one to predict from, one to predict
         raise CodecError(f"data.train_dir={recipe.data.train_dir}: no file is longer than one code frame "
                          f"(the entropy model learns from files of two frames or more)")
-    dev = code_folder(recipe, Path(recipe.data.dev_dir), out_dir / "dev_codes.npz", console, device) \
+    dev = code_folder(recipe, Path(recipe.data.dev_dir), out_dir / "dev_codes.npz", console, device,
+                      key="data.dev_dir") \
         if recipe.data.dev_dir else None
     model = EntropyModel(recipe.entropy).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),

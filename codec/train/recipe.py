@@ -8,6 +8,7 @@ that round-trips to a plain dict, stored in every checkpoint.
 import contextlib
 import dataclasses
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ class DataConfig:
                              f"{MAX_SEGMENT_SECONDS:g} s (training crops are a few seconds)")
         for name in ("level_db", "noise_snr_db", "tone_level_db"):
             _check_low_high(self, "data", name, "in dB, low <= high")
+        expand_paths(self, "data", ("train_dir", "noise_dir"), optional=("noise_dir",))
         if self.noise_probability > 0 and not self.noise_dir:
             raise CodecError(f"recipe value data.noise_probability={self.noise_probability} mixes in noise, but "
                              f"data.noise_dir is not set: give a folder or manifest of noise")
@@ -270,6 +272,7 @@ class RunConfig:
                 raise CodecError(f"recipe value run.{name}={getattr(self, name)} must be at least {least}")
         if not str(self.out_dir).strip():   # Path("") is the working directory
             raise CodecError(f"recipe value run.out_dir={self.out_dir!r} is empty; give the run's folder")
+        expand_paths(self, "run", ("out_dir", "init_from"), optional=("init_from",))
         timed = ("checkpoint_minutes",) if self.max_minutes is None else ("checkpoint_minutes", "max_minutes")
         _check_positive(self, "run", timed)
         if self.threads is not None and self.threads < 1:
@@ -549,6 +552,41 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
                              f"not both (entropy recipes: entropy, data, optim, run)")
         return EntropyRecipe.from_dict(values)
     return Recipe.from_dict(values)
+
+
+@contextlib.contextmanager
+def data_named_by(key: str, value: str):
+    """Turn a CodecError raised inside for the folder or manifest ``value`` (missing, no audio)
+    into one that names the recipe ``key`` (such as ``data.train_dir``), and for a relative path
+    that is not there, the folder it is relative to."""
+    try:
+        yield
+    except CodecError as error:
+        if not str(error).startswith(f"{value}:"):
+            raise
+        where = f" (relative to the current folder, {os.getcwd()})" \
+            if not os.path.isabs(value) and not os.path.exists(value) else ""
+        raise CodecError(f"recipe value {key}={value}{where}: {str(error)[len(value) + 1:].strip()}") from None
+
+
+def expand_paths(config, section: str, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
+    """Expand a leading ``~`` in ``config``'s path values, as a shell would (YAML and ``-o
+    key=~/x`` keep it as typed, and a run made a folder named ``~``); an empty value is refused,
+    as ``Path("")`` is the current folder, or, for ``optional`` keys, means unset.
+
+    Raises:
+        CodecError: naming the empty recipe value.
+    """
+    for name in names:
+        value = getattr(config, name)
+        if value is None or not isinstance(value, str):
+            continue
+        if not value.strip():
+            if name in optional:
+                setattr(config, name, None)
+                continue
+            raise CodecError(f"recipe value {section}.{name}={value!r} is empty; give a folder or file")
+        setattr(config, name, os.path.expanduser(value))
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ from codec.train.losses import (
 )
 from codec.train.monitor import Monitor
 from codec.train.pesq_loss import PesqDisturbanceLoss
-from codec.train.recipe import Recipe, model_named_by, reconstruction_weights
+from codec.train.recipe import Recipe, data_named_by, model_named_by, reconstruction_weights
 from codec.train.run_lock import run_folder_lock
 from codec.train.stoi_loss import StoiLoss
 from codec.train.stopping import signal_name, stop_after_step
@@ -490,13 +490,19 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         # continue training across machines from shipped weights (a fresh optimizer state)
         _load_initial_weights(model, source, run.init_from, console, run.init_fresh)
     data = recipe.data
+    noise_unreadable: list[str] = []
+    with data_named_by("data.noise_dir", data.noise_dir or ""):
+        noise = RandomCropDataset.noise_from(Path(data.noise_dir), sample_rate, noise_unreadable) \
+            if data.noise_dir else None
     augmentation = Augmentation(
-        RandomCropDataset.noise_from(Path(data.noise_dir), sample_rate) if data.noise_dir else None,
+        noise,
         data.noise_probability, tuple(data.noise_snr_db), data.eq_probability, data.eq_gain_db,
         data.shelf_probability, data.shelf_gain_db, data.speed_probability, tuple(data.speed_range),
         data.tone_probability, tuple(data.tone_level_db))
-    dataset = RandomCropDataset(Path(data.train_dir), sample_rate, segment, tuple(data.level_db),
-                                seed=run.seed + rank, augmentation=augmentation)
+    with data_named_by("data.train_dir", data.train_dir):
+        dataset = RandomCropDataset(Path(data.train_dir), sample_rate, segment, tuple(data.level_db),
+                                    seed=run.seed + rank, augmentation=augmentation)
+    dataset.unreadable_noise = noise_unreadable
     device_ids = [device.index] if device.type == "cuda" else None
     wrap = (lambda m: torch.nn.parallel.DistributedDataParallel(m, device_ids=device_ids)) if world_size > 1 \
         else (lambda m: m)
