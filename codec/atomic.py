@@ -10,6 +10,17 @@ from pathlib import Path
 from codec.errors import CodecError
 
 
+def disk_full(path: Path) -> str | None:
+    """"No space left on device" if the disk of ``path``'s folder is (nearly) full, else None:
+    libsndfile reports a failed write as "System error", and torch.save as "unexpected pos",
+    without the reason."""
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return None
+    return "No space left on device" if stats.f_bavail * stats.f_frsize < 1 << 20 else None
+
+
 def final_path(path: Path) -> Path:
     """The file that writing ``path`` replaces: a symbolic link's target, so that the link stays."""
     return path.resolve() if path.is_symlink() else path
@@ -87,5 +98,9 @@ def write_atomically(path: Path, write: Callable[[Path], None], overwrite: bool 
         replace_with_partial(tmp, path, overwrite)
     except OSError as error:
         raise CodecError(f"{path}: cannot write ({error.strerror or error})") from None
+    except RuntimeError:   # torch.save's "[enforce fail ...] unexpected pos" when the disk filled up
+        if full := disk_full(tmp):
+            raise CodecError(f"{path}: cannot write ({full})") from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)

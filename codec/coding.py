@@ -19,7 +19,7 @@ import soundfile as sf
 import soxr
 import torch
 
-from codec.atomic import final_path, write_atomically
+from codec.atomic import disk_full, final_path, write_atomically
 from codec.audio import (
     AUDIO_SUFFIXES,
     check_sample_rate,
@@ -641,16 +641,6 @@ def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: s
             raise CodecError(f"{path}: cannot write ({full})") from None
         raise CodecError(f"{path}: cannot write {channels} channels at {sample_rate} Hz as {audio_format} "
                          f"({reason})") from None
-
-
-def disk_full(path: Path) -> str | None:
-    """"No space left on device" if the disk of ``path``'s folder is (nearly) full, else None:
-    libsndfile reports a failed write as "System error", without the reason."""
-    try:
-        stats = os.statvfs(path.parent)
-    except OSError:
-        return None
-    return "No space left on device" if stats.f_bavail * stats.f_frsize < 1 << 20 else None
 
 
 def read_stream_info(path: Path, data: bytes | None = None):

@@ -191,7 +191,7 @@ class FileSink:
         return False
 
     def _failed(self, error: sf.LibsndfileError) -> CodecError:
-        from codec.coding import disk_full
+        from codec.atomic import disk_full
 
         return CodecError(f"{self.path}: cannot write ({disk_full(self.tmp) or error.error_string})")
 

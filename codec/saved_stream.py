@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from codec.atomic import write_atomically
+from codec.atomic import disk_full, write_atomically
 from codec.bitstream import CodesMetadata
 from codec.coding import (
     BLOCK_SECONDS,
@@ -32,7 +32,6 @@ from codec.coding import (
     check_output_format,
     check_paths,
     convert_blocks,
-    disk_full,
     entropy_coder_for,
     open_sink,
     read_stream_info,

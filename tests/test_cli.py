@@ -237,6 +237,27 @@ def test_a_temporary_file_that_cannot_be_made_names_the_output_and_the_reason(tm
         write_atomically(tmp_path / "file" / "out.wav", lambda tmp: tmp.write_bytes(b"x"))
 
 
+def test_a_full_disk_under_torch_save_is_named_as_one(tmp_path, monkeypatch):
+    """torch.save says "[enforce fail at inline_container.cc] unexpected pos" when the disk fills
+    up (a training checkpoint): the error says the disk is full; other RuntimeErrors pass through."""
+    import collections
+
+    from codec.atomic import write_atomically
+
+    def torch_save(tmp):
+        tmp.write_bytes(b"part of a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1832704 vs 1832592")
+
+    free = collections.namedtuple("statvfs", "f_bavail f_frsize")
+    monkeypatch.setattr(os, "statvfs", lambda path: free(0, 4096))
+    with pytest.raises(CodecError, match=r"checkpoint.pt: cannot write \(No space left on device\)"):
+        write_atomically(tmp_path / "checkpoint.pt", torch_save)
+    monkeypatch.setattr(os, "statvfs", lambda path: free(10 ** 6, 4096))
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        write_atomically(tmp_path / "checkpoint.pt", torch_save)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_export_over_an_earlier_one_removes_its_stale_graphs_and_keeps_other_files(tiny_model_dir, tmp_path):
     out = tmp_path / "exported"
     out.mkdir()

@@ -785,6 +785,8 @@ def test_phase_derivative_loss_trains_and_checks_its_terms(audio_folder, tmp_pat
     with pytest.raises(CodecError, match=r"loss.phase_windows=\[32768\]: a 32768-sample window needs crops"):
         train(tiny(audio_folder, tmp_path / "long", "loss.phase_weight=1", *long_window))
     train(tiny(audio_folder, tmp_path / "off", "loss.phase_weight=0", *long_window))
+    with pytest.raises(CodecError, match=r"gan.stft_windows=\[65536\]: a 65536-sample window needs crops"):
+        train(tiny(audio_folder, tmp_path / "gan", "gan.enabled=true", "gan.stft_windows=[65536]", "run.max_steps=1"))
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "recipes").glob("*.yaml")), ids=lambda p: p.name)

@@ -466,9 +466,12 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
                                   weight_decay=recipe.optim.weight_decay)
     sample_rate = recipe.model.sample_rate
     segment = int(recipe.data.segment_seconds * sample_rate) // model.frame_size * model.frame_size
-    for name, windows in loss_cfg.windows_in_use().items():
+    in_use = {f"loss.{name}": windows for name, windows in loss_cfg.windows_in_use().items()}
+    if recipe.gan.enabled:   # the STFT discriminators' windows
+        in_use["gan.stft_windows"] = recipe.gan.stft_windows
+    for key, windows in in_use.items():
         if max(windows) // 2 >= segment:  # the STFTs pad each end by half a window, by reflection
-            raise CodecError(f"recipe value loss.{name}={windows}: a {max(windows)}-sample window needs crops "
+            raise CodecError(f"recipe value {key}={windows}: a {max(windows)}-sample window needs crops "
                              f"longer than {max(windows) // 2} samples, and data.segment_seconds="
                              f"{recipe.data.segment_seconds} gives {segment}")
     if loss_cfg.stoi_weight > 0:
