@@ -2,11 +2,13 @@
 path (sessions, files, CLI, loading by architecture) and training."""
 
 import dataclasses
+import io
 import json
 
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from codec.coding import decode_audio, encode_audio
 from codec.models import EscCodec, EscCodecConfig, load_model, save_model
@@ -150,6 +152,11 @@ def test_esc_recipe_trains(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
     assert len(log) == 3 and all(np.isfinite(r["loss"]) for r in log)
     assert isinstance(load_model(tmp_path / "run" / "model"), EscCodec)
+    # stopped within the warm-up, the model's codebooks are untrained: said so
+    log = io.StringIO()
+    train(dataclasses.replace(recipe, run=dataclasses.replace(recipe.run, out_dir=str(tmp_path / "short"),
+                                                              max_steps=1)), console=Console(file=log, width=300))
+    assert "the run stopped within its quantizer warm-up (loss.quantizer_warmup_steps=2)" in log.getvalue()
 
 
 def test_a_new_head_trained_on_frozen_codes_keeps_the_codes(tmp_path):

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -134,8 +135,9 @@ def test_recipe_errors(tmp_path):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=abc"])
     with pytest.raises(CodecError, match=r"run.max_steps=-1 must be at least 0"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=-1"])
-    with pytest.raises(CodecError, match="section.key=value"):
-        load_recipe(REPO / "recipes" / "tiny.yaml", ["nonsense"])
+    for override in ("nonsense", ".x=1", "run.=1"):   # (an empty name was "unknown recipe sections: ")
+        with pytest.raises(CodecError, match=f"override '{re.escape(override)}' must look like section.key=value"):
+            load_recipe(REPO / "recipes" / "tiny.yaml", [override])
     with pytest.raises(CodecError, match=r"override 'optim.freeze=\[encoder': the value is not valid YAML"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["optim.freeze=[encoder"])
     with pytest.raises(CodecError, match=r"an 'entropy' section .* and codec sections \(loss, model\); a recipe "
@@ -336,6 +338,9 @@ def test_a_diverged_run_stops_and_keeps_its_last_checkpoint(audio_folder, tmp_pa
         train(tiny(audio_folder, out_dir, "run.max_steps=10", "optim.lr=1e30", "optim.warmup_steps=0"),
               resume=True)
     assert (out_dir / CHECKPOINT_FILE).read_bytes() == before
+    with pytest.raises(CodecError, match=r"5 steps in a row .*; no checkpoint was saved: lower optim.lr or raise "
+                                         r"optim.warmup_steps, then start the run again"):
+        train(tiny(audio_folder, tmp_path / "new", "run.max_steps=10", "optim.lr=1e30", "optim.warmup_steps=0"))
 
 
 def test_resuming_needs_the_checkpoints_model_and_a_readable_file(audio_folder, tmp_path):

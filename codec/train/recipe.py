@@ -493,7 +493,7 @@ def _apply_override(values: dict, override: str) -> None:
     """Apply ``section.key=value`` (value parsed as YAML)."""
     key, sep, raw = override.partition("=")
     section, dot, name = key.partition(".")
-    if not sep or not dot:
+    if not sep or not dot or not section.strip() or not name.strip():
         raise CodecError(f"override '{override}' must look like section.key=value")
     if not isinstance(values.get(section) or {}, dict):
         raise CodecError(f"override '{override}': recipe section '{section}' is not a mapping of keys to values")

@@ -674,10 +674,11 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
                 last_checkpoint = now
     if streak >= MAX_NON_FINITE_IN_A_ROW:  # diverged: the last checkpoint (from before) is kept as it is
         monitor.close()
-        then = "then resume from it" if checkpoint_path.exists() else "then start the run again (nothing was saved)"
+        kept = f"{checkpoint_path} is kept as it was" if checkpoint_path.exists() else "no checkpoint was saved"
+        then = "then resume from it" if checkpoint_path.exists() else "then start the run again"
         raise CodecError(f"training diverged at step {step}: {streak} steps in a row gave a non-finite loss or "
-                         f"gradient (learning rate {optimizer.param_groups[0]['lr']:g}); {checkpoint_path} is kept "
-                         f"as it was: lower optim.lr or raise optim.warmup_steps, {then}")
+                         f"gradient (learning rate {optimizer.param_groups[0]['lr']:g}); {kept}: lower optim.lr or "
+                         f"raise optim.warmup_steps, {then}")
     if main_process:
         checkpoint(time.monotonic())
         if stop_requested:
@@ -685,6 +686,10 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
                           "continue with --resume")
         console.print(f"stopped at step {step} ({skipped} non-finite steps skipped); "
                       f"checkpoint {checkpoint_path}, model {out_dir / 'model'}")
+        if step < loss_cfg.quantizer_warmup_steps and hasattr(model, "bypass_quantizer"):
+            console.print(f"warning: the run stopped within its quantizer warm-up (loss.quantizer_warmup_steps="
+                          f"{loss_cfg.quantizer_warmup_steps}): its codebooks are not trained yet, so the model "
+                          f"codes poorly; continue with --resume")
     monitor.close()
     distributed.barrier()
     if stop_requested:
