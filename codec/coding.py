@@ -522,16 +522,32 @@ def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
     codes_file = read_codes(input_path, model)   # (checked against the model there)
-    meta, clipped = codes_file.metadata, 0
+    meta = codes_file.metadata
     check_output_format(meta.channels, sample_rate, channels, input_path)
     _check_not_empty_flac(meta.samples, input_path, output_path)
 
+    report = CodingReport()
+    write_decoded(output_path, decode_blocks(model, codes_file), meta.sample_rate, meta.channels, meta.samples,
+                  sample_rate, channels, force, report, output_subtype(output_path, meta.gain_db))
+    return report
+
+
+def write_decoded(output_path: Path, blocks: Iterable[np.ndarray], rate: int, channels: int, samples: int | None,
+                  to_rate: int | None, to_channels: int | None, force: bool, report: CodingReport,
+                  subtype: str | None = None) -> None:
+    """Write decoded ``[n, C]`` blocks at ``rate`` (``samples`` in all, None: as many as they
+    are) to ``output_path`` through a temporary file, at ``to_rate`` with ``to_channels`` (None:
+    keep; see ``convert_blocks``); samples beyond ±1.0 are clipped and counted in ``report``.
+
+    Raises:
+        CodecError: naming ``output_path`` if it cannot be written (a full disk named as one).
+    """
+    clipped = 0
+
     def write(tmp: Path) -> None:
         nonlocal clipped
-        with open_sink(tmp, output_path, sample_rate or meta.sample_rate, channels or meta.channels,
-                       output_subtype(output_path, meta.gain_db)) as sink:
-            blocks = decode_blocks(model, codes_file)
-            for block in convert_blocks(blocks, meta.sample_rate, meta.samples, sample_rate, channels):
+        with open_sink(tmp, output_path, to_rate or rate, to_channels or channels, subtype) as sink:
+            for block in convert_blocks(blocks, rate, samples, to_rate, to_channels):
                 clipped += int(np.count_nonzero(np.abs(block) > 1.0))
                 sink.write(np.clip(block, -1.0, 1.0))
 
@@ -539,10 +555,8 @@ def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
         write_atomically(output_path, write, overwrite=force)
     except sf.LibsndfileError as error:   # a write or the closing flush failed
         raise CodecError(f"{output_path}: cannot write ({disk_full(output_path) or error.error_string})") from None
-    report = CodingReport()
     if clipped:
         report.warnings.append(f"{output_path}: {clipped} decoded samples exceeded ±1.0 and were clipped")
-    return report
 
 
 def is_packet_stream(path: Path | str) -> bool:

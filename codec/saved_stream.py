@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
-from codec.atomic import disk_full, write_atomically
 from codec.bitstream import CodesMetadata
 from codec.coding import (
     BLOCK_SECONDS,
@@ -31,10 +29,9 @@ from codec.coding import (
     check_compatible,
     check_output_format,
     check_paths,
-    convert_blocks,
     entropy_coder_for,
-    open_sink,
     read_stream_info,
+    write_decoded,
 )
 from codec.errors import CodecError
 from codec.models import ConvCodec
@@ -206,25 +203,13 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
         raise CodecError(f"{input_path}: damaged: the end packet gives {plan.total} samples, but the packets "
                          f"hold about {held}")
     _check_not_empty_flac(held if plan.total is None else plan.total, input_path, output_path)
-    clipped = 0
-
-    def write(tmp: Path) -> None:
-        nonlocal clipped
-        with open_sink(tmp, output_path, sample_rate or info.sample_rate, channels or info.channels) as sink:
-            blocks = _stream_rate_blocks(model, plan, info, input_path)
-            for block in convert_blocks(blocks, info.sample_rate, plan.total, sample_rate, channels):
-                clipped += int(np.count_nonzero(np.abs(block) > 1.0))
-                sink.write(np.clip(block, -1.0, 1.0))
-
-    try:
-        write_atomically(output_path, write, overwrite=force)
-    except sf.LibsndfileError as error:   # a write or the closing flush failed
-        raise CodecError(f"{output_path}: cannot write ({disk_full(output_path) or error.error_string})") from None
-    return _report(plan, info, summarize_stream(data, offset, info).bytes_after_end, clipped, input_path, output_path)
+    report = _report(plan, info, summarize_stream(data, offset, info).bytes_after_end, input_path)
+    write_decoded(output_path, _stream_rate_blocks(model, plan, info, input_path), info.sample_rate, info.channels,
+                  plan.total, sample_rate, channels, force, report)
+    return report
 
 
-def _report(plan: _Plan, info: StreamInfo, after_end: int, clipped: int, input_path: Path,
-            output_path: Path) -> CodingReport:
+def _report(plan: _Plan, info: StreamInfo, after_end: int, input_path: Path) -> CodingReport:
     report = CodingReport()
     if plan.lost:
         report.warnings.append(f"{input_path}: {plan.lost} lost or damaged packets were concealed")
@@ -238,6 +223,4 @@ def _report(plan: _Plan, info: StreamInfo, after_end: int, clipped: int, input_p
     if after_end:
         report.warnings.append(f"{input_path}: {after_end} bytes after its end packet were ignored "
                                f"(another stream appended to it?)")
-    if clipped:
-        report.warnings.append(f"{output_path}: {clipped} decoded samples exceeded ±1.0 and were clipped")
     return report

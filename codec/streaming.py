@@ -26,7 +26,6 @@ With ``refresh_seconds``, the encoder recomputes it from the latest ``global_sec
 ``take_global_codes()`` returns a new code once, for the sender to transmit before those frames.
 """
 
-import operator
 import threading
 import weakref
 
@@ -37,6 +36,7 @@ from torch import nn
 from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.modules.streaming import streaming_modules
+from codec.whole_numbers import whole_number
 
 
 def _network(model) -> ConvCodec:
@@ -48,21 +48,6 @@ def _network(model) -> ConvCodec:
     if not isinstance(network, nn.Module):
         raise CodecError(f"a streaming session takes a model from codec.load_model, not {type(model).__name__}")
     return network
-
-
-def _whole_number(value, name: str, least: int) -> int:
-    """``value`` as an int (numpy integers too), at least ``least``.
-
-    Raises:
-        CodecError: naming ``name`` for anything else (a float, a bool, a string).
-    """
-    try:
-        number = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or number < least:
-        raise CodecError(f"{name} {value!r}: must be a whole number >= {least}")
-    return number
 
 
 def _as_tensor(value, what: str) -> torch.Tensor:
@@ -121,7 +106,7 @@ def checked_codes(codes, batch_size: int, model) -> torch.Tensor:
 class _Session:
     def __init__(self, model: ConvCodec, parts: list[nn.Module], batch_size: int):
         self.model = model
-        self.batch_size = _whole_number(batch_size, "batch_size", 1)
+        self.batch_size = whole_number(batch_size, "batch_size", 1)
         self._parts = nn.ModuleList(parts)
         self._modules = [module for _, module in streaming_modules(self._parts)]  # walked once, not per call
         self.reset()
@@ -167,7 +152,7 @@ class StreamingEncoder(_Session):
     def __init__(self, model: ConvCodec, num_codebooks: int, batch_size: int = 1,
                  refresh_seconds: float | None = None, refiner=None):
         model = _network(model)
-        num_codebooks = _whole_number(num_codebooks, "num_codebooks", 1)
+        num_codebooks = whole_number(num_codebooks, "num_codebooks", 1)
         try:
             model.check_codebook_count(num_codebooks)   # before any audio arrives
         except ValueError as error:
@@ -333,7 +318,7 @@ class StreamingDecoder(_Session):
         Raises:
             CodecError: if ``frames`` is not a whole number >= 0.
         """
-        frames = _whole_number(frames, "frames", 0)
+        frames = whole_number(frames, "frames", 0)
         if frames <= 0:
             return torch.zeros(self.batch_size, 1, 0)
         last = self._last_latent

@@ -7,25 +7,15 @@ numpy arrays owned by the session and goes in and out of the graphs on every cal
 """
 
 import json
-import operator
 from pathlib import Path
 
 import numpy as np
 
 from codec.errors import CodecError
+from codec.whole_numbers import whole_number
 
 
 # The checks of codec.streaming's sessions (same messages), in numpy: this module needs no torch.
-def _whole(value, name: str, least: int) -> int:
-    try:
-        number = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or number < least:
-        raise CodecError(f"{name} {value!r}: must be a whole number >= {least}")
-    return number
-
-
 def _array(value, what: str, batch_size: int, layout: str) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise CodecError(f"{what} must be a numpy array, not {type(value).__name__}")
@@ -104,8 +94,8 @@ class OnnxStreamingEncoder:
         """Raises CodecError for ``num_codebooks`` or ``batch_size`` below 1 or more codebooks
         than the exported graphs give."""
         self.codec = codec
-        self.num_codebooks = _whole(num_codebooks, "num_codebooks", 1)
-        self.batch_size = _whole(batch_size, "batch_size", 1)
+        self.num_codebooks = whole_number(num_codebooks, "num_codebooks", 1)
+        self.batch_size = whole_number(batch_size, "batch_size", 1)
         self.frame_size = codec.config["frame_size"]
         # the smallest exported graph that gives the codebooks asked for: a quantizer after the
         # shared encoder (conv codec), or a whole encoder per bitrate (ESC)
@@ -156,7 +146,7 @@ class OnnxStreamingDecoder:
 
     def __init__(self, codec: OnnxCodec, batch_size: int = 1):
         """Raises CodecError for ``batch_size`` below 1."""
-        self.codec, self.batch_size = codec, _whole(batch_size, "batch_size", 1)
+        self.codec, self.batch_size = codec, whole_number(batch_size, "batch_size", 1)
         self.num_codebooks = codec.config["num_codebooks"]
         self.reset()
 
@@ -188,7 +178,7 @@ class OnnxStreamingDecoder:
     def conceal(self, frames: int, fade: float = 0.7) -> np.ndarray:
         """Stand-in audio for lost frames: the last received frame repeated, fading by ``fade``
         per frame (the graphs take codes, not latents, so the fade is applied to the audio)."""
-        if _whole(frames, "frames", 0) == 0:
+        if whole_number(frames, "frames", 0) == 0:
             return np.zeros((self.batch_size, 1, 0), dtype=np.float32)
         if self.last_codes is None:
             self.last_codes = np.zeros((self.batch_size, 1, 1), dtype=np.int64)
