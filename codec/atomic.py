@@ -1,6 +1,7 @@
 """Writing a file so that a reader or a crash never sees half of it."""
 
 import errno
+import glob
 import os
 import secrets
 import stat
@@ -53,6 +54,17 @@ def create_partial(path: Path) -> Path:
             continue
         except OSError as error:
             raise CodecError(f"{path}: cannot write ({error.strerror or error})") from None
+
+
+def remove_partials(path: Path) -> None:
+    """Remove the temporary files of ``path`` (``create_partial``'s names) that a writer killed
+    outright (SIGKILL, out of memory) left behind; call only when no one else writes ``path``."""
+    final = final_path(path)
+    name = os.fsencode(final.name)[:_KEPT_NAME_BYTES].decode(errors="ignore")
+    suffix = final.suffix if len(os.fsencode(final.suffix)) <= _KEPT_SUFFIX_BYTES else ""
+    pattern = glob.escape(f".{name}.") + "[0-9a-f]" * 8 + glob.escape(f".partial{suffix}")
+    for leftover in final.parent.glob(pattern):
+        leftover.unlink(missing_ok=True)
 
 
 def replace_with_partial(tmp: Path, path: Path, overwrite: bool = True) -> None:

@@ -16,6 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codec.atomic import remove_partials
 from codec.datasets import visible_files
 from codec.errors import CodecError, ModelNotFoundError
 from codec.signals import children_ignore_group_signals, terminate_workers
@@ -289,23 +290,32 @@ def _encode(job: Job, settings: BatchSettings) -> Outcome:
     from codec.coding import encode_file
 
     model = load_cached(settings.model, settings.int8)
-    codes_file, report = encode_file(model, job.source, job.target, settings.bitrate_kbps, settings.force,
-                                     settings.entropy, settings.refine_steps)
-    meta = codes_file.metadata
-    return Outcome(job, "coded", seconds=meta.samples / meta.sample_rate, bytes=job.target.stat().st_size,
-                   warnings=report.warnings)
+    _, report = encode_file(model, job.source, job.target, settings.bitrate_kbps, settings.force,
+                            settings.entropy, settings.refine_steps)
+    return _coded(job, settings, report.warnings)
 
 
 def _decode(job: Job, settings: BatchSettings) -> Outcome:
-    import soundfile as sf
-
     from codec.coding import decode_any_file
 
     report = decode_any_file(job.source, job.target, settings.force, settings.model, settings.sample_rate,
                              settings.channels, load=lambda name: load_cached(name, settings.int8))
-    info = sf.info(os.fsencode(job.target))
-    return Outcome(job, "coded", seconds=info.frames / info.samplerate, bytes=job.target.stat().st_size,
-                   warnings=report.warnings)
+    return _coded(job, settings, report.warnings)
+
+
+def _coded(job: Job, settings: BatchSettings, warnings: list[str] | None = None) -> Outcome:
+    """The outcome of a job whose output is written: its duration and size, from the file."""
+    if settings.command == "encode":
+        from codec.coding import read_codes_metadata
+
+        meta = read_codes_metadata(job.target)
+        seconds = meta.samples / meta.sample_rate
+    else:
+        import soundfile as sf
+
+        info = sf.info(os.fsencode(job.target))
+        seconds = info.frames / info.samplerate
+    return Outcome(job, "coded", seconds=seconds, bytes=job.target.stat().st_size, warnings=warnings or [])
 
 
 # --- running a batch -----------------------------------------------------------------------
@@ -363,7 +373,8 @@ def _run_pool(jobs: list[Job], settings: BatchSettings, workers: int, task: Call
             pending = {pool.submit(task, index, job, settings): index for index, job in enumerate(jobs)}
         back = len(jobs) - 1
         while pending:
-            while back >= 0 and claims[back] != UNCLAIMED:
+            # (not a job whose worker died: if the file killed it, it would kill this process too)
+            while back >= 0 and (claims[back] != UNCLAIMED or jobs[back] in broke):
                 back -= 1
             if back >= 0:   # this process codes the last job no worker has started
                 if _claim(claims, back, BY_MAIN):
@@ -373,7 +384,7 @@ def _run_pool(jobs: list[Job], settings: BatchSettings, workers: int, task: Call
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 index = pending.pop(future)
-                outcome = _result(future, jobs[index], claims[index], broke)
+                outcome = _result(future, jobs[index], claims[index], broke, settings)
                 if isinstance(outcome, Outcome):
                     yield outcome
                 elif outcome == "again":
@@ -386,7 +397,7 @@ def _run_pool(jobs: list[Job], settings: BatchSettings, workers: int, task: Call
     return again
 
 
-def _result(future, job: Job, claim: int, broke: dict[Job, int]) -> Outcome | str | None:
+def _result(future, job: Job, claim: int, broke: dict[Job, int], settings: BatchSettings) -> Outcome | str | None:
     """A worker's outcome; None for a job this process coded; "again" for one to go on with after
     its worker, or another in the pool, died."""
     try:
@@ -396,6 +407,12 @@ def _result(future, job: Job, claim: int, broke: dict[Job, int]) -> Outcome | st
             return None
         if claim == UNCLAIMED:
             return "again"
+        remove_partials(job.target)   # what a worker killed while writing left
+        if job.target.is_file() and not settings.force:   # written (renamed whole) before its worker died
+            try:
+                return _coded(job, settings)
+            except (CodecError, OSError, RuntimeError):   # (not this batch's: code it again, which fails, named)
+                pass
         broke[job] = broke.get(job, 0) + 1
         if broke[job] < 2:
             return "again"

@@ -270,6 +270,7 @@ class StreamSummary:
     CRCs without decoding their codes (so without the entropy model)."""
     packets: int = 0               # intact frame packets
     frames: int = 0                # code frames in them
+    max_frames: int = 0            # in the largest of them: the sender's packet size
     codebooks: tuple[int, ...] = ()     # the codebook counts used (one, unless the bitrate changed)
     lost_packets: int = 0          # sequence numbers missing before and between intact packets
     stale_packets: int = 0         # duplicated or out-of-order packets (decoding drops them)
@@ -307,6 +308,7 @@ def summarize_stream(data: bytes, offset: int, info: StreamInfo) -> StreamSummar
         else:
             summary.packets += 1
             summary.frames += framed.frames
+            summary.max_frames = max(summary.max_frames, framed.frames)
             summary.entropy_coded |= framed.coded
             used.add(framed.codebooks)
         offset += framed.size

@@ -10,10 +10,11 @@ the most frames any received packet holds (every packet but the last is that siz
 lost first packet of 10 frames keeps the timing of the rest. With a time-invariant global code
 (TiCodec), the stream's first packet is the global code's, which holds no frames; a lost refresh
 of it later in the stream cannot be told from a lost packet of frames, and shifts what follows
-by one packet (the end packet still gives the exact length).
+by one packet, and the packet before each refresh can be shorter, so its loss shifts what
+follows by the difference (the end packet still gives the exact length).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,8 +45,10 @@ MAX_CONCEALED_SECONDS = 60
 
 @dataclass
 class _Plan:
-    """What decoding a stream does, in order: ``("codes", [C, K, F] codes, sequence number)``,
+    """What decoding a stream does, in order: ``("codes", [C, K, F] codes, first packet's
+    sequence number)`` (consecutive packets' codes joined, up to BLOCK_SECONDS a step),
     ``("conceal", frames)`` or ``("global", [C, G] codes)``; and what it found."""
+    block_frames: int                # frames a "codes" step holds at most
     steps: list[tuple] = field(default_factory=list)
     frames: int = 0                  # frames decoded or concealed
     frame_packets: int = 0           # intact packets of codes received
@@ -53,21 +56,46 @@ class _Plan:
     lost: int = 0                    # packets concealed
     stale: int = 0                   # duplicated or late packets dropped
     no_global: int = 0               # frames concealed while no global code had arrived
+    _pending: list[np.ndarray] = field(default_factory=list)   # codes not yet joined into a step
+    _pending_sequence: int = 0
+
+    def codes(self, codes: np.ndarray, sequence: int) -> None:
+        if self._pending and (codes.shape[1] != self._pending[0].shape[1]
+                              or sum(c.shape[-1] for c in self._pending) >= self.block_frames):
+            self._join()
+        if not self._pending:
+            self._pending_sequence = sequence
+        self._pending.append(codes.astype(np.uint16))   # (codebooks hold at most 65536 codes): 2 bytes a code
+        self.frames += codes.shape[-1]
 
     def conceal(self, frames: int) -> None:
         if frames > 0:
-            self.steps.append(("conceal", frames))
+            self.other(("conceal", frames))
             self.frames += frames
 
+    def other(self, step: tuple) -> None:
+        self._join()
+        self.steps.append(step)
 
-def _plan(packets: list[Packet], info: StreamInfo, needs_global: bool, path: Path) -> _Plan:
-    """The plan for ``packets`` (up to the end packet), as the module's docstring says.
+    def finish(self) -> None:
+        """Join the last codes into a step."""
+        self._join()
+
+    def _join(self) -> None:
+        if self._pending:
+            self.steps.append(("codes", np.concatenate(self._pending, axis=-1), self._pending_sequence))
+            self._pending = []
+
+
+def _plan(packets: Iterable[Packet], info: StreamInfo, packet_frames: int, needs_global: bool, block_frames: int,
+          path: Path) -> _Plan:
+    """The plan for ``packets`` (up to the end packet), as the module's docstring says, with
+    ``packet_frames`` the sender's packet size.
 
     Raises:
         CodecError: naming ``path``, for a gap longer than MAX_CONCEALED_SECONDS.
     """
-    plan, expected, started, has_global = _Plan(), 0, False, False
-    packet_frames = max((p.codes.shape[-1] for p in packets if p.codes is not None), default=1)
+    plan, expected, started, has_global = _Plan(block_frames), 0, False, False
     for packet in packets:
         gap = sequence_gap(packet.sequence, expected)
         if gap >= SEQUENCE_MODULO // 2:   # behind the expected number: a duplicate or a late arrival
@@ -89,7 +117,7 @@ def _plan(packets: list[Packet], info: StreamInfo, needs_global: bool, path: Pat
             break
         expected = (packet.sequence + 1) % SEQUENCE_MODULO
         if packet.global_codes is not None:   # the time-invariant code for the frames from here on
-            plan.steps.append(("global", packet.global_codes))
+            plan.other(("global", packet.global_codes))
             has_global = True
             continue
         frames = packet.codes.shape[-1]
@@ -98,8 +126,8 @@ def _plan(packets: list[Packet], info: StreamInfo, needs_global: bool, path: Pat
             plan.no_global += frames
             plan.conceal(frames)
             continue
-        plan.steps.append(("codes", packet.codes, packet.sequence))
-        plan.frames += frames
+        plan.codes(packet.codes, packet.sequence)
+    plan.finish()
     return plan
 
 
@@ -107,34 +135,18 @@ def _model_rate_blocks(model: ConvCodec, plan: _Plan, channels: int, path: Path)
     """The plan's audio at the model's rate, ``[C, 1, n]`` blocks of at most BLOCK_SECONDS each
     (the last is the decoder's flush)."""
     decoder = file_decoder(model, channels)
-    step = max(1, int(BLOCK_SECONDS * model.frame_rate))
-    pending: list[tuple[np.ndarray, int]] = []   # consecutive packets' codes with one codebook count
-
-    def decode() -> torch.Tensor:
-        codes = torch.from_numpy(np.concatenate([codes for codes, _ in pending], axis=-1))
-        try:
-            return decoder.decode(codes)
-        except CodecError as error:   # (a crafted packet's codebook count)
-            raise CodecError(f"{path}: packet {pending[0][1]}: {error}") from None
-        finally:
-            pending.clear()
-
-    for kind, value, *sequence in plan.steps:
+    for kind, *values in plan.steps:
         if kind == "codes":
-            if pending and (value.shape[1] != pending[0][0].shape[1]
-                            or sum(codes.shape[-1] for codes, _ in pending) >= step):
-                yield decode()
-            pending.append((value, sequence[0]))
-            continue
-        if pending:
-            yield decode()
-        if kind == "global":
-            decoder.global_codes = torch.from_numpy(value)
-        else:
-            for start in range(0, value, step):
-                yield decoder.conceal(min(step, value - start))
-    if pending:
-        yield decode()
+            codes, sequence = values
+            try:
+                yield decoder.decode(torch.from_numpy(codes.astype(np.int64)))
+            except CodecError as error:   # (a crafted packet's codebook count)
+                raise CodecError(f"{path}: packet {sequence}: {error}") from None
+        elif kind == "global":
+            decoder.global_codes = torch.from_numpy(values[0])
+        elif kind == "conceal":
+            for start in range(0, values[0], plan.block_frames):
+                yield decoder.conceal(min(plan.block_frames, values[0] - start))
     yield decoder.flush()
 
 
@@ -188,13 +200,11 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
         if coder is None or coder.name != info.entropy_model or coder.weights[:8] != info.entropy_weights:
             raise CodecError(f"{input_path}: its packets are entropy-coded with model '{info.entropy_model}' "
                              f"(weights {info.entropy_weights}), which model '{model.config.name}' does not have")
-    packets = []
-    for packet in read_packets(data, offset, info, coder):
-        packets.append(packet)
-        if packet.is_end:
-            break
-    plan = _plan(packets, info, getattr(model, "global_code", None) is not None, input_path)
-    if not plan.frame_packets and (plan.lost or plan.total):
+    summary = summarize_stream(data, offset, info)   # (headers and CRCs only: fast)
+    plan = _plan(read_packets(data, offset, info, coder), info, max(1, summary.max_frames),
+                 getattr(model, "global_code", None) is not None, max(1, int(BLOCK_SECONDS * model.frame_rate)),
+                 input_path)
+    if not plan.frame_packets and (plan.lost or plan.total or summary.damaged_bytes):
         raise CodecError(f"{input_path}: damaged: none of its packets of codes can be read (does its header, "
                          f"{info.channels} channels at {info.sample_rate} Hz, belong to its packets?)")
     # the packets' audio at the stream's rate, give or take the latency
@@ -203,7 +213,7 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
         raise CodecError(f"{input_path}: damaged: the end packet gives {plan.total} samples, but the packets "
                          f"hold about {held}")
     _check_not_empty_flac(held if plan.total is None else plan.total, input_path, output_path)
-    report = _report(plan, info, summarize_stream(data, offset, info).bytes_after_end, input_path)
+    report = _report(plan, info, summary.bytes_after_end, input_path)
     write_decoded(output_path, _stream_rate_blocks(model, plan, info, input_path), info.sample_rate, info.channels,
                   plan.total, sample_rate, channels, force, report)
     return report

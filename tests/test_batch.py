@@ -303,30 +303,40 @@ def test_workers_leave_group_signals_to_the_main_process():
 
 
 def _dies_on_die(index, job, settings):
-    """A worker's task that dies, as out of memory would, once it has claimed a file named die*."""
+    """A worker's task that dies, as out of memory would: while writing a file named die*, or
+    just after writing one named done*."""
     import codec.batch as batch
+    from codec.atomic import create_partial
 
     if job.source.name.startswith("die") and batch._claim(batch._claims, index, batch.BY_WORKER):
+        create_partial(job.target).write_bytes(b"half a file")
         os._exit(9)
-    return batch.code_claimed(index, job, settings)
+    outcome = batch.code_claimed(index, job, settings)
+    if job.source.name.startswith("done"):
+        os._exit(9)
+    return outcome
 
 
 def test_a_worker_that_dies_fails_only_its_file(tiny_model_dir, tmp_path, monkeypatch, capfd):
     """The pool breaks when a worker dies: the other files are coded in a new pool and the one
-    that killed its worker twice fails, without a traceback (Python 3.11 printed InvalidStateError)."""
+    that killed its worker twice fails, without a traceback (Python 3.11 printed InvalidStateError)
+    and without its temporary file; one written whole before its worker died is coded."""
     import codec.batch as batch
 
-    sources = [write_audio(tmp_path / name, tone(0.3, 16000), 16000) for name in ("die.wav", "a.wav", "b.wav")]
+    sources = [write_audio(tmp_path / name, tone(0.3, 16000), 16000)
+               for name in ("die.wav", "done.wav", "a.wav", "b.wav")]
     jobs = [batch.Job(source, tmp_path / "out" / source.with_suffix(".codes").name) for source in sources]
     claim = batch._claim   # this process codes none itself, so that the workers meet the file that kills them
     monkeypatch.setattr(batch, "_claim", lambda claims, index, who: who != batch.BY_MAIN and claim(claims, index, who))
     (tmp_path / "out").mkdir()
     outcomes = {o.job.source.name: o for o in batch._run(jobs, batch.BatchSettings("encode", str(tiny_model_dir)),
                                                          2, task=_dies_on_die)}
-    assert outcomes["a.wav"].status == outcomes["b.wav"].status == "coded"
+    assert outcomes["a.wav"].status == outcomes["b.wav"].status == outcomes["done.wav"].status == "coded"
+    assert outcomes["done.wav"].seconds == pytest.approx(0.3) and outcomes["done.wav"].bytes > 0
     assert outcomes["die.wav"].status == "failed" and "the worker process coding it died, twice" \
         in outcomes["die.wav"].reason
     assert "Traceback" not in capfd.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.codes", "b.codes", "done.codes"]
 
 
 def test_a_folder_where_an_output_goes_fails_instead_of_being_skipped(tiny_model_dir, tree, tmp_path):
@@ -340,6 +350,20 @@ def test_a_folder_where_an_output_goes_fails_instead_of_being_skipped(tiny_model
     assert f"{out / 'top.codes'}: is a directory; give a file name" in result.output
     assert f"{out / 'a' / 'x.codes'}: is not a regular file" in result.output
     assert "encoded 1 file, skipped 0, failed 2" in result.output
+
+
+def test_a_job_whose_worker_died_is_never_retried_in_the_main_process(tiny_model_dir, tmp_path, monkeypatch):
+    """If the file killed its worker (out of memory), it would kill the main process too, and the
+    whole batch with it: only a worker tries it again."""
+    import codec.batch as batch
+
+    sources = [write_audio(tmp_path / name, tone(0.3, 16000), 16000) for name in ("die.wav", "a.wav")]
+    jobs = [batch.Job(source, tmp_path / source.with_suffix(".codes").name) for source in sources]
+    coded_here, code_file = [], batch.code_file
+    monkeypatch.setattr(batch, "code_file", lambda job, settings: coded_here.append(job) or code_file(job, settings))
+    broke = {jobs[0]: 1}   # its worker died once already
+    outcomes = list(batch._run_pool(jobs, batch.BatchSettings("encode", str(tiny_model_dir)), 2, _dies_on_die, broke))
+    assert jobs[0] not in coded_here and [o.status for o in outcomes if o.job == jobs[0]] == ["failed"]
 
 
 def test_sigterm_stops_a_batch_with_workers_at_once(tiny_model_dir, tmp_path):

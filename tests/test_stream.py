@@ -305,21 +305,30 @@ def test_a_stream_whose_header_does_not_fit_its_packets_is_refused(tiny_model_di
     result = invoke("decode", saved, tmp_path / "out.wav", "--model", tiny_model_dir)
     assert result.exit_code == 1 and "none of its packets of codes can be read" in result.output
     assert "64 channels at 384000 Hz" in result.output and not (tmp_path / "out.wav").exists()
+    body = saved.read_bytes()[len(stream_header(forged)):-len(end_packet(0, 0))]   # and no end packet
+    saved.write_bytes(stream_header(forged) + body)
+    result = invoke("decode", saved, tmp_path / "out.wav", "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "none of its packets of codes can be read" in result.output
     saved.write_bytes(b"CODS")
     result = invoke("decode", saved, tmp_path / "out.wav", "--model", tiny_model_dir)
     assert result.exit_code == 1 and "truncated in the stream header (4 bytes)" in result.output
 
 
-def test_a_long_stream_is_decoded_in_blocks(tiny_model, monkeypatch):
-    """Memory does not grow with the stream: the audio is made in blocks of BLOCK_SECONDS."""
+def test_a_long_stream_is_decoded_in_blocks(tiny_model):
+    """Memory does not grow with the stream: consecutive packets' codes are joined into steps of
+    about block_frames (2 bytes a code), and decoded and concealed a step at a time."""
     import codec.saved_stream as saved_stream
 
-    monkeypatch.setattr(saved_stream, "BLOCK_SECONDS", 0.2)
-    codes = np.zeros((1, 6, 3), dtype=np.int64)
-    plan = saved_stream._Plan(steps=[("codes", codes, i) for i in range(10)] + [("conceal", 25)], frames=55)
+    plan = saved_stream._Plan(block_frames=10)
+    for sequence in range(10):
+        plan.codes(np.full((1, 6, 3), 1000, dtype=np.int64), sequence)
+    plan.conceal(25)
+    plan.finish()
+    assert [step[1].shape[-1] for step in plan.steps if step[0] == "codes"] == [12, 12, 6]
+    assert all(step[1].dtype == np.uint16 for step in plan.steps if step[0] == "codes")
     blocks = list(saved_stream._model_rate_blocks(tiny_model, plan, 1, "s.cods"))
     frames = [b.shape[-1] / tiny_model.frame_size for b in blocks]
-    assert len(blocks) >= 6 and max(frames) <= 12   # 10 frames a block, the flush (and the latency) aside
+    assert len(blocks) == 7 and max(frames) <= 12   # 3 of codes, 3 concealed, the flush
     assert sum(b.shape[-1] for b in blocks) == 55 * tiny_model.frame_size
 
 

@@ -301,7 +301,8 @@ def test_a_missing_data_folder_names_its_recipe_key(audio_folder, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     for override, message in (("data.train_dir=nosuch", "recipe value data.train_dir=nosuch (relative to the "
                                                          f"current folder, {tmp_path}): no such file or folder"),
-                              ("data.noise_dir=nosuch", "recipe value data.noise_dir=nosuch (relative")):
+                              ("data.noise_dir=nosuch", "recipe value data.noise_dir=nosuch (relative"),
+                              ("data.train_dir=./nosuch/", "recipe value data.train_dir=./nosuch/ (relative")):
         recipe = load_recipe(REPO / "recipes" / "tiny.yaml", [f"data.train_dir={audio_folder}", override,
                                                               "run.out_dir=run", "run.max_steps=1"])
         with pytest.raises(CodecError) as error:

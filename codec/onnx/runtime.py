@@ -33,9 +33,11 @@ def _checked_audio(audio, batch_size: int) -> np.ndarray:
                          f"a session codes [B, 1, n] (give channels as the batch, B = batch_size)")
     if not np.issubdtype(audio.dtype, np.floating):
         raise CodecError(f"audio is {audio.dtype}: give float samples in [-1, 1] (e.g. int16 / 32768)")
+    with np.errstate(over="ignore"):   # (float64 beyond float32's range becomes inf: refused below)
+        audio = audio.astype(np.float32, copy=False)
     if not np.isfinite(audio).all():
         raise CodecError("audio contains NaN or infinite samples")
-    return audio.astype(np.float32, copy=False)
+    return audio
 
 
 def _checked_codes(codes, batch_size: int, num_codebooks: int, codebook_size: int) -> np.ndarray:

@@ -177,7 +177,8 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # float32 codes, as on a CPU
     try:
-        codes = _code_files(codec_model, files, kbps, offline, device, console)
+        with data_named_by(key, str(folder)):
+            codes = _code_files(codec_model, folder, files, kbps, offline, device, console)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -193,9 +194,13 @@ def _codes_source(weights_sha256: str, files: list[Path]) -> str:
     return f"{weights_sha256} {hashlib.sha256(listing.encode()).hexdigest()}"
 
 
-def _code_files(codec_model, files: list[Path], kbps: float, offline: bool, device: torch.device,
+def _code_files(codec_model, folder: Path, files: list[Path], kbps: float, offline: bool, device: torch.device,
                 console: Console) -> list[np.ndarray]:
-    """Codes ``[24, F]`` (int16) of each file: offline, or through ``encode_audio``."""
+    """Codes ``[24, F]`` (int16) of each of ``folder``'s ``files``: offline, or through ``encode_audio``.
+
+    Raises:
+        CodecError: naming ``folder`` if none of its files can be read.
+    """
     from codec.audio import load_audio, resample
     from codec.coding import encode_audio
 
@@ -218,7 +223,7 @@ def _code_files(codec_model, files: list[Path], kbps: float, offline: bool, devi
         if number % 200 == 0:
             console.print(f"coded {number}/{len(files)} files ({time.monotonic() - start:.0f} s)")
     if unreadable and not codes:
-        raise CodecError(f"none of the {len(files)} audio files can be read; first: {unreadable[0]}")
+        raise CodecError(f"{folder}: none of its {len(files)} audio files can be read; first: {unreadable[0]}")
     if unreadable:
         console.print(f"warning: {len(unreadable)} file(s) cannot be read and are left out, first: {unreadable[0]}",
                       highlight=False)

@@ -562,11 +562,12 @@ def data_named_by(key: str, value: str):
     try:
         yield
     except CodecError as error:
-        if not str(error).startswith(f"{value}:"):
+        named = next((f"{name}:" for name in (value, str(Path(value))) if str(error).startswith(f"{name}:")), None)
+        if named is None:   # (Path drops "./" and a trailing "/")
             raise
         where = f" (relative to the current folder, {os.getcwd()})" \
             if not os.path.isabs(value) and not os.path.exists(value) else ""
-        raise CodecError(f"recipe value {key}={value}{where}: {str(error)[len(value) + 1:].strip()}") from None
+        raise CodecError(f"recipe value {key}={value}{where}: {str(error)[len(named):].strip()}") from None
 
 
 def expand_paths(config, section: str, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
