@@ -240,6 +240,26 @@ def _init_worker(claims) -> None:
     _claims = claims
     torch.set_num_threads(1)
     stop_on_termination(worker=True)
+    _stop_with_parent()
+
+
+def _stop_with_parent() -> None:
+    """Have Linux send this worker SIGTERM when the main process dies (SIGKILL, out of memory):
+    it would otherwise wait for jobs forever. Elsewhere the worker stays as it was."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:   # it died before the request: none would come
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _claim(claims, index: int, who: int) -> bool:

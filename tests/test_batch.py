@@ -393,6 +393,44 @@ def test_sigterm_stops_a_batch_with_workers_at_once(tiny_model_dir, tmp_path):
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()] if (tmp_path / "out").exists() else True
 
 
+def test_workers_stop_when_the_main_process_is_killed(tiny_model_dir, tmp_path):
+    """A batch's main process killed outright (SIGKILL, out of memory) left its workers waiting
+    for jobs forever."""
+    import time
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in "abcd":
+        write_audio(folder / f"{name}.wav", tone(3.0, 16000), 16000)
+    command = [sys.executable, "-c", "from codec.cli.main import run; run()", "encode", str(folder),
+               str(tmp_path / "out"), "--jobs", "2", "--refine-steps", "300", "--model", str(tiny_model_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (workers := subprocess.run(["pgrep", "-P", str(process.pid), "-f", "spawn_main"],
+                                         capture_output=True, text=True).stdout.split()):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.2)
+    time.sleep(3)   # the worker has set itself up
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 20
+    try:
+        while any(os.path.exists(f"/proc/{pid}") and "Z" not in _process_state(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"workers {workers} outlived the main process"
+            time.sleep(0.2)
+    finally:   # (a failed test leaves none behind)
+        for pid in workers:
+            subprocess.run(["kill", "-9", pid], capture_output=True)
+
+
+def _process_state(pid: str) -> str:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
 def test_a_terminal_escape_in_a_file_name_is_shown_not_obeyed(tiny_model_dir, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
