@@ -37,7 +37,6 @@ from codec.level import Leveling, amplitude, measure_leveling
 from codec.models import ConvCodec
 from codec.refine import LatentRefiner
 from codec.streaming import file_decoder, file_encoder
-from codec.threads import one_torch_thread
 
 BLOCK_SECONDS = 10.0        # audio handled per step: bounds memory for any file length
 QUIET_GAIN_DB = 24.0        # raised this much (input below about -42 dBFS), a decoded file is 24-bit
@@ -587,8 +586,7 @@ def decode_any_file(input_path: Path | str, output_path: Path | str, force: bool
 
         info = read_stream_info(input_path)[0]
         network = load(model if model is not None else _model_named_in(input_path, info.model, info.weights))
-        with one_torch_thread():   # packet by packet: small steps, where more threads only wait on each other
-            return decode_stream_file(network, input_path, output_path, force, sample_rate, channels)
+        return decode_stream_file(network, input_path, output_path, force, sample_rate, channels)
     meta = read_codes_metadata(input_path)
     network = load(model if model is not None else _model_named_in(input_path, meta.model, meta.weights))
     return decode_file(network, input_path, output_path, force, sample_rate, channels)

@@ -77,9 +77,8 @@ def check_redirections(source: Path | str, output: Path | str) -> None:
     """
     if is_stdio(output) and not is_stdio(source) and _is_std_stream(1, Path(source)):
         if Path(source).stat().st_size == 0:   # the shell's > truncated it before this process started
-            raise CodecError(f"{source}: stdout is redirected to this input file, which the shell's > has "
-                             f"already emptied (a shell empties the file before the command starts); "
-                             f"redirect it to another file")
+            raise CodecError(f"{source}: stdout is redirected to this input file, which the shell's > "
+                             f"emptied before codec started; redirect it to another file")
         raise CodecError(f"{source}: stdout is redirected to this input file, which the output would "
                          f"overwrite; redirect it to another file")
     if is_stdio(source) and not is_stdio(output) and _is_std_stream(0, Path(output)):

@@ -395,7 +395,7 @@ def test_a_redirection_to_or_from_the_input_is_refused(tiny_model, tmp_path):
     with open(path, "wb") as same:   # codec encode a.wav - > a.wav: the shell has emptied it already
         result = subprocess.run([*command, "encode", str(path), "-", *model], stdout=same, stderr=subprocess.PIPE,
                                 text=True)
-    assert result.returncode == 1 and "which the shell's > has already emptied" in result.stderr
+    assert result.returncode == 1 and "which the shell's > emptied before codec started" in result.stderr
 
 
 def test_failed_decode_leaves_the_old_output_intact(tiny_model, tmp_path, valid_codes):
