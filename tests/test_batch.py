@@ -366,10 +366,9 @@ def test_a_job_whose_worker_died_is_never_retried_in_the_main_process(tiny_model
     assert jobs[0] not in coded_here and [o.status for o in outcomes if o.job == jobs[0]] == ["failed"]
 
 
-def test_sigterm_stops_a_batch_with_workers_at_once(tiny_model_dir, tmp_path):
-    """Stopped, a worker ends with its file instead of taking the next one queued for it (it did:
-    a stop took as long as another whole file); nothing is left behind."""
-    import signal
+def _slow_batch(tiny_model_dir, tmp_path):
+    """``codec encode`` of 4 files of ~20 s work each with ``--jobs 2``, once its worker has loaded
+    the model and is coding its first file: ``(the process, its workers' process ids)``."""
     import time
 
     folder = tmp_path / "in"
@@ -381,16 +380,27 @@ def test_sigterm_stops_a_batch_with_workers_at_once(tiny_model_dir, tmp_path):
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
-    while not subprocess.run(["pgrep", "-P", str(process.pid), "-f", "spawn_main"], capture_output=True).stdout:
+    while not (workers := subprocess.run(["pgrep", "-P", str(process.pid), "-f", "spawn_main"],
+                                         capture_output=True, text=True).stdout.split()):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.2)
-    time.sleep(4)   # the worker has loaded the model and is coding its first file (each takes ~20 s)
+    time.sleep(4)
+    return process, workers
+
+
+def test_sigterm_stops_a_batch_with_workers_at_once(tiny_model_dir, tmp_path):
+    """Stopped, a worker ends with its file instead of taking the next one queued for it (it did:
+    a stop took as long as another whole file); nothing is left behind."""
+    import signal
+    import time
+
+    process, _ = _slow_batch(tiny_model_dir, tmp_path)
     process.send_signal(signal.SIGTERM)
     started = time.monotonic()
     _, err = process.communicate(timeout=120)
     assert process.returncode == 143 and "terminated by SIGTERM" in err
     assert time.monotonic() - started < 8
-    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()] if (tmp_path / "out").exists() else True
+    assert not [p for p in tmp_path.glob("out/**/*") if p.is_file()]
 
 
 def test_workers_stop_when_the_main_process_is_killed(tiny_model_dir, tmp_path):
@@ -398,22 +408,9 @@ def test_workers_stop_when_the_main_process_is_killed(tiny_model_dir, tmp_path):
     for jobs forever."""
     import time
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in "abcd":
-        write_audio(folder / f"{name}.wav", tone(3.0, 16000), 16000)
-    command = [sys.executable, "-c", "from codec.cli.main import run; run()", "encode", str(folder),
-               str(tmp_path / "out"), "--jobs", "2", "--refine-steps", "300", "--model", str(tiny_model_dir)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while not (workers := subprocess.run(["pgrep", "-P", str(process.pid), "-f", "spawn_main"],
-                                         capture_output=True, text=True).stdout.split()):
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.2)
-    time.sleep(3)   # the worker has set itself up
+    process, workers = _slow_batch(tiny_model_dir, tmp_path)
     process.kill()
-    process.wait()
+    process.communicate()
     deadline = time.monotonic() + 20
     try:
         while any(os.path.exists(f"/proc/{pid}") and "Z" not in _process_state(pid) for pid in workers):
