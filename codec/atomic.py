@@ -32,6 +32,13 @@ _KEPT_NAME_BYTES = 200
 _KEPT_SUFFIX_BYTES = 16
 
 
+def _partial_name_parts(final: Path) -> tuple[str, str]:
+    """A temporary file's name for ``final`` around its random part: ``(".NAME.", ".partial.SUFFIX")``."""
+    name = os.fsencode(final.name)[:_KEPT_NAME_BYTES].decode(errors="ignore")
+    suffix = final.suffix if len(os.fsencode(final.suffix)) <= _KEPT_SUFFIX_BYTES else ""
+    return f".{name}.", f".partial{suffix}"
+
+
 def create_partial(path: Path) -> Path:
     """Create an empty temporary file beside ``path`` (a link's target) for its content until it
     is complete, and return it. Its name is unique (``.NAME.RANDOM.partial.SUFFIX``), so two
@@ -43,10 +50,9 @@ def create_partial(path: Path) -> Path:
         CodecError: naming ``path`` (not the temporary file) and the reason.
     """
     final = final_path(path)
-    name = os.fsencode(final.name)[:_KEPT_NAME_BYTES].decode(errors="ignore")
-    suffix = final.suffix if len(os.fsencode(final.suffix)) <= _KEPT_SUFFIX_BYTES else ""
+    head, tail = _partial_name_parts(final)
     while True:
-        tmp = final.with_name(f".{name}.{secrets.token_hex(4)}.partial{suffix}")
+        tmp = final.with_name(f"{head}{secrets.token_hex(4)}{tail}")
         try:
             tmp.open("xb").close()   # exclusive: never another's file; the umask sets its mode
             return tmp
@@ -60,10 +66,8 @@ def remove_partials(path: Path) -> None:
     """Remove the temporary files of ``path`` (``create_partial``'s names) that a writer killed
     outright (SIGKILL, out of memory) left behind; call only when no one else writes ``path``."""
     final = final_path(path)
-    name = os.fsencode(final.name)[:_KEPT_NAME_BYTES].decode(errors="ignore")
-    suffix = final.suffix if len(os.fsencode(final.suffix)) <= _KEPT_SUFFIX_BYTES else ""
-    pattern = glob.escape(f".{name}.") + "[0-9a-f]" * 8 + glob.escape(f".partial{suffix}")
-    for leftover in final.parent.glob(pattern):
+    head, tail = _partial_name_parts(final)
+    for leftover in final.parent.glob(glob.escape(head) + "[0-9a-f]" * 8 + glob.escape(tail)):
         leftover.unlink(missing_ok=True)
 
 

@@ -124,9 +124,7 @@ def test_saved_stream_with_a_duplicate_a_swap_and_damage_before_the_end(tiny_mod
     body, end = packets[:-1], packets[-1]
     assert end.is_end and len(body) > 12
     order = body[:4] + [body[3]] + [body[5], body[4]] + body[6:-3]   # a duplicate, a swap, the last 3 damaged
-    forged = stream_header(info) + b"".join(packet_bytes(p.sequence, p.codes, info) for p in order) \
-        + end_packet(end.sequence, end.total_samples)
-    saved.write_bytes(forged)
+    _forged(saved, info, order + [end])
     result = invoke("decode", saved, tmp_path / "out.wav", "--model", tiny_model_dir)
     assert result.exit_code == 0, result.output
     # the swap loses one packet (the late one is dropped with the duplicate), the damage three

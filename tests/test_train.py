@@ -297,6 +297,19 @@ def test_paths_in_a_recipe_expand_a_home_folder_and_an_empty_optional_one_is_uns
     assert entropy.data.dev_dir is None and entropy.data.train_dir == str(tmp_path / "a")
 
 
+def test_an_unreadable_noise_file_is_left_out_with_a_warning(audio_folder, tmp_path):
+    """As an unreadable training file is: one bad file among the noise does not stop the run."""
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    write_audio(noise / "hum.wav", tone(1.0, 16000, 50.0), 16000)
+    (noise / "bad.wav").write_bytes(b"junk")
+    report = io.StringIO()
+    train(tiny(audio_folder, tmp_path / "run", f"data.noise_dir={noise}", "data.noise_probability=0.5",
+               "run.max_steps=1"), console=Console(file=report, width=400))
+    assert "warning: 1 noise file(s) cannot be read and are left out, first: " in report.getvalue()
+    assert "bad.wav" in report.getvalue()
+
+
 def test_a_missing_data_folder_names_its_recipe_key(audio_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for override, message in (("data.train_dir=nosuch", "recipe value data.train_dir=nosuch (relative to the "

@@ -156,7 +156,6 @@ class RandomCropDataset:
                  augmentation: Augmentation | None = None):
         self.truncated: list[str] = []   # files cut short, for a warning
         self.unreadable: list[str] = []  # files left out, for a warning
-        self.unreadable_noise: list[str] = []   # noise files left out (set by the trainer), for a warning
         self.clips = _load_all(source, sample_rate, self.truncated, self.unreadable)
         if max(float(np.abs(c).max(initial=0.0)) for c in self.clips) < SILENT_PEAK:
             raise CodecError(f"{source}: all of its audio is silent (peak below -80 dBFS); a codec cannot "
@@ -185,9 +184,6 @@ class RandomCropDataset:
         if self.unreadable:
             found.append(f"{len(self.unreadable)} training file(s) cannot be read and are left out, first: "
                          f"{self.unreadable[0]}")
-        if self.unreadable_noise:
-            found.append(f"{len(self.unreadable_noise)} noise file(s) cannot be read and are left out, first: "
-                         f"{self.unreadable_noise[0]}")
         if self.truncated:
             found.append(f"{len(self.truncated)} training file(s) hold less audio than their header announces "
                          f"(cut short?), first: {self.truncated[0]}")

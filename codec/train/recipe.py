@@ -270,8 +270,6 @@ class RunConfig:
         for name, least in (("max_steps", 0), ("batch_size", 1), ("log_every", 1), ("audio_every", 1)):
             if getattr(self, name) < least:
                 raise CodecError(f"recipe value run.{name}={getattr(self, name)} must be at least {least}")
-        if not str(self.out_dir).strip():   # Path("") is the working directory
-            raise CodecError(f"recipe value run.out_dir={self.out_dir!r} is empty; give the run's folder")
         expand_paths(self, "run", ("out_dir", "init_from"), optional=("init_from",))
         timed = ("checkpoint_minutes",) if self.max_minutes is None else ("checkpoint_minutes", "max_minutes")
         _check_positive(self, "run", timed)

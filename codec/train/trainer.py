@@ -505,7 +505,6 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
     with data_named_by("data.train_dir", data.train_dir):
         dataset = RandomCropDataset(Path(data.train_dir), sample_rate, segment, tuple(data.level_db),
                                     seed=run.seed + rank, augmentation=augmentation)
-    dataset.unreadable_noise = noise_unreadable
     device_ids = [device.index] if device.type == "cuda" else None
     wrap = (lambda m: torch.nn.parallel.DistributedDataParallel(m, device_ids=device_ids)) if world_size > 1 \
         else (lambda m: m)
@@ -539,6 +538,9 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         console.print(f"training {recipe.model.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
                       f"parameters, {_duration(dataset.hours)} of audio, step {step}, {torch.get_num_threads()} "
                       f"threads x {world_size} processes{', GAN stage' if gan else ''}, out {out_dir}")
+        if noise_unreadable:
+            console.print(f"warning: {len(noise_unreadable)} noise file(s) cannot be read and are left out, "
+                          f"first: {noise_unreadable[0]}")
         for warning in dataset.warnings():
             console.print(f"warning: {warning}")
     replica = wrap(model)
