@@ -10,16 +10,14 @@ stays codable. Each chunk carries a CRC of its codes (see ``codec.bitstream``), 
 disagreement is detected, never decoded wrong.
 """
 
-import functools
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import constriction
 import numpy as np
 
 from codec.entropy.model import EntropyModel
 from codec.entropy.predictor import EntropyWeights, IncrementalPredictor
+from codec.threads import one_blas_thread
 
 TOTAL = 1 << 24
 _ENCODE_BLOCK = 25               # frames whose probabilities are quantized and range-coded in one call
@@ -48,18 +46,9 @@ def quantized_probabilities(logits: np.ndarray) -> np.ndarray:
     return quantized_frequencies(logits) / TOTAL
 
 
-@functools.cache
-def _thread_pools():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()   # finds the BLAS libraries once (0.5 ms), not per chunk or packet
-
-
-@contextmanager
-def fixed_numerics() -> Iterator[None]:
+def fixed_numerics():
     """One BLAS thread: the fixed numeric setup every entropy encode and decode runs in."""
-    with _thread_pools().limit(limits=1, user_api="blas"):
-        yield
+    return one_blas_thread()
 
 
 # what a range decoder can still yield once it has read the last word: its 64-bit state, with

@@ -18,6 +18,7 @@ from codec.models.loading import (
     shipped_models_dir,
     weights_hash,
 )
+from codec.threads import one_torch_thread
 
 METRICS_FILE = "metrics.json"
 
@@ -50,20 +51,14 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
     Raises:
         CodecError: if the model is not found or its ``config.json`` is invalid.
     """
-    import torch
-
     from codec.entropy.model import has_entropy_model
     from codec.models.registry import build_model, config_from_dict
 
     directory = resolve_model_dir(name_or_path)
     try:
         config = config_from_dict(json.loads((directory / CONFIG_FILE).read_text()))
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_torch_thread():
             network = build_model(config)  # random weights: only the shapes matter here
-        finally:
-            torch.set_num_threads(threads)
         weights_bytes = (directory / WEIGHTS_FILE).stat().st_size
         if with_hash:   # reading the file anyway: its header must be a safetensors one
             from safetensors import safe_open
