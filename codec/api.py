@@ -31,16 +31,34 @@ from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.models import load_model as _load_network
 from codec.packets import STREAM_MAGIC
+from codec.refine import check_refine_steps
 
 
-@dataclass
+@dataclass(eq=False)
 class Codes:
     """Codes of one signal: ``codes [C, K, F]`` int64 (channels, codebooks, frames), metadata, and
-    for models with a time-invariant code (TiCodec) ``global_codes [C, G]``, sent once."""
+    for models with a time-invariant code (TiCodec) ``global_codes [C, G]``, sent once. Two
+    ``Codes`` are equal when their metadata and every code are.
+
+    Raises:
+        CodecError: if ``metadata`` is not a ``CodesMetadata`` (as ``encode`` and ``load`` make).
+    """
 
     metadata: CodesMetadata
     codes: np.ndarray
     global_codes: np.ndarray | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.metadata, CodesMetadata):
+            raise CodecError(f"Codes metadata must be a codec.bitstream.CodesMetadata (as encode and Codes.load "
+                             f"make), not {type(self.metadata).__name__}")
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Codes):
+            return NotImplemented
+        return (self.metadata == other.metadata and np.array_equal(self.codes, other.codes)
+                and (self.global_codes is None) == (other.global_codes is None)
+                and (self.global_codes is None or np.array_equal(self.global_codes, other.global_codes)))
 
     def _file(self) -> CodesFile:
         """The codes as the file format holds them.
@@ -97,7 +115,7 @@ class Codes:
 
         Raises:
             CodecError: for a corrupt or unsupported file (``BitstreamError``), data that is not
-                bytes, or a ``model`` that cannot be loaded.
+                bytes, or a ``model`` that cannot be loaded or did not make the codes.
         """
         if isinstance(data, (bytearray, memoryview)):
             data = bytes(data)
@@ -105,33 +123,43 @@ class Codes:
             raise CodecError(f"from_bytes takes the bytes of a .codes file, not {type(data).__name__}")
         coder = None
         metadata = read_metadata(data)
-        if metadata.entropy_coded:
-            if model is None:
-                raise CodecError(f"the codes are entropy-coded with model '{metadata.entropy_model}': pass "
-                                 f"model=codec.load_model('{metadata.model}')")
-            coder = coding.entropy_coder_for(_network_of(model))
+        if model is not None:   # the model the caller means is the one that made them, entropy-coded or not
+            network = _network_of(model)
+            with _python_argument_names({"pass --model with the model that encoded them":
+                                         "pass the model that encoded them as model="}):
+                coding.check_compatible(network, metadata)
+            if metadata.entropy_coded:
+                coder = coding.entropy_coder_for(network)
+        elif metadata.entropy_coded:
+            raise CodecError(f"the codes are entropy-coded with model '{metadata.entropy_model}': pass "
+                             f"model=codec.load_model('{metadata.model}')")
         parsed = from_bytes(data, coder)
         return cls(parsed.metadata, parsed.codes, parsed.global_codes)
 
     def save(self, path: Path | str, model: "Codec | str | Path | None" = None) -> None:
         """Write a ``.codes`` file (replacing any file there but audio, only once the new one is
-        complete); with ``model``, range-coded as ``to_bytes``.
+        complete); with ``model``, range-coded as ``to_bytes``. Warns (``UserWarning``) if ``path``
+        has an audio file's suffix, as ``encode_file`` does.
 
         Raises:
             CodecError: as ``to_bytes``, or naming ``path`` if it is an audio file (as
                 ``encode_file``, whatever ``force``) or cannot be written.
         """
         _check_path(path, "path")
-        coding.check_not_replacing_audio(Path(path))
+        with _python_argument_names({" (to encode several files, give an output folder)": ""}):
+            coding.check_not_replacing_audio(Path(path))
         data = self._bytes(model, "save")
         write_atomically(Path(path), lambda tmp: tmp.write_bytes(data))
+        if note := coding.codes_under_audio_name(Path(path)):
+            warnings.warn(note, UserWarning, stacklevel=2)
 
     @classmethod
     def load(cls, path: Path | str, model: "Codec | str | Path | None" = None) -> "Codes":
         """Read a ``.codes`` file (see ``from_bytes``).
 
         Raises:
-            CodecError: if it cannot be read, or for a corrupt or unsupported file.
+            CodecError: if it cannot be read, for a corrupt or unsupported file, or as ``from_bytes``
+                for ``model``.
         """
         _check_path(path, "path")
         try:
@@ -162,19 +190,39 @@ def _network_of(model: "Codec | str | Path") -> ConvCodec:
                      f"not {type(model).__name__}")
 
 
+def _misread(array: np.ndarray) -> str | None:
+    """What a ``[T, C]`` array that is most likely the other layout would be (more channels than
+    samples, or more than a file holds: caught before it fills the memory), or None."""
+    samples, channels = array.shape
+    if channels > MAX_CHANNELS:
+        return f"{channels} channels (at most {MAX_CHANNELS})"
+    if samples and channels > samples:
+        return f"{channels} channels of {samples} samples"
+    return None
+
+
 def _as_samples_by_channels(audio) -> tuple[np.ndarray, bool]:
-    """numpy ``[T]``/``[T, C]`` or torch ``[T]``/``[C, T]`` -> float64 ``[T, C]``, and whether torch."""
+    """numpy ``[T]``/``[T, C]`` (or a list of floats) or torch ``[T]``/``[C, T]`` -> float64
+    ``[T, C]``, and whether torch. More channels than samples is refused as the other layout."""
     if isinstance(audio, torch.Tensor):
         if audio.dim() not in (1, 2) or not audio.is_floating_point():
             raise CodecError(f"torch audio must be floats, [samples] or [channels, samples], got "
                              f"{audio.dtype} of shape {tuple(audio.shape)}")
         array = audio.detach().cpu().double().numpy()
         array = array[:, None] if array.ndim == 1 else array.T
-        if array.ndim == 2 and array.shape[1] > MAX_CHANNELS:
+        if _misread(array):
             raise CodecError(f"torch audio is [channels, samples], and shape {tuple(audio.shape)} would be "
-                             f"{array.shape[1]} channels (at most {MAX_CHANNELS}); pass audio.T")
+                             f"{_misread(array)}; pass audio.T")
         return array, True
-    kind = np.asarray(audio).dtype
+    if isinstance(audio, (list, tuple)):   # Python numbers: 0 and 1 are floats here, not integer PCM
+        try:
+            audio = np.asarray(audio, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise CodecError(f"audio as a list must hold numbers in [-1, 1] ({error})") from None
+    elif not isinstance(audio, np.ndarray):
+        raise CodecError(f"audio must be a numpy array (or a list of floats) or a torch tensor, "
+                         f"not {type(audio).__name__}")
+    kind = audio.dtype
     if kind.kind not in "f":   # integer PCM would be read as its raw values; strings and complex make no audio
         scale = f" (integer PCM: divide by {2 ** (8 * kind.itemsize - 1)})" if kind.kind in "iu" else ""
         raise CodecError(f"audio must be floats in [-1, 1], got numpy {kind}{scale}")
@@ -183,24 +231,36 @@ def _as_samples_by_channels(audio) -> tuple[np.ndarray, bool]:
         array = array[:, None]
     if array.ndim != 2:
         raise CodecError(f"audio must be [samples] or [samples, channels] (numpy), got shape {array.shape}")
-    if array.shape[1] > MAX_CHANNELS:   # most likely [channels, samples]: caught before it fills the memory
-        raise CodecError(f"numpy audio is [samples, channels], and shape {array.shape} would be {array.shape[1]} "
-                         f"channels (at most {MAX_CHANNELS}); pass audio.T for [channels, samples] input")
+    if _misread(array):
+        raise CodecError(f"numpy audio is [samples, channels], and shape {array.shape} would be {_misread(array)}; "
+                         f"pass audio.T for [channels, samples] input")
     return array, False
 
 
 class Codec:
-    """A loaded codec. ``network`` is the underlying ``ConvCodec`` (tensor-level interface)."""
+    """A loaded codec (from ``load_model``). ``network`` is the underlying ``ConvCodec``
+    (tensor-level interface)."""
 
     def __init__(self, network: ConvCodec):
         self.network = network
 
+    def __repr__(self) -> str:
+        rates = ", ".join(f"{b:g}" for b in self.bitrates_kbps)
+        return f"<codec.Codec {self.name!r}: {self.sample_rate} Hz, {rates} kbps>"
+
+    @property
+    def name(self) -> str:
+        """The model's name (as ``codec models`` lists it and ``.codes`` files record it)."""
+        return self.network.config.name
+
     @property
     def sample_rate(self) -> int:
+        """The rate in Hz the model codes at; input at any other rate is resampled to it and back."""
         return self.network.sample_rate
 
     @property
     def bitrates_kbps(self) -> list[float]:
+        """The bitrates in kbps ``encode`` takes, lowest first."""
         return list(self.network.config.bitrates_kbps)
 
     @property
@@ -210,14 +270,21 @@ class Codec:
         return self.network.latency
 
     def encode(self, audio, sample_rate: int, bitrate: float | None = None, refine_steps: int = 0) -> Codes:
-        """Encode audio at any rate: numpy ``[T]`` or ``[T, C]``, or torch ``[T]`` or ``[C, T]``,
-        floats in [-1, 1]. ``bitrate`` in kbps, one of ``bitrates_kbps`` (None: 6, or the model's
-        bitrate nearest to 6). ``refine_steps`` > 0
+        """Encode audio: numpy ``[T]`` or ``[T, C]`` (or a list of floats), or torch ``[T]`` or
+        ``[C, T]``; floats in [-1, 1], at any ``sample_rate`` from 1000 to 384000 Hz, up to 1024
+        channels (each coded on its own), any length. ``bitrate`` in kbps, one of
+        ``bitrates_kbps`` (None: 6, or the model's bitrate nearest to 6). ``refine_steps`` > 0
         refines the latent by analysis by synthesis (``codec/refine.py``): closer to the input,
-        far slower to encode.
+        far slower to encode. Models with an input level (``config.json``'s ``input_level_dbfs``)
+        bring each channel to it and record the gain (``metadata.gain_db``) that decoding undoes.
+
+        Samples a little beyond ±1 (up to ±4: a codec's overshoot, e.g. ``decode``'s output) are
+        clipped to ±1 with a ``UserWarning``, as ``encode_file`` does for float files; more is
+        refused as integer PCM held in floats. An array with more channels than samples is
+        refused as the other layout (numpy is ``[T, C]``, torch ``[C, T]``).
 
         Raises:
-            CodecError: for an unsupported bitrate or refinement, a bad shape or rate, or
+            CodecError: for an unsupported bitrate or refinement, a bad shape, type or rate, or
                 non-finite samples.
         """
         try:   # a rate of 16000.5 is not 16000, nor True 1 Hz, nor "16000" a number
@@ -227,19 +294,21 @@ class Codec:
         if not whole:
             raise CodecError(f"sample_rate {sample_rate!r}: must be a whole number of Hz")
         kbps = _checked_kbps(bitrate, self.network)
-        array, _ = _as_samples_by_channels(audio)
-        peak = float(np.max(np.abs(array), initial=0.0))
-        if peak > 1.0:   # (NaN compares false here and is named by encode_audio)
-            raise CodecError(f"audio samples reach {peak:g}, outside [-1, 1]: scale them to [-1, 1]")
+        check_refine_steps(refine_steps, self.network)
+        array = _limited(_as_samples_by_channels(audio)[0])
         codes_file = coding.encode_audio(self.network, array, int(sample_rate), kbps, refine_steps)
         return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
     def decode(self, codes: Codes, tensor: bool = False):
-        """``(audio, sample_rate)``: numpy float32 ``[T, C]``, or torch ``[C, T]`` with ``tensor=True``.
+        """``(audio, sample_rate)``: numpy float32 ``[T, C]``, or torch ``[C, T]`` with
+        ``tensor=True``; the sample rate, channels and number of samples are those of the audio
+        that was encoded, and so is its level. Samples may exceed ±1 a little (the codec's
+        overshoot); files written by ``decode_file`` are clipped to ±1 with a warning.
 
         Raises:
             CodecError: if the codes were made by another model, or disagree with their metadata.
         """
+        _check_flag(tensor, "tensor")
         if not isinstance(codes, Codes):
             raise CodecError(f"decode takes a codec.Codes (from encode, Codes.load or Codes.from_bytes), "
                              f"not {type(codes).__name__}")
@@ -247,6 +316,30 @@ class Codec:
                                      "decode them with codec.load_model of the model that encoded them"}):
             audio, rate = coding.decode_audio(self.network, codes._file())
         return (torch.from_numpy(np.ascontiguousarray(audio.T)), rate) if tensor else (audio, rate)
+
+
+# samples up to this far beyond full scale are a codec's overshoot (clipped, with a warning);
+# farther, most likely integer PCM held in floats (refused)
+_OVERSHOOT = 4.0
+
+
+def _limited(array: np.ndarray) -> np.ndarray:
+    """``array`` with samples beyond ±1 clipped (warned), if none is beyond ±``_OVERSHOOT``.
+
+    Raises:
+        CodecError: for non-finite samples, or samples beyond ±``_OVERSHOOT``.
+    """
+    if not np.all(np.isfinite(array)):
+        raise CodecError("audio contains NaN or infinite samples")
+    peak = float(np.max(np.abs(array), initial=0.0))
+    if peak > _OVERSHOOT:
+        raise CodecError(f"audio samples reach {peak:.6g}, far outside [-1, 1]: scale them to [-1, 1] "
+                         f"(integer PCM held in floats: divide by 32768 for 16-bit)")
+    if peak > 1.0:
+        warnings.warn(f"{int(np.count_nonzero(np.abs(array) > 1.0))} samples were beyond ±1.0 full scale "
+                      f"(peak {peak:.9g}) and were limited to ±1.0", UserWarning, stacklevel=3)
+        return np.clip(array, -1.0, 1.0)
+    return array
 
 
 def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Codec:
@@ -282,6 +375,13 @@ def _check_model_argument(model) -> None:
     """Raises CodecError unless ``model`` is None, a ``Codec`` or a model's name or folder."""
     if model is not None and not isinstance(model, Codec):
         _check_path(model, "model", "a codec.Codec (from codec.load_model), or a model's name or folder")
+
+
+def _warn_int8_unused(model, int8: bool) -> None:
+    """int8 takes effect where a model is loaded: a ``Codec`` was loaded already."""
+    if int8 and isinstance(model, Codec):
+        warnings.warn("int8=True is unused with a loaded Codec: it computes as it was loaded "
+                      "(codec.load_model(..., int8=True) loads an int8 one)", UserWarning, stacklevel=3)
 
 
 def _warn(report: coding.CodingReport) -> None:
@@ -324,16 +424,27 @@ def _checked_kbps(bitrate, network) -> float:
 def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float | None = None,
                 model: "Codec | str | Path | None" = None, force: bool = False, entropy: bool | None = None,
                 refine_steps: int = 0, int8: bool = False) -> Codes:
-    """Encode an audio file to a ``.codes`` file (what ``codec encode`` does): range-coded with the
-    model's entropy model when it has one, unless ``entropy=False``; ``model`` a ``Codec`` (as
-    loaded, ``int8`` then unused) or a name or folder; ``bitrate`` and ``refine_steps`` as
-    ``Codec.encode``; ``int8`` as ``load_model``."""
+    """Encode an audio file (WAV, FLAC, OGG, MP3, AIFF; any rate and channel count) to a ``.codes``
+    file (what ``codec encode`` does): range-coded with the model's entropy model when it has one,
+    unless ``entropy=False``; ``model`` a ``Codec`` (as loaded: ``int8`` is then unused, with a
+    warning) or a name or folder (None: the default model); ``bitrate`` and ``refine_steps`` as
+    ``Codec.encode``; ``int8`` as ``load_model``. An existing ``output_path`` is replaced only with
+    ``force=True`` (an audio file never), and only once the new file is complete.
+
+    Returns the codes as written. Warnings (clipped samples, a truncated input, codes under an
+    audio suffix) are ``UserWarning``s.
+
+    Raises:
+        CodecError: naming the file for input that cannot be read or output that exists or cannot
+            be written; as ``Codec.encode`` for the bitrate and refinement; as ``load_model``.
+    """
     _check_path(input_path, "input_path")
     _check_path(output_path, "output_path")
     _check_model_argument(model)
     _check_flag(force, "force")
     _check_flag(entropy, "entropy", none_too=True)
     _check_flag(int8, "int8")
+    _warn_int8_unused(model, int8)
     with _python_argument_names():
         network = model.network if isinstance(model, Codec) else _load_network(model, int8)
         codes_file, report = coding.encode_file(network, input_path, output_path, _checked_kbps(bitrate, network),
@@ -345,13 +456,23 @@ def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float 
 def decode_file(input_path: Path | str, output_path: Path | str, model: "Codec | str | Path | None" = None,
                 force: bool = False, int8: bool = False) -> None:
     """Decode a ``.codes`` file, or a packet stream saved by ``codec stream --save``, to audio
-    (what ``codec decode`` does); the model named in the file is used unless ``model`` is given
-    (a ``Codec``, ``int8`` then unused, or a name or folder); ``int8`` as ``load_model``."""
+    (what ``codec decode`` does) with the input's sample rate, channels and length; the format
+    follows the suffix of ``output_path`` (.wav, .flac, .ogg, .aiff). The model named in the file
+    is used unless ``model`` is given (a ``Codec``: ``int8`` is then unused, with a warning; or a
+    name or folder); ``int8`` as ``load_model``. An existing ``output_path`` is replaced only with
+    ``force=True``, and only once the new file is complete. Decoded samples beyond ±1 are clipped,
+    with a ``UserWarning``.
+
+    Raises:
+        CodecError: naming the file for a corrupt or unreadable input, an unsupported output
+            suffix, output that exists or cannot be written, or codes another model made.
+    """
     _check_path(input_path, "input_path")
     _check_path(output_path, "output_path")
     _check_model_argument(model)
     _check_flag(force, "force")
     _check_flag(int8, "int8")
+    _warn_int8_unused(model, int8)
     with _python_argument_names():
         report = coding.decode_any_file(input_path, output_path, force, model, load=lambda name_or_path: (
             name_or_path.network if isinstance(name_or_path, Codec) else _load_network(name_or_path, int8)))

@@ -155,6 +155,8 @@ def codes_problem(codes_file: CodesFile) -> str | None:
     if meta.has_global:
         checks.append(("global codes", codes_file.global_codes, (meta.channels, meta.global_codebooks),
                        meta.global_codebook_size, ""))
+    elif codes_file.global_codes is not None:   # the file would drop them without a word
+        return "global codes were given, but the metadata has no global codebooks (global_codebooks is None)"
     for what, values, shape, size, axes in checks:
         values = np.asarray(values)
         if values.shape != shape:

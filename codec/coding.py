@@ -451,6 +451,14 @@ def check_not_replacing_audio(output_path: Path, writer: str = "encoding") -> No
                          f"name the output .codes (to encode several files, give an output folder)")
 
 
+def codes_under_audio_name(path: Path) -> str | None:
+    """The warning for codes written under an audio file's suffix (`codec encode in.wav out.wav`:
+    a likely slip), or None."""
+    if Path(path).suffix.lower() in AUDIO_SUFFIXES:
+        return f"{path}: holds codes, not audio, whatever its suffix says; codec decode turns it back into audio"
+    return None
+
+
 def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
                 bitrate_kbps: float = 6.0, force: bool = False, entropy: bool | None = None,
                 refine_steps: int = 0) -> tuple[CodesFile, CodingReport]:
@@ -485,9 +493,8 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     if clipped[0]:
         report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale and were "
                                f"limited to ±1.0")
-    if output_path.suffix.lower() in AUDIO_SUFFIXES:   # `codec encode in.wav out.wav`: a likely slip
-        report.warnings.append(f"{output_path}: holds codes, not audio, whatever its suffix says; "
-                               f"codec decode turns it back into audio")
+    if note := codes_under_audio_name(output_path):
+        report.warnings.append(note)
     coder = entropy_coder_for(model, required=True) if wants_entropy(model, entropy) else None
     data = to_bytes(codes_file, coder)
     write_atomically(output_path, lambda tmp: tmp.write_bytes(data), overwrite=force)

@@ -163,9 +163,10 @@ def test_python_api_refuses_channels_first_numpy_and_integer_scaled_audio(tiny_m
         model.encode(3000 * noise.T, sample_rate=16000)   # int16-scaled floats
     with pytest.raises(CodecError, match="got numpy int16 \\(integer PCM: divide by 32768\\)"):
         model.encode(np.ones(16000, dtype=np.int16), sample_rate=16000)   # read by type, not by value
-    for wrong in ("hello", torch.zeros(1, 1, 1600)):
-        with pytest.raises(CodecError, match="must be floats"):
-            model.encode(wrong, sample_rate=16000)
+    with pytest.raises(CodecError, match="must be floats"):
+        model.encode(torch.zeros(1, 1, 1600), sample_rate=16000)
+    with pytest.raises(CodecError, match="must be a numpy array .* not str"):
+        model.encode("hello", sample_rate=16000)
     for rate in (16000.5, True, "fast", None):
         with pytest.raises(CodecError, match="must be a whole number of Hz"):
             model.encode(noise.T, sample_rate=rate)
@@ -315,3 +316,73 @@ def test_file_functions_name_bad_paths_and_pass_on_the_clis_warnings(tiny_model_
     api.encode_file(source, tmp_path / "loaded.codes", model=loaded)
     api.decode_file(tmp_path / "loaded.codes", tmp_path / "loaded.wav", model=loaded)
     assert (tmp_path / "loaded.codes").read_bytes() == (tmp_path / "codes.wav").read_bytes()
+
+
+def test_python_api_input_checks_name_the_slip(tiny_model_dir):
+    """A short clip in the other layout, Python lists, None, overshoot, non-finite samples and
+    loose flags each get a named error (or a warning), not a misread signal or a numpy message."""
+    import warnings
+
+    import codec as api
+
+    model = api.load_model(tiny_model_dir)
+    for call, message in [
+        (lambda: model.encode(np.zeros((2, 800)), 16000), r"shape \(2, 800\) would be 800 channels of 2 samples"),
+        (lambda: model.encode(torch.zeros(800, 2), 16000), r"would be 800 channels of 2 samples; pass audio.T"),
+        (lambda: model.encode(None, 16000), r"audio must be a numpy array .* not NoneType"),
+        (lambda: model.encode(["a", "b"], 16000), r"audio as a list must hold numbers"),
+        (lambda: model.encode(np.array([0.0, np.inf]), 16000), r"NaN or infinite samples"),
+        (lambda: model.encode(np.full(1600, 8.0), 16000), r"samples reach 8, far outside \[-1, 1\]"),
+        (lambda: model.encode(np.zeros(1600), 16000, refine_steps=None), r"refinement steps must be a whole"),
+        (lambda: model.decode(model.encode(np.zeros(1600), 16000), tensor="no"), r"tensor must be True or False"),
+    ]:
+        with pytest.raises(CodecError, match=message):
+            call()
+    listed = model.encode([0, 1, 0, -1] * 400, 16000)   # Python ints in a list are floats here
+    assert listed == model.encode(np.array([0.0, 1.0, 0.0, -1.0] * 400), 16000)
+    assert model.encode(np.zeros((0, 2)), 16000).metadata.channels == 2   # no samples: any layout is empty
+    square = np.sign(np.sin(np.arange(1600) / 8.0)) * 0.999
+    decoded, _ = model.decode(model.encode(square, 16000))
+    overshoot = np.concatenate([decoded[:, 0], [1.5]])   # what a codec gives back, a little beyond ±1
+    with pytest.warns(UserWarning, match=r"samples were beyond ±1.0 full scale \(peak 1.5\) and were limited"):
+        clipped = model.encode(overshoot, 16000)
+    assert clipped == model.encode(np.clip(overshoot, -1, 1), 16000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.encode(square, 16000)   # within ±1: no warning
+
+
+def test_codes_objects_compare_check_their_parts_and_their_model(tiny_model_dir, tmp_path):
+    import dataclasses
+    import warnings
+
+    import codec as api
+
+    model = api.load_model(tiny_model_dir)
+    conv = api.load_model("conv-16k")
+    assert model.name == "tiny-16k" and repr(conv) == "<codec.Codec 'conv-16k': 16000 Hz, 1.5, 3, 6, 12 kbps>"
+    assert {"Codec", "Codes", "load_model", "encode_file", "decode_file"} <= set(dir(api))
+    codes = model.encode(tone(0.3, 16000), 16000)
+    assert codes == api.Codes.from_bytes(codes.to_bytes()) and codes != model.encode(tone(0.2, 16000), 16000)
+    coded = conv.encode(tone(0.3, 16000), 16000).to_bytes(conv)   # entropy-coded
+    for call, message in [
+        (lambda: api.Codes(dataclasses.asdict(codes.metadata), codes.codes), r"metadata must be a .*CodesMetadata"),
+        (lambda: api.Codes(codes.metadata, codes.codes, np.zeros((1, 2), dtype=np.int64)).to_bytes(),
+         r"global codes were given, but the metadata has no global codebooks"),
+        (lambda: api.Codes.from_bytes(codes.to_bytes(), model="conv-16k"), r"made by model 'tiny-16k'"),
+        (lambda: api.Codes.from_bytes(coded, model), r"made by model 'conv-16k' .* as model="),
+        (lambda: api.Codes.from_bytes(codes.to_bytes(), model="no-such-model"), r"no-such-model"),
+    ]:
+        with pytest.raises(CodecError, match=message):
+            call()
+    with pytest.warns(UserWarning, match=r"holds codes, not audio"):
+        codes.save(tmp_path / "new.wav")
+    write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
+    with pytest.raises(CodecError, match=r"which encoding would replace with codes; name the output .codes$"):
+        codes.save(tmp_path / "in.wav")
+    codes.save(tmp_path / "c.codes")
+    with pytest.warns(UserWarning, match=r"int8=True is unused with a loaded Codec"):
+        api.decode_file(tmp_path / "c.codes", tmp_path / "out.wav", model=model, int8=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        api.decode_file(tmp_path / "c.codes", tmp_path / "out2.wav", model=model)
