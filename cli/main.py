@@ -5,6 +5,7 @@ Each command is a thin typed function over one library call. Problems the user c
 """
 
 import codecs
+import contextlib
 import functools
 import json
 import os
@@ -131,8 +132,8 @@ def user_errors(command):
             _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
         except Terminated as stopped:   # SIGTERM or SIGHUP, after the temporary files were removed
             _fail(str(stopped), 128 + stopped.signum)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)   # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
+        except KeyboardInterrupt as error:   # (an evaluation's says how far it got)
+            _fail(str(error) or "interrupted", 130)   # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
         except Exception as error:  # a bug, not the user's fault: one line unless debugging
             if os.environ.get("CODEC_DEBUG"):
                 raise
@@ -664,17 +665,19 @@ EVAL_OUTPUTS = ("results.json", "results.csv", "rate_distortion.png", "spectrogr
 @user_errors
 @model_option_hint
 def evaluate(
-    input: Annotated[str, typer.Argument(
-        metavar="INPUT", show_default=False,
-        help="Folder of audio files, one file, or a manifest: .tsv/.jsonl with a 'path' column/key, or a Kaldi "
-             "wav.scp.")],
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="INPUT...", show_default=False,
+        help="Folders of audio files (searched recursively), files, quoted globs ('dev/**/*.flac') or manifests: "
+             ".tsv/.jsonl with a 'path' column/key, or a Kaldi wav.scp. A file given twice is scored once.")],
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Shipped model name or model directory \\[default: esc-16k-small].")] = None,
     bitrates: Annotated[str | None, typer.Option(
         help="Comma-separated kbps \\[default: the model's bitrates; the shipped ones: 1.5,3,6,12].",
         show_default=False)] = None,
     baselines: Annotated[str, typer.Option(
-        help="Comma-separated: opus (CBR), opus-vbr, speex, codec2 (or 'none').")] = "none",
+        help="Comma-separated: opus (CBR), opus-vbr, speex, codec2 (or 'none'). opus and speex need ffmpeg "
+             "with libopus/libspeex, codec2 c2enc/c2dec; opus runs from 6 kbps, speex at its wideband rate "
+             "nearest each bitrate, codec2 at 3.2 and 1.3 kbps whatever --bitrates says.")] = "none",
     out: Annotated[Path, typer.Option(help="Folder for results.json, results.csv and plots.",
                                       **NON_EMPTY_PATH)] = Path("eval"),
     pesq_nb: Annotated[bool, typer.Option("--pesq-nb", help="Also compute narrowband PESQ.")] = False,
@@ -684,7 +687,8 @@ def evaluate(
         help="Also rows with latent refinement of STEPS steps (see codec encode --refine-steps).")] = 0,
     int8: Annotated[bool, typer.Option(
         "--int8", help="Also rows with the model computing in int8 (see codec encode --int8).")] = False,
-    jobs: Annotated[int, typer.Option(help="Worker processes scoring files in parallel.")] = 1,
+    jobs: Annotated[int, typer.Option(
+        help="Worker processes scoring files in parallel (real-time factors are measured with them all busy).")] = 1,
     threads: Annotated[int, typer.Option(help="Torch threads per worker (real-time factors use it).")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     force: FolderForceOption = False,
@@ -694,13 +698,11 @@ def evaluate(
 
     from rich.progress import Progress
 
-    from codec.datasets import find_inputs
     from codec.evaluation.evaluate import EvalSettings, run_evaluation, summarize
     from codec.evaluation.report import plot_rate_distortion, plot_spectrograms, summary_table, write_results
     from codec.models.loading import DEFAULT_MODEL
     from codec.refine import check_refine_steps
 
-    input = _named_path(input, "INPUT")
     _check_out_folder(out)
     if out.exists() and not out.is_dir():
         raise CodecError(f"--out {out}: is a file; give a folder for the results")
@@ -731,16 +733,25 @@ def evaluate(
         check_refine_steps(refine_steps)
     except CodecError as error:
         raise CodecError(f"--refine-steps: {error}") from None
-    files = find_inputs(input)
-    settings = EvalSettings(model, kbps, names, pesq_nb, threads, entropy, refine_steps, int8)
+    files, repeated = _evaluation_files(inputs)
+    names = list(dict.fromkeys(names))   # each baseline once
+    settings = EvalSettings(model, kbps, names, pesq_nb, threads, entropy, refine_steps, int8, jobs)
+    created = _create_folder(out)   # before minutes of coding: where it cannot be made (/proc, a full disk)
     progress = Progress(console=stderr, transient=True, disable=not stderr.is_terminal)
     task = progress.add_task("evaluating", total=len(files))
     try:   # the bar starts once the model, bitrates and baselines passed their checks
         results, notes, example = run_evaluation(files, settings, jobs, lambda: progress.advance(task),
                                                  on_start=progress.start)
+    except BaseException:
+        for folder in created:   # (the deepest first; only those still empty)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     finally:
         if progress.live.is_started:   # stopping one that never started would print an empty line
             progress.stop()
+    if repeated:
+        notes.insert(0, f"{repeated} input(s) named a file already listed: each file was scored once")
     summaries = summarize(results)
     rates = sorted({r.sample_rate for r in results} - {16000})
     if rates:
@@ -760,21 +771,21 @@ def evaluate(
                      f"headers announce, {sum(truncated.values())} samples missing in all): coded and scored as far "
                      f"as they could be read, as codec encode does; first: {next(iter(truncated))}")
     if any(r.system in names for r in results):
-        notes.append("baselines were scored after aligning their decoded signal (lags in results)")
+        notes.append("baselines were scored after aligning their decoded signal (lags in results); their "
+                     "real-time factors include starting their programs and temporary files for each file; "
+                     "their measured kbps are their packets, the model's the whole .codes file (header included)")
     reasons = Counter(r.undefined["pesq_wb"] for r in results if r.undefined.get("pesq_wb"))
     if reasons:   # why cells read "undefined" (each file's reason is in results.json)
         notes.append(_undefined_note("PESQ-WB", reasons, len(results)))
+    if unpaired := _unpaired_rows(summaries):
+        notes.append(unpaired)
     evaluated = len({r.path for r in results})
     # written to a folder of their own first and moved in together: Ctrl-C while plotting leaves no
     # half set (results without plots, which a rerun would refuse to overwrite without --force)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:   # (where os.access could not tell: /proc, a full disk)
-        raise CodecError(f"--out {out}: cannot create the folder ({error.strerror or error})") from None
     staging = Path(tempfile.mkdtemp(prefix=".eval.", suffix=".partial", dir=out))
     try:
         write_results(staging, results, summaries, notes, {
-            **asdict(settings), "model": settings.model or DEFAULT_MODEL, "input": str(input), "files": evaluated,
+            **asdict(settings), "model": settings.model or DEFAULT_MODEL, "inputs": inputs, "files": evaluated,
             "files_left_out": len(files) - evaluated})
         plot_rate_distortion(staging / "rate_distortion.png", summaries)
         if example is not None:   # the first readable file's spectrograms
@@ -793,17 +804,70 @@ def evaluate(
         if as_json:
             print(json.dumps([asdict(s) for s in summaries], indent=2))
         else:
-            _stdout_console().print(summary_table(summaries, threads))
+            _stdout_console().print(summary_table(summaries, threads, jobs))
     for note in notes:
         stderr.print(f"note: {note}")
     stderr.print(f"wrote {out}/{', '.join(name for name in EVAL_OUTPUTS if (out / name).exists())}")
+    if evaluated < len(files):   # as a batch that could not code every file
+        _fail(f"{len(files) - evaluated} of {len(files)} files could not be read and were left out (see the notes)")
+
+
+def _evaluation_files(inputs: list[str]) -> tuple[list[Path], int]:
+    """The audio files that ``codec eval``'s inputs name (folders, files, quoted globs, manifests),
+    each once, in order; and how many more times some were named.
+
+    Raises:
+        CodecError: for an empty argument, or an input that is missing or holds no audio.
+    """
+    from codec.audio import AUDIO_SUFFIXES
+    from codec.batch import find_files, is_batch
+    from codec.datasets import find_inputs
+
+    files: list[Path] = []
+    for text in inputs:
+        path = _named_path(text, "INPUT")
+        if not path.exists() and is_batch([text]):   # a quoted glob
+            files += [file for file, _ in find_files([text], AUDIO_SUFFIXES)]
+        else:
+            files += find_inputs(path)
+    unique = {}
+    for file in files:   # the same file by another name (./a.flac, a link) too
+        unique.setdefault(file.resolve(), file)
+    return list(unique.values()), len(files) - len(unique)
+
+
+def _create_folder(folder: Path) -> list[Path]:
+    """Make ``folder`` (and its parents); the folders this made, deepest first.
+
+    Raises:
+        CodecError: naming ``--out`` if it cannot be made.
+    """
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:   # (where os.access could not tell: /proc, a full disk)
+        raise CodecError(f"--out {folder}: cannot create the folder ({error.strerror or error})") from None
+    return missing
+
+
+def _unpaired_rows(summaries) -> str | None:
+    """A note where rows' PESQ-WB means are over different numbers of files (a baseline that could
+    not be aligned or failed on some): their means are not over the same files."""
+    counts = {f"{s.system} {s.nominal_kbps:g}": s.files - s.undefined.get("pesq_wb", 0) for s in summaries}
+    if len(set(counts.values())) <= 1:
+        return None
+    most = max(counts.values())
+    fewer = ", ".join(f"{name}: {count}" for name, count in counts.items() if count < most)
+    return (f"rows are not all over the same files: PESQ-WB was scored on {most} files for most rows, on fewer "
+            f"for {fewer}; compare rows on the same files with scripts/compare_evals.py")
 
 
 def _undefined_note(metric: str, reasons: Counter, coded: int) -> str:
-    """Why a metric is undefined for some coded files: the three commonest reasons, and a count of the rest."""
+    """Why a metric is undefined for some of the ``coded`` (file, row) pairs: the three commonest
+    reasons, and a count of the rest."""
     shown = reasons.most_common(3)
     rest = sum(reasons.values()) - sum(count for _, count in shown)
-    return (f"{metric} undefined for {sum(reasons.values())} of {coded} coded files: "
+    return (f"{metric} undefined in {sum(reasons.values())} of {coded} scores (files x rows): "
             + "; ".join(f"{count} x {reason}" for reason, count in shown)
             + (f"; {rest} x other reasons (in results.json)" if rest else ""))
 

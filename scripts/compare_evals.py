@@ -5,8 +5,8 @@
 Rows are paired by file and nominal bitrate (by file name where no path is in both: relative
 paths from evaluations run in different folders); each system is the first codec named in its file
 (one `codec eval` run can also hold both: pass the same file twice with --systems A B). For each
-bitrate: both means, the mean difference B - A with its 95% confidence interval (normal
-approximation over the files) and on how many files B is better. Two systems whose means differ
+bitrate: both means, the mean difference B - A with its 95% confidence interval (Student's t
+over the files) and on how many files B is better. Two systems whose means differ
 by less than the spread of either mean can still differ clearly file by file, and the reverse.
 """
 
@@ -35,6 +35,8 @@ def read_rows(path: Path, system: str | None, metric: str) -> tuple[str, dict[tu
         raise SystemExit(f"error: {path}: cannot read a results.csv ({reason})") from None
     if not rows:
         raise SystemExit(f"error: {path}: no result rows")
+    if metric == "pesq_nb" and "pesq_nb" not in rows[0] and "pesq_wb" in rows[0]:
+        raise SystemExit(f"error: {path}: no pesq_nb column; rerun codec eval with --pesq-nb")
     missing = [column for column in (*COLUMNS, metric) if column not in rows[0]]
     if missing:
         raise SystemExit(f"error: {path}: no column {', '.join(missing)}; is it the results.csv of codec eval "
@@ -66,8 +68,8 @@ def paired_difference(a: np.ndarray, b: np.ndarray, higher_is_better: bool = Tru
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("a", type=Path)
-    parser.add_argument("b", type=Path)
+    parser.add_argument("a", type=Path, help="results.csv of codec eval with system A")
+    parser.add_argument("b", type=Path, help="results.csv with system B (may be the same file, with --systems)")
     parser.add_argument("--metric", default="pesq_wb", choices=HIGHER_IS_BETTER + LOWER_IS_BETTER)
     parser.add_argument("--systems", nargs=2, metavar=("A", "B"), help="codec names to compare")
     args = parser.parse_args()
@@ -78,8 +80,12 @@ def main() -> None:
         if set(named_a) & set(named_b):
             a, b = named_a, named_b
             print("note: no file path is in both; rows are paired by file name")
+    rates_a, rates_b = sorted({key[1] for key in a}), sorted({key[1] for key in b})
+    if not set(rates_a) & set(rates_b):
+        raise SystemExit(f"error: no nominal bitrate in both: A ({name_a}) has {', '.join(f'{r:g}' for r in rates_a)} "
+                         f"kbps, B ({name_b}) {', '.join(f'{r:g}' for r in rates_b)}")
     print(f"{args.metric}: B = {name_b} minus A = {name_a}")
-    for kbps in sorted({key[1] for key in a} & {key[1] for key in b}):
+    for kbps in sorted(set(rates_a) & set(rates_b)):
         common = [k for k in a if k[1] == kbps and k in b]
         keys = sorted(k for k in common if a[k][args.metric] and b[k][args.metric])
         x = np.array([float(a[k][args.metric]) for k in keys])

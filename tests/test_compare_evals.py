@@ -61,3 +61,16 @@ def test_where_lower_is_better_a_smaller_b_is_better(tmp_path):
     assert "B better on 1 of 2" in compare(a, b, tmp_path, "--metric", "mel_distance")   # x got smaller, y larger
     result = subprocess.run([sys.executable, SCRIPT, a, b, "--metric", "setting"], capture_output=True, text=True)
     assert result.returncode == 2 and "invalid choice: 'setting'" in result.stderr   # a text column: no difference
+
+
+def test_no_common_bitrate_and_a_missing_pesq_nb_say_what_to_do(tmp_path):
+    ours = results(tmp_path / "a.csv", "ours", [("x.flac", "2.0")])
+    with (tmp_path / "c.csv").open("w", newline="") as handle:   # Codec2 runs at 3.2 kbps, not 6
+        csv.writer(handle).writerows([["path", "codec", "nominal_kbps", "pesq_wb"], ["x.flac", "codec2", "3.2", "2"]])
+    for b, options, message in [
+        (str(tmp_path / "c.csv"), [], "error: no nominal bitrate in both: A (ours) has 6 kbps, B (codec2) 3.2"),
+        (ours, ["--metric", "pesq_nb"], "no pesq_nb column; rerun codec eval with --pesq-nb"),
+    ]:
+        result = subprocess.run([sys.executable, SCRIPT, ours, b, *options], cwd=tmp_path, capture_output=True,
+                                text=True)
+        assert result.returncode == 1 and message in result.stderr, result.stderr

@@ -317,7 +317,8 @@ def test_eval_leaves_out_unreadable_files_and_checks_its_bitrates(tiny_model_dir
     out = tmp_path / "report"
     command = ["eval", str(folder), "--model", str(tiny_model_dir), "--out", str(out), "--json"]
     result = CliRunner().invoke(app, [*command, "--bitrates", "6,6"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output   # as a batch that could not code every file
+    assert "1 of 2 files could not be read and were left out" in result.output
     summaries = json.loads(result.stdout)
     assert [(s["nominal_kbps"], s["files"]) for s in summaries] == [(6.0, 1)]
     assert "left out" in result.output and "a_empty.wav" in result.output
@@ -468,3 +469,81 @@ def test_eval_stopped_while_writing_leaves_no_half_set_of_results(tiny_model_dir
     result = CliRunner().invoke(app, ["eval", str(source), "--model", str(tiny_model_dir), "--bitrates", "6",
                                       "--out", str(out)])
     assert result.exit_code == 0 and "holds results already" not in result.output   # a rerun needs no --force
+
+
+def test_eval_scores_each_file_once_from_globs_and_several_inputs(tiny_model_dir, tmp_path, monkeypatch):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("a.wav", "b.wav"):
+        write_audio(folder / name, speechlike(1.0), 16000)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["eval", "clips/*.wav", "clips/a.wav", "./clips/a.wav", "--model",
+                                      str(tiny_model_dir), "--bitrates", "6", "--out", str(out), "--jobs", "1"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["settings"]["files"] == 2 and saved["settings"]["files_left_out"] == 0
+    assert saved["settings"]["inputs"] == ["clips/*.wav", "clips/a.wav", "./clips/a.wav"]
+    assert saved["settings"]["jobs"] == 1
+    assert "2 input(s) named a file already listed: each file was scored once" in result.output
+    missing = CliRunner().invoke(app, ["eval", "clips/*.flac", "--model", str(tiny_model_dir), "--out", "x"])
+    assert missing.exit_code == 1 and "the pattern matches no files" in missing.output
+
+
+def test_a_baseline_program_that_fails_leaves_the_file_out_of_its_row(tiny_model_dir, tmp_path, monkeypatch):
+    """An ffmpeg without the encoder skips the baseline; one that fails on a file leaves that file
+    out of the baseline's row (the run goes on); the undefined note counts scores, not files."""
+    import codec.evaluation.systems as systems
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ffmpeg").write_text("#!/bin/sh\n"
+                                   "case \"$*\" in *-encoders*) printf ' A....D libopus  Opus\\n'; "
+                                   "printf ' ------\\n A....D libopus  Opus\\n'; exit 0;; esac\n"
+                                   "echo \"Unknown encoder 'libopus'\" >&2; exit 1\n")
+    (bin_dir / "ffprobe").write_text("#!/bin/sh\nexit 1\n")
+    for program in bin_dir.iterdir():
+        program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    systems._ffmpeg_encoders.cache_clear()
+    monkeypatch.setattr(systems, "_ffmpeg_encoders", systems._ffmpeg_encoders.__wrapped__)
+    source = write_audio(tmp_path / "in.wav", speechlike(1.0), 16000)
+    silent = write_audio(tmp_path / "silent.wav", np.zeros(16000), 16000)
+    result = CliRunner().invoke(app, ["eval", str(source), str(silent), "--model", str(tiny_model_dir), "--bitrates",
+                                      "6", "--baselines", "opus,speex,opus", "--out", str(tmp_path / "r"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "speex skipped: this ffmpeg has no libspeex encoder" in result.output
+    assert ("opus 6 kbps: its program failed on 2 file(s), left out of the row; first: "
+            f"{source}: ffmpeg failed: Unknown encoder 'libopus'") in " ".join(result.output.split())
+    assert [(s["system"], s["files"]) for s in json.loads(result.stdout)] == [("tiny-16k", 2)]
+    assert "PESQ-WB undefined in 1 of 2 scores (files x rows)" in " ".join(result.output.split())
+    saved = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert saved["settings"]["baselines"] == ["opus", "speex"]
+
+
+def test_eval_interrupted_says_how_far_it_got_and_leaves_no_folder(tiny_model_dir, tmp_path, monkeypatch):
+    import codec.evaluation.evaluate as evaluate
+
+    real, calls = evaluate.evaluate_file, []
+
+    def stopped_at_the_second(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(evaluate, "evaluate_file", stopped_at_the_second)
+    files = [write_audio(tmp_path / f"{name}.wav", speechlike(1.0), 16000) for name in "abc"]
+    out = tmp_path / "new" / "report"
+    result = CliRunner().invoke(app, ["eval", *map(str, files), "--model", str(tiny_model_dir), "--bitrates", "6",
+                                      "--out", str(out)])
+    assert result.exit_code == 130
+    assert "interrupted after 1 of 3 files; no results were written" in result.output
+    assert not (tmp_path / "new").exists()   # the folders it had made are gone again
+
+
+def test_the_spectrograms_are_of_the_first_file_that_could_be_scored(tiny_model_dir, tmp_path):
+    write_audio(tmp_path / "a_silent.wav", np.zeros(16000), 16000)
+    write_audio(tmp_path / "b_speech.wav", speechlike(1.0), 16000)
+    _, _, example = run_evaluation(find_inputs(tmp_path), EvalSettings(str(tiny_model_dir), [6.0]))
+    assert example[0].name == "b_speech.wav"

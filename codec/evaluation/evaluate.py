@@ -19,7 +19,7 @@ from codec.errors import CodecError
 from codec.evaluation.alignment import align
 from codec.evaluation.metrics import METRIC_RATE, MIN_SECONDS, score_pair, to_metric_rate
 from codec.evaluation.stats import ci95_half_width
-from codec.evaluation.systems import OurCodec, System, baseline_systems
+from codec.evaluation.systems import BaselineFailed, OurCodec, System, baseline_systems
 from codec.refine import check_refine_steps
 from codec.signals import children_ignore_group_signals, terminate_workers
 
@@ -37,6 +37,7 @@ class EvalSettings:
     entropy: bool = False          # also evaluate the model with its entropy coding
     refine_steps: int = 0          # > 0: also the model with latent refinement (codec/refine.py)
     int8: bool = False             # also the model computing in int8 (codec/int8.py)
+    jobs: int = 1                  # worker processes: the real-time factors are measured with them all busy
 
 
 @dataclass
@@ -88,7 +89,10 @@ def _init_worker(settings: EvalSettings, systems: list[System] | None = None) ->
     # costs (lazy imports, kernel set-up: about 2 s with refinement) count in no file's real-time factor
     noise = 0.01 * np.random.default_rng(0).standard_normal(METRIC_RATE).astype(np.float32)
     for system in {system.name: system for system in reversed(_systems)}.values():
-        system.code(noise, METRIC_RATE)
+        try:
+            system.code(noise, METRIC_RATE)
+        except BaselineFailed:   # (each file it fails on is noted)
+            pass
 
 
 def build_systems(settings: EvalSettings) -> tuple[list[System], list[str]]:
@@ -139,7 +143,13 @@ def build_systems(settings: EvalSettings) -> tuple[list[System], list[str]]:
 
 
 def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
-    """All systems on one file: ``(list[FileResult], {system label: decoded [T] at 16 kHz})``."""
+    """All systems on one file: ``(list[FileResult], (reference [T], {system label: decoded [T]}),
+    failures)``, signals at 16 kHz. A baseline whose program fails on the file is left out of its
+    row: ``failures`` holds ``(row label, reason)`` for each.
+
+    Raises:
+        CodecError: if the file cannot be read (or our model fails on it).
+    """
     audio, sample_rate, announced = load_audio_and_announced(path)
     signal = audio[:, 0]
     limited = int(np.count_nonzero(np.abs(signal) > 1.0))
@@ -147,9 +157,13 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
         signal = np.clip(signal, -1.0, 1.0)
     reference = to_metric_rate(signal, sample_rate)
     duration = len(signal) / sample_rate
-    results, decoded_signals = [], {}
+    results, decoded_signals, failures = [], {}, []
     for system in _systems:
-        coded = system.code(signal, sample_rate)
+        try:
+            coded = system.code(signal, sample_rate)
+        except BaselineFailed as error:
+            failures.append((f"{system.name} {system.nominal_kbps:g} kbps", str(error)))
+            continue
         degraded = to_metric_rate(coded.audio, coded.sample_rate)
         alignment = align(reference, degraded, 0 if system.time_aligned else int(MAX_LAG_SECONDS * METRIC_RATE))
         # a file too short to score gets that reason (score_pair's), not a failed alignment's
@@ -169,23 +183,24 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
             max(announced - len(signal), 0)))
         if keep_audio:
             decoded_signals[f"{system.name} {system.nominal_kbps:g} kbps"] = alignment.degraded
-    return results, (reference, decoded_signals)
+    return results, (reference, decoded_signals), failures
 
 
 def _worker(job: tuple[Path, EvalSettings, bool]):
-    """``evaluate_file``'s output, or ``(None, reason)`` for a file that cannot be read."""
+    """``evaluate_file``'s output, or ``(None, reason, [])`` for a file that cannot be read."""
     try:
         return evaluate_file(*job)
     except CodecError as error:
-        return None, str(error)
+        return None, str(error), []
 
 
-EXAMPLE_CANDIDATES = 8   # files whose decoded audio comes back for the spectrogram plot (the first readable)
+EXAMPLE_CANDIDATES = 8   # files whose decoded audio comes back for the spectrogram plot (the first scored)
 
 
 def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_file=None, on_start=None):
     """Evaluate all files; returns ``(results, notes, example)`` where ``example`` is ``(path,
-    reference, decoded)`` for the first file that could be read (for the spectrogram plot).
+    reference, decoded)`` for the first file our model's PESQ-WB could be scored on (for the
+    spectrogram plot; else the first that could be read).
 
     ``on_start`` is called once the settings are checked and ``on_file`` after each file (progress
     reporting). A file that cannot be read is left out with a note naming it (``example`` is None
@@ -193,12 +208,14 @@ def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_
 
     Raises:
         CodecError: for a bad model, bitrate or baseline name, or if no file could be read.
+        EvaluationInterrupted: on Ctrl-C (a KeyboardInterrupt), saying how far it got.
     """
     systems, notes = build_systems(settings)  # fail early on a bad model, bitrate or baseline name
     if on_start:
         on_start()
     jobs_list = [(path, settings, index < EXAMPLE_CANDIDATES) for index, path in enumerate(files)]
-    results, example, failures = [], None, []
+    results, example, failures, done = [], None, [], 0
+    readable_example, baseline_failures = None, {}
     if jobs <= 1:
         _init_worker(settings, systems)
         outputs = map(_worker, jobs_list)
@@ -209,25 +226,42 @@ def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_
                                        initializer=_init_worker, initargs=(settings,))
             outputs = pool.map(_worker, jobs_list)
     try:
-        for (path, _, keep_audio), (file_results, audio) in zip(jobs_list, outputs, strict=True):
+        for (path, _, keep_audio), (file_results, audio, file_failures) in zip(jobs_list, outputs, strict=True):
             if file_results is None:
                 failures.append(audio)
             else:
                 results += file_results
+                for row, reason in file_failures:
+                    baseline_failures.setdefault(row, []).append((path, reason))
                 if keep_audio and example is None:
-                    example = (path, *audio)
+                    readable_example = readable_example or (path, *audio)
+                    if file_results and file_results[0].scores.get("pesq_wb") is not None:
+                        example = (path, *audio)
+            done += 1
             if on_file:
                 on_file()
-    except BaseException:   # Ctrl-C, SIGTERM or an error here: the workers stop now, not after the files
+    except BaseException as error:   # Ctrl-C, SIGTERM or an error here: the workers stop now, not after the files
         if pool:
             terminate_workers(pool)
+        if type(error) is KeyboardInterrupt:   # Ctrl-C (SIGTERM's Terminated keeps its own exit code)
+            raise EvaluationInterrupted(done, len(files)) from None
         raise
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
     if not results:
         raise CodecError(f"no file could be evaluated: {'; '.join(failures[:3])}")
-    return results, notes + [f"left out {reason}" for reason in failures], example
+    notes += [f"{row}: its program failed on {len(cases)} file(s), left out of the row; first: {cases[0][0]}: "
+              f"{cases[0][1]}" for row, cases in baseline_failures.items()]
+    return results, notes + [f"left out {reason}" for reason in failures], example or readable_example
+
+
+class EvaluationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an evaluation, after ``done`` of ``total`` files (nothing is written)."""
+
+    def __init__(self, done: int, total: int):
+        super().__init__(f"interrupted after {done} of {total} files; no results were written")
+        self.done, self.total = done, total
 
 
 def summarize(results: list[FileResult]) -> list[Summary]:

@@ -11,25 +11,28 @@ from rich.table import Table
 from codec.evaluation.evaluate import FileResult, Summary, as_dict
 
 _LABELS = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "si_sdr": "SI-SDR dB",
-           "mel_distance": "mel dist"}
+           "mel_distance": "mel dist (lower better)"}
+_THREE_DECIMALS = ("stoi", "mel_distance")   # metrics whose differences lie in the third decimal
 
 
 def _cell(summary: Summary, metric: str) -> str:
     mean, ci = summary.mean.get(metric), summary.ci95.get(metric)
     if mean is None:
         return "undefined"
-    text = f"{mean:.3f}" if metric == "stoi" else f"{mean:.2f}"
+    decimals = 3 if metric in _THREE_DECIMALS else 2
+    text = f"{mean:.{decimals}f}"
     if ci is not None:
-        text += f" ± {ci:.3f}" if metric == "stoi" else f" ± {ci:.2f}"
+        text += f" ± {ci:.{decimals}f}"
     if summary.undefined.get(metric):
         text += f" ({summary.undefined[metric]} undef.)"
     return text
 
 
-def summary_table(summaries: list[Summary], threads: int) -> Table:
+def summary_table(summaries: list[Summary], threads: int, jobs: int = 1) -> Table:
     metrics = list(summaries[0].mean) if summaries else []
+    workers = f", {jobs} workers at once" if jobs > 1 else ""
     table = Table(title=f"scores: mean ± 95% CI over files; kbps and real-time factors: over all the audio "
-                        f"(weighted by duration), on {threads} thread(s)")
+                        f"(weighted by duration), on {threads} thread(s){workers}")
     for column in ["codec", "setting", "nominal kbps", "measured kbps", *[_LABELS[m] for m in metrics],
                    "enc RTF", "dec RTF", "files"]:
         table.add_column(column, justify="left" if column in ("codec", "setting") else "right")

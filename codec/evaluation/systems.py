@@ -9,6 +9,7 @@ bit of the ``.codes`` file (header, metadata and CRCs included, so ours is never
 overhead being the part of that which is not codes.
 """
 
+import functools
 import json
 import shutil
 import subprocess
@@ -89,19 +90,27 @@ class OurCodec(System):
                      encoded - start, done - encoded)
 
 
-def _run(command: list[str]) -> None:
-    result = subprocess.run(command, capture_output=True, text=True)
+class BaselineFailed(RuntimeError):
+    """A baseline's program failed on one file (the evaluation leaves the file out of its row)."""
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    """Run a baseline's program; its output. Raises BaselineFailed with its last line of errors."""
+    try:
+        result = subprocess.run(command, capture_output=True, text=True)
+    except OSError as error:   # removed or unrunnable since the start
+        raise BaselineFailed(f"{command[0]} could not run ({error.strerror or error})") from None
     if result.returncode != 0:
-        raise RuntimeError(f"{command[0]} failed: {result.stderr.strip().splitlines()[-1:]}")
+        last = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+        raise BaselineFailed(f"{command[0]} failed: {last}")
+    return result
 
 
 def _packet_bits(path: Path) -> int:
     # JSON, not CSV: ffprobe's CSV gives a packet with side data (Opus' first and last: samples to
     # skip) as "13," and a blank line, which a line parser drops
-    output = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-                             "packet=size", "-of", "json", str(path)], capture_output=True, text=True)
-    if output.returncode != 0:
-        raise RuntimeError(f"ffprobe failed: {output.stderr.strip().splitlines()[-1:]}")
+    output = _run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+                   "packet=size", "-of", "json", str(path)])
     return 8 * sum(int(packet["size"]) for packet in json.loads(output.stdout).get("packets", []))
 
 
@@ -145,6 +154,17 @@ class Codec2(System):
             return Coded(decoded, 8000, 8 * bits.stat().st_size, 0, encoded - start, done - encoded)
 
 
+@functools.cache
+def _ffmpeg_encoders() -> frozenset[str]:
+    """The names of the encoders the installed ffmpeg has (``ffmpeg -encoders``)."""
+    try:
+        listing = _run(["ffmpeg", "-hide_banner", "-encoders"]).stdout
+    except BaselineFailed:
+        return frozenset()
+    table = listing.split("------", 1)[-1]   # below the legend: " A....D libopus  libopus Opus"
+    return frozenset(fields[1] for fields in map(str.split, table.splitlines()) if len(fields) > 1)
+
+
 def baseline_systems(names: list[str], bitrates_kbps: list[float]) -> tuple[list[System], list[str]]:
     """Baseline systems for the requested names and bitrates, and notes on what was skipped.
 
@@ -159,6 +179,10 @@ def baseline_systems(names: list[str], bitrates_kbps: list[float]) -> tuple[list
         if shutil.which(program) is None or (program == "ffmpeg" and shutil.which("ffprobe") is None):
             notes.append(f"{name} skipped: '{program}' is not installed "
                          f"(Debian package {'codec2' if name == 'codec2' else 'ffmpeg'})")
+            continue
+        encoder = "libspeex" if name == "speex" else "libopus" if name in OPUS_MODES else None
+        if encoder and encoder not in _ffmpeg_encoders():
+            notes.append(f"{name} skipped: this ffmpeg has no {encoder} encoder (Debian's ffmpeg has it)")
             continue
         if name in OPUS_MODES:
             for kbps in bitrates_kbps:
