@@ -1,5 +1,6 @@
-# CPU image with the package and the shipped default model; `codec` is the entrypoint.
-#   docker build -t codec . && docker run --rm -v "$PWD:/data" codec encode /data/in.wav /data/out.codes
+# CPU image with the package and the shipped models; `codec` is the entrypoint. Run it as your own
+# user, so that it may write into the folder you mount (and its files are yours):
+#   docker build -t codec . && docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/data" codec encode /data/in.wav /data/out.codes
 #   docker run --rm -i codec encode - - < in.wav > out.codes      (stdin and stdout work too)
 
 # pesq is published only as source: compile its wheel where a C compiler is (the full image),

@@ -5,9 +5,11 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
+from codec import __version__
 from codec.models.loading import shipped_models_dir
 from tests.conftest import REPO
 
@@ -37,6 +39,8 @@ def test_a_wheel_installs_the_models_and_finds_them_by_name(tmp_path):
         pytest.skip(f"cannot build a wheel here: {build.stderr.strip().splitlines()[-1]}")
     assert build.returncode == 0, build.stderr
     wheel = next(wheels.glob("codec-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:   # the licence travels with the package
+        assert any(name.endswith(".dist-info/licenses/LICENSE") for name in archive.namelist())
     # (--ignore-installed: without it, pip would uninstall this environment's own codec first)
     install = subprocess.run([*pip, "install", "--no-deps", "--ignore-installed", "--prefix", prefix, wheel],
                              capture_output=True, text=True)
@@ -56,3 +60,9 @@ def test_a_wheel_installs_the_models_and_finds_them_by_name(tmp_path):
     check = subprocess.run([sys.executable, "-c", "import codec; print(codec.__file__)"], capture_output=True,
                            text=True, cwd=tmp_path)
     assert check.stdout.strip() == str(REPO / "codec" / "__init__.py")   # this environment's install is untouched
+
+
+def test_python_dash_m_codec_is_the_command_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "codec", "--version"], capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == f"codec {__version__}", result.stderr

@@ -17,7 +17,7 @@ def test_python_examples_run(tmp_path, monkeypatch):
 
 def _tour_commands() -> list[str]:
     readme = (REPO / "README.md").read_text()
-    block = re.search(r"## Tour\n\n```bash\n(.*?)```", readme, flags=re.S).group(1)
+    block = re.search(r"## Tour\n\n.*?```bash\n(.*?)```", readme, flags=re.S).group(1)
     return [line.split(" # ")[0].strip() for line in block.splitlines() if line.strip()]
 
 
