@@ -364,8 +364,10 @@ def encode(
         size = target.stat().st_size
         kbps = f", {size * 8 / seconds / 1000:.2f} kbps" if seconds else ""
     # once written: for - (stdout), after the copy out, which can fail
+    nominal = (f"{bitrate:g} kbps nominal" if meta.channels == 1 else
+               f"{bitrate:g} kbps nominal per channel, {bitrate * meta.channels:g} in all")   # as measured below
     stderr.print(_visible(f"{_label(output)}: {seconds:.2f} s, {meta.channels} ch, {meta.codebooks} codebooks "
-                          f"({bitrate:g} kbps nominal), {size} bytes{kbps}"))
+                          f"({nominal}), {size} bytes{kbps}"))
 
 
 @app.command()
@@ -604,10 +606,10 @@ def _model_info(path: Path) -> dict:
 
 
 def _plain(value) -> str:
-    """A value for the text listing of ``codec info``: lists joined, ``{"6": 1.98}`` as ``6: 1.98``,
-    None as ``-``."""
+    """A value for the text listing of ``codec info``: lists joined, ``{"6": 1.9812}`` as ``6: 1.98``
+    (as ``codec models`` and the model cards round PESQ-WB; ``--json`` has every digit), None as ``-``."""
     if isinstance(value, dict):
-        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+        return ", ".join(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}" for k, v in value.items()) or "-"
     if isinstance(value, list):
         return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
     return "-" if value is None else _visible(str(value))

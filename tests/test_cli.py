@@ -23,7 +23,9 @@ def speech_wav(tmp_path):
 
 def test_encode_decode_info(tiny_model_dir, speech_wav, tmp_path):
     codes, out = tmp_path / "speech.codes", tmp_path / "speech_out.wav"
-    assert invoke("encode", speech_wav, codes, "--bitrate", "6", "--model", tiny_model_dir).exit_code == 0
+    encoded = invoke("encode", speech_wav, codes, "--bitrate", "6", "--model", tiny_model_dir)
+    assert encoded.exit_code == 0   # stereo: the nominal rate per channel and in all, as the measured one is
+    assert "(6 kbps nominal per channel, 12 in all)" in " ".join(encoded.output.split())
     assert invoke("decode", codes, out, "--model", tiny_model_dir).exit_code == 0
     info = sf.info(str(out))
     assert (info.samplerate, info.channels, info.frames) == (44100, 2, sf.info(str(speech_wav)).frames)

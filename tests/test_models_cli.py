@@ -38,6 +38,9 @@ def test_models_table_rounds_as_the_model_cards_do():
         for row in card["dev"]:
             if row["system"] == name:
                 assert f"{row['nominal_kbps']:g}: {row['mean']['pesq_wb']:.2f}" in table, (name, row["nominal_kbps"])
+        listing = re.sub(r"\s+", " ", invoke("info", name).stdout)   # info as models: 2 decimals
+        assert ", ".join(f"{row['nominal_kbps']:g}: {row['mean']['pesq_wb']:.2f}" for row in card["dev"]
+                         if row["system"] == name) in listing, name
 
 
 def test_help_names_the_default_model():

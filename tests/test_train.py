@@ -48,13 +48,15 @@ def test_model_and_loss_problems_are_found_before_the_data_loads(tmp_path):
 
 def test_tiny_recipe_trains_and_resumes(audio_folder, tmp_path):
     out_dir = tmp_path / "run"
-    train(tiny(audio_folder, out_dir, "run.max_steps=12"))
+    first = io.StringIO()
+    train(tiny(audio_folder, out_dir, "run.max_steps=12"), console=Console(file=first, width=400))
+    assert "finished at step 12 (run.max_steps)" in first.getvalue()   # its own end, not an interruption
     state = torch.load(out_dir / CHECKPOINT_FILE, weights_only=True)
     assert state["step"] == 12
     assert state["recipe"]["run"]["max_steps"] == 12          # the resolved config is stored
     assert state["recipe"]["model"]["name"] == "tiny-16k"
     log = (out_dir / "train.log").read_text().splitlines()
-    assert len(log) == 2 and '"perplexity_min"' in log[0]
+    assert len(log) == 3 and '"perplexity_min"' in log[0]   # steps 5 and 10 (log_every), and the last, 12
 
     with pytest.raises(CodecError, match="--resume"):
         train(tiny(audio_folder, out_dir, "run.max_steps=12"))
@@ -74,7 +76,7 @@ def test_tiny_recipe_trains_and_resumes(audio_folder, tmp_path):
     train(tiny(audio_folder, out_dir, "run.max_steps=20"), resume=True)
     assert torch.load(out_dir / CHECKPOINT_FILE, weights_only=True)["step"] == 20
     log = [json.loads(line) for line in (out_dir / "train.log").read_text().splitlines()]
-    assert [record["step"] for record in log] == [5, 10, 15, 20] and "unsaved" not in log[2]
+    assert [record["step"] for record in log] == [5, 10, 12, 15, 20] and "unsaved" not in log[3]
     finished = (out_dir / CHECKPOINT_FILE).read_bytes()
     report = io.StringIO()   # a finished run: nothing trains, and its checkpoint (and recipe) stay as they are
     train(tiny(audio_folder, out_dir, "run.max_steps=20", "loss.stft_weight=3"), resume=True,

@@ -42,7 +42,7 @@ from codec.train.recipe import (
     model_named_by,
 )
 from codec.train.run_lock import run_folder_lock
-from codec.train.stopping import signal_name, stop_after_step
+from codec.train.stopping import ended_at, signal_name, stop_after_step
 from codec.train.trainer import (
     CHECKPOINT_FILE,
     MAX_NON_FINITE_IN_A_ROW,
@@ -310,6 +310,18 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
     total, count = 0.0, 0
     model.train()
     streak = 0   # non-finite steps in a row
+
+    def log_record(now: float) -> None:
+        """The mean bits per code since the last record, and the rate, to train.log and the console."""
+        nonlocal total, count, last_log
+        record = {"step": step, "bits_per_code": round(total / count, 4),
+                  "steps_per_s": round(count / (now - last_log), 3),  # count: steps since the last log
+                  "total_min": round((previous_seconds + now - start) / 60, 2)}
+        with open(out_dir / "train.log", "a") as log:
+            log.write(json.dumps(record) + "\n")
+        console.print(" ".join(f"{k}={v}" for k, v in record.items()), highlight=False)
+        total, count, last_log = 0.0, 0, now
+
     with stop_after_step(console) as stop_requested:
         while step < run.max_steps and time.monotonic() < deadline and not stop_requested:
             for group in optimizer.param_groups:
@@ -331,19 +343,15 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
             total, count = total + float(loss.detach()), count + 1
             now = time.monotonic()
             if step % run.log_every == 0:
-                record = {"step": step, "bits_per_code": round(total / count, 4),
-                          "steps_per_s": round(count / (now - last_log), 3),  # count: steps since the last log
-                          "total_min": round((previous_seconds + now - start) / 60, 2)}
-                with open(out_dir / "train.log", "a") as log:
-                    log.write(json.dumps(record) + "\n")
-                console.print(" ".join(f"{k}={v}" for k, v in record.items()), highlight=False)
-                total, count, last_log = 0.0, 0, now
+                log_record(now)
             if now - last_checkpoint > 60 * run.checkpoint_minutes:
                 _save_checkpoint(checkpoint_path, model, optimizer, step, previous_seconds + now - start, recipe,
                                  crops)
                 save_entropy_model(model, out_dir / "model")
                 _log_held_out(out_dir, console, model, dev, step)
                 last_checkpoint = now
+    if count:   # the steps since the last record (a run shorter than run.log_every)
+        log_record(time.monotonic())
     elapsed = previous_seconds + time.monotonic() - start
     _save_checkpoint(checkpoint_path, model, optimizer, step, elapsed, recipe, crops)
     save_entropy_model(model, out_dir / "model")
@@ -351,7 +359,8 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
     if stop_requested:
         console.print(f"stopped by {signal_name(stop_requested[0])} after the step in progress; "
                       "continue with --resume")
-    console.print(f"stopped at step {step}; entropy model in {out_dir / 'model'}")
+    how = ended_at(step, run.max_steps, time.monotonic() >= deadline, bool(stop_requested))
+    console.print(f"{how}; entropy model in {out_dir / 'model'}")
     if stop_requested:
         raise TrainingStopped(stop_requested[0], str(checkpoint_path))
     return out_dir

@@ -45,7 +45,7 @@ from codec.train.pesq_loss import PesqDisturbanceLoss
 from codec.train.recipe import Recipe, data_named_by, model_named_by, reconstruction_weights
 from codec.train.run_lock import run_folder_lock
 from codec.train.stoi_loss import StoiLoss
-from codec.train.stopping import signal_name, stop_after_step
+from codec.train.stopping import ended_at, signal_name, stop_after_step
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -584,6 +584,18 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.3f}  {task.fields[rate]:.2f} steps/s"), TimeRemainingColumn()]
     streak = 0   # non-finite steps in a row
+
+    def log_scalars(now: float) -> None:
+        """The mean losses since the last record, the rate and the learning rate, to train.log and TensorBoard."""
+        nonlocal sums, counts, last_log, last_log_step
+        record = {"step": step, **{k: round(v / counts[k], 4) for k, v in sums.items()},
+                  "steps_per_s": round((step - last_log_step) / (now - last_log), 3),
+                  "lr": float(f"{optimizer.param_groups[0]['lr']:.4g}"), "skipped": skipped,
+                  "elapsed_min": round((now - start_time) / 60, 2),
+                  "total_min": round((previous_seconds + now - start_time) / 60, 2)}
+        monitor.scalars(step, record, model.quantizer.perplexities())
+        sums, counts, last_log, last_log_step = {}, {}, now, step
+
     with stop_after_step(console) as stop_requested, \
             Progress(*columns, console=console, transient=True, disable=not main_process) as progress:
         task = progress.add_task("train", total=run.max_steps, completed=step, loss=math.nan, rate=0.0)
@@ -661,13 +673,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
             progress.update(task, completed=step, loss=float(loss.detach()),
                             rate=(step - first_step) / (now - start_time))
             if step % run.log_every == 0:
-                record = {"step": step, **{k: round(v / counts[k], 4) for k, v in sums.items()},
-                          "steps_per_s": round((step - last_log_step) / (now - last_log), 3),
-                          "lr": float(f"{optimizer.param_groups[0]['lr']:.4g}"), "skipped": skipped,
-                          "elapsed_min": round((now - start_time) / 60, 2),
-                          "total_min": round((previous_seconds + now - start_time) / 60, 2)}
-                monitor.scalars(step, record, model.quantizer.perplexities())
-                sums, counts, last_log, last_log_step = {}, {}, now, step
+                log_scalars(now)
             if step % run.audio_every == 0:
                 monitor.audio(step, wav.cpu(), y_hat.cpu(), sample_rate,
                               [layer.usage.cpu() for layer in model.quantizer.layers])
@@ -681,12 +687,15 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         raise CodecError(f"training diverged at step {step}: {streak} steps in a row gave a non-finite loss or "
                          f"gradient (learning rate {optimizer.param_groups[0]['lr']:g}); {kept}: lower optim.lr or "
                          f"raise optim.warmup_steps, {then}")
+    if counts and step > last_log_step:   # the steps since the last record (a run shorter than run.log_every)
+        log_scalars(time.monotonic())
     if main_process:
         checkpoint(time.monotonic())
         if stop_requested:
             console.print(f"stopped by {signal_name(stop_requested[0])} after the step in progress; "
                           "continue with --resume")
-        console.print(f"stopped at step {step} ({skipped} non-finite steps skipped); "
+        how = ended_at(step, run.max_steps, time.monotonic() >= deadline, bool(stop_requested))
+        console.print(f"{how} ({skipped} non-finite steps skipped); "
                       f"checkpoint {checkpoint_path}, model {out_dir / 'model'}")
         if step < loss_cfg.quantizer_warmup_steps and hasattr(model, "bypass_quantizer"):
             console.print(f"warning: the run stopped within its quantizer warm-up (loss.quantizer_warmup_steps="
