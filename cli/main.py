@@ -292,6 +292,21 @@ def _writable(path: Path, suffix: str) -> Iterator[Path]:
         yield path
 
 
+@contextmanager
+def _encoding_progress(refine_steps: int) -> Iterator:
+    """A progress bar on a terminal for encoding with refinement (minutes for a long file, where
+    plain encoding takes seconds): ``on_progress`` for ``encode_file``, or None."""
+    if not refine_steps or not stderr.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(f"encoding, {refine_steps} refinement steps"), BarColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=stderr, transient=True) as progress:
+        task = progress.add_task("encode", total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
 def _print_warnings(report, paths: dict) -> None:
     """The report's warnings, naming each path as the user gave it: ``{used path: given path}``,
     where a given ``-`` (stdin or stdout) was a temporary file."""
@@ -357,7 +372,9 @@ def encode(
     with _readable(_as_path(sources[0]), "codec encode - out.codes < in.wav") as source, \
             _writable(output, ".codes") as target:
         check_paths(source, target, force)
-        codes_file, report = encode_file(codec_model, source, target, bitrate, force, entropy, refine_steps)
+        with _encoding_progress(refine_steps) as on_progress:
+            codes_file, report = encode_file(codec_model, source, target, bitrate, force, entropy, refine_steps,
+                                             on_progress)
         _print_warnings(report, {source: sources[0], target: output})
         meta = codes_file.metadata
         seconds = meta.samples / meta.sample_rate

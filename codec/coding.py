@@ -22,6 +22,7 @@ import torch
 from codec.atomic import disk_full, final_path, write_atomically
 from codec.audio import (
     AUDIO_SUFFIXES,
+    UNKNOWN_LENGTH,
     check_sample_rate,
     decoder_notes,
     missing,
@@ -459,13 +460,26 @@ def codes_under_audio_name(path: Path) -> str | None:
     return None
 
 
+def _reporting(blocks: Iterable[np.ndarray], on_progress: Callable[[int, int | None], None],
+               total: int | None) -> Iterator[np.ndarray]:
+    """``blocks``, calling ``on_progress(samples so far, total)`` once each has been coded (when the
+    next is asked for, and after the last)."""
+    done = 0
+    for block in blocks:
+        yield block
+        done += len(block)
+        on_progress(done, total)
+
+
 def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
                 bitrate_kbps: float = 6.0, force: bool = False, entropy: bool | None = None,
-                refine_steps: int = 0) -> tuple[CodesFile, CodingReport]:
+                refine_steps: int = 0,
+                on_progress: Callable[[int, int | None], None] | None = None) -> tuple[CodesFile, CodingReport]:
     """Encode an audio file into a ``.codes`` file, block by block; returns what was written.
 
     ``entropy``: range-code the codes with the model's entropy model (True: CodecError if it has
-    none; None: if it has one). ``refine_steps``: see ``encode_blocks``.
+    none; None: if it has one). ``refine_steps``: see ``encode_blocks``. ``on_progress(samples
+    coded, samples in all or None where the header does not say)`` is called after each block.
     """
     input_path, output_path = Path(input_path), Path(output_path)
     check_paths(input_path, output_path, force)
@@ -481,6 +495,8 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     with open_audio(input_path) as source:
         block_size = int(BLOCK_SECONDS * source.samplerate)
         blocks = (_limit(b, clipped) for b in read_blocks(source, input_path, block_size))
+        if on_progress:
+            blocks = _reporting(blocks, on_progress, None if source.frames >= UNKNOWN_LENGTH else source.frames)
         encoded = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks, refine_steps,
                                 leveling)
         seen = encoded[1]
