@@ -478,6 +478,7 @@ def test_the_undefined_note_counts_every_file():
     reasons = Counter({"silent": 8, "too short": 4, "could not align: correlation 0.01": 1,
                        "could not align: correlation 0.02": 1, "could not align: correlation 0.03": 1})
     note = _undefined_note("PESQ-WB", reasons, 24)
-    assert note.startswith("PESQ-WB undefined for 15 of 24 coded files: 8 x silent; 4 x too short; 1 x could not")
+    assert note.startswith("PESQ-WB undefined in 15 of 24 scores (files x rows): 8 x silent; 4 x too short; "
+                           "1 x could not")
     assert note.endswith("; 2 x other reasons (in results.json)")
     assert "other" not in _undefined_note("PESQ-WB", Counter({"silent": 2}), 3)

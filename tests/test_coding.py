@@ -391,5 +391,6 @@ def test_codes_objects_compare_check_their_parts_and_their_model(tiny_model_dir,
 def test_encoding_a_file_reports_its_progress_block_by_block(tiny_model, tmp_path):
     source = write_audio(tmp_path / "long.wav", tone(25.0, 16000), 16000)
     calls = []
-    encode_file(tiny_model, source, tmp_path / "long.codes", on_progress=lambda done, total: calls.append((done, total)))
+    encode_file(tiny_model, source, tmp_path / "long.codes",
+                on_progress=lambda done, total: calls.append((done, total)))
     assert calls == [(160000, 400000), (320000, 400000), (400000, 400000)]   # after each 10-s block
