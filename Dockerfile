@@ -16,7 +16,7 @@ WORKDIR /opt/codec
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 COPY --from=wheels /wheels /tmp/wheels
 RUN pip install --no-cache-dir /tmp/wheels/*.whl && rm -rf /tmp/wheels
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY codec ./codec
 COPY cli ./cli
 COPY models ./models

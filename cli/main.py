@@ -856,17 +856,27 @@ def _evaluation_files(inputs: list[str]) -> tuple[list[Path], int]:
 
 
 def _create_folder(folder: Path) -> list[Path]:
-    """Make ``folder`` (and its parents); the folders this made, deepest first.
+    """Make ``folder`` (and its parents); the folders this made, deepest first. A folder that was
+    there already is never among them, whatever the path calls it (``new/../old``: ``old``).
 
     Raises:
         CodecError: naming ``--out`` if it cannot be made.
     """
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    def identity(path: Path) -> tuple[int, int] | None:
+        try:
+            found = os.stat(path)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
+
+    paths = (folder, *folder.parents)
+    # where each path leads now, as far as it exists (realpath keeps "missing/.." from hiding it)
+    before = {identity(Path(os.path.realpath(p))) for p in paths} - {None}
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:   # (where os.access could not tell: /proc, a full disk)
         raise CodecError(f"--out {folder}: cannot create the folder ({error.strerror or error})") from None
-    return missing
+    return [p for p in paths if identity(p) is not None and identity(p) not in before]
 
 
 def _unpaired_rows(summaries) -> str | None:

@@ -14,6 +14,7 @@ Decoded audio always has the input's sample rate, channel count and number of sa
 Problems with the input raise ``codec.CodecError`` with a message naming the cause.
 """
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Iterator
@@ -38,7 +39,8 @@ from codec.refine import check_refine_steps
 class Codes:
     """Codes of one signal: ``codes [C, K, F]`` int64 (channels, codebooks, frames), metadata, and
     for models with a time-invariant code (TiCodec) ``global_codes [C, G]``, sent once. Two
-    ``Codes`` are equal when their metadata and every code are.
+    ``Codes`` are equal when their metadata and every code are, however they were stored
+    (entropy-coded or not).
 
     Raises:
         CodecError: if ``metadata`` is not a ``CodesMetadata`` (as ``encode`` and ``load`` make).
@@ -56,7 +58,7 @@ class Codes:
     def __eq__(self, other) -> bool:
         if not isinstance(other, Codes):
             return NotImplemented
-        return (self.metadata == other.metadata and np.array_equal(self.codes, other.codes)
+        return (_as_coded(self.metadata) == _as_coded(other.metadata) and np.array_equal(self.codes, other.codes)
                 and (self.global_codes is None) == (other.global_codes is None)
                 and (self.global_codes is None or np.array_equal(self.global_codes, other.global_codes)))
 
@@ -175,6 +177,11 @@ class Codes:
             raise CodecError(f"{path}: {error}") from None
 
 
+def _as_coded(metadata: CodesMetadata) -> CodesMetadata:
+    """The metadata without how a file stored the codes (the entropy model that range-coded them)."""
+    return dataclasses.replace(metadata, entropy_model=None, entropy_weights=None)
+
+
 def _network_of(model: "Codec | str | Path") -> ConvCodec:
     """The network of a ``Codec``, or of the model a name or folder names.
 
@@ -190,13 +197,19 @@ def _network_of(model: "Codec | str | Path") -> ConvCodec:
                      f"not {type(model).__name__}")
 
 
+# up to this many channels, an array with fewer samples than channels is taken as it comes (a
+# stream's last, one-sample stereo block); beyond, it is most likely a short clip in the other layout
+_FEW_CHANNELS = 8
+
+
 def _misread(array: np.ndarray) -> str | None:
     """What a ``[T, C]`` array that is most likely the other layout would be (more channels than
-    samples, or more than a file holds: caught before it fills the memory), or None."""
+    samples and than ``_FEW_CHANNELS``, or more than a file holds: caught before it fills the
+    memory), or None."""
     samples, channels = array.shape
     if channels > MAX_CHANNELS:
         return f"{channels} channels (at most {MAX_CHANNELS})"
-    if samples and channels > samples:
+    if channels > max(samples, _FEW_CHANNELS):
         return f"{channels} channels of {samples} samples"
     return None
 
@@ -219,10 +232,14 @@ def _as_samples_by_channels(audio) -> tuple[np.ndarray, bool]:
             audio = np.asarray(audio, dtype=np.float64)
         except (TypeError, ValueError) as error:
             raise CodecError(f"audio as a list must hold numbers in [-1, 1] ({error})") from None
-    elif not isinstance(audio, np.ndarray):
-        raise CodecError(f"audio must be a numpy array (or a list of floats) or a torch tensor, "
-                         f"not {type(audio).__name__}")
+    elif audio is None or isinstance(audio, (str, bytes)):
+        raise CodecError(f"audio must be a numpy array (or a list of floats, or anything numpy.asarray takes) "
+                         f"or a torch tensor, not {type(audio).__name__}")
+    audio = np.asarray(audio)   # array.array, memoryview, objects with __array__ (pandas, xarray, JAX)
     kind = audio.dtype
+    if kind.kind == "O":
+        raise CodecError(f"audio must be a numpy array (or a list of floats, or anything numpy.asarray takes) "
+                         f"or a torch tensor; numpy reads a {type(audio).__name__} of Python objects")
     if kind.kind not in "f":   # integer PCM would be read as its raw values; strings and complex make no audio
         scale = f" (integer PCM: divide by {2 ** (8 * kind.itemsize - 1)})" if kind.kind in "iu" else ""
         raise CodecError(f"audio must be floats in [-1, 1], got numpy {kind}{scale}")
@@ -278,10 +295,10 @@ class Codec:
         far slower to encode. Models with an input level (``config.json``'s ``input_level_dbfs``)
         bring each channel to it and record the gain (``metadata.gain_db``) that decoding undoes.
 
-        Samples a little beyond ±1 (up to ±4: a codec's overshoot, e.g. ``decode``'s output) are
-        clipped to ±1 with a ``UserWarning``, as ``encode_file`` does for float files; more is
-        refused as integer PCM held in floats. An array with more channels than samples is
-        refused as the other layout (numpy is ``[T, C]``, torch ``[C, T]``).
+        Samples beyond ±1 (``decode``'s output may overshoot) are clipped to ±1 with a
+        ``UserWarning``, as ``encode_file`` does for float files; beyond ±256 (48 dB) they are
+        refused as integer PCM held in floats. An array with more channels than samples (and more
+        than 8) is refused as a short clip in the other layout (numpy is ``[T, C]``, torch ``[C, T]``).
 
         Raises:
             CodecError: for an unsupported bitrate or refinement, a bad shape, type or rate, or
@@ -318,9 +335,10 @@ class Codec:
         return (torch.from_numpy(np.ascontiguousarray(audio.T)), rate) if tensor else (audio, rate)
 
 
-# samples up to this far beyond full scale are a codec's overshoot (clipped, with a warning);
-# farther, most likely integer PCM held in floats (refused)
-_OVERSHOOT = 4.0
+# samples up to this far beyond full scale (48 dB) are clipped with a warning, as float files are
+# (a codec's overshoot, e.g. decode's output, stays far below it); farther, they are most likely
+# integer PCM held in floats, and refused
+_OVERSHOOT = 256.0
 
 
 def _limited(array: np.ndarray) -> np.ndarray:
@@ -336,8 +354,9 @@ def _limited(array: np.ndarray) -> np.ndarray:
         raise CodecError(f"audio samples reach {peak:.6g}, far outside [-1, 1]: scale them to [-1, 1] "
                          f"(integer PCM held in floats: divide by 32768 for 16-bit)")
     if peak > 1.0:
-        warnings.warn(f"{int(np.count_nonzero(np.abs(array) > 1.0))} samples were beyond ±1.0 full scale "
-                      f"(peak {peak:.9g}) and were limited to ±1.0", UserWarning, stacklevel=3)
+        count = int(np.count_nonzero(np.abs(array) > 1.0))
+        warnings.warn(f"{count} sample{'s were' if count > 1 else ' was'} beyond ±1.0 full scale (peak {peak:.9g}) "
+                      f"and {'were' if count > 1 else 'was'} limited to ±1.0", UserWarning, stacklevel=3)
         return np.clip(array, -1.0, 1.0)
     return array
 

@@ -5,20 +5,24 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+_TORCH_TURN = threading.RLock()
+
 
 @contextmanager
 def one_torch_thread() -> Iterator[None]:
     """Run the block on one torch intra-op thread, then restore the previous count (batch workers
-    are the parallelism; building a model only to read its shapes needs no more). Torch's count
-    (OpenMP's) is each OS thread's own, so each caller saving and restoring it is safe."""
+    are the parallelism; building a model only to read its shapes needs no more). Whether torch's
+    count is each OS thread's own or the process's depends on its build (OpenMP's is partly
+    both), so callers from several threads take turns, as ``one_blas_thread``'s do."""
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    with _TORCH_TURN:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
 
 @functools.cache

@@ -95,8 +95,9 @@ def main() -> None:
                   f"{kbps:g} kbps: no file with a {args.metric} value in both")
             continue
         mean, ci, better = paired_difference(x, y, args.metric in HIGHER_IS_BETTER)
+        spread = f"± {ci:.3f}" if len(keys) > 1 else "(one file: no interval)"
         print(f"{kbps:g} kbps, {len(keys)} files: A {x.mean():.3f}  B {y.mean():.3f}  "
-              f"B - A {mean:+.3f} ± {ci:.3f}  B better on {better} of {len(keys)}")
+              f"B - A {mean:+.3f} {spread}  B better on {better} of {len(keys)}")
 
 
 if __name__ == "__main__":

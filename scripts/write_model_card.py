@@ -172,7 +172,8 @@ def add_refinement(ship: Path, dev_eval: Path, other_eval: Path | None, notes: s
     other = ""
     if other_eval:
         settings = loaded["other_corpora"]["settings"]
-        other = (f"\n\nOn speech from other corpora (`{settings['input']}`, {settings['files']} files):\n\n"
+        inputs = settings.get("inputs") or [settings.get("input")]   # (results.json before several inputs: "input")
+        other = (f"\n\nOn speech from other corpora (`{' '.join(map(str, inputs))}`, {settings['files']} files):\n\n"
                  f"{refinement_table(tables['other_corpora'])}")
     section = f"""## Latent refinement (slower encoding, codes of the same kind)
 

@@ -321,6 +321,7 @@ def test_file_functions_name_bad_paths_and_pass_on_the_clis_warnings(tiny_model_
 def test_python_api_input_checks_name_the_slip(tiny_model_dir):
     """A short clip in the other layout, Python lists, None, overshoot, non-finite samples and
     loose flags each get a named error (or a warning), not a misread signal or a numpy message."""
+    import array
     import warnings
 
     import codec as api
@@ -332,7 +333,8 @@ def test_python_api_input_checks_name_the_slip(tiny_model_dir):
         (lambda: model.encode(None, 16000), r"audio must be a numpy array .* not NoneType"),
         (lambda: model.encode(["a", "b"], 16000), r"audio as a list must hold numbers"),
         (lambda: model.encode(np.array([0.0, np.inf]), 16000), r"NaN or infinite samples"),
-        (lambda: model.encode(np.full(1600, 8.0), 16000), r"samples reach 8, far outside \[-1, 1\]"),
+        (lambda: model.encode(np.full(1600, 300.0), 16000), r"samples reach 300, far outside \[-1, 1\]"),
+        (lambda: model.encode(np.array([None, 1.0]), 16000), r"numpy reads a ndarray of Python objects"),
         (lambda: model.encode(np.zeros(1600), 16000, refine_steps=None), r"refinement steps must be a whole"),
         (lambda: model.decode(model.encode(np.zeros(1600), 16000), tensor="no"), r"tensor must be True or False"),
     ]:
@@ -341,12 +343,16 @@ def test_python_api_input_checks_name_the_slip(tiny_model_dir):
     listed = model.encode([0, 1, 0, -1] * 400, 16000)   # Python ints in a list are floats here
     assert listed == model.encode(np.array([0.0, 1.0, 0.0, -1.0] * 400), 16000)
     assert model.encode(np.zeros((0, 2)), 16000).metadata.channels == 2   # no samples: any layout is empty
+    assert model.encode(np.zeros((1, 2)), 16000).metadata.channels == 2   # a stream's last one-sample block
+    assert model.encode(array.array("f", [0.1] * 1600), 16000) == model.encode(np.full(1600, np.float32(0.1)), 16000)
     square = np.sign(np.sin(np.arange(1600) / 8.0)) * 0.999
     decoded, _ = model.decode(model.encode(square, 16000))
     overshoot = np.concatenate([decoded[:, 0], [1.5]])   # what a codec gives back, a little beyond ±1
-    with pytest.warns(UserWarning, match=r"samples were beyond ±1.0 full scale \(peak 1.5\) and were limited"):
+    with pytest.warns(UserWarning, match=r"sample was beyond ±1.0 full scale \(peak 1.5\) and was limited"):
         clipped = model.encode(overshoot, 16000)
     assert clipped == model.encode(np.clip(overshoot, -1, 1), 16000)
+    with pytest.warns(UserWarning, match=r"2 samples were beyond ±1.0 full scale \(peak 10\)"):
+        model.encode(np.array([10.0, -5.0] + [0.0] * 1600), 16000)   # as a float file peaking at 10 is
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.encode(square, 16000)   # within ±1: no warning
@@ -364,7 +370,9 @@ def test_codes_objects_compare_check_their_parts_and_their_model(tiny_model_dir,
     assert {"Codec", "Codes", "load_model", "encode_file", "decode_file"} <= set(dir(api))
     codes = model.encode(tone(0.3, 16000), 16000)
     assert codes == api.Codes.from_bytes(codes.to_bytes()) and codes != model.encode(tone(0.2, 16000), 16000)
-    coded = conv.encode(tone(0.3, 16000), 16000).to_bytes(conv)   # entropy-coded
+    conv_codes = conv.encode(tone(0.3, 16000), 16000)
+    coded = conv_codes.to_bytes(conv)   # entropy-coded: the same codes, however stored
+    assert api.Codes.from_bytes(coded, conv) == conv_codes
     for call, message in [
         (lambda: api.Codes(dataclasses.asdict(codes.metadata), codes.codes), r"metadata must be a .*CodesMetadata"),
         (lambda: api.Codes(codes.metadata, codes.codes, np.zeros((1, 2), dtype=np.int64)).to_bytes(),

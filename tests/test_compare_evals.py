@@ -74,3 +74,9 @@ def test_no_common_bitrate_and_a_missing_pesq_nb_say_what_to_do(tmp_path):
         result = subprocess.run([sys.executable, SCRIPT, ours, b, *options], cwd=tmp_path, capture_output=True,
                                 text=True)
         assert result.returncode == 1 and message in result.stderr, result.stderr
+
+
+def test_one_paired_file_has_no_interval(tmp_path):
+    a = results(tmp_path / "a.csv", "old", [("x.flac", "2.0")])
+    b = results(tmp_path / "b.csv", "new", [("x.flac", "2.5")])
+    assert "6 kbps, 1 files: A 2.000  B 2.500  B - A +0.500 (one file: no interval)" in compare(a, b, tmp_path)

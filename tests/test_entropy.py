@@ -421,6 +421,11 @@ def test_entropy_training_resumes_names_changes_and_stops_on_ctrl_c(tiny_model_d
               resume=True, console=Console(file=report, width=400))
     assert f"data.train_dir='{audio}' -> '{other}'" in report.getvalue()
     assert "coding" in report.getvalue() and len(np.load(out / "codes.npz").files) == 1 + 2
+    log = (out / "train.log").read_text()   # finished: resuming it again trains and logs nothing
+    again = io.StringIO()
+    train_any(_tiny_entropy_recipe(tiny_model_dir, other, out, "run.max_steps=6", f"data.dev_dir={audio}"),
+              resume=True, console=Console(file=again, width=400))
+    assert "nothing to train" in again.getvalue() and (out / "train.log").read_text() == log
 
     with monkeypatch.context() as patch:   # a loss that is never finite stops the run, named (it looped forever)
         patch.setattr("codec.train.entropy_trainer.MAX_NON_FINITE_IN_A_ROW", 3)

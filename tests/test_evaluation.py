@@ -490,23 +490,30 @@ def test_eval_scores_each_file_once_from_globs_and_several_inputs(tiny_model_dir
     assert missing.exit_code == 1 and "the pattern matches no files" in missing.output
 
 
-def test_a_baseline_program_that_fails_leaves_the_file_out_of_its_row(tiny_model_dir, tmp_path, monkeypatch):
-    """An ffmpeg without the encoder skips the baseline; one that fails on a file leaves that file
-    out of the baseline's row (the run goes on); the undefined note counts scores, not files."""
+_ENCODERS = ("case \"$*\" in *-encoders*) printf ' A....D libopus  Opus\\n ------\\n A....D libopus  Opus\\n'; "
+             "exit 0;; esac\n")
+
+
+def _fake_ffmpeg(tmp_path, monkeypatch, ffmpeg: str, ffprobe: str = "exit 1", encoders: str = _ENCODERS) -> None:
+    """``ffmpeg`` and ``ffprobe`` on the PATH that run these shell lines (``ffmpeg -encoders`` lists
+    libopus unless ``encoders`` says otherwise)."""
     import codec.evaluation.systems as systems
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "ffmpeg").write_text("#!/bin/sh\n"
-                                   "case \"$*\" in *-encoders*) printf ' A....D libopus  Opus\\n'; "
-                                   "printf ' ------\\n A....D libopus  Opus\\n'; exit 0;; esac\n"
-                                   "echo \"Unknown encoder 'libopus'\" >&2; exit 1\n")
-    (bin_dir / "ffprobe").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "ffmpeg").write_text(f"#!/bin/sh\n{encoders}{ffmpeg}\n")
+    (bin_dir / "ffprobe").write_text(f"#!/bin/sh\n{ffprobe}\n")
     for program in bin_dir.iterdir():
         program.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    systems._ffmpeg_encoders.cache_clear()
-    monkeypatch.setattr(systems, "_ffmpeg_encoders", systems._ffmpeg_encoders.__wrapped__)
+    listing = systems._ffmpeg_encoders   # not the cached one
+    monkeypatch.setattr(systems, "_ffmpeg_encoders", getattr(listing, "__wrapped__", listing))
+
+
+def test_a_baseline_program_that_fails_leaves_the_file_out_of_its_row(tiny_model_dir, tmp_path, monkeypatch):
+    """An ffmpeg without the encoder skips the baseline; one that fails on a file leaves that file
+    out of the baseline's row (the run goes on); the undefined note counts scores, not files."""
+    _fake_ffmpeg(tmp_path, monkeypatch, "echo \"Unknown encoder 'libopus'\" >&2; exit 1")
     source = write_audio(tmp_path / "in.wav", speechlike(1.0), 16000)
     silent = write_audio(tmp_path / "silent.wav", np.zeros(16000), 16000)
     result = CliRunner().invoke(app, ["eval", str(source), str(silent), "--model", str(tiny_model_dir), "--bitrates",
@@ -547,3 +554,36 @@ def test_the_spectrograms_are_of_the_first_file_that_could_be_scored(tiny_model_
     write_audio(tmp_path / "b_speech.wav", speechlike(1.0), 16000)
     _, _, example = run_evaluation(find_inputs(tmp_path), EvalSettings(str(tiny_model_dir), [6.0]))
     assert example[0].name == "b_speech.wav"
+
+
+def test_a_failed_eval_never_removes_a_folder_that_was_there(tiny_model_dir, tmp_path, monkeypatch):
+    """Folders --out made are removed again when no file could be evaluated; one that existed,
+    however the path reaches it (new/../keep), stays."""
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    monkeypatch.chdir(tmp_path)
+    for out in ("new/../keep", "new2/../keep/sub", "keep"):
+        result = CliRunner().invoke(app, ["eval", "bad.wav", "--model", str(tiny_model_dir), "--bitrates", "6",
+                                          "--out", out])
+        assert result.exit_code == 1 and "no file could be evaluated" in result.output, out
+        assert (tmp_path / "keep").is_dir(), out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.wav", "keep"]
+    assert list((tmp_path / "keep").iterdir()) == []
+
+
+def test_a_baseline_that_writes_no_audio_or_cannot_list_its_encoders_is_named(tiny_model_dir, tmp_path, monkeypatch):
+    """An ffmpeg that exits 0 but writes no audio fails the file's row, not the run; one whose
+    encoder list fails is named as failing, not as lacking the encoder."""
+    garbage = 'for last; do :; done; echo garbage > "$last"; exit 0'
+    _fake_ffmpeg(tmp_path, monkeypatch, garbage, ffprobe='echo \'{"packets": [{"size": 10}]}\'')
+    source = write_audio(tmp_path / "in.wav", speechlike(1.0), 16000)
+    result = CliRunner().invoke(app, ["eval", str(source), "--model", str(tiny_model_dir), "--bitrates", "6",
+                                      "--baselines", "opus", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "opus 6 kbps: its program failed on 1 file(s)" in result.output
+    assert "ffmpeg wrote no readable audio" in " ".join(result.output.split())
+    shutil.rmtree(tmp_path / "bin")
+    _fake_ffmpeg(tmp_path, monkeypatch, "exit 0", encoders='case "$*" in *-encoders*) echo broken >&2; exit 1;; esac\n')
+    result = CliRunner().invoke(app, ["eval", str(source), "--model", str(tiny_model_dir), "--bitrates", "6",
+                                      "--baselines", "opus", "--out", str(tmp_path / "r2")])
+    assert result.exit_code == 0 and "opus skipped: 'ffmpeg -encoders' failed (ffmpeg failed: broken)" in result.output

@@ -209,17 +209,18 @@ def test_the_model_card_gets_one_refinement_section_with_paired_differences(tmp_
     files = [{"path": path, "system": system, "nominal_kbps": 6.0, "scores": {"pesq_wb": pesq, "stoi": 0.9}}
              for path, system, pesq in [("a", "tiny-16k", 2.0), ("b", "tiny-16k", 3.0),
                                         ("a", "tiny-16k+refined", 2.5), ("b", "tiny-16k+refined", 3.1)]]
-    results = {"settings": {"refine_steps": 60, "input": "dev", "files": 2}, "notes": [], "files": files,
+    results = {"settings": {"refine_steps": 60, "inputs": ["dev"], "files": 2}, "notes": [], "files": files,
                "summary": [_summary("tiny-16k", 2.5, 0.9), _summary("tiny-16k+refined", 2.8, 0.9)]}
     (tmp_path / "ev").mkdir()
     (tmp_path / "ev" / "results.json").write_text(json.dumps(results))
     script = [sys.executable, str(REPO / "scripts" / "write_model_card.py"), "--refinement", str(tmp_path / "ev"),
-              str(ship)]
+              "--refinement-other", str(tmp_path / "ev"), str(ship)]   # (as codec eval writes its inputs now)
     for _ in range(2):   # a second run replaces the section
         done = subprocess.run(script, capture_output=True, text=True, cwd=REPO)
         assert done.returncode == 0, done.stderr
     card = (ship / "README.md").read_text()
     assert card.count("## Latent refinement") == 1 and card.index("## Latent refinement") < card.index("Speed:")
+    assert "On speech from other corpora (`dev`, 2 files)" in card
     assert "| 6 | 6.30 | 2.50 | 2.80 | +0.30 ± 2.54 (2 of 2) |" in card  # mean (0.5+0.1)/2; t(.975, 1)=12.71 x 0.2
     refined = json.loads((ship / "metrics.json").read_text())["refined"]
     assert refined["steps"] == 60 and refined["dev"][0]["pesq_wb"]["difference"] == pytest.approx(0.3)

@@ -111,7 +111,20 @@ def _packet_bits(path: Path) -> int:
     # skip) as "13," and a blank line, which a line parser drops
     output = _run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
                    "packet=size", "-of", "json", str(path)])
-    return 8 * sum(int(packet["size"]) for packet in json.loads(output.stdout).get("packets", []))
+    try:
+        return 8 * sum(int(packet["size"]) for packet in json.loads(output.stdout).get("packets", []))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise BaselineFailed(f"ffprobe gave no packet sizes for {path.name}") from None
+
+
+def _read_decoded(path: Path) -> tuple[np.ndarray, int]:
+    """A baseline's decoded file as float64 ``[T]`` (mono) and its rate. Raises BaselineFailed if
+    its program wrote no readable audio (and still exited 0)."""
+    try:
+        audio, rate = sf.read(str(path), dtype="float64")
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as error:
+        raise BaselineFailed(f"ffmpeg wrote no readable audio ({error})") from None
+    return (audio if audio.ndim == 1 else audio[:, 0]), rate
 
 
 @dataclass
@@ -132,7 +145,7 @@ class FfmpegCodec(System):
                   "-c:a", "pcm_f32le", str(decoded)])
             done = time.perf_counter()
             payload = _packet_bits(coded)
-            out, rate = sf.read(str(decoded), dtype="float64")
+            out, rate = _read_decoded(decoded)
             return Coded(out, rate, payload, 8 * coded.stat().st_size - payload, encoded - start, done - encoded)
 
 
@@ -150,17 +163,21 @@ class Codec2(System):
             encoded = time.perf_counter()
             _run(["c2dec", str(self.mode), str(bits), str(out)])
             done = time.perf_counter()
-            decoded = np.fromfile(out, dtype="<i2").astype(np.float64) / 32768
+            try:
+                decoded = np.fromfile(out, dtype="<i2").astype(np.float64) / 32768
+            except (OSError, ValueError) as error:
+                raise BaselineFailed(f"c2dec wrote no readable output ({error})") from None
             return Coded(decoded, 8000, 8 * bits.stat().st_size, 0, encoded - start, done - encoded)
 
 
 @functools.cache
-def _ffmpeg_encoders() -> frozenset[str]:
-    """The names of the encoders the installed ffmpeg has (``ffmpeg -encoders``)."""
+def _ffmpeg_encoders() -> frozenset[str] | str:
+    """The names of the encoders the installed ffmpeg has (``ffmpeg -encoders``), or why it could
+    not say."""
     try:
         listing = _run(["ffmpeg", "-hide_banner", "-encoders"]).stdout
-    except BaselineFailed:
-        return frozenset()
+    except BaselineFailed as error:
+        return str(error)
     table = listing.split("------", 1)[-1]   # below the legend: " A....D libopus  libopus Opus"
     return frozenset(fields[1] for fields in map(str.split, table.splitlines()) if len(fields) > 1)
 
@@ -181,7 +198,11 @@ def baseline_systems(names: list[str], bitrates_kbps: list[float]) -> tuple[list
                          f"(Debian package {'codec2' if name == 'codec2' else 'ffmpeg'})")
             continue
         encoder = "libspeex" if name == "speex" else "libopus" if name in OPUS_MODES else None
-        if encoder and encoder not in _ffmpeg_encoders():
+        encoders = _ffmpeg_encoders() if encoder else frozenset()
+        if isinstance(encoders, str):
+            notes.append(f"{name} skipped: 'ffmpeg -encoders' failed ({encoders})")
+            continue
+        if encoder and encoder not in encoders:
             notes.append(f"{name} skipped: this ffmpeg has no {encoder} encoder (Debian's ffmpeg has it)")
             continue
         if name in OPUS_MODES:

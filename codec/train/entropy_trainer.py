@@ -300,6 +300,10 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
         state = restore_checkpoint(checkpoint_path, model, optimizer, crops, recipe, saved_state)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
         _check_resumed_recipe(state, recipe, checkpoint_path, console)
+        if step >= run.max_steps:   # as the codec trainer: the checkpoint, model and log stay as they are
+            console.print(f"the run is at step {step}, and run.max_steps={run.max_steps}: nothing to train; "
+                          f"raise run.max_steps to go on")
+            return out_dir / "model"
         _drop_unsaved_log_lines(out_dir, step)
     else:
         _set_aside_earlier_log(out_dir, console)

@@ -695,7 +695,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
             console.print(f"stopped by {signal_name(stop_requested[0])} after the step in progress; "
                           "continue with --resume")
         how = ended_at(step, run.max_steps, time.monotonic() >= deadline, bool(stop_requested))
-        console.print(f"{how} ({skipped} non-finite steps skipped); "
+        console.print(f"{how}, {skipped} non-finite steps skipped; "
                       f"checkpoint {checkpoint_path}, model {out_dir / 'model'}")
         if step < loss_cfg.quantizer_warmup_steps and hasattr(model, "bypass_quantizer"):
             console.print(f"warning: the run stopped within its quantizer warm-up (loss.quantizer_warmup_steps="
