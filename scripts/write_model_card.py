@@ -474,7 +474,8 @@ encoder and decoder (streaming-capable), algorithmic latency {model.latency} sam
 | --- | --- | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
-Mean ± 95% confidence interval over the files. Measured kbps counts every byte of the `.codes`
+Mean ± 95% confidence interval over the files (Student's t); RTF: encode + decode on one thread,
+one file at a time. Measured kbps counts every byte of the `.codes`
 file (header included) for this model, and the codec's packets for the baselines. Largest
 `.codes` file minus nominal bitrate x duration, in bytes, per nominal kbps:
 {", ".join(f"{k} kbps: {v:.0f}" for k, v in metrics["max_bytes_over_nominal"].items())}.
