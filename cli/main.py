@@ -14,7 +14,6 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -718,6 +717,7 @@ def evaluate(
     from rich.progress import Progress
 
     from codec.evaluation.evaluate import EvalSettings, run_evaluation, summarize
+    from codec.evaluation.notes import result_notes
     from codec.evaluation.report import plot_rate_distortion, plot_spectrograms, summary_table, write_results
     from codec.models.loading import DEFAULT_MODEL
     from codec.refine import check_refine_steps
@@ -772,32 +772,7 @@ def evaluate(
     if repeated:
         notes.insert(0, f"{repeated} input(s) named a file already listed: each file was scored once")
     summaries = summarize(results)
-    rates = sorted({r.sample_rate for r in results} - {16000})
-    if rates:
-        notes.append(f"inputs at {', '.join(map(str, rates))} Hz were resampled to 16 kHz for scoring")
-    several = {r.path for r in results if r.channels > 1}
-    if several:
-        notes.append(f"{len(several)} of {len({r.path for r in results})} files have several channels: "
-                     f"each was coded and scored on its first")
-    limited = {r.path: r.limited_samples for r in results if r.limited_samples}
-    if limited:
-        notes.append(f"{len(limited)} of {len({r.path for r in results})} files hold samples beyond ±1.0 full "
-                     f"scale ({sum(limited.values())} in all): "
-                     f"limited to ±1.0 before coding and scoring, as codec encode does")
-    truncated = {r.path: r.missing_samples for r in results if r.missing_samples}
-    if truncated:
-        notes.append(f"{len(truncated)} of {len({r.path for r in results})} files are truncated (shorter than their "
-                     f"headers announce, {sum(truncated.values())} samples missing in all): coded and scored as far "
-                     f"as they could be read, as codec encode does; first: {next(iter(truncated))}")
-    if any(r.system in names for r in results):
-        notes.append("baselines were scored after aligning their decoded signal (lags in results); their "
-                     "real-time factors include starting their programs and temporary files for each file; "
-                     "their measured kbps are their packets, the model's the whole .codes file (header included)")
-    reasons = Counter(r.undefined["pesq_wb"] for r in results if r.undefined.get("pesq_wb"))
-    if reasons:   # why cells read "undefined" (each file's reason is in results.json)
-        notes.append(_undefined_note("PESQ-WB", reasons, len(results)))
-    if unpaired := _unpaired_rows(summaries):
-        notes.append(unpaired)
+    notes += result_notes(results, summaries, names)
     evaluated = len({r.path for r in results})
     # written to a folder of their own first and moved in together: Ctrl-C while plotting leaves no
     # half set (results without plots, which a rerun would refuse to overwrite without --force)
@@ -877,28 +852,6 @@ def _create_folder(folder: Path) -> list[Path]:
     except OSError as error:   # (where os.access could not tell: /proc, a full disk)
         raise CodecError(f"--out {folder}: cannot create the folder ({error.strerror or error})") from None
     return [p for p in paths if identity(p) is not None and identity(p) not in before]
-
-
-def _unpaired_rows(summaries) -> str | None:
-    """A note where rows' PESQ-WB means are over different numbers of files (a baseline that could
-    not be aligned or failed on some): their means are not over the same files."""
-    counts = {f"{s.system} {s.nominal_kbps:g}": s.files - s.undefined.get("pesq_wb", 0) for s in summaries}
-    if len(set(counts.values())) <= 1:
-        return None
-    most = max(counts.values())
-    fewer = ", ".join(f"{name}: {count}" for name, count in counts.items() if count < most)
-    return (f"rows are not all over the same files: PESQ-WB was scored on {most} files for most rows, on fewer "
-            f"for {fewer}; compare rows on the same files with scripts/compare_evals.py")
-
-
-def _undefined_note(metric: str, reasons: Counter, coded: int) -> str:
-    """Why a metric is undefined for some of the ``coded`` (file, row) pairs: the three commonest
-    reasons, and a count of the rest."""
-    shown = reasons.most_common(3)
-    rest = sum(reasons.values()) - sum(count for _, count in shown)
-    return (f"{metric} undefined in {sum(reasons.values())} of {coded} scores (files x rows): "
-            + "; ".join(f"{count} x {reason}" for reason, count in shown)
-            + (f"; {rest} x other reasons (in results.json)" if rest else ""))
 
 
 @app.command()

@@ -473,7 +473,7 @@ def test_an_error_with_stdout_on_dev_null_still_exits_1(tmp_path):
 def test_the_undefined_note_counts_every_file():
     from collections import Counter
 
-    from cli.main import _undefined_note
+    from codec.evaluation.notes import undefined_note as _undefined_note
 
     reasons = Counter({"silent": 8, "too short": 4, "could not align: correlation 0.01": 1,
                        "could not align: correlation 0.02": 1, "could not align: correlation 0.03": 1})

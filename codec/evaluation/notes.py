@@ -1,0 +1,62 @@
+"""The notes an evaluation prints under its table and stores in results.json: what was done to
+the input (resampled, first channel, limited, truncated), how baselines were measured, and why
+cells are undefined or rows are over different files."""
+
+from collections import Counter
+
+from codec.evaluation.evaluate import FileResult, Summary
+
+
+def result_notes(results: list[FileResult], summaries: list[Summary], baselines: list[str]) -> list[str]:
+    """Notes on ``results`` (all files' rows) and their ``summaries``; ``baselines``: the baseline
+    names the evaluation ran."""
+    notes = []
+    files = len({r.path for r in results})
+    rates = sorted({r.sample_rate for r in results} - {16000})
+    if rates:
+        notes.append(f"inputs at {', '.join(map(str, rates))} Hz were resampled to 16 kHz for scoring")
+    several = {r.path for r in results if r.channels > 1}
+    if several:
+        notes.append(f"{len(several)} of {files} files have several channels: each was coded and scored on its first")
+    limited = {r.path: r.limited_samples for r in results if r.limited_samples}
+    if limited:
+        notes.append(f"{len(limited)} of {files} files hold samples beyond ±1.0 full scale "
+                     f"({sum(limited.values())} in all): limited to ±1.0 before coding and scoring, "
+                     f"as codec encode does")
+    truncated = {r.path: r.missing_samples for r in results if r.missing_samples}
+    if truncated:
+        notes.append(f"{len(truncated)} of {files} files are truncated (shorter than their headers announce, "
+                     f"{sum(truncated.values())} samples missing in all): coded and scored as far as they could be "
+                     f"read, as codec encode does; first: {next(iter(truncated))}")
+    if any(r.system in baselines for r in results):
+        notes.append("baselines were scored after aligning their decoded signal (lags in results); their "
+                     "real-time factors include starting their programs and temporary files for each file; "
+                     "their measured kbps are their packets, the model's the whole .codes file (header included)")
+    reasons = Counter(r.undefined["pesq_wb"] for r in results if r.undefined.get("pesq_wb"))
+    if reasons:   # why cells read "undefined" (each file's reason is in results.json)
+        notes.append(undefined_note("PESQ-WB", reasons, len(results)))
+    if unpaired := unpaired_rows(summaries):
+        notes.append(unpaired)
+    return notes
+
+
+def undefined_note(metric: str, reasons: Counter, coded: int) -> str:
+    """Why a metric is undefined for some of the ``coded`` (file, row) pairs: the three commonest
+    reasons, and a count of the rest."""
+    shown = reasons.most_common(3)
+    rest = sum(reasons.values()) - sum(count for _, count in shown)
+    return (f"{metric} undefined in {sum(reasons.values())} of {coded} scores (files x rows): "
+            + "; ".join(f"{count} x {reason}" for reason, count in shown)
+            + (f"; {rest} x other reasons (in results.json)" if rest else ""))
+
+
+def unpaired_rows(summaries: list[Summary]) -> str | None:
+    """A note where rows' PESQ-WB means are over different numbers of files (a baseline that could
+    not be aligned or failed on some): their means are not over the same files."""
+    counts = {f"{s.system} {s.nominal_kbps:g}": s.files - s.undefined.get("pesq_wb", 0) for s in summaries}
+    if len(set(counts.values())) <= 1:
+        return None
+    most = max(counts.values())
+    fewer = ", ".join(f"{name}: {count}" for name, count in counts.items() if count < most)
+    return (f"rows are not all over the same files: PESQ-WB was scored on {most} files for most rows, on fewer "
+            f"for {fewer}; compare rows on the same files with scripts/compare_evals.py")
