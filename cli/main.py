@@ -759,7 +759,7 @@ def evaluate(
     progress = Progress(console=stderr, transient=True, disable=not stderr.is_terminal)
     task = progress.add_task("evaluating", total=len(files))
     try:   # the bar starts once the model, bitrates and baselines passed their checks
-        results, notes, example = run_evaluation(files, settings, jobs, lambda: progress.advance(task),
+        results, notes, example = run_evaluation(files, settings, lambda: progress.advance(task),
                                                  on_start=progress.start)
     except BaseException:
         for folder in created:   # (the deepest first; only those still empty)

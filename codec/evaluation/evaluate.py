@@ -197,10 +197,10 @@ def _worker(job: tuple[Path, EvalSettings, bool]):
 EXAMPLE_CANDIDATES = 8   # files whose decoded audio comes back for the spectrogram plot (the first scored)
 
 
-def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_file=None, on_start=None):
-    """Evaluate all files; returns ``(results, notes, example)`` where ``example`` is ``(path,
-    reference, decoded)`` for the first file our model's PESQ-WB could be scored on (for the
-    spectrogram plot; else the first that could be read).
+def run_evaluation(files: list[Path], settings: EvalSettings, on_file=None, on_start=None):
+    """Evaluate all files, in ``settings.jobs`` worker processes; returns ``(results, notes,
+    example)`` where ``example`` is ``(path, reference, decoded)`` for the first file our model's
+    PESQ-WB could be scored on (for the spectrogram plot; else the first that could be read).
 
     ``on_start`` is called once the settings are checked and ``on_file`` after each file (progress
     reporting). A file that cannot be read is left out with a note naming it (``example`` is None
@@ -216,6 +216,7 @@ def run_evaluation(files: list[Path], settings: EvalSettings, jobs: int = 1, on_
     jobs_list = [(path, settings, index < EXAMPLE_CANDIDATES) for index, path in enumerate(files)]
     results, example, failures, done = [], None, [], 0
     readable_example, baseline_failures = None, {}
+    jobs = settings.jobs
     if jobs <= 1:
         _init_worker(settings, systems)
         outputs = map(_worker, jobs_list)
