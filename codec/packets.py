@@ -99,13 +99,40 @@ def stream_header(info: StreamInfo) -> bytes:
     return head + _CRC.pack(zlib.crc32(head))
 
 
+def _checked_codes(codes, shape: str, channels: int, size: int, what: str = "codes") -> np.ndarray:
+    """``codes`` (numpy or torch) as an int64 array of ``shape`` (``"[C, K, F]"`` or ``"[C, G]"``)
+    with ``channels`` channels and every code in ``[0, size)``: a code out of range would be sent
+    as another, valid one (its bits cut to the code width), and the CRC would not tell.
+
+    Raises:
+        ValueError: naming what is wrong.
+    """
+    array = np.asarray(codes.detach().cpu() if hasattr(codes, "detach") else codes)
+    dims = shape.count(",") + 1
+    if array.ndim != dims or array.shape[0] != channels:
+        raise ValueError(f"{what} of shape {array.shape}: a packet of this stream holds {shape} with C = "
+                         f"{channels} channels (its header's)")
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{what} are {array.dtype}: give integer code indices")
+    if array.size and (array.min() < 0 or array.max() >= size):
+        raise ValueError(f"{what} range from {array.min()} to {array.max()}; this stream's codebooks hold 0 to "
+                         f"{size - 1}")
+    return array.astype(np.int64)
+
+
 def packet_bytes(sequence: int, codes: np.ndarray, info: StreamInfo, entropy_coder=None) -> bytes:
-    """One packet of ``codes [C, K, F]`` (1 <= F <= 255, K <= 127), range-coded with
-    ``entropy_coder`` (a ``codec.entropy.EntropyCoder``) when given."""
+    """One packet of ``codes [C, K, F]`` (numpy or torch; 1 <= F <= 255, K <= 127, C the stream's
+    channels, each code in ``[0, info.codebook_size)``), range-coded with ``entropy_coder`` (a
+    ``codec.entropy.EntropyCoder``) when given.
+
+    Raises:
+        ValueError: for codes of another shape, type or range, or too many frames or codebooks.
+    """
+    codes = _checked_codes(codes, "[C, K, F]", info.channels, info.codebook_size)
     channels, codebooks, frames = codes.shape
     if not 1 <= frames <= 255 or not 1 <= codebooks <= 127:
         raise ValueError(f"a packet holds 1 to 255 frames of 1 to 127 codebooks, not {frames} of {codebooks}")
-    packed = pack_codes(np.asarray(codes).transpose(2, 0, 1).reshape(-1), info.bits_per_code)
+    packed = pack_codes(codes.transpose(2, 0, 1).reshape(-1), info.bits_per_code)
     if entropy_coder is None:
         payload, flag = packed, 0
     else:
@@ -117,11 +144,18 @@ def packet_bytes(sequence: int, codes: np.ndarray, info: StreamInfo, entropy_cod
 
 
 def global_packet(sequence: int, global_codes: np.ndarray, info: StreamInfo) -> bytes:
-    """A global-code packet of ``global_codes [C, G]`` (1 <= G <= 255) for a TiCodec model."""
+    """A global-code packet of ``global_codes [C, G]`` (1 <= G <= 255) for a TiCodec model.
+
+    Raises:
+        ValueError: for a stream without global codes, or codes of another shape, type or range.
+    """
+    if info.global_codebook_size is None:
+        raise ValueError("a global-code packet needs a stream with global codes (a TiCodec model's)")
+    global_codes = _checked_codes(global_codes, "[C, G]", info.channels, info.global_codebook_size, "global codes")
     channels, groups = global_codes.shape
-    if info.global_codebook_size is None or not 1 <= groups <= 255:
-        raise ValueError(f"a global-code packet needs a stream with global codes and 1 to 255 of them, not {groups}")
-    payload = pack_codes(np.asarray(global_codes).reshape(-1), info.bits_per_global_code)
+    if not 1 <= groups <= 255:
+        raise ValueError(f"a global-code packet holds 1 to 255 global codes, not {groups}")
+    payload = pack_codes(global_codes.reshape(-1), info.bits_per_global_code)
     head = _PACKET_HEAD.pack(PACKET_SYNC, sequence % SEQUENCE_MODULO, 0, groups) + payload
     return head + _PACKET_CRC.pack(binascii.crc_hqx(head, 0))
 

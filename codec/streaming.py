@@ -3,8 +3,21 @@
 Each session owns the streaming state of the model parts it drives (swapped into the modules for
 the duration of a call), so an encoder and a decoder session, or several sessions, can share one
 model, in one thread or several (calls on one model take turns). Chunked encoding gives exactly
-the codes of offline encoding, and chunked decoding plus ``flush()`` gives the offline waveform
-(to float rounding).
+the codes of the network's offline encoding (``model.network.encode``), and chunked decoding plus
+``flush()`` gives the offline waveform (to float rounding).
+
+Sessions take audio as it comes: mono float samples in [-1, 1] at ``model.sample_rate`` (16 kHz
+for the shipped models), with no resampling, clipping or level normalisation. ``Codec.encode``
+and ``codec encode`` do all three (the default model brings each file to its input level, so its
+codes differ from a session's on the same samples); a live application resamples its input
+itself (e.g. with ``soxr.ResampleStream``). The bitrate is the encoder's ``num_codebooks``
+(``model.network.codebooks_for_bitrate(kbps)``); it may be changed between calls, and the decoder
+follows the codebook count of the codes it gets.
+
+A session's state sits in the shared modules during its calls: tensor-level calls of the network
+itself (``model.network.encode``/``decode``) must not run in another thread beside a session of
+the same model (they would run on the session's state); ``Codec.encode``/``decode`` take turns
+with sessions.
 
     model = codec.load_model()                 # or its tensor-level model.network
     encoder = StreamingEncoder(model, num_codebooks=12)
@@ -26,6 +39,7 @@ With ``refresh_seconds``, the encoder recomputes it from the latest ``global_sec
 ``take_global_codes()`` returns a new code once, for the sender to transmit before those frames.
 """
 
+import numbers
 import threading
 import weakref
 
@@ -50,12 +64,18 @@ def _network(model) -> ConvCodec:
     return network
 
 
+# unsigned integer types torch cannot reduce (min/max) or index with: held as int64
+_WIDE_UNSIGNED = tuple(getattr(torch, name) for name in ("uint16", "uint32", "uint64") if hasattr(torch, name))
+
+
 def _as_tensor(value, what: str) -> torch.Tensor:
     if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
+        if value.dtype.kind == "u" and value.dtype.itemsize > 1:
+            value = value.astype(np.int64)   # (uint16 holds 10-bit codes well; torch cannot reduce it)
+        return torch.from_numpy(np.ascontiguousarray(value))   # (a reversed view has negative strides)
     if not isinstance(value, torch.Tensor):
         raise CodecError(f"{what} must be a torch tensor (or numpy array), not {type(value).__name__}")
-    return value
+    return value.long() if value.dtype in _WIDE_UNSIGNED else value
 
 
 def _check_batch(value: torch.Tensor, batch_size: int, what: str, layout: str) -> None:
@@ -151,16 +171,31 @@ class StreamingEncoder(_Session):
 
     def __init__(self, model: ConvCodec, num_codebooks: int, batch_size: int = 1,
                  refresh_seconds: float | None = None, refiner=None):
-        model = _network(model)
-        num_codebooks = whole_number(num_codebooks, "num_codebooks", 1)
+        self.model = _network(model)
+        self.num_codebooks = num_codebooks   # checked before any audio arrives
+        self.refiner = refiner   # a LatentRefiner (codec/refine.py) between the encoder and quantizer
+        self.refresh_frames = (None if refresh_seconds is None
+                               else max(1, round(refresh_seconds * self.model.frame_rate)))
+        super().__init__(self.model, self.model.encoder_parts(), batch_size)
+
+    @property
+    def num_codebooks(self) -> int:
+        """Codebooks per frame, the bitrate (``model.codebooks_for_bitrate(kbps)``); it may be set
+        between calls.
+
+        Raises:
+            CodecError: when set to a count the model does not have.
+        """
+        return self._num_codebooks
+
+    @num_codebooks.setter
+    def num_codebooks(self, value: int) -> None:
+        value = whole_number(value, "num_codebooks", 1)
         try:
-            model.check_codebook_count(num_codebooks)   # before any audio arrives
+            self.model.check_codebook_count(value)
         except ValueError as error:
             raise CodecError(str(error)) from None
-        self.num_codebooks = num_codebooks
-        self.refiner = refiner   # a LatentRefiner (codec/refine.py) between the encoder and quantizer
-        self.refresh_frames = None if refresh_seconds is None else max(1, round(refresh_seconds * model.frame_rate))
-        super().__init__(model, model.encoder_parts(), batch_size)
+        self._num_codebooks = value
 
     def reset(self) -> None:
         super().reset()
@@ -316,9 +351,12 @@ class StreamingDecoder(_Session):
         latents if nothing was received yet. Keeps the stream's timing and length.
 
         Raises:
-            CodecError: if ``frames`` is not a whole number >= 0.
+            CodecError: if ``frames`` is not a whole number >= 0, or ``fade`` not a number from 0 to 1.
         """
         frames = whole_number(frames, "frames", 0)
+        if isinstance(fade, bool) or not isinstance(fade, numbers.Real) or not 0 <= fade <= 1:
+            raise CodecError(f"fade must be a number from 0 (silence after one frame) to 1 (no fading), "
+                             f"not {fade!r}")
         if frames <= 0:
             return torch.zeros(self.batch_size, 1, 0)
         last = self._last_latent

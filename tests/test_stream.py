@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 import codec.live
 from codec.packets import StreamInfo, end_packet, packet_bytes, read_packets, read_stream_header, stream_header
@@ -475,3 +476,21 @@ def test_a_save_file_that_cannot_be_made_is_named_not_its_temporary_file(tiny_mo
                     "--model", tiny_model_dir)
     assert result.exit_code == 1 and result.output.strip() == f"error: {tmp_path / 'x.pkt'}: cannot write " \
                                                               f"(Read-only file system)", result.output
+
+
+def test_a_packet_refuses_codes_it_would_send_as_other_codes():
+    """Bits beyond the code width were cut: 1024 went out as 0 with a valid CRC; codes of another
+    channel count made a packet every receiver dropped as damaged."""
+    info = StreamInfo("m", "abcd1234", 16000, 1, 50.0, 1024)
+    codes = np.zeros((1, 3, 2), dtype=np.int64)
+    for wrong, message in [(codes + 1024, r"range from 1024 to 1024; this stream's codebooks hold 0 to 1023"),
+                           (codes - 1, r"range from -1 to -1"),
+                           (codes.astype(float), r"are float64: give integer code indices"),
+                           (np.zeros((2, 3, 2), dtype=np.int64), r"shape \(2, 3, 2\): .* C = 1 channels"),
+                           (np.zeros((3, 2), dtype=np.int64), r"shape \(3, 2\)")]:
+        with pytest.raises(ValueError, match=message):
+            packet_bytes(0, wrong, info)
+    sent = packet_bytes(0, torch.from_numpy(codes + 5), info)   # torch codes are as good as numpy ones
+    header = stream_header(info)
+    (packet,) = read_packets(header + sent, len(header), info)
+    assert np.array_equal(packet.codes, codes + 5)

@@ -160,6 +160,17 @@ def test_sessions_name_what_is_wrong_with_a_chunk(tiny_model):
         with pytest.raises(CodecError, match=message):
             decoder.decode(bad)
     assert decoder.decode(codes.numpy().astype(np.int16)).shape[-1] > 0
+    assert decoder.decode(codes.numpy().astype(np.uint16)).shape[-1] > 0   # 10-bit codes held in uint16
+    reversed_chunk = np.zeros((1, 1, 3200), np.float32)[..., ::-1]   # negative strides
+    assert encoder.encode(reversed_chunk).shape == (1, 2, 10)
+    for fade in (float("nan"), -1, 2, "a"):
+        with pytest.raises(CodecError, match=r"fade must be a number from 0 .* to 1"):
+            decoder.conceal(2, fade=fade)
+    assert decoder.conceal(1, fade=np.float32(0.5)).shape[-1] > 0
+    with pytest.raises(CodecError, match=r"num_codebooks 99: this model has 1 to 24 codebooks"):
+        encoder.num_codebooks = 99
+    encoder.num_codebooks = 3   # the bitrate may change between calls
+    assert encoder.encode(np.zeros((1, 1, 3200), np.float32)).shape == (1, 3, 10)
 
 
 def test_one_model_coded_from_two_threads_gives_each_its_own_codes(tiny_model):
