@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codec.atomic import remove_partials
+from codec.audio import AUDIO_SUFFIXES
 from codec.datasets import visible_files
 from codec.errors import CodecError, ModelNotFoundError
 from codec.signals import children_ignore_group_signals, terminate_workers
@@ -167,9 +168,23 @@ def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tu
             clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} is also the output of "
                                                   f"{taken[job.target]}; rename one of them"))
             continue
+        if _beside_its_codes(job, suffix):
+            clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} is an audio file beside it, "
+                                                  f"most likely the recording it was encoded from; decoding in "
+                                                  f"place never replaces one, even with --force: give another "
+                                                  f"output folder"))
+            continue
         taken[job.target] = source
         jobs.append(job)
     return jobs, clashes
+
+
+def _beside_its_codes(job: Job, suffix: str) -> bool:
+    """Whether decoding ``job`` would replace an audio file in its codes' own folder (``codec encode
+    rec/ rec/`` puts ``talk.codes`` beside ``talk.wav``; ``codec decode rec/ rec/ --force`` would
+    put a lossy copy over the recording)."""
+    return (suffix.lower() in AUDIO_SUFFIXES and job.target.is_file()
+            and _resolved(job.target.parent) == _resolved(job.source.parent))
 
 
 def _inode(path: Path) -> tuple[int, int] | None:
@@ -453,7 +468,8 @@ def summary_lines(outcomes: list[Outcome], command: str) -> list[str]:
     """Warnings, one line per failure (with its reason), then the totals: files coded, skipped and
     failed, hours of audio, bytes written and (encode) the mean bitrate of the files written."""
     coded = [o for o in outcomes if o.status == "coded"]
-    skipped = sum(o.status == "skipped" for o in outcomes)
+    skipped_paths = [str(o.job.target) for o in outcomes if o.status == "skipped"]
+    skipped = len(skipped_paths)
     failed = [o for o in outcomes if o.status == "failed"]
     lines = [f"warning: {w}" for o in coded for w in o.warnings]
     lines += [f"failed: {_with_path(o.reason, o.job.source)}" for o in failed]
@@ -466,6 +482,8 @@ def summary_lines(outcomes: list[Outcome], command: str) -> list[str]:
         totals += f", {written * 8 / seconds / 1000:.2f} kbps mean"
     if skipped == 0:
         totals = totals.replace(" (output exists; --force redoes them)", "")
+    else:   # which ones: --force would replace them
+        lines.append(f"skipped: {', '.join(skipped_paths[:3])}" + (f" and {skipped - 3} more" if skipped > 3 else ""))
     return lines + [totals]
 
 

@@ -436,3 +436,22 @@ def test_a_terminal_escape_in_a_file_name_is_shown_not_obeyed(tiny_model_dir, tm
     result = invoke("encode", folder, tmp_path / "out", "--model", tiny_model_dir)
     assert result.exit_code == 1 and "\x1b" not in result.output
     assert "failed: " + str(folder / "q\\x1b[32mg.wav") in result.output
+
+
+def test_decoding_in_place_never_replaces_the_recordings_beside_the_codes(tiny_model_dir, tree):
+    """`codec encode rec/ rec/` puts talk.codes beside talk.wav; `codec decode rec/ rec/ --force`
+    replaced the recording with its lossy decode. Skipped outputs are named."""
+    recording = (tree / "top.wav").read_bytes()
+    assert invoke("encode", tree, tree, "--model", tiny_model_dir).exit_code == 0
+    (tree / "a" / "x.flac").unlink()   # its decode has its place free: x.codes -> x.wav is new
+    for force in ([], ["--force"]):
+        result = invoke("decode", tree, tree, "--model", tiny_model_dir, *force)
+        assert result.exit_code == 1, result.output
+        assert "top.wav is an audio file beside it, most likely the recording it was encoded from" in \
+            " ".join(result.output.split())
+        assert (tree / "top.wav").read_bytes() == recording
+    assert (tree / "a" / "x.wav").is_file()
+    again = invoke("decode", tree / "a", tree / "elsewhere", "--model", tiny_model_dir)
+    assert again.exit_code == 0
+    skipped = invoke("decode", tree / "a", tree / "elsewhere", "--model", tiny_model_dir)
+    assert "skipped: " in skipped.output and "elsewhere/x.wav" in " ".join(skipped.output.split())
