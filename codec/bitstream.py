@@ -316,7 +316,8 @@ def _check_first_chunk(data: bytes, meta: CodesMetadata, offset: int) -> None:
 
 def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
     if len(data) < _HEADER.size:
-        raise BitstreamError(f"truncated: {len(data)} bytes is shorter than the {_HEADER.size}-byte header")
+        raise BitstreamError(f"truncated: {len(data)} byte{'' if len(data) == 1 else 's'} is shorter than the "
+                             f"{_HEADER.size}-byte header")
     magic, version, flags, metadata_length = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise BitstreamError("not a .codes file (wrong magic bytes at offset 0)")

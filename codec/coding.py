@@ -568,7 +568,8 @@ def write_decoded(output_path: Path, blocks: Iterable[np.ndarray], rate: int, ch
 
     def write(tmp: Path) -> None:
         nonlocal clipped
-        with open_sink(tmp, output_path, to_rate or rate, to_channels or channels, subtype) as sink:
+        frames = None if samples is None else -(-samples * (to_rate or rate) // rate)
+        with open_sink(tmp, output_path, to_rate or rate, to_channels or channels, subtype, frames) as sink:
             for block in convert_blocks(blocks, rate, samples, to_rate, to_channels):
                 clipped += int(np.count_nonzero(np.abs(block) > 1.0))
                 sink.write(np.clip(block, -1.0, 1.0))
@@ -652,15 +653,31 @@ def output_subtype(path: Path, gain_db: float | list[float] | None) -> str | Non
     return "PCM_24" if quiet and _format_for(path) in ("WAV", "FLAC", "AIFF") else None
 
 
-def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: str | None = None) -> sf.SoundFile:
+# WAV and AIFF count their bytes in 32 bits: a file past 4 GiB would claim a wrong length
+_SIZE_FIELD_LIMIT = 2**32 - 1 - 4096   # (less room for the header)
+
+
+def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: str | None = None,
+              frames: int | None = None) -> sf.SoundFile:
     """``tmp`` opened for writing audio in the format of ``path``'s suffix (``_format_for``), with
-    soundfile's ``subtype`` (None: the format's default).
+    soundfile's ``subtype`` (None: the format's default). ``frames`` (samples per channel, if
+    known): a WAV file that would pass 4 GiB is written as RF64 (WAV's 64-bit form, which
+    soundfile, ffmpeg and sox read; a plain WAV header would claim a wrong, wrapped length).
 
     Raises:
         CodecError: naming ``path`` (not ``tmp``), the format asked for and libsndfile's reason, if
-            it refuses (more channels than the format holds: FLAC 8, OGG 255, WAV 1024), or above 192 kHz in OGG.
+            it refuses (more channels than the format holds: FLAC 8, OGG 255, WAV 1024), above
+            192 kHz in OGG, or an AIFF file past 4 GiB.
     """
     audio_format = _format_for(path)
+    data_bytes = 0 if frames is None else frames * channels * (3 if subtype == "PCM_24" else 2)
+    if audio_format == "WAV" and channels > 1024:
+        raise CodecError(f"{path}: WAV holds at most 1024 channels, not {channels}")
+    if data_bytes > _SIZE_FIELD_LIMIT and audio_format == "AIFF":
+        raise CodecError(f"{path}: {data_bytes / 2**30:.1f} GiB of audio is past AIFF's 4 GiB; write .wav "
+                         f"(RF64) or .flac")
+    if data_bytes > _SIZE_FIELD_LIMIT and audio_format == "WAV":
+        audio_format = "RF64"
     if audio_format == "FLAC" and channels > 8:
         raise CodecError(f"{path}: FLAC holds at most 8 channels, not {channels}; write .wav")
     if audio_format == "OGG" and channels > 255:   # Ogg's channel mapping holds 255 (libsndfile crashes beyond)

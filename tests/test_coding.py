@@ -402,3 +402,23 @@ def test_encoding_a_file_reports_its_progress_block_by_block(tiny_model, tmp_pat
     encode_file(tiny_model, source, tmp_path / "long.codes",
                 on_progress=lambda done, total: calls.append((done, total)))
     assert calls == [(160000, 400000), (320000, 400000), (400000, 400000)]   # after each 10-s block
+
+
+def test_audio_past_4_gib_is_written_as_rf64_and_aiff_refuses_it(tmp_path):
+    """A WAV header counts bytes in 32 bits: 10 channels of 48 kHz for 8 minutes claimed a wrapped
+    length that every reader cut 41 s short."""
+    from pathlib import Path
+
+    from codec.coding import open_sink
+
+    frames = 230_400_000   # x 10 channels x 2 bytes: 4.3 GiB
+    with open_sink(tmp_path / "big.tmp", Path("big.wav"), 48000, 10, frames=frames) as sink:
+        sink.write(np.zeros((16, 10)))
+    assert sf.info(str(tmp_path / "big.tmp")).format == "RF64"
+    with open_sink(tmp_path / "small.tmp", Path("small.wav"), 48000, 10, frames=48000) as sink:
+        sink.write(np.zeros((16, 10)))
+    assert sf.info(str(tmp_path / "small.tmp")).format == "WAV"
+    for path, channels, message in [(Path("big.aiff"), 10, r"big.aiff: 4.3 GiB of audio is past AIFF's 4 GiB"),
+                                    (Path("wide.wav"), 1025, r"wide.wav: WAV holds at most 1024 channels")]:
+        with pytest.raises(CodecError, match=message):
+            open_sink(tmp_path / "x.tmp", path, 48000, channels, frames=frames)
