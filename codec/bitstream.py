@@ -297,6 +297,15 @@ def read_metadata(data: bytes) -> CodesMetadata:
     return meta
 
 
+def _past_the_end(index: int, offset: int, end: int, size: int, length_field: bool) -> str:
+    """Why chunk ``index`` (bytes ``offset`` to ``end``) is not all in a file of ``size`` bytes: cut
+    short, or (an entropy-coded chunk's length is a field of its own) that field is damaged."""
+    where = f"chunk {index} (bytes {offset}-{end - 1}); the file has {size} bytes"
+    if length_field:
+        return f"truncated in {where}, or the chunk's length field is damaged"
+    return f"truncated in {where}"
+
+
 def _check_first_chunk(data: bytes, meta: CodesMetadata, offset: int) -> None:
     """Verify the CRC of everything up to the end of chunk 0 (header, metadata, global section)."""
     if meta.entropy_coded:
@@ -308,8 +317,7 @@ def _check_first_chunk(data: bytes, meta: CodesMetadata, offset: int) -> None:
         length = math.ceil(frames * meta.channels * meta.codebooks * meta.bits_per_code / 8)
     end = offset + length
     if len(data) < end + _UINT32.size:
-        raise BitstreamError(f"truncated in chunk 0 (bytes {offset}-{end + _UINT32.size - 1}); the file has "
-                             f"{len(data)} bytes")
+        raise BitstreamError(_past_the_end(0, offset, end + _UINT32.size, len(data), meta.entropy_coded))
     if zlib.crc32(data[:end]) != _UINT32.unpack_from(data, end)[0]:
         raise BitstreamError(f"CRC mismatch (bytes 0-{end - 1}, header, metadata and chunk 0): the file is corrupted")
 
@@ -395,8 +403,7 @@ def _verified_chunks(data: bytes, meta: CodesMetadata, offset: int):
             trailer = _UINT32.size
         end = offset + length + trailer
         if len(data) < end:
-            raise BitstreamError(f"truncated in chunk {index} (bytes {offset}-{end - 1}); the file has "
-                                 f"{len(data)} bytes")
+            raise BitstreamError(_past_the_end(index, offset, end, len(data), meta.entropy_coded))
         (crc,) = _UINT32.unpack_from(data, offset + length)
         covered = data[:offset + length] if index == 0 else data[offset:offset + length]
         if zlib.crc32(covered) != crc:

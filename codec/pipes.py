@@ -108,12 +108,22 @@ def _is_std_stream(fd: int, path: Path) -> bool:
 
 
 @contextmanager
-def _renamed_errors(path: Path, label: str) -> Iterator[None]:
-    """Re-raise a CodecError naming the temporary ``path`` with ``label`` in its place."""
+def _renamed_errors(path: Path, label: str, hints: dict[str, str] | None = None) -> Iterator[None]:
+    """Re-raise a CodecError naming the temporary ``path`` with ``label`` in its place (and each
+    of ``hints``' phrases replaced by its value)."""
     try:
         yield
     except CodecError as error:
-        raise CodecError(str(error).replace(str(path), label)) from None
+        message = str(error).replace(str(path), label)
+        for phrase, replacement in (hints or {}).items():
+            message = message.replace(phrase, replacement)
+        raise CodecError(message) from None
+
+
+# stdout has no suffix to change: the formats it can take are --format's
+_STDOUT_HINTS = {"write .wav (RF64) or .flac": "use --format wav or --format flac",
+                 "write .wav or .flac": "use --format wav or --format flac",
+                 "write .wav": "use --format wav", "decode it to .wav": "decode it with --format wav"}
 
 
 @contextmanager
@@ -178,7 +188,7 @@ def stdout_file(suffix: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="codec-") as folder:
         path = Path(folder) / f"stdout{suffix}"
         try:
-            with _renamed_errors(path, "stdout"):
+            with _renamed_errors(path, "stdout", _STDOUT_HINTS):
                 yield path
         except CodecError as error:
             if os.strerror(errno.ENOSPC) not in str(error):

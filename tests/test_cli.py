@@ -482,3 +482,15 @@ def test_the_undefined_note_counts_every_file():
                            "1 x could not")
     assert note.endswith("; 2 x other reasons (in results.json)")
     assert "other" not in _undefined_note("PESQ-WB", Counter({"silent": 2}), 3)
+
+
+def test_stdout_errors_name_format_options_not_suffixes(tiny_model_dir, tmp_path):
+    """stdout has no suffix to change: "write .wav" said what only --format can do there."""
+    codes = tmp_path / "s.codes"
+    mono = write_audio(tmp_path / "mono.wav", tone(0.5, 16000), 16000)
+    assert invoke("encode", mono, codes, "--model", tiny_model_dir).exit_code == 0
+    result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", "decode", str(codes),
+                             "-", "--format", "flac", "--channels", "10", "--model", str(tiny_model_dir)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "stdout: FLAC holds at most 8 channels, not 10; use --format wav" in \
+        result.stderr, result.stderr

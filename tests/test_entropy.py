@@ -506,3 +506,18 @@ def test_an_entropy_model_of_another_codec_is_refused(tiny_model_dir, entropy_di
         load_model(model_dir)
     (model_dir / "entropy_config.json").write_text(json.dumps(config))
     assert load_model(model_dir).entropy_model is not None
+
+
+def test_a_damaged_chunk_length_is_not_called_a_cut_file_alone(entropy_dir):
+    """An entropy-coded chunk's length is a field of its own: damaged, it claims bytes far past the
+    end, and the error says so rather than only "truncated"."""
+    import re
+    import struct
+
+    coded = to_bytes(codes_file(skewed_codes()), EntropyCoder(load_entropy_model(entropy_dir)))
+    with pytest.raises(BitstreamError, match="truncated in chunk 0") as cut:
+        from_bytes(coded[:-1], EntropyCoder(load_entropy_model(entropy_dir)))
+    offset = int(re.search(r"bytes (\d+)-", str(cut.value)).group(1))   # where chunk 0's length field is
+    damaged = coded[:offset] + struct.pack("<I", 10_000_000) + coded[offset + 4:]
+    with pytest.raises(BitstreamError, match=r"the file has \d+ bytes, or the chunk's length field is damaged"):
+        from_bytes(damaged, EntropyCoder(load_entropy_model(entropy_dir)))
