@@ -814,7 +814,7 @@ def _evaluation_files(inputs: list[str]) -> tuple[list[Path], int]:
         CodecError: for an empty argument, or an input that is missing or holds no audio.
     """
     from codec.audio import AUDIO_SUFFIXES
-    from codec.batch import find_files, is_batch
+    from codec.batch import find_files, is_batch, resolved_path
     from codec.datasets import find_inputs
 
     files: list[Path] = []
@@ -826,7 +826,7 @@ def _evaluation_files(inputs: list[str]) -> tuple[list[Path], int]:
             files += find_inputs(path)
     unique = {}
     for file in files:   # the same file by another name (./a.flac, a link) too
-        unique.setdefault(file.resolve(), file)
+        unique.setdefault(resolved_path(file), file)
     return list(unique.values()), len(files) - len(unique)
 
 
@@ -837,21 +837,16 @@ def _create_folder(folder: Path) -> list[Path]:
     Raises:
         CodecError: naming ``--out`` if it cannot be made.
     """
-    def identity(path: Path) -> tuple[int, int] | None:
-        try:
-            found = os.stat(path)
-        except OSError:
-            return None
-        return found.st_dev, found.st_ino
+    from codec.batch import file_identity
 
     paths = (folder, *folder.parents)
     # where each path leads now, as far as it exists (realpath keeps "missing/.." from hiding it)
-    before = {identity(Path(os.path.realpath(p))) for p in paths} - {None}
+    before = {file_identity(Path(os.path.realpath(p))) for p in paths} - {None}
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:   # (where os.access could not tell: /proc, a full disk)
         raise CodecError(f"--out {folder}: cannot create the folder ({error.strerror or error})") from None
-    return [p for p in paths if identity(p) is not None and identity(p) not in before]
+    return [p for p in paths if file_identity(p) is not None and file_identity(p) not in before]
 
 
 @app.command()

@@ -154,12 +154,12 @@ def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tu
     -> ``x.codes``) or would replace an input (``codec decode sd sd``: ``x.codes`` -> ``x.wav``, a
     saved packet stream that is an input too)."""
     jobs, clashes, taken = [], [], {}
-    inputs = {_resolved(source): source for source, _ in placed}
+    inputs = {resolved_path(source): source for source, _ in placed}
     # the same files by another route (a bind mount or hard link of the input folder)
-    inputs_by_inode = {key: source for source, _ in placed if (key := _inode(source)) is not None}
+    inputs_by_inode = {key: source for source, _ in placed if (key := file_identity(source)) is not None}
     for source, place in placed:
         job = Job(source, out_dir / place.with_suffix(suffix))
-        replaced = inputs.get(_resolved(job.target)) or inputs_by_inode.get(_inode(job.target))
+        replaced = inputs.get(resolved_path(job.target)) or inputs_by_inode.get(file_identity(job.target))
         if replaced is not None:
             clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} would replace the input "
                                                   f"{replaced}; give another output folder"))
@@ -184,11 +184,11 @@ def _beside_its_codes(job: Job, suffix: str) -> bool:
     rec/ rec/`` puts ``talk.codes`` beside ``talk.wav``; ``codec decode rec/ rec/ --force`` would
     put a lossy copy over the recording)."""
     return (suffix.lower() in AUDIO_SUFFIXES and job.target.is_file()
-            and _resolved(job.target.parent) == _resolved(job.source.parent))
+            and resolved_path(job.target.parent) == resolved_path(job.source.parent))
 
 
-def _inode(path: Path) -> tuple[int, int] | None:
-    """The device and inode of an existing file, None for one that is not there."""
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """The device and inode of an existing file or folder, None for one that is not there."""
     try:
         found = path.stat()
     except (OSError, ValueError):
@@ -196,7 +196,8 @@ def _inode(path: Path) -> tuple[int, int] | None:
     return found.st_dev, found.st_ino
 
 
-def _resolved(path: Path) -> Path:
+def resolved_path(path: Path) -> Path:
+    """``path`` with its links resolved; as it is where they loop."""
     try:
         return path.resolve()
     except (RuntimeError, OSError):   # a loop of links: it is no input's path
