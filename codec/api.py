@@ -148,7 +148,7 @@ class Codes:
                 ``encode_file``, whatever ``force``) or cannot be written.
         """
         _check_path(path, "path")
-        with _python_argument_names({" (to encode several files, give an output folder)": ""}):
+        with _python_argument_names():
             coding.check_not_replacing_audio(Path(path))
         data = self._bytes(model, "save")
         write_atomically(Path(path), lambda tmp: tmp.write_bytes(data))
@@ -353,11 +353,11 @@ def _limited(array: np.ndarray) -> np.ndarray:
     if peak > _OVERSHOOT:
         raise CodecError(f"audio samples reach {peak:.6g}, far outside [-1, 1]: scale them to [-1, 1] "
                          f"(integer PCM held in floats: divide by 32768 for 16-bit)")
-    if peak > 1.0:
-        count = int(np.count_nonzero(np.abs(array) > 1.0))
+    clipped = [0]
+    array = coding.limited(array, clipped)   # as encode_file limits float files
+    if count := clipped[0]:
         warnings.warn(f"{count} sample{'s were' if count > 1 else ' was'} beyond ±1.0 full scale (peak {peak:.9g}) "
                       f"and {'were' if count > 1 else 'was'} limited to ±1.0", UserWarning, stacklevel=3)
-        return np.clip(array, -1.0, 1.0)
     return array
 
 
@@ -419,7 +419,8 @@ def _python_argument_names(replacements: dict[str, str] | None = None) -> Iterat
         message = str(error)
         for cli, python in (replacements or {"pass --force": "pass force=True", "pass --model": "pass model=",
                                              "without --entropy": "with entropy=False",
-                                             "(--model ": "(model="}).items():
+                                             "(--model ": "(model=",
+                                             " (to encode several files, give an output folder)": ""}).items():
             message = message.replace(cli, python)
         if message == str(error):
             raise

@@ -227,7 +227,7 @@ def _codes_file(model: ConvCodec, sample_rate: int, codes: np.ndarray, num_sampl
     return CodesFile(meta, codes, global_codes)
 
 
-def _limit(block: np.ndarray, report_counts: list[int]) -> np.ndarray:
+def limited(block: np.ndarray, report_counts: list[int]) -> np.ndarray:
     """Clip samples beyond ±1 (float files can hold them); count them for a warning."""
     outside = int(np.count_nonzero(np.abs(block) > 1.0))
     if outside:
@@ -490,11 +490,11 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     if model.config.input_level_dbfs is not None:   # a first pass measures the input's level
         with open_audio(input_path) as source:
             blocks = read_blocks(source, input_path, int(BLOCK_SECONDS * source.samplerate))
-            leveling = measure_leveling((_limit(b, [0]) for b in blocks), source.samplerate,   # as coded
+            leveling = measure_leveling((limited(b, [0]) for b in blocks), source.samplerate,   # as coded
                                         model.config.input_level_dbfs)
     with open_audio(input_path) as source:
         block_size = int(BLOCK_SECONDS * source.samplerate)
-        blocks = (_limit(b, clipped) for b in read_blocks(source, input_path, block_size))
+        blocks = (limited(b, clipped) for b in read_blocks(source, input_path, block_size))
         if on_progress:
             blocks = _reporting(blocks, on_progress, None if source.frames >= UNKNOWN_LENGTH else source.frames)
         encoded = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks, refine_steps,

@@ -388,6 +388,9 @@ def test_codes_objects_compare_check_their_parts_and_their_model(tiny_model_dir,
     write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
     with pytest.raises(CodecError, match=r"which encoding would replace with codes; name the output .codes$"):
         codes.save(tmp_path / "in.wav")
+    with pytest.raises(CodecError, match=r"which encoding would replace with codes; name the output .codes$"):
+        api.encode_file(write_audio(tmp_path / "other.wav", tone(0.2, 16000), 16000), tmp_path / "in.wav",
+                        model=model, force=True)   # no CLI hint either
     codes.save(tmp_path / "c.codes")
     with pytest.warns(UserWarning, match=r"int8=True is unused with a loaded Codec"):
         api.decode_file(tmp_path / "c.codes", tmp_path / "out.wav", model=model, int8=True)

@@ -90,10 +90,8 @@ def stop_after_step(console=None) -> Iterator[list[int]]:
 def ended_at(step: int, max_steps: int, deadline_passed: bool, stop_requested: bool) -> str:
     """How a run ended, for its last message: ``finished at step 2000 (run.max_steps)``, or
     stopped by time or by a signal (a run that ends by its own limits did not stop early)."""
-    if stop_requested:
-        return f"stopped at step {step}"
-    if step >= max_steps:
+    if step >= max_steps and not stop_requested:
         return f"finished at step {step} (run.max_steps)"
-    if deadline_passed:
+    if deadline_passed and not stop_requested:
         return f"stopped at step {step} (run.max_minutes)"
     return f"stopped at step {step}"
