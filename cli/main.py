@@ -407,7 +407,8 @@ def decode(
         "--channels", "-c", help="Output channels: 1 mixes down, N copies a mono original \\[default: the "
                                  "original's].", show_default=False)] = None,
     format: Annotated[str | None, typer.Option(
-        "--format", help="wav or flac: the format of a batch's files and of - (stdout) \\[default: wav].",
+        "--format", help="wav, flac, ogg (Vorbis) or aiff: the format of a batch's files and of - (stdout) "
+                         "\\[default: wav].",
         show_default=False)] = None,
     int8: DecodeInt8Option = False,
     jobs: JobsOption = 1,
@@ -422,8 +423,9 @@ def decode(
 
     sources = _arguments("decode", inputs, output, jobs)
     if format is not None and format.lower() not in OUTPUT_FORMATS:
-        raise CodecError(f"--format {format} is not supported; choose {' or '.join(OUTPUT_FORMATS)}")
-    suffix = f".{(format or 'wav').lower()}"
+        raise CodecError(f"--format {format} is not supported; choose {', '.join(OUTPUT_FORMATS)}")
+    suffixes = OUTPUT_FORMATS[(format or "wav").lower()]
+    suffix = suffixes[0]
     check_output_format(1, sample_rate, channels)  # the rate and a positive count; the mix per file
     if is_batch(sources):
         _decode_batch(sources, Path(output), suffix, model, force, sample_rate, channels, jobs, int8)
@@ -431,7 +433,7 @@ def decode(
     output = _file_output(output, sources[0], suffix)
     check_redirections(sources[0], output)
     written = output if str(output) == "-" else final_path(output)   # a symbolic link's target is written
-    if format is not None and str(output) != "-" and written.suffix.lower() != suffix:
+    if format is not None and str(output) != "-" and written.suffix.lower() not in suffixes:
         shown = output if written == output else f"{output} (a link to {written})"
         raise CodecError(f"--format {format} does not match {shown}: a file's suffix sets its format "
                          f"(--format is for a batch or for - as the output)")

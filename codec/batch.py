@@ -24,7 +24,8 @@ from codec.signals import children_ignore_group_signals, terminate_workers
 from codec.threads import one_torch_thread
 
 CODES_SUFFIX = ".codes"
-OUTPUT_FORMATS = ("wav", "flac")
+# --format's names, each with the suffixes a file of that format may have (the first: a batch's)
+OUTPUT_FORMATS = {"wav": (".wav",), "flac": (".flac",), "ogg": (".ogg", ".oga"), "aiff": (".aiff", ".aif")}
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,16 @@ def test_folder_encode_decode_mirrors_the_tree(tiny_model_dir, tree, tmp_path):
     assert result.output.count("failed: ") == 3
 
 
+def test_batch_decode_writes_each_format_that_format_names(tiny_model_dir, tree, tmp_path):
+    codes = tmp_path / "codes"
+    assert invoke("encode", tree / "a" / "b", codes, "--model", tiny_model_dir).exit_code == 0
+    for name, suffix, major in [("ogg", ".ogg", "OGG"), ("AIFF", ".aiff", "AIFF")]:
+        result = invoke("decode", codes, tmp_path / name, "--format", name, "--model", tiny_model_dir)
+        assert result.exit_code == 0, result.output
+        decoded = sf.info(str(tmp_path / name / f"y{suffix}"))
+        assert decoded.format == major and decoded.frames == sf.info(str(tree / "a" / "b" / "y.wav")).frames
+
+
 def test_batch_decode_recognises_saved_packet_streams_by_their_content(tiny_model_dir, tree, tmp_path):
     codes, wavs = tmp_path / "codes", tmp_path / "wavs"
     assert invoke("encode", tree / "a" / "b", codes, "--model", tiny_model_dir).exit_code == 0
@@ -184,7 +194,7 @@ def test_a_missing_argument_gets_the_usage_and_exit_code_2(tmp_path, monkeypatch
     (["encode", "{tree}", "-"], "cannot go to - (stdout)"),
     (["encode", "{tree}", "out", "--jobs", "0"], "--jobs 0"),
     (["encode", "{tree}/*.ogg", "out"], "matches no files"),
-    (["decode", "x.codes", "y.wav", "--format", "ogg"], "--format ogg is not supported"),
+    (["decode", "x.codes", "y.wav", "--format", "mp3"], "--format mp3 is not supported; choose wav, flac, ogg, aiff"),
     (["decode", "x.codes", "y.wav", "--sample-rate", "0"], "sample rate 0 Hz is not supported"),
 ])
 def test_batch_and_option_errors_are_one_line(tree, tmp_path, monkeypatch, args, message):

@@ -1,5 +1,6 @@
 """The CLI, run in-process on generated audio as a user would run it."""
 
+import io
 import json
 import os
 import shlex
@@ -433,7 +434,6 @@ def test_a_closed_standard_stream_fails_only_what_needs_it(tiny_model_dir, speec
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 def test_buffering_stdin_names_the_side_that_failed():
-    import io
     import tempfile
 
     from codec.pipes import _copy_stdin
@@ -451,7 +451,6 @@ def test_buffering_stdin_names_the_side_that_failed():
 
 
 def test_a_full_temporary_folder_behind_stdout_is_named(monkeypatch):
-    import io
     import tempfile
 
     from codec import pipes
@@ -482,6 +481,21 @@ def test_the_undefined_note_counts_every_file():
                            "1 x could not")
     assert note.endswith("; 2 x other reasons (in results.json)")
     assert "other" not in _undefined_note("PESQ-WB", Counter({"silent": 2}), 3)
+
+
+def test_format_ogg_and_aiff_reach_stdout_and_aif_names_aiff(tiny_model_dir, tmp_path):
+    codes = tmp_path / "s.codes"
+    mono = write_audio(tmp_path / "mono.wav", tone(0.5, 16000), 16000)
+    assert invoke("encode", mono, codes, "--model", tiny_model_dir).exit_code == 0
+    for name, major in [("ogg", "OGG"), ("aiff", "AIFF")]:
+        result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", "decode",
+                                 str(codes), "-", "--format", name, "--model", str(tiny_model_dir)],
+                                capture_output=True)
+        assert result.returncode == 0, result.stderr
+        decoded = sf.info(io.BytesIO(result.stdout))
+        assert decoded.format == major and decoded.frames == 8000
+    result = invoke("decode", codes, tmp_path / "out.aif", "--format", "aiff", "--model", tiny_model_dir)
+    assert result.exit_code == 0 and sf.info(str(tmp_path / "out.aif")).format == "AIFF"
 
 
 def test_stdout_errors_name_format_options_not_suffixes(tiny_model_dir, tmp_path):
