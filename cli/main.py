@@ -60,12 +60,28 @@ def _stdout_console() -> Console:
     return console if console.is_terminal else _StdoutConsole(width=200)   # piped: wide enough that no column is cut
 
 
+# what a file name or a .codes file's metadata must not pass to the terminal as it is: C0 and C1
+# controls and DEL (a newline, a terminal escape), bidirectional overrides (text shown reversed)
+# and lone surrogates (an undecodable file name's bytes, a crafted JSON string: unprintable)
+_INVISIBLE = "\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+
+
 def _visible(text: str, keep_line_breaks: bool = False) -> str:
-    """``text`` with control characters (a newline or a terminal escape in a file name or in a
-    ``.codes`` file's metadata) shown as ``\\x1b``, so that a message stays one plain line;
-    ``keep_line_breaks``: all but ``\\n``."""
-    pattern = r"[\x00-\x09\x0b-\x1f\x7f]" if keep_line_breaks else r"[\x00-\x1f\x7f]"
-    return re.sub(pattern, lambda match: f"\\x{ord(match[0]):02x}", text)
+    """``text`` with the characters ``_INVISIBLE`` names shown as ``\\x1b`` or ``\\u202e``, so
+    that a message stays one plain, printable line; ``keep_line_breaks``: all but ``\\n``."""
+    pattern = f"[{_INVISIBLE}]" if keep_line_breaks else f"[\n{_INVISIBLE}]"
+    return re.sub(pattern, lambda match: _escaped(match[0]), text)
+
+
+def _escaped(char: str) -> str:
+    """One character as Python writes it escaped, ``\\x1b``, ``\\u202e`` or ``\\U0001f600``, but
+    a byte of a file name that is not valid in the locale's encoding as ``\\xff``, not ``\\udcff``:
+    Python reads such bytes into lone surrogates (PEP 383), and ``\\udcff`` names no byte of the
+    user's file name."""
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    return char.encode("ascii", "backslashreplace").decode() if code > 0x7F else f"\\x{code:02x}"
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -537,7 +553,7 @@ def info(
         else:
             width = max(map(len, values))
             for key, value in values.items():
-                print(f"{key:<{width}}  {_plain(value)}")
+                print(_visible(f"{key:<{width}}  {_plain(value)}"))   # (metadata strings too)
 
 
 def _codes_info(path: Path) -> dict:
@@ -579,8 +595,10 @@ def _packet_stream_info(path: Path) -> dict:
     if summary.total_samples is not None:   # the end packet's exact length
         seconds = summary.total_samples / info.sample_rate
     else:
-        seconds = summary.frames / info.frame_rate
-        values["ended"] = False    # no end packet: the stream was cut off, its length is the frames received
+        # no end packet: the stream was cut off; its length is the frames received and those that
+        # decoding conceals for the packets lost, each taken to be the sender's packet size
+        seconds = (summary.frames + summary.lost_packets * summary.max_frames) / info.frame_rate
+        values["ended"] = False
     values["duration_s"] = round(seconds, 3)
     values["packets"] = summary.packets
     values["frames"] = summary.frames
@@ -630,7 +648,7 @@ def _plain(value) -> str:
         return ", ".join(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}" for k, v in value.items()) or "-"
     if isinstance(value, list):
         return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-    return "-" if value is None else _visible(str(value))
+    return "-" if value is None else str(value)
 
 
 @app.command()
@@ -960,14 +978,8 @@ def train(
 
 
 def _escape_undecodable(error: UnicodeEncodeError) -> tuple[str, int]:
-    """Show a file name's bytes that are not valid in the locale's encoding as ``\\xff``, not ``\\udcff``.
-
-    Python reads such bytes into lone surrogates (PEP 383); ``backslashreplace`` would print those
-    as ``\\udcff``, which names no byte of the user's file name.
-    """
-    text = error.object[error.start:error.end]
-    return "".join(f"\\x{ord(char) - 0xDC00:02x}" if 0xDC80 <= ord(char) <= 0xDCFF
-                   else char.encode("ascii", "backslashreplace").decode() for char in text), error.end
+    """What stderr cannot encode in the locale's encoding, escaped as ``_escaped`` says."""
+    return "".join(map(_escaped, error.object[error.start:error.end])), error.end
 
 
 def _show_names_readably() -> None:

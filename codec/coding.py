@@ -44,6 +44,12 @@ QUIET_GAIN_DB = 24.0        # raised this much (input below about -42 dBFS), a d
 _HOLDBACK = 8               # resampled samples kept back until the true length is known
 
 
+def block_seconds(channels: int) -> float:
+    """Seconds of audio a step handles: BLOCK_SECONDS of mono or stereo, less for more channels, so
+    that memory does not grow with the channel count either (a .codes file may hold 1024)."""
+    return BLOCK_SECONDS * 2 / max(2, channels)
+
+
 @dataclass
 class CodingReport:
     """What happened besides the output itself: warnings for the user."""
@@ -197,7 +203,7 @@ def decode_blocks(model: ConvCodec, codes_file: CodesFile) -> Iterator[np.ndarra
         samples_left -= len(out)
         return out.astype(np.float32)
 
-    step = max(1, int(BLOCK_SECONDS * model.frame_rate))
+    step = max(1, int(block_seconds(meta.channels) * model.frame_rate))
     codes = torch.from_numpy(np.asarray(codes_file.codes, dtype=np.int64))
     for start in range(0, meta.frames, step):
         yield emit(decoder.decode(codes[..., start:start + step]))
@@ -251,7 +257,7 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
         raise CodecError(f"audio must be [samples, channels] with at least one channel, got shape {audio.shape}")
     if not np.all(np.isfinite(audio)):
         raise CodecError("audio contains NaN or infinite samples")
-    step = int(BLOCK_SECONDS * sample_rate)
+    step = max(1, int(block_seconds(audio.shape[1]) * sample_rate))
     leveling = measure_leveling([audio], sample_rate, model.config.input_level_dbfs)
     blocks = (audio[start:start + step] for start in range(0, len(audio), step))
     return _codes_file(model, sample_rate, *encode_blocks(model, blocks, sample_rate, audio.shape[1],
@@ -489,11 +495,11 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     leveling = Leveling()
     if model.config.input_level_dbfs is not None:   # a first pass measures the input's level
         with open_audio(input_path) as source:
-            blocks = read_blocks(source, input_path, int(BLOCK_SECONDS * source.samplerate))
+            blocks = read_blocks(source, input_path, int(block_seconds(source.channels) * source.samplerate))
             leveling = measure_leveling((limited(b, [0]) for b in blocks), source.samplerate,   # as coded
                                         model.config.input_level_dbfs)
     with open_audio(input_path) as source:
-        block_size = int(BLOCK_SECONDS * source.samplerate)
+        block_size = int(block_seconds(source.channels) * source.samplerate)
         blocks = (limited(b, clipped) for b in read_blocks(source, input_path, block_size))
         if on_progress:
             blocks = _reporting(blocks, on_progress, None if source.frames >= UNKNOWN_LENGTH else source.frames)

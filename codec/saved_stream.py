@@ -23,10 +23,10 @@ import torch
 
 from codec.bitstream import CodesMetadata
 from codec.coding import (
-    BLOCK_SECONDS,
     CodingReport,
     _check_not_empty_flac,
     _resampler,
+    block_seconds,
     check_compatible,
     check_output_format,
     check_paths,
@@ -41,12 +41,15 @@ from codec.streaming import file_decoder
 
 # the longest run of lost packets a saved stream may conceal: longer gaps are damage, not loss
 MAX_CONCEALED_SECONDS = 60
+# and in all, at most that much plus this many times the audio received (a loss rate up to 90%):
+# gaps just under the limit, one after another, would make a 1 kB file hours of audio
+MAX_LOST_PER_RECEIVED = 9
 
 
 @dataclass
 class _Plan:
     """What decoding a stream does, in order: ``("codes", [C, K, F] codes, first packet's
-    sequence number)`` (consecutive packets' codes joined, up to BLOCK_SECONDS a step),
+    sequence number)`` (consecutive packets' codes joined, up to ``block_seconds`` a step),
     ``("conceal", frames)`` or ``("global", [C, G] codes)``; and what it found."""
     block_frames: int                # frames a "codes" step holds at most
     steps: list[tuple] = field(default_factory=list)
@@ -56,6 +59,7 @@ class _Plan:
     lost: int = 0                    # packets concealed
     stale: int = 0                   # duplicated or late packets dropped
     no_global: int = 0               # frames concealed while no global code had arrived
+    lost_frames: int = 0             # frames concealed for lost packets
     _pending: list[np.ndarray] = field(default_factory=list)   # codes not yet joined into a step
     _pending_sequence: int = 0
 
@@ -93,7 +97,9 @@ def _plan(packets: Iterable[Packet], info: StreamInfo, packet_frames: int, needs
     ``packet_frames`` the sender's packet size.
 
     Raises:
-        CodecError: naming ``path``, for a gap longer than MAX_CONCEALED_SECONDS.
+        CodecError: naming ``path``, for a gap longer than MAX_CONCEALED_SECONDS, or lost packets
+            adding up to more than MAX_CONCEALED_SECONDS plus MAX_LOST_PER_RECEIVED times the
+            frames received.
     """
     plan, expected, started, has_global = _Plan(block_frames), 0, False, False
     for packet in packets:
@@ -110,6 +116,7 @@ def _plan(packets: Iterable[Packet], info: StreamInfo, packet_frames: int, needs
                                  f"{(expected - 1) % SEQUENCE_MODULO}, a gap of {gap} packets "
                                  f"(over {MAX_CONCEALED_SECONDS} s) that no stream's loss explains")
             plan.lost += gap
+            plan.lost_frames += max(0, lost_frames)
             plan.conceal(lost_frames)
         started = True
         if packet.is_end:
@@ -128,11 +135,16 @@ def _plan(packets: Iterable[Packet], info: StreamInfo, packet_frames: int, needs
             continue
         plan.codes(packet.codes, packet.sequence)
     plan.finish()
+    received = plan.frames - plan.lost_frames
+    if plan.lost_frames > MAX_CONCEALED_SECONDS * info.frame_rate + MAX_LOST_PER_RECEIVED * received:
+        raise CodecError(f"{path}: damaged: its lost packets add up to {plan.lost_frames / info.frame_rate:.0f} s, "
+                         f"against {received / info.frame_rate:.1f} s received: more than any stream's loss "
+                         f"explains ({MAX_CONCEALED_SECONDS} s plus {MAX_LOST_PER_RECEIVED} times what arrived)")
     return plan
 
 
 def _model_rate_blocks(model: ConvCodec, plan: _Plan, channels: int, path: Path) -> Iterator[torch.Tensor]:
-    """The plan's audio at the model's rate, ``[C, 1, n]`` blocks of at most BLOCK_SECONDS each
+    """The plan's audio at the model's rate, ``[C, 1, n]`` blocks of at most ``block_seconds`` each
     (the last is the decoder's flush)."""
     decoder = file_decoder(model, channels)
     for kind, *values in plan.steps:
@@ -202,8 +214,8 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
                              f"(weights {info.entropy_weights}), which model '{model.config.name}' does not have")
     summary = summarize_stream(data, offset, info)   # (headers and CRCs only: fast)
     plan = _plan(read_packets(data, offset, info, coder), info, max(1, summary.max_frames),
-                 getattr(model, "global_code", None) is not None, max(1, int(BLOCK_SECONDS * model.frame_rate)),
-                 input_path)
+                 getattr(model, "global_code", None) is not None,
+                 max(1, int(block_seconds(info.channels) * model.frame_rate)), input_path)
     if not plan.frame_packets and (plan.lost or plan.total or summary.damaged_bytes):
         raise CodecError(f"{input_path}: damaged: none of its packets of codes can be read (does its header, "
                          f"{info.channels} channels at {info.sample_rate} Hz, belong to its packets?)")

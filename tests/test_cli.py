@@ -385,6 +385,13 @@ def test_info_on_a_pipe_says_so_and_decode_names_the_file_whose_model_is_unknown
     escaped = dataclasses.replace(parsed, metadata=dataclasses.replace(parsed.metadata, model="a\nb"))
     renamed.write_bytes(to_bytes(escaped))   # info shows a control character escaped
     assert "a\\x0ab" in invoke("info", renamed).output
+    # C1 controls, a bidirectional override (text shown reversed) and a lone surrogate (unprintable)
+    escaped = dataclasses.replace(parsed, metadata=dataclasses.replace(parsed.metadata, model="a\x9b\u202eb\ud800"))
+    renamed.write_bytes(to_bytes(escaped))
+    result = invoke("info", renamed)
+    assert result.exit_code == 0 and "a\\x9b\\u202eb\\ud800" in result.output, result.output
+    result = invoke("decode", renamed, tmp_path / "out.wav")
+    assert result.exit_code == 1 and "model 'a\\x9b\\u202eb\\ud800' not found" in result.output, result.output
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")

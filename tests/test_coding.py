@@ -152,6 +152,27 @@ def test_block_seams_are_exact(tiny_model, monkeypatch):
     np.testing.assert_allclose(decoded[:, 0], offline_audio, atol=1e-4)
 
 
+def test_many_channels_are_coded_in_shorter_blocks(tiny_model, monkeypatch):
+    """Memory is bounded by channels x block: a crafted 1024-channel file must not need gigabytes."""
+    import codec.coding
+
+    monkeypatch.setattr(codec.coding, "BLOCK_SECONDS", 1.0)   # 1 s of stereo: 0.25 s of 8 channels
+    audio = 0.1 * np.random.default_rng(0).standard_normal((2 * 16000, 8))
+    sizes, file_decoder = [], codec.coding.file_decoder
+
+    def spied(*args):
+        decoder = file_decoder(*args)
+        decode = decoder.decode
+        decoder.decode = lambda codes: sizes.append(codes.shape) or decode(codes)
+        return decoder
+
+    monkeypatch.setattr(codec.coding, "file_decoder", spied)
+    codes_file = encode_audio(tiny_model, audio, 16000, 6.0)
+    decoded, _ = decode_audio(tiny_model, codes_file)
+    assert decoded.shape == audio.shape and len(sizes) == 9   # 100 frames, 12 a step
+    assert all(shape[0] == 8 and shape[-1] <= 0.25 * tiny_model.frame_rate for shape in sizes)
+
+
 def test_python_api_refuses_channels_first_numpy_and_integer_scaled_audio(tiny_model_dir):
     import codec as api
 

@@ -351,6 +351,19 @@ def test_entropy_coded_packets(entropy_dir):
     assert list(read_packets(coded, 0, info, EntropyCoder(perturbed))) == []   # caught by the codes' CRC
 
 
+def test_an_entropy_coded_packet_claiming_more_codebooks_than_the_model_is_damaged(entropy_dir):
+    import binascii
+
+    from codec.packets import StreamInfo, packet_bytes, read_packets
+
+    coder = EntropyCoder(load_entropy_model(entropy_dir))
+    info = StreamInfo("tiny-16k", "0123abcd", 16000, 1, 50, 1024, coder.name, coder.weights[:8])
+    coded = bytearray(packet_bytes(3, skewed_codes(codebooks=6, frames=4), info, coder))
+    coded[3] = 0x80 | (CONFIG.num_codebooks + 5)   # a crafted codebook count, its CRC made to match
+    coded[-2:] = binascii.crc_hqx(bytes(coded[:-2]), 0).to_bytes(2, "little")
+    assert list(read_packets(bytes(coded), 0, info, coder)) == []   # skipped as damaged, not an IndexError
+
+
 def test_cli_streams_entropy_coded_packets(tiny_model_dir, entropy_dir, tmp_path):
     import shutil
 

@@ -138,9 +138,12 @@ def test_a_saved_stream_whose_gap_or_length_no_loss_explains_is_refused(tiny_mod
     """A small crafted file must not ask for gigabytes of concealed audio."""
     saved, info, packets = _saved_stream(tiny_model_dir, speech, tmp_path)
     first, end = packets[0], packets[-1]
+    step = int(59 * info.frame_rate / first.codes.shape[-1])   # each gap just under the 60 s one may be
+    bomb = b"".join(packet_bytes(n * step, first.codes, info) for n in range(20))
     for forged, message in [
             (packet_bytes(0, first.codes, info) + packet_bytes(32767, first.codes, info), "a gap of 32766 packets"),
-            (packet_bytes(0, first.codes, info) + end_packet(1, 10**11), "the end packet gives 100000000000 samples")]:
+            (packet_bytes(0, first.codes, info) + end_packet(1, 10**11), "the end packet gives 100000000000 samples"),
+            (bomb, "its lost packets add up to 1121 s, against 0.4 s received")]:
         saved.write_bytes(stream_header(info) + forged)
         result = invoke("decode", saved, tmp_path / "out.wav", "--model", tiny_model_dir)
         assert result.exit_code == 1 and "stream.cods: damaged: " in result.output and message in result.output
@@ -189,12 +192,16 @@ def test_info_counts_a_saved_streams_packets_without_decoding_them(tiny_model_di
     assert values["nominal_kbps"] == 3.0 and values["file_kbps"] > 3.0    # the packet headers cost bits
     assert values["file_kbps"] == pytest.approx(len(data) * 8 / values["duration_s"] / 1000, abs=0.01)   # over it
     # one packet dropped, the end cut off mid-packet: counted, and the length is the frames received
+    # and concealed, as decoding gives it
     second = offset + len(packet_bytes(0, packets[0].codes, info))
     dropped = data[:second] + data[second + len(packet_bytes(1, packets[1].codes, info)):-20]
     saved.write_bytes(dropped)
     values = json.loads(invoke("info", saved, "--json").stdout)
     assert values["lost_packets"] == 1 and values["ended"] is False and values["damaged_bytes"] > 0
-    assert values["duration_s"] == round(values["frames"] / info.frame_rate, 3)
+    concealed = values["lost_packets"] * packets[0].codes.shape[-1]
+    assert values["duration_s"] == round((values["frames"] + concealed) / info.frame_rate, 3)
+    invoke("decode", saved, tmp_path / "cut.wav", "--model", tiny_model_dir)
+    assert values["duration_s"] == pytest.approx(sf.info(str(tmp_path / "cut.wav")).duration, abs=0.03)
 
 
 def test_microphone_to_speaker_with_resampling_and_ctrl_c(tiny_model_dir, tmp_path, monkeypatch):

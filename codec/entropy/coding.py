@@ -86,7 +86,11 @@ class EntropyCoder:
         return encoder.get_compressed().astype("<u4").tobytes()
 
     def decode_chunk(self, data: bytes, channels: int, codebooks: int, frames: int) -> np.ndarray:
-        """Raises ValueError if the data runs out (the caller reports it as corruption)."""
+        """Raises ValueError if the data runs out or asks for more codebooks than the entropy model
+        has (the caller reports either as corruption)."""
+        if not 1 <= codebooks <= self.arrays.config.num_codebooks:
+            raise ValueError(f"{codebooks} codebooks, but the entropy model predicts "
+                             f"{self.arrays.config.num_codebooks}")
         if len(data) % 4:
             raise ValueError("range-coded payload is not a whole number of 32-bit words")
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
