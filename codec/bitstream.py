@@ -239,8 +239,8 @@ def _invalid_field(meta: CodesMetadata) -> str | None:
         ("weights", lambda: isinstance(meta.weights, str)),
         ("frame_rate", lambda: isinstance(meta.frame_rate, (int, float)) and not isinstance(meta.frame_rate, bool)
          and math.isfinite(meta.frame_rate) and 0 < meta.frame_rate <= meta.sample_rate),
-        ("entropy_model", lambda: isinstance(meta.entropy_model or "", str)),
-        ("entropy_weights", lambda: isinstance(meta.entropy_weights or "", str)
+        ("entropy_model", lambda: meta.entropy_model is None or isinstance(meta.entropy_model, str)),
+        ("entropy_weights", lambda: (meta.entropy_weights is None or isinstance(meta.entropy_weights, str))
          and (meta.entropy_model is None) == (meta.entropy_weights is None)),
         ("global_codebooks", lambda: meta.global_codebooks is None
          or (isinstance(meta.global_codebooks, int) and not isinstance(meta.global_codebooks, bool)
@@ -333,14 +333,18 @@ def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
         if _is_current_with_damaged_version(data):
             raise BitstreamError(f"corrupt header: the version byte at offset 4 reads {version}, but the file's "
                                  f"CRC shows a version {VERSION} file: the file is corrupted")
-        newer = " (written by a newer codec; upgrade to read it)" if version > VERSION else ""
+        if version > VERSION + 15:   # (versions come one at a time: junk, not a newer codec's file)
+            why = " (far beyond any version yet: the file is damaged, or not a .codes file)"
+        else:
+            why = " (written by a newer codec; upgrade to read it)" if version > VERSION else ""
         raise BitstreamError(f"unsupported .codes format version {version} at offset 4; this codec reads "
-                             f"version {VERSION}{newer}")
+                             f"version {VERSION}{why}")
     if flags & ~(FLAG_ENTROPY | FLAG_GLOBAL | FLAG_GAIN):
         raise BitstreamError(f"unsupported flags {flags:#04x} at offset 5")
     offset = _HEADER.size + metadata_length
     if len(data) < offset:
-        raise BitstreamError(f"truncated in the metadata: it should end at byte {offset}, the file has {len(data)}")
+        raise BitstreamError(f"truncated in the metadata: it should end at byte {offset}, the file has {len(data)} "
+                             f"bytes, or the metadata's length field (offset 6) is damaged")
     meta = _parse_metadata(data[_HEADER.size:offset])
     if bool(flags & FLAG_ENTROPY) != meta.entropy_coded:
         raise BitstreamError("corrupt header: the entropy-coding flag at offset 5 disagrees with the metadata")

@@ -285,6 +285,14 @@ def check_compatible(model: ConvCodec, meta: CodesMetadata, path: Path | None = 
     if not math.isclose(meta.frame_rate, model.frame_rate):
         raise CodecError(f"{where}the codes have {meta.frame_rate} frames/s; model '{model.config.name}' "
                          f"has {model.frame_rate}")
+    has_global = getattr(model, "global_code", None) is not None
+    wanted = (model.config.global_groups, model.config.global_codebook_size) if has_global else (None, None)
+    if (meta.global_codebooks, meta.global_codebook_size) != wanted:
+        def described(groups, size) -> str:
+            return "no time-invariant global code" if size is None else \
+                f"a time-invariant global code of {groups} codebooks of {size}"
+        raise CodecError(f"{where}the codes have {described(meta.global_codebooks, meta.global_codebook_size)}; "
+                         f"model '{model.config.name}' has {described(*wanted)}")
 
 
 def decode_audio(model: ConvCodec, codes_file: CodesFile) -> tuple[np.ndarray, int]:

@@ -50,7 +50,7 @@ MAX_LOST_PER_RECEIVED = 9
 class _Plan:
     """What decoding a stream does, in order: ``("codes", [C, K, F] codes, first packet's
     sequence number)`` (consecutive packets' codes joined, up to ``block_seconds`` a step),
-    ``("conceal", frames)`` or ``("global", [C, G] codes)``; and what it found."""
+    ``("conceal", frames)`` or ``("global", [C, G] codes, sequence number)``; and what it found."""
     block_frames: int                # frames a "codes" step holds at most
     steps: list[tuple] = field(default_factory=list)
     frames: int = 0                  # frames decoded or concealed
@@ -124,7 +124,7 @@ def _plan(packets: Iterable[Packet], info: StreamInfo, packet_frames: int, needs
             break
         expected = (packet.sequence + 1) % SEQUENCE_MODULO
         if packet.global_codes is not None:   # the time-invariant code for the frames from here on
-            plan.other(("global", packet.global_codes))
+            plan.other(("global", packet.global_codes, packet.sequence))
             has_global = True
             continue
         frames = packet.codes.shape[-1]
@@ -155,7 +155,11 @@ def _model_rate_blocks(model: ConvCodec, plan: _Plan, channels: int, path: Path)
             except CodecError as error:   # (a crafted packet's codebook count)
                 raise CodecError(f"{path}: packet {sequence}: {error}") from None
         elif kind == "global":
-            decoder.global_codes = torch.from_numpy(values[0])
+            global_codes, sequence = values
+            if global_codes.shape[1] != model.config.global_groups:   # (the header's model, other codebooks)
+                raise CodecError(f"{path}: packet {sequence}: a global code of {global_codes.shape[1]} codebooks; "
+                                 f"model '{model.config.name}' has {model.config.global_groups}")
+            decoder.global_codes = torch.from_numpy(global_codes)
         elif kind == "conceal":
             for start in range(0, values[0], plan.block_frames):
                 yield decoder.conceal(min(plan.block_frames, values[0] - start))
@@ -204,7 +208,9 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
     info, offset = read_stream_info(input_path, data)
     check_output_format(info.channels, sample_rate, channels, input_path)
     meta = CodesMetadata(info.model, info.weights, info.sample_rate, info.channels, 0, info.frame_rate, 1,
-                         info.codebook_size, 0)
+                         info.codebook_size, 0, global_codebook_size=info.global_codebook_size)
+    if info.global_codebook_size is not None:   # (each global-code packet says how many codebooks: checked there)
+        meta.global_codebooks = getattr(model.config, "global_groups", None)
     check_compatible(model, meta, input_path)
     coder = None
     if info.entropy_model is not None:

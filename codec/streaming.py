@@ -69,13 +69,19 @@ _WIDE_UNSIGNED = tuple(getattr(torch, name) for name in ("uint16", "uint32", "ui
 
 
 def _as_tensor(value, what: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor) and value.dtype in _WIDE_UNSIGNED:
+        value = value.detach().cpu().numpy()   # converted below, as numpy's are
     if isinstance(value, np.ndarray):
-        if value.dtype.kind == "u" and value.dtype.itemsize > 1:
-            value = value.astype(np.int64)   # (uint16 holds 10-bit codes well; torch cannot reduce it)
+        if value.dtype.kind not in "biufc":   # (objects, strings, dates: torch has no such tensor)
+            raise CodecError(f"{what} is a numpy array of {value.dtype}: give numbers")
+        if value.dtype.kind == "u" and value.dtype.itemsize > 1:   # (torch cannot reduce these: int64)
+            if value.size and value.max() > np.iinfo(np.int64).max:
+                raise CodecError(f"{what} hold {int(value.max())}, more than an int64 holds")
+            value = value.astype(np.int64)
         return torch.from_numpy(np.ascontiguousarray(value))   # (a reversed view has negative strides)
     if not isinstance(value, torch.Tensor):
         raise CodecError(f"{what} must be a torch tensor (or numpy array), not {type(value).__name__}")
-    return value.long() if value.dtype in _WIDE_UNSIGNED else value
+    return value
 
 
 def _check_batch(value: torch.Tensor, batch_size: int, what: str, layout: str) -> None:
@@ -117,7 +123,8 @@ def checked_codes(codes, batch_size: int, model) -> torch.Tensor:
                          f"(from StreamingEncoder.encode)")
     if not 1 <= codes.shape[1] <= model.num_codebooks:
         raise CodecError(f"codes have {codes.shape[1]} codebooks; this model has 1 to {model.num_codebooks}")
-    if codes.numel() and (codes.min() < 0 or codes.max() >= model.codebook_size):
+    # (compared as Python ints: in the tensor's own dtype, uint8 codes would compare with 1024 wrapped to 0)
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= model.codebook_size):
         raise CodecError(f"codes range from {int(codes.min())} to {int(codes.max())}; this model's codebooks "
                          f"hold codes 0 to {model.codebook_size - 1}")
     return codes.long()

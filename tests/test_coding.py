@@ -283,6 +283,8 @@ def test_codes_objects_with_metadata_no_file_can_hold_are_refused(tiny_model_dir
                              ({"sample_rate": 0}, r"invalid value of sample_rate: 0"),
                              ({"frame_rate": True}, r"invalid value of frame_rate: True"),
                              ({"entropy_model": "e"}, r"invalid value of entropy_weights: None"),
+                             ({"entropy_model": False, "entropy_weights": 0}, r"invalid value of entropy_model: False"),
+                             ({"entropy_model": "e", "entropy_weights": []}, r"invalid value of entropy_weights: \[\]"),
                              ({"samples": 16000}, r"16000 samples at 16000 Hz need about 50 frames"),
                              ({"model": "x" * 70000}, r"metadata of \d+ bytes .* holds at most 65535")]:
         wrong = api.Codes(dataclasses.replace(codes.metadata, **changes), codes.codes)

@@ -242,3 +242,38 @@ def test_bad_global_refresh_values_are_refused(global_model_dir, tmp_path, value
                      "--fast", "--global-refresh", value)
     assert result.exit_code == 1 and "--global-refresh" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_codes_and_streams_whose_global_code_does_not_fit_the_model_are_refused(global_model_dir, tiny_model_dir,
+                                                                                 tmp_path):
+    from codec.packets import end_packet, global_packet, packet_bytes, stream_header
+
+    source = write_audio(tmp_path / "in.wav", tone(1.0, 16000), 16000)
+    assert run_cli("encode", source, tmp_path / "g.codes", "--model", global_model_dir).exit_code == 0
+    assert run_cli("encode", source, tmp_path / "p.codes", "--model", tiny_model_dir).exit_code == 0
+    with_global = from_bytes((tmp_path / "g.codes").read_bytes())
+    plain = from_bytes((tmp_path / "p.codes").read_bytes())
+    added = CodesFile(dataclasses.replace(plain.metadata, global_codebooks=2, global_codebook_size=64), plain.codes,
+                      with_global.global_codes)
+    dropped = CodesFile(dataclasses.replace(with_global.metadata, global_codebooks=None, global_codebook_size=None),
+                        with_global.codes)
+    for codes, model, message in [
+            (added, tiny_model_dir, "the codes have a time-invariant global code of 2 codebooks of 64; model "
+                                    "'tiny-16k' has no time-invariant global code"),
+            (dropped, global_model_dir, "the codes have no time-invariant global code; model 'tiny-global' has a "
+                                        "time-invariant global code of 2 codebooks of 64")]:
+        (tmp_path / "x.codes").write_bytes(to_bytes(codes))
+        result = run_cli("decode", tmp_path / "x.codes", tmp_path / "x.wav", "--model", model)
+        assert result.exit_code == 1 and message in result.output, result.output
+    # a saved stream whose global-code packet holds 3 codebooks for a model of 2
+    assert run_cli("stream", "--input", source, "--save", tmp_path / "s.cods", "--no-play",
+                   "--model", global_model_dir, "--fast").exit_code == 0
+    info, packets = _saved_packets(tmp_path / "s.cods")
+    (tmp_path / "f.cods").write_bytes(
+        stream_header(info) + global_packet(0, np.zeros((1, 3), dtype=np.int64), info)
+        + b"".join(packet_bytes(p.sequence, p.codes, info) for p in packets[1:-1])
+        + end_packet(packets[-1].sequence, packets[-1].total_samples))
+    result = run_cli("decode", tmp_path / "f.cods", tmp_path / "f.wav", "--model", global_model_dir)
+    assert result.exit_code == 1 and "packet 0: a global code of 3 codebooks; model 'tiny-global' has 2" \
+        in result.output, result.output
+    assert not (tmp_path / "x.wav").exists() and not (tmp_path / "f.wav").exists()

@@ -155,12 +155,18 @@ def test_sessions_name_what_is_wrong_with_a_chunk(tiny_model):
         (torch.full((1, 30, 2), 0), r"codes have 30 codebooks; this model has 1 to 24"),
         (torch.full((1, 2, 2), 1024), r"codes range from 1024 to 1024; this model's codebooks hold codes 0 to 1023"),
         (torch.full((1, 2, 2), -1), r"codes range from -1 to -1"),
+        (torch.full((1, 2, 2), -100, dtype=torch.int8), r"codes range from -100 to -100"),
+        (np.full((1, 2, 2), 2**64 - 1, np.uint64), r"codes hold 18446744073709551615, more than an int64 holds"),
+        (np.full((1, 2, 2), None, object), r"codes is a numpy array of object: give numbers"),
     ]
     for bad, message in bad_codes:
         with pytest.raises(CodecError, match=message):
             decoder.decode(bad)
     assert decoder.decode(codes.numpy().astype(np.int16)).shape[-1] > 0
     assert decoder.decode(codes.numpy().astype(np.uint16)).shape[-1] > 0   # 10-bit codes held in uint16
+    small = torch.full((1, 2, 2), 200)   # codes below 256 in uint8 (not compared with 1024 wrapped to 0)
+    for held in (small.to(torch.uint8), small.to(torch.uint64), small.numpy().astype(np.uint64)):
+        assert decoder.decode(held).shape[-1] > 0
     reversed_chunk = np.zeros((1, 1, 3200), np.float32)[..., ::-1]   # negative strides
     assert encoder.encode(reversed_chunk).shape == (1, 2, 10)
     for fade in (float("nan"), -1, 2, "a"):
