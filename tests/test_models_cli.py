@@ -95,6 +95,16 @@ def test_a_training_runs_folder_points_at_its_model(tiny_model_dir, tmp_path, mo
     result = invoke("encode", speech_wav, "x.codes", "--model", "runs/new/model")
     assert result.exit_code == 1 and "runs/new/model: no such model directory yet (a training run writes it" \
         in result.output and "e.g. runs/NAME/model" not in result.output
+    (tmp_path / "runs" / "done" / "checkpoint.pt").write_bytes(b"x")   # a run's checkpoint, or the model's weights
+    for given in ("runs/done/checkpoint.pt", *(f"runs/done/model/{p.name}" for p in tiny_model_dir.iterdir())):
+        result = invoke("encode", speech_wav, "x.codes", "--model", given)
+        assert result.exit_code == 1 and f"{given}: is a file, not a model directory; give the model directory " \
+            "runs/done/model" in result.output, result.output
+    (tmp_path / "exported").mkdir()
+    (tmp_path / "exported" / "codec.json").write_text("{}")
+    result = invoke("encode", speech_wav, "x.codes", "--model", "exported")
+    assert result.exit_code == 1 and "exported: not a model directory (it has no config.json), and no shipped " \
+        "model has that name; it is an ONNX export (codec export)" in result.output, result.output
 
 
 def test_info_names_what_it_could_not_find(tmp_path, monkeypatch):

@@ -93,8 +93,17 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
     if candidate.is_dir():
         inside = candidate / "model"   # a training run's folder: its model is one level down
         hint = f"; its trained model is {inside}" if (inside / CONFIG_FILE).is_file() else ""
+        if (candidate / "codec.json").is_file():
+            hint = ("; it is an ONNX export (codec export), which onnxruntime runs through codec.onnx.runtime: "
+                    "give the model directory it was exported from")
         raise ModelNotFoundError(f"{candidate}: not a model directory (it has no {CONFIG_FILE}), and no "
                                  f"shipped model has that name{hint}", is_folder=True)
+    if candidate.is_file():   # a checkpoint or weights file, not the folder holding a whole model
+        model_dir = next((folder for folder in (candidate.parent, candidate.parent / "model")
+                          if (folder / CONFIG_FILE).is_file()), None)
+        hint = f"; give the model directory {model_dir}" if model_dir else \
+            f"; give a model directory (one holding {CONFIG_FILE} and the weights)"
+        raise ModelNotFoundError(f"{candidate}: is a file, not a model directory{hint}", is_folder=True)
     if len(candidate.parts) > 1:   # a path, not a name: say what is missing
         run_started = candidate.name == "model" and (candidate.parent / "train.log").is_file()
         later = " yet (a training run writes it at its first checkpoint, or when it stops)" if run_started else ""
