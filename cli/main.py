@@ -875,7 +875,7 @@ def export(
     model: Annotated[str | None, typer.Argument(
         metavar="MODEL", help="Shipped model name or model directory \\[default: esc-16k-small].",
         show_default=False)] = None,
-    format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    format: Annotated[str, typer.Option("--format", help="Export format: onnx (in any case).")] = "onnx",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.", **NON_EMPTY_PATH)] = Path("exported"),
     int8: Annotated[bool, typer.Option("--int8", help="8-bit weights for the encoder and decoder (conv-16k: "
                                        "1.6-2x as fast per frame on one CPU thread, same PESQ; "
@@ -884,10 +884,9 @@ def export(
 ) -> None:
     """Export a model for CPU streaming: encoder and decoder step graphs with explicit state."""
     from codec.models import load_model
-    from codec.onnx.export import export_onnx
+    from codec.onnx.export import export_format, export_onnx
 
-    if format != "onnx":
-        raise CodecError(f"--format {format!r} is not supported; choose onnx")
+    export_format(format)   # onnx, in any case
     _check_out_folder(out)
     if out.exists() and not out.is_dir():
         raise CodecError(f"--out {out}: is a file, and the export writes a folder of graphs; name a folder")

@@ -1,6 +1,7 @@
 """ONNX export: step graphs with explicit state, driven frame by frame, match PyTorch streaming."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -110,6 +111,10 @@ def test_export_command(tiny_model_dir, tmp_path):
     assert {p.name for p in out.iterdir()} == {"encoder.onnx", "decoder.onnx", "codec.json", *quantizers}
     again = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--out", str(out)])
     assert again.exit_code == 1 and "--force" in again.output
+    upper = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--format", "ONNX", "--out", str(out), "--force"])
+    assert upper.exit_code == 0, upper.output   # the format in any case
+    other = CliRunner().invoke(app, ["export", str(tiny_model_dir), "--format", "tflite", "--out", str(tmp_path / "x")])
+    assert other.exit_code == 1 and "--format 'tflite' is not supported; choose onnx" in other.output
 
 
 def test_int8_export_decodes_like_the_float_graphs(tiny_model, exported, tmp_path):
@@ -170,3 +175,147 @@ def test_an_interrupted_export_leaves_no_folder_it_made(tiny_model, tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         export_onnx(tiny_model, tmp_path / "mine")
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+
+
+def test_sidecar_gives_the_input_level(exported, leveled_export):
+    assert json.loads((exported / "codec.json").read_text())["input_level_dbfs"] is None
+    assert OnnxCodec(exported).input_level_dbfs is None
+    assert json.loads((leveled_export / "codec.json").read_text())["input_level_dbfs"] == -18.0
+
+
+@pytest.fixture(scope="module")
+def leveled_export(tiny_model, tmp_path_factory):
+    """The tiny model exported as a model that normalises its input to -18 dBFS."""
+    tiny_model.config.input_level_dbfs = -18.0
+    try:
+        return export_onnx(tiny_model, tmp_path_factory.mktemp("leveled"))
+    finally:
+        tiny_model.config.input_level_dbfs = None
+
+
+def speech_like(seconds: float, dbfs: float, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """``[T, C]``: noise bursts (0.2 s of every 0.4 s) at an active level of about ``dbfs``, plus a DC offset."""
+    rng = np.random.default_rng(seed)
+    audio = rng.standard_normal((int(seconds * 16000), channels)) * 10 ** (dbfs / 20)
+    audio *= np.tile(np.repeat([1.0, 0.0], 3200), len(audio) // 6400 + 1)[:len(audio), None]
+    return audio + 10 ** ((dbfs - 10) / 20)
+
+
+def rms_db(audio: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(np.square(audio - audio.mean())))
+
+
+def test_whole_signal_coding_normalises_the_level_as_pytorch_does(tiny_model, leveled_export):
+    """A model with an input level: ``OnnxCodec.encode`` brings each signal to it and ``decode``
+    undoes the gain, as ``codec encode`` / ``decode`` do, so quiet input comes back as quiet as
+    PyTorch decodes it (without the gain undone it was 27 dB louder)."""
+    from codec.coding import decode_audio, encode_audio
+
+    runtime = OnnxCodec(leveled_export)
+    loud, quiet = speech_like(2.3, -18.0), speech_like(2.3, -45.0, channels=2)
+    quiet[:, 1] *= 10 ** (-12 / 20)   # channels at different levels get a gain each
+    tiny_model.config.input_level_dbfs = -18.0
+    try:
+        expected = encode_audio(tiny_model, quiet, 16000, 6.0)
+        expected_audio, _ = decode_audio(tiny_model, expected)
+    finally:
+        tiny_model.config.input_level_dbfs = None
+    codes, gain_db = runtime.encode(np.ascontiguousarray(quiet.T[:, None, :], dtype=np.float32), 12)
+    assert gain_db == pytest.approx(expected.metadata.gain_db, abs=0.01) and len(gain_db) == 2
+    assert gain_db[0] == pytest.approx(27.0, abs=1.0) and gain_db[1] == pytest.approx(39.0, abs=1.0)
+    assert codes.shape == expected.codes.shape and np.mean(codes != expected.codes) <= 1e-3
+    decoded = runtime.decode(codes, gain_db, samples=len(quiet))
+    assert decoded.shape == (2, 1, len(quiet))
+    # a .codes file's codes and gain decode alike
+    from_file = runtime.decode(expected.codes, expected.metadata.gain_db, samples=len(quiet))
+    np.testing.assert_allclose(from_file[:, 0].T, expected_audio, atol=1e-4 * np.abs(expected_audio).max())
+    # back at the input's level: the model hears the quiet channels as it hears the loud signal
+    loud_codes, loud_gain = runtime.encode(np.ascontiguousarray(loud.T[:, None, :], dtype=np.float32), 12)
+    assert abs(loud_gain) < 1.0
+    loud_out = rms_db(runtime.decode(loud_codes, loud_gain, len(loud))) - rms_db(loud)
+    for channel in range(2):
+        out = rms_db(decoded[channel, 0]) - rms_db(quiet[:, channel])
+        assert out == pytest.approx(loud_out, abs=1.0)
+        assert out == pytest.approx(rms_db(expected_audio[:, channel]) - rms_db(quiet[:, channel]), abs=0.1)
+
+
+def test_whole_signal_coding_without_an_input_level_scales_nothing(exported, tiny_model):
+    from codec.coding import decode_audio, encode_audio
+
+    runtime = OnnxCodec(exported)
+    audio = speech_like(1.1, -45.0)
+    codes, gain_db = runtime.encode(audio.T[:, None, :].astype(np.float32), 6)
+    assert gain_db is None and codes.shape == (1, 6, -(-len(audio) // 320))
+    expected = encode_audio(tiny_model, audio, 16000, 3.0)
+    assert np.mean(codes != expected.codes) <= 1e-3
+    decoded = runtime.decode(codes, samples=len(audio))
+    np.testing.assert_allclose(decoded[0, 0], decode_audio(tiny_model, expected)[0][:, 0], atol=1e-4)
+    assert runtime.decode(codes).shape == (1, 1, codes.shape[-1] * 320)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda rt: rt.encode(np.zeros((1, 1, 320), np.float32), 30), "30 codebooks asked for"),
+    (lambda rt: rt.encode(np.zeros((1, 1, 320), np.float32), 6, chunk_frames=0), "chunk_frames 0"),
+    (lambda rt: rt.encode(np.zeros(320, np.float32), 6), "audio has shape (320,)"),
+    (lambda rt: rt.decode(np.zeros((2, 6, 1), np.int64), [1.0, 2.0, 3.0]), "gain_db [1.0, 2.0, 3.0]: give None"),
+    (lambda rt: rt.decode(np.zeros((1, 6, 1), np.int64), float("nan")), "gain_db nan"),
+    (lambda rt: rt.decode(np.zeros((1, 6, 1), np.int64), "loud"), "gain_db 'loud'"),
+    (lambda rt: rt.decode(np.zeros((1, 6, 2), np.int64), samples=641), "2 frames of codes hold at most 640"),
+])
+def test_whole_signal_coding_checks_its_input(exported, call, message):
+    from codec.errors import CodecError
+
+    with pytest.raises(CodecError, match=re.escape(message)):
+        call(OnnxCodec(exported))
+
+
+def test_exporting_into_a_read_only_folder_names_that_folder(tiny_model, tmp_path, monkeypatch):
+    """Not the hidden temporary folder the export writes first. (Tests may run as root, who
+    writes anywhere: the refusal is also simulated.)"""
+    import errno
+    import os
+
+    import codec.onnx.export as export
+
+    out = tmp_path / "mine"
+    out.mkdir()
+
+    def read_only(prefix, suffix, dir):
+        path = os.path.join(dir, f"{prefix}x1y2z3{suffix}")
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+    monkeypatch.setattr(export.tempfile, "mkdtemp", read_only)
+    with pytest.raises(export.CodecError) as error:
+        export_onnx(tiny_model, out)
+    assert str(error.value) == f"{out}: cannot write the export (Permission denied)"
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_exporting_into_a_read_only_folder_names_that_folder_for_real(tiny_model, tmp_path):
+    from codec.errors import CodecError
+
+    out = tmp_path / "read-only"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        message = f"{out}: cannot write the export (Permission denied)"
+        with pytest.raises(CodecError, match=f"^{re.escape(message)}$"):
+            export_onnx(tiny_model, out)
+    finally:
+        out.chmod(0o755)
+
+
+@pytest.mark.parametrize("given", ["onnx", "ONNX", "Onnx", " onnx "])
+def test_the_export_format_is_named_in_any_case(given):
+    from codec.onnx.export import export_format
+
+    assert export_format(given) == "onnx"
+
+
+def test_an_unknown_export_format_is_refused():
+    from codec.errors import CodecError
+    from codec.onnx.export import export_format
+
+    with pytest.raises(CodecError, match=re.escape("--format 'tflite' is not supported; choose onnx")):
+        export_format("tflite")

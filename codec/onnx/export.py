@@ -19,8 +19,10 @@ and ``codec.json``; for an ESC codec, whose quantizer is interleaved with its en
 
 Batch ``B`` and frames ``F`` are symbolic axes. Weights are embedded; the model has no weight norm
 to fold. ``codec.json`` lists every input and output with its shape and dtype, each state's
-shape, the frame size, sample rate, latency and the constants the runtime needs
-(``codec.onnx.runtime`` drives the graphs frame by frame).
+shape, the frame size, sample rate, latency, the model's input level (``input_level_dbfs``: the
+active level whole-file coding brings input to, null for none; the graphs do not apply it) and the
+constants the runtime needs (``codec.onnx.runtime`` drives the graphs frame by frame). The entropy
+model is not exported: the graphs take and give plain codes.
 """
 
 import dataclasses
@@ -40,6 +42,19 @@ from codec.models import ConvCodec
 from codec.modules.streaming import start_streaming, stop_streaming, streaming_modules
 
 OPSET = 17
+FORMATS = ("onnx",)
+
+
+def export_format(name: str) -> str:
+    """The export format ``name`` stands for, in any case (``ONNX`` is ``onnx``).
+
+    Raises:
+        CodecError: for a format that is not exported.
+    """
+    format = name.strip().lower()
+    if format not in FORMATS:
+        raise CodecError(f"--format {name!r} is not supported; choose {', '.join(FORMATS)}")
+    return format
 
 
 def _state_fields(parts: nn.Module, batch_size: int) -> list[tuple[str, str, torch.Tensor]]:
@@ -158,8 +173,14 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
     ``int8=True`` stores the encoder's and decoder's matrix-multiply weights as 8-bit integers
     (onnxruntime dynamic quantization): a frame's weights stream from memory 4x faster on one
     CPU thread. The quantizer graphs stay float32. Codes from an int8 encoder differ from the
-    float model's in deep codebooks (about 20% of codes at 6 kbps on the dev set) at unchanged
-    PESQ; measured by ``scripts/bench_streaming.py``.
+    float model's, mostly in deep codebooks, at unchanged PESQ-WB: at 6 kbps 27% of codes for
+    conv-16k and 56% for esc-16k-small (every 4th dev file, 10 files, streamed in 1 s chunks
+    against PyTorch streaming, 2026-12-06; ``scripts/bench_streaming.py``; all bitrates in the
+    README). Activations are quantized per graph call, so int8 codes also depend on how the audio
+    is chunked and batched (``codec.onnx.runtime``'s docstring).
+
+    ``codec.json`` gives the model's ``input_level_dbfs``, which the graphs do not apply: see
+    ``codec.onnx.runtime`` (``OnnxCodec.encode`` / ``decode`` do, as ``codec encode`` / ``decode``).
 
     Raises:
         CodecError: for a model with a global code, or naming ``out_dir`` if the files cannot be written.
@@ -169,10 +190,11 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
                          f"models without one (use --runtime torch to stream it)")
     out_dir = Path(out_dir)
     made = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".export.", suffix=".partial", dir=out_dir))
-    finished = False
+    staging, finished = None, False
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        # (a read-only out_dir refuses this first: the error names out_dir, not the hidden folder)
+        staging = Path(tempfile.mkdtemp(prefix=".export.", suffix=".partial", dir=out_dir))
         _export_into(model, staging, example_seconds, int8)
         for path in sorted(staging.iterdir(), key=lambda p: p.name == "codec.json"):   # the sidecar, naming them, last
             os.replace(path, out_dir / path.name)
@@ -180,7 +202,8 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
     except OSError as error:
         raise CodecError(f"{out_dir}: cannot write the export ({error.strerror or error})") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         if made and not finished:   # a failed or interrupted export leaves no folder it made behind
             shutil.rmtree(out_dir, ignore_errors=True)
     return out_dir
@@ -195,6 +218,9 @@ def _export_into(model: ConvCodec, out_dir: Path, example_seconds: float, int8: 
                "latency_samples": model.latency, "num_codebooks": model.num_codebooks,
                "codebook_size": model.codebook_size, "bitrates_kbps": model.config.bitrates_kbps,
                "overlap": model.head.istft.overlap, "envelope_floor": model.head.istft.envelope_floor,
+               # the active speech level (dBFS, codec.level) that whole-file coding brings input to,
+               # None for a model that codes input as it comes; the graphs do not apply it
+               "input_level_dbfs": model.config.input_level_dbfs,
                "opset": OPSET, "weights": "int8" if int8 else "float32", "graphs": {}}
     audio = torch.zeros(1, 1, frames * model.frame_size)
     latent = torch.zeros(1, model.latent_channels, frames)

@@ -1,9 +1,25 @@
-"""Streaming with the exported ONNX graphs in onnxruntime (CPU), frame by frame.
+"""Coding with the exported ONNX graphs in onnxruntime (CPU), frame by frame.
 
 ``OnnxStreamingEncoder`` and ``OnnxStreamingDecoder`` behave like ``codec.streaming``'s sessions:
 the encoder buffers partial frames and ``flush()`` codes the rest zero-padded; the decoder drops
 the stream's first ``overlap`` samples and ``flush()`` returns the last ones. State lives in
 numpy arrays owned by the session and goes in and out of the graphs on every call.
+
+Level: a model with an input level (``codec.json``'s ``input_level_dbfs``, -18 dBFS for the
+default model; null for conv-16k) was trained on speech near it, and ``codec encode`` brings each
+file to it before encoding (DC removed, one gain per channel, ``codec.level``) and ``codec decode``
+undoes the gain. The graphs do neither. ``OnnxCodec.encode`` and ``OnnxCodec.decode`` code whole
+signals as ``codec encode`` and ``codec decode`` do (at the model's sample rate): ``encode``
+returns the gain with the codes and ``decode`` undoes it. The streaming sessions code audio at the
+level it comes, as ``codec stream`` does (a live stream's level is not known ahead): quiet input
+codes worse. A caller who knows a source's level can scale it to ``input_level_dbfs`` before the
+encoder and the decoder's output back by the same dB; codes from a ``.codes`` file were made from
+audio scaled by its ``gain_db`` (``codec info --json``), which their decoded audio must be scaled
+back by (``OnnxCodec.decode(codes, gain_db)`` does).
+
+With int8 weights (``codec export --int8``) the graphs quantize each call's activations with one
+scale for the whole call (every signal of the batch, every frame): the codes and audio depend on
+how the audio is chunked and batched, not only on the audio (float32 graphs do not, to rounding).
 """
 
 import json
@@ -12,7 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from codec.errors import CodecError
+from codec.level import amplitude, measure_leveling
 from codec.whole_numbers import whole_number
+
+CHUNK_FRAMES = 50   # frames per graph call in OnnxCodec.encode and decode (1 s at 20 ms frames)
 
 
 # The checks of codec.streaming's sessions (same messages), in numpy: this module needs no torch.
@@ -54,10 +73,26 @@ def _checked_codes(codes, batch_size: int, num_codebooks: int, codebook_size: in
     return codes.astype(np.int64, copy=False)
 
 
+def _unscale(gain_db, batch_size: int) -> np.ndarray | float:
+    """The factor that undoes a level gain of ``gain_db`` (None, one number, or ``[B]``)."""
+    if gain_db is None:
+        return 1.0
+    try:
+        gains = np.asarray(gain_db, dtype=np.float64)
+    except (TypeError, ValueError):
+        gains = np.full(2, np.nan)
+    if gains.ndim > 1 or (gains.ndim == 1 and len(gains) != batch_size) or not np.isfinite(gains).all():
+        raise CodecError(f"gain_db {gain_db!r}: give None, one number or a list of one per signal "
+                         f"({batch_size}), in dB (from OnnxCodec.encode, or a .codes file's gain_db)")
+    return amplitude(-gains)[:, None, None] if gains.ndim else float(amplitude(-gains))
+
+
 class OnnxCodec:
     """The graphs of an exported codec (``codec export --format onnx``): for a conv codec an
     encoder step and one quantizer per bitrate; for ESC one whole encoder step (quantizing
-    included) per bitrate; then a decoder step."""
+    included) per bitrate; then a decoder step. ``encode`` and ``decode`` code whole signals, with
+    the model's level normalisation; ``OnnxStreamingEncoder`` and ``OnnxStreamingDecoder`` stream
+    (without it: see the module's docstring)."""
 
     def __init__(self, directory: Path | str, threads: int = 1):
         import onnxruntime
@@ -75,6 +110,66 @@ class OnnxCodec:
                                                 providers=["CPUExecutionProvider"])
             for graph, spec in self.config["graphs"].items()}
 
+    @property
+    def input_level_dbfs(self) -> float | None:
+        """The active level (dBFS) ``encode`` brings each signal to; None: input is coded as it comes
+        (a model without one, or an export older than the field)."""
+        return self.config.get("input_level_dbfs")
+
+    def encode(self, audio: np.ndarray, num_codebooks: int,
+               chunk_frames: int = CHUNK_FRAMES) -> tuple[np.ndarray, float | list[float] | None]:
+        """Whole signals ``audio [B, 1, n]`` (float samples at the model's sample rate, B channels
+        or signals, each coded on its own) -> ``(codes [B, K, f], gain_db)``, ``f = ceil(n /
+        frame_size)``, as ``codec encode`` codes a file at the model's rate: for a model with an
+        input level, each signal's DC offset is removed and it is scaled to that level first;
+        ``gain_db`` is that gain (one number, or a list of one per signal where they differ; None
+        when nothing was scaled), which ``decode`` undoes. No resampling and no clipping (samples
+        beyond ±1 are coded as they are). The graphs run on ``chunk_frames`` frames at a time.
+
+        Raises:
+            CodecError: for audio that is not ``[B, 1, n]`` finite floats, or a codebook count or
+                ``chunk_frames`` the export cannot take.
+        """
+        batch = audio.shape[0] if isinstance(audio, np.ndarray) and audio.ndim == 3 else 1
+        audio = _checked_audio(audio, batch)
+        encoder = OnnxStreamingEncoder(self, num_codebooks, batch)
+        step = whole_number(chunk_frames, "chunk_frames", 1) * self.config["frame_size"]
+        signals = audio[:, 0].T   # [n, B]: codec.level's layout
+        leveling = measure_leveling([signals], self.config["sample_rate"], self.input_level_dbfs)
+        audio = np.ascontiguousarray(leveling(signals).T[:, None, :], dtype=np.float32)
+        codes = [encoder.encode(audio[..., start:start + step]) for start in range(0, audio.shape[-1], step)]
+        codes.append(encoder.flush())
+        gain_db = leveling.gain_db   # as a .codes file's gain_db: per signal where they differ, None for none
+        return (np.concatenate(codes, axis=-1),
+                [float(g) for g in gain_db] if isinstance(gain_db, list) else (float(gain_db) or None))
+
+    def decode(self, codes: np.ndarray, gain_db: float | list[float] | None = None, samples: int | None = None,
+               chunk_frames: int = CHUNK_FRAMES) -> np.ndarray:
+        """Whole signals from ``codes [B, K, f]`` (from ``encode``, or a ``.codes`` file's ``[C, K,
+        f]`` at the model's rate) -> ``audio [B, 1, n]`` float32, aligned with the input (the
+        decoder's latency removed), scaled back by ``gain_db`` (``encode``'s, or the file's
+        metadata's: one number, one per signal, or None), ``n = samples`` (the input's length)
+        or, if None, ``f * frame_size``. The graphs run on ``chunk_frames`` frames at a time.
+
+        Raises:
+            CodecError: for codes that are not ``[B, K, f]`` integer codes of this model, a gain
+                that is not one finite number or one per signal, or more samples than ``f``
+                frames hold.
+        """
+        batch = codes.shape[0] if isinstance(codes, np.ndarray) and codes.ndim == 3 else 1
+        codes = _checked_codes(codes, batch, self.config["num_codebooks"], self.config["codebook_size"])
+        unscale = _unscale(gain_db, batch)
+        step = whole_number(chunk_frames, "chunk_frames", 1)
+        decoder = OnnxStreamingDecoder(self, batch)
+        audio = [decoder.decode(codes[..., start:start + step]) for start in range(0, codes.shape[-1], step)]
+        audio = np.concatenate([*audio, decoder.flush()], axis=-1)
+        if samples is not None:
+            if whole_number(samples, "samples", 0) > audio.shape[-1]:
+                raise CodecError(f"samples {samples}: {codes.shape[-1]} frames of codes hold at most "
+                                 f"{audio.shape[-1]} samples")
+            audio = audio[..., :samples]
+        return (audio * unscale).astype(np.float32)
+
     def initial_state(self, graph: str, batch_size: int) -> dict[str, np.ndarray]:
         spec = self.config["graphs"][graph]
         states = {s["input"] for s in spec["states"]}
@@ -90,7 +185,9 @@ class OnnxCodec:
 
 
 class OnnxStreamingEncoder:
-    """``encode(audio [B, 1, n] float32) -> codes [B, K, f]`` for chunks of any length."""
+    """``encode(audio [B, 1, n] float32) -> codes [B, K, f]`` for chunks of any length; the end of
+    a stream is ``flush()``. The audio is coded at the level it comes (no level normalisation, as
+    ``codec stream``; see the module's docstring)."""
 
     def __init__(self, codec: OnnxCodec, num_codebooks: int, batch_size: int = 1):
         """Raises CodecError for ``num_codebooks`` or ``batch_size`` below 1 or more codebooks
@@ -144,7 +241,9 @@ class OnnxStreamingEncoder:
 
 
 class OnnxStreamingDecoder:
-    """``decode(codes [B, K, f]) -> audio [B, 1, n]``: every sample that is final after them."""
+    """``decode(codes [B, K, f]) -> audio [B, 1, n]``: every sample that is final after them; the
+    end of a stream is ``flush()``. No gain is undone (codes of a ``.codes`` file with a ``gain_db``:
+    scale the audio by ``10 ** (-gain_db / 20)``, or use ``OnnxCodec.decode``)."""
 
     def __init__(self, codec: OnnxCodec, batch_size: int = 1):
         """Raises CodecError for ``batch_size`` below 1."""
