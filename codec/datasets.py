@@ -9,6 +9,8 @@ paths relative to the data root).
 import csv
 import json
 import os
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from codec.audio import AUDIO_SUFFIXES
@@ -17,12 +19,13 @@ from codec.errors import CodecError
 MANIFEST_SUFFIXES = (".tsv", ".jsonl", ".scp")
 
 
-def visible_files(root: Path) -> list[Path]:
+def visible_files(root: Path, hidden: list[Path] | None = None) -> list[Path]:
     """Every file below ``root`` that is not hidden (no dot folder, such as a virtual environment's
     ``.venv``, and no dot file, such as the coders' temporary ``.NAME.RANDOM.partial`` files), as
     paths under ``root``. Linked folders are followed, as ``rglob`` does not (Python 3.11); a
     folder reached twice (a link loop, or two links to one folder) is walked once, and a folder
-    of the tree itself under its own path, not a link's (whichever name sorts first)."""
+    of the tree itself under its own path, not a link's (whichever name sorts first). With
+    ``hidden``, the dot files and dot folders left out are listed there (a folder, not its files)."""
     own = {os.path.realpath(folder) for folder, _, _ in os.walk(root)}   # reached without a link
     files, walked = [], set()
     for folder, subfolders, names in os.walk(root, followlinks=True):
@@ -31,21 +34,57 @@ def visible_files(root: Path) -> list[Path]:
             subfolders[:] = []
             continue
         walked.add(real)
+        if hidden is not None:
+            hidden += [Path(folder) / name for name in sorted(subfolders) + sorted(names) if name.startswith(".")]
         subfolders[:] = sorted(name for name in subfolders if not name.startswith(".") and not (
             os.path.islink(os.path.join(folder, name)) and os.path.realpath(os.path.join(folder, name)) in own))
         files += [Path(folder) / name for name in names if not name.startswith(".")]
     return files
 
 
-def find_inputs(source: Path | str) -> list[Path]:
-    """Audio files of a folder (hidden ones left out), a single audio file, or a manifest.
+@dataclass
+class Skipped:
+    """What ``find_inputs`` left out of a folder: files that are not audio (by suffix), and hidden
+    files and folders (dot names, whose files are not counted)."""
+
+    not_audio: list[Path] = field(default_factory=list)
+    hidden: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str | None:
+        """One line such as "skipped 3 files that are not audio (.txt, .json) and 1 hidden file or
+        folder (.DS_Store)", or None if nothing was skipped."""
+        parts = []
+        if self.not_audio:
+            suffixes = Counter(path.suffix.lower() or "no suffix" for path in self.not_audio)
+            shown = [suffix for suffix, _ in suffixes.most_common(5)]
+            more = ", ..." if len(suffixes) > len(shown) else ""
+            parts.append(f"{_count(len(self.not_audio), 'file')} that {'is' if len(self.not_audio) == 1 else 'are'} "
+                         f"not audio ({', '.join(shown)}{more})")
+        if self.hidden:
+            names = sorted({path.name for path in self.hidden})
+            more = ", ..." if len(names) > 3 else ""
+            parts.append(f"{_count(len(self.hidden), 'hidden file or folder', 'hidden files or folders')} "
+                         f"({', '.join(names[:3])}{more})")
+        return f"skipped {' and '.join(parts)}" if parts else None
+
+
+def _count(number: int, one: str, many: str | None = None) -> str:
+    return f"{number} {one if number == 1 else many or one + 's'}"
+
+
+def find_inputs(source: Path | str, skipped: Skipped | None = None) -> list[Path]:
+    """Audio files of a folder (hidden ones left out), a single audio file, or a manifest. With
+    ``skipped``, a folder's files and folders that were left out are listed there.
 
     Raises:
         CodecError: if the source is missing, holds no audio, or a manifest is malformed.
     """
     source = Path(source)
     if source.is_dir():
-        files = sorted(p for p in visible_files(source) if p.suffix.lower() in AUDIO_SUFFIXES)
+        found = visible_files(source, None if skipped is None else skipped.hidden)
+        files = sorted(p for p in found if p.suffix.lower() in AUDIO_SUFFIXES)
+        if skipped is not None:
+            skipped.not_audio += sorted(p for p in found if p.suffix.lower() not in AUDIO_SUFFIXES)
     elif source.is_file() and source.suffix.lower() in MANIFEST_SUFFIXES:
         files = [_resolve(source, entry) for entry in _manifest_paths(source)]
     elif source.is_file() and source.suffix.lower() in AUDIO_SUFFIXES:

@@ -534,3 +534,109 @@ def test_a_damaged_chunk_length_is_not_called_a_cut_file_alone(entropy_dir):
     damaged = coded[:offset] + struct.pack("<I", 10_000_000) + coded[offset + 4:]
     with pytest.raises(BitstreamError, match=r"the file has \d+ bytes, or the chunk's length field is damaged"):
         from_bytes(damaged, EntropyCoder(load_entropy_model(entropy_dir)))
+
+
+@pytest.mark.parametrize("content", ["pickled", "text", "other arrays", "folder"])
+def test_a_codes_file_that_entropy_training_did_not_write_is_refused_and_kept(tiny_model_dir, tmp_path, content):
+    """``run.out_dir/codes.npz`` is the run's cache of codes: a file of that name the trainer did
+    not write is neither loaded (no pickled objects: it was an internal error at np.load) nor
+    replaced."""
+    from codec.errors import CodecError
+    from codec.train import train_any
+
+    audio, out = _tone_folder(tmp_path / "audio"), tmp_path / "run"
+    out.mkdir()
+    cache = out / "codes.npz"
+    if content == "pickled":
+        with open(cache, "wb") as file:
+            np.savez(file, source=np.array(["mine"], dtype=object), c0=np.array([{"a": 1}], dtype=object))
+    elif content == "text":
+        cache.write_text("my notes")
+    elif content == "other arrays":
+        with open(cache, "wb") as file:
+            np.savez(file, weights=np.ones(3))
+    else:
+        cache.mkdir()
+    before = cache.read_bytes() if cache.is_file() else None
+    reason = {"pickled": "pickled objects, which are not loaded", "text": "not an .npz archive",
+              "other arrays": "other arrays", "folder": "not a file"}[content]
+    with pytest.raises(CodecError, match=rf"codes.npz: not a cache of codes that entropy training wrote \({reason}\); "
+                                         r"a run keeps the codes of its audio in this file, and does not replace one "
+                                         r"of yours: move it away, or set another run.out_dir"):
+        train_any(_tiny_entropy_recipe(tiny_model_dir, audio, out, "run.max_steps=2", "data.dev_dir=null"))
+    assert (cache.read_bytes() if cache.is_file() else None) == before and cache.exists()
+
+
+@pytest.mark.parametrize("override", ["run.precision=bf16", "run.compile=true", "run.init_fresh=[head]",
+                                      "run.audio_every=10", "run.tensorboard=true", "optim.freeze=[layers]",
+                                      "optim.ema_decay=0.999"])
+def test_entropy_recipes_refuse_the_keys_only_codec_training_uses(override):
+    from codec.errors import CodecError
+    from codec.train import load_recipe
+    from tests.conftest import REPO
+
+    key = override.partition("=")[0]
+    with pytest.raises(CodecError, match=rf"^override '{re.escape(override)}': recipe value {key}=.* is for codec "
+                                         r"training; an entropy recipe does not use it \(.*\): remove it"):
+        load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [override])
+
+
+def test_entropy_recipes_take_codec_keys_that_say_what_entropy_training_does():
+    """``run.tensorboard=false`` (which scripts/gpu_session.py and the README tour pass to every run), fp32."""
+    from codec.train import load_recipe
+    from tests.conftest import REPO
+
+    recipe = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [
+        "run.tensorboard=false", "run.precision=fp32", "run.compile=false", "run.init_fresh=[]", "optim.freeze=[]",
+        "optim.ema_decay=0"])
+    assert recipe.run.tensorboard is False
+
+
+def test_entropy_training_says_where_its_model_is_and_how_a_codec_gets_it(tiny_model_dir, tmp_path):
+    """The last line names the two files and the codec folder to copy them into; copied there,
+    the codec loads them."""
+    import io
+    import shutil
+
+    from rich.console import Console
+
+    from codec.models import load_model
+    from codec.train import train_any
+
+    audio, out = _tone_folder(tmp_path / "audio"), tmp_path / "run"
+    (audio / "notes.txt").write_text("not audio")
+    report = io.StringIO()
+    train_any(_tiny_entropy_recipe(tiny_model_dir, audio, out, "run.max_steps=2", "data.dev_dir=null"),
+              console=Console(file=report, width=1000))
+    assert "data.train_dir: skipped 1 file that is not audio (.txt)" in report.getvalue()
+    last = report.getvalue().strip().splitlines()[-1]
+    assert last == (f"finished at step 2 (run.max_steps); entropy model in {out / 'model'} (entropy.safetensors, "
+                    f"entropy_config.json): to range-code with it, copy both files beside config.json in the codec's "
+                    f"model folder, {tiny_model_dir} (data.codec_model), or in a copy of that folder, and give that "
+                    f"folder to codec encode --model")
+    mine = tmp_path / "my-codec"
+    shutil.copytree(tiny_model_dir, mine)
+    assert load_model(mine).entropy_model is None
+    for name in ("entropy.safetensors", "entropy_config.json"):
+        shutil.copy(out / "model" / name, mine / name)
+    assert load_model(mine).entropy_model is not None
+
+
+def test_entropy_resume_mismatches_are_found_before_the_audio_is_coded(tiny_model_dir, tmp_path):
+    """Coding a large training set takes minutes: the folder does not even exist when resuming here."""
+    import io
+
+    from rich.console import Console
+
+    from codec.errors import CodecError
+    from codec.train import train_any
+
+    audio, out, missing = _tone_folder(tmp_path / "audio"), tmp_path / "run", tmp_path / "no-audio"
+    train_any(_tiny_entropy_recipe(tiny_model_dir, audio, out, "run.max_steps=2", "data.dev_dir=null"))
+    with pytest.raises(CodecError, match=r"changed: entropy.dim=32 -> 48\).*needs the checkpoint's entropy section"):
+        train_any(_tiny_entropy_recipe(tiny_model_dir, missing, out, "run.max_steps=4", "data.dev_dir=null",
+                                       "entropy.dim=48"), resume=True)
+    report = io.StringIO()
+    train_any(_tiny_entropy_recipe(tiny_model_dir, missing, out, "run.max_steps=2", "data.dev_dir=null"),
+              resume=True, console=Console(file=report, width=400))
+    assert "nothing to train" in report.getvalue()

@@ -131,7 +131,8 @@ def test_overrides_of_names_and_paths_are_text():
 
 
 def test_recipe_errors(tmp_path):
-    with pytest.raises(CodecError, match="unknown keys in recipe section 'model'"):
+    with pytest.raises(CodecError, match=r"override 'model.colour=blue': unknown key in recipe section 'model': "
+                                         r"model.colour; its keys are name, sample_rate, "):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["model.colour=blue"])
     with pytest.raises(CodecError, match=r"run.max_steps='abc' must be int"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=abc"])
@@ -820,3 +821,146 @@ def test_list_values_read_exponents_as_numbers():
     """YAML 1.1 reads 1e-1 as a string; in a list of numbers it is still the number."""
     recipe = load_recipe(REPO / "recipes" / "tiny.yaml", ["data.speed_range=[9e-1,1.1]", "data.level_db=[-3e1,-20]"])
     assert recipe.data.speed_range == [0.9, 1.1] and recipe.data.level_db == [-30.0, -20.0]
+
+
+def test_a_key_or_section_given_twice_in_a_recipe_is_refused(tmp_path):
+    """YAML keeps the last of two equal keys silently: a second ``run:`` section dropped the first's keys."""
+    base = f"inherit: {REPO / 'recipes' / 'tiny.yaml'}\n"
+    (tmp_path / "sections.yaml").write_text(base + "run:\n  max_steps: 3\ndata:\n  segment_seconds: 0.4\n"
+                                                   "run:\n  seed: 1\n")
+    with pytest.raises(CodecError, match=r"sections.yaml:6: section 'run' is given twice \(also on line 2\); YAML "
+                                         r"would keep only the last"):
+        load_recipe(tmp_path / "sections.yaml")
+    (tmp_path / "keys.yaml").write_text(base + "run:\n  max_steps: 3\n  seed: 2\n  max_steps: 4\n")
+    with pytest.raises(CodecError, match=r"keys.yaml:5: key run.max_steps is given twice \(also on line 3\)"):
+        load_recipe(tmp_path / "keys.yaml")
+    (tmp_path / "inherited.yaml").write_text(f"inherit: {tmp_path / 'keys.yaml'}\n")   # found in an inherited file too
+    with pytest.raises(CodecError, match=r"keys.yaml:5: key run.max_steps is given twice"):
+        load_recipe(tmp_path / "inherited.yaml")
+    # what YAML means to be overridden is not a duplicate: keys merged in with <<, and one file over another
+    (tmp_path / "merged.yaml").write_text(base + "optim: &o\n  lr: 0.001\nrun:\n  <<: {seed: 1, max_steps: 3}\n"
+                                                 "  seed: 2\n")
+    recipe = load_recipe(tmp_path / "merged.yaml", ["run.seed=5"])
+    assert (recipe.run.seed, recipe.run.max_steps, recipe.optim.lr) == (5, 3, 0.001)
+
+
+def test_recipe_errors_name_where_the_value_was_set_the_sections_keys_and_the_nearest(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(f"inherit: {REPO / 'recipes' / 'tiny.yaml'}\nrun:\n  max_step: 5\n")
+    with pytest.raises(CodecError) as error:
+        load_recipe(mine)
+    assert str(error.value).startswith(f"{mine}: unknown key in recipe section 'run': run.max_step (did you mean "
+                                       f"run.max_steps?); its keys are out_dir, batch_size, max_steps, max_minutes,")
+    with pytest.raises(CodecError, match=r"^override 'loss.mel_wieght=2': unknown key in recipe section 'loss': "
+                                         r"loss.mel_wieght \(did you mean loss.mel_weight\?\); its keys are "
+                                         r"mel_weight"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["loss.mel_wieght=2"])
+    with pytest.raises(CodecError, match=r"^override 'modle.name=x': unknown recipe section 'modle' \(did you mean "
+                                         r"model\?\); a codec recipe has the sections model, data, optim, loss, "
+                                         r"gan, run"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["modle.name=x"])
+    with pytest.raises(CodecError, match=r"^override 'run.max_steps=-1': recipe value run.max_steps=-1 must be"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=-1"])
+    inherited = tmp_path / "inherits_mine.yaml"   # a bad value in an inherited file: that file is named
+    mine.write_text(f"inherit: {REPO / 'recipes' / 'tiny.yaml'}\nrun:\n  max_steps: -5\n")
+    inherited.write_text(f"inherit: {mine}\noptim:\n  lr: 0.001\n")
+    with pytest.raises(CodecError, match=rf"^{re.escape(str(mine))} \(inherited by {re.escape(str(inherited))}\): "
+                                         rf"recipe value run.max_steps=-5 must be at least 0"):
+        load_recipe(inherited)
+    for value in ("transformer", "[conv]", "5"):
+        with pytest.raises(CodecError, match=r"^override 'model.architecture=.*': recipe value model.architecture=.* "
+                                             r"is not a codec architecture; choose conv or esc"):
+            load_recipe(REPO / "recipes" / "tiny.yaml", [f"model.architecture={value}"])
+    assert load_recipe(REPO / "recipes" / "tiny.yaml", ["model.architecture=conv"]).model.name == "tiny-16k"
+    with pytest.raises(CodecError, match=r"^override 'run.precision=bf17': recipe value run.precision='bf17' is not "
+                                         r"supported; choose fp32 or bf16"):   # (it was found only by the trainer)
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["run.precision=bf17"])
+
+
+def test_every_recipe_key_is_in_the_readmes_table():
+    """The README's table of recipe keys lists each key of each section's config, and marks as codec
+    only the keys that entropy recipes refuse."""
+    import dataclasses
+
+    from codec.entropy.model import EntropyModelConfig
+    from codec.models.conv_codec import ConvCodecConfig
+    from codec.models.esc_codec import EscCodecConfig
+    from codec.train.entropy_trainer import CODEC_ONLY_KEYS, EntropyDataConfig
+    from codec.train.recipe import DataConfig, GanConfig, LossConfig, OptimConfig, RunConfig
+
+    rows = dict(re.findall(r"^  \| (`\w+`(?: \(\w+\))?) \| (.*) \|$", (REPO / "README.md").read_text(), flags=re.M))
+    sections = {"`run`": RunConfig, "`data` (codec)": DataConfig, "`data` (entropy)": EntropyDataConfig,
+                "`optim`": OptimConfig, "`loss`": LossConfig, "`gan`": GanConfig, "`model` (conv)": ConvCodecConfig,
+                "`model` (esc)": EscCodecConfig, "`entropy`": EntropyModelConfig}
+    for row, config in sections.items():
+        listed = set(re.findall(r"`(\w+)`", rows[row]))
+        missing = [f.name for f in dataclasses.fields(config) if f.name not in listed]
+        assert not missing, f"README recipe keys, {row}: {missing}"
+    codec_only = {f"{section}.{key}" for section in ("run", "optim")
+                  for key in re.findall(r"`(\w+)` \(", rows[f"`{section}`"].partition("codec only:")[2])}
+    assert codec_only == set(CODEC_ONLY_KEYS)
+
+
+def test_training_notes_the_files_of_its_folder_that_it_skips(audio_folder, tmp_path):
+    from codec.datasets import Skipped, find_inputs
+
+    (audio_folder / "notes.txt").write_text("read me")
+    (audio_folder / "nested" / "labels.json").write_text("{}")
+    (audio_folder / "nested" / "more.txt").write_text("")
+    (audio_folder / ".DS_Store").write_bytes(b"\0")
+    (audio_folder / ".cache").mkdir()
+    write_audio(audio_folder / ".cache" / "old.wav", tone(0.5, 16000), 16000)   # in a hidden folder: not read
+    skipped = Skipped()
+    assert len(find_inputs(audio_folder, skipped)) == 5
+    assert skipped.summary() == ("skipped 3 files that are not audio (.txt, .json) and 2 hidden files or folders "
+                                 "(.DS_Store, .cache)")
+    report = io.StringIO()
+    train(tiny(audio_folder, tmp_path / "run", "run.max_steps=1"), console=Console(file=report, width=400))
+    assert "note: training data: skipped 3 files that are not audio (.txt, .json) and 2 hidden files or folders" \
+        in report.getvalue()
+    lone = Skipped([tmp_path / "README"])
+    assert lone.summary() == "skipped 1 file that is not audio (no suffix)"
+    assert Skipped().summary() is None
+
+
+def test_a_run_folder_that_cannot_be_written_is_named_with_its_recipe_before_any_work(tmp_path):
+    from codec.train import train_any
+    from tests.conftest import run_cli
+
+    (tmp_path / "a-file").write_text("not a folder")
+    out_dir, missing = tmp_path / "a-file" / "run", tmp_path / "no-data"   # (the data would fail if read first)
+    with pytest.raises(CodecError, match=rf"^override 'run.out_dir={re.escape(str(out_dir))}': recipe value "
+                                         rf"run.out_dir={re.escape(str(out_dir))}: cannot write a run there "
+                                         rf"\({re.escape(str(tmp_path / 'a-file'))} is a file, not a folder\)"):
+        train_any(tiny(missing, out_dir))
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(f"inherit: {REPO / 'recipes' / 'tiny.yaml'}\nrun:\n  out_dir: {out_dir}\ndata:\n"
+                      f"  train_dir: {missing}\n")
+    result = run_cli("train", recipe)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"error: {recipe}: recipe value run.out_dir={out_dir}: cannot "
+                                                  f"write a run there ({tmp_path / 'a-file'} is a file, not a folder); "
+                                                  f"give a folder that can be written"]
+    from codec.train.entropy_trainer import train_entropy
+
+    with pytest.raises(CodecError, match=r"recipe value run.out_dir=.*: cannot write a run there"):
+        train_entropy(load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [f"run.out_dir={out_dir}"]))
+
+
+def test_resume_mismatches_are_found_before_the_data_loads(audio_folder, tmp_path):
+    """A large training set takes minutes to load: the folder does not even exist when resuming here."""
+    out, missing = tmp_path / "run", tmp_path / "no-data"
+    train(tiny(audio_folder, out, "run.max_steps=1", "optim.ema_decay=0.9"))
+    with pytest.raises(CodecError, match=r"does not fit this recipe \(changed: model.latent_dim=16 -> 8\)"):
+        train(tiny(missing, out, "run.max_steps=2", "optim.ema_decay=0.9", "model.latent_dim=8"), resume=True)
+    with pytest.raises(CodecError, match=r"keeps a moving average of its weights \(optim.ema_decay=0.9\)"):
+        train(tiny(missing, out, "run.max_steps=2"), resume=True)
+    report = io.StringIO()   # nothing left to train: said without reading the data
+    train(tiny(missing, out, "run.max_steps=1", "optim.ema_decay=0.9"), resume=True,
+          console=Console(file=report, width=400))
+    assert "nothing to train" in report.getvalue()
+    gan = ["run.tensorboard=false", "gan.enabled=true", "gan.channels=4", "gan.periods=[2]", "gan.stft_windows=[256]"]
+    train(tiny(audio_folder, tmp_path / "gan", "run.max_steps=1", *gan))
+    with pytest.raises(CodecError, match=r"its discriminators do not fit this recipe \(changed: gan.channels=4 -> 8\); "
+                                         r"--resume needs the checkpoint's gan section"):   # (an internal error)
+        train(tiny(missing, tmp_path / "gan", "run.max_steps=2", *gan, "gan.channels=8"), resume=True)

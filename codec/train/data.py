@@ -11,27 +11,29 @@ import torch
 from scipy.signal import lfilter
 
 from codec.audio import load_audio_and_announced, resample
-from codec.datasets import find_inputs
+from codec.datasets import Skipped, find_inputs
 from codec.errors import CodecError
 
 
-def find_audio_files(source: Path) -> list[Path]:
-    """The audio files of a folder or manifest (see ``codec.datasets.find_inputs``)."""
-    return find_inputs(source)
+def find_audio_files(source: Path, skipped: Skipped | None = None) -> list[Path]:
+    """The audio files of a folder or manifest (see ``codec.datasets.find_inputs``); with
+    ``skipped``, what a folder holds besides them is listed there."""
+    return find_inputs(source, skipped)
 
 
 def _load_all(source: Path, sample_rate: int, truncated: list[str] | None = None,
-              unreadable: list[str] | None = None) -> list[np.ndarray]:
+              unreadable: list[str] | None = None, skipped: Skipped | None = None) -> list[np.ndarray]:
     """Every file's channel mean at ``sample_rate``; files shorter than their header announces
     (a copy cut short) are named in ``truncated``, as ``codec encode`` warns of them. With
     ``unreadable``, a file that cannot be read is left out and its error listed there (one bad
-    file among thousands does not stop a run, as it does not stop a batch).
+    file among thousands does not stop a run, as it does not stop a batch). With ``skipped``, a
+    folder's files that are not audio and its hidden ones are listed there.
 
     Raises:
         CodecError: for a file that cannot be read (without ``unreadable``), or if none can be.
     """
     clips = []
-    for path in find_inputs(source):
+    for path in find_inputs(source, skipped):
         try:
             audio, rate, announced = load_audio_and_announced(path)
         except CodecError as error:
@@ -156,7 +158,8 @@ class RandomCropDataset:
                  augmentation: Augmentation | None = None):
         self.truncated: list[str] = []   # files cut short, for a warning
         self.unreadable: list[str] = []  # files left out, for a warning
-        self.clips = _load_all(source, sample_rate, self.truncated, self.unreadable)
+        self.skipped = Skipped()         # files of the folder that are not audio, or hidden: for a note
+        self.clips = _load_all(source, sample_rate, self.truncated, self.unreadable, self.skipped)
         if max(float(np.abs(c).max(initial=0.0)) for c in self.clips) < SILENT_PEAK:
             raise CodecError(f"{source}: all of its audio is silent (peak below -80 dBFS); a codec cannot "
                              f"learn from it")
@@ -168,14 +171,21 @@ class RandomCropDataset:
         self.rng = np.random.default_rng(seed)
 
     @classmethod
-    def noise_from(cls, source: Path, sample_rate: int, unreadable: list[str] | None = None) -> list[np.ndarray]:
+    def noise_from(cls, source: Path, sample_rate: int, unreadable: list[str] | None = None,
+                   skipped: Skipped | None = None) -> list[np.ndarray]:
         """Noise clips for ``Augmentation.noise_clips``; files that cannot be read are left out
-        and listed in ``unreadable`` (see ``_load_all``)."""
-        return _load_all(source, sample_rate, unreadable=unreadable)
+        and listed in ``unreadable``, and a folder's other files in ``skipped`` (see ``_load_all``)."""
+        return _load_all(source, sample_rate, unreadable=unreadable, skipped=skipped)
 
     @property
     def hours(self) -> float:
         return float(self.lengths.sum()) / self.sample_rate / 3600
+
+    def notes(self) -> list[str]:
+        """What the training folder holds besides the training audio (files that are not audio,
+        hidden ones), so that a user can tell a file left out by its name from one read."""
+        summary = self.skipped.summary()
+        return [f"training data: {summary}"] if summary else []
 
     def warnings(self) -> list[str]:
         """What a user should know about this training audio before a run (files cut short, too

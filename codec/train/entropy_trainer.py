@@ -5,17 +5,22 @@ Launch:
     codec train recipes/entropy_conv_16k.yaml --resume
     codec train recipes/entropy_conv_16k.yaml -o run.init_from=models/conv-16k   # continue from an entropy model
 
-The codes (24 codebooks) are cached in ``run.out_dir/codes.npz``; each step trains on random
-crops with a random number of codebooks from ``codebook_choices``, so one entropy model serves
-every bitrate. The trained model lands in ``run.out_dir/model/`` (``entropy.safetensors`` and
-``entropy_config.json``); copy both beside the codec's weights to ship it. ``run.device`` trains
-on a GPU (``auto``: when there is one), where the training set is coded on the GPU too.
+The codes (24 codebooks) are cached in ``run.out_dir/codes.npz`` (a file of that name that a run
+did not write is refused, never read or replaced); each step trains on random crops with a random
+number of codebooks from ``codebook_choices``, so one entropy model serves every bitrate. The
+trained model lands in ``run.out_dir/model/`` (``entropy.safetensors`` and ``entropy_config.json``);
+copy both beside the codec's ``config.json`` to use it (``codec.models.load_model`` loads them from
+there), as the run's last line says. ``run.device`` trains on a GPU (``auto``: when there is one),
+where the training set is coded on the GPU too. The run and optim keys that only codec training
+uses are refused (``CODEC_ONLY_KEYS``).
 """
 
 import dataclasses
 import hashlib
 import json
 import math
+import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +31,9 @@ from rich.console import Console
 
 from codec.atomic import write_atomically
 from codec.bitstream import MAX_CODEBOOK_SIZE
+from codec.datasets import Skipped
 from codec.entropy import EntropyModel, EntropyModelConfig, load_entropy_model, save_entropy_model
-from codec.entropy.model import ENTROPY_WEIGHTS, codes_fit
+from codec.entropy.model import ENTROPY_CONFIG, ENTROPY_WEIGHTS, codes_fit
 from codec.errors import CodecError, TrainingStopped
 from codec.train import distributed
 from codec.train.recipe import (
@@ -37,6 +43,8 @@ from codec.train.recipe import (
     check_counts,
     check_heads,
     check_name,
+    check_section_keys,
+    check_sections,
     data_named_by,
     expand_paths,
     model_named_by,
@@ -81,22 +89,52 @@ class EntropyRecipe:
     @classmethod
     def from_dict(cls, values: dict) -> "EntropyRecipe":
         defaults = cls()
+        sections = [f.name for f in dataclasses.fields(cls)]
+        check_sections(values, sections, "an entropy recipe")
         built = {}
-        for name in ("entropy", "data", "optim", "run"):
+        for name in sections:
             section = getattr(defaults, name)
             section_values = values.get(name) or {}
             if not isinstance(section_values, dict):
                 raise CodecError(f"recipe section '{name}' must be a mapping of keys to values, got {section_values!r}")
-            known = {f.name for f in dataclasses.fields(section)}
-            bad = sorted(set(section_values) - known)
-            if bad:
-                raise CodecError(f"unknown keys in recipe section '{name}': {', '.join(bad)}")
+            check_section_keys(name, section_values, type(section))
             built[name] = dataclasses.replace(section, **_coerce(type(section), section_values, f"{name}."))
-        unknown = sorted(set(values) - set(built))
-        if unknown:
-            raise CodecError(f"unknown entropy recipe sections: {', '.join(unknown)}")
         _check_sizes(built["entropy"], built["data"])
         return cls(**built)
+
+
+_NO_SUCH_VALUE = object()
+# run and optim keys of codec training that entropy training has no use for: each with why, and the
+# value that says what entropy training does anyway (which a recipe may give)
+CODEC_ONLY_KEYS = {
+    "run.precision": ("the entropy model trains in float32", "fp32"),
+    "run.compile": ("the entropy model is not compiled", False),
+    "run.init_fresh": ("run.init_from starts the whole entropy model from its weights", []),
+    "run.tensorboard": ("entropy training logs to train.log only", False),
+    "run.audio_every": ("entropy training writes no audio summaries", _NO_SUCH_VALUE),
+    "optim.freeze": ("the whole entropy model trains", []),
+    "optim.ema_decay": ("entropy training keeps no moving average of the weights", 0),
+}
+
+
+def refuse_codec_only_keys(values: dict) -> None:
+    """Raises CodecError for a run or optim key of an entropy recipe (as read, before defaults)
+    that only codec training uses, unless it says what entropy training does anyway (such as
+    ``run.tensorboard: false``): the recipe would otherwise ask for what never happens."""
+    for key, (why, agrees) in CODEC_ONLY_KEYS.items():
+        section, name = key.split(".")
+        given = values.get(section)
+        if isinstance(given, dict) and name in given and not _agrees(given[name], agrees):
+            raise CodecError(f"recipe value {key}={given[name]!r} is for codec training; an entropy recipe does "
+                             f"not use it ({why}): remove it")
+
+
+def _agrees(value, agrees) -> bool:
+    if agrees is _NO_SUCH_VALUE:
+        return False
+    if isinstance(value, bool) or isinstance(agrees, bool):   # (False == 0 in Python)
+        return value is agrees
+    return value == agrees
 
 
 def _check_sizes(entropy: EntropyModelConfig, data: EntropyDataConfig) -> None:
@@ -151,7 +189,12 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     encode`` writes); on a GPU (or with ``offline``) through one offline ``encode`` of the whole
     file at the codec's sample rate, padded to whole frames: the same codes up to floating-point
     near-ties (tests). The cache is used only for the same codec weights and the same files (a
-    changed ``data.codec_model`` or folder, on ``--resume`` too, codes the folder again).
+    changed ``data.codec_model`` or folder, on ``--resume`` too, codes the folder again); a file
+    at ``cache`` that this function did not write is never read as codes nor replaced.
+
+    Raises:
+        CodecError: for a codec that does not fit the recipe, a folder without audio, or a file
+            at ``cache`` that is not a cache of codes (naming it).
     """
     from codec.models import load_model
     from codec.train.data import find_audio_files
@@ -162,13 +205,16 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
         raise CodecError(f"entropy.codec is '{recipe.entropy.codec}' but data.codec_model="
                          f"{recipe.data.codec_model} is a '{codec_model.config.name}' model")
     _check_codec_fits(recipe.entropy, codec_model, recipe.data.codec_model)
+    skipped = Skipped()
     with data_named_by(key, str(folder)):
-        files = find_audio_files(folder)
+        files = find_audio_files(folder, skipped)
+    if skipped.summary():
+        console.print(f"{key}: {skipped.summary()}", highlight=False)
     source = _codes_source(codec_model.weights_sha256, files)
-    if cache.is_file():
-        stored = np.load(cache)
-        if "source" in stored.files and str(stored["source"]) == source:
-            return [stored[f"c{i}"] for i in range(len(stored.files) - 1)]
+    cached = read_codes_cache(cache)
+    if cached is not None and cached[0] == source:
+        return cached[1]
+    if cached is not None:
         console.print(f"note: {cache} holds the codes of another codec or other files; coding {folder} again",
                       highlight=False)
     kbps = max(codec_model.config.bitrates_kbps)
@@ -185,6 +231,48 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     write_atomically(cache, lambda tmp: np.savez(tmp, source=np.array(source),
                                                  **{f"c{i}": c for i, c in enumerate(codes)}))
     return codes
+
+
+_SOURCE = re.compile(r"[0-9a-f]{64} [0-9a-f]{64}")   # what _codes_source gives
+
+
+def read_codes_cache(cache: Path) -> tuple[str, list[np.ndarray]] | None:
+    """The source (``_codes_source``) and codes of a cache that ``code_folder`` wrote, or None if
+    there is no file at ``cache``.
+
+    Raises:
+        CodecError: naming ``cache`` if a file (or folder) is there that ``code_folder`` did not
+            write: it is never read as codes (no pickled objects are loaded) nor overwritten.
+    """
+    if not os.path.lexists(cache):
+        return None
+    problem = "not a file" if not cache.is_file() else None
+    if problem is None:
+        try:
+            with open(cache, "rb") as file:
+                if file.read(4) != b"PK\x03\x04":   # (np.load would try what is not a zip archive as a pickle)
+                    problem = "not an .npz archive"
+        except OSError as error:
+            problem = f"cannot be read: {error.strerror or error}"
+    if problem is None:
+        try:
+            with np.load(cache, allow_pickle=False) as stored:
+                names = sorted(stored.files)
+                codes = [stored[f"c{i}"] for i in range(len(names) - 1)]
+                source = stored["source"]
+                if not (names == sorted(["source", *(f"c{i}" for i in range(len(codes)))])
+                        and source.dtype.kind == "U" and source.shape == () and _SOURCE.fullmatch(str(source))
+                        and all(c.dtype == np.int16 and c.ndim == 2 for c in codes)):
+                    problem = "other arrays"
+        except KeyError:
+            problem = "other arrays"
+        except Exception as error:   # pickled objects, a damaged archive: any foreign file
+            problem = "pickled objects, which are not loaded" if "pickle" in str(error) else "not an .npz archive"
+    if problem:
+        raise CodecError(f"{cache}: not a cache of codes that entropy training wrote ({problem}); a run keeps the "
+                         f"codes of its audio in this file, and does not replace one of yours: move it away, or "
+                         f"set another run.out_dir")
+    return str(source), codes
 
 
 def _codes_source(weights_sha256: str, files: list[Path]) -> str:
@@ -275,6 +363,22 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
     except RuntimeError as error:
         raise CodecError(str(error)) from None
     initial = _initial_weights(run.init_from, recipe.entropy) if run.init_from and not resume else None
+
+    def new_model() -> tuple[EntropyModel, torch.optim.Optimizer]:
+        model = EntropyModel(recipe.entropy).to(device)
+        return model, torch.optim.AdamW(model.parameters(), lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
+                                        weight_decay=recipe.optim.weight_decay)
+
+    step, previous_seconds = 0, 0.0
+    if resume:   # before the audio is coded (minutes for a large set): a checkpoint that does not fit fails now
+        model, optimizer = new_model()
+        state = restore_checkpoint(checkpoint_path, model, optimizer, None, recipe, saved_state)
+        step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
+        _check_resumed_recipe(state, recipe, checkpoint_path, console)
+        if step >= run.max_steps:   # as the codec trainer: the checkpoint, model and log stay as they are
+            console.print(f"the run is at step {step}, and run.max_steps={run.max_steps}: nothing to train; "
+                          f"raise run.max_steps to go on")
+            return out_dir / "model"
     if recipe.data.dev_dir:   # a wrong one fails now, not after the training set is coded
         from codec.train.data import find_audio_files
 
@@ -289,23 +393,15 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
     dev = code_folder(recipe, Path(recipe.data.dev_dir), out_dir / "dev_codes.npz", console, device,
                       key="data.dev_dir") \
         if recipe.data.dev_dir else None
-    model = EntropyModel(recipe.entropy).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.optim.lr, betas=tuple(recipe.optim.betas),
-                                  weight_decay=recipe.optim.weight_decay)
-    step, previous_seconds = 0, 0.0
-    if initial is not None:
-        model.load_state_dict(initial.state_dict())
-        console.print(f"init_from {run.init_from}: starting from its entropy model")
     if resume:
-        state = restore_checkpoint(checkpoint_path, model, optimizer, crops, recipe, saved_state)
-        step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
-        _check_resumed_recipe(state, recipe, checkpoint_path, console)
-        if step >= run.max_steps:   # as the codec trainer: the checkpoint, model and log stay as they are
-            console.print(f"the run is at step {step}, and run.max_steps={run.max_steps}: nothing to train; "
-                          f"raise run.max_steps to go on")
-            return out_dir / "model"
+        crops.rng.bit_generator.state = json.loads(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])   # (as the checkpoint left it: loading the codec drew from it)
         _drop_unsaved_log_lines(out_dir, step)
     else:
+        model, optimizer = new_model()
+        if initial is not None:
+            model.load_state_dict(initial.state_dict())
+            console.print(f"init_from {run.init_from}: starting from its entropy model")
         _set_aside_earlier_log(out_dir, console)
     console.print(f"training {recipe.entropy.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
                   f"parameters, {int(crops.lengths.sum())} frames of codes, step {step}")
@@ -364,10 +460,24 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
         console.print(f"stopped by {signal_name(stop_requested[0])} after the step in progress; "
                       "continue with --resume")
     how = ended_at(step, run.max_steps, time.monotonic() >= deadline, bool(stop_requested))
-    console.print(f"{how}; entropy model in {out_dir / 'model'}")
+    console.print(f"{how}; {how_to_use(recipe, out_dir / 'model')}", highlight=False)
     if stop_requested:
         raise TrainingStopped(stop_requested[0], str(checkpoint_path))
     return out_dir
+
+
+def how_to_use(recipe: EntropyRecipe, model_dir: Path) -> str:
+    """Where a run's entropy model is, and how a codec gets it: ``codec.models.load_model`` loads
+    the entropy model whose two files lie beside the codec's ``config.json``."""
+    from codec.models.loading import resolve_model_dir
+
+    try:
+        codec_dir = f"{resolve_model_dir(recipe.data.codec_model)} (data.codec_model)"
+    except CodecError:   # (moved away during the run)
+        codec_dir = f"data.codec_model={recipe.data.codec_model}"
+    return (f"entropy model in {model_dir} ({ENTROPY_WEIGHTS}, {ENTROPY_CONFIG}): to range-code with it, copy "
+            f"both files beside config.json in the codec's model folder, {codec_dir}, or in a copy of that folder, "
+            f"and give that folder to codec encode --model")
 
 
 def _initial_weights(source: str, config: EntropyModelConfig) -> EntropyModel:

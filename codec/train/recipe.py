@@ -7,8 +7,10 @@ that round-trips to a plain dict, stored in every checkpoint.
 
 import contextlib
 import dataclasses
+import difflib
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from codec.errors import CodecError, ModelNotFoundError
 from codec.models.conv_codec import ConvCodecConfig
 from codec.models.esc_codec import EscCodecConfig
 from codec.models.loading import is_plain_name
-from codec.models.registry import config_class
+from codec.models.registry import ARCHITECTURES, config_class
 from codec.train.losses import check_phase_terms
 
 SPEED_LIMITS = (0.5, 2.0)   # speed perturbation factors beyond these make speech no voice has
@@ -279,6 +281,8 @@ class RunConfig:
             raise CodecError(f"recipe value run.seed={self.seed} must be at least 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise CodecError(f"recipe value run.device={self.device!r} is not supported; choose auto, cpu or cuda")
+        if self.precision not in ("fp32", "bf16"):
+            raise CodecError(f"recipe value run.precision={self.precision!r} is not supported; choose fp32 or bf16")
 
 
 @dataclass
@@ -296,21 +300,18 @@ class Recipe:
     @classmethod
     def from_dict(cls, values: dict) -> "Recipe":
         sections = {f.name: f.default_factory for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(sections))
-        if unknown:
-            raise CodecError(f"unknown recipe sections: {', '.join(unknown)}; "
-                             f"known: {', '.join(sections)}")
+        check_sections(values, list(sections), "a codec recipe")
         built = {}
         for name, section_cls in sections.items():
             section_values = values.get(name) or {}
             if not isinstance(section_values, dict):
                 raise CodecError(f"recipe section '{name}' must be a mapping of keys to values, got {section_values!r}")
+            extra = ()
             if name == "model":
-                section_cls = config_class(section_values)
-            known = {f.name for f in dataclasses.fields(section_cls)}
-            bad = sorted(set(section_values) - known)
-            if bad:
-                raise CodecError(f"unknown keys in recipe section '{name}': {', '.join(bad)}")
+                section_cls, section_values = _model_class(section_values)
+                extra = ("architecture",) if "architecture" not in {f.name for f in dataclasses.fields(section_cls)} \
+                    else ()
+            check_section_keys(name, section_values, section_cls, extra)
             built[name] = section_cls(**_coerce(section_cls, section_values, f"{name}."))
         _check_model(built["model"], built["loss"])
         batch_seconds = built["run"].batch_size * built["data"].segment_seconds
@@ -319,6 +320,58 @@ class Recipe:
                              f"{built['data'].segment_seconds:g} make {batch_seconds:g} s of audio a step; at most "
                              f"{MAX_BATCH_SECONDS:g} s fits in memory (the GPU recipes use 64 x 1 s)")
         return cls(**built)
+
+
+def _model_class(values: dict) -> tuple[type, dict]:
+    """The config class ``model.architecture`` names, and the section's values for it (the conv
+    codec's config has no ``architecture`` key: ``architecture: conv`` is its default, left out).
+
+    Raises:
+        CodecError: naming the recipe value and the architectures there are.
+    """
+    architecture = values.get("architecture", "conv")
+    if not isinstance(architecture, str) or architecture not in ARCHITECTURES:
+        raise CodecError(f"recipe value model.architecture={architecture!r} is not a codec architecture; choose "
+                         f"{' or '.join(ARCHITECTURES)}")
+    section_cls = config_class(values)
+    if "architecture" not in {f.name for f in dataclasses.fields(section_cls)}:
+        values = {key: value for key, value in values.items() if key != "architecture"}
+    return section_cls, values
+
+
+def check_sections(values: dict, sections: list[str], kind: str) -> None:
+    """Raises CodecError for a section that ``kind`` of recipe does not have, with the one meant
+    (a near spelling) and the sections it has."""
+    unknown = [name for name in values if name not in sections]
+    if unknown:
+        raise UnknownKeyError(f"unknown recipe section '{unknown[0]}'{_did_you_mean(unknown[0], sections)}; {kind} "
+                              f"has the sections {', '.join(sections)}", [str(unknown[0])])
+
+
+def check_section_keys(section: str, values: dict, section_cls, extra: tuple[str, ...] = ()) -> None:
+    """Raises CodecError for the keys of ``values`` that recipe section ``section`` (a
+    ``section_cls``, which also takes ``extra``) does not have, each with the key meant (a near
+    spelling), and the keys it has."""
+    known = [f.name for f in dataclasses.fields(section_cls)] + list(extra)
+    unknown = [key for key in values if key not in known]
+    if unknown:
+        names = ", ".join(f"{section}.{key}{_did_you_mean(key, known, f'{section}.')}" for key in unknown)
+        raise UnknownKeyError(f"unknown key{'s' if len(unknown) > 1 else ''} in recipe section '{section}': {names}; "
+                              f"its keys are {', '.join(known)}", [f"{section}.{key}" for key in unknown])
+
+
+class UnknownKeyError(CodecError):
+    """A recipe section or key that is not there; ``keys``: the ones given (``section`` or
+    ``section.key``), as the message also names keys that are there."""
+
+    def __init__(self, message: str, keys: list[str]):
+        super().__init__(message)
+        self.keys = keys
+
+
+def _did_you_mean(name, known: list[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(str(name), known, n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
 # Whole-number sizes that may be 0 (a feature left out, a stage without blocks); every other one in
@@ -454,8 +507,15 @@ def _is_instance(value, kind) -> bool:
     return isinstance(value, typing.get_origin(kind) or kind)
 
 
-def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
-    """The recipe at ``path`` merged over what it inherits; ``chain``: the recipes that inherit it."""
+def _read_yaml(path: Path, chain: tuple[Path, ...] = (), places: dict[str, str] | None = None) -> dict:
+    """The recipe at ``path`` merged over what it inherits; ``chain``: the recipes that inherit it.
+    ``places`` gets, for each ``section`` and ``section.key``, the file that set it last (for
+    ``RecipeOrigins``).
+
+    Raises:
+        CodecError: naming the file (and the key) for a missing or unreadable file, invalid YAML, a
+            key given twice in one mapping (YAML keeps only the last), or a wrong ``inherit``.
+    """
     if path.is_dir():
         recipes = sorted(path.glob("*.yaml"))
         raise CodecError(f"{path}: is a folder, not a recipe file" + (f" (e.g. {recipes[0]})" if recipes else ""))
@@ -465,7 +525,9 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     if path.resolve() in {p.resolve() for p in chain}:
         raise CodecError(f"{path}: inherits itself ({' -> '.join(map(str, (*chain, path)))})")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+        _refuse_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), path)
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         raise CodecError(f"{path}: invalid YAML ({error})".replace("\n", " ")) from None
     except UnicodeDecodeError:
@@ -475,11 +537,17 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     if not isinstance(values, dict):
         raise CodecError(f"{path}: a recipe must be a mapping of sections")
     parent = values.pop("inherit", None)
+    if parent is not None and not isinstance(parent, str):
+        raise CodecError(f"{path}: inherit: {parent!r} must name a recipe file (e.g. inherit: conv_16k.yaml)")
+    merged = _read_yaml(path.parent / parent, (*chain, path), places) if parent is not None else {}
+    if places is not None:
+        place = f"{path} (inherited by {chain[-1]})" if chain else str(path)
+        for section, section_values in values.items():
+            places[str(section)] = place
+            for key in section_values if isinstance(section_values, dict) else ():
+                places[f"{section}.{key}"] = place
     if parent is None:
         return values
-    if not isinstance(parent, str):
-        raise CodecError(f"{path}: inherit: {parent!r} must name a recipe file (e.g. inherit: conv_16k.yaml)")
-    merged = _read_yaml(path.parent / parent, (*chain, path))
     for section, section_values in values.items():
         if not isinstance(section_values or {}, dict) or not isinstance(merged.get(section) or {}, dict):
             raise CodecError(f"{path}: recipe section '{section}' must be a mapping of keys to values")
@@ -487,8 +555,34 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     return merged
 
 
-def _apply_override(values: dict, override: str) -> None:
-    """Apply ``section.key=value`` (value parsed as YAML)."""
+def _refuse_duplicate_keys(node, path: Path, key_path: tuple[str, ...] = ()) -> None:
+    """Raises CodecError for a key written twice in one mapping of the YAML ``node`` (PyYAML keeps
+    the last silently, so a second ``run:`` section would drop the first one's keys): naming the
+    file, the lines and the key (``section.key``, or the section). Keys merged in with ``<<:``
+    may be overridden, as YAML means them to be."""
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            line = key_node.start_mark.line + 1
+            if key is not None and key in lines:
+                dotted = ".".join((*key_path, key))
+                what = f"key {dotted}" if key_path else f"section '{key}'" if key != "inherit" else "key inherit"
+                raise CodecError(f"{path}:{line}: {what} is given twice (also on line {lines[key]}); YAML would "
+                                 f"keep only the last, silently: write it once")
+            if key is not None:
+                lines[key] = line
+            _refuse_duplicate_keys(value_node, path, (*key_path, key if key is not None else "?"))
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(item, path, key_path)
+
+
+def _apply_override(values: dict, override: str, places: dict[str, str] | None = None) -> None:
+    """Apply ``section.key=value`` (value parsed as YAML); ``places`` gets ``section.key``'s
+    origin, the override (see ``RecipeOrigins``)."""
     key, sep, raw = override.partition("=")
     section, dot, name = key.partition(".")
     if not sep or not dot or not section.strip() or not name.strip():
@@ -507,6 +601,9 @@ def _apply_override(values: dict, override: str) -> None:
     if name in text and not isinstance(value, str) and not (value is None and text[name]):
         value = raw   # a name or path such as model.name=2024 or run.out_dir=~, not a number or bool
     values[section] = {**(values.get(section) or {}), name: value}
+    if places is not None:
+        places[f"{section}.{name}"] = f"override '{override}'"
+        places.setdefault(section, f"override '{override}'")
 
 
 def _text_fields(values: dict, section: str) -> dict[str, bool]:
@@ -537,19 +634,62 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
     Raises:
         CodecError: for a missing file, invalid YAML, or unknown sections/keys.
     """
-    values = _read_yaml(Path(path))
+    origins = RecipeOrigins(str(path))
+    values = _read_yaml(Path(path), places=origins.places)
     for override in overrides:
-        _apply_override(values, override)
-    if "entropy" in values:
-        from codec.train.entropy_trainer import EntropyRecipe
+        _apply_override(values, override, origins.places)
+    try:
+        if "entropy" in values:
+            from codec.train.entropy_trainer import EntropyRecipe, refuse_codec_only_keys
 
-        codec_only = sorted(set(values) & {"model", "loss", "gan"})
-        if codec_only:
-            raise CodecError(f"{path}: the recipe has an 'entropy' section (an entropy-model recipe) and codec "
-                             f"sections ({', '.join(codec_only)}); a recipe trains a codec or an entropy model, "
-                             f"not both (entropy recipes: entropy, data, optim, run)")
-        return EntropyRecipe.from_dict(values)
-    return Recipe.from_dict(values)
+            codec_only = sorted(set(values) & {"model", "loss", "gan"})
+            if codec_only:
+                raise CodecError(f"{path}: the recipe has an 'entropy' section (an entropy-model recipe) and codec "
+                                 f"sections ({', '.join(codec_only)}); a recipe trains a codec or an entropy model, "
+                                 f"not both (entropy recipes: entropy, data, optim, run)")
+            refuse_codec_only_keys(values)
+            recipe = EntropyRecipe.from_dict(values)
+        else:
+            recipe = Recipe.from_dict(values)
+    except CodecError as error:
+        raise CodecError(origins.locate(str(error), getattr(error, "keys", None))) from None
+    recipe.origins = origins   # (not a field: the checkpoint's recipe is the values, not where they came from)
+    return recipe
+
+
+SECTIONS = ("model", "data", "optim", "loss", "gan", "run", "entropy")
+_KEY_NAMED = re.compile(rf"(?<![\w./~-])({'|'.join(SECTIONS)})\.(\w+)")
+_SECTION_NAMED = re.compile(r"recipe section '(\w+)'")
+_ABOUT_A_RECIPE_VALUE = re.compile(rf"^(recipe values? |recipe model section|({'|'.join(SECTIONS)})\.\w+)")
+
+
+@dataclass
+class RecipeOrigins:
+    """Where a loaded recipe's values were set, for messages: ``recipe``, the file given, and in
+    ``places``, for each ``section`` and ``section.key`` set, the file that set it (the recipe,
+    or one it inherits) or the ``-o`` override."""
+
+    recipe: str
+    places: dict[str, str] = field(default_factory=dict)
+
+    def locate(self, message: str, keys: list[str] | None = None) -> str:
+        """``message``, an error about recipe values, led by where the values it names (or
+        ``keys``) were set (the recipe file where none of them was set: a default, or a rule
+        between values)."""
+        places = []
+        for named in ([keys] if keys is not None else
+                      [[f"{section}.{key}" for section, key in _KEY_NAMED.findall(message)],
+                       _SECTION_NAMED.findall(message)]):   # keys first: a section's place is where it starts
+            places = places or list(dict.fromkeys(self.places[name] for name in named if name in self.places))
+        places = places or [self.recipe]
+        if any(message.startswith(f"{place}:") for place in (*places, self.recipe)):
+            return message
+        return f"{' and '.join(places)}: {message}"
+
+    def locate_training_error(self, message: str) -> str:
+        """``locate`` for an error of a training run, when it is about recipe values (it starts
+        with ``recipe value``, or a key such as ``run.out_dir=``); other messages as they are."""
+        return self.locate(message) if _ABOUT_A_RECIPE_VALUE.match(message) else message
 
 
 @contextlib.contextmanager

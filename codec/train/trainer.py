@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from codec.atomic import write_atomically
+from codec.datasets import Skipped
 from codec.errors import CodecError, TrainingStopped
 from codec.models import ConvCodec, build_model
 from codec.models.loading import save_run_model
@@ -195,6 +196,23 @@ def _check_resumed_recipe(state: dict, recipe, checkpoint_path: Path, console: C
     if saved and changed:
         console.print(f"note: resuming with recipe values that differ from those the run last trained with "
                       f"({', '.join(changed)}); pass -o section.key=value to keep the earlier ones", highlight=False)
+
+
+def _restore_gan(gan, state: dict, recipe, checkpoint_path: Path) -> None:
+    """Load the checkpoint's discriminators and their optimizer into ``gan``.
+
+    Raises:
+        CodecError: naming the gan values that differ from the checkpoint's, if they do not fit.
+    """
+    try:
+        gan.load_state_dict(state["gan"])
+    except (RuntimeError, ValueError, KeyError):
+        saved, now = state.get("recipe", {}).get("gan", {}), recipe.to_dict()["gan"]
+        changed = [f"gan.{key}={saved.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(saved) | set(now))
+                   if saved.get(key) != now.get(key)]
+        raise CodecError(f"{checkpoint_path}: its discriminators do not fit this recipe"
+                         f"{' (changed: ' + ', '.join(changed) + ')' if changed else ''}; --resume needs the "
+                         f"checkpoint's gan section (periods, stft_windows, channels)") from None
 
 
 MAX_NON_FINITE_IN_A_ROW = 100   # skipped steps in a row that mean the run has diverged, not hit a bad batch
@@ -439,8 +457,6 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         torch.set_num_threads(run.threads)
     rank, world_size = distributed.setup()
     main_process = rank == 0
-    if run.precision not in ("fp32", "bf16"):
-        raise CodecError(f"run.precision={run.precision!r}: choose fp32 or bf16")
     try:
         device = distributed.device_for(run.device)
     except RuntimeError as error:
@@ -492,19 +508,6 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
     if source is not None and not resume:
         # continue training across machines from shipped weights (a fresh optimizer state)
         _load_initial_weights(model, source, run.init_from, console, run.init_fresh)
-    data = recipe.data
-    noise_unreadable: list[str] = []
-    with data_named_by("data.noise_dir", data.noise_dir or ""):
-        noise = RandomCropDataset.noise_from(Path(data.noise_dir), sample_rate, noise_unreadable) \
-            if data.noise_dir else None
-    augmentation = Augmentation(
-        noise,
-        data.noise_probability, tuple(data.noise_snr_db), data.eq_probability, data.eq_gain_db,
-        data.shelf_probability, data.shelf_gain_db, data.speed_probability, tuple(data.speed_range),
-        data.tone_probability, tuple(data.tone_level_db))
-    with data_named_by("data.train_dir", data.train_dir):
-        dataset = RandomCropDataset(Path(data.train_dir), sample_rate, segment, tuple(data.level_db),
-                                    seed=run.seed + rank, augmentation=augmentation)
     device_ids = [device.index] if device.type == "cuda" else None
     wrap = (lambda m: torch.nn.parallel.DistributedDataParallel(m, device_ids=device_ids)) if world_size > 1 \
         else (lambda m: m)
@@ -515,19 +518,34 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         gan = GanStage(recipe.gan, loss_cfg, wrap, device)
 
     step, previous_seconds = 0, 0.0
-    if resume:
-        state = restore_checkpoint(checkpoint_path, model, optimizer, dataset if world_size == 1 else None, recipe,
-                                   saved_state)
+    if resume:   # (before the data loads too: a checkpoint that does not fit the recipe fails now)
+        state = restore_checkpoint(checkpoint_path, model, optimizer, None, recipe, saved_state)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
         _check_resumed_recipe(state, recipe, checkpoint_path, console)
         if gan is not None and "gan" in state:
-            gan.load_state_dict(state["gan"])
+            _restore_gan(gan, state, recipe, checkpoint_path)
         if ema is not None and "ema" in state:   # (a checkpoint without one: it starts from these weights)
             ema.load_state_dict(state["ema"])
         if step >= run.max_steps:   # the checkpoint and model stay as they are (with the recipe they record)
             console.print(f"the run is at step {step}, and run.max_steps={run.max_steps}: nothing to train; "
                           f"raise run.max_steps to go on")
             return ema.module if ema is not None and ema.n_averaged > 0 else model
+    data = recipe.data
+    noise_unreadable: list[str] = []
+    noise_skipped = Skipped()
+    with data_named_by("data.noise_dir", data.noise_dir or ""):
+        noise = RandomCropDataset.noise_from(Path(data.noise_dir), sample_rate, noise_unreadable, noise_skipped) \
+            if data.noise_dir else None
+    augmentation = Augmentation(
+        noise,
+        data.noise_probability, tuple(data.noise_snr_db), data.eq_probability, data.eq_gain_db,
+        data.shelf_probability, data.shelf_gain_db, data.speed_probability, tuple(data.speed_range),
+        data.tone_probability, tuple(data.tone_level_db))
+    with data_named_by("data.train_dir", data.train_dir):
+        dataset = RandomCropDataset(Path(data.train_dir), sample_rate, segment, tuple(data.level_db),
+                                    seed=run.seed + rank, augmentation=augmentation)
+    if resume and world_size == 1:
+        dataset.rng.bit_generator.state = json.loads(state["data_rng"])
     out_dir.mkdir(parents=True, exist_ok=True)
     if main_process and not resume:
         _set_aside_earlier_log(out_dir, console)
@@ -541,6 +559,8 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         if noise_unreadable:
             console.print(f"warning: {len(noise_unreadable)} noise file(s) cannot be read and are left out, "
                           f"first: {noise_unreadable[0]}")
+        for note in dataset.notes() + ([f"noise: {noise_skipped.summary()}"] if noise_skipped.summary() else []):
+            console.print(f"note: {note}", highlight=False)
         for warning in dataset.warnings():
             console.print(f"warning: {warning}")
     replica = wrap(model)
