@@ -172,6 +172,15 @@ def test_a_payload_far_shorter_than_its_codes_fails_at_once(entropy_dir):
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.parametrize("channels", [64, 1024])
+def test_many_channels_decode(entropy_dir, channels):
+    """A step decodes one code of every channel: its bits before the last word is read are not
+    the "past the end" that finds a payload too short (64 channels of speech failed)."""
+    coder = EntropyCoder(load_entropy_model(entropy_dir))
+    codes = skewed_codes(channels=channels, frames=3)
+    np.testing.assert_array_equal(coder.decode_chunk(coder.encode_chunk(codes), channels, 6, 3), codes)
+
+
 def test_highly_predictable_codes_still_decode_past_the_last_word(entropy_dir):
     model = load_entropy_model(entropy_dir)
     with torch.no_grad():

@@ -102,9 +102,12 @@ class EntropyCoder:
             for t in range(frames):
                 for k in range(codebooks):
                     probabilities = quantized_probabilities(predictor.next_logits())
+                    # (counted only for steps that begin with every word read: a step decodes a code
+                    # of each channel, and a 64-channel step's bits before the last word can pass 256)
+                    past_end = decoder.maybe_exhausted()
                     codes[:, k, t] = decoder.decode(self.family, probabilities)
                     predictor.push(codes[:, k, t])
-                    if decoder.maybe_exhausted():
+                    if past_end:
                         bits_past_end -= np.log2(probabilities[rows, codes[:, k, t]]).sum()
                         if bits_past_end > _STATE_BITS:   # a crafted header's codes, far beyond the payload
                             raise ValueError("the range-coded payload ends before its codes")
