@@ -155,7 +155,9 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
     limited = int(np.count_nonzero(np.abs(signal) > 1.0))
     if limited:   # every system codes, and is scored against, what a file of audio can hold
         signal = np.clip(signal, -1.0, 1.0)
-    reference = to_metric_rate(signal, sample_rate)
+    # a constant offset is not sound (the codecs drop it, as Opus's high-pass does) but it moves
+    # PESQ's level alignment and STOI's silent-frame choice: every signal is scored without it
+    reference = _without_offset(to_metric_rate(signal, sample_rate))
     duration = len(signal) / sample_rate
     results, decoded_signals, failures = [], {}, []
     for system in _systems:
@@ -164,7 +166,7 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
         except BaselineFailed as error:
             failures.append((f"{system.name} {system.nominal_kbps:g} kbps", str(error)))
             continue
-        degraded = to_metric_rate(coded.audio, coded.sample_rate)
+        degraded = _without_offset(to_metric_rate(coded.audio, coded.sample_rate))
         alignment = align(reference, degraded, 0 if system.time_aligned else int(MAX_LAG_SECONDS * METRIC_RATE))
         # a file too short to score gets that reason (score_pair's), not a failed alignment's
         if alignment.problem and len(reference) >= MIN_SECONDS * METRIC_RATE:
@@ -184,6 +186,11 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
         if keep_audio:
             decoded_signals[f"{system.name} {system.nominal_kbps:g} kbps"] = alignment.degraded
     return results, (reference, decoded_signals), failures
+
+
+def _without_offset(signal: np.ndarray) -> np.ndarray:
+    """``signal [T]`` less its mean (its DC offset)."""
+    return signal - signal.mean() if len(signal) else signal
 
 
 def _worker(job: tuple[Path, EvalSettings, bool]):

@@ -68,7 +68,11 @@ def si_sdr(reference: np.ndarray, degraded: np.ndarray) -> Score:
 
 
 def mel_distance(reference: np.ndarray, degraded: np.ndarray) -> Score:
-    """Mean over resolutions of the L1 distance of log10 mel magnitudes (lower is better)."""
+    """Mean over resolutions of the L1 distance of log10 mel magnitudes (lower is better);
+    undefined for an all-zero reference, as the other metrics are (two silences would score a
+    perfect 0 and pull a mean over other files than theirs)."""
+    if not np.any(reference):
+        return Score(None, "mel distance undefined for an all-zero reference")
     distances = []
     for n_fft in _MEL_WINDOWS:
         kwargs = dict(sr=METRIC_RATE, n_fft=n_fft, hop_length=n_fft // 4, n_mels=64, power=1.0)
