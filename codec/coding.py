@@ -36,6 +36,7 @@ from codec.bitstream import MAGIC, CodesFile, CodesMetadata, check_layout, from_
 from codec.errors import CodecError, ModelNotFoundError
 from codec.level import Leveling, amplitude, measure_leveling
 from codec.models import ConvCodec
+from codec.pipes import names_a_file_descriptor
 from codec.refine import LatentRefiner
 from codec.streaming import file_decoder, file_encoder
 
@@ -333,6 +334,10 @@ def check_output_path(output_path: Path, force: bool, input_path: Path | None = 
     """
     if output_path.is_dir():
         raise CodecError(f"{output_path}: is a directory; give a file name")
+    if names_a_file_descriptor(output_path):
+        raise CodecError(f"{output_path}: names an open file by its file descriptor, which the output, written "
+                         f"beside it and renamed, would replace; give "
+                         f"{'- for stdout, or ' if stdout else ''}a file name")
     try:
         final = final_path(output_path)
     except (RuntimeError, OSError):   # Python 3.11 raises RuntimeError for a loop of links

@@ -89,6 +89,26 @@ def check_redirections(source: Path | str, output: Path | str) -> None:
                          "redirect stdout to another file")
 
 
+_DESCRIPTOR_FOLDERS = ("/proc/", "/dev/fd/")
+_STD_DEVICES = ("/dev/stdin", "/dev/stdout", "/dev/stderr")
+
+
+def names_a_file_descriptor(path: Path | str) -> bool:
+    """Whether ``path`` reaches a process's open file through its file descriptor: ``/dev/stdout``,
+    ``/dev/fd/1``, ``/proc/self/fd/1``, or a link to one. Through it, a file written beside the
+    output and renamed over it would replace the file the shell opened (``>> log`` would lose the
+    log), so such a path is refused, and ``-`` given instead."""
+    path = Path(os.path.abspath(path))
+    for _ in range(40):   # (a loop of links: the caller's own check names it)
+        text = str(path)
+        if text in _STD_DEVICES or text.startswith(_DESCRIPTOR_FOLDERS):
+            return True
+        if not path.is_symlink():
+            return False
+        path = Path(os.path.abspath(path.parent / os.readlink(path)))
+    return False
+
+
 def _same_regular_file(fd: int, other: int) -> bool:
     """Whether file descriptors ``fd`` and ``other`` are one regular file (pipes and terminals
     shared by both are fine)."""

@@ -515,3 +515,20 @@ def test_stdout_errors_name_format_options_not_suffixes(tiny_model_dir, tmp_path
                             capture_output=True, text=True)
     assert result.returncode == 1 and "stdout: FLAC holds at most 8 channels, not 10; use --format wav" in \
         result.stderr, result.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
+def test_an_output_named_by_a_file_descriptor_is_refused_and_the_file_kept(tiny_model_dir, tmp_path):
+    """/dev/stdout --force wrote beside the shell's file and renamed over it: ``>> log`` lost the log."""
+    source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
+    log = tmp_path / "log.bin"
+    log.write_bytes(b"IMPORTANT LOG LINE\n")
+    (tmp_path / "fd").symlink_to("/dev/stdout")
+    for output in ("/dev/stdout", "/proc/self/fd/1", tmp_path / "fd"):
+        with open(log, "ab") as appended:
+            result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", "encode", source,
+                                     output, "--force", "--model", tiny_model_dir],
+                                    stdout=appended, stderr=subprocess.PIPE, text=True)
+        assert result.returncode == 1 and "names an open file by its file descriptor" in result.stderr \
+            and "give - for stdout" in result.stderr, result.stderr
+        assert log.read_bytes() == b"IMPORTANT LOG LINE\n"
