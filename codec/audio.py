@@ -95,6 +95,19 @@ def _could_be_mp3(path: Path) -> bool:
         return True
 
 
+def _coded_kind(path: Path) -> str | None:
+    """"a .codes file" or "a packet stream (codec stream --save)" for a file that begins as one."""
+    from codec.bitstream import MAGIC
+    from codec.packets import STREAM_MAGIC
+
+    try:
+        with path.open("rb") as file:
+            head = file.read(4)
+    except OSError:
+        return None
+    return {MAGIC: "a .codes file", STREAM_MAGIC: "a packet stream (codec stream --save)"}.get(head)
+
+
 def open_audio(path: Path | str) -> sf.SoundFile:
     """Open an audio file for block reading (use as a context manager).
 
@@ -118,6 +131,9 @@ def open_audio(path: Path | str) -> sf.SoundFile:
         reason = str(error).split(": ", 1)[-1].strip() or type(error).__name__
         if "too many channels" in reason.lower():   # a format we read, beyond libsndfile's channel limit
             raise CodecError(f"{path}: has more channels than can be read (libsndfile reads at most 1024)") from None
+        if coded := _coded_kind(path):
+            raise CodecError(f"{path}: is {coded}, not audio, whatever its name says; decode it with "
+                             f"codec decode") from None
         raise CodecError(f"{path}: cannot read audio ({reason}); supported: {SUPPORTED}") from None
     source.mpg123_notes = notes   # read by decoder_notes; read_blocks adds to them
     if source.samplerate <= 0 or source.channels <= 0:

@@ -92,6 +92,7 @@ class FileSource:
         self.start = None
         self.samples = 0
         self.limited = 0   # float samples beyond full scale, limited to ±1.0 (reported, as encode does)
+        self.missing = 0   # at the end: samples the header announces beyond those read (a file cut short)
 
     def _next_block(self) -> np.ndarray:
         if len(self.buffered) < self.block:
@@ -118,6 +119,10 @@ class FileSource:
             self.limited += outside
             block = np.clip(block, -1.0, 1.0)
         self.samples += len(block)
+        if not len(block):
+            from codec.audio import samples_missing
+
+            self.missing = samples_missing(self.file, self.samples)
         return (block if len(block) else None), late
 
     def close(self) -> None:
@@ -595,6 +600,9 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
                   f"underruns {stats.underruns}, latency {sum(latency.values()):.0f} ms "
                   f"({' + '.join(f'{ms:.0f} {part}' for part, ms in latency.items() if ms or part != 'global code')})",
                   highlight=False)
+    if getattr(source, "missing", 0):   # (as codec encode warns)
+        console.print(f"warning: {input}: file is truncated: its header announces {source.samples + source.missing} "
+                      f"samples, {source.samples} could be read; streamed those", highlight=False)
     if getattr(source, "limited", 0):
         console.print(f"warning: {input}: {source.limited} samples were beyond ±1.0 full scale and were limited "
                       f"to ±1.0", highlight=False)

@@ -1,6 +1,7 @@
 """Round-trip properties of whole-signal coding: exact length, rate and channels at any input."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -132,6 +133,14 @@ def test_unreadable_input(tiny_model, tmp_path):
     with pytest.raises(CodecError, match="bad.wav: cannot read audio"):
         encode_file(tiny_model, bad, tmp_path / "x.codes")
     assert not (tmp_path / "x.codes").exists()
+    source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
+    encode_file(tiny_model, source, tmp_path / "a.codes")
+    (tmp_path / "a.codes").rename(tmp_path / "lie.wav")   # codes under an audio file's name
+    for head, kind in [(b"", "a .codes file"), (b"CODS", "a packet stream (codec stream --save)")]:
+        (tmp_path / "lie.wav").write_bytes(head + (tmp_path / "lie.wav").read_bytes()[len(head):])
+        with pytest.raises(CodecError, match=rf"lie.wav: is {re.escape(kind)}, not audio, whatever its name says; "
+                                             r"decode it with codec decode"):
+            encode_file(tiny_model, tmp_path / "lie.wav", tmp_path / "x.codes")
 
 
 def test_block_seams_are_exact(tiny_model, monkeypatch):

@@ -183,6 +183,10 @@ def test_a_truncated_file_is_coded_as_far_as_it_reads_with_a_warning(tiny_model,
     info = from_bytes((tmp_path / "cut.codes").read_bytes()).metadata
     assert info.samples == 16000 - 500
     assert "file is truncated: its header announces 16000 samples, 15500 could be read" in result.output
+    result = cli("stream", "--input", cut, "--output", tmp_path / "streamed.wav", "--no-play", "--fast",
+                 "--model", tiny_model.source_dir)
+    assert result.exit_code == 0 and "file is truncated: its header announces 16000 samples, 15500 could be " \
+        "read; streamed those" in result.output, result.output
 
 
 def test_a_cut_flac_is_coded_as_far_as_it_decodes_with_a_warning(tiny_model, tmp_path):
