@@ -61,9 +61,11 @@ def _stdout_console() -> Console:
 
 
 # what a file name or a .codes file's metadata must not pass to the terminal as it is: C0 and C1
-# controls and DEL (a newline, a terminal escape), bidirectional overrides (text shown reversed)
-# and lone surrogates (an undecodable file name's bytes, a crafted JSON string: unprintable)
-_INVISIBLE = "\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+# controls and DEL (a newline, a terminal escape), bidirectional overrides (text shown reversed),
+# line and paragraph separators, zero-width spaces and byte-order marks (unseen), and lone
+# surrogates (an undecodable file name's bytes, a crafted JSON string: unprintable)
+_INVISIBLE = ("\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028-\u202e\u2066-\u2069\ufeff"
+              "\ud800-\udfff")
 
 
 def _visible(text: str, keep_line_breaks: bool = False) -> str:
@@ -596,8 +598,10 @@ def _packet_stream_info(path: Path) -> dict:
         seconds = summary.total_samples / info.sample_rate
     else:
         # no end packet: the stream was cut off; its length is the frames received and those that
-        # decoding conceals for the packets lost, each taken to be the sender's packet size
-        seconds = (summary.frames + summary.lost_packets * summary.max_frames) / info.frame_rate
+        # decoding conceals for the packets lost, each taken to be the sender's packet size (but
+        # the first of a TiCodec stream, its global code's packet, holds no frames)
+        concealed = summary.lost_packets - bool(info.global_codebook_size is not None and summary.lost_at_start)
+        seconds = (summary.frames + concealed * summary.max_frames) / info.frame_rate
         values["ended"] = False
     values["duration_s"] = round(seconds, 3)
     values["packets"] = summary.packets

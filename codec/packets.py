@@ -307,6 +307,7 @@ class StreamSummary:
     max_frames: int = 0            # in the largest of them: the sender's packet size
     codebooks: tuple[int, ...] = ()     # the codebook counts used (one, unless the bitrate changed)
     lost_packets: int = 0          # sequence numbers missing before and between intact packets
+    lost_at_start: int = 0         # of them, those before the first intact packet
     stale_packets: int = 0         # duplicated or out-of-order packets (decoding drops them)
     damaged_bytes: int = 0         # bytes skipped to resynchronise
     global_packets: int = 0
@@ -332,6 +333,8 @@ def summarize_stream(data: bytes, offset: int, info: StreamInfo) -> StreamSummar
             offset += framed.size
             continue
         summary.lost_packets += gap
+        if not (summary.packets or summary.global_packets):
+            summary.lost_at_start = gap
         expected = (framed.sequence + 1) % SEQUENCE_MODULO
         if framed.frames == 0:   # the end: what follows is not this stream's
             summary.total_samples = _TOTAL.unpack(framed.payload)[0]

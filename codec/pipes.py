@@ -8,6 +8,7 @@ name ``stdin`` or ``stdout``, not the temporary files.
 
 import errno
 import os
+import re
 import shutil
 import stat
 import sys
@@ -89,23 +90,29 @@ def check_redirections(source: Path | str, output: Path | str) -> None:
                          "redirect stdout to another file")
 
 
-_DESCRIPTOR_FOLDERS = ("/proc/", "/dev/fd/")
+# a process's open file by its number, once the folders above it are resolved (/dev/fd and
+# /proc/self/fd lead here): /proc/PID/fd/N, and a thread's /proc/PID/task/TID/fd/N
+_FILE_DESCRIPTOR = re.compile(r"/proc/[^/]+(/task/[^/]+)?/fd/[^/]+")
 _STD_DEVICES = ("/dev/stdin", "/dev/stdout", "/dev/stderr")
 
 
 def names_a_file_descriptor(path: Path | str) -> bool:
     """Whether ``path`` reaches a process's open file through its file descriptor: ``/dev/stdout``,
-    ``/dev/fd/1``, ``/proc/self/fd/1``, or a link to one. Through it, a file written beside the
-    output and renamed over it would replace the file the shell opened (``>> log`` would lose the
-    log), so such a path is refused, and ``-`` given instead."""
-    path = Path(os.path.abspath(path))
-    for _ in range(40):   # (a loop of links: the caller's own check names it)
-        text = str(path)
-        if text in _STD_DEVICES or text.startswith(_DESCRIPTOR_FOLDERS):
-            return True
-        if not path.is_symlink():
-            return False
-        path = Path(os.path.abspath(path.parent / os.readlink(path)))
+    ``/dev/fd/1``, ``/proc/self/fd/1``, or a link to one, by any route (``//dev/fd/1``, a link to
+    ``/proc/self/fd`` as a folder). Through it, a file written beside the output and renamed over
+    it would replace the file the shell opened (``>> log`` would lose the log), so such a path is
+    refused, and ``-`` given instead. Other paths under ``/proc`` (``/proc/self/cwd/out.codes``) are not."""
+    path = Path(path)
+    try:
+        for _ in range(40):   # (a loop of links: the caller's own check names it)
+            path = Path(os.path.realpath(path.parent)) / path.name   # every folder above it resolved
+            if str(path) in _STD_DEVICES or _FILE_DESCRIPTOR.fullmatch(str(path)):
+                return True
+            if not path.is_symlink():
+                return False
+            path = path.parent / os.readlink(path)
+    except OSError:   # a folder it cannot look into: writing there names the reason
+        return False
     return False
 
 

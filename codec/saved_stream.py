@@ -41,9 +41,10 @@ from codec.streaming import file_decoder
 
 # the longest run of lost packets a saved stream may conceal: longer gaps are damage, not loss
 MAX_CONCEALED_SECONDS = 60
-# and in all, at most that much plus this many times the audio received (a loss rate up to 90%):
-# gaps just under the limit, one after another, would make a 1 kB file hours of audio
-MAX_LOST_PER_RECEIVED = 9
+# and in all, at most that much plus this many times the audio received (a loss rate up to 97%, as
+# in a long outage with a packet getting through now and then): gaps just under the limit, one
+# after another, would make a 1 kB file hours of audio
+MAX_LOST_PER_RECEIVED = 30
 
 
 @dataclass

@@ -524,7 +524,8 @@ def test_an_output_named_by_a_file_descriptor_is_refused_and_the_file_kept(tiny_
     log = tmp_path / "log.bin"
     log.write_bytes(b"IMPORTANT LOG LINE\n")
     (tmp_path / "fd").symlink_to("/dev/stdout")
-    for output in ("/dev/stdout", "/proc/self/fd/1", tmp_path / "fd"):
+    (tmp_path / "fds").symlink_to("/proc/self/fd")   # a link to the folder of descriptors
+    for output in ("/dev/stdout", "/proc/self/fd/1", "//dev/fd/1", tmp_path / "fd", tmp_path / "fds" / "1"):
         with open(log, "ab") as appended:
             result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", "encode", source,
                                      output, "--force", "--model", tiny_model_dir],
@@ -532,3 +533,7 @@ def test_an_output_named_by_a_file_descriptor_is_refused_and_the_file_kept(tiny_
         assert result.returncode == 1 and "names an open file by its file descriptor" in result.stderr \
             and "give - for stdout" in result.stderr, result.stderr
         assert log.read_bytes() == b"IMPORTANT LOG LINE\n"
+    # another path through /proc is a path like any other
+    result = invoke("encode", source, f"/proc/self/root{tmp_path}/through-proc.codes",
+                    "--model", tiny_model_dir)
+    assert result.exit_code == 0 and (tmp_path / "through-proc.codes").is_file(), result.output

@@ -576,6 +576,24 @@ def test_a_codes_file_that_entropy_training_did_not_write_is_refused_and_kept(ti
     assert (cache.read_bytes() if cache.is_file() else None) == before and cache.exists()
 
 
+def test_a_codes_cache_of_a_run_before_the_source_entry_is_coded_again(tiny_model_dir, tmp_path):
+    """Runs before 2026-12-04 wrote codes.npz without its ``source``: theirs, so coded again, not refused."""
+    from rich.console import Console
+
+    from codec.train import train_any
+
+    audio, out = _tone_folder(tmp_path / "audio"), tmp_path / "run"
+    out.mkdir()
+    with open(out / "codes.npz", "wb") as file:
+        np.savez(file, c0=np.zeros((24, 50), np.int16), c1=np.zeros((24, 30), np.int16))
+    console = Console(record=True, width=200)
+    train_any(_tiny_entropy_recipe(tiny_model_dir, audio, out, "run.max_steps=2", "data.dev_dir=null"),
+              console=console)
+    assert "holds the codes of another codec or other files; coding" in console.export_text()
+    with np.load(out / "codes.npz") as stored:
+        assert "source" in stored.files
+
+
 @pytest.mark.parametrize("override", ["run.precision=bf16", "run.compile=true", "run.init_fresh=[head]",
                                       "run.audio_every=10", "run.tensorboard=true", "optim.freeze=[layers]",
                                       "optim.ema_decay=0.999"])

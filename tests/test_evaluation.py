@@ -603,6 +603,7 @@ def test_a_dc_offset_is_not_scored(tiny_model_dir, tmp_path):
     folder.mkdir()
     write_audio(folder / "plain.wav", 0.3 * speechlike(2.0), 16000)
     write_audio(folder / "offset.wav", 0.3 * speechlike(2.0) + 0.5, 16000)
+    write_audio(folder / "only.wav", np.full(2 * 44100, 0.3), 44100)   # removed before resampling: no edges left
     out = tmp_path / "report"
     result = CliRunner().invoke(app, ["eval", str(folder), "--model", str(tiny_model_dir), "--bitrates", "6",
                                       "--baselines", "none", "--out", str(out)])
@@ -610,3 +611,4 @@ def test_a_dc_offset_is_not_scored(tiny_model_dir, tmp_path):
     scores = {Path(f["path"]).name: f["scores"] for f in json.loads((out / "results.json").read_text())["files"]}
     for metric in ("pesq_wb", "stoi"):
         assert scores["offset.wav"][metric] == pytest.approx(scores["plain.wav"][metric], abs=0.02), metric
+    assert set(scores["only.wav"].values()) == {None}

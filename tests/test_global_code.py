@@ -277,3 +277,22 @@ def test_codes_and_streams_whose_global_code_does_not_fit_the_model_are_refused(
     assert result.exit_code == 1 and "packet 0: a global code of 3 codebooks; model 'tiny-global' has 2" \
         in result.output, result.output
     assert not (tmp_path / "x.wav").exists() and not (tmp_path / "f.wav").exists()
+
+
+def test_info_gives_a_cut_streams_length_as_decoding_does_when_the_global_code_was_lost(global_model_dir, tmp_path):
+    """The lost first packet of a TiCodec stream is its global code's, which holds no frames."""
+    import soundfile as sf
+
+    from codec.packets import packet_bytes, stream_header
+
+    source = write_audio(tmp_path / "in.wav", tone(1.0, 16000), 16000)
+    assert run_cli("stream", "--input", source, "--save", tmp_path / "s.cods", "--no-play",
+                   "--model", global_model_dir, "--fast").exit_code == 0
+    info, packets = _saved_packets(tmp_path / "s.cods")
+    # the global code's packet lost, and the stream cut off before its end packet
+    (tmp_path / "cut.cods").write_bytes(stream_header(info) + b"".join(packet_bytes(p.sequence, p.codes, info)
+                                                                       for p in packets[1:-1]))
+    values = json.loads(run_cli("info", tmp_path / "cut.cods", "--json").stdout)
+    assert values["lost_packets"] == 1 and values["ended"] is False
+    assert run_cli("decode", tmp_path / "cut.cods", tmp_path / "cut.wav", "--model", global_model_dir).exit_code == 0
+    assert values["duration_s"] == pytest.approx(sf.info(str(tmp_path / "cut.wav")).duration, abs=0.002)

@@ -842,6 +842,21 @@ def test_a_key_or_section_given_twice_in_a_recipe_is_refused(tmp_path):
                                                  "  seed: 2\n")
     recipe = load_recipe(tmp_path / "merged.yaml", ["run.seed=5"])
     assert (recipe.run.seed, recipe.run.max_steps, recipe.optim.lr) == (5, 3, 0.001)
+    # an anchor that holds itself is walked once (it recursed without end), and refused as a value
+    (tmp_path / "recursive.yaml").write_text(base + "run:\n  seed: &a [*a]\n")
+    with pytest.raises(CodecError, match=r"recursive.yaml: recipe value run.seed=\[\[...\]\] must be int"):
+        load_recipe(tmp_path / "recursive.yaml")
+
+
+@pytest.mark.parametrize("architecture", ["foo", "[esc]"])
+def test_an_unknown_architecture_is_named_with_or_without_overrides(tmp_path, architecture):
+    """With an -o override, the architecture was read before its check: a list was an internal error."""
+    (tmp_path / "arch.yaml").write_text(f"inherit: {REPO / 'recipes' / 'tiny.yaml'}\n"
+                                        f"model:\n  architecture: {architecture}\n")
+    for overrides in ([], ["run.seed=1"]):
+        with pytest.raises(CodecError, match=r"arch.yaml: recipe value model.architecture=.* is not a codec "
+                                             r"architecture; choose conv or esc"):
+            load_recipe(tmp_path / "arch.yaml", overrides)
 
 
 def test_recipe_errors_name_where_the_value_was_set_the_sections_keys_and_the_nearest(tmp_path):

@@ -157,7 +157,7 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
         signal = np.clip(signal, -1.0, 1.0)
     # a constant offset is not sound (the codecs drop it, as Opus's high-pass does) but it moves
     # PESQ's level alignment and STOI's silent-frame choice: every signal is scored without it
-    reference = _without_offset(to_metric_rate(signal, sample_rate))
+    reference = to_metric_rate(_without_offset(signal), sample_rate)   # (before resampling: no edge transient)
     duration = len(signal) / sample_rate
     results, decoded_signals, failures = [], {}, []
     for system in _systems:
@@ -166,7 +166,7 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
         except BaselineFailed as error:
             failures.append((f"{system.name} {system.nominal_kbps:g} kbps", str(error)))
             continue
-        degraded = _without_offset(to_metric_rate(coded.audio, coded.sample_rate))
+        degraded = to_metric_rate(_without_offset(coded.audio), coded.sample_rate)
         alignment = align(reference, degraded, 0 if system.time_aligned else int(MAX_LAG_SECONDS * METRIC_RATE))
         # a file too short to score gets that reason (score_pair's), not a failed alignment's
         if alignment.problem and len(reference) >= MIN_SECONDS * METRIC_RATE:

@@ -258,10 +258,12 @@ def read_codes_cache(cache: Path) -> tuple[str, list[np.ndarray]] | None:
         try:
             with np.load(cache, allow_pickle=False) as stored:
                 names = sorted(stored.files)
-                codes = [stored[f"c{i}"] for i in range(len(names) - 1)]
-                source = stored["source"]
-                if not (names == sorted(["source", *(f"c{i}" for i in range(len(codes)))])
-                        and source.dtype.kind == "U" and source.shape == () and _SOURCE.fullmatch(str(source))
+                # (runs before 2026-12-04 wrote no source: their codes are coded again, as another codec's)
+                source = stored["source"] if "source" in names else np.array("")
+                codes = [stored[f"c{i}"] for i in range(len(names) - ("source" in names))]
+                if not (sorted({*names, "source"}) == sorted(["source", *(f"c{i}" for i in range(len(codes)))])
+                        and source.dtype.kind == "U" and source.shape == ()
+                        and (_SOURCE.fullmatch(str(source)) or ("source" not in names and codes))
                         and all(c.dtype == np.int16 and c.ndim == 2 for c in codes)):
                     problem = "other arrays"
         except KeyError:

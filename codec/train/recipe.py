@@ -555,11 +555,16 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = (), places: dict[str, str] 
     return merged
 
 
-def _refuse_duplicate_keys(node, path: Path, key_path: tuple[str, ...] = ()) -> None:
+def _refuse_duplicate_keys(node, path: Path, key_path: tuple[str, ...] = (), seen: set[int] | None = None) -> None:
     """Raises CodecError for a key written twice in one mapping of the YAML ``node`` (PyYAML keeps
     the last silently, so a second ``run:`` section would drop the first one's keys): naming the
     file, the lines and the key (``section.key``, or the section). Keys merged in with ``<<:``
-    may be overridden, as YAML means them to be."""
+    may be overridden, as YAML means them to be. A node an alias repeats is checked once (an
+    anchor may even hold itself: ``seed: &a [*a]``)."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         lines: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -574,10 +579,10 @@ def _refuse_duplicate_keys(node, path: Path, key_path: tuple[str, ...] = ()) -> 
                                  f"keep only the last, silently: write it once")
             if key is not None:
                 lines[key] = line
-            _refuse_duplicate_keys(value_node, path, (*key_path, key if key is not None else "?"))
+            _refuse_duplicate_keys(value_node, path, (*key_path, key if key is not None else "?"), seen)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            _refuse_duplicate_keys(item, path, key_path)
+            _refuse_duplicate_keys(item, path, key_path, seen)
 
 
 def _apply_override(values: dict, override: str, places: dict[str, str] | None = None) -> None:
@@ -613,7 +618,9 @@ def _text_fields(values: dict, section: str) -> dict[str, bool]:
     from codec.train.entropy_trainer import EntropyDataConfig
 
     model = values.get("model") or {}
-    classes = {"model": [config_class(model)] if isinstance(model, dict) else [],
+    architecture = model.get("architecture", "conv") if isinstance(model, dict) else None
+    known = isinstance(architecture, str) and architecture in ARCHITECTURES   # (else refused by name later)
+    classes = {"model": [config_class(model)] if known else [],
                "data": [DataConfig, EntropyDataConfig], "optim": [OptimConfig], "loss": [LossConfig],
                "gan": [GanConfig], "run": [RunConfig], "entropy": [EntropyModelConfig]}.get(section, [])
     text = {}
