@@ -298,8 +298,9 @@ def test_entropy_recipe_trains_on_a_tiny_codec(tiny_model_dir, tmp_path):
     from codec.errors import CodecError
     expected = f"entropy.codec is 'conv-16k' but data.codec_model={tiny_model_dir} is a 'tiny-16k' model"
     with pytest.raises(CodecError, match=re.escape(expected)):
-        train_any(load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [f"data.codec_model={tiny_model_dir}",
-                                                                            f"run.out_dir={tmp_path / 'other'}"]))
+        train_any(load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [
+            f"data.codec_model={tiny_model_dir}", f"run.out_dir={tmp_path / 'other'}",
+            f"data.train_dir={audio}", "data.dev_dir=null"]))   # (without ../shared/data too)
 
 
 def test_cli_entropy_codes_with_a_shipped_entropy_model(tiny_model_dir, entropy_dir, tmp_path):
