@@ -61,6 +61,7 @@ from codec.train.trainer import (
     _save_checkpoint,
     _set_aside_earlier_log,
     restore_checkpoint,
+    restore_data_rng,
 )
 
 
@@ -374,7 +375,7 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
     step, previous_seconds = 0, 0.0
     if resume:   # before the audio is coded (minutes for a large set): a checkpoint that does not fit fails now
         model, optimizer = new_model()
-        state = restore_checkpoint(checkpoint_path, model, optimizer, None, recipe, saved_state)
+        state = restore_checkpoint(checkpoint_path, model, optimizer, recipe, saved_state)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
         _check_resumed_recipe(state, recipe, checkpoint_path, console)
         if step >= run.max_steps:   # as the codec trainer: the checkpoint, model and log stay as they are
@@ -396,7 +397,7 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
                       key="data.dev_dir") \
         if recipe.data.dev_dir else None
     if resume:
-        crops.rng.bit_generator.state = json.loads(state["data_rng"])
+        restore_data_rng(crops, state)
         torch.set_rng_state(state["torch_rng"])   # (as the checkpoint left it: loading the codec drew from it)
         _drop_unsaved_log_lines(out_dir, step)
     else:

@@ -126,9 +126,11 @@ def check_resumable(path: Path, recipe) -> dict:
     return state
 
 
-def restore_checkpoint(path: Path, model, optimizer, data=None, recipe=None, state: dict | None = None) -> dict:
-    """Load model, optimizer and RNG states (and ``data.rng``'s, if given) from the checkpoint at
-    ``path`` (or from ``state``, the checkpoint read from it already); returns the checkpoint.
+def restore_checkpoint(path: Path, model, optimizer, recipe=None, state: dict | None = None) -> dict:
+    """Load model, optimizer and torch RNG states from the checkpoint at ``path`` (or from
+    ``state``, the checkpoint read from it already); returns the checkpoint. The data's random
+    crops are restored once the data is loaded (``restore_data_rng``): a checkpoint that does not
+    fit fails here, before minutes of loading audio.
 
     Raises:
         CodecError: for a file that is not a checkpoint, or one whose model or optimizer does not
@@ -148,9 +150,12 @@ def restore_checkpoint(path: Path, model, optimizer, data=None, recipe=None, sta
                          f"{' (changed: ' + ', '.join(changed) + ')' if changed else ''}; --resume needs the "
                          f"checkpoint's {needs}") from None
     torch.set_rng_state(state["torch_rng"])
-    if data is not None:
-        data.rng.bit_generator.state = json.loads(state["data_rng"])
     return state
+
+
+def restore_data_rng(data, state: dict) -> None:
+    """Continue ``data``'s random crops (``data.rng``) where the checkpoint ``state`` left them."""
+    data.rng.bit_generator.state = json.loads(state["data_rng"])
 
 
 # what a resumed run may change without notice: how long and where it runs, how it reports
@@ -519,7 +524,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
 
     step, previous_seconds = 0, 0.0
     if resume:   # (before the data loads too: a checkpoint that does not fit the recipe fails now)
-        state = restore_checkpoint(checkpoint_path, model, optimizer, None, recipe, saved_state)
+        state = restore_checkpoint(checkpoint_path, model, optimizer, recipe, saved_state)
         step, previous_seconds = state["step"], state.get("train_seconds", 0.0)
         _check_resumed_recipe(state, recipe, checkpoint_path, console)
         if gan is not None and "gan" in state:
@@ -545,7 +550,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         dataset = RandomCropDataset(Path(data.train_dir), sample_rate, segment, tuple(data.level_db),
                                     seed=run.seed + rank, augmentation=augmentation)
     if resume and world_size == 1:
-        dataset.rng.bit_generator.state = json.loads(state["data_rng"])
+        restore_data_rng(dataset, state)
     out_dir.mkdir(parents=True, exist_ok=True)
     if main_process and not resume:
         _set_aside_earlier_log(out_dir, console)
