@@ -212,9 +212,7 @@ def _restore_gan(gan, state: dict, recipe, checkpoint_path: Path) -> None:
     try:
         gan.load_state_dict(state["gan"])
     except (RuntimeError, ValueError, KeyError):
-        saved, now = state.get("recipe", {}).get("gan", {}), recipe.to_dict()["gan"]
-        changed = [f"gan.{key}={saved.get(key)!r} -> {now.get(key)!r}" for key in sorted(set(saved) | set(now))
-                   if saved.get(key) != now.get(key)]
+        changed = _changed_values(state.get("recipe", {}), recipe.to_dict(), (("gan", None),))
         raise CodecError(f"{checkpoint_path}: its discriminators do not fit this recipe"
                          f"{' (changed: ' + ', '.join(changed) + ')' if changed else ''}; --resume needs the "
                          f"checkpoint's gan section (periods, stft_windows, channels)") from None
@@ -223,11 +221,15 @@ def _restore_gan(gan, state: dict, recipe, checkpoint_path: Path) -> None:
 MAX_NON_FINITE_IN_A_ROW = 100   # skipped steps in a row that mean the run has diverged, not hit a bad batch
 
 
-def _changed_values(before: dict, after: dict) -> list[str]:
-    """``section.key=old -> new`` for the model values (a codec's or an entropy model's) and frozen
-    parts that differ between two recipes."""
+_MODEL_SECTIONS = (("model", None), ("entropy", None), ("optim", ("freeze",)))
+
+
+def _changed_values(before: dict, after: dict, sections=_MODEL_SECTIONS) -> list[str]:
+    """``section.key=old -> new`` for the values of ``sections`` (each with its keys, None for all;
+    by default the model values, a codec's or an entropy model's, and the frozen parts) that
+    differ between two recipes."""
     changed = []
-    for section, keys in (("model", None), ("entropy", None), ("optim", ("freeze",))):
+    for section, keys in sections:
         old, new = before.get(section, {}), after.get(section, {})
         for key in keys or sorted(set(old) | set(new)):
             if old.get(key) != new.get(key):
