@@ -96,16 +96,14 @@ def _could_be_mp3(path: Path) -> bool:
 
 
 def _coded_kind(path: Path) -> str | None:
-    """"a .codes file" or "a packet stream (codec stream --save)" for a file that begins as one."""
-    from codec.bitstream import MAGIC
-    from codec.packets import STREAM_MAGIC
+    """``codec.packets.coded_kind`` of the file's first bytes (None if it cannot be read)."""
+    from codec.packets import coded_kind
 
     try:
         with path.open("rb") as file:
-            head = file.read(4)
+            return coded_kind(file.read(4))
     except OSError:
         return None
-    return {MAGIC: "a .codes file", STREAM_MAGIC: "a packet stream (codec stream --save)"}.get(head)
 
 
 def open_audio(path: Path | str) -> sf.SoundFile:

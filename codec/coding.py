@@ -32,7 +32,7 @@ from codec.audio import (
     starts_as_audio,
 )
 from codec.band_fill import BandFill
-from codec.bitstream import MAGIC, CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
+from codec.bitstream import CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError, ModelNotFoundError
 from codec.level import Leveling, amplitude, measure_leveling
 from codec.models import ConvCodec
@@ -450,17 +450,17 @@ def check_not_replacing_audio(output_path: Path, writer: str = "encoding") -> No
     Raises:
         CodecError: naming the file.
     """
-    from codec.packets import STREAM_MAGIC
+    from codec.packets import coded_kind
 
     final = final_path(output_path)
     if not final.is_file():
         return
     try:
         with final.open("rb") as existing:
-            start = existing.read(max(len(MAGIC), len(STREAM_MAGIC), 4))
+            start = existing.read(4)
     except OSError:
         return   # writing it fails with the reason
-    if start.startswith(MAGIC) or start.startswith(STREAM_MAGIC):
+    if coded_kind(start):
         return
     if final.suffix.lower() in AUDIO_SUFFIXES or output_path.suffix.lower() in AUDIO_SUFFIXES \
             or starts_as_audio(start):

@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from codec.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from codec.bitstream import MAX_CHANNELS, BitstreamError, pack_codes, unpack_codes
+from codec.bitstream import MAGIC, MAX_CHANNELS, BitstreamError, pack_codes, unpack_codes
 
 STREAM_MAGIC = b"CODS"
 PACKET_SYNC = b"\xc5"
@@ -58,6 +58,12 @@ _TOTAL = struct.Struct("<Q")
 _LENGTH = struct.Struct("<H")
 ENTROPY_FLAG = 0x80
 SEQUENCE_MODULO = 1 << 16
+
+
+def coded_kind(start: bytes) -> str | None:
+    """What a file beginning with ``start`` holds if it is codes, not audio: "a .codes file" or
+    "a packet stream (codec stream --save)"; None otherwise."""
+    return {MAGIC: "a .codes file", STREAM_MAGIC: "a packet stream (codec stream --save)"}.get(start[:4])
 
 
 @dataclass
