@@ -29,6 +29,7 @@ from codec.pipes import check_redirections, discard_output, reserve_closed_std_s
 from codec.signals import Terminated, stop_on_termination
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Neural speech codec: encode audio to compact codes and decode it back.")
 
 
@@ -503,20 +504,27 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
 
     from codec.audio import AUDIO_SUFFIXES
     from codec.batch import CODES_SUFFIX, check_output_folder, find_files, plan_jobs, run_batch, summary_lines
+    from codec.datasets import Skipped
     from codec.pipes import is_stdio
 
     if "-" in sources:
         raise CodecError("- (stdin) takes one input; for several, give files, a folder or a glob")
     if is_stdio(output):
         raise CodecError("several inputs cannot go to - (stdout); give an output folder")
-    check_output_folder(sources, output, (CODES_SUFFIX, *AUDIO_SUFFIXES))
-    planned, clashes = plan_jobs(find_files(sources, input_suffixes, recognise), output, output_suffix)
+    check_output_folder(sources, output, (CODES_SUFFIX, *AUDIO_SUFFIXES), settings.command)
+    skipped = Skipped()
+    planned, clashes = plan_jobs(find_files(sources, input_suffixes, recognise, skipped), output, output_suffix)
+    # the other kind's files are expected beside the inputs (coding in place): not worth a note
+    outputs_kind = (CODES_SUFFIX,) if settings.command == "encode" else AUDIO_SUFFIXES
+    skipped.not_audio = [path for path in skipped.not_audio if path.suffix.lower() not in outputs_kind]
     output.mkdir(parents=True, exist_ok=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
         task = progress.add_task(f"{settings.command} ({jobs} job{'s' if jobs > 1 else ''})", total=len(planned))
         outcomes = run_batch(planned, settings, jobs, lambda outcome: progress.advance(task))
     outcomes += clashes
+    if note := skipped.summary("audio" if settings.command == "encode" else ".codes files or saved streams"):
+        stderr.print(_visible(f"note: {note}"), soft_wrap=True)
     for line in summary_lines(outcomes, settings.command):
         stderr.print(_visible(line), soft_wrap=True)
     if any(o.status == "failed" for o in outcomes):
@@ -673,8 +681,8 @@ def models(
         stderr.print(f"warning: skipped {problem}", soft_wrap=True)
     installed = os.environ.get("CODEC_MODELS_DIR")
     if installed and not Path(installed).is_dir():   # a typo would otherwise only hide the models it names
-        stderr.print(f"warning: CODEC_MODELS_DIR={installed}: no such folder; no installed models listed",
-                     soft_wrap=True)
+        what = "is a file, not a folder" if Path(installed).exists() else "no such folder"
+        stderr.print(f"warning: CODEC_MODELS_DIR={installed}: {what}; no installed models listed", soft_wrap=True)
     with _writing_stdout():
         if as_json:
             print(json.dumps([{k: v for k, v in asdict(s).items() if v is not None} for s in summaries], indent=2))
@@ -735,7 +743,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     force: FolderForceOption = False,
 ) -> None:
-    """Quality and speed of a model against classical codecs: PESQ, STOI, SI-SDR, bitrate, RTF."""
+    """Quality and speed of a model (and, with --baselines, of classical codecs): PESQ, STOI, SI-SDR, bitrate, RTF."""
     from dataclasses import asdict
 
     from rich.progress import Progress
@@ -776,7 +784,7 @@ def evaluate(
         check_refine_steps(refine_steps)
     except CodecError as error:
         raise CodecError(f"--refine-steps: {error}") from None
-    files, repeated = _evaluation_files(inputs)
+    files, repeated, skipped = _evaluation_files(inputs)
     names = list(dict.fromkeys(names))   # each baseline once
     settings = EvalSettings(model, kbps, names, pesq_nb, threads, entropy, refine_steps, int8, jobs)
     created = _create_folder(out)   # before minutes of coding: where it cannot be made (/proc, a full disk)
@@ -795,6 +803,8 @@ def evaluate(
             progress.stop()
     if repeated:
         notes.insert(0, f"{repeated} input(s) named a file already listed: each file was scored once")
+    if skipped:   # (as training notes them: a folder's .m4a files are not silently missing from the scores)
+        notes.insert(0, skipped)
     summaries = summarize(results)
     notes += result_notes(results, summaries, names)
     evaluated = len({r.path for r in results})
@@ -830,28 +840,30 @@ def evaluate(
         _fail(f"{len(files) - evaluated} of {len(files)} files could not be read and were left out (see the notes)")
 
 
-def _evaluation_files(inputs: list[str]) -> tuple[list[Path], int]:
+def _evaluation_files(inputs: list[str]) -> tuple[list[Path], int, str | None]:
     """The audio files that ``codec eval``'s inputs name (folders, files, quoted globs, manifests),
-    each once, in order; and how many more times some were named.
+    each once, in order; how many more times some were named; and a note on the files of folders
+    and globs that were left out (not audio, hidden), if any.
 
     Raises:
         CodecError: for an empty argument, or an input that is missing or holds no audio.
     """
     from codec.audio import AUDIO_SUFFIXES
     from codec.batch import find_files, is_batch, resolved_path
-    from codec.datasets import find_inputs
+    from codec.datasets import Skipped, find_inputs
 
     files: list[Path] = []
+    skipped = Skipped()
     for text in inputs:
         path = _named_path(text, "INPUT")
         if not path.exists() and is_batch([text]):   # a quoted glob
-            files += [file for file, _ in find_files([text], AUDIO_SUFFIXES)]
+            files += [file for file, _ in find_files([text], AUDIO_SUFFIXES, skipped=skipped)]
         else:
-            files += find_inputs(path)
+            files += find_inputs(path, skipped)
     unique = {}
     for file in files:   # the same file by another name (./a.flac, a link) too
         unique.setdefault(resolved_path(file), file)
-    return list(unique.values()), len(files) - len(unique)
+    return list(unique.values()), len(files) - len(unique), skipped.summary()
 
 
 def _create_folder(folder: Path) -> list[Path]:

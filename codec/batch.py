@@ -18,7 +18,7 @@ from pathlib import Path
 
 from codec.atomic import remove_partials
 from codec.audio import AUDIO_SUFFIXES
-from codec.datasets import visible_files
+from codec.datasets import Skipped, visible_files
 from codec.errors import CodecError, ModelNotFoundError
 from codec.signals import children_ignore_group_signals, terminate_workers
 from codec.threads import one_torch_thread
@@ -86,7 +86,8 @@ def _pattern_root(pattern: str) -> Path:
 
 
 def find_files(inputs: list[str], suffixes: tuple[str, ...],
-               recognise: tuple[str, Callable[[Path], bool]] | None = None) -> list[tuple[Path, Path]]:
+               recognise: tuple[str, Callable[[Path], bool]] | None = None,
+               skipped: Skipped | None = None) -> list[tuple[Path, Path]]:
     """The input files, each with the path its output takes below the output folder (suffix not
     yet changed), in order.
 
@@ -96,7 +97,8 @@ def find_files(inputs: list[str], suffixes: tuple[str, ...],
     (missing ones fail later, each on its own). One folder or pattern: its files keep their tree
     below it. Several inputs (as ``cp -r`` does): a folder's files go below the folder's name, a
     pattern's keep their tree below the pattern's fixed part, and plain files (a pattern the shell
-    expanded) keep their tree below their common folder.
+    expanded) keep their tree below their common folder. With ``skipped``, the files of folders and
+    patterns that were left out (another suffix, hidden) are listed there, for a note.
 
     Raises:
         CodecError: naming the folder or pattern, if it holds no such file.
@@ -108,7 +110,7 @@ def find_files(inputs: list[str], suffixes: tuple[str, ...],
         if not _is_expanded(text):
             placed.setdefault(Path(text), Path(os.path.abspath(text)).relative_to(common))
             continue
-        files, root = _expand(text, suffixes, recognise)
+        files, root = _expand(text, suffixes, recognise, skipped)
         below = Path(Path(os.path.abspath(text)).name) if len(inputs) > 1 and Path(text).is_dir() else Path()
         for file in files:
             placed.setdefault(file, below / file.relative_to(root))
@@ -120,10 +122,10 @@ def _is_expanded(text: str) -> bool:
     return Path(text).is_dir() or (not Path(text).is_file() and is_batch([text]))
 
 
-def _expand(text: str, suffixes: tuple[str, ...],
-            recognise: tuple[str, Callable[[Path], bool]] | None) -> tuple[list[Path], Path]:
+def _expand(text: str, suffixes: tuple[str, ...], recognise: tuple[str, Callable[[Path], bool]] | None,
+            skipped: Skipped | None = None) -> tuple[list[Path], Path]:
     """A folder's or a pattern's files with ``suffixes`` (or that ``recognise`` accepts), sorted,
-    and the folder they lie below."""
+    and the folder they lie below; the other files go to ``skipped`` (if given)."""
     kinds = ", ".join(suffixes) + (f" (or {recognise[0]})" if recognise else "")
 
     def wanted(path: Path) -> bool:
@@ -139,14 +141,17 @@ def _expand(text: str, suffixes: tuple[str, ...],
 
     if Path(text).is_dir():
         root = Path(text)
-        files = [p for p in visible_files(root) if wanted(p)]
-        if not files:
-            raise CodecError(f"{text}: no files ending in {kinds} in this folder or below")
-        return sorted(files), root
-    files = [p for p in map(Path, glob.glob(text, recursive=True)) if wanted(p)]
+        found = visible_files(root, None if skipped is None else skipped.hidden)
+    else:
+        root = _pattern_root(text)
+        found = [path for path in map(Path, glob.glob(text, recursive=True)) if not path.is_dir()]
+    files = [path for path in found if wanted(path)]
     if not files:
-        raise CodecError(f"{text}: the pattern matches no files ending in {kinds}")
-    return sorted(files), _pattern_root(text)
+        raise CodecError(f"{text}: no files ending in {kinds} in this folder or below" if Path(text).is_dir()
+                         else f"{text}: the pattern matches no files ending in {kinds}")
+    if skipped is not None:
+        skipped.not_audio += sorted(set(found) - set(files))
+    return sorted(files), root
 
 
 def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tuple[list[Job], list[Outcome]]:
@@ -205,15 +210,16 @@ def resolved_path(path: Path) -> Path:
         return path
 
 
-def check_output_folder(inputs: list[str], out_dir: Path, suffixes: tuple[str, ...]) -> None:
-    """The output of a batch must be a folder (created if missing), not a file.
+def check_output_folder(inputs: list[str], out_dir: Path, suffixes: tuple[str, ...], command: str = "code") -> None:
+    """The output of a batch (``command``: encode or decode) must be a folder (created if missing),
+    not a file.
 
     Raises:
         CodecError: if ``out_dir`` is a file or is named like one (``out.codes``).
     """
     if out_dir.is_file() or (not out_dir.exists() and out_dir.suffix.lower() in suffixes):
         if len(inputs) == 1 and Path(inputs[0]).is_dir():
-            raise CodecError(f"{inputs[0]}: is a directory; to code the files in it, give an output "
+            raise CodecError(f"{inputs[0]}: is a directory; to {command} the files in it, give an output "
                              f"folder instead of {out_dir}")
         raise CodecError(f"{out_dir}: several inputs need an output folder, not a file name")
 

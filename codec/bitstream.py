@@ -66,7 +66,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 
 import numpy as np
 
-from codec.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from codec.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, starts_as_audio
 from codec.errors import CodecError
 
 MAGIC = b"CODC"
@@ -328,6 +328,9 @@ def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
                              f"{_HEADER.size}-byte header")
     magic, version, flags, metadata_length = _HEADER.unpack_from(data)
     if magic != MAGIC:
+        if starts_as_audio(data[:4]):   # (a recording renamed, or the input given twice)
+            raise BitstreamError("not a .codes file: it begins as an audio file (WAV, FLAC, Ogg, MP3, ...) does; "
+                                 "codec encode makes .codes files from audio")
         raise BitstreamError("not a .codes file (wrong magic bytes at offset 0)")
     if version != VERSION:
         if _is_current_with_damaged_version(data):

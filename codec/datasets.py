@@ -50,16 +50,16 @@ class Skipped:
     not_audio: list[Path] = field(default_factory=list)
     hidden: list[Path] = field(default_factory=list)
 
-    def summary(self) -> str | None:
+    def summary(self, wanted: str = "audio") -> str | None:
         """One line such as "skipped 3 files that are not audio (.txt, .json) and 1 hidden file or
-        folder (.DS_Store)", or None if nothing was skipped."""
+        folder (.DS_Store)", or None if nothing was skipped; ``wanted`` names the kind looked for."""
         parts = []
         if self.not_audio:
             suffixes = Counter(path.suffix.lower() or "no suffix" for path in self.not_audio)
             shown = [suffix for suffix, _ in suffixes.most_common(5)]
             more = ", ..." if len(suffixes) > len(shown) else ""
             parts.append(f"{_count(len(self.not_audio), 'file')} that {'is' if len(self.not_audio) == 1 else 'are'} "
-                         f"not audio ({', '.join(shown)}{more})")
+                         f"not {wanted} ({', '.join(shown)}{more})")
         if self.hidden:
             names = sorted({path.name for path in self.hidden})
             more = ", ..." if len(names) > 3 else ""
@@ -105,7 +105,7 @@ def _manifest_paths(manifest: Path) -> list[str]:
         CodecError: naming the manifest (and the line) that cannot be read or holds no path.
     """
     try:
-        lines = manifest.read_text(encoding="utf-8").splitlines()
+        lines = manifest.read_text(encoding="utf-8-sig").splitlines()   # (a BOM, as Excel writes one, is not text)
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8 text"
         raise CodecError(f"{manifest}: cannot read the manifest ({reason})") from None

@@ -40,8 +40,11 @@ def test_folder_encode_decode_mirrors_the_tree(tiny_model_dir, tree, tmp_path):
     assert result.exit_code == 0, result.output
     assert _files(codes) == ["a/b/y.codes", "a/x.codes", "top.codes"]
     assert "encoded 3 files, skipped 0, failed 0" in result.output and "kbps mean" in result.output
+    assert "note: skipped 1 file that is not audio (.txt)" in result.output   # (not silently)
+    (codes / "a" / "x.wav").write_bytes(b"")   # audio beside codes is expected (decoding in place): no note
     result = invoke("decode", codes, wavs, "--model", tiny_model_dir)
     assert result.exit_code == 0, result.output
+    assert "note: skipped" not in result.output
     assert _files(wavs) == ["a/b/y.wav", "a/x.wav", "top.wav"]
     for name, source in [("a/x.wav", "a/x.flac"), ("top.wav", "top.wav")]:
         out, original = sf.info(str(wavs / name)), sf.info(str(tree / source))
@@ -123,6 +126,9 @@ def test_quoted_glob_with_two_jobs(tiny_model_dir, tree, tmp_path):
     result = invoke("encode", f"{tree}/**/*.wav", codes, "--model", tiny_model_dir, "--jobs", "2")
     assert result.exit_code == 0, result.output
     assert _files(codes) == ["a/b/y.codes", "top.codes"]
+    assert "note: skipped" not in result.output   # what the pattern does not match is not noted
+    result = invoke("encode", f"{tree}/a/*", tmp_path / "codes2", "--model", tiny_model_dir)
+    assert "note: skipped 1 file that is not audio (.txt)" in result.output   # what it matches is
     result = invoke("decode", f"{codes}/**/*.codes", tmp_path / "out", "--jobs", "2", "--model", tiny_model_dir,
                     "--format", "flac", "--sample-rate", "22050")
     assert result.exit_code == 0, result.output
@@ -189,7 +195,8 @@ def test_a_missing_argument_gets_the_usage_and_exit_code_2(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("args,message", [
-    (["encode", "{tree}", "out.codes"], "is a directory; to code the files in it, give an output folder"),
+    (["encode", "{tree}", "out.codes"], "is a directory; to encode the files in it, give an output folder"),
+    (["decode", "{tree}", "out.wav"], "is a directory; to decode the files in it, give an output folder"),
     (["encode", "{tree}/*.wav", "out.codes"], "several inputs need an output folder"),
     (["encode", "{tree}", "-"], "cannot go to - (stdout)"),
     (["encode", "{tree}", "out", "--jobs", "0"], "--jobs 0"),

@@ -40,8 +40,11 @@ def test_payload_is_bit_packed_at_10_bits():
 
 def test_wrong_magic():
     data = bytearray(to_bytes(make()))
-    data[:4] = b"RIFF"
+    data[:4] = b"XCDC"
     with pytest.raises(BitstreamError, match="wrong magic"):
+        from_bytes(bytes(data))
+    data[:4] = b"RIFF"   # a WAV file's start: named as audio
+    with pytest.raises(BitstreamError, match="not a .codes file: it begins as an audio file"):
         from_bytes(bytes(data))
 
 

@@ -423,6 +423,9 @@ def test_codes_objects_compare_check_their_parts_and_their_model(tiny_model_dir,
     with pytest.raises(CodecError, match=r"which encoding would replace with codes; name the output .codes$"):
         api.encode_file(write_audio(tmp_path / "other.wav", tone(0.2, 16000), 16000), tmp_path / "in.wav",
                         model=model, force=True)   # no CLI hint either
+    (tmp_path / "audio.codes").write_bytes((tmp_path / "in.wav").read_bytes())   # audio under a codes name
+    with pytest.raises(CodecError, match=r"is an audio file, .*; give the codes another name \(this file holds audio"):
+        codes.save(tmp_path / "audio.codes")
     codes.save(tmp_path / "c.codes")
     with pytest.warns(UserWarning, match=r"int8=True is unused with a loaded Codec"):
         api.decode_file(tmp_path / "c.codes", tmp_path / "out.wav", model=model, int8=True)

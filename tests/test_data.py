@@ -24,7 +24,8 @@ def test_manifests(folder):
     (folder / "list.tsv").write_text("path\tspeaker\n" + "".join(f"{p.name}\tx\n" for p in expected))
     (folder / "list.jsonl").write_text("".join(json.dumps({"path": str(p)}) + "\n" for p in expected))
     (folder / "wav.scp").write_text("".join(f"utt{i} {p.name}\n" for i, p in enumerate(expected)))
-    for manifest in ("list.tsv", "list.jsonl", "wav.scp"):
+    (folder / "excel.tsv").write_bytes(b"\xef\xbb\xbf" + (folder / "list.tsv").read_bytes())   # with a BOM
+    for manifest in ("list.tsv", "excel.tsv", "list.jsonl", "wav.scp"):
         assert [p.resolve() for p in find_inputs(folder / manifest)] == [p.resolve() for p in expected]
     (folder / "bad.scp").write_text("utt1 sox a.wav -t wav - |\n")
     with pytest.raises(CodecError, match="no piped commands"):

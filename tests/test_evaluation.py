@@ -227,16 +227,20 @@ def test_eval_keeps_earlier_results_unless_forced(tiny_model_dir, tmp_path):
     assert CliRunner().invoke(app, [*command, "--force"]).exit_code == 0
 
 
-def test_eval_notes_files_scored_on_their_first_channel_and_names_the_default_model(tmp_path):
+def test_eval_notes_first_channels_skipped_files_and_si_sdr_and_names_the_default_model(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     write_audio(folder / "mono.wav", speechlike(1.0), 16000)
     write_audio(folder / "stereo.wav", np.stack([speechlike(1.0)] * 2, axis=1), 16000)
+    for name in ("notes.txt", "take.m4a", ".DS_Store"):   # left out, and said so
+        (folder / name).write_bytes(b"x")
     out = tmp_path / "report"
     result = CliRunner().invoke(app, ["eval", str(folder), "--bitrates", "6", "--baselines", "none",
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "1 of 2 files have several channels: each was coded and scored on its first" in result.output
+    assert "skipped 2 files that are not audio (.txt, .m4a) and 1 hidden file or folder (.DS_Store)" in result.output
+    assert "esc-16k-small scored below 0 dB: decoded speech need not follow the input's waveform" in result.output
     assert "baselines were scored" not in result.output   # (none ran)
     assert json.loads((out / "results.json").read_text())["settings"]["model"] == "esc-16k-small"
 
@@ -354,7 +358,8 @@ def test_eval_checks_bitrates_and_baselines_before_its_progress_bar(tiny_model_d
     write_audio(source, speechlike(1.0), 16000)
     command = ["eval", str(source), "--model", str(tiny_model_dir), "--out", str(tmp_path / "report")]
     for option, value, message in (("--bitrates", "7", "--bitrates: bitrate 7 kbps is not supported by"),
-                                   ("--baselines", "foo", "--baselines: unknown baseline")):
+                                   ("--baselines", "foo", "--baselines: unknown baseline"),
+                                   ("--baselines", "none,opus", "'none' means no baselines: give it alone")):
         result = CliRunner().invoke(app, [*command, option, value])
         assert result.exit_code == 1 and message in result.output, result.output
         assert result.output.startswith("error:"), result.output   # one line, no empty one before it

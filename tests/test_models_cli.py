@@ -51,6 +51,12 @@ def test_help_names_the_default_model():
         assert result.exit_code == 0 and f"default: {DEFAULT_MODEL}" in text, command
 
 
+def test_dash_h_is_help_too():
+    for command in ([], ["encode"], ["eval"], ["train"]):
+        result = invoke(*command, "-h")
+        assert result.exit_code == 0 and "Usage: " in result.stdout and "Options" in result.stdout, command
+
+
 def test_help_shows_no_value_placeholder_for_flags():
     """A flag takes no value, so the help names no type after it (typer 0.29 printed <bool>)."""
     for command in ("encode", "decode", "eval", "stream", "export"):
@@ -226,6 +232,9 @@ def test_a_models_folder_that_is_not_there_is_named(tmp_path, monkeypatch):
     result = invoke("models", "--json")
     assert result.exit_code == 0 and DEFAULT_MODEL in {m["name"] for m in json.loads(result.stdout)}
     assert f"warning: CODEC_MODELS_DIR={tmp_path / 'typo'}: no such folder; no installed models listed" in result.output
+    (tmp_path / "typo").write_text("a file")
+    result = invoke("models", "--json")
+    assert f"warning: CODEC_MODELS_DIR={tmp_path / 'typo'}: is a file, not a folder" in result.output
 
 
 def test_an_empty_models_folder_variable_counts_as_unset(tmp_path, monkeypatch):

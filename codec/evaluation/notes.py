@@ -32,6 +32,12 @@ def result_notes(results: list[FileResult], summaries: list[Summary], baselines:
         notes.append("baselines were scored after aligning their decoded signal (lags in results); their "
                      "real-time factors include starting their programs and temporary files for each file; "
                      "their measured kbps are their packets, the model's the whole .codes file (header included)")
+    unlike_input = sorted({s.system for s in summaries if "codebooks" in s.setting and (s.mean.get("si_sdr") or 0) < 0})
+    if unlike_input:   # (a reader of the table would take -20 dB for a broken codec)
+        notes.append(f"SI-SDR compares waveforms sample by sample; {', '.join(unlike_input)} scored below 0 dB: "
+                     f"decoded speech need not follow the input's waveform (this suite's decoders generate the "
+                     f"phase with an inverse-STFT head), so it is not comparable with a waveform codec's SI-SDR; "
+                     f"compare PESQ-WB, STOI and the mel distance")
     reasons = Counter(r.undefined["pesq_wb"] for r in results if r.undefined.get("pesq_wb"))
     if reasons:   # why cells read "undefined" (each file's reason is in results.json)
         notes.append(undefined_note("PESQ-WB", reasons, len(results)))
