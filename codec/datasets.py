@@ -44,8 +44,9 @@ def visible_files(root: Path, hidden: list[Path] | None = None) -> list[Path]:
 
 @dataclass
 class Skipped:
-    """What ``find_inputs`` left out of a folder: files that are not audio (by suffix), and hidden
-    files and folders (dot names, whose files are not counted)."""
+    """What ``find_inputs`` (or a batch's ``codec.batch.find_files``) left out of a folder or glob:
+    files that are not of the kind looked for, audio or codes, by suffix (in ``not_audio``), and
+    hidden files and folders (dot names, whose files are not counted)."""
 
     not_audio: list[Path] = field(default_factory=list)
     hidden: list[Path] = field(default_factory=list)
