@@ -777,6 +777,8 @@ def evaluate(
     if not kbps:
         raise CodecError(f"--bitrates {bitrates!r}: expected comma-separated numbers such as 1.5,3,6,12")
     names = [] if baselines.strip() in ("", "none") else [b.strip() for b in baselines.split(",")]
+    if "none" in names:
+        raise CodecError(f"--baselines {baselines}: 'none' means no baselines: give it alone, or leave it out")
     for option, value in (("--jobs", jobs), ("--threads", threads)):
         if value < 1:
             raise CodecError(f"{option} {value}: must be at least 1")

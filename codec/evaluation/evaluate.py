@@ -294,10 +294,10 @@ def summarize(results: list[FileResult]) -> list[Summary]:
             sum(r.encode_rtf * r.duration_s for r in rows) / seconds,
             sum(r.decode_rtf * r.duration_s for r in rows) / seconds,
             mean, ci95, undefined))
-    return sorted(summaries, key=lambda s: (s.system not in _our_names(results), s.system, s.nominal_kbps))
+    return sorted(summaries, key=lambda s: (s.system not in our_names(results), s.system, s.nominal_kbps))
 
 
-def _our_names(results: list[FileResult]) -> set[str]:
+def our_names(results: list[FileResult]) -> set[str]:
     return {r.system for r in results if "codebooks" in r.setting}  # ours first in tables
 
 

@@ -4,7 +4,7 @@ cells are undefined or rows are over different files."""
 
 from collections import Counter
 
-from codec.evaluation.evaluate import FileResult, Summary
+from codec.evaluation.evaluate import FileResult, Summary, our_names
 
 
 def result_notes(results: list[FileResult], summaries: list[Summary], baselines: list[str]) -> list[str]:
@@ -32,7 +32,8 @@ def result_notes(results: list[FileResult], summaries: list[Summary], baselines:
         notes.append("baselines were scored after aligning their decoded signal (lags in results); their "
                      "real-time factors include starting their programs and temporary files for each file; "
                      "their measured kbps are their packets, the model's the whole .codes file (header included)")
-    unlike_input = sorted({s.system for s in summaries if "codebooks" in s.setting and (s.mean.get("si_sdr") or 0) < 0})
+    ours = our_names(results)
+    unlike_input = sorted({s.system for s in summaries if s.system in ours and (s.mean.get("si_sdr") or 0) < 0})
     if unlike_input:   # (a reader of the table would take -20 dB for a broken codec)
         notes.append(f"SI-SDR compares waveforms sample by sample; {', '.join(unlike_input)} scored below 0 dB: "
                      f"decoded speech need not follow the input's waveform (this suite's decoders generate the "

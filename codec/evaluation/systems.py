@@ -190,10 +190,8 @@ def baseline_systems(names: list[str], bitrates_kbps: list[float]) -> tuple[list
     """
     systems, notes = [], []
     for name in names:
-        if name == "none":   # (alone it means no baselines, and never reaches here)
-            raise ValueError("'none' means no baselines: give it alone, or leave it out of the list")
         if name not in BASELINES:
-            raise ValueError(f"unknown baseline '{name}'; choose from {', '.join(BASELINES)} (or none)")
+            raise ValueError(f"unknown baseline '{name}'; choose from {', '.join(BASELINES)}")
         program = "c2enc" if name == "codec2" else "ffmpeg"
         if shutil.which(program) is None or (program == "ffmpeg" and shutil.which("ffprobe") is None):
             notes.append(f"{name} skipped: '{program}' is not installed "
