@@ -728,7 +728,7 @@ def evaluate(
         help="Comma-separated: opus (CBR), opus-vbr, speex, codec2 (or 'none'). opus and speex need ffmpeg "
              "with libopus/libspeex, codec2 c2enc/c2dec; opus runs from 6 kbps, speex at its wideband rate "
              "nearest each bitrate, codec2 at 3.2 and 1.3 kbps whatever --bitrates says.")] = "none",
-    out: Annotated[Path, typer.Option(help="Folder for results.json, results.csv and plots.",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.json, results.csv and plots.",
                                       **NON_EMPTY_PATH)] = Path("eval"),
     pesq_nb: Annotated[bool, typer.Option("--pesq-nb", help="Also compute narrowband PESQ.")] = False,
     entropy: Annotated[bool, typer.Option("--entropy", help="Also rows with the entropy coding.")] = False,
@@ -822,7 +822,7 @@ def evaluate(
             example_path, reference, decoded = example
             ours = {k: v for k, v in decoded.items() if k.startswith(summaries[0].system)}
             plot_spectrograms(staging / "spectrograms.png",
-                              f"{example_path.name}: reference and {summaries[0].system}", reference, ours)
+                              _visible(f"{example_path.name}: reference and {summaries[0].system}"), reference, ours)
         for name in EVAL_OUTPUTS:   # an earlier run's spectrograms do not stay beside these results
             if (staging / name).exists():
                 os.replace(staging / name, out / name)

@@ -438,6 +438,20 @@ def test_eval_without_bitrates_scores_the_models_own(tiny_model_dir, tmp_path):
     assert sorted(s["nominal_kbps"] for s in json.loads(result.stdout)) == [3.0, 12.0]
 
 
+@pytest.mark.skipif(os.name != "posix", reason="file names of any bytes are a POSIX file system's")
+def test_a_file_name_that_is_not_utf8_is_scored_and_listed_as_its_bytes(tiny_model_dir, tmp_path):
+    name = os.fsdecode(b"caf\xe9.wav")   # Latin-1, as an older system may have named it
+    source = tmp_path / name
+    try:
+        os.rename(write_audio(tmp_path / "in.wav", speechlike(1.0), 16000), source)
+    except OSError:
+        pytest.skip("this file system refuses names that are not UTF-8")
+    result = CliRunner().invoke(app, ["eval", str(source), "--model", str(tiny_model_dir), "--bitrates", "6",
+                                      "--baselines", "none", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert b"caf\xe9.wav" in (tmp_path / "r" / "results.csv").read_bytes()
+
+
 def test_rate_distortion_error_bars_stop_at_the_metrics_range(tmp_path, monkeypatch):
     import matplotlib.axes
 
@@ -607,8 +621,10 @@ def test_a_dc_offset_is_not_scored(tiny_model_dir, tmp_path):
     speech lost 0.7 PESQ-WB and 0.13 STOI."""
     folder = tmp_path / "in"
     folder.mkdir()
-    write_audio(folder / "plain.wav", 0.3 * speechlike(2.0), 16000)
-    write_audio(folder / "offset.wav", 0.3 * speechlike(2.0) + 0.5, 16000)
+    # one draw of the noise for both, stored as floats (16-bit samples would round the two apart)
+    speech = 0.3 * speechlike(2.0)
+    write_audio(folder / "plain.wav", speech, 16000, subtype="FLOAT")
+    write_audio(folder / "offset.wav", speech + 0.5, 16000, subtype="FLOAT")
     write_audio(folder / "only.wav", np.full(2 * 44100, 0.3), 44100)   # removed before resampling: no edges left
     out = tmp_path / "report"
     result = CliRunner().invoke(app, ["eval", str(folder), "--model", str(tiny_model_dir), "--bitrates", "6",

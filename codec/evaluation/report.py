@@ -48,7 +48,8 @@ def write_results(out_dir: Path, results: list[FileResult], summaries: list[Summ
     payload = {"settings": settings, "notes": notes, **as_dict(results, summaries)}
     (out_dir / "results.json").write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
     metrics = list(results[0].scores) if results else []
-    with open(out_dir / "results.csv", "w", newline="") as handle:
+    # surrogateescape: a file name that is not UTF-8 (Linux allows any bytes) is written back as its bytes
+    with open(out_dir / "results.csv", "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "codec", "setting", "nominal_kbps", "measured_kbps", "overhead_kbps",
                          "duration_s", "sample_rate", "lag_samples_16k", "encode_rtf", "decode_rtf",
