@@ -537,3 +537,12 @@ def test_an_output_named_by_a_file_descriptor_is_refused_and_the_file_kept(tiny_
     result = invoke("encode", source, f"/proc/self/root{tmp_path}/through-proc.codes",
                     "--model", tiny_model_dir)
     assert result.exit_code == 0 and (tmp_path / "through-proc.codes").is_file(), result.output
+
+
+def test_an_internal_errors_message_is_cut_to_a_readable_length():
+    from codec.errors import internal_error_message
+
+    short = internal_error_message(TypeError("bad argument"))
+    assert short == "internal error: TypeError: bad argument (set CODEC_DEBUG=1 for the traceback)"
+    long = internal_error_message(TypeError("graph(" + "x" * 100_000 + ")"))   # as the ONNX exporter's can be
+    assert len(long) < 700 and "(99507 characters more)" in long and long.endswith("for the traceback)")

@@ -319,3 +319,26 @@ def test_an_unknown_export_format_is_refused():
 
     with pytest.raises(CodecError, match=re.escape("--format 'tflite' is not supported; choose onnx")):
         export_format("tflite")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file names of any bytes are a POSIX file system's")
+def test_a_folder_whose_path_is_not_utf8_is_read_and_refused_for_export_by_name(tiny_model, exported, tmp_path):
+    import shutil
+
+    from codec.errors import CodecError
+    from codec.models import load_model, save_model
+
+    folder = tmp_path / os.fsdecode(b"caf\xe9")   # Latin-1, as an older system may have named it
+    try:
+        shutil.copytree(exported, folder)
+    except OSError:
+        pytest.skip("this file system refuses names that are not UTF-8")
+    audio = np.random.default_rng(0).uniform(-0.3, 0.3, (1, 1, 16000)).astype(np.float32)
+    codec = OnnxCodec(exported)
+    assert np.array_equal(OnnxCodec(folder).encode(audio, 8)[0], codec.encode(audio, 8)[0])
+    model_dir = save_model(tiny_model, tmp_path / "model")
+    shutil.copytree(model_dir, folder / "model")
+    assert load_model(folder / "model").state_dict().keys() == tiny_model.state_dict().keys()
+    with pytest.raises(CodecError, match=r"caf.*: the ONNX exporter needs a folder whose path is UTF-8"):
+        export_onnx(tiny_model, folder / "new")
+    assert not (folder / "new").exists()

@@ -170,13 +170,13 @@ def load_entropy_model(directory: Path) -> EntropyModel | None:
     """
     import hashlib
 
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     if not has_entropy_model(directory):
         return None
     try:
         model = EntropyModel(EntropyModelConfig.from_dict(json.loads((directory / ENTROPY_CONFIG).read_text())))
-        model.load_state_dict(from_8_bits(load_file(str(directory / ENTROPY_WEIGHTS))))
+        model.load_state_dict(from_8_bits(load((directory / ENTROPY_WEIGHTS).read_bytes())))   # any path, as load_model
     except Exception as error:   # any failure of these files (safetensors raises its own error type)
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CodecError(f"{directory}: cannot load the entropy model ({reason}); fix or remove "

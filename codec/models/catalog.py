@@ -61,12 +61,12 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
             network = build_model(config)  # random weights: only the shapes matter here
         weights_bytes = (directory / WEIGHTS_FILE).stat().st_size
         if with_hash:   # reading the file anyway: its header must be a safetensors one
-            from safetensors import safe_open
+            from safetensors.torch import load
 
-            try:
-                with safe_open(str(directory / WEIGHTS_FILE), "pt"):
-                    pass
-            except Exception as error:   # safetensors raises its own SafetensorError (and OSError)
+            weights = (directory / WEIGHTS_FILE).read_bytes()   # (an OSError is reported below)
+            try:   # from bytes: safetensors takes a path only as UTF-8 text
+                load(weights)
+            except Exception as error:   # safetensors raises its own SafetensorError
                 raise ValueError(f"{WEIGHTS_FILE} is not a safetensors file: {error}") from None
     except json.JSONDecodeError as error:
         raise CodecError(f"{directory / CONFIG_FILE}: is not valid JSON ({error})") from None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
 from codec.atomic import write_atomically
 from codec.eight_bit import from_8_bits, to_8_bits
@@ -211,7 +211,8 @@ def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Co
     model_dir = resolve_model_dir(name_or_path)
     try:
         model = build_model(config_from_dict(json.loads((model_dir / CONFIG_FILE).read_text())))
-        state = from_8_bits(load_file(str(model_dir / WEIGHTS_FILE)))
+        # bytes read by Python, not a path for safetensors: it takes a path only as UTF-8 text
+        state = from_8_bits(load((model_dir / WEIGHTS_FILE).read_bytes()))
     except (OSError, ValueError, TypeError, AttributeError, RuntimeError, SafetensorError) as error:
         # SafetensorError: cut or foreign weights
         raise CodecError(f"{model_dir}: cannot load model ({error})".splitlines()[0]) from None

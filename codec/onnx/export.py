@@ -183,12 +183,18 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
     ``codec.onnx.runtime`` (``OnnxCodec.encode`` / ``decode`` do, as ``codec encode`` / ``decode``).
 
     Raises:
-        CodecError: for a model with a global code, or naming ``out_dir`` if the files cannot be written.
+        CodecError: for a model with a global code, or naming ``out_dir`` if the files cannot be
+            written or its path is not UTF-8 text.
     """
     if model.global_code is not None:
         raise CodecError(f"{model.config.name} has a time-invariant global code; ONNX export supports "
                          f"models without one (use --runtime torch to stream it)")
     out_dir = Path(out_dir)
+    try:   # the exporter and onnxruntime's quantizer take paths as UTF-8 text
+        str(out_dir.absolute()).encode("utf-8")
+    except UnicodeEncodeError:
+        raise CodecError(f"{out_dir}: the ONNX exporter needs a folder whose path is UTF-8 text, and this one "
+                         f"holds bytes that are not; export into another folder, then move it") from None
     made = not out_dir.exists()
     staging, finished = None, False
     try:

@@ -105,10 +105,13 @@ class OnnxCodec:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.sessions = {
-            graph: onnxruntime.InferenceSession(str(directory / spec["file"]), options,
-                                                providers=["CPUExecutionProvider"])
-            for graph, spec in self.config["graphs"].items()}
+        self.sessions = {}
+        for graph, spec in self.config["graphs"].items():
+            try:   # read here, not by onnxruntime: it takes a path only as UTF-8 text, and a folder's need not be
+                serialized = (directory / spec["file"]).read_bytes()
+            except OSError as error:
+                raise CodecError(f"{directory}: cannot read its graph {spec['file']} ({error.strerror})") from None
+            self.sessions[graph] = onnxruntime.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
 
     @property
     def input_level_dbfs(self) -> float | None:
