@@ -22,6 +22,21 @@ def disk_full(path: Path) -> str | None:
     return "No space left on device" if stats.f_bavail * stats.f_frsize < 1 << 20 else None
 
 
+def require_utf8_path(folder: Path, what: str, writer: str) -> None:
+    """For writers that take a path only as UTF-8 text (ONNX's exporter, TensorBoard's): refuse a
+    ``folder`` whose absolute path holds bytes that are not UTF-8 (a name Linux allows, which
+    Python reads into lone surrogates) before any work, naming it as ``what``.
+
+    Raises:
+        CodecError: for such a folder.
+    """
+    try:
+        str(folder.absolute()).encode("utf-8")
+    except UnicodeEncodeError:
+        raise CodecError(f"{what}: {writer} needs a folder whose path is UTF-8 text, and this one holds bytes "
+                         f"that are not; use another folder (and move the result afterwards)") from None
+
+
 def final_path(path: Path) -> Path:
     """The file that writing ``path`` replaces: a symbolic link's target, so that the link stays."""
     return path.resolve() if path.is_symlink() else path

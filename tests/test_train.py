@@ -962,6 +962,18 @@ def test_a_run_folder_that_cannot_be_written_is_named_with_its_recipe_before_any
         train_entropy(load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [f"run.out_dir={out_dir}"]))
 
 
+@pytest.mark.skipif(os.name != "posix", reason="file names of any bytes are a POSIX file system's")
+def test_a_run_folder_whose_path_is_not_utf8_is_refused_before_any_work(tmp_path):
+    """TensorBoard's log writer took it as far as its first event file, then an internal error."""
+    from codec.train import train_any
+
+    out_dir, missing = tmp_path / os.fsdecode(b"caf\xe9"), tmp_path / "no-data"
+    with pytest.raises(CodecError, match=r"run.out_dir=.*caf.*: the TensorBoard log writer needs a folder whose "
+                                         r"path is UTF-8 text"):
+        train_any(tiny(missing, out_dir))
+    assert not out_dir.exists()
+
+
 def test_resume_mismatches_are_found_before_the_data_loads(audio_folder, tmp_path):
     """A large training set takes minutes to load: the folder does not even exist when resuming here."""
     out, missing = tmp_path / "run", tmp_path / "no-data"

@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from codec.atomic import require_utf8_path
 from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.modules.streaming import start_streaming, stop_streaming, streaming_modules
@@ -190,11 +191,7 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
         raise CodecError(f"{model.config.name} has a time-invariant global code; ONNX export supports "
                          f"models without one (use --runtime torch to stream it)")
     out_dir = Path(out_dir)
-    try:   # the exporter and onnxruntime's quantizer take paths as UTF-8 text
-        str(out_dir.absolute()).encode("utf-8")
-    except UnicodeEncodeError:
-        raise CodecError(f"{out_dir}: the ONNX exporter needs a folder whose path is UTF-8 text, and this one "
-                         f"holds bytes that are not; export into another folder, then move it") from None
+    require_utf8_path(out_dir, str(out_dir), "the ONNX exporter")
     made = not out_dir.exists()
     staging, finished = None, False
     try:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from codec.atomic import require_utf8_path
 from codec.errors import CodecError
 
 try:
@@ -61,6 +62,7 @@ def _make_writable_folder(out_dir: Path) -> None:
         CodecError: naming ``run.out_dir`` and why (a file where a folder should be, no permission,
             a read-only disk).
     """
+    require_utf8_path(out_dir, f"recipe value run.out_dir={out_dir}", "the TensorBoard log writer")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out_dir):
