@@ -34,6 +34,7 @@ from codec.audio import (
 from codec.band_fill import BandFill
 from codec.bitstream import CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError, ModelNotFoundError
+from codec.highpass import HighPass
 from codec.level import Leveling, amplitude, measure_leveling
 from codec.models import ConvCodec
 from codec.pipes import names_a_file_descriptor
@@ -149,7 +150,8 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
     """Encode ``[n, C]`` float blocks; returns ``(codes [C, K, F], number of input samples,
     global codes [C, G] or None)``. ``refine_steps`` > 0: refine each block's latent by that many
     steps of analysis by synthesis (``codec/refine.py``; slower, closer to the input).
-    ``leveling``: what to do to the input first (``codec.level``: DC removal and a gain that decoding undoes).
+    ``leveling``: what to do to the input first (``codec.level``: DC removal and a gain that decoding
+    undoes), after the model's high-pass (``codec.highpass``; measure the level after it: ``high_passed``).
 
     Raises:
         CodecError: for refinement steps out of range or with a model that cannot use them.
@@ -158,9 +160,10 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
     encoder = file_encoder(model, num_codebooks, channels, refiner)
     resampler = _resampler(sample_rate, model.sample_rate, channels)
     fill = BandFill(sample_rate, model.sample_rate, channels)   # a low-rate input's empty band
+    highpass = HighPass(model.config.input_highpass_hz, sample_rate)
 
     def resample(block: np.ndarray, last: bool = False) -> np.ndarray:
-        return fill(resampler(leveling(block), last=last))
+        return fill(resampler(leveling(highpass(block)), last=last))
     codes, pending, seen, fed = [], np.zeros((0, channels)), 0, 0
 
     def feed(samples: np.ndarray) -> None:
@@ -220,6 +223,12 @@ def _codebooks(model: ConvCodec, bitrate_kbps: float) -> int:
         raise CodecError(str(error)) from None
 
 
+def high_passed(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[np.ndarray]:
+    """``[n, C]`` blocks as ``encode_blocks`` filters them before leveling: for measuring their level."""
+    highpass = HighPass(model.config.input_highpass_hz, sample_rate)
+    return (highpass(block) for block in blocks)
+
+
 def _codes_file(model: ConvCodec, sample_rate: int, codes: np.ndarray, num_samples: int,
                 global_codes: np.ndarray | None, gain_db: float | list[float] = 0.0) -> CodesFile:
     frame_rate = model.frame_rate
@@ -259,7 +268,7 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
     if not np.all(np.isfinite(audio)):
         raise CodecError("audio contains NaN or infinite samples")
     step = max(1, int(block_seconds(audio.shape[1]) * sample_rate))
-    leveling = measure_leveling([audio], sample_rate, model.config.input_level_dbfs)
+    leveling = measure_leveling(high_passed(model, [audio], sample_rate), sample_rate, model.config.input_level_dbfs)
     blocks = (audio[start:start + step] for start in range(0, len(audio), step))
     return _codes_file(model, sample_rate, *encode_blocks(model, blocks, sample_rate, audio.shape[1],
                                                           _codebooks(model, bitrate_kbps), refine_steps, leveling),
@@ -511,8 +520,8 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     if model.config.input_level_dbfs is not None:   # a first pass measures the input's level
         with open_audio(input_path) as source:
             blocks = read_blocks(source, input_path, int(block_seconds(source.channels) * source.samplerate))
-            leveling = measure_leveling((limited(b, [0]) for b in blocks), source.samplerate,   # as coded
-                                        model.config.input_level_dbfs)
+            blocks = high_passed(model, (limited(b, [0]) for b in blocks), source.samplerate)   # as coded
+            leveling = measure_leveling(blocks, source.samplerate, model.config.input_level_dbfs)
     with open_audio(input_path) as source:
         block_size = int(block_seconds(source.channels) * source.samplerate)
         blocks = (limited(b, clipped) for b in read_blocks(source, input_path, block_size))

@@ -416,8 +416,9 @@ def main() -> None:
 
 Speakers and microphones that none of the training or dev files share (`{args.other_corpora}`; for
 example the wideband files `scripts/ood_speech.py` gathers from public packages: CMU ARCTIC,
-Codec2's, openSMILE's and amfm_decompy's samples, ALSA's test voice), scored at 16 kHz. A rough
-stand-in for the hidden test set's other corpora.
+AMI meeting speakers, PocketSphinx's and silero-vad's test voices, a LibriVox reader, voices in
+other languages; see its docstring), scored at 16 kHz. A rough stand-in for the hidden test set's
+other corpora.
 
 | codec | setting | nominal kbps | measured kbps | PESQ-WB | STOI | RTF (1 thread) |
 | --- | --- | ---: | ---: | ---: | ---: | ---: |

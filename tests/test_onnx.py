@@ -342,3 +342,21 @@ def test_a_folder_whose_path_is_not_utf8_is_read_and_refused_for_export_by_name(
     with pytest.raises(CodecError, match=r"caf.*: the ONNX exporter needs a folder whose path is UTF-8"):
         export_onnx(tiny_model, folder / "new")
     assert not (folder / "new").exists()
+
+
+def test_whole_signal_encoding_applies_the_models_high_pass_as_codec_encode_does(tiny_model, exported):
+    from codec.highpass import HighPass
+
+    tiny_model.config.input_highpass_hz = 80.0
+    try:
+        assert json.loads((export_onnx(tiny_model, exported.parent / "hp") / "codec.json").read_text())[
+            "input_highpass_hz"] == 80.0
+    finally:
+        tiny_model.config.input_highpass_hz = None
+    plain, filtered = OnnxCodec(exported), OnnxCodec(exported)
+    filtered.config["input_highpass_hz"] = 80.0
+    t = np.arange(16000) / 16000
+    audio = (0.1 * np.sin(2 * np.pi * 440 * t) + 0.3 * np.sin(2 * np.pi * 25 * t))[None, None].astype(np.float32)
+    prefiltered = HighPass(80.0, 16000)(audio[0].T).T[None].astype(np.float32)
+    assert np.array_equal(filtered.encode(audio, 8)[0], plain.encode(prefiltered, 8)[0])
+    assert not np.array_equal(filtered.encode(audio, 8)[0], plain.encode(audio, 8)[0])

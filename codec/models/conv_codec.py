@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from codec.config import JsonConfig
+from codec.highpass import check_highpass
 from codec.level import check_target_level
 from codec.models.interface import CodecBase
 from codec.modules import (
@@ -63,6 +64,7 @@ class ConvCodecConfig(JsonConfig):
     global_film: bool = False        # the global code also scales and shifts every decoder block (FiLM)
     bitrates_kbps: list[float] = field(default_factory=lambda: [1.5, 3.0, 6.0, 12.0])
     input_level_dbfs: float | None = None   # encoding scales input to this active level (codec/level.py)
+    input_highpass_hz: float | None = None  # encoding high-passes input at this cutoff (codec/highpass.py)
 
 
 @dataclass
@@ -87,6 +89,7 @@ class ConvCodec(CodecBase):
         self.config = c = config
         check_synthesis_window(c.synthesis_n_fft, c.hop_length, f"hop_length={c.hop_length}")
         check_target_level(c.input_level_dbfs)
+        check_highpass(c.input_highpass_hz)
         bins = c.analysis_n_fft // 2 + 1
         k = c.kernel_size
         self.stft = CausalSTFT(c.analysis_n_fft, c.hop_length)

@@ -27,6 +27,7 @@ from torch import nn
 
 from codec.config import JsonConfig
 from codec.errors import CodecError
+from codec.highpass import check_highpass
 from codec.level import check_target_level
 from codec.models.conv_codec import CodecOutput
 from codec.models.interface import CodecBase
@@ -59,6 +60,7 @@ class EscCodecConfig(JsonConfig):
     bitrates_kbps: list[float] = field(default_factory=lambda: [1.5, 3.0, 6.0])
     global_groups: int = 0           # the sessions' interface: ESC has no global code
     input_level_dbfs: float | None = None   # encoding scales input to this active level (codec/level.py)
+    input_highpass_hz: float | None = None  # encoding high-passes input at this cutoff (codec/highpass.py)
 
 
 def _width(config: EscCodecConfig, scale: int) -> int:
@@ -107,6 +109,7 @@ class EscCodec(CodecBase):
             raise CodecError("dims, encoder_blocks, decoder_blocks and codebooks_per_scale need one entry per scale")
         _check_synthesis(c)
         check_target_level(c.input_level_dbfs)
+        check_highpass(c.input_highpass_hz)
         self.bins_per_band = c.n_fft // 2 // c.subbands
         self.stft = CausalSTFT(c.n_fft, c.hop_length)
         self.embed = nn.Linear(3 * self.bins_per_band, c.dims[0])

@@ -20,9 +20,10 @@ and ``codec.json``; for an ESC codec, whose quantizer is interleaved with its en
 Batch ``B`` and frames ``F`` are symbolic axes. Weights are embedded; the model has no weight norm
 to fold. ``codec.json`` lists every input and output with its shape and dtype, each state's
 shape, the frame size, sample rate, latency, the model's input level (``input_level_dbfs``: the
-active level whole-file coding brings input to, null for none; the graphs do not apply it) and the
-constants the runtime needs (``codec.onnx.runtime`` drives the graphs frame by frame). The entropy
-model is not exported: the graphs take and give plain codes.
+active level whole-file coding brings input to, null for none; the graphs do not apply it), its
+high-pass (``input_highpass_hz``, null for none; not in the graphs either) and the constants the
+runtime needs (``codec.onnx.runtime`` drives the graphs frame by frame). The entropy model is not
+exported: the graphs take and give plain codes.
 """
 
 import dataclasses
@@ -180,8 +181,9 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
     README). Activations are quantized per graph call, so int8 codes also depend on how the audio
     is chunked and batched (``codec.onnx.runtime``'s docstring).
 
-    ``codec.json`` gives the model's ``input_level_dbfs``, which the graphs do not apply: see
-    ``codec.onnx.runtime`` (``OnnxCodec.encode`` / ``decode`` do, as ``codec encode`` / ``decode``).
+    ``codec.json`` gives the model's ``input_level_dbfs`` and ``input_highpass_hz``, which the graphs
+    do not apply: see ``codec.onnx.runtime`` (``OnnxCodec.encode`` / ``decode`` do, as ``codec
+    encode`` / ``decode``).
 
     Raises:
         CodecError: for a model with a global code, or naming ``out_dir`` if the files cannot be
@@ -224,6 +226,7 @@ def _export_into(model: ConvCodec, out_dir: Path, example_seconds: float, int8: 
                # the active speech level (dBFS, codec.level) that whole-file coding brings input to,
                # None for a model that codes input as it comes; the graphs do not apply it
                "input_level_dbfs": model.config.input_level_dbfs,
+               "input_highpass_hz": model.config.input_highpass_hz,
                "opset": OPSET, "weights": "int8" if int8 else "float32", "graphs": {}}
     audio = torch.zeros(1, 1, frames * model.frame_size)
     latent = torch.zeros(1, model.latent_channels, frames)

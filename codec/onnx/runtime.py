@@ -15,7 +15,8 @@ level it comes, as ``codec stream`` does (a live stream's level is not known ahe
 codes worse. A caller who knows a source's level can scale it to ``input_level_dbfs`` before the
 encoder and the decoder's output back by the same dB; codes from a ``.codes`` file were made from
 audio scaled by its ``gain_db`` (``codec info --json``), which their decoded audio must be scaled
-back by (``OnnxCodec.decode(codes, gain_db)`` does).
+back by (``OnnxCodec.decode(codes, gain_db)`` does). The same holds for the model's input high-pass
+(``input_highpass_hz``, ``codec.highpass``): ``OnnxCodec.encode`` applies it, the sessions do not.
 
 With int8 weights (``codec export --int8``) the graphs quantize each call's activations with one
 scale for the whole call (every signal of the batch, every frame): the codes and audio depend on
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.errors import CodecError
+from codec.highpass import HighPass
 from codec.level import amplitude, measure_leveling
 from codec.whole_numbers import whole_number
 
@@ -124,7 +126,8 @@ class OnnxCodec:
         """Whole signals ``audio [B, 1, n]`` (float samples at the model's sample rate, B channels
         or signals, each coded on its own) -> ``(codes [B, K, f], gain_db)``, ``f = ceil(n /
         frame_size)``, as ``codec encode`` codes a file at the model's rate: for a model with an
-        input level, each signal's DC offset is removed and it is scaled to that level first;
+        input level, each signal is high-passed (for a model with ``input_highpass_hz``), its DC
+        offset removed and it is scaled to that level first;
         ``gain_db`` is that gain (one number, or a list of one per signal where they differ; None
         when nothing was scaled), which ``decode`` undoes. No resampling and no clipping (samples
         beyond ±1 are coded as they are). The graphs run on ``chunk_frames`` frames at a time.
@@ -137,7 +140,7 @@ class OnnxCodec:
         audio = _checked_audio(audio, batch)
         encoder = OnnxStreamingEncoder(self, num_codebooks, batch)
         step = whole_number(chunk_frames, "chunk_frames", 1) * self.config["frame_size"]
-        signals = audio[:, 0].T   # [n, B]: codec.level's layout
+        signals = HighPass(self.config.get("input_highpass_hz"), self.config["sample_rate"])(audio[:, 0].T)   # [n, B]
         leveling = measure_leveling([signals], self.config["sample_rate"], self.input_level_dbfs)
         audio = np.ascontiguousarray(leveling(signals).T[:, None, :], dtype=np.float32)
         codes = [encoder.encode(audio[..., start:start + step]) for start in range(0, audio.shape[-1], step)]
