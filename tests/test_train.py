@@ -141,6 +141,7 @@ def test_recipe_errors(tmp_path):
     for override in ("nonsense", ".x=1", "run.=1"):   # (an empty name was "unknown recipe sections: ")
         with pytest.raises(CodecError, match=f"override '{re.escape(override)}' must look like section.key=value"):
             load_recipe(REPO / "recipes" / "tiny.yaml", [override])
+    assert load_recipe(REPO / "recipes" / "tiny.yaml", [" run.max_steps = 7"]).run.max_steps == 7   # as typed
     with pytest.raises(CodecError, match=r"override 'optim.freeze=\[encoder': the value is not valid YAML"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["optim.freeze=[encoder"])
     with pytest.raises(CodecError, match=r"an 'entropy' section .* and codec sections \(loss, model\); a recipe "
@@ -266,7 +267,7 @@ def test_an_entropy_model_that_cannot_code_the_codecs_codes_is_refused(tiny_mode
 
 
 @pytest.mark.parametrize("bitrates,message", [
-    ("[13]", "13 kbps is not a whole number of codebooks from 1 to 24 \\(each codebook adds 0.5 kbps\\)"),
+    ("[13]", "13 kbps needs 26 codebooks; this model has 1 to 24 \\(each adds 0.5 kbps: 0.5 to 12 kbps\\)"),
     ("[0.1]", "0.1 kbps is not a whole number of codebooks"),
     ("[]", "lists no bitrate"),
 ])
@@ -963,6 +964,16 @@ def test_a_run_folder_that_cannot_be_written_is_named_with_its_recipe_before_any
 
 
 @pytest.mark.skipif(os.name != "posix", reason="file names of any bytes are a POSIX file system's")
+def test_a_run_that_stops_on_an_error_leaves_no_empty_folders_it_made(tmp_path):
+    from codec.train import train_any
+
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "empty").mkdir()   # found only once the run's folder is made
+    with pytest.raises(CodecError, match="no audio files"):
+        train_any(tiny(tmp_path / "kept" / "empty", tmp_path / "kept" / "runs" / "new"))
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["empty"]
+
+
 def test_a_run_folder_whose_path_is_not_utf8_is_refused_before_any_work(tmp_path):
     """TensorBoard's log writer took it as far as its first event file, then an internal error."""
     from codec.train import train_any

@@ -53,9 +53,12 @@ class CodecBase(StreamingModule):
         per_codebook = self.bitrate_kbps(1)
         for kbps in self.config.bitrates_kbps:
             count = kbps / per_codebook
-            if not (math.isclose(count, round(count), abs_tol=1e-6) and 1 <= round(count) <= self.num_codebooks):
-                return (f"{kbps:g} kbps is not a whole number of codebooks from 1 to {self.num_codebooks} "
-                        f"(each codebook adds {per_codebook:g} kbps)")
+            if not math.isclose(count, round(count), abs_tol=1e-6):
+                return (f"{kbps:g} kbps is not a whole number of codebooks (each codebook adds "
+                        f"{per_codebook:g} kbps)")
+            if not 1 <= round(count) <= self.num_codebooks:
+                return (f"{kbps:g} kbps needs {round(count)} codebooks; this model has 1 to {self.num_codebooks} "
+                        f"(each adds {per_codebook:g} kbps: {per_codebook:g} to {self.bitrate_kbps(self.num_codebooks):g} kbps)")
         return None
 
     def check_codebook_count(self, num_codebooks: int) -> None:

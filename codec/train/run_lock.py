@@ -30,7 +30,8 @@ def run_folder_lock(out_dir: Path) -> Iterator[None]:
     if int(os.environ.get("RANK", "0")) != 0 or (out_dir.exists() and not out_dir.is_dir()):
         yield   # (a file in the way is named by the run's own checks)
         return
-    created = not out_dir.exists()
+    # the folders this run makes (out_dir and any missing parents), innermost first
+    created = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
     try:
         _make_writable_folder(out_dir)
         if fcntl is None:
@@ -47,11 +48,11 @@ def run_folder_lock(out_dir: Path) -> Iterator[None]:
         finally:
             os.close(handle)   # (releases the lock)
     finally:
-        if created:
+        for folder in created:   # only those the run left empty (a recipe error, say), innermost first
             try:
-                out_dir.rmdir()   # only if the run wrote nothing (a recipe error, say)
+                folder.rmdir()
             except OSError:
-                pass
+                break
 
 
 def _make_writable_folder(out_dir: Path) -> None:
