@@ -57,8 +57,9 @@ class CodecBase(StreamingModule):
                 return (f"{kbps:g} kbps is not a whole number of codebooks (each codebook adds "
                         f"{per_codebook:g} kbps)")
             if not 1 <= round(count) <= self.num_codebooks:
+                top = self.bitrate_kbps(self.num_codebooks)
                 return (f"{kbps:g} kbps needs {round(count)} codebooks; this model has 1 to {self.num_codebooks} "
-                        f"(each adds {per_codebook:g} kbps: {per_codebook:g} to {self.bitrate_kbps(self.num_codebooks):g} kbps)")
+                        f"(each adds {per_codebook:g} kbps: {per_codebook:g} to {top:g} kbps)")
         return None
 
     def check_codebook_count(self, num_codebooks: int) -> None:
