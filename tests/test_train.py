@@ -142,6 +142,11 @@ def test_recipe_errors(tmp_path):
         with pytest.raises(CodecError, match=f"override '{re.escape(override)}' must look like section.key=value"):
             load_recipe(REPO / "recipes" / "tiny.yaml", [override])
     assert load_recipe(REPO / "recipes" / "tiny.yaml", [" run.max_steps = 7"]).run.max_steps == 7   # as typed
+    for text in (f"inherit: {REPO / 'recipes' / 'tiny.yaml'}\nmax_steps: 10\n", "max_steps: 10\n"):
+        (tmp_path / "top.yaml").write_text(text)   # a key at the top level, with and without a parent
+        with pytest.raises(CodecError, match=r"'max_steps'.* \(did you mean run.max_steps\? put it under its section: "
+                                             r"'run:', then '  max_steps: \.\.\.'\)"):
+            load_recipe(tmp_path / "top.yaml")
     with pytest.raises(CodecError, match=r"override 'optim.freeze=\[encoder': the value is not valid YAML"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["optim.freeze=[encoder"])
     with pytest.raises(CodecError, match=r"an 'entropy' section .* and codec sections \(loss, model\); a recipe "

@@ -305,7 +305,8 @@ class Recipe:
         for name, section_cls in sections.items():
             section_values = values.get(name) or {}
             if not isinstance(section_values, dict):
-                raise CodecError(f"recipe section '{name}' must be a mapping of keys to values, got {section_values!r}")
+                raise CodecError(f"recipe section '{name}' must be a mapping of keys to values, got {section_values!r}"
+                                 f"{_section_hint(name)}")
             extra = ()
             if name == "model":
                 section_cls, section_values = _model_class(section_values)
@@ -344,7 +345,8 @@ def check_sections(values: dict, sections: list[str], kind: str) -> None:
     (a near spelling) and the sections it has."""
     unknown = [name for name in values if name not in sections]
     if unknown:
-        raise UnknownKeyError(f"unknown recipe section '{unknown[0]}'{_did_you_mean(unknown[0], sections)}; {kind} "
+        hint = _did_you_mean(unknown[0], sections) or _section_hint(unknown[0], sections)
+        raise UnknownKeyError(f"unknown recipe section '{unknown[0]}'{hint}; {kind} "
                               f"has the sections {', '.join(sections)}", [str(unknown[0])])
 
 
@@ -367,6 +369,17 @@ class UnknownKeyError(CodecError):
     def __init__(self, message: str, keys: list[str]):
         super().__init__(message)
         self.keys = keys
+
+
+def _section_hint(key, sections: list[str] | None = None) -> str:
+    """For a codec recipe's key written at the top level, where a section was expected: the
+    section it belongs to (if one of ``sections``), as a hint for the error, or ""."""
+    classes = [(f.name, f.default_factory) for f in dataclasses.fields(Recipe) if f.name != "model"]
+    classes += [("model", ConvCodecConfig), ("model", EscCodecConfig)]
+    home = next((section for section, cls in classes if key in {f.name for f in dataclasses.fields(cls)}), None)
+    if home is None or (sections is not None and home not in sections):
+        return ""
+    return f" (did you mean {home}.{key}? put it under its section: '{home}:', then '  {key}: ...')"
 
 
 def _did_you_mean(name, known: list[str], prefix: str = "") -> str:
@@ -550,7 +563,8 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = (), places: dict[str, str] 
         return values
     for section, section_values in values.items():
         if not isinstance(section_values or {}, dict) or not isinstance(merged.get(section) or {}, dict):
-            raise CodecError(f"{path}: recipe section '{section}' must be a mapping of keys to values")
+            raise CodecError(f"{path}: recipe section '{section}' must be a mapping of keys to values"
+                             f"{_section_hint(section)}")
         merged[section] = {**(merged.get(section) or {}), **(section_values or {})}
     return merged
 
