@@ -6,7 +6,7 @@ filters it out of what it scores; a model trained on speech with little of it co
 worse where it is present. The shipped esc-16k-small, paired on the same files with and without
 an 80 Hz high-pass (``codec eval``): PESQ-WB +0.060 +- 0.043 at 6 kbps on 36 files of speech from
 other corpora (``scripts/ood_speech.py``), +0.002 +- 0.023 on the 40 dev files (see its model card).
-``codec stream`` does not apply it, as it does not apply the input level.
+``codec stream`` applies it too (``codec.live``), though not the input level, which needs the whole signal.
 
 The filter is causal (a streaming encoder can run it) and keeps its state from block to block, so
 a signal filtered in blocks is the signal filtered whole. It starts as if the signal had always

@@ -23,6 +23,7 @@ import torch
 from codec.atomic import create_partial, replace_with_partial
 from codec.band_fill import BandFill
 from codec.errors import CodecError
+from codec.highpass import HighPass
 from codec.packets import StreamInfo, end_packet, global_packet, packet_bytes, read_packets, stream_header
 
 
@@ -315,16 +316,19 @@ class OnnxLink(TorchLink):
 
 def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, packet_loss: float = 0.0,
                save: Path | None = None, on_status: Callable[[StreamStats], None] | None = None,
-               seed: int = 0, packet_frames: int = 1, entropy_coder=None, overwrite: bool = True) -> StreamStats:
+               seed: int = 0, packet_frames: int = 1, entropy_coder=None, overwrite: bool = True,
+               highpass_hz: float | None = None) -> StreamStats:
     """Run the loop until the source ends or Ctrl-C (``stats.interrupted``); every sink then holds
-    exactly the input's length (up to the interruption)."""
+    exactly the input's length (up to the interruption). ``highpass_hz``: the model's input
+    high-pass (``codec.highpass``; causal, so a live stream can run it as ``codec encode`` does)."""
     stats = StreamStats()
     rng = np.random.default_rng(seed)
     resample_to_model = _Resampler(source.sample_rate, model_rate, source.channels)
     fill = BandFill(source.sample_rate, model_rate, source.channels)   # a low-rate input's empty band
+    highpass = HighPass(highpass_hz, source.sample_rate)
 
     def to_model(block: np.ndarray, last: bool = False) -> np.ndarray:
-        return fill(resample_to_model(block, last=last)).astype(np.float32, copy=False)
+        return fill(resample_to_model(highpass(block), last=last)).astype(np.float32, copy=False)
     to_sinks = [_Resampler(model_rate, sink.sample_rate, source.channels) for sink in sinks]
     written = [0] * len(sinks)
     saved = partial = None
@@ -588,7 +592,8 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
                       f"latency {sum(latency.values()):.0f} ms", end="\r", highlight=False)
 
     stats = run_stream(link, info, source, sinks, codec_model.sample_rate, packet_loss, save, status,
-                       packet_frames=packet_frames, entropy_coder=coder, overwrite=force)
+                       packet_frames=packet_frames, entropy_coder=coder, overwrite=force,
+                       highpass_hz=codec_model.config.input_highpass_hz)
     if console.is_terminal:
         console.print()
     if stats.interrupted:

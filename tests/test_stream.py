@@ -501,3 +501,26 @@ def test_a_packet_refuses_codes_it_would_send_as_other_codes():
     header = stream_header(info)
     (packet,) = read_packets(header + sent, len(header), info)
     assert np.array_equal(packet.codes, codes + 5)
+
+
+def test_the_models_input_high_pass_is_applied_as_codec_encode_applies_it(tiny_model_dir, tmp_path):
+    import shutil
+
+    from codec.highpass import HighPass
+
+    filtered_model = shutil.copytree(tiny_model_dir, tmp_path / "hp-model")
+    config = json.loads((filtered_model / "config.json").read_text())
+    (filtered_model / "config.json").write_text(json.dumps({**config, "input_highpass_hz": 80.0}))
+    t = np.arange(16000) / 16000
+    audio = (0.1 * np.sin(2 * np.pi * 440 * t) + 0.3 * np.sin(2 * np.pi * 25 * t)).astype(np.float32)[:, None]
+    rumbling = write_audio(tmp_path / "rumble.wav", audio, 16000, subtype="FLOAT")
+    prefiltered = write_audio(tmp_path / "pre.wav", HighPass(80.0, 16000)(audio).astype(np.float32), 16000,
+                              subtype="FLOAT")
+    outputs = {}
+    for name, source, model in (("hp", rumbling, filtered_model), ("pre", prefiltered, tiny_model_dir),
+                                ("plain", rumbling, tiny_model_dir)):
+        result = invoke("stream", "--input", source, "--output", tmp_path / f"out-{name}.wav", "--model", model,
+                        "--fast")
+        assert result.exit_code == 0, result.output
+        outputs[name] = sf.read(str(tmp_path / f"out-{name}.wav"))[0]
+    assert np.array_equal(outputs["hp"], outputs["pre"]) and not np.array_equal(outputs["hp"], outputs["plain"])
