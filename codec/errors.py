@@ -36,12 +36,12 @@ class TrainingStopped(Exception):
         self.signum = signum
 
 
+_LONGEST_DETAIL = 500   # characters of an internal error's own message that are shown
+
+
 def internal_error_message(error: Exception) -> str:
     """The one line shown for a bug (not the user's fault), in the CLI and ``python -m codec.train``."""
     text = str(error)
     if len(text) > _LONGEST_DETAIL:   # some libraries put a whole graph or array in their message
         text = f"{text[:_LONGEST_DETAIL]}... ({len(text) - _LONGEST_DETAIL} characters more)"
     return f"internal error: {type(error).__name__}: {text} (set CODEC_DEBUG=1 for the traceback)"
-
-
-_LONGEST_DETAIL = 500

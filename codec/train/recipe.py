@@ -604,7 +604,7 @@ def _apply_override(values: dict, override: str, places: dict[str, str] | None =
     origin, the override (see ``RecipeOrigins``)."""
     key, sep, raw = override.partition("=")
     section, dot, name = (part.strip() for part in key.partition("."))   # "run.max_steps = 10" as typed
-    if not sep or not dot or not section.strip() or not name.strip():
+    if not sep or not dot or not section or not name:
         raise CodecError(f"override '{override}' must look like section.key=value")
     if not isinstance(values.get(section) or {}, dict):
         raise CodecError(f"override '{override}': recipe section '{section}' is not a mapping of keys to values")
