@@ -898,6 +898,24 @@ def test_recipe_errors_name_where_the_value_was_set_the_sections_keys_and_the_ne
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.precision=bf17"])
 
 
+def test_a_key_in_the_wrong_section_is_named_with_the_section_it_belongs_in():
+    with pytest.raises(CodecError, match=r"^override 'run.lr=1e-3': unknown key in recipe section 'run': run.lr "
+                                         r"\(it belongs in section 'optim': optim.lr\); its keys are out_dir"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["run.lr=1e-3"])
+    with pytest.raises(CodecError, match=r"run.warmup_steps \(it belongs in section 'optim': optim.warmup_steps\), "
+                                         r"run.codebook_size \(it belongs in section 'model': model.codebook_size\);"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["run.warmup_steps=3", "run.codebook_size=8"])
+    with pytest.raises(CodecError, match=r"entropy.lr \(it belongs in section 'optim': optim.lr\)"):
+        load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", ["entropy.lr=1e-3"])
+
+
+def test_a_list_written_without_brackets_is_refused_with_the_brackets_shown():
+    with pytest.raises(CodecError, match=r"optim.betas='0.9,0.99' must be a list of numbers; write a list in "
+                                         r"brackets: optim.betas=\[0.9, 0.99\]"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["optim.betas=0.9,0.99"])
+    assert load_recipe(REPO / "recipes" / "tiny.yaml", ["optim.betas=[0.9, 0.99]"]).optim.betas == [0.9, 0.99]
+
+
 def test_every_recipe_key_is_in_the_readmes_table():
     """The README's table of recipe keys lists each key of each section's config, and marks as codec
     only the keys that entropy recipes refuse."""

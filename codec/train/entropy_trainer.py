@@ -92,13 +92,14 @@ class EntropyRecipe:
         defaults = cls()
         sections = [f.name for f in dataclasses.fields(cls)]
         check_sections(values, sections, "an entropy recipe")
+        homes = [(name, type(getattr(defaults, name))) for name in sections]
         built = {}
         for name in sections:
             section = getattr(defaults, name)
             section_values = values.get(name) or {}
             if not isinstance(section_values, dict):
                 raise CodecError(f"recipe section '{name}' must be a mapping of keys to values, got {section_values!r}")
-            check_section_keys(name, section_values, type(section))
+            check_section_keys(name, section_values, type(section), sections=homes)
             built[name] = dataclasses.replace(section, **_coerce(type(section), section_values, f"{name}."))
         _check_sizes(built["entropy"], built["data"])
         return cls(**built)

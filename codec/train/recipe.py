@@ -312,7 +312,7 @@ class Recipe:
                 section_cls, section_values = _model_class(section_values)
                 extra = ("architecture",) if "architecture" not in {f.name for f in dataclasses.fields(section_cls)} \
                     else ()
-            check_section_keys(name, section_values, section_cls, extra)
+            check_section_keys(name, section_values, section_cls, extra, _codec_recipe_sections())
             built[name] = section_cls(**_coerce(section_cls, section_values, f"{name}."))
         _check_model(built["model"], built["loss"])
         batch_seconds = built["run"].batch_size * built["data"].segment_seconds
@@ -350,14 +350,18 @@ def check_sections(values: dict, sections: list[str], kind: str) -> None:
                               f"has the sections {', '.join(sections)}", [str(unknown[0])])
 
 
-def check_section_keys(section: str, values: dict, section_cls, extra: tuple[str, ...] = ()) -> None:
+def check_section_keys(section: str, values: dict, section_cls, extra: tuple[str, ...] = (),
+                       sections: list[tuple[str, type]] = ()) -> None:
     """Raises CodecError for the keys of ``values`` that recipe section ``section`` (a
-    ``section_cls``, which also takes ``extra``) does not have, each with the key meant (a near
+    ``section_cls``, which also takes ``extra``) does not have, each with the key meant (the same
+    key in another of the recipe's ``sections``, as ``(name, config class)`` pairs, or a near
     spelling), and the keys it has."""
     known = [f.name for f in dataclasses.fields(section_cls)] + list(extra)
     unknown = [key for key in values if key not in known]
     if unknown:
-        names = ", ".join(f"{section}.{key}{_did_you_mean(key, known, f'{section}.')}" for key in unknown)
+        others = [(name, cls) for name, cls in sections if name != section]
+        names = ", ".join(f"{section}.{key}{_elsewhere(key, others) or _did_you_mean(key, known, f'{section}.')}"
+                          for key in unknown)
         raise UnknownKeyError(f"unknown key{'s' if len(unknown) > 1 else ''} in recipe section '{section}': {names}; "
                               f"its keys are {', '.join(known)}", [f"{section}.{key}" for key in unknown])
 
@@ -371,12 +375,28 @@ class UnknownKeyError(CodecError):
         self.keys = keys
 
 
+def _codec_recipe_sections() -> list[tuple[str, type]]:
+    """A codec recipe's sections as ``(name, config class)``; ``model`` once per architecture."""
+    classes = [(f.name, f.default_factory) for f in dataclasses.fields(Recipe) if f.name != "model"]
+    return classes + [("model", ConvCodecConfig), ("model", EscCodecConfig)]
+
+
+def _home_section(key, sections: list[tuple[str, type]]) -> str | None:
+    """The first of ``sections`` (``(name, config class)`` pairs) that has the key ``key``."""
+    return next((name for name, cls in sections if key in {f.name for f in dataclasses.fields(cls)}), None)
+
+
+def _elsewhere(key, sections: list[tuple[str, type]]) -> str:
+    """For a key given in the wrong section (``run.lr``): the section it belongs in, of
+    ``sections``, as a hint for the error, or ""."""
+    home = _home_section(key, sections)
+    return f" (it belongs in section '{home}': {home}.{key})" if home else ""
+
+
 def _section_hint(key, sections: list[str] | None = None) -> str:
     """For a codec recipe's key written at the top level, where a section was expected: the
     section it belongs to (if one of ``sections``), as a hint for the error, or ""."""
-    classes = [(f.name, f.default_factory) for f in dataclasses.fields(Recipe) if f.name != "model"]
-    classes += [("model", ConvCodecConfig), ("model", EscCodecConfig)]
-    home = next((section for section, cls in classes if key in {f.name for f in dataclasses.fields(cls)}), None)
+    home = _home_section(key, _codec_recipe_sections())
     if home is None or (sections is not None and home not in sections):
         return ""
     return f" (did you mean {home}.{key}? put it under its section: '{home}:', then '  {key}: ...')"
@@ -485,7 +505,10 @@ def _coerce(section_cls, values: dict, section: str = "") -> dict:
             coerced[key] = value = [_float_item(item) for item in value]
         if not any(_is_instance(value, kind) for kind in allowed):
             names = " or ".join(_type_name(k) for k in allowed)
-            raise CodecError(f"recipe value {section}{key}={value!r} must be {names}")
+            lists = any(typing.get_origin(kind) is list for kind in allowed)
+            brackets = f"; write a list in brackets: {section}{key}=[{value.replace(',', ', ')}]" \
+                if lists and isinstance(value, str) and "," in value else ""
+            raise CodecError(f"recipe value {section}{key}={value!r} must be {names}{brackets}")
     return coerced
 
 
