@@ -980,7 +980,8 @@ def stream(
 @user_errors
 def train(
     recipe: Annotated[Path, typer.Argument(
-        metavar="RECIPE", readable=False, help="Recipe YAML, e.g. recipes/conv_16k.yaml.")],
+        metavar="RECIPE", readable=False,
+        help="Recipe YAML (e.g. recipes/conv_16k.yaml), or a shipped recipe's name (conv_16k).")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's checkpoint.")] = False,
     override: Annotated[list[str] | None, typer.Option(
         "--override", "-o", help="Change a recipe value: section.key=value (repeatable).")] = None,

@@ -19,7 +19,8 @@ SHIPPED = sorted(p.name for p in (REPO / "models").glob("*") if (p / "config.jso
 def test_every_shipped_model_is_in_the_wheels_data_files():
     tomllib = pytest.importorskip("tomllib", reason="tomllib is in Python 3.11 and later")
     data_files = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
-    assert data_files == {f"share/codec/models/{name}": [f"models/{name}/*"] for name in SHIPPED}
+    assert data_files == {**{f"share/codec/models/{name}": [f"models/{name}/*"] for name in SHIPPED},
+                          "share/codec/recipes": ["recipes/*.yaml"]}
 
 
 def test_a_source_checkout_uses_its_own_models_folder():
@@ -47,16 +48,21 @@ def test_a_wheel_installs_the_models_and_finds_them_by_name(tmp_path):
     assert install.returncode == 0, install.stderr
     site_packages = next(prefix.glob("lib/python*/site-packages"))
     probe = ("import codec, json; from codec.models.loading import shipped_models_dir, resolve_model_dir; "
-             "print(json.dumps([codec.__file__, str(shipped_models_dir()), str(resolve_model_dir(None))]))")
+             "from codec.train import load_recipe; "
+             "print(json.dumps([codec.__file__, str(shipped_models_dir()), str(resolve_model_dir(None)), "
+             "load_recipe('tiny').origins.recipe]))")
     env = {**os.environ, "PYTHONPATH": str(site_packages)}
     env.pop("CODEC_MODELS_DIR", None)
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    package, models, default = json.loads(result.stdout)
+    package, models, default, recipe = json.loads(result.stdout)
     assert package.startswith(str(site_packages))                 # the installed copy, not this checkout
     assert models == str(prefix / "share" / "codec" / "models")
     assert sorted(p.name for p in (prefix / "share" / "codec" / "models").iterdir()) == SHIPPED
     assert default.startswith(models)
+    assert recipe == str(prefix / "share" / "codec" / "recipes" / "tiny.yaml")   # recipes train by name
+    assert sorted(p.name for p in (prefix / "share" / "codec" / "recipes").iterdir()) == \
+        sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
     check = subprocess.run([sys.executable, "-c", "import codec; print(codec.__file__)"], capture_output=True,
                            text=True, cwd=tmp_path)
     assert check.stdout.strip() == str(REPO / "codec" / "__init__.py")   # this environment's install is untouched

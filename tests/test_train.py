@@ -1025,3 +1025,20 @@ def test_resume_mismatches_are_found_before_the_data_loads(audio_folder, tmp_pat
     with pytest.raises(CodecError, match=r"its discriminators do not fit this recipe \(changed: gan.channels=4 -> 8\); "
                                          r"--resume needs the checkpoint's gan section"):   # (an internal error)
         train(tiny(missing, tmp_path / "gan", "run.max_steps=2", *gan, "gan.channels=8"), resume=True)
+
+
+def test_a_shipped_recipe_trains_and_is_inherited_by_its_name_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("tiny", "tiny.yaml"):
+        assert load_recipe(name).origins.recipe == str(REPO / "recipes" / "tiny.yaml")
+    (tmp_path / "mine.yaml").write_text("inherit: tiny\nrun:\n  max_steps: 7\n")
+    mine = load_recipe(tmp_path / "mine.yaml")
+    assert (mine.model.name, mine.run.max_steps) == ("tiny-16k", 7)
+    (tmp_path / "tiny.yaml").write_text(f"inherit: {REPO / 'recipes' / 'tiny.yaml'}\nrun:\n  max_steps: 3\n")
+    assert load_recipe("tiny.yaml").run.max_steps == 3          # a file of that name here comes first
+    assert load_recipe(tmp_path / "mine.yaml").run.max_steps == 7   # (and beside the recipe that inherits it)
+    with pytest.raises(CodecError, match=r"^tinyy: recipe not found \(did you mean tiny\? a shipped recipe can be "
+                                         r"named alone, such as conv_16k, esc_16k_small"):
+        load_recipe("tinyy")
+    with pytest.raises(CodecError, match=r"^elsewhere/tiny: recipe not found \(a shipped recipe"):
+        load_recipe("elsewhere/tiny")   # a path is a path

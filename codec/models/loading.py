@@ -32,18 +32,23 @@ CONFIG_FILE = "config.json"
 COMPATIBLE_FILE = "compatible_weights.json"   # earlier weights whose .codes files this model reads
 
 
-def shipped_models_dir() -> Path:
-    """The models that ship with the package: the repository's ``models/`` in a source checkout
-    (and an editable install), else where a wheel installed them (``<prefix>/share/codec/models``,
-    from ``data-files`` in pyproject.toml; the prefix is a few folders above the package, as for
-    a virtual environment, ``pip install --prefix`` or ``--user``)."""
+def shipped_folder(name: str) -> Path:
+    """A folder that ships with the package (``models``, ``recipes``): the repository's own in a
+    source checkout (and an editable install), else where a wheel installed it
+    (``<prefix>/share/codec/<name>``, from ``data-files`` in pyproject.toml; the prefix is a few
+    folders above the package, as for a virtual environment, ``pip install --prefix`` or ``--user``)."""
     package = Path(__file__).resolve().parents[1]
-    if (package.parent / "pyproject.toml").is_file() and (package.parent / "models").is_dir():
-        return package.parent / "models"
+    if (package.parent / "pyproject.toml").is_file() and (package.parent / name).is_dir():
+        return package.parent / name
     for prefix in list(package.parents)[:5]:
-        if (prefix / "share" / "codec" / "models").is_dir():
-            return prefix / "share" / "codec" / "models"
-    return package.parent / "models"   # (none: lookups by name find no shipped model)
+        if (prefix / "share" / "codec" / name).is_dir():
+            return prefix / "share" / "codec" / name
+    return package.parent / name   # (none: lookups by name find nothing shipped)
+
+
+def shipped_models_dir() -> Path:
+    """The models that ship with the package (``shipped_folder``)."""
+    return shipped_folder("models")
 
 
 def models_dir() -> Path:

@@ -22,7 +22,7 @@ from codec.bitstream import MAX_CODEBOOK_SIZE
 from codec.errors import CodecError, ModelNotFoundError
 from codec.models.conv_codec import ConvCodecConfig
 from codec.models.esc_codec import EscCodecConfig
-from codec.models.loading import is_plain_name
+from codec.models.loading import is_plain_name, shipped_folder
 from codec.models.registry import ARCHITECTURES, config_class
 from codec.train.losses import check_phase_terms
 
@@ -556,7 +556,8 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = (), places: dict[str, str] 
         recipes = sorted(path.glob("*.yaml"))
         raise CodecError(f"{path}: is a folder, not a recipe file" + (f" (e.g. {recipes[0]})" if recipes else ""))
     if not path.is_file():
-        asked = f" (inherited by {chain[-1]}: 'inherit' is relative to the recipe's folder)" if chain else ""
+        asked = f" (inherited by {chain[-1]}: 'inherit' is relative to the recipe's folder, or names a " \
+                f"shipped recipe)" if chain else _shipped_recipes_hint(path)
         raise CodecError(f"{path}: recipe not found{asked}")
     if path.resolve() in {p.resolve() for p in chain}:
         raise CodecError(f"{path}: inherits itself ({' -> '.join(map(str, (*chain, path)))})")
@@ -575,7 +576,8 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = (), places: dict[str, str] 
     parent = values.pop("inherit", None)
     if parent is not None and not isinstance(parent, str):
         raise CodecError(f"{path}: inherit: {parent!r} must name a recipe file (e.g. inherit: conv_16k.yaml)")
-    merged = _read_yaml(path.parent / parent, (*chain, path), places) if parent is not None else {}
+    merged = _read_yaml(find_recipe(path.parent / parent, parent), (*chain, path), places) \
+        if parent is not None else {}
     if places is not None:
         place = f"{path} (inherited by {chain[-1]})" if chain else str(path)
         for section, section_values in values.items():
@@ -590,6 +592,34 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = (), places: dict[str, str] 
                              f"{_section_hint(section)}")
         merged[section] = {**(merged.get(section) or {}), **(section_values or {})}
     return merged
+
+
+def find_recipe(path: Path, written: str) -> Path:
+    """The recipe file ``path`` (as ``written`` by the user, or in ``inherit``) if it is there; else,
+    for a bare name (no folder), the shipped recipe of that name (``conv_16k`` or
+    ``conv_16k.yaml``: ``shipped_folder("recipes")``), so a recipe trains, and inherits, by name
+    wherever the package is installed; else ``path`` (which the reader then reports missing)."""
+    if path.exists() or "/" in written or os.sep in written:
+        return path
+    shipped = shipped_folder("recipes")
+    for candidate in (shipped / written, shipped / f"{written}.yaml"):
+        if candidate.is_file():
+            return candidate
+    return path
+
+
+def _shipped_recipes_hint(path: Path) -> str:
+    """For a recipe ``path`` that is not found: the nearest shipped recipe's name, and some of
+    the names (none where none ship)."""
+    shipped = shipped_folder("recipes")
+    names = sorted(p.stem for p in shipped.glob("*.yaml"))
+    if not names:
+        return ""
+    near = difflib.get_close_matches(path.stem, names, n=1)
+    meant = f"did you mean {near[0]}? " if near and path.parent == Path(".") else ""
+    main = [name for name in ("conv_16k", "esc_16k_small", "entropy_conv_16k", "tiny") if name in names]
+    return (f" ({meant}a shipped recipe can be named alone, such as {', '.join(main or names[:4])}: "
+            f"{len(names)} in {shipped})")
 
 
 def _refuse_duplicate_keys(node, path: Path, key_path: tuple[str, ...] = (), seen: set[int] | None = None) -> None:
@@ -678,8 +708,9 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
     Raises:
         CodecError: for a missing file, invalid YAML, or unknown sections/keys.
     """
+    path = find_recipe(Path(path), str(path))
     origins = RecipeOrigins(str(path))
-    values = _read_yaml(Path(path), places=origins.places)
+    values = _read_yaml(path, places=origins.places)
     for override in overrides:
         _apply_override(values, override, origins.places)
     try:
