@@ -60,6 +60,7 @@ coder's flush besides: a 1-sample file from conv-16k at 6 kbps is about 245 byte
 
 import json
 import math
+import re
 import struct
 import zlib
 from dataclasses import MISSING, asdict, dataclass, fields
@@ -322,6 +323,19 @@ def _check_first_chunk(data: bytes, meta: CodesMetadata, offset: int) -> None:
         raise BitstreamError(f"CRC mismatch (bytes 0-{end - 1}, header, metadata and chunk 0): the file is corrupted")
 
 
+def _model_file_kind(data: bytes) -> str | None:
+    """What a file of a model folder or a training run is, from its first bytes, or None: a zip
+    archive (as PyTorch saves a checkpoint), safetensors (an 8-byte header length, then JSON)
+    or JSON (a model's config.json)."""
+    if data.startswith(b"PK\x03\x04"):
+        return "a zip archive, as a PyTorch training checkpoint (.pt) is"
+    if len(data) > 10 and data[8:10] == b'{"' and int.from_bytes(data[:8], "little") <= len(data) - 8:
+        return "a safetensors file (a model's weights)"
+    if re.match(rb'\s*\{\s*["}]', data[:64]):
+        return "JSON text (a model's config.json?)"
+    return None
+
+
 def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
     if len(data) < _HEADER.size:
         raise BitstreamError(f"truncated: {len(data)} byte{'' if len(data) == 1 else 's'} is shorter than the "
@@ -331,6 +345,9 @@ def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
         if starts_as_audio(data[:4]):   # (a recording renamed, or the input given twice)
             raise BitstreamError("not a .codes file: it begins as an audio file (WAV, FLAC, Ogg, MP3, ...) does; "
                                  "codec encode makes .codes files from audio")
+        if kind := _model_file_kind(data):   # a model's or a training run's file, given where codes go
+            raise BitstreamError(f"not a .codes file: it is {kind}; a model is given by its folder (such as "
+                                 f"models/esc-16k-small, or a training run's run.out_dir/model)")
         raise BitstreamError("not a .codes file (wrong magic bytes at offset 0)")
     if version != VERSION:
         if _is_current_with_damaged_version(data):

@@ -48,6 +48,21 @@ def test_wrong_magic():
         from_bytes(bytes(data))
 
 
+def test_a_model_or_checkpoint_file_given_as_codes_is_named_for_what_it_is(tmp_path, tiny_model_dir):
+    import torch
+
+    torch.save({"step": 1}, tmp_path / "checkpoint.pt")
+    files = {tmp_path / "checkpoint.pt": "a zip archive, as a PyTorch training checkpoint",
+             tiny_model_dir / "model.safetensors": "a safetensors file",
+             tiny_model_dir / "config.json": "JSON text"}
+    for path, kind in files.items():
+        with pytest.raises(BitstreamError, match=rf"^not a .codes file: it is {kind}.*; a model is given by its "
+                                                 rf"folder"):
+            from_bytes(path.read_bytes())
+    with pytest.raises(BitstreamError, match=r"wrong magic"):
+        from_bytes(b"PQ\x03\x04" + bytes(64))
+
+
 def test_unknown_version():
     data = bytearray(to_bytes(make()))
     data[4] = 9    # otherwise a valid version 1 file: its CRC shows the byte was damaged
