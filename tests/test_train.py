@@ -1042,3 +1042,10 @@ def test_a_shipped_recipe_trains_and_is_inherited_by_its_name_alone(tmp_path, mo
         load_recipe("tinyy")
     with pytest.raises(CodecError, match=r"^elsewhere/tiny: recipe not found \(a shipped recipe"):
         load_recipe("elsewhere/tiny")   # a path is a path
+
+
+def test_the_run_header_gives_a_few_clips_in_seconds_as_the_too_little_audio_warning_does():
+    from codec.train.trainer import _duration
+
+    assert [_duration(seconds / 3600) for seconds in (0.25, 9.5, 162.44)] == ["0.25 s", "9.50 s", "162.4 s"]
+    assert _duration(2.64) == "2.64 h"
