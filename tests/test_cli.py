@@ -490,6 +490,22 @@ def test_the_undefined_note_counts_every_file():
     assert "other" not in _undefined_note("PESQ-WB", Counter({"silent": 2}), 3)
 
 
+def test_the_undefined_notes_name_every_metric_a_file_could_not_be_scored_on():
+    from types import SimpleNamespace
+
+    from codec.evaluation.notes import undefined_notes
+
+    short = {m: "shorter than 0.25 s" for m in ("pesq_wb", "stoi", "si_sdr", "mel_distance")}
+    rows = [SimpleNamespace(undefined=short), SimpleNamespace(undefined={}),
+            SimpleNamespace(undefined={"pesq_wb": "PESQ found no utterances (silence)"}),
+            SimpleNamespace(undefined={"stoi": "odd"})]
+    assert undefined_notes(rows) == [
+        "PESQ-WB, STOI, SI-SDR and mel distance undefined in 1 of 4 scores (files x rows): 1 x shorter than 0.25 s",
+        "PESQ-WB undefined in 1 of 4 scores (files x rows): 1 x PESQ found no utterances (silence)",
+        "STOI undefined in 1 of 4 scores (files x rows): 1 x odd"]
+
+
+
 def test_format_ogg_and_aiff_reach_stdout_and_aif_names_aiff(tiny_model_dir, tmp_path):
     codes = tmp_path / "s.codes"
     mono = write_audio(tmp_path / "mono.wav", tone(0.5, 16000), 16000)

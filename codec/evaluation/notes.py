@@ -39,12 +39,33 @@ def result_notes(results: list[FileResult], summaries: list[Summary], baselines:
                      f"decoded speech need not follow the input's waveform (this suite's decoders generate the "
                      f"phase with an inverse-STFT head), so it is not comparable with a waveform codec's SI-SDR; "
                      f"compare PESQ-WB, STOI and the mel distance")
-    reasons = Counter(r.undefined["pesq_wb"] for r in results if r.undefined.get("pesq_wb"))
-    if reasons:   # why cells read "undefined" (each file's reason is in results.json)
-        notes.append(undefined_note("PESQ-WB", reasons, len(results)))
+    notes += undefined_notes(results)
     if unpaired := unpaired_rows(summaries):
         notes.append(unpaired)
     return notes
+
+
+METRIC_NAMES = {"pesq_wb": "PESQ-WB", "stoi": "STOI", "si_sdr": "SI-SDR", "mel_distance": "mel distance",
+                "pesq_nb": "PESQ-NB"}
+
+
+def undefined_notes(results: list[FileResult]) -> list[str]:
+    """Why cells read "undefined": a note for each set of metrics undefined together (every one
+    for a file too short to score, PESQ alone for one it finds no speech in), naming them, the
+    PESQ-WB one first, with each file's reason for its first metric (every metric's reason is in
+    results.json)."""
+    by_metrics: dict[tuple[str, ...], Counter] = {}
+    for result in results:
+        metrics = tuple(m for m in METRIC_NAMES if result.undefined.get(m))
+        if metrics:
+            by_metrics.setdefault(metrics, Counter())[result.undefined[metrics[0]]] += 1
+    ordered = sorted(by_metrics, key=lambda metrics: ("pesq_wb" not in metrics, -len(metrics)))
+    return [undefined_note(_listed([METRIC_NAMES[m] for m in metrics]), by_metrics[metrics], len(results))
+            for metrics in ordered]
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def undefined_note(metric: str, reasons: Counter, coded: int) -> str:
