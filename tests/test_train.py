@@ -898,14 +898,14 @@ def test_recipe_errors_name_where_the_value_was_set_the_sections_keys_and_the_ne
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.precision=bf17"])
 
 
-def test_a_key_in_the_wrong_section_is_named_with_the_section_it_belongs_in():
+def test_a_key_in_the_wrong_section_is_answered_with_the_section_that_has_it():
     with pytest.raises(CodecError, match=r"^override 'run.lr=1e-3': unknown key in recipe section 'run': run.lr "
-                                         r"\(it belongs in section 'optim': optim.lr\); its keys are out_dir"):
+                                         r"\(did you mean optim.lr\?\); its keys are out_dir"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.lr=1e-3"])
-    with pytest.raises(CodecError, match=r"run.warmup_steps \(it belongs in section 'optim': optim.warmup_steps\), "
-                                         r"run.codebook_size \(it belongs in section 'model': model.codebook_size\);"):
+    with pytest.raises(CodecError, match=r"run.warmup_steps \(did you mean optim.warmup_steps\?\), "
+                                         r"run.codebook_size \(did you mean model.codebook_size\?\);"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.warmup_steps=3", "run.codebook_size=8"])
-    with pytest.raises(CodecError, match=r"entropy.lr \(it belongs in section 'optim': optim.lr\)"):
+    with pytest.raises(CodecError, match=r"entropy.lr \(did you mean optim.lr\?\)"):
         load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", ["entropy.lr=1e-3"])
 
 

@@ -387,10 +387,10 @@ def _home_section(key, sections: list[tuple[str, type]]) -> str | None:
 
 
 def _elsewhere(key, sections: list[tuple[str, type]]) -> str:
-    """For a key given in the wrong section (``run.lr``): the section it belongs in, of
-    ``sections``, as a hint for the error, or ""."""
+    """For a key given in the wrong section (``run.lr``): the key of that name in another of
+    ``sections``, as a question (``model.channels`` may mean a width, not ``gan.channels``), or ""."""
     home = _home_section(key, sections)
-    return f" (it belongs in section '{home}': {home}.{key})" if home else ""
+    return f" (did you mean {home}.{key}?)" if home else ""
 
 
 def _section_hint(key, sections: list[str] | None = None) -> str:
