@@ -111,6 +111,11 @@ def test_a_training_runs_folder_points_at_its_model(tiny_model_dir, tmp_path, mo
     result = invoke("encode", speech_wav, "x.codes", "--model", "exported")
     assert result.exit_code == 1 and "exported: not a model directory (it has no config.json), and no shipped " \
         "model has that name; it is an ONNX export (codec export)" in result.output, result.output
+    (tmp_path / "entropy-run" / "model").mkdir(parents=True)   # an entropy model's run: no codec there
+    (tmp_path / "entropy-run" / "model" / "entropy_config.json").write_text("{}")
+    result = invoke("encode", speech_wav, "x.codes", "--model", "entropy-run/model")
+    assert result.exit_code == 1 and "it holds an entropy model (entropy_config.json), which a codec uses from its " \
+        "own model directory: copy entropy.safetensors and entropy_config.json beside" in result.output, result.output
 
 
 def test_info_names_what_it_could_not_find(tmp_path, monkeypatch):

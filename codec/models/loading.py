@@ -101,6 +101,10 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
         if (candidate / "codec.json").is_file():
             hint = ("; it is an ONNX export (codec export), which onnxruntime runs through codec.onnx.runtime: "
                     "give the model directory it was exported from")
+        elif (candidate / "entropy_config.json").is_file():   # an entropy model's run writes its model alone
+            hint = ("; it holds an entropy model (entropy_config.json), which a codec uses from its own model "
+                    "directory: copy entropy.safetensors and entropy_config.json beside the codec's config.json, "
+                    "and give that directory")
         raise ModelNotFoundError(f"{candidate}: not a model directory (it has no {CONFIG_FILE}), and no "
                                  f"shipped model has that name{hint}", is_folder=True)
     if candidate.is_file():   # a checkpoint or weights file, not the folder holding a whole model
