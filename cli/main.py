@@ -979,8 +979,8 @@ def stream(
 @app.command()
 @user_errors
 def train(
-    recipe: Annotated[Path, typer.Argument(
-        metavar="RECIPE", readable=False,
+    recipe: Annotated[str, typer.Argument(   # (a str: a Path would drop the "./" of ./tiny.yaml)
+        metavar="RECIPE", show_default=False,
         help="Recipe YAML (e.g. recipes/conv_16k.yaml), or a shipped recipe's name (conv_16k).")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run's checkpoint.")] = False,
     override: Annotated[list[str] | None, typer.Option(

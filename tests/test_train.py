@@ -339,8 +339,8 @@ def test_recipe_files_that_inherit_wrongly(tmp_path):
     (tmp_path / "number.yaml").write_text("inherit: 5\n")
     with pytest.raises(CodecError, match="must name a recipe file"):
         load_recipe(tmp_path / "number.yaml")
-    (tmp_path / "lost.yaml").write_text("inherit: tiny.yaml\n")
-    with pytest.raises(CodecError, match=r"tiny.yaml: recipe not found \(inherited by .*lost.yaml"):
+    (tmp_path / "lost.yaml").write_text("inherit: no_such_recipe.yaml\n")
+    with pytest.raises(CodecError, match=r"no_such_recipe.yaml: recipe not found \(inherited by .*lost.yaml"):
         load_recipe(tmp_path / "lost.yaml")
 
 
@@ -1034,9 +1034,20 @@ def test_a_shipped_recipe_trains_and_is_inherited_by_its_name_alone(tmp_path, mo
     (tmp_path / "mine.yaml").write_text("inherit: tiny\nrun:\n  max_steps: 7\n")
     mine = load_recipe(tmp_path / "mine.yaml")
     assert (mine.model.name, mine.run.max_steps) == ("tiny-16k", 7)
-    (tmp_path / "tiny.yaml").write_text(f"inherit: {REPO / 'recipes' / 'tiny.yaml'}\nrun:\n  max_steps: 3\n")
-    assert load_recipe("tiny.yaml").run.max_steps == 3          # a file of that name here comes first
+    (tmp_path / "tiny").mkdir()   # a folder of that name (a run's out_dir) is not a recipe: the shipped one
+    assert load_recipe("tiny").origins.recipe == str(REPO / "recipes" / "tiny.yaml")
+    (tmp_path / "tiny.yaml").write_text("inherit: tiny\nrun:\n  max_steps: 3\n")   # (the shipped tiny)
+    for name in ("tiny", "tiny.yaml"):   # a file of that name here comes first
+        assert (load_recipe(name).origins.recipe, load_recipe(name).run.max_steps) == ("tiny.yaml", 3)
     assert load_recipe(tmp_path / "mine.yaml").run.max_steps == 7   # (and beside the recipe that inherits it)
+    (tmp_path / "tiny.yaml").unlink()
+    with pytest.raises(CodecError, match=r"^tiny.yaml: recipe not found"):
+        load_recipe("./tiny.yaml")   # ./ makes it a path
+    with pytest.raises(CodecError, match=r"^the recipe name is empty"):
+        load_recipe(" ")
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")   # it would train the built-in defaults until stopped
+    with pytest.raises(CodecError, match=r"^empty.yaml: the recipe is empty; give it sections, or 'inherit: NAME'"):
+        load_recipe("empty.yaml")
     with pytest.raises(CodecError, match=r"^tinyy: recipe not found \(did you mean tiny\? a shipped recipe can be "
                                          r"named alone, such as conv_16k, esc_16k_small"):
         load_recipe("tinyy")

@@ -60,6 +60,7 @@ from codec.train.trainer import (
     _learning_rate,
     _save_checkpoint,
     _set_aside_earlier_log,
+    from_recipe,
     restore_checkpoint,
     restore_data_rng,
 )
@@ -407,7 +408,8 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
             model.load_state_dict(initial.state_dict())
             console.print(f"init_from {run.init_from}: starting from its entropy model")
         _set_aside_earlier_log(out_dir, console)
-    console.print(f"training {recipe.entropy.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+    console.print(f"training {recipe.entropy.name}{from_recipe(recipe)}: "
+                  f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
                   f"parameters, {int(crops.lengths.sum())} frames of codes, step {step}")
     start = last_log = last_checkpoint = time.monotonic()
     deadline = start + 60 * run.max_minutes if run.max_minutes else math.inf

@@ -573,10 +573,13 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = (), places: dict[str, str] 
         raise CodecError(f"{path}: cannot read the recipe ({error.strerror or error})") from None
     if not isinstance(values, dict):
         raise CodecError(f"{path}: a recipe must be a mapping of sections")
+    if not values and not chain:   # (it would train the built-in default model until stopped)
+        raise CodecError(f"{path}: the recipe is empty; give it sections, or 'inherit: NAME' to build on a "
+                         f"shipped recipe (such as inherit: tiny){_shipped_recipes_hint(path, near=False)}")
     parent = values.pop("inherit", None)
     if parent is not None and not isinstance(parent, str):
         raise CodecError(f"{path}: inherit: {parent!r} must name a recipe file (e.g. inherit: conv_16k.yaml)")
-    merged = _read_yaml(find_recipe(path.parent / parent, parent), (*chain, path), places) \
+    merged = _read_yaml(find_recipe(path.parent / parent, parent, (*chain, path)), (*chain, path), places) \
         if parent is not None else {}
     if places is not None:
         place = f"{path} (inherited by {chain[-1]})" if chain else str(path)
@@ -594,29 +597,43 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = (), places: dict[str, str] 
     return merged
 
 
-def find_recipe(path: Path, written: str) -> Path:
-    """The recipe file ``path`` (as ``written`` by the user, or in ``inherit``) if it is there; else,
-    for a bare name (no folder), the shipped recipe of that name (``conv_16k`` or
-    ``conv_16k.yaml``: ``shipped_folder("recipes")``), so a recipe trains, and inherits, by name
-    wherever the package is installed; else ``path`` (which the reader then reports missing)."""
-    if path.exists() or "/" in written or os.sep in written:
+def find_recipe(path: Path, written: str, inheriting: tuple[Path, ...] = ()) -> Path:
+    """The recipe that ``path`` (as ``written`` by the user, or in ``inherit``) names: that file if
+    it is there; for a bare name (no folder, not even ``./``), ``NAME.yaml`` beside it, then the
+    shipped recipe of that name (``conv_16k`` or ``conv_16k.yaml``: ``shipped_folder("recipes")``),
+    so a recipe trains, and inherits, by name wherever the package is installed; else ``path``
+    (which the reader then reports missing, or a folder). A bare name skips the recipes
+    ``inheriting`` it (``inherit: tiny`` in a ``tiny.yaml`` of your own means the shipped one).
+
+    Raises:
+        CodecError: for an empty name.
+    """
+    if not written.strip():
+        raise CodecError("the recipe name is empty; give a recipe file or a shipped recipe's name "
+                         "(such as tiny)")
+    if "/" in written or os.sep in written:
         return path
+    skipped = {p.resolve() for p in inheriting}
+    beside = path.with_name(f"{path.name}.yaml") if path.suffix != ".yaml" else path
+    for candidate in (path, beside):
+        if candidate.is_file() and candidate.resolve() not in skipped:
+            return candidate
     shipped = shipped_folder("recipes")
     for candidate in (shipped / written, shipped / f"{written}.yaml"):
-        if candidate.is_file():
+        if candidate.is_file() and candidate.resolve() not in skipped:
             return candidate
     return path
 
 
-def _shipped_recipes_hint(path: Path) -> str:
-    """For a recipe ``path`` that is not found: the nearest shipped recipe's name, and some of
-    the names (none where none ship)."""
+def _shipped_recipes_hint(path: Path, near: bool = True) -> str:
+    """For a recipe ``path`` that is not found: the nearest shipped recipe's name (with ``near``),
+    and some of the names (none where none ship)."""
     shipped = shipped_folder("recipes")
     names = sorted(p.stem for p in shipped.glob("*.yaml"))
     if not names:
         return ""
-    near = difflib.get_close_matches(path.stem, names, n=1)
-    meant = f"did you mean {near[0]}? " if near and path.parent == Path(".") else ""
+    close = difflib.get_close_matches(path.stem, names, n=1) if near else []
+    meant = f"did you mean {close[0]}? " if close and path.parent == Path(".") else ""
     main = [name for name in ("conv_16k", "esc_16k_small", "entropy_conv_16k", "tiny") if name in names]
     return (f" ({meant}a shipped recipe can be named alone, such as {', '.join(main or names[:4])}: "
             f"{len(names)} in {shipped})")
@@ -708,7 +725,7 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
     Raises:
         CodecError: for a missing file, invalid YAML, or unknown sections/keys.
     """
-    path = find_recipe(Path(path), str(path))
+    path = find_recipe(Path(path), str(path))   # (a str keeps "./tiny", which a Path would make "tiny")
     origins = RecipeOrigins(str(path))
     values = _read_yaml(path, places=origins.places)
     for override in overrides:

@@ -61,6 +61,13 @@ def _loss_on_items(loss: torch.nn.Module, y_hat: torch.Tensor, y: torch.Tensor,
     return loss(y_hat[keep], y[keep]) * keep.float().mean()
 
 
+def from_recipe(recipe) -> str:
+    """`` (recipe FILE)`` for a recipe read from a file (``load_recipe``: a name may have found a
+    file beside or a shipped one), else ""."""
+    origins = getattr(recipe, "origins", None)
+    return f" (recipe {origins.recipe})" if origins is not None else ""
+
+
 def _duration(hours: float) -> str:
     """``2.64 h``, or seconds for a folder of a few clips (``0.00 h`` said nothing), to 0.01 s below
     10 s, as the warning for less audio than one crop gives them."""
@@ -562,7 +569,8 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         _drop_unsaved_log_lines(out_dir, step)
     monitor = Monitor(out_dir, console, run.tensorboard, enabled=main_process)
     if main_process:
-        console.print(f"training {recipe.model.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+        console.print(f"training {recipe.model.name}{from_recipe(recipe)}: "
+                      f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
                       f"parameters, {_duration(dataset.hours)} of audio, step {step}, {torch.get_num_threads()} "
                       f"threads x {world_size} processes{', GAN stage' if gan else ''}, out {out_dir}")
         if noise_unreadable:
