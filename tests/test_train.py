@@ -149,8 +149,9 @@ def test_recipe_errors(tmp_path):
             load_recipe(tmp_path / "top.yaml")
     with pytest.raises(CodecError, match=r"override 'optim.freeze=\[encoder': the value is not valid YAML"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["optim.freeze=[encoder"])
-    with pytest.raises(CodecError, match=r"an 'entropy' section .* and codec sections \(loss, model\); a recipe "
-                                         r"trains a codec or an entropy model, not both"):
+    with pytest.raises(CodecError, match=r"^override 'entropy.dim=64' and .*: the recipe has an 'entropy' section .* "
+                                         r"and codec sections \(loss, model\); a recipe trains a codec or an entropy "
+                                         r"model, not both"):   # led by where the sections came from
         load_recipe(REPO / "recipes" / "tiny.yaml", ["entropy.dim=64"])
     with pytest.raises(CodecError, match="no audio files"):
         train(load_recipe(REPO / "recipes" / "tiny.yaml",
@@ -913,6 +914,9 @@ def test_a_list_written_without_brackets_is_refused_with_the_brackets_shown():
     with pytest.raises(CodecError, match=r"optim.betas='0.9,0.99' must be a list of numbers; write a list in "
                                          r"brackets: optim.betas=\[0.9, 0.99\]"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["optim.betas=0.9,0.99"])
+    for written in ("(0.9,0.99)", "0.9, 0.99", "0.9 0.99", "0.9;0.99"):
+        with pytest.raises(CodecError, match=r"write a list in brackets: optim.betas=\[0.9, 0.99\]$"):
+            load_recipe(REPO / "recipes" / "tiny.yaml", [f"optim.betas={written}"])
     assert load_recipe(REPO / "recipes" / "tiny.yaml", ["optim.betas=[0.9, 0.99]"]).optim.betas == [0.9, 0.99]
 
 

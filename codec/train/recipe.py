@@ -506,8 +506,9 @@ def _coerce(section_cls, values: dict, section: str = "") -> dict:
         if not any(_is_instance(value, kind) for kind in allowed):
             names = " or ".join(_type_name(k) for k in allowed)
             lists = any(typing.get_origin(kind) is list for kind in allowed)
-            brackets = f"; write a list in brackets: {section}{key}=[{value.replace(',', ', ')}]" \
-                if lists and isinstance(value, str) and "," in value else ""
+            items = [item for item in re.split(r"[,;\s]+", value.strip(" ()[]")) if item] \
+                if lists and isinstance(value, str) else []
+            brackets = f"; write a list in brackets: {section}{key}=[{', '.join(items)}]" if items else ""
             raise CodecError(f"recipe value {section}{key}={value!r} must be {names}{brackets}")
     return coerced
 
@@ -735,10 +736,11 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
             from codec.train.entropy_trainer import EntropyRecipe, refuse_codec_only_keys
 
             codec_only = sorted(set(values) & {"model", "loss", "gan"})
-            if codec_only:
-                raise CodecError(f"{path}: the recipe has an 'entropy' section (an entropy-model recipe) and codec "
-                                 f"sections ({', '.join(codec_only)}); a recipe trains a codec or an entropy model, "
-                                 f"not both (entropy recipes: entropy, data, optim, run)")
+            if codec_only:   # led by where those sections were set (a file, one it inherits, or an -o)
+                raise UnknownKeyError(f"the recipe has an 'entropy' section (an entropy-model recipe) and codec "
+                                      f"sections ({', '.join(codec_only)}); a recipe trains a codec or an entropy "
+                                      f"model, not both (entropy recipes: entropy, data, optim, run)",
+                                      ["entropy", *codec_only])
             refuse_codec_only_keys(values)
             recipe = EntropyRecipe.from_dict(values)
         else:
