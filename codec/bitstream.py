@@ -323,31 +323,40 @@ def _check_first_chunk(data: bytes, meta: CodesMetadata, offset: int) -> None:
         raise BitstreamError(f"CRC mismatch (bytes 0-{end - 1}, header, metadata and chunk 0): the file is corrupted")
 
 
-def _model_file_kind(data: bytes) -> str | None:
-    """What a file of a model folder or a training run is, from its first bytes, or None: a zip
-    archive (as PyTorch saves a checkpoint), safetensors (an 8-byte header length, then JSON)
-    or JSON (a model's config.json)."""
+_MODEL_FOLDER_HINT = "; a model is given by its folder (such as models/esc-16k-small, or a training run's " \
+                     "run.out_dir/model)"
+
+
+def _other_file_kind(data: bytes) -> str | None:
+    """What a file given where a .codes file goes is, from its first bytes, as the rest of "it is
+    ...", or None: a zip archive (as PyTorch saves a checkpoint, and NumPy an .npz), safetensors
+    (an 8-byte header length, then JSON: a model's weights) or JSON text (a model's config.json
+    where it reads as one); a model's files come with where a model is given instead."""
     if data.startswith(b"PK\x03\x04"):
-        return "a zip archive, as a PyTorch training checkpoint (.pt) is"
+        return "a zip archive (as a PyTorch training checkpoint, .pt, or a NumPy .npz is)" + _MODEL_FOLDER_HINT
     if len(data) > 10 and data[8:10] == b'{"' and int.from_bytes(data[:8], "little") <= len(data) - 8:
-        return "a safetensors file (a model's weights)"
+        return "a safetensors file (a model's weights)" + _MODEL_FOLDER_HINT
     if re.match(rb'\s*\{\s*["}]', data[:64]):
-        return "JSON text (a model's config.json?)"
+        config = b'"codebook_size"' in data[:4096] and b'"sample_rate"' in data[:4096]
+        return "a model's config.json" + _MODEL_FOLDER_HINT if config else "JSON text"
     return None
 
 
 def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
+    if not data:
+        raise BitstreamError("is empty (0 bytes), not a .codes file")
+    if len(data) < _HEADER.size and not MAGIC.startswith(data[:len(MAGIC)]):
+        raise BitstreamError("not a .codes file (wrong magic bytes at offset 0)")
     if len(data) < _HEADER.size:
         raise BitstreamError(f"truncated: {len(data)} byte{'' if len(data) == 1 else 's'} is shorter than the "
                              f"{_HEADER.size}-byte header")
     magic, version, flags, metadata_length = _HEADER.unpack_from(data)
     if magic != MAGIC:
         if starts_as_audio(data[:4]):   # (a recording renamed, or the input given twice)
-            raise BitstreamError("not a .codes file: it begins as an audio file (WAV, FLAC, Ogg, MP3, ...) does; "
+            raise BitstreamError("not a .codes file: it begins as an audio file does (WAV, FLAC, Ogg, MP3, ...); "
                                  "codec encode makes .codes files from audio")
-        if kind := _model_file_kind(data):   # a model's or a training run's file, given where codes go
-            raise BitstreamError(f"not a .codes file: it is {kind}; a model is given by its folder (such as "
-                                 f"models/esc-16k-small, or a training run's run.out_dir/model)")
+        if kind := _other_file_kind(data):   # a model's or a training run's file, given where codes go
+            raise BitstreamError(f"not a .codes file: it is {kind}")
         raise BitstreamError("not a .codes file (wrong magic bytes at offset 0)")
     if version != VERSION:
         if _is_current_with_damaged_version(data):

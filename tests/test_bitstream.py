@@ -52,15 +52,23 @@ def test_a_model_or_checkpoint_file_given_as_codes_is_named_for_what_it_is(tmp_p
     import torch
 
     torch.save({"step": 1}, tmp_path / "checkpoint.pt")
-    files = {tmp_path / "checkpoint.pt": "a zip archive, as a PyTorch training checkpoint",
+    files = {tmp_path / "checkpoint.pt": r"a zip archive \(as a PyTorch training checkpoint, .pt, or a NumPy .npz is\)",
              tiny_model_dir / "model.safetensors": "a safetensors file",
-             tiny_model_dir / "config.json": "JSON text"}
+             tiny_model_dir / "config.json": "a model's config.json"}
     for path, kind in files.items():
         with pytest.raises(BitstreamError, match=rf"^not a .codes file: it is {kind}.*; a model is given by its "
                                                  rf"folder"):
             from_bytes(path.read_bytes())
+    with pytest.raises(BitstreamError, match=r"^not a .codes file: it is JSON text$"):   # a log, not a model's
+        from_bytes(b'{"step": 1, "loss": 0.5}\n')
     with pytest.raises(BitstreamError, match=r"wrong magic"):
         from_bytes(b"PQ\x03\x04" + bytes(64))
+    with pytest.raises(BitstreamError, match=r"^not a .codes file \(wrong magic"):   # short, but not a codes start
+        from_bytes(b"hello\n")
+    with pytest.raises(BitstreamError, match=r"^truncated: 5 bytes is shorter than the 8-byte header"):
+        from_bytes(to_bytes(make())[:5])
+    with pytest.raises(BitstreamError, match=r"^is empty \(0 bytes\), not a .codes file"):
+        from_bytes(b"")
 
 
 def test_unknown_version():

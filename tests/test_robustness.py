@@ -310,7 +310,7 @@ def valid_codes(tiny_model, tmp_path):
     (lambda d: d[:-40] + bytes([d[-40] ^ 0x01]) + d[-39:], "CRC mismatch"),  # a payload byte
     (lambda d: d[:len(d) // 2], "truncated"),
     (lambda d: d[:8 + struct.unpack_from("<H", d, 6)[0]], "truncated in chunk 0"),  # header only
-    (lambda d: b"", "truncated"),
+    (lambda d: b"", "is empty (0 bytes), not a .codes file"),
     (lambda d: d[:4] + b"\x13\x37" * 50, "version 19 at offset 4; this codec reads version 1 (far beyond any "
                                           "version yet: the file is damaged"),     # junk after magic
     (lambda d: d[:6] + b"\xff\xff" + d[8:], "should end at byte 65543, the file has"),   # the metadata length

@@ -612,7 +612,7 @@ def find_recipe(path: Path, written: str, inheriting: tuple[Path, ...] = ()) -> 
     if not written.strip():
         raise CodecError("the recipe name is empty; give a recipe file or a shipped recipe's name "
                          "(such as tiny)")
-    if "/" in written or os.sep in written:
+    if "/" in written or os.sep in written or not path.name:   # a path, or "." (no name to look up)
         return path
     skipped = {p.resolve() for p in inheriting}
     beside = path.with_name(f"{path.name}.yaml") if path.suffix != ".yaml" else path
