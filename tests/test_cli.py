@@ -497,11 +497,14 @@ def test_the_undefined_notes_name_every_metric_a_file_could_not_be_scored_on():
 
     short = {m: "shorter than 0.25 s" for m in ("pesq_wb", "stoi", "si_sdr", "mel_distance")}
     rows = [SimpleNamespace(undefined=short), SimpleNamespace(undefined={}),
-            SimpleNamespace(undefined={"pesq_wb": "PESQ found no utterances (silence)"}),
+            SimpleNamespace(undefined={"pesq_wb": "PESQ found no utterances (silence)",
+                                       **{m: f"{name} undefined for an all-zero reference" for m, name in
+                                          (("stoi", "STOI"), ("si_sdr", "SI-SDR"), ("mel_distance", "mel distance"))}}),
             SimpleNamespace(undefined={"stoi": "odd"})]
     assert undefined_notes(rows) == [
         "PESQ-WB, STOI, SI-SDR and mel distance undefined in 1 of 4 scores (files x rows): 1 x shorter than 0.25 s",
         "PESQ-WB undefined in 1 of 4 scores (files x rows): 1 x PESQ found no utterances (silence)",
+        "STOI, SI-SDR and mel distance undefined in 1 of 4 scores (files x rows): 1 x an all-zero reference",
         "STOI undefined in 1 of 4 scores (files x rows): 1 x odd"]
 
 

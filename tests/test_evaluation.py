@@ -550,8 +550,10 @@ def test_a_baseline_program_that_fails_leaves_the_file_out_of_its_row(tiny_model
     assert ("opus 6 kbps: its program failed on 2 file(s), left out of the row; first: "
             f"{source}: ffmpeg failed: Unknown encoder 'libopus'") in " ".join(result.output.split())
     assert [(s["system"], s["files"]) for s in json.loads(result.stdout)] == [("tiny-16k", 2)]
-    assert ("PESQ-WB, STOI, SI-SDR and mel distance undefined in 1 of 2 scores (files x rows): 1 x PESQ found no "
-            "utterances") in " ".join(result.output.split())
+    output = " ".join(result.output.split())
+    assert "PESQ-WB undefined in 1 of 2 scores (files x rows): 1 x PESQ found no utterances" in output
+    assert ("STOI, SI-SDR and mel distance undefined in 1 of 2 scores (files x rows): 1 x an all-zero reference"
+            in output)
     saved = json.loads((tmp_path / "r" / "results.json").read_text())
     assert saved["settings"]["baselines"] == ["opus", "speex"]
 
@@ -635,3 +637,5 @@ def test_a_dc_offset_is_not_scored(tiny_model_dir, tmp_path):
     for metric in ("pesq_wb", "stoi"):
         assert scores["offset.wav"][metric] == pytest.approx(scores["plain.wav"][metric], abs=0.02), metric
     assert set(scores["only.wav"].values()) == {None}
+    assert "1 x an all-zero reference (the input is a constant, its DC offset, which scoring removes)" in \
+        " ".join(result.output.split())

@@ -50,15 +50,18 @@ METRIC_NAMES = {"pesq_wb": "PESQ-WB", "stoi": "STOI", "si_sdr": "SI-SDR", "mel_d
 
 
 def undefined_notes(results: list[FileResult]) -> list[str]:
-    """Why cells read "undefined": a note for each set of metrics undefined together (every one
-    for a file too short to score, PESQ alone for one it finds no speech in), naming them, the
-    PESQ-WB one first, with each file's reason for its first metric (every metric's reason is in
-    results.json)."""
+    """Why cells read "undefined" (each metric's reason per file is in results.json): a note for
+    each set of metrics undefined together for one reason (every one for a file too short to
+    score; for silence, PESQ finds no speech and the others have an all-zero reference), naming
+    them, the PESQ-WB one first."""
     by_metrics: dict[tuple[str, ...], Counter] = {}
     for result in results:
-        metrics = tuple(m for m in METRIC_NAMES if result.undefined.get(m))
-        if metrics:
-            by_metrics.setdefault(metrics, Counter())[result.undefined[metrics[0]]] += 1
+        together: dict[str, list[str]] = {}   # reason, without its metric's name -> those metrics
+        for metric, name in METRIC_NAMES.items():
+            if why := result.undefined.get(metric):
+                together.setdefault(why.removeprefix(f"{name} undefined for "), []).append(metric)
+        for why, metrics in together.items():
+            by_metrics.setdefault(tuple(metrics), Counter())[why] += 1
     ordered = sorted(by_metrics, key=lambda metrics: ("pesq_wb" not in metrics, -len(metrics)))
     return [undefined_note(_listed([METRIC_NAMES[m] for m in metrics]), by_metrics[metrics], len(results))
             for metrics in ordered]
