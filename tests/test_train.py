@@ -908,6 +908,10 @@ def test_a_key_in_the_wrong_section_is_answered_with_the_section_that_has_it():
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.warmup_steps=3", "run.codebook_size=8"])
     with pytest.raises(CodecError, match=r"entropy.lr \(did you mean optim.lr\?\)"):
         load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", ["entropy.lr=1e-3"])
+    with pytest.raises(CodecError) as error:   # an entropy recipe lists the run keys it uses
+        load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", ["run.lr=1e-3"])
+    assert str(error.value).endswith("its keys are out_dir, batch_size, max_steps, max_minutes, log_every, "
+                                     "checkpoint_minutes, seed, threads, init_from, device")
 
 
 def test_a_list_written_without_brackets_is_refused_with_the_brackets_shown():

@@ -100,7 +100,7 @@ class EntropyRecipe:
             section_values = values.get(name) or {}
             if not isinstance(section_values, dict):
                 raise CodecError(f"recipe section '{name}' must be a mapping of keys to values, got {section_values!r}")
-            check_section_keys(name, section_values, type(section), sections=homes)
+            check_section_keys(name, section_values, type(section), sections=homes, unused=frozenset(CODEC_ONLY_KEYS))
             built[name] = dataclasses.replace(section, **_coerce(type(section), section_values, f"{name}."))
         _check_sizes(built["entropy"], built["data"])
         return cls(**built)

@@ -351,14 +351,16 @@ def check_sections(values: dict, sections: list[str], kind: str) -> None:
 
 
 def check_section_keys(section: str, values: dict, section_cls, extra: tuple[str, ...] = (),
-                       sections: list[tuple[str, type]] = ()) -> None:
+                       sections: list[tuple[str, type]] = (), unused: frozenset[str] = frozenset()) -> None:
     """Raises CodecError for the keys of ``values`` that recipe section ``section`` (a
     ``section_cls``, which also takes ``extra``) does not have, each with the key meant (the same
     key in another of the recipe's ``sections``, as ``(name, config class)`` pairs, or a near
-    spelling), and the keys it has."""
+    spelling), and the keys it has (less ``unused``, ``section.key`` names this kind of recipe
+    has no use for)."""
     known = [f.name for f in dataclasses.fields(section_cls)] + list(extra)
     unknown = [key for key in values if key not in known]
     if unknown:
+        known = [key for key in known if f"{section}.{key}" not in unused]
         others = [(name, cls) for name, cls in sections if name != section]
         names = ", ".join(f"{section}.{key}{_elsewhere(key, others) or _did_you_mean(key, known, f'{section}.')}"
                           for key in unknown)
