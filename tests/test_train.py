@@ -1068,3 +1068,13 @@ def test_the_run_header_gives_a_few_clips_in_seconds_as_the_too_little_audio_war
 
     assert [_duration(seconds / 3600) for seconds in (0.25, 9.5, 162.44)] == ["0.25 s", "9.50 s", "162.4 s"]
     assert _duration(2.64) == "2.64 h"
+
+
+def test_a_model_trained_from_scratch_under_a_shipped_name_is_noted(tmp_path):
+    from codec.train.trainer import _shipped_name_note
+
+    note = _shipped_name_note("esc-16k-small", None, tmp_path)
+    assert note.startswith("model.name 'esc-16k-small' is a shipped model's name too") and \
+        f"--model {tmp_path / 'model'}" in note
+    assert _shipped_name_note("esc-16k-small", "esc-16k-small", tmp_path) is None   # a fine-tune of it
+    assert _shipped_name_note("my-codec", None, tmp_path) is None

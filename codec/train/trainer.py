@@ -31,7 +31,7 @@ from codec.atomic import write_atomically
 from codec.datasets import Skipped
 from codec.errors import CodecError, TrainingStopped
 from codec.models import ConvCodec, build_model
-from codec.models.loading import save_run_model
+from codec.models.loading import save_run_model, shipped_models_dir
 from codec.quantization.vq import FactorizedVectorQuantizer, widen_lookup
 from codec.train import distributed
 from codec.train.data import Augmentation, RandomCropDataset
@@ -66,6 +66,15 @@ def from_recipe(recipe) -> str:
     file beside or a shipped one), else ""."""
     origins = getattr(recipe, "origins", None)
     return f" (recipe {origins.recipe})" if origins is not None else ""
+
+
+def _shipped_name_note(name: str, init_from: str | None, out_dir: Path) -> str | None:
+    """For a model trained from scratch under a shipped model's name: its .codes files name that
+    model, and decoding them without --model finds the shipped weights (and refuses them)."""
+    if init_from or not (shipped_models_dir() / name / "config.json").is_file():
+        return None
+    return (f"model.name '{name}' is a shipped model's name too; this run's .codes files name it, so decode them "
+            f"with --model {out_dir / 'model'}, or give the model a name of its own (-o model.name=...)")
 
 
 def _duration(hours: float) -> str:
@@ -580,6 +589,8 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
             console.print(f"note: {note}", highlight=False)
         for warning in dataset.warnings():
             console.print(f"warning: {warning}")
+        if note := _shipped_name_note(recipe.model.name, run.init_from, out_dir):
+            console.print(f"note: {note}", highlight=False)
     replica = wrap(model)
     if run.compile:
         replica = torch.compile(replica)
