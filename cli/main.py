@@ -437,7 +437,7 @@ def decode(
     The audio has the original's sample rate, channels and length (or --sample-rate / --channels)."""
     from codec.atomic import final_path
     from codec.batch import OUTPUT_FORMATS, is_batch
-    from codec.coding import check_output_format, check_paths, decode_any_file
+    from codec.coding import audio_format_for, check_output_format, check_paths, decode_any_file
     from codec.models import load_model
 
     sources = _arguments("decode", inputs, output, jobs)
@@ -458,6 +458,8 @@ def decode(
                          f"(--format is for a batch or for - as the output)")
     with _readable(_as_path(sources[0]), "codec decode - out.wav < in.codes") as source, \
             _writable(output, suffix) as target:
+        if str(output) != "-" and not force and target.exists():
+            audio_format_for(target)   # a name no audio can be written to, before "exists; pass --force"
         check_paths(source, target, force)
         report = decode_any_file(source, target, force, model, sample_rate, channels,
                                  load=lambda name: load_model(name, int8))

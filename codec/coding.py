@@ -552,7 +552,7 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
 
 def _check_not_empty_flac(samples: int, input_path: Path, output_path: Path) -> None:
     """Raises CodecError for no samples to a FLAC file: libsndfile writes no header then."""
-    if samples == 0 and _format_for(output_path) == "FLAC":
+    if samples == 0 and audio_format_for(output_path) == "FLAC":
         raise CodecError(f"{input_path}: holds no samples, and an empty FLAC file cannot be written; "
                          f"decode it to .wav")
 
@@ -656,7 +656,7 @@ def _model_named_in(path: Path, name: str, weights: str) -> Path:
         raise ModelNotFoundError(f"{path}: {error}", error.is_folder) from None
 
 
-def _format_for(path: Path) -> str:
+def audio_format_for(path: Path) -> str:
     """The audio format that writing ``path`` makes, by the suffix of the file written: a symbolic
     link's target (``x.wav`` linking to ``y.flac`` gets FLAC, as its name promises)."""
     final = final_path(path)
@@ -680,7 +680,7 @@ def output_subtype(path: Path, gain_db: float | list[float] | None) -> str | Non
     0.02 of float at every level.
     """
     quiet = gain_db is not None and max(np.atleast_1d(gain_db)) >= QUIET_GAIN_DB
-    return "PCM_24" if quiet and _format_for(path) in ("WAV", "FLAC", "AIFF") else None
+    return "PCM_24" if quiet and audio_format_for(path) in ("WAV", "FLAC", "AIFF") else None
 
 
 # WAV and AIFF count their bytes in 32 bits: a file past 4 GiB would claim a wrong length
@@ -689,7 +689,7 @@ _SIZE_FIELD_LIMIT = 2**32 - 1 - 4096   # (less room for the header)
 
 def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: str | None = None,
               frames: int | None = None) -> sf.SoundFile:
-    """``tmp`` opened for writing audio in the format of ``path``'s suffix (``_format_for``), with
+    """``tmp`` opened for writing audio in the format of ``path``'s suffix (``audio_format_for``), with
     soundfile's ``subtype`` (None: the format's default). ``frames`` (samples per channel, if
     known): a WAV file that would pass 4 GiB is written as RF64 (WAV's 64-bit form, which
     soundfile, ffmpeg and sox read; a plain WAV header would claim a wrong, wrapped length).
@@ -699,7 +699,7 @@ def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: s
             it refuses (more channels than the format holds: FLAC 8, OGG 255, WAV 1024), above
             192 kHz in OGG, or an AIFF file past 4 GiB.
     """
-    audio_format = _format_for(path)
+    audio_format = audio_format_for(path)
     data_bytes = 0 if frames is None else frames * channels * (3 if subtype == "PCM_24" else 2)
     if audio_format == "WAV" and channels > 1024:
         raise CodecError(f"{path}: WAV holds at most 1024 channels, not {channels}")

@@ -174,10 +174,10 @@ class FileSink:
     half a file."""
 
     def __init__(self, path: Path, sample_rate: int, channels: int, overwrite: bool = True):
-        from codec.coding import _format_for, open_sink
+        from codec.coding import audio_format_for, open_sink
 
         self.path, self.sample_rate, self.channels, self.overwrite = path, sample_rate, channels, overwrite
-        _format_for(path)   # an unsupported suffix fails before any file is made
+        audio_format_for(path)   # an unsupported suffix fails before any file is made
         self.tmp = create_partial(path)
         try:
             self.file = open_sink(self.tmp, path, sample_rate, channels)
@@ -502,14 +502,14 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     written = [path for path in (output, save) if path is not None]
     if len({path.resolve() for path in written}) < len(written):
         raise CodecError(f"--output and --save are the same file ({output}); give two names")
-    from codec.coding import _format_for, check_not_replacing_audio, check_output_path
+    from codec.coding import audio_format_for, check_not_replacing_audio, check_output_path
 
     for path in written:
         check_output_path(path, force, input, stdout=False)
     if save is not None:   # even with --force: a packet stream never takes an audio file's place
         check_not_replacing_audio(save, "--save")
     if output is not None:
-        _format_for(output)   # an unsupported suffix fails before the model loads
+        audio_format_for(output)   # an unsupported suffix fails before the model loads
     asked_to_play = bool(play)
     play = (output is None) if play is None else play
     if not play and output is None and save is None:

@@ -322,6 +322,17 @@ def test_a_file_named_dash_is_given_as_dot_slash_dash(tmp_path, monkeypatch):
     assert sf.info(str(tmp_path / "-")).frames == 8000   # the input, untouched
 
 
+def test_decode_names_an_unwritable_suffix_before_asking_for_force(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sf.write(str(tmp_path / "in.wav"), tone(0.5, 16000), 16000)
+    assert invoke("encode", "in.wav", "a.codes", "--model", "conv-16k").exit_code == 0
+    (tmp_path / "out.xyz").write_text("mine")
+    for force in ((), ("--force",)):   # (--force would only have led to this error)
+        result = invoke("decode", "a.codes", "out.xyz", *force)
+        assert result.exit_code == 1 and "out.xyz: cannot write '.xyz' files; use .wav" in result.output, result.output
+    assert (tmp_path / "out.xyz").read_text() == "mine"
+
+
 def test_errors_and_summaries_start_on_the_first_line_when_stderr_is_not_a_terminal(tmp_path):
     """No progress bar off a terminal: a stopped one left an empty line before the message."""
     (tmp_path / "junk").mkdir()
