@@ -922,6 +922,9 @@ def test_a_list_written_without_brackets_is_refused_with_the_brackets_shown():
         with pytest.raises(CodecError, match=r"write a list in brackets: optim.betas=\[0.9, 0.99\]$"):
             load_recipe(REPO / "recipes" / "tiny.yaml", [f"optim.betas={written}"])
     assert load_recipe(REPO / "recipes" / "tiny.yaml", ["optim.betas=[0.9, 0.99]"]).optim.betas == [0.9, 0.99]
+    with pytest.raises(CodecError, match=r"^override 'run.max_steps=': recipe value run.max_steps is empty; it must "
+                                         r"be int$"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps="])
 
 
 def test_every_recipe_key_is_in_the_readmes_table():

@@ -511,6 +511,8 @@ def _coerce(section_cls, values: dict, section: str = "") -> dict:
             items = [item for item in re.split(r"[,;\s]+", value.strip(" ()[]")) if item] \
                 if lists and isinstance(value, str) else []
             brackets = f"; write a list in brackets: {section}{key}=[{', '.join(items)}]" if items else ""
+            if value is None:   # (YAML reads "key:" and -o key= as null)
+                raise CodecError(f"recipe value {section}{key} is empty; it must be {names}")
             raise CodecError(f"recipe value {section}{key}={value!r} must be {names}{brackets}")
     return coerced
 
