@@ -1062,8 +1062,11 @@ def test_a_shipped_recipe_trains_and_is_inherited_by_its_name_alone(tmp_path, mo
     with pytest.raises(CodecError, match=r"^tinyy: recipe not found \(did you mean tiny\? a shipped recipe can be "
                                          r"named alone, such as conv_16k, esc_16k_small"):
         load_recipe("tinyy")
-    with pytest.raises(CodecError, match=r"^elsewhere/tiny: recipe not found \(a shipped recipe"):
-        load_recipe("elsewhere/tiny")   # a path is a path
+    with pytest.raises(CodecError, match=r"^recipes/tiny.yaml: recipe not found \(a shipped recipe has that name: "
+                                         r"codec train tiny\)$"):
+        load_recipe("recipes/tiny.yaml")   # a path is a path (here: outside the checkout)
+    with pytest.raises(CodecError, match=r"^TINY: recipe not found \(did you mean tiny\?"):
+        load_recipe("TINY")
 
 
 def test_the_run_header_gives_a_few_clips_in_seconds_as_the_too_little_audio_warning_does():

@@ -631,14 +631,18 @@ def find_recipe(path: Path, written: str, inheriting: tuple[Path, ...] = ()) -> 
 
 
 def _shipped_recipes_hint(path: Path, near: bool = True) -> str:
-    """For a recipe ``path`` that is not found: the nearest shipped recipe's name (with ``near``),
-    and some of the names (none where none ship)."""
+    """For a recipe ``path`` that is not found: the shipped recipe of its name (given with a
+    folder, as recipes/tiny.yaml outside the checkout) or, for a bare name, the nearest one (with
+    ``near``), and some of the names (none where none ship)."""
     shipped = shipped_folder("recipes")
     names = sorted(p.stem for p in shipped.glob("*.yaml"))
     if not names:
         return ""
-    close = difflib.get_close_matches(path.stem, names, n=1) if near else []
-    meant = f"did you mean {close[0]}? " if close and path.parent == Path(".") else ""
+    stem = path.stem.lower()
+    if near and stem in names and path.parent != Path("."):
+        return f" (a shipped recipe has that name: codec train {stem})"
+    close = difflib.get_close_matches(stem, names, n=1) if near and path.parent == Path(".") else []
+    meant = f"did you mean {close[0]}? " if close else ""
     main = [name for name in ("conv_16k", "esc_16k_small", "entropy_conv_16k", "tiny") if name in names]
     return (f" ({meant}a shipped recipe can be named alone, such as {', '.join(main or names[:4])}: "
             f"{len(names)} in {shipped})")
