@@ -644,14 +644,13 @@ def _model_info(path: Path) -> dict:
 
     from codec.errors import ModelNotFoundError
     from codec.models.catalog import summarize_model
-    from codec.models.loading import available_models
+    from codec.models.loading import names_hint
 
     if not path.exists():
         try:
             return asdict(summarize_model(str(path), with_hash=True))
         except ModelNotFoundError:   # (a model of that name that cannot be read says why)
-            names = ", ".join(p.name for p in available_models()) or "none"
-            raise CodecError(f"{path}: no such file, and no model has that name (models: {names})") from None
+            raise CodecError(f"{path}: no such file, and no model has that name {names_hint(str(path))}") from None
     return asdict(summarize_model(path, with_hash=True))
 
 

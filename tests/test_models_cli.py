@@ -121,7 +121,10 @@ def test_a_training_runs_folder_points_at_its_model(tiny_model_dir, tmp_path, mo
 def test_info_names_what_it_could_not_find(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke("info", "no-such-thing")
-    assert result.exit_code == 1 and "no such file, and no model has that name (models: conv-16k" in result.output
+    assert result.exit_code == 1 and "no such file, and no model has that name (by name: conv-16k" in result.output
+    result = invoke("info", "ESC-16K-SMAL")   # a near name, case aside
+    assert result.exit_code == 1 and "no model has that name (did you mean esc-16k-small? by name: conv-16k" \
+        in result.output, result.output
     (tmp_path / "empty").mkdir()
     result = invoke("info", "empty")
     assert result.exit_code == 1 and "not a model directory (it has no config.json)" in result.output

@@ -89,7 +89,7 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
     """
     if isinstance(name_or_path, str) and not name_or_path.strip():   # `--model ''` (an unset variable)
         raise ModelNotFoundError(f"the model name {name_or_path!r} is empty; give a model's name or folder "
-                                 f"{_names_hint()}")
+                                 f"{names_hint()}")
     name_or_path = name_or_path or DEFAULT_MODEL
     found = _model_dir_named(name_or_path) or next(iter(_folders_whose_config_is_named(str(name_or_path))), None)
     if found is not None:
@@ -118,12 +118,19 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
         later = " yet (a training run writes it at its first checkpoint, or when it stops)" if run_started else ""
         raise ModelNotFoundError(f"{candidate}: no such model directory{later}", is_folder=True)
     raise ModelNotFoundError(f"model '{name_or_path}' not found: not a model directory, and no shipped "
-                             f"or installed model has that name {_names_hint()}")
+                             f"or installed model has that name {names_hint(str(name_or_path))}")
 
 
-def _names_hint() -> str:
-    """"(by name: NAMES)": the models a name can choose, for messages."""
-    return f"(by name: {', '.join(p.name for p in available_models()) or 'none'})"
+def names_hint(asked: str | None = None) -> str:
+    """"(by name: NAMES)": the models a name can choose, for messages; led by the one nearest to
+    the name ``asked`` (case aside), if one is near."""
+    import difflib
+
+    names = [p.name for p in available_models()]
+    lowered = {name.lower(): name for name in names}
+    close = difflib.get_close_matches(asked.lower(), list(lowered), n=1) if asked else []
+    meant = f"did you mean {lowered[close[0]]}? " if close else ""
+    return f"({meant}by name: {', '.join(names) or 'none'})"
 
 
 def _model_dir_named(name_or_path: str | Path) -> Path | None:
@@ -177,7 +184,7 @@ def model_dir_for_codes(name: str, weights: str) -> Path:
     candidates = list(dict.fromkeys([*_search_path_dirs(name), *_folders_whose_config_is_named(name)]))
     if not candidates:
         raise ModelNotFoundError(f"model '{name}' not found: no shipped or installed model has that name "
-                                 f"{_names_hint()}")
+                                 f"{names_hint(name)}")
     return next((folder for folder in candidates if _reads_weights(folder, weights)), candidates[0])
 
 
