@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -122,6 +123,11 @@ def test_info_names_what_it_could_not_find(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke("info", "no-such-thing")
     assert result.exit_code == 1 and "no such file, and no model has that name (by name: conv-16k" in result.output
+    (tmp_path / "codes").mkdir()   # a batch's output folder
+    (tmp_path / "codes" / "a.codes").write_bytes(b"")
+    result = invoke("info", "codes")
+    assert result.exit_code == 1 and "codes: not a model directory (it has no config.json), and no shipped model " \
+        f"has that name; it holds .codes files: name one, such as {Path('codes') / 'a.codes'}" in result.output
     result = invoke("info", "ESC-16K-SMAL")   # a near name, case aside
     assert result.exit_code == 1 and "no model has that name (did you mean esc-16k-small? by name: conv-16k" \
         in result.output, result.output
