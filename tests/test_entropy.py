@@ -636,7 +636,7 @@ def test_entropy_training_says_where_its_model_is_and_how_a_codec_gets_it(tiny_m
     report = io.StringIO()
     train_any(_tiny_entropy_recipe(tiny_model_dir, audio, out, "run.max_steps=2", "data.dev_dir=null"),
               console=Console(file=report, width=1000))
-    assert "data.train_dir: skipped 1 file that is not audio (.txt)" in report.getvalue()
+    assert "note: data.train_dir: skipped 1 file that is not audio (.txt)" in report.getvalue()
     last = report.getvalue().strip().splitlines()[-1]
     assert last == (f"finished at step 2 (run.max_steps); entropy model in {out / 'model'} (entropy.safetensors, "
                     f"entropy_config.json): to range-code with it, copy both files beside config.json in the codec's "

@@ -212,7 +212,7 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     with data_named_by(key, str(folder)):
         files = find_audio_files(folder, skipped)
     if skipped.summary():
-        console.print(f"{key}: {skipped.summary()}", highlight=False)
+        console.print(f"note: {key}: {skipped.summary()}", highlight=False)
     source = _codes_source(codec_model.weights_sha256, files)
     cached = read_codes_cache(cache)
     if cached is not None and cached[0] == source:
