@@ -27,7 +27,8 @@ def _adapted(command: str, folder, small_dev, train_audio) -> str:
     command = command.replace("recipes/", f"{REPO}/recipes/").replace("../shared/data/speech/dev", str(small_dev))
     if " train " in f" {command} " or "-m codec.train" in command:
         resume = "--resume" in command
-        run = folder / ("run-" + re.search(r"recipes/(\w+)\.yaml", command).group(1)
+        recipe = re.search(r"recipes/(\w+)\.yaml", command) or re.search(r" train (\w+)", command)   # or a name
+        run = folder / ("run-" + recipe.group(1)
                         + ("-ddp" if command.startswith("torchrun") else ""))   # --resume shares its run
         command += (f" -o run.out_dir={run} -o run.max_steps={2 if resume else 1} -o data.train_dir={train_audio}"
                     f" -o run.tensorboard=false")
