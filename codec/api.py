@@ -145,10 +145,12 @@ class Codes:
 
         Raises:
             CodecError: as ``to_bytes``, or naming ``path`` if it is an audio file (as
-                ``encode_file``, whatever ``force``) or cannot be written.
+                ``encode_file``, whatever ``force``), a folder, a device or pipe (which renaming
+                the new file over it would replace), or cannot be written.
         """
         _check_path(path, "path")
         with _python_argument_names():
+            coding.check_output_path(Path(path), force=True, stdout=False)   # a folder, device or pipe: refused
             coding.check_not_replacing_audio(Path(path))
         data = self._bytes(model, "save")
         write_atomically(Path(path), lambda tmp: tmp.write_bytes(data))

@@ -475,7 +475,7 @@ def check_not_replacing_audio(output_path: Path, writer: str = "encoding") -> No
     if named_audio or starts_as_audio(start):
         if writer == "--save":
             raise CodecError(f"--save {output_path}: is an audio file, which the packet stream would replace; "
-                             f"name the saved stream .cods (--output FILE writes the decoded audio)")
+                             f"name the saved stream .codes (--output FILE writes the decoded audio)")
         fix = ("name the output .codes" if named_audio else "give the codes another name (this file holds audio, "
                "whatever its name says)")
         raise CodecError(f"{output_path}: is an audio file, which {writer} would replace with codes; "
