@@ -758,10 +758,6 @@ def evaluate(
     _check_out_folder(out)
     if out.exists() and not out.is_dir():
         raise CodecError(f"--out {out}: is a file; give a folder for the results")
-    written = [out / name for name in EVAL_OUTPUTS if (out / name).exists()]
-    if written and not force:
-        raise CodecError(f"--out {out}: holds results already ({', '.join(p.name for p in written)}); "
-                         f"pass --force to overwrite them, or choose another folder")
     existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
     if not existing.is_dir():
         raise CodecError(f"--out {out}: {existing} is a file, not a folder")
@@ -793,9 +789,12 @@ def evaluate(
     created = _create_folder(out)   # before minutes of coding: where it cannot be made (/proc, a full disk)
     progress = Progress(console=stderr, transient=True, disable=not stderr.is_terminal)
     task = progress.add_task("evaluating", total=len(files))
-    try:   # the bar starts once the model, bitrates and baselines passed their checks
-        results, notes, example = run_evaluation(files, settings, lambda: progress.advance(task),
-                                                 on_start=progress.start)
+    def start() -> None:   # once the model, bitrates and baselines passed their checks (as --force fixes only this)
+        _refuse_earlier_results(out, force)
+        progress.start()
+
+    try:
+        results, notes, example = run_evaluation(files, settings, lambda: progress.advance(task), on_start=start)
     except BaseException:
         for folder in created:   # (the deepest first; only those still empty)
             with contextlib.suppress(OSError):
@@ -841,6 +840,14 @@ def evaluate(
     stderr.print(f"wrote {out}/{', '.join(name for name in EVAL_OUTPUTS if (out / name).exists())}")
     if evaluated < len(files):   # as a batch that could not code every file
         _fail(f"{len(files) - evaluated} of {len(files)} files could not be read and were left out (see the notes)")
+
+
+def _refuse_earlier_results(out: Path, force: bool) -> None:
+    """Raises CodecError where ``out`` holds an evaluation's results already, unless ``force``."""
+    written = [out / name for name in EVAL_OUTPUTS if (out / name).exists()]
+    if written and not force:
+        raise CodecError(f"--out {out}: holds results already ({', '.join(p.name for p in written)}); "
+                         f"pass --force to overwrite them, or choose another folder")
 
 
 def _evaluation_files(inputs: list[str]) -> tuple[list[Path], int, str | None]:

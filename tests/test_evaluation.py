@@ -223,6 +223,10 @@ def test_eval_keeps_earlier_results_unless_forced(tiny_model_dir, tmp_path):
     before = (out / "results.json").read_bytes()
     refused = CliRunner().invoke(app, command)
     assert refused.exit_code == 1 and "holds results already (results.json" in refused.output
+    for wrong, message in ((["--jobs", "0"], "--jobs 0: must be at least 1"),   # named first: --force
+                           (["--baselines", "foo"], "unknown baseline 'foo'")):   # would not have fixed them
+        result = CliRunner().invoke(app, [*command, *wrong])
+        assert result.exit_code == 1 and message in result.output and "holds results" not in result.output
     assert (out / "results.json").read_bytes() == before
     assert CliRunner().invoke(app, [*command, "--force"]).exit_code == 0
 
