@@ -600,8 +600,9 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         name = "Ctrl-C" if stats.stop_signal == signal.SIGINT else signal.Signals(stats.stop_signal).name
         console.print(f"stopped ({name}); what was recorded is kept")
     kbps = stats.payload_bytes * 8 / stats.audio_seconds / 1000 if stats.audio_seconds else 0.0
-    console.print(f"streamed {stats.audio_seconds:.1f} s: RTF {stats.real_time_factor:.3f}, {stats.packets} packet"
-                  f"{'' if stats.packets == 1 else 's'} ({kbps:.2f} kbps with packet headers), {stats.packets_lost} lost, overruns {stats.overruns}, "
+    packets = f"{stats.packets} packet{'' if stats.packets == 1 else 's'}"
+    console.print(f"streamed {stats.audio_seconds:.1f} s: RTF {stats.real_time_factor:.3f}, {packets} "
+                  f"({kbps:.2f} kbps with packet headers), {stats.packets_lost} lost, overruns {stats.overruns}, "
                   f"underruns {stats.underruns}, latency {sum(latency.values()):.0f} ms "
                   f"({' + '.join(f'{ms:.0f} {part}' for part, ms in latency.items() if ms or part != 'global code')})",
                   highlight=False)
