@@ -368,13 +368,18 @@ def check_section_keys(section: str, values: dict, section_cls, extra: tuple[str
                               f"its keys are {', '.join(known)}", [f"{section}.{key}" for key in unknown])
 
 
-class UnknownKeyError(CodecError):
-    """A recipe section or key that is not there; ``keys``: the ones given (``section`` or
-    ``section.key``), as the message also names keys that are there."""
+class RecipeKeysError(CodecError):
+    """An error about the recipe sections or keys in ``keys`` (``section`` or ``section.key``),
+    which ``RecipeOrigins.locate`` names the places of (the message may name others too)."""
 
     def __init__(self, message: str, keys: list[str]):
         super().__init__(message)
         self.keys = keys
+
+
+class UnknownKeyError(RecipeKeysError):
+    """A recipe section or key that is not there; ``keys``: the ones given, as the message also
+    names keys that are there."""
 
 
 def _codec_recipe_sections() -> list[tuple[str, type]]:
@@ -745,7 +750,7 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
 
             codec_only = sorted(set(values) & {"model", "loss", "gan"})
             if codec_only:   # led by where those sections were set (a file, one it inherits, or an -o)
-                raise UnknownKeyError(f"the recipe has an 'entropy' section (an entropy-model recipe) and codec "
+                raise RecipeKeysError(f"the recipe has an 'entropy' section (an entropy-model recipe) and codec "
                                       f"sections ({', '.join(codec_only)}); a recipe trains a codec or an entropy "
                                       f"model, not both (entropy recipes: entropy, data, optim, run)",
                                       ["entropy", *codec_only])
