@@ -789,7 +789,7 @@ def evaluate(
     created = _create_folder(out)   # before minutes of coding: where it cannot be made (/proc, a full disk)
     progress = Progress(console=stderr, transient=True, disable=not stderr.is_terminal)
     task = progress.add_task("evaluating", total=len(files))
-    def start() -> None:   # once the model, bitrates and baselines passed their checks (as --force fixes only this)
+    def start() -> None:   # once the model, bitrates and baselines passed their checks: --force fixes this alone
         _refuse_earlier_results(out, force)
         progress.start()
 
