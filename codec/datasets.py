@@ -94,6 +94,8 @@ def find_inputs(source: Path | str, skipped: Skipped | None = None) -> list[Path
         raise CodecError(f"{source}: no such file or folder")
     else:
         raise CodecError(f"{source}: not a folder, an audio file, or a manifest ({', '.join(MANIFEST_SUFFIXES)})")
+    if not files and source.is_file():   # a manifest with a header or nothing
+        raise CodecError(f"{source}: the manifest lists no files")
     if not files:
         raise CodecError(f"{source}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found")
     return files
@@ -114,7 +116,8 @@ def _manifest_paths(manifest: Path) -> list[str]:
     if suffix == ".tsv":
         reader = csv.DictReader(lines, delimiter="\t")
         if reader.fieldnames is not None and "path" not in reader.fieldnames:
-            raise CodecError(f"{manifest}: the TSV header has no 'path' column")
+            raise CodecError(f"{manifest}: the TSV header has no 'path' column (its columns: "
+                             f"{', '.join(map(repr, reader.fieldnames))})")
         return [_listed_path(manifest, reader.line_num, row.get("path"), "a 'path' column value")
                 for row in reader]
     paths = []
@@ -143,7 +146,7 @@ def _listed_path(manifest: Path, number: int, entry, expected: str) -> str:
     """
     if not isinstance(entry, str) or not entry.strip():
         raise CodecError(f"{manifest}:{number}: expected {expected} (a file path), got {entry!r}")
-    return entry
+    return entry.strip()   # (spaces around a TSV cell are invisible; a Kaldi .scp's are dropped too)
 
 
 def _resolve(manifest: Path, entry: str) -> Path:
@@ -153,4 +156,4 @@ def _resolve(manifest: Path, entry: str) -> Path:
     for folder in [manifest.parent, *manifest.resolve().parent.parents]:
         if (folder / candidate).is_file():
             return folder / candidate
-    raise CodecError(f"{manifest}: listed file {entry} not found next to the manifest or above it")
+    return manifest.parent / candidate   # missing: left out where read, as a missing absolute path is

@@ -30,6 +30,18 @@ def test_manifests(folder):
     (folder / "bad.scp").write_text("utt1 sox a.wav -t wav - |\n")
     with pytest.raises(CodecError, match="no piped commands"):
         find_inputs(folder / "bad.scp")
+    (folder / "spaced.tsv").write_text("path\tspeaker\n" + "".join(f" {p.name} \tx\n" for p in expected))
+    assert [p.resolve() for p in find_inputs(folder / "spaced.tsv")] == [p.resolve() for p in expected]
+    (folder / "missing.tsv").write_text("path\nclip0.wav\ngone/clip9.wav\n")   # left out where read, as an
+    assert find_inputs(folder / "missing.tsv")[1] == folder / "gone" / "clip9.wav"   # absolute path is
+    for name, text in (("none.tsv", "path\n"), ("none.jsonl", ""), ("none.scp", "\n")):
+        (folder / name).write_text(text)
+        with pytest.raises(CodecError, match=rf"{name}: the manifest lists no files"):
+            find_inputs(folder / name)
+    (folder / "columns.tsv").write_text("Path\tspeaker\nclip0.wav\tx\n")
+    with pytest.raises(CodecError, match=r"columns.tsv: the TSV header has no 'path' column \(its columns: 'Path', "
+                                         r"'speaker'\)"):
+        find_inputs(folder / "columns.tsv")
 
 
 @pytest.mark.parametrize("name, text, expected", [
