@@ -182,6 +182,8 @@ def test_recipe_errors(tmp_path):
     ("model.codebook_size=0", r"model.codebook_size=0 must be at least 2"),
     ("model.codebook_size=100000", r"model.codebook_size=100000 must be at most 65536 \(the .codes format"),
     ("data.noise_probability=0.5", r"data.noise_probability=0.5 mixes in noise, but data.noise_dir is not set"),
+    ("data.noise_dir=noise/", r"data.noise_dir=noise/ gives noise, but data.noise_probability is 0, which mixes in "
+                              r"none"),
     ("loss.mel_bins=[0,16,32,64,128,128]", r"loss.mel_bins=\[0, 16, 32, 64, 128, 128\] .* of mel bands >= 1"),
     ("gan.periods=[0]", r"gan.periods=\[0\] must list one or more periods >= 1"),
     ("gan.channels=0", r"gan.channels=0 must be a finite number > 0"),
@@ -327,7 +329,9 @@ def test_a_missing_data_folder_names_its_recipe_key(audio_folder, tmp_path, monk
                               ("data.noise_dir=nosuch", "recipe value data.noise_dir=nosuch (relative"),
                               ("data.train_dir=./nosuch/", "recipe value data.train_dir=./nosuch/ (relative")):
         recipe = load_recipe(REPO / "recipes" / "tiny.yaml", [f"data.train_dir={audio_folder}", override,
-                                                              "run.out_dir=run", "run.max_steps=1"])
+                                                              "run.out_dir=run", "run.max_steps=1",
+                                                              *(["data.noise_probability=0.5"] if "noise" in override
+                                                                else [])])
         with pytest.raises(CodecError) as error:
             train(recipe)
         assert message in str(error.value)
@@ -559,7 +563,11 @@ def test_freeze_fine_tunes_only_the_decoder_and_keeps_the_codes(audio_folder, tm
     assert kept and all(torch.equal(a[k], b[k]) for k in kept)   # buffers too: no re-seeding
     assert not all(torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
     with pytest.raises(CodecError, match="its parts are"):
-        train(tiny(audio_folder, tmp_path / "third", "optim.freeze=[encoder,vocoder]"))
+        train(tiny(audio_folder, tmp_path / "third", f"run.init_from={first / 'model'}",
+                   "optim.freeze=[encoder,vocoder]"))
+    with pytest.raises(CodecError, match=r"optim.freeze=\['encoder'\] keeps parts at run.init_from's weights, but "
+                                         r"run.init_from is not set \(they would stay at their random start\)"):
+        train(tiny(audio_folder, tmp_path / "fourth", "optim.freeze=[encoder]"))
 
 
 def test_a_decoder_fine_tune_reads_its_sources_codes_and_keeps_its_entropy_model(audio_folder, tmp_path):

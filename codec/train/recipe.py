@@ -73,6 +73,10 @@ class DataConfig:
         if self.noise_probability > 0 and not self.noise_dir:
             raise CodecError(f"recipe value data.noise_probability={self.noise_probability} mixes in noise, but "
                              f"data.noise_dir is not set: give a folder or manifest of noise")
+        if self.noise_dir and self.noise_probability == 0:   # (the noise would be read, and never used)
+            raise CodecError(f"recipe value data.noise_dir={self.noise_dir} gives noise, but data.noise_probability "
+                             f"is 0, which mixes in none: set data.noise_probability (such as 0.5), or leave "
+                             f"data.noise_dir out")
 
 
 @dataclass

@@ -478,6 +478,9 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
     if run.init_fresh and not run.init_from:
         raise CodecError("run.init_fresh names parts to start from scratch instead of run.init_from's weights, "
                          "but run.init_from is not set")
+    if recipe.optim.freeze and not run.init_from:   # frozen at their random start, they would learn nothing
+        raise CodecError(f"recipe value optim.freeze={recipe.optim.freeze} keeps parts at run.init_from's weights, "
+                         f"but run.init_from is not set (they would stay at their random start)")
     if run.threads:
         torch.set_num_threads(run.threads)
     rank, world_size = distributed.setup()
