@@ -128,6 +128,12 @@ def test_info_names_what_it_could_not_find(tmp_path, monkeypatch):
     result = invoke("info", "codes")
     assert result.exit_code == 1 and "codes: not a model directory (it has no config.json), and no shipped model " \
         f"has that name; it holds .codes files: name one, such as {Path('codes') / 'a.codes'}" in result.output
+    result = invoke("info", "tiny-16k")   # no near name: "-16k" alone is not near
+    assert result.exit_code == 1 and "did you mean" not in result.output
+    monkeypatch.setenv("CODEC_MODELS_DIR", str(tmp_path / "typo"))
+    result = invoke("info", "mine")
+    assert result.exit_code == 1 and f"CODEC_MODELS_DIR={tmp_path / 'typo'}: no such folder)" in result.output
+    monkeypatch.delenv("CODEC_MODELS_DIR")
     result = invoke("info", "ESC-16K-SMAL")   # a near name, case aside
     assert result.exit_code == 1 and "no model has that name (did you mean esc-16k-small? by name: conv-16k" \
         in result.output, result.output

@@ -130,9 +130,12 @@ def names_hint(asked: str | None = None) -> str:
 
     names = [p.name for p in available_models()]
     lowered = {name.lower(): name for name in names}
-    close = difflib.get_close_matches(asked.lower(), list(lowered), n=1) if asked else []
+    # (at difflib's default cutoff, 0.6, tiny-16k "meant" conv-16k)
+    close = difflib.get_close_matches(asked.lower(), list(lowered), n=1, cutoff=0.8) if asked else []
     meant = f"did you mean {lowered[close[0]]}? " if close else ""
-    return f"({meant}by name: {', '.join(names) or 'none'})"
+    installed = os.environ.get("CODEC_MODELS_DIR")
+    missing = f"; CODEC_MODELS_DIR={installed}: no such folder" if installed and not Path(installed).is_dir() else ""
+    return f"({meant}by name: {', '.join(names) or 'none'}{missing})"
 
 
 def _model_dir_named(name_or_path: str | Path) -> Path | None:
