@@ -119,7 +119,7 @@ def test_a_training_runs_folder_points_at_its_model(tiny_model_dir, tmp_path, mo
         "own model directory: copy entropy.safetensors and entropy_config.json beside" in result.output, result.output
 
 
-def test_info_names_what_it_could_not_find(tmp_path, monkeypatch):
+def test_info_names_what_it_could_not_find(tmp_path, monkeypatch, tiny_model_dir):
     monkeypatch.chdir(tmp_path)
     result = invoke("info", "no-such-thing")
     assert result.exit_code == 1 and "no such file, and no model has that name (by name: conv-16k" in result.output
@@ -128,6 +128,13 @@ def test_info_names_what_it_could_not_find(tmp_path, monkeypatch):
     result = invoke("info", "codes")
     assert result.exit_code == 1 and "codes: not a model directory (it has no config.json), and no shipped model " \
         f"has that name; it holds .codes files: name one, such as {Path('codes') / 'a.codes'}" in result.output
+    (tmp_path / "noweights").mkdir()   # a config without its weights
+    shutil.copy(tiny_model_dir / "config.json", tmp_path / "noweights")
+    speech_wav = write_audio(tmp_path / "s.wav", tone(0.5, 16000), 16000)
+    for command in (("info", "noweights"), ("encode", speech_wav, "x.codes", "--model", "noweights")):
+        result = invoke(*command)
+        assert result.exit_code == 1 and "noweights: has config.json but no model.safetensors (the weights)" \
+            in result.output, result.output
     result = invoke("info", "tiny-16k")   # no near name: "-16k" alone is not near
     assert result.exit_code == 1 and "did you mean" not in result.output
     monkeypatch.setenv("CODEC_MODELS_DIR", str(tmp_path / "typo"))

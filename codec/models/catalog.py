@@ -14,6 +14,7 @@ from codec.models.loading import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     available_models,
+    check_weights_there,
     resolve_model_dir,
     shipped_models_dir,
     weights_hash,
@@ -59,6 +60,7 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
         config = config_from_dict(json.loads((directory / CONFIG_FILE).read_text()))
         with one_torch_thread():
             network = build_model(config)  # random weights: only the shapes matter here
+        check_weights_there(directory)
         weights_bytes = (directory / WEIGHTS_FILE).stat().st_size
         if with_hash:   # reading the file anyway: its header must be a safetensors one
             from safetensors.torch import load

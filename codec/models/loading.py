@@ -123,6 +123,13 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
                              f"or installed model has that name {names_hint(str(name_or_path))}")
 
 
+def check_weights_there(model_dir: Path) -> None:
+    """Raises CodecError where a model directory has its config but not its weights file."""
+    if not (model_dir / WEIGHTS_FILE).is_file():
+        raise CodecError(f"{model_dir}: has {CONFIG_FILE} but no {WEIGHTS_FILE} (the weights); a model directory "
+                         f"holds both")
+
+
 def names_hint(asked: str | None = None) -> str:
     """"(by name: NAMES)": the models a name can choose, for messages; led by the one nearest to
     the name ``asked`` (case aside), if one is near."""
@@ -230,6 +237,7 @@ def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Co
             if ``int8`` and this PyTorch cannot compute in int8.
     """
     model_dir = resolve_model_dir(name_or_path)
+    check_weights_there(model_dir)
     try:
         model = build_model(config_from_dict(json.loads((model_dir / CONFIG_FILE).read_text())))
         # bytes read by Python, not a path for safetensors: it takes a path only as UTF-8 text
