@@ -200,7 +200,7 @@ def test_init_from_names_what_does_not_fit_and_what_init_fresh_names(tmp_path):
     from codec.errors import CodecError
     from codec.train.trainer import _load_initial_weights
 
-    console = Console(file=open(tmp_path / "log", "w"))
+    console = Console(file=open(tmp_path / "log", "w"), width=400)
     with pytest.raises(CodecError, match=r"head\.proj\.weight is \[642, 64\] there, \[1288, 64\] here.*"
                                          r"run\.init_fresh: \[head\]"):
         _load_initial_weights(EscCodec(FINE_HEAD), EscCodec(TINY), "esc-tiny", console)

@@ -1092,3 +1092,10 @@ def test_a_model_trained_from_scratch_under_a_shipped_name_is_noted(tmp_path):
         f"--model {tmp_path / 'model'}" in note
     assert _shipped_name_note("esc-16k-small", "esc-16k-small", tmp_path) is None   # a fine-tune of it
     assert _shipped_name_note("my-codec", None, tmp_path) is None
+
+
+def test_init_from_names_layers_in_number_order():
+    from codec.train.trainer import _in_number_order
+
+    names = ["quantizer.layers.10.codebook", "quantizer.layers.8.codebook", "quantizer.layers.9.codebook"]
+    assert sorted(names, key=_in_number_order)[0] == "quantizer.layers.8.codebook"   # (as text: layers.10)

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -283,7 +284,7 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
     widened_prefixes = tuple(f"{name}." for name in widened)
     prefixes = tuple(f"{name}." for name in fresh) + widened_prefixes
     source_state = {k: v for k, v in initial.state_dict().items() if not k.startswith(prefixes)}
-    extra = sorted(set(source_state) - set(target))
+    extra = sorted(set(source_state) - set(target), key=_in_number_order)
     reshaped = [k for k, v in source_state.items() if k in target and target[k].shape != v.shape]
     if extra or reshaped:
         example = (f"{reshaped[0]} is {list(source_state[reshaped[0]].shape)} there, "
@@ -301,7 +302,7 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
                          f"[{', '.join(misfits)}]")
     # e.g. a global code, or more codebooks: named down to the module that owns the new weights
     new_parts = sorted({k.rsplit(".", 1)[0] for k in set(target) - set(source_state)
-                        if not k.startswith(widened_prefixes)})
+                        if not k.startswith(widened_prefixes)}, key=_in_number_order)
     device = next(model.parameters()).device
     model.load_state_dict({k: v.to(device) for k, v in source_state.items()}, strict=not (new_parts or widened))
     for name, narrow in widened.items():
@@ -320,11 +321,19 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
     notes = ([f"config differs in {', '.join(differences)}"] if differences else []) \
         + ([f"{len(widened)} quantizers' lookups widened to {model.config.codebook_dim} dimensions, "
             f"choosing the same codes"] if widened else []) \
-        + ([f"quantizers {resliced} re-initialised from data"] if resliced else []) \
-        + ([f"new parts start from scratch: {', '.join(new_parts[:3])}"
-            + (f" and {len(new_parts) - 3} more" if len(new_parts) > 3 else "")] if new_parts else [])
-    if notes:
-        console.print(f"init_from {source}: " + "; ".join(notes))
+        + ([f"quantizers re-initialised from data: {_first_few(resliced)}"] if resliced else []) \
+        + ([f"new parts start from scratch: {_first_few(new_parts)}"] if new_parts else [])
+    console.print(f"init_from {source}: starting from its weights{'; ' if notes else ''}" + "; ".join(notes),
+                  highlight=False)
+
+
+def _in_number_order(name: str) -> list:
+    """A sort key that puts ``layers.8`` before ``layers.10``."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
+
+
+def _first_few(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _widened_quantizers(model: torch.nn.Module, initial: torch.nn.Module) -> dict[str, FactorizedVectorQuantizer]:
