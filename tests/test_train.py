@@ -355,6 +355,11 @@ def test_silent_training_audio_is_refused(tmp_path):
     write_audio(folder / "zeros.wav", np.zeros(16000), 16000)
     with pytest.raises(CodecError, match="all of its audio is silent"):
         train(tiny(folder, tmp_path / "run", "run.max_steps=2"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_audio(empty / "none.wav", np.zeros(0), 16000)
+    with pytest.raises(CodecError, match=r"empty: holds no audio \(its files have no samples\)"):
+        train(tiny(empty, tmp_path / "run", "run.max_steps=2"))
 
 
 def test_a_diverged_run_stops_and_keeps_its_last_checkpoint(audio_folder, tmp_path, monkeypatch):

@@ -160,6 +160,8 @@ class RandomCropDataset:
         self.unreadable: list[str] = []  # files left out, for a warning
         self.skipped = Skipped()         # files of the folder that are not audio, or hidden: for a note
         self.clips = _load_all(source, sample_rate, self.truncated, self.unreadable, self.skipped)
+        if not any(len(c) for c in self.clips):
+            raise CodecError(f"{source}: holds no audio (its files have no samples)")
         if max(float(np.abs(c).max(initial=0.0)) for c in self.clips) < SILENT_PEAK:
             raise CodecError(f"{source}: all of its audio is silent (peak below -80 dBFS); a codec cannot "
                              f"learn from it")
