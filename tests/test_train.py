@@ -382,7 +382,8 @@ def test_resuming_needs_the_checkpoints_model_and_a_readable_file(audio_folder, 
     with pytest.raises(CodecError, match=r"does not fit this recipe \(changed: model.latent_dim=.* -> 32\)"):
         train(tiny(audio_folder, out_dir, "run.max_steps=4", "model.latent_dim=32"), resume=True)
     with pytest.raises(CodecError, match=r"does not fit this recipe \(changed: optim.freeze=\[\] -> \['encoder'\]"):
-        train(tiny(audio_folder, out_dir, "run.max_steps=4", "optim.freeze=[encoder]"), resume=True)
+        train(tiny(audio_folder, out_dir, "run.max_steps=4", "optim.freeze=[encoder]",
+                   f"run.init_from={out_dir / 'model'}"), resume=True)
     (out_dir / CHECKPOINT_FILE).write_bytes(b"garbage")
     with pytest.raises(CodecError, match="checkpoint.pt: not a readable checkpoint"):
         train(tiny(audio_folder, out_dir, "run.max_steps=4"), resume=True)
