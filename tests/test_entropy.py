@@ -278,7 +278,7 @@ def test_entropy_training_leaves_out_a_bad_file_and_checks_dev_dir_first(tiny_mo
     assert "1 file(s) cannot be read and are left out, first: " in log.getvalue() and "bad.wav" in log.getvalue()
     (tmp_path / "allbad").mkdir()
     (tmp_path / "allbad" / "a.wav").write_bytes(b"junk")
-    with pytest.raises(CodecError, match=r"recipe value data.dev_dir=.*allbad: none of its 1 audio files can be read"):
+    with pytest.raises(CodecError, match=r"data.dev_dir=.*allbad': none of its 1 audio files can be read"):
         train_any(_tiny_entropy_recipe(tiny_model_dir, audio, tmp_path / "r3", "run.max_steps=2",
                                        f"data.dev_dir={tmp_path / 'allbad'}"))
 

@@ -993,9 +993,8 @@ def test_a_run_folder_that_cannot_be_written_is_named_with_its_recipe_before_any
 
     (tmp_path / "a-file").write_text("not a folder")
     out_dir, missing = tmp_path / "a-file" / "run", tmp_path / "no-data"   # (the data would fail if read first)
-    with pytest.raises(CodecError, match=rf"^override 'run.out_dir={re.escape(str(out_dir))}': recipe value "
-                                         rf"run.out_dir={re.escape(str(out_dir))}: cannot write a run there "
-                                         rf"\({re.escape(str(tmp_path / 'a-file'))} is a file, not a folder\)"):
+    with pytest.raises(CodecError, match=rf"^override 'run.out_dir={re.escape(str(out_dir))}': cannot write a run "
+                                         rf"there \({re.escape(str(tmp_path / 'a-file'))} is a file, not a folder\)"):
         train_any(tiny(missing, out_dir))
     recipe = tmp_path / "mine.yaml"
     recipe.write_text(f"inherit: {REPO / 'recipes' / 'tiny.yaml'}\nrun:\n  out_dir: {out_dir}\ndata:\n"
@@ -1105,3 +1104,13 @@ def test_init_from_names_layers_in_number_order():
 
     names = ["quantizer.layers.10.codebook", "quantizer.layers.8.codebook", "quantizer.layers.9.codebook"]
     assert sorted(names, key=_in_number_order)[0] == "quantizer.layers.8.codebook"   # (as text: layers.10)
+
+
+def test_an_error_about_an_override_gives_its_value_once():
+    from codec.train.recipe import RecipeOrigins
+
+    origins = RecipeOrigins("r.yaml", {"data.train_dir": "override 'data.train_dir=x.tsv'"})
+    assert origins.locate("recipe value data.train_dir=x.tsv: the manifest lists no files") == \
+        "override 'data.train_dir=x.tsv': the manifest lists no files"
+    assert origins.locate("recipe value data.train_dir=x.tsv (relative to the current folder, /w): no such file") \
+        .startswith("override 'data.train_dir=x.tsv': recipe value data.train_dir=x.tsv (relative")   # (it adds)

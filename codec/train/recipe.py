@@ -795,6 +795,10 @@ class RecipeOrigins:
         places = places or [self.recipe]
         if any(message.startswith(f"{place}:") for place in (*places, self.recipe)):
             return message
+        if len(places) == 1 and places[0].startswith("override '"):   # the value not twice in a row, as
+            given = places[0].removeprefix("override '").removesuffix("'")   # "-o k=v: recipe value k=v: ..."
+            if message.startswith(f"recipe value {given}: "):
+                return f"{places[0]}: {message[len(f'recipe value {given}: '):]}"
         return f"{' and '.join(places)}: {message}"
 
     def locate_training_error(self, message: str) -> str:
