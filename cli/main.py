@@ -458,8 +458,7 @@ def decode(
                          f"(--format is for a batch or for - as the output)")
     with _readable(_as_path(sources[0]), "codec decode - out.wav < in.codes") as source, \
             _writable(output, suffix) as target:
-        if str(output) != "-" and not force and target.exists():
-            audio_format_for(target)   # a name no audio can be written to, before "exists; pass --force"
+        audio_format_for(target)   # a name no audio can be written to: before any work, and before "exists"
         check_paths(source, target, force)
         report = decode_any_file(source, target, force, model, sample_rate, channels,
                                  load=lambda name: load_model(name, int8))

@@ -1,4 +1,8 @@
-"""The exception types that the CLI turns into a one-line error message."""
+"""The exception types that the CLI turns into a one-line error message, and the nearest name
+that such a message offers for a misspelt one."""
+
+import difflib
+from collections.abc import Iterable
 
 
 class CodecError(Exception):
@@ -24,6 +28,14 @@ class ModelNotFoundError(CodecError):
         if self.is_folder:
             return str(self)
         return f"{self}; for a model you trained, pass its directory with --model (e.g. runs/NAME/model)"
+
+
+def nearest_name(asked: str, names: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The one of ``names`` nearest to ``asked`` in spelling, case aside (for "did you mean ...?"
+    in an error), or None where none is as near as ``cutoff`` (difflib's similarity ratio)."""
+    lowered = {name.lower(): name for name in names}
+    close = difflib.get_close_matches(asked.lower(), list(lowered), n=1, cutoff=cutoff)
+    return lowered[close[0]] if close else None
 
 
 class TrainingStopped(Exception):

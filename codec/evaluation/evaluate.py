@@ -176,7 +176,7 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
             pair = score_pair(reference, alignment.degraded, settings.pesq_nb)
             scores = {m: s.value for m, s in pair.items()}
             undefined = {m: s.reason for m, s in pair.items() if s.value is None}
-            if np.any(signal):   # all zero only once scored without its DC offset: a constant signal
+            if undefined and np.any(signal):   # all zero only once scored without its DC offset: a constant
                 undefined = {m: why.replace("an all-zero reference", "an all-zero reference (the input is a "
                                             "constant, its DC offset, which scoring removes)")
                              for m, why in undefined.items()}

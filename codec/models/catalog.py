@@ -57,10 +57,10 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
 
     directory = resolve_model_dir(name_or_path)
     try:
+        check_weights_there(directory)
         config = config_from_dict(json.loads((directory / CONFIG_FILE).read_text()))
         with one_torch_thread():
             network = build_model(config)  # random weights: only the shapes matter here
-        check_weights_there(directory)
         weights_bytes = (directory / WEIGHTS_FILE).stat().st_size
         if with_hash:   # reading the file anyway: its header must be a safetensors one
             from safetensors.torch import load

@@ -22,7 +22,7 @@ from safetensors.torch import load, save
 
 from codec.atomic import write_atomically
 from codec.eight_bit import from_8_bits, to_8_bits
-from codec.errors import CodecError, ModelNotFoundError
+from codec.errors import CodecError, ModelNotFoundError, nearest_name
 from codec.models.conv_codec import ConvCodec
 from codec.models.registry import build_model, config_from_dict
 
@@ -133,13 +133,10 @@ def check_weights_there(model_dir: Path) -> None:
 def names_hint(asked: str | None = None) -> str:
     """"(by name: NAMES)": the models a name can choose, for messages; led by the one nearest to
     the name ``asked`` (case aside), if one is near."""
-    import difflib
-
     names = [p.name for p in available_models()]
-    lowered = {name.lower(): name for name in names}
     # (at difflib's default cutoff, 0.6, tiny-16k "meant" conv-16k)
-    close = difflib.get_close_matches(asked.lower(), list(lowered), n=1, cutoff=0.8) if asked else []
-    meant = f"did you mean {lowered[close[0]]}? " if close else ""
+    near = nearest_name(asked, names, cutoff=0.8) if asked else None
+    meant = f"did you mean {near}? " if near else ""
     installed = os.environ.get("CODEC_MODELS_DIR")
     missing = f"; CODEC_MODELS_DIR={installed}: no such folder" if installed and not Path(installed).is_dir() else ""
     return f"({meant}by name: {', '.join(names) or 'none'}{missing})"

@@ -7,7 +7,6 @@ that round-trips to a plain dict, stored in every checkpoint.
 
 import contextlib
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -19,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from codec.bitstream import MAX_CODEBOOK_SIZE
-from codec.errors import CodecError, ModelNotFoundError
+from codec.errors import CodecError, ModelNotFoundError, nearest_name
 from codec.models.conv_codec import ConvCodecConfig
 from codec.models.esc_codec import EscCodecConfig
 from codec.models.loading import is_plain_name, shipped_folder
@@ -414,8 +413,8 @@ def _section_hint(key, sections: list[str] | None = None) -> str:
 
 
 def _did_you_mean(name, known: list[str], prefix: str = "") -> str:
-    close = difflib.get_close_matches(str(name), known, n=1)
-    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+    near = nearest_name(str(name), known)
+    return f" (did you mean {prefix}{near}?)" if near else ""
 
 
 # Whole-number sizes that may be 0 (a feature left out, a stage without blocks); every other one in
@@ -650,8 +649,8 @@ def _shipped_recipes_hint(path: Path, near: bool = True) -> str:
     stem = path.stem.lower()
     if near and stem in names and path.parent != Path("."):
         return f" (a shipped recipe has that name: codec train {stem})"
-    close = difflib.get_close_matches(stem, names, n=1) if near and path.parent == Path(".") else []
-    meant = f"did you mean {close[0]}? " if close else ""
+    close = nearest_name(stem, names) if near and path.parent == Path(".") else None
+    meant = f"did you mean {close}? " if close else ""
     main = [name for name in ("conv_16k", "esc_16k_small", "entropy_conv_16k", "tiny") if name in names]
     return (f" ({meant}a shipped recipe can be named alone, such as {', '.join(main or names[:4])}: "
             f"{len(names)} in {shipped})")
