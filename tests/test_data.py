@@ -145,6 +145,20 @@ def test_training_audio_cut_short_or_shorter_than_a_crop_is_warned_of(tmp_path):
     assert len(RandomCropDataset(folder, 16000, 8000).warnings()) == 1
 
 
+def test_training_audio_below_the_model_rate_or_listed_twice_is_warned_of(tmp_path):
+    """Upsampled files teach the model an empty top band; a manifest's repeated line weights its file."""
+    write_audio(tmp_path / "narrow.wav", tone(1.0, 8000), 8000)
+    write_audio(tmp_path / "wide.wav", tone(1.0, 16000), 16000)
+    (tmp_path / "list.tsv").write_text("path\nnarrow.wav\nwide.wav\nwide.wav\n")
+    warnings = RandomCropDataset(tmp_path / "list.tsv", 16000, 8000).warnings()
+    assert warnings == [f"1 training file(s) have a sample rate below the model's 16000 Hz and are upsampled: they "
+                        f"hold nothing above half their rate, and the model learns to leave that band empty; first: "
+                        f"{tmp_path / 'narrow.wav'} (8000 Hz)",
+                        f"1 training file(s) are listed more than once, and each listing counts (crops come from "
+                        f"them that many times as often); first: {tmp_path / 'wide.wav'}"]
+    assert RandomCropDataset(tmp_path / "wide.wav", 16000, 8000).warnings() == []
+
+
 def test_an_unreadable_training_file_is_left_out_with_a_warning(tmp_path):
     folder = tmp_path / "audio"
     folder.mkdir()

@@ -2,7 +2,8 @@
 as random crops with level normalisation and optional augmentation (noise mixing, random EQ,
 random shelving filters, speed perturbation, synthetic tones)."""
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,19 +22,32 @@ def find_audio_files(source: Path, skipped: Skipped | None = None) -> list[Path]
     return find_inputs(source, skipped)
 
 
-def _load_all(source: Path, sample_rate: int, truncated: list[str] | None = None,
+@dataclass
+class Findings:
+    """What loading training audio found that a user should hear of: files cut short (shorter than
+    their header announces, as ``codec encode`` warns of them), files at a sample rate below the
+    model's (upsampled, so empty above half their rate), files a manifest lists more than once."""
+
+    truncated: list[str] = field(default_factory=list)
+    low_rate: list[str] = field(default_factory=list)
+    repeated: list[str] = field(default_factory=list)
+
+
+def _load_all(source: Path, sample_rate: int, findings: Findings | None = None,
               unreadable: list[str] | None = None, skipped: Skipped | None = None) -> list[np.ndarray]:
-    """Every file's channel mean at ``sample_rate``; files shorter than their header announces
-    (a copy cut short) are named in ``truncated``, as ``codec encode`` warns of them. With
-    ``unreadable``, a file that cannot be read is left out and its error listed there (one bad
-    file among thousands does not stop a run, as it does not stop a batch). With ``skipped``, a
-    folder's files that are not audio and its hidden ones are listed there.
+    """Every file's channel mean at ``sample_rate``; what a user should hear of goes into
+    ``findings``. With ``unreadable``, a file that cannot be read is left out and its error listed
+    there (one bad file among thousands does not stop a run, as it does not stop a batch). With
+    ``skipped``, a folder's files that are not audio and its hidden ones are listed there.
 
     Raises:
         CodecError: for a file that cannot be read (without ``unreadable``), or if none can be.
     """
     clips = []
-    for path in find_inputs(source, skipped):
+    paths = find_inputs(source, skipped)
+    if findings is not None:
+        findings.repeated += [str(path) for path, times in Counter(paths).items() if times > 1]
+    for path in paths:
         try:
             audio, rate, announced = load_audio_and_announced(path)
         except CodecError as error:
@@ -41,8 +55,10 @@ def _load_all(source: Path, sample_rate: int, truncated: list[str] | None = None
                 raise
             unreadable.append(str(error))
             continue
-        if truncated is not None and len(audio) < announced:
-            truncated.append(f"{path} ({len(audio)} of {announced} samples)")
+        if findings is not None and len(audio) < announced:
+            findings.truncated.append(f"{path} ({len(audio)} of {announced} samples)")
+        if findings is not None and rate < sample_rate:
+            findings.low_rate.append(f"{path} ({rate} Hz)")
         clips.append(resample(audio.mean(axis=1), rate, sample_rate).astype(np.float32))
     if not clips and unreadable:
         raise CodecError(f"{source}: none of its audio files can be read; first: {unreadable[0]}")
@@ -156,10 +172,10 @@ class RandomCropDataset:
     def __init__(self, source: Path, sample_rate: int, segment_samples: int,
                  level_db: tuple[float, float] = (-35.0, -15.0), seed: int = 0,
                  augmentation: Augmentation | None = None):
-        self.truncated: list[str] = []   # files cut short, for a warning
+        self.findings = Findings()       # files cut short, upsampled or listed twice: for warnings
         self.unreadable: list[str] = []  # files left out, for a warning
         self.skipped = Skipped()         # files of the folder that are not audio, or hidden: for a note
-        self.clips = _load_all(source, sample_rate, self.truncated, self.unreadable, self.skipped)
+        self.clips = _load_all(source, sample_rate, self.findings, self.unreadable, self.skipped)
         if not any(len(c) for c in self.clips):
             raise CodecError(f"{source}: holds no audio (its files have no samples)")
         if max(float(np.abs(c).max(initial=0.0)) for c in self.clips) < SILENT_PEAK:
@@ -190,15 +206,23 @@ class RandomCropDataset:
         return [f"training data: {summary}"] if summary else []
 
     def warnings(self) -> list[str]:
-        """What a user should know about this training audio before a run (files cut short, too
-        little audio for one crop)."""
+        """What a user should know about this training audio before a run (files left out, cut
+        short, upsampled or listed twice, too little audio for one crop)."""
         found = []
         if self.unreadable:
             found.append(f"{len(self.unreadable)} training file(s) cannot be read and are left out, first: "
                          f"{self.unreadable[0]}")
-        if self.truncated:
-            found.append(f"{len(self.truncated)} training file(s) hold less audio than their header announces "
-                         f"(cut short?), first: {self.truncated[0]}")
+        truncated, low_rate, repeated = self.findings.truncated, self.findings.low_rate, self.findings.repeated
+        if truncated:
+            found.append(f"{len(truncated)} training file(s) hold less audio than their header announces "
+                         f"(cut short?), first: {truncated[0]}")
+        if low_rate:
+            found.append(f"{len(low_rate)} training file(s) have a sample rate below the model's {self.sample_rate} Hz "
+                         f"and are upsampled: they hold nothing above half their rate, and the model learns to "
+                         f"leave that band empty; first: {low_rate[0]}")
+        if repeated:
+            found.append(f"{len(repeated)} training file(s) are listed more than once, and each listing counts "
+                         f"(crops come from them that many times as often); first: {repeated[0]}")
         if self.lengths.sum() < self.segment_samples:
             found.append(f"the training audio lasts {self.lengths.sum() / self.sample_rate:.2f} s, less than one "
                          f"crop ({self.segment_samples / self.sample_rate:g} s, data.segment_seconds): every crop "
