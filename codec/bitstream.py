@@ -1,4 +1,4 @@
-"""The ``.codes`` container, format version 1. This file is its specification.
+"""The ``.codes`` container, format version 2. This file is its specification.
 
 All integers are little-endian.
 
@@ -13,7 +13,10 @@ All integers are little-endian.
     8+M+G   ...   chunks, one after another up to the end of the file; each chunk is
                     P       payload: bit-packed codes, P given by the metadata (below)
                     uint32  CRC-32 (zlib) of the payload; the first chunk's CRC also covers
-                            the header and metadata before it, so every byte is checked
+                            the header and metadata before it, so every byte is checked, and
+                            each later chunk's CRC starts from the CRC before it (zlib's
+                            ``crc32(payload, previous_crc)``), so chunks swapped, repeated or
+                            left out in the middle fail it too
 
 Metadata keys: ``model`` (name), ``weights`` (first 8 hex digits of the SHA-256 of the model's
 weights file), ``sample_rate`` (Hz, of the original audio; 1000 to 384000), ``channels``, ``samples`` (per
@@ -35,7 +38,7 @@ With bit 0 of the flags set, the metadata also names the entropy model (``entrop
                     P       payload: the chunk's codes range-coded with the entropy model
                             (``codec.entropy``), a whole number of 32-bit words
                     uint32  CRC-32 of the length and payload (the first chunk's also covers the
-                            header and metadata)
+                            header and metadata; a later chunk's starts from the CRC before it)
                     uint32  CRC-32 of the chunk's codes, bit-packed as below: a decoder whose
                             model disagrees with the encoder's is caught here
 
@@ -56,6 +59,10 @@ channel where the channels have gains of their own (header, metadata and CRCs, a
 last frame that the audio does not fill; 216 at most on the dev files, at 12 kbps; 221 for a short
 file at 384 kHz). Entropy-coded files (flag bit 0) carry the entropy model's name and the range
 coder's flush besides: a 1-sample file from conv-16k at 6 kbps is about 245 bytes.
+
+Version 1 differs in one point: a chunk after the first has a CRC of its own bytes alone, which
+a chunk moved to another place passes. Readers read both; writers write version 2. A file of one
+chunk (up to 30 s) is the same in both but for the version byte and its CRC.
 """
 
 import json
@@ -71,7 +78,8 @@ from codec.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, starts_as_audio
 from codec.errors import CodecError
 
 MAGIC = b"CODC"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 FRAMES_PER_CHUNK = 1500
 FLAG_ENTROPY = 1
 FLAG_GLOBAL = 2
@@ -203,8 +211,8 @@ def to_bytes(codes_file: CodesFile, entropy_coder=None) -> bytes:
         else:
             coded = entropy_coder.encode_chunk(np.ascontiguousarray(chunk.transpose(1, 2, 0)))
             body, codes_crc = _UINT32.pack(len(coded)) + coded, _UINT32.pack(zlib.crc32(packed))
-        covered = b"".join(parts) + body if start == 0 else body
-        parts += [body, _UINT32.pack(zlib.crc32(covered)), codes_crc]
+        crc = zlib.crc32(b"".join(parts) + body) if start == 0 else zlib.crc32(body, crc)   # chained
+        parts += [body, _UINT32.pack(crc), codes_crc]
     return b"".join(parts)
 
 
@@ -226,7 +234,7 @@ def _is_count(value) -> bool:
 
 
 def _invalid_field(meta: CodesMetadata) -> str | None:
-    """The first metadata field whose value format version 1 cannot hold; None if there is none.
+    """The first metadata field whose value the .codes format cannot hold; None if there is none.
     Each check may assume the ones before it passed (types before ranges)."""
     checks = [(name, lambda name=name: _is_count(getattr(meta, name)))
               for name in ("sample_rate", "channels", "samples", "codebooks", "codebook_size", "frames")]
@@ -258,7 +266,7 @@ def _invalid_field(meta: CodesMetadata) -> str | None:
 
 
 def metadata_problem(meta: CodesMetadata) -> str | None:
-    """Why ``meta`` is not metadata that format version 1 can hold (the field with an invalid
+    """Why ``meta`` is not metadata that the .codes format can hold (the field with an invalid
     value, or the frames its samples need); None if it is. Readers and writers check the same."""
     field = _invalid_field(meta)
     if field is not None:
@@ -282,7 +290,7 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
         meta = CodesMetadata(**values)
     except (UnicodeDecodeError, ValueError, TypeError, RecursionError):
         raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
-                             f"(not the JSON object that format version 1 requires)") from None
+                             f"(not the JSON object that the .codes format requires)") from None
     problem = metadata_problem(meta)
     if problem:
         raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} ({problem})")
@@ -358,16 +366,16 @@ def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
         if kind := _other_file_kind(data):   # a model's or a training run's file, given where codes go
             raise BitstreamError(f"not a .codes file: it is {kind}")
         raise BitstreamError("not a .codes file (wrong magic bytes at offset 0)")
-    if version != VERSION:
-        if _is_current_with_damaged_version(data):
+    if version not in READABLE_VERSIONS:
+        if shown := _readable_with_damaged_version(data):
             raise BitstreamError(f"corrupt header: the version byte at offset 4 reads {version}, but the file's "
-                                 f"CRC shows a version {VERSION} file: the file is corrupted")
+                                 f"CRC shows a version {shown} file: the file is corrupted")
         if version > VERSION + 15:   # (versions come one at a time: junk, not a newer codec's file)
             why = " (far beyond any version yet: the file is damaged, or not a .codes file)"
         else:
             why = " (written by a newer codec; upgrade to read it)" if version > VERSION else ""
         raise BitstreamError(f"unsupported .codes format version {version} at offset 4; this codec reads "
-                             f"version {VERSION}{why}")
+                             f"versions {READABLE_VERSIONS[0]} to {VERSION}{why}")
     if flags & ~(FLAG_ENTROPY | FLAG_GLOBAL | FLAG_GAIN):
         raise BitstreamError(f"unsupported flags {flags:#04x} at offset 5")
     offset = _HEADER.size + metadata_length
@@ -384,15 +392,16 @@ def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
     return meta, offset
 
 
-def _is_current_with_damaged_version(data: bytes) -> bool:
-    """Whether ``data`` passes as a current-version file once its version byte is restored: then
-    that byte was damaged, and "written by a newer codec" would send the user the wrong way."""
-    restored = data[:4] + bytes([VERSION]) + data[5:]
-    try:
-        read_metadata(restored)
-    except BitstreamError:
-        return False
-    return True
+def _readable_with_damaged_version(data: bytes) -> int | None:
+    """The readable version as which ``data`` passes once its version byte is restored, if any:
+    then that byte was damaged, and "written by a newer codec" would send the user the wrong way."""
+    for version in READABLE_VERSIONS:
+        try:
+            read_metadata(data[:4] + bytes([version]) + data[5:])
+        except BitstreamError:
+            continue
+        return version
+    return None
 
 
 def read_global_codes(data: bytes) -> np.ndarray | None:
@@ -424,6 +433,7 @@ def _verified_chunks(data: bytes, meta: CodesMetadata, offset: int):
     Raises:
         BitstreamError: truncation, a CRC mismatch or trailing bytes, naming the bytes.
     """
+    chained, previous_crc = data[4] >= 2, 0   # (version 1: a later chunk's CRC covers its own bytes alone)
     for index, start in enumerate(_chunk_starts(meta.frames)):
         chunk_frames = max(0, min(FRAMES_PER_CHUNK, meta.frames - start))
         if meta.entropy_coded:
@@ -438,11 +448,14 @@ def _verified_chunks(data: bytes, meta: CodesMetadata, offset: int):
         if len(data) < end:
             raise BitstreamError(_past_the_end(index, offset, end, len(data), meta.entropy_coded))
         (crc,) = _UINT32.unpack_from(data, offset + length)
-        covered = data[:offset + length] if index == 0 else data[offset:offset + length]
-        if zlib.crc32(covered) != crc:
+        computed = zlib.crc32(data[:offset + length]) if index == 0 else \
+            zlib.crc32(data[offset:offset + length], previous_crc if chained else 0)
+        if computed != crc:
             span = f"bytes 0-{offset + length - 1}, header, metadata and chunk 0" if index == 0 else \
                 f"bytes {offset}-{offset + length - 1}, chunk {index}"
-            raise BitstreamError(f"CRC mismatch ({span}): the file is corrupted")
+            moved = " (or the chunk is out of its place)" if index else ""
+            raise BitstreamError(f"CRC mismatch ({span}){moved}: the file is corrupted")
+        previous_crc = crc
         yield index, chunk_frames, data[offset:offset + length], (offset + length + 4 if meta.entropy_coded else None)
         offset = end
     if offset != len(data):
@@ -499,7 +512,8 @@ def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
             raise BitstreamError(f"entropy-coded with model '{meta.entropy_model}' (weights {meta.entropy_weights}), "
                                  f"but the available one is '{entropy_coder.name}' ({entropy_coder.weights[:8]})")
     frames = []
-    for index, chunk_frames, body, codes_crc in _verified_chunks(data, meta, offset):
+    # every chunk's length and CRC first: damage near the end shows before minutes of entropy decoding
+    for index, chunk_frames, body, codes_crc in list(_verified_chunks(data, meta, offset)):
         count = chunk_frames * meta.channels * meta.codebooks
         if meta.entropy_coded:
             try:

@@ -73,12 +73,12 @@ def test_a_model_or_checkpoint_file_given_as_codes_is_named_for_what_it_is(tmp_p
 
 def test_unknown_version():
     data = bytearray(to_bytes(make()))
-    data[4] = 9    # otherwise a valid version 1 file: its CRC shows the byte was damaged
-    with pytest.raises(BitstreamError, match="version byte at offset 4 reads 9, but the file's CRC shows a version 1"):
+    data[4] = 9    # otherwise a valid version 2 file: its CRC shows the byte was damaged
+    with pytest.raises(BitstreamError, match="version byte at offset 4 reads 9, but the file's CRC shows a version 2"):
         from_bytes(bytes(data))
-    data[-1] ^= 1  # a file that does not pass as version 1: perhaps a newer format
+    data[-1] ^= 1  # a file that does not pass as a readable version: perhaps a newer format
     with pytest.raises(BitstreamError, match="unsupported .codes format version 9 at offset 4; this codec reads "
-                                             "version 1 \\(written by a newer codec"):
+                                             "versions 1 to 2 \\(written by a newer codec"):
         from_bytes(bytes(data))
 
 
@@ -172,12 +172,48 @@ def test_not_a_codes_file():
         from_bytes(b"hello")
 
 
-def test_golden_version_1_file_still_reads_bit_exactly():
-    """Format compatibility: the committed v1 file must parse to the same codes and re-serialize
-    to the same bytes in every later version of the reader."""
-    golden = (Path(__file__).parent / "data" / "golden_v1.codes").read_bytes()
-    expected = json.loads((Path(__file__).parent / "data" / "golden_v1.json").read_text())
+@pytest.mark.parametrize("version", [1, 2])
+def test_golden_files_still_read_bit_exactly(version):
+    """Format compatibility: the committed files of each version must parse to the same codes in
+    every later version of the reader; the current version's re-serializes to the same bytes."""
+    golden = (Path(__file__).parent / "data" / f"golden_v{version}.codes").read_bytes()
+    expected = json.loads((Path(__file__).parent / "data" / "golden_v1.json").read_text())   # the same codes
     parsed = from_bytes(golden)
     assert {k: v for k, v in vars(parsed.metadata).items() if v is not None} == expected["metadata"]
     np.testing.assert_array_equal(parsed.codes, np.array(expected["codes"]))
-    assert to_bytes(parsed) == golden
+    written = to_bytes(parsed)
+    if version == 2:
+        assert written == golden
+    else:   # one chunk: the same bytes but for the version byte and the CRC that covers it
+        assert written[:4] + written[5:-4] == golden[:4] + golden[5:-4] and written[4] == 2
+
+
+def _as_version_1(data: bytes, chunk_bytes: int) -> bytes:
+    """A plain version-2 file of chunks of ``chunk_bytes`` (the last may be shorter) rewritten as
+    version 1 wrote it: each later chunk's CRC of its own bytes alone."""
+    metadata_end = 8 + struct.unpack_from("<H", data, 6)[0]
+    out = bytearray(data[:4] + b"\x01" + data[5:metadata_end])
+    offset = metadata_end
+    while offset < len(data):
+        body = data[offset:min(offset + chunk_bytes, len(data) - 4)]
+        out += body + struct.pack("<I", zlib.crc32(bytes(out) + body if offset == metadata_end else body))
+        offset += len(body) + 4
+    return bytes(out)
+
+
+def test_chunks_moved_in_a_file_fail_its_crc_and_version_1_files_still_read():
+    """Each chunk's CRC starts from the one before (version 2): swapped or repeated chunks of a
+    long file fail it, where each chunk's own CRC passed."""
+    original = make(codebooks=2, frames=3 * FRAMES_PER_CHUNK)
+    data = to_bytes(original)
+    chunk = FRAMES_PER_CHUNK * 2 * 10 // 8 + 4   # payload and CRC
+    start = len(data) - 3 * chunk
+    first, second, third = (data[start + i * chunk:start + (i + 1) * chunk] for i in range(3))
+    for moved in (first + third + second, first + second + second, first + third + third):
+        with pytest.raises(BitstreamError, match=r"CRC mismatch \(bytes \d+-\d+, chunk [12]\) \(or the chunk is out "
+                                                 r"of its place\): the file is corrupted"):
+            from_bytes(data[:start] + moved)
+    version_1 = _as_version_1(data, chunk - 4)
+    np.testing.assert_array_equal(from_bytes(version_1).codes, original.codes)
+    with pytest.raises(BitstreamError, match="chunk 1"):
+        from_bytes(version_1[:start + chunk] + version_1[start + chunk:-chunk][:-5] + b"\0" + version_1[-chunk - 4:])

@@ -311,12 +311,12 @@ def valid_codes(tiny_model, tmp_path):
     (lambda d: d[:len(d) // 2], "truncated"),
     (lambda d: d[:8 + struct.unpack_from("<H", d, 6)[0]], "truncated in chunk 0"),  # header only
     (lambda d: b"", "is empty (0 bytes), not a .codes file"),
-    (lambda d: d[:4] + b"\x13\x37" * 50, "version 19 at offset 4; this codec reads version 1 (far beyond any "
+    (lambda d: d[:4] + b"\x13\x37" * 50, "version 19 at offset 4; this codec reads versions 1 to 2 (far beyond any "
                                           "version yet: the file is damaged"),     # junk after magic
     (lambda d: d[:6] + b"\xff\xff" + d[8:], "should end at byte 65543, the file has"),   # the metadata length
     (lambda d: d[:6] + b"\xff\xff" + d[8:], "or the metadata's length field (offset 6) is damaged"),
-    (lambda d: d[:4] + b"\x02" + d[5:], "version byte at offset 4 reads 2"),   # one damaged byte
-    (lambda d: d[:4] + b"\x02" + d[5:8] + b"{}" + bytes(40), "written by a newer codec"),  # another layout
+    (lambda d: d[:4] + b"\x03" + d[5:], "version byte at offset 4 reads 3"),   # one damaged byte
+    (lambda d: d[:4] + b"\x03" + d[5:8] + b"{}" + bytes(40), "written by a newer codec"),  # another layout
 ])
 def test_corrupt_codes_files_give_one_line(tiny_model, tmp_path, valid_codes, corrupt, message):
     bad = tmp_path / "bad.codes"
