@@ -57,6 +57,10 @@ _PACKET_CRC = struct.Struct("<H")
 _TOTAL = struct.Struct("<Q")
 _LENGTH = struct.Struct("<H")
 ENTROPY_FLAG = 0x80
+# A range-coded code costs at most 24 bits (constriction's probabilities are 24-bit fixed point),
+# and its word rounding and flush under 16 bytes: a longer entropy-coded payload is damage
+MAX_CODED_BYTES_PER_CODE = 3
+RANGE_CODER_FLUSH_BYTES = 16
 SEQUENCE_MODULO = 1 << 16
 
 
@@ -258,9 +262,12 @@ def _framed(data: bytes, offset: int, info: StreamInfo) -> _Framed | None:
     if is_global:
         payload_length = math.ceil(frames * info.channels * info.bits_per_global_code / 8)
     elif coded:
-        if start + _LENGTH.size > len(data):
+        if info.entropy_model is None or start + _LENGTH.size > len(data):
             return None
-        payload_length = _LENGTH.size + _LENGTH.unpack_from(data, start)[0] + _PACKET_CRC.size
+        (length,) = _LENGTH.unpack_from(data, start)
+        if length > MAX_CODED_BYTES_PER_CODE * frames * info.channels * codebooks + RANGE_CODER_FLUSH_BYTES:
+            return None   # (checked before the CRC: a run of sync bytes must not cost a CRC of 50 kB each)
+        payload_length = _LENGTH.size + length + _PACKET_CRC.size
     else:
         payload_length = _TOTAL.size if frames == 0 else math.ceil(frames * info.channels * codebooks
                                                                    * info.bits_per_code / 8)

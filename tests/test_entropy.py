@@ -374,6 +374,32 @@ def test_an_entropy_coded_packet_claiming_more_codebooks_than_the_model_is_damag
     assert list(read_packets(bytes(coded), 0, info, coder)) == []   # skipped as damaged, not an IndexError
 
 
+def test_a_run_of_sync_bytes_is_skipped_without_a_crc_for_each(entropy_dir, monkeypatch):
+    """0xC5 0xC5 ... reads as packets claiming entropy-coded payloads of 50 kB: their lengths
+    (over 24 bits a code) and a stream without an entropy model refuse them before any CRC, where
+    a CRC of each made 640 kB take minutes."""
+    import binascii
+
+    from codec import packets
+
+    coder = EntropyCoder(load_entropy_model(entropy_dir))
+    crcs = []
+    monkeypatch.setattr(packets.binascii, "crc_hqx", lambda data, start: crcs.append(len(data)) or 0)
+    for entropy in ((None, None), (coder.name, coder.weights[:8])):
+        info = packets.StreamInfo("tiny-16k", "0123abcd", 16000, 1, 50, 1024, *entropy)
+        assert list(packets.read_packets(packets.PACKET_SYNC * 5000, 0, info, coder)) == []
+    assert crcs == []
+    monkeypatch.undo()
+
+    def crafted(length: int) -> bytes:   # 4 frames of 6 codebooks, ``length`` bytes of payload, CRC to match
+        head = bytes([0xC5, 3, 0, 0x80 | 6, 4]) + length.to_bytes(2, "little") + bytes(length + 2)
+        return head + binascii.crc_hqx(head, 0).to_bytes(2, "little")
+
+    info = packets.StreamInfo("tiny-16k", "0123abcd", 16000, 1, 50, 1024, coder.name, coder.weights[:8])
+    assert packets._framed(crafted(3 * 4 * 6 + 16), 0, info) is not None   # the longest a range coder writes
+    assert packets._framed(crafted(3 * 4 * 6 + 17), 0, info) is None
+
+
 def test_cli_streams_entropy_coded_packets(tiny_model_dir, entropy_dir, tmp_path):
     import shutil
 
