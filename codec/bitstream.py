@@ -203,6 +203,7 @@ def to_bytes(codes_file: CodesFile, entropy_coder=None) -> bytes:
         global_codes = np.asarray(codes_file.global_codes)
         parts.append(pack_codes(global_codes.reshape(-1), _bits(meta.global_codebook_size)))
     frame_major = codes.transpose(2, 0, 1)  # [F, C, K]
+    crc = 0
     for start in _chunk_starts(meta.frames):
         chunk = frame_major[start:start + FRAMES_PER_CHUNK]
         packed = pack_codes(chunk.reshape(-1), meta.bits_per_code)

@@ -225,8 +225,8 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
                  max(1, int(block_seconds(info.channels) * model.frame_rate)), input_path)
     if not plan.frame_packets and (plan.lost or plan.total or summary.damaged_bytes):
         raise CodecError(f"{input_path}: damaged: none of its packets of codes can be read (does its header, "
-                         f"{info.channels} channel{'' if info.channels == 1 else 's'} at {info.sample_rate} Hz, belong to its "
-                         f"packets?)")
+                         f"{info.channels} channel{'' if info.channels == 1 else 's'} at {info.sample_rate} Hz, "
+                         f"belong to its packets?)")
     # the packets' audio at the stream's rate, give or take the latency
     held = round(plan.frames * model.frame_size * info.sample_rate / model.sample_rate)
     if plan.total is not None and plan.total > held + info.sample_rate:
