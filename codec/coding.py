@@ -32,7 +32,7 @@ from codec.audio import (
     starts_as_audio,
 )
 from codec.band_fill import BandFill
-from codec.bitstream import CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
+from codec.bitstream import MAGIC, CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError, ModelNotFoundError
 from codec.highpass import HighPass
 from codec.level import Leveling, amplitude, measure_leveling
@@ -410,12 +410,20 @@ def wants_entropy(model: ConvCodec, entropy: bool | None) -> bool:
     return getattr(model, "entropy_model", None) is not None if entropy is None else entropy
 
 
+_HEAD_BYTES = 1 << 16   # the bytes by which a file that is not a .codes file is told apart
+
+
 def _codes_bytes(path: Path) -> bytes:
+    """The whole of a ``.codes`` file, or the first ``_HEAD_BYTES`` of a file that is not one."""
     if path.is_dir():
         raise CodecError(f"{path}: is a directory, not a .codes file")
     if not path.is_file():
         raise CodecError(f"{path}: {missing(path)}")
-    return path.read_bytes()
+    with path.open("rb") as handle:
+        head = handle.read(_HEAD_BYTES)
+        if not head.startswith(MAGIC):   # not codes: the error reads its first bytes alone, not 2 GB of them
+            return head
+        return head + handle.read()
 
 
 def read_codes(path: Path | str, model: ConvCodec | None = None) -> CodesFile:

@@ -465,3 +465,17 @@ def test_audio_past_4_gib_is_written_as_rf64_and_aiff_refuses_it(tmp_path):
                                     (Path("wide.wav"), 1025, r"wide.wav: WAV holds at most 1024 channels")]:
         with pytest.raises(CodecError, match=message):
             open_sink(tmp_path / "x.tmp", path, 48000, channels, frames=frames)
+
+
+def test_a_file_that_is_not_codes_is_refused_by_its_first_bytes_alone(tmp_path):
+    """A 2 GB file given as codes took 2.3 GB of memory to refuse by its first four bytes."""
+    from codec.coding import _HEAD_BYTES, _codes_bytes, read_codes
+
+    junk = tmp_path / "big.codes"
+    junk.write_bytes(bytes(3 * _HEAD_BYTES))
+    assert len(_codes_bytes(junk)) == _HEAD_BYTES
+    with pytest.raises(CodecError, match=r"big.codes: not a .codes file \(wrong magic bytes at offset 0\)"):
+        read_codes(junk)
+    codes = tmp_path / "long.codes"
+    codes.write_bytes(b"CODC" + bytes(2 * _HEAD_BYTES))
+    assert len(_codes_bytes(codes)) == 4 + 2 * _HEAD_BYTES
