@@ -80,9 +80,17 @@ _NOT_MP3_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b"caff",
 
 def starts_as_audio(start: bytes) -> bool:
     """Whether a file beginning with ``start`` (its first 4 bytes or more) is audio by its header:
-    WAV, FLAC, Ogg, AIFF and the others in ``_NOT_MP3_MAGIC``, or MP3 (an ID3 tag or a frame sync)."""
-    frame_sync = len(start) >= 2 and start[0] == 0xFF and start[1] & 0xE0 == 0xE0
-    return start.startswith(_NOT_MP3_MAGIC) or start.startswith(b"ID3") or frame_sync
+    WAV, FLAC, Ogg, AIFF and the others in ``_NOT_MP3_MAGIC``, or MP3 (an ID3 tag or a frame header:
+    its sync, then no reserved version, layer, bitrate or sample rate, so that 0xFF 0xFF ... is not one)."""
+    return start.startswith(_NOT_MP3_MAGIC) or start.startswith(b"ID3") or _mpeg_frame_header(start)
+
+
+def _mpeg_frame_header(start: bytes) -> bool:
+    if len(start) < 3 or start[0] != 0xFF or start[1] & 0xE0 != 0xE0:
+        return False
+    version, layer = (start[1] >> 3) & 3, (start[1] >> 1) & 3
+    bitrate, rate = start[2] >> 4, (start[2] >> 2) & 3
+    return version != 1 and layer != 0 and bitrate != 15 and rate != 3
 
 
 def _could_be_mp3(path: Path) -> bool:

@@ -43,9 +43,13 @@ def test_wrong_magic():
     data[:4] = b"XCDC"
     with pytest.raises(BitstreamError, match="wrong magic"):
         from_bytes(bytes(data))
-    data[:4] = b"RIFF"   # a WAV file's start: named as audio
-    with pytest.raises(BitstreamError, match="not a .codes file: it begins as an audio file"):
-        from_bytes(bytes(data))
+    for start in (b"RIFF", b"ID3\x04", b"\xff\xfb\x90\x00"):   # WAV, MP3 with a tag, an MPEG-1 layer III frame
+        data[:4] = start
+        with pytest.raises(BitstreamError, match="not a .codes file: it begins as an audio file"):
+            from_bytes(bytes(data))
+    for start in (b"\xff\xff\xff\xff", b"\xff\xe0\x00\x00"):   # a reserved bitrate / version: not MP3
+        with pytest.raises(BitstreamError, match=r"^not a .codes file \(wrong magic bytes at offset 0\)$"):
+            from_bytes(start + bytes(data[4:]))
 
 
 def test_a_model_or_checkpoint_file_given_as_codes_is_named_for_what_it_is(tmp_path, tiny_model_dir):
