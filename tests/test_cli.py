@@ -333,6 +333,19 @@ def test_decode_names_an_unwritable_suffix_before_asking_for_force(tmp_path, mon
     assert (tmp_path / "out.xyz").read_text() == "mine"
 
 
+def test_decode_into_a_folder_or_a_link_to_a_device_says_what_the_output_is(tmp_path, monkeypatch):
+    """Not "cannot write a file without an extension", as the suffix check, which comes first, said."""
+    monkeypatch.chdir(tmp_path)
+    sf.write(str(tmp_path / "in.wav"), tone(0.5, 16000), 16000)
+    assert invoke("encode", "in.wav", "a.codes", "--model", "conv-16k").exit_code == 0
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "null.wav").symlink_to("/dev/null")
+    for output, expected in (("folder", "folder: is a directory; give a file name"),
+                             ("null.wav", "null.wav: is not a regular file (a device, pipe or socket)")):
+        result = invoke("decode", "a.codes", output, "--force")
+        assert result.exit_code == 1 and expected in result.output, result.output
+
+
 def test_errors_and_summaries_start_on_the_first_line_when_stderr_is_not_a_terminal(tmp_path):
     """No progress bar off a terminal: a stopped one left an empty line before the message."""
     (tmp_path / "junk").mkdir()
