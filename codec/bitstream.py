@@ -19,11 +19,12 @@ All integers are little-endian.
                             left out in the middle fail it too
 
 Metadata keys: ``model`` (name), ``weights`` (first 8 hex digits of the SHA-256 of the model's
-weights file), ``sample_rate`` (Hz, of the original audio; 1000 to 384000), ``channels``, ``samples`` (per
-channel, at ``sample_rate``), ``frame_rate`` (code frames per second), ``codebooks`` (codebooks
-used, K), ``codebook_size``, ``frames`` (F, code frames per channel: the frames that cover the
-samples, ``ceil(samples * frame_rate / sample_rate)``; readers allow a frame either way, and
-more for a model with a global code, whose encoder wrote extra frames before 2026-12-04).
+weights file; readers refuse more than 64 characters), ``sample_rate`` (Hz, of the original audio;
+1000 to 384000), ``channels``, ``samples`` (per channel, at ``sample_rate``), ``frame_rate`` (code
+frames per second), ``codebooks`` (codebooks used, K), ``codebook_size``, ``frames`` (F, code
+frames per channel: the frames that cover the samples, ``ceil(samples * frame_rate /
+sample_rate)``; readers allow a frame either way, and more for a model with a global code,
+whose encoder wrote extra frames before 2026-12-04).
 
 With bit 2 of the flags set, the metadata also has ``gain_db``: the gain (a number from -60 to
 60 dB) by which the encoder scaled the audio before coding it, to bring it to the level its model
@@ -89,6 +90,7 @@ MAX_CODEBOOK_SIZE = 1 << 16
 MAX_CHANNELS = 1024
 MAX_CODEBOOKS = 1024
 MAX_FRAMES = 1 << 40
+MAX_WEIGHTS_CHARS = 64   # writers write 8 hex digits; a whole SHA-256 is 64 (longer: damage, shown in messages)
 _HEADER = struct.Struct("<4sBBH")
 _UINT32 = struct.Struct("<I")
 
@@ -246,11 +248,12 @@ def _invalid_field(meta: CodesMetadata) -> str | None:
         ("frames", lambda: meta.frames <= MAX_FRAMES),
         ("codebook_size", lambda: 2 <= meta.codebook_size <= MAX_CODEBOOK_SIZE),
         ("model", lambda: isinstance(meta.model, str)),
-        ("weights", lambda: isinstance(meta.weights, str)),
+        ("weights", lambda: isinstance(meta.weights, str) and len(meta.weights) <= MAX_WEIGHTS_CHARS),
         ("frame_rate", lambda: isinstance(meta.frame_rate, (int, float)) and not isinstance(meta.frame_rate, bool)
          and math.isfinite(meta.frame_rate) and 0 < meta.frame_rate <= meta.sample_rate),
         ("entropy_model", lambda: meta.entropy_model is None or isinstance(meta.entropy_model, str)),
-        ("entropy_weights", lambda: (meta.entropy_weights is None or isinstance(meta.entropy_weights, str))
+        ("entropy_weights", lambda: (meta.entropy_weights is None or (
+            isinstance(meta.entropy_weights, str) and len(meta.entropy_weights) <= MAX_WEIGHTS_CHARS))
          and (meta.entropy_model is None) == (meta.entropy_weights is None)),
         ("global_codebooks", lambda: meta.global_codebooks is None
          or (isinstance(meta.global_codebooks, int) and not isinstance(meta.global_codebooks, bool)

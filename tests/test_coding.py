@@ -296,6 +296,7 @@ def test_codes_objects_with_metadata_no_file_can_hold_are_refused(tiny_model_dir
                              ({"gain_db": [1.0, 2.0]}, r"invalid value of gain_db: \[1.0, 2.0\]"),   # 1 channel
                              ({"sample_rate": 0}, r"invalid value of sample_rate: 0"),
                              ({"frame_rate": True}, r"invalid value of frame_rate: True"),
+                             ({"weights": "a" * 65}, r"invalid value of weights: 'a{36}\.\.\.\)"),   # 60 kB shown whole
                              ({"entropy_model": "e"}, r"invalid value of entropy_weights: None"),
                              ({"entropy_model": False, "entropy_weights": 0}, r"invalid value of entropy_model: False"),
                              ({"entropy_model": "e", "entropy_weights": []}, r"invalid value of entropy_weights: \[\]"),
