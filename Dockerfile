@@ -20,6 +20,7 @@ COPY pyproject.toml README.md LICENSE ./
 COPY codec ./codec
 COPY cli ./cli
 COPY models ./models
+COPY recipes ./recipes
 # A numeric user (hadolint DL3066) resolves the same on any host, e.g. for files written to /data.
 RUN pip install --no-cache-dir -e . \
     && useradd --uid 10001 --create-home codec
