@@ -333,8 +333,15 @@ def check_paths(input_path: Path, output_path: Path, force: bool) -> None:
     check_output_path(output_path, force, input_path)
 
 
-_NOT_A_FILE_NAME = "{path}: is {kind}; give a file name{or_stdout}"
-_NOT_REGULAR = "not a regular file (a device, pipe or socket)"
+def _not_a_file(path: Path, stdout: bool = False) -> str | None:
+    """Why ``path`` cannot be written as a file (a folder; a device, pipe or socket, which renaming
+    over would replace), naming it; None if it can. ``stdout``: the command can write to ``-``."""
+    if path.is_dir():
+        return f"{path}: is a directory; give a file name"
+    if path.exists() and not path.is_file():
+        return f"{path}: is not a regular file (a device, pipe or socket); give a file name" \
+               f"{', or - for stdout' if stdout else ''}"
+    return None
 
 
 def check_output_path(output_path: Path, force: bool, input_path: Path | None = None, stdout: bool = True) -> None:
@@ -346,7 +353,7 @@ def check_output_path(output_path: Path, force: bool, input_path: Path | None = 
         CodecError: naming the path and the problem.
     """
     if output_path.is_dir():
-        raise CodecError(_NOT_A_FILE_NAME.format(path=output_path, kind="a directory", or_stdout=""))
+        raise CodecError(_not_a_file(output_path))
     if names_a_file_descriptor(output_path):
         raise CodecError(f"{output_path}: names an open file by its file descriptor, which the output, written "
                          f"beside it and renamed, would replace; give "
@@ -361,9 +368,8 @@ def check_output_path(output_path: Path, force: bool, input_path: Path | None = 
         raise CodecError(f"{output_path}: is the input file under another name (a hard link, another mount "
                          f"of its folder, or another case of its name), which the output would replace; "
                          f"give another file name")
-    if output_path.exists() and not output_path.is_file():   # renaming over it would replace it
-        raise CodecError(_NOT_A_FILE_NAME.format(path=output_path, kind=_NOT_REGULAR,
-                                                 or_stdout=", or - for stdout" if stdout else ""))
+    if problem := _not_a_file(output_path, stdout):
+        raise CodecError(problem)
     if output_path.exists() and not force:
         raise CodecError(f"{output_path} exists; pass --force to overwrite it")
     if output_path.parent.exists() and not output_path.parent.is_dir():
@@ -671,9 +677,8 @@ def _model_named_in(path: Path, name: str, weights: str) -> Path:
 def audio_format_for(path: Path) -> str:
     """The audio format that writing ``path`` makes, by the suffix of the file written: a symbolic
     link's target (``x.wav`` linking to ``y.flac`` gets FLAC, as its name promises)."""
-    if path.is_dir() or (path.exists() and not path.is_file()):   # named as check_output_path would
-        kind = "a directory" if path.is_dir() else _NOT_REGULAR
-        raise CodecError(_NOT_A_FILE_NAME.format(path=path, kind=kind, or_stdout=""))
+    if problem := _not_a_file(path):   # named before its suffix, as check_output_path would name it
+        raise CodecError(problem)
     final = final_path(path)
     suffix = final.suffix.lower().lstrip(".")
     formats = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "oga": "OGG", "aiff": "AIFF", "aif": "AIFF"}
