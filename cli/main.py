@@ -27,6 +27,7 @@ from codec import __version__
 from codec.errors import CodecError, ModelNotFoundError, TrainingStopped, internal_error_message
 from codec.pipes import check_redirections, discard_output, reserve_closed_std_streams, stdout_was_closed
 from codec.signals import Terminated, stop_on_termination
+from codec.threads import check_threads
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -200,22 +201,32 @@ DecodeInt8Option = Annotated[bool, typer.Option(
     "--int8", help="Decode with the model's linear layers in int8 (PyTorch dynamic quantization): faster on a "
                    "CPU, with slightly different audio (esc-16k-small: mean PESQ-WB within 0.03 of float over "
                    "the dev files; see its model card). Any file decodes this way, however it was encoded.")]
+ThreadsOption = Annotated[int | None, typer.Option(
+    "--threads", show_default=False,
+    help="Torch threads for the model, 1 to the CPU cores \\[default: one per core for one file; one per job in a "
+         "batch]. One thread leaves the other cores free; on a busy machine it can be far faster than several.")]
 BitrateOption = Annotated[float | None, typer.Option(
     "--bitrate", "-b", show_default=False,
     help="Bitrate in kbps, one the model supports (the shipped ones: 1.5, 3, 6, 12; see codec models) "
          "\\[default: 6, or the model's bitrate nearest to 6].")]
 
 
-def _arguments(command: str, inputs: list[str] | None, output: str | None, jobs: int) -> list[str]:
-    """The input arguments as given.
+def _arguments(command: str, inputs: list[str] | None, output: str | None, jobs: int,
+               threads: int | None = None) -> list[str]:
+    """The input arguments as given. A ``threads`` count is set for this process's torch (a batch
+    holds its own count while it runs, and its workers set theirs).
 
     Raises:
         typer.Exit: code 2 after the usage, as for any malformed command line, naming the missing
             argument (with one argument, click gives it to OUTPUT).
-        CodecError: for ``--jobs`` under 1.
+        CodecError: for ``--jobs`` under 1, or ``--threads`` outside 1 to the CPU cores.
     """
     if jobs < 1:
         raise CodecError(f"--jobs {jobs}: must be at least 1")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(check_threads(threads))
     if not inputs:
         missing = "OUTPUT" if output is not None else "INPUT and OUTPUT"
         stderr.print(f"Usage: codec {command} [OPTIONS] [INPUT...] [OUTPUT]", soft_wrap=True)
@@ -364,6 +375,7 @@ def encode(
     int8: Int8Option = False,
     force: ForceOption = False,
     jobs: JobsOption = 1,
+    threads: ThreadsOption = None,
 ) -> None:
     """Encode an audio file into a .codes file, or many files into a folder."""
     from codec.batch import is_batch
@@ -371,7 +383,7 @@ def encode(
     from codec.models import load_model
     from codec.refine import check_refine_steps
 
-    sources = _arguments("encode", inputs, output, jobs)
+    sources = _arguments("encode", inputs, output, jobs, threads)
     codec_model = load_model(model, int8)
     bitrate = codec_model.default_bitrate() if bitrate is None else bitrate
     try:  # the model's own bitrates, checked before any work
@@ -383,7 +395,7 @@ def encode(
     except CodecError as error:
         raise CodecError(f"--refine-steps: {error}") from None
     if is_batch(sources):
-        _encode_batch(sources, Path(output), bitrate, model, entropy, force, jobs, refine_steps, int8)
+        _encode_batch(sources, Path(output), bitrate, model, entropy, force, jobs, refine_steps, int8, threads or 1)
         return
     output = _file_output(output, sources[0], ".codes")
     check_redirections(sources[0], output)
@@ -431,6 +443,7 @@ def decode(
         show_default=False)] = None,
     int8: DecodeInt8Option = False,
     jobs: JobsOption = 1,
+    threads: ThreadsOption = None,
 ) -> None:
     """Decode a .codes file (or a saved packet stream) back to audio, or many files into a folder.
 
@@ -440,14 +453,14 @@ def decode(
     from codec.coding import audio_format_for, check_output_format, check_paths, decode_any_file
     from codec.models import load_model
 
-    sources = _arguments("decode", inputs, output, jobs)
+    sources = _arguments("decode", inputs, output, jobs, threads)
     if format is not None and format.lower() not in OUTPUT_FORMATS:
         raise CodecError(f"--format {format} is not supported; choose {', '.join(OUTPUT_FORMATS)}")
     suffixes = OUTPUT_FORMATS[(format or "wav").lower()]
     suffix = suffixes[0]
     check_output_format(1, sample_rate, channels)  # the rate and a positive count; the mix per file
     if is_batch(sources):
-        _decode_batch(sources, Path(output), suffix, model, force, sample_rate, channels, jobs, int8)
+        _decode_batch(sources, Path(output), suffix, model, force, sample_rate, channels, jobs, int8, threads or 1)
         return
     output = _file_output(output, sources[0], suffix)
     check_redirections(sources[0], output)
@@ -468,7 +481,7 @@ def decode(
 
 
 def _encode_batch(sources: list[str], output: Path, bitrate: float, model: str | None, entropy: bool | None,
-                  force: bool, jobs: int, refine_steps: int = 0, int8: bool = False) -> None:
+                  force: bool, jobs: int, refine_steps: int = 0, int8: bool = False, threads: int = 1) -> None:
     from codec.audio import AUDIO_SUFFIXES
     from codec.batch import CODES_SUFFIX, BatchSettings, load_cached
     from codec.coding import entropy_coder_for, wants_entropy
@@ -481,18 +494,21 @@ def _encode_batch(sources: list[str], output: Path, bitrate: float, model: str |
     entropy = wants_entropy(network, entropy)
     if entropy:
         entropy_coder_for(network, required=True)
-    settings = BatchSettings("encode", model, bitrate, entropy, force, refine_steps=refine_steps, int8=int8)
+    settings = BatchSettings("encode", model, bitrate, entropy, force, refine_steps=refine_steps, int8=int8,
+                             threads=threads)
     _run_batch(sources, output, settings, jobs, AUDIO_SUFFIXES, CODES_SUFFIX)
 
 
 def _decode_batch(sources: list[str], output: Path, suffix: str, model: str | None, force: bool,
-                  sample_rate: int | None, channels: int | None, jobs: int, int8: bool = False) -> None:
+                  sample_rate: int | None, channels: int | None, jobs: int, int8: bool = False,
+                  threads: int = 1) -> None:
     from codec.batch import CODES_SUFFIX, BatchSettings, load_cached
     from codec.coding import is_packet_stream
 
     if model is not None:
         load_cached(model, int8)  # a bad --model fails here, before any file
-    settings = BatchSettings("decode", model, force=force, sample_rate=sample_rate, channels=channels, int8=int8)
+    settings = BatchSettings("decode", model, force=force, sample_rate=sample_rate, channels=channels, int8=int8,
+                             threads=threads)
     _run_batch(sources, output, settings, jobs, (CODES_SUFFIX,), suffix,
                ("packet streams saved by codec stream --save", is_packet_stream))
 
@@ -775,9 +791,9 @@ def evaluate(
     names = [] if baselines.strip() in ("", "none") else [b.strip() for b in baselines.split(",")]
     if "none" in names:
         raise CodecError(f"--baselines {baselines}: 'none' means no baselines: give it alone, or leave it out")
-    for option, value in (("--jobs", jobs), ("--threads", threads)):
-        if value < 1:
-            raise CodecError(f"{option} {value}: must be at least 1")
+    if jobs < 1:
+        raise CodecError(f"--jobs {jobs}: must be at least 1")
+    check_threads(threads)
     try:
         check_refine_steps(refine_steps)
     except CodecError as error:

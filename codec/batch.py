@@ -21,7 +21,7 @@ from codec.audio import AUDIO_SUFFIXES
 from codec.datasets import Skipped, visible_files
 from codec.errors import CodecError, ModelNotFoundError
 from codec.signals import children_ignore_group_signals, terminate_workers
-from codec.threads import one_torch_thread
+from codec.threads import torch_threads
 
 CODES_SUFFIX = ".codes"
 # --format's names, each with the suffixes a file of that format may have (the first: a batch's)
@@ -49,6 +49,7 @@ class BatchSettings:
     channels: int | None = None      # decode: output channels (None: the original's)
     refine_steps: int = 0            # encode: latent refinement steps (codec/refine.py; 0 = off)
     int8: bool = False               # the model's linear layers in int8 (codec/int8.py)
+    threads: int = 1                 # torch threads per process (each worker's, and this one's)
 
 
 @dataclass
@@ -252,16 +253,16 @@ UNCLAIMED, BY_WORKER, BY_MAIN = 0, 1, 2
 _claims = None   # in a worker: the batch's flags
 
 
-def _init_worker(claims) -> None:
-    """Worker start: one torch thread (the workers are the parallelism); SIGTERM removes the
-    worker's temporary file as it does the main process's."""
+def _init_worker(claims, threads: int = 1) -> None:
+    """Worker start: ``threads`` torch threads (one by default: the workers are the parallelism);
+    SIGTERM removes the worker's temporary file as it does the main process's."""
     import torch
 
     from codec.signals import stop_on_termination
 
     global _claims
     _claims = claims
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     stop_on_termination(worker=True)
     _stop_with_parent()
 
@@ -366,8 +367,9 @@ def run_batch(jobs: list[Job], settings: BatchSettings, workers: int = 1,
               on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Code every job; outputs that exist are skipped unless ``settings.force``.
 
-    ``workers`` > 1 codes in that many processes: this one and ``workers - 1`` spawned ones (one
-    torch thread and one copy of each model per process); 1 codes in this process alone.
+    ``workers`` > 1 codes in that many processes: this one and ``workers - 1`` spawned ones
+    (``settings.threads`` torch threads and one copy of each model per process); 1 codes in this
+    process alone.
     ``on_done`` is called with each outcome as it arrives (progress). Returns the outcomes in the
     order of ``jobs``.
     """
@@ -392,7 +394,7 @@ def _run(jobs: list[Job], settings: BatchSettings, workers: int, task: Callable 
     its pool: the jobs that no one had started go on in a new pool, and each job that was being
     coded in a worker then is tried once more, as the pool stops all its workers when one dies;
     a job during which workers died twice fails. ``task``: what a worker runs per job."""
-    with one_torch_thread():
+    with torch_threads(settings.threads):
         if workers <= 1 or len(jobs) <= 1:
             for job in jobs:
                 yield code_file(job, settings)
@@ -409,7 +411,7 @@ def _run_pool(jobs: list[Job], settings: BatchSettings, workers: int, task: Call
     claims = context.Array("b", len(jobs))
     with children_ignore_group_signals():   # the pool starts the resource tracker, the first submit the workers
         pool = ProcessPoolExecutor(max(1, min(workers, len(jobs)) - 1), mp_context=context, initializer=_init_worker,
-                                   initargs=(claims,))
+                                   initargs=(claims, settings.threads))
     again = []
     try:
         with children_ignore_group_signals():

@@ -25,6 +25,7 @@ from codec.band_fill import BandFill
 from codec.errors import CodecError
 from codec.highpass import HighPass
 from codec.packets import StreamInfo, end_packet, global_packet, packet_bytes, read_packets, stream_header
+from codec.threads import check_threads
 
 
 @dataclass
@@ -493,8 +494,7 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     packet_frames = (10 if entropy else 1) if packet_frames is None else packet_frames
     if not 1 <= packet_frames <= 255:
         raise CodecError(f"--packet-frames {packet_frames} must be 1 to 255")
-    if threads < 1:
-        raise CodecError(f"--threads {threads} must be at least 1")
+    check_threads(threads)
     for option, path in (("--input", input), ("--output", output), ("--save", save)):
         if path is not None and str(path) == "-":   # a live stream is paced by files and devices, not pipes
             raise CodecError(f"{option} -: codec stream reads and writes files, not stdin or stdout; give a file "

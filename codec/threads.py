@@ -1,28 +1,57 @@
-"""Numeric thread counts, held at one thread for a block of work."""
+"""Numeric thread counts, held at a chosen count for a block of work."""
 
 import functools
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from codec.errors import CodecError
+
 _TORCH_TURN = threading.RLock()
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS reports one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def check_threads(count: int, option: str = "--threads") -> int:
+    """``count`` as a thread count for ``option``: 1 to the usable cores (more only compete for
+    them, and a count in the thousands made torch hang starting its threads).
+
+    Raises:
+        CodecError: naming ``option``, the value and the range.
+    """
+    cores = usable_cores()
+    if not 1 <= count <= cores:
+        raise CodecError(f"{option} {count}: must be 1 to {cores} (the CPU cores this process may use)")
+    return count
+
+
 @contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run the block on one torch intra-op thread, then restore the previous count (batch workers
-    are the parallelism; building a model only to read its shapes needs no more). Whether torch's
-    count is each OS thread's own or the process's depends on its build (OpenMP's is partly
-    both), so callers from several threads take turns, as ``one_blas_thread``'s do."""
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block on ``count`` torch intra-op threads, then restore the previous count. Whether
+    torch's count is each OS thread's own or the process's depends on its build (OpenMP's is
+    partly both), so callers from several threads take turns, as ``one_blas_thread``'s do."""
     import torch
 
     with _TORCH_TURN:
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        torch.set_num_threads(count)
         try:
             yield
         finally:
             torch.set_num_threads(threads)
+
+
+def one_torch_thread():
+    """``torch_threads(1)``: for batch workers (they are the parallelism) and for building a model
+    only to read its shapes."""
+    return torch_threads(1)
 
 
 @functools.cache

@@ -136,6 +136,57 @@ def test_quoted_glob_with_two_jobs(tiny_model_dir, tree, tmp_path):
     assert sf.info(str(tmp_path / "out" / "top.flac")).samplerate == 22050
 
 
+@pytest.mark.parametrize("given,used", [(None, 1), (2, 2)])
+def test_a_batch_codes_on_the_threads_asked_for(tiny_model_dir, tree, tmp_path, monkeypatch, given, used):
+    """One torch thread per job unless --threads says otherwise."""
+    import torch
+
+    import codec.batch
+    from codec.threads import usable_cores
+
+    if usable_cores() < used:
+        pytest.skip(f"--threads {used} needs {used} CPU cores; this machine lets the tests use {usable_cores()}")
+
+    seen, code_file = [], codec.batch.code_file
+
+    def counting(job, settings):
+        seen.append(torch.get_num_threads())
+        return code_file(job, settings)
+
+    monkeypatch.setattr(codec.batch, "code_file", counting)
+    before = torch.get_num_threads()
+    extra = [] if given is None else ["--threads", str(given)]
+    try:
+        result = invoke("encode", tree, tmp_path / "codes", "--model", tiny_model_dir, *extra)
+    finally:
+        torch.set_num_threads(before)
+    assert result.exit_code == 0, result.output
+    assert seen == [used] * 3
+
+
+def test_one_file_codes_on_the_threads_asked_for(tiny_model_dir, tree, tmp_path, monkeypatch):
+    import torch
+
+    import codec.coding
+
+    seen, encode_file = [], codec.coding.encode_file
+
+    def counting(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return encode_file(*args, **kwargs)
+
+    monkeypatch.setattr(codec.coding, "encode_file", counting)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        result = invoke("encode", tree / "top.wav", tmp_path / "top.codes", "--model", tiny_model_dir,
+                        "--threads", "1")
+    finally:
+        torch.set_num_threads(before)
+    assert result.exit_code == 0, result.output
+    assert seen == [1]
+
+
 def test_files_the_shell_expanded_keep_their_tree_below_their_common_folder(tiny_model_dir, tree, tmp_path):
     codes = tmp_path / "codes"
     result = invoke("encode", tree / "a" / "x.flac", tree / "a" / "b" / "y.wav", codes, "--model", tiny_model_dir)
@@ -200,6 +251,8 @@ def test_a_missing_argument_gets_the_usage_and_exit_code_2(tmp_path, monkeypatch
     (["encode", "{tree}/*.wav", "out.codes"], "several inputs need an output folder"),
     (["encode", "{tree}", "-"], "cannot go to - (stdout)"),
     (["encode", "{tree}", "out", "--jobs", "0"], "--jobs 0"),
+    (["encode", "{tree}", "out", "--threads", "0"], "--threads 0: must be 1 to "),
+    (["decode", "x.codes", "y.wav", "--threads", "100000"], "--threads 100000: must be 1 to "),
     (["encode", "{tree}/*.ogg", "out"], "matches no files"),
     (["decode", "x.codes", "y.wav", "--format", "mp3"], "--format mp3 is not supported; choose wav, flac, ogg, aiff"),
     (["decode", "x.codes", "y.wav", "--sample-rate", "0"], "sample rate 0 Hz is not supported"),
