@@ -540,7 +540,9 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
         task = progress.add_task(f"{settings.command} ({jobs} job{'s' if jobs > 1 else ''})", total=len(planned))
         outcomes = run_batch(planned, settings, jobs, lambda outcome: progress.advance(task))
     outcomes += clashes
-    if note := skipped.summary("audio" if settings.command == "encode" else ".codes files or saved streams"):
+    wanted = "audio" if settings.command == "encode" else ("a .codes file or saved stream",
+                                                           ".codes files or saved streams")
+    if note := skipped.summary(wanted):
         stderr.print(_visible(f"note: {note}"), soft_wrap=True)
     for line in summary_lines(outcomes, settings.command):
         stderr.print(_visible(line), soft_wrap=True)

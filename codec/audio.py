@@ -6,6 +6,7 @@ x86-64 wheels are CUDA builds tied to one torch release and fail beside the CPU 
 
 import os
 import re
+import shlex
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +21,9 @@ from codec.errors import CodecError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 SUPPORTED = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF"
+# audio that libsndfile does not read but ffmpeg converts: named in the errors and batch notes
+RAW_PCM_SUFFIXES = (".raw", ".pcm", ".s16", ".sln")
+FFMPEG_ONLY_SUFFIXES = (".m4a", ".mp4", ".aac", ".wma", ".webm", ".amr", ".3gp", ".mka", ".ac3", ".mov", ".mkv")
 _READ_ERRORS = (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError)
 
 
@@ -114,6 +118,28 @@ def _coded_kind(path: Path) -> str | None:
         return None
 
 
+def unreadable(path: Path, reason: str) -> str:
+    """Why ``path`` cannot be read, and how to make it readable where its suffix says: raw PCM
+    needs a header, other formats ffmpeg reads need converting, and a file without one of the
+    supported suffixes may be audio in another format too."""
+    suffix = path.suffix.lower()
+    source, wav = shlex.quote(str(path)), shlex.quote(str(path.with_suffix(".wav")))
+    if suffix in RAW_PCM_SUFFIXES:
+        return (f"{path}: raw PCM cannot be read (no header gives its sample rate, channels and sample format); "
+                f"wrap it as WAV first, e.g. ffmpeg -f s16le -ar 16000 -ac 1 -i {source} {wav} with the data's own "
+                f"format, rate and channels")
+    if suffix in FFMPEG_ONLY_SUFFIXES:
+        return f"{path}: {suffix} audio cannot be read (supported: {SUPPORTED}); convert it first, e.g. " \
+               f"ffmpeg -i {source} {wav}"
+    if path.name == "stdin":   # what codec.pipes.stdin_file names a piped input: convert in the pipe
+        hint = "; if it is audio in another format, pipe it in as WAV, e.g. ffmpeg -i in.m4a -f wav - | codec ..."
+    elif suffix not in AUDIO_SUFFIXES:
+        hint = f"; if it is audio in another format, convert it first, e.g. ffmpeg -i {source} {wav}"
+    else:
+        hint = ""
+    return f"{path}: cannot read audio ({reason}); supported: {SUPPORTED}{hint}"
+
+
 def open_audio(path: Path | str) -> sf.SoundFile:
     """Open an audio file for block reading (use as a context manager).
 
@@ -140,7 +166,7 @@ def open_audio(path: Path | str) -> sf.SoundFile:
         if coded := _coded_kind(path):
             raise CodecError(f"{path}: is {coded}, not audio, whatever its name says; decode it with "
                              f"codec decode") from None
-        raise CodecError(f"{path}: cannot read audio ({reason}); supported: {SUPPORTED}") from None
+        raise CodecError(unreadable(path, reason)) from None
     source.mpg123_notes = notes   # read by decoder_notes; read_blocks adds to them
     if source.samplerate <= 0 or source.channels <= 0:
         source.close()

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codec.audio import AUDIO_SUFFIXES
+from codec.audio import AUDIO_SUFFIXES, FFMPEG_ONLY_SUFFIXES, RAW_PCM_SUFFIXES
 from codec.errors import CodecError
 
 MANIFEST_SUFFIXES = (".tsv", ".jsonl", ".scp")
@@ -51,22 +51,49 @@ class Skipped:
     not_audio: list[Path] = field(default_factory=list)
     hidden: list[Path] = field(default_factory=list)
 
-    def summary(self, wanted: str = "audio") -> str | None:
+    def summary(self, wanted: str | tuple[str, str] = "audio") -> str | None:
         """One line such as "skipped 3 files that are not audio (.txt, .json) and 1 hidden file or
-        folder (.DS_Store)", or None if nothing was skipped; ``wanted`` names the kind looked for."""
+        folder (.DS_Store)", or None if nothing was skipped; ``wanted`` names the kind looked for,
+        or is its (singular, plural) pair: ("a .codes file", ".codes files").
+        Looking for audio, files of audio formats that are not read (.m4a, raw PCM) are counted
+        apart, with how to convert them."""
         parts = []
-        if self.not_audio:
-            suffixes = Counter(path.suffix.lower() or "no suffix" for path in self.not_audio)
-            shown = [suffix for suffix, _ in suffixes.most_common(5)]
-            more = ", ..." if len(suffixes) > len(shown) else ""
-            parts.append(f"{_count(len(self.not_audio), 'file')} that {'is' if len(self.not_audio) == 1 else 'are'} "
-                         f"not {wanted} ({', '.join(shown)}{more})")
+        other = [path for path in self.not_audio if path.suffix.lower() not in _CONVERTIBLE] \
+            if wanted == "audio" else self.not_audio
+        if convertible := [path for path in self.not_audio if path not in other]:
+            suffixes = [suffix for suffix, _ in _suffixes(convertible)]
+            them = "it" if len(convertible) == 1 else "them"
+            how = f"convert {them} first, e.g. ffmpeg -i in{suffixes[0]} in.wav"
+            if suffixes[0] in RAW_PCM_SUFFIXES:
+                how = "wrap raw PCM as WAV, e.g. ffmpeg -f s16le -ar 16000 -ac 1 -i in.raw in.wav"
+            formats = "a format" if len(suffixes) == 1 else "formats"
+            parts.append(f"{_count(len(convertible), 'audio file')} in {formats} not read "
+                         f"({_shown(convertible)}: {how})")
+        if other:
+            one, many = (wanted, wanted) if isinstance(wanted, str) else wanted
+            kind = f"is not {one}" if len(other) == 1 else f"are not {many}"
+            parts.append(f"{_count(len(other), 'file')} that {kind} ({_shown(other)})")
         if self.hidden:
             names = sorted({path.name for path in self.hidden})
             more = ", ..." if len(names) > 3 else ""
             parts.append(f"{_count(len(self.hidden), 'hidden file or folder', 'hidden files or folders')} "
                          f"({', '.join(names[:3])}{more})")
-        return f"skipped {' and '.join(parts)}" if parts else None
+        if not parts:
+            return None
+        return f"skipped {', '.join(parts[:-1])} and {parts[-1]}" if len(parts) > 1 else f"skipped {parts[0]}"
+
+
+_CONVERTIBLE = RAW_PCM_SUFFIXES + FFMPEG_ONLY_SUFFIXES
+
+
+def _suffixes(paths: list[Path]) -> list[tuple[str, int]]:
+    return Counter(path.suffix.lower() or "no suffix" for path in paths).most_common()
+
+
+def _shown(paths: list[Path]) -> str:
+    """The commonest five suffixes of ``paths``, "..." if there are more."""
+    suffixes = [suffix for suffix, _ in _suffixes(paths)]
+    return ", ".join(suffixes[:5]) + (", ..." if len(suffixes) > 5 else "")
 
 
 def _count(number: int, one: str, many: str | None = None) -> str:

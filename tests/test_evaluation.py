@@ -243,7 +243,8 @@ def test_eval_notes_first_channels_skipped_files_and_si_sdr_and_names_the_defaul
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "1 of 2 files have several channels: each was coded and scored on its first" in result.output
-    assert "skipped 2 files that are not audio (.txt, .m4a) and 1 hidden file or folder (.DS_Store)" in result.output
+    assert ("skipped 1 audio file in a format not read (.m4a: convert it first, e.g. ffmpeg -i in.m4a in.wav), 1 file "
+            "that is not audio (.txt) and 1 hidden file or folder (.DS_Store)") in result.output
     assert "esc-16k-small scored below 0 dB: decoded speech need not follow the input's waveform" in result.output
     assert "baselines were scored" not in result.output   # (none ran)
     assert json.loads((out / "results.json").read_text())["settings"]["model"] == "esc-16k-small"

@@ -283,6 +283,28 @@ def _wav_with_channels(path, channels: int) -> None:
         out.writeframes(bytes(2 * channels * 10))
 
 
+@pytest.mark.parametrize("name,message", [
+    ("take.m4a", "take.m4a: .m4a audio cannot be read (supported: WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF); "
+                 "convert it first, e.g. ffmpeg -i {folder}/take.m4a {folder}/take.wav"),
+    ("take.raw", "take.raw: raw PCM cannot be read (no header gives its sample rate, channels and sample format); "
+                 "wrap it as WAV first, e.g. ffmpeg -f s16le -ar 16000 -ac 1 -i {folder}/take.raw {folder}/take.wav"),
+    ("take", "take: cannot read audio (Format not recognised.); supported: WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF; "
+             "if it is audio in another format, convert it first, e.g. ffmpeg -i {folder}/take {folder}/take.wav"),
+    ("take.wav", "take.wav: cannot read audio (Format not recognised.); supported: WAV, FLAC, OGG (Vorbis, Opus), "
+                 "MP3, AIFF\n"),   # a supported suffix: damaged, not to convert
+])
+def test_audio_that_is_not_read_says_how_to_convert_it(tmp_path, name, message):
+    (tmp_path / name).write_bytes(bytes(range(256)) * 40)
+    result = cli("encode", tmp_path / name, tmp_path / "out.codes")
+    assert result.exit_code == 1 and message.format(folder=tmp_path) in result.output
+
+
+def test_a_piped_input_that_is_not_read_is_to_be_converted_in_the_pipe(tmp_path):
+    result = cli("encode", "-", tmp_path / "out.codes", input=bytes(range(256)) * 40)
+    assert result.exit_code == 1
+    assert "stdin: cannot read audio" in result.output and "ffmpeg -i in.m4a -f wav - | codec" in result.output
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda p: p.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt \x10\x00\x00\x00"), "cannot read audio"),
     (lambda p: p.write_text("this is not audio\n" * 20), "cannot read audio"),

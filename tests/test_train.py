@@ -984,6 +984,17 @@ def test_training_notes_the_files_of_its_folder_that_it_skips(audio_folder, tmp_
         in report.getvalue()
     lone = Skipped([tmp_path / "README"])
     assert lone.summary() == "skipped 1 file that is not audio (no suffix)"
+    recorded = Skipped([tmp_path / "a.m4a", tmp_path / "b.m4a", tmp_path / "c.aac"])
+    assert recorded.summary() == ("skipped 3 audio files in formats not read (.m4a, .aac: convert them first, e.g. "
+                                  "ffmpeg -i in.m4a in.wav)")
+    assert Skipped([tmp_path / "a.raw"]).summary("audio") == (
+        "skipped 1 audio file in a format not read (.raw: wrap raw PCM as WAV, e.g. ffmpeg -f s16le -ar 16000 -ac 1 "
+        "-i in.raw in.wav)")
+    kind = ("a .codes file or saved stream", ".codes files or saved streams")   # decoding: no hint for audio
+    assert Skipped([tmp_path / "a.m4a"]).summary(kind) == \
+        "skipped 1 file that is not a .codes file or saved stream (.m4a)"
+    assert Skipped([tmp_path / "a.txt"] * 2).summary(kind) == \
+        "skipped 2 files that are not .codes files or saved streams (.txt)"
     assert Skipped().summary() is None
 
 
