@@ -28,6 +28,8 @@ def test_models_lists_the_shipped_model_with_its_measured_pesq():
     table = invoke("models")
     assert table.exit_code == 0 and f"{DEFAULT_MODEL} (default)" in table.stdout and f"6: {at_6:.2f}" in table.stdout
     assert models["conv-16k"]["latency_ms"] == 30 and models["conv-16k"]["entropy_model"]
+    shipped = json.loads((REPO / "models" / DEFAULT_MODEL / "config.json").read_text())
+    assert default["input_highpass_hz"] == shipped["input_highpass_hz"] and default["input_level_dbfs"] == -18
 
 
 def test_models_table_rounds_as_the_model_cards_do():

@@ -42,6 +42,7 @@ class ModelSummary:
     weights_bytes: int
     entropy_model: bool              # whether entropy.safetensors ships beside the weights
     input_level_dbfs: float | None   # the level encoding scales input to (codec/level.py); None: as it is
+    input_highpass_hz: float | None  # the cutoff encoding high-passes input at (codec/highpass.py); None: none
     pesq_wb: dict[str, float] = field(default_factory=dict)   # kbps ("6") -> dev-set mean, if measured
     weights_sha256: str | None = None                         # with ``with_hash=True``
 
@@ -84,6 +85,7 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
         latency_ms=round(1000 * network.latency / config.sample_rate, 3),
         parameters=sum(p.numel() for p in network.parameters()), weights_bytes=weights_bytes,
         entropy_model=has_entropy_model(directory), input_level_dbfs=config.input_level_dbfs,
+        input_highpass_hz=getattr(config, "input_highpass_hz", None),
         pesq_wb=measured_pesq(directory, config.name),
         weights_sha256=weights_hash(directory) if with_hash else None)
 
