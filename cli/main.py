@@ -180,7 +180,8 @@ ModelOption = Annotated[str | None, typer.Option(
 ForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output file (in a batch: "
                                                                  "redo files whose output exists).")]
 DecodeModelOption = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Shipped model name or model directory \\[default: the model named in the file].")]
+    "--model", "-m", help="Shipped or installed model name (see codec models) or model directory \\[default: the "
+                          "model named in the file].")]
 FolderForceOption = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the files already in the "
                                                                        "output folder.")]
 JobsOption = Annotated[int, typer.Option("--jobs", "-j", help="Worker processes for a batch (one torch "
@@ -738,7 +739,8 @@ def evaluate(
         help="Folders of audio files (searched recursively), files, quoted globs ('dev/**/*.flac') or manifests: "
              ".tsv/.jsonl with a 'path' column/key, or a Kaldi wav.scp. A file given twice is scored once.")],
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="Shipped model name or model directory \\[default: esc-16k-small].")] = None,
+        "--model", "-m", help="Shipped or installed model name (see codec models) or model directory "
+                              "\\[default: esc-16k-small].")] = None,
     bitrates: Annotated[str | None, typer.Option(
         help="Comma-separated kbps \\[default: the model's bitrates; the shipped ones: 1.5,3,6,12].",
         show_default=False)] = None,
@@ -916,7 +918,8 @@ def _create_folder(folder: Path) -> list[Path]:
 @user_errors
 def export(
     model: Annotated[str | None, typer.Argument(
-        metavar="MODEL", help="Shipped model name or model directory \\[default: esc-16k-small].",
+        metavar="MODEL", help="Shipped or installed model name (see codec models) or model directory "
+                              "\\[default: esc-16k-small].",
         show_default=False)] = None,
     format: Annotated[str, typer.Option("--format", help="Export format: onnx (in any case).")] = "onnx",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.", **NON_EMPTY_PATH)] = Path("exported"),
@@ -966,7 +969,8 @@ def stream(
                                                                 "\\[default: play unless --output is given].")] = None,
     bitrate: BitrateOption = None,
     model: Annotated[str | None, typer.Option(
-        "--model", "-m", help="Shipped model name or model directory \\[default: esc-16k-small].")] = None,
+        "--model", "-m", help="Shipped or installed model name (see codec models) or model directory "
+                              "\\[default: esc-16k-small].")] = None,
     runtime: Annotated[str, typer.Option(help="Inference runtime: torch, onnx, or onnx-int8 (8-bit weights, "
                                          "the fastest on one CPU thread).")] = "torch",
     device: Annotated[str | None, typer.Option(help="Audio device (index or name substring) for the "
