@@ -8,7 +8,11 @@ from tests.conftest import REPO
 
 
 def test_python_examples_run(tmp_path, monkeypatch):
+    """In a folder holding the talk.wav they read (stereo at 22.05 kHz, as the tour's)."""
+    from tests.conftest import tone, write_audio
+
     monkeypatch.chdir(tmp_path)
+    write_audio(tmp_path / "talk.wav", tone(1.0, 22050, channels=2), 22050)
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
     assert blocks
     for block in blocks:
