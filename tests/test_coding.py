@@ -480,3 +480,19 @@ def test_a_file_that_is_not_codes_is_refused_by_its_first_bytes_alone(tmp_path):
     codes = tmp_path / "long.codes"
     codes.write_bytes(b"CODC" + bytes(2 * _HEAD_BYTES))
     assert len(_codes_bytes(codes)) == 4 + 2 * _HEAD_BYTES
+
+
+@pytest.mark.parametrize("codebook_size,dtype", [(1024, np.uint16), (1 << 16, np.uint16), ((1 << 16) + 1, np.int64)])
+def test_a_files_codes_gather_into_one_growing_array(codebook_size, dtype):
+    """As many blocks as a long file has, of uneven lengths (0 included): the same codes as joined
+    at the end, held in the smallest type that holds them, returned as int64."""
+    from codec.coding import _CodesBuffer
+
+    rng = np.random.default_rng(0)
+    blocks = [rng.integers(0, codebook_size, (2, 3, n)) for n in (500, 0, 1, 63, 64, 700, 5, 1500, 2)]
+    buffer = _CodesBuffer(codebook_size)
+    for block in blocks:
+        buffer.append(block)
+    assert buffer.array.dtype == dtype
+    joined = buffer.codes()
+    assert joined.dtype == np.int64 and np.array_equal(joined, np.concatenate(blocks, axis=-1))
