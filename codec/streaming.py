@@ -39,7 +39,6 @@ With ``refresh_seconds``, the encoder recomputes it from the latest ``global_sec
 ``take_global_codes()`` returns a new code once, for the sender to transmit before those frames.
 """
 
-import numbers
 import threading
 import weakref
 
@@ -50,7 +49,7 @@ from torch import nn
 from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.modules.streaming import streaming_modules
-from codec.whole_numbers import whole_number
+from codec.whole_numbers import check_fade, whole_number
 
 
 def _network(model) -> ConvCodec:
@@ -150,7 +149,10 @@ class _Session:
                 module._streaming_state = state
             try:
                 with torch.inference_mode():
-                    return function(*args)
+                    result = function(*args)
+                # out of inference mode, a copy is an ordinary tensor: the caller may change it in
+                # place or use it in autograd (an inference tensor refuses both)
+                return result.clone() if isinstance(result, torch.Tensor) else result
             finally:
                 self._state = [module._streaming_state for module in self._modules]
                 for module in self._modules:
@@ -360,10 +362,7 @@ class StreamingDecoder(_Session):
         Raises:
             CodecError: if ``frames`` is not a whole number >= 0, or ``fade`` not a number from 0 to 1.
         """
-        frames = whole_number(frames, "frames", 0)
-        if isinstance(fade, bool) or not isinstance(fade, numbers.Real) or not 0 <= fade <= 1:
-            raise CodecError(f"fade must be a number from 0 (silence after one frame) to 1 (no fading), "
-                             f"not {fade!r}")
+        frames, fade = whole_number(frames, "frames", 0), check_fade(fade)
         if frames <= 0:
             return torch.zeros(self.batch_size, 1, 0)
         last = self._last_latent

@@ -91,6 +91,9 @@ def test_flushed_onnx_sessions_start_the_next_stream_afresh(exported):
     (lambda rt: OnnxStreamingDecoder(rt).decode(np.full((1, 6, 1), 5000)), "codes range from 5000 to 5000"),
     (lambda rt: OnnxStreamingDecoder(rt).decode([[[1]]]), "codes must be a numpy array, not list"),
     (lambda rt: OnnxStreamingDecoder(rt).conceal(2.5), "frames 2.5: must be a whole number >= 0"),
+    (lambda rt: OnnxStreamingDecoder(rt).conceal(2, fade=2.0), "fade must be a number from 0"),   # (a gain of 4)
+    (lambda rt: OnnxStreamingDecoder(rt).conceal(2, fade="x"), "fade must be a number from 0"),
+    (lambda rt: setattr(OnnxStreamingEncoder(rt, 12), "num_codebooks", 24), "num_codebooks is fixed for an ONNX"),
 ])
 def test_onnx_sessions_check_their_input_as_the_pytorch_ones_do(exported, call, message):
     from codec.errors import CodecError

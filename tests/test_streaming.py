@@ -179,6 +179,16 @@ def test_sessions_name_what_is_wrong_with_a_chunk(tiny_model):
     assert encoder.encode(np.zeros((1, 1, 3200), np.float32)).shape == (1, 3, 10)
 
 
+def test_session_outputs_are_ordinary_tensors(tiny_model):
+    """A caller may scale the audio in place or take gradients through it: not inference tensors."""
+    encoder, decoder = StreamingEncoder(tiny_model, 2), StreamingDecoder(tiny_model)
+    codes = encoder.encode(torch.zeros(1, 1, 3200))
+    codes[0, 0, 0] = 3
+    audio = torch.cat([decoder.decode(codes), decoder.conceal(2), decoder.flush()], dim=-1)
+    assert not any(t.is_inference() for t in (codes, audio, encoder.flush()))
+    audio *= 0.5
+
+
 def test_one_model_coded_from_two_threads_gives_each_its_own_codes(tiny_model):
     import threading
 

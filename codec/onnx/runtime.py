@@ -31,7 +31,7 @@ import numpy as np
 from codec.errors import CodecError
 from codec.highpass import HighPass
 from codec.level import amplitude, measure_leveling
-from codec.whole_numbers import whole_number
+from codec.whole_numbers import check_fade, whole_number
 
 CHUNK_FRAMES = 50   # frames per graph call in OnnxCodec.encode and decode (1 s at 20 ms frames)
 
@@ -199,7 +199,7 @@ class OnnxStreamingEncoder:
         """Raises CodecError for ``num_codebooks`` or ``batch_size`` below 1 or more codebooks
         than the exported graphs give."""
         self.codec = codec
-        self.num_codebooks = whole_number(num_codebooks, "num_codebooks", 1)
+        self._num_codebooks = whole_number(num_codebooks, "num_codebooks", 1)
         self.batch_size = whole_number(batch_size, "batch_size", 1)
         self.frame_size = codec.config["frame_size"]
         # the smallest exported graph that gives the codebooks asked for: a quantizer after the
@@ -213,6 +213,21 @@ class OnnxStreamingEncoder:
                              f"{', '.join(map(str, available))}")
         self.graph = f"{self.kind}{enough[0]}"
         self.reset()
+
+    @property
+    def num_codebooks(self) -> int:
+        """Codebooks per frame, fixed for the session (unlike ``StreamingEncoder``'s): its graph was
+        chosen for them, and an ESC export's encoder graph per bitrate has a state of its own.
+
+        Raises:
+            CodecError: when set; make a new session for another bitrate.
+        """
+        return self._num_codebooks
+
+    @num_codebooks.setter
+    def num_codebooks(self, value) -> None:
+        raise CodecError(f"num_codebooks is fixed for an ONNX streaming session ({self._num_codebooks}: its graph "
+                         f"was chosen for them); make a new OnnxStreamingEncoder for {value!r}")
 
     def reset(self) -> None:
         self.state = self.codec.initial_state("encoder" if self.kind == "quantizer_" else self.graph, self.batch_size)
@@ -284,8 +299,13 @@ class OnnxStreamingDecoder:
 
     def conceal(self, frames: int, fade: float = 0.7) -> np.ndarray:
         """Stand-in audio for lost frames: the last received frame repeated, fading by ``fade``
-        per frame (the graphs take codes, not latents, so the fade is applied to the audio)."""
-        if whole_number(frames, "frames", 0) == 0:
+        per frame (the graphs take codes, not latents, so the fade is applied to the audio).
+
+        Raises:
+            CodecError: if ``frames`` is not a whole number >= 0, or ``fade`` not a number from 0 to 1.
+        """
+        frames, fade = whole_number(frames, "frames", 0), check_fade(fade)
+        if frames == 0:
             return np.zeros((self.batch_size, 1, 0), dtype=np.float32)
         if self.last_codes is None:
             self.last_codes = np.zeros((self.batch_size, 1, 1), dtype=np.int64)
