@@ -223,11 +223,16 @@ def _as_samples_by_channels(audio) -> tuple[np.ndarray, bool]:
         if audio.dim() not in (1, 2) or not audio.is_floating_point():
             raise CodecError(f"torch audio must be floats, [samples] or [channels, samples], got "
                              f"{audio.dtype} of shape {tuple(audio.shape)}")
+        if audio.is_meta or audio.layout != torch.strided:
+            raise CodecError(f"torch audio must be a dense tensor holding its samples, got a "
+                             f"{'meta' if audio.is_meta else str(audio.layout).removeprefix('torch.')} tensor")
+        if audio.dim() == 2 and audio.shape[0] == 0:
+            raise CodecError(f"torch audio is [channels, samples], and shape {tuple(audio.shape)} has no channels")
         array = audio.detach().cpu().double().numpy()
         array = array[:, None] if array.ndim == 1 else array.T
         if _misread(array):
             raise CodecError(f"torch audio is [channels, samples], and shape {tuple(audio.shape)} would be "
-                             f"{_misread(array)}; pass audio.T")
+                             f"{_misread(array)}{_transpose_hint(array, 'pass audio.T')}")
         return array, True
     if isinstance(audio, (list, tuple)):   # Python numbers: 0 and 1 are floats here, not integer PCM
         try:
@@ -237,11 +242,12 @@ def _as_samples_by_channels(audio) -> tuple[np.ndarray, bool]:
     elif audio is None or isinstance(audio, (str, bytes)):
         raise CodecError(f"audio must be a numpy array (or a list of floats, or anything numpy.asarray takes) "
                          f"or a torch tensor, not {type(audio).__name__}")
+    given = type(audio).__name__
     audio = np.asarray(audio)   # array.array, memoryview, objects with __array__ (pandas, xarray, JAX)
     kind = audio.dtype
     if kind.kind == "O":
         raise CodecError(f"audio must be a numpy array (or a list of floats, or anything numpy.asarray takes) "
-                         f"or a torch tensor; numpy reads a {type(audio).__name__} of Python objects")
+                         f"or a torch tensor; numpy reads a {given} as Python objects")
     if kind.kind not in "f":   # integer PCM would be read as its raw values; strings and complex make no audio
         scale = f" (integer PCM: divide by {2 ** (8 * kind.itemsize - 1)})" if kind.kind in "iu" else ""
         raise CodecError(f"audio must be floats in [-1, 1], got numpy {kind}{scale}")
@@ -251,9 +257,16 @@ def _as_samples_by_channels(audio) -> tuple[np.ndarray, bool]:
     if array.ndim != 2:
         raise CodecError(f"audio must be [samples] or [samples, channels] (numpy), got shape {array.shape}")
     if _misread(array):
-        raise CodecError(f"numpy audio is [samples, channels], and shape {array.shape} would be {_misread(array)}; "
-                         f"pass audio.T for [channels, samples] input")
+        raise CodecError(f"numpy audio is [samples, channels], and shape {array.shape} would be {_misread(array)}"
+                         f"{_transpose_hint(array, 'pass audio.T for [channels, samples] input')}")
     return array, False
+
+
+def _transpose_hint(array: np.ndarray, hint: str) -> str:
+    """``"; " + hint`` where the other layout of the ``[T, C]`` ``array`` would be read, else why not."""
+    if _misread(array.T):
+        return f"; nor is it audio the other way round ({_misread(array.T)})"
+    return f"; {hint}"
 
 
 class Codec:
@@ -261,6 +274,11 @@ class Codec:
     (tensor-level interface)."""
 
     def __init__(self, network: ConvCodec):
+        """Raises CodecError for anything but a codec network (a name or folder: ``load_model``)."""
+        if not isinstance(network, torch.nn.Module) or not hasattr(network, "config"):
+            example = f"codec.load_model({network!r})" if isinstance(network, (str, Path)) else "codec.load_model"
+            raise CodecError(f"Codec wraps a loaded codec network, not {type(network).__name__}; load a model by "
+                             f"name or folder with {example}")
         self.network = network
 
     def __repr__(self) -> str:
@@ -353,7 +371,7 @@ def _limited(array: np.ndarray) -> np.ndarray:
         raise CodecError("audio contains NaN or infinite samples")
     peak = float(np.max(np.abs(array), initial=0.0))
     if peak > _OVERSHOOT:
-        raise CodecError(f"audio samples reach {peak:.6g}, far outside [-1, 1]: scale them to [-1, 1] "
+        raise CodecError(f"audio samples reach {peak:.9g}, far outside [-1, 1]: scale them to [-1, 1] "
                          f"(integer PCM held in floats: divide by 32768 for 16-bit)")
     clipped = [0]
     array = coding.limited(array, clipped)   # as encode_file limits float files

@@ -372,7 +372,16 @@ def test_python_api_input_checks_name_the_slip(tiny_model_dir):
         (lambda: model.encode(["a", "b"], 16000), r"audio as a list must hold numbers"),
         (lambda: model.encode(np.array([0.0, np.inf]), 16000), r"NaN or infinite samples"),
         (lambda: model.encode(np.full(1600, 300.0), 16000), r"samples reach 300, far outside \[-1, 1\]"),
-        (lambda: model.encode(np.array([None, 1.0]), 16000), r"numpy reads a ndarray of Python objects"),
+        (lambda: model.encode(np.array([None, 1.0]), 16000), r"numpy reads a ndarray as Python objects"),
+        (lambda: model.encode((x for x in [0.1]), 16000), r"numpy reads a generator as Python objects"),
+        (lambda: model.encode(np.full(1600, 256.0001), 16000), r"samples reach 256.0001, far outside"),
+        (lambda: model.encode(torch.zeros(100, device="meta"), 16000), r"a dense tensor .*, got a meta tensor"),
+        (lambda: model.encode(torch.zeros(2, 100).to_sparse(), 16000), r"got a sparse_coo tensor"),
+        (lambda: model.encode(torch.zeros(0, 100), 16000), r"shape \(0, 100\) has no channels"),
+        (lambda: model.encode(np.zeros((2000, 1025)), 16000),
+         r"1025 channels \(at most 1024\); nor is it audio the other way round \(2000 channels"),
+        (lambda: api.Codec("tiny-16k"), r"Codec wraps a loaded codec network, not str; .*"
+         r"codec.load_model\('tiny-16k'\)"),
         (lambda: model.encode(np.zeros(1600), 16000, refine_steps=None), r"refinement steps must be a whole"),
         (lambda: model.decode(model.encode(np.zeros(1600), 16000), tensor="no"), r"tensor must be True or False"),
     ]:

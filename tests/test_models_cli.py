@@ -129,7 +129,8 @@ def test_info_names_what_it_could_not_find(tmp_path, monkeypatch, tiny_model_dir
     (tmp_path / "codes" / "a.codes").write_bytes(b"")
     result = invoke("info", "codes")
     assert result.exit_code == 1 and "codes: not a model directory (it has no config.json), and no shipped model " \
-        f"has that name; it holds .codes files: name one, such as {Path('codes') / 'a.codes'}" in result.output
+        f"has that name; it holds .codes files (codec info and codec decode take one, such as " \
+        f"{Path('codes') / 'a.codes'})" in result.output
     (tmp_path / "noweights").mkdir()   # a config without its weights
     shutil.copy(tiny_model_dir / "config.json", tmp_path / "noweights")
     speech_wav = write_audio(tmp_path / "s.wav", tone(0.5, 16000), 16000)

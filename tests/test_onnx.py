@@ -100,6 +100,9 @@ def test_onnx_sessions_check_their_input_as_the_pytorch_ones_do(exported, call, 
 
     with pytest.raises(CodecError, match=re.escape(message)):
         call(OnnxCodec(exported))
+    for threads in (0, "2", 1.5):   # onnxruntime takes 0 as every core
+        with pytest.raises(CodecError, match=f"threads {threads!r}: must be a whole number >= 1"):
+            OnnxCodec(exported, threads=threads)
 
 
 def test_export_command(tiny_model_dir, tmp_path):

@@ -102,7 +102,7 @@ def resolve_model_dir(name_or_path: str | Path | None) -> Path:
             hint = ("; it is an ONNX export (codec export), which onnxruntime runs through codec.onnx.runtime: "
                     "give the model directory it was exported from")
         elif codes := next(iter(sorted(candidate.glob("*.codes"))), None):   # codec info on a batch's output
-            hint = f"; it holds .codes files: name one, such as {codes}"
+            hint = f"; it holds .codes files (codec info and codec decode take one, such as {codes})"
         elif (candidate / "entropy_config.json").is_file():   # an entropy model's run writes its model alone
             hint = ("; it holds an entropy model (entropy_config.json), which a codec uses from its own model "
                     "directory: copy entropy.safetensors and entropy_config.json beside the codec's config.json, "

@@ -97,6 +97,7 @@ class OnnxCodec:
     (without it: see the module's docstring)."""
 
     def __init__(self, directory: Path | str, threads: int = 1):
+        """Raises CodecError for a folder that is not an export or ``threads`` not a whole number >= 1."""
         import onnxruntime
 
         directory = Path(directory)
@@ -105,7 +106,7 @@ class OnnxCodec:
         except (OSError, ValueError) as error:
             raise CodecError(f"{directory}: not an exported codec ({error})") from None
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = whole_number(threads, "threads", 1)   # (0 would be every core)
         options.inter_op_num_threads = 1
         self.sessions = {}
         for graph, spec in self.config["graphs"].items():
