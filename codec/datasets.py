@@ -108,11 +108,14 @@ def find_inputs(source: Path | str, skipped: Skipped | None = None) -> list[Path
         CodecError: if the source is missing, holds no audio, or a manifest is malformed.
     """
     source = Path(source)
+    left_out = Skipped()   # (the caller's, or one for the error if nothing is found)
     if source.is_dir():
-        found = visible_files(source, None if skipped is None else skipped.hidden)
+        found = visible_files(source, left_out.hidden)
         files = sorted(p for p in found if p.suffix.lower() in AUDIO_SUFFIXES)
+        left_out.not_audio = sorted(p for p in found if p.suffix.lower() not in AUDIO_SUFFIXES)
         if skipped is not None:
-            skipped.not_audio += sorted(p for p in found if p.suffix.lower() not in AUDIO_SUFFIXES)
+            skipped.not_audio += left_out.not_audio
+            skipped.hidden += left_out.hidden
     elif source.is_file() and source.suffix.lower() in MANIFEST_SUFFIXES:
         files = [_resolve(source, entry) for entry in _manifest_paths(source)]
     elif source.is_file() and source.suffix.lower() in AUDIO_SUFFIXES:
@@ -124,7 +127,8 @@ def find_inputs(source: Path | str, skipped: Skipped | None = None) -> list[Path
     if not files and source.is_file():   # a manifest with a header or nothing
         raise CodecError(f"{source}: the manifest lists no files")
     if not files:
-        raise CodecError(f"{source}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found")
+        note = f"; {left_out.summary()}" if left_out.summary() else ""
+        raise CodecError(f"{source}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found{note}")
     return files
 
 

@@ -198,7 +198,8 @@ def test_recipe_errors(tmp_path):
     ("model.analysis_n_fft=100000", r"model.analysis_n_fft=100000 must be at most 16000 samples \(1 s"),
     ("data.tone_probability=2", r"data.tone_probability=2.0 must be in \[0, 1\]"),
     ("data.tone_level_db=[10,-10]", r"data.tone_level_db=\[10, -10\] must be \[low, high\]"),
-    ("run.threads=-1", r"run.threads=-1 must be at least 1"),
+    ("run.threads=-1", r"run.threads=-1 must be 1 to \d+, the CPU cores this process may use"),
+    ("run.threads=100000", r"run.threads=100000 must be 1 to \d+, the CPU cores"),
     ("run.seed=-1", r"run.seed=-1 must be at least 0"),
     ("run.device=banana", r"run.device='banana' is not supported; choose auto, cpu or cuda"),
     ("run=5", r"recipe section 'run' must be a mapping"),
@@ -1125,3 +1126,34 @@ def test_an_error_about_an_override_gives_its_value_once():
         "override 'data.train_dir=x.tsv': the manifest lists no files"
     assert origins.locate("recipe value data.train_dir=x.tsv (relative to the current folder, /w): no such file") \
         .startswith("override 'data.train_dir=x.tsv': recipe value data.train_dir=x.tsv (relative")   # (it adds)
+
+
+def test_a_run_keeps_its_resolved_recipe_to_resume_with(audio_folder, tmp_path, monkeypatch):
+    """Overrides included, loadable as a recipe, rewritten at each start; a user's file of that
+    name is kept; a run's folder or checkpoint given as the recipe names the command."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from codec.train.run_recipe import RUN_RECIPE
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    recipe = tiny(audio_folder, run, "run.max_steps=1", "optim.lr=0.002")
+    train(recipe, console=Console(file=io.StringIO()))
+    saved = run / RUN_RECIPE
+    assert saved.read_text().startswith("# The values this run trains with")
+    resumed = load_recipe(saved, ["run.max_steps=2"])
+    assert resumed.optim.lr == 0.002 and resumed.data.train_dir == str(audio_folder)
+    train(resumed, resume=True, console=Console(file=io.StringIO()))
+    assert json.loads((run / "train.log").read_text().splitlines()[-1])["step"] == 2
+    for given in (run, run / CHECKPOINT_FILE):
+        result = CliRunner().invoke(app, ["train", str(given)])
+        assert result.exit_code == 1 and f"to resume it with the values it trained with: codec train {saved} " \
+            f"--resume" in " ".join(result.output.split())
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / RUN_RECIPE).write_text("inherit: tiny\n# my notes\n")
+    train(tiny(audio_folder, mine, "run.max_steps=1"), console=Console(file=io.StringIO()))
+    assert (mine / RUN_RECIPE).read_text() == "inherit: tiny\n# my notes\n"
+    result = CliRunner().invoke(app, ["train", str(audio_folder)])
+    assert f"codec train tiny -o data.train_dir={audio_folder}" in " ".join(result.output.split())

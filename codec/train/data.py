@@ -223,10 +223,15 @@ class RandomCropDataset:
         if repeated:
             found.append(f"{len(repeated)} training file(s) are listed more than once, and each listing counts "
                          f"(crops come from them that many times as often); first: {repeated[0]}")
+        crop = f"{self.segment_samples / self.sample_rate:g} s, data.segment_seconds"
+        short = self.lengths < self.segment_samples
         if self.lengths.sum() < self.segment_samples:
             found.append(f"the training audio lasts {self.lengths.sum() / self.sample_rate:.2f} s, less than one "
-                         f"crop ({self.segment_samples / self.sample_rate:g} s, data.segment_seconds): every crop "
-                         f"is padded with silence")
+                         f"crop ({crop}): every crop is padded with silence")
+        elif short.any():   # crops are drawn in proportion to length: say how much of them is padding
+            share = self.lengths[short].sum() / self.lengths.sum()
+            found.append(f"{int(short.sum())} of {len(self.lengths)} training files are shorter than one crop "
+                         f"({crop}): crops from them, {share:.0%} of all, are padded with silence")
         return found
 
     def _crop(self, clip: np.ndarray, samples: int | None = None) -> np.ndarray:

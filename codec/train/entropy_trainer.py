@@ -50,6 +50,7 @@ from codec.train.recipe import (
     model_named_by,
 )
 from codec.train.run_lock import run_folder_lock
+from codec.train.run_recipe import write_run_recipe
 from codec.train.stopping import ended_at, signal_name, stop_after_step
 from codec.train.trainer import (
     CHECKPOINT_FILE,
@@ -118,6 +119,16 @@ CODEC_ONLY_KEYS = {
     "optim.freeze": ("the whole entropy model trains", []),
     "optim.ema_decay": ("entropy training keeps no moving average of the weights", 0),
 }
+
+
+def recipe_values(recipe: EntropyRecipe) -> dict:
+    """``recipe.to_dict()`` without the keys that only codec training uses (``CODEC_ONLY_KEYS``):
+    what ``load_recipe`` reads back as this recipe."""
+    values = recipe.to_dict()
+    for key in CODEC_ONLY_KEYS:
+        section, name = key.split(".")
+        values[section].pop(name, None)
+    return values
 
 
 def refuse_codec_only_keys(values: dict) -> None:
@@ -408,6 +419,7 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
             model.load_state_dict(initial.state_dict())
             console.print(f"init_from {run.init_from}: starting from its entropy model")
         _set_aside_earlier_log(out_dir, console)
+    write_run_recipe(out_dir, recipe_values(recipe), from_recipe(recipe))
     console.print(f"training {recipe.entropy.name}{from_recipe(recipe)}: "
                   f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
                   f"parameters, {int(crops.lengths.sum())} frames of codes, step {step}")

@@ -7,6 +7,7 @@ that round-trips to a plain dict, stored in every checkpoint.
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import os
 import re
@@ -23,6 +24,7 @@ from codec.models.conv_codec import ConvCodecConfig
 from codec.models.esc_codec import EscCodecConfig
 from codec.models.loading import is_plain_name, shipped_folder
 from codec.models.registry import ARCHITECTURES, config_class
+from codec.threads import usable_cores
 from codec.train.losses import check_phase_terms
 
 SPEED_LIMITS = (0.5, 2.0)   # speed perturbation factors beyond these make speech no voice has
@@ -278,8 +280,9 @@ class RunConfig:
         expand_paths(self, "run", ("out_dir", "init_from"), optional=("init_from",))
         timed = ("checkpoint_minutes",) if self.max_minutes is None else ("checkpoint_minutes", "max_minutes")
         _check_positive(self, "run", timed)
-        if self.threads is not None and self.threads < 1:
-            raise CodecError(f"recipe value run.threads={self.threads} must be at least 1 (or null: PyTorch's default)")
+        if self.threads is not None and not 1 <= self.threads <= usable_cores():   # (more only compete for them)
+            raise CodecError(f"recipe value run.threads={self.threads} must be 1 to {usable_cores()}, the CPU cores "
+                             f"this process may use (or null: PyTorch's default)")
         if self.seed < 0:
             raise CodecError(f"recipe value run.seed={self.seed} must be at least 0")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -567,7 +570,8 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = (), places: dict[str, str] 
     """
     if path.is_dir():
         recipes = sorted(path.glob("*.yaml"))
-        raise CodecError(f"{path}: is a folder, not a recipe file" + (f" (e.g. {recipes[0]})" if recipes else ""))
+        raise CodecError(f"{path}: is a folder, not a recipe file" + (_what_to_do_with(path) or (
+            f" (e.g. {recipes[0]})" if recipes else "")))
     if not path.is_file():
         asked = f" (inherited by {chain[-1]}: 'inherit' is relative to the recipe's folder, or names a " \
                 f"shipped recipe)" if chain else _shipped_recipes_hint(path)
@@ -581,7 +585,8 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = (), places: dict[str, str] 
     except yaml.YAMLError as error:
         raise CodecError(f"{path}: invalid YAML ({error})".replace("\n", " ")) from None
     except UnicodeDecodeError:
-        raise CodecError(f"{path}: not a text file; a recipe is YAML (e.g. recipes/conv_16k.yaml)") from None
+        raise CodecError(f"{path}: not a text file; a recipe is YAML (e.g. recipes/conv_16k.yaml)"
+                         f"{_what_to_do_with(path)}") from None
     except OSError as error:
         raise CodecError(f"{path}: cannot read the recipe ({error.strerror or error})") from None
     if not isinstance(values, dict):
@@ -636,6 +641,31 @@ def find_recipe(path: Path, written: str, inheriting: tuple[Path, ...] = ()) -> 
         if candidate.is_file() and candidate.resolve() not in skipped:
             return candidate
     return path
+
+
+def _what_to_do_with(path: Path) -> str:
+    """For a RECIPE argument that is no recipe: the command a run's folder or checkpoint (resume)
+    or audio (train on it) was most likely meant for, or "" for anything else."""
+    from codec.audio import AUDIO_SUFFIXES
+    from codec.train.run_recipe import RUN_RECIPE
+
+    run = path if path.is_dir() else path.parent
+    if (run / "checkpoint.pt").is_file() and (path.is_dir() or path.suffix == ".pt"):
+        if (run / RUN_RECIPE).is_file():   # written by codec train (codec/train/run_recipe.py)
+            return f"; it is a training run's; to resume it with the values it trained with: codec train " \
+                   f"{run / RUN_RECIPE} --resume"
+        return (f"; it is a training run's; to resume it, give the recipe it was started with: codec train RECIPE "
+                f"--resume -o run.out_dir={run}")
+    try:
+        audio = path.suffix.lower() in AUDIO_SUFFIXES if path.is_file() else \
+            any(p.suffix.lower() in AUDIO_SUFFIXES for p in itertools.islice(path.rglob("*"), 1000))   # a look
+    except OSError:   # an unreadable folder: no guess
+        return ""
+    if audio:
+        return (f"; to train on {'its' if path.is_dir() else 'this'} audio, give it as the training data: "
+                f"codec train tiny -o data.train_dir={path} (tiny: a small test model; conv_16k and "
+                f"esc_16k_small_finetune: see the README)")
+    return ""
 
 
 def _shipped_recipes_hint(path: Path, near: bool = True) -> str:

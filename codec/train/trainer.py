@@ -11,7 +11,8 @@ Launch:
 Every checkpoint holds model, optimizer, step, wall time, RNG states, the resolved recipe and,
 in the GAN stage, the discriminators and their optimizer; the run directory also gets
 ``model/`` (safetensors + config, loadable by ``codec --model``), ``train.log`` (one JSON line
-per logging interval) and ``tensorboard/``. Steps whose loss or gradient is not finite are
+per logging interval), ``resolved_recipe.yaml`` (``codec/train/run_recipe.py``) and
+``tensorboard/``. Steps whose loss or gradient is not finite are
 skipped and counted; gradients are clipped.
 """
 
@@ -46,6 +47,7 @@ from codec.train.monitor import Monitor
 from codec.train.pesq_loss import PesqDisturbanceLoss
 from codec.train.recipe import Recipe, data_named_by, model_named_by, reconstruction_weights
 from codec.train.run_lock import run_folder_lock
+from codec.train.run_recipe import write_run_recipe
 from codec.train.stoi_loss import StoiLoss
 from codec.train.stopping import ended_at, signal_name, stop_after_step
 
@@ -519,14 +521,18 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
                                   weight_decay=recipe.optim.weight_decay)
     sample_rate = recipe.model.sample_rate
     segment = int(recipe.data.segment_seconds * sample_rate) // model.frame_size * model.frame_size
+    # how data.segment_seconds becomes crops, for the errors below
+    gives = (f"data.segment_seconds={recipe.data.segment_seconds} gives {segment} samples (whole code frames of "
+             f"{model.frame_size} samples)")
     in_use = {f"loss.{name}": windows for name, windows in loss_cfg.windows_in_use().items()}
     if recipe.gan.enabled:   # the STFT discriminators' windows
         in_use["gan.stft_windows"] = recipe.gan.stft_windows
     for key, windows in in_use.items():
         if max(windows) // 2 >= segment:  # the STFTs pad each end by half a window, by reflection
+            least = (max(windows) // 2 // model.frame_size + 1) * model.frame_size
             raise CodecError(f"recipe value {key}={windows}: a {max(windows)}-sample window needs crops "
-                             f"longer than {max(windows) // 2} samples, and data.segment_seconds="
-                             f"{recipe.data.segment_seconds} gives {segment}")
+                             f"longer than {max(windows) // 2} samples, and {gives}; give data.segment_seconds >= "
+                             f"{least / sample_rate:g}")
     if loss_cfg.stoi_weight > 0:
         try:
             stoi_loss = StoiLoss(sample_rate).to(device)
@@ -534,8 +540,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
             raise CodecError(f"recipe value loss.stoi_weight={loss_cfg.stoi_weight}: {error}") from None
         if segment < stoi_loss.min_samples(sample_rate):
             raise CodecError(f"recipe value loss.stoi_weight={loss_cfg.stoi_weight}: the STOI loss needs crops of "
-                             f"at least {stoi_loss.min_samples(sample_rate)} samples (30 of its frames), and "
-                             f"data.segment_seconds={recipe.data.segment_seconds} gives {segment}")
+                             f"at least {stoi_loss.min_samples(sample_rate)} samples (30 of its frames), and {gives}")
     try:
         mel_loss = MultiResolutionMelLoss(sample_rate, loss_cfg.mel_windows, loss_cfg.mel_bins).to(device)
     except ValueError as error:
@@ -590,6 +595,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         _drop_unsaved_log_lines(out_dir, step)
     monitor = Monitor(out_dir, console, run.tensorboard, enabled=main_process)
     if main_process:
+        write_run_recipe(out_dir, recipe.to_dict(), from_recipe(recipe))
         console.print(f"training {recipe.model.name}{from_recipe(recipe)}: "
                       f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
                       f"parameters, {_duration(dataset.hours)} of audio, step {step}, {torch.get_num_threads()} "
