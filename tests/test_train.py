@@ -246,10 +246,19 @@ def test_esc_and_entropy_recipe_values_are_checked(recipe, override, message):
 def test_the_models_own_size_rules_are_recipe_errors_before_any_data_is_read(tmp_path):
     recipe = load_recipe(REPO / "recipes" / "tiny.yaml", ["model.hop_length=100", f"run.out_dir={tmp_path / 'r'}",
                                                           f"data.train_dir={tmp_path / 'no-such-data'}"])
-    with pytest.raises(CodecError, match=r"recipe model section: synthesis_n_fft=320 must be an even multiple of "
-                                         r"hop_length=100"):
+    with pytest.raises(CodecError, match=r"recipe model section: model.synthesis_n_fft=320 must be an even multiple "
+                                         r"of model.hop_length=100"):
         train(recipe)
     assert not (tmp_path / "r").exists()
+    from codec.train import train_any
+
+    # as codec train reports them: each value where it was set
+    bitrates = "recipe value model.bitrates_kbps=[1.5, 3.0, 6.0, 12.0] at model.sample_rate=8000"
+    for override, named in (("model.hop_length=100", "and override 'model.hop_length=100': recipe model section"),
+                            ("model.sample_rate=8000", f"and override 'model.sample_rate=8000': {bitrates}")):
+        with pytest.raises(CodecError) as error:
+            train_any(load_recipe("tiny", [override, f"run.out_dir={tmp_path / 'r'}"]))
+        assert named in str(error.value)
 
 
 def test_entropy_training_on_files_of_one_frame_says_so(tiny_model_dir, tmp_path):

@@ -504,11 +504,14 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
 
     try:   # (before any data is read: the model's own rules on how its sizes fit together)
         model = build_model(recipe.model).to(device)
-    except CodecError as error:
-        raise CodecError(f"recipe model section: {error}") from None
+    except CodecError as error:   # its keys as the recipe names them, so the error names where each was set
+        keys = "|".join(sorted((f.name for f in dataclasses.fields(recipe.model)), key=len, reverse=True))
+        named = re.sub(r"(?<![\w.])(" + keys + r")=", r"model.\1=", str(error))
+        raise CodecError(f"recipe model section: {named}") from None
     problem = model.bitrate_problem()
-    if problem:
-        raise CodecError(f"recipe value model.bitrates_kbps={recipe.model.bitrates_kbps}: {problem}")
+    if problem:   # (the code frame rate, and so a codebook's kbps, follows from the sample rate)
+        raise CodecError(f"recipe value model.bitrates_kbps={recipe.model.bitrates_kbps} at "
+                         f"model.sample_rate={recipe.model.sample_rate}: {problem}")
     frozen = _frozen_modules(model, recipe.optim.freeze)
     if loss_cfg.quantizer_warmup_steps and not hasattr(model, "bypass_quantizer"):
         raise CodecError(f"loss.quantizer_warmup_steps: {type(model).__name__} has no quantizer warm-up "
