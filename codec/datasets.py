@@ -108,7 +108,7 @@ def find_inputs(source: Path | str, skipped: Skipped | None = None) -> list[Path
         CodecError: if the source is missing, holds no audio, or a manifest is malformed.
     """
     source = Path(source)
-    left_out = Skipped()   # (the caller's, or one for the error if nothing is found)
+    left_out = Skipped()   # added to the caller's skipped, and named in the error if no audio is found
     if source.is_dir():
         found = visible_files(source, left_out.hidden)
         files = sorted(p for p in found if p.suffix.lower() in AUDIO_SUFFIXES)
