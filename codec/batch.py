@@ -147,9 +147,11 @@ def _expand(text: str, suffixes: tuple[str, ...], recognise: tuple[str, Callable
         root = _pattern_root(text)
         found = [path for path in map(Path, glob.glob(text, recursive=True)) if not path.is_dir()]
     files = [path for path in found if wanted(path)]
-    if not files:
-        raise CodecError(f"{text}: no files ending in {kinds} in this folder or below" if Path(text).is_dir()
-                         else f"{text}: the pattern matches no files ending in {kinds}")
+    if not files:   # what was found instead, when looking for audio (.m4a files: how to convert them)
+        others = Skipped(not_audio=found).summary() if suffixes == AUDIO_SUFFIXES and found else None
+        note = f"; {others}" if others else ""
+        raise CodecError(f"{text}: no files ending in {kinds} in this folder or below{note}" if Path(text).is_dir()
+                         else f"{text}: the pattern matches no files ending in {kinds}{note}")
     if skipped is not None:
         skipped.not_audio += sorted(set(found) - set(files))
     return sorted(files), root

@@ -63,9 +63,11 @@ class Skipped:
         if convertible := [path for path in self.not_audio if path not in other]:
             suffixes = [suffix for suffix, _ in _suffixes(convertible)]
             them = "it" if len(convertible) == 1 else "them"
-            how = f"convert {them} first, e.g. ffmpeg -i in{suffixes[0]} in.wav"
-            if suffixes[0] in RAW_PCM_SUFFIXES:
-                how = "wrap raw PCM as WAV, e.g. ffmpeg -f s16le -ar 16000 -ac 1 -i in.raw in.wav"
+            coded = [suffix for suffix in suffixes if suffix not in RAW_PCM_SUFFIXES]
+            hows = [f"convert {them} first, e.g. ffmpeg -i in{coded[0]} in.wav"] if coded else []
+            if len(coded) < len(suffixes):   # raw PCM: ffmpeg needs its format, rate and channels
+                hows.append("wrap raw PCM as WAV, e.g. ffmpeg -f s16le -ar 16000 -ac 1 -i in.raw in.wav")
+            how = "; ".join(hows)
             formats = "a format" if len(suffixes) == 1 else "formats"
             parts.append(f"{_count(len(convertible), 'audio file')} in {formats} not read "
                          f"({_shown(convertible)}: {how})")

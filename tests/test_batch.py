@@ -245,6 +245,14 @@ def test_a_missing_argument_gets_the_usage_and_exit_code_2(tmp_path, monkeypatch
     assert "Traceback" not in result.output
 
 
+def test_a_batch_of_only_formats_not_read_says_how_to_convert_them(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "take.m4a").write_bytes(b"x")
+    result = invoke("encode", tmp_path / "in", tmp_path / "out")
+    assert result.exit_code == 1 and "no files ending in .wav" in result.output
+    assert "skipped 1 audio file in a format not read (.m4a: convert it first" in " ".join(result.output.split())
+
+
 @pytest.mark.parametrize("args,message", [
     (["encode", "{tree}", "out.codes"], "is a directory; to encode the files in it, give an output folder"),
     (["decode", "{tree}", "out.wav"], "is a directory; to decode the files in it, give an output folder"),

@@ -997,6 +997,9 @@ def test_training_notes_the_files_of_its_folder_that_it_skips(audio_folder, tmp_
     recorded = Skipped([tmp_path / "a.m4a", tmp_path / "b.m4a", tmp_path / "c.aac"])
     assert recorded.summary() == ("skipped 3 audio files in formats not read (.m4a, .aac: convert them first, e.g. "
                                   "ffmpeg -i in.m4a in.wav)")
+    assert Skipped([tmp_path / "a.m4a", tmp_path / "b.pcm"]).summary() == (   # each kind its command
+        "skipped 2 audio files in formats not read (.m4a, .pcm: convert them first, e.g. ffmpeg -i in.m4a in.wav; "
+        "wrap raw PCM as WAV, e.g. ffmpeg -f s16le -ar 16000 -ac 1 -i in.raw in.wav)")
     assert Skipped([tmp_path / "a.raw"]).summary("audio") == (
         "skipped 1 audio file in a format not read (.raw: wrap raw PCM as WAV, e.g. ffmpeg -f s16le -ar 16000 -ac 1 "
         "-i in.raw in.wav)")
@@ -1147,7 +1150,7 @@ def test_a_run_keeps_its_resolved_recipe_to_resume_with(audio_folder, tmp_path, 
 
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
-    recipe = tiny(audio_folder, run, "run.max_steps=1", "optim.lr=0.002")
+    recipe = tiny(audio_folder, "run", "run.max_steps=1", "optim.lr=0.002")   # relative to tmp_path
     train(recipe, console=Console(file=io.StringIO()))
     saved = run / RUN_RECIPE
     assert saved.read_text().startswith("# The values this run trains with")
@@ -1159,10 +1162,19 @@ def test_a_run_keeps_its_resolved_recipe_to_resume_with(audio_folder, tmp_path, 
         result = CliRunner().invoke(app, ["train", str(given)])
         assert result.exit_code == 1 and f"to resume it with the values it trained with: codec train {saved} " \
             f"--resume" in " ".join(result.output.split())
+    elsewhere = tmp_path / "elsewhere"   # paths that named something are absolute: resumed from any folder
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    train(load_recipe(saved, ["run.max_steps=3"]), resume=True, console=Console(file=io.StringIO()))
+    assert json.loads((run / "train.log").read_text().splitlines()[-1])["step"] == 3
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / RUN_RECIPE).write_text("inherit: tiny\n# my notes\n")
-    train(tiny(audio_folder, mine, "run.max_steps=1"), console=Console(file=io.StringIO()))
+    report = io.StringIO()
+    train(tiny(audio_folder, mine, "run.max_steps=1"), console=Console(file=report, width=300))
     assert (mine / RUN_RECIPE).read_text() == "inherit: tiny\n# my notes\n"
+    assert f"warning: {mine / RUN_RECIPE} is not one codec train wrote" in report.getvalue()
+    result = CliRunner().invoke(app, ["train", str(mine)])   # not offered as the run's recipe
+    assert "-o run.out_dir=" in " ".join(result.output.split()) and RUN_RECIPE not in result.output
     result = CliRunner().invoke(app, ["train", str(audio_folder)])
     assert f"codec train tiny -o data.train_dir={audio_folder}" in " ".join(result.output.split())

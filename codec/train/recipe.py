@@ -647,11 +647,11 @@ def _what_to_do_with(path: Path) -> str:
     """For a RECIPE argument that is no recipe: the command a run's folder or checkpoint (resume)
     or audio (train on it) was most likely meant for, or "" for anything else."""
     from codec.audio import AUDIO_SUFFIXES
-    from codec.train.run_recipe import RUN_RECIPE
+    from codec.train.run_recipe import RUN_RECIPE, is_run_recipe
 
     run = path if path.is_dir() else path.parent
     if (run / "checkpoint.pt").is_file() and (path.is_dir() or path.suffix == ".pt"):
-        if (run / RUN_RECIPE).is_file():   # written by codec train (codec/train/run_recipe.py)
+        if is_run_recipe(run / RUN_RECIPE):   # written by codec train (not a user's file of that name)
             return f"; it is a training run's; to resume it with the values it trained with: codec train " \
                    f"{run / RUN_RECIPE} --resume"
         return (f"; it is a training run's; to resume it, give the recipe it was started with: codec train RECIPE "
