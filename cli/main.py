@@ -704,7 +704,9 @@ def models(
         stderr.print(f"warning: CODEC_MODELS_DIR={installed}: {what}; no installed models listed", soft_wrap=True)
     with _writing_stdout():
         if as_json:
-            print(json.dumps([{k: v for k, v in asdict(s).items() if v is not None} for s in summaries], indent=2))
+            # (no weights hash is computed for the list; a model without an input level or high-pass says null)
+            print(json.dumps([{k: v for k, v in asdict(s).items() if k != "weights_sha256" or v is not None}
+                              for s in summaries], indent=2))
             return
         _stdout_console().print(_models_table(summaries))
     if not summaries:

@@ -30,6 +30,7 @@ def test_models_lists_the_shipped_model_with_its_measured_pesq():
     assert models["conv-16k"]["latency_ms"] == 30 and models["conv-16k"]["entropy_model"]
     shipped = json.loads((REPO / "models" / DEFAULT_MODEL / "config.json").read_text())
     assert default["input_highpass_hz"] == shipped["input_highpass_hz"] and default["input_level_dbfs"] == -18
+    assert models["conv-16k"]["input_highpass_hz"] is None and models["conv-16k"]["input_level_dbfs"] is None
 
 
 def test_models_table_rounds_as_the_model_cards_do():
