@@ -58,9 +58,10 @@ class Skipped:
         Looking for audio, files of audio formats that are not read (.m4a, raw PCM) are counted
         apart, with how to convert them."""
         parts = []
-        other = [path for path in self.not_audio if path.suffix.lower() not in _CONVERTIBLE] \
-            if wanted == "audio" else self.not_audio
-        if convertible := [path for path in self.not_audio if path not in other]:
+        convertible, other = [], []   # (one pass: a folder may hold thousands of other files)
+        for path in self.not_audio:
+            (convertible if wanted == "audio" and path.suffix.lower() in _CONVERTIBLE else other).append(path)
+        if convertible:
             suffixes = [suffix for suffix, _ in _suffixes(convertible)]
             them = "it" if len(convertible) == 1 else "them"
             coded = [suffix for suffix in suffixes if suffix not in RAW_PCM_SUFFIXES]
@@ -129,7 +130,7 @@ def find_inputs(source: Path | str, skipped: Skipped | None = None) -> list[Path
     if not files and source.is_file():   # a manifest with a header or nothing
         raise CodecError(f"{source}: the manifest lists no files")
     if not files:
-        note = f"; {left_out.summary()}" if left_out.summary() else ""
+        note = f"; {summary}" if (summary := left_out.summary()) else ""
         raise CodecError(f"{source}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found{note}")
     return files
 

@@ -50,7 +50,7 @@ from codec.train.recipe import (
     model_named_by,
 )
 from codec.train.run_lock import run_folder_lock
-from codec.train.run_recipe import RUN_RECIPE, write_run_recipe
+from codec.train.run_recipe import write_run_recipe
 from codec.train.stopping import ended_at, signal_name, stop_after_step
 from codec.train.trainer import (
     CHECKPOINT_FILE,
@@ -419,9 +419,7 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
             model.load_state_dict(initial.state_dict())
             console.print(f"init_from {run.init_from}: starting from its entropy model")
         _set_aside_earlier_log(out_dir, console)
-    if not write_run_recipe(out_dir, recipe_values(recipe), from_recipe(recipe)):
-        console.print(f"warning: {out_dir / RUN_RECIPE} is not one codec train wrote; it is left as it "
-                      f"is, and this run's resolved recipe is not kept")
+    write_run_recipe(out_dir, recipe_values(recipe), from_recipe(recipe), console)
     console.print(f"training {recipe.entropy.name}{from_recipe(recipe)}: "
                   f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
                   f"parameters, {int(crops.lengths.sum())} frames of codes, step {step}")

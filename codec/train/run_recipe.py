@@ -25,18 +25,20 @@ def is_run_recipe(path: Path) -> bool:
         return False
 
 
-def write_run_recipe(out_dir: Path, values: dict, source: str) -> bool:
+def write_run_recipe(out_dir: Path, values: dict, source: str, console) -> None:
     """Write ``values`` (a recipe's ``to_dict()``, as ``load_recipe`` reads it back) to
     ``out_dir/resolved_recipe.yaml``, its relative paths that name something made absolute;
-    ``source`` names where they came from (`` (recipe FILE)`` or ""). Returns False, writing
-    nothing, where a file of that name that this did not write (the user's own) is in the way.
+    ``source`` names where they came from (`` (recipe FILE)`` or ""). A file of that name that
+    this did not write (the user's own) is left as it is, with a warning on ``console``.
 
     Raises:
         CodecError: if the file cannot be written.
     """
     path = out_dir / RUN_RECIPE
     if os.path.lexists(path) and not is_run_recipe(path):
-        return False
+        console.print(f"warning: {path} is not one codec train wrote; it is left as it is, and this run's "
+                      f"resolved recipe is not kept")
+        return
     values = {section: dict(keys) if isinstance(keys, dict) else keys for section, keys in values.items()}
     for section, key in _PATH_KEYS:
         value = values.get(section, {}).get(key)
@@ -48,4 +50,3 @@ def write_run_recipe(out_dir: Path, values: dict, source: str) -> bool:
               f"#     codec train {path.absolute()} --resume\n")
     text = header + yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
     write_atomically(path, lambda tmp: tmp.write_text(text))
-    return True

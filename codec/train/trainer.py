@@ -47,7 +47,7 @@ from codec.train.monitor import Monitor
 from codec.train.pesq_loss import PesqDisturbanceLoss
 from codec.train.recipe import Recipe, data_named_by, model_named_by, reconstruction_weights
 from codec.train.run_lock import run_folder_lock
-from codec.train.run_recipe import RUN_RECIPE, write_run_recipe
+from codec.train.run_recipe import write_run_recipe
 from codec.train.stoi_loss import StoiLoss
 from codec.train.stopping import ended_at, signal_name, stop_after_step
 
@@ -598,9 +598,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         _drop_unsaved_log_lines(out_dir, step)
     monitor = Monitor(out_dir, console, run.tensorboard, enabled=main_process)
     if main_process:
-        if not write_run_recipe(out_dir, recipe.to_dict(), from_recipe(recipe)):
-            console.print(f"warning: {out_dir / RUN_RECIPE} is not one codec train wrote; it is left as it "
-                          f"is, and this run's resolved recipe is not kept")
+        write_run_recipe(out_dir, recipe.to_dict(), from_recipe(recipe), console)
         console.print(f"training {recipe.model.name}{from_recipe(recipe)}: "
                       f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
                       f"parameters, {_duration(dataset.hours)} of audio, step {step}, {torch.get_num_threads()} "
