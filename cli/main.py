@@ -239,6 +239,18 @@ def _arguments(command: str, inputs: list[str] | None, output: str | None, jobs:
     return list(inputs)
 
 
+def _warn_of_oversubscription(jobs: int, threads: int) -> None:
+    """Warn where ``jobs`` workers of ``threads`` threads each outnumber the usable cores: they
+    compete for them, and on this suite's models that is slower than fewer threads."""
+    from codec.threads import usable_cores
+
+    cores = usable_cores()
+    if jobs > 1 and jobs * threads > cores:
+        stderr.print(f"warning: --jobs {jobs} with --threads {threads} runs {jobs * threads} threads on {cores} "
+                     f"CPU core{'s' if cores > 1 else ''}; they compete for them: --threads "
+                     f"{max(1, cores // jobs)} is likely faster", soft_wrap=True)
+
+
 def _named_path(argument: str, name: str) -> Path:
     """A path argument that must name something: ``Path("")`` would be the current folder.
 
@@ -536,6 +548,7 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
     outputs_kind = (CODES_SUFFIX,) if settings.command == "encode" else AUDIO_SUFFIXES
     skipped.not_audio = [path for path in skipped.not_audio if path.suffix.lower() not in outputs_kind]
     output.mkdir(parents=True, exist_ok=True)
+    _warn_of_oversubscription(min(jobs, len(planned)), settings.threads)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
         task = progress.add_task(f"{settings.command} ({jobs} job{'s' if jobs > 1 else ''})", total=len(planned))
@@ -805,6 +818,7 @@ def evaluate(
     except CodecError as error:
         raise CodecError(f"--refine-steps: {error}") from None
     files, repeated, skipped = _evaluation_files(inputs)
+    _warn_of_oversubscription(min(jobs, len(files)), threads)
     names = list(dict.fromkeys(names))   # each baseline once
     settings = EvalSettings(model, kbps, names, pesq_nb, threads, entropy, refine_steps, int8, jobs)
     created = _create_folder(out)   # before minutes of coding: where it cannot be made (/proc, a full disk)

@@ -477,25 +477,24 @@ def _duration(seconds: float) -> str:
 
 
 def summary_lines(outcomes: list[Outcome], command: str) -> list[str]:
-    """Warnings, one line per failure (with its reason), then the totals: files coded, skipped and
-    failed, hours of audio, bytes written and (encode) the mean bitrate of the files written."""
+    """Warnings, one line per failure (with its reason), then the totals: files coded, already
+    done (their output exists) and failed, hours of audio, bytes written and (encode) the mean
+    bitrate of the files written."""
     coded = [o for o in outcomes if o.status == "coded"]
-    skipped_paths = [str(o.job.target) for o in outcomes if o.status == "skipped"]
-    skipped = len(skipped_paths)
+    done_paths = [str(o.job.target) for o in outcomes if o.status == "skipped"]
+    done = len(done_paths)
     failed = [o for o in outcomes if o.status == "failed"]
     lines = [f"warning: {w}" for o in coded for w in o.warnings]
     lines += [f"failed: {_with_path(o.reason, o.job.source)}" for o in failed]
     seconds, written = sum(o.seconds for o in coded), sum(o.bytes for o in coded)
     verb = "encoded" if command == "encode" else "decoded"
-    totals = (f"{verb} {len(coded)} file{'' if len(coded) == 1 else 's'}, skipped {skipped} (output exists; "
-              f"--force redoes them), "
-              f"failed {len(failed)}; {_duration(seconds)} of audio, {written:,} bytes written")
+    totals = f"{verb} {len(coded)} file{'' if len(coded) == 1 else 's'}, "
+    if done:   # which ones: --force would replace them ("skipped" is the notes' word for inputs left out)
+        totals += f"{done} already done (output exists; --force redoes {'it' if done == 1 else 'them'}), "
+        lines.append(f"already done: {', '.join(done_paths[:3])}" + (f" and {done - 3} more" if done > 3 else ""))
+    totals += f"failed {len(failed)}; {_duration(seconds)} of audio, {written:,} bytes written"
     if command == "encode" and seconds > 0:
         totals += f", {written * 8 / seconds / 1000:.2f} kbps mean"
-    if skipped == 0:
-        totals = totals.replace(" (output exists; --force redoes them)", "")
-    else:   # which ones: --force would replace them
-        lines.append(f"skipped: {', '.join(skipped_paths[:3])}" + (f" and {skipped - 3} more" if skipped > 3 else ""))
     return lines + [totals]
 
 

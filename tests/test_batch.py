@@ -39,7 +39,7 @@ def test_folder_encode_decode_mirrors_the_tree(tiny_model_dir, tree, tmp_path):
     result = invoke("encode", tree, codes, "--model", tiny_model_dir)
     assert result.exit_code == 0, result.output
     assert _files(codes) == ["a/b/y.codes", "a/x.codes", "top.codes"]
-    assert "encoded 3 files, skipped 0, failed 0" in result.output and "kbps mean" in result.output
+    assert "encoded 3 files, failed 0" in result.output and "kbps mean" in result.output
     assert "note: skipped 1 file that is not audio (.txt)" in result.output   # (not silently)
     (codes / "a" / "x.wav").write_bytes(b"")   # audio beside codes is expected (decoding in place): no note
     result = invoke("decode", codes, wavs, "--model", tiny_model_dir)
@@ -89,7 +89,7 @@ def test_a_bad_file_is_reported_and_the_rest_are_coded(tiny_model_dir, tree, tmp
     assert result.exit_code == 1
     failures = [line for line in result.output.splitlines() if line.startswith("failed: ")]
     assert len(failures) == 1 and "broken.wav: cannot read audio" in failures[0]
-    assert "encoded 3 files, skipped 0, failed 1" in result.output
+    assert "encoded 3 files, failed 1" in result.output
     assert _files(codes) == ["a/b/y.codes", "a/x.codes", "top.codes"]
 
 
@@ -106,7 +106,7 @@ def test_a_dangling_link_fails_and_a_file_where_a_folder_goes_is_named(tiny_mode
     assert "pipe.wav: is a pipe or device, not a file" in failures[3]
     assert all(f"{codes / 'a'}: is a file, where the output needs a folder of that name" in line
                for line in failures[:2])
-    assert "encoded 1 file, skipped 0, failed 4" in result.output and (codes / "a").read_text().startswith("a file")
+    assert "encoded 1 file, failed 4" in result.output and (codes / "a").read_text().startswith("a file")
 
 
 def test_rerun_skips_done_files_and_force_redoes_them(tiny_model_dir, tree, tmp_path):
@@ -114,10 +114,10 @@ def test_rerun_skips_done_files_and_force_redoes_them(tiny_model_dir, tree, tmp_
     assert invoke("encode", tree, codes, "--model", tiny_model_dir).exit_code == 0
     (codes / "top.codes").write_bytes(b"user data")
     result = invoke("encode", tree, codes, "--model", tiny_model_dir)
-    assert result.exit_code == 0 and "encoded 0 files, skipped 3" in result.output
+    assert result.exit_code == 0 and "encoded 0 files, 3 already done (output exists; --force redoes them), failed 0" in result.output
     assert (codes / "top.codes").read_bytes() == b"user data"
     result = invoke("encode", tree, codes, "--model", tiny_model_dir, "--force")
-    assert result.exit_code == 0 and "encoded 3 files, skipped 0" in result.output
+    assert result.exit_code == 0 and "encoded 3 files, failed 0" in result.output
     assert (codes / "top.codes").read_bytes().startswith(b"CODC")
 
 
@@ -162,6 +162,26 @@ def test_a_batch_codes_on_the_threads_asked_for(tiny_model_dir, tree, tmp_path, 
         torch.set_num_threads(before)
     assert result.exit_code == 0, result.output
     assert seen == [used] * 3
+
+
+def test_jobs_times_threads_beyond_the_cores_is_warned_of(tiny_model_dir, tree, tmp_path, monkeypatch):
+    import torch
+
+    import codec.threads
+
+    monkeypatch.setattr(codec.threads, "usable_cores", lambda: 2)
+    before = torch.get_num_threads()
+    try:
+        result = invoke("encode", tree, tmp_path / "codes", "--model", tiny_model_dir, "--jobs", "2",
+                        "--threads", "2")
+        assert result.exit_code == 0, result.output
+        assert "warning: --jobs 2 with --threads 2 runs 4 threads on 2 CPU cores; they compete for them: " \
+               "--threads 1 is likely faster" in " ".join(result.output.split())
+        result = invoke("encode", tree, tmp_path / "codes2", "--model", tiny_model_dir, "--jobs", "2",
+                        "--threads", "1")
+        assert result.exit_code == 0 and "warning" not in result.output, result.output
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_one_file_codes_on_the_threads_asked_for(tiny_model_dir, tree, tmp_path, monkeypatch):
@@ -427,7 +447,7 @@ def test_a_folder_where_an_output_goes_fails_instead_of_being_skipped(tiny_model
     assert result.exit_code == 1, result.output
     assert f"{out / 'top.codes'}: is a directory; give a file name" in result.output
     assert f"{out / 'a' / 'x.codes'}: is not a regular file" in result.output
-    assert "encoded 1 file, skipped 0, failed 2" in result.output
+    assert "encoded 1 file, failed 2" in result.output
 
 
 def test_a_job_whose_worker_died_is_never_retried_in_the_main_process(tiny_model_dir, tmp_path, monkeypatch):
@@ -532,4 +552,4 @@ def test_decoding_in_place_never_replaces_the_recordings_beside_the_codes(tiny_m
     again = invoke("decode", tree / "a", tree / "elsewhere", "--model", tiny_model_dir)
     assert again.exit_code == 0
     skipped = invoke("decode", tree / "a", tree / "elsewhere", "--model", tiny_model_dir)
-    assert "skipped: " in skipped.output and "elsewhere/x.wav" in " ".join(skipped.output.split())
+    assert "already done: " in skipped.output and "elsewhere/x.wav" in " ".join(skipped.output.split())

@@ -138,6 +138,10 @@ def test_recipe_errors(tmp_path):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=abc"])
     with pytest.raises(CodecError, match=r"run.max_steps=-1 must be at least 0"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=-1"])
+    with pytest.raises(CodecError, match=r"-o run.max_steps is given twice \('run.max_steps=10' and "
+                                         r"'run.max_steps = 20'\); only one would be used"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=10", "run.seed=1", "run.max_steps = 20"])
+    assert load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=10", "run.max_steps=10"]).run.max_steps == 10
     for override in ("nonsense", ".x=1", "run.=1"):   # (an empty name was "unknown recipe sections: ")
         with pytest.raises(CodecError, match=f"override '{re.escape(override)}' must look like section.key=value"):
             load_recipe(REPO / "recipes" / "tiny.yaml", [override])

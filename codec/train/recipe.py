@@ -742,6 +742,22 @@ def _apply_override(values: dict, override: str, places: dict[str, str] | None =
         places.setdefault(section, f"override '{override}'")
 
 
+def _refuse_conflicting_overrides(overrides: list[str]) -> None:
+    """Refuse two ``-o`` overrides that set one key to different values (the last would win,
+    silently); the same value twice is harmless."""
+    given: dict[str, tuple[str, str]] = {}
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        section, dot, name = (part.strip() for part in key.partition("."))
+        if not sep or not dot:
+            continue   # (refused with its own message by _apply_override)
+        dotted = f"{section}.{name}"
+        if dotted in given and given[dotted][1] != raw.strip():
+            raise CodecError(f"-o {dotted} is given twice ('{given[dotted][0]}' and '{override}'); "
+                             f"only one would be used: give it once")
+        given.setdefault(dotted, (override, raw.strip()))
+
+
 def _text_fields(values: dict, section: str) -> dict[str, bool]:
     """The keys of ``section`` that hold text only (names, paths, choices) in any recipe kind, each
     with whether it may be null."""
@@ -775,6 +791,7 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
     path = find_recipe(Path(path), str(path))   # (a str keeps "./tiny", which a Path would make "tiny")
     origins = RecipeOrigins(str(path))
     values = _read_yaml(path, places=origins.places)
+    _refuse_conflicting_overrides(overrides)
     for override in overrides:
         _apply_override(values, override, origins.places)
     try:
