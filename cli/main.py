@@ -1041,7 +1041,10 @@ def train(
     RUN/resolved_recipe.yaml --resume goes on with the values the run was started with. The recipes
     and their keys: the README's Training section and recipes/."""
     from codec.train import load_recipe, train_any
+    from codec.train.recipe import overridden_twice
 
+    for line in overridden_twice(override or []):
+        stderr.print(f"warning: {line}", soft_wrap=True)
     try:
         train_any(load_recipe(recipe, override or []), resume=resume, console=stderr)
     except TrainingStopped as stopped:   # saved, but not finished: a script can tell the two apart

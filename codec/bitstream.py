@@ -515,7 +515,9 @@ def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
         if entropy_coder.name != meta.entropy_model or entropy_coder.weights[:8] != meta.entropy_weights:
             raise BitstreamError(f"entropy-coded with model '{meta.entropy_model}' (weights {meta.entropy_weights}), "
                                  f"but the available one is '{entropy_coder.name}' ({entropy_coder.weights[:8]})")
-    frames = []
+    # [F, C, K], filled chunk by chunk: a list of chunks and their concatenation held an hour's codes twice
+    frames = np.empty((meta.frames, meta.channels, meta.codebooks), dtype=np.int64)
+    start = 0
     # every chunk's length and CRC first: damage near the end shows before minutes of entropy decoding
     for index, chunk_frames, body, codes_crc in list(_verified_chunks(data, meta, offset)):
         count = chunk_frames * meta.channels * meta.codebooks
@@ -531,10 +533,11 @@ def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
                     f"{codes_crc}-{codes_crc + 3} (that CRC), or the entropy model computed different "
                     f"probabilities than when encoding (other weights or another machine's arithmetic); "
                     f"decode where it was encoded, or re-encode with --no-entropy")
-            frames.append(chunk)
         else:
-            frames.append(unpack_codes(body, count, meta.bits_per_code).reshape(-1, meta.channels, meta.codebooks))
-    codes = np.concatenate(frames).transpose(1, 2, 0)
+            chunk = unpack_codes(body, count, meta.bits_per_code).reshape(-1, meta.channels, meta.codebooks)
+        frames[start:start + chunk_frames] = chunk
+        start += chunk_frames
+    codes = frames.transpose(1, 2, 0)
     if codes.size and codes.max() >= meta.codebook_size:
         raise BitstreamError(f"code value {codes.max()} is outside the codebook of {meta.codebook_size}")
     if global_codes is not None and global_codes.size and global_codes.max() >= meta.global_codebook_size:

@@ -114,7 +114,8 @@ def test_rerun_skips_done_files_and_force_redoes_them(tiny_model_dir, tree, tmp_
     assert invoke("encode", tree, codes, "--model", tiny_model_dir).exit_code == 0
     (codes / "top.codes").write_bytes(b"user data")
     result = invoke("encode", tree, codes, "--model", tiny_model_dir)
-    assert result.exit_code == 0 and "encoded 0 files, 3 already done (output exists; --force redoes them), failed 0" in result.output
+    assert result.exit_code == 0
+    assert "encoded 0 files, 3 already done (output exists; --force redoes them), failed 0" in result.output
     assert (codes / "top.codes").read_bytes() == b"user data"
     result = invoke("encode", tree, codes, "--model", tiny_model_dir, "--force")
     assert result.exit_code == 0 and "encoded 3 files, failed 0" in result.output

@@ -4,6 +4,7 @@ import io
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -138,10 +139,6 @@ def test_recipe_errors(tmp_path):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=abc"])
     with pytest.raises(CodecError, match=r"run.max_steps=-1 must be at least 0"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=-1"])
-    with pytest.raises(CodecError, match=r"-o run.max_steps is given twice \('run.max_steps=10' and "
-                                         r"'run.max_steps = 20'\); only one would be used"):
-        load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=10", "run.seed=1", "run.max_steps = 20"])
-    assert load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=10", "run.max_steps=10"]).run.max_steps == 10
     for override in ("nonsense", ".x=1", "run.=1"):   # (an empty name was "unknown recipe sections: ")
         with pytest.raises(CodecError, match=f"override '{re.escape(override)}' must look like section.key=value"):
             load_recipe(REPO / "recipes" / "tiny.yaml", [override])
@@ -1127,6 +1124,18 @@ def test_a_model_trained_from_scratch_under_a_shipped_name_is_noted(tmp_path):
     assert _shipped_name_note("my-codec", None, tmp_path) is None
 
 
+def test_a_key_overridden_twice_is_warned_of():
+    from codec.train.recipe import overridden_twice
+    from tests.conftest import run_cli
+
+    assert overridden_twice(["run.max_steps=10", "run.seed=1", "run.max_steps = 20", "run.seed=1"]) == \
+        ["-o run.max_steps is given 2 times ('run.max_steps=10', 'run.max_steps = 20'); the last is used"]
+    result = run_cli("train", "tiny", "-o", "run.max_steps=1", "-o", "run.max_steps=x")
+    assert "warning: -o run.max_steps is given 2 times ('run.max_steps=1', 'run.max_steps=x'); the last is " \
+           "used" in " ".join(result.output.split())
+    assert result.exit_code == 1 and "run.max_steps='x' must be int" in result.output
+
+
 def test_init_from_names_layers_in_number_order():
     from codec.train.trainer import _in_number_order
 
@@ -1162,7 +1171,7 @@ def test_a_run_keeps_its_resolved_recipe_to_resume_with(audio_folder, tmp_path, 
     assert resumed.optim.lr == 0.002 and resumed.data.train_dir == str(audio_folder)
     train(resumed, resume=True, console=Console(file=io.StringIO()))
     assert json.loads((run / "train.log").read_text().splitlines()[-1])["step"] == 2
-    for given in (run, run / CHECKPOINT_FILE):
+    for given in (run, run / CHECKPOINT_FILE, run / "model", run / "model" / "config.json"):
         result = CliRunner().invoke(app, ["train", str(given)])
         assert result.exit_code == 1 and f"to resume it with the values it trained with: codec train {saved} " \
             f"--resume" in " ".join(result.output.split())
@@ -1182,3 +1191,8 @@ def test_a_run_keeps_its_resolved_recipe_to_resume_with(audio_folder, tmp_path, 
     assert "-o run.out_dir=" in " ".join(result.output.split()) and RUN_RECIPE not in result.output
     result = CliRunner().invoke(app, ["train", str(audio_folder)])
     assert f"codec train tiny -o data.train_dir={audio_folder}" in " ".join(result.output.split())
+    shutil.copytree(run / "model", tmp_path / "copied")   # a model outside its run: trained on from
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "copied")])
+    assert f"it is a trained model (codec encode --model {tmp_path / 'copied'} uses it); to train on from its " \
+           f"weights, give a recipe of its architecture with -o run.init_from={tmp_path / 'copied'}" \
+           in " ".join(result.output.split())

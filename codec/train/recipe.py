@@ -576,6 +576,8 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = (), places: dict[str, str] 
         asked = f" (inherited by {chain[-1]}: 'inherit' is relative to the recipe's folder, or names a " \
                 f"shipped recipe)" if chain else _shipped_recipes_hint(path)
         raise CodecError(f"{path}: recipe not found{asked}")
+    if path.name == "config.json" and (path.parent / "model.safetensors").is_file():   # (JSON reads as YAML)
+        raise CodecError(f"{path}: a model's configuration, not a recipe{_what_to_do_with(path)}")
     if path.resolve() in {p.resolve() for p in chain}:
         raise CodecError(f"{path}: inherits itself ({' -> '.join(map(str, (*chain, path)))})")
     try:
@@ -650,6 +652,14 @@ def _what_to_do_with(path: Path) -> str:
     from codec.train.run_recipe import RUN_RECIPE, is_run_recipe
 
     run = path if path.is_dir() else path.parent
+    model = path if path.is_dir() else path.parent if path.name in ("config.json", "model.safetensors") else None
+    if model is not None and (model / "config.json").is_file() and (model / "model.safetensors").is_file():
+        if (model.parent / "checkpoint.pt").is_file():   # a run's model/: the run is what resumes
+            run, path = model.parent, model.parent
+        else:
+            return (f"; it is a trained model (codec encode --model {model} uses it); to train on from its "
+                    f"weights, give a recipe of its architecture with -o run.init_from={model} (for the "
+                    f"default model's: codec train esc_16k_small_finetune)")
     if (run / "checkpoint.pt").is_file() and (path.is_dir() or path.suffix == ".pt"):
         if is_run_recipe(run / RUN_RECIPE):   # written by codec train (not a user's file of that name)
             return f"; it is a training run's; to resume it with the values it trained with: codec train " \
@@ -742,20 +752,18 @@ def _apply_override(values: dict, override: str, places: dict[str, str] | None =
         places.setdefault(section, f"override '{override}'")
 
 
-def _refuse_conflicting_overrides(overrides: list[str]) -> None:
-    """Refuse two ``-o`` overrides that set one key to different values (the last would win,
-    silently); the same value twice is harmless."""
-    given: dict[str, tuple[str, str]] = {}
+def overridden_twice(overrides: list[str]) -> list[str]:
+    """For each key that two ``-o`` overrides set to different values, a line naming both: the
+    last is the one used (as a later option wins), which a user may not have meant."""
+    given: dict[str, list[str]] = {}
     for override in overrides:
         key, sep, raw = override.partition("=")
         section, dot, name = (part.strip() for part in key.partition("."))
-        if not sep or not dot:
-            continue   # (refused with its own message by _apply_override)
-        dotted = f"{section}.{name}"
-        if dotted in given and given[dotted][1] != raw.strip():
-            raise CodecError(f"-o {dotted} is given twice ('{given[dotted][0]}' and '{override}'); "
-                             f"only one would be used: give it once")
-        given.setdefault(dotted, (override, raw.strip()))
+        if sep and dot:   # (anything else is refused by _apply_override with its own message)
+            given.setdefault(f"{section}.{name}", []).append(override)
+    return [f"-o {key} is given {len(values)} times ({', '.join(repr(v) for v in values)}); the last is used"
+            for key, values in given.items()
+            if len({value.partition("=")[2].strip() for value in values}) > 1]
 
 
 def _text_fields(values: dict, section: str) -> dict[str, bool]:
@@ -791,7 +799,6 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
     path = find_recipe(Path(path), str(path))   # (a str keeps "./tiny", which a Path would make "tiny")
     origins = RecipeOrigins(str(path))
     values = _read_yaml(path, places=origins.places)
-    _refuse_conflicting_overrides(overrides)
     for override in overrides:
         _apply_override(values, override, origins.places)
     try:
