@@ -1171,6 +1171,7 @@ def test_a_run_keeps_its_resolved_recipe_to_resume_with(audio_folder, tmp_path, 
     assert resumed.optim.lr == 0.002 and resumed.data.train_dir == str(audio_folder)
     train(resumed, resume=True, console=Console(file=io.StringIO()))
     assert json.loads((run / "train.log").read_text().splitlines()[-1])["step"] == 2
+    assert f"(recipe {REPO / 'recipes' / 'tiny.yaml'})" in saved.read_text().partition("\n")[0]   # where it began
     for given in (run, run / CHECKPOINT_FILE, run / "model", run / "model" / "config.json"):
         result = CliRunner().invoke(app, ["train", str(given)])
         assert result.exit_code == 1 and f"to resume it with the values it trained with: codec train {saved} " \

@@ -39,6 +39,8 @@ def write_run_recipe(out_dir: Path, values: dict, source: str, console) -> None:
         console.print(f"warning: {path} is not one codec train wrote; it is left as it is, and this run's "
                       f"resolved recipe is not kept")
         return
+    if source.startswith(" (recipe ") and _same_file(source[len(" (recipe "):-1], path):
+        source = _earlier_source(path)   # resumed from this file: it keeps naming the recipe the run began with
     values = {section: dict(keys) if isinstance(keys, dict) else keys for section, keys in values.items()}
     for section, key in _PATH_KEYS:
         value = values.get(section, {}).get(key)
@@ -50,3 +52,20 @@ def write_run_recipe(out_dir: Path, values: dict, source: str, console) -> None:
               f"#     codec train {path.absolute()} --resume\n")
     text = header + yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
     write_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+def _earlier_source(path: Path) -> str:
+    """The `` (recipe FILE)`` that ``path``'s header names ("" if none)."""
+    try:
+        first = path.read_text().partition("\n")[0]
+    except (OSError, UnicodeDecodeError):
+        return ""
+    start, end = first.find(" (recipe "), first.rfind("), overrides included")
+    return first[start:end + 1] if 0 <= start < end else ""
+
+
+def _same_file(named: str, path: Path) -> bool:
+    try:
+        return os.path.samefile(named, path)
+    except OSError:
+        return False
