@@ -215,6 +215,21 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
     return codes.codes(), seen, global_codes
 
 
+def model_input(model: ConvCodec, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``[T, C]`` audio at ``sample_rate`` Hz as ``encode_audio`` gives it to the network, whole:
+    high-passed, leveled, resampled to the model's rate (with a low-rate input's band filled),
+    ``[model_length(T), C]`` float64. For coding a whole file in one offline ``encode`` (the
+    entropy trainer on a GPU) and getting the codes ``codec encode`` writes."""
+    audio = np.asarray(audio, dtype=np.float64)
+    leveling = measure_leveling(high_passed(model, [audio], sample_rate), sample_rate, model.config.input_level_dbfs)
+    highpass = HighPass(model.config.input_highpass_hz, sample_rate)
+    resampler = _resampler(sample_rate, model.sample_rate, audio.shape[1])
+    fill = BandFill(sample_rate, model.sample_rate, audio.shape[1])
+    out = fill(resampler(leveling(highpass(audio)), last=True))
+    length = model_length(len(audio), sample_rate, model.sample_rate)
+    return np.concatenate([out, np.zeros((max(0, length - len(out)), audio.shape[1]))])[:length]
+
+
 def decode_blocks(model: ConvCodec, codes_file: CodesFile) -> Iterator[np.ndarray]:
     """Decoded ``[n, C]`` float32 blocks at the original rate, ``samples`` in all, exactly."""
     meta = codes_file.metadata

@@ -423,20 +423,54 @@ def test_cli_streams_entropy_coded_packets(tiny_model_dir, entropy_dir, tmp_path
     assert refused.exit_code == 1 and "entropy-coded" in refused.output
 
 
-def test_offline_codes_of_a_folder_equal_what_encode_writes(tiny_model_dir, tmp_path):
+def test_codebook_choices_beyond_what_the_codec_writes_are_refused(tiny_model_dir, tmp_path):
+    """A codec whose top bitrate uses 12 of its 24 codebooks (the low_* models) never writes
+    codes of the other 12: an entropy model is not trained on counts it will never code."""
+    import shutil
+
+    from rich.console import Console
+
+    from codec.errors import CodecError
+    from codec.train.entropy_trainer import EntropyRecipe, code_folder
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "bitrates_kbps": [1.5, 3.0, 6.0]}))
+    recipe = EntropyRecipe.from_dict({"entropy": {"codec": "tiny-16k"}, "data": {"codec_model": str(model_dir)}})
+    with pytest.raises(CodecError, match=r"data.codebook_choices=\[3, 6, 12, 24\] lists up to 24 codebooks, but "
+                                         r"data.codec_model=.* codes at most 12 \(at its top bitrate, 6 kbps\): "
+                                         r"list its bitrates' counts, data.codebook_choices=\[3, 6, 12\]"):
+        code_folder(recipe, tmp_path / "no-audio", tmp_path / "a.npz", Console(quiet=True))
+
+
+@pytest.mark.parametrize("leveled", [False, True])
+def test_offline_codes_of_a_folder_equal_what_encode_writes(tiny_model_dir, tmp_path, leveled):
     """The GPU path of the entropy trainer (one offline encode per file, padded to whole frames)
-    gives the codes ``codec encode`` writes, also for lengths that are not whole frames."""
+    gives the codes ``codec encode`` writes, also for lengths that are not whole frames, and for a
+    model that high-passes and levels its input (as the default model does)."""
+    import shutil
+
     from rich.console import Console
 
     from codec.train.entropy_trainer import EntropyRecipe, code_folder
     from tests.conftest import tone, write_audio
 
+    if leveled:
+        model_dir = tmp_path / "model"
+        shutil.copytree(tiny_model_dir, model_dir)
+        config = json.loads((model_dir / "config.json").read_text())
+        (model_dir / "config.json").write_text(json.dumps({**config, "input_level_dbfs": -18.0,
+                                                           "input_highpass_hz": 80.0}))
+    else:
+        model_dir = tiny_model_dir
     audio = tmp_path / "audio"
     audio.mkdir()
     for i, seconds in enumerate((0.513, 1.0, 0.77731)):
         write_audio(audio / f"{i}.wav", tone(seconds, 16000, 200 + 150 * i), 16000)
     write_audio(audio / "3.wav", tone(0.61, 22050, 300), 22050)   # resampled first
-    recipe = EntropyRecipe.from_dict({"entropy": {"codec": "tiny-16k"}, "data": {"codec_model": str(tiny_model_dir)}})
+    write_audio(audio / "4.wav", 0.1 * tone(0.9, 8000, 250), 8000)   # its empty band filled
+    recipe = EntropyRecipe.from_dict({"entropy": {"codec": "tiny-16k"}, "data": {"codec_model": str(model_dir)}})
     console = Console(quiet=True)
     streamed = code_folder(recipe, audio, tmp_path / "a.npz", console)
     offline = code_folder(recipe, audio, tmp_path / "b.npz", console, offline=True)

@@ -244,6 +244,20 @@ def test_esc_and_entropy_recipe_values_are_checked(recipe, override, message):
         load_recipe(REPO / "recipes" / f"{recipe}.yaml", [override])
 
 
+@pytest.mark.parametrize("recipe,overrides,message", [
+    ("esc_16k", ["model.global_groups=4"], r"model.global_groups=4: an ESC model has no time-invariant global code"),
+    ("tiny", ["model.global_film=true"], r"model.global_film=true conditions the decoder on the time-invariant "
+                                         r"global code, which the model has only with model.global_groups above 0"),
+    ("tiny", ["model.global_groups=4", "model.global_codebook_size=1"],
+     r"model.global_codebook_size=1 must be at least 2"),
+    ("tiny", ["model.global_groups=4", "model.global_seconds=0"], r"model.global_seconds=0.0 must be above 0"),
+])
+def test_global_code_values_that_could_not_apply_are_refused(recipe, overrides, message):
+    """Each was taken and silently ignored, or trained a model that no .codes file could hold."""
+    with pytest.raises(CodecError, match=message):
+        load_recipe(REPO / "recipes" / f"{recipe}.yaml", overrides)
+
+
 def test_the_models_own_size_rules_are_recipe_errors_before_any_data_is_read(tmp_path):
     recipe = load_recipe(REPO / "recipes" / "tiny.yaml", ["model.hop_length=100", f"run.out_dir={tmp_path / 'r'}",
                                                           f"data.train_dir={tmp_path / 'no-such-data'}"])

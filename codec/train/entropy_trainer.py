@@ -219,6 +219,14 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
         raise CodecError(f"entropy.codec is '{recipe.entropy.codec}' but data.codec_model="
                          f"{recipe.data.codec_model} is a '{codec_model.config.name}' model")
     _check_codec_fits(recipe.entropy, codec_model, recipe.data.codec_model)
+    kbps = max(codec_model.config.bitrates_kbps)
+    coded = codec_model.codebooks_for_bitrate(kbps)   # the most codebooks a .codes file of it holds
+    if max(recipe.data.codebook_choices) > coded:
+        counts = sorted({codec_model.codebooks_for_bitrate(b) for b in codec_model.config.bitrates_kbps})
+        raise CodecError(f"recipe value data.codebook_choices={recipe.data.codebook_choices} lists up to "
+                         f"{max(recipe.data.codebook_choices)} codebooks, but data.codec_model="
+                         f"{recipe.data.codec_model} codes at most {coded} (at its top bitrate, {kbps:g} kbps): "
+                         f"list its bitrates' counts, data.codebook_choices={counts}")
     skipped = Skipped()
     with data_named_by(key, str(folder)):
         files = find_audio_files(folder, skipped)
@@ -231,7 +239,6 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
     if cached is not None:
         console.print(f"note: {cache} holds the codes of another codec or other files; coding {folder} again",
                       highlight=False)
-    kbps = max(codec_model.config.bitrates_kbps)
     offline = device.type != "cpu" if offline is None else offline
     codec_model.to(device)
     tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
@@ -305,11 +312,11 @@ def _code_files(codec_model, folder: Path, files: list[Path], kbps: float, offli
     Raises:
         CodecError: naming ``folder`` if none of its files can be read.
     """
-    from codec.audio import load_audio, resample
-    from codec.coding import encode_audio
+    from codec.audio import load_audio
+    from codec.coding import encode_audio, model_input
 
     codes, start, unreadable = [], time.monotonic(), []
-    num_codebooks = codec_model.num_codebooks
+    num_codebooks = codec_model.codebooks_for_bitrate(kbps)   # (the low_* models: 12 of their 24)
     for number, path in enumerate(files, 1):
         try:
             audio, rate = load_audio(path)
@@ -317,7 +324,7 @@ def _code_files(codec_model, folder: Path, files: list[Path], kbps: float, offli
             unreadable.append(str(error))
             continue
         if offline:
-            wav = resample(audio.mean(axis=1), rate, codec_model.sample_rate).astype(np.float32)
+            wav = model_input(codec_model, audio.mean(axis=1, keepdims=True), rate)[:, 0].astype(np.float32)
             wav = np.pad(wav, (0, -len(wav) % codec_model.frame_size))  # whole frames, as encode_audio pads
             with torch.no_grad():
                 item = codec_model.encode(torch.from_numpy(wav)[None, None].to(device), num_codebooks)[0].cpu().numpy()

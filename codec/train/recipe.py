@@ -474,6 +474,7 @@ def _check_model(model, loss: LossConfig) -> None:
     if model.codebook_size < 2:
         raise CodecError(f"recipe value model.codebook_size={model.codebook_size} must be at least 2")
     check_counts(model, "model")
+    _check_global_code(model)
     for name in ("codebook_size", "global_codebook_size"):
         value = getattr(model, name, None)
         if value is not None and value > MAX_CODEBOOK_SIZE:
@@ -495,6 +496,29 @@ def _check_model(model, loss: LossConfig) -> None:
     if total and max(loss.codebook_choices) > total:
         raise CodecError(f"recipe value loss.codebook_choices={loss.codebook_choices} asks for more codebooks "
                          f"than the model has ({total})")
+
+
+def _check_global_code(model) -> None:
+    """The time-invariant code's values (TiCodec): only a conv codec has one, and its options
+    apply only with ``global_groups``; each was taken and silently ignored where it could not apply.
+
+    Raises:
+        CodecError: naming the recipe value.
+    """
+    groups = getattr(model, "global_groups", 0)
+    if not hasattr(model, "global_codebook_size"):   # ESC: the field is the sessions' interface
+        if groups:
+            raise CodecError(f"recipe value model.global_groups={groups}: an ESC model has no time-invariant "
+                             f"global code (TiCodec); it is a conv codec's (model.architecture: conv)")
+        return
+    if model.global_film and not groups:
+        raise CodecError("recipe value model.global_film=true conditions the decoder on the time-invariant global "
+                         "code, which the model has only with model.global_groups above 0")
+    if groups and model.global_codebook_size < 2:
+        raise CodecError(f"recipe value model.global_codebook_size={model.global_codebook_size} must be at least 2")
+    if groups and not model.global_seconds > 0:
+        raise CodecError(f"recipe value model.global_seconds={model.global_seconds} must be above 0 (the seconds "
+                         f"of a stream the global code summarises)")
 
 
 def _coerce(section_cls, values: dict, section: str = "") -> dict:
