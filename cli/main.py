@@ -737,7 +737,8 @@ def _models_table(summaries):
         pesq = ", ".join(f"{k}: {v:.2f}" for k, v in s.pesq_wb.items()) or "not measured"
         table.add_row(_visible(s.name) + (" (default)" if s.default else ""), f"{s.sample_rate / 1000:g} kHz",
                       ", ".join(f"{b:g}" for b in s.bitrates_kbps), f"{s.parameters / 1e6:.2f} M",
-                      f"{s.latency_ms:g} ms", pesq, "yes" if s.entropy_model else "no",
+                      f"{s.latency_ms:g} ms", pesq,
+                      "yes" if s.entropy_model else "another codec's" if s.entropy_problem else "no",
                       _visible(f"{s.source}: {s.directory}"))
     return table
 

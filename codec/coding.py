@@ -700,19 +700,22 @@ def decode_any_file(input_path: Path | str, output_path: Path | str, force: bool
         from codec.saved_stream import decode_stream_file
 
         info = read_stream_info(input_path)[0]
-        network = load(model if model is not None else _model_named_in(input_path, info.model, info.weights))
+        entropy = (info.entropy_model, info.entropy_weights) if info.entropy_model else None
+        network = load(model if model is not None else _model_named_in(input_path, info.model, info.weights,
+                                                                        entropy))
         return decode_stream_file(network, input_path, output_path, force, sample_rate, channels)
     meta = read_codes_metadata(input_path)
-    network = load(model if model is not None else _model_named_in(input_path, meta.model, meta.weights))
+    entropy = (meta.entropy_model, meta.entropy_weights) if meta.entropy_model else None
+    network = load(model if model is not None else _model_named_in(input_path, meta.model, meta.weights, entropy))
     return decode_file(network, input_path, output_path, force, sample_rate, channels)
 
 
-def _model_named_in(path: Path, name: str, weights: str) -> Path:
+def _model_named_in(path: Path, name: str, weights: str, entropy: tuple[str, str] | None = None) -> Path:
     """``model_dir_for_codes`` for the model a file names; its ModelNotFoundError names the file."""
     from codec.models.loading import model_dir_for_codes
 
     try:
-        return model_dir_for_codes(name, weights)
+        return model_dir_for_codes(name, weights, entropy)
     except ModelNotFoundError as error:
         raise ModelNotFoundError(f"{path}: {error}", error.is_folder) from None
 

@@ -400,6 +400,28 @@ def test_a_run_of_sync_bytes_is_skipped_without_a_crc_for_each(entropy_dir, monk
     assert packets._framed(crafted(3 * 4 * 6 + 17), 0, info) is None
 
 
+def test_decoding_without_a_model_finds_the_installed_folder_with_its_entropy_model(tiny_model_dir, entropy_dir,
+                                                                                    tmp_path, monkeypatch):
+    """Two installed folders of one codec and weights, only one with the entropy model a file
+    names: decoding without --model takes that one, whichever comes first."""
+    import shutil
+
+    from tests.conftest import run_cli, tone, write_audio
+
+    installed = tmp_path / "installed"
+    shutil.copytree(tiny_model_dir, installed / "a-plain")
+    shutil.copytree(tiny_model_dir, installed / "b-entropy")
+    for name in ("entropy.safetensors", "entropy_config.json"):
+        shutil.copy(entropy_dir / name, installed / "b-entropy" / name)
+    monkeypatch.setenv("CODEC_MODELS_DIR", str(installed))
+    source = write_audio(tmp_path / "a.wav", tone(0.5, 16000), 16000)
+    assert run_cli("encode", source, tmp_path / "e.codes", "--model", installed / "b-entropy").exit_code == 0
+    assert run_cli("encode", source, tmp_path / "p.codes", "--model", installed / "a-plain").exit_code == 0
+    for codes in ("e", "p"):
+        result = run_cli("decode", tmp_path / f"{codes}.codes", tmp_path / f"{codes}.wav")
+        assert result.exit_code == 0, result.output
+
+
 def test_cli_streams_entropy_coded_packets(tiny_model_dir, entropy_dir, tmp_path):
     import shutil
 

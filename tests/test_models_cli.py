@@ -33,6 +33,25 @@ def test_models_lists_the_shipped_model_with_its_measured_pesq():
     assert models["conv-16k"]["input_highpass_hz"] is None and models["conv-16k"]["input_level_dbfs"] is None
 
 
+def test_info_names_the_quantizer_family_and_an_entropy_model_of_another_codec(tiny_model_dir, tmp_path):
+    model = tmp_path / "tico"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "masked_quantizers": 2, "global_groups": 4}))
+    entropy = {"name": "entropy-x", "codec": "other-16k", "num_codebooks": 24, "codebook_size": 1024}
+    (model / "entropy_config.json").write_text(json.dumps(entropy))
+    (model / "entropy.safetensors").write_bytes(b"")
+    info = json.loads(invoke("info", model, "--json").stdout)
+    assert info["architecture"] == "conv" and info["quantizer"] == (
+        "masked-channel residual VQ (the first 2 on 1/2 of the channels each) + time-invariant global code "
+        "(4 codebooks of 256)")
+    assert info["entropy_model"] is False
+    assert info["entropy_problem"].startswith("entropy model 'entropy-x' was trained on the codes of 'other-16k'")
+    shipped = json.loads(invoke("info", DEFAULT_MODEL, "--json").stdout)
+    assert shipped["architecture"] == "esc" and shipped["quantizer"].startswith("cross-scale residual VQ (3 + 3 + 18")
+    assert shipped["entropy_problem"] is None
+
+
 def test_models_table_rounds_as_the_model_cards_do():
     """Each figure is the card's mean rounded once to 2 decimals (rounding to 3 first turned
     esc-16k's 2.4252 into 2.42 where its card says 2.43)."""

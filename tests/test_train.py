@@ -583,6 +583,19 @@ def test_init_from_a_model_with_fewer_codebooks(audio_folder, tmp_path):
     assert [bool(layer.initialized) for layer in grown.quantizer.layers[-4:]] == [False] * 4  # new ones: from data
 
 
+def test_init_from_a_ticodec_into_a_plain_model_leaves_its_global_code_out(audio_folder, tmp_path):
+    first = tmp_path / "first"
+    train(tiny(audio_folder, first, "run.max_steps=0", "model.global_groups=2", "model.global_dim=8",
+               "model.global_film=true"), console=Console(file=io.StringIO()))
+    report = io.StringIO()
+    second = tmp_path / "second"
+    train(tiny(audio_folder, second, "run.max_steps=0", f"run.init_from={first / 'model'}"),
+          console=Console(file=report, width=400))
+    assert "its global_code, global_film left out (this model has none)" in report.getvalue()
+    a, b = load_model(first / "model").state_dict(), load_model(second / "model").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in b)   # every part it has is the TiCodec's
+
+
 def test_freeze_fine_tunes_only_the_decoder_and_keeps_the_codes(audio_folder, tmp_path):
     first = tmp_path / "first"
     train(tiny(audio_folder, first, "run.max_steps=5"))

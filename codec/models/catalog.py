@@ -32,6 +32,8 @@ class ModelSummary:
     directory: str
     source: str                      # "shipped", "installed" (CODEC_MODELS_DIR) or "directory"
     default: bool
+    architecture: str                # "conv" or "esc" (config.json's)
+    quantizer: str                   # its family, in words (residual VQ, masked-channel, global code, ...)
     sample_rate: int                 # Hz
     frame_rate: float                # code frames per second
     codebooks: int                   # the most codebooks (at the highest bitrate)
@@ -40,11 +42,12 @@ class ModelSummary:
     latency_ms: float                # algorithmic latency of streaming decoding
     parameters: int                  # trainable parameters of the codec network
     weights_bytes: int
-    entropy_model: bool              # whether entropy.safetensors ships beside the weights
+    entropy_model: bool              # whether an entropy model for this codec's codes is beside the weights
     input_level_dbfs: float | None   # the level encoding scales input to (codec/level.py); None: as it is
     input_highpass_hz: float | None  # the cutoff encoding high-passes input at (codec/highpass.py); None: none
     pesq_wb: dict[str, float] = field(default_factory=dict)   # kbps ("6") -> dev-set mean, if measured
     weights_sha256: str | None = None                         # with ``with_hash=True``
+    entropy_problem: str | None = None   # why the entropy files there cannot code this codec's codes
 
 
 def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) -> ModelSummary:
@@ -76,18 +79,55 @@ def summarize_model(name_or_path: str | Path | None, with_hash: bool = False) ->
     except (OSError, ValueError, TypeError, AttributeError) as error:
         raise CodecError(f"{directory}: cannot read the model ({error})".splitlines()[0]) from None
     source = _source(directory)
+    entropy_problem = _entropy_problem(directory, config, network)
     return ModelSummary(
         # the name --model accepts is the folder's; the default is the folder that no --model loads
         name=directory.name if source != "directory" else config.name, directory=str(directory),
         source=source, default=directory.resolve() == resolve_model_dir(None).resolve(),
+        architecture=getattr(config, "architecture", "conv"), quantizer=quantizer_family(config),
         sample_rate=config.sample_rate, frame_rate=network.frame_rate, codebooks=network.num_codebooks,
         codebook_size=config.codebook_size, bitrates_kbps=list(config.bitrates_kbps),
         latency_ms=round(1000 * network.latency / config.sample_rate, 3),
         parameters=sum(p.numel() for p in network.parameters()), weights_bytes=weights_bytes,
-        entropy_model=has_entropy_model(directory), input_level_dbfs=config.input_level_dbfs,
-        input_highpass_hz=getattr(config, "input_highpass_hz", None),
+        entropy_model=has_entropy_model(directory) and entropy_problem is None,
+        input_level_dbfs=config.input_level_dbfs, input_highpass_hz=getattr(config, "input_highpass_hz", None),
         pesq_wb=measured_pesq(directory, config.name),
-        weights_sha256=weights_hash(directory) if with_hash else None)
+        weights_sha256=weights_hash(directory) if with_hash else None, entropy_problem=entropy_problem)
+
+
+def quantizer_family(config) -> str:
+    """A codec config's quantizer in words: cross-scale residual VQ (ESC), residual VQ, with
+    masked channels (Language-Codec) and a time-invariant global code (TiCodec) where it has them."""
+    if getattr(config, "architecture", "conv") == "esc":
+        coarse_first = reversed(config.codebooks_per_scale)   # (the config lists them fine to coarse)
+        return f"cross-scale residual VQ ({' + '.join(map(str, coarse_first))} codebooks, coarse to fine)"
+    family = "residual VQ"
+    if config.masked_quantizers:
+        family = f"masked-channel residual VQ (the first {config.masked_quantizers} on 1/{config.masked_quantizers} " \
+                 f"of the channels each)"
+    if config.global_groups:
+        family += f" + time-invariant global code ({config.global_groups} codebooks of {config.global_codebook_size}" \
+                  f"{', FiLM' if config.global_film else ''})"
+    return family
+
+
+def _entropy_problem(directory: Path, config, network) -> str | None:
+    """Why the entropy model in ``directory`` cannot code this codec's codes (``load_model``
+    refuses the folder then), or None (none there, or it fits)."""
+    from codec.entropy.model import ENTROPY_CONFIG, EntropyModelConfig, codes_fit, has_entropy_model
+
+    if not has_entropy_model(directory):
+        return None
+    try:
+        entropy = EntropyModelConfig.from_dict(json.loads((directory / ENTROPY_CONFIG).read_text()))
+    except Exception as error:   # missing, not JSON, or not an entropy config
+        return f"{ENTROPY_CONFIG} cannot be read ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+    if entropy.codec != config.name or not codes_fit(entropy, network):
+        return (f"entropy model '{entropy.name}' was trained on the codes of '{entropy.codec}' "
+                f"({entropy.num_codebooks} codebooks of {entropy.codebook_size}), not on this model's; encoding with "
+                f"this folder fails "
+                f"until entropy.safetensors and {ENTROPY_CONFIG} there are removed")
+    return None
 
 
 def list_models(problems: list[str] | None = None) -> list[ModelSummary]:

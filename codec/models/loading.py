@@ -173,12 +173,13 @@ def is_plain_name(name: str) -> bool:
             and not any(char in "/\\" or char < " " or char == "\x7f" for char in name))
 
 
-def model_dir_for_codes(name: str, weights: str) -> Path:
+def model_dir_for_codes(name: str, weights: str, entropy: tuple[str, str] | None = None) -> Path:
     """The model directory that decodes a file made by model ``name`` (its config's name) with
     weights whose SHA-256 starts with ``weights``: of the folders of that name (installed, then
     shipped) and the installed models saved under other folder names whose config has that name
-    (fine-tunes), the first whose weights match (or list ``weights`` as readable); if none does,
-    the first of them (its load then says the weights differ).
+    (fine-tunes), the first whose weights match (or list ``weights`` as readable), and of those,
+    for an entropy-coded file (``entropy``: the entropy model's name and weights prefix), the first
+    that holds that entropy model; if none does, the first of them (its load then says what differs).
 
     The name is looked up among the shipped and installed models only, never as a path: a file
     does not choose a folder (``../x``) or a folder in the working directory to load code from.
@@ -194,7 +195,19 @@ def model_dir_for_codes(name: str, weights: str) -> Path:
     if not candidates:
         raise ModelNotFoundError(f"model '{name}' not found: no shipped or installed model has that name "
                                  f"{names_hint(name)}")
-    return next((folder for folder in candidates if _reads_weights(folder, weights)), candidates[0])
+    readers = [folder for folder in candidates if _reads_weights(folder, weights)] or candidates
+    return next((folder for folder in readers if entropy and _holds_entropy_model(folder, *entropy)), readers[0])
+
+
+def _holds_entropy_model(folder: Path, name: str, weights: str) -> bool:
+    """Whether ``folder`` holds entropy model ``name`` with weights whose SHA-256 starts with ``weights``."""
+    from codec.entropy.model import ENTROPY_CONFIG, ENTROPY_WEIGHTS
+
+    try:
+        named = json.loads((folder / ENTROPY_CONFIG).read_text()).get("name")
+        return named == name and hashlib.sha256((folder / ENTROPY_WEIGHTS).read_bytes()).hexdigest().startswith(weights)
+    except (OSError, ValueError, AttributeError):   # none, or unreadable: not this one
+        return False
 
 
 def _reads_weights(folder: Path, weights: str) -> bool:

@@ -286,6 +286,9 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
     widened_prefixes = tuple(f"{name}." for name in widened)
     prefixes = tuple(f"{name}." for name in fresh) + widened_prefixes
     source_state = {k: v for k, v in initial.state_dict().items() if not k.startswith(prefixes)}
+    # parts this model has none of (a TiCodec's global code or FiLM, into a plain model): left out
+    left_out = sorted({k.split(".")[0] for k in source_state} - {k.split(".")[0] for k in target})
+    source_state = {k: v for k, v in source_state.items() if k.split(".")[0] not in left_out}
     extra = sorted(set(source_state) - set(target), key=_in_number_order)
     reshaped = [k for k, v in source_state.items() if k in target and target[k].shape != v.shape]
     if extra or reshaped:
@@ -324,7 +327,8 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
         + ([f"{len(widened)} quantizers' lookups widened to {model.config.codebook_dim} dimensions, "
             f"choosing the same codes"] if widened else []) \
         + ([f"quantizers re-initialised from data: {_first_few(resliced)}"] if resliced else []) \
-        + ([f"new parts start from scratch: {_first_few(new_parts)}"] if new_parts else [])
+        + ([f"new parts start from scratch: {_first_few(new_parts)}"] if new_parts else []) \
+        + ([f"its {', '.join(left_out)} left out (this model has none)"] if left_out else [])
     console.print(f"init_from {source}: starting from its weights{'; ' if notes else ''}" + "; ".join(notes),
                   highlight=False)
 
