@@ -134,7 +134,7 @@ class Codes:
                 coder = coding.entropy_coder_for(network)
         elif metadata.entropy_coded:
             raise CodecError(f"the codes are entropy-coded with model '{metadata.entropy_model}': pass "
-                             f"model=codec.load_model('{metadata.model}')")
+                             f"{_model_argument_for(metadata)}")
         parsed = from_bytes(data, coder)
         return cls(parsed.metadata, parsed.codes, parsed.global_codes)
 
@@ -517,3 +517,18 @@ def decode_file(input_path: Path | str, output_path: Path | str, model: "Codec |
         report = coding.decode_any_file(input_path, output_path, force, model, load=lambda name_or_path: (
             name_or_path.network if isinstance(name_or_path, Codec) else _load_network(name_or_path, int8)))
     _warn(report)
+
+
+def _model_argument_for(metadata) -> str:
+    """The ``model=`` that reads entropy-coded codes of ``metadata``: the installed or shipped
+    folder that holds their codec and entropy model, by name where its name loads it (a model
+    trained under another folder name is loaded by its path), or a general hint where none does."""
+    from codec.models.loading import model_dir_for_codes, resolve_model_dir
+
+    try:
+        folder = model_dir_for_codes(metadata.model, metadata.weights,
+                                     (metadata.entropy_model, metadata.entropy_weights))
+        by_name = resolve_model_dir(folder.name).resolve() == folder.resolve()
+    except CodecError:
+        return "model= the model that encoded them (a Codec, or its name or folder)"
+    return f"model=codec.load_model({folder.name if by_name else str(folder)!r})"

@@ -604,6 +604,14 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
         report.warnings.append(note)
     coder = entropy_coder_for(model, required=True) if wants_entropy(model, entropy) else None
     data = to_bytes(codes_file, coder)
+    if coder is not None and len(plain := to_bytes(codes_file)) <= len(data):   # (audio unlike its training data)
+        larger = (f"{input_path}: range coding with entropy model '{coder.name}' made the codes larger "
+                  f"({len(data):,} bytes against {len(plain):,} without it)")
+        if entropy:   # asked for by name: kept
+            report.warnings.append(f"{larger}; written range-coded, as asked")
+        else:   # on by default: the smaller file
+            report.warnings.append(f"{larger}; written without it")
+            data, coder = plain, None
     write_atomically(output_path, lambda tmp: tmp.write_bytes(data), overwrite=force)
     if coder is not None:   # the metadata as written (and as reading the file gives it)
         codes_file = replace(codes_file, metadata=replace(codes_file.metadata, entropy_model=coder.name,

@@ -319,8 +319,16 @@ def test_cli_entropy_codes_with_a_shipped_entropy_model(tiny_model_dir, entropy_
         shutil.copy(entropy_dir / name, model_dir / name)
     source = write_audio(tmp_path / "a.wav", tone(1.0, 16000), 16000)
     runner = CliRunner()
-    encoded = runner.invoke(app, ["encode", str(source), str(tmp_path / "e.codes"), "--model", str(model_dir)])
-    assert encoded.exit_code == 0                              # on by default: the model has an entropy model
+    # (this untrained entropy model codes a tone's codes larger than plain: the default writes the smaller file,
+    # --entropy the range-coded one, each saying so)
+    default = runner.invoke(app, ["encode", str(source), str(tmp_path / "d.codes"), "--model", str(model_dir)])
+    assert default.exit_code == 0 and "made the codes larger" in default.output
+    assert "written without it" in " ".join(default.output.split())
+    assert json.loads(runner.invoke(app, ["info", str(tmp_path / "d.codes"), "--json"]).stdout)["entropy_coded"] \
+        is False
+    encoded = runner.invoke(app, ["encode", str(source), str(tmp_path / "e.codes"), "--model", str(model_dir),
+                                  "--entropy"])
+    assert encoded.exit_code == 0 and "written range-coded, as asked" in " ".join(encoded.output.split())
     plain_encode = runner.invoke(app, ["encode", str(source), str(tmp_path / "p.codes"), "--model", str(model_dir),
                                        "--no-entropy"])
     assert plain_encode.exit_code == 0
@@ -415,11 +423,22 @@ def test_decoding_without_a_model_finds_the_installed_folder_with_its_entropy_mo
         shutil.copy(entropy_dir / name, installed / "b-entropy" / name)
     monkeypatch.setenv("CODEC_MODELS_DIR", str(installed))
     source = write_audio(tmp_path / "a.wav", tone(0.5, 16000), 16000)
-    assert run_cli("encode", source, tmp_path / "e.codes", "--model", installed / "b-entropy").exit_code == 0
+    assert run_cli("encode", source, tmp_path / "e.codes", "--model", installed / "b-entropy",
+                   "--entropy").exit_code == 0   # (its default writes the smaller file: this model's is plain)
     assert run_cli("encode", source, tmp_path / "p.codes", "--model", installed / "a-plain").exit_code == 0
     for codes in ("e", "p"):
         result = run_cli("decode", tmp_path / f"{codes}.codes", tmp_path / f"{codes}.wav")
         assert result.exit_code == 0, result.output
+    import codec as api
+    from codec.errors import CodecError
+
+    data = (tmp_path / "e.codes").read_bytes()   # (the hint named the codec, which no folder is called)
+    with pytest.raises(CodecError, match=r"pass model=codec.load_model\('b-entropy'\)"):
+        api.Codes.from_bytes(data)
+    assert api.Codes.from_bytes(data, model=api.load_model("b-entropy")).codes.shape[0] == 1
+    monkeypatch.delenv("CODEC_MODELS_DIR")
+    with pytest.raises(CodecError, match=r"pass model= the model that encoded them \(a Codec, or its name or"):
+        api.Codes.from_bytes(data)
 
 
 def test_cli_streams_entropy_coded_packets(tiny_model_dir, entropy_dir, tmp_path):
@@ -724,6 +743,13 @@ def test_entropy_training_says_where_its_model_is_and_how_a_codec_gets_it(tiny_m
                     f"entropy_config.json): to range-code with it, copy both files beside config.json in the codec's "
                     f"model folder, {tiny_model_dir} (data.codec_model), or in a copy of that folder, and give that "
                     f"folder to codec encode --model")
+    from codec.models.loading import shipped_models_dir
+    from codec.train.entropy_trainer import EntropyRecipe, how_to_use
+
+    shipped = EntropyRecipe.from_dict({"entropy": {"codec": "esc-16k-small"},
+                                       "data": {"codec_model": "esc-16k-small"}})
+    assert f"copy both files into a copy of the codec's model folder ({shipped_models_dir() / 'esc-16k-small'}, " \
+           f"data.codec_model; e.g. cp -r" in how_to_use(shipped, out / "model")   # never into a shipped folder
     mine = tmp_path / "my-codec"
     shutil.copytree(tiny_model_dir, mine)
     assert load_model(mine).entropy_model is None

@@ -494,15 +494,21 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
 def how_to_use(recipe: EntropyRecipe, model_dir: Path) -> str:
     """Where a run's entropy model is, and how a codec gets it: ``codec.models.load_model`` loads
     the entropy model whose two files lie beside the codec's ``config.json``."""
-    from codec.models.loading import resolve_model_dir
+    from codec.models.loading import resolve_model_dir, shipped_models_dir
 
     try:
-        codec_dir = f"{resolve_model_dir(recipe.data.codec_model)} (data.codec_model)"
+        folder = resolve_model_dir(recipe.data.codec_model)
     except CodecError:   # (moved away during the run)
-        codec_dir = f"data.codec_model={recipe.data.codec_model}"
+        folder = None
+    if folder is not None and folder.resolve().parent == shipped_models_dir().resolve():
+        # a shipped model's folder is every user's: its entropy model (or none) is part of its files
+        where = (f"into a copy of the codec's model folder ({folder}, data.codec_model; e.g. cp -r {folder} "
+                 f"my-{folder.name}), beside its config.json")
+    else:
+        codec_dir = f"{folder} (data.codec_model)" if folder else f"data.codec_model={recipe.data.codec_model}"
+        where = f"beside config.json in the codec's model folder, {codec_dir}, or in a copy of that folder"
     return (f"entropy model in {model_dir} ({ENTROPY_WEIGHTS}, {ENTROPY_CONFIG}): to range-code with it, copy "
-            f"both files beside config.json in the codec's model folder, {codec_dir}, or in a copy of that folder, "
-            f"and give that folder to codec encode --model")
+            f"both files {where}, and give that folder to codec encode --model")
 
 
 def _initial_weights(source: str, config: EntropyModelConfig) -> EntropyModel:
