@@ -24,6 +24,9 @@ SUPPORTED = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF"
 # audio that libsndfile does not read but ffmpeg converts: named in the errors and batch notes
 RAW_PCM_SUFFIXES = (".raw", ".pcm", ".s16", ".sln")
 FFMPEG_ONLY_SUFFIXES = (".m4a", ".mp4", ".aac", ".wma", ".webm", ".amr", ".3gp", ".mka", ".ac3", ".mov", ".mkv")
+# files that are never audio: no conversion is offered for them
+TEXT_AND_DATA_SUFFIXES = (".txt", ".md", ".json", ".yaml", ".yml", ".csv", ".tsv", ".xml", ".html", ".pdf",
+                          ".py", ".sh", ".png", ".jpg", ".jpeg", ".zip", ".gz", ".tar", ".npz", ".npy", ".pt")
 _READ_ERRORS = (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError)
 
 
@@ -133,6 +136,8 @@ def unreadable(path: Path, reason: str) -> str:
                f"ffmpeg -i {source} {wav}"
     if path.name == "stdin":   # what codec.pipes.stdin_file names a piped input: convert in the pipe
         hint = "; if it is audio in another format, pipe it in as WAV, e.g. ffmpeg -i in.m4a -f wav - | codec ..."
+    elif suffix in TEXT_AND_DATA_SUFFIXES:
+        hint = f"; a {suffix} file is not audio"
     elif suffix not in AUDIO_SUFFIXES:
         hint = f"; if it is audio in another format, convert it first, e.g. ffmpeg -i {source} {wav}"
     else:

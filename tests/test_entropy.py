@@ -721,6 +721,36 @@ def test_entropy_recipes_take_codec_keys_that_say_what_entropy_training_does():
     assert recipe.run.tensorboard is False
 
 
+def test_entropy_training_saves_when_its_console_reader_goes_away_at_the_last_record(tiny_model_dir, tmp_path):
+    """`| head` can close the pipe before the record of a run's last steps: that write is in the
+    guard, so the run still saves its checkpoint and model, and stops as for SIGPIPE."""
+    import signal
+
+    from rich.console import Console
+
+    from codec.errors import TrainingStopped
+    from codec.train import train_any
+
+    class ReaderGone:
+        def write(self, text):
+            if "step=" in text:
+                raise BrokenPipeError(32, "Broken pipe")
+            return len(text)
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return False
+
+    out = tmp_path / "run"
+    with pytest.raises(TrainingStopped) as stopped:
+        train_any(_tiny_entropy_recipe(tiny_model_dir, _tone_folder(tmp_path / "audio"), out, "run.max_steps=3"),
+                  console=Console(file=ReaderGone()))
+    assert stopped.value.signum == signal.SIGPIPE
+    assert (out / "checkpoint.pt").is_file() and (out / "model" / "entropy.safetensors").is_file()
+
+
 def test_entropy_training_says_where_its_model_is_and_how_a_codec_gets_it(tiny_model_dir, tmp_path):
     """The last line names the two files and the codec folder to copy them into; copied there,
     the codec loads them."""

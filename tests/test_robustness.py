@@ -292,6 +292,8 @@ def _wav_with_channels(path, channels: int) -> None:
              "if it is audio in another format, convert it first, e.g. ffmpeg -i {folder}/take {folder}/take.wav"),
     ("take.wav", "take.wav: cannot read audio (Format not recognised.); supported: WAV, FLAC, OGG (Vorbis, Opus), "
                  "MP3, AIFF\n"),   # a supported suffix: damaged, not to convert
+    ("notes.txt", "notes.txt: cannot read audio (Format not recognised.); supported: WAV, FLAC, OGG (Vorbis, Opus), "
+                  "MP3, AIFF; a .txt file is not audio\n"),   # never to convert
 ])
 def test_audio_that_is_not_read_says_how_to_convert_it(tmp_path, name, message):
     (tmp_path / name).write_bytes(bytes(range(256)) * 40)

@@ -502,6 +502,13 @@ def test_a_console_without_reader_stops_the_run_after_saving(audio_folder, tmp_p
     assert stopped.value.signum == signal.SIGPIPE
     assert torch.load(tmp_path / "run" / CHECKPOINT_FILE, weights_only=True)["step"] < 50
     assert (tmp_path / "run" / "model").is_dir()
+    # the last steps' record, written after the loop (3 is no multiple of 5), found the reader gone first:
+    # the run was lost before its save
+    with pytest.raises(TrainingStopped):
+        train(tiny(audio_folder, tmp_path / "short", "run.max_steps=3", "run.log_every=5"),
+              console=Console(file=ReaderGone()))
+    assert torch.load(tmp_path / "short" / CHECKPOINT_FILE, weights_only=True)["step"] == 3
+    assert (tmp_path / "short" / "model").is_dir()
 
 
 def test_two_runs_never_share_a_run_folder(audio_folder, tmp_path):

@@ -447,7 +447,7 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
         console.print(" ".join(f"{k}={v}" for k, v in record.items()), highlight=False)
         total, count, last_log = 0.0, 0, now
 
-    with stop_after_step(console) as stop_requested:
+    with stop_after_step(console) as stop_requested:   # (to the end: a lost console reader never stops the save)
         while step < run.max_steps and time.monotonic() < deadline and not stop_requested:
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(recipe, step)
@@ -475,17 +475,17 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
                 save_entropy_model(model, out_dir / "model")
                 _log_held_out(out_dir, console, model, dev, step)
                 last_checkpoint = now
-    if count:   # the steps since the last record (a run shorter than run.log_every)
-        log_record(time.monotonic())
-    elapsed = previous_seconds + time.monotonic() - start
-    _save_checkpoint(checkpoint_path, model, optimizer, step, elapsed, recipe, crops)
-    save_entropy_model(model, out_dir / "model")
-    _log_held_out(out_dir, console, model, dev, step)
-    if stop_requested:
-        console.print(f"stopped by {signal_name(stop_requested[0])} after the step in progress; "
-                      "continue with --resume")
-    how = ended_at(step, run.max_steps, time.monotonic() >= deadline, bool(stop_requested))
-    console.print(f"{how}; {how_to_use(recipe, out_dir / 'model')}", highlight=False)
+        if count:   # the steps since the last record (a run shorter than run.log_every)
+            log_record(time.monotonic())
+        elapsed = previous_seconds + time.monotonic() - start
+        _save_checkpoint(checkpoint_path, model, optimizer, step, elapsed, recipe, crops)
+        save_entropy_model(model, out_dir / "model")
+        _log_held_out(out_dir, console, model, dev, step)
+        if stop_requested:
+            console.print(f"stopped by {signal_name(stop_requested[0])} after the step in progress; "
+                          "continue with --resume")
+        how = ended_at(step, run.max_steps, time.monotonic() >= deadline, bool(stop_requested))
+        console.print(f"{how}; {how_to_use(recipe, out_dir / 'model')}", highlight=False)
     if stop_requested:
         raise TrainingStopped(stop_requested[0], str(checkpoint_path))
     return out_dir

@@ -669,113 +669,113 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         monitor.scalars(step, record, model.quantizer.perplexities())
         sums, counts, last_log, last_log_step = {}, {}, now, step
 
-    with stop_after_step(console) as stop_requested, \
-            Progress(*columns, console=console, transient=True, disable=not main_process) as progress:
-        task = progress.add_task("train", total=run.max_steps, completed=step, loss=math.nan, rate=0.0)
-        while not distributed.any_true(step >= run.max_steps or time.monotonic() >= deadline
-                                       or bool(stop_requested)):
-            for group in optimizer.param_groups:
-                group["lr"] = _learning_rate(recipe, step)
-            if hasattr(model, "bypass_quantizer"):
-                model.bypass_quantizer = step < loss_cfg.quantizer_warmup_steps
-            wav = dataset.batch(run.batch_size).to(device)
-            num_codebooks = choices[torch.multinomial(probs, run.batch_size, replacement=True)].to(device)
-            with autocast:
-                output = replica(wav, num_codebooks)
-            y_hat = output.audio.float()  # losses in float32: STFTs of bf16 lose the quiet parts
-            parts = {"mel": mel_loss(y_hat, wav), "stft": stft_loss(y_hat, wav)}
-            if loss_cfg.complex_weight > 0:
-                enough_bits = num_codebooks >= loss_cfg.complex_min_codebooks
-                parts["complex"] = _loss_on_items(complex_loss, y_hat, wav, enough_bits)
-            if loss_cfg.phase_weight > 0:
-                parts["phase"] = phase_loss(y_hat, wav)
-            if loss_cfg.pesq_weight > 0:
-                parts["pesq"] = pesq_loss(y_hat, wav)
-            if loss_cfg.stoi_weight > 0:
-                parts["stoi"] = stoi_loss(y_hat, wav)
-            adversarial = gan is not None and step >= recipe.gan.discriminator_warmup_steps
-            if gan is not None:
-                parts["discriminator"] = torch.tensor(gan.discriminator_step(wav, y_hat))
-            if adversarial:
-                parts.update(gan.generator_losses(wav, y_hat))
-            quantizer_loss = (loss_cfg.commitment_weight * output.quantized.commitment_loss
-                              + loss_cfg.codebook_weight * output.quantized.codebook_loss)
-            if loss_cfg.latent_weight > 0 and output.quantized.latent_loss is not None:
-                quantizer_loss = quantizer_loss + loss_cfg.latent_weight * output.quantized.latent_loss
-            if output.consistency is not None:  # TiCodec: a latent-side loss, like the commitment
-                quantizer_loss = quantizer_loss + loss_cfg.consistency_weight * output.consistency
-            audio_losses = {k: v for k, v in parts.items() if k != "discriminator"}
-            if not adversarial:
-                loss = sum(weights[name] * value for name, value in audio_losses.items()) + quantizer_loss
-            else:  # the GAN stage weights them (or its balancer); the plain sum is logged and checked
-                loss = sum(audio_losses.values()) + quantizer_loss
-            optimizer.zero_grad(set_to_none=True)
-            finite = not distributed.any_true(not torch.isfinite(loss))  # every rank skips together
-            if finite:
-                if adversarial:  # one backward pass: the balanced audio gradient plus the quantizer's
-                    outputs, gradients = [y_hat], [gan.audio_gradient(audio_losses, y_hat)]
-                    if quantizer_loss.requires_grad:  # not with a frozen encoder and quantizer
-                        outputs.append(quantizer_loss)
-                        gradients.append(None)
-                    torch.autograd.backward(outputs, gradients)
-                else:
-                    loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(trainable, recipe.optim.grad_clip)
-                finite = bool(torch.isfinite(grad_norm))
-            if not finite:
-                skipped, streak = skipped + 1, streak + 1
-                if streak >= MAX_NON_FINITE_IN_A_ROW:
-                    break
-                continue
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            step, streak = step + 1, 0
-            parts.update(commitment=output.quantized.commitment_loss, codebook=output.quantized.codebook_loss,
-                         loss=loss)
-            if output.quantized.latent_loss is not None:
-                parts["latent"] = output.quantized.latent_loss
-            if output.consistency is not None:
-                parts["consistency"] = output.consistency
-            parts = {k: v.float() for k, v in parts.items()}
-            for name, value in parts.items():   # per-name counts: GAN losses start after a warm-up
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
-                counts[name] = counts.get(name, 0) + 1
+    with stop_after_step(console) as stop_requested:   # (to the end: a lost console reader never stops the save)
+        with Progress(*columns, console=console, transient=True, disable=not main_process) as progress:
+            task = progress.add_task("train", total=run.max_steps, completed=step, loss=math.nan, rate=0.0)
+            while not distributed.any_true(step >= run.max_steps or time.monotonic() >= deadline
+                                           or bool(stop_requested)):
+                for group in optimizer.param_groups:
+                    group["lr"] = _learning_rate(recipe, step)
+                if hasattr(model, "bypass_quantizer"):
+                    model.bypass_quantizer = step < loss_cfg.quantizer_warmup_steps
+                wav = dataset.batch(run.batch_size).to(device)
+                num_codebooks = choices[torch.multinomial(probs, run.batch_size, replacement=True)].to(device)
+                with autocast:
+                    output = replica(wav, num_codebooks)
+                y_hat = output.audio.float()  # losses in float32: STFTs of bf16 lose the quiet parts
+                parts = {"mel": mel_loss(y_hat, wav), "stft": stft_loss(y_hat, wav)}
+                if loss_cfg.complex_weight > 0:
+                    enough_bits = num_codebooks >= loss_cfg.complex_min_codebooks
+                    parts["complex"] = _loss_on_items(complex_loss, y_hat, wav, enough_bits)
+                if loss_cfg.phase_weight > 0:
+                    parts["phase"] = phase_loss(y_hat, wav)
+                if loss_cfg.pesq_weight > 0:
+                    parts["pesq"] = pesq_loss(y_hat, wav)
+                if loss_cfg.stoi_weight > 0:
+                    parts["stoi"] = stoi_loss(y_hat, wav)
+                adversarial = gan is not None and step >= recipe.gan.discriminator_warmup_steps
+                if gan is not None:
+                    parts["discriminator"] = torch.tensor(gan.discriminator_step(wav, y_hat))
+                if adversarial:
+                    parts.update(gan.generator_losses(wav, y_hat))
+                quantizer_loss = (loss_cfg.commitment_weight * output.quantized.commitment_loss
+                                  + loss_cfg.codebook_weight * output.quantized.codebook_loss)
+                if loss_cfg.latent_weight > 0 and output.quantized.latent_loss is not None:
+                    quantizer_loss = quantizer_loss + loss_cfg.latent_weight * output.quantized.latent_loss
+                if output.consistency is not None:  # TiCodec: a latent-side loss, like the commitment
+                    quantizer_loss = quantizer_loss + loss_cfg.consistency_weight * output.consistency
+                audio_losses = {k: v for k, v in parts.items() if k != "discriminator"}
+                if not adversarial:
+                    loss = sum(weights[name] * value for name, value in audio_losses.items()) + quantizer_loss
+                else:  # the GAN stage weights them (or its balancer); the plain sum is logged and checked
+                    loss = sum(audio_losses.values()) + quantizer_loss
+                optimizer.zero_grad(set_to_none=True)
+                finite = not distributed.any_true(not torch.isfinite(loss))  # every rank skips together
+                if finite:
+                    if adversarial:  # one backward pass: the balanced audio gradient plus the quantizer's
+                        outputs, gradients = [y_hat], [gan.audio_gradient(audio_losses, y_hat)]
+                        if quantizer_loss.requires_grad:  # not with a frozen encoder and quantizer
+                            outputs.append(quantizer_loss)
+                            gradients.append(None)
+                        torch.autograd.backward(outputs, gradients)
+                    else:
+                        loss.backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, recipe.optim.grad_clip)
+                    finite = bool(torch.isfinite(grad_norm))
+                if not finite:
+                    skipped, streak = skipped + 1, streak + 1
+                    if streak >= MAX_NON_FINITE_IN_A_ROW:
+                        break
+                    continue
+                optimizer.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+                step, streak = step + 1, 0
+                parts.update(commitment=output.quantized.commitment_loss, codebook=output.quantized.codebook_loss,
+                             loss=loss)
+                if output.quantized.latent_loss is not None:
+                    parts["latent"] = output.quantized.latent_loss
+                if output.consistency is not None:
+                    parts["consistency"] = output.consistency
+                parts = {k: v.float() for k, v in parts.items()}
+                for name, value in parts.items():   # per-name counts: GAN losses start after a warm-up
+                    sums[name] = sums.get(name, 0.0) + float(value.detach())
+                    counts[name] = counts.get(name, 0) + 1
 
-            now = time.monotonic()
-            progress.update(task, completed=step, loss=float(loss.detach()),
-                            rate=(step - first_step) / (now - start_time))
-            if step % run.log_every == 0:
-                log_scalars(now)
-            if step % run.audio_every == 0:
-                monitor.audio(step, wav.cpu(), y_hat.cpu(), sample_rate,
-                              [layer.usage.cpu() for layer in model.quantizer.layers])
-            if now - last_checkpoint > 60 * run.checkpoint_minutes and main_process:
-                checkpoint(now)
-                last_checkpoint = now
-    if streak >= MAX_NON_FINITE_IN_A_ROW:  # diverged: the last checkpoint (from before) is kept as it is
+                now = time.monotonic()
+                progress.update(task, completed=step, loss=float(loss.detach()),
+                                rate=(step - first_step) / (now - start_time))
+                if step % run.log_every == 0:
+                    log_scalars(now)
+                if step % run.audio_every == 0:
+                    monitor.audio(step, wav.cpu(), y_hat.cpu(), sample_rate,
+                                  [layer.usage.cpu() for layer in model.quantizer.layers])
+                if now - last_checkpoint > 60 * run.checkpoint_minutes and main_process:
+                    checkpoint(now)
+                    last_checkpoint = now
+        if streak >= MAX_NON_FINITE_IN_A_ROW:  # diverged: the last checkpoint (from before) is kept as it is
+            monitor.close()
+            kept = f"{checkpoint_path} is kept as it was" if checkpoint_path.exists() else "no checkpoint was saved"
+            then = "then resume from it" if checkpoint_path.exists() else "then start the run again"
+            raise CodecError(f"training diverged at step {step}: {streak} steps in a row gave a non-finite loss or "
+                             f"gradient (learning rate {optimizer.param_groups[0]['lr']:g}); {kept}: lower optim.lr or "
+                             f"raise optim.warmup_steps, {then}")
+        if counts and step > last_log_step:   # the steps since the last record (a run shorter than run.log_every)
+            log_scalars(time.monotonic())
+        if main_process:
+            checkpoint(time.monotonic())
+            if stop_requested:
+                console.print(f"stopped by {signal_name(stop_requested[0])} after the step in progress; "
+                              "continue with --resume")
+            how = ended_at(step, run.max_steps, time.monotonic() >= deadline, bool(stop_requested))
+            console.print(f"{how}, {skipped} non-finite steps skipped; "
+                          f"checkpoint {checkpoint_path}, model {out_dir / 'model'}")
+            if step < loss_cfg.quantizer_warmup_steps and hasattr(model, "bypass_quantizer"):
+                console.print(f"warning: the run stopped within its quantizer warm-up (loss.quantizer_warmup_steps="
+                              f"{loss_cfg.quantizer_warmup_steps}): its codebooks are not trained yet, so the model "
+                              f"codes poorly; continue with --resume")
         monitor.close()
-        kept = f"{checkpoint_path} is kept as it was" if checkpoint_path.exists() else "no checkpoint was saved"
-        then = "then resume from it" if checkpoint_path.exists() else "then start the run again"
-        raise CodecError(f"training diverged at step {step}: {streak} steps in a row gave a non-finite loss or "
-                         f"gradient (learning rate {optimizer.param_groups[0]['lr']:g}); {kept}: lower optim.lr or "
-                         f"raise optim.warmup_steps, {then}")
-    if counts and step > last_log_step:   # the steps since the last record (a run shorter than run.log_every)
-        log_scalars(time.monotonic())
-    if main_process:
-        checkpoint(time.monotonic())
-        if stop_requested:
-            console.print(f"stopped by {signal_name(stop_requested[0])} after the step in progress; "
-                          "continue with --resume")
-        how = ended_at(step, run.max_steps, time.monotonic() >= deadline, bool(stop_requested))
-        console.print(f"{how}, {skipped} non-finite steps skipped; "
-                      f"checkpoint {checkpoint_path}, model {out_dir / 'model'}")
-        if step < loss_cfg.quantizer_warmup_steps and hasattr(model, "bypass_quantizer"):
-            console.print(f"warning: the run stopped within its quantizer warm-up (loss.quantizer_warmup_steps="
-                          f"{loss_cfg.quantizer_warmup_steps}): its codebooks are not trained yet, so the model "
-                          f"codes poorly; continue with --resume")
-    monitor.close()
-    distributed.barrier()
+        distributed.barrier()
     if stop_requested:
         raise TrainingStopped(stop_requested[0], str(checkpoint_path))
     return exported()
