@@ -721,26 +721,40 @@ def models(
             print(json.dumps([{k: v for k, v in asdict(s).items() if k != "weights_sha256" or v is not None}
                               for s in summaries], indent=2))
             return
-        _stdout_console().print(_models_table(summaries))
+        console = _stdout_console()
+        console.print(_models_table(summaries, console.width))
     if not summaries:
         stderr.print("no models found; set CODEC_MODELS_DIR to a folder of model directories")
 
 
-def _models_table(summaries):
+def _models_table(summaries, width: int | None = None):
+    """The models as a table; where it would not fit ``width`` columns (a narrow terminal), the
+    columns needed to choose one (rich would cut the names to be typed), and a note for the rest."""
+    from rich.console import Console, Group
     from rich.table import Table
+    from rich.text import Text
 
+    columns = ("name", "sample rate", "bitrates (kbps)", "parameters", "latency", "PESQ-WB", "entropy", "where")
     table = Table(title="models (PESQ-WB: mean on the dev set, per bitrate)", title_justify="left")
-    for column in ("name", "sample rate", "bitrates (kbps)", "parameters", "latency", "PESQ-WB", "entropy",
-                   "where"):
+    for column in columns:
         table.add_column(column, justify="right" if column in ("parameters", "latency") else "left")
+    rows = []
     for s in summaries:
+        entropy = "yes" if s.entropy_model else "another codec's" if s.entropy_problem else "no"
         pesq = ", ".join(f"{k}: {v:.2f}" for k, v in s.pesq_wb.items()) or "not measured"
-        table.add_row(_visible(s.name) + (" (default)" if s.default else ""), f"{s.sample_rate / 1000:g} kHz",
-                      ", ".join(f"{b:g}" for b in s.bitrates_kbps), f"{s.parameters / 1e6:.2f} M",
-                      f"{s.latency_ms:g} ms", pesq,
-                      "yes" if s.entropy_model else "another codec's" if s.entropy_problem else "no",
+        name = _visible(s.name) + (" (default)" if s.default else "")
+        table.add_row(name, f"{s.sample_rate / 1000:g} kHz", ", ".join(f"{b:g}" for b in s.bitrates_kbps),
+                      f"{s.parameters / 1e6:.2f} M", f"{s.latency_ms:g} ms", pesq, entropy,
                       _visible(f"{s.source}: {s.directory}"))
-    return table
+        rows.append((name, pesq, entropy))
+    if width is None or Console(width=10_000).measure(table).maximum <= width:
+        return table
+    narrow = Table(title="models (PESQ-WB: mean on the dev set, kbps: score)", title_justify="left")
+    for column in ("name", "PESQ-WB", "entropy"):
+        narrow.add_column(column, overflow="fold", no_wrap=column == "name")
+    for row in rows:
+        narrow.add_row(*row)
+    return Group(narrow, Text("(a narrow terminal: codec models --json or codec info NAME give every field)"))
 
 
 EVAL_OUTPUTS = ("results.json", "results.csv", "rate_distortion.png", "spectrograms.png")

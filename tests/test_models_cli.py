@@ -1,6 +1,7 @@
 """``codec models`` and ``codec info MODEL``: what a model is, from its files."""
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -64,6 +65,20 @@ def test_models_table_rounds_as_the_model_cards_do():
         listing = re.sub(r"\s+", " ", invoke("info", name).stdout)   # info as models: 2 decimals
         assert ", ".join(f"{row['nominal_kbps']:g}: {row['mean']['pesq_wb']:.2f}" for row in card["dev"]
                          if row["system"] == name) in listing, name
+
+
+def test_models_fit_a_narrow_terminal_with_every_name_whole():
+    from rich.console import Console
+
+    from cli.main import _models_table
+    from codec.models.catalog import list_models
+
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))
+    console.print(_models_table(list_models(), console.width))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert f"{DEFAULT_MODEL} (default)" in text and "conv-16k " in text and "codec models --json" in text
+    assert "…" not in text
 
 
 def test_help_names_the_default_model():

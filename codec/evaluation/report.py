@@ -33,9 +33,12 @@ def summary_table(summaries: list[Summary], threads: int, jobs: int = 1) -> Tabl
     workers = f", {jobs} workers at once" if jobs > 1 else ""
     table = Table(title=f"scores: mean ± 95% CI over files; kbps and real-time factors: over all the audio "
                         f"(weighted by duration), on {threads} thread(s){workers}")
-    for column in ["codec", "setting", "nominal kbps", "measured kbps", *[_LABELS[m] for m in metrics],
-                   "enc RTF", "dec RTF", "files"]:
-        table.add_column(column, justify="left" if column in ("codec", "setting") else "right")
+    # headers in two lines and cells folded, never cut: on an 80-column terminal every digit stays
+    for column in ["codec", "setting", "nominal\nkbps", "measured\nkbps", *[_LABELS[m] for m in metrics],
+                   "enc\nRTF", "dec\nRTF", "files"]:
+        single = column not in ("codec", "setting", *[_LABELS[m] for m in metrics])   # one number: whole
+        table.add_column(column, justify="left" if column in ("codec", "setting") else "right", overflow="fold",
+                         no_wrap=single)
     for s in summaries:
         table.add_row(s.system, s.setting, f"{s.nominal_kbps:g}", f"{s.measured_kbps:.2f}",
                       *[_cell(s, m) for m in metrics], f"{s.encode_rtf:.4f}", f"{s.decode_rtf:.4f}", str(s.files))
