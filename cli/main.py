@@ -866,7 +866,8 @@ def evaluate(
     try:
         write_results(staging, results, summaries, notes, {
             **asdict(settings), "model": settings.model or DEFAULT_MODEL, "inputs": inputs, "files": evaluated,
-            "files_left_out": len(files) - evaluated})
+            "files_left_out": len(files) - evaluated,
+            "working_directory": os.getcwd()})   # what the relative paths are relative to (compare_evals.py)
         plot_rate_distortion(staging / "rate_distortion.png", summaries)
         if example is not None:   # the first readable file's spectrograms
             example_path, reference, decoded = example

@@ -2,16 +2,19 @@
 
     python scripts/compare_evals.py A/results.csv B/results.csv [--metric pesq_wb]
 
-Rows are paired by file and nominal bitrate (by file name where no path is in both: relative
-paths from evaluations run in different folders); each system is the first codec named in its file
-(one `codec eval` run can also hold both: pass the same file twice with --systems A B). For each
-bitrate: both means, the mean difference B - A with its 95% confidence interval (Student's t
-over the files) and on how many files B is better. Two systems whose means differ
-by less than the spread of either mean can still differ clearly file by file, and the reverse.
+Rows are paired by file and nominal bitrate: by path (a relative one taken from the folder the
+evaluation ran in, which its results.json records; for older runs, from the current folder), then
+files left unpaired by file name where that name is unique; files in only one run, or without a
+score in both, are counted in a note. Each system is the first codec named in its file (one `codec
+eval` run can also hold both: pass the same file twice with --systems A B). For each bitrate: both
+means, the mean difference B - A with its 95% confidence interval (Student's t over the files)
+and on how many files B is better. Two systems whose means differ by less than the spread of either
+mean can still differ clearly file by file, and the reverse. Exits 1 if no file is in both.
 """
 
 import argparse
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -42,8 +45,10 @@ def read_rows(path: Path, system: str | None, metric: str) -> tuple[str, dict[tu
         raise SystemExit(f"error: {path}: no column {', '.join(missing)}; is it the results.csv of codec eval "
                          f"(not results.json)?")
     system = system or rows[0]["codec"]
-    try:   # the same file given as a relative or an absolute path (from the same folder) pairs up
-        chosen = {(os.path.abspath(r["path"]), float(r["nominal_kbps"])): r for r in rows if r["codec"] == system}
+    folder = _working_directory(path)
+    try:   # the same file given as a relative or an absolute path pairs up
+        chosen = {(os.path.normpath(os.path.join(folder, r["path"])), float(r["nominal_kbps"])): r
+                  for r in rows if r["codec"] == system}
     except (TypeError, ValueError):
         raise SystemExit(f"error: {path}: a row's nominal_kbps is not a number") from None
     if not chosen:
@@ -52,10 +57,31 @@ def read_rows(path: Path, system: str | None, metric: str) -> tuple[str, dict[tu
     return system, chosen
 
 
-def by_file_name(rows: dict[tuple[str, float], dict]) -> dict[tuple[str, float], dict]:
-    """``rows`` keyed by file name instead of path; empty if two files share a name."""
-    renamed = {(os.path.basename(path), kbps): row for (path, kbps), row in rows.items()}
-    return renamed if len(renamed) == len(rows) else {}
+def _working_directory(csv_path: Path) -> str:
+    """The folder the evaluation ran in, from the results.json beside ``csv_path`` (runs since
+    2026-12-06 record it); the current folder where it is not recorded."""
+    try:
+        folder = json.loads((csv_path.parent / "results.json").read_text())["settings"]["working_directory"]
+        return folder if isinstance(folder, str) else os.getcwd()
+    except (OSError, ValueError, KeyError, TypeError):
+        return os.getcwd()
+
+
+def paired(a: dict[tuple[str, float], dict], b: dict[tuple[str, float], dict]) -> tuple[list[tuple[dict, dict]], int]:
+    """Pairs of rows of one file and bitrate: by path, then, among the rows left, by file name
+    where that name is unique on both sides (the same files reached by other paths); and how many
+    of the pairs are by file name."""
+    pairs = [(a[key], b[key]) for key in a if key in b]
+    left_a = {key: row for key, row in a.items() if key not in b}
+    left_b = {key: row for key, row in b.items() if key not in a}
+
+    def by_name(rows):
+        names = [(os.path.basename(path), kbps) for path, kbps in rows]
+        return {name: row for name, row in zip(names, rows.values(), strict=True) if names.count(name) == 1}
+
+    named_a, named_b = by_name(left_a), by_name(left_b)
+    by_file_name = [(named_a[name], named_b[name]) for name in named_a if name in named_b]
+    return pairs + by_file_name, len(by_file_name)
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray, higher_is_better: bool = True) -> tuple[float, float, int]:
@@ -75,30 +101,36 @@ def main() -> None:
     args = parser.parse_args()
     name_a, a = read_rows(args.a, args.systems[0] if args.systems else None, args.metric)
     name_b, b = read_rows(args.b, args.systems[1] if args.systems else None, args.metric)
-    if not set(a) & set(b):   # relative paths from evaluations run in other folders: pair by file name
-        named_a, named_b = by_file_name(a), by_file_name(b)
-        if set(named_a) & set(named_b):
-            a, b = named_a, named_b
-            print("note: no file path is in both; rows are paired by file name")
     rates_a, rates_b = sorted({key[1] for key in a}), sorted({key[1] for key in b})
     if not set(rates_a) & set(rates_b):
         raise SystemExit(f"error: no nominal bitrate in both: A ({name_a}) has {', '.join(f'{r:g}' for r in rates_a)} "
                          f"kbps, B ({name_b}) {', '.join(f'{r:g}' for r in rates_b)}")
     print(f"{args.metric}: B = {name_b} minus A = {name_a}")
+    compared = 0
     for kbps in sorted(set(rates_a) & set(rates_b)):
-        common = [k for k in a if k[1] == kbps and k in b]
-        keys = sorted(k for k in common if a[k][args.metric] and b[k][args.metric])
-        x = np.array([float(a[k][args.metric]) for k in keys])
-        y = np.array([float(b[k][args.metric]) for k in keys])
-        if not keys:
-            print(f"{kbps:g} kbps: no file in both" if not common else
-                  f"{kbps:g} kbps: no file with a {args.metric} value in both")
+        at_a = {key: row for key, row in a.items() if key[1] == kbps}
+        at_b = {key: row for key, row in b.items() if key[1] == kbps}
+        pairs, by_name = paired(at_a, at_b)
+        scored = [(ra, rb) for ra, rb in pairs if ra[args.metric] and rb[args.metric]]
+        notes = [f"left out {count} file{'s' if count > 1 else ''} only in {side}" for count, side in
+                 ((len(at_a) - len(pairs), "A"), (len(at_b) - len(pairs), "B")) if count]
+        if len(scored) < len(pairs):
+            notes.append(f"left out {len(pairs) - len(scored)} without a {args.metric} value in both (undefined)")
+        if by_name:
+            notes.append(f"{by_name} paired by file name (their paths differ)")
+        note = f"  ({'; '.join(notes)})" if notes else ""
+        if not scored:
+            print(f"{kbps:g} kbps: no file with a {args.metric} value in both{note}")
             continue
+        compared += len(scored)
+        x = np.array([float(ra[args.metric]) for ra, _ in scored])
+        y = np.array([float(rb[args.metric]) for _, rb in scored])
         mean, ci, better = paired_difference(x, y, args.metric in HIGHER_IS_BETTER)
-        spread = f"± {ci:.3f}" if len(keys) > 1 else "(one file: no interval)"
-        print(f"{kbps:g} kbps, {len(keys)} files: A {x.mean():.3f}  B {y.mean():.3f}  "
-              f"B - A {mean:+.3f} {spread}  B better on {better} of {len(keys)}")
-
+        spread = f"± {ci:.3f}" if len(scored) > 1 else "(one file: no interval)"
+        print(f"{kbps:g} kbps, {len(scored)} files: A {x.mean():.3f}  B {y.mean():.3f}  "
+              f"B - A {mean:+.3f} {spread}  B better on {better} of {len(scored)}{note}")
+    if not compared:
+        raise SystemExit("error: no file has a score in both runs: nothing was compared")
 
 if __name__ == "__main__":
     main()

@@ -23,6 +23,12 @@ def compare(a, b, cwd, *options):
     return result.stdout
 
 
+def refused(a, b, cwd):
+    result = subprocess.run([sys.executable, SCRIPT, a, b], cwd=cwd, capture_output=True, text=True)
+    assert result.returncode == 1 and "error: no file has a score in both runs" in result.stderr, result.stderr
+    return result.stdout
+
+
 def test_files_pair_up_whether_named_relative_or_absolute(tmp_path):
     a = results(tmp_path / "a.csv", "old", [("data/x.flac", "2.0"), ("data/y.flac", "3.0"), ("data/z.flac", "2.5")])
     b = results(tmp_path / "b.csv", "new", [(str(tmp_path / "data/x.flac"), "2.5"),
@@ -30,19 +36,39 @@ def test_files_pair_up_whether_named_relative_or_absolute(tmp_path):
     out = compare(a, b, tmp_path)
     assert "B = new minus A = old" in out
     assert "6 kbps, 2 files: A 2.500  B 2.800  B - A +0.300" in out and "B better on 2 of 2" in out
+    assert "(left out 1 file only in A; left out 1 file only in B)" in out   # z and other: counted, not silent
     lone = results(tmp_path / "c.csv", "new", [("data/w.flac", "1.0")])
-    assert "6 kbps: no file in both" in compare(a, lone, tmp_path)
+    assert "6 kbps: no file with a pesq_wb value in both  (left out 3 files only in A; left out 1 file only " \
+           "in B)" in refused(a, lone, tmp_path)   # nothing compared: exit 1
     unscored = results(tmp_path / "d.csv", "new", [("data/x.flac", "")])
-    assert "6 kbps: no file with a pesq_wb value in both" in compare(a, unscored, tmp_path)
+    assert "left out 1 without a pesq_wb value in both (undefined)" in refused(a, unscored, tmp_path)
+
+
+def test_relative_paths_are_taken_from_the_folder_the_evaluation_ran_in(tmp_path):
+    """results.json records it: the same two runs compare alike from any folder."""
+    import json
+
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "b").mkdir(parents=True)
+    a = results(tmp_path / "runs" / "a" / "results.csv", "old", [("in/x.flac", "2.0"), ("in/y.flac", "3.0")])
+    (tmp_path / "runs" / "a" / "results.json").write_text(json.dumps({"settings": {"working_directory":
+                                                                                   str(tmp_path)}}))
+    b = results(tmp_path / "runs" / "b" / "results.csv", "new", [(str(tmp_path / "in" / "x.flac"), "2.5"),
+                                                                 ("in/y.flac", "3.5")])
+    (tmp_path / "runs" / "b" / "results.json").write_text(json.dumps({"settings": {"working_directory":
+                                                                                   str(tmp_path)}}))
+    for cwd in (tmp_path, tmp_path / "runs", "/"):
+        out = compare(a, b, cwd)
+        assert "6 kbps, 2 files: A 2.500  B 3.000" in out and "left out" not in out and "by file name" not in out
 
 
 def test_evaluations_run_from_other_folders_pair_by_file_name(tmp_path):
     a = results(tmp_path / "a.csv", "old", [("x.flac", "2.0"), ("y.flac", "3.0")])   # run inside data/
     b = results(tmp_path / "b.csv", "new", [("/elsewhere/data/x.flac", "2.5"), ("/elsewhere/data/y.flac", "3.5")])
     out = compare(a, b, tmp_path)
-    assert "paired by file name" in out and "6 kbps, 2 files:" in out
+    assert "6 kbps, 2 files:" in out and "(2 paired by file name (their paths differ))" in out
     twice = results(tmp_path / "c.csv", "new", [("one/x.flac", "2.5"), ("two/x.flac", "3.5")])
-    assert "6 kbps: no file in both" in compare(a, twice, tmp_path)   # a name twice: no guessing
+    assert "left out 2 files only in A" in refused(a, twice, tmp_path)   # a name twice: no guessing
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
