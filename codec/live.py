@@ -494,6 +494,10 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     packet_frames = (10 if entropy else 1) if packet_frames is None else packet_frames
     if not 1 <= packet_frames <= 255:
         raise CodecError(f"--packet-frames {packet_frames} must be 1 to 255")
+    if entropy and packet_frames < 4:   # (1 frame per packet: 10.3 kbps range-coded against 8.8 plain, conv-16k)
+        console.print(f"warning: --entropy with --packet-frames {packet_frames}: each packet pays the range coder's "
+                      f"flush and a length, which can outweigh the saving of so few frames (it pays from about 10, "
+                      f"the default with --entropy)", highlight=False)
     check_threads(threads)
     for option, path in (("--input", input), ("--output", output), ("--save", save)):
         if path is not None and str(path) == "-":   # a live stream is paced by files and devices, not pipes
@@ -502,12 +506,14 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     written = [path for path in (output, save) if path is not None]
     if len({path.resolve() for path in written}) < len(written):
         raise CodecError(f"--output and --save are the same file ({output}); give two names")
-    from codec.coding import audio_format_for, check_not_replacing_audio, check_output_path
+    from codec.coding import audio_format_for, check_not_replacing_audio, check_output_path, codes_under_audio_name
 
     for path in written:
         check_output_path(path, force, input, stdout=False)
     if save is not None:   # even with --force: a packet stream never takes an audio file's place
         check_not_replacing_audio(save, "--save")
+        if note := codes_under_audio_name(save):
+            console.print(f"warning: --save {note.replace('holds codes', 'holds packets')}", highlight=False)
     if output is not None:
         audio_format_for(output)   # an unsupported suffix fails before the model loads
     asked_to_play = bool(play)
@@ -540,9 +546,11 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     if has_global and runtime != "torch":
         raise CodecError(f"{codec_model.config.name} has a time-invariant global code, which the ONNX export does "
                          f"not support yet; stream it with --runtime torch")
-    if global_refresh is not None and (not has_global or not math.isfinite(global_refresh) or global_refresh <= 0):
-        raise CodecError(f"--global-refresh {global_refresh}: needs a model with a time-invariant global code "
-                         f"and a positive number of seconds")
+    if global_refresh is not None and not (math.isfinite(global_refresh) and global_refresh > 0):
+        raise CodecError(f"--global-refresh {global_refresh}: must be a positive number of seconds")
+    if global_refresh is not None and not has_global:
+        raise CodecError(f"--global-refresh: model {codec_model.config.name} has no time-invariant global code to "
+                         f"resend (a TiCodec model has one: model.global_groups in its recipe)")
     coder = None
     if entropy:
         from codec.coding import entropy_coder_for, entropy_models_hint

@@ -462,6 +462,12 @@ def test_cli_streams_entropy_coded_packets(tiny_model_dir, entropy_dir, tmp_path
     assert decoded.exit_code == 0 and sf.info(str(tmp_path / "d.wav")).frames == 17120
     refused = run_cli("decode", tmp_path / "s.cods", tmp_path / "x.wav", "--model", tiny_model_dir)
     assert refused.exit_code == 1 and "entropy-coded" in refused.output
+    assert "warning" not in result.output
+    few = run_cli("stream", "--input", source, "--save", tmp_path / "few.wav", "--no-play", "--model", model_dir,
+                  "--fast", "--entropy", "--packet-frames", "1")
+    text = " ".join(few.output.split())
+    assert few.exit_code == 0 and "warning: --entropy with --packet-frames 1: each packet pays the range" in text
+    assert f"warning: --save {tmp_path / 'few.wav'}: holds packets, not audio, whatever its suffix says" in text
 
 
 def test_codebook_choices_beyond_what_the_codec_writes_are_refused(tiny_model_dir, tmp_path):

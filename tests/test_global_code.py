@@ -240,8 +240,16 @@ def test_bad_global_refresh_values_are_refused(global_model_dir, tmp_path, value
     source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
     result = run_cli("stream", "--input", source, "--output", tmp_path / "s.wav", "--model", global_model_dir,
                      "--fast", "--global-refresh", value)
-    assert result.exit_code == 1 and "--global-refresh" in result.output
+    assert result.exit_code == 1 and "must be a positive number of seconds" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_global_refresh_for_a_model_without_a_global_code_says_so(tiny_model_dir, tmp_path):
+    source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
+    result = run_cli("stream", "--input", source, "--output", tmp_path / "s.wav", "--model", tiny_model_dir,
+                     "--fast", "--global-refresh", "1")
+    assert result.exit_code == 1 and "--global-refresh: model tiny-16k has no time-invariant global code" in \
+        " ".join(result.output.split())
 
 
 def test_codes_and_streams_whose_global_code_does_not_fit_the_model_are_refused(global_model_dir, tiny_model_dir,
