@@ -25,6 +25,22 @@ def run_cli(*args, input: bytes | None = None):
     return result
 
 
+class ReaderGone:
+    """A console file whose reader went away (`| head`) once a line with ``step=`` (a training
+    record) is written: that write raises BrokenPipeError, as stderr's would."""
+
+    def write(self, text):
+        if "step=" in text:
+            raise BrokenPipeError(32, "Broken pipe")
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 DEV_DIR = SHARED_DATA / "speech" / "dev"
 

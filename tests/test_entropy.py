@@ -736,18 +736,7 @@ def test_entropy_training_saves_when_its_console_reader_goes_away_at_the_last_re
 
     from codec.errors import TrainingStopped
     from codec.train import train_any
-
-    class ReaderGone:
-        def write(self, text):
-            if "step=" in text:
-                raise BrokenPipeError(32, "Broken pipe")
-            return len(text)
-
-        def flush(self):
-            pass
-
-        def isatty(self):
-            return False
+    from tests.conftest import ReaderGone
 
     out = tmp_path / "run"
     with pytest.raises(TrainingStopped) as stopped:

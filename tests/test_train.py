@@ -484,17 +484,7 @@ def test_a_console_without_reader_stops_the_run_after_saving(audio_folder, tmp_p
 
     from rich.console import Console
 
-    class ReaderGone:   # as stderr once `| head` has taken the lines before the first step's log
-        def write(self, text):
-            if "step=" in text:
-                raise BrokenPipeError(32, "Broken pipe")
-            return len(text)
-
-        def flush(self):
-            pass
-
-        def isatty(self):
-            return False
+    from tests.conftest import ReaderGone
 
     console = Console(file=ReaderGone())
     with pytest.raises(TrainingStopped) as stopped:   # the CLI exits 141, as for SIGPIPE
