@@ -43,7 +43,7 @@ class BatchSettings:
     command: str                     # "encode" or "decode"
     model: str | None = None         # name or directory; None: the default (decode: the file's)
     bitrate_kbps: float = 6.0
-    entropy: bool = False
+    entropy: bool | None = False    # encode: None uses the model's entropy model where it has one
     force: bool = False
     sample_rate: int | None = None   # decode: output rate in Hz (None: the original's)
     channels: int | None = None      # decode: output channels (None: the original's)

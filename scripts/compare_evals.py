@@ -16,6 +16,7 @@ import argparse
 import csv
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,8 @@ def paired(a: dict[tuple[str, float], dict], b: dict[tuple[str, float], dict]) -
 
     def by_name(rows):
         names = [(os.path.basename(path), kbps) for path, kbps in rows]
-        return {name: row for name, row in zip(names, rows.values(), strict=True) if names.count(name) == 1}
+        counts = Counter(names)
+        return {name: row for name, row in zip(names, rows.values(), strict=True) if counts[name] == 1}
 
     named_a, named_b = by_name(left_a), by_name(left_b)
     by_file_name = [(named_a[name], named_b[name]) for name in named_a if name in named_b]

@@ -124,9 +124,8 @@ def _entropy_problem(directory: Path, config, network) -> str | None:
         return f"{ENTROPY_CONFIG} cannot be read ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
     if entropy.codec != config.name or not codes_fit(entropy, network):
         return (f"entropy model '{entropy.name}' was trained on the codes of '{entropy.codec}' "
-                f"({entropy.num_codebooks} codebooks of {entropy.codebook_size}), not on this model's; encoding with "
-                f"this folder fails "
-                f"until entropy.safetensors and {ENTROPY_CONFIG} there are removed")
+                f"({entropy.num_codebooks} codebooks of {entropy.codebook_size}), not on this model's; the folder "
+                f"does not load until entropy.safetensors and {ENTROPY_CONFIG} there are removed")
     return None
 
 
