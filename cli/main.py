@@ -240,12 +240,12 @@ def _arguments(command: str, inputs: list[str] | None, output: str | None, jobs:
 
 
 def _warn_of_oversubscription(jobs: int, threads: int) -> None:
-    """Warn where ``jobs`` workers of ``threads`` threads each outnumber the usable cores: they
-    compete for them, and on this suite's models that is slower than fewer threads."""
+    """Warn where ``jobs`` workers of ``threads`` (more than one) threads each outnumber the usable
+    cores: they compete for them, and on this suite's models that is slower than fewer threads."""
     from codec.threads import usable_cores
 
     cores = usable_cores()
-    if jobs > 1 and jobs * threads > cores:
+    if jobs > 1 and threads > 1 and jobs * threads > cores:
         stderr.print(f"warning: --jobs {jobs} with --threads {threads} runs {jobs * threads} threads on {cores} "
                      f"CPU core{'s' if cores > 1 else ''}; they compete for them: --threads "
                      f"{max(1, cores // jobs)} is likely faster", soft_wrap=True)
@@ -504,9 +504,9 @@ def _encode_batch(sources: list[str], output: Path, bitrate: float, model: str |
         network.codebooks_for_bitrate(bitrate)
     except ValueError as error:
         raise CodecError(str(error)) from None
-    entropy = wants_entropy(network, entropy)
-    if entropy:
+    if wants_entropy(network, entropy):
         entropy_coder_for(network, required=True)
+    # as given (None: the model's entropy model where it has one, and a plain file where that is smaller)
     settings = BatchSettings("encode", model, bitrate, entropy, force, refine_steps=refine_steps, int8=int8,
                              threads=threads)
     _run_batch(sources, output, settings, jobs, AUDIO_SUFFIXES, CODES_SUFFIX)
@@ -740,7 +740,7 @@ def _models_table(summaries, width: int | None = None):
         table.add_column(column, justify="right" if column in ("parameters", "latency") else "left")
     rows = []
     for s in summaries:
-        entropy = "yes" if s.entropy_model else "another codec's" if s.entropy_problem else "no"
+        entropy = _entropy_column(s)
         pesq = ", ".join(f"{k}: {v:.2f}" for k, v in s.pesq_wb.items()) or "not measured"
         name = _visible(s.name) + (" (default)" if s.default else "")
         table.add_row(name, f"{s.sample_rate / 1000:g} kHz", ", ".join(f"{b:g}" for b in s.bitrates_kbps),
@@ -755,6 +755,15 @@ def _models_table(summaries, width: int | None = None):
     for row in rows:
         narrow.add_row(*row)
     return Group(narrow, Text("(a narrow terminal: codec models --json or codec info NAME give every field)"))
+
+
+def _entropy_column(summary) -> str:
+    """``codec models``' entropy column: yes, no, or why the files there do not serve this codec."""
+    if summary.entropy_model:
+        return "yes"
+    if summary.entropy_problem is None:
+        return "no"
+    return "unreadable" if "cannot be read" in summary.entropy_problem else "another codec's"
 
 
 EVAL_OUTPUTS = ("results.json", "results.csv", "rate_distortion.png", "spectrograms.png")

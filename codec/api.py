@@ -86,8 +86,8 @@ class Codes:
 
     def to_bytes(self, model: "Codec | str | Path | None" = None) -> bytes:
         """The ``.codes`` file format (``codec/bitstream.py``); with ``model`` (the one that made
-        the codes, or its name or folder), range-coded by its entropy model, as ``encode_file``
-        writes them.
+        the codes, or its name or folder), range-coded by its entropy model, always (``encode_file``
+        writes a plain file instead where that is smaller, unless ``entropy=True``).
 
         Raises:
             CodecError: if the codes' shape or values disagree with the metadata, or ``model`` is

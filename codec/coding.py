@@ -605,7 +605,7 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     coder = entropy_coder_for(model, required=True) if wants_entropy(model, entropy) else None
     data = to_bytes(codes_file, coder)
     if coder is not None and len(plain := to_bytes(codes_file)) <= len(data):   # (audio unlike its training data)
-        larger = (f"{input_path}: range coding with entropy model '{coder.name}' made the codes larger "
+        larger = (f"{input_path}: range coding with entropy model '{coder.name}' made the codes no smaller "
                   f"({len(data):,} bytes against {len(plain):,} without it)")
         if entropy:   # asked for by name: kept
             report.warnings.append(f"{larger}; written range-coded, as asked")

@@ -70,18 +70,17 @@ def _working_directory(csv_path: Path) -> str:
 
 def paired(a: dict[tuple[str, float], dict], b: dict[tuple[str, float], dict]) -> tuple[list[tuple[dict, dict]], int]:
     """Pairs of rows of one file and bitrate: by path, then, among the rows left, by file name
-    where that name is unique on both sides (the same files reached by other paths); and how many
-    of the pairs are by file name."""
+    where that name is unique in each run as a whole (the same files reached by other paths; a
+    name that two files share, spk1/001.wav and spk2/001.wav, never pairs); and how many of the
+    pairs are by file name."""
     pairs = [(a[key], b[key]) for key in a if key in b]
-    left_a = {key: row for key, row in a.items() if key not in b}
-    left_b = {key: row for key, row in b.items() if key not in a}
 
-    def by_name(rows):
-        names = [(os.path.basename(path), kbps) for path, kbps in rows]
-        counts = Counter(names)
-        return {name: row for name, row in zip(names, rows.values(), strict=True) if counts[name] == 1}
+    def by_name(rows, others):
+        counts = Counter((os.path.basename(path), kbps) for path, kbps in rows)
+        return {(os.path.basename(path), kbps): row for (path, kbps), row in rows.items()
+                if (path, kbps) not in others and counts[(os.path.basename(path), kbps)] == 1}
 
-    named_a, named_b = by_name(left_a), by_name(left_b)
+    named_a, named_b = by_name(a, b), by_name(b, a)
     by_file_name = [(named_a[name], named_b[name]) for name in named_a if name in named_b]
     return pairs + by_file_name, len(by_file_name)
 
@@ -122,7 +121,8 @@ def main() -> None:
             notes.append(f"{by_name} paired by file name (their paths differ)")
         note = f"  ({'; '.join(notes)})" if notes else ""
         if not scored:
-            print(f"{kbps:g} kbps: no file with a {args.metric} value in both{note}")
+            what = "no file in both" if not pairs else f"no file with a {args.metric} value in both"
+            print(f"{kbps:g} kbps: {what}{note}")
             continue
         compared += len(scored)
         x = np.array([float(ra[args.metric]) for ra, _ in scored])

@@ -38,8 +38,8 @@ def test_files_pair_up_whether_named_relative_or_absolute(tmp_path):
     assert "6 kbps, 2 files: A 2.500  B 2.800  B - A +0.300" in out and "B better on 2 of 2" in out
     assert "(left out 1 file only in A; left out 1 file only in B)" in out   # z and other: counted, not silent
     lone = results(tmp_path / "c.csv", "new", [("data/w.flac", "1.0")])
-    assert "6 kbps: no file with a pesq_wb value in both  (left out 3 files only in A; left out 1 file only " \
-           "in B)" in refused(a, lone, tmp_path)   # nothing compared: exit 1
+    assert "6 kbps: no file in both  (left out 3 files only in A; left out 1 file only in B)" in \
+        refused(a, lone, tmp_path)   # nothing compared: exit 1
     unscored = results(tmp_path / "d.csv", "new", [("data/x.flac", "")])
     assert "left out 1 without a pesq_wb value in both (undefined)" in refused(a, unscored, tmp_path)
 
@@ -69,6 +69,11 @@ def test_evaluations_run_from_other_folders_pair_by_file_name(tmp_path):
     assert "6 kbps, 2 files:" in out and "(2 paired by file name (their paths differ))" in out
     twice = results(tmp_path / "c.csv", "new", [("one/x.flac", "2.5"), ("two/x.flac", "3.5")])
     assert "left out 2 files only in A" in refused(a, twice, tmp_path)   # a name twice: no guessing
+    # per-speaker numbering: spk2/001 is not spk3/001, though each is the only 001 left unpaired
+    c = results(tmp_path / "d.csv", "old", [("/x/spk1/001.wav", "2.0"), ("/x/spk2/001.wav", "3.0")])
+    d = results(tmp_path / "e.csv", "new", [("/x/spk1/001.wav", "2.5"), ("/x/spk3/001.wav", "1.0")])
+    out = compare(c, d, tmp_path)
+    assert "6 kbps, 1 files:" in out and "by file name" not in out
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):

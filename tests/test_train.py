@@ -250,6 +250,8 @@ def test_esc_and_entropy_recipe_values_are_checked(recipe, override, message):
                                          r"global code, which the model has only with model.global_groups above 0"),
     ("tiny", ["model.global_groups=4", "model.global_codebook_size=1"],
      r"model.global_codebook_size=1 must be at least 2"),
+    ("tiny", ["model.global_groups=4", "model.global_codebook_size=0"],
+     r"model.global_codebook_size=0 must be at least 2"),
     ("tiny", ["model.global_groups=4", "model.global_seconds=0"], r"model.global_seconds=0.0 must be above 0"),
 ])
 def test_global_code_values_that_could_not_apply_are_refused(recipe, overrides, message):

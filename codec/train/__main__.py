@@ -3,16 +3,20 @@ torchrun (``torchrun --nproc_per_node N -m codec.train RECIPE``); same as ``code
 
 import argparse
 import os
+import sys
 
 from codec.errors import CodecError, TrainingStopped, internal_error_message
 from codec.train import load_recipe, train_any
 from codec.train.distributed import cleanup
+from codec.train.recipe import overridden_twice
 
 parser = argparse.ArgumentParser(prog="python -m codec.train", description=__doc__)
 parser.add_argument("recipe")
 parser.add_argument("--resume", action="store_true")
 parser.add_argument("-o", "--override", action="append", default=[])
 arguments = parser.parse_args()
+for line in overridden_twice(arguments.override) if int(os.environ.get("RANK", "0")) == 0 else []:
+    print(f"warning: {line}", file=sys.stderr)   # (once, not once per process)
 try:
     train_any(load_recipe(arguments.recipe, arguments.override), resume=arguments.resume)
 except TrainingStopped as stopped:   # saved, but not finished

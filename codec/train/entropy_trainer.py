@@ -298,10 +298,15 @@ def read_codes_cache(cache: Path) -> tuple[str, list[np.ndarray]] | None:
     return str(source), codes
 
 
+# how the audio becomes codes; a new one codes cached folders again (2: the GPU path high-passes, levels and
+# fills the band as codec encode does, at the top bitrate's codebooks; its earlier caches hold other codes)
+_CODING_VERSION = 2
+
+
 def _codes_source(weights_sha256: str, files: list[Path]) -> str:
-    """What the cached codes of a folder (or manifest) depend on: the codec's weights, and each
-    file's path and size."""
-    listing = "\n".join(f"{path.resolve()}\t{path.stat().st_size}" for path in files)
+    """What the cached codes of a folder (or manifest) depend on: the codec's weights, how audio
+    is coded (``_CODING_VERSION``), and each file's path and size."""
+    listing = "\n".join([f"coding {_CODING_VERSION}", *(f"{path.resolve()}\t{path.stat().st_size}" for path in files)])
     return f"{weights_sha256} {hashlib.sha256(listing.encode()).hexdigest()}"
 
 

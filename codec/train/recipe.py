@@ -473,8 +473,8 @@ def _check_model(model, loss: LossConfig) -> None:
     check_name(model.name, "model.name")
     if model.codebook_size < 2:
         raise CodecError(f"recipe value model.codebook_size={model.codebook_size} must be at least 2")
+    _check_global_code(model)   # (before the counts: a global codebook of 0 or 1 entries gets one message)
     check_counts(model, "model")
-    _check_global_code(model)
     for name in ("codebook_size", "global_codebook_size"):
         value = getattr(model, name, None)
         if value is not None and value > MAX_CODEBOOK_SIZE:
