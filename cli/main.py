@@ -750,8 +750,8 @@ def _models_table(summaries, width: int | None = None):
     if width is None or Console(width=10_000).measure(table).maximum <= width:
         return table
     narrow = Table(title="models (PESQ-WB: mean on the dev set, kbps: score)", title_justify="left")
-    for column in ("name", "PESQ-WB", "entropy"):
-        narrow.add_column(column, overflow="fold", no_wrap=column == "name")
+    for column in ("name", "PESQ-WB", "entropy"):   # (a long name folds onto lines of its own, whole)
+        narrow.add_column(column, overflow="fold", ratio={"name": 3, "PESQ-WB": 3, "entropy": 1}[column])
     for row in rows:
         narrow.add_row(*row)
     return Group(narrow, Text("(a narrow terminal: codec models --json or codec info NAME give every field)"))
@@ -894,7 +894,8 @@ def evaluate(
         if as_json:
             print(json.dumps([asdict(s) for s in summaries], indent=2))
         else:
-            _stdout_console().print(summary_table(summaries, threads, jobs))
+            console = _stdout_console()
+            console.print(summary_table(summaries, threads, jobs, console.width))
     for note in notes:
         stderr.print(f"note: {note}")
     stderr.print(f"wrote {out}/{', '.join(name for name in EVAL_OUTPUTS if (out / name).exists())}")

@@ -523,12 +523,15 @@ def _model_argument_for(metadata) -> str:
     """The ``model=`` that reads entropy-coded codes of ``metadata``: the installed or shipped
     folder that holds their codec and entropy model, by name where its name loads it (a model
     trained under another folder name is loaded by its path), or a general hint where none does."""
-    from codec.models.loading import model_dir_for_codes, resolve_model_dir
+    from codec.models.loading import holds_entropy_model, model_dir_for_codes, resolve_model_dir
 
+    general = "model= the model that encoded them (a Codec, or its name or folder, with that entropy model)"
     try:
         folder = model_dir_for_codes(metadata.model, metadata.weights,
                                      (metadata.entropy_model, metadata.entropy_weights))
         by_name = resolve_model_dir(folder.name).resolve() == folder.resolve()
     except CodecError:
-        return "model= the model that encoded them (a Codec, or its name or folder)"
+        return general
+    if not holds_entropy_model(folder, metadata.entropy_model, metadata.entropy_weights):
+        return general   # (the first folder of that codec, which cannot read them)
     return f"model=codec.load_model({folder.name if by_name else str(folder)!r})"

@@ -514,7 +514,9 @@ def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
                                  f"(entropy_config.json and entropy.safetensors beside config.json)")
         if entropy_coder.name != meta.entropy_model or entropy_coder.weights[:8] != meta.entropy_weights:
             raise BitstreamError(f"entropy-coded with model '{meta.entropy_model}' (weights {meta.entropy_weights}), "
-                                 f"but the available one is '{entropy_coder.name}' ({entropy_coder.weights[:8]})")
+                                 f"but the available one is '{entropy_coder.name}' ({entropy_coder.weights[:8]}): "
+                                 f"decode it with the folder of model '{meta.model}' that holds that entropy model "
+                                 f"(--model FOLDER, or that folder in CODEC_MODELS_DIR)")
     # [F, C, K], filled chunk by chunk: a list of chunks and their concatenation held an hour's codes twice
     frames = np.empty((meta.frames, meta.channels, meta.codebooks), dtype=np.int64)
     start = 0

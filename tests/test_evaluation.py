@@ -644,3 +644,23 @@ def test_a_dc_offset_is_not_scored(tiny_model_dir, tmp_path):
     assert set(scores["only.wav"].values()) == {None}
     assert "1 x an all-zero reference (the input is a constant, its DC offset, which scoring removes)" in \
         " ".join(result.output.split())
+
+
+def test_the_summary_fits_a_narrow_terminal_with_every_number_whole():
+    import os
+
+    from rich.console import Console
+
+    from codec.evaluation.evaluate import Summary
+    from codec.evaluation.report import summary_table
+
+    rows = [Summary("esc-16k-small", "12 codebooks", 6, 40, 6.38, 0.38, 0.0557, 0.03, {"pesq_wb": 2.85, "stoi": 0.923},
+                    {"pesq_wb": 0.10, "stoi": 0.008}, {})]
+    for width, whole, narrow in ((80, ["2.85 ± 0.10", "6.38"], True),
+                                 (200, ["2.85 ± 0.10", "0.923 ± 0.008", "0.0557", "40"], False)):
+        console = Console(width=width, record=True, file=open(os.devnull, "w"))
+        console.print(summary_table(rows, 1, 1, width))
+        text = console.export_text()
+        assert max(len(line) for line in text.splitlines()) <= width and "…" not in text
+        assert all(cell in text for cell in whole), text
+        assert ("real-time factors and file counts are in results.json" in " ".join(text.split())) == narrow

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
 from rich.table import Table
 
 from codec.evaluation.evaluate import FileResult, Summary, as_dict
@@ -28,21 +29,31 @@ def _cell(summary: Summary, metric: str) -> str:
     return text
 
 
-def summary_table(summaries: list[Summary], threads: int, jobs: int = 1) -> Table:
+def summary_table(summaries: list[Summary], threads: int, jobs: int = 1, width: int | None = None) -> Table:
+    """The summaries as a table. Where it would not fit ``width`` columns (a narrow terminal: rich
+    would cut every number to an ellipsis), without the real-time factors and file counts, with a
+    caption naming where they are."""
     metrics = list(summaries[0].mean) if summaries else []
     workers = f", {jobs} workers at once" if jobs > 1 else ""
-    table = Table(title=f"scores: mean ± 95% CI over files; kbps and real-time factors: over all the audio "
-                        f"(weighted by duration), on {threads} thread(s){workers}")
-    # headers in two lines and cells folded, never cut: on an 80-column terminal every digit stays
-    for column in ["codec", "setting", "nominal\nkbps", "measured\nkbps", *[_LABELS[m] for m in metrics],
-                   "enc\nRTF", "dec\nRTF", "files"]:
-        single = column not in ("codec", "setting", *[_LABELS[m] for m in metrics])   # one number: whole
-        table.add_column(column, justify="left" if column in ("codec", "setting") else "right", overflow="fold",
-                         no_wrap=single)
-    for s in summaries:
-        table.add_row(s.system, s.setting, f"{s.nominal_kbps:g}", f"{s.measured_kbps:.2f}",
-                      *[_cell(s, m) for m in metrics], f"{s.encode_rtf:.4f}", f"{s.decode_rtf:.4f}", str(s.files))
-    return table
+    rows = [(s.system, s.setting, f"{s.nominal_kbps:g}", f"{s.measured_kbps:.2f}", *[_cell(s, m) for m in metrics],
+             f"{s.encode_rtf:.4f}", f"{s.decode_rtf:.4f}", str(s.files)) for s in summaries]
+    headers = ["codec", "setting", "nominal\nkbps", "measured\nkbps", *[_LABELS[m] for m in metrics],
+               "enc\nRTF", "dec\nRTF", "files"]
+
+    def table_of(columns: int, caption: str | None = None) -> Table:
+        table = Table(title=f"scores: mean ± 95% CI over files; kbps and real-time factors: over all the audio "
+                            f"(weighted by duration), on {threads} thread(s){workers}", caption=caption)
+        for index, header in enumerate(headers[:columns]):
+            table.add_column(header, justify="left" if index < 2 else "right", overflow="fold")
+        for row in rows:
+            table.add_row(*row[:columns])
+        return table
+
+    table = table_of(len(headers))
+    if width is None or Console(width=10_000).measure(table).maximum <= width:
+        return table
+    return table_of(len(headers) - 3, "(a narrow terminal: the real-time factors and file counts are in "
+                                      "results.json and results.csv)")
 
 
 def write_results(out_dir: Path, results: list[FileResult], summaries: list[Summary], notes: list[str],

@@ -196,10 +196,10 @@ def model_dir_for_codes(name: str, weights: str, entropy: tuple[str, str] | None
         raise ModelNotFoundError(f"model '{name}' not found: no shipped or installed model has that name "
                                  f"{names_hint(name)}")
     readers = [folder for folder in candidates if _reads_weights(folder, weights)] or candidates
-    return next((folder for folder in readers if entropy and _holds_entropy_model(folder, *entropy)), readers[0])
+    return next((folder for folder in readers if entropy and holds_entropy_model(folder, *entropy)), readers[0])
 
 
-def _holds_entropy_model(folder: Path, name: str, weights: str) -> bool:
+def holds_entropy_model(folder: Path, name: str, weights: str) -> bool:
     """Whether ``folder`` holds entropy model ``name`` with weights whose SHA-256 starts with ``weights``."""
     from codec.entropy.model import ENTROPY_CONFIG, ENTROPY_WEIGHTS
 
