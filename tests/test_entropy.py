@@ -777,6 +777,11 @@ def test_entropy_training_says_where_its_model_is_and_how_a_codec_gets_it(tiny_m
                     f"folder to codec encode --model")
     from codec.models.loading import shipped_models_dir
     from codec.train.entropy_trainer import EntropyRecipe, how_to_use
+    from tests.conftest import run_cli
+
+    for given in (out / "model", out / "model" / "entropy_config.json"):   # the run's model given as the recipe
+        result = run_cli("train", given)
+        assert result.exit_code == 1 and "it is a training run's; to resume it" in " ".join(result.output.split())
 
     shipped = EntropyRecipe.from_dict({"entropy": {"codec": "esc-16k-small"},
                                        "data": {"codec_model": "esc-16k-small"}})

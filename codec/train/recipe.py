@@ -602,6 +602,8 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = (), places: dict[str, str] 
         raise CodecError(f"{path}: recipe not found{asked}")
     if path.name == "config.json" and (path.parent / "model.safetensors").is_file():   # (JSON reads as YAML)
         raise CodecError(f"{path}: a model's configuration, not a recipe{_what_to_do_with(path)}")
+    if path.name == "entropy_config.json" and (path.parent / "entropy.safetensors").is_file():
+        raise CodecError(f"{path}: an entropy model's configuration, not a recipe{_what_to_do_with(path)}")
     if path.resolve() in {p.resolve() for p in chain}:
         raise CodecError(f"{path}: inherits itself ({' -> '.join(map(str, (*chain, path)))})")
     try:
@@ -676,8 +678,11 @@ def _what_to_do_with(path: Path) -> str:
     from codec.train.run_recipe import RUN_RECIPE, is_run_recipe
 
     run = path if path.is_dir() else path.parent
-    model = path if path.is_dir() else path.parent if path.name in ("config.json", "model.safetensors") else None
-    if model is not None and (model / "config.json").is_file() and (model / "model.safetensors").is_file():
+    model = path if path.is_dir() else path.parent if path.name in ("config.json", "model.safetensors",
+                                                                    "entropy_config.json") else None
+    if model is not None and (model / "entropy.safetensors").is_file() and (model.parent / "checkpoint.pt").is_file():
+        run, path = model.parent, model.parent   # an entropy run's model/: the run is what resumes
+    elif model is not None and (model / "config.json").is_file() and (model / "model.safetensors").is_file():
         if (model.parent / "checkpoint.pt").is_file():   # a run's model/: the run is what resumes
             run, path = model.parent, model.parent
         else:
