@@ -15,7 +15,7 @@ parser.add_argument("recipe")
 parser.add_argument("--resume", action="store_true")
 parser.add_argument("-o", "--override", action="append", default=[])
 arguments = parser.parse_args()
-for line in overridden_twice(arguments.override) if int(os.environ.get("RANK", "0")) == 0 else []:
+for line in overridden_twice(arguments.override) if os.environ.get("RANK", "0") in ("", "0") else []:
     print(f"warning: {line}", file=sys.stderr)   # (once, not once per process)
 try:
     train_any(load_recipe(arguments.recipe, arguments.override), resume=arguments.resume)
