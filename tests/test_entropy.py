@@ -435,6 +435,11 @@ def test_decoding_without_a_model_finds_the_installed_folder_with_its_entropy_mo
     for codes in ("e", "p"):
         result = run_cli("decode", tmp_path / f"{codes}.codes", tmp_path / f"{codes}.wav")
         assert result.exit_code == 0, result.output
+    shutil.copytree(tiny_model_dir, installed / "0-broken")   # first by name, and it does not load:
+    (installed / "0-broken" / "entropy.safetensors").write_bytes(b"")   # another codec's entropy model
+    (installed / "0-broken" / "entropy_config.json").write_text('{"name": "e", "codec": "other-16k"}')
+    result = run_cli("decode", tmp_path / "p.codes", tmp_path / "p2.wav")
+    assert result.exit_code == 0, result.output
     import codec as api
     from codec.errors import CodecError
 

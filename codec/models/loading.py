@@ -196,7 +196,21 @@ def model_dir_for_codes(name: str, weights: str, entropy: tuple[str, str] | None
         raise ModelNotFoundError(f"model '{name}' not found: no shipped or installed model has that name "
                                  f"{names_hint(name)}")
     readers = [folder for folder in candidates if _reads_weights(folder, weights)] or candidates
+    # a folder whose entropy model is another codec's does not load: one that does goes first
+    readers = sorted(readers, key=lambda folder: not _entropy_model_fits_name(folder, name))
     return next((folder for folder in readers if entropy and holds_entropy_model(folder, *entropy)), readers[0])
+
+
+def _entropy_model_fits_name(folder: Path, codec_name: str) -> bool:
+    """Whether ``folder`` has no entropy model, or one trained for codec ``codec_name``."""
+    from codec.entropy.model import ENTROPY_CONFIG, ENTROPY_WEIGHTS
+
+    if not (folder / ENTROPY_WEIGHTS).is_file():
+        return True
+    try:
+        return json.loads((folder / ENTROPY_CONFIG).read_text()).get("codec") == codec_name
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def holds_entropy_model(folder: Path, name: str, weights: str) -> bool:
