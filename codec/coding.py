@@ -186,12 +186,7 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
     """
     refiner = LatentRefiner(model, num_codebooks, refine_steps) if refine_steps else None
     encoder = file_encoder(model, num_codebooks, channels, refiner)
-    resampler = _resampler(sample_rate, model.sample_rate, channels)
-    fill = BandFill(sample_rate, model.sample_rate, channels)   # a low-rate input's empty band
-    highpass = HighPass(model.config.input_highpass_hz, sample_rate)
-
-    def resample(block: np.ndarray, last: bool = False) -> np.ndarray:
-        return fill(resampler(leveling(highpass(block)), last=last))
+    resample = _network_input_stream(model, sample_rate, channels, leveling)
     codes, pending, seen, fed = _CodesBuffer(model.codebook_size), np.zeros((0, channels)), 0, 0
 
     def feed(samples: np.ndarray) -> None:
@@ -215,6 +210,16 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
     return codes.codes(), seen, global_codes
 
 
+def _network_input_stream(model: ConvCodec, sample_rate: int, channels: int,
+                          leveling: Leveling) -> Callable[..., np.ndarray]:
+    """``prepare(block [n, C], last=False) -> [m, C]`` at the model's rate, in a stream: the
+    model's high-pass, then ``leveling``, the resampling and a low-rate input's empty band filled."""
+    resampler = _resampler(sample_rate, model.sample_rate, channels)
+    fill = BandFill(sample_rate, model.sample_rate, channels)
+    highpass = HighPass(model.config.input_highpass_hz, sample_rate)
+    return lambda block, last=False: fill(resampler(leveling(highpass(block)), last=last))
+
+
 def model_input(model: ConvCodec, audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """``[T, C]`` audio at ``sample_rate`` Hz as ``encode_audio`` gives it to the network, whole:
     high-passed, leveled, resampled to the model's rate (with a low-rate input's band filled),
@@ -222,10 +227,7 @@ def model_input(model: ConvCodec, audio: np.ndarray, sample_rate: int) -> np.nda
     entropy trainer on a GPU) and getting the codes ``codec encode`` writes."""
     audio = np.asarray(audio, dtype=np.float64)
     leveling = measure_leveling(high_passed(model, [audio], sample_rate), sample_rate, model.config.input_level_dbfs)
-    highpass = HighPass(model.config.input_highpass_hz, sample_rate)
-    resampler = _resampler(sample_rate, model.sample_rate, audio.shape[1])
-    fill = BandFill(sample_rate, model.sample_rate, audio.shape[1])
-    out = fill(resampler(leveling(highpass(audio)), last=True))
+    out = _network_input_stream(model, sample_rate, audio.shape[1], leveling)(audio, last=True)
     length = model_length(len(audio), sample_rate, model.sample_rate)
     return np.concatenate([out, np.zeros((max(0, length - len(out)), audio.shape[1]))])[:length]
 
