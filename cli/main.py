@@ -758,12 +758,8 @@ def _models_table(summaries, width: int | None = None):
 
 
 def _entropy_column(summary) -> str:
-    """``codec models``' entropy column: yes, no, or why the files there do not serve this codec."""
-    if summary.entropy_model:
-        return "yes"
-    if summary.entropy_problem is None:
-        return "no"
-    return "unreadable" if "cannot be read" in summary.entropy_problem else "another codec's"
+    """``codec models``' entropy column: yes, no, or unusable (``codec info`` says why)."""
+    return "yes" if summary.entropy_model else "no" if summary.entropy_problem is None else "unusable"
 
 
 EVAL_OUTPUTS = ("results.json", "results.csv", "rate_distortion.png", "spectrograms.png")

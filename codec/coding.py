@@ -545,11 +545,11 @@ def check_not_replacing_audio(output_path: Path, writer: str = "encoding") -> No
                          f"{fix} (to encode several files, give an output folder)")
 
 
-def codes_under_audio_name(path: Path) -> str | None:
-    """The warning for codes written under an audio file's suffix (`codec encode in.wav out.wav`:
-    a likely slip), or None."""
+def codes_under_audio_name(path: Path, what: str = "codes") -> str | None:
+    """The warning for codes (or ``what`` else: a stream's packets) written under an audio file's
+    suffix (`codec encode in.wav out.wav`: a likely slip), or None."""
     if Path(path).suffix.lower() in AUDIO_SUFFIXES:
-        return f"{path}: holds codes, not audio, whatever its suffix says; codec decode turns it back into audio"
+        return f"{path}: holds {what}, not audio, whatever its suffix says; codec decode turns it back into audio"
     return None
 
 

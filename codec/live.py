@@ -508,8 +508,8 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         check_output_path(path, force, input, stdout=False)
     if save is not None:   # even with --force: a packet stream never takes an audio file's place
         check_not_replacing_audio(save, "--save")
-        if note := codes_under_audio_name(save):
-            console.print(f"warning: --save {note.replace('holds codes', 'holds packets')}", highlight=False)
+        if note := codes_under_audio_name(save, "packets"):
+            console.print(f"warning: --save {note}", highlight=False)
     if output is not None:
         audio_format_for(output)   # an unsupported suffix fails before the model loads
     asked_to_play = bool(play)

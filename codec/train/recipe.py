@@ -758,10 +758,10 @@ def _refuse_duplicate_keys(node, path: Path, key_path: tuple[str, ...] = (), see
 def _apply_override(values: dict, override: str, places: dict[str, str] | None = None) -> None:
     """Apply ``section.key=value`` (value parsed as YAML); ``places`` gets ``section.key``'s
     origin, the override (see ``RecipeOrigins``)."""
-    key, sep, raw = override.partition("=")
-    section, dot, name = (part.strip() for part in key.partition("."))   # "run.max_steps = 10" as typed
-    if not sep or not dot or not section or not name:
+    section, name, raw = _override_parts(override)
+    if section is None:
         raise CodecError(f"override '{override}' must look like section.key=value")
+    key = f"{section}.{name}"
     if not isinstance(values.get(section) or {}, dict):
         raise CodecError(f"override '{override}': recipe section '{section}' is not a mapping of keys to values")
     text = _text_fields(values, section)
@@ -781,18 +781,24 @@ def _apply_override(values: dict, override: str, places: dict[str, str] | None =
         places.setdefault(section, f"override '{override}'")
 
 
+def _override_parts(override: str) -> tuple[str | None, str | None, str]:
+    """``section.key=value`` -> (section, key, value text); (None, None, text) where it has no such form.
+    Spaces around the key are dropped ("run.max_steps = 10" as typed)."""
+    key, sep, raw = override.partition("=")
+    section, dot, name = (part.strip() for part in key.partition("."))
+    return (section, name, raw) if sep and dot and section and name else (None, None, raw)
+
+
 def overridden_twice(overrides: list[str]) -> list[str]:
     """For each key that two ``-o`` overrides set to different values, a line naming both: the
     last is the one used (as a later option wins), which a user may not have meant."""
     given: dict[str, list[str]] = {}
     for override in overrides:
-        key, sep, raw = override.partition("=")
-        section, dot, name = (part.strip() for part in key.partition("."))
-        if sep and dot:   # (anything else is refused by _apply_override with its own message)
+        section, name, _ = _override_parts(override)
+        if section is not None:   # (anything else is refused by _apply_override with its own message)
             given.setdefault(f"{section}.{name}", []).append(override)
     return [f"-o {key} is given {len(values)} times ({', '.join(repr(v) for v in values)}); the last is used"
-            for key, values in given.items()
-            if len({value.partition("=")[2].strip() for value in values}) > 1]
+            for key, values in given.items() if len({_override_parts(v)[2].strip() for v in values}) > 1]
 
 
 def _text_fields(values: dict, section: str) -> dict[str, bool]:
