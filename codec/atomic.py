@@ -135,3 +135,11 @@ def write_atomically(path: Path, write: Callable[[Path], None], overwrite: bool 
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def same_file(first: Path | str, second: Path | str) -> bool:
+    """Whether both paths name one existing file (same device and inode)."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False

@@ -19,7 +19,7 @@ import soundfile as sf
 import soxr
 import torch
 
-from codec.atomic import disk_full, final_path, write_atomically
+from codec.atomic import disk_full, final_path, same_file, write_atomically
 from codec.audio import (
     AUDIO_SUFFIXES,
     UNKNOWN_LENGTH,
@@ -409,7 +409,7 @@ def check_output_path(output_path: Path, force: bool, input_path: Path | None = 
         raise CodecError(f"{output_path}: is a loop of symbolic links; give a file name") from None
     if input_path is not None and final.resolve() == input_path.resolve():
         raise CodecError(f"{output_path}: the output would overwrite the input; give another file name")
-    if input_path is not None and _same_file(final, input_path):   # the same file by another route
+    if input_path is not None and same_file(final, input_path):   # the same file by another route
         raise CodecError(f"{output_path}: is the input file under another name (a hard link, another mount "
                          f"of its folder, or another case of its name), which the output would replace; "
                          f"give another file name")
@@ -421,14 +421,6 @@ def check_output_path(output_path: Path, force: bool, input_path: Path | None = 
         raise CodecError(f"{output_path.parent}: is a file, not a directory for the output")
     if not output_path.parent.is_dir():
         raise CodecError(f"{output_path.parent}: no such directory for the output")
-
-
-def _same_file(first: Path, second: Path) -> bool:
-    """Whether both paths name one existing file (same device and inode)."""
-    try:
-        return os.path.samefile(first, second)
-    except OSError:
-        return False
 
 
 def entropy_coder_for(model: ConvCodec, required: bool = False, command: str = "encode"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from codec.atomic import write_atomically
+from codec.atomic import same_file, write_atomically
 
 RUN_RECIPE = "resolved_recipe.yaml"
 _FIRST_LINE = "# The values this run trains with"
@@ -39,7 +39,7 @@ def write_run_recipe(out_dir: Path, values: dict, source: str, console) -> None:
         console.print(f"warning: {path} is not one codec train wrote; it is left as it is, and this run's "
                       f"resolved recipe is not kept")
         return
-    if source.startswith(" (recipe ") and _same_file(source[len(" (recipe "):-1], path):
+    if source.startswith(" (recipe ") and same_file(source[len(" (recipe "):-1], path):
         source = _earlier_source(path)   # resumed from this file: it keeps naming the recipe the run began with
     values = {section: dict(keys) if isinstance(keys, dict) else keys for section, keys in values.items()}
     for section, key in _PATH_KEYS:
@@ -62,10 +62,3 @@ def _earlier_source(path: Path) -> str:
         return ""
     start, end = first.find(" (recipe "), first.rfind("), overrides included")
     return first[start:end + 1] if 0 <= start < end else ""
-
-
-def _same_file(named: str, path: Path) -> bool:
-    try:
-        return os.path.samefile(named, path)
-    except OSError:
-        return False
