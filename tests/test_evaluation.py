@@ -112,7 +112,7 @@ def test_our_codecs_are_scored_as_decoded(tiny_model_dir, tmp_path):
     codec that does not keep the phase, only finds noise)."""
     write_audio(tmp_path / "speech.wav", speechlike(2), 16000)
     results, _, _ = run_evaluation(find_inputs(tmp_path), EvalSettings(str(tiny_model_dir), [1.5, 6.0]))
-    assert len(results) == 2 and all(result.lag_samples == 0 for result in results)
+    assert len(results) == 2 and all(result.lag_samples_16k == 0 for result in results)
 
 
 def test_si_sdr_with_all_zero_target():

@@ -50,7 +50,7 @@ class FileResult:
     overhead_kbps: float        # header or container bits / duration
     duration_s: float
     sample_rate: int
-    lag_samples: int            # at 16 kHz, removed before scoring
+    lag_samples_16k: int        # the output lagged the input by this many samples at 16 kHz; removed before scoring
     encode_rtf: float
     decode_rtf: float
     scores: dict[str, float | None]

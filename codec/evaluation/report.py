@@ -70,7 +70,7 @@ def write_results(out_dir: Path, results: list[FileResult], summaries: list[Summ
                          *metrics, "undefined"])
         for r in results:
             writer.writerow([r.path, r.system, r.setting, r.nominal_kbps, f"{r.measured_kbps:.4f}",
-                             f"{r.overhead_kbps:.4f}", f"{r.duration_s:.3f}", r.sample_rate, r.lag_samples,
+                             f"{r.overhead_kbps:.4f}", f"{r.duration_s:.3f}", r.sample_rate, r.lag_samples_16k,
                              f"{r.encode_rtf:.5f}", f"{r.decode_rtf:.5f}",
                              *["" if r.scores[m] is None else f"{r.scores[m]:.4f}" for m in metrics],
                              "; ".join(f"{m}: {why}" for m, why in r.undefined.items())])
