@@ -256,11 +256,14 @@ class StreamingEncoder(_Session):
         return self._run(self._encode_whole_frames, audio[..., :whole])
 
     def _encode_refined(self, audio: torch.Tensor) -> torch.Tensor:
-        """Latent, refined outside the session (it needs gradients), then codes in the session."""
+        """Latent, refined outside the session (it needs gradients), then codes in the session.
+        The model's lock is held throughout: the refiner runs the shared modules without a
+        session's state, which another thread's session would otherwise swap in mid-refinement."""
         if audio.shape[-1] == 0:
             return self._no_codes()
-        latent = self.refiner(self._run(self.model.encode_latent, audio), audio)
-        return self._run(self.model.quantize_latent, latent, self.num_codebooks)
+        with _model_lock(self.model):
+            latent = self.refiner(self._run(self.model.encode_latent, audio), audio)
+            return self._run(self.model.quantize_latent, latent, self.num_codebooks)
 
     def _encode_whole_frames(self, audio: torch.Tensor) -> torch.Tensor:
         """Inside the session's state: latent, then codes (the ESC codec's quantizer has state)."""

@@ -224,3 +224,30 @@ def test_the_model_card_gets_one_refinement_section_with_paired_differences(tmp_
     assert "| 6 | 6.30 | 2.50 | 2.80 | +0.30 ± 2.54 (2 of 2) |" in card  # mean (0.5+0.1)/2; t(.975, 1)=12.71 x 0.2
     refined = json.loads((ship / "metrics.json").read_text())["refined"]
     assert refined["steps"] == 60 and refined["dev"][0]["pesq_wb"]["difference"] == pytest.approx(0.3)
+
+
+def test_refinement_holds_the_models_lock_so_other_threads_wait(monkeypatch):
+    # the refiner runs the shared modules outside a session; another thread's session, swapping
+    # its state into them meanwhile, changed both threads' codes (a review found 39-94 codes apart)
+    import threading
+
+    from codec.streaming import _model_lock
+
+    model = EscCodec(TINY).eval()
+    taken_elsewhere = []
+    refine = LatentRefiner.__call__
+
+    def refine_and_probe(self, latent, audio):
+        def probe():   # another thread tries the lock that sessions take
+            lock = _model_lock(model)
+            taken_elsewhere.append(lock.acquire(blocking=False))
+            if taken_elsewhere[-1]:
+                lock.release()
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+        return refine(self, latent, audio)
+
+    monkeypatch.setattr(LatentRefiner, "__call__", refine_and_probe)
+    encode_audio(model, _speechlike(0.5), 16000, model.config.bitrates_kbps[0], refine_steps=2)
+    assert taken_elsewhere and not any(taken_elsewhere)
