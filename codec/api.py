@@ -31,6 +31,7 @@ from codec.bitstream import MAX_CHANNELS, CodesFile, CodesMetadata, codes_proble
 from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.models import load_model as _load_network
+from codec.models.interface import CodecBase
 from codec.packets import STREAM_MAGIC
 from codec.refine import check_refine_steps
 
@@ -270,10 +271,10 @@ def _transpose_hint(array: np.ndarray, hint: str) -> str:
 
 
 class Codec:
-    """A loaded codec (from ``load_model``). ``network`` is the underlying ``ConvCodec``
-    (tensor-level interface)."""
+    """A loaded codec (from ``load_model``). ``network`` is the underlying network, a
+    ``codec.models.ConvCodec`` or ``EscCodec`` (tensor-level interface)."""
 
-    def __init__(self, network: ConvCodec):
+    def __init__(self, network: CodecBase):
         """Raises CodecError for anything but a codec network (a name or folder: ``load_model``)."""
         if not isinstance(network, torch.nn.Module) or not hasattr(network, "config"):
             example = f"codec.load_model({network!r})" if isinstance(network, (str, Path)) else "codec.load_model"

@@ -77,6 +77,8 @@ def _as_tensor(value, what: str) -> torch.Tensor:
             if value.size and value.max() > np.iinfo(np.int64).max:
                 raise CodecError(f"{what} hold {int(value.max())}, more than an int64 holds")
             value = value.astype(np.int64)
+        if not value.dtype.isnative:   # (torch takes native byte order only: a big-endian file's samples)
+            value = value.astype(value.dtype.newbyteorder("="))
         return torch.from_numpy(np.ascontiguousarray(value))   # (a reversed view has negative strides)
     if not isinstance(value, torch.Tensor):
         raise CodecError(f"{what} must be a torch tensor (or numpy array), not {type(value).__name__}")

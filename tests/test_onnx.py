@@ -266,6 +266,8 @@ def test_whole_signal_coding_without_an_input_level_scales_nothing(exported, tin
     (lambda rt: rt.decode(np.zeros((2, 6, 1), np.int64), [1.0, 2.0, 3.0]), "gain_db [1.0, 2.0, 3.0]: give None"),
     (lambda rt: rt.decode(np.zeros((1, 6, 1), np.int64), float("nan")), "gain_db nan"),
     (lambda rt: rt.decode(np.zeros((1, 6, 1), np.int64), "loud"), "gain_db 'loud'"),
+    (lambda rt: rt.decode(np.zeros((1, 6, 1), np.int64), "3"), "gain_db '3': give None, one number"),
+    (lambda rt: rt.decode(np.zeros((1, 6, 1), np.int64), True), "gain_db True"),
     (lambda rt: rt.decode(np.zeros((1, 6, 2), np.int64), samples=641), "2 frames of codes hold at most 640"),
 ])
 def test_whole_signal_coding_checks_its_input(exported, call, message):
@@ -366,3 +368,21 @@ def test_whole_signal_encoding_applies_the_models_high_pass_as_codec_encode_does
     prefiltered = HighPass(80.0, 16000)(audio[0].T).T[None].astype(np.float32)
     assert np.array_equal(filtered.encode(audio, 8)[0], plain.encode(prefiltered, 8)[0])
     assert not np.array_equal(filtered.encode(audio, 8)[0], plain.encode(audio, 8)[0])
+
+
+def test_export_takes_the_python_apis_codec_and_refuses_what_it_cannot_export(tiny_model, exported, tmp_path):
+    import copy
+
+    import codec
+    from codec.errors import CodecError
+    from codec.int8 import quantize_linear_layers
+
+    out = export_onnx(codec.Codec(tiny_model), tmp_path / "from_api")   # a codec.load_model result
+    assert json.loads((out / "codec.json").read_text()) == json.loads((exported / "codec.json").read_text())
+    with pytest.raises(CodecError, match=re.escape("not str; load one with codec.load_model('conv-16k')")):
+        export_onnx("conv-16k", tmp_path / "by_name")
+    with pytest.raises(CodecError, match="loaded with int8=True, whose layers have no ONNX form"):
+        export_onnx(quantize_linear_layers(copy.deepcopy(tiny_model)), tmp_path / "int8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["from_api"]
+    with pytest.raises(CodecError, match="OnnxCodec takes the folder of an export"):
+        OnnxCodec(None)

@@ -214,3 +214,12 @@ def test_one_model_coded_from_two_threads_gives_each_its_own_codes(tiny_model):
     for thread in threads:
         thread.join()
     assert not wrong
+
+
+def test_sessions_take_big_endian_arrays_as_the_python_api_does(tiny_model):
+    # (a big-endian file's samples as numpy reads them: torch takes only the native byte order)
+    audio = 0.1 * np.random.default_rng(4).standard_normal((1, 1, 3200)).astype(np.float32)
+    codes = StreamingEncoder(tiny_model, 6).encode(audio)
+    assert torch.equal(StreamingEncoder(tiny_model, 6).encode(audio.astype(">f4")), codes)
+    decoded = StreamingDecoder(tiny_model).decode(codes)
+    assert torch.equal(StreamingDecoder(tiny_model).decode(codes.numpy().astype(">i8")), decoded)

@@ -38,9 +38,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from codec.api import Codec
 from codec.atomic import require_utf8_path
 from codec.errors import CodecError
 from codec.models import ConvCodec
+from codec.models.interface import CodecBase
 from codec.modules.streaming import start_streaming, stop_streaming, streaming_modules
 
 OPSET = 17
@@ -167,7 +169,25 @@ def _describe(name: str, tensor: torch.Tensor, axes: dict[int, str]) -> dict:
     return {"name": name, "shape": shape, "dtype": str(tensor.dtype).removeprefix("torch.")}
 
 
-def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 1.0, int8: bool = False) -> Path:
+def _network_to_export(model) -> CodecBase:
+    """``model``'s float network: itself, or a ``codec.Codec``'s.
+
+    Raises:
+        CodecError: for an int8-loaded network (quantized layers have no ONNX form; ``int8=True``
+            quantizes the exported graphs instead) or anything but a codec network.
+    """
+    network = model.network if isinstance(model, Codec) else model
+    if not isinstance(network, CodecBase):
+        example = f"codec.load_model({model!r})" if isinstance(model, (str, Path)) else "codec.load_model(name)"
+        raise CodecError(f"export_onnx exports a loaded model, not {type(model).__name__}; load one with {example}")
+    if getattr(network, "int8", False):
+        raise CodecError(f"{network.config.name} was loaded with int8=True, whose layers have no ONNX form; load "
+                         f"it in float32 and export with int8=True (codec export --int8) to quantize the graphs")
+    return network
+
+
+def export_onnx(model: CodecBase | Codec, out_dir: Path | str, example_seconds: float = 1.0,
+                int8: bool = False) -> Path:
     """Export the encoder, quantizer and decoder graphs and their sidecar into ``out_dir``: all
     written to a hidden temporary folder inside it first, then moved in, so that an error, a full
     disk or Ctrl-C leaves ``out_dir`` as it was (an earlier export stays whole).
@@ -185,10 +205,15 @@ def export_onnx(model: ConvCodec, out_dir: Path | str, example_seconds: float = 
     do not apply: see ``codec.onnx.runtime`` (``OnnxCodec.encode`` / ``decode`` do, as ``codec
     encode`` / ``decode``).
 
+    ``model``: a codec network (``codec.models.load_model``) or a ``codec.Codec``
+    (``codec.load_model``), loaded in float32.
+
     Raises:
-        CodecError: for a model with a global code, or naming ``out_dir`` if the files cannot be
-            written or its path is not UTF-8 text.
+        CodecError: for anything else (an int8-loaded model, a name: what to pass instead), a model
+            with a global code, or naming ``out_dir`` if the files cannot be written or its path is
+            not UTF-8 text.
     """
+    model = _network_to_export(model)
     if model.global_code is not None:
         raise CodecError(f"{model.config.name} has a time-invariant global code; ONNX export supports "
                          f"models without one (use --runtime torch to stream it)")

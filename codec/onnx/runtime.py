@@ -24,6 +24,7 @@ how the audio is chunked and batched, not only on the audio (float32 graphs do n
 """
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,9 @@ def _unscale(gain_db, batch_size: int) -> np.ndarray | float:
     """The factor that undoes a level gain of ``gain_db`` (None, one number, or ``[B]``)."""
     if gain_db is None:
         return 1.0
-    try:
-        gains = np.asarray(gain_db, dtype=np.float64)
+    try:   # numbers only: text such as "3" is not a gain, nor True one of 1 dB
+        gains = np.asarray(gain_db)
+        gains = gains.astype(np.float64) if gains.dtype.kind in "iuf" else np.full(2, np.nan)
     except (TypeError, ValueError):
         gains = np.full(2, np.nan)
     if gains.ndim > 1 or (gains.ndim == 1 and len(gains) != batch_size) or not np.isfinite(gains).all():
@@ -100,6 +102,8 @@ class OnnxCodec:
         """Raises CodecError for a folder that is not an export or ``threads`` not a whole number >= 1."""
         import onnxruntime
 
+        if not isinstance(directory, (str, os.PathLike)):
+            raise CodecError(f"OnnxCodec takes the folder of an export (codec export), not {type(directory).__name__}")
         directory = Path(directory)
         try:
             self.config = json.loads((directory / "codec.json").read_text())
