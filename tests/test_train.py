@@ -917,6 +917,18 @@ def test_an_unknown_architecture_is_named_with_or_without_overrides(tmp_path, ar
             load_recipe(tmp_path / "arch.yaml", overrides)
 
 
+def test_switching_a_recipes_architecture_names_the_override_and_a_recipe_to_start_from():
+    # (before: "unknown keys" blamed the recipe files, with near spellings of the wrong architecture's keys)
+    with pytest.raises(CodecError) as error:
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["model.architecture=esc"])
+    assert str(error.value).startswith("override 'model.architecture=esc' and ")
+    assert "recipe value model.architecture='esc' does not fit this recipe's model section, which holds another " \
+           "architecture's keys (model.analysis_n_fft, " in str(error.value)
+    assert str(error.value).endswith("train an ESC recipe instead (inherit: esc_16k_small, or esc_16k)")
+    with pytest.raises(CodecError, match=r"unknown key in recipe section 'model': model.num_codebooks"):
+        load_recipe(REPO / "recipes" / "esc_16k.yaml", ["model.num_codebooks=8"])   # one stray key: as before
+
+
 def test_recipe_errors_name_where_the_value_was_set_the_sections_keys_and_the_nearest(tmp_path):
     mine = tmp_path / "mine.yaml"
     mine.write_text(f"inherit: {REPO / 'recipes' / 'tiny.yaml'}\nrun:\n  max_step: 5\n")
@@ -1223,3 +1235,24 @@ def test_a_run_keeps_its_resolved_recipe_to_resume_with(audio_folder, tmp_path, 
     assert f"it is a trained model (codec encode --model {tmp_path / 'copied'} uses it); to train on from its " \
            f"weights, give a recipe of its architecture with -o run.init_from={tmp_path / 'copied'}" \
            in " ".join(result.output.split())
+
+
+def test_resuming_from_another_folder_does_not_take_a_relative_data_folder_for_a_change(audio_folder, tmp_path,
+                                                                                         monkeypatch):
+    # the checkpoint keeps the recipe as given (data.train_dir=audio, relative) and the run's recipe
+    # file the absolute path: resumed from elsewhere, they are the same folder, not a changed value
+    from codec.train.run_recipe import RUN_RECIPE
+
+    monkeypatch.chdir(tmp_path)
+    train(tiny("audio", "run", "run.max_steps=1"), console=Console(file=io.StringIO()))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    report = io.StringIO()
+    train(load_recipe(tmp_path / "run" / RUN_RECIPE, ["run.max_steps=2"]), resume=True,
+          console=Console(file=report, width=300))
+    assert "values that differ" not in report.getvalue()
+    report = io.StringIO()   # a folder that is another one is still named
+    other = shutil.copytree(audio_folder, tmp_path / "other")
+    train(load_recipe(tmp_path / "run" / RUN_RECIPE, ["run.max_steps=3", f"data.train_dir={other}"]), resume=True,
+          console=Console(file=report, width=300))
+    assert f"data.train_dir='{tmp_path / 'audio'}' -> '{other}'" in report.getvalue()

@@ -341,9 +341,24 @@ def _model_class(values: dict) -> tuple[type, dict]:
         raise CodecError(f"recipe value model.architecture={architecture!r} is not a codec architecture; choose "
                          f"{' or '.join(ARCHITECTURES)}")
     section_cls = config_class(values)
-    if "architecture" not in {f.name for f in dataclasses.fields(section_cls)}:
+    own = {f.name for f in dataclasses.fields(section_cls)}
+    unknown = [key for key in values if key not in own | {"architecture"}]
+    theirs = [key for name, cls in _codec_recipe_sections() if name == "model" and cls is not section_cls
+              for key in unknown if key in {f.name for f in dataclasses.fields(cls)}]
+    # a recipe of one architecture switched to another (one or two stray keys get the plain error)
+    if len(unknown) >= 3 and sorted(set(theirs)) == sorted(unknown):
+        keys = [f"model.{key}" for key in unknown]
+        raise RecipeKeysError(f"recipe value model.architecture={architecture!r} does not fit this recipe's model "
+                              f"section, which holds another architecture's keys ({', '.join(keys)}); train "
+                              f"{ARCHITECTURE_EXAMPLES[architecture]}", ["model.architecture", *keys])
+    if "architecture" not in own:
         values = {key: value for key, value in values.items() if key != "architecture"}
     return section_cls, values
+
+
+# a shipped recipe of each architecture, to start from instead of switching one recipe's architecture
+ARCHITECTURE_EXAMPLES = {"conv": "a conv recipe instead (inherit: conv_16k, or tiny for a quick test)",
+                         "esc": "an ESC recipe instead (inherit: esc_16k_small, or esc_16k)"}
 
 
 def check_sections(values: dict, sections: list[str], kind: str) -> None:

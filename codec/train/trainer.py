@@ -102,6 +102,7 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, train_seconds: flo
         "step": step,
         "train_seconds": train_seconds,
         "recipe": recipe.to_dict(),
+        "working_directory": os.getcwd(),   # what the recipe's relative paths were relative to
         "torch_rng": torch.get_rng_state(),
         "data_rng": json.dumps(dataset.rng.bit_generator.state),
         **(extra or {}),
@@ -184,12 +185,15 @@ RESUMABLE_RUN_KEYS = ("max_steps", "max_minutes", "threads", "log_every", "check
                       "tensorboard", "device", "init_from", "init_fresh", "out_dir")
 
 
-def _same_value(before, after) -> bool:
-    """Equal, or two spellings of one file or folder (relative and absolute, or a moved run's)."""
+def _same_value(before, after, before_directory: str | None = None) -> bool:
+    """Equal, or two spellings of one file or folder (relative and absolute, or a moved run's);
+    a relative ``before`` is taken from ``before_directory`` (the run's working directory then)."""
     if before == after:
         return True
-    if isinstance(before, str) and isinstance(after, str) and os.path.exists(before) and os.path.exists(after):
-        return os.path.samefile(before, after)
+    if isinstance(before, str) and isinstance(after, str):
+        before = os.path.join(before_directory or "", before)   # (an absolute path stays as it is)
+        if os.path.exists(before) and os.path.exists(after):
+            return os.path.samefile(before, after)
     return False
 
 
@@ -217,7 +221,7 @@ def _check_resumed_recipe(state: dict, recipe, checkpoint_path: Path, console: C
                for section in sorted(set(saved) | set(now))
                for before, after in [(saved.get(section, {}), now.get(section, {}))]
                for key in sorted(set(before) | set(after))
-               if not _same_value(before.get(key), after.get(key))
+               if not _same_value(before.get(key), after.get(key), state.get("working_directory"))
                and not (section == "run" and key in RESUMABLE_RUN_KEYS)]
     if saved and changed:
         console.print(f"note: resuming with recipe values that differ from those the run last trained with "
