@@ -26,11 +26,13 @@ def find_audio_files(source: Path, skipped: Skipped | None = None) -> list[Path]
 class Findings:
     """What loading training audio found that a user should hear of: files cut short (shorter than
     their header announces, as ``codec encode`` warns of them), files at a sample rate below the
-    model's (upsampled, so empty above half their rate), files a manifest lists more than once."""
+    model's (upsampled, so empty above half their rate), files a manifest lists more than once,
+    files silent or nearly so (each crop is raised to the training level: their noise floor too)."""
 
     truncated: list[str] = field(default_factory=list)
     low_rate: list[str] = field(default_factory=list)
     repeated: list[str] = field(default_factory=list)
+    quiet: list[str] = field(default_factory=list)
 
 
 def _load_all(source: Path, sample_rate: int, findings: Findings | None = None,
@@ -60,6 +62,8 @@ def _load_all(source: Path, sample_rate: int, findings: Findings | None = None,
         if findings is not None and rate < sample_rate:
             findings.low_rate.append(f"{path} ({rate} Hz)")
         clips.append(resample(audio.mean(axis=1), rate, sample_rate).astype(np.float32))
+        if findings is not None and len(clips[-1]) and np.abs(clips[-1]).max() < QUIET_PEAK:
+            findings.quiet.append(str(path))
     if not clips and unreadable:
         raise CodecError(f"{source}: none of its audio files can be read; first: {unreadable[0]}")
     return clips
@@ -83,6 +87,7 @@ class Augmentation:
 
 
 SILENT_PEAK = 1e-4                 # -80 dBFS: training audio whose every sample is below this is silence
+QUIET_PEAK = 1e-3                  # -60 dBFS: a training file whose every sample is below this is warned of
 EQ_CENTRE_HZ = (150.0, 5000.0)    # range of the random peaking EQ's centre frequency
 LOW_SHELF_HZ = (80.0, 400.0)      # corner range of the random low shelf (microphone bass, proximity effect)
 HIGH_SHELF_HZ = (2000.0, 6000.0)  # corner range of the random high shelf (microphone presence, room damping)
@@ -220,6 +225,10 @@ class RandomCropDataset:
             found.append(f"{len(low_rate)} training file(s) have a sample rate below the model's {self.sample_rate} Hz "
                          f"and are upsampled: they hold nothing above half their rate, and the model learns to "
                          f"leave that band empty; first: {low_rate[0]}")
+        if self.findings.quiet:
+            found.append(f"{len(self.findings.quiet)} training file(s) are silent or nearly so (peak below -60 dBFS), "
+                         f"and each crop is raised to {self.level_db[0]:g} to {self.level_db[1]:g} dBFS RMS (data.level_db): the "
+                         f"model learns their noise floor as sound; first: {self.findings.quiet[0]}")
         if repeated:
             found.append(f"{len(repeated)} training file(s) are listed more than once, and each listing counts "
                          f"(crops come from them that many times as often); first: {repeated[0]}")
@@ -231,7 +240,8 @@ class RandomCropDataset:
         elif short.any():   # crops are drawn in proportion to length: say how much of them is padding
             share = self.lengths[short].sum() / self.lengths.sum()
             found.append(f"{int(short.sum())} of {len(self.lengths)} training files are shorter than one crop "
-                         f"({crop}): crops from them, {share:.0%} of all, are padded with silence")
+                         f"({crop}): crops from them, {'under 1%' if share < 0.005 else f'{share:.0%}'} of all, "
+                         f"are padded with silence")
         return found
 
     def _crop(self, clip: np.ndarray, samples: int | None = None) -> np.ndarray:
