@@ -126,6 +126,10 @@ def test_overrides_of_names_and_paths_are_text():
     assert (recipe.model.name, recipe.run.out_dir, recipe.run.init_from) == ("on", os.path.expanduser("~"), "2024")
     assert recipe.data.train_dir == "a: b" and recipe.run.seed == 7
     assert load_recipe(REPO / "recipes" / "tiny.yaml", ["run.init_from=null"]).run.init_from is None
+    with pytest.raises(CodecError, match=r"override 'run.out_dir=null': run.out_dir cannot be null, as in a recipe "
+                                         r"file"):   # (a folder named null was made)
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["run.out_dir=null"])
+    assert load_recipe(REPO / "recipes" / "tiny.yaml", ['run.out_dir="null"']).run.out_dir == "null"
     assert load_recipe(REPO / "recipes" / "tiny.yaml", ['model.name="x"']).model.name == "x"
     entropy = load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", ["data.codec_model=2024", "entropy.name=no"])
     assert (entropy.data.codec_model, entropy.entropy.name) == ("2024", "no")
@@ -1256,3 +1260,18 @@ def test_resuming_from_another_folder_does_not_take_a_relative_data_folder_for_a
     train(load_recipe(tmp_path / "run" / RUN_RECIPE, ["run.max_steps=3", f"data.train_dir={other}"]), resume=True,
           console=Console(file=report, width=300))
     assert f"data.train_dir='{tmp_path / 'audio'}' -> '{other}'" in report.getvalue()
+    report = io.StringIO()   # init_from is taken at the start only: given on resume, it is named as unused
+    overrides = ["run.max_steps=4", f"run.init_from={tmp_path / 'run' / 'model'}"]
+    train(load_recipe(tmp_path / "run" / RUN_RECIPE, overrides), resume=True, console=Console(file=report, width=300))
+    assert f"note: run.init_from='{tmp_path / 'run' / 'model'}' is not used: a run takes it when it starts, and " \
+           f"--resume goes on from {tmp_path / 'run' / 'checkpoint.pt'}'s weights" in report.getvalue()
+
+
+def test_a_run_folder_inside_the_training_folder_is_warned_of(audio_folder, tmp_path):
+    report = io.StringIO()
+    train(tiny(audio_folder, audio_folder / "run", "run.max_steps=1"), console=Console(file=report, width=300))
+    assert f"warning: run.out_dir {audio_folder / 'run'} is inside data.train_dir {audio_folder}: the run's " \
+           f"checkpoint, model and logs are written among the training audio" in report.getvalue()
+    report = io.StringIO()
+    train(tiny(audio_folder, tmp_path / "apart", "run.max_steps=1"), console=Console(file=report, width=300))
+    assert "is inside data.train_dir" not in report.getvalue()

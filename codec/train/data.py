@@ -226,8 +226,9 @@ class RandomCropDataset:
                          f"and are upsampled: they hold nothing above half their rate, and the model learns to "
                          f"leave that band empty; first: {low_rate[0]}")
         if self.findings.quiet:
-            found.append(f"{len(self.findings.quiet)} training file(s) are silent or nearly so (peak below -60 dBFS), "
-                         f"and each crop is raised to {self.level_db[0]:g} to {self.level_db[1]:g} dBFS RMS (data.level_db): the "
+            low, high = self.level_db
+            found.append(f"{len(self.findings.quiet)} training file(s) are silent or nearly so (peak below -60 "
+                         f"dBFS), and each crop is raised to {low:g} to {high:g} dBFS RMS (data.level_db): the "
                          f"model learns their noise floor as sound; first: {self.findings.quiet[0]}")
         if repeated:
             found.append(f"{len(repeated)} training file(s) are listed more than once, and each listing counts "

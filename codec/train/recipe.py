@@ -788,6 +788,9 @@ def _apply_override(values: dict, override: str, places: dict[str, str] | None =
             raise CodecError(f"override '{override}': the value is not valid YAML ({reason}); quote it, "
                              f"e.g. {key}='\"{raw}\"'") from None
         value = raw
+    if name in text and value is None and not text[name] and raw.strip().lower() == "null":
+        raise CodecError(f"override '{override}': {key} cannot be null, as in a recipe file; give a value (to mean "
+                         f"text 'null', quote it: {key}='\"null\"')")
     if name in text and not isinstance(value, str) and not (value is None and text[name]):
         value = raw   # a name or path such as model.name=2024 or run.out_dir=~, not a number or bool
     values[section] = {**(values.get(section) or {}), name: value}

@@ -226,6 +226,12 @@ def _check_resumed_recipe(state: dict, recipe, checkpoint_path: Path, console: C
     if saved and changed:
         console.print(f"note: resuming with recipe values that differ from those the run last trained with "
                       f"({', '.join(changed)}); pass -o section.key=value to keep the earlier ones", highlight=False)
+    init_from = now.get("run", {}).get("init_from")
+    if saved and init_from and not _same_value(saved.get("run", {}).get("init_from"), init_from,
+                                               state.get("working_directory")):
+        console.print(f"note: run.init_from={init_from!r} is not used: a run takes it when it starts, and "
+                      f"--resume goes on from {checkpoint_path}'s weights; to start from it, use a new "
+                      f"run.out_dir", highlight=False)
 
 
 def _restore_gan(gan, state: dict, recipe, checkpoint_path: Path) -> None:
@@ -449,6 +455,16 @@ def _drop_unsaved_log_lines(out_dir: Path, step: int) -> None:
         write_atomically(log, lambda tmp: tmp.write_text("".join(kept)))
 
 
+def _run_among_data(out_dir: Path, train_dir: str) -> list[str]:
+    """A warning if the run's folder is the training folder or inside it (``codec encode`` refuses
+    the like): the run's files then sit among the user's audio."""
+    data = Path(train_dir)
+    if not data.is_dir() or not out_dir.resolve().is_relative_to(data.resolve()):
+        return []
+    return [f"run.out_dir {out_dir} is inside data.train_dir {data}: the run's checkpoint, model and logs are "
+            f"written among the training audio; a run folder outside it keeps them apart"]
+
+
 def _set_aside_earlier_log(out_dir: Path, console: Console) -> None:
     """A fresh run in the folder of one that stopped before its first checkpoint starts its own
     ``train.log``; the earlier one is kept as ``train.log.1`` (or the next free number)."""
@@ -616,7 +632,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
                           f"first: {noise_unreadable[0]}")
         for note in dataset.notes() + ([f"noise: {noise_skipped.summary()}"] if noise_skipped.summary() else []):
             console.print(f"note: {note}", highlight=False)
-        for warning in dataset.warnings():
+        for warning in dataset.warnings() + _run_among_data(out_dir, data.train_dir):
             console.print(f"warning: {warning}")
         if note := _shipped_name_note(recipe.model.name, run.init_from, out_dir):
             console.print(f"note: {note}", highlight=False)
