@@ -146,6 +146,12 @@ def test_recipe_errors(tmp_path):
     for override in ("nonsense", ".x=1", "run.=1"):   # (an empty name was "unknown recipe sections: ")
         with pytest.raises(CodecError, match=f"override '{re.escape(override)}' must look like section.key=value"):
             load_recipe(REPO / "recipes" / "tiny.yaml", [override])
+    with pytest.raises(CodecError, match=re.escape("override 'max_steps=3' must look like section.key=value (did you "
+                                                   "mean run.max_steps=3?)")):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["max_steps=3"])
+    with pytest.raises(CodecError, match=re.escape("data.dev_dir (an entropy-model recipe's key: codec training "
+                                                   "holds no files out; score the trained model")):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["data.dev_dir=held_out"])
     assert load_recipe(REPO / "recipes" / "tiny.yaml", [" run.max_steps = 7"]).run.max_steps == 7   # as typed
     for text in (f"inherit: {REPO / 'recipes' / 'tiny.yaml'}\nmax_steps: 10\n", "max_steps: 10\n"):
         (tmp_path / "top.yaml").write_text(text)   # a key at the top level, with and without a parent

@@ -383,10 +383,16 @@ def check_section_keys(section: str, values: dict, section_cls, extra: tuple[str
     if unknown:
         known = [key for key in known if f"{section}.{key}" not in unused]
         others = [(name, cls) for name, cls in sections if name != section]
-        names = ", ".join(f"{section}.{key}{_elsewhere(key, others) or _did_you_mean(key, known, f'{section}.')}"
-                          for key in unknown)
+        hints = [KEY_HINTS.get(f"{section}.{key}") or _elsewhere(key, others)
+                 or _did_you_mean(key, known, f"{section}.") for key in unknown]
+        names = ", ".join(f"{section}.{key}{hint}" for key, hint in zip(unknown, hints, strict=True))
         raise UnknownKeyError(f"unknown key{'s' if len(unknown) > 1 else ''} in recipe section '{section}': {names}; "
                               f"its keys are {', '.join(known)}", [f"{section}.{key}" for key in unknown])
+
+
+# keys a user may expect where they are not, with what to do instead
+KEY_HINTS = {"data.dev_dir": " (an entropy-model recipe's key: codec training holds no files out; score the trained "
+                             "model on files of your own with codec eval -m RUN/model FOLDER)"}
 
 
 class RecipeKeysError(CodecError):
@@ -775,7 +781,10 @@ def _apply_override(values: dict, override: str, places: dict[str, str] | None =
     origin, the override (see ``RecipeOrigins``)."""
     section, name, raw = _override_parts(override)
     if section is None:
-        raise CodecError(f"override '{override}' must look like section.key=value")
+        key, _, value = override.partition("=")
+        home = _home_section(key.strip(), _codec_recipe_sections()) if "." not in key else None
+        hint = f" (did you mean {home}.{key.strip()}={value}?)" if home else ""
+        raise CodecError(f"override '{override}' must look like section.key=value{hint}")
     key = f"{section}.{name}"
     if not isinstance(values.get(section) or {}, dict):
         raise CodecError(f"override '{override}': recipe section '{section}' is not a mapping of keys to values")
