@@ -296,7 +296,7 @@ def test_entropy_recipe_trains_on_a_tiny_codec(tiny_model_dir, tmp_path):
     model = load_entropy_model(tmp_path / "run" / "model")
     assert model.config.codec == "tiny-16k"
     from codec.errors import CodecError
-    expected = f"entropy.codec is 'conv-16k' but data.codec_model={tiny_model_dir} is a 'tiny-16k' model"
+    expected = f"entropy.codec is 'conv-16k' but data.codec_model={tiny_model_dir} is the model 'tiny-16k'"
     with pytest.raises(CodecError, match=re.escape(expected)):
         train_any(load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", [
             f"data.codec_model={tiny_model_dir}", f"run.out_dir={tmp_path / 'other'}",

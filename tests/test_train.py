@@ -457,6 +457,29 @@ def test_ctrl_c_stops_after_the_step_and_saves(audio_folder, tmp_path, monkeypat
         signal.signal(signal.SIGINT, before[0])
 
 
+def test_a_second_ctrl_c_stops_at_once_and_says_what_was_kept(audio_folder, tmp_path, monkeypatch):
+    import signal
+
+    calls = []
+    real_batch = RandomCropDataset.batch
+
+    def batch_then_two_ctrl_c(self, size):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        return real_batch(self, size)
+
+    monkeypatch.setattr(RandomCropDataset, "batch", batch_then_two_ctrl_c)
+    before = signal.signal(signal.SIGINT, lambda signum, frame: None)
+    try:
+        with pytest.raises(KeyboardInterrupt, match=r"interrupted again: stopped at once, without a checkpoint of "
+                                                    r"this step \(one saved earlier is kept"):
+            train(tiny(audio_folder, tmp_path / "run", "run.max_steps=50"))
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_a_ctrl_c_that_python_dropped_during_setup_still_stops_the_run(audio_folder, tmp_path):
     import signal
 

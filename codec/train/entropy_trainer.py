@@ -217,7 +217,7 @@ def code_folder(recipe: EntropyRecipe, folder: Path, cache: Path, console: Conso
         codec_model = load_model(recipe.data.codec_model)
     if codec_model.config.name != recipe.entropy.codec:
         raise CodecError(f"entropy.codec is '{recipe.entropy.codec}' but data.codec_model="
-                         f"{recipe.data.codec_model} is a '{codec_model.config.name}' model")
+                         f"{recipe.data.codec_model} is the model '{codec_model.config.name}'")
     _check_codec_fits(recipe.entropy, codec_model, recipe.data.codec_model)
     kbps = max(codec_model.config.bitrates_kbps)
     coded = codec_model.codebooks_for_bitrate(kbps)   # the most codebooks a .codes file of it holds

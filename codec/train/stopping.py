@@ -70,7 +70,7 @@ def stop_after_step(console=None) -> Iterator[list[int]]:
     def stop_at_step_end(signum, frame) -> None:
         stop_requested.append(signum)
         if signum == signal.SIGINT:   # a second Ctrl-C stops at once (without saving)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, _stop_at_once)
 
     signals = [*STOPPING_SIGNALS] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     previous_handlers = {signum: signal.signal(signum, stop_at_step_end) for signum in signals}
@@ -85,6 +85,11 @@ def stop_after_step(console=None) -> Iterator[list[int]]:
             signal.signal(signum, handler)
         if console is not None:
             console.file = own_file
+
+
+def _stop_at_once(signum, frame):
+    raise KeyboardInterrupt("interrupted again: stopped at once, without a checkpoint of this step (one saved "
+                            "earlier is kept: --resume goes on from it)")
 
 
 def ended_at(step: int, max_steps: int, deadline_passed: bool, stop_requested: bool) -> str:
