@@ -7,6 +7,7 @@ Each command is a thin typed function over one library call. Problems the user c
 import codecs
 import contextlib
 import functools
+import inspect
 import json
 import os
 import re
@@ -157,6 +158,10 @@ def user_errors(command):
             if os.environ.get("CODEC_DEBUG"):
                 raise
             _fail(internal_error_message(error))
+    # this typer keeps the line breaks inside a paragraph of --help, which then break mid-sentence
+    # at any terminal width but the source's: each paragraph is given as one line, for rich to wrap
+    wrapper.__doc__ = "\n\n".join(paragraph.replace("\n", " ")
+                                   for paragraph in inspect.cleandoc(command.__doc__ or "").split("\n\n"))
     return wrapper
 
 

@@ -589,3 +589,12 @@ def test_an_internal_errors_message_is_cut_to_a_readable_length():
     assert short == "internal error: TypeError: bad argument (set CODEC_DEBUG=1 for the traceback)"
     long = internal_error_message(TypeError("graph(" + "x" * 100_000 + ")"))   # as the ONNX exporter's can be
     assert len(long) < 700 and "(99507 characters more)" in long and long.endswith("for the traceback)")
+
+
+def test_help_paragraphs_wrap_at_the_terminals_width_not_the_sources(monkeypatch):
+    # (typer kept the docstring's line breaks: at 80 columns, "-o" ended one line and its value began a short next one)
+    monkeypatch.setenv("COLUMNS", "200")
+    result = invoke("train", "--help")
+    assert result.exit_code == 0
+    assert "codec train esc_16k_small_finetune -o data.train_dir=my_audio/ fine-tunes the default model" in \
+        result.output
