@@ -720,6 +720,12 @@ def models(
     if installed and not Path(installed).is_dir():   # a typo would otherwise only hide the models it names
         what = "is a file, not a folder" if Path(installed).exists() else "no such folder"
         stderr.print(f"warning: CODEC_MODELS_DIR={installed}: {what}; no installed models listed", soft_wrap=True)
+    elif installed and not any(Path(installed).glob("*/config.json")):
+        runs = sorted(Path(installed).glob("*/model/config.json"))   # a folder of training runs
+        hint = f"; training runs keep theirs in RUN/model (such as {runs[0].parent}): --model takes that " \
+               f"folder" if runs else ""
+        stderr.print(f"note: CODEC_MODELS_DIR={installed} holds no model folders (a model folder holds "
+                     f"config.json and model.safetensors){hint}", soft_wrap=True)
     with _writing_stdout():
         if as_json:
             # (no weights hash is computed for the list; a model without an input level or high-pass says null)

@@ -302,6 +302,19 @@ def test_a_models_folder_that_is_not_there_is_named(tmp_path, monkeypatch):
     assert f"warning: CODEC_MODELS_DIR={tmp_path / 'typo'}: is a file, not a folder" in result.output
 
 
+def test_a_models_folder_of_training_runs_is_told_where_their_models_are(tmp_path, tiny_model_dir, monkeypatch):
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_model_dir, runs / "first" / "model")
+    monkeypatch.setenv("CODEC_MODELS_DIR", str(runs))
+    result = invoke("models", "--json")
+    assert result.exit_code == 0
+    assert f"note: CODEC_MODELS_DIR={runs} holds no model folders (a model folder holds config.json and " \
+           f"model.safetensors); training runs keep theirs in RUN/model (such as {runs / 'first' / 'model'}): " \
+           f"--model takes that folder" in " ".join(result.output.split())
+    monkeypatch.setenv("CODEC_MODELS_DIR", str(runs / "first"))   # a folder of models: no note
+    assert "note:" not in invoke("models", "--json").output
+
+
 def test_an_empty_models_folder_variable_counts_as_unset(tmp_path, monkeypatch):
     from codec.models.loading import models_dir, shipped_models_dir
 
