@@ -55,10 +55,12 @@ def _checked_audio(audio, batch_size: int) -> np.ndarray:
                          f"a session codes [B, 1, n] (give channels as the batch, B = batch_size)")
     if not np.issubdtype(audio.dtype, np.floating):
         raise CodecError(f"audio is {audio.dtype}: give float samples in [-1, 1] (e.g. int16 / 32768)")
+    if not np.isfinite(audio).all():
+        raise CodecError("audio contains NaN or infinite samples")
     with np.errstate(over="ignore"):   # (float64 beyond float32's range becomes inf: refused below)
         audio = audio.astype(np.float32, copy=False)
     if not np.isfinite(audio).all():
-        raise CodecError("audio contains NaN or infinite samples")
+        raise CodecError("audio holds samples beyond float32's range (3.4e38); give float samples in [-1, 1]")
     return audio
 
 

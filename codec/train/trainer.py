@@ -72,12 +72,14 @@ def from_recipe(recipe) -> str:
 
 
 def _shipped_name_note(name: str, init_from: str | None, out_dir: Path) -> str | None:
-    """For a model trained from scratch under a shipped model's name: its .codes files name that
-    model, and decoding them without --model finds the shipped weights (and refuses them)."""
-    if init_from or not (shipped_models_dir() / name / "config.json").is_file():
+    """For a model trained under a shipped model's name: its .codes files name that model, and
+    decoding them without --model finds the shipped weights, which refuse them (another encoder)
+    or, for a fine-tune whose encoder is unchanged, decode them with the shipped decoder."""
+    if not (shipped_models_dir() / name / "config.json").is_file():
         return None
     return (f"model.name '{name}' is a shipped model's name too; this run's .codes files name it, so decode them "
-            f"with --model {out_dir / 'model'}, or give the model a name of its own (-o model.name=...)")
+            f"with --model {out_dir / 'model'}{' (without it, the shipped weights decode them)' if init_from else ''}"
+            f", or give the model a name of its own (-o model.name=...)")
 
 
 def _duration(hours: float) -> str:
