@@ -4,7 +4,7 @@ All integers are little-endian.
 
     offset  size  field
     0       4     magic b"CODC"
-    4       1     format version (1)
+    4       1     format version (2; readers take 1 too, see below)
     5       1     flags: bit 0 set = entropy-coded payload, bit 1 set = global-code section,
                   bit 2 set = level gain (all three below), other bits zero
     6       2     uint16: length M of the metadata in bytes
