@@ -720,6 +720,10 @@ def models(
     if installed and not Path(installed).is_dir():   # a typo would otherwise only hide the models it names
         what = "is a file, not a folder" if Path(installed).exists() else "no such folder"
         stderr.print(f"warning: CODEC_MODELS_DIR={installed}: {what}; no installed models listed", soft_wrap=True)
+    elif installed and (Path(installed) / "config.json").is_file():   # one model, not a folder of them
+        stderr.print(f"note: CODEC_MODELS_DIR={installed} is a model folder itself; it takes the folder that "
+                     f"holds model folders (here {Path(installed).resolve().parent}), and --model takes this one",
+                     soft_wrap=True)
     elif installed and not any(Path(installed).glob("*/config.json")):
         runs = sorted(Path(installed).glob("*/model/config.json"))   # a folder of training runs
         hint = f"; training runs keep theirs in RUN/model (such as {runs[0].parent}): --model takes that " \

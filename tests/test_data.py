@@ -177,8 +177,9 @@ def test_an_unreadable_training_file_is_left_out_with_a_warning(tmp_path):
                                   f"(Vorbis, Opus), MP3, AIFF"]
 
 
-def test_silent_or_nearly_silent_training_files_among_speech_are_warned_of(tmp_path):
+def test_very_quiet_training_files_among_speech_are_warned_of(tmp_path):
     # each crop is raised to the training level: a file of faint hiss becomes loud noise to learn
+    # (digital silence stays silence, and is not counted)
     folder = tmp_path / "audio"
     folder.mkdir()
     write_audio(folder / "speech.wav", tone(1.0, 16000), 16000)
@@ -187,9 +188,9 @@ def test_silent_or_nearly_silent_training_files_among_speech_are_warned_of(tmp_p
     write_audio(folder / "hiss.wav", hiss, 16000, subtype="PCM_24")
     write_audio(folder / "zeros.wav", np.zeros((16000, 1)), 16000)
     warnings = RandomCropDataset(folder, 16000, 8000, level_db=(-30.0, -20.0)).warnings()
-    assert warnings == [f"2 training file(s) are silent or nearly so (peak below -60 dBFS), and each crop is raised "
-                        f"to -30 to -20 dBFS RMS (data.level_db): the model learns their noise floor as sound; "
-                        f"first: {folder / 'hiss.wav'}"]
+    assert warnings == [f"1 training file(s) are very quiet (peak below -60 dBFS, not digital silence), and each "
+                        f"crop is raised to -30 to -20 dBFS RMS (data.level_db), by 30 dB or more, with their noise "
+                        f"and rounding floor; first: {folder / 'hiss.wav'}"]
     other = tmp_path / "other"   # a short file's share that rounds to 0%
     other.mkdir()
     write_audio(other / "long.wav", tone(60.0, 16000), 16000)

@@ -313,6 +313,10 @@ def test_a_models_folder_of_training_runs_is_told_where_their_models_are(tmp_pat
            f"--model takes that folder" in " ".join(result.output.split())
     monkeypatch.setenv("CODEC_MODELS_DIR", str(runs / "first"))   # a folder of models: no note
     assert "note:" not in invoke("models", "--json").output
+    monkeypatch.setenv("CODEC_MODELS_DIR", str(runs / "first" / "model"))   # one model folder
+    assert f"note: CODEC_MODELS_DIR={runs / 'first' / 'model'} is a model folder itself; it takes the folder " \
+           f"that holds model folders (here {runs / 'first'}), and --model takes this one" in \
+           " ".join(invoke("models", "--json").output.split())
 
 
 def test_an_empty_models_folder_variable_counts_as_unset(tmp_path, monkeypatch):

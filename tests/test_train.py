@@ -149,6 +149,8 @@ def test_recipe_errors(tmp_path):
     with pytest.raises(CodecError, match=re.escape("override 'max_steps=3' must look like section.key=value (did you "
                                                    "mean run.max_steps=3?)")):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["max_steps=3"])
+    with pytest.raises(CodecError, match=re.escape("(did you mean entropy.name=x?)")):   # an entropy recipe's own
+        load_recipe(REPO / "recipes" / "entropy_conv_16k.yaml", ["name=x"])
     with pytest.raises(CodecError, match=re.escape("data.dev_dir (an entropy-model recipe's key: codec training "
                                                    "holds no files out; score the trained model")):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["data.dev_dir=held_out"])
@@ -472,10 +474,18 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_was_kept(audio_folder, tmp_
 
     monkeypatch.setattr(RandomCropDataset, "batch", batch_then_two_ctrl_c)
     before = signal.signal(signal.SIGINT, lambda signum, frame: None)
-    try:
-        with pytest.raises(KeyboardInterrupt, match=r"interrupted again: stopped at once, without a checkpoint of "
-                                                    r"this step \(one saved earlier is kept"):
-            train(tiny(audio_folder, tmp_path / "run", "run.max_steps=50"))
+    run = tmp_path / "run"
+    try:   # (checkpoints are saved every few minutes: none yet at the third step)
+        with pytest.raises(KeyboardInterrupt, match=r"^interrupted again: stopped at once, without saving; no "
+                                                    r"checkpoint had been saved yet$"):
+            train(tiny(audio_folder, run, "run.max_steps=50"))
+        assert not (run / CHECKPOINT_FILE).exists()
+        train(tiny(audio_folder, tmp_path / "first", "run.max_steps=1"))   # one that was saved is named
+        calls.clear()
+        with pytest.raises(KeyboardInterrupt, match=f"^interrupted again: stopped at once, without saving; "
+                                                    f"{re.escape(str(tmp_path / 'first' / CHECKPOINT_FILE))} from "
+                                                    f"the last save is kept \\(--resume goes on from it\\)$"):
+            train(tiny(audio_folder, tmp_path / "first", "run.max_steps=50"), resume=True)
     finally:
         signal.signal(signal.SIGINT, before)
 
@@ -950,7 +960,7 @@ def test_an_unknown_architecture_is_named_with_or_without_overrides(tmp_path, ar
             load_recipe(tmp_path / "arch.yaml", overrides)
 
 
-def test_switching_a_recipes_architecture_names_the_override_and_a_recipe_to_start_from():
+def test_switching_a_recipes_architecture_or_leaving_it_out_is_named_with_the_fix():
     # (before: "unknown keys" blamed the recipe files, with near spellings of the wrong architecture's keys)
     with pytest.raises(CodecError) as error:
         load_recipe(REPO / "recipes" / "tiny.yaml", ["model.architecture=esc"])
@@ -960,6 +970,11 @@ def test_switching_a_recipes_architecture_names_the_override_and_a_recipe_to_sta
     assert str(error.value).endswith("train an ESC recipe instead (inherit: esc_16k_small, or esc_16k)")
     with pytest.raises(CodecError, match=r"unknown key in recipe section 'model': model.num_codebooks"):
         load_recipe(REPO / "recipes" / "esc_16k.yaml", ["model.num_codebooks=8"])   # one stray key: as before
+    # an ESC model's keys without its architecture: the fix is to name it (the default is conv)
+    with pytest.raises(CodecError, match=re.escape(
+            "the recipe's model section holds keys of the esc architecture (model.n_fft, model.subbands, model.dims) "
+            "but no model.architecture, which is conv by default; add 'architecture: esc' to it")):
+        load_recipe(REPO / "recipes" / "base.yaml", ["model.n_fft=640", "model.subbands=16", "model.dims=[64, 96]"])
 
 
 def test_recipe_errors_name_where_the_value_was_set_the_sections_keys_and_the_nearest(tmp_path):
@@ -1188,13 +1203,11 @@ def test_the_run_header_gives_a_few_clips_in_seconds_as_the_too_little_audio_war
 def test_a_model_trained_or_fine_tuned_under_a_shipped_name_is_noted(tmp_path):
     from codec.train.trainer import _shipped_name_note
 
-    note = _shipped_name_note("esc-16k-small", None, tmp_path)
+    # (from scratch or a fine-tune: the shipped weights refuse this run's codes either way)
+    note = _shipped_name_note("esc-16k-small", tmp_path)
     assert note.startswith("model.name 'esc-16k-small' is a shipped model's name too") and \
         f"--model {tmp_path / 'model'}" in note
-    # a fine-tune of it: one whose encoder is unchanged had its codes decoded by the shipped decoder, unsaid
-    assert f"--model {tmp_path / 'model'} (without it, the shipped weights decode them)" in \
-        _shipped_name_note("esc-16k-small", "esc-16k-small", tmp_path)
-    assert _shipped_name_note("my-codec", None, tmp_path) is None
+    assert _shipped_name_note("my-codec", tmp_path) is None
 
 
 def test_a_key_overridden_twice_is_warned_of():
@@ -1291,11 +1304,13 @@ def test_resuming_from_another_folder_does_not_take_a_relative_data_folder_for_a
     train(load_recipe(tmp_path / "run" / RUN_RECIPE, ["run.max_steps=3", f"data.train_dir={other}"]), resume=True,
           console=Console(file=report, width=300))
     assert f"data.train_dir='{tmp_path / 'audio'}' -> '{other}'" in report.getvalue()
-    report = io.StringIO()   # init_from is taken at the start only: given on resume, it is named as unused
-    overrides = ["run.max_steps=4", f"run.init_from={tmp_path / 'run' / 'model'}"]
-    train(load_recipe(tmp_path / "run" / RUN_RECIPE, overrides), resume=True, console=Console(file=report, width=300))
-    assert f"note: run.init_from='{tmp_path / 'run' / 'model'}' is not used: a run takes it when it starts, and " \
-           f"--resume goes on from {tmp_path / 'run' / 'checkpoint.pt'}'s weights" in report.getvalue()
+    monkeypatch.chdir(tmp_path)   # and so is the same spelling from another folder, where it names another
+    train(tiny("audio", tmp_path / "second", "run.max_steps=1"), console=Console(file=io.StringIO()))
+    shutil.copytree(audio_folder, tmp_path / "elsewhere" / "audio")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    report = io.StringIO()
+    train(tiny("audio", tmp_path / "second", "run.max_steps=2"), resume=True, console=Console(file=report, width=300))
+    assert "data.train_dir='audio' -> 'audio'" in report.getvalue()
 
 
 def test_a_run_folder_inside_the_training_folder_is_warned_of(audio_folder, tmp_path):

@@ -27,7 +27,7 @@ class Findings:
     """What loading training audio found that a user should hear of: files cut short (shorter than
     their header announces, as ``codec encode`` warns of them), files at a sample rate below the
     model's (upsampled, so empty above half their rate), files a manifest lists more than once,
-    files silent or nearly so (each crop is raised to the training level: their noise floor too)."""
+    very quiet files (each crop is raised to the training level: their noise and rounding floor too)."""
 
     truncated: list[str] = field(default_factory=list)
     low_rate: list[str] = field(default_factory=list)
@@ -62,7 +62,7 @@ def _load_all(source: Path, sample_rate: int, findings: Findings | None = None,
         if findings is not None and rate < sample_rate:
             findings.low_rate.append(f"{path} ({rate} Hz)")
         clips.append(resample(audio.mean(axis=1), rate, sample_rate).astype(np.float32))
-        if findings is not None and len(clips[-1]) and np.abs(clips[-1]).max() < QUIET_PEAK:
+        if findings is not None and 0 < np.abs(clips[-1]).max(initial=0.0) < QUIET_PEAK:   # (zeros stay zeros)
             findings.quiet.append(str(path))
     if not clips and unreadable:
         raise CodecError(f"{source}: none of its audio files can be read; first: {unreadable[0]}")
@@ -227,9 +227,10 @@ class RandomCropDataset:
                          f"leave that band empty; first: {low_rate[0]}")
         if self.findings.quiet:
             low, high = self.level_db
-            found.append(f"{len(self.findings.quiet)} training file(s) are silent or nearly so (peak below -60 "
-                         f"dBFS), and each crop is raised to {low:g} to {high:g} dBFS RMS (data.level_db): the "
-                         f"model learns their noise floor as sound; first: {self.findings.quiet[0]}")
+            found.append(f"{len(self.findings.quiet)} training file(s) are very quiet (peak below -60 dBFS, not "
+                         f"digital silence), and each crop is raised to {low:g} to {high:g} dBFS RMS "
+                         f"(data.level_db), by {low + 60:g} dB or more, with their noise and rounding floor; first: "
+                         f"{self.findings.quiet[0]}")
         if repeated:
             found.append(f"{len(repeated)} training file(s) are listed more than once, and each listing counts "
                          f"(crops come from them that many times as often); first: {repeated[0]}")

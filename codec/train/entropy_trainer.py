@@ -452,7 +452,7 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
         console.print(" ".join(f"{k}={v}" for k, v in record.items()), highlight=False)
         total, count, last_log = 0.0, 0, now
 
-    with stop_after_step(console) as stop_requested:   # (to the end: a lost console reader never stops the save)
+    with stop_after_step(console, checkpoint_path) as stop_requested:   # (to the end: a lost reader never stops a save)
         while step < run.max_steps and time.monotonic() < deadline and not stop_requested:
             for group in optimizer.param_groups:
                 group["lr"] = _learning_rate(recipe, step)

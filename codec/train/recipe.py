@@ -348,6 +348,11 @@ def _model_class(values: dict) -> tuple[type, dict]:
     # a recipe of one architecture switched to another (one or two stray keys get the plain error)
     if len(unknown) >= 3 and sorted(set(theirs)) == sorted(unknown):
         keys = [f"model.{key}" for key in unknown]
+        if "architecture" not in values:   # (conv by default: the recipe left its architecture out)
+            other = next(name for name in ARCHITECTURES if name != architecture)
+            raise RecipeKeysError(f"the recipe's model section holds keys of the {other} architecture "
+                                  f"({', '.join(keys)}) but no model.architecture, which is {architecture} by "
+                                  f"default; add 'architecture: {other}' to it", keys)
         raise RecipeKeysError(f"recipe value model.architecture={architecture!r} does not fit this recipe's model "
                               f"section, which holds another architecture's keys ({', '.join(keys)}); train "
                               f"{ARCHITECTURE_EXAMPLES[architecture]}", ["model.architecture", *keys])
@@ -413,6 +418,17 @@ def _codec_recipe_sections() -> list[tuple[str, type]]:
     """A codec recipe's sections as ``(name, config class)``; ``model`` once per architecture."""
     classes = [(f.name, f.default_factory) for f in dataclasses.fields(Recipe) if f.name != "model"]
     return classes + [("model", ConvCodecConfig), ("model", EscCodecConfig)]
+
+
+def _recipe_sections(values: dict) -> list[tuple[str, type]]:
+    """The sections of the kind of recipe ``values`` holds (an entropy recipe has an ``entropy``
+    section), as ``(name, config class)``."""
+    if "entropy" not in values:
+        return _codec_recipe_sections()
+    from codec.train.entropy_trainer import EntropyRecipe
+
+    defaults = EntropyRecipe()
+    return [(f.name, type(getattr(defaults, f.name))) for f in dataclasses.fields(EntropyRecipe)]
 
 
 def _home_section(key, sections: list[tuple[str, type]]) -> str | None:
@@ -782,7 +798,7 @@ def _apply_override(values: dict, override: str, places: dict[str, str] | None =
     section, name, raw = _override_parts(override)
     if section is None:
         key, _, value = override.partition("=")
-        home = _home_section(key.strip(), _codec_recipe_sections()) if "." not in key else None
+        home = _home_section(key.strip(), _recipe_sections(values)) if "." not in key else None
         hint = f" (did you mean {home}.{key.strip()}={value}?)" if home else ""
         raise CodecError(f"override '{override}' must look like section.key=value{hint}")
     key = f"{section}.{name}"

@@ -9,6 +9,7 @@ import errno
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from codec.pipes import discard_output
 from codec.signals import STOPPING_SIGNALS, take_raised
@@ -58,10 +59,11 @@ class _OutputLossGuard:
 
 
 @contextmanager
-def stop_after_step(console=None) -> Iterator[list[int]]:
+def stop_after_step(console=None, checkpoint: Path | None = None) -> Iterator[list[int]]:
     """Yields a list that the signals received while inside are appended to (their numbers); the
     training loop ends when it is not empty. The process gets its own handlers back on leaving.
     With a rich ``console``, a write that finds its reader gone appends SIGPIPE instead of raising.
+    A second Ctrl-C raises KeyboardInterrupt at once, saying whether ``checkpoint`` (the run's) is there.
 
     A SIGINT that the launching shell ignores (as for a background job) stays ignored.
     """
@@ -70,7 +72,7 @@ def stop_after_step(console=None) -> Iterator[list[int]]:
     def stop_at_step_end(signum, frame) -> None:
         stop_requested.append(signum)
         if signum == signal.SIGINT:   # a second Ctrl-C stops at once (without saving)
-            signal.signal(signal.SIGINT, _stop_at_once)
+            signal.signal(signal.SIGINT, lambda signum, frame: _stop_at_once(checkpoint))
 
     signals = [*STOPPING_SIGNALS] + ([signal.SIGINT] if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN else [])
     previous_handlers = {signum: signal.signal(signum, stop_at_step_end) for signum in signals}
@@ -87,9 +89,10 @@ def stop_after_step(console=None) -> Iterator[list[int]]:
             console.file = own_file
 
 
-def _stop_at_once(signum, frame):
-    raise KeyboardInterrupt("interrupted again: stopped at once, without a checkpoint of this step (one saved "
-                            "earlier is kept: --resume goes on from it)")
+def _stop_at_once(checkpoint: Path | None):
+    kept = f"{checkpoint} from the last save is kept (--resume goes on from it)" \
+        if checkpoint is not None and checkpoint.is_file() else "no checkpoint had been saved yet"
+    raise KeyboardInterrupt(f"interrupted again: stopped at once, without saving; {kept}")
 
 
 def ended_at(step: int, max_steps: int, deadline_passed: bool, stop_requested: bool) -> str:

@@ -71,15 +71,14 @@ def from_recipe(recipe) -> str:
     return f" (recipe {origins.recipe})" if origins is not None else ""
 
 
-def _shipped_name_note(name: str, init_from: str | None, out_dir: Path) -> str | None:
-    """For a model trained under a shipped model's name: its .codes files name that model, and
-    decoding them without --model finds the shipped weights, which refuse them (another encoder)
-    or, for a fine-tune whose encoder is unchanged, decode them with the shipped decoder."""
+def _shipped_name_note(name: str, out_dir: Path) -> str | None:
+    """For a model trained under a shipped model's name, from scratch or as a fine-tune: its .codes
+    files name that model, and decoding them without --model finds the shipped weights, which
+    refuse them (a model reads the codes of the weights it came from, not of those that came from it)."""
     if not (shipped_models_dir() / name / "config.json").is_file():
         return None
     return (f"model.name '{name}' is a shipped model's name too; this run's .codes files name it, so decode them "
-            f"with --model {out_dir / 'model'}{' (without it, the shipped weights decode them)' if init_from else ''}"
-            f", or give the model a name of its own (-o model.name=...)")
+            f"with --model {out_dir / 'model'}, or give the model a name of its own (-o model.name=...)")
 
 
 def _duration(hours: float) -> str:
@@ -96,6 +95,13 @@ def _learning_rate(recipe: Recipe, step: int) -> float:
     return optim.lr * optim.lr_decay ** max(0, step - max(optim.warmup_steps, optim.decay_start))
 
 
+def _working_directory() -> str | None:
+    try:
+        return os.getcwd()
+    except FileNotFoundError:   # (deleted while the run went on: its relative paths name nothing now)
+        return None
+
+
 def _save_checkpoint(path: Path, model, optimizer, step: int, train_seconds: float, recipe, dataset,
                      extra: dict | None = None) -> None:
     state = {
@@ -104,7 +110,7 @@ def _save_checkpoint(path: Path, model, optimizer, step: int, train_seconds: flo
         "step": step,
         "train_seconds": train_seconds,
         "recipe": recipe.to_dict(),
-        "working_directory": os.getcwd(),   # what the recipe's relative paths were relative to
+        "working_directory": _working_directory(),   # what the recipe's relative paths were relative to
         "torch_rng": torch.get_rng_state(),
         "data_rng": json.dumps(dataset.rng.bit_generator.state),
         **(extra or {}),
@@ -188,15 +194,14 @@ RESUMABLE_RUN_KEYS = ("max_steps", "max_minutes", "threads", "log_every", "check
 
 
 def _same_value(before, after, before_directory: str | None = None) -> bool:
-    """Equal, or two spellings of one file or folder (relative and absolute, or a moved run's);
-    a relative ``before`` is taken from ``before_directory`` (the run's working directory then)."""
-    if before == after:
-        return True
+    """Two spellings of one file or folder (relative and absolute, or a moved run's), or equal
+    values that name none; a relative ``before`` is taken from ``before_directory`` (the run's
+    working directory then), so that one spelling resumed from another folder is another folder."""
     if isinstance(before, str) and isinstance(after, str):
-        before = os.path.join(before_directory or "", before)   # (an absolute path stays as it is)
-        if os.path.exists(before) and os.path.exists(after):
-            return os.path.samefile(before, after)
-    return False
+        then = os.path.join(before_directory or "", before)   # (an absolute path stays as it is)
+        if os.path.exists(then) and os.path.exists(after):
+            return os.path.samefile(then, after)
+    return before == after
 
 
 def _check_resumed_recipe(state: dict, recipe, checkpoint_path: Path, console: Console) -> None:
@@ -228,12 +233,6 @@ def _check_resumed_recipe(state: dict, recipe, checkpoint_path: Path, console: C
     if saved and changed:
         console.print(f"note: resuming with recipe values that differ from those the run last trained with "
                       f"({', '.join(changed)}); pass -o section.key=value to keep the earlier ones", highlight=False)
-    init_from = now.get("run", {}).get("init_from")
-    if saved and init_from and not _same_value(saved.get("run", {}).get("init_from"), init_from,
-                                               state.get("working_directory")):
-        console.print(f"note: run.init_from={init_from!r} is not used: a run takes it when it starts, and "
-                      f"--resume goes on from {checkpoint_path}'s weights; to start from it, use a new "
-                      f"run.out_dir", highlight=False)
 
 
 def _restore_gan(gan, state: dict, recipe, checkpoint_path: Path) -> None:
@@ -636,7 +635,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
             console.print(f"note: {note}", highlight=False)
         for warning in dataset.warnings() + _run_among_data(out_dir, data.train_dir):
             console.print(f"warning: {warning}")
-        if note := _shipped_name_note(recipe.model.name, run.init_from, out_dir):
+        if note := _shipped_name_note(recipe.model.name, out_dir):
             console.print(f"note: {note}", highlight=False)
     replica = wrap(model)
     if run.compile:
@@ -691,7 +690,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         monitor.scalars(step, record, model.quantizer.perplexities())
         sums, counts, last_log, last_log_step = {}, {}, now, step
 
-    with stop_after_step(console) as stop_requested:   # (to the end: a lost console reader never stops the save)
+    with stop_after_step(console, checkpoint_path) as stop_requested:   # (to the end: a lost reader never stops a save)
         with Progress(*columns, console=console, transient=True, disable=not main_process) as progress:
             task = progress.add_task("train", total=run.max_steps, completed=step, loss=math.nan, rate=0.0)
             while not distributed.any_true(step >= run.max_steps or time.monotonic() >= deadline
