@@ -308,6 +308,9 @@ def _file_output(output: str, source: str, suffix: str) -> Path:
         CodecError: for a name that ends with /.
     """
     if output != "-" and output.endswith(("/", os.sep)):
+        if source != "-" and not os.path.lexists(source):   # (the real mistake: the input is not there)
+            from codec.audio import missing
+            raise CodecError(f"{source}: {missing(Path(source))}")
         stem = "out" if source == "-" else Path(source).stem
         raise CodecError(f"{output}: names a folder (it ends with /); give a file name such as "
                          f"{output}{stem}{suffix}")
@@ -538,17 +541,27 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from codec.audio import AUDIO_SUFFIXES
-    from codec.batch import CODES_SUFFIX, check_output_folder, find_files, plan_jobs, run_batch, summary_lines
+    from codec.batch import (
+        CODES_SUFFIX,
+        check_output_folder,
+        find_files,
+        outside_the_output,
+        plan_jobs,
+        run_batch,
+        summary_lines,
+    )
     from codec.datasets import Skipped
     from codec.pipes import is_stdio
 
     if "-" in sources:
         raise CodecError("- (stdin) takes one input; for several, give files, a folder or a glob")
     if is_stdio(output):
-        raise CodecError("several inputs cannot go to - (stdout); give an output folder")
+        given = "a folder or glob pattern" if len(sources) == 1 else "several inputs"
+        raise CodecError(f"{given} cannot go to - (stdout); give an output folder")
     check_output_folder(sources, output, (CODES_SUFFIX, *AUDIO_SUFFIXES), settings.command)
     skipped = Skipped()
-    planned, clashes = plan_jobs(find_files(sources, input_suffixes, recognise, skipped), output, output_suffix)
+    found, inside_output = outside_the_output(find_files(sources, input_suffixes, recognise, skipped), sources, output)
+    planned, clashes = plan_jobs(found, output, output_suffix)
     # the other kind's files are expected beside the inputs (coding in place): not worth a note
     outputs_kind = (CODES_SUFFIX,) if settings.command == "encode" else AUDIO_SUFFIXES
     skipped.not_audio = [path for path in skipped.not_audio if path.suffix.lower() not in outputs_kind]
@@ -563,6 +576,10 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
                                                            ".codes files or saved streams")
     if note := skipped.summary(wanted):
         stderr.print(_visible(f"note: {note}"), soft_wrap=True)
+    if inside_output:
+        stderr.print(_visible(f"note: left out {inside_output} file{'s' if inside_output > 1 else ''} below the "
+                              f"output folder {output}, which lies inside the input folder: earlier outputs, which "
+                              f"coded again would nest one level deeper at each run"), soft_wrap=True)
     for line in summary_lines(outcomes, settings.command):
         stderr.print(_visible(line), soft_wrap=True)
     if any(o.status == "failed" for o in outcomes):

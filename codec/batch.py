@@ -157,6 +157,22 @@ def _expand(text: str, suffixes: tuple[str, ...], recognise: tuple[str, Callable
     return sorted(files), root
 
 
+def outside_the_output(placed: list[tuple[Path, Path]], inputs: list[str],
+                       out_dir: Path) -> tuple[list[tuple[Path, Path]], int]:
+    """``placed`` (``find_files``'s) without the files a folder input gave from below ``out_dir``,
+    where ``out_dir`` lies inside that folder (``codec encode rec/ rec/codes/``): earlier runs'
+    outputs, which coded again nest one level deeper at each run. Returns them and how many were
+    left out. An output folder that is the input folder itself (coding in place) leaves out none,
+    nor files given by name."""
+    out = resolved_path(out_dir)
+    folders = [resolved_path(Path(text)) for text in inputs if Path(text).is_dir()]
+    if not any(out != folder and out.is_relative_to(folder) for folder in folders):
+        return placed, 0
+    named = {Path(text) for text in inputs}
+    kept = [(file, place) for file, place in placed if file in named or not resolved_path(file).is_relative_to(out)]
+    return kept, len(placed) - len(kept)
+
+
 def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tuple[list[Job], list[Outcome]]:
     """Jobs coding each ``(file, place)`` of ``find_files`` into ``out_dir / place`` with ``suffix``,
     and failed outcomes for files whose output another file already takes (``x.wav`` and ``x.flac``
@@ -224,7 +240,9 @@ def check_output_folder(inputs: list[str], out_dir: Path, suffixes: tuple[str, .
         if len(inputs) == 1 and Path(inputs[0]).is_dir():
             raise CodecError(f"{inputs[0]}: is a directory; to {command} the files in it, give an output "
                              f"folder instead of {out_dir}")
-        raise CodecError(f"{out_dir}: several inputs need an output folder, not a file name")
+        given = "a glob pattern" if len(inputs) == 1 else "several inputs"   # (however many files it matches)
+        raise CodecError(f"{out_dir}: {given} need{'s' if len(inputs) == 1 else ''} an output folder, not a "
+                         f"file name")
 
 
 # --- coding one file (in a worker) ---------------------------------------------------------
@@ -285,7 +303,9 @@ def _stop_with_parent() -> None:
         return
     parent = multiprocessing.parent_process()
     if parent is not None and os.getppid() != parent.pid:   # it died before the request: none would come
-        os.kill(os.getpid(), signal.SIGTERM)
+        # (exit as SIGTERM would, quietly: raised inside the pool's initializer, it printed a traceback;
+        # a worker that has not started a job has no temporary file to remove)
+        os._exit(128 + signal.SIGTERM)
 
 
 def _claim(claims, index: int, who: int) -> bool:

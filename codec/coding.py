@@ -764,13 +764,13 @@ def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: s
 
     Raises:
         CodecError: naming ``path`` (not ``tmp``), the format asked for and libsndfile's reason, if
-            it refuses (more channels than the format holds: FLAC 8, OGG 255, WAV 1024), above
-            192 kHz in OGG, or an AIFF file past 4 GiB.
+            it refuses (more channels than the format holds: FLAC 8, OGG 255, WAV and AIFF 1024), above
+            192 kHz in OGG, a FLAC rate above 65535 Hz not in steps of 10 Hz, or an AIFF file past 4 GiB.
     """
     audio_format = audio_format_for(path)
     data_bytes = 0 if frames is None else frames * channels * (3 if subtype == "PCM_24" else 2)
-    if audio_format == "WAV" and channels > 1024:
-        raise CodecError(f"{path}: WAV holds at most 1024 channels, not {channels}")
+    if audio_format in ("WAV", "AIFF") and channels > 1024:   # (libsndfile's limit)
+        raise CodecError(f"{path}: {audio_format} holds at most 1024 channels, not {channels}")
     if data_bytes > _SIZE_FIELD_LIMIT and audio_format == "AIFF":
         raise CodecError(f"{path}: {data_bytes / 2**30:.1f} GiB of audio is past AIFF's 4 GiB; write .wav "
                          f"(RF64) or .flac")
@@ -778,6 +778,9 @@ def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: s
         audio_format = "RF64"
     if audio_format == "FLAC" and channels > 8:
         raise CodecError(f"{path}: FLAC holds at most 8 channels, not {channels}; write .wav")
+    if audio_format == "FLAC" and sample_rate > 65535 and sample_rate % 10:   # (its header's rate field)
+        raise CodecError(f"{path}: FLAC holds a rate above 65535 Hz only in steps of 10 Hz, not {sample_rate}; "
+                         f"choose one such as {sample_rate // 10 * 10}, or write .wav")
     if audio_format == "OGG" and channels > 255:   # Ogg's channel mapping holds 255 (libsndfile crashes beyond)
         raise CodecError(f"{path}: OGG holds at most 255 channels, not {channels}; write .wav")
     if audio_format == "OGG" and sample_rate > 192000:   # libvorbis crashes above about 200 kHz

@@ -277,7 +277,10 @@ def test_a_batch_of_only_formats_not_read_says_how_to_convert_them(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["encode", "{tree}", "out.codes"], "is a directory; to encode the files in it, give an output folder"),
     (["decode", "{tree}", "out.wav"], "is a directory; to decode the files in it, give an output folder"),
-    (["encode", "{tree}/*.wav", "out.codes"], "several inputs need an output folder"),
+    (["encode", "{tree}/*.wav", "out.codes"], "a glob pattern needs an output folder, not a file name"),
+    (["encode", "{tree}/*.wav", "{tree}/top.wav", "out.codes"], "several inputs need an output folder"),
+    (["encode", "{tree}/top.w*", "-"], "a folder or glob pattern cannot go to - (stdout)"),
+    (["encode", "missing", "out/"], "missing: no such file"),   # (not the output's trailing / blamed)
     (["encode", "{tree}", "-"], "cannot go to - (stdout)"),
     (["encode", "{tree}", "out", "--jobs", "0"], "--jobs 0"),
     (["encode", "{tree}", "out", "--threads", "0"], "--threads 0: must be 1 to "),
@@ -554,3 +557,27 @@ def test_decoding_in_place_never_replaces_the_recordings_beside_the_codes(tiny_m
     assert again.exit_code == 0
     skipped = invoke("decode", tree / "a", tree / "elsewhere", "--model", tiny_model_dir)
     assert "already done: " in skipped.output and "elsewhere/x.wav" in " ".join(skipped.output.split())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_worker_whose_batch_died_before_it_started_exits_quietly():
+    # (a batch SIGKILLed while its workers started: each printed "Exception in initializer" and a traceback)
+    script = ("import multiprocessing, types\n"
+              "multiprocessing.parent_process = lambda: types.SimpleNamespace(pid=-1)   # not our parent: gone\n"
+              "from codec.batch import _stop_with_parent\n"
+              "_stop_with_parent()\n"
+              "print('still running')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (143, "", "")
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_coded_again(tiny_model_dir, tree):
+    # (each rerun coded the decoded copies there again, one level deeper: in/codes/codes/...)
+    codes = tree / "codes"
+    assert invoke("encode", tree, codes, "--model", tiny_model_dir).exit_code == 0
+    assert invoke("decode", codes, codes, "--model", tiny_model_dir).exit_code == 0   # audio beside the codes
+    result = invoke("encode", tree, codes, "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert f"note: left out 3 files below the output folder {codes}, which lies inside the input folder" in \
+        " ".join(result.output.split())
+    assert "encoded 0 files, 3 already done" in result.output and not (codes / "codes").exists()

@@ -127,6 +127,11 @@ def test_more_channels_than_the_format_holds_names_the_output(tiny_model_dir, sp
     assert result.exit_code == 1 and "fast.ogg: OGG Vorbis holds at most 192000 Hz" in result.output
     result = invoke("decode", codes, tmp_path / "wide.ogg", "--model", tiny_model_dir, "--channels", "256")
     assert result.exit_code == 1 and "wide.ogg: OGG holds at most 255 channels, not 256" in result.output
+    result = invoke("decode", codes, tmp_path / "wide.aiff", "--model", tiny_model_dir, "--channels", "1025")
+    assert result.exit_code == 1 and "wide.aiff: AIFF holds at most 1024 channels, not 1025" in result.output
+    result = invoke("decode", codes, tmp_path / "odd.flac", "--model", tiny_model_dir, "-r", "96001")
+    assert result.exit_code == 1 and "odd.flac: FLAC holds a rate above 65535 Hz only in steps of 10 Hz, not " \
+        "96001; choose one such as 96000, or write .wav" in " ".join(result.output.split())
     assert "partial" not in result.output and not list(tmp_path.glob(".*partial*"))
 
 
