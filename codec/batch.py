@@ -145,7 +145,10 @@ def _expand(text: str, suffixes: tuple[str, ...], recognise: tuple[str, Callable
         found = visible_files(root, None if skipped is None else skipped.hidden)
     else:
         root = _pattern_root(text)
-        found = [path for path in map(Path, glob.glob(text, recursive=True)) if not path.is_dir()]
+        found = []
+        for path in map(Path, glob.glob(text, recursive=True)):   # a folder matched: its files, as the shell's
+            found += visible_files(path, None if skipped is None else skipped.hidden) if path.is_dir() else [path]
+        found = list(dict.fromkeys(found))   # (in/** matches a folder and its files both)
     files = [path for path in found if wanted(path)]
     if not files:   # what was found instead, when looking for audio (.m4a files: how to convert them)
         others = Skipped(not_audio=found).summary() if suffixes == AUDIO_SUFFIXES and found else None

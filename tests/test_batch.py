@@ -581,3 +581,12 @@ def test_an_output_folder_inside_the_input_folder_is_not_coded_again(tiny_model_
     assert f"note: left out 3 files below the output folder {codes}, which lies inside the input folder" in \
         " ".join(result.output.split())
     assert "encoded 0 files, 3 already done" in result.output and not (codes / "codes").exists()
+
+
+def test_a_quoted_glob_takes_the_folders_it_matches_as_the_shells_expansion_does(tree):
+    # (the folders a quoted in/* matched were dropped: 1 file coded, where in/* expanded by the shell gave 3)
+    quoted = find_files([f"{tree}/*"], (".wav", ".flac"))
+    expanded = find_files([str(tree / "a"), str(tree / "top.wav")], (".wav", ".flac"))
+    assert sorted(str(place) for _, place in quoted) == sorted(str(place) for _, place in expanded) == \
+        ["a/b/y.wav", "a/x.flac", "top.wav"]
+    assert len(find_files([f"{tree}/**"], (".wav", ".flac"))) == 3   # a folder and its files, once each
