@@ -181,6 +181,10 @@ def test_jobs_times_threads_beyond_the_cores_is_warned_of(tiny_model_dir, tree, 
         result = invoke("encode", tree, tmp_path / "codes2", "--model", tiny_model_dir, "--jobs", "2",
                         "--threads", "1")
         assert result.exit_code == 0 and "warning" not in result.output, result.output
+        (tmp_path / "codes" / "top.codes").unlink()   # one file left to code: one job, no competition
+        result = invoke("encode", tree, tmp_path / "codes", "--model", tiny_model_dir, "--jobs", "2",
+                        "--threads", "2")
+        assert result.exit_code == 0 and "warning" not in result.output and "2 already done" in result.output
     finally:
         torch.set_num_threads(before)
 
