@@ -153,8 +153,7 @@ def test_more_channels_than_the_format_holds_names_the_output(tiny_model_dir, sp
     (["decode", "missing.codes", "x.wav", "--jobs", "-1"], "--jobs -1: must be at least 1"),
     (["encode", "{wav}", "x.codes", "--bitrate", "6.0000001"], "bitrate 6.0000001 kbps is not supported"),
     (["encode", "{wav}", "new/"], "new/: names a folder (it ends with /); give a file name such as new/"),
-    (["decode", "missing.codes", "out/"], "out/: names a folder (it ends with /); give a file name such as "
-                                          "out/missing.wav"),
+    (["decode", "missing.codes", "out/"], "missing.codes: no such file"),   # (the input first: it is not there)
     (["encode", "{wav}", "{wav}/x.codes"], "speech.wav: is a file, not a directory for the output"),
     (["encode", "", "x.codes"], "an empty file name was given (INPUT)"),
     (["encode", "{wav}", ""], "an empty file name was given (OUTPUT)"),
