@@ -543,6 +543,7 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
     from codec.audio import AUDIO_SUFFIXES
     from codec.batch import (
         CODES_SUFFIX,
+        already_done,
         check_output_folder,
         find_files,
         outside_the_output,
@@ -566,8 +567,7 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
     outputs_kind = (CODES_SUFFIX,) if settings.command == "encode" else AUDIO_SUFFIXES
     skipped.not_audio = [path for path in skipped.not_audio if path.suffix.lower() not in outputs_kind]
     output.mkdir(parents=True, exist_ok=True)
-    to_code = [job for job in planned if settings.force or not os.path.lexists(job.target)]   # (not already done)
-    _warn_of_oversubscription(min(jobs, len(to_code)), settings.threads)
+    _warn_of_oversubscription(min(jobs, sum(not already_done(job, settings) for job in planned)), settings.threads)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as progress:
         task = progress.add_task(f"{settings.command} ({jobs} job{'s' if jobs > 1 else ''})", total=len(planned))

@@ -388,6 +388,12 @@ def _coded(job: Job, settings: BatchSettings, warnings: list[str] | None = None)
 
 
 # --- running a batch -----------------------------------------------------------------------
+def already_done(job: Job, settings: BatchSettings) -> bool:
+    """Whether the batch skips ``job``: its output is a file, kept without ``--force`` (a folder or
+    pipe there fails, named)."""
+    return job.target.is_file() and not settings.force
+
+
 def run_batch(jobs: list[Job], settings: BatchSettings, workers: int = 1,
               on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Code every job; outputs that exist are skipped unless ``settings.force``.
@@ -402,7 +408,7 @@ def run_batch(jobs: list[Job], settings: BatchSettings, workers: int = 1,
     outcomes: dict[Job, Outcome] = {}
     todo = []
     for job in jobs:
-        if job.target.is_file() and not settings.force:   # (a folder or pipe there fails, named)
+        if already_done(job, settings):
             outcomes[job] = Outcome(job, "skipped")
             on_done(outcomes[job])
         else:
@@ -478,7 +484,7 @@ def _result(future, job: Job, claim: int, broke: dict[Job, int], settings: Batch
         if claim == UNCLAIMED:
             return "again"
         remove_partials(job.target)   # what a worker killed while writing left
-        if job.target.is_file() and not settings.force:   # written (renamed whole) before its worker died
+        if already_done(job, settings):   # written (renamed whole) before its worker died
             try:
                 return _coded(job, settings)
             except (CodecError, OSError, RuntimeError):   # (not this batch's: code it again, which fails, named)

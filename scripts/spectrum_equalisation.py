@@ -29,9 +29,11 @@ from pathlib import Path
 
 import numpy as np
 from pystoi import stoi
+from script_errors import run_main
 
 import codec
 from codec.audio import load_audio, resample
+from codec.datasets import find_inputs
 from codec.evaluation.metrics import pesq_wb
 from codec.evaluation.stats import ci95_half_width
 
@@ -41,10 +43,6 @@ CENTRES = 1000 * 2.0 ** (np.arange(-10, 9) / 3)   # one-third-octave bands, 100 
 EDGES = np.concatenate([[CENTRES[0] * 2 ** (-1 / 6)], np.sqrt(CENTRES[:-1] * CENTRES[1:]),
                         [CENTRES[-1] * 2 ** (1 / 6)]])
 ACTIVE_DB = 30.0   # frames within this of the 95th percentile's power count as active
-
-
-def audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".wav", ".flac"))
 
 
 def mono16k(path: Path) -> np.ndarray:
@@ -82,20 +80,18 @@ def equalised_gains(difference: np.ndarray, setting: str) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="speech to score (.wav and .flac, searched recursively)")
+    parser.add_argument("folder", type=Path, help="speech to score (a folder of audio, searched recursively)")
     parser.add_argument("--train", type=Path, default=Path("../shared/data/speech/train"))
     parser.add_argument("--kbps", type=float, default=6.0)
     parser.add_argument("--settings", default="1:6,1:12,0.5:12,1:12:tilt")
     args = parser.parse_args()
-    train = audio_files(args.train)
-    if not train or not audio_files(args.folder):
-        raise SystemExit(f"error: no .wav or .flac files in {args.train if not train else args.folder}")
+    train, scored = find_inputs(args.train), find_inputs(args.folder)   # (CodecError for a folder without audio)
     random.Random(0).shuffle(train)
     reference = np.mean([spectrum_shape(mono16k(path)) for path in train[:400]], axis=0)
     model = codec.load_model()
     settings = args.settings.split(",")
     scores: dict[str, list[tuple[float, float]]] = {name: [] for name in ["plain", *settings]}
-    for path in audio_files(args.folder):
+    for path in scored:
         signal = mono16k(path)
         if len(signal) < RATE // 2:   # PESQ needs a quarter second; keep to half a second
             continue
@@ -121,4 +117,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

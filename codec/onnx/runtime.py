@@ -55,13 +55,12 @@ def _checked_audio(audio, batch_size: int) -> np.ndarray:
                          f"a session codes [B, 1, n] (give channels as the batch, B = batch_size)")
     if not np.issubdtype(audio.dtype, np.floating):
         raise CodecError(f"audio is {audio.dtype}: give float samples in [-1, 1] (e.g. int16 / 32768)")
-    if not np.isfinite(audio).all():
-        raise CodecError("audio contains NaN or infinite samples")
     with np.errstate(over="ignore"):   # (float64 beyond float32's range becomes inf: refused below)
-        audio = audio.astype(np.float32, copy=False)
-    if not np.isfinite(audio).all():
-        raise CodecError("audio holds samples beyond float32's range (3.4e38); give float samples in [-1, 1]")
-    return audio
+        single = audio.astype(np.float32, copy=False)
+    if not np.isfinite(single).all():   # (the input looked at again only then, to say which it was)
+        raise CodecError("audio contains NaN or infinite samples" if not np.isfinite(audio).all() else
+                         "audio holds samples beyond float32's range (3.4e38); give float samples in [-1, 1]")
+    return single
 
 
 def _checked_codes(codes, batch_size: int, num_codebooks: int, codebook_size: int) -> np.ndarray:

@@ -90,11 +90,17 @@ class EntropyRecipe:
         return dataclasses.asdict(self)
 
     @classmethod
+    def sections(cls) -> list[tuple[str, type]]:
+        """The recipe's sections as ``(name, config class)``."""
+        defaults = cls()
+        return [(f.name, type(getattr(defaults, f.name))) for f in dataclasses.fields(cls)]
+
+    @classmethod
     def from_dict(cls, values: dict) -> "EntropyRecipe":
         defaults = cls()
-        sections = [f.name for f in dataclasses.fields(cls)]
+        homes = cls.sections()
+        sections = [name for name, _ in homes]
         check_sections(values, sections, "an entropy recipe")
-        homes = [(name, type(getattr(defaults, name))) for name in sections]
         built = {}
         for name in sections:
             section = getattr(defaults, name)

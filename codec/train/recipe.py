@@ -343,7 +343,7 @@ def _model_class(values: dict) -> tuple[type, dict]:
     section_cls = config_class(values)
     own = {f.name for f in dataclasses.fields(section_cls)}
     unknown = [key for key in values if key not in own | {"architecture"}]
-    theirs = [key for name, cls in _codec_recipe_sections() if name == "model" and cls is not section_cls
+    theirs = [key for cls, _ in ARCHITECTURES.values() if cls is not section_cls
               for key in unknown if key in {f.name for f in dataclasses.fields(cls)}]
     # a recipe of one architecture switched to another (one or two stray keys get the plain error)
     if len(unknown) >= 3 and sorted(set(theirs)) == sorted(unknown):
@@ -427,8 +427,7 @@ def _recipe_sections(values: dict) -> list[tuple[str, type]]:
         return _codec_recipe_sections()
     from codec.train.entropy_trainer import EntropyRecipe
 
-    defaults = EntropyRecipe()
-    return [(f.name, type(getattr(defaults, f.name))) for f in dataclasses.fields(EntropyRecipe)]
+    return EntropyRecipe.sections()
 
 
 def _home_section(key, sections: list[tuple[str, type]]) -> str | None:
