@@ -73,3 +73,28 @@ def test_tour_commands_run(tmp_path):
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{command}\n{result.stderr[-2000:]}"
     assert (tmp_path / "heard.wav").is_file() and (tmp_path / "decoded" / "a" / "b" / "two.flac").is_file()
+
+
+def test_main_command_runs_on_its_shipped_example(tmp_path):
+    """The README's first command (after setup.sh) reads only files this checkout holds, so it runs
+    on a fresh machine with nothing beside the checkout, and makes a decoded file as long as its input."""
+    import os
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    readme = (REPO / "README.md").read_text()
+    command = re.search(r"```bash\n(.*?)\n```", readme, flags=re.S).group(1)
+    assert command.startswith("bash scripts/setup.sh && "), command
+    command = command.removeprefix("bash scripts/setup.sh && ").replace(".venv/bin/", "")
+    inputs = re.findall(r"encode (\S+)", command)
+    assert inputs and all((REPO / name).is_file() for name in inputs), inputs
+    (tmp_path / "examples").symlink_to(REPO / "examples")
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
+           "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    decoded, original = sf.info(tmp_path / "speech_out.wav"), sf.info(REPO / inputs[0])
+    assert (decoded.frames, decoded.samplerate) == (original.frames, original.samplerate)
