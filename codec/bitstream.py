@@ -304,7 +304,21 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
 def read_metadata(data: bytes) -> CodesMetadata:
     """The metadata alone (to choose the models that decoding needs), checked by the first
     chunk's CRC, which covers it. Raises BitstreamError."""
-    meta, offset = _read_head(data)
+    return _first_chunk_metadata(data, _read_head)
+
+
+def parses_as_codes_file(data: bytes) -> bool:
+    """Whether ``data`` has a .codes file's header, metadata and first chunk, its CRC passing,
+    whatever its first four bytes (the magic) are."""
+    try:
+        _first_chunk_metadata(MAGIC + data[len(MAGIC):], _parse_head)
+    except BitstreamError:
+        return False
+    return True
+
+
+def _first_chunk_metadata(data: bytes, read_head) -> CodesMetadata:
+    meta, offset = read_head(data)
     _, offset = _read_global(data, meta, offset)
     _check_first_chunk(data, meta, offset)
     return meta
@@ -355,6 +369,29 @@ def _other_file_kind(data: bytes) -> str | None:
 
 
 def _read_head(data: bytes) -> tuple[CodesMetadata, int]:
+    try:
+        return _parse_head(data)
+    except BitstreamError:
+        if data[:len(MAGIC)] == MAGIC and _stream_with_damaged_magic(data):
+            raise BitstreamError("corrupt header: the magic bytes at offset 0 read CODC (a .codes file's), but the "
+                                 "file's CRC shows a packet stream (CODS, saved by codec stream --save): the file "
+                                 "is corrupted") from None
+        raise
+
+
+def _stream_with_damaged_magic(data: bytes) -> bool:
+    """Whether ``data``, a .codes file by its magic, has a packet stream's header with the
+    stream's magic restored (the two magics differ by one bit)."""
+    from codec.packets import STREAM_MAGIC, parse_stream_header  # (codec.packets imports this module)
+
+    try:
+        parse_stream_header(STREAM_MAGIC + data[len(STREAM_MAGIC):])
+    except BitstreamError:
+        return False
+    return True
+
+
+def _parse_head(data: bytes) -> tuple[CodesMetadata, int]:
     if not data:
         raise BitstreamError("is empty (0 bytes), not a .codes file")
     if len(data) < _HEADER.size and not MAGIC.startswith(data[:len(MAGIC)]):
@@ -517,11 +554,13 @@ def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
                                  f"but the available one is '{entropy_coder.name}' ({entropy_coder.weights[:8]}): "
                                  f"decode it with the folder of model '{meta.model}' that holds that entropy model "
                                  f"(--model FOLDER, or that folder in CODEC_MODELS_DIR)")
+    # every chunk's length and CRC first: damage near the end shows before minutes of entropy decoding,
+    # and a damaged frame count before the array it sizes is allocated
+    chunks = list(_verified_chunks(data, meta, offset))
     # [F, C, K], filled chunk by chunk: a list of chunks and their concatenation held an hour's codes twice
     frames = np.empty((meta.frames, meta.channels, meta.codebooks), dtype=np.int64)
     start = 0
-    # every chunk's length and CRC first: damage near the end shows before minutes of entropy decoding
-    for index, chunk_frames, body, codes_crc in list(_verified_chunks(data, meta, offset)):
+    for index, chunk_frames, body, codes_crc in chunks:
         count = chunk_frames * meta.channels * meta.codebooks
         if meta.entropy_coded:
             try:

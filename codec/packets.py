@@ -45,7 +45,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from codec.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from codec.bitstream import MAGIC, MAX_CHANNELS, BitstreamError, pack_codes, unpack_codes
+from codec.bitstream import (
+    MAGIC,
+    MAX_CHANNELS,
+    MAX_WEIGHTS_CHARS,
+    BitstreamError,
+    pack_codes,
+    parses_as_codes_file,
+    unpack_codes,
+)
 
 STREAM_MAGIC = b"CODS"
 PACKET_SYNC = b"\xc5"
@@ -185,10 +193,23 @@ def read_stream_header(data: bytes) -> tuple[StreamInfo, int]:
     """Parse a stream header; returns it and the offset of the first packet.
 
     Raises:
-        BitstreamError: wrong magic, unknown version, truncation or a CRC mismatch.
+        BitstreamError: wrong magic, unknown version, truncation, a CRC mismatch or a field with a
+            value no stream can have (named); a ``.codes`` file whose magic bytes were damaged into
+            a stream's is named as such.
     """
     if data[:4] != STREAM_MAGIC:
         raise BitstreamError("not a packet stream (wrong magic bytes at offset 0)")
+    try:
+        return parse_stream_header(data)
+    except BitstreamError:
+        if parses_as_codes_file(data):   # (the two magics differ by one bit)
+            raise BitstreamError("corrupt header: the magic bytes at offset 0 read CODS (a packet stream's), but "
+                                 "the file's CRC shows a .codes file (CODC): the file is corrupted") from None
+        raise
+
+
+def parse_stream_header(data: bytes) -> tuple[StreamInfo, int]:
+    """``read_stream_header`` without its check of the magic bytes."""
     if len(data) < _STREAM_HEAD.size:
         raise BitstreamError(f"truncated in the stream header ({len(data)} bytes)")
     _, version, length = _STREAM_HEAD.unpack_from(data)
@@ -201,23 +222,37 @@ def read_stream_header(data: bytes) -> tuple[StreamInfo, int]:
         raise BitstreamError(f"CRC mismatch in the stream header (bytes 0-{end - 1})")
     try:
         info = StreamInfo(**json.loads(data[_STREAM_HEAD.size:end]))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise BitstreamError("corrupt stream header metadata") from None
+    field = _invalid_stream_field(info)
+    if field is not None:
+        value = repr(getattr(info, field))
+        raise BitstreamError(f"corrupt stream header metadata (invalid value of {field}: "
+                             f"{value if len(value) <= 40 else value[:37] + '...'})")
+    return info, end + _CRC.size
+
+
+def _invalid_stream_field(info: StreamInfo) -> str | None:
+    """The first header field whose value no stream can have (the .codes format's limits: a
+    crafted header must not ask for a terabyte of output); None if there is none."""
     def whole(value) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
 
-    # the .codes format's limits (a crafted header must not ask for a terabyte of output)
-    if not (whole(info.channels) and 1 <= info.channels <= MAX_CHANNELS
-            and whole(info.sample_rate) and MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE
-            and isinstance(info.frame_rate, (int, float)) and not isinstance(info.frame_rate, bool)
-            and math.isfinite(info.frame_rate) and 0 < info.frame_rate <= info.sample_rate
-            and whole(info.codebook_size) and 2 <= info.codebook_size <= 1 << 16
-            and all(isinstance(v, str) for v in (info.model, info.weights))
-            and all(v is None or isinstance(v, str) for v in (info.entropy_model, info.entropy_weights))
-            and (info.global_codebook_size is None
-                 or (whole(info.global_codebook_size) and 2 <= info.global_codebook_size <= 1 << 16))):
-        raise BitstreamError("corrupt stream header metadata (invalid values)")
-    return info, end + _CRC.size
+    checks = [
+        ("channels", lambda: whole(info.channels) and 1 <= info.channels <= MAX_CHANNELS),
+        ("sample_rate", lambda: whole(info.sample_rate) and MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE),
+        ("frame_rate", lambda: isinstance(info.frame_rate, (int, float)) and not isinstance(info.frame_rate, bool)
+         and math.isfinite(info.frame_rate) and 0 < info.frame_rate <= info.sample_rate),
+        ("codebook_size", lambda: whole(info.codebook_size) and 2 <= info.codebook_size <= 1 << 16),
+        ("model", lambda: isinstance(info.model, str)),
+        ("weights", lambda: isinstance(info.weights, str) and len(info.weights) <= MAX_WEIGHTS_CHARS),
+        ("entropy_model", lambda: info.entropy_model is None or isinstance(info.entropy_model, str)),
+        ("entropy_weights", lambda: info.entropy_weights is None
+         or (isinstance(info.entropy_weights, str) and len(info.entropy_weights) <= MAX_WEIGHTS_CHARS)),
+        ("global_codebook_size", lambda: info.global_codebook_size is None
+         or (whole(info.global_codebook_size) and 2 <= info.global_codebook_size <= 1 << 16)),
+    ]
+    return next((name for name, valid in checks if not valid()), None)
 
 
 def read_packets(data: bytes, offset: int, info: StreamInfo, entropy_coder=None) -> Iterator[Packet]:

@@ -153,6 +153,25 @@ def test_code_outside_codebook_is_refused():
         from_bytes(bytes(data))
 
 
+def test_a_forged_frame_count_is_refused_before_its_codes_are_allocated(monkeypatch):
+    """A file whose metadata claims 10^9 frames (89 GiB of codes) but holds one valid chunk, its CRC
+    signed again: the missing chunk is named, and no array of the claimed size is made first."""
+    data = to_bytes(make(frames=FRAMES_PER_CHUNK + 10))
+    metadata_length = struct.unpack_from("<H", data, 6)[0]
+    meta = json.loads(data[8:8 + metadata_length])
+    meta.update(frames=10**9, samples=10**9 * 320)
+    metadata = json.dumps(meta).encode()
+    head = data[:6] + struct.pack("<H", len(metadata)) + metadata
+    chunk = data[8 + metadata_length:8 + metadata_length + FRAMES_PER_CHUNK * 12 * 10 // 8]
+    forged = head + chunk + struct.pack("<I", zlib.crc32(head + chunk))
+    allocated = []
+    real_empty = np.empty
+    monkeypatch.setattr(np, "empty", lambda shape, *a, **k: allocated.append(shape) or real_empty(shape, *a, **k))
+    with pytest.raises(BitstreamError, match="truncated in chunk 1"):
+        from_bytes(forged)
+    assert not allocated
+
+
 def test_header_and_metadata_are_covered_by_the_crc():
     data = to_bytes(make())
     metadata_length = struct.unpack_from("<H", data, 6)[0]

@@ -356,13 +356,41 @@ def test_packets_round_trip_and_resynchronise():
 
 @pytest.mark.parametrize("changes", [{"channels": "abc"}, {"frame_rate": "x"}, {"sample_rate": 10 ** 12},
                                      {"sample_rate": 1}, {"frame_rate": 1e308}, {"channels": 5000},
-                                     {"model": 3}, {"codebook_size": True}])
-def test_forged_stream_headers_are_refused_with_a_bitstream_error(changes):
+                                     {"model": 3}, {"codebook_size": True}, {"weights": "f" * 100},
+                                     {"entropy_weights": "0" * 65}])
+def test_forged_stream_headers_are_refused_naming_the_field(changes):
+    """As the .codes reader does; weights longer than a whole SHA-256 are damage, not shown whole."""
     from codec.bitstream import BitstreamError
 
     data = stream_header(StreamInfo(**{**StreamInfo("m", "w", 16000, 1, 50, 1024).__dict__, **changes}))
-    with pytest.raises(BitstreamError, match="corrupt stream header metadata"):
+    (field,) = changes
+    expected = rf"corrupt stream header metadata \(invalid value of {field}: .{{1,40}}\)$"
+    with pytest.raises(BitstreamError, match=expected):
         read_stream_header(data)
+
+
+def test_a_magic_damaged_into_the_other_kind_of_file_is_named_as_damage():
+    """``CODC`` (.codes) and ``CODS`` (packet stream) differ by one bit: a flip there sends a file to
+    the other reader, whose error ("unsupported flags", "stream version 2") would not say damage."""
+    from codec.bitstream import BitstreamError, CodesFile, CodesMetadata, from_bytes, to_bytes
+
+    meta = CodesMetadata(model="m", weights="w", sample_rate=16000, channels=1, samples=3200, frame_rate=50,
+                         codebooks=2, codebook_size=1024, frames=10)
+    codes = bytearray(to_bytes(CodesFile(meta, np.zeros((1, 2, 10), dtype=np.int64))))
+    info = StreamInfo("m", "w", 16000, 1, 50, 1024)
+    stream = bytearray(stream_header(info) + packet_bytes(0, np.zeros((1, 2, 1), dtype=np.int64), info))
+    codes[3] ^= 0x10
+    stream[3] ^= 0x10
+    assert codes[:4] == b"CODS" and stream[:4] == b"CODC"
+    with pytest.raises(BitstreamError, match="read CODS .* shows a .codes file .* corrupted"):
+        read_stream_header(bytes(codes))
+    with pytest.raises(BitstreamError, match="read CODC .* shows a packet stream .* corrupted"):
+        from_bytes(bytes(stream))
+    codes[3] ^= 0x10
+    codes[9] ^= 0x01   # damaged elsewhere too: not a .codes file by its CRC, so the stream reader's own error
+    codes[3] ^= 0x10
+    with pytest.raises(BitstreamError, match="unsupported packet stream version"):
+        read_stream_header(bytes(codes))
 
 
 def test_stream_never_writes_over_its_input_or_twice_to_one_file(tiny_model_dir, tmp_path):
