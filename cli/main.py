@@ -929,7 +929,8 @@ def evaluate(
         stderr.print(f"note: {note}")
     stderr.print(f"wrote {out}/{', '.join(name for name in EVAL_OUTPUTS if (out / name).exists())}")
     if evaluated < len(files):   # as a batch that could not code every file
-        _fail(f"{len(files) - evaluated} of {len(files)} files could not be read and were left out (see the notes)")
+        _fail(f"{len(files) - evaluated} of {len(files)} files could not be evaluated (unreadable, or audio no "
+              f"codec can take) and were left out (see the notes)")
 
 
 def _refuse_earlier_results(out: Path, force: bool) -> None:

@@ -27,6 +27,7 @@ import torch
 
 from codec import coding
 from codec.atomic import write_atomically
+from codec.audio import limited_float_samples
 from codec.bitstream import MAX_CHANNELS, CodesFile, CodesMetadata, codes_problem, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError
 from codec.models import ConvCodec
@@ -333,7 +334,7 @@ class Codec:
             raise CodecError(f"sample_rate {sample_rate!r}: must be a whole number of Hz")
         kbps = _checked_kbps(bitrate, self.network)
         check_refine_steps(refine_steps, self.network)
-        array = _limited(_as_samples_by_channels(audio)[0])
+        array = limited_float_samples(_as_samples_by_channels(audio)[0], stacklevel=2)
         codes_file = coding.encode_audio(self.network, array, int(sample_rate), kbps, refine_steps)
         return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
@@ -354,32 +355,6 @@ class Codec:
                                      "decode them with codec.load_model of the model that encoded them"}):
             audio, rate = coding.decode_audio(self.network, codes._file())
         return (torch.from_numpy(np.ascontiguousarray(audio.T)), rate) if tensor else (audio, rate)
-
-
-# samples up to this far beyond full scale (48 dB) are clipped with a warning, as float files are
-# (a codec's overshoot, e.g. decode's output, stays far below it); farther, they are most likely
-# integer PCM held in floats, and refused
-_OVERSHOOT = 256.0
-
-
-def _limited(array: np.ndarray) -> np.ndarray:
-    """``array`` with samples beyond ±1 clipped (warned), if none is beyond ±``_OVERSHOOT``.
-
-    Raises:
-        CodecError: for non-finite samples, or samples beyond ±``_OVERSHOOT``.
-    """
-    if not np.all(np.isfinite(array)):
-        raise CodecError("audio contains NaN or infinite samples")
-    peak = float(np.max(np.abs(array), initial=0.0))
-    if peak > _OVERSHOOT:
-        raise CodecError(f"audio samples reach {peak:.9g}, far outside [-1, 1]: scale them to [-1, 1] "
-                         f"(integer PCM held in floats: divide by 32768 for 16-bit)")
-    clipped = [0]
-    array = coding.limited(array, clipped)   # as encode_file limits float files
-    if count := clipped[0]:
-        warnings.warn(f"{count} sample{'s were' if count > 1 else ' was'} beyond ±1.0 full scale (peak {peak:.9g}) "
-                      f"and {'were' if count > 1 else 'was'} limited to ±1.0", UserWarning, stacklevel=3)
-    return array
 
 
 def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Codec:

@@ -9,6 +9,7 @@ import re
 import shlex
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -290,3 +291,41 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate or len(audio) == 0:
         return audio
     return soxr.resample(audio, from_rate, to_rate, quality="HQ")
+
+
+def limited(block: np.ndarray, report_counts: list[int]) -> np.ndarray:
+    """Clip samples beyond ±1 (float files can hold them); count them for a warning."""
+    outside = int(np.count_nonzero(np.abs(block) > 1.0))
+    if outside:
+        report_counts[0] += outside
+        return np.clip(block, -1.0, 1.0)
+    return block
+
+
+# samples up to this far beyond full scale (48 dB) are clipped with a warning, as float files are
+# (a codec's overshoot, e.g. decode's output, stays far below it); farther, they are most likely
+# integer PCM held in floats, and refused
+OVERSHOOT = 256.0
+
+
+def limited_float_samples(array: np.ndarray, stacklevel: int = 2) -> np.ndarray:
+    """Float samples given to the Python APIs (``Codec.encode``, ``OnnxCodec.encode``), as
+    ``codec encode`` takes a float file: clipped to ±1 with a ``UserWarning`` (counting them),
+    if none is beyond ±``OVERSHOOT``. ``stacklevel`` is the warning's, as ``warnings.warn``'s,
+    counted from the caller of this function.
+
+    Raises:
+        CodecError: for non-finite samples, or samples beyond ±``OVERSHOOT``.
+    """
+    if not np.all(np.isfinite(array)):
+        raise CodecError("audio contains NaN or infinite samples")
+    peak = float(np.max(np.abs(array), initial=0.0))
+    if peak > OVERSHOOT:
+        raise CodecError(f"audio samples reach {peak:.9g}, far outside [-1, 1]: scale them to [-1, 1] "
+                         f"(integer PCM held in floats: divide by 32768 for 16-bit)")
+    clipped = [0]
+    array = limited(array, clipped)
+    if count := clipped[0]:
+        warnings.warn(f"{count} sample{'s were' if count > 1 else ' was'} beyond ±1.0 full scale (peak {peak:.9g}) "
+                      f"and {'were' if count > 1 else 'was'} limited to ±1.0", UserWarning, stacklevel=stacklevel + 1)
+    return array

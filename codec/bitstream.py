@@ -357,13 +357,17 @@ def _other_file_kind(data: bytes) -> str | None:
     """What a file given where a .codes file goes is, from its first bytes, as the rest of "it is
     ...", or None: a zip archive (as PyTorch saves a checkpoint, and NumPy an .npz), safetensors
     (an 8-byte header length, then JSON: a model's weights) or JSON text (a model's config.json
-    where it reads as one); a model's files come with where a model is given instead."""
+    or an ONNX export's codec.json where it reads as one); a model's files come with where a model
+    is given instead."""
     if data.startswith(b"PK\x03\x04"):
         return "a zip archive (as a PyTorch training checkpoint, .pt, or a NumPy .npz is)" + _MODEL_FOLDER_HINT
     if len(data) > 10 and data[8:10] == b'{"' and int.from_bytes(data[:8], "little") <= len(data) - 8:
         return "a safetensors file (a model's weights)" + _MODEL_FOLDER_HINT
     if re.match(rb'\s*\{\s*["}]', data[:64]):
         config = b'"codebook_size"' in data[:4096] and b'"sample_rate"' in data[:4096]
+        if config and b'"graphs"' in data and b'"frame_size"' in data[:4096]:
+            return ("the codec.json of an ONNX export (codec export), which onnxruntime runs through "
+                    "codec.onnx.runtime (OnnxCodec(folder)); its codes come from OnnxCodec.encode")
         return "a model's config.json" + _MODEL_FOLDER_HINT if config else "JSON text"
     return None
 

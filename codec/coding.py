@@ -25,6 +25,7 @@ from codec.audio import (
     UNKNOWN_LENGTH,
     check_sample_rate,
     decoder_notes,
+    limited,
     missing,
     open_audio,
     read_blocks,
@@ -286,15 +287,6 @@ def _codes_file(model: ConvCodec, sample_rate: int, codes: np.ndarray, num_sampl
     if global_codes is not None:
         meta.global_codebooks, meta.global_codebook_size = global_codes.shape[1], model.config.global_codebook_size
     return CodesFile(meta, codes, global_codes)
-
-
-def limited(block: np.ndarray, report_counts: list[int]) -> np.ndarray:
-    """Clip samples beyond ±1 (float files can hold them); count them for a warning."""
-    outside = int(np.count_nonzero(np.abs(block) > 1.0))
-    if outside:
-        report_counts[0] += outside
-        return np.clip(block, -1.0, 1.0)
-    return block
 
 
 def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_kbps: float,

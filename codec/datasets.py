@@ -124,7 +124,8 @@ def find_inputs(source: Path | str, skipped: Skipped | None = None) -> list[Path
     elif source.is_file() and source.suffix.lower() in AUDIO_SUFFIXES:
         files = [source]
     elif not source.exists():
-        raise CodecError(f"{source}: no such file or folder")
+        stdin = " (stdin is not read here: give a file, a folder or a manifest)" if str(source) == "-" else ""
+        raise CodecError(f"{source}: no such file or folder{stdin}")
     else:
         raise CodecError(f"{source}: not a folder, an audio file, or a manifest ({', '.join(MANIFEST_SUFFIXES)})")
     if not files and source.is_file():   # a manifest with a header or nothing

@@ -25,6 +25,7 @@ from codec.band_fill import BandFill
 from codec.errors import CodecError
 from codec.highpass import HighPass
 from codec.packets import StreamInfo, end_packet, global_packet, packet_bytes, read_packets, stream_header
+from codec.signals import held_stop_signals
 from codec.threads import check_threads
 
 
@@ -409,13 +410,19 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
                 break
             if block is None:
                 break
-            start = time.perf_counter()
-            stats.overruns += int(overflowed)
-            total_in += len(block)
-            emit(encoded(link.encode(to_model(block).T[:, None, :].astype(np.float32))))
-            stats.compute_seconds += time.perf_counter() - start
+            # a stop while coding the block waits for its end: the saved stream then ends as
+            # between blocks, with its end packet (cut mid-block, it had none)
+            with held_stop_signals() as held:
+                start = time.perf_counter()
+                stats.overruns += int(overflowed)
+                total_in += len(block)
+                emit(encoded(link.encode(to_model(block).T[:, None, :].astype(np.float32))))
+                stats.compute_seconds += time.perf_counter() - start
             stats.audio_seconds += len(block) / source.sample_rate
             stats.blocks += 1
+            if held.signum is not None:
+                interrupted, stats.stop_signal = True, held.signum
+                break
             if on_status and stats.blocks % 10 == 0:
                 on_status(stats)
         pieces = [encoded(link.encode(to_model(np.zeros((0, source.channels), np.float32), last=True)
@@ -504,8 +511,12 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         raise CodecError(f"--output and --save are the same file ({output}); give two names")
     from codec.coding import audio_format_for, check_not_replacing_audio, check_output_path, codes_under_audio_name
 
-    for path in written:
-        check_output_path(path, force, input, stdout=False)
+    for option, path in (("--output", output), ("--save", save)):
+        if path is not None:
+            try:
+                check_output_path(path, force, input, stdout=False)
+            except CodecError as error:   # (two outputs: say which)
+                raise CodecError(f"{option}: {error}") from None
     if save is not None:   # even with --force: a packet stream never takes an audio file's place
         check_not_replacing_audio(save, "--save")
         if note := codes_under_audio_name(save, "packets"):
@@ -527,7 +538,10 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         instead = "instead of --play" if asked_to_play else "(playing it is the default without --output)"
         if save is not None and not asked_to_play:
             instead += ", or add --no-play to only save the stream"
-        sd = import_sounddevice(f"write the decoded audio with --output FILE {instead}") if play else None
+        instead = f"write the decoded audio with --output FILE {instead}"
+        if output is not None:   # (playing was asked for beside it)
+            instead = f"drop --play: --output {output} is written without an audio device"
+        sd = import_sounddevice(instead) if play else None
 
     from codec.models import load_model
 

@@ -3,6 +3,7 @@ removes its temporary files (``timeout``, a CI cancel, systemd and ``kill`` send
 a terminal sends SIGHUP). Python's default for them ends the process at once, leaving those files."""
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -55,6 +56,42 @@ def stop_on_termination(worker: bool = False) -> None:
         signal.signal(signum, _exit if worker else _raise_terminated)
     if not worker and signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # (not when ignored)
         signal.signal(signal.SIGINT, _raise_interrupt)
+
+
+class HeldStop:
+    """What ``held_stop_signals`` recorded: ``signum``, the first stopping signal that arrived
+    while it held them (None: none did)."""
+
+    signum: int | None = None
+
+
+@contextmanager
+def held_stop_signals() -> Iterator[HeldStop]:
+    """While inside, SIGINT, SIGTERM and SIGHUP whose handlers raise (Ctrl-C's default, or
+    ``stop_on_termination``'s) are recorded on the yielded ``HeldStop`` instead: a step that must
+    not be cut in two (a live stream's block, between its packet and its audio) finishes, and its
+    caller then stops as the signal asked. A second signal runs its own handler at once (the step
+    may hang). Ignored and default (process-ending) handlers stay as they are; outside the main
+    thread nothing is held."""
+    held = HeldStop()
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+
+    def record(signum, frame) -> None:
+        if held.signum is not None:   # a second one: the step may hang (a stuck device), so stop now
+            previous[signum](signum, frame)
+        held.signum = signum
+
+    previous = {}
+    try:
+        for signum in (signal.SIGINT, *STOPPING_SIGNALS):
+            if callable(signal.getsignal(signum)):
+                previous[signum] = signal.signal(signum, record)
+        yield held
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextmanager

@@ -329,7 +329,10 @@ def test_eval_leaves_out_unreadable_files_and_checks_its_bitrates(tiny_model_dir
     command = ["eval", str(folder), "--model", str(tiny_model_dir), "--out", str(out), "--json"]
     result = CliRunner().invoke(app, [*command, "--bitrates", "6,6"])
     assert result.exit_code == 1, result.output   # as a batch that could not code every file
-    assert "1 of 2 files could not be read and were left out" in result.output
+    assert "1 of 2 files could not be evaluated (unreadable, or audio no codec can take) and were left out" \
+        in " ".join(result.output.split())
+    stdin = CliRunner().invoke(app, ["eval", "-", "--model", str(tiny_model_dir), "--out", str(out)])
+    assert stdin.exit_code == 1 and "-: no such file or folder (stdin is not read here" in stdin.output
     summaries = json.loads(result.stdout)
     assert [(s["nominal_kbps"], s["files"]) for s in summaries] == [(6.0, 1)]
     assert "left out" in result.output and "a_empty.wav" in result.output

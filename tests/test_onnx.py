@@ -105,6 +105,39 @@ def test_onnx_sessions_check_their_input_as_the_pytorch_ones_do(exported, call, 
             OnnxCodec(exported, threads=threads)
 
 
+def test_whole_signal_encode_limits_samples_as_codec_encode_does(exported, tiny_model_dir):
+    """Beyond ±1: clipped with a warning; beyond ±256 (int16 PCM cast to float): refused, as
+    ``codec.load_model(...).encode`` does; a count beyond the graphs' names their range."""
+    import warnings
+
+    import codec
+    from codec.errors import CodecError
+
+    runtime = OnnxCodec(exported)
+    audio = (0.1 * np.random.default_rng(0).standard_normal((1, 1, 3200))).astype(np.float32)
+    for model_encode in (lambda a: runtime.encode(a, 12), lambda a: codec.load_model(tiny_model_dir).encode(
+            a[0, 0], sample_rate=16000, bitrate=6)):
+        with pytest.raises(CodecError, match=r"far outside \[-1, 1\].*divide by 32768"):
+            model_encode(audio * 10000)
+        with pytest.warns(UserWarning, match="beyond ±1.0 full scale") as caught:
+            model_encode(audio * 20)
+        assert caught[0].filename == __file__   # (the warning points at the caller's line)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model_encode(audio)
+    with pytest.raises(CodecError, match="100 codebooks asked for; the exported graphs give 1 to 24"):
+        runtime.encode(audio, 100)
+
+
+def test_an_exports_codec_json_given_as_codes_is_named_for_what_it_is(exported, tmp_path):
+    from tests.conftest import run_cli
+
+    for command in (("info", exported / "codec.json"), ("decode", exported / "codec.json", tmp_path / "o.wav")):
+        result = run_cli(*command)
+        assert result.exit_code == 1 and "it is the codec.json of an ONNX export" in result.output, result.output
+        assert "OnnxCodec(folder)" in result.output and "model's config.json" not in result.output
+
+
 def test_export_command(tiny_model_dir, tmp_path):
     from typer.testing import CliRunner
 

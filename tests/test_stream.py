@@ -215,6 +215,43 @@ def test_microphone_to_speaker_with_resampling_and_ctrl_c(tiny_model_dir, tmp_pa
     assert sum(len(p) for p in fake.played) == 40 * 960
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_while_a_block_is_coded_ends_the_saved_stream_with_its_end_packet(tiny_model_dir, tmp_path,
+                                                                                  monkeypatch, signum):
+    """Ctrl-C (or SIGTERM) mostly arrives while a block is being coded, not while the next is read:
+    the block is finished and the saved stream ends as at the end of the input, so that it does
+    not read as cut short."""
+    import os
+
+    fake = FakeSoundDevice(tone(2.0, 16000), 16000)
+    play = fake.OutputStream.write
+
+    def write(self, data):   # the speaker's write, in the middle of coding block 15
+        if len(fake.played) == 14:
+            os.kill(os.getpid(), signum)
+        return play(self, data)
+
+    monkeypatch.setattr(fake.OutputStream, "write", write)
+    monkeypatch.setattr(codec.live, "import_sounddevice", lambda *hint: fake)
+    out, saved = tmp_path / "recorded.wav", tmp_path / "recorded.cods"
+    from codec.signals import STOPPING_SIGNALS, stop_on_termination
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, *STOPPING_SIGNALS)}
+    stop_on_termination()   # as the `codec` command does on start
+    try:
+        result = invoke("stream", "--output", out, "--play", "--save", saved, "--model", tiny_model_dir)
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert f"stopped ({name}); what was recorded is kept" in result.output, result.output
+    assert sf.info(str(out)).frames == 15 * 320
+    values = json.loads(invoke("info", saved, "--json").stdout)
+    assert "ended" not in values and values["duration_s"] == 15 * 320 / 16000
+    decoded = invoke("decode", saved, tmp_path / "decoded.wav", "--model", tiny_model_dir)
+    assert decoded.exit_code == 0 and "warning" not in decoded.output, decoded.output
+
+
 def test_sigterm_keeps_the_recording_and_exits_143(tiny_model_dir, tmp_path, monkeypatch):
     from codec.signals import Terminated
 
@@ -244,13 +281,25 @@ def test_overruns_are_counted(tiny_model_dir, tmp_path, monkeypatch):
     assert "overruns 4" in result.output
 
 
+def test_an_unusable_output_path_is_named_by_its_option(tiny_model_dir, tmp_path):
+    """--output and --save are both files: an error about either says which."""
+    source = write_audio(tmp_path / "in.wav", tone(0.2, 16000), 16000)
+    for option, path in (("--save", tmp_path / "nodir" / "x.cods"), ("--output", tmp_path / "nodir" / "x.wav")):
+        other = ("--output", tmp_path / "o.wav") if option == "--save" else ("--save", tmp_path / "s.cods")
+        result = invoke("stream", "--input", source, option, path, *other, "--no-play", "--model", tiny_model_dir)
+        assert result.exit_code == 1, result.output
+        assert f"error: {option}: {path.parent}: no such directory for the output" in result.output, result.output
+
+
 def test_missing_portaudio_names_the_fix(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sounddevice", None)    # the import fails as without PortAudio
     source = write_audio(tmp_path / "in.wav", tone(0.2, 16000), 16000)
     for options, instead in (((), "or stream a file with --input FILE"),
                              (("--input", source, "--play"), "with --output FILE instead of --play"),
                              (("--input", source), "with --output FILE (playing it is the default without"),
-                             (("--input", source, "--save", tmp_path / "s.cods"), "or add --no-play to only save")):
+                             (("--input", source, "--save", tmp_path / "s.cods"), "or add --no-play to only save"),
+                             (("--input", source, "--output", tmp_path / "o.wav", "--play"),
+                              f"or drop --play: --output {tmp_path / 'o.wav'} is written without an audio device")):
         result = invoke("stream", "--model", tiny_model_dir, *options)
         assert result.exit_code == 1 and "apt-get install libportaudio2" in result.output, result.output
         assert instead in result.output and len(result.output.strip().splitlines()) == 1

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.audio import limited_float_samples
 from codec.errors import CodecError
 from codec.highpass import HighPass
 from codec.level import amplitude, measure_leveling
@@ -135,15 +136,17 @@ class OnnxCodec:
         input level, each signal is high-passed (for a model with ``input_highpass_hz``), its DC
         offset removed and it is scaled to that level first;
         ``gain_db`` is that gain (one number, or a list of one per signal where they differ; None
-        when nothing was scaled), which ``decode`` undoes. No resampling and no clipping (samples
-        beyond ±1 are coded as they are). The graphs run on ``chunk_frames`` frames at a time.
+        when nothing was scaled), which ``decode`` undoes. No resampling; samples beyond ±1 are
+        clipped with a ``UserWarning``, as ``Codec.encode`` does. The graphs run on
+        ``chunk_frames`` frames at a time.
 
         Raises:
-            CodecError: for audio that is not ``[B, 1, n]`` finite floats, or a codebook count or
-                ``chunk_frames`` the export cannot take.
+            CodecError: for audio that is not ``[B, 1, n]`` finite floats, samples beyond ±256
+                (integer PCM held in floats), or a codebook count or ``chunk_frames`` the export
+                cannot take.
         """
         batch = audio.shape[0] if isinstance(audio, np.ndarray) and audio.ndim == 3 else 1
-        audio = _checked_audio(audio, batch)
+        audio = limited_float_samples(_checked_audio(audio, batch), stacklevel=2)
         encoder = OnnxStreamingEncoder(self, num_codebooks, batch)
         step = whole_number(chunk_frames, "chunk_frames", 1) * self.config["frame_size"]
         signals = HighPass(self.config.get("input_highpass_hz"), self.config["sample_rate"])(audio[:, 0].T)   # [n, B]
@@ -214,9 +217,8 @@ class OnnxStreamingEncoder:
         self.kind = "quantizer_" if any(g.startswith("quantizer_") for g in graphs) else "encoder_"
         available = sorted(int(g.removeprefix(self.kind)) for g in graphs if g.startswith(self.kind))
         enough = [k for k in available if k >= num_codebooks]
-        if not enough:
-            raise CodecError(f"{num_codebooks} codebooks asked for; the exported graphs give "
-                             f"{', '.join(map(str, available))}")
+        if not enough:   # (a graph gives its count or fewer: the first codebooks of its codes)
+            raise CodecError(f"{num_codebooks} codebooks asked for; the exported graphs give 1 to {available[-1]}")
         self.graph = f"{self.kind}{enough[0]}"
         self.reset()
 
