@@ -93,15 +93,37 @@ def test_a_fresh_run_keeps_an_earlier_runs_log_apart(audio_folder, tmp_path):
     out_dir = tmp_path / "run"
     out_dir.mkdir()
     (out_dir / "train.log").write_text('{"step": 50, "earlier": true}\n')     # a run stopped before saving
-    train(tiny(audio_folder, out_dir, "run.max_steps=12"))
+    (out_dir / "tensorboard").mkdir()
+    (out_dir / "tensorboard" / "events.out.tfevents.earlier").write_bytes(b"")
+    report = io.StringIO()
+    train(tiny(audio_folder, out_dir, "run.max_steps=12"), console=Console(file=report, width=400))
     assert "earlier" not in (out_dir / "train.log").read_text()
     assert (out_dir / "train.log.1").read_text() == '{"step": 50, "earlier": true}\n'
+    # its TensorBoard events too: one folder of events would draw both runs' curves as one
+    assert [p.name for p in (out_dir / "tensorboard.1").iterdir()] == ["events.out.tfevents.earlier"]
+    assert "earlier" not in " ".join(p.name for p in (out_dir / "tensorboard").iterdir())
+    assert "kept train.log as train.log.1 and tensorboard as tensorboard.1" in report.getvalue()
     (out_dir / CHECKPOINT_FILE).unlink()      # and again: .1 is taken, and .2 is a dangling link, so .3
     for path in (out_dir / "model").iterdir():   # (a run never overwrites a trained model)
         path.unlink()
     (out_dir / "train.log.2").symlink_to(tmp_path / "nowhere")
     train(tiny(audio_folder, out_dir, "run.max_steps=12"))
     assert (out_dir / "train.log.3").is_file() and (out_dir / "train.log.2").is_symlink()
+    assert (out_dir / "tensorboard.3").is_dir() and not (out_dir / "tensorboard.2").exists()
+
+
+def test_a_resumed_run_hides_the_tensorboard_steps_logged_after_its_checkpoint(audio_folder, tmp_path, monkeypatch):
+    """As train.log leaves them out: a run killed between checkpoints trains those steps again."""
+    import torch.utils.tensorboard
+
+    purged = []
+    writer = torch.utils.tensorboard.SummaryWriter
+    monkeypatch.setattr(torch.utils.tensorboard, "SummaryWriter",
+                        lambda *args, purge_step=None, **kwargs: purged.append(purge_step) or writer(*args, **kwargs))
+    out_dir = tmp_path / "run"
+    train(tiny(audio_folder, out_dir, "run.max_steps=4"))
+    train(tiny(audio_folder, out_dir, "run.max_steps=6"), resume=True)
+    assert purged == [None, 4]
 
 
 def test_a_train_log_that_is_not_a_file_is_refused(audio_folder, tmp_path):

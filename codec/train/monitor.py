@@ -12,13 +12,14 @@ COLLAPSE_PERPLEXITY = 8.0   # a codebook used like fewer than 8 entries has coll
 
 
 class Monitor:
-    def __init__(self, out_dir: Path, console, tensorboard: bool, enabled: bool = True):
+    def __init__(self, out_dir: Path, console, tensorboard: bool, enabled: bool = True, purge_step: int | None = None):
+        """``purge_step``: a resumed run's first step; TensorBoard hides what an earlier run logged from it on."""
         self.out_dir, self.console, self.enabled = out_dir, console, enabled
         self.writer = None
         if enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+            self.writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=purge_step)
 
     def scalars(self, step: int, record: dict, perplexities: list[float]) -> None:
         if not self.enabled:

@@ -468,21 +468,26 @@ def _run_among_data(out_dir: Path, train_dir: str) -> list[str]:
 
 def _set_aside_earlier_log(out_dir: Path, console: Console) -> None:
     """A fresh run in the folder of one that stopped before its first checkpoint starts its own
-    ``train.log``; the earlier one is kept as ``train.log.1`` (or the next free number)."""
-    log = out_dir / "train.log"
-    if not os.path.lexists(log):
+    ``train.log`` and ``tensorboard/``; the earlier ones are kept as ``train.log.1`` and
+    ``tensorboard.1`` (or the next number free for both), so that neither mixes two runs' steps."""
+    earlier = [out_dir / name for name in ("train.log", "tensorboard") if os.path.lexists(out_dir / name)]
+    if not earlier:
         return
-    if not log.is_file():
+    log = out_dir / "train.log"
+    if os.path.lexists(log) and not log.is_file():
         raise CodecError(f"{log} is not a file: move it away or set another run.out_dir")
     number = 1
-    while os.path.lexists(kept := out_dir / f"train.log.{number}"):
+    while any(os.path.lexists(f"{path}.{number}") for path in (log, out_dir / "tensorboard")):
         number += 1
-    try:
-        log.rename(kept)
-    except OSError as error:
-        raise CodecError(f"cannot keep the earlier run's {log} as {kept.name} ({error.strerror}): move it away "
-                         f"or set another run.out_dir") from None
-    console.print(f"note: {log} was an earlier run's log (no checkpoint); kept as {kept.name}")
+    kept = []
+    for path in earlier:
+        try:
+            path.rename(f"{path}.{number}")
+        except OSError as error:
+            raise CodecError(f"cannot keep the earlier run's {path} as {path.name}.{number} ({error.strerror}): "
+                             f"move it away or set another run.out_dir") from None
+        kept.append(f"{path.name} as {path.name}.{number}")
+    console.print(f"note: {out_dir} held an earlier run's logs (no checkpoint); kept {' and '.join(kept)}")
 
 
 def train(recipe: Recipe, resume: bool = False, console: Console | None = None) -> ConvCodec:
@@ -621,7 +626,8 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         _set_aside_earlier_log(out_dir, console)
     elif main_process:
         _drop_unsaved_log_lines(out_dir, step)
-    monitor = Monitor(out_dir, console, run.tensorboard, enabled=main_process)
+    # (resumed: TensorBoard hides the steps logged after the checkpoint, as train.log leaves them out)
+    monitor = Monitor(out_dir, console, run.tensorboard, enabled=main_process, purge_step=step if resume else None)
     if main_process:
         write_run_recipe(out_dir, recipe.to_dict(), from_recipe(recipe), console)
         console.print(f"training {recipe.model.name}{from_recipe(recipe)}: "
