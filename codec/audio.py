@@ -20,8 +20,8 @@ import soxr
 
 from codec.errors import CodecError
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
-SUPPORTED = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF"
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".caf", ".w64")
+SUPPORTED = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF, CAF, W64"
 # audio that libsndfile does not read but ffmpeg converts: named in the errors and batch notes
 RAW_PCM_SUFFIXES = (".raw", ".pcm", ".s16", ".sln")
 FFMPEG_ONLY_SUFFIXES = (".m4a", ".mp4", ".aac", ".wma", ".webm", ".amr", ".3gp", ".mka", ".ac3", ".mov", ".mkv")
@@ -146,6 +146,23 @@ def unreadable(path: Path, reason: str) -> str:
     return f"{path}: cannot read audio ({reason}); supported: {SUPPORTED}{hint}"
 
 
+def _mp4_under_another_suffix(path: Path) -> str | None:
+    """For an MP4/M4A file (its ``ftyp`` box at offset 4) named as another format: what it is and
+    how to convert it; None otherwise (and for a file named .m4a, which ``unreadable`` covers)."""
+    if path.suffix.lower() in FFMPEG_ONLY_SUFFIXES:
+        return None
+    try:
+        with open(path, "rb") as file:
+            start = file.read(12)
+    except OSError:
+        return None
+    if start[4:8] != b"ftyp":
+        return None
+    wav = shlex.quote(str(path.with_name(path.stem + "-converted.wav")))
+    return (f"{path}: is MP4/M4A audio (AAC or ALAC), whatever its name says, which cannot be read (supported: "
+            f"{SUPPORTED}); convert it first, e.g. ffmpeg -i {shlex.quote(str(path))} {wav}")
+
+
 def open_audio(path: Path | str) -> sf.SoundFile:
     """Open an audio file for block reading (use as a context manager).
 
@@ -172,6 +189,10 @@ def open_audio(path: Path | str) -> sf.SoundFile:
         if coded := _coded_kind(path):
             raise CodecError(f"{path}: is {coded}, not audio, whatever its name says; decode it with "
                              f"codec decode") from None
+        if mp4 := _mp4_under_another_suffix(path):
+            raise CodecError(mp4) from None
+        if reason.startswith("File does not exist or is not a regular file"):   # (libsndfile's words for a
+            reason = "no audio data libsndfile can decode: damaged, or another format"   # damaged MP3 too)
         raise CodecError(unreadable(path, reason)) from None
     source.mpg123_notes = notes   # read by decoder_notes; read_blocks adds to them
     if source.samplerate <= 0 or source.channels <= 0:

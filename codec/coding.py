@@ -22,6 +22,7 @@ import torch
 from codec.atomic import disk_full, final_path, same_file, write_atomically
 from codec.audio import (
     AUDIO_SUFFIXES,
+    OVERSHOOT,
     UNKNOWN_LENGTH,
     check_sample_rate,
     decoder_notes,
@@ -287,6 +288,24 @@ def _codes_file(model: ConvCodec, sample_rate: int, codes: np.ndarray, num_sampl
     if global_codes is not None:
         meta.global_codebooks, meta.global_codebook_size = global_codes.shape[1], model.config.global_codebook_size
     return CodesFile(meta, codes, global_codes)
+
+
+def in_full_scale(blocks: Iterable[np.ndarray], input_path: Path, clipped: list[int],
+                  peak: list[float]) -> Iterator[np.ndarray]:
+    """A float file's blocks with samples beyond ±1 clipped (counted in ``clipped[0]``, the largest
+    magnitude in ``peak[0]``), as the Python API's ``limited_float_samples`` does.
+
+    Raises:
+        CodecError: for samples beyond ±``OVERSHOOT`` (256): integer-scale PCM stored as floats,
+            which clipping would turn into a square wave.
+    """
+    for block in blocks:
+        block_peak = float(np.max(np.abs(block), initial=0.0))
+        if block_peak > OVERSHOOT:
+            raise CodecError(f"{input_path}: samples reach {block_peak:.9g}, far outside [-1, 1]: a float file "
+                             f"holding integer-scale samples; scale it to [-1, 1] (16-bit PCM: divide by 32768)")
+        peak[0] = max(peak[0], block_peak)
+        yield limited(block, clipped)
 
 
 def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_kbps: float,
@@ -562,16 +581,16 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     check_paths(input_path, output_path, force)
     check_not_replacing_audio(output_path)
     num_codebooks = _codebooks(model, bitrate_kbps)
-    report, clipped = CodingReport(), [0]
+    report, clipped, peak = CodingReport(), [0], [0.0]
     leveling = Leveling()
     if model.config.input_level_dbfs is not None:   # a first pass measures the input's level
         with open_audio(input_path) as source:
             blocks = read_blocks(source, input_path, int(block_seconds(source.channels) * source.samplerate))
-            blocks = high_passed(model, (limited(b, [0]) for b in blocks), source.samplerate)   # as coded
+            blocks = high_passed(model, in_full_scale(blocks, input_path, [0], [0.0]), source.samplerate)   # as coded
             leveling = measure_leveling(blocks, source.samplerate, model.config.input_level_dbfs)
     with open_audio(input_path) as source:
         block_size = int(block_seconds(source.channels) * source.samplerate)
-        blocks = (limited(b, clipped) for b in read_blocks(source, input_path, block_size))
+        blocks = in_full_scale(read_blocks(source, input_path, block_size), input_path, clipped, peak)
         if on_progress:
             blocks = _reporting(blocks, on_progress, None if source.frames >= UNKNOWN_LENGTH else source.frames)
         encoded = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks, refine_steps,
@@ -584,8 +603,8 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
             report.warnings.append(f"{input_path}: {damage}")
         codes_file = _codes_file(model, source.samplerate, *encoded, leveling.gain_db)
     if clipped[0]:
-        report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale and were "
-                               f"limited to ±1.0")
+        report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale (peak "
+                               f"{peak[0]:.6g}) and were limited to ±1.0")
     if note := codes_under_audio_name(output_path):
         report.warnings.append(note)
     coder = entropy_coder_for(model, required=True) if wants_entropy(model, entropy) else None

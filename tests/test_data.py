@@ -174,7 +174,7 @@ def test_an_unreadable_training_file_is_left_out_with_a_warning(tmp_path):
     assert len(dataset.clips) == 1
     assert dataset.warnings() == [f"1 training file(s) cannot be read and are left out, first: {folder / 'fake.wav'}"
                                   f": cannot read audio (Format not recognised.); supported: WAV, FLAC, OGG "
-                                  f"(Vorbis, Opus), MP3, AIFF"]
+                                  f"(Vorbis, Opus), MP3, AIFF, CAF, W64"]
 
 
 def test_very_quiet_training_files_among_speech_are_warned_of(tmp_path):

@@ -148,7 +148,20 @@ def test_float_wav_beyond_full_scale_is_limited_with_a_count(tiny_model, tmp_pat
     result = cli("encode", path, tmp_path / "hot.codes", "--model", tiny_model_dir_of(tiny_model))
     assert result.exit_code == 0
     outside = int(np.count_nonzero(np.abs(audio) > 1))
-    assert f"{outside} samples were beyond ±1.0" in result.output
+    peak = float(np.max(np.abs(audio.astype(np.float32))))
+    assert f"{outside} samples were beyond ±1.0 full scale (peak {peak:.6g})" in " ".join(result.output.split())
+
+
+def test_a_float_wav_of_integer_scale_samples_is_refused_as_the_api_refuses_it(tiny_model, tmp_path):
+    """16-bit PCM values stored as floats (peaks near 32767): clipped to ±1 they would code a square
+    wave; the file is refused with the fix, and nothing is written."""
+    audio = tone(0.5, 16000) * 32767
+    path = write_audio(tmp_path / "int_scale.wav", audio, 16000, "FLOAT")
+    result = cli("encode", path, tmp_path / "int_scale.codes", "--model", tiny_model_dir_of(tiny_model))
+    assert result.exit_code == 1 and not (tmp_path / "int_scale.codes").exists()
+    message = " ".join(result.output.split())
+    assert "int_scale.wav: samples reach" in message and "far outside [-1, 1]" in message
+    assert "divide by 32768" in message
 
 
 def test_decoded_overshoot_is_clipped_with_a_count_never_wrapped(tiny_model, tmp_path, monkeypatch, valid_codes):
@@ -284,21 +297,49 @@ def _wav_with_channels(path, channels: int) -> None:
 
 
 @pytest.mark.parametrize("name,message", [
-    ("take.m4a", "take.m4a: .m4a audio cannot be read (supported: WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF); "
+    ("take.m4a", "take.m4a: .m4a audio cannot be read (supported: WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF, CAF, W64); "
                  "convert it first, e.g. ffmpeg -i {folder}/take.m4a {folder}/take.wav"),
     ("take.raw", "take.raw: raw PCM cannot be read (no header gives its sample rate, channels and sample format); "
                  "wrap it as WAV first, e.g. ffmpeg -f s16le -ar 16000 -ac 1 -i {folder}/take.raw {folder}/take.wav"),
-    ("take", "take: cannot read audio (Format not recognised.); supported: WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF; "
-             "if it is audio in another format, convert it first, e.g. ffmpeg -i {folder}/take {folder}/take.wav"),
+    ("take", "take: cannot read audio (Format not recognised.); supported: WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF, "
+             "CAF, W64; if it is audio in another format, convert it first, e.g. "
+             "ffmpeg -i {folder}/take {folder}/take.wav"),
     ("take.wav", "take.wav: cannot read audio (Format not recognised.); supported: WAV, FLAC, OGG (Vorbis, Opus), "
-                 "MP3, AIFF\n"),   # a supported suffix: damaged, not to convert
+                 "MP3, AIFF, CAF, W64\n"),   # a supported suffix: damaged, not to convert
     ("notes.txt", "notes.txt: cannot read audio (Format not recognised.); supported: WAV, FLAC, OGG (Vorbis, Opus), "
-                  "MP3, AIFF; a .txt file is not audio\n"),   # never to convert
+                  "MP3, AIFF, CAF, W64; a .txt file is not audio\n"),   # never to convert
 ])
 def test_audio_that_is_not_read_says_how_to_convert_it(tmp_path, name, message):
     (tmp_path / name).write_bytes(bytes(range(256)) * 40)
     result = cli("encode", tmp_path / name, tmp_path / "out.codes")
     assert result.exit_code == 1 and message.format(folder=tmp_path) in result.output
+
+
+def test_mp4_audio_under_another_suffix_and_a_damaged_mp3_are_named_for_what_they_are(tmp_path):
+    """An .m4a renamed .wav is named as MP4 with the conversion (not "Format not recognised"); an .mp3
+    without MP3 frames is not "File does not exist" (libsndfile's words) when it exists."""
+    (tmp_path / "talk.wav").write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00" + bytes(4000))
+    result = cli("encode", tmp_path / "talk.wav", tmp_path / "out.codes")
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert "talk.wav: is MP4/M4A audio (AAC or ALAC), whatever its name says" in message
+    assert f"ffmpeg -i {tmp_path}/talk.wav {tmp_path}/talk-converted.wav" in message
+    (tmp_path / "tagged.mp3").write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x0a" + bytes(10))   # a tag, no frames
+    result = cli("encode", tmp_path / "tagged.mp3", tmp_path / "out.codes")
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and "does not exist" not in message, message
+    assert "tagged.mp3: cannot read audio (no audio data libsndfile can decode: damaged, or another format)" in message
+
+
+@pytest.mark.parametrize("suffix, format", [(".aifc", "AIFF"), (".caf", "CAF"), (".w64", "W64")])
+def test_aifc_caf_and_w64_are_audio_in_a_folder_as_alone(tmp_path, tiny_model, suffix, format):
+    """libsndfile reads them: a batch codes them as a single file is coded (it left them out as "not audio")."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(str(folder / f"take{suffix}"), tone(0.3, 16000), 16000, format=format, subtype="PCM_16")
+    result = cli("encode", folder, tmp_path / "codes", "--model", tiny_model_dir_of(tiny_model))
+    assert result.exit_code == 0 and "not audio" not in result.output, result.output
+    assert (tmp_path / "codes" / "take.codes").is_file()
 
 
 def test_a_piped_input_that_is_not_read_is_to_be_converted_in_the_pipe(tmp_path):
