@@ -22,6 +22,7 @@ from codec.errors import CodecError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".caf", ".w64")
 SUPPORTED = "WAV, FLAC, OGG (Vorbis, Opus), MP3, AIFF, CAF, W64"
+LOSSY_SUFFIXES = (".ogg", ".oga", ".opus", ".mp3")   # (a batch prefers x.wav to x.mp3 for x.codes)
 # audio that libsndfile does not read but ffmpeg converts: named in the errors and batch notes
 RAW_PCM_SUFFIXES = (".raw", ".pcm", ".s16", ".sln")
 FFMPEG_ONLY_SUFFIXES = (".m4a", ".mp4", ".aac", ".wma", ".webm", ".amr", ".3gp", ".mka", ".ac3", ".mov", ".mkv")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codec.atomic import remove_partials
-from codec.audio import AUDIO_SUFFIXES
+from codec.audio import AUDIO_SUFFIXES, LOSSY_SUFFIXES
 from codec.datasets import Skipped, visible_files
 from codec.errors import CodecError, ModelNotFoundError
 from codec.signals import children_ignore_group_signals, terminate_workers
@@ -183,6 +183,8 @@ def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tu
     saved packet stream that is an input too)."""
     jobs, clashes, taken = [], [], {}
     inputs = {resolved_path(source): source for source, _ in placed}
+    # lossy files last: of files that share an output (x.mp3 and x.wav), the lossless one is coded
+    placed = sorted(placed, key=lambda item: item[0].suffix.lower() in LOSSY_SUFFIXES)
     # the same files by another route (a bind mount or hard link of the input folder)
     inputs_by_inode = {key: source for source, _ in placed if (key := file_identity(source)) is not None}
     for source, place in placed:
@@ -194,7 +196,7 @@ def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tu
             continue
         if job.target in taken:
             clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} is also the output of "
-                                                  f"{taken[job.target]}; rename one of them"))
+                                                  f"{taken[job.target]}, which is coded; rename one of them"))
             continue
         if _beside_its_codes(job, suffix):
             clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} is an audio file beside it, "

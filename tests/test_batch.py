@@ -248,6 +248,11 @@ def test_which_arguments_make_a_batch(tree, tmp_path, monkeypatch):
     jobs, clashes = plan_jobs([(tree / "top.wav", Path("top.wav")), (tree / "top.flac", Path("top.flac"))],
                               tmp_path / "out", ".codes")
     assert len(jobs) == 1 and len(clashes) == 1 and "also the output of" in clashes[0].reason
+    # a lossy and a lossless file with one output: the lossless one is coded, whichever sorts first
+    jobs, clashes = plan_jobs([(tree / "talk.mp3", Path("talk.mp3")), (tree / "talk.wav", Path("talk.wav"))],
+                              tmp_path / "out", ".codes")
+    assert [j.source.name for j in jobs] == ["talk.wav"] and [c.job.source.name for c in clashes] == ["talk.mp3"]
+    assert f"is also the output of {tree / 'talk.wav'}, which is coded; rename one of them" in clashes[0].reason
     # decoding a folder into itself: x.codes -> x.wav would replace the input x.wav (a saved packet stream)
     jobs, clashes = plan_jobs([(tree / "x.codes", Path("x.codes")), (tree / "x.wav", Path("x.wav"))], tree, ".wav")
     assert jobs == [] and [c.job.source.name for c in clashes] == ["x.codes", "x.wav"]
