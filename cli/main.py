@@ -378,8 +378,8 @@ def _label(path: Path) -> str:
 def encode(
     inputs: Annotated[list[str] | None, typer.Argument(
         metavar="INPUT...", show_default=False,
-        help="Audio file (WAV, FLAC, OGG, MP3, AIFF; 1 to 1024 channels, 1 to 384 kHz), or - for stdin. A folder, "
-             "a quoted glob ('in/**/*.flac') or several of these and files encode them all into the folder "
+        help="Audio file (WAV, FLAC, OGG, MP3, AIFF, CAF, W64; 1 to 1024 channels, 1 to 384 kHz), or - for stdin. "
+             "A folder, a quoted glob ('in/**/*.flac') or several of these and files encode them all into the folder "
              "OUTPUT.")] = None,
     output: Annotated[str | None, typer.Argument(
         metavar="OUTPUT", show_default=False,

@@ -28,12 +28,21 @@ import torch
 from codec import coding
 from codec.atomic import write_atomically
 from codec.audio import limited_float_samples
-from codec.bitstream import MAX_CHANNELS, CodesFile, CodesMetadata, codes_problem, from_bytes, read_metadata, to_bytes
+from codec.bitstream import (
+    MAX_CHANNELS,
+    CodesFile,
+    CodesMetadata,
+    codes_problem,
+    from_bytes,
+    parses_as_codes_file,
+    read_metadata,
+    to_bytes,
+)
 from codec.errors import CodecError
 from codec.models import ConvCodec
 from codec.models import load_model as _load_network
 from codec.models.interface import CodecBase
-from codec.packets import STREAM_MAGIC
+from codec.packets import CODES_FILE_WITH_STREAM_MAGIC, STREAM_MAGIC
 from codec.refine import check_refine_steps
 
 
@@ -173,6 +182,8 @@ class Codes:
         except OSError as error:
             raise CodecError(f"{path}: cannot read ({error.strerror or error})") from None
         if data.startswith(STREAM_MAGIC):
+            if parses_as_codes_file(data):   # (CODC and CODS differ by one bit)
+                raise CodecError(f"{path}: {CODES_FILE_WITH_STREAM_MAGIC}")
             raise CodecError(f"{path}: is a packet stream (codec stream --save), not a .codes file; "
                              f"decode it with codec.decode_file")
         try:
@@ -440,7 +451,7 @@ def _checked_kbps(bitrate, network) -> float:
 def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float | None = None,
                 model: "Codec | str | Path | None" = None, force: bool = False, entropy: bool | None = None,
                 refine_steps: int = 0, int8: bool = False) -> Codes:
-    """Encode an audio file (WAV, FLAC, OGG, MP3, AIFF; any rate and channel count) to a ``.codes``
+    """Encode an audio file (WAV, FLAC, OGG, MP3, AIFF, CAF, W64; any rate and channel count) to a ``.codes``
     file (what ``codec encode`` does): range-coded with the model's entropy model when it has one,
     unless ``entropy=False``; ``model`` a ``Codec`` (as loaded: ``int8`` is then unused, with a
     warning) or a name or folder (None: the default model); ``bitrate`` and ``refine_steps`` as

@@ -142,9 +142,14 @@ def unreadable(path: Path, reason: str) -> str:
         hint = f"; a {suffix} file is not audio"
     elif suffix not in AUDIO_SUFFIXES:
         hint = f"; if it is audio in another format, convert it first, e.g. ffmpeg -i {source} {wav}"
+    elif "unsupported encoding" in reason.lower():   # (AAC in CAF, ADPCM in WAV, ...)
+        hint = f"; convert it first, e.g. ffmpeg -i {source} {wav}"
     else:
         hint = ""
     return f"{path}: cannot read audio ({reason}); supported: {SUPPORTED}{hint}"
+
+
+_IMAGE_BRANDS = (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis")   # ISO media files of pictures
 
 
 def _mp4_under_another_suffix(path: Path) -> str | None:
@@ -157,7 +162,7 @@ def _mp4_under_another_suffix(path: Path) -> str | None:
             start = file.read(12)
     except OSError:
         return None
-    if start[4:8] != b"ftyp":
+    if start[4:8] != b"ftyp" or start[8:12] in _IMAGE_BRANDS:
         return None
     wav = shlex.quote(str(path.with_name(path.stem + "-converted.wav")))
     return (f"{path}: is MP4/M4A audio (AAC or ALAC), whatever its name says, which cannot be read (supported: "
@@ -330,6 +335,21 @@ def limited(block: np.ndarray, report_counts: list[int]) -> np.ndarray:
 OVERSHOOT = 256.0
 
 
+def checked_peak(samples: np.ndarray, source: str | Path = "audio") -> float:
+    """The largest magnitude of float ``samples`` read from ``source`` (named in the error).
+
+    Raises:
+        CodecError: beyond ±``OVERSHOOT``: integer-scale PCM stored as floats, which clipping to
+            ±1 would turn into a square wave (``codec encode``, ``eval``, ``stream`` and the
+            Python APIs refuse it alike).
+    """
+    peak = float(np.max(np.abs(samples), initial=0.0))
+    if peak > OVERSHOOT:
+        raise CodecError(f"{source}: samples reach {peak:.9g}, far outside [-1, 1]: integer-scale PCM held in "
+                         f"floats? scale it to [-1, 1] (16-bit PCM: divide by 32768)")
+    return peak
+
+
 def limited_float_samples(array: np.ndarray, stacklevel: int = 2) -> np.ndarray:
     """Float samples given to the Python APIs (``Codec.encode``, ``OnnxCodec.encode``), as
     ``codec encode`` takes a float file: clipped to ±1 with a ``UserWarning`` (counting them),
@@ -341,10 +361,7 @@ def limited_float_samples(array: np.ndarray, stacklevel: int = 2) -> np.ndarray:
     """
     if not np.all(np.isfinite(array)):
         raise CodecError("audio contains NaN or infinite samples")
-    peak = float(np.max(np.abs(array), initial=0.0))
-    if peak > OVERSHOOT:
-        raise CodecError(f"audio samples reach {peak:.9g}, far outside [-1, 1]: scale them to [-1, 1] "
-                         f"(integer PCM held in floats: divide by 32768 for 16-bit)")
+    peak = checked_peak(array)
     clipped = [0]
     array = limited(array, clipped)
     if count := clipped[0]:

@@ -196,7 +196,8 @@ def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tu
             continue
         if job.target in taken:
             clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} is also the output of "
-                                                  f"{taken[job.target]}, which is coded; rename one of them"))
+                                                  f"{taken[job.target]}, which goes first (lossless files before "
+                                                  f"lossy ones); rename one of them"))
             continue
         if _beside_its_codes(job, suffix):
             clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} is an audio file beside it, "

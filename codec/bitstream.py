@@ -68,6 +68,7 @@ chunk (up to 30 s) is the same in both but for the version byte and its CRC.
 
 import json
 import math
+import os
 import re
 import struct
 import zlib
@@ -535,6 +536,30 @@ def codes_bytes(data: bytes) -> int:
     return end - offset + sum(len(payload) - length_field for _, _, payload, _ in _verified_chunks(data, meta, end))
 
 
+def _codes_array(meta: CodesMetadata) -> np.ndarray:
+    """An empty ``[F, C, K]`` int64 array for the file's codes.
+
+    Raises:
+        BitstreamError: if it would not fit in this machine's memory. A range-coded chunk may be a
+            few bytes for 1500 frames, so a small file can claim any frame count its chunks carry.
+    """
+    shape = (meta.frames, meta.channels, meta.codebooks)
+    needed = math.prod(shape) * np.dtype(np.int64).itemsize
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):   # (no sysconf: Windows)
+        memory = math.inf
+    problem = (f"its metadata claims {meta.frames} frames x {meta.channels} channels x {meta.codebooks} codebooks, "
+               f"{needed / 2**30:.1f} GiB of codes")
+    if needed > memory:
+        raise BitstreamError(f"{problem}, more than this machine's memory ({memory / 2**30:.1f} GiB): the file is "
+                             f"damaged, or was made for a larger machine")
+    try:
+        return np.empty(shape, dtype=np.int64)
+    except MemoryError:
+        raise BitstreamError(f"{problem}, more than can be allocated here") from None
+
+
 def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
     """Parse and verify a ``.codes`` file.
 
@@ -562,7 +587,7 @@ def from_bytes(data: bytes, entropy_coder=None) -> CodesFile:
     # and a damaged frame count before the array it sizes is allocated
     chunks = list(_verified_chunks(data, meta, offset))
     # [F, C, K], filled chunk by chunk: a list of chunks and their concatenation held an hour's codes twice
-    frames = np.empty((meta.frames, meta.channels, meta.codebooks), dtype=np.int64)
+    frames = _codes_array(meta)
     start = 0
     for index, chunk_frames, body, codes_crc in chunks:
         count = chunk_frames * meta.channels * meta.codebooks

@@ -22,9 +22,9 @@ import torch
 from codec.atomic import disk_full, final_path, same_file, write_atomically
 from codec.audio import (
     AUDIO_SUFFIXES,
-    OVERSHOOT,
     UNKNOWN_LENGTH,
     check_sample_rate,
+    checked_peak,
     decoder_notes,
     limited,
     missing,
@@ -296,15 +296,10 @@ def in_full_scale(blocks: Iterable[np.ndarray], input_path: Path, clipped: list[
     magnitude in ``peak[0]``), as the Python API's ``limited_float_samples`` does.
 
     Raises:
-        CodecError: for samples beyond ±``OVERSHOOT`` (256): integer-scale PCM stored as floats,
-            which clipping would turn into a square wave.
+        CodecError: as ``checked_peak``, for integer-scale samples.
     """
     for block in blocks:
-        block_peak = float(np.max(np.abs(block), initial=0.0))
-        if block_peak > OVERSHOOT:
-            raise CodecError(f"{input_path}: samples reach {block_peak:.9g}, far outside [-1, 1]: a float file "
-                             f"holding integer-scale samples; scale it to [-1, 1] (16-bit PCM: divide by 32768)")
-        peak[0] = max(peak[0], block_peak)
+        peak[0] = max(peak[0], checked_peak(block, input_path))
         yield limited(block, clipped)
 
 

@@ -21,6 +21,7 @@ import soxr
 import torch
 
 from codec.atomic import create_partial, replace_with_partial
+from codec.audio import checked_peak
 from codec.band_fill import BandFill
 from codec.errors import CodecError
 from codec.highpass import HighPass
@@ -117,6 +118,7 @@ class FileSource:
                 due = now
             time.sleep(max(0.0, due - now))
         block = self._next_block()
+        checked_peak(block, self.path)   # integer-scale floats: refused, as codec encode refuses them
         outside = int(np.count_nonzero(np.abs(block) > 1.0))
         if outside:
             self.limited += outside

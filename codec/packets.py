@@ -70,6 +70,8 @@ ENTROPY_FLAG = 0x80
 MAX_CODED_BYTES_PER_CODE = 3
 RANGE_CODER_FLUSH_BYTES = 16
 SEQUENCE_MODULO = 1 << 16
+CODES_FILE_WITH_STREAM_MAGIC = ("corrupt header: the magic bytes at offset 0 read CODS (a packet stream's), but "
+                                "the file's CRC shows a .codes file (CODC): the file is corrupted")
 
 
 def coded_kind(start: bytes) -> str | None:
@@ -203,8 +205,7 @@ def read_stream_header(data: bytes) -> tuple[StreamInfo, int]:
         return parse_stream_header(data)
     except BitstreamError:
         if parses_as_codes_file(data):   # (the two magics differ by one bit)
-            raise BitstreamError("corrupt header: the magic bytes at offset 0 read CODS (a packet stream's), but "
-                                 "the file's CRC shows a .codes file (CODC): the file is corrupted") from None
+            raise BitstreamError(CODES_FILE_WITH_STREAM_MAGIC) from None
         raise
 
 

@@ -67,12 +67,12 @@ class HeldStop:
 
 @contextmanager
 def held_stop_signals() -> Iterator[HeldStop]:
-    """While inside, SIGINT, SIGTERM and SIGHUP whose handlers raise (Ctrl-C's default, or
+    """While inside, SIGINT, SIGTERM and SIGHUP whose handlers raise (Python's Ctrl-C default,
     ``stop_on_termination``'s) are recorded on the yielded ``HeldStop`` instead: a step that must
     not be cut in two (a live stream's block, between its packet and its audio) finishes, and its
     caller then stops as the signal asked. A second signal runs its own handler at once (the step
-    may hang). Ignored and default (process-ending) handlers stay as they are; outside the main
-    thread nothing is held."""
+    may hang). Other handlers (ignored, default, an application's own) stay as they are; outside
+    the main thread nothing is held."""
     held = HeldStop()
     if threading.current_thread() is not threading.main_thread():
         yield held
@@ -86,7 +86,7 @@ def held_stop_signals() -> Iterator[HeldStop]:
     previous = {}
     try:
         for signum in (signal.SIGINT, *STOPPING_SIGNALS):
-            if callable(signal.getsignal(signum)):
+            if signal.getsignal(signum) in (signal.default_int_handler, _raise_interrupt, _raise_terminated):
                 previous[signum] = signal.signal(signum, record)
         yield held
     finally:

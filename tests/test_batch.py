@@ -252,7 +252,8 @@ def test_which_arguments_make_a_batch(tree, tmp_path, monkeypatch):
     jobs, clashes = plan_jobs([(tree / "talk.mp3", Path("talk.mp3")), (tree / "talk.wav", Path("talk.wav"))],
                               tmp_path / "out", ".codes")
     assert [j.source.name for j in jobs] == ["talk.wav"] and [c.job.source.name for c in clashes] == ["talk.mp3"]
-    assert f"is also the output of {tree / 'talk.wav'}, which is coded; rename one of them" in clashes[0].reason
+    assert f"is also the output of {tree / 'talk.wav'}, which goes first (lossless files before lossy ones); " \
+        "rename one of them" in clashes[0].reason
     # decoding a folder into itself: x.codes -> x.wav would replace the input x.wav (a saved packet stream)
     jobs, clashes = plan_jobs([(tree / "x.codes", Path("x.codes")), (tree / "x.wav", Path("x.wav"))], tree, ".wav")
     assert jobs == [] and [c.job.source.name for c in clashes] == ["x.codes", "x.wav"]

@@ -172,6 +172,29 @@ def test_a_forged_frame_count_is_refused_before_its_codes_are_allocated(monkeypa
     assert not allocated
 
 
+def test_a_range_coded_file_claiming_more_codes_than_memory_holds_is_refused_by_name():
+    """Range-coded chunks may be 12 bytes for 1500 frames each: 12 kB of valid chunks can claim
+    1.5 M frames of 1024 channels (275 GiB of codes). Named, not an internal MemoryError."""
+    from types import SimpleNamespace
+
+    from codec.bitstream import _HEADER, FLAG_ENTROPY, MAGIC
+
+    chunks, channels = 1000, 1024
+    meta = dict(model="m", weights="0123abcd", sample_rate=16000, channels=channels, samples=chunks * 1500 * 320,
+                frame_rate=50, codebooks=24, codebook_size=1024, frames=chunks * 1500, entropy_model="e",
+                entropy_weights="89abcdef")
+    metadata = json.dumps(meta).encode()
+    parts, crc = [_HEADER.pack(MAGIC, 2, FLAG_ENTROPY, len(metadata)), metadata], 0
+    for index in range(chunks):
+        body = struct.pack("<I", 0)   # a chunk's length field: no bytes of codes
+        crc = zlib.crc32(b"".join(parts) + body) if index == 0 else zlib.crc32(body, crc)
+        parts += [body, struct.pack("<I", crc), struct.pack("<I", 0)]
+    coder = SimpleNamespace(name="e", weights="89abcdef" + "0" * 56)
+    with pytest.raises(BitstreamError, match=r"claims 1500000 frames x 1024 channels x 24 codebooks, 274.7 GiB of "
+                                             r"codes, more than (this machine's memory|can be allocated)"):
+        from_bytes(b"".join(parts), coder)
+
+
 def test_header_and_metadata_are_covered_by_the_crc():
     data = to_bytes(make())
     metadata_length = struct.unpack_from("<H", data, 6)[0]

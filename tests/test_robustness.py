@@ -324,6 +324,9 @@ def test_mp4_audio_under_another_suffix_and_a_damaged_mp3_are_named_for_what_the
     message = " ".join(result.output.split())
     assert "talk.wav: is MP4/M4A audio (AAC or ALAC), whatever its name says" in message
     assert f"ffmpeg -i {tmp_path}/talk.wav {tmp_path}/talk-converted.wav" in message
+    (tmp_path / "photo.wav").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00" + bytes(4000))   # a picture
+    result = cli("encode", tmp_path / "photo.wav", tmp_path / "out.codes")
+    assert result.exit_code == 1 and "MP4" not in result.output, result.output
     (tmp_path / "tagged.mp3").write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x0a" + bytes(10))   # a tag, no frames
     result = cli("encode", tmp_path / "tagged.mp3", tmp_path / "out.codes")
     message = " ".join(result.output.split())
@@ -340,6 +343,18 @@ def test_aifc_caf_and_w64_are_audio_in_a_folder_as_alone(tmp_path, tiny_model, s
     result = cli("encode", folder, tmp_path / "codes", "--model", tiny_model_dir_of(tiny_model))
     assert result.exit_code == 0 and "not audio" not in result.output, result.output
     assert (tmp_path / "codes" / "take.codes").is_file()
+
+
+def test_a_supported_container_with_an_encoding_libsndfile_lacks_says_how_to_convert_it():
+    """AAC in CAF (what macOS records): CAF is read, AAC is not (libsndfile's "Supported file format
+    but unsupported encoding"); the conversion is named, as for formats libsndfile lacks."""
+    from pathlib import Path
+
+    from codec.audio import unreadable
+
+    message = unreadable(Path("memo.caf"), "Supported file format but unsupported encoding.")
+    assert message.startswith("memo.caf: cannot read audio (Supported file format but unsupported encoding.)")
+    assert message.endswith("; convert it first, e.g. ffmpeg -i memo.caf memo.wav")
 
 
 def test_a_piped_input_that_is_not_read_is_to_be_converted_in_the_pipe(tmp_path):

@@ -418,6 +418,22 @@ def test_forged_stream_headers_are_refused_naming_the_field(changes):
         read_stream_header(data)
 
 
+def test_the_python_api_names_a_codes_file_with_a_stream_magic_as_damaged(tmp_path):
+    """``Codes.load`` sorts packet streams out by their magic first: a .codes file whose magic lost one
+    bit is named as damaged, as ``codec decode`` names it, not as a packet stream."""
+    from codec import Codes
+    from codec.bitstream import CodesFile, CodesMetadata, to_bytes
+    from codec.errors import CodecError
+
+    meta = CodesMetadata(model="m", weights="w", sample_rate=16000, channels=1, samples=3200, frame_rate=50,
+                         codebooks=2, codebook_size=1024, frames=10)
+    data = bytearray(to_bytes(CodesFile(meta, np.zeros((1, 2, 10), dtype=np.int64))))
+    data[3] ^= 0x10
+    (tmp_path / "flipped.codes").write_bytes(bytes(data))
+    with pytest.raises(CodecError, match=r"flipped.codes: corrupt header: the magic bytes .* read CODS .* corrupted"):
+        Codes.load(tmp_path / "flipped.codes")
+
+
 def test_a_magic_damaged_into_the_other_kind_of_file_is_named_as_damage():
     """``CODC`` (.codes) and ``CODS`` (packet stream) differ by one bit: a flip there sends a file to
     the other reader, whose error ("unsupported flags", "stream version 2") would not say damage."""
@@ -538,12 +554,19 @@ def test_the_recording_counts_what_it_clips(tmp_path):
 
 
 def test_float_input_beyond_full_scale_is_limited_with_a_warning(tiny_model_dir, tmp_path):
-    source = write_audio(tmp_path / "huge.wav", 1e30 * tone(0.5, 16000), 16000, subtype="FLOAT")
+    source = write_audio(tmp_path / "hot.wav", 4.0 * tone(0.5, 16000), 16000, subtype="FLOAT")
     result = invoke("stream", "--input", source, "--output", tmp_path / "out.wav", "--no-play",
                     "--model", tiny_model_dir, "--fast")
     assert result.exit_code == 0, result.output
     assert "samples were beyond ±1.0 full scale and were limited to ±1.0" in result.output
     assert np.isfinite(sf.read(tmp_path / "out.wav")[0]).all()
+    # integer-scale samples held in floats: refused, as codec encode refuses them, and nothing kept
+    source = write_audio(tmp_path / "huge.wav", 1e30 * tone(0.5, 16000), 16000, subtype="FLOAT")
+    result = invoke("stream", "--input", source, "--output", tmp_path / "huge_out.wav", "--no-play",
+                    "--model", tiny_model_dir, "--fast")
+    assert result.exit_code == 1 and "huge.wav: samples reach" in result.output
+    assert "far outside [-1, 1]" in result.output
+    assert not (tmp_path / "huge_out.wav").exists()
 
 
 def test_a_save_file_that_cannot_be_made_is_named_not_its_temporary_file(tiny_model_dir, speech, tmp_path,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from codec.audio import load_audio_and_announced
+from codec.audio import checked_peak, load_audio_and_announced
 from codec.errors import CodecError
 from codec.evaluation.alignment import align
 from codec.evaluation.metrics import METRIC_RATE, MIN_SECONDS, score_pair, to_metric_rate
@@ -152,6 +152,7 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
     """
     audio, sample_rate, announced = load_audio_and_announced(path)
     signal = audio[:, 0]
+    checked_peak(signal, path)   # integer-scale floats: left out, as codec encode refuses them
     limited = int(np.count_nonzero(np.abs(signal) > 1.0))
     if limited:   # every system codes, and is scored against, what a file of audio can hold
         signal = np.clip(signal, -1.0, 1.0)

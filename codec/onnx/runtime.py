@@ -218,7 +218,8 @@ class OnnxStreamingEncoder:
         available = sorted(int(g.removeprefix(self.kind)) for g in graphs if g.startswith(self.kind))
         enough = [k for k in available if k >= num_codebooks]
         if not enough:   # (a graph gives its count or fewer: the first codebooks of its codes)
-            raise CodecError(f"{num_codebooks} codebooks asked for; the exported graphs give 1 to {available[-1]}")
+            raise CodecError(f"{num_codebooks} codebooks asked for; the exported graphs give "
+                             f"{f'1 to {available[-1]}' if available else 'none (codec.json lists no encoder graph)'}")
         self.graph = f"{self.kind}{enough[0]}"
         self.reset()
 

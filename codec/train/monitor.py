@@ -13,7 +13,8 @@ COLLAPSE_PERPLEXITY = 8.0   # a codebook used like fewer than 8 entries has coll
 
 class Monitor:
     def __init__(self, out_dir: Path, console, tensorboard: bool, enabled: bool = True, purge_step: int | None = None):
-        """``purge_step``: a resumed run's first step; TensorBoard hides what an earlier run logged from it on."""
+        """``purge_step``: a resumed run's first step (its checkpoint's + 1); TensorBoard hides what an
+        earlier run logged from it on."""
         self.out_dir, self.console, self.enabled = out_dir, console, enabled
         self.writer = None
         if enabled and tensorboard:

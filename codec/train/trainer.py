@@ -626,8 +626,10 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         _set_aside_earlier_log(out_dir, console)
     elif main_process:
         _drop_unsaved_log_lines(out_dir, step)
-    # (resumed: TensorBoard hides the steps logged after the checkpoint, as train.log leaves them out)
-    monitor = Monitor(out_dir, console, run.tensorboard, enabled=main_process, purge_step=step if resume else None)
+    # (resumed: TensorBoard hides the steps logged after the checkpoint's, as train.log leaves them out;
+    # the checkpoint's own step was logged before it was saved, and stays)
+    monitor = Monitor(out_dir, console, run.tensorboard, enabled=main_process,
+                      purge_step=step + 1 if resume else None)
     if main_process:
         write_run_recipe(out_dir, recipe.to_dict(), from_recipe(recipe), console)
         console.print(f"training {recipe.model.name}{from_recipe(recipe)}: "
