@@ -344,8 +344,9 @@ def _check_first_chunk(data: bytes, meta: CodesMetadata, offset: int) -> None:
         frames = min(FRAMES_PER_CHUNK, meta.frames)
         length = math.ceil(frames * meta.channels * meta.codebooks * meta.bits_per_code / 8)
     end = offset + length
-    if len(data) < end + _UINT32.size:
-        raise BitstreamError(_past_the_end(0, offset, end + _UINT32.size, len(data), meta.entropy_coded))
+    trailer = (2 if meta.entropy_coded else 1) * _UINT32.size   # its CRC (and the codes' CRC), as _verified_chunks
+    if len(data) < end + trailer:
+        raise BitstreamError(_past_the_end(0, offset, end + trailer, len(data), meta.entropy_coded))
     if zlib.crc32(data[:end]) != _UINT32.unpack_from(data, end)[0]:
         raise BitstreamError(f"CRC mismatch (bytes 0-{end - 1}, header, metadata and chunk 0): the file is corrupted")
 

@@ -439,7 +439,9 @@ def entropy_coder_for(model: ConvCodec, required: bool = False, command: str = "
     entropy_model = getattr(model, "entropy_model", None)
     if entropy_model is None:
         if required:
-            raise CodecError(f"model '{model.config.name}' has no entropy model; {command} without --entropy"
+            folder = getattr(model, "model_dir", None)
+            where = f" (its folder {folder} has no entropy.safetensors and entropy_config.json)" if folder else ""
+            raise CodecError(f"model '{model.config.name}' has no entropy model{where}; {command} without --entropy"
                              f"{entropy_models_hint()}")
         return None
     coder = model.__dict__.get("_entropy_coder")   # made once per model: it prepares 8-bit weights

@@ -217,8 +217,12 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
     if info.entropy_model is not None:
         coder = entropy_coder_for(model)
         if coder is None or coder.name != info.entropy_model or coder.weights[:8] != info.entropy_weights:
+            folder = getattr(model, "model_dir", None) or model.config.name
+            available = "none" if coder is None else f"'{coder.name}' ({coder.weights[:8]})"
             raise CodecError(f"{input_path}: its packets are entropy-coded with model '{info.entropy_model}' "
-                             f"(weights {info.entropy_weights}), which model '{model.config.name}' does not have")
+                             f"(weights {info.entropy_weights}), but the decoding model's ({folder}) is {available}: "
+                             f"decode it with the folder of model '{info.model}' that holds that entropy model "
+                             f"(--model FOLDER, or that folder in CODEC_MODELS_DIR)")
     summary = summarize_stream(data, offset, info)   # (headers and CRCs only: fast)
     plan = _plan(read_packets(data, offset, info, coder), info, max(1, summary.max_frames),
                  getattr(model, "global_code", None) is not None,

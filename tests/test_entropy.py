@@ -132,8 +132,17 @@ def test_broken_or_missing_entropy_files(entropy_dir, tmp_path):
     (folder / "entropy.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(CodecError, match="cannot load the entropy model.*remove"):
         load_entropy_model(folder)
+    # half an entropy model (one file copied): named, not a codec silently writing plain files
     (folder / "entropy.safetensors").unlink()
-    assert load_entropy_model(folder) is None          # the weights file marks a model that has one
+    with pytest.raises(CodecError, match="has entropy_config.json but not entropy.safetensors: .* copy "
+                                         "entropy.safetensors there too, or remove entropy_config.json"):
+        load_entropy_model(folder)
+    (folder / "entropy.safetensors").write_bytes(data)
+    (folder / "entropy_config.json").unlink()
+    with pytest.raises(CodecError, match="has entropy.safetensors but not entropy_config.json"):
+        load_entropy_model(folder)
+    (folder / "entropy.safetensors").unlink()
+    assert load_entropy_model(folder) is None          # neither file: a codec without one
 
 
 def test_needs_the_entropy_model(entropy_dir):
@@ -347,6 +356,9 @@ def test_cli_entropy_codes_with_a_shipped_entropy_model(tiny_model_dir, entropy_
     refused = runner.invoke(app, ["encode", str(source), str(tmp_path / "r.codes"), "--model", str(tiny_model_dir),
                                   "--entropy"])
     assert refused.exit_code == 1 and "has no entropy model" in refused.output
+    # the folder given is named: its config names the shipped model, which the hint may suggest
+    assert f"(its folder {tiny_model_dir} has no entropy.safetensors and entropy_config.json)" in \
+        " ".join(refused.output.split())
     assert "with a model that has one (--model conv-16k)" in " ".join(refused.output.split())  # the shipped one
     info = json.loads(runner.invoke(app, ["info", str(tmp_path / "e.codes"), "--json"]).stdout)
     assert info["entropy_coded"] is True and info["entropy_model"] == "entropy-tiny"
@@ -473,6 +485,8 @@ def test_cli_streams_entropy_coded_packets(tiny_model_dir, entropy_dir, tmp_path
     assert decoded.exit_code == 0 and sf.info(str(tmp_path / "d.wav")).frames == 17120
     refused = run_cli("decode", tmp_path / "s.cods", tmp_path / "x.wav", "--model", tiny_model_dir)
     assert refused.exit_code == 1 and "entropy-coded" in refused.output
+    assert f"but the decoding model's ({tiny_model_dir}) is none: decode it with the folder of model 'tiny-16k' " \
+        "that holds that entropy model (--model FOLDER" in " ".join(refused.output.split())
     assert "warning" not in result.output
     few = run_cli("stream", "--input", source, "--save", tmp_path / "few.wav", "--no-play", "--model", model_dir,
                   "--fast", "--entropy", "--packet-frames", "1")

@@ -381,7 +381,9 @@ def test_eval_with_entropy_and_a_model_without_one_names_eval(tiny_model_dir, tm
     source = write_audio(tmp_path / "in.wav", speechlike(1.0), 16000)
     result = CliRunner().invoke(app, ["eval", str(source), "--model", str(tiny_model_dir), "--entropy",
                                       "--out", str(tmp_path / "report")])
-    assert result.exit_code == 1 and "has no entropy model; evaluate without --entropy" in result.output
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and "has no entropy model (its folder" in message
+    assert "entropy_config.json); evaluate without --entropy" in message
 
 
 def test_confidence_interval_uses_students_t():

@@ -148,8 +148,9 @@ def _to_8_bits(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def has_entropy_model(directory: Path) -> bool:
-    """Whether a model folder ships an entropy model (its weights file marks one)."""
-    return (Path(directory) / ENTROPY_WEIGHTS).is_file()
+    """Whether a model folder ships an entropy model: either of its files marks one (the other
+    missing is then an error of ``load_entropy_model``, not a codec silently without one)."""
+    return any((Path(directory) / name).is_file() for name in (ENTROPY_WEIGHTS, ENTROPY_CONFIG))
 
 
 def save_entropy_model(model: EntropyModel, directory: Path) -> None:
@@ -174,6 +175,11 @@ def load_entropy_model(directory: Path) -> EntropyModel | None:
 
     if not has_entropy_model(directory):
         return None
+    present = [name for name in (ENTROPY_WEIGHTS, ENTROPY_CONFIG) if (directory / name).is_file()]
+    if len(present) == 1:   # (half copied: a codec silently without it would write plain files)
+        absent = ENTROPY_CONFIG if present[0] == ENTROPY_WEIGHTS else ENTROPY_WEIGHTS
+        raise CodecError(f"{directory}: has {present[0]} but not {absent}: an entropy model is the two files; copy "
+                         f"{absent} there too, or remove {present[0]} to use the codec without an entropy model")
     try:
         model = EntropyModel(EntropyModelConfig.from_dict(json.loads((directory / ENTROPY_CONFIG).read_text())))
         model.load_state_dict(from_8_bits(load((directory / ENTROPY_WEIGHTS).read_bytes())))   # any path, as load_model

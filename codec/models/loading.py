@@ -287,6 +287,7 @@ def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Co
     model.__dict__["entropy_model"] = entropy_model
     model.weights_sha256 = weights_hash(model_dir)
     model.readable_weights = _compatible_weights(model_dir)
+    model.model_dir = model_dir   # (named in messages about what the folder lacks)
     model.eval()
     if int8:
         from codec.int8 import quantize_linear_layers
