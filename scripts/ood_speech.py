@@ -17,9 +17,8 @@ The files ship inside public packages, so this needs only PyPI and Debian's arch
 Each file is written as mono 16-bit WAV at its source's rate (a stereo one is mixed down, a long
 one cut to the excerpts named below); ``manifest.tsv`` lists them with their durations and
 packages. Some sources were lossy-coded by their makers (KTuberling's Ogg Vorbis, the MP3s
-the LibriVox and JFK recordings were taken from): they are kept as found. The audio stays in the output folder;
-the project holds only one of these files, the public-domain LibriVox excerpt, as examples/librivox_austen.flac
-(the README's first command encodes it).
+the LibriVox and JFK recordings were taken from): they are kept as found. Nothing is committed to the
+project: the audio stays in the output folder.
 
     python scripts/ood_speech.py /tmp/ood            # then: codec eval /tmp/ood/wb ...
 
