@@ -320,8 +320,11 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(audio, from_rate, to_rate, quality="HQ")
 
 
-def limited(block: np.ndarray, report_counts: list[int]) -> np.ndarray:
-    """Clip samples beyond ±1 (float files can hold them); count them for a warning."""
+def limited(block: np.ndarray, report_counts: list[int], peak: float | None = None) -> np.ndarray:
+    """Clip samples beyond ±1 (float files can hold them); count them for a warning. ``peak``: the
+    block's largest magnitude where the caller has it (``checked_peak``): within ±1, nothing to count."""
+    if peak is not None and peak <= 1.0:
+        return block
     outside = int(np.count_nonzero(np.abs(block) > 1.0))
     if outside:
         report_counts[0] += outside
@@ -363,7 +366,7 @@ def limited_float_samples(array: np.ndarray, stacklevel: int = 2) -> np.ndarray:
         raise CodecError("audio contains NaN or infinite samples")
     peak = checked_peak(array)
     clipped = [0]
-    array = limited(array, clipped)
+    array = limited(array, clipped, peak)
     if count := clipped[0]:
         warnings.warn(f"{count} sample{'s were' if count > 1 else ' was'} beyond ±1.0 full scale (peak {peak:.9g}) "
                       f"and {'were' if count > 1 else 'was'} limited to ±1.0", UserWarning, stacklevel=stacklevel + 1)

@@ -270,13 +270,17 @@ def _invalid_field(meta: CodesMetadata) -> str | None:
     return next((name for name, valid in checks if not valid()), None)
 
 
+def shown_value(text: str) -> str:
+    """A field's value (its repr) as messages show it: at most 40 characters (a damaged field may be long)."""
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def metadata_problem(meta: CodesMetadata) -> str | None:
     """Why ``meta`` is not metadata that the .codes format can hold (the field with an invalid
     value, or the frames its samples need); None if it is. Readers and writers check the same."""
     field = _invalid_field(meta)
     if field is not None:
-        value = repr(getattr(meta, field))
-        return f"invalid value of {field}: {value if len(value) <= 40 else value[:37] + '...'}"
+        return f"invalid value of {field}: {shown_value(repr(getattr(meta, field)))}"
     covered = meta.samples * meta.frame_rate / meta.sample_rate   # frames the samples need (ceil)
     # (a frame of slack for rounding; more for a global code's model, as its encoder once padded)
     if not -1 < meta.frames - covered < (math.inf if meta.has_global else 2):

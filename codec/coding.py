@@ -299,8 +299,9 @@ def in_full_scale(blocks: Iterable[np.ndarray], input_path: Path, clipped: list[
         CodecError: as ``checked_peak``, for integer-scale samples.
     """
     for block in blocks:
-        peak[0] = max(peak[0], checked_peak(block, input_path))
-        yield limited(block, clipped)
+        block_peak = checked_peak(block, input_path)
+        peak[0] = max(peak[0], block_peak)
+        yield limited(block, clipped, block_peak)
 
 
 def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_kbps: float,

@@ -118,8 +118,8 @@ class FileSource:
                 due = now
             time.sleep(max(0.0, due - now))
         block = self._next_block()
-        checked_peak(block, self.path)   # integer-scale floats: refused, as codec encode refuses them
-        outside = int(np.count_nonzero(np.abs(block) > 1.0))
+        peak = checked_peak(block, self.path)   # integer-scale floats: refused, as codec encode refuses them
+        outside = int(np.count_nonzero(np.abs(block) > 1.0)) if peak > 1.0 else 0
         if outside:
             self.limited += outside
             block = np.clip(block, -1.0, 1.0)

@@ -52,6 +52,7 @@ from codec.bitstream import (
     BitstreamError,
     pack_codes,
     parses_as_codes_file,
+    shown_value,
     unpack_codes,
 )
 
@@ -227,9 +228,8 @@ def parse_stream_header(data: bytes) -> tuple[StreamInfo, int]:
         raise BitstreamError("corrupt stream header metadata") from None
     field = _invalid_stream_field(info)
     if field is not None:
-        value = repr(getattr(info, field))
         raise BitstreamError(f"corrupt stream header metadata (invalid value of {field}: "
-                             f"{value if len(value) <= 40 else value[:37] + '...'})")
+                             f"{shown_value(repr(getattr(info, field)))})")
     return info, end + _CRC.size
 
 

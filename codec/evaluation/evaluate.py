@@ -152,8 +152,8 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
     """
     audio, sample_rate, announced = load_audio_and_announced(path)
     signal = audio[:, 0]
-    checked_peak(signal, path)   # integer-scale floats: left out, as codec encode refuses them
-    limited = int(np.count_nonzero(np.abs(signal) > 1.0))
+    peak = checked_peak(signal, path)   # integer-scale floats: left out, as codec encode refuses them
+    limited = int(np.count_nonzero(np.abs(signal) > 1.0)) if peak > 1.0 else 0
     if limited:   # every system codes, and is scored against, what a file of audio can hold
         signal = np.clip(signal, -1.0, 1.0)
     # a constant offset is not sound (the codecs drop it, as Opus's high-pass does) but it moves
