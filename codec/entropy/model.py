@@ -153,6 +153,17 @@ def has_entropy_model(directory: Path) -> bool:
     return any((Path(directory) / name).is_file() for name in (ENTROPY_WEIGHTS, ENTROPY_CONFIG))
 
 
+def half_an_entropy_model(directory: Path) -> str | None:
+    """Which of an entropy model's two files ``directory`` lacks, and the fix, where it holds only
+    the other (half copied: a codec silently without it would write plain files); else None."""
+    present = [name for name in (ENTROPY_WEIGHTS, ENTROPY_CONFIG) if (Path(directory) / name).is_file()]
+    if len(present) != 1:
+        return None
+    absent = ENTROPY_CONFIG if present[0] == ENTROPY_WEIGHTS else ENTROPY_WEIGHTS
+    return (f"has {present[0]} but not {absent}: an entropy model is the two files; copy {absent} there too, "
+            f"or remove {present[0]} to use the codec without an entropy model")
+
+
 def save_entropy_model(model: EntropyModel, directory: Path) -> None:
     """Write ``entropy.safetensors`` (8-bit matrices) and ``entropy_config.json`` to ``directory``."""
     from safetensors.torch import save
@@ -175,11 +186,8 @@ def load_entropy_model(directory: Path) -> EntropyModel | None:
 
     if not has_entropy_model(directory):
         return None
-    present = [name for name in (ENTROPY_WEIGHTS, ENTROPY_CONFIG) if (directory / name).is_file()]
-    if len(present) == 1:   # (half copied: a codec silently without it would write plain files)
-        absent = ENTROPY_CONFIG if present[0] == ENTROPY_WEIGHTS else ENTROPY_WEIGHTS
-        raise CodecError(f"{directory}: has {present[0]} but not {absent}: an entropy model is the two files; copy "
-                         f"{absent} there too, or remove {present[0]} to use the codec without an entropy model")
+    if half := half_an_entropy_model(directory):
+        raise CodecError(f"{directory}: {half}")
     try:
         model = EntropyModel(EntropyModelConfig.from_dict(json.loads((directory / ENTROPY_CONFIG).read_text())))
         model.load_state_dict(from_8_bits(load((directory / ENTROPY_WEIGHTS).read_bytes())))   # any path, as load_model

@@ -114,13 +114,18 @@ def quantizer_family(config) -> str:
 def _entropy_problem(directory: Path, config, network) -> str | None:
     """Why the entropy model in ``directory`` cannot code this codec's codes (``load_model``
     refuses the folder then), or None (none there, or it fits)."""
-    from codec.entropy.model import ENTROPY_CONFIG, ENTROPY_WEIGHTS, EntropyModelConfig, codes_fit, has_entropy_model
+    from codec.entropy.model import (
+        ENTROPY_CONFIG,
+        EntropyModelConfig,
+        codes_fit,
+        half_an_entropy_model,
+        has_entropy_model,
+    )
 
     if not has_entropy_model(directory):
         return None
-    if not (directory / ENTROPY_WEIGHTS).is_file():
-        return (f"{ENTROPY_CONFIG} without {ENTROPY_WEIGHTS}; the folder does not load until both are there or "
-                f"neither is")
+    if half := half_an_entropy_model(directory):   # (load_model refuses the folder with the same words)
+        return half
     try:
         entropy = EntropyModelConfig.from_dict(json.loads((directory / ENTROPY_CONFIG).read_text()))
     except Exception as error:   # missing, not JSON, or not an entropy config
