@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.text import Text
 
 from codec import __version__
-from codec.errors import CodecError, ModelNotFoundError, TrainingStopped, internal_error_message
+from codec.errors import CodecError, ModelNotFoundError, TrainingStopped, internal_error_message, os_error_message
 from codec.pipes import check_redirections, discard_output, reserve_closed_std_streams, stdout_was_closed
 from codec.signals import Terminated, stop_on_termination
 from codec.threads import check_threads
@@ -149,7 +149,7 @@ def user_errors(command):
             discard_output()
             raise typer.Exit(141) from None
         except OSError as error:
-            _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
+            _fail(os_error_message(error))
         except Terminated as stopped:   # SIGTERM or SIGHUP, after the temporary files were removed
             _fail(str(stopped), 128 + stopped.signum)
         except KeyboardInterrupt as error:   # (an evaluation's says how far it got)
@@ -311,9 +311,8 @@ def _file_output(output: str, source: str, suffix: str) -> Path:
         if source != "-" and not os.path.lexists(source):   # (the real mistake: the input is not there)
             from codec.audio import missing
             raise CodecError(f"{source}: {missing(Path(source))}")
-        stem = "out" if source == "-" else Path(source).stem
-        raise CodecError(f"{output}: names a folder (it ends with /); give a file name such as "
-                         f"{output}{stem}{suffix}")
+    from codec.coding import refuse_folder_name
+    refuse_folder_name(output, "out" if source == "-" else Path(source).stem, suffix)
     return _as_path(output)
 
 

@@ -8,8 +8,8 @@ The Python API (``codec.api``; ``help(codec.api)`` has more):
     codes = model.encode(audio, sample_rate=44100)  # numpy [T] / [T, C], or torch [T] / [C, T]
     codes.save("talk.codes")
     audio, sample_rate = model.decode(codec.Codes.load("talk.codes"))   # numpy [T, C]
-    codec.encode_file("talk.wav", "talk.codes", bitrate=6)
-    codec.decode_file("talk.codes", "talk_out.wav")
+    codec.encode_file("talk.wav", "talk_6k.codes", bitrate=6)
+    codec.decode_file("talk_6k.codes", "talk_out.wav")
 
 Shape letters used in every docstring and comment of the package:
 

@@ -7,14 +7,15 @@
     codes.save("talk.codes")                        # or codes.to_bytes()
     audio, sample_rate = model.decode(codec.Codes.load("talk.codes"))   # numpy [T, C]
 
-    codec.encode_file("talk.wav", "talk.codes", bitrate=6)
-    codec.decode_file("talk.codes", "talk_out.wav")
+    codec.encode_file("talk.wav", "talk_6k.codes", bitrate=6)
+    codec.decode_file("talk_6k.codes", "talk_out.wav")
 
 Decoded audio always has the input's sample rate, channel count and number of samples.
 Problems with the input raise ``codec.CodecError`` with a message naming the cause.
 """
 
 import dataclasses
+import functools
 import os
 import warnings
 from collections.abc import Iterator
@@ -38,12 +39,24 @@ from codec.bitstream import (
     read_metadata,
     to_bytes,
 )
-from codec.errors import CodecError
+from codec.errors import CodecError, os_error_message
 from codec.models import ConvCodec
 from codec.models import load_model as _load_network
 from codec.models.interface import CodecBase
 from codec.packets import CODES_FILE_WITH_STREAM_MAGIC, STREAM_MAGIC
 from codec.refine import check_refine_steps
+
+
+def _file_errors(function):
+    """A failed file operation (a name too long for the file system, a folder that cannot be
+    listed) as a CodecError naming the file, as the CLI reports it, instead of an OSError."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except OSError as error:
+            raise CodecError(os_error_message(error)) from None
+    return wrapper
 
 
 @dataclass(eq=False)
@@ -95,6 +108,7 @@ class Codes:
         """Seconds of audio the codes stand for."""
         return self.metadata.samples / self.metadata.sample_rate
 
+    @_file_errors
     def to_bytes(self, model: "Codec | str | Path | None" = None) -> bytes:
         """The ``.codes`` file format (``codec/bitstream.py``); with ``model`` (the one that made
         the codes, or its name or folder), range-coded by its entropy model, always (``encode_file``
@@ -122,6 +136,7 @@ class Codes:
             raise CodecError(str(error)) from None
 
     @classmethod
+    @_file_errors
     def from_bytes(cls, data: bytes, model: "Codec | str | Path | None" = None) -> "Codes":
         """Parse ``.codes`` bytes (or a bytearray or memoryview of them); entropy-coded ones need
         the ``model`` that wrote them (a ``Codec``, or its name or folder).
@@ -149,6 +164,7 @@ class Codes:
         parsed = from_bytes(data, coder)
         return cls(parsed.metadata, parsed.codes, parsed.global_codes)
 
+    @_file_errors
     def save(self, path: Path | str, model: "Codec | str | Path | None" = None) -> None:
         """Write a ``.codes`` file (replacing any file there but audio, only once the new one is
         complete); with ``model``, range-coded as ``to_bytes``. Warns (``UserWarning``) if ``path``
@@ -160,6 +176,7 @@ class Codes:
                 the new file over it would replace), or cannot be written.
         """
         _check_path(path, "path")
+        coding.refuse_folder_name(os.fspath(path), "talk", ".codes")
         with _python_argument_names():
             coding.check_output_path(Path(path), force=True, stdout=False)   # a folder, device or pipe: refused
             coding.check_not_replacing_audio(Path(path))
@@ -169,6 +186,7 @@ class Codes:
             warnings.warn(note, UserWarning, stacklevel=2)
 
     @classmethod
+    @_file_errors
     def load(cls, path: Path | str, model: "Codec | str | Path | None" = None) -> "Codes":
         """Read a ``.codes`` file (see ``from_bytes``).
 
@@ -368,6 +386,7 @@ class Codec:
         return (torch.from_numpy(np.ascontiguousarray(audio.T)), rate) if tensor else (audio, rate)
 
 
+@_file_errors
 def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Codec:
     """A shipped model by name (default: ``esc-16k-small``) or a model directory; ``int8``: its
     linear layers compute in int8 (faster on a CPU, slightly different output; ``codec/int8.py``).
@@ -386,8 +405,11 @@ def _check_path(value, name: str, what: str = "a path") -> None:
     folder, or a model's name: ``what`` it should be, for the message)."""
     if not isinstance(value, (str, os.PathLike)):
         raise CodecError(f"{name} must be {what} (str or pathlib.Path), not {type(value).__name__}")
-    if not os.fspath(value):
+    text = os.fspath(value)
+    if not text:
         raise CodecError(f"{name} is empty; give {what}")
+    if ("\0" if isinstance(text, str) else b"\0") in text:   # (no file name can hold one; os raises ValueError)
+        raise CodecError(f"{name} {value!r} contains a NUL character, which no file name can hold")
 
 
 def _check_flag(value, name: str, none_too: bool = False) -> None:
@@ -448,6 +470,7 @@ def _checked_kbps(bitrate, network) -> float:
     return kbps
 
 
+@_file_errors
 def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float | None = None,
                 model: "Codec | str | Path | None" = None, force: bool = False, entropy: bool | None = None,
                 refine_steps: int = 0, int8: bool = False) -> Codes:
@@ -467,6 +490,7 @@ def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float 
     """
     _check_path(input_path, "input_path")
     _check_path(output_path, "output_path")
+    coding.refuse_folder_name(os.fspath(output_path), Path(input_path).stem, ".codes")
     _check_model_argument(model)
     _check_flag(force, "force")
     _check_flag(entropy, "entropy", none_too=True)
@@ -480,6 +504,7 @@ def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float 
     return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
 
+@_file_errors
 def decode_file(input_path: Path | str, output_path: Path | str, model: "Codec | str | Path | None" = None,
                 force: bool = False, int8: bool = False) -> None:
     """Decode a ``.codes`` file, or a packet stream saved by ``codec stream --save``, to audio
@@ -496,6 +521,7 @@ def decode_file(input_path: Path | str, output_path: Path | str, model: "Codec |
     """
     _check_path(input_path, "input_path")
     _check_path(output_path, "output_path")
+    coding.refuse_folder_name(os.fspath(output_path), Path(input_path).stem, ".wav")
     _check_model_argument(model)
     _check_flag(force, "force")
     _check_flag(int8, "int8")

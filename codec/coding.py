@@ -396,6 +396,18 @@ def _not_a_file(path: Path, stdout: bool = False) -> str | None:
     return None
 
 
+def refuse_folder_name(output: str, stem: str, suffix: str) -> None:
+    """An output file's name as given (text): one that ends with / names a folder, and a Path would
+    drop the / and write a file of the folder's name.
+
+    Raises:
+        CodecError: for such a name, suggesting ``output + stem + suffix``.
+    """
+    if output.endswith(("/", os.sep)):
+        raise CodecError(f"{output}: names a folder (it ends with /); give a file name such as "
+                         f"{output}{stem}{suffix}")
+
+
 def check_output_path(output_path: Path, force: bool, input_path: Path | None = None, stdout: bool = True) -> None:
     """Fail early, before any work, unless ``output_path`` may be written: not a folder, not the
     input, not an existing file (unless forced), in a folder that exists. ``stdout``: the command

@@ -48,6 +48,11 @@ class TrainingStopped(Exception):
         self.signum = signum
 
 
+def os_error_message(error: OSError) -> str:
+    """One line for a failed file operation: the file it names, then the system's reason."""
+    return f"{error.filename or ''}: {error.strerror or error}".lstrip(": ")
+
+
 _LONGEST_DETAIL = 500   # characters of an internal error's own message that are shown
 
 

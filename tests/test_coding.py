@@ -358,6 +358,38 @@ def test_file_functions_name_bad_paths_and_pass_on_the_clis_warnings(tiny_model_
     assert (tmp_path / "loaded.codes").read_bytes() == (tmp_path / "codes.wav").read_bytes()
 
 
+def test_file_functions_refuse_folder_names_nul_characters_and_names_too_long(tiny_model_dir, tmp_path):
+    """As the CLI does: a name ending with / names a folder (a Path would drop the / and write a
+    file of the folder's name, over a user's file there); NUL characters and names the file system
+    cannot hold are CodecErrors naming the path, not ValueError or OSError."""
+    import codec as api
+
+    source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
+    model = api.load_model(tiny_model_dir)
+    codes = api.encode_file(source, tmp_path / "in.codes", model=model)
+    (tmp_path / "mine").write_text("mine")
+    long_name = str(tmp_path / ("y" * 300))
+    for call, message in [
+            (lambda: api.encode_file(source, f"{tmp_path}/out/", model=model),
+             r"out/: names a folder \(it ends with /\); give a file name such as .*out/in\.codes"),
+            (lambda: api.decode_file(tmp_path / "in.codes", f"{tmp_path}/mine/", model=model),
+             r"mine/: names a folder .* such as .*mine/in\.wav"),
+            (lambda: codes.save(f"{tmp_path}/mine/"), r"mine/: names a folder"),
+            (lambda: codes.save("a\0b.codes"), r"path 'a\\x00b.codes' contains a NUL character"),
+            (lambda: api.load_model("a\0b"), r"name_or_path .* contains a NUL character"),
+            (lambda: api.encode_file(source, "a\0b.codes"), r"output_path .* contains a NUL character"),
+            (lambda: codes.save(long_name + ".codes"), r"y\.codes: File name too long"),
+            (lambda: api.encode_file(source, long_name + ".codes", model=model), r"File name too long"),
+            (lambda: api.encode_file(long_name + ".wav", tmp_path / "b.codes", model=model), r"File name too long"),
+            (lambda: api.decode_file(tmp_path / "in.codes", long_name + ".wav", model=model), r"File name too long"),
+            (lambda: api.load_model(long_name), r"File name too long"),
+            (lambda: api.Codes.load(tmp_path / "in.codes", model=long_name), r"File name too long")]:
+        with pytest.raises(CodecError, match=message):
+            call()
+    assert (tmp_path / "mine").read_text() == "mine"
+    assert not (tmp_path / "out").exists()
+
+
 def test_python_api_input_checks_name_the_slip(tiny_model_dir):
     """A short clip in the other layout, Python lists, None, overshoot, non-finite samples and
     loose flags each get a named error (or a warning), not a misread signal or a numpy message."""

@@ -59,6 +59,36 @@ def test_a_codebook_count_the_model_lacks_is_refused(esc, tiny_model, count):
         tiny_model.encode(torch.zeros(1, 1, tiny_model.frame_size), too_many)
 
 
+@pytest.mark.parametrize("family", ["esc", "tiny_model"])   # ESC, and the conv codec
+def test_the_tensor_level_calls_refuse_what_they_cannot_code(family, request):
+    """A clear TypeError or ValueError, not one from deep inside torch, and codes beyond the
+    model's codebooks are refused, not ignored (ESC read only its own)."""
+    model = EscCodec(TINY).eval() if family == "esc" else request.getfixturevalue(family)
+    frame, count = model.frame_size, model.num_codebooks
+    codes = model.encode(torch.zeros(1, 1, 2 * frame), count)
+    for call, error, message in [
+            (lambda: model.encode(torch.zeros(1, 1, frame + frame // 2), 1), ValueError,
+             rf"shape \(1, 1, {frame + frame // 2}\): encode takes \[B, 1, T\] with T a positive multiple of "
+             rf"frame_size \({frame} samples"),
+            (lambda: model.encode(torch.zeros(1, 1, 0), 1), ValueError, "a positive multiple"),
+            (lambda: model.encode(torch.zeros(1, 2 * frame), 1), ValueError, rf"shape \(1, {2 * frame}\)"),
+            (lambda: model.encode(torch.zeros(1, 1, frame, dtype=torch.float64), 1), TypeError,
+             "float32 torch tensor .* not a torch.float64 tensor"),
+            (lambda: model.encode(np.zeros((1, 1, frame), np.float32), 1), TypeError, "not ndarray"),
+            (lambda: model.decode(torch.zeros(1, count + 1, 2, dtype=torch.long)), ValueError,
+             rf"shape \(1, {count + 1}, 2\): decode takes \[B, K, F\] with K from 1 to {count} codebooks"),
+            (lambda: model.decode(codes[0]), ValueError, "decode takes"),
+            (lambda: model.decode(torch.full((1, 1, 2), model.codebook_size)), ValueError,
+             rf"codes range from {model.codebook_size} to {model.codebook_size}; this model's codebooks hold "
+             rf"codes 0 to {model.codebook_size - 1}"),
+            (lambda: model.decode(-codes - 1), ValueError, "codes range from -"),
+            (lambda: model.decode(codes.float()), TypeError, "integer torch tensor"),
+            (lambda: model.decode(codes.numpy()), TypeError, "not ndarray")]:
+        with pytest.raises(error, match=message):
+            call()
+    assert model.decode(codes.to(torch.int32)).shape == (1, 1, 2 * frame)   # any integer type will do
+
+
 def test_coarse_codes_do_not_depend_on_the_finer_scales(esc):
     wav = 0.1 * torch.randn(1, 1, 320 * 9)
     assert torch.equal(esc.encode(wav, 4)[:, :2], esc.encode(wav, 2))

@@ -100,3 +100,20 @@ def test_main_command_runs_as_written(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     decoded, original = sf.info(tmp_path / "speech_out.wav"), sf.info(REPO / inputs[0])
     assert (decoded.frames, decoded.samplerate) == (original.frames, original.samplerate)
+
+
+@pytest.mark.parametrize("module_name", ["codec", "codec.api"])
+def test_docstring_examples_run(module_name, tmp_path, monkeypatch):
+    """The example that ``help(codec)`` and ``help(codec.api)`` open with runs as written, in a
+    folder holding its talk.wav, with ``audio`` the array it starts from."""
+    import importlib
+    import textwrap
+
+    from tests.conftest import tone, write_audio
+
+    monkeypatch.chdir(tmp_path)
+    write_audio(tmp_path / "talk.wav", tone(1.0, 44100), 44100)
+    docstring = importlib.import_module(module_name).__doc__
+    example = textwrap.dedent(re.search(r"\n\n(    import codec\n(?:    .*\n|\n)*)", docstring).group(1))
+    exec(compile(example, f"{module_name} docstring", "exec"), {"audio": tone(1.0, 44100)})
+    assert (tmp_path / "talk_out.wav").is_file()

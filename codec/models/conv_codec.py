@@ -221,7 +221,12 @@ class ConvCodec(CodecBase):
 
         A model with a global code uses ``global_codes [B, G]`` (from ``encode_global``), or
         computes them from this signal's start.
+
+        Raises:
+            TypeError, ValueError: as ``check_waveform`` and ``check_codebook_count``.
         """
+        self.check_waveform(wav)
+        self.check_codebook_count(num_codebooks)
         latent = self.encode_latent(wav)
         if global_codes is None:
             global_codes = self.encode_global(latent)
@@ -239,7 +244,12 @@ class ConvCodec(CodecBase):
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, global_codes: torch.Tensor | None = None) -> torch.Tensor:
-        """``codes [B, K, F]`` -> ``wav [B, 1, F * frame_size]``."""
+        """``codes [B, K, F]`` -> ``wav [B, 1, F * frame_size]``.
+
+        Raises:
+            TypeError, ValueError: as ``check_codes``.
+        """
+        self.check_codes(codes)
         return self.decode_latent(self.dequantize(codes, global_codes), self.decoder_condition(global_codes))
 
     def forward(self, wav: torch.Tensor, num_codebooks: torch.Tensor) -> CodecOutput:

@@ -279,12 +279,23 @@ class EscCodec(CodecBase):
 
     @torch.no_grad()
     def encode(self, wav: torch.Tensor, num_codebooks: int, global_codes=None) -> torch.Tensor:
-        """``wav [B, 1, T]`` (T a multiple of ``frame_size``) -> ``codes [B, K, F]`` int64."""
+        """``wav [B, 1, T]`` (T a multiple of ``frame_size``) -> ``codes [B, K, F]`` int64.
+
+        Raises:
+            TypeError, ValueError: as ``check_waveform`` and ``check_codebook_count``.
+        """
+        self.check_waveform(wav)
+        self.check_codebook_count(num_codebooks)
         return self.quantize_latent(self.encode_latent(wav), num_codebooks)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, global_codes=None) -> torch.Tensor:
-        """``codes [B, K, F]`` -> ``wav [B, 1, F * frame_size]``."""
+        """``codes [B, K, F]`` -> ``wav [B, 1, F * frame_size]``.
+
+        Raises:
+            TypeError, ValueError: as ``check_codes``.
+        """
+        self.check_codes(codes)
         return self.decode_latent(self.dequantize(codes))
 
     def forward(self, wav: torch.Tensor, num_codebooks: torch.Tensor) -> CodecOutput:

@@ -2,7 +2,14 @@
 
 import math
 
+import torch
+
 from codec.modules import StreamingModule
+
+
+def _described(value) -> str:
+    """A value's kind for an error: a tensor's dtype, else its type."""
+    return f"a {value.dtype} tensor" if isinstance(value, torch.Tensor) else type(value).__name__
 
 
 class CodecBase(StreamingModule):
@@ -70,6 +77,41 @@ class CodecBase(StreamingModule):
         """
         if not 1 <= num_codebooks <= self.num_codebooks:
             raise ValueError(f"num_codebooks {num_codebooks}: this model has 1 to {self.num_codebooks} codebooks")
+
+    def check_waveform(self, wav) -> None:
+        """Refuse what the tensor-level ``encode`` cannot code as given (torch would fail deep
+        inside, or a conv stage name a stride instead of the frame size).
+
+        Raises:
+            TypeError: unless ``wav`` is a float32 torch tensor.
+            ValueError: unless it is ``[B, 1, T]`` with ``T`` a positive multiple of ``frame_size``.
+        """
+        if not isinstance(wav, torch.Tensor) or wav.dtype != torch.float32:
+            raise TypeError(f"wav must be a float32 torch tensor [B, 1, T], not {_described(wav)} "
+                            f"(codec.load_model(...).encode takes numpy arrays and other types)")
+        if wav.dim() != 3 or wav.shape[1] != 1 or wav.shape[2] == 0 or wav.shape[2] % self.frame_size:
+            raise ValueError(f"wav has shape {tuple(wav.shape)}: encode takes [B, 1, T] with T a positive multiple "
+                             f"of frame_size ({self.frame_size} samples; codec.load_model(...).encode pads)")
+
+    def check_codes(self, codes) -> None:
+        """Refuse codes the tensor-level ``decode`` cannot read (an embedding lookup would fail deep
+        inside, or codebooks beyond the model's be ignored).
+
+        Raises:
+            TypeError: unless ``codes`` is an integer torch tensor.
+            ValueError: unless it is ``[B, K, F]`` with ``1 <= K <= num_codebooks`` and every code
+                in ``[0, codebook_size)``.
+        """
+        if not isinstance(codes, torch.Tensor) or codes.is_floating_point() or codes.is_complex() \
+                or codes.dtype == torch.bool:
+            raise TypeError(f"codes must be an integer torch tensor [B, K, F], not {_described(codes)}")
+        if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.num_codebooks:
+            raise ValueError(f"codes have shape {tuple(codes.shape)}: decode takes [B, K, F] with K from 1 to "
+                             f"{self.num_codebooks} codebooks")
+        # (compared as Python ints: in the tensor's own dtype, uint8 codes would compare with 1024 wrapped to 0)
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            raise ValueError(f"codes range from {int(codes.min())} to {int(codes.max())}; this model's codebooks "
+                             f"hold codes 0 to {self.codebook_size - 1}")
 
     # state-dict key prefixes and config fields that only decoding uses (set by each family)
     decoder_only_weights: tuple[str, ...] = ()
