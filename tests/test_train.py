@@ -1308,6 +1308,30 @@ def test_a_run_keeps_its_resolved_recipe_to_resume_with(audio_folder, tmp_path, 
            in " ".join(result.output.split())
 
 
+def test_a_copied_or_moved_run_resumes_in_its_own_folder(audio_folder, tmp_path):
+    """Its resolved recipe names the folder the run was in: resumed from there, it trained the
+    original run on and wrote over its checkpoint (or, moved, found none), and the copy stayed as it was."""
+    from codec.train.run_recipe import RUN_RECIPE
+
+    train(tiny(audio_folder, tmp_path / "run", "run.max_steps=1"), console=Console(file=io.StringIO()))
+    copy = shutil.copytree(tmp_path / "run", tmp_path / "copy")
+    report = io.StringIO()
+    train(load_recipe(copy / RUN_RECIPE, ["run.max_steps=2"]), resume=True, console=Console(file=report, width=400))
+    assert torch.load(copy / CHECKPOINT_FILE, weights_only=True)["step"] == 2
+    assert torch.load(tmp_path / "run" / CHECKPOINT_FILE, weights_only=True)["step"] == 1   # the original untouched
+    assert f"note: {copy / RUN_RECIPE} names run.out_dir {tmp_path / 'run'}, the folder the run was in; it is in " \
+           f"{copy} now (copied or moved), and trains there" in report.getvalue()
+    moved = tmp_path / "moved"
+    (tmp_path / "run").rename(moved)
+    train(load_recipe(moved / RUN_RECIPE, ["run.max_steps=2"]), resume=True, console=Console(file=io.StringIO()))
+    assert torch.load(moved / CHECKPOINT_FILE, weights_only=True)["step"] == 2
+    report = io.StringIO()   # its own folder again: nothing to note
+    train(load_recipe(moved / RUN_RECIPE, ["run.max_steps=3"]), resume=True, console=Console(file=report, width=400))
+    assert "note:" not in report.getvalue()
+    elsewhere = tmp_path / "elsewhere"   # an -o run.out_dir still decides
+    assert load_recipe(copy / RUN_RECIPE, [f"run.out_dir={elsewhere}"]).run.out_dir == str(elsewhere)
+
+
 def test_resuming_from_another_folder_does_not_take_a_relative_data_folder_for_a_change(audio_folder, tmp_path,
                                                                                          monkeypatch):
     # the checkpoint keeps the recipe as given (data.train_dir=audio, relative) and the run's recipe

@@ -62,6 +62,7 @@ from codec.train.trainer import (
     _save_checkpoint,
     _set_aside_earlier_log,
     from_recipe,
+    print_recipe_notes,
     restore_checkpoint,
     restore_data_rng,
 )
@@ -437,6 +438,7 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
             model.load_state_dict(initial.state_dict())
             console.print(f"init_from {run.init_from}: starting from its entropy model")
         _set_aside_earlier_log(out_dir, console)
+    print_recipe_notes(recipe, console)
     write_run_recipe(out_dir, recipe_values(recipe), from_recipe(recipe), console)
     console.print(f"training {recipe.entropy.name}{from_recipe(recipe)}: "
                   f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "

@@ -876,6 +876,7 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
     path = find_recipe(Path(path), str(path))   # (a str keeps "./tiny", which a Path would make "tiny")
     origins = RecipeOrigins(str(path))
     values = _read_yaml(path, places=origins.places)
+    _follow_a_moved_run(path, values, origins)
     for override in overrides:
         _apply_override(values, override, origins.places)
     try:
@@ -898,6 +899,23 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
     return recipe
 
 
+def _follow_a_moved_run(path: Path, values: dict, origins: "RecipeOrigins") -> None:
+    """A run's resolved recipe names its folder by absolute path: in a copied or moved run
+    folder (its checkpoint beside it), it would resume, and write over, the run it came from.
+    There the run's folder is the recipe's own (an ``-o run.out_dir`` still decides), with a note."""
+    from codec.atomic import same_file
+    from codec.train.run_recipe import is_run_recipe
+
+    out_dir = values.get("run", {}).get("out_dir") if isinstance(values.get("run"), dict) else None
+    if not isinstance(out_dir, str) or not is_run_recipe(path) or not (path.parent / "checkpoint.pt").is_file():
+        return
+    if same_file(out_dir, path.parent):
+        return
+    values["run"]["out_dir"] = str(path.parent)
+    origins.notes.append(f"{path} names run.out_dir {out_dir}, the folder the run was in; it is in "
+                         f"{path.parent} now (copied or moved), and trains there (-o run.out_dir=DIR for another)")
+
+
 SECTIONS = ("model", "data", "optim", "loss", "gan", "run", "entropy")
 _KEY_NAMED = re.compile(rf"(?<![\w./~-])({'|'.join(SECTIONS)})\.(\w+)")
 _SECTION_NAMED = re.compile(r"recipe section '(\w+)'")
@@ -912,6 +930,7 @@ class RecipeOrigins:
 
     recipe: str
     places: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)   # what loading changed, for the run to print
 
     def locate(self, message: str, keys: list[str] | None = None) -> str:
         """``message``, an error about recipe values, led by where the values it names (or

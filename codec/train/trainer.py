@@ -71,6 +71,12 @@ def from_recipe(recipe) -> str:
     return f" (recipe {origins.recipe})" if origins is not None else ""
 
 
+def print_recipe_notes(recipe, console: Console) -> None:
+    """What ``load_recipe`` changed in the recipe as read (such as a moved run's folder), as notes."""
+    for note in getattr(getattr(recipe, "origins", None), "notes", []):
+        console.print(f"note: {note}")
+
+
 def _shipped_name_note(name: str, out_dir: Path) -> str | None:
     """For a model trained under a shipped model's name, from scratch or as a fine-tune: its .codes
     files name that model, and decoding them without --model finds the shipped weights, which
@@ -631,6 +637,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
     monitor = Monitor(out_dir, console, run.tensorboard, enabled=main_process,
                       purge_step=step + 1 if resume else None)
     if main_process:
+        print_recipe_notes(recipe, console)
         write_run_recipe(out_dir, recipe.to_dict(), from_recipe(recipe), console)
         console.print(f"training {recipe.model.name}{from_recipe(recipe)}: "
                       f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
