@@ -483,16 +483,16 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
             if step % run.log_every == 0:
                 log_record(now)
             if now - last_checkpoint > 60 * run.checkpoint_minutes:
+                save_entropy_model(model, out_dir / "model")   # the model first, as in codec training
                 _save_checkpoint(checkpoint_path, model, optimizer, step, previous_seconds + now - start, recipe,
                                  crops)
-                save_entropy_model(model, out_dir / "model")
                 _log_held_out(out_dir, console, model, dev, step)
                 last_checkpoint = now
         if count:   # the steps since the last record (a run shorter than run.log_every)
             log_record(time.monotonic())
         elapsed = previous_seconds + time.monotonic() - start
-        _save_checkpoint(checkpoint_path, model, optimizer, step, elapsed, recipe, crops)
         save_entropy_model(model, out_dir / "model")
+        _save_checkpoint(checkpoint_path, model, optimizer, step, elapsed, recipe, crops)
         _log_held_out(out_dir, console, model, dev, step)
         if stop_requested:
             console.print(f"stopped by {signal_name(stop_requested[0])} after the step in progress; "
