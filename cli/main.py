@@ -578,8 +578,10 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
         stderr.print(_visible(f"note: {note}"), soft_wrap=True)
     if inside_output:
         stderr.print(_visible(f"note: left out {inside_output} file{'s' if inside_output > 1 else ''} below the "
-                              f"output folder {output}, which lies inside the input folder: earlier outputs, which "
-                              f"coded again would nest one level deeper at each run"), soft_wrap=True)
+                              f"output folder {output}, which lies inside the input folder: taken for earlier "
+                              f"outputs, which coded again would nest one level deeper at each run (to code "
+                              f"{'them' if inside_output > 1 else 'it'}, give an output folder outside the input "
+                              f"folder, or the files by name)"), soft_wrap=True)
     for line in summary_lines(outcomes, settings.command):
         stderr.print(_visible(line), soft_wrap=True)
     if any(o.status == "failed" for o in outcomes):

@@ -183,8 +183,9 @@ def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tu
     saved packet stream that is an input too)."""
     jobs, clashes, taken = [], [], {}
     inputs = {resolved_path(source): source for source, _ in placed}
-    # lossy files last: of files that share an output (x.mp3 and x.wav), the lossless one is coded
-    placed = sorted(placed, key=lambda item: item[0].suffix.lower() in LOSSY_SUFFIXES)
+    # of files that share an output, the lossless one is coded (x.wav, not x.mp3), and the .codes file
+    # (x.codes, not a saved stream x.pkt); others as found
+    placed = sorted(placed, key=lambda item: _precedence(item[0]))
     # the same files by another route (a bind mount or hard link of the input folder)
     inputs_by_inode = {key: source for source, _ in placed if (key := file_identity(source)) is not None}
     for source, place in placed:
@@ -195,9 +196,10 @@ def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tu
                                                   f"{replaced}; give another output folder"))
             continue
         if job.target in taken:
+            first = taken[job.target]
             clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} is also the output of "
-                                                  f"{taken[job.target]}, which goes first (lossless files before "
-                                                  f"lossy ones); rename one of them"))
+                                                  f"{first}, which goes first ({_why_first(first, source)}); "
+                                                  f"rename one of them"))
             continue
         if _beside_its_codes(job, suffix):
             clashes.append(Outcome(job, "failed", f"{source}: its output {job.target} is an audio file beside it, "
@@ -208,6 +210,20 @@ def plan_jobs(placed: list[tuple[Path, Path]], out_dir: Path, suffix: str) -> tu
         taken[job.target] = source
         jobs.append(job)
     return jobs, clashes
+
+
+def _precedence(path: Path) -> tuple[bool, bool]:
+    """Sort key of files that may share an output: lossless audio and .codes files first."""
+    return path.suffix.lower() in LOSSY_SUFFIXES, path.suffix.lower() != CODES_SUFFIX
+
+
+def _why_first(first: Path, second: Path) -> str:
+    """Why ``first`` was coded and ``second``, with the same output, was not (``_precedence``)."""
+    if _precedence(first)[0] != _precedence(second)[0]:
+        return "lossless files before lossy ones"
+    if _precedence(first)[1] != _precedence(second)[1]:
+        return f"{CODES_SUFFIX} files before saved streams"
+    return "it was found first"
 
 
 def _beside_its_codes(job: Job, suffix: str) -> bool:

@@ -254,6 +254,13 @@ def test_which_arguments_make_a_batch(tree, tmp_path, monkeypatch):
     assert [j.source.name for j in jobs] == ["talk.wav"] and [c.job.source.name for c in clashes] == ["talk.mp3"]
     assert f"is also the output of {tree / 'talk.wav'}, which goes first (lossless files before lossy ones); " \
         "rename one of them" in clashes[0].reason
+    # a .codes file and a saved stream (any name) with one output: the .codes file, whichever sorts first
+    jobs, clashes = plan_jobs([(tree / "x", Path("x")), (tree / "x.codes", Path("x.codes"))], tmp_path / "out", ".wav")
+    assert [j.source.name for j in jobs] == ["x.codes"]
+    assert "which goes first (.codes files before saved streams)" in clashes[0].reason
+    jobs, clashes = plan_jobs([(tree / "t.aif", Path("t.aif")), (tree / "t.caf", Path("t.caf"))], tmp_path / "out",
+                              ".codes")   # two lossless files: the first found
+    assert [j.source.name for j in jobs] == ["t.aif"] and "which goes first (it was found first)" in clashes[0].reason
     # decoding a folder into itself: x.codes -> x.wav would replace the input x.wav (a saved packet stream)
     jobs, clashes = plan_jobs([(tree / "x.codes", Path("x.codes")), (tree / "x.wav", Path("x.wav"))], tree, ".wav")
     assert jobs == [] and [c.job.source.name for c in clashes] == ["x.codes", "x.wav"]
@@ -588,8 +595,9 @@ def test_an_output_folder_inside_the_input_folder_is_not_coded_again(tiny_model_
     assert invoke("decode", codes, codes, "--model", tiny_model_dir).exit_code == 0   # audio beside the codes
     result = invoke("encode", tree, codes, "--model", tiny_model_dir)
     assert result.exit_code == 0, result.output
-    assert f"note: left out 3 files below the output folder {codes}, which lies inside the input folder" in \
-        " ".join(result.output.split())
+    assert f"note: left out 3 files below the output folder {codes}, which lies inside the input folder: taken for " \
+        f"earlier outputs, which coded again would nest one level deeper at each run (to code them, give an output " \
+        f"folder outside the input folder, or the files by name)" in " ".join(result.output.split())
     assert "encoded 0 files, 3 already done" in result.output and not (codes / "codes").exists()
 
 
