@@ -77,7 +77,8 @@ def test_tour_commands_run(tmp_path):
 
 def test_main_command_runs_as_written(tmp_path):
     """The README's first command (after setup.sh) encodes and decodes its dev file with the shipped
-    model into a decoded file as long as its input (the file is real speech beside the checkout)."""
+    model into a decoded file as long as its input (the file is real speech beside the checkout),
+    and runs again."""
     import os
     import subprocess
     import sys
@@ -95,9 +96,10 @@ def test_main_command_runs_as_written(tmp_path):
     command = command.replace(f"encode {inputs[0]} ", f"encode {REPO / inputs[0]} ")   # (run in tmp_path)
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
            "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    for _ in range(2):   # and again, as setup.sh can be: over its own outputs
+        result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
     decoded, original = sf.info(tmp_path / "speech_out.wav"), sf.info(REPO / inputs[0])
     assert (decoded.frames, decoded.samplerate) == (original.frames, original.samplerate)
 
