@@ -59,12 +59,35 @@ def test_a_malformed_manifest_names_its_line(folder, name, text, expected):
         find_inputs(path)
 
 
+def test_a_malformed_training_manifest_names_its_line_as_a_line(folder, tmp_path):
+    """Named by the recipe value that gave it, "FILE:2:" lost its file: "line 2" then says what 2 is."""
+    from codec.train import load_recipe, train_any
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"path": str(next(folder.glob("*.wav")))}) + "\n[1]\n")
+    recipe = load_recipe("tiny", [f"data.train_dir={manifest}", f"run.out_dir={tmp_path / 'run'}"])
+    with pytest.raises(CodecError, match=rf"^override 'data.train_dir={manifest}': line 2: not a JSON object"):
+        train_any(recipe)
+
+
 def test_level_normalisation(folder):
     data = RandomCropDataset(folder, 16000, 8000, level_db=(-30.0, -20.0))
     batch = data.batch(16).numpy()
     levels = 10 * np.log10(np.mean(batch ** 2, axis=-1))
     assert np.all(levels > -30.5) and np.all(levels < -19.5)
     assert np.abs(batch).max() <= 0.99 + 1e-6
+
+
+def test_a_noise_folder_of_silence_or_no_samples_is_refused(tmp_path):
+    # (as the training folder is: mixed in, it added nothing, without a word)
+    (tmp_path / "silent").mkdir()
+    (tmp_path / "empty").mkdir()
+    write_audio(tmp_path / "silent" / "z.wav", np.zeros(16000), 16000)
+    write_audio(tmp_path / "empty" / "e.wav", np.zeros(0), 16000)
+    with pytest.raises(CodecError, match=r"silent: all of its audio is silent .*; as noise it would add nothing"):
+        RandomCropDataset.noise_from(tmp_path / "silent", 16000)
+    with pytest.raises(CodecError, match=r"empty: holds no audio \(its files have no samples\)"):
+        RandomCropDataset.noise_from(tmp_path / "empty", 16000)
 
 
 def test_noise_mixing_and_eq(folder, tmp_path_factory):

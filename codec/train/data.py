@@ -162,6 +162,14 @@ def synthetic_tones(samples: int, sample_rate: int, rng: np.random.Generator) ->
     return (tones / np.abs(tones).max()).astype(np.float32)
 
 
+def _refuse_empty_or_silent(source: Path, clips: list[np.ndarray], why_not_silence: str) -> None:
+    """Raises CodecError if ``clips`` (all of ``source``'s audio) hold no samples, or only silence."""
+    if not any(len(c) for c in clips):
+        raise CodecError(f"{source}: holds no audio (its files have no samples)")
+    if max(float(np.abs(c).max(initial=0.0)) for c in clips) < SILENT_PEAK:
+        raise CodecError(f"{source}: all of its audio is silent (peak below -80 dBFS); {why_not_silence}")
+
+
 class RandomCropDataset:
     """Random fixed-length mono crops from a folder or manifest of audio, all at ``sample_rate``.
 
@@ -181,11 +189,7 @@ class RandomCropDataset:
         self.unreadable: list[str] = []  # files left out, for a warning
         self.skipped = Skipped()         # files of the folder that are not audio, or hidden: for a note
         self.clips = _load_all(source, sample_rate, self.findings, self.unreadable, self.skipped)
-        if not any(len(c) for c in self.clips):
-            raise CodecError(f"{source}: holds no audio (its files have no samples)")
-        if max(float(np.abs(c).max(initial=0.0)) for c in self.clips) < SILENT_PEAK:
-            raise CodecError(f"{source}: all of its audio is silent (peak below -80 dBFS); a codec cannot "
-                             f"learn from it")
+        _refuse_empty_or_silent(source, self.clips, "a codec cannot learn from it")
         self.lengths = np.array([len(c) for c in self.clips], dtype=np.float64)
         self.sample_rate = sample_rate
         self.segment_samples = segment_samples
@@ -197,8 +201,15 @@ class RandomCropDataset:
     def noise_from(cls, source: Path, sample_rate: int, unreadable: list[str] | None = None,
                    skipped: Skipped | None = None) -> list[np.ndarray]:
         """Noise clips for ``Augmentation.noise_clips``; files that cannot be read are left out
-        and listed in ``unreadable``, and a folder's other files in ``skipped`` (see ``_load_all``)."""
-        return _load_all(source, sample_rate, unreadable=unreadable, skipped=skipped)
+        and listed in ``unreadable``, and a folder's other files in ``skipped`` (see ``_load_all``).
+
+        Raises:
+            CodecError: if the source holds no readable audio, or only silence (mixed in, it would
+                add nothing).
+        """
+        clips = _load_all(source, sample_rate, unreadable=unreadable, skipped=skipped)
+        _refuse_empty_or_silent(source, clips, "as noise it would add nothing")
+        return clips
 
     @property
     def hours(self) -> float:

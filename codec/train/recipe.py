@@ -969,7 +969,8 @@ def data_named_by(key: str, value: str):
             raise
         where = f" (relative to the current folder, {os.getcwd()})" \
             if not os.path.isabs(value) and not os.path.exists(value) else ""
-        raise CodecError(f"recipe value {key}={value}{where}: {str(error)[len(named):].strip()}") from None
+        problem = re.sub(r"^(\d+): ", r"line \1: ", str(error)[len(named):].strip())   # (a manifest's FILE:LINE:)
+        raise CodecError(f"recipe value {key}={value}{where}: {problem}") from None
 
 
 def expand_paths(config, section: str, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
