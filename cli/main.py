@@ -1000,11 +1000,16 @@ def export(
                                        "1.6-2x as fast per frame on one CPU thread, same PESQ; "
                                        "esc-16k-small: little or no faster; see the README).")] = False,
     force: FolderForceOption = False,
+    model_option: Annotated[str | None, typer.Option(
+        "--model", "-m", help="The model, as the other commands take it (or give it as MODEL).")] = None,
 ) -> None:
     """Export a model for CPU streaming: encoder and decoder step graphs with explicit state."""
     from codec.models import load_model
     from codec.onnx.export import export_format, export_onnx
 
+    if model is not None and model_option is not None and model != model_option:
+        raise CodecError(f"two models given: {model} (MODEL) and {model_option} (--model); give one")
+    model = model if model is not None else model_option
     export_format(format)   # onnx, in any case
     _check_out_folder(out)
     if out.exists() and not out.is_dir():

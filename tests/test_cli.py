@@ -277,6 +277,17 @@ def test_export_over_an_earlier_one_removes_its_stale_graphs_and_keeps_other_fil
     assert "encoder_99" not in result.output and "notes.txt" not in result.output and "decoder.onnx" in result.output
 
 
+def test_export_takes_the_model_as_the_other_commands_do_too(tiny_model_dir, tmp_path):
+    # (codec export -m DIR said "No such option: -m": encode, decode, eval and stream take --model)
+    result = invoke("export", "-m", tiny_model_dir, "--out", tmp_path / "by-option")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "by-option" / "decoder.onnx").is_file()
+    result = invoke("export", tiny_model_dir, "--model", "conv-16k", "--out", tmp_path / "two")
+    assert result.exit_code == 1 and f"two models given: {tiny_model_dir} (MODEL) and conv-16k (--model); give " \
+        "one" in " ".join(result.output.split())
+    assert not (tmp_path / "two").exists()
+
+
 def test_sigterm_removes_the_temporary_file_and_exits_143(tmp_path):
     import signal
 

@@ -387,7 +387,9 @@ def test_an_unreadable_noise_file_is_left_out_with_a_warning(audio_folder, tmp_p
 def test_a_missing_data_folder_names_its_recipe_key(audio_folder, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for override, message in (("data.train_dir=nosuch", "recipe value data.train_dir=nosuch (relative to the "
-                                                         f"current folder, {tmp_path}): no such file or folder"),
+                                                         f"current folder, {tmp_path}): no such file or folder; to "
+                                                         f"train on your own audio, give its folder (or a manifest "
+                                                         f"of its files) with -o data.train_dir=PATH"),
                               ("data.noise_dir=nosuch", "recipe value data.noise_dir=nosuch (relative"),
                               ("data.train_dir=./nosuch/", "recipe value data.train_dir=./nosuch/ (relative")):
         recipe = load_recipe(REPO / "recipes" / "tiny.yaml", [f"data.train_dir={audio_folder}", override,
@@ -409,6 +411,14 @@ def test_recipe_files_that_inherit_wrongly(tmp_path):
     (tmp_path / "lost.yaml").write_text("inherit: no_such_recipe.yaml\n")
     with pytest.raises(CodecError, match=r"no_such_recipe.yaml: recipe not found \(inherited by .*lost.yaml"):
         load_recipe(tmp_path / "lost.yaml")
+
+
+def test_a_recipe_that_is_a_pipe_is_named_as_one(tmp_path):
+    # (codec train <(...) said "recipe not found" of a file that is there)
+    os.mkfifo(tmp_path / "piped.yaml")
+    with pytest.raises(CodecError, match=r"piped.yaml: is not a regular file \(a pipe or device\); write the recipe "
+                                         r"to a file"):
+        load_recipe(tmp_path / "piped.yaml")
 
 
 def test_silent_training_audio_is_refused(tmp_path):
@@ -1360,6 +1370,20 @@ def test_a_copied_or_moved_run_resumes_in_its_own_folder(audio_folder, tmp_path)
     assert "note:" not in report.getvalue()
     elsewhere = tmp_path / "elsewhere"   # an -o run.out_dir still decides
     assert load_recipe(copy / RUN_RECIPE, [f"run.out_dir={elsewhere}"]).run.out_dir == str(elsewhere)
+
+
+def test_an_init_from_given_on_resume_is_named_unused(audio_folder, tmp_path):
+    # (it was left out of the values that differ, as where a run started from, and so ignored without a word)
+    run = tmp_path / "run"
+    train(tiny(audio_folder, run, "run.max_steps=1"), console=Console(file=io.StringIO()))
+    report = io.StringIO()
+    train(tiny(audio_folder, run, "run.max_steps=2", f"run.init_from={run / 'model'}"), resume=True,
+          console=Console(file=report, width=400))
+    assert f"note: run.init_from='{run / 'model'}' unused: --resume goes on from the weights in " \
+           f"{run / CHECKPOINT_FILE}" in report.getvalue()
+    report = io.StringIO()
+    train(tiny(audio_folder, run, "run.max_steps=3"), resume=True, console=Console(file=report, width=400))
+    assert "unused" not in report.getvalue()
 
 
 def test_resuming_from_another_folder_does_not_take_a_relative_data_folder_for_a_change(audio_folder, tmp_path,

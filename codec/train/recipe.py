@@ -632,6 +632,8 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = (), places: dict[str, str] 
         recipes = sorted(path.glob("*.yaml"))
         raise CodecError(f"{path}: is a folder, not a recipe file" + (_what_to_do_with(path) or (
             f" (e.g. {recipes[0]})" if recipes else "")))
+    if path.exists() and not path.is_file():   # (read once, a pipe would be empty when a run reads it again)
+        raise CodecError(f"{path}: is not a regular file (a pipe or device); write the recipe to a file and give that")
     if not path.is_file():
         asked = f" (inherited by {chain[-1]}: 'inherit' is relative to the recipe's folder, or names a " \
                 f"shipped recipe)" if chain else _shipped_recipes_hint(path)
@@ -957,10 +959,10 @@ class RecipeOrigins:
 
 
 @contextlib.contextmanager
-def data_named_by(key: str, value: str):
+def data_named_by(key: str, value: str, if_missing: str = ""):
     """Turn a CodecError raised inside for the folder or manifest ``value`` (missing, no audio)
     into one that names the recipe ``key`` (such as ``data.train_dir``), and for a relative path
-    that is not there, the folder it is relative to."""
+    that is not there, the folder it is relative to (and ``if_missing``, what to do instead)."""
     try:
         yield
     except CodecError as error:
@@ -970,6 +972,8 @@ def data_named_by(key: str, value: str):
         where = f" (relative to the current folder, {os.getcwd()})" \
             if not os.path.isabs(value) and not os.path.exists(value) else ""
         problem = re.sub(r"^(\d+): ", r"line \1: ", str(error)[len(named):].strip())   # (a manifest's FILE:LINE:)
+        if if_missing and not os.path.exists(value):
+            problem += f"; {if_missing}"
         raise CodecError(f"recipe value {key}={value}{where}: {problem}") from None
 
 

@@ -239,6 +239,12 @@ def _check_resumed_recipe(state: dict, recipe, checkpoint_path: Path, console: C
     if saved and changed:
         console.print(f"note: resuming with recipe values that differ from those the run last trained with "
                       f"({', '.join(changed)}); pass -o section.key=value to keep the earlier ones", highlight=False)
+    before, after = saved.get("run", {}), now.get("run", {})
+    unused = [f"run.{key}={after.get(key)!r}" for key in ("init_from", "init_fresh")
+              if after.get(key) and not _same_value(before.get(key), after.get(key), state.get("working_directory"))]
+    if saved and unused:   # (where the run started from is no value it goes on with)
+        console.print(f"note: {' and '.join(unused)} unused: --resume goes on from the weights in {checkpoint_path}",
+                      highlight=False)
 
 
 def _restore_gan(gan, state: dict, recipe, checkpoint_path: Path) -> None:
@@ -622,7 +628,8 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         data.noise_probability, tuple(data.noise_snr_db), data.eq_probability, data.eq_gain_db,
         data.shelf_probability, data.shelf_gain_db, data.speed_probability, tuple(data.speed_range),
         data.tone_probability, tuple(data.tone_level_db))
-    with data_named_by("data.train_dir", data.train_dir):
+    with data_named_by("data.train_dir", data.train_dir, "to train on your own audio, give its folder (or a manifest "
+                       "of its files) with -o data.train_dir=PATH"):
         dataset = RandomCropDataset(Path(data.train_dir), sample_rate, segment, tuple(data.level_db),
                                     seed=run.seed + rank, augmentation=augmentation)
     if resume and world_size == 1:
