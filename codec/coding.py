@@ -396,13 +396,14 @@ def _not_a_file(path: Path, stdout: bool = False) -> str | None:
     return None
 
 
-def refuse_folder_name(output: str, stem: str, suffix: str) -> None:
+def refuse_folder_name(output: str | bytes, stem: str, suffix: str) -> None:
     """An output file's name as given (text): one that ends with / names a folder, and a Path would
     drop the / and write a file of the folder's name.
 
     Raises:
         CodecError: for such a name, suggesting ``output + stem + suffix``.
     """
+    output = os.fsdecode(output)   # (a path-like object may give bytes)
     if output.endswith(("/", os.sep)):
         raise CodecError(f"{output}: names a folder (it ends with /); give a file name such as "
                          f"{output}{stem}{suffix}")

@@ -1368,8 +1368,9 @@ def test_a_copied_or_moved_run_resumes_in_its_own_folder(audio_folder, tmp_path)
     report = io.StringIO()   # its own folder again: nothing to note
     train(load_recipe(moved / RUN_RECIPE, ["run.max_steps=3"]), resume=True, console=Console(file=report, width=400))
     assert "note:" not in report.getvalue()
-    elsewhere = tmp_path / "elsewhere"   # an -o run.out_dir still decides
-    assert load_recipe(copy / RUN_RECIPE, [f"run.out_dir={elsewhere}"]).run.out_dir == str(elsewhere)
+    elsewhere = tmp_path / "elsewhere"   # an -o run.out_dir still decides, with nothing to note
+    branched = load_recipe(copy / RUN_RECIPE, [f"run.out_dir={elsewhere}"])
+    assert branched.run.out_dir == str(elsewhere) and branched.origins.notes == []
 
 
 def test_an_init_from_given_on_resume_is_named_unused(audio_folder, tmp_path):

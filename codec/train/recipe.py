@@ -878,9 +878,9 @@ def load_recipe(path: Path | str, overrides: list[str] = ()):
     path = find_recipe(Path(path), str(path))   # (a str keeps "./tiny", which a Path would make "tiny")
     origins = RecipeOrigins(str(path))
     values = _read_yaml(path, places=origins.places)
-    _follow_a_moved_run(path, values, origins)
     for override in overrides:
         _apply_override(values, override, origins.places)
+    _follow_a_moved_run(path, values, origins)
     try:
         if "entropy" in values:
             from codec.train.entropy_trainer import EntropyRecipe, refuse_codec_only_keys
@@ -908,6 +908,8 @@ def _follow_a_moved_run(path: Path, values: dict, origins: "RecipeOrigins") -> N
     from codec.atomic import same_file
     from codec.train.run_recipe import is_run_recipe
 
+    if origins.places.get("run.out_dir", "").startswith("override "):
+        return
     out_dir = values.get("run", {}).get("out_dir") if isinstance(values.get("run"), dict) else None
     if not isinstance(out_dir, str) or not is_run_recipe(path) or not (path.parent / "checkpoint.pt").is_file():
         return
