@@ -212,7 +212,8 @@ def test_recipe_errors(tmp_path):
     ("data.shelf_gain_db=30", r"data.shelf_gain_db=30.0 must be at most 24 dB"),
     ("data.segment_seconds=1000", r"data.segment_seconds=1000.0 must be at most 30 s"),
     ("loss.codebook_choices=[48]", r"codebook_choices=\[48\] and loss.codebook_probs"),
-    ("loss.codebook_choices=[3,6,12,48]", r"asks for more codebooks than the model has \(24\)"),
+    ("loss.codebook_choices=[3,6,12,48]", r"asks for more codebooks than the model has \(24: "
+                                          r"model.num_codebooks=24\)"),
     ("loss.codebook_probs=[0,0,0,0]", r"loss.codebook_probs=\[0, 0, 0, 0\] must be weights"),
     ("model.hop_length=0", r"model.hop_length=0 must be at least 1"),
     ("model.codebook_size=0", r"model.codebook_size=0 must be at least 2"),
@@ -305,9 +306,15 @@ def test_the_models_own_size_rules_are_recipe_errors_before_any_data_is_read(tmp
     from codec.train import train_any
 
     # as codec train reports them: each value where it was set
-    bitrates = "recipe value model.bitrates_kbps=[1.5, 3.0, 6.0, 12.0] at model.sample_rate=8000"
+    bitrates = "recipe value model.bitrates_kbps=[1.5, 3.0, 6.0, 12.0] at model.sample_rate=8000, model.hop_length=160"
     for override, named in (("model.hop_length=100", "and override 'model.hop_length=100': recipe model section"),
-                            ("model.sample_rate=8000", f"and override 'model.sample_rate=8000': {bitrates}")):
+                            ("model.sample_rate=8000", f"and override 'model.sample_rate=8000': {bitrates}"),
+                            # (a value the rule follows from, which the message did not name: only the files were)
+                            ("model.downsample=3", "and override 'model.downsample=3': recipe value "
+                                                   "model.bitrates_kbps=[1.5, 3.0, 6.0, 12.0] at "
+                                                   "model.sample_rate=16000, model.hop_length=160, model.downsample=3"),
+                            ("model.num_codebooks=1", "and override 'model.num_codebooks=1': recipe value "
+                                                      "loss.codebook_choices=[3, 6, 12, 24] asks for more codebooks")):
         with pytest.raises(CodecError) as error:
             train_any(load_recipe("tiny", [override, f"run.out_dir={tmp_path / 'r'}"]))
         assert named in str(error.value)

@@ -127,6 +127,8 @@ class ConvCodec(CodecBase):
             nn.init.zeros_(self.global_film.bias)
 
     # --- the codec interface (rates and bitrates: CodecBase) -----------------------------
+    rate_keys = ("sample_rate", "hop_length", "downsample", "codebook_size", "num_codebooks")
+
     @property
     def frame_size(self) -> int:
         """Samples per code frame."""

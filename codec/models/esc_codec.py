@@ -127,6 +127,8 @@ class EscCodec(CodecBase):
         self.bypass_quantizer = False   # training only: set by the trainer during quantizer warm-up
 
     # --- the codec interface (rates and bitrates: CodecBase) --------------------------------
+    rate_keys = ("sample_rate", "hop_length", "codebook_size", "codebooks_per_scale")
+
     @property
     def frame_size(self) -> int:
         return self.config.hop_length

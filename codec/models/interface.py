@@ -113,6 +113,10 @@ class CodecBase(StreamingModule):
             raise ValueError(f"codes range from {int(codes.min())} to {int(codes.max())}; this model's codebooks "
                              f"hold codes 0 to {self.codebook_size - 1}")
 
+    # the config fields that decide a codebook's kbps and the codebook count (set by each family),
+    # named in an error about bitrates the model cannot serve
+    rate_keys: tuple[str, ...] = ("sample_rate", "codebook_size")
+
     # state-dict key prefixes and config fields that only decoding uses (set by each family)
     decoder_only_weights: tuple[str, ...] = ()
     decoder_only_config: tuple[str, ...] = ()

@@ -528,10 +528,11 @@ def _check_model(model, loss: LossConfig) -> None:
                          f"model.hop_length={model.hop_length} (the analysis window covers every sample)")
     if hasattr(model, "heads"):
         check_heads(model.dims, model.heads, "model", "dims")
+    counted = "num_codebooks" if hasattr(model, "num_codebooks") else "codebooks_per_scale"
     total = getattr(model, "num_codebooks", None) or sum(getattr(model, "codebooks_per_scale", [0]))
-    if total and max(loss.codebook_choices) > total:
+    if total and max(loss.codebook_choices) > total:   # (both values named: the error says where each was set)
         raise CodecError(f"recipe value loss.codebook_choices={loss.codebook_choices} asks for more codebooks "
-                         f"than the model has ({total})")
+                         f"than the model has ({total}: model.{counted}={getattr(model, counted)})")
 
 
 def _check_global_code(model) -> None:

@@ -551,9 +551,9 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
         named = re.sub(r"(?<![\w.])(" + keys + r")=", r"model.\1=", str(error))
         raise CodecError(f"recipe model section: {named}") from None
     problem = model.bitrate_problem()
-    if problem:   # (the code frame rate, and so a codebook's kbps, follows from the sample rate)
-        raise CodecError(f"recipe value model.bitrates_kbps={recipe.model.bitrates_kbps} at "
-                         f"model.sample_rate={recipe.model.sample_rate}: {problem}")
+    if problem:   # (named with every value it follows from: the error then names where each was set)
+        deciding = ", ".join(f"model.{key}={getattr(recipe.model, key)}" for key in model.rate_keys)
+        raise CodecError(f"recipe value model.bitrates_kbps={recipe.model.bitrates_kbps} at {deciding}: {problem}")
     frozen = _frozen_modules(model, recipe.optim.freeze)
     if loss_cfg.quantizer_warmup_steps and not hasattr(model, "bypass_quantizer"):
         raise CodecError(f"loss.quantizer_warmup_steps: {type(model).__name__} has no quantizer warm-up "
