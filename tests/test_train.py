@@ -132,6 +132,17 @@ def test_a_train_log_that_is_not_a_file_is_refused(audio_folder, tmp_path):
     (out_dir / "train.log").mkdir(parents=True)
     with pytest.raises(CodecError, match=r"train.log is not a file: move it away or set another run.out_dir"):
         train(tiny(audio_folder, out_dir, "run.max_steps=2"))
+    # a user's own files of those names are not set aside as "an earlier run's logs"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "train.log").write_text("my notes\n")
+    with pytest.raises(CodecError, match=r"train.log is not a training log \(its first line is no logged step\)"):
+        train(tiny(audio_folder, mine, "run.max_steps=2"))
+    (mine / "train.log").unlink()
+    (mine / "tensorboard").write_text("mine\n")
+    with pytest.raises(CodecError, match=r"tensorboard is not a folder \(a run writes its TensorBoard logs there\)"):
+        train(tiny(audio_folder, mine, "run.max_steps=2"))
+    assert (mine / "tensorboard").read_text() == "mine\n" and sorted(p.name for p in mine.iterdir()) == ["tensorboard"]
 
 
 def test_training_reduces_the_loss(audio_folder, tmp_path):

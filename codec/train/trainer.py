@@ -478,6 +478,16 @@ def _run_among_data(out_dir: Path, train_dir: str) -> list[str]:
             f"written among the training audio; a run folder outside it keeps them apart"]
 
 
+def _is_run_log(path: Path) -> bool:
+    """Whether ``path`` is a run's ``train.log``: empty, or its first line a logged step (JSON)."""
+    try:
+        with path.open() as file:
+            first = file.readline(100_000)
+        return not first or isinstance(json.loads(first).get("step"), int)
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
+
+
 def _set_aside_earlier_log(out_dir: Path, console: Console) -> None:
     """A fresh run in the folder of one that stopped before its first checkpoint starts its own
     ``train.log`` and ``tensorboard/``; the earlier ones are kept as ``train.log.1`` and
@@ -485,9 +495,15 @@ def _set_aside_earlier_log(out_dir: Path, console: Console) -> None:
     earlier = [out_dir / name for name in ("train.log", "tensorboard") if os.path.lexists(out_dir / name)]
     if not earlier:
         return
-    log = out_dir / "train.log"
+    log, board = out_dir / "train.log", out_dir / "tensorboard"
     if os.path.lexists(log) and not log.is_file():
         raise CodecError(f"{log} is not a file: move it away or set another run.out_dir")
+    if os.path.lexists(log) and not _is_run_log(log):   # (a user's own file: not set aside as a run's)
+        raise CodecError(f"{log} is not a training log (its first line is no logged step): move it away or set "
+                         f"another run.out_dir")
+    if os.path.lexists(board) and not board.is_dir():
+        raise CodecError(f"{board} is not a folder (a run writes its TensorBoard logs there): move it away or set "
+                         f"another run.out_dir")
     number = 1
     while any(os.path.lexists(f"{path}.{number}") for path in (log, out_dir / "tensorboard")):
         number += 1
