@@ -307,12 +307,8 @@ def _file_output(output: str, source: str, suffix: str) -> Path:
     Raises:
         CodecError: for a name that ends with /.
     """
-    if output != "-" and output.endswith(("/", os.sep)):
-        if source != "-" and not os.path.lexists(source):   # (the real mistake: the input is not there)
-            from codec.audio import missing
-            raise CodecError(f"{source}: {missing(Path(source))}")
     from codec.coding import refuse_folder_name
-    refuse_folder_name(output, "out" if source == "-" else Path(source).stem, suffix)
+    refuse_folder_name(output, source, suffix)
     return _as_path(output)
 
 
@@ -1004,10 +1000,12 @@ def export(
         "--model", "-m", help="The model, as the other commands take it (or give it as MODEL).")] = None,
 ) -> None:
     """Export a model for CPU streaming: encoder and decoder step graphs with explicit state."""
+    from codec.atomic import same_file
     from codec.models import load_model
     from codec.onnx.export import export_format, export_onnx
 
-    if model is not None and model_option is not None and model != model_option:
+    if model is not None and model_option is not None and model != model_option \
+            and not same_file(model, model_option):   # (the same folder spelt two ways is one model)
         raise CodecError(f"two models given: {model} (MODEL) and {model_option} (--model); give one")
     model = model if model is not None else model_option
     export_format(format)   # onnx, in any case

@@ -15,7 +15,6 @@ Problems with the input raise ``codec.CodecError`` with a message naming the cau
 """
 
 import dataclasses
-import functools
 import os
 import warnings
 from collections.abc import Iterator
@@ -47,16 +46,15 @@ from codec.packets import CODES_FILE_WITH_STREAM_MAGIC, STREAM_MAGIC
 from codec.refine import check_refine_steps
 
 
-def _file_errors(function):
+@contextmanager
+def _file_errors() -> Iterator[None]:
     """A failed file operation (a name too long for the file system, a folder that cannot be
-    listed) as a CodecError naming the file, as the CLI reports it, instead of an OSError."""
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except OSError as error:
-            raise CodecError(os_error_message(error)) from None
-    return wrapper
+    listed) as a CodecError naming the file, as the CLI reports it, instead of an OSError. (A
+    context, not a decorator: a wrapper's frame would move the warnings' stacklevel off the caller.)"""
+    try:
+        yield
+    except OSError as error:
+        raise CodecError(os_error_message(error)) from None
 
 
 @dataclass(eq=False)
@@ -108,7 +106,6 @@ class Codes:
         """Seconds of audio the codes stand for."""
         return self.metadata.samples / self.metadata.sample_rate
 
-    @_file_errors
     def to_bytes(self, model: "Codec | str | Path | None" = None) -> bytes:
         """The ``.codes`` file format (``codec/bitstream.py``); with ``model`` (the one that made
         the codes, or its name or folder), range-coded by its entropy model, always (``encode_file``
@@ -118,7 +115,8 @@ class Codes:
             CodecError: if the codes' shape or values disagree with the metadata, or ``model`` is
                 not the model that made them or has no entropy model.
         """
-        return self._bytes(model, "to_bytes")
+        with _file_errors():
+            return self._bytes(model, "to_bytes")
 
     def _bytes(self, model: "Codec | str | Path | None", caller: str) -> bytes:
         """``to_bytes`` for the method named ``caller`` (which the errors name)."""
@@ -136,7 +134,6 @@ class Codes:
             raise CodecError(str(error)) from None
 
     @classmethod
-    @_file_errors
     def from_bytes(cls, data: bytes, model: "Codec | str | Path | None" = None) -> "Codes":
         """Parse ``.codes`` bytes (or a bytearray or memoryview of them); entropy-coded ones need
         the ``model`` that wrote them (a ``Codec``, or its name or folder).
@@ -145,26 +142,26 @@ class Codes:
             CodecError: for a corrupt or unsupported file (``BitstreamError``), data that is not
                 bytes, or a ``model`` that cannot be loaded or did not make the codes.
         """
-        if isinstance(data, (bytearray, memoryview)):
-            data = bytes(data)
-        if not isinstance(data, bytes):
-            raise CodecError(f"from_bytes takes the bytes of a .codes file, not {type(data).__name__}")
-        coder = None
-        metadata = read_metadata(data)
-        if model is not None:   # the model the caller means is the one that made them, entropy-coded or not
-            network = _network_of(model)
-            with _python_argument_names({"pass --model with the model that encoded them":
-                                         "pass the model that encoded them as model="}):
-                coding.check_compatible(network, metadata)
-            if metadata.entropy_coded:
-                coder = coding.entropy_coder_for(network)
-        elif metadata.entropy_coded:
-            raise CodecError(f"the codes are entropy-coded with model '{metadata.entropy_model}': pass "
-                             f"{_model_argument_for(metadata)}")
-        parsed = from_bytes(data, coder)
-        return cls(parsed.metadata, parsed.codes, parsed.global_codes)
+        with _file_errors():
+            if isinstance(data, (bytearray, memoryview)):
+                data = bytes(data)
+            if not isinstance(data, bytes):
+                raise CodecError(f"from_bytes takes the bytes of a .codes file, not {type(data).__name__}")
+            coder = None
+            metadata = read_metadata(data)
+            if model is not None:   # the model the caller means is the one that made them, entropy-coded or not
+                network = _network_of(model)
+                with _python_argument_names({"pass --model with the model that encoded them":
+                                             "pass the model that encoded them as model="}):
+                    coding.check_compatible(network, metadata)
+                if metadata.entropy_coded:
+                    coder = coding.entropy_coder_for(network)
+            elif metadata.entropy_coded:
+                raise CodecError(f"the codes are entropy-coded with model '{metadata.entropy_model}': pass "
+                                 f"{_model_argument_for(metadata)}")
+            parsed = from_bytes(data, coder)
+            return cls(parsed.metadata, parsed.codes, parsed.global_codes)
 
-    @_file_errors
     def save(self, path: Path | str, model: "Codec | str | Path | None" = None) -> None:
         """Write a ``.codes`` file (replacing any file there but audio, only once the new one is
         complete); with ``model``, range-coded as ``to_bytes``. Warns (``UserWarning``) if ``path``
@@ -175,18 +172,18 @@ class Codes:
                 ``encode_file``, whatever ``force``), a folder, a device or pipe (which renaming
                 the new file over it would replace), or cannot be written.
         """
-        _check_path(path, "path")
-        coding.refuse_folder_name(os.fspath(path), "talk", ".codes")
-        with _python_argument_names():
-            coding.check_output_path(Path(path), force=True, stdout=False)   # a folder, device or pipe: refused
-            coding.check_not_replacing_audio(Path(path))
-        data = self._bytes(model, "save")
-        write_atomically(Path(path), lambda tmp: tmp.write_bytes(data))
-        if note := coding.codes_under_audio_name(Path(path)):
-            warnings.warn(note, UserWarning, stacklevel=2)
+        with _file_errors():
+            _check_path(path, "path")
+            coding.refuse_folder_name(path, None, ".codes")
+            with _python_argument_names():
+                coding.check_output_path(Path(path), force=True, stdout=False)   # a folder, device or pipe: refused
+                coding.check_not_replacing_audio(Path(path))
+            data = self._bytes(model, "save")
+            write_atomically(Path(path), lambda tmp: tmp.write_bytes(data))
+            if note := coding.codes_under_audio_name(Path(path)):
+                warnings.warn(note, UserWarning, stacklevel=2)
 
     @classmethod
-    @_file_errors
     def load(cls, path: Path | str, model: "Codec | str | Path | None" = None) -> "Codes":
         """Read a ``.codes`` file (see ``from_bytes``).
 
@@ -194,20 +191,21 @@ class Codes:
             CodecError: if it cannot be read, for a corrupt or unsupported file, or as ``from_bytes``
                 for ``model``.
         """
-        _check_path(path, "path")
-        try:
-            data = Path(path).read_bytes()
-        except OSError as error:
-            raise CodecError(f"{path}: cannot read ({error.strerror or error})") from None
-        if data.startswith(STREAM_MAGIC):
-            if parses_as_codes_file(data):   # (CODC and CODS differ by one bit)
-                raise CodecError(f"{path}: {CODES_FILE_WITH_STREAM_MAGIC}")
-            raise CodecError(f"{path}: is a packet stream (codec stream --save), not a .codes file; "
-                             f"decode it with codec.decode_file")
-        try:
-            return cls.from_bytes(data, model)
-        except CodecError as error:
-            raise CodecError(f"{path}: {error}") from None
+        with _file_errors():
+            _check_path(path, "path")
+            try:
+                data = Path(path).read_bytes()
+            except OSError as error:
+                raise CodecError(f"{path}: cannot read ({error.strerror or error})") from None
+            if data.startswith(STREAM_MAGIC):
+                if parses_as_codes_file(data):   # (CODC and CODS differ by one bit)
+                    raise CodecError(f"{path}: {CODES_FILE_WITH_STREAM_MAGIC}")
+                raise CodecError(f"{path}: is a packet stream (codec stream --save), not a .codes file; "
+                                 f"decode it with codec.decode_file")
+            try:
+                return cls.from_bytes(data, model)
+            except CodecError as error:
+                raise CodecError(f"{path}: {error}") from None
 
 
 def _as_coded(metadata: CodesMetadata) -> CodesMetadata:
@@ -386,7 +384,6 @@ class Codec:
         return (torch.from_numpy(np.ascontiguousarray(audio.T)), rate) if tensor else (audio, rate)
 
 
-@_file_errors
 def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Codec:
     """A shipped model by name (default: ``esc-16k-small``) or a model directory; ``int8``: its
     linear layers compute in int8 (faster on a CPU, slightly different output; ``codec/int8.py``).
@@ -394,10 +391,11 @@ def load_model(name_or_path: str | Path | None = None, int8: bool = False) -> Co
     Raises:
         CodecError: if it is not found or cannot be loaded, or int8 is not available.
     """
-    if name_or_path is not None:
-        _check_path(name_or_path, "name_or_path", "a model's name or folder (None: the default model)")
-    _check_flag(int8, "int8")
-    return Codec(_load_network(name_or_path, int8))
+    with _file_errors():
+        if name_or_path is not None:
+            _check_path(name_or_path, "name_or_path", "a model's name or folder (None: the default model)")
+        _check_flag(int8, "int8")
+        return Codec(_load_network(name_or_path, int8))
 
 
 def _check_path(value, name: str, what: str = "a path") -> None:
@@ -470,7 +468,6 @@ def _checked_kbps(bitrate, network) -> float:
     return kbps
 
 
-@_file_errors
 def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float | None = None,
                 model: "Codec | str | Path | None" = None, force: bool = False, entropy: bool | None = None,
                 refine_steps: int = 0, int8: bool = False) -> Codes:
@@ -488,23 +485,23 @@ def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float 
         CodecError: naming the file for input that cannot be read or output that exists or cannot
             be written; as ``Codec.encode`` for the bitrate and refinement; as ``load_model``.
     """
-    _check_path(input_path, "input_path")
-    _check_path(output_path, "output_path")
-    coding.refuse_folder_name(os.fspath(output_path), Path(input_path).stem, ".codes")
-    _check_model_argument(model)
-    _check_flag(force, "force")
-    _check_flag(entropy, "entropy", none_too=True)
-    _check_flag(int8, "int8")
-    _warn_int8_unused(model, int8)
-    with _python_argument_names():
-        network = model.network if isinstance(model, Codec) else _load_network(model, int8)
-        codes_file, report = coding.encode_file(network, input_path, output_path, _checked_kbps(bitrate, network),
-                                                force, entropy, refine_steps)
-    _warn(report)
-    return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
+    with _file_errors():
+        _check_path(input_path, "input_path")
+        _check_path(output_path, "output_path")
+        coding.refuse_folder_name(output_path, input_path, ".codes")
+        _check_model_argument(model)
+        _check_flag(force, "force")
+        _check_flag(entropy, "entropy", none_too=True)
+        _check_flag(int8, "int8")
+        _warn_int8_unused(model, int8)
+        with _python_argument_names():
+            network = model.network if isinstance(model, Codec) else _load_network(model, int8)
+            codes_file, report = coding.encode_file(network, input_path, output_path, _checked_kbps(bitrate, network),
+                                                    force, entropy, refine_steps)
+        _warn(report)
+        return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 
 
-@_file_errors
 def decode_file(input_path: Path | str, output_path: Path | str, model: "Codec | str | Path | None" = None,
                 force: bool = False, int8: bool = False) -> None:
     """Decode a ``.codes`` file, or a packet stream saved by ``codec stream --save``, to audio
@@ -519,17 +516,18 @@ def decode_file(input_path: Path | str, output_path: Path | str, model: "Codec |
         CodecError: naming the file for a corrupt or unreadable input, an unsupported output
             suffix, output that exists or cannot be written, or codes another model made.
     """
-    _check_path(input_path, "input_path")
-    _check_path(output_path, "output_path")
-    coding.refuse_folder_name(os.fspath(output_path), Path(input_path).stem, ".wav")
-    _check_model_argument(model)
-    _check_flag(force, "force")
-    _check_flag(int8, "int8")
-    _warn_int8_unused(model, int8)
-    with _python_argument_names():
-        report = coding.decode_any_file(input_path, output_path, force, model, load=lambda name_or_path: (
-            name_or_path.network if isinstance(name_or_path, Codec) else _load_network(name_or_path, int8)))
-    _warn(report)
+    with _file_errors():
+        _check_path(input_path, "input_path")
+        _check_path(output_path, "output_path")
+        coding.refuse_folder_name(output_path, input_path, ".wav")
+        _check_model_argument(model)
+        _check_flag(force, "force")
+        _check_flag(int8, "int8")
+        _warn_int8_unused(model, int8)
+        with _python_argument_names():
+            report = coding.decode_any_file(input_path, output_path, force, model, load=lambda name_or_path: (
+                name_or_path.network if isinstance(name_or_path, Codec) else _load_network(name_or_path, int8)))
+        _warn(report)
 
 
 def _model_argument_for(metadata) -> str:

@@ -396,17 +396,23 @@ def _not_a_file(path: Path, stdout: bool = False) -> str | None:
     return None
 
 
-def refuse_folder_name(output: str | bytes, stem: str, suffix: str) -> None:
-    """An output file's name as given (text): one that ends with / names a folder, and a Path would
-    drop the / and write a file of the folder's name.
+def refuse_folder_name(output, source, suffix: str) -> None:
+    """An output file's name as given (text, or a path-like object's): one that ends with / names
+    a folder, and a Path would drop the / and write a file of the folder's name. ``source`` is the
+    input file's (``-``: stdin; None: none), for the suggestion.
 
     Raises:
-        CodecError: for such a name, suggesting ``output + stem + suffix``.
+        CodecError: for such a name, suggesting ``output + source's stem + suffix``; but first,
+            for an input that is not there (the real mistake, where both are named wrongly).
     """
-    output = os.fsdecode(output)   # (a path-like object may give bytes)
-    if output.endswith(("/", os.sep)):
-        raise CodecError(f"{output}: names a folder (it ends with /); give a file name such as "
-                         f"{output}{stem}{suffix}")
+    output, source = os.fsdecode(output), "-" if source is None else os.fsdecode(source)   # (bytes: path-like)
+    if not output.endswith(("/", os.sep)):
+        return
+    if source != "-" and not os.path.lexists(source):
+        from codec.audio import missing
+        raise CodecError(f"{source}: {missing(Path(source))}")
+    raise CodecError(f"{output}: names a folder (it ends with /); give a file name such as "
+                     f"{output}{'out' if source == '-' else Path(source).stem}{suffix}")
 
 
 def check_output_path(output_path: Path, force: bool, input_path: Path | None = None, stdout: bool = True) -> None:

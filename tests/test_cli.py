@@ -286,6 +286,8 @@ def test_export_takes_the_model_as_the_other_commands_do_too(tiny_model_dir, tmp
     assert result.exit_code == 1 and f"two models given: {tiny_model_dir} (MODEL) and conv-16k (--model); give " \
         "one" in " ".join(result.output.split())
     assert not (tmp_path / "two").exists()
+    result = invoke("export", tiny_model_dir, "--model", f"{tiny_model_dir}/", "--out", tmp_path / "one")
+    assert result.exit_code == 0, result.output   # one folder, spelt two ways
 
 
 def test_sigterm_removes_the_temporary_file_and_exits_143(tmp_path):

@@ -362,6 +362,8 @@ def test_file_functions_refuse_folder_names_nul_characters_and_names_too_long(ti
     """As the CLI does: a name ending with / names a folder (a Path would drop the / and write a
     file of the folder's name, over a user's file there); NUL characters and names the file system
     cannot hold are CodecErrors naming the path, not ValueError or OSError."""
+    import warnings
+
     import codec as api
 
     source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
@@ -375,6 +377,7 @@ def test_file_functions_refuse_folder_names_nul_characters_and_names_too_long(ti
             (lambda: api.decode_file(tmp_path / "in.codes", f"{tmp_path}/mine/", model=model),
              r"mine/: names a folder .* such as .*mine/in\.wav"),
             (lambda: codes.save(f"{tmp_path}/mine/"), r"mine/: names a folder"),
+            (lambda: api.encode_file(tmp_path / "lost.wav", f"{tmp_path}/out/"), r"lost.wav: no such file"),   # first
             (lambda: codes.save("a\0b.codes"), r"path 'a\\x00b.codes' contains a NUL character"),
             (lambda: api.load_model("a\0b"), r"name_or_path .* contains a NUL character"),
             (lambda: api.encode_file(source, "a\0b.codes"), r"output_path .* contains a NUL character"),
@@ -388,6 +391,11 @@ def test_file_functions_refuse_folder_names_nul_characters_and_names_too_long(ti
             call()
     assert (tmp_path / "mine").read_text() == "mine"
     assert not (tmp_path / "out").exists()
+    with warnings.catch_warnings(record=True) as caught:   # still the caller's line, not one inside codec
+        warnings.simplefilter("always")
+        api.encode_file(source, tmp_path / "int8.codes", model=model, int8=True)
+        codes.save(tmp_path / "codes.wav")
+    assert len(caught) == 2 and {w.filename for w in caught} == {__file__}
 
 
 def test_python_api_input_checks_name_the_slip(tiny_model_dir):

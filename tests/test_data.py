@@ -84,8 +84,13 @@ def test_a_noise_folder_of_silence_or_no_samples_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     write_audio(tmp_path / "silent" / "z.wav", np.zeros(16000), 16000)
     write_audio(tmp_path / "empty" / "e.wav", np.zeros(0), 16000)
-    with pytest.raises(CodecError, match=r"silent: all of its audio is silent .*; as noise it would add nothing"):
+    with pytest.raises(CodecError, match=r"silent: all of its audio is digital silence \(every sample 0\); as noise "
+                                         r"it would add nothing"):
         RandomCropDataset.noise_from(tmp_path / "silent", 16000)
+    (tmp_path / "quiet").mkdir()   # but quiet noise serves: it is scaled to the SNR drawn
+    write_audio(tmp_path / "quiet" / "q.wav", 5e-5 * np.random.default_rng(0).standard_normal(16000), 16000,
+                subtype="FLOAT")
+    assert len(RandomCropDataset.noise_from(tmp_path / "quiet", 16000)) == 1
     with pytest.raises(CodecError, match=r"empty: holds no audio \(its files have no samples\)"):
         RandomCropDataset.noise_from(tmp_path / "empty", 16000)
 

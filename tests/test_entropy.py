@@ -832,3 +832,21 @@ def test_entropy_resume_mismatches_are_found_before_the_audio_is_coded(tiny_mode
     train_any(_tiny_entropy_recipe(tiny_model_dir, missing, out, "run.max_steps=2", "data.dev_dir=null"),
               resume=True, console=Console(file=report, width=400))
     assert "nothing to train" in report.getvalue()
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_coding_the_training_files_leaves_out_one_without_samples(tiny_model, tmp_path, offline):
+    """One bad file among many does not stop an entropy run; offline (as on a GPU), one without
+    samples stopped it, in the network's encode."""
+    import io
+
+    from rich.console import Console
+
+    from codec.train.entropy_trainer import _code_files
+    from tests.conftest import tone, write_audio
+
+    write_audio(tmp_path / "empty.wav", np.zeros(0), 16000)
+    write_audio(tmp_path / "tone.wav", tone(0.5, 16000), 16000)
+    codes = _code_files(tiny_model, tmp_path, [tmp_path / "empty.wav", tmp_path / "tone.wav"], 6.0, offline,
+                        torch.device("cpu"), Console(file=io.StringIO()))
+    assert len(codes) == 1 and codes[0].shape[-1] == round(0.5 * tiny_model.frame_rate)

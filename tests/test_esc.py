@@ -78,6 +78,7 @@ def test_the_tensor_level_calls_refuse_what_they_cannot_code(family, request):
             (lambda: model.decode(torch.zeros(1, count + 1, 2, dtype=torch.long)), ValueError,
              rf"shape \(1, {count + 1}, 2\): decode takes \[B, K, F\] with K from 1 to {count} codebooks"),
             (lambda: model.decode(codes[0]), ValueError, "decode takes"),
+            (lambda: model.decode(codes[..., :0]), ValueError, r"and F >= 1 frames"),
             (lambda: model.decode(torch.full((1, 1, 2), model.codebook_size)), ValueError,
              rf"codes range from {model.codebook_size} to {model.codebook_size}; this model's codebooks hold "
              rf"codes 0 to {model.codebook_size - 1}"),

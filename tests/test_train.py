@@ -541,34 +541,36 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_was_kept(audio_folder, tmp_
         signal.signal(signal.SIGINT, before)
 
 
-def test_a_second_ctrl_c_during_a_save_leaves_the_checkpoint_of_the_save_before(audio_folder, tmp_path, monkeypatch):
-    """Each save writes the model, then the checkpoint: stopped between the two, the checkpoint is the
-    last save's, as the second Ctrl-C's message says (written first, it was newer than model/)."""
+def test_a_second_ctrl_c_during_a_save_says_the_model_can_be_older(audio_folder, tmp_path, monkeypatch):
+    """A save writes the checkpoint, then the model: stopped in between, the message said "without
+    saving" and "the last save's checkpoint is kept", though that checkpoint was newer than model/."""
     import signal
 
     from codec.train import trainer
 
     run = tmp_path / "run"
     train(tiny(audio_folder, run, "run.max_steps=1"), console=Console(file=io.StringIO()))
-    real_batch, real_save_model = RandomCropDataset.batch, trainer.save_run_model
+    real_batch, real_save_checkpoint = RandomCropDataset.batch, trainer._save_checkpoint
 
     def batch_then_ctrl_c(self, size):
         signal.raise_signal(signal.SIGINT)   # the run stops after this step, and saves
         return real_batch(self, size)
 
-    def save_model_then_ctrl_c(*args, **kwargs):
-        real_save_model(*args, **kwargs)
-        signal.raise_signal(signal.SIGINT)   # the second: stops at once
+    def save_checkpoint_then_ctrl_c(*args, **kwargs):
+        real_save_checkpoint(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)   # the second: stops at once, before the model is written
     monkeypatch.setattr(RandomCropDataset, "batch", batch_then_ctrl_c)
-    monkeypatch.setattr(trainer, "save_run_model", save_model_then_ctrl_c)
+    monkeypatch.setattr(trainer, "_save_checkpoint", save_checkpoint_then_ctrl_c)
     before = signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
-        with pytest.raises(KeyboardInterrupt, match=f"without saving; {re.escape(str(run / CHECKPOINT_FILE))} from "
-                                                    f"the last save is kept"):
+        with pytest.raises(KeyboardInterrupt, match=f"^interrupted again: stopped at once, during a save; "
+                                                    f"{re.escape(str(run / CHECKPOINT_FILE))} is kept \\(--resume "
+                                                    f"goes on from it\\), and {re.escape(str(run / 'model'))} can "
+                                                    f"be from the save before it$"):
             train(tiny(audio_folder, run, "run.max_steps=50"), resume=True, console=Console(file=io.StringIO()))
     finally:
         signal.signal(signal.SIGINT, before)
-    assert torch.load(run / CHECKPOINT_FILE, weights_only=True)["step"] == 1
+    assert torch.load(run / CHECKPOINT_FILE, weights_only=True)["step"] == 2   # resumable, from the newer one
 
 
 def test_a_ctrl_c_that_python_dropped_during_setup_still_stops_the_run(audio_folder, tmp_path):

@@ -99,17 +99,17 @@ class CodecBase(StreamingModule):
 
         Raises:
             TypeError: unless ``codes`` is an integer torch tensor.
-            ValueError: unless it is ``[B, K, F]`` with ``1 <= K <= num_codebooks`` and every code
-                in ``[0, codebook_size)``.
+            ValueError: unless it is ``[B, K, F]`` with ``1 <= K <= num_codebooks``, ``F >= 1`` and
+                every code in ``[0, codebook_size)``.
         """
         if not isinstance(codes, torch.Tensor) or codes.is_floating_point() or codes.is_complex() \
                 or codes.dtype == torch.bool:
             raise TypeError(f"codes must be an integer torch tensor [B, K, F], not {_described(codes)}")
-        if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.num_codebooks:
+        if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.num_codebooks or codes.shape[2] == 0:
             raise ValueError(f"codes have shape {tuple(codes.shape)}: decode takes [B, K, F] with K from 1 to "
-                             f"{self.num_codebooks} codebooks")
+                             f"{self.num_codebooks} codebooks and F >= 1 frames")
         # (compared as Python ints: in the tensor's own dtype, uint8 codes would compare with 1024 wrapped to 0)
-        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):   # (B may be 0)
             raise ValueError(f"codes range from {int(codes.min())} to {int(codes.max())}; this model's codebooks "
                              f"hold codes 0 to {self.codebook_size - 1}")
 

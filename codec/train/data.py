@@ -162,12 +162,17 @@ def synthetic_tones(samples: int, sample_rate: int, rng: np.random.Generator) ->
     return (tones / np.abs(tones).max()).astype(np.float32)
 
 
-def _refuse_empty_or_silent(source: Path, clips: list[np.ndarray], why_not_silence: str) -> None:
-    """Raises CodecError if ``clips`` (all of ``source``'s audio) hold no samples, or only silence."""
+def _refuse_empty_or_silent(source: Path, clips: list[np.ndarray], why_not_silence: str,
+                            silent_peak: float = SILENT_PEAK) -> None:
+    """Raises CodecError if ``clips`` (all of ``source``'s audio) hold no samples, or none that
+    reaches ``silent_peak``."""
     if not any(len(c) for c in clips):
         raise CodecError(f"{source}: holds no audio (its files have no samples)")
-    if max(float(np.abs(c).max(initial=0.0)) for c in clips) < SILENT_PEAK:
+    peak = max(float(np.abs(c).max(initial=0.0)) for c in clips)
+    if peak < silent_peak:
         raise CodecError(f"{source}: all of its audio is silent (peak below -80 dBFS); {why_not_silence}")
+    if peak == 0:
+        raise CodecError(f"{source}: all of its audio is digital silence (every sample 0); {why_not_silence}")
 
 
 class RandomCropDataset:
@@ -208,7 +213,8 @@ class RandomCropDataset:
                 add nothing).
         """
         clips = _load_all(source, sample_rate, unreadable=unreadable, skipped=skipped)
-        _refuse_empty_or_silent(source, clips, "as noise it would add nothing")
+        # (only digital silence: the noise is scaled to the SNR drawn, so a quiet recording of it serves)
+        _refuse_empty_or_silent(source, clips, "as noise it would add nothing", silent_peak=0.0)
         return clips
 
     @property

@@ -51,7 +51,7 @@ from codec.train.recipe import (
 )
 from codec.train.run_lock import run_folder_lock
 from codec.train.run_recipe import write_run_recipe
-from codec.train.stopping import ended_at, signal_name, stop_after_step
+from codec.train.stopping import ended_at, saving, signal_name, stop_after_step
 from codec.train.trainer import (
     CHECKPOINT_FILE,
     MAX_NON_FINITE_IN_A_ROW,
@@ -335,6 +335,9 @@ def _code_files(codec_model, folder: Path, files: list[Path], kbps: float, offli
         except CodecError as error:   # one bad file among thousands does not stop a run (as in codec training)
             unreadable.append(str(error))
             continue
+        if not len(audio):   # (no frame to code: the network's encode refuses it)
+            unreadable.append(f"{path}: holds no samples")
+            continue
         if offline:
             wav = model_input(codec_model, audio.mean(axis=1, keepdims=True), rate)[:, 0].astype(np.float32)
             wav = np.pad(wav, (0, -len(wav) % codec_model.frame_size))  # whole frames, as encode_audio pads
@@ -483,16 +486,18 @@ def _train_entropy(recipe: EntropyRecipe, resume: bool, console: Console | None)
             if step % run.log_every == 0:
                 log_record(now)
             if now - last_checkpoint > 60 * run.checkpoint_minutes:
-                save_entropy_model(model, out_dir / "model")   # the model first, as in codec training
-                _save_checkpoint(checkpoint_path, model, optimizer, step, previous_seconds + now - start, recipe,
-                                 crops)
+                with saving(out_dir / "model"):
+                    _save_checkpoint(checkpoint_path, model, optimizer, step, previous_seconds + now - start,
+                                     recipe, crops)
+                    save_entropy_model(model, out_dir / "model")
                 _log_held_out(out_dir, console, model, dev, step)
                 last_checkpoint = now
         if count:   # the steps since the last record (a run shorter than run.log_every)
             log_record(time.monotonic())
         elapsed = previous_seconds + time.monotonic() - start
-        save_entropy_model(model, out_dir / "model")
-        _save_checkpoint(checkpoint_path, model, optimizer, step, elapsed, recipe, crops)
+        with saving(out_dir / "model"):
+            _save_checkpoint(checkpoint_path, model, optimizer, step, elapsed, recipe, crops)
+            save_entropy_model(model, out_dir / "model")
         _log_held_out(out_dir, console, model, dev, step)
         if stop_requested:
             console.print(f"stopped by {signal_name(stop_requested[0])} after the step in progress; "

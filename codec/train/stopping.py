@@ -89,10 +89,29 @@ def stop_after_step(console=None, checkpoint: Path | None = None) -> Iterator[li
             console.file = own_file
 
 
+_saving: list[Path] = []   # the model folder of a save in progress (its checkpoint is written first)
+
+
+@contextmanager
+def saving(model_dir: Path) -> Iterator[None]:
+    """While inside, a save is writing the checkpoint, then ``model_dir``: a second Ctrl-C that
+    stops the run at once says the model can be from the save before."""
+    _saving.append(model_dir)
+    try:
+        yield
+    finally:
+        _saving.pop()
+
+
 def _stop_at_once(checkpoint: Path | None):
-    kept = f"{checkpoint} from the last save is kept (--resume goes on from it)" \
-        if checkpoint is not None and checkpoint.is_file() else "no checkpoint had been saved yet"
-    raise KeyboardInterrupt(f"interrupted again: stopped at once, without saving; {kept}")
+    if checkpoint is None or not checkpoint.is_file():
+        raise KeyboardInterrupt("interrupted again: stopped at once, without saving; no checkpoint had been "
+                                "saved yet")
+    if _saving:
+        raise KeyboardInterrupt(f"interrupted again: stopped at once, during a save; {checkpoint} is kept "
+                                f"(--resume goes on from it), and {_saving[-1]} can be from the save before it")
+    raise KeyboardInterrupt(f"interrupted again: stopped at once, without saving; {checkpoint} from the last save "
+                            f"is kept (--resume goes on from it)")
 
 
 def ended_at(step: int, max_steps: int, deadline_passed: bool, stop_requested: bool) -> str:

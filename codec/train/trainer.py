@@ -49,7 +49,7 @@ from codec.train.recipe import Recipe, data_named_by, model_named_by, reconstruc
 from codec.train.run_lock import run_folder_lock
 from codec.train.run_recipe import write_run_recipe
 from codec.train.stoi_loss import StoiLoss
-from codec.train.stopping import ended_at, signal_name, stop_after_step
+from codec.train.stopping import ended_at, saving, signal_name, stop_after_step
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -697,12 +697,11 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
 
     def checkpoint(now: float) -> None:
         extra = {**({"gan": gan.state_dict()} if gan else {}), **({"ema": ema.state_dict()} if ema else {})}
-        # the model first: a second Ctrl-C that stops the save half-way then leaves the checkpoint of
-        # the save before (as its message says), not a newer checkpoint beside an older model
-        # (a decoder fine-tuned on frozen codes reads its source's files and its earlier checkpoints')
-        save_run_model(exported(), out_dir / "model", source)
-        _save_checkpoint(checkpoint_path, model, optimizer, step, previous_seconds + now - start_time, recipe,
-                         dataset, extra)
+        with saving(out_dir / "model"):   # (a second Ctrl-C in between says the model can be older)
+            _save_checkpoint(checkpoint_path, model, optimizer, step, previous_seconds + now - start_time, recipe,
+                             dataset, extra)
+            # a decoder fine-tuned on frozen codes reads its source's files and its earlier checkpoints'
+            save_run_model(exported(), out_dir / "model", source)
 
     def exported() -> torch.nn.Module:
         """The weights a run's user gets: the moving average where there is one."""
