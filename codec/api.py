@@ -417,6 +417,17 @@ def _check_flag(value, name: str, none_too: bool = False) -> None:
         raise CodecError(f"{name} must be True{', False or None' if none_too else ' or False'}, not {value!r}")
 
 
+def _check_file_arguments(input_path, output_path, output_suffix: str, model, force, int8) -> None:
+    """``encode_file``'s and ``decode_file``'s shared arguments, checked as the CLI checks its own
+    (``output_suffix``: the output's usual suffix, for the suggestion for a folder's name)."""
+    _check_path(input_path, "input_path")
+    _check_path(output_path, "output_path")
+    coding.refuse_folder_name(output_path, input_path, output_suffix)
+    _check_model_argument(model)
+    _check_flag(force, "force")
+    _check_flag(int8, "int8")
+
+
 def _check_model_argument(model) -> None:
     """Raises CodecError unless ``model`` is None, a ``Codec`` or a model's name or folder."""
     if model is not None and not isinstance(model, Codec):
@@ -486,13 +497,8 @@ def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float 
             be written; as ``Codec.encode`` for the bitrate and refinement; as ``load_model``.
     """
     with _file_errors():
-        _check_path(input_path, "input_path")
-        _check_path(output_path, "output_path")
-        coding.refuse_folder_name(output_path, input_path, ".codes")
-        _check_model_argument(model)
-        _check_flag(force, "force")
+        _check_file_arguments(input_path, output_path, ".codes", model, force, int8)
         _check_flag(entropy, "entropy", none_too=True)
-        _check_flag(int8, "int8")
         _warn_int8_unused(model, int8)
         with _python_argument_names():
             network = model.network if isinstance(model, Codec) else _load_network(model, int8)
@@ -517,12 +523,7 @@ def decode_file(input_path: Path | str, output_path: Path | str, model: "Codec |
             suffix, output that exists or cannot be written, or codes another model made.
     """
     with _file_errors():
-        _check_path(input_path, "input_path")
-        _check_path(output_path, "output_path")
-        coding.refuse_folder_name(output_path, input_path, ".wav")
-        _check_model_argument(model)
-        _check_flag(force, "force")
-        _check_flag(int8, "int8")
+        _check_file_arguments(input_path, output_path, ".wav", model, force, int8)
         _warn_int8_unused(model, int8)
         with _python_argument_names():
             report = coding.decode_any_file(input_path, output_path, force, model, load=lambda name_or_path: (
