@@ -124,10 +124,8 @@ def checked_codes(codes, batch_size: int, model) -> torch.Tensor:
                          f"(from StreamingEncoder.encode)")
     if not 1 <= codes.shape[1] <= model.num_codebooks:
         raise CodecError(f"codes have {codes.shape[1]} codebooks; this model has 1 to {model.num_codebooks}")
-    # (compared as Python ints: in the tensor's own dtype, uint8 codes would compare with 1024 wrapped to 0)
-    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= model.codebook_size):
-        raise CodecError(f"codes range from {int(codes.min())} to {int(codes.max())}; this model's codebooks "
-                         f"hold codes 0 to {model.codebook_size - 1}")
+    if problem := model.code_range_problem(codes):
+        raise CodecError(problem)
     return codes.long()
 
 

@@ -228,7 +228,6 @@ class ConvCodec(CodecBase):
             TypeError, ValueError: as ``check_waveform`` and ``check_codebook_count``.
         """
         self.check_waveform(wav)
-        self.check_codebook_count(num_codebooks)
         latent = self.encode_latent(wav)
         if global_codes is None:
             global_codes = self.encode_global(latent)

@@ -287,7 +287,6 @@ class EscCodec(CodecBase):
             TypeError, ValueError: as ``check_waveform`` and ``check_codebook_count``.
         """
         self.check_waveform(wav)
-        self.check_codebook_count(num_codebooks)
         return self.quantize_latent(self.encode_latent(wav), num_codebooks)
 
     @torch.no_grad()

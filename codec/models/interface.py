@@ -108,10 +108,16 @@ class CodecBase(StreamingModule):
         if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.num_codebooks or codes.shape[2] == 0:
             raise ValueError(f"codes have shape {tuple(codes.shape)}: decode takes [B, K, F] with K from 1 to "
                              f"{self.num_codebooks} codebooks and F >= 1 frames")
+        if problem := self.code_range_problem(codes):
+            raise ValueError(problem)
+
+    def code_range_problem(self, codes: torch.Tensor) -> str | None:
+        """Why integer ``codes`` are not this model's (a code outside ``[0, codebook_size)``), or None."""
         # (compared as Python ints: in the tensor's own dtype, uint8 codes would compare with 1024 wrapped to 0)
-        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):   # (B may be 0)
-            raise ValueError(f"codes range from {int(codes.min())} to {int(codes.max())}; this model's codebooks "
-                             f"hold codes 0 to {self.codebook_size - 1}")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            return (f"codes range from {int(codes.min())} to {int(codes.max())}; this model's codebooks hold "
+                    f"codes 0 to {self.codebook_size - 1}")
+        return None
 
     # the config fields that decide a codebook's kbps and the codebook count (set by each family),
     # named in an error about bitrates the model cannot serve
