@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from dev_speech import add_options, dev_audio, load_models
-from scipy.signal import butter, lfilter, sosfilt
+from scipy.signal import butter, fftconvolve, lfilter, sosfilt
 
 from codec.coding import decode_audio, encode_audio
 from codec.evaluation.metrics import pesq_wb
@@ -49,6 +49,21 @@ def _with_noise(audio: np.ndarray, snr_db: float) -> np.ndarray:
     return audio + noise * np.sqrt(np.mean(audio ** 2) / 10 ** (snr_db / 10))
 
 
+def _room_response(rt60_s: float, drr_db: float) -> np.ndarray:
+    """A synthetic room impulse response: the direct sound and a diffuse tail of Gaussian noise that
+    decays by 60 dB in ``rt60_s`` from 2.5 ms on (the statistical model of late reverberation,
+    Polack 1988), scaled to a direct-to-reverberant energy ratio of ``drr_db``."""
+    delay, n = int(0.0025 * RATE), np.arange(int(rt60_s * RATE))
+    tail = np.random.default_rng(0).standard_normal(len(n)) * np.exp(-3 * np.log(10) * n / (rt60_s * RATE))
+    tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail ** 2))
+    return np.concatenate([[1.0], np.zeros(delay - 1), tail])
+
+
+def _in_room(audio: np.ndarray, rt60_s: float, drr_db: float) -> np.ndarray:
+    response = _room_response(rt60_s, drr_db)
+    return _at_level(fftconvolve(audio, response)[:len(audio)], -26)
+
+
 CONDITIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "as recorded": lambda x: x,
     "+8 dB above 3 kHz": lambda x: _shelf(x, 3000, 8, high=True),
@@ -58,6 +73,8 @@ CONDITIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "white noise at 25 dB SNR": lambda x: _with_noise(x, 25),
     "level -50 dBFS": lambda x: _at_level(x, -50),
     "level -20 dBFS": lambda x: _at_level(x, -20),
+    "room, RT60 0.3 s, DRR 6 dB": lambda x: _in_room(x, 0.3, 6),
+    "room, RT60 0.8 s, DRR 0 dB": lambda x: _in_room(x, 0.8, 0),
 }
 
 
