@@ -23,6 +23,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer.core import TyperCommand
 
 from codec import __version__
 from codec.errors import CodecError, ModelNotFoundError, TrainingStopped, internal_error_message, os_error_message
@@ -235,7 +236,7 @@ def _arguments(command: str, inputs: list[str] | None, output: str | None, jobs:
         torch.set_num_threads(check_threads(threads))
     if not inputs:
         missing = "OUTPUT" if output is not None else "INPUT and OUTPUT"
-        stderr.print(f"Usage: codec {command} [OPTIONS] [INPUT...] [OUTPUT]", soft_wrap=True)
+        stderr.print(f"Usage: codec {command} [OPTIONS] INPUT... OUTPUT", soft_wrap=True)
         _fail(f"missing {missing} (see codec {command} --help)", 2)
     for argument in inputs:
         _named_path(argument, "INPUT")
@@ -367,7 +368,16 @@ def _label(path: Path) -> str:
     return "stdout" if str(path) == "-" else str(path)
 
 
-@app.command()
+class _InputsAndOutput(TyperCommand):
+    """encode and decode: INPUT... and OUTPUT are optional to click, so that the command names what
+    is missing (click gives a lone argument to OUTPUT), but the usage line shows them as required."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [piece.removeprefix("[").removesuffix("]") if piece in ("[INPUT...]", "[OUTPUT]") else piece
+                for piece in super().collect_usage_pieces(ctx)]
+
+
+@app.command(cls=_InputsAndOutput)
 @user_errors
 @model_option_hint
 def encode(
@@ -433,7 +443,7 @@ def encode(
                           f"({nominal}), {size} bytes{kbps}"))
 
 
-@app.command()
+@app.command(cls=_InputsAndOutput)
 @user_errors
 @model_option_hint
 def decode(

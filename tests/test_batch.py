@@ -283,6 +283,13 @@ def test_a_missing_argument_gets_the_usage_and_exit_code_2(tmp_path, monkeypatch
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_the_usage_line_shows_input_and_output_as_required(command):
+    # (click takes them as optional, so that the command can name what is missing)
+    for result in (invoke(command, "--help"), invoke(command)):
+        assert f" {command} [OPTIONS] INPUT... OUTPUT" in " ".join(result.output.split())   # (the runner calls it root)
+
+
 def test_a_batch_of_only_formats_not_read_says_how_to_convert_them(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "take.m4a").write_bytes(b"x")
