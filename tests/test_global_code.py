@@ -75,6 +75,28 @@ def test_decoding_without_the_global_code_is_refused(global_model):
         global_model.decode(torch.zeros(1, 3, 5, dtype=torch.long))
 
 
+@pytest.mark.parametrize("global_codes, error, message", [
+    (torch.tensor([[0, 64]]), ValueError, r"global codes range from 0 to 64; .* hold codes 0 to 63"),
+    (torch.tensor([[-1, 3]]), ValueError, "global codes range from -1 to 3"),
+    (torch.tensor([[0, 1, 2]]), ValueError, r"shape \(1, 3\): tiny-global needs global codes \[1, 2\]"),
+    (torch.tensor([[0.0, 1.0]]), TypeError, "global_codes must be an integer torch tensor"),
+    ([[0, 1]], TypeError, "not list"),
+])
+def test_bad_global_codes_are_refused_naming_the_problem(global_model, global_codes, error, message):
+    codes = torch.zeros(1, 3, 5, dtype=torch.long)
+    with pytest.raises(error, match=message):
+        global_model.decode(codes, global_codes)
+    with pytest.raises(error, match=message):
+        global_model.encode(torch.zeros(1, 1, global_model.frame_size), 3, global_codes)
+
+
+def test_global_codes_of_any_integer_type_decode_alike(global_model):
+    codes, global_codes = torch.zeros(1, 3, 5, dtype=torch.long), torch.tensor([[7, 63]])
+    expected = global_model.decode(codes, global_codes)
+    assert torch.equal(global_model.decode(codes, global_codes.to(torch.uint8)), expected)
+    assert torch.equal(global_model.decode(codes, global_codes.to(torch.int16)), expected)
+
+
 @pytest.mark.parametrize("seconds", [0.0, 0.2, 1.3])   # none, shorter than global_seconds, longer
 def test_files_round_trip_with_the_global_code(global_model, seconds):
     audio = tone(seconds, 16000, channels=2) if seconds else np.zeros((0, 2))

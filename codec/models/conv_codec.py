@@ -22,7 +22,7 @@ from torch import nn
 from codec.config import JsonConfig
 from codec.highpass import check_highpass
 from codec.level import check_target_level
-from codec.models.interface import CodecBase
+from codec.models.interface import CodecBase, check_integer_tensor
 from codec.modules import (
     CausalConv1d,
     CausalSTFT,
@@ -194,12 +194,31 @@ class ConvCodec(CodecBase):
         frames; None for a model without a global code."""
         return None if self.global_code is None else self.global_code.encode(latent[..., :self.global_frames])
 
+    def _checked_global_codes(self, global_codes, batch: int | None = None) -> torch.Tensor:
+        """``global_codes [B, G]`` as int64 (``B`` = ``batch`` where given).
+
+        Raises:
+            TypeError: unless they are an integer torch tensor.
+            ValueError: for None, another shape, or a code outside ``[0, global_codebook_size)``.
+        """
+        groups, size = self.config.global_groups, self.config.global_codebook_size
+        shape = f"[{'B' if batch is None else batch}, {groups}]"
+        if global_codes is None:
+            raise ValueError(f"{self.config.name} needs global codes {shape}")
+        check_integer_tensor(global_codes, "global_codes", shape)
+        if global_codes.dim() != 2 or global_codes.shape[1] != groups or batch not in (None, global_codes.shape[0]):
+            raise ValueError(f"global_codes have shape {tuple(global_codes.shape)}: {self.config.name} needs "
+                             f"global codes {shape}")
+        # (compared as Python ints, as check_codes does: uint8 would wrap)
+        if global_codes.numel() and (int(global_codes.min()) < 0 or int(global_codes.max()) >= size):
+            raise ValueError(f"global codes range from {int(global_codes.min())} to {int(global_codes.max())}; "
+                             f"this model's global codebooks hold codes 0 to {size - 1}")
+        return global_codes.long()
+
     def _global_embedding(self, global_codes: torch.Tensor | None, batch: int) -> torch.Tensor | int:
         if self.global_code is None:
             return 0
-        if global_codes is None or tuple(global_codes.shape) != (batch, self.config.global_groups):
-            raise ValueError(f"{self.config.name} needs global codes [{batch}, {self.config.global_groups}]")
-        return self.global_code.embedding(global_codes)
+        return self.global_code.embedding(self._checked_global_codes(global_codes, batch))
 
     @torch.no_grad()
     def decoder_condition(self, global_codes: torch.Tensor | None) -> torch.Tensor | None:
@@ -207,7 +226,7 @@ class ConvCodec(CodecBase):
         model without one (``config.global_film``) or without codes."""
         if self.global_film is None or global_codes is None:
             return None
-        return self.global_film(self.global_code.entries(global_codes))
+        return self.global_film(self.global_code.entries(self._checked_global_codes(global_codes)))
 
     @torch.no_grad()
     def quantize_latent(self, latent: torch.Tensor, num_codebooks: int,
@@ -225,7 +244,8 @@ class ConvCodec(CodecBase):
         computes them from this signal's start.
 
         Raises:
-            TypeError, ValueError: as ``check_waveform`` and ``check_codebook_count``.
+            TypeError, ValueError: as ``check_waveform`` and ``check_codebook_count``, and for
+                ``global_codes`` given that are not ``[B, G]`` integer codes of the model.
         """
         self.check_waveform(wav)
         latent = self.encode_latent(wav)
@@ -239,7 +259,8 @@ class ConvCodec(CodecBase):
         ``codebook_mask [K]`` (1 used, 0 ignored) as in ``ResidualVectorQuantizer.decode``.
 
         Raises:
-            ValueError: if a model with a global code gets none (or of the wrong shape).
+            TypeError, ValueError: if a model with a global code gets none, or not ``[B, G]``
+                integer codes in ``[0, global_codebook_size)``.
         """
         return self.quantizer.decode(codes, codebook_mask) + self._global_embedding(global_codes, codes.shape[0])
 
@@ -248,7 +269,7 @@ class ConvCodec(CodecBase):
         """``codes [B, K, F]`` -> ``wav [B, 1, F * frame_size]``.
 
         Raises:
-            TypeError, ValueError: as ``check_codes``.
+            TypeError, ValueError: as ``check_codes``, and as ``dequantize`` for ``global_codes``.
         """
         self.check_codes(codes)
         return self.decode_latent(self.dequantize(codes, global_codes), self.decoder_condition(global_codes))

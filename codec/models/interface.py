@@ -12,6 +12,13 @@ def _described(value) -> str:
     return f"a {value.dtype} tensor" if isinstance(value, torch.Tensor) else type(value).__name__
 
 
+def check_integer_tensor(value, name: str, shape: str) -> None:
+    """Raises TypeError naming ``name`` and its ``shape`` unless ``value`` is an integer torch tensor."""
+    if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex() \
+            or value.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer torch tensor {shape}, not {_described(value)}")
+
+
 class CodecBase(StreamingModule):
     """Base of the codec families. A subclass sets ``self.config`` (with ``sample_rate``,
     ``codebook_size`` and ``bitrates_kbps``) and defines ``frame_size``, ``num_codebooks``,
@@ -102,9 +109,7 @@ class CodecBase(StreamingModule):
             ValueError: unless it is ``[B, K, F]`` with ``1 <= K <= num_codebooks``, ``F >= 1`` and
                 every code in ``[0, codebook_size)``.
         """
-        if not isinstance(codes, torch.Tensor) or codes.is_floating_point() or codes.is_complex() \
-                or codes.dtype == torch.bool:
-            raise TypeError(f"codes must be an integer torch tensor [B, K, F], not {_described(codes)}")
+        check_integer_tensor(codes, "codes", "[B, K, F]")
         if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.num_codebooks or codes.shape[2] == 0:
             raise ValueError(f"codes have shape {tuple(codes.shape)}: decode takes [B, K, F] with K from 1 to "
                              f"{self.num_codebooks} codebooks and F >= 1 frames")
