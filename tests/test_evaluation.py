@@ -5,6 +5,7 @@ import math
 import os
 import shutil
 import warnings
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from codec.datasets import find_inputs
+from codec.evaluation import evaluate
 from codec.evaluation.alignment import align
 from codec.evaluation.evaluate import EvalSettings, run_evaluation, summarize
-from codec.evaluation.metrics import METRIC_RATE, score_pair, si_sdr
+from codec.evaluation.metrics import METRIC_RATE, mel_distance, score_pair, si_sdr
 from tests.conftest import tone, write_audio
 
 rng = np.random.default_rng(0)
@@ -46,6 +48,24 @@ def test_all_zero_reference():
     assert scores["si_sdr"].value is None and scores["stoi"].value is None
     assert scores["mel_distance"].value is None and "all-zero reference" in scores["mel_distance"].reason
     assert_defined_or_explained(scores)
+
+
+def test_a_decoded_signal_of_digital_silence_is_scored_or_explained():
+    reference = speechlike(2)
+    for silent in (np.zeros_like(reference), np.full_like(reference, 1e-30)):
+        scores = score_pair(reference, silent)
+        assert scores["pesq_wb"].value is None and "decoded signal" in scores["pesq_wb"].reason
+        assert_defined_or_explained(scores)
+    scores = score_pair(reference, np.zeros_like(reference))
+    assert "digital silence" in scores["si_sdr"].reason and scores["stoi"].value is not None
+
+
+def test_the_mel_distance_does_not_depend_on_the_files_level():
+    reference = speechlike(2)
+    degraded = reference + 0.02 * np.random.default_rng(5).standard_normal(len(reference))
+    loud = mel_distance(reference, degraded).value
+    for gain in (0.03, 0.001):   # -30 and -60 dB: these read 2x and 6x smaller before
+        assert mel_distance(gain * reference, gain * degraded).value == pytest.approx(loud, rel=1e-4)
 
 
 def test_zeros_with_one_burst():
@@ -673,3 +693,37 @@ def test_the_summary_fits_a_narrow_terminal_with_every_number_whole():
         assert max(len(line) for line in text.splitlines()) <= width and "…" not in text
         assert all(cell in text for cell in whole), text
         assert ("real-time factors and file counts are in results.json" in " ".join(text.split())) == narrow
+
+
+class _PoolWhoseWorkerDies:
+    """Stands in for ProcessPoolExecutor: its first ``breaks`` pools give ``scored_before``
+    files, then break as when a worker process dies (out of memory, killed)."""
+    pools = 0
+
+    def __init__(self, workers, **_):
+        type(self).pools += 1
+        self.breaks = self.pools <= type(self).breaks
+
+    def map(self, function, jobs):
+        for index, job in enumerate(jobs):
+            if self.breaks and index == self.scored_before:
+                raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+            yield f"scored {job[0]}"
+
+    def shutdown(self, cancel_futures=False):
+        pass
+
+
+@pytest.mark.parametrize("breaks", [1, 2])
+def test_a_worker_that_dies_costs_no_scored_file(monkeypatch, breaks):
+    pool = type("Pool", (_PoolWhoseWorkerDies,), {"breaks": breaks, "scored_before": 2, "pools": 0})
+    monkeypatch.setattr(evaluate, "ProcessPoolExecutor", pool)
+    jobs = [(Path(f"f{index}.wav"), None, False) for index in range(5)]
+    notes, failures = [], []
+    scored = list(evaluate._in_workers(jobs, EvalSettings(None, [6.0], jobs=2), notes, failures))
+    assert "a worker process died" in notes[0] and "the 3 file(s) not yet scored" in notes[0]
+    if breaks == 1:   # the rest are scored in a new pool, each once, in order
+        assert scored == [(job, f"scored {job[0]}") for job in jobs] and not failures
+    else:             # its pool broke too: those files are left out, named
+        assert [job for job, _ in scored] == jobs[:4] and len(failures) == 1
+        assert failures[0].startswith("f4.wav: worker processes died twice")

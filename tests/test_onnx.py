@@ -138,6 +138,24 @@ def test_an_exports_codec_json_given_as_codes_is_named_for_what_it_is(exported, 
         assert "OnnxCodec(folder)" in result.output and "model's config.json" not in result.output
 
 
+def test_a_damaged_export_is_refused_naming_what_is_wrong(exported, tmp_path):
+    from codec.errors import CodecError
+
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for path in exported.iterdir():
+        (damaged / path.name).write_bytes(path.read_bytes())
+    (damaged / "decoder.onnx").write_bytes((exported / "decoder.onnx").read_bytes()[:1000])   # cut short
+    with pytest.raises(CodecError, match=r"cannot load its graph decoder.onnx \(damaged\? export the model again\)"):
+        OnnxCodec(damaged)
+    sidecar = json.loads((exported / "codec.json").read_text())
+    without_overlap = {key: value for key, value in sidecar.items() if key != "overlap"}
+    for broken in ({}, [], {**sidecar, "graphs": {"decoder": {}}}, without_overlap):
+        (damaged / "codec.json").write_text(json.dumps(broken))
+        with pytest.raises(CodecError, match=r"codec.json: not what codec export writes .*; export the model again"):
+            OnnxCodec(damaged)
+
+
 def test_export_command(tiny_model_dir, tmp_path):
     from typer.testing import CliRunner
 

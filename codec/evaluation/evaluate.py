@@ -8,6 +8,7 @@ on ``threads`` threads, the count the real-time factors are measured with.
 import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from codec.signals import children_ignore_group_signals, terminate_workers
 
 METRICS = ("pesq_wb", "pesq_nb", "stoi", "si_sdr", "mel_distance")
 MAX_LAG_SECONDS = 0.1
+WARM_UP_SECONDS = 2
 
 
 @dataclass
@@ -85,9 +87,11 @@ def _init_worker(settings: EvalSettings, systems: list[System] | None = None) ->
     global _systems
     torch.set_num_threads(settings.threads)
     _systems = build_systems(settings)[0] if systems is None else systems
-    # a throwaway second of noise through each kind of system (its first bitrate), so that first-call
-    # costs (lazy imports, kernel set-up: about 2 s with refinement) count in no file's real-time factor
-    noise = 0.01 * np.random.default_rng(0).standard_normal(METRIC_RATE).astype(np.float32)
+    # throwaway noise through each kind of system (its first bitrate), so that first-call costs (lazy
+    # imports, kernel set-up: about 2 s with refinement) count in no file's real-time factor; 2 s, as the
+    # transformer's time attention takes another path from 64 frames (1.28 s) on, whose first call
+    # doubled the first file's encoding time after a warm-up of 1 s
+    noise = 0.01 * np.random.default_rng(0).standard_normal(WARM_UP_SECONDS * METRIC_RATE).astype(np.float32)
     for system in {system.name: system for system in reversed(_systems)}.values():
         try:
             system.code(noise, METRIC_RATE)
@@ -228,18 +232,13 @@ def run_evaluation(files: list[Path], settings: EvalSettings, on_file=None, on_s
     jobs_list = [(path, settings, index < EXAMPLE_CANDIDATES) for index, path in enumerate(files)]
     results, example, failures, done = [], None, [], 0
     readable_example, baseline_failures = None, {}
-    jobs = settings.jobs
-    if jobs <= 1:
+    if settings.jobs <= 1:
         _init_worker(settings, systems)
-        outputs = map(_worker, jobs_list)
-        pool = None
+        scored = ((job, _worker(job)) for job in jobs_list)
     else:
-        with children_ignore_group_signals():   # the pool starts the resource tracker, map's submits the workers
-            pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker, initargs=(settings,))
-            outputs = pool.map(_worker, jobs_list)
+        scored = _in_workers(jobs_list, settings, notes, failures)
     try:
-        for (path, _, keep_audio), (file_results, audio, file_failures) in zip(jobs_list, outputs, strict=True):
+        for (path, _, keep_audio), (file_results, audio, file_failures) in scored:
             if file_results is None:
                 failures.append(audio)
             else:
@@ -253,20 +252,44 @@ def run_evaluation(files: list[Path], settings: EvalSettings, on_file=None, on_s
             done += 1
             if on_file:
                 on_file()
-    except BaseException as error:   # Ctrl-C, SIGTERM or an error here: the workers stop now, not after the files
-        if pool:
-            terminate_workers(pool)
-        if type(error) is KeyboardInterrupt:   # Ctrl-C (SIGTERM's Terminated keeps its own exit code)
-            raise EvaluationInterrupted(done, len(files)) from None
-        raise
+    except KeyboardInterrupt:   # Ctrl-C (SIGTERM's Terminated keeps its own exit code)
+        raise EvaluationInterrupted(done, len(files)) from None
     finally:
-        if pool:
-            pool.shutdown(cancel_futures=True)
+        scored.close()   # an error or SIGTERM here: the workers stop now, not after their files
     if not results:
         raise CodecError(f"no file could be evaluated: {'; '.join(failures[:3])}")
     notes += [f"{row}: its program failed on {len(cases)} file(s), left out of the row; first: {cases[0][0]}: "
               f"{cases[0][1]}" for row, cases in baseline_failures.items()]
     return results, notes + [f"left out {reason}" for reason in failures], example or readable_example
+
+
+def _in_workers(jobs_list: list, settings: EvalSettings, notes: list[str], failures: list[str]):
+    """``(job, _worker's output)`` in the files' order, from ``settings.jobs`` spawned workers. A
+    worker that dies (out of memory, killed) breaks its pool: the files not yet scored go on in a
+    new pool, with a note; if that pool breaks too, they are left out (added to ``failures``)."""
+    for attempt in (1, 2):
+        with children_ignore_group_signals():   # the pool starts the resource tracker, map's submits the workers
+            pool = ProcessPoolExecutor(min(settings.jobs, len(jobs_list)), mp_context=multiprocessing.get_context(
+                "spawn"), initializer=_init_worker, initargs=(settings,))
+            outputs = pool.map(_worker, jobs_list)
+        given = 0
+        try:
+            for job, output in zip(jobs_list, outputs, strict=True):
+                yield job, output
+                given += 1
+            return
+        except BrokenProcessPool:   # (map gives the files in order: those from ``given`` on are not scored)
+            jobs_list = jobs_list[given:]
+            if attempt == 1:
+                notes.append(f"a worker process died (out of memory? killed?) while scoring; the {len(jobs_list)} "
+                             f"file(s) not yet scored were scored again in new workers")
+        except BaseException:   # Ctrl-C, SIGTERM or an error here: the workers stop now, not after the files
+            terminate_workers(pool)
+            raise
+        finally:
+            pool.shutdown(cancel_futures=True)
+    failures += [f"{path}: worker processes died twice while scoring it (out of memory? killed?)"
+                 for path, _, _ in jobs_list]
 
 
 class EvaluationInterrupted(KeyboardInterrupt):

@@ -22,6 +22,7 @@ from codec.audio import resample
 METRIC_RATE = 16000
 MIN_SECONDS = 0.25          # PESQ needs at least 1/4 s
 _MEL_WINDOWS = (256, 512, 1024, 2048)
+MEL_LEVEL_DBFS = -26.0      # the mel distance scores both signals with the reference at this RMS level
 
 
 @dataclass
@@ -31,7 +32,9 @@ class Score:
 
 
 def pesq_score(reference: np.ndarray, degraded: np.ndarray, mode: str = "wb") -> Score:
-    """PESQ MOS-LQO (``mode`` "wb": P.862.2, about 1.04-4.64; "nb": P.862.1) at 16 kHz."""
+    """PESQ MOS-LQO (``mode`` "wb": P.862.2, about 1.04-4.64; "nb": P.862.1) at 16 kHz; undefined
+    for a decoded signal that is digital silence (PESQ scales the degraded signal to a set level:
+    silence it cannot scale, and noise at any level scores as noise, about 1.0-1.5)."""
     try:
         with warnings.catch_warnings():   # it divides by a silent signal's peak of 0 before finding no utterances
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -40,6 +43,11 @@ def pesq_score(reference: np.ndarray, degraded: np.ndarray, mode: str = "wb") ->
         return Score(None, "PESQ found no utterances (silence)")
     except PesqError as error:
         return Score(None, f"PESQ failed: {type(error).__name__}")
+    except ValueError:   # (its level alignment divides by zero, then converts the NaN to an integer)
+        if not np.any(degraded):
+            return Score(None, "PESQ undefined: the decoded signal is digital silence")
+        return Score(None, f"PESQ failed: the decoded signal's level (peak {np.max(np.abs(degraded)):.1e}) is too "
+                           f"low for its level alignment")
 
 
 def stoi_score(reference: np.ndarray, degraded: np.ndarray) -> Score:
@@ -59,6 +67,8 @@ def si_sdr(reference: np.ndarray, degraded: np.ndarray) -> Score:
     energy = float(np.dot(reference, reference))
     if energy == 0.0:
         return Score(None, "SI-SDR undefined for an all-zero reference")
+    if not np.any(degraded):   # (its target and its noise would both be zero)
+        return Score(None, "SI-SDR undefined: the decoded signal is digital silence")
     target = np.dot(degraded, reference) / energy * reference
     noise = degraded - target
     noise_energy = float(np.dot(noise, noise))
@@ -70,9 +80,14 @@ def si_sdr(reference: np.ndarray, degraded: np.ndarray) -> Score:
 def mel_distance(reference: np.ndarray, degraded: np.ndarray) -> Score:
     """Mean over resolutions of the L1 distance of log10 mel magnitudes (lower is better);
     undefined for an all-zero reference, as the other metrics are (two silences would score a
-    perfect 0 and pull a mean over other files than theirs)."""
+    perfect 0 and pull a mean over other files than theirs). Both signals are first scaled by
+    one gain that brings the reference to ``MEL_LEVEL_DBFS`` RMS, so that the magnitude floor
+    (1e-5) sits as far below every file's speech: a quiet file's bins would otherwise meet the
+    floor in both signals, and the quieter the file, the smaller its distance."""
     if not np.any(reference):
         return Score(None, "mel distance undefined for an all-zero reference")
+    gain = 10 ** (MEL_LEVEL_DBFS / 20) / np.sqrt(np.mean(np.square(reference)))
+    reference, degraded = reference * gain, degraded * gain
     distances = []
     for n_fft in _MEL_WINDOWS:
         kwargs = dict(sr=METRIC_RATE, n_fft=n_fft, hop_length=n_fft // 4, n_mels=64, power=1.0)

@@ -39,6 +39,10 @@ CHUNK_FRAMES = 50   # frames per graph call in OnnxCodec.encode and decode (1 s 
 
 
 # The checks of codec.streaming's sessions (same messages), in numpy: this module needs no torch.
+# what OnnxCodec reads from an export's codec.json (written by codec.onnx.export)
+SIDECAR_KEYS = ("graphs", "sample_rate", "frame_size", "num_codebooks", "codebook_size", "overlap", "envelope_floor")
+
+
 def _array(value, what: str, batch_size: int, layout: str) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise CodecError(f"{what} must be a numpy array, not {type(value).__name__}")
@@ -111,6 +115,12 @@ class OnnxCodec:
             self.config = json.loads((directory / "codec.json").read_text())
         except (OSError, ValueError) as error:
             raise CodecError(f"{directory}: not an exported codec ({error})") from None
+        lacking = [key for key in SIDECAR_KEYS if not isinstance(self.config, dict) or key not in self.config]
+        if lacking or not isinstance(self.config["graphs"], dict) \
+                or not all(isinstance(spec, dict) and "file" in spec for spec in self.config["graphs"].values()):
+            raise CodecError(f"{directory / 'codec.json'}: not what codec export writes ("
+                             f"{'no ' + ', '.join(lacking) if lacking else 'graphs without files'}); export the "
+                             f"model again")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = whole_number(threads, "threads", 1)   # (0 would be every core)
         options.inter_op_num_threads = 1
@@ -120,7 +130,13 @@ class OnnxCodec:
                 serialized = (directory / spec["file"]).read_bytes()
             except OSError as error:
                 raise CodecError(f"{directory}: cannot read its graph {spec['file']} ({error.strerror})") from None
-            self.sessions[graph] = onnxruntime.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
+            try:
+                self.sessions[graph] = onnxruntime.InferenceSession(serialized, options,
+                                                                    providers=["CPUExecutionProvider"])
+            except Exception as error:   # (onnxruntime's own kinds: InvalidProtobuf, Fail, ...)
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise CodecError(f"{directory}: cannot load its graph {spec['file']} (damaged? export the model "
+                                 f"again): {reason}") from None
 
     @property
     def input_level_dbfs(self) -> float | None:
