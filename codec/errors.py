@@ -61,4 +61,7 @@ def internal_error_message(error: Exception) -> str:
     text = str(error)
     if len(text) > _LONGEST_DETAIL:   # some libraries put a whole graph or array in their message
         text = f"{text[:_LONGEST_DETAIL]}... ({len(text) - _LONGEST_DETAIL} characters more)"
-    return f"internal error: {type(error).__name__}: {text} (set CODEC_DEBUG=1 for the traceback)"
+    kind = type(error)
+    name = kind.__name__ if kind.__module__ == "builtins" or kind.__name__ != kind.__name__.lower() else \
+        f"{kind.__module__}.{kind.__name__}"   # (struct.error, not "error")
+    return f"internal error: {name}: {text} (set CODEC_DEBUG=1 for the traceback)"

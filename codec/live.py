@@ -25,7 +25,16 @@ from codec.audio import checked_peak
 from codec.band_fill import BandFill
 from codec.errors import CodecError
 from codec.highpass import HighPass
-from codec.packets import StreamInfo, end_packet, global_packet, packet_bytes, read_packets, stream_header
+from codec.packets import (
+    MAX_PACKET_CODEBOOKS,
+    MAX_PACKET_GLOBAL_CODES,
+    StreamInfo,
+    end_packet,
+    global_packet,
+    packet_bytes,
+    read_packets,
+    stream_header,
+)
 from codec.signals import held_stop_signals
 from codec.threads import check_threads
 
@@ -554,7 +563,14 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         num_codebooks = codec_model.codebooks_for_bitrate(bitrate)
     except ValueError as error:
         raise CodecError(f"--bitrate: {error}") from None
+    if num_codebooks > MAX_PACKET_CODEBOOKS:
+        raise CodecError(f"--bitrate {bitrate:g}: {num_codebooks} codebooks; a stream's packet holds at most "
+                         f"{MAX_PACKET_CODEBOOKS} (codec encode has no such limit); stream a lower bitrate")
     has_global = getattr(codec_model, "global_code", None) is not None
+    if has_global and codec_model.config.global_groups > MAX_PACKET_GLOBAL_CODES:
+        raise CodecError(f"{codec_model.config.name} has {codec_model.config.global_groups} global codes "
+                         f"(model.global_groups); a stream's global-code packet holds at most "
+                         f"{MAX_PACKET_GLOBAL_CODES} (codec encode has no such limit)")
     if has_global and runtime != "torch":
         raise CodecError(f"{codec_model.config.name} has a time-invariant global code, which the ONNX export does "
                          f"not support yet; stream it with --runtime torch")

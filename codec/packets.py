@@ -15,7 +15,8 @@ A stream (``codec stream --save FILE``, or sent over a network) is
                           in the end packet instead: uint64 total samples at ``sample_rate``;
                           entropy-coded: uint16 length L, L bytes of the F frames range-coded with
                           the entropy model from a fresh context (every packet decodes on its
-                          own), then uint16 CRC-16 of the codes bit-packed as above;
+                          own), then uint16 CRC-16 of the codes bit-packed as above (a packet
+                          whose range coding passes 65535 bytes is sent bit-packed, flag clear);
                           in a global-code packet (K = 0, F = G >= 1): the C x G time-invariant
                           codes, channel by channel, ``ceil(log2(global_codebook_size))`` bits
                           each, MSB first, zero-padded to a byte
@@ -66,6 +67,9 @@ _PACKET_CRC = struct.Struct("<H")
 _TOTAL = struct.Struct("<Q")
 _LENGTH = struct.Struct("<H")
 ENTROPY_FLAG = 0x80
+MAX_PACKET_CODEBOOKS = 127    # codebooks in one packet (7 bits of its header)
+MAX_PACKET_GLOBAL_CODES = 255  # global codes in a global-code packet (its frames byte)
+MAX_CODED_LENGTH = 0xFFFF   # bytes of one packet's range-coded payload (its uint16 length)
 # A range-coded code costs at most 24 bits (constriction's probabilities are 24-bit fixed point),
 # and its word rounding and flush under 16 bytes: a longer entropy-coded payload is damage
 MAX_CODED_BYTES_PER_CODE = 3
@@ -144,20 +148,22 @@ def _checked_codes(codes, shape: str, channels: int, size: int, what: str = "cod
 def packet_bytes(sequence: int, codes: np.ndarray, info: StreamInfo, entropy_coder=None) -> bytes:
     """One packet of ``codes [C, K, F]`` (numpy or torch; 1 <= F <= 255, K <= 127, C the stream's
     channels, each code in ``[0, info.codebook_size)``), range-coded with ``entropy_coder`` (a
-    ``codec.entropy.EntropyCoder``) when given.
+    ``codec.entropy.EntropyCoder``) when given, unless that takes more than ``MAX_CODED_LENGTH``
+    bytes (many channels and frames): then bit-packed, as without one.
 
     Raises:
         ValueError: for codes of another shape, type or range, or too many frames or codebooks.
     """
     codes = _checked_codes(codes, "[C, K, F]", info.channels, info.codebook_size)
     channels, codebooks, frames = codes.shape
-    if not 1 <= frames <= 255 or not 1 <= codebooks <= 127:
-        raise ValueError(f"a packet holds 1 to 255 frames of 1 to 127 codebooks, not {frames} of {codebooks}")
+    if not 1 <= frames <= 255 or not 1 <= codebooks <= MAX_PACKET_CODEBOOKS:
+        raise ValueError(f"a packet holds 1 to 255 frames of 1 to {MAX_PACKET_CODEBOOKS} codebooks, not {frames} of "
+                         f"{codebooks}")
     packed = pack_codes(codes.transpose(2, 0, 1).reshape(-1), info.bits_per_code)
-    if entropy_coder is None:
+    coded = None if entropy_coder is None else entropy_coder.encode_chunk(np.ascontiguousarray(codes, dtype=np.int64))
+    if coded is None or len(coded) > MAX_CODED_LENGTH:   # (its uint16 length cannot say more; plain needs none)
         payload, flag = packed, 0
     else:
-        coded = entropy_coder.encode_chunk(np.ascontiguousarray(codes, dtype=np.int64))
         payload = _LENGTH.pack(len(coded)) + coded + _PACKET_CRC.pack(binascii.crc_hqx(packed, 0))
         flag = ENTROPY_FLAG
     head = _PACKET_HEAD.pack(PACKET_SYNC, sequence % SEQUENCE_MODULO, codebooks | flag, frames) + payload
@@ -174,8 +180,8 @@ def global_packet(sequence: int, global_codes: np.ndarray, info: StreamInfo) -> 
         raise ValueError("a global-code packet needs a stream with global codes (a TiCodec model's)")
     global_codes = _checked_codes(global_codes, "[C, G]", info.channels, info.global_codebook_size, "global codes")
     channels, groups = global_codes.shape
-    if not 1 <= groups <= 255:
-        raise ValueError(f"a global-code packet holds 1 to 255 global codes, not {groups}")
+    if not 1 <= groups <= MAX_PACKET_GLOBAL_CODES:
+        raise ValueError(f"a global-code packet holds 1 to {MAX_PACKET_GLOBAL_CODES} global codes, not {groups}")
     payload = pack_codes(global_codes.reshape(-1), info.bits_per_global_code)
     head = _PACKET_HEAD.pack(PACKET_SYNC, sequence % SEQUENCE_MODULO, 0, groups) + payload
     return head + _PACKET_CRC.pack(binascii.crc_hqx(head, 0))

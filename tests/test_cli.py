@@ -606,6 +606,11 @@ def test_an_internal_errors_message_is_cut_to_a_readable_length():
     assert short == "internal error: TypeError: bad argument (set CODEC_DEBUG=1 for the traceback)"
     long = internal_error_message(TypeError("graph(" + "x" * 100_000 + ")"))   # as the ONNX exporter's can be
     assert len(long) < 700 and "(99507 characters more)" in long and long.endswith("for the traceback)")
+    import struct
+
+    with pytest.raises(struct.error) as caught:
+        struct.pack("<H", 70000)
+    assert internal_error_message(caught.value).startswith("internal error: struct.error: ")   # not "error: "
 
 
 def test_help_paragraphs_wrap_at_the_terminals_width_not_the_sources(monkeypatch):

@@ -387,6 +387,22 @@ def test_entropy_coded_packets(entropy_dir):
     assert list(read_packets(coded, 0, info, EntropyCoder(perturbed))) == []   # caught by the codes' CRC
 
 
+def test_a_packet_whose_range_coding_passes_its_length_field_goes_bit_packed(entropy_dir):
+    from codec.packets import MAX_CODED_LENGTH, StreamInfo, packet_bytes, read_packets
+
+    class Longwinded(EntropyCoder):   # (many channels and frames of codes it predicts badly)
+        def encode_chunk(self, codes):
+            return bytes(MAX_CODED_LENGTH + 1)
+
+    coder = EntropyCoder(load_entropy_model(entropy_dir))
+    info = StreamInfo("tiny-16k", "0123abcd", 16000, 2, 50, 1024, coder.name, coder.weights[:8])
+    codes = skewed_codes(channels=2, codebooks=6, frames=10)
+    packet = packet_bytes(7, codes, info, Longwinded(load_entropy_model(entropy_dir)))
+    assert packet == packet_bytes(7, codes, info) and not packet[3] & 0x80   # plain, flag clear (was struct.error)
+    (read,) = read_packets(packet, 0, info, coder)
+    assert np.array_equal(read.codes, codes)
+
+
 def test_an_entropy_coded_packet_claiming_more_codebooks_than_the_model_is_damaged(entropy_dir):
     import binascii
 

@@ -624,3 +624,25 @@ def test_the_models_input_high_pass_is_applied_as_codec_encode_applies_it(tiny_m
         assert result.exit_code == 0, result.output
         outputs[name] = sf.read(str(tmp_path / f"out-{name}.wav"))[0]
     assert np.array_equal(outputs["hp"], outputs["pre"]) and not np.array_equal(outputs["hp"], outputs["plain"])
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(num_codebooks=130, bitrates_kbps=[1.0, 64.0]),
+     "--bitrate 64: 128 codebooks; a stream's packet holds at most 127"),
+    (dict(global_groups=256, global_dim=256, global_codebook_size=4),
+     "has 256 global codes (model.global_groups); a stream's global-code packet holds at most 255"),
+])
+def test_a_model_whose_codes_no_packet_can_hold_is_refused_by_name(tmp_path, changes, message):
+    import dataclasses
+
+    from codec.models import ConvCodec, save_model
+    from codec.train import load_recipe
+    from tests.conftest import REPO
+
+    config = dataclasses.replace(load_recipe(REPO / "recipes" / "tiny.yaml").model, name="wide", **changes)
+    model_dir = save_model(ConvCodec(config).eval(), tmp_path / "wide")
+    source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
+    result = invoke("stream", "--input", source, "--output", tmp_path / "s.wav", "--model", model_dir, "--fast",
+                    "--bitrate", str(max(config.bitrates_kbps)))
+    assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
+    assert "internal error" not in result.output and not (tmp_path / "s.wav").exists()
