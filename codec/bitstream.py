@@ -170,6 +170,8 @@ def codes_problem(codes_file: CodesFile) -> str | None:
     elif codes_file.global_codes is not None:   # the file would drop them without a word
         return "global codes were given, but the metadata has no global codebooks (global_codebooks is None)"
     for what, values, shape, size, axes in checks:
+        if values is None:   # (as an array, None has shape ())
+            return f"{what} are missing: the metadata says {shape}{axes}"
         values = np.asarray(values)
         if values.shape != shape:
             return f"{what} of shape {values.shape} do not match their metadata's{axes} {shape}"

@@ -57,6 +57,9 @@ def test_a_codebook_count_the_model_lacks_is_refused(esc, tiny_model, count):
     too_many = tiny_model.num_codebooks + 1
     with pytest.raises(ValueError, match=f"num_codebooks {too_many}: this model has 1 to"):
         tiny_model.encode(torch.zeros(1, 1, tiny_model.frame_size), too_many)
+    for not_whole in (2.0, "2", True):   # (2.0 failed in a slice: "slice indices must be integers")
+        with pytest.raises(TypeError, match=f"num_codebooks must be a whole number, not {not_whole!r}"):
+            esc.encode(wav, not_whole)
 
 
 @pytest.mark.parametrize("family", ["esc", "tiny_model"])   # ESC, and the conv codec

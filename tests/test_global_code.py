@@ -71,7 +71,7 @@ def test_the_decoder_film_starts_as_identity_and_streams_like_offline(global_mod
 
 
 def test_decoding_without_the_global_code_is_refused(global_model):
-    with pytest.raises(ValueError, match="needs global codes"):
+    with pytest.raises(ValueError, match=r"needs global codes \[1, 2\]: encode_global\(encode_latent\(wav\)\) gives"):
         global_model.decode(torch.zeros(1, 3, 5, dtype=torch.long))
 
 
@@ -106,6 +106,11 @@ def test_files_round_trip_with_the_global_code(global_model, seconds):
     np.testing.assert_array_equal(parsed.global_codes, codes_file.global_codes)
     decoded, rate = decode_audio(global_model, parsed)
     assert decoded.shape == (len(audio), 2) and rate == 16000
+    if seconds:   # Codes without the global codes their metadata says: named as missing (was "of shape ()")
+        from codec.bitstream import codes_problem
+
+        missing = dataclasses.replace(codes_file, global_codes=None)
+        assert codes_problem(missing) == "global codes are missing: the metadata says (2, 2)"
 
 
 @pytest.mark.parametrize("samples", [4000, 7999, 8000, 8010, 22050])   # about the 0.5 s global window

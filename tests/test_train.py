@@ -331,6 +331,14 @@ def test_the_models_own_size_rules_are_recipe_errors_before_any_data_is_read(tmp
         assert named in str(error.value)
 
 
+@pytest.mark.parametrize("listed, fix", [("[3,1.5]", "[1.5, 3]"), ("[1.5,1.5,6]", "[1.5, 6]")])
+def test_bitrates_listed_twice_or_out_of_order_are_refused(tmp_path, listed, fix):
+    # (a model trained with them listed its bitrates as [3, 1.5], or 1.5 twice, in codec info and errors)
+    with pytest.raises(CodecError, match=re.escape(f"list each bitrate once, lowest first: {fix}")):
+        train(load_recipe("tiny", [f"model.bitrates_kbps={listed}", f"run.out_dir={tmp_path / 'r'}"]))
+    assert not (tmp_path / "r").exists()
+
+
 def test_entropy_training_on_files_of_one_frame_says_so(tiny_model_dir, tmp_path):
     from codec.train.entropy_trainer import train_entropy
 

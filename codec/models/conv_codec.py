@@ -204,7 +204,8 @@ class ConvCodec(CodecBase):
         groups, size = self.config.global_groups, self.config.global_codebook_size
         shape = f"[{'B' if batch is None else batch}, {groups}]"
         if global_codes is None:
-            raise ValueError(f"{self.config.name} needs global codes {shape}")
+            raise ValueError(f"{self.config.name} needs global codes {shape}: encode_global(encode_latent(wav)) "
+                             f"gives them, for decode(codes, global_codes)")
         check_integer_tensor(global_codes, "global_codes", shape)
         if global_codes.dim() != 2 or global_codes.shape[1] != groups or batch not in (None, global_codes.shape[0]):
             raise ValueError(f"global_codes have shape {tuple(global_codes.shape)}: {self.config.name} needs "

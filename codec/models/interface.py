@@ -1,6 +1,7 @@
 """What every codec family shares: rates, codebooks and bitrates, derived from its config."""
 
 import math
+import numbers
 
 import torch
 
@@ -61,9 +62,13 @@ class CodecBase(StreamingModule):
 
     def bitrate_problem(self) -> str | None:
         """Why ``config.bitrates_kbps`` cannot all be served (None if they can): each bitrate must
-        be a whole number of codebooks, from 1 to ``num_codebooks``."""
+        be a whole number of codebooks, from 1 to ``num_codebooks``, each listed once, lowest first."""
         if not self.config.bitrates_kbps:
             return "lists no bitrate"
+        listed = self.config.bitrates_kbps
+        if any(high < low or math.isclose(low, high) for low, high in zip(listed, listed[1:], strict=False)):
+            distinct = sorted({round(kbps, 9) for kbps in listed})
+            return f"list each bitrate once, lowest first: [{', '.join(f'{kbps:g}' for kbps in distinct)}]"
         per_codebook = self.bitrate_kbps(1)
         for kbps in self.config.bitrates_kbps:
             count = kbps / per_codebook
@@ -80,8 +85,12 @@ class CodecBase(StreamingModule):
         """Refuse a codebook count the model does not have (slicing would quietly use fewer).
 
         Raises:
+            TypeError: unless ``num_codebooks`` is an integer.
             ValueError: unless ``1 <= num_codebooks <= self.num_codebooks``.
         """
+        if not isinstance(num_codebooks, numbers.Integral) or isinstance(num_codebooks, bool):
+            raise TypeError(f"num_codebooks must be a whole number, not {num_codebooks!r} "
+                            f"({type(num_codebooks).__name__})")
         if not 1 <= num_codebooks <= self.num_codebooks:
             raise ValueError(f"num_codebooks {num_codebooks}: this model has 1 to {self.num_codebooks} codebooks")
 
