@@ -931,7 +931,8 @@ def evaluate(
             print(json.dumps([asdict(s) for s in summaries], indent=2))
         else:
             console = _stdout_console()
-            console.print(summary_table(summaries, threads, jobs, console.width))
+            # (the workers that ran: no more than the files)
+            console.print(summary_table(summaries, threads, min(jobs, len(files)), console.width))
     for note in notes:
         stderr.print(f"note: {note}")
     stderr.print(f"wrote {out}/{', '.join(name for name in EVAL_OUTPUTS if (out / name).exists())}")
@@ -1025,7 +1026,8 @@ def export(
     if out.exists() and any(out.iterdir()) and not force:
         raise CodecError(f"{out} exists and is not empty; pass --force to overwrite its files")
     if not out.parent.is_dir():   # as encode and decode: a typo in the path does not grow a tree of folders
-        raise CodecError(f"--out {out}: no such folder for it ({out.parent})")
+        raise CodecError(f"--out {out}: {out.parent} is a file, not a folder" if out.parent.exists() else
+                         f"--out {out}: no such folder for it ({out.parent})")
     earlier = _exported_graphs(out)
     export_onnx(load_model(model), out, int8=int8)
     written = _exported_graphs(out)

@@ -147,6 +147,7 @@ def test_more_channels_than_the_format_holds_names_the_output(tiny_model_dir, sp
     (["train", "."], ".: is a folder, not a recipe file"),
     (["export", "--out", "{wav}"], "is a file, and the export writes a folder"),
     (["export", "--out", "no/such/x"], "--out no/such/x: no such folder for it (no/such)"),
+    (["export", "--out", "empty.wav/x"], "--out empty.wav/x: empty.wav is a file, not a folder"),
     (["train", "{wav}"], "not a text file; a recipe is YAML"),
     (["eval", "{wav}", "--bitrates", "", "--out", "ev"], "expected comma-separated numbers"),
     (["encode", "{wav}", "x.codes", "--jobs", "0"], "--jobs 0: must be at least 1"),

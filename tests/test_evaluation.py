@@ -727,3 +727,18 @@ def test_a_worker_that_dies_costs_no_scored_file(monkeypatch, breaks):
     else:             # its pool broke too: those files are left out, named
         assert [job for job, _ in scored] == jobs[:4] and len(failures) == 1
         assert failures[0].startswith("f4.wav: worker processes died twice")
+
+
+def test_worker_processes_score_as_one_process_does(tiny_model_dir, tmp_path):
+    (tmp_path / "clips").mkdir()
+    for name in ("a.wav", "b.wav", "c.wav"):
+        write_audio(tmp_path / "clips" / name, speechlike(1.0), 16000)
+    scores = {}
+    for jobs in (1, 2):
+        results, _, _ = run_evaluation(sorted((tmp_path / "clips").iterdir()),
+                                       EvalSettings(str(tiny_model_dir), [6.0], jobs=jobs))
+        scores[jobs] = [(Path(r.path).name, r.scores["pesq_wb"], r.scores["stoi"]) for r in results]
+    assert scores[2] == scores[1] and [name for name, _, _ in scores[1]] == ["a.wav", "b.wav", "c.wav"]
+    one = CliRunner().invoke(app, ["eval", str(tmp_path / "clips" / "a.wav"), "--model", str(tiny_model_dir),
+                                   "--bitrates", "6", "--jobs", "2", "--out", str(tmp_path / "one")])
+    assert one.exit_code == 0 and "workers at once" not in one.output   # one file: one worker ran
