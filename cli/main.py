@@ -844,6 +844,7 @@ def evaluate(
     from rich.progress import Progress
 
     from codec.evaluation.evaluate import EvalSettings, run_evaluation, summarize
+    from codec.evaluation.metrics import MEL_LEVEL_DBFS
     from codec.evaluation.notes import result_notes
     from codec.evaluation.report import plot_rate_distortion, plot_spectrograms, summary_table, write_results
     from codec.models.loading import DEFAULT_MODEL
@@ -911,7 +912,7 @@ def evaluate(
     try:
         write_results(staging, results, summaries, notes, {
             **asdict(settings), "model": settings.model or DEFAULT_MODEL, "inputs": inputs, "files": evaluated,
-            "files_left_out": len(files) - evaluated,
+            "files_left_out": len(files) - evaluated, "mel_distance_level_dbfs": MEL_LEVEL_DBFS,
             "working_directory": os.getcwd()})   # what the relative paths are relative to (compare_evals.py)
         plot_rate_distortion(staging / "rate_distortion.png", summaries)
         if example is not None:   # the first readable file's spectrograms

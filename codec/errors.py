@@ -62,6 +62,6 @@ def internal_error_message(error: Exception) -> str:
     if len(text) > _LONGEST_DETAIL:   # some libraries put a whole graph or array in their message
         text = f"{text[:_LONGEST_DETAIL]}... ({len(text) - _LONGEST_DETAIL} characters more)"
     kind = type(error)
-    name = kind.__name__ if kind.__module__ == "builtins" or kind.__name__ != kind.__name__.lower() else \
-        f"{kind.__module__}.{kind.__name__}"   # (struct.error, not "error")
+    generic = kind.__name__ == kind.__name__.lower() or kind.__name__ == "Error"   # (struct.error, shutil.Error)
+    name = f"{kind.__module__}.{kind.__name__}" if generic and kind.__module__ != "builtins" else kind.__name__
     return f"internal error: {name}: {text} (set CODEC_DEBUG=1 for the traceback)"

@@ -68,6 +68,14 @@ def _working_directory(csv_path: Path) -> str:
         return os.getcwd()
 
 
+def _mel_level(csv_path: Path) -> float | None:
+    """The level the run's mel distance was scored at (results.json's settings; None before it was recorded)."""
+    try:
+        return json.loads((csv_path.parent / "results.json").read_text())["settings"].get("mel_distance_level_dbfs")
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
+
+
 def paired(a: dict[tuple[str, float], dict], b: dict[tuple[str, float], dict]) -> tuple[list[tuple[dict, dict]], int]:
     """Pairs of rows of one file and bitrate: by path, then, among the rows left, by file name
     where that name is unique in each run as a whole (the same files reached by other paths; a
@@ -107,6 +115,9 @@ def main() -> None:
         raise SystemExit(f"error: no nominal bitrate in both: A ({name_a}) has {', '.join(f'{r:g}' for r in rates_a)} "
                          f"kbps, B ({name_b}) {', '.join(f'{r:g}' for r in rates_b)}")
     print(f"{args.metric}: B = {name_b} minus A = {name_a}")
+    if args.metric == "mel_distance" and len({_mel_level(args.a), _mel_level(args.b)}) > 1:
+        print("warning: the two runs computed the mel distance differently (since 2026-12-07 codec eval scores it "
+              "with the input at -26 dBFS; earlier, at the file's own level): their differences mix the two")
     compared = 0
     for kbps in sorted(set(rates_a) & set(rates_b)):
         at_a = {key: row for key, row in a.items() if key[1] == kbps}

@@ -612,6 +612,9 @@ def test_an_internal_errors_message_is_cut_to_a_readable_length():
     with pytest.raises(struct.error) as caught:
         struct.pack("<H", 70000)
     assert internal_error_message(caught.value).startswith("internal error: struct.error: ")   # not "error: "
+    import shutil
+
+    assert internal_error_message(shutil.Error("x")).startswith("internal error: shutil.Error: x")
 
 
 def test_help_paragraphs_wrap_at_the_terminals_width_not_the_sources(monkeypatch):

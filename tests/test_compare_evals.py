@@ -111,3 +111,17 @@ def test_one_paired_file_has_no_interval(tmp_path):
     a = results(tmp_path / "a.csv", "old", [("x.flac", "2.0")])
     b = results(tmp_path / "b.csv", "new", [("x.flac", "2.5")])
     assert "6 kbps, 1 files: A 2.000  B 2.500  B - A +0.500 (one file: no interval)" in compare(a, b, tmp_path)
+
+
+def test_mel_distances_of_two_definitions_are_compared_with_a_warning(tmp_path):
+    import json
+
+    runs = []
+    for name, settings in (("old", {}), ("new", {"mel_distance_level_dbfs": -26.0})):
+        (tmp_path / name).mkdir()
+        runs.append(results(tmp_path / name / "results.csv", name, [("x.flac", "0.5"), ("y.flac", "0.4")],
+                            metric="mel_distance"))
+        (tmp_path / name / "results.json").write_text(json.dumps({"settings": settings}))
+    assert "warning: the two runs computed the mel distance differently" in compare(*runs, tmp_path, "--metric",
+                                                                                    "mel_distance")
+    assert "warning" not in compare(runs[1], runs[1], tmp_path, "--metric", "mel_distance")

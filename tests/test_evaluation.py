@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from codec.datasets import find_inputs
+from codec.errors import CodecError
 from codec.evaluation import evaluate
 from codec.evaluation.alignment import align
 from codec.evaluation.evaluate import EvalSettings, run_evaluation, summarize
@@ -58,6 +59,9 @@ def test_a_decoded_signal_of_digital_silence_is_scored_or_explained():
         assert_defined_or_explained(scores)
     scores = score_pair(reference, np.zeros_like(reference))
     assert "digital silence" in scores["si_sdr"].reason and scores["stoi"].value is not None
+    # SI-SDR does not see the decoded signal's level (an absolute floor once gave 1e-30 of it +355 dB)
+    assert si_sdr(reference, np.full_like(reference, 1e-30)).value == pytest.approx(
+        si_sdr(reference, np.ones_like(reference)).value) and si_sdr(reference, np.ones_like(reference)).value < -50
 
 
 def test_the_mel_distance_does_not_depend_on_the_files_level():
@@ -66,6 +70,8 @@ def test_the_mel_distance_does_not_depend_on_the_files_level():
     loud = mel_distance(reference, degraded).value
     for gain in (0.03, 0.001):   # -30 and -60 dB: these read 2x and 6x smaller before
         assert mel_distance(gain * reference, gain * degraded).value == pytest.approx(loud, rel=1e-4)
+    for gain in (1e-9, 1e-40, 1e-200):   # below -140 dBFS: undefined, not NaN (nor librosa's error)
+        assert "below -140 dBFS" in mel_distance(gain * reference, 0.1 * degraded).reason
 
 
 def test_zeros_with_one_burst():
@@ -613,6 +619,28 @@ def test_eval_interrupted_says_how_far_it_got_and_leaves_no_folder(tiny_model_di
     assert not (tmp_path / "new").exists()   # the folders it had made are gone again
 
 
+
+def test_eval_terminated_keeps_the_signals_exit_code(tiny_model_dir, tmp_path, monkeypatch):
+    import signal
+
+    from codec.signals import Terminated
+
+    real, calls = evaluate.evaluate_file, []
+
+    def terminated_at_the_second(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise Terminated(signal.SIGTERM)   # (a KeyboardInterrupt too: it was taken for Ctrl-C, exit 130)
+        return real(*args)
+
+    monkeypatch.setattr(evaluate, "evaluate_file", terminated_at_the_second)
+    files = [write_audio(tmp_path / f"{name}.wav", speechlike(1.0), 16000) for name in "abc"]
+    result = CliRunner().invoke(app, ["eval", *map(str, files), "--model", str(tiny_model_dir), "--bitrates", "6",
+                                      "--out", str(tmp_path / "report")])
+    assert result.exit_code == 128 + signal.SIGTERM and "interrupted after" not in result.output
+    assert not (tmp_path / "report").exists()
+
+
 def test_the_spectrograms_are_of_the_first_file_that_could_be_scored(tiny_model_dir, tmp_path):
     write_audio(tmp_path / "a_silent.wav", np.zeros(16000), 16000)
     write_audio(tmp_path / "b_speech.wav", speechlike(1.0), 16000)
@@ -695,18 +723,19 @@ def test_the_summary_fits_a_narrow_terminal_with_every_number_whole():
         assert ("real-time factors and file counts are in results.json" in " ".join(text.split())) == narrow
 
 
-class _PoolWhoseWorkerDies:
-    """Stands in for ProcessPoolExecutor: its first ``breaks`` pools give ``scored_before``
-    files, then break as when a worker process dies (out of memory, killed)."""
-    pools = 0
+class _PoolWhoseWorkersDie:
+    """Stands in for ProcessPoolExecutor: a worker dies on a file named in ``kills``, and on the
+    third file of the first pool if ``once`` (a death the file did not cause)."""
+    kills: tuple[str, ...] = ()
+    once = False
 
     def __init__(self, workers, **_):
-        type(self).pools += 1
-        self.breaks = self.pools <= type(self).breaks
+        self.dies_at_third = type(self).once
+        type(self).once = False
 
     def map(self, function, jobs):
         for index, job in enumerate(jobs):
-            if self.breaks and index == self.scored_before:
+            if job[0].name in self.kills or (self.dies_at_third and index == 2):
                 raise BrokenProcessPool("A process in the process pool was terminated abruptly")
             yield f"scored {job[0]}"
 
@@ -714,19 +743,24 @@ class _PoolWhoseWorkerDies:
         pass
 
 
-@pytest.mark.parametrize("breaks", [1, 2])
-def test_a_worker_that_dies_costs_no_scored_file(monkeypatch, breaks):
-    pool = type("Pool", (_PoolWhoseWorkerDies,), {"breaks": breaks, "scored_before": 2, "pools": 0})
-    monkeypatch.setattr(evaluate, "ProcessPoolExecutor", pool)
+@pytest.mark.parametrize("kills, once", [((), True), (("f2.wav",), False)])
+def test_a_worker_that_dies_costs_no_other_file(monkeypatch, kills, once):
+    monkeypatch.setattr(evaluate, "ProcessPoolExecutor", type("Pool", (_PoolWhoseWorkersDie,), {
+        "kills": kills, "once": once}))
     jobs = [(Path(f"f{index}.wav"), None, False) for index in range(5)]
     notes, failures = [], []
     scored = list(evaluate._in_workers(jobs, EvalSettings(None, [6.0], jobs=2), notes, failures))
-    assert "a worker process died" in notes[0] and "the 3 file(s) not yet scored" in notes[0]
-    if breaks == 1:   # the rest are scored in a new pool, each once, in order
+    assert len(notes) == 1 and notes[0].startswith("a worker process died") and "given to new workers" in notes[0]
+    if once:   # the third file, scored alone, came back; the rest in a new pool: each once, in order
         assert scored == [(job, f"scored {job[0]}") for job in jobs] and not failures
-    else:             # its pool broke too: those files are left out, named
-        assert [job for job, _ in scored] == jobs[:4] and len(failures) == 1
-        assert failures[0].startswith("f4.wav: worker processes died twice")
+    else:      # the file that kills every worker is left out, named, and only it
+        assert [job for job, _ in scored] == jobs[:2] + jobs[3:]
+        assert failures == ["f2.wav: its worker process died while scoring it, alone too (out of memory? killed?)"]
+
+
+def test_evaluating_no_files_in_workers_is_an_error_naming_it():
+    with pytest.raises(CodecError, match="no file could be evaluated"):
+        run_evaluation([], EvalSettings(None, [6.0], jobs=2))
 
 
 def test_worker_processes_score_as_one_process_does(tiny_model_dir, tmp_path):

@@ -202,8 +202,24 @@ def _without_offset(signal: np.ndarray) -> np.ndarray:
     return signal - signal.mean() if len(signal) else signal
 
 
+def _init_pool_worker(settings: EvalSettings) -> None:
+    """A pool worker's ``_init_worker``: what stops it is kept for each of its files' results (raised
+    here, it would break the pool as a worker's death does, and name no cause)."""
+    global _start_problem
+    try:
+        _init_worker(settings)
+    except Exception as error:
+        _start_problem = f"the worker process could not start: {error}" if isinstance(error, CodecError) else \
+            f"the worker process could not start: {type(error).__name__}: {error}"
+
+
+_start_problem: str | None = None
+
+
 def _worker(job: tuple[Path, EvalSettings, bool]):
     """``evaluate_file``'s output, or ``(None, reason, [])`` for a file that cannot be read."""
+    if _start_problem:
+        return None, f"{job[0]}: {_start_problem}", []
     try:
         return evaluate_file(*job)
     except CodecError as error:
@@ -252,8 +268,10 @@ def run_evaluation(files: list[Path], settings: EvalSettings, on_file=None, on_s
             done += 1
             if on_file:
                 on_file()
-    except KeyboardInterrupt:   # Ctrl-C (SIGTERM's Terminated keeps its own exit code)
-        raise EvaluationInterrupted(done, len(files)) from None
+    except KeyboardInterrupt as error:
+        if type(error) is KeyboardInterrupt:   # Ctrl-C (SIGTERM's Terminated keeps its own exit code)
+            raise EvaluationInterrupted(done, len(files)) from None
+        raise
     finally:
         scored.close()   # an error or SIGTERM here: the workers stop now, not after their files
     if not results:
@@ -265,31 +283,46 @@ def run_evaluation(files: list[Path], settings: EvalSettings, on_file=None, on_s
 
 def _in_workers(jobs_list: list, settings: EvalSettings, notes: list[str], failures: list[str]):
     """``(job, _worker's output)`` in the files' order, from ``settings.jobs`` spawned workers. A
-    worker that dies (out of memory, killed) breaks its pool: the files not yet scored go on in a
-    new pool, with a note; if that pool breaks too, they are left out (added to ``failures``)."""
-    for attempt in (1, 2):
-        with children_ignore_group_signals():   # the pool starts the resource tracker, map's submits the workers
-            pool = ProcessPoolExecutor(min(settings.jobs, len(jobs_list)), mp_context=multiprocessing.get_context(
-                "spawn"), initializer=_init_worker, initargs=(settings,))
-            outputs = pool.map(_worker, jobs_list)
-        given = 0
-        try:
-            for job, output in zip(jobs_list, outputs, strict=True):
-                yield job, output
-                given += 1
+    worker that dies (out of memory, killed) breaks its pool; the first file not yet scored is then
+    scored alone in a worker of its own, and the rest go on in a new pool. A file whose own worker
+    dies too is left out (added to ``failures``): a file that kills every worker costs no other."""
+    while jobs_list:
+        given = yield from _in_one_pool(jobs_list, min(settings.jobs, len(jobs_list)), settings)
+        if given is None:
             return
-        except BrokenProcessPool:   # (map gives the files in order: those from ``given`` on are not scored)
-            jobs_list = jobs_list[given:]
-            if attempt == 1:
-                notes.append(f"a worker process died (out of memory? killed?) while scoring; the {len(jobs_list)} "
-                             f"file(s) not yet scored were scored again in new workers")
-        except BaseException:   # Ctrl-C, SIGTERM or an error here: the workers stop now, not after the files
+        if not any(note.startswith(WORKER_DIED) for note in notes):
+            notes.append(f"{WORKER_DIED}; the files not yet scored were given to new workers")
+        first, jobs_list = jobs_list[given], jobs_list[given + 1:]
+        if (yield from _in_one_pool([first], 1, settings)) is not None:
+            failures.append(f"{first[0]}: its worker process died while scoring it, alone too (out of memory? "
+                            f"killed?)")
+
+
+WORKER_DIED = "a worker process died (out of memory? killed?) while scoring"
+
+
+def _in_one_pool(jobs_list: list, workers: int, settings: EvalSettings):
+    """``_in_workers``'s part for one pool of ``workers``; returns None once every file is given,
+    or, if a worker died, how many were given (the files that came back before it)."""
+    pool, given = None, 0
+    try:
+        with children_ignore_group_signals():   # the pool starts the resource tracker, map's submits the workers
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_pool_worker, initargs=(settings,))
+            outputs = pool.map(_worker, jobs_list)
+        for job, output in zip(jobs_list, outputs, strict=True):
+            yield job, output
+            given += 1
+        return None
+    except BrokenProcessPool:   # (map gives the files in order: those from ``given`` on did not come back)
+        return given
+    except BaseException:   # Ctrl-C, SIGTERM or an error here: the workers stop now, not after the files
+        if pool:
             terminate_workers(pool)
-            raise
-        finally:
+        raise
+    finally:
+        if pool:
             pool.shutdown(cancel_futures=True)
-    failures += [f"{path}: worker processes died twice while scoring it (out of memory? killed?)"
-                 for path, _, _ in jobs_list]
 
 
 class EvaluationInterrupted(KeyboardInterrupt):

@@ -22,6 +22,7 @@ from codec.audio import resample
 METRIC_RATE = 16000
 MIN_SECONDS = 0.25          # PESQ needs at least 1/4 s
 _MEL_WINDOWS = (256, 512, 1024, 2048)
+QUIETEST_DBFS = -140.0      # below this (24-bit audio's floor), the mel distance is undefined
 MEL_LEVEL_DBFS = -26.0      # the mel distance scores both signals with the reference at this RMS level
 
 
@@ -63,18 +64,20 @@ def stoi_score(reference: np.ndarray, degraded: np.ndarray) -> Score:
 
 
 def si_sdr(reference: np.ndarray, degraded: np.ndarray) -> Score:
-    """Scale-invariant SDR in dB."""
-    energy = float(np.dot(reference, reference))
-    if energy == 0.0:
+    """Scale-invariant SDR in dB (at least -200 dB, where the decoded signal is orthogonal to the
+    reference). Both signals are first scaled to a peak of 1, which the measure does not see, so
+    that a signal at any level is computed as precisely."""
+    if not np.any(reference):
         return Score(None, "SI-SDR undefined for an all-zero reference")
     if not np.any(degraded):   # (its target and its noise would both be zero)
         return Score(None, "SI-SDR undefined: the decoded signal is digital silence")
-    target = np.dot(degraded, reference) / energy * reference
+    reference, degraded = reference / np.max(np.abs(reference)), degraded / np.max(np.abs(degraded))
+    target = np.dot(degraded, reference) / np.dot(reference, reference) * reference
     noise = degraded - target
     noise_energy = float(np.dot(noise, noise))
     if noise_energy == 0.0:
         return Score(None, "SI-SDR is infinite: the decoded signal is a scaled copy of the reference")
-    return Score(10 * np.log10(max(float(np.dot(target, target)), 1e-20) / noise_energy))
+    return Score(10 * np.log10(max(float(np.dot(target, target)), 1e-20 * noise_energy) / noise_energy))
 
 
 def mel_distance(reference: np.ndarray, degraded: np.ndarray) -> Score:
@@ -86,7 +89,11 @@ def mel_distance(reference: np.ndarray, degraded: np.ndarray) -> Score:
     floor in both signals, and the quieter the file, the smaller its distance."""
     if not np.any(reference):
         return Score(None, "mel distance undefined for an all-zero reference")
-    gain = 10 ** (MEL_LEVEL_DBFS / 20) / np.sqrt(np.mean(np.square(reference)))
+    level = np.max(np.abs(reference)) * np.sqrt(np.mean(np.square(reference / np.max(np.abs(reference)))))
+    if level < 10 ** (QUIETEST_DBFS / 20):
+        return Score(None, f"mel distance undefined: the input's level is below {QUIETEST_DBFS:g} dBFS, under any "
+                           f"recording's noise floor")
+    gain = 10 ** (MEL_LEVEL_DBFS / 20) / level
     reference, degraded = reference * gain, degraded * gain
     distances = []
     for n_fft in _MEL_WINDOWS:
@@ -96,6 +103,8 @@ def mel_distance(reference: np.ndarray, degraded: np.ndarray) -> Score:
             ref = librosa.feature.melspectrogram(y=reference.astype(np.float32), **kwargs)
             deg = librosa.feature.melspectrogram(y=degraded.astype(np.float32), **kwargs)
         distances.append(np.mean(np.abs(np.log10(np.maximum(ref, 1e-5)) - np.log10(np.maximum(deg, 1e-5)))))
+    if not np.isfinite(np.mean(distances)):   # (a decoded signal beyond float32 once scaled: ~1e32 louder)
+        return Score(None, "mel distance undefined: the decoded signal is too loud to score")
     return Score(float(np.mean(distances)))
 
 
