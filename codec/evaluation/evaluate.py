@@ -202,6 +202,9 @@ def _without_offset(signal: np.ndarray) -> np.ndarray:
     return signal - signal.mean() if len(signal) else signal
 
 
+_start_problem: str | None = None   # in a pool worker: why it could not start
+
+
 def _init_pool_worker(settings: EvalSettings) -> None:
     """A pool worker's ``_init_worker``: what stops it is kept for each of its files' results (raised
     here, it would break the pool as a worker's death does, and name no cause)."""
@@ -211,9 +214,6 @@ def _init_pool_worker(settings: EvalSettings) -> None:
     except Exception as error:
         _start_problem = f"the worker process could not start: {error}" if isinstance(error, CodecError) else \
             f"the worker process could not start: {type(error).__name__}: {error}"
-
-
-_start_problem: str | None = None
 
 
 def _worker(job: tuple[Path, EvalSettings, bool]):

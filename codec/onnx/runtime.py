@@ -38,11 +38,11 @@ from codec.whole_numbers import check_fade, whole_number
 CHUNK_FRAMES = 50   # frames per graph call in OnnxCodec.encode and decode (1 s at 20 ms frames)
 
 
-# The checks of codec.streaming's sessions (same messages), in numpy: this module needs no torch.
 # what OnnxCodec reads from an export's codec.json (written by codec.onnx.export)
 SIDECAR_KEYS = ("graphs", "sample_rate", "frame_size", "num_codebooks", "codebook_size", "overlap", "envelope_floor")
 
 
+# The checks of codec.streaming's sessions (same messages), in numpy: this module needs no torch.
 def _array(value, what: str, batch_size: int, layout: str) -> np.ndarray:
     if not isinstance(value, np.ndarray):
         raise CodecError(f"{what} must be a numpy array, not {type(value).__name__}")
