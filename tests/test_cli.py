@@ -156,6 +156,7 @@ def test_more_channels_than_the_format_holds_names_the_output(tiny_model_dir, sp
     (["encode", "{wav}", "new/"], "new/: names a folder (it ends with /); give a file name such as new/"),
     (["decode", "missing.codes", "out/"], "missing.codes: no such file"),   # (the input first: it is not there)
     (["encode", "{wav}", "{wav}/x.codes"], "speech.wav: is a file, not a directory for the output"),
+    (["encode", "{wav}/", "x.codes"], "speech.wav/: is a file, not a folder (it ends with /)"),
     (["encode", "", "x.codes"], "an empty file name was given (INPUT)"),
     (["encode", "{wav}", ""], "an empty file name was given (OUTPUT)"),
     (["info", ""], "an empty file name was given (PATH)"),
