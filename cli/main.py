@@ -239,9 +239,8 @@ def _arguments(command: str, inputs: list[str] | None, output: str | None, jobs:
         stderr.print(f"Usage: codec {command} [OPTIONS] INPUT... OUTPUT", soft_wrap=True)
         _fail(f"missing {missing} (see codec {command} --help)", 2)
     for argument in inputs:
-        if argument.endswith(("/", os.sep)) and _named_path(argument, "INPUT").is_file():   # (Path drops the /)
+        if _named_path(argument, "INPUT").is_file() and argument.endswith(("/", os.sep)):   # (Path drops the /)
             raise CodecError(f"{argument}: is a file, not a folder (it ends with /); name the file without the /")
-        _named_path(argument, "INPUT")
     if output is not None:
         _named_path(output, "OUTPUT")
     return list(inputs)

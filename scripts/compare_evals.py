@@ -58,22 +58,25 @@ def read_rows(path: Path, system: str | None, metric: str) -> tuple[str, dict[tu
     return system, chosen
 
 
-def _working_directory(csv_path: Path) -> str:
-    """The folder the evaluation ran in, from the results.json beside ``csv_path`` (runs since
-    2026-12-06 record it); the current folder where it is not recorded."""
+def _run_settings(csv_path: Path) -> dict:
+    """The settings of the results.json beside ``csv_path``; empty where there is none to read."""
     try:
-        folder = json.loads((csv_path.parent / "results.json").read_text())["settings"]["working_directory"]
-        return folder if isinstance(folder, str) else os.getcwd()
+        settings = json.loads((csv_path.parent / "results.json").read_text())["settings"]
+        return settings if isinstance(settings, dict) else {}
     except (OSError, ValueError, KeyError, TypeError):
-        return os.getcwd()
+        return {}
+
+
+def _working_directory(csv_path: Path) -> str:
+    """The folder the evaluation ran in (runs since 2026-12-06 record it); the current folder
+    where it is not recorded."""
+    folder = _run_settings(csv_path).get("working_directory")
+    return folder if isinstance(folder, str) else os.getcwd()
 
 
 def _mel_level(csv_path: Path) -> float | None:
-    """The level the run's mel distance was scored at (results.json's settings; None before it was recorded)."""
-    try:
-        return json.loads((csv_path.parent / "results.json").read_text())["settings"].get("mel_distance_level_dbfs")
-    except (OSError, ValueError, KeyError, AttributeError):
-        return None
+    """The level the run's mel distance was scored at (None before runs recorded it, 2026-12-07)."""
+    return _run_settings(csv_path).get("mel_distance_level_dbfs")
 
 
 def paired(a: dict[tuple[str, float], dict], b: dict[tuple[str, float], dict]) -> tuple[list[tuple[dict, dict]], int]:

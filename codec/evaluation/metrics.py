@@ -89,7 +89,8 @@ def mel_distance(reference: np.ndarray, degraded: np.ndarray) -> Score:
     floor in both signals, and the quieter the file, the smaller its distance."""
     if not np.any(reference):
         return Score(None, "mel distance undefined for an all-zero reference")
-    level = np.max(np.abs(reference)) * np.sqrt(np.mean(np.square(reference / np.max(np.abs(reference)))))
+    peak = np.max(np.abs(reference))
+    level = peak * np.sqrt(np.mean(np.square(reference / peak)))   # (at unit peak: a tiny level's square underflows)
     if level < 10 ** (QUIETEST_DBFS / 20):
         return Score(None, f"mel distance undefined: the input's level is below {QUIETEST_DBFS:g} dBFS, under any "
                            f"recording's noise floor")

@@ -22,7 +22,7 @@ from torch import nn
 from codec.config import JsonConfig
 from codec.highpass import check_highpass
 from codec.level import check_target_level
-from codec.models.interface import CodecBase, check_integer_tensor
+from codec.models.interface import CodecBase, check_integer_tensor, range_problem
 from codec.modules import (
     CausalConv1d,
     CausalSTFT,
@@ -210,10 +210,8 @@ class ConvCodec(CodecBase):
         if global_codes.dim() != 2 or global_codes.shape[1] != groups or batch not in (None, global_codes.shape[0]):
             raise ValueError(f"global_codes have shape {tuple(global_codes.shape)}: {self.config.name} needs "
                              f"global codes {shape}")
-        # (compared as Python ints, as check_codes does: uint8 would wrap)
-        if global_codes.numel() and (int(global_codes.min()) < 0 or int(global_codes.max()) >= size):
-            raise ValueError(f"global codes range from {int(global_codes.min())} to {int(global_codes.max())}; "
-                             f"this model's global codebooks hold codes 0 to {size - 1}")
+        if problem := range_problem(global_codes, size, "global codes", "global codebooks"):
+            raise ValueError(problem)
         return global_codes.long()
 
     def _global_embedding(self, global_codes: torch.Tensor | None, batch: int) -> torch.Tensor | int:

@@ -20,6 +20,16 @@ def check_integer_tensor(value, name: str, shape: str) -> None:
         raise TypeError(f"{name} must be an integer torch tensor {shape}, not {_described(value)}")
 
 
+def range_problem(codes: torch.Tensor, size: int, what: str = "codes", held_by: str = "codebooks") -> str | None:
+    """Why integer ``codes`` are not all in ``[0, size)``, naming them ``what`` (held by the model's
+    ``held_by``), or None."""
+    # (compared as Python ints: in the tensor's own dtype, uint8 codes would compare with 1024 wrapped to 0)
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= size):
+        return (f"{what} range from {int(codes.min())} to {int(codes.max())}; this model's {held_by} hold codes 0 "
+                f"to {size - 1}")
+    return None
+
+
 class CodecBase(StreamingModule):
     """Base of the codec families. A subclass sets ``self.config`` (with ``sample_rate``,
     ``codebook_size`` and ``bitrates_kbps``) and defines ``frame_size``, ``num_codebooks``,
@@ -127,11 +137,7 @@ class CodecBase(StreamingModule):
 
     def code_range_problem(self, codes: torch.Tensor) -> str | None:
         """Why integer ``codes`` are not this model's (a code outside ``[0, codebook_size)``), or None."""
-        # (compared as Python ints: in the tensor's own dtype, uint8 codes would compare with 1024 wrapped to 0)
-        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
-            return (f"codes range from {int(codes.min())} to {int(codes.max())}; this model's codebooks hold "
-                    f"codes 0 to {self.codebook_size - 1}")
-        return None
+        return range_problem(codes, self.codebook_size)
 
     # the config fields that decide a codebook's kbps and the codebook count (set by each family),
     # named in an error about bitrates the model cannot serve
