@@ -180,9 +180,10 @@ def test_esc_recipe_trains(tmp_path):
     recipe = load_recipe(REPO / "recipes" / "esc_16k.yaml", overrides + [
         f"data.train_dir={folder}", f"run.out_dir={tmp_path / 'run'}", "run.max_steps=3", "run.log_every=1",
         "run.batch_size=2", "loss.codebook_choices=[2,4]", "loss.codebook_probs=[0.5,0.5]", "run.tensorboard=false",
-        "loss.quantizer_warmup_steps=2"])
+        "loss.quantizer_warmup_steps=2", "loss.vq_gradient=rotation"])
     model = train(recipe)
     assert all(bool(layer.initialized) for layer in model.quantizer.layers)   # from the warmed-up features
+    assert all(layer.gradient == "rotation" for layer in model.quantizer.layers)
     log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
     assert len(log) == 3 and all(np.isfinite(r["loss"]) for r in log)
     assert isinstance(load_model(tmp_path / "run" / "model"), EscCodec)

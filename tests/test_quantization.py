@@ -6,6 +6,7 @@ import torch
 
 from codec.errors import CodecError
 from codec.quantization import ResidualVectorQuantizer
+from codec.quantization.vq import GRADIENTS, FactorizedVectorQuantizer, rotation_trick
 
 
 def quantizer(masked: int = 0) -> ResidualVectorQuantizer:
@@ -115,3 +116,38 @@ def test_a_widened_quantizer_chooses_the_same_codes_and_decodes_them_alike():
     torch.testing.assert_close(out, narrow.decode(codes))
     with pytest.raises(ValueError, match="cannot widen a 32 x 16 quantizer"):
         widen_lookup(wide, narrow)
+
+
+def test_rotation_trick_gives_the_entry_and_rotates_the_gradient():
+    torch.manual_seed(0)
+    e = torch.nn.functional.normalize(torch.randn(6, 4), dim=-1).requires_grad_()
+    q = torch.nn.functional.normalize(torch.randn(6, 4), dim=-1)
+    out = rotation_trick(e, q)
+    torch.testing.assert_close(out, q)
+    g = torch.randn(6, 4)
+    out.backward(g)
+    for i in range(6):   # R takes e onto q (a rotation: orthogonal), and the gradient is R^T g
+        r = torch.nn.functional.normalize(e[i].detach() + q[i], dim=0)
+        rotation = torch.eye(4) - 2 * torch.outer(r, r) + 2 * torch.outer(q[i], e[i].detach())
+        torch.testing.assert_close(rotation @ e[i].detach(), q[i])
+        torch.testing.assert_close(rotation.T @ rotation, torch.eye(4), atol=1e-5, rtol=0)
+        torch.testing.assert_close(e.grad[i], rotation.T @ g[i])
+    assert not torch.allclose(e.grad, g)   # not the straight-through copy
+
+
+def test_the_rotation_gradient_changes_only_the_encoders_gradient():
+    torch.manual_seed(0)
+    z = torch.randn(2, 12, 7, requires_grad=True)
+    grads, outputs = {}, {}
+    for gradient in GRADIENTS:
+        torch.manual_seed(1)
+        layer = FactorizedVectorQuantizer(12, 32, 4)
+        layer.gradient = gradient
+        quantized, codes, commitment, codebook = layer(z, torch.ones(2))
+        outputs[gradient] = (quantized.detach(), codes, commitment.detach(), codebook.detach())
+        z.grad = None
+        quantized.square().sum().backward()
+        grads[gradient] = z.grad.clone()
+    for straight, rotated in zip(outputs["straight_through"], outputs["rotation"]):
+        torch.testing.assert_close(straight, rotated)
+    assert not torch.allclose(grads["straight_through"], grads["rotation"])

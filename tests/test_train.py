@@ -226,6 +226,8 @@ def test_recipe_errors(tmp_path):
     ("loss.codebook_choices=[3,6,12,48]", r"asks for more codebooks than the model has \(24: "
                                           r"model.num_codebooks=24\)"),
     ("loss.codebook_probs=[0,0,0,0]", r"loss.codebook_probs=\[0, 0, 0, 0\] must be weights"),
+    ("loss.vq_gradient=sideways", r"loss.vq_gradient='sideways' is not supported: use one of straight_through, "
+                                  r"rotation"),
     ("model.hop_length=0", r"model.hop_length=0 must be at least 1"),
     ("model.codebook_size=0", r"model.codebook_size=0 must be at least 2"),
     ("model.codebook_size=100000", r"model.codebook_size=100000 must be at most 65536 \(the .codes format"),

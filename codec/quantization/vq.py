@@ -10,12 +10,35 @@ Codebook health during training ("Online Clustered Codebook", Zheng & Vedaldi 20
     random vector of the current batch.
 Under distributed training, usage counts are summed over ranks (so every rank sees the same
 usage and re-seeds the same entries) and the codebook is broadcast from rank 0 after any change.
+
+Gradient to the encoder: straight through (VQ-VAE, van den Oord et al. 2017: the decoder's gradient
+at the entry is copied to the latent), or the rotation trick (Fifty et al. 2024, "Restructuring
+Vector Quantization with the Rotation Trick"): the entry is written as a rotation of the latent, the
+rotation held constant, so the gradient reaches the latent rotated by the angle between the two.
 """
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+
+GRADIENTS = ("straight_through", "rotation")
+
+
+def rotation_trick(e: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``q``'s value with the gradient of ``R e``, ``R`` the rotation taking ``e`` onto ``q``.
+
+    ``e`` and ``q`` are ``[..., d]`` unit vectors (the lookup space's latents and their entries).
+    ``R = I - 2 r r^T + 2 q e^T`` with ``r = (e + q) / |e + q|``, built from detached copies, so
+    ``d loss / d e = R^T d loss / d q`` (Fifty et al. 2024, sec. 4.2; both have unit length, so no
+    rescaling). The value is set to ``q`` exactly, which also covers the undefined case ``e = -q``.
+    """
+    e_hat, q_hat = e.detach(), q.detach()
+    r = F.normalize(e_hat + q_hat, dim=-1)
+    rotated = (e - 2 * (e * r).sum(-1, keepdim=True) * r
+               + 2 * (e * e_hat).sum(-1, keepdim=True) * q_hat)
+    return rotated + (q_hat - rotated).detach()
 
 
 class FactorizedVectorQuantizer(nn.Module):
@@ -29,7 +52,12 @@ class FactorizedVectorQuantizer(nn.Module):
         dead_usage: running usage below which an entry is re-seeded.
         channels: ``(start, stop)`` to see and write only those latent channels (masked-channel
             RVQ, "Language-Codec", Ji et al. 2024); ``None`` for all of them.
+
+    ``gradient`` (one of ``GRADIENTS``, set by training from ``loss.vq_gradient``) picks how the
+    encoder's gradient crosses the lookup; it changes nothing else.
     """
+
+    gradient = "straight_through"
 
     def __init__(self, dim: int, codebook_size: int, codebook_dim: int,
                  usage_decay: float = 0.99, dead_usage: float = 0.01, channels: tuple[int, int] | None = None):
@@ -67,7 +95,7 @@ class FactorizedVectorQuantizer(nn.Module):
         return (self.out_proj(entries) * self.channel_mask).transpose(1, 2)
 
     def forward(self, z: torch.Tensor, active: torch.Tensor):
-        """Quantize with a straight-through gradient.
+        """Quantize, with the gradient to ``z`` that ``self.gradient`` names.
 
         Args:
             z: ``[B, D, F]`` latent (the residual left by earlier quantizers).
@@ -86,7 +114,7 @@ class FactorizedVectorQuantizer(nn.Module):
         denominator = weight.sum().clamp(min=1.0)
         commitment_loss = ((e - q.detach()).pow(2) * weight).sum() / denominator
         codebook_loss = ((q - e.detach()).pow(2) * weight).sum() / denominator
-        q = e + (q - e).detach()
+        q = rotation_trick(e, q) if self.gradient == "rotation" else e + (q - e).detach()
         return (self.out_proj(q) * self.channel_mask).transpose(1, 2), codes, commitment_loss, codebook_loss
 
     @torch.no_grad()

@@ -24,6 +24,7 @@ from codec.models.conv_codec import ConvCodecConfig
 from codec.models.esc_codec import EscCodecConfig
 from codec.models.loading import is_plain_name, shipped_folder
 from codec.models.registry import ARCHITECTURES, config_class
+from codec.quantization.vq import GRADIENTS
 from codec.threads import usable_cores
 from codec.train.losses import check_phase_terms
 
@@ -182,6 +183,9 @@ class LossConfig:
     # quantizer dropout: each item trains with one of these codebook counts
     codebook_choices: list[int] = field(default_factory=lambda: [3, 6, 12, 24])
     codebook_probs: list[float] = field(default_factory=lambda: [0.2, 0.25, 0.3, 0.25])
+    # how the decoder's gradient crosses each codebook lookup to the encoder: "straight_through"
+    # (copied) or "rotation" (the rotation trick; codec/quantization/vq.py)
+    vq_gradient: str = "straight_through"
 
     WINDOW_LISTS = ("mel_windows", "stft_windows", "complex_windows", "phase_windows")
 
@@ -210,6 +214,9 @@ class LossConfig:
         if min(self.codebook_probs) < 0 or not math.isfinite(sum(self.codebook_probs)) or sum(self.codebook_probs) <= 0:
             raise CodecError(f"recipe value loss.codebook_probs={self.codebook_probs} must be weights >= 0, "
                              f"not all 0")
+        if self.vq_gradient not in GRADIENTS:
+            raise CodecError(f"recipe value loss.vq_gradient={self.vq_gradient!r} is not supported: use one of "
+                             f"{', '.join(GRADIENTS)}")
 
     def windows_in_use(self) -> dict[str, list[int]]:
         """The STFT window lists of the losses that training computes, by recipe key: the mel and

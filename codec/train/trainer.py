@@ -694,6 +694,9 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
     model.train()
     for module in frozen:  # eval mode: no data init or dead-code re-seeding in a frozen quantizer
         module.eval()
+    for module in model.modules():
+        if isinstance(module, FactorizedVectorQuantizer):
+            module.gradient = loss_cfg.vq_gradient
 
     def checkpoint(now: float) -> None:
         extra = {**({"gan": gan.state_dict()} if gan else {}), **({"ema": ema.state_dict()} if ema else {})}
