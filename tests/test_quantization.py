@@ -148,6 +148,6 @@ def test_the_rotation_gradient_changes_only_the_encoders_gradient():
         z.grad = None
         quantized.square().sum().backward()
         grads[gradient] = z.grad.clone()
-    for straight, rotated in zip(outputs["straight_through"], outputs["rotation"]):
+    for straight, rotated in zip(outputs["straight_through"], outputs["rotation"], strict=True):
         torch.testing.assert_close(straight, rotated)
     assert not torch.allclose(grads["straight_through"], grads["rotation"])

@@ -22,7 +22,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-
 GRADIENTS = ("straight_through", "rotation")
 
 
