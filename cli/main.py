@@ -28,7 +28,7 @@ from typer.core import TyperCommand
 from codec import __version__
 from codec.errors import CodecError, ModelNotFoundError, TrainingStopped, internal_error_message, os_error_message
 from codec.pipes import check_redirections, discard_output, reserve_closed_std_streams, stdout_was_closed
-from codec.signals import Terminated, stop_on_termination
+from codec.signals import Terminated, ignore_stopping_signals, stop_on_termination
 from codec.threads import check_threads
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -72,11 +72,16 @@ _INVISIBLE = ("\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200b\u200e\u200f\u2028-\u202e\
               "\ud800-\udfff")
 
 
+# compiled now: an error message for memory that ran out must not need memory to compile them
+_INVISIBLE_CHARACTER = re.compile(f"[{_INVISIBLE}]")
+_INVISIBLE_OR_LINE_BREAK = re.compile(f"[\n{_INVISIBLE}]")
+
+
 def _visible(text: str, keep_line_breaks: bool = False) -> str:
     """``text`` with the characters ``_INVISIBLE`` names shown as ``\\x1b`` or ``\\u202e``, so
     that a message stays one plain, printable line; ``keep_line_breaks``: all but ``\\n``."""
-    pattern = f"[{_INVISIBLE}]" if keep_line_breaks else f"[\n{_INVISIBLE}]"
-    return re.sub(pattern, lambda match: _escaped(match[0]), text)
+    pattern = _INVISIBLE_CHARACTER if keep_line_breaks else _INVISIBLE_OR_LINE_BREAK
+    return pattern.sub(lambda match: _escaped(match[0]), text)
 
 
 def _escaped(char: str) -> str:
@@ -151,7 +156,7 @@ def user_errors(command):
             raise typer.Exit(141) from None
         except OSError as error:
             _fail(os_error_message(error))
-        except Terminated as stopped:   # SIGTERM or SIGHUP, after the temporary files were removed
+        except Terminated as stopped:   # SIGTERM, SIGHUP or SIGQUIT, after the temporary files were removed
             _fail(str(stopped), 128 + stopped.signum)
         except KeyboardInterrupt as error:   # (an evaluation's says how far it got)
             _fail(str(error) or "interrupted", 130)   # 128 + SIGINT, as a shell reports a program stopped by Ctrl-C
@@ -247,15 +252,20 @@ def _arguments(command: str, inputs: list[str] | None, output: str | None, jobs:
 
 
 def _warn_of_oversubscription(jobs: int, threads: int) -> None:
-    """Warn where ``jobs`` workers of ``threads`` (more than one) threads each outnumber the usable
-    cores: they compete for them, and on this suite's models that is slower than fewer threads."""
+    """Warn where ``jobs`` workers of ``threads`` threads each outnumber the usable cores: they
+    compete for them, and on this suite's models that is slower than fewer threads or jobs (each
+    job's process also loads its own copy of torch and the model)."""
     from codec.threads import usable_cores
 
     cores = usable_cores()
+    plural = "s" if cores > 1 else ""
     if jobs > 1 and threads > 1 and jobs * threads > cores:
         stderr.print(f"warning: --jobs {jobs} with --threads {threads} runs {jobs * threads} threads on {cores} "
-                     f"CPU core{'s' if cores > 1 else ''}; they compete for them: --threads "
-                     f"{max(1, cores // jobs)} is likely faster", soft_wrap=True)
+                     f"CPU core{plural}; they compete for them: --threads {max(1, cores // jobs)} is likely "
+                     f"faster", soft_wrap=True)
+    elif jobs > cores:
+        stderr.print(f"warning: --jobs {jobs} runs {jobs} processes on {cores} CPU core{plural}; they compete "
+                     f"for them: --jobs {cores} is likely faster", soft_wrap=True)
 
 
 def _named_path(argument: str, name: str) -> Path:
@@ -1130,11 +1140,23 @@ def _escape_undecodable(error: UnicodeEncodeError) -> tuple[str, int]:
     return "".join(map(_escaped, error.object[error.start:error.end])), error.end
 
 
+def _raw_or_escaped(error: UnicodeEncodeError) -> tuple[bytes, int]:
+    """What stdout cannot encode: a file name's undecodable byte (a lone surrogate, PEP 383) as that
+    byte, raw, for the programs reading stdout; any other character (``ä`` where stdout is ASCII)
+    escaped as ``_escaped`` says, rather than failing the command."""
+    text = error.object[error.start:error.end]
+    return b"".join(bytes([ord(char) - 0xDC00]) if 0xDC80 <= ord(char) <= 0xDCFF else _escaped(char).encode()
+                    for char in text), error.end
+
+
 def _show_names_readably() -> None:
     """Messages on stderr escape such bytes; stdout keeps writing them raw, for the programs reading it."""
     codecs.register_error("codec-escape-names", _escape_undecodable)
+    codecs.register_error("codec-raw-or-escaped", _raw_or_escaped)
     if hasattr(sys.stderr, "reconfigure"):  # not when replaced by a test runner's capture
         sys.stderr.reconfigure(errors="codec-escape-names")
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="codec-raw-or-escaped")
 
 
 def run() -> None:
@@ -1156,6 +1178,7 @@ def run() -> None:
         sys.stdout.flush()
     except OSError as error:
         code = _output_failed(error)
+    ignore_stopping_signals()   # (a second Ctrl-C now would only print a traceback from an atexit callback)
     sys.exit(code)
 
 

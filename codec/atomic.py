@@ -3,6 +3,7 @@
 import errno
 import glob
 import os
+import resource
 import secrets
 import stat
 from collections.abc import Callable
@@ -11,15 +12,21 @@ from pathlib import Path
 from codec.errors import CodecError
 
 
-def disk_full(path: Path) -> str | None:
-    """"No space left on device" if the disk of ``path``'s folder is (nearly) full, else None:
-    libsndfile reports a failed write as "System error", and torch.save as "unexpected pos",
-    without the reason."""
+def write_limit_reached(path: Path) -> str | None:
+    """Why writing ``path`` failed, where a limit explains it: "No space left on device" if the disk of
+    ``path``'s folder is (nearly) full, or the process's file-size limit (``ulimit -f``) if it has one;
+    else None. libsndfile reports a failed write as "System error", and torch.save as "unexpected
+    pos", without the reason."""
     try:
         stats = os.statvfs(path.parent)
     except OSError:
-        return None
-    return "No space left on device" if stats.f_bavail * stats.f_frsize < 1 << 20 else None
+        stats = None
+    if stats is not None and stats.f_bavail * stats.f_frsize < 1 << 20:
+        return "No space left on device"
+    size_limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if size_limit != resource.RLIM_INFINITY:
+        return f"File too large: this process may write files of at most {size_limit} bytes (ulimit -f)"
+    return None
 
 
 def require_utf8_path(folder: Path, what: str, writer: str) -> None:
@@ -130,8 +137,8 @@ def write_atomically(path: Path, write: Callable[[Path], None], overwrite: bool 
     except OSError as error:
         raise CodecError(f"{path}: cannot write ({error.strerror or error})") from None
     except RuntimeError:   # torch.save's "[enforce fail ...] unexpected pos" when the disk filled up
-        if full := disk_full(tmp):
-            raise CodecError(f"{path}: cannot write ({full})") from None
+        if limit := write_limit_reached(tmp):
+            raise CodecError(f"{path}: cannot write ({limit})") from None
         raise
     finally:
         tmp.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ unless ``force``. Files are coded by ``codec.coding`` one by one, in worker proc
 each model once; one bad file is reported with its reason and never stops the others.
 """
 
+import contextlib
 import glob
 import multiprocessing
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 from codec.atomic import remove_partials
 from codec.audio import AUDIO_SUFFIXES, LOSSY_SUFFIXES
 from codec.datasets import Skipped, visible_files
-from codec.errors import CodecError, ModelNotFoundError
+from codec.errors import CodecError, ModelNotFoundError, internal_error_message, out_of_memory
 from codec.signals import children_ignore_group_signals, terminate_workers
 from codec.threads import torch_threads
 
@@ -361,8 +362,10 @@ def code_file(job: Job, settings: BatchSettings) -> Outcome:
         return Outcome(job, "failed", str(error))
     except OSError as error:
         return Outcome(job, "failed", f"{error.filename or job.source}: {error.strerror or error}")
-    except Exception as error:  # a bug, not the file's fault: report it and go on
-        return Outcome(job, "failed", f"{job.source}: internal error: {type(error).__name__}: {error}")
+    except Exception as error:  # a bug (or memory that ran out), not the file's fault: report it and go on
+        problem = internal_error_message(error) if out_of_memory(error) else \
+            f"internal error: {type(error).__name__}: {error}"
+        return Outcome(job, "failed", f"{job.source}: {problem}")
 
 
 def _make_folder(folder: Path) -> None:
@@ -432,10 +435,33 @@ def run_batch(jobs: list[Job], settings: BatchSettings, workers: int = 1,
             on_done(outcomes[job])
         else:
             todo.append(job)
-    for outcome in _run(todo, settings, workers):
-        outcomes[outcome.job] = outcome
-        on_done(outcome)
+    new_folders = _missing_folders(todo)
+    try:
+        for outcome in _run(todo, settings, workers):
+            outcomes[outcome.job] = outcome
+            on_done(outcome)
+    finally:   # (once no worker codes any more: one may still have written into a folder)
+        _remove_empty(new_folders)
     return [outcomes[job] for job in jobs]
+
+
+def _missing_folders(jobs: list[Job]) -> list[Path]:
+    """The output folders of ``jobs`` that do not exist yet, and their parents that do not, deepest first."""
+    missing = set()
+    for job in jobs:
+        for folder in (job.target.parent, *job.target.parent.parents):
+            if folder in missing or folder.exists():
+                break
+            missing.add(folder)
+    return sorted(missing, key=lambda folder: len(folder.parts), reverse=True)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove those of ``folders`` (deepest first) that the batch created and left empty: the output
+    folders of files that all failed."""
+    for folder in folders:
+        with contextlib.suppress(OSError):   # not empty (or not there): kept
+            folder.rmdir()
 
 
 def _run(jobs: list[Job], settings: BatchSettings, workers: int, task: Callable = code_claimed) -> Iterator[Outcome]:

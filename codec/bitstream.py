@@ -512,7 +512,9 @@ def _verified_chunks(data: bytes, meta: CodesMetadata, offset: int):
         yield index, chunk_frames, data[offset:offset + length], (offset + length + 4 if meta.entropy_coded else None)
         offset = end
     if offset != len(data):
-        raise BitstreamError(f"{len(data) - offset} unexpected bytes after the last chunk (from byte {offset})")
+        extra = len(data) - offset
+        raise BitstreamError(f"{extra} unexpected byte{'s' if extra > 1 else ''} after the last chunk (from byte "
+                             f"{offset})")
 
 
 def check_layout(data: bytes) -> CodesMetadata:

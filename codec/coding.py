@@ -8,6 +8,7 @@ exact: streaming equals offline coding (in float; int8 rounds each call on its o
 The decoded signal has exactly the input's sample rate, channel count and number of samples.
 """
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -19,7 +20,7 @@ import soundfile as sf
 import soxr
 import torch
 
-from codec.atomic import disk_full, final_path, same_file, write_atomically
+from codec.atomic import final_path, same_file, write_atomically, write_limit_reached
 from codec.audio import (
     AUDIO_SUFFIXES,
     UNKNOWN_LENGTH,
@@ -46,6 +47,7 @@ from codec.streaming import file_decoder, file_encoder
 BLOCK_SECONDS = 10.0        # audio handled per step: bounds memory for any file length
 QUIET_GAIN_DB = 24.0        # raised this much (input below about -42 dBFS), a decoded file is 24-bit
 _HOLDBACK = 8               # resampled samples kept back until the true length is known
+_LARGEST_CONVERSION = 1 << 22   # samples x channels (32 MiB as float64) a rate or channel conversion makes at once
 
 
 def block_seconds(channels: int) -> float:
@@ -138,9 +140,11 @@ def convert_blocks(blocks: Iterable[np.ndarray], sample_rate: int, samples: int 
             left -= len(out)
         return out.astype(np.float32)
 
-    yield convert(first)
-    for block in blocks:
-        yield convert(block)
+    # a block's share at a time: 10 s of one channel copied to 1024 at 192 kHz would be 15 GiB
+    rows = max(1, int(_LARGEST_CONVERSION / (max(from_channels, to_channels) * max(1.0, to_rate / sample_rate))))
+    for block in itertools.chain([first], blocks):
+        for start in range(0, len(block), rows):
+            yield convert(block[start:start + rows])
     yield convert(np.zeros((0, from_channels)), last=True)
     if left:
         yield np.zeros((left, to_channels), dtype=np.float32)
@@ -698,7 +702,8 @@ def write_decoded(output_path: Path, blocks: Iterable[np.ndarray], rate: int, ch
     try:
         write_atomically(output_path, write, overwrite=force)
     except sf.LibsndfileError as error:   # a write or the closing flush failed
-        raise CodecError(f"{output_path}: cannot write ({disk_full(output_path) or error.error_string})") from None
+        reason = write_limit_reached(output_path) or error.error_string
+        raise CodecError(f"{output_path}: cannot write ({reason})") from None
     if clipped:
         report.warnings.append(f"{output_path}: {clipped} decoded samples exceeded ±1.0 and were clipped")
 
@@ -818,8 +823,8 @@ def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: s
                             subtype=subtype)
     except (sf.LibsndfileError, ValueError, TypeError, RuntimeError) as error:
         reason = getattr(error, "error_string", None) or str(error).replace(str(tmp), str(path))
-        if full := disk_full(tmp):
-            raise CodecError(f"{path}: cannot write ({full})") from None
+        if limit := write_limit_reached(tmp):
+            raise CodecError(f"{path}: cannot write ({limit})") from None
         raise CodecError(f"{path}: cannot write {channels} channels at {sample_rate} Hz as {audio_format} "
                          f"({reason})") from None
 

@@ -56,8 +56,20 @@ def os_error_message(error: OSError) -> str:
 _LONGEST_DETAIL = 500   # characters of an internal error's own message that are shown
 
 
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation that failed: Python's MemoryError, or PyTorch's CPU
+    allocator's RuntimeError (which it raises instead)."""
+    return isinstance(error, MemoryError) or (
+        isinstance(error, RuntimeError) and "DefaultCPUAllocator" in str(error))
+
+
 def internal_error_message(error: Exception) -> str:
-    """The one line shown for a bug (not the user's fault), in the CLI and ``python -m codec.train``."""
+    """The one line shown for a bug (not the user's fault), in the CLI and ``python -m codec.train``;
+    for memory that ran out (not a bug either) a line that says so."""
+    if out_of_memory(error):
+        detail = str(error)[:_LONGEST_DETAIL]
+        return (f"out of memory{f' ({detail})' if detail else ''}: close other programs, or code fewer or "
+                f"shorter files (or fewer output channels) at a time")
     text = str(error)
     if len(text) > _LONGEST_DETAIL:   # some libraries put a whole graph or array in their message
         text = f"{text[:_LONGEST_DETAIL]}... ({len(text) - _LONGEST_DETAIL} characters more)"

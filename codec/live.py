@@ -210,9 +210,9 @@ class FileSink:
         return False
 
     def _failed(self, error: sf.LibsndfileError) -> CodecError:
-        from codec.atomic import disk_full
+        from codec.atomic import write_limit_reached
 
-        return CodecError(f"{self.path}: cannot write ({disk_full(self.tmp) or error.error_string})")
+        return CodecError(f"{self.path}: cannot write ({write_limit_reached(self.tmp) or error.error_string})")
 
     def close(self, keep: bool = True) -> None:
         """Finish the file (``keep``), or drop what was written (the stream failed)."""

@@ -1,17 +1,18 @@
-"""SIGTERM and SIGHUP stop a command as Ctrl-C does: an exception, so that every ``finally``
-removes its temporary files (``timeout``, a CI cancel, systemd and ``kill`` send SIGTERM; closing
-a terminal sends SIGHUP). Python's default for them ends the process at once, leaving those files."""
+"""SIGTERM, SIGHUP and SIGQUIT stop a command as Ctrl-C does: an exception, so that every
+``finally`` removes its temporary files (``timeout``, a CI cancel, systemd and ``kill`` send
+SIGTERM; closing a terminal sends SIGHUP; Ctrl-\\ sends SIGQUIT). Python's default for them ends
+the process at once, leaving those files."""
 
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
 class Terminated(KeyboardInterrupt):
-    """Raised in the main thread on SIGTERM or SIGHUP; ``signum`` is the signal (exit 128 + it).
+    """Raised in the main thread on SIGTERM, SIGHUP or SIGQUIT; ``signum`` is the signal (exit 128 + it).
     A KeyboardInterrupt, so that code which cleans up after Ctrl-C cleans up after it too."""
 
     def __init__(self, signum: int):
@@ -48,14 +49,24 @@ def _exit(signum, _frame) -> None:
 
 
 def stop_on_termination(worker: bool = False) -> None:
-    """Make SIGTERM and SIGHUP raise ``Terminated`` in this process, and SIGINT KeyboardInterrupt as
-    before, each noted for ``take_raised`` (call from the main thread);
+    """Make SIGTERM, SIGHUP and SIGQUIT raise ``Terminated`` in this process, and SIGINT
+    KeyboardInterrupt as before, each noted for ``take_raised`` (call from the main thread);
     in a ``worker`` process, SIGTERM raises SystemExit (which its pool ends quietly, without a
-    traceback), and SIGHUP stays as ``children_ignore_group_signals`` left it."""
+    traceback), and SIGHUP and SIGQUIT stay as ``children_ignore_group_signals`` left them."""
     for signum in (signal.SIGTERM,) if worker else STOPPING_SIGNALS:
         signal.signal(signum, _exit if worker else _raise_terminated)
     if not worker and signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # (not when ignored)
         signal.signal(signal.SIGINT, _raise_interrupt)
+
+
+def ignore_stopping_signals() -> None:
+    """Ignore SIGINT and the stopping signals from now on where this module's handlers (or Python's
+    Ctrl-C default) would raise: for a command that has ended, whose interpreter shuts down. An
+    exception raised there (in an atexit callback) cannot stop anything any more, only print "Exception
+    ignored in" with a traceback."""
+    for signum in (signal.SIGINT, *STOPPING_SIGNALS):
+        if signal.getsignal(signum) in (signal.default_int_handler, _raise_interrupt, _raise_terminated):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 class HeldStop:
@@ -67,7 +78,7 @@ class HeldStop:
 
 @contextmanager
 def held_stop_signals() -> Iterator[HeldStop]:
-    """While inside, SIGINT, SIGTERM and SIGHUP whose handlers raise (Python's Ctrl-C default,
+    """While inside, SIGINT and the stopping signals whose handlers raise (Python's Ctrl-C default,
     ``stop_on_termination``'s) are recorded on the yielded ``HeldStop`` instead: a step that must
     not be cut in two (a live stream's block, between its packet and its audio) finishes, and its
     caller then stops as the signal asked. A second signal runs its own handler at once (the step
@@ -97,12 +108,13 @@ def held_stop_signals() -> Iterator[HeldStop]:
 @contextmanager
 def children_ignore_group_signals() -> Iterator[None]:
     """While inside, processes started here (spawned workers, multiprocessing's resource tracker,
-    started now if it is not running) inherit SIGINT and SIGHUP ignored. Ctrl-C and a closed
-    terminal signal a whole process group: only this process should react, and stop its workers
-    with SIGTERM, instead of each printing a traceback (and the tracker dying, unnoticed)."""
+    started now if it is not running) inherit SIGINT, SIGHUP and SIGQUIT ignored. Ctrl-C, Ctrl-\\
+    and a closed terminal signal a whole process group: only this process should react, and stop
+    its workers with SIGTERM, instead of each printing a traceback (and the tracker dying, unnoticed)."""
     from multiprocessing import resource_tracker
 
-    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGHUP)}
+    previous = {signum: signal.signal(signum, signal.SIG_IGN)
+                for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)}
     try:
         resource_tracker.ensure_running()
         yield

@@ -91,6 +91,13 @@ def test_a_bad_file_is_reported_and_the_rest_are_coded(tiny_model_dir, tree, tmp
     assert len(failures) == 1 and "broken.wav: cannot read audio" in failures[0]
     assert "encoded 3 files, failed 1" in result.output
     assert _files(codes) == ["a/b/y.codes", "a/x.codes", "top.codes"]
+    # a folder whose files all failed leaves no empty output folder behind; one that held files is kept
+    (tree / "c" / "d").mkdir(parents=True)
+    (tree / "c" / "d" / "bad.wav").write_bytes(b"RIFF\x00\x00 not really a wav file")
+    (codes / "kept").mkdir()
+    result = invoke("encode", tree, codes, "--model", tiny_model_dir)
+    assert result.exit_code == 1 and "encoded 0 files, 3 already done" in result.output, result.output
+    assert not (codes / "c").exists() and (codes / "kept").is_dir()
 
 
 def test_a_dangling_link_fails_and_a_file_where_a_folder_goes_is_named(tiny_model_dir, tree, tmp_path):
@@ -181,6 +188,10 @@ def test_jobs_times_threads_beyond_the_cores_is_warned_of(tiny_model_dir, tree, 
         result = invoke("encode", tree, tmp_path / "codes2", "--model", tiny_model_dir, "--jobs", "2",
                         "--threads", "1")
         assert result.exit_code == 0 and "warning" not in result.output, result.output
+        result = invoke("encode", tree, tmp_path / "codes3", "--model", tiny_model_dir, "--jobs", "3",
+                        "--threads", "1")
+        assert result.exit_code == 0 and "warning: --jobs 3 runs 3 processes on 2 CPU cores; they compete for " \
+            "them: --jobs 2 is likely faster" in " ".join(result.output.split()), result.output
         (tmp_path / "codes" / "top.codes").unlink()   # one file left to code: one job, no competition
         result = invoke("encode", tree, tmp_path / "codes", "--model", tiny_model_dir, "--jobs", "2",
                         "--threads", "2")
@@ -405,14 +416,29 @@ def test_convert_blocks_is_exact_and_streams():
     np.testing.assert_allclose(same, audio, atol=1e-6)
 
 
-def _group_signal_dispositions() -> tuple[bool, bool]:
+def test_convert_blocks_makes_a_large_conversion_a_share_at_a_time(monkeypatch):
+    """One channel copied to many at a higher rate is converted in slices of a bounded size (a
+    1 s block here, as 10 s to 1024 channels at 192 kHz would have been 15 GiB at once)."""
+    import codec.coding
+
+    audio = tone(1.0, 16000)
+    whole = np.concatenate(list(convert_blocks([audio], 16000, len(audio), 48000, 8)))
+    monkeypatch.setattr(codec.coding, "_LARGEST_CONVERSION", 8 * 3 * 1000)   # 1000 input samples a slice
+    pieces = list(convert_blocks([audio], 16000, len(audio), 48000, 8))
+    assert max(len(piece) for piece in pieces) <= 2 * 3000 and len(pieces) >= 16   # (soxr holds some back)
+    np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-6)
+    assert whole.shape == (48000, 8)
+
+
+def _group_signal_dispositions() -> tuple[bool, bool, bool]:
     import signal
 
-    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN, signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    signals = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+    return tuple(signal.getsignal(signum) is signal.SIG_IGN for signum in signals)
 
 
 def test_workers_leave_group_signals_to_the_main_process():
-    # Ctrl-C and a closed terminal signal the whole group: spawned workers printed tracebacks
+    # Ctrl-C, Ctrl-\ and a closed terminal signal the whole group: spawned workers printed tracebacks
     import multiprocessing
     import signal
     from concurrent.futures import ProcessPoolExecutor
@@ -424,7 +450,7 @@ def test_workers_leave_group_signals_to_the_main_process():
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         future = pool.submit(_group_signal_dispositions)
     with pool:
-        assert future.result(timeout=120) == (True, True)
+        assert future.result(timeout=120) == (True, True, True)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGHUP)) == before   # this process: as it was
 
 

@@ -101,7 +101,7 @@ def test_crc_mismatch():
 
 
 def test_trailing_bytes():
-    with pytest.raises(BitstreamError, match="unexpected bytes"):
+    with pytest.raises(BitstreamError, match="^1 unexpected byte after the last chunk"):
         from_bytes(to_bytes(make()) + b"\0")
 
 

@@ -292,7 +292,8 @@ def test_export_takes_the_model_as_the_other_commands_do_too(tiny_model_dir, tmp
     assert result.exit_code == 0, result.output   # one folder, spelt two ways
 
 
-def test_sigterm_removes_the_temporary_file_and_exits_143(tmp_path):
+@pytest.mark.parametrize("stop,code", [("SIGTERM", 143), ("SIGQUIT", 131)])   # (kill; Ctrl-\)
+def test_a_stopping_signal_removes_the_temporary_file_and_exits_128_plus_it(tmp_path, stop, code):
     import signal
 
     import typer
@@ -303,7 +304,7 @@ def test_sigterm_removes_the_temporary_file_and_exits_143(tmp_path):
 
     def write(tmp):
         tmp.write_bytes(b"half a file")
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), getattr(signal, stop))
 
     @user_errors
     def command():
@@ -317,8 +318,27 @@ def test_sigterm_removes_the_temporary_file_and_exits_143(tmp_path):
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    assert stopped.value.exit_code == 143 and list(tmp_path.iterdir()) == []
-    assert take_raised() == [signal.SIGTERM] and take_raised() == []
+    assert stopped.value.exit_code == code and list(tmp_path.iterdir()) == []
+    assert take_raised() == [getattr(signal, stop)] and take_raised() == []
+
+
+def test_a_command_that_has_ended_ignores_a_second_ctrl_c():
+    """Once a command has ended, the interpreter shuts down: a Ctrl-C then raised in an atexit
+    callback printed "Exception ignored in" and a traceback after the command's own message."""
+    import signal
+
+    from codec.signals import STOPPING_SIGNALS, ignore_stopping_signals, stop_on_termination
+
+    previous = {signum: signal.getsignal(signum) for signum in (*STOPPING_SIGNALS, signal.SIGINT)}
+    try:
+        stop_on_termination()
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)   # a handler of another kind stays
+        ignore_stopping_signals()
+        assert [signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)] \
+            == [signal.SIG_IGN] * 3 and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def test_a_named_pipe_as_the_input_points_to_stdin(tmp_path):
@@ -435,6 +455,27 @@ def test_info_on_a_pipe_says_so_and_decode_names_the_file_whose_model_is_unknown
     assert result.exit_code == 0 and "a\\x9b\\u202eb\\ud800" in result.output, result.output
     result = invoke("decode", renamed, tmp_path / "out.wav")
     assert result.exit_code == 1 and "model 'a\\x9b\\u202eb\\ud800' not found" in result.output, result.output
+    # a stdout whose encoding lacks a character gets it escaped (it failed as an internal error)
+    escaped = dataclasses.replace(parsed, metadata=dataclasses.replace(parsed.metadata, model="sm\u00e4ll-\u6a21"))
+    renamed.write_bytes(to_bytes(escaped))
+    result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", "info", renamed],
+                            capture_output=True, env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 0 and b"sm\\xe4ll-\\u6a21\n" in result.stdout, result.stderr
+
+
+def test_a_file_size_limit_is_named_as_the_reason_a_decoded_file_cannot_be_written(tiny_model_dir, speech_wav,
+                                                                                      tmp_path):
+    import resource
+
+    codes = tmp_path / "s.codes"
+    assert invoke("encode", speech_wav, codes, "--model", tiny_model_dir).exit_code == 0
+    result = subprocess.run([sys.executable, "-c", "from codec.cli.main import run; run()", "decode", codes,
+                             tmp_path / "out.wav", "--model", tiny_model_dir], capture_output=True, text=True,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000)))
+    assert result.returncode == 1 and result.stderr == (
+        f"error: {tmp_path / 'out.wav'}: cannot write (File too large: this process may write files of at most "
+        f"10000 bytes (ulimit -f))\n"), result.stderr   # (libsndfile said "System error.")
+    assert not (tmp_path / "out.wav").exists() and not list(tmp_path.glob(".out*"))   # no partial file
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
@@ -616,6 +657,20 @@ def test_an_internal_errors_message_is_cut_to_a_readable_length():
     import shutil
 
     assert internal_error_message(shutil.Error("x")).startswith("internal error: shutil.Error: x")
+
+
+def test_memory_that_runs_out_is_said_so_not_called_a_bug():
+    import torch
+
+    from codec.errors import internal_error_message
+
+    with pytest.raises(RuntimeError) as caught:   # PyTorch's allocator raises a RuntimeError, not a MemoryError
+        torch.empty(1 << 50, dtype=torch.uint8)
+    for error in (MemoryError("Unable to allocate 14.6 GiB for an array"), caught.value):
+        message = internal_error_message(error)
+        assert message.startswith("out of memory (") and "internal error" not in message, message
+        assert message.endswith("code fewer or shorter files (or fewer output channels) at a time")
+    assert internal_error_message(MemoryError()).startswith("out of memory: close other programs")
 
 
 def test_help_paragraphs_wrap_at_the_terminals_width_not_the_sources(monkeypatch):
