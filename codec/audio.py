@@ -260,8 +260,8 @@ def read_blocks(source: sf.SoundFile, path: Path, block_samples: int) -> Iterato
         CodecError: if nothing of a failing block decodes, or the file holds NaN or infinite samples.
     """
     ended, notes = False, getattr(source, "mpg123_notes", [])
+    start = 0   # counted, not asked (tell): libsndfile cannot seek in GSM 6.10 or G.72x data, nor tell there
     while not ended:
-        start = source.tell()
         try:
             if source.format == "MP3":
                 with _mpg123_messages(notes):
@@ -279,6 +279,7 @@ def read_blocks(source: sf.SoundFile, path: Path, block_samples: int) -> Iterato
         if not finite.all():
             raise CodecError(f"{path}: contains NaN or infinite samples (the first at sample "
                              f"{start + int(np.argmin(finite))})")
+        start += len(block)
         yield block
 
 
@@ -318,6 +319,24 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate or len(audio) == 0:
         return audio
     return soxr.resample(audio, from_rate, to_rate, quality="HQ")
+
+
+# integer PCM subtypes: the int array that soundfile writes into each exactly, and its full scale
+_PCM_FULL_SCALE = {"PCM_16": (np.int16, 2 ** 15, 1), "PCM_24": (np.int32, 2 ** 23, 2 ** 8),
+                   "PCM_32": (np.int32, 2 ** 31, 1)}
+
+
+def write_samples(sink: sf.SoundFile, block: np.ndarray) -> None:
+    """Write float ``block [n, C]`` (within ±1.0) to ``sink``, rounded to the nearest step of an
+    integer PCM file: libsndfile 1.2's own conversion floors (-1e-9 became -1 in 16 bits, so decoded
+    silence read -94 dBFS, and every sample lay half a step low on average)."""
+    pcm = _PCM_FULL_SCALE.get(sink.subtype)
+    if pcm is None:
+        sink.write(block)
+        return
+    dtype, full_scale, shift = pcm
+    steps = np.clip(np.round(np.asarray(block, dtype=np.float64) * full_scale), -full_scale, full_scale - 1)
+    sink.write(steps.astype(dtype) * dtype(shift))   # (24-bit: the top 24 bits of an int32)
 
 
 def limited(block: np.ndarray, report_counts: list[int], peak: float | None = None) -> np.ndarray:

@@ -87,6 +87,20 @@ def _pattern_root(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
+def _glob(pattern: str) -> list[Path]:
+    """The paths ``pattern`` matches, as a shell's globstar does: ``**`` spans any depth of folders
+    but does not follow a symbolic link to one (Python's glob does, and a link back to a parent
+    made it match one file at every depth, or, with two such links, run for ever); names that start
+    with a dot only where the pattern's own part does."""
+    if "**" not in pattern:
+        return [Path(path) for path in glob.glob(pattern)]
+    root = _pattern_root(pattern)
+    rest = Path(pattern).relative_to(root) if root != Path(".") else Path(pattern)
+    dotted = any(part.startswith(".") for part in rest.parts)
+    return [path for path in root.glob(str(rest))
+            if dotted or not any(part.startswith(".") for part in path.relative_to(root).parts)]
+
+
 def find_files(inputs: list[str], suffixes: tuple[str, ...],
                recognise: tuple[str, Callable[[Path], bool]] | None = None,
                skipped: Skipped | None = None) -> list[tuple[Path, Path]]:
@@ -147,7 +161,7 @@ def _expand(text: str, suffixes: tuple[str, ...], recognise: tuple[str, Callable
     else:
         root = _pattern_root(text)
         found = []
-        for path in map(Path, glob.glob(text, recursive=True)):   # a folder matched: its files, as the shell's
+        for path in _glob(text):   # a folder matched: its files, as the shell's
             found += visible_files(path, None if skipped is None else skipped.hidden) if path.is_dir() else [path]
         found = list(dict.fromkeys(found))   # (in/** matches a folder and its files both)
     files = [path for path in found if wanted(path)]

@@ -33,8 +33,9 @@ from codec.audio import (
     read_blocks,
     samples_missing,
     starts_as_audio,
+    write_samples,
 )
-from codec.band_fill import BandFill
+from codec.band_fill import BandFill, QuietFloor
 from codec.bitstream import MAGIC, CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
 from codec.errors import CodecError, ModelNotFoundError
 from codec.highpass import HighPass
@@ -219,11 +220,13 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
 def _network_input_stream(model: ConvCodec, sample_rate: int, channels: int,
                           leveling: Leveling) -> Callable[..., np.ndarray]:
     """``prepare(block [n, C], last=False) -> [m, C]`` at the model's rate, in a stream: the
-    model's high-pass, then ``leveling``, the resampling and a low-rate input's empty band filled."""
+    model's high-pass, then ``leveling``, the resampling and a low-rate input's empty band filled;
+    for a model with an input level, a quiet noise floor (``QuietFloor``) last."""
     resampler = _resampler(sample_rate, model.sample_rate, channels)
     fill = BandFill(sample_rate, model.sample_rate, channels)
     highpass = HighPass(model.config.input_highpass_hz, sample_rate)
-    return lambda block, last=False: fill(resampler(leveling(highpass(block)), last=last))
+    floor = QuietFloor() if model.config.input_level_dbfs is not None else (lambda block: block)
+    return lambda block, last=False: floor(fill(resampler(leveling(highpass(block)), last=last)))
 
 
 def model_input(model: ConvCodec, audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -697,7 +700,7 @@ def write_decoded(output_path: Path, blocks: Iterable[np.ndarray], rate: int, ch
         with open_sink(tmp, output_path, to_rate or rate, to_channels or channels, subtype, frames) as sink:
             for block in convert_blocks(blocks, rate, samples, to_rate, to_channels):
                 clipped += int(np.count_nonzero(np.abs(block) > 1.0))
-                sink.write(np.clip(block, -1.0, 1.0))
+                write_samples(sink, np.clip(block, -1.0, 1.0))
 
     try:
         write_atomically(output_path, write, overwrite=force)

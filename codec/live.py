@@ -21,7 +21,7 @@ import soxr
 import torch
 
 from codec.atomic import create_partial, replace_with_partial
-from codec.audio import checked_peak
+from codec.audio import checked_peak, write_samples
 from codec.band_fill import BandFill
 from codec.errors import CodecError
 from codec.highpass import HighPass
@@ -204,7 +204,7 @@ class FileSink:
         self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
         self.frames += len(block)
         try:
-            self.file.write(np.clip(block, -1.0, 1.0))
+            write_samples(self.file, np.clip(block, -1.0, 1.0))
         except sf.LibsndfileError as error:
             raise self._failed(error) from None
         return False

@@ -1,4 +1,5 @@
-"""The noise floor that fills a low-rate input's empty band before encoding (codec/band_fill.py)."""
+"""The noise floors of codec/band_fill.py: the one that fills a low-rate input's empty band before
+encoding, and the quiet one under every leveled input."""
 
 import numpy as np
 import soxr
@@ -6,7 +7,7 @@ from pesq import pesq
 from scipy.signal import welch
 
 from codec.audio import load_audio
-from codec.band_fill import FLOOR_DB, BandFill
+from codec.band_fill import FLOOR_DB, QUIET_FLOOR_DBFS, BandFill, QuietFloor
 from codec.coding import decode_audio, encode_audio
 from codec.models import load_model
 
@@ -39,6 +40,16 @@ def test_the_floor_does_not_depend_on_how_the_input_is_cut_into_blocks():
     fill = BandFill(11025, 16000, 2)
     pieces = np.concatenate([fill(audio[a:b]) for a, b in ((0, 7), (7, 320), (320, 321), (321, 5000))])
     np.testing.assert_allclose(pieces, whole, atol=1e-12)
+
+
+def test_the_quiet_floor_is_one_seeded_noise_at_its_level_in_every_channel_however_the_input_is_cut():
+    silence = np.zeros((48000, 3))
+    whole = QuietFloor()(silence)
+    assert abs(10 * np.log10(np.mean(whole ** 2)) - QUIET_FLOOR_DBFS) < 0.1
+    assert np.array_equal(whole[:, 0], whole[:, 2])   # a signal of a batch gets what it gets alone
+    floor = QuietFloor()
+    pieces = np.concatenate([floor(silence[a:b]) for a, b in ((0, 7), (7, 320), (320, 320), (320, 48000))])
+    np.testing.assert_array_equal(pieces, whole)
 
 
 def test_8khz_speech_is_coded_as_well_as_the_same_speech_at_16khz(dev_files):

@@ -641,3 +641,15 @@ def test_a_quoted_glob_takes_the_folders_it_matches_as_the_shells_expansion_does
     assert sorted(str(place) for _, place in quoted) == sorted(str(place) for _, place in expanded) == \
         ["a/b/y.wav", "a/x.flac", "top.wav"]
     assert len(find_files([f"{tree}/**"], (".wav", ".flac"))) == 3   # a folder and its files, once each
+
+
+def test_a_quoted_globstar_does_not_follow_links_back_up_the_tree(tree):
+    # (Python's glob followed them: in/a/up -> .. matched each file again at every depth, and a
+    # second such link made the batch run for ever)
+    (tree / "a" / "up").symlink_to("..")
+    (tree / "a" / "b" / "self").symlink_to("../b")
+    (tree / ".hidden.wav").write_bytes(b"")
+    found = find_files([f"{tree}/**/*.wav", f"{tree}/**/*.flac"], (".wav", ".flac"))
+    assert sorted(str(file.relative_to(tree)) for file, _ in found) == ["a/b/y.wav", "a/x.flac", "top.wav"]
+    found = find_files([f"{tree}/**/.hidden.wav"], (".wav",))   # a dotted name the pattern names is matched
+    assert [file.name for file, _ in found] == [".hidden.wav"]

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.audio import limited_float_samples
+from codec.band_fill import QuietFloor
 from codec.errors import CodecError
 from codec.highpass import HighPass
 from codec.level import amplitude, measure_leveling
@@ -150,7 +151,8 @@ class OnnxCodec:
         or signals, each coded on its own) -> ``(codes [B, K, f], gain_db)``, ``f = ceil(n /
         frame_size)``, as ``codec encode`` codes a file at the model's rate: for a model with an
         input level, each signal is high-passed (for a model with ``input_highpass_hz``), its DC
-        offset removed and it is scaled to that level first;
+        offset removed and it is scaled to that level first, and a quiet noise floor added
+        (``codec.band_fill.QuietFloor``);
         ``gain_db`` is that gain (one number, or a list of one per signal where they differ; None
         when nothing was scaled), which ``decode`` undoes. No resampling; samples beyond ±1 are
         clipped with a ``UserWarning``, as ``Codec.encode`` does. The graphs run on
@@ -167,7 +169,8 @@ class OnnxCodec:
         step = whole_number(chunk_frames, "chunk_frames", 1) * self.config["frame_size"]
         signals = HighPass(self.config.get("input_highpass_hz"), self.config["sample_rate"])(audio[:, 0].T)   # [n, B]
         leveling = measure_leveling([signals], self.config["sample_rate"], self.input_level_dbfs)
-        audio = np.ascontiguousarray(leveling(signals).T[:, None, :], dtype=np.float32)
+        signals = leveling(signals) if self.input_level_dbfs is None else QuietFloor()(leveling(signals))
+        audio = np.ascontiguousarray(signals.T[:, None, :], dtype=np.float32)
         codes = [encoder.encode(audio[..., start:start + step]) for start in range(0, audio.shape[-1], step)]
         codes.append(encoder.flush())
         gain_db = leveling.gain_db   # as a .codes file's gain_db: per signal where they differ, None for none
