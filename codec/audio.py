@@ -298,6 +298,24 @@ def load_audio(path: Path | str) -> tuple[np.ndarray, int]:
 MP3_LENGTH_SLACK = 2 * 1152   # samples: two MPEG-1 layer III frames
 
 
+def unannounced_bytes(source: sf.SoundFile) -> int:
+    """Bytes after a WAV file's data chunk that are no chunk, at least 0.1 s of its audio's worth, or 0.
+
+    A recorder that stops before it writes its header's sizes leaves a data size of 0 (or of the
+    first part) with the audio after it; libsndfile reads what the header announces, logs "Unknown
+    chunk marker ... at position P" where the rest begins, and reports a shorter, complete file."""
+    if source.format not in ("WAV", "WAVEX", "RF64"):
+        return 0
+    log = source.extra_info
+    stray = re.search(r"^\*\*\* Unknown chunk marker \(\w+\) at position (\d+)", log, re.MULTILINE)
+    length = re.search(r"^Length : (\d+)", log, re.MULTILINE)
+    align = re.search(r"^\s*Block Align\s*: (\d+)", log, re.MULTILINE)
+    if not (stray and length and align):
+        return 0
+    extra = int(length[1]) - int(stray[1])
+    return extra if extra >= 0.1 * source.samplerate * int(align[1]) else 0
+
+
 def samples_missing(source: sf.SoundFile, read: int) -> int:
     """How many samples the header announces (``announced_frames``) beyond the ``read`` ones that
     could be read: > 0 for a file cut short; 0 within an MP3's ``MP3_LENGTH_SLACK``."""

@@ -33,6 +33,7 @@ from codec.audio import (
     read_blocks,
     samples_missing,
     starts_as_audio,
+    unannounced_bytes,
     write_samples,
 )
 from codec.band_fill import BandFill, QuietFloor
@@ -625,6 +626,11 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
                                    f"samples, {seen} could be read; coded those")
         if damage := decoder_notes(source):
             report.warnings.append(f"{input_path}: {damage}")
+        if stray := unannounced_bytes(source):
+            report.warnings.append(f"{input_path}: {stray} bytes follow the {seen} samples its header announces and "
+                                   f"are no WAV chunk: most likely audio whose header was never finished (a "
+                                   f"recording that stopped); coded the announced samples only (to code the rest, "
+                                   f"repair the header first, e.g. ffmpeg -i IN.wav OUT.wav)")
         codes_file = _codes_file(model, source.samplerate, *encoded, leveling.gain_db)
     if clipped[0]:
         report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale (peak "

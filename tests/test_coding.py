@@ -131,6 +131,23 @@ def test_integer_pcm_is_written_rounded_to_the_nearest_step(tmp_path, suffix, su
     np.testing.assert_allclose(back, expected, rtol=0, atol=step / 1000)
 
 
+def test_audio_after_an_unfinished_wav_header_is_warned_of(tiny_model, tmp_path):
+    """A recorder that stopped before writing its header's sizes leaves a data size of 0 with the
+    audio after it: libsndfile reads 0 samples, and the file was coded as empty, silently."""
+    import struct
+
+    pcm = (tone(0.5, 16000)[:, 0] * 32767).astype("<i2").tobytes()
+    header = b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16) + b"data" + struct.pack("<I", 0)
+    (tmp_path / "unfinished.wav").write_bytes(b"RIFF" + struct.pack("<I", 36) + header + pcm)
+    _, report = encode_file(tiny_model, tmp_path / "unfinished.wav", tmp_path / "x.codes")
+    assert [w.split(": ", 1)[1] for w in report.warnings] == [
+        f"{len(pcm)} bytes follow the 0 samples its header announces and are no WAV chunk: most likely audio whose "
+        f"header was never finished (a recording that stopped); coded the announced samples only (to code the "
+        f"rest, repair the header first, e.g. ffmpeg -i IN.wav OUT.wav)"]
+    write_audio(tmp_path / "whole.wav", tone(0.5, 16000), 16000)   # a whole file: no warning
+    assert encode_file(tiny_model, tmp_path / "whole.wav", tmp_path / "y.codes")[1].warnings == []
+
+
 def test_integer_formats_read_alike(tmp_path):
     audio = tone(0.1, 16000)
     reads = [load_audio(write_audio(tmp_path / f"{s}.wav", audio, 16000, s))[0]
