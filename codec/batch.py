@@ -122,9 +122,12 @@ def find_files(inputs: list[str], suffixes: tuple[str, ...],
     plain = [text for text in inputs if not _is_expanded(text)]
     common = Path(os.path.commonpath([os.path.abspath(Path(t).parent) for t in plain])) if plain else None
     placed: dict[Path, Path] = {}
+    spelt: set[str] = set()   # a file named twice (a.wav and sub/../a.wav) is coded once, not failed as a clash
     for text in inputs:
         if not _is_expanded(text):
-            placed.setdefault(Path(text), Path(os.path.abspath(text)).relative_to(common))
+            if os.path.abspath(text) not in spelt:
+                spelt.add(os.path.abspath(text))
+                placed.setdefault(Path(text), Path(os.path.abspath(text)).relative_to(common))
             continue
         files, root = _expand(text, suffixes, recognise, skipped)
         below = Path(Path(os.path.abspath(text)).name) if len(inputs) > 1 and Path(text).is_dir() else Path()

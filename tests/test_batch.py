@@ -230,6 +230,14 @@ def test_files_the_shell_expanded_keep_their_tree_below_their_common_folder(tiny
     assert _files(codes) == ["b/y.codes", "x.codes"]
 
 
+
+def test_a_file_named_twice_in_two_spellings_is_coded_once(tree):
+    # (a.wav and b/../a.wav took one output each: the second failed as a clash, "rename one of them")
+    found = find_files([str(tree / "a" / "x.flac"), str(tree / "a" / "b" / ".." / "x.flac"),
+                        str(tree / "top.wav")], (".wav", ".flac"))
+    assert [(file.name, str(place)) for file, place in found] == [("x.flac", "a/x.flac"), ("top.wav", "top.wav")]
+
+
 def test_several_folders_and_files_each_go_below_their_own_name(tiny_model_dir, tree, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
