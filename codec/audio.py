@@ -212,7 +212,8 @@ def open_audio(path: Path | str) -> sf.SoundFile:
     if source.frames >= UNKNOWN_LENGTH:
         source.close()   # libsndfile can read no further than its header here (it needs to seek)
         raise CodecError(f"{path}: the header does not give the length (as in FLAC that ffmpeg writes to a pipe), "
-                         f"which libsndfile cannot read; pipe WAV instead (ffmpeg ... -f wav -)")
+                         f"which libsndfile cannot read; convert it first (e.g. ffmpeg -i IN.flac OUT.wav), or "
+                         f"pipe WAV instead (ffmpeg ... -f wav -)")
     return source
 
 
@@ -235,12 +236,16 @@ def announced_frames(source: sf.SoundFile) -> int:
     return max(source.frames, int(found[1]) // int(block_align[1]))
 
 
-def _readable_part(source: sf.SoundFile, start: int, block_samples: int) -> np.ndarray:
+def _readable_part(source: sf.SoundFile, path: Path, start: int, block_samples: int) -> np.ndarray:
     """The samples from ``start`` that decode, read again in small pieces after a block failed
     (libsndfile's FLAC decoder loses the whole block at a cut): ``[n, C]``, n maybe 0."""
-    pieces = []
+    pieces, reopened = [], None
     try:
-        source.seek(start)
+        try:
+            source.seek(start)
+        except _READ_ERRORS:   # a FLAC decoder that lost sync cannot seek any more: the file opened afresh can
+            reopened = source = sf.SoundFile(os.fsencode(path))
+            source.seek(start)
         while sum(map(len, pieces)) < block_samples:
             piece = source.read(min(1024, block_samples - sum(map(len, pieces))), dtype="float64", always_2d=True)
             if not len(piece):
@@ -248,6 +253,9 @@ def _readable_part(source: sf.SoundFile, start: int, block_samples: int) -> np.n
             pieces.append(piece)
     except _READ_ERRORS:
         pass
+    finally:
+        if reopened is not None:
+            reopened.close()
     return np.concatenate(pieces) if pieces else np.zeros((0, source.channels))
 
 
@@ -269,7 +277,7 @@ def read_blocks(source: sf.SoundFile, path: Path, block_samples: int) -> Iterato
             else:
                 block = source.read(block_samples, dtype="float64", always_2d=True)
         except _READ_ERRORS as error:
-            block = _readable_part(source, start, block_samples)
+            block = _readable_part(source, path, start, block_samples)
             if not len(block):
                 raise CodecError(f"{path}: cannot decode audio after {start} samples ({error})") from None
             ended = True   # a damaged or cut file ends here (the caller compares what it got with the header)

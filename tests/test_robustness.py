@@ -213,6 +213,31 @@ def test_a_cut_flac_is_coded_as_far_as_it_decodes_with_a_warning(tiny_model, tmp
     assert 16000 < samples < 48000 and f"announces 48000 samples, {samples} could be read" in result.output
 
 
+
+def test_a_flac_damaged_in_its_middle_is_coded_as_far_as_it_decodes(tiny_model, tmp_path):
+    # (its decoder, once out of sync, could not seek back to read the block again in pieces:
+    # "cannot decode audio after 0 samples", though the first half decoded)
+    rng = np.random.default_rng(0)
+    data = bytearray(write_audio(tmp_path / "full.flac", 0.3 * rng.standard_normal((200000, 1)), 16000).read_bytes())
+    data[len(data) // 2:len(data) // 2 + 2000] = bytes(2000)
+    (tmp_path / "damaged.flac").write_bytes(bytes(data))
+    result = cli("encode", tmp_path / "damaged.flac", tmp_path / "d.codes", "--model", tiny_model.source_dir)
+    assert result.exit_code == 0, result.output
+    samples = from_bytes((tmp_path / "d.codes").read_bytes()).metadata.samples
+    assert 50000 < samples < 200000 and f"announces 200000 samples, {samples} could be read" in result.output
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (Debian package ffmpeg)")
+def test_a_flac_saved_from_a_pipe_is_refused_with_how_to_convert_it(tiny_model, tmp_path):
+    source = write_audio(tmp_path / "in.wav", tone(0.5, 16000), 16000)
+    piped = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(source), "-f", "flac", "-"],
+                           capture_output=True, check=True).stdout   # no length in its header
+    (tmp_path / "piped.flac").write_bytes(piped)
+    result = cli("encode", tmp_path / "piped.flac", tmp_path / "p.codes", "--model", tiny_model.source_dir)
+    assert result.exit_code == 1 and "the header does not give the length" in result.output
+    assert "convert it first (e.g. ffmpeg -i IN.flac OUT.wav), or pipe WAV instead" in " ".join(result.output.split())
+
+
 def test_a_streamed_wav_of_unknown_data_size_reads_whole_without_a_warning(tiny_model, tmp_path):
     data = bytearray(write_audio(tmp_path / "full.wav", tone(0.5, 16000), 16000, "PCM_16").read_bytes())
     data[40:44] = b"\xff\xff\xff\xff"   # the data chunk's size, as ffmpeg writes it to a pipe
