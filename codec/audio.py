@@ -4,6 +4,7 @@ Arrays are ``[T, C]`` float (samples by channels), as soundfile returns them. No
 x86-64 wheels are CUDA builds tied to one torch release and fail beside the CPU torch wheel.
 """
 
+import mmap
 import os
 import re
 import shlex
@@ -322,6 +323,27 @@ def unannounced_bytes(source: sf.SoundFile) -> int:
         return 0
     extra = int(length[1]) - int(stray[1])
     return extra if extra >= 0.1 * source.samplerate * int(align[1]) else 0
+
+
+_OGG_PAGE = re.compile(rb"OggS\x00([\x00-\x07])")   # a page: capture pattern, version 0, header flags
+
+
+def chained_ogg_streams(source: sf.SoundFile, path: Path) -> int:
+    """How many Ogg streams follow the first in a chained Ogg file (streams one after another, as
+    ``cat a.ogg b.ogg`` makes, or a radio recording): libsndfile reads the first only, and reports
+    it as the whole file. 0 for any other file, or one that cannot be read again."""
+    if source.format != "OGG":
+        return 0
+    try:
+        with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            later, begun = 0, False
+            for page in _OGG_PAGE.finditer(data):
+                first_page_of_a_stream = page[1][0] & 0x02
+                later += bool(first_page_of_a_stream and begun)
+                begun = begun or not first_page_of_a_stream
+            return later
+    except (OSError, ValueError):   # (a pipe, an empty file: nothing to tell)
+        return 0
 
 
 def samples_missing(source: sf.SoundFile, read: int) -> int:

@@ -24,6 +24,7 @@ from codec.atomic import final_path, same_file, write_atomically, write_limit_re
 from codec.audio import (
     AUDIO_SUFFIXES,
     UNKNOWN_LENGTH,
+    chained_ogg_streams,
     check_sample_rate,
     checked_peak,
     decoder_notes,
@@ -626,6 +627,11 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
                                    f"samples, {seen} could be read; coded those")
         if damage := decoder_notes(source):
             report.warnings.append(f"{input_path}: {damage}")
+        if chained := chained_ogg_streams(source, input_path):
+            follow = "streams follow" if chained > 1 else "stream follows"
+            report.warnings.append(f"{input_path}: {chained} more Ogg {follow} the first (a chained file), which "
+                                   f"libsndfile does not read: coded the first stream's {seen} samples only (to "
+                                   f"code all, join them first, e.g. ffmpeg -i IN.ogg OUT.wav)")
         if stray := unannounced_bytes(source):
             report.warnings.append(f"{input_path}: {stray} bytes follow the {seen} samples its header announces and "
                                    f"are no WAV chunk: most likely audio whose header was never finished (a "

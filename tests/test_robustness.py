@@ -238,6 +238,17 @@ def test_a_flac_saved_from_a_pipe_is_refused_with_how_to_convert_it(tiny_model, 
     assert "convert it first (e.g. ffmpeg -i IN.flac OUT.wav), or pipe WAV instead" in " ".join(result.output.split())
 
 
+def test_a_chained_ogg_file_is_warned_of(tiny_model, tmp_path):
+    # (`cat a.ogg b.ogg`: libsndfile reads the first stream only and calls it the whole file)
+    one = write_audio(tmp_path / "one.ogg", tone(0.5, 16000), 16000, "VORBIS").read_bytes()
+    (tmp_path / "chained.ogg").write_bytes(one * 3)
+    result = cli("encode", tmp_path / "chained.ogg", tmp_path / "c.codes", "--model", tiny_model.source_dir)
+    assert result.exit_code == 0 and "2 more Ogg streams follow the first (a chained file), which libsndfile does " \
+        "not read: coded the first stream's 8000 samples only" in " ".join(result.output.split()), result.output
+    result = cli("encode", tmp_path / "one.ogg", tmp_path / "o.codes", "--model", tiny_model.source_dir)
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+
 def test_a_streamed_wav_of_unknown_data_size_reads_whole_without_a_warning(tiny_model, tmp_path):
     data = bytearray(write_audio(tmp_path / "full.wav", tone(0.5, 16000), 16000, "PCM_16").read_bytes())
     data[40:44] = b"\xff\xff\xff\xff"   # the data chunk's size, as ffmpeg writes it to a pipe
