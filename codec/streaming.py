@@ -39,6 +39,7 @@ With ``refresh_seconds``, the encoder recomputes it from the latest ``global_sec
 ``take_global_codes()`` returns a new code once, for the sender to transmit before those frames.
 """
 
+import itertools
 import threading
 import weakref
 
@@ -384,19 +385,21 @@ class StreamingDecoder(_Session):
 
 
 class ChannelSessions:
-    """One streaming session per batch item behind the batched interface of ``StreamingEncoder``
-    (``encode``, ``flush``, ``buffered_samples``, ``global_codes``) or ``StreamingDecoder``
-    (``decode``, ``conceal``, ``flush``, ``global_codes``). For a model computing in int8
-    (``codec/int8.py``): its activation scale spans each call's whole input, so channels coded
-    as one batch would change each other's rounding, and a file's channels are to be coded
-    each on its own."""
+    """Streaming sessions each for a run of consecutive batch items (``widths``, in order; one each
+    by default) behind the batched interface of ``StreamingEncoder`` (``encode``, ``flush``,
+    ``buffered_samples``, ``global_codes``) or ``StreamingDecoder`` (``decode``, ``conceal``,
+    ``flush``, ``global_codes``). For a model computing in int8 (``codec/int8.py``): its activation
+    scale spans each call's whole input, so channels coded as one batch would change each other's
+    rounding, and a file's channels are to be coded each on its own. For a file of many channels
+    in float: groups of ``CHANNEL_GROUP`` (one batch of 256 channels took twice as long)."""
 
-    def __init__(self, sessions: list[_Session]):
+    def __init__(self, sessions: list[_Session], widths: list[int] | None = None):
         self.sessions = sessions
+        self.slices = _runs(widths or [1] * len(sessions))
 
     def _each(self, method: str, *batched: torch.Tensor, **shared) -> torch.Tensor:
-        return torch.cat([getattr(session, method)(*(t[i:i + 1] for t in batched), **shared)
-                          for i, session in enumerate(self.sessions)])
+        return torch.cat([getattr(session, method)(*(t[part] for t in batched), **shared)
+                          for part, session in zip(self.slices, self.sessions, strict=True)])
 
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
         return self._each("encode", audio)
@@ -421,22 +424,42 @@ class ChannelSessions:
 
     @global_codes.setter
     def global_codes(self, codes: torch.Tensor | None) -> None:   # a decoder's, refreshed mid-stream
-        for i, session in enumerate(self.sessions):
-            session.global_codes = None if codes is None else codes[i:i + 1]
+        for part, session in zip(self.slices, self.sessions, strict=True):
+            session.global_codes = None if codes is None else codes[part]
+
+
+def _runs(widths: list[int]) -> list[slice]:
+    """Consecutive runs of ``widths`` items: ``[2, 1]`` -> ``[slice(0, 2), slice(2, 3)]``."""
+    starts = itertools.accumulate([0, *widths[:-1]])
+    return [slice(first, first + width) for first, width in zip(starts, widths, strict=True)]
+
+
+CHANNEL_GROUP = 16   # a file's channels per batch in float (256 channels of 1 s: 10.0 s as one batch, 4.6 s in 16s)
+
+
+def _channel_groups(model: ConvCodec, channels: int) -> list[int]:
+    """The widths of the sessions that code a file's ``channels``: one each for a model computing
+    in int8, else groups of ``CHANNEL_GROUP``."""
+    width = 1 if getattr(model, "int8", False) else CHANNEL_GROUP
+    return [min(width, channels - first) for first in range(0, channels, width)]
 
 
 def file_encoder(model: ConvCodec, num_codebooks: int, channels: int, refiner=None):
-    """The encoder session for a file's ``channels``: one batched session, or one per channel
-    for a model computing in int8 (see ``ChannelSessions``)."""
-    if getattr(model, "int8", False) and channels > 1:
-        return ChannelSessions([StreamingEncoder(model, num_codebooks, 1, refiner=refiner) for _ in range(channels)])
-    return StreamingEncoder(model, num_codebooks, batch_size=channels, refiner=refiner)
+    """The encoder session for a file's ``channels``: one batched session, or sessions for groups
+    of them (see ``ChannelSessions``)."""
+    widths = _channel_groups(model, channels)
+    if len(widths) == 1:
+        return StreamingEncoder(model, num_codebooks, batch_size=channels, refiner=refiner)
+    return ChannelSessions([StreamingEncoder(model, num_codebooks, width, refiner=refiner) for width in widths],
+                           widths)
 
 
 def file_decoder(model: ConvCodec, channels: int, global_codes: torch.Tensor | None = None):
     """The decoder session for a file's ``channels`` (``global_codes [C, G]`` or None), as
     ``file_encoder``."""
-    if getattr(model, "int8", False) and channels > 1:
-        return ChannelSessions([StreamingDecoder(model, 1, None if global_codes is None else global_codes[i:i + 1])
-                                for i in range(channels)])
-    return StreamingDecoder(model, batch_size=channels, global_codes=global_codes)
+    widths = _channel_groups(model, channels)
+    if len(widths) == 1:
+        return StreamingDecoder(model, batch_size=channels, global_codes=global_codes)
+    return ChannelSessions([StreamingDecoder(model, part.stop - part.start,
+                                             None if global_codes is None else global_codes[part])
+                            for part in _runs(widths)], widths)
