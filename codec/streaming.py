@@ -448,7 +448,7 @@ def file_encoder(model: ConvCodec, num_codebooks: int, channels: int, refiner=No
     """The encoder session for a file's ``channels``: one batched session, or sessions for groups
     of them (see ``ChannelSessions``)."""
     widths = _channel_groups(model, channels)
-    if len(widths) == 1:
+    if len(widths) <= 1:   # (one session; none for no channels, which the batched one refuses)
         return StreamingEncoder(model, num_codebooks, batch_size=channels, refiner=refiner)
     return ChannelSessions([StreamingEncoder(model, num_codebooks, width, refiner=refiner) for width in widths],
                            widths)
@@ -458,7 +458,7 @@ def file_decoder(model: ConvCodec, channels: int, global_codes: torch.Tensor | N
     """The decoder session for a file's ``channels`` (``global_codes [C, G]`` or None), as
     ``file_encoder``."""
     widths = _channel_groups(model, channels)
-    if len(widths) == 1:
+    if len(widths) <= 1:   # (one session; none for no channels, which the batched one refuses)
         return StreamingDecoder(model, batch_size=channels, global_codes=global_codes)
     return ChannelSessions([StreamingDecoder(model, part.stop - part.start,
                                              None if global_codes is None else global_codes[part])
