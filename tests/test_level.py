@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from codec.band_fill import QuietFloor
 from codec.bitstream import BitstreamError, CodesFile, CodesMetadata, from_bytes, to_bytes
 from codec.coding import decode_audio, decode_file, encode_audio, encode_file
 from codec.errors import CodecError
@@ -117,7 +118,8 @@ def test_encoding_scales_the_input_and_decoding_undoes_it(leveled_model):
     meter.add(audio)
     assert gain == pytest.approx(-18.0 - meter.level_dbfs(), abs=0.006)
     leveled_model.config.input_level_dbfs = None
-    plain = encode_audio(leveled_model, (audio - audio.mean()) * amplitude(gain), 16000, 6.0)   # what it saw
+    seen = QuietFloor()((audio - audio.mean()) * amplitude(gain))   # what it saw: leveled, over the quiet floor
+    plain = encode_audio(leveled_model, seen, 16000, 6.0)
     assert plain.metadata.gain_db is None
     np.testing.assert_array_equal(leveled.codes, plain.codes)
     decoded, _ = decode_audio(leveled_model, leveled)
