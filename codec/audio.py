@@ -218,6 +218,9 @@ def open_audio(path: Path | str) -> sf.SoundFile:
     return source
 
 
+_BLOCK_ALIGN = re.compile(r"^\s*Block Align\s*: (\d+)", re.MULTILINE)   # in libsndfile's log of a WAV header
+
+
 def announced_frames(source: sf.SoundFile) -> int:
     """The length in samples that a WAV or AIFF file's header announces, or ``source.frames``.
 
@@ -231,7 +234,7 @@ def announced_frames(source: sf.SoundFile) -> int:
         return source.frames
     if frames := re.search(r"^\s*Frames\s*: (\d+)", log, re.MULTILINE):   # AIFF's COMM chunk says it
         return max(source.frames, int(frames[1]))
-    block_align = re.search(r"^\s*Block Align\s*: (\d+)", log, re.MULTILINE)
+    block_align = _BLOCK_ALIGN.search(log)
     if not block_align or not int(block_align[1]):
         return source.frames
     return max(source.frames, int(found[1]) // int(block_align[1]))
@@ -318,7 +321,7 @@ def unannounced_bytes(source: sf.SoundFile) -> int:
     log = source.extra_info
     stray = re.search(r"^\*\*\* Unknown chunk marker \(\w+\) at position (\d+)", log, re.MULTILINE)
     length = re.search(r"^Length : (\d+)", log, re.MULTILINE)
-    align = re.search(r"^\s*Block Align\s*: (\d+)", log, re.MULTILINE)
+    align = _BLOCK_ALIGN.search(log)
     if not (stray and length and align):
         return 0
     extra = int(length[1]) - int(stray[1])

@@ -39,7 +39,6 @@ With ``refresh_seconds``, the encoder recomputes it from the latest ``global_sec
 ``take_global_codes()`` returns a new code once, for the sender to transmit before those frames.
 """
 
-import itertools
 import threading
 import weakref
 
@@ -385,17 +384,17 @@ class StreamingDecoder(_Session):
 
 
 class ChannelSessions:
-    """Streaming sessions each for a run of consecutive batch items (``widths``, in order; one each
-    by default) behind the batched interface of ``StreamingEncoder`` (``encode``, ``flush``,
-    ``buffered_samples``, ``global_codes``) or ``StreamingDecoder`` (``decode``, ``conceal``,
-    ``flush``, ``global_codes``). For a model computing in int8 (``codec/int8.py``): its activation
-    scale spans each call's whole input, so channels coded as one batch would change each other's
+    """Streaming sessions each for a run of consecutive batch items (``parts``, in order) behind
+    the batched interface of ``StreamingEncoder`` (``encode``, ``flush``, ``buffered_samples``,
+    ``global_codes``) or ``StreamingDecoder`` (``decode``, ``conceal``, ``flush``,
+    ``global_codes``). For a model computing in int8 (``codec/int8.py``): its activation scale
+    spans each call's whole input, so channels coded as one batch would change each other's
     rounding, and a file's channels are to be coded each on its own. For a file of many channels
     in float: groups of ``CHANNEL_GROUP`` (one batch of 256 channels took twice as long)."""
 
-    def __init__(self, sessions: list[_Session], widths: list[int] | None = None):
+    def __init__(self, sessions: list[_Session], parts: list[slice]):
         self.sessions = sessions
-        self.slices = _runs(widths or [1] * len(sessions))
+        self.slices = parts
 
     def _each(self, method: str, *batched: torch.Tensor, **shared) -> torch.Tensor:
         return torch.cat([getattr(session, method)(*(t[part] for t in batched), **shared)
@@ -428,38 +427,32 @@ class ChannelSessions:
             session.global_codes = None if codes is None else codes[part]
 
 
-def _runs(widths: list[int]) -> list[slice]:
-    """Consecutive runs of ``widths`` items: ``[2, 1]`` -> ``[slice(0, 2), slice(2, 3)]``."""
-    starts = itertools.accumulate([0, *widths[:-1]])
-    return [slice(first, first + width) for first, width in zip(starts, widths, strict=True)]
-
-
 CHANNEL_GROUP = 16   # a file's channels per batch in float (256 channels of 1 s: 10.0 s as one batch, 4.6 s in 16s)
 
 
-def _channel_groups(model: ConvCodec, channels: int) -> list[int]:
-    """The widths of the sessions that code a file's ``channels``: one each for a model computing
-    in int8, else groups of ``CHANNEL_GROUP``."""
+def _channel_groups(model: ConvCodec, channels: int) -> list[slice]:
+    """The runs of a file's ``channels`` that sessions code: one each for a model computing in
+    int8, else groups of ``CHANNEL_GROUP``."""
     width = 1 if getattr(model, "int8", False) else CHANNEL_GROUP
-    return [min(width, channels - first) for first in range(0, channels, width)]
+    return [slice(first, min(first + width, channels)) for first in range(0, channels, width)]
 
 
 def file_encoder(model: ConvCodec, num_codebooks: int, channels: int, refiner=None):
     """The encoder session for a file's ``channels``: one batched session, or sessions for groups
     of them (see ``ChannelSessions``)."""
-    widths = _channel_groups(model, channels)
-    if len(widths) <= 1:   # (one session; none for no channels, which the batched one refuses)
+    parts = _channel_groups(model, channels)
+    if len(parts) <= 1:   # (one session; none for no channels, which the batched one refuses)
         return StreamingEncoder(model, num_codebooks, batch_size=channels, refiner=refiner)
-    return ChannelSessions([StreamingEncoder(model, num_codebooks, width, refiner=refiner) for width in widths],
-                           widths)
+    return ChannelSessions([StreamingEncoder(model, num_codebooks, part.stop - part.start, refiner=refiner)
+                            for part in parts], parts)
 
 
 def file_decoder(model: ConvCodec, channels: int, global_codes: torch.Tensor | None = None):
     """The decoder session for a file's ``channels`` (``global_codes [C, G]`` or None), as
     ``file_encoder``."""
-    widths = _channel_groups(model, channels)
-    if len(widths) <= 1:   # (one session; none for no channels, which the batched one refuses)
+    parts = _channel_groups(model, channels)
+    if len(parts) <= 1:   # (one session; none for no channels, which the batched one refuses)
         return StreamingDecoder(model, batch_size=channels, global_codes=global_codes)
     return ChannelSessions([StreamingDecoder(model, part.stop - part.start,
                                              None if global_codes is None else global_codes[part])
-                            for part in _runs(widths)], widths)
+                            for part in parts], parts)
