@@ -193,8 +193,8 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
     Raises:
         CodecError: for refinement steps out of range or with a model that cannot use them.
     """
-    refiner = LatentRefiner(model, num_codebooks, refine_steps) if refine_steps else None
-    encoder = file_encoder(model, num_codebooks, channels, refiner)
+    encoder = file_encoder(model, num_codebooks, channels,
+                           (lambda: LatentRefiner(model, num_codebooks, refine_steps)) if refine_steps else None)
     resample = _network_input_stream(model, sample_rate, channels, leveling)
     codes, pending, seen, fed = _CodesBuffer(model.codebook_size), np.zeros((0, channels)), 0, 0
 

@@ -437,13 +437,18 @@ def _channel_groups(model: ConvCodec, channels: int) -> list[slice]:
     return [slice(first, min(first + width, channels)) for first in range(0, channels, width)]
 
 
-def file_encoder(model: ConvCodec, num_codebooks: int, channels: int, refiner=None):
+def file_encoder(model: ConvCodec, num_codebooks: int, channels: int, new_refiner=None):
     """The encoder session for a file's ``channels``: one batched session, or sessions for groups
-    of them (see ``ChannelSessions``)."""
+    of them (see ``ChannelSessions``). ``new_refiner()``, if given, makes each session its own
+    ``LatentRefiner``: a refiner holds its stream's last refined frames, one batch's worth."""
     parts = _channel_groups(model, channels)
+
+    def refiner():
+        return None if new_refiner is None else new_refiner()
+
     if len(parts) <= 1:   # (one session; none for no channels, which the batched one refuses)
-        return StreamingEncoder(model, num_codebooks, batch_size=channels, refiner=refiner)
-    return ChannelSessions([StreamingEncoder(model, num_codebooks, part.stop - part.start, refiner=refiner)
+        return StreamingEncoder(model, num_codebooks, batch_size=channels, refiner=refiner())
+    return ChannelSessions([StreamingEncoder(model, num_codebooks, part.stop - part.start, refiner=refiner())
                             for part in parts], parts)
 
 

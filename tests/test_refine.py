@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import codec.streaming
 from codec.coding import decode_audio, encode_audio
 from codec.errors import CodecError
 from codec.evaluation.evaluate import EvalSettings, build_systems
@@ -160,6 +161,19 @@ def test_each_channel_is_refined_on_its_own():
     alone = encode_audio(esc, left, 16000, 1.2, refine_steps=8).codes[0]
     together = encode_audio(esc, np.concatenate([left, right], axis=1), 16000, 1.2, refine_steps=8).codes[0]
     assert (alone == together).mean() > 0.95      # the same up to float rounding in batched products
+
+
+def test_channels_coded_in_separate_sessions_each_keep_their_own_refined_context(monkeypatch):
+    # a file's channels are coded in groups (CHANNEL_GROUP); one refiner shared by the groups mixed
+    # their context frames (and failed outright where the groups differ in size)
+    monkeypatch.setattr(codec.streaming, "CHANNEL_GROUP", 2)
+    torch.manual_seed(0)
+    esc = EscCodec(TINY).eval()
+    channels = np.concatenate([_speechlike(0.6, seed=seed) * gain
+                               for seed, gain in ((3, 1), (4, 0.3), (5, 0.1))], axis=1)
+    together = encode_audio(esc, channels, 16000, 1.2, refine_steps=4).codes
+    alone = encode_audio(esc, channels[:, 2:], 16000, 1.2, refine_steps=4).codes[0]
+    assert together.shape[0] == 3 and (together[2] == alone).mean() > 0.95
 
 
 def test_a_model_with_a_global_code_is_refused_before_any_work():
