@@ -38,7 +38,16 @@ from codec.audio import (
     write_samples,
 )
 from codec.band_fill import BandFill, QuietFloor
-from codec.bitstream import MAGIC, CodesFile, CodesMetadata, check_layout, from_bytes, read_metadata, to_bytes
+from codec.bitstream import (
+    MAGIC,
+    MAX_GAIN_DB,
+    CodesFile,
+    CodesMetadata,
+    check_layout,
+    from_bytes,
+    read_metadata,
+    to_bytes,
+)
 from codec.errors import CodecError, ModelNotFoundError
 from codec.highpass import HighPass
 from codec.level import Leveling, amplitude, measure_leveling
@@ -183,18 +192,25 @@ class _CodesBuffer:
 
 def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: int, channels: int,
                   num_codebooks: int, refine_steps: int = 0,
-                  leveling: Leveling = Leveling()) -> tuple[np.ndarray, int, np.ndarray | None]:
+                  leveling: Leveling = Leveling()) -> tuple[np.ndarray, int, np.ndarray | None, float | list[float]]:
     """Encode ``[n, C]`` float blocks; returns ``(codes [C, K, F], number of input samples,
-    global codes [C, G] or None)``. ``refine_steps`` > 0: refine each block's latent by that many
-    steps of analysis by synthesis (``codec/refine.py``; slower, closer to the input).
+    global codes [C, G] or None, gain_db)``, the gain for the file's metadata that decoding takes
+    off. ``refine_steps`` > 0: refine each block's latent by that many steps of analysis by
+    synthesis (``codec/refine.py``; slower, closer to the input), and correct the gain by the
+    level the refined codes decode at (``LatentRefiner.level_correction_db``).
     ``leveling``: what to do to the input first (``codec.level``: DC removal and a gain that decoding
     undoes), after the model's high-pass (``codec.highpass``; measure the level after it: ``high_passed``).
 
     Raises:
         CodecError: for refinement steps out of range or with a model that cannot use them.
     """
-    encoder = file_encoder(model, num_codebooks, channels,
-                           (lambda: LatentRefiner(model, num_codebooks, refine_steps)) if refine_steps else None)
+    refiners = []   # one per session of channels, in channel order
+
+    def new_refiner() -> LatentRefiner:
+        refiners.append(LatentRefiner(model, num_codebooks, refine_steps))
+        return refiners[-1]
+
+    encoder = file_encoder(model, num_codebooks, channels, new_refiner if refine_steps else None)
     resample = _network_input_stream(model, sample_rate, channels, leveling)
     codes, pending, seen, fed = _CodesBuffer(model.codebook_size), np.zeros((0, channels)), 0, 0
 
@@ -216,7 +232,18 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
     feed(np.concatenate([pending, np.zeros((max(0, target - len(pending)), channels))])[:max(0, target)])
     codes.append(encoder.flush().numpy())
     global_codes = None if encoder.global_codes is None else encoder.global_codes.numpy()
-    return codes.codes(), seen, global_codes
+    corrections = [refiner.level_correction_db() for refiner in refiners]
+    gain_db = leveling.gain_db if not refiners or corrections[0] is None else \
+        corrected_gain_db(leveling.gain_db, np.concatenate(corrections))
+    return codes.codes(), seen, global_codes, gain_db
+
+
+def corrected_gain_db(gain_db: float | list[float], correction_db: np.ndarray) -> float | list[float]:
+    """A file's ``gain_db`` (one, or one per channel) plus a ``[C]`` correction: one number where the
+    channels agree, within ±``MAX_GAIN_DB``, to 0.01 dB as ``normalizing_gain_db`` gives it."""
+    gains = np.clip(np.asarray(gain_db, dtype=np.float64) + correction_db, -MAX_GAIN_DB, MAX_GAIN_DB)
+    gains = [round(float(gain), 2) for gain in np.broadcast_to(gains, correction_db.shape)]
+    return gains[0] if len(set(gains)) == 1 else gains
 
 
 def _network_input_stream(model: ConvCodec, sample_rate: int, channels: int,
@@ -332,8 +359,7 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
     leveling = measure_leveling(high_passed(model, [audio], sample_rate), sample_rate, model.config.input_level_dbfs)
     blocks = (audio[start:start + step] for start in range(0, len(audio), step))
     return _codes_file(model, sample_rate, *encode_blocks(model, blocks, sample_rate, audio.shape[1],
-                                                          _codebooks(model, bitrate_kbps), refine_steps, leveling),
-                       leveling.gain_db)
+                                                          _codebooks(model, bitrate_kbps), refine_steps, leveling))
 
 
 def check_compatible(model: ConvCodec, meta: CodesMetadata, path: Path | None = None) -> None:
@@ -637,7 +663,7 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
                                    f"are no WAV chunk: most likely audio whose header was never finished (a "
                                    f"recording that stopped); coded the announced samples only (to code the rest, "
                                    f"repair the header first, e.g. ffmpeg -i IN.wav OUT.wav)")
-        codes_file = _codes_file(model, source.samplerate, *encoded, leveling.gain_db)
+        codes_file = _codes_file(model, source.samplerate, *encoded)
     if clipped[0]:
         report.warnings.append(f"{input_path}: {clipped[0]} samples were beyond ±1.0 full scale (peak "
                                f"{peak[0]:.6g}) and were limited to ±1.0")

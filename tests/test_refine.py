@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import codec.streaming
-from codec.coding import decode_audio, encode_audio
+from codec.coding import corrected_gain_db, decode_audio, encode_audio
 from codec.errors import CodecError
 from codec.evaluation.evaluate import EvalSettings, build_systems
 from codec.models import ConvCodec, EscCodec, save_model
@@ -52,11 +52,38 @@ def test_refined_codes_decode_closer_to_the_input_at_the_same_bitrate(model):
     kbps = model.config.bitrates_kbps[-1]
     plain = encode_audio(model, audio, 16000, kbps)
     refined = encode_audio(model, audio, 16000, kbps, refine_steps=30)
-    assert refined.codes.shape == plain.codes.shape and refined.metadata == plain.metadata
+    assert refined.codes.shape == plain.codes.shape
+    assert dataclasses.replace(refined.metadata, gain_db=None) == plain.metadata   # (the gain: see below)
     assert not np.array_equal(refined.codes, plain.codes)
     before = _distance(decode_audio(model, plain)[0], audio)
     after = _distance(decode_audio(model, refined)[0], audio)
     assert after < 0.97 * before, (before, after)
+
+
+def test_refined_codes_carry_a_gain_that_brings_their_decoding_to_the_inputs_level():
+    # the PESQ and STOI terms ignore level, so refinement moves it; the file's gain takes it back off
+    # (the tiny ESC model's output follows its input's level; the tiny conv model's barely does)
+    torch.manual_seed(0)
+    model = EscCodec(TINY).eval()
+    audio = np.concatenate([_speechlike(1.2, seed=1), 0.2 * _speechlike(1.2, seed=2)], axis=1)
+    kbps = model.config.bitrates_kbps[-1]
+    refined = encode_audio(model, audio, 16000, kbps, refine_steps=6)
+
+    def level_db(signal):
+        return 10 * np.log10(np.mean(np.square(signal), axis=0))
+
+    decoded = decode_audio(model, refined)[0]
+    uncorrected = decode_audio(model, dataclasses.replace(refined, metadata=dataclasses.replace(
+        refined.metadata, gain_db=None)))[0]
+    assert isinstance(refined.metadata.gain_db, list) and len(refined.metadata.gain_db) == 2
+    assert np.all(np.abs(level_db(decoded) - level_db(audio)) < 0.3), (level_db(decoded), level_db(audio))
+    assert np.all(np.abs(level_db(uncorrected) - level_db(audio)) > 1.0)   # the tiny models are far off
+
+
+def test_a_gain_correction_keeps_one_gain_where_the_channels_agree():
+    assert corrected_gain_db(3.0, np.array([0.5, 0.5])) == 3.5
+    assert corrected_gain_db([3.0, -2.0], np.array([0.5, 0.25])) == [3.5, -1.75]
+    assert corrected_gain_db(59.5, np.array([1.234])) == 60.0
 
 
 def test_the_objective_adds_pesq_and_stoi_terms_to_the_log_mel_distance():
