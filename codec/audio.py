@@ -61,15 +61,29 @@ def _mpg123_messages(notes: list[str]) -> Iterator[None]:
         sys.stderr.write(other)
 
 
+# libmpg123's note on an MP3 whose size disagrees with its Xing header's (which it reads the length
+# from): a file cut short, or more audio after the counted frames (MP3 files joined end to end)
+_XING_SIZE_NOTE = "Xing stream size off"
+
+
 def decoder_notes(source: sf.SoundFile) -> str | None:
     """What the MP3 decoder said of damaged data while ``source`` was opened and read (by
-    ``open_audio`` and ``read_blocks``), summed up in one phrase, or None if it said nothing."""
-    said = list(dict.fromkeys(note.split(": ", 1)[-1] for note in getattr(source, "mpg123_notes", [])))
+    ``open_audio`` and ``read_blocks``), summed up in one phrase, or None if it said nothing
+    (its note on the Xing header's size: ``xing_size_disagrees``)."""
+    said = list(dict.fromkeys(note.split(": ", 1)[-1] for note in getattr(source, "mpg123_notes", [])
+                              if _XING_SIZE_NOTE not in note))
     places = [note for note in said if "offset" in note] or said   # opening and reading both say each
     if not places:
         return None
     return (f"damaged MP3 data: the decoder skipped what it could not read, at {len(places)} place(s) "
             f"(libmpg123: {places[0]})")
+
+
+def xing_size_disagrees(source: sf.SoundFile) -> bool:
+    """Whether the MP3 decoder found ``source``'s size off from what its Xing header counts; it
+    reads the frames the header counts, so a file that is not cut short (``samples_missing``) holds
+    more audio than was read: most likely MP3 files joined end to end (``cat a.mp3 b.mp3``)."""
+    return any(_XING_SIZE_NOTE in note for note in getattr(source, "mpg123_notes", []))
 
 
 def check_sample_rate(sample_rate: int) -> None:

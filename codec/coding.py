@@ -36,6 +36,7 @@ from codec.audio import (
     starts_as_audio,
     unannounced_bytes,
     write_samples,
+    xing_size_disagrees,
 )
 from codec.band_fill import BandFill, QuietFloor
 from codec.bitstream import (
@@ -651,6 +652,11 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
         if lost := samples_missing(source, seen):
             report.warnings.append(f"{input_path}: file is truncated: its header announces {seen + lost} "
                                    f"samples, {seen} could be read; coded those")
+        elif xing_size_disagrees(source):
+            report.warnings.append(f"{input_path}: more MPEG data follows the {seen} samples its Xing header counts "
+                                   f"(most likely MP3 files joined end to end, as cat makes), which the decoder "
+                                   f"does not read: coded the counted {seen} samples only (to code all, convert it "
+                                   f"first, e.g. ffmpeg -i IN.mp3 OUT.wav)")
         if damage := decoder_notes(source):
             report.warnings.append(f"{input_path}: {damage}")
         if chained := chained_ogg_streams(source, input_path):

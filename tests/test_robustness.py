@@ -274,6 +274,22 @@ def test_an_mp3_piped_from_ffmpeg_is_not_called_truncated(tiny_model, tmp_path):
     assert result.exit_code == 0 and "file is truncated" in result.output, result.output
 
 
+def test_mp3_files_joined_end_to_end_are_reported_as_read_up_to_the_first_ones_length(tiny_model, tmp_path):
+    # libmpg123 reads as many frames as the first file's Xing header counts, and only notes the size
+    parts = []
+    for name, seconds in (("a", 0.5), ("b", 0.7)):
+        source = write_audio(tmp_path / f"{name}.wav", tone(seconds, 16000), 16000)
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(source), str(tmp_path / f"{name}.mp3")], check=True)
+        parts.append((tmp_path / f"{name}.mp3").read_bytes())
+    (tmp_path / "joined.mp3").write_bytes(b"".join(parts))
+    result = cli("encode", tmp_path / "joined.mp3", tmp_path / "j.codes", "--model", tiny_model.source_dir)
+    assert result.exit_code == 0, result.output
+    assert "joined.mp3: more MPEG data follows the" in result.output and "joined end to end" in result.output
+    assert "damaged" not in result.output and "truncated" not in result.output
+    whole = cli("encode", tmp_path / "a.mp3", tmp_path / "a.codes", "--model", tiny_model.source_dir)
+    assert whole.exit_code == 0 and "Xing" not in whole.output, whole.output
+
+
 def test_damaged_mp3_gives_one_warning_not_the_decoders_notes(tiny_model, tmp_path, capfd):
     source = write_audio(tmp_path / "in.wav", tone(1.0, 16000), 16000)
     subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(source), str(tmp_path / "whole.mp3")], check=True)
