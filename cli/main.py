@@ -202,7 +202,7 @@ RefineOption = Annotated[int, typer.Option(
     help="Refine each block's latent with STEPS steps of analysis by synthesis (0: off, up to 1000; 1-60 is a "
          "useful range): the decoded audio is perceptually closer to the input at the same nominal bitrate and "
          "any decoder reads the codes, but encoding is far slower (esc-16k-small at 6 kbps: 60 steps +0.51 "
-         "PESQ-WB, encoding about 5x slower than real time; 1 step +0.15, about 5x faster than real time; see "
+         "PESQ-WB, encoding about 5x slower than real time; 1 step +0.13, about 5x faster than real time; see "
          "its model card). Range-coded, refined codes can take a few % more bits.")]
 Int8Option = Annotated[bool, typer.Option(
     "--int8", help="Compute the model's linear layers in int8 (PyTorch dynamic quantization): about 1.3x faster "

@@ -29,7 +29,7 @@ whose encoder wrote extra frames before 2026-12-04).
 With bit 2 of the flags set, the metadata also has ``gain_db``: the gain (a number from -60 to
 60 dB) by which the encoder scaled the audio before coding it, to bring it to the level its model
 was trained at (``codec.level``), plus, for codes chosen by latent refinement, the level the refined
-codes decode at against that audio (``codec.refine``); a decoder scales its output by
+codes decode at against that audio (``codec.coding.decoded_level_db``); a decoder scales its output by
 ``10 ** (-gain_db / 20)``. Where the channels got different gains, ``gain_db`` is a list of C
 such numbers, one per channel.
 A reader that predates the flag refuses such a file by its flags rather than play it at the wrong level.

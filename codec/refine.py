@@ -28,7 +28,6 @@ backward, over the block.
 
 import operator
 
-import numpy as np
 import torch
 
 from codec.errors import CodecError
@@ -53,8 +52,6 @@ MAX_STEPS = 1000
 # 3.52 / 0.962; PESQ x 30 and STOI x 3: 3.55 / 0.957.
 PESQ_WEIGHT = 20.0
 STOI_WEIGHT = 2.0
-SILENT_POWER = 1e-9        # mean square (-90 dBFS) below which a stream gets no level correction
-MAX_CORRECTION_DB = 12.0   # a refined stream's level correction at most (measured: within ±1.5 dB)
 
 
 def check_refine_steps(steps: int, model: ConvCodec | None = None) -> None:
@@ -136,24 +133,6 @@ class LatentRefiner:
     def reset(self) -> None:
         self._context = None         # [B, D, <= CONTEXT_FRAMES] refined frames before the next block
         self._context_audio = None   # [B, 1, their samples] the input they stand for
-        self._energies = None        # [2, B] sums of squares of the stream's refined output and input
-        self._samples = 0            # over this many samples per item
-
-    def level_correction_db(self) -> np.ndarray | None:
-        """``[B]`` dB by which the stream's refined codes decode louder than its input (negative:
-        quieter), for the decoder to take off with the file's gain (``.codes`` ``gain_db``).
-
-        Refinement weighs the PESQ and STOI models, which ignore a signal's level, against the
-        log-mel distance, which does not, and so moves the level: on every 4th dev file at 6 kbps
-        the shipped model's refined output came out +0.98 dB (5 steps) and +0.47 dB (60 steps) from
-        its input, against -0.28 dB for plain codes; both measures are the same at any level. 0 for
-        a stream whose input or output is below ``SILENT_POWER``; None before any block was refined."""
-        if self._energies is None:
-            return None
-        output, reference = self._energies.numpy()
-        audible = (output > SILENT_POWER * self._samples) & (reference > SILENT_POWER * self._samples)
-        ratio = np.where(audible, output, 1.0) / np.where(audible, reference, 1.0)
-        return np.clip(10.0 * np.log10(ratio), -MAX_CORRECTION_DB, MAX_CORRECTION_DB)
 
     def __call__(self, latent: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         if self.steps == 0 or latent.shape[-1] == 0:
@@ -163,19 +142,10 @@ class LatentRefiner:
 
     def _item_losses(self, latent: torch.Tensor, target: torch.Tensor, short: int) -> torch.Tensor:
         """``[B]`` distance (``Objective``) of each item's decoded context + block to its input."""
-        return self._decode_and_score(latent, target, short)[0]
-
-    def _decode_and_score(self, latent: torch.Tensor, target: torch.Tensor,
-                          short: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``([B] distance, as _item_losses; [B] sum of squares of the block's own decoded samples)``."""
         counts = torch.full((latent.shape[0],), self.num_codebooks, dtype=torch.long)
         decoded = self.model.forward_latent(torch.cat([self._context, latent], dim=-1), counts).audio
         decoded = torch.nn.functional.pad(decoded, (0, short))
-        start = self._context.shape[-1] * self.model.frame_size
-        block = decoded.detach()[..., start:start + latent.shape[-1] * self.model.frame_size]
-        block_energy = block.double().pow(2).sum(dim=(1, 2))
-        losses = torch.stack([self.loss(decoded[b:b + 1], target[b:b + 1]) for b in range(len(decoded))])
-        return losses, block_energy
+        return torch.stack([self.loss(decoded[b:b + 1], target[b:b + 1]) for b in range(len(decoded))])
 
     def _refine(self, latent: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         if self._context is None:
@@ -191,22 +161,17 @@ class LatentRefiner:
         optimizer = torch.optim.Adam([unit], lr=STEP_SIZE)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.steps)
         best, best_loss = latent.clone(), torch.full((len(latent),), float("inf"))
-        best_energy = torch.zeros(len(latent), dtype=torch.float64)
         with torch.enable_grad():
             for step in range(self.steps + 1):
                 current = unit * scale
-                losses, energy = self._decode_and_score(current, target, short)
+                losses = self._item_losses(current, target, short)
                 improved = losses.detach() < best_loss        # the best latent seen, the encoder's own included
                 best[improved], best_loss[improved] = current.detach()[improved], losses.detach()[improved]
-                best_energy[improved] = energy[improved]
                 if step == self.steps:
                     break
                 unit.grad, = torch.autograd.grad(losses.sum(), unit)   # the latent's only: no weight gradients
                 optimizer.step()
                 schedule.step()
-        energies = torch.stack([best_energy, audio.detach().double().pow(2).sum(dim=(1, 2))])
-        self._energies = energies if self._energies is None else self._energies + energies
-        self._samples += audio.shape[-1]
         self._context = torch.cat([self._context, best], dim=-1)[..., -CONTEXT_FRAMES:]
         self._context_audio = torch.cat([self._context_audio, audio], dim=-1)[
             ..., -CONTEXT_FRAMES * self.model.frame_size:]
