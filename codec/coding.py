@@ -231,10 +231,10 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
     feed(np.concatenate([pending, np.zeros((max(0, target - len(pending)), channels))])[:max(0, target)])
     codes.append(encoder.flush().numpy())
     global_codes = None if encoder.global_codes is None else encoder.global_codes.numpy()
-    gain_db = leveling.gain_db
+    codes, gain_db = codes.codes(), leveling.gain_db
     if refine_steps:
-        gain_db = corrected_gain_db(gain_db, decoded_level_db(model, codes.codes(), global_codes, energy, fed))
-    return codes.codes(), seen, global_codes, gain_db
+        gain_db = corrected_gain_db(gain_db, decoded_level_db(model, codes, global_codes, energy, fed))
+    return codes, seen, global_codes, gain_db
 
 
 SILENT_POWER = 1e-9        # mean square (-90 dBFS) below which a channel's level is left as it is
@@ -253,21 +253,10 @@ def decoded_level_db(model: ConvCodec, codes: np.ndarray, global_codes: np.ndarr
     input's level with 5 steps and +0.47 dB with 60, against -0.28 dB for plain codes; both
     measures are the same at any level. The codes are decoded once, as a decoder will (a pass
     that costs what plain decoding does, a small share of refinement's time)."""
-    channels = codes.shape[0]
-    decoder = file_decoder(model, channels, None if global_codes is None else torch.from_numpy(
-        np.asarray(global_codes, dtype=np.int64)))
-    output, left = np.zeros(channels), samples
-
-    def add(wav: torch.Tensor) -> None:
-        nonlocal output, left
+    output, left = np.zeros(codes.shape[0]), samples
+    for wav, _ in _decoder_output(model, codes, global_codes):
         part = wav[:, 0, :left].double().numpy()
         output, left = output + np.square(part).sum(axis=1), left - part.shape[-1]
-
-    step = max(1, int(block_seconds(channels) * model.frame_rate))
-    tensor = torch.from_numpy(np.asarray(codes, dtype=np.int64))
-    for start in range(0, codes.shape[-1], step):
-        add(decoder.decode(tensor[..., start:start + step]))
-    add(decoder.flush() if codes.shape[-1] else torch.zeros(channels, 1, 0))
     audible = (output > SILENT_POWER * samples) & (input_energy > SILENT_POWER * samples)
     ratio = np.where(audible, output, 1.0) / np.where(audible, input_energy, 1.0)
     return np.clip(10.0 * np.log10(ratio), -MAX_CORRECTION_DB, MAX_CORRECTION_DB)
@@ -305,13 +294,25 @@ def model_input(model: ConvCodec, audio: np.ndarray, sample_rate: int) -> np.nda
     return np.concatenate([out, np.zeros((max(0, length - len(out)), audio.shape[1]))])[:length]
 
 
+def _decoder_output(model: ConvCodec, codes: np.ndarray,
+                    global_codes: np.ndarray | None) -> Iterator[tuple[torch.Tensor, bool]]:
+    """``(audio [C, 1, n] at the model's rate, whether it is the last)`` as a file's decoder session
+    gives it for ``codes [C, K, F]`` (and ``global_codes [C, G]`` or None), its flush last."""
+    codes = np.asarray(codes, dtype=np.int64)
+    channels = codes.shape[0]
+    decoder = file_decoder(model, channels, None if global_codes is None else torch.from_numpy(
+        np.asarray(global_codes, dtype=np.int64)))
+    step = max(1, int(block_seconds(channels) * model.frame_rate))
+    tensor = torch.from_numpy(codes)
+    for start in range(0, codes.shape[-1], step):
+        yield decoder.decode(tensor[..., start:start + step]), False
+    yield (decoder.flush() if codes.shape[-1] else torch.zeros(channels, 1, 0)), True
+
+
 def decode_blocks(model: ConvCodec, codes_file: CodesFile) -> Iterator[np.ndarray]:
     """Decoded ``[n, C]`` float32 blocks at the original rate, ``samples`` in all, exactly."""
     meta = codes_file.metadata
     check_compatible(model, meta)
-    global_codes = None if codes_file.global_codes is None else torch.from_numpy(
-        np.asarray(codes_file.global_codes, dtype=np.int64))
-    decoder = file_decoder(model, meta.channels, global_codes)
     resample = _resampler(model.sample_rate, meta.sample_rate, meta.channels)
     unscale = amplitude(-np.asarray(meta.gain_db or 0.0, dtype=np.float64))   # undo the level normalisation
     model_samples_left = model_length(meta.samples, meta.sample_rate, model.sample_rate)
@@ -325,11 +326,8 @@ def decode_blocks(model: ConvCodec, codes_file: CodesFile) -> Iterator[np.ndarra
         samples_left -= len(out)
         return out.astype(np.float32)
 
-    step = max(1, int(block_seconds(meta.channels) * model.frame_rate))
-    codes = torch.from_numpy(np.asarray(codes_file.codes, dtype=np.int64))
-    for start in range(0, meta.frames, step):
-        yield emit(decoder.decode(codes[..., start:start + step]))
-    yield emit(decoder.flush() if meta.frames else torch.zeros(meta.channels, 1, 0), last=True)
+    for wav, last in _decoder_output(model, np.asarray(codes_file.codes)[..., :meta.frames], codes_file.global_codes):
+        yield emit(wav, last)
     if samples_left:
         yield np.zeros((samples_left, meta.channels), dtype=np.float32)
 
