@@ -38,7 +38,8 @@ MEL_BINS = (8, 16, 32, 64, 128, 128)
 STEP_SIZE = 0.03          # Adam's first step, as a share of each item's latent RMS in the block
 # Chosen with the objective below on 10 dev files, 60 steps, PESQ-WB gain over plain codes at 1.5 / 3 /
 # 6 / 12 kbps: 0.06 +0.25 / +0.29 / +0.53 / +0.66; 0.03 +0.29 / +0.38 / +0.60 / +0.71; 0.02 or
-# 0.015 no better (+0.39 at 3 kbps, +0.59 at 6, +0.70 at 12); 0.12 +0.16 at 3 kbps.
+# 0.015 no better (+0.39 at 3 kbps, +0.59 at 6, +0.70 at 12); 0.12 +0.16 at 3 kbps. Also the best of those tried
+# for 1 step (10 dev files, 6 kbps, PESQ-WB): 0.01 / 0.02 / 0.03 / 0.06 / 0.1 gave 3.10 / 3.09 / 3.13 / 3.05 / 2.90.
 # The gradient crosses the quantizer straight through. A soft-to-hard one (Agustsson et al. 2017: the
 # gradient of a softmax over each codebook's entries, at temperature 0.01 / 0.05 / 0.2) gave +0.32 /
 # +0.58 / +0.60 on the same 10 files at 6 kbps against +0.60 straight through, so it was not taken.
