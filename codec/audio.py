@@ -208,8 +208,8 @@ def open_audio(path: Path | str) -> sf.SoundFile:
         if "too many channels" in reason.lower():   # a format we read, beyond libsndfile's channel limit
             raise CodecError(f"{path}: has more channels than can be read (libsndfile reads at most 1024)") from None
         if coded := _coded_kind(path):
-            raise CodecError(f"{path}: is {coded}, not audio, whatever its name says; decode it with "
-                             f"codec decode") from None
+            named_as_audio = ", whatever its name says" if path.suffix.lower() in AUDIO_SUFFIXES else ""
+            raise CodecError(f"{path}: is {coded}, not audio{named_as_audio}; decode it with codec decode") from None
         if mp4 := _mp4_under_another_suffix(path):
             raise CodecError(mp4) from None
         if reason.startswith("File does not exist or is not a regular file"):   # (libsndfile's words for a

@@ -196,6 +196,9 @@ def test_unreadable_input(tiny_model, tmp_path):
         with pytest.raises(CodecError, match=rf"lie.wav: is {re.escape(kind)}, not audio, whatever its name says; "
                                              r"decode it with codec decode"):
             encode_file(tiny_model, tmp_path / "lie.wav", tmp_path / "x.codes")
+    (tmp_path / "lie.wav").rename(tmp_path / "named.codes")   # a name that says so: nothing to contradict
+    with pytest.raises(CodecError, match=r"named.codes: is a packet stream \(codec stream --save\), not audio; decode"):
+        encode_file(tiny_model, tmp_path / "named.codes", tmp_path / "x.codes")
 
 
 def test_block_seams_are_exact(tiny_model, monkeypatch):
