@@ -296,3 +296,21 @@ def test_refinement_holds_the_models_lock_so_other_threads_wait(monkeypatch):
     monkeypatch.setattr(LatentRefiner, "__call__", refine_and_probe)
     encode_audio(model, _speechlike(0.5), 16000, model.config.bitrates_kbps[0], refine_steps=2)
     assert taken_elsewhere and not any(taken_elsewhere)
+
+
+def test_the_refiners_adam_steps_as_torchs_adam_with_a_cosine_schedule():
+    from codec.refine import _Adam
+
+    torch.manual_seed(0)
+    start, gradients = torch.randn(3, 4), [torch.randn(3, 4) for _ in range(5)]
+    ours, theirs = start.clone(), start.clone().requires_grad_(True)
+    adam = _Adam(ours, len(gradients))
+    optimizer = torch.optim.Adam([theirs], lr=STEP_SIZE)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, len(gradients))
+    for gradient in gradients:
+        adam.step(gradient)
+        theirs.grad = gradient
+        optimizer.step()
+        schedule.step()
+        assert torch.allclose(ours, theirs.detach(), atol=1e-7), (ours - theirs).abs().max()
+    assert not torch.allclose(ours, start)
