@@ -237,6 +237,8 @@ def test_eval_adds_refined_rows(tmp_path):
     systems, _ = build_systems(EvalSettings(str(model_dir), [1.2], refine_steps=7))
     assert [(s.name, s.setting) for s in systems] == [
         ("esc-tiny", "4 codebooks"), ("esc-tiny+refined", "4 codebooks, 7 refinement steps")]
+    systems, _ = build_systems(EvalSettings(str(model_dir), [1.2], refine_steps=1))
+    assert systems[-1].setting == "4 codebooks, 1 refinement step"
     bad = run_cli("eval", tmp_path, "--model", model_dir, "--refine-steps", "5000", "--out", tmp_path / "ev")
     assert bad.exit_code != 0 and "--refine-steps" in bad.output
 

@@ -121,13 +121,13 @@ def build_systems(settings: EvalSettings) -> tuple[list[System], list[str]]:
     check_refine_steps(settings.refine_steps, model)
     if settings.refine_steps:
         refined = f"{model.config.name}+refined"
-        ours += [OurCodec(refined, kbps,
-                          f"{model.codebooks_for_bitrate(kbps)} codebooks, {settings.refine_steps} refinement steps",
+        steps = f"{settings.refine_steps} refinement step{'s' if settings.refine_steps > 1 else ''}"
+        ours += [OurCodec(refined, kbps, f"{model.codebooks_for_bitrate(kbps)} codebooks, {steps}",
                           model, refine_steps=settings.refine_steps)
                  for kbps in settings.bitrates_kbps]
         if settings.entropy:   # refined codes may cost more bits once range-coded: measured, not assumed
             ours += [OurCodec(f"{refined}+entropy", kbps, f"{model.codebooks_for_bitrate(kbps)} codebooks, "
-                              f"{settings.refine_steps} refinement steps, entropy-coded", model, coder,
+                              f"{steps}, entropy-coded", model, coder,
                               refine_steps=settings.refine_steps)
                      for kbps in settings.bitrates_kbps]
     if settings.int8:
