@@ -210,7 +210,7 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
                            (lambda: LatentRefiner(model, num_codebooks, refine_steps)) if refine_steps else None)
     resample = _network_input_stream(model, sample_rate, channels, leveling)
     codes, pending, seen, fed = _CodesBuffer(model.codebook_size), np.zeros((0, channels)), 0, 0
-    energy = np.zeros(channels)   # of what the network was given, per channel
+    energy = np.zeros(channels)   # of what the network was given, per channel (for refinement's level)
 
     def feed(samples: np.ndarray) -> None:
         nonlocal fed, energy
@@ -218,7 +218,8 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
             audio = torch.from_numpy(np.ascontiguousarray(samples.T[:, None, :], dtype=np.float32))
             codes.append(encoder.encode(audio).numpy())
             fed += len(samples)
-            energy = energy + np.square(audio[:, 0].double().numpy()).sum(axis=1)
+            if refine_steps:
+                energy = energy + np.square(samples).sum(axis=0)
 
     for block in blocks:
         seen += len(block)
