@@ -1071,8 +1071,11 @@ def stream(
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Shipped or installed model name (see codec models) or model directory "
                               "\\[default: esc-16k-small].")] = None,
-    runtime: Annotated[str, typer.Option(help="Inference runtime: torch, onnx, or onnx-int8 (8-bit weights, "
-                                         "the fastest on one CPU thread).")] = "torch",
+    runtime: Annotated[str | None, typer.Option(
+        help="Inference runtime: onnx (onnxruntime, about twice as fast as torch on one CPU thread; the "
+             "model is exported at its first stream and kept in ~/.cache/codec), onnx-int8 (8-bit weights: "
+             "faster still for conv-16k), or torch \\[default: onnx; torch for a model with a global "
+             "code].", show_default=False)] = None,
     device: Annotated[str | None, typer.Option(help="Audio device (index or name substring) for the "
                                                     "microphone and the speaker; see --list-devices.")] = None,
     list_devices: Annotated[bool, typer.Option("--list-devices", help="List audio devices and exit.")] = False,

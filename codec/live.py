@@ -470,18 +470,19 @@ BLOCK_SECONDS = 0.02
 
 
 def _link(codec_model, runtime: str, num_codebooks: int, channels: int, threads: int,
-          global_refresh: float | None):
-    """The encoder and decoder sessions of the stream, in PyTorch or (exported) in onnxruntime."""
+          global_refresh: float | None, console):
+    """The encoder and decoder sessions of the stream, in PyTorch or in onnxruntime (exported once
+    per model and kept: ``codec.onnx.cache``)."""
     if not runtime.startswith("onnx"):
         return TorchLink(codec_model, num_codebooks, channels, global_refresh)
-    import tempfile
+    from codec.onnx.cache import load_streaming_export
 
-    from codec.onnx.export import export_onnx
-    from codec.onnx.runtime import OnnxCodec
+    def exporting(folder: Path | None) -> None:
+        kept = f"once for these weights; kept in {folder}" if folder else "for this run: the cache cannot be written"
+        console.print(f"exporting {codec_model.config.name} for onnxruntime ({kept}) ...", highlight=False)
 
-    with tempfile.TemporaryDirectory(prefix="codec-onnx-") as folder:  # sessions hold the graphs in memory
-        exported = export_onnx(codec_model, folder, int8=runtime == "onnx-int8")
-        return OnnxLink(OnnxCodec(exported, threads), num_codebooks, channels)
+    exported = load_streaming_export(codec_model, runtime == "onnx-int8", threads, exporting)
+    return OnnxLink(exported, num_codebooks, channels)
 
 
 def _device(value: str | None):
@@ -491,7 +492,7 @@ def _device(value: str | None):
 
 
 def run_stream_command(*, input: Path | None, output: Path | None, play: bool | None, bitrate: float | None,
-                       model: str | None, runtime: str, device: str | None, list_devices: bool,
+                       model: str | None, runtime: str | None, device: str | None, list_devices: bool,
                        save: Path | None, packet_loss: float, realtime: bool, force: bool, console,
                        threads: int = 1, entropy: bool = False, packet_frames: int | None = None,
                        global_refresh: float | None = None) -> StreamStats:
@@ -503,7 +504,7 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     if list_devices:
         console.print(str(import_sounddevice().query_devices()))
         return StreamStats()
-    if runtime not in ("torch", "onnx", "onnx-int8"):
+    if runtime is not None and runtime not in ("torch", "onnx", "onnx-int8"):
         raise CodecError(f"--runtime {runtime!r} is not supported; choose torch, onnx or onnx-int8")
     if not 0.0 <= packet_loss < 1.0:
         raise CodecError(f"--packet-loss {packet_loss} must be in [0, 1)")
@@ -571,6 +572,8 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         raise CodecError(f"{codec_model.config.name} has {codec_model.config.global_groups} global codes "
                          f"(model.global_groups); a stream's global-code packet holds at most "
                          f"{MAX_PACKET_GLOBAL_CODES} (codec encode has no such limit)")
+    if runtime is None:   # onnxruntime runs a frame 2-3x as fast as PyTorch on one thread (see the README)
+        runtime = "torch" if has_global else "onnx"
     if has_global and runtime != "torch":
         raise CodecError(f"{codec_model.config.name} has a time-invariant global code, which the ONNX export does "
                          f"not support yet; stream it with --runtime torch")
@@ -592,21 +595,24 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
                           "length, which outweigh the saving of one frame; from 2 frames per packet it saves (10, "
                           "the default with --entropy, saves more)", highlight=False)
     dev = _device(device)
-    if input is not None:
-        source = FileSource(input, BLOCK_SECONDS, realtime)
-    else:
-        rate = supported_rate(sd, dev, codec_model.sample_rate, "input")
-        source = DeviceSource(sd, dev, rate, 1, BLOCK_SECONDS)
+    # the devices open last, after the link (an ONNX export can take seconds): an open microphone
+    # would overflow meanwhile
+    source = FileSource(input, BLOCK_SECONDS, realtime) if input is not None else None
+    input_rate = source.sample_rate if source else supported_rate(sd, dev, codec_model.sample_rate, "input")
+    channels = source.channels if source else 1
     sinks = []
     try:
         if output is not None:
-            sinks.append(FileSink(output, source.sample_rate, source.channels, overwrite=force))
+            sinks.append(FileSink(output, input_rate, channels, overwrite=force))
+        link = _link(codec_model, runtime, num_codebooks, channels, threads, global_refresh, console)
+        if source is None:
+            source = DeviceSource(sd, dev, input_rate, 1, BLOCK_SECONDS)
         if play:
-            rate = supported_rate(sd, dev, source.sample_rate, "output")
-            sinks.append(DeviceSink(sd, dev, rate, source.channels, BLOCK_SECONDS))
-        link = _link(codec_model, runtime, num_codebooks, source.channels, threads, global_refresh)
+            rate = supported_rate(sd, dev, input_rate, "output")
+            sinks.append(DeviceSink(sd, dev, rate, channels, BLOCK_SECONDS))
     except BaseException:  # nothing was streamed: no recording is left behind
-        source.close()
+        if source is not None:
+            source.close()
         for sink in sinks:
             sink.close(keep=False)
         raise

@@ -1,5 +1,6 @@
 """Shared fixtures: generated audio, a tiny randomly initialised model, the shared data folder."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,20 @@ from codec.models import ConvCodec, load_model, save_model
 from codec.train import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_folder(tmp_path_factory):
+    """The tests' exports for ``codec stream`` (``codec.onnx.cache``) go to a folder of their own,
+    not the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("codec-cache")
+    previous = os.environ.get("CODEC_CACHE_DIR")
+    os.environ["CODEC_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["CODEC_CACHE_DIR"]
+    else:
+        os.environ["CODEC_CACHE_DIR"] = previous
 
 
 def run_cli(*args, input: bytes | None = None):
