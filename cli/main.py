@@ -1073,7 +1073,8 @@ def stream(
                               "\\[default: esc-16k-small].")] = None,
     runtime: Annotated[str | None, typer.Option(
         help="Inference runtime: onnx (onnxruntime, about twice as fast as torch on one CPU thread; the "
-             "model is exported at its first stream and kept in ~/.cache/codec), onnx-int8 (8-bit weights: "
+             "model is exported at its first stream and kept in ~/.cache/codec or $CODEC_CACHE_DIR), onnx-int8 "
+             "(8-bit weights: "
              "faster still for conv-16k), or torch \\[default: onnx; torch for a model with a global "
              "code].", show_default=False)] = None,
     device: Annotated[str | None, typer.Option(help="Audio device (index or name substring) for the "

@@ -477,11 +477,17 @@ def _link(codec_model, runtime: str, num_codebooks: int, channels: int, threads:
         return TorchLink(codec_model, num_codebooks, channels, global_refresh)
     from codec.onnx.cache import load_streaming_export
 
-    def exporting(folder: Path | None) -> None:
-        kept = f"once for these weights; kept in {folder}" if folder else "for this run: the cache cannot be written"
-        console.print(f"exporting {codec_model.config.name} for onnxruntime ({kept}) ...", highlight=False)
+    def exporting(folder: Path | None, reason: str | None) -> None:
+        name = codec_model.config.name
+        if folder is None:
+            note = f"exporting {name} for onnxruntime, for this run only ({reason})"
+        elif reason:
+            note = f"exporting {name} for onnxruntime again ({reason})"
+        else:
+            note = f"exporting {name} for onnxruntime (once for these weights; kept in {folder})"
+        console.print(f"{note} ...", highlight=False)
 
-    exported = load_streaming_export(codec_model, runtime == "onnx-int8", threads, exporting)
+    exported = load_streaming_export(codec_model, runtime == "onnx-int8", threads, num_codebooks, exporting)
     return OnnxLink(exported, num_codebooks, channels)
 
 
@@ -572,7 +578,7 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         raise CodecError(f"{codec_model.config.name} has {codec_model.config.global_groups} global codes "
                          f"(model.global_groups); a stream's global-code packet holds at most "
                          f"{MAX_PACKET_GLOBAL_CODES} (codec encode has no such limit)")
-    if runtime is None:   # onnxruntime runs a frame 2-3x as fast as PyTorch on one thread (see the README)
+    if runtime is None:   # onnxruntime runs a frame about twice as fast as PyTorch on one thread (README)
         runtime = "torch" if has_global else "onnx"
     if has_global and runtime != "torch":
         raise CodecError(f"{codec_model.config.name} has a time-invariant global code, which the ONNX export does "
@@ -598,18 +604,18 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     # the devices open last, after the link (an ONNX export can take seconds): an open microphone
     # would overflow meanwhile
     source = FileSource(input, BLOCK_SECONDS, realtime) if input is not None else None
-    input_rate = source.sample_rate if source else supported_rate(sd, dev, codec_model.sample_rate, "input")
-    channels = source.channels if source else 1
+    input_rate = supported_rate(sd, dev, codec_model.sample_rate, "input") if source is None else source.sample_rate
+    channels = 1 if source is None else source.channels
     sinks = []
     try:
         if output is not None:
             sinks.append(FileSink(output, input_rate, channels, overwrite=force))
+        output_rate = supported_rate(sd, dev, input_rate, "output") if play else None
         link = _link(codec_model, runtime, num_codebooks, channels, threads, global_refresh, console)
         if source is None:
             source = DeviceSource(sd, dev, input_rate, 1, BLOCK_SECONDS)
         if play:
-            rate = supported_rate(sd, dev, input_rate, "output")
-            sinks.append(DeviceSink(sd, dev, rate, channels, BLOCK_SECONDS))
+            sinks.append(DeviceSink(sd, dev, output_rate, channels, BLOCK_SECONDS))
     except BaseException:  # nothing was streamed: no recording is left behind
         if source is not None:
             source.close()

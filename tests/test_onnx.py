@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from codec.errors import CodecError
 from codec.onnx.export import export_onnx
 from codec.onnx.runtime import OnnxCodec, OnnxStreamingDecoder, OnnxStreamingEncoder
 from codec.streaming import StreamingDecoder, StreamingEncoder
@@ -69,6 +70,26 @@ def test_onnx_streaming_matches_pytorch_streaming(exported, tiny_model, seconds,
         np.testing.assert_allclose(onnx_audio, torch_audio, atol=1e-4)
     assert onnx_audio.shape == torch_audio.shape == (batch, 1, -(-audio.shape[-1] // 320) * 320)
 
+
+def test_concealing_before_any_audio_is_released(exported):
+    """A model whose first frame releases no audio yet (the default model's overlap is a whole
+    frame) lost its stream's first packet: concealment gives what the decoder released, no crash."""
+    decoder = OnnxStreamingDecoder(OnnxCodec(exported))
+    decoder.to_drop = 10 * 320   # (this tiny model releases audio from its first frame on)
+    assert decoder.conceal(1).shape == (1, 1, 0)
+    assert decoder.conceal(12).shape == (1, 1, 13 * 320 - 10 * 320)   # (all but the dropped samples)
+
+
+def test_a_runtime_for_one_bitrate_loads_its_graphs_only(exported):
+    runtime = OnnxCodec(exported, num_codebooks=5)
+    assert set(runtime.sessions) == {"encoder", "quantizer_6", "decoder"}
+    audio = (0.1 * np.random.default_rng(0).standard_normal((1, 1, 5000))).astype(np.float32)
+    codes, _ = stream(OnnxStreamingEncoder(runtime, 5), OnnxStreamingDecoder(runtime), audio, 777, np.asarray)
+    full = OnnxCodec(exported)
+    assert np.array_equal(codes, stream(OnnxStreamingEncoder(full, 5), OnnxStreamingDecoder(full), audio, 777,
+                                        np.asarray)[0])
+    with pytest.raises(CodecError, match="graph quantizer_12 was not loaded"):
+        OnnxStreamingEncoder(runtime, 12)
 
 
 def test_flushed_onnx_sessions_start_the_next_stream_afresh(exported):

@@ -1,12 +1,13 @@
 """`codec stream`'s ONNX exports, kept between runs (codec.onnx.cache)."""
 
+import copy
 import os
 
 import numpy as np
 import soundfile as sf
 
 from codec.models.loading import weights_hash
-from codec.onnx.cache import KEPT_EXPORTS, _prune
+from codec.onnx.cache import KEPT_EXPORTS, MANIFEST, _prune, export_folder
 from tests.conftest import run_cli, tone, write_audio
 
 
@@ -29,10 +30,14 @@ def test_stream_exports_a_model_once_and_again_when_its_export_is_damaged(tiny_m
     assert "exporting" not in second   # loaded from the cache
     np.testing.assert_array_equal(again, audio)
 
-    (entry / "decoder.onnx").write_bytes(b"not a graph")
+    graph = bytearray((entry / "decoder.onnx").read_bytes())   # damage that onnxruntime would still load
+    graph[len(graph) // 2] ^= 1
+    (entry / "decoder.onnx").write_bytes(bytes(graph))
     third, repaired = _stream(tiny_model_dir, tmp_path, "third")
-    assert "exporting tiny-16k" in third
+    assert "exporting tiny-16k for onnxruntime again (the cached export in" in third
+    assert "was damaged: its files do not match its cache.json" in third
     np.testing.assert_array_equal(repaired, audio)
+    assert [p.name for p in (tmp_path / "cache" / "onnx").iterdir()] == [entry.name]   # (no hidden leftovers)
 
 
 def test_a_cache_that_cannot_be_written_exports_for_the_one_run(tiny_model_dir, tmp_path, monkeypatch):
@@ -40,7 +45,7 @@ def test_a_cache_that_cannot_be_written_exports_for_the_one_run(tiny_model_dir, 
     monkeypatch.setenv("CODEC_CACHE_DIR", str(tmp_path / "a file" / "cache"))
     write_audio(tmp_path / "in.wav", tone(0.5, 16000), 16000)
     output, audio = _stream(tiny_model_dir, tmp_path, "out")
-    assert "exporting tiny-16k for onnxruntime (for this run: the cache cannot be written)" in output
+    assert "exporting tiny-16k for onnxruntime, for this run only (cannot keep it in" in output
     assert len(audio) == 8000
 
 
@@ -49,10 +54,21 @@ def test_only_the_most_recently_used_exports_are_kept(tmp_path):
     for age in range(KEPT_EXPORTS + 2):
         entry = tmp_path / f"model-{age}"
         entry.mkdir()
-        (entry / "codec.json").write_text("{}")
-        os.utime(entry / "codec.json", (1e9 - age, 1e9 - age))
+        (entry / MANIFEST).write_text("{}")
+        os.utime(entry / MANIFEST, (1e9 - age, 1e9 - age))
         entries.append(entry)
-    (tmp_path / "being-written").mkdir()   # (another process's export, without its codec.json yet)
-    _prune(tmp_path, keep=entries[-1])   # the one just used (its codec.json not yet touched)
+    (tmp_path / "never-whole").mkdir()   # (an entry without its cache.json)
+    (tmp_path / ".partial-running").mkdir()   # (another process's export, being written)
+    (tmp_path / ".partial-stopped").mkdir()   # (a stopped export's, hours old)
+    os.utime(tmp_path / ".partial-stopped", (1e9, 1e9))
+    _prune(tmp_path, keep=entries[-1])   # the one just used (its cache.json not yet touched)
     kept = sorted(p.name for p in tmp_path.iterdir())
-    assert kept == sorted(["being-written", entries[-1].name] + [e.name for e in entries[:KEPT_EXPORTS - 1]])
+    assert kept == sorted([".partial-running", entries[-1].name] + [e.name for e in entries[:KEPT_EXPORTS - 1]])
+
+
+def test_another_configuration_or_int8_is_another_entry(tiny_model):
+    changed = copy.deepcopy(tiny_model)
+    changed.config.input_level_dbfs = -20.0   # (the same weights, configured otherwise)
+    folders = {export_folder(tiny_model, False), export_folder(tiny_model, True), export_folder(changed, False)}
+    assert len(folders) == 3
+    assert export_folder(copy.deepcopy(tiny_model), False) == export_folder(tiny_model, False)

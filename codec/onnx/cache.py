@@ -1,29 +1,39 @@
 """Exported ONNX graphs kept between runs of ``codec stream`` (its default runtime, onnx).
 
-Exporting the default model takes 10-20 s of a stream's start-up on a laptop-class CPU, while the
-graphs depend only on the weights, this package's code and the versions of torch and
-onnxruntime. So ``codec stream`` exports a model once and keeps the graphs in
-``$CODEC_CACHE_DIR`` (else ``$XDG_CACHE_HOME/codec``, else ``~/.cache/codec``), under
-``onnx/<model>-<weights>-<float32|int8>-<code>``, where ``<weights>`` begins the weights' SHA-256
-and ``<code>`` a hash of the rest, so that new weights or a new version of the code export anew.
-The ``KEPT_EXPORTS`` most recently used exports stay; older ones are removed. Where the folder
-cannot be written, or for a model loaded without its weights' hash, the graphs are exported into
-a temporary folder for the one run, which goes once onnxruntime has loaded them.
+Exporting the default model takes about 15 s of a stream's start-up on a laptop-class CPU, while
+the graphs depend only on the model (weights and configuration), this package's code and the
+versions of torch, onnx and onnxruntime. So ``codec stream`` exports a model once and keeps the
+graphs in ``$CODEC_CACHE_DIR`` (else ``$XDG_CACHE_HOME/codec``, else ``~/.cache/codec``), under
+``onnx/<model>-<weights>-<float32|int8>-<build>``: ``<weights>`` begins the weights' SHA-256 and
+``<build>`` a hash of the rest, so that other weights, another configuration or another version of
+the code export anew.
+
+An export is written into a hidden folder beside its entry, with ``cache.json`` (the SHA-256 of
+each file) last, and then renamed into place: an entry is whole or absent, two streams exporting
+at once keep the first one's, and a stopped export leaves no entry (its hidden folder is removed
+by a later export once an hour old). An entry whose files do not match ``cache.json`` is exported
+again. The ``KEPT_EXPORTS`` most recently used entries stay; older ones are removed. Where the
+folder cannot be written, or for a model loaded without its weights' hash, the graphs are
+exported into a temporary folder for the one run, which goes once onnxruntime has loaded them.
 """
 
 import functools
 import hashlib
 import importlib.metadata
+import json
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from codec.errors import CodecError
 
-KEPT_EXPORTS = 4   # (the default model's float32 export is 33 MB)
+KEPT_EXPORTS = 4            # (the default model's float32 export is 33 MB)
+MANIFEST = "cache.json"     # the SHA-256 of each file of an entry, written last
+STALE_PARTIAL_SECONDS = 3600   # a hidden export folder this old was left by a stopped export
 
 
 def cache_root() -> Path:
@@ -36,8 +46,7 @@ def cache_root() -> Path:
 
 @functools.cache
 def _code_hash() -> str:
-    """A hash of this package's Python source and of the exporter's and runtime's versions: what,
-    beside the weights, makes the graphs what they are."""
+    """A hash of this package's Python source and of the exporter's and runtime's versions."""
     import onnxruntime
     import torch
 
@@ -53,35 +62,96 @@ def _code_hash() -> str:
 
 
 def export_folder(model, int8: bool) -> Path | None:
-    """The cache folder of ``model``'s export (float32 or ``int8`` weights), or None for a model
+    """The cache entry of ``model``'s export (float32 or ``int8`` weights), or None for a model
     without ``weights_sha256`` (not loaded by ``codec.models.load_model``)."""
     weights = getattr(model, "weights_sha256", None)
     if not weights:
         return None
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", model.config.name)[:64] or "model"
-    kind = "int8" if int8 else "float32"
-    return cache_root() / "onnx" / f"{name}-{weights[:16]}-{kind}-{_code_hash()[:12]}"
+    configuration = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
+    build = hashlib.sha256(f"{_code_hash()}\0{configuration}".encode()).hexdigest()
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", model.config.name).lstrip(".")[:64] or "model"
+    return cache_root() / "onnx" / f"{name}-{weights[:16]}-{'int8' if int8 else 'float32'}-{build[:12]}"
 
 
-def _prune(onnx_folder: Path, keep: Path) -> None:
-    """Remove all but the ``KEPT_EXPORTS`` most recently used exports (``keep`` among them)."""
+def _digests(folder: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.iterdir()) if path.is_file() and path.name != MANIFEST}
+
+
+def _load(folder: Path, threads: int, num_codebooks: int):
+    """The entry's graphs in onnxruntime (``OnnxCodec``); None where it has no entry. Raises
+    ValueError where the entry is damaged (files that do not match its ``cache.json``)."""
+    from codec.onnx.runtime import OnnxCodec
+
+    if not folder.is_dir():
+        return None
+    try:
+        if json.loads((folder / MANIFEST).read_text()) != _digests(folder):
+            raise ValueError("its files do not match its cache.json")
+        codec = OnnxCodec(folder, threads, num_codebooks=num_codebooks)
+    except (OSError, CodecError) as error:
+        raise ValueError(str(error)) from None
+    try:
+        os.utime(folder / MANIFEST)   # most recently used: kept by _prune
+    except OSError:   # (a read-only cache, or another user's entry: used as it is)
+        pass
+    return codec
+
+
+def _prune(root: Path, keep: Path) -> None:
+    """Remove all but the ``KEPT_EXPORTS`` most recently used entries (``keep`` among them), entries
+    without ``cache.json`` (never whole), and hidden export folders of stopped exports."""
     def used(entry: Path) -> float:
         try:
-            return (entry / "codec.json").stat().st_mtime
+            return (entry / MANIFEST).stat().st_mtime
         except OSError:
-            return 0.0   # (an export that never finished, or another process's, being written)
+            return 0.0
 
-    entries = sorted((e for e in onnx_folder.iterdir() if e.is_dir() and e != keep), key=used, reverse=True)
-    for entry in entries[KEPT_EXPORTS - 1:]:
-        if used(entry):   # (one being written has no codec.json yet: left to its writer)
-            shutil.rmtree(entry, ignore_errors=True)
+    now = time.time()
+    entries = []
+    for entry in root.iterdir():
+        if not entry.is_dir() or entry == keep:
+            continue
+        if entry.name.startswith("."):   # another process's export, or one that was stopped
+            try:
+                if now - entry.stat().st_mtime > STALE_PARTIAL_SECONDS:
+                    shutil.rmtree(entry, ignore_errors=True)
+            except OSError:
+                pass
+        else:
+            entries.append(entry)
+    entries.sort(key=used, reverse=True)
+    for entry in entries[KEPT_EXPORTS - 1:] + [e for e in entries[:KEPT_EXPORTS - 1] if not used(e)]:
+        shutil.rmtree(entry, ignore_errors=True)
 
 
-def load_streaming_export(model, int8: bool, threads: int,
-                          on_export: Callable[[Path | None], None] | None = None):
-    """``codec.onnx.runtime.OnnxCodec`` for ``model`` (a loaded codec network): from the cache where
-    an export of these weights and this code is there, else exported first (``on_export(folder)``
-    is called before, with the cache folder, or None where the export is for this run only).
+def _export_entry(model, int8: bool, folder: Path) -> None:
+    """Export into a hidden folder beside ``folder`` and rename it into place (unless another
+    process's export got there first). Raises OSError or CodecError where it cannot be written."""
+    from codec.onnx.export import export_onnx
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
+    try:
+        export_onnx(model, staging, int8=int8)
+        (staging / MANIFEST).write_text(json.dumps(_digests(staging), indent=2) + "\n")
+        shutil.rmtree(folder, ignore_errors=True)   # (a damaged entry)
+        try:
+            staging.rename(folder)
+        except OSError:
+            if not (folder / MANIFEST).is_file():   # (not another process's whole export)
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_streaming_export(model, int8: bool, threads: int, num_codebooks: int,
+                          on_export: Callable[[Path | None, str | None], None] | None = None):
+    """``codec.onnx.runtime.OnnxCodec`` with the graphs that stream ``num_codebooks`` codebooks of
+    ``model`` (a loaded codec network): from the cache where an export of this model and this code
+    is there, else exported first. ``on_export(folder, reason)`` is called before exporting: with
+    the cache entry the export goes to, and the reason it is exported again (None the first
+    time); or with None and the reason the export is for this run only.
 
     Raises:
         CodecError: as ``export_onnx`` (a model with a global code, a failed export).
@@ -89,30 +159,25 @@ def load_streaming_export(model, int8: bool, threads: int,
     from codec.onnx.export import export_onnx
     from codec.onnx.runtime import OnnxCodec
 
-    folder = export_folder(model, int8)
-    if folder is not None and (folder / "codec.json").is_file():
-        try:
-            codec = OnnxCodec(folder, threads)
-            os.utime(folder / "codec.json")   # (most recently used: kept by _prune)
-            return codec
-        except (CodecError, OSError):   # damaged, or removed meanwhile: exported again below
-            shutil.rmtree(folder, ignore_errors=True)
+    folder, reason = export_folder(model, int8), None
     if folder is not None:
         try:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            if not os.access(folder.parent, os.W_OK):
-                folder = None
-        except OSError:
-            folder = None
-    if on_export:
-        on_export(folder)
-    if folder is not None:
+            if (codec := _load(folder, threads, num_codebooks)) is not None:
+                return codec
+        except ValueError as damage:
+            reason = f"the cached export in {folder} was damaged: {damage}"
+        if on_export:
+            on_export(folder, reason)
         try:
-            export_onnx(model, folder, int8=int8)
-        except CodecError:   # (could not write the cache: a full disk, a read-only mount): for this run only
-            pass
-        else:
+            _export_entry(model, int8, folder)
             _prune(folder.parent, folder)
-            return OnnxCodec(folder, threads)
+            return OnnxCodec(folder, threads, num_codebooks=num_codebooks)
+        except (OSError, CodecError) as error:
+            problem = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            reason = f"cannot keep it in {folder.parent}: {problem}"
+    elif on_export:
+        reason = "the model was not loaded from a folder"
+    if on_export:
+        on_export(None, reason)
     with tempfile.TemporaryDirectory(prefix="codec-onnx-") as temporary:   # sessions hold the graphs in memory
-        return OnnxCodec(export_onnx(model, temporary, int8=int8), threads)
+        return OnnxCodec(export_onnx(model, temporary, int8=int8), threads, num_codebooks=num_codebooks)

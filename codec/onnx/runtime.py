@@ -98,6 +98,31 @@ def _unscale(gain_db, batch_size: int) -> np.ndarray | float:
     return amplitude(-gains)[:, None, None] if gains.ndim else float(amplitude(-gains))
 
 
+def _codes_graph(graphs, num_codebooks: int) -> str:
+    """Of the graph names ``graphs``, the smallest that gives ``num_codebooks`` codebooks: a
+    quantizer after the shared encoder (conv codec), or a whole encoder per bitrate (ESC).
+    Raises CodecError where none does."""
+    kind = "quantizer_" if any(g.startswith("quantizer_") for g in graphs) else "encoder_"
+    available = sorted(int(g.removeprefix(kind)) for g in graphs if g.startswith(kind) and g[len(kind):].isdigit())
+    enough = [k for k in available if k >= num_codebooks]
+    if not enough:   # (a graph gives its count or fewer: the first codebooks of its codes)
+        raise CodecError(f"{num_codebooks} codebooks asked for; the exported graphs give "
+                         f"{f'1 to {available[-1]}' if available else 'none (codec.json lists no encoder graph)'}")
+    return f"{kind}{enough[0]}"
+
+
+def _not_loaded(graph: str) -> CodecError:
+    return CodecError(f"graph {graph} was not loaded: this OnnxCodec was made for other codebook counts (its "
+                      f"num_codebooks); make one with num_codebooks=None for all")
+
+
+def streaming_graphs(graphs, num_codebooks: int) -> set[str]:
+    """The names, of the graph names ``graphs``, that an encoder and a decoder session of
+    ``num_codebooks`` codebooks run. Raises CodecError as ``_codes_graph``."""
+    codes_graph = _codes_graph(graphs, num_codebooks)
+    return {codes_graph, "decoder"} | ({"encoder"} if codes_graph.startswith("quantizer_") else set())
+
+
 class OnnxCodec:
     """The graphs of an exported codec (``codec export --format onnx``): for a conv codec an
     encoder step and one quantizer per bitrate; for ESC one whole encoder step (quantizing
@@ -105,8 +130,13 @@ class OnnxCodec:
     the model's level normalisation; ``OnnxStreamingEncoder`` and ``OnnxStreamingDecoder`` stream
     (without it: see the module's docstring)."""
 
-    def __init__(self, directory: Path | str, threads: int = 1):
-        """Raises CodecError for a folder that is not an export or ``threads`` not a whole number >= 1."""
+    def __init__(self, directory: Path | str, threads: int = 1, num_codebooks: int | None = None):
+        """``num_codebooks``: load only the graphs that code this many codebooks (the decoder and
+        the encoder graphs ``OnnxStreamingEncoder`` takes for them; loading each graph takes a
+        fraction of a second), None: all.
+
+        Raises CodecError for a folder that is not an export, ``threads`` not a whole number >= 1,
+        or ``num_codebooks`` more than the graphs give."""
         import onnxruntime
 
         if not isinstance(directory, (str, os.PathLike)):
@@ -126,7 +156,11 @@ class OnnxCodec:
         options.intra_op_num_threads = whole_number(threads, "threads", 1)   # (0 would be every core)
         options.inter_op_num_threads = 1
         self.sessions = {}
+        wanted = self.config["graphs"] if num_codebooks is None else streaming_graphs(
+            self.config["graphs"], whole_number(num_codebooks, "num_codebooks", 1))
         for graph, spec in self.config["graphs"].items():
+            if graph not in wanted:
+                continue
             try:   # read here, not by onnxruntime: it takes a path only as UTF-8 text, and a folder's need not be
                 serialized = (directory / spec["file"]).read_bytes()
             except OSError as error:
@@ -212,6 +246,8 @@ class OnnxCodec:
 
     def run(self, graph: str, inputs: dict[str, np.ndarray], state: dict[str, np.ndarray]):
         """One step: returns ``(main output, next state)``."""
+        if graph not in self.sessions:
+            raise _not_loaded(graph)
         spec = self.config["graphs"][graph]
         names = [spec["outputs"][0]["name"]] + [s["output"] for s in spec["states"]]
         results = self.sessions[graph].run(names, {**inputs, **state})
@@ -232,14 +268,10 @@ class OnnxStreamingEncoder:
         self.frame_size = codec.config["frame_size"]
         # the smallest exported graph that gives the codebooks asked for: a quantizer after the
         # shared encoder (conv codec), or a whole encoder per bitrate (ESC)
-        graphs = codec.config["graphs"]
-        self.kind = "quantizer_" if any(g.startswith("quantizer_") for g in graphs) else "encoder_"
-        available = sorted(int(g.removeprefix(self.kind)) for g in graphs if g.startswith(self.kind))
-        enough = [k for k in available if k >= num_codebooks]
-        if not enough:   # (a graph gives its count or fewer: the first codebooks of its codes)
-            raise CodecError(f"{num_codebooks} codebooks asked for; the exported graphs give "
-                             f"{f'1 to {available[-1]}' if available else 'none (codec.json lists no encoder graph)'}")
-        self.graph = f"{self.kind}{enough[0]}"
+        self.graph = _codes_graph(codec.config["graphs"], self._num_codebooks)
+        self.kind = "quantizer_" if self.graph.startswith("quantizer_") else "encoder_"
+        if self.graph not in codec.sessions:
+            raise _not_loaded(self.graph)
         self.reset()
 
     @property
@@ -339,7 +371,8 @@ class OnnxStreamingDecoder:
             self.last_codes = np.zeros((self.batch_size, 1, 1), dtype=np.int64)
         last, gain = self.last_codes, self.gain
         audio = self.decode(np.repeat(last, frames, axis=-1))
-        steps = np.repeat(fade ** np.arange(1, frames + 1), self.codec.config["frame_size"])[-audio.shape[-1]:]
+        steps = np.repeat(fade ** np.arange(1, frames + 1), self.codec.config["frame_size"])
+        steps = steps[len(steps) - audio.shape[-1]:]   # (the stream's first samples are not released yet)
         self.last_codes, self.gain = last, gain * fade ** frames
         return (audio * gain * steps).astype(np.float32)
 
