@@ -80,6 +80,14 @@ def test_concealing_before_any_audio_is_released(exported):
     assert decoder.conceal(12).shape == (1, 1, 13 * 320 - 10 * 320)   # (all but the dropped samples)
 
 
+def test_an_export_for_one_bitrate_holds_its_graphs_only(tiny_model, tmp_path):
+    folder = export_onnx(tiny_model, tmp_path / "six", num_codebooks=6)
+    assert sorted(json.loads((folder / "codec.json").read_text())["graphs"]) == ["decoder", "encoder", "quantizer_6"]
+    with pytest.raises(CodecError, match=r"num_codebooks 5: tiny-16k's bitrates code 3, 6, 12, 24 codebooks"):
+        export_onnx(tiny_model, tmp_path / "five", num_codebooks=5)
+    assert not (tmp_path / "five").exists()
+
+
 def test_a_runtime_for_one_bitrate_loads_its_graphs_only(exported):
     runtime = OnnxCodec(exported, num_codebooks=5)
     assert set(runtime.sessions) == {"encoder", "quantizer_6", "decoder"}

@@ -1,6 +1,7 @@
 """`codec stream`'s ONNX exports, kept between runs (codec.onnx.cache)."""
 
 import copy
+import json
 import os
 
 import numpy as np
@@ -24,7 +25,8 @@ def test_stream_exports_a_model_once_and_again_when_its_export_is_damaged(tiny_m
     first, audio = _stream(tiny_model_dir, tmp_path, "first")
     assert "exporting tiny-16k for onnxruntime (once for these weights" in first
     [entry] = (tmp_path / "cache" / "onnx").iterdir()
-    assert entry.name.startswith(f"tiny-16k-{weights_hash(tiny_model_dir)[:16]}-float32-")
+    assert entry.name.startswith(f"tiny-16k-{weights_hash(tiny_model_dir)[:16]}-float32-12cb-")   # (6 kbps)
+    assert sorted(json.loads((entry / "codec.json").read_text())["graphs"]) == ["decoder", "encoder", "quantizer_12"]
 
     second, again = _stream(tiny_model_dir, tmp_path, "second")
     assert "exporting" not in second   # loaded from the cache
@@ -66,9 +68,10 @@ def test_only_the_most_recently_used_exports_are_kept(tmp_path):
     assert kept == sorted([".partial-running", entries[-1].name] + [e.name for e in entries[:KEPT_EXPORTS - 1]])
 
 
-def test_another_configuration_or_int8_is_another_entry(tiny_model):
+def test_another_configuration_bitrate_or_int8_is_another_entry(tiny_model):
     changed = copy.deepcopy(tiny_model)
     changed.config.input_level_dbfs = -20.0   # (the same weights, configured otherwise)
-    folders = {export_folder(tiny_model, False), export_folder(tiny_model, True), export_folder(changed, False)}
-    assert len(folders) == 3
-    assert export_folder(copy.deepcopy(tiny_model), False) == export_folder(tiny_model, False)
+    folders = {export_folder(tiny_model, False, 6), export_folder(tiny_model, True, 6),
+               export_folder(changed, False, 6), export_folder(tiny_model, False, 12)}
+    assert len(folders) == 4
+    assert export_folder(copy.deepcopy(tiny_model), False, 6) == export_folder(tiny_model, False, 6)

@@ -3,10 +3,11 @@
 Exporting the default model takes about 15 s of a stream's start-up on a laptop-class CPU, while
 the graphs depend only on the model (weights and configuration), this package's code and the
 versions of torch, onnx and onnxruntime. So ``codec stream`` exports a model once and keeps the
-graphs in ``$CODEC_CACHE_DIR`` (else ``$XDG_CACHE_HOME/codec``, else ``~/.cache/codec``), under
-``onnx/<model>-<weights>-<float32|int8>-<build>``: ``<weights>`` begins the weights' SHA-256 and
-``<build>`` a hash of the rest, so that other weights, another configuration or another version of
-the code export anew.
+graphs that stream one bitrate (its encoder graph and the decoder: less than half the export
+of every bitrate's) in ``$CODEC_CACHE_DIR`` (else ``$XDG_CACHE_HOME/codec``, else
+``~/.cache/codec``), under ``onnx/<model>-<weights>-<float32|int8>-<K>cb-<build>`` for ``K``
+codebooks: ``<weights>`` begins the weights' SHA-256 and ``<build>`` a hash of the rest, so that
+other weights, another configuration or another version of the code export anew.
 
 An export is written into a hidden folder beside its entry, with ``cache.json`` (the SHA-256 of
 each file) last, and then renamed into place: an entry is whole or absent, two streams exporting
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from codec.errors import CodecError
 
-KEPT_EXPORTS = 4            # (the default model's float32 export is 33 MB)
+KEPT_EXPORTS = 6            # (the default model's float32 export for 6 kbps is 14 MB)
 MANIFEST = "cache.json"     # the SHA-256 of each file of an entry, written last
 STALE_PARTIAL_SECONDS = 3600   # a hidden export folder this old was left by a stopped export
 
@@ -61,16 +62,18 @@ def _code_hash() -> str:
     return digest.hexdigest()
 
 
-def export_folder(model, int8: bool) -> Path | None:
-    """The cache entry of ``model``'s export (float32 or ``int8`` weights), or None for a model
-    without ``weights_sha256`` (not loaded by ``codec.models.load_model``)."""
+def export_folder(model, int8: bool, num_codebooks: int) -> Path | None:
+    """The cache entry of ``model``'s export for ``num_codebooks`` codebooks (float32 or ``int8``
+    weights), or None for a model without ``weights_sha256`` (not loaded by
+    ``codec.models.load_model``)."""
     weights = getattr(model, "weights_sha256", None)
     if not weights:
         return None
     configuration = json.dumps(model.config.to_dict(), sort_keys=True, default=str)
     build = hashlib.sha256(f"{_code_hash()}\0{configuration}".encode()).hexdigest()
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", model.config.name).lstrip(".")[:64] or "model"
-    return cache_root() / "onnx" / f"{name}-{weights[:16]}-{'int8' if int8 else 'float32'}-{build[:12]}"
+    kind = "int8" if int8 else "float32"
+    return cache_root() / "onnx" / f"{name}-{weights[:16]}-{kind}-{num_codebooks}cb-{build[:12]}"
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -125,7 +128,7 @@ def _prune(root: Path, keep: Path) -> None:
         shutil.rmtree(entry, ignore_errors=True)
 
 
-def _export_entry(model, int8: bool, folder: Path) -> None:
+def _export_entry(model, int8: bool, num_codebooks: int, folder: Path) -> None:
     """Export into a hidden folder beside ``folder`` and rename it into place (unless another
     process's export got there first). Raises OSError or CodecError where it cannot be written."""
     from codec.onnx.export import export_onnx
@@ -133,7 +136,7 @@ def _export_entry(model, int8: bool, folder: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
     try:
-        export_onnx(model, staging, int8=int8)
+        export_onnx(model, staging, int8=int8, num_codebooks=num_codebooks)
         (staging / MANIFEST).write_text(json.dumps(_digests(staging), indent=2) + "\n")
         shutil.rmtree(folder, ignore_errors=True)   # (a damaged entry)
         try:
@@ -159,7 +162,7 @@ def load_streaming_export(model, int8: bool, threads: int, num_codebooks: int,
     from codec.onnx.export import export_onnx
     from codec.onnx.runtime import OnnxCodec
 
-    folder, reason = export_folder(model, int8), None
+    folder, reason = export_folder(model, int8, num_codebooks), None
     if folder is not None:
         try:
             if (codec := _load(folder, threads, num_codebooks)) is not None:
@@ -169,7 +172,7 @@ def load_streaming_export(model, int8: bool, threads: int, num_codebooks: int,
         if on_export:
             on_export(folder, reason)
         try:
-            _export_entry(model, int8, folder)
+            _export_entry(model, int8, num_codebooks, folder)
             _prune(folder.parent, folder)
             return OnnxCodec(folder, threads, num_codebooks=num_codebooks)
         except (OSError, CodecError) as error:
@@ -180,4 +183,5 @@ def load_streaming_export(model, int8: bool, threads: int, num_codebooks: int,
     if on_export:
         on_export(None, reason)
     with tempfile.TemporaryDirectory(prefix="codec-onnx-") as temporary:   # sessions hold the graphs in memory
-        return OnnxCodec(export_onnx(model, temporary, int8=int8), threads, num_codebooks=num_codebooks)
+        exported = export_onnx(model, temporary, int8=int8, num_codebooks=num_codebooks)
+        return OnnxCodec(exported, threads, num_codebooks=num_codebooks)
