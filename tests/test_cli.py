@@ -279,6 +279,17 @@ def test_export_over_an_earlier_one_removes_its_stale_graphs_and_keeps_other_fil
     assert "encoder_99" not in result.output and "notes.txt" not in result.output and "decoder.onnx" in result.output
 
 
+def test_export_of_one_bitrate_writes_its_graphs_only(tiny_model_dir, tmp_path):
+    out = tmp_path / "exported"
+    assert invoke("export", tiny_model_dir, "--out", out).exit_code == 0
+    result = invoke("export", tiny_model_dir, "--out", out, "--force", "-b", "3")   # (over every bitrate's)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["codec.json", "decoder.onnx", "encoder.onnx", "quantizer_6.onnx"]
+    result = invoke("export", tiny_model_dir, "--out", tmp_path / "seven", "--bitrate", "7")
+    assert result.exit_code == 1 and "--bitrate: bitrate 7 kbps is not supported by tiny-16k" in result.output
+    assert not (tmp_path / "seven").exists()
+
+
 def test_export_takes_the_model_as_the_other_commands_do_too(tiny_model_dir, tmp_path):
     # (codec export -m DIR said "No such option: -m": encode, decode, eval and stream take --model)
     result = invoke("export", "-m", tiny_model_dir, "--out", tmp_path / "by-option")
