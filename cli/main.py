@@ -1039,7 +1039,9 @@ def export(
     _check_out_folder(out)
     if out.exists() and not out.is_dir():
         raise CodecError(f"--out {out}: is a file, and the export writes a folder of graphs; name a folder")
-    if out.exists() and any(out.iterdir()) and not force:
+    # (an export's hidden staging folder does not count: one killed outright leaves it, and the
+    # export removes it once it is an hour old)
+    if out.exists() and set(out.iterdir()) - set(out.glob(".export.*.partial")) and not force:
         raise CodecError(f"{out} exists and is not empty; pass --force to overwrite its files")
     if not out.parent.is_dir():   # as encode and decode: a typo in the path does not grow a tree of folders
         raise CodecError(f"--out {out}: {out.parent} is a file, not a folder" if out.parent.exists() else

@@ -290,6 +290,16 @@ def test_export_of_one_bitrate_writes_its_graphs_only(tiny_model_dir, tmp_path):
     assert not (tmp_path / "seven").exists()
 
 
+def test_export_into_a_folder_a_killed_export_left_its_staging_in(tiny_model_dir, tmp_path):
+    out = tmp_path / "exported"
+    (out / ".export.old.partial").mkdir(parents=True)   # (SIGKILL leaves it; ls shows nothing)
+    (out / ".export.old.partial" / "decoder.onnx").write_bytes(b"half a graph")
+    os.utime(out / ".export.old.partial", (1e9, 1e9))   # hours old: removed by the next export
+    result = invoke("export", tiny_model_dir, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert not (out / ".export.old.partial").exists() and (out / "decoder.onnx").is_file()
+
+
 def test_export_takes_the_model_as_the_other_commands_do_too(tiny_model_dir, tmp_path):
     # (codec export -m DIR said "No such option: -m": encode, decode, eval and stream take --model)
     result = invoke("export", "-m", tiny_model_dir, "--out", tmp_path / "by-option")

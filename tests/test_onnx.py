@@ -71,13 +71,19 @@ def test_onnx_streaming_matches_pytorch_streaming(exported, tiny_model, seconds,
     assert onnx_audio.shape == torch_audio.shape == (batch, 1, -(-audio.shape[-1] // 320) * 320)
 
 
-def test_concealing_before_any_audio_is_released(exported):
-    """A model whose first frame releases no audio yet (the default model's overlap is a whole
-    frame) lost its stream's first packet: concealment gives what the decoder released, no crash."""
-    decoder = OnnxStreamingDecoder(OnnxCodec(exported))
-    decoder.to_drop = 10 * 320   # (this tiny model releases audio from its first frame on)
-    assert decoder.conceal(1).shape == (1, 1, 0)
-    assert decoder.conceal(12).shape == (1, 1, 13 * 320 - 10 * 320)   # (all but the dropped samples)
+def test_concealment_before_the_first_frame_is_silence_that_keeps_the_timing(exported):
+    """A stream's first packets lost: silence (no code is silence; code 0 of the default model
+    decoded to a burst at the speech's level), as long as those frames would have released."""
+    runtime = OnnxCodec(exported)
+    overlap = runtime.config["overlap"]
+    decoder = OnnxStreamingDecoder(runtime)
+    concealed = decoder.conceal(3)
+    assert concealed.shape == (1, 1, 3 * 320 - overlap) and not concealed.any()
+    codes = np.random.default_rng(0).integers(0, 1024, (1, 12, 2))
+    assert decoder.decode(codes).shape == (1, 1, 2 * 320) and decoder.conceal(2).any()   # (then the last frame)
+    late = OnnxStreamingDecoder(runtime)
+    late.to_drop = 10 * 320   # (a model whose first frames release nothing yet)
+    assert late.conceal(1).shape == (1, 1, 0)
 
 
 def test_an_export_for_one_bitrate_holds_its_graphs_only(tiny_model, tmp_path):

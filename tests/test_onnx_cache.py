@@ -7,8 +7,9 @@ import os
 import numpy as np
 import soundfile as sf
 
+import codec.onnx.cache
 from codec.models.loading import weights_hash
-from codec.onnx.cache import KEPT_EXPORTS, MANIFEST, _prune, export_folder
+from codec.onnx.cache import KEPT_EXPORTS, MANIFEST, _digests, _prune, _publish, cache_root, export_folder
 from tests.conftest import run_cli, tone, write_audio
 
 
@@ -48,24 +49,68 @@ def test_a_cache_that_cannot_be_written_exports_for_the_one_run(tiny_model_dir, 
     write_audio(tmp_path / "in.wav", tone(0.5, 16000), 16000)
     output, audio = _stream(tiny_model_dir, tmp_path, "out")
     assert "exporting tiny-16k for onnxruntime, for this run only (cannot keep it in" in output
+    assert "kept in" not in output
     assert len(audio) == 8000
 
 
-def test_only_the_most_recently_used_exports_are_kept(tmp_path):
+def test_only_the_most_recently_used_exports_are_kept_and_nothing_else_is_touched(tmp_path):
     entries = []
     for age in range(KEPT_EXPORTS + 2):
-        entry = tmp_path / f"model-{age}"
+        entry = tmp_path / f"model-{age:016x}-float32-12cb-{age:012x}"
         entry.mkdir()
         (entry / MANIFEST).write_text("{}")
         os.utime(entry / MANIFEST, (1e9 - age, 1e9 - age))
         entries.append(entry)
-    (tmp_path / "never-whole").mkdir()   # (an entry without its cache.json)
+    (tmp_path / f"never-whole-{0:016x}-int8-6cb-{0:012x}").mkdir()   # (an entry without its cache.json)
+    (tmp_path / "my-project").mkdir()   # (a user's own folder, there by mistake: never removed)
     (tmp_path / ".partial-running").mkdir()   # (another process's export, being written)
     (tmp_path / ".partial-stopped").mkdir()   # (a stopped export's, hours old)
     os.utime(tmp_path / ".partial-stopped", (1e9, 1e9))
     _prune(tmp_path, keep=entries[-1])   # the one just used (its cache.json not yet touched)
     kept = sorted(p.name for p in tmp_path.iterdir())
-    assert kept == sorted([".partial-running", entries[-1].name] + [e.name for e in entries[:KEPT_EXPORTS - 1]])
+    assert kept == sorted([".partial-running", "my-project", entries[-1].name]
+                          + [e.name for e in entries[:KEPT_EXPORTS - 1]])
+
+
+def test_of_two_exports_at_once_the_first_whole_one_is_kept(tmp_path):
+    folder, theirs, ours = tmp_path / "entry", tmp_path / ".partial-theirs", tmp_path / ".partial-ours"
+    for staging, graph in ((theirs, b"first"), (ours, b"second")):
+        staging.mkdir()
+        (staging / "decoder.onnx").write_bytes(graph)
+        (staging / MANIFEST).write_text(json.dumps(_digests(staging)))
+    _publish(theirs, folder)
+    _publish(ours, folder)
+    assert (folder / "decoder.onnx").read_bytes() == b"first"
+    (folder / "decoder.onnx").write_bytes(b"damaged")   # a damaged entry is replaced
+    _publish(ours, folder)
+    assert (folder / "decoder.onnx").read_bytes() == b"second"
+
+
+def test_an_entry_that_cannot_be_read_is_left_alone(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEC_CACHE_DIR", str(tmp_path / "cache"))
+    write_audio(tmp_path / "in.wav", tone(0.5, 16000), 16000)
+    _, audio = _stream(tiny_model_dir, tmp_path, "first")
+    [entry] = (tmp_path / "cache" / "onnx").iterdir()
+
+    def unreadable(folder):   # (another user's entry: root reads every file, so the refusal is simulated)
+        raise PermissionError(13, "Permission denied", str(folder / "decoder.onnx"))
+
+    monkeypatch.setattr(codec.onnx.cache, "_digests", unreadable)
+    output, again = _stream(tiny_model_dir, tmp_path, "second")
+    assert f"for this run only (cannot read the cached export in {entry}: Permission denied)" in output
+    np.testing.assert_array_equal(again, audio)
+    assert [p.name for p in (tmp_path / "cache" / "onnx").iterdir()] == [entry.name]
+
+
+def test_a_relative_xdg_cache_home_is_ignored(monkeypatch, tmp_path):
+    monkeypatch.delenv("CODEC_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert cache_root() == tmp_path / ".cache" / "codec"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "codec"
+    monkeypatch.setenv("CODEC_CACHE_DIR", "~/mine")
+    assert cache_root() == tmp_path / "mine"
 
 
 def test_another_configuration_bitrate_or_int8_is_another_entry(tiny_model):

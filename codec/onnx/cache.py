@@ -1,6 +1,7 @@
 """Exported ONNX graphs kept between runs of ``codec stream`` (its default runtime, onnx).
 
-Exporting the default model takes about 15 s of a stream's start-up on a laptop-class CPU, while
+Exporting the default model takes seconds of a stream's start-up (all its bitrates: 6 s on one
+CPU thread of this project's machine, plus a second to import the exporter), while
 the graphs depend only on the model (weights and configuration), this package's code and the
 versions of torch, onnx and onnxruntime. So ``codec stream`` exports a model once and keeps the
 graphs that stream one bitrate (its encoder graph and the decoder: less than half the export
@@ -13,9 +14,11 @@ An export is written into a hidden folder beside its entry, with ``cache.json`` 
 each file) last, and then renamed into place: an entry is whole or absent, two streams exporting
 at once keep the first one's, and a stopped export leaves no entry (its hidden folder is removed
 by a later export once an hour old). An entry whose files do not match ``cache.json`` is exported
-again. The ``KEPT_EXPORTS`` most recently used entries stay; older ones are removed. Where the
-folder cannot be written, or for a model loaded without its weights' hash, the graphs are
-exported into a temporary folder for the one run, which goes once onnxruntime has loaded them.
+again; an entry this process may not read (another user's) is left alone. The ``KEPT_EXPORTS``
+most recently used entries stay; older ones are removed (only folders named as entries are ever
+removed). Where the folder cannot be written, or for a model loaded without its weights' hash,
+the graphs are exported into a temporary folder for the one run, which goes once onnxruntime has
+loaded them.
 """
 
 import functools
@@ -38,10 +41,14 @@ STALE_PARTIAL_SECONDS = 3600   # a hidden export folder this old was left by a s
 
 
 def cache_root() -> Path:
-    """The folder ``codec`` keeps derived files in (see the module docstring)."""
+    """The folder ``codec`` keeps derived files in (see the module docstring): a relative
+    ``$CODEC_CACHE_DIR`` is taken from the working folder, a relative ``$XDG_CACHE_HOME`` is
+    ignored (as the XDG specification asks)."""
     if folder := os.environ.get("CODEC_CACHE_DIR"):
-        return Path(folder)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        return Path(os.path.abspath(os.path.expanduser(folder)))
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "codec"
 
 
@@ -62,6 +69,10 @@ def _code_hash() -> str:
     return digest.hexdigest()
 
 
+# an entry's name (export_folder): only such folders are ever removed from the cache
+ENTRY_NAME = re.compile(r"[A-Za-z0-9._-]+-[0-9a-f]{16}-(float32|int8)-[0-9]+cb-[0-9a-f]{12}")
+
+
 def export_folder(model, int8: bool, num_codebooks: int) -> Path | None:
     """The cache entry of ``model``'s export for ``num_codebooks`` codebooks (float32 or ``int8``
     weights), or None for a model without ``weights_sha256`` (not loaded by
@@ -76,24 +87,48 @@ def export_folder(model, int8: bool, num_codebooks: int) -> Path | None:
     return cache_root() / "onnx" / f"{name}-{weights[:16]}-{kind}-{num_codebooks}cb-{build[:12]}"
 
 
+class _Damaged(Exception):
+    """A cache entry whose files are not those its ``cache.json`` lists (exported again)."""
+
+
+class _Unreadable(Exception):
+    """A cache entry this process may not read (another user's): not used, and left alone."""
+
+
 def _digests(folder: Path) -> dict[str, str]:
     return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
             for path in sorted(folder.iterdir()) if path.is_file() and path.name != MANIFEST}
 
 
+def _whole(folder: Path) -> bool:
+    """Whether ``folder`` holds the files its ``cache.json`` lists. Raises _Damaged (saying how)
+    where not, or _Unreadable."""
+    try:
+        listed = json.loads((folder / MANIFEST).read_text())
+        if listed != _digests(folder):
+            raise _Damaged("its files do not match its cache.json")
+    except PermissionError as error:
+        raise _Unreadable(error.strerror) from None
+    except OSError as error:
+        raise _Damaged(f"{error.strerror or error}{f' ({Path(error.filename).name})' if error.filename else ''}") \
+            from None
+    except ValueError:
+        raise _Damaged("its cache.json is not what codec writes") from None
+    return True
+
+
 def _load(folder: Path, threads: int, num_codebooks: int):
     """The entry's graphs in onnxruntime (``OnnxCodec``); None where it has no entry. Raises
-    ValueError where the entry is damaged (files that do not match its ``cache.json``)."""
+    _Damaged or _Unreadable."""
     from codec.onnx.runtime import OnnxCodec
 
     if not folder.is_dir():
         return None
+    _whole(folder)
     try:
-        if json.loads((folder / MANIFEST).read_text()) != _digests(folder):
-            raise ValueError("its files do not match its cache.json")
         codec = OnnxCodec(folder, threads, num_codebooks=num_codebooks)
-    except (OSError, CodecError) as error:
-        raise ValueError(str(error)) from None
+    except CodecError as error:
+        raise _Damaged(str(error)) from None
     try:
         os.utime(folder / MANIFEST)   # most recently used: kept by _prune
     except OSError:   # (a read-only cache, or another user's entry: used as it is)
@@ -103,7 +138,8 @@ def _load(folder: Path, threads: int, num_codebooks: int):
 
 def _prune(root: Path, keep: Path) -> None:
     """Remove all but the ``KEPT_EXPORTS`` most recently used entries (``keep`` among them), entries
-    without ``cache.json`` (never whole), and hidden export folders of stopped exports."""
+    without ``cache.json`` (never whole), and hidden export folders of stopped exports. Only
+    folders named as entries (``ENTRY_NAME``) or export folders (``.partial-``) are touched."""
     def used(entry: Path) -> float:
         try:
             return (entry / MANIFEST).stat().st_mtime
@@ -115,37 +151,48 @@ def _prune(root: Path, keep: Path) -> None:
     for entry in root.iterdir():
         if not entry.is_dir() or entry == keep:
             continue
-        if entry.name.startswith("."):   # another process's export, or one that was stopped
+        if entry.name.startswith(".partial-"):   # another process's export, or one that was stopped
             try:
                 if now - entry.stat().st_mtime > STALE_PARTIAL_SECONDS:
                     shutil.rmtree(entry, ignore_errors=True)
             except OSError:
                 pass
-        else:
+        elif ENTRY_NAME.fullmatch(entry.name):
             entries.append(entry)
     entries.sort(key=used, reverse=True)
     for entry in entries[KEPT_EXPORTS - 1:] + [e for e in entries[:KEPT_EXPORTS - 1] if not used(e)]:
         shutil.rmtree(entry, ignore_errors=True)
 
 
-def _export_entry(model, int8: bool, num_codebooks: int, folder: Path) -> None:
-    """Export into a hidden folder beside ``folder`` and rename it into place (unless another
-    process's export got there first). Raises OSError or CodecError where it cannot be written."""
-    from codec.onnx.export import export_onnx
+def _staging_folder(folder: Path) -> Path:
+    """A new hidden folder beside ``folder`` to export into. Raises OSError or CodecError where
+    the cache cannot hold one (not a folder, not writable, a path onnx cannot take)."""
+    from codec.atomic import require_utf8_path
 
+    require_utf8_path(folder, str(folder), "the ONNX exporter")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
+    staging.chmod(0o755)   # (mkdtemp's is 0700: other users of a shared cache read entries too)
+    return staging
+
+
+def _publish(staging: Path, folder: Path) -> None:
+    """Rename the finished export ``staging`` into place as ``folder``, unless another process's
+    whole export got there first (kept: the first one wins). Raises OSError where it cannot."""
     try:
-        export_onnx(model, staging, int8=int8, num_codebooks=num_codebooks)
-        (staging / MANIFEST).write_text(json.dumps(_digests(staging), indent=2) + "\n")
-        shutil.rmtree(folder, ignore_errors=True)   # (a damaged entry)
+        staging.rename(folder)
+        return
+    except OSError:
         try:
-            staging.rename(folder)
-        except OSError:
-            if not (folder / MANIFEST).is_file():   # (not another process's whole export)
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            if folder.is_dir() and _whole(folder):
+                return
+        except (_Damaged, _Unreadable):
+            pass
+    if folder.is_dir() and not folder.is_symlink():   # a damaged entry, or something else in its place
+        shutil.rmtree(folder)
+    elif folder.exists() or folder.is_symlink():
+        folder.unlink()
+    staging.rename(folder)
 
 
 def load_streaming_export(model, int8: bool, threads: int, num_codebooks: int,
@@ -162,26 +209,41 @@ def load_streaming_export(model, int8: bool, threads: int, num_codebooks: int,
     from codec.onnx.export import export_onnx
     from codec.onnx.runtime import OnnxCodec
 
-    folder, reason = export_folder(model, int8, num_codebooks), None
-    if folder is not None:
+    folder, reason, staging = export_folder(model, int8, num_codebooks), None, None
+    if folder is None:
+        reason = "the model was not loaded from a folder"
+    else:
         try:
             if (codec := _load(folder, threads, num_codebooks)) is not None:
                 return codec
-        except ValueError as damage:
+        except _Damaged as damage:
             reason = f"the cached export in {folder} was damaged: {damage}"
-        if on_export:
-            on_export(folder, reason)
+        except _Unreadable as problem:
+            folder, reason = None, f"cannot read the cached export in {folder}: {problem}"
+    if folder is not None:
         try:
-            _export_entry(model, int8, num_codebooks, folder)
+            staging = _staging_folder(folder)
+        except (OSError, CodecError) as error:
+            folder, reason = None, f"cannot keep it in {folder.parent}: {_problem(error)}"
+    if on_export:
+        on_export(folder, reason)
+    if staging is not None:
+        try:
+            export_onnx(model, staging, int8=int8, num_codebooks=num_codebooks)
+            (staging / MANIFEST).write_text(json.dumps(_digests(staging), indent=2) + "\n")
+            _publish(staging, folder)
             _prune(folder.parent, folder)
             return OnnxCodec(folder, threads, num_codebooks=num_codebooks)
-        except (OSError, CodecError) as error:
-            problem = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-            reason = f"cannot keep it in {folder.parent}: {problem}"
-    elif on_export:
-        reason = "the model was not loaded from a folder"
-    if on_export:
-        on_export(None, reason)
+        except (OSError, CodecError) as error:   # (a full disk): exported again below, for this run
+            if on_export:
+                on_export(None, f"cannot keep it in {folder.parent}: {_problem(error)}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix="codec-onnx-") as temporary:   # sessions hold the graphs in memory
         exported = export_onnx(model, temporary, int8=int8, num_codebooks=num_codebooks)
         return OnnxCodec(exported, threads, num_codebooks=num_codebooks)
+
+
+def _problem(error: Exception) -> str:
+    """An OSError's reason without the path (the message names the folder), else the error's text."""
+    return error.strerror if isinstance(error, OSError) and error.strerror else str(error)

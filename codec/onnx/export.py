@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -234,6 +235,8 @@ def export_onnx(model: CodecBase | Codec, out_dir: Path | str, example_seconds: 
         out_dir.mkdir(parents=True, exist_ok=True)
         # (a read-only out_dir refuses this first: the error names out_dir, not the hidden folder)
         staging = Path(tempfile.mkdtemp(prefix=".export.", suffix=".partial", dir=out_dir))
+        for leftover in stale_partial_exports(out_dir):   # (of an export killed outright, SIGKILL)
+            shutil.rmtree(leftover, ignore_errors=True)
         _export_into(model, staging, example_seconds, int8, counts)
         for path in sorted(staging.iterdir(), key=lambda p: p.name == "codec.json"):   # the sidecar, naming them, last
             os.replace(path, out_dir / path.name)
@@ -246,6 +249,23 @@ def export_onnx(model: CodecBase | Codec, out_dir: Path | str, example_seconds: 
         if made and not finished:   # a failed or interrupted export leaves no folder it made behind
             shutil.rmtree(out_dir, ignore_errors=True)
     return out_dir
+
+
+STALE_SECONDS = 3600   # a hidden staging folder this old was left by an export killed outright
+
+
+def stale_partial_exports(out_dir: Path) -> list[Path]:
+    """The hidden staging folders in ``out_dir`` that exports killed outright (SIGKILL) left: an
+    hour old or more (a younger one may be another export's, still running)."""
+    now = time.time()
+    stale = []
+    for path in out_dir.glob(".export.*.partial"):
+        try:
+            if path.is_dir() and now - path.stat().st_mtime >= STALE_SECONDS:
+                stale.append(path)
+        except OSError:
+            pass
+    return stale
 
 
 def _export_into(model: ConvCodec, out_dir: Path, example_seconds: float, int8: bool, counts: list[int]) -> None:

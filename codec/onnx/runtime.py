@@ -269,9 +269,12 @@ class OnnxStreamingEncoder:
         # the smallest exported graph that gives the codebooks asked for: a quantizer after the
         # shared encoder (conv codec), or a whole encoder per bitrate (ESC)
         self.graph = _codes_graph(codec.config["graphs"], self._num_codebooks)
+        if self.graph not in codec.sessions:   # (an OnnxCodec for other counts: a larger graph it loaded serves)
+            try:
+                self.graph = _codes_graph(codec.sessions, self._num_codebooks)
+            except CodecError:
+                raise _not_loaded(self.graph) from None
         self.kind = "quantizer_" if self.graph.startswith("quantizer_") else "encoder_"
-        if self.graph not in codec.sessions:
-            raise _not_loaded(self.graph)
         self.reset()
 
     @property
@@ -359,7 +362,9 @@ class OnnxStreamingDecoder:
 
     def conceal(self, frames: int, fade: float = 0.7) -> np.ndarray:
         """Stand-in audio for lost frames: the last received frame repeated, fading by ``fade``
-        per frame (the graphs take codes, not latents, so the fade is applied to the audio).
+        per frame (the graphs take codes, not latents, so the fade is applied to the audio);
+        silence before any frame was received (no code is silence: code 0 of the default model
+        decodes to a burst at the speech's level). Keeps the stream's timing and length.
 
         Raises:
             CodecError: if ``frames`` is not a whole number >= 0, or ``fade`` not a number from 0 to 1.
@@ -367,8 +372,9 @@ class OnnxStreamingDecoder:
         frames, fade = whole_number(frames, "frames", 0), check_fade(fade)
         if frames == 0:
             return np.zeros((self.batch_size, 1, 0), dtype=np.float32)
-        if self.last_codes is None:
-            self.last_codes = np.zeros((self.batch_size, 1, 1), dtype=np.int64)
+        if self.last_codes is None:   # (the decoder starts afresh at the first frame received)
+            return self._released(np.zeros((self.batch_size, 1, frames * self.codec.config["frame_size"]),
+                                           dtype=np.float32))
         last, gain = self.last_codes, self.gain
         audio = self.decode(np.repeat(last, frames, axis=-1))
         steps = np.repeat(fade ** np.arange(1, frames + 1), self.codec.config["frame_size"])
