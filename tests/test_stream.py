@@ -237,6 +237,9 @@ def test_a_stop_while_a_block_is_coded_ends_the_saved_stream_with_its_end_packet
     from codec.signals import STOPPING_SIGNALS, stop_on_termination
 
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, *STOPPING_SIGNALS)}
+    # a shell's background job starts with SIGINT ignored, and Python keeps it so: the stream
+    # below, from a microphone that never ends, would then never stop
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     stop_on_termination()   # as the `codec` command does on start
     try:
         result = invoke("stream", "--output", out, "--play", "--save", saved, "--model", tiny_model_dir)
