@@ -1086,10 +1086,9 @@ def stream(
                               "\\[default: esc-16k-small].")] = None,
     runtime: Annotated[str | None, typer.Option(
         help="Inference runtime: onnx (onnxruntime, about twice as fast as torch on one CPU thread; the "
-             "model is exported at its first stream and kept in ~/.cache/codec or $CODEC_CACHE_DIR), onnx-int8 "
-             "(8-bit weights: "
-             "faster still for conv-16k), or torch \\[default: onnx; torch for a model with a global "
-             "code].", show_default=False)] = None,
+             "model is exported at its first stream and kept in ~/.cache/codec or $CODEC_CACHE_DIR), "
+             "onnx-int8 (8-bit weights: faster still for conv-16k), or torch \\[default: onnx; torch for a "
+             "model with a global code].", show_default=False)] = None,
     device: Annotated[str | None, typer.Option(help="Audio device (index or name substring) for the "
                                                     "microphone and the speaker; see --list-devices.")] = None,
     list_devices: Annotated[bool, typer.Option("--list-devices", help="List audio devices and exit.")] = False,
