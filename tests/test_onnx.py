@@ -71,17 +71,27 @@ def test_onnx_streaming_matches_pytorch_streaming(exported, tiny_model, seconds,
     assert onnx_audio.shape == torch_audio.shape == (batch, 1, -(-audio.shape[-1] // 320) * 320)
 
 
-def test_concealment_before_the_first_frame_is_silence_that_keeps_the_timing(exported):
-    """A stream's first packets lost: silence (no code is silence; code 0 of the default model
-    decoded to a burst at the speech's level), as long as those frames would have released."""
-    runtime = OnnxCodec(exported)
-    overlap = runtime.config["overlap"]
-    decoder = OnnxStreamingDecoder(runtime)
-    concealed = decoder.conceal(3)
-    assert concealed.shape == (1, 1, 3 * 320 - overlap) and not concealed.any()
-    codes = np.random.default_rng(0).integers(0, 1024, (1, 12, 2))
-    assert decoder.decode(codes).shape == (1, 1, 2 * 320) and decoder.conceal(2).any()   # (then the last frame)
-    late = OnnxStreamingDecoder(runtime)
+def test_onnx_concealment_is_pytorchs(exported, tiny_model):
+    """Lost frames before the first one, between frames, and a gap long enough to fade out: the
+    graphs' concealment (the mask weighting the codebooks) gives PyTorch's (the latent scaled)."""
+    torch.manual_seed(0)
+    codes = StreamingEncoder(tiny_model, 6).encode(0.1 * torch.randn(1, 1, 12 * 320))
+    pytorch, onnx = StreamingDecoder(tiny_model), OnnxStreamingDecoder(OnnxCodec(exported))
+    steps = [("conceal", 2), ("decode", slice(0, 5)), ("conceal", 3), ("decode", slice(5, 10)), ("conceal", 45),
+             ("decode", slice(10, 12)), ("flush", None)]
+    for step, argument in steps:
+        if step == "conceal":
+            expected, got = pytorch.conceal(argument), onnx.conceal(argument)
+        elif step == "decode":
+            expected, got = pytorch.decode(codes[..., argument]), onnx.decode(codes[..., argument].numpy())
+        else:
+            expected, got = pytorch.flush(), onnx.flush()
+        assert got.shape == tuple(expected.shape), step
+        np.testing.assert_allclose(got, expected.numpy(), atol=1e-4, err_msg=f"{step} {argument}")
+
+
+def test_concealment_before_any_audio_is_released(exported):
+    late = OnnxStreamingDecoder(OnnxCodec(exported))
     late.to_drop = 10 * 320   # (a model whose first frames release nothing yet)
     assert late.conceal(1).shape == (1, 1, 0)
 

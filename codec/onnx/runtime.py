@@ -37,6 +37,7 @@ from codec.level import amplitude, measure_leveling
 from codec.whole_numbers import check_fade, whole_number
 
 CHUNK_FRAMES = 50   # frames per graph call in OnnxCodec.encode and decode (1 s at 20 ms frames)
+FADED = 1e-6        # a concealed frame's latent this far faded is decoded as a zero latent
 
 
 # what OnnxCodec reads from an export's codec.json (written by codec.onnx.export)
@@ -350,21 +351,26 @@ class OnnxStreamingDecoder:
         """Audio ``[B, 1, n]`` made final by these codes. Raises CodecError for codes that are not
         ``[B, K, f]`` integer codes of this model."""
         codes = _checked_codes(codes, self.batch_size, self.num_codebooks, self.codec.config["codebook_size"])
+        if codes.shape[-1] == 0:
+            return np.zeros((self.batch_size, 1, 0), dtype=np.float32)
+        self.last_codes, self.gain = codes[..., -1:], 1.0
+        return self._released(self._run(codes, 1.0))
+
+    def _run(self, codes: np.ndarray, gain: float) -> np.ndarray:
+        """The decoder graph on ``codes [B, K, f]``, each codebook's contribution weighted by
+        ``gain`` (the mask input: 1 for those in use, 0 for the rest, times ``gain``)."""
         batch, used, frames = codes.shape
-        if frames == 0:
-            return np.zeros((batch, 1, 0), dtype=np.float32)
         padded = np.zeros((batch, self.num_codebooks, frames), dtype=np.int64)
         padded[:, :used] = codes
-        mask = (np.arange(self.num_codebooks) < used).astype(np.float32)
+        mask = (np.arange(self.num_codebooks) < used).astype(np.float32) * np.float32(gain)
         audio, self.state = self.codec.run("decoder", {"codes": padded, "codebook_mask": mask}, self.state)
-        self.last_codes, self.gain = codes[..., -1:], 1.0
-        return self._released(audio)
+        return audio
 
     def conceal(self, frames: int, fade: float = 0.7) -> np.ndarray:
-        """Stand-in audio for lost frames: the last received frame repeated, fading by ``fade``
-        per frame (the graphs take codes, not latents, so the fade is applied to the audio);
-        silence before any frame was received (no code is silence: code 0 of the default model
-        decodes to a burst at the speech's level). Keeps the stream's timing and length.
+        """Stand-in audio for lost frames, as ``codec.streaming.StreamingDecoder.conceal`` gives it:
+        the last received frame's dequantized latent repeated, scaled by ``fade`` per frame (here
+        through the graph's codebook mask, which weights every codebook's contribution), a zero
+        latent before any frame was received. Keeps the stream's timing and length.
 
         Raises:
             CodecError: if ``frames`` is not a whole number >= 0, or ``fade`` not a number from 0 to 1.
@@ -372,15 +378,20 @@ class OnnxStreamingDecoder:
         frames, fade = whole_number(frames, "frames", 0), check_fade(fade)
         if frames == 0:
             return np.zeros((self.batch_size, 1, 0), dtype=np.float32)
-        if self.last_codes is None:   # (the decoder starts afresh at the first frame received)
-            return self._released(np.zeros((self.batch_size, 1, frames * self.codec.config["frame_size"]),
-                                           dtype=np.float32))
         last, gain = self.last_codes, self.gain
-        audio = self.decode(np.repeat(last, frames, axis=-1))
-        steps = np.repeat(fade ** np.arange(1, frames + 1), self.codec.config["frame_size"])
-        steps = steps[len(steps) - audio.shape[-1]:]   # (the stream's first samples are not released yet)
-        self.last_codes, self.gain = last, gain * fade ** frames
-        return (audio * gain * steps).astype(np.float32)
+        if last is None:   # (no frame yet: a zero latent, whatever the codes)
+            last, gain = np.zeros((self.batch_size, 1, 1), dtype=np.int64), 0.0
+        audio = []
+        for done in range(frames):   # one call per gain (the mask is one per call)
+            gain *= fade
+            if gain < FADED or fade == 1.0:   # the rest alike: in one call (a long gap's cost)
+                audio.append(self._run(np.repeat(last, frames - done, axis=-1), 0.0 if gain < FADED else gain))
+                gain *= fade ** (frames - done - 1)
+                break
+            audio.append(self._run(last, gain))
+        self.gain = gain if gain >= FADED else 0.0
+        self.last_codes = last
+        return self._released(np.concatenate(audio, axis=-1))
 
     def flush(self) -> np.ndarray:
         """The stream's last samples: the overlap-add tail over its partial window sum."""
