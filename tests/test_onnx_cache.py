@@ -63,17 +63,17 @@ def test_only_the_most_recently_used_exports_are_kept_and_nothing_else_is_touche
         entries.append(entry)
     (tmp_path / f"never-whole-{0:016x}-int8-6cb-{0:012x}").mkdir()   # (an entry without its cache.json)
     (tmp_path / "my-project").mkdir()   # (a user's own folder, there by mistake: never removed)
-    (tmp_path / ".partial-running").mkdir()   # (another process's export, being written)
-    (tmp_path / ".partial-stopped").mkdir()   # (a stopped export's, hours old)
-    os.utime(tmp_path / ".partial-stopped", (1e9, 1e9))
+    (tmp_path / ".export.running.partial").mkdir()   # (another process's export, being written)
+    (tmp_path / ".export.stopped.partial").mkdir()   # (a stopped export's, hours old)
+    os.utime(tmp_path / ".export.stopped.partial", (1e9, 1e9))
     _prune(tmp_path, keep=entries[-1])   # the one just used (its cache.json not yet touched)
     kept = sorted(p.name for p in tmp_path.iterdir())
-    assert kept == sorted([".partial-running", "my-project", entries[-1].name]
+    assert kept == sorted([".export.running.partial", "my-project", entries[-1].name]
                           + [e.name for e in entries[:KEPT_EXPORTS - 1]])
 
 
 def test_of_two_exports_at_once_the_first_whole_one_is_kept(tmp_path):
-    folder, theirs, ours = tmp_path / "entry", tmp_path / ".partial-theirs", tmp_path / ".partial-ours"
+    folder, theirs, ours = tmp_path / "entry", tmp_path / ".export.theirs.partial", tmp_path / ".export.ours.partial"
     for staging, graph in ((theirs, b"first"), (ours, b"second")):
         staging.mkdir()
         (staging / "decoder.onnx").write_bytes(graph)

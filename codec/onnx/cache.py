@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,7 +36,6 @@ from codec.errors import CodecError
 
 KEPT_EXPORTS = 6            # (the default model's float32 export for 6 kbps is 14 MB)
 MANIFEST = "cache.json"     # the SHA-256 of each file of an entry, written last
-STALE_PARTIAL_SECONDS = 3600   # a hidden export folder this old was left by a stopped export
 
 
 def cache_root() -> Path:
@@ -138,28 +136,21 @@ def _load(folder: Path, threads: int, num_codebooks: int):
 
 def _prune(root: Path, keep: Path) -> None:
     """Remove all but the ``KEPT_EXPORTS`` most recently used entries (``keep`` among them), entries
-    without ``cache.json`` (never whole), and hidden export folders of stopped exports. Only
-    folders named as entries (``ENTRY_NAME``) or export folders (``.partial-``) are touched."""
+    without ``cache.json`` (never whole), and the hidden staging folders of stopped exports
+    (``codec.onnx.export.stale_partial_exports``). Only folders named as entries (``ENTRY_NAME``)
+    or as staging folders are touched."""
+    from codec.onnx.export import stale_partial_exports
+
     def used(entry: Path) -> float:
         try:
             return (entry / MANIFEST).stat().st_mtime
         except OSError:
             return 0.0
 
-    now = time.time()
-    entries = []
-    for entry in root.iterdir():
-        if not entry.is_dir() or entry == keep:
-            continue
-        if entry.name.startswith(".partial-"):   # another process's export, or one that was stopped
-            try:
-                if now - entry.stat().st_mtime > STALE_PARTIAL_SECONDS:
-                    shutil.rmtree(entry, ignore_errors=True)
-            except OSError:
-                pass
-        elif ENTRY_NAME.fullmatch(entry.name):
-            entries.append(entry)
-    entries.sort(key=used, reverse=True)
+    for leftover in stale_partial_exports(root):   # (a younger one may be another process's export)
+        shutil.rmtree(leftover, ignore_errors=True)
+    entries = sorted((e for e in root.iterdir() if e.is_dir() and e != keep and ENTRY_NAME.fullmatch(e.name)),
+                     key=used, reverse=True)
     for entry in entries[KEPT_EXPORTS - 1:] + [e for e in entries[:KEPT_EXPORTS - 1] if not used(e)]:
         shutil.rmtree(entry, ignore_errors=True)
 
@@ -171,7 +162,7 @@ def _staging_folder(folder: Path) -> Path:
 
     require_utf8_path(folder, str(folder), "the ONNX exporter")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
+    staging = Path(tempfile.mkdtemp(prefix=".export.", suffix=".partial", dir=folder.parent))   # (as export_onnx's)
     staging.chmod(0o755)   # (mkdtemp's is 0700: other users of a shared cache read entries too)
     return staging
 

@@ -267,14 +267,13 @@ class OnnxStreamingEncoder:
         self._num_codebooks = whole_number(num_codebooks, "num_codebooks", 1)
         self.batch_size = whole_number(batch_size, "batch_size", 1)
         self.frame_size = codec.config["frame_size"]
-        # the smallest exported graph that gives the codebooks asked for: a quantizer after the
-        # shared encoder (conv codec), or a whole encoder per bitrate (ESC)
-        self.graph = _codes_graph(codec.config["graphs"], self._num_codebooks)
-        if self.graph not in codec.sessions:   # (an OnnxCodec for other counts: a larger graph it loaded serves)
-            try:
-                self.graph = _codes_graph(codec.sessions, self._num_codebooks)
-            except CodecError:
-                raise _not_loaded(self.graph) from None
+        # the smallest loaded graph that gives the codebooks asked for (all of the export's, unless
+        # the OnnxCodec was made for some codebook count): a quantizer after the shared encoder
+        # (conv codec), or a whole encoder per bitrate (ESC)
+        try:
+            self.graph = _codes_graph(codec.sessions, self._num_codebooks)
+        except CodecError:   # (the export has one that was not loaded, or none: say which)
+            raise _not_loaded(_codes_graph(codec.config["graphs"], self._num_codebooks)) from None
         self.kind = "quantizer_" if self.graph.startswith("quantizer_") else "encoder_"
         self.reset()
 
