@@ -344,10 +344,12 @@ class Codec:
         far slower to encode. Models with an input level (``config.json``'s ``input_level_dbfs``)
         bring each channel to it and record the gain (``metadata.gain_db``) that decoding undoes.
 
-        Samples beyond ±1 (``decode``'s output may overshoot) are clipped to ±1 with a
-        ``UserWarning``, as ``encode_file`` does for float files; beyond ±256 (48 dB) they are
-        refused as integer PCM held in floats. An array with more channels than samples (and more
-        than 8) is refused as a short clip in the other layout (numpy is ``[T, C]``, torch ``[C, T]``).
+        Samples beyond ±1 (``decode``'s output may overshoot) are coded as they are by a model
+        with an input level, whose gain scales them with the rest (``decode`` restores them);
+        other models clip them to ±1 with a ``UserWarning``, as ``encode_file`` does for float
+        files. Beyond ±256 (48 dB) they are refused as integer PCM held in floats. An array with
+        more channels than samples (and more than 8) is refused as a short clip in the other
+        layout (numpy is ``[T, C]``, torch ``[C, T]``).
 
         Raises:
             CodecError: for an unsupported bitrate or refinement, a bad shape, type or rate, or
@@ -361,7 +363,8 @@ class Codec:
             raise CodecError(f"sample_rate {sample_rate!r}: must be a whole number of Hz")
         kbps = _checked_kbps(bitrate, self.network)
         check_refine_steps(refine_steps, self.network)
-        array = limited_float_samples(_as_samples_by_channels(audio)[0], stacklevel=2)
+        array = limited_float_samples(_as_samples_by_channels(audio)[0], stacklevel=2,
+                                      leveled=self.network.config.input_level_dbfs is not None)
         codes_file = coding.encode_audio(self.network, array, int(sample_rate), kbps, refine_steps)
         return Codes(codes_file.metadata, codes_file.codes, codes_file.global_codes)
 

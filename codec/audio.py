@@ -437,11 +437,12 @@ def checked_peak(samples: np.ndarray, source: str | Path = "audio") -> float:
     return peak
 
 
-def limited_float_samples(array: np.ndarray, stacklevel: int = 2) -> np.ndarray:
+def limited_float_samples(array: np.ndarray, stacklevel: int = 2, leveled: bool = False) -> np.ndarray:
     """Float samples given to the Python APIs (``Codec.encode``, ``OnnxCodec.encode``), as
     ``codec encode`` takes a float file: clipped to ±1 with a ``UserWarning`` (counting them),
     if none is beyond ±``OVERSHOOT``. ``stacklevel`` is the warning's, as ``warnings.warn``'s,
-    counted from the caller of this function.
+    counted from the caller of this function. ``leveled``: for a model that normalises its input's
+    level, which scales such samples as it scales the rest: returned unclipped, without a warning.
 
     Raises:
         CodecError: for non-finite samples, or samples beyond ±``OVERSHOOT``.
@@ -449,6 +450,8 @@ def limited_float_samples(array: np.ndarray, stacklevel: int = 2) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise CodecError("audio contains NaN or infinite samples")
     peak = checked_peak(array)
+    if leveled:
+        return array
     clipped = [0]
     array = limited(array, clipped, peak)
     if count := clipped[0]:

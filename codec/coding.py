@@ -361,9 +361,10 @@ def _codes_file(model: ConvCodec, sample_rate: int, codes: np.ndarray, num_sampl
 
 
 def in_full_scale(blocks: Iterable[np.ndarray], input_path: Path, clipped: list[int],
-                  peak: list[float]) -> Iterator[np.ndarray]:
+                  peak: list[float], leveled: bool = False) -> Iterator[np.ndarray]:
     """A float file's blocks with samples beyond ±1 clipped (counted in ``clipped[0]``, the largest
-    magnitude in ``peak[0]``), as the Python API's ``limited_float_samples`` does.
+    magnitude in ``peak[0]``), as the Python API's ``limited_float_samples`` does; for a model
+    that normalises the level (``leveled``), unclipped: the gain scales them with the rest.
 
     Raises:
         CodecError: as ``checked_peak``, for integer-scale samples.
@@ -371,7 +372,7 @@ def in_full_scale(blocks: Iterable[np.ndarray], input_path: Path, clipped: list[
     for block in blocks:
         block_peak = checked_peak(block, input_path)
         peak[0] = max(peak[0], block_peak)
-        yield limited(block, clipped, block_peak)
+        yield block if leveled else limited(block, clipped, block_peak)
 
 
 def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_kbps: float,
@@ -668,15 +669,15 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     check_not_replacing_audio(output_path)
     num_codebooks = _codebooks(model, bitrate_kbps)
     report, clipped, peak = CodingReport(), [0], [0.0]
-    leveling = Leveling()
-    if model.config.input_level_dbfs is not None:   # a first pass measures the input's level
+    leveling, leveled = Leveling(), model.config.input_level_dbfs is not None
+    if leveled:   # a first pass measures the input's level
         with open_audio(input_path) as source:
             blocks = read_blocks(source, input_path, int(block_seconds(source.channels) * source.samplerate))
-            blocks = high_passed(model, in_full_scale(blocks, input_path, [0], [0.0]), source.samplerate)   # as coded
+            blocks = high_passed(model, in_full_scale(blocks, input_path, [0], [0.0], leveled), source.samplerate)
             leveling = measure_leveling(blocks, source.samplerate, model.config.input_level_dbfs)
     with open_audio(input_path) as source:
         block_size = int(block_seconds(source.channels) * source.samplerate)
-        blocks = in_full_scale(read_blocks(source, input_path, block_size), input_path, clipped, peak)
+        blocks = in_full_scale(read_blocks(source, input_path, block_size), input_path, clipped, peak, leveled)
         if on_progress:
             blocks = _reporting(blocks, on_progress, None if source.frames >= UNKNOWN_LENGTH else source.frames)
         encoded = encode_blocks(model, blocks, source.samplerate, source.channels, num_codebooks, refine_steps,

@@ -307,6 +307,18 @@ def rms_db(audio: np.ndarray) -> float:
     return 10 * np.log10(np.mean(np.square(audio - audio.mean())))
 
 
+def test_whole_signal_coding_scales_input_beyond_full_scale_for_a_leveled_model(leveled_export):
+    """As ``Codec.encode`` does: the gain scales samples beyond ±1 with the rest, unclipped and without a warning."""
+    import warnings
+
+    runtime = OnnxCodec(leveled_export)
+    audio = np.ascontiguousarray(speech_like(1.0, -18.0).T[:, None, :], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, gain_db = runtime.encode(audio * 20, 12)   # peaks near ±4
+    assert np.abs(audio * 20).max() > 2 and gain_db == pytest.approx(runtime.encode(audio, 12)[1] - 26.02, abs=0.02)
+
+
 def test_whole_signal_coding_normalises_the_level_as_pytorch_does(tiny_model, leveled_export):
     """A model with an input level: ``OnnxCodec.encode`` brings each signal to it and ``decode``
     undoes the gain, as ``codec encode`` / ``decode`` do, so quiet input comes back as quiet as

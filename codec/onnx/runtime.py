@@ -190,8 +190,8 @@ class OnnxCodec:
         (``codec.band_fill.QuietFloor``);
         ``gain_db`` is that gain (one number, or a list of one per signal where they differ; None
         when nothing was scaled), which ``decode`` undoes. No resampling; samples beyond ±1 are
-        clipped with a ``UserWarning``, as ``Codec.encode`` does. The graphs run on
-        ``chunk_frames`` frames at a time.
+        scaled with the rest for a model with an input level, clipped with a ``UserWarning`` for
+        other models, as ``Codec.encode`` does. The graphs run on ``chunk_frames`` frames at a time.
 
         Raises:
             CodecError: for audio that is not ``[B, 1, n]`` finite floats, samples beyond ±256
@@ -199,7 +199,8 @@ class OnnxCodec:
                 cannot take.
         """
         batch = audio.shape[0] if isinstance(audio, np.ndarray) and audio.ndim == 3 else 1
-        audio = limited_float_samples(_checked_audio(audio, batch), stacklevel=2)
+        audio = limited_float_samples(_checked_audio(audio, batch), stacklevel=2,
+                                      leveled=self.input_level_dbfs is not None)
         encoder = OnnxStreamingEncoder(self, num_codebooks, batch)
         step = whole_number(chunk_frames, "chunk_frames", 1) * self.config["frame_size"]
         signals = HighPass(self.config.get("input_highpass_hz"), self.config["sample_rate"])(audio[:, 0].T)   # [n, B]
