@@ -21,7 +21,7 @@ from codec.atomic import remove_partials
 from codec.audio import AUDIO_SUFFIXES, LOSSY_SUFFIXES
 from codec.datasets import Skipped, visible_files
 from codec.errors import CodecError, ModelNotFoundError, internal_error_message, out_of_memory
-from codec.signals import children_ignore_group_signals, terminate_workers
+from codec.signals import starting_workers, terminate_workers
 from codec.threads import torch_threads
 
 CODES_SUFFIX = ".codes"
@@ -501,13 +501,13 @@ def _run_pool(jobs: list[Job], settings: BatchSettings, workers: int, task: Call
               broke: dict[Job, int]):
     """One pool's part of ``_run``; returns the jobs to go on with if the pool broke."""
     context = multiprocessing.get_context("spawn")
-    claims = context.Array("b", len(jobs))
-    with children_ignore_group_signals():   # the pool starts the resource tracker, the first submit the workers
+    with starting_workers():   # the claims' lock starts the resource tracker, the first submit the workers
+        claims = context.Array("b", len(jobs))
         pool = ProcessPoolExecutor(max(1, min(workers, len(jobs)) - 1), mp_context=context, initializer=_init_worker,
                                    initargs=(claims, settings.threads))
     again = []
     try:
-        with children_ignore_group_signals():
+        with starting_workers():
             pending = {pool.submit(task, index, job, settings): index for index, job in enumerate(jobs)}
         back = len(jobs) - 1
         while pending:
@@ -581,8 +581,14 @@ def summary_lines(outcomes: list[Outcome], command: str) -> list[str]:
     verb = "encoded" if command == "encode" else "decoded"
     totals = f"{verb} {len(coded)} file{'' if len(coded) == 1 else 's'}, "
     if done:   # which ones: --force would replace them ("skipped" is the notes' word for inputs left out)
-        totals += f"{done} already done (output exists; --force redoes {'it' if done == 1 else 'them'}), "
-        lines.append(f"already done: {', '.join(done_paths[:3])}" + (f" and {done - 3} more" if done > 3 else ""))
+        listed = ", ".join(done_paths[:3]) + (f" and {done - 3} more" if done > 3 else "")
+        if command == "encode":
+            totals += f"{done} already done (output exists; --force redoes {'it' if done == 1 else 'them'}), "
+            lines.append(f"already done: {listed}")
+        else:   # an audio file there may be the recording the codes came from, which --force would not redo
+            totals += (f"{done} kept (output exists: an earlier decode, or a recording of that name, which "
+                       f"--force would replace), ")
+            lines.append(f"kept: {listed}")
     totals += f"failed {len(failed)}; {_duration(seconds)} of audio, {written:,} bytes written"
     if command == "encode" and seconds > 0:
         totals += f", {written * 8 / seconds / 1000:.2f} kbps mean"

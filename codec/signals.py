@@ -123,6 +123,25 @@ def children_ignore_group_signals() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+@contextmanager
+def starting_workers() -> Iterator[None]:
+    """``children_ignore_group_signals`` around starting worker processes (a pool, its resource
+    tracker, the submits that spawn its workers). An OSError there (a pipe to a process that could
+    not start reads as a BrokenPipeError, which the CLI would take for a closed stdout and exit 141
+    silently) is raised as a CodecError that names it.
+
+    Raises:
+        CodecError: if a worker process cannot be started.
+    """
+    from codec.errors import CodecError
+
+    try:
+        with children_ignore_group_signals():
+            yield
+    except OSError as error:
+        raise CodecError(f"cannot start worker processes ({error.strerror or error}); run with --jobs 1") from None
+
+
 def terminate_workers(pool) -> None:
     """SIGTERM to a ``ProcessPoolExecutor``'s processes (after an error, Ctrl-C or SIGTERM here):
     they stop now, not after their current file."""

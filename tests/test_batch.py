@@ -614,7 +614,10 @@ def test_decoding_in_place_never_replaces_the_recordings_beside_the_codes(tiny_m
     again = invoke("decode", tree / "a", tree / "elsewhere", "--model", tiny_model_dir)
     assert again.exit_code == 0
     skipped = invoke("decode", tree / "a", tree / "elsewhere", "--model", tiny_model_dir)
-    assert "already done: " in skipped.output and "elsewhere/x.wav" in " ".join(skipped.output.split())
+    assert "kept: " in skipped.output and "elsewhere/x.wav" in " ".join(skipped.output.split())
+    # an audio file there may be a recording, not an earlier decode: --force is not offered as a redo
+    assert " kept (output exists: an earlier decode, or a recording of that name, which --force would replace)" \
+        in " ".join(skipped.output.split()) and "redoes" not in skipped.output
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
@@ -661,3 +664,23 @@ def test_a_quoted_globstar_does_not_follow_links_back_up_the_tree(tree):
     assert sorted(str(file.relative_to(tree)) for file, _ in found) == ["a/b/y.wav", "a/x.flac", "top.wav"]
     found = find_files([f"{tree}/**/.hidden.wav"], (".wav",))   # a dotted name the pattern names is matched
     assert [file.name for file, _ in found] == [".hidden.wav"]
+
+
+def test_worker_processes_that_cannot_start_are_named_not_taken_for_a_closed_stdout(tiny_model_dir, tree, tmp_path,
+                                                                                    monkeypatch):
+    """Where a child process cannot run Python, multiprocessing's pipe to it breaks while the pool
+    starts: encode and eval with --jobs 2 exited 141 without a word, as for a reader of stdout that
+    went away (`| head`). Nothing is written."""
+    from multiprocessing import resource_tracker
+
+    def broken():
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(resource_tracker, "ensure_running", broken)
+    evaluation = ("eval", tree, "--bitrates", "6", "--out", tmp_path / "ev")
+    for arguments in (("encode", tree, tmp_path / "codes"), evaluation):
+        result = invoke(*arguments, "--model", tiny_model_dir, "--jobs", "2")
+        assert result.exit_code == 1, result.output
+        message = "error: cannot start worker processes (Broken pipe); run with --jobs 1"
+        assert message in " ".join(result.output.split())
+    assert not any(path.is_file() for path in (tmp_path / "codes").rglob("*")) and not (tmp_path / "ev").exists()

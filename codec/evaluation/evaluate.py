@@ -22,7 +22,7 @@ from codec.evaluation.metrics import METRIC_RATE, MIN_SECONDS, score_pair, to_me
 from codec.evaluation.stats import ci95_half_width
 from codec.evaluation.systems import BaselineFailed, OurCodec, System, baseline_systems
 from codec.refine import check_refine_steps
-from codec.signals import children_ignore_group_signals, terminate_workers
+from codec.signals import starting_workers, terminate_workers
 
 METRICS = ("pesq_wb", "pesq_nb", "stoi", "si_sdr", "mel_distance")
 MAX_LAG_SECONDS = 0.1
@@ -306,7 +306,7 @@ def _in_one_pool(jobs_list: list, workers: int, settings: EvalSettings):
     or, if a worker died, how many were given (the files that came back before it)."""
     pool, given = None, 0
     try:
-        with children_ignore_group_signals():   # the pool starts the resource tracker, map's submits the workers
+        with starting_workers():   # the pool starts the resource tracker, map's submits the workers
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_init_pool_worker, initargs=(settings,))
             outputs = pool.map(_worker, jobs_list)
