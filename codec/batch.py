@@ -435,7 +435,8 @@ def already_done(job: Job, settings: BatchSettings) -> bool:
 
 def run_batch(jobs: list[Job], settings: BatchSettings, workers: int = 1,
               on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Code every job; outputs that exist are skipped unless ``settings.force``.
+    """Code every job; outputs that exist are skipped unless ``settings.force``. Stopped (Ctrl-C,
+    SIGTERM), the KeyboardInterrupt it raises says how many files were coded.
 
     ``workers`` > 1 codes in that many processes: this one and ``workers - 1`` spawned ones
     (``settings.threads`` torch threads and one copy of each model per process); 1 codes in this
@@ -457,6 +458,13 @@ def run_batch(jobs: list[Job], settings: BatchSettings, workers: int = 1,
         for outcome in _run(todo, settings, workers):
             outcomes[outcome.job] = outcome
             on_done(outcome)
+    except KeyboardInterrupt as error:   # Ctrl-C or SIGTERM (Terminated, its type kept for the exit code)
+        coded = sum(outcome.status == "coded" for outcome in outcomes.values())
+        again = "the same command without --force codes the rest" if settings.force else \
+            "the same command again codes the rest (outputs that exist are kept)"
+        error.args = (f"{str(error) or 'interrupted'} after {coded} of {len(todo)} file{'s' if len(todo) > 1 else ''} "
+                      f"were coded; {again}",)
+        raise
     finally:   # (once no worker codes any more: one may still have written into a folder)
         _remove_empty(new_folders)
     return [outcomes[job] for job in jobs]

@@ -559,6 +559,9 @@ def test_sigterm_stops_a_batch_with_workers_at_once(tiny_model_dir, tmp_path):
     started = time.monotonic()
     _, err = process.communicate(timeout=120)
     assert process.returncode == 143 and "terminated by SIGTERM" in err
+    # what a second run would do: the files coded are whole, and kept
+    assert "after 0 of 4 files were coded; the same command again codes the rest (outputs that exist are kept)" \
+        in " ".join(err.split())
     assert time.monotonic() - started < 8
     assert not [p for p in tmp_path.glob("out/**/*") if p.is_file()]
 
