@@ -577,8 +577,8 @@ def _duration(seconds: float) -> str:
 
 def summary_lines(outcomes: list[Outcome], command: str) -> list[str]:
     """Warnings, one line per failure (with its reason), then the totals: files coded, already
-    done (their output exists) and failed, hours of audio, bytes written and (encode) the mean
-    bitrate of the files written."""
+    done (their output exists; "kept" for decode, as that may be a recording) and failed, hours
+    of audio, bytes written and (encode) the mean bitrate of the files written."""
     coded = [o for o in outcomes if o.status == "coded"]
     done_paths = [str(o.job.target) for o in outcomes if o.status == "skipped"]
     done = len(done_paths)
