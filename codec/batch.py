@@ -11,6 +11,7 @@ import contextlib
 import glob
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -454,20 +455,35 @@ def run_batch(jobs: list[Job], settings: BatchSettings, workers: int = 1,
         else:
             todo.append(job)
     new_folders = _missing_folders(todo)
+    started = time.time()
     try:
         for outcome in _run(todo, settings, workers):
             outcomes[outcome.job] = outcome
             on_done(outcome)
     except KeyboardInterrupt as error:   # Ctrl-C or SIGTERM (Terminated, its type kept for the exit code)
-        coded = sum(outcome.status == "coded" for outcome in outcomes.values())
-        again = "the same command without --force codes the rest" if settings.force else \
-            "the same command again codes the rest (outputs that exist are kept)"
-        error.args = (f"{str(error) or 'interrupted'} after {coded} of {len(todo)} file{'s' if len(todo) > 1 else ''} "
-                      f"were coded; {again}",)
+        error.args = (f"{str(error) or 'interrupted'} {_how_far(todo, started, settings)}",)
         raise
     finally:   # (once no worker codes any more: one may still have written into a folder)
         _remove_empty(new_folders)
     return [outcomes[job] for job in jobs]
+
+
+def _how_far(todo: list[Job], started: float, settings: BatchSettings) -> str:
+    """How far a stopped batch got: its outputs written since ``started`` (``time.time()``), which
+    are whole (written through a temporary file), counted on disk, as a worker's may not have been
+    reported yet."""
+    def written(job: Job) -> bool:
+        try:   # (a second's slack for file systems with coarse times)
+            return job.target.is_file() and job.target.stat().st_mtime >= started - 1.0
+        except OSError:
+            return False
+
+    done, verb = sum(map(written, todo)), f"{settings.command}d"
+    counted = f"after {done} of the {len(todo)} file{'s' if len(todo) > 1 else ''} to {settings.command} " \
+              f"{'was' if len(todo) == 1 else 'were'} {verb}"
+    if settings.force:   # the rest may be stale outputs that --force was to redo: no advice
+        return f"{counted}, each whole"
+    return f"{counted}; the same command again {settings.command}s the rest (outputs that exist are kept)"
 
 
 def _missing_folders(jobs: list[Job]) -> list[Path]:

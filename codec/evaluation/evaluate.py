@@ -58,7 +58,7 @@ class FileResult:
     scores: dict[str, float | None]
     undefined: dict[str, str]   # metric -> why it is undefined
     channels: int = 1           # the file's; only the first is coded and scored
-    limited_samples: int = 0    # of that channel, beyond ±1.0 (float files): limited, as encode does
+    limited_samples: int = 0    # of that channel, beyond ±1.0 (float files): limited for every system
     missing_samples: int = 0    # announced by the header but not in the file (one cut short)
 
 

@@ -21,8 +21,9 @@ def result_notes(results: list[FileResult], summaries: list[Summary], baselines:
     limited = {r.path: r.limited_samples for r in results if r.limited_samples}
     if limited:
         notes.append(f"{len(limited)} of {files} files hold samples beyond ±1.0 full scale "
-                     f"({sum(limited.values())} in all): limited to ±1.0 before coding and scoring, "
-                     f"as codec encode does")
+                     f"({sum(limited.values())} in all): limited to ±1.0 before coding and scoring, so that "
+                     f"every system codes the same signal (codec encode codes them as they are for a model with "
+                     f"an input level, and limits them for others)")
     truncated = {r.path: r.missing_samples for r in results if r.missing_samples}
     if truncated:
         notes.append(f"{len(truncated)} of {files} files are truncated (shorter than their headers announce, "
