@@ -36,13 +36,14 @@ def test_average_refuses_what_it_cannot_average(tiny_model_dir, tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=REPO, capture_output=True, text=True)
 
-    assert "two or more" in run(tmp_path / "a", tiny_model_dir).stderr
+    alone = run(tmp_path / "a", tiny_model_dir)
+    assert "two or more" in alone.stderr
     assert "not found" in run(tmp_path / "b", tiny_model_dir, "no-such-model").stderr
     assert "already holds a model" in run(tiny_model_dir, tiny_model_dir, tiny_model_dir).stderr
-    other = tmp_path / "other"
-    assert "configurations differ" in run(other, tiny_model_dir, "esc-16k-small").stderr
+    differing = run(tmp_path / "other", tiny_model_dir, "esc-16k-small")
+    assert "configurations differ" in differing.stderr
     (tmp_path / "file").write_text("a file, not a folder for a model")
     as_file = run(tmp_path / "file", tiny_model_dir, tiny_model_dir)
     assert as_file.returncode == 2 and "file is a file; give a folder for the averaged model" in as_file.stderr
-    for result in (run(tmp_path / "a", tiny_model_dir), run(other, tiny_model_dir, "esc-16k-small"), as_file):
+    for result in (alone, differing, as_file):   # (each run once: a run starts Python and torch, ~3 s)
         assert result.returncode != 0 and "Traceback" not in result.stderr
