@@ -8,6 +8,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from codec.errors import CodecError
+
 STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
@@ -133,8 +135,6 @@ def starting_workers() -> Iterator[None]:
     Raises:
         CodecError: if a worker process cannot be started.
     """
-    from codec.errors import CodecError
-
     try:
         with children_ignore_group_signals():
             yield
