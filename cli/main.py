@@ -540,7 +540,7 @@ def _decode_batch(sources: list[str], output: Path, suffix: str, model: str | No
                   sample_rate: int | None, channels: int | None, jobs: int, int8: bool = False,
                   threads: int = 1) -> None:
     from codec.batch import CODES_SUFFIX, BatchSettings, load_cached
-    from codec.coding import is_packet_stream
+    from codec.codes_files import is_packet_stream
 
     if model is not None:
         load_cached(model, int8)  # a bad --model fails here, before any file
@@ -643,7 +643,7 @@ def info(
 def _codes_info(path: Path) -> dict:
     from dataclasses import asdict
 
-    from codec.coding import is_packet_stream, read_codes_metadata
+    from codec.codes_files import is_packet_stream, read_codes_metadata
 
     if is_packet_stream(path):   # saved by codec stream --save
         return _packet_stream_info(path)
@@ -669,7 +669,7 @@ def _packet_stream_info(path: Path) -> dict:
     """A saved packet stream's header, and what its packets hold (counted, not decoded)."""
     from dataclasses import asdict
 
-    from codec.coding import read_stream_info
+    from codec.codes_files import read_stream_info
     from codec.packets import summarize_stream
 
     data = path.read_bytes()

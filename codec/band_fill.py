@@ -13,7 +13,6 @@ state across blocks, and the noise is drawn from one seeded generator in sample 
 """
 
 import numpy as np
-from scipy.signal import butter, lfilter, sosfilt
 
 FLOOR_DB = -40.0          # noise power relative to the input's, in the band above its Nyquist frequency
 ENVELOPE_SECONDS = 0.02   # time constant of the power envelope the noise follows
@@ -30,6 +29,9 @@ class BandFill:
         self.active = input_rate < model_rate
         if not self.active:
             return
+        # imported here: scipy.signal takes ~1 s to import, which decoding is spared
+        from scipy.signal import butter
+
         nyquist = model_rate / 2
         cutoff = input_rate / 2
         self.highpass = butter(8, cutoff, "highpass", fs=model_rate, output="sos")
@@ -46,6 +48,8 @@ class BandFill:
     def __call__(self, block: np.ndarray) -> np.ndarray:
         if not self.active or len(block) == 0:
             return block
+        from scipy.signal import lfilter, sosfilt
+
         power, self.envelope_state = lfilter(*self.envelope, block ** 2, axis=0, zi=self.envelope_state)
         noise, self.highpass_state = sosfilt(self.highpass, self.rng.standard_normal(block.shape), axis=0,
                                              zi=self.highpass_state)

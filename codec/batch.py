@@ -415,7 +415,7 @@ def _decode(job: Job, settings: BatchSettings) -> Outcome:
 def _coded(job: Job, settings: BatchSettings, warnings: list[str] | None = None) -> Outcome:
     """The outcome of a job whose output is written: its duration and size, from the file."""
     if settings.command == "encode":
-        from codec.coding import read_codes_metadata
+        from codec.codes_files import read_codes_metadata
 
         meta = read_codes_metadata(job.target)
         seconds = meta.samples / meta.sample_rate

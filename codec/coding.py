@@ -40,15 +40,14 @@ from codec.audio import (
 )
 from codec.band_fill import BandFill, QuietFloor
 from codec.bitstream import (
-    MAGIC,
     MAX_GAIN_DB,
     CodesFile,
     CodesMetadata,
-    check_layout,
     from_bytes,
     read_metadata,
     to_bytes,
 )
+from codec.codes_files import codes_bytes, is_packet_stream, read_codes_metadata, read_stream_info
 from codec.errors import CodecError, ModelNotFoundError
 from codec.highpass import HighPass
 from codec.level import Leveling, amplitude, measure_leveling
@@ -555,22 +554,6 @@ def wants_entropy(model: ConvCodec, entropy: bool | None) -> bool:
     return getattr(model, "entropy_model", None) is not None if entropy is None else entropy
 
 
-_HEAD_BYTES = 1 << 16   # the bytes by which a file that is not a .codes file is told apart
-
-
-def _codes_bytes(path: Path) -> bytes:
-    """The whole of a ``.codes`` file, or the first ``_HEAD_BYTES`` of a file that is not one."""
-    if path.is_dir():
-        raise CodecError(f"{path}: is a directory, not a .codes file")
-    if not path.is_file():
-        raise CodecError(f"{path}: {missing(path)}")
-    with path.open("rb") as handle:
-        head = handle.read(_HEAD_BYTES)
-        if not head.startswith(MAGIC):   # not codes: the error reads its first bytes alone, not 2 GB of them
-            return head
-        return head + handle.read()
-
-
 def read_codes(path: Path | str, model: ConvCodec | None = None) -> CodesFile:
     """Read and verify a ``.codes`` file (entropy-coded ones with ``model``'s entropy model).
 
@@ -578,7 +561,7 @@ def read_codes(path: Path | str, model: ConvCodec | None = None) -> CodesFile:
         CodecError: naming the file, on any problem.
     """
     path = Path(path)
-    data = _codes_bytes(path)
+    data = codes_bytes(path)
     try:
         coder = None
         if model is not None:
@@ -586,18 +569,6 @@ def read_codes(path: Path | str, model: ConvCodec | None = None) -> CodesFile:
             check_compatible(model, meta)   # before any entropy decoding, which would trust the metadata
             coder = entropy_coder_for(model) if meta.entropy_coded else None
         return from_bytes(data, coder)
-    except CodecError as error:
-        raise CodecError(f"{path}: {error}") from None
-
-
-def read_codes_metadata(path: Path | str, whole_file: bool = False) -> CodesMetadata:
-    """The metadata of a ``.codes`` file, without decoding it; with ``whole_file``, after checking
-    every chunk's length and CRC and the file's end (``bitstream.check_layout``), else the first
-    chunk's. Raises CodecError naming the file."""
-    path = Path(path)
-    data = _codes_bytes(path)
-    try:
-        return check_layout(data) if whole_file else read_metadata(data)
     except CodecError as error:
         raise CodecError(f"{path}: {error}") from None
 
@@ -789,14 +760,6 @@ def write_decoded(output_path: Path, blocks: Iterable[np.ndarray], rate: int, ch
         report.warnings.append(f"{output_path}: {clipped} decoded samples exceeded ±1.0 and were clipped")
 
 
-def is_packet_stream(path: Path | str) -> bool:
-    """Whether the file starts like a saved packet stream (``codec stream --save``)."""
-    from codec.packets import STREAM_MAGIC
-
-    with open(path, "rb") as handle:
-        return handle.read(4) == STREAM_MAGIC
-
-
 def decode_any_file(input_path: Path | str, output_path: Path | str, force: bool = False,
                     model: str | Path | None = None, sample_rate: int | None = None, channels: int | None = None,
                     load: Callable[[str | Path], ConvCodec] | None = None) -> CodingReport:
@@ -908,17 +871,3 @@ def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: s
             raise CodecError(f"{path}: cannot write ({limit})") from None
         raise CodecError(f"{path}: cannot write {channels} channels at {sample_rate} Hz as {audio_format} "
                          f"({reason})") from None
-
-
-def read_stream_info(path: Path, data: bytes | None = None):
-    """The header of a saved packet stream: ``(StreamInfo, offset of the first packet)``.
-
-    Raises:
-        CodecError: naming the file, if the header is missing or damaged.
-    """
-    from codec.packets import read_stream_header
-
-    try:
-        return read_stream_header(path.read_bytes() if data is None else data)
-    except CodecError as error:
-        raise CodecError(f"{path}: {error}") from None

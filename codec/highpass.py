@@ -14,7 +14,6 @@ held its first sample: a file that begins on a DC offset does not begin with the
 """
 
 import numpy as np
-from scipy import signal as scipy_signal
 
 from codec.errors import CodecError
 
@@ -34,6 +33,9 @@ class HighPass:
     blocks. At a sample rate of 4x the cutoff or less (no speech there) it passes input unchanged."""
 
     def __init__(self, cutoff_hz: float | None, sample_rate: int):
+        # imported here: scipy.signal takes ~1 s to import, which decoding is spared
+        from scipy import signal as scipy_signal
+
         self.sections = None
         if cutoff_hz is not None and sample_rate > 4 * cutoff_hz:
             self.sections = scipy_signal.butter(ORDER, cutoff_hz, "highpass", fs=sample_rate, output="sos")
@@ -44,6 +46,8 @@ class HighPass:
         block = np.asarray(block, dtype=np.float64)
         if self.sections is None or not len(block):
             return block
+        from scipy import signal as scipy_signal
+
         if self.state is None:   # the steady state for a signal that always held the first sample
             self.state = scipy_signal.sosfilt_zi(self.sections)[:, :, None] * block[0]
         filtered, self.state = scipy_signal.sosfilt(self.sections, block, axis=0, zi=self.state)

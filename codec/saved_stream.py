@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from codec.bitstream import CodesMetadata
+from codec.codes_files import read_stream_info
 from codec.coding import (
     CodingReport,
     _check_not_empty_flac,
@@ -31,7 +32,6 @@ from codec.coding import (
     check_output_format,
     check_paths,
     entropy_coder_for,
-    read_stream_info,
     write_decoded,
 )
 from codec.errors import CodecError

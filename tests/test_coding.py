@@ -579,16 +579,17 @@ def test_audio_past_4_gib_is_written_as_rf64_and_aiff_refuses_it(tmp_path):
 
 def test_a_file_that_is_not_codes_is_refused_by_its_first_bytes_alone(tmp_path):
     """A 2 GB file given as codes took 2.3 GB of memory to refuse by its first four bytes."""
-    from codec.coding import _HEAD_BYTES, _codes_bytes, read_codes
+    from codec.codes_files import HEAD_BYTES, codes_bytes
+    from codec.coding import read_codes
 
     junk = tmp_path / "big.codes"
-    junk.write_bytes(bytes(3 * _HEAD_BYTES))
-    assert len(_codes_bytes(junk)) == _HEAD_BYTES
+    junk.write_bytes(bytes(3 * HEAD_BYTES))
+    assert len(codes_bytes(junk)) == HEAD_BYTES
     with pytest.raises(CodecError, match=r"big.codes: not a .codes file \(wrong magic bytes at offset 0\)"):
         read_codes(junk)
     codes = tmp_path / "long.codes"
-    codes.write_bytes(b"CODC" + bytes(2 * _HEAD_BYTES))
-    assert len(_codes_bytes(codes)) == 4 + 2 * _HEAD_BYTES
+    codes.write_bytes(b"CODC" + bytes(2 * HEAD_BYTES))
+    assert len(codes_bytes(codes)) == 4 + 2 * HEAD_BYTES
 
 
 @pytest.mark.parametrize("codebook_size,dtype", [(1024, np.uint16), (1 << 16, np.uint16), ((1 << 16) + 1, np.int64)])
