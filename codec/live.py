@@ -105,6 +105,7 @@ class FileSource:
         self.start = None
         self.samples = 0
         self.limited = 0   # float samples beyond full scale, limited to ±1.0 (reported, as encode does)
+        self.peak = 0.0    # the largest magnitude among them
         self.missing = 0   # at the end: samples the header announces beyond those read (a file cut short)
 
     def _next_block(self) -> np.ndarray:
@@ -131,6 +132,7 @@ class FileSource:
         outside = int(np.count_nonzero(np.abs(block) > 1.0)) if peak > 1.0 else 0
         if outside:
             self.limited += outside
+            self.peak = max(self.peak, peak)
             block = np.clip(block, -1.0, 1.0)
         self.samples += len(block)
         if not len(block):
@@ -662,8 +664,8 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         console.print(f"warning: {input}: file is truncated: its header announces {source.samples + source.missing} "
                       f"samples, {source.samples} could be read; streamed those", highlight=False)
     if getattr(source, "limited", 0):
-        console.print(f"warning: {input}: {source.limited} samples were beyond ±1.0 full scale and were limited "
-                      f"to ±1.0", highlight=False)
+        console.print(f"warning: {input}: {source.limited} samples were beyond ±1.0 full scale (peak "
+                      f"{source.peak:.6g}) and were limited to ±1.0", highlight=False)
     for sink in sinks:
         if getattr(sink, "clipped", 0):
             console.print(f"warning: {sink.path}: {sink.clipped} decoded samples exceeded ±1.0 and were clipped",
