@@ -14,6 +14,12 @@ from codec.train import load_recipe
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(items):
+    """Tests marked ``long`` run first: with workers (``pytest -n auto``) none of them starts
+    last and runs alone while the other workers sit idle (the README tour alone takes ~4 min)."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)   # (a stable sort)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cache_folder(tmp_path_factory):
     """The tests' exports for ``codec stream`` (``codec.onnx.cache``) go to a folder of their own,

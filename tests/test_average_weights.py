@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from codec.models import load_model, save_model
@@ -32,6 +33,7 @@ def test_average_is_the_mean_and_keeps_the_codes_of_decoder_fine_tunes(tiny_mode
     assert torch.equal(soup.encode(wav, 4), base.encode(wav, 4))
 
 
+@pytest.mark.long
 def test_average_refuses_what_it_cannot_average(tiny_model_dir, tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, SCRIPT, *map(str, args)], cwd=REPO, capture_output=True, text=True)

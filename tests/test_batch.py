@@ -477,6 +477,7 @@ def _dies_on_die(index, job, settings):
     return outcome
 
 
+@pytest.mark.long
 def test_a_worker_that_dies_fails_only_its_file(tiny_model_dir, tmp_path, monkeypatch, capfd):
     """The pool breaks when a worker dies: the other files are coded in a new pool and the one
     that killed its worker twice fails, without a traceback (Python 3.11 printed InvalidStateError)

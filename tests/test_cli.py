@@ -530,6 +530,7 @@ def test_help_and_version_to_a_reader_that_left_exit_141(arguments):
     assert result.returncode == 141 and result.stderr == ""
 
 
+@pytest.mark.long
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (Debian package ffmpeg) for MP3")
 def test_a_closed_standard_stream_fails_only_what_needs_it(tiny_model_dir, speech_wav, tmp_path):
     """Started with ``>&-``, ``2>&-`` or ``<&-``: a command that does not use the stream works
@@ -653,6 +654,7 @@ def test_stdout_errors_name_format_options_not_suffixes(tiny_model_dir, tmp_path
         result.stderr, result.stderr
 
 
+@pytest.mark.long
 @pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
 def test_an_output_named_by_a_file_descriptor_is_refused_and_the_file_kept(tiny_model_dir, tmp_path):
     """/dev/stdout --force wrote beside the shell's file and renamed over it: ``>> log`` lost the log."""

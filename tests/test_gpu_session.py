@@ -7,11 +7,13 @@ import subprocess
 import sys
 import tarfile
 
+import pytest
 import yaml
 
 from tests.conftest import REPO, tone, write_audio
 
 
+@pytest.mark.long
 def test_two_phase_runs_with_a_dependent_entropy_job(tmp_path):
     audio = tmp_path / "opus"
     (audio / "a").mkdir(parents=True)

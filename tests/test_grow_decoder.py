@@ -4,6 +4,7 @@ import dataclasses
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from codec.models import ConvCodec, EscCodec, load_model, save_model
@@ -90,6 +91,7 @@ def test_grow_refuses_what_it_cannot_grow(tiny_model_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.long
 def test_grow_refuses_bad_counts_and_an_existing_model(tiny_model_dir, tmp_path):
     script = [sys.executable, str(REPO / "scripts" / "grow_decoder.py"), str(tiny_model_dir)]
     for counts in (["--code-rate", "-1"], ["--code-rate", "0", "--analysis", "0"]):

@@ -43,6 +43,7 @@ def _adapted(command: str, folder, small_dev, train_audio) -> str:
     return command
 
 
+@pytest.mark.long
 def test_tour_commands_run(tmp_path):
     """Every command of the README's tour runs as written (the microphone aside), in order."""
     import os

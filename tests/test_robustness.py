@@ -512,6 +512,7 @@ def test_same_path_for_input_and_output_is_refused(tiny_model, tmp_path):
     assert path.read_bytes() == before
 
 
+@pytest.mark.long
 def test_a_redirection_to_or_from_the_input_is_refused(tiny_model, tmp_path):
     """``codec encode a.wav - 1<> a.wav`` and ``codec encode - a.wav --force < a.wav``."""
     path = write_audio(tmp_path / "a.wav", tone(0.2, 16000), 16000)

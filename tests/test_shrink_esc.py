@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from codec.models import EscCodec, load_model, save_model
@@ -10,6 +11,7 @@ from tests.conftest import REPO
 from tests.test_esc import TINY
 
 
+@pytest.mark.long
 def test_shrink_keeps_every_other_weight_and_refuses_more_blocks(tmp_path):
     torch.manual_seed(0)
     source = save_model(EscCodec(TINY).eval(), tmp_path / "esc-tiny")

@@ -881,6 +881,7 @@ def test_silent_clip_and_high_learning_rate_stay_finite(tmp_path):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+@pytest.mark.long
 def test_codebooks_stay_healthy_on_tones(tmp_path):
     folder = tmp_path / "tones"
     folder.mkdir()
