@@ -10,6 +10,7 @@ from pathlib import Path
 from codec.audio import missing
 from codec.bitstream import MAGIC, CodesMetadata, check_layout, read_metadata
 from codec.errors import CodecError
+from codec.packets import STREAM_MAGIC, read_stream_header
 
 HEAD_BYTES = 1 << 16   # the bytes by which a file that is not a .codes file is told apart
 
@@ -45,8 +46,6 @@ def read_codes_metadata(path: Path | str, whole_file: bool = False) -> CodesMeta
 
 def is_packet_stream(path: Path | str) -> bool:
     """Whether the file starts like a saved packet stream (``codec stream --save``)."""
-    from codec.packets import STREAM_MAGIC
-
     with open(path, "rb") as handle:
         return handle.read(4) == STREAM_MAGIC
 
@@ -57,8 +56,6 @@ def read_stream_info(path: Path, data: bytes | None = None):
     Raises:
         CodecError: naming the file, if the header is missing or damaged.
     """
-    from codec.packets import read_stream_header
-
     try:
         return read_stream_header(path.read_bytes() if data is None else data)
     except CodecError as error:
