@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from script_errors import run_main  # scripts/ is on the path when a script runs
+from script_errors import new_folder_problem, run_main  # scripts/ is on the path when a script runs
 
 from codec.errors import CodecError
 from codec.models import load_model, save_model
@@ -45,10 +45,8 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.models) < 2:
         parser.error("give two or more models to average")
-    if (args.out / "model.safetensors").exists():
-        parser.error(f"{args.out} already holds a model; choose a new folder")
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"{args.out} is a file; give a folder for the averaged model")
+    if problem := new_folder_problem(args.out, "averaged model"):
+        parser.error(problem)
     try:
         models = [load_model(name).float().eval() for name in args.models]
     except CodecError as error:

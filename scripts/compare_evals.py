@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from script_errors import run_main
 
 from codec.evaluation.stats import ci95_half_width
 
@@ -149,4 +150,4 @@ def main() -> None:
         raise SystemExit("error: no file has a score in both runs: nothing was compared")
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

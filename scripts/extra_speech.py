@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from ood_speech import unpack_debian
+from script_errors import run_main
 
 from codec.audio import resample
 from codec.datasets import find_inputs
@@ -108,4 +109,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -30,6 +30,7 @@ import dataclasses
 from pathlib import Path
 
 import torch
+from script_errors import new_folder_problem, run_main
 
 from codec.errors import CodecError
 from codec.models import EscCodec, load_model, save_model
@@ -106,10 +107,8 @@ def main() -> None:
     parser.add_argument("--finest", type=int, help="ESC: blocks to add to the finest decoder stage (default 1)")
     parser.add_argument("--encoder", type=int, help="ESC: blocks to add to the finest encoder stage (default 0)")
     args = parser.parse_args()
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"{args.out} is a file; give a folder for the grown model")
-    if (args.out / "model.safetensors").exists():
-        parser.error(f"{args.out} already holds a model; choose a new folder")
+    if problem := new_folder_problem(args.out, "grown model"):
+        parser.error(problem)
     try:
         model = load_model(args.model).float().eval()
         source_dir = resolve_model_dir(args.model)
@@ -153,4 +152,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

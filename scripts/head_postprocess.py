@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from dev_speech import head_script
+from script_errors import run_main
 
 from codec.evaluation.metrics import pesq_wb
 from codec.evaluation.stats import ci95_half_width
@@ -85,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

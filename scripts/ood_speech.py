@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from script_errors import run_main
 
 # package -> the speech files inside it (path ends) and where they go in the output folder; a long
 # recording maps instead to {target: (start s, end s)}, the excerpts cut from it (at pauses)
@@ -205,4 +206,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

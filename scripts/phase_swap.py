@@ -20,6 +20,7 @@ stage (Vocos, DAC; recipes/esc_16k_small_gan.yaml).
 import numpy as np
 import torch
 from dev_speech import head_script
+from script_errors import run_main
 
 from codec.evaluation.metrics import pesq_wb
 from codec.models import EscCodec
@@ -53,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

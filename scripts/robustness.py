@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from dev_speech import add_options, dev_audio, load_models
 from scipy.signal import butter, fftconvolve, lfilter, sosfilt
+from script_errors import run_main
 
 from codec.coding import decode_audio, encode_audio
 from codec.evaluation.metrics import pesq_wb
@@ -107,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

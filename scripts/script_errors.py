@@ -7,6 +7,7 @@ for Ctrl-C), as for the ``codec`` commands, not a traceback.
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from codec.errors import CodecError
 
@@ -24,3 +25,20 @@ def run_main(main: Callable[[], int | None]) -> None:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def new_folder_problem(folder: Path, what: str) -> str | None:
+    """Why ``folder`` cannot take a new ``what`` (e.g. "averaged model"), or None: it must not be a
+    file, lie under one, or hold anything yet (the scripts write config.json and more into it, and
+    must not replace a user's files)."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file; give a new folder for the {what}"
+    above = next((parent for parent in folder.parents if parent.exists()), None)
+    if above is not None and not above.is_dir():
+        return f"{folder} cannot be made: {above} is a file"
+    if (folder / "model.safetensors").exists():
+        return f"{folder} already holds a model; choose a new folder"
+    if folder.is_dir() and (held := sorted(entry.name for entry in folder.iterdir())):
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        return f"{folder} is not empty (it holds {shown}); choose a new folder for the {what}"
+    return None

@@ -16,6 +16,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from script_errors import new_folder_problem, run_main
+
 from codec.models import EscCodec, load_model, save_model
 
 
@@ -43,8 +45,8 @@ def main() -> None:
         parser.add_argument(f"--{part}-blocks", type=counts,
                             help=f"blocks per {part} stage, e.g. 1,1,1 (default: unchanged)")
     args = parser.parse_args()
-    if (args.out / "model.safetensors").exists():
-        parser.error(f"{args.out} already holds a model; choose a new folder")
+    if problem := new_folder_problem(args.out, "smaller model"):
+        parser.error(problem)
     model = load_model(args.model).float()
     if not isinstance(model, EscCodec):
         raise SystemExit(f"{args.model}: only ESC codecs can be shrunk by this script")
@@ -58,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -8,6 +8,7 @@ Prints, per signal and bitrate, the decoded level minus the input's in dB (0: al
 import argparse
 
 import torch
+from script_errors import run_main
 
 from codec.errors import CodecError
 from codec.evaluation.tones import LEVEL_DBFS, TEST_SIGNALS, returned_levels
@@ -38,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -46,6 +46,28 @@ def test_average_refuses_what_it_cannot_average(tiny_model_dir, tmp_path):
     assert "configurations differ" in differing.stderr
     (tmp_path / "file").write_text("a file, not a folder for a model")
     as_file = run(tmp_path / "file", tiny_model_dir, tiny_model_dir)
-    assert as_file.returncode == 2 and "file is a file; give a folder for the averaged model" in as_file.stderr
-    for result in (alone, differing, as_file):   # (each run once: a run starts Python and torch, ~3 s)
+    assert as_file.returncode == 2 and "file is a file; give a new folder for the averaged model" in as_file.stderr
+    (tmp_path / "notes").mkdir()   # a folder of the user's: its files are not replaced
+    (tmp_path / "notes" / "config.json").write_text("mine")
+    into_notes = run(tmp_path / "notes", tiny_model_dir, tiny_model_dir)
+    assert into_notes.returncode == 2 and "notes is not empty (it holds config.json)" in into_notes.stderr
+    assert (tmp_path / "notes" / "config.json").read_text() == "mine"
+    for result in (alone, differing, as_file, into_notes):   # (each run once: a run starts Python and torch, ~3 s)
         assert result.returncode != 0 and "Traceback" not in result.stderr
+
+
+def test_a_new_folder_must_be_new_and_makeable(tmp_path):
+    """What shrink_esc.py, grow_decoder.py and average_weights.py check before writing a model."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from script_errors import new_folder_problem
+
+    assert new_folder_problem(tmp_path / "new", "grown model") is None
+    (tmp_path / "empty").mkdir()
+    assert new_folder_problem(tmp_path / "empty", "grown model") is None
+    (tmp_path / "file.txt").write_text("x")
+    assert new_folder_problem(tmp_path / "file.txt" / "x", "grown model") == f"{tmp_path / 'file.txt' / 'x'} " \
+        f"cannot be made: {tmp_path / 'file.txt'} is a file"
+    for name in "abcd":
+        (tmp_path / "full" / name).mkdir(parents=True)
+    assert "full is not empty (it holds a, b, c, ...); choose a new folder for the grown model" in \
+        new_folder_problem(tmp_path / "full", "grown model")

@@ -105,4 +105,4 @@ def test_grow_refuses_bad_counts_and_an_existing_model(tiny_model_dir, tmp_path)
     assert result.returncode == 2 and "is a conv codec: grow it with --code-rate and --analysis" in result.stderr
     (tmp_path / "file").write_text("x")
     result = subprocess.run([*script, str(tmp_path / "file")], cwd=REPO, capture_output=True, text=True)
-    assert result.returncode == 2 and "is a file; give a folder" in result.stderr
+    assert result.returncode == 2 and "is a file; give a new folder for the grown model" in result.stderr
