@@ -31,7 +31,7 @@ import tarfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import soundfile as sf
@@ -199,26 +199,52 @@ def _step(jobs: list[Job], by_name: dict[str, Job], common: list[str], threads: 
                 _next_phase(job, common, threads, (deadline - time.monotonic()) / 60)
 
 
+def read_plan(path: Path) -> tuple[dict, list[Job]]:
+    """The plan in the YAML file ``path`` and its jobs; raises SystemExit with one line naming the
+    file and what is wrong (see scripts/gpu_session.yaml for a plan)."""
+    try:
+        plan = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise SystemExit(f"error: {path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    keys = plan if isinstance(plan, dict) else {}
+    missing = [key for key in ("audio", "deadline_minutes", "jobs") if key not in keys]
+    if missing:
+        raise SystemExit(f"error: {path}: the plan needs {', '.join(missing)} (see scripts/gpu_session.yaml)")
+    deadline = plan["deadline_minutes"]
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not 0 < deadline < 24 * 60:
+        raise SystemExit(f"error: {path}: deadline_minutes={deadline!r}; give minutes from 0 to 1440")
+    if not isinstance(plan["jobs"], list) or not all(isinstance(spec, dict) for spec in plan["jobs"]):
+        raise SystemExit(f"error: {path}: jobs must be a list of jobs, each with name, recipe, constant_minutes "
+                         f"and decay_minutes")
+    given = {f.name for f in fields(Job) if f.name not in ("out_dir", "process", "phase", "failed")}
+    jobs = []
+    for number, spec in enumerate(plan["jobs"], 1):
+        try:
+            if unknown := sorted(set(spec) - given):
+                raise TypeError(f"unknown key {', '.join(map(str, unknown))} (known: {', '.join(sorted(given))})")
+            jobs.append(Job(**spec))
+        except TypeError as error:   # a key missing or unknown
+            reason = str(error).removeprefix("Job.__init__() ").removeprefix("Job.")
+            raise SystemExit(f"error: {path}: job {number} ({spec.get('name', 'unnamed')}): {reason}") from None
+    names = {job.name for job in jobs}
+    if unknown := [job.after for job in jobs if job.after and job.after not in names]:
+        raise SystemExit(f"error: {path}: 'after' names no job: {', '.join(unknown)}")
+    return plan, jobs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("plan", type=Path, help="YAML: audio, runs_dir, device, threads, deadline_minutes, jobs")
     parser.add_argument("--out", type=Path, required=True, help="folder for the packed results")
     args = parser.parse_args()
-    try:
-        plan = yaml.safe_load(args.plan.read_text())
-    except yaml.YAMLError as error:
-        raise SystemExit(f"error: {args.plan}: not valid YAML ({str(error).splitlines()[0]})") from None
-    missing = [key for key in ("deadline_minutes", "jobs") if key not in (plan if isinstance(plan, dict) else {})]
-    if missing:
-        raise SystemExit(f"error: {args.plan}: the plan needs {' and '.join(missing)} (see scripts/gpu_session.yaml)")
-    deadline = time.monotonic() + 60 * float(plan["deadline_minutes"])
+    if earlier := sorted(args.out.glob("session.tar.part-*")):   # another session's results: not replaced
+        raise SystemExit(f"error: {args.out} holds the packed results of an earlier session ({earlier[0].name}, ...); "
+                         f"move them or give another --out")
+    plan, jobs = read_plan(args.plan)
+    deadline = time.monotonic() + 60 * plan["deadline_minutes"]
     runs = Path(plan.get("runs_dir", "runs/gpu"))
     threads = int(plan.get("threads", 4))
-    jobs = [Job(**spec) for spec in plan["jobs"]]
     by_name = {job.name: job for job in jobs}
-    unknown = [job.after for job in jobs if job.after and job.after not in by_name]
-    if unknown:
-        raise SystemExit(f"{args.plan}: 'after' names no job: {', '.join(unknown)}")
     for job in jobs:
         job.out_dir = runs / job.name
     t0 = time.monotonic()

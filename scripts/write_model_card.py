@@ -96,20 +96,24 @@ of 9 runs each, interleaved. Compute per second of audio at
 
 
 def remeasure_speed(ship: Path) -> None:
-    """``--speed-only``: the shipped model's speed figures, measured again, into its card and metrics."""
+    """``--speed-only``: the shipped model's speed figures, measured again, into its card and metrics
+    (both files are checked before the measurement, and written together, or neither)."""
+    if not ship.is_dir():
+        raise SystemExit(f"error: {ship}: no such folder; give a shipped model's folder, e.g. models/esc-16k-small")
+    metrics = json.loads((ship / "metrics.json").read_text())
+    card = (ship / "README.md").read_text()
+    speed_paragraph = re.compile(r"Speed: encode \+ decode .*?GMAC to decode\.", flags=re.S)
+    if len(speed_paragraph.findall(card)) != 1:
+        raise SystemExit(f"error: {ship / 'README.md'}: no speed paragraph to replace (one that starts "
+                         f"'Speed: encode + decode' and ends 'GMAC to decode.')")
     model = load_model(ship)
     rtf, int8_rtf = real_time_factors([model, load_model(ship, int8=True)])   # float, --int8
     encode_macs, decode_macs = macs_per_second(model, 6.0)
-    metrics = json.loads((ship / "metrics.json").read_text())
     metrics["real_time_factor_1_thread"] = round(rtf, 4)
     metrics["real_time_factor_1_thread_int8"] = round(int8_rtf, 4)
     metrics["gmacs_per_second_6kbps"] = {"encode": round(encode_macs / 1e9, 3), "decode": round(decode_macs / 1e9, 3)}
+    card = speed_paragraph.sub(lambda _: speed_text(rtf, encode_macs, decode_macs, int8_rtf), card)
     (ship / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    card = (ship / "README.md").read_text()
-    card, count = re.subn(r"Speed: encode \+ decode .*?GMAC to decode\.",
-                          lambda _: speed_text(rtf, encode_macs, decode_macs, int8_rtf), card, flags=re.S)
-    if count != 1:
-        raise SystemExit(f"{ship / 'README.md'}: no speed paragraph to replace")
     (ship / "README.md").write_text(card)
     print(speed_text(rtf, encode_macs, decode_macs, int8_rtf))
 

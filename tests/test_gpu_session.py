@@ -116,7 +116,13 @@ def test_the_decay_starts_after_the_warm_up(tmp_path, monkeypatch):
 
 
 def test_a_plan_that_is_not_one_is_a_one_line_error(tmp_path):
-    for text, message in [("{}", "the plan needs deadline_minutes and jobs"), ("a: [", "not valid YAML"),
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / "session.tar.part-000").write_bytes(b"an earlier session's only copy")
+    done = subprocess.run([sys.executable, "scripts/gpu_session.py", "scripts/gpu_session.yaml", "--out",
+                           str(tmp_path / "earlier")], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 1 and "earlier holds the packed results of an earlier session" in done.stderr
+    assert (tmp_path / "earlier" / "session.tar.part-000").read_bytes() == b"an earlier session's only copy"
+    for text, message in [("{}", "the plan needs audio, deadline_minutes, jobs"), ("a: [", "not valid YAML"),
                           (None, "No such file or directory")]:
         plan = tmp_path / "plan.yaml"
         plan.unlink(missing_ok=True)
@@ -125,3 +131,24 @@ def test_a_plan_that_is_not_one_is_a_one_line_error(tmp_path):
         done = subprocess.run([sys.executable, "scripts/gpu_session.py", str(plan), "--out", str(tmp_path / "o")],
                               cwd=REPO, capture_output=True, text=True)
         assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"audio": None}, "the plan needs audio"),
+    ({"deadline_minutes": "abc"}, "deadline_minutes='abc'; give minutes from 0 to 1440"),
+    ({"jobs": 5}, "jobs must be a list of jobs"),
+    ({"jobs": [{"name": "a", "recipe": "r", "constant_minutes": 1}]}, "job 1 (a): missing 1 required positional "
+                                                                       "argument: 'decay_minutes'"),
+    ({"jobs": [{"name": "a", "recipe": "r", "constant_minutes": 1, "decay_minutes": 1, "lr": 3}]},
+     "job 1 (a): unknown key lr (known: after, constant_minutes"),
+    ({"jobs": [{"name": "a", "recipe": "r", "constant_minutes": 1, "decay_minutes": 1, "after": "b"}]},
+     "'after' names no job: b"),
+])
+def test_a_plan_is_checked_before_anything_runs(tmp_path, change, message):
+    plan = yaml.safe_load((REPO / "scripts" / "gpu_session.yaml").read_text())
+    plan.update(change)
+    plan = {key: value for key, value in plan.items() if value is not None}
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        _driver().read_plan(tmp_path / "plan.yaml")
+    assert len(_driver().read_plan(REPO / "scripts" / "gpu_session.yaml")[1]) >= 1   # the shipped plan reads

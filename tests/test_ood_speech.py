@@ -5,6 +5,7 @@ import io
 import sys
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from tests.conftest import REPO
@@ -51,3 +52,14 @@ def test_targets_are_found_by_the_end_of_a_packaged_path():
     assert ood_speech._target("pkg-1.0/whisper.cpp/samples/jfk.wav", wanted) == "wb/jfk.wav"
     assert ood_speech._target("pkg-1.0/tests/data/test.wav", wanted) == {"wb/t.wav": (0.0, 1.0)}
     assert ood_speech._target("pkg-1.0/tests/data/other.wav", wanted) is None
+
+
+def test_a_folder_that_holds_anything_is_refused_before_anything_is_fetched(tmp_path, monkeypatch, capsys):
+    """A second run into the same folder replaced its manifest.tsv, even when nothing was gathered."""
+    (tmp_path / "manifest.tsv").write_text("mine\n")
+    monkeypatch.setattr(sys, "argv", ["ood_speech.py", str(tmp_path)])
+    monkeypatch.setattr(ood_speech, "fetch_pypi", lambda *args: pytest.fail("fetched into a used folder"))
+    with pytest.raises(SystemExit) as stopped:
+        ood_speech.main()
+    assert stopped.value.code == 2 and "is not empty (it holds manifest.tsv)" in capsys.readouterr().err
+    assert (tmp_path / "manifest.tsv").read_text() == "mine\n"

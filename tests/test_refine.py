@@ -271,6 +271,12 @@ def test_the_model_card_gets_one_refinement_section_with_paired_differences(tmp_
     assert "| 6 | 6.30 | 2.50 | 2.80 | +0.30 ± 2.54 (2 of 2) |" in card  # mean (0.5+0.1)/2; t(.975, 1)=12.71 x 0.2
     refined = json.loads((ship / "metrics.json").read_text())["refined"]
     assert refined["steps"] == 60 and refined["dev"][0]["pesq_wb"]["difference"] == pytest.approx(0.3)
+    # --speed-only on a card without its speed paragraph: refused before measuring, both files as they were
+    metrics = (ship / "metrics.json").read_text()
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "write_model_card.py"), "--speed-only", str(ship)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 1 and "README.md: no speed paragraph to replace" in done.stderr, done.stderr
+    assert (ship / "metrics.json").read_text() == metrics and (ship / "README.md").read_text() == card
 
 
 def test_refinement_holds_the_models_lock_so_other_threads_wait(monkeypatch):
