@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from script_errors import run_main  # scripts/ is on the path when a script runs
+from script_errors import at_least, run_main  # scripts/ is on the path when a script runs
 
 from codec import load_model
 from codec.bitstream import from_bytes, to_bytes
@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="conv-16k")
     parser.add_argument("--bitrate", type=float, nargs="+", default=[6.0])
-    parser.add_argument("--files", type=int, default=40)
+    parser.add_argument("--files", type=at_least(1, int), default=40)
     parser.add_argument("--entropy-dir", type=Path, help="an entropy model other than the codec's own")
     parser.add_argument("--other-cores", default="", help="comma-separated OPENBLAS_CORETYPE values to decode with")
     args = parser.parse_args()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from script_errors import run_main  # scripts/ is on the path when a script runs
+from script_errors import at_least, run_main  # scripts/ is on the path when a script runs
 
 
 def write_speechlike(path: Path, minutes: float, rate: int, channels: int) -> None:
@@ -47,8 +47,8 @@ def timed(command: list[str]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, nargs="*", default=[1, 10, 60])
-    parser.add_argument("--stereo48k-minutes", type=float, default=30)
+    parser.add_argument("--minutes", type=at_least(0), nargs="*", default=[1, 10, 60])
+    parser.add_argument("--stereo48k-minutes", type=at_least(0), default=30)
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
     if any(minutes <= 0 for minutes in args.minutes) or args.stereo48k_minutes < 0:

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_long_files import write_speechlike  # noqa: E402
-from script_errors import run_main  # scripts/ is on the path when a script runs
+from script_errors import at_least, run_main  # scripts/ is on the path when a script runs
 
 from codec.audio import load_audio  # noqa: E402
 from codec.models import load_model  # noqa: E402
@@ -108,8 +108,9 @@ def rss_over_stream(minutes: float, model: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="conv-16k")
-    parser.add_argument("--stream-minutes", type=float, default=10.0)
-    parser.add_argument("--quality-files", type=int, default=10, help="dev files for the int8 PESQ check")
+    parser.add_argument("--stream-minutes", type=at_least(0), default=10.0)
+    parser.add_argument("--quality-files", type=at_least(0, int), default=10,
+                        help="dev files for the PESQ-WB check at 6 kbps of PyTorch, ONNX float32 and int8")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.model)

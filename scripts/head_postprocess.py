@@ -71,7 +71,7 @@ def variants(model: EscCodec, audio: np.ndarray, kbps: float) -> dict[str, np.nd
 
 
 def main() -> None:
-    args, model, inputs = head_script(__doc__.splitlines()[0])
+    args, model, inputs = head_script(" ".join(__doc__.split("\n\n")[0].split()))
     scores: dict[str, list[float]] = {}
     for audio in inputs:
         for name, signal in variants(model, audio, args.kbps).items():

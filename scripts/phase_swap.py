@@ -43,7 +43,7 @@ def swapped_signals(model: EscCodec, audio: np.ndarray, kbps: float) -> dict[str
 
 
 def main() -> None:
-    args, model, inputs = head_script(__doc__.splitlines()[0])
+    args, model, inputs = head_script(" ".join(__doc__.split("\n\n")[0].split()))
     scores = {name: [] for name in SIGNALS}
     for audio in inputs:
         for name, signal in swapped_signals(model, audio, args.kbps).items():

@@ -6,7 +6,7 @@ levels: the check behind the default model's EQ augmentation (recipes/esc_16k_sm
 Each condition filters or scales the input; the model codes the changed input, and PESQ-WB
 compares its decoding with that changed input (not the original), so only the codec's loss
 counts. With two models, each condition also gets the paired difference B - A over the files with
-its 95% confidence interval (normal approximation) and on how many files B is better.
+its 95% confidence interval (Student's t) and on how many files B is better.
 """
 
 import argparse
@@ -85,7 +85,7 @@ def score(model, audio: np.ndarray, kbps: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("models", nargs="+", help="one or two model names or directories (A [B])")
     add_options(parser)
     args = parser.parse_args()

@@ -5,6 +5,8 @@ for Ctrl-C), as for the ``codec`` commands, not a traceback.
         run_main(main)
 """
 
+import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,3 +44,19 @@ def new_folder_problem(folder: Path, what: str) -> str | None:
         shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
         return f"{folder} is not empty (it holds {shown}); choose a new folder for the {what}"
     return None
+
+
+def at_least(low: float, kind: type = float) -> Callable[[str], float]:
+    """An argparse ``type``: a finite ``kind`` (float or int) of at least ``low``; anything else is
+    the usual one-line usage error, not a traceback or an empty benchmark."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") \
+                from None
+        if not math.isfinite(value) or value < low:
+            raise argparse.ArgumentTypeError(f"{text!r}: give {'a whole number' if kind is int else 'a number'} "
+                                             f"of at least {low:g}")
+        return value
+    return parse

@@ -79,7 +79,7 @@ def equalised_gains(difference: np.ndarray, setting: str) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("folder", type=Path, help="speech to score (a folder of audio, searched recursively)")
     parser.add_argument("--train", type=Path, default=Path("../shared/data/speech/train"))
     parser.add_argument("--kbps", type=float, default=6.0)

@@ -55,19 +55,3 @@ def test_average_refuses_what_it_cannot_average(tiny_model_dir, tmp_path):
     for result in (alone, differing, as_file, into_notes):   # (each run once: a run starts Python and torch, ~3 s)
         assert result.returncode != 0 and "Traceback" not in result.stderr
 
-
-def test_a_new_folder_must_be_new_and_makeable(tmp_path):
-    """What shrink_esc.py, grow_decoder.py and average_weights.py check before writing a model."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    from script_errors import new_folder_problem
-
-    assert new_folder_problem(tmp_path / "new", "grown model") is None
-    (tmp_path / "empty").mkdir()
-    assert new_folder_problem(tmp_path / "empty", "grown model") is None
-    (tmp_path / "file.txt").write_text("x")
-    assert new_folder_problem(tmp_path / "file.txt" / "x", "grown model") == f"{tmp_path / 'file.txt' / 'x'} " \
-        f"cannot be made: {tmp_path / 'file.txt'} is a file"
-    for name in "abcd":
-        (tmp_path / "full" / name).mkdir(parents=True)
-    assert "full is not empty (it holds a, b, c, ...); choose a new folder for the grown model" in \
-        new_folder_problem(tmp_path / "full", "grown model")

@@ -1,0 +1,37 @@
+"""scripts/script_errors.py: what the scripts share to check their arguments and end with one line."""
+
+import argparse
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+from script_errors import at_least, new_folder_problem  # noqa: E402  (a script's module, imported from its folder)
+
+
+def test_a_new_folder_must_be_new_and_makeable(tmp_path):
+    """What shrink_esc.py, grow_decoder.py and average_weights.py check before writing a model."""
+    assert new_folder_problem(tmp_path / "new", "grown model") is None
+    (tmp_path / "empty").mkdir()
+    assert new_folder_problem(tmp_path / "empty", "grown model") is None
+    (tmp_path / "file.txt").write_text("x")
+    assert new_folder_problem(tmp_path / "file.txt" / "x", "grown model") == f"{tmp_path / 'file.txt' / 'x'} " \
+        f"cannot be made: {tmp_path / 'file.txt'} is a file"
+    for name in "abcd":
+        (tmp_path / "full" / name).mkdir(parents=True)
+    assert "full is not empty (it holds a, b, c, ...); choose a new folder for the grown model" in \
+        new_folder_problem(tmp_path / "full", "grown model")
+
+
+def test_numbers_must_be_finite_and_large_enough():
+    """bench_*.py --files 0, --minutes nan, --stream-minutes -1 ended in a traceback or an empty benchmark."""
+    assert at_least(1, int)("3") == 3 and at_least(0)("0.5") == 0.5
+    for parse, text, message in [(at_least(1, int), "0", "'0': give a whole number of at least 1"),
+                                 (at_least(1, int), "2.5", "'2.5' is not a whole number"),
+                                 (at_least(0), "nan", "'nan': give a number of at least 0"),
+                                 (at_least(0), "-1", "'-1': give a number of at least 0"),
+                                 (at_least(0), "inf", "'inf': give a number of at least 0")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            parse(text)
