@@ -56,6 +56,13 @@ def read_rows(path: Path, system: str | None, metric: str) -> tuple[str, dict[tu
     if not chosen:
         systems = sorted({r["codec"] for r in rows})
         raise SystemExit(f"error: {path}: no rows for system {system!r} (it has {', '.join(systems)})")
+    for row in chosen.values():   # the metric as a number, or None where it is undefined (empty, nan)
+        try:
+            value = float(row[metric]) if row[metric] else None
+        except (TypeError, ValueError):
+            raise SystemExit(f"error: {path}: {metric} of {row['path']} at {float(row['nominal_kbps']):g} kbps is "
+                             f"{row[metric]!r}, not a number") from None
+        row[metric] = value if value is not None and np.isfinite(value) else None
     return system, chosen
 
 
@@ -127,7 +134,7 @@ def main() -> None:
         at_a = {key: row for key, row in a.items() if key[1] == kbps}
         at_b = {key: row for key, row in b.items() if key[1] == kbps}
         pairs, by_name = paired(at_a, at_b)
-        scored = [(ra, rb) for ra, rb in pairs if ra[args.metric] and rb[args.metric]]
+        scored = [(ra, rb) for ra, rb in pairs if ra[args.metric] is not None and rb[args.metric] is not None]
         notes = [f"left out {count} file{'s' if count > 1 else ''} only in {side}" for count, side in
                  ((len(at_a) - len(pairs), "A"), (len(at_b) - len(pairs), "B")) if count]
         if len(scored) < len(pairs):
@@ -140,8 +147,8 @@ def main() -> None:
             print(f"{kbps:g} kbps: {what}{note}")
             continue
         compared += len(scored)
-        x = np.array([float(ra[args.metric]) for ra, _ in scored])
-        y = np.array([float(rb[args.metric]) for _, rb in scored])
+        x = np.array([ra[args.metric] for ra, _ in scored])
+        y = np.array([rb[args.metric] for _, rb in scored])
         mean, ci, better = paired_difference(x, y, args.metric in HIGHER_IS_BETTER)
         spread = f"± {ci:.3f}" if len(scored) > 1 else "(one file: no interval)"
         print(f"{kbps:g} kbps, {len(scored)} files: A {x.mean():.3f}  B {y.mean():.3f}  "

@@ -78,10 +78,12 @@ def test_evaluations_run_from_other_folders_pair_by_file_name(tmp_path):
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
     a = results(tmp_path / "a.csv", "old", [("x.flac", "2.0")])
+    word = results(tmp_path / "word.csv", "new", [("x.flac", "abc")])
     (tmp_path / "notes.txt").write_text("not,a,results file\n1,2,3\n")
     for args, message in [([str(tmp_path / "missing.csv"), a], "missing.csv: cannot read a results.csv (No such file"),
                           ([str(tmp_path / "notes.txt"), a], "notes.txt: no column codec, path, nominal_kbps, pesq_wb"),
-                          ([a, a, "--systems", "old", "new"], "a.csv: no rows for system 'new' (it has old)")]:
+                          ([a, a, "--systems", "old", "new"], "a.csv: no rows for system 'new' (it has old)"),
+                          ([a, word], "word.csv: pesq_wb of x.flac at 6 kbps is 'abc', not a number")]:
         result = subprocess.run([sys.executable, SCRIPT, *args], cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
 
@@ -108,9 +110,11 @@ def test_no_common_bitrate_and_a_missing_pesq_nb_say_what_to_do(tmp_path):
 
 
 def test_one_paired_file_has_no_interval(tmp_path):
-    a = results(tmp_path / "a.csv", "old", [("x.flac", "2.0")])
-    b = results(tmp_path / "b.csv", "new", [("x.flac", "2.5")])
-    assert "6 kbps, 1 files: A 2.000  B 2.500  B - A +0.500 (one file: no interval)" in compare(a, b, tmp_path)
+    a = results(tmp_path / "a.csv", "old", [("x.flac", "2.0"), ("y.flac", "3.0")])
+    b = results(tmp_path / "b.csv", "new", [("x.flac", "2.5"), ("y.flac", "nan")])   # nan: undefined, as empty
+    assert "6 kbps, 1 files: A 2.000  B 2.500  B - A +0.500 (one file: no interval)  B better on 1 of 1  " \
+        "(left out 1 without a " \
+        "pesq_wb value in both (undefined))" in compare(a, b, tmp_path)
 
 
 def test_mel_distances_of_two_definitions_are_compared_with_a_warning(tmp_path):
