@@ -80,8 +80,8 @@ def main() -> None:
     print(f"PESQ-WB of {args.model} at {args.kbps:g} kbps on {len(inputs)} dev files (every {args.every}th)")
     for name, values in scores.items():
         difference = np.array(values) - plain
-        interval = ci95_half_width(difference) if len(difference) > 1 else 0.0
-        print(f"{name:<34}{np.mean(values):6.3f}  {difference.mean():+.3f} ± {interval:.3f}  "
+        spread = f"± {ci95_half_width(difference):.3f}" if len(difference) > 1 else "(one file: no interval)"
+        print(f"{name:<34}{np.mean(values):6.3f}  {difference.mean():+.3f} {spread}  "
               f"better on {int((difference > 0).sum())} of {len(difference)}")
 
 

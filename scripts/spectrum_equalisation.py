@@ -78,25 +78,49 @@ def equalised_gains(difference: np.ndarray, setting: str) -> np.ndarray:
     return np.clip(float(alpha) * difference, -float(max_db), float(max_db))
 
 
+def equalisation_settings(text: str) -> list[str]:
+    """``--settings``: comma-separated ``alpha:max_db`` or ``alpha:max_db:tilt``, each finite, ``max_db``
+    above 0, none twice (an argparse ``type``: anything else is a one-line usage error)."""
+    settings = text.split(",")
+    for setting in settings:
+        parts = setting.split(":")
+        try:
+            alpha, max_db = float(parts[0]), float(parts[1])
+            ok = len(parts) == 2 or (len(parts) == 3 and parts[2] == "tilt")
+        except (ValueError, IndexError):
+            ok = False
+        if not ok or not np.isfinite(alpha) or not np.isfinite(max_db) or max_db <= 0:
+            raise argparse.ArgumentTypeError(f"{setting!r}: give alpha:max_db or alpha:max_db:tilt, numbers with "
+                                             f"max_db above 0 (e.g. 1:6,0.5:12,1:12:tilt)")
+    if len(set(settings)) < len(settings):
+        raise argparse.ArgumentTypeError(f"{text!r}: a setting is given twice")
+    return settings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("folder", type=Path, help="speech to score (a folder of audio, searched recursively)")
     parser.add_argument("--train", type=Path, default=Path("../shared/data/speech/train"))
     parser.add_argument("--kbps", type=float, default=6.0)
-    parser.add_argument("--settings", default="1:6,1:12,0.5:12,1:12:tilt")
+    parser.add_argument("--settings", type=equalisation_settings, default="1:6,1:12,0.5:12,1:12:tilt",
+                        help="comma-separated alpha:max_db or alpha:max_db:tilt (see above)")
     args = parser.parse_args()
     train, scored = find_inputs(args.train), find_inputs(args.folder)   # (CodecError for a folder without audio)
     random.Random(0).shuffle(train)
     reference = np.mean([spectrum_shape(mono16k(path)) for path in train[:400]], axis=0)
     model = codec.load_model()
-    settings = args.settings.split(",")
+    settings = args.settings
     scores: dict[str, list[tuple[float, float]]] = {name: [] for name in ["plain", *settings]}
     for path in scored:
         signal = mono16k(path)
         if len(signal) < RATE // 2:   # PESQ needs a quarter second; keep to half a second
             continue
         decoded = model.decode(model.encode(signal, RATE, args.kbps))[0][:, 0].astype(np.float64)
-        scores["plain"].append((pesq_wb(signal, decoded, RATE), stoi(signal, decoded, RATE)))
+        plain_pesq = pesq_wb(signal, decoded, RATE)
+        if not np.isfinite(plain_pesq):   # no speech for PESQ to find (digital silence, say): nothing to compare
+            print(f"note: {path} left out: PESQ-WB is undefined for it")
+            continue
+        scores["plain"].append((plain_pesq, stoi(signal, decoded, RATE)))
         difference = reference - spectrum_shape(signal)
         for setting in settings:
             gains = equalised_gains(difference, setting)
@@ -105,14 +129,17 @@ def main() -> None:
             coded = model.decode(model.encode(equalised * scale, RATE, args.kbps))[0][:, 0]
             restored = filtered(coded.astype(np.float64) / scale, -gains)
             scores[setting].append((pesq_wb(signal, restored, RATE), stoi(signal, restored, RATE)))
+    if not scores["plain"]:
+        raise SystemExit(f"error: {args.folder}: no file of half a second or more with a PESQ-WB score")
     plain = np.array(scores["plain"])
     print(f"{len(plain)} files at {args.kbps:g} kbps: plain PESQ-WB {plain[:, 0].mean():.3f}, "
           f"STOI {plain[:, 1].mean():.3f}")
     for setting in settings:
         values = np.array(scores[setting])
         difference = values[:, 0] - plain[:, 0]
-        print(f"{setting:<12} PESQ-WB {values[:, 0].mean():.3f} ({difference.mean():+.3f} ± "
-              f"{ci95_half_width(difference):.3f}, better on {int((difference > 0).sum())} of {len(difference)}), "
+        spread = f"± {ci95_half_width(difference):.3f}" if len(difference) > 1 else "(one file: no interval)"
+        print(f"{setting:<12} PESQ-WB {values[:, 0].mean():.3f} ({difference.mean():+.3f} {spread}, "
+              f"better on {int((difference > 0).sum())} of {len(difference)}), "
               f"STOI {values[:, 1].mean():.3f} ({(values[:, 1] - plain[:, 1]).mean():+.4f})")
 
 

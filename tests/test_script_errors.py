@@ -35,3 +35,16 @@ def test_numbers_must_be_finite_and_large_enough():
                                  (at_least(0), "inf", "'inf': give a number of at least 0")]:
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             parse(text)
+
+
+def test_equalisation_settings_are_checked_before_any_scoring():
+    """spectrum_equalisation.py --settings x (or a:6, 1:6,1:6) ended in a traceback, the last only after
+    all the scoring."""
+    import spectrum_equalisation
+
+    assert spectrum_equalisation.equalisation_settings("1:6,0.5:12,1:12:tilt") == ["1:6", "0.5:12", "1:12:tilt"]
+    for text, message in [("x", "'x': give alpha:max_db"), ("a:6", "'a:6': give"), ("nan:6", "'nan:6': give"),
+                          ("1:0", "'1:0': give"), ("1:6:flat", "'1:6:flat': give"),
+                          ("1:6,1:6", "a setting is given twice")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            spectrum_equalisation.equalisation_settings(text)
