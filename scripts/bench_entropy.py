@@ -36,16 +36,25 @@ def main() -> None:
     parser.add_argument("--bitrate", type=float, nargs="+", default=[6.0])
     parser.add_argument("--files", type=at_least(1, int), default=40)
     parser.add_argument("--entropy-dir", type=Path, help="an entropy model other than the codec's own")
-    parser.add_argument("--other-cores", default="", help="comma-separated OPENBLAS_CORETYPE values to decode with")
+    parser.add_argument("--other-cores", default="", help="comma-separated OPENBLAS_CORETYPE values to decode with "
+                        "(OpenBLAS names, e.g. Haswell; it ignores a name it does not know)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     codec = load_model(args.model)
+    if unsupported := [b for b in args.bitrate if b not in codec.bitrates_kbps]:
+        raise SystemExit(f"error: {args.model} has no {', '.join(f'{b:g}' for b in unsupported)} kbps; it codes "
+                         f"{', '.join(f'{b:g}' for b in codec.bitrates_kbps)}")
     entropy_model = load_entropy_model(args.entropy_dir) if args.entropy_dir else codec.network.entropy_model
+    if entropy_model is None and args.entropy_dir:
+        raise SystemExit(f"error: {args.entropy_dir}: no entropy model there (entropy.safetensors and its config, "
+                         f"as codec train writes them)")
     if entropy_model is None:
         raise SystemExit(f"error: {args.model} has no entropy model; give one with --entropy-dir, or a model "
                          f"that has one (conv-16k)")
     coder = EntropyCoder(entropy_model)
     files = sorted(DEV.rglob("*.flac"))[:args.files]
+    if not files:
+        raise SystemExit(f"error: {DEV}: no dev files (the shared data folder beside the checkout; see its README)")
     audio = [sf.read(f, dtype="float64") for f in files]
     seconds = sum(len(a) / rate for a, rate in audio)
     print(f"{len(files)} dev files, {seconds:.1f} s of audio, entropy model {entropy_model.config.name}")

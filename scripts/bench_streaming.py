@@ -114,7 +114,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.model)
-    audio, rate = load_audio(sorted(DEV.rglob("*.flac"))[0])
+    if not (dev_files := sorted(DEV.rglob("*.flac"))):
+        raise SystemExit(f"error: {DEV}: no dev files (the shared data folder beside the checkout; see its README)")
+    audio, rate = load_audio(dev_files[0])
     audio = np.tile(audio[:, 0], 4)
     result = {"model": model.config.name, "latency_ms": 1000 * model.latency / model.sample_rate,
               "frame_ms": 1000 * model.frame_size / model.sample_rate}
