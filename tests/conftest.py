@@ -20,6 +20,17 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("long") is None)   # (a stable sort)
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_restored():
+    """Each test starts with the worker's torch thread count: an in-process ``codec stream``,
+    ``eval`` or ``--threads`` sets it for the process, which would leave it changed for whichever
+    tests a worker happens to run next."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def cache_folder(tmp_path_factory):
     """The tests' exports for ``codec stream`` (``codec.onnx.cache``) go to a folder of their own,

@@ -31,11 +31,12 @@ def test_a_source_checkout_uses_its_own_models_folder():
 def test_a_wheel_installs_the_models_and_finds_them_by_name(tmp_path):
     wheels, prefix = tmp_path / "wheels", tmp_path / "prefix"
     pip = [sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check"]
-    had_build_folder = (REPO / "build").exists()
-    build = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", wheels, REPO],
+    # setuptools builds in the source folder (build/, *.egg-info): a copy, so a run stopped midway
+    # leaves nothing in the checkout for later wheels to pick up
+    source = shutil.copytree(REPO, tmp_path / "source", ignore=shutil.ignore_patterns(
+        ".git", ".venv", "runs", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".cache", "logs", ".gpu"))
+    build = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", wheels, source],
                            capture_output=True, text=True)
-    if not had_build_folder:   # setuptools builds in the checkout
-        shutil.rmtree(REPO / "build", ignore_errors=True)
     if build.returncode != 0 and "No module named" in build.stderr:
         pytest.skip(f"cannot build a wheel here: {build.stderr.strip().splitlines()[-1]}")
     assert build.returncode == 0, build.stderr

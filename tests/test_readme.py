@@ -78,6 +78,7 @@ def test_tour_commands_run(tmp_path):
     assert (tmp_path / "heard.wav").is_file() and (tmp_path / "decoded" / "a" / "b" / "two.flac").is_file()
 
 
+@pytest.mark.long
 def test_main_command_runs_as_written(tmp_path):
     """The README's first command (after setup.sh) encodes and decodes its dev file with the shipped
     model into a decoded file as long as its input (the file is real speech beside the checkout),
