@@ -30,11 +30,12 @@ class BandFill:
         if not self.active:
             return
         # imported here: scipy.signal takes ~1 s to import, which decoding is spared
-        from scipy.signal import butter
+        from scipy import signal
 
+        self.signal = signal
         nyquist = model_rate / 2
         cutoff = input_rate / 2
-        self.highpass = butter(8, cutoff, "highpass", fs=model_rate, output="sos")
+        self.highpass = signal.butter(8, cutoff, "highpass", fs=model_rate, output="sos")
         self.highpass_state = np.zeros((self.highpass.shape[0], 2, channels))
         # white noise keeps this share of its power above the cutoff; dividing it out makes the
         # floor's power FLOOR_DB below the input's
@@ -48,10 +49,8 @@ class BandFill:
     def __call__(self, block: np.ndarray) -> np.ndarray:
         if not self.active or len(block) == 0:
             return block
-        from scipy.signal import lfilter, sosfilt
-
-        power, self.envelope_state = lfilter(*self.envelope, block ** 2, axis=0, zi=self.envelope_state)
-        noise, self.highpass_state = sosfilt(self.highpass, self.rng.standard_normal(block.shape), axis=0,
+        power, self.envelope_state = self.signal.lfilter(*self.envelope, block ** 2, axis=0, zi=self.envelope_state)
+        noise, self.highpass_state = self.signal.sosfilt(self.highpass, self.rng.standard_normal(block.shape), axis=0,
                                              zi=self.highpass_state)
         return block + noise * np.sqrt(np.maximum(power, 0.0)) * self.gain
 

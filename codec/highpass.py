@@ -36,6 +36,7 @@ class HighPass:
         # imported here: scipy.signal takes ~1 s to import, which decoding is spared
         from scipy import signal as scipy_signal
 
+        self.signal = scipy_signal
         self.sections = None
         if cutoff_hz is not None and sample_rate > 4 * cutoff_hz:
             self.sections = scipy_signal.butter(ORDER, cutoff_hz, "highpass", fs=sample_rate, output="sos")
@@ -46,9 +47,7 @@ class HighPass:
         block = np.asarray(block, dtype=np.float64)
         if self.sections is None or not len(block):
             return block
-        from scipy import signal as scipy_signal
-
         if self.state is None:   # the steady state for a signal that always held the first sample
-            self.state = scipy_signal.sosfilt_zi(self.sections)[:, :, None] * block[0]
-        filtered, self.state = scipy_signal.sosfilt(self.sections, block, axis=0, zi=self.state)
+            self.state = self.signal.sosfilt_zi(self.sections)[:, :, None] * block[0]
+        filtered, self.state = self.signal.sosfilt(self.sections, block, axis=0, zi=self.state)
         return filtered

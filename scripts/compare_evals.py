@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from script_errors import run_main
 
-from codec.evaluation.stats import ci95_half_width
+from codec.evaluation.stats import ci95_half_width, interval_text
 
 COLUMNS = ("codec", "path", "nominal_kbps")   # what pairs the rows (besides the metric)
 HIGHER_IS_BETTER = ("pesq_wb", "pesq_nb", "stoi", "si_sdr")
@@ -149,8 +149,8 @@ def main() -> None:
         compared += len(scored)
         x = np.array([ra[args.metric] for ra, _ in scored])
         y = np.array([rb[args.metric] for _, rb in scored])
-        mean, ci, better = paired_difference(x, y, args.metric in HIGHER_IS_BETTER)
-        spread = f"± {ci:.3f}" if len(scored) > 1 else "(one file: no interval)"
+        mean, _, better = paired_difference(x, y, args.metric in HIGHER_IS_BETTER)
+        spread = interval_text(y - x)
         print(f"{kbps:g} kbps, {len(scored)} files: A {x.mean():.3f}  B {y.mean():.3f}  "
               f"B - A {mean:+.3f} {spread}  B better on {better} of {len(scored)}{note}")
     if not compared:

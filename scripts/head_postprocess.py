@@ -25,7 +25,7 @@ from dev_speech import head_script
 from script_errors import run_main
 
 from codec.evaluation.metrics import pesq_wb
-from codec.evaluation.stats import ci95_half_width
+from codec.evaluation.stats import interval_text
 from codec.models import EscCodec
 
 GRIFFIN_LIM_ROUNDS = (1, 3, 10, 30)
@@ -80,8 +80,7 @@ def main() -> None:
     print(f"PESQ-WB of {args.model} at {args.kbps:g} kbps on {len(inputs)} dev files (every {args.every}th)")
     for name, values in scores.items():
         difference = np.array(values) - plain
-        spread = f"± {ci95_half_width(difference):.3f}" if len(difference) > 1 else "(one file: no interval)"
-        print(f"{name:<34}{np.mean(values):6.3f}  {difference.mean():+.3f} {spread}  "
+        print(f"{name:<34}{np.mean(values):6.3f}  {difference.mean():+.3f} {interval_text(difference)}  "
               f"better on {int((difference > 0).sum())} of {len(difference)}")
 
 

@@ -20,7 +20,7 @@ from script_errors import run_main
 
 from codec.coding import decode_audio, encode_audio
 from codec.evaluation.metrics import pesq_wb
-from codec.evaluation.stats import ci95_half_width
+from codec.evaluation.stats import interval_text
 
 RATE = 16000
 
@@ -102,8 +102,7 @@ def main() -> None:
         line = f"{name:<26}" + "".join(f"{s.mean():8.3f}" for s in scores)
         if len(models) == 2:
             diff = scores[1] - scores[0]
-            ci = ci95_half_width(diff)
-            line += f"   B - A {diff.mean():+.3f} ± {ci:.3f}, B better on {(diff > 0).sum()} of {len(diff)}"
+            line += f"   B - A {diff.mean():+.3f} {interval_text(diff)}, B better on {(diff > 0).sum()} of {len(diff)}"
         print(line, flush=True)
 
 

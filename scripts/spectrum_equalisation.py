@@ -35,7 +35,7 @@ import codec
 from codec.audio import load_audio, resample
 from codec.datasets import find_inputs
 from codec.evaluation.metrics import pesq_wb
-from codec.evaluation.stats import ci95_half_width
+from codec.evaluation.stats import interval_text
 
 RATE = 16000
 N_FFT, HOP = 512, 256
@@ -137,8 +137,7 @@ def main() -> None:
     for setting in settings:
         values = np.array(scores[setting])
         difference = values[:, 0] - plain[:, 0]
-        spread = f"± {ci95_half_width(difference):.3f}" if len(difference) > 1 else "(one file: no interval)"
-        print(f"{setting:<12} PESQ-WB {values[:, 0].mean():.3f} ({difference.mean():+.3f} {spread}, "
+        print(f"{setting:<12} PESQ-WB {values[:, 0].mean():.3f} ({difference.mean():+.3f} {interval_text(difference)}, "
               f"better on {int((difference > 0).sum())} of {len(difference)}), "
               f"STOI {values[:, 1].mean():.3f} ({(values[:, 1] - plain[:, 1]).mean():+.4f})")
 

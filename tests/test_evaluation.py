@@ -413,11 +413,14 @@ def test_eval_with_entropy_and_a_model_without_one_names_eval(tiny_model_dir, tm
 
 
 def test_confidence_interval_uses_students_t():
-    from codec.evaluation.stats import ci95_half_width
+    from codec.evaluation.stats import ci95_half_width, interval_text
 
     assert abs(ci95_half_width([1.0, 2.0, 3.0]) - 4.3027 / np.sqrt(3)) < 1e-3   # t(0.975, 2 d.o.f.) = 4.303
     assert abs(ci95_half_width(np.arange(40.0)) / (1.96 * np.arange(40.0).std(ddof=1) / np.sqrt(40)) - 1.032) < 1e-3
     assert np.isnan(ci95_half_width([2.0]))
+    # as the scripts print it: one file has no interval (robustness.py printed "± nan", others "± 0.000")
+    assert interval_text(np.array([1.0, 2.0, 3.0])) == "± 2.484" and interval_text(np.array([2.0])) == \
+        "(one file: no interval)"
 
 
 def test_an_empty_file_gets_an_empty_opus_baseline_without_running_ffmpeg(monkeypatch):

@@ -13,3 +13,11 @@ def ci95_half_width(values) -> float:
     if len(values) < 2:
         return float("nan")
     return float(student_t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def interval_text(values, digits: int = 3) -> str:
+    """The 95% interval of the mean of ``values`` as the reports print it beside a mean: "± 0.041",
+    or "(one file: no interval)" for fewer than two values (not "± nan", not "± 0.000")."""
+    if len(values) < 2:
+        return "(one file: no interval)"
+    return f"± {ci95_half_width(values):.{digits}f}"
