@@ -478,6 +478,11 @@ def decode(
         "--format", help="wav, flac, ogg (Vorbis) or aiff: the format of a batch's files and of - (stdout) "
                          "\\[default: wav].",
         show_default=False)] = None,
+    sample_format: Annotated[str | None, typer.Option(
+        "--sample-format", help="pcm16, pcm24 or float (float in .wav and .aiff only): float keeps samples beyond "
+                                "full scale, which integer PCM clips \\[default: pcm16, or pcm24 where encoding "
+                                "raised the input by 24 dB or more].",
+        show_default=False)] = None,
     int8: DecodeInt8Option = False,
     jobs: JobsOption = 1,
     threads: ThreadsOption = None,
@@ -487,17 +492,28 @@ def decode(
     The audio has the original's sample rate, channels and length (or --sample-rate / --channels)."""
     from codec.atomic import final_path
     from codec.batch import OUTPUT_FORMATS, is_batch
-    from codec.coding import audio_format_for, check_output_format, check_paths, decode_any_file
+    from codec.coding import (
+        SAMPLE_FORMATS,
+        audio_format_for,
+        check_output_format,
+        check_paths,
+        chosen_subtype,
+        decode_any_file,
+    )
     from codec.models import load_model
 
     sources = _arguments("decode", inputs, output, jobs, threads)
     if format is not None and format.lower() not in OUTPUT_FORMATS:
         raise CodecError(f"--format {format} is not supported; choose {', '.join(OUTPUT_FORMATS)}")
+    if sample_format is not None and sample_format.lower() not in SAMPLE_FORMATS:
+        raise CodecError(f"--sample-format {sample_format} is not supported; choose {', '.join(SAMPLE_FORMATS)}")
     suffixes = OUTPUT_FORMATS[(format or "wav").lower()]
     suffix = suffixes[0]
     check_output_format(1, sample_rate, channels)  # the rate and a positive count; the mix per file
     if is_batch(sources):
-        _decode_batch(sources, Path(output), suffix, model, force, sample_rate, channels, jobs, int8, threads or 1)
+        chosen_subtype(sample_format, audio_format_for(Path(f"x{suffix}")), f"--format {format or 'wav'}")
+        _decode_batch(sources, Path(output), suffix, model, force, sample_rate, channels, jobs, int8, threads or 1,
+                      sample_format)
         return
     output = _file_output(output, sources[0], suffix)
     check_redirections(sources[0], output)
@@ -508,10 +524,11 @@ def decode(
                          f"(--format is for a batch or for - as the output)")
     with _readable(_as_path(sources[0]), "codec decode - out.wav < in.codes") as source, \
             _writable(output, suffix) as target:
-        audio_format_for(target)   # a name no audio can be written to: before any work, and before "exists"
+        # a name no audio can be written to, or in no such sample format: before any work, and before "exists"
+        chosen_subtype(sample_format, audio_format_for(target), _label(output))
         check_paths(source, target, force)
         report = decode_any_file(source, target, force, model, sample_rate, channels,
-                                 load=lambda name: load_model(name, int8))
+                                 load=lambda name: load_model(name, int8), sample_format=sample_format)
         _print_warnings(report, {source: sources[0], target: output})
         written = _written(target, _label(output))
     stderr.print(_visible(written))   # once written: for - (stdout), after the copy out, which can fail
@@ -538,14 +555,14 @@ def _encode_batch(sources: list[str], output: Path, bitrate: float, model: str |
 
 def _decode_batch(sources: list[str], output: Path, suffix: str, model: str | None, force: bool,
                   sample_rate: int | None, channels: int | None, jobs: int, int8: bool = False,
-                  threads: int = 1) -> None:
+                  threads: int = 1, sample_format: str | None = None) -> None:
     from codec.batch import CODES_SUFFIX, BatchSettings, load_cached
     from codec.codes_files import is_packet_stream
 
     if model is not None:
         load_cached(model, int8)  # a bad --model fails here, before any file
     settings = BatchSettings("decode", model, force=force, sample_rate=sample_rate, channels=channels, int8=int8,
-                             threads=threads)
+                             threads=threads, sample_format=sample_format)
     _run_batch(sources, output, settings, jobs, (CODES_SUFFIX,), suffix,
                ("packet streams saved by codec stream --save", is_packet_stream))
 

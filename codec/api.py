@@ -446,9 +446,9 @@ def _warn_int8_unused(model, int8: bool) -> None:
 
 def _warn(report: coding.CodingReport) -> None:
     """The CLI's warnings about a file (clipped samples, a truncated input, codes under an audio
-    file's suffix) as Python warnings."""
+    file's suffix) as Python warnings, naming this API's arguments for the CLI's options."""
     for message in report.warnings:
-        warnings.warn(message, UserWarning, stacklevel=3)
+        warnings.warn(message.replace("--sample-format float", 'sample_format="float"'), UserWarning, stacklevel=3)
 
 
 @contextmanager
@@ -512,25 +512,29 @@ def encode_file(input_path: Path | str, output_path: Path | str, bitrate: float 
 
 
 def decode_file(input_path: Path | str, output_path: Path | str, model: "Codec | str | Path | None" = None,
-                force: bool = False, int8: bool = False) -> None:
+                force: bool = False, int8: bool = False, sample_format: str | None = None) -> None:
     """Decode a ``.codes`` file, or a packet stream saved by ``codec stream --save``, to audio
     (what ``codec decode`` does) with the input's sample rate, channels and length; the format
     follows the suffix of ``output_path`` (.wav, .flac, .ogg, .aiff). The model named in the file
     is used unless ``model`` is given (a ``Codec``: ``int8`` is then unused, with a warning; or a
     name or folder); ``int8`` as ``load_model``. An existing ``output_path`` is replaced only with
-    ``force=True``, and only once the new file is complete. Decoded samples beyond ±1 are clipped,
-    with a ``UserWarning``.
+    ``force=True``, and only once the new file is complete. ``sample_format``: "pcm16", "pcm24" or
+    "float" (.wav and .aiff only); None: 16-bit PCM, or 24-bit where encoding raised the input by 24
+    dB or more (OGG: Vorbis). Decoded samples beyond ±1 are clipped, with a ``UserWarning``, except
+    in float.
 
     Raises:
         CodecError: naming the file for a corrupt or unreadable input, an unsupported output
-            suffix, output that exists or cannot be written, or codes another model made.
+            suffix or sample format for it, output that exists or cannot be written, or codes another
+            model made.
     """
     with _file_errors():
         _check_file_arguments(input_path, output_path, ".wav", model, force, int8)
         _warn_int8_unused(model, int8)
         with _python_argument_names():
             report = coding.decode_any_file(input_path, output_path, force, model, load=lambda name_or_path: (
-                name_or_path.network if isinstance(name_or_path, Codec) else _load_network(name_or_path, int8)))
+                name_or_path.network if isinstance(name_or_path, Codec) else _load_network(name_or_path, int8)),
+                sample_format=sample_format)
         _warn(report)
 
 

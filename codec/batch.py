@@ -49,6 +49,7 @@ class BatchSettings:
     force: bool = False
     sample_rate: int | None = None   # decode: output rate in Hz (None: the original's)
     channels: int | None = None      # decode: output channels (None: the original's)
+    sample_format: str | None = None  # decode: "pcm16", "pcm24" or "float" (None: codec.coding.output_subtype's)
     refine_steps: int = 0            # encode: latent refinement steps (codec/refine.py; 0 = off)
     int8: bool = False               # the model's linear layers in int8 (codec/int8.py)
     threads: int = 1                 # torch threads per process (each worker's, and this one's)
@@ -408,7 +409,8 @@ def _decode(job: Job, settings: BatchSettings) -> Outcome:
     from codec.coding import decode_any_file
 
     report = decode_any_file(job.source, job.target, settings.force, settings.model, settings.sample_rate,
-                             settings.channels, load=lambda name: load_cached(name, settings.int8))
+                             settings.channels, load=lambda name: load_cached(name, settings.int8),
+                             sample_format=settings.sample_format)
     return _coded(job, settings, report.warnings)
 
 

@@ -706,10 +706,11 @@ def _check_not_empty_flac(samples: int, input_path: Path, output_path: Path) -> 
 
 def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
                 force: bool = False, sample_rate: int | None = None,
-                channels: int | None = None) -> CodingReport:
+                channels: int | None = None, sample_format: str | None = None) -> CodingReport:
     """Decode a ``.codes`` file to audio block by block; the format follows the output's suffix
-    (WAV, FLAC and AIFF as 16-bit PCM, or 24-bit for quiet input: see ``output_subtype``). Samples
-    beyond ±1.0 are clipped, and counted in the report.
+    (WAV, FLAC and AIFF as 16-bit PCM, or 24-bit for quiet input; or ``sample_format``: "pcm16",
+    "pcm24" or "float": see ``output_subtype``). Except in float, samples beyond ±1.0 are clipped,
+    and counted in the report.
 
     ``sample_rate`` (Hz) and ``channels`` change the output from the original's rate and channel
     count (None: keep it); see ``convert_blocks``.
@@ -724,10 +725,11 @@ def decode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     meta = codes_file.metadata
     check_output_format(meta.channels, sample_rate, channels, input_path)
     _check_not_empty_flac(meta.samples, input_path, output_path)
+    subtype = output_subtype(output_path, meta.gain_db, sample_format)
 
     report = CodingReport()
     write_decoded(output_path, decode_blocks(model, codes_file), meta.sample_rate, meta.channels, meta.samples,
-                  sample_rate, channels, force, report, output_subtype(output_path, meta.gain_db))
+                  sample_rate, channels, force, report, subtype)
     return report
 
 
@@ -736,7 +738,8 @@ def write_decoded(output_path: Path, blocks: Iterable[np.ndarray], rate: int, ch
                   subtype: str | None = None) -> None:
     """Write decoded ``[n, C]`` blocks at ``rate`` (``samples`` in all, None: as many as they
     are) to ``output_path`` through a temporary file, at ``to_rate`` with ``to_channels`` (None:
-    keep; see ``convert_blocks``); samples beyond ±1.0 are clipped and counted in ``report``.
+    keep; see ``convert_blocks``), as soundfile's ``subtype`` (None: the format's default); except
+    in float, samples beyond ±1.0 are clipped and counted in ``report``.
 
     Raises:
         CodecError: naming ``output_path`` if it cannot be written (a full disk named as one).
@@ -748,6 +751,9 @@ def write_decoded(output_path: Path, blocks: Iterable[np.ndarray], rate: int, ch
         frames = None if samples is None else -(-samples * (to_rate or rate) // rate)
         with open_sink(tmp, output_path, to_rate or rate, to_channels or channels, subtype, frames) as sink:
             for block in convert_blocks(blocks, rate, samples, to_rate, to_channels):
+                if subtype == "FLOAT":   # (holds samples beyond full scale: a hot float input's level)
+                    sink.write(block)
+                    continue
                 clipped += int(np.count_nonzero(np.abs(block) > 1.0))
                 write_samples(sink, np.clip(block, -1.0, 1.0))
 
@@ -757,12 +763,14 @@ def write_decoded(output_path: Path, blocks: Iterable[np.ndarray], rate: int, ch
         reason = write_limit_reached(output_path) or error.error_string
         raise CodecError(f"{output_path}: cannot write ({reason})") from None
     if clipped:
-        report.warnings.append(f"{output_path}: {clipped} decoded samples exceeded ±1.0 and were clipped")
+        report.warnings.append(f"{output_path}: {clipped} decoded samples exceeded ±1.0 and were clipped (float "
+                               f"samples keep them: --sample-format float, in .wav or .aiff)")
 
 
 def decode_any_file(input_path: Path | str, output_path: Path | str, force: bool = False,
                     model: str | Path | None = None, sample_rate: int | None = None, channels: int | None = None,
-                    load: Callable[[str | Path], ConvCodec] | None = None) -> CodingReport:
+                    load: Callable[[str | Path], ConvCodec] | None = None,
+                    sample_format: str | None = None) -> CodingReport:
     """Decode a ``.codes`` file or a saved packet stream with ``model`` (a name or directory;
     None: the model named in the file), loaded by ``load`` (default ``load_model``; a cache in
     batch workers). Output options as in ``decode_file``.
@@ -782,11 +790,11 @@ def decode_any_file(input_path: Path | str, output_path: Path | str, force: bool
         entropy = (info.entropy_model, info.entropy_weights) if info.entropy_model else None
         network = load(model if model is not None else _model_named_in(input_path, info.model, info.weights,
                                                                         entropy))
-        return decode_stream_file(network, input_path, output_path, force, sample_rate, channels)
+        return decode_stream_file(network, input_path, output_path, force, sample_rate, channels, sample_format)
     meta = read_codes_metadata(input_path)
     entropy = (meta.entropy_model, meta.entropy_weights) if meta.entropy_model else None
     network = load(model if model is not None else _model_named_in(input_path, meta.model, meta.weights, entropy))
-    return decode_file(network, input_path, output_path, force, sample_rate, channels)
+    return decode_file(network, input_path, output_path, force, sample_rate, channels, sample_format)
 
 
 def _model_named_in(path: Path, name: str, weights: str, entropy: tuple[str, str] | None = None) -> Path:
@@ -814,16 +822,47 @@ def audio_format_for(path: Path) -> str:
     return formats[suffix]
 
 
-def output_subtype(path: Path, gain_db: float | list[float] | None) -> str | None:
-    """The sample format to decode to ``path``: 24-bit PCM for a PCM format (WAV, FLAC, AIFF) when
-    the encoder raised the input (any channel of it) by ``QUIET_GAIN_DB`` or more, else None
-    (soundfile's default: 16-bit PCM, or Vorbis for OGG).
+# ``sample_format`` of decoding (``codec decode --sample-format``): soundfile's subtype for each
+SAMPLE_FORMATS = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
+_SAMPLE_BYTES = {"PCM_24": 3, "PCM_32": 4, "FLOAT": 4}   # (else 2: 16-bit PCM, the default)
+
+
+def chosen_subtype(sample_format: str | None, audio_format: str, where: str | Path) -> str | None:
+    """soundfile's subtype for ``sample_format`` (a key of ``SAMPLE_FORMATS``, any case; None: not
+    chosen, None returned) written as ``audio_format`` ("WAV", "FLAC", "OGG", "AIFF").
+
+    Raises:
+        CodecError: naming ``where``, for an unknown sample format, any for OGG (Vorbis is lossy:
+            it has none to choose), or float for FLAC (integer samples only).
+    """
+    if sample_format is None:
+        return None
+    if sample_format.lower() not in SAMPLE_FORMATS:
+        raise CodecError(f"sample format {sample_format!r} is not supported; choose {', '.join(SAMPLE_FORMATS)}")
+    if audio_format == "OGG":
+        raise CodecError(f"{where}: OGG Vorbis is lossy and has no sample format to choose; write .wav, .flac or "
+                         f".aiff, or leave the sample format out")
+    if audio_format == "FLAC" and sample_format.lower() == "float":
+        raise CodecError(f"{where}: FLAC holds integer samples only (pcm16 or pcm24); write .wav or .aiff for float")
+    return SAMPLE_FORMATS[sample_format.lower()]
+
+
+def output_subtype(path: Path, gain_db: float | list[float] | None, sample_format: str | None = None) -> str | None:
+    """The sample format to decode to ``path``: ``sample_format``'s (see ``chosen_subtype``) where
+    given; else 24-bit PCM for a PCM format (WAV, FLAC, AIFF) when the encoder raised the input
+    (any channel of it) by ``QUIET_GAIN_DB`` or more, else None (soundfile's default: 16-bit PCM,
+    or Vorbis for OGG).
 
     Why: decoding restores a quiet file's level, and 16-bit rounding is then noise not far below
     the speech. Every 8th dev file at 6 kbps, by active input level: at -48 dBFS and above, 16-bit
     output scores as float does (3.015); at -54 dBFS 2.968, at -60 dBFS 2.800; 24-bit stays within
     0.02 of float at every level.
+
+    Raises:
+        CodecError: as ``chosen_subtype``.
     """
+    if sample_format is not None:
+        return chosen_subtype(sample_format, audio_format_for(path), path)
     quiet = gain_db is not None and max(np.atleast_1d(gain_db)) >= QUIET_GAIN_DB
     return "PCM_24" if quiet and audio_format_for(path) in ("WAV", "FLAC", "AIFF") else None
 
@@ -845,7 +884,7 @@ def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: s
             192 kHz in OGG, a FLAC rate above 65535 Hz not in steps of 10 Hz, or an AIFF file past 4 GiB.
     """
     audio_format = audio_format_for(path)
-    data_bytes = 0 if frames is None else frames * channels * (3 if subtype == "PCM_24" else 2)
+    data_bytes = 0 if frames is None else frames * channels * _SAMPLE_BYTES.get(subtype, 2)
     if audio_format in ("WAV", "AIFF") and channels > 1024:   # (libsndfile's limit)
         raise CodecError(f"{path}: {audio_format} holds at most 1024 channels, not {channels}")
     if data_bytes > _SIZE_FIELD_LIMIT and audio_format == "AIFF":

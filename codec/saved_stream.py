@@ -27,10 +27,12 @@ from codec.coding import (
     CodingReport,
     _check_not_empty_flac,
     _resampler,
+    audio_format_for,
     block_seconds,
     check_compatible,
     check_output_format,
     check_paths,
+    chosen_subtype,
     entropy_coder_for,
     write_decoded,
 )
@@ -193,10 +195,10 @@ def _stream_rate_blocks(model: ConvCodec, plan: _Plan, info: StreamInfo, path: P
 
 def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Path | str,
                        force: bool = False, sample_rate: int | None = None,
-                       channels: int | None = None) -> CodingReport:
+                       channels: int | None = None, sample_format: str | None = None) -> CodingReport:
     """Decode a saved packet stream (``codec stream --save``) to audio, block by block: lost or
     damaged packets are concealed; the end packet, when present, gives the exact length.
-    ``sample_rate`` and ``channels`` as in ``decode_file``.
+    ``sample_rate``, ``channels`` and ``sample_format`` as in ``decode_file``.
 
     Raises:
         CodecError: naming the file, for a bad path, a damaged header, another model's stream, a
@@ -237,9 +239,10 @@ def decode_stream_file(model: ConvCodec, input_path: Path | str, output_path: Pa
         raise CodecError(f"{input_path}: damaged: the end packet gives {plan.total} samples, but the packets "
                          f"hold about {held}")
     _check_not_empty_flac(held if plan.total is None else plan.total, input_path, output_path)
+    subtype = chosen_subtype(sample_format, audio_format_for(output_path), output_path)
     report = _report(plan, info, summary.bytes_after_end, input_path)
     write_decoded(output_path, _stream_rate_blocks(model, plan, info, input_path), info.sample_rate, info.channels,
-                  plan.total, sample_rate, channels, force, report)
+                  plan.total, sample_rate, channels, force, report, subtype)
     return report
 
 

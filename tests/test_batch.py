@@ -64,6 +64,9 @@ def test_batch_decode_writes_each_format_that_format_names(tiny_model_dir, tree,
         assert result.exit_code == 0, result.output
         decoded = sf.info(str(tmp_path / name / f"y{suffix}"))
         assert decoded.format == major and decoded.frames == sf.info(str(tree / "a" / "b" / "y.wav")).frames
+    result = invoke("decode", codes, tmp_path / "float", "--sample-format", "float", "--model", tiny_model_dir)
+    assert result.exit_code == 0, result.output
+    assert sf.info(str(tmp_path / "float" / "y.wav")).subtype == "FLOAT"
 
 
 def test_batch_decode_recognises_saved_packet_streams_by_their_content(tiny_model_dir, tree, tmp_path):
@@ -76,8 +79,10 @@ def test_batch_decode_recognises_saved_packet_streams_by_their_content(tiny_mode
     assert result.exit_code == 0, result.output
     assert _files(wavs) == ["live.wav", "y.wav"]
     assert sf.info(str(wavs / "live.wav")).frames == sf.info(str(tree / "top.wav")).frames
-    result = invoke("decode", str(codes / "*.pkt"), tmp_path / "streams", "--model", tiny_model_dir)
+    result = invoke("decode", str(codes / "*.pkt"), tmp_path / "streams", "--model", tiny_model_dir,
+                    "--sample-format", "pcm24")
     assert result.exit_code == 0 and _files(tmp_path / "streams") == ["live.wav"], result.output
+    assert sf.info(str(tmp_path / "streams" / "live.wav")).subtype == "PCM_24"
     result = invoke("decode", str(tree / "*.txt"), tmp_path / "none", "--model", tiny_model_dir)
     assert result.exit_code == 1 and "(or packet streams saved by codec stream --save)" in result.output
 
@@ -330,6 +335,11 @@ def test_a_batch_of_only_formats_not_read_says_how_to_convert_them(tmp_path):
     (["decode", "x.codes", "y.wav", "--threads", "100000"], "--threads 100000: must be 1 to "),
     (["encode", "{tree}/*.ogg", "out"], "matches no files"),
     (["decode", "x.codes", "y.wav", "--format", "mp3"], "--format mp3 is not supported; choose wav, flac, ogg, aiff"),
+    (["decode", "x.codes", "y.wav", "--sample-format", "s16"],
+     "--sample-format s16 is not supported; choose pcm16, pcm24, float"),
+    (["decode", "{tree}", "out", "--format", "flac", "--sample-format", "float"],
+     "--format flac: FLAC holds integer samples only"),
+    (["decode", "x.codes", "y.ogg", "--sample-format", "pcm16"], "y.ogg: OGG Vorbis is lossy"),
     (["decode", "x.codes", "y.wav", "--sample-rate", "0"], "sample rate 0 Hz is not supported"),
 ])
 def test_batch_and_option_errors_are_one_line(tree, tmp_path, monkeypatch, args, message):

@@ -416,6 +416,21 @@ def test_file_functions_name_bad_paths_and_pass_on_the_clis_warnings(tiny_model_
     assert (tmp_path / "loaded.codes").read_bytes() == (tmp_path / "codes.wav").read_bytes()
 
 
+def test_the_api_decodes_to_a_chosen_sample_format_and_names_its_argument_in_warnings(tiny_model_dir, tmp_path,
+                                                                                   monkeypatch):
+    import codec as api
+    import codec.coding
+
+    source = write_audio(tmp_path / "in.wav", tone(0.3, 16000), 16000)
+    api.encode_file(source, tmp_path / "a.codes", model=tiny_model_dir)
+    api.decode_file(tmp_path / "a.codes", tmp_path / "a.wav", model=tiny_model_dir, sample_format="float")
+    assert sf.info(str(tmp_path / "a.wav")).subtype == "FLOAT"
+    hot = np.full((10, 1), 2.0, dtype=np.float32)
+    monkeypatch.setattr(codec.coding, "decode_blocks", lambda model, codes_file: iter([hot]))
+    with pytest.warns(UserWarning, match='clipped \\(float samples keep them: sample_format="float", in .wav'):
+        api.decode_file(tmp_path / "a.codes", tmp_path / "b.wav", model=tiny_model_dir)
+
+
 def test_file_functions_refuse_folder_names_nul_characters_and_names_too_long(tiny_model_dir, tmp_path):
     """As the CLI does: a name ending with / names a folder (a Path would drop the / and write a
     file of the folder's name, over a user's file there); NUL characters and names the file system

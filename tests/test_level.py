@@ -177,6 +177,12 @@ def test_float_input_beyond_full_scale_is_scaled_with_the_rest_not_clipped(level
     assert decoded_level(decode_audio(leveled_model, clipped)[0]) - within_full_scale < 12.04 - 2
     report = decode_file(leveled_model, tmp_path / "hot.codes", tmp_path / "hot_decoded.wav")
     assert any("decoded samples exceeded ±1.0 and were clipped" in warning for warning in report.warnings)
+    # in float, the file keeps the input's level as the in-memory decoding does
+    report = decode_file(leveled_model, tmp_path / "hot.codes", tmp_path / "hot_float.wav", sample_format="float")
+    assert not report.warnings
+    written, _ = sf.read(str(tmp_path / "hot_float.wav"), always_2d=True)
+    assert np.abs(written).max() > 1.5
+    np.testing.assert_allclose(written, decode_audio(leveled_model, from_file)[0], atol=1e-5)
 
 
 def test_each_channel_gets_its_own_gain_and_codes_as_it_would_alone(leveled_model):

@@ -176,6 +176,40 @@ def test_decoded_overshoot_is_clipped_with_a_count_never_wrapped(tiny_model, tmp
     assert list(written[:4]) == [32767, -32768, 16384, -32768]      # full scale, the same sign
 
 
+def test_float_output_keeps_decoded_overshoot(tiny_model, tmp_path, monkeypatch, valid_codes):
+    import codec.coding
+
+    overshoot = np.array([[1.5], [-1.5], [0.5], [-3.0]], dtype=np.float32)
+    monkeypatch.setattr(codec.coding, "decode_blocks", lambda model, codes_file: iter([overshoot]))
+    (tmp_path / "hot.codes").write_bytes(valid_codes)
+    for suffix in (".wav", ".aiff"):
+        report = decode_file(tiny_model, tmp_path / "hot.codes", tmp_path / f"hot{suffix}", sample_format="float")
+        assert not report.warnings
+        assert sf.info(str(tmp_path / f"hot{suffix}")).subtype == "FLOAT"
+        written, _ = sf.read(str(tmp_path / f"hot{suffix}"), dtype="float32")
+        assert list(written[:4]) == [1.5, -1.5, 0.5, -3.0]
+
+
+@pytest.mark.parametrize("sample_format,suffix,subtype", [
+    ("pcm16", ".wav", "PCM_16"), ("PCM24", ".flac", "PCM_24"), ("pcm24", ".aiff", "PCM_24"),
+    ("float", ".wav", "FLOAT")])
+def test_a_chosen_sample_format_is_written(tiny_model, tmp_path, valid_codes, sample_format, suffix, subtype):
+    (tmp_path / "good.codes").write_bytes(valid_codes)
+    decode_file(tiny_model, tmp_path / "good.codes", tmp_path / f"out{suffix}", sample_format=sample_format)
+    assert sf.info(str(tmp_path / f"out{suffix}")).subtype == subtype
+
+
+@pytest.mark.parametrize("sample_format,suffix,message", [
+    ("float", ".flac", "FLAC holds integer samples only"), ("pcm16", ".ogg", "OGG Vorbis is lossy"),
+    ("f32", ".wav", "sample format 'f32' is not supported; choose pcm16, pcm24, float")])
+def test_a_sample_format_the_output_cannot_hold_is_refused(tiny_model, tmp_path, valid_codes, sample_format, suffix,
+                                                            message):
+    (tmp_path / "good.codes").write_bytes(valid_codes)
+    with pytest.raises(CodecError, match=message):
+        decode_file(tiny_model, tmp_path / "good.codes", tmp_path / f"out{suffix}", sample_format=sample_format)
+    assert not (tmp_path / f"out{suffix}").exists()
+
+
 def tiny_model_dir_of(model):
     return model.source_dir
 
