@@ -199,7 +199,7 @@ def encode_blocks(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: i
     synthesis (``codec/refine.py``; slower, closer to the input), and correct the gain by the
     level the refined codes decode at (``decoded_level_db``).
     ``leveling``: what to do to the input first (``codec.level``: DC removal and a gain that decoding
-    undoes), after the model's high-pass (``codec.highpass``; measure the level after it: ``high_passed``).
+    undoes), after the model's high-pass (``codec.highpass``; ``measured_leveling`` measures the level after it).
 
     Raises:
         CodecError: for refinement steps out of range or with a model that cannot use them.
@@ -288,7 +288,7 @@ def model_input(model: ConvCodec, audio: np.ndarray, sample_rate: int) -> np.nda
     ``[model_length(T), C]`` float64. For coding a whole file in one offline ``encode`` (the
     entropy trainer on a GPU) and getting the codes ``codec encode`` writes."""
     audio = np.asarray(audio, dtype=np.float64)
-    leveling = measure_leveling(high_passed(model, [audio], sample_rate), sample_rate, model.config.input_level_dbfs)
+    leveling = measured_leveling(model, [audio], sample_rate)
     out = _network_input_stream(model, sample_rate, audio.shape[1], leveling)(audio, last=True)
     length = model_length(len(audio), sample_rate, model.sample_rate)
     return np.concatenate([out, np.zeros((max(0, length - len(out)), audio.shape[1]))])[:length]
@@ -339,10 +339,10 @@ def _codebooks(model: ConvCodec, bitrate_kbps: float) -> int:
         raise CodecError(str(error)) from None
 
 
-def high_passed(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: int) -> Iterator[np.ndarray]:
-    """``[n, C]`` blocks as ``encode_blocks`` filters them before leveling: for measuring their level."""
-    highpass = HighPass(model.config.input_highpass_hz, sample_rate)
-    return (highpass(block) for block in blocks)
+def measured_leveling(model: ConvCodec, blocks: Iterable[np.ndarray], sample_rate: int) -> Leveling:
+    """The ``Leveling`` for ``model`` of a signal given as ``[n, C]`` blocks at ``sample_rate`` Hz,
+    measured after the model's high-pass, as ``encode_blocks`` filters them before leveling."""
+    return measure_leveling(blocks, sample_rate, model.config.input_level_dbfs, model.config.input_highpass_hz)
 
 
 def _codes_file(model: ConvCodec, sample_rate: int, codes: np.ndarray, num_samples: int,
@@ -390,7 +390,7 @@ def encode_audio(model: ConvCodec, audio: np.ndarray, sample_rate: int, bitrate_
     if not np.all(np.isfinite(audio)):
         raise CodecError("audio contains NaN or infinite samples")
     step = max(1, int(block_seconds(audio.shape[1]) * sample_rate))
-    leveling = measure_leveling(high_passed(model, [audio], sample_rate), sample_rate, model.config.input_level_dbfs)
+    leveling = measured_leveling(model, [audio], sample_rate)
     blocks = (audio[start:start + step] for start in range(0, len(audio), step))
     return _codes_file(model, sample_rate, *encode_blocks(model, blocks, sample_rate, audio.shape[1],
                                                           _codebooks(model, bitrate_kbps), refine_steps, leveling))
@@ -644,8 +644,8 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     if leveled:   # a first pass measures the input's level
         with open_audio(input_path) as source:
             blocks = read_blocks(source, input_path, int(block_seconds(source.channels) * source.samplerate))
-            blocks = high_passed(model, in_full_scale(blocks, input_path, [0], [0.0], leveled), source.samplerate)
-            leveling = measure_leveling(blocks, source.samplerate, model.config.input_level_dbfs)
+            leveling = measured_leveling(model, in_full_scale(blocks, input_path, [0], [0.0], leveled),
+                                         source.samplerate)
     with open_audio(input_path) as source:
         block_size = int(block_seconds(source.channels) * source.samplerate)
         blocks = in_full_scale(read_blocks(source, input_path, block_size), input_path, clipped, peak, leveled)

@@ -12,7 +12,14 @@ from codec.band_fill import QuietFloor
 from codec.bitstream import BitstreamError, CodesFile, CodesMetadata, from_bytes, to_bytes
 from codec.coding import decode_audio, decode_file, encode_audio, encode_file
 from codec.errors import CodecError
-from codec.level import LevelMeter, amplitude, check_target_level, measure_leveling, normalizing_gain_db
+from codec.level import (
+    LevelMeter,
+    amplitude,
+    check_target_level,
+    measure_leveling,
+    normalizing_gain_db,
+    without_outliers,
+)
 from codec.models import ConvCodec
 from tests.conftest import tone, write_audio
 
@@ -70,6 +77,25 @@ def test_a_click_is_not_taken_for_speech():
     clicked = quiet.copy()
     clicked[16000] = 0.9
     assert _level(quiet) <= _level(clicked) < _level(quiet) + 5
+
+
+@pytest.mark.parametrize("highpass_hz", [None, 80.0])
+def test_a_wild_sample_beyond_full_scale_does_not_set_the_gain(highpass_hz):
+    """One sample at 200 in a float file (in a burst, or in a pause) counts as a loud sample, not as
+    a frame 46 dB over full scale (which set the gain 22 dB too low), also where the high-pass
+    would smear it over the samples after it; a whole signal beyond full scale keeps its level,
+    and a signal within full scale is measured as it is."""
+    def gain(audio):
+        return measure_leveling([audio], 16000, -18.0, highpass_hz).gain_db
+
+    speech = speech_like(seconds=3.4)
+    for at in (round(0.1 * 16000), round(0.3 * 16000)):   # in a burst, in a pause
+        wild = speech.copy()
+        wild[at] = 200.0
+        assert gain(wild) == pytest.approx(gain(speech), abs=0.5)
+        assert gain(wild) - gain(np.clip(wild, -1, 1)) == pytest.approx(0, abs=0.2)
+    assert gain(speech * 100) == pytest.approx(gain(speech) - 40, abs=0.02)
+    np.testing.assert_array_equal(without_outliers(speech, 16000), speech)
 
 
 def test_silence_and_no_samples_get_no_gain():

@@ -203,8 +203,9 @@ class OnnxCodec:
                                       leveled=self.input_level_dbfs is not None)
         encoder = OnnxStreamingEncoder(self, num_codebooks, batch)
         step = whole_number(chunk_frames, "chunk_frames", 1) * self.config["frame_size"]
+        leveling = measure_leveling([audio[:, 0].T], self.config["sample_rate"], self.input_level_dbfs,
+                                    self.config.get("input_highpass_hz"))
         signals = HighPass(self.config.get("input_highpass_hz"), self.config["sample_rate"])(audio[:, 0].T)   # [n, B]
-        leveling = measure_leveling([signals], self.config["sample_rate"], self.input_level_dbfs)
         signals = leveling(signals) if self.input_level_dbfs is None else QuietFloor()(leveling(signals))
         audio = np.ascontiguousarray(signals.T[:, None, :], dtype=np.float32)
         codes = [encoder.encode(audio[..., start:start + step]) for start in range(0, audio.shape[-1], step)]
