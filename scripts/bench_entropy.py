@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from dev_speech import add_dev_option, dev_files
 from script_errors import at_least, run_main  # scripts/ is on the path when a script runs
 
 from codec import load_model
 from codec.bitstream import from_bytes, to_bytes
 from codec.entropy import EntropyCoder, load_entropy_model
-
-DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "dev"
 
 
 def main() -> None:
@@ -36,6 +35,7 @@ def main() -> None:
     parser.add_argument("--bitrate", type=float, nargs="+", default=[6.0])
     parser.add_argument("--files", type=at_least(1, int), default=40)
     parser.add_argument("--entropy-dir", type=Path, help="an entropy model other than the codec's own")
+    add_dev_option(parser)
     parser.add_argument("--other-cores", default="", help="comma-separated OPENBLAS_CORETYPE values to decode with "
                         "(OpenBLAS names, e.g. Haswell; it ignores a name it does not know)")
     args = parser.parse_args()
@@ -52,9 +52,7 @@ def main() -> None:
         raise SystemExit(f"error: {args.model} has no entropy model; give one with --entropy-dir, or a model "
                          f"that has one (conv-16k)")
     coder = EntropyCoder(entropy_model)
-    files = sorted(DEV.rglob("*.flac"))[:args.files]
-    if not files:
-        raise SystemExit(f"error: {DEV}: no dev files (the shared data folder beside the checkout; see its README)")
+    files = dev_files(args.dev)[:args.files]
     audio = [sf.read(f, dtype="float64") for f in files]
     seconds = sum(len(a) / rate for a, rate in audio)
     print(f"{len(files)} dev files, {seconds:.1f} s of audio, entropy model {entropy_model.config.name}")

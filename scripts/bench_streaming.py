@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_long_files import write_speechlike  # noqa: E402
+from dev_speech import add_dev_option, dev_files  # noqa: E402
 from script_errors import at_least, run_main  # scripts/ is on the path when a script runs
 
 from codec.audio import load_audio  # noqa: E402
@@ -29,8 +30,6 @@ from codec.models import load_model  # noqa: E402
 from codec.onnx.export import export_onnx  # noqa: E402
 from codec.onnx.runtime import OnnxCodec, OnnxStreamingDecoder, OnnxStreamingEncoder  # noqa: E402
 from codec.streaming import StreamingDecoder, StreamingEncoder  # noqa: E402
-
-DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "dev"
 
 
 def frame_times(encoder, decoder, audio: np.ndarray, frame: int, to_input) -> np.ndarray:
@@ -111,12 +110,12 @@ def main() -> None:
     parser.add_argument("--stream-minutes", type=at_least(0), default=10.0)
     parser.add_argument("--quality-files", type=at_least(0, int), default=10,
                         help="dev files for the PESQ-WB check at 6 kbps of PyTorch, ONNX float32 and int8")
+    add_dev_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model(args.model)
-    if not (dev_files := sorted(DEV.rglob("*.flac"))):
-        raise SystemExit(f"error: {DEV}: no dev files (the shared data folder beside the checkout; see its README)")
-    audio, rate = load_audio(dev_files[0])
+    files = dev_files(args.dev)
+    audio, rate = load_audio(files[0])
     audio = np.tile(audio[:, 0], 4)
     result = {"model": model.config.name, "latency_ms": 1000 * model.latency / model.sample_rate,
               "frame_ms": 1000 * model.frame_size / model.sample_rate}
@@ -134,8 +133,7 @@ def main() -> None:
             result[f"onnx_{name}_1_thread_frame_ms"] = {"median": round(float(np.median(times)), 3),
                                                         "p90": round(float(np.percentile(times, 90)), 3)}
         if args.quality_files:
-            files = sorted(DEV.rglob("*.flac"))[::4][:args.quality_files]
-            result["quality_6kbps"] = onnx_quality(model, runtimes, files)
+            result["quality_6kbps"] = onnx_quality(model, runtimes, files[::4][:args.quality_files])
     if args.stream_minutes:
         result["stream"] = rss_over_stream(args.stream_minutes, args.model)
     print(json.dumps(result, indent=2))

@@ -13,22 +13,37 @@ from codec.errors import CodecError
 from codec.models import EscCodec
 from codec.models.loading import load_model
 
-DEV = Path("../shared/data/speech/dev")
+# the dev set: ../shared/data/speech/dev beside the checkout (see the shared data's README), found
+# from this file, so that a script finds it from any working folder
+DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "dev"
+
+
+def add_dev_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dev", type=Path, default=DEV, metavar="FOLDER",
+                        help="the dev set: a folder of .flac files, searched recursively (default: "
+                             "../shared/data/speech/dev beside the checkout)")
+
+
+def dev_files(folder: Path = DEV) -> list[Path]:
+    """The ``.flac`` files under ``folder``, sorted by path; SystemExit naming the folder when it holds none."""
+    if not (files := sorted(folder.rglob("*.flac"))):
+        raise SystemExit(f"error: {folder}: no dev files (.flac) there; the dev set is ../shared/data/speech/dev "
+                         f"beside the checkout (see the shared data's README), or give --dev FOLDER")
+    return files
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", type=int, default=4, help="use every Nth dev file (default 4: 10 files)")
     parser.add_argument("--kbps", type=float, default=6.0, help="bitrate to code at (one of the model's)")
+    add_dev_option(parser)
 
 
-def dev_audio(parser: argparse.ArgumentParser, every: int, rate: int) -> list[np.ndarray]:
-    """Every ``every``-th dev file (sorted paths) as ``[T]`` float64 mono at ``rate`` Hz; exits
-    through ``parser`` for ``every < 1`` and with a message when the dev set is not there."""
+def dev_audio(parser: argparse.ArgumentParser, every: int, rate: int, folder: Path = DEV) -> list[np.ndarray]:
+    """Every ``every``-th dev file under ``folder`` (sorted paths) as ``[T]`` float64 mono at
+    ``rate`` Hz; exits through ``parser`` for ``every < 1`` and as ``dev_files`` when there are none."""
     if every < 1:
         parser.error("--every must be >= 1")
-    files = sorted(DEV.rglob("*.flac"))[::every]
-    if not files:
-        raise SystemExit(f"no dev audio in {DEV}: run from the repository root beside ../shared")
+    files = dev_files(folder)[::every]
     inputs = []
     for path in files:
         audio, source_rate = load_audio(path)
@@ -50,7 +65,7 @@ def load_models(names: list[str], kbps: float) -> list:
 
 def head_script(description: str):
     """The command line that scripts/phase_swap.py and scripts/head_postprocess.py share: parses
-    ``model``, ``--every`` and ``--kbps`` and loads the model (float32, one thread). Returns
+    ``model``, ``--every``, ``--kbps`` and ``--dev`` and loads the model (float32, one thread). Returns
     ``(args, model, inputs)`` with the dev audio at the model's rate; SystemExit unless the model
     is an ESC codec whose output head uses the analysis STFT's frames."""
     parser = argparse.ArgumentParser(description=description)
@@ -63,4 +78,4 @@ def head_script(description: str):
     if not isinstance(model, EscCodec) or c.synthesis_n_fft != c.n_fft or c.synthesis_subframes != 1:
         raise SystemExit(f"{args.model}: needs an ESC codec whose output head uses the analysis STFT's "
                          "frames (synthesis_n_fft = n_fft, synthesis_subframes = 1)")
-    return args, model, dev_audio(parser, args.every, model.sample_rate)
+    return args, model, dev_audio(parser, args.every, model.sample_rate, args.dev)

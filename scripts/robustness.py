@@ -92,7 +92,7 @@ def main() -> None:
     if len(args.models) > 2:
         parser.error("give one or two models")
     torch.set_num_threads(1)
-    inputs = dev_audio(parser, args.every, RATE)
+    inputs = dev_audio(parser, args.every, RATE, args.dev)
     models = load_models(args.models, args.kbps)
     print(f"PESQ-WB at {args.kbps:g} kbps on {len(inputs)} dev files (every {args.every}th); "
           f"models: {', '.join(args.models)}")

@@ -28,6 +28,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+from dev_speech import DEV
 from pystoi import stoi
 from script_errors import run_main
 
@@ -100,7 +101,9 @@ def equalisation_settings(text: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("folder", type=Path, help="speech to score (a folder of audio, searched recursively)")
-    parser.add_argument("--train", type=Path, default=Path("../shared/data/speech/train"))
+    parser.add_argument("--train", type=Path, default=DEV.parent / "train",
+                        help="training speech whose mean spectrum is the target (default: "
+                             "../shared/data/speech/train beside the checkout)")
     parser.add_argument("--kbps", type=float, default=6.0)
     parser.add_argument("--settings", type=equalisation_settings, default="1:6,1:12,0.5:12,1:12:tilt",
                         help="comma-separated alpha:max_db or alpha:max_db:tilt (see above)")

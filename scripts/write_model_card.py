@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from compare_evals import paired_difference  # scripts/ is on the path when this script runs
+from dev_speech import DEV, dev_files
 from script_errors import run_main  # scripts/ is on the path when a script runs
 
 from codec.audio import load_audio
@@ -45,7 +46,6 @@ from codec.models.loading import WEIGHTS_FILE
 from codec.refine import PESQ_WEIGHT, STEP_SIZE, STOI_WEIGHT
 from codec.train.data import EQ_CENTRE_HZ, HIGH_SHELF_HZ, LOW_SHELF_HZ
 
-DEV = Path("../shared/data/speech/dev")
 DEV_FILES = sorted(DEV.rglob("*.flac"))
 REGRESSION_FILES = 6  # every 7th dev file: a spread of speakers, quick enough for the test suite
 
@@ -54,7 +54,7 @@ def real_time_factors(models: list, seconds: float = 10.0) -> list[float]:
     """Per model, encode + decode time of ``seconds`` of audio at 6 kbps on one thread, divided by
     its duration: the fastest of 9 runs, the models' runs interleaved so that they meet the same load."""
     torch.set_num_threads(1)
-    audio, rate = load_audio(sorted(DEV.rglob("*.flac"))[0])
+    audio, rate = load_audio(dev_files()[0])
     audio = np.tile(audio, (int(np.ceil(seconds * rate / len(audio))), 1))[:int(seconds * rate)]
     best = [np.inf] * len(models)
     for _ in range(9):  # the fastest run: other load on a shared machine only ever slows a run down
@@ -362,7 +362,7 @@ def main() -> None:
                           eight_bit_decoder=args.eight_bit_decoder)
     model = load_model(args.ship)
 
-    files = sorted(DEV.rglob("*.flac"))
+    files = dev_files()
     bitrates = list(model.config.bitrates_kbps)
     with_entropy = getattr(model, "entropy_model", None) is not None
     results, notes, _ = run_evaluation(files, EvalSettings(str(args.ship), bitrates, ["opus", "opus-vbr", "codec2"],

@@ -48,3 +48,20 @@ def test_equalisation_settings_are_checked_before_any_scoring():
                           ("1:6,1:6", "a setting is given twice")]:
         with pytest.raises(argparse.ArgumentTypeError, match=message):
             spectrum_equalisation.equalisation_settings(text)
+
+
+def test_the_dev_set_is_found_beside_the_checkout_from_any_folder_or_where_given(tmp_path, monkeypatch):
+    import dev_speech
+
+    monkeypatch.chdir(tmp_path)   # (it was looked for under the working folder by some scripts)
+    assert dev_speech.DEV == REPO.parent / "shared" / "data" / "speech" / "dev"
+    with pytest.raises(SystemExit, match=r"no dev files \(.flac\) there; .* or give --dev FOLDER"):
+        dev_speech.dev_files(tmp_path)
+    (tmp_path / "speaker").mkdir()
+    for name in ("b.flac", "a.flac", "notes.txt"):
+        (tmp_path / "speaker" / name).write_bytes(b"")
+    assert dev_speech.dev_files(tmp_path) == [tmp_path / "speaker" / "a.flac", tmp_path / "speaker" / "b.flac"]
+    parser = argparse.ArgumentParser()
+    dev_speech.add_options(parser)
+    assert parser.parse_args([]).dev == dev_speech.DEV
+    assert parser.parse_args(["--dev", str(tmp_path)]).dev == tmp_path
