@@ -20,8 +20,10 @@ import copy
 import shutil
 from pathlib import Path
 
+from script_errors import new_folder_problem, run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import torch
-from script_errors import new_folder_problem, run_main  # scripts/ is on the path when a script runs
 
 from codec.errors import CodecError
 from codec.models import load_model, save_model

@@ -18,11 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from script_errors import at_least, run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import numpy as np
 import soundfile as sf
 import torch
 from dev_speech import add_dev_option, dev_files
-from script_errors import at_least, run_main  # scripts/ is on the path when a script runs
 
 from codec import load_model
 from codec.bitstream import from_bytes, to_bytes

@@ -15,9 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from script_errors import at_least, run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import numpy as np
 import soundfile as sf
-from script_errors import at_least, run_main  # scripts/ is on the path when a script runs
 
 
 def write_speechlike(path: Path, minutes: float, rate: int, channels: int) -> None:

@@ -16,6 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from script_errors import at_least, run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import numpy as np
 import soundfile as sf
 import torch
@@ -23,7 +26,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_long_files import write_speechlike  # noqa: E402
 from dev_speech import add_dev_option, dev_files  # noqa: E402
-from script_errors import at_least, run_main  # scripts/ is on the path when a script runs
 
 from codec.audio import load_audio  # noqa: E402
 from codec.models import load_model  # noqa: E402

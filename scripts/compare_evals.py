@@ -19,8 +19,10 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import numpy as np
-from script_errors import run_main
 
 from codec.evaluation.stats import ci95_half_width, interval_text
 

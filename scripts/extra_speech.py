@@ -23,10 +23,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import numpy as np
 import soundfile as sf
 from ood_speech import unpack_debian
-from script_errors import run_main
 
 from codec.audio import resample
 from codec.datasets import find_inputs

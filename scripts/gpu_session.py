@@ -34,11 +34,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import soundfile as sf
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from script_errors import run_main  # scripts/ is on the path when a script runs
 
 from codec.atomic import write_atomically  # noqa: E402
 from codec.audio import load_audio, resample  # noqa: E402

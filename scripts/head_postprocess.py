@@ -18,11 +18,13 @@ Prints PESQ-WB per variant and its paired difference from the plain output (95% 
 how many files it is better).
 """
 
+from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import numpy as np
 import torch
 import torch.nn.functional as F
 from dev_speech import head_script
-from script_errors import run_main
 
 from codec.evaluation.metrics import pesq_wb
 from codec.evaluation.stats import interval_text

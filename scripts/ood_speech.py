@@ -34,9 +34,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from script_errors import new_folder_problem, run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import numpy as np
 import soundfile as sf
-from script_errors import new_folder_problem, run_main
 
 # package -> the speech files inside it (path ends) and where they go in the output folder; a long
 # recording maps instead to {target: (start s, end s)}, the excerpts cut from it (at pauses)

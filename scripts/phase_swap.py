@@ -17,10 +17,12 @@ STFT loss did not help (recipes/esc_16k_small_phase.yaml); the usual remedy is t
 stage (Vocos, DAC; recipes/esc_16k_small_gan.yaml).
 """
 
+from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import numpy as np
 import torch
 from dev_speech import head_script
-from script_errors import run_main
 
 from codec.evaluation.metrics import pesq_wb
 from codec.models import EscCodec

@@ -12,11 +12,13 @@ its 95% confidence interval (Student's t) and on how many files B is better.
 import argparse
 from collections.abc import Callable
 
+from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import numpy as np
 import torch
 from dev_speech import add_options, dev_audio, load_models
 from scipy.signal import butter, fftconvolve, lfilter, sosfilt
-from script_errors import run_main
 
 from codec.coding import decode_audio, encode_audio
 from codec.evaluation.metrics import pesq_wb

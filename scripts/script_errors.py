@@ -1,6 +1,10 @@
 """The scripts' entry point: a problem the user can fix is one line on stderr and exit code 1 (130
 for Ctrl-C), as for the ``codec`` commands, not a traceback.
 
+    from script_errors import run_main  # before torch: a Ctrl-C while it loads is one line too
+    # isort: split
+    import torch
+    ...
     if __name__ == "__main__":
         run_main(main)
 """
@@ -12,6 +16,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from codec.errors import CodecError
+
+
+def _interrupt_as_one_line(kind, value, traceback) -> None:
+    """``sys.excepthook``: a Ctrl-C that reaches the top level (one while the script still imports
+    torch, before ``run_main`` runs) as one line; anything else as Python prints it."""
+    if issubclass(kind, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr)
+        return   # (Python still exits as killed by SIGINT: 130 in a shell)
+    sys.__excepthook__(kind, value, traceback)
+
+
+sys.excepthook = _interrupt_as_one_line
 
 
 def run_main(main: Callable[[], int | None]) -> None:

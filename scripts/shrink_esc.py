@@ -16,8 +16,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from script_errors import new_folder_problem, run_main
+from script_errors import new_folder_problem, run_main  # first: a Ctrl-C while torch loads is one line
 
+# isort: split
 from codec.models import EscCodec, load_model, save_model
 
 

@@ -27,10 +27,12 @@ import argparse
 import random
 from pathlib import Path
 
+from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import numpy as np
 from dev_speech import DEV
 from pystoi import stoi
-from script_errors import run_main
 
 import codec
 from codec.audio import load_audio, resample

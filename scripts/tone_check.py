@@ -7,8 +7,10 @@ Prints, per signal and bitrate, the decoded level minus the input's in dB (0: al
 
 import argparse
 
+from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import torch
-from script_errors import run_main
 
 from codec.errors import CodecError
 from codec.evaluation.tones import LEVEL_DBFS, TEST_SIGNALS, returned_levels

@@ -29,11 +29,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+
+# isort: split
 import numpy as np
 import torch
 from compare_evals import paired_difference  # scripts/ is on the path when this script runs
 from dev_speech import DEV, dev_files
-from script_errors import run_main  # scripts/ is on the path when a script runs
 
 from codec.audio import load_audio
 from codec.coding import decode_audio, encode_audio

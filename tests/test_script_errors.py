@@ -1,6 +1,8 @@
 """scripts/script_errors.py: what the scripts share to check their arguments and end with one line."""
 
 import argparse
+import signal
+import subprocess
 import sys
 
 import pytest
@@ -65,3 +67,25 @@ def test_the_dev_set_is_found_beside_the_checkout_from_any_folder_or_where_given
     dev_speech.add_options(parser)
     assert parser.parse_args([]).dev == dev_speech.DEV
     assert parser.parse_args(["--dev", str(tmp_path)]).dev == tmp_path
+
+
+def test_a_ctrl_c_before_run_main_is_one_line_with_sigints_exit_status():
+    """A Ctrl-C while a script still imports torch reaches the top level before ``run_main`` runs:
+    importing script_errors makes it one line there too."""
+    done = subprocess.run([sys.executable, "-c", "import script_errors; raise KeyboardInterrupt"],
+                          cwd=REPO / "scripts", capture_output=True, text=True, timeout=60)
+    assert done.stderr == "error: interrupted\n"
+    assert done.returncode in (130, -signal.SIGINT)   # (Python ends as killed by SIGINT, as a shell shows: 130)
+    done = subprocess.run([sys.executable, "-c", "import script_errors; raise ValueError('kept')"],
+                          cwd=REPO / "scripts", capture_output=True, text=True, timeout=60)
+    assert "Traceback" in done.stderr and "ValueError: kept" in done.stderr   # other errors as Python prints them
+
+
+@pytest.mark.parametrize("script", sorted(path.name for path in (REPO / "scripts").glob("*.py")
+                                          if path.name not in ("script_errors.py", "dev_speech.py")))
+def test_each_script_imports_script_errors_before_what_is_slow_to_import(script):
+    lines = (REPO / "scripts" / script).read_text().splitlines()
+    first = lines.index(next(line for line in lines if line.startswith("from script_errors import")))
+    slow = [number for number, line in enumerate(lines) if line.startswith(("import ", "from "))
+            and line.split()[1].split(".")[0] in ("numpy", "torch", "scipy", "soundfile", "codec", "dev_speech")]
+    assert slow and first < min(slow)
