@@ -29,8 +29,8 @@ FRAME_SECONDS = 0.02      # frame over which power is measured
 MARGIN_DB = 15.9          # P.56: the activity threshold lies this far below the active level
 MIN_ACTIVE_SECONDS = 1.0  # the active frames cover at least this much (all of a shorter signal)
 SILENCE_DBFS = -100.0     # frames below this are silence; a signal with no others gets no gain
-# a sample beyond full scale counts at most this far above the median magnitude of its frame (or
-# at full scale), so that one wild sample in a float file does not set the whole file's level
+# a sample beyond full scale counts at most this far above the median magnitude of its frame (but
+# never less than full scale), so that one wild sample in a float file does not set a file's level
 OUTLIER_DB = 30.0
 
 
@@ -139,7 +139,7 @@ def measure_leveling(blocks, sample_rate: int, target_dbfs: float | None,
 
 def without_outliers(block: np.ndarray, sample_rate: int) -> np.ndarray:
     """``[n, C]`` samples at ``sample_rate`` Hz, each one beyond full scale limited to
-    ``OUTLIER_DB`` above the median magnitude of its 20 ms frame (and no further than full scale):
+    ``OUTLIER_DB`` above the median magnitude of its 20 ms frame (but never below full scale):
     for measuring a level. One wild sample (200 in 3.4 s of speech) set the default model's gain to
     -22 dB instead of +0.7; here it counts as a loud sample. A hot float file, whose whole signal
     lies beyond full scale, keeps its level, and a block within full scale is returned as it is,
