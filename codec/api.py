@@ -431,6 +431,17 @@ def _check_file_arguments(input_path, output_path, output_suffix: str, model, fo
     _check_flag(int8, "int8")
 
 
+def _check_sample_format(sample_format, output_path) -> None:
+    """Raises CodecError unless ``sample_format`` is None or one that ``output_path``'s format holds
+    (before any work, and before an existing output is named, as ``codec decode`` checks it)."""
+    if sample_format is None:
+        return
+    if not isinstance(sample_format, str):
+        raise CodecError(f"sample_format must be one of {', '.join(map(repr, coding.SAMPLE_FORMATS))} or None, "
+                         f"not {type(sample_format).__name__}")
+    coding.chosen_subtype(sample_format, coding.audio_format_for(Path(output_path)), output_path)
+
+
 def _check_model_argument(model) -> None:
     """Raises CodecError unless ``model`` is None, a ``Codec`` or a model's name or folder."""
     if model is not None and not isinstance(model, Codec):
@@ -530,6 +541,7 @@ def decode_file(input_path: Path | str, output_path: Path | str, model: "Codec |
     """
     with _file_errors():
         _check_file_arguments(input_path, output_path, ".wav", model, force, int8)
+        _check_sample_format(sample_format, output_path)
         _warn_int8_unused(model, int8)
         with _python_argument_names():
             report = coding.decode_any_file(input_path, output_path, force, model, load=lambda name_or_path: (

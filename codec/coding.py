@@ -889,7 +889,7 @@ def open_sink(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: s
         raise CodecError(f"{path}: {audio_format} holds at most 1024 channels, not {channels}")
     if data_bytes > _SIZE_FIELD_LIMIT and audio_format == "AIFF":
         raise CodecError(f"{path}: {data_bytes / 2**30:.1f} GiB of audio is past AIFF's 4 GiB; write .wav "
-                         f"(RF64) or .flac")
+                         f"(RF64)" + ("" if subtype == "FLOAT" else " or .flac"))
     if data_bytes > _SIZE_FIELD_LIMIT and audio_format == "WAV":
         audio_format = "RF64"
     if audio_format == "FLAC" and channels > 8:

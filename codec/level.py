@@ -150,12 +150,16 @@ def without_outliers(block: np.ndarray, sample_rate: int) -> np.ndarray:
         return block
     frame = max(1, round(sample_rate * FRAME_SECONDS))
     whole = len(block) // frame * frame
-    tamed = []
-    for frames in (block[:whole].reshape(-1, frame, block.shape[1]), block[whole:][None]):
-        if frames.size:
-            bound = np.maximum(1.0, 10 ** (OUTLIER_DB / 20) * np.median(np.abs(frames), axis=1, keepdims=True))
-            tamed.append(np.clip(frames, -bound, bound).reshape(-1, block.shape[1]))
-    return np.concatenate(tamed)
+    frames = block[:whole].reshape(-1, frame, block.shape[1])
+    # a part-frame at the end takes its bound from the last frame's length of samples: in a tail of two,
+    # the median is half the wild sample itself
+    tail, window = block[whole:], block[-frame:]
+
+    def bounded(samples: np.ndarray, around: np.ndarray) -> np.ndarray:
+        bound = np.maximum(1.0, 10 ** (OUTLIER_DB / 20) * np.median(np.abs(around), axis=-2, keepdims=True))
+        return np.clip(samples, -bound, bound)
+
+    return np.concatenate([bounded(frames, frames).reshape(-1, block.shape[1]), bounded(tail, window)])
 
 
 def amplitude(gain_db):

@@ -149,6 +149,10 @@ def _renamed_errors(path: Path, label: str, hints: dict[str, str] | None = None)
 
 # stdout has no suffix to change: the formats it can take are --format's
 _STDOUT_HINTS = {"write .wav (RF64) or .flac": "use --format wav or --format flac",
+                 "write .wav or .aiff for float": "use --format wav or --format aiff for float",
+                 "write .wav, .flac or .aiff, or leave the sample format out":
+                     "use --format wav, flac or aiff, or leave --sample-format out",
+                 "write .wav (RF64)": "use --format wav",
                  "write .wav or .flac": "use --format wav or --format flac",
                  "write .wav": "use --format wav", "decode it to .wav": "decode it with --format wav"}
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from codec.audio import load_audio, resample
+from codec.datasets import visible_files
 from codec.errors import CodecError
 from codec.models import EscCodec
 from codec.models.loading import load_model
@@ -18,15 +19,27 @@ from codec.models.loading import load_model
 DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "dev"
 
 
+def dev_folder(text: str) -> Path:
+    """An argparse ``type`` for ``--dev``: an existing folder (an empty value would search the working folder)."""
+    if not text:
+        raise argparse.ArgumentTypeError("give a folder")
+    if not (path := Path(text)).exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such folder")
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: a file, not a folder")
+    return path
+
+
 def add_dev_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dev", type=Path, default=DEV, metavar="FOLDER",
+    parser.add_argument("--dev", type=dev_folder, default=DEV, metavar="FOLDER",
                         help="the dev set: a folder of .flac files, searched recursively (default: "
                              "../shared/data/speech/dev beside the checkout)")
 
 
 def dev_files(folder: Path = DEV) -> list[Path]:
-    """The ``.flac`` files under ``folder``, sorted by path; SystemExit naming the folder when it holds none."""
-    if not (files := sorted(folder.rglob("*.flac"))):
+    """The ``.flac`` files under ``folder`` (linked folders followed, hidden files left out), sorted
+    by path; SystemExit naming the folder when it holds none."""
+    if not (files := sorted(path for path in visible_files(folder) if path.suffix.lower() == ".flac")):
         raise SystemExit(f"error: {folder}: no dev files (.flac) there; the dev set is ../shared/data/speech/dev "
                          f"beside the checkout (see the shared data's README), or give --dev FOLDER")
     return files

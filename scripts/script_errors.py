@@ -15,8 +15,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from codec.errors import CodecError
-
 
 def _interrupt_as_one_line(kind, value, traceback) -> None:
     """``sys.excepthook``: a Ctrl-C that reaches the top level (one while the script still imports
@@ -32,6 +30,10 @@ sys.excepthook = _interrupt_as_one_line
 
 def run_main(main: Callable[[], int | None]) -> None:
     """Run ``main`` and exit with its return code; CodecError, OSError and Ctrl-C as one line."""
+    # imported here, not above: importing this module stays quick (its hook is in place sooner), and
+    # works before a script puts the repository on sys.path (scripts/gpu_session.py)
+    from codec.errors import CodecError
+
     try:
         code = main()
     except CodecError as error:

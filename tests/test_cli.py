@@ -652,6 +652,14 @@ def test_stdout_errors_name_format_options_not_suffixes(tiny_model_dir, tmp_path
                             capture_output=True, text=True)
     assert result.returncode == 1 and "stdout: FLAC holds at most 8 channels, not 10; use --format wav" in \
         result.stderr, result.stderr
+    for name, sample_format, message in [
+            ("flac", "float", "stdout: FLAC holds integer samples only (pcm16 or pcm24); use --format wav or --format "
+                              "aiff for float"),
+            ("ogg", "pcm16", "stdout: OGG Vorbis is lossy and has no sample format to choose; use --format wav, flac "
+                             "or aiff, or leave --sample-format out")]:
+        result = invoke("decode", codes, "-", "--format", name, "--sample-format", sample_format, "--model",
+                        tiny_model_dir)
+        assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
 
 
 @pytest.mark.long

@@ -429,6 +429,13 @@ def test_the_api_decodes_to_a_chosen_sample_format_and_names_its_argument_in_war
     monkeypatch.setattr(codec.coding, "decode_blocks", lambda model, codes_file: iter([hot]))
     with pytest.warns(UserWarning, match='clipped \\(float samples keep them: sample_format="float", in .wav'):
         api.decode_file(tmp_path / "a.codes", tmp_path / "b.wav", model=tiny_model_dir)
+    # checked before anything else, as the CLI checks --sample-format: before an existing output is named
+    for bad, message in [(16, "sample_format must be one of 'pcm16', 'pcm24', 'float' or None, not int"),
+                         ("pcm32", "sample format 'pcm32' is not supported")]:
+        with pytest.raises(CodecError, match=message):
+            api.decode_file(tmp_path / "a.codes", tmp_path / "a.wav", model=tiny_model_dir, sample_format=bad)
+    with pytest.raises(CodecError, match="c.flac: FLAC holds integer samples only"):
+        api.decode_file(tmp_path / "a.codes", tmp_path / "c.flac", model="no-such-model", sample_format="float")
 
 
 def test_file_functions_refuse_folder_names_nul_characters_and_names_too_long(tiny_model_dir, tmp_path):

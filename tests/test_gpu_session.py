@@ -2,9 +2,11 @@
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
+import sysconfig
 import tarfile
 
 import pytest
@@ -152,3 +154,16 @@ def test_a_plan_is_checked_before_anything_runs(tmp_path, change, message):
     with pytest.raises(SystemExit, match=re.escape(message)):
         _driver().read_plan(tmp_path / "plan.yaml")
     assert len(_driver().read_plan(REPO / "scripts" / "gpu_session.yaml")[1]) >= 1   # the shipped plan reads
+
+
+def test_the_driver_starts_where_only_the_libraries_are_installed(tmp_path):
+    """On the GPU machine the driver runs under a plain python3, with the libraries but not this
+    package installed: it puts the repository on its path itself (``-S`` leaves out site's .pth
+    files, the package's editable install among them)."""
+    env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    done = subprocess.run([sys.executable, "-S", str(REPO / "scripts" / "gpu_session.py"), "--help"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0 and "usage: gpu_session.py" in done.stdout, done.stderr
+    check = subprocess.run([sys.executable, "-S", "-c", "import codec"], capture_output=True, env=env, cwd=tmp_path)
+    assert check.returncode != 0   # (the condition this test stands for)
+

@@ -63,10 +63,18 @@ def test_the_dev_set_is_found_beside_the_checkout_from_any_folder_or_where_given
     for name in ("b.flac", "a.flac", "notes.txt"):
         (tmp_path / "speaker" / name).write_bytes(b"")
     assert dev_speech.dev_files(tmp_path) == [tmp_path / "speaker" / "a.flac", tmp_path / "speaker" / "b.flac"]
+    (tmp_path / "linked").symlink_to(tmp_path / "speaker")   # a linked folder is followed, its files found once
+    (tmp_path / "only_a_link").mkdir()
+    (tmp_path / "only_a_link" / "speaker").symlink_to(tmp_path / "speaker")
+    assert [path.name for path in dev_speech.dev_files(tmp_path / "only_a_link")] == ["a.flac", "b.flac"]
     parser = argparse.ArgumentParser()
     dev_speech.add_options(parser)
     assert parser.parse_args([]).dev == dev_speech.DEV
     assert parser.parse_args(["--dev", str(tmp_path)]).dev == tmp_path
+    for bad, message in [("", "give a folder"), (str(tmp_path / "missing"), "no such folder"),
+                         (str(tmp_path / "speaker" / "a.flac"), "a file, not a folder")]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            dev_speech.dev_folder(bad)
 
 
 def test_a_ctrl_c_before_run_main_is_one_line_with_sigints_exit_status():
