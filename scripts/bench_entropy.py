@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from script_errors import at_least, run_main  # first: a Ctrl-C while torch loads is one line
+from script_errors import at_least, first_paragraph, run_main  # first: a Ctrl-C while torch loads is one line
 
 # isort: split
 import numpy as np
@@ -32,7 +32,7 @@ from codec.entropy import EntropyCoder, load_entropy_model
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=first_paragraph(__doc__))
     parser.add_argument("--model", default="conv-16k")
     parser.add_argument("--bitrate", type=float, nargs="+", default=[6.0])
     parser.add_argument("--files", type=at_least(1, int), default=40)

@@ -19,7 +19,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+from script_errors import first_paragraph, run_main  # first: a Ctrl-C while torch loads is one line
 
 # isort: split
 import numpy as np
@@ -115,7 +115,7 @@ def paired_difference(a: np.ndarray, b: np.ndarray, higher_is_better: bool = Tru
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=first_paragraph(__doc__))
     parser.add_argument("a", type=Path, help="results.csv of codec eval with system A")
     parser.add_argument("b", type=Path, help="results.csv with system B (may be the same file, with --systems)")
     parser.add_argument("--metric", default="pesq_wb", choices=HIGHER_IS_BETTER + LOWER_IS_BETTER)

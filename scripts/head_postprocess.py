@@ -18,7 +18,7 @@ Prints PESQ-WB per variant and its paired difference from the plain output (95% 
 how many files it is better).
 """
 
-from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+from script_errors import first_paragraph, run_main  # first: a Ctrl-C while torch loads is one line
 
 # isort: split
 import numpy as np
@@ -73,7 +73,7 @@ def variants(model: EscCodec, audio: np.ndarray, kbps: float) -> dict[str, np.nd
 
 
 def main() -> None:
-    args, model, inputs = head_script(" ".join(__doc__.split("\n\n")[0].split()))
+    args, model, inputs = head_script(first_paragraph(__doc__))
     scores: dict[str, list[float]] = {}
     for audio in inputs:
         for name, signal in variants(model, audio, args.kbps).items():

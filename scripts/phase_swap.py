@@ -17,7 +17,7 @@ STFT loss did not help (recipes/esc_16k_small_phase.yaml); the usual remedy is t
 stage (Vocos, DAC; recipes/esc_16k_small_gan.yaml).
 """
 
-from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+from script_errors import first_paragraph, run_main  # first: a Ctrl-C while torch loads is one line
 
 # isort: split
 import numpy as np
@@ -45,7 +45,7 @@ def swapped_signals(model: EscCodec, audio: np.ndarray, kbps: float) -> dict[str
 
 
 def main() -> None:
-    args, model, inputs = head_script(" ".join(__doc__.split("\n\n")[0].split()))
+    args, model, inputs = head_script(first_paragraph(__doc__))
     scores = {name: [] for name in SIGNALS}
     for audio in inputs:
         for name, signal in swapped_signals(model, audio, args.kbps).items():

@@ -12,7 +12,7 @@ its 95% confidence interval (Student's t) and on how many files B is better.
 import argparse
 from collections.abc import Callable
 
-from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+from script_errors import first_paragraph, run_main  # first: a Ctrl-C while torch loads is one line
 
 # isort: split
 import numpy as np
@@ -87,7 +87,7 @@ def score(model, audio: np.ndarray, kbps: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = argparse.ArgumentParser(description=first_paragraph(__doc__))
     parser.add_argument("models", nargs="+", help="one or two model names or directories (A [B])")
     add_options(parser)
     args = parser.parse_args()

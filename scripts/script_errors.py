@@ -47,6 +47,11 @@ def run_main(main: Callable[[], int | None]) -> None:
     sys.exit(code or 0)
 
 
+def first_paragraph(doc: str) -> str:
+    """A script's docstring up to its first blank line, on one line: its --help description."""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
 def new_folder_problem(folder: Path, what: str) -> str | None:
     """Why ``folder`` cannot take a new ``what`` (e.g. "averaged model"), or None: it must not be a
     file, lie under one, or hold anything yet (the scripts write config.json and more into it, and

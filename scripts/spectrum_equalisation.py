@@ -27,7 +27,7 @@ import argparse
 import random
 from pathlib import Path
 
-from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+from script_errors import first_paragraph, run_main  # first: a Ctrl-C while torch loads is one line
 
 # isort: split
 import numpy as np
@@ -101,7 +101,7 @@ def equalisation_settings(text: str) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser = argparse.ArgumentParser(description=first_paragraph(__doc__))
     parser.add_argument("folder", type=Path, help="speech to score (a folder of audio, searched recursively)")
     parser.add_argument("--train", type=Path, default=DEV.parent / "train",
                         help="training speech whose mean spectrum is the target (default: "

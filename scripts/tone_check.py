@@ -7,7 +7,7 @@ Prints, per signal and bitrate, the decoded level minus the input's in dB (0: al
 
 import argparse
 
-from script_errors import run_main  # first: a Ctrl-C while torch loads is one line
+from script_errors import first_paragraph, run_main  # first: a Ctrl-C while torch loads is one line
 
 # isort: split
 import torch
@@ -18,7 +18,7 @@ from codec.models import load_model
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=first_paragraph(__doc__))
     parser.add_argument("models", nargs="+", help="shipped model names or model folders")
     parser.add_argument("--kbps", default="1.5,6,12", help="comma-separated bitrates")
     args = parser.parse_args()

@@ -97,3 +97,12 @@ def test_each_script_imports_script_errors_before_what_is_slow_to_import(script)
     slow = [number for number, line in enumerate(lines) if line.startswith(("import ", "from "))
             and line.split()[1].split(".")[0] in ("numpy", "torch", "scipy", "soundfile", "codec", "dev_speech")]
     assert slow and first < min(slow)
+
+
+def test_a_scripts_help_describes_it_with_its_whole_first_paragraph():
+    from script_errors import first_paragraph
+
+    assert first_paragraph("One line\nand its rest.\n\n    usage\n") == "One line and its rest."
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_entropy.py"), "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert "(all bytes counted)." in " ".join(done.stdout.split())   # (was cut after its first line)
