@@ -86,6 +86,7 @@ def head_script(description: str):
     add_options(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    dev_files(args.dev)   # (a folder without dev files: said before the model loads)
     model = load_models([args.model], args.kbps)[0].float().eval()
     c = model.config
     if not isinstance(model, EscCodec) or c.synthesis_n_fft != c.n_fft or c.synthesis_subframes != 1:
