@@ -455,11 +455,25 @@ def _warn_int8_unused(model, int8: bool) -> None:
                       "(codec.load_model(..., int8=True) loads an int8 one)", UserWarning, stacklevel=3)
 
 
+# the CLI's options in messages shared with it, and this API's arguments for them
+_ARGUMENT_NAMES = {"pass --force": "pass force=True", "pass --model": "pass model=",
+                   "without --entropy": "with entropy=False", "(--model ": "(model=",
+                   "--sample-format float": 'sample_format="float"',
+                   " (to encode several files, give an output folder)": ""}
+
+
+def _in_python_names(message: str, replacements: dict[str, str] | None = None) -> str:
+    """``message`` with the CLI's options named as this API's arguments (``replacements``, or ``_ARGUMENT_NAMES``)."""
+    for cli, python in (replacements or _ARGUMENT_NAMES).items():
+        message = message.replace(cli, python)
+    return message
+
+
 def _warn(report: coding.CodingReport) -> None:
     """The CLI's warnings about a file (clipped samples, a truncated input, codes under an audio
     file's suffix) as Python warnings, naming this API's arguments for the CLI's options."""
     for message in report.warnings:
-        warnings.warn(message.replace("--sample-format float", 'sample_format="float"'), UserWarning, stacklevel=3)
+        warnings.warn(_in_python_names(message), UserWarning, stacklevel=3)
 
 
 @contextmanager
@@ -468,12 +482,7 @@ def _python_argument_names(replacements: dict[str, str] | None = None) -> Iterat
     try:
         yield
     except CodecError as error:
-        message = str(error)
-        for cli, python in (replacements or {"pass --force": "pass force=True", "pass --model": "pass model=",
-                                             "without --entropy": "with entropy=False",
-                                             "(--model ": "(model=",
-                                             " (to encode several files, give an output folder)": ""}).items():
-            message = message.replace(cli, python)
+        message = _in_python_names(str(error), replacements)
         if message == str(error):
             raise
         raise CodecError(message) from None

@@ -824,7 +824,7 @@ def audio_format_for(path: Path) -> str:
 
 # ``sample_format`` of decoding (``codec decode --sample-format``): soundfile's subtype for each
 SAMPLE_FORMATS = {"pcm16": "PCM_16", "pcm24": "PCM_24", "float": "FLOAT"}
-_SAMPLE_BYTES = {"PCM_24": 3, "PCM_32": 4, "FLOAT": 4}   # (else 2: 16-bit PCM, the default)
+_SAMPLE_BYTES = {"PCM_24": 3, "FLOAT": 4}   # (else 2: 16-bit PCM, the default)
 
 
 def chosen_subtype(sample_format: str | None, audio_format: str, where: str | Path) -> str | None:
