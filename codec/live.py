@@ -148,6 +148,8 @@ class FileSource:
 class DeviceSource:
     """Microphone blocks from a sounddevice InputStream; reports PortAudio's overflow flag."""
 
+    live = True   # delay is heard: resampled at soxr's low-delay quality
+
     def __init__(self, sd, device, sample_rate: int, channels: int, block_seconds: float):
         self.sample_rate, self.channels = sample_rate, channels
         self.block = max(1, round(block_seconds * sample_rate))
@@ -167,6 +169,8 @@ class DeviceSource:
 
 class DeviceSink:
     """Speaker output through a sounddevice OutputStream; reports PortAudio's underflow flag."""
+
+    live = True
 
     def __init__(self, sd, device, sample_rate: int, channels: int, block_seconds: float):
         self.sample_rate, self.channels = sample_rate, channels
@@ -234,22 +238,30 @@ class FileSink:
 
 
 # soxr "LQ" holds back about 20 ms less than "HQ" per direction at 20 ms blocks (measured: 20 vs 37 ms
-# for 48 -> 16 kHz); files are resampled with "HQ" (codec.coding), where delay costs nothing
+# for 48 -> 16 kHz), but its pass band ends early (7 kHz -13 dB, 7.5 kHz -35 dB at 48 <-> 16 kHz; at
+# 8 <-> 16 kHz 3.8 kHz -44 dB): worth it only beside a microphone or a speaker, where delay is heard.
+# Files are resampled with "HQ" (7.5 kHz -0.4 dB), as codec.coding does.
 LIVE_QUALITY = "LQ"
+FILE_QUALITY = "HQ"
+
+
+def resampling_quality(end) -> str:
+    """soxr's quality for resampling at this end of a stream (its source or a sink): "LQ" for a live
+    device (``live`` true), else "HQ"."""
+    return LIVE_QUALITY if getattr(end, "live", False) else FILE_QUALITY
 
 
 class _Resampler:
-    def __init__(self, from_rate: int, to_rate: int, channels: int):
-        self.identity = from_rate == to_rate
+    def __init__(self, from_rate: int, to_rate: int, channels: int, quality: str = FILE_QUALITY):
+        self.identity, self.quality = from_rate == to_rate, quality
         if not self.identity:
-            self.stream = soxr.ResampleStream(from_rate, to_rate, channels, dtype="float32", quality=LIVE_QUALITY)
+            self.stream = soxr.ResampleStream(from_rate, to_rate, channels, dtype="float32", quality=quality)
         self.delay_seconds = 0.0 if self.identity else self._measure_delay(from_rate, to_rate)
 
-    @staticmethod
-    def _measure_delay(from_rate: int, to_rate: int) -> float:
+    def _measure_delay(self, from_rate: int, to_rate: int) -> float:
         """How far the resampler's output lags its input in 20 ms blocks (it holds samples back
         for its filter), in seconds: a share of the stream's latency."""
-        probe = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality=LIVE_QUALITY)
+        probe = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality=self.quality)
         block = max(1, round(BLOCK_SECONDS * from_rate))
         given, produced, worst = 0, 0, 0.0
         for _ in range(50):
@@ -338,13 +350,13 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
     high-pass (``codec.highpass``; causal, so a live stream can run it as ``codec encode`` does)."""
     stats = StreamStats()
     rng = np.random.default_rng(seed)
-    resample_to_model = _Resampler(source.sample_rate, model_rate, source.channels)
+    resample_to_model = _Resampler(source.sample_rate, model_rate, source.channels, resampling_quality(source))
     fill = BandFill(source.sample_rate, model_rate, source.channels)   # a low-rate input's empty band
     highpass = HighPass(highpass_hz, source.sample_rate)
 
     def to_model(block: np.ndarray, last: bool = False) -> np.ndarray:
         return fill(resample_to_model(highpass(block), last=last)).astype(np.float32, copy=False)
-    to_sinks = [_Resampler(model_rate, sink.sample_rate, source.channels) for sink in sinks]
+    to_sinks = [_Resampler(model_rate, sink.sample_rate, source.channels, resampling_quality(sink)) for sink in sinks]
     written = [0] * len(sinks)
     saved = partial = None
     sequence, total_in, interrupted, keep = 0, 0, False, False
@@ -629,8 +641,9 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
                       coder.name if coder else None, coder.weights[:8] if coder else None,
                       codec_model.config.global_codebook_size if has_global else None)
     device_ms = 1000 * (getattr(source, "latency", 0.0) + sum(getattr(s, "latency", 0.0) for s in sinks))
-    resampling = _Resampler(source.sample_rate, codec_model.sample_rate, 1).delay_seconds + max(
-        (_Resampler(codec_model.sample_rate, sink.sample_rate, 1).delay_seconds for sink in sinks), default=0.0)
+    resampling = _Resampler(source.sample_rate, codec_model.sample_rate, 1, resampling_quality(source)).delay_seconds
+    resampling += max((_Resampler(codec_model.sample_rate, sink.sample_rate, 1, resampling_quality(sink)).delay_seconds
+                       for sink in sinks), default=0.0)
     latency = {"algorithmic": 1000 * codec_model.latency / codec_model.sample_rate,
                "block": 1000 * BLOCK_SECONDS, "packet": 1000 * (packet_frames - 1) / codec_model.frame_rate,
                "resampling": 1000 * resampling, "devices": device_ms,
