@@ -294,14 +294,20 @@ def _non_empty_path(value) -> Path:
 NON_EMPTY_PATH = {"parser": _non_empty_path, "metavar": "<path>"}   # for path options
 
 
-def _check_out_folder(out: Path) -> None:
-    """``--out`` names a folder of several files: ``-`` (stdout elsewhere) is refused.
+def _check_out_folder(out: Path, purpose: str) -> None:
+    """``--out`` names a folder of several files (``purpose`` says which): ``-`` (stdout elsewhere),
+    a file, a device and a link to nothing are refused.
 
     Raises:
-        CodecError: for ``-``.
+        CodecError: naming what ``out`` is instead of a folder.
     """
     if str(out) == "-":
         raise CodecError("--out -: the results are several files, not a stream for stdout; name a folder")
+    if out.is_symlink() and not out.exists():
+        raise CodecError(f"--out {out}: a link to {os.readlink(out)}, which does not exist; {purpose}")
+    if out.exists() and not out.is_dir():
+        kind = "a file" if out.is_file() else "not a folder"
+        raise CodecError(f"--out {out}: is {kind}; {purpose}")
 
 
 def _as_path(argument: str) -> Path:
@@ -878,9 +884,7 @@ def evaluate(
     from codec.models.loading import DEFAULT_MODEL
     from codec.refine import check_refine_steps
 
-    _check_out_folder(out)
-    if out.exists() and not out.is_dir():
-        raise CodecError(f"--out {out}: is a file; give a folder for the results")
+    _check_out_folder(out, "give a folder for the results")
     existing = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
     if not existing.is_dir():
         raise CodecError(f"--out {out}: {existing} is a file, not a folder")
@@ -1053,9 +1057,7 @@ def export(
         raise CodecError(f"two models given: {model} (MODEL) and {model_option} (--model); give one")
     model = model if model is not None else model_option
     export_format(format)   # onnx, in any case
-    _check_out_folder(out)
-    if out.exists() and not out.is_dir():
-        raise CodecError(f"--out {out}: is a file, and the export writes a folder of graphs; name a folder")
+    _check_out_folder(out, "the export writes a folder of graphs; name a folder")
     # (an export's hidden staging folder does not count: one killed outright leaves it, and the
     # export removes it once it is an hour old)
     if out.exists() and set(out.iterdir()) - set(out.glob(".export.*.partial")) and not force:

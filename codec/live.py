@@ -49,6 +49,7 @@ class StreamStats:
     packets: int = 0
     packets_lost: int = 0
     payload_bytes: int = 0
+    code_frames: int = 0             # frames of codes sent: the time the packets carry (whole frames)
     output_samples: int = 0
     latency_ms: dict = field(default_factory=dict)
     interrupted: bool = False        # stopped by Ctrl-C, SIGTERM or SIGHUP (what was recorded is kept)
@@ -58,6 +59,9 @@ class StreamStats:
     def real_time_factor(self) -> float:
         """Processing time over audio time (below 1: faster than real time)."""
         return self.compute_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+
+RUNTIMES = ("torch", "onnx", "onnx-int8")
 
 
 def import_sounddevice(instead: str = "stream a file with --input FILE"):
@@ -395,6 +399,7 @@ def run_stream(link, info: StreamInfo, source, sinks: list, model_rate: int, pac
         sequence += 1
         stats.packets += 1
         stats.payload_bytes += len(packet)
+        stats.code_frames += frames
         if saved:
             saved.write(packet)
         if packet_loss and rng.random() < packet_loss:
@@ -524,8 +529,10 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     if list_devices:
         console.print(str(import_sounddevice().query_devices()))
         return StreamStats()
-    if runtime is not None and runtime not in ("torch", "onnx", "onnx-int8"):
-        raise CodecError(f"--runtime {runtime!r} is not supported; choose torch, onnx or onnx-int8")
+    if runtime is not None:   # in any case, as --format
+        if runtime.lower() not in RUNTIMES:
+            raise CodecError(f"--runtime {runtime!r} is not supported; choose {', '.join(RUNTIMES)}")
+        runtime = runtime.lower()
     if not 0.0 <= packet_loss < 1.0:
         raise CodecError(f"--packet-loss {packet_loss} must be in [0, 1)")
     # an entropy-coded packet pays a range coder's flush (up to 4 bytes) and a length: it needs
@@ -666,7 +673,9 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
     if stats.interrupted:
         name = "Ctrl-C" if stats.stop_signal == signal.SIGINT else signal.Signals(stats.stop_signal).name
         console.print(f"stopped ({name}); what was recorded is kept")
-    kbps = stats.payload_bytes * 8 / stats.audio_seconds / 1000 if stats.audio_seconds else 0.0
+    # over the time the packets carry: a clip shorter than a frame still fills one frame's packet
+    coded_seconds = max(stats.audio_seconds, stats.code_frames / codec_model.frame_rate)
+    kbps = stats.payload_bytes * 8 / coded_seconds / 1000 if coded_seconds else 0.0
     packets = f"{stats.packets} packet{'' if stats.packets == 1 else 's'}"
     console.print(f"streamed {stats.audio_seconds:.1f} s: RTF {stats.real_time_factor:.3f}, {packets} "
                   f"({kbps:.2f} kbps with packet headers), {stats.packets_lost} lost, overruns {stats.overruns}, "

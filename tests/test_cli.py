@@ -157,7 +157,10 @@ def test_more_channels_than_the_format_holds_names_the_output(tiny_model_dir, sp
     (["eval", "{wav}", "--model", "no-such-model", "--out", "ev"], "not found"),
     (["train", "no-such-recipe.yaml"], "recipe not found"),
     (["train", "."], ".: is a folder, not a recipe file"),
-    (["export", "--out", "{wav}"], "is a file, and the export writes a folder"),
+    (["export", "--out", "{wav}"], "is a file; the export writes a folder of graphs"),
+    (["export", "--out", "/dev/null"], "--out /dev/null: is not a folder; the export writes a folder"),
+    (["export", "--out", "gone"], "--out gone: a link to nowhere, which does not exist; the export writes"),
+    (["eval", "{wav}", "--out", "gone"], "--out gone: a link to nowhere, which does not exist; give a folder"),
     (["export", "--out", "no/such/x"], "--out no/such/x: no such folder for it (no/such)"),
     (["export", "--out", "empty.wav/x"], "--out empty.wav/x: empty.wav is a file, not a folder"),
     (["train", "{wav}"], "not a text file; a recipe is YAML"),
@@ -181,6 +184,7 @@ def test_errors_are_one_line(speech_wav, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty.wav").touch()
     (tmp_path / "loop.wav").symlink_to("loop.wav")
+    (tmp_path / "gone").symlink_to("nowhere")
     result = invoke(*[a.replace("{wav}", str(speech_wav)) for a in args])
     assert result.exit_code == 1
     assert message in result.output

@@ -80,7 +80,7 @@ def speech(tmp_path):
     return write_audio(tmp_path / "in.wav", tone(1.23, 44100), 44100)
 
 
-@pytest.mark.parametrize("runtime", ["torch", "onnx", "onnx-int8"])
+@pytest.mark.parametrize("runtime", ["torch", "onnx", "ONNX-int8"])   # (in any case)
 def test_file_to_file_keeps_the_exact_length(tiny_model_dir, speech, tmp_path, runtime):
     out = tmp_path / "out.wav"
     result = invoke("stream", "--input", speech, "--output", out, "--model", tiny_model_dir, "--fast",
@@ -670,3 +670,15 @@ def test_file_ends_are_resampled_over_the_whole_band_and_device_ends_with_less_d
     assert level_db(file_quality) > -1.0 > -10.0 > level_db(device_quality)
     assert (codec.live._Resampler(48000, 16000, 1, device_quality).delay_seconds
             < codec.live._Resampler(48000, 16000, 1, file_quality).delay_seconds - 0.01)
+
+
+def test_the_reported_rate_of_a_clip_shorter_than_a_frame_counts_the_frame_it_fills(tiny_model_dir, tmp_path):
+    """The packets carry whole 20 ms frames: a 5 ms clip's bytes are a frame's, not 4x the rate."""
+    def reported_kbps(seconds: float) -> float:
+        clip = write_audio(tmp_path / f"{seconds}.wav", tone(seconds, 16000), 16000)
+        result = invoke("stream", "--input", clip, "--output", tmp_path / f"{seconds}_out.wav", "--fast",
+                        "--model", tiny_model_dir)
+        assert result.exit_code == 0, result.output
+        return float(result.output.split(" kbps with packet headers")[0].rsplit("(", 1)[1])
+
+    assert reported_kbps(0.005) < 1.3 * reported_kbps(1.0)
