@@ -1454,3 +1454,18 @@ def test_a_run_folder_inside_the_training_folder_is_warned_of(audio_folder, tmp_
     report = io.StringIO()
     train(tiny(audio_folder, tmp_path / "apart", "run.max_steps=1"), console=Console(file=report, width=300))
     assert "is inside data.train_dir" not in report.getvalue()
+
+
+def test_recipes_that_start_from_the_default_model_keep_its_input_level_and_high_pass():
+    """A model trained on from the shipped weights must do before its network what the shipped one
+    does: without its level and high-pass, even a frozen encoder writes other codes."""
+    from codec.models.loading import load_model
+
+    shipped = load_model("esc-16k-small").config
+    starting_there = [path for path in sorted((REPO / "recipes").glob("*.yaml"))
+                      if load_recipe(path).run.init_from in ("esc-16k-small", "models/esc-16k-small")]
+    assert len(starting_there) >= 20
+    for path in starting_there:
+        model = load_recipe(path).model
+        assert (model.input_level_dbfs, model.input_highpass_hz) == \
+            (shipped.input_level_dbfs, shipped.input_highpass_hz), path.name
