@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -1469,3 +1470,17 @@ def test_recipes_that_start_from_the_default_model_keep_its_input_level_and_high
         model = load_recipe(path).model
         assert (model.input_level_dbfs, model.input_highpass_hz) == \
             (shipped.input_level_dbfs, shipped.input_highpass_hz), path.name
+
+
+def test_a_compiled_run_prints_no_graph_break_warnings(audio_folder, tmp_path):
+    """run.compile: the quantizers' data-dependent bookkeeping is left out of the graphs; each of its
+    .item() calls had printed a dozen lines of torch warnings that looked like a traceback."""
+    import subprocess
+
+    result = subprocess.run([sys.executable, "-m", "codec", "train", str(REPO / "recipes" / "tiny.yaml"),
+                             "-o", f"data.train_dir={audio_folder}", "-o", f"run.out_dir={tmp_path / 'run'}",
+                             "-o", "run.max_steps=1", "-o", "run.compile=true"],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "finished at step 1" in result.stderr + result.stdout
+    assert "Graph break" not in result.stderr + result.stdout

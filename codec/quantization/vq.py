@@ -116,6 +116,9 @@ class FactorizedVectorQuantizer(nn.Module):
         q = rotation_trick(e, q) if self.gradient == "rotation" else e + (q - e).detach()
         return (self.out_proj(q) * self.channel_mask).transpose(1, 2), codes, commitment_loss, codebook_loss
 
+    # data-dependent bookkeeping (first-batch init, usage counts, dead-code revival): run.compile
+    # leaves it out of its graphs rather than breaking them at each .item() with a warning
+    @torch.compiler.disable
     @torch.no_grad()
     def _train_codebook_health(self, e: torch.Tensor, active: torch.Tensor) -> None:
         vectors = e[active > 0].reshape(-1, e.shape[-1])
