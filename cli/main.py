@@ -1105,8 +1105,8 @@ def stream(
                               "\\[default: esc-16k-small].")] = None,
     runtime: Annotated[str | None, typer.Option(
         help="Inference runtime: onnx (onnxruntime, about twice as fast as torch on one CPU thread; the "
-             "model is exported at its first stream and kept in $CODEC_CACHE_DIR, $XDG_CACHE_HOME/codec or "
-             "~/.cache/codec), "
+             "model is exported at its first stream and kept in the folder onnx of $CODEC_CACHE_DIR, "
+             "else of $XDG_CACHE_HOME/codec or ~/.cache/codec), "
              "onnx-int8 (8-bit weights: faster still for conv-16k), or torch \\[default: onnx; torch for a "
              "model with a global code].", show_default=False)] = None,
     device: Annotated[str | None, typer.Option(help="Audio device (index or name substring) for the "

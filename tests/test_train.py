@@ -178,6 +178,13 @@ def test_recipe_errors(tmp_path):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=abc"])
     with pytest.raises(CodecError, match=r"run.max_steps=-1 must be at least 0"):
         load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=-1"])
+    # a whole number in any notation is an int (YAML 1.1 reads 1e3 as a string), a fraction is not
+    assert load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=1e3"]).run.max_steps == 1000
+    assert load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=2000.0"]).run.max_steps == 2000
+    with pytest.raises(CodecError, match=r"run.max_steps=1500.5 must be int"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=1500.5"])
+    with pytest.raises(CodecError, match=r"run.max_steps='inf' must be int"):
+        load_recipe(REPO / "recipes" / "tiny.yaml", ["run.max_steps=inf"])
     for override in ("nonsense", ".x=1", "run.=1"):   # (an empty name was "unknown recipe sections: ")
         with pytest.raises(CodecError, match=f"override '{re.escape(override)}' must look like section.key=value"):
             load_recipe(REPO / "recipes" / "tiny.yaml", [override])

@@ -582,6 +582,8 @@ def _coerce(section_cls, values: dict, section: str = "") -> dict:
                 coerced[key] = value = float(value)
             except ValueError:
                 raise CodecError(f"recipe value {section}{key}={value!r} is not a number") from None
+        if int in allowed and not {float, str} & set(allowed) and isinstance(value, (str, float)):
+            coerced[key] = value = _whole_number(value)   # 1e3 (a string in YAML 1.1) or 2000.0 for an int
         if list[float] in allowed and isinstance(value, list):
             coerced[key] = value = [_float_item(item) for item in value]
         if not any(_is_instance(value, kind) for kind in allowed):
@@ -594,6 +596,15 @@ def _coerce(section_cls, values: dict, section: str = "") -> dict:
                 raise CodecError(f"recipe value {section}{key} is empty; it must be {names}")
             raise CodecError(f"recipe value {section}{key}={value!r} must be {names}{brackets}")
     return coerced
+
+
+def _whole_number(value):
+    """``value`` as an int where it writes a whole number (``1e3``, ``2000.0``); otherwise as it is."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return int(number) if math.isfinite(number) and number == int(number) else value
 
 
 def _float_item(item):
