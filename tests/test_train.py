@@ -1491,3 +1491,18 @@ def test_a_compiled_run_prints_no_graph_break_warnings(audio_folder, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "finished at step 1" in result.stderr + result.stdout
     assert "Graph break" not in result.stderr + result.stdout
+
+
+def test_the_torchrun_entry_point_logs_unwrapped_lines(audio_folder, tmp_path):
+    """``python -m codec.train`` (what torchrun runs) writes its log as codec train does: one line
+    per message however long, where rich had wrapped piped output at 80 columns."""
+    import subprocess
+
+    out_dir = tmp_path / ("a-long-folder-name-for-this-run" * 3)
+    result = subprocess.run([sys.executable, "-m", "codec.train", str(REPO / "recipes" / "tiny.yaml"),
+                             "-o", f"data.train_dir={audio_folder}", "-o", f"run.out_dir={out_dir}",
+                             "-o", "run.max_steps=1"],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert any(line.startswith("training tiny-16k") and line.endswith(str(out_dir))
+               for line in result.stderr.splitlines()), result.stderr

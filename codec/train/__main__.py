@@ -5,6 +5,8 @@ import argparse
 import os
 import sys
 
+from rich.console import Console
+
 from codec.errors import CodecError, TrainingStopped, internal_error_message
 from codec.train import load_recipe, train_any
 from codec.train.distributed import cleanup
@@ -18,7 +20,9 @@ arguments = parser.parse_args()
 for line in overridden_twice(arguments.override) if os.environ.get("RANK", "0") in ("", "0") else []:
     print(f"warning: {line}", file=sys.stderr)   # (once, not once per process)
 try:
-    train_any(load_recipe(arguments.recipe, arguments.override), resume=arguments.resume)
+    # as codec train's: log lines unwrapped (piped, rich would wrap them at 80 columns) and paths without markup
+    console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
+    train_any(load_recipe(arguments.recipe, arguments.override), resume=arguments.resume, console=console)
 except TrainingStopped as stopped:   # saved, but not finished
     raise SystemExit(128 + stopped.signum) from None
 except CodecError as error:
