@@ -701,6 +701,22 @@ def test_init_from_shipped_weights(audio_folder, tmp_path):
     assert not any((tmp_path / name).exists() for name in ("third", "fourth", "fifth"))
 
 
+def test_init_from_a_model_with_an_input_level_warns_a_recipe_without_one(audio_folder, tmp_path):
+    """The input level and high-pass act in codec encode only: a recipe that leaves them out writes a
+    model that codes the same audio otherwise, which the run says, naming the overrides that keep them."""
+    leveled = tmp_path / "leveled"
+    train(tiny(audio_folder, leveled, "run.max_steps=0", "model.input_level_dbfs=-18", "model.input_highpass_hz=80"))
+    log = io.StringIO()
+    train(tiny(audio_folder, tmp_path / "plain", "run.max_steps=0", f"run.init_from={leveled / 'model'}"),
+          console=Console(file=log, width=1000))
+    assert "lacks: encoding with the model this run writes skips that step and gives other codes; add " \
+           "-o model.input_level_dbfs=-18.0 -o model.input_highpass_hz=80.0 to keep it" in log.getvalue()
+    log = io.StringIO()
+    train(tiny(audio_folder, tmp_path / "kept", "run.max_steps=0", f"run.init_from={leveled / 'model'}",
+               "model.input_level_dbfs=-18", "model.input_highpass_hz=80"), console=Console(file=log, width=1000))
+    assert "lacks" not in log.getvalue() and "starting from its weights\n" in log.getvalue()
+
+
 def test_init_from_a_plain_rvq_into_masked_channel_rvq(audio_folder, tmp_path):
     first = tmp_path / "first"
     train(tiny(audio_folder, first, "run.max_steps=3"))

@@ -281,6 +281,10 @@ def _changed_values(before: dict, after: dict, sections=_MODEL_SECTIONS) -> list
     return changed
 
 
+# model settings that act before the network, in codec encode only (not in training)
+INPUT_PREPROCESSING = ("input_level_dbfs", "input_highpass_hz")
+
+
 def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, console: Console,
                           fresh: list[str] = ()) -> None:
     """Start ``model`` from ``initial``'s weights (``run.init_from``).
@@ -354,6 +358,12 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
         + ([f"its {', '.join(left_out)} left out (this model has none)"] if left_out else [])
     console.print(f"init_from {source}: starting from its weights{'; ' if notes else ''}" + "; ".join(notes),
                   highlight=False)
+    preprocessing = [f"model.{name}={getattr(initial.config, name)!r}" for name in INPUT_PREPROCESSING
+                     if getattr(initial.config, name, None) is not None and getattr(model.config, name, None) is None]
+    if preprocessing:   # inference-only settings: easy to lose in a recipe of one's own
+        console.print(f"warning: init_from {source} has {' and '.join(preprocessing)}, which this recipe's model "
+                      f"lacks: encoding with the model this run writes skips that step and gives other codes; add "
+                      f"{' '.join(f'-o {item}' for item in preprocessing)} to keep it", highlight=False)
 
 
 def _in_number_order(name: str) -> list:
