@@ -779,3 +779,23 @@ def test_worker_processes_score_as_one_process_does(tiny_model_dir, tmp_path):
     one = CliRunner().invoke(app, ["eval", str(tmp_path / "clips" / "a.wav"), "--model", str(tiny_model_dir),
                                    "--bitrates", "6", "--jobs", "2", "--out", str(tmp_path / "one")])
     assert one.exit_code == 0 and "workers at once" not in one.output   # one file: one worker ran
+
+
+def test_a_file_with_no_samples_has_no_bitrate_or_speed_and_leaves_the_summary_alone(tiny_model_dir, tmp_path):
+    """Its .codes file has header bytes but no duration: its rates are undefined (empty in results.csv,
+    null in results.json), not 0, and the summary's rates are those of the other files."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_audio(folder / "speech.wav", speechlike(1.0), 16000)
+    write_audio(folder / "zero.wav", np.zeros(0), 16000)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["eval", str(folder), "--model", str(tiny_model_dir), "--bitrates", "6",
+                                      "--baselines", "none", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["path"]).name: r for r in json.loads((out / "results.json").read_text())["files"]}
+    assert [rows["zero.wav"][k] for k in ("measured_kbps", "encode_rtf", "decode_rtf")] == [None, None, None]
+    assert rows["speech.wav"]["measured_kbps"] > 0
+    assert json.loads(result.stdout)[0]["measured_kbps"] == pytest.approx(rows["speech.wav"]["measured_kbps"])
+    lines = (out / "results.csv").read_text().splitlines()
+    zero = next(line for line in lines if "zero.wav" in line).split(",")
+    assert zero[4:6] == ["", ""] and zero[9:11] == ["", ""]

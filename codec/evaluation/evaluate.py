@@ -5,7 +5,6 @@ Files are spread over ``jobs`` worker processes; each worker loads the model onc
 on ``threads`` threads, the count the real-time factors are measured with.
 """
 
-import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -48,13 +47,13 @@ class FileResult:
     system: str                 # "ours" is the model's name; baselines by codec name
     setting: str
     nominal_kbps: float
-    measured_kbps: float        # all bits written / duration (ours: header included)
-    overhead_kbps: float        # header or container bits / duration
+    measured_kbps: float | None  # all bits written / duration (ours: header included); None: no samples
+    overhead_kbps: float | None  # header or container bits / duration
     duration_s: float
     sample_rate: int
     lag_samples_16k: int        # the output lagged the input by this many samples at 16 kHz; removed before scoring
-    encode_rtf: float
-    decode_rtf: float
+    encode_rtf: float | None    # coding seconds / duration; None for a file with no samples
+    decode_rtf: float | None
     scores: dict[str, float | None]
     undefined: dict[str, str]   # metric -> why it is undefined
     channels: int = 1           # the file's; only the first is coded and scored
@@ -70,10 +69,10 @@ class Summary:
     setting: str
     nominal_kbps: float
     files: int
-    measured_kbps: float
-    overhead_kbps: float
-    encode_rtf: float
-    decode_rtf: float
+    measured_kbps: float | None     # None where no file had samples
+    overhead_kbps: float | None
+    encode_rtf: float | None
+    decode_rtf: float | None
     mean: dict[str, float | None]
     ci95: dict[str, float | None]  # half-width of the 95% confidence interval of the mean
     undefined: dict[str, int]      # metric -> files where it was undefined
@@ -185,12 +184,11 @@ def evaluate_file(path: Path, settings: EvalSettings, keep_audio: bool = False):
                 undefined = {m: why.replace("an all-zero reference", "an all-zero reference (the input is a "
                                             "constant, its DC offset, which scoring removes)")
                              for m, why in undefined.items()}
-        per_second = 1000 * duration if duration else math.inf
         results.append(FileResult(
             str(path), system.name, system.setting, system.nominal_kbps,
-            coded.payload_bits / per_second, coded.overhead_bits / per_second, duration, sample_rate,
-            alignment.lag, coded.encode_seconds / duration if duration else 0.0,
-            coded.decode_seconds / duration if duration else 0.0, scores, undefined, audio.shape[1], limited,
+            _per_second(coded.payload_bits / 1000, duration), _per_second(coded.overhead_bits / 1000, duration),
+            duration, sample_rate, alignment.lag, _per_second(coded.encode_seconds, duration),
+            _per_second(coded.decode_seconds, duration), scores, undefined, audio.shape[1], limited,
             max(announced - len(signal), 0)))
         if keep_audio:
             decoded_signals[f"{system.name} {system.nominal_kbps:g} kbps"] = alignment.degraded
@@ -340,7 +338,6 @@ def summarize(results: list[FileResult]) -> list[Summary]:
         groups.setdefault((result.system, result.setting, result.nominal_kbps), []).append(result)
     summaries = []
     for (system, setting, kbps), rows in groups.items():
-        seconds = sum(r.duration_s for r in rows) or math.inf
         mean, ci95, undefined = {}, {}, {}
         for metric in rows[0].scores:
             values = np.array([r.scores[metric] for r in rows if r.scores[metric] is not None], dtype=float)
@@ -350,12 +347,21 @@ def summarize(results: list[FileResult]) -> list[Summary]:
             ci95[metric] = ci95_half_width(values) if len(values) > 1 else None
         summaries.append(Summary(
             system, setting, kbps, len(rows),
-            sum(r.measured_kbps * r.duration_s for r in rows) / seconds,
-            sum(r.overhead_kbps * r.duration_s for r in rows) / seconds,
-            sum(r.encode_rtf * r.duration_s for r in rows) / seconds,
-            sum(r.decode_rtf * r.duration_s for r in rows) / seconds,
+            *(_over_the_audio(rows, field) for field in ("measured_kbps", "overhead_kbps", "encode_rtf", "decode_rtf")),
             mean, ci95, undefined))
     return sorted(summaries, key=lambda s: (s.system not in our_names(results), s.system, s.nominal_kbps))
+
+
+def _per_second(amount: float, seconds: float) -> float | None:
+    """``amount`` per second of a file's audio; None for a file with no samples (it has no rate)."""
+    return amount / seconds if seconds else None
+
+
+def _over_the_audio(rows: list[FileResult], field: str) -> float | None:
+    """A rate over all the rows' audio (each weighted by its duration); None where no file had samples."""
+    timed = [r for r in rows if r.duration_s]
+    seconds = sum(r.duration_s for r in timed)
+    return sum(getattr(r, field) * r.duration_s for r in timed) / seconds if timed else None
 
 
 def our_names(results: list[FileResult]) -> set[str]:

@@ -35,8 +35,9 @@ def summary_table(summaries: list[Summary], threads: int, jobs: int = 1, width: 
     caption naming where they are."""
     metrics = list(summaries[0].mean) if summaries else []
     workers = f", {jobs} workers at once" if jobs > 1 else ""
-    rows = [(s.system, s.setting, f"{s.nominal_kbps:g}", f"{s.measured_kbps:.2f}", *[_cell(s, m) for m in metrics],
-             f"{s.encode_rtf:.4f}", f"{s.decode_rtf:.4f}", str(s.files)) for s in summaries]
+    rows = [(s.system, s.setting, f"{s.nominal_kbps:g}", _number(s.measured_kbps, ".2f", "-"),
+             *[_cell(s, m) for m in metrics], _number(s.encode_rtf, ".4f", "-"), _number(s.decode_rtf, ".4f", "-"),
+             str(s.files)) for s in summaries]
     headers = ["codec", "setting", "nominal\nkbps", "measured\nkbps", *[_LABELS[m] for m in metrics],
                "enc\nRTF", "dec\nRTF", "files"]
 
@@ -69,11 +70,16 @@ def write_results(out_dir: Path, results: list[FileResult], summaries: list[Summ
                          "duration_s", "sample_rate", "lag_samples_16k", "encode_rtf", "decode_rtf",
                          *metrics, "undefined"])
         for r in results:
-            writer.writerow([r.path, r.system, r.setting, r.nominal_kbps, f"{r.measured_kbps:.4f}",
-                             f"{r.overhead_kbps:.4f}", f"{r.duration_s:.3f}", r.sample_rate, r.lag_samples_16k,
-                             f"{r.encode_rtf:.5f}", f"{r.decode_rtf:.5f}",
+            writer.writerow([r.path, r.system, r.setting, r.nominal_kbps, _number(r.measured_kbps, ".4f"),
+                             _number(r.overhead_kbps, ".4f"), f"{r.duration_s:.3f}", r.sample_rate, r.lag_samples_16k,
+                             _number(r.encode_rtf, ".5f"), _number(r.decode_rtf, ".5f"),
                              *["" if r.scores[m] is None else f"{r.scores[m]:.4f}" for m in metrics],
                              "; ".join(f"{m}: {why}" for m, why in r.undefined.items())])
+
+
+def _number(value: float | None, spec: str, missing: str = "") -> str:
+    """``value`` formatted, or ``missing`` for None (a rate of a file with no samples)."""
+    return missing if value is None else format(value, spec)
 
 
 def _json_default(value):
@@ -95,7 +101,7 @@ def plot_rate_distortion(path: Path, summaries: list[Summary]) -> None:
     for axis, metric, label in ((axes[0], "pesq_wb", "PESQ-WB (MOS-LQO)"), (axes[1], "stoi", "STOI")):
         for system in dict.fromkeys(s.system for s in summaries):
             points = sorted((s.measured_kbps, s.mean[metric], s.ci95[metric] or 0.0) for s in summaries
-                            if s.system == system and s.mean.get(metric) is not None)
+                            if s.system == system and s.mean.get(metric) is not None and s.measured_kbps is not None)
             if points:
                 x, y, err = (np.array(column) for column in zip(*points, strict=True))
                 low, high = METRIC_RANGES[metric]   # a wide interval (few files) stops at what the metric can be
