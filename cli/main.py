@@ -444,7 +444,7 @@ def encode(
     check_redirections(sources[0], output)
     with _readable(_as_path(sources[0]), "codec encode - out.codes < in.wav") as source, \
             _writable(output, ".codes") as target:
-        check_paths(source, target, force)
+        check_paths(source, target, force, codes_writer="encoding")
         with _encoding_progress(refine_steps) as on_progress:
             codes_file, report = encode_file(codec_model, source, target, bitrate, force, entropy, refine_steps,
                                              on_progress)

@@ -436,8 +436,9 @@ def decode_audio(model: ConvCodec, codes_file: CodesFile) -> tuple[np.ndarray, i
     return np.concatenate(blocks), codes_file.metadata.sample_rate
 
 
-def check_paths(input_path: Path, output_path: Path, force: bool) -> None:
+def check_paths(input_path: Path, output_path: Path, force: bool, codes_writer: str | None = None) -> None:
     """Fail early, before any work: the input must exist, the output must not (unless forced).
+    ``codes_writer``: see ``check_output_path``.
 
     Raises:
         CodecError: naming the missing input or the existing output.
@@ -451,7 +452,7 @@ def check_paths(input_path: Path, output_path: Path, force: bool) -> None:
         raise CodecError(f"{input_path}: {missing(input_path)}")
     if not os.access(input_path, os.R_OK):
         raise CodecError(f"{input_path}: permission denied (the file cannot be read)")
-    check_output_path(output_path, force, input_path)
+    check_output_path(output_path, force, input_path, codes_writer=codes_writer)
 
 
 def _not_a_file(path: Path, stdout: bool = False) -> str | None:
@@ -484,10 +485,13 @@ def refuse_folder_name(output, source, suffix: str) -> None:
                      f"{output}{'out' if source == '-' else Path(source).stem}{suffix}")
 
 
-def check_output_path(output_path: Path, force: bool, input_path: Path | None = None, stdout: bool = True) -> None:
+def check_output_path(output_path: Path, force: bool, input_path: Path | None = None, stdout: bool = True,
+                      codes_writer: str | None = None) -> None:
     """Fail early, before any work, unless ``output_path`` may be written: not a folder, not the
     input, not an existing file (unless forced), in a folder that exists. ``stdout``: the command
-    can write to ``-`` instead (the error for a device says so).
+    can write to ``-`` instead (the error for a device says so). ``codes_writer``: what writes codes
+    there ("encoding", "--save"), for ``check_not_replacing_audio``, whose refusal (--force cannot
+    help) comes before the one that names --force.
 
     Raises:
         CodecError: naming the path and the problem.
@@ -510,6 +514,8 @@ def check_output_path(output_path: Path, force: bool, input_path: Path | None = 
                          f"give another file name")
     if problem := _not_a_file(output_path, stdout):
         raise CodecError(problem)
+    if codes_writer is not None:
+        check_not_replacing_audio(output_path, codes_writer)
     if output_path.exists() and not force:
         raise CodecError(f"{output_path} exists; pass --force to overwrite it")
     if output_path.parent.exists() and not output_path.parent.is_dir():
@@ -585,7 +591,10 @@ def check_not_replacing_audio(output_path: Path, writer: str = "encoding") -> No
     """
     from codec.packets import coded_kind
 
-    final = final_path(output_path)
+    try:
+        final = final_path(output_path)
+    except (RuntimeError, OSError):   # a loop of links: check_output_path names it
+        return
     if not final.is_file():
         return
     try:
@@ -636,8 +645,7 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     coded, samples in all or None where the header does not say)`` is called after each block.
     """
     input_path, output_path = Path(input_path), Path(output_path)
-    check_paths(input_path, output_path, force)
-    check_not_replacing_audio(output_path)
+    check_paths(input_path, output_path, force, codes_writer="encoding")
     num_codebooks = _codebooks(model, bitrate_kbps)
     report, clipped, peak = CodingReport(), [0], [0.0]
     leveling, leveled = Leveling(), model.config.input_level_dbfs is not None

@@ -516,6 +516,14 @@ def _device(value: str | None):
     return int(value) if value.isdigit() else value
 
 
+def _resolved(path: Path) -> Path:
+    """``path`` with its links followed, or as given where they loop (check_output_path names that)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return path.absolute()
+
+
 def run_stream_command(*, input: Path | None, output: Path | None, play: bool | None, bitrate: float | None,
                        model: str | None, runtime: str | None, device: str | None, list_devices: bool,
                        save: Path | None, packet_loss: float, realtime: bool, force: bool, console,
@@ -546,18 +554,17 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
             raise CodecError(f"{option} -: codec stream reads and writes files, not stdin or stdout; give a file "
                              f"name (codec encode and decode take -)")
     written = [path for path in (output, save) if path is not None]
-    if len({path.resolve() for path in written}) < len(written):
+    if len({_resolved(path) for path in written}) < len(written):
         raise CodecError(f"--output and --save are the same file ({output}); give two names")
-    from codec.coding import audio_format_for, check_not_replacing_audio, check_output_path, codes_under_audio_name
+    from codec.coding import audio_format_for, check_output_path, codes_under_audio_name
 
     for option, path in (("--output", output), ("--save", save)):
         if path is not None:
-            try:
-                check_output_path(path, force, input, stdout=False)
+            try:   # even with --force: a packet stream never takes an audio file's place
+                check_output_path(path, force, input, stdout=False, codes_writer="--save" if path is save else None)
             except CodecError as error:   # (two outputs: say which)
-                raise CodecError(f"{option}: {error}") from None
-    if save is not None:   # even with --force: a packet stream never takes an audio file's place
-        check_not_replacing_audio(save, "--save")
+                raise CodecError(str(error) if str(error).startswith(option) else f"{option}: {error}") from None
+    if save is not None:
         if note := codes_under_audio_name(save, "packets"):
             console.print(f"warning: --save {note}", highlight=False)
     if output is not None:

@@ -179,6 +179,10 @@ def test_more_channels_than_the_format_holds_names_the_output(tiny_model_dir, sp
     (["eval", "{wav}", "--threads", "0", "--out", "ev"], "--threads 0: must be 1 to "),
     (["encode", "empty.wav", "x.codes"], "empty.wav: is empty (0 bytes), not an audio file"),
     (["encode", "loop.wav", "x.codes"], "loop.wav: is a symbolic link to a missing file (or a loop of links)"),
+    # an audio file as the output: the refusal that --force cannot lift comes first, not "pass --force"
+    (["encode", "{wav}", "empty.wav"], "empty.wav: is an audio file, which encoding would replace with codes"),
+    (["stream", "--input", "{wav}", "--save", "loop.wav", "--output", "x.wav", "--fast"],
+     "--save: loop.wav: is a loop of symbolic links; give a file name"),
 ])
 def test_errors_are_one_line(speech_wav, tmp_path, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
