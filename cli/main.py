@@ -601,6 +601,10 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
     check_output_folder(sources, output, (CODES_SUFFIX, *AUDIO_SUFFIXES), settings.command)
     skipped = Skipped()
     found, inside_output = outside_the_output(find_files(sources, input_suffixes, recognise, skipped), sources, output)
+    if not found and inside_output:   # all below the output folder: nothing to code fails, as no inputs at all
+        raise CodecError(f"the only input files ({inside_output}) lie below the output folder {output}, inside the "
+                         f"input folder, where they are taken for earlier outputs; give an output folder outside the "
+                         f"input folder, or the files by name")
     planned, clashes = plan_jobs(found, output, output_suffix)
     # the other kind's files are expected beside the inputs (coding in place): not worth a note
     outputs_kind = (CODES_SUFFIX,) if settings.command == "encode" else AUDIO_SUFFIXES

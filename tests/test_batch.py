@@ -657,6 +657,10 @@ def test_an_output_folder_inside_the_input_folder_is_not_coded_again(tiny_model_
         f"earlier outputs, which coded again would nest one level deeper at each run (to code them, give an output " \
         f"folder outside the input folder, or the files by name)" in " ".join(result.output.split())
     assert "encoded 0 files, 3 already done" in result.output and not (codes / "codes").exists()
+    # the input folder's only .codes files lie below the output folder: nothing to decode fails, as no inputs
+    result = invoke("decode", tree, codes, "--model", tiny_model_dir)
+    assert result.exit_code == 1 and f"error: the only input files (3) lie below the output folder {codes}, inside " \
+        f"the input folder" in " ".join(result.output.split())
 
 
 def test_a_quoted_glob_takes_the_folders_it_matches_as_the_shells_expansion_does(tree):
