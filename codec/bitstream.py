@@ -303,7 +303,8 @@ def _parse_metadata(raw: bytes) -> CodesMetadata:
         meta = CodesMetadata(**values)
     except (UnicodeDecodeError, ValueError, TypeError, RecursionError):
         raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
-                             f"(not the JSON object that the .codes format requires)") from None
+                             f"(not the JSON object that the .codes format requires, or the metadata's length "
+                             f"field at offset 6 is damaged)") from None
     problem = metadata_problem(meta)
     if problem:
         raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} ({problem})")

@@ -481,6 +481,11 @@ def valid_codes(tiny_model, tmp_path):
                                           "version yet: the file is damaged"),     # junk after magic
     (lambda d: d[:6] + b"\xff\xff" + d[8:], "should end at byte 65543, the file has"),   # the metadata length
     (lambda d: d[:6] + b"\xff\xff" + d[8:], "or the metadata's length field (offset 6) is damaged"),
+    # a length field one short: the JSON object lacks its end
+    (lambda d: d[:6] + struct.pack("<H", struct.unpack_from("<H", d, 6)[0] - 1) + d[8:],
+     "corrupt metadata at bytes 8-"),
+    (lambda d: d[:6] + struct.pack("<H", struct.unpack_from("<H", d, 6)[0] - 1) + d[8:],
+     "or the metadata's length field at offset 6 is damaged"),
     (lambda d: d[:4] + b"\x03" + d[5:], "version byte at offset 4 reads 3"),   # one damaged byte
     (lambda d: d[:4] + b"\x03" + d[5:8] + b"{}" + bytes(40), "written by a newer codec"),  # another layout
 ])
