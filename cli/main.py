@@ -304,10 +304,15 @@ def _check_out_folder(out: Path, purpose: str) -> None:
     if str(out) == "-":
         raise CodecError("--out -: the results are several files, not a stream for stdout; name a folder")
     if out.is_symlink() and not out.exists():
-        raise CodecError(f"--out {out}: a link to {os.readlink(out)}, which does not exist; {purpose}")
+        try:
+            out.resolve(strict=True)
+        except FileNotFoundError:
+            raise CodecError(f"--out {out}: a link to {os.readlink(out)}, which does not exist; {purpose}") from None
+        except (RuntimeError, OSError):   # (Python 3.11 raises RuntimeError for a loop)
+            raise CodecError(f"--out {out}: is a loop of symbolic links; {purpose}") from None
     if out.exists() and not out.is_dir():
-        kind = "a file" if out.is_file() else "not a folder"
-        raise CodecError(f"--out {out}: is {kind}; {purpose}")
+        kind = "a file" if out.is_file() else "a device, pipe or socket"
+        raise CodecError(f"--out {out}: is {kind}, not a folder; {purpose}")
 
 
 def _as_path(argument: str) -> Path:
@@ -602,9 +607,10 @@ def _run_batch(sources: list[str], output: Path, settings, jobs: int, input_suff
     skipped = Skipped()
     found, inside_output = outside_the_output(find_files(sources, input_suffixes, recognise, skipped), sources, output)
     if not found and inside_output:   # all below the output folder: nothing to code fails, as no inputs at all
-        raise CodecError(f"the only input files ({inside_output}) lie below the output folder {output}, inside the "
-                         f"input folder, where they are taken for earlier outputs; give an output folder outside the "
-                         f"input folder, or the files by name")
+        files = f"{inside_output} input files lie" if inside_output > 1 else "input file lies"
+        raise CodecError(f"the only {files} below the output folder {output}, inside the input folder, where they "
+                         f"are taken for earlier outputs; give an output folder outside the input folder, or the "
+                         f"files by name")
     planned, clashes = plan_jobs(found, output, output_suffix)
     # the other kind's files are expected beside the inputs (coding in place): not worth a note
     outputs_kind = (CODES_SUFFIX,) if settings.command == "encode" else AUDIO_SUFFIXES

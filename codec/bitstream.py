@@ -294,20 +294,22 @@ def metadata_problem(meta: CodesMetadata) -> str | None:
 
 
 def _parse_metadata(raw: bytes) -> CodesMetadata:
+    where = f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1}"
     try:
         values = json.loads(raw.decode())
+    except (UnicodeDecodeError, ValueError, RecursionError):   # (also what a wrong length leaves)
+        raise BitstreamError(f"{where} (not JSON, or the metadata's length field (offset 6) is damaged)") from None
+    try:
         required = {f.name for f in fields(CodesMetadata) if f.default is MISSING}
         optional = {f.name for f in fields(CodesMetadata)} - required
         if not isinstance(values, dict) or not required <= set(values) <= required | optional:
             raise ValueError("unexpected keys")
         meta = CodesMetadata(**values)
-    except (UnicodeDecodeError, ValueError, TypeError, RecursionError):
-        raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} "
-                             f"(not the JSON object that the .codes format requires, or the metadata's length "
-                             f"field at offset 6 is damaged)") from None
+    except (ValueError, TypeError):
+        raise BitstreamError(f"{where} (not the JSON object that the .codes format requires)") from None
     problem = metadata_problem(meta)
     if problem:
-        raise BitstreamError(f"corrupt metadata at bytes {_HEADER.size}-{_HEADER.size + len(raw) - 1} ({problem})")
+        raise BitstreamError(f"{where} ({problem})")
     return meta
 
 

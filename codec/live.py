@@ -241,7 +241,7 @@ class FileSink:
             self.tmp.unlink(missing_ok=True)   # (gone already once renamed)
 
 
-# soxr "LQ" holds back about 20 ms less than "HQ" per direction at 20 ms blocks (measured: 20 vs 37 ms
+# soxr "LQ" holds back about 17 ms less than "HQ" per direction at 20 ms blocks (measured: 20 vs 37 ms
 # for 48 -> 16 kHz), but its pass band ends early (7 kHz -13 dB, 7.5 kHz -35 dB at 48 <-> 16 kHz; at
 # 8 <-> 16 kHz 3.8 kHz -44 dB): worth it only beside a microphone or a speaker, where delay is heard.
 # Files are resampled with "HQ" (7.5 kHz -0.4 dB), as codec.coding does.
@@ -516,14 +516,6 @@ def _device(value: str | None):
     return int(value) if value.isdigit() else value
 
 
-def _resolved(path: Path) -> Path:
-    """``path`` with its links followed, or as given where they loop (check_output_path names that)."""
-    try:
-        return path.resolve()
-    except (RuntimeError, OSError):
-        return path.absolute()
-
-
 def run_stream_command(*, input: Path | None, output: Path | None, play: bool | None, bitrate: float | None,
                        model: str | None, runtime: str | None, device: str | None, list_devices: bool,
                        save: Path | None, packet_loss: float, realtime: bool, force: bool, console,
@@ -539,7 +531,8 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
         return StreamStats()
     if runtime is not None:   # in any case, as --format
         if runtime.lower() not in RUNTIMES:
-            raise CodecError(f"--runtime {runtime!r} is not supported; choose {', '.join(RUNTIMES)}")
+            raise CodecError(f"--runtime {runtime!r} is not supported; choose {', '.join(RUNTIMES[:-1])} or "
+                             f"{RUNTIMES[-1]}")
         runtime = runtime.lower()
     if not 0.0 <= packet_loss < 1.0:
         raise CodecError(f"--packet-loss {packet_loss} must be in [0, 1)")
@@ -554,7 +547,9 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
             raise CodecError(f"{option} -: codec stream reads and writes files, not stdin or stdout; give a file "
                              f"name (codec encode and decode take -)")
     written = [path for path in (output, save) if path is not None]
-    if len({_resolved(path) for path in written}) < len(written):
+    from codec.batch import resolved_path
+
+    if len({resolved_path(path) for path in written}) < len(written):   # (a loop of links: named below)
         raise CodecError(f"--output and --save are the same file ({output}); give two names")
     from codec.coding import audio_format_for, check_output_path, codes_under_audio_name
 
@@ -656,8 +651,9 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
                       codec_model.config.global_codebook_size if has_global else None)
     device_ms = 1000 * (getattr(source, "latency", 0.0) + sum(getattr(s, "latency", 0.0) for s in sinks))
     resampling = _Resampler(source.sample_rate, codec_model.sample_rate, 1, resampling_quality(source)).delay_seconds
+    heard = [sink for sink in sinks if getattr(sink, "live", False)] or sinks   # a speaker's path, where one plays
     resampling += max((_Resampler(codec_model.sample_rate, sink.sample_rate, 1, resampling_quality(sink)).delay_seconds
-                       for sink in sinks), default=0.0)
+                       for sink in heard), default=0.0)
     latency = {"algorithmic": 1000 * codec_model.latency / codec_model.sample_rate,
                "block": 1000 * BLOCK_SECONDS, "packet": 1000 * (packet_frames - 1) / codec_model.frame_rate,
                "resampling": 1000 * resampling, "devices": device_ms,

@@ -374,7 +374,7 @@ def main() -> None:
     plot_rate_distortion(args.ship / "rate_distortion.png", summaries)
     over_nominal = {}  # largest .codes file size minus nominal bitrate x duration, per bitrate
     for r in results:
-        if r.system == model.config.name:
+        if r.system == model.config.name and r.measured_kbps is not None:   # (None: a file with no samples)
             excess = (r.measured_kbps - r.nominal_kbps) * r.duration_s * 1000 / 8
             over_nominal[r.nominal_kbps] = max(over_nominal.get(r.nominal_kbps, -np.inf), excess)
     regression = files[::7][:REGRESSION_FILES]

@@ -659,7 +659,7 @@ def test_an_output_folder_inside_the_input_folder_is_not_coded_again(tiny_model_
     assert "encoded 0 files, 3 already done" in result.output and not (codes / "codes").exists()
     # the input folder's only .codes files lie below the output folder: nothing to decode fails, as no inputs
     result = invoke("decode", tree, codes, "--model", tiny_model_dir)
-    assert result.exit_code == 1 and f"error: the only input files (3) lie below the output folder {codes}, inside " \
+    assert result.exit_code == 1 and f"error: the only 3 input files lie below the output folder {codes}, inside " \
         f"the input folder" in " ".join(result.output.split())
 
 

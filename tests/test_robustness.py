@@ -485,7 +485,7 @@ def valid_codes(tiny_model, tmp_path):
     (lambda d: d[:6] + struct.pack("<H", struct.unpack_from("<H", d, 6)[0] - 1) + d[8:],
      "corrupt metadata at bytes 8-"),
     (lambda d: d[:6] + struct.pack("<H", struct.unpack_from("<H", d, 6)[0] - 1) + d[8:],
-     "or the metadata's length field at offset 6 is damaged"),
+     "(not JSON, or the metadata's length field (offset 6) is damaged)"),
     (lambda d: d[:4] + b"\x03" + d[5:], "version byte at offset 4 reads 3"),   # one damaged byte
     (lambda d: d[:4] + b"\x03" + d[5:8] + b"{}" + bytes(40), "written by a newer codec"),  # another layout
 ])

@@ -567,7 +567,8 @@ def _check_global_code(model) -> None:
 
 def _coerce(section_cls, values: dict, section: str = "") -> dict:
     """Make YAML's ``1e-3`` (a string in YAML 1.1) and ``1`` floats where the field is a float,
-    and check every value's type against the field's.
+    whole numbers in any notation (``1e3``, ``2000.0``) ints where it is an int, and check every
+    value's type against the field's.
 
     Raises:
         CodecError: naming the key, the value and the type it needs.
@@ -600,6 +601,9 @@ def _coerce(section_cls, values: dict, section: str = "") -> dict:
 
 def _whole_number(value):
     """``value`` as an int where it writes a whole number (``1e3``, ``2000.0``); otherwise as it is."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return int(value)   # exact, however large
     try:
         number = float(value)
     except ValueError:

@@ -281,7 +281,7 @@ def _changed_values(before: dict, after: dict, sections=_MODEL_SECTIONS) -> list
     return changed
 
 
-# model settings that act before the network, in codec encode only (not in training)
+# model settings that act before the network when coding (codec encode, eval, the API, ONNX), not in training
 INPUT_PREPROCESSING = ("input_level_dbfs", "input_highpass_hz")
 
 
@@ -361,9 +361,10 @@ def _load_initial_weights(model: ConvCodec, initial: ConvCodec, source: str, con
     preprocessing = [f"model.{name}={getattr(initial.config, name)!r}" for name in INPUT_PREPROCESSING
                      if getattr(initial.config, name, None) is not None and getattr(model.config, name, None) is None]
     if preprocessing:   # inference-only settings: easy to lose in a recipe of one's own
+        them = "them" if len(preprocessing) > 1 else "it"
         console.print(f"warning: init_from {source} has {' and '.join(preprocessing)}, which this recipe's model "
-                      f"lacks: encoding with the model this run writes skips that step and gives other codes; add "
-                      f"{' '.join(f'-o {item}' for item in preprocessing)} to keep it", highlight=False)
+                      f"lacks: the model this run writes will code the same audio without {them}, into other "
+                      f"codes; add {' '.join(f'-o {item}' for item in preprocessing)} to keep {them}", highlight=False)
 
 
 def _in_number_order(name: str) -> list:
