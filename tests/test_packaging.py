@@ -64,6 +64,13 @@ def test_a_wheel_installs_the_models_and_finds_them_by_name(tmp_path):
     assert recipe == str(prefix / "share" / "codec" / "recipes" / "tiny.yaml")   # recipes train by name
     assert sorted(p.name for p in (prefix / "share" / "codec" / "recipes").iterdir()) == \
         sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
+    # python -m codec in a checkout's root, beside an install that is not editable: the checkout's
+    # codec/ comes first and has no codec.cli (it is cli/ there)
+    # (-S: without this environment's editable install, whose finder maps codec.cli to cli/ wherever run)
+    dependencies = os.pathsep.join([str(site_packages), *(p for p in sys.path if p.endswith("site-packages"))])
+    inside = subprocess.run([sys.executable, "-S", "-m", "codec", "--version"], capture_output=True, text=True,
+                            cwd=source, env={**env, "PYTHONPATH": dependencies})
+    assert inside.returncode == 0 and inside.stdout.strip() == f"codec {__version__}", inside.stderr
     check = subprocess.run([sys.executable, "-c", "import codec; print(codec.__file__)"], capture_output=True,
                            text=True, cwd=tmp_path)
     assert check.stdout.strip() == str(REPO / "codec" / "__init__.py")   # this environment's install is untouched

@@ -91,4 +91,4 @@ def unpaired_rows(summaries: list[Summary]) -> str | None:
     most = max(counts.values())
     fewer = ", ".join(f"{name}: {count}" for name, count in counts.items() if count < most)
     return (f"rows are not all over the same files: PESQ-WB was scored on {most} files for most rows, on fewer "
-            f"for {fewer}; compare rows on the same files with scripts/compare_evals.py")
+            f"for {fewer}; compare rows on the same files with scripts/compare_evals.py (in the source checkout)")
