@@ -25,6 +25,10 @@ COPY recipes ./recipes
 RUN pip install --no-cache-dir -e . \
     && useradd --uid 10001 --create-home codec
 USER 10001
+# Run as --user UID:GID, a user the image does not know, Docker would set HOME to /, where nothing may
+# be written: codec stream would then export its ONNX graphs anew for every run, and onnxruntime and
+# matplotlib would print warnings. Any user may write in /tmp.
+ENV HOME=/tmp
 WORKDIR /data
 ENTRYPOINT ["codec"]
 CMD ["--help"]
