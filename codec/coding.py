@@ -607,7 +607,7 @@ def check_not_replacing_audio(output_path: Path, writer: str = "encoding") -> No
     named_audio = final.suffix.lower() in AUDIO_SUFFIXES or output_path.suffix.lower() in AUDIO_SUFFIXES
     if named_audio or starts_as_audio(start):
         if writer == "--save":
-            raise CodecError(f"--save {output_path}: is an audio file, which the packet stream would replace; "
+            raise CodecError(f"{output_path}: is an audio file, which the packet stream would replace; "
                              f"name the saved stream .codes (--output FILE writes the decoded audio)")
         fix = ("name the output .codes" if named_audio else "give the codes another name (this file holds audio, "
                "whatever its name says)")

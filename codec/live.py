@@ -255,24 +255,26 @@ def resampling_quality(end) -> str:
     return LIVE_QUALITY if getattr(end, "live", False) else FILE_QUALITY
 
 
+def resampling_delay(from_rate: int, to_rate: int, quality: str) -> float:
+    """How far a ``_Resampler``'s output lags its input in 20 ms blocks (it holds samples back for
+    its filter), in seconds: a share of the stream's latency."""
+    if from_rate == to_rate:
+        return 0.0
+    probe = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality=quality)
+    block = max(1, round(BLOCK_SECONDS * from_rate))
+    given, produced, worst = 0, 0, 0.0
+    for _ in range(50):
+        given += block
+        produced += len(probe.resample_chunk(np.zeros((block, 1), np.float32)))
+        worst = max(worst, given / from_rate - produced / to_rate)
+    return worst
+
+
 class _Resampler:
     def __init__(self, from_rate: int, to_rate: int, channels: int, quality: str = FILE_QUALITY):
-        self.identity, self.quality = from_rate == to_rate, quality
+        self.identity = from_rate == to_rate
         if not self.identity:
             self.stream = soxr.ResampleStream(from_rate, to_rate, channels, dtype="float32", quality=quality)
-        self.delay_seconds = 0.0 if self.identity else self._measure_delay(from_rate, to_rate)
-
-    def _measure_delay(self, from_rate: int, to_rate: int) -> float:
-        """How far the resampler's output lags its input in 20 ms blocks (it holds samples back
-        for its filter), in seconds: a share of the stream's latency."""
-        probe = soxr.ResampleStream(from_rate, to_rate, 1, dtype="float32", quality=self.quality)
-        block = max(1, round(BLOCK_SECONDS * from_rate))
-        given, produced, worst = 0, 0, 0.0
-        for _ in range(50):
-            given += block
-            produced += len(probe.resample_chunk(np.zeros((block, 1), np.float32)))
-            worst = max(worst, given / from_rate - produced / to_rate)
-        return worst
 
     def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         if self.identity:
@@ -558,7 +560,7 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
             try:   # even with --force: a packet stream never takes an audio file's place
                 check_output_path(path, force, input, stdout=False, codes_writer="--save" if path is save else None)
             except CodecError as error:   # (two outputs: say which)
-                raise CodecError(str(error) if str(error).startswith(option) else f"{option}: {error}") from None
+                raise CodecError(f"{option}: {error}") from None
     if save is not None:
         if note := codes_under_audio_name(save, "packets"):
             console.print(f"warning: --save {note}", highlight=False)
@@ -650,10 +652,10 @@ def run_stream_command(*, input: Path | None, output: Path | None, play: bool | 
                       coder.name if coder else None, coder.weights[:8] if coder else None,
                       codec_model.config.global_codebook_size if has_global else None)
     device_ms = 1000 * (getattr(source, "latency", 0.0) + sum(getattr(s, "latency", 0.0) for s in sinks))
-    resampling = _Resampler(source.sample_rate, codec_model.sample_rate, 1, resampling_quality(source)).delay_seconds
     heard = [sink for sink in sinks if getattr(sink, "live", False)] or sinks   # a speaker's path, where one plays
-    resampling += max((_Resampler(codec_model.sample_rate, sink.sample_rate, 1, resampling_quality(sink)).delay_seconds
-                       for sink in heard), default=0.0)
+    resampling = resampling_delay(source.sample_rate, codec_model.sample_rate, resampling_quality(source)) + max(
+        (resampling_delay(codec_model.sample_rate, sink.sample_rate, resampling_quality(sink)) for sink in heard),
+        default=0.0)
     latency = {"algorithmic": 1000 * codec_model.latency / codec_model.sample_rate,
                "block": 1000 * BLOCK_SECONDS, "packet": 1000 * (packet_frames - 1) / codec_model.frame_rate,
                "resampling": 1000 * resampling, "devices": device_ms,

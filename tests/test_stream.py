@@ -668,8 +668,8 @@ def test_file_ends_are_resampled_over_the_whole_band_and_device_ends_with_less_d
         return 20 * np.log10(np.sqrt(2) * out[4000:12000].std())
 
     assert level_db(file_quality) > -1.0 and level_db(device_quality) < -10.0
-    assert (codec.live._Resampler(48000, 16000, 1, device_quality).delay_seconds
-            < codec.live._Resampler(48000, 16000, 1, file_quality).delay_seconds - 0.01)
+    assert (codec.live.resampling_delay(48000, 16000, device_quality)
+            < codec.live.resampling_delay(48000, 16000, file_quality) - 0.01)
 
 
 def test_the_reported_rate_of_a_clip_shorter_than_a_frame_counts_the_frame_it_fills(tiny_model_dir, tmp_path):
