@@ -176,8 +176,8 @@ class Codes:
             _check_path(path, "path")
             coding.refuse_folder_name(path, None, ".codes")
             with _python_argument_names():
-                coding.check_output_path(Path(path), force=True, stdout=False)   # a folder, device or pipe: refused
-                coding.check_not_replacing_audio(Path(path))
+                # a folder, device, pipe or audio file: refused
+                coding.check_output_path(Path(path), force=True, stdout=False, codes_writer="encoding")
             data = self._bytes(model, "save")
             write_atomically(Path(path), lambda tmp: tmp.write_bytes(data))
             if note := coding.codes_under_audio_name(Path(path)):
