@@ -117,8 +117,7 @@ class FactorizedVectorQuantizer(nn.Module):
         return (self.out_proj(q) * self.channel_mask).transpose(1, 2), codes, commitment_loss, codebook_loss
 
     # data-dependent bookkeeping (first-batch init, usage counts, dead-code revival): run.compile
-    # leaves it out of its graphs rather than breaking them at each .item() with a warning
-    @torch.compiler.disable
+    # leaves it out of its graphs (keep_bookkeeping_out_of_graphs)
     @torch.no_grad()
     def _train_codebook_health(self, e: torch.Tensor, active: torch.Tensor) -> None:
         vectors = e[active > 0].reshape(-1, e.shape[-1])
@@ -152,6 +151,19 @@ class FactorizedVectorQuantizer(nn.Module):
 
 
 @torch.no_grad()
+def keep_bookkeeping_out_of_graphs(model: nn.Module) -> None:
+    """Run each quantizer's codebook bookkeeping in ``model`` (first-batch init, usage counts,
+    dead-code revival) outside ``torch.compile``'s graphs (``torch.compiler.disable``), rather
+    than breaking them at each of its ``.item()`` calls with a dozen lines of warnings.
+
+    Applied when a training run compiles, not as a decorator: the decorator imports
+    ``torch._dynamo`` with this module, which added 1-1.5 s to every ``codec`` command's start.
+    """
+    for module in model.modules():
+        if isinstance(module, FactorizedVectorQuantizer):
+            module._train_codebook_health = torch.compiler.disable(module._train_codebook_health)
+
+
 def widen_lookup(narrow: FactorizedVectorQuantizer, wide: FactorizedVectorQuantizer,
                  new_input_scale: float = 0.1) -> None:
     """Copy a trained quantizer into ``wide``, whose lookup space has more dimensions, so that it

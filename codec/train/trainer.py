@@ -34,7 +34,7 @@ from codec.datasets import Skipped
 from codec.errors import CodecError, TrainingStopped
 from codec.models import ConvCodec, build_model
 from codec.models.loading import save_run_model, shipped_models_dir
-from codec.quantization.vq import FactorizedVectorQuantizer, widen_lookup
+from codec.quantization.vq import FactorizedVectorQuantizer, keep_bookkeeping_out_of_graphs, widen_lookup
 from codec.train import distributed
 from codec.train.data import Augmentation, RandomCropDataset
 from codec.train.losses import (
@@ -688,6 +688,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
             console.print(f"note: {note}", highlight=False)
     replica = wrap(model)
     if run.compile:
+        keep_bookkeeping_out_of_graphs(replica)
         replica = torch.compile(replica)
     stft_loss = MultiResolutionSTFTLoss(loss_cfg.stft_windows).to(device)
     if loss_cfg.complex_weight > 0:
