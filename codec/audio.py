@@ -167,6 +167,27 @@ def unreadable(path: Path, reason: str) -> str:
 _IMAGE_BRANDS = (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis")   # ISO media files of pictures
 
 
+def _convert_first(path: Path, example: str) -> str:
+    """How to make ``path`` readable with ffmpeg: convert the file to WAV beside it, or, for piped
+    input (``codec.pipes.stdin_file`` names it ``stdin``), convert in the pipe (``example``: a
+    file name for the command, such as ``in.m4a``)."""
+    if path.name == "stdin":
+        return f"pipe it in as WAV instead, e.g. ffmpeg -i {example} -f wav - | codec ..."
+    wav = shlex.quote(str(path.with_name(path.stem + "-converted.wav")))
+    return f"convert it first, e.g. ffmpeg -i {shlex.quote(str(path))} {wav}"
+
+
+def _ogg_flac(path: Path) -> bool:
+    """Whether the file is FLAC in an Ogg container (its first packet begins 0x7F "FLAC"), which
+    libsndfile's FLAC decoder fails on with "unknown error"."""
+    try:
+        with open(path, "rb") as file:
+            start = file.read(64)
+    except OSError:
+        return False
+    return start.startswith(b"OggS") and b"\x7fFLAC" in start
+
+
 def _mp4_under_another_suffix(path: Path) -> str | None:
     """For an MP4/M4A file (its ``ftyp`` box at offset 4) named as another format: what it is and
     how to convert it; None otherwise (and for a file named .m4a, which ``unreadable`` covers)."""
@@ -179,9 +200,8 @@ def _mp4_under_another_suffix(path: Path) -> str | None:
         return None
     if start[4:8] != b"ftyp" or start[8:12] in _IMAGE_BRANDS:
         return None
-    wav = shlex.quote(str(path.with_name(path.stem + "-converted.wav")))
     return (f"{path}: is MP4/M4A audio (AAC or ALAC), whatever its name says, which cannot be read (supported: "
-            f"{SUPPORTED}); convert it first, e.g. ffmpeg -i {shlex.quote(str(path))} {wav}")
+            f"{SUPPORTED}); {_convert_first(path, 'in.m4a')}")
 
 
 def open_audio(path: Path | str) -> sf.SoundFile:
@@ -212,6 +232,9 @@ def open_audio(path: Path | str) -> sf.SoundFile:
             raise CodecError(f"{path}: is {coded}, not audio{named_as_audio}; decode it with codec decode") from None
         if mp4 := _mp4_under_another_suffix(path):
             raise CodecError(mp4) from None
+        if _ogg_flac(path):
+            raise CodecError(f"{path}: is FLAC in an Ogg container (Ogg FLAC), which cannot be read (supported: "
+                             f"{SUPPORTED}, FLAC in its own .flac files); {_convert_first(path, 'in.ogg')}") from None
         if reason.startswith("File does not exist or is not a regular file"):   # (libsndfile's words for a
             reason = "no audio data libsndfile can decode: damaged, or another format"   # damaged MP3 too)
         raise CodecError(unreadable(path, reason)) from None

@@ -447,6 +447,29 @@ def test_a_piped_input_that_is_not_read_is_to_be_converted_in_the_pipe(tmp_path)
     result = cli("encode", "-", tmp_path / "out.codes", input=bytes(range(256)) * 40)
     assert result.exit_code == 1
     assert "stdin: cannot read audio" in result.output and "ffmpeg -i in.m4a -f wav - | codec" in result.output
+    # M4A piped in is named as such, with the conversion in the pipe (not "ffmpeg -i stdin ...", no such file)
+    result = cli("encode", "-", tmp_path / "out.codes", input=b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00" + bytes(4000))
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and "stdin: is MP4/M4A audio" in message, message
+    assert "ffmpeg -i in.m4a -f wav - | codec" in message and "ffmpeg -i stdin" not in message
+
+
+def test_ogg_flac_is_named_for_what_it_is(tmp_path):
+    """FLAC in an Ogg container: libsndfile's FLAC decoder says only "unknown error in flac decoder"."""
+    speech = tmp_path / "speech.wav"
+    sf.write(speech, tone(0.5, 16000), 16000)
+    ogg = tmp_path / "speech.ogg"
+    made = subprocess.run(["ffmpeg", "-v", "error", "-i", str(speech), "-c:a", "flac", "-f", "ogg", str(ogg)],
+                          capture_output=True) if shutil.which("ffmpeg") else None
+    if made is None or made.returncode or not ogg.is_file():
+        pytest.skip("ffmpeg cannot write Ogg FLAC here")
+    for path, piped in [(ogg, False), ("-", True)]:
+        result = cli("encode", path, tmp_path / "out.codes", input=ogg.read_bytes() if piped else None)
+        message = " ".join(result.output.split())
+        assert result.exit_code == 1, message
+        assert f"{'stdin' if piped else ogg}: is FLAC in an Ogg container (Ogg FLAC), which cannot be read" in message
+        assert ("ffmpeg -i in.ogg -f wav - | codec" if piped else f"ffmpeg -i {ogg} {tmp_path}/speech-converted.wav") \
+            in message
 
 
 @pytest.mark.parametrize("make,message", [
