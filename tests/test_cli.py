@@ -58,19 +58,20 @@ def test_info_on_a_codes_file_answers_without_torch(tiny_model_dir, speech_wav, 
     assert run.stdout.split() == ["0", "False", "False"], run.stderr[-2000:]
 
 
-def test_encode_and_decode_do_not_import_the_torch_compiler(tiny_model_dir, speech_wav, tmp_path):
+def test_encode_and_decode_do_not_import_what_they_do_not_use(tiny_model_dir, speech_wav, tmp_path):
     """``torch._dynamo`` (torch.compile's tracer) is for training runs that compile: importing it
     with the quantizers (a ``torch.compiler.disable`` decorator did) added 1-1.5 s to every
-    command's start."""
+    command's start. The range coder (constriction) is for models with an entropy model (0.1 s)."""
     codes, decoded = tmp_path / "speech.codes", tmp_path / "decoded.wav"
     probe = ("import sys; from cli.main import app; from typer.testing import CliRunner; "
              f"encoded = CliRunner().invoke(app, ['encode', {str(speech_wav)!r}, {str(codes)!r}, "
              f"'--model', {str(tiny_model_dir)!r}]); "
              f"decoded = CliRunner().invoke(app, ['decode', {str(codes)!r}, {str(decoded)!r}, "
              f"'--model', {str(tiny_model_dir)!r}]); "
-             "print(encoded.exit_code, decoded.exit_code, any(m.startswith('torch._dynamo') for m in sys.modules))")
+             "print(encoded.exit_code, decoded.exit_code, any(m.startswith('torch._dynamo') for m in sys.modules), "
+             "'constriction' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert run.stdout.split() == ["0", "0", "False"], run.stderr[-2000:]
+    assert run.stdout.split() == ["0", "0", "False", "False"], run.stderr[-2000:]
     assert decoded.is_file()
 
 
