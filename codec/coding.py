@@ -20,6 +20,7 @@ import soundfile as sf
 import soxr
 import torch
 
+from codec import bitstream
 from codec.atomic import final_path, same_file, write_atomically, write_limit_reached
 from codec.audio import (
     AUDIO_SUFFIXES,
@@ -690,13 +691,18 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
         report.warnings.append(note)
     coder = entropy_coder_for(model, required=True) if wants_entropy(model, entropy) else None
     data = to_bytes(codes_file, coder)
-    if coder is not None and len(plain := to_bytes(codes_file)) <= len(data):   # (audio unlike its training data)
+    if coder is not None and len(plain := to_bytes(codes_file)) <= len(data):
         larger = (f"{input_path}: range coding with entropy model '{coder.name}' made the codes no smaller "
                   f"({len(data):,} bytes against {len(plain):,} without it)")
+        # a short file's codes may shrink and yet not pay for the bytes range coding adds to the
+        # header (the entropy model's name, chunk lengths): nothing to warn about, only audio
+        # unlike the entropy model's training data makes the codes themselves larger
+        header_only = not codes_file.codes.size or bitstream.codes_bytes(data) < bitstream.codes_bytes(plain)
         if entropy:   # asked for by name: kept
             report.warnings.append(f"{larger}; written range-coded, as asked")
         else:   # on by default: the smaller file
-            report.warnings.append(f"{larger}; written without it")
+            if not header_only:
+                report.warnings.append(f"{larger}; written without it")
             data, coder = plain, None
     write_atomically(output_path, lambda tmp: tmp.write_bytes(data), overwrite=force)
     if coder is not None:   # the metadata as written (and as reading the file gives it)

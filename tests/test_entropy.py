@@ -312,6 +312,22 @@ def test_entropy_recipe_trains_on_a_tiny_codec(tiny_model_dir, tmp_path):
             f"data.train_dir={audio}", "data.dev_dir=null"]))   # (without ../shared/data too)
 
 
+def test_a_clip_too_short_for_range_coding_is_written_plain_without_a_warning(tmp_path):
+    """conv-16k range-codes by default; a clip of a few frames (or none) gains less than the ~70 bytes
+    range coding adds to the header, which is no sign of audio unlike the entropy model's training
+    data: the plain file is written, and nothing is said (a fresh-eyes review found the warning on
+    0- and 1-sample inputs)."""
+    from tests.conftest import run_cli, write_audio
+
+    rng = np.random.default_rng(0)
+    for name, samples in [("empty", 0), ("one", 1), ("fifty_ms", 800)]:
+        source = write_audio(tmp_path / f"{name}.wav", 0.1 * rng.standard_normal((samples, 1)), 16000)
+        result = run_cli("encode", source, tmp_path / f"{name}.codes", "-m", "conv-16k")
+        assert result.exit_code == 0 and "warning" not in result.output, result.output
+        info = json.loads(run_cli("info", tmp_path / f"{name}.codes", "--json").stdout)
+        assert info["entropy_coded"] is False, name
+
+
 def test_cli_entropy_codes_with_a_shipped_entropy_model(tiny_model_dir, entropy_dir, tmp_path):
     import json
     import shutil
