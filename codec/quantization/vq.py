@@ -150,7 +150,6 @@ class FactorizedVectorQuantizer(nn.Module):
         return float(torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum()))
 
 
-@torch.no_grad()
 def keep_bookkeeping_out_of_graphs(model: nn.Module) -> None:
     """Run each quantizer's codebook bookkeeping in ``model`` (first-batch init, usage counts,
     dead-code revival) outside ``torch.compile``'s graphs (``torch.compiler.disable``), rather
@@ -164,6 +163,7 @@ def keep_bookkeeping_out_of_graphs(model: nn.Module) -> None:
             module._train_codebook_health = torch.compiler.disable(module._train_codebook_health)
 
 
+@torch.no_grad()
 def widen_lookup(narrow: FactorizedVectorQuantizer, wide: FactorizedVectorQuantizer,
                  new_input_scale: float = 0.1) -> None:
     """Copy a trained quantizer into ``wide``, whose lookup space has more dimensions, so that it
