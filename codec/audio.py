@@ -233,8 +233,9 @@ def open_audio(path: Path | str) -> sf.SoundFile:
         if mp4 := _mp4_under_another_suffix(path):
             raise CodecError(mp4) from None
         if _ogg_flac(path):
-            raise CodecError(f"{path}: is FLAC in an Ogg container (Ogg FLAC), which cannot be read (supported: "
-                             f"{SUPPORTED}, FLAC in its own .flac files); {_convert_first(path, 'in.ogg')}") from None
+            raise CodecError(f"{path}: is FLAC in an Ogg container (Ogg FLAC), which cannot be read (FLAC is read "
+                             f"in its own container only; supported: {SUPPORTED}); {_convert_first(path, 'in.ogg')}"
+                             ) from None
         if reason.startswith("File does not exist or is not a regular file"):   # (libsndfile's words for a
             reason = "no audio data libsndfile can decode: damaged, or another format"   # damaged MP3 too)
         raise CodecError(unreadable(path, reason)) from None

@@ -692,12 +692,14 @@ def encode_file(model: ConvCodec, input_path: Path | str, output_path: Path | st
     coder = entropy_coder_for(model, required=True) if wants_entropy(model, entropy) else None
     data = to_bytes(codes_file, coder)
     if coder is not None and len(plain := to_bytes(codes_file)) <= len(data):
-        larger = (f"{input_path}: range coding with entropy model '{coder.name}' made the codes no smaller "
-                  f"({len(data):,} bytes against {len(plain):,} without it)")
         # a short file's codes may shrink and yet not pay for the bytes range coding adds to the
         # header (the entropy model's name, chunk lengths): nothing to warn about, only audio
         # unlike the entropy model's training data makes the codes themselves larger
         header_only = not codes_file.codes.size or bitstream.codes_bytes(data) < bitstream.codes_bytes(plain)
+        what = "file larger: the bytes it adds to the header outweigh what it saves" if header_only else \
+            "codes no smaller"
+        larger = (f"{input_path}: range coding with entropy model '{coder.name}' made the {what} "
+                  f"({len(data):,} bytes against {len(plain):,} without it)")
         if entropy:   # asked for by name: kept
             report.warnings.append(f"{larger}; written range-coded, as asked")
         else:   # on by default: the smaller file

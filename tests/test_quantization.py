@@ -101,6 +101,28 @@ def test_latent_loss_is_left_out_of_evaluation():
     assert rvq(torch.randn(2, 12, 7), torch.tensor([2, 5])).latent_loss is None
 
 
+def test_bookkeeping_kept_out_of_compiled_graphs_still_runs_and_copies():
+    """``keep_bookkeeping_out_of_graphs`` (run.compile) swaps the class's method once: outside a
+    compiled graph a training step still initialises and counts, and a quantizer still deep-copies
+    and pickles, each copy keeping its own books (a per-instance patch pointed copies back at the
+    original and could not be pickled)."""
+    import copy
+    import pickle
+
+    from codec.quantization.vq import FactorizedVectorQuantizer, keep_bookkeeping_out_of_graphs
+
+    keep_bookkeeping_out_of_graphs()
+    patched = FactorizedVectorQuantizer._train_codebook_health
+    keep_bookkeeping_out_of_graphs()
+    assert FactorizedVectorQuantizer._train_codebook_health is patched   # once
+    torch.manual_seed(0)
+    quantizer = FactorizedVectorQuantizer(12, 32, 4).train()
+    copied = copy.deepcopy(quantizer)
+    copied(torch.randn(2, 12, 20), torch.ones(2))
+    assert bool(copied.initialized) and not bool(quantizer.initialized)
+    assert bool(pickle.loads(pickle.dumps(copied)).initialized)
+
+
 def test_a_widened_quantizer_chooses_the_same_codes_and_decodes_them_alike():
     from codec.quantization.vq import FactorizedVectorQuantizer, widen_lookup
 

@@ -1,7 +1,12 @@
 """Entropy coding of codes: a causal transformer predicts each code, a range coder spends
 -log2(p) bits on it (EnCodec section 3.3, LMCodec)."""
 
+from typing import TYPE_CHECKING
+
 from codec.entropy.model import EntropyModel, EntropyModelConfig, load_entropy_model, save_entropy_model
+
+if TYPE_CHECKING:
+    from codec.entropy.coding import EntropyCoder
 
 __all__ = ["EntropyCoder", "EntropyModel", "EntropyModelConfig", "load_entropy_model", "save_entropy_model"]
 
@@ -14,3 +19,7 @@ def __getattr__(name: str):
 
         return EntropyCoder
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -688,7 +688,7 @@ def _train(recipe: Recipe, resume: bool, console: Console | None) -> ConvCodec:
             console.print(f"note: {note}", highlight=False)
     replica = wrap(model)
     if run.compile:
-        keep_bookkeeping_out_of_graphs(replica)
+        keep_bookkeeping_out_of_graphs()
         replica = torch.compile(replica)
     stft_loss = MultiResolutionSTFTLoss(loss_cfg.stft_windows).to(device)
     if loss_cfg.complex_weight > 0:
