@@ -138,6 +138,16 @@ def _coded_kind(path: Path) -> str | None:
         return None
 
 
+def _convert_first(path: Path, example: str) -> str:
+    """How to make ``path`` readable with ffmpeg: convert the file to WAV beside it, or, for piped
+    input (``codec.pipes.stdin_file`` names it ``stdin``), convert in the pipe (``example``: a
+    file name for the command, such as ``in.m4a``)."""
+    if path.name == "stdin":
+        return f"pipe it in as WAV instead, e.g. ffmpeg -i {example} -f wav - | codec ..."
+    wav = shlex.quote(str(path.with_name(path.stem + "-converted.wav")))
+    return f"convert it first, e.g. ffmpeg -i {shlex.quote(str(path))} {wav}"
+
+
 def unreadable(path: Path, reason: str) -> str:
     """Why ``path`` cannot be read, and how to make it readable where its suffix says: raw PCM
     needs a header, other formats ffmpeg reads need converting, and a file without one of the
@@ -152,7 +162,7 @@ def unreadable(path: Path, reason: str) -> str:
         return f"{path}: {suffix} audio cannot be read (supported: {SUPPORTED}); convert it first, e.g. " \
                f"ffmpeg -i {source} {wav}"
     if path.name == "stdin":   # what codec.pipes.stdin_file names a piped input: convert in the pipe
-        hint = "; if it is audio in another format, pipe it in as WAV, e.g. ffmpeg -i in.m4a -f wav - | codec ..."
+        hint = f"; if it is audio in another format, {_convert_first(path, 'in.m4a')}"
     elif suffix in TEXT_AND_DATA_SUFFIXES:
         hint = f"; a {suffix} file is not audio"
     elif suffix not in AUDIO_SUFFIXES:
@@ -165,16 +175,6 @@ def unreadable(path: Path, reason: str) -> str:
 
 
 _IMAGE_BRANDS = (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis")   # ISO media files of pictures
-
-
-def _convert_first(path: Path, example: str) -> str:
-    """How to make ``path`` readable with ffmpeg: convert the file to WAV beside it, or, for piped
-    input (``codec.pipes.stdin_file`` names it ``stdin``), convert in the pipe (``example``: a
-    file name for the command, such as ``in.m4a``)."""
-    if path.name == "stdin":
-        return f"pipe it in as WAV instead, e.g. ffmpeg -i {example} -f wav - | codec ..."
-    wav = shlex.quote(str(path.with_name(path.stem + "-converted.wav")))
-    return f"convert it first, e.g. ffmpeg -i {shlex.quote(str(path))} {wav}"
 
 
 def _ogg_flac(path: Path) -> bool:

@@ -103,11 +103,10 @@ def test_latent_loss_is_left_out_of_evaluation():
 
 def test_bookkeeping_kept_out_of_compiled_graphs_still_runs_and_copies():
     """``keep_bookkeeping_out_of_graphs`` (run.compile) swaps the class's method once: outside a
-    compiled graph a training step still initialises and counts, and a quantizer still deep-copies
-    and pickles, each copy keeping its own books (a per-instance patch pointed copies back at the
-    original and could not be pickled)."""
+    compiled graph a training step still initialises and counts, and a deep copy keeps its own
+    books (a per-instance patch pointed copies back at the original, and made the module
+    unpicklable: no instance carries one)."""
     import copy
-    import pickle
 
     from codec.quantization.vq import FactorizedVectorQuantizer, keep_bookkeeping_out_of_graphs
 
@@ -120,7 +119,7 @@ def test_bookkeeping_kept_out_of_compiled_graphs_still_runs_and_copies():
     copied = copy.deepcopy(quantizer)
     copied(torch.randn(2, 12, 20), torch.ones(2))
     assert bool(copied.initialized) and not bool(quantizer.initialized)
-    assert bool(pickle.loads(pickle.dumps(copied)).initialized)
+    assert "_train_codebook_health" not in vars(copied) and "_train_codebook_health" not in vars(quantizer)
 
 
 def test_a_widened_quantizer_chooses_the_same_codes_and_decodes_them_alike():

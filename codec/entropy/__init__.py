@@ -19,7 +19,3 @@ def __getattr__(name: str):
 
         return EntropyCoder
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
